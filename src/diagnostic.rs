@@ -1,0 +1,111 @@
+//! Problems found in a cookbook, located in its text.
+//!
+//! Every front-end stage (JSON syntax, schema, model, plan) reports `Diagnostic`s rather than
+//! failing on the first problem, so that one run shows everything wrong with a file. A diagnostic
+//! names the JSON pointer it is about; the front end resolves pointers to line and column once, at
+//! the end, from the text it parsed.
+
+use std::fmt;
+
+/// A 1-based line and column (columns count characters, not bytes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Location {
+    pub line: usize,
+    pub column: usize,
+}
+
+/// One problem in a cookbook.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Diagnostic {
+    /// A stable code, such as `schema/type` or `plan/cycle`: what tests and tools match on.
+    pub code: &'static str,
+    /// The JSON pointer of the value the problem is about (`""` for the whole document).
+    pub pointer: String,
+    /// Where the pointer's value (or key, for key problems) starts; `None` before resolution.
+    pub location: Option<Location>,
+    /// Whether the location is the key of `pointer` rather than its value.
+    pub at_key: bool,
+    pub message: String,
+    pub help: Option<String>,
+}
+
+impl Diagnostic {
+    pub fn new(code: &'static str, pointer: impl Into<String>, message: impl Into<String>) -> Self {
+        Diagnostic {
+            code,
+            pointer: pointer.into(),
+            location: None,
+            at_key: false,
+            message: message.into(),
+            help: None,
+        }
+    }
+
+    /// Points the diagnostic at the key of its pointer (for unknown or misspelled keys).
+    pub fn at_key(mut self) -> Self {
+        self.at_key = true;
+        self
+    }
+
+    pub fn with_help(mut self, help: impl Into<String>) -> Self {
+        self.help = Some(help.into());
+        self
+    }
+
+    pub fn located(mut self, location: Location) -> Self {
+        self.location = Some(location);
+        self
+    }
+}
+
+/// A diagnostic rendered compiler-style, for plain logs:
+/// `file:line:col: error[code]: /pointer: message` and an indented help line.
+pub struct Rendered<'a> {
+    pub file: &'a str,
+    pub diagnostic: &'a Diagnostic,
+}
+
+impl fmt::Display for Rendered<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let d = self.diagnostic;
+        match d.location {
+            Some(l) => write!(f, "{}:{}:{}: ", self.file, l.line, l.column)?,
+            None => write!(f, "{}: ", self.file)?,
+        }
+        write!(f, "error[{}]: ", d.code)?;
+        if !d.pointer.is_empty() {
+            write!(f, "{}: ", d.pointer)?;
+        }
+        f.write_str(&d.message)?;
+        if let Some(help) = &d.help {
+            write!(f, "\n  help: {help}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Appends a JSON-pointer segment, escaping `~` and `/` (RFC 6901).
+pub fn pointer_push(pointer: &str, segment: &str) -> String {
+    let mut out = String::with_capacity(pointer.len() + segment.len() + 1);
+    out.push_str(pointer);
+    out.push('/');
+    for c in segment.chars() {
+        match c {
+            '~' => out.push_str("~0"),
+            '/' => out.push_str("~1"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Shortens a user-supplied value for a message: never echo a 50 MB string back.
+pub fn excerpt(value: &str) -> String {
+    const MAX: usize = 60;
+    if value.chars().count() <= MAX {
+        format!("{value:?}")
+    } else {
+        let head: String = value.chars().take(MAX).collect();
+        format!("{head:?}… ({} bytes)", value.len())
+    }
+}

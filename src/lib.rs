@@ -1,0 +1,15 @@
+//! cookbook: a declarative, reproducible container-image build engine.
+//!
+//! The pipeline is a chain of types, each stage in one module:
+//! bytes → [`model::Cookbook`] (parsed, schema-checked, validated, with its sealed
+//! [`graph::Plan`]) → fingerprints → build contexts → built images → lock.
+//!
+//! The core (`diagnostic`, `schema`, `model`, `graph`) is pure: it does no file, network or
+//! daemon I/O and prints nothing. The edges (`cli`) read files and own all output.
+
+pub mod cli;
+pub mod diagnostic;
+pub mod error;
+pub mod graph;
+pub mod model;
+pub mod schema;

@@ -1,0 +1,122 @@
+//! The cookbook model and the front end that reads it.
+//!
+//! Pipeline: bytes → UTF-8 text → `serde_json::Value` (syntax) → schema of its version →
+//! migration to the latest version → wire types (`wire`) → validated `Cookbook` (`cookbook`),
+//! which carries its sealed `Plan`. Pure: no file system, no network; the caller reads the bytes.
+//! Every problem is collected and located (line:column and JSON pointer) before returning.
+
+mod cookbook;
+mod name;
+mod relpath;
+pub mod wire;
+
+pub use cookbook::{
+    Application, BaseImage, Container, ContainerKind, Cookbook, DockerfileBuild, Generated,
+    Packaging, Port, Project, Protocol, RunCommand, Site, Tagging,
+};
+pub use name::Name;
+pub use relpath::{RelPath, RelPathError};
+
+use crate::diagnostic::{Diagnostic, Location};
+use crate::schema::{self, span::SpanIndex};
+
+impl Cookbook {
+    /// Reads a cookbook from its bytes, reporting every problem at once, each located.
+    pub fn parse(bytes: &[u8]) -> Result<Cookbook, Vec<Diagnostic>> {
+        let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
+        let text = match std::str::from_utf8(bytes) {
+            Ok(t) => t,
+            Err(e) => {
+                let good = &bytes[..e.valid_up_to()];
+                let line = good.iter().filter(|&&b| b == b'\n').count() + 1;
+                let start = good.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+                let column = String::from_utf8_lossy(&good[start..]).chars().count() + 1;
+                return Err(vec![Diagnostic::new(
+                    "syntax/utf8",
+                    "",
+                    format!("invalid UTF-8 at byte {}", e.valid_up_to()),
+                )
+                .located(Location { line, column })
+                .with_help("cookbooks are UTF-8 JSON")]);
+            }
+        };
+        if text.trim().is_empty() {
+            return Err(vec![Diagnostic::new("syntax/empty", "", "the file is empty")
+                .located(Location { line: 1, column: 1 })
+                .with_help("a cookbook is a JSON object with at least `manifest_version`, `project` and `containers`")]);
+        }
+        let value: serde_json::Value = match serde_json::from_str(text) {
+            Ok(v) => v,
+            Err(e) => {
+                let message = e.to_string();
+                let message = message
+                    .split(" at line ")
+                    .next()
+                    .unwrap_or(&message)
+                    .to_owned();
+                let help = (message.contains("recursion limit"))
+                    .then_some("nesting is limited to 128 levels");
+                let mut d = Diagnostic::new("syntax/json", "", format!("invalid JSON: {message}"))
+                    .located(Location {
+                        line: e.line().max(1),
+                        column: e.column().max(1),
+                    });
+                if let Some(h) = help {
+                    d = d.with_help(h);
+                }
+                return Err(vec![d]);
+            }
+        };
+
+        let spans = SpanIndex::scan(text);
+        let mut diagnostics: Vec<Diagnostic> = spans
+            .duplicates
+            .iter()
+            .map(|d| {
+                Diagnostic::new(
+                    "syntax/duplicate-key",
+                    d.pointer.clone(),
+                    "key appears twice in the same object",
+                )
+                .located(spans.location(text, d.offset))
+                .with_help("JSON parsers keep only one of the two; remove the other")
+            })
+            .collect();
+
+        let result = schema::check(value).and_then(|latest| {
+            serde_json::from_value::<wire::CookbookWire>(latest).map_err(|e| {
+                vec![Diagnostic::new(
+                    "schema/invalid",
+                    "",
+                    format!("does not match the cookbook format: {e}"),
+                )]
+            })
+        });
+        let cookbook = match result {
+            Ok(wire) => {
+                let (cookbook, problems) = cookbook::convert(&wire);
+                diagnostics.extend(problems);
+                Some(cookbook)
+            }
+            Err(problems) => {
+                diagnostics.extend(problems);
+                None
+            }
+        };
+        match cookbook {
+            Some(c) if diagnostics.is_empty() => Ok(c),
+            _ => {
+                for d in &mut diagnostics {
+                    if d.location.is_none() {
+                        d.location = Some(spans.locate(text, &d.pointer, d.at_key));
+                    }
+                }
+                diagnostics.sort_by(|a, b| {
+                    (a.location, &a.pointer, a.code).cmp(&(b.location, &b.pointer, b.code))
+                });
+                diagnostics.dedup();
+                Err(diagnostics)
+            }
+        }
+    }
+}

@@ -1,0 +1,264 @@
+//! Turns jsonschema's errors into messages a cookbook author can act on.
+//!
+//! jsonschema's own texts echo whole values (a 50 MB string would come back) and speak in schema
+//! keywords; here each error kind gets a sentence in the cookbook's terms, values are shortened,
+//! and unknown keys get a "did you mean" from the keys the schema allows at that place.
+
+use jsonschema::error::{TypeKind, ValidationErrorKind};
+use jsonschema::ValidationError;
+use serde_json::Value;
+
+use crate::diagnostic::{excerpt, pointer_push, Diagnostic};
+
+const NAME_RULE: &str =
+    "names are 1-128 characters of a-z, 0-9, `_`, `.` and `-`, starting with a letter or digit";
+
+pub fn type_name(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(n) if n.is_i64() || n.is_u64() => "an integer",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+fn show(value: &Value) -> String {
+    match value {
+        Value::String(s) => excerpt(s),
+        Value::Array(_) | Value::Object(_) => type_name(value).to_owned(),
+        other => other.to_string(),
+    }
+}
+
+/// The keys the schema allows in the object whose `additionalProperties` keyword failed.
+fn allowed_keys(schema: &Value, schema_path: &str) -> Vec<String> {
+    let parent = schema_path
+        .strip_suffix("/additionalProperties")
+        .unwrap_or("");
+    schema
+        .pointer(&format!("{parent}/properties"))
+        .and_then(Value::as_object)
+        .map(|props| {
+            props
+                .iter()
+                .filter(|(_, v)| **v != Value::Bool(false))
+                .map(|(k, _)| k.clone())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn suggestion(unknown: &str, allowed: &[String]) -> Option<String> {
+    allowed
+        .iter()
+        .map(|k| (strsim::damerau_levenshtein(unknown, k), k))
+        .filter(|(d, k)| *d <= 2.max(k.len() / 4))
+        .min()
+        .map(|(_, k)| format!("did you mean `{k}`?"))
+}
+
+pub fn describe(
+    error: &ValidationError<'_>,
+    schema: &Value,
+    version: &str,
+    later_keys: &[(&str, &str)],
+) -> Vec<Diagnostic> {
+    let pointer = error.instance_path().as_str().to_owned();
+    let schema_path = error.schema_path().as_str();
+    let instance = error.instance();
+    let one =
+        |code: &'static str, message: String| vec![Diagnostic::new(code, pointer.clone(), message)];
+
+    match error.kind() {
+        ValidationErrorKind::AdditionalProperties { unexpected } => {
+            let allowed = allowed_keys(schema, schema_path);
+            unexpected
+                .iter()
+                .map(|key| {
+                    let d = Diagnostic::new(
+                        "schema/unknown-key",
+                        pointer_push(&pointer, key),
+                        format!("unknown key {}", excerpt(key)),
+                    )
+                    .at_key();
+                    match suggestion(key, &allowed) {
+                        Some(help) => d.with_help(help),
+                        None if !allowed.is_empty() => {
+                            d.with_help(format!("allowed keys here: {}", allowed.join(", ")))
+                        }
+                        None => d,
+                    }
+                })
+                .collect()
+        }
+        ValidationErrorKind::FalseSchema => {
+            let key = pointer.rsplit('/').next().unwrap_or_default();
+            let later = later_keys.iter().find(|(k, _)| *k == key);
+            let d = Diagnostic::new(
+                "schema/not-in-version",
+                pointer.clone(),
+                format!("`{key}` is not part of cookbook format {version}"),
+            )
+            .at_key();
+            vec![match later {
+                Some((_, why)) => d.with_help(format!("{why}; remove it to use format {version}")),
+                None => d,
+            }]
+        }
+        ValidationErrorKind::Required { property } => {
+            let key = property.as_str().unwrap_or_default();
+            one("schema/required", format!("missing required key `{key}`"))
+        }
+        ValidationErrorKind::Type { kind } => {
+            let expected = match kind {
+                TypeKind::Single(t) => article(&t.to_string()),
+                TypeKind::Multiple(set) => set
+                    .iter()
+                    .map(|t| article(&t.to_string()))
+                    .collect::<Vec<_>>()
+                    .join(" or "),
+            };
+            one(
+                "schema/type",
+                format!("expected {expected}, found {}", type_name(instance)),
+            )
+        }
+        ValidationErrorKind::PropertyNames { error } => {
+            let key = error.instance().as_str().unwrap_or_default().to_owned();
+            vec![Diagnostic::new(
+                "schema/name",
+                pointer_push(&pointer, &key),
+                format!("invalid name {}", excerpt(&key)),
+            )
+            .at_key()
+            .with_help(NAME_RULE)]
+        }
+        ValidationErrorKind::Pattern { pattern } => {
+            if schema_path.contains("/$defs/name/") {
+                let d = Diagnostic::new(
+                    "schema/name",
+                    pointer.clone(),
+                    format!("invalid name {}", show(instance)),
+                );
+                vec![d.with_help(NAME_RULE)]
+            } else if schema_path.contains("/$defs/port/") {
+                one(
+                    "schema/port",
+                    format!(
+                        "invalid port {}: expected `NUMBER` or `NUMBER/tcp|udp|sctp`",
+                        show(instance)
+                    ),
+                )
+            } else if schema_path.contains("/workdir/") {
+                one(
+                    "schema/pattern",
+                    format!(
+                        "workdir {} must be an absolute path in the image",
+                        show(instance)
+                    ),
+                )
+            } else if schema_path.contains("/version/") {
+                one(
+                    "schema/pattern",
+                    format!(
+                        "version {} is not a semantic version (MAJOR.MINOR.PATCH)",
+                        show(instance)
+                    ),
+                )
+            } else {
+                one(
+                    "schema/pattern",
+                    format!("{} does not match `{pattern}`", show(instance)),
+                )
+            }
+        }
+        ValidationErrorKind::Enum { options } => {
+            let options = options
+                .as_array()
+                .map(|o| o.iter().map(show).collect::<Vec<_>>().join(", "))
+                .unwrap_or_default();
+            one(
+                "schema/enum",
+                format!("expected one of {options}; found {}", show(instance)),
+            )
+        }
+        ValidationErrorKind::Constant { expected_value } => one(
+            "schema/const",
+            format!(
+                "expected {}, found {}",
+                show(expected_value),
+                show(instance)
+            ),
+        ),
+        ValidationErrorKind::OneOfNotValid { .. }
+        | ValidationErrorKind::OneOfMultipleValid { .. } => {
+            if schema_path.contains("/$defs/port/") {
+                one("schema/port", format!("invalid port {}: expected an integer 1-65535 or a string `NUMBER/tcp|udp|sctp`", show(instance)))
+            } else if schema_path.contains("/run_command/") {
+                one(
+                    "schema/type",
+                    format!(
+                        "expected a command string or a non-empty array of strings, found {}",
+                        type_name(instance)
+                    ),
+                )
+            } else {
+                one(
+                    "schema/one-of",
+                    format!("{} matches none of the allowed forms", show(instance)),
+                )
+            }
+        }
+        ValidationErrorKind::MaxLength { limit } => one(
+            "schema/too-long",
+            format!(
+                "string of {} characters is longer than the limit of {limit}",
+                instance.as_str().map_or(0, |s| s.chars().count())
+            ),
+        ),
+        ValidationErrorKind::MinLength { limit } => one(
+            "schema/too-short",
+            format!("string must have at least {limit} character(s)"),
+        ),
+        ValidationErrorKind::MaxItems { limit } => {
+            one("schema/too-long", format!("more than {limit} items"))
+        }
+        ValidationErrorKind::MinItems { limit } => one(
+            "schema/too-short",
+            format!("needs at least {limit} item(s)"),
+        ),
+        ValidationErrorKind::MaxProperties { limit } => {
+            one("schema/too-long", format!("more than {limit} keys"))
+        }
+        ValidationErrorKind::MinProperties { limit } => one(
+            "schema/too-short",
+            format!("needs at least {limit} entry(ies)"),
+        ),
+        ValidationErrorKind::Minimum { limit }
+        | ValidationErrorKind::ExclusiveMinimum { limit } => one(
+            "schema/range",
+            format!("{} is below the minimum {limit}", show(instance)),
+        ),
+        ValidationErrorKind::Maximum { limit }
+        | ValidationErrorKind::ExclusiveMaximum { limit } => one(
+            "schema/range",
+            format!("{} is above the maximum {limit}", show(instance)),
+        ),
+        ValidationErrorKind::UniqueItems => one(
+            "schema/duplicate-item",
+            "the list names an item twice".to_owned(),
+        ),
+        _ => one("schema/invalid", error.masked().to_string()),
+    }
+}
+
+fn article(t: &str) -> String {
+    match t {
+        "array" | "object" | "integer" => format!("an {t}"),
+        "null" => "null".to_owned(),
+        _ => format!("a {t}"),
+    }
+}

@@ -1,0 +1,131 @@
+//! The cookbook format's versions and their JSON Schemas.
+//!
+//! Pipeline position: JSON text → `serde_json::Value` → **schema check for the document's
+//! `manifest_version`** → migration to the latest version → wire types (`model::wire`).
+//!
+//! Adding version 1.1 means: add `schemas/cookbook-1.1.schema.json`, a `FormatVersion` entry below,
+//! and one pure `fn(Value) -> Value` migrating a checked 1.0 document to 1.1 (in `migrate.rs`, with
+//! fixtures). Nothing downstream changes except the wire types gaining the new fields.
+
+mod messages;
+mod migrate;
+pub mod span;
+
+use std::sync::OnceLock;
+
+use serde_json::Value;
+
+use crate::diagnostic::{excerpt, Diagnostic};
+
+/// One supported version of the format.
+pub struct FormatVersion {
+    pub name: &'static str,
+    pub schema: &'static str,
+    /// Rewrites a document of this version, already checked against its schema, into the next
+    /// version's shape. `None` for the latest version.
+    pub migrate_to_next: Option<fn(Value) -> Value>,
+}
+
+/// Every supported version, oldest first; the last one is what the model reads.
+pub const VERSIONS: &[FormatVersion] = &[FormatVersion {
+    name: "1.0",
+    schema: include_str!("../../schemas/cookbook-1.0.schema.json"),
+    migrate_to_next: None,
+}];
+
+pub fn latest() -> &'static FormatVersion {
+    VERSIONS.last().expect("at least one format version")
+}
+
+pub fn supported_names() -> String {
+    VERSIONS
+        .iter()
+        .map(|v| v.name)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Keys that belong to later versions of the format, with what to tell a user who uses them early.
+const LATER_KEYS: &[(&str, &str)] = &[(
+    "lifecycle",
+    "lifecycle hooks arrive with a later manifest_version",
+)];
+
+struct Compiled {
+    schema: Value,
+    validator: jsonschema::Validator,
+}
+
+fn compiled(index: usize) -> &'static Compiled {
+    static COMPILED: OnceLock<Vec<Compiled>> = OnceLock::new();
+    &COMPILED.get_or_init(|| {
+        VERSIONS
+            .iter()
+            .map(|v| {
+                let schema: Value =
+                    serde_json::from_str(v.schema).expect("bundled schema is valid JSON");
+                let validator =
+                    jsonschema::draft202012::new(&schema).expect("bundled schema compiles");
+                Compiled { schema, validator }
+            })
+            .collect()
+    })[index]
+}
+
+/// Checks a document against the schema its `manifest_version` names, and returns it migrated to
+/// the latest version. Reports every schema problem at once.
+pub fn check(document: Value) -> Result<Value, Vec<Diagnostic>> {
+    let version = match document.get("manifest_version") {
+        _ if !document.is_object() => {
+            return Err(vec![Diagnostic::new(
+                "schema/type",
+                "",
+                format!(
+                    "expected a JSON object, found {}",
+                    messages::type_name(&document)
+                ),
+            )])
+        }
+        None => {
+            return Err(vec![Diagnostic::new(
+                "schema/version",
+                "",
+                "missing required key `manifest_version`",
+            )
+            .with_help(format!("supported versions: {}", supported_names()))])
+        }
+        Some(Value::String(s)) => s.as_str(),
+        Some(other) => {
+            return Err(vec![Diagnostic::new(
+                "schema/version",
+                "/manifest_version",
+                format!(
+                    "expected a version string, found {}",
+                    messages::type_name(other)
+                ),
+            )
+            .with_help(format!("supported versions: {}", supported_names()))])
+        }
+    };
+    let Some(index) = VERSIONS.iter().position(|v| v.name == version) else {
+        return Err(vec![Diagnostic::new(
+            "schema/version",
+            "/manifest_version",
+            format!("unsupported manifest_version {}", excerpt(version)),
+        )
+        .with_help(format!("supported versions: {}", supported_names()))]);
+    };
+
+    let compiled = compiled(index);
+    let mut diagnostics: Vec<Diagnostic> = compiled
+        .validator
+        .iter_errors(&document)
+        .flat_map(|e| messages::describe(&e, &compiled.schema, VERSIONS[index].name, LATER_KEYS))
+        .collect();
+    if !diagnostics.is_empty() {
+        diagnostics.sort_by(|a, b| a.pointer.cmp(&b.pointer).then(a.message.cmp(&b.message)));
+        diagnostics.dedup();
+        return Err(diagnostics);
+    }
+    Ok(migrate::to_latest(index, document))
+}
