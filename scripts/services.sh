@@ -62,7 +62,13 @@ docker_cli() {
 # ---------------------------------------------------------------- processes
 
 # /proc/PID/stat field 22 (start time in ticks) guards against PID reuse.
-proc_start() { local s; s=$(cat "/proc/$1/stat" 2>/dev/null) || return 1; s=${s##*) }; set -- $s; echo "${20}"; }
+# A zombie (state Z) counts as gone: init here may reap late.
+proc_start() {
+  local s; s=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
+  local fields; read -r -a fields <<<"${s##*) }"
+  [[ ${fields[0]} != Z ]] || return 1
+  echo "${fields[19]}"
+}
 
 # pid_of NAME: prints the pid recorded for NAME if that very process still runs.
 pid_of() {
@@ -84,7 +90,7 @@ spawn() {
   [[ -f $LOGS/$name.log ]] && mv -f "$LOGS/$name.log" "$LOGS/$name.log.1"
   local tmp=$PIDS/$name.pid.new pid="" start i
   rm -f "$tmp"
-  setsid bash -c 'echo $$ >"$0.tmp" && mv "$0.tmp" "$0" && exec "$@"' "$tmp" "$@" </dev/null >"$LOGS/$name.log" 2>&1 &
+  setsid bash -c 'echo $$ >"$0.tmp" && mv "$0.tmp" "$0" && exec "$@"' "$tmp" "$@" </dev/null >"$LOGS/$name.log" 2>&1 9>&- &
   for (( i = 0; i < 100; i++ )); do [[ -s $tmp ]] && break; sleep 0.05; done
   read -r pid <"$tmp" 2>/dev/null || true
   rm -f "$tmp"
@@ -216,6 +222,7 @@ storage_driver() {
 
 start_containerd() {
   if containerd_answers; then return 0; fi
+  stop containerd 10   # one we started earlier that no longer answers
   mkdir -p "$CTRD_DIR/root" "$CTRD_DIR/state" "$CTRD_DIR/opt"
   rm -f "$CTRD_SOCK" "$CTRD_SOCK.ttrpc"
   cat >"$CTRD_DIR/config.toml" <<EOF
@@ -237,6 +244,7 @@ start_dockerd() {
   local driver; driver=$(storage_driver)
   mkdir -p "$STATE/docker-data" "$STATE/docker-exec"
   [[ -f $STATE/daemon.json ]] || echo '{}' >"$STATE/daemon.json"
+  stop dockerd 40      # one we started earlier that no longer answers
   rm -f "$DOCKER_SOCK" "$STATE/dockerd.pid"
   say "starting dockerd (storage $driver)"
   # --bridge=none/--iptables=false/--ip-forward=false/--ip-masq=false: no docker0
@@ -259,6 +267,7 @@ start_dockerd() {
 
 start_registry() {
   local dir=$STATE/registry
+  stop registry 10     # one we started earlier that no longer answers here
   mkdir -p "$dir/data"
   cat >"$dir/config.yml" <<EOF
 version: 0.1
@@ -287,6 +296,7 @@ EOF
 }
 
 start_git_daemon() {
+  stop git-daemon 10   # one we started earlier that no longer answers here
   mkdir -p "$STATE/git"
   [[ -d $STATE/git/$GIT_PROBE ]] || git init -q --bare "$STATE/git/$GIT_PROBE"
   say "starting git daemon on 127.0.0.1:$GIT_PORT"
@@ -329,7 +339,11 @@ smoke_build() {
 
 # ---------------------------------------------------------------- commands
 
-lock() { mkdir -p "$STATE"; exec 9>"$STATE/.lock"; flock 9; }
+# Serialise concurrent up/down. fd 9 is closed in every spawned daemon (spawn).
+lock() {
+  exec 9>"$STATE/.lock"
+  flock -w 600 9 || die "another services.sh holds $STATE/.lock"
+}
 
 cmd_up() {
   mkdir -p "$PIDS" "$LOGS"
@@ -361,6 +375,11 @@ cmd_up() {
 cmd_down() {
   mkdir -p "$PIDS"
   lock
+  # Kill running containers first: dockerd's shutdown would give each 10 s.
+  if pid_of dockerd >/dev/null && docker_answers; then
+    local ids; ids=$(docker_cli ps -q 2>/dev/null || true)
+    [[ -z $ids ]] || docker_cli kill $ids >/dev/null 2>&1 || true
+  fi
   stop dockerd 40
   stop containerd 20
   # Shims of our containerd outlive it if dockerd died uncleanly.
