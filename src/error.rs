@@ -44,12 +44,25 @@ pub enum Error {
         message: String,
         help: Option<String>,
     },
+
+    /// A build context could not be listed or written (a special file, a link leaving its tree,
+    /// a bad `.dockerignore`, an unreadable file): the input is at fault.
+    #[error(transparent)]
+    Context(#[from] crate::context::ContextError),
+
+    /// The work was done and its answer is "no" (two manifests differ, a verification failed).
+    #[error("{0}")]
+    Failed(String),
 }
 
 impl Error {
     pub fn exit_code(&self) -> i32 {
         match self {
-            Error::Invalid { .. } | Error::Read { .. } | Error::Usage { .. } => EXIT_INVALID,
+            Error::Invalid { .. }
+            | Error::Read { .. }
+            | Error::Usage { .. }
+            | Error::Context(_) => EXIT_INVALID,
+            Error::Failed(_) => EXIT_FAILED,
         }
     }
 }

@@ -8,8 +8,11 @@
 //! daemon I/O and prints nothing. The edges (`cli`) read files and own all output.
 
 pub mod cli;
+pub mod context;
 pub mod diagnostic;
 pub mod error;
 pub mod graph;
+pub mod hash;
 pub mod model;
 pub mod schema;
+pub mod state;

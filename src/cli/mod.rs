@@ -8,10 +8,15 @@ use std::path::{Path, PathBuf};
 
 use clap::{Parser, Subcommand, ValueEnum};
 
+use std::collections::BTreeMap;
+
+use crate::context;
 use crate::diagnostic::Rendered;
 use crate::error::{Error, EXIT_CODES_HELP, EXIT_OK};
 use crate::graph::{render_dot, render_json, render_text, Plan};
+use crate::hash::{self, Fingerprint, HashManifest};
 use crate::model::{Cookbook, Name};
+use crate::state::{self, stat_cache::StatCache};
 
 #[derive(Debug, Parser)]
 #[command(name = "cookbook", version, about = "Declarative, reproducible container-image builds", after_help = EXIT_CODES_HELP)]
@@ -44,6 +49,34 @@ pub enum Command {
         #[arg(long)]
         site: Option<String>,
     },
+    /// Print each container's input hash (all containers, or the ones named).
+    #[command(after_help = EXIT_CODES_HELP)]
+    Hash {
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+        containers: Vec<String>,
+    },
+    /// Print the hash manifest of a container: everything its input hash covers, as JSON.
+    #[command(after_help = EXIT_CODES_HELP)]
+    Explain { container: String },
+    /// Write a container's deterministic build context (a tar) to a file, or `-` for stdout.
+    #[command(after_help = EXIT_CODES_HELP)]
+    Context {
+        container: String,
+        #[arg(short = 'o', long = "output")]
+        output: PathBuf,
+    },
+    /// Explain why a hash changed: compare two `explain` documents.
+    #[command(
+        after_help = "Exit codes:\n  0  the two manifests are identical\n  1  they differ (each difference is printed)\n  2  invalid input"
+    )]
+    Diff { a: PathBuf, b: PathBuf },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    Text,
+    Json,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -146,8 +179,141 @@ pub fn site_plan(cookbook: &Cookbook, site: Option<&str>) -> Result<Plan, Error>
     }
 }
 
+/// The directory the cookbook's relative paths start from.
+pub fn base_dir(file: &Path) -> &Path {
+    file.parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
+}
+
+/// Resolves container names given on the command line, with a suggestion for a typo.
+pub fn containers_named(cookbook: &Cookbook, names: &[String]) -> Result<Vec<Name>, Error> {
+    names
+        .iter()
+        .map(|n| match cookbook.containers.get_key_value(n.as_str()) {
+            Some((name, _)) => Ok(name.clone()),
+            None => Err(Error::Usage {
+                message: format!("unknown container `{n}`"),
+                help: Some(format!(
+                    "containers in this cookbook: {}",
+                    cookbook
+                        .containers
+                        .keys()
+                        .map(Name::as_str)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )),
+            }),
+        })
+        .collect()
+}
+
+/// Fingerprints the containers of `plan`, through the state directory's stat cache.
+pub fn fingerprints(
+    file: &Path,
+    cookbook: &Cookbook,
+    plan: &Plan,
+) -> Result<BTreeMap<Name, Fingerprint>, Error> {
+    let mut cache = StatCache::load(&state::dir_for(file));
+    let prints = hash::fingerprint_plan(cookbook, plan, base_dir(file), &cache)?;
+    // The cache only saves time: failing to write it is not worth failing the command for.
+    let _ = cache.save();
+    Ok(prints)
+}
+
+fn read_manifest(path: &Path) -> Result<HashManifest, Error> {
+    let bytes = std::fs::read(path).map_err(|source| Error::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    serde_json::from_slice(&bytes).map_err(|e| Error::Usage {
+        message: format!(
+            "{}:{}:{}: not a hash manifest: {e}",
+            path.display(),
+            e.line(),
+            e.column()
+        ),
+        help: Some("produce one with `cookbook explain CONTAINER > FILE`".to_owned()),
+    })
+}
+
 fn execute(cli: &Cli, out: &mut dyn Write, err: &mut dyn Write) -> Result<(), Error> {
     match &cli.command {
+        Command::Hash { format, containers } => {
+            let cookbook = load(&cli.file)?;
+            let wanted = containers_named(&cookbook, containers)?;
+            let plan = if wanted.is_empty() {
+                cookbook.plan.clone()
+            } else {
+                cookbook.plan.restrict(&wanted)
+            };
+            let prints = fingerprints(&cli.file, &cookbook, &plan)?;
+            let shown: Vec<&Name> = if wanted.is_empty() {
+                prints.keys().collect()
+            } else {
+                wanted.iter().collect()
+            };
+            match format {
+                Format::Text => {
+                    for name in shown {
+                        let _ = writeln!(out, "{}  {name}", prints[name].input_hash());
+                    }
+                }
+                Format::Json => {
+                    let map: BTreeMap<&str, &str> = shown
+                        .iter()
+                        .map(|n| (n.as_str(), prints[*n].input_hash()))
+                        .collect();
+                    let doc = serde_json::json!({ "hash_version": hash::HASH_VERSION, "input_hashes": map });
+                    let _ = writeln!(out, "{}", serde_json::to_string_pretty(&doc).expect("JSON"));
+                }
+            }
+            Ok(())
+        }
+        Command::Explain { container } => {
+            let cookbook = load(&cli.file)?;
+            let name = containers_named(&cookbook, std::slice::from_ref(container))?.remove(0);
+            let prints = fingerprints(&cli.file, &cookbook, &cookbook.plan.restrict([&name]))?;
+            let _ = out.write_all(prints[&name].manifest.to_pretty_json().as_bytes());
+            Ok(())
+        }
+        Command::Context { container, output } => {
+            let cookbook = load(&cli.file)?;
+            let name = containers_named(&cookbook, std::slice::from_ref(container))?.remove(0);
+            let prints = fingerprints(&cli.file, &cookbook, &cookbook.plan.restrict([&name]))?;
+            let fp = &prints[&name];
+            if output.as_os_str() == "-" {
+                context::tar::write(&fp.entries, &fp.digests, std::io::BufWriter::new(&mut *out))?;
+            } else {
+                context::tar::write_file(&fp.entries, &fp.digests, output)?;
+                let bytes: u64 = fp.entries.iter().map(|e| e.size).sum();
+                let _ = writeln!(
+                    err,
+                    "wrote the context of {name} to {} ({} entries, {bytes} bytes of content, input hash {})",
+                    output.display(),
+                    fp.entries.len(),
+                    fp.input_hash()
+                );
+            }
+            Ok(())
+        }
+        Command::Diff { a, b } => {
+            let (ma, mb) = (read_manifest(a)?, read_manifest(b)?);
+            let changes = hash::diff(&ma, &mb);
+            if changes.is_empty() {
+                let _ = writeln!(out, "identical: {}", ma.input_hash);
+                return Ok(());
+            }
+            let _ = writeln!(
+                out,
+                "{}: {} → {}",
+                ma.container, ma.input_hash, mb.input_hash
+            );
+            for c in &changes {
+                let _ = writeln!(out, "  {c}");
+            }
+            Err(Error::Failed(format!("{} difference(s)", changes.len())))
+        }
         Command::Validate => {
             let cookbook = load(&cli.file)?;
             let _ = writeln!(

@@ -1,0 +1,199 @@
+//! Build contexts: what goes into a container's deterministic tar, listed, then written.
+//!
+//! Pipeline position: validated cookbook → **context plan** (pure: which trees, which generated
+//! files) → **listing** (walks the file system: `.dockerignore`, pruning, refusals) → fingerprints
+//! (`hash`) → **tar** (`tar.rs`, streamed).
+//!
+//! Context layout:
+//! - generated container: `Dockerfile` (generated) and each application's source tree under
+//!   `<app>/`, filtered by that tree's own `.dockerignore` (which is not itself copied);
+//! - Dockerfile-based container: the `context` directory filtered by its `.dockerignore` (the
+//!   Dockerfile and `.dockerignore` always kept, as Docker does), plus the `dockerfile` as
+//!   `.cookbook.Dockerfile` when it lies outside the context directory.
+//!
+//! Never in a context: `.git` (at any depth), empty directories (as in git; directories are not
+//! entries at all, the daemon creates them), anything ignored. Refused with an error naming the
+//! path: special files (socket, device, FIFO — never opened), symlinks whose target is absolute or
+//! leaves the tree, file names that are not UTF-8.
+
+pub mod dockerfile;
+pub mod dockerignore;
+pub mod tar;
+mod walk;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+pub use walk::list;
+
+use crate::model::{ContainerKind, Cookbook, Name, RelPath};
+
+/// The name a Dockerfile from outside the context directory gets inside the context.
+pub const OUTSIDE_DOCKERFILE: &str = ".cookbook.Dockerfile";
+
+/// What a context holds, before any file system access.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContextPlan {
+    /// The Dockerfile's path inside the context (what the daemon is told to use).
+    pub dockerfile: String,
+    /// Files made by cookbook itself (the generated Dockerfile).
+    pub generated: Vec<(String, Arc<[u8]>)>,
+    /// Single files copied in from the cookbook's directory (a Dockerfile outside its context).
+    pub files: Vec<(String, RelPath)>,
+    /// Directory trees copied in.
+    pub trees: Vec<Tree>,
+}
+
+/// A directory of the cookbook's tree placed at `prefix` in the context.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tree {
+    pub source: RelPath,
+    /// `""` for the context root, else `<app>`.
+    pub prefix: String,
+    /// Whether the tree's own `.dockerignore` file is copied (Dockerfile contexts: yes, as Docker
+    /// sends it; application trees: no, it is a control file of the cookbook's, not app content).
+    pub keep_ignore_file: bool,
+    /// Paths (relative to the tree) that `.dockerignore` can never exclude.
+    pub always_keep: Vec<String>,
+}
+
+/// One entry of a context: a regular file, an executable file, or a symlink.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    /// `/`-separated path inside the context.
+    pub path: String,
+    pub kind: EntryKind,
+    /// For files, the size in bytes; for symlinks, the length of the target text.
+    pub size: u64,
+    pub source: EntrySource,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum EntryKind {
+    File,
+    Executable,
+    Symlink,
+}
+
+impl EntryKind {
+    /// The git-style mode string recorded in hash manifests.
+    pub fn mode(self) -> &'static str {
+        match self {
+            EntryKind::File => "100644",
+            EntryKind::Executable => "100755",
+            EntryKind::Symlink => "120000",
+        }
+    }
+
+    /// The normalized permission bits written to the tar.
+    pub fn tar_mode(self) -> u32 {
+        match self {
+            EntryKind::File => 0o644,
+            EntryKind::Executable => 0o755,
+            EntryKind::Symlink => 0o777,
+        }
+    }
+}
+
+/// File identity used by the stat cache. Never hashed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct StatKey {
+    pub size: u64,
+    pub mtime_ns: i64,
+    pub ctime_ns: i64,
+    pub ino: u64,
+    pub dev: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EntrySource {
+    Disk { path: PathBuf, stat: StatKey },
+    Generated(Arc<[u8]>),
+    Link(String),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ContextError {
+    #[error("cannot read {}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{}: {what} cannot go into a build context", path.display())]
+    Special { path: PathBuf, what: &'static str },
+    #[error("{}: symlink to {target:?} points outside its tree ({tree})", path.display())]
+    LinkOutside {
+        path: PathBuf,
+        target: String,
+        tree: String,
+    },
+    #[error("{}: file name is not valid UTF-8", path.display())]
+    NotUtf8 { path: PathBuf },
+    #[error("{}: {source}", path.display())]
+    Ignore {
+        path: PathBuf,
+        source: dockerignore::PatternError,
+    },
+    #[error("{what} {} does not exist or is not a directory", path.display())]
+    Missing { what: &'static str, path: PathBuf },
+    #[error("{}: changed while the build context was being written; run again", path.display())]
+    Changed { path: PathBuf },
+}
+
+/// The context plan of a container. Pure. `dockerfile_text` is the generated Dockerfile for
+/// generated containers (see `dockerfile::generate`), ignored for Dockerfile-based ones.
+pub fn plan(
+    cookbook: &Cookbook,
+    container: &Name,
+    generated_dockerfile: Option<String>,
+) -> ContextPlan {
+    let c = &cookbook.containers[container];
+    match &c.kind {
+        ContainerKind::Generated(g) => ContextPlan {
+            dockerfile: "Dockerfile".to_owned(),
+            generated: vec![(
+                "Dockerfile".to_owned(),
+                Arc::from(generated_dockerfile.unwrap_or_default().into_bytes()),
+            )],
+            files: Vec::new(),
+            trees: g
+                .applications
+                .iter()
+                .map(|a| Tree {
+                    source: cookbook.applications[a].source.clone(),
+                    prefix: a.to_string(),
+                    keep_ignore_file: false,
+                    always_keep: Vec::new(),
+                })
+                .collect(),
+        },
+        ContainerKind::Dockerfile(d) => {
+            let inside = d
+                .dockerfile
+                .strip_prefix(&d.context)
+                .filter(|p| !p.is_root());
+            let (dockerfile, files) = match &inside {
+                Some(rel) => (rel.as_str().to_owned(), Vec::new()),
+                None => (
+                    OUTSIDE_DOCKERFILE.to_owned(),
+                    vec![(OUTSIDE_DOCKERFILE.to_owned(), d.dockerfile.clone())],
+                ),
+            };
+            let mut always_keep = vec![".dockerignore".to_owned()];
+            if inside.is_some() {
+                always_keep.push(dockerfile.clone());
+            }
+            ContextPlan {
+                dockerfile,
+                generated: Vec::new(),
+                files,
+                trees: vec![Tree {
+                    source: d.context.clone(),
+                    prefix: String::new(),
+                    keep_ignore_file: true,
+                    always_keep,
+                }],
+            }
+        }
+    }
+}

@@ -1,0 +1,127 @@
+//! Writes a context as a deterministic tar stream.
+//!
+//! Entries in listing order (sorted by path bytes); owner 0:0 with empty user and group names;
+//! one fixed mtime (0, the epoch) for every entry; modes normalized to 0644/0755 (0777 for
+//! symlinks); GNU headers, so long paths and long link targets are written with GNU long-name
+//! records; nothing else (no atime/ctime, no PAX records, no directories). File contents are
+//! streamed from disk and checked against the digest and size the context was hashed with, so a
+//! file changed after hashing fails the write instead of producing a tar that its hash misnames.
+
+use std::io::{self, Read, Write};
+use std::path::Path;
+
+use sha2::{Digest, Sha256};
+
+use super::{ContextError, Entry, EntryKind, EntrySource};
+
+/// The mtime of every entry.
+pub const MTIME: u64 = 0;
+
+fn header(entry: &Entry) -> tar::Header {
+    let mut h = tar::Header::new_gnu();
+    h.set_mode(entry.kind.tar_mode());
+    h.set_uid(0);
+    h.set_gid(0);
+    h.set_mtime(MTIME);
+    h.set_size(if entry.kind == EntryKind::Symlink {
+        0
+    } else {
+        entry.size
+    });
+    h.set_entry_type(if entry.kind == EntryKind::Symlink {
+        tar::EntryType::Symlink
+    } else {
+        tar::EntryType::Regular
+    });
+    h
+}
+
+/// Reads a file while hashing it, refusing a size or digest other than expected.
+struct Checked<R> {
+    inner: R,
+    hasher: Sha256,
+    read: u64,
+}
+
+impl<R: Read> Read for Checked<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.read += n as u64;
+        Ok(n)
+    }
+}
+
+/// Writes the entries as a tar stream. `digests[i]` is the hex SHA-256 of `entries[i]`.
+pub fn write<W: Write>(entries: &[Entry], digests: &[String], out: W) -> Result<W, ContextError> {
+    let mut builder = tar::Builder::new(out);
+    let io_err = |path: &Path, source: io::Error| ContextError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    for (entry, digest) in entries.iter().zip(digests) {
+        let mut h = header(entry);
+        match &entry.source {
+            EntrySource::Link(target) => {
+                builder
+                    .append_link(&mut h, &entry.path, target)
+                    .map_err(|e| io_err(Path::new(&entry.path), e))?;
+            }
+            EntrySource::Generated(bytes) => {
+                builder
+                    .append_data(&mut h, &entry.path, &bytes[..])
+                    .map_err(|e| io_err(Path::new(&entry.path), e))?;
+            }
+            EntrySource::Disk { path, .. } => {
+                let file = std::fs::File::open(path).map_err(|e| io_err(path, e))?;
+                let mut reader = Checked {
+                    inner: file.take(entry.size),
+                    hasher: Sha256::new(),
+                    read: 0,
+                };
+                builder
+                    .append_data(&mut h, &entry.path, &mut reader)
+                    .map_err(|e| io_err(path, e))?;
+                let mut probe = [0u8; 1];
+                let longer = reader
+                    .inner
+                    .into_inner()
+                    .read(&mut probe)
+                    .map_err(|e| io_err(path, e))?
+                    > 0;
+                if reader.read != entry.size
+                    || longer
+                    || hex::encode(reader.hasher.finalize()) != *digest
+                {
+                    return Err(ContextError::Changed { path: path.clone() });
+                }
+            }
+        }
+    }
+    builder
+        .into_inner()
+        .map_err(|e| io_err(Path::new("<tar>"), e))
+}
+
+/// Writes the tar to `dest` through a temporary file in the same directory, then renames it into
+/// place: a reader never sees a half-written context.
+pub fn write_file(entries: &[Entry], digests: &[String], dest: &Path) -> Result<(), ContextError> {
+    let dir = dest
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let io_err = |source: io::Error| ContextError::Io {
+        path: dest.to_path_buf(),
+        source,
+    };
+    let tmp = tempfile::Builder::new()
+        .prefix(".cookbook-context-")
+        .tempfile_in(dir)
+        .map_err(io_err)?;
+    let writer = io::BufWriter::with_capacity(1 << 20, tmp);
+    let writer = write(entries, digests, writer)?;
+    let tmp = writer.into_inner().map_err(|e| io_err(e.into_error()))?;
+    tmp.as_file().sync_all().map_err(io_err)?;
+    tmp.persist(dest).map_err(|e| io_err(e.error))?;
+    Ok(())
+}

@@ -1,0 +1,264 @@
+//! Lists a context's entries from the file system, sorted by path bytes.
+//!
+//! walkdir yields directories in whatever order the file system gives; we sort once at the end
+//! rather than relying on walk order. Ignored directories are pruned (never walked) following
+//! moby's rule, `.git` never enters, and special files are refused from their `lstat` alone:
+//! a FIFO is never opened, so it can never block.
+
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::path::Path;
+
+use walkdir::WalkDir;
+
+use super::dockerignore::DockerIgnore;
+use super::{ContextError, ContextPlan, Entry, EntryKind, EntrySource, StatKey, Tree};
+
+pub fn stat_key(meta: &std::fs::Metadata) -> StatKey {
+    StatKey {
+        size: meta.len(),
+        mtime_ns: meta
+            .mtime()
+            .saturating_mul(1_000_000_000)
+            .saturating_add(meta.mtime_nsec()),
+        ctime_ns: meta
+            .ctime()
+            .saturating_mul(1_000_000_000)
+            .saturating_add(meta.ctime_nsec()),
+        ino: meta.ino(),
+        dev: meta.dev(),
+    }
+}
+
+fn kind_of(meta: &std::fs::Metadata) -> EntryKind {
+    if meta.mode() & 0o100 != 0 {
+        EntryKind::Executable
+    } else {
+        EntryKind::File
+    }
+}
+
+fn special(ft: &std::fs::FileType) -> Option<&'static str> {
+    if ft.is_fifo() {
+        Some("a FIFO")
+    } else if ft.is_socket() {
+        Some("a socket")
+    } else if ft.is_block_device() {
+        Some("a block device")
+    } else if ft.is_char_device() {
+        Some("a character device")
+    } else {
+        None
+    }
+}
+
+fn join(prefix: &str, rel: &str) -> String {
+    if prefix.is_empty() {
+        rel.to_owned()
+    } else {
+        format!("{prefix}/{rel}")
+    }
+}
+
+/// Whether a symlink at `link` (relative to its tree) with `target` stays inside the tree.
+fn link_stays_inside(link: &str, target: &str) -> bool {
+    if target.starts_with('/') {
+        return false;
+    }
+    let mut depth: Vec<&str> = link.split('/').collect();
+    depth.pop();
+    for part in target.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => {
+                if depth.pop().is_none() {
+                    return false;
+                }
+            }
+            p => depth.push(p),
+        }
+    }
+    true
+}
+
+fn list_tree(base: &Path, tree: &Tree, out: &mut Vec<Entry>) -> Result<(), ContextError> {
+    let root = tree.source.under(base);
+    let root_meta = std::fs::metadata(&root).map_err(|_| ContextError::Missing {
+        what: "source directory",
+        path: root.clone(),
+    })?;
+    if !root_meta.is_dir() {
+        return Err(ContextError::Missing {
+            what: "source directory",
+            path: root,
+        });
+    }
+    let ignore_path = root.join(".dockerignore");
+    let mut ignore = match std::fs::read(&ignore_path) {
+        Ok(bytes) => DockerIgnore::parse(&String::from_utf8_lossy(&bytes)).map_err(|source| {
+            ContextError::Ignore {
+                path: ignore_path.clone(),
+                source,
+            }
+        })?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => DockerIgnore::default(),
+        Err(source) => {
+            return Err(ContextError::Io {
+                path: ignore_path,
+                source,
+            })
+        }
+    };
+    for keep in &tree.always_keep {
+        ignore.keep(keep);
+    }
+
+    let mut walker = WalkDir::new(&root)
+        .follow_links(false)
+        .min_depth(1)
+        .into_iter();
+    while let Some(item) = walker.next() {
+        let item = item.map_err(|e| ContextError::Io {
+            path: e
+                .path()
+                .map(Path::to_path_buf)
+                .unwrap_or_else(|| root.clone()),
+            source: e
+                .into_io_error()
+                .unwrap_or_else(|| std::io::Error::other("walk failed")),
+        })?;
+        let rel_os = item
+            .path()
+            .strip_prefix(&root)
+            .expect("walk stays under root");
+        let Some(rel) = rel_os.to_str() else {
+            return Err(ContextError::NotUtf8 {
+                path: item.path().to_path_buf(),
+            });
+        };
+        let ft = item.file_type();
+        if rel_os.components().any(|c| c.as_os_str() == ".git") {
+            if ft.is_dir() {
+                walker.skip_current_dir();
+            }
+            continue;
+        }
+        if !tree.keep_ignore_file && rel == ".dockerignore" {
+            continue;
+        }
+        if !ignore.is_empty() && ignore.is_excluded(rel) {
+            if ft.is_dir() && ignore.can_prune(rel) {
+                walker.skip_current_dir();
+            }
+            continue;
+        }
+        if ft.is_dir() {
+            continue;
+        }
+        if let Some(what) = special(&ft) {
+            return Err(ContextError::Special {
+                path: item.path().to_path_buf(),
+                what,
+            });
+        }
+        let meta = item.metadata().map_err(|e| ContextError::Io {
+            path: item.path().to_path_buf(),
+            source: e
+                .into_io_error()
+                .unwrap_or_else(|| std::io::Error::other("stat failed")),
+        })?;
+        let path = join(&tree.prefix, rel);
+        if ft.is_symlink() {
+            let target = std::fs::read_link(item.path()).map_err(|source| ContextError::Io {
+                path: item.path().to_path_buf(),
+                source,
+            })?;
+            let Some(target) = target.to_str().map(str::to_owned) else {
+                return Err(ContextError::NotUtf8 {
+                    path: item.path().to_path_buf(),
+                });
+            };
+            if !link_stays_inside(rel, &target) {
+                return Err(ContextError::LinkOutside {
+                    path: item.path().to_path_buf(),
+                    target,
+                    tree: tree.source.to_string(),
+                });
+            }
+            out.push(Entry {
+                path,
+                kind: EntryKind::Symlink,
+                size: target.len() as u64,
+                source: EntrySource::Link(target),
+            });
+        } else {
+            out.push(Entry {
+                path,
+                kind: kind_of(&meta),
+                size: meta.len(),
+                source: EntrySource::Disk {
+                    path: item.path().to_path_buf(),
+                    stat: stat_key(&meta),
+                },
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Lists every entry of a context, sorted by path bytes. `base` is the cookbook's directory.
+pub fn list(base: &Path, plan: &ContextPlan) -> Result<Vec<Entry>, ContextError> {
+    let mut entries = Vec::new();
+    for (path, bytes) in &plan.generated {
+        entries.push(Entry {
+            path: path.clone(),
+            kind: EntryKind::File,
+            size: bytes.len() as u64,
+            source: EntrySource::Generated(bytes.clone()),
+        });
+    }
+    for (path, rel) in &plan.files {
+        let real = rel.under(base);
+        let meta = std::fs::symlink_metadata(&real).map_err(|source| ContextError::Io {
+            path: real.clone(),
+            source,
+        })?;
+        if !meta.is_file() {
+            return Err(ContextError::Missing {
+                what: "file",
+                path: real,
+            });
+        }
+        entries.push(Entry {
+            path: path.clone(),
+            kind: kind_of(&meta),
+            size: meta.len(),
+            source: EntrySource::Disk {
+                path: real,
+                stat: stat_key(&meta),
+            },
+        });
+    }
+    for tree in &plan.trees {
+        list_tree(base, tree, &mut entries)?;
+    }
+    entries.sort_by(|a, b| a.path.as_bytes().cmp(b.path.as_bytes()));
+    // Two trees cannot share a prefix (application names are unique), and generated files sit at
+    // the root where no tree does, except a Dockerfile context's own root: there the generated or
+    // copied-in name is reserved, so a duplicate means the user has a file of that name.
+    entries.dedup_by(|b, a| a.path == b.path);
+    Ok(entries)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::link_stays_inside;
+
+    #[test]
+    fn links() {
+        assert!(link_stays_inside("a/b", "c"));
+        assert!(link_stays_inside("a/b", "../c"));
+        assert!(!link_stays_inside("a/b", "../../c"));
+        assert!(!link_stays_inside("b", "/etc/passwd"));
+        assert!(link_stays_inside("a/b", "./x/../y"));
+    }
+}
