@@ -1,0 +1,437 @@
+//! Input hashes and contexts: what must never move a hash, what must always move it.
+//!
+//! Library-level tests over a cookbook generated in a temp dir: three generated containers
+//! (`base`, `child` built FROM `base`, `sibling` which only depends_on `base` at runtime) and one
+//! Dockerfile-based container (`docker`).
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+
+use cookbook::context;
+use cookbook::hash::{self, Fingerprint};
+use cookbook::model::{Cookbook, Name};
+use cookbook::state::stat_cache::StatCache;
+use proptest::prelude::*;
+use serde_json::{json, Value};
+
+fn cookbook_json() -> Value {
+    json!({
+        "manifest_version": "1.0",
+        "project": { "name": "demo" },
+        "applications": {
+            "a": { "source": "src/a", "build_commands": ["make a"], "run_command": ["/srv/a/run"], "env": { "A": "1" } },
+            "b": { "source": "src/b", "build_commands": ["make b"], "run_command": "/srv/b/run --flag" },
+            "s": { "source": "src/s" }
+        },
+        "containers": {
+            "base": { "base_image": "busybox:1", "applications": ["a"], "env": { "E": "x" }, "build_args": { "V": "1" } },
+            "child": { "base_image": "container:base", "applications": ["b"] },
+            "sibling": { "base_image": "busybox:1", "applications": ["s"], "depends_on": ["base"] },
+            "docker": { "dockerfile": "ctx/Dockerfile", "context": "ctx", "build_args": { "X": "y" } }
+        },
+        "packaging": { "registry": "127.0.0.1:5000/demo" },
+        "federation": { "sites": { "one": { "containers": ["child"] } } }
+    })
+}
+
+/// Writes `rel` under `root`, creating parents.
+fn put(root: &Path, rel: &str, content: &[u8], exec: bool) {
+    let p = root.join(rel);
+    fs::create_dir_all(p.parent().unwrap()).unwrap();
+    fs::write(&p, content).unwrap();
+    fs::set_permissions(
+        &p,
+        fs::Permissions::from_mode(if exec { 0o755 } else { 0o644 }),
+    )
+    .unwrap();
+}
+
+fn files() -> Vec<(&'static str, &'static [u8], bool)> {
+    vec![
+        ("src/a/main.c", b"int main(){return 0;}\n", false),
+        ("src/a/run", b"#!/bin/sh\nexec ./a\n", true),
+        ("src/a/lib/util.h", b"#define X 1\n", false),
+        ("src/b/app.py", b"print('b')\n", false),
+        ("src/s/index.html", b"<h1>s</h1>\n", false),
+        ("ctx/Dockerfile", b"FROM busybox:1\nCOPY . /app\n", false),
+        ("ctx/data/x.txt", b"x\n", false),
+        ("ctx/.dockerignore", b"*.log\ntmp/\n", false),
+    ]
+}
+
+fn make_tree(root: &Path, order_reversed: bool) {
+    let mut fs_list = files();
+    if order_reversed {
+        fs_list.reverse();
+    }
+    for (rel, content, exec) in fs_list {
+        put(root, rel, content, exec);
+    }
+    std::os::unix::fs::symlink("lib/util.h", root.join("src/a/util-link.h")).unwrap();
+    fs::write(
+        root.join("cookbook.json"),
+        serde_json::to_vec_pretty(&cookbook_json()).unwrap(),
+    )
+    .unwrap();
+}
+
+struct Result_ {
+    hashes: BTreeMap<String, String>,
+    tars: BTreeMap<String, Vec<u8>>,
+}
+
+fn compute(root: &Path) -> Result_ {
+    let bytes = fs::read(root.join("cookbook.json")).unwrap();
+    let cookbook = Cookbook::parse(&bytes).unwrap_or_else(|d| panic!("{d:#?}"));
+    let prints =
+        hash::fingerprint_plan(&cookbook, &cookbook.plan, root, &StatCache::disabled()).unwrap();
+    let tars = prints
+        .iter()
+        .map(|(n, f)| {
+            (
+                n.to_string(),
+                context::tar::write(&f.entries, &f.digests, Vec::new()).unwrap(),
+            )
+        })
+        .collect();
+    Result_ {
+        hashes: prints
+            .iter()
+            .map(|(n, f)| (n.to_string(), f.input_hash().to_owned()))
+            .collect(),
+        tars,
+    }
+}
+
+fn fingerprints(root: &Path) -> BTreeMap<Name, Fingerprint> {
+    let cookbook = Cookbook::parse(&fs::read(root.join("cookbook.json")).unwrap()).unwrap();
+    hash::fingerprint_plan(&cookbook, &cookbook.plan, root, &StatCache::disabled()).unwrap()
+}
+
+/// Emits JSON with object members in a permuted order and the given indentation.
+fn shuffled(v: &Value, seed: &mut u64, indent: usize, depth: usize, out: &mut String) {
+    let pad = |d: usize| " ".repeat(indent * d);
+    let nl = if indent > 0 { "\n" } else { "" };
+    match v {
+        Value::Object(m) => {
+            let mut keys: Vec<&String> = m.keys().collect();
+            for i in (1..keys.len()).rev() {
+                *seed = seed
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                keys.swap(i, (*seed >> 33) as usize % (i + 1));
+            }
+            out.push('{');
+            out.push_str(nl);
+            for (i, k) in keys.iter().enumerate() {
+                out.push_str(&pad(depth + 1));
+                out.push_str(&serde_json::to_string(k).unwrap());
+                out.push_str(": ");
+                shuffled(&m[*k], seed, indent, depth + 1, out);
+                if i + 1 < keys.len() {
+                    out.push(',');
+                }
+                out.push_str(nl);
+            }
+            out.push_str(&pad(depth));
+            out.push('}');
+        }
+        Value::Array(a) => {
+            out.push('[');
+            for (i, x) in a.iter().enumerate() {
+                shuffled(x, seed, indent, depth + 1, out);
+                if i + 1 < a.len() {
+                    out.push_str(", ");
+                }
+            }
+            out.push(']');
+        }
+        other => out.push_str(&other.to_string()),
+    }
+}
+
+#[test]
+fn golden_vectors_of_the_example_cookbooks() {
+    // Pinned: any change here is a change to what users' images are named by. If you changed an
+    // example's sources on purpose, update the vector; if not, you broke hash stability.
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("cookbooks");
+    let got = |name: &str| {
+        let dir = root.join(name);
+        let cookbook = Cookbook::parse(&fs::read(dir.join("cookbook.json")).unwrap()).unwrap();
+        hash::fingerprint_plan(&cookbook, &cookbook.plan, &dir, &StatCache::disabled())
+            .unwrap()
+            .into_iter()
+            .map(|(n, f)| (n.to_string(), f.manifest.input_hash))
+            .collect::<BTreeMap<_, _>>()
+    };
+    let shop = got("shop");
+    let expected_shop: BTreeMap<String, String> = [
+        (
+            "api",
+            "6ce5f91fa43fe00f821062abd19270540705c64d6e3e3f58db9a457562c2ef2a",
+        ),
+        (
+            "db",
+            "52db5a1faf850d2165a9985176ebb43c348988ceb4ab8b967ea15a75b8a83dc3",
+        ),
+        (
+            "web",
+            "965a9cfd23c96a69904f8ce65baabe80002b501949d4902d7d5c1068d41f1085",
+        ),
+        (
+            "worker",
+            "70026f99b225e5203957a43ad56f784ba1c3c66a01862d783c611950fab0f0e3",
+        ),
+    ]
+    .into_iter()
+    .map(|(a, b)| (a.to_owned(), b.to_owned()))
+    .collect();
+    assert_eq!(shop, expected_shop);
+    let api = got("example-api");
+    assert_eq!(api.len(), 1);
+    assert_eq!(api["api"], EXAMPLE_API_HASH);
+}
+
+const EXAMPLE_API_HASH: &str = "ba6a49f5dbf77c57a94ccc3812dcfad8dc24f7b83616cf3ea17d9650164984de";
+
+#[test]
+fn same_inputs_same_bytes_across_paths_orders_times_and_modes() {
+    let one = tempfile::tempdir().unwrap();
+    let two = tempfile::tempdir().unwrap();
+    make_tree(one.path(), false);
+    // Another absolute path, files created in the opposite order, other mtimes, other
+    // group/other bits, ignored files added, the cookbook reformatted with keys shuffled.
+    make_tree(&two.path().join("deeper/checkout"), true);
+    let root2 = two.path().join("deeper/checkout");
+    for (rel, _, exec) in files() {
+        let p = root2.join(rel);
+        filetime::set_file_mtime(
+            &p,
+            filetime::FileTime::from_unix_time(1_000_000_000 + rel.len() as i64, 7),
+        )
+        .unwrap();
+        let mode = if exec { 0o711 } else { 0o600 };
+        fs::set_permissions(&p, fs::Permissions::from_mode(mode)).unwrap();
+    }
+    put(&root2, "ctx/debug.log", b"noise", false);
+    put(&root2, "ctx/tmp/scratch", b"noise", false);
+    put(&root2, "src/a/.git/HEAD", b"ref: refs/heads/main\n", false);
+    let mut text = String::new();
+    shuffled(&cookbook_json(), &mut 42, 3, 0, &mut text);
+    fs::write(root2.join("cookbook.json"), text).unwrap();
+
+    let (a, b) = (compute(one.path()), compute(&root2));
+    assert_eq!(a.hashes, b.hashes);
+    assert_eq!(a.tars, b.tars, "tar bytes differ");
+}
+
+/// Applies one change to a tree and returns which containers' hashes moved.
+fn moved_by(change: impl FnOnce(&Path)) -> Vec<String> {
+    let dir = tempfile::tempdir().unwrap();
+    make_tree(dir.path(), false);
+    let before = compute(dir.path());
+    change(dir.path());
+    let after = compute(dir.path());
+    for (name, tar) in &after.tars {
+        // The hash covers the context: new tar bytes always mean a new hash (the converse does not
+        // hold: build args and labels reach the daemon outside the tar).
+        if before.tars[name] != *tar {
+            assert_ne!(
+                before.hashes[name], after.hashes[name],
+                "{name}: tar moved but hash did not"
+            );
+        }
+    }
+    before
+        .hashes
+        .keys()
+        .filter(|n| before.hashes[*n] != after.hashes[*n])
+        .cloned()
+        .collect()
+}
+
+fn edit_cookbook(root: &Path, f: impl FnOnce(&mut Value)) {
+    let mut v = cookbook_json();
+    f(&mut v);
+    fs::write(root.join("cookbook.json"), serde_json::to_vec(&v).unwrap()).unwrap();
+}
+
+#[test]
+fn each_input_moves_its_container_and_build_children_only() {
+    let base_and_child = vec!["base".to_owned(), "child".to_owned()];
+    assert_eq!(
+        moved_by(|r| put(r, "src/a/main.c", b"int main(){return 1;}\n", false)),
+        base_and_child,
+        "one byte"
+    );
+    assert_eq!(
+        moved_by(|r| put(r, "src/a/new.txt", b"", false)),
+        base_and_child,
+        "added file"
+    );
+    assert_eq!(
+        moved_by(|r| fs::set_permissions(
+            r.join("src/a/main.c"),
+            fs::Permissions::from_mode(0o744)
+        )
+        .unwrap()),
+        base_and_child,
+        "executable bit"
+    );
+    assert_eq!(
+        moved_by(|r| {
+            fs::remove_file(r.join("src/a/util-link.h")).unwrap();
+            std::os::unix::fs::symlink("main.c", r.join("src/a/util-link.h")).unwrap();
+        }),
+        base_and_child,
+        "symlink target"
+    );
+    assert_eq!(
+        moved_by(|r| edit_cookbook(r, |v| v["containers"]["base"]["env"]["E"] = json!("y"))),
+        base_and_child,
+        "env"
+    );
+    assert_eq!(
+        moved_by(
+            |r| edit_cookbook(r, |v| v["containers"]["base"]["build_args"]["V"] =
+                json!("2"))
+        ),
+        base_and_child,
+        "build arg"
+    );
+    assert_eq!(
+        moved_by(
+            |r| edit_cookbook(r, |v| v["applications"]["b"]["run_command"] =
+                json!("/srv/b/run"))
+        ),
+        vec!["child".to_owned()],
+        "run command"
+    );
+    assert_eq!(
+        moved_by(|r| put(r, "ctx/Dockerfile", b"FROM busybox:2\nCOPY . /app\n", false)),
+        vec!["docker"],
+        "Dockerfile"
+    );
+    assert_eq!(
+        moved_by(
+            |r| edit_cookbook(r, |v| v["containers"]["docker"]["build_args"]["X"] =
+                json!("z"))
+        ),
+        vec!["docker"],
+        "dockerfile build arg"
+    );
+    // What changes no image byte moves no hash.
+    let none: Vec<String> = Vec::new();
+    assert_eq!(
+        moved_by(|r| edit_cookbook(r, |v| {
+            v["containers"]["sibling"]["depends_on"] = json!([]);
+            v["packaging"] = json!({ "registry": "elsewhere.example/x", "tagging": "git-sha" });
+            v["federation"] = json!({ "sites": { "two": { "containers": ["base"] } } });
+            v["containers"]["base"]["ci_name"] = json!("renamed");
+        })),
+        none,
+        "depends_on, packaging, federation, ci metadata"
+    );
+    assert_eq!(
+        moved_by(|r| put(r, "ctx/x.log", b"ignored", false)),
+        none,
+        "ignored file"
+    );
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 24, .. ProptestConfig::default() })]
+
+    /// Shuffled key order, indentation, mtimes and group/other bits never move a hash or a byte.
+    #[test]
+    fn invariance(seed in any::<u64>(), indent in 0usize..5, mtime in 0i64..2_000_000_000, group_other in 0u32..0o77) {
+        let dir = tempfile::tempdir().unwrap();
+        make_tree(dir.path(), seed % 2 == 0);
+        let reference = compute(dir.path());
+        let mut text = String::new();
+        shuffled(&cookbook_json(), &mut seed.clone(), indent, 0, &mut text);
+        fs::write(dir.path().join("cookbook.json"), text).unwrap();
+        for (rel, _, exec) in files() {
+            let p = dir.path().join(rel);
+            filetime::set_file_mtime(&p, filetime::FileTime::from_unix_time(mtime, 0)).unwrap();
+            let owner = if exec { 0o700 } else { 0o600 };
+            fs::set_permissions(&p, fs::Permissions::from_mode(owner | group_other)).unwrap();
+        }
+        let again = compute(dir.path());
+        prop_assert_eq!(reference.hashes, again.hashes);
+        prop_assert_eq!(reference.tars, again.tars);
+    }
+
+    /// Any change to any single byte of any file moves the hash of the container holding it.
+    #[test]
+    fn any_byte_moves_the_hash(file in 0usize..7, at in any::<prop::sample::Index>(), xor in 1u8..=255) {
+        let (rel, content, exec) = files()[file];
+        let mut changed = content.to_vec();
+        let i = at.index(changed.len());
+        changed[i] ^= xor;
+        let owner = if rel.starts_with("ctx/") { "docker" } else if rel.starts_with("src/a") { "base" } else if rel.starts_with("src/b") { "child" } else { "sibling" };
+        let moved = moved_by(|r| put(r, rel, &changed, exec));
+        prop_assert!(moved.contains(&owner.to_owned()), "{} changed but {:?} moved", rel, moved);
+    }
+}
+
+#[test]
+fn explain_documents_recompute_with_an_independent_jcs() {
+    // The recipe in docs/REPRODUCIBILITY.md: Python's json with sorted keys and no whitespace is
+    // RFC 8785 for these documents (ASCII keys, integers only), then sha256.
+    let dir = tempfile::tempdir().unwrap();
+    make_tree(dir.path(), false);
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/recompute-hash.py");
+    for (name, fp) in fingerprints(dir.path()) {
+        let doc = fp.manifest.to_pretty_json();
+        let mut child = std::process::Command::new("python3")
+            .arg(&script)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("python3 is installed");
+        use std::io::Write;
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(doc.as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{name}: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout).trim(),
+            format!("ok {}", fp.manifest.input_hash),
+            "{name}"
+        );
+        // And the library agrees with itself on the canonical form.
+        assert_eq!(fp.manifest.compute_hash(), fp.manifest.input_hash);
+    }
+}
+
+#[test]
+fn parent_is_named_by_hash_not_registry() {
+    let dir = tempfile::tempdir().unwrap();
+    make_tree(dir.path(), false);
+    let prints = fingerprints(dir.path());
+    let base = prints[&Name::parse("base").unwrap()]
+        .input_hash()
+        .to_owned();
+    let child = &prints[&Name::parse("child").unwrap()].manifest;
+    assert_eq!(
+        child.dependencies,
+        BTreeMap::from([("base".to_owned(), base.clone())])
+    );
+    let text = child.recipe["dockerfile_text"].as_str().unwrap();
+    assert!(
+        text.contains(&format!("FROM cookbook.local/demo/base:{base}\n")),
+        "{text}"
+    );
+    assert!(!text.contains("127.0.0.1"), "{text}");
+}
