@@ -306,6 +306,21 @@ impl Converter<'_> {
                     self.diagnostics.push(d);
                 }
             }
+            let commands: Vec<&Name> = applications
+                .iter()
+                .filter(|a| self.wire.applications[a.as_str()].run_command.is_some())
+                .collect();
+            if commands.len() > 1 {
+                let names: Vec<String> = commands.iter().map(|n| format!("`{n}`")).collect();
+                self.diagnostics.push(
+                    Diagnostic::new(
+                        "model/run-command",
+                        pointer_push(&at, "applications"),
+                        format!("applications {} all have a run_command; a container runs one", names.join(" and ")),
+                    )
+                    .with_help("keep run_command on the application this container runs, or split the container"),
+                );
+            }
             let mut ports = Vec::new();
             for (i, p) in c.ports.iter().enumerate() {
                 ports.extend(

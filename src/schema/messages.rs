@@ -10,6 +10,7 @@ use serde_json::Value;
 
 use crate::diagnostic::{excerpt, pointer_push, Diagnostic};
 
+const VAR_RULE: &str = "variable names are letters, digits and `_`, not starting with a digit";
 const NAME_RULE: &str =
     "names are 1-128 characters of a-z, 0-9, `_`, `.` and `-`, starting with a letter or digit";
 
@@ -128,13 +129,20 @@ pub fn describe(
         }
         ValidationErrorKind::PropertyNames { error } => {
             let key = error.instance().as_str().unwrap_or_default().to_owned();
+            let (what, rule) = if schema_path.contains("/$defs/var_map/") {
+                ("variable name", VAR_RULE)
+            } else if schema_path.contains("/$defs/label_map/") {
+                ("label key", "label keys are 1-1024 characters on one line")
+            } else {
+                ("name", NAME_RULE)
+            };
             vec![Diagnostic::new(
                 "schema/name",
                 pointer_push(&pointer, &key),
-                format!("invalid name {}", excerpt(&key)),
+                format!("invalid {what} {}", excerpt(&key)),
             )
             .at_key()
-            .with_help(NAME_RULE)]
+            .with_help(rule)]
         }
         ValidationErrorKind::Pattern { pattern } => {
             if schema_path.contains("/$defs/name/") {
@@ -149,6 +157,14 @@ pub fn describe(
                     "schema/port",
                     format!(
                         "invalid port {}: expected `NUMBER` or `NUMBER/tcp|udp|sctp`",
+                        show(instance)
+                    ),
+                )
+            } else if schema_path.contains("/$defs/line/") {
+                one(
+                    "schema/pattern",
+                    format!(
+                        "{} spans several lines; values must fit on one line",
                         show(instance)
                     ),
                 )
