@@ -9,7 +9,10 @@
 
 pub mod cli;
 pub mod diagnostic;
+pub mod engine;
 pub mod error;
 pub mod graph;
 pub mod model;
+pub mod registry;
+pub mod retry;
 pub mod schema;
