@@ -266,12 +266,13 @@ impl Engine for DockerEngine {
                         message: error,
                     });
                 }
-                // The daemon refused the request before building (no Dockerfile in the
-                // context, an unknown target): still a failed build of this container.
+                // The daemon refused the request before building: still a failed build of this
+                // container, whatever the status. Docker 20.10 answers a context without its
+                // Dockerfile with a 500, so a 5xx here is no sign of a transient failure.
                 Err(BollardError::DockerResponseServerError {
                     status_code,
                     message,
-                }) if status_code < 500 => {
+                }) => {
                     log.end_line(progress);
                     return Err(EngineError::BuildFailed {
                         log: log.lines,
@@ -380,7 +381,9 @@ impl Engine for DockerEngine {
     }
 }
 
-/// Build output arrives in chunks that need not end at line ends: cut it into lines.
+/// Build output arrives in chunks that need not end at line ends: cut it into lines, without
+/// the terminal colour codes the classic builder wraps around a step's stderr
+/// (`ESC[91m` … `ESC[0m`), which would only be noise in a CI log or a JSON summary.
 #[derive(Default)]
 struct LineLog {
     lines: Vec<String>,
@@ -402,10 +405,31 @@ impl LineLog {
             return;
         }
         let line = std::mem::take(&mut self.partial);
-        let line = line.trim_end_matches(['\n', '\r']).to_owned();
+        let line = strip_escapes(line.trim_end_matches(['\n', '\r']));
         progress(&line);
         self.lines.push(line);
     }
+}
+
+/// `text` without ANSI CSI sequences (`ESC [ params final`). Written here because only the
+/// daemon's SGR colour codes need removing; a terminal-emulator crate would be overkill.
+fn strip_escapes(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' && chars.peek() == Some(&'[') {
+            chars.next();
+            // Parameter and intermediate bytes, then one final byte in '@'..='~'.
+            for c in chars.by_ref() {
+                if ('@'..='~').contains(&c) {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// `repo:tag` → (`repo`, `tag`); a name without a tag means `latest`, as in Docker.
@@ -502,6 +526,15 @@ mod tests {
         ];
         assert_eq!(log.lines, expected);
         assert_eq!(*seen.lock().unwrap(), expected);
+    }
+
+    #[test]
+    fn colour_codes_are_removed() {
+        assert_eq!(strip_escapes("\u{1b}[91mon-stderr"), "on-stderr");
+        assert_eq!(strip_escapes("\u{1b}[0mRemoving x"), "Removing x");
+        assert_eq!(strip_escapes("a\u{1b}[1;31mb\u{1b}[0m"), "ab");
+        assert_eq!(strip_escapes("plain [91m"), "plain [91m");
+        assert_eq!(strip_escapes("dangling \u{1b}"), "dangling \u{1b}");
     }
 
     #[test]
