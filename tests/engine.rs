@@ -450,7 +450,7 @@ const DIGEST: &str = "sha256:2c26b46b68ffc68ff99b453c1d30413413422d706483bfa0f98
 
 #[tokio::test]
 async fn transient_503s_are_retried_with_backoff() {
-    let server = FakeRegistry::start(|n, _| match n {
+    let server = FakeServer::start(|n, _| match n {
         0 | 1 => response("503 Service Unavailable", &[], ""),
         _ => response("200 OK", &[("Docker-Content-Digest", DIGEST)], ""),
     })
@@ -489,7 +489,7 @@ async fn transient_503s_are_retried_with_backoff() {
 
 #[tokio::test]
 async fn a_429_waits_for_retry_after() {
-    let server = FakeRegistry::start(|n, _| match n {
+    let server = FakeServer::start(|n, _| match n {
         0 => response("429 Too Many Requests", &[("Retry-After", "1")], ""),
         _ => response("404 Not Found", &[], ""),
     })
@@ -510,7 +510,7 @@ async fn a_429_waits_for_retry_after() {
 
 #[tokio::test]
 async fn a_registry_that_stays_down_is_unavailable_after_the_last_attempt() {
-    let server = FakeRegistry::start(|_, _| response("502 Bad Gateway", &[], "")).await;
+    let server = FakeServer::start(|_, _| response("502 Bad Gateway", &[], "")).await;
     let error = registry_client(3)
         .tags_list(&server.repo())
         .await
@@ -532,7 +532,7 @@ async fn a_registry_that_stays_down_is_unavailable_after_the_last_attempt() {
 
 #[tokio::test]
 async fn a_401_without_credentials_is_unauthorized_at_once() {
-    let server = FakeRegistry::start(|_, _| {
+    let server = FakeServer::start(|_, _| {
         response(
             "401 Unauthorized",
             &[("WWW-Authenticate", "Basic realm=\"fake\"")],
@@ -554,7 +554,7 @@ async fn a_401_without_credentials_is_unauthorized_at_once() {
 
 #[tokio::test]
 async fn a_403_is_unauthorized_at_once() {
-    let server = FakeRegistry::start(|_, _| response("403 Forbidden", &[], "")).await;
+    let server = FakeServer::start(|_, _| response("403 Forbidden", &[], "")).await;
     let error = registry_client(5)
         .check_push_access(&server.repo())
         .await
@@ -569,7 +569,7 @@ async fn a_403_is_unauthorized_at_once() {
 #[tokio::test]
 async fn basic_credentials_answer_a_basic_challenge() {
     // base64("user:pa:ss")
-    let server = FakeRegistry::start(|_, request| {
+    let server = FakeServer::start(|_, request| {
         if request.contains("authorization: Basic dXNlcjpwYTpzcw==") {
             response(
                 "200 OK",
@@ -601,7 +601,7 @@ async fn basic_credentials_answer_a_basic_challenge() {
 
 #[tokio::test]
 async fn bearer_tokens_are_fetched_from_the_realm_for_the_push_scope() {
-    let server = FakeRegistry::start_with_self(|n, request, host| {
+    let server = FakeServer::start_with_self(|n, request, host| {
         let first_line = request.lines().next().unwrap_or_default().to_owned();
         if first_line.starts_with("GET /token?") {
             return response("200 OK", &[("Content-Type", "application/json")], r#"{"token":"tok-123"}"#);
@@ -652,7 +652,7 @@ async fn bearer_tokens_are_fetched_from_the_realm_for_the_push_scope() {
 
 #[tokio::test]
 async fn a_refused_token_is_unauthorized_at_once() {
-    let server = FakeRegistry::start_with_self(|_, request, host| {
+    let server = FakeServer::start_with_self(|_, request, host| {
         if request.starts_with("GET /token?") {
             return response("401 Unauthorized", &[], "");
         }
@@ -679,7 +679,7 @@ async fn a_refused_token_is_unauthorized_at_once() {
 
 #[tokio::test]
 async fn a_manifest_whose_bytes_do_not_match_its_digest_is_refused() {
-    let server = FakeRegistry::start(|_, _| {
+    let server = FakeServer::start(|_, _| {
         response(
             "200 OK",
             &[("Docker-Content-Digest", DIGEST)],
@@ -695,6 +695,176 @@ async fn a_manifest_whose_bytes_do_not_match_its_digest_is_refused() {
         matches!(error, RegistryError::InvalidResponse { .. }),
         "{error:?}"
     );
+}
+
+// ---------------------------------------------------------------- push retries (fake engine)
+
+const PUSHED: &str = "sha256:fcde2b2edba56bf408601fb721fe9b5c338d10ee429ea04fae5511b68fbf8fb9";
+
+fn engine_version() -> String {
+    response(
+        "200 OK",
+        &[("Content-Type", "application/json")],
+        r#"{"Version":"20.10.24","ApiVersion":"1.41","MinAPIVersion":"1.12","Os":"linux","Arch":"amd64"}"#,
+    )
+}
+
+fn push_stream(lines: &[String]) -> String {
+    response(
+        "200 OK",
+        &[("Content-Type", "application/json")],
+        &(lines.join("\n") + "\n"),
+    )
+}
+
+fn image_json(repo_digests: &[&str]) -> String {
+    let digests: Vec<String> = repo_digests.iter().map(|d| format!("\"{d}\"")).collect();
+    response(
+        "200 OK",
+        &[("Content-Type", "application/json")],
+        &format!(
+            r#"{{"Id":"sha256:{}","RepoTags":["127.0.0.1:5999/cookbook/x:v1"],"RepoDigests":[{}],"Config":{{"Labels":{{"a":"b"}}}}}}"#,
+            "1".repeat(64),
+            digests.join(",")
+        ),
+    )
+}
+
+async fn fake_engine(server: &FakeServer) -> DockerEngine {
+    DockerEngine::connect_to(&format!("tcp://{}", server.host()))
+        .await
+        .unwrap()
+        .with_retry(fast_retry(4))
+}
+
+fn pushes(server: &FakeServer) -> usize {
+    server
+        .requests()
+        .iter()
+        .filter(|r| r.lines().next().unwrap().contains("/push?"))
+        .count()
+}
+
+#[tokio::test]
+async fn push_retries_an_engine_503_then_reads_the_recorded_digest() {
+    let attempts = Arc::new(Mutex::new(0));
+    let counter = attempts.clone();
+    let server = FakeServer::start(move |_, request| {
+        let line = request.lines().next().unwrap_or_default();
+        if line.starts_with("GET /version") {
+            return engine_version();
+        }
+        if line.starts_with("POST /v1.41/images/127.0.0.1:5999/cookbook/x/push?") {
+            let mut n = counter.lock().unwrap();
+            *n += 1;
+            if *n <= 2 {
+                return response("503 Service Unavailable", &[("Content-Type", "application/json")], r#"{"message":"busy"}"#);
+            }
+            return push_stream(&[
+                r#"{"status":"The push refers to repository [127.0.0.1:5999/cookbook/x]"}"#.to_owned(),
+                format!(r#"{{"status":"v1: digest: {PUSHED} size: 527"}}"#),
+                format!(r#"{{"progressDetail":{{}},"aux":{{"Tag":"v1","Digest":"{PUSHED}","Size":527}}}}"#),
+            ]);
+        }
+        if line.starts_with("GET /v1.41/images/127.0.0.1:5999/cookbook/x:v1/json") {
+            return image_json(&[&format!("127.0.0.1:5999/cookbook/x@{PUSHED}"), &format!("127.0.0.1:5999/other@{DIGEST}")]);
+        }
+        response("404 Not Found", &[], "")
+    })
+    .await;
+    let engine = fake_engine(&server).await;
+    assert_eq!(engine.api_version(), "1.41");
+    let repo = Repository::parse("127.0.0.1:5999/cookbook/x").unwrap();
+    let started = Instant::now();
+    let digest = engine
+        .push(&repo, "v1", None)
+        .await
+        .unwrap_or_else(|e| panic!("{e:?}\n{:#?}", server.requests()));
+    assert_eq!(digest.as_str(), PUSHED);
+    assert_eq!(pushes(&server), 3);
+    assert!(
+        started.elapsed() >= Duration::from_millis(300),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn push_retries_a_stream_error_and_picks_the_announced_digest() {
+    let attempt = Arc::new(Mutex::new(0));
+    let counter = attempt.clone();
+    let server = FakeServer::start(move |_, request| {
+        let line = request.lines().next().unwrap_or_default();
+        if line.starts_with("GET /version") {
+            return engine_version();
+        }
+        if line.contains("/push?") {
+            let mut n = counter.lock().unwrap();
+            *n += 1;
+            if *n == 1 {
+                return push_stream(&[
+                    r#"{"status":"The push refers to repository [127.0.0.1:5999/cookbook/x]"}"#.to_owned(),
+                    r#"{"errorDetail":{"message":"received unexpected HTTP status: 502 Bad Gateway"},"error":"received unexpected HTTP status: 502 Bad Gateway"}"#.to_owned(),
+                ]);
+            }
+            return push_stream(&[format!(r#"{{"status":"v1: digest: {PUSHED} size: 527"}}"#)]);
+        }
+        if line.contains("/json ") {
+            // The image was pushed to this repository before under another manifest.
+            return image_json(&[
+                &format!("127.0.0.1:5999/cookbook/x@{DIGEST}"),
+                &format!("127.0.0.1:5999/cookbook/x@{PUSHED}"),
+            ]);
+        }
+        response("404 Not Found", &[], "")
+    })
+    .await;
+    let engine = fake_engine(&server).await;
+    let repo = Repository::parse("127.0.0.1:5999/cookbook/x").unwrap();
+    let digest = engine.push(&repo, "v1", None).await.unwrap();
+    assert_eq!(digest.as_str(), PUSHED);
+    assert_eq!(pushes(&server), 2);
+}
+
+#[tokio::test]
+async fn push_gives_up_after_max_attempts_and_does_not_retry_a_404() {
+    let server = FakeServer::start(move |_, request| {
+        let line = request.lines().next().unwrap_or_default();
+        if line.starts_with("GET /version") {
+            return engine_version();
+        }
+        if line.contains("/cookbook/x/push?") {
+            return push_stream(&[r#"{"errorDetail":{"message":"blob upload unknown"},"error":"blob upload unknown"}"#.to_owned()]);
+        }
+        response("404 Not Found", &[("Content-Type", "application/json")], r#"{"message":"No such image: 127.0.0.1:5999/missing:v1"}"#)
+    })
+    .await;
+    let engine = fake_engine(&server).await;
+    let repo = Repository::parse("127.0.0.1:5999/cookbook/x").unwrap();
+    let error = engine.push(&repo, "v1", None).await.unwrap_err();
+    let EngineError::PushFailed {
+        reference,
+        attempts,
+        message,
+        ..
+    } = &error
+    else {
+        panic!("expected PushFailed, got {error:?}");
+    };
+    assert_eq!(reference, "127.0.0.1:5999/cookbook/x:v1");
+    assert_eq!(*attempts, 4);
+    assert_eq!(message, "blob upload unknown");
+    assert_eq!(pushes(&server), 4);
+    assert_eq!(Error::from(error).exit_code(), EXIT_FAILED);
+
+    let before = pushes(&server);
+    let missing = Repository::parse("127.0.0.1:5999/missing").unwrap();
+    let error = engine.push(&missing, "v1", None).await.unwrap_err();
+    assert!(
+        matches!(error, EngineError::Api { status: 404, .. }),
+        "{error:?}"
+    );
+    assert_eq!(pushes(&server), before + 1, "a 404 is not retried");
 }
 
 // ---------------------------------------------------------------- fakes
@@ -720,23 +890,21 @@ fn response(status: &str, headers: &[(&str, &str)], body: &str) -> String {
 
 type Respond = dyn Fn(usize, &str, &str) -> String + Send + Sync;
 
-/// A registry stand-in that answers each request with what `respond(n, request, host)` says
+/// An HTTP stand-in (for a registry or a Docker engine) that answers each request with what `respond(n, request, host)` says
 /// and records the requests (head, lower-cased header names).
-struct FakeRegistry {
+struct FakeServer {
     addr: SocketAddr,
     requests: Arc<Mutex<Vec<String>>>,
 }
 
-impl FakeRegistry {
-    async fn start(
-        respond: impl Fn(usize, &str) -> String + Send + Sync + 'static,
-    ) -> FakeRegistry {
-        FakeRegistry::start_with_self(move |n, request, _| respond(n, request)).await
+impl FakeServer {
+    async fn start(respond: impl Fn(usize, &str) -> String + Send + Sync + 'static) -> FakeServer {
+        FakeServer::start_with_self(move |n, request, _| respond(n, request)).await
     }
 
     async fn start_with_self(
         respond: impl Fn(usize, &str, &str) -> String + Send + Sync + 'static,
-    ) -> FakeRegistry {
+    ) -> FakeServer {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let requests = Arc::new(Mutex::new(Vec::new()));
@@ -782,7 +950,7 @@ impl FakeRegistry {
                 let _ = socket.shutdown().await;
             }
         });
-        FakeRegistry { addr, requests }
+        FakeServer { addr, requests }
     }
 
     fn host(&self) -> String {

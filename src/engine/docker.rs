@@ -1,8 +1,9 @@
 //! [`Engine`] on the Docker Engine API, through bollard.
 //!
 //! - Connection: `DOCKER_HOST` (or the default socket), then API version negotiation: bollard
-//!   speaks its newest API version by default, which Docker 20.10 (API 1.41) refuses, so
-//!   [`DockerEngine::connect`] asks `/version` and downgrades.
+//!   targets its newest API version (1.53) by default, newer than Docker 20.10's 1.41, so
+//!   [`DockerEngine::connect`] asks `/version`, downgrades, and pins every request path to the
+//!   negotiated `/v1.xx` (bollard 0.21 drops that prefix itself: see [`pin_version`]).
 //! - Builds use the classic builder (`version=1`, no BuildKit session): BuildKit over the API
 //!   needs a gRPC session that bollard only offers behind a feature, and the classic builder
 //!   is what Docker 20.10 runs by default. With `pull` unset it never pulls, so a `FROM` of a
@@ -68,6 +69,9 @@ impl DockerEngine {
             .negotiate_version()
             .await
             .map_err(|e| classify(&endpoint, "version negotiation", e))?;
+        let version = docker.client_version();
+        let prefix = format!("/v{}.{}", version.major_version, version.minor_version);
+        let docker = docker.with_request_modifier(move |request| pin_version(request, &prefix));
         Ok(DockerEngine {
             docker,
             endpoint,
@@ -379,6 +383,30 @@ impl Engine for DockerEngine {
             Err(e) => Err(classify(&self.endpoint, "image removal", e)),
         }
     }
+}
+
+/// Puts the negotiated `/v1.xx` in front of the request path. bollard 0.21 builds its URLs with
+/// `Url::join` on an absolute path, which drops the version it meant to send, so every request
+/// would otherwise be unversioned and served at whatever API the engine speaks newest.
+fn pin_version(mut request: bollard::BollardRequest, prefix: &str) -> bollard::BollardRequest {
+    let uri = request.uri();
+    let path = uri.path();
+    let versioned = path
+        .strip_prefix("/v")
+        .is_some_and(|rest| rest.starts_with(|c: char| c.is_ascii_digit()));
+    if versioned {
+        return request;
+    }
+    let text = format!(
+        "{}://{}{prefix}{}",
+        uri.scheme_str().unwrap_or("http"),
+        uri.authority().map(|a| a.as_str()).unwrap_or_default(),
+        uri.path_and_query().map(|p| p.as_str()).unwrap_or(path),
+    );
+    if let Ok(pinned) = text.parse() {
+        *request.uri_mut() = pinned;
+    }
+    request
 }
 
 /// Build output arrives in chunks that need not end at line ends: cut it into lines, without
