@@ -194,6 +194,41 @@ async fn builds_a_context_with_labels_and_tags() {
         Some(outcome.image_id.clone())
     );
 
+    // A child built FROM the image just built (a `container:` base): the engine must use the
+    // local image, never try to pull it (this name exists in no registry).
+    let child_dir = tempfile::tempdir().unwrap();
+    let child_context = context_tar(
+        child_dir.path(),
+        // payload.txt has no final newline: `echo` ends the line, else the daemon's next
+        // message would run into it (as it does in `docker build`).
+        &[(
+            "Dockerfile",
+            &format!("FROM {name}:one\nRUN cat /x /payload.txt && echo\n"),
+        )],
+    );
+    let child = engine
+        .build(&BuildRequest::new(&child_context), &|_| {})
+        .await
+        .unwrap_or_else(|e| panic!("child build failed: {e:?}"));
+    assert!(
+        child.log.iter().any(|l| l.trim() == "hi"),
+        "{}",
+        child.log.join("\n")
+    );
+    assert!(
+        child.log.iter().any(|l| l.trim() == "payload"),
+        "{}",
+        child.log.join("\n")
+    );
+    let child_info = engine
+        .inspect_image(child.image_id.as_str())
+        .await
+        .unwrap()
+        .unwrap();
+    // Labels are inherited from the parent.
+    assert_eq!(child_info.labels, info.labels);
+    assert!(engine.remove_image(child.image_id.as_str()).await.unwrap());
+
     assert!(engine.remove_image(&format!("{name}:one")).await.unwrap());
     assert!(engine.remove_image(&format!("{name}:two")).await.unwrap());
     assert!(!engine.remove_image(&format!("{name}:two")).await.unwrap());
@@ -673,6 +708,31 @@ async fn a_refused_token_is_unauthorized_at_once() {
     assert!(
         matches!(&error, RegistryError::Unauthorized { endpoint, status: 401 } if endpoint.contains("/token")),
         "{error:?}"
+    );
+    assert_eq!(server.requests().len(), 2);
+}
+
+#[tokio::test]
+async fn tags_list_follows_pagination_links() {
+    let server = FakeServer::start(|_, request| {
+        let json = [("Content-Type", "application/json")];
+        if request.starts_with("GET /v2/cookbook/x/tags/list?last=b ") {
+            response("200 OK", &json, r#"{"name":"cookbook/x","tags":["c"]}"#)
+        } else {
+            response(
+                "200 OK",
+                &[
+                    json[0],
+                    ("Link", r#"</v2/cookbook/x/tags/list?last=b>; rel="next""#),
+                ],
+                r#"{"name":"cookbook/x","tags":["a","b"]}"#,
+            )
+        }
+    })
+    .await;
+    assert_eq!(
+        registry_client(1).tags_list(&server.repo()).await.unwrap(),
+        ["a", "b", "c"]
     );
     assert_eq!(server.requests().len(), 2);
 }

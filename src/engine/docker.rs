@@ -411,7 +411,9 @@ fn pin_version(mut request: bollard::BollardRequest, prefix: &str) -> bollard::B
 
 /// Build output arrives in chunks that need not end at line ends: cut it into lines, without
 /// the terminal colour codes the classic builder wraps around a step's stderr
-/// (`ESC[91m` … `ESC[0m`), which would only be noise in a CI log or a JSON summary.
+/// (`ESC[91m` … `ESC[0m`), which would only be noise in a CI log or a JSON summary. A step whose
+/// output does not end in a newline runs into the daemon's next message, exactly as it does in
+/// `docker build`: the stream has no other line boundary to go by.
 #[derive(Default)]
 struct LineLog {
     lines: Vec<String>,
