@@ -436,6 +436,30 @@ async fn an_unreachable_engine_names_its_endpoint() {
         .unwrap_err();
     assert!(matches!(tcp, EngineError::Unreachable { .. }), "{tcp:?}");
 
+    // An engine that accepts the connection and never answers is reported, not waited on.
+    let hung = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let hung_host = format!("tcp://{}", hung.local_addr().unwrap());
+    let held = tokio::spawn(async move {
+        let mut sockets = Vec::new();
+        while let Ok((socket, _)) = hung.accept().await {
+            sockets.push(socket);
+        }
+    });
+    let started = Instant::now();
+    let error = DockerEngine::connect_with_timeout(&hung_host, Duration::from_secs(1))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&error, EngineError::Unreachable { endpoint, .. } if *endpoint == hung_host),
+        "{error:?}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "{:?}",
+        started.elapsed()
+    );
+    held.abort();
+
     let unsupported = DockerEngine::connect_to("ftp://127.0.0.1")
         .await
         .unwrap_err();

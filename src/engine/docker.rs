@@ -13,8 +13,10 @@
 //! - The pushed manifest digest: the daemon sends it in the push stream's `aux` member, but
 //!   bollard's `PushImageInfo` has no `aux` field and drops it. The daemon also records it as a
 //!   `RepoDigests` entry of the image, a structured field, which is what this module reads.
-//! - The engine's HTTP timeout is raised from bollard's 120 s default: it bounds the wait for
-//!   response headers, which a large context upload can exceed.
+//! - bollard's timeout bounds the wait for response headers. Requests that answer at once
+//!   (ping, inspect, tag, push, whose progress streams without a bound) wait at most
+//!   [`REQUEST_TIMEOUT`], so a hung engine is reported; a build answers only after the whole
+//!   context is uploaded, so it gets [`BUILD_TIMEOUT`].
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
@@ -35,12 +37,16 @@ use crate::retry::RetryPolicy;
 const DEFAULT_HOST: &str = "unix:///var/run/docker.sock";
 
 /// How long to wait for the engine's response headers (see the module header).
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(3600);
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long a build may take to upload its context before the engine answers.
+pub const BUILD_TIMEOUT: Duration = Duration::from_secs(3600);
 
 /// A connection to a Docker engine.
 #[derive(Debug, Clone)]
 pub struct DockerEngine {
     docker: Docker,
+    /// The same connection with [`BUILD_TIMEOUT`].
+    builder: Docker,
     endpoint: String,
     retry: RetryPolicy,
 }
@@ -57,6 +63,15 @@ impl DockerEngine {
 
     /// Connects to `host` (`unix:///path`, `tcp://host:port`) and negotiates the API version.
     pub async fn connect_to(host: &str) -> Result<DockerEngine, EngineError> {
+        DockerEngine::connect_with_timeout(host, REQUEST_TIMEOUT).await
+    }
+
+    /// [`DockerEngine::connect_to`], waiting at most `request_timeout` for an answer to the
+    /// requests that answer at once (a hung engine is then reported as unreachable).
+    pub async fn connect_with_timeout(
+        host: &str,
+        request_timeout: Duration,
+    ) -> Result<DockerEngine, EngineError> {
         let endpoint = host.to_owned();
         let docker = Docker::connect_with_host(host).map_err(|e| match e {
             BollardError::UnsupportedURISchemeError { .. } => EngineError::UnsupportedHost {
@@ -65,7 +80,7 @@ impl DockerEngine {
             other => classify(&endpoint, "connect", other),
         })?;
         let docker = docker
-            .with_timeout(REQUEST_TIMEOUT)
+            .with_timeout(request_timeout)
             .negotiate_version()
             .await
             .map_err(|e| classify(&endpoint, "version negotiation", e))?;
@@ -73,6 +88,7 @@ impl DockerEngine {
         let prefix = format!("/v{}.{}", version.major_version, version.minor_version);
         let docker = docker.with_request_modifier(move |request| pin_version(request, &prefix));
         Ok(DockerEngine {
+            builder: docker.clone().with_timeout(BUILD_TIMEOUT),
             docker,
             endpoint,
             retry: RetryPolicy::default(),
@@ -248,7 +264,7 @@ impl Engine for DockerEngine {
 
         let mut log = LineLog::default();
         let mut image_id = None;
-        let mut stream = self.docker.build_image(options, None, Some(body));
+        let mut stream = self.builder.build_image(options, None, Some(body));
         while let Some(item) = stream.next().await {
             match item {
                 Ok(info) => {
