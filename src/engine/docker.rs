@@ -107,14 +107,14 @@ impl DockerEngine {
         format!("{}.{}", v.major_version, v.minor_version)
     }
 
-    /// One push attempt; `Err((error, retryable))`.
+    /// One push attempt, its progress messages appended to `log`.
     async fn push_once(
         &self,
         repo: &Repository,
         tag: &str,
         auth: &Option<bollard::auth::DockerCredentials>,
         log: &mut Vec<String>,
-    ) -> Result<(), (EngineError, bool)> {
+    ) -> Result<(), PushAttemptError> {
         let options = PushImageOptions {
             tag: Some(tag.to_owned()),
             ..Default::default()
@@ -125,24 +125,15 @@ impl DockerEngine {
         while let Some(item) = stream.next().await {
             match item {
                 Ok(info) => log.extend(info.status),
-                // The daemon already retries each layer upload itself; what reaches us is its
-                // final word, without a structured cause. Retrying it costs little (layers
-                // already uploaded are skipped), and an auth refusal is caught earlier by the
-                // registry's push-access check.
                 Err(BollardError::DockerStreamError { error }) => {
-                    return Err((
-                        EngineError::PushFailed {
-                            reference: repo.with_tag(tag),
-                            attempts: 0,
-                            message: error,
-                            log: Vec::new(),
-                        },
-                        true,
-                    ))
+                    return Err(PushAttemptError::Daemon(error))
                 }
                 Err(other) => {
-                    let retryable = is_transient(&other);
-                    return Err((classify(&self.endpoint, "push", other), retryable));
+                    let transient = is_transient(&other);
+                    return Err(PushAttemptError::Engine(
+                        classify(&self.endpoint, "push", other),
+                        transient,
+                    ));
                 }
             }
         }
@@ -356,27 +347,26 @@ impl Engine for DockerEngine {
         loop {
             attempt += 1;
             let mut log = Vec::new();
-            match self.push_once(repo, tag, &auth, &mut log).await {
+            let (failure, retryable) = match self.push_once(repo, tag, &auth, &mut log).await {
                 Ok(()) => return self.pushed_digest(repo, tag, &log).await,
-                Err((error, retryable)) => {
-                    let wait = if retryable {
-                        self.retry.backoff(attempt, None)
-                    } else {
-                        None
-                    };
-                    match (wait, error) {
-                        (Some(wait), _) => tokio::time::sleep(wait).await,
-                        (None, EngineError::PushFailed { message, .. }) => {
-                            return Err(EngineError::PushFailed {
-                                reference: repo.with_tag(tag),
-                                attempts: attempt,
-                                message,
-                                log,
-                            })
-                        }
-                        (None, other) => return Err(other),
-                    }
-                }
+                // The daemon already retries each layer upload itself; what reaches us is its
+                // final word, without a structured cause. Retrying it costs little (layers
+                // already uploaded are skipped), and an auth refusal is caught before the
+                // builds by the registry's push-access check.
+                Err(PushAttemptError::Daemon(message)) => (
+                    EngineError::PushFailed {
+                        reference: repo.with_tag(tag),
+                        attempts: attempt,
+                        message,
+                        log,
+                    },
+                    true,
+                ),
+                Err(PushAttemptError::Engine(error, transient)) => (error, transient),
+            };
+            match self.retry.backoff(attempt, None).filter(|_| retryable) {
+                Some(wait) => tokio::time::sleep(wait).await,
+                None => return Err(failure),
             }
         }
     }
@@ -399,6 +389,14 @@ impl Engine for DockerEngine {
             Err(e) => Err(classify(&self.endpoint, "image removal", e)),
         }
     }
+}
+
+/// Why one push attempt failed.
+enum PushAttemptError {
+    /// The daemon reported an error in the push stream (`errorDetail`).
+    Daemon(String),
+    /// The request itself failed; `bool`: worth another attempt.
+    Engine(EngineError, bool),
 }
 
 /// Puts the negotiated `/v1.xx` in front of the request path. bollard 0.21 builds its URLs with
