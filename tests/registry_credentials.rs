@@ -5,7 +5,7 @@
 use std::os::unix::fs::PermissionsExt;
 use std::sync::{Arc, Mutex};
 
-use cookbook::registry::{RegistryClient, RegistryError, Repository};
+use cookbook::registry::{Credential, RegistryClient, RegistryError, Repository};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
@@ -95,6 +95,14 @@ async fn docker_config_auths_and_credential_helpers_are_used() {
     assert_eq!(*auths_seen.lock().unwrap(), ["", &format!("Basic {ALICE}")]);
     assert_eq!(client.tags_list(&repo(&helper_host)).await.unwrap(), ["ok"]);
     assert_eq!(*helper_seen.lock().unwrap(), ["", &format!("Basic {BOB}")]);
+    // The same credential, for the engine's push.
+    assert_eq!(
+        client.credential_for(&repo(&helper_host)).await.unwrap(),
+        Some(Credential::Basic {
+            username: "bob".into(),
+            password: "from-helper".into()
+        })
+    );
     // No entry for this registry: anonymous, and the Basic challenge cannot be answered.
     let error = client.tags_list(&repo(&none_host)).await.unwrap_err();
     assert!(

@@ -385,7 +385,7 @@ impl RegistryClient {
                     .as_deref()
                     .and_then(Challenge::parse);
                 if let Some(challenge) = challenge {
-                    let credential = self.credential(repo).await?;
+                    let credential = self.credential_for(repo).await?;
                     if let Some(value) = self
                         .authorize(challenge, credential.as_ref(), &scope)
                         .await?
@@ -534,7 +534,12 @@ impl RegistryClient {
         }
     }
 
-    async fn credential(&self, repo: &Repository) -> Result<Option<Credential>, RegistryError> {
+    /// The credential this client uses for `repo`'s registry (looked up once, then cached);
+    /// `apply` hands the same one to the engine's push.
+    pub async fn credential_for(
+        &self,
+        repo: &Repository,
+    ) -> Result<Option<Credential>, RegistryError> {
         let key = repo.credentials_key().to_owned();
         if let Some(known) = lock(&self.credentials).get(&key) {
             return Ok(known.clone());
