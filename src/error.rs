@@ -6,10 +6,19 @@
 //! | 1    | the work failed (a build, a push, a mismatch found by verify)  |
 //! | 2    | invalid input: the cookbook, a flag, a path                    |
 //! | 3    | an external service (Docker engine, registry, git) unreachable |
+//!
+//! Edge errors: an engine or registry that cannot be reached, or a registry that keeps answering
+//! 5xx/429 until the retries run out, is 3 (the service, not the work, failed: a CI job may
+//! retry later). A failed build or push is 1. An authentication refusal is 1: the service
+//! answered, and it takes a person to fix the credentials. A `DOCKER_HOST` with a transport
+//! `cookbook` does not speak, or an image reference that does not parse, is 2.
 
 use std::path::PathBuf;
 
+use crate::apply::ApplyError;
 use crate::diagnostic::Diagnostic;
+use crate::engine::EngineError;
+use crate::registry::{ReferenceError, RegistryError};
 
 pub const EXIT_OK: i32 = 0;
 pub const EXIT_FAILED: i32 = 1;
@@ -53,6 +62,45 @@ pub enum Error {
     /// The work was done and its answer is "no" (two manifests differ, a verification failed).
     #[error("{0}")]
     Failed(String),
+
+    /// The Docker engine failed or could not be reached.
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+
+    /// The registry failed, refused, or could not be reached.
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+
+    /// An image or repository name that does not parse.
+    #[error(transparent)]
+    Reference(#[from] ReferenceError),
+
+    /// A whole apply run failed (as opposed to one of its containers).
+    #[error(transparent)]
+    Apply(#[from] ApplyError),
+}
+
+fn engine_exit_code(e: &EngineError) -> i32 {
+    match e {
+        EngineError::Unreachable { .. } => EXIT_UNREACHABLE,
+        EngineError::UnsupportedHost { .. } => EXIT_INVALID,
+        EngineError::Api { .. }
+        | EngineError::BuildFailed { .. }
+        | EngineError::PushFailed { .. }
+        | EngineError::Context { .. }
+        | EngineError::Protocol { .. } => EXIT_FAILED,
+    }
+}
+
+fn registry_exit_code(e: &RegistryError) -> i32 {
+    match e {
+        RegistryError::Unreachable { .. } | RegistryError::Unavailable { .. } => EXIT_UNREACHABLE,
+        RegistryError::Unauthorized { .. }
+        | RegistryError::Credentials(_)
+        | RegistryError::UnexpectedStatus { .. }
+        | RegistryError::InvalidResponse { .. }
+        | RegistryError::Client { .. } => EXIT_FAILED,
+    }
 }
 
 impl Error {
@@ -61,8 +109,57 @@ impl Error {
             Error::Invalid { .. }
             | Error::Read { .. }
             | Error::Usage { .. }
-            | Error::Context(_) => EXIT_INVALID,
+            | Error::Context(_)
+            | Error::Reference(_) => EXIT_INVALID,
             Error::Failed(_) => EXIT_FAILED,
+            Error::Engine(e) => engine_exit_code(e),
+            Error::Registry(e) => registry_exit_code(e),
+            Error::Apply(e) => match e {
+                ApplyError::Engine(e) => engine_exit_code(e),
+                ApplyError::Registry(e) => registry_exit_code(e),
+                ApplyError::NoRegistry
+                | ApplyError::BadRepository { .. }
+                | ApplyError::NoRevision { .. }
+                | ApplyError::Context(_) => EXIT_INVALID,
+                ApplyError::Lock(_) | ApplyError::State { .. } => EXIT_FAILED,
+            },
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn edge_errors_map_to_documented_exit_codes() {
+        let engine_unreachable = Error::Engine(EngineError::Unreachable {
+            endpoint: "unix:///nonexistent".into(),
+            source: bollard::errors::Error::SocketNotFoundError("/nonexistent".into()),
+        });
+        assert_eq!(engine_unreachable.exit_code(), EXIT_UNREACHABLE);
+        let build_failed = Error::Engine(EngineError::BuildFailed {
+            log: vec!["Step 2/2 : RUN false".into()],
+            message: "returned a non-zero code: 1".into(),
+        });
+        assert_eq!(build_failed.exit_code(), EXIT_FAILED);
+        let bad_host = Error::Engine(EngineError::UnsupportedHost {
+            endpoint: "ssh://x".into(),
+        });
+        assert_eq!(bad_host.exit_code(), EXIT_INVALID);
+        let unauthorized = Error::Registry(RegistryError::Unauthorized {
+            endpoint: "http://127.0.0.1:5000/v2/a/blobs/uploads/".into(),
+            status: 401,
+        });
+        assert_eq!(unauthorized.exit_code(), EXIT_FAILED);
+        let unavailable = Error::Registry(RegistryError::Unavailable {
+            endpoint: "http://127.0.0.1:5000/v2/".into(),
+            status: 503,
+            attempts: 4,
+        });
+        assert_eq!(unavailable.exit_code(), EXIT_UNREACHABLE);
+        let reference =
+            Error::Reference(crate::registry::Repository::parse("a/b:tag").unwrap_err());
+        assert_eq!(reference.exit_code(), EXIT_INVALID);
     }
 }

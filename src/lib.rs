@@ -7,12 +7,16 @@
 //! The core (`diagnostic`, `schema`, `model`, `graph`) is pure: it does no file, network or
 //! daemon I/O and prints nothing. The edges (`cli`) read files and own all output.
 
+pub mod apply;
 pub mod cli;
 pub mod context;
 pub mod diagnostic;
+pub mod engine;
 pub mod error;
 pub mod graph;
 pub mod hash;
 pub mod model;
+pub mod registry;
+pub mod retry;
 pub mod schema;
 pub mod state;

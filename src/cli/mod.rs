@@ -8,6 +8,8 @@ use std::path::{Path, PathBuf};
 
 use clap::{Parser, Subcommand, ValueEnum};
 
+mod apply;
+
 use std::collections::BTreeMap;
 
 use crate::context;
@@ -66,6 +68,10 @@ pub enum Command {
         #[arg(short = 'o', long = "output")]
         output: PathBuf,
     },
+    /// Build, tag and push every container whose image does not exist yet, bottom-up; write
+    /// cookbook.lock.
+    #[command(after_help = EXIT_CODES_HELP)]
+    Apply(apply::ApplyArgs),
     /// Explain why a hash changed: compare two `explain` documents.
     #[command(
         after_help = "Exit codes:\n  0  the two manifests are identical\n  1  they differ (each difference is printed)\n  2  invalid input"
@@ -297,6 +303,7 @@ fn execute(cli: &Cli, out: &mut dyn Write, err: &mut dyn Write) -> Result<(), Er
             }
             Ok(())
         }
+        Command::Apply(args) => apply::run(&cli.file, args, out),
         Command::Diff { a, b } => {
             let (ma, mb) = (read_manifest(a)?, read_manifest(b)?);
             let changes = hash::diff(&ma, &mb);

@@ -1,0 +1,246 @@
+//! `cookbook apply`: arguments, progress output and the summary.
+//!
+//! Three kinds of output, chosen once: on a terminal (and not `CI=true`), a live line per running
+//! container (indicatif) with finished containers printed above; otherwise plain lines, one per
+//! event, with the build output of a container only when it fails (or with `--verbose`); and with
+//! `--format json`, the same plain lines on stderr and one summary document on stdout.
+
+use std::io::{IsTerminal, Write};
+use std::path::Path;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use clap::Args;
+use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
+
+use super::{base_dir, fingerprints, load, site_plan, Format};
+use crate::apply::{self, Event, Options, Outcome, Report, Reporter};
+use crate::engine::DockerEngine;
+use crate::error::Error;
+use crate::model::Name;
+use crate::registry::RegistryClient;
+use crate::state;
+
+#[derive(Debug, Args)]
+pub struct ApplyArgs {
+    /// Apply only this federation site's containers (and what they need).
+    #[arg(long)]
+    pub site: Option<String>,
+    /// Builds at once [default: the number of cores].
+    #[arg(short = 'j', long)]
+    pub jobs: Option<usize>,
+    /// Build and tag locally; push nothing (cache hits are looked up in the local engine).
+    #[arg(long)]
+    pub no_push: bool,
+    /// After a failure, go on with containers that do not need the failed one.
+    #[arg(long)]
+    pub keep_going: bool,
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+    /// Print every build's output as it arrives, not only a failed build's.
+    #[arg(short = 'v', long)]
+    pub verbose: bool,
+}
+
+/// Plain lines, for logs without a terminal.
+struct Plain {
+    err: Mutex<Box<dyn Write + Send>>,
+    verbose: bool,
+}
+
+impl Plain {
+    fn line(&self, s: &str) {
+        let mut err = self.err.lock().expect("no panics while printing");
+        let _ = writeln!(err, "{s}");
+    }
+}
+
+fn describe(event: &Event<'_>) -> Option<String> {
+    Some(match event {
+        Event::Checked { containers, waves } => {
+            format!("apply: {containers} container(s) in {waves} wave(s)")
+        }
+        Event::Cached { name, source } => format!("[{name}] cached ({source})"),
+        Event::Started { name, wave } => format!("[{name}] building (wave {})", wave + 1),
+        Event::Built { name, millis } => {
+            format!("[{name}] built in {:.1}s", *millis as f64 / 1000.0)
+        }
+        Event::Pushed {
+            name,
+            reference,
+            digest,
+        } => format!("[{name}] pushed {reference} ({digest})"),
+        Event::Tagged { name, reference } => format!("[{name}] tagged {reference}"),
+        Event::Skipped { name, reason } => format!("[{name}] skipped: {reason}"),
+        Event::Failed { name, reason, log } => {
+            let mut s = format!("[{name}] FAILED: {reason}");
+            if !log.is_empty() {
+                s.push_str(&format!("\n[{name}] build output:"));
+                for l in log.iter() {
+                    s.push_str(&format!("\n[{name}] | {l}"));
+                }
+            }
+            s
+        }
+        Event::Line { .. } => return None,
+    })
+}
+
+impl Reporter for Plain {
+    fn event(&self, event: Event<'_>) {
+        match (&event, self.verbose) {
+            (Event::Line { name, line }, true) => self.line(&format!("[{name}] | {line}")),
+            _ => {
+                if let Some(s) = describe(&event) {
+                    self.line(&s);
+                }
+            }
+        }
+    }
+}
+
+/// A live line per running container, on a terminal.
+struct Live {
+    multi: MultiProgress,
+    bars: Mutex<std::collections::BTreeMap<Name, ProgressBar>>,
+}
+
+impl Reporter for Live {
+    fn event(&self, event: Event<'_>) {
+        let mut bars = self.bars.lock().expect("no panics while printing");
+        match event {
+            Event::Started { name, wave } => {
+                let bar = self.multi.add(ProgressBar::new_spinner());
+                bar.set_style(
+                    ProgressStyle::with_template(
+                        "{spinner} {prefix:.bold} {elapsed:>4} {wide_msg}",
+                    )
+                    .expect("valid template"),
+                );
+                bar.set_prefix(name.to_string());
+                bar.set_message(format!("building (wave {})", wave + 1));
+                bar.enable_steady_tick(Duration::from_millis(120));
+                bars.insert(name.clone(), bar);
+            }
+            Event::Line { name, line } => {
+                if let Some(bar) = bars.get(name) {
+                    bar.set_message(line.trim().to_owned());
+                }
+            }
+            other => {
+                let name = match &other {
+                    Event::Built { name, .. }
+                    | Event::Failed { name, .. }
+                    | Event::Skipped { name, .. } => Some(*name),
+                    _ => None,
+                };
+                if let Some(bar) = name.and_then(|n| bars.remove(n)) {
+                    bar.finish_and_clear();
+                    self.multi.remove(&bar);
+                }
+                if let Some(s) = describe(&other) {
+                    let _ = self.multi.println(s);
+                }
+            }
+        }
+    }
+}
+
+/// The git commit of the checkout holding `dir`, if it is one.
+pub fn revision(dir: &Path) -> Option<String> {
+    let repo = git2::Repository::discover(dir).ok()?;
+    let head = repo.head().ok()?.peel_to_commit().ok()?;
+    Some(head.id().to_string())
+}
+
+fn summary_json(report: &Report) -> String {
+    let doc = serde_json::json!({
+        "result": if report.ok() { "ok" } else { "failed" },
+        "built": report.count(|o| matches!(o, Outcome::Built { .. })),
+        "cached": report.count(|o| matches!(o, Outcome::Cached { .. })),
+        "failed": report.count(|o| matches!(o, Outcome::Failed { .. })),
+        "skipped": report.count(|o| matches!(o, Outcome::Skipped { .. })),
+        "lock_changed": report.lock_changed,
+        "containers": report.containers,
+    });
+    let mut s = serde_json::to_string_pretty(&doc).expect("JSON");
+    s.push('\n');
+    s
+}
+
+pub fn run(file: &Path, args: &ApplyArgs, out: &mut dyn Write) -> Result<(), Error> {
+    let cookbook = load(file)?;
+    let plan = site_plan(&cookbook, args.site.as_deref())?;
+    let prints = fingerprints(file, &cookbook, &plan)?;
+    let state_dir = state::dir_for(file);
+    let jobs = args
+        .jobs
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let job = apply::Job {
+        cookbook: &cookbook,
+        plan: &plan,
+        fingerprints: &prints,
+        cookbook_file: file,
+        state_dir: &state_dir,
+        options: Options {
+            jobs,
+            push: !args.no_push,
+            keep_going: args.keep_going,
+            revision: revision(base_dir(file)),
+        },
+    };
+
+    let ci = std::env::var("CI").is_ok_and(|v| v == "true" || v == "1");
+    let live =
+        args.format == Format::Text && !ci && !args.verbose && std::io::stderr().is_terminal();
+    let reporter: Box<dyn Reporter> = if live {
+        Box::new(Live {
+            multi: MultiProgress::new(),
+            bars: Mutex::new(Default::default()),
+        })
+    } else {
+        Box::new(Plain {
+            err: Mutex::new(Box::new(std::io::stderr())),
+            verbose: args.verbose,
+        })
+    };
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Error::Failed(format!("cannot start the async runtime: {e}")))?;
+    let report = runtime.block_on(async {
+        let engine = DockerEngine::connect().await?;
+        let registry = if args.no_push {
+            None
+        } else {
+            Some(RegistryClient::new()?)
+        };
+        apply::apply(&job, &engine, registry.as_ref(), reporter.as_ref()).await
+    })?;
+
+    if args.format == Format::Json {
+        let _ = out.write_all(summary_json(&report).as_bytes());
+    }
+    let line = format!(
+        "apply: {} built, {} cached, {} failed, {} skipped{}",
+        report.count(|o| matches!(o, Outcome::Built { .. })),
+        report.count(|o| matches!(o, Outcome::Cached { .. })),
+        report.count(|o| matches!(o, Outcome::Failed { .. })),
+        report.count(|o| matches!(o, Outcome::Skipped { .. })),
+        if report.lock_changed {
+            "; cookbook.lock updated"
+        } else {
+            ""
+        }
+    );
+    let _ = writeln!(std::io::stderr(), "{line}");
+    if report.ok() {
+        Ok(())
+    } else {
+        Err(Error::Failed(format!(
+            "{} container(s) failed",
+            report.count(|o| matches!(o, Outcome::Failed { .. }))
+        )))
+    }
+}

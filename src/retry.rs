@@ -1,0 +1,103 @@
+//! Retry with exponential backoff, shared by the edges that talk to remote services
+//! (the Docker engine's push, the registry client).
+//!
+//! Only the caller knows which failures are transient (a connection reset, a 5xx, a 429), so the
+//! policy here only schedules: it says how long to wait before attempt `n` and when to give up.
+//! Backoff has no jitter: `cookbook` runs a handful of requests per registry, not a thundering
+//! herd, and a deterministic schedule keeps the fault-injection tests exact.
+
+use std::time::Duration;
+
+/// How often and how patiently to retry a transient failure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Attempts in all, the first one included; at least 1.
+    pub max_attempts: u32,
+    /// The wait before the second attempt; it doubles before each later one.
+    pub initial_backoff: Duration,
+    /// The longest wait between two attempts (also caps a server's `Retry-After`).
+    pub max_backoff: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            max_attempts: 4,
+            initial_backoff: Duration::from_millis(500),
+            max_backoff: Duration::from_secs(30),
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// The wait after failed attempt `attempt` (1-based), or `None` when no attempt is left.
+    /// A server's `Retry-After` wins over the computed backoff, capped at `max_backoff`.
+    pub fn backoff(&self, attempt: u32, retry_after: Option<Duration>) -> Option<Duration> {
+        if attempt >= self.max_attempts.max(1) {
+            return None;
+        }
+        let exponential = self
+            .initial_backoff
+            .saturating_mul(1u32.checked_shl(attempt - 1).unwrap_or(u32::MAX));
+        Some(retry_after.unwrap_or(exponential).min(self.max_backoff))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_then_stops_after_the_last_attempt() {
+        let policy = RetryPolicy {
+            max_attempts: 4,
+            initial_backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_millis(250),
+        };
+        assert_eq!(policy.backoff(1, None), Some(Duration::from_millis(100)));
+        assert_eq!(policy.backoff(2, None), Some(Duration::from_millis(200)));
+        assert_eq!(policy.backoff(3, None), Some(Duration::from_millis(250)));
+        assert_eq!(policy.backoff(4, None), None);
+    }
+
+    #[test]
+    fn retry_after_wins_but_is_capped() {
+        let policy = RetryPolicy {
+            max_attempts: 3,
+            initial_backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_secs(5),
+        };
+        assert_eq!(
+            policy.backoff(1, Some(Duration::from_secs(2))),
+            Some(Duration::from_secs(2))
+        );
+        assert_eq!(
+            policy.backoff(1, Some(Duration::from_secs(60))),
+            Some(Duration::from_secs(5))
+        );
+    }
+
+    #[test]
+    fn a_single_attempt_never_retries() {
+        let policy = RetryPolicy {
+            max_attempts: 1,
+            ..RetryPolicy::default()
+        };
+        assert_eq!(policy.backoff(1, None), None);
+        let zero = RetryPolicy {
+            max_attempts: 0,
+            ..RetryPolicy::default()
+        };
+        assert_eq!(zero.backoff(1, None), None);
+    }
+
+    #[test]
+    fn huge_attempt_numbers_do_not_overflow() {
+        let policy = RetryPolicy {
+            max_attempts: u32::MAX,
+            initial_backoff: Duration::from_secs(1),
+            max_backoff: Duration::from_secs(30),
+        };
+        assert_eq!(policy.backoff(40, None), Some(Duration::from_secs(30)));
+    }
+}

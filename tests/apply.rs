@@ -1,0 +1,588 @@
+//! `cookbook apply` against the real Docker engine and registry that `scripts/services.sh` starts.
+//!
+//! Each test copies `cookbooks/shop` into a temp dir and publishes under its own registry
+//! namespace, so tests run in parallel and never see each other's images. Results are checked
+//! through the registry's HTTP API and the lock file, not through cookbook's own report alone.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use cookbook::registry::{RegistryClient, Repository};
+use serde_json::Value;
+
+/// The services' addresses, or `None` (with a loud note) when the test command did not start them.
+fn services() -> Option<String> {
+    match (
+        std::env::var("COOKBOOK_TEST_REGISTRY"),
+        std::env::var("DOCKER_HOST"),
+    ) {
+        (Ok(registry), Ok(_)) => Some(registry),
+        _ => {
+            eprintln!("SKIPPED: DOCKER_HOST / COOKBOOK_TEST_REGISTRY unset; run through `bash scripts/test.sh`");
+            None
+        }
+    }
+}
+
+struct Shop {
+    dir: tempfile::TempDir,
+    registry: String,
+}
+
+fn copy_tree(from: &Path, to: &Path) {
+    for entry in walkdir::WalkDir::new(from) {
+        let entry = entry.unwrap();
+        let rel = entry.path().strip_prefix(from).unwrap();
+        if rel
+            .components()
+            .any(|c| c.as_os_str() == ".cookbook" || c.as_os_str() == "cookbook.lock")
+        {
+            continue;
+        }
+        let dest = to.join(rel);
+        if entry.file_type().is_dir() {
+            fs::create_dir_all(&dest).unwrap();
+        } else {
+            fs::copy(entry.path(), &dest).unwrap();
+        }
+    }
+}
+
+impl Shop {
+    /// A copy of the shop example publishing to `<test registry>/<unique>/…`.
+    fn new(tag: &str) -> Option<Shop> {
+        let registry = services()?;
+        let dir = tempfile::tempdir().unwrap();
+        copy_tree(
+            &Path::new(env!("CARGO_MANIFEST_DIR")).join("cookbooks/shop"),
+            dir.path(),
+        );
+        let unique = format!(
+            "{tag}-{}-{}",
+            std::process::id(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos()
+        );
+        let shop = Shop {
+            dir,
+            registry: format!("{registry}/{unique}"),
+        };
+        let r = shop.registry.clone();
+        shop.edit(|v| v["packaging"]["registry"] = Value::String(r));
+        Some(shop)
+    }
+
+    fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    fn edit(&self, f: impl FnOnce(&mut Value)) {
+        let file = self.path("cookbook.json");
+        let mut v: Value = serde_json::from_slice(&fs::read(&file).unwrap()).unwrap();
+        f(&mut v);
+        fs::write(file, serde_json::to_vec_pretty(&v).unwrap()).unwrap();
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_cookbook"));
+        cmd.arg("-f")
+            .arg(self.path("cookbook.json"))
+            .args(args)
+            .current_dir(self.dir.path())
+            .env("CI", "true");
+        cmd
+    }
+
+    /// Runs `cookbook ARGS`, printing everything on failure; a hang fails the test.
+    fn run(&self, args: &[&str]) -> Output {
+        let mut child = self
+            .command(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let (mut out, mut err) = (child.stdout.take().unwrap(), child.stderr.take().unwrap());
+        let t_out = std::thread::spawn(move || {
+            let mut b = Vec::new();
+            out.read_to_end(&mut b).unwrap();
+            b
+        });
+        let t_err = std::thread::spawn(move || {
+            let mut b = Vec::new();
+            err.read_to_end(&mut b).unwrap();
+            b
+        });
+        let start = Instant::now();
+        let status = loop {
+            if let Some(s) = child.try_wait().unwrap() {
+                break s;
+            }
+            if start.elapsed() > Duration::from_secs(300) {
+                child.kill().unwrap();
+                panic!("cookbook {args:?} hung");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        let output = Output {
+            status,
+            stdout: t_out.join().unwrap(),
+            stderr: t_err.join().unwrap(),
+        };
+        eprintln!(
+            "$ cookbook {}\n(cwd {})\nexit {:?}\n--- stdout\n{}--- stderr\n{}",
+            args.join(" "),
+            self.dir.path().display(),
+            output.status.code(),
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        output
+    }
+
+    /// `apply --format json`, returning the exit code and the summary (if one was printed).
+    fn apply(&self, extra: &[&str]) -> (i32, Value, String) {
+        let mut args = vec!["apply", "--format", "json"];
+        args.extend_from_slice(extra);
+        let out = self.run(&args);
+        let summary = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+        (
+            out.status.code().unwrap_or(-1),
+            summary,
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    fn lock_bytes(&self) -> Option<Vec<u8>> {
+        fs::read(self.path("cookbook.lock")).ok()
+    }
+
+    fn lock(&self) -> Value {
+        serde_json::from_slice(&self.lock_bytes().expect("a lock")).unwrap()
+    }
+
+    fn hash_of(&self, container: &str) -> String {
+        let out = self.run(&["hash", container]);
+        String::from_utf8(out.stdout).unwrap()[..64].to_owned()
+    }
+}
+
+fn statuses(summary: &Value) -> BTreeMap<String, String> {
+    summary["containers"]
+        .as_object()
+        .map(|m| {
+            m.iter()
+                .map(|(k, v)| (k.clone(), v["status"].as_str().unwrap_or("").to_owned()))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn map(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+    pairs
+        .iter()
+        .map(|(a, b)| (a.to_string(), b.to_string()))
+        .collect()
+}
+
+fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(f)
+}
+
+#[test]
+fn shop_applies_then_builds_nothing() {
+    let Some(shop) = Shop::new("full") else {
+        return;
+    };
+    let (code, summary, _) = shop.apply(&[]);
+    assert_eq!(code, 0);
+    assert_eq!(
+        statuses(&summary),
+        map(&[
+            ("api", "built"),
+            ("db", "built"),
+            ("web", "built"),
+            ("worker", "built")
+        ])
+    );
+
+    // In the registry, under the content tag, with the labels; the lock agrees.
+    let lock = shop.lock();
+    let client = RegistryClient::new().unwrap();
+    for name in ["db", "api", "worker", "web"] {
+        let hash = shop.hash_of(name);
+        let entry = &lock["containers"][name];
+        assert_eq!(entry["input_hash"], hash.as_str());
+        assert_eq!(
+            entry["image"],
+            format!("{}/{name}:{hash}", shop.registry).as_str()
+        );
+        let repo = Repository::parse(&format!("{}/{name}", shop.registry)).unwrap();
+        let digest = block_on(client.manifest_head(&repo, &hash))
+            .unwrap()
+            .expect("content tag in the registry");
+        assert_eq!(
+            entry["digest"],
+            digest.as_str(),
+            "{name}: lock digest is the registry's"
+        );
+        let tags = block_on(client.tags_list(&repo)).unwrap();
+        assert_eq!(
+            tags,
+            vec![hash.clone()],
+            "{name}: only the content tag (tagging: content-hash)"
+        );
+        let labels = block_on(client.image_labels(&repo, &hash))
+            .unwrap()
+            .expect("a config");
+        assert_eq!(labels["dev.cookbook.input-hash"], hash);
+        assert_eq!(labels["dev.cookbook.project"], "shop");
+        assert_eq!(labels["dev.cookbook.container"], name);
+        assert_eq!(
+            labels["org.opencontainers.image.source"],
+            "https://github.com/example/shop"
+        );
+        assert!(
+            !labels.keys().any(|k| k.contains("created")),
+            "no time stamps: {labels:?}"
+        );
+    }
+    // The explain document of every built container is kept for `verify`.
+    for name in ["db", "api", "worker", "web"] {
+        let kept = shop.path(&format!(
+            ".cookbook/explain/{name}/{}.json",
+            shop.hash_of(name)
+        ));
+        assert!(kept.is_file(), "{}", kept.display());
+    }
+
+    // Again: nothing built, the lock untouched (bytes and mtime).
+    let before = fs::metadata(shop.path("cookbook.lock"))
+        .unwrap()
+        .modified()
+        .unwrap();
+    let bytes = shop.lock_bytes();
+    let (code, summary, _) = shop.apply(&[]);
+    assert_eq!(code, 0);
+    assert_eq!(
+        statuses(&summary),
+        map(&[
+            ("api", "cached"),
+            ("db", "cached"),
+            ("web", "cached"),
+            ("worker", "cached")
+        ])
+    );
+    assert_eq!(summary["lock_changed"], false);
+    assert_eq!(shop.lock_bytes(), bytes);
+    assert_eq!(
+        fs::metadata(shop.path("cookbook.lock"))
+            .unwrap()
+            .modified()
+            .unwrap(),
+        before
+    );
+}
+
+#[test]
+fn a_source_change_rebuilds_its_container_and_build_children_only() {
+    let Some(shop) = Shop::new("change") else {
+        return;
+    };
+    assert_eq!(shop.apply(&[]).0, 0);
+    let old_worker = shop.lock()["containers"]["worker"]["digest"].clone();
+    fs::write(
+        shop.path("services/api/serve.sh"),
+        "#!/bin/sh\nexec httpd -f -p 8081 -h /srv/api\n",
+    )
+    .unwrap();
+    let (code, summary, _) = shop.apply(&[]);
+    assert_eq!(code, 0);
+    // worker is built FROM api; web only depends_on api at runtime.
+    assert_eq!(
+        statuses(&summary),
+        map(&[
+            ("api", "built"),
+            ("db", "cached"),
+            ("web", "cached"),
+            ("worker", "built")
+        ])
+    );
+    assert_ne!(shop.lock()["containers"]["worker"]["digest"], old_worker);
+    assert_eq!(summary["lock_changed"], true);
+}
+
+#[test]
+fn a_failing_run_step_fails_its_container_shows_the_log_and_skips_dependents() {
+    let Some(shop) = Shop::new("fail") else {
+        return;
+    };
+    shop.edit(|v| {
+        v["applications"]["api"]["build_commands"] = serde_json::json!([
+            "echo step-output-marker-42 && echo to-stderr-marker >&2 && exit 3"
+        ]);
+    });
+    let (code, summary, stderr) = shop.apply(&[]);
+    assert_eq!(code, 1);
+    assert_eq!(
+        statuses(&summary),
+        map(&[
+            ("api", "failed"),
+            ("db", "built"),
+            ("web", "skipped"),
+            ("worker", "skipped")
+        ])
+    );
+    assert!(stderr.contains("[api] FAILED"), "{stderr}");
+    assert!(
+        stderr.contains("[api] | step-output-marker-42"),
+        "the build log is shown: {stderr}"
+    );
+    assert!(stderr.contains("to-stderr-marker"), "{stderr}");
+    assert!(stderr.contains("[web] skipped: needs api"), "{stderr}");
+    assert!(shop.lock_bytes().is_none(), "a failed run writes no lock");
+    let log = summary["containers"]["api"]["log"].as_array().unwrap();
+    assert!(log
+        .iter()
+        .any(|l| l.as_str().unwrap().contains("step-output-marker-42")));
+}
+
+#[test]
+fn keep_going_builds_independent_branches() {
+    let Some(shop) = Shop::new("keepgoing") else {
+        return;
+    };
+    // db fails; api, worker and web all need it (directly or not). Add an independent container.
+    shop.edit(|v| {
+        v["containers"]["db"]["build_args"]["DB_VERSION"] = serde_json::json!("1");
+        v["containers"]["solo"] = serde_json::json!({ "base_image": "cookbook-test/busybox:latest", "applications": ["web"] });
+    });
+    fs::write(
+        shop.path("services/db/Dockerfile"),
+        "FROM cookbook-test/busybox:latest\nRUN exit 7\n",
+    )
+    .unwrap();
+    let (code, summary, _) = shop.apply(&["--keep-going", "--jobs", "1"]);
+    assert_eq!(code, 1);
+    let s = statuses(&summary);
+    assert_eq!(s["db"], "failed");
+    assert_eq!(
+        s["solo"], "built",
+        "independent container built under --keep-going"
+    );
+    assert_eq!(
+        (s["api"].as_str(), s["worker"].as_str(), s["web"].as_str()),
+        ("skipped", "skipped", "skipped")
+    );
+}
+
+#[test]
+fn an_unreachable_registry_is_exit_3_naming_it_and_the_lock_is_unchanged() {
+    let Some(shop) = Shop::new("down") else {
+        return;
+    };
+    assert_eq!(shop.apply(&[]).0, 0);
+    let lock = shop.lock_bytes();
+    // A registry that is not running: a loopback port nothing listens on.
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    shop.edit(|v| v["packaging"]["registry"] = Value::String(format!("127.0.0.1:{port}/shop")));
+    let (code, _, stderr) = shop.apply(&[]);
+    assert_eq!(code, 3);
+    assert!(
+        stderr.contains(&format!("127.0.0.1:{port}")),
+        "names the endpoint: {stderr}"
+    );
+    assert!(
+        !stderr.contains("building"),
+        "no build before the registry answered: {stderr}"
+    );
+    assert_eq!(shop.lock_bytes(), lock);
+}
+
+#[test]
+fn an_unreachable_engine_is_exit_3_naming_it() {
+    let Some(shop) = Shop::new("noengine") else {
+        return;
+    };
+    let out = shop
+        .command(&["apply"])
+        .env("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert!(stderr.contains("/nonexistent/docker.sock"), "{stderr}");
+}
+
+/// A fake registry that refuses every request with 401: push access is checked before any build.
+#[test]
+fn refused_push_access_fails_at_once_before_building() {
+    let Some(shop) = Shop::new("auth") else {
+        return;
+    };
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut s) = stream else { continue };
+            let mut reader = BufReader::new(s.try_clone().unwrap());
+            let mut line = String::new();
+            while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
+                line.clear();
+            }
+            let _ = s.write_all(
+                b"HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Basic realm=\"test\"\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+            );
+        }
+    });
+    shop.edit(|v| v["packaging"]["registry"] = Value::String(format!("127.0.0.1:{port}/shop")));
+    let started = Instant::now();
+    let (code, _, stderr) = shop.apply(&[]);
+    assert_eq!(code, 1);
+    assert!(stderr.contains("not authorized"), "{stderr}");
+    assert!(!stderr.contains("building"), "{stderr}");
+    assert!(started.elapsed() < Duration::from_secs(60));
+}
+
+#[test]
+fn mutable_tags_move_only_when_every_container_succeeded() {
+    let Some(shop) = Shop::new("tags") else {
+        return;
+    };
+    shop.edit(|v| {
+        v["packaging"]["tagging"] = serde_json::json!("semver");
+        v["packaging"]["version"] = serde_json::json!("1.0.0");
+        v["packaging"]["latest"] = serde_json::json!(true);
+    });
+    assert_eq!(shop.apply(&[]).0, 0);
+    let client = RegistryClient::new().unwrap();
+    let db = Repository::parse(&format!("{}/db", shop.registry)).unwrap();
+    let latest_before = block_on(client.manifest_head(&db, "latest"))
+        .unwrap()
+        .expect("latest pushed");
+    assert_eq!(
+        block_on(client.manifest_head(&db, "1.0.0")).unwrap(),
+        Some(latest_before.clone())
+    );
+    assert!(
+        shop.lock()["containers"]["db"]["tags"]
+            .as_array()
+            .unwrap()
+            .len()
+            == 3
+    );
+
+    // Next version: db changes and builds, api fails. No mutable tag may move.
+    shop.edit(|v| {
+        v["packaging"]["version"] = serde_json::json!("1.0.1");
+        v["containers"]["db"]["build_args"]["DB_VERSION"] = serde_json::json!("2");
+        v["applications"]["api"]["build_commands"] = serde_json::json!(["exit 1"]);
+    });
+    assert_eq!(shop.apply(&[]).0, 1);
+    assert_eq!(
+        block_on(client.manifest_head(&db, "latest")).unwrap(),
+        Some(latest_before)
+    );
+    assert_eq!(block_on(client.manifest_head(&db, "1.0.1")).unwrap(), None);
+}
+
+#[test]
+fn after_a_kill_9_mid_apply_the_next_apply_completes_with_a_valid_lock() {
+    let Some(shop) = Shop::new("kill") else {
+        return;
+    };
+    // A slow api build, so that the kill lands in the middle of the run.
+    // Unique text, so Docker's own layer cache cannot make the slow step instant.
+    let slow = format!("sleep 5 && echo {}", shop.registry);
+    shop.edit(|v| {
+        v["applications"]["api"]["build_commands"] =
+            serde_json::json!([slow, "chmod 0755 serve.sh cgi-bin/orders"])
+    });
+    let mut child = shop
+        .command(&["apply"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut err = BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    while err.read_line(&mut line).unwrap() > 0 {
+        if line.contains("[api] building") {
+            break;
+        }
+        line.clear();
+    }
+    std::thread::sleep(Duration::from_millis(1500));
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    assert!(shop.lock_bytes().is_none(), "no lock from a killed run");
+
+    let (code, summary, _) = shop.apply(&[]);
+    assert_eq!(code, 0);
+    assert_eq!(
+        statuses(&summary)
+            .values()
+            .filter(|s| *s == "failed")
+            .count(),
+        0
+    );
+    let lock = shop.lock();
+    assert_eq!(lock["containers"].as_object().unwrap().len(), 4);
+    // No temporary files left beside the lock.
+    let names: Vec<String> = fs::read_dir(shop.dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        !names.iter().any(|n| n.starts_with(".cookbook.lock.")),
+        "{names:?}"
+    );
+}
+
+#[test]
+fn no_push_builds_locally_and_finds_its_own_images() {
+    let Some(shop) = Shop::new("local") else {
+        return;
+    };
+    // A project name of its own, so the local images are this test's.
+    let project = format!("local{}", std::process::id());
+    shop.edit(|v| v["project"]["name"] = Value::String(project.clone()));
+    let (code, summary, _) = shop.apply(&["--no-push"]);
+    assert_eq!(code, 0);
+    assert!(statuses(&summary)
+        .values()
+        .all(|s| s == "built" || s == "cached"));
+    let (code, summary, _) = shop.apply(&["--no-push"]);
+    assert_eq!(code, 0);
+    assert!(
+        statuses(&summary).values().all(|s| s == "cached"),
+        "{summary}"
+    );
+    let digest = shop.lock()["containers"]["api"]["digest"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        digest.starts_with("sha256:"),
+        "the local image id: {digest}"
+    );
+    let client = RegistryClient::new().unwrap();
+    let repo = Repository::parse(&format!("{}/api", shop.registry)).unwrap();
+    assert_eq!(
+        block_on(client.tags_list(&repo)).unwrap_or_default(),
+        Vec::<String>::new(),
+        "nothing pushed"
+    );
+}
