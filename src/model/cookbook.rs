@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use crate::diagnostic::{excerpt, pointer_push, Diagnostic};
 use crate::graph::Plan;
 use crate::model::name::Name;
-use crate::model::relpath::RelPath;
+use crate::model::relpath::{RelPath, RelPathError};
 use crate::model::wire::{ContainerWire, CookbookWire, RunCommandWire};
 
 #[derive(Debug, Clone)]
@@ -171,12 +171,28 @@ struct Converter<'a> {
     diagnostics: Vec<Diagnostic>,
 }
 
-fn suggest<'n>(unknown: &str, known: impl Iterator<Item = &'n str>) -> Option<String> {
-    known
+/// A "did you mean" for a close name, else the list of known names when it is short enough to
+/// read, so that the help always says what would have been accepted.
+fn suggest<'n>(
+    unknown: &str,
+    kind: &str,
+    known: impl Iterator<Item = &'n str> + Clone,
+) -> Option<String> {
+    const LIST_AT_MOST: usize = 12;
+    let close = known
+        .clone()
         .map(|k| (strsim::damerau_levenshtein(unknown, k), k))
         .filter(|(d, _)| *d <= 2)
         .min()
-        .map(|(_, k)| format!("did you mean `{k}`?"))
+        .map(|(_, k)| format!("did you mean `{k}`?"));
+    close.or_else(|| {
+        let names: Vec<&str> = known.take(LIST_AT_MOST + 1).collect();
+        match names.len() {
+            0 => None,
+            n if n > LIST_AT_MOST => None,
+            _ => Some(format!("{kind} in this cookbook: {}", names.join(", "))),
+        }
+    })
 }
 
 impl Converter<'_> {
@@ -194,11 +210,18 @@ impl Converter<'_> {
 
     fn path(&mut self, pointer: &str, s: &str) -> RelPath {
         RelPath::parse(s).unwrap_or_else(|why| {
+            let help = match why {
+                RelPathError::Backslash => match RelPath::parse(&s.replace('\\', "/")) {
+                    Ok(fixed) => format!("separate path components with `/`: {}", excerpt(fixed.as_str())),
+                    Err(_) => "separate path components with `/`; paths stay inside the cookbook's directory".to_owned(),
+                },
+                RelPathError::Absolute => "write the path relative to the directory of the cookbook file".to_owned(),
+                RelPathError::Escapes => "a cookbook may only use files inside its own directory: move the files there, or the cookbook up".to_owned(),
+                RelPathError::Empty => "use \".\" for the cookbook's own directory".to_owned(),
+            };
             self.diagnostics.push(
                 Diagnostic::new("model/path", pointer, format!("path {} {why}", excerpt(s)))
-                    .with_help(
-                        "paths are relative to the cookbook file and stay inside its directory",
-                    ),
+                    .with_help(help),
             );
             RelPath::default()
         })
@@ -213,8 +236,16 @@ impl Converter<'_> {
             pointer,
             format!("{what} names unknown container {}", excerpt(s)),
         );
-        if let Some(help) = suggest(s, self.wire.containers.keys().map(String::as_str)) {
-            d = d.with_help(help);
+        if let Some(help) = suggest(
+            s,
+            "containers",
+            self.wire.containers.keys().map(String::as_str),
+        ) {
+            d = d.with_help(if what == "base_image" {
+                format!("{help} (`container:NAME` means a container of this cookbook; for an image from a registry, drop the `container:` prefix)")
+            } else {
+                help
+            });
         }
         self.diagnostics.push(d);
         None
@@ -298,9 +329,11 @@ impl Converter<'_> {
                         pointer_push(&pointer_push(&at, "applications"), &i.to_string()),
                         format!("unknown application {}", excerpt(app)),
                     );
-                    if let Some(help) =
-                        suggest(app, self.wire.applications.keys().map(String::as_str))
-                    {
+                    if let Some(help) = suggest(
+                        app,
+                        "applications",
+                        self.wire.applications.keys().map(String::as_str),
+                    ) {
                         d = d.with_help(help);
                     }
                     self.diagnostics.push(d);

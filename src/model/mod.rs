@@ -54,8 +54,17 @@ impl Cookbook {
                     .next()
                     .unwrap_or(&message)
                     .to_owned();
-                let help = (message.contains("recursion limit"))
-                    .then_some("nesting is limited to 128 levels");
+                // serde_json's error kinds are coarse; its message names the precise problem, and
+                // only the category is matched here (never the text) to add a hint.
+                let help = match e.classify() {
+                    serde_json::error::Category::Eof => Some(
+                        "the file ends before the JSON is complete: is a closing `}`, `]` or `\"` missing?",
+                    ),
+                    _ if message.contains("recursion limit") => {
+                        Some("nesting is limited to 128 levels")
+                    }
+                    _ => None,
+                };
                 let mut d = Diagnostic::new("syntax/json", "", format!("invalid JSON: {message}"))
                     .located(Location {
                         line: e.line().max(1),

@@ -84,7 +84,8 @@ pub fn check(document: Value) -> Result<Value, Vec<Diagnostic>> {
                     "expected a JSON object, found {}",
                     messages::type_name(&document)
                 ),
-            )])
+            )
+            .with_help("a cookbook is one JSON object: `{ \"manifest_version\": \"1.0\", \"project\": {..}, \"containers\": {..} }`")])
         }
         None => {
             return Err(vec![Diagnostic::new(
