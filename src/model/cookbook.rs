@@ -181,6 +181,8 @@ fn suggest<'n>(
     const LIST_AT_MOST: usize = 12;
     let close = known
         .clone()
+        // Cheap lower bound first: the distance is at least the difference in length.
+        .filter(|k| unknown.len().abs_diff(k.len()) <= 2)
         .map(|k| (strsim::damerau_levenshtein(unknown, k), k))
         .filter(|(d, _)| *d <= 2)
         .min()
