@@ -77,20 +77,22 @@ impl Cookbook {
             }
         };
 
-        let spans = SpanIndex::scan(text);
-        let mut diagnostics: Vec<Diagnostic> = spans
-            .duplicates
-            .iter()
-            .map(|d| {
+        // The span index (pointer → line:column) costs more than parsing; a valid cookbook needs
+        // only the duplicate-key check, so the index is built only when there is a problem.
+        let mut spans = None;
+        let mut diagnostics: Vec<Diagnostic> = Vec::new();
+        if SpanIndex::has_duplicate_keys(text) {
+            let index = spans.insert(SpanIndex::scan(text));
+            diagnostics.extend(index.duplicates.iter().map(|d| {
                 Diagnostic::new(
                     "syntax/duplicate-key",
                     d.pointer.clone(),
                     "key appears twice in the same object",
                 )
-                .located(spans.location(text, d.offset))
+                .located(index.location(text, d.offset))
                 .with_help("JSON parsers keep only one of the two; remove the other")
-            })
-            .collect();
+            }));
+        }
 
         let result = schema::check(value).and_then(|latest| {
             serde_json::from_value::<wire::CookbookWire>(latest).map_err(|e| {
@@ -115,6 +117,7 @@ impl Cookbook {
         match cookbook {
             Some(c) if diagnostics.is_empty() => Ok(c),
             _ => {
+                let spans = spans.get_or_insert_with(|| SpanIndex::scan(text));
                 for d in &mut diagnostics {
                     if d.location.is_none() {
                         d.location = Some(spans.locate(text, &d.pointer, d.at_key));
