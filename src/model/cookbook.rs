@@ -210,7 +210,9 @@ impl Converter<'_> {
         name
     }
 
-    fn path(&mut self, pointer: &str, s: &str) -> RelPath {
+    // Pointers are passed as closures: they are built only for a diagnostic, so that a valid
+    // 10,000-container cookbook does not allocate one per reference.
+    fn path(&mut self, pointer: impl FnOnce() -> String, s: &str) -> RelPath {
         RelPath::parse(s).unwrap_or_else(|why| {
             let help = match why {
                 RelPathError::Backslash => match RelPath::parse(&s.replace('\\', "/")) {
@@ -222,20 +224,26 @@ impl Converter<'_> {
                 RelPathError::Empty => "use \".\" for the cookbook's own directory".to_owned(),
             };
             self.diagnostics.push(
-                Diagnostic::new("model/path", pointer, format!("path {} {why}", excerpt(s)))
+                Diagnostic::new("model/path", pointer(), format!("path {} {why}", excerpt(s)))
                     .with_help(help),
             );
             RelPath::default()
         })
     }
 
-    fn container_ref(&mut self, pointer: String, s: &str, what: &str) -> Option<Name> {
+    fn container_ref(
+        &mut self,
+        pointer: impl FnOnce() -> String,
+        s: &str,
+        what: impl FnOnce() -> String,
+    ) -> Option<Name> {
         if self.wire.containers.contains_key(s) {
             return Name::parse(s);
         }
+        let what = what();
         let mut d = Diagnostic::new(
             "model/unknown-container",
-            pointer,
+            pointer(),
             format!("{what} names unknown container {}", excerpt(s)),
         );
         if let Some(help) = suggest(
@@ -253,7 +261,7 @@ impl Converter<'_> {
         None
     }
 
-    fn port(&mut self, pointer: String, v: &serde_json::Value) -> Option<Port> {
+    fn port(&mut self, pointer: impl FnOnce() -> String, v: &serde_json::Value) -> Option<Port> {
         let (number, protocol) = match v {
             serde_json::Value::Number(n) => (n.as_u64().unwrap_or(0), Protocol::Tcp),
             serde_json::Value::String(s) => {
@@ -272,7 +280,7 @@ impl Converter<'_> {
             _ => {
                 self.diagnostics.push(Diagnostic::new(
                     "schema/port",
-                    pointer,
+                    pointer(),
                     format!("port {v} is outside 1-65535"),
                 ));
                 None
@@ -285,17 +293,17 @@ impl Converter<'_> {
         let name = self.name(&at, key)?;
         let mut depends_on: Vec<Name> = Vec::new();
         for (i, dep) in c.depends_on.iter().enumerate() {
-            let p = pointer_push(&pointer_push(&at, "depends_on"), &i.to_string());
-            depends_on.extend(self.container_ref(p, dep, "depends_on"));
+            let p = || pointer_push(&pointer_push(&at, "depends_on"), &i.to_string());
+            depends_on.extend(self.container_ref(p, dep, || "depends_on".to_owned()));
         }
         depends_on.sort();
         depends_on.dedup();
 
         let kind = if let Some(dockerfile) = &c.dockerfile {
             ContainerKind::Dockerfile(DockerfileBuild {
-                dockerfile: self.path(&pointer_push(&at, "dockerfile"), dockerfile),
+                dockerfile: self.path(|| pointer_push(&at, "dockerfile"), dockerfile),
                 context: self.path(
-                    &pointer_push(&at, "context"),
+                    || pointer_push(&at, "context"),
                     c.context.as_deref().unwrap_or("."),
                 ),
                 build_args: c.build_args.clone(),
@@ -303,15 +311,17 @@ impl Converter<'_> {
             })
         } else {
             let base_text = c.base_image.as_deref().unwrap_or_default();
-            let base_at = pointer_push(&at, "base_image");
+            let base_at = || pointer_push(&at, "base_image");
             let base = match base_text.strip_prefix("container:") {
                 Some(parent) => {
-                    BaseImage::Container(self.container_ref(base_at, parent, "base_image")?)
+                    BaseImage::Container(
+                        self.container_ref(base_at, parent, || "base_image".to_owned())?,
+                    )
                 }
                 None if base_text.chars().any(char::is_whitespace) => {
                     self.diagnostics.push(Diagnostic::new(
                         "model/image",
-                        base_at,
+                        base_at(),
                         format!(
                             "image reference {} contains white space",
                             excerpt(base_text)
@@ -343,9 +353,10 @@ impl Converter<'_> {
             }
             let mut ports = Vec::new();
             for (i, p) in c.ports.iter().enumerate() {
-                ports.extend(
-                    self.port(pointer_push(&pointer_push(&at, "ports"), &i.to_string()), p),
-                );
+                ports.extend(self.port(
+                    || pointer_push(&pointer_push(&at, "ports"), &i.to_string()),
+                    p,
+                ));
             }
             ContainerKind::Generated(Generated {
                 base,
@@ -388,7 +399,7 @@ pub(crate) fn convert(wire: &CookbookWire) -> (Cookbook, Vec<Diagnostic>) {
             continue;
         };
         let source = cv.path(
-            &pointer_push(&at, "source"),
+            || pointer_push(&at, "source"),
             a.source.as_deref().unwrap_or("."),
         );
         applications.insert(
@@ -421,9 +432,9 @@ pub(crate) fn convert(wire: &CookbookWire) -> (Cookbook, Vec<Diagnostic>) {
     let mut build_order = Vec::new();
     for (i, n) in packaging.build_order.iter().flatten().enumerate() {
         build_order.extend(cv.container_ref(
-            format!("/packaging/build_order/{i}"),
+            || format!("/packaging/build_order/{i}"),
             n,
-            "build_order",
+            || "build_order".to_owned(),
         ));
     }
     let packaging = Packaging {
@@ -446,8 +457,8 @@ pub(crate) fn convert(wire: &CookbookWire) -> (Cookbook, Vec<Diagnostic>) {
         };
         let mut names = BTreeSet::new();
         for (i, c) in s.containers.iter().enumerate() {
-            let p = pointer_push(&pointer_push(&at, "containers"), &i.to_string());
-            names.extend(cv.container_ref(p, c, &format!("site `{name}`")));
+            let p = || pointer_push(&pointer_push(&at, "containers"), &i.to_string());
+            names.extend(cv.container_ref(p, c, || format!("site `{name}`")));
         }
         sites.insert(
             name.clone(),
