@@ -162,3 +162,33 @@ fn invalid_cookbook_fails_every_command() {
         );
     }
 }
+
+/// The annotated example in README.md is a valid cookbook once its `//` comments are removed, and
+/// its plan is the one the README shows for the shop.
+#[test]
+fn readme_example_validates() {
+    let readme = std::fs::read_to_string(repo_root().join("README.md")).expect("README.md");
+    let start = readme
+        .find("```jsonc\n")
+        .expect("a ```jsonc block in README.md")
+        + 9;
+    let block = &readme[start..];
+    let block = &block[..block.find("```").expect("end of the block")];
+    let json: String = block
+        .lines()
+        .map(|l| l.find("  //").map_or(l, |i| &l[..i]))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let dir = tempfile::tempdir().expect("temp dir");
+    std::fs::write(dir.path().join("cookbook.json"), &json).expect("write");
+    let run = run_in(dir.path(), &["validate"]);
+    run.assert_code(0);
+    let run = run_in(dir.path(), &["plan"]);
+    run.assert_code(0);
+    assert_eq!(
+        run.stdout,
+        "wave 1\n  db\nwave 2\n  api     depends_on: db\nwave 3\n  worker  FROM: api\n",
+        "{}",
+        run.context()
+    );
+}
