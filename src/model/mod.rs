@@ -37,7 +37,7 @@ impl Cookbook {
                     format!("invalid UTF-8 at byte {}", e.valid_up_to()),
                 )
                 .located(Location { line, column })
-                .with_help("cookbooks are UTF-8 JSON")]);
+                .with_help("cookbooks are UTF-8 JSON: save the file as UTF-8")]);
             }
         };
         if text.trim().is_empty() {

@@ -25,6 +25,26 @@ pub fn type_name(value: &Value) -> &'static str {
     }
 }
 
+/// The naming rule, and the name written that way when lower-casing and `-` for white space fix
+/// it (`My App` → `my-app`).
+fn name_help(name: &str) -> String {
+    let fixed: String = name
+        .trim()
+        .chars()
+        .map(|c| {
+            if c.is_whitespace() {
+                '-'
+            } else {
+                c.to_ascii_lowercase()
+            }
+        })
+        .collect();
+    match crate::model::Name::parse(&fixed) {
+        Some(fixed) if fixed.as_str() != name => format!("{NAME_RULE}: `{fixed}` would do"),
+        _ => NAME_RULE.to_owned(),
+    }
+}
+
 fn show(value: &Value) -> String {
     match value {
         Value::String(s) => excerpt(s),
@@ -218,7 +238,7 @@ pub fn describe(
                 format!("invalid name {}", excerpt(&key)),
             )
             .at_key()
-            .with_help(NAME_RULE)]
+            .with_help(name_help(&key))]
         }
         ValidationErrorKind::Pattern { pattern } => {
             if schema_path.contains("/$defs/name/") {
@@ -227,7 +247,7 @@ pub fn describe(
                     pointer.clone(),
                     format!("invalid name {}", show(instance)),
                 );
-                vec![d.with_help(NAME_RULE)]
+                vec![d.with_help(name_help(instance.as_str().unwrap_or_default()))]
             } else if schema_path.contains("/$defs/port/") {
                 one(
                     "schema/port",
