@@ -66,11 +66,11 @@ impl PlanBuilder {
 
     /// Refuses cycles, then fixes the waves.
     pub fn seal(self) -> Result<Plan, Vec<Cycle>> {
-        let cycles = self.cycles();
-        if !cycles.is_empty() {
-            return Err(cycles);
-        }
-        let order = toposort(&self.graph, None).expect("no cycles");
+        // toposort finds whether there is a cycle (self-loops included) in one pass; only then is
+        // the costlier search that names every cycle whole worth running.
+        let Ok(order) = toposort(&self.graph, None) else {
+            return Err(self.cycles());
+        };
         // toposort puts a node before what it needs; walk it backwards so needs come first.
         let mut wave_of = vec![0usize; self.graph.node_count()];
         for &n in order.iter().rev() {
