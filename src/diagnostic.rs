@@ -74,7 +74,7 @@ impl fmt::Display for Rendered<'_> {
         }
         write!(f, "error[{}]: ", d.code)?;
         if !d.pointer.is_empty() {
-            write!(f, "{}: ", d.pointer)?;
+            write!(f, "{}: ", shorten_pointer(&d.pointer))?;
         }
         f.write_str(&d.message)?;
         if let Some(help) = &d.help {
@@ -99,6 +99,24 @@ pub fn pointer_push(pointer: &str, segment: &str) -> String {
     out
 }
 
+/// A pointer for display: a segment longer than 60 characters (a key written by mistake, maybe
+/// 50 MB long) is cut to its first 60 and `…`, so a message never echoes a huge key back.
+fn shorten_pointer(pointer: &str) -> std::borrow::Cow<'_, str> {
+    const MAX: usize = 60;
+    if pointer.len() <= MAX {
+        return pointer.into();
+    }
+    pointer
+        .split('/')
+        .map(|segment| match segment.char_indices().nth(MAX) {
+            Some((cut, _)) => format!("{}…", &segment[..cut]),
+            None => segment.to_owned(),
+        })
+        .collect::<Vec<_>>()
+        .join("/")
+        .into()
+}
+
 /// Shortens a user-supplied value for a message: never echo a 50 MB string back.
 pub fn excerpt(value: &str) -> String {
     const MAX: usize = 60;
@@ -107,5 +125,30 @@ pub fn excerpt(value: &str) -> String {
     } else {
         let head: String = value.chars().take(MAX).collect();
         format!("{head:?}… ({} bytes)", value.len())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_pointer_segments_are_shortened_for_display() {
+        let key = "k".repeat(1000);
+        let pointer = pointer_push("/containers", &key);
+        let d = Diagnostic::new("schema/unknown-key", pointer, "unknown key");
+        let shown = Rendered {
+            file: "c.json",
+            diagnostic: &d,
+        }
+        .to_string();
+        assert_eq!(
+            shown,
+            format!(
+                "c.json: error[schema/unknown-key]: /containers/{}…: unknown key",
+                "k".repeat(60)
+            )
+        );
+        assert_eq!(shorten_pointer("/a/b"), "/a/b");
     }
 }

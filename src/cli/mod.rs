@@ -325,13 +325,13 @@ fn execute(cli: &Cli, out: &mut dyn Write, err: &mut dyn Write) -> Result<(), Er
             let cookbook = load(&cli.file)?;
             let _ = writeln!(
                 err,
-                "{}: ok (format {}, {} containers in {} waves, {} applications, {} sites)",
+                "{}: ok (format {}, {} in {}, {}, {})",
                 cli.file.display(),
                 cookbook.manifest_version,
-                cookbook.containers.len(),
-                cookbook.plan.waves().len(),
-                cookbook.applications.len(),
-                cookbook.sites.len()
+                count(cookbook.containers.len(), "container"),
+                count(cookbook.plan.waves().len(), "wave"),
+                count(cookbook.applications.len(), "application"),
+                count(cookbook.sites.len(), "site")
             );
             Ok(())
         }
@@ -346,5 +346,14 @@ fn execute(cli: &Cli, out: &mut dyn Write, err: &mut dyn Write) -> Result<(), Er
             let _ = out.write_all(text.as_bytes());
             Ok(())
         }
+    }
+}
+
+/// `1 container`, `2 containers`.
+fn count(n: usize, noun: &str) -> String {
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{n} {noun}s")
     }
 }

@@ -66,11 +66,11 @@ impl PlanBuilder {
 
     /// Refuses cycles, then fixes the waves.
     pub fn seal(self) -> Result<Plan, Vec<Cycle>> {
-        let cycles = self.cycles();
-        if !cycles.is_empty() {
-            return Err(cycles);
-        }
-        let order = toposort(&self.graph, None).expect("no cycles");
+        // toposort finds whether there is a cycle (self-loops included) in one pass; only then is
+        // the costlier search that names every cycle whole worth running.
+        let Ok(order) = toposort(&self.graph, None) else {
+            return Err(self.cycles());
+        };
         // toposort puts a node before what it needs; walk it backwards so needs come first.
         let mut wave_of = vec![0usize; self.graph.node_count()];
         for &n in order.iter().rev() {
@@ -276,40 +276,40 @@ impl Plan {
     /// `packaging.build_order` may list containers in any order the graph allows; a container
     /// listed before one it needs is a contradiction, reported with the pair.
     fn check_build_order(&self, build_order: &[Name]) -> Vec<Diagnostic> {
-        let position: BTreeMap<&Name, usize> = build_order
-            .iter()
-            .enumerate()
-            .map(|(i, n)| (n, i))
-            .collect();
+        // Indexed by node rather than keyed by name: this runs over every edge of a cookbook of
+        // any size, and string comparisons in a map dominated it.
+        let mut position: Vec<Option<usize>> = vec![None; self.graph.node_count()];
+        for (i, name) in build_order.iter().enumerate() {
+            if let Some(&n) = self.nodes.get(name) {
+                position[n.index()] = Some(i);
+            }
+        }
         // For each container, the latest-listed container it needs, directly or not.
-        let mut latest_need: BTreeMap<&Name, (usize, &Name)> = BTreeMap::new();
+        let mut latest_need: Vec<Option<(usize, NodeIndex)>> = vec![None; self.graph.node_count()];
         let mut diagnostics = Vec::new();
         for name in self.order() {
             let n = self.nodes[name];
-            let mut best: Option<(usize, &Name)> = None;
+            let mut best: Option<(usize, NodeIndex)> = None;
             for d in self.graph.neighbors_directed(n, Direction::Outgoing) {
-                let dn = &self.graph[d];
-                let cands = [
-                    position.get(dn).map(|&p| (p, dn)),
-                    latest_need.get(dn).copied(),
-                ];
+                let cands = [position[d.index()].map(|p| (p, d)), latest_need[d.index()]];
                 for c in cands.into_iter().flatten() {
                     if best.is_none_or(|b| c.0 > b.0) {
                         best = Some(c);
                     }
                 }
             }
-            if let Some(b) = best {
-                latest_need.insert(name, b);
-                if let Some(&p) = position.get(name) {
-                    if p < b.0 {
+            if let Some((b_pos, b_node)) = best {
+                latest_need[n.index()] = best;
+                if let Some(p) = position[n.index()] {
+                    if p < b_pos {
+                        let needed = &self.graph[b_node];
                         diagnostics.push(
                             Diagnostic::new(
                                 "plan/build-order",
                                 format!("/packaging/build_order/{p}"),
-                                format!("build_order puts `{name}` before `{}`, but `{name}` needs `{}`", b.1, b.1),
+                                format!("build_order puts `{name}` before `{needed}`, but `{name}` needs `{needed}`"),
                             )
-                            .with_help(format!("move `{}` before `{name}` in build_order", b.1)),
+                            .with_help(format!("move `{needed}` before `{name}` in build_order")),
                         );
                     }
                 }

@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use crate::diagnostic::{excerpt, pointer_push, Diagnostic};
 use crate::graph::Plan;
 use crate::model::name::Name;
-use crate::model::relpath::RelPath;
+use crate::model::relpath::{RelPath, RelPathError};
 use crate::model::wire::{ContainerWire, CookbookWire, RunCommandWire};
 
 #[derive(Debug, Clone)]
@@ -171,12 +171,30 @@ struct Converter<'a> {
     diagnostics: Vec<Diagnostic>,
 }
 
-fn suggest<'n>(unknown: &str, known: impl Iterator<Item = &'n str>) -> Option<String> {
-    known
+/// A "did you mean" for a close name, else the list of known names when it is short enough to
+/// read, so that the help always says what would have been accepted.
+fn suggest<'n>(
+    unknown: &str,
+    kind: &str,
+    known: impl Iterator<Item = &'n str> + Clone,
+) -> Option<String> {
+    const LIST_AT_MOST: usize = 12;
+    let close = known
+        .clone()
+        // Cheap lower bound first: the distance is at least the difference in length.
+        .filter(|k| unknown.len().abs_diff(k.len()) <= 2)
         .map(|k| (strsim::damerau_levenshtein(unknown, k), k))
         .filter(|(d, _)| *d <= 2)
         .min()
-        .map(|(_, k)| format!("did you mean `{k}`?"))
+        .map(|(_, k)| format!("did you mean `{k}`?"));
+    close.or_else(|| {
+        let names: Vec<&str> = known.take(LIST_AT_MOST + 1).collect();
+        match names.len() {
+            0 => None,
+            n if n > LIST_AT_MOST => None,
+            _ => Some(format!("{kind} in this cookbook: {}", names.join(", "))),
+        }
+    })
 }
 
 impl Converter<'_> {
@@ -192,35 +210,58 @@ impl Converter<'_> {
         name
     }
 
-    fn path(&mut self, pointer: &str, s: &str) -> RelPath {
+    // Pointers are passed as closures: they are built only for a diagnostic, so that a valid
+    // 10,000-container cookbook does not allocate one per reference.
+    fn path(&mut self, pointer: impl FnOnce() -> String, s: &str) -> RelPath {
         RelPath::parse(s).unwrap_or_else(|why| {
+            let help = match why {
+                RelPathError::Backslash => match RelPath::parse(&s.replace('\\', "/")) {
+                    Ok(fixed) => format!("separate path components with `/`: {}", excerpt(fixed.as_str())),
+                    Err(_) => "separate path components with `/`; paths stay inside the cookbook's directory".to_owned(),
+                },
+                RelPathError::Absolute => "write the path relative to the directory of the cookbook file".to_owned(),
+                RelPathError::Escapes => "a cookbook may only use files inside its own directory: move the files there, or the cookbook up".to_owned(),
+                RelPathError::Empty => "use \".\" for the cookbook's own directory".to_owned(),
+            };
             self.diagnostics.push(
-                Diagnostic::new("model/path", pointer, format!("path {} {why}", excerpt(s)))
-                    .with_help(
-                        "paths are relative to the cookbook file and stay inside its directory",
-                    ),
+                Diagnostic::new("model/path", pointer(), format!("path {} {why}", excerpt(s)))
+                    .with_help(help),
             );
             RelPath::default()
         })
     }
 
-    fn container_ref(&mut self, pointer: String, s: &str, what: &str) -> Option<Name> {
+    fn container_ref(
+        &mut self,
+        pointer: impl FnOnce() -> String,
+        s: &str,
+        what: impl FnOnce() -> String,
+    ) -> Option<Name> {
         if self.wire.containers.contains_key(s) {
             return Name::parse(s);
         }
+        let what = what();
         let mut d = Diagnostic::new(
             "model/unknown-container",
-            pointer,
+            pointer(),
             format!("{what} names unknown container {}", excerpt(s)),
         );
-        if let Some(help) = suggest(s, self.wire.containers.keys().map(String::as_str)) {
-            d = d.with_help(help);
+        if let Some(help) = suggest(
+            s,
+            "containers",
+            self.wire.containers.keys().map(String::as_str),
+        ) {
+            d = d.with_help(if what == "base_image" {
+                format!("{help} (`container:NAME` means a container of this cookbook; for an image from a registry, drop the `container:` prefix)")
+            } else {
+                help
+            });
         }
         self.diagnostics.push(d);
         None
     }
 
-    fn port(&mut self, pointer: String, v: &serde_json::Value) -> Option<Port> {
+    fn port(&mut self, pointer: impl FnOnce() -> String, v: &serde_json::Value) -> Option<Port> {
         let (number, protocol) = match v {
             serde_json::Value::Number(n) => (n.as_u64().unwrap_or(0), Protocol::Tcp),
             serde_json::Value::String(s) => {
@@ -239,7 +280,7 @@ impl Converter<'_> {
             _ => {
                 self.diagnostics.push(Diagnostic::new(
                     "schema/port",
-                    pointer,
+                    pointer(),
                     format!("port {v} is outside 1-65535"),
                 ));
                 None
@@ -252,17 +293,17 @@ impl Converter<'_> {
         let name = self.name(&at, key)?;
         let mut depends_on: Vec<Name> = Vec::new();
         for (i, dep) in c.depends_on.iter().enumerate() {
-            let p = pointer_push(&pointer_push(&at, "depends_on"), &i.to_string());
-            depends_on.extend(self.container_ref(p, dep, "depends_on"));
+            let p = || pointer_push(&pointer_push(&at, "depends_on"), &i.to_string());
+            depends_on.extend(self.container_ref(p, dep, || "depends_on".to_owned()));
         }
         depends_on.sort();
         depends_on.dedup();
 
         let kind = if let Some(dockerfile) = &c.dockerfile {
             ContainerKind::Dockerfile(DockerfileBuild {
-                dockerfile: self.path(&pointer_push(&at, "dockerfile"), dockerfile),
+                dockerfile: self.path(|| pointer_push(&at, "dockerfile"), dockerfile),
                 context: self.path(
-                    &pointer_push(&at, "context"),
+                    || pointer_push(&at, "context"),
                     c.context.as_deref().unwrap_or("."),
                 ),
                 build_args: c.build_args.clone(),
@@ -270,15 +311,17 @@ impl Converter<'_> {
             })
         } else {
             let base_text = c.base_image.as_deref().unwrap_or_default();
-            let base_at = pointer_push(&at, "base_image");
+            let base_at = || pointer_push(&at, "base_image");
             let base = match base_text.strip_prefix("container:") {
                 Some(parent) => {
-                    BaseImage::Container(self.container_ref(base_at, parent, "base_image")?)
+                    BaseImage::Container(
+                        self.container_ref(base_at, parent, || "base_image".to_owned())?,
+                    )
                 }
                 None if base_text.chars().any(char::is_whitespace) => {
                     self.diagnostics.push(Diagnostic::new(
                         "model/image",
-                        base_at,
+                        base_at(),
                         format!(
                             "image reference {} contains white space",
                             excerpt(base_text)
@@ -298,9 +341,11 @@ impl Converter<'_> {
                         pointer_push(&pointer_push(&at, "applications"), &i.to_string()),
                         format!("unknown application {}", excerpt(app)),
                     );
-                    if let Some(help) =
-                        suggest(app, self.wire.applications.keys().map(String::as_str))
-                    {
+                    if let Some(help) = suggest(
+                        app,
+                        "applications",
+                        self.wire.applications.keys().map(String::as_str),
+                    ) {
                         d = d.with_help(help);
                     }
                     self.diagnostics.push(d);
@@ -323,9 +368,10 @@ impl Converter<'_> {
             }
             let mut ports = Vec::new();
             for (i, p) in c.ports.iter().enumerate() {
-                ports.extend(
-                    self.port(pointer_push(&pointer_push(&at, "ports"), &i.to_string()), p),
-                );
+                ports.extend(self.port(
+                    || pointer_push(&pointer_push(&at, "ports"), &i.to_string()),
+                    p,
+                ));
             }
             ContainerKind::Generated(Generated {
                 base,
@@ -368,7 +414,7 @@ pub(crate) fn convert(wire: &CookbookWire) -> (Cookbook, Vec<Diagnostic>) {
             continue;
         };
         let source = cv.path(
-            &pointer_push(&at, "source"),
+            || pointer_push(&at, "source"),
             a.source.as_deref().unwrap_or("."),
         );
         applications.insert(
@@ -401,9 +447,9 @@ pub(crate) fn convert(wire: &CookbookWire) -> (Cookbook, Vec<Diagnostic>) {
     let mut build_order = Vec::new();
     for (i, n) in packaging.build_order.iter().flatten().enumerate() {
         build_order.extend(cv.container_ref(
-            format!("/packaging/build_order/{i}"),
+            || format!("/packaging/build_order/{i}"),
             n,
-            "build_order",
+            || "build_order".to_owned(),
         ));
     }
     let packaging = Packaging {
@@ -426,8 +472,8 @@ pub(crate) fn convert(wire: &CookbookWire) -> (Cookbook, Vec<Diagnostic>) {
         };
         let mut names = BTreeSet::new();
         for (i, c) in s.containers.iter().enumerate() {
-            let p = pointer_push(&pointer_push(&at, "containers"), &i.to_string());
-            names.extend(cv.container_ref(p, c, &format!("site `{name}`")));
+            let p = || pointer_push(&pointer_push(&at, "containers"), &i.to_string());
+            names.extend(cv.container_ref(p, c, || format!("site `{name}`")));
         }
         sites.insert(
             name.clone(),

@@ -37,7 +37,7 @@ impl Cookbook {
                     format!("invalid UTF-8 at byte {}", e.valid_up_to()),
                 )
                 .located(Location { line, column })
-                .with_help("cookbooks are UTF-8 JSON")]);
+                .with_help("cookbooks are UTF-8 JSON: save the file as UTF-8")]);
             }
         };
         if text.trim().is_empty() {
@@ -54,8 +54,17 @@ impl Cookbook {
                     .next()
                     .unwrap_or(&message)
                     .to_owned();
-                let help = (message.contains("recursion limit"))
-                    .then_some("nesting is limited to 128 levels");
+                // serde_json's error kinds are coarse; its message names the precise problem, and
+                // only the category is matched here (never the text) to add a hint.
+                let help = match e.classify() {
+                    serde_json::error::Category::Eof => Some(
+                        "the file ends before the JSON is complete: is a closing `}`, `]` or `\"` missing?",
+                    ),
+                    _ if message.contains("recursion limit") => {
+                        Some("nesting is limited to 128 levels")
+                    }
+                    _ => None,
+                };
                 let mut d = Diagnostic::new("syntax/json", "", format!("invalid JSON: {message}"))
                     .located(Location {
                         line: e.line().max(1),
@@ -68,20 +77,22 @@ impl Cookbook {
             }
         };
 
-        let spans = SpanIndex::scan(text);
-        let mut diagnostics: Vec<Diagnostic> = spans
-            .duplicates
-            .iter()
-            .map(|d| {
+        // The span index (pointer → line:column) costs more than parsing; a valid cookbook needs
+        // only the duplicate-key check, so the index is built only when there is a problem.
+        let mut spans = None;
+        let mut diagnostics: Vec<Diagnostic> = Vec::new();
+        if SpanIndex::has_duplicate_keys(text) {
+            let index = spans.insert(SpanIndex::scan(text));
+            diagnostics.extend(index.duplicates.iter().map(|d| {
                 Diagnostic::new(
                     "syntax/duplicate-key",
                     d.pointer.clone(),
                     "key appears twice in the same object",
                 )
-                .located(spans.location(text, d.offset))
+                .located(index.location(text, d.offset))
                 .with_help("JSON parsers keep only one of the two; remove the other")
-            })
-            .collect();
+            }));
+        }
 
         let result = schema::check(value).and_then(|latest| {
             serde_json::from_value::<wire::CookbookWire>(latest).map_err(|e| {
@@ -106,6 +117,7 @@ impl Cookbook {
         match cookbook {
             Some(c) if diagnostics.is_empty() => Ok(c),
             _ => {
+                let spans = spans.get_or_insert_with(|| SpanIndex::scan(text));
                 for d in &mut diagnostics {
                     if d.location.is_none() {
                         d.location = Some(spans.locate(text, &d.pointer, d.at_key));

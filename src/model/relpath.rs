@@ -23,9 +23,9 @@ pub enum RelPathError {
 impl fmt::Display for RelPathError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
-            RelPathError::Absolute => "is absolute; paths are relative to the cookbook file",
+            RelPathError::Absolute => "is absolute",
             RelPathError::Escapes => "leaves the cookbook's directory",
-            RelPathError::Backslash => "contains a backslash; use `/` to separate path components",
+            RelPathError::Backslash => "contains a backslash",
             RelPathError::Empty => "is empty",
         })
     }

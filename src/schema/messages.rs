@@ -26,6 +26,26 @@ pub fn type_name(value: &Value) -> &'static str {
     }
 }
 
+/// The naming rule, and the name written that way when lower-casing and `-` for white space fix
+/// it (`My App` → `my-app`).
+fn name_help(name: &str) -> String {
+    let fixed: String = name
+        .trim()
+        .chars()
+        .map(|c| {
+            if c.is_whitespace() {
+                '-'
+            } else {
+                c.to_ascii_lowercase()
+            }
+        })
+        .collect();
+    match crate::model::Name::parse(&fixed) {
+        Some(fixed) if fixed.as_str() != name => format!("{NAME_RULE}: `{fixed}` would do"),
+        _ => NAME_RULE.to_owned(),
+    }
+}
+
 fn show(value: &Value) -> String {
     match value {
         Value::String(s) => excerpt(s),
@@ -52,9 +72,62 @@ fn allowed_keys(schema: &Value, schema_path: &str) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// Keys that only one container kind takes: used in a container of the other kind, the help says
+/// which kind the container is and why, rather than listing keys.
+const GENERATED_ONLY: &[&str] = &[
+    "base_image",
+    "applications",
+    "ports",
+    "env",
+    "labels",
+    "workdir",
+];
+const DOCKERFILE_ONLY: &[&str] = &["context", "target"];
+
+fn other_kind_help(key: &str, schema_path: &str) -> Option<String> {
+    if schema_path.starts_with("/$defs/dockerfile_container/") && GENERATED_ONLY.contains(&key) {
+        Some(format!(
+            "`{key}` belongs to generated containers; this one has a `dockerfile` key, so it is \
+             Dockerfile-based (keys: dockerfile, context, build_args, target, depends_on, ci_name, \
+             ci_capabilities)"
+        ))
+    } else if schema_path.starts_with("/$defs/generated_container/")
+        && DOCKERFILE_ONLY.contains(&key)
+    {
+        Some(format!(
+            "`{key}` belongs to Dockerfile-based containers, which need a `dockerfile` key; \
+             without one the container is generated from `base_image` and `applications`"
+        ))
+    } else {
+        None
+    }
+}
+
+/// Plural of a count and a noun: `1 item`, `2 items`.
+fn count(n: u64, singular: &str, plural: &str) -> String {
+    if n == 1 {
+        format!("1 {singular}")
+    } else {
+        format!("{n} {plural}")
+    }
+}
+
+/// The first item that appears twice in an array, for the uniqueItems message.
+fn first_duplicate(value: &Value) -> Option<&Value> {
+    let items = value.as_array()?;
+    items
+        .iter()
+        .enumerate()
+        .find(|(i, v)| items[..*i].contains(v))
+        .map(|(_, v)| v)
+}
+
 fn suggestion(unknown: &str, allowed: &[String]) -> Option<String> {
+    // The edit distance is at least the difference in length: checking that first keeps a 50 MB
+    // key from costing a 50 MB × key-length distance matrix.
     allowed
         .iter()
+        .filter(|k| unknown.len().abs_diff(k.len()) <= 2.max(k.len() / 4))
         .map(|k| (strsim::damerau_levenshtein(unknown, k), k))
         .filter(|(d, k)| *d <= 2.max(k.len() / 4))
         .min()
@@ -85,6 +158,9 @@ pub fn describe(
                         format!("unknown key {}", excerpt(key)),
                     )
                     .at_key();
+                    if let Some(help) = other_kind_help(key, schema_path) {
+                        return d.with_help(help);
+                    }
                     match suggestion(key, &allowed) {
                         Some(help) => d.with_help(help),
                         None if !allowed.is_empty() => {
@@ -111,7 +187,35 @@ pub fn describe(
         }
         ValidationErrorKind::Required { property } => {
             let key = property.as_str().unwrap_or_default();
-            one("schema/required", format!("missing required key `{key}`"))
+            let d = Diagnostic::new(
+                "schema/required",
+                pointer.clone(),
+                format!("missing required key `{key}`"),
+            );
+            vec![
+                if schema_path.starts_with("/$defs/packaging/") && key == "version" {
+                    Diagnostic::new(
+                    "schema/required",
+                    pointer.clone(),
+                    "`tagging: \"semver\"` needs a `version`",
+                )
+                .with_help("add `\"version\": \"MAJOR.MINOR.PATCH\"` (e.g. \"1.4.0\") to packaging, or choose another tagging")
+                } else if schema_path.starts_with("/$defs/generated_container/") {
+                    d.with_help(
+                        "a container is either generated (needs `base_image` and `applications`) \
+                     or Dockerfile-based (needs `dockerfile` and `context`)",
+                    )
+                } else if schema_path.starts_with("/$defs/dockerfile_container/")
+                    && key == "context"
+                {
+                    d.with_help(
+                        "a Dockerfile-based container names its build context directory, relative \
+                     to the cookbook file (`\".\"` for the cookbook's own directory)",
+                    )
+                } else {
+                    d
+                },
+            ]
         }
         ValidationErrorKind::Type { kind } => {
             let expected = match kind {
@@ -142,7 +246,11 @@ pub fn describe(
                 format!("invalid {what} {}", excerpt(&key)),
             )
             .at_key()
-            .with_help(rule)]
+            .with_help(if what == "name" {
+                name_help(&key)
+            } else {
+                rule.to_owned()
+            })]
         }
         ValidationErrorKind::Pattern { pattern } => {
             if schema_path.contains("/$defs/name/") {
@@ -151,7 +259,7 @@ pub fn describe(
                     pointer.clone(),
                     format!("invalid name {}", show(instance)),
                 );
-                vec![d.with_help(NAME_RULE)]
+                vec![d.with_help(name_help(instance.as_str().unwrap_or_default()))]
             } else if schema_path.contains("/$defs/port/") {
                 one(
                     "schema/port",
@@ -212,13 +320,20 @@ pub fn describe(
         ValidationErrorKind::OneOfNotValid { .. }
         | ValidationErrorKind::OneOfMultipleValid { .. } => {
             if schema_path.contains("/$defs/port/") {
-                one("schema/port", format!("invalid port {}: expected an integer 1-65535 or a string `NUMBER/tcp|udp|sctp`", show(instance)))
+                one("schema/port", format!("invalid port {}: expected a number 1-65535, as an integer or a string `NUMBER` or `NUMBER/tcp|udp|sctp`", show(instance)))
             } else if schema_path.contains("/run_command/") {
                 one(
                     "schema/type",
                     format!(
                         "expected a command string or a non-empty array of strings, found {}",
-                        type_name(instance)
+                        match &**instance {
+                            Value::Array(items) if items.is_empty() => "an empty array".to_owned(),
+                            Value::Array(items) => match items.iter().find(|v| !v.is_string()) {
+                                Some(v) => format!("an array holding {}", type_name(v)),
+                                None => "an array".to_owned(),
+                            },
+                            other => type_name(other).to_owned(),
+                        }
                     ),
                 )
             } else {
@@ -237,21 +352,42 @@ pub fn describe(
         ),
         ValidationErrorKind::MinLength { limit } => one(
             "schema/too-short",
-            format!("string must have at least {limit} character(s)"),
+            if *limit == 1 {
+                "expected a non-empty string, found \"\"".to_owned()
+            } else {
+                format!(
+                    "expected a string of at least {}",
+                    count(*limit, "character", "characters")
+                )
+            },
         ),
         ValidationErrorKind::MaxItems { limit } => {
             one("schema/too-long", format!("more than {limit} items"))
         }
         ValidationErrorKind::MinItems { limit } => one(
             "schema/too-short",
-            format!("needs at least {limit} item(s)"),
+            format!(
+                "expected at least {}, found {}",
+                count(*limit, "item", "items"),
+                match instance.as_array().map_or(0, Vec::len) {
+                    0 => "an empty list".to_owned(),
+                    n => count(n as u64, "item", "items"),
+                }
+            ),
         ),
         ValidationErrorKind::MaxProperties { limit } => {
             one("schema/too-long", format!("more than {limit} keys"))
         }
         ValidationErrorKind::MinProperties { limit } => one(
             "schema/too-short",
-            format!("needs at least {limit} entry(ies)"),
+            format!(
+                "expected at least {}, found {}",
+                count(*limit, "entry", "entries"),
+                match instance.as_object().map_or(0, serde_json::Map::len) {
+                    0 => "an empty object".to_owned(),
+                    n => count(n as u64, "entry", "entries"),
+                }
+            ),
         ),
         ValidationErrorKind::Minimum { limit }
         | ValidationErrorKind::ExclusiveMinimum { limit } => one(
@@ -265,7 +401,10 @@ pub fn describe(
         ),
         ValidationErrorKind::UniqueItems => one(
             "schema/duplicate-item",
-            "the list names an item twice".to_owned(),
+            match first_duplicate(instance) {
+                Some(v) => format!("{} is listed twice; list each item once", show(v)),
+                None => "an item is listed twice; list each item once".to_owned(),
+            },
         ),
         _ => one("schema/invalid", error.masked().to_string()),
     }

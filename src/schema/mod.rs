@@ -84,7 +84,8 @@ pub fn check(document: Value) -> Result<Value, Vec<Diagnostic>> {
                     "expected a JSON object, found {}",
                     messages::type_name(&document)
                 ),
-            )])
+            )
+            .with_help("a cookbook is one JSON object: `{ \"manifest_version\": \"1.0\", \"project\": {..}, \"containers\": {..} }`")])
         }
         None => {
             return Err(vec![Diagnostic::new(
@@ -117,6 +118,11 @@ pub fn check(document: Value) -> Result<Value, Vec<Diagnostic>> {
     };
 
     let compiled = compiled(index);
+    // `is_valid` stops early and builds no errors: the fast path for a valid cookbook. Only an
+    // invalid one pays for collecting every error.
+    if compiled.validator.is_valid(&document) {
+        return Ok(migrate::to_latest(index, document));
+    }
     let mut diagnostics: Vec<Diagnostic> = compiled
         .validator
         .iter_errors(&document)

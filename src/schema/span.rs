@@ -139,6 +139,62 @@ impl SpanIndex {
         index
     }
 
+    /// Whether any object has a key twice: the fast path for a well-formed cookbook. It builds no
+    /// pointers (borrowing keys from the text unless they hold escapes), so a valid cookbook pays
+    /// for one light scan; the full index is built only when there is something to report.
+    pub fn has_duplicate_keys(text: &str) -> bool {
+        let bytes = text.as_bytes();
+        // One entry per open container: the keys seen so far for an object, `None` for an array.
+        let mut stack: Vec<Option<HashSet<std::borrow::Cow<'_, str>>>> = Vec::new();
+        let mut expect_key = false;
+        let mut i = 0;
+        while i < bytes.len() {
+            match bytes[i] {
+                b'{' => {
+                    stack.push(Some(HashSet::new()));
+                    expect_key = true;
+                    i += 1;
+                }
+                b'[' => {
+                    stack.push(None);
+                    expect_key = false;
+                    i += 1;
+                }
+                b'}' | b']' => {
+                    stack.pop();
+                    expect_key = false;
+                    i += 1;
+                }
+                b',' => {
+                    expect_key = matches!(stack.last(), Some(Some(_)));
+                    i += 1;
+                }
+                b'"' => {
+                    let end = string_end(bytes, i);
+                    if expect_key {
+                        let raw = &text[i..end];
+                        let key: std::borrow::Cow<'_, str> = if raw.contains('\\') {
+                            serde_json::from_str::<String>(raw)
+                                .unwrap_or_default()
+                                .into()
+                        } else {
+                            raw[1..raw.len() - 1].into()
+                        };
+                        if let Some(Some(keys)) = stack.last_mut() {
+                            if !keys.insert(key) {
+                                return true;
+                            }
+                        }
+                        expect_key = false;
+                    }
+                    i = end;
+                }
+                _ => i += 1,
+            }
+        }
+        false
+    }
+
     fn record(
         &mut self,
         pending: &mut Option<(String, Option<usize>)>,
@@ -249,6 +305,24 @@ mod tests {
             .map(|d| d.pointer.as_str())
             .collect();
         assert_eq!(dups, ["/a", "/b/c"]);
+    }
+
+    #[test]
+    fn duplicate_fast_path_agrees_with_the_full_scan() {
+        for text in [
+            r#"{"a": 1, "\u0061": 2}"#,
+            r#"{"b": {"c": 1, "c": 2}}"#,
+            r#"{"a": [{"x": 1}, {"x": 2}], "b": {"a": {"a": 1}}}"#,
+            r#"{"a": "{\"a\": 1, \"a\": 2}", "k": [1, "a", "a"]}"#,
+            r#"[{"a": 1}, {"a": 1, "b": [], "a": 3}]"#,
+            r#"{}"#,
+        ] {
+            assert_eq!(
+                SpanIndex::has_duplicate_keys(text),
+                !SpanIndex::scan(text).duplicates.is_empty(),
+                "{text}"
+            );
+        }
     }
 
     #[test]

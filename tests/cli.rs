@@ -1,0 +1,194 @@
+//! The command line itself: help documents the exit codes, the example cookbooks validate, and
+//! arguments that make no sense are invalid input (exit code 2).
+
+mod common;
+
+use common::{repo_root, run_in};
+
+const EXIT_CODES: &str = "Exit codes:
+  0  success
+  1  the work failed (a build, a push, a verification)
+  2  invalid input (the cookbook, an argument, a path)
+  3  an external service (Docker engine, registry, git remote) is unreachable
+";
+
+#[test]
+fn help_lists_the_exit_codes() {
+    for args in [
+        vec!["--help"],
+        vec!["-h"],
+        vec!["help"],
+        vec!["validate", "--help"],
+        vec!["plan", "--help"],
+        vec!["help", "plan"],
+    ] {
+        let run = run_in(&repo_root(), &args);
+        run.assert_code(0);
+        assert!(
+            run.stdout.ends_with(EXIT_CODES),
+            "help does not end with the exit codes\n{}",
+            run.context()
+        );
+        assert!(run.stderr.is_empty(), "{}", run.context());
+    }
+}
+
+#[test]
+fn help_documents_the_commands_and_options() {
+    let run = run_in(&repo_root(), &["--help"]);
+    run.assert_code(0);
+    for word in ["validate", "plan", "-f, --file <FILE>", "cookbook.json"] {
+        assert!(
+            run.stdout.contains(word),
+            "help lacks {word:?}\n{}",
+            run.context()
+        );
+    }
+    let run = run_in(&repo_root(), &["plan", "--help"]);
+    run.assert_code(0);
+    for word in ["--format <FORMAT>", "text", "json", "dot", "--site <SITE>"] {
+        assert!(
+            run.stdout.contains(word),
+            "plan help lacks {word:?}\n{}",
+            run.context()
+        );
+    }
+}
+
+#[test]
+fn version() {
+    let run = run_in(&repo_root(), &["--version"]);
+    run.assert_code(0);
+    assert_eq!(
+        run.stdout,
+        format!("cookbook {}\n", env!("CARGO_PKG_VERSION")),
+        "{}",
+        run.context()
+    );
+}
+
+#[test]
+fn example_cookbooks_validate() {
+    for (dir, summary) in [
+        (
+            "cookbooks/shop",
+            "cookbook.json: ok (format 1.0, 4 containers in 3 waves, 3 applications, 2 sites)\n",
+        ),
+        (
+            "cookbooks/example-api",
+            "cookbook.json: ok (format 1.0, 1 container in 1 wave, 1 application, 0 sites)\n",
+        ),
+    ] {
+        // The default file in the working directory, and an explicit path from elsewhere.
+        let run = run_in(&repo_root().join(dir), &["validate"]);
+        run.assert_code(0);
+        assert_eq!(run.stderr, summary, "{}", run.context());
+        assert!(run.stdout.is_empty(), "{}", run.context());
+
+        let file = format!("{dir}/cookbook.json");
+        let run = run_in(&repo_root(), &["validate", "-f", &file]);
+        run.assert_code(0);
+        assert_eq!(run.stderr, format!("{dir}/{summary}"), "{}", run.context());
+    }
+}
+
+/// Each bad invocation exits 2 and says what was wrong, naming the offending argument.
+#[test]
+fn bad_arguments_are_invalid_input() {
+    let shop = repo_root().join("cookbooks/shop");
+    for (args, says) in [
+        (vec!["--bogus"], "--bogus"),
+        (vec!["validate", "--bogus"], "--bogus"),
+        (vec![], "Usage: cookbook"),
+        (vec!["frobnicate"], "frobnicate"),
+        (vec!["plan", "--format", "xml"], "xml"),
+        (vec!["plan", "--format"], "--format"),
+        (vec!["plan", "--site"], "--site"),
+        (vec!["-f"], "--file"),
+        (vec!["validate", "extra"], "extra"),
+    ] {
+        let run = run_in(&shop, &args);
+        run.assert_code(2);
+        assert!(run.stdout.is_empty(), "{}", run.context());
+        assert!(
+            run.stderr.contains("error") || run.stderr.contains("Usage"),
+            "no error message\n{}",
+            run.context()
+        );
+        assert!(
+            run.stderr.contains(says),
+            "the message does not name {says:?}\n{}",
+            run.context()
+        );
+    }
+}
+
+/// `-f` is global: it may come before or after the subcommand.
+#[test]
+fn file_flag_before_or_after_the_subcommand() {
+    for args in [
+        vec!["-f", "cookbooks/shop/cookbook.json", "plan"],
+        vec!["plan", "-f", "cookbooks/shop/cookbook.json"],
+        vec!["plan", "--file=cookbooks/shop/cookbook.json"],
+    ] {
+        let run = run_in(&repo_root(), &args);
+        run.assert_code(0);
+        assert!(
+            run.stdout.starts_with("wave 1\n  db\n"),
+            "{}",
+            run.context()
+        );
+    }
+}
+
+/// An invalid cookbook exits 2 for every command that reads it, with nothing on stdout.
+#[test]
+fn invalid_cookbook_fails_every_command() {
+    let dir = repo_root().join("tests/fixtures/invalid");
+    for args in [
+        vec!["-f", "cycle-mixed.json", "validate"],
+        vec!["-f", "cycle-mixed.json", "plan"],
+        vec!["-f", "cycle-mixed.json", "plan", "--format", "dot"],
+        vec!["-f", "cycle-mixed.json", "plan", "--site", "anything"],
+    ] {
+        let run = run_in(&dir, &args);
+        run.assert_code(2);
+        assert!(run.stdout.is_empty(), "{}", run.context());
+        assert!(
+            run.stderr
+                .starts_with("cycle-mixed.json:6:75: error[plan/cycle]:"),
+            "{}",
+            run.context()
+        );
+    }
+}
+
+/// The annotated example in README.md is a valid cookbook once its `//` comments are removed, and
+/// its plan is the one the README shows for the shop.
+#[test]
+fn readme_example_validates() {
+    let readme = std::fs::read_to_string(repo_root().join("README.md")).expect("README.md");
+    let start = readme
+        .find("```jsonc\n")
+        .expect("a ```jsonc block in README.md")
+        + 9;
+    let block = &readme[start..];
+    let block = &block[..block.find("```").expect("end of the block")];
+    let json: String = block
+        .lines()
+        .map(|l| l.find("  //").map_or(l, |i| &l[..i]))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let dir = tempfile::tempdir().expect("temp dir");
+    std::fs::write(dir.path().join("cookbook.json"), &json).expect("write");
+    let run = run_in(dir.path(), &["validate"]);
+    run.assert_code(0);
+    let run = run_in(dir.path(), &["plan"]);
+    run.assert_code(0);
+    assert_eq!(
+        run.stdout,
+        "wave 1\n  db\nwave 2\n  api     depends_on: db\nwave 3\n  worker  FROM: api\n",
+        "{}",
+        run.context()
+    );
+}

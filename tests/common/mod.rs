@@ -1,0 +1,154 @@
+//! Helpers shared by the integration tests: run the real `cookbook` binary with a deadline, and
+//! compare whole outputs with snapshot files.
+//!
+//! Written by hand rather than with a snapshot crate: the snapshots are plain `.stderr` files next
+//! to their fixtures, byte for byte what a user sees, so a reviewer reads them as they are.
+#![allow(dead_code)] // each test binary uses its own subset
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Generous: a debug build on a loaded 2-core machine. A hang fails the test instead of CI.
+pub const DEADLINE: Duration = Duration::from_secs(120);
+
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_cookbook")
+}
+
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// What a finished run produced.
+pub struct Run {
+    pub args: Vec<String>,
+    pub cwd: PathBuf,
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+    pub elapsed: Duration,
+}
+
+impl Run {
+    /// Command, working directory, exit code and both streams: printed by every failing assertion.
+    pub fn context(&self) -> String {
+        format!(
+            "command: {} {}\ncwd: {}\nexit code: {:?}\n--- stdout ---\n{}\n--- stderr ---\n{}",
+            bin(),
+            self.args.join(" "),
+            self.cwd.display(),
+            self.code,
+            self.stdout,
+            truncate(&self.stderr, 4000),
+        )
+    }
+
+    pub fn assert_code(&self, expected: i32) -> &Self {
+        assert_eq!(
+            self.code,
+            Some(expected),
+            "unexpected exit code\n{}",
+            self.context()
+        );
+        assert!(
+            !self.stderr.contains("panicked"),
+            "the binary panicked\n{}",
+            self.context()
+        );
+        self
+    }
+}
+
+fn truncate(s: &str, max: usize) -> String {
+    if s.len() <= max {
+        s.to_owned()
+    } else {
+        let mut end = max;
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        format!("{}… ({} bytes in all)", &s[..end], s.len())
+    }
+}
+
+/// Runs `cookbook ARGS` in `cwd` and waits at most `DEADLINE`; kills the child and fails the test if
+/// it does not finish. `COOKBOOK_FILE` is removed so the caller's environment cannot change `-f`.
+pub fn run_in(cwd: &Path, args: &[&str]) -> Run {
+    let started = Instant::now();
+    let mut child = Command::new(bin())
+        .args(args)
+        .current_dir(cwd)
+        .env_remove("COOKBOOK_FILE")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {}: {e}", bin()));
+    // Drain both pipes on their own threads so that a chatty child cannot block on a full pipe.
+    let mut out = child.stdout.take().expect("piped");
+    let mut err = child.stderr.take().expect("piped");
+    let out_reader = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        let _ = out.read_to_end(&mut v);
+        v
+    });
+    let err_reader = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        let _ = err.read_to_end(&mut v);
+        v
+    });
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait for child") {
+            break Some(status);
+        }
+        if started.elapsed() > DEADLINE {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    let run = Run {
+        args: args.iter().map(|s| s.to_string()).collect(),
+        cwd: cwd.to_path_buf(),
+        code: status.and_then(|s| s.code()),
+        stdout: String::from_utf8_lossy(&out_reader.join().expect("stdout reader")).into_owned(),
+        stderr: String::from_utf8_lossy(&err_reader.join().expect("stderr reader")).into_owned(),
+        elapsed: started.elapsed(),
+    };
+    assert!(
+        status.is_some(),
+        "did not finish within {DEADLINE:?}; killed\n{}",
+        run.context()
+    );
+    run
+}
+
+/// Compares `actual` with the snapshot file, whole. With `UPDATE_SNAPSHOTS=1` it rewrites the file
+/// instead (review the diff before committing). Returns a failure description, so that a test
+/// over many fixtures can report all mismatches at once.
+pub fn check_snapshot(snapshot: &Path, actual: &str, run: &Run) -> Result<(), String> {
+    if std::env::var_os("UPDATE_SNAPSHOTS").is_some_and(|v| v == "1") {
+        std::fs::write(snapshot, actual)
+            .unwrap_or_else(|e| panic!("cannot write {}: {e}", snapshot.display()));
+        return Ok(());
+    }
+    let expected = std::fs::read_to_string(snapshot).unwrap_or_else(|e| {
+        format!(
+            "<cannot read {}: {e}; run with UPDATE_SNAPSHOTS=1 to create it>",
+            snapshot.display()
+        )
+    });
+    if expected == actual {
+        return Ok(());
+    }
+    Err(format!(
+        "snapshot mismatch: {}\ncommand: {} {}\ncwd: {}\n--- expected ---\n{expected}--- actual ---\n{actual}--- end ---\n(rerun with UPDATE_SNAPSHOTS=1 to accept the new output)",
+        snapshot.display(),
+        bin(),
+        run.args.join(" "),
+        run.cwd.display(),
+    ))
+}

@@ -1,0 +1,380 @@
+//! Bad input of any kind gets a located error and exit code 2: never a panic, a stack overflow, a
+//! hang, or a 50 MB echo. The inputs are generated into a temp dir (never committed), and every
+//! run has a deadline (`common::run_in`) so that a hang fails the test instead of the CI job.
+
+mod common;
+
+use std::path::Path;
+
+use common::{run_in, Run};
+
+const HEAD: &str = r#"{
+  "manifest_version": "1.0",
+  "project": { "name": "robust" },
+  "containers": { "a": { "dockerfile": "Dockerfile", "context": "." } }"#;
+
+/// Writes `bytes` as `cookbook.json` in a fresh temp dir and runs `validate` and `plan` on it.
+fn check_refused(bytes: &[u8]) -> Vec<Run> {
+    let dir = tempfile::tempdir().expect("temp dir");
+    std::fs::write(dir.path().join("cookbook.json"), bytes).expect("write cookbook");
+    let runs = vec![
+        run_in(dir.path(), &["validate"]),
+        run_in(dir.path(), &["plan", "--format", "json"]),
+    ];
+    for run in &runs {
+        run.assert_code(2);
+        assert!(run.stdout.is_empty(), "wrote to stdout\n{}", run.context());
+        assert!(
+            run.stderr.contains("cookbook.json:") && run.stderr.contains(": error["),
+            "no diagnostic\n{}",
+            run.context()
+        );
+        assert!(
+            run.stderr.ends_with("problem(s) found\n"),
+            "no summary line\n{}",
+            run.context()
+        );
+    }
+    runs
+}
+
+/// The first diagnostic is at `cookbook.json:LINE:COL:`.
+fn assert_located_at(run: &Run, line: usize, column: usize) {
+    assert!(
+        run.stderr
+            .starts_with(&format!("cookbook.json:{line}:{column}: error[")),
+        "expected a diagnostic at {line}:{column}\n{}",
+        run.context()
+    );
+}
+
+fn assert_short(run: &Run) {
+    assert!(
+        run.stderr.len() < 2_000,
+        "stderr is {} bytes: a value was echoed back\n{}",
+        run.stderr.len(),
+        run.context()
+    );
+}
+
+const FIFTY_MB: usize = 50 * 1024 * 1024;
+
+#[test]
+fn fifty_megabyte_string_value_is_not_echoed() {
+    let big = "x".repeat(FIFTY_MB);
+    let text = format!(
+        r#"{{
+  "manifest_version": "1.0",
+  "project": {{ "name": "{big}" }},
+  "containers": {{ "a": {{ "dockerfile": "Dockerfile", "context": "." }} }}
+}}"#
+    );
+    for run in check_refused(text.as_bytes()) {
+        assert_short(&run);
+        assert_located_at(&run, 3, 24);
+        assert!(
+            run.stderr.contains("/project/name: invalid name \"xxxx"),
+            "{}",
+            run.context()
+        );
+    }
+}
+
+#[test]
+fn fifty_megabyte_string_in_a_free_text_field_is_refused_by_its_limit() {
+    let big = "y".repeat(FIFTY_MB);
+    let text =
+        format!("{HEAD},\n  \"applications\": {{ \"app\": {{ \"entrypoint\": \"{big}\" }} }}\n}}");
+    for run in check_refused(text.as_bytes()) {
+        assert_short(&run);
+        assert_located_at(&run, 5, 44);
+        assert!(
+            run.stderr
+                .contains("/applications/app/entrypoint: string of"),
+            "{}",
+            run.context()
+        );
+    }
+}
+
+#[test]
+fn fifty_megabyte_unknown_key_is_not_echoed() {
+    let big = "k".repeat(FIFTY_MB);
+    let text = format!("{HEAD},\n  \"{big}\": 1\n}}");
+    for run in check_refused(text.as_bytes()) {
+        assert_short(&run);
+        assert_located_at(&run, 5, 3);
+    }
+}
+
+#[test]
+fn fifty_megabyte_string_before_a_syntax_error_is_not_echoed() {
+    let big = "z".repeat(FIFTY_MB);
+    let text = format!("{HEAD},\n  \"$schema\": \"{big}\" oops\n}}");
+    for run in check_refused(text.as_bytes()) {
+        assert_short(&run);
+        assert!(
+            run.stderr.contains("error[syntax/json]"),
+            "{}",
+            run.context()
+        );
+        assert!(
+            run.stderr.starts_with("cookbook.json:5:"),
+            "{}",
+            run.context()
+        );
+    }
+}
+
+const DEPTH: usize = 100_000;
+
+#[test]
+fn deep_array_nesting() {
+    let text = format!("{}{}", "[".repeat(DEPTH), "]".repeat(DEPTH));
+    for run in check_refused(text.as_bytes()) {
+        assert_short(&run);
+        assert!(
+            run.stderr.contains("error[syntax/json]"),
+            "{}",
+            run.context()
+        );
+        assert!(
+            run.stderr.contains("nesting is limited"),
+            "{}",
+            run.context()
+        );
+        assert!(
+            run.stderr.starts_with("cookbook.json:1:"),
+            "{}",
+            run.context()
+        );
+    }
+}
+
+#[test]
+fn deep_object_nesting() {
+    let text = format!("{}1{}", r#"{"a":"#.repeat(DEPTH), "}".repeat(DEPTH));
+    for run in check_refused(text.as_bytes()) {
+        assert_short(&run);
+        assert!(
+            run.stderr.contains("nesting is limited"),
+            "{}",
+            run.context()
+        );
+        assert!(
+            run.stderr.starts_with("cookbook.json:1:"),
+            "{}",
+            run.context()
+        );
+    }
+}
+
+#[test]
+fn deep_nesting_left_open() {
+    for text in ["[".repeat(DEPTH), r#"{"a":"#.repeat(DEPTH)] {
+        for run in check_refused(text.as_bytes()) {
+            assert_short(&run);
+            assert!(
+                run.stderr.starts_with("cookbook.json:1:"),
+                "{}",
+                run.context()
+            );
+        }
+    }
+}
+
+/// Nesting inside an otherwise valid cookbook, in a place the schema checks.
+#[test]
+fn deep_nesting_inside_a_cookbook() {
+    let text = format!(
+        "{HEAD},\n  \"applications\": {{ \"app\": {{ \"env\": {}{} }} }}\n}}",
+        "[".repeat(DEPTH),
+        "]".repeat(DEPTH)
+    );
+    for run in check_refused(text.as_bytes()) {
+        assert_short(&run);
+        assert!(
+            run.stderr.starts_with("cookbook.json:5:"),
+            "{}",
+            run.context()
+        );
+    }
+}
+
+/// Just under the parser's limit: accepted by the parser, refused by the schema, located.
+#[test]
+fn nesting_just_under_the_limit_is_reported_by_the_schema() {
+    let text = format!(
+        "{HEAD},\n  \"applications\": {{ \"app\": {{ \"env\": {}{} }} }}\n}}",
+        "[".repeat(100),
+        "]".repeat(100)
+    );
+    for run in check_refused(text.as_bytes()) {
+        assert_located_at(&run, 5, 37);
+        assert!(
+            run.stderr
+                .contains("/applications/app/env: expected an object, found an array"),
+            "{}",
+            run.context()
+        );
+    }
+}
+
+#[test]
+fn invalid_utf8_inside_a_string() {
+    let mut bytes =
+        b"{\n  \"manifest_version\": \"1.0\",\n  \"project\": { \"name\": \"ab".to_vec();
+    bytes.extend_from_slice(b"\xff\xfe");
+    bytes.extend_from_slice(b"\" }\n}\n");
+    for run in check_refused(&bytes) {
+        assert_located_at(&run, 3, 27);
+        assert!(
+            run.stderr.contains("error[syntax/utf8]"),
+            "{}",
+            run.context()
+        );
+    }
+}
+
+#[test]
+fn invalid_utf8_outside_a_string() {
+    let mut bytes = "{\n  \"manifest_version\": \"1.0\",\n  "
+        .as_bytes()
+        .to_vec();
+    bytes.extend_from_slice(b"\xc3\x28");
+    bytes.extend_from_slice(b"\n}\n");
+    for run in check_refused(&bytes) {
+        assert_located_at(&run, 3, 3);
+        assert!(
+            run.stderr.contains("error[syntax/utf8]"),
+            "{}",
+            run.context()
+        );
+    }
+}
+
+/// A truncated multi-byte sequence at the very end, after multi-byte characters on the same line:
+/// the column counts characters.
+#[test]
+fn invalid_utf8_at_the_end_after_multibyte_characters() {
+    let mut bytes = "{\"é\": \"ü".as_bytes().to_vec();
+    bytes.push(0xe2);
+    for run in check_refused(&bytes) {
+        assert_located_at(&run, 1, 9);
+    }
+}
+
+#[test]
+fn empty_file() {
+    for run in check_refused(b"") {
+        assert_located_at(&run, 1, 1);
+        assert!(
+            run.stderr.contains("error[syntax/empty]"),
+            "{}",
+            run.context()
+        );
+    }
+}
+
+#[test]
+fn whitespace_only_file() {
+    for run in check_refused(b" \n\t\r\n   \n") {
+        assert_located_at(&run, 1, 1);
+        assert!(
+            run.stderr.contains("error[syntax/empty]"),
+            "{}",
+            run.context()
+        );
+    }
+}
+
+#[test]
+fn byte_order_mark_only() {
+    for run in check_refused(b"\xEF\xBB\xBF") {
+        assert_located_at(&run, 1, 1);
+    }
+}
+
+#[test]
+fn nul_bytes() {
+    for run in check_refused(b"\0\0\0\0") {
+        assert!(
+            run.stderr.contains("error[syntax/json]"),
+            "{}",
+            run.context()
+        );
+        assert_located_at(&run, 1, 1);
+    }
+}
+
+#[test]
+fn non_object_top_level() {
+    for (text, found) in [
+        ("[]", "an array"),
+        ("\"1.0\"", "a string"),
+        ("42", "an integer"),
+        ("4.2", "a number"),
+        ("null", "null"),
+        ("true", "a boolean"),
+        ("\n\n  [1, 2]", "an array"),
+    ] {
+        for run in check_refused(text.as_bytes()) {
+            assert!(
+                run.stderr.contains(&format!(
+                    ": error[schema/type]: expected a JSON object, found {found}\n"
+                )),
+                "{}",
+                run.context()
+            );
+            let line = text.matches('\n').count() + 1;
+            let column = text
+                .lines()
+                .last()
+                .map_or(0, |l| l.len() - l.trim_start().len())
+                + 1;
+            assert_located_at(&run, line, column);
+        }
+    }
+}
+
+/// A file that cannot be read is invalid input too, and the message names the path.
+fn check_unreadable(cwd: &Path, file: &str) {
+    for args in [
+        vec!["-f", file, "validate"],
+        vec!["-f", file, "plan"],
+        vec!["--file", file, "plan", "--format", "dot"],
+    ] {
+        let run = run_in(cwd, &args);
+        run.assert_code(2);
+        assert!(run.stdout.is_empty(), "{}", run.context());
+        assert!(
+            run.stderr
+                .starts_with(&format!("error: cannot read {file}: ")),
+            "{}",
+            run.context()
+        );
+        assert_short(&run);
+    }
+}
+
+#[test]
+fn missing_file() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    check_unreadable(dir.path(), "nope.json");
+    // The default file name, when there is none in the working directory.
+    let run = run_in(dir.path(), &["validate"]);
+    run.assert_code(2);
+    assert!(
+        run.stderr.starts_with("error: cannot read cookbook.json: "),
+        "{}",
+        run.context()
+    );
+}
+
+#[test]
+fn directory_as_file() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    std::fs::create_dir(dir.path().join("cookbook.json")).expect("mkdir");
+    check_unreadable(dir.path(), "cookbook.json");
+    check_unreadable(dir.path(), ".");
+}
