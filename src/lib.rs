@@ -13,3 +13,4 @@ pub mod error;
 pub mod graph;
 pub mod model;
 pub mod schema;
+pub mod sync;

@@ -3,6 +3,8 @@
 //! The library computes; this module is the only one that reads the cookbook file from disk and
 //! writes to stdout/stderr. Errors become exit codes in exactly one place (`Error::exit_code`).
 
+pub mod sync;
+
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -44,6 +46,8 @@ pub enum Command {
         #[arg(long)]
         site: Option<String>,
     },
+    /// Pull the master cookbook from git and keep this site on its last good revision.
+    Sync(sync::SyncArgs),
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -173,5 +177,6 @@ fn execute(cli: &Cli, out: &mut dyn Write, err: &mut dyn Write) -> Result<(), Er
             let _ = out.write_all(text.as_bytes());
             Ok(())
         }
+        Command::Sync(args) => sync::execute(args, out, err),
     }
 }
