@@ -197,6 +197,13 @@ fn free_port() -> u16 {
         .port()
 }
 
+/// `git-daemon` itself: `git daemon` would run it as a child, and killing `git` would leave the
+/// daemon running.
+fn git_daemon_program() -> PathBuf {
+    let out = Command::new("git").arg("--exec-path").output().unwrap();
+    PathBuf::from(String::from_utf8(out.stdout).unwrap().trim()).join("git-daemon")
+}
+
 /// `git daemon` serving `base` on loopback, killed on drop.
 struct GitDaemon {
     child: Child,
@@ -206,9 +213,8 @@ struct GitDaemon {
 impl GitDaemon {
     fn start(f: &Fixture) -> GitDaemon {
         let port = free_port();
-        let mut cmd = Command::new("git");
-        cmd.arg("daemon")
-            .arg("--reuseaddr")
+        let mut cmd = Command::new(git_daemon_program());
+        cmd.arg("--reuseaddr")
             .arg("--listen=127.0.0.1")
             .arg(format!("--port={port}"))
             .arg(format!("--base-path={}", f.base().display()))
@@ -551,10 +557,42 @@ fn a_kill_9_in_the_middle_of_a_sync_leaves_a_usable_state_and_the_next_sync_comp
         assert_eq!(f.status_json()["current"]["commit"], first.as_str());
     }
 
+    // Killed after the switch, before the record: `current` already serves the new, complete
+    // revision; the next round records it.
+    let link = f.state().join("current");
+    let mut child = command(
+        &f,
+        &["sync", "--remote", &url, "--state", &state],
+        &[("COOKBOOK_SYNC_TEST_PAUSE", "after-switch:60000")],
+    )
+    .stdout(Stdio::null())
+    .stderr(Stdio::null())
+    .spawn()
+    .unwrap();
+    wait_for("after-switch", Duration::from_secs(20), || {
+        std::fs::read_link(&link).is_ok_and(|t| t.ends_with(&second))
+    });
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(f.current_cookbook(), shop_v(2));
+    assert_eq!(f.status_json()["current"]["commit"], first.as_str());
+
     let out = f.sync(&url, &[]);
     expect_code(&out, 0, "the sync after the kills");
+    expect_contains(
+        &out.stderr,
+        &format!("recovered: `current` pointed at {}", short(&second)),
+        &out,
+    );
+    expect_contains(
+        &out.stdout,
+        &format!("up to date at {}", short(&second)),
+        &out,
+    );
     assert_eq!(f.current_cookbook(), shop_v(2));
-    assert_eq!(f.status_json()["current"]["commit"], second.as_str());
+    let s = f.status_json();
+    assert_eq!(s["current"]["commit"], second.as_str());
+    assert_eq!(s["previous"], first.as_str());
     assert!(!checkouts.join(format!("{second}.tmp")).exists());
 }
 

@@ -340,6 +340,7 @@ pub fn run_round(
     check_stop(stop)?;
 
     dir.switch_current(&head_id)?;
+    test_pause("after-switch");
     mirror.pin(head)?;
     let at = now();
     if forced {
@@ -616,7 +617,8 @@ fn check_stop(stop: &AtomicBool) -> Result<(), SyncError> {
 }
 
 /// Fault injection for the crash tests: `COOKBOOK_SYNC_TEST_PAUSE=<step>:<ms>` sleeps at that
-/// step (`after-fetch`, `checkout-written`, `before-switch`) so a test can kill the process there.
+/// step (`after-fetch`, `checkout-written`, `before-switch`, `after-switch`) so a test can kill
+/// the process there.
 /// Costs one environment lookup per step otherwise.
 fn test_pause(step: &str) {
     let Some(value) = std::env::var_os("COOKBOOK_SYNC_TEST_PAUSE") else {
