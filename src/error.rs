@@ -78,6 +78,18 @@ pub enum Error {
     /// A whole apply run failed (as opposed to one of its containers).
     #[error(transparent)]
     Apply(#[from] ApplyError),
+
+    /// `cookbook sync` could not run its round (see `SyncError` for which are which code).
+    #[error(transparent)]
+    Sync(#[from] crate::sync::SyncError),
+
+    /// `cookbook sync` refused the remote's revision and kept the current one.
+    #[error("refused revision {commit}: {reason}")]
+    SyncRefused { commit: String, reason: String },
+
+    /// `cookbook sync --apply` took a revision but its apply failed; it is not counted as applied.
+    #[error("apply of revision {commit} failed: {message}")]
+    SyncApplyFailed { commit: String, message: String },
 }
 
 fn engine_exit_code(e: &EngineError) -> i32 {
@@ -123,6 +135,21 @@ impl Error {
                 | ApplyError::Context(_) => EXIT_INVALID,
                 ApplyError::Lock(_) | ApplyError::State { .. } => EXIT_FAILED,
             },
+            Error::SyncRefused { .. } | Error::SyncApplyFailed { .. } => EXIT_FAILED,
+            Error::Sync(e) => {
+                use crate::sync::SyncError as S;
+                match e {
+                    S::Unreachable { .. } => EXIT_UNREACHABLE,
+                    S::BranchNotFound { .. } => EXIT_INVALID,
+                    // Busy: another sync holds the state; this one did nothing (documented).
+                    S::Busy { .. }
+                    | S::Git { .. }
+                    | S::Io { .. }
+                    | S::StateCorrupt { .. }
+                    | S::Verifier { .. }
+                    | S::Interrupted => EXIT_FAILED,
+                }
+            }
         }
     }
 }

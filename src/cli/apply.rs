@@ -168,61 +168,54 @@ fn summary_json(report: &Report) -> String {
     s
 }
 
-pub fn run(file: &Path, args: &ApplyArgs, out: &mut dyn Write) -> Result<(), Error> {
-    let cookbook = load(file)?;
-    let plan = site_plan(&cookbook, args.site.as_deref())?;
-    let prints = fingerprints(file, &cookbook, &plan)?;
+fn plain_reporter(verbose: bool) -> Plain {
+    Plain {
+        err: Mutex::new(Box::new(std::io::stderr())),
+        verbose,
+    }
+}
+
+fn default_jobs() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// Fingerprints `plan` and applies it; the shared core of `cookbook apply` and `sync --apply`.
+fn apply_plan(
+    file: &Path,
+    cookbook: &crate::model::Cookbook,
+    plan: &crate::graph::Plan,
+    options: Options,
+    reporter: &dyn Reporter,
+) -> Result<Report, Error> {
+    let prints = fingerprints(file, cookbook, plan)?;
     let state_dir = state::dir_for(file);
-    let jobs = args
-        .jobs
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let push = options.push;
     let job = apply::Job {
-        cookbook: &cookbook,
-        plan: &plan,
+        cookbook,
+        plan,
         fingerprints: &prints,
         cookbook_file: file,
         state_dir: &state_dir,
-        options: Options {
-            jobs,
-            push: !args.no_push,
-            keep_going: args.keep_going,
-            revision: revision(base_dir(file)),
-        },
+        options,
     };
-
-    let ci = std::env::var("CI").is_ok_and(|v| v == "true" || v == "1");
-    let live =
-        args.format == Format::Text && !ci && !args.verbose && std::io::stderr().is_terminal();
-    let reporter: Box<dyn Reporter> = if live {
-        Box::new(Live {
-            multi: MultiProgress::new(),
-            bars: Mutex::new(Default::default()),
-        })
-    } else {
-        Box::new(Plain {
-            err: Mutex::new(Box::new(std::io::stderr())),
-            verbose: args.verbose,
-        })
-    };
-
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .map_err(|e| Error::Failed(format!("cannot start the async runtime: {e}")))?;
     let report = runtime.block_on(async {
         let engine = DockerEngine::connect().await?;
-        let registry = if args.no_push {
-            None
-        } else {
+        let registry = if push {
             Some(RegistryClient::new()?)
+        } else {
+            None
         };
-        apply::apply(&job, &engine, registry.as_ref(), reporter.as_ref()).await
+        apply::apply(&job, &engine, registry.as_ref(), reporter).await
     })?;
+    Ok(report)
+}
 
-    if args.format == Format::Json {
-        let _ = out.write_all(summary_json(&report).as_bytes());
-    }
-    let line = format!(
+fn summary_line(report: &Report) -> String {
+    format!(
         "apply: {} built, {} cached, {} failed, {} skipped{}",
         report.count(|o| matches!(o, Outcome::Built { .. })),
         report.count(|o| matches!(o, Outcome::Cached { .. })),
@@ -233,8 +226,10 @@ pub fn run(file: &Path, args: &ApplyArgs, out: &mut dyn Write) -> Result<(), Err
         } else {
             ""
         }
-    );
-    let _ = writeln!(std::io::stderr(), "{line}");
+    )
+}
+
+fn outcome(report: &Report) -> Result<(), Error> {
     if report.ok() {
         Ok(())
     } else {
@@ -242,5 +237,62 @@ pub fn run(file: &Path, args: &ApplyArgs, out: &mut dyn Write) -> Result<(), Err
             "{} container(s) failed",
             report.count(|o| matches!(o, Outcome::Failed { .. }))
         )))
+    }
+}
+
+pub fn run(file: &Path, args: &ApplyArgs, out: &mut dyn Write) -> Result<(), Error> {
+    let cookbook = load(file)?;
+    let plan = site_plan(&cookbook, args.site.as_deref())?;
+    let options = Options {
+        jobs: args.jobs.unwrap_or_else(default_jobs),
+        push: !args.no_push,
+        keep_going: args.keep_going,
+        revision: revision(base_dir(file)),
+    };
+    let ci = std::env::var("CI").is_ok_and(|v| v == "true" || v == "1");
+    let live =
+        args.format == Format::Text && !ci && !args.verbose && std::io::stderr().is_terminal();
+    let reporter: Box<dyn Reporter> = if live {
+        Box::new(Live {
+            multi: MultiProgress::new(),
+            bars: Mutex::new(Default::default()),
+        })
+    } else {
+        Box::new(plain_reporter(args.verbose))
+    };
+    let report = apply_plan(file, &cookbook, &plan, options, reporter.as_ref())?;
+    if args.format == Format::Json {
+        let _ = out.write_all(summary_json(&report).as_bytes());
+    }
+    let _ = writeln!(std::io::stderr(), "{}", summary_line(&report));
+    outcome(&report)
+}
+
+/// `cookbook sync --apply`: applies a taken revision's portion with the same engine, pushing to
+/// the cookbook's registry. The revision counts as applied only when every container succeeded.
+pub struct SyncApplier;
+
+impl crate::sync::Applier for SyncApplier {
+    fn apply(
+        &mut self,
+        request: &crate::sync::ApplyRequest<'_>,
+    ) -> Result<(), crate::sync::ApplyError> {
+        let options = Options {
+            jobs: default_jobs(),
+            push: true,
+            keep_going: false,
+            revision: Some(request.commit.to_owned()),
+        };
+        let reporter = plain_reporter(false);
+        let report = apply_plan(
+            request.cookbook_file,
+            request.cookbook,
+            request.plan,
+            options,
+            &reporter,
+        )?;
+        let _ = writeln!(std::io::stderr(), "{}", summary_line(&report));
+        outcome(&report)?;
+        Ok(())
     }
 }

@@ -3,6 +3,8 @@
 //! The library computes; this module is the only one that reads the cookbook file from disk and
 //! writes to stdout/stderr. Errors become exit codes in exactly one place (`Error::exit_code`).
 
+pub mod sync;
+
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -77,6 +79,8 @@ pub enum Command {
         after_help = "Exit codes:\n  0  the two manifests are identical\n  1  they differ (each difference is printed)\n  2  invalid input"
     )]
     Diff { a: PathBuf, b: PathBuf },
+    /// Pull the master cookbook from git and keep this site on its last good revision.
+    Sync(sync::SyncArgs),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -346,6 +350,7 @@ fn execute(cli: &Cli, out: &mut dyn Write, err: &mut dyn Write) -> Result<(), Er
             let _ = out.write_all(text.as_bytes());
             Ok(())
         }
+        Command::Sync(args) => sync::execute(args, out, err),
     }
 }
 

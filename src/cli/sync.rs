@@ -1,0 +1,413 @@
+//! `cookbook sync` and `cookbook sync status`: arguments and output.
+//!
+//! The round logic lives in `crate::sync`; this module parses flags, installs the signal
+//! handlers, renders each `RoundReport` as plain log lines (stdout: what happened; stderr: why a
+//! revision was refused or a round failed) and turns outcomes into `Error`s, which
+//! `Error::exit_code` maps to exit codes.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::{Args, Subcommand, ValueEnum};
+
+use crate::error::Error;
+use crate::model::RelPath;
+use crate::sync::lock::{Holder, Wait};
+use crate::sync::schedule::{self, Schedule, Tick};
+use crate::sync::state::{StateDir, SyncState};
+use crate::sync::{sync_once, Applier, ApplyOutcome, Outcome, RoundReport, SyncError, SyncOptions};
+
+pub const SYNC_HELP: &str = "Exit codes:
+  0  ok: the remote's revision taken, or nothing new
+  1  the remote's revision was refused (invalid cookbook, force-push without --allow-force,
+     not signed under --require-signed), its apply failed, another sync holds the state
+     (without --wait), or the round could not finish (local I/O, a signal)
+  2  invalid arguments, or the remote has no such branch
+  3  the remote is unreachable (the state is left unchanged)";
+
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true, after_help = SYNC_HELP)]
+pub struct SyncArgs {
+    #[command(subcommand)]
+    pub action: Option<SyncAction>,
+
+    /// The git remote holding the master cookbook: https, ssh, git:// or file URL, or a path.
+    #[arg(long, env = "COOKBOOK_SYNC_REMOTE")]
+    pub remote: Option<String>,
+    /// The branch to follow.
+    #[arg(long, default_value = "main")]
+    pub branch: String,
+    /// The cookbook file inside the repository.
+    #[arg(long, default_value = "cookbook.json")]
+    pub path: String,
+    /// Keep only this federation site's portion of the cookbook.
+    #[arg(long)]
+    pub site: Option<String>,
+    /// The state directory (current checkout, record, mirror, lock).
+    #[arg(long, default_value = ".cookbook/sync")]
+    pub state: PathBuf,
+    /// Apply the site's portion after taking a revision.
+    #[arg(long)]
+    pub apply: bool,
+    /// Run forever, one round every DURATION (e.g. `1h`, `15m`), until SIGTERM or SIGINT.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub interval: Option<Duration>,
+    /// The largest random delay added to each interval (default: a tenth of the interval).
+    #[arg(long, value_parser = humantime::parse_duration, requires = "interval")]
+    pub splay: Option<Duration>,
+    /// Take a revision that rewrites the branch's history (logged in the state).
+    #[arg(long)]
+    pub allow_force: bool,
+    /// Refuse a commit whose signature `git verify-commit` does not accept.
+    #[arg(long)]
+    pub require_signed: bool,
+    /// When another sync holds the state, wait for it instead of exiting.
+    #[arg(long)]
+    pub wait: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SyncAction {
+    /// Print the sync state: current, previous, last applied and last attempted revision.
+    Status {
+        #[arg(long, default_value = ".cookbook/sync")]
+        state: PathBuf,
+        #[arg(long, value_enum, default_value_t = StatusFormat::Text)]
+        format: StatusFormat,
+    },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum StatusFormat {
+    Text,
+    Json,
+}
+
+/// The apply engine a sync round hands a taken revision to.
+///
+/// `cookbook apply`'s engine: build, tag and push the site's portion to the cookbook's registry.
+fn apply_engine() -> Result<Box<dyn Applier>, Error> {
+    Ok(Box::new(super::apply::SyncApplier))
+}
+
+pub fn execute(args: &SyncArgs, out: &mut dyn Write, err: &mut dyn Write) -> Result<(), Error> {
+    if let Some(SyncAction::Status { state, format }) = &args.action {
+        return status(state, *format, out);
+    }
+    let options = options(args)?;
+    let mut applier = if args.apply {
+        Some(apply_engine()?)
+    } else {
+        None
+    };
+    let dir = StateDir::new(&args.state);
+    let stop = install_signal_handlers()?;
+    let me = Holder::me(command_line());
+    let wait = if args.wait { Wait::Yes } else { Wait::No };
+
+    let Some(interval) = args.interval else {
+        let report = sync_once(
+            &dir,
+            &options,
+            reborrow(&mut applier),
+            &me,
+            wait,
+            &mut |holder| waiting(holder, err),
+            &stop,
+        )?;
+        render(&report, out, err);
+        return outcome_to_result(&report);
+    };
+
+    let schedule = Schedule {
+        interval,
+        splay: args.splay.unwrap_or(interval / 10),
+    };
+    // Errors here are logged and retried next round: a network outage must not end the loop.
+    schedule::run_every(schedule, &stop, |tick| {
+        if let Tick::Wait(wait) = tick {
+            let wait = humantime::format_duration(round_secs(wait));
+            log(out, &format!("next round in {wait}"));
+            return;
+        }
+        {
+            let result = sync_once(
+                &dir,
+                &options,
+                reborrow(&mut applier),
+                &me,
+                wait,
+                &mut |holder| waiting(holder, err),
+                &stop,
+            );
+            match result {
+                Ok(report) => {
+                    render(&report, out, err);
+                    if let Err(e) = outcome_to_result(&report) {
+                        log(err, &format!("round failed: {e}"));
+                    }
+                }
+                Err(SyncError::Interrupted) => {}
+                Err(e) => log(err, &format!("round failed, retrying next round: {e}")),
+            }
+        }
+    });
+    log(out, "stopped by a signal");
+    Ok(())
+}
+
+fn options(args: &SyncArgs) -> Result<SyncOptions, Error> {
+    let Some(remote) = args.remote.clone() else {
+        return Err(Error::Usage {
+            message: "cookbook sync needs --remote".to_owned(),
+            help: Some("e.g. --remote https://github.com/org/cookbooks.git".to_owned()),
+        });
+    };
+    if let Err(e) = RelPath::parse(&args.path) {
+        return Err(Error::Usage {
+            message: format!("--path {:?}: {e}", args.path),
+            help: Some("a relative, `/`-separated path inside the repository".to_owned()),
+        });
+    }
+    if args.interval == Some(Duration::ZERO) {
+        return Err(Error::Usage {
+            message: "--interval must be longer than zero".to_owned(),
+            help: Some("e.g. --interval 1h".to_owned()),
+        });
+    }
+    Ok(SyncOptions {
+        remote,
+        branch: args.branch.clone(),
+        path: args.path.clone(),
+        site: args.site.clone(),
+        allow_force: args.allow_force,
+        require_signed: args.require_signed,
+    })
+}
+
+/// SIGTERM and SIGINT set the stop flag, honoured between steps; a second one exits at once.
+fn install_signal_handlers() -> Result<Arc<AtomicBool>, Error> {
+    let stop = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        // Registered first, so it sees the flag as it was before this signal set it.
+        signal_hook::flag::register_conditional_shutdown(
+            signal,
+            crate::error::EXIT_FAILED,
+            Arc::clone(&stop),
+        )
+        .and_then(|_| signal_hook::flag::register(signal, Arc::clone(&stop)))
+        .map_err(|e| Error::Usage {
+            message: format!("cannot install the signal handlers: {e}"),
+            help: None,
+        })?;
+    }
+    Ok(stop)
+}
+
+fn reborrow(applier: &mut Option<Box<dyn Applier>>) -> Option<&mut dyn Applier> {
+    match applier {
+        Some(a) => Some(&mut **a),
+        None => None,
+    }
+}
+
+fn command_line() -> String {
+    std::env::args().collect::<Vec<_>>().join(" ")
+}
+
+fn waiting(holder: Option<&Holder>, err: &mut dyn Write) {
+    match holder {
+        Some(h) => log(err, &format!("waiting for the sync lock, held by {h}")),
+        None => log(err, "waiting for the sync lock"),
+    }
+}
+
+fn round_secs(d: Duration) -> Duration {
+    Duration::from_secs(d.as_secs())
+}
+
+fn log(w: &mut dyn Write, line: &str) {
+    let _ = writeln!(w, "{} sync: {line}", crate::sync::state::now());
+}
+
+fn short(commit: &str) -> &str {
+    &commit[..commit.len().min(12)]
+}
+
+fn render(report: &RoundReport, out: &mut dyn Write, err: &mut dyn Write) {
+    if let Some(recovered) = &report.recovered {
+        log(
+            err,
+            &format!(
+                "recovered: `current` pointed at {} ahead of the record (an interrupted round); recorded it",
+                short(recovered)
+            ),
+        );
+    }
+    let head = short(&report.remote_commit);
+    match &report.outcome {
+        Outcome::UpToDate => log(out, &format!("up to date at {head}")),
+        Outcome::Taken {
+            previous: None,
+            forced: _,
+        } => log(out, &format!("took {head} (first sync)")),
+        Outcome::Taken {
+            previous: Some(previous),
+            forced: false,
+        } => log(
+            out,
+            &format!("took {head} (fast-forward from {})", short(previous)),
+        ),
+        Outcome::Taken {
+            previous: Some(previous),
+            forced: true,
+        } => {
+            log(
+                out,
+                &format!(
+                    "took {head} over a history rewrite (was {}; --allow-force)",
+                    short(previous)
+                ),
+            );
+            log(
+                err,
+                &format!(
+                    "warning: forced update {} -> {head} recorded in the state",
+                    short(previous)
+                ),
+            );
+        }
+        Outcome::Refused(refusal) => {
+            for line in refusal.errors() {
+                let _ = writeln!(err, "{line}");
+            }
+            let kept = match &report.current {
+                Some(current) => format!("keeping {}", short(current)),
+                None => "no revision taken yet".to_owned(),
+            };
+            log(
+                err,
+                &format!("refused {head}: {}; {kept}", refusal.summary()),
+            );
+        }
+    }
+    match &report.apply {
+        None => {}
+        Some(ApplyOutcome::Applied) => log(out, &format!("applied {head}")),
+        Some(ApplyOutcome::AlreadyApplied) => log(out, &format!("{head} already applied")),
+        Some(ApplyOutcome::Failed(e)) => log(err, &format!("apply of {head} failed: {e}")),
+    }
+    for warning in &report.warnings {
+        log(err, &format!("warning: {warning}"));
+    }
+}
+
+fn outcome_to_result(report: &RoundReport) -> Result<(), Error> {
+    if let Outcome::Refused(refusal) = &report.outcome {
+        return Err(Error::SyncRefused {
+            commit: report.remote_commit.clone(),
+            reason: refusal.summary(),
+        });
+    }
+    if let Some(ApplyOutcome::Failed(e)) = &report.apply {
+        return Err(Error::SyncApplyFailed {
+            commit: report.remote_commit.clone(),
+            message: e.to_string(),
+        });
+    }
+    Ok(())
+}
+
+fn status(state: &std::path::Path, format: StatusFormat, out: &mut dyn Write) -> Result<(), Error> {
+    if !state.is_dir() {
+        return Err(Error::Usage {
+            message: format!("no sync state in {}", state.display()),
+            help: Some("run `cookbook sync --remote URL` first, or pass --state DIR".to_owned()),
+        });
+    }
+    let dir = StateDir::new(state);
+    let record = dir.read()?;
+    let text = match format {
+        StatusFormat::Json => {
+            let mut s = serde_json::to_string_pretty(&record).expect("the state serializes");
+            s.push('\n');
+            s
+        }
+        StatusFormat::Text => render_status(&dir, &record),
+    };
+    let _ = out.write_all(text.as_bytes());
+    Ok(())
+}
+
+fn render_status(dir: &StateDir, s: &SyncState) -> String {
+    use std::fmt::Write as _;
+    let mut o = String::new();
+    let none = "-";
+    let _ = writeln!(o, "state:         {}", dir.root().display());
+    let _ = writeln!(
+        o,
+        "remote:        {} (branch {}, file {}{})",
+        s.remote.as_deref().unwrap_or(none),
+        s.branch.as_deref().unwrap_or(none),
+        s.path.as_deref().unwrap_or(none),
+        s.site
+            .as_deref()
+            .map(|site| format!(", site {site}"))
+            .unwrap_or_default()
+    );
+    match &s.current {
+        Some(t) => {
+            let forced = if t.forced { " (forced)" } else { "" };
+            let _ = writeln!(o, "current:       {} taken {}{forced}", t.commit, t.at);
+        }
+        None => {
+            let _ = writeln!(o, "current:       none (nothing taken yet)");
+        }
+    }
+    let _ = writeln!(
+        o,
+        "previous:      {}",
+        s.previous.as_deref().unwrap_or(none)
+    );
+    match &s.last_applied {
+        Some(a) => {
+            let _ = writeln!(o, "last applied:  {} at {}", a.commit, a.at);
+        }
+        None => {
+            let _ = writeln!(o, "last applied:  never");
+        }
+    }
+    match &s.last_attempt {
+        Some(a) => {
+            let _ = writeln!(
+                o,
+                "last attempt:  {} at {}: {}",
+                a.commit,
+                a.at,
+                a.outcome.as_str()
+            );
+            for e in &a.errors {
+                for line in e.lines() {
+                    let _ = writeln!(o, "    {line}");
+                }
+            }
+        }
+        None => {
+            let _ = writeln!(o, "last attempt:  none");
+        }
+    }
+    if let Some(f) = s.forced.last() {
+        let _ = writeln!(
+            o,
+            "forced:        {} update(s); last {} -> {} at {}",
+            s.forced.len(),
+            f.from,
+            f.to,
+            f.at
+        );
+    }
+    o
+}

@@ -1,0 +1,211 @@
+//! The git edge of the sync: a bare mirror of the remote branch, kept in the state directory.
+//!
+//! Place in the pipeline: `sync` fetches here, reads the cookbook straight from a commit's tree
+//! (no checkout is needed to validate a revision), and only materializes a checkout for a
+//! revision it has validated.
+//!
+//! libgit2 (through git2, vendored with OpenSSL so no system library is needed) does the fetch,
+//! the ancestry check and the checkout. Signature verification is the one thing it does not do
+//! (it extracts signatures but checks none), so that goes through `git verify-commit`, which
+//! honours the operator's gpg keyring and `gpg.ssh.allowedSignersFile`.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use git2::{AutotagOption, Cred, CredentialType, FetchOptions, Oid, RemoteCallbacks, Repository};
+
+use super::SyncError;
+
+/// The ref that keeps the current revision's objects reachable in the mirror, whatever the
+/// remote does to its branch.
+const PIN_REF: &str = "refs/cookbook/current";
+
+pub struct Mirror {
+    repo: Repository,
+    path: PathBuf,
+}
+
+impl Mirror {
+    /// Opens the mirror at `path`, creating an empty bare repository if there is none.
+    pub fn open_or_init(path: &Path) -> Result<Mirror, SyncError> {
+        let repo = match Repository::open_bare(path) {
+            Ok(repo) => repo,
+            Err(e) if e.code() == git2::ErrorCode::NotFound => {
+                Repository::init_bare(path).map_err(git_error("create the mirror"))?
+            }
+            Err(e) => return Err(git_error("open the mirror")(e)),
+        };
+        Ok(Mirror {
+            repo,
+            path: path.to_path_buf(),
+        })
+    }
+
+    /// Fetches `branch` from `url` into `refs/remotes/origin/<branch>` and returns its commit.
+    ///
+    /// The refspec is forced (`+`) so that the mirror always sees what the remote has; whether
+    /// a rewritten history is *taken* is decided by the round, not here. Setting `stop` aborts a
+    /// transfer in progress.
+    pub fn fetch(&self, url: &str, branch: &str, stop: &AtomicBool) -> Result<Oid, SyncError> {
+        let local = format!("refs/remotes/origin/{branch}");
+        let refspec = format!("+refs/heads/{branch}:{local}");
+        let mut remote =
+            self.repo
+                .remote_anonymous(url)
+                .map_err(|source| SyncError::Unreachable {
+                    remote: url.to_owned(),
+                    source,
+                })?;
+        let mut callbacks = RemoteCallbacks::new();
+        callbacks.transfer_progress(|_| !stop.load(Ordering::Relaxed));
+        callbacks.credentials(credentials());
+        let mut options = FetchOptions::new();
+        options
+            .remote_callbacks(callbacks)
+            .download_tags(AutotagOption::None);
+        // Without this, a branch that vanished on the remote would leave our old ref in place.
+        options.prune(git2::FetchPrune::On);
+        match remote.fetch(
+            &[refspec.as_str()],
+            Some(&mut options),
+            Some("cookbook sync"),
+        ) {
+            Ok(()) => {}
+            Err(_) if stop.load(Ordering::Relaxed) => return Err(SyncError::Interrupted),
+            Err(source) => {
+                return Err(SyncError::Unreachable {
+                    remote: url.to_owned(),
+                    source,
+                })
+            }
+        }
+        match self.repo.refname_to_id(&local) {
+            Ok(oid) => Ok(oid),
+            Err(e) if e.code() == git2::ErrorCode::NotFound => Err(SyncError::BranchNotFound {
+                remote: url.to_owned(),
+                branch: branch.to_owned(),
+            }),
+            Err(e) => Err(git_error("read the fetched branch")(e)),
+        }
+    }
+
+    /// Whether `commit` has `ancestor` in its history (a fast-forward from `ancestor`).
+    /// False when `ancestor` is not in the mirror at all.
+    pub fn descends_from(&self, commit: Oid, ancestor: Oid) -> Result<bool, SyncError> {
+        if commit == ancestor {
+            return Ok(true);
+        }
+        if self.repo.find_commit(ancestor).is_err() {
+            return Ok(false);
+        }
+        self.repo
+            .graph_descendant_of(commit, ancestor)
+            .map_err(git_error("compare histories"))
+    }
+
+    /// The bytes of the file at `path` in `commit`'s tree, or `None` if there is no such file.
+    pub fn read_file(&self, commit: Oid, path: &str) -> Result<Option<Vec<u8>>, SyncError> {
+        let tree = self
+            .repo
+            .find_commit(commit)
+            .and_then(|c| c.tree())
+            .map_err(git_error("read the commit"))?;
+        let entry = match tree.get_path(Path::new(path)) {
+            Ok(entry) => entry,
+            Err(e) if e.code() == git2::ErrorCode::NotFound => return Ok(None),
+            Err(e) => return Err(git_error("read the commit's tree")(e)),
+        };
+        match entry.to_object(&self.repo).map(|o| o.into_blob()) {
+            Ok(Ok(blob)) => Ok(Some(blob.content().to_vec())),
+            Ok(Err(_)) => Ok(None), // a directory or a submodule, not a file
+            Err(e) => Err(git_error("read the cookbook blob")(e)),
+        }
+    }
+
+    /// Writes `commit`'s whole tree into the empty or missing directory `dir`.
+    pub fn materialize(&self, commit: Oid, dir: &Path) -> Result<(), SyncError> {
+        let tree = self
+            .repo
+            .find_commit(commit)
+            .and_then(|c| c.tree())
+            .map_err(git_error("read the commit"))?;
+        let io = |source| SyncError::Io {
+            path: dir.to_path_buf(),
+            source,
+        };
+        // libgit2 resolves a relative target directory against itself (it nests the path).
+        let dir = &std::path::absolute(dir).map_err(io)?;
+        std::fs::create_dir_all(dir).map_err(io)?;
+        let mut checkout = git2::build::CheckoutBuilder::new();
+        checkout
+            .target_dir(dir)
+            .force()
+            .recreate_missing(true)
+            .update_index(false);
+        self.repo
+            .checkout_tree(tree.as_object(), Some(&mut checkout))
+            .map_err(git_error("write the checkout"))
+    }
+
+    /// Records `commit` as the current revision inside the mirror, so its objects stay.
+    pub fn pin(&self, commit: Oid) -> Result<(), SyncError> {
+        self.repo
+            .reference(PIN_REF, commit, true, "cookbook sync: current")
+            .map(|_| ())
+            .map_err(git_error("pin the current revision"))
+    }
+
+    /// Checks `commit`'s signature with `git verify-commit`; `Err(detail)` says why it failed.
+    pub fn verify_signature(&self, commit: Oid) -> Result<Result<(), String>, SyncError> {
+        let output = std::process::Command::new("git")
+            .arg("--git-dir")
+            .arg(&self.path)
+            .arg("verify-commit")
+            .arg(commit.to_string())
+            .stdin(std::process::Stdio::null())
+            .output()
+            .map_err(|source| SyncError::Verifier { source })?;
+        if output.status.success() {
+            return Ok(Ok(()));
+        }
+        // Shown to the operator as git said it; never interpreted.
+        let detail = String::from_utf8_lossy(&output.stderr).trim().to_owned();
+        Ok(Err(if detail.is_empty() {
+            "no signature".to_owned()
+        } else {
+            detail
+        }))
+    }
+}
+
+/// Credentials for ssh and https remotes: the ssh agent, then git's credential helpers, each
+/// tried once (libgit2 calls back again after a refusal; trying forever would hang the sync).
+fn credentials() -> impl FnMut(&str, Option<&str>, CredentialType) -> Result<Cred, git2::Error> {
+    let mut tried_agent = false;
+    let mut tried_helper = false;
+    move |url, username, allowed| {
+        if allowed.contains(CredentialType::USERNAME) {
+            return Cred::username(username.unwrap_or("git"));
+        }
+        if allowed.contains(CredentialType::SSH_KEY) && !tried_agent {
+            tried_agent = true;
+            return Cred::ssh_key_from_agent(username.unwrap_or("git"));
+        }
+        if allowed.contains(CredentialType::USER_PASS_PLAINTEXT) && !tried_helper {
+            tried_helper = true;
+            if let Ok(config) = git2::Config::open_default() {
+                return Cred::credential_helper(&config, url, username);
+            }
+        }
+        if allowed.contains(CredentialType::DEFAULT) {
+            return Cred::default();
+        }
+        Err(git2::Error::from_str(
+            "no usable credentials: none from the ssh agent or git's credential helpers",
+        ))
+    }
+}
+
+fn git_error(operation: &'static str) -> impl Fn(git2::Error) -> SyncError {
+    move |source| SyncError::Git { operation, source }
+}
