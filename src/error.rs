@@ -15,10 +15,12 @@
 
 use std::path::PathBuf;
 
+use crate::apply::lock::LockError;
 use crate::apply::ApplyError;
 use crate::diagnostic::Diagnostic;
 use crate::engine::EngineError;
 use crate::registry::{ReferenceError, RegistryError};
+use crate::verify::VerifyError;
 
 pub const EXIT_OK: i32 = 0;
 pub const EXIT_FAILED: i32 = 1;
@@ -78,6 +80,11 @@ pub enum Error {
     /// A whole apply run failed (as opposed to one of its containers).
     #[error(transparent)]
     Apply(#[from] ApplyError),
+
+    /// `verify` could not verify at all (a bad lock file, an unknown revision); a mismatch is
+    /// [`Error::Failed`].
+    #[error(transparent)]
+    Verify(#[from] VerifyError),
 }
 
 fn engine_exit_code(e: &EngineError) -> i32 {
@@ -122,6 +129,18 @@ impl Error {
                 | ApplyError::NoRevision { .. }
                 | ApplyError::Context(_) => EXIT_INVALID,
                 ApplyError::Lock(_) | ApplyError::State { .. } => EXIT_FAILED,
+            },
+            Error::Verify(e) => match e {
+                VerifyError::Lock(LockError::Write { .. })
+                | VerifyError::Checkout { .. }
+                | VerifyError::TempDir { .. } => EXIT_FAILED,
+                VerifyError::Lock(LockError::Read { .. } | LockError::Invalid { .. })
+                | VerifyError::NoLock { .. }
+                | VerifyError::ProjectMismatch { .. }
+                | VerifyError::NotInRepository { .. }
+                | VerifyError::NoWorkTree { .. }
+                | VerifyError::UnknownRevision { .. }
+                | VerifyError::NotInRevision { .. } => EXIT_INVALID,
             },
         }
     }

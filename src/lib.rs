@@ -20,3 +20,4 @@ pub mod registry;
 pub mod retry;
 pub mod schema;
 pub mod state;
+pub mod verify;

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use clap::{Parser, Subcommand, ValueEnum};
 
 mod apply;
+mod verify;
 
 use std::collections::BTreeMap;
 
@@ -77,6 +78,8 @@ pub enum Command {
         after_help = "Exit codes:\n  0  the two manifests are identical\n  1  they differ (each difference is printed)\n  2  invalid input"
     )]
     Diff { a: PathBuf, b: PathBuf },
+    /// Check cookbook.lock (and the registry) against what the sources produce, and say why not.
+    Verify(verify::VerifyArgs),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -304,6 +307,7 @@ fn execute(cli: &Cli, out: &mut dyn Write, err: &mut dyn Write) -> Result<(), Er
             Ok(())
         }
         Command::Apply(args) => apply::run(&cli.file, args, out),
+        Command::Verify(args) => verify::run(&cli.file, args, out, err),
         Command::Diff { a, b } => {
             let (ma, mb) = (read_manifest(a)?, read_manifest(b)?);
             let changes = hash::diff(&ma, &mb);
