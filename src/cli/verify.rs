@@ -83,8 +83,15 @@ pub fn run(
     let lock_path = args.lock.clone().unwrap_or(default_lock);
     let lock = Lock::read(&lock_path)
         .map_err(VerifyError::from)?
-        .ok_or_else(|| VerifyError::NoLock {
-            path: lock_path.clone(),
+        .ok_or_else(|| match (&checkout, &args.lock) {
+            // The revision's own lock: name it as the user knows it, not by the temp checkout.
+            (Some(c), None) => VerifyError::NotInRevision {
+                rev: args.rev.clone().unwrap_or_default(),
+                path: Path::new(&c.relative_path).with_file_name("cookbook.lock"),
+            },
+            _ => VerifyError::NoLock {
+                path: lock_path.clone(),
+            },
         })?;
     verify::check_project(&cookbook, &lock, &lock_path)?;
 

@@ -524,3 +524,117 @@ fn file_reason(fp: &Fingerprint, context_path: String, what: String) -> Reason {
 fn unescape(token: &str) -> String {
     token.replace("~1", "/").replace("~0", "~")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reasons_are_kept_most_specific_first_and_once() {
+        let mut v = Verdict::default();
+        v.push(Reason::Dockerfile { path: None });
+        v.push(Reason::LabelDiffers {
+            reference: "r/a:h".into(),
+            registry: None,
+            lock: "h".into(),
+        });
+        v.push(Reason::Env {
+            name: "X".into(),
+            application: None,
+            change: "changed",
+        });
+        v.push(Reason::Parent {
+            name: "api".into(),
+            change: "changed",
+        });
+        v.push(Reason::Dockerfile { path: None });
+        let shown: Vec<String> = v.reasons.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            shown,
+            [
+                "parent api changed",
+                "env X changed",
+                "Dockerfile changed (generated)",
+                "label differs: dev.cookbook.input-hash of r/a:h is (absent), the lock says h",
+            ]
+        );
+        assert!(!v.ok());
+        assert!(Verdict::default().ok());
+    }
+
+    #[test]
+    fn reasons_read_as_documented() {
+        let cases = [
+            (
+                Reason::File {
+                    path: "services/api/main.py".into(),
+                    context_path: "api/main.py".into(),
+                    what: "changed".into(),
+                },
+                "file services/api/main.py changed",
+            ),
+            (
+                Reason::File {
+                    path: "services/api/run.sh".into(),
+                    context_path: "api/run.sh".into(),
+                    what: "executable bit".into(),
+                },
+                "file services/api/run.sh changed (executable bit)",
+            ),
+            (
+                Reason::BuildArg {
+                    name: "X".into(),
+                    change: "added",
+                },
+                "build arg X added",
+            ),
+            (Reason::NotInLock, "not in the lock"),
+            (
+                Reason::NotInCookbook,
+                "lock entry for a container the cookbook no longer has",
+            ),
+        ];
+        for (reason, text) in cases {
+            assert_eq!(reason.to_string(), text);
+        }
+    }
+
+    #[test]
+    fn pointer_tokens_are_unescaped_and_values_name_the_change() {
+        assert_eq!(unescape("a~1b~0c"), "a/b~c");
+        assert_eq!(change_word(&None, &Some(Value::from("x"))), "added");
+        assert_eq!(change_word(&Some(Value::from("x")), &None), "removed");
+        assert_eq!(
+            change_word(&Some(Value::from("x")), &Some(Value::from("y"))),
+            "changed"
+        );
+    }
+
+    #[test]
+    fn a_saved_explain_document_is_believed_only_when_it_hashes_to_its_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut m = HashManifest {
+            hash_version: hash::HASH_VERSION,
+            container: "api".into(),
+            recipe: serde_json::json!({ "kind": "generated" }),
+            files: Vec::new(),
+            dependencies: BTreeMap::new(),
+            input_hash: String::new(),
+        };
+        m.input_hash = m.compute_hash();
+        let path = explain_path(dir.path(), "api", &m.input_hash);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, m.to_pretty_json()).unwrap();
+        assert_eq!(
+            saved_explain(dir.path(), "api", &m.input_hash),
+            Some(m.clone())
+        );
+        // Another container's name, a path-like "hash", a tampered document: not believed.
+        assert_eq!(saved_explain(dir.path(), "web", &m.input_hash), None);
+        assert_eq!(saved_explain(dir.path(), "api", "../../x"), None);
+        let mut forged = m.clone();
+        forged.recipe = serde_json::json!({ "kind": "dockerfile" });
+        std::fs::write(&path, forged.to_pretty_json()).unwrap();
+        assert_eq!(saved_explain(dir.path(), "api", &m.input_hash), None);
+    }
+}

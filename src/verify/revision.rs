@@ -32,7 +32,10 @@ impl RevisionCheckout {
 
 /// Checks out `rev` of the git repository holding `cookbook_file`.
 pub fn checkout(cookbook_file: &Path, rev: &str) -> Result<RevisionCheckout, VerifyError> {
-    let parent = crate::cli::base_dir(cookbook_file);
+    let parent = cookbook_file
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     let file_name = cookbook_file
         .file_name()
         .ok_or_else(|| VerifyError::NoWorkTree {
