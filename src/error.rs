@@ -180,5 +180,18 @@ mod tests {
         let reference =
             Error::Reference(crate::registry::Repository::parse("a/b:tag").unwrap_err());
         assert_eq!(reference.exit_code(), EXIT_INVALID);
+        let bad_lock = Error::Verify(VerifyError::Lock(LockError::Invalid {
+            path: "cookbook.lock".into(),
+            line: 3,
+            column: 18,
+            message: "invalid type".into(),
+        }));
+        assert_eq!(bad_lock.exit_code(), EXIT_INVALID);
+        let no_lock = Error::Verify(VerifyError::NoLock {
+            path: "cookbook.lock".into(),
+        });
+        assert_eq!(no_lock.exit_code(), EXIT_INVALID);
+        let mismatch = Error::Failed("1 of 4 container(s) do not match cookbook.lock".into());
+        assert_eq!(mismatch.exit_code(), EXIT_FAILED);
     }
 }

@@ -376,6 +376,18 @@ fn a_tampered_lock_entry_is_detected_with_a_precise_reason() {
         got["web"],
         ("MISMATCH".to_owned(), "not in the lock".to_owned())
     );
+
+    // A lock written by another version of the hash algorithm.
+    shop.write_lock();
+    shop.edit_lock(|v| v["hash_version"] = json!(0));
+    let out = shop.run(&["verify"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(lines(&out)
+        .values()
+        .all(|(status, reason)| status == "MISMATCH"
+            && reason.starts_with(
+                "the lock was made with hash version 0; this cookbook hashes with version 1"
+            )));
 }
 
 #[test]
@@ -427,6 +439,14 @@ fn commit_all(repo: &git2::Repository, message: &str) -> git2::Oid {
     let parents: Vec<&git2::Commit> = parents.iter().collect();
     repo.commit(Some("HEAD"), &sig, &sig, message, &tree, &parents)
         .unwrap()
+}
+
+/// Commits the working tree, deleted files included.
+fn commit_all_removing(repo: &git2::Repository, message: &str) -> git2::Oid {
+    let mut index = repo.index().unwrap();
+    index.update_all(["*"], None).unwrap();
+    index.write().unwrap();
+    commit_all(repo, message)
 }
 
 #[test]
@@ -509,6 +529,15 @@ fn verify_rev_checks_an_older_commit_against_its_own_lock() {
     let out = shop.run(&["verify", "--rev", "no-such-rev"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("unknown git revision `no-such-rev`"));
+    // A revision without a lock is named by its path in the repository.
+    fs::remove_file(shop.path("cookbook.lock")).unwrap();
+    commit_all_removing(&repo, "drop the lock");
+    let out = shop.run(&["verify", "--rev", "HEAD"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("has no deploy/shop/cookbook.lock"),
+        "names the lock by its repository path"
+    );
     let plain = Shop::new();
     plain.write_lock();
     assert_eq!(
