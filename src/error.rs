@@ -15,10 +15,12 @@
 
 use std::path::PathBuf;
 
+use crate::apply::lock::LockError;
 use crate::apply::ApplyError;
 use crate::diagnostic::Diagnostic;
 use crate::engine::EngineError;
 use crate::registry::{ReferenceError, RegistryError};
+use crate::verify::VerifyError;
 
 pub const EXIT_OK: i32 = 0;
 pub const EXIT_FAILED: i32 = 1;
@@ -90,6 +92,10 @@ pub enum Error {
     /// `cookbook sync --apply` took a revision but its apply failed; it is not counted as applied.
     #[error("apply of revision {commit} failed: {message}")]
     SyncApplyFailed { commit: String, message: String },
+    /// `verify` could not verify at all (a bad lock file, an unknown revision); a mismatch is
+    /// [`Error::Failed`].
+    #[error(transparent)]
+    Verify(#[from] VerifyError),
 }
 
 fn engine_exit_code(e: &EngineError) -> i32 {
@@ -150,6 +156,18 @@ impl Error {
                     | S::Interrupted => EXIT_FAILED,
                 }
             }
+            Error::Verify(e) => match e {
+                VerifyError::Lock(LockError::Write { .. })
+                | VerifyError::Checkout { .. }
+                | VerifyError::TempDir { .. } => EXIT_FAILED,
+                VerifyError::Lock(LockError::Read { .. } | LockError::Invalid { .. })
+                | VerifyError::NoLock { .. }
+                | VerifyError::ProjectMismatch { .. }
+                | VerifyError::NotInRepository { .. }
+                | VerifyError::NoWorkTree { .. }
+                | VerifyError::UnknownRevision { .. }
+                | VerifyError::NotInRevision { .. } => EXIT_INVALID,
+            },
         }
     }
 }
@@ -188,5 +206,18 @@ mod tests {
         let reference =
             Error::Reference(crate::registry::Repository::parse("a/b:tag").unwrap_err());
         assert_eq!(reference.exit_code(), EXIT_INVALID);
+        let bad_lock = Error::Verify(VerifyError::Lock(LockError::Invalid {
+            path: "cookbook.lock".into(),
+            line: 3,
+            column: 18,
+            message: "invalid type".into(),
+        }));
+        assert_eq!(bad_lock.exit_code(), EXIT_INVALID);
+        let no_lock = Error::Verify(VerifyError::NoLock {
+            path: "cookbook.lock".into(),
+        });
+        assert_eq!(no_lock.exit_code(), EXIT_INVALID);
+        let mismatch = Error::Failed("1 of 4 container(s) do not match cookbook.lock".into());
+        assert_eq!(mismatch.exit_code(), EXIT_FAILED);
     }
 }

@@ -21,3 +21,4 @@ pub mod retry;
 pub mod schema;
 pub mod state;
 pub mod sync;
+pub mod verify;

@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use clap::{Parser, Subcommand, ValueEnum};
 
 mod apply;
+mod verify;
 
 use std::collections::BTreeMap;
 
@@ -81,6 +82,8 @@ pub enum Command {
     Diff { a: PathBuf, b: PathBuf },
     /// Pull the master cookbook from git and keep this site on its last good revision.
     Sync(sync::SyncArgs),
+    /// Check cookbook.lock (and the registry) against what the sources produce, and say why not.
+    Verify(verify::VerifyArgs),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -308,6 +311,7 @@ fn execute(cli: &Cli, out: &mut dyn Write, err: &mut dyn Write) -> Result<(), Er
             Ok(())
         }
         Command::Apply(args) => apply::run(&cli.file, args, out),
+        Command::Verify(args) => verify::run(&cli.file, args, out, err),
         Command::Diff { a, b } => {
             let (ma, mb) = (read_manifest(a)?, read_manifest(b)?);
             let changes = hash::diff(&ma, &mb);

@@ -1,0 +1,207 @@
+//! `cookbook verify`: arguments and output of the release engineer's check.
+//!
+//! Text: one line per container, `ok` with its input hash or `MISMATCH` with the first (most
+//! specific) reason; a summary on stderr. JSON: one document with every container's status, all
+//! its reasons and the hashes. The checking itself is `crate::verify`.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use clap::Args;
+use serde_json::{json, Value};
+
+use super::{fingerprints, load, Format};
+use crate::apply::lock::Lock;
+use crate::error::Error;
+use crate::hash;
+use crate::model::Cookbook;
+use crate::registry::RegistryClient;
+use crate::state::{self, stat_cache::StatCache};
+use crate::verify::{self, revision, Report, VerifyError};
+
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Exit codes:\n  0  every container matches\n  1  a mismatch (each is printed with its reason)\n  2  invalid input (the cookbook, the lock file, a revision)\n  3  the registry is unreachable"
+)]
+pub struct VerifyArgs {
+    /// The lock to check against [default: cookbook.lock beside the cookbook; with --rev, the
+    /// revision's own].
+    #[arg(long)]
+    pub lock: Option<PathBuf>,
+    /// Recompute from this git revision (checked out into a temporary directory) instead of the
+    /// working tree.
+    #[arg(long)]
+    pub rev: Option<String>,
+    /// Also check each locked image in the registry: digest under the content tag, input-hash label.
+    #[arg(long)]
+    pub registry: bool,
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+}
+
+/// Reads and checks a cookbook file from a revision, naming it `rev:path` in diagnostics.
+fn load_labelled(path: &Path, label: String) -> Result<Cookbook, Error> {
+    let bytes = std::fs::read(path).map_err(|source| Error::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    Cookbook::parse(&bytes).map_err(|diagnostics| Error::Invalid {
+        file: label,
+        diagnostics,
+    })
+}
+
+pub fn run(
+    file: &Path,
+    args: &VerifyArgs,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> Result<(), Error> {
+    let checkout = match &args.rev {
+        Some(rev) => Some(revision::checkout(file, rev)?),
+        None => None,
+    };
+    let (cookbook, prints, default_lock) = match &checkout {
+        Some(c) => {
+            let rev = args.rev.as_deref().unwrap_or_default();
+            let cookbook = load_labelled(&c.cookbook_file, format!("{rev}:{}", c.relative_path))?;
+            // A fresh checkout: nothing in the stat cache could apply, and nothing is saved.
+            let prints = hash::fingerprint_plan(
+                &cookbook,
+                &cookbook.plan,
+                super::base_dir(&c.cookbook_file),
+                &StatCache::disabled(),
+            )?;
+            (cookbook, prints, Lock::path_for(&c.cookbook_file))
+        }
+        None => {
+            let cookbook = load(file)?;
+            let prints = fingerprints(file, &cookbook, &cookbook.plan)?;
+            (cookbook, prints, Lock::path_for(file))
+        }
+    };
+    let lock_path = args.lock.clone().unwrap_or(default_lock);
+    let lock = Lock::read(&lock_path)
+        .map_err(VerifyError::from)?
+        .ok_or_else(|| match (&checkout, &args.lock) {
+            // The revision's own lock: name it as the user knows it, not by the temp checkout.
+            (Some(c), None) => VerifyError::NotInRevision {
+                rev: args.rev.clone().unwrap_or_default(),
+                path: Path::new(&c.relative_path).with_file_name("cookbook.lock"),
+            },
+            _ => VerifyError::NoLock {
+                path: lock_path.clone(),
+            },
+        })?;
+    verify::check_project(&cookbook, &lock, &lock_path)?;
+
+    // Explain documents are content-addressed, so the working tree's state directory serves a
+    // revision's verification as well.
+    let state_dir = state::dir_for(file);
+    let mut report = verify::compare(&prints, &lock, &|name, hash| {
+        verify::saved_explain(&state_dir, name, hash)
+    });
+    if args.registry {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| Error::Failed(format!("cannot start the async runtime: {e}")))?;
+        runtime.block_on(async {
+            let client = RegistryClient::new()?;
+            verify::registry::check(&mut report, &lock, &client).await
+        })?;
+    }
+
+    let commit = checkout.as_ref().map(|c| c.commit.as_str());
+    match args.format {
+        Format::Text => print_text(&report, out),
+        Format::Json => {
+            let doc = json_document(&report, &lock_path, commit);
+            let _ = writeln!(out, "{}", serde_json::to_string_pretty(&doc).expect("JSON"));
+        }
+    }
+    let total = report.containers.len();
+    let bad = report.mismatches();
+    let _ = writeln!(
+        err,
+        "verify: {} ok, {bad} mismatch(es){}{}",
+        total - bad,
+        match commit {
+            Some(c) => format!(" at revision {}", &c[..c.len().min(12)]),
+            None => String::new(),
+        },
+        if report.registry_checked {
+            ", registry checked"
+        } else {
+            ""
+        }
+    );
+    if report.ok() {
+        Ok(())
+    } else {
+        Err(Error::Failed(format!(
+            "{bad} of {total} container(s) do not match {}",
+            lock_path.display()
+        )))
+    }
+}
+
+fn print_text(report: &Report, out: &mut dyn Write) {
+    let width = report.containers.keys().map(String::len).max().unwrap_or(0);
+    for (name, v) in &report.containers {
+        match v.reasons.first() {
+            None => {
+                let _ = writeln!(
+                    out,
+                    "ok        {name:<width$}  {}",
+                    v.input_hash.as_deref().unwrap_or_default()
+                );
+            }
+            Some(first) => {
+                let more = match v.reasons.len() - 1 {
+                    0 => String::new(),
+                    n => format!(" (+{n} more; --format json lists all)"),
+                };
+                let _ = writeln!(out, "MISMATCH  {name:<width$}  {first}{more}");
+            }
+        }
+    }
+}
+
+fn json_document(report: &Report, lock_path: &Path, commit: Option<&str>) -> Value {
+    let containers: serde_json::Map<String, Value> = report
+        .containers
+        .iter()
+        .map(|(name, v)| {
+            let reasons: Vec<Value> = v
+                .reasons
+                .iter()
+                .map(|r| {
+                    let mut value = serde_json::to_value(r).expect("reasons serialize");
+                    value["message"] = Value::String(r.to_string());
+                    value
+                })
+                .collect();
+            (
+                name.clone(),
+                json!({
+                    "status": if v.ok() { "ok" } else { "mismatch" },
+                    "reasons": reasons,
+                    "input_hash": v.input_hash,
+                    "locked_input_hash": v.locked_input_hash,
+                    "image": v.image,
+                    "digest": v.digest,
+                    "registry_digest": v.registry_digest,
+                }),
+            )
+        })
+        .collect();
+    json!({
+        "result": if report.ok() { "ok" } else { "mismatch" },
+        "hash_version": hash::HASH_VERSION,
+        "lock": lock_path.display().to_string(),
+        "revision": commit,
+        "registry_checked": report.registry_checked,
+        "containers": containers,
+    })
+}

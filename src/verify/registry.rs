@@ -1,0 +1,79 @@
+//! `verify --registry`: is each locked image published as the lock says?
+//!
+//! The registry edge of `verify`. For every lock entry of a container the cookbook still has:
+//! the manifest under the content tag must exist and have the locked digest, and the image
+//! configuration of that exact manifest (fetched by digest, so a tag moved in between cannot
+//! mix two images) must carry the locked input hash in its `dev.cookbook.input-hash` label.
+//! Findings become [`Reason`]s; only a failure to ask (unreachable registry, refused
+//! credentials) is an error.
+
+use crate::apply::lock::Lock;
+use crate::apply::LABEL_INPUT_HASH;
+use crate::context::dockerfile::LOCAL_REPOSITORY_PREFIX;
+use crate::registry::{ImageReference, RegistryClient, RegistryError};
+
+use super::{Reason, Report};
+
+/// Adds the registry's findings to `report`.
+pub async fn check(
+    report: &mut Report,
+    lock: &Lock,
+    client: &RegistryClient,
+) -> Result<(), RegistryError> {
+    report.registry_checked = true;
+    for (name, entry) in &lock.containers {
+        let Some(verdict) = report.containers.get_mut(name) else {
+            continue;
+        };
+        if verdict.input_hash.is_none() {
+            // Not in the cookbook any more: already a mismatch, and nothing to compare with.
+            continue;
+        }
+        if entry
+            .image
+            .starts_with(&format!("{LOCAL_REPOSITORY_PREFIX}/"))
+        {
+            verdict.push(Reason::NotPublished {
+                image: entry.image.clone(),
+            });
+            continue;
+        }
+        let reference = match ImageReference::parse(&entry.image) {
+            Ok(r) => r,
+            Err(e) => {
+                verdict.push(Reason::BadImage {
+                    image: entry.image.clone(),
+                    message: e.to_string(),
+                });
+                continue;
+            }
+        };
+        let repo = reference.repository();
+        let tag = reference.manifest_reference();
+        let Some(digest) = client.manifest_head(repo, tag).await? else {
+            verdict.push(Reason::DigestMissing {
+                reference: entry.image.clone(),
+                digest: entry.digest.clone(),
+            });
+            continue;
+        };
+        verdict.registry_digest = Some(digest.to_string());
+        if digest.as_str() != entry.digest {
+            verdict.push(Reason::RegistryDigestDiffers {
+                reference: entry.image.clone(),
+                registry: digest.to_string(),
+                lock: entry.digest.clone(),
+            });
+        }
+        let labels = client.image_labels(repo, digest.as_str()).await?;
+        let label = labels.and_then(|mut l| l.remove(LABEL_INPUT_HASH));
+        if label.as_deref() != Some(entry.input_hash.as_str()) {
+            verdict.push(Reason::LabelDiffers {
+                reference: entry.image.clone(),
+                registry: label,
+                lock: entry.input_hash.clone(),
+            });
+        }
+    }
+    Ok(())
+}
