@@ -7,6 +7,11 @@ cd "$(dirname "$0")/.."
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 
 bash scripts/services.sh up
+# Graphviz renders `plan --format dot` in tests/plan.rs.
+if ! command -v dot >/dev/null; then
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get install -y -qq graphviz >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq graphviz >/dev/null; }
+fi
 trap 'bash scripts/services.sh down' EXIT
 eval "$(bash scripts/services.sh env)"
 
