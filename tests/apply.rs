@@ -7,12 +7,14 @@
 use std::collections::BTreeMap;
 use std::fs;
 use std::io::{BufRead, BufReader, Read, Write};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use cookbook::registry::{RegistryClient, Repository};
 use serde_json::Value;
+
+mod common;
 
 /// The services' addresses, or `None` (with a loud note) when the test command did not start them.
 fn services() -> Option<String> {
@@ -33,34 +35,13 @@ struct Shop {
     registry: String,
 }
 
-fn copy_tree(from: &Path, to: &Path) {
-    for entry in walkdir::WalkDir::new(from) {
-        let entry = entry.unwrap();
-        let rel = entry.path().strip_prefix(from).unwrap();
-        if rel
-            .components()
-            .any(|c| c.as_os_str() == ".cookbook" || c.as_os_str() == "cookbook.lock")
-        {
-            continue;
-        }
-        let dest = to.join(rel);
-        if entry.file_type().is_dir() {
-            fs::create_dir_all(&dest).unwrap();
-        } else {
-            fs::copy(entry.path(), &dest).unwrap();
-        }
-    }
-}
 
 impl Shop {
     /// A copy of the shop example publishing to `<test registry>/<unique>/…`.
     fn new(tag: &str) -> Option<Shop> {
         let registry = services()?;
         let dir = tempfile::tempdir().unwrap();
-        copy_tree(
-            &Path::new(env!("CARGO_MANIFEST_DIR")).join("cookbooks/shop"),
-            dir.path(),
-        );
+        common::copy_example("shop", dir.path());
         let unique = format!(
             "{tag}-{}-{}",
             std::process::id(),

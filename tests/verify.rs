@@ -12,30 +12,14 @@ use std::process::{Command, Output};
 
 use serde_json::{json, Value};
 
+mod common;
+
 struct Shop {
     dir: tempfile::TempDir,
     /// Where the cookbook lives inside `dir` ("" or a subdirectory, for git tests).
     sub: String,
 }
 
-fn copy_tree(from: &Path, to: &Path) {
-    for entry in walkdir::WalkDir::new(from) {
-        let entry = entry.unwrap();
-        let rel = entry.path().strip_prefix(from).unwrap();
-        if rel
-            .components()
-            .any(|c| c.as_os_str() == ".cookbook" || c.as_os_str() == "cookbook.lock")
-        {
-            continue;
-        }
-        let dest = to.join(rel);
-        if entry.file_type().is_dir() {
-            fs::create_dir_all(&dest).unwrap();
-        } else {
-            fs::copy(entry.path(), &dest).unwrap();
-        }
-    }
-}
 
 impl Shop {
     fn new() -> Shop {
@@ -46,10 +30,7 @@ impl Shop {
         let dir = tempfile::tempdir().unwrap();
         let to = dir.path().join(sub);
         fs::create_dir_all(&to).unwrap();
-        copy_tree(
-            &Path::new(env!("CARGO_MANIFEST_DIR")).join("cookbooks/shop"),
-            &to,
-        );
+        common::copy_example("shop", &to);
         Shop {
             dir,
             sub: sub.to_owned(),

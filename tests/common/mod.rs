@@ -152,3 +152,24 @@ pub fn check_snapshot(snapshot: &Path, actual: &str, run: &Run) -> Result<(), St
         run.cwd.display(),
     ))
 }
+
+/// Copies an example cookbook's tree (`cookbooks/NAME`) into `to`, leaving out state and locks.
+pub fn copy_example(name: &str, to: &Path) {
+    let from = repo_root().join("cookbooks").join(name);
+    for entry in walkdir::WalkDir::new(&from) {
+        let entry = entry.unwrap();
+        let rel = entry.path().strip_prefix(&from).unwrap();
+        if rel
+            .components()
+            .any(|c| c.as_os_str() == ".cookbook" || c.as_os_str() == "cookbook.lock")
+        {
+            continue;
+        }
+        let dest = to.join(rel);
+        if entry.file_type().is_dir() {
+            std::fs::create_dir_all(&dest).unwrap();
+        } else {
+            std::fs::copy(entry.path(), &dest).unwrap();
+        }
+    }
+}
