@@ -1,14 +1,14 @@
 //! Lists a context's entries from the file system, sorted by path bytes.
 //!
-//! walkdir yields directories in whatever order the file system gives; we sort once at the end
-//! rather than relying on walk order. Ignored directories are pruned (never walked) following
+//! Directories are listed in parallel, in whatever order the file system gives; we sort once at
+//! the end rather than relying on walk order. Ignored directories are pruned (never walked) following
 //! moby's rule, `.git` never enters, and special files are refused from their `lstat` alone:
 //! a FIFO is never opened, so it can never block.
 
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::Path;
 
-use walkdir::WalkDir;
+use rayon::prelude::*;
 
 use super::dockerignore::DockerIgnore;
 use super::{ContextError, ContextPlan, Entry, EntryKind, EntrySource, StatKey, Tree};
@@ -112,76 +112,107 @@ fn list_tree(base: &Path, tree: &Tree, out: &mut Vec<Entry>) -> Result<(), Conte
         ignore.keep(keep);
     }
 
-    let mut walker = WalkDir::new(&root)
-        .follow_links(false)
-        .min_depth(1)
-        .into_iter();
-    while let Some(item) = walker.next() {
-        let item = item.map_err(|e| ContextError::Io {
-            path: e
-                .path()
-                .map(Path::to_path_buf)
-                .unwrap_or_else(|| root.clone()),
-            source: e
-                .into_io_error()
-                .unwrap_or_else(|| std::io::Error::other("walk failed")),
-        })?;
-        let rel_os = item
-            .path()
-            .strip_prefix(&root)
-            .expect("walk stays under root");
-        let Some(rel) = rel_os.to_str() else {
-            return Err(ContextError::NotUtf8 {
-                path: item.path().to_path_buf(),
-            });
+    let ctx = TreeWalk {
+        tree,
+        ignore: &ignore,
+    };
+    out.append(&mut ctx.walk(&root, "")?);
+    Ok(())
+}
+
+/// One tree's walk: what every directory visit needs.
+struct TreeWalk<'a> {
+    tree: &'a Tree,
+    ignore: &'a DockerIgnore,
+}
+
+impl TreeWalk<'_> {
+    /// Lists the directory `abs` (whose path in the tree is `rel`, `""` for the root), and below.
+    ///
+    /// Hand-rolled over `std::fs::read_dir` rather than walkdir, for two reasons measured on
+    /// 100,000-file trees: walkdir stats each entry by its full path (a path walk per file in the
+    /// kernel) where std's `DirEntry::metadata` stats relative to the open directory (`statx` on the
+    /// directory's fd); and directories are visited in parallel (rayon), as git's preloaded index
+    /// does. Order does not matter: `list` sorts the result.
+    fn walk(&self, abs: &Path, rel: &str) -> Result<Vec<Entry>, ContextError> {
+        let io_err = |source| ContextError::Io {
+            path: abs.to_path_buf(),
+            source,
         };
-        let ft = item.file_type();
-        if rel_os.components().any(|c| c.as_os_str() == ".git") {
-            if ft.is_dir() {
-                walker.skip_current_dir();
-            }
-            continue;
+        let children = std::fs::read_dir(abs)
+            .map_err(io_err)?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(io_err)?;
+        children
+            .into_par_iter()
+            .with_min_len(8)
+            .try_fold(Vec::new, |mut out, child| {
+                self.visit(&child, rel, &mut out)?;
+                Ok(out)
+            })
+            .try_reduce(Vec::new, |mut a, mut b| {
+                a.append(&mut b);
+                Ok(a)
+            })
+    }
+
+    fn visit(
+        &self,
+        child: &std::fs::DirEntry,
+        parent_rel: &str,
+        out: &mut Vec<Entry>,
+    ) -> Result<(), ContextError> {
+        let name = child.file_name();
+        // `.git` never enters, at any depth, and is never walked.
+        if name == ".git" {
+            return Ok(());
         }
-        if !tree.keep_ignore_file && rel == ".dockerignore" {
-            continue;
+        let Some(name) = name.to_str() else {
+            return Err(ContextError::NotUtf8 { path: child.path() });
+        };
+        let rel = if parent_rel.is_empty() {
+            name.to_owned()
+        } else {
+            format!("{parent_rel}/{name}")
+        };
+        let abs = child.path();
+        let io_err = |source| ContextError::Io {
+            path: abs.clone(),
+            source,
+        };
+        // d_type from the directory listing; no stat.
+        let ft = child.file_type().map_err(io_err)?;
+        if !self.tree.keep_ignore_file && rel == ".dockerignore" {
+            return Ok(());
         }
-        if !ignore.is_empty() && ignore.is_excluded(rel) {
-            if ft.is_dir() && ignore.can_prune(rel) {
-                walker.skip_current_dir();
+        if !self.ignore.is_empty() && self.ignore.is_excluded(&rel) {
+            // An excluded directory is still walked when a later `!` pattern could re-include
+            // something below it (moby's rule); otherwise it is pruned.
+            if ft.is_dir() && !self.ignore.can_prune(&rel) {
+                out.append(&mut self.walk(&abs, &rel)?);
             }
-            continue;
+            return Ok(());
         }
         if ft.is_dir() {
-            continue;
+            out.append(&mut self.walk(&abs, &rel)?);
+            return Ok(());
         }
         if let Some(what) = special(&ft) {
-            return Err(ContextError::Special {
-                path: item.path().to_path_buf(),
-                what,
-            });
+            return Err(ContextError::Special { path: abs, what });
         }
-        let meta = item.metadata().map_err(|e| ContextError::Io {
-            path: item.path().to_path_buf(),
-            source: e
-                .into_io_error()
-                .unwrap_or_else(|| std::io::Error::other("stat failed")),
-        })?;
-        let path = join(&tree.prefix, rel);
+        // lstat relative to the directory's fd (never follows a symlink, never opens the file).
+        let meta = child.metadata().map_err(io_err)?;
+        let path = join(&self.tree.prefix, &rel);
         if ft.is_symlink() {
-            let target = std::fs::read_link(item.path()).map_err(|source| ContextError::Io {
-                path: item.path().to_path_buf(),
-                source,
-            })?;
+            let target = std::fs::read_link(&abs).map_err(io_err)?;
             let Some(target) = target.to_str().map(str::to_owned) else {
-                return Err(ContextError::NotUtf8 {
-                    path: item.path().to_path_buf(),
-                });
+                return Err(ContextError::NotUtf8 { path: abs });
             };
-            if !link_stays_inside(rel, &target) {
+            if !link_stays_inside(&rel, &target) {
                 return Err(ContextError::LinkOutside {
-                    path: item.path().to_path_buf(),
+                    path: abs,
                     target,
-                    tree: tree.source.to_string(),
+                    tree: self.tree.source.to_string(),
                 });
             }
             out.push(Entry {
@@ -196,13 +227,13 @@ fn list_tree(base: &Path, tree: &Tree, out: &mut Vec<Entry>) -> Result<(), Conte
                 kind: kind_of(&meta),
                 size: meta.len(),
                 source: EntrySource::Disk {
-                    path: item.path().to_path_buf(),
+                    path: abs,
                     stat: stat_key(&meta),
                 },
             });
         }
+        Ok(())
     }
-    Ok(())
 }
 
 /// Lists every entry of a context, sorted by path bytes. `base` is the cookbook's directory.
@@ -241,7 +272,8 @@ pub fn list(base: &Path, plan: &ContextPlan) -> Result<Vec<Entry>, ContextError>
     for tree in &plan.trees {
         list_tree(base, tree, &mut entries)?;
     }
-    entries.sort_by(|a, b| a.path.as_bytes().cmp(b.path.as_bytes()));
+    // Stable, so of two entries with one path the first pushed (generated, copied-in) stays.
+    entries.par_sort_by(|a, b| a.path.as_bytes().cmp(b.path.as_bytes()));
     // Two trees cannot share a prefix (application names are unique), and generated files sit at
     // the root where no tree does, except a Dockerfile context's own root: there the generated or
     // copied-in name is reserved, so a duplicate means the user has a file of that name.

@@ -39,25 +39,37 @@ fn sha256_file(path: &std::path::Path, expected_size: u64) -> Result<[u8; 32], C
 }
 
 /// The hex SHA-256 of every entry, in entry order.
+///
+/// Workers return what they read alongside the digest; the stat cache learns it all in one
+/// `insert_all` at the end rather than through a lock per file.
 pub fn digest_entries(entries: &[Entry], cache: &StatCache) -> Result<Vec<String>, ContextError> {
-    entries
+    let results: Vec<([u8; 32], Option<i64>)> = entries
         .par_iter()
         .with_min_len(8)
         .map(|e| {
-            let digest: [u8; 32] = match &e.source {
-                EntrySource::Generated(bytes) => Sha256::digest(bytes).into(),
-                EntrySource::Link(target) => Sha256::digest(target.as_bytes()).into(),
+            Ok(match &e.source {
+                EntrySource::Generated(bytes) => (Sha256::digest(bytes).into(), None),
+                EntrySource::Link(target) => (Sha256::digest(target.as_bytes()).into(), None),
                 EntrySource::Disk { path, stat } => match cache.get(path, stat) {
-                    Some(d) => d,
+                    Some(d) => (d, None),
                     None => {
                         let started = now_ns();
-                        let d = sha256_file(path, stat.size)?;
-                        cache.insert(path, *stat, started, d);
-                        d
+                        (sha256_file(path, stat.size)?, Some(started))
                     }
                 },
-            };
-            Ok(hex::encode(digest))
+            })
         })
-        .collect()
+        .collect::<Result<_, ContextError>>()?;
+    cache.insert_all(
+        entries
+            .iter()
+            .zip(&results)
+            .filter_map(|(e, (d, started))| match (&e.source, started) {
+                (EntrySource::Disk { path, stat }, Some(at)) => {
+                    Some((path.as_path(), *stat, *at, *d))
+                }
+                _ => None,
+            }),
+    );
+    Ok(results.iter().map(|(d, _)| hex::encode(d)).collect())
 }
