@@ -202,7 +202,14 @@ impl TreeWalk<'_> {
         }
         // lstat relative to the directory's fd (never follows a symlink, never opens the file).
         let meta = child.metadata().map_err(io_err)?;
-        let path = join(&self.tree.prefix, &rel);
+        // The path in the context; for a context's own root, `rel` itself, not a copy.
+        let context_path = |rel: String| {
+            if self.tree.prefix.is_empty() {
+                rel
+            } else {
+                join(&self.tree.prefix, &rel)
+            }
+        };
         if ft.is_symlink() {
             let target = std::fs::read_link(&abs).map_err(io_err)?;
             let Some(target) = target.to_str().map(str::to_owned) else {
@@ -216,14 +223,14 @@ impl TreeWalk<'_> {
                 });
             }
             out.push(Entry {
-                path,
+                path: context_path(rel),
                 kind: EntryKind::Symlink,
                 size: target.len() as u64,
                 source: EntrySource::Link(target),
             });
         } else {
             out.push(Entry {
-                path,
+                path: context_path(rel),
                 kind: kind_of(&meta),
                 size: meta.len(),
                 source: EntrySource::Disk {

@@ -261,22 +261,32 @@ impl StatCache {
         for (p, r) in fresh {
             newest.insert(path_hash(&p), (p, r));
         }
+        // Records are written sorted by path: a context's files are looked up in path order, so a
+        // warm run then reads the cache front to back instead of jumping around 100,000 records.
+        enum Source<'a> {
+            Old(&'a [u8]),
+            New(&'a Record),
+        }
+        let mut all: Vec<(&[u8], Source)> = self
+            .index
+            .iter()
+            .filter(|(h, _)| !newest.contains_key(*h))
+            .map(|(_, &offset)| {
+                let (p, _, len) = record_at(&self.bytes, offset);
+                (p, Source::Old(&self.bytes[offset..offset + len]))
+            })
+            .chain(newest.values().map(|(p, r)| (&p[..], Source::New(r))))
+            .collect();
+        all.sort_unstable_by(|a, b| a.0.cmp(b.0));
         let mut out = Vec::with_capacity(self.bytes.len() + newest.len() * 160 + 64);
         out.extend_from_slice(MAGIC);
-        out.extend_from_slice(&0u64.to_le_bytes());
-        let mut count = 0u64;
-        for (h, &offset) in &self.index {
-            if !newest.contains_key(h) {
-                let (_, _, len) = record_at(&self.bytes, offset);
-                out.extend_from_slice(&self.bytes[offset..offset + len]);
-                count += 1;
+        out.extend_from_slice(&(all.len() as u64).to_le_bytes());
+        for (p, source) in &all {
+            match source {
+                Source::Old(raw) => out.extend_from_slice(raw),
+                Source::New(r) => r.encode(p, &mut out),
             }
         }
-        for (p, r) in newest.values() {
-            r.encode(p, &mut out);
-            count += 1;
-        }
-        out[MAGIC.len()..MAGIC.len() + 8].copy_from_slice(&count.to_le_bytes());
         let sum = checksum(&out[MAGIC.len()..]);
         out.extend_from_slice(&sum);
 
