@@ -28,6 +28,7 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::Path;
 
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -242,8 +243,9 @@ pub fn fingerprint(
     let digests = digest_entries(&entries, cache)?;
     let dockerfile_text = dockerfile_text(&plan, &entries)?;
     let files = entries
-        .iter()
+        .par_iter()
         .zip(&digests)
+        .with_min_len(1024)
         .map(|(e, d)| FileRecord {
             path: e.path.clone(),
             mode: e.kind.mode().to_owned(),

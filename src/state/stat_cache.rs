@@ -22,7 +22,8 @@ use std::hash::{BuildHasherDefault, Hasher};
 use std::io::Write;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
+use std::thread::JoinHandle;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use sha2::{Digest, Sha256};
@@ -127,10 +128,27 @@ type Index = HashMap<u64, usize, BuildHasherDefault<Prehashed>>;
 #[derive(Debug, Default)]
 pub struct StatCache {
     path: Option<PathBuf>,
+    /// The cache as read, once the loading thread is done (see `load`).
+    loaded: OnceLock<Loaded>,
+    loading: Mutex<Option<JoinHandle<Loaded>>>,
+    fresh: Mutex<Vec<(Box<[u8]>, Record)>>,
+}
+
+#[derive(Debug, Default)]
+struct Loaded {
     /// The cache file as read (validated), or empty.
     bytes: Vec<u8>,
     index: Index,
-    fresh: Mutex<Vec<(Box<[u8]>, Record)>>,
+}
+
+impl Loaded {
+    fn read(file: &Path) -> Loaded {
+        let bytes = std::fs::read(file).unwrap_or_default();
+        match index(&bytes) {
+            Some(index) => Loaded { bytes, index },
+            None => Loaded::default(),
+        }
+    }
 }
 
 pub fn now_ns() -> i64 {
@@ -184,26 +202,50 @@ impl StatCache {
     }
 
     /// Loads the cache of a state directory; a missing or damaged file gives an empty cache.
+    ///
+    /// Reading, checking and indexing a 100,000-entry cache takes tens of milliseconds, so it
+    /// happens on a thread of its own while the caller lists the context; the first `get` waits
+    /// for it.
     pub fn load(state_dir: &Path) -> StatCache {
         let path = state_dir.join(FILE_NAME);
-        let bytes = std::fs::read(&path).unwrap_or_default();
-        let (bytes, index) = match index(&bytes) {
-            Some(index) => (bytes, index),
-            None => (Vec::new(), Index::default()),
+        let file = path.clone();
+        let loaded = OnceLock::new();
+        let loading = match std::thread::Builder::new()
+            .name("stat-cache".to_owned())
+            .spawn(move || Loaded::read(&file))
+        {
+            Ok(handle) => Some(handle),
+            Err(_) => {
+                let _ = loaded.set(Loaded::read(&path));
+                None
+            }
         };
         StatCache {
             path: Some(path),
-            bytes,
-            index,
+            loaded,
+            loading: Mutex::new(loading),
             fresh: Mutex::new(Vec::new()),
         }
+    }
+
+    fn loaded(&self) -> &Loaded {
+        self.loaded.get_or_init(|| {
+            let handle = self
+                .loading
+                .lock()
+                .expect("no panics while holding the lock")
+                .take();
+            // A loading thread that panicked left nothing usable: start empty.
+            handle.and_then(|h| h.join().ok()).unwrap_or_default()
+        })
     }
 
     /// The digest of a file whose identity has not changed since a trustworthy hashing.
     pub fn get(&self, path: &Path, key: &StatKey) -> Option<[u8; 32]> {
         let path = path.as_os_str().as_bytes();
-        let &offset = self.index.get(&path_hash(path))?;
-        let (stored, r, _) = record_at(&self.bytes, offset);
+        let loaded = self.loaded();
+        let &offset = loaded.index.get(&path_hash(path))?;
+        let (stored, r, _) = record_at(&loaded.bytes, offset);
         let newest = key.mtime_ns.max(key.ctime_ns);
         (stored == path && r.key == *key && newest.saturating_add(RACY_WINDOW_NS) < r.hashed_at_ns)
             .then_some(r.sha256)
@@ -267,18 +309,19 @@ impl StatCache {
             Old(&'a [u8]),
             New(&'a Record),
         }
-        let mut all: Vec<(&[u8], Source)> = self
+        let old = self.loaded();
+        let mut all: Vec<(&[u8], Source)> = old
             .index
             .iter()
             .filter(|(h, _)| !newest.contains_key(*h))
             .map(|(_, &offset)| {
-                let (p, _, len) = record_at(&self.bytes, offset);
-                (p, Source::Old(&self.bytes[offset..offset + len]))
+                let (p, _, len) = record_at(&old.bytes, offset);
+                (p, Source::Old(&old.bytes[offset..offset + len]))
             })
             .chain(newest.values().map(|(p, r)| (&p[..], Source::New(r))))
             .collect();
         all.sort_unstable_by(|a, b| a.0.cmp(b.0));
-        let mut out = Vec::with_capacity(self.bytes.len() + newest.len() * 160 + 64);
+        let mut out = Vec::with_capacity(old.bytes.len() + newest.len() * 160 + 64);
         out.extend_from_slice(MAGIC);
         out.extend_from_slice(&(all.len() as u64).to_le_bytes());
         for (p, source) in &all {
@@ -297,8 +340,9 @@ impl StatCache {
             .tempfile_in(dir)?;
         tmp.write_all(&out)?;
         tmp.persist(&path).map_err(|e| e.error)?;
-        self.index = index(&out).expect("the cache just encoded is well-formed");
-        self.bytes = out;
+        drop(all);
+        let index = index(&out).expect("the cache just encoded is well-formed");
+        self.loaded = OnceLock::from(Loaded { bytes: out, index });
         Ok(())
     }
 }
@@ -387,7 +431,7 @@ mod tests {
         assert_eq!(c.get(Path::new("/b"), &key(1)), Some([3; 32]));
         assert_eq!(c.get(Path::new("/c"), &key(0)), Some([4; 32]));
         assert_eq!(c.get(Path::new("/d"), &key(0)), None);
-        assert_eq!(c.index.len(), 3);
+        assert_eq!(c.loaded().index.len(), 3);
     }
 
     #[test]
