@@ -8,7 +8,7 @@
 # Each has a cookbook.json with one Dockerfile-based container whose context is the tree, so
 # `cookbook hash` hashes exactly the files that `find`, `tar` and `git` see.
 #
-# Then, with the page cache warm for every command (hyperfine warm-up runs), it compares:
+# Then, with the page cache warm for every command (two untimed warm-up rounds), it compares:
 #   cold `cookbook hash` (empty stat cache per run)  vs  find | xargs -P2 openssl dgst -sha256
 #                                                    vs  tar --sort=name -cf - . | sha256sum
 #   warm `cookbook hash` (stat cache populated)      vs  git status --porcelain (tree committed)
@@ -16,7 +16,10 @@
 # and prints medians and ratios. Targets: cold ≤ 1.15× openssl, ≥ 5× faster than tar,
 # warm ≤ 1.0× git status, peak RSS < 100 MiB. With BENCH_STRICT=1 a missed target exits 1.
 #
-# Needs: hyperfine (apt-get install -y hyperfine), GNU time (apt-get install -y time), python3,
+# Commands are timed in interleaved rounds (scripts/bench-interleaved.py: each round runs every
+# command once, in rotating order; medians of wall time, means of user+sys CPU), so that drifting
+# load from other work on the machine hits all of them alike.
+# Needs: GNU time (apt-get install -y time), python3,
 # git, openssl, GNU tar. Environment: BENCH_DIR, BENCH_RUNS (default 5), BENCH_STRICT.
 set -euo pipefail
 
@@ -26,7 +29,7 @@ RUNS="${BENCH_RUNS:-5}"
 STRICT="${BENCH_STRICT:-0}"
 BIN="$ROOT/target/release/cookbook"
 
-for tool in hyperfine python3 git openssl tar sha256sum; do
+for tool in python3 git openssl tar sha256sum; do
     command -v "$tool" >/dev/null || { echo "bench-hash: $tool is required" >&2; exit 2; }
 done
 [ -x /usr/bin/time ] || { echo "bench-hash: GNU time (/usr/bin/time) is required: apt-get install -y time" >&2; exit 2; }
@@ -147,17 +150,16 @@ for name in big small; do
     # Refresh git's index stat data so `git status` does not re-hash racily clean entries.
     git --git-dir="$dir/git" --work-tree="$dir/tree" status --porcelain >/dev/null
     echo "== $name: $(cat "$RESULTS/$name.hash")" >&2
-    (
-        cd "$dir/tree"
-        hyperfine --style basic --warmup 2 --runs "$RUNS" --export-json "$RESULTS/$name-cold.json" \
-            --prepare "rm -rf '$cold' && mkdir -p '$cold'" \
-            -n cookbook-cold "COOKBOOK_CACHE_DIR='$cold' '$BIN' -f '$dir/cookbook.json' hash >/dev/null" \
-            -n openssl-P2 "find . -type f -print0 | xargs -0 -P2 -n 500 openssl dgst -sha256 >/dev/null" \
-            -n tar-sha256sum "tar --sort=name -cf - . | sha256sum >/dev/null" >&2
-        hyperfine --style basic --warmup 2 --runs "$((RUNS * 2))" --export-json "$RESULTS/$name-warm.json" \
-            -n cookbook-warm "COOKBOOK_CACHE_DIR='$warm' '$BIN' -f '$dir/cookbook.json' hash >/dev/null" \
-            -n git-status "git --git-dir='$dir/git' --work-tree='$dir/tree' status --porcelain >/dev/null" >&2
-    )
+    echo "== $name: cold (interleaved rounds)" >&2
+    python3 "$ROOT/scripts/bench-interleaved.py" "$RESULTS/$name-cold.json" "$dir/tree" 2 "$RUNS" \
+        "rm -rf '$cold' && mkdir -p '$cold'" \
+        "cookbook-cold=COOKBOOK_CACHE_DIR='$cold' '$BIN' -f '$dir/cookbook.json' hash" \
+        "openssl-P2=find . -type f -print0 | xargs -0 -P2 -n 500 openssl dgst -sha256" \
+        "tar-sha256sum=tar --sort=name -cf - . | sha256sum"
+    echo "== $name: warm (interleaved rounds)" >&2
+    python3 "$ROOT/scripts/bench-interleaved.py" "$RESULTS/$name-warm.json" "$dir/tree" 2 "$((RUNS * 2))" "" \
+        "cookbook-warm=COOKBOOK_CACHE_DIR='$warm' '$BIN' -f '$dir/cookbook.json' hash" \
+        "git-status=git --git-dir='$dir/git' --work-tree='$dir/tree' status --porcelain"
 done
 
 echo "== peak memory: cookbook context on the 2 GiB context" >&2
