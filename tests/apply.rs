@@ -35,7 +35,6 @@ struct Shop {
     registry: String,
 }
 
-
 impl Shop {
     /// A copy of the shop example publishing to `<test registry>/<unique>/…`.
     fn new(tag: &str) -> Option<Shop> {

@@ -20,7 +20,6 @@ struct Shop {
     sub: String,
 }
 
-
 impl Shop {
     fn new() -> Shop {
         Shop::in_subdir("")
