@@ -501,7 +501,7 @@ impl<E: Engine> Run<'_, E> {
             let (entries, digests, path) =
                 (fp.entries.clone(), fp.digests.clone(), tar_path.clone());
             tokio::task::spawn_blocking(move || {
-                crate::context::tar::write_file(&entries, &digests, &path)
+                crate::context::tar::write_file(&entries, &digests, &path, false)
             })
             .await
             .expect("the tar writer does not panic")

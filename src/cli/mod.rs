@@ -301,7 +301,7 @@ fn execute(cli: &Cli, out: &mut dyn Write, err: &mut dyn Write) -> Result<(), Er
             if output.as_os_str() == "-" {
                 context::tar::write(&fp.entries, &fp.digests, std::io::BufWriter::new(&mut *out))?;
             } else {
-                context::tar::write_file(&fp.entries, &fp.digests, output)?;
+                context::tar::write_file(&fp.entries, &fp.digests, output, true)?;
                 let bytes: u64 = fp.entries.iter().map(|e| e.size).sum();
                 let _ = writeln!(
                     err,

@@ -105,7 +105,16 @@ pub fn write<W: Write>(entries: &[Entry], digests: &[String], out: W) -> Result<
 
 /// Writes the tar to `dest` through a temporary file in the same directory, then renames it into
 /// place: a reader never sees a half-written context.
-pub fn write_file(entries: &[Entry], digests: &[String], dest: &Path) -> Result<(), ContextError> {
+///
+/// `durable` also flushes the file to disk before the rename: wanted for a context a user asked
+/// to keep, not for the throwaway one `apply` streams to the engine and deletes (where the fsync
+/// of a large context was a measurable part of the build; see docs/BENCHMARKS.md).
+pub fn write_file(
+    entries: &[Entry],
+    digests: &[String],
+    dest: &Path,
+    durable: bool,
+) -> Result<(), ContextError> {
     let dir = dest
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
@@ -121,7 +130,9 @@ pub fn write_file(entries: &[Entry], digests: &[String], dest: &Path) -> Result<
     let writer = io::BufWriter::with_capacity(1 << 20, tmp);
     let writer = write(entries, digests, writer)?;
     let tmp = writer.into_inner().map_err(|e| io_err(e.into_error()))?;
-    tmp.as_file().sync_all().map_err(io_err)?;
+    if durable {
+        tmp.as_file().sync_all().map_err(io_err)?;
+    }
     tmp.persist(dest).map_err(|e| io_err(e.error))?;
     Ok(())
 }
