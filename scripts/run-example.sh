@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 bash scripts/services.sh up
 eval "$(bash scripts/services.sh env)"
 cargo build --release --locked --quiet
-cookbook() { ./target/release/cookbook "$@"; }
+cookbook() { "${CARGO_TARGET_DIR:-target}/release/cookbook" "$@"; }
 F=cookbooks/shop/cookbook.json
 set -x
 cookbook -f "$F" validate
