@@ -27,7 +27,7 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 BENCH_DIR="${BENCH_DIR:-/tmp/cookbook-bench}"
 RUNS="${BENCH_RUNS:-5}"
 STRICT="${BENCH_STRICT:-0}"
-BIN="$ROOT/target/release/cookbook"
+BIN="${CARGO_TARGET_DIR:-$ROOT/target}/release/cookbook"
 
 for tool in python3 git openssl tar sha256sum; do
     command -v "$tool" >/dev/null || { echo "bench-hash: $tool is required" >&2; exit 2; }
