@@ -58,7 +58,9 @@ impl Diagnostic {
     }
 }
 
-/// A diagnostic rendered compiler-style, for plain logs:
+/// A diagnostic rendered compiler-style, for plain logs. Hand-written rather than miette's
+/// graphical reports: CI logs have no terminal, and one stable line per problem is what both
+/// people grepping a log and the snapshot tests compare:
 /// `file:line:col: error[code]: /pointer: message` and an indented help line.
 pub struct Rendered<'a> {
     pub file: &'a str,

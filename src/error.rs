@@ -139,7 +139,9 @@ impl Error {
                 | ApplyError::BadRepository { .. }
                 | ApplyError::NoRevision { .. }
                 | ApplyError::Context(_) => EXIT_INVALID,
-                ApplyError::Lock(_) | ApplyError::State { .. } => EXIT_FAILED,
+                ApplyError::Lock(_)
+                | ApplyError::State { .. }
+                | ApplyError::LocalImageMissing { .. } => EXIT_FAILED,
             },
             Error::SyncRefused { .. } | Error::SyncApplyFailed { .. } => EXIT_FAILED,
             Error::Sync(e) => {

@@ -168,6 +168,8 @@ pub enum ApplyError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error("image {image} is not in the local engine, and there is no registry to pull it from")]
+    LocalImageMissing { image: String },
 }
 
 /// Everything a run needs.
@@ -442,36 +444,42 @@ impl<E: Engine> Run<'_, E> {
     }
 
     /// Makes sure the parent's image is in the local engine under its local name.
-    async fn ensure_parent(&self, parent: &Name) -> Result<(), Failure> {
+    /// Makes sure a container's image is in the local engine under its local, content-addressed
+    /// name (`cookbook.local/<project>/<name>:<hash>`), pulling it by its immutable content tag
+    /// when only the registry has it. Returns that name, or `None` when it is missing and there is
+    /// no registry to pull from.
+    async fn ensure_local(&self, name: &Name) -> Result<Option<String>, ApplyError> {
         let cookbook = self.job.cookbook;
-        let hash = self.job.fingerprints[parent].input_hash();
-        let local = local_image(&cookbook.project.name, parent, hash);
-        if self
-            .engine
-            .image_exists(&local)
-            .await
-            .map_err(Failure::engine)?
-            .is_some()
-        {
-            return Ok(());
+        let hash = self.job.fingerprints[name].input_hash();
+        let local = local_image(&cookbook.project.name, name, hash);
+        if self.engine.image_exists(&local).await?.is_some() {
+            return Ok(Some(local));
         }
-        let repo_text = repository(cookbook, parent);
         if self.registry.is_none() {
-            return Err(Failure::Container {
-                reason: format!("parent image {local} is not in the local engine"),
-                log: Vec::new(),
-            });
+            return Ok(None);
         }
-        let repo = parse_repo(&repo_text).map_err(Failure::Run)?;
+        let repo_text = repository(cookbook, name);
         self.engine
-            .pull(&repo, hash, self.credentials.as_ref())
-            .await
-            .map_err(Failure::engine)?;
+            .pull(&parse_repo(&repo_text)?, hash, self.credentials.as_ref())
+            .await?;
         let (local_repo, local_tag) = local.rsplit_once(':').expect("local names have a tag");
         self.engine
             .tag(&format!("{repo_text}:{hash}"), local_repo, local_tag)
-            .await
-            .map_err(Failure::engine)
+            .await?;
+        Ok(Some(local))
+    }
+
+    /// The parent of a `container:` base, in the local engine for the child's FROM line.
+    async fn ensure_parent(&self, parent: &Name) -> Result<(), Failure> {
+        match self.ensure_local(parent).await {
+            Ok(Some(_)) => Ok(()),
+            Ok(None) => Err(Failure::Container {
+                reason: format!("parent image of {parent} is not in the local engine"),
+                log: Vec::new(),
+            }),
+            Err(ApplyError::Engine(e)) => Err(Failure::engine(e)),
+            Err(e) => Err(Failure::Run(e)),
+        }
     }
 
     async fn build(
@@ -593,18 +601,13 @@ impl<E: Engine> Run<'_, E> {
         for (name, entry) in report.containers.iter_mut() {
             let hash = entry.input_hash.clone();
             let repo_text = repository(cookbook, name);
-            let source = local_image(&cookbook.project.name, name, &hash);
-            if self.engine.image_exists(&source).await?.is_none() {
-                // Cached in the registry and never needed locally: fetch it to retag.
-                let repo = parse_repo(&repo_text)?;
-                self.engine
-                    .pull(&repo, &hash, self.credentials.as_ref())
-                    .await?;
-                let (r, t) = source.rsplit_once(':').expect("local names have a tag");
-                self.engine
-                    .tag(&format!("{repo_text}:{hash}"), r, t)
-                    .await?;
-            }
+            // A container cached in the registry may never have been needed locally.
+            let source =
+                self.ensure_local(name)
+                    .await?
+                    .ok_or_else(|| ApplyError::LocalImageMissing {
+                        image: local_image(&cookbook.project.name, name, &hash),
+                    })?;
             for tag in &tags {
                 self.engine.tag(&source, &repo_text, tag).await?;
                 if self.registry.is_some() {

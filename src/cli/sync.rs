@@ -108,16 +108,20 @@ pub fn execute(args: &SyncArgs, out: &mut dyn Write, err: &mut dyn Write) -> Res
     let me = Holder::me(command_line());
     let wait = if args.wait { Wait::Yes } else { Wait::No };
 
-    let Some(interval) = args.interval else {
-        let report = sync_once(
+    let round = |applier: &mut Option<Box<dyn Applier>>, err: &mut dyn Write| {
+        sync_once(
             &dir,
             &options,
-            reborrow(&mut applier),
+            reborrow(applier),
             &me,
             wait,
             &mut |holder| waiting(holder, err),
             &stop,
-        )?;
+        )
+    };
+
+    let Some(interval) = args.interval else {
+        let report = round(&mut applier, err)?;
         render(&report, out, err);
         return outcome_to_result(&report);
     };
@@ -133,26 +137,15 @@ pub fn execute(args: &SyncArgs, out: &mut dyn Write, err: &mut dyn Write) -> Res
             log(out, &format!("next round in {wait}"));
             return;
         }
-        {
-            let result = sync_once(
-                &dir,
-                &options,
-                reborrow(&mut applier),
-                &me,
-                wait,
-                &mut |holder| waiting(holder, err),
-                &stop,
-            );
-            match result {
-                Ok(report) => {
-                    render(&report, out, err);
-                    if let Err(e) = outcome_to_result(&report) {
-                        log(err, &format!("round failed: {e}"));
-                    }
+        match round(&mut applier, err) {
+            Ok(report) => {
+                render(&report, out, err);
+                if let Err(e) = outcome_to_result(&report) {
+                    log(err, &format!("round failed: {e}"));
                 }
-                Err(SyncError::Interrupted) => {}
-                Err(e) => log(err, &format!("round failed, retrying next round: {e}")),
             }
+            Err(SyncError::Interrupted) => {}
+            Err(e) => log(err, &format!("round failed, retrying next round: {e}")),
         }
     });
     log(out, "stopped by a signal");
