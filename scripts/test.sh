@@ -14,5 +14,7 @@ if ! command -v dot >/dev/null; then
 fi
 trap 'bash scripts/services.sh down' EXIT
 eval "$(bash scripts/services.sh env)"
+# Service tests fail rather than skip when the services are missing (tests/common).
+export COOKBOOK_REQUIRE_SERVICES=1
 
 cargo test --locked

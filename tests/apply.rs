@@ -16,20 +16,6 @@ use serde_json::Value;
 
 mod common;
 
-/// The services' addresses, or `None` (with a loud note) when the test command did not start them.
-fn services() -> Option<String> {
-    match (
-        std::env::var("COOKBOOK_TEST_REGISTRY"),
-        std::env::var("DOCKER_HOST"),
-    ) {
-        (Ok(registry), Ok(_)) => Some(registry),
-        _ => {
-            eprintln!("SKIPPED: DOCKER_HOST / COOKBOOK_TEST_REGISTRY unset; run through `bash scripts/test.sh`");
-            None
-        }
-    }
-}
-
 struct Shop {
     dir: tempfile::TempDir,
     registry: String,
@@ -38,7 +24,7 @@ struct Shop {
 impl Shop {
     /// A copy of the shop example publishing to `<test registry>/<unique>/…`.
     fn new(tag: &str) -> Option<Shop> {
-        let registry = services()?;
+        let registry = common::test_registry()?;
         let dir = tempfile::tempdir().unwrap();
         common::copy_example("shop", dir.path());
         let unique = format!(

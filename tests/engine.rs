@@ -3,6 +3,8 @@
 //! COOKBOOK_TEST_REGISTRY), plus small fault-injecting HTTP servers on 127.0.0.1 for what a
 //! real registry will not do on demand (503, 429, 401).
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -40,13 +42,7 @@ fn services() -> Option<Services> {
                 .unwrap_or_else(|_| "cookbook-test/busybox:latest".to_owned()),
         }),
         _ => {
-            eprintln!(
-                "\n********************************************************************\n\
-                 SKIPPED: DOCKER_HOST and COOKBOOK_TEST_REGISTRY are not set.\n\
-                 Run `scripts/services.sh up && eval \"$(scripts/services.sh env)\"`\n\
-                 (scripts/test.sh does both) to test against the real services.\n\
-                 ********************************************************************\n"
-            );
+            common::skip_or_fail();
             None
         }
     }

@@ -1,6 +1,8 @@
 //! `cookbook sync` end to end: the real binary against a real `git daemon` on loopback (started
 //! here on a free port, killed at the end) and against file URLs.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::io::Read;
 use std::net::{TcpListener, TcpStream};
@@ -688,8 +690,7 @@ fn add_shop_sources(f: &Fixture) {
 /// and a revision counts as applied only when its apply succeeded.
 #[test]
 fn apply_builds_the_site_portion_and_counts_only_a_successful_apply() {
-    let Ok(registry) = std::env::var("COOKBOOK_TEST_REGISTRY") else {
-        eprintln!("SKIPPED: COOKBOOK_TEST_REGISTRY unset; run through `bash scripts/test.sh`");
+    let Some(registry) = common::test_registry() else {
         return;
     };
     let f = Fixture::new();

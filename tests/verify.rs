@@ -529,22 +529,6 @@ fn verify_rev_checks_an_older_commit_against_its_own_lock() {
 // ---------------------------------------------------------------------------------------------
 // Against the real registry and engine.
 
-fn services() -> Option<String> {
-    match (
-        std::env::var("COOKBOOK_TEST_REGISTRY"),
-        std::env::var("DOCKER_HOST"),
-    ) {
-        (Ok(registry), Ok(_)) => Some(registry),
-        _ => {
-            eprintln!(
-                "SKIPPED: DOCKER_HOST / COOKBOOK_TEST_REGISTRY unset; run through `bash scripts/test.sh` \
-                 (or `scripts/services.sh up` and `eval \"$(scripts/services.sh env)\"`)"
-            );
-            None
-        }
-    }
-}
-
 fn block_on<F: std::future::Future>(f: F) -> F::Output {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -555,7 +539,7 @@ fn block_on<F: std::future::Future>(f: F) -> F::Output {
 
 /// A shop copy publishing to `<test registry>/<unique>/…`, applied.
 fn applied_shop(tag: &str) -> Option<(Shop, String)> {
-    let registry = services()?;
+    let registry = common::test_registry()?;
     let shop = Shop::new();
     let unique = format!(
         "verify-{tag}-{}-{}",

@@ -173,3 +173,28 @@ pub fn copy_example(name: &str, to: &Path) {
         }
     }
 }
+
+/// The test registry (`COOKBOOK_TEST_REGISTRY`) when the real engine and registry are there, or
+/// `None` with a loud note. `scripts/test.sh` sets `COOKBOOK_REQUIRE_SERVICES=1`: then a missing
+/// service fails the test instead of skipping it, so CI never passes these tests vacuously.
+pub fn test_registry() -> Option<String> {
+    let get = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+    match (get("COOKBOOK_TEST_REGISTRY"), get("DOCKER_HOST")) {
+        (Some(registry), Some(_)) => Some(registry),
+        _ => {
+            skip_or_fail();
+            None
+        }
+    }
+}
+
+/// Skips a service test with a note, or fails it when the services are required.
+pub fn skip_or_fail() {
+    let note = "DOCKER_HOST / COOKBOOK_TEST_REGISTRY unset; run through `bash scripts/test.sh` \
+                (or `scripts/services.sh up` and `eval \"$(scripts/services.sh env)\"`)";
+    assert!(
+        std::env::var("COOKBOOK_REQUIRE_SERVICES").as_deref() != Ok("1"),
+        "the services are required here: {note}"
+    );
+    eprintln!("SKIPPED: {note}");
+}
