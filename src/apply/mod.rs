@@ -585,7 +585,7 @@ impl<E: Engine> Run<'_, E> {
             .prefix(".explain-")
             .tempfile_in(&dir)
             .map_err(err)?;
-        std::io::Write::write_all(&mut tmp, fp.manifest.to_pretty_json().as_bytes())
+        std::io::Write::write_all(&mut tmp, fp.manifest().to_pretty_json().as_bytes())
             .map_err(err)?;
         tmp.persist(&path).map_err(|e| err(e.error))?;
         Ok(())

@@ -227,7 +227,7 @@ pub fn fingerprints(
     cookbook: &Cookbook,
     plan: &Plan,
 ) -> Result<BTreeMap<Name, Fingerprint>, Error> {
-    let mut cache = StatCache::load(&state::dir_for(file));
+    let mut cache = StatCache::load(&state::dir_for(file), base_dir(file));
     let prints = hash::fingerprint_plan(cookbook, plan, base_dir(file), &cache)?;
     // The cache only saves time: failing to write it is not worth failing the command for.
     let _ = cache.save();
@@ -290,7 +290,7 @@ fn execute(cli: &Cli, out: &mut dyn Write, err: &mut dyn Write) -> Result<(), Er
             let cookbook = load(&cli.file)?;
             let name = containers_named(&cookbook, std::slice::from_ref(container))?.remove(0);
             let prints = fingerprints(&cli.file, &cookbook, &cookbook.plan.restrict([&name]))?;
-            let _ = out.write_all(prints[&name].manifest.to_pretty_json().as_bytes());
+            let _ = out.write_all(prints[&name].manifest().to_pretty_json().as_bytes());
             Ok(())
         }
         Command::Context { container, output } => {

@@ -52,8 +52,8 @@ impl<R: Read> Read for Checked<R> {
     }
 }
 
-/// Writes the entries as a tar stream. `digests[i]` is the hex SHA-256 of `entries[i]`.
-pub fn write<W: Write>(entries: &[Entry], digests: &[String], out: W) -> Result<W, ContextError> {
+/// Writes the entries as a tar stream. `digests[i]` is the SHA-256 of `entries[i]`.
+pub fn write<W: Write>(entries: &[Entry], digests: &[[u8; 32]], out: W) -> Result<W, ContextError> {
     let mut builder = tar::Builder::new(out);
     let io_err = |path: &Path, source: io::Error| ContextError::Io {
         path: path.to_path_buf(),
@@ -91,7 +91,7 @@ pub fn write<W: Write>(entries: &[Entry], digests: &[String], out: W) -> Result<
                     > 0;
                 if reader.read != entry.size
                     || longer
-                    || hex::encode(reader.hasher.finalize()) != *digest
+                    || <[u8; 32]>::from(reader.hasher.finalize()) != *digest
                 {
                     return Err(ContextError::Changed { path: path.clone() });
                 }
@@ -111,7 +111,7 @@ pub fn write<W: Write>(entries: &[Entry], digests: &[String], out: W) -> Result<
 /// of a large context was a measurable part of the build; see docs/BENCHMARKS.md).
 pub fn write_file(
     entries: &[Entry],
-    digests: &[String],
+    digests: &[[u8; 32]],
     dest: &Path,
     durable: bool,
 ) -> Result<(), ContextError> {

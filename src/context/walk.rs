@@ -1,19 +1,25 @@
 //! Lists a context's entries from the file system, sorted by path bytes.
 //!
-//! Directories are listed in parallel, in whatever order the file system gives; we sort once at
-//! the end rather than relying on walk order. Ignored directories are pruned (never walked) following
-//! moby's rule, `.git` never enters, and special files are refused from their `lstat` alone:
-//! a FIFO is never opened, so it can never block.
+//! Ignored directories are pruned (never walked) following moby's rule, `.git` never enters, and
+//! special files are refused from their directory entry or `lstat` alone: a FIFO is never opened,
+//! so it can never block.
 //!
-//! Written on `std::fs::read_dir` with rayon rather than on walkdir, which walks one directory at
-//! a time: listing directories in parallel is what brings a warm `hash` of a 100,000-file tree
-//! from 0.68 s to 0.35 s on two cores (docs/BENCHMARKS.md, "Hashing and contexts").
+//! Written on rustix's `RawDir` (`getdents64` into one reused buffer, names borrowed from it) and
+//! `statat` relative to the open directory, with rayon across directories, rather than on walkdir
+//! or `std::fs::read_dir`: walkdir walks one directory at a time and `lstat`s each entry by its
+//! full path; std allocates a name per entry (twice, with `file_name`). On a warm `hash` of a
+//! 100,000-file tree the walk is most of the run, so this is where `git status` is matched
+//! (docs/BENCHMARKS.md, "Hashing and contexts").
 
+use std::ffi::CStr;
+use std::mem::MaybeUninit;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
 use rayon::prelude::*;
+use rustix::fs::{AtFlags, FileType, Mode, OFlags, RawDir};
 
 use super::dockerignore::DockerIgnore;
 use super::{ContextError, ContextPlan, Entry, EntryKind, EntrySource, StatKey, Tree};
@@ -34,6 +40,20 @@ pub fn stat_key(meta: &std::fs::Metadata) -> StatKey {
     }
 }
 
+/// The same key from a raw `stat` (same fields as `std::fs::Metadata`'s, which wraps one).
+// The casts are no-ops on x86_64 but not on every target (`st_dev`, `st_size` differ).
+#[allow(clippy::unnecessary_cast)]
+fn raw_stat_key(st: &rustix::fs::Stat) -> StatKey {
+    let ns = |s: i64, n: i64| s.saturating_mul(1_000_000_000).saturating_add(n);
+    StatKey {
+        size: st.st_size as u64,
+        mtime_ns: ns(st.st_mtime as i64, st.st_mtime_nsec as i64),
+        ctime_ns: ns(st.st_ctime as i64, st.st_ctime_nsec as i64),
+        ino: st.st_ino as u64,
+        dev: st.st_dev as u64,
+    }
+}
+
 fn kind_of(meta: &std::fs::Metadata) -> EntryKind {
     if meta.mode() & 0o100 != 0 {
         EntryKind::Executable
@@ -42,25 +62,13 @@ fn kind_of(meta: &std::fs::Metadata) -> EntryKind {
     }
 }
 
-fn special(ft: &std::fs::FileType) -> Option<&'static str> {
-    if ft.is_fifo() {
-        Some("a FIFO")
-    } else if ft.is_socket() {
-        Some("a socket")
-    } else if ft.is_block_device() {
-        Some("a block device")
-    } else if ft.is_char_device() {
-        Some("a character device")
-    } else {
-        None
-    }
-}
-
-fn join(prefix: &str, rel: &str) -> String {
-    if prefix.is_empty() {
-        rel.to_owned()
-    } else {
-        format!("{prefix}/{rel}")
+fn special(ft: FileType) -> Option<&'static str> {
+    match ft {
+        FileType::Fifo => Some("a FIFO"),
+        FileType::Socket => Some("a socket"),
+        FileType::BlockDevice => Some("a block device"),
+        FileType::CharacterDevice => Some("a character device"),
+        _ => None,
     }
 }
 
@@ -87,16 +95,18 @@ fn link_stays_inside(link: &str, target: &str) -> bool {
 
 fn list_tree(base: &Path, tree: &Tree, out: &mut Vec<Entry>) -> Result<(), ContextError> {
     let root = tree.source.under(base);
-    let root_meta = std::fs::metadata(&root).map_err(|_| ContextError::Missing {
+    let missing = || ContextError::Missing {
         what: "source directory",
         path: root.clone(),
-    })?;
-    if !root_meta.is_dir() {
-        return Err(ContextError::Missing {
-            what: "source directory",
-            path: root,
-        });
-    }
+    };
+    // Follows a symlink for the root itself (as `std::fs::metadata` would); never below it.
+    let fd = rustix::fs::openat(
+        rustix::fs::CWD,
+        &root,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|_| missing())?;
     let ignore_path = root.join(".dockerignore");
     let mut ignore = match std::fs::read(&ignore_path) {
         Ok(bytes) => DockerIgnore::parse(&String::from_utf8_lossy(&bytes)).map_err(|source| {
@@ -117,11 +127,16 @@ fn list_tree(base: &Path, tree: &Tree, out: &mut Vec<Entry>) -> Result<(), Conte
         ignore.keep(keep);
     }
 
-    let ctx = TreeWalk {
+    let walk = TreeWalk {
         tree,
         ignore: &ignore,
+        skip: if tree.prefix.is_empty() {
+            0
+        } else {
+            tree.prefix.len() + 1
+        },
     };
-    let chunks = ctx.walk(&root, "")?;
+    let chunks = walk.walk(fd.as_fd(), &root, &tree.prefix)?;
     out.reserve(chunks.iter().map(Vec::len).sum());
     for chunk in chunks {
         out.extend(chunk);
@@ -134,130 +149,211 @@ fn list_tree(base: &Path, tree: &Tree, out: &mut Vec<Entry>) -> Result<(), Conte
 /// deep it lies.
 type Chunks = Vec<Vec<Entry>>;
 
-fn push(out: &mut Chunks, entry: Entry) {
-    match out.last_mut() {
-        Some(chunk) => chunk.push(entry),
-        None => out.push(vec![entry]),
-    }
-}
+/// Files of one directory handled by one task: a cached file costs a few microseconds (one
+/// `stat`), so smaller tasks cost more in rayon's stealing and waking than they save.
+const FILES_PER_TASK: usize = 256;
 
 /// Orders directory children the way their paths sort: a directory as its name followed by `/`
 /// (so `a.txt` < `a/b`, as `.` < `/`), a file as its name.
 fn child_order(a: &[u8], a_dir: bool, b: &[u8], b_dir: bool) -> std::cmp::Ordering {
-    let slash: &[u8] = b"/";
-    let a = a.iter().chain(if a_dir { slash } else { &[] });
-    let b = b.iter().chain(if b_dir { slash } else { &[] });
-    a.cmp(b)
+    let common = a.len().min(b.len());
+    match a[..common].cmp(&b[..common]) {
+        std::cmp::Ordering::Equal => {}
+        unequal => return unequal,
+    }
+    // What follows the common part (at most one name goes on), a directory's `/` included.
+    fn tail(name: &[u8], common: usize, dir: bool) -> impl Iterator<Item = u8> + '_ {
+        name[common..].iter().copied().chain(dir.then_some(b'/'))
+    }
+    tail(a, common, a_dir).cmp(tail(b, common, b_dir))
+}
+
+/// A directory's children: names (each NUL-terminated) in one buffer, and their types.
+struct Children {
+    names: Vec<u8>,
+    /// (start of the name in `names`, its length without the NUL, its type)
+    list: Vec<(usize, usize, FileType)>,
+}
+
+impl Children {
+    fn name(&self, i: usize) -> &[u8] {
+        let (start, len, _) = self.list[i];
+        &self.names[start..start + len]
+    }
+
+    fn c_name(&self, i: usize) -> &CStr {
+        let (start, len, _) = self.list[i];
+        CStr::from_bytes_with_nul(&self.names[start..start + len + 1]).expect("NUL-terminated")
+    }
+
+    fn is_dir(&self, i: usize) -> bool {
+        self.list[i].2 == FileType::Directory
+    }
+}
+
+thread_local! {
+    /// One `getdents64` buffer per thread, reused for every directory.
+    static DIRENTS: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Reads a directory's entries (not `.` and `..`), sorted as their paths sort, with the type of
+/// each: `d_type` where the file system gives it, else an `lstat`.
+fn read_children(fd: BorrowedFd<'_>) -> std::io::Result<Children> {
+    let mut children = Children {
+        names: Vec::new(),
+        list: Vec::new(),
+    };
+    DIRENTS.with_borrow_mut(|buf| -> std::io::Result<()> {
+        // Large enough for any entry (a name is at most 255 bytes), and for ~400 entries a call.
+        buf.reserve(16 * 1024);
+        let spare: &mut [MaybeUninit<u8>] = buf.spare_capacity_mut();
+        let mut dir = RawDir::new(fd, spare);
+        while let Some(entry) = dir.next() {
+            let entry = entry?;
+            let name = entry.file_name().to_bytes();
+            if name == b"." || name == b".." {
+                continue;
+            }
+            let ft = match entry.file_type() {
+                FileType::Unknown => FileType::from_raw_mode(
+                    rustix::fs::statat(fd, entry.file_name(), AtFlags::SYMLINK_NOFOLLOW)?.st_mode,
+                ),
+                ft => ft,
+            };
+            children.list.push((children.names.len(), name.len(), ft));
+            children.names.extend_from_slice(name);
+            children.names.push(0);
+        }
+        Ok(())
+    })?;
+    let Children { names, list } = &mut children;
+    list.sort_unstable_by(|&(a, al, at), &(b, bl, bt)| {
+        child_order(
+            &names[a..a + al],
+            at == FileType::Directory,
+            &names[b..b + bl],
+            bt == FileType::Directory,
+        )
+    });
+    Ok(children)
 }
 
 /// One tree's walk: what every directory visit needs.
 struct TreeWalk<'a> {
     tree: &'a Tree,
     ignore: &'a DockerIgnore,
+    /// Bytes of a context path before its path in the tree (`<prefix>/`, or nothing).
+    skip: usize,
 }
 
 impl TreeWalk<'_> {
-    /// Lists the directory `abs` (whose path in the tree is `rel`, `""` for the root), and below,
-    /// in path-byte order.
+    /// Lists the open directory `fd` (at `abs` on disk, at `dir` in the context), and below, in
+    /// path-byte order.
     ///
-    /// Hand-rolled over `std::fs::read_dir` rather than walkdir, for three reasons measured on
-    /// 100,000-file trees: walkdir stats each entry by its full path (a path walk per file in the
-    /// kernel) where std's `DirEntry::metadata` stats relative to the open directory (`statx` on the
-    /// directory's fd); directories are visited in parallel (rayon), as git's preloaded index
-    /// does; and children are visited in sorted order and rayon's fold/reduce keep that order, so
-    /// the listing comes out sorted and `list` does not have to sort 100,000 entries again.
-    fn walk(&self, abs: &Path, rel: &str) -> Result<Chunks, ContextError> {
-        let io_err = |source| ContextError::Io {
+    /// Sibling directories are walked in parallel, and a directory's files in runs of
+    /// `FILES_PER_TASK`; rayon's ordered collect keeps the listing sorted, so `list` does not
+    /// sort 100,000 entries again.
+    fn walk(&self, fd: BorrowedFd<'_>, abs: &Path, dir: &str) -> Result<Chunks, ContextError> {
+        let children = read_children(fd).map_err(|e| ContextError::Io {
             path: abs.to_path_buf(),
-            source,
+            source: e,
+        })?;
+        // Each directory is a task; consecutive files are grouped into tasks.
+        let mut tasks: Vec<std::ops::Range<usize>> = Vec::new();
+        for i in 0..children.list.len() {
+            match tasks.last_mut() {
+                Some(t)
+                    if !children.is_dir(i)
+                        && !children.is_dir(t.start)
+                        && t.len() < FILES_PER_TASK =>
+                {
+                    t.end = i + 1
+                }
+                _ => tasks.push(i..i + 1),
+            }
+        }
+        let run = |task: std::ops::Range<usize>| -> Result<Chunks, ContextError> {
+            let mut out = Chunks::new();
+            for i in task {
+                self.visit(fd, abs, dir, &children, i, &mut out)?;
+            }
+            Ok(out)
         };
-        let mut children = std::fs::read_dir(abs)
-            .map_err(io_err)?
-            .map(|child| {
-                let child = child?;
-                // d_type from the directory listing; no stat.
-                let ft = child.file_type()?;
-                Ok((child.file_name(), ft, child))
-            })
-            .collect::<Result<Vec<_>, std::io::Error>>()
-            .map_err(io_err)?;
-        children.sort_unstable_by(|(a, a_ft, _), (b, b_ft, _)| {
-            child_order(a.as_bytes(), a_ft.is_dir(), b.as_bytes(), b_ft.is_dir())
-        });
-        children
-            .into_par_iter()
-            .with_min_len(8)
-            .try_fold(Vec::new, |mut out, (name, ft, child)| {
-                self.visit(&child, &name, ft, rel, &mut out)?;
-                Ok(out)
-            })
-            .try_reduce(Vec::new, |mut a, b| {
-                a.extend(b);
-                Ok(a)
-            })
+        if tasks.len() <= 1 {
+            return tasks.into_iter().next().map_or(Ok(Chunks::new()), run);
+        }
+        let done: Vec<Chunks> = tasks.into_par_iter().map(run).collect::<Result<_, _>>()?;
+        Ok(done.into_iter().flatten().collect())
     }
 
     fn visit(
         &self,
-        child: &std::fs::DirEntry,
-        name: &std::ffi::OsStr,
-        ft: std::fs::FileType,
-        parent_rel: &str,
+        fd: BorrowedFd<'_>,
+        dir_abs: &Path,
+        dir: &str,
+        children: &Children,
+        i: usize,
         out: &mut Chunks,
     ) -> Result<(), ContextError> {
+        let raw_name = children.name(i);
         // `.git` never enters, at any depth, and is never walked.
-        if name == ".git" {
+        if raw_name == b".git" {
             return Ok(());
         }
-        let Some(name) = name.to_str() else {
-            return Err(ContextError::NotUtf8 { path: child.path() });
+        let abs = || dir_abs.join(std::ffi::OsStr::from_bytes(raw_name));
+        let Ok(name) = std::str::from_utf8(raw_name) else {
+            return Err(ContextError::NotUtf8 { path: abs() });
         };
-        let rel = if parent_rel.is_empty() {
+        let path = if dir.is_empty() {
             name.to_owned()
         } else {
-            format!("{parent_rel}/{name}")
+            let mut p = String::with_capacity(dir.len() + 1 + name.len());
+            p.push_str(dir);
+            p.push('/');
+            p.push_str(name);
+            p
         };
-        let abs = child.path();
-        let io_err = |source| ContextError::Io {
-            path: abs.clone(),
-            source,
+        let rel = &path[self.skip..];
+        let io_err = |source: rustix::io::Errno| ContextError::Io {
+            path: abs(),
+            source: source.into(),
         };
         if !self.tree.keep_ignore_file && rel == ".dockerignore" {
             return Ok(());
         }
-        if !self.ignore.is_empty() && self.ignore.is_excluded(&rel) {
+        let ft = children.list[i].2;
+        let excluded = !self.ignore.is_empty() && self.ignore.is_excluded(rel);
+        if ft == FileType::Directory {
             // An excluded directory is still walked when a later `!` pattern could re-include
             // something below it (moby's rule); otherwise it is pruned.
-            if ft.is_dir() && !self.ignore.can_prune(&rel) {
-                out.extend(self.walk(&abs, &rel)?);
+            if excluded && self.ignore.can_prune(rel) {
+                return Ok(());
             }
+            let sub = rustix::fs::openat(
+                fd,
+                children.c_name(i),
+                OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC | OFlags::NOFOLLOW,
+                Mode::empty(),
+            )
+            .map_err(io_err)?;
+            let sub: OwnedFd = sub;
+            out.extend(self.walk(sub.as_fd(), &abs(), &path)?);
             return Ok(());
         }
-        if ft.is_dir() {
-            out.extend(self.walk(&abs, &rel)?);
+        if excluded {
             return Ok(());
         }
-        if let Some(what) = special(&ft) {
-            return Err(ContextError::Special { path: abs, what });
+        if let Some(what) = special(ft) {
+            return Err(ContextError::Special { path: abs(), what });
         }
-        // lstat relative to the directory's fd (never follows a symlink, never opens the file).
-        let meta = child.metadata().map_err(io_err)?;
-        // The path in the context; for a context's own root, `rel` itself, not a copy.
-        let context_path = |rel: String| {
-            if self.tree.prefix.is_empty() {
-                rel
-            } else {
-                join(&self.tree.prefix, &rel)
-            }
-        };
-        if ft.is_symlink() {
-            let target = std::fs::read_link(&abs).map_err(io_err)?;
-            let Some(target) = target.to_str().map(str::to_owned) else {
-                return Err(ContextError::NotUtf8 { path: abs });
-            };
-            if !link_stays_inside(&rel, &target) {
+        if ft == FileType::Symlink {
+            let target = rustix::fs::readlinkat(fd, children.c_name(i), Vec::new())
+                .map_err(io_err)?
+                .into_string()
+                .map_err(|_| ContextError::NotUtf8 { path: abs() })?;
+            if !link_stays_inside(rel, &target) {
                 return Err(ContextError::LinkOutside {
-                    path: abs,
+                    path: abs(),
                     target,
                     tree: self.tree.source.to_string(),
                 });
@@ -265,27 +361,50 @@ impl TreeWalk<'_> {
             push(
                 out,
                 Entry {
-                    path: context_path(rel),
+                    path,
                     kind: EntryKind::Symlink,
                     size: target.len() as u64,
                     source: EntrySource::Link(target),
                 },
             );
-        } else {
-            push(
-                out,
-                Entry {
-                    path: context_path(rel),
-                    kind: kind_of(&meta),
-                    size: meta.len(),
-                    source: EntrySource::Disk {
-                        path: abs,
-                        stat: stat_key(&meta),
-                    },
-                },
+            return Ok(());
+        }
+        // lstat relative to the directory (never follows a symlink, never opens the file).
+        let st = rustix::fs::statat(fd, children.c_name(i), AtFlags::SYMLINK_NOFOLLOW)
+            .map_err(io_err)?;
+        let ft = FileType::from_raw_mode(st.st_mode);
+        if ft != FileType::RegularFile {
+            // Replaced by something else since the directory was read.
+            return Err(
+                special(ft).map_or(ContextError::Changed { path: abs() }, |what| {
+                    ContextError::Special { path: abs(), what }
+                }),
             );
         }
+        push(
+            out,
+            Entry {
+                path,
+                kind: if st.st_mode & 0o100 != 0 {
+                    EntryKind::Executable
+                } else {
+                    EntryKind::File
+                },
+                size: st.st_size as u64,
+                source: EntrySource::Disk {
+                    path: abs(),
+                    stat: raw_stat_key(&st),
+                },
+            },
+        );
         Ok(())
+    }
+}
+
+fn push(out: &mut Chunks, entry: Entry) {
+    match out.last_mut() {
+        Some(chunk) => chunk.push(entry),
+        None => out.push(vec![entry]),
     }
 }
 
@@ -385,6 +504,19 @@ mod tests {
             .collect();
         expected.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
         assert_eq!(listed, expected);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn child_order_is_the_order_of_paths(
+            a in "[a-c./-]{0,4}", a_dir: bool, b in "[a-c./-]{0,4}", b_dir: bool,
+        ) {
+            let path = |n: &str, dir: bool| format!("{n}{}", if dir { "/" } else { "" });
+            proptest::prop_assert_eq!(
+                child_order(a.as_bytes(), a_dir, b.as_bytes(), b_dir),
+                path(&a, a_dir).cmp(&path(&b, b_dir))
+            );
+        }
     }
 
     #[test]

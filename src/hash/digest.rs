@@ -67,29 +67,33 @@ fn sha256_file(path: &std::path::Path, expected_size: u64) -> Result<[u8; 32], C
     })
 }
 
-/// The hex SHA-256 of every entry, in entry order.
+/// The SHA-256 of every entry, in entry order.
 ///
 /// Workers return what they read alongside the digest; the stat cache learns it all in one
-/// `insert_all` at the end rather than through a lock per file.
-pub fn digest_entries(entries: &[Entry], cache: &StatCache) -> Result<Vec<String>, ContextError> {
+/// `insert_all` at the end rather than through a lock per file. Each worker's piece of the
+/// (path-sorted) entries is looked up in order, so the cache's `hint` makes a hit one comparison.
+pub fn digest_entries(entries: &[Entry], cache: &StatCache) -> Result<Vec<[u8; 32]>, ContextError> {
     let results: Vec<([u8; 32], Option<i64>)> = entries
         .par_iter()
         // Pieces of at least 64 files: a cached file costs ~0.2 µs, and finer pieces had the two
         // workers stealing and yielding more than hashing on warm runs.
         .with_min_len(64)
-        .map(|e| {
-            Ok(match &e.source {
-                EntrySource::Generated(bytes) => (Sha256::digest(bytes).into(), None),
-                EntrySource::Link(target) => (Sha256::digest(target.as_bytes()).into(), None),
-                EntrySource::Disk { path, stat } => match cache.get(path, stat) {
-                    Some(d) => (d, None),
-                    None => {
-                        let started = now_ns();
-                        (sha256_file(path, stat.size)?, Some(started))
-                    }
-                },
-            })
-        })
+        .map_init(
+            || 0,
+            |hint, e| {
+                Ok(match &e.source {
+                    EntrySource::Generated(bytes) => (Sha256::digest(bytes).into(), None),
+                    EntrySource::Link(target) => (Sha256::digest(target.as_bytes()).into(), None),
+                    EntrySource::Disk { path, stat } => match cache.get(path, stat, hint) {
+                        Some(d) => (d, None),
+                        None => {
+                            let started = now_ns();
+                            (sha256_file(path, stat.size)?, Some(started))
+                        }
+                    },
+                })
+            },
+        )
         .collect::<Result<_, ContextError>>()?;
     cache.insert_all(
         entries
@@ -102,17 +106,5 @@ pub fn digest_entries(entries: &[Entry], cache: &StatCache) -> Result<Vec<String
                 _ => None,
             }),
     );
-    Ok(results
-        .par_iter()
-        .with_min_len(1024)
-        .map(|(d, _)| hex_of(d))
-        .collect())
-}
-
-/// Lowercase hex of a digest, through a stack buffer (`hex::encode` builds the string a `char`
-/// at a time, which showed in warm-run profiles).
-fn hex_of(digest: &[u8; 32]) -> String {
-    let mut buf = [0u8; 64];
-    hex::encode_to_slice(digest, &mut buf).expect("64 bytes hold 32 in hex");
-    String::from_utf8(buf.to_vec()).expect("hex is ASCII")
+    Ok(results.into_iter().map(|(d, _)| d).collect())
 }

@@ -28,7 +28,6 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::Path;
 
-use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -109,7 +108,7 @@ fn write_jcs_str<W: Write>(w: &mut W, s: &str) -> std::io::Result<()> {
 /// holds exactly that is their decimal digits; anything larger goes through the JCS crate.
 fn write_jcs_u64<W: Write>(w: &mut W, n: u64) -> std::io::Result<()> {
     if n <= MAX_EXACT_INTEGER {
-        write!(w, "{n}")
+        w.write_all(itoa::Buffer::new().format(n).as_bytes())
     } else {
         serde_json_canonicalizer::to_writer(&n, w).map_err(std::io::Error::from)
     }
@@ -119,8 +118,37 @@ fn write_jcs<W: Write, T: Serialize>(w: &mut W, value: &T) -> std::io::Result<()
     serde_json_canonicalizer::to_writer(value, w).map_err(std::io::Error::from)
 }
 
-impl HashManifest {
-    /// Streams the RFC 8785 canonical JSON of the manifest minus `input_hash` into `w`.
+/// Writes one file record as JCS does: members in the order `mode` < `path` < `sha256` < `size`.
+fn write_record<W: Write>(
+    w: &mut W,
+    first: bool,
+    path: &str,
+    mode: &str,
+    sha256: &str,
+    size: u64,
+) -> std::io::Result<()> {
+    w.write_all(if first { b"{\"mode\":" } else { b",{\"mode\":" })?;
+    write_jcs_str(w, mode)?;
+    w.write_all(b",\"path\":")?;
+    write_jcs_str(w, path)?;
+    w.write_all(b",\"sha256\":")?;
+    write_jcs_str(w, sha256)?;
+    w.write_all(b",\"size\":")?;
+    write_jcs_u64(w, size)?;
+    w.write_all(b"}")
+}
+
+/// The parts of a manifest other than its file list, borrowed.
+struct Head<'a> {
+    hash_version: u32,
+    container: &'a str,
+    recipe: &'a serde_json::Value,
+    dependencies: &'a BTreeMap<String, String>,
+}
+
+impl Head<'_> {
+    /// Streams the RFC 8785 canonical JSON of the manifest minus `input_hash` into `w`, with
+    /// `files` writing the records of the `files` array.
     ///
     /// Written by hand around the JCS crate because the crate buffers every object member and
     /// sorts it, which costs ~3 µs per file record (a third of a second for 100,000 files) and
@@ -128,47 +156,65 @@ impl HashManifest {
     /// is too: top level `container` < `dependencies` < `files` < `hash_version` < `recipe`, and
     /// each record `mode` < `path` < `sha256` < `size` (UTF-16 code unit order, as JCS sorts).
     /// Free-form parts (`recipe`, `dependencies`) still go through the JCS crate.
-    fn write_canonical<W: Write>(&self, w: &mut W) -> std::io::Result<()> {
+    fn write_canonical<W: Write>(
+        &self,
+        w: &mut W,
+        files: impl FnOnce(&mut W) -> std::io::Result<()>,
+    ) -> std::io::Result<()> {
         w.write_all(b"{\"container\":")?;
-        write_jcs_str(w, &self.container)?;
+        write_jcs_str(w, self.container)?;
         w.write_all(b",\"dependencies\":")?;
-        write_jcs(w, &self.dependencies)?;
+        write_jcs(w, self.dependencies)?;
         w.write_all(b",\"files\":[")?;
-        for (i, f) in self.files.iter().enumerate() {
-            if i > 0 {
-                w.write_all(b",")?;
-            }
-            w.write_all(b"{\"mode\":")?;
-            write_jcs_str(w, &f.mode)?;
-            w.write_all(b",\"path\":")?;
-            write_jcs_str(w, &f.path)?;
-            w.write_all(b",\"sha256\":")?;
-            write_jcs_str(w, &f.sha256)?;
-            w.write_all(b",\"size\":")?;
-            write_jcs_u64(w, f.size)?;
-            w.write_all(b"}")?;
-        }
+        files(w)?;
         w.write_all(b"],\"hash_version\":")?;
         write_jcs_u64(w, u64::from(self.hash_version))?;
         w.write_all(b",\"recipe\":")?;
-        write_jcs(w, &self.recipe)?;
+        write_jcs(w, self.recipe)?;
         w.write_all(b"}")
     }
 
-    /// The input hash this manifest's contents give (whatever its `input_hash` field says).
-    pub fn compute_hash(&self) -> String {
+    /// The lowercase hex SHA-256 of the canonical form.
+    fn hash<F>(&self, files: F) -> String
+    where
+        F: FnOnce(&mut std::io::BufWriter<HashWriter>) -> std::io::Result<()>,
+    {
         let mut w = std::io::BufWriter::with_capacity(64 * 1024, HashWriter(Sha256::new()));
-        self.write_canonical(&mut w)
+        self.write_canonical(&mut w, files)
             .expect("manifests serialize (non-finite numbers cannot occur in parsed JSON)");
         w.flush().expect("HashWriter never fails");
         let (HashWriter(hasher), _) = w.into_parts();
         hex::encode(hasher.finalize())
     }
+}
+
+impl HashManifest {
+    fn head(&self) -> Head<'_> {
+        Head {
+            hash_version: self.hash_version,
+            container: &self.container,
+            recipe: &self.recipe,
+            dependencies: &self.dependencies,
+        }
+    }
+
+    fn write_files<W: Write>(&self, w: &mut W) -> std::io::Result<()> {
+        for (i, f) in self.files.iter().enumerate() {
+            write_record(w, i == 0, &f.path, &f.mode, &f.sha256, f.size)?;
+        }
+        Ok(())
+    }
+
+    /// The input hash this manifest's contents give (whatever its `input_hash` field says).
+    pub fn compute_hash(&self) -> String {
+        self.head().hash(|w| self.write_files(w))
+    }
 
     /// The canonical JSON that is hashed (for `docs/REPRODUCIBILITY.md` and tests).
     pub fn canonical_json(&self) -> String {
         let mut out = Vec::new();
-        self.write_canonical(&mut out)
+        self.head()
+            .write_canonical(&mut out, |w| self.write_files(w))
             .expect("manifests serialize (non-finite numbers cannot occur in parsed JSON)");
         String::from_utf8(out).expect("JCS output is UTF-8")
     }
@@ -181,20 +227,86 @@ impl HashManifest {
     }
 }
 
-/// A container's fingerprint: its manifest, and the context it was computed from (what apply
-/// streams to the engine).
+/// Lowercase hex of a digest, in a stack buffer.
+fn hex_of(digest: &[u8; 32]) -> [u8; 64] {
+    let mut buf = [0u8; 64];
+    hex::encode_to_slice(digest, &mut buf).expect("64 bytes hold 32 in hex");
+    buf
+}
+
+fn hex_str(buf: &[u8; 64]) -> &str {
+    std::str::from_utf8(buf).expect("hex is ASCII")
+}
+
+/// A container's fingerprint: what its input hash covers, the hash, and the context it was
+/// computed from (what apply streams to the engine).
+///
+/// The manifest's file records are not kept: they are the entries and digests, and `manifest`
+/// builds the document when one is wanted (`explain`, `apply`'s record, `verify`). `hash` on a
+/// 100,000-file tree then allocates nothing per file beyond the listing.
 #[derive(Debug, Clone)]
 pub struct Fingerprint {
-    pub manifest: HashManifest,
+    pub container: Name,
+    pub recipe: serde_json::Value,
+    pub dependencies: BTreeMap<String, String>,
+    pub input_hash: String,
     pub context: ContextPlan,
     pub entries: Vec<Entry>,
-    /// `digests[i]` is the hex SHA-256 of `entries[i]`.
-    pub digests: Vec<String>,
+    /// `digests[i]` is the SHA-256 of `entries[i]`.
+    pub digests: Vec<[u8; 32]>,
 }
 
 impl Fingerprint {
     pub fn input_hash(&self) -> &str {
-        &self.manifest.input_hash
+        &self.input_hash
+    }
+
+    fn head(&self) -> Head<'_> {
+        Head {
+            hash_version: HASH_VERSION,
+            container: self.container.as_str(),
+            recipe: &self.recipe,
+            dependencies: &self.dependencies,
+        }
+    }
+
+    /// The hash manifest: what `cookbook explain` prints.
+    pub fn manifest(&self) -> HashManifest {
+        HashManifest {
+            hash_version: HASH_VERSION,
+            container: self.container.to_string(),
+            recipe: self.recipe.clone(),
+            files: self
+                .entries
+                .iter()
+                .zip(&self.digests)
+                .map(|(e, d)| FileRecord {
+                    path: e.path.clone(),
+                    mode: e.kind.mode().to_owned(),
+                    size: e.size,
+                    sha256: hex::encode(d),
+                })
+                .collect(),
+            dependencies: self.dependencies.clone(),
+            input_hash: self.input_hash.clone(),
+        }
+    }
+
+    /// The input hash of the entries and digests, streamed without building the manifest.
+    fn compute_hash(&self) -> String {
+        self.head().hash(|w| {
+            for (i, (e, d)) in self.entries.iter().zip(&self.digests).enumerate() {
+                write_record(
+                    w,
+                    i == 0,
+                    &e.path,
+                    e.kind.mode(),
+                    hex_str(&hex_of(d)),
+                    e.size,
+                )?;
+            }
+            Ok(())
+        })
     }
 }
 
@@ -241,36 +353,24 @@ pub fn fingerprint(
     let plan = context::plan(cookbook, name, generated);
     let entries = context::list(base, &plan)?;
     let digests = digest_entries(&entries, cache)?;
+    for tree in &plan.trees {
+        cache.cover(&tree.source.under(base));
+    }
     let dockerfile_text = dockerfile_text(&plan, &entries)?;
-    let files = entries
-        .par_iter()
-        .zip(&digests)
-        .with_min_len(1024)
-        .map(|(e, d)| FileRecord {
-            path: e.path.clone(),
-            mode: e.kind.mode().to_owned(),
-            size: e.size,
-            sha256: d.clone(),
-        })
-        .collect();
-    let mut manifest = HashManifest {
-        hash_version: HASH_VERSION,
-        container: name.to_string(),
+    let mut fp = Fingerprint {
+        container: name.clone(),
         recipe: recipe::recipe(cookbook, container, &plan.dockerfile, &dockerfile_text),
-        files,
         dependencies: parent
             .into_iter()
             .map(|(p, h)| (p.to_string(), h))
             .collect(),
         input_hash: String::new(),
-    };
-    manifest.input_hash = manifest.compute_hash();
-    Ok(Fingerprint {
-        manifest,
         context: plan,
         entries,
         digests,
-    })
+    };
+    fp.input_hash = fp.compute_hash();
+    Ok(fp)
 }
 
 /// The Dockerfile's text, from the generated bytes or the listed file.

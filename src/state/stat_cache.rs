@@ -1,27 +1,35 @@
 //! The stat cache: file identity → SHA-256, so an unchanged tree is hashed without reading it.
 //!
-//! Keyed by the path the file was read through, size, mtime and ctime in nanoseconds, inode and
-//! device. An entry is trusted only if the file's mtime and ctime were at least `RACY_WINDOW_NS`
-//! older than the moment it was hashed (git's racy-clean rule): a file modified within the file
-//! system's timestamp granularity of its hashing could change again without its timestamps
-//! moving, so it is read again next time.
+//! Keyed by the file's path relative to the cookbook's directory, size, mtime and ctime in
+//! nanoseconds, inode and device. An entry is trusted only if the file's mtime and ctime were at
+//! least `RACY_WINDOW_NS` older than the moment it was hashed (git's racy-clean rule): a file
+//! modified within the file system's timestamp granularity of its hashing could change again
+//! without its timestamps moving, so it is read again next time.
+//!
+//! One cache file per cookbook directory (its name carries a hash of the directory's canonical
+//! path), so that however the cookbook is named on the command line (`-f ../cookbook.json`,
+//! `-f /abs/cookbook.json`) the same records are found, and checkouts sharing one
+//! `$COOKBOOK_CACHE_DIR` do not overwrite each other's cache.
 //!
 //! The file format is hand-written (a version line, a record count, records of a length-prefixed
-//! path and fixed-width little-endian fields, a trailing SHA-256 of everything before it) because
-//! it is tiny, must load 100,000 entries in milliseconds, and is never exchanged: any mismatch —
-//! wrong magic, truncation, bad checksum — means "start empty". A corrupt or deleted cache costs
-//! time, never a wrong hash.
+//! path and fixed-width little-endian fields, sorted by path bytes, a trailing SHA-256 of
+//! everything before it) because it is tiny, must load 100,000 entries in milliseconds, and is
+//! never exchanged: any mismatch — wrong magic, truncation, bad checksum, records out of order —
+//! means "start empty". A corrupt or deleted cache costs time, never a wrong hash.
 //!
-//! Loading does not decode records: the file's bytes stay as read, and an index maps a 64-bit hash
-//! of each path to its record's offset. A warm run on 100,000 files then costs one read and one
-//! small table, not 100,000 allocations. Two paths whose hashes collide are not both indexed; the
-//! loser is looked up as a miss and read again, which costs time only (`get` compares the path).
+//! Loading does not decode records: the file's bytes stay as read, with the offset of each record.
+//! A context's files are looked up in path order, which is the records' order, so a lookup first
+//! tries the record after the previous hit (`hint`) and only then searches; a warm run on 100,000
+//! files costs one read, one pass over the records and a comparison per file, and no hash table.
+//! (A hash index built at load took 47 ms of a 400 ms warm run; see docs/BENCHMARKS.md.)
+//!
+//! Records do not pile up: saving drops the records under a directory that this run walked whole
+//! (`cover`) and did not find again — deleted, renamed or newly ignored files.
 
-use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
 use std::io::Write;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, OnceLock};
 use std::thread::JoinHandle;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -30,10 +38,9 @@ use sha2::{Digest, Sha256};
 
 use crate::context::StatKey;
 
-const MAGIC: &[u8] = b"cookbook-stat-cache 1\n";
+const MAGIC: &[u8] = b"cookbook-stat-cache 2\n";
 /// One second: the coarsest timestamp granularity of the Linux file systems we run on.
 pub const RACY_WINDOW_NS: i64 = 1_000_000_000;
-const FILE_NAME: &str = "stat-cache-v1.bin";
 /// Bytes of a record after its path: six u64 fields and a SHA-256.
 const FIELDS: usize = 6 * 8 + 32;
 
@@ -62,10 +69,15 @@ impl Record {
     }
 }
 
+fn path_at(bytes: &[u8], offset: usize) -> &[u8] {
+    let len = u32::from_le_bytes(bytes[offset..offset + 4].try_into().expect("4 bytes")) as usize;
+    &bytes[offset + 4..offset + 4 + len]
+}
+
 /// The record at `offset` of a validated file: its path, its fields, and its length in bytes.
 fn record_at(bytes: &[u8], offset: usize) -> (&[u8], Record, usize) {
-    let len = u32::from_le_bytes(bytes[offset..offset + 4].try_into().expect("4 bytes")) as usize;
-    let path = &bytes[offset + 4..offset + 4 + len];
+    let path = path_at(bytes, offset);
+    let len = path.len();
     let f = &bytes[offset + 4 + len..offset + 4 + len + FIELDS];
     let n = |i: usize| u64::from_le_bytes(f[i * 8..i * 8 + 8].try_into().expect("8 bytes"));
     let mut sha256 = [0u8; 32];
@@ -84,70 +96,47 @@ fn record_at(bytes: &[u8], offset: usize) -> (&[u8], Record, usize) {
     (path, record, 4 + len + FIELDS)
 }
 
-/// A 64-bit hash of a path's bytes (FxHash's word loop, then murmur3's finalizer so that every
-/// input bit reaches the low bits the table indexes by). Written here rather than pulled in: a
-/// dozen lines, and the index needs only the hash, not a `Hasher` over `Path` (which parses
-/// components and showed in profiles).
-fn path_hash(bytes: &[u8]) -> u64 {
-    const K: u64 = 0x517c_c1b7_2722_0a95;
-    let mut h = bytes.len() as u64;
-    let mut words = bytes.chunks_exact(8);
-    for w in &mut words {
-        h = (h.rotate_left(5) ^ u64::from_le_bytes(w.try_into().expect("8 bytes"))).wrapping_mul(K);
-    }
-    let mut tail = [0u8; 8];
-    tail[..words.remainder().len()].copy_from_slice(words.remainder());
-    h = (h.rotate_left(5) ^ u64::from_le_bytes(tail)).wrapping_mul(K);
-    h ^= h >> 33;
-    h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
-    h ^= h >> 33;
-    h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
-    h ^ (h >> 33)
-}
-
-/// The index's keys are already hashes: pass them through.
-#[derive(Default)]
-struct Prehashed(u64);
-
-impl Hasher for Prehashed {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, _: &[u8]) {
-        unreachable!("only u64 keys are hashed")
-    }
-    fn write_u64(&mut self, n: u64) {
-        self.0 = n;
-    }
-}
-
-/// Path hash → offset of its record in the file's bytes. (HashMap is fine here: the cache is never
-/// hashed, exchanged or compared.)
-type Index = HashMap<u64, usize, BuildHasherDefault<Prehashed>>;
-
-#[derive(Debug, Default)]
-pub struct StatCache {
-    path: Option<PathBuf>,
-    /// The cache as read, once the loading thread is done (see `load`).
-    loaded: OnceLock<Loaded>,
-    loading: Mutex<Option<JoinHandle<Loaded>>>,
-    fresh: Mutex<Vec<(Box<[u8]>, Record)>>,
-}
-
 #[derive(Debug, Default)]
 struct Loaded {
     /// The cache file as read (validated), or empty.
     bytes: Vec<u8>,
-    index: Index,
+    /// The offset of each record in `bytes`, in path order.
+    offsets: Vec<usize>,
+    /// One bit per record: looked up by this run (so the file is still there).
+    seen: Vec<AtomicU64>,
 }
 
 impl Loaded {
-    fn read(file: &Path) -> Loaded {
-        let bytes = std::fs::read(file).unwrap_or_default();
+    fn new(bytes: Vec<u8>) -> Loaded {
         match index(&bytes) {
-            Some(index) => Loaded { bytes, index },
+            Some(offsets) => Loaded {
+                seen: (0..offsets.len().div_ceil(64))
+                    .map(|_| AtomicU64::new(0))
+                    .collect(),
+                bytes,
+                offsets,
+            },
             None => Loaded::default(),
         }
+    }
+
+    fn path(&self, i: usize) -> &[u8] {
+        path_at(&self.bytes, self.offsets[i])
+    }
+
+    /// The index of the record for `key`, trying `hint` first.
+    fn find(&self, key: &[u8], hint: usize) -> Option<usize> {
+        if hint < self.offsets.len() && self.path(hint) == key {
+            return Some(hint);
+        }
+        let i = self
+            .offsets
+            .partition_point(|&o| path_at(&self.bytes, o) < key);
+        (i < self.offsets.len() && self.path(i) == key).then_some(i)
+    }
+
+    fn was_seen(&self, i: usize) -> bool {
+        self.seen[i / 64].load(Ordering::Relaxed) & (1 << (i % 64)) != 0
     }
 }
 
@@ -164,8 +153,9 @@ fn checksum(body: &[u8]) -> [u8; 32] {
     h.finalize().into()
 }
 
-/// Validates a cache file and indexes its records; `None` for anything malformed.
-fn index(bytes: &[u8]) -> Option<Index> {
+/// Validates a cache file and returns the offset of each record; `None` for anything malformed,
+/// including records that are not in strictly increasing path order.
+fn index(bytes: &[u8]) -> Option<Vec<usize>> {
     let body = bytes.strip_prefix(MAGIC)?;
     if body.len() < 8 + 32 {
         return None;
@@ -177,9 +167,10 @@ fn index(bytes: &[u8]) -> Option<Index> {
     let count = u64::from_le_bytes(body[..8].try_into().expect("8 bytes"));
     let end = MAGIC.len() + body.len();
     let mut offset = MAGIC.len() + 8;
-    let mut index = Index::default();
     // Each record takes at least 4 + FIELDS bytes: a corrupt count cannot make us reserve much.
-    index.reserve(usize::try_from(count).ok()?.min(body.len() / (4 + FIELDS)));
+    let mut offsets =
+        Vec::with_capacity(usize::try_from(count).ok()?.min(body.len() / (4 + FIELDS)));
+    let mut previous: Option<&[u8]> = None;
     for _ in 0..count {
         let len_end = offset.checked_add(4).filter(|&e| e <= end)?;
         let len = u32::from_le_bytes(bytes[offset..len_end].try_into().expect("4 bytes")) as usize;
@@ -187,12 +178,31 @@ fn index(bytes: &[u8]) -> Option<Index> {
             .checked_add(len)?
             .checked_add(FIELDS)
             .filter(|&e| e <= end)?;
-        index
-            .entry(path_hash(&bytes[len_end..len_end + len]))
-            .or_insert(offset);
+        let path = &bytes[len_end..len_end + len];
+        if previous.is_some_and(|p| p >= path) {
+            return None;
+        }
+        previous = Some(path);
+        offsets.push(offset);
         offset = next;
     }
-    (offset == end).then_some(index)
+    (offset == end).then_some(offsets)
+}
+
+/// The cache of one cookbook directory, in one state directory.
+#[derive(Debug, Default)]
+pub struct StatCache {
+    /// The cache file; `None` for a disabled cache.
+    file: Option<PathBuf>,
+    /// The cookbook's directory as its paths are spelled; stripped from paths to make keys.
+    base: Vec<u8>,
+    /// The cache as read, once the loading thread is done (see `load`).
+    loaded: OnceLock<Loaded>,
+    loading: Mutex<Option<JoinHandle<Loaded>>>,
+    fresh: Mutex<Vec<(Box<[u8]>, Record)>>,
+    /// Keys of directories walked whole by this run: records below them that were not seen are
+    /// gone from the tree.
+    covered: Mutex<Vec<Box<[u8]>>>,
 }
 
 impl StatCache {
@@ -201,30 +211,35 @@ impl StatCache {
         StatCache::default()
     }
 
-    /// Loads the cache of a state directory; a missing or damaged file gives an empty cache.
+    /// Loads the cache for the cookbook directory `base` (as the paths handed to `get` start)
+    /// from a state directory; a missing or damaged file gives an empty cache.
     ///
-    /// Reading, checking and indexing a 100,000-entry cache takes tens of milliseconds, so it
-    /// happens on a thread of its own while the caller lists the context; the first `get` waits
-    /// for it.
-    pub fn load(state_dir: &Path) -> StatCache {
-        let path = state_dir.join(FILE_NAME);
-        let file = path.clone();
+    /// Reading and checking a 100,000-entry cache takes milliseconds, still worth doing on a
+    /// thread of its own while the caller lists the context; the first `get` waits for it.
+    pub fn load(state_dir: &Path, base: &Path) -> StatCache {
+        let canonical = std::fs::canonicalize(base).unwrap_or_else(|_| base.to_path_buf());
+        let id = Sha256::digest(canonical.as_os_str().as_bytes());
+        let file = state_dir.join(format!("stat-cache-v2-{}.bin", hex::encode(&id[..8])));
+        let read = |file: &Path| Loaded::new(std::fs::read(file).unwrap_or_default());
         let loaded = OnceLock::new();
+        let path = file.clone();
         let loading = match std::thread::Builder::new()
             .name("stat-cache".to_owned())
-            .spawn(move || Loaded::read(&file))
+            .spawn(move || read(&path))
         {
             Ok(handle) => Some(handle),
             Err(_) => {
-                let _ = loaded.set(Loaded::read(&path));
+                let _ = loaded.set(read(&file));
                 None
             }
         };
         StatCache {
-            path: Some(path),
+            file: Some(file),
+            base: base.as_os_str().as_bytes().to_vec(),
             loaded,
             loading: Mutex::new(loading),
             fresh: Mutex::new(Vec::new()),
+            covered: Mutex::new(Vec::new()),
         }
     }
 
@@ -240,14 +255,31 @@ impl StatCache {
         })
     }
 
+    /// The key of a path: relative to the cookbook's directory when below it (every context
+    /// path is `base.join(…)`, so this is a byte prefix), else the path itself.
+    fn key<'p>(&self, path: &'p Path) -> &'p [u8] {
+        let bytes = path.as_os_str().as_bytes();
+        match bytes.strip_prefix(&self.base[..]) {
+            Some(rest) if self.base.ends_with(b"/") => rest,
+            Some([b'/', rest @ ..]) => rest,
+            Some([]) => b"",
+            _ => bytes,
+        }
+    }
+
     /// The digest of a file whose identity has not changed since a trustworthy hashing.
-    pub fn get(&self, path: &Path, key: &StatKey) -> Option<[u8; 32]> {
-        let path = path.as_os_str().as_bytes();
+    ///
+    /// `hint` is where the caller's previous lookup ended; files looked up in path order then
+    /// cost one comparison each.
+    pub fn get(&self, path: &Path, key: &StatKey, hint: &mut usize) -> Option<[u8; 32]> {
+        self.file.as_ref()?;
         let loaded = self.loaded();
-        let &offset = loaded.index.get(&path_hash(path))?;
-        let (stored, r, _) = record_at(&loaded.bytes, offset);
+        let i = loaded.find(self.key(path), *hint)?;
+        *hint = i + 1;
+        loaded.seen[i / 64].fetch_or(1 << (i % 64), Ordering::Relaxed);
+        let (_, r, _) = record_at(&loaded.bytes, loaded.offsets[i]);
         let newest = key.mtime_ns.max(key.ctime_ns);
-        (stored == path && r.key == *key && newest.saturating_add(RACY_WINDOW_NS) < r.hashed_at_ns)
+        (r.key == *key && newest.saturating_add(RACY_WINDOW_NS) < r.hashed_at_ns)
             .then_some(r.sha256)
     }
 
@@ -262,7 +294,7 @@ impl StatCache {
         &self,
         digests: impl IntoIterator<Item = (&'p Path, StatKey, i64, [u8; 32])>,
     ) {
-        if self.path.is_none() {
+        if self.file.is_none() {
             return;
         }
         let mut fresh = self.fresh.lock().expect("no panics while holding the lock");
@@ -271,7 +303,7 @@ impl StatCache {
                 .into_iter()
                 .map(|(path, key, hashed_at_ns, sha256)| {
                     (
-                        Box::from(path.as_os_str().as_bytes()),
+                        Box::from(self.key(path)),
                         Record {
                             key,
                             hashed_at_ns,
@@ -282,67 +314,101 @@ impl StatCache {
         );
     }
 
-    /// Writes the cache (old records merged with this run's) atomically; a no-op when disabled or
-    /// when nothing new was learned. Afterwards the cache answers from what it wrote.
+    /// Declares that every file below `dir` (not ignored) was looked up or inserted by this run:
+    /// saving drops the records below it that were not, since those files are gone.
+    pub fn cover(&self, dir: &Path) {
+        if self.file.is_none() {
+            return;
+        }
+        let key = Box::from(self.key(dir));
+        self.covered
+            .lock()
+            .expect("no panics while holding the lock")
+            .push(key);
+    }
+
+    /// Writes the cache (old records merged with this run's, less those of files that are gone)
+    /// atomically; a no-op when disabled or when nothing changed. Afterwards the cache answers
+    /// from what it wrote.
     pub fn save(&mut self) -> std::io::Result<()> {
-        let Some(path) = self.path.clone() else {
+        let Some(file) = self.file.clone() else {
             return Ok(());
         };
-        let fresh = std::mem::take(
+        let mut fresh = std::mem::take(
             self.fresh
                 .get_mut()
                 .expect("no panics while holding the lock"),
         );
-        if fresh.is_empty() {
+        let covered = std::mem::take(
+            self.covered
+                .get_mut()
+                .expect("no panics while holding the lock"),
+        );
+        let old = self.loaded();
+        let below = |dir: &[u8], path: &[u8]| {
+            dir.is_empty() || (path.starts_with(dir) && path.get(dir.len()) == Some(&b'/'))
+        };
+        let keep: Vec<usize> = (0..old.offsets.len())
+            .filter(|&i| old.was_seen(i) || !covered.iter().any(|d| below(d, old.path(i))))
+            .collect();
+        if fresh.is_empty() && keep.len() == old.offsets.len() {
             return Ok(());
         }
-        // The newest record per path wins; an old record whose path (hash) was hashed again is
-        // dropped.
-        let mut newest: HashMap<u64, (Box<[u8]>, Record), BuildHasherDefault<Prehashed>> =
-            HashMap::default();
-        for (p, r) in fresh {
-            newest.insert(path_hash(&p), (p, r));
-        }
-        // Records are written sorted by path: a context's files are looked up in path order, so a
-        // warm run then reads the cache front to back instead of jumping around 100,000 records.
-        enum Source<'a> {
-            Old(&'a [u8]),
-            New(&'a Record),
-        }
-        let old = self.loaded();
-        let mut all: Vec<(&[u8], Source)> = old
-            .index
-            .iter()
-            .filter(|(h, _)| !newest.contains_key(*h))
-            .map(|(_, &offset)| {
-                let (p, _, len) = record_at(&old.bytes, offset);
-                (p, Source::Old(&old.bytes[offset..offset + len]))
-            })
-            .chain(newest.values().map(|(p, r)| (&p[..], Source::New(r))))
-            .collect();
-        all.sort_unstable_by(|a, b| a.0.cmp(b.0));
-        let mut out = Vec::with_capacity(old.bytes.len() + newest.len() * 160 + 64);
-        out.extend_from_slice(MAGIC);
-        out.extend_from_slice(&(all.len() as u64).to_le_bytes());
-        for (p, source) in &all {
-            match source {
-                Source::Old(raw) => out.extend_from_slice(raw),
-                Source::New(r) => r.encode(p, &mut out),
+        // Of two digests for one path (a file in two contexts, read twice), the later one wins.
+        fresh.sort_by(|a, b| a.0.cmp(&b.0));
+        fresh.dedup_by(|later, earlier| {
+            let same = later.0 == earlier.0;
+            if same {
+                std::mem::swap(later, earlier);
             }
+            same
+        });
+
+        // Merge two sorted lists; a fresh record replaces an old one for the same path.
+        let mut out = Vec::with_capacity(old.bytes.len() + fresh.len() * (4 + 64 + FIELDS) + 64);
+        out.extend_from_slice(MAGIC);
+        out.extend_from_slice(&[0; 8]);
+        let mut count = 0u64;
+        let mut old_records = keep.into_iter().peekable();
+        let mut fresh_records = fresh.iter().peekable();
+        loop {
+            let take_old = match (old_records.peek(), fresh_records.peek()) {
+                (None, None) => break,
+                (Some(_), None) => true,
+                (None, Some(_)) => false,
+                (Some(&i), Some((p, _))) => match old.path(i).cmp(p) {
+                    std::cmp::Ordering::Less => true,
+                    std::cmp::Ordering::Equal => {
+                        old_records.next();
+                        false
+                    }
+                    std::cmp::Ordering::Greater => false,
+                },
+            };
+            if take_old {
+                let i = old_records.next().expect("peeked");
+                let (_, _, len) = record_at(&old.bytes, old.offsets[i]);
+                out.extend_from_slice(&old.bytes[old.offsets[i]..old.offsets[i] + len]);
+            } else {
+                let (p, r) = fresh_records.next().expect("peeked");
+                r.encode(p, &mut out);
+            }
+            count += 1;
         }
+        out[MAGIC.len()..MAGIC.len() + 8].copy_from_slice(&count.to_le_bytes());
         let sum = checksum(&out[MAGIC.len()..]);
         out.extend_from_slice(&sum);
 
-        let dir = path.parent().unwrap_or(Path::new("."));
+        let dir = file.parent().unwrap_or(Path::new("."));
         std::fs::create_dir_all(dir)?;
         let mut tmp = tempfile::Builder::new()
             .prefix(".stat-cache-")
             .tempfile_in(dir)?;
         tmp.write_all(&out)?;
-        tmp.persist(&path).map_err(|e| e.error)?;
-        drop(all);
-        let index = index(&out).expect("the cache just encoded is well-formed");
-        self.loaded = OnceLock::from(Loaded { bytes: out, index });
+        tmp.persist(&file).map_err(|e| e.error)?;
+        // The first format's file, keyed by paths as spelled on the command line, is never read.
+        let _ = std::fs::remove_file(dir.join("stat-cache-v1.bin"));
+        self.loaded = OnceLock::from(Loaded::new(out));
         Ok(())
     }
 }
@@ -361,86 +427,184 @@ mod tests {
         }
     }
 
+    fn get(c: &StatCache, path: &str, k: &StatKey) -> Option<[u8; 32]> {
+        c.get(Path::new(path), k, &mut 0)
+    }
+
+    fn cache_file(state: &Path) -> PathBuf {
+        let files: Vec<PathBuf> = std::fs::read_dir(state)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        assert_eq!(files.len(), 1, "{files:?}");
+        files[0].clone()
+    }
+
     #[test]
     fn round_trip_and_racy_rule() {
         let dir = tempfile::tempdir().unwrap();
-        let mut c = StatCache::load(dir.path());
+        let mut c = StatCache::load(dir.path(), Path::new("/base"));
         let t = 10 * RACY_WINDOW_NS;
-        c.insert(Path::new("/a"), key(t - 2 * RACY_WINDOW_NS), t, [1; 32]);
-        c.insert(Path::new("/racy"), key(t - 10), t, [2; 32]);
+        c.insert(
+            Path::new("/base/a"),
+            key(t - 2 * RACY_WINDOW_NS),
+            t,
+            [1; 32],
+        );
+        c.insert(Path::new("/base/racy"), key(t - 10), t, [2; 32]);
         c.save().unwrap();
-        let c = StatCache::load(dir.path());
+        let c = StatCache::load(dir.path(), Path::new("/base"));
         assert_eq!(
-            c.get(Path::new("/a"), &key(t - 2 * RACY_WINDOW_NS)),
+            get(&c, "/base/a", &key(t - 2 * RACY_WINDOW_NS)),
             Some([1; 32])
         );
         assert_eq!(
-            c.get(Path::new("/a"), &key(t - 2 * RACY_WINDOW_NS + 1)),
+            get(&c, "/base/a", &key(t - 2 * RACY_WINDOW_NS + 1)),
             None,
             "mtime moved"
         );
         assert_eq!(
-            c.get(Path::new("/racy"), &key(t - 10)),
+            get(&c, "/base/racy", &key(t - 10)),
             None,
             "modified too close to hashing"
         );
     }
 
     #[test]
+    fn keys_do_not_depend_on_how_the_base_is_spelled() {
+        let state = tempfile::tempdir().unwrap();
+        let base = tempfile::tempdir().unwrap();
+        let abs = base.path().canonicalize().unwrap();
+        let dotted = abs.join("sub").join("..");
+        std::fs::create_dir(abs.join("sub")).unwrap();
+        let mut c = StatCache::load(state.path(), &abs);
+        c.insert(&abs.join("f"), key(0), 5 * RACY_WINDOW_NS, [9; 32]);
+        c.save().unwrap();
+        let c = StatCache::load(state.path(), &dotted);
+        assert_eq!(
+            get(&c, dotted.join("f").to_str().unwrap(), &key(0)),
+            Some([9; 32])
+        );
+        // Another cookbook directory has a cache of its own.
+        let other = StatCache::load(state.path(), Path::new("/elsewhere"));
+        assert_eq!(get(&other, "/elsewhere/f", &key(0)), None);
+    }
+
+    #[test]
+    fn lookups_in_any_order_with_any_hint() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = StatCache::load(dir.path(), Path::new("b"));
+        let names: Vec<String> = (0..300).map(|i| format!("b/d{}/f{i:03}", i % 7)).collect();
+        for (i, n) in names.iter().enumerate() {
+            c.insert(Path::new(n), key(0), RACY_WINDOW_NS * 5, [i as u8; 32]);
+        }
+        c.save().unwrap();
+        let c = StatCache::load(dir.path(), Path::new("b"));
+        let mut hint = 0;
+        for (i, n) in names.iter().enumerate().rev() {
+            assert_eq!(c.get(Path::new(n), &key(0), &mut hint), Some([i as u8; 32]));
+        }
+        for hint in [0, 1, 150, 299, 300, usize::MAX] {
+            assert_eq!(c.get(Path::new("b/nope"), &key(0), &mut hint.clone()), None);
+            assert_eq!(
+                c.get(Path::new(&names[42]), &key(0), &mut hint.clone()),
+                Some([42; 32])
+            );
+        }
+    }
+
+    #[test]
     fn corruption_means_empty() {
         let dir = tempfile::tempdir().unwrap();
-        let mut c = StatCache::load(dir.path());
+        let mut c = StatCache::load(dir.path(), Path::new("/"));
         c.insert(Path::new("/a"), key(0), RACY_WINDOW_NS * 5, [1; 32]);
         c.save().unwrap();
-        let file = dir.path().join(FILE_NAME);
+        let file = cache_file(dir.path());
         let mut bytes = std::fs::read(&file).unwrap();
         let mid = bytes.len() / 2;
         bytes[mid] ^= 0xff;
         std::fs::write(&file, &bytes).unwrap();
-        assert_eq!(
-            StatCache::load(dir.path()).get(Path::new("/a"), &key(0)),
-            None
-        );
+        let load = || StatCache::load(dir.path(), Path::new("/"));
+        assert_eq!(get(&load(), "/a", &key(0)), None);
         std::fs::write(&file, b"garbage").unwrap();
-        assert_eq!(
-            StatCache::load(dir.path()).get(Path::new("/a"), &key(0)),
-            None
-        );
+        assert_eq!(get(&load(), "/a", &key(0)), None);
     }
 
     #[test]
     fn saves_merge_with_what_was_loaded() {
         let dir = tempfile::tempdir().unwrap();
         let t = 10 * RACY_WINDOW_NS;
-        let mut c = StatCache::load(dir.path());
+        let load = || StatCache::load(dir.path(), Path::new("/"));
+        let mut c = load();
         c.insert(Path::new("/a"), key(0), t, [1; 32]);
         c.insert(Path::new("/b"), key(0), t, [2; 32]);
         c.save().unwrap();
-        let mut c = StatCache::load(dir.path());
+        let mut c = load();
         c.insert(Path::new("/b"), key(1), t, [3; 32]);
         c.insert(Path::new("/c"), key(0), t, [4; 32]);
+        c.insert(Path::new("/c"), key(0), t, [5; 32]);
         c.save().unwrap();
+        assert_eq!(get(&c, "/c", &key(0)), Some([5; 32]), "answers after save");
+        let c = load();
+        assert_eq!(get(&c, "/a", &key(0)), Some([1; 32]));
+        assert_eq!(get(&c, "/b", &key(0)), None, "replaced");
+        assert_eq!(get(&c, "/b", &key(1)), Some([3; 32]));
         assert_eq!(
-            c.get(Path::new("/c"), &key(0)),
-            Some([4; 32]),
-            "answers after save"
+            get(&c, "/c", &key(0)),
+            Some([5; 32]),
+            "the later digest wins"
         );
-        let c = StatCache::load(dir.path());
-        assert_eq!(c.get(Path::new("/a"), &key(0)), Some([1; 32]));
-        assert_eq!(c.get(Path::new("/b"), &key(0)), None, "replaced");
-        assert_eq!(c.get(Path::new("/b"), &key(1)), Some([3; 32]));
-        assert_eq!(c.get(Path::new("/c"), &key(0)), Some([4; 32]));
-        assert_eq!(c.get(Path::new("/d"), &key(0)), None);
-        assert_eq!(c.loaded().index.len(), 3);
+        assert_eq!(get(&c, "/d", &key(0)), None);
+        assert_eq!(c.loaded().offsets.len(), 3);
     }
 
     #[test]
-    fn truncated_or_miscounted_means_empty() {
+    fn records_of_files_gone_from_a_covered_directory_are_dropped() {
         let dir = tempfile::tempdir().unwrap();
-        let mut c = StatCache::load(dir.path());
-        c.insert(Path::new("/a"), key(0), RACY_WINDOW_NS * 5, [1; 32]);
+        let t = 10 * RACY_WINDOW_NS;
+        let load = || StatCache::load(dir.path(), Path::new("/r"));
+        let mut c = load();
+        for p in ["/r/app/kept", "/r/app/gone", "/r/app2/other", "/r/apple"] {
+            c.insert(Path::new(p), key(0), t, [1; 32]);
+        }
         c.save().unwrap();
-        let good = std::fs::read(dir.path().join(FILE_NAME)).unwrap();
+        let before = std::fs::read(cache_file(dir.path())).unwrap();
+
+        // Nothing learned, nothing covered: the file is not rewritten.
+        let mut c = load();
+        assert!(get(&c, "/r/app/kept", &key(0)).is_some());
+        c.save().unwrap();
+        assert_eq!(std::fs::read(cache_file(dir.path())).unwrap(), before);
+
+        let mut c = load();
+        assert!(get(&c, "/r/app/kept", &key(0)).is_some());
+        c.cover(Path::new("/r/app"));
+        c.save().unwrap();
+        let c = load();
+        assert!(get(&c, "/r/app/kept", &key(0)).is_some());
+        assert!(get(&c, "/r/app/gone", &key(0)).is_none());
+        assert!(
+            get(&c, "/r/app2/other", &key(0)).is_some(),
+            "not below /r/app"
+        );
+        assert!(get(&c, "/r/apple", &key(0)).is_some(), "not below /r/app");
+
+        // The cookbook directory itself covered: everything not seen goes.
+        let mut c = load();
+        c.cover(Path::new("/r"));
+        assert!(get(&c, "/r/apple", &key(0)).is_some());
+        c.save().unwrap();
+        assert_eq!(load().loaded().offsets.len(), 1);
+    }
+
+    #[test]
+    fn truncated_miscounted_or_unsorted_means_empty() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = StatCache::load(dir.path(), Path::new("/"));
+        c.insert(Path::new("/a"), key(0), RACY_WINDOW_NS * 5, [1; 32]);
+        c.insert(Path::new("/b"), key(0), RACY_WINDOW_NS * 5, [1; 32]);
+        c.save().unwrap();
+        let good = std::fs::read(cache_file(dir.path())).unwrap();
         assert!(index(&good).is_some());
         for cut in [
             0,
@@ -451,12 +615,22 @@ mod tests {
         ] {
             assert!(index(&good[..cut]).is_none(), "cut at {cut}");
         }
+        let forge = |edit: &dyn Fn(&mut Vec<u8>)| {
+            let mut body = good[MAGIC.len()..good.len() - 32].to_vec();
+            edit(&mut body);
+            let mut forged = MAGIC.to_vec();
+            forged.extend_from_slice(&body);
+            forged.extend_from_slice(&checksum(&body));
+            forged
+        };
         // A count larger than the records present, with a checksum that matches.
-        let mut body = good[MAGIC.len()..good.len() - 32].to_vec();
-        body[..8].copy_from_slice(&2u64.to_le_bytes());
-        let mut forged = MAGIC.to_vec();
-        forged.extend_from_slice(&body);
-        forged.extend_from_slice(&checksum(&body));
-        assert!(index(&forged).is_none());
+        assert!(index(&forge(&|b| b[..8].copy_from_slice(&3u64.to_le_bytes()))).is_none());
+        // Records out of order ("b" before "a"), with a checksum that matches.
+        assert!(index(&forge(&|b| {
+            let (a, rest) = b[8..].split_at_mut(4 + 1 + FIELDS);
+            a.swap_with_slice(&mut rest[..4 + 1 + FIELDS]);
+        }))
+        .is_none());
+        assert!(index(&forge(&|_| ())).is_some());
     }
 }

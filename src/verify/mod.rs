@@ -379,7 +379,7 @@ pub fn compare(
                 if fp.input_hash() != entry.input_hash {
                     match saved(name, &entry.input_hash) {
                         Some(old) => {
-                            let changes = hash::diff(&old, &fp.manifest);
+                            let changes = hash::diff(&old, &fp.manifest());
                             for r in reasons(fp, changes) {
                                 v.push(r);
                             }
@@ -449,7 +449,7 @@ fn reasons(fp: &Fingerprint, changes: Vec<Change>) -> Vec<Reason> {
         },
     };
     let app_name = |index: &str| -> Option<String> {
-        fp.manifest.recipe["applications"][index.parse::<usize>().ok()?]["name"]
+        fp.recipe["applications"][index.parse::<usize>().ok()?]["name"]
             .as_str()
             .map(str::to_owned)
     };
