@@ -274,6 +274,9 @@ impl TreeWalk<'_> {
         }
         let run = |task: std::ops::Range<usize>| -> Result<Chunks, ContextError> {
             let mut out = Chunks::new();
+            if !children.is_dir(task.start) {
+                out.push(Vec::with_capacity(task.len()));
+            }
             for i in task {
                 self.visit(fd, abs, dir, &children, i, &mut out)?;
             }

@@ -69,11 +69,13 @@ fn sha256_file(path: &std::path::Path, expected_size: u64) -> Result<[u8; 32], C
 
 /// The SHA-256 of every entry, in entry order.
 ///
-/// Workers return what they read alongside the digest; the stat cache learns it all in one
-/// `insert_all` at the end rather than through a lock per file. Each worker's piece of the
-/// (path-sorted) entries is looked up in order, so the cache's `hint` makes a hit one comparison.
+/// Workers hand what they read to the stat cache in one `insert_all` at the end rather than
+/// through the cache's lock per file (a warm run reads nothing and takes no lock). Each worker's
+/// piece of the (path-sorted) entries is looked up in order, so with the cache's `hint` a hit is
+/// one comparison.
 pub fn digest_entries(entries: &[Entry], cache: &StatCache) -> Result<Vec<[u8; 32]>, ContextError> {
-    let results: Vec<([u8; 32], Option<i64>)> = entries
+    let read = std::sync::Mutex::new(Vec::new());
+    let digests = entries
         .par_iter()
         // Pieces of at least 64 files: a cached file costs ~0.2 µs, and finer pieces had the two
         // workers stealing and yielding more than hashing on warm runs.
@@ -82,29 +84,23 @@ pub fn digest_entries(entries: &[Entry], cache: &StatCache) -> Result<Vec<[u8; 3
             || 0,
             |hint, e| {
                 Ok(match &e.source {
-                    EntrySource::Generated(bytes) => (Sha256::digest(bytes).into(), None),
-                    EntrySource::Link(target) => (Sha256::digest(target.as_bytes()).into(), None),
+                    EntrySource::Generated(bytes) => Sha256::digest(bytes).into(),
+                    EntrySource::Link(target) => Sha256::digest(target.as_bytes()).into(),
                     EntrySource::Disk { path, stat } => match cache.get(path, stat, hint) {
-                        Some(d) => (d, None),
+                        Some(d) => d,
                         None => {
                             let started = now_ns();
-                            (sha256_file(path, stat.size)?, Some(started))
+                            let d = sha256_file(path, stat.size)?;
+                            read.lock()
+                                .expect("no panics while holding the lock")
+                                .push((path.as_path(), *stat, started, d));
+                            d
                         }
                     },
                 })
             },
         )
         .collect::<Result<_, ContextError>>()?;
-    cache.insert_all(
-        entries
-            .iter()
-            .zip(&results)
-            .filter_map(|(e, (d, started))| match (&e.source, started) {
-                (EntrySource::Disk { path, stat }, Some(at)) => {
-                    Some((path.as_path(), *stat, *at, *d))
-                }
-                _ => None,
-            }),
-    );
-    Ok(results.into_iter().map(|(d, _)| d).collect())
+    cache.insert_all(read.into_inner().expect("no panics while holding the lock"));
+    Ok(digests)
 }
