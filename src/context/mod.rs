@@ -21,7 +21,7 @@ pub mod dockerignore;
 pub mod tar;
 mod walk;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 pub use walk::list;
@@ -107,9 +107,41 @@ pub struct StatKey {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum EntrySource {
-    Disk { path: PathBuf, stat: StatKey },
+    /// A file on disk in the directory `dir`, under the last component of the entry's path, or
+    /// under `name` when its name in the context differs (a Dockerfile copied in from outside
+    /// the context). The directory is shared by its files: no path is allocated per file, which
+    /// on a 100,000-file tree was a tenth of a warm run's allocations.
+    Disk {
+        dir: Arc<Path>,
+        name: Option<Box<str>>,
+        stat: StatKey,
+    },
     Generated(Arc<[u8]>),
     Link(String),
+}
+
+impl Entry {
+    /// The file's name in its directory on disk (for a `Disk` entry; otherwise the last
+    /// component of its path in the context).
+    pub fn disk_name(&self) -> &str {
+        match &self.source {
+            EntrySource::Disk {
+                name: Some(name), ..
+            } => name,
+            _ => self
+                .path
+                .rsplit_once('/')
+                .map_or(&self.path[..], |(_, n)| n),
+        }
+    }
+
+    /// For a file on disk: its path.
+    pub fn disk_path(&self) -> Option<PathBuf> {
+        match &self.source {
+            EntrySource::Disk { dir, .. } => Some(dir.join(self.disk_name())),
+            _ => None,
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]

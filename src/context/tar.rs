@@ -72,7 +72,8 @@ pub fn write<W: Write>(entries: &[Entry], digests: &[[u8; 32]], out: W) -> Resul
                     .append_data(&mut h, &entry.path, &bytes[..])
                     .map_err(|e| io_err(Path::new(&entry.path), e))?;
             }
-            EntrySource::Disk { path, .. } => {
+            EntrySource::Disk { .. } => {
+                let path = &entry.disk_path().expect("a file on disk");
                 let file = std::fs::File::open(path).map_err(|e| io_err(path, e))?;
                 let mut reader = Checked {
                     inner: file.take(entry.size),

@@ -17,6 +17,7 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
+use std::sync::{Arc, OnceLock};
 
 use rayon::prelude::*;
 use rustix::fs::{AtFlags, FileType, Mode, OFlags, RawDir};
@@ -238,6 +239,18 @@ fn read_children(fd: BorrowedFd<'_>) -> std::io::Result<Children> {
     Ok(children)
 }
 
+/// A directory being listed.
+struct Dir<'a> {
+    fd: BorrowedFd<'a>,
+    /// Its path on disk.
+    abs: &'a Path,
+    /// Its path in the context.
+    path: &'a str,
+    children: Children,
+    /// `abs`, shared by the entries of its files (made once, if it has files).
+    shared: OnceLock<Arc<Path>>,
+}
+
 /// One tree's walk: what every directory visit needs.
 struct TreeWalk<'a> {
     tree: &'a Tree,
@@ -272,13 +285,20 @@ impl TreeWalk<'_> {
                 _ => tasks.push(i..i + 1),
             }
         }
+        let here = Dir {
+            fd,
+            abs,
+            path: dir,
+            children,
+            shared: OnceLock::new(),
+        };
         let run = |task: std::ops::Range<usize>| -> Result<Chunks, ContextError> {
             let mut out = Chunks::new();
-            if !children.is_dir(task.start) {
+            if !here.children.is_dir(task.start) {
                 out.push(Vec::with_capacity(task.len()));
             }
             for i in task {
-                self.visit(fd, abs, dir, &children, i, &mut out)?;
+                self.visit(&here, i, &mut out)?;
             }
             Ok(out)
         };
@@ -289,15 +309,16 @@ impl TreeWalk<'_> {
         Ok(done.into_iter().flatten().collect())
     }
 
-    fn visit(
-        &self,
-        fd: BorrowedFd<'_>,
-        dir_abs: &Path,
-        dir: &str,
-        children: &Children,
-        i: usize,
-        out: &mut Chunks,
-    ) -> Result<(), ContextError> {
+    /// Lists child `i` of `here` (and below, for a directory) into `out`.
+    fn visit(&self, here: &Dir<'_>, i: usize, out: &mut Chunks) -> Result<(), ContextError> {
+        let Dir {
+            fd,
+            abs: dir_abs,
+            path: dir,
+            children,
+            shared: shared_dir,
+        } = here;
+        let fd = *fd;
         let raw_name = children.name(i);
         // `.git` never enters, at any depth, and is never walked.
         if raw_name == b".git" {
@@ -395,7 +416,8 @@ impl TreeWalk<'_> {
                 },
                 size: st.st_size as u64,
                 source: EntrySource::Disk {
-                    path: abs(),
+                    dir: shared_dir.get_or_init(|| Arc::from(*dir_abs)).clone(),
+                    name: None,
                     stat: raw_stat_key(&st),
                 },
             },
@@ -434,12 +456,22 @@ pub fn list(base: &Path, plan: &ContextPlan) -> Result<Vec<Entry>, ContextError>
                 path: real,
             });
         }
+        let (dir, name) = match (real.parent(), real.file_name().and_then(|n| n.to_str())) {
+            (Some(dir), Some(name)) => (dir, name),
+            _ => {
+                return Err(ContextError::Missing {
+                    what: "file",
+                    path: real,
+                })
+            }
+        };
         entries.push(Entry {
             path: path.clone(),
             kind: kind_of(&meta),
             size: meta.len(),
             source: EntrySource::Disk {
-                path: real,
+                dir: Arc::from(dir),
+                name: Some(Box::from(name)),
                 stat: stat_key(&meta),
             },
         });

@@ -86,17 +86,20 @@ pub fn digest_entries(entries: &[Entry], cache: &StatCache) -> Result<Vec<[u8; 3
                 Ok(match &e.source {
                     EntrySource::Generated(bytes) => Sha256::digest(bytes).into(),
                     EntrySource::Link(target) => Sha256::digest(target.as_bytes()).into(),
-                    EntrySource::Disk { path, stat } => match cache.get(path, stat, hint) {
-                        Some(d) => d,
-                        None => {
-                            let started = now_ns();
-                            let d = sha256_file(path, stat.size)?;
-                            read.lock()
-                                .expect("no panics while holding the lock")
-                                .push((path.as_path(), *stat, started, d));
-                            d
+                    EntrySource::Disk { dir, stat, .. } => {
+                        let name = e.disk_name();
+                        match cache.get(dir, name, stat, hint) {
+                            Some(d) => d,
+                            None => {
+                                let started = now_ns();
+                                let d = sha256_file(&dir.join(name), stat.size)?;
+                                read.lock()
+                                    .expect("no panics while holding the lock")
+                                    .push((&**dir, name, *stat, started, d));
+                                d
+                            }
                         }
-                    },
+                    }
                 })
             },
         )

@@ -74,6 +74,47 @@ fn path_at(bytes: &[u8], offset: usize) -> &[u8] {
     &bytes[offset + 4..offset + 4 + len]
 }
 
+/// A record's path, as the directory's key and the file's name, not joined (joining would cost
+/// an allocation per lookup): `dir/name`, or `name` alone when `dir` is empty.
+struct Key<'a> {
+    dir: &'a [u8],
+    name: &'a [u8],
+}
+
+impl Key<'_> {
+    /// How this key orders against a stored path (as `self.to_vec().cmp(stored)` would).
+    fn cmp_stored(&self, stored: &[u8]) -> std::cmp::Ordering {
+        let slash: &[u8] = if self.dir.is_empty() { b"" } else { b"/" };
+        let mut rest = stored;
+        for part in [self.dir, slash, self.name] {
+            let n = part.len().min(rest.len());
+            match part[..n].cmp(&rest[..n]) {
+                std::cmp::Ordering::Equal => {}
+                unequal => return unequal,
+            }
+            if n < part.len() {
+                return std::cmp::Ordering::Greater;
+            }
+            rest = &rest[n..];
+        }
+        if rest.is_empty() {
+            std::cmp::Ordering::Equal
+        } else {
+            std::cmp::Ordering::Less
+        }
+    }
+
+    fn to_vec(&self) -> Vec<u8> {
+        let mut v = Vec::with_capacity(self.dir.len() + 1 + self.name.len());
+        v.extend_from_slice(self.dir);
+        if !self.dir.is_empty() {
+            v.push(b'/');
+        }
+        v.extend_from_slice(self.name);
+        v
+    }
+}
+
 /// The record at `offset` of a validated file: its path, its fields, and its length in bytes.
 fn record_at(bytes: &[u8], offset: usize) -> (&[u8], Record, usize) {
     let path = path_at(bytes, offset);
@@ -165,14 +206,14 @@ impl Loaded {
     }
 
     /// The index of the record for `key`, trying `hint` first.
-    fn find(&self, key: &[u8], hint: usize) -> Option<usize> {
-        if hint < self.offsets.len() && self.path(hint) == key {
+    fn find(&self, key: &Key<'_>, hint: usize) -> Option<usize> {
+        if hint < self.offsets.len() && key.cmp_stored(self.path(hint)).is_eq() {
             return Some(hint);
         }
         let i = self
             .offsets
-            .partition_point(|&o| path_at(&self.bytes, o) < key);
-        (i < self.offsets.len() && self.path(i) == key).then_some(i)
+            .partition_point(|&o| key.cmp_stored(path_at(&self.bytes, o)).is_gt());
+        (i < self.offsets.len() && key.cmp_stored(self.path(i)).is_eq()).then_some(i)
     }
 
     fn was_seen(&self, i: usize) -> bool {
@@ -314,14 +355,21 @@ impl StatCache {
         }
     }
 
-    /// The digest of a file whose identity has not changed since a trustworthy hashing.
+    /// The digest of the file `name` in `dir`, if its identity has not changed since a
+    /// trustworthy hashing.
     ///
     /// `hint` is where the caller's previous lookup ended; files looked up in path order then
     /// cost one comparison each.
-    pub fn get(&self, path: &Path, key: &StatKey, hint: &mut usize) -> Option<[u8; 32]> {
+    pub fn get(&self, dir: &Path, name: &str, key: &StatKey, hint: &mut usize) -> Option<[u8; 32]> {
         self.file.as_ref()?;
         let loaded = self.loaded();
-        let i = loaded.find(self.key(path), *hint)?;
+        let i = loaded.find(
+            &Key {
+                dir: self.key(dir),
+                name: name.as_bytes(),
+            },
+            *hint,
+        )?;
         *hint = i + 1;
         loaded.seen[i / 64].fetch_or(1 << (i % 64), Ordering::Relaxed);
         let (_, r, _) = record_at(&loaded.bytes, loaded.offsets[i]);
@@ -330,16 +378,24 @@ impl StatCache {
             .then_some(r.sha256)
     }
 
-    /// Records a digest computed from a read that started at `hashed_at_ns`.
-    pub fn insert(&self, path: &Path, key: StatKey, hashed_at_ns: i64, sha256: [u8; 32]) {
-        self.insert_all([(path, key, hashed_at_ns, sha256)]);
+    /// Records the digest of the file `name` in `dir`, computed from a read that started at
+    /// `hashed_at_ns`.
+    pub fn insert(
+        &self,
+        dir: &Path,
+        name: &str,
+        key: StatKey,
+        hashed_at_ns: i64,
+        sha256: [u8; 32],
+    ) {
+        self.insert_all([(dir, name, key, hashed_at_ns, sha256)]);
     }
 
     /// Records many digests under one lock: the hashing workers collect theirs and hand them over
     /// once, instead of taking the lock per file.
     pub fn insert_all<'p>(
         &self,
-        digests: impl IntoIterator<Item = (&'p Path, StatKey, i64, [u8; 32])>,
+        digests: impl IntoIterator<Item = (&'p Path, &'p str, StatKey, i64, [u8; 32])>,
     ) {
         if self.file.is_none() {
             return;
@@ -348,9 +404,13 @@ impl StatCache {
         fresh.extend(
             digests
                 .into_iter()
-                .map(|(path, key, hashed_at_ns, sha256)| {
+                .map(|(dir, name, key, hashed_at_ns, sha256)| {
+                    let path = Key {
+                        dir: self.key(dir),
+                        name: name.as_bytes(),
+                    };
                     (
-                        Box::from(self.key(path)),
+                        path.to_vec().into_boxed_slice(),
                         Record {
                             key,
                             hashed_at_ns,
@@ -474,8 +534,19 @@ mod tests {
         }
     }
 
+    fn split(path: &str) -> (&Path, &str) {
+        let (dir, name) = path.rsplit_once('/').expect("a path with a directory");
+        (Path::new(if dir.is_empty() { "/" } else { dir }), name)
+    }
+
     fn get(c: &StatCache, path: &str, k: &StatKey) -> Option<[u8; 32]> {
-        c.get(Path::new(path), k, &mut 0)
+        let (dir, name) = split(path);
+        c.get(dir, name, k, &mut 0)
+    }
+
+    fn put(c: &StatCache, path: &str, k: StatKey, at: i64, sha256: [u8; 32]) {
+        let (dir, name) = split(path);
+        c.insert(dir, name, k, at, sha256);
     }
 
     fn cache_file(state: &Path) -> PathBuf {
@@ -487,18 +558,26 @@ mod tests {
         files[0].clone()
     }
 
+    proptest::proptest! {
+        #[test]
+        fn a_joined_key_orders_as_its_bytes(
+            dir in "[a/.-]{0,4}", name in "[a/.-]{0,4}", stored in "[a/.-]{0,9}",
+        ) {
+            let k = Key { dir: dir.as_bytes(), name: name.as_bytes() };
+            proptest::prop_assert_eq!(
+                k.cmp_stored(stored.as_bytes()),
+                k.to_vec().as_slice().cmp(stored.as_bytes())
+            );
+        }
+    }
+
     #[test]
     fn round_trip_and_racy_rule() {
         let dir = tempfile::tempdir().unwrap();
         let mut c = StatCache::load(dir.path(), Path::new("/base"));
         let t = 10 * RACY_WINDOW_NS;
-        c.insert(
-            Path::new("/base/a"),
-            key(t - 2 * RACY_WINDOW_NS),
-            t,
-            [1; 32],
-        );
-        c.insert(Path::new("/base/racy"), key(t - 10), t, [2; 32]);
+        put(&c, "/base/a", key(t - 2 * RACY_WINDOW_NS), t, [1; 32]);
+        put(&c, "/base/racy", key(t - 10), t, [2; 32]);
         c.save().unwrap();
         let c = StatCache::load(dir.path(), Path::new("/base"));
         assert_eq!(
@@ -525,7 +604,7 @@ mod tests {
         let dotted = abs.join("sub").join("..");
         std::fs::create_dir(abs.join("sub")).unwrap();
         let mut c = StatCache::load(state.path(), &abs);
-        c.insert(&abs.join("f"), key(0), 5 * RACY_WINDOW_NS, [9; 32]);
+        c.insert(&abs, "f", key(0), 5 * RACY_WINDOW_NS, [9; 32]);
         c.save().unwrap();
         let c = StatCache::load(state.path(), &dotted);
         assert_eq!(
@@ -543,20 +622,22 @@ mod tests {
         let mut c = StatCache::load(dir.path(), Path::new("b"));
         let names: Vec<String> = (0..300).map(|i| format!("b/d{}/f{i:03}", i % 7)).collect();
         for (i, n) in names.iter().enumerate() {
-            c.insert(Path::new(n), key(0), RACY_WINDOW_NS * 5, [i as u8; 32]);
+            put(&c, n, key(0), RACY_WINDOW_NS * 5, [i as u8; 32]);
         }
         c.save().unwrap();
         let c = StatCache::load(dir.path(), Path::new("b"));
         let mut hint = 0;
         for (i, n) in names.iter().enumerate().rev() {
-            assert_eq!(c.get(Path::new(n), &key(0), &mut hint), Some([i as u8; 32]));
+            let (dir, name) = split(n);
+            assert_eq!(c.get(dir, name, &key(0), &mut hint), Some([i as u8; 32]));
         }
         for hint in [0, 1, 150, 299, 300, usize::MAX] {
-            assert_eq!(c.get(Path::new("b/nope"), &key(0), &mut hint.clone()), None);
             assert_eq!(
-                c.get(Path::new(&names[42]), &key(0), &mut hint.clone()),
-                Some([42; 32])
+                c.get(Path::new("b"), "nope", &key(0), &mut hint.clone()),
+                None
             );
+            let (dir, name) = split(&names[42]);
+            assert_eq!(c.get(dir, name, &key(0), &mut hint.clone()), Some([42; 32]));
         }
     }
 
@@ -564,7 +645,7 @@ mod tests {
     fn corruption_means_empty() {
         let dir = tempfile::tempdir().unwrap();
         let mut c = StatCache::load(dir.path(), Path::new("/"));
-        c.insert(Path::new("/a"), key(0), RACY_WINDOW_NS * 5, [1; 32]);
+        put(&c, "/a", key(0), RACY_WINDOW_NS * 5, [1; 32]);
         c.save().unwrap();
         let file = cache_file(dir.path());
         let mut bytes = std::fs::read(&file).unwrap();
@@ -583,13 +664,13 @@ mod tests {
         let t = 10 * RACY_WINDOW_NS;
         let load = || StatCache::load(dir.path(), Path::new("/"));
         let mut c = load();
-        c.insert(Path::new("/a"), key(0), t, [1; 32]);
-        c.insert(Path::new("/b"), key(0), t, [2; 32]);
+        put(&c, "/a", key(0), t, [1; 32]);
+        put(&c, "/b", key(0), t, [2; 32]);
         c.save().unwrap();
         let mut c = load();
-        c.insert(Path::new("/b"), key(1), t, [3; 32]);
-        c.insert(Path::new("/c"), key(0), t, [4; 32]);
-        c.insert(Path::new("/c"), key(0), t, [5; 32]);
+        put(&c, "/b", key(1), t, [3; 32]);
+        put(&c, "/c", key(0), t, [4; 32]);
+        put(&c, "/c", key(0), t, [5; 32]);
         c.save().unwrap();
         assert_eq!(get(&c, "/c", &key(0)), Some([5; 32]), "answers after save");
         let c = load();
@@ -612,7 +693,7 @@ mod tests {
         let load = || StatCache::load(dir.path(), Path::new("/r"));
         let mut c = load();
         for p in ["/r/app/kept", "/r/app/gone", "/r/app2/other", "/r/apple"] {
-            c.insert(Path::new(p), key(0), t, [1; 32]);
+            put(&c, p, key(0), t, [1; 32]);
         }
         c.save().unwrap();
         let before = std::fs::read(cache_file(dir.path())).unwrap();
@@ -648,8 +729,8 @@ mod tests {
     fn truncated_miscounted_or_unsorted_means_empty() {
         let dir = tempfile::tempdir().unwrap();
         let mut c = StatCache::load(dir.path(), Path::new("/"));
-        c.insert(Path::new("/a"), key(0), RACY_WINDOW_NS * 5, [1; 32]);
-        c.insert(Path::new("/b"), key(0), RACY_WINDOW_NS * 5, [1; 32]);
+        put(&c, "/a", key(0), RACY_WINDOW_NS * 5, [1; 32]);
+        put(&c, "/b", key(0), RACY_WINDOW_NS * 5, [1; 32]);
         c.save().unwrap();
         let good = std::fs::read(cache_file(dir.path())).unwrap();
         assert!(index(&good).is_some());
