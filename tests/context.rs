@@ -299,3 +299,36 @@ fn explain_and_diff_say_why_a_hash_changed() {
         Some(2)
     );
 }
+
+#[test]
+fn directories_nested_past_the_limit_are_a_located_error_not_a_stack_overflow() {
+    // A chain of one-letter directories never reaches PATH_MAX when opened relative to its
+    // parent; the walk recurses per level, so without a limit it would abort the process.
+    let dir = setup();
+    let limit = cookbook::context::MAX_DEPTH;
+    let mut deepest = dir.path().join("ctx");
+    for level in 1..=limit {
+        deepest.push("a");
+        fs::create_dir(&deepest).unwrap();
+        // Files beside each level make the walk split into parallel tasks, as in real trees.
+        fs::write(deepest.join("f"), level.to_string()).unwrap();
+        fs::write(deepest.join("g"), "g").unwrap();
+    }
+    let at_limit = run(dir.path(), &["hash", "d"]);
+    assert_eq!(
+        at_limit.status.code(),
+        Some(0),
+        "{limit} levels are allowed"
+    );
+
+    fs::create_dir(deepest.join("a")).unwrap();
+    let past = run(dir.path(), &["hash", "d"]);
+    assert_eq!(past.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&past.stderr);
+    assert!(
+        stderr.contains(&format!(
+            "/a/a: directories nest more than {limit} deep; a build context cannot go deeper"
+        )),
+        "{stderr}"
+    );
+}

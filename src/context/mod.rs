@@ -24,7 +24,8 @@ mod walk;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-pub use walk::list;
+pub(crate) use walk::on_walk_threads;
+pub use walk::{list, MAX_DEPTH};
 
 use crate::model::{ContainerKind, Cookbook, Name, RelPath};
 
@@ -170,6 +171,8 @@ pub enum ContextError {
     Missing { what: &'static str, path: PathBuf },
     #[error("{}: changed while the build context was being written; run again", path.display())]
     Changed { path: PathBuf },
+    #[error("{}: directories nest more than {limit} deep; a build context cannot go deeper", path.display())]
+    TooDeep { path: PathBuf, limit: usize },
 }
 
 /// The context plan of a container. Pure. `dockerfile_text` is the generated Dockerfile for

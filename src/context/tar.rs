@@ -74,7 +74,7 @@ pub fn write<W: Write>(entries: &[Entry], digests: &[[u8; 32]], out: W) -> Resul
             }
             EntrySource::Disk { .. } => {
                 let path = &entry.disk_path().expect("a file on disk");
-                let file = std::fs::File::open(path).map_err(|e| io_err(path, e))?;
+                let file = crate::hash::open_regular(path)?;
                 let mut reader = Checked {
                     inner: file.take(entry.size),
                     hasher: Sha256::new(),

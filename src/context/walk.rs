@@ -107,7 +107,13 @@ fn list_tree(base: &Path, tree: &Tree, out: &mut Vec<Entry>) -> Result<(), Conte
         OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
         Mode::empty(),
     )
-    .map_err(|_| missing())?;
+    .map_err(|e| match e {
+        rustix::io::Errno::NOENT | rustix::io::Errno::NOTDIR => missing(),
+        e => ContextError::Io {
+            path: root.clone(),
+            source: e.into(),
+        },
+    })?;
     let ignore_path = root.join(".dockerignore");
     let mut ignore = match std::fs::read(&ignore_path) {
         Ok(bytes) => DockerIgnore::parse(&String::from_utf8_lossy(&bytes)).map_err(|source| {
@@ -137,7 +143,7 @@ fn list_tree(base: &Path, tree: &Tree, out: &mut Vec<Entry>) -> Result<(), Conte
             tree.prefix.len() + 1
         },
     };
-    let chunks = walk.walk(fd.as_fd(), &root, &tree.prefix)?;
+    let chunks = on_walk_threads(|| walk.walk(fd.as_fd(), &root, &tree.prefix, 0))?;
     out.reserve(chunks.iter().map(Vec::len).sum());
     for chunk in chunks {
         out.extend(chunk);
@@ -149,6 +155,35 @@ fn list_tree(base: &Path, tree: &Tree, out: &mut Vec<Entry>) -> Result<(), Conte
 /// appending entries into their parent's vector, so each entry is moved once, at the end, however
 /// deep it lies.
 type Chunks = Vec<Vec<Entry>>;
+
+/// How deep directories may nest below a tree's root. The walk recurses once per level, so
+/// without a limit a pathological tree (a chain of thousands of one-letter directories, which
+/// `openat` reaches without ever hitting `PATH_MAX`) would overflow the stack and abort.
+pub const MAX_DEPTH: usize = 1024;
+
+/// The walk's threads: rayon's default 2 MiB stacks hold only a few hundred levels of the
+/// recursion in a debug build, so the walk runs on threads with room for `MAX_DEPTH` (the
+/// memory is reserved, not committed: only the pages a deep walk touches are used).
+fn pool() -> Option<&'static rayon::ThreadPool> {
+    static POOL: OnceLock<Option<rayon::ThreadPool>> = OnceLock::new();
+    POOL.get_or_init(|| {
+        rayon::ThreadPoolBuilder::new()
+            .thread_name(|i| format!("cookbook-walk-{i}"))
+            .stack_size(64 << 20)
+            .build()
+            .ok()
+    })
+    .as_ref()
+}
+
+/// Runs `f` on the walk's threads (on the caller's when they cannot be started; the depth
+/// limit is then the only guard, and it holds for release builds' smaller frames).
+pub(crate) fn on_walk_threads<R: Send>(f: impl FnOnce() -> R + Send) -> R {
+    match pool() {
+        Some(pool) => pool.install(f),
+        None => f(),
+    }
+}
 
 /// Files of one directory handled by one task: a cached file costs a few microseconds (one
 /// `stat`), so smaller tasks cost more in rayon's stealing and waking than they save.
@@ -244,6 +279,8 @@ struct Dir<'a> {
     fd: BorrowedFd<'a>,
     /// Its path on disk.
     abs: &'a Path,
+    /// How many levels below the tree's root it is.
+    depth: usize,
     /// Its path in the context.
     path: &'a str,
     children: Children,
@@ -266,7 +303,13 @@ impl TreeWalk<'_> {
     /// Sibling directories are walked in parallel, and a directory's files in runs of
     /// `FILES_PER_TASK`; rayon's ordered collect keeps the listing sorted, so `list` does not
     /// sort 100,000 entries again.
-    fn walk(&self, fd: BorrowedFd<'_>, abs: &Path, dir: &str) -> Result<Chunks, ContextError> {
+    fn walk(
+        &self,
+        fd: BorrowedFd<'_>,
+        abs: &Path,
+        dir: &str,
+        depth: usize,
+    ) -> Result<Chunks, ContextError> {
         let children = read_children(fd).map_err(|e| ContextError::Io {
             path: abs.to_path_buf(),
             source: e,
@@ -288,6 +331,7 @@ impl TreeWalk<'_> {
         let here = Dir {
             fd,
             abs,
+            depth,
             path: dir,
             children,
             shared: OnceLock::new(),
@@ -314,6 +358,7 @@ impl TreeWalk<'_> {
         let Dir {
             fd,
             abs: dir_abs,
+            depth,
             path: dir,
             children,
             shared: shared_dir,
@@ -353,6 +398,12 @@ impl TreeWalk<'_> {
             if excluded && self.ignore.can_prune(rel) {
                 return Ok(());
             }
+            if *depth >= MAX_DEPTH {
+                return Err(ContextError::TooDeep {
+                    path: abs(),
+                    limit: MAX_DEPTH,
+                });
+            }
             let sub = rustix::fs::openat(
                 fd,
                 children.c_name(i),
@@ -361,7 +412,7 @@ impl TreeWalk<'_> {
             )
             .map_err(io_err)?;
             let sub: OwnedFd = sub;
-            out.extend(self.walk(sub.as_fd(), &abs(), &path)?);
+            out.extend(self.walk(sub.as_fd(), &abs(), &path, depth + 1)?);
             return Ok(());
         }
         if excluded {

@@ -20,6 +20,27 @@ thread_local! {
     static BUFFER: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
 }
 
+/// Opens a file listed as regular, refusing it if it has become something else since: opened
+/// non-blocking, so that a file swapped for a FIFO after the walk cannot block the open, and
+/// checked with `fstat` before any read.
+pub(crate) fn open_regular(path: &std::path::Path) -> Result<std::fs::File, ContextError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32)
+        .open(path)
+        .map_err(|source| ContextError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+    match file.metadata() {
+        Ok(meta) if meta.is_file() => Ok(file),
+        _ => Err(ContextError::Changed {
+            path: path.to_path_buf(),
+        }),
+    }
+}
+
 /// The SHA-256 of a file that must be `expected_size` bytes long.
 ///
 /// A short read from a regular file means end of file, so a file whose last read came back
@@ -31,7 +52,7 @@ fn sha256_file(path: &std::path::Path, expected_size: u64) -> Result<[u8; 32], C
         path: path.to_path_buf(),
         source,
     };
-    let mut file = std::fs::File::open(path).map_err(io_err)?;
+    let mut file = open_regular(path)?;
     BUFFER.with_borrow_mut(|buf| {
         // One byte more than expected (up to BUF), so that a file that grew shows in one read.
         let want = usize::try_from(expected_size)

@@ -33,6 +33,7 @@ use sha2::{Digest, Sha256};
 
 pub use diff::{diff, Change};
 pub use digest::digest_entries;
+pub(crate) use digest::open_regular;
 
 use crate::context::{self, dockerfile, ContextError, ContextPlan, Entry, EntryKind};
 use crate::graph::Plan;
@@ -333,12 +334,10 @@ impl Fingerprint {
     fn compute_hash(&self) -> String {
         const BATCH: usize = 4096;
         let write = |first: usize, out: &mut Vec<u8>| {
-            let records = self
-                .entries
+            let end = (first + BATCH).min(self.entries.len());
+            let records = self.entries[first..end]
                 .iter()
-                .zip(&self.digests)
-                .skip(first)
-                .take(BATCH);
+                .zip(&self.digests[first..end]);
             for (i, (e, d)) in records.enumerate() {
                 push_record(out, first + i == 0, &e.path, e.kind, d, e.size);
             }
@@ -368,12 +367,16 @@ pub fn fingerprint_plan(
     base: &Path,
     cache: &StatCache,
 ) -> Result<BTreeMap<Name, Fingerprint>, ContextError> {
-    let mut done: BTreeMap<Name, Fingerprint> = BTreeMap::new();
-    for name in plan.order() {
-        let fp = fingerprint(cookbook, name, base, cache, &done)?;
-        done.insert(name.clone(), fp);
-    }
-    Ok(done)
+    // On the walk's threads (see `context::on_walk_threads`), so that listing and hashing share
+    // one pool instead of starting rayon's global one as well.
+    context::on_walk_threads(|| {
+        let mut done: BTreeMap<Name, Fingerprint> = BTreeMap::new();
+        for name in plan.order() {
+            let fp = fingerprint(cookbook, name, base, cache, &done)?;
+            done.insert(name.clone(), fp);
+        }
+        Ok(done)
+    })
 }
 
 /// Fingerprints one container whose build-time parents are already in `parents`.

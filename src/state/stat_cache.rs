@@ -24,7 +24,8 @@
 //! (A hash index built at load took 47 ms of a 400 ms warm run; see docs/BENCHMARKS.md.)
 //!
 //! Records do not pile up: saving drops the records under a directory that this run walked whole
-//! (`cover`) and did not find again — deleted, renamed or newly ignored files.
+//! (`cover`), did not look up, and whose files are gone (deleted or renamed). Records of files
+//! this walk ignored but that still exist are kept: another context may hash them.
 
 use std::io::Write;
 use std::os::unix::ffi::OsStrExt;
@@ -455,8 +456,20 @@ impl StatCache {
         let below = |dir: &[u8], path: &[u8]| {
             dir.is_empty() || (path.starts_with(dir) && path.get(dir.len()) == Some(&b'/'))
         };
+        // A record not looked up below a walked directory is dropped once its file is gone. One
+        // that still exists was ignored by this walk's `.dockerignore` but may serve another
+        // context (or another cookbook file in the same directory): it stays.
+        let base = Path::new(std::ffi::OsStr::from_bytes(&self.base));
+        let gone = |key: &[u8]| {
+            let key = Path::new(std::ffi::OsStr::from_bytes(key));
+            std::fs::symlink_metadata(base.join(key)).is_err()
+        };
         let keep: Vec<usize> = (0..old.offsets.len())
-            .filter(|&i| old.was_seen(i) || !covered.iter().any(|d| below(d, old.path(i))))
+            .filter(|&i| {
+                old.was_seen(i)
+                    || !covered.iter().any(|d| below(d, old.path(i)))
+                    || !gone(old.path(i))
+            })
             .collect();
         if fresh.is_empty() && keep.len() == old.offsets.len() {
             return Ok(());
@@ -723,6 +736,31 @@ mod tests {
         assert!(get(&c, "/r/apple", &key(0)).is_some());
         c.save().unwrap();
         assert_eq!(load().loaded().offsets.len(), 1);
+    }
+
+    #[test]
+    fn records_of_files_a_walk_ignored_but_that_exist_are_kept() {
+        // Another context (or cookbook file) may hash what this walk's .dockerignore left out.
+        let state = tempfile::tempdir().unwrap();
+        let base = tempfile::tempdir().unwrap();
+        std::fs::create_dir(base.path().join("svc")).unwrap();
+        std::fs::write(base.path().join("svc/kept"), "k").unwrap();
+        let t = 10 * RACY_WINDOW_NS;
+        let load = || StatCache::load(state.path(), base.path());
+        let mut c = load();
+        c.insert(&base.path().join("svc"), "kept", key(0), t, [1; 32]);
+        c.insert(&base.path().join("svc"), "gone", key(0), t, [2; 32]);
+        c.save().unwrap();
+        let mut c = load();
+        c.cover(base.path());
+        c.save().unwrap();
+        let c = load();
+        assert!(c
+            .get(&base.path().join("svc"), "kept", &key(0), &mut 0)
+            .is_some());
+        assert!(c
+            .get(&base.path().join("svc"), "gone", &key(0), &mut 0)
+            .is_none());
     }
 
     #[test]
