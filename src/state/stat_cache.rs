@@ -379,21 +379,9 @@ impl StatCache {
             .then_some(r.sha256)
     }
 
-    /// Records the digest of the file `name` in `dir`, computed from a read that started at
-    /// `hashed_at_ns`.
-    pub fn insert(
-        &self,
-        dir: &Path,
-        name: &str,
-        key: StatKey,
-        hashed_at_ns: i64,
-        sha256: [u8; 32],
-    ) {
-        self.insert_all([(dir, name, key, hashed_at_ns, sha256)]);
-    }
-
-    /// Records many digests under one lock: the hashing workers collect theirs and hand them over
-    /// once, instead of taking the lock per file.
+    /// Records the digests of files `name` in `dir`, each computed from a read that started at
+    /// its `hashed_at_ns`. One lock for all: the hashing workers collect theirs and hand them
+    /// over once, instead of taking the lock per file.
     pub fn insert_all<'p>(
         &self,
         digests: impl IntoIterator<Item = (&'p Path, &'p str, StatKey, i64, [u8; 32])>,
@@ -559,7 +547,7 @@ mod tests {
 
     fn put(c: &StatCache, path: &str, k: StatKey, at: i64, sha256: [u8; 32]) {
         let (dir, name) = split(path);
-        c.insert(dir, name, k, at, sha256);
+        c.insert_all([(dir, name, k, at, sha256)]);
     }
 
     fn cache_file(state: &Path) -> PathBuf {
@@ -617,7 +605,7 @@ mod tests {
         let dotted = abs.join("sub").join("..");
         std::fs::create_dir(abs.join("sub")).unwrap();
         let mut c = StatCache::load(state.path(), &abs);
-        c.insert(&abs, "f", key(0), 5 * RACY_WINDOW_NS, [9; 32]);
+        c.insert_all([(abs.as_path(), "f", key(0), 5 * RACY_WINDOW_NS, [9; 32])]);
         c.save().unwrap();
         let c = StatCache::load(state.path(), &dotted);
         assert_eq!(
@@ -748,8 +736,20 @@ mod tests {
         let t = 10 * RACY_WINDOW_NS;
         let load = || StatCache::load(state.path(), base.path());
         let mut c = load();
-        c.insert(&base.path().join("svc"), "kept", key(0), t, [1; 32]);
-        c.insert(&base.path().join("svc"), "gone", key(0), t, [2; 32]);
+        c.insert_all([(
+            base.path().join("svc").as_path(),
+            "kept",
+            key(0),
+            t,
+            [1; 32],
+        )]);
+        c.insert_all([(
+            base.path().join("svc").as_path(),
+            "gone",
+            key(0),
+            t,
+            [2; 32],
+        )]);
         c.save().unwrap();
         let mut c = load();
         c.cover(base.path());
