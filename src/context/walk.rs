@@ -15,7 +15,6 @@ use std::ffi::CStr;
 use std::mem::MaybeUninit;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::sync::{Arc, OnceLock};
 
@@ -25,26 +24,10 @@ use rustix::fs::{AtFlags, FileType, Mode, OFlags, RawDir};
 use super::dockerignore::DockerIgnore;
 use super::{ContextError, ContextPlan, Entry, EntryKind, EntrySource, StatKey, Tree};
 
-pub fn stat_key(meta: &std::fs::Metadata) -> StatKey {
-    StatKey {
-        size: meta.len(),
-        mtime_ns: meta
-            .mtime()
-            .saturating_mul(1_000_000_000)
-            .saturating_add(meta.mtime_nsec()),
-        ctime_ns: meta
-            .ctime()
-            .saturating_mul(1_000_000_000)
-            .saturating_add(meta.ctime_nsec()),
-        ino: meta.ino(),
-        dev: meta.dev(),
-    }
-}
-
-/// The same key from a raw `stat` (same fields as `std::fs::Metadata`'s, which wraps one).
+/// The stat cache's key for a file, from its `lstat`.
 // The casts are no-ops on x86_64 but not on every target (`st_dev`, `st_size` differ).
 #[allow(clippy::unnecessary_cast)]
-fn raw_stat_key(st: &rustix::fs::Stat) -> StatKey {
+fn stat_key(st: &rustix::fs::Stat) -> StatKey {
     let ns = |s: i64, n: i64| s.saturating_mul(1_000_000_000).saturating_add(n);
     StatKey {
         size: st.st_size as u64,
@@ -55,8 +38,9 @@ fn raw_stat_key(st: &rustix::fs::Stat) -> StatKey {
     }
 }
 
-fn kind_of(meta: &std::fs::Metadata) -> EntryKind {
-    if meta.mode() & 0o100 != 0 {
+/// A regular file's kind: the owner's executable bit is the only mode bit kept.
+fn kind_of(st: &rustix::fs::Stat) -> EntryKind {
+    if st.st_mode & 0o100 != 0 {
         EntryKind::Executable
     } else {
         EntryKind::File
@@ -460,16 +444,12 @@ impl TreeWalk<'_> {
             out,
             Entry {
                 path,
-                kind: if st.st_mode & 0o100 != 0 {
-                    EntryKind::Executable
-                } else {
-                    EntryKind::File
-                },
+                kind: kind_of(&st),
                 size: st.st_size as u64,
                 source: EntrySource::Disk {
                     dir: shared_dir.get_or_init(|| Arc::from(*dir_abs)).clone(),
                     name: None,
-                    stat: raw_stat_key(&st),
+                    stat: stat_key(&st),
                 },
             },
         );
@@ -497,11 +477,11 @@ pub fn list(base: &Path, plan: &ContextPlan) -> Result<Vec<Entry>, ContextError>
     }
     for (path, rel) in &plan.files {
         let real = rel.under(base);
-        let meta = std::fs::symlink_metadata(&real).map_err(|source| ContextError::Io {
+        let st = rustix::fs::lstat(&real).map_err(|e| ContextError::Io {
             path: real.clone(),
-            source,
+            source: e.into(),
         })?;
-        if !meta.is_file() {
+        if FileType::from_raw_mode(st.st_mode) != FileType::RegularFile {
             return Err(ContextError::Missing {
                 what: "file",
                 path: real,
@@ -518,12 +498,12 @@ pub fn list(base: &Path, plan: &ContextPlan) -> Result<Vec<Entry>, ContextError>
         };
         entries.push(Entry {
             path: path.clone(),
-            kind: kind_of(&meta),
-            size: meta.len(),
+            kind: kind_of(&st),
+            size: st.st_size as u64,
             source: EntrySource::Disk {
                 dir: Arc::from(dir),
                 name: Some(Box::from(name)),
-                stat: stat_key(&meta),
+                stat: stat_key(&st),
             },
         });
     }
