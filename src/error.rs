@@ -49,6 +49,17 @@ pub enum Error {
         source: std::io::Error,
     },
 
+    #[error("cannot write {}: {source}", path.display())]
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+
+    /// `diff` found this many differences: the normal "they differ" answer, already printed in
+    /// full, so no error line follows (exit 1, as diff(1)).
+    #[error("{0} difference(s)")]
+    Differences(usize),
+
     /// A well-formed request that does not fit the cookbook (an unknown site or container).
     #[error("{message}")]
     Usage {
@@ -129,7 +140,7 @@ impl Error {
             | Error::Usage { .. }
             | Error::Context(_)
             | Error::Reference(_) => EXIT_INVALID,
-            Error::Failed(_) => EXIT_FAILED,
+            Error::Failed(_) | Error::Write { .. } | Error::Differences(_) => EXIT_FAILED,
             Error::Engine(e) => engine_exit_code(e),
             Error::Registry(e) => registry_exit_code(e),
             Error::Apply(e) => match e {

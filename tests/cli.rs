@@ -37,7 +37,7 @@ fn help_lists_the_exit_codes() {
 fn help_documents_the_commands_and_options() {
     let run = run_in(&repo_root(), &["--help"]);
     run.assert_code(0);
-    for word in ["validate", "plan", "-f, --file <FILE>", "cookbook.json"] {
+    for word in ["validate", "plan", "-f, --file <PATH>", "cookbook.json"] {
         assert!(
             run.stdout.contains(word),
             "help lacks {word:?}\n{}",

@@ -5,13 +5,18 @@
 
 pub mod sync;
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
 
 mod apply;
+mod diff;
+pub mod locate;
+mod output;
 mod verify;
+
+pub use locate::CookbookArg;
 
 use std::collections::BTreeMap;
 
@@ -19,22 +24,24 @@ use crate::context;
 use crate::diagnostic::Rendered;
 use crate::error::{Error, EXIT_CODES_HELP, EXIT_OK};
 use crate::graph::{render_dot, render_json, render_text, Plan};
-use crate::hash::{self, Fingerprint, HashManifest};
+use crate::hash::{self, Fingerprint};
 use crate::model::{Cookbook, Name};
 use crate::state::{self, stat_cache::StatCache};
 
 #[derive(Debug, Parser)]
 #[command(name = "cookbook", version, about = "Declarative, reproducible container-image builds", after_help = EXIT_CODES_HELP)]
 pub struct Cli {
-    /// The cookbook file.
-    #[arg(
-        short = 'f',
-        long = "file",
-        global = true,
-        default_value = "cookbook.json",
-        env = "COOKBOOK_FILE"
-    )]
-    pub file: PathBuf,
+    /// The cookbook: a file, a directory holding cookbook.json, or `-` for standard input
+    /// (also accepted after the subcommand, on the commands that read one)
+    #[arg(short = 'f', long = "file", value_name = "PATH")]
+    pub file: Option<PathBuf>,
+    /// When to colour diagnostics: `auto` colours a terminal unless NO_COLOR is set
+    /// (CLICOLOR_FORCE forces it)
+    #[arg(long, value_enum, global = true, default_value_t = ColorChoice::Auto, value_name = "WHEN")]
+    pub color: ColorChoice,
+    /// Print only errors and the command's result: no progress or summary lines on stderr
+    #[arg(short = 'q', long, global = true)]
+    pub quiet: bool,
 
     #[command(subcommand)]
     pub command: Command,
@@ -44,10 +51,19 @@ pub struct Cli {
 pub enum Command {
     /// Check the cookbook: syntax, schema, references, cycles. Prints every problem found.
     #[command(after_help = EXIT_CODES_HELP)]
-    Validate,
+    Validate {
+        #[command(flatten)]
+        cookbook: CookbookArg,
+        /// Output format: `json` prints one document with every problem
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
     /// Print the build and deploy plan: waves of containers, dependencies first.
     #[command(after_help = EXIT_CODES_HELP)]
     Plan {
+        #[command(flatten)]
+        cookbook: CookbookArg,
+        /// Output format: text, json, or Graphviz dot
         #[arg(long, value_enum, default_value_t = PlanFormat::Text)]
         format: PlanFormat,
         /// Keep only this federation site's containers and everything they need.
@@ -57,33 +73,81 @@ pub enum Command {
     /// Print each container's input hash (all containers, or the ones named).
     #[command(after_help = EXIT_CODES_HELP)]
     Hash {
+        #[command(flatten)]
+        cookbook: CookbookArg,
+        /// Output format
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
+        /// Containers to hash [default: all]
+        #[arg(value_name = "CONTAINER")]
         containers: Vec<String>,
     },
     /// Print the hash manifest of a container: everything its input hash covers, as JSON.
     #[command(after_help = EXIT_CODES_HELP)]
-    Explain { container: String },
+    Explain {
+        #[command(flatten)]
+        cookbook: CookbookArg,
+        /// The container to explain
+        container: String,
+    },
     /// Write a container's deterministic build context (a tar) to a file, or `-` for stdout.
     #[command(after_help = EXIT_CODES_HELP)]
     Context {
+        #[command(flatten)]
+        cookbook: CookbookArg,
+        /// The container whose context to write
         container: String,
-        #[arg(short = 'o', long = "output")]
+        /// Where to write the tar: a file, a directory (the tar is named CONTAINER.tar in it), or
+        /// `-` for standard output (refused on a terminal)
+        #[arg(short = 'o', long = "output", value_name = "PATH")]
         output: PathBuf,
     },
     /// Build, tag and push every container whose image does not exist yet, bottom-up; write
     /// cookbook.lock.
     #[command(after_help = EXIT_CODES_HELP)]
-    Apply(apply::ApplyArgs),
-    /// Explain why a hash changed: compare two `explain` documents.
+    Apply {
+        #[command(flatten)]
+        cookbook: CookbookArg,
+        #[command(flatten)]
+        args: apply::ApplyArgs,
+    },
+    /// Explain why a hash changed: compare two `explain` documents, or the working tree with a
+    /// git revision (`--rev`).
     #[command(
-        after_help = "Exit codes:\n  0  the two manifests are identical\n  1  they differ (each difference is printed)\n  2  invalid input"
+        after_help = "Exit codes:\n  0  no differences\n  1  differences (each is printed)\n  2  invalid input\n  3  an external service is unreachable"
     )]
-    Diff { a: PathBuf, b: PathBuf },
+    Diff(diff::DiffArgs),
     /// Pull the master cookbook from git and keep this site on its last good revision.
     Sync(sync::SyncArgs),
     /// Check cookbook.lock (and the registry) against what the sources produce, and say why not.
-    Verify(verify::VerifyArgs),
+    Verify {
+        #[command(flatten)]
+        cookbook: CookbookArg,
+        #[command(flatten)]
+        args: verify::VerifyArgs,
+    },
+    /// Print the JSON Schema of a cookbook format version (the one bundled in this binary).
+    Schema {
+        /// The format version [default: the latest]
+        #[arg(long = "version", value_name = "VERSION")]
+        format_version: Option<String>,
+    },
+    /// Remove the state directory (stat cache, saved explain documents, left-over temporary
+    /// files). Nothing in it changes a hash, a plan or an image.
+    Clean {
+        #[command(flatten)]
+        cookbook: CookbookArg,
+        /// Say what would be removed, remove nothing
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions {
+        /// The shell to complete for
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff), e.g. `cookbook man | man -l -`.
+    Man,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -97,6 +161,13 @@ pub enum PlanFormat {
     Text,
     Json,
     Dot,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ColorChoice {
+    Auto,
+    Always,
+    Never,
 }
 
 /// Runs the CLI with the process's arguments and streams; returns the exit code.
@@ -113,55 +184,133 @@ pub fn main() -> i32 {
             };
         }
     };
+    let choice = match cli.color {
+        // anstream's auto mode reads NO_COLOR, CLICOLOR_FORCE and whether stderr is a terminal.
+        ColorChoice::Auto => anstream::ColorChoice::Auto,
+        ColorChoice::Always => anstream::ColorChoice::Always,
+        ColorChoice::Never => anstream::ColorChoice::Never,
+    };
     let stdout = std::io::stdout();
-    let stderr = std::io::stderr();
-    run(cli, &mut stdout.lock(), &mut stderr.lock())
+    let mut err = anstream::AutoStream::new(std::io::stderr().lock(), choice);
+    run(cli, &mut stdout.lock(), &mut err)
 }
 
 pub fn run(cli: Cli, out: &mut dyn Write, err: &mut dyn Write) -> i32 {
-    match execute(&cli, out, err) {
+    let quiet = cli.quiet;
+    let mut info_sink = std::io::sink();
+    let info: &mut dyn Write = if quiet { &mut info_sink } else { &mut *err };
+    let result = execute(&cli, out, info);
+    match result {
         Ok(()) => EXIT_OK,
         Err(e) => {
+            // `info` borrowed `err` mutably only for the call above.
             report(&e, err);
+            // `diff`'s differences are its answer, already printed as the document.
+            if cli.command.json_output() && !matches!(e, Error::Differences(_)) {
+                let _ = out.write_all(output::error_document(&e).as_bytes());
+            }
             e.exit_code()
         }
     }
 }
 
+impl Command {
+    /// Whether the command reads a cookbook file (and so takes `-f`).
+    fn reads_cookbook(&self) -> bool {
+        match self {
+            Command::Diff(args) => args.rev.is_some(),
+            Command::Sync(_)
+            | Command::Schema { .. }
+            | Command::Completions { .. }
+            | Command::Man => false,
+            _ => true,
+        }
+    }
+
+    fn name(&self) -> &'static str {
+        match self {
+            Command::Validate { .. } => "validate",
+            Command::Plan { .. } => "plan",
+            Command::Hash { .. } => "hash",
+            Command::Explain { .. } => "explain",
+            Command::Context { .. } => "context",
+            Command::Apply { .. } => "apply",
+            Command::Diff(_) => "diff",
+            Command::Sync(_) => "sync",
+            Command::Verify { .. } => "verify",
+            Command::Schema { .. } => "schema",
+            Command::Clean { .. } => "clean",
+            Command::Completions { .. } => "completions",
+            Command::Man => "man",
+        }
+    }
+
+    /// Whether the command was asked for `--format json` (then a failure is a JSON document on
+    /// stdout too, so CI always has something structured to read).
+    fn json_output(&self) -> bool {
+        match self {
+            Command::Validate { format, .. } | Command::Hash { format, .. } => {
+                *format == Format::Json
+            }
+            Command::Plan { format, .. } => matches!(format, PlanFormat::Json),
+            Command::Apply { args, .. } => args.format == Format::Json,
+            Command::Verify { args, .. } => args.format == Format::Json,
+            Command::Diff(args) => args.format == Format::Json,
+            Command::Sync(args) => args.json_output(),
+            Command::Explain { .. } => true,
+            Command::Context { .. }
+            | Command::Schema { .. }
+            | Command::Clean { .. }
+            | Command::Completions { .. }
+            | Command::Man => false,
+        }
+    }
+}
+
 fn report(e: &Error, err: &mut dyn Write) {
+    let error = anstyle::Style::new()
+        .bold()
+        .fg_color(Some(anstyle::AnsiColor::Red.into()));
     match e {
         Error::Invalid { file, diagnostics } => {
             for d in diagnostics {
                 let _ = writeln!(
                     err,
                     "{}",
-                    Rendered {
+                    output::styled_diagnostic(&Rendered {
                         file,
                         diagnostic: d
-                    }
+                    })
                 );
             }
-            let _ = writeln!(err, "error: {e}");
+            let _ = writeln!(err, "{error}error{error:#}: {e}");
         }
+        // The output already said everything (`diff` found differences).
+        Error::Differences(_) => {}
         Error::Usage {
             help: Some(help), ..
         } => {
-            let _ = writeln!(err, "error: {e}\n  help: {help}");
+            let _ = writeln!(err, "{error}error{error:#}: {e}\n  help: {help}");
         }
         _ => {
-            let _ = writeln!(err, "error: {e}");
+            let _ = writeln!(err, "{error}error{error:#}: {e}");
         }
     }
 }
 
-/// Reads and checks a cookbook file.
+/// Reads and checks a cookbook file (standard input when it is `-f -`'s stand-in).
 pub fn load(path: &Path) -> Result<Cookbook, Error> {
-    let bytes = std::fs::read(path).map_err(|source| Error::Read {
-        path: path.to_path_buf(),
-        source,
-    })?;
+    let bytes = match locate::stdin_bytes(path) {
+        Some(b) => std::borrow::Cow::Borrowed(b),
+        None => std::fs::read(path)
+            .map(std::borrow::Cow::Owned)
+            .map_err(|source| Error::Read {
+                path: path.to_path_buf(),
+                source,
+            })?,
+    };
     Cookbook::parse(&bytes).map_err(|diagnostics| Error::Invalid {
-        file: path.display().to_string(),
+        file: locate::display_name(path),
         diagnostics,
     })
 }
@@ -234,37 +383,42 @@ pub fn fingerprints(
     Ok(prints)
 }
 
-fn read_manifest(path: &Path) -> Result<HashManifest, Error> {
-    let bytes = std::fs::read(path).map_err(|source| Error::Read {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    serde_json::from_slice(&bytes).map_err(|e| Error::Usage {
-        message: format!(
-            "{}:{}:{}: not a hash manifest: {e}",
-            path.display(),
-            e.line(),
-            e.column()
-        ),
-        help: Some("produce one with `cookbook explain CONTAINER > FILE`".to_owned()),
-    })
-}
-
 fn execute(cli: &Cli, out: &mut dyn Write, err: &mut dyn Write) -> Result<(), Error> {
+    if cli.file.is_some() && !cli.command.reads_cookbook() {
+        return Err(Error::Usage {
+            message: format!(
+                "`cookbook {}` does not read a cookbook file: -f/--file has no effect here",
+                cli.command.name()
+            ),
+            help: Some(match &cli.command {
+                Command::Sync(_) => {
+                    "sync takes the cookbook from the remote: name it with --path".to_owned()
+                }
+                _ => "remove -f".to_owned(),
+            }),
+        });
+    }
     match &cli.command {
-        Command::Hash { format, containers } => {
-            let cookbook = load(&cli.file)?;
+        Command::Hash {
+            cookbook,
+            format,
+            containers,
+        } => {
+            let file = cookbook.resolve(cli.file.as_deref())?;
+            let cookbook = load(&file)?;
             let wanted = containers_named(&cookbook, containers)?;
             let plan = if wanted.is_empty() {
                 cookbook.plan.clone()
             } else {
                 cookbook.plan.restrict(&wanted)
             };
-            let prints = fingerprints(&cli.file, &cookbook, &plan)?;
+            let prints = fingerprints(&file, &cookbook, &plan)?;
+            // Each container once, in the order first named (`hash api api` prints api once).
+            let mut seen = std::collections::BTreeSet::new();
             let shown: Vec<&Name> = if wanted.is_empty() {
                 prints.keys().collect()
             } else {
-                wanted.iter().collect()
+                wanted.iter().filter(|n| seen.insert(*n)).collect()
             };
             match format {
                 Format::Text => {
@@ -286,22 +440,58 @@ fn execute(cli: &Cli, out: &mut dyn Write, err: &mut dyn Write) -> Result<(), Er
             std::mem::forget(prints);
             Ok(())
         }
-        Command::Explain { container } => {
-            let cookbook = load(&cli.file)?;
+        Command::Explain {
+            cookbook,
+            container,
+        } => {
+            let file = cookbook.resolve(cli.file.as_deref())?;
+            let cookbook = load(&file)?;
             let name = containers_named(&cookbook, std::slice::from_ref(container))?.remove(0);
-            let prints = fingerprints(&cli.file, &cookbook, &cookbook.plan.restrict([&name]))?;
+            let prints = fingerprints(&file, &cookbook, &cookbook.plan.restrict([&name]))?;
             let _ = out.write_all(prints[&name].manifest().to_pretty_json().as_bytes());
             Ok(())
         }
-        Command::Context { container, output } => {
-            let cookbook = load(&cli.file)?;
+        Command::Context {
+            cookbook,
+            container,
+            output,
+        } => {
+            let file = cookbook.resolve(cli.file.as_deref())?;
+            let to_stdout = output.as_os_str() == "-";
+            if to_stdout && std::io::stdout().is_terminal() {
+                return Err(Error::Usage {
+                    message: "refusing to write a tar archive to a terminal".to_owned(),
+                    help: Some(format!(
+                        "redirect it (`cookbook context {container} -o - > {container}.tar`) or \
+                         name a file with `-o`"
+                    )),
+                });
+            }
+            let cookbook = load(&file)?;
             let name = containers_named(&cookbook, std::slice::from_ref(container))?.remove(0);
-            let prints = fingerprints(&cli.file, &cookbook, &cookbook.plan.restrict([&name]))?;
+            let output = if !to_stdout && output.is_dir() {
+                output.join(format!("{name}.tar"))
+            } else {
+                output.clone()
+            };
+            if let Some(parent) = output.parent().filter(|p| !p.as_os_str().is_empty()) {
+                if !to_stdout && !parent.is_dir() {
+                    return Err(Error::Usage {
+                        message: format!(
+                            "cannot write {}: the directory {} does not exist",
+                            output.display(),
+                            parent.display()
+                        ),
+                        help: Some("create it first, or name an existing directory".to_owned()),
+                    });
+                }
+            }
+            let prints = fingerprints(&file, &cookbook, &cookbook.plan.restrict([&name]))?;
             let fp = &prints[&name];
-            if output.as_os_str() == "-" {
+            if to_stdout {
                 context::tar::write(&fp.entries, &fp.digests, std::io::BufWriter::new(&mut *out))?;
             } else {
-                context::tar::write_file(&fp.entries, &fp.digests, output, true)?;
+                context::tar::write_file(&fp.entries, &fp.digests, &output, true)?;
                 let bytes: u64 = fp.entries.iter().map(|e| e.size).sum();
                 let _ = writeln!(
                     err,
@@ -313,41 +503,51 @@ fn execute(cli: &Cli, out: &mut dyn Write, err: &mut dyn Write) -> Result<(), Er
             }
             Ok(())
         }
-        Command::Apply(args) => apply::run(&cli.file, args, out),
-        Command::Verify(args) => verify::run(&cli.file, args, out, err),
-        Command::Diff { a, b } => {
-            let (ma, mb) = (read_manifest(a)?, read_manifest(b)?);
-            let changes = hash::diff(&ma, &mb);
-            if changes.is_empty() {
-                let _ = writeln!(out, "identical: {}", ma.input_hash);
-                return Ok(());
-            }
-            let _ = writeln!(
-                out,
-                "{}: {} → {}",
-                ma.container, ma.input_hash, mb.input_hash
-            );
-            for c in &changes {
-                let _ = writeln!(out, "  {c}");
-            }
-            Err(Error::Failed(format!("{} difference(s)", changes.len())))
+        Command::Apply { cookbook, args } => {
+            apply::run(&cookbook.resolve(cli.file.as_deref())?, args, out)
         }
-        Command::Validate => {
-            let cookbook = load(&cli.file)?;
-            let _ = writeln!(
-                err,
-                "{}: ok (format {}, {} in {}, {}, {})",
-                cli.file.display(),
-                cookbook.manifest_version,
-                count(cookbook.containers.len(), "container"),
-                count(cookbook.plan.waves().len(), "wave"),
-                count(cookbook.applications.len(), "application"),
-                count(cookbook.sites.len(), "site")
-            );
+        Command::Verify { cookbook, args } => {
+            verify::run(&cookbook.resolve(cli.file.as_deref())?, args, out, err)
+        }
+        Command::Diff(args) => diff::run(args, cli.file.as_deref(), out),
+        Command::Validate { cookbook, format } => {
+            let file = cookbook.resolve(cli.file.as_deref())?;
+            let cookbook = load(&file)?;
+            match format {
+                Format::Text => {
+                    let _ = writeln!(
+                        err,
+                        "{}: ok (format {}, {} in {}, {}, {})",
+                        locate::display_name(&file),
+                        cookbook.manifest_version,
+                        count(cookbook.containers.len(), "container"),
+                        count(cookbook.plan.waves().len(), "wave"),
+                        count(cookbook.applications.len(), "application"),
+                        count(cookbook.sites.len(), "site")
+                    );
+                }
+                Format::Json => {
+                    let doc = serde_json::json!({
+                        "result": "ok",
+                        "file": locate::display_name(&file),
+                        "manifest_version": cookbook.manifest_version.to_string(),
+                        "containers": cookbook.containers.len(),
+                        "waves": cookbook.plan.waves().len(),
+                        "applications": cookbook.applications.len(),
+                        "sites": cookbook.sites.len(),
+                        "errors": [],
+                    });
+                    let _ = writeln!(out, "{}", serde_json::to_string_pretty(&doc).expect("JSON"));
+                }
+            }
             Ok(())
         }
-        Command::Plan { format, site } => {
-            let cookbook = load(&cli.file)?;
+        Command::Plan {
+            cookbook,
+            format,
+            site,
+        } => {
+            let cookbook = load(&cookbook.resolve(cli.file.as_deref())?)?;
             let plan = site_plan(&cookbook, site.as_deref())?;
             let text = match format {
                 PlanFormat::Text => render_text(&plan),
@@ -358,6 +558,28 @@ fn execute(cli: &Cli, out: &mut dyn Write, err: &mut dyn Write) -> Result<(), Er
             Ok(())
         }
         Command::Sync(args) => sync::execute(args, out, err),
+        Command::Schema { format_version } => {
+            let _ = out.write_all(output::schema(format_version.as_deref())?.as_bytes());
+            Ok(())
+        }
+        Command::Clean { cookbook, dry_run } => {
+            output::clean(&cookbook.resolve(cli.file.as_deref())?, *dry_run, err)
+        }
+        Command::Completions { shell } => {
+            // Generated into memory: clap_complete panics when its writer fails (a closed pipe).
+            let mut script = Vec::new();
+            clap_complete::generate(*shell, &mut Cli::command(), "cookbook", &mut script);
+            let _ = out.write_all(&script);
+            Ok(())
+        }
+        Command::Man => {
+            let mut page = Vec::new();
+            clap_mangen::Man::new(Cli::command())
+                .render(&mut page)
+                .expect("rendering into memory cannot fail");
+            let _ = out.write_all(&page);
+            Ok(())
+        }
     }
 }
 

@@ -80,6 +80,19 @@ pub enum SyncAction {
     },
 }
 
+impl SyncArgs {
+    /// Whether the output is a JSON document (then a failure is one too).
+    pub fn json_output(&self) -> bool {
+        matches!(
+            &self.action,
+            Some(SyncAction::Status {
+                format: StatusFormat::Json,
+                ..
+            })
+        )
+    }
+}
+
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum StatusFormat {
     Text,
@@ -104,6 +117,7 @@ pub fn execute(args: &SyncArgs, out: &mut dyn Write, err: &mut dyn Write) -> Res
         None
     };
     let dir = StateDir::new(&args.state);
+    refuse_other_site(&dir, args.site.as_deref())?;
     let stop = install_signal_handlers()?;
     let me = Holder::me(command_line());
     let wait = if args.wait { Wait::Yes } else { Wait::No };
@@ -150,6 +164,33 @@ pub fn execute(args: &SyncArgs, out: &mut dyn Write, err: &mut dyn Write) -> Res
     });
     log(out, "stopped by a signal");
     Ok(())
+}
+
+/// A state directory serves one site: its checkout, record and applied revision are that site's.
+/// Syncing another site into it would say "up to date" and keep the first site's portion.
+fn refuse_other_site(dir: &StateDir, site: Option<&str>) -> Result<(), Error> {
+    let state = dir.read()?;
+    if state.current.is_none() || state.site.as_deref() == site {
+        return Ok(());
+    }
+    let name = |s: Option<&str>| match s {
+        Some(s) => format!("site `{s}`"),
+        None => "the whole cookbook (no --site)".to_owned(),
+    };
+    Err(Error::Usage {
+        message: format!(
+            "the sync state in {} was made for {}, not {}",
+            dir.root().display(),
+            name(state.site.as_deref()),
+            name(site)
+        ),
+        help: Some(format!(
+            "each site keeps its own state: pass `--state` with a new directory for {} \
+             (e.g. --state .cookbook/sync-{}), or the same --site as before",
+            name(site),
+            site.unwrap_or("all")
+        )),
+    })
 }
 
 fn options(args: &SyncArgs) -> Result<SyncOptions, Error> {

@@ -40,7 +40,7 @@ pub struct VerifyArgs {
 }
 
 /// Reads and checks a cookbook file from a revision, naming it `rev:path` in diagnostics.
-fn load_labelled(path: &Path, label: String) -> Result<Cookbook, Error> {
+pub(super) fn load_labelled(path: &Path, label: String) -> Result<Cookbook, Error> {
     let bytes = std::fs::read(path).map_err(|source| Error::Read {
         path: path.to_path_buf(),
         source,

@@ -41,7 +41,12 @@ impl Cookbook {
             }
         };
         if text.trim().is_empty() {
-            return Err(vec![Diagnostic::new("syntax/empty", "", "the file is empty")
+            let what = if text.is_empty() {
+                "the file is empty".to_owned()
+            } else {
+                format!("the file holds only whitespace ({} bytes)", text.len())
+            };
+            return Err(vec![Diagnostic::new("syntax/empty", "", what)
                 .located(Location { line: 1, column: 1 })
                 .with_help("a cookbook is a JSON object with at least `manifest_version`, `project` and `containers`")]);
         }
