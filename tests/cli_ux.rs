@@ -551,3 +551,39 @@ fn a_sync_state_serves_one_site() {
     );
     run.assert_code(0);
 }
+
+/// Every JSON document these tests produce matches the published output schema.
+#[test]
+fn json_outputs_match_the_output_schema() {
+    let schema: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(repo_root().join("schemas/cookbook-output.schema.json")).unwrap(),
+    )
+    .unwrap();
+    let validator = jsonschema::draft202012::new(&schema).expect("the output schema compiles");
+    let dir = shop();
+    let explain = run_in(dir.path(), &["explain", "api"]);
+    std::fs::write(dir.path().join("a.json"), &explain.stdout).unwrap();
+    let bad = tempfile::tempdir().unwrap();
+    std::fs::write(bad.path().join("cookbook.json"), "[1]").unwrap();
+    for (cwd, args) in [
+        (dir.path(), vec!["validate", "--format", "json"]),
+        (dir.path(), vec!["hash", "--format", "json"]),
+        (dir.path(), vec!["hash", "--format", "json", "nope"]),
+        (
+            dir.path(),
+            vec!["diff", "--format", "json", "a.json", "a.json"],
+        ),
+        (
+            dir.path(),
+            vec!["diff", "--format", "json", "a.json", "missing.json"],
+        ),
+        (bad.path(), vec!["validate", "--format", "json"]),
+        (bad.path(), vec!["plan", "--format", "json"]),
+    ] {
+        let run = run_in(cwd, &args);
+        let doc: serde_json::Value = serde_json::from_str(&run.stdout)
+            .unwrap_or_else(|e| panic!("not JSON ({e})\n{}", run.context()));
+        let problems: Vec<String> = validator.iter_errors(&doc).map(|e| e.to_string()).collect();
+        assert!(problems.is_empty(), "{problems:?}\n{}", run.context());
+    }
+}
