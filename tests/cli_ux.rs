@@ -587,3 +587,15 @@ fn json_outputs_match_the_output_schema() {
         assert!(problems.is_empty(), "{problems:?}\n{}", run.context());
     }
 }
+
+#[test]
+fn verify_without_a_lock_says_to_apply_first() {
+    let dir = shop();
+    let run = run_in(dir.path(), &["verify"]);
+    run.assert_code(2);
+    assert_eq!(
+        run.stderr,
+        "error: no lock file at cookbook.lock: run `cookbook apply` first, it builds the images \
+         and writes the lock\n"
+    );
+}

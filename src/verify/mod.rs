@@ -272,7 +272,7 @@ impl Report {
 pub enum VerifyError {
     #[error(transparent)]
     Lock(#[from] LockError),
-    #[error("no lock file at {}", path.display())]
+    #[error("no lock file at {}: run `cookbook apply` first, it builds the images and writes the lock", path.display())]
     NoLock { path: PathBuf },
     #[error("{}: the lock is for project `{lock}`, the cookbook is project `{cookbook}`", path.display())]
     ProjectMismatch {
