@@ -14,6 +14,16 @@ pub struct Location {
     pub column: usize,
 }
 
+/// Whether a diagnostic refuses the cookbook.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
+pub enum Severity {
+    /// The cookbook is refused.
+    #[default]
+    Error,
+    /// Worth saying, but the cookbook is valid (a cookbook with nothing to build).
+    Warning,
+}
+
 /// One problem in a cookbook.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Diagnostic {
@@ -27,6 +37,7 @@ pub struct Diagnostic {
     pub at_key: bool,
     pub message: String,
     pub help: Option<String>,
+    pub severity: Severity,
 }
 
 impl Diagnostic {
@@ -38,7 +49,14 @@ impl Diagnostic {
             at_key: false,
             message: message.into(),
             help: None,
+            severity: Severity::Error,
         }
+    }
+
+    /// Makes the diagnostic a warning: reported, but the cookbook is still valid.
+    pub fn warning(mut self) -> Self {
+        self.severity = Severity::Warning;
+        self
     }
 
     /// Points the diagnostic at the key of its pointer (for unknown or misspelled keys).
@@ -61,7 +79,7 @@ impl Diagnostic {
 /// A diagnostic rendered compiler-style, for plain logs. Hand-written rather than miette's
 /// graphical reports: CI logs have no terminal, and one stable line per problem is what both
 /// people grepping a log and the snapshot tests compare:
-/// `file:line:col: error[code]: /pointer: message` and an indented help line.
+/// `file:line:col: error[code]: /pointer: message` (or `warning[code]`) and an indented help line.
 pub struct Rendered<'a> {
     pub file: &'a str,
     pub diagnostic: &'a Diagnostic,
@@ -74,7 +92,11 @@ impl fmt::Display for Rendered<'_> {
             Some(l) => write!(f, "{}:{}:{}: ", self.file, l.line, l.column)?,
             None => write!(f, "{}: ", self.file)?,
         }
-        write!(f, "error[{}]: ", d.code)?;
+        let severity = match d.severity {
+            Severity::Error => "error",
+            Severity::Warning => "warning",
+        };
+        write!(f, "{severity}[{}]: ", d.code)?;
         if !d.pointer.is_empty() {
             write!(f, "{}: ", shorten_pointer(&d.pointer))?;
         }

@@ -20,6 +20,7 @@ use crate::diagnostic::Rendered;
 use crate::error::{Error, EXIT_CODES_HELP, EXIT_OK};
 use crate::graph::{render_dot, render_json, render_text, Plan};
 use crate::hash::{self, Fingerprint, HashManifest};
+use crate::load::{LoadError, Loaded};
 use crate::model::{Cookbook, Name};
 use crate::state::{self, stat_cache::StatCache};
 
@@ -154,16 +155,37 @@ fn report(e: &Error, err: &mut dyn Write) {
     }
 }
 
-/// Reads and checks a cookbook file.
+/// Reads and checks a cookbook file (the load stage: text and disk); warnings are dropped.
 pub fn load(path: &Path) -> Result<Cookbook, Error> {
-    let bytes = std::fs::read(path).map_err(|source| Error::Read {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    Cookbook::parse(&bytes).map_err(|diagnostics| Error::Invalid {
-        file: path.display().to_string(),
-        diagnostics,
+    load_labelled(path, path.display().to_string()).map(|loaded| loaded.cookbook)
+}
+
+/// Reads and checks a cookbook file, naming it `label` in diagnostics.
+pub fn load_labelled(path: &Path, label: String) -> Result<Loaded, Error> {
+    crate::load::load_file(path).map_err(|e| match e {
+        LoadError::Read { path, source } => Error::Read { path, source },
+        LoadError::Invalid { diagnostics } => Error::Invalid {
+            file: label,
+            diagnostics,
+        },
     })
+}
+
+/// Reads and checks a cookbook file, and prints its warnings to `err`.
+fn load_reporting(path: &Path, err: &mut dyn Write) -> Result<Cookbook, Error> {
+    let loaded = load_labelled(path, path.display().to_string())?;
+    let file = path.display().to_string();
+    for d in &loaded.warnings {
+        let _ = writeln!(
+            err,
+            "{}",
+            Rendered {
+                file: &file,
+                diagnostic: d
+            }
+        );
+    }
+    Ok(loaded.cookbook)
 }
 
 /// The plan to act on: the whole cookbook's, or one site's portion.
@@ -194,9 +216,7 @@ pub fn site_plan(cookbook: &Cookbook, site: Option<&str>) -> Result<Plan, Error>
 
 /// The directory the cookbook's relative paths start from.
 pub fn base_dir(file: &Path) -> &Path {
-    file.parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."))
+    crate::load::base_dir(file)
 }
 
 /// Resolves container names given on the command line, with a suggestion for a typo.
@@ -227,8 +247,10 @@ pub fn fingerprints(
     cookbook: &Cookbook,
     plan: &Plan,
 ) -> Result<BTreeMap<Name, Fingerprint>, Error> {
-    let mut cache = StatCache::load(&state::dir_for(file), base_dir(file));
-    let prints = hash::fingerprint_plan(cookbook, plan, base_dir(file), &cache)?;
+    let state_dir = state::dir_for(file);
+    let own = crate::load::own_paths(file, &state_dir);
+    let mut cache = StatCache::load(&state_dir, base_dir(file));
+    let prints = hash::fingerprint_plan(cookbook, plan, base_dir(file), &own, &cache)?;
     // The cache only saves time: failing to write it is not worth failing the command for.
     let _ = cache.save();
     Ok(prints)
@@ -253,7 +275,7 @@ fn read_manifest(path: &Path) -> Result<HashManifest, Error> {
 fn execute(cli: &Cli, out: &mut dyn Write, err: &mut dyn Write) -> Result<(), Error> {
     match &cli.command {
         Command::Hash { format, containers } => {
-            let cookbook = load(&cli.file)?;
+            let cookbook = load_reporting(&cli.file, err)?;
             let wanted = containers_named(&cookbook, containers)?;
             let plan = if wanted.is_empty() {
                 cookbook.plan.clone()
@@ -287,14 +309,14 @@ fn execute(cli: &Cli, out: &mut dyn Write, err: &mut dyn Write) -> Result<(), Er
             Ok(())
         }
         Command::Explain { container } => {
-            let cookbook = load(&cli.file)?;
+            let cookbook = load_reporting(&cli.file, err)?;
             let name = containers_named(&cookbook, std::slice::from_ref(container))?.remove(0);
             let prints = fingerprints(&cli.file, &cookbook, &cookbook.plan.restrict([&name]))?;
             let _ = out.write_all(prints[&name].manifest().to_pretty_json().as_bytes());
             Ok(())
         }
         Command::Context { container, output } => {
-            let cookbook = load(&cli.file)?;
+            let cookbook = load_reporting(&cli.file, err)?;
             let name = containers_named(&cookbook, std::slice::from_ref(container))?.remove(0);
             let prints = fingerprints(&cli.file, &cookbook, &cookbook.plan.restrict([&name]))?;
             let fp = &prints[&name];
@@ -333,7 +355,7 @@ fn execute(cli: &Cli, out: &mut dyn Write, err: &mut dyn Write) -> Result<(), Er
             Err(Error::Failed(format!("{} difference(s)", changes.len())))
         }
         Command::Validate => {
-            let cookbook = load(&cli.file)?;
+            let cookbook = load_reporting(&cli.file, err)?;
             let _ = writeln!(
                 err,
                 "{}: ok (format {}, {} in {}, {}, {})",
@@ -347,7 +369,7 @@ fn execute(cli: &Cli, out: &mut dyn Write, err: &mut dyn Write) -> Result<(), Er
             Ok(())
         }
         Command::Plan { format, site } => {
-            let cookbook = load(&cli.file)?;
+            let cookbook = load_reporting(&cli.file, err)?;
             let plan = site_plan(&cookbook, site.as_deref())?;
             let text = match format {
                 PlanFormat::Text => render_text(&plan),
