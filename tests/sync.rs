@@ -46,6 +46,9 @@ impl Fixture {
             &["init", "-q", "--bare", "-b", "main", "base/shop.git"],
         );
         git(&f, f.tmp.path(), &["init", "-q", "-b", "main", "work"]);
+        // The shop's sources go in with the first commit: a revision whose paths do not exist
+        // is refused.
+        common::copy_example("shop", &f.work());
         f
     }
     fn path(&self) -> &Path {
@@ -72,7 +75,7 @@ impl Fixture {
     }
     fn commit_with(&self, content: &str, message: &str, extra: &[&str]) -> String {
         std::fs::write(self.work().join("cookbook.json"), content).unwrap();
-        git(self, &self.work(), &["add", "cookbook.json"]);
+        git(self, &self.work(), &["add", "-A"]);
         let mut args = vec!["commit", "-q", "-m", message];
         args.extend_from_slice(extra);
         git(self, &self.work(), &args);
