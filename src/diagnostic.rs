@@ -5,7 +5,7 @@
 //! names the JSON pointer it is about; the front end resolves pointers to line and column once, at
 //! the end, from the text it parsed.
 
-use std::fmt;
+use std::fmt::{self, Write as _};
 
 /// A 1-based line and column (columns count characters, not bytes).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -98,7 +98,16 @@ impl fmt::Display for Rendered<'_> {
         };
         write!(f, "{severity}[{}]: ", d.code)?;
         if !d.pointer.is_empty() {
-            write!(f, "{}: ", shorten_pointer(&d.pointer))?;
+            // Keys are free text: a control character (a NUL in a label key) is shown escaped,
+            // never written raw to a terminal or a log.
+            for c in shorten_pointer(&d.pointer).chars() {
+                if c.is_control() {
+                    write!(f, "{}", c.escape_debug())?;
+                } else {
+                    f.write_char(c)?;
+                }
+            }
+            f.write_str(": ")?;
         }
         f.write_str(&d.message)?;
         if let Some(help) = &d.help {

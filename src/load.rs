@@ -133,7 +133,16 @@ pub fn resolve(base: &Path, real_base: &Path, path: &RelPath) -> Resolved {
 
 /// The diagnostic for one path, from what was found. Pure.
 pub fn diagnose(used: &PathUse, found: &Resolved) -> Option<Diagnostic> {
-    let what = format!("{} {}", used.field, excerpt(used.path.as_str()));
+    // A file named relative to a tree is shown as it was written, with its tree.
+    let what = match &used.sent_from {
+        Some(tree) => format!(
+            "{} {} of source {}",
+            used.field,
+            excerpt(used.path.strip_prefix(tree).unwrap_or_default().as_str()),
+            excerpt(tree.as_str())
+        ),
+        None => format!("{} {}", used.field, excerpt(used.path.as_str())),
+    };
     let kind = match used.kind {
         PathKind::Directory => "directory",
         PathKind::File => "file",
@@ -196,10 +205,18 @@ fn check_disk(cookbook: &Cookbook, base: &Path) -> Vec<Diagnostic> {
         }
     };
     let mut problems = Vec::new();
+    // Directories already reported: a file named inside one of them is not reported again.
+    let mut failed: Vec<RelPath> = Vec::new();
     for used in cookbook.paths() {
+        if let Some(tree) = &used.sent_from {
+            if failed.contains(tree) {
+                continue;
+            }
+        }
         let found = resolve(base, &real_base, &used.path);
         if let Some(d) = diagnose(&used, &found) {
             problems.push(d);
+            failed.push(used.path);
             continue;
         }
         if let Some(tree) = &used.sent_from {
@@ -212,10 +229,10 @@ fn check_disk(cookbook: &Cookbook, base: &Path) -> Vec<Diagnostic> {
                         "path/ignored",
                         used.pointer.clone(),
                         format!(
-                            "{} {} is excluded by {}/.dockerignore, so it would be neither sent nor hashed",
+                            "{} {} of source {} is excluded by its .dockerignore, so it would be neither sent nor hashed",
                             used.field,
                             excerpt(rel.as_str()),
-                            tree
+                            excerpt(tree.as_str())
                         ),
                     )
                     .with_help("remove the pattern that excludes it from that .dockerignore"),

@@ -363,10 +363,10 @@ impl Converter<'_> {
         value: &str,
         one_line: bool,
     ) {
-        let problem = if value.contains('\0') {
-            "contains a NUL byte"
+        let (problem, help) = if value.contains('\0') {
+            ("contains a NUL byte", "remove the NUL (\\u0000) characters")
         } else if one_line && value.contains(['\n', '\r']) {
-            "spans several lines"
+            ("spans several lines", "write the value on one line")
         } else {
             return;
         };
@@ -379,11 +379,7 @@ impl Converter<'_> {
                     excerpt(value)
                 ),
             )
-            .with_help(if one_line {
-                "write the value on one line, without NUL (\\u0000) characters"
-            } else {
-                "remove the NUL (\\u0000) characters"
-            }),
+            .with_help(help),
         );
     }
 
@@ -398,7 +394,12 @@ impl Converter<'_> {
         for (k, v) in map {
             let p = || pointer_push(&pointer_push(at, field), k);
             if keys_too {
+                let before = self.diagnostics.len();
                 self.dockerfile_value(p, "key", k, true);
+                if self.diagnostics.len() > before {
+                    let d = self.diagnostics.pop().expect("just pushed").at_key();
+                    self.diagnostics.push(d);
+                }
             }
             self.dockerfile_value(p, "value", v, true);
         }
@@ -530,6 +531,12 @@ impl Converter<'_> {
                 target: c.target.clone(),
             })
         } else {
+            self.dockerfile_map(&at, "env", &c.env, false);
+            self.dockerfile_map(&at, "labels", &c.labels, true);
+            self.dockerfile_map(&at, "build_args", &c.build_args, false);
+            if let Some(workdir) = &c.workdir {
+                self.dockerfile_value(|| pointer_push(&at, "workdir"), "workdir", workdir, true);
+            }
             let base_text = c.base_image.as_deref().unwrap_or_default();
             let base_at = || pointer_push(&at, "base_image");
             let base = match base_text.strip_prefix("container:") {
@@ -543,8 +550,13 @@ impl Converter<'_> {
                         "model/image",
                         base_at(),
                         format!(
-                            "image reference {} contains white space or NUL",
-                            excerpt(base_text)
+                            "image reference {} contains {}",
+                            excerpt(base_text),
+                            if base_text.contains('\0') {
+                                "a NUL byte"
+                            } else {
+                                "white space"
+                            }
                         ),
                     ));
                     return None;
@@ -585,12 +597,6 @@ impl Converter<'_> {
                     )
                     .with_help("keep run_command on the application this container runs, or split the container"),
                 );
-            }
-            self.dockerfile_map(&at, "env", &c.env, false);
-            self.dockerfile_map(&at, "labels", &c.labels, true);
-            self.dockerfile_map(&at, "build_args", &c.build_args, false);
-            if let Some(workdir) = &c.workdir {
-                self.dockerfile_value(|| pointer_push(&at, "workdir"), "workdir", workdir, true);
             }
             let mut ports = Vec::new();
             for (i, p) in c.ports.iter().enumerate() {

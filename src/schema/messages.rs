@@ -328,6 +328,10 @@ pub fn describe(
                         "expected an array of package specs or the path of a dependency file, found {}",
                         match &**instance {
                             Value::String(s) if s.is_empty() => "an empty string".to_owned(),
+                            Value::Array(items) => match items.iter().find(|v| !v.is_string()) {
+                                Some(v) => format!("an array holding {}", type_name(v)),
+                                None => "an array".to_owned(),
+                            },
                             other => type_name(other).to_owned(),
                         }
                     ),
