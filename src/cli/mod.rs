@@ -227,15 +227,19 @@ pub fn containers_named(cookbook: &Cookbook, names: &[String]) -> Result<Vec<Nam
             Some((name, _)) => Ok(name.clone()),
             None => Err(Error::Usage {
                 message: format!("unknown container `{n}`"),
-                help: Some(format!(
-                    "containers in this cookbook: {}",
-                    cookbook
-                        .containers
-                        .keys()
-                        .map(Name::as_str)
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                )),
+                help: Some(if cookbook.containers.is_empty() {
+                    "this cookbook has no containers".to_owned()
+                } else {
+                    format!(
+                        "containers in this cookbook: {}",
+                        cookbook
+                            .containers
+                            .keys()
+                            .map(Name::as_str)
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )
+                }),
             }),
         })
         .collect()
