@@ -72,17 +72,22 @@ impl OwnPaths {
 
 /// Whether `rel` (a path in a tree) is one of `own` (paths in the same tree) or a temporary
 /// sibling of one of them.
+///
+/// On the walk's hot path (every entry of a tree that holds own paths): an exact comparison, and
+/// the sibling rule only for a name that starts with `.`.
 pub(crate) fn is_own(own: &[String], rel: &str) -> bool {
+    if own.iter().any(|o| o == rel) {
+        return true;
+    }
+    let (r_dir, r_name) = rel.rsplit_once('/').unwrap_or(("", rel));
+    let Some(hidden) = r_name.strip_prefix('.') else {
+        return false;
+    };
     own.iter().any(|o| {
-        if o == rel {
-            return true;
-        }
-        let (o_dir, o_name) = o.rsplit_once('/').map_or(("", o.as_str()), |(d, n)| (d, n));
-        let (r_dir, r_name) = rel.rsplit_once('/').map_or(("", rel), |(d, n)| (d, n));
+        let (o_dir, o_name) = o.rsplit_once('/').unwrap_or(("", o.as_str()));
         o_dir == r_dir
-            && r_name
-                .strip_prefix('.')
-                .and_then(|n| n.strip_prefix(o_name))
+            && hidden
+                .strip_prefix(o_name)
                 .is_some_and(|rest| rest.starts_with('.'))
     })
 }
