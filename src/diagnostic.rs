@@ -5,13 +5,23 @@
 //! names the JSON pointer it is about; the front end resolves pointers to line and column once, at
 //! the end, from the text it parsed.
 
-use std::fmt;
+use std::fmt::{self, Write as _};
 
 /// A 1-based line and column (columns count characters, not bytes).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Location {
     pub line: usize,
     pub column: usize,
+}
+
+/// Whether a diagnostic refuses the cookbook.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
+pub enum Severity {
+    /// The cookbook is refused.
+    #[default]
+    Error,
+    /// Worth saying, but the cookbook is valid (a cookbook with nothing to build).
+    Warning,
 }
 
 /// One problem in a cookbook.
@@ -27,6 +37,7 @@ pub struct Diagnostic {
     pub at_key: bool,
     pub message: String,
     pub help: Option<String>,
+    pub severity: Severity,
 }
 
 impl Diagnostic {
@@ -38,7 +49,14 @@ impl Diagnostic {
             at_key: false,
             message: message.into(),
             help: None,
+            severity: Severity::Error,
         }
+    }
+
+    /// Makes the diagnostic a warning: reported, but the cookbook is still valid.
+    pub fn warning(mut self) -> Self {
+        self.severity = Severity::Warning;
+        self
     }
 
     /// Points the diagnostic at the key of its pointer (for unknown or misspelled keys).
@@ -61,7 +79,7 @@ impl Diagnostic {
 /// A diagnostic rendered compiler-style, for plain logs. Hand-written rather than miette's
 /// graphical reports: CI logs have no terminal, and one stable line per problem is what both
 /// people grepping a log and the snapshot tests compare:
-/// `file:line:col: error[code]: /pointer: message` and an indented help line.
+/// `file:line:col: error[code]: /pointer: message` (or `warning[code]`) and an indented help line.
 pub struct Rendered<'a> {
     pub file: &'a str,
     pub diagnostic: &'a Diagnostic,
@@ -74,9 +92,22 @@ impl fmt::Display for Rendered<'_> {
             Some(l) => write!(f, "{}:{}:{}: ", self.file, l.line, l.column)?,
             None => write!(f, "{}: ", self.file)?,
         }
-        write!(f, "error[{}]: ", d.code)?;
+        let severity = match d.severity {
+            Severity::Error => "error",
+            Severity::Warning => "warning",
+        };
+        write!(f, "{severity}[{}]: ", d.code)?;
         if !d.pointer.is_empty() {
-            write!(f, "{}: ", shorten_pointer(&d.pointer))?;
+            // Keys are free text: a control character (a NUL in a label key) is shown escaped,
+            // never written raw to a terminal or a log.
+            for c in shorten_pointer(&d.pointer).chars() {
+                if c.is_control() {
+                    write!(f, "{}", c.escape_debug())?;
+                } else {
+                    f.write_char(c)?;
+                }
+            }
+            f.write_str(": ")?;
         }
         f.write_str(&d.message)?;
         if let Some(help) = &d.help {
@@ -103,7 +134,7 @@ pub fn pointer_push(pointer: &str, segment: &str) -> String {
 
 /// A pointer for display: a segment longer than 60 characters (a key written by mistake, maybe
 /// 50 MB long) is cut to its first 60 and `…`, so a message never echoes a huge key back.
-fn shorten_pointer(pointer: &str) -> std::borrow::Cow<'_, str> {
+pub fn shorten_pointer(pointer: &str) -> std::borrow::Cow<'_, str> {
     const MAX: usize = 60;
     if pointer.len() <= MAX {
         return pointer.into();

@@ -5,7 +5,9 @@
 //! [`graph::Plan`]) → fingerprints → build contexts → built images → lock.
 //!
 //! The core (`diagnostic`, `schema`, `model`, `graph`) is pure: it does no file, network or
-//! daemon I/O and prints nothing. The edges (`cli`) read files and own all output.
+//! daemon I/O and prints nothing. `load` is the front end's one stage that touches the file
+//! system: it composes parsing with the checks only the disk can answer. The edges (`cli`) read
+//! files and own all output.
 
 pub mod apply;
 pub mod cli;
@@ -15,6 +17,7 @@ pub mod engine;
 pub mod error;
 pub mod graph;
 pub mod hash;
+pub mod load;
 pub mod model;
 pub mod registry;
 pub mod retry;

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{repo_root, run_in};
+use common::{copy_example, repo_root, run_in};
 
 const EXIT_CODES: &str = "Exit codes:
   0  success
@@ -180,6 +180,8 @@ fn readme_example_validates() {
         .collect::<Vec<_>>()
         .join("\n");
     let dir = tempfile::tempdir().expect("temp dir");
+    // The example's sources: validation checks that the paths it names exist.
+    copy_example("shop", dir.path());
     std::fs::write(dir.path().join("cookbook.json"), &json).expect("write");
     let run = run_in(dir.path(), &["validate"]);
     run.assert_code(0);

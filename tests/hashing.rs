@@ -36,6 +36,11 @@ fn cookbook_json() -> Value {
     })
 }
 
+/// Cookbook's own paths for `root/cookbook.json`, as the command line computes them.
+fn own(root: &Path) -> context::OwnPaths {
+    cookbook::load::own_paths(&root.join("cookbook.json"), &root.join(".cookbook"))
+}
+
 /// Writes `rel` under `root`, creating parents.
 fn put(root: &Path, rel: &str, content: &[u8], exec: bool) {
     let p = root.join(rel);
@@ -85,8 +90,14 @@ struct Result_ {
 fn compute(root: &Path) -> Result_ {
     let bytes = fs::read(root.join("cookbook.json")).unwrap();
     let cookbook = Cookbook::parse(&bytes).unwrap_or_else(|d| panic!("{d:#?}"));
-    let prints =
-        hash::fingerprint_plan(&cookbook, &cookbook.plan, root, &StatCache::disabled()).unwrap();
+    let prints = hash::fingerprint_plan(
+        &cookbook,
+        &cookbook.plan,
+        root,
+        &own(root),
+        &StatCache::disabled(),
+    )
+    .unwrap();
     let tars = prints
         .iter()
         .map(|(n, f)| {
@@ -107,7 +118,14 @@ fn compute(root: &Path) -> Result_ {
 
 fn fingerprints(root: &Path) -> BTreeMap<Name, Fingerprint> {
     let cookbook = Cookbook::parse(&fs::read(root.join("cookbook.json")).unwrap()).unwrap();
-    hash::fingerprint_plan(&cookbook, &cookbook.plan, root, &StatCache::disabled()).unwrap()
+    hash::fingerprint_plan(
+        &cookbook,
+        &cookbook.plan,
+        root,
+        &own(root),
+        &StatCache::disabled(),
+    )
+    .unwrap()
 }
 
 /// Emits JSON with object members in a permuted order and the given indentation.
@@ -160,11 +178,17 @@ fn golden_vectors_of_the_example_cookbooks() {
     let got = |name: &str| {
         let dir = root.join(name);
         let cookbook = Cookbook::parse(&fs::read(dir.join("cookbook.json")).unwrap()).unwrap();
-        hash::fingerprint_plan(&cookbook, &cookbook.plan, &dir, &StatCache::disabled())
-            .unwrap()
-            .into_iter()
-            .map(|(n, f)| (n.to_string(), f.input_hash.clone()))
-            .collect::<BTreeMap<_, _>>()
+        hash::fingerprint_plan(
+            &cookbook,
+            &cookbook.plan,
+            &dir,
+            &own(&dir),
+            &StatCache::disabled(),
+        )
+        .unwrap()
+        .into_iter()
+        .map(|(n, f)| (n.to_string(), f.input_hash.clone()))
+        .collect::<BTreeMap<_, _>>()
     };
     let shop = got("shop");
     let expected_shop: BTreeMap<String, String> = [

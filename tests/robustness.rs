@@ -23,7 +23,20 @@ fn check_refused(bytes: &[u8]) -> Vec<Run> {
     ];
     for run in &runs {
         run.assert_code(2);
-        assert!(run.stdout.is_empty(), "wrote to stdout\n{}", run.context());
+        if run.args.iter().any(|a| a == "json") {
+            // The JSON error document (README, JSON for CI): short, never an echo of the input.
+            let doc: serde_json::Value = serde_json::from_str(&run.stdout)
+                .unwrap_or_else(|e| panic!("not a JSON document ({e})\n{}", run.context()));
+            assert_eq!(doc["exit_code"], 2, "{}", run.context());
+            assert!(
+                run.stdout.len() < 4_000,
+                "stdout is {} bytes: a value was echoed back\n{}",
+                run.stdout.len(),
+                run.context()
+            );
+        } else {
+            assert!(run.stdout.is_empty(), "wrote to stdout\n{}", run.context());
+        }
         assert!(
             run.stderr.contains("cookbook.json:") && run.stderr.contains(": error["),
             "no diagnostic\n{}",
@@ -339,6 +352,11 @@ fn non_object_top_level() {
 
 /// A file that cannot be read is invalid input too, and the message names the path.
 fn check_unreadable(cwd: &Path, file: &str) {
+    check_unreadable_as(cwd, file, file)
+}
+
+/// As `check_unreadable`, where the message names `shown` (`-f DIR` reads `DIR/cookbook.json`).
+fn check_unreadable_as(cwd: &Path, file: &str, shown: &str) {
     for args in [
         vec!["-f", file, "validate"],
         vec!["-f", file, "plan"],
@@ -349,7 +367,7 @@ fn check_unreadable(cwd: &Path, file: &str) {
         assert!(run.stdout.is_empty(), "{}", run.context());
         assert!(
             run.stderr
-                .starts_with(&format!("error: cannot read {file}: ")),
+                .starts_with(&format!("error: cannot read {shown}: ")),
             "{}",
             run.context()
         );
@@ -361,11 +379,14 @@ fn check_unreadable(cwd: &Path, file: &str) {
 fn missing_file() {
     let dir = tempfile::tempdir().expect("temp dir");
     check_unreadable(dir.path(), "nope.json");
-    // The default file name, when there is none in the working directory.
+    // No -f and no cookbook.json here or above: the message says where it looked.
     let run = run_in(dir.path(), &["validate"]);
     run.assert_code(2);
     assert!(
-        run.stderr.starts_with("error: cannot read cookbook.json: "),
+        run.stderr.starts_with(&format!(
+            "error: could not find cookbook.json in {} or any parent directory",
+            dir.path().display()
+        )),
         "{}",
         run.context()
     );
@@ -375,6 +396,7 @@ fn missing_file() {
 fn directory_as_file() {
     let dir = tempfile::tempdir().expect("temp dir");
     std::fs::create_dir(dir.path().join("cookbook.json")).expect("mkdir");
-    check_unreadable(dir.path(), "cookbook.json");
-    check_unreadable(dir.path(), ".");
+    // `-f DIR` means DIR/cookbook.json, as cargo's --manifest-path takes a directory's Cargo.toml.
+    check_unreadable_as(dir.path(), "cookbook.json", "cookbook.json/cookbook.json");
+    check_unreadable_as(dir.path(), ".", "./cookbook.json");
 }

@@ -46,6 +46,9 @@ impl Fixture {
             &["init", "-q", "--bare", "-b", "main", "base/shop.git"],
         );
         git(&f, f.tmp.path(), &["init", "-q", "-b", "main", "work"]);
+        // The shop's sources go in with the first commit: a revision whose paths do not exist
+        // is refused.
+        common::copy_example("shop", &f.work());
         f
     }
     fn path(&self) -> &Path {
@@ -72,7 +75,7 @@ impl Fixture {
     }
     fn commit_with(&self, content: &str, message: &str, extra: &[&str]) -> String {
         std::fs::write(self.work().join("cookbook.json"), content).unwrap();
-        git(self, &self.work(), &["add", "cookbook.json"]);
+        git(self, &self.work(), &["add", "-A"]);
         let mut args = vec!["commit", "-q", "-m", message];
         args.extend_from_slice(extra);
         git(self, &self.work(), &args);
@@ -828,4 +831,46 @@ fn the_interval_loop_survives_an_unreachable_remote_and_stops_cleanly_on_sigterm
         .read_to_string(&mut err)
         .unwrap();
     assert_eq!(code, Some(0), "stderr:\n{err}");
+}
+
+/// A commit that turns an application's source into a symlink leading out of the checkout (to a
+/// directory of the host's) is refused, located, and the site stays on its last good revision:
+/// with `--apply`, a remote commit must never put the host's files into an image.
+#[test]
+fn a_source_symlinked_out_of_the_checkout_is_refused_and_the_site_keeps_its_revision() {
+    let f = Fixture::new();
+    let daemon = GitDaemon::start(&f);
+    let url = daemon.url();
+    let good = f.commit(&shop_v(1), "first");
+    f.push(&url, false);
+    expect_code(&f.sync(&url, &["--site", "edge"]), 0, "first sync");
+
+    let secret = f.path().join("secret");
+    std::fs::create_dir_all(&secret).unwrap();
+    std::fs::write(secret.join("id_rsa"), "not for images\n").unwrap();
+    let api = f.work().join("services/api");
+    std::fs::remove_dir_all(&api).unwrap();
+    std::os::unix::fs::symlink(&secret, &api).unwrap();
+    let bad = f.commit(&shop_v(2), "api from the host");
+    f.push(&url, false);
+
+    let out = f.sync(&url, &["--site", "edge"]);
+    expect_code(&out, 1, "symlink out of the checkout");
+    expect_contains(
+        &out.stderr,
+        &format!("cookbook.json@{}:9:17: error[path/outside]: /applications/api/source: source \"services/api\" leads outside the cookbook's directory through a symlink (to {})", short(&bad), secret.display()),
+        &out,
+    );
+    expect_contains(&out.stderr, &format!("keeping {}", short(&good)), &out);
+    assert_eq!(f.current_cookbook(), shop_v(1));
+    let s = f.status_json();
+    assert_eq!(s["current"]["commit"], good.as_str());
+    assert_eq!(s["last_attempt"]["commit"], bad.as_str());
+    assert_eq!(s["last_attempt"]["outcome"], "invalid");
+    // The refused checkout is not left behind.
+    let kept: Vec<String> = std::fs::read_dir(f.state().join("checkouts"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert_eq!(kept, std::slice::from_ref(&good));
 }

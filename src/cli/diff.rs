@@ -98,10 +98,11 @@ fn against_revision(
     let file = args.cookbook.resolve(top_file)?;
     let now = load(&file)?;
     let checkout = revision::checkout(&file, rev)?;
-    let then = super::verify::load_labelled(
+    let then = super::load_labelled(
         &checkout.cookbook_file,
         format!("{rev}:{}", checkout.relative_path),
-    )?;
+    )?
+    .cookbook;
     // Containers named must exist on one side at least.
     let names: Vec<String> = if args.args.is_empty() {
         let all: std::collections::BTreeSet<String> = now
@@ -121,12 +122,14 @@ fn against_revision(
         args.args.clone()
     };
     let print_now = fingerprints(&file, &now, &now.plan)?;
-    let print_then = hash::fingerprint_plan(
-        &then,
-        &then.plan,
-        super::base_dir(&checkout.cookbook_file),
-        &StatCache::disabled(),
-    )?;
+    // A fresh checkout: nothing in the stat cache could apply. Its own paths are those of the
+    // working tree (the state directory's default name).
+    let base = super::base_dir(&checkout.cookbook_file);
+    let own = crate::load::own_paths(
+        &checkout.cookbook_file,
+        &base.join(crate::load::STATE_DIR_NAME),
+    );
+    let print_then = hash::fingerprint_plan(&then, &then.plan, base, &own, &StatCache::disabled())?;
     let manifests = |prints: &BTreeMap<crate::model::Name, hash::Fingerprint>| {
         prints
             .iter()

@@ -25,6 +25,7 @@ use crate::diagnostic::Rendered;
 use crate::error::{Error, EXIT_CODES_HELP, EXIT_OK};
 use crate::graph::{render_dot, render_json, render_text, Plan};
 use crate::hash::{self, Fingerprint};
+use crate::load::{LoadError, Loaded};
 use crate::model::{Cookbook, Name};
 use crate::state::{self, stat_cache::StatCache};
 
@@ -298,21 +299,43 @@ fn report(e: &Error, err: &mut dyn Write) {
     }
 }
 
-/// Reads and checks a cookbook file (standard input when it is `-f -`'s stand-in).
+/// Reads and checks a cookbook file (the load stage: text and disk); warnings are dropped.
 pub fn load(path: &Path) -> Result<Cookbook, Error> {
-    let bytes = match locate::stdin_bytes(path) {
-        Some(b) => std::borrow::Cow::Borrowed(b),
-        None => std::fs::read(path)
-            .map(std::borrow::Cow::Owned)
-            .map_err(|source| Error::Read {
-                path: path.to_path_buf(),
-                source,
-            })?,
+    load_labelled(path, locate::display_name(path)).map(|loaded| loaded.cookbook)
+}
+
+/// Reads and checks a cookbook file (standard input when it is `-f -`'s stand-in), naming it
+/// `label` in diagnostics.
+pub fn load_labelled(path: &Path, label: String) -> Result<Loaded, Error> {
+    let loaded = match locate::stdin_bytes(path) {
+        Some(bytes) => crate::load::load_bytes(bytes, Some(base_dir(path)))
+            .map_err(|diagnostics| LoadError::Invalid { diagnostics }),
+        None => crate::load::load_file(path),
     };
-    Cookbook::parse(&bytes).map_err(|diagnostics| Error::Invalid {
-        file: locate::display_name(path),
-        diagnostics,
+    loaded.map_err(|e| match e {
+        LoadError::Read { path, source } => Error::Read { path, source },
+        LoadError::Invalid { diagnostics } => Error::Invalid {
+            file: label,
+            diagnostics,
+        },
     })
+}
+
+/// Reads and checks a cookbook file, and prints its warnings to `err`.
+fn load_reporting(path: &Path, err: &mut dyn Write) -> Result<Cookbook, Error> {
+    let file = locate::display_name(path);
+    let loaded = load_labelled(path, file.clone())?;
+    for d in &loaded.warnings {
+        let _ = writeln!(
+            err,
+            "{}",
+            output::styled_diagnostic(&Rendered {
+                file: &file,
+                diagnostic: d
+            })
+        );
+    }
+    Ok(loaded.cookbook)
 }
 
 /// The plan to act on: the whole cookbook's, or one site's portion.
@@ -343,9 +366,7 @@ pub fn site_plan(cookbook: &Cookbook, site: Option<&str>) -> Result<Plan, Error>
 
 /// The directory the cookbook's relative paths start from.
 pub fn base_dir(file: &Path) -> &Path {
-    file.parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."))
+    crate::load::base_dir(file)
 }
 
 /// Resolves container names given on the command line, with a suggestion for a typo.
@@ -356,15 +377,19 @@ pub fn containers_named(cookbook: &Cookbook, names: &[String]) -> Result<Vec<Nam
             Some((name, _)) => Ok(name.clone()),
             None => Err(Error::Usage {
                 message: format!("unknown container `{n}`"),
-                help: Some(format!(
-                    "containers in this cookbook: {}",
-                    cookbook
-                        .containers
-                        .keys()
-                        .map(Name::as_str)
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                )),
+                help: Some(if cookbook.containers.is_empty() {
+                    "this cookbook has no containers".to_owned()
+                } else {
+                    format!(
+                        "containers in this cookbook: {}",
+                        cookbook
+                            .containers
+                            .keys()
+                            .map(Name::as_str)
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )
+                }),
             }),
         })
         .collect()
@@ -376,8 +401,10 @@ pub fn fingerprints(
     cookbook: &Cookbook,
     plan: &Plan,
 ) -> Result<BTreeMap<Name, Fingerprint>, Error> {
-    let mut cache = StatCache::load(&state::dir_for(file), base_dir(file));
-    let prints = hash::fingerprint_plan(cookbook, plan, base_dir(file), &cache)?;
+    let state_dir = state::dir_for(file);
+    let own = crate::load::own_paths(file, &state_dir);
+    let mut cache = StatCache::load(&state_dir, base_dir(file));
+    let prints = hash::fingerprint_plan(cookbook, plan, base_dir(file), &own, &cache)?;
     // The cache only saves time: failing to write it is not worth failing the command for.
     let _ = cache.save();
     Ok(prints)
@@ -405,7 +432,7 @@ fn execute(cli: &Cli, out: &mut dyn Write, err: &mut dyn Write) -> Result<(), Er
             containers,
         } => {
             let file = cookbook.resolve(cli.file.as_deref())?;
-            let cookbook = load(&file)?;
+            let cookbook = load_reporting(&file, err)?;
             let wanted = containers_named(&cookbook, containers)?;
             let plan = if wanted.is_empty() {
                 cookbook.plan.clone()
@@ -445,7 +472,7 @@ fn execute(cli: &Cli, out: &mut dyn Write, err: &mut dyn Write) -> Result<(), Er
             container,
         } => {
             let file = cookbook.resolve(cli.file.as_deref())?;
-            let cookbook = load(&file)?;
+            let cookbook = load_reporting(&file, err)?;
             let name = containers_named(&cookbook, std::slice::from_ref(container))?.remove(0);
             let prints = fingerprints(&file, &cookbook, &cookbook.plan.restrict([&name]))?;
             let _ = out.write_all(prints[&name].manifest().to_pretty_json().as_bytes());
@@ -467,7 +494,7 @@ fn execute(cli: &Cli, out: &mut dyn Write, err: &mut dyn Write) -> Result<(), Er
                     )),
                 });
             }
-            let cookbook = load(&file)?;
+            let cookbook = load_reporting(&file, err)?;
             let name = containers_named(&cookbook, std::slice::from_ref(container))?.remove(0);
             let output = if !to_stdout && output.is_dir() {
                 output.join(format!("{name}.tar"))
@@ -512,7 +539,7 @@ fn execute(cli: &Cli, out: &mut dyn Write, err: &mut dyn Write) -> Result<(), Er
         Command::Diff(args) => diff::run(args, cli.file.as_deref(), out),
         Command::Validate { cookbook, format } => {
             let file = cookbook.resolve(cli.file.as_deref())?;
-            let cookbook = load(&file)?;
+            let cookbook = load_reporting(&file, err)?;
             match format {
                 Format::Text => {
                     let _ = writeln!(
@@ -547,7 +574,7 @@ fn execute(cli: &Cli, out: &mut dyn Write, err: &mut dyn Write) -> Result<(), Er
             format,
             site,
         } => {
-            let cookbook = load(&cookbook.resolve(cli.file.as_deref())?)?;
+            let cookbook = load_reporting(&cookbook.resolve(cli.file.as_deref())?, err)?;
             let plan = site_plan(&cookbook, site.as_deref())?;
             let text = match format {
                 PlanFormat::Text => render_text(&plan),

@@ -25,7 +25,7 @@ pub fn error_document(e: &Error) -> String {
                     "file": file,
                     "line": d.location.map(|l| l.line),
                     "column": d.location.map(|l| l.column),
-                    "pointer": d.pointer,
+                    "pointer": crate::diagnostic::shorten_pointer(&d.pointer),
                     "help": d.help,
                 })
             })

@@ -10,11 +10,10 @@ use std::path::{Path, PathBuf};
 use clap::Args;
 use serde_json::{json, Value};
 
-use super::{fingerprints, load, Format};
+use super::{fingerprints, load, load_labelled, Format};
 use crate::apply::lock::Lock;
 use crate::error::Error;
 use crate::hash;
-use crate::model::Cookbook;
 use crate::registry::RegistryClient;
 use crate::state::{self, stat_cache::StatCache};
 use crate::verify::{self, revision, Report, VerifyError};
@@ -39,18 +38,6 @@ pub struct VerifyArgs {
     pub format: Format,
 }
 
-/// Reads and checks a cookbook file from a revision, naming it `rev:path` in diagnostics.
-pub(super) fn load_labelled(path: &Path, label: String) -> Result<Cookbook, Error> {
-    let bytes = std::fs::read(path).map_err(|source| Error::Read {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    Cookbook::parse(&bytes).map_err(|diagnostics| Error::Invalid {
-        file: label,
-        diagnostics,
-    })
-}
-
 pub fn run(
     file: &Path,
     args: &VerifyArgs,
@@ -64,12 +51,18 @@ pub fn run(
     let (cookbook, prints, default_lock) = match &checkout {
         Some(c) => {
             let rev = args.rev.as_deref().unwrap_or_default();
-            let cookbook = load_labelled(&c.cookbook_file, format!("{rev}:{}", c.relative_path))?;
-            // A fresh checkout: nothing in the stat cache could apply, and nothing is saved.
+            let cookbook =
+                load_labelled(&c.cookbook_file, format!("{rev}:{}", c.relative_path))?.cookbook;
+            // A fresh checkout: nothing in the stat cache could apply, and nothing is saved. Its
+            // own paths are those of the working tree (the state directory's default name).
+            let base = super::base_dir(&c.cookbook_file);
+            let own =
+                crate::load::own_paths(&c.cookbook_file, &base.join(crate::load::STATE_DIR_NAME));
             let prints = hash::fingerprint_plan(
                 &cookbook,
                 &cookbook.plan,
-                super::base_dir(&c.cookbook_file),
+                base,
+                &own,
                 &StatCache::disabled(),
             )?;
             (cookbook, prints, Lock::path_for(&c.cookbook_file))

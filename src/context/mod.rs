@@ -12,9 +12,12 @@
 //!   `.cookbook.Dockerfile` when it lies outside the context directory.
 //!
 //! Never in a context: `.git` (at any depth), empty directories (as in git; directories are not
-//! entries at all, the daemon creates them), anything ignored. Refused with an error naming the
-//! path: special files (socket, device, FIFO — never opened), symlinks whose target is absolute or
-//! leaves the tree, file names that are not UTF-8.
+//! entries at all, the daemon creates them), anything ignored, and cookbook's own files
+//! ([`OwnPaths`]: the cookbook file, its lock and the lock's temporary siblings, the state
+//! directory), whatever the layout: a tree may be the cookbook's own directory. Refused with an
+//! error naming the path: special files (socket, device, FIFO — never opened), symlinks whose
+//! target is absolute or leaves the tree, a tree or copied-in file that leads outside the
+//! cookbook's directory once symlinks are followed, file names that are not UTF-8.
 
 pub mod dockerfile;
 pub mod dockerignore;
@@ -28,6 +31,66 @@ pub(crate) use walk::on_walk_threads;
 pub use walk::{list, MAX_DEPTH};
 
 use crate::model::{ContainerKind, Cookbook, Name, RelPath};
+
+/// Cookbook's own files and directories, relative to the cookbook's directory: the cookbook
+/// file, its lock, the state directory. Computed by the caller from the layout (where the files
+/// are) and handed to the listing as plain values; no context ever lists them, so that nothing
+/// cookbook reads or writes as its own can move a hash.
+///
+/// A file listed here also covers its temporary siblings `.<name>.*` in the same directory: the
+/// names under which it is written before being renamed into place (`tempfile`'s prefix).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OwnPaths(Vec<RelPath>);
+
+impl OwnPaths {
+    pub fn new(paths: impl IntoIterator<Item = RelPath>) -> OwnPaths {
+        let mut paths: Vec<RelPath> = paths.into_iter().filter(|p| !p.is_root()).collect();
+        paths.sort();
+        paths.dedup();
+        OwnPaths(paths)
+    }
+
+    pub fn paths(&self) -> &[RelPath] {
+        &self.0
+    }
+
+    /// The own paths below `tree`, relative to it; `None` when the tree itself lies in one of
+    /// them (then nothing of it may be listed).
+    pub fn within(&self, tree: &RelPath) -> Option<Vec<String>> {
+        let mut inside = Vec::new();
+        for own in &self.0 {
+            if tree.strip_prefix(own).is_some() {
+                return None;
+            }
+            if let Some(rel) = own.strip_prefix(tree) {
+                inside.push(rel.as_str().to_owned());
+            }
+        }
+        Some(inside)
+    }
+}
+
+/// Whether `rel` (a path in a tree) is one of `own` (paths in the same tree) or a temporary
+/// sibling of one of them.
+///
+/// On the walk's hot path (every entry of a tree that holds own paths): an exact comparison, and
+/// the sibling rule only for a name that starts with `.`.
+pub(crate) fn is_own(own: &[String], rel: &str) -> bool {
+    if own.iter().any(|o| o == rel) {
+        return true;
+    }
+    let (r_dir, r_name) = rel.rsplit_once('/').unwrap_or(("", rel));
+    let Some(hidden) = r_name.strip_prefix('.') else {
+        return false;
+    };
+    own.iter().any(|o| {
+        let (o_dir, o_name) = o.rsplit_once('/').unwrap_or(("", o.as_str()));
+        o_dir == r_dir
+            && hidden
+                .strip_prefix(o_name)
+                .is_some_and(|rest| rest.starts_with('.'))
+    })
+}
 
 /// The name a Dockerfile from outside the context directory gets inside the context.
 pub const OUTSIDE_DOCKERFILE: &str = ".cookbook.Dockerfile";
@@ -169,6 +232,14 @@ pub enum ContextError {
     },
     #[error("{what} {} does not exist or is not a directory", path.display())]
     Missing { what: &'static str, path: PathBuf },
+    /// A tree or a copied-in file whose real path (symlinks followed) is outside the cookbook's
+    /// directory: checked at validation, and again here, since a tree can change in between.
+    #[error("{what} {} leads outside the cookbook's directory (to {}); a build context only takes files from inside it", path.display(), resolved.display())]
+    Outside {
+        what: &'static str,
+        path: PathBuf,
+        resolved: PathBuf,
+    },
     #[error("{}: changed while the build context was being written; run again", path.display())]
     Changed { path: PathBuf },
     #[error("{}: directories nest more than {limit} deep; a build context cannot go deeper", path.display())]
@@ -230,5 +301,40 @@ pub fn plan(
                 }],
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rel(s: &str) -> RelPath {
+        RelPath::parse(s).unwrap()
+    }
+
+    #[test]
+    fn own_paths_are_given_relative_to_each_tree() {
+        let own = OwnPaths::new([rel("cookbook.json"), rel("cookbook.lock"), rel(".cookbook")]);
+        assert_eq!(
+            own.within(&RelPath::default()).unwrap(),
+            [".cookbook", "cookbook.json", "cookbook.lock"]
+        );
+        assert_eq!(own.within(&rel("svc")).unwrap(), Vec::<String>::new());
+        assert_eq!(own.within(&rel(".cookbook/x")), None);
+        let nested = OwnPaths::new([rel("deploy/cookbook.json")]);
+        assert_eq!(nested.within(&rel("deploy")).unwrap(), ["cookbook.json"]);
+        assert_eq!(OwnPaths::new([RelPath::default()]).paths(), &[]);
+    }
+
+    #[test]
+    fn own_files_cover_their_temporary_siblings_only() {
+        let own = ["cookbook.lock".to_owned(), "sub/.cookbook".to_owned()];
+        assert!(is_own(&own, "cookbook.lock"));
+        assert!(is_own(&own, ".cookbook.lock.x7Gq2a"));
+        assert!(is_own(&own, "sub/.cookbook"));
+        assert!(!is_own(&own, "cookbook.lock2"));
+        assert!(!is_own(&own, ".cookbook.lockx"));
+        assert!(!is_own(&own, "a/cookbook.lock"));
+        assert!(!is_own(&own, ".cookbook"));
     }
 }

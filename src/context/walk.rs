@@ -13,16 +13,18 @@
 
 use std::ffi::CStr;
 use std::mem::MaybeUninit;
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 
 use rayon::prelude::*;
 use rustix::fs::{AtFlags, FileType, Mode, OFlags, RawDir};
 
 use super::dockerignore::DockerIgnore;
-use super::{ContextError, ContextPlan, Entry, EntryKind, EntrySource, StatKey, Tree};
+use super::{
+    is_own, ContextError, ContextPlan, Entry, EntryKind, EntrySource, OwnPaths, StatKey, Tree,
+};
 
 /// The stat cache's key for a file, from its `lstat`.
 // The casts are no-ops on x86_64 but not on every target (`st_dev`, `st_size` differ).
@@ -78,10 +80,63 @@ fn link_stays_inside(link: &str, target: &str) -> bool {
     true
 }
 
-fn list_tree(base: &Path, tree: &Tree, out: &mut Vec<Entry>) -> Result<(), ContextError> {
-    let root = tree.source.under(base);
+/// The cookbook's directory, and its real path (symlinks resolved) that every tree and copied-in
+/// file must stay under.
+struct Base<'a> {
+    dir: &'a Path,
+    real: PathBuf,
+}
+
+impl Base<'_> {
+    /// Refuses `path` (opened as `fd`) when its real path is outside the cookbook's directory.
+    /// The real path is the kernel's name of the open directory, so a symlink swapped in after
+    /// the check cannot redirect what is read.
+    fn check_inside(
+        &self,
+        what: &'static str,
+        path: &Path,
+        fd: Option<BorrowedFd<'_>>,
+    ) -> Result<(), ContextError> {
+        let by_fd =
+            fd.and_then(|fd| std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd())).ok());
+        let resolved = match by_fd {
+            Some(real) => real,
+            None => std::fs::canonicalize(path).map_err(|source| ContextError::Io {
+                path: path.to_path_buf(),
+                source,
+            })?,
+        };
+        if resolved.starts_with(&self.real) {
+            Ok(())
+        } else {
+            Err(ContextError::Outside {
+                what,
+                path: path.to_path_buf(),
+                resolved,
+            })
+        }
+    }
+}
+
+fn list_tree(
+    base: &Base<'_>,
+    tree: &Tree,
+    own: &OwnPaths,
+    out: &mut Vec<Entry>,
+) -> Result<(), ContextError> {
+    // A tree inside cookbook's own state contributes nothing; own paths inside it are skipped.
+    let Some(own) = own.within(&tree.source) else {
+        return Ok(());
+    };
+    let root = tree.source.under(base.dir);
+    // The root of an application tree is its `source`; a Dockerfile container's is its context.
+    let what = if tree.prefix.is_empty() {
+        "context directory"
+    } else {
+        "source directory"
+    };
     let missing = || ContextError::Missing {
-        what: "source directory",
+        what,
         path: root.clone(),
     };
     // Follows a symlink for the root itself (as `std::fs::metadata` would); never below it.
@@ -98,6 +153,7 @@ fn list_tree(base: &Path, tree: &Tree, out: &mut Vec<Entry>) -> Result<(), Conte
             source: e.into(),
         },
     })?;
+    base.check_inside(what, &root, Some(fd.as_fd()))?;
     let ignore_path = root.join(".dockerignore");
     let mut ignore = match std::fs::read(&ignore_path) {
         Ok(bytes) => DockerIgnore::parse(&String::from_utf8_lossy(&bytes)).map_err(|source| {
@@ -121,6 +177,7 @@ fn list_tree(base: &Path, tree: &Tree, out: &mut Vec<Entry>) -> Result<(), Conte
     let walk = TreeWalk {
         tree,
         ignore: &ignore,
+        own: &own,
         skip: if tree.prefix.is_empty() {
             0
         } else {
@@ -276,6 +333,8 @@ struct Dir<'a> {
 struct TreeWalk<'a> {
     tree: &'a Tree,
     ignore: &'a DockerIgnore,
+    /// Cookbook's own paths in this tree, relative to it (usually none).
+    own: &'a [String],
     /// Bytes of a context path before its path in the tree (`<prefix>/`, or nothing).
     skip: usize,
 }
@@ -374,6 +433,9 @@ impl TreeWalk<'_> {
         if !self.tree.keep_ignore_file && rel == ".dockerignore" {
             return Ok(());
         }
+        if !self.own.is_empty() && is_own(self.own, rel) {
+            return Ok(());
+        }
         let ft = children.list[i].2;
         let excluded = !self.ignore.is_empty() && self.ignore.is_excluded(rel);
         if ft == FileType::Directory {
@@ -464,8 +526,16 @@ fn push(out: &mut Chunks, entry: Entry) {
     }
 }
 
-/// Lists every entry of a context, sorted by path bytes. `base` is the cookbook's directory.
-pub fn list(base: &Path, plan: &ContextPlan) -> Result<Vec<Entry>, ContextError> {
+/// Lists every entry of a context, sorted by path bytes. `base` is the cookbook's directory;
+/// `own` are cookbook's own files there, which no context lists.
+pub fn list(base: &Path, plan: &ContextPlan, own: &OwnPaths) -> Result<Vec<Entry>, ContextError> {
+    let base = Base {
+        dir: base,
+        real: std::fs::canonicalize(base).map_err(|source| ContextError::Io {
+            path: base.to_path_buf(),
+            source,
+        })?,
+    };
     let mut entries = Vec::new();
     for (path, bytes) in &plan.generated {
         entries.push(Entry {
@@ -476,7 +546,11 @@ pub fn list(base: &Path, plan: &ContextPlan) -> Result<Vec<Entry>, ContextError>
         });
     }
     for (path, rel) in &plan.files {
-        let real = rel.under(base);
+        let real = rel.under(base.dir);
+        // The file itself is never followed (`lstat` below); its directory must be inside.
+        if let Some(dir) = real.parent() {
+            base.check_inside("file", dir, None)?;
+        }
         let st = rustix::fs::lstat(&real).map_err(|e| ContextError::Io {
             path: real.clone(),
             source: e.into(),
@@ -508,7 +582,7 @@ pub fn list(base: &Path, plan: &ContextPlan) -> Result<Vec<Entry>, ContextError>
         });
     }
     for tree in &plan.trees {
-        list_tree(base, tree, &mut entries)?;
+        list_tree(&base, tree, own, &mut entries)?;
     }
     // Stable, so of two entries with one path the first pushed (generated, copied-in) stays. A
     // tree's listing is already sorted (see `TreeWalk::walk`); the sort merges the few pieces.
@@ -561,7 +635,11 @@ mod tests {
             always_keep: Vec::new(),
         };
         let mut out = Vec::new();
-        list_tree(dir.path(), &tree, &mut out).unwrap();
+        let base = Base {
+            dir: dir.path(),
+            real: std::fs::canonicalize(dir.path()).unwrap(),
+        };
+        list_tree(&base, &tree, &OwnPaths::default(), &mut out).unwrap();
         let listed: Vec<&str> = out.iter().map(|e| e.path.as_str()).collect();
         let mut expected: Vec<&str> = names
             .iter()

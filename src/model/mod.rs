@@ -11,8 +11,8 @@ mod relpath;
 pub mod wire;
 
 pub use cookbook::{
-    Application, BaseImage, Container, ContainerKind, Cookbook, DockerfileBuild, Generated,
-    Packaging, Port, Project, Protocol, RunCommand, Site, Tagging,
+    Application, BaseImage, Container, ContainerKind, Cookbook, Dependencies, DockerfileBuild,
+    Generated, Packaging, PathKind, PathUse, Port, Project, Protocol, RunCommand, Site, Tagging,
 };
 pub use name::Name;
 pub use relpath::{RelPath, RelPathError};

@@ -81,6 +81,15 @@ impl RelPath {
         }
     }
 
+    /// `rest` below this path (`rest` is itself a normalized relative path, so the result is too).
+    pub fn join(&self, rest: &RelPath) -> RelPath {
+        match (self.0.is_empty(), rest.0.is_empty()) {
+            (true, _) => rest.clone(),
+            (_, true) => self.clone(),
+            _ => RelPath(format!("{}/{}", self.0, rest.0)),
+        }
+    }
+
     /// This path relative to `dir`, when it lies inside `dir`.
     pub fn strip_prefix(&self, dir: &RelPath) -> Option<RelPath> {
         if dir.0.is_empty() {
@@ -139,5 +148,17 @@ mod tests {
             "api/main.py"
         );
         assert_eq!(p.strip_prefix(&RelPath::parse("sv").unwrap()), None);
+    }
+
+    #[test]
+    fn joins() {
+        let (root, a, b) = (
+            RelPath::default(),
+            RelPath::parse("a").unwrap(),
+            RelPath::parse("b/c").unwrap(),
+        );
+        assert_eq!(a.join(&b).as_str(), "a/b/c");
+        assert_eq!(root.join(&b).as_str(), "b/c");
+        assert_eq!(a.join(&root).as_str(), "a");
     }
 }

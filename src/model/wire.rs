@@ -21,6 +21,9 @@ pub struct CookbookWire {
     #[serde(default)]
     pub packaging: PackagingWire,
     pub federation: Option<FederationWire>,
+    /// Format 1.0 reserves `lifecycle` as an empty placeholder (the schema refuses any content);
+    /// it is read only so that the two stay in step.
+    pub lifecycle: Option<serde_json::Map<String, Value>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -38,13 +41,20 @@ pub struct ApplicationWire {
     pub kind: Option<String>,
     pub source: Option<String>,
     pub entrypoint: Option<String>,
-    #[serde(default)]
-    pub dependencies: Vec<String>,
+    pub dependencies: Option<DependenciesWire>,
     #[serde(default)]
     pub build_commands: Vec<String>,
     pub run_command: Option<RunCommandWire>,
     #[serde(default)]
     pub env: BTreeMap<String, String>,
+}
+
+/// An application's dependencies: package specs, or the name of a dependency file in its source.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum DependenciesWire {
+    Packages(Vec<String>),
+    File(String),
 }
 
 #[derive(Debug, Deserialize)]
@@ -95,6 +105,7 @@ pub struct PackagingWire {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FederationWire {
+    #[serde(default)]
     pub sites: BTreeMap<String, SiteWire>,
 }
 

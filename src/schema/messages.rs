@@ -321,6 +321,21 @@ pub fn describe(
         | ValidationErrorKind::OneOfMultipleValid { .. } => {
             if schema_path.contains("/$defs/port/") {
                 one("schema/port", format!("invalid port {}: expected a number 1-65535, as an integer or a string `NUMBER` or `NUMBER/tcp|udp|sctp`", show(instance)))
+            } else if schema_path.contains("/dependencies/") {
+                one(
+                    "schema/type",
+                    format!(
+                        "expected an array of package specs or the path of a dependency file, found {}",
+                        match &**instance {
+                            Value::String(s) if s.is_empty() => "an empty string".to_owned(),
+                            Value::Array(items) => match items.iter().find(|v| !v.is_string()) {
+                                Some(v) => format!("an array holding {}", type_name(v)),
+                                None => "an array".to_owned(),
+                            },
+                            other => type_name(other).to_owned(),
+                        }
+                    ),
+                )
             } else if schema_path.contains("/run_command/") {
                 one(
                     "schema/type",
@@ -375,6 +390,28 @@ pub fn describe(
                 }
             ),
         ),
+        // A key of a later version kept as an empty placeholder (`"lifecycle": {}`): content
+        // in it belongs to the later version.
+        ValidationErrorKind::MaxProperties { limit: 0 }
+            if later_keys
+                .iter()
+                .any(|(k, _)| pointer.strip_prefix('/') == Some(k)) =>
+        {
+            let key = &pointer[1..];
+            let why = later_keys
+                .iter()
+                .find(|(k, _)| *k == key)
+                .map_or("", |(_, why)| why);
+            vec![Diagnostic::new(
+                "schema/not-in-version",
+                pointer.clone(),
+                format!("`{key}` is only an empty placeholder in cookbook format {version}"),
+            )
+            .at_key()
+            .with_help(format!(
+                "{why}; leave it empty (`\"{key}\": {{}}`) or remove it to use format {version}"
+            ))]
+        }
         ValidationErrorKind::MaxProperties { limit } => {
             one("schema/too-long", format!("more than {limit} keys"))
         }

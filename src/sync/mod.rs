@@ -336,6 +336,12 @@ pub fn run_round(
         })?;
         sync_dir(&dir.checkouts())?;
     }
+    if let Err(refusal) = check_checkout(&checkout, head, options)? {
+        remove_dir_if_present(&checkout)?;
+        record_refusal(dir, &mut state, &head_id, &refusal, options)?;
+        report.outcome = Outcome::Refused(refusal);
+        return Ok(report);
+    }
     test_pause("before-switch");
     check_stop(stop)?;
 
@@ -423,8 +429,9 @@ pub fn check_revision(
             "check --path: the cookbook's path inside the repository",
         )])));
     };
-    let cookbook = match Cookbook::parse(&bytes) {
-        Ok(cookbook) => cookbook,
+    // The text only: the disk checks run on the checkout (`check_checkout`).
+    let cookbook = match crate::load::load_bytes(&bytes, None) {
+        Ok(loaded) => loaded.cookbook,
         Err(diagnostics) => return Ok(Err(invalid(diagnostics))),
     };
     let plan = match &options.site {
@@ -447,6 +454,23 @@ pub fn check_revision(
         },
     };
     Ok(Ok(Checked { cookbook, plan }))
+}
+
+/// The load stage's disk checks on a revision's checkout: every path exists and, symlinks
+/// followed, stays inside the checkout — what git's tree alone cannot tell.
+fn check_checkout(
+    checkout: &Path,
+    commit: Oid,
+    options: &SyncOptions,
+) -> Result<Result<(), Refusal>, SyncError> {
+    match crate::load::load_file(&checkout.join(&options.path)) {
+        Ok(_) => Ok(Ok(())),
+        Err(crate::load::LoadError::Invalid { diagnostics }) => Ok(Err(Refusal::Invalid {
+            file: format!("{}@{}", options.path, &commit.to_string()[..12]),
+            diagnostics,
+        })),
+        Err(crate::load::LoadError::Read { path, source }) => Err(SyncError::Io { path, source }),
+    }
 }
 
 fn apply(

@@ -43,11 +43,30 @@ impl Applier for FlakyApplier {
     }
 }
 
+/// Copies a directory tree (regular files only: the example's sources).
+fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_tree(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
 fn commit(repo: &git2::Repository, content: &str, message: &str) -> String {
     let workdir = repo.workdir().unwrap();
     std::fs::write(workdir.join("cookbook.json"), content).unwrap();
+    // The example's sources: a checkout is refused when a path the cookbook names is missing.
+    let services = Path::new(env!("CARGO_MANIFEST_DIR")).join("cookbooks/shop/services");
+    copy_tree(&services, &workdir.join("services"));
     let mut index = repo.index().unwrap();
-    index.add_path(Path::new("cookbook.json")).unwrap();
+    index
+        .add_all(["*"], git2::IndexAddOption::DEFAULT, None)
+        .unwrap();
     index.write().unwrap();
     let tree = repo.find_tree(index.write_tree().unwrap()).unwrap();
     let sig = git2::Signature::now("t", "t@example.invalid").unwrap();
