@@ -1,25 +1,49 @@
 //! The one place that maps failures to exit codes.
 //!
-//! | code | meaning                                                        |
-//! |------|----------------------------------------------------------------|
-//! | 0    | success                                                        |
-//! | 1    | the work failed (a build, a push, a mismatch found by verify)  |
-//! | 2    | invalid input: the cookbook, a flag, a path                    |
-//! | 3    | an external service (Docker engine, registry, git) unreachable |
+//! | code | meaning                                                                    |
+//! |------|----------------------------------------------------------------------------|
+//! | 0    | success                                                                    |
+//! | 1    | the work failed, or a service or the local system said no                  |
+//! | 2    | invalid input: the cookbook, an argument, a path, a config file            |
+//! | 3    | an external service (Docker engine, registry, git remote) is unreachable   |
 //!
-//! Edge errors: an engine or registry that cannot be reached, or a registry that keeps answering
-//! 5xx/429 until the retries run out, is 3 (the service, not the work, failed: a CI job may
-//! retry later). A failed build or push is 1. An authentication refusal is 1: the service
-//! answered, and it takes a person to fix the credentials. A `DOCKER_HOST` with a transport
-//! `cookbook` does not speak, or an image reference that does not parse, is 2.
+//! Row by row (README.md "Exit codes" has the same table, and tests/exit_codes.rs one test per
+//! row):
+//!
+//! | failure                                                                  | code |
+//! |--------------------------------------------------------------------------|------|
+//! | the cookbook is invalid (every problem located), an unknown site/container | 2  |
+//! | a path that names nothing usable (ENOENT, ENOTDIR, EISDIR), read or written | 2 |
+//! | local I/O failure (ENOSPC, EIO, EACCES, EFBIG…) reading or writing a tar, the lock, an explain document, the cookbook: path and verb named | 1 |
+//! | a build context input at fault (special file, link out, not UTF-8, bad `.dockerignore`, too deep) | 2 |
+//! | a file changed while its context was written                             | 1    |
+//! | a build or push failed; verify found a mismatch                          | 1    |
+//! | the engine refused a request (its status and message kept)               | 1    |
+//! | a push/pull refused ("denied", "unauthorized", "manifest unknown"): not retried | 1 |
+//! | the registry refused: 401/403 or a body saying `DENIED`, never retried   | 1    |
+//! | the registry answered something unusable (bad digest, unexpected status) | 1    |
+//! | a malformed Docker config (`config.json` with a JSON error): file:line:column | 2 |
+//! | a Docker config that cannot be read, a failing credential helper         | 1    |
+//! | the Docker engine cannot be reached, or what answers is not a Docker engine | 3 |
+//! | the registry cannot be reached, or answers 5xx/429 until the retries run out | 3 |
+//! | `DOCKER_HOST` with a transport cookbook does not speak; an image reference that does not parse | 2 |
+//! | git: the remote refused (credentials, no such repository), naming what to check | 1 |
+//! | git: a malformed remote URL; a branch the remote does not have           | 2    |
+//! | git: no connection to the remote                                         | 3    |
+//!
+//! Why: 3 says "the service, not the work, failed: retry later"; 1 says "it takes a person"
+//! (credentials, a full disk, a failed build); 2 says "the command as given cannot work".
+//! The edges (`engine`, `registry`, `sync`, `context`) do not import this module; it imports
+//! them, so that the mapping stays here and no import cycle forms.
 
 use std::path::PathBuf;
 
 use crate::apply::lock::LockError;
 use crate::apply::ApplyError;
+use crate::context::ContextError;
 use crate::diagnostic::Diagnostic;
 use crate::engine::EngineError;
-use crate::registry::{ReferenceError, RegistryError};
+use crate::registry::{CredentialError, ReferenceError, RegistryError};
 use crate::verify::VerifyError;
 
 pub const EXIT_OK: i32 = 0;
@@ -30,8 +54,9 @@ pub const EXIT_UNREACHABLE: i32 = 3;
 /// Documented in `--help`; tested in `tests/cli.rs`.
 pub const EXIT_CODES_HELP: &str = "Exit codes:
   0  success
-  1  the work failed (a build, a push, a verification)
-  2  invalid input (the cookbook, an argument, a path)
+  1  the work failed (a build, a push, a verification), a service refused (credentials,
+     denied), or a local I/O failure (disk full, permission)
+  2  invalid input (the cookbook, an argument, a path, a malformed config or URL)
   3  an external service (Docker engine, registry, git remote) is unreachable";
 
 #[derive(Debug, thiserror::Error)]
@@ -56,10 +81,10 @@ pub enum Error {
         help: Option<String>,
     },
 
-    /// A build context could not be listed or written (a special file, a link leaving its tree,
-    /// a bad `.dockerignore`, an unreadable file): the input is at fault.
+    /// A build context could not be listed, read or written: the input at fault (2), or the local
+    /// system failing (1; see [`context_exit_code`]).
     #[error(transparent)]
-    Context(#[from] crate::context::ContextError),
+    Context(#[from] ContextError),
 
     /// The work was done and its answer is "no" (two manifests differ, a verification failed).
     #[error("{0}")]
@@ -98,13 +123,41 @@ pub enum Error {
     Verify(#[from] VerifyError),
 }
 
+/// A local I/O error: 2 when the path given names nothing usable (it is the argument, or the
+/// cookbook's, that is wrong), 1 for the system failing (a full disk, EIO, a refused
+/// permission, a file grown past its limit).
+pub fn io_exit_code(e: &std::io::Error) -> i32 {
+    use std::io::ErrorKind as K;
+    match e.kind() {
+        K::NotFound | K::NotADirectory | K::IsADirectory | K::InvalidFilename => EXIT_INVALID,
+        _ => EXIT_FAILED,
+    }
+}
+
+fn context_exit_code(e: &ContextError) -> i32 {
+    match e {
+        ContextError::Io { source, .. } | ContextError::Write { source, .. } => {
+            io_exit_code(source)
+        }
+        // The input moved under the run: nothing is wrong with the command; run again.
+        ContextError::Changed { .. } => EXIT_FAILED,
+        ContextError::Special { .. }
+        | ContextError::LinkOutside { .. }
+        | ContextError::NotUtf8 { .. }
+        | ContextError::Ignore { .. }
+        | ContextError::Missing { .. }
+        | ContextError::TooDeep { .. } => EXIT_INVALID,
+    }
+}
+
 fn engine_exit_code(e: &EngineError) -> i32 {
     match e {
-        EngineError::Unreachable { .. } => EXIT_UNREACHABLE,
+        EngineError::Unreachable { .. } | EngineError::NotAnEngine { .. } => EXIT_UNREACHABLE,
         EngineError::UnsupportedHost { .. } => EXIT_INVALID,
         EngineError::Api { .. }
         | EngineError::BuildFailed { .. }
         | EngineError::PushFailed { .. }
+        | EngineError::PullFailed { .. }
         | EngineError::Context { .. }
         | EngineError::Protocol { .. } => EXIT_FAILED,
     }
@@ -113,8 +166,12 @@ fn engine_exit_code(e: &EngineError) -> i32 {
 fn registry_exit_code(e: &RegistryError) -> i32 {
     match e {
         RegistryError::Unreachable { .. } | RegistryError::Unavailable { .. } => EXIT_UNREACHABLE,
+        RegistryError::Credentials(CredentialError::Malformed { .. }) => EXIT_INVALID,
+        RegistryError::Credentials(CredentialError::Unreadable { source, .. }) => {
+            io_exit_code(source)
+        }
         RegistryError::Unauthorized { .. }
-        | RegistryError::Credentials(_)
+        | RegistryError::Credentials(CredentialError::Lookup { .. })
         | RegistryError::UnexpectedStatus { .. }
         | RegistryError::InvalidResponse { .. }
         | RegistryError::Client { .. } => EXIT_FAILED,
@@ -124,21 +181,19 @@ fn registry_exit_code(e: &RegistryError) -> i32 {
 impl Error {
     pub fn exit_code(&self) -> i32 {
         match self {
-            Error::Invalid { .. }
-            | Error::Read { .. }
-            | Error::Usage { .. }
-            | Error::Context(_)
-            | Error::Reference(_) => EXIT_INVALID,
+            Error::Invalid { .. } | Error::Usage { .. } | Error::Reference(_) => EXIT_INVALID,
+            Error::Read { source, .. } => io_exit_code(source),
+            Error::Context(e) => context_exit_code(e),
             Error::Failed(_) => EXIT_FAILED,
             Error::Engine(e) => engine_exit_code(e),
             Error::Registry(e) => registry_exit_code(e),
             Error::Apply(e) => match e {
                 ApplyError::Engine(e) => engine_exit_code(e),
                 ApplyError::Registry(e) => registry_exit_code(e),
+                ApplyError::Context(e) => context_exit_code(e),
                 ApplyError::NoRegistry
                 | ApplyError::BadRepository { .. }
-                | ApplyError::NoRevision { .. }
-                | ApplyError::Context(_) => EXIT_INVALID,
+                | ApplyError::NoRevision { .. } => EXIT_INVALID,
                 ApplyError::Lock(_)
                 | ApplyError::State { .. }
                 | ApplyError::LocalImageMissing { .. } => EXIT_FAILED,
@@ -148,9 +203,10 @@ impl Error {
                 use crate::sync::SyncError as S;
                 match e {
                     S::Unreachable { .. } => EXIT_UNREACHABLE,
-                    S::BranchNotFound { .. } => EXIT_INVALID,
+                    S::BranchNotFound { .. } | S::BadRemote { .. } => EXIT_INVALID,
                     // Busy: another sync holds the state; this one did nothing (documented).
                     S::Busy { .. }
+                    | S::Refused { .. }
                     | S::Git { .. }
                     | S::Io { .. }
                     | S::StateCorrupt { .. }
@@ -162,7 +218,8 @@ impl Error {
                 VerifyError::Lock(LockError::Write { .. })
                 | VerifyError::Checkout { .. }
                 | VerifyError::TempDir { .. } => EXIT_FAILED,
-                VerifyError::Lock(LockError::Read { .. } | LockError::Invalid { .. })
+                VerifyError::Lock(LockError::Read { source, .. }) => io_exit_code(source),
+                VerifyError::Lock(LockError::Invalid { .. })
                 | VerifyError::NoLock { .. }
                 | VerifyError::ProjectMismatch { .. }
                 | VerifyError::NotInRepository { .. }
@@ -197,12 +254,14 @@ mod tests {
         let unauthorized = Error::Registry(RegistryError::Unauthorized {
             endpoint: "http://127.0.0.1:5000/v2/a/blobs/uploads/".into(),
             status: 401,
+            message: None,
         });
         assert_eq!(unauthorized.exit_code(), EXIT_FAILED);
         let unavailable = Error::Registry(RegistryError::Unavailable {
             endpoint: "http://127.0.0.1:5000/v2/".into(),
             status: 503,
             attempts: 4,
+            message: None,
         });
         assert_eq!(unavailable.exit_code(), EXIT_UNREACHABLE);
         let reference =

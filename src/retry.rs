@@ -2,7 +2,10 @@
 //! (the Docker engine's push, the registry client).
 //!
 //! Only the caller knows which failures are transient (a connection reset, a 5xx, a 429), so the
-//! policy here only schedules: it says how long to wait before attempt `n` and when to give up.
+//! policy here mostly schedules: it says how long to wait before attempt `n` and when to give up.
+//! The one judgement shared by both edges is [`is_refusal`]: a service's own words saying no
+//! (`denied`, `unauthorized`, `manifest unknown`), which no retry can change, whatever status or
+//! stream they came in.
 //! Backoff has no jitter: `cookbook` runs a handful of requests per registry, not a thundering
 //! herd, and a deterministic schedule keeps the fault-injection tests exact.
 
@@ -43,9 +46,60 @@ impl RetryPolicy {
     }
 }
 
+/// Words with which a registry, or the Docker engine relaying one, refuses for good: an
+/// authorization refusal (OCI error codes `DENIED`, `UNAUTHORIZED`; the daemon's "pull access
+/// denied", "authentication required") or something that does not exist (`MANIFEST_UNKNOWN`,
+/// `NAME_UNKNOWN`, "not found"). Matched in lower case; codes also as the daemon spells them.
+const REFUSALS: [&str; 10] = [
+    "denied",
+    "unauthorized",
+    "authentication required",
+    "forbidden",
+    "manifest unknown",
+    "manifest_unknown",
+    "name unknown",
+    "name_unknown",
+    "not found",
+    "does not exist",
+];
+
+/// Whether `message`, a service's own error text, says it refused for good (never retried).
+///
+/// Text is all there is: the engine's push and pull streams end in an `error` string (bollard
+/// keeps no code, and the daemon sends none for registry failures), and a registry's error body
+/// is free to carry a refusal behind any status. Anything not recognised is treated as
+/// transient, as before: a retry of a permanent failure costs a few seconds, a missed retry of a
+/// transient one fails a run.
+pub fn is_refusal(message: &str) -> bool {
+    let message = message.to_ascii_lowercase();
+    REFUSALS.iter().any(|word| message.contains(word))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn refusals_are_recognised_in_the_services_own_words() {
+        for refusal in [
+            "denied: requested access to the resource is denied",
+            "DENIED: requested access to the resource is denied",
+            "unauthorized: authentication required",
+            "pull access denied for x, repository does not exist or may require 'docker login'",
+            "manifest for 127.0.0.1:5000/a/b:v1 not found: manifest unknown: manifest unknown",
+            "NAME_UNKNOWN: repository name not known to registry",
+        ] {
+            assert!(is_refusal(refusal), "{refusal}");
+        }
+        for transient in [
+            "received unexpected HTTP status: 502 Bad Gateway",
+            "blob upload unknown",
+            "read tcp 127.0.0.1:5000: connection reset by peer",
+            "",
+        ] {
+            assert!(!is_refusal(transient), "{transient}");
+        }
+    }
 
     #[test]
     fn backoff_doubles_then_stops_after_the_last_attempt() {
