@@ -54,9 +54,8 @@ pub const EXIT_UNREACHABLE: i32 = 3;
 /// Documented in `--help`; tested in `tests/cli.rs`.
 pub const EXIT_CODES_HELP: &str = "Exit codes:
   0  success
-  1  the work failed (a build, a push, a verification), a service refused (credentials,
-     denied), or a local I/O failure (disk full, permission)
-  2  invalid input (the cookbook, an argument, a path, a malformed config or URL)
+  1  the work failed (a build, a push, a verification)
+  2  invalid input (the cookbook, an argument, a path)
   3  an external service (Docker engine, registry, git remote) is unreachable";
 
 #[derive(Debug, thiserror::Error)]
@@ -280,5 +279,130 @@ mod tests {
         assert_eq!(no_lock.exit_code(), EXIT_INVALID);
         let mismatch = Error::Failed("1 of 4 container(s) do not match cookbook.lock".into());
         assert_eq!(mismatch.exit_code(), EXIT_FAILED);
+    }
+
+    fn os_error(code: i32) -> std::io::Error {
+        std::io::Error::from_raw_os_error(code)
+    }
+
+    /// The rows tests/exit_codes.rs cannot produce through the binary on this machine.
+    #[test]
+    fn local_io_failures_are_1_and_paths_that_name_nothing_are_2() {
+        const ENOENT: i32 = 2;
+        const EIO: i32 = 5;
+        const EACCES: i32 = 13;
+        const ENOTDIR: i32 = 20;
+        const EISDIR: i32 = 21;
+        const ENOSPC: i32 = 28;
+        // An explain document or the state directory: always the local system.
+        for code in [EIO, EACCES, ENOSPC, ENOTDIR] {
+            let explain = Error::Apply(ApplyError::State {
+                path: ".cookbook/explain/api/x.json".into(),
+                source: os_error(code),
+            });
+            assert_eq!(explain.exit_code(), EXIT_FAILED, "{explain}");
+            assert!(explain
+                .to_string()
+                .starts_with("cannot write .cookbook/explain/api/x.json: "));
+        }
+        let write = |code| {
+            Error::Context(ContextError::Write {
+                path: "out.tar".into(),
+                source: os_error(code),
+            })
+        };
+        let read = |code| {
+            Error::Apply(ApplyError::Context(ContextError::Io {
+                path: "services/api/main.py".into(),
+                source: os_error(code),
+            }))
+        };
+        for code in [EIO, EACCES, ENOSPC] {
+            assert_eq!(write(code).exit_code(), EXIT_FAILED);
+            assert_eq!(read(code).exit_code(), EXIT_FAILED);
+        }
+        for code in [ENOENT, ENOTDIR, EISDIR] {
+            assert_eq!(write(code).exit_code(), EXIT_INVALID);
+            assert_eq!(read(code).exit_code(), EXIT_INVALID);
+        }
+        assert!(write(ENOSPC)
+            .to_string()
+            .starts_with("cannot write out.tar: "));
+        assert!(read(EIO)
+            .to_string()
+            .starts_with("cannot read services/api/main.py: "));
+        let changed = Error::Context(ContextError::Changed {
+            path: "services/api/main.py".into(),
+        });
+        assert_eq!(changed.exit_code(), EXIT_FAILED);
+        let special = Error::Context(ContextError::Special {
+            path: "services/api/fifo".into(),
+            what: "a FIFO",
+        });
+        assert_eq!(special.exit_code(), EXIT_INVALID);
+        let lock_read = Error::Verify(VerifyError::Lock(LockError::Read {
+            path: "cookbook.lock".into(),
+            source: os_error(EIO),
+        }));
+        assert_eq!(lock_read.exit_code(), EXIT_FAILED);
+        let cookbook_missing = Error::Read {
+            path: "cookbook.json".into(),
+            source: os_error(ENOENT),
+        };
+        assert_eq!(cookbook_missing.exit_code(), EXIT_INVALID);
+        let cookbook_eio = Error::Read {
+            path: "cookbook.json".into(),
+            source: os_error(EIO),
+        };
+        assert_eq!(cookbook_eio.exit_code(), EXIT_FAILED);
+    }
+
+    #[test]
+    fn service_answers_map_to_what_happened() {
+        let not_docker = Error::Engine(EngineError::NotAnEngine {
+            endpoint: "tcp://127.0.0.1:5000".into(),
+            message: "GET /version answered HTTP 404: 404 page not found".into(),
+        });
+        assert_eq!(not_docker.exit_code(), EXIT_UNREACHABLE);
+        let pull = Error::Apply(ApplyError::Engine(EngineError::PullFailed {
+            reference: "127.0.0.1:5000/a/b:v1".into(),
+            attempts: 1,
+            message: "manifest unknown".into(),
+        }));
+        assert_eq!(pull.exit_code(), EXIT_FAILED);
+        let malformed = Error::Registry(RegistryError::Credentials(CredentialError::Malformed {
+            path: "/root/.docker/config.json".into(),
+            line: 3,
+            column: 10,
+            message: "expected `,` or `}`".into(),
+        }));
+        assert_eq!(malformed.exit_code(), EXIT_INVALID);
+        assert_eq!(
+            malformed.to_string(),
+            "/root/.docker/config.json:3:10: malformed Docker config: expected `,` or `}`"
+        );
+        let unreadable = |code| {
+            Error::Registry(RegistryError::Credentials(CredentialError::Unreadable {
+                path: "/root/.docker/config.json".into(),
+                source: os_error(code),
+            }))
+        };
+        assert_eq!(unreadable(13).exit_code(), EXIT_FAILED);
+        assert_eq!(unreadable(21).exit_code(), EXIT_INVALID);
+        let helper = Error::Registry(RegistryError::Credentials(CredentialError::Lookup {
+            registry: "ghcr.io".into(),
+            source: docker_credential::CredentialRetrievalError::HelperCommunicationError,
+        }));
+        assert_eq!(helper.exit_code(), EXIT_FAILED);
+        let refused = Error::Sync(crate::sync::SyncError::Refused {
+            remote: "git://127.0.0.1/x.git".into(),
+            message: "remote error: access denied".into(),
+        });
+        assert_eq!(refused.exit_code(), EXIT_FAILED);
+        let bad_url = Error::Sync(crate::sync::SyncError::BadRemote {
+            remote: "htp://x".into(),
+            message: "unsupported URL protocol".into(),
+        });
+        assert_eq!(bad_url.exit_code(), EXIT_INVALID);
     }
 }

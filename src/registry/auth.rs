@@ -86,7 +86,7 @@ pub enum CredentialError {
 /// The fields `docker_credential` reads from `config.json`, with its types: a file this accepts,
 /// the crate accepts (unknown fields are ignored by both).
 #[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", expecting = "a JSON object")]
 #[allow(dead_code)] // parsed for its shape and error location only
 struct ConfigShape {
     auths: Option<BTreeMap<String, AuthShape>>,
@@ -95,6 +95,7 @@ struct ConfigShape {
 }
 
 #[derive(Deserialize)]
+#[serde(expecting = "an object with auth, username, password or identitytoken")]
 #[allow(dead_code)]
 struct AuthShape {
     auth: Option<String>,

@@ -27,7 +27,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Mutex;
 use std::time::Duration;
 
-use base64::Engine as _;
+use base64::prelude::{Engine as _, BASE64_STANDARD};
 use reqwest::header::{
     ACCEPT, AUTHORIZATION, CONTENT_TYPE, LINK, LOCATION, RETRY_AFTER, WWW_AUTHENTICATE,
 };
@@ -525,8 +525,7 @@ impl RegistryClient {
                 return Ok(match credential {
                     Some(Credential::Basic { username, password }) => Some(format!(
                         "Basic {}",
-                        base64::engine::general_purpose::STANDARD
-                            .encode(format!("{username}:{password}"))
+                        BASE64_STANDARD.encode(format!("{username}:{password}"))
                     )),
                     _ => None,
                 });
