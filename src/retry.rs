@@ -3,9 +3,9 @@
 //!
 //! Only the caller knows which failures are transient (a connection reset, a 5xx, a 429), so the
 //! policy here mostly schedules: it says how long to wait before attempt `n` and when to give up.
-//! The one judgement shared by both edges is [`is_refusal`]: a service's own words saying no
-//! (`denied`, `unauthorized`, `manifest unknown`), which no retry can change, whatever status or
-//! stream they came in.
+//! The one judgement shared by both edges is [`is_permanent`]: a service's own words saying no
+//! (`denied`, `unauthorized`: [`is_refusal`]) or that the thing does not exist (`manifest
+//! unknown`), which no retry can change, whatever status or stream they came in.
 //! Backoff has no jitter: `cookbook` runs a handful of requests per registry, not a thundering
 //! herd, and a deterministic schedule keeps the fault-injection tests exact.
 
@@ -46,15 +46,19 @@ impl RetryPolicy {
     }
 }
 
-/// Words with which a registry, or the Docker engine relaying one, refuses for good: an
-/// authorization refusal (OCI error codes `DENIED`, `UNAUTHORIZED`; the daemon's "pull access
-/// denied", "authentication required") or something that does not exist (`MANIFEST_UNKNOWN`,
-/// `NAME_UNKNOWN`, "not found"). Matched in lower case; codes also as the daemon spells them.
-const REFUSALS: [&str; 10] = [
+/// Words with which a registry, or the Docker engine relaying one, refuses access: the OCI
+/// error codes `DENIED` and `UNAUTHORIZED`, the daemon's "pull access denied", "authentication
+/// required". Matched in lower case.
+const REFUSALS: [&str; 4] = [
     "denied",
     "unauthorized",
     "authentication required",
     "forbidden",
+];
+
+/// Words saying that what was asked for does not exist (`MANIFEST_UNKNOWN`, `NAME_UNKNOWN`, the
+/// daemon's "manifest unknown", "not found"); codes also as the daemon spells them.
+const ABSENCES: [&str; 6] = [
     "manifest unknown",
     "manifest_unknown",
     "name unknown",
@@ -63,16 +67,23 @@ const REFUSALS: [&str; 10] = [
     "does not exist",
 ];
 
-/// Whether `message`, a service's own error text, says it refused for good (never retried).
+/// Whether `message`, a service's own error text, refuses access (credentials, permissions).
+pub fn is_refusal(message: &str) -> bool {
+    let message = message.to_ascii_lowercase();
+    REFUSALS.iter().any(|word| message.contains(word))
+}
+
+/// Whether `message` says the failure is for good: a refusal, or something that does not exist.
+/// Such failures are never retried.
 ///
 /// Text is all there is: the engine's push and pull streams end in an `error` string (bollard
 /// keeps no code, and the daemon sends none for registry failures), and a registry's error body
 /// is free to carry a refusal behind any status. Anything not recognised is treated as
 /// transient, as before: a retry of a permanent failure costs a few seconds, a missed retry of a
 /// transient one fails a run.
-pub fn is_refusal(message: &str) -> bool {
-    let message = message.to_ascii_lowercase();
-    REFUSALS.iter().any(|word| message.contains(word))
+pub fn is_permanent(message: &str) -> bool {
+    let lower = message.to_ascii_lowercase();
+    is_refusal(message) || ABSENCES.iter().any(|word| lower.contains(word))
 }
 
 #[cfg(test)]
@@ -80,16 +91,22 @@ mod tests {
     use super::*;
 
     #[test]
-    fn refusals_are_recognised_in_the_services_own_words() {
+    fn refusals_and_absences_are_recognised_in_the_services_own_words() {
         for refusal in [
             "denied: requested access to the resource is denied",
             "DENIED: requested access to the resource is denied",
             "unauthorized: authentication required",
             "pull access denied for x, repository does not exist or may require 'docker login'",
+        ] {
+            assert!(is_refusal(refusal), "{refusal}");
+            assert!(is_permanent(refusal), "{refusal}");
+        }
+        for absence in [
             "manifest for 127.0.0.1:5000/a/b:v1 not found: manifest unknown: manifest unknown",
             "NAME_UNKNOWN: repository name not known to registry",
         ] {
-            assert!(is_refusal(refusal), "{refusal}");
+            assert!(!is_refusal(absence), "{absence}");
+            assert!(is_permanent(absence), "{absence}");
         }
         for transient in [
             "received unexpected HTTP status: 502 Bad Gateway",
@@ -97,7 +114,7 @@ mod tests {
             "read tcp 127.0.0.1:5000: connection reset by peer",
             "",
         ] {
-            assert!(!is_refusal(transient), "{transient}");
+            assert!(!is_permanent(transient), "{transient}");
         }
     }
 

@@ -416,6 +416,30 @@ async fn a_registry_body_saying_denied_is_not_retried_and_keeps_its_message() {
     );
     assert_eq!(Error::from(error).exit_code(), EXIT_FAILED);
 
+    // Something that does not exist is not retried either, and is not called a refusal.
+    let unknown = FakeServer::start(|_, _| {
+        response(
+            "500 Internal Server Error",
+            &[("Content-Type", "application/json")],
+            r#"{"errors":[{"code":"MANIFEST_UNKNOWN","message":"manifest unknown"}]}"#,
+        )
+    })
+    .await;
+    let error = client
+        .manifest_get(&unknown.repo(), "v1")
+        .await
+        .unwrap_err();
+    assert_eq!(unknown.requests().len(), 1);
+    assert_eq!(
+        error.to_string(),
+        format!(
+            "unexpected HTTP 500 from the registry at http://{}/v2/cookbook/x/manifests/v1: \
+             MANIFEST_UNKNOWN: manifest unknown",
+            unknown.host()
+        )
+    );
+    assert_eq!(Error::from(error).exit_code(), EXIT_FAILED);
+
     // A transient answer is still retried, and its words are kept with the last status.
     let busy =
         FakeServer::start(|_, _| response("503 Service Unavailable", &[], "upstream busy")).await;

@@ -31,7 +31,7 @@ use tokio_util::io::ReaderStream;
 
 use super::{BuildOutcome, BuildRequest, Engine, EngineError, ImageId, ImageInfo};
 use crate::registry::{Credential, Digest, ImageReference, Repository};
-use crate::retry::{is_refusal, RetryPolicy};
+use crate::retry::{is_permanent, RetryPolicy};
 
 /// Docker's default socket (bollard keeps its constant private).
 const DEFAULT_HOST: &str = "unix:///var/run/docker.sock";
@@ -370,7 +370,7 @@ impl Engine for DockerEngine {
                 // already uploaded are skipped), unless the words are a refusal: "denied" stays
                 // denied however often it is asked.
                 Err(PushAttemptError::Daemon(message)) => {
-                    let retryable = !is_refusal(&message);
+                    let retryable = !is_permanent(&message);
                     (
                         EngineError::PushFailed {
                             reference: repo.with_tag(tag),
@@ -414,7 +414,7 @@ impl Engine for DockerEngine {
                     // The engine's own words, as they are; retried unless they are a refusal
                     // or say the image does not exist.
                     Err(BollardError::DockerStreamError { error }) => {
-                        let retryable = !is_refusal(&error);
+                        let retryable = !is_permanent(&error);
                         failure = Some((
                             EngineError::PullFailed {
                                 reference: reference.clone(),
@@ -592,7 +592,7 @@ fn is_transient(error: &BollardError) -> bool {
         BollardError::DockerResponseServerError {
             status_code,
             message,
-        } => (*status_code == 429 || *status_code >= 500) && !is_refusal(message),
+        } => (*status_code == 429 || *status_code >= 500) && !is_permanent(message),
         other => is_transport(other),
     }
 }

@@ -11,7 +11,8 @@
 //! - retries transient failures (a transport error such as a refused or reset connection, a
 //!   5xx, a 429 honouring `Retry-After` in seconds) with the exponential backoff of
 //!   [`RetryPolicy`], and never retries a refusal: a 401/403, or any answer whose body says
-//!   `DENIED`/`UNAUTHORIZED` (see [`crate::retry::is_refusal`]), is reported at once;
+//!   `DENIED`/`UNAUTHORIZED` or `…_UNKNOWN` (see [`crate::retry::is_permanent`]), is reported
+//!   at once;
 //! - keeps the registry's own words: the `message` of its OCI error body (`{"errors":[…]}`), or
 //!   the start of a plain-text body, goes into the error.
 //!
@@ -37,7 +38,7 @@ use serde::Deserialize;
 use super::auth::{Challenge, Credential, CredentialError, CredentialStore};
 use super::digest::Digest;
 use super::reference::Repository;
-use crate::retry::{is_refusal, RetryPolicy};
+use crate::retry::{is_permanent, is_refusal, RetryPolicy};
 
 /// Every manifest media type `cookbook` understands, so that the registry answers with the
 /// stored manifest instead of converting it (a conversion would change the digest).
@@ -625,12 +626,21 @@ impl RegistryClient {
                         .and_then(|v| v.trim().parse::<u64>().ok())
                         .map(Duration::from_secs);
                     let message = said_by(response).await;
-                    // Some registries put a refusal behind a 5xx; no retry changes a "denied".
-                    if message.as_deref().is_some_and(is_refusal) {
-                        return Err(RegistryError::Unauthorized {
-                            endpoint: endpoint.to_owned(),
-                            status,
-                            message,
+                    // Some registries put a refusal (or "unknown") behind a 5xx; no retry
+                    // changes a "denied".
+                    if let Some(said) = message.as_deref().filter(|m| is_permanent(m)) {
+                        return Err(if is_refusal(said) {
+                            RegistryError::Unauthorized {
+                                endpoint: endpoint.to_owned(),
+                                status,
+                                message,
+                            }
+                        } else {
+                            RegistryError::UnexpectedStatus {
+                                endpoint: endpoint.to_owned(),
+                                status,
+                                message,
+                            }
                         });
                     }
                     match self.retry.backoff(attempt, retry_after) {
