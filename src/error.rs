@@ -1,25 +1,49 @@
 //! The one place that maps failures to exit codes.
 //!
-//! | code | meaning                                                        |
-//! |------|----------------------------------------------------------------|
-//! | 0    | success                                                        |
-//! | 1    | the work failed (a build, a push, a mismatch found by verify)  |
-//! | 2    | invalid input: the cookbook, a flag, a path                    |
-//! | 3    | an external service (Docker engine, registry, git) unreachable |
+//! | code | meaning                                                                    |
+//! |------|----------------------------------------------------------------------------|
+//! | 0    | success                                                                    |
+//! | 1    | the work failed, or a service or the local system said no                  |
+//! | 2    | invalid input: the cookbook, an argument, a path, a config file            |
+//! | 3    | an external service (Docker engine, registry, git remote) is unreachable   |
 //!
-//! Edge errors: an engine or registry that cannot be reached, or a registry that keeps answering
-//! 5xx/429 until the retries run out, is 3 (the service, not the work, failed: a CI job may
-//! retry later). A failed build or push is 1. An authentication refusal is 1: the service
-//! answered, and it takes a person to fix the credentials. A `DOCKER_HOST` with a transport
-//! `cookbook` does not speak, or an image reference that does not parse, is 2.
+//! Row by row (README.md "Exit codes" has the same table, and tests/exit_codes.rs one test per
+//! row):
+//!
+//! | failure                                                                  | code |
+//! |--------------------------------------------------------------------------|------|
+//! | the cookbook is invalid (every problem located), an unknown site/container | 2  |
+//! | a path that names nothing usable (ENOENT, ENOTDIR, EISDIR), read or written | 2 |
+//! | local I/O failure (ENOSPC, EIO, EACCES, EFBIG…) reading or writing a tar, the lock, an explain document, the cookbook: path and verb named | 1 |
+//! | a build context input at fault (special file, link out, not UTF-8, bad `.dockerignore`, too deep) | 2 |
+//! | a file changed while its context was written                             | 1    |
+//! | a build or push failed; verify found a mismatch                          | 1    |
+//! | the engine refused a request (its status and message kept)               | 1    |
+//! | a push/pull refused ("denied", "unauthorized", "manifest unknown"): not retried | 1 |
+//! | the registry refused: 401/403 or a body saying `DENIED`, never retried   | 1    |
+//! | the registry answered something unusable (bad digest, unexpected status) | 1    |
+//! | a malformed Docker config (`config.json` with a JSON error): file:line:column | 2 |
+//! | a Docker config that cannot be read, a failing credential helper         | 1    |
+//! | the Docker engine cannot be reached, or what answers is not a Docker engine | 3 |
+//! | the registry cannot be reached, or answers 5xx/429 until the retries run out | 3 |
+//! | `DOCKER_HOST` with a transport cookbook does not speak; an image reference that does not parse | 2 |
+//! | git: the remote refused (credentials, no such repository), naming what to check | 1 |
+//! | git: a malformed remote URL; a branch the remote does not have           | 2    |
+//! | git: no connection to the remote                                         | 3    |
+//!
+//! Why: 3 says "the service, not the work, failed: retry later"; 1 says "it takes a person"
+//! (credentials, a full disk, a failed build); 2 says "the command as given cannot work".
+//! The edges (`engine`, `registry`, `sync`, `context`) do not import this module; it imports
+//! them, so that the mapping stays here and no import cycle forms.
 
 use std::path::PathBuf;
 
 use crate::apply::lock::LockError;
 use crate::apply::ApplyError;
+use crate::context::ContextError;
 use crate::diagnostic::Diagnostic;
 use crate::engine::EngineError;
-use crate::registry::{ReferenceError, RegistryError};
+use crate::registry::{CredentialError, ReferenceError, RegistryError};
 use crate::verify::VerifyError;
 
 pub const EXIT_OK: i32 = 0;
@@ -67,10 +91,10 @@ pub enum Error {
         help: Option<String>,
     },
 
-    /// A build context could not be listed or written (a special file, a link leaving its tree,
-    /// a bad `.dockerignore`, an unreadable file): the input is at fault.
+    /// A build context could not be listed, read or written: the input at fault (2), or the local
+    /// system failing (1; see [`context_exit_code`]).
     #[error(transparent)]
-    Context(#[from] crate::context::ContextError),
+    Context(#[from] ContextError),
 
     /// The work was done and its answer is "no" (two manifests differ, a verification failed).
     #[error("{0}")]
@@ -109,13 +133,42 @@ pub enum Error {
     Verify(#[from] VerifyError),
 }
 
+/// A local I/O error: 2 when the path given names nothing usable (it is the argument, or the
+/// cookbook's, that is wrong), 1 for the system failing (a full disk, EIO, a refused
+/// permission, a file grown past its limit).
+pub fn io_exit_code(e: &std::io::Error) -> i32 {
+    use std::io::ErrorKind as K;
+    match e.kind() {
+        K::NotFound | K::NotADirectory | K::IsADirectory | K::InvalidFilename => EXIT_INVALID,
+        _ => EXIT_FAILED,
+    }
+}
+
+fn context_exit_code(e: &ContextError) -> i32 {
+    match e {
+        ContextError::Io { source, .. } | ContextError::Write { source, .. } => {
+            io_exit_code(source)
+        }
+        // The input moved under the run: nothing is wrong with the command; run again.
+        ContextError::Changed { .. } => EXIT_FAILED,
+        ContextError::Special { .. }
+        | ContextError::LinkOutside { .. }
+        | ContextError::Outside { .. }
+        | ContextError::NotUtf8 { .. }
+        | ContextError::Ignore { .. }
+        | ContextError::Missing { .. }
+        | ContextError::TooDeep { .. } => EXIT_INVALID,
+    }
+}
+
 fn engine_exit_code(e: &EngineError) -> i32 {
     match e {
-        EngineError::Unreachable { .. } => EXIT_UNREACHABLE,
+        EngineError::Unreachable { .. } | EngineError::NotAnEngine { .. } => EXIT_UNREACHABLE,
         EngineError::UnsupportedHost { .. } => EXIT_INVALID,
         EngineError::Api { .. }
         | EngineError::BuildFailed { .. }
         | EngineError::PushFailed { .. }
+        | EngineError::PullFailed { .. }
         | EngineError::Context { .. }
         | EngineError::Protocol { .. } => EXIT_FAILED,
     }
@@ -124,8 +177,12 @@ fn engine_exit_code(e: &EngineError) -> i32 {
 fn registry_exit_code(e: &RegistryError) -> i32 {
     match e {
         RegistryError::Unreachable { .. } | RegistryError::Unavailable { .. } => EXIT_UNREACHABLE,
+        RegistryError::Credentials(CredentialError::Malformed { .. }) => EXIT_INVALID,
+        RegistryError::Credentials(CredentialError::Unreadable { source, .. }) => {
+            io_exit_code(source)
+        }
         RegistryError::Unauthorized { .. }
-        | RegistryError::Credentials(_)
+        | RegistryError::Credentials(CredentialError::Lookup { .. })
         | RegistryError::UnexpectedStatus { .. }
         | RegistryError::InvalidResponse { .. }
         | RegistryError::Client { .. } => EXIT_FAILED,
@@ -135,21 +192,20 @@ fn registry_exit_code(e: &RegistryError) -> i32 {
 impl Error {
     pub fn exit_code(&self) -> i32 {
         match self {
-            Error::Invalid { .. }
-            | Error::Read { .. }
-            | Error::Usage { .. }
-            | Error::Context(_)
-            | Error::Reference(_) => EXIT_INVALID,
-            Error::Failed(_) | Error::Write { .. } | Error::Differences(_) => EXIT_FAILED,
+            Error::Invalid { .. } | Error::Usage { .. } | Error::Reference(_) => EXIT_INVALID,
+            Error::Read { source, .. } => io_exit_code(source),
+            Error::Context(e) => context_exit_code(e),
+            Error::Failed(_) | Error::Differences(_) => EXIT_FAILED,
+            Error::Write { source, .. } => io_exit_code(source),
             Error::Engine(e) => engine_exit_code(e),
             Error::Registry(e) => registry_exit_code(e),
             Error::Apply(e) => match e {
                 ApplyError::Engine(e) => engine_exit_code(e),
                 ApplyError::Registry(e) => registry_exit_code(e),
+                ApplyError::Context(e) => context_exit_code(e),
                 ApplyError::NoRegistry
                 | ApplyError::BadRepository { .. }
-                | ApplyError::NoRevision { .. }
-                | ApplyError::Context(_) => EXIT_INVALID,
+                | ApplyError::NoRevision { .. } => EXIT_INVALID,
                 ApplyError::Lock(_)
                 | ApplyError::State { .. }
                 | ApplyError::LocalImageMissing { .. } => EXIT_FAILED,
@@ -159,9 +215,10 @@ impl Error {
                 use crate::sync::SyncError as S;
                 match e {
                     S::Unreachable { .. } => EXIT_UNREACHABLE,
-                    S::BranchNotFound { .. } => EXIT_INVALID,
+                    S::BranchNotFound { .. } | S::BadRemote { .. } => EXIT_INVALID,
                     // Busy: another sync holds the state; this one did nothing (documented).
                     S::Busy { .. }
+                    | S::Refused { .. }
                     | S::Git { .. }
                     | S::Io { .. }
                     | S::StateCorrupt { .. }
@@ -173,7 +230,8 @@ impl Error {
                 VerifyError::Lock(LockError::Write { .. })
                 | VerifyError::Checkout { .. }
                 | VerifyError::TempDir { .. } => EXIT_FAILED,
-                VerifyError::Lock(LockError::Read { .. } | LockError::Invalid { .. })
+                VerifyError::Lock(LockError::Read { source, .. }) => io_exit_code(source),
+                VerifyError::Lock(LockError::Invalid { .. })
                 | VerifyError::NoLock { .. }
                 | VerifyError::ProjectMismatch { .. }
                 | VerifyError::NotInRepository { .. }
@@ -208,12 +266,14 @@ mod tests {
         let unauthorized = Error::Registry(RegistryError::Unauthorized {
             endpoint: "http://127.0.0.1:5000/v2/a/blobs/uploads/".into(),
             status: 401,
+            message: None,
         });
         assert_eq!(unauthorized.exit_code(), EXIT_FAILED);
         let unavailable = Error::Registry(RegistryError::Unavailable {
             endpoint: "http://127.0.0.1:5000/v2/".into(),
             status: 503,
             attempts: 4,
+            message: None,
         });
         assert_eq!(unavailable.exit_code(), EXIT_UNREACHABLE);
         let reference =
@@ -232,5 +292,130 @@ mod tests {
         assert_eq!(no_lock.exit_code(), EXIT_INVALID);
         let mismatch = Error::Failed("1 of 4 container(s) do not match cookbook.lock".into());
         assert_eq!(mismatch.exit_code(), EXIT_FAILED);
+    }
+
+    fn os_error(code: i32) -> std::io::Error {
+        std::io::Error::from_raw_os_error(code)
+    }
+
+    /// The rows tests/exit_codes.rs cannot produce through the binary on this machine.
+    #[test]
+    fn local_io_failures_are_1_and_paths_that_name_nothing_are_2() {
+        const ENOENT: i32 = 2;
+        const EIO: i32 = 5;
+        const EACCES: i32 = 13;
+        const ENOTDIR: i32 = 20;
+        const EISDIR: i32 = 21;
+        const ENOSPC: i32 = 28;
+        // An explain document or the state directory: always the local system.
+        for code in [EIO, EACCES, ENOSPC, ENOTDIR] {
+            let explain = Error::Apply(ApplyError::State {
+                path: ".cookbook/explain/api/x.json".into(),
+                source: os_error(code),
+            });
+            assert_eq!(explain.exit_code(), EXIT_FAILED, "{explain}");
+            assert!(explain
+                .to_string()
+                .starts_with("cannot write .cookbook/explain/api/x.json: "));
+        }
+        let write = |code| {
+            Error::Context(ContextError::Write {
+                path: "out.tar".into(),
+                source: os_error(code),
+            })
+        };
+        let read = |code| {
+            Error::Apply(ApplyError::Context(ContextError::Io {
+                path: "services/api/main.py".into(),
+                source: os_error(code),
+            }))
+        };
+        for code in [EIO, EACCES, ENOSPC] {
+            assert_eq!(write(code).exit_code(), EXIT_FAILED);
+            assert_eq!(read(code).exit_code(), EXIT_FAILED);
+        }
+        for code in [ENOENT, ENOTDIR, EISDIR] {
+            assert_eq!(write(code).exit_code(), EXIT_INVALID);
+            assert_eq!(read(code).exit_code(), EXIT_INVALID);
+        }
+        assert!(write(ENOSPC)
+            .to_string()
+            .starts_with("cannot write out.tar: "));
+        assert!(read(EIO)
+            .to_string()
+            .starts_with("cannot read services/api/main.py: "));
+        let changed = Error::Context(ContextError::Changed {
+            path: "services/api/main.py".into(),
+        });
+        assert_eq!(changed.exit_code(), EXIT_FAILED);
+        let special = Error::Context(ContextError::Special {
+            path: "services/api/fifo".into(),
+            what: "a FIFO",
+        });
+        assert_eq!(special.exit_code(), EXIT_INVALID);
+        let lock_read = Error::Verify(VerifyError::Lock(LockError::Read {
+            path: "cookbook.lock".into(),
+            source: os_error(EIO),
+        }));
+        assert_eq!(lock_read.exit_code(), EXIT_FAILED);
+        let cookbook_missing = Error::Read {
+            path: "cookbook.json".into(),
+            source: os_error(ENOENT),
+        };
+        assert_eq!(cookbook_missing.exit_code(), EXIT_INVALID);
+        let cookbook_eio = Error::Read {
+            path: "cookbook.json".into(),
+            source: os_error(EIO),
+        };
+        assert_eq!(cookbook_eio.exit_code(), EXIT_FAILED);
+    }
+
+    #[test]
+    fn service_answers_map_to_what_happened() {
+        let not_docker = Error::Engine(EngineError::NotAnEngine {
+            endpoint: "tcp://127.0.0.1:5000".into(),
+            message: "GET /version answered HTTP 404: 404 page not found".into(),
+        });
+        assert_eq!(not_docker.exit_code(), EXIT_UNREACHABLE);
+        let pull = Error::Apply(ApplyError::Engine(EngineError::PullFailed {
+            reference: "127.0.0.1:5000/a/b:v1".into(),
+            attempts: 1,
+            message: "manifest unknown".into(),
+        }));
+        assert_eq!(pull.exit_code(), EXIT_FAILED);
+        let malformed = Error::Registry(RegistryError::Credentials(CredentialError::Malformed {
+            path: "/root/.docker/config.json".into(),
+            line: 3,
+            column: 10,
+            message: "expected `,` or `}`".into(),
+        }));
+        assert_eq!(malformed.exit_code(), EXIT_INVALID);
+        assert_eq!(
+            malformed.to_string(),
+            "/root/.docker/config.json:3:10: malformed Docker config: expected `,` or `}`"
+        );
+        let unreadable = |code| {
+            Error::Registry(RegistryError::Credentials(CredentialError::Unreadable {
+                path: "/root/.docker/config.json".into(),
+                source: os_error(code),
+            }))
+        };
+        assert_eq!(unreadable(13).exit_code(), EXIT_FAILED);
+        assert_eq!(unreadable(21).exit_code(), EXIT_INVALID);
+        let helper = Error::Registry(RegistryError::Credentials(CredentialError::Lookup {
+            registry: "ghcr.io".into(),
+            source: docker_credential::CredentialRetrievalError::HelperCommunicationError,
+        }));
+        assert_eq!(helper.exit_code(), EXIT_FAILED);
+        let refused = Error::Sync(crate::sync::SyncError::Refused {
+            remote: "git://127.0.0.1/x.git".into(),
+            message: "remote error: access denied".into(),
+        });
+        assert_eq!(refused.exit_code(), EXIT_FAILED);
+        let bad_url = Error::Sync(crate::sync::SyncError::BadRemote {
+            remote: "htp://x".into(),
+            message: "unsupported URL protocol".into(),
+        });
+        assert_eq!(bad_url.exit_code(), EXIT_INVALID);
     }
 }

@@ -2,7 +2,10 @@
 //! (the Docker engine's push, the registry client).
 //!
 //! Only the caller knows which failures are transient (a connection reset, a 5xx, a 429), so the
-//! policy here only schedules: it says how long to wait before attempt `n` and when to give up.
+//! policy here mostly schedules: it says how long to wait before attempt `n` and when to give up.
+//! The one judgement shared by both edges is [`is_permanent`]: a service's own words saying no
+//! (`denied`, `unauthorized`: [`is_refusal`]) or that the thing does not exist (`manifest
+//! unknown`), which no retry can change, whatever status or stream they came in.
 //! Backoff has no jitter: `cookbook` runs a handful of requests per registry, not a thundering
 //! herd, and a deterministic schedule keeps the fault-injection tests exact.
 
@@ -43,9 +46,77 @@ impl RetryPolicy {
     }
 }
 
+/// Words with which a registry, or the Docker engine relaying one, refuses access: the OCI
+/// error codes `DENIED` and `UNAUTHORIZED`, the daemon's "pull access denied", "authentication
+/// required". Matched in lower case.
+const REFUSALS: [&str; 4] = [
+    "denied",
+    "unauthorized",
+    "authentication required",
+    "forbidden",
+];
+
+/// Words saying that what was asked for does not exist (`MANIFEST_UNKNOWN`, `NAME_UNKNOWN`, the
+/// daemon's "manifest unknown", "not found"); codes also as the daemon spells them.
+const ABSENCES: [&str; 6] = [
+    "manifest unknown",
+    "manifest_unknown",
+    "name unknown",
+    "name_unknown",
+    "not found",
+    "does not exist",
+];
+
+/// Whether `message`, a service's own error text, refuses access (credentials, permissions).
+pub fn is_refusal(message: &str) -> bool {
+    let message = message.to_ascii_lowercase();
+    REFUSALS.iter().any(|word| message.contains(word))
+}
+
+/// Whether `message` says the failure is for good: a refusal, or something that does not exist.
+/// Such failures are never retried.
+///
+/// Text is all there is: the engine's push and pull streams end in an `error` string (bollard
+/// keeps no code, and the daemon sends none for registry failures), and a registry's error body
+/// is free to carry a refusal behind any status. Anything not recognised is treated as
+/// transient, as before: a retry of a permanent failure costs a few seconds, a missed retry of a
+/// transient one fails a run.
+pub fn is_permanent(message: &str) -> bool {
+    let lower = message.to_ascii_lowercase();
+    is_refusal(message) || ABSENCES.iter().any(|word| lower.contains(word))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn refusals_and_absences_are_recognised_in_the_services_own_words() {
+        for refusal in [
+            "denied: requested access to the resource is denied",
+            "DENIED: requested access to the resource is denied",
+            "unauthorized: authentication required",
+            "pull access denied for x, repository does not exist or may require 'docker login'",
+        ] {
+            assert!(is_refusal(refusal), "{refusal}");
+            assert!(is_permanent(refusal), "{refusal}");
+        }
+        for absence in [
+            "manifest for 127.0.0.1:5000/a/b:v1 not found: manifest unknown: manifest unknown",
+            "NAME_UNKNOWN: repository name not known to registry",
+        ] {
+            assert!(!is_refusal(absence), "{absence}");
+            assert!(is_permanent(absence), "{absence}");
+        }
+        for transient in [
+            "received unexpected HTTP status: 502 Bad Gateway",
+            "blob upload unknown",
+            "read tcp 127.0.0.1:5000: connection reset by peer",
+            "",
+        ] {
+            assert!(!is_permanent(transient), "{transient}");
+        }
+    }
 
     #[test]
     fn backoff_doubles_then_stops_after_the_last_attempt() {

@@ -726,7 +726,7 @@ async fn a_refused_token_is_unauthorized_at_once() {
         .await
         .unwrap_err();
     assert!(
-        matches!(&error, RegistryError::Unauthorized { endpoint, status: 401 } if endpoint.contains("/token")),
+        matches!(&error, RegistryError::Unauthorized { endpoint, status: 401, .. } if endpoint.contains("/token")),
         "{error:?}"
     );
     assert_eq!(server.requests().len(), 2);

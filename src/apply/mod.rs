@@ -591,7 +591,9 @@ impl<E: Engine> Run<'_, E> {
         Ok(())
     }
 
-    /// Moves the mutable tags, only after every container succeeded.
+    /// Moves the mutable tags, only after every container succeeded. When pushing, in the
+    /// registry (a manifest GET and PUT, so the digest is the content tag's and nothing is
+    /// pulled); with `--no-push`, in the local engine.
     async fn move_policy_tags(&self, report: &mut Report) -> Result<(), ApplyError> {
         let cookbook = self.job.cookbook;
         let tags = policy_tags(cookbook, self.job.options.revision.as_deref());
@@ -601,19 +603,20 @@ impl<E: Engine> Run<'_, E> {
         for (name, entry) in report.containers.iter_mut() {
             let hash = entry.input_hash.clone();
             let repo_text = repository(cookbook, name);
-            // A container cached in the registry may never have been needed locally.
-            let source =
-                self.ensure_local(name)
-                    .await?
-                    .ok_or_else(|| ApplyError::LocalImageMissing {
+            let target = match self.registry {
+                Some(registry) => TagTarget::Registry(registry, parse_repo(&repo_text)?),
+                None => TagTarget::Local(self.ensure_local(name).await?.ok_or_else(|| {
+                    ApplyError::LocalImageMissing {
                         image: local_image(&cookbook.project.name, name, &hash),
-                    })?;
+                    }
+                })?),
+            };
             for tag in &tags {
-                self.engine.tag(&source, &repo_text, tag).await?;
-                if self.registry.is_some() {
-                    self.engine
-                        .push(&parse_repo(&repo_text)?, tag, self.credentials.as_ref())
-                        .await?;
+                match &target {
+                    TagTarget::Registry(registry, repo) => {
+                        registry.retag(repo, &hash, tag).await?;
+                    }
+                    TagTarget::Local(image) => self.engine.tag(image, &repo_text, tag).await?,
                 }
                 let reference = format!("{repo_text}:{tag}");
                 self.reporter.event(Event::Tagged {
@@ -657,6 +660,13 @@ impl<E: Engine> Run<'_, E> {
         }
         Ok(lock.write(&path)?)
     }
+}
+
+/// Where a container's mutable tags move: its repository in the registry (from the content
+/// tag), or its image in the local engine.
+enum TagTarget<'r> {
+    Registry(&'r RegistryClient, Repository),
+    Local(String),
 }
 
 /// Why a container's work stopped: its own failure, or the whole run's.

@@ -505,9 +505,13 @@ fn execute(cli: &Cli, out: &mut dyn Write, err: &mut dyn Write) -> Result<(), Er
                 if !to_stdout && !parent.is_dir() {
                     return Err(Error::Usage {
                         message: format!(
-                            "cannot write {}: the directory {} does not exist",
+                            "cannot write {}: {}",
                             output.display(),
-                            parent.display()
+                            if parent.exists() {
+                                format!("{} is not a directory", parent.display())
+                            } else {
+                                format!("the directory {} does not exist", parent.display())
+                            }
                         ),
                         help: Some("create it first, or name an existing directory".to_owned()),
                     });

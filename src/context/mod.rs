@@ -208,10 +208,19 @@ impl Entry {
     }
 }
 
+/// Why a context could not be listed, hashed or written. `Io` and `Write` are the local system
+/// failing (or a path that names nothing usable: src/error.rs tells which by the OS error);
+/// every other variant is the input at fault.
 #[derive(Debug, thiserror::Error)]
 pub enum ContextError {
     #[error("cannot read {}: {source}", path.display())]
     Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// Writing the tar failed (disk full, I/O error, a destination that cannot be created).
+    #[error("cannot write {}: {source}", path.display())]
+    Write {
         path: PathBuf,
         source: std::io::Error,
     },

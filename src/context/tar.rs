@@ -36,27 +36,48 @@ fn header(entry: &Entry) -> tar::Header {
     h
 }
 
-/// Reads a file while hashing it, refusing a size or digest other than expected.
+/// Reads a file while hashing it, refusing a size or digest other than expected. Remembers
+/// whether reading failed, so that an error out of the tar builder (which copies this reader
+/// into the output) is told apart: reading the source, or writing the tar.
 struct Checked<R> {
     inner: R,
     hasher: Sha256,
     read: u64,
+    failed: bool,
 }
 
 impl<R: Read> Read for Checked<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
+        let n = self.inner.read(buf).inspect_err(|_| self.failed = true)?;
         self.hasher.update(&buf[..n]);
         self.read += n as u64;
         Ok(n)
     }
 }
 
-/// Writes the entries as a tar stream. `digests[i]` is the SHA-256 of `entries[i]`.
+/// What `write` calls its output in errors.
+const STDOUT: &str = "standard output";
+
+/// Writes the entries as a tar stream to `out` (named "standard output" in errors), flushed.
+/// `digests[i]` is the SHA-256 of `entries[i]`.
 pub fn write<W: Write>(entries: &[Entry], digests: &[[u8; 32]], out: W) -> Result<W, ContextError> {
+    write_named(entries, digests, out, Path::new(STDOUT))
+}
+
+/// [`write`] to an output called `name` in errors.
+fn write_named<W: Write>(
+    entries: &[Entry],
+    digests: &[[u8; 32]],
+    out: W,
+    name: &Path,
+) -> Result<W, ContextError> {
     let mut builder = tar::Builder::new(out);
-    let io_err = |path: &Path, source: io::Error| ContextError::Io {
+    let read_err = |path: &Path, source: io::Error| ContextError::Io {
         path: path.to_path_buf(),
+        source,
+    };
+    let write_err = |source: io::Error| ContextError::Write {
+        path: name.to_path_buf(),
         source,
     };
     for (entry, digest) in entries.iter().zip(digests) {
@@ -65,12 +86,12 @@ pub fn write<W: Write>(entries: &[Entry], digests: &[[u8; 32]], out: W) -> Resul
             EntrySource::Link(target) => {
                 builder
                     .append_link(&mut h, &entry.path, target)
-                    .map_err(|e| io_err(Path::new(&entry.path), e))?;
+                    .map_err(write_err)?;
             }
             EntrySource::Generated(bytes) => {
                 builder
                     .append_data(&mut h, &entry.path, &bytes[..])
-                    .map_err(|e| io_err(Path::new(&entry.path), e))?;
+                    .map_err(write_err)?;
             }
             EntrySource::Disk { .. } => {
                 let path = &entry.disk_path().expect("a file on disk");
@@ -79,16 +100,21 @@ pub fn write<W: Write>(entries: &[Entry], digests: &[[u8; 32]], out: W) -> Resul
                     inner: file.take(entry.size),
                     hasher: Sha256::new(),
                     read: 0,
+                    failed: false,
                 };
-                builder
-                    .append_data(&mut h, &entry.path, &mut reader)
-                    .map_err(|e| io_err(path, e))?;
+                if let Err(e) = builder.append_data(&mut h, &entry.path, &mut reader) {
+                    return Err(if reader.failed {
+                        read_err(path, e)
+                    } else {
+                        write_err(e)
+                    });
+                }
                 let mut probe = [0u8; 1];
                 let longer = reader
                     .inner
                     .into_inner()
                     .read(&mut probe)
-                    .map_err(|e| io_err(path, e))?
+                    .map_err(|e| read_err(path, e))?
                     > 0;
                 if reader.read != entry.size
                     || longer
@@ -99,9 +125,10 @@ pub fn write<W: Write>(entries: &[Entry], digests: &[[u8; 32]], out: W) -> Resul
             }
         }
     }
-    builder
-        .into_inner()
-        .map_err(|e| io_err(Path::new("<tar>"), e))
+    let mut out = builder.into_inner().map_err(write_err)?;
+    // A buffered writer dropped unflushed would swallow the last write's error (a full disk).
+    out.flush().map_err(write_err)?;
+    Ok(out)
 }
 
 /// Writes the tar to `dest` through a temporary file in the same directory, then renames it into
@@ -110,26 +137,41 @@ pub fn write<W: Write>(entries: &[Entry], digests: &[[u8; 32]], out: W) -> Resul
 /// `durable` also flushes the file to disk before the rename: wanted for a context a user asked
 /// to keep, not for the throwaway one `apply` streams to the engine and deletes (where the fsync
 /// of a large context was a measurable part of the build; see docs/BENCHMARKS.md).
+///
+/// A `dest` that exists and is not a regular file or a directory (a character device such as
+/// `/dev/null`, a FIFO) is written into, as `tar -f` does: renaming over it would replace the
+/// device node itself.
 pub fn write_file(
     entries: &[Entry],
     digests: &[[u8; 32]],
     dest: &Path,
     durable: bool,
 ) -> Result<(), ContextError> {
+    let io_err = |source: io::Error| ContextError::Write {
+        path: dest.to_path_buf(),
+        source,
+    };
+    if let Ok(meta) = std::fs::metadata(dest) {
+        if !meta.is_file() && !meta.is_dir() {
+            let file = std::fs::OpenOptions::new()
+                .write(true)
+                .open(dest)
+                .map_err(io_err)?;
+            let writer = io::BufWriter::with_capacity(1 << 20, file);
+            write_named(entries, digests, writer, dest)?;
+            return Ok(());
+        }
+    }
     let dir = dest
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
-    let io_err = |source: io::Error| ContextError::Io {
-        path: dest.to_path_buf(),
-        source,
-    };
     let tmp = tempfile::Builder::new()
         .prefix(".cookbook-context-")
         .tempfile_in(dir)
         .map_err(io_err)?;
     let writer = io::BufWriter::with_capacity(1 << 20, tmp);
-    let writer = write(entries, digests, writer)?;
+    let writer = write_named(entries, digests, writer, dest)?;
     let tmp = writer.into_inner().map_err(|e| io_err(e.into_error()))?;
     if durable {
         tmp.as_file().sync_all().map_err(io_err)?;

@@ -31,7 +31,7 @@ use tokio_util::io::ReaderStream;
 
 use super::{BuildOutcome, BuildRequest, Engine, EngineError, ImageId, ImageInfo};
 use crate::registry::{Credential, Digest, ImageReference, Repository};
-use crate::retry::RetryPolicy;
+use crate::retry::{is_permanent, RetryPolicy};
 
 /// Docker's default socket (bollard keeps its constant private).
 const DEFAULT_HOST: &str = "unix:///var/run/docker.sock";
@@ -83,7 +83,23 @@ impl DockerEngine {
             .with_timeout(request_timeout)
             .negotiate_version()
             .await
-            .map_err(|e| classify(&endpoint, "version negotiation", e))?;
+            .map_err(|e| match e {
+                // An answer, but not the engine's: another HTTP server at that address.
+                BollardError::DockerResponseServerError {
+                    status_code,
+                    message,
+                } => EngineError::NotAnEngine {
+                    endpoint: endpoint.clone(),
+                    message: format!("GET /version answered HTTP {status_code}: {message}"),
+                },
+                BollardError::JsonDataError { .. }
+                | BollardError::JsonSerdeError { .. }
+                | BollardError::APIVersionParseError {} => EngineError::NotAnEngine {
+                    endpoint: endpoint.clone(),
+                    message: format!("GET /version did not answer a Docker version: {e}"),
+                },
+                other => classify(&endpoint, "version negotiation", other),
+            })?;
         let version = docker.client_version();
         let prefix = format!("/v{}.{}", version.major_version, version.minor_version);
         let docker = docker.with_request_modifier(move |request| pin_version(request, &prefix));
@@ -351,17 +367,20 @@ impl Engine for DockerEngine {
                 Ok(()) => return self.pushed_digest(repo, tag, &log).await,
                 // The daemon already retries each layer upload itself; what reaches us is its
                 // final word, without a structured cause. Retrying it costs little (layers
-                // already uploaded are skipped), and an auth refusal is caught before the
-                // builds by the registry's push-access check.
-                Err(PushAttemptError::Daemon(message)) => (
-                    EngineError::PushFailed {
-                        reference: repo.with_tag(tag),
-                        attempts: attempt,
-                        message,
-                        log,
-                    },
-                    true,
-                ),
+                // already uploaded are skipped), unless the words are a refusal: "denied" stays
+                // denied however often it is asked.
+                Err(PushAttemptError::Daemon(message)) => {
+                    let retryable = !is_permanent(&message);
+                    (
+                        EngineError::PushFailed {
+                            reference: repo.with_tag(tag),
+                            attempts: attempt,
+                            message,
+                            log,
+                        },
+                        retryable,
+                    )
+                }
                 Err(PushAttemptError::Engine(error, transient)) => (error, transient),
             };
             match self.retry.backoff(attempt, None).filter(|_| retryable) {
@@ -392,15 +411,17 @@ impl Engine for DockerEngine {
             while let Some(item) = stream.next().await {
                 match item {
                     Ok(_) => {}
+                    // The engine's own words, as they are; retried unless they are a refusal
+                    // or say the image does not exist.
                     Err(BollardError::DockerStreamError { error }) => {
+                        let retryable = !is_permanent(&error);
                         failure = Some((
-                            EngineError::Api {
-                                endpoint: self.endpoint.clone(),
-                                operation: format!("pull of {reference}"),
-                                status: 500,
+                            EngineError::PullFailed {
+                                reference: reference.clone(),
+                                attempts: attempt,
                                 message: error,
                             },
-                            true,
+                            retryable,
                         ));
                         break;
                     }
@@ -564,12 +585,14 @@ fn to_docker_credentials(
     }
 }
 
-/// Transport failures and overload answers, worth another try.
+/// Transport failures and overload answers, worth another try; not a 5xx whose message is a
+/// refusal (the daemon answers some registry refusals with a 500).
 fn is_transient(error: &BollardError) -> bool {
     match error {
-        BollardError::DockerResponseServerError { status_code, .. } => {
-            *status_code == 429 || *status_code >= 500
-        }
+        BollardError::DockerResponseServerError {
+            status_code,
+            message,
+        } => (*status_code == 429 || *status_code >= 500) && !is_permanent(message),
         other => is_transport(other),
     }
 }

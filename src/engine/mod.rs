@@ -11,8 +11,11 @@
 //! - a build never pulls (`pull: false` unless asked), so `FROM` a local image built earlier in
 //!   the run is used as is, never replaced by a registry copy;
 //! - a failed build keeps its whole log ([`EngineError::BuildFailed`]);
-//! - an unreachable engine is [`EngineError::Unreachable`] naming the endpoint (exit code 3,
-//!   mapped in `crate::error`).
+//! - an unreachable engine is [`EngineError::Unreachable`] naming the endpoint, and an HTTP
+//!   server that is not a Docker engine is [`EngineError::NotAnEngine`] (both exit code 3; the
+//!   codes are mapped in src/error.rs, which imports this module, never the other way round);
+//! - the engine's own words are kept: a push or pull that fails in its progress stream reports
+//!   the daemon's message as it is, with no invented status.
 //!
 //! The trait's methods return `impl Future + Send` (not `async fn`) so that `apply` can run
 //! builds on tokio tasks; implementations may still write `async fn`.
@@ -108,6 +111,10 @@ pub enum EngineError {
         endpoint: String,
         source: bollard::errors::Error,
     },
+    /// Something answers at `DOCKER_HOST`, but not as a Docker engine (its `/version` is not
+    /// the engine's). Exit code 3: there is no engine to talk to.
+    #[error("not a Docker engine at {endpoint}: {message}")]
+    NotAnEngine { endpoint: String, message: String },
     /// `DOCKER_HOST` names a transport this build does not speak. Exit code 2.
     #[error("unsupported Docker host `{endpoint}`: use unix:// or tcp:// (plain HTTP)")]
     UnsupportedHost { endpoint: String },
@@ -129,6 +136,14 @@ pub enum EngineError {
         attempts: u32,
         message: String,
         log: Vec<String>,
+    },
+    /// A pull failed after its retries (a refusal or a missing image is not retried); `message`
+    /// is the engine's own. Exit code 1.
+    #[error("pull of {reference} failed after {attempts} attempt(s): {message}")]
+    PullFailed {
+        reference: String,
+        attempts: u32,
+        message: String,
     },
     /// The build context file cannot be read. Exit code 1.
     #[error("cannot read the build context {}: {source}", path.display())]
@@ -179,7 +194,7 @@ pub trait Engine: Send + Sync {
     ) -> impl Future<Output = Result<(), EngineError>> + Send;
 
     /// Pushes `repo:tag` and returns the registry's manifest digest for it. Transient failures
-    /// are retried with backoff.
+    /// are retried with backoff; a refusal (`denied`, `unauthorized`) is not.
     fn push(
         &self,
         repo: &Repository,

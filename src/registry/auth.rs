@@ -4,13 +4,21 @@
 //! (`$DOCKER_CONFIG/config.json` or `~/.docker/config.json`: `auths`, `credHelpers`,
 //! `credsStore`), because the Docker engine API does not read it and neither does bollard.
 //!
+//! The config file is read here, once per lookup, and checked against the shape
+//! `docker_credential` reads (whose own error for a malformed file says only "Unable to read
+//! config", which used to mean anonymous access): an absent file is anonymous access, as for
+//! docker; a file that cannot be read is an error naming it; a malformed one is an error naming
+//! the file, line and column. The bytes are then handed to `docker_credential`.
+//!
 //! `WWW-Authenticate` challenges (RFC 7235 `scheme param="value", …`) are parsed here by hand:
 //! the only crate for it (`www-authenticate`) is tied to hyper 0.10 and unmaintained, and the
 //! grammar needed (one challenge, token or quoted-string values) is a few lines.
 
 use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 
 use docker_credential::{CredentialRetrievalError, DockerCredential};
+use serde::Deserialize;
 
 /// A credential for one registry.
 #[derive(Clone, PartialEq, Eq)]
@@ -50,10 +58,83 @@ pub enum CredentialStore {
 }
 
 #[derive(Debug, thiserror::Error)]
-#[error("cannot read the credentials for {registry} from the Docker config: {source}")]
-pub struct CredentialError {
-    pub registry: String,
-    pub source: CredentialRetrievalError,
+pub enum CredentialError {
+    /// The config names a credential helper that failed, or an entry that does not decode.
+    /// Exit code 1.
+    #[error("cannot read the credentials for {registry} from the Docker config: {source}")]
+    Lookup {
+        registry: String,
+        source: CredentialRetrievalError,
+    },
+    /// The config file exists but cannot be read. Exit code 1 (2 when the path names nothing
+    /// readable, such as a directory).
+    #[error("cannot read the Docker config {}: {source}", path.display())]
+    Unreadable {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// The config file is not the JSON document docker writes. Exit code 2.
+    #[error("{}:{line}:{column}: malformed Docker config: {message}", path.display())]
+    Malformed {
+        path: PathBuf,
+        line: usize,
+        column: usize,
+        message: String,
+    },
+}
+
+/// The fields `docker_credential` reads from `config.json`, with its types: a file this accepts,
+/// the crate accepts (unknown fields are ignored by both).
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", expecting = "a JSON object")]
+#[allow(dead_code)] // parsed for its shape and error location only
+struct ConfigShape {
+    auths: Option<BTreeMap<String, AuthShape>>,
+    creds_store: Option<String>,
+    cred_helpers: Option<BTreeMap<String, String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(expecting = "an object with auth, username, password or identitytoken")]
+#[allow(dead_code)]
+struct AuthShape {
+    auth: Option<String>,
+    username: Option<String>,
+    password: Option<String>,
+    identitytoken: Option<String>,
+}
+
+/// Where docker reads its config: `$DOCKER_CONFIG/config.json`, else `~/.docker/config.json`.
+fn docker_config_path() -> Option<PathBuf> {
+    std::env::var_os("DOCKER_CONFIG")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|home| Path::new(&home).join(".docker")))
+        .map(|dir| dir.join("config.json"))
+}
+
+/// The config's bytes, checked; `None` when there is no config file.
+fn read_docker_config() -> Result<Option<(PathBuf, Vec<u8>)>, CredentialError> {
+    let Some(path) = docker_config_path() else {
+        return Ok(None);
+    };
+    let bytes = match std::fs::read(&path) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(source) => return Err(CredentialError::Unreadable { path, source }),
+    };
+    if let Err(e) = serde_json::from_slice::<ConfigShape>(&bytes) {
+        // serde_json's text ends with " at line L column C", which the location already says.
+        let text = e.to_string();
+        let suffix = format!(" at line {} column {}", e.line(), e.column());
+        let message = text.strip_suffix(&suffix).unwrap_or(&text).to_owned();
+        return Err(CredentialError::Malformed {
+            line: e.line(),
+            column: e.column(),
+            path,
+            message,
+        });
+    }
+    Ok(Some((path, bytes)))
 }
 
 impl CredentialStore {
@@ -63,24 +144,26 @@ impl CredentialStore {
         match self {
             CredentialStore::Anonymous => Ok(None),
             CredentialStore::Fixed(map) => Ok(map.get(key).cloned()),
-            CredentialStore::DockerConfig => match docker_credential::get_credential(key) {
-                Ok(DockerCredential::UsernamePassword(username, password)) => {
-                    Ok(Some(Credential::Basic { username, password }))
+            CredentialStore::DockerConfig => {
+                // No config file: anonymous, as docker does.
+                let Some((_, bytes)) = read_docker_config()? else {
+                    return Ok(None);
+                };
+                match docker_credential::get_credential_from_reader(&bytes[..], key) {
+                    Ok(DockerCredential::UsernamePassword(username, password)) => {
+                        Ok(Some(Credential::Basic { username, password }))
+                    }
+                    Ok(DockerCredential::IdentityToken(token)) => {
+                        Ok(Some(Credential::IdentityToken(token)))
+                    }
+                    // No entry for this registry: anonymous, as docker does.
+                    Err(CredentialRetrievalError::NoCredentialConfigured) => Ok(None),
+                    Err(source) => Err(CredentialError::Lookup {
+                        registry: key.to_owned(),
+                        source,
+                    }),
                 }
-                Ok(DockerCredential::IdentityToken(token)) => {
-                    Ok(Some(Credential::IdentityToken(token)))
-                }
-                // No config file, or no entry for this registry: anonymous, as docker does.
-                Err(
-                    CredentialRetrievalError::ConfigNotFound
-                    | CredentialRetrievalError::ConfigReadError
-                    | CredentialRetrievalError::NoCredentialConfigured,
-                ) => Ok(None),
-                Err(source) => Err(CredentialError {
-                    registry: key.to_owned(),
-                    source,
-                }),
-            },
+            }
         }
     }
 }

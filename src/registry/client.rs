@@ -10,7 +10,15 @@
 //!   repository scope), and the answer is cached per host and scope;
 //! - retries transient failures (a transport error such as a refused or reset connection, a
 //!   5xx, a 429 honouring `Retry-After` in seconds) with the exponential backoff of
-//!   [`RetryPolicy`], and never retries a 401/403, which is reported at once.
+//!   [`RetryPolicy`], and never retries a refusal: a 401/403, or any answer whose body says
+//!   `DENIED`/`UNAUTHORIZED` or `…_UNKNOWN` (see [`crate::retry::is_permanent`]), is reported
+//!   at once;
+//! - keeps the registry's own words: the `message` of its OCI error body (`{"errors":[…]}`), or
+//!   the start of a plain-text body, goes into the error.
+//!
+//! Retagging ([`RegistryClient::retag`]) happens in the registry: the manifest is read and put
+//! back, byte for byte and with its own media type, under the new tag, so the digest cannot
+//! change and no image is pulled to the machine running `cookbook`.
 //!
 //! Registries on a loopback address are spoken to over plain HTTP, as the Docker engine does for
 //! its default insecure range `127.0.0.0/8`; any other host over HTTPS unless named with
@@ -20,7 +28,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Mutex;
 use std::time::Duration;
 
-use base64::Engine as _;
+use base64::prelude::{Engine as _, BASE64_STANDARD};
 use reqwest::header::{
     ACCEPT, AUTHORIZATION, CONTENT_TYPE, LINK, LOCATION, RETRY_AFTER, WWW_AUTHENTICATE,
 };
@@ -30,7 +38,7 @@ use serde::Deserialize;
 use super::auth::{Challenge, Credential, CredentialError, CredentialStore};
 use super::digest::Digest;
 use super::reference::Repository;
-use crate::retry::RetryPolicy;
+use crate::retry::{is_permanent, is_refusal, RetryPolicy};
 
 /// Every manifest media type `cookbook` understands, so that the registry answers with the
 /// stored manifest instead of converting it (a conversion would change the digest).
@@ -52,17 +60,34 @@ pub enum RegistryError {
         source: reqwest::Error,
     },
     /// The registry kept answering 5xx or 429 until the retries ran out. Exit code 3.
-    #[error("registry at {endpoint} unavailable: HTTP {status} after {attempts} attempt(s)")]
+    #[error(
+        "registry at {endpoint} unavailable: HTTP {status} after {attempts} attempt(s){}",
+        said(message)
+    )]
     Unavailable {
         endpoint: String,
         status: u16,
         attempts: u32,
+        /// What the registry said with its last answer, if anything.
+        message: Option<String>,
     },
-    /// The registry refused the credentials (or their absence). Never retried. Exit code 1.
-    #[error("not authorized by the registry at {endpoint} (HTTP {status}); check `docker login` or the Docker config's credentials")]
-    Unauthorized { endpoint: String, status: u16 },
-    #[error("unexpected HTTP {status} from the registry at {endpoint}")]
-    UnexpectedStatus { endpoint: String, status: u16 },
+    /// The registry refused the credentials (or their absence): a 401/403, or a body saying
+    /// `DENIED`/`UNAUTHORIZED` whatever the status. Never retried. Exit code 1.
+    #[error("not authorized by the registry at {endpoint} (HTTP {status}){}; check `docker login` or the Docker config's credentials", said(message))]
+    Unauthorized {
+        endpoint: String,
+        status: u16,
+        message: Option<String>,
+    },
+    #[error(
+        "unexpected HTTP {status} from the registry at {endpoint}{}",
+        said(message)
+    )]
+    UnexpectedStatus {
+        endpoint: String,
+        status: u16,
+        message: Option<String>,
+    },
     #[error("invalid response from the registry at {endpoint}: {reason}")]
     InvalidResponse { endpoint: String, reason: String },
     #[error(transparent)]
@@ -183,7 +208,7 @@ impl RegistryClient {
                     .await?
                     .map(|manifest| manifest.digest)),
             },
-            status => Err(unexpected(&url, status)),
+            _ => Err(unexpected(&url, response).await),
         }
     }
 
@@ -194,14 +219,23 @@ impl RegistryClient {
         repo: &Repository,
         reference: &str,
     ) -> Result<Option<Manifest>, RegistryError> {
+        self.fetch_manifest(repo, reference, Access::Pull).await
+    }
+
+    /// [`Self::manifest_get`] with the access scope of the caller's next step (a retag reads
+    /// with the push token it then writes with).
+    async fn fetch_manifest(
+        &self,
+        repo: &Repository,
+        reference: &str,
+        access: Access,
+    ) -> Result<Option<Manifest>, RegistryError> {
         let url = self.url(repo, &format!("manifests/{reference}"));
-        let response = self
-            .call(Method::GET, repo, &url, Access::Pull, true)
-            .await?;
+        let response = self.call(Method::GET, repo, &url, access, true).await?;
         match response.status() {
             StatusCode::NOT_FOUND => return Ok(None),
             StatusCode::OK => {}
-            status => return Err(unexpected(&url, status)),
+            _ => return Err(unexpected(&url, response).await),
         }
         let claimed = header(&response, DOCKER_CONTENT_DIGEST);
         let content_type = header(&response, CONTENT_TYPE.as_str());
@@ -243,7 +277,7 @@ impl RegistryClient {
         match response.status() {
             StatusCode::NOT_FOUND => return Ok(None),
             StatusCode::OK => {}
-            status => return Err(unexpected(&url, status)),
+            _ => return Err(unexpected(&url, response).await),
         }
         let bytes = body(&url, response).await?;
         if !digest.matches(&bytes) {
@@ -300,7 +334,7 @@ impl RegistryClient {
             .call(Method::POST, repo, &url, Access::Push, false)
             .await?;
         if response.status() != StatusCode::ACCEPTED {
-            return Err(unexpected(&url, response.status()));
+            return Err(unexpected(&url, response).await);
         }
         let location = header(&response, LOCATION.as_str())
             .ok_or_else(|| invalid(&url, "upload started without a Location".into()))?;
@@ -328,7 +362,7 @@ impl RegistryClient {
             match response.status() {
                 StatusCode::NOT_FOUND => return Ok(tags),
                 StatusCode::OK => {}
-                status => return Err(unexpected(&url, status)),
+                _ => return Err(unexpected(&url, response).await),
             }
             let next = header(&response, LINK.as_str()).and_then(|link| next_link(&link));
             let page: Tags = serde_json::from_slice(&body(&url, response).await?)
@@ -338,6 +372,58 @@ impl RegistryClient {
                 Some(next) => url = resolve(&url, &next)?.to_string(),
                 None => return Ok(tags),
             }
+        }
+    }
+
+    /// Points `tag` at the manifest `source` (a tag or digest) names, inside the registry: a
+    /// manifest GET, then a PUT of exactly the bytes received, with the media type they came
+    /// with, under `tag`. Returns the digest, which is the source's by construction (and checked
+    /// against what the registry answers). Works for every media type in
+    /// [`MANIFEST_MEDIA_TYPES`]: an image index or manifest list is retagged whole.
+    pub async fn retag(
+        &self,
+        repo: &Repository,
+        source: &str,
+        tag: &str,
+    ) -> Result<Digest, RegistryError> {
+        let source_url = self.url(repo, &format!("manifests/{source}"));
+        let manifest = self
+            .fetch_manifest(repo, source, Access::Push)
+            .await?
+            .ok_or_else(|| RegistryError::UnexpectedStatus {
+                endpoint: source_url.clone(),
+                status: StatusCode::NOT_FOUND.as_u16(),
+                message: Some(format!("no manifest {source} to tag {tag} from")),
+            })?;
+        let media_type = manifest_media_type(&manifest).ok_or_else(|| {
+            invalid(
+                &source_url,
+                "the manifest names no media type (neither Content-Type nor mediaType)".into(),
+            )
+        })?;
+        let url = self.url(repo, &format!("manifests/{tag}"));
+        let response = self
+            .call_with(
+                Method::PUT,
+                repo,
+                &url,
+                Access::Push,
+                false,
+                Some((&media_type, &manifest.bytes)),
+            )
+            .await?;
+        if !response.status().is_success() {
+            return Err(unexpected(&url, response).await);
+        }
+        match header(&response, DOCKER_CONTENT_DIGEST) {
+            Some(answered) if answered != manifest.digest.as_str() => Err(invalid(
+                &url,
+                format!(
+                    "the registry stored {tag} as {answered}, not as {}",
+                    manifest.digest
+                ),
+            )),
+            _ => Ok(manifest.digest),
         }
     }
 
@@ -361,6 +447,20 @@ impl RegistryClient {
         access: Access,
         manifest: bool,
     ) -> Result<Response, RegistryError> {
+        self.call_with(method, repo, url, access, manifest, None)
+            .await
+    }
+
+    /// [`Self::call`] with a request body and its content type.
+    async fn call_with(
+        &self,
+        method: Method,
+        repo: &Repository,
+        url: &str,
+        access: Access,
+        manifest: bool,
+        content: Option<(&str, &[u8])>,
+    ) -> Result<Response, RegistryError> {
         let scope = format!("repository:{}:{}", repo.path(), access.actions());
         let key = (repo.api_host().to_owned(), scope.clone());
         let mut authorization = lock(&self.authorizations).get(&key).cloned();
@@ -374,6 +474,11 @@ impl RegistryClient {
                     }
                     if let Some(value) = &authorization {
                         request = request.header(AUTHORIZATION, value);
+                    }
+                    if let Some((content_type, bytes)) = content {
+                        request = request
+                            .header(CONTENT_TYPE, content_type)
+                            .body(bytes.to_vec());
                     }
                     request
                 })
@@ -401,6 +506,7 @@ impl RegistryClient {
                 return Err(RegistryError::Unauthorized {
                     endpoint: url.to_owned(),
                     status: status.as_u16(),
+                    message: said_by(response).await,
                 });
             }
             return Ok(response);
@@ -420,8 +526,7 @@ impl RegistryClient {
                 return Ok(match credential {
                     Some(Credential::Basic { username, password }) => Some(format!(
                         "Basic {}",
-                        base64::engine::general_purpose::STANDARD
-                            .encode(format!("{username}:{password}"))
+                        BASE64_STANDARD.encode(format!("{username}:{password}"))
                     )),
                     _ => None,
                 });
@@ -469,10 +574,11 @@ impl RegistryClient {
             return Err(RegistryError::Unauthorized {
                 endpoint,
                 status: status.as_u16(),
+                message: said_by(response).await,
             });
         }
         if !status.is_success() {
-            return Err(unexpected(&endpoint, status));
+            return Err(unexpected(&endpoint, response).await);
         }
         #[derive(Deserialize)]
         struct Token {
@@ -515,16 +621,36 @@ impl RegistryClient {
                     if response.status() == StatusCode::TOO_MANY_REQUESTS
                         || response.status().is_server_error() =>
                 {
+                    let status = response.status().as_u16();
                     let retry_after = header(&response, RETRY_AFTER.as_str())
                         .and_then(|v| v.trim().parse::<u64>().ok())
                         .map(Duration::from_secs);
+                    let message = said_by(response).await;
+                    // Some registries put a refusal (or "unknown") behind a 5xx; no retry
+                    // changes a "denied".
+                    if let Some(said) = message.as_deref().filter(|m| is_permanent(m)) {
+                        return Err(if is_refusal(said) {
+                            RegistryError::Unauthorized {
+                                endpoint: endpoint.to_owned(),
+                                status,
+                                message,
+                            }
+                        } else {
+                            RegistryError::UnexpectedStatus {
+                                endpoint: endpoint.to_owned(),
+                                status,
+                                message,
+                            }
+                        });
+                    }
                     match self.retry.backoff(attempt, retry_after) {
                         Some(wait) => tokio::time::sleep(wait).await,
                         None => {
                             return Err(RegistryError::Unavailable {
                                 endpoint: endpoint.to_owned(),
-                                status: response.status().as_u16(),
+                                status,
                                 attempts: attempt,
+                                message,
                             })
                         }
                     }
@@ -585,11 +711,100 @@ async fn body(endpoint: &str, response: Response) -> Result<Vec<u8>, RegistryErr
         })
 }
 
-fn unexpected(endpoint: &str, status: StatusCode) -> RegistryError {
+/// An answer the caller has no use for, with what the registry said in it. A refusal in the
+/// body (`DENIED`) is an authorization failure whatever the status.
+async fn unexpected(endpoint: &str, response: Response) -> RegistryError {
+    let status = response.status().as_u16();
+    let message = said_by(response).await;
+    if message.as_deref().is_some_and(is_refusal) {
+        return RegistryError::Unauthorized {
+            endpoint: endpoint.to_owned(),
+            status,
+            message,
+        };
+    }
     RegistryError::UnexpectedStatus {
         endpoint: endpoint.to_owned(),
-        status: status.as_u16(),
+        status,
+        message,
     }
+}
+
+/// The longest piece of a plain-text error body kept in a message.
+const MAX_MESSAGE: usize = 300;
+
+/// What the registry said in an error answer: the `CODE: message` of each entry of an OCI error
+/// body, else the start of the body's text on one line; `None` for an empty body.
+async fn said_by(response: Response) -> Option<String> {
+    let bytes = response.bytes().await.ok()?;
+    registry_message(&bytes)
+}
+
+fn registry_message(bytes: &[u8]) -> Option<String> {
+    #[derive(Deserialize)]
+    struct Errors {
+        errors: Vec<OciError>,
+    }
+    #[derive(Deserialize)]
+    struct OciError {
+        code: Option<String>,
+        message: Option<String>,
+    }
+    if let Ok(body) = serde_json::from_slice::<Errors>(bytes) {
+        let parts: Vec<String> = body
+            .errors
+            .into_iter()
+            .map(|e| match (e.code, e.message) {
+                (Some(code), Some(message)) => format!("{code}: {message}"),
+                (code, message) => code.or(message).unwrap_or_default(),
+            })
+            .filter(|p| !p.is_empty())
+            .collect();
+        if !parts.is_empty() {
+            return Some(parts.join("; "));
+        }
+    }
+    let text = String::from_utf8_lossy(bytes);
+    let line = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    if line.is_empty() {
+        return None;
+    }
+    Some(match line.char_indices().nth(MAX_MESSAGE) {
+        Some((cut, _)) => format!("{}…", &line[..cut]),
+        None => line,
+    })
+}
+
+/// `: <message>` for an error's text, or nothing.
+fn said(message: &Option<String>) -> String {
+    message
+        .as_deref()
+        .map(|m| format!(": {m}"))
+        .unwrap_or_default()
+}
+
+/// The media type to put a manifest back with: the one the registry served it with, else its
+/// own `mediaType` field (required for an OCI index, optional for an OCI image manifest).
+fn manifest_media_type(manifest: &Manifest) -> Option<String> {
+    let served = manifest
+        .media_type
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim();
+    if MANIFEST_MEDIA_TYPES.contains(&served) {
+        return Some(served.to_owned());
+    }
+    #[derive(Deserialize)]
+    struct Wire {
+        #[serde(rename = "mediaType")]
+        media_type: Option<String>,
+    }
+    serde_json::from_slice::<Wire>(&manifest.bytes)
+        .ok()
+        .and_then(|w| w.media_type)
+        .filter(|m| !m.is_empty())
+        .or_else(|| (!served.is_empty()).then(|| served.to_owned()))
 }
 
 fn invalid(endpoint: &str, reason: String) -> RegistryError {

@@ -3,12 +3,16 @@
 //! Place in the pipeline: `apply` asks it whether a content-tagged image is already published
 //! (`manifest_head`), proves push access before the long builds (`check_push_access`), and
 //! `verify` reads what was published (`manifest_get`, `blob_get`, `image_labels`, `tags_list`).
-//! Pushing itself goes through the Docker engine (`crate::engine`), which owns the layers.
+//! Pushing itself goes through the Docker engine (the engine edge), which owns the layers;
+//! moving a mutable tag does not: [`RegistryClient::retag`] puts the manifest under its new tag
+//! inside the registry, so nothing is pulled to retag.
 //!
 //! Invariants: digests are computed from the bytes received and checked against the registry's
-//! claims; a 401/403 is reported at once and never retried; only transport failures, 5xx and
-//! 429 are retried; an unreachable registry is [`RegistryError::Unreachable`] naming the
-//! endpoint (exit code 3, mapped in `crate::error`).
+//! claims; a refusal (401/403, or a body saying `DENIED`) is reported at once and never retried;
+//! only transport failures, 5xx and 429 are retried; an unreachable registry is
+//! [`RegistryError::Unreachable`] naming the endpoint (exit code 3). This module imports neither
+//! the engine edge nor src/error.rs (which maps its errors to exit codes): the engine uses the
+//! reference and credential types defined here, never the other way round.
 
 mod auth;
 mod client;

@@ -8,6 +8,10 @@
 //! the ancestry check and the checkout. Signature verification is the one thing it does not do
 //! (it extracts signatures but checks none), so that goes through `git verify-commit`, which
 //! honours the operator's gpg keyring and `gpg.ssh.allowedSignersFile`.
+//!
+//! A failed fetch says what happened (see [`fetch_error`]): the remote refused (credentials, or
+//! no such repository: exit 1), the URL cannot be a remote (exit 2), or there was no connection
+//! (exit 3, the only case worth retrying next round).
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -49,16 +53,14 @@ impl Mirror {
     pub fn fetch(&self, url: &str, branch: &str, stop: &AtomicBool) -> Result<Oid, SyncError> {
         let local = format!("refs/remotes/origin/{branch}");
         let refspec = format!("+refs/heads/{branch}:{local}");
-        let mut remote =
-            self.repo
-                .remote_anonymous(url)
-                .map_err(|source| SyncError::Unreachable {
-                    remote: url.to_owned(),
-                    source,
-                })?;
+        let mut remote = self
+            .repo
+            .remote_anonymous(url)
+            .map_err(|source| fetch_error(url, source, false))?;
+        let gave_up = AtomicBool::new(false);
         let mut callbacks = RemoteCallbacks::new();
         callbacks.transfer_progress(|_| !stop.load(Ordering::Relaxed));
-        callbacks.credentials(credentials());
+        callbacks.credentials(credentials(&gave_up));
         let mut options = FetchOptions::new();
         options
             .remote_callbacks(callbacks)
@@ -72,12 +74,7 @@ impl Mirror {
         ) {
             Ok(()) => {}
             Err(_) if stop.load(Ordering::Relaxed) => return Err(SyncError::Interrupted),
-            Err(source) => {
-                return Err(SyncError::Unreachable {
-                    remote: url.to_owned(),
-                    source,
-                })
-            }
+            Err(source) => return Err(fetch_error(url, source, gave_up.load(Ordering::Relaxed))),
         }
         match self.repo.refname_to_id(&local) {
             Ok(oid) => Ok(oid),
@@ -180,7 +177,23 @@ impl Mirror {
 
 /// Credentials for ssh and https remotes: the ssh agent, then git's credential helpers, each
 /// tried once (libgit2 calls back again after a refusal; trying forever would hang the sync).
-fn credentials() -> impl FnMut(&str, Option<&str>, CredentialType) -> Result<Cred, git2::Error> {
+/// Sets `gave_up` when it has nothing (more) to offer: the remote wanted credentials and turned
+/// down all there were, which is how the fetch's error is known to be a refusal.
+fn credentials(
+    gave_up: &AtomicBool,
+) -> impl FnMut(&str, Option<&str>, CredentialType) -> Result<Cred, git2::Error> + '_ {
+    let mut offer = offer_credentials();
+    move |url, username, allowed| {
+        let answer = offer(url, username, allowed);
+        if answer.is_err() {
+            gave_up.store(true, Ordering::Relaxed);
+        }
+        answer
+    }
+}
+
+fn offer_credentials() -> impl FnMut(&str, Option<&str>, CredentialType) -> Result<Cred, git2::Error>
+{
     let mut tried_agent = false;
     let mut tried_helper = false;
     move |url, username, allowed| {
@@ -203,6 +216,52 @@ fn credentials() -> impl FnMut(&str, Option<&str>, CredentialType) -> Result<Cre
         Err(git2::Error::from_str(
             "no usable credentials: none from the ssh agent or git's credential helpers",
         ))
+    }
+}
+
+/// What a failed fetch from `url` means. libgit2 gives a class and a code, and for the two
+/// cases without a code of their own, its fixed texts: a git server's `ERR` packet is relayed as
+/// "remote error: …" (git daemon's "no such repository", "access denied"), and an HTTP answer
+/// as "unexpected http status code: N".
+fn fetch_error(url: &str, source: git2::Error, gave_up: bool) -> SyncError {
+    use git2::{ErrorClass, ErrorCode};
+    let message = source.message().to_owned();
+    let refused = || SyncError::Refused {
+        remote: url.to_owned(),
+        message: message.clone(),
+    };
+    if gave_up || matches!(source.code(), ErrorCode::Auth | ErrorCode::Certificate) {
+        return refused();
+    }
+    if source.class() == ErrorClass::Net && message.starts_with("remote error:") {
+        return refused();
+    }
+    let http_status = message
+        .strip_prefix("unexpected http status code: ")
+        .and_then(|code| code.trim().parse::<u16>().ok());
+    if source.class() == ErrorClass::Http && http_status.is_some_and(|s| (400..500).contains(&s)) {
+        return refused();
+    }
+    let malformed = source.code() == ErrorCode::InvalidSpec
+        || source.class() == ErrorClass::Invalid
+        || (source.class() == ErrorClass::Net && message == "unsupported URL protocol");
+    if malformed {
+        return SyncError::BadRemote {
+            remote: url.to_owned(),
+            message,
+        };
+    }
+    match source.class() {
+        ErrorClass::Os | ErrorClass::Net | ErrorClass::Ssl | ErrorClass::Ssh | ErrorClass::Http => {
+            SyncError::Unreachable {
+                remote: url.to_owned(),
+                source,
+            }
+        }
+        _ => SyncError::Git {
+            operation: "fetch",
+            source,
+        },
     }
 }
 

@@ -191,8 +191,16 @@ impl RoundReport {
 
 #[derive(Debug, thiserror::Error)]
 pub enum SyncError {
+    /// No connection to the remote (refused, unresolvable, dropped). Exit code 3.
     #[error("cannot fetch from {remote}: {source}")]
     Unreachable { remote: String, source: git2::Error },
+    /// The remote answered and refused: credentials turned down, or no such repository (a
+    /// server often says the one for the other). Exit code 1.
+    #[error("the remote {remote} refused the fetch: {message}; check that the repository exists at that URL and that this machine's credentials for it (the ssh agent's keys, git's credential helper) may read it")]
+    Refused { remote: String, message: String },
+    /// The remote URL cannot be a git remote. Exit code 2.
+    #[error("malformed remote URL `{remote}`: {message}")]
+    BadRemote { remote: String, message: String },
     #[error("the remote {remote} has no branch `{branch}`")]
     BranchNotFound { remote: String, branch: String },
     #[error("git: cannot {operation}: {source}")]

@@ -1,0 +1,96 @@
+//! The house's import graph, read from the source: which top-level module names which other
+//! through a `crate::` path in code (comment lines are not imports). The edges (`engine`,
+//! `registry`), the retry policy they share, and the exit-code mapping (`error`) must sit in no
+//! import cycle: `error` imports the edges to map their failures, so the edges never import it,
+//! and the engine uses the registry's reference and credential types, so the registry never
+//! imports the engine.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+type Graph = BTreeMap<String, BTreeSet<String>>;
+
+/// Top-level module → the top-level modules its code names through `crate::`.
+fn import_graph() -> Graph {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut graph = Graph::new();
+    for entry in walkdir::WalkDir::new(&src) {
+        let entry = entry.unwrap();
+        let path = entry.path();
+        if path.extension().is_none_or(|e| e != "rs") {
+            continue;
+        }
+        let rel = path.strip_prefix(&src).unwrap();
+        let first = rel
+            .components()
+            .next()
+            .unwrap()
+            .as_os_str()
+            .to_string_lossy();
+        let module = first.trim_end_matches(".rs").to_owned();
+        if module == "lib" || module == "main" {
+            continue;
+        }
+        let text = std::fs::read_to_string(path).unwrap();
+        let targets = graph.entry(module.clone()).or_default();
+        for line in text.lines().filter(|l| !l.trim_start().starts_with("//")) {
+            for (i, _) in line.match_indices("crate::") {
+                let rest = &line[i + "crate::".len()..];
+                let name: String = rest
+                    .chars()
+                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                    .collect();
+                if !name.is_empty() && name != module {
+                    targets.insert(name);
+                }
+            }
+        }
+    }
+    graph
+}
+
+/// Whether `to` is reachable from `from`.
+fn reaches(graph: &Graph, from: &str, to: &str) -> bool {
+    let mut seen = BTreeSet::new();
+    let mut stack = vec![from.to_owned()];
+    while let Some(node) = stack.pop() {
+        for next in graph.get(&node).into_iter().flatten() {
+            if next == to {
+                return true;
+            }
+            if seen.insert(next.clone()) {
+                stack.push(next.clone());
+            }
+        }
+    }
+    false
+}
+
+#[test]
+fn the_edges_and_the_exit_code_mapping_are_in_no_import_cycle() {
+    let graph = import_graph();
+    for module in ["engine", "registry", "retry", "error"] {
+        assert!(
+            graph.contains_key(module),
+            "src/{module} not found: {graph:?}"
+        );
+        let cycle: Vec<&String> = graph[module]
+            .iter()
+            .filter(|next| reaches(&graph, next, module))
+            .collect();
+        assert!(
+            cycle.is_empty(),
+            "{module} is in an import cycle through {cycle:?}\n{graph:#?}"
+        );
+    }
+    // The directions the module headers promise.
+    assert!(!graph["registry"].contains("engine"), "{graph:#?}");
+    assert!(graph["engine"].contains("registry"), "{graph:#?}");
+    for edge in ["engine", "registry", "retry", "sync", "context"] {
+        assert!(
+            !graph[edge].contains("error"),
+            "{edge} imports error.rs: {graph:#?}"
+        );
+    }
+    assert_eq!(graph["retry"], BTreeSet::new(), "retry.rs imports nothing");
+}
