@@ -6,6 +6,8 @@
 //! | 1    | the work failed (a build, a push, a mismatch found by verify)  |
 //! | 2    | invalid input: the cookbook, a flag, a path                    |
 //! | 3    | an external service (Docker engine, registry, git) unreachable |
+//! | 130  | stopped by SIGINT (Ctrl-C): builds cancelled, completed work in the lock |
+//! | 143  | stopped by SIGTERM: the same                                   |
 //!
 //! Edge errors: an engine or registry that cannot be reached, or a registry that keeps answering
 //! 5xx/429 until the retries run out, is 3 (the service, not the work, failed: a CI job may
@@ -15,17 +17,20 @@
 
 use std::path::PathBuf;
 
-use crate::apply::lock::LockError;
 use crate::apply::ApplyError;
 use crate::diagnostic::Diagnostic;
 use crate::engine::EngineError;
 use crate::registry::{ReferenceError, RegistryError};
+use crate::state::lock::LockError;
 use crate::verify::VerifyError;
 
 pub const EXIT_OK: i32 = 0;
 pub const EXIT_FAILED: i32 = 1;
 pub const EXIT_INVALID: i32 = 2;
 pub const EXIT_UNREACHABLE: i32 = 3;
+/// 128 + the signal's number, as shells report a process a signal ended.
+pub const EXIT_SIGINT: i32 = 130;
+pub const EXIT_SIGTERM: i32 = 143;
 
 /// Documented in `--help`; tested in `tests/cli.rs`.
 pub const EXIT_CODES_HELP: &str = "Exit codes:
@@ -96,6 +101,9 @@ pub enum Error {
     /// [`Error::Failed`].
     #[error(transparent)]
     Verify(#[from] VerifyError),
+    /// A run stopped by a signal (`code`: 130 for SIGINT, 143 for SIGTERM).
+    #[error("stopped by {signal}: running builds cancelled; what completed is in cookbook.lock")]
+    Interrupted { signal: &'static str, code: i32 },
 }
 
 fn engine_exit_code(e: &EngineError) -> i32 {
@@ -106,6 +114,7 @@ fn engine_exit_code(e: &EngineError) -> i32 {
         | EngineError::BuildFailed { .. }
         | EngineError::PushFailed { .. }
         | EngineError::Context { .. }
+        | EngineError::Cancelled
         | EngineError::Protocol { .. } => EXIT_FAILED,
     }
 }
@@ -144,6 +153,7 @@ impl Error {
                 | ApplyError::LocalImageMissing { .. } => EXIT_FAILED,
             },
             Error::SyncRefused { .. } | Error::SyncApplyFailed { .. } => EXIT_FAILED,
+            Error::Interrupted { code, .. } => *code,
             Error::Sync(e) => {
                 use crate::sync::SyncError as S;
                 match e {

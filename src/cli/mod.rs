@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use clap::{Parser, Subcommand, ValueEnum};
 
 mod apply;
+mod interrupt;
 mod verify;
 
 use std::collections::BTreeMap;
@@ -73,7 +74,7 @@ pub enum Command {
     },
     /// Build, tag and push every container whose image does not exist yet, bottom-up; write
     /// cookbook.lock.
-    #[command(after_help = EXIT_CODES_HELP)]
+    #[command(after_help = apply::APPLY_HELP)]
     Apply(apply::ApplyArgs),
     /// Explain why a hash changed: compare two `explain` documents.
     #[command(

@@ -12,7 +12,9 @@
 //!   the run is used as is, never replaced by a registry copy;
 //! - a failed build keeps its whole log ([`EngineError::BuildFailed`]);
 //! - an unreachable engine is [`EngineError::Unreachable`] naming the endpoint (exit code 3,
-//!   mapped in `crate::error`).
+//!   mapped in `crate::error`);
+//! - a cancelled build ([`Engine::build_until`]) is stopped in the engine before the call
+//!   returns: no build step keeps running behind a cancelled apply.
 //!
 //! The trait's methods return `impl Future + Send` (not `async fn`) so that `apply` can run
 //! builds on tokio tasks; implementations may still write `async fn`.
@@ -23,6 +25,8 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::future::Future;
 use std::path::PathBuf;
+
+use tokio_util::sync::CancellationToken;
 
 use crate::registry::{Credential, Digest, Repository};
 
@@ -136,6 +140,9 @@ pub enum EngineError {
         path: PathBuf,
         source: std::io::Error,
     },
+    /// The build was cancelled (`Engine::build_until`) and the engine has stopped it.
+    #[error("build cancelled")]
+    Cancelled,
     /// The engine answered something this client cannot use. Exit code 1.
     #[error("unexpected answer from the Docker engine at {endpoint}: {message}")]
     Protocol { endpoint: String, message: String },
@@ -168,6 +175,20 @@ pub trait Engine: Send + Sync {
         &self,
         request: &BuildRequest,
         progress: &(dyn Fn(&str) + Send + Sync),
+    ) -> impl Future<Output = Result<BuildOutcome, EngineError>> + Send {
+        async move {
+            self.build_until(request, progress, &CancellationToken::new())
+                .await
+        }
+    }
+
+    /// [`Engine::build`], stopped when `cancel` fires: the engine stops the build (nothing of it
+    /// keeps running once this returns) and the answer is [`EngineError::Cancelled`].
+    fn build_until(
+        &self,
+        request: &BuildRequest,
+        progress: &(dyn Fn(&str) + Send + Sync),
+        cancel: &CancellationToken,
     ) -> impl Future<Output = Result<BuildOutcome, EngineError>> + Send;
 
     /// Points `repo:tag` at the local image `source`.
