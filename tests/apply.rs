@@ -553,3 +553,128 @@ fn no_push_builds_locally_and_finds_its_own_images() {
         "nothing pushed"
     );
 }
+
+/// Issue 10, item 8: Ctrl-C in the middle of a slow RUN step. The build is stopped in the
+/// engine, the temporary context tars are gone, the lock holds what completed (db), no mutable
+/// tag moved, and the exit code is 130.
+#[test]
+fn sigint_mid_build_cancels_it_keeps_what_completed_and_exits_130() {
+    let Some(shop) = Shop::new("sigint") else {
+        return;
+    };
+    // Unique text, so Docker's own layer cache cannot make the slow step instant, and so the
+    // step's container can be found in the engine.
+    let marker = format!(
+        "cancel-marker-{}",
+        shop.registry.replace(['/', ':', '.'], "-")
+    );
+    let slow = format!("sleep 120 && echo {marker}");
+    shop.edit(|v| {
+        v["packaging"]["tagging"] = serde_json::json!("semver");
+        v["packaging"]["version"] = serde_json::json!("1.0.0");
+        v["packaging"]["latest"] = serde_json::json!(true);
+        v["applications"]["api"]["build_commands"] =
+            serde_json::json!([slow, "chmod 0755 serve.sh cgi-bin/orders"]);
+    });
+    let tmp = tempfile::tempdir().unwrap();
+    let mut child = shop
+        .command(&["apply", "--format", "json"])
+        .env("TMPDIR", tmp.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    let out_reader = std::thread::spawn(move || {
+        let mut s = String::new();
+        stdout.read_to_string(&mut s).unwrap();
+        s
+    });
+    let stderr = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let err_reader = {
+        let (stderr, pipe) = (stderr.clone(), child.stderr.take().unwrap());
+        std::thread::spawn(move || {
+            for line in BufReader::new(pipe).lines() {
+                let line = line.unwrap();
+                stderr.lock().unwrap().push_str(&(line + "\n"));
+            }
+        })
+    };
+    // The slow step is running in the engine: signal now.
+    common::wait_until("api's slow step to run", Duration::from_secs(120), || {
+        !common::engine_containers_with(&marker).is_empty()
+    });
+    let tars: Vec<_> = fs::read_dir(tmp.path()).unwrap().collect();
+    assert_eq!(tars.len(), 1, "api's context, in the temp dir: {tars:?}");
+    let signalled = Instant::now();
+    let status = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let code = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s.code();
+        }
+        assert!(
+            signalled.elapsed() < Duration::from_secs(60),
+            "SIGINT did not stop the apply"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    err_reader.join().unwrap();
+    let stderr = stderr.lock().unwrap().clone();
+    let summary: Value = serde_json::from_str(&out_reader.join().unwrap()).unwrap_or(Value::Null);
+    eprintln!("--- stderr\n{stderr}--- summary\n{summary}");
+    assert_eq!(code, Some(130), "{stderr}");
+    assert!(
+        signalled.elapsed() < Duration::from_secs(30),
+        "stopped long before the 120 s step would end: {:?}",
+        signalled.elapsed()
+    );
+    assert!(stderr.contains("stopped by SIGINT"), "{stderr}");
+
+    // Nothing of the build keeps running, and no temporary file is left.
+    assert_eq!(
+        common::engine_containers_with(&marker),
+        Vec::<String>::new()
+    );
+    let left: Vec<_> = fs::read_dir(tmp.path()).unwrap().collect();
+    assert!(left.is_empty(), "{left:?}");
+
+    // The summary says what was done; the lock holds what completed.
+    assert_eq!(summary["result"], "cancelled");
+    assert_eq!(
+        statuses(&summary),
+        map(&[
+            ("api", "cancelled"),
+            ("db", "built"),
+            ("web", "cancelled"),
+            ("worker", "cancelled")
+        ])
+    );
+    assert_eq!(
+        summary["containers"]["api"]["reason"],
+        "cancelled while building"
+    );
+    let lock = shop.lock();
+    let entries: Vec<&String> = lock["containers"].as_object().unwrap().keys().collect();
+    assert_eq!(entries, ["db"]);
+    let db_hash = shop.hash_of("db");
+    assert_eq!(lock["containers"]["db"]["input_hash"], db_hash.as_str());
+    assert_eq!(
+        lock["containers"]["db"]["tags"],
+        serde_json::json!([format!("{}/db:{db_hash}", shop.registry)]),
+        "content tag only"
+    );
+
+    // No mutable tag moved: the registry has db's content tag and nothing else.
+    let client = RegistryClient::new().unwrap();
+    let db = Repository::parse(&format!("{}/db", shop.registry)).unwrap();
+    assert_eq!(block_on(client.tags_list(&db)).unwrap(), vec![db_hash]);
+    let api = Repository::parse(&format!("{}/api", shop.registry)).unwrap();
+    assert_eq!(
+        block_on(client.tags_list(&api)).unwrap_or_default(),
+        Vec::<String>::new()
+    );
+}

@@ -829,3 +829,97 @@ fn the_interval_loop_survives_an_unreachable_remote_and_stops_cleanly_on_sigterm
         .unwrap();
     assert_eq!(code, Some(0), "stderr:\n{err}");
 }
+
+/// Issue 10, item 8: SIGTERM to `sync --apply --interval` while its apply runs a slow RUN step
+/// reaches the apply: the build is stopped in the engine at once (not after the step), no
+/// temporary file is left, the revision is recorded as not applied (the next start retries it),
+/// and the loop exits 143.
+#[test]
+fn sigterm_reaches_the_running_apply_of_an_interval_sync() {
+    let Some(registry) = common::test_registry() else {
+        return;
+    };
+    let f = Fixture::new();
+    let url = f.file_url();
+    let namespace = format!("{registry}/sync-term-{}", std::process::id());
+    let marker = format!(
+        "sync-cancel-marker-{}-{:?}",
+        std::process::id(),
+        Instant::now()
+    )
+    .replace([' ', '{', '}', ':', ',', '.'], "-");
+    let shop = SHOP.replace("127.0.0.1:5000/shop", &format!("{namespace}/shop"));
+    let slow = shop.replace(
+        "\"chmod 0755 serve.sh cgi-bin/orders\"",
+        &format!("\"sleep 120 && echo {marker}\", \"chmod 0755 serve.sh cgi-bin/orders\""),
+    );
+    assert_ne!(slow, shop);
+    add_shop_sources(&f);
+    let commit = f.commit(&slow, "a slow api build");
+    f.push(&url, false);
+
+    let tmp = tempfile::tempdir().unwrap();
+    let state = f.state().display().to_string();
+    let log = f.path().join("loop.err");
+    let mut child = command(
+        &f,
+        &[
+            "sync",
+            "--remote",
+            &url,
+            "--state",
+            &state,
+            "--site",
+            "edge",
+            "--apply",
+            "--interval",
+            "1h",
+        ],
+        &[("TMPDIR", &tmp.path().display().to_string())],
+    )
+    .stdout(Stdio::null())
+    .stderr(std::fs::File::create(&log).unwrap())
+    .spawn()
+    .unwrap();
+    common::wait_until("api's slow step to run", Duration::from_secs(120), || {
+        !common::engine_containers_with(&marker).is_empty()
+    });
+    let signalled = Instant::now();
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let code = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s.code();
+        }
+        assert!(
+            signalled.elapsed() < Duration::from_secs(60),
+            "SIGTERM did not stop the sync"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let err = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(code, Some(143), "stderr:\n{err}");
+    assert!(
+        signalled.elapsed() < Duration::from_secs(30),
+        "the apply was cancelled, not waited for: {:?}\n{err}",
+        signalled.elapsed()
+    );
+    assert_eq!(
+        common::engine_containers_with(&marker),
+        Vec::<String>::new()
+    );
+    let left: Vec<_> = std::fs::read_dir(tmp.path()).unwrap().collect();
+    assert!(left.is_empty(), "{left:?}");
+    let status = f.status_json();
+    assert_eq!(status["current"]["commit"], commit.as_str(), "{status}");
+    assert_eq!(status["last_applied"], serde_json::Value::Null, "{status}");
+    assert_eq!(
+        status["last_attempt"]["outcome"], "apply-failed",
+        "{status}"
+    );
+    let errors = status["last_attempt"]["errors"].to_string();
+    assert!(errors.contains("stopped by SIGTERM"), "{status}");
+}

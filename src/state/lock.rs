@@ -270,7 +270,11 @@ fn position_of(bytes: &[u8], needle: &[u8]) -> (usize, usize) {
     };
     let before = &bytes[..at];
     let line = 1 + before.iter().filter(|&&b| b == b'\n').count();
-    let column = 1 + at - before.iter().rposition(|&b| b == b'\n').map_or(0, |n| n + 1);
+    let column = 1 + at
+        - before
+            .iter()
+            .rposition(|&b| b == b'\n')
+            .map_or(0, |n| n + 1);
     (line, column)
 }
 
