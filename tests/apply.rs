@@ -678,3 +678,59 @@ fn sigint_mid_build_cancels_it_keeps_what_completed_and_exits_130() {
         Vec::<String>::new()
     );
 }
+
+/// Issue 10, item 7: a failure of the whole run after some containers completed still reports
+/// what was built and pushed before it. The fault: api's explain document cannot be written (a
+/// file stands where its directory goes), which fails the run after db was built and pushed.
+#[test]
+fn a_run_level_failure_still_reports_what_was_built_and_pushed() {
+    let Some(shop) = Shop::new("partial") else {
+        return;
+    };
+    let state = tempfile::tempdir().unwrap();
+    fs::create_dir_all(state.path().join("explain")).unwrap();
+    fs::write(state.path().join("explain/api"), "in the way\n").unwrap();
+    let out = shop
+        .command(&["apply", "--format", "json", "--jobs", "1"])
+        .env("COOKBOOK_CACHE_DIR", state.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let summary: Value = serde_json::from_slice(&out.stdout).expect("a summary on stdout");
+    assert_eq!(summary["result"], "error", "{summary}");
+    assert!(
+        summary["error"]
+            .as_str()
+            .unwrap()
+            .contains("explain/api"),
+        "{summary}"
+    );
+    assert_eq!(
+        statuses(&summary),
+        map(&[
+            ("api", "failed"),
+            ("db", "built"),
+            ("web", "skipped"),
+            ("worker", "skipped")
+        ])
+    );
+    assert_eq!(summary["built"], 1);
+    // db was pushed: the summary names its manifest digest, which the registry agrees with.
+    let db_hash = shop.hash_of("db");
+    let client = RegistryClient::new().unwrap();
+    let db = Repository::parse(&format!("{}/db", shop.registry)).unwrap();
+    let pushed = block_on(client.manifest_head(&db, &db_hash))
+        .unwrap()
+        .expect("db pushed");
+    assert_eq!(summary["containers"]["db"]["digest"], pushed.as_str());
+    assert_eq!(
+        summary["containers"]["worker"]["reason"],
+        "not started: the run stopped on an error"
+    );
+    assert!(
+        stderr.contains("apply: 1 built, 0 cached, 1 failed, 2 skipped"),
+        "{stderr}"
+    );
+    assert!(shop.lock_bytes().is_none(), "a failed run writes no lock");
+}
