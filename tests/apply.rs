@@ -700,10 +700,7 @@ fn a_run_level_failure_still_reports_what_was_built_and_pushed() {
     let summary: Value = serde_json::from_slice(&out.stdout).expect("a summary on stdout");
     assert_eq!(summary["result"], "error", "{summary}");
     assert!(
-        summary["error"]
-            .as_str()
-            .unwrap()
-            .contains("explain/api"),
+        summary["error"].as_str().unwrap().contains("explain/api"),
         "{summary}"
     );
     assert_eq!(

@@ -102,7 +102,11 @@ fn two_site_applies_and_a_verify_at_once_twenty_times() {
         let app = dir.path().join("apps").join(name);
         fs::create_dir_all(&app).unwrap();
         // Unique content: the first round really builds, whatever earlier runs left behind.
-        fs::write(app.join(format!("{name}.txt")), format!("{name} {unique}\n")).unwrap();
+        fs::write(
+            app.join(format!("{name}.txt")),
+            format!("{name} {unique}\n"),
+        )
+        .unwrap();
     }
     fs::write(
         dir.path().join("cookbook.json"),
