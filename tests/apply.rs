@@ -622,6 +622,7 @@ fn sigint_mid_build_cancels_it_keeps_what_completed_and_exits_130() {
         );
         std::thread::sleep(Duration::from_millis(20));
     };
+    eprintln!("exited {:?} after the signal", signalled.elapsed());
     err_reader.join().unwrap();
     let stderr = stderr.lock().unwrap().clone();
     let summary: Value = serde_json::from_str(&out_reader.join().unwrap()).unwrap_or(Value::Null);

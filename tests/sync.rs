@@ -900,6 +900,7 @@ fn sigterm_reaches_the_running_apply_of_an_interval_sync() {
         );
         std::thread::sleep(Duration::from_millis(20));
     };
+    eprintln!("exited {:?} after the signal", signalled.elapsed());
     let err = std::fs::read_to_string(&log).unwrap();
     assert_eq!(code, Some(143), "stderr:\n{err}");
     assert!(
