@@ -294,13 +294,14 @@ pub async fn apply<E: Engine>(
     }
 }
 
-async fn run<E: Engine>(
+/// Before any build: a `git-sha` policy has a revision, the engine answers, and (when pushing)
+/// the registry grants push access to every repository. Returns the registry to use and its
+/// credentials.
+async fn preflight<'r, E: Engine>(
     job: &Job<'_>,
     engine: &E,
-    registry: Option<&RegistryClient>,
-    reporter: &dyn Reporter,
-    report: &mut Report,
-) -> Result<(), ApplyError> {
+    registry: Option<&'r RegistryClient>,
+) -> Result<(Option<&'r RegistryClient>, Option<Credential>), ApplyError> {
     let cookbook = job.cookbook;
     if cookbook.packaging.tagging == Tagging::GitSha && job.options.revision.is_none() {
         return Err(ApplyError::NoRevision {
@@ -334,6 +335,18 @@ async fn run<E: Engine>(
         }
         _ => None,
     };
+    Ok((registry, credentials))
+}
+
+/// The run itself, filling `report` as it goes (so that a failure still returns it).
+async fn run<E: Engine>(
+    job: &Job<'_>,
+    engine: &E,
+    registry: Option<&RegistryClient>,
+    reporter: &dyn Reporter,
+    report: &mut Report,
+) -> Result<(), ApplyError> {
+    let (registry, credentials) = preflight(job, engine, registry).await?;
     reporter.event(Event::Checked {
         containers: job.plan.len(),
         waves: job.plan.waves().len(),
@@ -348,7 +361,7 @@ async fn run<E: Engine>(
         stop: AtomicBool::new(false),
     };
     let waves = job.plan.waves();
-    for (wave_index, wave) in waves.iter().enumerate() {
+    for wave_index in 0..waves.len() {
         if job.cancel.is_cancelled() {
             report.cancelled = true;
             run.mark_rest(
@@ -359,59 +372,7 @@ async fn run<E: Engine>(
             );
             break;
         }
-        let mut ready = Vec::new();
-        for name in wave {
-            let blocked = job.plan.needs(name.as_str()).into_iter().find(|(dep, _)| {
-                !report
-                    .containers
-                    .get(*dep)
-                    .is_some_and(|r| r.outcome.succeeded())
-            });
-            match blocked {
-                Some((dep, _)) => {
-                    let reason = format!("needs {dep}, which did not succeed");
-                    reporter.event(Event::Skipped {
-                        name,
-                        reason: &reason,
-                    });
-                    report
-                        .containers
-                        .insert(name.clone(), run.skipped(name, Outcome::Skipped { reason }));
-                }
-                None => ready.push(name),
-            }
-        }
-        let results: Vec<(Name, Result<ContainerReport, ApplyError>)> = stream::iter(ready)
-            .map(|name| async { (name.clone(), run.container(name, wave_index).await) })
-            .buffer_unordered(job.options.jobs.max(1))
-            .collect()
-            .await;
-        let mut first_error = None;
-        for (name, result) in results {
-            let entry = match result {
-                Ok(entry) => entry,
-                Err(e) => {
-                    let entry = run.skipped(
-                        &name,
-                        Outcome::Failed {
-                            reason: e.to_string(),
-                        },
-                    );
-                    first_error.get_or_insert(e);
-                    entry
-                }
-            };
-            report.containers.insert(name, entry);
-        }
-        if let Some(e) = first_error {
-            run.mark_rest(
-                report,
-                &waves[wave_index + 1..],
-                |reason| Outcome::Skipped { reason },
-                "not started: the run stopped on an error",
-            );
-            return Err(e);
-        }
+        run.wave(report, &waves[wave_index..], wave_index).await?;
     }
     if report
         .containers
@@ -437,6 +398,78 @@ async fn run<E: Engine>(
 }
 
 impl<E: Engine> Run<'_, E> {
+    /// One wave (`waves[0]`; the later ones follow it): skips what needs a container that did
+    /// not succeed, runs the rest, at most `jobs` at once. A failure of the whole run marks the
+    /// later waves' containers not started and is returned after the wave's results are in.
+    async fn wave(
+        &self,
+        report: &mut Report,
+        waves: &[Vec<Name>],
+        wave_index: usize,
+    ) -> Result<(), ApplyError> {
+        let wave = &waves[0];
+        let mut ready = Vec::new();
+        for name in wave {
+            let blocked = self
+                .job
+                .plan
+                .needs(name.as_str())
+                .into_iter()
+                .find(|(dep, _)| {
+                    !report
+                        .containers
+                        .get(*dep)
+                        .is_some_and(|r| r.outcome.succeeded())
+                });
+            match blocked {
+                Some((dep, _)) => {
+                    let reason = format!("needs {dep}, which did not succeed");
+                    self.reporter.event(Event::Skipped {
+                        name,
+                        reason: &reason,
+                    });
+                    report.containers.insert(
+                        name.clone(),
+                        self.skipped(name, Outcome::Skipped { reason }),
+                    );
+                }
+                None => ready.push(name),
+            }
+        }
+        let results: Vec<(Name, Result<ContainerReport, ApplyError>)> = stream::iter(ready)
+            .map(|name| async { (name.clone(), self.container(name, wave_index).await) })
+            .buffer_unordered(self.job.options.jobs.max(1))
+            .collect()
+            .await;
+        let mut first_error = None;
+        for (name, result) in results {
+            let entry = match result {
+                Ok(entry) => entry,
+                Err(e) => {
+                    let entry = self.skipped(
+                        &name,
+                        Outcome::Failed {
+                            reason: e.to_string(),
+                        },
+                    );
+                    first_error.get_or_insert(e);
+                    entry
+                }
+            };
+            report.containers.insert(name, entry);
+        }
+        if let Some(e) = first_error {
+            self.mark_rest(
+                report,
+                &waves[1..],
+                |reason| Outcome::Skipped { reason },
+                "not started: the run stopped on an error",
+            );
+            return Err(e);
+        }
+        Ok(())
+    }
+
     /// The report of a container that produced no image.
     fn skipped(&self, name: &Name, outcome: Outcome) -> ContainerReport {
         let fp = &self.job.fingerprints[name];
