@@ -259,12 +259,16 @@ impl Engine for DockerEngine {
         let mut image_id = None;
         let mut stream = self.builder.build_image(options, None, Some(body));
         // The container of the step running now: the classic builder names it only in its
-        // output (" ---> Running in <id>"); there is no structured field for it.
+        // output (" ---> Running in <id>", "Removing intermediate container <id>"); there is no
+        // structured field for it.
         let mut running: Option<String> = None;
         loop {
             let item = tokio::select! {
                 item = stream.next() => item,
                 () = cancel.cancelled() => {
+                    if running.is_none() {
+                        running = step_container_announced(&mut stream).await;
+                    }
                     drop(stream);
                     log.end_line(progress);
                     self.stop_build_container(running.as_deref()).await;
@@ -275,11 +279,10 @@ impl Engine for DockerEngine {
             match item {
                 Ok(info) => {
                     if let Some(text) = &info.stream {
-                        if let Some(id) = text
-                            .lines()
-                            .find_map(|l| l.trim().strip_prefix("---> Running in "))
-                        {
-                            running = Some(id.trim().to_owned());
+                        if let Some(id) = running_in(text) {
+                            running = Some(id);
+                        } else if text.contains("Removing intermediate container") {
+                            running = None;
                         }
                         log.push(text, progress);
                     }
@@ -502,6 +505,41 @@ impl DockerEngine {
                 Err(_) => return,
                 Ok(_) => tokio::time::sleep(Duration::from_millis(100)).await,
             }
+        }
+    }
+}
+
+/// The step container a classic-build output chunk announces (" ---> Running in <id>").
+fn running_in(text: &str) -> Option<String> {
+    text.lines()
+        .find_map(|l| l.trim().strip_prefix("---> Running in "))
+        .map(|id| id.trim().to_owned())
+}
+
+/// How long a cancelled build's output is still read for the id of a step container the daemon
+/// may have created but not yet announced (it announces it right after creating it).
+const ANNOUNCE_GRACE: Duration = Duration::from_millis(500);
+
+/// Reads a cancelled build's output for up to [`ANNOUNCE_GRACE`], for the id of a step
+/// container created just before the cancellation (measured: without this, a container created
+/// in that instant outlived the apply by about a second, until the daemon removed it).
+async fn step_container_announced(
+    stream: &mut (impl futures_util::Stream<Item = Result<bollard::models::BuildInfo, BollardError>>
+              + Unpin),
+) -> Option<String> {
+    let deadline = tokio::time::sleep(ANNOUNCE_GRACE);
+    tokio::pin!(deadline);
+    loop {
+        tokio::select! {
+            () = &mut deadline => return None,
+            item = stream.next() => match item {
+                Some(Ok(info)) => {
+                    if let Some(id) = info.stream.as_deref().and_then(running_in) {
+                        return Some(id);
+                    }
+                }
+                _ => return None,
+            },
         }
     }
 }
