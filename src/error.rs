@@ -6,6 +6,8 @@
 //! | 1    | the work failed, or a service or the local system said no                  |
 //! | 2    | invalid input: the cookbook, an argument, a path, a config file            |
 //! | 3    | an external service (Docker engine, registry, git remote) is unreachable   |
+//! | 130  | stopped by SIGINT (Ctrl-C): builds cancelled, completed work in the lock   |
+//! | 143  | stopped by SIGTERM: the same                                               |
 //!
 //! Row by row (README.md "Exit codes" has the same table, and tests/exit_codes.rs one test per
 //! row):
@@ -38,18 +40,21 @@
 
 use std::path::PathBuf;
 
-use crate::apply::lock::LockError;
 use crate::apply::ApplyError;
 use crate::context::ContextError;
 use crate::diagnostic::Diagnostic;
 use crate::engine::EngineError;
 use crate::registry::{CredentialError, ReferenceError, RegistryError};
+use crate::state::lock::LockError;
 use crate::verify::VerifyError;
 
 pub const EXIT_OK: i32 = 0;
 pub const EXIT_FAILED: i32 = 1;
 pub const EXIT_INVALID: i32 = 2;
 pub const EXIT_UNREACHABLE: i32 = 3;
+/// 128 + the signal's number, as shells report a process a signal ended.
+pub const EXIT_SIGINT: i32 = 130;
+pub const EXIT_SIGTERM: i32 = 143;
 
 /// Documented in `--help`; tested in `tests/cli.rs`.
 pub const EXIT_CODES_HELP: &str = "Exit codes:
@@ -131,6 +136,9 @@ pub enum Error {
     /// [`Error::Failed`].
     #[error(transparent)]
     Verify(#[from] VerifyError),
+    /// A run stopped by a signal (`code`: 130 for SIGINT, 143 for SIGTERM).
+    #[error("stopped by {signal}: running builds cancelled; what completed is in cookbook.lock")]
+    Interrupted { signal: &'static str, code: i32 },
 }
 
 /// A local I/O error: 2 when the path given names nothing usable (it is the argument, or the
@@ -170,6 +178,7 @@ fn engine_exit_code(e: &EngineError) -> i32 {
         | EngineError::PushFailed { .. }
         | EngineError::PullFailed { .. }
         | EngineError::Context { .. }
+        | EngineError::Cancelled
         | EngineError::Protocol { .. } => EXIT_FAILED,
     }
 }
@@ -211,6 +220,7 @@ impl Error {
                 | ApplyError::LocalImageMissing { .. } => EXIT_FAILED,
             },
             Error::SyncRefused { .. } | Error::SyncApplyFailed { .. } => EXIT_FAILED,
+            Error::Interrupted { code, .. } => *code,
             Error::Sync(e) => {
                 use crate::sync::SyncError as S;
                 match e {

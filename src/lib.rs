@@ -17,6 +17,7 @@ pub mod engine;
 pub mod error;
 pub mod graph;
 pub mod hash;
+pub mod image;
 pub mod load;
 pub mod model;
 pub mod registry;

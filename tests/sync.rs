@@ -671,24 +671,6 @@ fn require_signed_refuses_an_unsigned_commit_and_takes_a_signed_one() {
     assert_eq!(f.current_cookbook(), shop_v(2));
 }
 
-/// Copies the shop example's sources into the work repository.
-fn add_shop_sources(f: &Fixture) {
-    let from = Path::new(env!("CARGO_MANIFEST_DIR")).join("cookbooks/shop/services");
-    for entry in walkdir::WalkDir::new(&from) {
-        let entry = entry.unwrap();
-        let dest = f
-            .work()
-            .join("services")
-            .join(entry.path().strip_prefix(&from).unwrap());
-        if entry.file_type().is_dir() {
-            std::fs::create_dir_all(&dest).unwrap();
-        } else {
-            std::fs::copy(entry.path(), &dest).unwrap();
-        }
-    }
-    git(f, &f.work(), &["add", "services"]);
-}
-
 /// `sync --apply` against the real engine and registry: the site's portion is built and pushed,
 /// and a revision counts as applied only when its apply succeeded.
 #[test]
@@ -700,7 +682,6 @@ fn apply_builds_the_site_portion_and_counts_only_a_successful_apply() {
     let url = f.file_url();
     let namespace = format!("{registry}/sync-{}", std::process::id());
     let shop = SHOP.replace("127.0.0.1:5000/shop", &format!("{namespace}/shop"));
-    add_shop_sources(&f);
     let good = f.commit(&shop, "shop with sources");
     f.push(&url, false);
 
@@ -873,4 +854,98 @@ fn a_source_symlinked_out_of_the_checkout_is_refused_and_the_site_keeps_its_revi
         .map(|e| e.unwrap().file_name().into_string().unwrap())
         .collect();
     assert_eq!(kept, std::slice::from_ref(&good));
+}
+
+/// Issue 10, item 8: SIGTERM to `sync --apply --interval` while its apply runs a slow RUN step
+/// reaches the apply: the build is stopped in the engine at once (not after the step), no
+/// temporary file is left, the revision is recorded as not applied (the next start retries it),
+/// and the loop exits 143.
+#[test]
+fn sigterm_reaches_the_running_apply_of_an_interval_sync() {
+    let Some(registry) = common::test_registry() else {
+        return;
+    };
+    let f = Fixture::new();
+    let url = f.file_url();
+    let namespace = format!("{registry}/sync-term-{}", std::process::id());
+    let marker = format!(
+        "sync-cancel-marker-{}-{:?}",
+        std::process::id(),
+        Instant::now()
+    )
+    .replace([' ', '{', '}', ':', ',', '.'], "-");
+    let shop = SHOP.replace("127.0.0.1:5000/shop", &format!("{namespace}/shop"));
+    let slow = shop.replace(
+        "\"chmod 0755 serve.sh cgi-bin/orders\"",
+        &format!("\"sleep 120 && echo {marker}\", \"chmod 0755 serve.sh cgi-bin/orders\""),
+    );
+    assert_ne!(slow, shop);
+    let commit = f.commit(&slow, "a slow api build");
+    f.push(&url, false);
+
+    let tmp = tempfile::tempdir().unwrap();
+    let state = f.state().display().to_string();
+    let log = f.path().join("loop.err");
+    let mut child = command(
+        &f,
+        &[
+            "sync",
+            "--remote",
+            &url,
+            "--state",
+            &state,
+            "--site",
+            "edge",
+            "--apply",
+            "--interval",
+            "1h",
+        ],
+        &[("TMPDIR", &tmp.path().display().to_string())],
+    )
+    .stdout(Stdio::null())
+    .stderr(std::fs::File::create(&log).unwrap())
+    .spawn()
+    .unwrap();
+    common::wait_until("api's slow step to run", Duration::from_secs(120), || {
+        !common::engine_containers_with(&marker).is_empty()
+    });
+    let signalled = Instant::now();
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let code = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s.code();
+        }
+        assert!(
+            signalled.elapsed() < Duration::from_secs(60),
+            "SIGTERM did not stop the sync"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    eprintln!("exited {:?} after the signal", signalled.elapsed());
+    let err = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(code, Some(143), "stderr:\n{err}");
+    assert!(
+        signalled.elapsed() < Duration::from_secs(30),
+        "the apply was cancelled, not waited for: {:?}\n{err}",
+        signalled.elapsed()
+    );
+    assert_eq!(
+        common::engine_containers_with(&marker),
+        Vec::<String>::new()
+    );
+    let left: Vec<_> = std::fs::read_dir(tmp.path()).unwrap().collect();
+    assert!(left.is_empty(), "{left:?}");
+    let status = f.status_json();
+    assert_eq!(status["current"]["commit"], commit.as_str(), "{status}");
+    assert_eq!(status["last_applied"], serde_json::Value::Null, "{status}");
+    assert_eq!(
+        status["last_attempt"]["outcome"], "apply-failed",
+        "{status}"
+    );
+    let errors = status["last_attempt"]["errors"].to_string();
+    assert!(errors.contains("stopped by SIGTERM"), "{status}");
 }

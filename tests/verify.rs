@@ -714,3 +714,60 @@ fn a_deleted_image_is_digest_missing_and_an_unreachable_registry_is_exit_3() {
     assert_eq!(out.status.code(), Some(3));
     assert!(String::from_utf8_lossy(&out.stderr).contains(&format!("127.0.0.1:{port}")));
 }
+
+/// Issue 10, item 4: a registry-named image applied with `--no-push` has no manifest digest in
+/// the lock (version 2), so `verify --registry` says "not published" rather than comparing its
+/// local image id with whatever the registry holds under that name (a false tamper alarm).
+#[test]
+fn a_no_push_entry_is_not_published_never_a_registry_digest_mismatch() {
+    let Some((shop, registry)) = applied_shop("nopush") else {
+        return;
+    };
+    // The registry has every content tag; the next apply keeps everything local.
+    let out = shop.run(&["apply", "--no-push"]);
+    assert_eq!(out.status.code(), Some(0), "apply --no-push");
+    let lock: Value =
+        serde_json::from_slice(&fs::read(shop.path("cookbook.lock")).unwrap()).unwrap();
+    assert_eq!(lock["lock_version"], 2);
+    let web = &lock["containers"]["web"];
+    assert_eq!(web.get("digest"), None, "{web}");
+    let image_id = web["image_id"].as_str().unwrap();
+    assert!(image_id.starts_with("sha256:"), "{web}");
+
+    let out = shop.run(&["verify", "--registry"]);
+    assert_eq!(out.status.code(), Some(1));
+    let got = lines(&out);
+    for name in ["api", "db", "web", "worker"] {
+        let image = lock["containers"][name]["image"].as_str().unwrap();
+        assert!(image.starts_with(&registry), "{image}");
+        assert_eq!(
+            got[name],
+            (
+                "MISMATCH".to_owned(),
+                format!("not published: {image} is a local image (apply --no-push)")
+            ),
+            "{name}"
+        );
+    }
+    let (_, doc) = shop.verify_json(&["--registry"]);
+    for name in ["api", "db", "web", "worker"] {
+        let kinds: Vec<&str> = doc["containers"][name]["reasons"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["kind"].as_str().unwrap())
+            .collect();
+        assert_eq!(kinds, ["not_published"], "{name}: no tamper alarm");
+        assert_eq!(doc["containers"][name]["digest"], Value::Null);
+        assert_eq!(
+            doc["containers"][name]["image_id"],
+            lock["containers"][name]["image_id"]
+        );
+    }
+
+    // Published again: the same images verify in the registry, digests and labels included.
+    let out = shop.run(&["apply"]);
+    assert_eq!(out.status.code(), Some(0), "apply");
+    let (code, doc) = shop.verify_json(&["--registry"]);
+    assert_eq!(code, 0, "{doc}");
+}

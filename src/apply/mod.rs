@@ -20,16 +20,31 @@
 //! Content tags are immutable by construction (the tag *is* the input hash), so pushing them as
 //! each build finishes is safe: a failed run leaves published only images that are correct for
 //! their inputs, and no mutable tag moved.
+//!
+//! Concurrency and cancellation:
+//! - Each build's context tar is a temporary file of this run alone (unique name, in the system
+//!   temp dir, never in the checkout), removed when the build ends on every path: success,
+//!   error, panic unwinding, or the future being dropped.
+//! - `cookbook.lock` is merged under a file lock ([`crate::state::lock::update`]), so two applies
+//!   on one checkout both land.
+//! - [`Job::cancel`] stops the run: nothing new starts, a running build is stopped in the engine
+//!   ([`Engine::build_until`]), registry calls in flight are dropped (they only ever write
+//!   immutable content tags), no mutable tag moves, and the lock records what completed. The
+//!   library installs no signal handler: the caller owns the token.
+//! - Blocking work (tar writing, explain documents, the lock's file lock and fsync) runs on
+//!   tokio's blocking threads, never on the threads that drive the builds.
+//! - A failure of the whole run still returns what was done before it ([`ApplyFailure::report`]).
 
-pub mod lock;
-
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
+use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Instant;
 
 use futures_util::stream::{self, StreamExt};
 use serde::Serialize;
+use tokio_util::sync::CancellationToken;
 
 use crate::context::{dockerfile::local_image, ContextError};
 use crate::engine::{BuildRequest, Engine, EngineError};
@@ -37,12 +52,9 @@ use crate::graph::Plan;
 use crate::hash::Fingerprint;
 use crate::model::{ContainerKind, Cookbook, Name, Tagging};
 use crate::registry::{Credential, RegistryClient, RegistryError, Repository};
-use lock::{Lock, LockError, LockedImage};
+use crate::state::lock::{self as lockfile, Lock, LockError, LockedImage};
 
-/// The label keys every image carries.
-pub const LABEL_INPUT_HASH: &str = "dev.cookbook.input-hash";
-pub const LABEL_PROJECT: &str = "dev.cookbook.project";
-pub const LABEL_CONTAINER: &str = "dev.cookbook.container";
+pub use crate::image::{LABEL_CONTAINER, LABEL_INPUT_HASH, LABEL_PROJECT};
 
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -60,10 +72,22 @@ pub struct Options {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "status", rename_all = "snake_case")]
 pub enum Outcome {
-    Built { millis: u64 },
-    Cached { source: &'static str },
-    Failed { reason: String },
-    Skipped { reason: String },
+    Built {
+        millis: u64,
+    },
+    Cached {
+        source: &'static str,
+    },
+    Failed {
+        reason: String,
+    },
+    Skipped {
+        reason: String,
+    },
+    /// Stopped, or never started, because the run was cancelled.
+    Cancelled {
+        reason: String,
+    },
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -74,7 +98,10 @@ pub struct ContainerReport {
     /// The content-tagged reference.
     pub image: String,
     pub tags: Vec<String>,
+    /// The registry's manifest digest of the content tag (only when published).
     pub digest: Option<String>,
+    /// The image's id (the digest of its configuration), when known.
+    pub image_id: Option<String>,
     /// The whole build log of a failed build.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub log: Vec<String>,
@@ -85,17 +112,25 @@ pub struct Report {
     pub containers: BTreeMap<Name, ContainerReport>,
     /// Whether `cookbook.lock` was rewritten.
     pub lock_changed: bool,
+    /// Whether the run was cancelled ([`Job::cancel`]) before it finished.
+    pub cancelled: bool,
 }
 
 impl Report {
+    /// Every container built or cached, and the run not cancelled.
     pub fn ok(&self) -> bool {
-        self.containers
-            .values()
-            .all(|c| matches!(c.outcome, Outcome::Built { .. } | Outcome::Cached { .. }))
+        !self.cancelled && self.containers.values().all(|c| c.outcome.succeeded())
     }
 
     pub fn count(&self, f: impl Fn(&Outcome) -> bool) -> usize {
         self.containers.values().filter(|c| f(&c.outcome)).count()
+    }
+}
+
+impl Outcome {
+    /// Built or cached: the image exists.
+    pub fn succeeded(&self) -> bool {
+        matches!(self, Outcome::Built { .. } | Outcome::Cached { .. })
     }
 }
 
@@ -136,6 +171,10 @@ pub enum Event<'a> {
         name: &'a Name,
         reason: &'a str,
     },
+    Cancelled {
+        name: &'a Name,
+        reason: &'a str,
+    },
     Tagged {
         name: &'a Name,
         reference: &'a str,
@@ -172,15 +211,29 @@ pub enum ApplyError {
     LocalImageMissing { image: String },
 }
 
+/// A failure of the whole run, with what the run did before it (built, pushed, tagged), so that
+/// the summary can still say what was published.
+#[derive(Debug, thiserror::Error)]
+#[error("{error}")]
+pub struct ApplyFailure {
+    pub report: Report,
+    #[source]
+    pub error: ApplyError,
+}
+
 /// Everything a run needs.
 pub struct Job<'a> {
     pub cookbook: &'a Cookbook,
     pub plan: &'a Plan,
-    pub fingerprints: &'a BTreeMap<Name, Fingerprint>,
+    /// Shared with the blocking threads that write contexts and explain documents.
+    pub fingerprints: Arc<BTreeMap<Name, Fingerprint>>,
     /// The cookbook file (the lock goes beside it).
     pub cookbook_file: &'a Path,
     pub state_dir: &'a Path,
     pub options: Options,
+    /// Cancels the run (see the module header). The caller decides when: `cookbook apply`
+    /// cancels it on SIGINT/SIGTERM.
+    pub cancel: CancellationToken,
 }
 
 struct Run<'a, E: Engine> {
@@ -226,13 +279,29 @@ fn parse_repo(reference: &str) -> Result<Repository, ApplyError> {
 }
 
 /// Runs an apply. Per-container failures are in the report; an `Err` is a failure of the whole
-/// run (an unreachable engine or registry, refused credentials, unusable state).
+/// run (an unreachable engine or registry, refused credentials, unusable state), carrying the
+/// report of what was done before it. A cancelled run is `Ok`, with [`Report::cancelled`] set.
 pub async fn apply<E: Engine>(
     job: &Job<'_>,
     engine: &E,
     registry: Option<&RegistryClient>,
     reporter: &dyn Reporter,
-) -> Result<Report, ApplyError> {
+) -> Result<Report, ApplyFailure> {
+    let mut report = Report::default();
+    match run(job, engine, registry, reporter, &mut report).await {
+        Ok(()) => Ok(report),
+        Err(error) => Err(ApplyFailure { report, error }),
+    }
+}
+
+/// Before any build: a `git-sha` policy has a revision, the engine answers, and (when pushing)
+/// the registry grants push access to every repository. Returns the registry to use and its
+/// credentials.
+async fn preflight<'r, E: Engine>(
+    job: &Job<'_>,
+    engine: &E,
+    registry: Option<&'r RegistryClient>,
+) -> Result<(Option<&'r RegistryClient>, Option<Credential>), ApplyError> {
     let cookbook = job.cookbook;
     if cookbook.packaging.tagging == Tagging::GitSha && job.options.revision.is_none() {
         return Err(ApplyError::NoRevision {
@@ -266,6 +335,18 @@ pub async fn apply<E: Engine>(
         }
         _ => None,
     };
+    Ok((registry, credentials))
+}
+
+/// The run itself, filling `report` as it goes (so that a failure still returns it).
+async fn run<E: Engine>(
+    job: &Job<'_>,
+    engine: &E,
+    registry: Option<&RegistryClient>,
+    reporter: &dyn Reporter,
+    report: &mut Report,
+) -> Result<(), ApplyError> {
+    let (registry, credentials) = preflight(job, engine, registry).await?;
     reporter.event(Event::Checked {
         containers: job.plan.len(),
         waves: job.plan.waves().len(),
@@ -279,54 +360,121 @@ pub async fn apply<E: Engine>(
         reporter,
         stop: AtomicBool::new(false),
     };
-    let mut report = Report::default();
-    for (wave_index, wave) in job.plan.waves().iter().enumerate() {
+    let waves = job.plan.waves();
+    for wave_index in 0..waves.len() {
+        if job.cancel.is_cancelled() {
+            report.cancelled = true;
+            run.mark_rest(
+                report,
+                &waves[wave_index..],
+                |reason| Outcome::Cancelled { reason },
+                "not started: the run was cancelled",
+            );
+            break;
+        }
+        run.wave(report, &waves[wave_index..], wave_index).await?;
+    }
+    if report
+        .containers
+        .values()
+        .any(|c| matches!(c.outcome, Outcome::Cancelled { .. }))
+    {
+        report.cancelled = true;
+    }
+
+    if report.ok() {
+        // Once started, the policy tags move as one step: a cancellation that arrives during it
+        // waits for it, so the tags never point at two runs' images. Before it, nothing moves.
+        if job.cancel.is_cancelled() {
+            report.cancelled = true;
+        } else {
+            run.move_policy_tags(report).await?;
+        }
+    }
+    if report.ok() || report.cancelled {
+        report.lock_changed = run.write_lock(report).await?;
+    }
+    Ok(())
+}
+
+impl<E: Engine> Run<'_, E> {
+    /// One wave (`waves[0]`; the later ones follow it): skips what needs a container that did
+    /// not succeed, runs the rest, at most `jobs` at once. A failure of the whole run marks the
+    /// later waves' containers not started and is returned after the wave's results are in.
+    async fn wave(
+        &self,
+        report: &mut Report,
+        waves: &[Vec<Name>],
+        wave_index: usize,
+    ) -> Result<(), ApplyError> {
+        let wave = &waves[0];
         let mut ready = Vec::new();
         for name in wave {
-            let blocked = job.plan.needs(name.as_str()).into_iter().find(|(dep, _)| {
-                !matches!(
-                    report.containers.get(*dep).map(|r| &r.outcome),
-                    Some(Outcome::Built { .. } | Outcome::Cached { .. })
-                )
-            });
+            let blocked = self
+                .job
+                .plan
+                .needs(name.as_str())
+                .into_iter()
+                .find(|(dep, _)| {
+                    !report
+                        .containers
+                        .get(*dep)
+                        .is_some_and(|r| r.outcome.succeeded())
+                });
             match blocked {
                 Some((dep, _)) => {
                     let reason = format!("needs {dep}, which did not succeed");
-                    reporter.event(Event::Skipped {
+                    self.reporter.event(Event::Skipped {
                         name,
                         reason: &reason,
                     });
-                    report
-                        .containers
-                        .insert(name.clone(), run.skipped(name, reason));
+                    report.containers.insert(
+                        name.clone(),
+                        self.skipped(name, Outcome::Skipped { reason }),
+                    );
                 }
                 None => ready.push(name),
             }
         }
         let results: Vec<(Name, Result<ContainerReport, ApplyError>)> = stream::iter(ready)
-            .map(|name| async { (name.clone(), run.container(name, wave_index).await) })
-            .buffer_unordered(job.options.jobs.max(1))
+            .map(|name| async { (name.clone(), self.container(name, wave_index).await) })
+            .buffer_unordered(self.job.options.jobs.max(1))
             .collect()
             .await;
+        let mut first_error = None;
         for (name, result) in results {
-            report.containers.insert(name, result?);
+            let entry = match result {
+                Ok(entry) => entry,
+                Err(e) => {
+                    let entry = self.skipped(
+                        &name,
+                        Outcome::Failed {
+                            reason: e.to_string(),
+                        },
+                    );
+                    first_error.get_or_insert(e);
+                    entry
+                }
+            };
+            report.containers.insert(name, entry);
         }
+        if let Some(e) = first_error {
+            self.mark_rest(
+                report,
+                &waves[1..],
+                |reason| Outcome::Skipped { reason },
+                "not started: the run stopped on an error",
+            );
+            return Err(e);
+        }
+        Ok(())
     }
 
-    if report.ok() {
-        run.move_policy_tags(&mut report).await?;
-    }
-    if report.ok() {
-        report.lock_changed = run.write_lock(&report)?;
-    }
-    Ok(report)
-}
-
-impl<E: Engine> Run<'_, E> {
-    fn skipped(&self, name: &Name, reason: String) -> ContainerReport {
+    /// The report of a container that produced no image.
+    fn skipped(&self, name: &Name, outcome: Outcome) -> ContainerReport {
         let fp = &self.job.fingerprints[name];
         ContainerReport {
-            outcome: Outcome::Skipped { reason },
+            outcome,
             input_hash: fp.input_hash().to_owned(),
             image: format!(
                 "{}:{}",
@@ -335,7 +483,40 @@ impl<E: Engine> Run<'_, E> {
             ),
             tags: Vec::new(),
             digest: None,
+            image_id: None,
             log: Vec::new(),
+        }
+    }
+
+    /// Gives every container of `waves` that has no outcome yet the outcome `make(reason)`.
+    fn mark_rest(
+        &self,
+        report: &mut Report,
+        waves: &[Vec<Name>],
+        make: impl Fn(String) -> Outcome,
+        reason: &str,
+    ) {
+        for name in waves.iter().flatten() {
+            if report.containers.contains_key(name) {
+                continue;
+            }
+            let outcome = make(reason.to_owned());
+            match &outcome {
+                Outcome::Cancelled { .. } => self.reporter.event(Event::Cancelled { name, reason }),
+                _ => self.reporter.event(Event::Skipped { name, reason }),
+            }
+            report
+                .containers
+                .insert(name.clone(), self.skipped(name, outcome));
+        }
+    }
+
+    /// `future`, or `None` as soon as the run is cancelled (the future is dropped).
+    async fn unless_cancelled<T>(&self, future: impl Future<Output = T>) -> Option<T> {
+        tokio::select! {
+            biased;
+            () = self.job.cancel.cancelled() => None,
+            value = future => Some(value),
         }
     }
 
@@ -373,62 +554,63 @@ impl<E: Engine> Run<'_, E> {
         let local = local_image(&cookbook.project.name, name, hash);
         let repo_text = repository(cookbook, name);
         let content_ref = format!("{repo_text}:{hash}");
-        let report = |outcome, digest: Option<String>, log| ContainerReport {
-            outcome,
-            input_hash: hash.to_owned(),
-            image: content_ref.clone(),
-            tags: vec![content_ref.clone()],
-            digest,
-            log,
+        let report =
+            |outcome, (digest, image_id): (Option<String>, Option<String>), log| ContainerReport {
+                outcome,
+                input_hash: hash.to_owned(),
+                image: content_ref.clone(),
+                tags: vec![content_ref.clone()],
+                digest,
+                image_id,
+                log,
+            };
+        let cancelled = |reason: &str| {
+            self.reporter.event(Event::Cancelled { name, reason });
+            Ok(report(
+                Outcome::Cancelled {
+                    reason: reason.to_owned(),
+                },
+                (None, None),
+                Vec::new(),
+            ))
         };
+        if self.job.cancel.is_cancelled() {
+            return cancelled("not started: the run was cancelled");
+        }
         if self.stop.load(Ordering::SeqCst) {
             let reason = "not started: an earlier container failed (--keep-going builds independent containers)".to_owned();
             self.reporter.event(Event::Skipped {
                 name,
                 reason: &reason,
             });
-            return Ok(report(Outcome::Skipped { reason }, None, Vec::new()));
-        }
-
-        // Cached?
-        if let Some(registry) = self.registry {
-            let repo = parse_repo(&repo_text)?;
-            if let Some(digest) = registry.manifest_head(&repo, hash).await? {
-                self.reporter.event(Event::Cached {
-                    name,
-                    source: "registry",
-                });
-                return Ok(report(
-                    Outcome::Cached { source: "registry" },
-                    Some(digest.to_string()),
-                    Vec::new(),
-                ));
-            }
-        } else if let Some(id) = self.engine.image_exists(&local).await? {
-            if cookbook.packaging.registry.is_some() {
-                self.engine.tag(&local, &repo_text, hash).await?;
-            }
-            self.reporter.event(Event::Cached {
-                name,
-                source: "local engine",
-            });
             return Ok(report(
-                Outcome::Cached {
-                    source: "local engine",
-                },
-                Some(id.to_string()),
+                Outcome::Skipped { reason },
+                (None, None),
                 Vec::new(),
             ));
         }
 
+        // Cached?
+        let Some(cached) = self
+            .unless_cancelled(self.cached(name, &local, &repo_text))
+            .await
+        else {
+            return cancelled("not started: the run was cancelled");
+        };
+        if let Some((source, ids)) = cached? {
+            self.reporter.event(Event::Cached { name, source });
+            return Ok(report(Outcome::Cached { source }, ids, Vec::new()));
+        }
+
         self.reporter.event(Event::Started { name, wave });
         let started = Instant::now();
-        match self.build(name, fp, &local, &repo_text, started).await {
-            Ok(digest) => {
+        match self.build(name, &local, &repo_text, started).await {
+            Ok(ids) => {
                 let millis = started.elapsed().as_millis() as u64;
-                Ok(report(Outcome::Built { millis }, Some(digest), Vec::new()))
+                Ok(report(Outcome::Built { millis }, ids, Vec::new()))
             }
             Err(Failure::Run(e)) => Err(e),
+            Err(Failure::Cancelled) => cancelled("cancelled while building"),
             Err(Failure::Container { reason, log }) => {
                 if !self.job.options.keep_going {
                     self.stop.store(true, Ordering::SeqCst);
@@ -438,9 +620,36 @@ impl<E: Engine> Run<'_, E> {
                     reason: &reason,
                     log: &log,
                 });
-                Ok(report(Outcome::Failed { reason }, None, log))
+                Ok(report(Outcome::Failed { reason }, (None, None), log))
             }
         }
+    }
+
+    /// Whether the image exists already: in the registry when pushing (its manifest digest, and
+    /// its configuration's digest as the image id), else in the local engine (its id). `None`:
+    /// it has to be built.
+    #[allow(clippy::type_complexity)]
+    async fn cached(
+        &self,
+        name: &Name,
+        local: &str,
+        repo_text: &str,
+    ) -> Result<Option<(&'static str, (Option<String>, Option<String>))>, ApplyError> {
+        let hash = self.job.fingerprints[name].input_hash();
+        if let Some(registry) = self.registry {
+            let repo = parse_repo(repo_text)?;
+            return Ok(registry.manifest_get(&repo, hash).await?.map(|manifest| {
+                let image_id = manifest.config_digest().map(|d| d.to_string());
+                ("registry", (Some(manifest.digest.to_string()), image_id))
+            }));
+        }
+        let Some(id) = self.engine.image_exists(local).await? else {
+            return Ok(None);
+        };
+        if self.job.cookbook.packaging.registry.is_some() {
+            self.engine.tag(local, repo_text, hash).await?;
+        }
+        Ok(Some(("local engine", (None, Some(id.to_string())))))
     }
 
     /// Makes sure the parent's image is in the local engine under its local name.
@@ -482,40 +691,35 @@ impl<E: Engine> Run<'_, E> {
         }
     }
 
+    /// Writes the context, builds, pushes. Returns the manifest digest (when pushed) and the
+    /// image id.
     async fn build(
         &self,
         name: &Name,
-        fp: &Fingerprint,
         local: &str,
         repo_text: &str,
         started: Instant,
-    ) -> Result<String, Failure> {
+    ) -> Result<(Option<String>, Option<String>), Failure> {
         let cookbook = self.job.cookbook;
         let container = &cookbook.containers[name];
+        let fp = &self.job.fingerprints[name];
         let hash = fp.input_hash();
         if let Some(parent) = container.build_parent() {
-            self.ensure_parent(parent).await?;
+            self.unless_cancelled(self.ensure_parent(parent))
+                .await
+                .ok_or(Failure::Cancelled)??;
         }
 
-        let contexts = self.job.state_dir.join("contexts");
-        std::fs::create_dir_all(&contexts).map_err(|source| {
-            Failure::Run(ApplyError::State {
-                path: contexts.clone(),
-                source,
-            })
-        })?;
-        let tar_path = contexts.join(format!("{name}-{hash}.tar"));
-        {
-            let (entries, digests, path) =
-                (fp.entries.clone(), fp.digests.clone(), tar_path.clone());
-            tokio::task::spawn_blocking(move || {
-                crate::context::tar::write_file(&entries, &digests, &path, false)
-            })
-            .await
-            .expect("the tar writer does not panic")
-            .map_err(|e| Failure::Run(e.into()))?;
+        // This run's own file, removed when `context` drops, whichever way this function ends.
+        let context = {
+            let (prints, name) = (Arc::clone(&self.job.fingerprints), name.clone());
+            blocking(move || write_context(&prints[&name]))
+                .await
+                .map_err(Failure::Run)?
+        };
+        if self.job.cancel.is_cancelled() {
+            return Err(Failure::Cancelled);
         }
-        let _cleanup = RemoveOnDrop(tar_path.clone());
 
         let (build_args, target) = match &container.kind {
             ContainerKind::Dockerfile(d) => (d.build_args.clone(), d.target.clone()),
@@ -527,7 +731,7 @@ impl<E: Engine> Run<'_, E> {
             tags.push(format!("{repo_text}:{hash}"));
         }
         let request = BuildRequest {
-            context: tar_path.clone(),
+            context: context.path().to_path_buf(),
             dockerfile: fp.context.dockerfile.clone(),
             build_args,
             target,
@@ -536,7 +740,11 @@ impl<E: Engine> Run<'_, E> {
             pull: false,
         };
         let progress = |line: &str| self.reporter.event(Event::Line { name, line });
-        let outcome = match self.engine.build(&request, &progress).await {
+        let outcome = match self
+            .engine
+            .build_until(&request, &progress, &self.job.cancel)
+            .await
+        {
             Ok(o) => o,
             Err(EngineError::BuildFailed { log, message }) => {
                 return Err(Failure::Container {
@@ -544,21 +752,24 @@ impl<E: Engine> Run<'_, E> {
                     log,
                 })
             }
+            Err(EngineError::Cancelled) => return Err(Failure::Cancelled),
             Err(e) => return Err(Failure::engine(e)),
         };
-        self.save_explain(name, fp).map_err(Failure::Run)?;
+        drop(context);
+        self.save_explain(name).await.map_err(Failure::Run)?;
         self.reporter.event(Event::Built {
             name,
             millis: started.elapsed().as_millis() as u64,
         });
 
+        let image_id = Some(outcome.image_id.to_string());
         match self.registry {
             Some(_) => {
                 let repo = parse_repo(repo_text).map_err(Failure::Run)?;
                 let digest = self
-                    .engine
-                    .push(&repo, hash, self.credentials.as_ref())
+                    .unless_cancelled(self.engine.push(&repo, hash, self.credentials.as_ref()))
                     .await
+                    .ok_or(Failure::Cancelled)?
                     .map_err(Failure::engine)?;
                 let reference = format!("{repo_text}:{hash}");
                 self.reporter.event(Event::Pushed {
@@ -566,29 +777,35 @@ impl<E: Engine> Run<'_, E> {
                     reference: &reference,
                     digest: digest.as_str(),
                 });
-                Ok(digest.to_string())
+                Ok((Some(digest.to_string()), image_id))
             }
-            None => Ok(outcome.image_id.to_string()),
+            None => Ok((None, image_id)),
         }
     }
 
-    /// Keeps the explain document of what was built, for `verify`'s file-level differences.
-    fn save_explain(&self, name: &Name, fp: &Fingerprint) -> Result<(), ApplyError> {
+    /// Keeps the explain document of what was built, for `verify`'s file-level differences. On a
+    /// blocking thread: for a 100,000-file context it is ~15 MB of JSON.
+    async fn save_explain(&self, name: &Name) -> Result<(), ApplyError> {
+        let (prints, name) = (Arc::clone(&self.job.fingerprints), name.clone());
         let dir = self.job.state_dir.join("explain").join(name.as_str());
-        let path = dir.join(format!("{}.json", fp.input_hash()));
-        let err = |source| ApplyError::State {
-            path: path.clone(),
-            source,
-        };
-        std::fs::create_dir_all(&dir).map_err(err)?;
-        let mut tmp = tempfile::Builder::new()
-            .prefix(".explain-")
-            .tempfile_in(&dir)
-            .map_err(err)?;
-        std::io::Write::write_all(&mut tmp, fp.manifest().to_pretty_json().as_bytes())
-            .map_err(err)?;
-        tmp.persist(&path).map_err(|e| err(e.error))?;
-        Ok(())
+        blocking(move || {
+            let fp = &prints[&name];
+            let path = dir.join(format!("{}.json", fp.input_hash()));
+            let err = |source| ApplyError::State {
+                path: path.clone(),
+                source,
+            };
+            std::fs::create_dir_all(&dir).map_err(err)?;
+            let mut tmp = tempfile::Builder::new()
+                .prefix(".explain-")
+                .tempfile_in(&dir)
+                .map_err(err)?;
+            std::io::Write::write_all(&mut tmp, fp.manifest().to_pretty_json().as_bytes())
+                .map_err(err)?;
+            tmp.persist(&path).map_err(|e| err(e.error))?;
+            Ok(())
+        })
+        .await
     }
 
     /// Moves the mutable tags, only after every container succeeded. When pushing, in the
@@ -629,36 +846,35 @@ impl<E: Engine> Run<'_, E> {
         Ok(())
     }
 
-    fn write_lock(&self, report: &Report) -> Result<bool, ApplyError> {
+    /// Merges this run's finished containers (all of them, or what completed before a
+    /// cancellation) into `cookbook.lock`, under its file lock, on a blocking thread.
+    async fn write_lock(&self, report: &Report) -> Result<bool, ApplyError> {
         let path = Lock::path_for(self.job.cookbook_file);
         let cookbook = self.job.cookbook;
-        let mut lock = match Lock::read(&path)? {
-            Some(old)
-                if old.project == cookbook.project.name.as_str()
-                    && old.hash_version == crate::hash::HASH_VERSION =>
-            {
-                old
-            }
-            _ => Lock::new(cookbook.project.name.as_str()),
-        };
         // A site's apply updates its containers and keeps the others'; containers the cookbook
         // no longer has are dropped.
-        lock.containers
-            .retain(|name, _| cookbook.containers.contains_key(name.as_str()));
-        let known: BTreeSet<&Name> = report.containers.keys().collect();
-        for name in known {
-            let c = &report.containers[name];
-            lock.containers.insert(
-                name.to_string(),
-                LockedImage {
-                    input_hash: c.input_hash.clone(),
-                    image: c.image.clone(),
-                    tags: c.tags.clone(),
-                    digest: c.digest.clone().unwrap_or_default(),
-                },
-            );
-        }
-        Ok(lock.write(&path)?)
+        let update = lockfile::Update {
+            project: cookbook.project.name.to_string(),
+            containers_in_cookbook: cookbook.containers.keys().map(Name::to_string).collect(),
+            entries: report
+                .containers
+                .iter()
+                .filter(|(_, c)| c.outcome.succeeded())
+                .map(|(name, c)| {
+                    (
+                        name.to_string(),
+                        LockedImage {
+                            input_hash: c.input_hash.clone(),
+                            image: c.image.clone(),
+                            tags: c.tags.clone(),
+                            digest: c.digest.clone(),
+                            image_id: c.image_id.clone(),
+                        },
+                    )
+                })
+                .collect(),
+        };
+        Ok(blocking(move || lockfile::update(&path, &update)).await?)
     }
 }
 
@@ -669,10 +885,43 @@ enum TagTarget<'r> {
     Local(String),
 }
 
+/// Runs `f` on tokio's blocking threads; a panic there is resumed here.
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(value) => value,
+        Err(e) => std::panic::resume_unwind(e.into_panic()),
+    }
+}
+
+/// Writes a container's context to a temporary file of this run: a unique name in the system
+/// temp dir (`$TMPDIR`), outside every checkout, deleted when the returned handle drops.
+fn write_context(fp: &Fingerprint) -> Result<tempfile::NamedTempFile, ApplyError> {
+    let state = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| ApplyError::State { path, source }
+    };
+    let tmp = tempfile::Builder::new()
+        .prefix(&format!("cookbook-context-{}-", fp.container))
+        .suffix(".tar")
+        .tempfile()
+        .map_err(state(&std::env::temp_dir()))?;
+    let path = tmp.path().to_path_buf();
+    let writer = std::io::BufWriter::with_capacity(1 << 20, tmp);
+    let writer = crate::context::tar::write(&fp.entries, &fp.digests, writer)?;
+    writer
+        .into_inner()
+        .map_err(|e| state(&path)(e.into_error()))
+}
+
 /// Why a container's work stopped: its own failure, or the whole run's.
 enum Failure {
-    Container { reason: String, log: Vec<String> },
+    Container {
+        reason: String,
+        log: Vec<String>,
+    },
     Run(ApplyError),
+    /// The run was cancelled while this container was at work.
+    Cancelled,
 }
 
 impl Failure {
@@ -690,13 +939,5 @@ impl Failure {
                 log: Vec::new(),
             },
         }
-    }
-}
-
-struct RemoveOnDrop(PathBuf);
-
-impl Drop for RemoveOnDrop {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
     }
 }

@@ -4,6 +4,11 @@
 //! container (indicatif) with finished containers printed above; otherwise plain lines, one per
 //! event, with the build output of a container only when it fails (or with `--verbose`); and with
 //! `--format json`, the same plain lines on stderr and one summary document on stdout.
+//!
+//! The summary is printed whatever the run came to: success, failed containers, a failure of
+//! the whole run (it still lists what was built, pushed and tagged before it), or a cancellation
+//! by SIGINT/SIGTERM, which this module turns into the library's cancellation token (exit 130 or
+//! 143, see `crate::error`).
 
 use std::io::{IsTerminal, Write};
 use std::path::Path;
@@ -13,13 +18,26 @@ use std::time::Duration;
 use clap::Args;
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 
+use tokio_util::sync::CancellationToken;
+
+use super::interrupt::Interrupt;
 use super::{base_dir, fingerprints, load, site_plan, Format};
-use crate::apply::{self, Event, Options, Outcome, Report, Reporter};
+use crate::apply::{self, ApplyFailure, Event, Options, Outcome, Report, Reporter};
 use crate::engine::DockerEngine;
 use crate::error::Error;
 use crate::model::Name;
 use crate::registry::RegistryClient;
 use crate::state;
+
+/// `apply --help`'s exit codes: the common ones (`crate::error`) and the two of a cancelled run.
+pub const APPLY_HELP: &str = "Exit codes:
+  0    success
+  1    the work failed (a build, a push, a verification)
+  2    invalid input (the cookbook, an argument, a path)
+  3    an external service (Docker engine, registry, git remote) is unreachable
+  130  stopped by SIGINT (Ctrl-C), 143 by SIGTERM: running builds are cancelled, temporary
+       files removed, what completed is written to cookbook.lock, no mutable tag moves.
+       A second signal exits at once.";
 
 #[derive(Debug, Args)]
 pub struct ApplyArgs {
@@ -72,6 +90,7 @@ fn describe(event: &Event<'_>) -> Option<String> {
         } => format!("[{name}] pushed {reference} ({digest})"),
         Event::Tagged { name, reference } => format!("[{name}] tagged {reference}"),
         Event::Skipped { name, reason } => format!("[{name}] skipped: {reason}"),
+        Event::Cancelled { name, reason } => format!("[{name}] cancelled: {reason}"),
         Event::Failed { name, reason, log } => {
             let mut s = format!("[{name}] FAILED: {reason}");
             if !log.is_empty() {
@@ -131,7 +150,8 @@ impl Reporter for Live {
                 let name = match &other {
                     Event::Built { name, .. }
                     | Event::Failed { name, .. }
-                    | Event::Skipped { name, .. } => Some(*name),
+                    | Event::Skipped { name, .. }
+                    | Event::Cancelled { name, .. } => Some(*name),
                     _ => None,
                 };
                 if let Some(bar) = name.and_then(|n| bars.remove(n)) {
@@ -153,16 +173,28 @@ pub fn revision(dir: &Path) -> Option<String> {
     Some(head.id().to_string())
 }
 
-fn summary_json(report: &Report) -> String {
-    let doc = serde_json::json!({
-        "result": if report.ok() { "ok" } else { "failed" },
+/// `result` is `ok`, `failed` (a container failed), `error` (the whole run failed: `error` says
+/// why) or `cancelled` (a signal stopped it).
+fn summary_json(report: &Report, error: Option<&Error>) -> String {
+    let result = match (error, report.cancelled, report.ok()) {
+        (Some(_), _, _) => "error",
+        (None, true, _) => "cancelled",
+        (None, false, true) => "ok",
+        (None, false, false) => "failed",
+    };
+    let mut doc = serde_json::json!({
+        "result": result,
         "built": report.count(|o| matches!(o, Outcome::Built { .. })),
         "cached": report.count(|o| matches!(o, Outcome::Cached { .. })),
         "failed": report.count(|o| matches!(o, Outcome::Failed { .. })),
         "skipped": report.count(|o| matches!(o, Outcome::Skipped { .. })),
+        "cancelled": report.count(|o| matches!(o, Outcome::Cancelled { .. })),
         "lock_changed": report.lock_changed,
         "containers": report.containers,
     });
+    if let Some(e) = error {
+        doc["error"] = serde_json::Value::String(e.to_string());
+    }
     let mut s = serde_json::to_string_pretty(&doc).expect("JSON");
     s.push('\n');
     s
@@ -180,47 +212,83 @@ fn default_jobs() -> usize {
 }
 
 /// Fingerprints `plan` and applies it; the shared core of `cookbook apply` and `sync --apply`.
+/// The outer `Err` is a failure before the run started; the inner one the run's own, with its
+/// partial report.
 fn apply_plan(
     file: &Path,
     cookbook: &crate::model::Cookbook,
     plan: &crate::graph::Plan,
     options: Options,
     reporter: &dyn Reporter,
-) -> Result<Report, Error> {
-    let prints = fingerprints(file, cookbook, plan)?;
+    cancel: CancellationToken,
+) -> Result<Result<Report, ApplyFailure>, Error> {
+    let prints = std::sync::Arc::new(fingerprints(file, cookbook, plan)?);
     let state_dir = state::dir_for(file);
     let push = options.push;
     let job = apply::Job {
         cookbook,
         plan,
-        fingerprints: &prints,
+        fingerprints: prints,
         cookbook_file: file,
         state_dir: &state_dir,
         options,
+        cancel,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .map_err(|e| Error::Failed(format!("cannot start the async runtime: {e}")))?;
-    let report = runtime.block_on(async {
+    runtime.block_on(async {
         let engine = DockerEngine::connect().await?;
         let registry = if push {
             Some(RegistryClient::new()?)
         } else {
             None
         };
-        apply::apply(&job, &engine, registry.as_ref(), reporter).await
-    })?;
-    Ok(report)
+        Ok(apply::apply(&job, &engine, registry.as_ref(), reporter).await)
+    })
+}
+
+/// Prints the summary of what the run did (also after a failure of the whole run) and turns
+/// the run's end into the command's result.
+fn finish(
+    result: Result<Report, ApplyFailure>,
+    interrupt: &Interrupt,
+    json: Option<&mut dyn Write>,
+) -> Result<(), Error> {
+    let (report, error) = match result {
+        Ok(report) => (report, None),
+        Err(ApplyFailure { report, error }) => (report, Some(Error::Apply(error))),
+    };
+    if let Some(out) = json {
+        let _ = out.write_all(summary_json(&report, error.as_ref()).as_bytes());
+    }
+    let _ = writeln!(std::io::stderr(), "{}", summary_line(&report));
+    if let Some(e) = error {
+        return Err(e);
+    }
+    if report.cancelled {
+        return Err(interrupt.error().unwrap_or(Error::Interrupted {
+            signal: "a cancellation",
+            code: crate::error::EXIT_SIGINT,
+        }));
+    }
+    outcome(&report)
 }
 
 fn summary_line(report: &Report) -> String {
+    let cancelled = report.count(|o| matches!(o, Outcome::Cancelled { .. }));
     format!(
-        "apply: {} built, {} cached, {} failed, {} skipped{}",
+        "apply: {} built, {} cached, {} failed, {} skipped{}{}",
         report.count(|o| matches!(o, Outcome::Built { .. })),
         report.count(|o| matches!(o, Outcome::Cached { .. })),
         report.count(|o| matches!(o, Outcome::Failed { .. })),
         report.count(|o| matches!(o, Outcome::Skipped { .. })),
+        if cancelled > 0 {
+            format!(", {cancelled} cancelled")
+        } else {
+            String::new()
+        },
         if report.lock_changed {
             "; cookbook.lock updated"
         } else {
@@ -260,19 +328,27 @@ pub fn run(file: &Path, args: &ApplyArgs, out: &mut dyn Write) -> Result<(), Err
     } else {
         Box::new(plain_reporter(args.verbose))
     };
-    let report = apply_plan(file, &cookbook, &plan, options, reporter.as_ref())?;
-    if args.format == Format::Json {
-        let _ = out.write_all(summary_json(&report).as_bytes());
-    }
-    let _ = writeln!(std::io::stderr(), "{}", summary_line(&report));
-    outcome(&report)
+    let interrupt = Interrupt::install()?;
+    let result = apply_plan(
+        file,
+        &cookbook,
+        &plan,
+        options,
+        reporter.as_ref(),
+        interrupt.token(),
+    )?;
+    let json = (args.format == Format::Json).then_some(out);
+    finish(result, &interrupt, json)
 }
 
 /// `cookbook sync --apply`: applies a taken revision's portion with the same engine, pushing to
 /// the cookbook's registry. The revision counts as applied only when every container succeeded.
-pub struct SyncApplier;
+/// The sync's signal handling cancels a running apply through `interrupt`.
+pub struct SyncApplier<'a> {
+    pub interrupt: &'a Interrupt,
+}
 
-impl crate::sync::Applier for SyncApplier {
+impl crate::sync::Applier for SyncApplier<'_> {
     fn apply(
         &mut self,
         request: &crate::sync::ApplyRequest<'_>,
@@ -284,15 +360,15 @@ impl crate::sync::Applier for SyncApplier {
             revision: Some(request.commit.to_owned()),
         };
         let reporter = plain_reporter(false);
-        let report = apply_plan(
+        let result = apply_plan(
             request.cookbook_file,
             request.cookbook,
             request.plan,
             options,
             &reporter,
+            self.interrupt.token(),
         )?;
-        let _ = writeln!(std::io::stderr(), "{}", summary_line(&report));
-        outcome(&report)?;
+        finish(result, self.interrupt, None)?;
         Ok(())
     }
 }

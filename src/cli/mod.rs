@@ -12,6 +12,7 @@ use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
 
 mod apply;
 mod diff;
+mod interrupt;
 pub mod locate;
 mod output;
 mod verify;
@@ -105,7 +106,7 @@ pub enum Command {
     },
     /// Build, tag and push every container whose image does not exist yet, bottom-up; write
     /// cookbook.lock.
-    #[command(after_help = EXIT_CODES_HELP)]
+    #[command(after_help = apply::APPLY_HELP)]
     Apply {
         #[command(flatten)]
         cookbook: CookbookArg,
@@ -200,18 +201,42 @@ pub fn run(cli: Cli, out: &mut dyn Write, err: &mut dyn Write) -> i32 {
     let quiet = cli.quiet;
     let mut info_sink = std::io::sink();
     let info: &mut dyn Write = if quiet { &mut info_sink } else { &mut *err };
-    let result = execute(&cli, out, info);
+    let mut counted = Counted {
+        inner: out,
+        bytes: 0,
+    };
+    let result = execute(&cli, &mut counted, info);
+    let out = counted.inner;
     match result {
         Ok(()) => EXIT_OK,
         Err(e) => {
             // `info` borrowed `err` mutably only for the call above.
             report(&e, err);
-            // `diff`'s differences are its answer, already printed as the document.
-            if cli.command.json_output() && !matches!(e, Error::Differences(_)) {
+            // One document on stdout: when the command already printed its own (apply's summary
+            // after a failed run, verify's report of a mismatch, diff's differences), that is it.
+            if cli.command.json_output() && counted.bytes == 0 {
                 let _ = out.write_all(output::error_document(&e).as_bytes());
             }
             e.exit_code()
         }
+    }
+}
+
+/// Counts what a command wrote to stdout.
+struct Counted<'a> {
+    inner: &'a mut dyn Write,
+    bytes: usize,
+}
+
+impl Write for Counted<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.bytes += n;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
     }
 }
 

@@ -7,12 +7,11 @@
 
 use std::io::Write;
 use std::path::PathBuf;
-use std::sync::atomic::AtomicBool;
-use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Args, Subcommand, ValueEnum};
 
+use super::interrupt::Interrupt;
 use crate::error::Error;
 use crate::model::RelPath;
 use crate::sync::lock::{Holder, Wait};
@@ -102,8 +101,9 @@ pub enum StatusFormat {
 /// The apply engine a sync round hands a taken revision to.
 ///
 /// `cookbook apply`'s engine: build, tag and push the site's portion to the cookbook's registry.
-fn apply_engine() -> Result<Box<dyn Applier>, Error> {
-    Ok(Box::new(super::apply::SyncApplier))
+/// A signal cancels a running apply through `interrupt`.
+fn apply_engine(interrupt: &Interrupt) -> Box<dyn Applier + '_> {
+    Box::new(super::apply::SyncApplier { interrupt })
 }
 
 pub fn execute(args: &SyncArgs, out: &mut dyn Write, err: &mut dyn Write) -> Result<(), Error> {
@@ -111,18 +111,15 @@ pub fn execute(args: &SyncArgs, out: &mut dyn Write, err: &mut dyn Write) -> Res
         return status(state, *format, out);
     }
     let options = options(args)?;
-    let mut applier = if args.apply {
-        Some(apply_engine()?)
-    } else {
-        None
-    };
+    let interrupt = Interrupt::install()?;
+    let stop = interrupt.flag();
+    let mut applier = args.apply.then(|| apply_engine(&interrupt));
     let dir = StateDir::new(&args.state);
     refuse_other_site(&dir, args.site.as_deref())?;
-    let stop = install_signal_handlers()?;
     let me = Holder::me(command_line());
     let wait = if args.wait { Wait::Yes } else { Wait::No };
 
-    let round = |applier: &mut Option<Box<dyn Applier>>, err: &mut dyn Write| {
+    let round = |applier: &mut Option<Box<dyn Applier + '_>>, err: &mut dyn Write| {
         sync_once(
             &dir,
             &options,
@@ -130,7 +127,7 @@ pub fn execute(args: &SyncArgs, out: &mut dyn Write, err: &mut dyn Write) -> Res
             &me,
             wait,
             &mut |holder| waiting(holder, err),
-            &stop,
+            stop,
         )
     };
 
@@ -145,7 +142,9 @@ pub fn execute(args: &SyncArgs, out: &mut dyn Write, err: &mut dyn Write) -> Res
         splay: args.splay.unwrap_or(interval / 10),
     };
     // Errors here are logged and retried next round: a network outage must not end the loop.
-    schedule::run_every(schedule, &stop, |tick| {
+    // Set when a signal cancelled a running apply: the loop then ends with the signal's code.
+    let mut cut_short = None;
+    schedule::run_every(schedule, stop, |tick| {
         if let Tick::Wait(wait) = tick {
             let wait = humantime::format_duration(round_secs(wait));
             log(out, &format!("next round in {wait}"));
@@ -154,16 +153,29 @@ pub fn execute(args: &SyncArgs, out: &mut dyn Write, err: &mut dyn Write) -> Res
         match round(&mut applier, err) {
             Ok(report) => {
                 render(&report, out, err);
-                if let Err(e) = outcome_to_result(&report) {
-                    log(err, &format!("round failed: {e}"));
+                match outcome_to_result(&report) {
+                    Err(e @ Error::Interrupted { .. }) => cut_short = Some(e),
+                    Err(e) => log(err, &format!("round failed: {e}")),
+                    Ok(()) => {}
                 }
             }
             Err(SyncError::Interrupted) => {}
             Err(e) => log(err, &format!("round failed, retrying next round: {e}")),
         }
     });
-    log(out, "stopped by a signal");
-    Ok(())
+    match cut_short {
+        Some(e) => {
+            log(
+                out,
+                "stopped by a signal; the running apply was cancelled (the next start retries it)",
+            );
+            Err(e)
+        }
+        None => {
+            log(out, "stopped by a signal");
+            Ok(())
+        }
+    }
 }
 
 /// A state directory serves one site: its checkout, record and applied revision are that site's.
@@ -222,26 +234,7 @@ fn options(args: &SyncArgs) -> Result<SyncOptions, Error> {
     })
 }
 
-/// SIGTERM and SIGINT set the stop flag, honoured between steps; a second one exits at once.
-fn install_signal_handlers() -> Result<Arc<AtomicBool>, Error> {
-    let stop = Arc::new(AtomicBool::new(false));
-    for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
-        // Registered first, so it sees the flag as it was before this signal set it.
-        signal_hook::flag::register_conditional_shutdown(
-            signal,
-            crate::error::EXIT_FAILED,
-            Arc::clone(&stop),
-        )
-        .and_then(|_| signal_hook::flag::register(signal, Arc::clone(&stop)))
-        .map_err(|e| Error::Usage {
-            message: format!("cannot install the signal handlers: {e}"),
-            help: None,
-        })?;
-    }
-    Ok(stop)
-}
-
-fn reborrow(applier: &mut Option<Box<dyn Applier>>) -> Option<&mut dyn Applier> {
+fn reborrow<'a>(applier: &'a mut Option<Box<dyn Applier + '_>>) -> Option<&'a mut dyn Applier> {
     match applier {
         Some(a) => Some(&mut **a),
         None => None,
@@ -347,6 +340,13 @@ fn outcome_to_result(report: &RoundReport) -> Result<(), Error> {
         });
     }
     if let Some(ApplyOutcome::Failed(e)) = &report.apply {
+        // A signal cancelled the apply: the command ends with that signal's code.
+        if let Some(Error::Interrupted { signal, code }) = e.downcast_ref::<Error>() {
+            return Err(Error::Interrupted {
+                signal,
+                code: *code,
+            });
+        }
         return Err(Error::SyncApplyFailed {
             commit: report.remote_commit.clone(),
             message: e.to_string(),

@@ -11,10 +11,10 @@ use clap::Args;
 use serde_json::{json, Value};
 
 use super::{fingerprints, load, load_labelled, Format};
-use crate::apply::lock::Lock;
 use crate::error::Error;
 use crate::hash;
 use crate::registry::RegistryClient;
+use crate::state::lock::Lock;
 use crate::state::{self, stat_cache::StatCache};
 use crate::verify::{self, revision, Report, VerifyError};
 
@@ -184,6 +184,7 @@ fn json_document(report: &Report, lock_path: &Path, commit: Option<&str>) -> Val
                     "locked_input_hash": v.locked_input_hash,
                     "image": v.image,
                     "digest": v.digest,
+                    "image_id": v.image_id,
                     "registry_digest": v.registry_digest,
                 }),
             )

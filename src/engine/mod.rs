@@ -16,6 +16,8 @@
 //!   codes are mapped in src/error.rs, which imports this module, never the other way round);
 //! - the engine's own words are kept: a push or pull that fails in its progress stream reports
 //!   the daemon's message as it is, with no invented status.
+//! - a cancelled build ([`Engine::build_until`]) is stopped in the engine before the call
+//!   returns: no build step keeps running behind a cancelled apply.
 //!
 //! The trait's methods return `impl Future + Send` (not `async fn`) so that `apply` can run
 //! builds on tokio tasks; implementations may still write `async fn`.
@@ -26,6 +28,8 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::future::Future;
 use std::path::PathBuf;
+
+use tokio_util::sync::CancellationToken;
 
 use crate::registry::{Credential, Digest, Repository};
 
@@ -151,6 +155,9 @@ pub enum EngineError {
         path: PathBuf,
         source: std::io::Error,
     },
+    /// The build was cancelled (`Engine::build_until`) and the engine has stopped it.
+    #[error("build cancelled")]
+    Cancelled,
     /// The engine answered something this client cannot use. Exit code 1.
     #[error("unexpected answer from the Docker engine at {endpoint}: {message}")]
     Protocol { endpoint: String, message: String },
@@ -183,6 +190,20 @@ pub trait Engine: Send + Sync {
         &self,
         request: &BuildRequest,
         progress: &(dyn Fn(&str) + Send + Sync),
+    ) -> impl Future<Output = Result<BuildOutcome, EngineError>> + Send {
+        async move {
+            self.build_until(request, progress, &CancellationToken::new())
+                .await
+        }
+    }
+
+    /// [`Engine::build`], stopped when `cancel` fires: the engine stops the build (nothing of it
+    /// keeps running once this returns) and the answer is [`EngineError::Cancelled`].
+    fn build_until(
+        &self,
+        request: &BuildRequest,
+        progress: &(dyn Fn(&str) + Send + Sync),
+        cancel: &CancellationToken,
     ) -> impl Future<Output = Result<BuildOutcome, EngineError>> + Send;
 
     /// Points `repo:tag` at the local image `source`.

@@ -1,8 +1,10 @@
 //! The state directory: `.cookbook/` beside the cookbook file, or `$COOKBOOK_CACHE_DIR`.
 //!
 //! Everything here only saves time or records history; deleting the directory never changes a
-//! hash, a plan or an image.
+//! hash, a plan or an image. [`lock`] is the one state file kept beside the cookbook instead (it
+//! is meant to be committed): `apply` writes it and `verify` reads it, both through this module.
 
+pub mod lock;
 pub mod stat_cache;
 
 use std::path::{Path, PathBuf};

@@ -28,9 +28,9 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::apply::lock::{Lock, LockError};
 use crate::hash::{self, Change, Fingerprint, HashManifest};
 use crate::model::{Cookbook, Name};
+use crate::state::lock::{Lock, LockError};
 
 /// Why a container does not match. Each variant names the thing a person would go and look at.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -89,7 +89,8 @@ pub enum Reason {
         from: Option<Value>,
         to: Option<Value>,
     },
-    /// The locked image was never pushed (a `--no-push` apply): nothing to check in a registry.
+    /// The locked image was never pushed (a `--no-push` apply: a local name, or an entry without
+    /// a manifest digest): nothing to check in a registry, and no sign of tampering either.
     NotPublished {
         image: String,
     },
@@ -188,7 +189,7 @@ impl fmt::Display for Reason {
             } => write!(
                 f,
                 "label differs: {} of {reference} is {}, the lock says {lock}",
-                crate::apply::LABEL_INPUT_HASH,
+                crate::image::LABEL_INPUT_HASH,
                 registry.as_deref().unwrap_or("(absent)")
             ),
         }
@@ -231,7 +232,10 @@ pub struct Verdict {
     /// The lock's entry (`None`: the lock has no entry).
     pub locked_input_hash: Option<String>,
     pub image: Option<String>,
+    /// The lock's manifest digest (`None`: not published).
     pub digest: Option<String>,
+    /// The lock's image id.
+    pub image_id: Option<String>,
     /// The digest the registry has under the content tag, when it was asked.
     pub registry_digest: Option<String>,
 }
@@ -356,7 +360,8 @@ pub fn compare(
         if let Some(e) = entry {
             v.locked_input_hash = Some(e.input_hash.clone());
             v.image = Some(e.image.clone());
-            v.digest = Some(e.digest.clone()).filter(|d| !d.is_empty());
+            v.digest = e.digest.clone();
+            v.image_id = e.image_id.clone();
         }
         match (fp, entry) {
             (None, Some(_)) => v.push(Reason::NotInCookbook),

@@ -4,13 +4,15 @@
 //! the manifest under the content tag must exist and have the locked digest, and the image
 //! configuration of that exact manifest (fetched by digest, so a tag moved in between cannot
 //! mix two images) must carry the locked input hash in its `dev.cookbook.input-hash` label.
-//! Findings become [`Reason`]s; only a failure to ask (unreachable registry, refused
+//! An entry with no manifest digest was applied with `--no-push`: it is "not published", never
+//! compared with whatever the registry may hold under that name (which would be a false tamper
+//! alarm). Findings become [`Reason`]s; only a failure to ask (unreachable registry, refused
 //! credentials) is an error.
 
-use crate::apply::lock::Lock;
-use crate::apply::LABEL_INPUT_HASH;
 use crate::context::dockerfile::LOCAL_REPOSITORY_PREFIX;
+use crate::image::LABEL_INPUT_HASH;
 use crate::registry::{ImageReference, RegistryClient, RegistryError};
+use crate::state::lock::Lock;
 
 use super::{Reason, Report};
 
@@ -29,15 +31,15 @@ pub async fn check(
             // Not in the cookbook any more: already a mismatch, and nothing to compare with.
             continue;
         }
-        if entry
+        let local = entry
             .image
-            .starts_with(&format!("{LOCAL_REPOSITORY_PREFIX}/"))
-        {
+            .starts_with(&format!("{LOCAL_REPOSITORY_PREFIX}/"));
+        let Some(locked_digest) = entry.digest.as_deref().filter(|_| !local) else {
             verdict.push(Reason::NotPublished {
                 image: entry.image.clone(),
             });
             continue;
-        }
+        };
         let reference = match ImageReference::parse(&entry.image) {
             Ok(r) => r,
             Err(e) => {
@@ -53,16 +55,16 @@ pub async fn check(
         let Some(digest) = client.manifest_head(repo, tag).await? else {
             verdict.push(Reason::DigestMissing {
                 reference: entry.image.clone(),
-                digest: entry.digest.clone(),
+                digest: locked_digest.to_owned(),
             });
             continue;
         };
         verdict.registry_digest = Some(digest.to_string());
-        if digest.as_str() != entry.digest {
+        if digest.as_str() != locked_digest {
             verdict.push(Reason::RegistryDigestDiffers {
                 reference: entry.image.clone(),
                 registry: digest.to_string(),
-                lock: entry.digest.clone(),
+                lock: locked_digest.to_owned(),
             });
         }
         let labels = client.image_labels(repo, digest.as_str()).await?;

@@ -198,3 +198,37 @@ pub fn skip_or_fail() {
     );
     eprintln!("SKIPPED: {note}");
 }
+
+/// The engine's containers (running or not) whose command line contains `marker`: a build step
+/// of the classic builder runs as such a container.
+pub fn engine_containers_with(marker: &str) -> Vec<String> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(async {
+            let host = std::env::var("DOCKER_HOST").expect("DOCKER_HOST");
+            let docker = bollard::Docker::connect_with_host(&host).unwrap();
+            let options = bollard::query_parameters::ListContainersOptions {
+                all: true,
+                ..Default::default()
+            };
+            docker
+                .list_containers(Some(options))
+                .await
+                .unwrap()
+                .into_iter()
+                .filter(|c| c.command.as_deref().is_some_and(|cmd| cmd.contains(marker)))
+                .map(|c| format!("{:?} {:?}", c.id, c.command))
+                .collect()
+        })
+}
+
+/// Waits until `check` holds, polling, for at most `limit`; fails the test naming `what`.
+pub fn wait_until(what: &str, limit: Duration, mut check: impl FnMut() -> bool) {
+    let started = Instant::now();
+    while !check() {
+        assert!(started.elapsed() < limit, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
