@@ -1,4 +1,4 @@
-//! Validate and plan a generated 10,000-container cookbook: `Cookbook::parse` does it all
+//! Validate and plan a generated 10,000-container cookbook: `load::parse` does it all
 //! (UTF-8, JSON syntax, span index and duplicate keys, schema, model, plan with its cycle check,
 //! and the build_order check). Target: well under 0.3 s. Figures go to docs/BENCHMARKS.md.
 //!
@@ -8,7 +8,6 @@ use std::fmt::Write;
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-use cookbook::model::Cookbook;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 
 /// SplitMix64: the same cookbook on every run and machine.
@@ -165,45 +164,42 @@ fn report_median(label: &str, runs: usize, mut f: impl FnMut()) {
 fn validate_and_plan(c: &mut Criterion) {
     let text = generate(10_000);
     // The generated cookbook must be valid, or the benchmark would time an early refusal.
-    let cookbook = Cookbook::parse(text.as_bytes()).unwrap_or_else(|d| {
-        panic!(
-            "the generated cookbook is invalid: {:?}",
-            &d[..d.len().min(5)]
-        )
-    });
+    let cookbook::load::Parsed { cookbook, plan } = cookbook::load::parse(text.as_bytes())
+        .unwrap_or_else(|d| {
+            panic!(
+                "the generated cookbook is invalid: {:?}",
+                &d[..d.len().min(5)]
+            )
+        });
     assert_eq!(cookbook.containers.len(), 10_000);
     eprintln!(
         "generated cookbook: {} bytes, {} containers in {} waves, {} sites",
         text.len(),
         cookbook.containers.len(),
-        cookbook.plan.waves().len(),
+        plan.waves().len(),
         cookbook.sites.len()
     );
 
-    report_median("Cookbook::parse, 10,000 containers", 15, || {
-        black_box(Cookbook::parse(black_box(text.as_bytes())).expect("valid"));
+    report_median("load::parse, 10,000 containers", 15, || {
+        black_box(cookbook::load::parse(black_box(text.as_bytes())).expect("valid"));
     });
 
     let mut group = c.benchmark_group("validate and plan");
     group.sample_size(20);
     group.throughput(Throughput::Bytes(text.len() as u64));
-    group.bench_function("Cookbook::parse, 10,000 containers", |b| {
-        b.iter(|| Cookbook::parse(black_box(text.as_bytes())).expect("valid"))
+    group.bench_function("load::parse, 10,000 containers", |b| {
+        b.iter(|| cookbook::load::parse(black_box(text.as_bytes())).expect("valid"))
     });
     // The failure path: the same cookbook with one dangling reference pays for the span index
     // that locates it.
     let broken = text.replacen("\"depends_on\": [\"", "\"depends_on\": [\"missing\", \"", 1);
-    let problems = Cookbook::parse(broken.as_bytes()).expect_err("one dangling depends_on");
+    let problems = cookbook::load::parse(broken.as_bytes()).expect_err("one dangling depends_on");
     assert_eq!(problems.len(), 1, "{problems:?}");
-    report_median(
-        "Cookbook::parse, 10,000 containers, one problem",
-        15,
-        || {
-            black_box(Cookbook::parse(black_box(broken.as_bytes())).expect_err("invalid"));
-        },
-    );
-    group.bench_function("Cookbook::parse, 10,000 containers, one problem", |b| {
-        b.iter(|| Cookbook::parse(black_box(broken.as_bytes())).expect_err("invalid"))
+    report_median("load::parse, 10,000 containers, one problem", 15, || {
+        black_box(cookbook::load::parse(black_box(broken.as_bytes())).expect_err("invalid"));
+    });
+    group.bench_function("load::parse, 10,000 containers, one problem", |b| {
+        b.iter(|| cookbook::load::parse(black_box(broken.as_bytes())).expect_err("invalid"))
     });
     group.finish();
 }

@@ -11,7 +11,7 @@ use std::path::Path;
 
 use cookbook::context;
 use cookbook::hash::{self, Fingerprint};
-use cookbook::model::{Cookbook, Name};
+use cookbook::model::Name;
 use cookbook::state::stat_cache::StatCache;
 use proptest::prelude::*;
 use serde_json::{json, Value};
@@ -89,15 +89,10 @@ struct Result_ {
 
 fn compute(root: &Path) -> Result_ {
     let bytes = fs::read(root.join("cookbook.json")).unwrap();
-    let cookbook = Cookbook::parse(&bytes).unwrap_or_else(|d| panic!("{d:#?}"));
-    let prints = hash::fingerprint_plan(
-        &cookbook,
-        &cookbook.plan,
-        root,
-        &own(root),
-        &StatCache::disabled(),
-    )
-    .unwrap();
+    let cookbook::load::Parsed { cookbook, plan } =
+        cookbook::load::parse(&bytes).unwrap_or_else(|d| panic!("{d:#?}"));
+    let prints =
+        hash::fingerprint_plan(&cookbook, &plan, root, &own(root), &StatCache::disabled()).unwrap();
     let tars = prints
         .iter()
         .map(|(n, f)| {
@@ -117,15 +112,9 @@ fn compute(root: &Path) -> Result_ {
 }
 
 fn fingerprints(root: &Path) -> BTreeMap<Name, Fingerprint> {
-    let cookbook = Cookbook::parse(&fs::read(root.join("cookbook.json")).unwrap()).unwrap();
-    hash::fingerprint_plan(
-        &cookbook,
-        &cookbook.plan,
-        root,
-        &own(root),
-        &StatCache::disabled(),
-    )
-    .unwrap()
+    let cookbook::load::Parsed { cookbook, plan } =
+        cookbook::load::parse(&fs::read(root.join("cookbook.json")).unwrap()).unwrap();
+    hash::fingerprint_plan(&cookbook, &plan, root, &own(root), &StatCache::disabled()).unwrap()
 }
 
 /// Emits JSON with object members in a permuted order and the given indentation.
@@ -177,18 +166,13 @@ fn golden_vectors_of_the_example_cookbooks() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("cookbooks");
     let got = |name: &str| {
         let dir = root.join(name);
-        let cookbook = Cookbook::parse(&fs::read(dir.join("cookbook.json")).unwrap()).unwrap();
-        hash::fingerprint_plan(
-            &cookbook,
-            &cookbook.plan,
-            &dir,
-            &own(&dir),
-            &StatCache::disabled(),
-        )
-        .unwrap()
-        .into_iter()
-        .map(|(n, f)| (n.to_string(), f.input_hash.clone()))
-        .collect::<BTreeMap<_, _>>()
+        let cookbook::load::Parsed { cookbook, plan } =
+            cookbook::load::parse(&fs::read(dir.join("cookbook.json")).unwrap()).unwrap();
+        hash::fingerprint_plan(&cookbook, &plan, &dir, &own(&dir), &StatCache::disabled())
+            .unwrap()
+            .into_iter()
+            .map(|(n, f)| (n.to_string(), f.input_hash.clone()))
+            .collect::<BTreeMap<_, _>>()
     };
     let shop = got("shop");
     let expected_shop: BTreeMap<String, String> = [

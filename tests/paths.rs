@@ -155,17 +155,9 @@ fn the_listing_refuses_a_tree_swapped_for_a_symlink_after_validation() {
     }"#;
     write(&book.join("cookbook.json"), text);
     let loaded = cookbook::load::load_file(&book.join("cookbook.json")).expect("valid at first");
-    let cookbook: Cookbook = loaded.cookbook;
+    let (cookbook, plan): (Cookbook, _) = (loaded.cookbook, loaded.plan);
     let own = OwnPaths::default();
-    let hash_all = || {
-        hash::fingerprint_plan(
-            &cookbook,
-            &cookbook.plan,
-            &book,
-            &own,
-            &StatCache::disabled(),
-        )
-    };
+    let hash_all = || hash::fingerprint_plan(&cookbook, &plan, &book, &own, &StatCache::disabled());
     hash_all().expect("hashes before the swap");
 
     fs::remove_dir_all(book.join("src")).unwrap();

@@ -907,7 +907,7 @@ fn write_context(fp: &Fingerprint) -> Result<tempfile::NamedTempFile, ApplyError
         .map_err(state(&std::env::temp_dir()))?;
     let path = tmp.path().to_path_buf();
     let writer = std::io::BufWriter::with_capacity(1 << 20, tmp);
-    let writer = crate::context::tar::write(&fp.entries, &fp.digests, writer)?;
+    let writer = crate::context::tar::write_named(&fp.entries, &fp.digests, writer, &path)?;
     writer
         .into_inner()
         .map_err(|e| state(&path)(e.into_error()))

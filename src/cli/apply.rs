@@ -25,6 +25,7 @@ use super::{base_dir, fingerprints, load, site_plan, Format};
 use crate::apply::{self, ApplyFailure, Event, Options, Outcome, Report, Reporter};
 use crate::engine::DockerEngine;
 use crate::error::Error;
+use crate::load::Loaded;
 use crate::model::Name;
 use crate::registry::RegistryClient;
 use crate::state;
@@ -309,8 +310,8 @@ fn outcome(report: &Report) -> Result<(), Error> {
 }
 
 pub fn run(file: &Path, args: &ApplyArgs, out: &mut dyn Write) -> Result<(), Error> {
-    let cookbook = load(file)?;
-    let plan = site_plan(&cookbook, args.site.as_deref())?;
+    let Loaded { cookbook, plan, .. } = load(file)?;
+    let plan = site_plan(&cookbook, &plan, args.site.as_deref())?;
     let options = Options {
         jobs: args.jobs.unwrap_or_else(default_jobs),
         push: !args.no_push,

@@ -16,6 +16,7 @@ use serde_json::{json, Value};
 use super::{containers_named, fingerprints, load, CookbookArg, Format};
 use crate::error::Error;
 use crate::hash::{self, Change, HashManifest};
+use crate::load::Loaded;
 use crate::state::stat_cache::StatCache;
 use crate::verify::revision;
 
@@ -96,13 +97,20 @@ fn against_revision(
     rev: &str,
 ) -> Result<Vec<Compared>, Error> {
     let file = args.cookbook.resolve(top_file)?;
-    let now = load(&file)?;
+    let Loaded {
+        cookbook: now,
+        plan: now_plan,
+        ..
+    } = load(&file)?;
     let checkout = revision::checkout(&file, rev)?;
-    let then = super::load_labelled(
+    let Loaded {
+        cookbook: then,
+        plan: then_plan,
+        ..
+    } = super::load_labelled(
         &checkout.cookbook_file,
         format!("{rev}:{}", checkout.relative_path),
-    )?
-    .cookbook;
+    )?;
     // Containers named must exist on one side at least.
     let names: Vec<String> = if args.args.is_empty() {
         let all: std::collections::BTreeSet<String> = now
@@ -121,7 +129,7 @@ fn against_revision(
         }
         args.args.clone()
     };
-    let print_now = fingerprints(&file, &now, &now.plan)?;
+    let print_now = fingerprints(&file, &now, &now_plan)?;
     // A fresh checkout: nothing in the stat cache could apply. Its own paths are those of the
     // working tree (the state directory's default name).
     let base = super::base_dir(&checkout.cookbook_file);
@@ -129,7 +137,7 @@ fn against_revision(
         &checkout.cookbook_file,
         &base.join(crate::load::STATE_DIR_NAME),
     );
-    let print_then = hash::fingerprint_plan(&then, &then.plan, base, &own, &StatCache::disabled())?;
+    let print_then = hash::fingerprint_plan(&then, &then_plan, base, &own, &StatCache::disabled())?;
     let manifests = |prints: &BTreeMap<crate::model::Name, hash::Fingerprint>| {
         prints
             .iter()

@@ -325,8 +325,8 @@ fn report(e: &Error, err: &mut dyn Write) {
 }
 
 /// Reads and checks a cookbook file (the load stage: text and disk); warnings are dropped.
-pub fn load(path: &Path) -> Result<Cookbook, Error> {
-    load_labelled(path, locate::display_name(path)).map(|loaded| loaded.cookbook)
+pub fn load(path: &Path) -> Result<Loaded, Error> {
+    load_labelled(path, locate::display_name(path))
 }
 
 /// Reads and checks a cookbook file (standard input when it is `-f -`'s stand-in), naming it
@@ -347,7 +347,7 @@ pub fn load_labelled(path: &Path, label: String) -> Result<Loaded, Error> {
 }
 
 /// Reads and checks a cookbook file, and prints its warnings to `err`.
-fn load_reporting(path: &Path, err: &mut dyn Write) -> Result<Cookbook, Error> {
+fn load_reporting(path: &Path, err: &mut dyn Write) -> Result<Loaded, Error> {
     let file = locate::display_name(path);
     let loaded = load_labelled(path, file.clone())?;
     for d in &loaded.warnings {
@@ -360,16 +360,16 @@ fn load_reporting(path: &Path, err: &mut dyn Write) -> Result<Cookbook, Error> {
             })
         );
     }
-    Ok(loaded.cookbook)
+    Ok(loaded)
 }
 
 /// The plan to act on: the whole cookbook's, or one site's portion.
-pub fn site_plan(cookbook: &Cookbook, site: Option<&str>) -> Result<Plan, Error> {
+pub fn site_plan(cookbook: &Cookbook, plan: &Plan, site: Option<&str>) -> Result<Plan, Error> {
     let Some(site) = site else {
-        return Ok(cookbook.plan.clone());
+        return Ok(plan.clone());
     };
     match cookbook.sites.get(site) {
-        Some(s) => Ok(cookbook.plan.restrict(&s.containers)),
+        Some(s) => Ok(plan.restrict(&s.containers)),
         None => Err(Error::Usage {
             message: format!("unknown site `{site}`"),
             help: Some(if cookbook.sites.is_empty() {
@@ -457,12 +457,12 @@ fn execute(cli: &Cli, out: &mut dyn Write, err: &mut dyn Write) -> Result<(), Er
             containers,
         } => {
             let file = cookbook.resolve(cli.file.as_deref())?;
-            let cookbook = load_reporting(&file, err)?;
+            let Loaded { cookbook, plan, .. } = load_reporting(&file, err)?;
             let wanted = containers_named(&cookbook, containers)?;
             let plan = if wanted.is_empty() {
-                cookbook.plan.clone()
+                plan.clone()
             } else {
-                cookbook.plan.restrict(&wanted)
+                plan.restrict(&wanted)
             };
             let prints = fingerprints(&file, &cookbook, &plan)?;
             // Each container once, in the order first named (`hash api api` prints api once).
@@ -497,9 +497,9 @@ fn execute(cli: &Cli, out: &mut dyn Write, err: &mut dyn Write) -> Result<(), Er
             container,
         } => {
             let file = cookbook.resolve(cli.file.as_deref())?;
-            let cookbook = load_reporting(&file, err)?;
+            let Loaded { cookbook, plan, .. } = load_reporting(&file, err)?;
             let name = containers_named(&cookbook, std::slice::from_ref(container))?.remove(0);
-            let prints = fingerprints(&file, &cookbook, &cookbook.plan.restrict([&name]))?;
+            let prints = fingerprints(&file, &cookbook, &plan.restrict([&name]))?;
             let _ = out.write_all(prints[&name].manifest().to_pretty_json().as_bytes());
             Ok(())
         }
@@ -519,7 +519,7 @@ fn execute(cli: &Cli, out: &mut dyn Write, err: &mut dyn Write) -> Result<(), Er
                     )),
                 });
             }
-            let cookbook = load_reporting(&file, err)?;
+            let Loaded { cookbook, plan, .. } = load_reporting(&file, err)?;
             let name = containers_named(&cookbook, std::slice::from_ref(container))?.remove(0);
             let output = if !to_stdout && output.is_dir() {
                 output.join(format!("{name}.tar"))
@@ -542,7 +542,7 @@ fn execute(cli: &Cli, out: &mut dyn Write, err: &mut dyn Write) -> Result<(), Er
                     });
                 }
             }
-            let prints = fingerprints(&file, &cookbook, &cookbook.plan.restrict([&name]))?;
+            let prints = fingerprints(&file, &cookbook, &plan.restrict([&name]))?;
             let fp = &prints[&name];
             if to_stdout {
                 context::tar::write(&fp.entries, &fp.digests, std::io::BufWriter::new(&mut *out))?;
@@ -568,7 +568,7 @@ fn execute(cli: &Cli, out: &mut dyn Write, err: &mut dyn Write) -> Result<(), Er
         Command::Diff(args) => diff::run(args, cli.file.as_deref(), out),
         Command::Validate { cookbook, format } => {
             let file = cookbook.resolve(cli.file.as_deref())?;
-            let cookbook = load_reporting(&file, err)?;
+            let Loaded { cookbook, plan, .. } = load_reporting(&file, err)?;
             match format {
                 Format::Text => {
                     let _ = writeln!(
@@ -577,7 +577,7 @@ fn execute(cli: &Cli, out: &mut dyn Write, err: &mut dyn Write) -> Result<(), Er
                         locate::display_name(&file),
                         cookbook.manifest_version,
                         count(cookbook.containers.len(), "container"),
-                        count(cookbook.plan.waves().len(), "wave"),
+                        count(plan.waves().len(), "wave"),
                         count(cookbook.applications.len(), "application"),
                         count(cookbook.sites.len(), "site")
                     );
@@ -588,7 +588,7 @@ fn execute(cli: &Cli, out: &mut dyn Write, err: &mut dyn Write) -> Result<(), Er
                         "file": locate::display_name(&file),
                         "manifest_version": cookbook.manifest_version.to_string(),
                         "containers": cookbook.containers.len(),
-                        "waves": cookbook.plan.waves().len(),
+                        "waves": plan.waves().len(),
                         "applications": cookbook.applications.len(),
                         "sites": cookbook.sites.len(),
                         "errors": [],
@@ -603,8 +603,9 @@ fn execute(cli: &Cli, out: &mut dyn Write, err: &mut dyn Write) -> Result<(), Er
             format,
             site,
         } => {
-            let cookbook = load_reporting(&cookbook.resolve(cli.file.as_deref())?, err)?;
-            let plan = site_plan(&cookbook, site.as_deref())?;
+            let Loaded { cookbook, plan, .. } =
+                load_reporting(&cookbook.resolve(cli.file.as_deref())?, err)?;
+            let plan = site_plan(&cookbook, &plan, site.as_deref())?;
             let text = match format {
                 PlanFormat::Text => render_text(&plan),
                 PlanFormat::Json => render_json(&plan),

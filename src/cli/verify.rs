@@ -51,25 +51,21 @@ pub fn run(
     let (cookbook, prints, default_lock) = match &checkout {
         Some(c) => {
             let rev = args.rev.as_deref().unwrap_or_default();
-            let cookbook =
-                load_labelled(&c.cookbook_file, format!("{rev}:{}", c.relative_path))?.cookbook;
+            let loaded = load_labelled(&c.cookbook_file, format!("{rev}:{}", c.relative_path))?;
+            let (cookbook, plan) = (loaded.cookbook, loaded.plan);
             // A fresh checkout: nothing in the stat cache could apply, and nothing is saved. Its
             // own paths are those of the working tree (the state directory's default name).
             let base = super::base_dir(&c.cookbook_file);
             let own =
                 crate::load::own_paths(&c.cookbook_file, &base.join(crate::load::STATE_DIR_NAME));
-            let prints = hash::fingerprint_plan(
-                &cookbook,
-                &cookbook.plan,
-                base,
-                &own,
-                &StatCache::disabled(),
-            )?;
+            let prints =
+                hash::fingerprint_plan(&cookbook, &plan, base, &own, &StatCache::disabled())?;
             (cookbook, prints, Lock::path_for(&c.cookbook_file))
         }
         None => {
-            let cookbook = load(file)?;
-            let prints = fingerprints(file, &cookbook, &cookbook.plan)?;
+            let loaded = load(file)?;
+            let prints = fingerprints(file, &loaded.cookbook, &loaded.plan)?;
+            let cookbook = loaded.cookbook;
             (cookbook, prints, Lock::path_for(file))
         }
     };

@@ -313,6 +313,27 @@ pub fn plan(
     }
 }
 
+/// Opens a file listed as regular, refusing it if it has become something else since: opened
+/// non-blocking, so that a file swapped for a FIFO after the walk cannot block the open, and
+/// checked with `fstat` before any read.
+pub fn open_regular(path: &std::path::Path) -> Result<std::fs::File, ContextError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32)
+        .open(path)
+        .map_err(|source| ContextError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+    match file.metadata() {
+        Ok(meta) if meta.is_file() => Ok(file),
+        _ => Err(ContextError::Changed {
+            path: path.to_path_buf(),
+        }),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -64,8 +64,8 @@ pub fn write<W: Write>(entries: &[Entry], digests: &[[u8; 32]], out: W) -> Resul
     write_named(entries, digests, out, Path::new(STDOUT))
 }
 
-/// [`write`] to an output called `name` in errors.
-fn write_named<W: Write>(
+/// [`write`] to an output called `name` in errors (a temporary file, say).
+pub fn write_named<W: Write>(
     entries: &[Entry],
     digests: &[[u8; 32]],
     out: W,
@@ -95,7 +95,7 @@ fn write_named<W: Write>(
             }
             EntrySource::Disk { .. } => {
                 let path = &entry.disk_path().expect("a file on disk");
-                let file = crate::hash::open_regular(path)?;
+                let file = super::open_regular(path)?;
                 let mut reader = Checked {
                     inner: file.take(entry.size),
                     hasher: Sha256::new(),

@@ -9,36 +9,56 @@ use std::io::Read;
 use rayon::prelude::*;
 use sha2::{Digest, Sha256};
 
-use crate::context::{ContextError, Entry, EntrySource};
-use crate::state::stat_cache::{now_ns, StatCache};
+use crate::context::{open_regular, ContextError, Entry, EntrySource, StatKey};
 
 const BUF: usize = 256 * 1024;
+
+/// A file read by this run: its directory and name, the identity it had, when the read started
+/// (nanoseconds since the epoch), and its SHA-256.
+pub type ReadDigest<'p> = (&'p std::path::Path, &'p str, StatKey, i64, [u8; 32]);
+
+/// What hashing asks of a cache of file digests, so that the hash core never imports the state
+/// directory's edge: `state::stat_cache::StatCache` implements it; [`NoCache`] is the empty one.
+pub trait DigestCache: Sync {
+    /// The digest of `name` in `dir` if its identity (`key`) still vouches for it. `hint` is
+    /// where the caller's previous lookup ended (lookups come in path order).
+    fn get(
+        &self,
+        dir: &std::path::Path,
+        name: &str,
+        key: &StatKey,
+        hint: &mut usize,
+    ) -> Option<[u8; 32]>;
+    /// Records the digests this run read.
+    fn insert_all(&self, read: Vec<ReadDigest<'_>>);
+    /// Every file below `dir` (not ignored) was looked up or read by this run.
+    fn cover(&self, dir: &std::path::Path);
+}
+
+/// No cache: every file is read.
+pub struct NoCache;
+
+impl DigestCache for NoCache {
+    fn get(&self, _: &std::path::Path, _: &str, _: &StatKey, _: &mut usize) -> Option<[u8; 32]> {
+        None
+    }
+    fn insert_all(&self, _: Vec<ReadDigest<'_>>) {}
+    fn cover(&self, _: &std::path::Path) {}
+}
+
+/// Now, in nanoseconds since the epoch: when a read starts (a cache's racy-clean rule compares
+/// it with the file's mtime and ctime).
+pub fn now_ns() -> i64 {
+    use std::time::{SystemTime, UNIX_EPOCH};
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
+}
 
 thread_local! {
     /// One read buffer per worker thread, reused for every file: a fresh 256 KiB buffer per file
     /// is an mmap/munmap pair and 64 page faults each time (glibc's mmap threshold is 128 KiB).
     static BUFFER: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
-}
-
-/// Opens a file listed as regular, refusing it if it has become something else since: opened
-/// non-blocking, so that a file swapped for a FIFO after the walk cannot block the open, and
-/// checked with `fstat` before any read.
-pub(crate) fn open_regular(path: &std::path::Path) -> Result<std::fs::File, ContextError> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32)
-        .open(path)
-        .map_err(|source| ContextError::Io {
-            path: path.to_path_buf(),
-            source,
-        })?;
-    match file.metadata() {
-        Ok(meta) if meta.is_file() => Ok(file),
-        _ => Err(ContextError::Changed {
-            path: path.to_path_buf(),
-        }),
-    }
 }
 
 /// The SHA-256 of a file that must be `expected_size` bytes long.
@@ -94,7 +114,10 @@ fn sha256_file(path: &std::path::Path, expected_size: u64) -> Result<[u8; 32], C
 /// through the cache's lock per file (a warm run reads nothing and takes no lock). Each worker's
 /// piece of the (path-sorted) entries is looked up in order, so with the cache's `hint` a hit is
 /// one comparison.
-pub fn digest_entries(entries: &[Entry], cache: &StatCache) -> Result<Vec<[u8; 32]>, ContextError> {
+pub fn digest_entries(
+    entries: &[Entry],
+    cache: &impl DigestCache,
+) -> Result<Vec<[u8; 32]>, ContextError> {
     let read = std::sync::Mutex::new(Vec::new());
     let digests = entries
         .par_iter()

@@ -37,13 +37,11 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 pub use diff::{diff, Change};
-pub use digest::digest_entries;
-pub(crate) use digest::open_regular;
+pub use digest::{digest_entries, now_ns, DigestCache, NoCache, ReadDigest};
 
 use crate::context::{self, dockerfile, ContextError, ContextPlan, Entry, EntryKind, OwnPaths};
 use crate::graph::Plan;
 use crate::model::{ContainerKind, Cookbook, Name};
-use crate::state::stat_cache::StatCache;
 
 /// The version of the hash algorithm; part of every manifest.
 pub const HASH_VERSION: u32 = 1;
@@ -374,7 +372,7 @@ pub fn fingerprint_plan(
     plan: &Plan,
     base: &Path,
     own: &OwnPaths,
-    cache: &StatCache,
+    cache: &impl DigestCache,
 ) -> Result<BTreeMap<Name, Fingerprint>, ContextError> {
     // On the walk's threads (see `context::on_walk_threads`), so that listing and hashing share
     // one pool instead of starting rayon's global one as well.
@@ -394,7 +392,7 @@ pub fn fingerprint(
     name: &Name,
     base: &Path,
     own: &OwnPaths,
-    cache: &StatCache,
+    cache: &impl DigestCache,
     parents: &BTreeMap<Name, Fingerprint>,
 ) -> Result<Fingerprint, ContextError> {
     let container = &cookbook.containers[name];

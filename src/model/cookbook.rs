@@ -1,10 +1,11 @@
 //! The validated cookbook: names resolved, paths normalized, defaults applied.
 //!
 //! Types here are `#[non_exhaustive]` with public fields: code outside the crate can read every
-//! field but cannot build one, so a `Cookbook` only ever comes out of `Cookbook::parse` and always
-//! satisfies its invariants (every reference names something that exists, paths cannot name
-//! anything outside the cookbook's directory as text, the container graph is acyclic, every
-//! value written into a generated Dockerfile can be written there).
+//! field but cannot build one, so a `Cookbook` only ever comes out of `crate::load::parse` and
+//! always satisfies its invariants (every reference names something that exists, paths cannot
+//! name anything outside the cookbook's directory as text, the container graph is acyclic — the
+//! plan built beside it checked that — and every value written into a generated Dockerfile can
+//! be written there).
 //!
 //! What the text alone cannot tell — whether a path exists, and where it leads once symlinks
 //! are followed — is checked by the load stage (`crate::load`) over [`Cookbook::paths`]: the
@@ -13,7 +14,6 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::diagnostic::{excerpt, pointer_push, Diagnostic};
-use crate::graph::Plan;
 use crate::model::name::Name;
 use crate::model::relpath::{RelPath, RelPathError};
 use crate::model::wire::{ContainerWire, CookbookWire, DependenciesWire, RunCommandWire};
@@ -27,8 +27,6 @@ pub struct Cookbook {
     pub containers: BTreeMap<Name, Container>,
     pub packaging: Packaging,
     pub sites: BTreeMap<Name, Site>,
-    /// The dependency plan of every container, sealed when the cookbook was checked.
-    pub plan: Plan,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -719,8 +717,6 @@ pub(crate) fn convert(wire: &CookbookWire) -> (Cookbook, Vec<Diagnostic>) {
         );
     }
 
-    let (plan, plan_diagnostics) = Plan::build(&containers, &packaging.build_order);
-    cv.diagnostics.extend(plan_diagnostics);
     let cookbook = Cookbook {
         manifest_version: wire.manifest_version.clone(),
         project,
@@ -728,7 +724,6 @@ pub(crate) fn convert(wire: &CookbookWire) -> (Cookbook, Vec<Diagnostic>) {
         containers,
         packaging,
         sites,
-        plan,
     };
     (cookbook, cv.diagnostics)
 }

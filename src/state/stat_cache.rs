@@ -33,11 +33,11 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, OnceLock};
 use std::thread::JoinHandle;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use sha2::{Digest, Sha256};
 
 use crate::context::StatKey;
+use crate::hash::{DigestCache, ReadDigest};
 
 const MAGIC: &[u8] = b"cookbook-stat-cache 3\n";
 /// One second: the coarsest timestamp granularity of the Linux file systems we run on.
@@ -220,12 +220,6 @@ impl Loaded {
     fn was_seen(&self, i: usize) -> bool {
         self.seen[i / 64].load(Ordering::Relaxed) & (1 << (i % 64)) != 0
     }
-}
-
-pub fn now_ns() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
 }
 
 /// Bytes of the trailing checksum.
@@ -518,6 +512,21 @@ impl StatCache {
         let _ = std::fs::remove_file(dir.join("stat-cache-v1.bin"));
         self.loaded = OnceLock::from(Loaded::new(Bytes::Owned(out)));
         Ok(())
+    }
+}
+
+/// The hash core's view of the cache (`crate::hash` never imports this edge).
+impl DigestCache for StatCache {
+    fn get(&self, dir: &Path, name: &str, key: &StatKey, hint: &mut usize) -> Option<[u8; 32]> {
+        StatCache::get(self, dir, name, key, hint)
+    }
+
+    fn insert_all(&self, read: Vec<ReadDigest<'_>>) {
+        StatCache::insert_all(self, read)
+    }
+
+    fn cover(&self, dir: &Path) {
+        StatCache::cover(self, dir)
     }
 }
 

@@ -2,7 +2,7 @@
 //!
 //! Place in the pipeline: an edge around the pure core. A round fetches the branch into a bare
 //! mirror (`git`), checks the new commit's cookbook straight from its tree with
-//! [`Cookbook::parse`] (syntax, schema, model, plan) and the site's portion, and only then
+//! [`crate::load::parse`] (syntax, schema, model, plan) and the site's portion, and only then
 //! materializes a fresh checkout and switches `current` to it (`state`). With an [`Applier`], it
 //! applies the portion; a revision counts as applied only when that apply succeeded.
 //!
@@ -438,14 +438,14 @@ pub fn check_revision(
         )])));
     };
     // The text only: the disk checks run on the checkout (`check_checkout`).
-    let cookbook = match crate::load::load_bytes(&bytes, None) {
-        Ok(loaded) => loaded.cookbook,
+    let (cookbook, whole) = match crate::load::load_bytes(&bytes, None) {
+        Ok(loaded) => (loaded.cookbook, loaded.plan),
         Err(diagnostics) => return Ok(Err(invalid(diagnostics))),
     };
     let plan = match &options.site {
-        None => cookbook.plan.clone(),
+        None => whole,
         Some(site) => match cookbook.sites.get(site.as_str()) {
-            Some(s) => cookbook.plan.restrict(&s.containers),
+            Some(s) => whole.restrict(&s.containers),
             None => {
                 let known: Vec<&str> = cookbook.sites.keys().map(Name::as_str).collect();
                 return Ok(Err(invalid(vec![Diagnostic::new(

@@ -1,6 +1,6 @@
 //! The front end's load stage: the one place that turns a cookbook file into a checked cookbook.
 //!
-//! Pipeline position: **bytes → [`Cookbook::parse`] (syntax, schema, model, plan) → disk checks**
+//! Pipeline position: **bytes → [`parse`] (syntax, schema, model, plan) → disk checks**
 //! → fingerprints. `cli` (every command) and `sync` (a fetched revision's checkout) call it, so a
 //! cookbook is accepted by the same rules wherever it comes from.
 //!
@@ -18,9 +18,14 @@
 
 use std::path::{Path, PathBuf};
 
+mod parse;
+
+pub use parse::{parse, Parsed};
+
 use crate::context::dockerignore::DockerIgnore;
 use crate::context::OwnPaths;
 use crate::diagnostic::{excerpt, Diagnostic};
+use crate::graph::Plan;
 use crate::model::{Cookbook, PathKind, PathUse, RelPath};
 use crate::schema::span::SpanIndex;
 
@@ -34,6 +39,8 @@ pub const STATE_DIR_NAME: &str = ".cookbook";
 #[derive(Debug)]
 pub struct Loaded {
     pub cookbook: Cookbook,
+    /// The dependency plan of every container, sealed.
+    pub plan: Plan,
     /// Located warnings (the cookbook is valid; a caller shows them).
     pub warnings: Vec<Diagnostic>,
 }
@@ -71,14 +78,18 @@ pub fn load_file(path: &Path) -> Result<Loaded, LoadError> {
 /// too. Without it only the text is checked (a revision read straight from git, before any
 /// checkout exists).
 pub fn load_bytes(bytes: &[u8], base: Option<&Path>) -> Result<Loaded, Vec<Diagnostic>> {
-    let cookbook = Cookbook::parse(bytes)?;
+    let Parsed { cookbook, plan } = parse(bytes)?;
     let mut problems = Vec::new();
     if let Some(base) = base {
         problems = check_disk(&cookbook, base);
     }
     let mut warnings = cookbook.warnings();
     if problems.is_empty() && warnings.is_empty() {
-        return Ok(Loaded { cookbook, warnings });
+        return Ok(Loaded {
+            cookbook,
+            plan,
+            warnings,
+        });
     }
     // `parse` succeeded, so the text is UTF-8 (after an optional BOM).
     let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
@@ -90,7 +101,11 @@ pub fn load_bytes(bytes: &[u8], base: Option<&Path>) -> Result<Loaded, Vec<Diagn
         }
     }
     if problems.is_empty() {
-        Ok(Loaded { cookbook, warnings })
+        Ok(Loaded {
+            cookbook,
+            plan,
+            warnings,
+        })
     } else {
         problems.sort_by(|a, b| {
             (a.location, &a.pointer, a.code).cmp(&(b.location, &b.pointer, b.code))
@@ -282,12 +297,13 @@ mod tests {
     use crate::model::PathUse;
 
     fn used(kind: PathKind) -> PathUse {
-        let cookbook = Cookbook::parse(
+        let cookbook = parse(
             br#"{"manifest_version": "1.0", "project": {"name": "p"},
                 "applications": {"a": {"source": "src"}},
                 "containers": {"c": {"dockerfile": "d/Dockerfile", "context": "d"}}}"#,
         )
-        .unwrap();
+        .unwrap()
+        .cookbook;
         cookbook
             .paths()
             .into_iter()
@@ -297,12 +313,13 @@ mod tests {
 
     #[test]
     fn every_path_field_is_listed_with_its_pointer() {
-        let cookbook = Cookbook::parse(
+        let cookbook = parse(
             br#"{"manifest_version": "1.0", "project": {"name": "p"},
                 "applications": {"a": {"source": "src", "dependencies": "req/r.txt"}},
                 "containers": {"c": {"dockerfile": "d/Dockerfile", "context": "d"}}}"#,
         )
-        .unwrap();
+        .unwrap()
+        .cookbook;
         let listed: Vec<(String, &str, String)> = cookbook
             .paths()
             .into_iter()
