@@ -900,9 +900,11 @@ mod engine {
     /// A context tar for the Dockerfile, its COPY source given the wall clock as mtime (as a
     /// checkout would have it).
     fn context() -> Vec<u8> {
+        // The RUN step writes under a directory whose path needs a PAX `path` record, so
+        // `docker load` and the run below read one.
         let dockerfile = format!(
-            "FROM {}\nRUN mkdir -p /app && echo built > /app/built.txt\nCOPY greeting.txt /app/\nCMD [\"cat\", \"/app/greeting.txt\", \"/app/built.txt\"]\n",
-            base_image()
+            "FROM {base}\nRUN mkdir -p /{LONG_DIR} && echo built > /{LONG_DIR}/built.txt\nCOPY greeting.txt /app/\nCMD [\"cat\", \"/app/greeting.txt\", \"/{LONG_DIR}/built.txt\"]\n",
+            base = base_image()
         );
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -1002,6 +1004,24 @@ mod engine {
         for (layer, base_id) in images[0].layers().iter().zip(&base_diff_ids) {
             assert_eq!(&layer.diff_id.to_string(), base_id);
         }
+        // Every entry the build wrote has mtime 0 and no user names; the long path survived.
+        let mut paths = Vec::new();
+        for index in base_diff_ids.len()..images[0].layers().len() {
+            let mut bytes = Vec::new();
+            images[0]
+                .open_layer(index)
+                .unwrap()
+                .read_to_end(&mut bytes)
+                .unwrap();
+            for entry in entries(&bytes) {
+                assert_eq!((entry.5, entry.6.as_str()), (0, ""), "{}", entry.0);
+                paths.push(entry.0);
+            }
+        }
+        assert!(
+            paths.contains(&format!("{LONG_DIR}/built.txt")),
+            "{paths:?}"
+        );
 
         // Load the normalized tar: the engine's image id is the config digest, and it runs.
         let tag = format!("cookbook-test/normalized:{}", std::process::id());

@@ -128,9 +128,12 @@ impl NormalizedImage {
         })
     }
 
-    /// Opens layer `index`'s uncompressed tar stream.
+    /// Opens layer `index`'s (0-based, base layers included) uncompressed tar stream.
     pub fn open_layer(&self, index: usize) -> Result<Box<dyn Read>, ImageError> {
-        let layer = &self.layers[index];
+        let layer = self.layers.get(index).ok_or_else(|| ImageError::Read {
+            path: self.dir.clone(),
+            message: format!("no layer {index}: the image has {}", self.layers.len()),
+        })?;
         let path = self.blob_path(&layer.digest);
         let file = File::open(&path).map_err(|e| ImageError::Read {
             path: path.clone(),
