@@ -27,9 +27,23 @@
 //! contents, the `security.capability` xattr. Base layers (the leading layers whose diff_ids are the
 //! base image's) are carried byte for byte: they belong to whoever built the base.
 //!
+//! How the rest of issue 11 is meant to use it (none of it is wired yet):
+//! - `apply`: after `Engine::build`, stream bollard's `export_image(id)` into [`normalize`] on a
+//!   blocking thread (`tokio_util::io::SyncIoBridge` over a `StreamReader`, or a temp file), with
+//!   the base's diff_ids from `inspect_image(base).root_fs.layers`; then push
+//!   [`NormalizedImage::layers`]' blobs from [`NormalizedImage::blob_path`] and
+//!   [`NormalizedImage::manifest`] (HEAD first, mount the base's blobs) and record
+//!   [`NormalizedImage::manifest_digest`] in the lock;
+//! - `--no-push` and `container:` children: [`NormalizedImage::write_docker_archive`] piped into
+//!   the engine's image load, after which the image id is [`NormalizedImage::config_digest`];
+//! - `verify --rebuild`: normalize the rebuild, [`NormalizedImage::open`] the published one
+//!   (pulled into a layout) and report [`diff`];
+//! - engine-less builds: produce a layer with [`normalize_layer`] and a config with
+//!   [`normalize_config`], so both paths give the same bytes.
+//!
 //! Invariants:
 //! - streaming: a layer is never held in memory; the export is spooled to files once, each layer
-//!   is read once and written once, digests are computed on the fly ([`hashing`]);
+//!   is read once and written once, digests are computed on the fly (`hashing`);
 //! - the output is a function of the input's contents only: no clock, host, path or map order
 //!   reaches a byte of it (BTreeMap / JCS everywhere);
 //! - every digest the engine's export states (the config's diff_ids) is checked against the bytes.
