@@ -94,6 +94,8 @@ fn synthetic_export(path: &std::path::Path, files: usize, size: usize) -> u64 {
         let mut header = tar::Header::new_gnu();
         header.set_size(size as u64);
         header.set_mode(0o644);
+        header.set_uid(0);
+        header.set_gid(0);
         header.set_mtime(1_795_000_000 + i as u64);
         header.set_cksum();
         let noise = Noise {
