@@ -15,6 +15,7 @@ pub mod engine;
 pub mod error;
 pub mod graph;
 pub mod hash;
+pub mod init;
 pub mod model;
 pub mod registry;
 pub mod retry;

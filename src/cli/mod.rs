@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use clap::{Parser, Subcommand, ValueEnum};
 
 mod apply;
+mod init;
 mod verify;
 
 use std::collections::BTreeMap;
@@ -84,6 +85,9 @@ pub enum Command {
     Sync(sync::SyncArgs),
     /// Check cookbook.lock (and the registry) against what the sources produce, and say why not.
     Verify(verify::VerifyArgs),
+    /// Look at a project and print (or --write) a cookbook for it, with Dockerfiles where needed.
+    #[command(after_help = EXIT_CODES_HELP)]
+    Init(init::InitArgs),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -358,6 +362,7 @@ fn execute(cli: &Cli, out: &mut dyn Write, err: &mut dyn Write) -> Result<(), Er
             Ok(())
         }
         Command::Sync(args) => sync::execute(args, out, err),
+        Command::Init(args) => init::run(args, out, err),
     }
 }
 
