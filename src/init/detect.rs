@@ -155,6 +155,8 @@ impl Service {
 pub struct Detection {
     pub services: Vec<Service>,
     pub notes: Vec<String>,
+    /// The root `.dockerignore`: `None` when there is none, its text otherwise.
+    pub root_dockerignore: Option<String>,
 }
 
 /// Makes a valid cookbook name (`[a-z0-9][a-z0-9_.-]{0,127}`) out of any text.
@@ -366,6 +368,9 @@ pub fn detect(listing: &Listing, files: &dyn Files) -> Detection {
         apply_compose(c, files, &index, &mut services, &mut d.notes);
     }
 
+    if index.has("", ".dockerignore") {
+        d.root_dockerignore = Some(read_text(files, ".dockerignore").unwrap_or_default());
+    }
     unique_names(&mut services, &mut d.notes);
     client_edges(&mut services, &mut d.notes);
     services.sort_by(|a, b| a.name.cmp(&b.name));

@@ -199,6 +199,58 @@ fn image_dockerfile(s: &Service, image: &str) -> String {
     d
 }
 
+/// What a context taken from the cookbook's own directory must leave out: cookbook's state
+/// directory and lock file change at every apply, and would change the input hash with them.
+pub const STATE_PATTERNS: &[&str] = &[".cookbook", "cookbook.lock"];
+
+/// A service built from the cookbook's own directory (`source` or `context` `.`) needs a root
+/// `.dockerignore` that leaves out [`STATE_PATTERNS`]: generated when there is none, a note when
+/// an existing one lacks them (init does not edit a file it did not write).
+fn root_dockerignore(
+    detection: &Detection,
+    files: &mut BTreeMap<String, String>,
+    notes: &mut Vec<String>,
+) {
+    let at_root = detection.services.iter().any(|s| match &s.kind {
+        ServiceKind::Generated(app) => app.source == ".",
+        ServiceKind::Dockerfile { context, .. } => context == ".",
+        ServiceKind::Image { .. } => false,
+    });
+    if !at_root {
+        return;
+    }
+    match &detection.root_dockerignore {
+        None => {
+            let mut text =
+                "# Written by `cookbook init`: cookbook's own state is not part of any image.\n"
+                    .to_owned();
+            for p in STATE_PATTERNS {
+                text.push_str(p);
+                text.push('\n');
+            }
+            files.insert(".dockerignore".to_owned(), text);
+        }
+        Some(existing) => {
+            let lines: Vec<&str> = existing.lines().map(str::trim).collect();
+            let missing: Vec<&str> = STATE_PATTERNS
+                .iter()
+                .copied()
+                .filter(|p| {
+                    !lines
+                        .iter()
+                        .any(|l| l.trim_start_matches('/').trim_end_matches('/') == *p)
+                })
+                .collect();
+            if !missing.is_empty() {
+                notes.push(format!(
+                    ".dockerignore: add {} to it: a context taken from the cookbook's directory would otherwise include cookbook's state, and its hash would change at every apply",
+                    missing.join(" and ")
+                ));
+            }
+        }
+    }
+}
+
 /// Builds the cookbook for `project` from `detection`, checks it, and returns it with its notes.
 pub fn generate(
     project: &str,
@@ -290,6 +342,7 @@ pub fn generate(
         containers.insert(s.name.clone(), container);
         explain.insert(s.name.clone(), evidence);
     }
+    root_dockerignore(detection, &mut files, &mut notes);
     let packaging = match &options.registry {
         Some(r) => Some(PackagingOut {
             registry: r.clone(),
