@@ -420,6 +420,17 @@ static GO_PORT: LazyLock<Regex> = LazyLock::new(|| {
 static RS_PORT: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r#""(?:0\.0\.0\.0|127\.0\.0\.1|localhost|\[::\])?:(\d{2,5})""#).expect("regex")
 });
+static FASTAPI_VAR: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"(?m)^(\w+)\s*=\s*FastAPI\(").expect("regex"));
+static NODE_START: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"\bnode\s+(?:--\S+\s+)*([\w./-]+\.[cm]?js)\b").expect("regex"));
+static POM_STRIP: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"(?s)<parent>.*?</parent>|<dependencies>.*|<build>.*").expect("regex")
+});
+static POM_ARTIFACT: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"<artifactId>\s*([^<\s]+)\s*</artifactId>").expect("regex"));
+static POM_VERSION: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"<version>\s*([^<\s]+)\s*</version>").expect("regex"));
 static JAVA_PORT: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"(?m)^\s*server\.port\s*[=:]\s*(\d{2,5})\s*$").expect("regex"));
 
@@ -639,9 +650,7 @@ fn detect_python(
                     let path = join(dir, f);
                     let text = read_text(files, &path).unwrap_or_default();
                     if app.kind.as_deref() == Some("fastapi") {
-                        let var = Regex::new(r"(?m)^(\w+)\s*=\s*FastAPI\(")
-                            .expect("regex")
-                            .captures(&text)
+                        let var = FASTAPI_VAR.captures(&text)
                             .map(|c| c[1].to_owned())
                             .unwrap_or_else(|| "app".to_owned());
                         let module = f.trim_end_matches(".py");
@@ -844,8 +853,7 @@ fn detect_node(
         let main = pkg.get("main").and_then(|v| v.as_str());
         let start_file: Option<String> = script("start")
             .and_then(|s| {
-                Regex::new(r"\bnode\s+(?:--\S+\s+)*([\w./-]+\.[cm]?js)\b")
-                    .expect("regex")
+                NODE_START
                     .captures(s)
                     .map(|c| c[1].trim_start_matches("./").to_owned())
             })
@@ -890,7 +898,7 @@ fn node_major(spec: &str) -> Option<String> {
         return None;
     }
     let digits: String = spec
-        .trim_start_matches(|c| matches!(c, '^' | '~' | '=' | 'v' | '>'))
+        .trim_start_matches(['^', '~', '=', 'v', '>'])
         .chars()
         .take_while(|c| c.is_ascii_digit())
         .collect();
@@ -1153,11 +1161,7 @@ fn detect_rust(
                 }
             }
         }
-        if !t.contains_key("package") {
-            member_of.insert(dir.to_string(), dir.to_string());
-        } else {
-            member_of.insert(dir.to_string(), dir.to_string());
-        }
+        member_of.insert(dir.to_string(), dir.to_string());
     }
     let mut out = Vec::new();
     for (dir, t) in &parsed {
@@ -1276,7 +1280,7 @@ fn detect_rust(
         let in_ws = root != *dir;
         for (bin, file) in bins {
             let name = sanitize_name(&bin, "app");
-            let mut build = format!("cargo build --release");
+            let mut build = "cargo build --release".to_owned();
             if locked {
                 build.push_str(" --locked");
             }
@@ -1388,21 +1392,14 @@ fn detect_java(
             }),
         );
         let (build, run) = if maven {
-            let without_parent = Regex::new(r"(?s)<parent>.*?</parent>|<dependencies>.*|<build>.*")
-                .expect("regex")
-                .replace_all(&text, "");
-            let tag = |t: &str| {
-                Regex::new(&format!(r"<{t}>\s*([^<\s]+)\s*</{t}>"))
-                    .expect("regex")
-                    .captures(&without_parent)
-                    .map(|c| c[1].to_owned())
-            };
+            let without_parent = POM_STRIP.replace_all(&text, "");
+            let tag = |re: &Regex| re.captures(&without_parent).map(|c| c[1].to_owned());
             let tool = if index.has(dir, "mvnw") {
                 "./mvnw"
             } else {
                 "mvn"
             };
-            let run = match (tag("artifactId"), tag("version")) {
+            let run = match (tag(&POM_ARTIFACT), tag(&POM_VERSION)) {
                 (Some(a), Some(v)) if !v.contains("${") => {
                     s.why(&marker, format!("artifact {a}-{v}.jar"));
                     vec!["java".into(), "-jar".into(), format!("target/{a}-{v}.jar")]
@@ -1852,6 +1849,9 @@ fn unique_names(services: &mut [Service], notes: &mut Vec<String>) {
     }
 }
 
+/// The kind of server a container is: by its image, and by its name.
+type ServerKind = (Option<Backing>, Option<Backing>);
+
 /// The kind of server a container is, from its image or its name.
 fn backing_of(s: &Service) -> (Option<Backing>, Option<Backing>) {
     let image = match &s.kind {
@@ -1885,7 +1885,7 @@ fn backing_of(s: &Service) -> (Option<Backing>, Option<Backing>) {
 
 /// depends_on edges from client libraries to the project's one server of that kind.
 fn client_edges(services: &mut [Service], notes: &mut Vec<String>) {
-    let kinds: Vec<(String, (Option<Backing>, Option<Backing>))> = services
+    let kinds: Vec<(String, ServerKind)> = services
         .iter()
         .map(|s| (s.name.clone(), backing_of(s)))
         .collect();
@@ -1997,6 +1997,70 @@ mod tests {
             d.notes.iter().any(|n| n.contains("no Postgres container")),
             "{:?}",
             d.notes
+        );
+    }
+
+    fn app<'a>(d: &'a Detection, name: &str) -> &'a App {
+        match &d.services.iter().find(|s| s.name == name).expect(name).kind {
+            ServiceKind::Generated(a) => a,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn maven_builds_the_jar_named_in_the_pom() {
+        let (l, f) = project(&[
+            (
+                "svc/pom.xml",
+                "<project><parent><artifactId>spring-boot-starter-parent</artifactId><version>3.3.0</version></parent>\n<artifactId>orders</artifactId><version>1.2.0</version>\n<dependencies><dependency><artifactId>spring-boot-starter-web</artifactId></dependency><dependency><groupId>org.postgresql</groupId></dependency></dependencies></project>",
+            ),
+            ("svc/src/main/resources/application.properties", "server.port=9090\n"),
+        ]);
+        let d = detect(&l, &f);
+        let a = app(&d, "svc");
+        assert_eq!(a.build_commands, ["mvn -B -DskipTests package"]);
+        assert_eq!(
+            a.run_command.as_deref().unwrap(),
+            ["java", "-jar", "target/orders-1.2.0.jar"]
+        );
+        assert_eq!(a.kind.as_deref(), Some("spring-boot"));
+        assert!(d.services[0].ports.contains("9090"));
+        assert!(d.notes.iter().any(|n| n.contains("no Postgres container")));
+    }
+
+    #[test]
+    fn django_and_yarn_are_recognized() {
+        let (l, f) = project(&[
+            ("backend/manage.py", ""),
+            ("backend/requirements.txt", "Django==5.0\n"),
+            (
+                "frontend/package.json",
+                r#"{"scripts":{"build":"vite build","start":"vite preview"}}"#,
+            ),
+            ("frontend/yarn.lock", ""),
+            ("frontend/index.html", "<html>"),
+        ]);
+        let d = detect(&l, &f);
+        let b = app(&d, "backend");
+        assert_eq!(b.kind.as_deref(), Some("django"));
+        assert_eq!(
+            b.run_command.as_deref().unwrap(),
+            ["python", "manage.py", "runserver", "0.0.0.0:8000"]
+        );
+        let fe = app(&d, "frontend");
+        assert_eq!(
+            fe.build_commands,
+            [
+                "corepack enable",
+                "yarn install --frozen-lockfile",
+                "yarn run build"
+            ]
+        );
+        assert_eq!(fe.run_command.as_deref().unwrap(), ["yarn", "start"]);
+        assert_eq!(
+            d.services.len(),
+            2,
+            "index.html inside a Node project is not a site"
         );
     }
 
