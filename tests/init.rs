@@ -347,9 +347,13 @@ fn a_hundred_thousand_files_are_walked_in_bounded_time() {
 }
 
 /// Runs the binary as `nobody`, for whom a mode-000 directory is unreadable (the tests run as
-/// root, who reads everything).
-fn run_as_nobody(cwd: &Path, args: &[&str]) -> (Option<i32>, String, String) {
-    let mut child = Command::new(common::bin())
+/// root, who reads everything). The binary is run from a copy in `bin_dir` (world-readable), as
+/// the checkout it was built in may be in a directory `nobody` cannot enter.
+fn run_as_nobody(bin_dir: &Path, cwd: &Path, args: &[&str]) -> (Option<i32>, String, String) {
+    let bin = bin_dir.join("cookbook");
+    fs::copy(common::bin(), &bin).unwrap();
+    fs::set_permissions(&bin, fs::Permissions::from_mode(0o755)).unwrap();
+    let mut child = Command::new(&bin)
         .args(args)
         .current_dir(cwd)
         .uid(65534)
@@ -396,7 +400,7 @@ fn an_unreadable_directory_is_a_note_and_the_walk_goes_on() {
     fs::write(root.join("web/index.html"), "<html>").unwrap();
     fs::write(root.join("secret/package.json"), "{}").unwrap();
     fs::set_permissions(root.join("secret"), fs::Permissions::from_mode(0o000)).unwrap();
-    let (code, out, err) = run_as_nobody(&root, &["init", "--format", "json"]);
+    let (code, out, err) = run_as_nobody(tmp.path(), &root, &["init", "--format", "json"]);
     fs::set_permissions(root.join("secret"), fs::Permissions::from_mode(0o755)).unwrap();
     assert_eq!(code, Some(0), "stderr: {err}");
     let out: Value = serde_json::from_str(&out).unwrap();
