@@ -303,10 +303,20 @@ pub fn generate(
                 context,
                 ..
             } => {
-                if !s.ports.is_empty() || !s.env.is_empty() {
+                let mut given = Vec::new();
+                if !s.ports.is_empty() {
+                    let p: Vec<&str> = s.ports.iter().map(String::as_str).collect();
+                    given.push(format!("ports {}", p.join(", ")));
+                }
+                if !s.env.is_empty() {
+                    let e: Vec<&str> = s.env.keys().map(String::as_str).collect();
+                    given.push(format!("environment {}", e.join(", ")));
+                }
+                if !given.is_empty() {
                     notes.push(format!(
-                        "{}: the ports and environment compose gives it are not part of a Dockerfile container in format 1.0: put them in {dockerfile} (EXPOSE, ENV) if the image needs them",
-                        s.name
+                        "{}: {} from compose: a Dockerfile container has no ports or env in format 1.0; put them in {dockerfile} (EXPOSE, ENV) if the image needs them",
+                        s.name,
+                        given.join(" and ")
                     ));
                 }
                 ContainerOut::Dockerfile {
