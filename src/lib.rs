@@ -18,6 +18,7 @@ pub mod error;
 pub mod graph;
 pub mod hash;
 pub mod image;
+pub mod init;
 pub mod load;
 pub mod model;
 pub mod registry;

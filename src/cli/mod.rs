@@ -12,6 +12,7 @@ use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
 
 mod apply;
 mod diff;
+mod init;
 mod interrupt;
 pub mod locate;
 mod output;
@@ -150,6 +151,9 @@ pub enum Command {
     },
     /// Print the manual page (roff), e.g. `cookbook man | man -l -`.
     Man,
+    /// Look at a project and print (or --write) a cookbook for it, with Dockerfiles where needed.
+    #[command(after_help = EXIT_CODES_HELP)]
+    Init(init::InitArgs),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -268,6 +272,7 @@ impl Command {
             Command::Clean { .. } => "clean",
             Command::Completions { .. } => "completions",
             Command::Man => "man",
+            Command::Init(_) => "init",
         }
     }
 
@@ -282,6 +287,7 @@ impl Command {
             Command::Apply { args, .. } => args.format == Format::Json,
             Command::Verify { args, .. } => args.format == Format::Json,
             Command::Diff(args) => args.format == Format::Json,
+            Command::Init(args) => args.format == Format::Json,
             Command::Sync(args) => args.json_output(),
             Command::Explain { .. } => true,
             Command::Context { .. }
@@ -637,6 +643,7 @@ fn execute(cli: &Cli, out: &mut dyn Write, err: &mut dyn Write) -> Result<(), Er
             let _ = out.write_all(&page);
             Ok(())
         }
+        Command::Init(args) => init::run(args, out, err),
     }
 }
 

@@ -1,0 +1,415 @@
+//! The one step of `init` that reads the file system: list a project's regular files.
+//!
+//! Built on the `ignore` crate (ripgrep's walker) for `.gitignore`/`.ignore`/`.git/info/exclude`
+//! and its parallel directory reads; the root `.dockerignore` is matched with Docker's own rules
+//! ([`crate::context::dockerignore`]), which differ from gitignore's. Global git settings and
+//! ignore files above the project are not read, so the same tree gives the same listing anywhere.
+//!
+//! Invariants:
+//! - symbolic links are never followed (so a loop or a link out of the tree cannot be walked);
+//!   each is reported, with its target, in one note;
+//! - a directory that cannot be read is skipped with a note naming it; the walk goes on;
+//! - the walk stops at `Limits::max_files` files or after `Limits::time`, with a note saying the
+//!   listing is incomplete: a huge tree costs bounded time;
+//! - dependency and VCS directories (`node_modules`, `.git`, `target`, virtualenvs…) are pruned:
+//!   they are never services, and they are where file counts explode;
+//! - the listing is sorted (the walker is parallel and unordered).
+
+use std::io::Read;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc};
+use std::time::{Duration, Instant};
+
+use ignore::{WalkBuilder, WalkState};
+
+use super::detect::Files;
+use super::InitError;
+use crate::context::dockerignore::DockerIgnore;
+
+/// Directories never descended into: dependencies, build output, version control, caches.
+pub const PRUNED: &[&str] = &[
+    ".git",
+    ".hg",
+    ".svn",
+    ".cookbook",
+    "node_modules",
+    "bower_components",
+    "__pycache__",
+    ".venv",
+    "venv",
+    ".tox",
+    ".mypy_cache",
+    ".pytest_cache",
+    ".gradle",
+    ".idea",
+    "target",
+];
+
+/// How much of a tree `init` is willing to walk.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub max_files: usize,
+    pub time: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_files: 1_000_000,
+            time: Duration::from_secs(30),
+        }
+    }
+}
+
+/// The regular files of a project, relative to its root, `/`-separated, sorted.
+#[derive(Debug, Clone, Default)]
+pub struct Listing {
+    /// The root directory's own name (the default project name).
+    pub root_name: String,
+    pub files: Vec<String>,
+    /// What the walk skipped or could not do.
+    pub notes: Vec<String>,
+    /// False when a limit stopped the walk.
+    pub complete: bool,
+}
+
+impl Listing {
+    /// A listing from paths (for tests and callers that already have one).
+    pub fn from_paths<I: IntoIterator<Item = S>, S: Into<String>>(
+        root_name: &str,
+        paths: I,
+    ) -> Listing {
+        let mut files: Vec<String> = paths.into_iter().map(Into::into).collect();
+        files.sort();
+        files.dedup();
+        Listing {
+            root_name: root_name.to_owned(),
+            files,
+            notes: Vec::new(),
+            complete: true,
+        }
+    }
+}
+
+enum Item {
+    File(String),
+    Link(String, String),
+    Special(String),
+    NotUtf8(String),
+    Error(String),
+}
+
+/// Lists `root`'s regular files within `limits`.
+pub fn walk(root: &Path, limits: &Limits) -> Result<Listing, InitError> {
+    let root_err = |source| InitError::Root {
+        path: root.display().to_string(),
+        source,
+    };
+    let canonical = root.canonicalize().map_err(root_err)?;
+    std::fs::read_dir(&canonical).map_err(root_err)?;
+    let root_name = canonical
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let mut notes = Vec::new();
+
+    let dockerignore = match read_capped(&canonical.join(".dockerignore"), 1 << 20) {
+        Ok(bytes) => match DockerIgnore::parse(&String::from_utf8_lossy(&bytes)) {
+            Ok(d) => Some(d),
+            Err(e) => {
+                notes.push(format!(".dockerignore {e}: the file is not applied"));
+                None
+            }
+        },
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => {
+            notes.push(format!(".dockerignore: cannot read it ({e}): not applied"));
+            None
+        }
+    };
+    let dockerignore = Arc::new(dockerignore);
+
+    let started = Instant::now();
+    let count = Arc::new(AtomicUsize::new(0));
+    let stopped = Arc::new(AtomicBool::new(false));
+    let (tx, rx) = mpsc::channel::<Item>();
+
+    let filter_root = canonical.clone();
+    let filter_ignore = Arc::clone(&dockerignore);
+    let mut builder = WalkBuilder::new(&canonical);
+    builder
+        .hidden(false)
+        .parents(false)
+        .git_global(false)
+        .git_ignore(true)
+        .git_exclude(true)
+        .require_git(false)
+        .ignore(true)
+        .follow_links(false)
+        .threads(std::thread::available_parallelism().map_or(2, |n| n.get().min(4)))
+        .filter_entry(move |entry| {
+            let is_dir = entry.file_type().is_some_and(|t| t.is_dir());
+            if is_dir && PRUNED.iter().any(|p| entry.file_name() == *p) {
+                return false;
+            }
+            let Some(di) = filter_ignore.as_ref() else {
+                return true;
+            };
+            let Some(rel) = relative(&filter_root, entry.path()) else {
+                return true;
+            };
+            if rel.is_empty() || !di.is_excluded(&rel) {
+                return true;
+            }
+            // Docker's rule: an excluded directory is still entered when an exception may
+            // re-include something below it.
+            is_dir && !di.can_prune(&rel)
+        });
+
+    let walk_root = canonical.clone();
+    builder.build_parallel().run(|| {
+        let tx = tx.clone();
+        let count = Arc::clone(&count);
+        let stopped = Arc::clone(&stopped);
+        let root = walk_root.clone();
+        let dockerignore = Arc::clone(&dockerignore);
+        let limits = *limits;
+        Box::new(move |result| {
+            if stopped.load(Ordering::Relaxed) {
+                return WalkState::Quit;
+            }
+            let entry = match result {
+                Ok(e) => e,
+                Err(e) => {
+                    let _ = tx.send(Item::Error(describe_error(&root, &e)));
+                    return WalkState::Continue;
+                }
+            };
+            if entry.depth() == 0 {
+                return WalkState::Continue;
+            }
+            let Some(kind) = entry.file_type() else {
+                return WalkState::Continue;
+            };
+            let Some(rel) = entry.path().strip_prefix(&root).ok().map(|p| p.to_str()) else {
+                return WalkState::Continue;
+            };
+            let Some(rel) = rel else {
+                let _ = tx.send(Item::NotUtf8(
+                    entry
+                        .path()
+                        .strip_prefix(&root)
+                        .unwrap_or(entry.path())
+                        .to_string_lossy()
+                        .into_owned(),
+                ));
+                return WalkState::Continue;
+            };
+            if kind.is_dir() {
+                return WalkState::Continue;
+            }
+            // A file excluded by .dockerignore inside a directory kept for an exception.
+            if let Some(di) = dockerignore.as_ref() {
+                if di.is_excluded(rel) {
+                    return WalkState::Continue;
+                }
+            }
+            let item = if kind.is_symlink() {
+                let target = std::fs::read_link(entry.path())
+                    .map(|t| t.display().to_string())
+                    .unwrap_or_else(|e| format!("unreadable link: {e}"));
+                Item::Link(rel.to_owned(), target)
+            } else if kind.is_file() {
+                let n = count.fetch_add(1, Ordering::Relaxed) + 1;
+                if n > limits.max_files || started.elapsed() > limits.time {
+                    stopped.store(true, Ordering::Relaxed);
+                    return WalkState::Quit;
+                }
+                Item::File(rel.to_owned())
+            } else {
+                Item::Special(rel.to_owned())
+            };
+            let _ = tx.send(item);
+            WalkState::Continue
+        })
+    });
+    drop(tx);
+
+    let mut files = Vec::new();
+    let mut links = Vec::new();
+    let mut specials = Vec::new();
+    let mut not_utf8 = Vec::new();
+    let mut errors = Vec::new();
+    for item in rx {
+        match item {
+            Item::File(f) => files.push(f),
+            Item::Link(l, t) => links.push(format!("{l} → {t}")),
+            Item::Special(s) => specials.push(s),
+            Item::NotUtf8(s) => not_utf8.push(s),
+            Item::Error(e) => errors.push(e),
+        }
+    }
+    files.sort_unstable();
+    for list in [&mut links, &mut specials, &mut not_utf8, &mut errors] {
+        list.sort();
+    }
+    let complete = !stopped.load(Ordering::Relaxed);
+    if !complete {
+        notes.push(format!(
+            "the walk stopped after {} files and {:.1} s (limits: {} files, {} s): the tree is only partly examined, services in the rest are missing",
+            files.len(),
+            started.elapsed().as_secs_f64(),
+            limits.max_files,
+            limits.time.as_secs()
+        ));
+    }
+    if !links.is_empty() {
+        notes.push(format!(
+            "{} symbolic link(s) not followed (init never follows links; a link's target is not part of the project): {}",
+            links.len(),
+            summarize(&links)
+        ));
+    }
+    if !specials.is_empty() {
+        notes.push(format!(
+            "{} special file(s) skipped (not regular files): {}",
+            specials.len(),
+            summarize(&specials)
+        ));
+    }
+    if !not_utf8.is_empty() {
+        notes.push(format!(
+            "{} path(s) skipped: not UTF-8: {}",
+            not_utf8.len(),
+            summarize(&not_utf8)
+        ));
+    }
+    for e in errors {
+        notes.push(e);
+    }
+    Ok(Listing {
+        root_name,
+        files,
+        notes,
+        complete,
+    })
+}
+
+/// `path` relative to `root`, `/`-separated; `None` outside it or not UTF-8.
+fn relative(root: &Path, path: &Path) -> Option<String> {
+    path.strip_prefix(root).ok()?.to_str().map(str::to_owned)
+}
+
+/// The first ten, then a count.
+fn summarize(items: &[String]) -> String {
+    let mut s = items
+        .iter()
+        .take(10)
+        .cloned()
+        .collect::<Vec<_>>()
+        .join(", ");
+    if items.len() > 10 {
+        s.push_str(&format!(", and {} more", items.len() - 10));
+    }
+    s
+}
+
+/// A walk error as a note: what was skipped, relative to the project, and why.
+pub fn describe_error(root: &Path, e: &ignore::Error) -> String {
+    match e {
+        ignore::Error::WithPath { path, err } => {
+            let rel = path
+                .strip_prefix(root)
+                .map(Path::to_path_buf)
+                .unwrap_or_else(|_| path.clone());
+            match err.as_ref() {
+                ignore::Error::Io(io) => format!("skipped {}: cannot read it: {io}", rel.display()),
+                other => format!("{}: {}", rel.display(), describe_error(root, other)),
+            }
+        }
+        ignore::Error::WithDepth { err, .. } => describe_error(root, err),
+        ignore::Error::WithLineNumber { line, err } => {
+            format!("line {line}: {}", describe_error(root, err))
+        }
+        ignore::Error::Partial(errs) => errs
+            .iter()
+            .map(|e| describe_error(root, e))
+            .collect::<Vec<_>>()
+            .join("; "),
+        ignore::Error::Loop { child, .. } => {
+            format!("skipped {}: a symbolic link loop", child.display())
+        }
+        ignore::Error::Io(io) => format!("skipped an entry: cannot read it: {io}"),
+        other => format!("an ignore file was not fully applied: {other}"),
+    }
+}
+
+/// Reads at most `max + 1` bytes (so a caller sees "too large") without following a final
+/// symbolic link and without blocking on a FIFO put where a file was listed.
+fn read_capped(path: &Path, max: usize) -> std::io::Result<Vec<u8>> {
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags((rustix::fs::OFlags::NOFOLLOW | rustix::fs::OFlags::NONBLOCK).bits() as i32)
+        .open(path)?;
+    if !file.metadata()?.is_file() {
+        return Err(std::io::Error::other("not a regular file"));
+    }
+    let mut buf = Vec::new();
+    file.take(max as u64 + 1).read_to_end(&mut buf)?;
+    Ok(buf)
+}
+
+/// [`Files`] over a directory on disk.
+pub struct DiskFiles {
+    root: PathBuf,
+}
+
+impl DiskFiles {
+    pub fn new(root: &Path) -> DiskFiles {
+        DiskFiles {
+            root: root.to_path_buf(),
+        }
+    }
+}
+
+impl Files for DiskFiles {
+    fn read(&self, path: &str, max: usize) -> std::io::Result<Vec<u8>> {
+        read_capped(&self.root.join(path), max)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_permission_error_names_the_directory_relative_to_the_project() {
+        // Tests run as root, who reads every directory: the walker's error path is covered here
+        // with the error the walker produces for an unreadable directory.
+        let root = Path::new("/p");
+        let e = ignore::Error::WithDepth {
+            depth: 2,
+            err: Box::new(ignore::Error::WithPath {
+                path: PathBuf::from("/p/secret/inner"),
+                err: Box::new(ignore::Error::Io(std::io::Error::from(
+                    std::io::ErrorKind::PermissionDenied,
+                ))),
+            }),
+        };
+        assert_eq!(
+            describe_error(root, &e),
+            "skipped secret/inner: cannot read it: permission denied"
+        );
+    }
+
+    #[test]
+    fn summaries_stop_at_ten() {
+        let items: Vec<String> = (0..12).map(|i| i.to_string()).collect();
+        assert_eq!(
+            summarize(&items),
+            "0, 1, 2, 3, 4, 5, 6, 7, 8, 9, and 2 more"
+        );
+    }
+}
