@@ -44,6 +44,7 @@ use crate::apply::ApplyError;
 use crate::context::ContextError;
 use crate::diagnostic::Diagnostic;
 use crate::engine::EngineError;
+use crate::git::{GitError, RevisionError};
 use crate::registry::{CredentialError, ReferenceError, RegistryError};
 use crate::state::lock::LockError;
 use crate::verify::VerifyError;
@@ -198,6 +199,28 @@ fn registry_exit_code(e: &RegistryError) -> i32 {
     }
 }
 
+fn git_exit_code(e: &GitError) -> i32 {
+    match e {
+        GitError::Unreachable { .. } => EXIT_UNREACHABLE,
+        GitError::BranchNotFound { .. } | GitError::BadRemote { .. } => EXIT_INVALID,
+        GitError::Refused { .. }
+        | GitError::Git { .. }
+        | GitError::Io { .. }
+        | GitError::Verifier { .. }
+        | GitError::Interrupted => EXIT_FAILED,
+    }
+}
+
+fn revision_exit_code(e: &RevisionError) -> i32 {
+    match e {
+        RevisionError::Checkout { .. } | RevisionError::TempDir { .. } => EXIT_FAILED,
+        RevisionError::NotInRepository { .. }
+        | RevisionError::NoWorkTree { .. }
+        | RevisionError::UnknownRevision { .. }
+        | RevisionError::NotInRevision { .. } => EXIT_INVALID,
+    }
+}
+
 impl Error {
     pub fn exit_code(&self) -> i32 {
         match self {
@@ -224,30 +247,20 @@ impl Error {
             Error::Sync(e) => {
                 use crate::sync::SyncError as S;
                 match e {
-                    S::Unreachable { .. } => EXIT_UNREACHABLE,
-                    S::BranchNotFound { .. } | S::BadRemote { .. } => EXIT_INVALID,
+                    S::Git(g) => git_exit_code(g),
                     // Busy: another sync holds the state; this one did nothing (documented).
-                    S::Busy { .. }
-                    | S::Refused { .. }
-                    | S::Git { .. }
-                    | S::Io { .. }
-                    | S::StateCorrupt { .. }
-                    | S::Verifier { .. }
-                    | S::Interrupted => EXIT_FAILED,
+                    S::Busy { .. } | S::Io { .. } | S::StateCorrupt { .. } | S::Interrupted => {
+                        EXIT_FAILED
+                    }
                 }
             }
             Error::Verify(e) => match e {
-                VerifyError::Lock(LockError::Write { .. })
-                | VerifyError::Checkout { .. }
-                | VerifyError::TempDir { .. } => EXIT_FAILED,
+                VerifyError::Lock(LockError::Write { .. }) => EXIT_FAILED,
+                VerifyError::Revision(r) => revision_exit_code(r),
                 VerifyError::Lock(LockError::Read { source, .. }) => io_exit_code(source),
                 VerifyError::Lock(LockError::Invalid { .. })
                 | VerifyError::NoLock { .. }
-                | VerifyError::ProjectMismatch { .. }
-                | VerifyError::NotInRepository { .. }
-                | VerifyError::NoWorkTree { .. }
-                | VerifyError::UnknownRevision { .. }
-                | VerifyError::NotInRevision { .. } => EXIT_INVALID,
+                | VerifyError::ProjectMismatch { .. } => EXIT_INVALID,
             },
         }
     }
@@ -417,15 +430,15 @@ mod tests {
             source: docker_credential::CredentialRetrievalError::HelperCommunicationError,
         }));
         assert_eq!(helper.exit_code(), EXIT_FAILED);
-        let refused = Error::Sync(crate::sync::SyncError::Refused {
+        let refused = Error::Sync(crate::sync::SyncError::Git(GitError::Refused {
             remote: "git://127.0.0.1/x.git".into(),
             message: "remote error: access denied".into(),
-        });
+        }));
         assert_eq!(refused.exit_code(), EXIT_FAILED);
-        let bad_url = Error::Sync(crate::sync::SyncError::BadRemote {
+        let bad_url = Error::Sync(crate::sync::SyncError::Git(GitError::BadRemote {
             remote: "htp://x".into(),
             message: "unsupported URL protocol".into(),
-        });
+        }));
         assert_eq!(bad_url.exit_code(), EXIT_INVALID);
     }
 }

@@ -15,6 +15,7 @@ pub mod context;
 pub mod diagnostic;
 pub mod engine;
 pub mod error;
+pub mod git;
 pub mod graph;
 pub mod hash;
 pub mod image;

@@ -167,13 +167,6 @@ impl Reporter for Live {
     }
 }
 
-/// The git commit of the checkout holding `dir`, if it is one.
-pub fn revision(dir: &Path) -> Option<String> {
-    let repo = git2::Repository::discover(dir).ok()?;
-    let head = repo.head().ok()?.peel_to_commit().ok()?;
-    Some(head.id().to_string())
-}
-
 /// `result` is `ok`, `failed` (a container failed), `error` (the whole run failed: `error` says
 /// why) or `cancelled` (a signal stopped it).
 fn summary_json(report: &Report, error: Option<&Error>) -> String {
@@ -316,7 +309,7 @@ pub fn run(file: &Path, args: &ApplyArgs, out: &mut dyn Write) -> Result<(), Err
         jobs: args.jobs.unwrap_or_else(default_jobs),
         push: !args.no_push,
         keep_going: args.keep_going,
-        revision: revision(base_dir(file)),
+        revision: crate::git::head_commit(base_dir(file)),
     };
     let ci = std::env::var("CI").is_ok_and(|v| v == "true" || v == "1");
     let live =

@@ -15,10 +15,11 @@ use serde_json::{json, Value};
 
 use super::{containers_named, fingerprints, load, CookbookArg, Format};
 use crate::error::Error;
+use crate::git::revision;
 use crate::hash::{self, Change, HashManifest};
 use crate::load::Loaded;
 use crate::state::stat_cache::StatCache;
-use crate::verify::revision;
+use crate::verify::VerifyError;
 
 #[derive(Debug, Args)]
 pub struct DiffArgs {
@@ -102,7 +103,7 @@ fn against_revision(
         plan: now_plan,
         ..
     } = load(&file)?;
-    let checkout = revision::checkout(&file, rev)?;
+    let checkout = revision::checkout(&file, rev).map_err(VerifyError::from)?;
     let Loaded {
         cookbook: then,
         plan: then_plan,

@@ -12,11 +12,12 @@ use serde_json::{json, Value};
 
 use super::{fingerprints, load, load_labelled, Format};
 use crate::error::Error;
+use crate::git::{revision, RevisionError};
 use crate::hash;
 use crate::registry::RegistryClient;
 use crate::state::lock::Lock;
 use crate::state::{self, stat_cache::StatCache};
-use crate::verify::{self, revision, Report, VerifyError};
+use crate::verify::{self, Report, VerifyError};
 
 #[derive(Debug, Args)]
 #[command(
@@ -45,7 +46,7 @@ pub fn run(
     err: &mut dyn Write,
 ) -> Result<(), Error> {
     let checkout = match &args.rev {
-        Some(rev) => Some(revision::checkout(file, rev)?),
+        Some(rev) => Some(revision::checkout(file, rev).map_err(VerifyError::from)?),
         None => None,
     };
     let (cookbook, prints, default_lock) = match &checkout {
@@ -74,10 +75,10 @@ pub fn run(
         .map_err(VerifyError::from)?
         .ok_or_else(|| match (&checkout, &args.lock) {
             // The revision's own lock: name it as the user knows it, not by the temp checkout.
-            (Some(c), None) => VerifyError::NotInRevision {
+            (Some(c), None) => VerifyError::Revision(RevisionError::NotInRevision {
                 rev: args.rev.clone().unwrap_or_default(),
                 path: Path::new(&c.relative_path).with_file_name("cookbook.lock"),
-            },
+            }),
             _ => VerifyError::NoLock {
                 path: lock_path.clone(),
             },

@@ -16,7 +16,6 @@
 //! - A remote that cannot be reached changes nothing in the state.
 //! - The library prints nothing: a round returns a [`RoundReport`]; the CLI renders it.
 
-pub mod git;
 pub mod lock;
 pub mod schedule;
 pub mod state;
@@ -30,12 +29,12 @@ use crate::diagnostic::{Diagnostic, Rendered};
 use crate::graph::Plan;
 use crate::model::{Cookbook, Name};
 
-use self::git::Mirror;
 use self::lock::{Holder, StateLock};
 use self::state::{
     now, sync_dir, Attempt, AttemptOutcome, ForcedUpdate, Stamp, StateDir, SyncState, Taken,
     STATE_FORMAT,
 };
+use crate::git::{GitError, Mirror};
 
 /// What one round works on.
 #[derive(Debug, Clone)]
@@ -191,23 +190,9 @@ impl RoundReport {
 
 #[derive(Debug, thiserror::Error)]
 pub enum SyncError {
-    /// No connection to the remote (refused, unresolvable, dropped). Exit code 3.
-    #[error("cannot fetch from {remote}: {source}")]
-    Unreachable { remote: String, source: git2::Error },
-    /// The remote answered and refused: credentials turned down, or no such repository (a
-    /// server often says the one for the other). Exit code 1.
-    #[error("the remote {remote} refused the fetch: {message}; check that the repository exists at that URL and that this machine's credentials for it (the ssh agent's keys, git's credential helper) may read it")]
-    Refused { remote: String, message: String },
-    /// The remote URL cannot be a git remote. Exit code 2.
-    #[error("malformed remote URL `{remote}`: {message}")]
-    BadRemote { remote: String, message: String },
-    #[error("the remote {remote} has no branch `{branch}`")]
-    BranchNotFound { remote: String, branch: String },
-    #[error("git: cannot {operation}: {source}")]
-    Git {
-        operation: &'static str,
-        source: git2::Error,
-    },
+    /// The mirror's git work failed (see `GitError` for which are which exit code).
+    #[error(transparent)]
+    Git(GitError),
     #[error("{}: {source}", path.display())]
     Io {
         path: PathBuf,
@@ -223,10 +208,18 @@ pub enum SyncError {
         path: PathBuf,
         holder: Option<Holder>,
     },
-    #[error("cannot run `git verify-commit` to check signatures: {source}")]
-    Verifier { source: std::io::Error },
     #[error("stopped by a signal between two steps; the state is consistent")]
     Interrupted,
+}
+
+impl From<GitError> for SyncError {
+    /// A fetch stopped by a signal is the round's interruption, like any other step's.
+    fn from(e: GitError) -> SyncError {
+        match e {
+            GitError::Interrupted => SyncError::Interrupted,
+            other => SyncError::Git(other),
+        }
+    }
 }
 
 fn describe_holder(holder: Option<&Holder>) -> String {
@@ -290,7 +283,7 @@ pub fn run_round(
     check_stop(stop)?;
     let mut forced = false;
     if let Some(current) = &current {
-        let current_oid = Oid::from_str(current).map_err(|source| SyncError::Git {
+        let current_oid = Oid::from_str(current).map_err(|source| GitError::Git {
             operation: "read the current commit id from the state",
             source,
         })?;

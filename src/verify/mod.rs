@@ -19,7 +19,6 @@
 //! generates, then registry findings), so the first reason is the one a person should act on.
 
 pub mod registry;
-pub mod revision;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -284,22 +283,9 @@ pub enum VerifyError {
         lock: String,
         cookbook: String,
     },
-    #[error("{} is not in a git checkout: {source}", path.display())]
-    NotInRepository { path: PathBuf, source: git2::Error },
-    #[error("{} is not in a git checkout with a working tree", path.display())]
-    NoWorkTree { path: PathBuf },
-    #[error("unknown git revision `{rev}`: {source}")]
-    UnknownRevision { rev: String, source: git2::Error },
-    #[error("revision {rev} has no {}", path.display())]
-    NotInRevision { rev: String, path: PathBuf },
-    #[error("cannot check out revision {rev} into {}: {source}", dir.display())]
-    Checkout {
-        rev: String,
-        dir: PathBuf,
-        source: git2::Error,
-    },
-    #[error("cannot create a temporary directory: {source}")]
-    TempDir { source: std::io::Error },
+    /// The revision to verify could not be checked out.
+    #[error(transparent)]
+    Revision(#[from] crate::git::RevisionError),
 }
 
 /// The explain document `apply` saved for `container` built at `input_hash`, if there is one and

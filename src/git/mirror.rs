@@ -1,4 +1,4 @@
-//! The git edge of the sync: a bare mirror of the remote branch, kept in the state directory.
+//! `sync`'s bare mirror of the remote branch, kept in the sync state directory.
 //!
 //! Place in the pipeline: `sync` fetches here, reads the cookbook straight from a commit's tree
 //! (no checkout is needed to validate a revision), and only materializes a checkout for a
@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use git2::{AutotagOption, Cred, CredentialType, FetchOptions, Oid, RemoteCallbacks, Repository};
 
-use super::SyncError;
+use super::GitError;
 
 /// The ref that keeps the current revision's objects reachable in the mirror, whatever the
 /// remote does to its branch.
@@ -31,7 +31,7 @@ pub struct Mirror {
 
 impl Mirror {
     /// Opens the mirror at `path`, creating an empty bare repository if there is none.
-    pub fn open_or_init(path: &Path) -> Result<Mirror, SyncError> {
+    pub fn open_or_init(path: &Path) -> Result<Mirror, GitError> {
         let repo = match Repository::open_bare(path) {
             Ok(repo) => repo,
             Err(e) if e.code() == git2::ErrorCode::NotFound => {
@@ -50,7 +50,7 @@ impl Mirror {
     /// The refspec is forced (`+`) so that the mirror always sees what the remote has; whether
     /// a rewritten history is *taken* is decided by the round, not here. Setting `stop` aborts a
     /// transfer in progress.
-    pub fn fetch(&self, url: &str, branch: &str, stop: &AtomicBool) -> Result<Oid, SyncError> {
+    pub fn fetch(&self, url: &str, branch: &str, stop: &AtomicBool) -> Result<Oid, GitError> {
         let local = format!("refs/remotes/origin/{branch}");
         let refspec = format!("+refs/heads/{branch}:{local}");
         let mut remote = self
@@ -73,12 +73,12 @@ impl Mirror {
             Some("cookbook sync"),
         ) {
             Ok(()) => {}
-            Err(_) if stop.load(Ordering::Relaxed) => return Err(SyncError::Interrupted),
+            Err(_) if stop.load(Ordering::Relaxed) => return Err(GitError::Interrupted),
             Err(source) => return Err(fetch_error(url, source, gave_up.load(Ordering::Relaxed))),
         }
         match self.repo.refname_to_id(&local) {
             Ok(oid) => Ok(oid),
-            Err(e) if e.code() == git2::ErrorCode::NotFound => Err(SyncError::BranchNotFound {
+            Err(e) if e.code() == git2::ErrorCode::NotFound => Err(GitError::BranchNotFound {
                 remote: url.to_owned(),
                 branch: branch.to_owned(),
             }),
@@ -88,7 +88,7 @@ impl Mirror {
 
     /// Whether `commit` has `ancestor` in its history (a fast-forward from `ancestor`).
     /// False when `ancestor` is not in the mirror at all.
-    pub fn descends_from(&self, commit: Oid, ancestor: Oid) -> Result<bool, SyncError> {
+    pub fn descends_from(&self, commit: Oid, ancestor: Oid) -> Result<bool, GitError> {
         if commit == ancestor {
             return Ok(true);
         }
@@ -101,7 +101,7 @@ impl Mirror {
     }
 
     /// The bytes of the file at `path` in `commit`'s tree, or `None` if there is no such file.
-    pub fn read_file(&self, commit: Oid, path: &str) -> Result<Option<Vec<u8>>, SyncError> {
+    pub fn read_file(&self, commit: Oid, path: &str) -> Result<Option<Vec<u8>>, GitError> {
         let tree = self
             .repo
             .find_commit(commit)
@@ -120,13 +120,13 @@ impl Mirror {
     }
 
     /// Writes `commit`'s whole tree into the empty or missing directory `dir`.
-    pub fn materialize(&self, commit: Oid, dir: &Path) -> Result<(), SyncError> {
+    pub fn materialize(&self, commit: Oid, dir: &Path) -> Result<(), GitError> {
         let tree = self
             .repo
             .find_commit(commit)
             .and_then(|c| c.tree())
             .map_err(git_error("read the commit"))?;
-        let io = |source| SyncError::Io {
+        let io = |source| GitError::Io {
             path: dir.to_path_buf(),
             source,
         };
@@ -145,7 +145,7 @@ impl Mirror {
     }
 
     /// Records `commit` as the current revision inside the mirror, so its objects stay.
-    pub fn pin(&self, commit: Oid) -> Result<(), SyncError> {
+    pub fn pin(&self, commit: Oid) -> Result<(), GitError> {
         self.repo
             .reference(PIN_REF, commit, true, "cookbook sync: current")
             .map(|_| ())
@@ -153,7 +153,7 @@ impl Mirror {
     }
 
     /// Checks `commit`'s signature with `git verify-commit`; `Err(detail)` says why it failed.
-    pub fn verify_signature(&self, commit: Oid) -> Result<Result<(), String>, SyncError> {
+    pub fn verify_signature(&self, commit: Oid) -> Result<Result<(), String>, GitError> {
         let output = std::process::Command::new("git")
             .arg("--git-dir")
             .arg(&self.path)
@@ -161,7 +161,7 @@ impl Mirror {
             .arg(commit.to_string())
             .stdin(std::process::Stdio::null())
             .output()
-            .map_err(|source| SyncError::Verifier { source })?;
+            .map_err(|source| GitError::Verifier { source })?;
         if output.status.success() {
             return Ok(Ok(()));
         }
@@ -223,10 +223,10 @@ fn offer_credentials() -> impl FnMut(&str, Option<&str>, CredentialType) -> Resu
 /// cases without a code of their own, its fixed texts: a git server's `ERR` packet is relayed as
 /// "remote error: …" (git daemon's "no such repository", "access denied"), and an HTTP answer
 /// as "unexpected http status code: N".
-fn fetch_error(url: &str, source: git2::Error, gave_up: bool) -> SyncError {
+fn fetch_error(url: &str, source: git2::Error, gave_up: bool) -> GitError {
     use git2::{ErrorClass, ErrorCode};
     let message = source.message().to_owned();
-    let refused = || SyncError::Refused {
+    let refused = || GitError::Refused {
         remote: url.to_owned(),
         message: message.clone(),
     };
@@ -246,25 +246,25 @@ fn fetch_error(url: &str, source: git2::Error, gave_up: bool) -> SyncError {
         || source.class() == ErrorClass::Invalid
         || (source.class() == ErrorClass::Net && message == "unsupported URL protocol");
     if malformed {
-        return SyncError::BadRemote {
+        return GitError::BadRemote {
             remote: url.to_owned(),
             message,
         };
     }
     match source.class() {
         ErrorClass::Os | ErrorClass::Net | ErrorClass::Ssl | ErrorClass::Ssh | ErrorClass::Http => {
-            SyncError::Unreachable {
+            GitError::Unreachable {
                 remote: url.to_owned(),
                 source,
             }
         }
-        _ => SyncError::Git {
+        _ => GitError::Git {
             operation: "fetch",
             source,
         },
     }
 }
 
-fn git_error(operation: &'static str) -> impl Fn(git2::Error) -> SyncError {
-    move |source| SyncError::Git { operation, source }
+fn git_error(operation: &'static str) -> impl Fn(git2::Error) -> GitError {
+    move |source| GitError::Git { operation, source }
 }

@@ -1,6 +1,6 @@
 //! A git revision of the cookbook's checkout, written into a temporary directory.
 //!
-//! The git edge of `verify --rev`. The commit's whole tree is checked out (git2's
+//! What `verify --rev` and `diff --rev` compare with. The commit's whole tree is checked out (git2's
 //! `checkout_tree` with a target directory) into a fresh temporary directory, so that paths
 //! relative to the cookbook — including sources outside its own directory — resolve as they did
 //! at that commit. The user's working tree, index and `.git` are never written: the checkout has
@@ -10,12 +10,32 @@
 
 use std::path::{Path, PathBuf};
 
-use super::VerifyError;
+/// Why a revision could not be checked out.
+#[derive(Debug, thiserror::Error)]
+pub enum RevisionError {
+    #[error("{} is not in a git checkout: {source}", path.display())]
+    NotInRepository { path: PathBuf, source: git2::Error },
+    #[error("{} is not in a git checkout with a working tree", path.display())]
+    NoWorkTree { path: PathBuf },
+    #[error("unknown git revision `{rev}`: {source}")]
+    UnknownRevision { rev: String, source: git2::Error },
+    #[error("revision {rev} has no {}", path.display())]
+    NotInRevision { rev: String, path: PathBuf },
+    #[error("cannot check out revision {rev} into {}: {source}", dir.display())]
+    Checkout {
+        rev: String,
+        dir: PathBuf,
+        source: git2::Error,
+    },
+    #[error("cannot create a temporary directory: {source}")]
+    TempDir { source: std::io::Error },
+}
 
 /// A revision checked out into a temporary directory, removed on drop.
 #[derive(Debug)]
 pub struct RevisionCheckout {
-    dir: tempfile::TempDir,
+    /// Kept for its drop, which removes the checkout.
+    _dir: tempfile::TempDir,
     /// The full commit id the revision resolved to.
     pub commit: String,
     /// The cookbook file inside the checkout (same path relative to the repository root).
@@ -24,29 +44,23 @@ pub struct RevisionCheckout {
     pub relative_path: String,
 }
 
-impl RevisionCheckout {
-    pub fn dir(&self) -> &Path {
-        self.dir.path()
-    }
-}
-
 /// Checks out `rev` of the git repository holding `cookbook_file`.
-pub fn checkout(cookbook_file: &Path, rev: &str) -> Result<RevisionCheckout, VerifyError> {
+pub fn checkout(cookbook_file: &Path, rev: &str) -> Result<RevisionCheckout, RevisionError> {
     let parent = cookbook_file
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
     let file_name = cookbook_file
         .file_name()
-        .ok_or_else(|| VerifyError::NoWorkTree {
+        .ok_or_else(|| RevisionError::NoWorkTree {
             path: cookbook_file.to_path_buf(),
         })?;
     let repo =
-        git2::Repository::discover(parent).map_err(|source| VerifyError::NotInRepository {
+        git2::Repository::discover(parent).map_err(|source| RevisionError::NotInRepository {
             path: parent.to_path_buf(),
             source,
         })?;
-    let no_work_tree = || VerifyError::NoWorkTree {
+    let no_work_tree = || RevisionError::NoWorkTree {
         path: parent.to_path_buf(),
     };
     let workdir = repo.workdir().ok_or_else(no_work_tree)?;
@@ -60,7 +74,7 @@ pub fn checkout(cookbook_file: &Path, rev: &str) -> Result<RevisionCheckout, Ver
         .collect::<Vec<_>>()
         .join("/");
 
-    let unknown = |source| VerifyError::UnknownRevision {
+    let unknown = |source| RevisionError::UnknownRevision {
         rev: rev.to_owned(),
         source,
     };
@@ -70,7 +84,7 @@ pub fn checkout(cookbook_file: &Path, rev: &str) -> Result<RevisionCheckout, Ver
         .map_err(unknown)?;
     let tree = commit.tree().map_err(unknown)?;
     if tree.get_path(&relative).is_err() {
-        return Err(VerifyError::NotInRevision {
+        return Err(RevisionError::NotInRevision {
             rev: rev.to_owned(),
             path: relative,
         });
@@ -79,7 +93,7 @@ pub fn checkout(cookbook_file: &Path, rev: &str) -> Result<RevisionCheckout, Ver
     let tmp = tempfile::Builder::new()
         .prefix("cookbook-verify-")
         .tempdir()
-        .map_err(|source| VerifyError::TempDir { source })?;
+        .map_err(|source| RevisionError::TempDir { source })?;
     let mut options = git2::build::CheckoutBuilder::new();
     options
         .target_dir(tmp.path())
@@ -87,14 +101,14 @@ pub fn checkout(cookbook_file: &Path, rev: &str) -> Result<RevisionCheckout, Ver
         .recreate_missing(true)
         .update_index(false);
     repo.checkout_tree(tree.as_object(), Some(&mut options))
-        .map_err(|source| VerifyError::Checkout {
+        .map_err(|source| RevisionError::Checkout {
             rev: rev.to_owned(),
             dir: tmp.path().to_path_buf(),
             source,
         })?;
     Ok(RevisionCheckout {
         cookbook_file: tmp.path().join(&relative),
-        dir: tmp,
+        _dir: tmp,
         commit: commit.id().to_string(),
         relative_path,
     })
