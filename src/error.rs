@@ -240,7 +240,8 @@ impl Error {
                 | ApplyError::NoRevision { .. } => EXIT_INVALID,
                 ApplyError::Lock(_)
                 | ApplyError::State { .. }
-                | ApplyError::LocalImageMissing { .. } => EXIT_FAILED,
+                | ApplyError::LocalImageMissing { .. }
+                | ApplyError::Runtime { .. } => EXIT_FAILED,
             },
             Error::SyncRefused { .. } | Error::SyncApplyFailed { .. } => EXIT_FAILED,
             Error::Interrupted { code, .. } => *code,

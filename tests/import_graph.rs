@@ -94,3 +94,40 @@ fn the_edges_and_the_exit_code_mapping_are_in_no_import_cycle() {
     }
     assert_eq!(graph["retry"], BTreeSet::new(), "retry.rs imports nothing");
 }
+
+/// Issue 10's rule for the whole house: no top-level module is in an import cycle.
+#[test]
+fn no_top_level_module_is_in_an_import_cycle() {
+    let graph = import_graph();
+    let cycles: Vec<&String> = graph
+        .keys()
+        .filter(|module| reaches(&graph, module, module))
+        .collect();
+    assert!(
+        cycles.is_empty(),
+        "modules in an import cycle: {cycles:?}\n{graph:#?}"
+    );
+}
+
+/// The pure core (the format, the model, the plan, hashing, the context listing) imports no edge,
+/// no orchestration and no CLI (ARCHITECTURE.md, "What may import what").
+#[test]
+fn the_core_imports_no_edge() {
+    let graph = import_graph();
+    let core = ["diagnostic", "schema", "model", "graph", "hash", "context"];
+    let edges = [
+        "engine", "registry", "sync", "state", "cli", "apply", "verify", "git", "load", "init",
+        "image", "error",
+    ];
+    for module in core {
+        let bad: Vec<&String> = graph
+            .get(module)
+            .into_iter()
+            .flatten()
+            .filter(|target| edges.contains(&target.as_str()))
+            .collect();
+        assert!(bad.is_empty(), "the core module {module} imports {bad:?}");
+    }
+    // And the model knows neither the schema nor the plan: `load::parse` composes them.
+    assert!(!graph["model"].contains("schema") && !graph["model"].contains("graph"));
+}

@@ -207,6 +207,8 @@ pub enum ApplyError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error("cannot start the async runtime: {source}")]
+    Runtime { source: std::io::Error },
     #[error("image {image} is not in the local engine, and there is no registry to pull it from")]
     LocalImageMissing { image: String },
 }
@@ -275,6 +277,28 @@ fn parse_repo(reference: &str) -> Result<Repository, ApplyError> {
     Repository::parse(reference).map_err(|e| ApplyError::BadRepository {
         reference: reference.to_owned(),
         reason: e.to_string(),
+    })
+}
+
+/// Runs an apply on its own async runtime against the Docker engine of the environment
+/// (`DOCKER_HOST` or the default socket) and, when pushing, the registry: what `cookbook apply`
+/// and `sync --apply` do. The outer error is a run that could not start.
+pub fn apply_with_docker(
+    job: &Job<'_>,
+    reporter: &dyn Reporter,
+) -> Result<Result<Report, ApplyFailure>, ApplyError> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|source| ApplyError::Runtime { source })?;
+    runtime.block_on(async {
+        let engine = crate::engine::DockerEngine::connect().await?;
+        let registry = if job.options.push {
+            Some(RegistryClient::new()?)
+        } else {
+            None
+        };
+        Ok(apply(job, &engine, registry.as_ref(), reporter).await)
     })
 }
 

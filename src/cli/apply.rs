@@ -23,11 +23,9 @@ use tokio_util::sync::CancellationToken;
 use super::interrupt::Interrupt;
 use super::{base_dir, fingerprints, load, site_plan, Format};
 use crate::apply::{self, ApplyFailure, Event, Options, Outcome, Report, Reporter};
-use crate::engine::DockerEngine;
 use crate::error::Error;
 use crate::load::Loaded;
 use crate::model::Name;
-use crate::registry::RegistryClient;
 use crate::state;
 
 /// `apply --help`'s exit codes: the common ones (`crate::error`) and the two of a cancelled run.
@@ -194,9 +192,16 @@ fn summary_json(report: &Report, error: Option<&Error>) -> String {
     s
 }
 
-fn plain_reporter(verbose: bool) -> Plain {
+/// Progress lines on stderr (none with `--quiet`). The events come from the run's tasks, so the
+/// reporter owns its own handle to stderr rather than the command's borrowed writer.
+fn plain_reporter(verbose: bool, quiet: bool) -> Plain {
+    let err: Box<dyn Write + Send> = if quiet {
+        Box::new(std::io::sink())
+    } else {
+        Box::new(std::io::stderr())
+    };
     Plain {
-        err: Mutex::new(Box::new(std::io::stderr())),
+        err: Mutex::new(err),
         verbose,
     }
 }
@@ -218,7 +223,6 @@ fn apply_plan(
 ) -> Result<Result<Report, ApplyFailure>, Error> {
     let prints = std::sync::Arc::new(fingerprints(file, cookbook, plan)?);
     let state_dir = state::dir_for(file);
-    let push = options.push;
     let job = apply::Job {
         cookbook,
         plan,
@@ -228,19 +232,7 @@ fn apply_plan(
         options,
         cancel,
     };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| Error::Failed(format!("cannot start the async runtime: {e}")))?;
-    runtime.block_on(async {
-        let engine = DockerEngine::connect().await?;
-        let registry = if push {
-            Some(RegistryClient::new()?)
-        } else {
-            None
-        };
-        Ok(apply::apply(&job, &engine, registry.as_ref(), reporter).await)
-    })
+    Ok(apply::apply_with_docker(&job, reporter)?)
 }
 
 /// Prints the summary of what the run did (also after a failure of the whole run) and turns
@@ -249,6 +241,7 @@ fn finish(
     result: Result<Report, ApplyFailure>,
     interrupt: &Interrupt,
     json: Option<&mut dyn Write>,
+    err: &mut dyn Write,
 ) -> Result<(), Error> {
     let (report, error) = match result {
         Ok(report) => (report, None),
@@ -257,7 +250,7 @@ fn finish(
     if let Some(out) = json {
         let _ = out.write_all(summary_json(&report, error.as_ref()).as_bytes());
     }
-    let _ = writeln!(std::io::stderr(), "{}", summary_line(&report));
+    let _ = writeln!(err, "{}", summary_line(&report));
     if let Some(e) = error {
         return Err(e);
     }
@@ -302,7 +295,13 @@ fn outcome(report: &Report) -> Result<(), Error> {
     }
 }
 
-pub fn run(file: &Path, args: &ApplyArgs, out: &mut dyn Write) -> Result<(), Error> {
+pub fn run(
+    file: &Path,
+    args: &ApplyArgs,
+    quiet: bool,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> Result<(), Error> {
     let Loaded { cookbook, plan, .. } = load(file)?;
     let plan = site_plan(&cookbook, &plan, args.site.as_deref())?;
     let options = Options {
@@ -312,15 +311,18 @@ pub fn run(file: &Path, args: &ApplyArgs, out: &mut dyn Write) -> Result<(), Err
         revision: crate::git::head_commit(base_dir(file)),
     };
     let ci = std::env::var("CI").is_ok_and(|v| v == "true" || v == "1");
-    let live =
-        args.format == Format::Text && !ci && !args.verbose && std::io::stderr().is_terminal();
+    let live = args.format == Format::Text
+        && !ci
+        && !args.verbose
+        && !quiet
+        && std::io::stderr().is_terminal();
     let reporter: Box<dyn Reporter> = if live {
         Box::new(Live {
             multi: MultiProgress::new(),
             bars: Mutex::new(Default::default()),
         })
     } else {
-        Box::new(plain_reporter(args.verbose))
+        Box::new(plain_reporter(args.verbose, quiet))
     };
     let interrupt = Interrupt::install()?;
     let result = apply_plan(
@@ -332,7 +334,7 @@ pub fn run(file: &Path, args: &ApplyArgs, out: &mut dyn Write) -> Result<(), Err
         interrupt.token(),
     )?;
     let json = (args.format == Format::Json).then_some(out);
-    finish(result, &interrupt, json)
+    finish(result, &interrupt, json, err)
 }
 
 /// `cookbook sync --apply`: applies a taken revision's portion with the same engine, pushing to
@@ -346,14 +348,14 @@ impl crate::sync::Applier for SyncApplier<'_> {
     fn apply(
         &mut self,
         request: &crate::sync::ApplyRequest<'_>,
-    ) -> Result<(), crate::sync::ApplyError> {
+    ) -> Result<(), crate::sync::ApplierError> {
         let options = Options {
             jobs: default_jobs(),
             push: true,
             keep_going: false,
             revision: Some(request.commit.to_owned()),
         };
-        let reporter = plain_reporter(false);
+        let reporter = plain_reporter(false, false);
         let result = apply_plan(
             request.cookbook_file,
             request.cookbook,
@@ -362,7 +364,11 @@ impl crate::sync::Applier for SyncApplier<'_> {
             &reporter,
             self.interrupt.token(),
         )?;
-        finish(result, self.interrupt, None)?;
+        // The summary goes where the progress lines went.
+        let mut summary = Vec::new();
+        let result = finish(result, self.interrupt, None, &mut summary);
+        reporter.line(String::from_utf8_lossy(&summary).trim_end());
+        result?;
         Ok(())
     }
 }

@@ -29,7 +29,6 @@ use crate::graph::{render_dot, render_json, render_text, Plan};
 use crate::hash::{self, Fingerprint};
 use crate::load::{LoadError, Loaded};
 use crate::model::{Cookbook, Name};
-use crate::state::{self, stat_cache::StatCache};
 
 #[derive(Debug, Parser)]
 #[command(name = "cookbook", version, about = "Declarative, reproducible container-image builds", after_help = EXIT_CODES_HELP)]
@@ -432,13 +431,7 @@ pub fn fingerprints(
     cookbook: &Cookbook,
     plan: &Plan,
 ) -> Result<BTreeMap<Name, Fingerprint>, Error> {
-    let state_dir = state::dir_for(file);
-    let own = crate::load::own_paths(file, &state_dir);
-    let mut cache = StatCache::load(&state_dir, base_dir(file));
-    let prints = hash::fingerprint_plan(cookbook, plan, base_dir(file), &own, &cache)?;
-    // The cache only saves time: failing to write it is not worth failing the command for.
-    let _ = cache.save();
-    Ok(prints)
+    Ok(crate::load::fingerprints(file, cookbook, plan)?)
 }
 
 fn execute(cli: &Cli, out: &mut dyn Write, err: &mut dyn Write) -> Result<(), Error> {
@@ -461,43 +454,7 @@ fn execute(cli: &Cli, out: &mut dyn Write, err: &mut dyn Write) -> Result<(), Er
             cookbook,
             format,
             containers,
-        } => {
-            let file = cookbook.resolve(cli.file.as_deref())?;
-            let Loaded { cookbook, plan, .. } = load_reporting(&file, err)?;
-            let wanted = containers_named(&cookbook, containers)?;
-            let plan = if wanted.is_empty() {
-                plan.clone()
-            } else {
-                plan.restrict(&wanted)
-            };
-            let prints = fingerprints(&file, &cookbook, &plan)?;
-            // Each container once, in the order first named (`hash api api` prints api once).
-            let mut seen = std::collections::BTreeSet::new();
-            let shown: Vec<&Name> = if wanted.is_empty() {
-                prints.keys().collect()
-            } else {
-                wanted.iter().filter(|n| seen.insert(*n)).collect()
-            };
-            match format {
-                Format::Text => {
-                    for name in shown {
-                        let _ = writeln!(out, "{}  {name}", prints[name].input_hash());
-                    }
-                }
-                Format::Json => {
-                    let map: BTreeMap<&str, &str> = shown
-                        .iter()
-                        .map(|n| (n.as_str(), prints[*n].input_hash()))
-                        .collect();
-                    let doc = serde_json::json!({ "hash_version": hash::HASH_VERSION, "input_hashes": map });
-                    let _ = writeln!(out, "{}", serde_json::to_string_pretty(&doc).expect("JSON"));
-                }
-            }
-            // The process exits next: freeing one allocation per file (100,000s of them) one by
-            // one was a tenth of a warm run's time.
-            std::mem::forget(prints);
-            Ok(())
-        }
+        } => hash_command(cookbook, cli.file.as_deref(), *format, containers, out, err),
         Command::Explain {
             cookbook,
             container,
@@ -513,96 +470,20 @@ fn execute(cli: &Cli, out: &mut dyn Write, err: &mut dyn Write) -> Result<(), Er
             cookbook,
             container,
             output,
-        } => {
-            let file = cookbook.resolve(cli.file.as_deref())?;
-            let to_stdout = output.as_os_str() == "-";
-            if to_stdout && std::io::stdout().is_terminal() {
-                return Err(Error::Usage {
-                    message: "refusing to write a tar archive to a terminal".to_owned(),
-                    help: Some(format!(
-                        "redirect it (`cookbook context {container} -o - > {container}.tar`) or \
-                         name a file with `-o`"
-                    )),
-                });
-            }
-            let Loaded { cookbook, plan, .. } = load_reporting(&file, err)?;
-            let name = containers_named(&cookbook, std::slice::from_ref(container))?.remove(0);
-            let output = if !to_stdout && output.is_dir() {
-                output.join(format!("{name}.tar"))
-            } else {
-                output.clone()
-            };
-            if let Some(parent) = output.parent().filter(|p| !p.as_os_str().is_empty()) {
-                if !to_stdout && !parent.is_dir() {
-                    return Err(Error::Usage {
-                        message: format!(
-                            "cannot write {}: {}",
-                            output.display(),
-                            if parent.exists() {
-                                format!("{} is not a directory", parent.display())
-                            } else {
-                                format!("the directory {} does not exist", parent.display())
-                            }
-                        ),
-                        help: Some("create it first, or name an existing directory".to_owned()),
-                    });
-                }
-            }
-            let prints = fingerprints(&file, &cookbook, &plan.restrict([&name]))?;
-            let fp = &prints[&name];
-            if to_stdout {
-                context::tar::write(&fp.entries, &fp.digests, std::io::BufWriter::new(&mut *out))?;
-            } else {
-                context::tar::write_file(&fp.entries, &fp.digests, &output, true)?;
-                let bytes: u64 = fp.entries.iter().map(|e| e.size).sum();
-                let _ = writeln!(
-                    err,
-                    "wrote the context of {name} to {} ({} entries, {bytes} bytes of content, input hash {})",
-                    output.display(),
-                    fp.entries.len(),
-                    fp.input_hash()
-                );
-            }
-            Ok(())
-        }
-        Command::Apply { cookbook, args } => {
-            apply::run(&cookbook.resolve(cli.file.as_deref())?, args, out)
-        }
+        } => context_command(cookbook, cli.file.as_deref(), container, output, out, err),
+        Command::Apply { cookbook, args } => apply::run(
+            &cookbook.resolve(cli.file.as_deref())?,
+            args,
+            cli.quiet,
+            out,
+            err,
+        ),
         Command::Verify { cookbook, args } => {
             verify::run(&cookbook.resolve(cli.file.as_deref())?, args, out, err)
         }
         Command::Diff(args) => diff::run(args, cli.file.as_deref(), out),
         Command::Validate { cookbook, format } => {
-            let file = cookbook.resolve(cli.file.as_deref())?;
-            let Loaded { cookbook, plan, .. } = load_reporting(&file, err)?;
-            match format {
-                Format::Text => {
-                    let _ = writeln!(
-                        err,
-                        "{}: ok (format {}, {} in {}, {}, {})",
-                        locate::display_name(&file),
-                        cookbook.manifest_version,
-                        count(cookbook.containers.len(), "container"),
-                        count(plan.waves().len(), "wave"),
-                        count(cookbook.applications.len(), "application"),
-                        count(cookbook.sites.len(), "site")
-                    );
-                }
-                Format::Json => {
-                    let doc = serde_json::json!({
-                        "result": "ok",
-                        "file": locate::display_name(&file),
-                        "manifest_version": cookbook.manifest_version.to_string(),
-                        "containers": cookbook.containers.len(),
-                        "waves": plan.waves().len(),
-                        "applications": cookbook.applications.len(),
-                        "sites": cookbook.sites.len(),
-                        "errors": [],
-                    });
-                    let _ = writeln!(out, "{}", serde_json::to_string_pretty(&doc).expect("JSON"));
-                }
-            }
-            Ok(())
+            validate_command(cookbook, cli.file.as_deref(), *format, out, err)
         }
         Command::Plan {
             cookbook,
@@ -645,6 +526,151 @@ fn execute(cli: &Cli, out: &mut dyn Write, err: &mut dyn Write) -> Result<(), Er
         }
         Command::Init(args) => init::run(args, out, err),
     }
+}
+
+fn hash_command(
+    cookbook: &CookbookArg,
+    top: Option<&Path>,
+    format: Format,
+    containers: &[String],
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> Result<(), Error> {
+    let file = cookbook.resolve(top)?;
+    let Loaded { cookbook, plan, .. } = load_reporting(&file, err)?;
+    let wanted = containers_named(&cookbook, containers)?;
+    let plan = if wanted.is_empty() {
+        plan.clone()
+    } else {
+        plan.restrict(&wanted)
+    };
+    let prints = fingerprints(&file, &cookbook, &plan)?;
+    // Each container once, in the order first named (`hash api api` prints api once).
+    let mut seen = std::collections::BTreeSet::new();
+    let shown: Vec<&Name> = if wanted.is_empty() {
+        prints.keys().collect()
+    } else {
+        wanted.iter().filter(|n| seen.insert(*n)).collect()
+    };
+    match format {
+        Format::Text => {
+            for name in shown {
+                let _ = writeln!(out, "{}  {name}", prints[name].input_hash());
+            }
+        }
+        Format::Json => {
+            let map: BTreeMap<&str, &str> = shown
+                .iter()
+                .map(|n| (n.as_str(), prints[*n].input_hash()))
+                .collect();
+            let doc =
+                serde_json::json!({ "hash_version": hash::HASH_VERSION, "input_hashes": map });
+            let _ = writeln!(out, "{}", serde_json::to_string_pretty(&doc).expect("JSON"));
+        }
+    }
+    // The process exits next: freeing one allocation per file (100,000s of them) one by
+    // one was a tenth of a warm run's time.
+    std::mem::forget(prints);
+    Ok(())
+}
+
+fn context_command(
+    cookbook: &CookbookArg,
+    top: Option<&Path>,
+    container: &String,
+    output: &Path,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> Result<(), Error> {
+    let file = cookbook.resolve(top)?;
+    let to_stdout = output.as_os_str() == "-";
+    if to_stdout && std::io::stdout().is_terminal() {
+        return Err(Error::Usage {
+            message: "refusing to write a tar archive to a terminal".to_owned(),
+            help: Some(format!(
+                "redirect it (`cookbook context {container} -o - > {container}.tar`) or \
+                 name a file with `-o`"
+            )),
+        });
+    }
+    let Loaded { cookbook, plan, .. } = load_reporting(&file, err)?;
+    let name = containers_named(&cookbook, std::slice::from_ref(container))?.remove(0);
+    let output = if !to_stdout && output.is_dir() {
+        output.join(format!("{name}.tar"))
+    } else {
+        output.to_path_buf()
+    };
+    if let Some(parent) = output.parent().filter(|p| !p.as_os_str().is_empty()) {
+        if !to_stdout && !parent.is_dir() {
+            return Err(Error::Usage {
+                message: format!(
+                    "cannot write {}: {}",
+                    output.display(),
+                    if parent.exists() {
+                        format!("{} is not a directory", parent.display())
+                    } else {
+                        format!("the directory {} does not exist", parent.display())
+                    }
+                ),
+                help: Some("create it first, or name an existing directory".to_owned()),
+            });
+        }
+    }
+    let prints = fingerprints(&file, &cookbook, &plan.restrict([&name]))?;
+    let fp = &prints[&name];
+    if to_stdout {
+        context::tar::write(&fp.entries, &fp.digests, std::io::BufWriter::new(&mut *out))?;
+    } else {
+        context::tar::write_file(&fp.entries, &fp.digests, &output, true)?;
+        let bytes: u64 = fp.entries.iter().map(|e| e.size).sum();
+        let _ = writeln!(
+            err,
+            "wrote the context of {name} to {} ({} entries, {bytes} bytes of content, input hash {})",
+            output.display(),
+            fp.entries.len(),
+            fp.input_hash()
+        );
+    }
+    Ok(())
+}
+
+fn validate_command(
+    cookbook: &CookbookArg,
+    top: Option<&Path>,
+    format: Format,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> Result<(), Error> {
+    let file = cookbook.resolve(top)?;
+    let Loaded { cookbook, plan, .. } = load_reporting(&file, err)?;
+    match format {
+        Format::Text => {
+            let _ = writeln!(
+                err,
+                "{}: ok (format {}, {} in {}, {}, {})",
+                locate::display_name(&file),
+                cookbook.manifest_version,
+                count(cookbook.containers.len(), "container"),
+                count(plan.waves().len(), "wave"),
+                count(cookbook.applications.len(), "application"),
+                count(cookbook.sites.len(), "site")
+            );
+        }
+        Format::Json => {
+            let doc = serde_json::json!({
+                "result": "ok",
+                "file": locate::display_name(&file),
+                "manifest_version": cookbook.manifest_version.to_string(),
+                "containers": cookbook.containers.len(),
+                "waves": plan.waves().len(),
+                "applications": cookbook.applications.len(),
+                "sites": cookbook.sites.len(),
+                "errors": [],
+            });
+            let _ = writeln!(out, "{}", serde_json::to_string_pretty(&doc).expect("JSON"));
+        }
+    }
+    Ok(())
 }
 
 /// `1 container`, `2 containers`.

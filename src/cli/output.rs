@@ -125,63 +125,19 @@ pub fn schema(version: Option<&str>) -> Result<&'static str, Error> {
     }
 }
 
-/// The state directory's entries `clean` removes: caches and left-overs, never the sync state
-/// (`sync/` is a site's current checkout and its record).
-fn removable(name: &str) -> bool {
-    name.starts_with("stat-cache")
-        || name.starts_with(".stat-cache")
-        || name == "contexts"
-        || name == "explain"
-        || name.ends_with(".tmp")
-}
-
-/// `cookbook clean`: removes the caches in the cookbook's state directory.
+/// `cookbook clean`: removes the caches in the cookbook's state directory, and says what.
 pub fn clean(file: &Path, dry_run: bool, err: &mut dyn Write) -> Result<(), Error> {
     let dir = state::dir_for(file);
-    let entries = match std::fs::read_dir(&dir) {
-        Ok(e) => e,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            let _ = writeln!(
-                err,
-                "clean: nothing to remove ({} does not exist)",
-                dir.display()
-            );
-            return Ok(());
-        }
-        Err(source) => return Err(Error::Read { path: dir, source }),
-    };
-    let mut removed = Vec::new();
-    for entry in entries {
-        let entry = entry.map_err(|source| Error::Read {
-            path: dir.clone(),
-            source,
-        })?;
-        let name = entry.file_name();
-        let Some(name) = name.to_str().filter(|n| removable(n)) else {
-            continue;
-        };
-        let path = entry.path();
-        if !dry_run {
-            let result = if entry.file_type().is_ok_and(|t| t.is_dir()) {
-                std::fs::remove_dir_all(&path)
-            } else {
-                std::fs::remove_file(&path)
-            };
-            result.map_err(|source| Error::Write {
-                path: path.clone(),
-                source,
-            })?;
-        }
-        removed.push(name.to_owned());
-    }
-    removed.sort();
+    let removed = state::clean(&dir, dry_run).map_err(|e| match e {
+        state::CleanError::Read { path, source } => Error::Read { path, source },
+        state::CleanError::Remove { path, source } => Error::Write { path, source },
+    })?;
     let verb = if dry_run { "would remove" } else { "removed" };
     if removed.is_empty() {
         let _ = writeln!(err, "clean: nothing to remove in {}", dir.display());
-    } else {
-        for name in &removed {
-            let _ = writeln!(err, "{verb} {}", dir.join(name).display());
-        }
+    }
+    for path in &removed {
+        let _ = writeln!(err, "{verb} {}", path.display());
     }
     Ok(())
 }

@@ -68,13 +68,13 @@ pub struct ApplyRequest<'a> {
 
 /// Why an apply failed. Boxed so that the apply engine keeps its own structured error (the
 /// caller may downcast it); the state records its message.
-pub type ApplyError = Box<dyn std::error::Error + Send + Sync + 'static>;
+pub type ApplierError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
 /// The apply step of a round: the apply engine (issue 4) implements it.
 pub trait Applier {
     /// Applies `request.plan`. `Ok` means applied: the state records the revision as applied
     /// only then; on `Err` the next round retries the same revision.
-    fn apply(&mut self, request: &ApplyRequest<'_>) -> Result<(), ApplyError>;
+    fn apply(&mut self, request: &ApplyRequest<'_>) -> Result<(), ApplierError>;
 }
 
 /// Why a revision was not taken.
@@ -161,7 +161,7 @@ pub enum ApplyOutcome {
     Applied,
     /// The current revision had already been applied; nothing to do.
     AlreadyApplied,
-    Failed(ApplyError),
+    Failed(ApplierError),
 }
 
 /// The result of one round, for the CLI to render.

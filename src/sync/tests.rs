@@ -28,7 +28,7 @@ impl std::fmt::Display for InjectedFault {
 impl std::error::Error for InjectedFault {}
 
 impl Applier for FlakyApplier {
-    fn apply(&mut self, request: &ApplyRequest<'_>) -> Result<(), ApplyError> {
+    fn apply(&mut self, request: &ApplyRequest<'_>) -> Result<(), ApplierError> {
         self.calls += 1;
         self.last = Some((
             request.commit.to_owned(),
