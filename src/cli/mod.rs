@@ -13,6 +13,7 @@ use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
 mod apply;
 mod diff;
 pub mod locate;
+mod migrate;
 mod output;
 mod verify;
 
@@ -126,6 +127,15 @@ pub enum Command {
         #[command(flatten)]
         args: verify::VerifyArgs,
     },
+    /// Rewrite the cookbook in a newer format version (default: the latest); prints the result,
+    /// or replaces the file with --write. Input hashes do not change.
+    #[command(after_help = EXIT_CODES_HELP)]
+    Migrate {
+        #[command(flatten)]
+        cookbook: CookbookArg,
+        #[command(flatten)]
+        args: migrate::MigrateArgs,
+    },
     /// Print the JSON Schema of a cookbook format version (the one bundled in this binary).
     Schema {
         /// The format version [default: the latest]
@@ -238,6 +248,7 @@ impl Command {
             Command::Diff(_) => "diff",
             Command::Sync(_) => "sync",
             Command::Verify { .. } => "verify",
+            Command::Migrate { .. } => "migrate",
             Command::Schema { .. } => "schema",
             Command::Clean { .. } => "clean",
             Command::Completions { .. } => "completions",
@@ -259,6 +270,7 @@ impl Command {
             Command::Sync(args) => args.json_output(),
             Command::Explain { .. } => true,
             Command::Context { .. }
+            | Command::Migrate { .. }
             | Command::Schema { .. }
             | Command::Clean { .. }
             | Command::Completions { .. }
@@ -558,6 +570,9 @@ fn execute(cli: &Cli, out: &mut dyn Write, err: &mut dyn Write) -> Result<(), Er
             Ok(())
         }
         Command::Sync(args) => sync::execute(args, out, err),
+        Command::Migrate { cookbook, args } => {
+            migrate::run(&cookbook.resolve(cli.file.as_deref())?, args, out, err)
+        }
         Command::Schema { format_version } => {
             let _ = out.write_all(output::schema(format_version.as_deref())?.as_bytes());
             Ok(())

@@ -22,6 +22,8 @@ pub struct Cookbook {
     pub containers: BTreeMap<Name, Container>,
     pub packaging: Packaging,
     pub sites: BTreeMap<Name, Site>,
+    /// Format 1.1's deployment settings (defaults for a 1.0 cookbook); runtime only, never hashed.
+    pub lifecycle: crate::model::lifecycle::Lifecycle,
     /// The dependency plan of every container, sealed when the cookbook was checked.
     pub plan: Plan,
 }
@@ -173,7 +175,7 @@ struct Converter<'a> {
 
 /// A "did you mean" for a close name, else the list of known names when it is short enough to
 /// read, so that the help always says what would have been accepted.
-fn suggest<'n>(
+pub(crate) fn suggest<'n>(
     unknown: &str,
     kind: &str,
     known: impl Iterator<Item = &'n str> + Clone,
@@ -484,6 +486,8 @@ pub(crate) fn convert(wire: &CookbookWire) -> (Cookbook, Vec<Diagnostic>) {
         );
     }
 
+    let lifecycle =
+        crate::model::lifecycle::convert(wire, &containers, &sites, &mut cv.diagnostics);
     let (plan, plan_diagnostics) = Plan::build(&containers, &packaging.build_order);
     cv.diagnostics.extend(plan_diagnostics);
     let cookbook = Cookbook {
@@ -493,6 +497,7 @@ pub(crate) fn convert(wire: &CookbookWire) -> (Cookbook, Vec<Diagnostic>) {
         containers,
         packaging,
         sites,
+        lifecycle,
         plan,
     };
     (cookbook, cv.diagnostics)

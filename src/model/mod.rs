@@ -6,6 +6,7 @@
 //! Every problem is collected and located (line:column and JSON pointer) before returning.
 
 mod cookbook;
+pub mod lifecycle;
 mod name;
 mod relpath;
 pub mod wire;
@@ -99,6 +100,11 @@ impl Cookbook {
             }));
         }
 
+        // The model reads the latest version; it reports the version the author wrote.
+        let written_version = value
+            .get("manifest_version")
+            .and_then(serde_json::Value::as_str)
+            .map(str::to_owned);
         let result = schema::check(value).and_then(|latest| {
             serde_json::from_value::<wire::CookbookWire>(latest).map_err(|e| {
                 vec![Diagnostic::new(
@@ -110,7 +116,10 @@ impl Cookbook {
         });
         let cookbook = match result {
             Ok(wire) => {
-                let (cookbook, problems) = cookbook::convert(&wire);
+                let (mut cookbook, problems) = cookbook::convert(&wire);
+                if let Some(v) = written_version {
+                    cookbook.manifest_version = v;
+                }
                 diagnostics.extend(problems);
                 Some(cookbook)
             }
