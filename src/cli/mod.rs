@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
 
 mod apply;
+mod deploy;
 mod diff;
 pub mod locate;
 mod migrate;
@@ -126,6 +127,15 @@ pub enum Command {
         cookbook: CookbookArg,
         #[command(flatten)]
         args: verify::VerifyArgs,
+    },
+    /// Run the images pinned in cookbook.lock on a site's engine for one stage, wave by wave
+    /// bottom-up, each wave healthy before the next; unchanged containers are left running.
+    #[command(after_help = EXIT_CODES_HELP)]
+    Deploy {
+        #[command(flatten)]
+        cookbook: CookbookArg,
+        #[command(flatten)]
+        args: deploy::DeployArgs,
     },
     /// Rewrite the cookbook in a newer format version (default: the latest); prints the result,
     /// or replaces the file with --write. Input hashes do not change.
@@ -249,6 +259,7 @@ impl Command {
             Command::Sync(_) => "sync",
             Command::Verify { .. } => "verify",
             Command::Migrate { .. } => "migrate",
+            Command::Deploy { .. } => "deploy",
             Command::Schema { .. } => "schema",
             Command::Clean { .. } => "clean",
             Command::Completions { .. } => "completions",
@@ -266,6 +277,7 @@ impl Command {
             Command::Plan { format, .. } => matches!(format, PlanFormat::Json),
             Command::Apply { args, .. } => args.format == Format::Json,
             Command::Verify { args, .. } => args.format == Format::Json,
+            Command::Deploy { args, .. } => args.format == Format::Json,
             Command::Diff(args) => args.format == Format::Json,
             Command::Sync(args) => args.json_output(),
             Command::Explain { .. } => true,
@@ -570,6 +582,9 @@ fn execute(cli: &Cli, out: &mut dyn Write, err: &mut dyn Write) -> Result<(), Er
             Ok(())
         }
         Command::Sync(args) => sync::execute(args, out, err),
+        Command::Deploy { cookbook, args } => {
+            deploy::run(&cookbook.resolve(cli.file.as_deref())?, args, out)
+        }
         Command::Migrate { cookbook, args } => {
             migrate::run(&cookbook.resolve(cli.file.as_deref())?, args, out, err)
         }

@@ -1,0 +1,248 @@
+//! `cookbook deploy` against the real Docker engine, with the `stages` example (busybox `httpd`
+//! and `nc` services answering real health checks): waves start bottom-up, each healthy before the
+//! next; an unchanged deploy restarts nothing; a new image rolls out only its container; a failing
+//! health check stops the deploy at its wave. Refusals need no engine.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use common::{copy_example, run_in};
+use cookbook::engine::DockerEngine;
+
+/// A copy of the `stages` example under a project name of its own, so that concurrent test runs
+/// on the same engine never share containers; removes what it deployed when dropped.
+struct Project {
+    dir: tempfile::TempDir,
+    name: String,
+}
+
+impl Project {
+    fn new(tag: &str) -> Project {
+        let dir = tempfile::tempdir().unwrap();
+        copy_example("stages", dir.path());
+        let name = format!("stages-{tag}-{}", std::process::id());
+        edit(dir.path(), |doc| {
+            doc["project"]["name"] = name.clone().into()
+        });
+        Project { dir, name }
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn engine_state(&self) -> BTreeMap<String, (String, String, i64)> {
+        block_on(async {
+            let engine = DockerEngine::connect().await.unwrap();
+            let mut out = BTreeMap::new();
+            for c in ["db", "api", "web"] {
+                let name = format!("{}-dev-{c}-1", self.name);
+                if let Ok(info) = engine.client().inspect_container(&name, None).await {
+                    let state = info.state.unwrap();
+                    out.insert(
+                        c.to_owned(),
+                        (
+                            state.started_at.unwrap(),
+                            info.image.unwrap(),
+                            info.restart_count.unwrap_or(0),
+                        ),
+                    );
+                }
+            }
+            out
+        })
+    }
+}
+
+impl Drop for Project {
+    fn drop(&mut self) {
+        let name = self.name.clone();
+        block_on(async move {
+            let Ok(engine) = DockerEngine::connect().await else {
+                return;
+            };
+            let docker = engine.client();
+            for c in ["db", "api", "web"] {
+                let options = bollard::query_parameters::RemoveContainerOptions {
+                    force: true,
+                    ..Default::default()
+                };
+                let _ = docker
+                    .remove_container(&format!("{name}-dev-{c}-1"), Some(options))
+                    .await;
+            }
+            let _ = docker.remove_network(&format!("{name}-dev")).await;
+        });
+    }
+}
+
+fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(f)
+}
+
+fn edit(dir: &Path, change: impl FnOnce(&mut serde_json::Value)) {
+    let path = dir.join("cookbook.json");
+    let mut doc: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    change(&mut doc);
+    std::fs::write(&path, serde_json::to_string_pretty(&doc).unwrap()).unwrap();
+}
+
+fn services() -> bool {
+    if std::env::var_os("DOCKER_HOST").is_some_and(|h| !h.is_empty()) {
+        true
+    } else {
+        common::skip_or_fail();
+        false
+    }
+}
+
+fn deploy(dir: &Path) -> serde_json::Value {
+    let run = run_in(
+        dir,
+        &[
+            "deploy", "--site", "local", "--stage", "dev", "--format", "json",
+        ],
+    );
+    run.assert_code(0);
+    serde_json::from_str(&run.stdout).unwrap()
+}
+
+fn strings(v: &serde_json::Value) -> Vec<String> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s.as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[test]
+fn waves_start_bottom_up_and_converge() {
+    if !services() {
+        return;
+    }
+    let p = Project::new("conv");
+    run_in(p.path(), &["apply", "--no-push"]).assert_code(0);
+
+    // prod is entered by approval, which cannot be recorded yet: refused before the engine.
+    let run = run_in(p.path(), &["deploy", "--site", "local", "--stage", "prod"]);
+    run.assert_code(1);
+    assert_eq!(
+        run.stderr,
+        "error: stage `prod` is entered by rule `manual`: it needs a recorded approval, and this version of cookbook cannot record one yet\n"
+    );
+
+    let first = deploy(p.path());
+    let n = |c: &str| format!("{}-dev-{c}-1", p.name);
+    assert_eq!(
+        strings(&first["started"]),
+        vec![n("db"), n("api"), n("web")]
+    );
+    assert_eq!(first["network"], format!("{}-dev", p.name));
+    // The engine's own start times: db, then api, then web (RFC 3339 UTC with the same precision
+    // compare as text).
+    let state = p.engine_state();
+    assert!(state["db"].0 < state["api"].0, "{state:?}");
+    assert!(state["api"].0 < state["web"].0, "{state:?}");
+
+    // Unchanged: nothing restarts, and it is quick.
+    let started = std::time::Instant::now();
+    let second = deploy(p.path());
+    let unchanged_took = started.elapsed();
+    assert_eq!(strings(&second["started"]), Vec::<String>::new());
+    assert_eq!(
+        strings(&second["unchanged"]),
+        vec![n("db"), n("api"), n("web")]
+    );
+    assert_eq!(second["release"], first["release"]);
+    assert_eq!(p.engine_state(), state);
+    assert!(
+        unchanged_took < std::time::Duration::from_secs(5),
+        "an unchanged deploy took {unchanged_took:?}"
+    );
+
+    // A new web image: only web is recreated, running the lock's new image.
+    std::fs::write(p.path().join("services/web/index.html"), "<p>web v2</p>\n").unwrap();
+    run_in(p.path(), &["apply", "--no-push"]).assert_code(0);
+    let third = deploy(p.path());
+    assert_eq!(strings(&third["started"]), vec![n("web")]);
+    assert_ne!(third["release"], first["release"]);
+    let after = p.engine_state();
+    assert_eq!(after["db"], state["db"]);
+    assert_eq!(after["api"], state["api"]);
+    assert_ne!(after["web"].1, state["web"].1);
+    let lock: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(p.path().join("cookbook.lock")).unwrap())
+            .unwrap();
+    assert_eq!(after["web"].1, lock["containers"]["web"]["digest"]);
+}
+
+#[test]
+fn a_failing_health_check_stops_the_deploy_at_its_wave() {
+    if !services() {
+        return;
+    }
+    let p = Project::new("fail");
+    edit(p.path(), |doc| {
+        doc["containers"]["api"]["health"] = serde_json::json!({
+            "http": { "port": 8080, "path": "/missing.html" },
+            "interval": "200ms", "timeout": "1s", "retries": 2
+        });
+    });
+    run_in(p.path(), &["apply", "--no-push"]).assert_code(0);
+    let run = run_in(p.path(), &["deploy", "--site", "local", "--stage", "dev"]);
+    run.assert_code(1);
+    assert!(
+        run.stderr.ends_with(&format!(
+            " to local/dev stopped: wave 2: {}-dev-api-1 is not healthy: its health check failed\n",
+            p.name
+        )),
+        "{}",
+        run.context()
+    );
+    // Wave 3 never started.
+    let state = p.engine_state();
+    assert!(state.contains_key("db") && state.contains_key("api"));
+    assert!(!state.contains_key("web"), "{state:?}");
+}
+
+#[test]
+fn refusals() {
+    let p = Project::new("refuse");
+    let run = run_in(p.path(), &["deploy", "--site", "local", "--stage", "dev"]);
+    run.assert_code(2);
+    assert_eq!(
+        run.stderr,
+        "error: no cookbook.lock: nothing has been published yet\n  help: run `cookbook apply` first\n"
+    );
+    // A lock without web: not published yet (exit 1), before any engine is asked.
+    let lock = serde_json::json!({
+        "lock_version": 1, "hash_version": 1, "project": p.name,
+        "containers": { "db": { "input_hash": "00", "image": "x/db:1", "tags": [], "digest": "sha256:00" } }
+    });
+    std::fs::write(p.path().join("cookbook.lock"), lock.to_string()).unwrap();
+    let run = run_in(p.path(), &["deploy", "--site", "local", "--stage", "dev"]);
+    run.assert_code(1);
+    assert_eq!(
+        run.stderr,
+        "error: container `api` is not in cookbook.lock: it has not been published yet; run `cookbook apply` to build and publish it\n"
+    );
+    let run = run_in(p.path(), &["deploy", "--site", "local", "--stage", "qa"]);
+    run.assert_code(2);
+    assert_eq!(
+        run.stderr,
+        "error: unknown stage `qa`\n  help: stages: dev, prod\n"
+    );
+    let run = run_in(p.path(), &["deploy", "--site", "remote", "--stage", "dev"]);
+    run.assert_code(2);
+    assert_eq!(
+        run.stderr,
+        "error: unknown site `remote`\n  help: sites in this cookbook: local\n"
+    );
+}
