@@ -181,35 +181,136 @@ fn waves_start_bottom_up_and_converge() {
         serde_json::from_str(&std::fs::read_to_string(p.path().join("cookbook.lock")).unwrap())
             .unwrap();
     assert_eq!(after["web"].1, lock["containers"]["web"]["digest"]);
+
+    // Both releases are recorded, the new one current.
+    let releases = run_in(
+        p.path(),
+        &["releases", "--site", "local", "--format", "json"],
+    );
+    releases.assert_code(0);
+    let doc: serde_json::Value = serde_json::from_str(&releases.stdout).unwrap();
+    let dev = doc["stages"]["dev"].as_array().unwrap();
+    let ids: Vec<&str> = dev.iter().map(|r| r["release"].as_str().unwrap()).collect();
+    assert_eq!(
+        ids,
+        vec![
+            first["release"].as_str().unwrap(),
+            third["release"].as_str().unwrap()
+        ]
+    );
+    assert_eq!(dev[1]["current"], true);
+    assert_eq!(
+        dev[1]["containers"]["web"],
+        lock["containers"]["web"]["digest"]
+    );
+
+    // Rollback: the previous release's web comes back, nothing else restarts.
+    let run = run_in(
+        p.path(),
+        &[
+            "rollback", "--site", "local", "--stage", "dev", "--format", "json",
+        ],
+    );
+    run.assert_code(0);
+    let back: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+    assert_eq!(back["release"], first["release"]);
+    assert_eq!(back["rolled_back_from"], third["release"]);
+    assert_eq!(strings(&back["started"]), vec![n("web")]);
+    let restored = p.engine_state();
+    assert_eq!(restored["web"].1, state["web"].1);
+    assert_eq!(restored["api"], state["api"]);
+    // And forward again by name.
+    let to = third["release"].as_str().unwrap();
+    let run = run_in(
+        p.path(),
+        &["rollback", "--site", "local", "--stage", "dev", "--to", to],
+    );
+    run.assert_code(0);
+    assert_eq!(p.engine_state()["web"].1, after["web"].1);
+    let run = run_in(p.path(), &["releases", "--site", "local"]);
+    run.assert_code(0);
+    let lines: Vec<&str> = run.stdout.lines().collect();
+    assert_eq!(lines.len(), 5, "{}", run.stdout);
+    assert_eq!(lines[0], "local/dev:");
+    assert!(
+        lines[3].contains(&format!("(rolled back from {to})")),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        lines[4].starts_with(&format!("  * {to}  ")),
+        "{}",
+        run.stdout
+    );
+    let run = run_in(
+        p.path(),
+        &[
+            "rollback", "--site", "local", "--stage", "dev", "--to", "nope",
+        ],
+    );
+    run.assert_code(2);
 }
 
 #[test]
-fn a_failing_health_check_stops_the_deploy_at_its_wave() {
+fn a_failing_health_check_rolls_back_to_the_previous_release() {
     if !services() {
         return;
     }
     let p = Project::new("fail");
+    run_in(p.path(), &["apply", "--no-push"]).assert_code(0);
+    let good = deploy(p.path());
+    let state = p.engine_state();
+
+    // A release whose api never answers its health check.
     edit(p.path(), |doc| {
         doc["containers"]["api"]["health"] = serde_json::json!({
             "http": { "port": 8080, "path": "/missing.html" },
             "interval": "200ms", "timeout": "1s", "retries": 2
         });
     });
-    run_in(p.path(), &["apply", "--no-push"]).assert_code(0);
     let run = run_in(p.path(), &["deploy", "--site", "local", "--stage", "dev"]);
     run.assert_code(1);
+    let api = format!("{}-dev-api-1", p.name);
     assert!(
         run.stderr.ends_with(&format!(
-            " to local/dev stopped: wave 2: {}-dev-api-1 is not healthy: its health check failed\n",
-            p.name
+            " to local/dev stopped: wave 2: {api} is not healthy: its health check failed; rolled back to release {} (recreated: {api})\n",
+            good["release"].as_str().unwrap()
         )),
         "{}",
         run.context()
     );
-    // Wave 3 never started.
-    let state = p.engine_state();
-    assert!(state.contains_key("db") && state.contains_key("api"));
-    assert!(!state.contains_key("web"), "{state:?}");
+    // The previous api answers again; db and web (wave 3 never started) were not touched.
+    let after = p.engine_state();
+    assert_eq!(after["db"], state["db"]);
+    assert_eq!(after["web"], state["web"]);
+    assert_ne!(after["api"].0, state["api"].0, "api was recreated");
+    let restored = deploy_unchanged_after_restoring_the_cookbook(&p);
+    assert_eq!(restored["release"], good["release"]);
+    assert_eq!(strings(&restored["started"]), Vec::<String>::new());
+
+    // With `on_failure: none`, the failed release is left as it is.
+    edit(p.path(), |doc| {
+        doc["lifecycle"]["rollback"] = serde_json::json!({ "on_failure": "none" });
+        doc["containers"]["api"]["health"]["http"]["path"] = "/missing.html".into();
+    });
+    let run = run_in(p.path(), &["deploy", "--site", "local", "--stage", "dev"]);
+    run.assert_code(1);
+    assert!(
+        run.stderr
+            .ends_with("its health check failed; left as it is (on_failure: none)\n"),
+        "{}",
+        run.context()
+    );
+}
+
+/// Puts the example's api health check back and deploys: the restored release is what runs, so
+/// nothing changes.
+fn deploy_unchanged_after_restoring_the_cookbook(p: &Project) -> serde_json::Value {
+    edit(p.path(), |doc| {
+        doc["containers"]["api"]["health"]["http"]["path"] = "/index.html".into();
+        doc["containers"]["api"]["health"]["retries"] = 10.into();
+    });
+    deploy(p.path())
 }
 
 #[test]

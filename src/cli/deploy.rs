@@ -1,9 +1,11 @@
 //! `cookbook deploy --site S --stage ST`: runs the images pinned in cookbook.lock on the site's
-//! Docker engine, wave by wave, each wave healthy before the next.
+//! Docker engine, wave by wave, each wave healthy before the next; records the release, and rolls
+//! a failed deploy back to the stage's previous release (`on_failure: previous`).
+//! `cookbook rollback` restores a recorded release; `cookbook releases` lists them.
 //!
-//! The work is `deploy::desired` (pure) and `deploy::docker` (the engine); this module reads the
-//! cookbook and the lock, checks the stage's progression rule, connects to the site's target and
-//! prints the outcome.
+//! The work is `deploy::desired` (pure), `deploy::docker` (the engine) and `deploy::releases`
+//! (the records); this module reads the cookbook and the lock, checks the stage's progression
+//! rule, connects to the site's target and prints the outcome.
 
 use std::io::Write;
 use std::path::Path;
@@ -11,10 +13,13 @@ use std::path::Path;
 use crate::apply::lock::Lock;
 use crate::cli::{load, Format};
 use crate::deploy::desired::{desired, DesiredError};
-use crate::deploy::docker::{DeployError, Deployer};
+use crate::deploy::docker::{DeployError, Deployer, Outcome};
+use crate::deploy::releases::{now, Release, Releases};
 use crate::engine::DockerEngine;
 use crate::error::Error;
-use crate::model::lifecycle::{Progression, Target};
+use crate::model::lifecycle::{OnFailure, Progression, Target};
+use crate::model::{Cookbook, Name};
+use crate::state;
 
 #[derive(Debug, clap::Args)]
 pub struct DeployArgs {
@@ -71,44 +76,144 @@ pub fn run(file: &Path, args: &DeployArgs, out: &mut dyn Write) -> Result<(), Er
             rule.as_str()
         )));
     }
-    let host = match &cookbook.lifecycle.sites[&desired.site].target {
-        Some(Target::Docker { host }) => host.clone(),
-        None => {
-            return Err(Error::Usage {
-                message: format!("site `{}` has no target to deploy to", desired.site),
-                help: Some(
-                    "give it one in format 1.1: \"target\": {\"docker\": {\"host\": \"env\"}}"
-                        .to_owned(),
+    let host = target(&cookbook, &desired.site)?;
+    let records_path = Releases::path(&state::dir_for(file), desired.site.as_str());
+    let mut records = Releases::load(&records_path).map_err(|e| Error::Failed(e.to_string()))?;
+    let on_failure = cookbook.lifecycle.rollback.on_failure;
+    let result = runtime()?.block_on(async {
+        let engine = connect(&host).await?;
+        let deployer = Deployer::new(&engine);
+        let failure = match deployer.deploy(&desired).await {
+            Ok(outcome) => return Ok(outcome),
+            Err(DeployError::Engine(e)) => return Err(Error::Engine(e)),
+            Err(unhealthy) => format!(
+                "deploy of release {} to {}/{} stopped: {unhealthy}",
+                desired.release, desired.site, desired.stage
+            ),
+        };
+        let previous = records
+            .before(desired.stage.as_str(), &desired.release)
+            .cloned();
+        let message = match (on_failure, previous) {
+            (OnFailure::None, _) => format!("{failure}; left as it is (on_failure: none)"),
+            (OnFailure::Previous, None) => {
+                format!("{failure}; no earlier release of this stage to roll back to")
+            }
+            (OnFailure::Previous, Some(previous)) => match deployer.deploy(&previous.desired).await
+            {
+                Ok(restored) => {
+                    let back = Release {
+                        deployed_at: now(),
+                        rolled_back_from: Some(desired.release.clone()),
+                        ..previous.clone()
+                    };
+                    records.record(desired.stage.as_str(), back, keep(&cookbook));
+                    records
+                        .save(&records_path)
+                        .map_err(|e| Error::Failed(e.to_string()))?;
+                    format!(
+                        "{failure}; rolled back to release {} (recreated: {})",
+                        previous.release,
+                        names(&restored.started)
+                    )
+                }
+                Err(e) => format!(
+                    "{failure}; rolling back to release {} failed too: {e}",
+                    previous.release
                 ),
-            })
-        }
-    };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+            },
+        };
+        Err(Error::Failed(message))
+    });
+    let outcome = result?;
+    records.record(
+        desired.stage.as_str(),
+        Release {
+            release: desired.release.clone(),
+            deployed_at: now(),
+            rolled_back_from: None,
+            desired: desired.clone(),
+        },
+        keep(&cookbook),
+    );
+    records
+        .save(&records_path)
+        .map_err(|e| Error::Failed(e.to_string()))?;
+    print(out, args.format, "deployed", &desired, &outcome, None);
+    Ok(())
+}
+
+fn names(list: &[String]) -> String {
+    if list.is_empty() {
+        "none".to_owned()
+    } else {
+        list.join(", ")
+    }
+}
+
+fn keep(cookbook: &Cookbook) -> u32 {
+    cookbook.lifecycle.rollback.keep
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, Error> {
+    tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
-        .map_err(|e| Error::Failed(format!("cannot start the async runtime: {e}")))?;
-    let outcome = runtime.block_on(async {
-        let engine = if host == "env" {
-            DockerEngine::connect().await?
-        } else {
-            DockerEngine::connect_to(&host).await?
-        };
-        Deployer::new(&engine)
-            .deploy(&desired)
-            .await
-            .map_err(|e| match e {
-                DeployError::Engine(e) => Error::Engine(e),
-                unhealthy @ DeployError::Unhealthy { .. } => Error::Failed(format!(
-                    "deploy of release {} to {}/{} stopped: {unhealthy}",
-                    desired.release, desired.site, desired.stage
-                )),
-            })
-    })?;
-    match args.format {
+        .map_err(|e| Error::Failed(format!("cannot start the async runtime: {e}")))
+}
+
+async fn connect(host: &str) -> Result<DockerEngine, Error> {
+    Ok(if host == "env" {
+        DockerEngine::connect().await?
+    } else {
+        DockerEngine::connect_to(host).await?
+    })
+}
+
+/// The site's engine host, or a refusal when it has none.
+fn target(cookbook: &Cookbook, site: &Name) -> Result<String, Error> {
+    match &cookbook.lifecycle.sites[site].target {
+        Some(Target::Docker { host }) => Ok(host.clone()),
+        None => Err(Error::Usage {
+            message: format!("site `{site}` has no target to deploy to"),
+            help: Some(
+                "give it one in format 1.1: \"target\": {\"docker\": {\"host\": \"env\"}}"
+                    .to_owned(),
+            ),
+        }),
+    }
+}
+
+fn known_site(cookbook: &Cookbook, site: &str) -> Result<Name, Error> {
+    match cookbook.sites.get_key_value(site) {
+        Some((name, _)) => Ok(name.clone()),
+        None => Err(Error::Usage {
+            message: format!("unknown site `{site}`"),
+            help: listed(
+                "sites in this cookbook",
+                &cookbook
+                    .sites
+                    .keys()
+                    .map(Name::to_string)
+                    .collect::<Vec<_>>(),
+            ),
+        }),
+    }
+}
+
+fn print(
+    out: &mut dyn Write,
+    format: Format,
+    verb: &str,
+    desired: &crate::deploy::desired::Desired,
+    outcome: &Outcome,
+    rolled_back_from: Option<&str>,
+) {
+    match format {
         Format::Text => {
             let _ = writeln!(
                 out,
-                "deployed release {} of {} to {}/{}: {} started, {} unchanged, {} removed",
+                "{verb} release {} of {} to {}/{}: {} started, {} unchanged, {} removed",
                 outcome.release,
                 desired.project,
                 desired.site,
@@ -128,7 +233,7 @@ pub fn run(file: &Path, args: &DeployArgs, out: &mut dyn Write) -> Result<(), Er
             }
         }
         Format::Json => {
-            let doc = serde_json::json!({
+            let mut doc = serde_json::json!({
                 "result": "ok",
                 "project": desired.project.to_string(),
                 "site": desired.site.to_string(),
@@ -139,6 +244,166 @@ pub fn run(file: &Path, args: &DeployArgs, out: &mut dyn Write) -> Result<(), Er
                 "unchanged": outcome.unchanged,
                 "removed": outcome.removed,
             });
+            if let Some(from) = rolled_back_from {
+                doc["rolled_back_from"] = from.into();
+            }
+            let _ = writeln!(out, "{}", serde_json::to_string_pretty(&doc).expect("JSON"));
+        }
+    }
+}
+
+#[derive(Debug, clap::Args)]
+pub struct RollbackArgs {
+    /// The federation site
+    #[arg(long, value_name = "SITE")]
+    pub site: String,
+    /// The stage to roll back
+    #[arg(long, value_name = "STAGE")]
+    pub stage: String,
+    /// The release to restore [default: the one before the current]
+    #[arg(long, value_name = "RELEASE")]
+    pub to: Option<String>,
+    /// Output format
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+}
+
+/// `cookbook rollback`: deploys a recorded release again, exactly as it ran.
+pub fn rollback(file: &Path, args: &RollbackArgs, out: &mut dyn Write) -> Result<(), Error> {
+    let cookbook = load(file)?;
+    let site = known_site(&cookbook, &args.site)?;
+    let records_path = Releases::path(&state::dir_for(file), site.as_str());
+    let mut records = Releases::load(&records_path).map_err(|e| Error::Failed(e.to_string()))?;
+    let recorded: Vec<String> = records
+        .stages
+        .get(&args.stage)
+        .into_iter()
+        .flatten()
+        .map(|r| r.release.clone())
+        .collect();
+    let Some(current) = records.current(&args.stage).cloned() else {
+        return Err(Error::Usage {
+            message: format!(
+                "no release of stage `{}` is recorded for site `{site}`",
+                args.stage
+            ),
+            help: Some("`cookbook releases --site SITE` lists what is recorded".to_owned()),
+        });
+    };
+    let target_release = match &args.to {
+        Some(to) => records
+            .find(&args.stage, to)
+            .cloned()
+            .ok_or_else(|| Error::Usage {
+                message: format!("no release `{to}` recorded for {site}/{}", args.stage),
+                help: listed("recorded releases", &recorded),
+            })?,
+        None => records
+            .before(&args.stage, &current.release)
+            .cloned()
+            .ok_or_else(|| Error::Usage {
+                message: format!(
+                    "{site}/{} has no release before the current one ({})",
+                    args.stage, current.release
+                ),
+                help: None,
+            })?,
+    };
+    let host = target(&cookbook, &site)?;
+    let outcome = runtime()?.block_on(async {
+        let engine = connect(&host).await?;
+        Deployer::new(&engine)
+            .deploy(&target_release.desired)
+            .await
+            .map_err(|e| match e {
+                DeployError::Engine(e) => Error::Engine(e),
+                unhealthy => Error::Failed(format!(
+                    "rollback of {site}/{} to release {} stopped: {unhealthy}",
+                    args.stage, target_release.release
+                )),
+            })
+    })?;
+    records.record(
+        &args.stage,
+        Release {
+            deployed_at: now(),
+            rolled_back_from: Some(current.release.clone()),
+            ..target_release.clone()
+        },
+        keep(&cookbook),
+    );
+    records
+        .save(&records_path)
+        .map_err(|e| Error::Failed(e.to_string()))?;
+    print(
+        out,
+        args.format,
+        "restored",
+        &target_release.desired,
+        &outcome,
+        Some(&current.release),
+    );
+    Ok(())
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ReleasesArgs {
+    /// The federation site
+    #[arg(long, value_name = "SITE")]
+    pub site: String,
+    /// Output format
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+}
+
+/// `cookbook releases`: the recorded releases of a site, per stage, oldest first.
+pub fn releases(file: &Path, args: &ReleasesArgs, out: &mut dyn Write) -> Result<(), Error> {
+    let cookbook = load(file)?;
+    let site = known_site(&cookbook, &args.site)?;
+    let records = Releases::load(&Releases::path(&state::dir_for(file), site.as_str()))
+        .map_err(|e| Error::Failed(e.to_string()))?;
+    match args.format {
+        Format::Text => {
+            for (stage, list) in &records.stages {
+                let _ = writeln!(out, "{site}/{stage}:");
+                for (i, r) in list.iter().enumerate() {
+                    let mark = if i + 1 == list.len() { '*' } else { ' ' };
+                    let back = r
+                        .rolled_back_from
+                        .as_ref()
+                        .map(|f| format!("  (rolled back from {f})"))
+                        .unwrap_or_default();
+                    let _ = writeln!(out, "  {mark} {}  {}{back}", r.release, r.deployed_at);
+                }
+            }
+        }
+        Format::Json => {
+            let stages: serde_json::Map<String, serde_json::Value> = records
+                .stages
+                .iter()
+                .map(|(stage, list)| {
+                    let items = list
+                        .iter()
+                        .enumerate()
+                        .map(|(i, r)| {
+                            let containers: std::collections::BTreeMap<&str, &str> = r
+                                .desired
+                                .instances()
+                                .map(|i| (i.container.as_str(), i.digest.as_str()))
+                                .collect();
+                            serde_json::json!({
+                                "release": r.release,
+                                "deployed_at": r.deployed_at,
+                                "rolled_back_from": r.rolled_back_from,
+                                "current": i + 1 == list.len(),
+                                "containers": containers,
+                            })
+                        })
+                        .collect();
+                    (stage.clone(), serde_json::Value::Array(items))
+                })
+                .collect();
+            let doc = serde_json::json!({ "site": site.to_string(), "stages": stages });
             let _ = writeln!(out, "{}", serde_json::to_string_pretty(&doc).expect("JSON"));
         }
     }

@@ -137,6 +137,22 @@ pub enum Command {
         #[command(flatten)]
         args: deploy::DeployArgs,
     },
+    /// Deploy a recorded release of a stage again (default: the one before the current).
+    #[command(after_help = EXIT_CODES_HELP)]
+    Rollback {
+        #[command(flatten)]
+        cookbook: CookbookArg,
+        #[command(flatten)]
+        args: deploy::RollbackArgs,
+    },
+    /// List the releases recorded for a site, per stage (`*` marks the current one).
+    #[command(after_help = EXIT_CODES_HELP)]
+    Releases {
+        #[command(flatten)]
+        cookbook: CookbookArg,
+        #[command(flatten)]
+        args: deploy::ReleasesArgs,
+    },
     /// Rewrite the cookbook in a newer format version (default: the latest); prints the result,
     /// or replaces the file with --write. Input hashes do not change.
     #[command(after_help = EXIT_CODES_HELP)]
@@ -260,6 +276,8 @@ impl Command {
             Command::Verify { .. } => "verify",
             Command::Migrate { .. } => "migrate",
             Command::Deploy { .. } => "deploy",
+            Command::Rollback { .. } => "rollback",
+            Command::Releases { .. } => "releases",
             Command::Schema { .. } => "schema",
             Command::Clean { .. } => "clean",
             Command::Completions { .. } => "completions",
@@ -278,6 +296,8 @@ impl Command {
             Command::Apply { args, .. } => args.format == Format::Json,
             Command::Verify { args, .. } => args.format == Format::Json,
             Command::Deploy { args, .. } => args.format == Format::Json,
+            Command::Rollback { args, .. } => args.format == Format::Json,
+            Command::Releases { args, .. } => args.format == Format::Json,
             Command::Diff(args) => args.format == Format::Json,
             Command::Sync(args) => args.json_output(),
             Command::Explain { .. } => true,
@@ -584,6 +604,12 @@ fn execute(cli: &Cli, out: &mut dyn Write, err: &mut dyn Write) -> Result<(), Er
         Command::Sync(args) => sync::execute(args, out, err),
         Command::Deploy { cookbook, args } => {
             deploy::run(&cookbook.resolve(cli.file.as_deref())?, args, out)
+        }
+        Command::Rollback { cookbook, args } => {
+            deploy::rollback(&cookbook.resolve(cli.file.as_deref())?, args, out)
+        }
+        Command::Releases { cookbook, args } => {
+            deploy::releases(&cookbook.resolve(cli.file.as_deref())?, args, out)
         }
         Command::Migrate { cookbook, args } => {
             migrate::run(&cookbook.resolve(cli.file.as_deref())?, args, out, err)

@@ -12,6 +12,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
@@ -45,8 +46,8 @@ pub enum DesiredError {
     OtherProject { lock: String, cookbook: String },
 }
 
-/// What should run in one stage of one site.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// What should run in one stage of one site (also what a release record keeps, to restore it).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Desired {
     pub project: Name,
     pub site: Name,
@@ -60,7 +61,7 @@ pub struct Desired {
 }
 
 /// One container instance to run.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Instance {
     /// The cookbook's container.
     pub container: Name,

@@ -7,3 +7,4 @@
 
 pub mod desired;
 pub mod docker;
+pub mod releases;

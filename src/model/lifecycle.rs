@@ -15,6 +15,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
+use serde::{Deserialize, Serialize};
+
 use crate::diagnostic::{excerpt, pointer_push, Diagnostic};
 use crate::model::cookbook::{suggest, Container, Cookbook, Site};
 use crate::model::name::Name;
@@ -96,7 +98,7 @@ pub struct RuntimeOverride {
     pub memory: Option<i64>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct PublishedPort {
     /// The host address to bind, when given (`127.0.0.1:8080:80`).
@@ -104,7 +106,7 @@ pub struct PublishedPort {
     pub host: u16,
     pub container: u16,
     /// `tcp`, `udp` or `sctp`.
-    pub protocol: &'static str,
+    pub protocol: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -153,7 +155,7 @@ pub struct ContainerRuntime {
     pub health: Health,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct Health {
     pub probe: Probe,
@@ -165,7 +167,8 @@ pub struct Health {
     pub grace: Duration,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Probe {
     /// No probe: running and not restarting for the grace period.
     Running,
@@ -256,7 +259,7 @@ fn published(s: &str) -> Option<PublishedPort> {
         host_ip,
         host,
         container,
-        protocol,
+        protocol: protocol.to_owned(),
     })
 }
 
@@ -658,7 +661,7 @@ mod tests {
         let p = published("127.0.0.1:8080:80/udp").unwrap();
         assert_eq!(
             (p.host_ip.as_deref(), p.host, p.container, p.protocol),
-            (Some("127.0.0.1"), 8080, 80, "udp")
+            (Some("127.0.0.1"), 8080, 80, "udp".to_owned())
         );
         assert_eq!(published("0:80"), None);
         assert_eq!(published("999.1.1.1:80:80"), None);
