@@ -249,6 +249,75 @@ fn waves_start_bottom_up_and_converge() {
         ],
     );
     run.assert_code(2);
+
+    // Status: all in sync; then web replaced by hand is drift, and a deploy converges it back.
+    let status = |p: &Project| {
+        let run = run_in(
+            p.path(),
+            &[
+                "status", "--site", "local", "--stage", "dev", "--format", "json",
+            ],
+        );
+        run.assert_code(0);
+        serde_json::from_str::<serde_json::Value>(&run.stdout).unwrap()
+    };
+    let doc = status(&p);
+    assert_eq!(doc["in_sync"], true, "{doc}");
+    let rows = doc["containers"].as_array().unwrap();
+    assert_eq!(rows.len(), 3);
+    for row in rows {
+        assert_eq!(
+            (
+                row["state"].as_str(),
+                row["health"].as_str(),
+                row["drift"].as_bool()
+            ),
+            (Some("running"), Some("healthy"), Some(false)),
+            "{row}"
+        );
+    }
+    let web = n("web");
+    block_on(async {
+        let engine = DockerEngine::connect().await.unwrap();
+        let docker = engine.client();
+        let options = bollard::query_parameters::RemoveContainerOptions {
+            force: true,
+            ..Default::default()
+        };
+        docker.remove_container(&web, Some(options)).await.unwrap();
+        let body = bollard::models::ContainerCreateBody {
+            image: Some("cookbook-test/busybox:latest".to_owned()),
+            cmd: Some(vec!["sleep".to_owned(), "300".to_owned()]),
+            ..Default::default()
+        };
+        let options = bollard::query_parameters::CreateContainerOptions {
+            name: Some(web.clone()),
+            ..Default::default()
+        };
+        docker.create_container(Some(options), body).await.unwrap();
+        docker
+            .start_container(
+                &web,
+                None::<bollard::query_parameters::StartContainerOptions>,
+            )
+            .await
+            .unwrap();
+    });
+    let doc = status(&p);
+    assert_eq!(doc["in_sync"], false);
+    let drifted: Vec<&str> = doc["containers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["drift"] == true)
+        .map(|r| r["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(drifted, vec![web.as_str()]);
+    // The hand-made container has none of the labels, so it is not the stage's: deploy replaces it
+    // by name.
+    let fixed = deploy(p.path());
+    assert_eq!(strings(&fixed["started"]), vec![web.clone()]);
+    assert_eq!(status(&p)["in_sync"], true);
 }
 
 #[test]

@@ -409,3 +409,104 @@ pub fn releases(file: &Path, args: &ReleasesArgs, out: &mut dyn Write) -> Result
     }
     Ok(())
 }
+
+#[derive(Debug, clap::Args)]
+pub struct StatusArgs {
+    /// The federation site
+    #[arg(long, value_name = "SITE")]
+    pub site: String,
+    /// The stage
+    #[arg(long, value_name = "STAGE")]
+    pub stage: String,
+    /// Output format
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+}
+
+/// `cookbook status`: each container the lock wants in the stage, as the engine runs it. Drift and
+/// ill health are the answer, not a failure: the exit code is 0 whenever the engine answered.
+pub fn status(file: &Path, args: &StatusArgs, out: &mut dyn Write) -> Result<(), Error> {
+    let cookbook = load(file)?;
+    let lock_path = Lock::path_for(file);
+    let lock = Lock::read(&lock_path)
+        .map_err(|e| Error::Failed(e.to_string()))?
+        .ok_or_else(|| Error::Usage {
+            message: format!("no {}: nothing has been published yet", lock_path.display()),
+            help: Some("run `cookbook apply` first".to_owned()),
+        })?;
+    let desired = desired(&cookbook, &lock, &args.site, &args.stage).map_err(|e| Error::Usage {
+        message: e.to_string(),
+        help: None,
+    })?;
+    let host = target(&cookbook, &desired.site)?;
+    let list = runtime()?.block_on(async {
+        let engine = connect(&host).await?;
+        Deployer::new(&engine)
+            .status(&desired)
+            .await
+            .map_err(Error::Engine)
+    })?;
+    let uptime = |started: &Option<String>| {
+        started
+            .as_deref()
+            .and_then(|s| humantime::parse_rfc3339_weak(s).ok())
+            .and_then(|t| std::time::SystemTime::now().duration_since(t).ok())
+            .map(|d| {
+                humantime::format_duration(std::time::Duration::from_secs(d.as_secs())).to_string()
+            })
+    };
+    match args.format {
+        Format::Text => {
+            let _ = writeln!(
+                out,
+                "{}/{}/{} (lock release {})",
+                desired.project, desired.site, desired.stage, desired.release
+            );
+            let _ = writeln!(
+                out,
+                "  {:<28} {:<10} {:<10} {:>8}  {:<10} DRIFT",
+                "CONTAINER", "STATE", "HEALTH", "RESTARTS", "UPTIME"
+            );
+            for s in &list {
+                let _ = writeln!(
+                    out,
+                    "  {:<28} {:<10} {:<10} {:>8}  {:<10} {}",
+                    s.name,
+                    s.state,
+                    s.health,
+                    s.restarts,
+                    uptime(&s.started_at).unwrap_or_else(|| "-".to_owned()),
+                    if s.drift { "yes" } else { "no" }
+                );
+            }
+        }
+        Format::Json => {
+            let containers: Vec<serde_json::Value> = list
+                .iter()
+                .map(|s| {
+                    serde_json::json!({
+                        "name": s.name,
+                        "container": s.container,
+                        "state": s.state,
+                        "health": s.health,
+                        "restarts": s.restarts,
+                        "started_at": s.started_at,
+                        "desired_image": s.desired_image,
+                        "running_image": s.running_image,
+                        "drift": s.drift,
+                    })
+                })
+                .collect();
+            let doc = serde_json::json!({
+                "project": desired.project.to_string(),
+                "site": desired.site.to_string(),
+                "stage": desired.stage.to_string(),
+                "release": desired.release,
+                "in_sync": list.iter().all(|s| !s.drift && s.health != "unhealthy" && s.state == "running"),
+                "containers": containers,
+            });
+            let _ = writeln!(out, "{}", serde_json::to_string_pretty(&doc).expect("JSON"));
+        }
+    }
+    Ok(())
+}

@@ -153,6 +153,15 @@ pub enum Command {
         #[command(flatten)]
         args: deploy::ReleasesArgs,
     },
+    /// Show each container of a stage as the site's engine runs it: state, health, restarts,
+    /// uptime, and drift from the lock's image and the cookbook's runtime settings.
+    #[command(after_help = EXIT_CODES_HELP)]
+    Status {
+        #[command(flatten)]
+        cookbook: CookbookArg,
+        #[command(flatten)]
+        args: deploy::StatusArgs,
+    },
     /// Rewrite the cookbook in a newer format version (default: the latest); prints the result,
     /// or replaces the file with --write. Input hashes do not change.
     #[command(after_help = EXIT_CODES_HELP)]
@@ -276,6 +285,7 @@ impl Command {
             Command::Verify { .. } => "verify",
             Command::Migrate { .. } => "migrate",
             Command::Deploy { .. } => "deploy",
+            Command::Status { .. } => "status",
             Command::Rollback { .. } => "rollback",
             Command::Releases { .. } => "releases",
             Command::Schema { .. } => "schema",
@@ -296,6 +306,7 @@ impl Command {
             Command::Apply { args, .. } => args.format == Format::Json,
             Command::Verify { args, .. } => args.format == Format::Json,
             Command::Deploy { args, .. } => args.format == Format::Json,
+            Command::Status { args, .. } => args.format == Format::Json,
             Command::Rollback { args, .. } => args.format == Format::Json,
             Command::Releases { args, .. } => args.format == Format::Json,
             Command::Diff(args) => args.format == Format::Json,
@@ -604,6 +615,9 @@ fn execute(cli: &Cli, out: &mut dyn Write, err: &mut dyn Write) -> Result<(), Er
         Command::Sync(args) => sync::execute(args, out, err),
         Command::Deploy { cookbook, args } => {
             deploy::run(&cookbook.resolve(cli.file.as_deref())?, args, out)
+        }
+        Command::Status { cookbook, args } => {
+            deploy::status(&cookbook.resolve(cli.file.as_deref())?, args, out)
         }
         Command::Rollback { cookbook, args } => {
             deploy::rollback(&cookbook.resolve(cli.file.as_deref())?, args, out)

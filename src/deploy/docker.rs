@@ -52,6 +52,25 @@ pub struct Outcome {
     pub removed: Vec<String>,
 }
 
+/// What the engine says about one desired instance (`cookbook status`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InstanceStatus {
+    pub name: String,
+    pub container: String,
+    /// `missing` when the engine has no such container.
+    pub state: String,
+    /// `healthy`, `unhealthy`, `starting`, or `none` (no probe).
+    pub health: String,
+    pub restarts: i64,
+    pub started_at: Option<String>,
+    /// The image id the lock's digest resolves to on this engine (`None`: not there).
+    pub desired_image: Option<String>,
+    pub running_image: Option<String>,
+    /// The running container differs from the desired one: another image, or other runtime
+    /// settings (its config hash label), or it is missing.
+    pub drift: bool,
+}
+
 /// How often a wave's health is polled.
 const POLL: Duration = Duration::from_millis(100);
 
@@ -340,6 +359,84 @@ impl<'a> Deployer<'a> {
             }
             tokio::time::sleep(POLL).await;
         }
+    }
+
+    /// The image id a lock digest resolves to here, without pulling.
+    async fn local_image(&self, instance: &Instance) -> Option<String> {
+        let docker = self.engine.client();
+        let repository = instance
+            .image
+            .rsplit_once(':')
+            .filter(|(repo, tag)| !tag.contains('/') && !repo.is_empty())
+            .map_or(instance.image.as_str(), |(repo, _)| repo);
+        for candidate in [
+            format!("{repository}@{}", instance.digest),
+            instance.digest.clone(),
+        ] {
+            if let Ok(found) = docker.inspect_image(&candidate).await {
+                return found.id;
+            }
+        }
+        None
+    }
+
+    /// Each desired instance as the engine runs it.
+    pub async fn status(&self, desired: &Desired) -> Result<Vec<InstanceStatus>, EngineError> {
+        let mut out = Vec::new();
+        for instance in desired.instances() {
+            let desired_image = self.local_image(instance).await;
+            let status = match self
+                .engine
+                .client()
+                .inspect_container(&instance.name, None)
+                .await
+            {
+                Ok(info) => {
+                    let state = info.state.unwrap_or_default();
+                    let config = info
+                        .config
+                        .and_then(|c| c.labels)
+                        .and_then(|l| l.get(LABEL_CONFIG).cloned());
+                    let running_image = info.image;
+                    InstanceStatus {
+                        name: instance.name.clone(),
+                        container: instance.container.to_string(),
+                        state: state
+                            .status
+                            .map_or_else(|| "unknown".to_owned(), |s| s.to_string()),
+                        health: state
+                            .health
+                            .and_then(|h| h.status)
+                            .map(|h| h.to_string())
+                            .filter(|h| !h.is_empty())
+                            .unwrap_or_else(|| "none".to_owned()),
+                        restarts: info.restart_count.unwrap_or(0),
+                        started_at: state.started_at,
+                        drift: running_image.is_none()
+                            || running_image != desired_image
+                            || config.as_deref() != Some(&instance.config_hash),
+                        desired_image,
+                        running_image,
+                    }
+                }
+                Err(BollardError::DockerResponseServerError {
+                    status_code: 404, ..
+                }) => InstanceStatus {
+                    name: instance.name.clone(),
+                    container: instance.container.to_string(),
+                    state: "missing".to_owned(),
+                    health: "none".to_owned(),
+                    restarts: 0,
+                    started_at: None,
+                    desired_image,
+                    running_image: None,
+                    drift: true,
+                },
+                Err(e) => return Err(self.engine.classify_error("inspect container", e)),
+            };
+            out.push(status);
+        }
+        Ok(out)
     }
 
     /// Converges the engine to `desired`. On an unhealthy wave, stops there (what is already
