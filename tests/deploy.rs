@@ -416,3 +416,73 @@ fn refusals() {
         "error: unknown site `remote`\n  help: sites in this cookbook: local\n"
     );
 }
+
+#[test]
+fn a_deploy_killed_mid_wave_converges_on_the_next_run() {
+    if !services() {
+        return;
+    }
+    let p = Project::new("kill");
+    run_in(p.path(), &["apply", "--no-push"]).assert_code(0);
+    let mut child = std::process::Command::new(common::bin())
+        .args(["deploy", "--site", "local", "--stage", "dev"])
+        .current_dir(p.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // SIGKILL as soon as wave 2 has begun: api exists, web does not.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !p.engine_state().contains_key("api") {
+        assert!(std::time::Instant::now() < deadline, "api never appeared");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(!p.engine_state().contains_key("web"), "killed too late");
+
+    let run = deploy(p.path());
+    assert_eq!(run["release"].as_str().unwrap().len(), 12);
+    // Exactly one container per instance, all labelled as this stage's and healthy.
+    let names: Vec<String> = block_on(async {
+        let engine = DockerEngine::connect().await.unwrap();
+        let filters = std::collections::HashMap::from([(
+            "label".to_owned(),
+            vec![format!("io.cookbook.project={}", p.name)],
+        )]);
+        let options = bollard::query_parameters::ListContainersOptions {
+            all: true,
+            filters: Some(filters),
+            ..Default::default()
+        };
+        let mut names: Vec<String> = engine
+            .client()
+            .list_containers(Some(options))
+            .await
+            .unwrap()
+            .into_iter()
+            .flat_map(|c| c.names.unwrap_or_default())
+            .map(|n| n.trim_start_matches('/').to_owned())
+            .collect();
+        names.sort();
+        names
+    });
+    let n = |c: &str| format!("{}-dev-{c}-1", p.name);
+    assert_eq!(names, vec![n("api"), n("db"), n("web")]);
+    let status = run_in(
+        p.path(),
+        &[
+            "status", "--site", "local", "--stage", "dev", "--format", "json",
+        ],
+    );
+    status.assert_code(0);
+    let doc: serde_json::Value = serde_json::from_str(&status.stdout).unwrap();
+    assert_eq!(doc["in_sync"], true, "{doc}");
+    // The killed run recorded nothing; the converging one is the stage's only release.
+    let releases = run_in(
+        p.path(),
+        &["releases", "--site", "local", "--format", "json"],
+    );
+    let doc: serde_json::Value = serde_json::from_str(&releases.stdout).unwrap();
+    assert_eq!(doc["stages"]["dev"].as_array().unwrap().len(), 1);
+}
