@@ -111,7 +111,22 @@ fn deploy(dir: &Path) -> serde_json::Value {
         ],
     );
     run.assert_code(0);
-    serde_json::from_str(&run.stdout).unwrap()
+    json_answer(&run)
+}
+
+/// Parses a `--format json` answer and checks it against the published output schema.
+fn json_answer(run: &common::Run) -> serde_json::Value {
+    let doc: serde_json::Value = serde_json::from_str(&run.stdout)
+        .unwrap_or_else(|e| panic!("not JSON ({e})\n{}", run.context()));
+    let schema: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(common::repo_root().join("schemas/cookbook-output.schema.json"))
+            .unwrap(),
+    )
+    .unwrap();
+    let validator = jsonschema::draft202012::new(&schema).unwrap();
+    let problems: Vec<String> = validator.iter_errors(&doc).map(|e| e.to_string()).collect();
+    assert!(problems.is_empty(), "{problems:?}\n{}", run.context());
+    doc
 }
 
 fn strings(v: &serde_json::Value) -> Vec<String> {
@@ -188,7 +203,7 @@ fn waves_start_bottom_up_and_converge() {
         &["releases", "--site", "local", "--format", "json"],
     );
     releases.assert_code(0);
-    let doc: serde_json::Value = serde_json::from_str(&releases.stdout).unwrap();
+    let doc: serde_json::Value = json_answer(&releases);
     let dev = doc["stages"]["dev"].as_array().unwrap();
     let ids: Vec<&str> = dev.iter().map(|r| r["release"].as_str().unwrap()).collect();
     assert_eq!(
@@ -212,7 +227,7 @@ fn waves_start_bottom_up_and_converge() {
         ],
     );
     run.assert_code(0);
-    let back: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+    let back = json_answer(&run);
     assert_eq!(back["release"], first["release"]);
     assert_eq!(back["rolled_back_from"], third["release"]);
     assert_eq!(strings(&back["started"]), vec![n("web")]);
@@ -259,7 +274,7 @@ fn waves_start_bottom_up_and_converge() {
             ],
         );
         run.assert_code(0);
-        serde_json::from_str::<serde_json::Value>(&run.stdout).unwrap()
+        json_answer(&run)
     };
     let doc = status(&p);
     assert_eq!(doc["in_sync"], true, "{doc}");
@@ -476,13 +491,13 @@ fn a_deploy_killed_mid_wave_converges_on_the_next_run() {
         ],
     );
     status.assert_code(0);
-    let doc: serde_json::Value = serde_json::from_str(&status.stdout).unwrap();
+    let doc: serde_json::Value = json_answer(&status);
     assert_eq!(doc["in_sync"], true, "{doc}");
     // The killed run recorded nothing; the converging one is the stage's only release.
     let releases = run_in(
         p.path(),
         &["releases", "--site", "local", "--format", "json"],
     );
-    let doc: serde_json::Value = serde_json::from_str(&releases.stdout).unwrap();
+    let doc: serde_json::Value = json_answer(&releases);
     assert_eq!(doc["stages"]["dev"].as_array().unwrap().len(), 1);
 }
