@@ -501,3 +501,57 @@ fn a_deploy_killed_mid_wave_converges_on_the_next_run() {
     let doc: serde_json::Value = json_answer(&releases);
     assert_eq!(doc["stages"]["dev"].as_array().unwrap().len(), 1);
 }
+
+#[test]
+fn site_detect_speaks_the_capability_vocabulary_and_deploy_refuses_what_is_missing() {
+    if !services() {
+        return;
+    }
+    let p = Project::new("detect");
+    let run = run_in(p.path(), &["site", "detect", "--format", "json"]);
+    run.assert_code(0);
+    let doc: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+    // The engine runs on this machine: its architecture is ours, in Docker's platform names.
+    let arch = match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        other => other,
+    };
+    assert_eq!(doc["architecture"], arch);
+    assert!(doc["cores"].as_i64().unwrap() >= 1);
+    assert!(doc["memory_bytes"].as_i64().unwrap() > 0);
+    assert!(!doc["engine_version"].as_str().unwrap().is_empty());
+    assert!(doc["capabilities"]
+        .as_array()
+        .unwrap()
+        .contains(&serde_json::json!(arch)));
+    if doc["gpu"] == true {
+        eprintln!("SKIPPED the refusal half: this engine has a GPU runtime");
+        return;
+    }
+
+    // The site claims a GPU (and something unobservable, taken on its word).
+    edit(p.path(), |doc| {
+        doc["federation"]["sites"]["local"]["capabilities"] = serde_json::json!(["gpu", "ssd"]);
+    });
+    let run = run_in(
+        p.path(),
+        &["site", "detect", "--site", "local", "--format", "json"],
+    );
+    run.assert_code(0);
+    let doc: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+    assert_eq!(doc["missing"], serde_json::json!(["gpu"]));
+    let entry = serde_json::json!({ "input_hash": "00", "image": "x/y:1", "tags": [], "digest": "sha256:00" });
+    let lock = serde_json::json!({
+        "lock_version": 1, "hash_version": 1, "project": p.name,
+        "containers": { "db": entry, "api": entry, "web": entry }
+    });
+    std::fs::write(p.path().join("cookbook.lock"), lock.to_string()).unwrap();
+    let run = run_in(p.path(), &["deploy", "--site", "local", "--stage", "dev"]);
+    run.assert_code(1);
+    assert_eq!(
+        run.stderr,
+        format!("error: site `local` declares `gpu`, which its target does not have (it offers: {arch})\n")
+    );
+    assert!(p.engine_state().is_empty(), "nothing may start");
+}

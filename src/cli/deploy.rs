@@ -13,6 +13,7 @@ use std::path::Path;
 use crate::apply::lock::Lock;
 use crate::cli::{load, Format};
 use crate::deploy::desired::{desired, DesiredError};
+use crate::deploy::detect::Detected;
 use crate::deploy::docker::{DeployError, Deployer, Outcome};
 use crate::deploy::releases::{now, Release, Releases};
 use crate::engine::DockerEngine;
@@ -82,6 +83,7 @@ pub fn run(file: &Path, args: &DeployArgs, out: &mut dyn Write) -> Result<(), Er
     let on_failure = cookbook.lifecycle.rollback.on_failure;
     let result = runtime()?.block_on(async {
         let engine = connect(&host).await?;
+        check_capabilities(&engine, &cookbook, &desired.site).await?;
         let deployer = Deployer::new(&engine);
         let failure = match deployer.deploy(&desired).await {
             Ok(outcome) => return Ok(outcome),
@@ -312,6 +314,7 @@ pub fn rollback(file: &Path, args: &RollbackArgs, out: &mut dyn Write) -> Result
     let host = target(&cookbook, &site)?;
     let outcome = runtime()?.block_on(async {
         let engine = connect(&host).await?;
+        check_capabilities(&engine, &cookbook, &site).await?;
         Deployer::new(&engine)
             .deploy(&target_release.desired)
             .await
@@ -505,6 +508,147 @@ pub fn status(file: &Path, args: &StatusArgs, out: &mut dyn Write) -> Result<(),
                 "in_sync": list.iter().all(|s| !s.drift && s.health != "unhealthy" && s.state == "running"),
                 "containers": containers,
             });
+            let _ = writeln!(out, "{}", serde_json::to_string_pretty(&doc).expect("JSON"));
+        }
+    }
+    Ok(())
+}
+
+/// Refuses a site whose declared capabilities its engine is seen not to have.
+async fn check_capabilities(
+    engine: &DockerEngine,
+    cookbook: &Cookbook,
+    site: &Name,
+) -> Result<(), Error> {
+    let detected = detect(engine).await?;
+    let declared = &cookbook.lifecycle.sites[site].capabilities;
+    let missing = detected.missing(declared);
+    if missing.is_empty() {
+        return Ok(());
+    }
+    Err(Error::Failed(format!(
+        "site `{site}` declares {}, which its target does not have (it offers: {})",
+        missing
+            .iter()
+            .map(|m| format!("`{m}`"))
+            .collect::<Vec<_>>()
+            .join(", "),
+        detected
+            .capabilities()
+            .into_iter()
+            .collect::<Vec<_>>()
+            .join(", ")
+    )))
+}
+
+async fn detect(engine: &DockerEngine) -> Result<Detected, Error> {
+    let info = engine
+        .client()
+        .info()
+        .await
+        .map_err(|e| Error::Engine(engine.classify_error("info", e)))?;
+    Ok(Detected::from_info(&info))
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum SiteCommand {
+    /// Print what a site's engine offers, in the vocabulary of `capabilities`: architecture,
+    /// cores, memory, engine version, GPU. Without --site: the engine at DOCKER_HOST.
+    #[command(after_help = crate::error::EXIT_CODES_HELP)]
+    Detect {
+        #[command(flatten)]
+        cookbook: crate::cli::CookbookArg,
+        /// The federation site whose target to ask (and whose declared capabilities to check)
+        #[arg(long, value_name = "SITE")]
+        site: Option<String>,
+        /// Output format
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
+}
+
+impl SiteCommand {
+    pub fn json_output(&self) -> bool {
+        match self {
+            SiteCommand::Detect { format, .. } => *format == Format::Json,
+        }
+    }
+}
+
+/// `cookbook site detect`.
+pub fn site(command: &SiteCommand, top: Option<&Path>, out: &mut dyn Write) -> Result<(), Error> {
+    let SiteCommand::Detect {
+        cookbook,
+        site,
+        format,
+    } = command;
+    let site = match site {
+        Some(site) => {
+            let c = load(&cookbook.resolve(top)?)?;
+            let name = known_site(&c, site)?;
+            let host = target(&c, &name)?;
+            let declared = c.lifecycle.sites[&name].capabilities.clone();
+            Some((name, host, declared))
+        }
+        None => None,
+    };
+    let host = site
+        .as_ref()
+        .map_or("env", |(_, h, _)| h.as_str())
+        .to_owned();
+    let detected = runtime()?.block_on(async {
+        let engine = connect(&host).await?;
+        detect(&engine).await
+    })?;
+    let capabilities: Vec<String> = detected.capabilities().into_iter().collect();
+    let missing: Vec<&str> = site
+        .as_ref()
+        .map(|(_, _, declared)| detected.missing(declared))
+        .unwrap_or_default();
+    match format {
+        Format::Text => {
+            let gib = detected.memory_bytes as f64 / f64::from(1u32 << 30);
+            let _ = writeln!(out, "architecture  {}", detected.architecture);
+            let _ = writeln!(out, "cores         {}", detected.cores);
+            let _ = writeln!(
+                out,
+                "memory        {gib:.1} GiB ({} bytes)",
+                detected.memory_bytes
+            );
+            let _ = writeln!(
+                out,
+                "engine        {} ({})",
+                detected.engine_version, detected.os
+            );
+            let _ = writeln!(
+                out,
+                "gpu           {}",
+                if detected.gpu { "yes" } else { "no" }
+            );
+            let _ = writeln!(out, "capabilities  {}", capabilities.join(", "));
+            if let Some((name, _, declared)) = &site {
+                let declared: Vec<&str> = declared.iter().map(String::as_str).collect();
+                let _ = writeln!(out, "site {name} declares: {}", declared.join(", "));
+                if !missing.is_empty() {
+                    let _ = writeln!(out, "missing       {}", missing.join(", "));
+                }
+            }
+        }
+        Format::Json => {
+            let mut doc = serde_json::json!({
+                "architecture": detected.architecture,
+                "cores": detected.cores,
+                "memory_bytes": detected.memory_bytes,
+                "engine_version": detected.engine_version,
+                "os": detected.os,
+                "gpu": detected.gpu,
+                "capabilities": capabilities,
+            });
+            if let Some((name, _, declared)) = &site {
+                doc["site"] = name.to_string().into();
+                doc["declared"] = serde_json::json!(declared);
+                doc["missing"] = serde_json::json!(missing);
+            }
             let _ = writeln!(out, "{}", serde_json::to_string_pretty(&doc).expect("JSON"));
         }
     }

@@ -162,6 +162,11 @@ pub enum Command {
         #[command(flatten)]
         args: deploy::StatusArgs,
     },
+    /// Ask a site's engine what it offers (`site detect`).
+    Site {
+        #[command(subcommand)]
+        command: deploy::SiteCommand,
+    },
     /// Rewrite the cookbook in a newer format version (default: the latest); prints the result,
     /// or replaces the file with --write. Input hashes do not change.
     #[command(after_help = EXIT_CODES_HELP)]
@@ -285,6 +290,7 @@ impl Command {
             Command::Verify { .. } => "verify",
             Command::Migrate { .. } => "migrate",
             Command::Deploy { .. } => "deploy",
+            Command::Site { .. } => "site",
             Command::Status { .. } => "status",
             Command::Rollback { .. } => "rollback",
             Command::Releases { .. } => "releases",
@@ -306,6 +312,7 @@ impl Command {
             Command::Apply { args, .. } => args.format == Format::Json,
             Command::Verify { args, .. } => args.format == Format::Json,
             Command::Deploy { args, .. } => args.format == Format::Json,
+            Command::Site { command } => command.json_output(),
             Command::Status { args, .. } => args.format == Format::Json,
             Command::Rollback { args, .. } => args.format == Format::Json,
             Command::Releases { args, .. } => args.format == Format::Json,
@@ -616,6 +623,7 @@ fn execute(cli: &Cli, out: &mut dyn Write, err: &mut dyn Write) -> Result<(), Er
         Command::Deploy { cookbook, args } => {
             deploy::run(&cookbook.resolve(cli.file.as_deref())?, args, out)
         }
+        Command::Site { command } => deploy::site(command, cli.file.as_deref(), out),
         Command::Status { cookbook, args } => {
             deploy::status(&cookbook.resolve(cli.file.as_deref())?, args, out)
         }

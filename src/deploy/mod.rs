@@ -6,5 +6,6 @@
 //! Invariant: an instance whose image digest and runtime settings are unchanged is never touched.
 
 pub mod desired;
+pub mod detect;
 pub mod docker;
 pub mod releases;
