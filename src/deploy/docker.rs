@@ -25,7 +25,8 @@ use bollard::query_parameters::{
 use futures_util::StreamExt;
 
 use crate::deploy::desired::{
-    changes, Changes, Desired, Instance, Running, LABEL_CONFIG, LABEL_PROJECT, LABEL_STAGE,
+    changes, Changes, Desired, Instance, Running, LABEL_CONFIG, LABEL_PROJECT, LABEL_SITE,
+    LABEL_STAGE,
 };
 use crate::engine::{DockerEngine, EngineError};
 use crate::model::lifecycle::Probe;
@@ -133,13 +134,15 @@ impl<'a> Deployer<'a> {
         move |e| self.engine.classify_error(&operation, e)
     }
 
-    /// The engine's containers of this project and stage.
+    /// The engine's containers of this project, stage and site (another site deploying to the
+    /// same engine keeps its own: they are never this deploy's orphans).
     pub async fn running(&self, desired: &Desired) -> Result<Vec<Running>, EngineError> {
         let filters = HashMap::from([(
             "label".to_owned(),
             vec![
                 format!("{LABEL_PROJECT}={}", desired.project),
                 format!("{LABEL_STAGE}={}", desired.stage),
+                format!("{LABEL_SITE}={}", desired.site),
             ],
         )]);
         let list = self
