@@ -64,16 +64,18 @@ impl Drop for Project {
                 return;
             };
             let docker = engine.client();
-            for c in ["db", "api", "web"] {
-                let options = bollard::query_parameters::RemoveContainerOptions {
-                    force: true,
-                    ..Default::default()
-                };
-                let _ = docker
-                    .remove_container(&format!("{name}-dev-{c}-1"), Some(options))
-                    .await;
+            for stage in ["dev", "prod"] {
+                for c in ["db", "api", "web"] {
+                    let options = bollard::query_parameters::RemoveContainerOptions {
+                        force: true,
+                        ..Default::default()
+                    };
+                    let _ = docker
+                        .remove_container(&format!("{name}-{stage}-{c}-1"), Some(options))
+                        .await;
+                }
+                let _ = docker.remove_network(&format!("{name}-{stage}")).await;
             }
-            let _ = docker.remove_network(&format!("{name}-dev")).await;
         });
     }
 }
@@ -144,14 +146,6 @@ fn waves_start_bottom_up_and_converge() {
     }
     let p = Project::new("conv");
     run_in(p.path(), &["apply", "--no-push"]).assert_code(0);
-
-    // prod is entered by approval, which cannot be recorded yet: refused before the engine.
-    let run = run_in(p.path(), &["deploy", "--site", "local", "--stage", "prod"]);
-    run.assert_code(1);
-    assert_eq!(
-        run.stderr,
-        "error: stage `prod` is entered by rule `manual`: it needs a recorded approval, and this version of cookbook cannot record one yet\n"
-    );
 
     let first = deploy(p.path());
     let n = |c: &str| format!("{}-dev-{c}-1", p.name);
@@ -332,6 +326,50 @@ fn waves_start_bottom_up_and_converge() {
     // by name.
     let fixed = deploy(p.path());
     assert_eq!(strings(&fixed["started"]), vec![web.clone()]);
+    assert_eq!(status(&p)["in_sync"], true);
+
+    // prod is `manual`: refused without a person's approval of these images, promoted with one.
+    let promote = [
+        "promote", "--site", "local", "--from", "dev", "--to", "prod", "--format", "json",
+    ];
+    let run = run_in(p.path(), &promote);
+    run.assert_code(1);
+    assert!(
+        run.stderr.starts_with("error: stage `prod` is entered by rule `manual`: no approval by a person recorded for these images (images "),
+        "{}",
+        run.context()
+    );
+    assert!(run
+        .stderr
+        .ends_with("); record one with `cookbook approve --stage prod --by NAME`\n"));
+    // A CI approval is not a person's.
+    run_in(
+        p.path(),
+        &["approve", "--stage", "prod", "--by", "ci-job", "--ci"],
+    )
+    .assert_code(0);
+    run_in(p.path(), &promote).assert_code(1);
+    let run = run_in(p.path(), &["approve", "--stage", "prod", "--by", "alice"]);
+    run.assert_code(0);
+    assert!(
+        run.stdout.starts_with("approved images ")
+            && run.stdout.ends_with(" for stage prod by alice\n"),
+        "{}",
+        run.stdout
+    );
+    let run = run_in(p.path(), &promote);
+    run.assert_code(0);
+    let promoted = json_answer(&run);
+    assert_eq!(promoted["stage"], "prod");
+    assert_eq!(
+        strings(&promoted["started"]),
+        vec![
+            format!("{}-prod-db-1", p.name),
+            format!("{}-prod-api-1", p.name),
+            format!("{}-prod-web-1", p.name)
+        ]
+    );
+    // The dev stage was not touched.
     assert_eq!(status(&p)["in_sync"], true);
 }
 

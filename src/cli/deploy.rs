@@ -12,13 +12,14 @@ use std::path::Path;
 
 use crate::apply::lock::Lock;
 use crate::cli::{load, Format};
+use crate::deploy::approvals::{check_rule, images_id, Approval, Approvals};
 use crate::deploy::desired::{desired, DesiredError};
 use crate::deploy::detect::Detected;
 use crate::deploy::docker::{DeployError, Deployer, Outcome};
 use crate::deploy::releases::{now, Release, Releases};
 use crate::engine::DockerEngine;
 use crate::error::Error;
-use crate::model::lifecycle::{OnFailure, Progression, Target};
+use crate::model::lifecycle::{OnFailure, Target};
 use crate::model::{Cookbook, Name};
 use crate::state;
 
@@ -67,25 +68,29 @@ pub fn run(file: &Path, args: &DeployArgs, out: &mut dyn Write) -> Result<(), Er
         }
         DesiredError::OtherProject { .. } => Error::Failed(e.to_string()),
     })?;
-    // Approvals are not recorded yet (issue 13's `approve`): a stage that needs one is refused
-    // rather than entered without it.
-    let rule = cookbook.lifecycle.progression[&desired.stage];
-    if rule != Progression::Automatic {
-        return Err(Error::Failed(format!(
-            "stage `{}` is entered by rule `{}`: it needs a recorded approval, and this version of cookbook cannot record one yet",
-            desired.stage,
-            rule.as_str()
-        )));
-    }
-    let host = target(&cookbook, &desired.site)?;
+    converge(file, &cookbook, &desired, args.format, "deployed", out)
+}
+
+/// Checks the stage's rule and the site's capabilities, converges the engine to `desired`
+/// (rolling back on failure when the cookbook says so), records the release and prints it.
+fn converge(
+    file: &Path,
+    cookbook: &Cookbook,
+    desired: &crate::deploy::desired::Desired,
+    format: Format,
+    verb: &str,
+    out: &mut dyn Write,
+) -> Result<(), Error> {
+    check_progression(file, cookbook, desired)?;
+    let host = target(cookbook, &desired.site)?;
     let records_path = Releases::path(&state::dir_for(file), desired.site.as_str());
     let mut records = Releases::load(&records_path).map_err(|e| Error::Failed(e.to_string()))?;
     let on_failure = cookbook.lifecycle.rollback.on_failure;
     let result = runtime()?.block_on(async {
         let engine = connect(&host).await?;
-        check_capabilities(&engine, &cookbook, &desired.site).await?;
+        check_capabilities(&engine, cookbook, &desired.site).await?;
         let deployer = Deployer::new(&engine);
-        let failure = match deployer.deploy(&desired).await {
+        let failure = match deployer.deploy(desired).await {
             Ok(outcome) => return Ok(outcome),
             Err(DeployError::Engine(e)) => return Err(Error::Engine(e)),
             Err(unhealthy) => format!(
@@ -109,7 +114,7 @@ pub fn run(file: &Path, args: &DeployArgs, out: &mut dyn Write) -> Result<(), Er
                         rolled_back_from: Some(desired.release.clone()),
                         ..previous.clone()
                     };
-                    records.record(desired.stage.as_str(), back, keep(&cookbook));
+                    records.record(desired.stage.as_str(), back, keep(cookbook));
                     records
                         .save(&records_path)
                         .map_err(|e| Error::Failed(e.to_string()))?;
@@ -136,12 +141,12 @@ pub fn run(file: &Path, args: &DeployArgs, out: &mut dyn Write) -> Result<(), Er
             rolled_back_from: None,
             desired: desired.clone(),
         },
-        keep(&cookbook),
+        keep(cookbook),
     );
     records
         .save(&records_path)
         .map_err(|e| Error::Failed(e.to_string()))?;
-    print(out, args.format, "deployed", &desired, &outcome, None);
+    print(out, format, verb, desired, &outcome, None);
     Ok(())
 }
 
@@ -653,4 +658,172 @@ pub fn site(command: &SiteCommand, top: Option<&Path>, out: &mut dyn Write) -> R
         }
     }
     Ok(())
+}
+
+/// The release records of every site of the cookbook.
+fn all_records(file: &Path, cookbook: &Cookbook) -> Result<Vec<Releases>, Error> {
+    cookbook
+        .sites
+        .keys()
+        .map(|site| {
+            Releases::load(&Releases::path(&state::dir_for(file), site.as_str()))
+                .map_err(|e| Error::Failed(e.to_string()))
+        })
+        .collect()
+}
+
+/// Refuses (exit 1, naming the rule) a stage whose progression rule these images do not meet.
+fn check_progression(
+    file: &Path,
+    cookbook: &Cookbook,
+    desired: &crate::deploy::desired::Desired,
+) -> Result<(), Error> {
+    let digests: std::collections::BTreeMap<String, String> = desired
+        .instances()
+        .map(|i| (i.container.to_string(), i.digest.clone()))
+        .collect();
+    let approvals = Approvals::load(&Approvals::path(&state::dir_for(file)))
+        .map_err(|e| Error::Failed(e.to_string()))?;
+    let records = all_records(file, cookbook)?;
+    check_rule(
+        cookbook,
+        desired.stage.as_str(),
+        &digests,
+        &approvals,
+        &records,
+    )
+    .map(|_| ())
+    .map_err(Error::Failed)
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ApproveArgs {
+    /// The stage the approval lets the lock's images enter
+    #[arg(long, value_name = "STAGE")]
+    pub stage: String,
+    /// Who approves (a person, or the CI job's name with --ci)
+    #[arg(long, value_name = "NAME")]
+    pub by: String,
+    /// A CI approval (for `ci-approved` stages), e.g. after `cookbook verify` passed
+    #[arg(long)]
+    pub ci: bool,
+}
+
+/// `cookbook approve`: records an approval of the lock's images for a stage.
+pub fn approve(file: &Path, args: &ApproveArgs, out: &mut dyn Write) -> Result<(), Error> {
+    let cookbook = load(file)?;
+    if !cookbook.lifecycle.has_stage(&args.stage) {
+        return Err(Error::Usage {
+            message: format!("unknown stage `{}`", args.stage),
+            help: listed(
+                "stages",
+                &cookbook
+                    .lifecycle
+                    .stages
+                    .iter()
+                    .map(Name::to_string)
+                    .collect::<Vec<_>>(),
+            ),
+        });
+    }
+    if args.by.trim().is_empty() {
+        return Err(Error::Usage {
+            message: "--by needs a name".to_owned(),
+            help: None,
+        });
+    }
+    let lock_path = Lock::path_for(file);
+    let lock = Lock::read(&lock_path)
+        .map_err(|e| Error::Failed(e.to_string()))?
+        .ok_or_else(|| Error::Usage {
+            message: format!("no {}: nothing has been published yet", lock_path.display()),
+            help: Some("run `cookbook apply` first".to_owned()),
+        })?;
+    let digests: std::collections::BTreeMap<String, String> = lock
+        .containers
+        .iter()
+        .map(|(c, l)| (c.clone(), l.digest.clone()))
+        .collect();
+    let path = Approvals::path(&state::dir_for(file));
+    let mut approvals = Approvals::load(&path).map_err(|e| Error::Failed(e.to_string()))?;
+    let approval = Approval {
+        stage: args.stage.clone(),
+        images: images_id(&digests),
+        digests,
+        by: args.by.clone(),
+        ci: args.ci,
+        at: now(),
+    };
+    let _ = writeln!(
+        out,
+        "approved images {} for stage {} by {}{}",
+        approval.images,
+        approval.stage,
+        approval.by,
+        if approval.ci { " (CI)" } else { "" }
+    );
+    approvals.approvals.push(approval);
+    approvals
+        .save(&path)
+        .map_err(|e| Error::Failed(e.to_string()))?;
+    Ok(())
+}
+
+#[derive(Debug, clap::Args)]
+pub struct PromoteArgs {
+    /// The federation site
+    #[arg(long, value_name = "SITE")]
+    pub site: String,
+    /// The stage whose current release to promote
+    #[arg(long, value_name = "STAGE")]
+    pub from: String,
+    /// The stage to deploy it to (its progression rule must be met)
+    #[arg(long, value_name = "STAGE")]
+    pub to: String,
+    /// Output format
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+}
+
+/// `cookbook promote`: deploys the images of a stage's current (healthy, recorded) release to
+/// another stage, with that stage's runtime settings, if its rule is met.
+pub fn promote(file: &Path, args: &PromoteArgs, out: &mut dyn Write) -> Result<(), Error> {
+    let cookbook = load(file)?;
+    let site = known_site(&cookbook, &args.site)?;
+    let records = Releases::load(&Releases::path(&state::dir_for(file), site.as_str()))
+        .map_err(|e| Error::Failed(e.to_string()))?;
+    let Some(from) = records.current(&args.from) else {
+        return Err(Error::Usage {
+            message: format!(
+                "nothing is recorded in {site}/{}: deploy it there first",
+                args.from
+            ),
+            help: Some("`cookbook releases --site SITE` lists what is recorded".to_owned()),
+        });
+    };
+    // The promoted images are the ones that ran in `from`, whatever the lock says now.
+    let mut lock = Lock::new(cookbook.project.name.as_str());
+    for i in from.desired.instances() {
+        lock.containers.insert(
+            i.container.to_string(),
+            crate::apply::lock::LockedImage {
+                input_hash: String::new(),
+                image: i.image.clone(),
+                tags: Vec::new(),
+                digest: i.digest.clone(),
+            },
+        );
+    }
+    let desired = desired(&cookbook, &lock, site.as_str(), &args.to).map_err(|e| match &e {
+        DesiredError::UnknownStage { known, .. } => Error::Usage {
+            message: e.to_string(),
+            help: listed("stages", known),
+        },
+        DesiredError::StageNotServed { served, .. } => Error::Usage {
+            message: e.to_string(),
+            help: listed("it serves", served),
+        },
+        _ => Error::Failed(e.to_string()),
+    })?;
+    converge(file, &cookbook, &desired, args.format, "promoted", out)
 }

@@ -162,6 +162,23 @@ pub enum Command {
         #[command(flatten)]
         args: deploy::StatusArgs,
     },
+    /// Record an approval of cookbook.lock's images for a stage (`manual` stages need a person's,
+    /// `ci-approved` ones a CI job's, with --ci).
+    #[command(after_help = EXIT_CODES_HELP)]
+    Approve {
+        #[command(flatten)]
+        cookbook: CookbookArg,
+        #[command(flatten)]
+        args: deploy::ApproveArgs,
+    },
+    /// Deploy the images of a stage's current release to another stage, if its rule is met.
+    #[command(after_help = EXIT_CODES_HELP)]
+    Promote {
+        #[command(flatten)]
+        cookbook: CookbookArg,
+        #[command(flatten)]
+        args: deploy::PromoteArgs,
+    },
     /// Ask a site's engine what it offers (`site detect`).
     Site {
         #[command(subcommand)]
@@ -290,6 +307,8 @@ impl Command {
             Command::Verify { .. } => "verify",
             Command::Migrate { .. } => "migrate",
             Command::Deploy { .. } => "deploy",
+            Command::Approve { .. } => "approve",
+            Command::Promote { .. } => "promote",
             Command::Site { .. } => "site",
             Command::Status { .. } => "status",
             Command::Rollback { .. } => "rollback",
@@ -313,6 +332,7 @@ impl Command {
             Command::Verify { args, .. } => args.format == Format::Json,
             Command::Deploy { args, .. } => args.format == Format::Json,
             Command::Site { command } => command.json_output(),
+            Command::Promote { args, .. } => args.format == Format::Json,
             Command::Status { args, .. } => args.format == Format::Json,
             Command::Rollback { args, .. } => args.format == Format::Json,
             Command::Releases { args, .. } => args.format == Format::Json,
@@ -320,6 +340,7 @@ impl Command {
             Command::Sync(args) => args.json_output(),
             Command::Explain { .. } => true,
             Command::Context { .. }
+            | Command::Approve { .. }
             | Command::Migrate { .. }
             | Command::Schema { .. }
             | Command::Clean { .. }
@@ -622,6 +643,12 @@ fn execute(cli: &Cli, out: &mut dyn Write, err: &mut dyn Write) -> Result<(), Er
         Command::Sync(args) => sync::execute(args, out, err),
         Command::Deploy { cookbook, args } => {
             deploy::run(&cookbook.resolve(cli.file.as_deref())?, args, out)
+        }
+        Command::Promote { cookbook, args } => {
+            deploy::promote(&cookbook.resolve(cli.file.as_deref())?, args, out)
+        }
+        Command::Approve { cookbook, args } => {
+            deploy::approve(&cookbook.resolve(cli.file.as_deref())?, args, out)
         }
         Command::Site { command } => deploy::site(command, cli.file.as_deref(), out),
         Command::Status { cookbook, args } => {

@@ -5,6 +5,7 @@
 //! `docker` carries the changes out on the site's engine, each wave healthy before the next.
 //! Invariant: an instance whose image digest and runtime settings are unchanged is never touched.
 
+pub mod approvals;
 pub mod desired;
 pub mod detect;
 pub mod docker;
