@@ -12,6 +12,7 @@
 pub mod apply;
 pub mod cli;
 pub mod context;
+pub mod deploy;
 pub mod diagnostic;
 pub mod engine;
 pub mod error;

@@ -476,8 +476,12 @@ fn after_a_kill_9_mid_apply_the_next_apply_completes_with_a_valid_lock() {
         v["applications"]["api"]["build_commands"] =
             serde_json::json!([slow, "chmod 0755 serve.sh cgi-bin/orders"])
     });
+    // A SIGKILL leaves the run's temporary context tar behind (nothing runs after it): give the
+    // run a temp dir of its own so the test does not litter the machine's.
+    let tmp = tempfile::tempdir().unwrap();
     let mut child = shop
         .command(&["apply"])
+        .env("TMPDIR", tmp.path())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()

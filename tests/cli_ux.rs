@@ -430,13 +430,19 @@ fn man_page_and_schema() {
     run.assert_code(0);
     assert_eq!(
         run.stdout,
+        std::fs::read_to_string(repo_root().join("schemas/cookbook-1.1.schema.json")).unwrap()
+    );
+    let run = run_in(&repo_root(), &["schema", "--version", "1.0"]);
+    run.assert_code(0);
+    assert_eq!(
+        run.stdout,
         std::fs::read_to_string(repo_root().join("schemas/cookbook-1.0.schema.json")).unwrap()
     );
     let run = run_in(&repo_root(), &["schema", "--version", "0.9"]);
     run.assert_code(2);
     assert_eq!(
         run.stderr,
-        "error: unknown format version `0.9`\n  help: versions: 1.0\n"
+        "error: unknown format version `0.9`\n  help: versions: 1.0, 1.1\n"
     );
 }
 

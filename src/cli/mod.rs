@@ -11,10 +11,12 @@ use std::path::{Path, PathBuf};
 use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
 
 mod apply;
+mod deploy;
 mod diff;
 mod init;
 mod interrupt;
 pub mod locate;
+mod migrate;
 mod output;
 mod verify;
 
@@ -127,6 +129,71 @@ pub enum Command {
         cookbook: CookbookArg,
         #[command(flatten)]
         args: verify::VerifyArgs,
+    },
+    /// Run the images pinned in cookbook.lock on a site's engine for one stage, wave by wave
+    /// bottom-up, each wave healthy before the next; unchanged containers are left running.
+    #[command(after_help = EXIT_CODES_HELP)]
+    Deploy {
+        #[command(flatten)]
+        cookbook: CookbookArg,
+        #[command(flatten)]
+        args: deploy::DeployArgs,
+    },
+    /// Deploy a recorded release of a stage again (default: the one before the current).
+    #[command(after_help = EXIT_CODES_HELP)]
+    Rollback {
+        #[command(flatten)]
+        cookbook: CookbookArg,
+        #[command(flatten)]
+        args: deploy::RollbackArgs,
+    },
+    /// List the releases recorded for a site, per stage (`*` marks the current one).
+    #[command(after_help = EXIT_CODES_HELP)]
+    Releases {
+        #[command(flatten)]
+        cookbook: CookbookArg,
+        #[command(flatten)]
+        args: deploy::ReleasesArgs,
+    },
+    /// Show each container of a stage as the site's engine runs it: state, health, restarts,
+    /// uptime, and drift from the lock's image and the cookbook's runtime settings.
+    #[command(after_help = EXIT_CODES_HELP)]
+    Status {
+        #[command(flatten)]
+        cookbook: CookbookArg,
+        #[command(flatten)]
+        args: deploy::StatusArgs,
+    },
+    /// Record an approval of cookbook.lock's images for a stage (`manual` stages need a person's,
+    /// `ci-approved` ones a CI job's, with --ci).
+    #[command(after_help = EXIT_CODES_HELP)]
+    Approve {
+        #[command(flatten)]
+        cookbook: CookbookArg,
+        #[command(flatten)]
+        args: deploy::ApproveArgs,
+    },
+    /// Deploy the images of a stage's current release to another stage, if its rule is met.
+    #[command(after_help = EXIT_CODES_HELP)]
+    Promote {
+        #[command(flatten)]
+        cookbook: CookbookArg,
+        #[command(flatten)]
+        args: deploy::PromoteArgs,
+    },
+    /// Ask a site's engine what it offers (`site detect`).
+    Site {
+        #[command(subcommand)]
+        command: deploy::SiteCommand,
+    },
+    /// Rewrite the cookbook in a newer format version (default: the latest); prints the result,
+    /// or replaces the file with --write. Input hashes do not change.
+    #[command(after_help = EXIT_CODES_HELP)]
+    Migrate {
+        #[command(flatten)]
+        cookbook: CookbookArg,
+        #[command(flatten)]
+        args: migrate::MigrateArgs,
     },
     /// Print the JSON Schema of a cookbook format version (the one bundled in this binary).
     Schema {
@@ -267,6 +334,14 @@ impl Command {
             Command::Diff(_) => "diff",
             Command::Sync(_) => "sync",
             Command::Verify { .. } => "verify",
+            Command::Migrate { .. } => "migrate",
+            Command::Deploy { .. } => "deploy",
+            Command::Approve { .. } => "approve",
+            Command::Promote { .. } => "promote",
+            Command::Site { .. } => "site",
+            Command::Status { .. } => "status",
+            Command::Rollback { .. } => "rollback",
+            Command::Releases { .. } => "releases",
             Command::Schema { .. } => "schema",
             Command::Clean { .. } => "clean",
             Command::Completions { .. } => "completions",
@@ -285,11 +360,19 @@ impl Command {
             Command::Plan { format, .. } => matches!(format, PlanFormat::Json),
             Command::Apply { args, .. } => args.format == Format::Json,
             Command::Verify { args, .. } => args.format == Format::Json,
+            Command::Deploy { args, .. } => args.format == Format::Json,
+            Command::Site { command } => command.json_output(),
+            Command::Promote { args, .. } => args.format == Format::Json,
+            Command::Status { args, .. } => args.format == Format::Json,
+            Command::Rollback { args, .. } => args.format == Format::Json,
+            Command::Releases { args, .. } => args.format == Format::Json,
             Command::Diff(args) => args.format == Format::Json,
             Command::Init(args) => args.format == Format::Json,
             Command::Sync(args) => args.json_output(),
             Command::Explain { .. } => true,
             Command::Context { .. }
+            | Command::Approve { .. }
+            | Command::Migrate { .. }
             | Command::Schema { .. }
             | Command::Clean { .. }
             | Command::Completions { .. }
@@ -502,6 +585,28 @@ fn execute(cli: &Cli, out: &mut dyn Write, err: &mut dyn Write) -> Result<(), Er
             Ok(())
         }
         Command::Sync(args) => sync::execute(args, out, err),
+        Command::Deploy { cookbook, args } => {
+            deploy::run(&cookbook.resolve(cli.file.as_deref())?, args, out)
+        }
+        Command::Promote { cookbook, args } => {
+            deploy::promote(&cookbook.resolve(cli.file.as_deref())?, args, out)
+        }
+        Command::Approve { cookbook, args } => {
+            deploy::approve(&cookbook.resolve(cli.file.as_deref())?, args, out)
+        }
+        Command::Site { command } => deploy::site(command, cli.file.as_deref(), out),
+        Command::Status { cookbook, args } => {
+            deploy::status(&cookbook.resolve(cli.file.as_deref())?, args, out)
+        }
+        Command::Rollback { cookbook, args } => {
+            deploy::rollback(&cookbook.resolve(cli.file.as_deref())?, args, out)
+        }
+        Command::Releases { cookbook, args } => {
+            deploy::releases(&cookbook.resolve(cli.file.as_deref())?, args, out)
+        }
+        Command::Migrate { cookbook, args } => {
+            migrate::run(&cookbook.resolve(cli.file.as_deref())?, args, out, err)
+        }
         Command::Schema { format_version } => {
             let _ = out.write_all(output::schema(format_version.as_deref())?.as_bytes());
             Ok(())

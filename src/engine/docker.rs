@@ -118,6 +118,17 @@ impl DockerEngine {
         self
     }
 
+    /// The bollard client, for modules that speak other parts of the API (deploy: containers and
+    /// networks).
+    pub fn client(&self) -> &Docker {
+        &self.docker
+    }
+
+    /// An error of `operation` on this engine, classified like this module's own.
+    pub fn classify_error(&self, operation: &str, error: BollardError) -> EngineError {
+        classify(&self.endpoint, operation, error)
+    }
+
     /// The negotiated API version, `1.41` on Docker 20.10.
     pub fn api_version(&self) -> String {
         let v = self.docker.client_version();

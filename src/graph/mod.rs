@@ -336,17 +336,6 @@ impl Plan {
         self.nodes.is_empty()
     }
 
-    pub fn contains(&self, name: &str) -> bool {
-        self.nodes.contains_key(name)
-    }
-
-    /// The 0-based wave of a container.
-    pub fn wave_of(&self, name: &str) -> Option<usize> {
-        self.waves
-            .iter()
-            .position(|w| w.iter().any(|n| n.as_str() == name))
-    }
-
     /// What a container needs, sorted by name.
     pub fn needs(&self, name: &str) -> Vec<(&Name, EdgeKinds)> {
         let Some(&n) = self.nodes.get(name) else {
@@ -356,20 +345,6 @@ impl Plan {
             .graph
             .edges_directed(n, Direction::Outgoing)
             .map(|e| (&self.graph[e.target()], *e.weight()))
-            .collect();
-        v.sort_by(|a, b| a.0.cmp(b.0));
-        v
-    }
-
-    /// The containers that need this one, directly, sorted by name.
-    pub fn needed_by(&self, name: &str) -> Vec<(&Name, EdgeKinds)> {
-        let Some(&n) = self.nodes.get(name) else {
-            return Vec::new();
-        };
-        let mut v: Vec<(&Name, EdgeKinds)> = self
-            .graph
-            .edges_directed(n, Direction::Incoming)
-            .map(|e| (&self.graph[e.source()], *e.weight()))
             .collect();
         v.sort_by(|a, b| a.0.cmp(b.0));
         v

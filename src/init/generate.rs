@@ -8,7 +8,7 @@
 //! go.mod, `rust-version`) picks that line instead; `--base LANG=IMAGE` overrides both.
 //!
 //! The document is serialized from typed structs (field order is the README's order) and then
-//! parsed by [`Cookbook::parse`]: a document that does not validate is an error, never output.
+//! parsed by [`crate::load::parse`]: a document that does not validate is an error, never output.
 
 use std::collections::BTreeMap;
 

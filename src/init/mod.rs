@@ -1,7 +1,7 @@
 //! `cookbook init`: a project directory in, a valid cookbook (and Dockerfiles where needed) out.
 //!
 //! Place in the pipeline: before it. `init` writes the file that `parse` later reads, and checks
-//! its own output through that same parser ([`crate::model::Cookbook::parse`]) before returning
+//! its own output through that same parser ([`crate::load::parse`]) before returning
 //! it, so what it prints always validates.
 //!
 //! Three steps, only the first touching the file system:

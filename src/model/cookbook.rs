@@ -27,6 +27,8 @@ pub struct Cookbook {
     pub containers: BTreeMap<Name, Container>,
     pub packaging: Packaging,
     pub sites: BTreeMap<Name, Site>,
+    /// Format 1.1's deployment settings (defaults for a 1.0 cookbook); runtime only, never hashed.
+    pub lifecycle: crate::model::lifecycle::Lifecycle,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -293,7 +295,7 @@ struct Converter<'a> {
 
 /// A "did you mean" for a close name, else the list of known names when it is short enough to
 /// read, so that the help always says what would have been accepted.
-fn suggest<'n>(
+pub(crate) fn suggest<'n>(
     unknown: &str,
     kind: &str,
     known: impl Iterator<Item = &'n str> + Clone,
@@ -717,6 +719,8 @@ pub(crate) fn convert(wire: &CookbookWire) -> (Cookbook, Vec<Diagnostic>) {
         );
     }
 
+    let lifecycle =
+        crate::model::lifecycle::convert(wire, &containers, &sites, &mut cv.diagnostics);
     let cookbook = Cookbook {
         manifest_version: wire.manifest_version.clone(),
         project,
@@ -724,6 +728,7 @@ pub(crate) fn convert(wire: &CookbookWire) -> (Cookbook, Vec<Diagnostic>) {
         containers,
         packaging,
         sites,
+        lifecycle,
     };
     (cookbook, cv.diagnostics)
 }

@@ -7,6 +7,7 @@
 
 mod cookbook;
 pub(crate) use cookbook::convert;
+pub mod lifecycle;
 mod name;
 mod relpath;
 pub mod wire;

@@ -21,9 +21,8 @@ pub struct CookbookWire {
     #[serde(default)]
     pub packaging: PackagingWire,
     pub federation: Option<FederationWire>,
-    /// Format 1.0 reserves `lifecycle` as an empty placeholder (the schema refuses any content);
-    /// it is read only so that the two stay in step.
-    pub lifecycle: Option<serde_json::Map<String, Value>>,
+    /// Format 1.1: stages, progression, checkpoints, rollback, per-stage runtime settings.
+    pub lifecycle: Option<LifecycleWire>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -89,6 +88,11 @@ pub struct ContainerWire {
     pub ci_name: Option<String>,
     #[serde(default)]
     pub ci_capabilities: Vec<String>,
+    /// Format 1.1 (runtime only, never hashed): capabilities a site must offer.
+    #[serde(default)]
+    pub require: Vec<String>,
+    /// Format 1.1 (runtime only, never hashed): how to tell the container is healthy.
+    pub health: Option<HealthWire>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -113,4 +117,104 @@ pub struct FederationWire {
 #[serde(deny_unknown_fields)]
 pub struct SiteWire {
     pub containers: Vec<String>,
+    /// Format 1.1: where and what the site is.
+    #[serde(rename = "type")]
+    pub kind: Option<String>,
+    pub target: Option<TargetWire>,
+    #[serde(default)]
+    pub stages: Vec<String>,
+    #[serde(default)]
+    pub capabilities: Vec<String>,
+    #[serde(default)]
+    pub schedule: Vec<WindowWire>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TargetWire {
+    pub docker: DockerTargetWire,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DockerTargetWire {
+    pub host: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WindowWire {
+    #[serde(default)]
+    pub days: Vec<String>,
+    pub from: String,
+    pub to: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HealthWire {
+    pub command: Option<RunCommandWire>,
+    pub http: Option<HttpProbeWire>,
+    pub tcp: Option<TcpProbeWire>,
+    pub interval: Option<String>,
+    pub timeout: Option<String>,
+    pub retries: Option<u32>,
+    pub grace: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpProbeWire {
+    pub port: u16,
+    pub path: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TcpProbeWire {
+    pub port: u16,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LifecycleWire {
+    pub stages: Option<Vec<String>>,
+    #[serde(default)]
+    pub progression: BTreeMap<String, String>,
+    pub checkpoint: Option<String>,
+    pub rollback: Option<RollbackWire>,
+    #[serde(default)]
+    pub stage_config: BTreeMap<String, StageConfigWire>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RollbackWire {
+    pub on_failure: Option<String>,
+    pub keep: Option<u32>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StageConfigWire {
+    #[serde(default)]
+    pub containers: BTreeMap<String, RuntimeWire>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuntimeWire {
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    #[serde(default)]
+    pub ports: Vec<String>,
+    pub replicas: Option<u32>,
+    pub resources: Option<ResourcesWire>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResourcesWire {
+    pub cpus: Option<f64>,
+    pub memory: Option<String>,
 }

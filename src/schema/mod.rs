@@ -8,7 +8,7 @@
 //! fixtures). Nothing downstream changes except the wire types gaining the new fields.
 
 mod messages;
-mod migrate;
+pub mod migrate;
 pub mod span;
 
 use std::sync::OnceLock;
@@ -27,11 +27,18 @@ pub struct FormatVersion {
 }
 
 /// Every supported version, oldest first; the last one is what the model reads.
-pub const VERSIONS: &[FormatVersion] = &[FormatVersion {
-    name: "1.0",
-    schema: include_str!("../../schemas/cookbook-1.0.schema.json"),
-    migrate_to_next: None,
-}];
+pub const VERSIONS: &[FormatVersion] = &[
+    FormatVersion {
+        name: "1.0",
+        schema: include_str!("../../schemas/cookbook-1.0.schema.json"),
+        migrate_to_next: Some(migrate::v1_0_to_v1_1),
+    },
+    FormatVersion {
+        name: "1.1",
+        schema: include_str!("../../schemas/cookbook-1.1.schema.json"),
+        migrate_to_next: None,
+    },
+];
 
 pub fn latest() -> &'static FormatVersion {
     VERSIONS.last().expect("at least one format version")

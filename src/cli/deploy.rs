@@ -1,0 +1,835 @@
+//! `cookbook deploy --site S --stage ST`: runs the images pinned in cookbook.lock on the site's
+//! Docker engine, wave by wave, each wave healthy before the next; records the release, and rolls
+//! a failed deploy back to the stage's previous release (`on_failure: previous`).
+//! `cookbook rollback` restores a recorded release; `cookbook releases` lists them.
+//!
+//! The work is `deploy::desired` (pure), `deploy::docker` (the engine) and `deploy::releases`
+//! (the records); this module reads the cookbook and the lock, checks the stage's progression
+//! rule, connects to the site's target and prints the outcome.
+
+use std::io::Write;
+use std::path::Path;
+
+use crate::cli::{load, Format};
+use crate::deploy::approvals::{check_rule, images_id, Approval, Approvals};
+use crate::deploy::desired::{desired, DesiredError};
+use crate::deploy::detect::Detected;
+use crate::deploy::docker::{DeployError, Deployer, Outcome};
+use crate::deploy::releases::{now, Release, Releases};
+use crate::engine::DockerEngine;
+use crate::error::Error;
+use crate::load::Loaded;
+use crate::model::lifecycle::{OnFailure, Target};
+use crate::model::{Cookbook, Name};
+use crate::state;
+use crate::state::lock::Lock;
+
+#[derive(Debug, clap::Args)]
+pub struct DeployArgs {
+    /// The federation site to deploy to (its `target` names the engine)
+    #[arg(long, value_name = "SITE")]
+    pub site: String,
+    /// The lifecycle stage to deploy
+    #[arg(long, value_name = "STAGE")]
+    pub stage: String,
+    /// Output format
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+}
+
+fn listed(what: &str, names: &[String]) -> Option<String> {
+    (!names.is_empty()).then(|| format!("{what}: {}", names.join(", ")))
+}
+
+pub fn run(file: &Path, args: &DeployArgs, out: &mut dyn Write) -> Result<(), Error> {
+    let Loaded { cookbook, plan, .. } = load(file)?;
+    let lock_path = Lock::path_for(file);
+    let lock = Lock::read(&lock_path)
+        .map_err(|e| Error::Failed(e.to_string()))?
+        .ok_or_else(|| Error::Usage {
+            message: format!("no {}: nothing has been published yet", lock_path.display()),
+            help: Some("run `cookbook apply` first".to_owned()),
+        })?;
+    let desired =
+        desired(&cookbook, &plan, &lock, &args.site, &args.stage).map_err(|e| match &e {
+            DesiredError::UnknownSite { known, .. } => Error::Usage {
+                message: e.to_string(),
+                help: listed("sites in this cookbook", known),
+            },
+            DesiredError::UnknownStage { known, .. } => Error::Usage {
+                message: e.to_string(),
+                help: listed("stages", known),
+            },
+            DesiredError::StageNotServed { served, .. } => Error::Usage {
+                message: e.to_string(),
+                help: listed("it serves", served),
+            },
+            // The request is fine; what it needs is not there yet: the work fails (exit 1).
+            DesiredError::NotPublished { .. } => {
+                Error::Failed(format!("{e}; run `cookbook apply` to build and publish it"))
+            }
+            DesiredError::OtherProject { .. } => Error::Failed(e.to_string()),
+        })?;
+    converge(file, &cookbook, &desired, args.format, "deployed", out)
+}
+
+/// Checks the stage's rule and the site's capabilities, converges the engine to `desired`
+/// (rolling back on failure when the cookbook says so), records the release and prints it.
+fn converge(
+    file: &Path,
+    cookbook: &Cookbook,
+    desired: &crate::deploy::desired::Desired,
+    format: Format,
+    verb: &str,
+    out: &mut dyn Write,
+) -> Result<(), Error> {
+    check_progression(file, cookbook, desired)?;
+    let host = target(cookbook, &desired.site)?;
+    let records_path = Releases::path(&state::dir_for(file), desired.site.as_str());
+    let mut records = Releases::load(&records_path).map_err(|e| Error::Failed(e.to_string()))?;
+    let on_failure = cookbook.lifecycle.rollback.on_failure;
+    let result = runtime()?.block_on(async {
+        let engine = connect(&host).await?;
+        check_capabilities(&engine, cookbook, &desired.site).await?;
+        let deployer = Deployer::new(&engine);
+        let failure = match deployer.deploy(desired).await {
+            Ok(outcome) => return Ok(outcome),
+            Err(DeployError::Engine(e)) => return Err(Error::Engine(e)),
+            Err(unhealthy) => format!(
+                "deploy of release {} to {}/{} stopped: {unhealthy}",
+                desired.release, desired.site, desired.stage
+            ),
+        };
+        let previous = records
+            .before(desired.stage.as_str(), &desired.release)
+            .cloned();
+        let message = match (on_failure, previous) {
+            (OnFailure::None, _) => format!("{failure}; left as it is (on_failure: none)"),
+            (OnFailure::Previous, None) => {
+                format!("{failure}; no earlier release of this stage to roll back to")
+            }
+            (OnFailure::Previous, Some(previous)) => match deployer.deploy(&previous.desired).await
+            {
+                Ok(restored) => {
+                    let back = Release {
+                        deployed_at: now(),
+                        rolled_back_from: Some(desired.release.clone()),
+                        ..previous.clone()
+                    };
+                    records.record(desired.stage.as_str(), back, keep(cookbook));
+                    records
+                        .save(&records_path)
+                        .map_err(|e| Error::Failed(e.to_string()))?;
+                    format!(
+                        "{failure}; rolled back to release {} (recreated: {})",
+                        previous.release,
+                        names(&restored.started)
+                    )
+                }
+                Err(e) => format!(
+                    "{failure}; rolling back to release {} failed too: {e}",
+                    previous.release
+                ),
+            },
+        };
+        Err(Error::Failed(message))
+    });
+    let outcome = result?;
+    records.record(
+        desired.stage.as_str(),
+        Release {
+            release: desired.release.clone(),
+            deployed_at: now(),
+            rolled_back_from: None,
+            desired: desired.clone(),
+        },
+        keep(cookbook),
+    );
+    records
+        .save(&records_path)
+        .map_err(|e| Error::Failed(e.to_string()))?;
+    print(out, format, verb, desired, &outcome, None);
+    Ok(())
+}
+
+fn names(list: &[String]) -> String {
+    if list.is_empty() {
+        "none".to_owned()
+    } else {
+        list.join(", ")
+    }
+}
+
+fn keep(cookbook: &Cookbook) -> u32 {
+    cookbook.lifecycle.rollback.keep
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, Error> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Error::Failed(format!("cannot start the async runtime: {e}")))
+}
+
+async fn connect(host: &str) -> Result<DockerEngine, Error> {
+    Ok(if host == "env" {
+        DockerEngine::connect().await?
+    } else {
+        DockerEngine::connect_to(host).await?
+    })
+}
+
+/// The site's engine host, or a refusal when it has none.
+fn target(cookbook: &Cookbook, site: &Name) -> Result<String, Error> {
+    match &cookbook.lifecycle.sites[site].target {
+        Some(Target::Docker { host }) => Ok(host.clone()),
+        None => Err(Error::Usage {
+            message: format!("site `{site}` has no target to deploy to"),
+            help: Some(
+                "give it one in format 1.1: \"target\": {\"docker\": {\"host\": \"env\"}}"
+                    .to_owned(),
+            ),
+        }),
+    }
+}
+
+fn known_site(cookbook: &Cookbook, site: &str) -> Result<Name, Error> {
+    match cookbook.sites.get_key_value(site) {
+        Some((name, _)) => Ok(name.clone()),
+        None => Err(Error::Usage {
+            message: format!("unknown site `{site}`"),
+            help: listed(
+                "sites in this cookbook",
+                &cookbook
+                    .sites
+                    .keys()
+                    .map(Name::to_string)
+                    .collect::<Vec<_>>(),
+            ),
+        }),
+    }
+}
+
+fn print(
+    out: &mut dyn Write,
+    format: Format,
+    verb: &str,
+    desired: &crate::deploy::desired::Desired,
+    outcome: &Outcome,
+    rolled_back_from: Option<&str>,
+) {
+    match format {
+        Format::Text => {
+            let _ = writeln!(
+                out,
+                "{verb} release {} of {} to {}/{}: {} started, {} unchanged, {} removed",
+                outcome.release,
+                desired.project,
+                desired.site,
+                desired.stage,
+                outcome.started.len(),
+                outcome.unchanged.len(),
+                outcome.removed.len()
+            );
+            for (what, names) in [
+                ("started", &outcome.started),
+                ("unchanged", &outcome.unchanged),
+                ("removed", &outcome.removed),
+            ] {
+                for name in names {
+                    let _ = writeln!(out, "  {what:<9} {name}");
+                }
+            }
+        }
+        Format::Json => {
+            let mut doc = serde_json::json!({
+                "result": "ok",
+                "project": desired.project.to_string(),
+                "site": desired.site.to_string(),
+                "stage": desired.stage.to_string(),
+                "release": outcome.release,
+                "network": desired.network,
+                "started": outcome.started,
+                "unchanged": outcome.unchanged,
+                "removed": outcome.removed,
+            });
+            if let Some(from) = rolled_back_from {
+                doc["rolled_back_from"] = from.into();
+            }
+            let _ = writeln!(out, "{}", serde_json::to_string_pretty(&doc).expect("JSON"));
+        }
+    }
+}
+
+#[derive(Debug, clap::Args)]
+pub struct RollbackArgs {
+    /// The federation site
+    #[arg(long, value_name = "SITE")]
+    pub site: String,
+    /// The stage to roll back
+    #[arg(long, value_name = "STAGE")]
+    pub stage: String,
+    /// The release to restore [default: the one before the current]
+    #[arg(long, value_name = "RELEASE")]
+    pub to: Option<String>,
+    /// Output format
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+}
+
+/// `cookbook rollback`: deploys a recorded release again, exactly as it ran.
+pub fn rollback(file: &Path, args: &RollbackArgs, out: &mut dyn Write) -> Result<(), Error> {
+    let cookbook = load(file)?.cookbook;
+    let site = known_site(&cookbook, &args.site)?;
+    let records_path = Releases::path(&state::dir_for(file), site.as_str());
+    let mut records = Releases::load(&records_path).map_err(|e| Error::Failed(e.to_string()))?;
+    let recorded: Vec<String> = records
+        .stages
+        .get(&args.stage)
+        .into_iter()
+        .flatten()
+        .map(|r| r.release.clone())
+        .collect();
+    let Some(current) = records.current(&args.stage).cloned() else {
+        return Err(Error::Usage {
+            message: format!(
+                "no release of stage `{}` is recorded for site `{site}`",
+                args.stage
+            ),
+            help: Some("`cookbook releases --site SITE` lists what is recorded".to_owned()),
+        });
+    };
+    let target_release = match &args.to {
+        Some(to) => records
+            .find(&args.stage, to)
+            .cloned()
+            .ok_or_else(|| Error::Usage {
+                message: format!("no release `{to}` recorded for {site}/{}", args.stage),
+                help: listed("recorded releases", &recorded),
+            })?,
+        None => records
+            .before(&args.stage, &current.release)
+            .cloned()
+            .ok_or_else(|| Error::Usage {
+                message: format!(
+                    "{site}/{} has no release before the current one ({})",
+                    args.stage, current.release
+                ),
+                help: None,
+            })?,
+    };
+    let host = target(&cookbook, &site)?;
+    let outcome = runtime()?.block_on(async {
+        let engine = connect(&host).await?;
+        check_capabilities(&engine, &cookbook, &site).await?;
+        Deployer::new(&engine)
+            .deploy(&target_release.desired)
+            .await
+            .map_err(|e| match e {
+                DeployError::Engine(e) => Error::Engine(e),
+                unhealthy => Error::Failed(format!(
+                    "rollback of {site}/{} to release {} stopped: {unhealthy}",
+                    args.stage, target_release.release
+                )),
+            })
+    })?;
+    records.record(
+        &args.stage,
+        Release {
+            deployed_at: now(),
+            rolled_back_from: Some(current.release.clone()),
+            ..target_release.clone()
+        },
+        keep(&cookbook),
+    );
+    records
+        .save(&records_path)
+        .map_err(|e| Error::Failed(e.to_string()))?;
+    print(
+        out,
+        args.format,
+        "restored",
+        &target_release.desired,
+        &outcome,
+        Some(&current.release),
+    );
+    Ok(())
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ReleasesArgs {
+    /// The federation site
+    #[arg(long, value_name = "SITE")]
+    pub site: String,
+    /// Output format
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+}
+
+/// `cookbook releases`: the recorded releases of a site, per stage, oldest first.
+pub fn releases(file: &Path, args: &ReleasesArgs, out: &mut dyn Write) -> Result<(), Error> {
+    let cookbook = load(file)?.cookbook;
+    let site = known_site(&cookbook, &args.site)?;
+    let records = Releases::load(&Releases::path(&state::dir_for(file), site.as_str()))
+        .map_err(|e| Error::Failed(e.to_string()))?;
+    match args.format {
+        Format::Text => {
+            for (stage, list) in &records.stages {
+                let _ = writeln!(out, "{site}/{stage}:");
+                for (i, r) in list.iter().enumerate() {
+                    let mark = if i + 1 == list.len() { '*' } else { ' ' };
+                    let back = r
+                        .rolled_back_from
+                        .as_ref()
+                        .map(|f| format!("  (rolled back from {f})"))
+                        .unwrap_or_default();
+                    let _ = writeln!(out, "  {mark} {}  {}{back}", r.release, r.deployed_at);
+                }
+            }
+        }
+        Format::Json => {
+            let stages: serde_json::Map<String, serde_json::Value> = records
+                .stages
+                .iter()
+                .map(|(stage, list)| {
+                    let items = list
+                        .iter()
+                        .enumerate()
+                        .map(|(i, r)| {
+                            let containers: std::collections::BTreeMap<&str, &str> = r
+                                .desired
+                                .instances()
+                                .map(|i| (i.container.as_str(), i.digest.as_str()))
+                                .collect();
+                            serde_json::json!({
+                                "release": r.release,
+                                "deployed_at": r.deployed_at,
+                                "rolled_back_from": r.rolled_back_from,
+                                "current": i + 1 == list.len(),
+                                "containers": containers,
+                            })
+                        })
+                        .collect();
+                    (stage.clone(), serde_json::Value::Array(items))
+                })
+                .collect();
+            let doc = serde_json::json!({ "site": site.to_string(), "stages": stages });
+            let _ = writeln!(out, "{}", serde_json::to_string_pretty(&doc).expect("JSON"));
+        }
+    }
+    Ok(())
+}
+
+#[derive(Debug, clap::Args)]
+pub struct StatusArgs {
+    /// The federation site
+    #[arg(long, value_name = "SITE")]
+    pub site: String,
+    /// The stage
+    #[arg(long, value_name = "STAGE")]
+    pub stage: String,
+    /// Output format
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+}
+
+/// `cookbook status`: each container the lock wants in the stage, as the engine runs it. Drift and
+/// ill health are the answer, not a failure: the exit code is 0 whenever the engine answered.
+pub fn status(file: &Path, args: &StatusArgs, out: &mut dyn Write) -> Result<(), Error> {
+    let Loaded { cookbook, plan, .. } = load(file)?;
+    let lock_path = Lock::path_for(file);
+    let lock = Lock::read(&lock_path)
+        .map_err(|e| Error::Failed(e.to_string()))?
+        .ok_or_else(|| Error::Usage {
+            message: format!("no {}: nothing has been published yet", lock_path.display()),
+            help: Some("run `cookbook apply` first".to_owned()),
+        })?;
+    let desired =
+        desired(&cookbook, &plan, &lock, &args.site, &args.stage).map_err(|e| Error::Usage {
+            message: e.to_string(),
+            help: None,
+        })?;
+    let host = target(&cookbook, &desired.site)?;
+    let list = runtime()?.block_on(async {
+        let engine = connect(&host).await?;
+        Deployer::new(&engine)
+            .status(&desired)
+            .await
+            .map_err(Error::Engine)
+    })?;
+    let uptime = |started: &Option<String>| {
+        started
+            .as_deref()
+            .and_then(|s| humantime::parse_rfc3339_weak(s).ok())
+            .and_then(|t| std::time::SystemTime::now().duration_since(t).ok())
+            .map(|d| {
+                humantime::format_duration(std::time::Duration::from_secs(d.as_secs())).to_string()
+            })
+    };
+    match args.format {
+        Format::Text => {
+            let _ = writeln!(
+                out,
+                "{}/{}/{} (lock release {})",
+                desired.project, desired.site, desired.stage, desired.release
+            );
+            let _ = writeln!(
+                out,
+                "  {:<28} {:<10} {:<10} {:>8}  {:<10} DRIFT",
+                "CONTAINER", "STATE", "HEALTH", "RESTARTS", "UPTIME"
+            );
+            for s in &list {
+                let _ = writeln!(
+                    out,
+                    "  {:<28} {:<10} {:<10} {:>8}  {:<10} {}",
+                    s.name,
+                    s.state,
+                    s.health,
+                    s.restarts,
+                    uptime(&s.started_at).unwrap_or_else(|| "-".to_owned()),
+                    if s.drift { "yes" } else { "no" }
+                );
+            }
+        }
+        Format::Json => {
+            let containers: Vec<serde_json::Value> = list
+                .iter()
+                .map(|s| {
+                    serde_json::json!({
+                        "name": s.name,
+                        "container": s.container,
+                        "state": s.state,
+                        "health": s.health,
+                        "restarts": s.restarts,
+                        "started_at": s.started_at,
+                        "desired_image": s.desired_image,
+                        "running_image": s.running_image,
+                        "drift": s.drift,
+                    })
+                })
+                .collect();
+            let doc = serde_json::json!({
+                "project": desired.project.to_string(),
+                "site": desired.site.to_string(),
+                "stage": desired.stage.to_string(),
+                "release": desired.release,
+                "in_sync": list.iter().all(|s| !s.drift && s.health != "unhealthy" && s.state == "running"),
+                "containers": containers,
+            });
+            let _ = writeln!(out, "{}", serde_json::to_string_pretty(&doc).expect("JSON"));
+        }
+    }
+    Ok(())
+}
+
+/// Refuses a site whose declared capabilities its engine is seen not to have.
+async fn check_capabilities(
+    engine: &DockerEngine,
+    cookbook: &Cookbook,
+    site: &Name,
+) -> Result<(), Error> {
+    let detected = detect(engine).await?;
+    let declared = &cookbook.lifecycle.sites[site].capabilities;
+    let missing = detected.missing(declared);
+    if missing.is_empty() {
+        return Ok(());
+    }
+    Err(Error::Failed(format!(
+        "site `{site}` declares {}, which its target does not have (it offers: {})",
+        missing
+            .iter()
+            .map(|m| format!("`{m}`"))
+            .collect::<Vec<_>>()
+            .join(", "),
+        detected
+            .capabilities()
+            .into_iter()
+            .collect::<Vec<_>>()
+            .join(", ")
+    )))
+}
+
+async fn detect(engine: &DockerEngine) -> Result<Detected, Error> {
+    let info = engine
+        .client()
+        .info()
+        .await
+        .map_err(|e| Error::Engine(engine.classify_error("info", e)))?;
+    Ok(Detected::from_info(&info))
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum SiteCommand {
+    /// Print what a site's engine offers, in the vocabulary of `capabilities`: architecture,
+    /// cores, memory, engine version, GPU. Without --site: the engine at DOCKER_HOST.
+    #[command(after_help = crate::error::EXIT_CODES_HELP)]
+    Detect {
+        #[command(flatten)]
+        cookbook: crate::cli::CookbookArg,
+        /// The federation site whose target to ask (and whose declared capabilities to check)
+        #[arg(long, value_name = "SITE")]
+        site: Option<String>,
+        /// Output format
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
+}
+
+impl SiteCommand {
+    pub fn json_output(&self) -> bool {
+        match self {
+            SiteCommand::Detect { format, .. } => *format == Format::Json,
+        }
+    }
+}
+
+/// `cookbook site detect`.
+pub fn site(command: &SiteCommand, top: Option<&Path>, out: &mut dyn Write) -> Result<(), Error> {
+    let SiteCommand::Detect {
+        cookbook,
+        site,
+        format,
+    } = command;
+    let site = match site {
+        Some(site) => {
+            let c = load(&cookbook.resolve(top)?)?.cookbook;
+            let name = known_site(&c, site)?;
+            let host = target(&c, &name)?;
+            let declared = c.lifecycle.sites[&name].capabilities.clone();
+            Some((name, host, declared))
+        }
+        None => None,
+    };
+    let host = site
+        .as_ref()
+        .map_or("env", |(_, h, _)| h.as_str())
+        .to_owned();
+    let detected = runtime()?.block_on(async {
+        let engine = connect(&host).await?;
+        detect(&engine).await
+    })?;
+    let capabilities: Vec<String> = detected.capabilities().into_iter().collect();
+    let missing: Vec<&str> = site
+        .as_ref()
+        .map(|(_, _, declared)| detected.missing(declared))
+        .unwrap_or_default();
+    match format {
+        Format::Text => {
+            let gib = detected.memory_bytes as f64 / f64::from(1u32 << 30);
+            let _ = writeln!(out, "architecture  {}", detected.architecture);
+            let _ = writeln!(out, "cores         {}", detected.cores);
+            let _ = writeln!(
+                out,
+                "memory        {gib:.1} GiB ({} bytes)",
+                detected.memory_bytes
+            );
+            let _ = writeln!(
+                out,
+                "engine        {} ({})",
+                detected.engine_version, detected.os
+            );
+            let _ = writeln!(
+                out,
+                "gpu           {}",
+                if detected.gpu { "yes" } else { "no" }
+            );
+            let _ = writeln!(out, "capabilities  {}", capabilities.join(", "));
+            if let Some((name, _, declared)) = &site {
+                let declared: Vec<&str> = declared.iter().map(String::as_str).collect();
+                let _ = writeln!(out, "site {name} declares: {}", declared.join(", "));
+                if !missing.is_empty() {
+                    let _ = writeln!(out, "missing       {}", missing.join(", "));
+                }
+            }
+        }
+        Format::Json => {
+            let mut doc = serde_json::json!({
+                "architecture": detected.architecture,
+                "cores": detected.cores,
+                "memory_bytes": detected.memory_bytes,
+                "engine_version": detected.engine_version,
+                "os": detected.os,
+                "gpu": detected.gpu,
+                "capabilities": capabilities,
+            });
+            if let Some((name, _, declared)) = &site {
+                doc["site"] = name.to_string().into();
+                doc["declared"] = serde_json::json!(declared);
+                doc["missing"] = serde_json::json!(missing);
+            }
+            let _ = writeln!(out, "{}", serde_json::to_string_pretty(&doc).expect("JSON"));
+        }
+    }
+    Ok(())
+}
+
+/// The release records of every site of the cookbook.
+fn all_records(file: &Path, cookbook: &Cookbook) -> Result<Vec<Releases>, Error> {
+    cookbook
+        .sites
+        .keys()
+        .map(|site| {
+            Releases::load(&Releases::path(&state::dir_for(file), site.as_str()))
+                .map_err(|e| Error::Failed(e.to_string()))
+        })
+        .collect()
+}
+
+/// Refuses (exit 1, naming the rule) a stage whose progression rule these images do not meet.
+fn check_progression(
+    file: &Path,
+    cookbook: &Cookbook,
+    desired: &crate::deploy::desired::Desired,
+) -> Result<(), Error> {
+    let digests: std::collections::BTreeMap<String, String> = desired
+        .instances()
+        .map(|i| (i.container.to_string(), i.digest.clone()))
+        .collect();
+    let approvals = Approvals::load(&Approvals::path(&state::dir_for(file)))
+        .map_err(|e| Error::Failed(e.to_string()))?;
+    let records = all_records(file, cookbook)?;
+    check_rule(
+        cookbook,
+        desired.stage.as_str(),
+        &digests,
+        &approvals,
+        &records,
+    )
+    .map(|_| ())
+    .map_err(Error::Failed)
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ApproveArgs {
+    /// The stage the approval lets the lock's images enter
+    #[arg(long, value_name = "STAGE")]
+    pub stage: String,
+    /// Who approves (a person, or the CI job's name with --ci)
+    #[arg(long, value_name = "NAME")]
+    pub by: String,
+    /// A CI approval (for `ci-approved` stages), e.g. after `cookbook verify` passed
+    #[arg(long)]
+    pub ci: bool,
+}
+
+/// `cookbook approve`: records an approval of the lock's images for a stage.
+pub fn approve(file: &Path, args: &ApproveArgs, out: &mut dyn Write) -> Result<(), Error> {
+    let cookbook = load(file)?.cookbook;
+    if !cookbook.lifecycle.has_stage(&args.stage) {
+        return Err(Error::Usage {
+            message: format!("unknown stage `{}`", args.stage),
+            help: listed(
+                "stages",
+                &cookbook
+                    .lifecycle
+                    .stages
+                    .iter()
+                    .map(Name::to_string)
+                    .collect::<Vec<_>>(),
+            ),
+        });
+    }
+    if args.by.trim().is_empty() {
+        return Err(Error::Usage {
+            message: "--by needs a name".to_owned(),
+            help: None,
+        });
+    }
+    let lock_path = Lock::path_for(file);
+    let lock = Lock::read(&lock_path)
+        .map_err(|e| Error::Failed(e.to_string()))?
+        .ok_or_else(|| Error::Usage {
+            message: format!("no {}: nothing has been published yet", lock_path.display()),
+            help: Some("run `cookbook apply` first".to_owned()),
+        })?;
+    let digests: std::collections::BTreeMap<String, String> = lock
+        .containers
+        .iter()
+        // An image's identity: its registry digest, or its local id when it was not published.
+        .filter_map(|(c, l)| Some((c.clone(), l.digest.clone().or_else(|| l.image_id.clone())?)))
+        .collect();
+    let path = Approvals::path(&state::dir_for(file));
+    let mut approvals = Approvals::load(&path).map_err(|e| Error::Failed(e.to_string()))?;
+    let approval = Approval {
+        stage: args.stage.clone(),
+        images: images_id(&digests),
+        digests,
+        by: args.by.clone(),
+        ci: args.ci,
+        at: now(),
+    };
+    let _ = writeln!(
+        out,
+        "approved images {} for stage {} by {}{}",
+        approval.images,
+        approval.stage,
+        approval.by,
+        if approval.ci { " (CI)" } else { "" }
+    );
+    approvals.approvals.push(approval);
+    approvals
+        .save(&path)
+        .map_err(|e| Error::Failed(e.to_string()))?;
+    Ok(())
+}
+
+#[derive(Debug, clap::Args)]
+pub struct PromoteArgs {
+    /// The federation site
+    #[arg(long, value_name = "SITE")]
+    pub site: String,
+    /// The stage whose current release to promote
+    #[arg(long, value_name = "STAGE")]
+    pub from: String,
+    /// The stage to deploy it to (its progression rule must be met)
+    #[arg(long, value_name = "STAGE")]
+    pub to: String,
+    /// Output format
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+}
+
+/// `cookbook promote`: deploys the images of a stage's current (healthy, recorded) release to
+/// another stage, with that stage's runtime settings, if its rule is met.
+pub fn promote(file: &Path, args: &PromoteArgs, out: &mut dyn Write) -> Result<(), Error> {
+    let Loaded { cookbook, plan, .. } = load(file)?;
+    let site = known_site(&cookbook, &args.site)?;
+    let records = Releases::load(&Releases::path(&state::dir_for(file), site.as_str()))
+        .map_err(|e| Error::Failed(e.to_string()))?;
+    let Some(from) = records.current(&args.from) else {
+        return Err(Error::Usage {
+            message: format!(
+                "nothing is recorded in {site}/{}: deploy it there first",
+                args.from
+            ),
+            help: Some("`cookbook releases --site SITE` lists what is recorded".to_owned()),
+        });
+    };
+    // The promoted images are the ones that ran in `from`, whatever the lock says now.
+    let mut lock = Lock::new(cookbook.project.name.as_str());
+    for i in from.desired.instances() {
+        lock.containers.insert(
+            i.container.to_string(),
+            crate::state::lock::LockedImage {
+                input_hash: String::new(),
+                image: i.image.clone(),
+                tags: Vec::new(),
+                digest: Some(i.digest.clone()),
+                image_id: None,
+            },
+        );
+    }
+    let desired =
+        desired(&cookbook, &plan, &lock, site.as_str(), &args.to).map_err(|e| match &e {
+            DesiredError::UnknownStage { known, .. } => Error::Usage {
+                message: e.to_string(),
+                help: listed("stages", known),
+            },
+            DesiredError::StageNotServed { served, .. } => Error::Usage {
+                message: e.to_string(),
+                help: listed("it serves", served),
+            },
+            _ => Error::Failed(e.to_string()),
+        })?;
+    converge(file, &cookbook, &desired, args.format, "promoted", out)
+}

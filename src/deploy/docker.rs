@@ -1,0 +1,478 @@
+//! The Docker edge of a deploy: carries out `desired::Changes` on a site's engine.
+//!
+//! Pipeline position: `Desired` + the engine's containers → `changes` → **here**: one network per
+//! project and stage, then wave by wave: (re)create the wave's changed instances, start them, and
+//! wait until every instance of the wave is healthy before the next wave starts; containers no
+//! longer wanted are removed last. Instances whose config hash is unchanged are not touched, so an
+//! unchanged deploy restarts nothing.
+//!
+//! Health: a probe becomes the container's Docker HEALTHCHECK (run inside the container: `http`
+//! uses `wget`, `tcp` uses `nc`, both from the image), and the wave waits for the engine's
+//! `healthy`; without a probe, healthy means running and not restarting for the grace period.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use bollard::errors::Error as BollardError;
+use bollard::models::{
+    ContainerCreateBody, EndpointSettings, HealthConfig, HealthStatusEnum, HostConfig,
+    NetworkCreateRequest, NetworkingConfig, PortBinding, RestartPolicy, RestartPolicyNameEnum,
+};
+use bollard::query_parameters::{
+    CreateContainerOptions, CreateImageOptions, ListContainersOptions, RemoveContainerOptions,
+    StartContainerOptions,
+};
+use futures_util::StreamExt;
+
+use crate::deploy::desired::{
+    changes, Changes, Desired, Instance, Running, LABEL_CONFIG, LABEL_PROJECT, LABEL_SITE,
+    LABEL_STAGE,
+};
+use crate::engine::{DockerEngine, EngineError};
+use crate::model::lifecycle::Probe;
+
+#[derive(Debug, thiserror::Error)]
+pub enum DeployError {
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    #[error("wave {wave}: {container} is not healthy: {why}")]
+    Unhealthy {
+        wave: usize,
+        container: String,
+        why: String,
+    },
+}
+
+/// What a deploy did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Outcome {
+    pub release: String,
+    /// (Re)created and started, in order.
+    pub started: Vec<String>,
+    pub unchanged: Vec<String>,
+    pub removed: Vec<String>,
+}
+
+/// What the engine says about one desired instance (`cookbook status`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InstanceStatus {
+    pub name: String,
+    pub container: String,
+    /// `missing` when the engine has no such container.
+    pub state: String,
+    /// `healthy`, `unhealthy`, `starting`, or `none` (no probe).
+    pub health: String,
+    pub restarts: i64,
+    pub started_at: Option<String>,
+    /// The image id the lock's digest resolves to on this engine (`None`: not there).
+    pub desired_image: Option<String>,
+    pub running_image: Option<String>,
+    /// The running container differs from the desired one: another image, or other runtime
+    /// settings (its config hash label), or it is missing.
+    pub drift: bool,
+}
+
+/// How often a wave's health is polled.
+const POLL: Duration = Duration::from_millis(100);
+
+fn nanos(d: Duration) -> i64 {
+    i64::try_from(d.as_nanos()).unwrap_or(i64::MAX)
+}
+
+/// The HEALTHCHECK of an instance (`None` when it has no probe).
+fn healthcheck(instance: &Instance) -> Option<HealthConfig> {
+    let test = match &instance.health.probe {
+        Probe::Running => return None,
+        Probe::Command(argv) => [vec!["CMD".to_owned()], argv.clone()].concat(),
+        Probe::Shell(s) => vec!["CMD-SHELL".to_owned(), s.clone()],
+        Probe::Http { port, path } => vec![
+            "CMD-SHELL".to_owned(),
+            format!("wget -q -O /dev/null http://127.0.0.1:{port}{path}"),
+        ],
+        Probe::Tcp { port } => vec![
+            "CMD-SHELL".to_owned(),
+            format!("nc -w 1 127.0.0.1 {port} </dev/null"),
+        ],
+    };
+    let h = &instance.health;
+    Some(HealthConfig {
+        test: Some(test),
+        interval: Some(nanos(h.interval)),
+        timeout: Some(nanos(h.timeout)),
+        retries: Some(i64::from(h.retries)),
+        start_period: Some(nanos(h.grace)),
+        // Needs API 1.44; older engines use `interval` during the start period too.
+        start_interval: None,
+    })
+}
+
+/// The longest a wave may take to become healthy: every retry timing out, plus the grace period.
+fn health_deadline(instance: &Instance) -> Duration {
+    let h = &instance.health;
+    h.grace + (h.interval + h.timeout) * (h.retries + 1) + Duration::from_secs(5)
+}
+
+/// How long a container has run, from the engine's `StartedAt` (zero when it cannot be read).
+fn up_for(started_at: Option<&str>) -> Duration {
+    started_at
+        .and_then(|s| humantime::parse_rfc3339_weak(s).ok())
+        .and_then(|t| std::time::SystemTime::now().duration_since(t).ok())
+        .unwrap_or_default()
+}
+
+pub struct Deployer<'a> {
+    engine: &'a DockerEngine,
+}
+
+impl<'a> Deployer<'a> {
+    pub fn new(engine: &'a DockerEngine) -> Self {
+        Deployer { engine }
+    }
+
+    fn err(&self, operation: &str) -> impl Fn(BollardError) -> EngineError + '_ {
+        let operation = operation.to_owned();
+        move |e| self.engine.classify_error(&operation, e)
+    }
+
+    /// The engine's containers of this project, stage and site (another site deploying to the
+    /// same engine keeps its own: they are never this deploy's orphans).
+    pub async fn running(&self, desired: &Desired) -> Result<Vec<Running>, EngineError> {
+        let filters = HashMap::from([(
+            "label".to_owned(),
+            vec![
+                format!("{LABEL_PROJECT}={}", desired.project),
+                format!("{LABEL_STAGE}={}", desired.stage),
+                format!("{LABEL_SITE}={}", desired.site),
+            ],
+        )]);
+        let list = self
+            .engine
+            .client()
+            .list_containers(Some(ListContainersOptions {
+                all: true,
+                filters: Some(filters),
+                ..Default::default()
+            }))
+            .await
+            .map_err(self.err("list containers"))?;
+        Ok(list
+            .into_iter()
+            .filter_map(|c| {
+                let name = c.names?.first()?.trim_start_matches('/').to_owned();
+                Some(Running {
+                    name,
+                    config_hash: c.labels.and_then(|l| l.get(LABEL_CONFIG).cloned()),
+                    running: c.state.is_some_and(|s| s.to_string() == "running"),
+                })
+            })
+            .collect())
+    }
+
+    async fn ensure_network(&self, desired: &Desired) -> Result<(), EngineError> {
+        let docker = self.engine.client();
+        match docker.inspect_network(&desired.network, None).await {
+            Ok(_) => return Ok(()),
+            Err(BollardError::DockerResponseServerError {
+                status_code: 404, ..
+            }) => {}
+            Err(e) => return Err(self.engine.classify_error("inspect network", e)),
+        }
+        let request = NetworkCreateRequest {
+            name: desired.network.clone(),
+            driver: Some("bridge".to_owned()),
+            labels: Some(desired.labels(None).into_iter().collect()),
+            ..Default::default()
+        };
+        match docker.create_network(request).await {
+            Ok(_) => Ok(()),
+            // Created by a concurrent deploy in between: as good.
+            Err(BollardError::DockerResponseServerError {
+                status_code: 409, ..
+            }) => Ok(()),
+            Err(e) => Err(self.engine.classify_error("create network", e)),
+        }
+    }
+
+    /// The image to run: the lock's digest as a registry digest of its repository, else as a
+    /// local image id; pulled by digest when the engine has neither.
+    async fn image(&self, instance: &Instance) -> Result<String, EngineError> {
+        let docker = self.engine.client();
+        let repository = instance
+            .image
+            .rsplit_once(':')
+            .filter(|(repo, tag)| !tag.contains('/') && !repo.is_empty())
+            .map_or(instance.image.as_str(), |(repo, _)| repo);
+        let by_digest = format!("{repository}@{}", instance.digest);
+        for candidate in [&by_digest, &instance.digest] {
+            if let Ok(found) = docker.inspect_image(candidate).await {
+                if let Some(id) = found.id {
+                    return Ok(id);
+                }
+            }
+        }
+        let mut pull = docker.create_image(
+            Some(CreateImageOptions {
+                from_image: Some(by_digest.clone()),
+                ..Default::default()
+            }),
+            None,
+            None,
+        );
+        while let Some(item) = pull.next().await {
+            item.map_err(self.err("pull"))?;
+        }
+        let found = docker
+            .inspect_image(&by_digest)
+            .await
+            .map_err(self.err("inspect image"))?;
+        Ok(found.id.unwrap_or(by_digest))
+    }
+
+    async fn remove(&self, name: &str) -> Result<(), EngineError> {
+        match self
+            .engine
+            .client()
+            .remove_container(
+                name,
+                Some(RemoveContainerOptions {
+                    force: true,
+                    ..Default::default()
+                }),
+            )
+            .await
+        {
+            Ok(()) => Ok(()),
+            Err(BollardError::DockerResponseServerError {
+                status_code: 404, ..
+            }) => Ok(()),
+            Err(e) => Err(self.engine.classify_error("remove container", e)),
+        }
+    }
+
+    async fn create_and_start(
+        &self,
+        desired: &Desired,
+        instance: &Instance,
+    ) -> Result<(), EngineError> {
+        let image = self.image(instance).await?;
+        self.remove(&instance.name).await?;
+        let port_bindings: HashMap<String, Option<Vec<PortBinding>>> = instance
+            .ports
+            .iter()
+            .map(|p| {
+                (
+                    format!("{}/{}", p.container, p.protocol),
+                    Some(vec![PortBinding {
+                        host_ip: p.host_ip.clone(),
+                        host_port: Some(p.host.to_string()),
+                    }]),
+                )
+            })
+            .collect();
+        let body = ContainerCreateBody {
+            image: Some(image),
+            env: (!instance.env.is_empty()).then(|| {
+                instance
+                    .env
+                    .iter()
+                    .map(|(k, v)| format!("{k}={v}"))
+                    .collect()
+            }),
+            labels: Some(desired.labels(Some(instance)).into_iter().collect()),
+            healthcheck: healthcheck(instance),
+            exposed_ports: (!port_bindings.is_empty())
+                .then(|| port_bindings.keys().cloned().collect()),
+            host_config: Some(HostConfig {
+                network_mode: Some(desired.network.clone()),
+                port_bindings: (!port_bindings.is_empty()).then_some(port_bindings),
+                nano_cpus: instance.nano_cpus,
+                memory: instance.memory,
+                restart_policy: Some(RestartPolicy {
+                    name: Some(RestartPolicyNameEnum::UNLESS_STOPPED),
+                    maximum_retry_count: None,
+                }),
+                ..Default::default()
+            }),
+            networking_config: Some(NetworkingConfig {
+                endpoints_config: Some(HashMap::from([(
+                    desired.network.clone(),
+                    EndpointSettings {
+                        // Reached by its cookbook name, like compose's service names.
+                        aliases: Some(vec![instance.container.to_string()]),
+                        ..Default::default()
+                    },
+                )])),
+            }),
+            ..Default::default()
+        };
+        let docker = self.engine.client();
+        docker
+            .create_container(
+                Some(CreateContainerOptions {
+                    name: Some(instance.name.clone()),
+                    ..Default::default()
+                }),
+                body,
+            )
+            .await
+            .map_err(self.err("create container"))?;
+        docker
+            .start_container(&instance.name, None::<StartContainerOptions>)
+            .await
+            .map_err(self.err("start container"))?;
+        Ok(())
+    }
+
+    /// Waits until `instance` is healthy; `Err(why)` when it cannot become so.
+    async fn wait_healthy(&self, instance: &Instance) -> Result<Result<(), String>, EngineError> {
+        let deadline = Instant::now() + health_deadline(instance);
+        loop {
+            let info = self
+                .engine
+                .client()
+                .inspect_container(&instance.name, None)
+                .await
+                .map_err(self.err("inspect container"))?;
+            let state = info.state.unwrap_or_default();
+            let restarts = info.restart_count.unwrap_or(0);
+            if restarts > 0 || state.restarting == Some(true) {
+                return Ok(Err(format!("it restarted ({restarts} time(s))")));
+            }
+            if state.running != Some(true) {
+                return Ok(Err(format!(
+                    "it exited with code {}",
+                    state.exit_code.unwrap_or(-1)
+                )));
+            }
+            match state.health.and_then(|h| h.status) {
+                Some(HealthStatusEnum::HEALTHY) => return Ok(Ok(())),
+                Some(HealthStatusEnum::UNHEALTHY) => {
+                    return Ok(Err("its health check failed".to_owned()))
+                }
+                // No probe: running, not restarting, for the grace period since it started.
+                None | Some(HealthStatusEnum::NONE) | Some(HealthStatusEnum::EMPTY)
+                    if up_for(state.started_at.as_deref()) >= instance.health.grace =>
+                {
+                    return Ok(Ok(()))
+                }
+                _ => {}
+            }
+            if Instant::now() >= deadline {
+                return Ok(Err("it did not become healthy in time".to_owned()));
+            }
+            tokio::time::sleep(POLL).await;
+        }
+    }
+
+    /// The image id a lock digest resolves to here, without pulling.
+    async fn local_image(&self, instance: &Instance) -> Option<String> {
+        let docker = self.engine.client();
+        let repository = instance
+            .image
+            .rsplit_once(':')
+            .filter(|(repo, tag)| !tag.contains('/') && !repo.is_empty())
+            .map_or(instance.image.as_str(), |(repo, _)| repo);
+        for candidate in [
+            format!("{repository}@{}", instance.digest),
+            instance.digest.clone(),
+        ] {
+            if let Ok(found) = docker.inspect_image(&candidate).await {
+                return found.id;
+            }
+        }
+        None
+    }
+
+    /// Each desired instance as the engine runs it.
+    pub async fn status(&self, desired: &Desired) -> Result<Vec<InstanceStatus>, EngineError> {
+        let mut out = Vec::new();
+        for instance in desired.instances() {
+            let desired_image = self.local_image(instance).await;
+            let status = match self
+                .engine
+                .client()
+                .inspect_container(&instance.name, None)
+                .await
+            {
+                Ok(info) => {
+                    let state = info.state.unwrap_or_default();
+                    let config = info
+                        .config
+                        .and_then(|c| c.labels)
+                        .and_then(|l| l.get(LABEL_CONFIG).cloned());
+                    let running_image = info.image;
+                    InstanceStatus {
+                        name: instance.name.clone(),
+                        container: instance.container.to_string(),
+                        state: state
+                            .status
+                            .map_or_else(|| "unknown".to_owned(), |s| s.to_string()),
+                        health: state
+                            .health
+                            .and_then(|h| h.status)
+                            .map(|h| h.to_string())
+                            .filter(|h| !h.is_empty())
+                            .unwrap_or_else(|| "none".to_owned()),
+                        restarts: info.restart_count.unwrap_or(0),
+                        started_at: state.started_at,
+                        drift: running_image.is_none()
+                            || running_image != desired_image
+                            || config.as_deref() != Some(&instance.config_hash),
+                        desired_image,
+                        running_image,
+                    }
+                }
+                Err(BollardError::DockerResponseServerError {
+                    status_code: 404, ..
+                }) => InstanceStatus {
+                    name: instance.name.clone(),
+                    container: instance.container.to_string(),
+                    state: "missing".to_owned(),
+                    health: "none".to_owned(),
+                    restarts: 0,
+                    started_at: None,
+                    desired_image,
+                    running_image: None,
+                    drift: true,
+                },
+                Err(e) => return Err(self.engine.classify_error("inspect container", e)),
+            };
+            out.push(status);
+        }
+        Ok(out)
+    }
+
+    /// Converges the engine to `desired`. On an unhealthy wave, stops there (what is already
+    /// started stays: rolling back is the caller's decision).
+    pub async fn deploy(&self, desired: &Desired) -> Result<Outcome, DeployError> {
+        self.ensure_network(desired).await?;
+        let plan: Changes = changes(desired, &self.running(desired).await?);
+        let mut outcome = Outcome {
+            release: desired.release.clone(),
+            unchanged: plan.unchanged.clone(),
+            ..Default::default()
+        };
+        for (index, (wave, create)) in desired.waves.iter().zip(&plan.waves).enumerate() {
+            let todo: Vec<&Instance> = wave.iter().filter(|i| create.contains(&i.name)).collect();
+            for instance in &todo {
+                self.create_and_start(desired, instance).await?;
+                outcome.started.push(instance.name.clone());
+            }
+            // The whole wave, kept ones included: a kept container may have failed meanwhile.
+            for instance in wave {
+                if let Err(why) = self.wait_healthy(instance).await? {
+                    return Err(DeployError::Unhealthy {
+                        wave: index + 1,
+                        container: instance.name.clone(),
+                        why,
+                    });
+                }
+            }
+        }
+        for orphan in &plan.orphans {
+            self.remove(orphan).await?;
+            outcome.removed.push(orphan.clone());
+        }
+        Ok(outcome)
+    }
+}

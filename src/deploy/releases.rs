@@ -1,0 +1,207 @@
+//! A site's release records: what each successful deploy put in each stage, to roll back to.
+//!
+//! Pipeline position: written by `cookbook deploy` after every wave was healthy and by
+//! `cookbook rollback`; read by `rollback`, by a failed deploy (`on_failure: previous`) and by
+//! `cookbook releases`. One JSON file per site in the cookbook's state directory
+//! (`.cookbook/deploy/<site>.releases.json`), written like sync's state: a temp file in the same
+//! directory, fsynced, renamed, so a crash leaves the old records or the new ones.
+//!
+//! Invariants: per stage, records are oldest first and the last is the stage's current release;
+//! a deploy that changes nothing adds no record; at most `rollback.keep` records per stage. Each
+//! record keeps the whole `Desired` (digests and runtime settings), so a rollback restores exactly
+//! what ran, whatever the cookbook says today.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::deploy::desired::Desired;
+
+pub const RELEASES_VERSION: u32 = 1;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReleasesError {
+    #[error("cannot read {}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{}: not a valid release record: {message}", path.display())]
+    Invalid { path: PathBuf, message: String },
+    #[error("cannot write {}: {source}", path.display())]
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Releases {
+    pub releases_version: u32,
+    /// Stage → records, oldest first.
+    pub stages: BTreeMap<String, Vec<Release>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Release {
+    pub release: String,
+    /// RFC 3339, UTC, seconds.
+    pub deployed_at: String,
+    /// Set when this record restores an earlier release: the release it replaced.
+    pub rolled_back_from: Option<String>,
+    pub desired: Desired,
+}
+
+impl Default for Releases {
+    fn default() -> Self {
+        Releases {
+            releases_version: RELEASES_VERSION,
+            stages: BTreeMap::new(),
+        }
+    }
+}
+
+impl Releases {
+    /// The record file of `site` in the state directory `state_dir`.
+    pub fn path(state_dir: &Path, site: &str) -> PathBuf {
+        state_dir
+            .join("deploy")
+            .join(format!("{site}.releases.json"))
+    }
+
+    /// Reads the records; none yet is an empty set.
+    pub fn load(path: &Path) -> Result<Releases, ReleasesError> {
+        match std::fs::read(path) {
+            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| ReleasesError::Invalid {
+                path: path.to_path_buf(),
+                message: e.to_string(),
+            }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Releases::default()),
+            Err(source) => Err(ReleasesError::Read {
+                path: path.to_path_buf(),
+                source,
+            }),
+        }
+    }
+
+    pub fn save(&self, path: &Path) -> Result<(), ReleasesError> {
+        let err = |source| ReleasesError::Write {
+            path: path.to_path_buf(),
+            source,
+        };
+        let dir = path.parent().unwrap_or(Path::new("."));
+        std::fs::create_dir_all(dir).map_err(err)?;
+        let mut bytes = serde_json::to_vec_pretty(self).expect("records serialize");
+        bytes.push(b'\n');
+        let mut tmp = tempfile::Builder::new()
+            .prefix(".releases.")
+            .tempfile_in(dir)
+            .map_err(err)?;
+        tmp.write_all(&bytes).map_err(err)?;
+        tmp.as_file().sync_all().map_err(err)?;
+        tmp.persist(path).map_err(|e| err(e.error))?;
+        Ok(())
+    }
+
+    /// The stage's current release.
+    pub fn current(&self, stage: &str) -> Option<&Release> {
+        self.stages.get(stage)?.last()
+    }
+
+    /// The newest record of `stage` whose release is not `other`.
+    pub fn before(&self, stage: &str, other: &str) -> Option<&Release> {
+        self.stages
+            .get(stage)?
+            .iter()
+            .rev()
+            .find(|r| r.release != other)
+    }
+
+    pub fn find(&self, stage: &str, release: &str) -> Option<&Release> {
+        self.stages
+            .get(stage)?
+            .iter()
+            .rev()
+            .find(|r| r.release == release)
+    }
+
+    /// Records `release` as the stage's current one (nothing when it already is), keeping at
+    /// most `keep` records.
+    pub fn record(&mut self, stage: &str, release: Release, keep: u32) -> bool {
+        let records = self.stages.entry(stage.to_owned()).or_default();
+        if records.last().is_some_and(|r| r.release == release.release) {
+            return false;
+        }
+        records.push(release);
+        let keep = usize::try_from(keep.max(1)).unwrap_or(usize::MAX);
+        let extra = records.len().saturating_sub(keep);
+        records.drain(..extra);
+        true
+    }
+}
+
+/// Now, as a record's `deployed_at`.
+pub fn now() -> String {
+    humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Name;
+
+    fn release(id: &str) -> Release {
+        let name = Name::parse("p").unwrap();
+        Release {
+            release: id.to_owned(),
+            deployed_at: "2026-01-01T00:00:00Z".to_owned(),
+            rolled_back_from: None,
+            desired: Desired {
+                project: name.clone(),
+                site: name.clone(),
+                stage: name,
+                release: id.to_owned(),
+                network: "p-p".to_owned(),
+                waves: vec![],
+            },
+        }
+    }
+
+    #[test]
+    fn current_previous_keep_and_round_trip() {
+        let mut r = Releases::default();
+        assert!(r.record("dev", release("a"), 2));
+        assert!(
+            !r.record("dev", release("a"), 2),
+            "an unchanged deploy adds nothing"
+        );
+        assert!(r.record("dev", release("b"), 2));
+        assert_eq!(r.current("dev").unwrap().release, "b");
+        assert_eq!(r.before("dev", "b").unwrap().release, "a");
+        assert!(r.record("dev", release("c"), 2));
+        assert_eq!(
+            r.stages["dev"]
+                .iter()
+                .map(|x| x.release.as_str())
+                .collect::<Vec<_>>(),
+            vec!["b", "c"]
+        );
+        assert!(r.find("dev", "a").is_none());
+        assert!(r.current("prod").is_none());
+
+        let dir = tempfile::tempdir().unwrap();
+        let path = Releases::path(dir.path(), "local");
+        assert_eq!(Releases::load(&path).unwrap(), Releases::default());
+        r.save(&path).unwrap();
+        assert_eq!(Releases::load(&path).unwrap(), r);
+        std::fs::write(&path, "{").unwrap();
+        assert!(matches!(
+            Releases::load(&path),
+            Err(ReleasesError::Invalid { .. })
+        ));
+    }
+}

@@ -1,0 +1,669 @@
+//! Format 1.1's deployment model: stages, progression rules, checkpoints, rollback, per-stage
+//! runtime settings, deploy sites and per-container health.
+//!
+//! Pipeline position: wire types → **this validation** → part of the sealed `Cookbook`
+//! (`Cookbook::lifecycle`). Pure like the rest of `model`.
+//!
+//! Invariants, once a `Cookbook` exists: every stage named anywhere is one of `stages`; every
+//! container named in a stage's settings exists; `progression` has a rule for every stage;
+//! `containers` has a runtime entry for every container; no site is given a container that
+//! `require`s a capability the site does not offer.
+//!
+//! Everything here is runtime: none of it is read by `hash`, so a cookbook's input hashes do not
+//! depend on it (tests/hashing.rs and tests/migrate.rs hold that).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::diagnostic::{excerpt, pointer_push, Diagnostic};
+use crate::model::cookbook::{suggest, Container, Cookbook, Site};
+use crate::model::name::Name;
+use crate::model::wire::{
+    CookbookWire, HealthWire, LifecycleWire, RunCommandWire, RuntimeWire, SiteWire,
+};
+
+/// The stages a cookbook without `lifecycle.stages` has.
+pub const DEFAULT_STAGES: &[&str] = &["dev", "test", "pre-deploy", "stage", "prod"];
+/// The default checkpoint stage, when the cookbook has a stage of that name.
+pub const DEFAULT_CHECKPOINT: &str = "pre-deploy";
+/// How many releases per stage are kept when `rollback.keep` is not given.
+pub const DEFAULT_KEEP: u32 = 10;
+
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct Lifecycle {
+    /// In order: a release moves from the first to the last.
+    pub stages: Vec<Name>,
+    /// The rule to enter each stage (every stage has one).
+    pub progression: BTreeMap<Name, Progression>,
+    /// The stage at which a release becomes a rollback point.
+    pub checkpoint: Name,
+    pub rollback: Rollback,
+    /// Runtime overrides: stage → container → settings.
+    pub stage_config: BTreeMap<Name, BTreeMap<Name, RuntimeOverride>>,
+    /// Deploy settings of every federation site (1.0 sites get the defaults: no target).
+    pub sites: BTreeMap<Name, SiteDeploy>,
+    /// Runtime settings of every container.
+    pub containers: BTreeMap<Name, ContainerRuntime>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Progression {
+    /// The release is healthy in the previous stage.
+    Automatic,
+    /// A recorded approval by CI.
+    CiApproved,
+    /// A recorded approval naming a person.
+    Manual,
+}
+
+impl Progression {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Progression::Automatic => "automatic",
+            Progression::CiApproved => "ci-approved",
+            Progression::Manual => "manual",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnFailure {
+    /// Go back to the stage's previous release.
+    Previous,
+    /// Leave the failed release as it is.
+    None,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Rollback {
+    pub on_failure: OnFailure,
+    /// Releases kept per stage (at least 1).
+    pub keep: u32,
+}
+
+/// A container's runtime settings in one stage. Absent fields keep the image's own.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RuntimeOverride {
+    pub env: BTreeMap<String, String>,
+    pub ports: Vec<PublishedPort>,
+    pub replicas: Option<u32>,
+    /// CPU limit in billionths of a core (Docker's `NanoCpus`).
+    pub nano_cpus: Option<i64>,
+    /// Memory limit in bytes.
+    pub memory: Option<i64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct PublishedPort {
+    /// The host address to bind, when given (`127.0.0.1:8080:80`).
+    pub host_ip: Option<String>,
+    pub host: u16,
+    pub container: u16,
+    /// `tcp`, `udp` or `sctp`.
+    pub protocol: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SiteKind {
+    Aws,
+    Gcp,
+    Azure,
+    BareMetal,
+    Edge,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// A Docker engine: `unix:///…`, `tcp://…`, or `env` (the DOCKER_HOST of the deploying
+    /// process).
+    Docker { host: String },
+}
+
+/// A window (UTC) in which automatic progression may deploy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Window {
+    /// Days of the week, 0 = Monday; empty means every day.
+    pub days: Vec<u8>,
+    /// Minutes after midnight; `to < from` wraps past midnight.
+    pub from: u16,
+    pub to: u16,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SiteDeploy {
+    pub name: Name,
+    pub kind: Option<SiteKind>,
+    pub target: Option<Target>,
+    /// The stages the site serves, in lifecycle order.
+    pub stages: Vec<Name>,
+    pub capabilities: BTreeSet<String>,
+    pub schedule: Vec<Window>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ContainerRuntime {
+    pub require: BTreeSet<String>,
+    pub health: Health,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct Health {
+    pub probe: Probe,
+    pub interval: Duration,
+    pub timeout: Duration,
+    pub retries: u32,
+    /// How long a container must run without restarting to count as healthy (no probe), or the
+    /// start period before failed probes count (with one).
+    pub grace: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Probe {
+    /// No probe: running and not restarting for the grace period.
+    Running,
+    /// Run inside the container: exit 0 is healthy.
+    Command(Vec<String>),
+    /// Run by `/bin/sh -c` inside the container.
+    Shell(String),
+    /// An HTTP GET on a port inside the container answers 2xx/3xx.
+    Http { port: u16, path: String },
+    /// A TCP connect to a port inside the container succeeds.
+    Tcp { port: u16 },
+}
+
+impl Default for Health {
+    fn default() -> Self {
+        Health {
+            probe: Probe::Running,
+            interval: Duration::from_secs(2),
+            timeout: Duration::from_secs(2),
+            retries: 3,
+            grace: Duration::from_secs(3),
+        }
+    }
+}
+
+impl Lifecycle {
+    /// The settings a container runs with in a stage (the defaults when the stage has none).
+    pub fn runtime(&self, stage: &str, container: &str) -> RuntimeOverride {
+        self.stage_config
+            .get(stage)
+            .and_then(|s| s.get(container))
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    pub fn has_stage(&self, stage: &str) -> bool {
+        self.stages.iter().any(|s| s.as_str() == stage)
+    }
+}
+
+/// Parses `500ms`, `5s`, `1m` (the schema has checked the shape).
+fn duration(s: &str) -> Option<Duration> {
+    let (digits, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit())?);
+    let n: u64 = digits.parse().ok()?;
+    match unit {
+        "ms" => Some(Duration::from_millis(n)),
+        "s" => Some(Duration::from_secs(n)),
+        "m" => Some(Duration::from_secs(n * 60)),
+        _ => None,
+    }
+}
+
+fn clock(s: &str) -> Option<u16> {
+    let (h, m) = s.split_once(':')?;
+    let (h, m): (u16, u16) = (h.parse().ok()?, m.parse().ok()?);
+    (h < 24 && m < 60).then_some(h * 60 + m)
+}
+
+fn memory(s: &str) -> Option<i64> {
+    let (digits, scale) = match s.as_bytes().last()? {
+        b'k' => (&s[..s.len() - 1], 1 << 10),
+        b'm' => (&s[..s.len() - 1], 1 << 20),
+        b'g' => (&s[..s.len() - 1], 1 << 30),
+        _ => (s, 1),
+    };
+    digits.parse::<i64>().ok()?.checked_mul(scale)
+}
+
+fn published(s: &str) -> Option<PublishedPort> {
+    let (spec, protocol) = match s.rsplit_once('/') {
+        Some((spec, "udp")) => (spec, "udp"),
+        Some((spec, "sctp")) => (spec, "sctp"),
+        Some((spec, _)) => (spec, "tcp"),
+        None => (s, "tcp"),
+    };
+    let parts: Vec<&str> = spec.split(':').collect();
+    let (host_ip, host, container) = match parts.as_slice() {
+        [h, c] => (None, *h, *c),
+        [ip, h, c] => (Some((*ip).to_owned()), *h, *c),
+        _ => return None,
+    };
+    let host: u16 = host.parse().ok().filter(|&p| p > 0)?;
+    let container: u16 = container.parse().ok().filter(|&p| p > 0)?;
+    if let Some(ip) = &host_ip {
+        ip.parse::<std::net::Ipv4Addr>().ok()?;
+    }
+    Some(PublishedPort {
+        host_ip,
+        host,
+        container,
+        protocol: protocol.to_owned(),
+    })
+}
+
+struct Check<'a> {
+    stages: &'a [Name],
+    diagnostics: &'a mut Vec<Diagnostic>,
+}
+
+impl Check<'_> {
+    /// A stage reference: the stage, or a located "unknown stage" with a suggestion.
+    fn stage(&mut self, pointer: impl FnOnce() -> String, s: &str, what: &str) -> Option<Name> {
+        if let Some(stage) = self.stages.iter().find(|st| st.as_str() == s) {
+            return Some(stage.clone());
+        }
+        let mut d = Diagnostic::new(
+            "model/unknown-stage",
+            pointer(),
+            format!("{what} names unknown stage {}", excerpt(s)),
+        );
+        if let Some(help) = suggest(s, "stages", self.stages.iter().map(Name::as_str)) {
+            d = d.with_help(help);
+        }
+        self.diagnostics.push(d);
+        None
+    }
+
+    fn container(
+        &mut self,
+        wire: &CookbookWire,
+        pointer: impl FnOnce() -> String,
+        s: &str,
+        what: &str,
+    ) -> Option<Name> {
+        if wire.containers.contains_key(s) {
+            return Name::parse(s);
+        }
+        let mut d = Diagnostic::new(
+            "model/unknown-container",
+            pointer(),
+            format!("{what} names unknown container {}", excerpt(s)),
+        );
+        if let Some(help) = suggest(s, "containers", wire.containers.keys().map(String::as_str)) {
+            d = d.with_help(help);
+        }
+        self.diagnostics.push(d);
+        None
+    }
+
+    fn health(&mut self, at: &str, h: Option<&HealthWire>) -> Health {
+        let default = Health::default();
+        let Some(h) = h else {
+            return default;
+        };
+        let at = pointer_push(at, "health");
+        let probes: Vec<&str> = [
+            h.command.as_ref().map(|_| "command"),
+            h.http.as_ref().map(|_| "http"),
+            h.tcp.as_ref().map(|_| "tcp"),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        if probes.len() > 1 {
+            self.diagnostics.push(
+                Diagnostic::new(
+                    "model/health",
+                    at.clone(),
+                    format!(
+                        "health has {} probes; a container has at most one",
+                        probes.join(" and ")
+                    ),
+                )
+                .with_help("keep one of `command`, `http` and `tcp`"),
+            );
+        }
+        let probe = if let Some(c) = &h.command {
+            match c {
+                RunCommandWire::Shell(s) => Probe::Shell(s.clone()),
+                RunCommandWire::Exec(v) => Probe::Command(v.clone()),
+            }
+        } else if let Some(http) = &h.http {
+            Probe::Http {
+                port: http.port,
+                path: http.path.clone().unwrap_or_else(|| "/".to_owned()),
+            }
+        } else if let Some(tcp) = &h.tcp {
+            Probe::Tcp { port: tcp.port }
+        } else {
+            Probe::Running
+        };
+        let mut time = |key: &str, value: &Option<String>, default: Duration| match value {
+            None => default,
+            Some(s) => match duration(s).filter(|d| !d.is_zero()) {
+                Some(d) => d,
+                None => {
+                    self.diagnostics.push(
+                        Diagnostic::new(
+                            "model/duration",
+                            pointer_push(&at, key),
+                            format!("{key} {} is not a positive duration", excerpt(s)),
+                        )
+                        .with_help("write a number and `ms`, `s` or `m`: `500ms`, `5s`, `1m`"),
+                    );
+                    default
+                }
+            },
+        };
+        Health {
+            probe,
+            interval: time("interval", &h.interval, default.interval),
+            timeout: time("timeout", &h.timeout, default.timeout),
+            grace: time("grace", &h.grace, default.grace),
+            retries: h.retries.unwrap_or(default.retries),
+        }
+    }
+
+    fn runtime(&mut self, at: &str, r: &RuntimeWire) -> RuntimeOverride {
+        let mut ports = Vec::new();
+        for (i, p) in r.ports.iter().enumerate() {
+            match published(p) {
+                Some(p) => ports.push(p),
+                None => self.diagnostics.push(
+                    Diagnostic::new(
+                        "model/port",
+                        pointer_push(&pointer_push(at, "ports"), &i.to_string()),
+                        format!(
+                            "published port {} is not HOST:CONTAINER with ports in 1-65535",
+                            excerpt(p)
+                        ),
+                    )
+                    .with_help("write `8080:80`, `127.0.0.1:8080:80` or `5353:53/udp`"),
+                ),
+            }
+        }
+        let resources = r.resources.as_ref();
+        let memory_limit = resources
+            .and_then(|res| res.memory.as_deref())
+            .and_then(|m| {
+                let bytes = memory(m);
+                if bytes.is_none() {
+                    self.diagnostics.push(Diagnostic::new(
+                        "model/memory",
+                        pointer_push(&pointer_push(at, "resources"), "memory"),
+                        format!("memory {} is too large", excerpt(m)),
+                    ));
+                }
+                bytes
+            });
+        RuntimeOverride {
+            env: r.env.clone(),
+            ports,
+            replicas: r.replicas,
+            // The schema bounds cpus to (0, 1024]: the product fits an i64.
+            nano_cpus: resources
+                .and_then(|res| res.cpus)
+                .map(|c| (c * 1e9).round() as i64),
+            memory: memory_limit,
+        }
+    }
+
+    fn site(&mut self, at: &str, name: Name, s: &SiteWire) -> SiteDeploy {
+        let kind = s.kind.as_deref().map(|k| match k {
+            "aws" => SiteKind::Aws,
+            "gcp" => SiteKind::Gcp,
+            "azure" => SiteKind::Azure,
+            "edge" => SiteKind::Edge,
+            _ => SiteKind::BareMetal,
+        });
+        let mut stages = Vec::new();
+        for (i, st) in s.stages.iter().enumerate() {
+            let p = || pointer_push(&pointer_push(at, "stages"), &i.to_string());
+            stages.extend(self.stage(p, st, &format!("site `{name}`")));
+        }
+        // Lifecycle order, whatever order the site lists them in.
+        stages.sort_by_key(|st| self.stages.iter().position(|s| s == st));
+        let schedule = s
+            .schedule
+            .iter()
+            .map(|w| Window {
+                days: w
+                    .days
+                    .iter()
+                    .filter_map(|d| {
+                        ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+                            .iter()
+                            .position(|x| x == d)
+                            .and_then(|i| u8::try_from(i).ok())
+                    })
+                    .collect(),
+                from: clock(&w.from).unwrap_or(0),
+                to: clock(&w.to).unwrap_or(0),
+            })
+            .collect();
+        SiteDeploy {
+            name,
+            kind,
+            target: s.target.as_ref().map(|t| Target::Docker {
+                host: t.docker.host.clone(),
+            }),
+            stages,
+            capabilities: s.capabilities.iter().cloned().collect(),
+            schedule,
+        }
+    }
+}
+
+/// The containers a deploy of `roots` runs: them and, transitively, what they `depends_on` (run
+/// time edges only: a container used only as a build parent is not started).
+pub fn runtime_closure<'a>(
+    containers: &BTreeMap<Name, Container>,
+    roots: impl IntoIterator<Item = &'a Name>,
+) -> BTreeSet<Name> {
+    let mut seen = BTreeSet::new();
+    let mut todo: Vec<&Name> = roots.into_iter().collect();
+    while let Some(n) = todo.pop() {
+        if seen.insert(n.clone()) {
+            todo.extend(containers.get(n).into_iter().flat_map(|c| &c.depends_on));
+        }
+    }
+    seen
+}
+
+impl Cookbook {
+    /// The containers a site runs: its own and what they depend on at run time.
+    pub fn site_deploy_set(&self, site: &str) -> Option<BTreeSet<Name>> {
+        let site = self.sites.get(site)?;
+        Some(runtime_closure(&self.containers, &site.containers))
+    }
+}
+
+/// Builds and checks the lifecycle part of a cookbook, given its already converted containers
+/// and sites.
+pub(crate) fn convert(
+    wire: &CookbookWire,
+    model_containers: &BTreeMap<Name, Container>,
+    model_sites: &BTreeMap<Name, Site>,
+    diagnostics: &mut Vec<Diagnostic>,
+) -> Lifecycle {
+    let deploys: BTreeMap<&Name, BTreeSet<Name>> = model_sites
+        .iter()
+        .map(|(n, s)| (n, runtime_closure(model_containers, &s.containers)))
+        .collect();
+    let empty = LifecycleWire::default();
+    let lw = wire.lifecycle.as_ref().unwrap_or(&empty);
+    let stages: Vec<Name> = match &lw.stages {
+        // The schema has checked the names' shape and uniqueness.
+        Some(stages) => stages.iter().filter_map(|s| Name::parse(s)).collect(),
+        None => DEFAULT_STAGES
+            .iter()
+            .filter_map(|s| Name::parse(s))
+            .collect(),
+    };
+    let mut check = Check {
+        stages: &stages,
+        diagnostics,
+    };
+
+    let mut progression: BTreeMap<Name, Progression> = stages
+        .iter()
+        .map(|s| (s.clone(), Progression::Automatic))
+        .collect();
+    for (stage, rule) in &lw.progression {
+        let p = || pointer_push("/lifecycle/progression", stage);
+        if let Some(stage) = check.stage(p, stage, "progression") {
+            let rule = match rule.as_str() {
+                "ci-approved" => Progression::CiApproved,
+                "manual" => Progression::Manual,
+                _ => Progression::Automatic,
+            };
+            progression.insert(stage, rule);
+        }
+    }
+
+    let last = stages.last().cloned();
+    let checkpoint = match &lw.checkpoint {
+        Some(c) => check.stage(|| "/lifecycle/checkpoint".to_owned(), c, "checkpoint"),
+        None => stages
+            .iter()
+            .find(|s| s.as_str() == DEFAULT_CHECKPOINT)
+            .cloned()
+            .or(last),
+    }
+    .or_else(|| stages.first().cloned())
+    .unwrap_or_else(|| Name::parse(DEFAULT_CHECKPOINT).expect("valid name"));
+
+    let rollback = Rollback {
+        on_failure: match lw.rollback.as_ref().and_then(|r| r.on_failure.as_deref()) {
+            Some("none") => OnFailure::None,
+            _ => OnFailure::Previous,
+        },
+        keep: lw
+            .rollback
+            .as_ref()
+            .and_then(|r| r.keep)
+            .unwrap_or(DEFAULT_KEEP),
+    };
+
+    let mut stage_config = BTreeMap::new();
+    for (stage, config) in &lw.stage_config {
+        let at = pointer_push("/lifecycle/stage_config", stage);
+        let Some(stage) = check.stage(|| at.clone(), stage, "stage_config") else {
+            continue;
+        };
+        let mut containers = BTreeMap::new();
+        for (c, r) in &config.containers {
+            let at = pointer_push(&pointer_push(&at, "containers"), c);
+            let what = format!("stage_config of `{stage}`");
+            if let Some(c) = check.container(wire, || at.clone(), c, &what) {
+                containers.insert(c, check.runtime(&at, r));
+            }
+        }
+        stage_config.insert(stage, containers);
+    }
+
+    let mut containers = BTreeMap::new();
+    for (key, c) in &wire.containers {
+        let Some(name) = Name::parse(key) else {
+            continue;
+        };
+        let at = pointer_push("/containers", key);
+        let health = check.health(&at, c.health.as_ref());
+        containers.insert(
+            name,
+            ContainerRuntime {
+                require: c.require.iter().cloned().collect(),
+                health,
+            },
+        );
+    }
+
+    let mut sites = BTreeMap::new();
+    for (key, s) in wire.federation.iter().flat_map(|f| &f.sites) {
+        let Some(name) = Name::parse(key) else {
+            continue;
+        };
+        let at = pointer_push("/federation/sites", key);
+        let site = check.site(&at, name.clone(), s);
+        for container in deploys.get(&name).into_iter().flatten() {
+            let Some(runtime) = containers.get(container) else {
+                continue;
+            };
+            let missing: Vec<&str> = runtime
+                .require
+                .difference(&site.capabilities)
+                .map(String::as_str)
+                .collect();
+            if !missing.is_empty() {
+                let list = missing
+                    .iter()
+                    .map(|m| format!("`{m}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                check.diagnostics.push(
+                    Diagnostic::new(
+                        "model/capability",
+                        if s.capabilities.is_empty() {
+                            at.clone()
+                        } else {
+                            pointer_push(&at, "capabilities")
+                        },
+                        format!(
+                            "site `{name}` cannot run container `{container}`: it requires {list}, which the site does not offer"
+                        ),
+                    )
+                    .with_help(format!(
+                        "add {list} to the site's capabilities if it has them, or run `{container}` on another site"
+                    )),
+                );
+            }
+        }
+        sites.insert(name, site);
+    }
+
+    Lifecycle {
+        stages,
+        progression,
+        checkpoint,
+        rollback,
+        stage_config,
+        sites,
+        containers,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn units() {
+        assert_eq!(duration("500ms"), Some(Duration::from_millis(500)));
+        assert_eq!(duration("5s"), Some(Duration::from_secs(5)));
+        assert_eq!(duration("2m"), Some(Duration::from_secs(120)));
+        assert_eq!(duration("5"), None);
+        assert_eq!(clock("23:59"), Some(23 * 60 + 59));
+        assert_eq!(clock("24:00"), None);
+        assert_eq!(memory("64m"), Some(64 << 20));
+        assert_eq!(memory("1000"), Some(1000));
+        let p = published("127.0.0.1:8080:80/udp").unwrap();
+        assert_eq!(
+            (p.host_ip.as_deref(), p.host, p.container, p.protocol),
+            (Some("127.0.0.1"), 8080, 80, "udp".to_owned())
+        );
+        assert_eq!(published("0:80"), None);
+        assert_eq!(published("999.1.1.1:80:80"), None);
+    }
+}
