@@ -148,28 +148,7 @@ pub fn describe(
 
     match error.kind() {
         ValidationErrorKind::AdditionalProperties { unexpected } => {
-            let allowed = allowed_keys(schema, schema_path);
-            unexpected
-                .iter()
-                .map(|key| {
-                    let d = Diagnostic::new(
-                        "schema/unknown-key",
-                        pointer_push(&pointer, key),
-                        format!("unknown key {}", excerpt(key)),
-                    )
-                    .at_key();
-                    if let Some(help) = other_kind_help(key, schema_path) {
-                        return d.with_help(help);
-                    }
-                    match suggestion(key, &allowed) {
-                        Some(help) => d.with_help(help),
-                        None if !allowed.is_empty() => {
-                            d.with_help(format!("allowed keys here: {}", allowed.join(", ")))
-                        }
-                        None => d,
-                    }
-                })
-                .collect()
+            unknown_keys(&pointer, schema_path, schema, unexpected)
         }
         ValidationErrorKind::FalseSchema => {
             let key = pointer.rsplit('/').next().unwrap_or_default();
@@ -185,38 +164,7 @@ pub fn describe(
                 None => d,
             }]
         }
-        ValidationErrorKind::Required { property } => {
-            let key = property.as_str().unwrap_or_default();
-            let d = Diagnostic::new(
-                "schema/required",
-                pointer.clone(),
-                format!("missing required key `{key}`"),
-            );
-            vec![
-                if schema_path.starts_with("/$defs/packaging/") && key == "version" {
-                    Diagnostic::new(
-                    "schema/required",
-                    pointer.clone(),
-                    "`tagging: \"semver\"` needs a `version`",
-                )
-                .with_help("add `\"version\": \"MAJOR.MINOR.PATCH\"` (e.g. \"1.4.0\") to packaging, or choose another tagging")
-                } else if schema_path.starts_with("/$defs/generated_container/") {
-                    d.with_help(
-                        "a container is either generated (needs `base_image` and `applications`) \
-                     or Dockerfile-based (needs `dockerfile` and `context`)",
-                    )
-                } else if schema_path.starts_with("/$defs/dockerfile_container/")
-                    && key == "context"
-                {
-                    d.with_help(
-                        "a Dockerfile-based container names its build context directory, relative \
-                     to the cookbook file (`\".\"` for the cookbook's own directory)",
-                    )
-                } else {
-                    d
-                },
-            ]
-        }
+        ValidationErrorKind::Required { property } => missing_key(&pointer, schema_path, property),
         ValidationErrorKind::Type { kind } => {
             let expected = match kind {
                 TypeKind::Single(t) => article(&t.to_string()),
@@ -253,51 +201,7 @@ pub fn describe(
             })]
         }
         ValidationErrorKind::Pattern { pattern } => {
-            if schema_path.contains("/$defs/name/") {
-                let d = Diagnostic::new(
-                    "schema/name",
-                    pointer.clone(),
-                    format!("invalid name {}", show(instance)),
-                );
-                vec![d.with_help(name_help(instance.as_str().unwrap_or_default()))]
-            } else if schema_path.contains("/$defs/port/") {
-                one(
-                    "schema/port",
-                    format!(
-                        "invalid port {}: expected `NUMBER` or `NUMBER/tcp|udp|sctp`",
-                        show(instance)
-                    ),
-                )
-            } else if schema_path.contains("/$defs/line/") {
-                one(
-                    "schema/pattern",
-                    format!(
-                        "{} spans several lines; values must fit on one line",
-                        show(instance)
-                    ),
-                )
-            } else if schema_path.contains("/workdir/") {
-                one(
-                    "schema/pattern",
-                    format!(
-                        "workdir {} must be an absolute path in the image",
-                        show(instance)
-                    ),
-                )
-            } else if schema_path.contains("/version/") {
-                one(
-                    "schema/pattern",
-                    format!(
-                        "version {} is not a semantic version (MAJOR.MINOR.PATCH)",
-                        show(instance)
-                    ),
-                )
-            } else {
-                one(
-                    "schema/pattern",
-                    format!("{} does not match `{pattern}`", show(instance)),
-                )
-            }
+            pattern_mismatch(&pointer, schema_path, instance, pattern)
         }
         ValidationErrorKind::Enum { options } => {
             let options = options
@@ -319,44 +223,7 @@ pub fn describe(
         ),
         ValidationErrorKind::OneOfNotValid { .. }
         | ValidationErrorKind::OneOfMultipleValid { .. } => {
-            if schema_path.contains("/$defs/port/") {
-                one("schema/port", format!("invalid port {}: expected a number 1-65535, as an integer or a string `NUMBER` or `NUMBER/tcp|udp|sctp`", show(instance)))
-            } else if schema_path.contains("/dependencies/") {
-                one(
-                    "schema/type",
-                    format!(
-                        "expected an array of package specs or the path of a dependency file, found {}",
-                        match &**instance {
-                            Value::String(s) if s.is_empty() => "an empty string".to_owned(),
-                            Value::Array(items) => match items.iter().find(|v| !v.is_string()) {
-                                Some(v) => format!("an array holding {}", type_name(v)),
-                                None => "an array".to_owned(),
-                            },
-                            other => type_name(other).to_owned(),
-                        }
-                    ),
-                )
-            } else if schema_path.contains("/run_command/") {
-                one(
-                    "schema/type",
-                    format!(
-                        "expected a command string or a non-empty array of strings, found {}",
-                        match &**instance {
-                            Value::Array(items) if items.is_empty() => "an empty array".to_owned(),
-                            Value::Array(items) => match items.iter().find(|v| !v.is_string()) {
-                                Some(v) => format!("an array holding {}", type_name(v)),
-                                None => "an array".to_owned(),
-                            },
-                            other => type_name(other).to_owned(),
-                        }
-                    ),
-                )
-            } else {
-                one(
-                    "schema/one-of",
-                    format!("{} matches none of the allowed forms", show(instance)),
-                )
-            }
+            no_form_matches(&pointer, schema_path, instance)
         }
         ValidationErrorKind::MaxLength { limit } => one(
             "schema/too-long",
@@ -444,6 +311,167 @@ pub fn describe(
             },
         ),
         _ => one("schema/invalid", error.masked().to_string()),
+    }
+}
+
+fn unknown_keys(
+    pointer: &str,
+    schema_path: &str,
+    schema: &Value,
+    unexpected: &[String],
+) -> Vec<Diagnostic> {
+    let allowed = allowed_keys(schema, schema_path);
+    unexpected
+        .iter()
+        .map(|key| {
+            let d = Diagnostic::new(
+                "schema/unknown-key",
+                pointer_push(pointer, key),
+                format!("unknown key {}", excerpt(key)),
+            )
+            .at_key();
+            if let Some(help) = other_kind_help(key, schema_path) {
+                return d.with_help(help);
+            }
+            match suggestion(key, &allowed) {
+                Some(help) => d.with_help(help),
+                None if !allowed.is_empty() => {
+                    d.with_help(format!("allowed keys here: {}", allowed.join(", ")))
+                }
+                None => d,
+            }
+        })
+        .collect()
+}
+
+fn missing_key(pointer: &str, schema_path: &str, property: &Value) -> Vec<Diagnostic> {
+    let key = property.as_str().unwrap_or_default();
+    let d = Diagnostic::new(
+        "schema/required",
+        pointer.to_owned(),
+        format!("missing required key `{key}`"),
+    );
+    vec![
+        if schema_path.starts_with("/$defs/packaging/") && key == "version" {
+            Diagnostic::new(
+            "schema/required",
+            pointer.to_owned(),
+            "`tagging: \"semver\"` needs a `version`",
+        )
+        .with_help("add `\"version\": \"MAJOR.MINOR.PATCH\"` (e.g. \"1.4.0\") to packaging, or choose another tagging")
+        } else if schema_path.starts_with("/$defs/generated_container/") {
+            d.with_help(
+                "a container is either generated (needs `base_image` and `applications`) \
+             or Dockerfile-based (needs `dockerfile` and `context`)",
+            )
+        } else if schema_path.starts_with("/$defs/dockerfile_container/") && key == "context" {
+            d.with_help(
+                "a Dockerfile-based container names its build context directory, relative \
+             to the cookbook file (`\".\"` for the cookbook's own directory)",
+            )
+        } else {
+            d
+        },
+    ]
+}
+
+fn pattern_mismatch(
+    pointer: &str,
+    schema_path: &str,
+    instance: &Value,
+    pattern: &str,
+) -> Vec<Diagnostic> {
+    let one = |code: &'static str, message: String| {
+        vec![Diagnostic::new(code, pointer.to_owned(), message)]
+    };
+    if schema_path.contains("/$defs/name/") {
+        let d = Diagnostic::new(
+            "schema/name",
+            pointer.to_owned(),
+            format!("invalid name {}", show(instance)),
+        );
+        vec![d.with_help(name_help(instance.as_str().unwrap_or_default()))]
+    } else if schema_path.contains("/$defs/port/") {
+        one(
+            "schema/port",
+            format!(
+                "invalid port {}: expected `NUMBER` or `NUMBER/tcp|udp|sctp`",
+                show(instance)
+            ),
+        )
+    } else if schema_path.contains("/$defs/line/") {
+        one(
+            "schema/pattern",
+            format!(
+                "{} spans several lines; values must fit on one line",
+                show(instance)
+            ),
+        )
+    } else if schema_path.contains("/workdir/") {
+        one(
+            "schema/pattern",
+            format!(
+                "workdir {} must be an absolute path in the image",
+                show(instance)
+            ),
+        )
+    } else if schema_path.contains("/version/") {
+        one(
+            "schema/pattern",
+            format!(
+                "version {} is not a semantic version (MAJOR.MINOR.PATCH)",
+                show(instance)
+            ),
+        )
+    } else {
+        one(
+            "schema/pattern",
+            format!("{} does not match `{pattern}`", show(instance)),
+        )
+    }
+}
+
+fn no_form_matches(pointer: &str, schema_path: &str, instance: &Value) -> Vec<Diagnostic> {
+    let one = |code: &'static str, message: String| {
+        vec![Diagnostic::new(code, pointer.to_owned(), message)]
+    };
+    if schema_path.contains("/$defs/port/") {
+        one("schema/port", format!("invalid port {}: expected a number 1-65535, as an integer or a string `NUMBER` or `NUMBER/tcp|udp|sctp`", show(instance)))
+    } else if schema_path.contains("/dependencies/") {
+        one(
+            "schema/type",
+            format!(
+                "expected an array of package specs or the path of a dependency file, found {}",
+                match instance {
+                    Value::String(s) if s.is_empty() => "an empty string".to_owned(),
+                    Value::Array(items) => match items.iter().find(|v| !v.is_string()) {
+                        Some(v) => format!("an array holding {}", type_name(v)),
+                        None => "an array".to_owned(),
+                    },
+                    other => type_name(other).to_owned(),
+                }
+            ),
+        )
+    } else if schema_path.contains("/run_command/") {
+        one(
+            "schema/type",
+            format!(
+                "expected a command string or a non-empty array of strings, found {}",
+                match instance {
+                    Value::Array(items) if items.is_empty() => "an empty array".to_owned(),
+                    Value::Array(items) => match items.iter().find(|v| !v.is_string()) {
+                        Some(v) => format!("an array holding {}", type_name(v)),
+                        None => "an array".to_owned(),
+                    },
+                    other => type_name(other).to_owned(),
+                }
+            ),
+        )
+    } else {
+        one(
+            "schema/one-of",
+            format!("{} matches none of the allowed forms", show(instance)),
+        )
     }
 }
 
