@@ -189,7 +189,8 @@ fn waves_start_bottom_up_and_converge() {
     let lock: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(p.path().join("cookbook.lock")).unwrap())
             .unwrap();
-    assert_eq!(after["web"].1, lock["containers"]["web"]["digest"]);
+    // Applied with --no-push: the lock names the image by its local id (lock version 2).
+    assert_eq!(after["web"].1, lock["containers"]["web"]["image_id"]);
 
     // Both releases are recorded, the new one current.
     let releases = run_in(
@@ -210,7 +211,7 @@ fn waves_start_bottom_up_and_converge() {
     assert_eq!(dev[1]["current"], true);
     assert_eq!(
         dev[1]["containers"]["web"],
-        lock["containers"]["web"]["digest"]
+        lock["containers"]["web"]["image_id"]
     );
 
     // Rollback: the previous release's web comes back, nothing else restarts.

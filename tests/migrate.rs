@@ -113,13 +113,6 @@ fn every_valid_1_0_cookbook_migrates_keeping_its_hashes() {
             .replacen("cookbook-1.0.schema.json", "cookbook-1.1.schema.json", 1);
         assert_eq!(printed.stdout, expected, "{what}\n{}", printed.context());
         assert_eq!(std::fs::read_to_string(dir.join(&file)).unwrap(), before);
-        let hashes_after = hash_answer(dir, &file, Some(&printed.stdout));
-        if hashes_before.0 == Some(0) {
-            assert_eq!(hashes_after, hashes_before, "{what}: hashes changed");
-        } else {
-            // The same refusal (its message names the directory differently for stdin).
-            assert_eq!(hashes_after.0, hashes_before.0, "{what}");
-        }
 
         // Written: then it is a 1.1 cookbook with the same hashes.
         let written = run_in(dir, &["-f", &file, "migrate", "--write"]);
@@ -130,6 +123,14 @@ fn every_valid_1_0_cookbook_migrates_keeping_its_hashes() {
             "{what}"
         );
         assert_eq!(std::fs::read_to_string(dir.join(&file)).unwrap(), expected);
+        // Hashed from the same file name: the cookbook file itself never enters a context, so
+        // only its name matters, and it is the same.
+        let hashes_after = hash_answer(dir, &file, None);
+        if hashes_before.0 == Some(0) {
+            assert_eq!(hashes_after, hashes_before, "{what}: hashes changed");
+        } else {
+            assert_eq!(hashes_after.0, hashes_before.0, "{what}");
+        }
         let validated = run_in(dir, &["-f", &file, "validate"]);
         validated.assert_code(0);
         assert!(

@@ -95,6 +95,11 @@ pub fn parse(bytes: &[u8]) -> Result<Parsed, Vec<Diagnostic>> {
         }));
     }
 
+    // The model reads the latest version; it reports the version the author wrote.
+    let written_version = value
+        .get("manifest_version")
+        .and_then(serde_json::Value::as_str)
+        .map(str::to_owned);
     let result = schema::check(value).and_then(|latest| {
         serde_json::from_value::<wire::CookbookWire>(latest).map_err(|e| {
             vec![Diagnostic::new(
@@ -106,7 +111,10 @@ pub fn parse(bytes: &[u8]) -> Result<Parsed, Vec<Diagnostic>> {
     });
     let parsed = match result {
         Ok(wire) => {
-            let (cookbook, problems) = model::convert(&wire);
+            let (mut cookbook, problems) = model::convert(&wire);
+            if let Some(v) = written_version {
+                cookbook.manifest_version = v;
+            }
             diagnostics.extend(problems);
             let (plan, problems) =
                 Plan::build(&cookbook.containers, &cookbook.packaging.build_order);
