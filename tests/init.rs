@@ -96,7 +96,7 @@ fn fixture_projects_give_their_golden_cookbooks_which_validate_and_plan() {
         let validate = common::run_in(&copy, &["validate"]);
         validate.assert_code(0);
         assert!(
-            validate.stderr.starts_with("cookbook.json: ok (format 1.0"),
+            validate.stderr.starts_with("cookbook.json: ok (format 1.1"),
             "{}",
             validate.context()
         );
@@ -117,7 +117,7 @@ fn text_mode_prints_pure_json_on_stdout_and_comments_on_stderr() {
     let run = common::run_in(&dir, &["init"]);
     run.assert_code(0);
     let doc: Value = serde_json::from_str(&run.stdout).expect("stdout is the cookbook alone");
-    assert_eq!(doc["manifest_version"], "1.0");
+    assert_eq!(doc["manifest_version"], "1.1");
     assert!(cookbook::load::parse(run.stdout.as_bytes()).is_ok());
     assert_eq!(
         run.stderr,

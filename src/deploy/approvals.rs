@@ -14,7 +14,6 @@
 //! rename).
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -24,21 +23,7 @@ use crate::deploy::releases::Releases;
 use crate::model::lifecycle::Progression;
 use crate::model::Cookbook;
 
-#[derive(Debug, thiserror::Error)]
-pub enum ApprovalsError {
-    #[error("cannot read {}: {source}", path.display())]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("{}: not a valid approvals file: {message}", path.display())]
-    Invalid { path: PathBuf, message: String },
-    #[error("cannot write {}: {source}", path.display())]
-    Write {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-}
+pub type ApprovalsError = crate::state::record::RecordError;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -77,36 +62,11 @@ impl Approvals {
     }
 
     pub fn load(path: &Path) -> Result<Approvals, ApprovalsError> {
-        match std::fs::read(path) {
-            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| ApprovalsError::Invalid {
-                path: path.to_path_buf(),
-                message: e.to_string(),
-            }),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Approvals::default()),
-            Err(source) => Err(ApprovalsError::Read {
-                path: path.to_path_buf(),
-                source,
-            }),
-        }
+        crate::state::record::read(path, "approvals file")
     }
 
     pub fn save(&self, path: &Path) -> Result<(), ApprovalsError> {
-        let err = |source| ApprovalsError::Write {
-            path: path.to_path_buf(),
-            source,
-        };
-        let dir = path.parent().unwrap_or(Path::new("."));
-        std::fs::create_dir_all(dir).map_err(err)?;
-        let mut bytes = serde_json::to_vec_pretty(self).expect("approvals serialize");
-        bytes.push(b'\n');
-        let mut tmp = tempfile::Builder::new()
-            .prefix(".approvals.")
-            .tempfile_in(dir)
-            .map_err(err)?;
-        tmp.write_all(&bytes).map_err(err)?;
-        tmp.as_file().sync_all().map_err(err)?;
-        tmp.persist(path).map_err(|e| err(e.error))?;
-        Ok(())
+        crate::state::record::write(path, self)
     }
 
     /// The newest approval for `stage` of the kind `ci` that covers every digest of `digests`.

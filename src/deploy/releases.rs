@@ -12,7 +12,6 @@
 //! what ran, whatever the cookbook says today.
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -21,21 +20,7 @@ use crate::deploy::desired::Desired;
 
 pub const RELEASES_VERSION: u32 = 1;
 
-#[derive(Debug, thiserror::Error)]
-pub enum ReleasesError {
-    #[error("cannot read {}: {source}", path.display())]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("{}: not a valid release record: {message}", path.display())]
-    Invalid { path: PathBuf, message: String },
-    #[error("cannot write {}: {source}", path.display())]
-    Write {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-}
+pub type ReleasesError = crate::state::record::RecordError;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -75,36 +60,11 @@ impl Releases {
 
     /// Reads the records; none yet is an empty set.
     pub fn load(path: &Path) -> Result<Releases, ReleasesError> {
-        match std::fs::read(path) {
-            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| ReleasesError::Invalid {
-                path: path.to_path_buf(),
-                message: e.to_string(),
-            }),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Releases::default()),
-            Err(source) => Err(ReleasesError::Read {
-                path: path.to_path_buf(),
-                source,
-            }),
-        }
+        crate::state::record::read(path, "release record")
     }
 
     pub fn save(&self, path: &Path) -> Result<(), ReleasesError> {
-        let err = |source| ReleasesError::Write {
-            path: path.to_path_buf(),
-            source,
-        };
-        let dir = path.parent().unwrap_or(Path::new("."));
-        std::fs::create_dir_all(dir).map_err(err)?;
-        let mut bytes = serde_json::to_vec_pretty(self).expect("records serialize");
-        bytes.push(b'\n');
-        let mut tmp = tempfile::Builder::new()
-            .prefix(".releases.")
-            .tempfile_in(dir)
-            .map_err(err)?;
-        tmp.write_all(&bytes).map_err(err)?;
-        tmp.as_file().sync_all().map_err(err)?;
-        tmp.persist(path).map_err(|e| err(e.error))?;
-        Ok(())
+        crate::state::record::write(path, self)
     }
 
     /// The stage's current release.

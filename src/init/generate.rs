@@ -1,4 +1,4 @@
-//! Detected services → a format 1.0 cookbook, generated Dockerfiles and notes. Pure.
+//! Detected services → a format 1.1 cookbook (the latest), generated Dockerfiles and notes. Pure.
 //!
 //! Base image policy: one pinned default per language, a tag that names a version line (never
 //! `latest`), so a rebuild next month starts from the same major.minor line:
@@ -261,7 +261,7 @@ pub fn generate(
                 }
                 if !given.is_empty() {
                     notes.push(format!(
-                        "{}: {} from compose: a Dockerfile container has no ports or env in format 1.0; put them in {dockerfile} (EXPOSE, ENV) if the image needs them",
+                        "{}: {} from compose: a Dockerfile container has no ports or env of its own in the cookbook; put them in {dockerfile} (EXPOSE, ENV) if the image needs them, or per stage under lifecycle.stage_config",
                         s.name,
                         given.join(" and ")
                     ));
@@ -312,7 +312,7 @@ pub fn generate(
         }
     };
     let doc = Doc {
-        manifest_version: "1.0",
+        manifest_version: "1.1",
         project: ProjectOut {
             name: project.to_owned(),
         },

@@ -306,7 +306,7 @@ pub fn update(path: &Path, update: &Update) -> Result<bool, LockError> {
     for (name, entry) in &update.entries {
         lock.containers.insert(name.clone(), entry.clone());
     }
-    test_pause("lock-merged");
+    crate::state::record::test_pause("COOKBOOK_LOCK_TEST_PAUSE", "lock-merged");
     lock.write(path)
 }
 
@@ -326,23 +326,6 @@ impl Drop for DirLock {
     fn drop(&mut self) {
         // Closing the descriptor releases the lock as well; unlocking first is only explicit.
         let _ = fs4::FileExt::unlock(&self.0);
-    }
-}
-
-/// Fault injection for the concurrency tests: `COOKBOOK_LOCK_TEST_PAUSE=lock-merged:<ms>` sleeps
-/// between reading and writing the lock, widening the window in which two unlocked writers would
-/// lose an update. Costs one environment lookup per write otherwise.
-fn test_pause(step: &str) {
-    let Some(value) = std::env::var_os("COOKBOOK_LOCK_TEST_PAUSE") else {
-        return;
-    };
-    let value = value.to_string_lossy();
-    if let Some((name, ms)) = value.split_once(':') {
-        if name == step {
-            if let Ok(ms) = ms.parse::<u64>() {
-                std::thread::sleep(std::time::Duration::from_millis(ms));
-            }
-        }
     }
 }
 

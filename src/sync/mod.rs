@@ -243,7 +243,9 @@ pub fn run_round(
 
     let mirror = Mirror::open_or_init(&dir.mirror())?;
     let head = mirror.fetch(&options.remote, &options.branch, stop)?;
-    test_pause("after-fetch");
+    // Crash tests set COOKBOOK_SYNC_TEST_PAUSE=<step>:<ms> to kill the process at a step
+    // (`after-fetch`, `checkout-written`, `before-switch`, `after-switch`).
+    crate::state::record::test_pause("COOKBOOK_SYNC_TEST_PAUSE", "after-fetch");
     let head_id = head.to_string();
     let current = state.current.as_ref().map(|t| t.commit.clone());
     let mut report = RoundReport {
@@ -330,7 +332,7 @@ pub fn run_round(
         remove_dir_if_present(&tmp)?;
         mirror.materialize(head, &tmp)?;
         sync_tree(&tmp)?;
-        test_pause("checkout-written");
+        crate::state::record::test_pause("COOKBOOK_SYNC_TEST_PAUSE", "checkout-written");
         std::fs::rename(&tmp, &checkout).map_err(|source| SyncError::Io {
             path: checkout.clone(),
             source,
@@ -343,11 +345,11 @@ pub fn run_round(
         report.outcome = Outcome::Refused(refusal);
         return Ok(report);
     }
-    test_pause("before-switch");
+    crate::state::record::test_pause("COOKBOOK_SYNC_TEST_PAUSE", "before-switch");
     check_stop(stop)?;
 
     dir.switch_current(&head_id)?;
-    test_pause("after-switch");
+    crate::state::record::test_pause("COOKBOOK_SYNC_TEST_PAUSE", "after-switch");
     mirror.pin(head)?;
     let at = now();
     if forced {
@@ -638,24 +640,6 @@ fn check_stop(stop: &AtomicBool) -> Result<(), SyncError> {
         Err(SyncError::Interrupted)
     } else {
         Ok(())
-    }
-}
-
-/// Fault injection for the crash tests: `COOKBOOK_SYNC_TEST_PAUSE=<step>:<ms>` sleeps at that
-/// step (`after-fetch`, `checkout-written`, `before-switch`, `after-switch`) so a test can kill
-/// the process there.
-/// Costs one environment lookup per step otherwise.
-fn test_pause(step: &str) {
-    let Some(value) = std::env::var_os("COOKBOOK_SYNC_TEST_PAUSE") else {
-        return;
-    };
-    let value = value.to_string_lossy();
-    if let Some((name, ms)) = value.split_once(':') {
-        if name == step {
-            if let Ok(ms) = ms.parse::<u64>() {
-                std::thread::sleep(std::time::Duration::from_millis(ms));
-            }
-        }
     }
 }
 
