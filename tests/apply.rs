@@ -736,3 +736,53 @@ fn a_run_level_failure_still_reports_what_was_built_and_pushed() {
     );
     assert!(shop.lock_bytes().is_none(), "a failed run writes no lock");
 }
+
+/// Issue 12, item 7: `apply CONTAINER…` applies the named containers and what they need; the
+/// lock keeps the other containers' entries; an unknown name is exit 2 with the list.
+#[test]
+fn apply_named_containers_applies_them_and_what_they_need() {
+    let Some(shop) = Shop::new("subset") else {
+        return;
+    };
+    let project = format!("subset{}", std::process::id());
+    shop.edit(|v| v["project"]["name"] = Value::String(project.clone()));
+
+    // worker is built FROM api and depends on db at runtime; web is left alone.
+    let (code, summary, _) = shop.apply(&["--no-push", "worker"]);
+    assert_eq!(code, 0);
+    assert_eq!(
+        statuses(&summary),
+        map(&[("api", "built"), ("db", "built"), ("worker", "built")])
+    );
+    let locked: Vec<String> = shop.lock()["containers"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .cloned()
+        .collect();
+    assert_eq!(locked, ["api", "db", "worker"]);
+
+    // web next: what it needs is cached, and worker's entry stays in the lock.
+    let (code, summary, _) = shop.apply(&["--no-push", "web"]);
+    assert_eq!(code, 0);
+    assert_eq!(
+        statuses(&summary),
+        map(&[("api", "cached"), ("db", "cached"), ("web", "built")])
+    );
+    let locked: Vec<String> = shop.lock()["containers"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .cloned()
+        .collect();
+    assert_eq!(locked, ["api", "db", "web", "worker"]);
+
+    let before = shop.lock_bytes();
+    let out = shop.run(&["apply", "--no-push", "web", "nope"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "error: unknown container `nope`\n  help: containers in this cookbook: api, db, web, worker\n"
+    );
+    assert_eq!(shop.lock_bytes(), before, "nothing applied");
+}

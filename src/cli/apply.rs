@@ -21,7 +21,7 @@ use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use tokio_util::sync::CancellationToken;
 
 use super::interrupt::Interrupt;
-use super::{base_dir, fingerprints, load, site_plan, Format};
+use super::{base_dir, containers_named, fingerprints, load, site_plan, Format};
 use crate::apply::{self, ApplyFailure, Event, Options, Outcome, Report, Reporter};
 use crate::error::Error;
 use crate::load::Loaded;
@@ -40,6 +40,10 @@ pub const APPLY_HELP: &str = "Exit codes:
 
 #[derive(Debug, Args)]
 pub struct ApplyArgs {
+    /// Apply only these containers and what they need (their parents and runtime dependencies)
+    /// [default: all]
+    #[arg(value_name = "CONTAINER")]
+    pub containers: Vec<String>,
     /// Apply only this federation site's containers (and what they need).
     #[arg(long)]
     pub site: Option<String>,
@@ -295,6 +299,36 @@ fn outcome(report: &Report) -> Result<(), Error> {
     }
 }
 
+/// The plan `apply` acts on: the whole cookbook's, a site's portion, and within it the named
+/// containers with everything they need (the lock merge keeps the other containers' entries).
+fn selected_plan(
+    cookbook: &crate::model::Cookbook,
+    plan: &crate::graph::Plan,
+    args: &ApplyArgs,
+) -> Result<crate::graph::Plan, Error> {
+    let plan = site_plan(cookbook, plan, args.site.as_deref())?;
+    let wanted = containers_named(cookbook, &args.containers)?;
+    if wanted.is_empty() {
+        return Ok(plan);
+    }
+    if let (Some(site), Some(outside)) = (
+        args.site.as_deref(),
+        wanted.iter().find(|n| !plan.order().any(|m| m == *n)),
+    ) {
+        return Err(Error::Usage {
+            message: format!("container `{outside}` is not part of site `{site}`"),
+            help: Some(format!(
+                "site `{site}` applies: {}",
+                plan.order()
+                    .map(Name::as_str)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )),
+        });
+    }
+    Ok(plan.restrict(&wanted))
+}
+
 pub fn run(
     file: &Path,
     args: &ApplyArgs,
@@ -303,7 +337,7 @@ pub fn run(
     err: &mut dyn Write,
 ) -> Result<(), Error> {
     let Loaded { cookbook, plan, .. } = load(file)?;
-    let plan = site_plan(&cookbook, &plan, args.site.as_deref())?;
+    let plan = selected_plan(&cookbook, &plan, args)?;
     let options = Options {
         jobs: args.jobs.unwrap_or_else(default_jobs),
         push: !args.no_push,
