@@ -58,6 +58,10 @@ pub struct ApplyArgs {
     pub keep_going: bool,
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub format: Format,
+    /// Say per container what apply would do (cached, or build; what it would push and tag),
+    /// from the registry (or the engine with --no-push); build, push, tag and write nothing.
+    #[arg(long)]
+    pub dry_run: bool,
     /// Print every build's output as it arrives, not only a failed build's.
     #[arg(short = 'v', long)]
     pub verbose: bool,
@@ -344,6 +348,9 @@ pub fn run(
         keep_going: args.keep_going,
         revision: crate::git::head_commit(base_dir(file)),
     };
+    if args.dry_run {
+        return dry_run(file, &cookbook, &plan, options, args.format, out, err);
+    }
     let ci = std::env::var("CI").is_ok_and(|v| v == "true" || v == "1");
     let live = args.format == Format::Text
         && !ci
@@ -369,6 +376,70 @@ pub fn run(
     )?;
     let json = (args.format == Format::Json).then_some(out);
     finish(result, &interrupt, json, err)
+}
+
+/// `apply --dry-run`: the library's [`apply::dry_run`], printed. Text: one line per container
+/// (`cached` with where it was found, or `build` with what would be pushed), one `tag` line per
+/// mutable tag that would move, and a count on stderr; JSON: one document.
+fn dry_run(
+    file: &Path,
+    cookbook: &crate::model::Cookbook,
+    plan: &crate::graph::Plan,
+    options: Options,
+    format: Format,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> Result<(), Error> {
+    let prints = std::sync::Arc::new(fingerprints(file, cookbook, plan)?);
+    let state_dir = state::dir_for(file);
+    let job = apply::Job {
+        cookbook,
+        plan,
+        fingerprints: prints,
+        cookbook_file: file,
+        state_dir: &state_dir,
+        options,
+        cancel: CancellationToken::new(),
+    };
+    let planned = apply::dry_run_with_docker(&job)?;
+    let build = planned
+        .values()
+        .filter(|p| p.action == apply::Action::Build)
+        .count();
+    let cached = planned.len() - build;
+    match format {
+        Format::Json => {
+            let doc = serde_json::json!({
+                "result": "dry_run",
+                "build": build,
+                "cached": cached,
+                "containers": planned,
+            });
+            let _ = writeln!(out, "{}", serde_json::to_string_pretty(&doc).expect("JSON"));
+        }
+        Format::Text => {
+            let width = planned.keys().map(|n| n.as_str().len()).max().unwrap_or(0);
+            for (name, p) in &planned {
+                let what = match (p.action, p.source, &p.push) {
+                    (apply::Action::Cached, Some(source), _) => {
+                        format!("cached  {name:<width$}  {} (in the {source})", p.image)
+                    }
+                    (_, _, Some(push)) => format!("build   {name:<width$}  {push} (push)"),
+                    _ => format!("build   {name:<width$}  {}", p.image),
+                };
+                let _ = writeln!(out, "{what}");
+                for tag in &p.tags {
+                    let _ = writeln!(out, "tag     {name:<width$}  {tag}");
+                }
+            }
+            let _ = writeln!(
+                err,
+                "apply --dry-run: {build} to build, {cached} cached; nothing was built, \
+                 pushed or tagged"
+            );
+        }
+    }
+    Ok(())
 }
 
 /// `cookbook sync --apply`: applies a taken revision's portion with the same engine, pushing to
