@@ -605,3 +605,30 @@ fn verify_without_a_lock_says_to_apply_first() {
          and writes the lock\n"
     );
 }
+
+/// Issue 12, item 7: an application no container uses is a warning (stderr, located, exit 0),
+/// from `validate` and from every command that loads the cookbook.
+#[test]
+fn an_unused_application_is_a_located_warning_not_a_failure() {
+    let dir = shop();
+    let file = dir.path().join("cookbook.json");
+    let mut v: serde_json::Value = serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
+    v["applications"]["spare"] = serde_json::json!({ "source": "services/api" });
+    std::fs::write(&file, serde_json::to_vec_pretty(&v).unwrap()).unwrap();
+    let warning = "cookbook.json:21:5: warning[model/unused-application]: /applications/spare: \
+                   application `spare` is used by no container: it is never built\n  help: list \
+                   it in a container's `applications` (\"applications\": [\"spare\"]), or remove it\n";
+    let run = run_in(dir.path(), &["validate"]);
+    run.assert_code(0);
+    assert_eq!(
+        run.stderr,
+        format!("{warning}cookbook.json: ok (format 1.0, 4 containers in 3 waves, 4 applications, 2 sites)\n")
+    );
+    let run = run_in(dir.path(), &["plan"]);
+    run.assert_code(0);
+    assert_eq!(run.stderr, warning);
+    // apply reports it too, before it starts (here it then stops: no such registry to push to).
+    let run = run_in(dir.path(), &["apply", "--dry-run", "--no-push", "nope"]);
+    run.assert_code(2);
+    assert!(run.stderr.starts_with(warning), "{}", run.context());
+}

@@ -21,7 +21,7 @@ use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use tokio_util::sync::CancellationToken;
 
 use super::interrupt::Interrupt;
-use super::{base_dir, containers_named, fingerprints, load, site_plan, Format};
+use super::{base_dir, containers_named, fingerprints, load_reporting, site_plan, Format};
 use crate::apply::{self, ApplyFailure, Event, Options, Outcome, Report, Reporter};
 use crate::error::Error;
 use crate::load::Loaded;
@@ -340,7 +340,7 @@ pub fn run(
     out: &mut dyn Write,
     err: &mut dyn Write,
 ) -> Result<(), Error> {
-    let Loaded { cookbook, plan, .. } = load(file)?;
+    let Loaded { cookbook, plan, .. } = load_reporting(file, err)?;
     let plan = selected_plan(&cookbook, &plan, args)?;
     let options = Options {
         jobs: args.jobs.unwrap_or_else(default_jobs),

@@ -269,6 +269,30 @@ impl Cookbook {
                 .warning(),
             );
         }
+        // An application reaches an image only through a generated container's `applications`.
+        let used: std::collections::BTreeSet<&Name> = self
+            .containers
+            .values()
+            .filter_map(|c| match &c.kind {
+                ContainerKind::Generated(g) => Some(&g.applications),
+                ContainerKind::Dockerfile(_) => None,
+            })
+            .flatten()
+            .collect();
+        for name in self.applications.keys().filter(|n| !used.contains(n)) {
+            warnings.push(
+                Diagnostic::new(
+                    "model/unused-application",
+                    pointer_push("/applications", name.as_str()),
+                    format!("application `{name}` is used by no container: it is never built"),
+                )
+                .with_help(format!(
+                    "list it in a container's `applications` (\"applications\": [\"{name}\"]), or remove it"
+                ))
+                .at_key()
+                .warning(),
+            );
+        }
         warnings
     }
 }
