@@ -632,3 +632,38 @@ fn an_unused_application_is_a_located_warning_not_a_failure() {
     run.assert_code(2);
     assert!(run.stderr.starts_with(warning), "{}", run.context());
 }
+
+/// A container label in cookbook's own `dev.cookbook.` namespace is overridden by apply's:
+/// a warning, not a failure.
+#[test]
+fn a_label_in_cookbooks_namespace_is_a_warning() {
+    let dir = shop();
+    let file = dir.path().join("cookbook.json");
+    let mut v: serde_json::Value = serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
+    v["containers"]["web"]["labels"] = serde_json::json!({ "dev.cookbook.project": "other" });
+    std::fs::write(&file, serde_json::to_vec_pretty(&v).unwrap()).unwrap();
+    let run = run_in(dir.path(), &["plan"]);
+    run.assert_code(0);
+    assert_eq!(
+        run.stderr,
+        "cookbook.json:88:9: warning[model/label-overridden]: \
+         /containers/web/labels/dev.cookbook.project: label `dev.cookbook.project` has no effect: \
+         cookbook sets it on every image it builds\n  help: use a key of your own namespace\n"
+    );
+    // Every key apply stamps draws it (the model keeps its own list: it may not import `image`).
+    for key in [
+        cookbook::image::LABEL_INPUT_HASH,
+        cookbook::image::LABEL_PROJECT,
+        cookbook::image::LABEL_CONTAINER,
+    ] {
+        v["containers"]["web"]["labels"] = serde_json::json!({ key: "x" });
+        std::fs::write(&file, serde_json::to_vec_pretty(&v).unwrap()).unwrap();
+        let run = run_in(dir.path(), &["plan"]);
+        run.assert_code(0);
+        assert!(
+            run.stderr.contains("warning[model/label-overridden]"),
+            "{}",
+            run.context()
+        );
+    }
+}
