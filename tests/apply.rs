@@ -853,6 +853,13 @@ fn dry_run_says_what_is_cached_and_what_would_be_built_and_does_nothing() {
     );
     assert_eq!(doc["cached"], 4);
     assert_eq!(doc["containers"]["api"]["source"], "registry");
+    let schema: Value = serde_json::from_slice(
+        &fs::read(common::repo_root().join("schemas/cookbook-output.schema.json")).unwrap(),
+    )
+    .unwrap();
+    let validator = jsonschema::draft202012::new(&schema).unwrap();
+    let problems: Vec<String> = validator.iter_errors(&doc).map(|e| e.to_string()).collect();
+    assert!(problems.is_empty(), "{problems:?}");
     assert_eq!(doc["containers"]["api"]["push"], Value::Null);
 
     // A source edit: exactly the changed container and its build-time child would be built.
