@@ -605,3 +605,52 @@ fn verify_without_a_lock_says_to_apply_first() {
          and writes the lock\n"
     );
 }
+
+/// Library messages in the user's terms, with what the system said underneath as a `caused by`
+/// line — never git2's class/code numbers, hyper's "legacy client", or a position said twice.
+#[test]
+fn errors_say_what_happened_and_keep_the_cause() {
+    let dir = shop();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let host = format!("tcp://127.0.0.1:{port}");
+    let run = run_with(
+        dir.path(),
+        &["apply", "--no-push"],
+        &[("DOCKER_HOST", &host)],
+        None,
+    );
+    run.assert_code(3);
+    assert!(
+        run.stderr.ends_with(&format!(
+            "error: cannot connect to the Docker engine at {host}: is it running, and is \
+             DOCKER_HOST right?\n  caused by: Connection refused (os error 111)\n"
+        )),
+        "{}",
+        run.context()
+    );
+
+    // Not a git checkout (the temp copy has no .git above it).
+    let run = run_in(dir.path(), &["verify", "--rev", "HEAD"]);
+    run.assert_code(2);
+    assert_eq!(
+        run.stderr,
+        ". is not in a git checkout (no .git here or in a parent directory)\n  caused by: could \
+         not find repository at '.'\n"
+            .replace(". is", "error: . is"),
+        "{}",
+        run.context()
+    );
+
+    // A truncated lock: located once, 1-based.
+    std::fs::write(dir.path().join("cookbook.lock"), "{\"lock_version\": 2,\n").unwrap();
+    let run = run_in(dir.path(), &["verify"]);
+    run.assert_code(2);
+    assert_eq!(
+        run.stderr,
+        "error: cookbook.lock:2:1: not a valid lock file: EOF while parsing a value\n"
+    );
+}

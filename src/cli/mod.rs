@@ -410,6 +410,25 @@ fn report(e: &Error, err: &mut dyn Write) {
             let _ = writeln!(err, "{error}error{error:#}: {e}");
         }
     }
+    if let Some(cause) = root_cause(e) {
+        let _ = writeln!(err, "  caused by: {cause}");
+    }
+}
+
+/// The innermost cause of `e`, in its own words, when the message does not already say it: the
+/// library's message says what happened and what to check; this keeps what the system, git or
+/// the HTTP stack said underneath (`Connection refused (os error 111)`). git2's class and code
+/// numbers are left out: they mean nothing to a user.
+fn root_cause(e: &Error) -> Option<String> {
+    let mut cause: &dyn std::error::Error = std::error::Error::source(e)?;
+    while let Some(next) = cause.source() {
+        cause = next;
+    }
+    let text = match cause.downcast_ref::<git2::Error>() {
+        Some(g) => g.message().to_owned(),
+        None => cause.to_string(),
+    };
+    (!text.is_empty() && !e.to_string().contains(&text)).then_some(text)
 }
 
 /// Reads and checks a cookbook file (the load stage: text and disk); warnings are dropped.
