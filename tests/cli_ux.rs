@@ -654,3 +654,52 @@ fn errors_say_what_happened_and_keep_the_cause() {
         "error: cookbook.lock:2:1: not a valid lock file: EOF while parsing a value\n"
     );
 }
+
+/// `sync --format json`: one document per round on stdout, the log lines on stderr; a refused
+/// revision is a document too (exit 1), with its located errors.
+#[test]
+fn sync_rounds_as_json() {
+    let remote = shop();
+    git(remote.path(), &["init", "-q", "-b", "main"]);
+    git(remote.path(), &["add", "."]);
+    git(remote.path(), &["commit", "-qm", "shop"]);
+    let site = tempfile::tempdir().unwrap();
+    let url = remote.path().to_str().unwrap();
+    let schema: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(repo_root().join("schemas/cookbook-output.schema.json")).unwrap(),
+    )
+    .unwrap();
+    let validator = jsonschema::draft202012::new(&schema).expect("the output schema compiles");
+    let sync = |expect: i32| {
+        let run = run_in(site.path(), &["sync", "--remote", url, "--format", "json"]);
+        run.assert_code(expect);
+        let doc: serde_json::Value = serde_json::from_str(&run.stdout)
+            .unwrap_or_else(|e| panic!("one JSON document ({e})\n{}", run.context()));
+        let problems: Vec<String> = validator.iter_errors(&doc).map(|e| e.to_string()).collect();
+        assert!(problems.is_empty(), "{problems:?}\n{}", run.context());
+        doc
+    };
+    let first = sync(0);
+    assert_eq!(first["outcome"], "taken");
+    assert_eq!(first["result"], "ok");
+    assert_eq!(first["previous"], serde_json::Value::Null);
+    let again = sync(0);
+    assert_eq!(again["outcome"], "up_to_date");
+    assert_eq!(again["current"], first["current"]);
+
+    std::fs::write(
+        remote.path().join("cookbook.json"),
+        "{\"manifest_version\": 3}\n",
+    )
+    .unwrap();
+    git(remote.path(), &["commit", "-qam", "broken"]);
+    let refused = sync(1);
+    assert_eq!(refused["outcome"], "refused");
+    assert_eq!(refused["result"], "failed");
+    assert_eq!(refused["current"], first["current"]);
+    let errors = refused["refusal"]["errors"].as_array().unwrap();
+    assert!(
+        errors[0].as_str().unwrap().starts_with("cookbook.json@"),
+        "{refused}"
+    );
+}
