@@ -585,6 +585,14 @@ fn json_outputs_match_the_output_schema() {
         ),
         (bad.path(), vec!["validate", "--format", "json"]),
         (bad.path(), vec!["plan", "--format", "json"]),
+        (
+            dir.path(),
+            vec!["context", "api", "-o", "api.tar", "--format", "json"],
+        ),
+        (
+            dir.path(),
+            vec!["context", "api", "-o", "-", "--format", "json"],
+        ),
     ] {
         let run = run_in(cwd, &args);
         let doc: serde_json::Value = serde_json::from_str(&run.stdout)

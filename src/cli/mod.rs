@@ -105,6 +105,9 @@ pub enum Command {
         /// `-` for standard output (refused on a terminal)
         #[arg(short = 'o', long = "output", value_name = "PATH")]
         output: PathBuf,
+        /// `json`: a summary document on stdout (not with `-o -`, where stdout is the tar)
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
     },
     /// Build, tag and push every container whose image does not exist yet, bottom-up; write
     /// cookbook.lock.
@@ -370,8 +373,8 @@ impl Command {
             Command::Init(args) => args.format == Format::Json,
             Command::Sync(args) => args.json_output(),
             Command::Explain { .. } => true,
-            Command::Context { .. }
-            | Command::Approve { .. }
+            Command::Context { format, .. } => *format == Format::Json,
+            Command::Approve { .. }
             | Command::Migrate { .. }
             | Command::Schema { .. }
             | Command::Clean { .. }
@@ -572,7 +575,16 @@ fn execute(cli: &Cli, out: &mut dyn Write, err: &mut dyn Write) -> Result<(), Er
             cookbook,
             container,
             output,
-        } => context_command(cookbook, cli.file.as_deref(), container, output, out, err),
+            format,
+        } => context_command(
+            cookbook,
+            cli.file.as_deref(),
+            container,
+            output,
+            *format,
+            out,
+            err,
+        ),
         Command::Apply { cookbook, args } => apply::run(
             &cookbook.resolve(cli.file.as_deref())?,
             args,
@@ -703,11 +715,19 @@ fn context_command(
     top: Option<&Path>,
     container: &String,
     output: &Path,
+    format: Format,
     out: &mut dyn Write,
     err: &mut dyn Write,
 ) -> Result<(), Error> {
     let file = cookbook.resolve(top)?;
     let to_stdout = output.as_os_str() == "-";
+    if to_stdout && format == Format::Json {
+        return Err(Error::Usage {
+            message: "`--format json` needs `-o FILE`: with `-o -` standard output is the tar"
+                .to_owned(),
+            help: None,
+        });
+    }
     if to_stdout && std::io::stdout().is_terminal() {
         return Err(Error::Usage {
             message: "refusing to write a tar archive to a terminal".to_owned(),
@@ -754,6 +774,16 @@ fn context_command(
             fp.entries.len(),
             fp.input_hash()
         );
+        if format == Format::Json {
+            let doc = serde_json::json!({
+                "container": name.as_str(),
+                "output": output.display().to_string(),
+                "entries": fp.entries.len(),
+                "bytes": bytes,
+                "input_hash": fp.input_hash(),
+            });
+            let _ = writeln!(out, "{}", serde_json::to_string_pretty(&doc).expect("JSON"));
+        }
     }
     Ok(())
 }
