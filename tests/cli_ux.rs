@@ -593,6 +593,10 @@ fn json_outputs_match_the_output_schema() {
             dir.path(),
             vec!["context", "api", "-o", "-", "--format", "json"],
         ),
+        (
+            dir.path(),
+            vec!["sync", "status", "--state", "nowhere", "--format", "json"],
+        ),
     ] {
         let run = run_in(cwd, &args);
         let doc: serde_json::Value = serde_json::from_str(&run.stdout)
