@@ -220,12 +220,22 @@ fn lenient_wire(
     mut document: serde_json::Value,
     schema_problems: &[Diagnostic],
 ) -> Option<wire::CookbookWire> {
+    let mut emptied: Vec<String> = Vec::new();
     for d in schema_problems {
-        if matches!(d.code, "schema/unknown-key" | "schema/not-in-version") {
-            remove_member(&mut document, &d.pointer);
+        match d.code {
+            "schema/unknown-key" | "schema/not-in-version" => {
+                remove_member(&mut document, &d.pointer);
+            }
+            // A value of the wrong type is what the wire types cannot read: dropped at once
+            // rather than one deserialization round each (a large cookbook may have many).
+            "schema/type" => {
+                if let Some(member) = member_of(&document, &d.pointer) {
+                    drop_or_empty(&mut document, member, &mut emptied);
+                }
+            }
+            _ => {}
         }
     }
-    let mut emptied: Vec<String> = Vec::new();
     // Each round drops or empties one member, so the document shrinks; the bound is a guard.
     for _ in 0..1024 {
         let e = match serde_path_to_error::deserialize::<_, wire::CookbookWire>(&document) {
@@ -248,22 +258,58 @@ fn lenient_wire(
                 _ => {}
             }
         }
-        let member = member?;
-        let is_entry = ["/containers/", "/applications/"].iter().any(|map| {
-            member
-                .strip_prefix(map)
-                .is_some_and(|key| !key.contains('/'))
-        });
-        if is_entry && !emptied.contains(&member) {
-            if let Some(slot) = document.pointer_mut(&member) {
-                *slot = serde_json::Value::Object(serde_json::Map::new());
-            }
-            emptied.push(member);
-        } else if !remove_member(&mut document, &member) {
+        if !drop_or_empty(&mut document, member?, &mut emptied) {
             return None;
         }
     }
     None
+}
+
+/// Drops the member at `member`, or, for a container or application not emptied yet, empties it
+/// (references to it must still resolve); whether anything changed.
+fn drop_or_empty(
+    document: &mut serde_json::Value,
+    member: String,
+    emptied: &mut Vec<String>,
+) -> bool {
+    let is_entry = ["/containers/", "/applications/"].iter().any(|map| {
+        member
+            .strip_prefix(map)
+            .is_some_and(|key| !key.contains('/'))
+    });
+    if is_entry && !emptied.contains(&member) {
+        if let Some(slot) = document.pointer_mut(&member) {
+            *slot = serde_json::Value::Object(serde_json::Map::new());
+        }
+        emptied.push(member);
+        true
+    } else {
+        remove_member(document, &member)
+    }
+}
+
+/// The pointer of the object member that holds the value at `pointer`: the pointer itself, or
+/// the array it is an item of (dropped whole, so that no later item's pointer shifts).
+fn member_of(document: &serde_json::Value, pointer: &str) -> Option<String> {
+    let mut value = document;
+    let mut at = String::new();
+    let mut member = None;
+    for raw in pointer.split('/').skip(1) {
+        let key = raw.replace("~1", "/").replace("~0", "~");
+        value = match value {
+            serde_json::Value::Object(o) => {
+                at = pointer_push(&at, &key);
+                member = Some(at.clone());
+                o.get(&key)?
+            }
+            serde_json::Value::Array(a) => {
+                at = pointer_push(&at, &key);
+                a.get(key.parse::<usize>().ok()?)?
+            }
+            _ => return None,
+        };
+    }
+    member
 }
 
 /// Removes the object member at `pointer`; whether there was one.

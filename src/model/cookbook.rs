@@ -291,6 +291,10 @@ impl Container {
 struct Converter<'a> {
     wire: &'a CookbookWire,
     diagnostics: Vec<Diagnostic>,
+    /// The help for each unknown container name already met: a suggestion compares the name
+    /// with every container, and a generated cookbook may repeat one wrong name thousands of
+    /// times.
+    container_help: BTreeMap<String, Option<String>>,
 }
 
 /// A "did you mean" for a close name, else the list of known names when it is short enough to
@@ -465,11 +469,13 @@ impl Converter<'_> {
             pointer(),
             format!("{what} names unknown container {}", excerpt(s)),
         );
-        if let Some(help) = suggest(
-            s,
-            "containers",
-            self.wire.containers.keys().map(String::as_str),
-        ) {
+        let wire = self.wire;
+        let help = self
+            .container_help
+            .entry(s.to_owned())
+            .or_insert_with(|| suggest(s, "containers", wire.containers.keys().map(String::as_str)))
+            .clone();
+        if let Some(help) = help {
             d = d.with_help(if what == "base_image" {
                 format!("{help} (`container:NAME` means a container of this cookbook; for an image from a registry, drop the `container:` prefix)")
             } else {
@@ -637,6 +643,7 @@ pub(crate) fn convert(wire: &CookbookWire) -> (Cookbook, Vec<Diagnostic>) {
     let mut cv = Converter {
         wire,
         diagnostics: Vec::new(),
+        container_help: BTreeMap::new(),
     };
     let project = Project {
         name: cv
