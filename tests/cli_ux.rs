@@ -585,6 +585,18 @@ fn json_outputs_match_the_output_schema() {
         ),
         (bad.path(), vec!["validate", "--format", "json"]),
         (bad.path(), vec!["plan", "--format", "json"]),
+        (
+            dir.path(),
+            vec!["context", "api", "-o", "api.tar", "--format", "json"],
+        ),
+        (
+            dir.path(),
+            vec!["context", "api", "-o", "-", "--format", "json"],
+        ),
+        (
+            dir.path(),
+            vec!["sync", "status", "--state", "nowhere", "--format", "json"],
+        ),
     ] {
         let run = run_in(cwd, &args);
         let doc: serde_json::Value = serde_json::from_str(&run.stdout)
@@ -666,4 +678,102 @@ fn a_label_in_cookbooks_namespace_is_a_warning() {
             run.context()
         );
     }
+}
+
+/// Library messages in the user's terms, with what the system said underneath as a `caused by`
+/// line — never git2's class/code numbers, hyper's "legacy client", or a position said twice.
+#[test]
+fn errors_say_what_happened_and_keep_the_cause() {
+    let dir = shop();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let host = format!("tcp://127.0.0.1:{port}");
+    let run = run_with(
+        dir.path(),
+        &["apply", "--no-push"],
+        &[("DOCKER_HOST", &host)],
+        None,
+    );
+    run.assert_code(3);
+    assert!(
+        run.stderr.ends_with(&format!(
+            "error: cannot connect to the Docker engine at {host}: is it running, and is \
+             DOCKER_HOST right?\n  caused by: Connection refused (os error 111)\n"
+        )),
+        "{}",
+        run.context()
+    );
+
+    // Not a git checkout (the temp copy has no .git above it).
+    let run = run_in(dir.path(), &["verify", "--rev", "HEAD"]);
+    run.assert_code(2);
+    assert_eq!(
+        run.stderr,
+        ". is not in a git checkout (no .git here or in a parent directory)\n  caused by: could \
+         not find repository at '.'\n"
+            .replace(". is", "error: . is"),
+        "{}",
+        run.context()
+    );
+
+    // A truncated lock: located once, 1-based.
+    std::fs::write(dir.path().join("cookbook.lock"), "{\"lock_version\": 2,\n").unwrap();
+    let run = run_in(dir.path(), &["verify"]);
+    run.assert_code(2);
+    assert_eq!(
+        run.stderr,
+        "error: cookbook.lock:2:1: not a valid lock file: EOF while parsing a value\n"
+    );
+}
+
+/// `sync --format json`: one document per round on stdout, the log lines on stderr; a refused
+/// revision is a document too (exit 1), with its located errors.
+#[test]
+fn sync_rounds_as_json() {
+    let remote = shop();
+    git(remote.path(), &["init", "-q", "-b", "main"]);
+    git(remote.path(), &["add", "."]);
+    git(remote.path(), &["commit", "-qm", "shop"]);
+    let site = tempfile::tempdir().unwrap();
+    let url = remote.path().to_str().unwrap();
+    let schema: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(repo_root().join("schemas/cookbook-output.schema.json")).unwrap(),
+    )
+    .unwrap();
+    let validator = jsonschema::draft202012::new(&schema).expect("the output schema compiles");
+    let sync = |expect: i32| {
+        let run = run_in(site.path(), &["sync", "--remote", url, "--format", "json"]);
+        run.assert_code(expect);
+        let doc: serde_json::Value = serde_json::from_str(&run.stdout)
+            .unwrap_or_else(|e| panic!("one JSON document ({e})\n{}", run.context()));
+        let problems: Vec<String> = validator.iter_errors(&doc).map(|e| e.to_string()).collect();
+        assert!(problems.is_empty(), "{problems:?}\n{}", run.context());
+        doc
+    };
+    let first = sync(0);
+    assert_eq!(first["outcome"], "taken");
+    assert_eq!(first["result"], "ok");
+    assert_eq!(first["previous"], serde_json::Value::Null);
+    let again = sync(0);
+    assert_eq!(again["outcome"], "up_to_date");
+    assert_eq!(again["current"], first["current"]);
+
+    std::fs::write(
+        remote.path().join("cookbook.json"),
+        "{\"manifest_version\": 3}\n",
+    )
+    .unwrap();
+    git(remote.path(), &["commit", "-qam", "broken"]);
+    let refused = sync(1);
+    assert_eq!(refused["outcome"], "refused");
+    assert_eq!(refused["result"], "failed");
+    assert_eq!(refused["current"], first["current"]);
+    let errors = refused["refusal"]["errors"].as_array().unwrap();
+    assert!(
+        errors[0].as_str().unwrap().starts_with("cookbook.json@"),
+        "{refused}"
+    );
 }

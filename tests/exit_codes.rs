@@ -369,7 +369,9 @@ fn git_only_a_failure_to_connect_is_exit_3() {
     run.assert_code(3);
     assert_stderr_has(
         &run,
-        &format!("error: cannot fetch from {remote}: failed to connect to 127.0.0.1"),
+        &format!(
+            "error: cannot connect to the git remote {remote}: is the address right, and is it up?\n  caused by: failed to connect to 127.0.0.1"
+        ),
     );
 }
 

@@ -2,7 +2,9 @@
 //! refused with exit code 2 and exactly the messages in the `.stderr` snapshot beside it.
 //!
 //! The binary runs with the fixture's directory as its working directory, so messages name the
-//! file as a user who typed `cookbook -f NAME.json validate` would see it.
+//! file as a user who typed `cookbook -f NAME.json validate` would see it. The directory holds
+//! the trees the fixtures name (`api/`, `db/Dockerfile`, …): the disk checks run beside the
+//! text's, so a path a fixture does not mean to be missing must exist.
 
 mod common;
 

@@ -13,10 +13,12 @@ const HEAD: &str = r#"{
   "project": { "name": "robust" },
   "containers": { "a": { "dockerfile": "Dockerfile", "context": "." } }"#;
 
-/// Writes `bytes` as `cookbook.json` in a fresh temp dir and runs `validate` and `plan` on it.
+/// Writes `bytes` as `cookbook.json` in a fresh temp dir, beside the Dockerfile that `HEAD` names
+/// (the disk checks run beside the text's), and runs `validate` and `plan` on it.
 fn check_refused(bytes: &[u8]) -> Vec<Run> {
     let dir = tempfile::tempdir().expect("temp dir");
     std::fs::write(dir.path().join("cookbook.json"), bytes).expect("write cookbook");
+    std::fs::write(dir.path().join("Dockerfile"), "FROM scratch\n").expect("write Dockerfile");
     let runs = vec![
         run_in(dir.path(), &["validate"]),
         run_in(dir.path(), &["plan", "--format", "json"]),

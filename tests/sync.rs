@@ -461,7 +461,7 @@ fn an_unreachable_remote_exits_3_and_leaves_the_state_unchanged_byte_for_byte() 
     let closed = format!("git://127.0.0.1:{}/shop.git", free_port());
     let out = f.sync(&closed, &[]);
     expect_code(&out, 3, "closed port");
-    expect_contains(&out.stderr, "cannot fetch from", &out);
+    expect_contains(&out.stderr, "cannot connect to the git remote", &out);
     assert_eq!(snapshot(&f.state()), before);
 
     // And the daemon going away mid-life is the same.

@@ -105,6 +105,9 @@ pub enum Command {
         /// `-` for standard output (refused on a terminal)
         #[arg(short = 'o', long = "output", value_name = "PATH")]
         output: PathBuf,
+        /// `json`: a summary document on stdout (not with `-o -`, where stdout is the tar)
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
     },
     /// Build, tag and push every container whose image does not exist yet, bottom-up; write
     /// cookbook.lock.
@@ -370,8 +373,8 @@ impl Command {
             Command::Init(args) => args.format == Format::Json,
             Command::Sync(args) => args.json_output(),
             Command::Explain { .. } => true,
-            Command::Context { .. }
-            | Command::Approve { .. }
+            Command::Context { format, .. } => *format == Format::Json,
+            Command::Approve { .. }
             | Command::Migrate { .. }
             | Command::Schema { .. }
             | Command::Clean { .. }
@@ -410,6 +413,25 @@ fn report(e: &Error, err: &mut dyn Write) {
             let _ = writeln!(err, "{error}error{error:#}: {e}");
         }
     }
+    if let Some(cause) = root_cause(e) {
+        let _ = writeln!(err, "  caused by: {cause}");
+    }
+}
+
+/// The innermost cause of `e`, in its own words, when the message does not already say it: the
+/// library's message says what happened and what to check; this keeps what the system, git or
+/// the HTTP stack said underneath (`Connection refused (os error 111)`). git2's class and code
+/// numbers are left out: they mean nothing to a user.
+fn root_cause(e: &Error) -> Option<String> {
+    let mut cause: &dyn std::error::Error = std::error::Error::source(e)?;
+    while let Some(next) = cause.source() {
+        cause = next;
+    }
+    let text = match cause.downcast_ref::<git2::Error>() {
+        Some(g) => g.message().to_owned(),
+        None => cause.to_string(),
+    };
+    (!text.is_empty() && !e.to_string().contains(&text)).then_some(text)
 }
 
 /// Reads and checks a cookbook file (the load stage: text and disk); warnings are dropped.
@@ -553,7 +575,16 @@ fn execute(cli: &Cli, out: &mut dyn Write, err: &mut dyn Write) -> Result<(), Er
             cookbook,
             container,
             output,
-        } => context_command(cookbook, cli.file.as_deref(), container, output, out, err),
+            format,
+        } => context_command(
+            cookbook,
+            cli.file.as_deref(),
+            container,
+            output,
+            *format,
+            out,
+            err,
+        ),
         Command::Apply { cookbook, args } => apply::run(
             &cookbook.resolve(cli.file.as_deref())?,
             args,
@@ -684,11 +715,19 @@ fn context_command(
     top: Option<&Path>,
     container: &String,
     output: &Path,
+    format: Format,
     out: &mut dyn Write,
     err: &mut dyn Write,
 ) -> Result<(), Error> {
     let file = cookbook.resolve(top)?;
     let to_stdout = output.as_os_str() == "-";
+    if to_stdout && format == Format::Json {
+        return Err(Error::Usage {
+            message: "`--format json` needs `-o FILE`: with `-o -` standard output is the tar"
+                .to_owned(),
+            help: None,
+        });
+    }
     if to_stdout && std::io::stdout().is_terminal() {
         return Err(Error::Usage {
             message: "refusing to write a tar archive to a terminal".to_owned(),
@@ -735,6 +774,16 @@ fn context_command(
             fp.entries.len(),
             fp.input_hash()
         );
+        if format == Format::Json {
+            let doc = serde_json::json!({
+                "container": name.as_str(),
+                "output": output.display().to_string(),
+                "entries": fp.entries.len(),
+                "bytes": bytes,
+                "input_hash": fp.input_hash(),
+            });
+            let _ = writeln!(out, "{}", serde_json::to_string_pretty(&doc).expect("JSON"));
+        }
     }
     Ok(())
 }

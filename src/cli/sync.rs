@@ -66,6 +66,10 @@ pub struct SyncArgs {
     /// When another sync holds the state, wait for it instead of exiting.
     #[arg(long)]
     pub wait: bool,
+    /// Output: `json` prints one document per round on stdout (one line each with --interval);
+    /// the log lines then go to stderr only
+    #[arg(long, value_enum, default_value_t = StatusFormat::Text)]
+    pub format: StatusFormat,
 }
 
 #[derive(Debug, Subcommand)]
@@ -82,13 +86,10 @@ pub enum SyncAction {
 impl SyncArgs {
     /// Whether the output is a JSON document (then a failure is one too).
     pub fn json_output(&self) -> bool {
-        matches!(
-            &self.action,
-            Some(SyncAction::Status {
-                format: StatusFormat::Json,
-                ..
-            })
-        )
+        match &self.action {
+            Some(SyncAction::Status { format, .. }) => matches!(format, StatusFormat::Json),
+            None => matches!(self.format, StatusFormat::Json),
+        }
     }
 }
 
@@ -133,7 +134,7 @@ pub fn execute(args: &SyncArgs, out: &mut dyn Write, err: &mut dyn Write) -> Res
 
     let Some(interval) = args.interval else {
         let report = round(&mut applier, err)?;
-        render(&report, out, err);
+        render_round(&report, args.format, out, err);
         return outcome_to_result(&report);
     };
 
@@ -147,12 +148,16 @@ pub fn execute(args: &SyncArgs, out: &mut dyn Write, err: &mut dyn Write) -> Res
     schedule::run_every(schedule, stop, |tick| {
         if let Tick::Wait(wait) = tick {
             let wait = humantime::format_duration(round_secs(wait));
-            log(out, &format!("next round in {wait}"));
+            let logs: &mut dyn Write = match args.format {
+                StatusFormat::Text => &mut *out,
+                StatusFormat::Json => &mut *err,
+            };
+            log(logs, &format!("next round in {wait}"));
             return;
         }
         match round(&mut applier, err) {
             Ok(report) => {
-                render(&report, out, err);
+                render_round(&report, args.format, out, err);
                 match outcome_to_result(&report) {
                     Err(e @ Error::Interrupted { .. }) => cut_short = Some(e),
                     Err(e) => log(err, &format!("round failed: {e}")),
@@ -163,16 +168,20 @@ pub fn execute(args: &SyncArgs, out: &mut dyn Write, err: &mut dyn Write) -> Res
             Err(e) => log(err, &format!("round failed, retrying next round: {e}")),
         }
     });
+    let logs: &mut dyn Write = match args.format {
+        StatusFormat::Text => out,
+        StatusFormat::Json => err,
+    };
     match cut_short {
         Some(e) => {
             log(
-                out,
+                logs,
                 "stopped by a signal; the running apply was cancelled (the next start retries it)",
             );
             Err(e)
         }
         None => {
-            log(out, "stopped by a signal");
+            log(logs, "stopped by a signal");
             Ok(())
         }
     }
@@ -262,6 +271,61 @@ fn log(w: &mut dyn Write, line: &str) {
 
 fn short(commit: &str) -> &str {
     &commit[..commit.len().min(12)]
+}
+
+/// One round as a JSON document (`sync --format json`): what the round did, in fields.
+fn round_json(report: &RoundReport) -> String {
+    let (outcome, previous, forced, refusal) = match &report.outcome {
+        Outcome::UpToDate => ("up_to_date", None, false, None),
+        Outcome::Taken { previous, forced } => ("taken", previous.clone(), *forced, None),
+        Outcome::Refused(r) => (
+            "refused",
+            None,
+            false,
+            Some(serde_json::json!({ "reason": r.summary(), "errors": r.errors() })),
+        ),
+    };
+    let apply = report.apply.as_ref().map(|a| match a {
+        ApplyOutcome::Applied => serde_json::json!({ "result": "applied" }),
+        ApplyOutcome::AlreadyApplied => serde_json::json!({ "result": "already_applied" }),
+        ApplyOutcome::Failed(e) => {
+            serde_json::json!({ "result": "failed", "error": e.to_string() })
+        }
+    });
+    let doc = serde_json::json!({
+        "result": if report.failed() { "failed" } else { "ok" },
+        "outcome": outcome,
+        "remote_commit": report.remote_commit,
+        "current": report.current,
+        "previous": previous,
+        "forced": forced,
+        "refusal": refusal,
+        "apply": apply,
+        "recovered": report.recovered,
+        "warnings": report.warnings,
+    });
+    let mut s = serde_json::to_string(&doc).expect("JSON");
+    s.push('\n');
+    s
+}
+
+/// Renders a round: log lines, and with `--format json` its document on stdout (the log lines
+/// then all go to stderr, so stdout is the documents alone).
+fn render_round(
+    report: &RoundReport,
+    format: StatusFormat,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) {
+    match format {
+        StatusFormat::Text => render(report, out, err),
+        StatusFormat::Json => {
+            let mut log_lines = Vec::new();
+            render(report, &mut log_lines, err);
+            let _ = err.write_all(&log_lines);
+            let _ = out.write_all(round_json(report).as_bytes());
+        }
+    }
 }
 
 fn render(report: &RoundReport, out: &mut dyn Write, err: &mut dyn Write) {

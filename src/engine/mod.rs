@@ -110,7 +110,7 @@ pub struct BuildOutcome {
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
     /// No connection to the engine. Exit code 3.
-    #[error("Docker engine unreachable at {endpoint}: {source}")]
+    #[error("cannot connect to the Docker engine at {endpoint}: is it running, and is DOCKER_HOST right?")]
     Unreachable {
         endpoint: String,
         source: bollard::errors::Error,

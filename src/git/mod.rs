@@ -21,7 +21,7 @@ pub use revision::{RevisionCheckout, RevisionError};
 #[derive(Debug, thiserror::Error)]
 pub enum GitError {
     /// No connection to the remote (refused, unresolvable, dropped). Exit code 3.
-    #[error("cannot fetch from {remote}: {source}")]
+    #[error("cannot connect to the git remote {remote}: is the address right, and is it up?")]
     Unreachable { remote: String, source: git2::Error },
     /// The remote answered and refused: credentials turned down, or no such repository (a
     /// server often says the one for the other). Exit code 1.
@@ -32,7 +32,7 @@ pub enum GitError {
     BadRemote { remote: String, message: String },
     #[error("the remote {remote} has no branch `{branch}`")]
     BranchNotFound { remote: String, branch: String },
-    #[error("git: cannot {operation}: {source}")]
+    #[error("git: cannot {operation}: {}", source.message())]
     Git {
         operation: &'static str,
         source: git2::Error,

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 /// Why a revision could not be checked out.
 #[derive(Debug, thiserror::Error)]
 pub enum RevisionError {
-    #[error("{} is not in a git checkout: {source}", path.display())]
+    #[error("{} is not in a git checkout (no .git here or in a parent directory)", path.display())]
     NotInRepository { path: PathBuf, source: git2::Error },
     #[error("{} is not in a git checkout with a working tree", path.display())]
     NoWorkTree { path: PathBuf },

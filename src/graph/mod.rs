@@ -274,7 +274,10 @@ impl Plan {
     }
 
     /// `packaging.build_order` may list containers in any order the graph allows; a container
-    /// listed before one it needs is a contradiction, reported with the pair.
+    /// listed before one it needs is a contradiction, reported with the pair. Each container's
+    /// direct needs listed after it are reported, and its latest-listed need reached through
+    /// others: with worker → api → db and `[worker, api, db]`, worker/api, worker/db and api/db.
+    /// Reporting only the latest need would hide worker/api behind the others.
     fn check_build_order(&self, build_order: &[Name]) -> Vec<Diagnostic> {
         // Indexed by node rather than keyed by name: this runs over every edge of a cookbook of
         // any size, and string comparisons in a map dominated it.
@@ -287,10 +290,26 @@ impl Plan {
         // For each container, the latest-listed container it needs, directly or not.
         let mut latest_need: Vec<Option<(usize, NodeIndex)>> = vec![None; self.graph.node_count()];
         let mut diagnostics = Vec::new();
+        let mut contradiction = |name: &Name, p: usize, needed: &Name| {
+            diagnostics.push(
+                Diagnostic::new(
+                    "plan/build-order",
+                    format!("/packaging/build_order/{p}"),
+                    format!("build_order puts `{name}` before `{needed}`, but `{name}` needs `{needed}`"),
+                )
+                .with_help(format!("move `{needed}` before `{name}` in build_order")),
+            );
+        };
         for name in self.order() {
             let n = self.nodes[name];
+            let p = position[n.index()];
             let mut best: Option<(usize, NodeIndex)> = None;
             for d in self.graph.neighbors_directed(n, Direction::Outgoing) {
+                if let (Some(p), Some(q)) = (p, position[d.index()]) {
+                    if p < q {
+                        contradiction(name, p, &self.graph[d]);
+                    }
+                }
                 let cands = [position[d.index()].map(|p| (p, d)), latest_need[d.index()]];
                 for c in cands.into_iter().flatten() {
                     if best.is_none_or(|b| c.0 > b.0) {
@@ -300,17 +319,11 @@ impl Plan {
             }
             if let Some((b_pos, b_node)) = best {
                 latest_need[n.index()] = best;
-                if let Some(p) = position[n.index()] {
-                    if p < b_pos {
-                        let needed = &self.graph[b_node];
-                        diagnostics.push(
-                            Diagnostic::new(
-                                "plan/build-order",
-                                format!("/packaging/build_order/{p}"),
-                                format!("build_order puts `{name}` before `{needed}`, but `{name}` needs `{needed}`"),
-                            )
-                            .with_help(format!("move `{needed}` before `{name}` in build_order")),
-                        );
+                // A direct need was reported above.
+                let direct = self.graph.contains_edge(n, b_node);
+                if let Some(p) = p {
+                    if p < b_pos && !direct {
+                        contradiction(name, p, &self.graph[b_node]);
                     }
                 }
             }

@@ -11,8 +11,9 @@
 //! diagnostic located at the field that names the path, like every other. The file system is read
 //! only by [`resolve`]; [`diagnose`] turns what was found into diagnostics from plain values.
 //!
-//! The disk checks run once the text is valid: they need the model's resolved paths. A file with
-//! both kinds of problem shows the text's first, then, once those are fixed, the disk's.
+//! The disk checks need the model's resolved paths. When the text has problems they still run, on
+//! the model built from what the text's checks accepted (see `parse`), so that one run shows both
+//! kinds; a path the text's checks refused is not looked for (its problem is already said).
 //!
 //! Hashing checks the real paths again (`context::list`): a tree can change between the two.
 
@@ -78,10 +79,35 @@ pub fn load_file(path: &Path) -> Result<Loaded, LoadError> {
 /// too. Without it only the text is checked (a revision read straight from git, before any
 /// checkout exists).
 pub fn load_bytes(bytes: &[u8], base: Option<&Path>) -> Result<Loaded, Vec<Diagnostic>> {
-    let Parsed { cookbook, plan } = parse(bytes)?;
+    let Parsed { cookbook, plan } = match parse::check(bytes)? {
+        parse::Checked::Valid(parsed) => parsed,
+        parse::Checked::Invalid {
+            text,
+            mut diagnostics,
+            cookbook,
+            spans,
+        } => {
+            // The disk checks run on what the text's checks accepted, so that a missing
+            // directory shows beside a misspelt key; a path the text's checks already refused
+            // (and that the model replaced) is not looked for.
+            if let (Some(base), Some(cookbook)) = (base, cookbook) {
+                let refused = |pointer: &str| diagnostics.iter().any(|d| d.pointer == pointer);
+                let disk = check_disk(&cookbook, base, |used| {
+                    refused(&used.pointer)
+                        || used.sent_from.is_some()
+                            && used
+                                .pointer
+                                .rsplit_once('/')
+                                .is_some_and(|(app, _)| refused(&format!("{app}/source")))
+                });
+                diagnostics.extend(disk);
+            }
+            return Err(parse::finish(text, diagnostics, spans));
+        }
+    };
     let mut problems = Vec::new();
     if let Some(base) = base {
-        problems = check_disk(&cookbook, base);
+        problems = check_disk(&cookbook, base, |_| false);
     }
     let mut warnings = cookbook.warnings();
     if problems.is_empty() && warnings.is_empty() {
@@ -205,7 +231,11 @@ pub fn sent_despite_ignore(ignore_text: Option<&str>, rel: &str) -> bool {
 }
 
 /// Every disk problem of a parsed cookbook whose file lies in `base`, unlocated.
-fn check_disk(cookbook: &Cookbook, base: &Path) -> Vec<Diagnostic> {
+fn check_disk(
+    cookbook: &Cookbook,
+    base: &Path,
+    skip: impl Fn(&PathUse) -> bool,
+) -> Vec<Diagnostic> {
     let real_base = match std::fs::canonicalize(base) {
         Ok(real) => real,
         Err(e) => {
@@ -223,6 +253,9 @@ fn check_disk(cookbook: &Cookbook, base: &Path) -> Vec<Diagnostic> {
     // Directories already reported: a file named inside one of them is not reported again.
     let mut failed: Vec<RelPath> = Vec::new();
     for used in cookbook.paths() {
+        if skip(&used) {
+            continue;
+        }
         if let Some(tree) = &used.sent_from {
             if failed.contains(tree) {
                 continue;

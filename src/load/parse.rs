@@ -1,9 +1,19 @@
 //! The front end's first half: bytes → UTF-8 text → JSON syntax → the schema of the document's
 //! version (and migration to the latest) → wire types → the validated `Cookbook` (`model`) →
-//! its sealed `Plan` (`graph`). Every problem of every stage is collected, then located once
-//! (line:column from the JSON pointer) and sorted. Pure: the caller reads the bytes.
+//! its sealed `Plan` (`graph`). Pure: the caller reads the bytes.
+//!
+//! Every problem of every stage is collected, then located once (line:column from the JSON
+//! pointer) and sorted by position. Only unreadable text (bad UTF-8, an empty file, bad JSON) stops
+//! early. A document the schema refuses still goes through the model and the plan, built from the
+//! parts the schema accepted (`lenient_wire`), so that names, references, paths, cycles and
+//! order show beside the schema's problems. No cascade: unknown keys are dropped, an unreadable
+//! member is dropped or its entry emptied (so references to it still resolve), and a model
+//! problem at a pointer the schema already reported is left to the schema's message.
+//!
+//! Invariant: a valid cookbook pays for none of this — no span index, no lenient pass, no
+//! second deserialization.
 
-use crate::diagnostic::{Diagnostic, Location};
+use crate::diagnostic::{pointer_push, Diagnostic, Location};
 use crate::graph::Plan;
 use crate::model::{self, wire, Cookbook};
 use crate::schema::{self, span::SpanIndex};
@@ -19,6 +29,35 @@ pub struct Parsed {
 /// Reads a cookbook from its bytes — syntax, schema, model, plan — reporting every problem at
 /// once, each located.
 pub fn parse(bytes: &[u8]) -> Result<Parsed, Vec<Diagnostic>> {
+    match check(bytes)? {
+        Checked::Valid(parsed) => Ok(parsed),
+        Checked::Invalid {
+            text,
+            diagnostics,
+            spans,
+            ..
+        } => Err(finish(text, diagnostics, spans)),
+    }
+}
+
+/// What the checks of a cookbook's text found.
+pub(super) enum Checked<'t> {
+    Valid(Parsed),
+    /// Problems, unlocated (those of a stage that locates its own are located already).
+    Invalid {
+        text: &'t str,
+        diagnostics: Vec<Diagnostic>,
+        /// The model built from what was valid, for the disk checks; `None` when the text
+        /// could not be read far enough to build one.
+        cookbook: Option<Cookbook>,
+        /// The span index, when a stage already needed it.
+        spans: Option<SpanIndex>,
+    },
+}
+
+/// Every check of the text, stopping early only where nothing later can run: bad UTF-8, an
+/// empty file or bad JSON are returned located, as `Err`.
+pub(super) fn check(bytes: &[u8]) -> Result<Checked<'_>, Vec<Diagnostic>> {
     let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
     let text = match std::str::from_utf8(bytes) {
         Ok(t) => t,
@@ -100,46 +139,188 @@ pub fn parse(bytes: &[u8]) -> Result<Parsed, Vec<Diagnostic>> {
         .get("manifest_version")
         .and_then(serde_json::Value::as_str)
         .map(str::to_owned);
-    let result = schema::check(value).and_then(|latest| {
-        serde_json::from_value::<wire::CookbookWire>(latest).map_err(|e| {
-            vec![Diagnostic::new(
-                "schema/invalid",
-                "",
-                format!("does not match the cookbook format: {e}"),
-            )]
-        })
-    });
-    let parsed = match result {
-        Ok(wire) => {
-            let (mut cookbook, problems) = model::convert(&wire);
-            if let Some(v) = written_version {
-                cookbook.manifest_version = v;
+    let (wire, text_valid) = match schema::check(value) {
+        Ok(latest) => match serde_json::from_value::<wire::CookbookWire>(latest) {
+            Ok(wire) => (Some(wire), true),
+            Err(e) => {
+                diagnostics.push(Diagnostic::new(
+                    "schema/invalid",
+                    "",
+                    format!("does not match the cookbook format: {e}"),
+                ));
+                (None, false)
             }
-            diagnostics.extend(problems);
-            let (plan, problems) =
-                Plan::build(&cookbook.containers, &cookbook.packaging.build_order);
-            diagnostics.extend(problems);
-            Some(Parsed { cookbook, plan })
-        }
-        Err(problems) => {
-            diagnostics.extend(problems);
-            None
+        },
+        Err(rejected) => {
+            let wire = rejected
+                .document
+                .and_then(|d| lenient_wire(d, &rejected.diagnostics));
+            diagnostics.extend(rejected.diagnostics);
+            (wire, false)
         }
     };
-    match parsed {
-        Some(p) if diagnostics.is_empty() => Ok(p),
-        _ => {
-            let spans = spans.get_or_insert_with(|| SpanIndex::scan(text));
-            for d in &mut diagnostics {
-                if d.location.is_none() {
-                    d.location = Some(spans.locate(text, &d.pointer, d.at_key));
-                }
-            }
-            diagnostics.sort_by(|a, b| {
-                (a.location, &a.pointer, a.code).cmp(&(b.location, &b.pointer, b.code))
-            });
-            diagnostics.dedup();
-            Err(diagnostics)
+    let Some(wire) = wire else {
+        return Ok(Checked::Invalid {
+            text,
+            diagnostics,
+            cookbook: None,
+            spans,
+        });
+    };
+    let (mut cookbook, mut problems) = model::convert(&wire);
+    if let Some(v) = written_version {
+        cookbook.manifest_version = v;
+    }
+    if !text_valid {
+        // The schema said it first and better (with its help): one problem, reported once.
+        problems.retain(|p| !diagnostics.iter().any(|d| d.pointer == p.pointer));
+    }
+    diagnostics.extend(problems);
+    let (plan, problems) = Plan::build(&cookbook.containers, &cookbook.packaging.build_order);
+    diagnostics.extend(problems);
+    if diagnostics.is_empty() {
+        Ok(Checked::Valid(Parsed { cookbook, plan }))
+    } else {
+        Ok(Checked::Invalid {
+            text,
+            diagnostics,
+            cookbook: Some(cookbook),
+            spans,
+        })
+    }
+}
+
+/// Locates every diagnostic of `text` (building the span index if no earlier step did), sorts
+/// them by position and drops exact repeats.
+pub(super) fn finish(
+    text: &str,
+    mut diagnostics: Vec<Diagnostic>,
+    spans: Option<SpanIndex>,
+) -> Vec<Diagnostic> {
+    let spans = spans.unwrap_or_else(|| SpanIndex::scan(text));
+    for d in &mut diagnostics {
+        if d.location.is_none() {
+            d.location = Some(spans.locate(text, &d.pointer, d.at_key));
         }
     }
+    diagnostics
+        .sort_by(|a, b| (a.location, &a.pointer, a.code).cmp(&(b.location, &b.pointer, b.code)));
+    diagnostics.dedup();
+    diagnostics
+}
+
+/// The wire types of a document the schema refused, built from the parts it accepted, so that
+/// the model's checks (names, references, paths) and the plan's (cycles, order) still run and
+/// report what the schema cannot see. Unknown keys are dropped (they mean nothing); then each
+/// member the wire types cannot read is dropped in turn — a container or application is emptied
+/// instead (`{}`), so that references to it still resolve and no "unknown container" follows
+/// from a schema problem. `None` when the document's skeleton itself is unreadable (no
+/// `containers` object, say): the schema's problems are then all there is to say.
+fn lenient_wire(
+    mut document: serde_json::Value,
+    schema_problems: &[Diagnostic],
+) -> Option<wire::CookbookWire> {
+    let mut emptied: Vec<String> = Vec::new();
+    for d in schema_problems {
+        match d.code {
+            "schema/unknown-key" | "schema/not-in-version" => {
+                remove_member(&mut document, &d.pointer);
+            }
+            // A value of the wrong type is what the wire types cannot read: dropped at once
+            // rather than one deserialization round each (a large cookbook may have many).
+            "schema/type" => {
+                if let Some(member) = member_of(&document, &d.pointer) {
+                    drop_or_empty(&mut document, member, &mut emptied);
+                }
+            }
+            _ => {}
+        }
+    }
+    // Each round drops or empties one member, so the document shrinks; the bound is a guard.
+    for _ in 0..1024 {
+        let e = match serde_path_to_error::deserialize::<_, wire::CookbookWire>(&document) {
+            Ok(wire) => return Some(wire),
+            Err(e) => e,
+        };
+        // The member the error is in: the path up to its last key (an array is dropped whole,
+        // so that no later item's index, and so its pointer, shifts).
+        let mut pointer = String::new();
+        let mut member = None;
+        for segment in e.path().iter() {
+            match segment {
+                serde_path_to_error::Segment::Map { key } => {
+                    pointer = pointer_push(&pointer, key);
+                    member = Some(pointer.clone());
+                }
+                serde_path_to_error::Segment::Seq { index } => {
+                    pointer = pointer_push(&pointer, &index.to_string());
+                }
+                _ => {}
+            }
+        }
+        if !drop_or_empty(&mut document, member?, &mut emptied) {
+            return None;
+        }
+    }
+    None
+}
+
+/// Drops the member at `member`, or, for a container or application not emptied yet, empties it
+/// (references to it must still resolve); whether anything changed.
+fn drop_or_empty(
+    document: &mut serde_json::Value,
+    member: String,
+    emptied: &mut Vec<String>,
+) -> bool {
+    let is_entry = ["/containers/", "/applications/"].iter().any(|map| {
+        member
+            .strip_prefix(map)
+            .is_some_and(|key| !key.contains('/'))
+    });
+    if is_entry && !emptied.contains(&member) {
+        if let Some(slot) = document.pointer_mut(&member) {
+            *slot = serde_json::Value::Object(serde_json::Map::new());
+        }
+        emptied.push(member);
+        true
+    } else {
+        remove_member(document, &member)
+    }
+}
+
+/// The pointer of the object member that holds the value at `pointer`: the pointer itself, or
+/// the array it is an item of (dropped whole, so that no later item's pointer shifts).
+fn member_of(document: &serde_json::Value, pointer: &str) -> Option<String> {
+    let mut value = document;
+    let mut at = String::new();
+    let mut member = None;
+    for raw in pointer.split('/').skip(1) {
+        let key = raw.replace("~1", "/").replace("~0", "~");
+        value = match value {
+            serde_json::Value::Object(o) => {
+                at = pointer_push(&at, &key);
+                member = Some(at.clone());
+                o.get(&key)?
+            }
+            serde_json::Value::Array(a) => {
+                at = pointer_push(&at, &key);
+                a.get(key.parse::<usize>().ok()?)?
+            }
+            _ => return None,
+        };
+    }
+    member
+}
+
+/// Removes the object member at `pointer`; whether there was one.
+fn remove_member(document: &mut serde_json::Value, pointer: &str) -> bool {
+    let Some((parent, key)) = pointer.rsplit_once('/') else {
+        return false;
+    };
+    let key = key.replace("~1", "/").replace("~0", "~");
+    document
+        .pointer_mut(parent)
+        .and_then(serde_json::Value::as_object_mut)
+        .and_then(|o| o.remove(&key))
+        .is_some()
 }

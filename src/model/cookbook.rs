@@ -353,6 +353,10 @@ impl Container {
 struct Converter<'a> {
     wire: &'a CookbookWire,
     diagnostics: Vec<Diagnostic>,
+    /// The help for each unknown container name already met: a suggestion compares the name
+    /// with every container, and a generated cookbook may repeat one wrong name thousands of
+    /// times.
+    container_help: BTreeMap<String, Option<String>>,
 }
 
 /// A "did you mean" for a close name, else the list of known names when it is short enough to
@@ -527,11 +531,13 @@ impl Converter<'_> {
             pointer(),
             format!("{what} names unknown container {}", excerpt(s)),
         );
-        if let Some(help) = suggest(
-            s,
-            "containers",
-            self.wire.containers.keys().map(String::as_str),
-        ) {
+        let wire = self.wire;
+        let help = self
+            .container_help
+            .entry(s.to_owned())
+            .or_insert_with(|| suggest(s, "containers", wire.containers.keys().map(String::as_str)))
+            .clone();
+        if let Some(help) = help {
             d = d.with_help(if what == "base_image" {
                 format!("{help} (`container:NAME` means a container of this cookbook; for an image from a registry, drop the `container:` prefix)")
             } else {
@@ -571,7 +577,9 @@ impl Converter<'_> {
 
     fn container(&mut self, key: &str, c: &ContainerWire) -> Option<Container> {
         let at = pointer_push("/containers", key);
-        let name = self.name(&at, key)?;
+        // A bad name drops the container only after the rest of it is checked: one problem must
+        // not hide the others of the same entry.
+        let name = self.name(&at, key);
         let mut depends_on: Vec<Name> = Vec::new();
         for (i, dep) in c.depends_on.iter().enumerate() {
             let p = || pointer_push(&pointer_push(&at, "depends_on"), &i.to_string());
@@ -601,12 +609,16 @@ impl Converter<'_> {
             }
             let base_text = c.base_image.as_deref().unwrap_or_default();
             let base_at = || pointer_push(&at, "base_image");
+            // A base that cannot be used is reported and kept as written (an image): the
+            // cookbook is refused anyway, and the container's other edges stay in the plan, so
+            // that a cycle through it is still found.
             let base = match base_text.strip_prefix("container:") {
-                Some(parent) => {
-                    BaseImage::Container(
-                        self.container_ref(base_at, parent, || "base_image".to_owned())?,
-                    )
-                }
+                Some(parent) => self
+                    .container_ref(base_at, parent, || "base_image".to_owned())
+                    .map_or_else(
+                        || BaseImage::Image(base_text.to_owned()),
+                        BaseImage::Container,
+                    ),
                 None if base_text.chars().any(|c| c.is_whitespace() || c == '\0') => {
                     self.diagnostics.push(Diagnostic::new(
                         "model/image",
@@ -621,7 +633,7 @@ impl Converter<'_> {
                             }
                         ),
                     ));
-                    return None;
+                    BaseImage::Image(base_text.to_owned())
                 }
                 None => BaseImage::Image(base_text.to_owned()),
             };
@@ -678,7 +690,7 @@ impl Converter<'_> {
             })
         };
         Some(Container {
-            name,
+            name: name?,
             kind,
             depends_on,
             ci_name: c.ci_name.clone(),
@@ -693,6 +705,7 @@ pub(crate) fn convert(wire: &CookbookWire) -> (Cookbook, Vec<Diagnostic>) {
     let mut cv = Converter {
         wire,
         diagnostics: Vec::new(),
+        container_help: BTreeMap::new(),
     };
     let project = Project {
         name: cv
@@ -704,9 +717,8 @@ pub(crate) fn convert(wire: &CookbookWire) -> (Cookbook, Vec<Diagnostic>) {
     let mut applications = BTreeMap::new();
     for (key, a) in &wire.applications {
         let at = pointer_push("/applications", key);
-        let Some(name) = cv.name(&at, key) else {
-            continue;
-        };
+        // A bad name leaves the application out only after its fields are checked.
+        let name = cv.name(&at, key);
         let source = cv.path(
             || pointer_push(&at, "source"),
             a.source.as_deref().unwrap_or("."),
@@ -714,6 +726,9 @@ pub(crate) fn convert(wire: &CookbookWire) -> (Cookbook, Vec<Diagnostic>) {
         cv.dockerfile_map(&at, "env", &a.env, false);
         cv.dockerfile_commands(&at, &a.build_commands, a.run_command.as_ref());
         let dependencies = cv.dependencies(&at, a.dependencies.as_ref());
+        let Some(name) = name else {
+            continue;
+        };
         applications.insert(
             name.clone(),
             Application {
@@ -764,14 +779,15 @@ pub(crate) fn convert(wire: &CookbookWire) -> (Cookbook, Vec<Diagnostic>) {
     let mut sites = BTreeMap::new();
     for (key, s) in wire.federation.iter().flat_map(|f| &f.sites) {
         let at = pointer_push("/federation/sites", key);
-        let Some(name) = cv.name(&at, key) else {
-            continue;
-        };
+        let valid_name = cv.name(&at, key);
         let mut names = BTreeSet::new();
         for (i, c) in s.containers.iter().enumerate() {
             let p = || pointer_push(&pointer_push(&at, "containers"), &i.to_string());
-            names.extend(cv.container_ref(p, c, || format!("site `{name}`")));
+            names.extend(cv.container_ref(p, c, || format!("site `{key}`")));
         }
+        let Some(name) = valid_name else {
+            continue;
+        };
         sites.insert(
             name.clone(),
             Site {

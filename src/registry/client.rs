@@ -54,7 +54,7 @@ const DOCKER_CONTENT_DIGEST: &str = "docker-content-digest";
 #[derive(Debug, thiserror::Error)]
 pub enum RegistryError {
     /// No connection could be made (after the retries). Exit code 3.
-    #[error("registry unreachable at {endpoint}: {source}")]
+    #[error("cannot connect to the registry at {endpoint}")]
     Unreachable {
         endpoint: String,
         source: reqwest::Error,

@@ -79,9 +79,28 @@ fn compiled(index: usize) -> &'static Compiled {
     })[index]
 }
 
+/// A document its schema refused.
+#[derive(Debug)]
+pub struct Rejected {
+    /// Every schema problem, unlocated.
+    pub diagnostics: Vec<Diagnostic>,
+    /// The document migrated to the latest version, when its version is known (the schema ran):
+    /// what the model's checks still run on, for the problems the schema cannot see.
+    pub document: Option<Value>,
+}
+
+impl From<Vec<Diagnostic>> for Rejected {
+    fn from(diagnostics: Vec<Diagnostic>) -> Self {
+        Rejected {
+            diagnostics,
+            document: None,
+        }
+    }
+}
+
 /// Checks a document against the schema its `manifest_version` names, and returns it migrated to
 /// the latest version. Reports every schema problem at once.
-pub fn check(document: Value) -> Result<Value, Vec<Diagnostic>> {
+pub fn check(document: Value) -> Result<Value, Rejected> {
     let version = match document.get("manifest_version") {
         _ if !document.is_object() => {
             return Err(vec![Diagnostic::new(
@@ -92,7 +111,7 @@ pub fn check(document: Value) -> Result<Value, Vec<Diagnostic>> {
                     messages::type_name(&document)
                 ),
             )
-            .with_help("a cookbook is one JSON object: `{ \"manifest_version\": \"1.0\", \"project\": {..}, \"containers\": {..} }`")])
+            .with_help("a cookbook is one JSON object: `{ \"manifest_version\": \"1.0\", \"project\": {..}, \"containers\": {..} }`")].into())
         }
         None => {
             return Err(vec![Diagnostic::new(
@@ -100,7 +119,7 @@ pub fn check(document: Value) -> Result<Value, Vec<Diagnostic>> {
                 "",
                 "missing required key `manifest_version`",
             )
-            .with_help(format!("supported versions: {}", supported_names()))])
+            .with_help(format!("supported versions: {}", supported_names()))].into())
         }
         Some(Value::String(s)) => s.as_str(),
         Some(other) => {
@@ -112,7 +131,7 @@ pub fn check(document: Value) -> Result<Value, Vec<Diagnostic>> {
                     messages::type_name(other)
                 ),
             )
-            .with_help(format!("supported versions: {}", supported_names()))])
+            .with_help(format!("supported versions: {}", supported_names()))].into())
         }
     };
     let Some(index) = VERSIONS.iter().position(|v| v.name == version) else {
@@ -121,7 +140,8 @@ pub fn check(document: Value) -> Result<Value, Vec<Diagnostic>> {
             "/manifest_version",
             format!("unsupported manifest_version {}", excerpt(version)),
         )
-        .with_help(format!("supported versions: {}", supported_names()))]);
+        .with_help(format!("supported versions: {}", supported_names()))]
+        .into());
     };
 
     let compiled = compiled(index);
@@ -138,7 +158,10 @@ pub fn check(document: Value) -> Result<Value, Vec<Diagnostic>> {
     if !diagnostics.is_empty() {
         diagnostics.sort_by(|a, b| a.pointer.cmp(&b.pointer).then(a.message.cmp(&b.message)));
         diagnostics.dedup();
-        return Err(diagnostics);
+        return Err(Rejected {
+            diagnostics,
+            document: Some(migrate::to_latest(index, document)),
+        });
     }
     Ok(migrate::to_latest(index, document))
 }

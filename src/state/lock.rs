@@ -219,13 +219,20 @@ impl Lock {
             // `lock_version` key, which decides how the rest is read.
             let (line, column) = match (e.line(), e.column()) {
                 (0, _) => position_of(&bytes, b"\"lock_version\""),
-                at => at,
+                // serde_json counts the column of an end of input at a line's start as 0.
+                (line, column) => (line, column.max(1)),
+            };
+            // The position is in the path prefix already; serde_json's own copy would say it twice.
+            let message = e.to_string();
+            let message = match message.rsplit_once(" at line ") {
+                Some((head, _)) => head.to_owned(),
+                None => message,
             };
             LockError::Invalid {
                 path: path.to_path_buf(),
                 line,
                 column,
-                message: e.to_string(),
+                message,
             }
         })
     }
