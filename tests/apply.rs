@@ -736,3 +736,184 @@ fn a_run_level_failure_still_reports_what_was_built_and_pushed() {
     );
     assert!(shop.lock_bytes().is_none(), "a failed run writes no lock");
 }
+
+/// Issue 12, item 7: `apply CONTAINER…` applies the named containers and what they need; the
+/// lock keeps the other containers' entries; an unknown name is exit 2 with the list.
+#[test]
+fn apply_named_containers_applies_them_and_what_they_need() {
+    let Some(shop) = Shop::new("subset") else {
+        return;
+    };
+    let project = format!("subset{}", std::process::id());
+    shop.edit(|v| v["project"]["name"] = Value::String(project.clone()));
+
+    // worker is built FROM api and depends on db at runtime; web is left alone.
+    let (code, summary, _) = shop.apply(&["--no-push", "worker"]);
+    assert_eq!(code, 0);
+    assert_eq!(
+        statuses(&summary),
+        map(&[("api", "built"), ("db", "built"), ("worker", "built")])
+    );
+    let locked: Vec<String> = shop.lock()["containers"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .cloned()
+        .collect();
+    assert_eq!(locked, ["api", "db", "worker"]);
+
+    // web next: what it needs is cached, and worker's entry stays in the lock.
+    let (code, summary, _) = shop.apply(&["--no-push", "web"]);
+    assert_eq!(code, 0);
+    assert_eq!(
+        statuses(&summary),
+        map(&[("api", "cached"), ("db", "cached"), ("web", "built")])
+    );
+    let locked: Vec<String> = shop.lock()["containers"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .cloned()
+        .collect();
+    assert_eq!(locked, ["api", "db", "web", "worker"]);
+
+    let before = shop.lock_bytes();
+    let out = shop.run(&["apply", "--no-push", "web", "nope"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "error: unknown container `nope`\n  help: containers in this cookbook: api, db, web, worker\n"
+    );
+    assert_eq!(shop.lock_bytes(), before, "nothing applied");
+}
+
+fn actions(doc: &Value) -> BTreeMap<String, String> {
+    doc["containers"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(k, v)| (k.clone(), v["action"].as_str().unwrap().to_owned()))
+        .collect()
+}
+
+/// Issue 12, item 7: `apply --dry-run` says per container what apply would do, from the
+/// registry, and does none of it: nothing built, pushed or tagged, the lock not written.
+#[test]
+fn dry_run_says_what_is_cached_and_what_would_be_built_and_does_nothing() {
+    let Some(shop) = Shop::new("dry") else {
+        return;
+    };
+    shop.edit(|v| v["packaging"]["latest"] = Value::Bool(true));
+    let client = RegistryClient::new().unwrap();
+    let api_repo = Repository::parse(&format!("{}/api", shop.registry)).unwrap();
+
+    // Nothing published yet: everything would be built and pushed, then tagged `latest`.
+    let out = shop.run(&["apply", "--dry-run"]);
+    assert_eq!(out.status.code(), Some(0));
+    let h = |n: &str| shop.hash_of(n);
+    let r = &shop.registry;
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        format!(
+            "build   api     {r}/api:{} (push)\ntag     api     {r}/api:latest\n\
+             build   db      {r}/db:{} (push)\ntag     db      {r}/db:latest\n\
+             build   web     {r}/web:{} (push)\ntag     web     {r}/web:latest\n\
+             build   worker  {r}/worker:{} (push)\ntag     worker  {r}/worker:latest\n",
+            h("api"),
+            h("db"),
+            h("web"),
+            h("worker")
+        )
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "apply --dry-run: 4 to build, 0 cached; nothing was built, pushed or tagged\n"
+    );
+    assert_eq!(shop.lock_bytes(), None, "no lock written");
+    assert_eq!(
+        block_on(client.tags_list(&api_repo)).unwrap_or_default(),
+        Vec::<String>::new(),
+        "nothing pushed"
+    );
+
+    // After an apply, everything is cached in the registry.
+    assert_eq!(shop.apply(&[]).0, 0);
+    let lock = shop.lock_bytes();
+    let out = shop.run(&["apply", "--dry-run", "--format", "json"]);
+    assert_eq!(out.status.code(), Some(0));
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        actions(&doc),
+        map(&[
+            ("api", "cached"),
+            ("db", "cached"),
+            ("web", "cached"),
+            ("worker", "cached")
+        ])
+    );
+    assert_eq!(doc["cached"], 4);
+    assert_eq!(doc["containers"]["api"]["source"], "registry");
+    let schema: Value = serde_json::from_slice(
+        &fs::read(common::repo_root().join("schemas/cookbook-output.schema.json")).unwrap(),
+    )
+    .unwrap();
+    let validator = jsonschema::draft202012::new(&schema).unwrap();
+    let problems: Vec<String> = validator.iter_errors(&doc).map(|e| e.to_string()).collect();
+    assert!(problems.is_empty(), "{problems:?}");
+    assert_eq!(doc["containers"]["api"]["push"], Value::Null);
+
+    // A source edit: exactly the changed container and its build-time child would be built.
+    fs::write(
+        shop.path("services/api/serve.sh"),
+        "#!/bin/sh\nexec httpd -f -p 8082 -h /srv/api\n",
+    )
+    .unwrap();
+    let tags_before = block_on(client.tags_list(&api_repo)).unwrap();
+    let out = shop.run(&["apply", "--dry-run", "--format", "json"]);
+    assert_eq!(out.status.code(), Some(0));
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        actions(&doc),
+        map(&[
+            ("api", "build"),
+            ("db", "cached"),
+            ("web", "cached"),
+            ("worker", "build")
+        ])
+    );
+    assert_eq!(
+        doc["containers"]["api"]["push"],
+        format!("{r}/api:{}", h("api")).as_str()
+    );
+    assert_eq!(shop.lock_bytes(), lock, "the lock is not written");
+    assert_eq!(
+        block_on(client.tags_list(&api_repo)).unwrap(),
+        tags_before,
+        "nothing pushed or tagged"
+    );
+}
+
+/// With `--no-push` the cache is the local engine.
+#[test]
+fn dry_run_with_no_push_looks_in_the_local_engine() {
+    let Some(shop) = Shop::new("drylocal") else {
+        return;
+    };
+    let project = format!("drylocal{}", std::process::id());
+    shop.edit(|v| v["project"]["name"] = Value::String(project.clone()));
+    assert_eq!(shop.apply(&["--no-push", "db"]).0, 0);
+    let out = shop.run(&["apply", "--no-push", "--dry-run", "--format", "json"]);
+    assert_eq!(out.status.code(), Some(0));
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        actions(&doc),
+        map(&[
+            ("api", "build"),
+            ("db", "cached"),
+            ("web", "build"),
+            ("worker", "build")
+        ])
+    );
+    assert_eq!(doc["containers"]["db"]["source"], "local engine");
+    assert_eq!(doc["containers"]["api"]["push"], Value::Null);
+}

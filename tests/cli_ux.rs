@@ -618,6 +618,68 @@ fn verify_without_a_lock_says_to_apply_first() {
     );
 }
 
+/// Issue 12, item 7: an application no container uses is a warning (stderr, located, exit 0),
+/// from `validate` and from every command that loads the cookbook.
+#[test]
+fn an_unused_application_is_a_located_warning_not_a_failure() {
+    let dir = shop();
+    let file = dir.path().join("cookbook.json");
+    let mut v: serde_json::Value = serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
+    v["applications"]["spare"] = serde_json::json!({ "source": "services/api" });
+    std::fs::write(&file, serde_json::to_vec_pretty(&v).unwrap()).unwrap();
+    let warning = "cookbook.json:21:5: warning[model/unused-application]: /applications/spare: \
+                   application `spare` is used by no container: it is never built\n  help: list \
+                   it in a container's `applications` (\"applications\": [\"spare\"]), or remove it\n";
+    let run = run_in(dir.path(), &["validate"]);
+    run.assert_code(0);
+    assert_eq!(
+        run.stderr,
+        format!("{warning}cookbook.json: ok (format 1.0, 4 containers in 3 waves, 4 applications, 2 sites)\n")
+    );
+    let run = run_in(dir.path(), &["plan"]);
+    run.assert_code(0);
+    assert_eq!(run.stderr, warning);
+    // apply reports it too, before it starts (here it then stops: no such registry to push to).
+    let run = run_in(dir.path(), &["apply", "--dry-run", "--no-push", "nope"]);
+    run.assert_code(2);
+    assert!(run.stderr.starts_with(warning), "{}", run.context());
+}
+
+/// A container label in cookbook's own `dev.cookbook.` namespace is overridden by apply's:
+/// a warning, not a failure.
+#[test]
+fn a_label_in_cookbooks_namespace_is_a_warning() {
+    let dir = shop();
+    let file = dir.path().join("cookbook.json");
+    let mut v: serde_json::Value = serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
+    v["containers"]["web"]["labels"] = serde_json::json!({ "dev.cookbook.project": "other" });
+    std::fs::write(&file, serde_json::to_vec_pretty(&v).unwrap()).unwrap();
+    let run = run_in(dir.path(), &["plan"]);
+    run.assert_code(0);
+    assert_eq!(
+        run.stderr,
+        "cookbook.json:88:9: warning[model/label-overridden]: \
+         /containers/web/labels/dev.cookbook.project: label `dev.cookbook.project` has no effect: \
+         cookbook sets it on every image it builds\n  help: use a key of your own namespace\n"
+    );
+    // Every key apply stamps draws it (the model keeps its own list: it may not import `image`).
+    for key in [
+        cookbook::image::LABEL_INPUT_HASH,
+        cookbook::image::LABEL_PROJECT,
+        cookbook::image::LABEL_CONTAINER,
+    ] {
+        v["containers"]["web"]["labels"] = serde_json::json!({ key: "x" });
+        std::fs::write(&file, serde_json::to_vec_pretty(&v).unwrap()).unwrap();
+        let run = run_in(dir.path(), &["plan"]);
+        run.assert_code(0);
+        assert!(
+            run.stderr.contains("warning[model/label-overridden]"),
+            "{}",
+            run.context()
+        );
+    }
+}
+
 /// Library messages in the user's terms, with what the system said underneath as a `caused by`
 /// line — never git2's class/code numbers, hyper's "legacy client", or a position said twice.
 #[test]

@@ -771,3 +771,73 @@ fn a_no_push_entry_is_not_published_never_a_registry_digest_mismatch() {
     let (code, doc) = shop.verify_json(&["--registry"]);
     assert_eq!(code, 0, "{doc}");
 }
+
+/// Issue 12, item 7: `verify --locked`, the lock check for CI before `apply` (like `cargo
+/// --locked`): offline, exit 0 when every container's entry has the input hash its sources hash
+/// to now, exit 1 naming each stale container and why, exit 2 without a lock.
+#[test]
+fn verify_locked_fails_when_the_lock_is_stale_and_names_why() {
+    let shop = Shop::new();
+    let out = shop.run(&["verify", "--locked"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        format!(
+            "error: no lock file at {}: run `cookbook apply` first, it builds the images and writes the lock\n",
+            shop.path("cookbook.lock").display()
+        )
+    );
+
+    shop.write_lock();
+    shop.save_explain();
+    let hashes = shop.hashes();
+    let out = shop.run(&["verify", "--locked"]);
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        format!(
+            "ok        api     {}\nok        db      {}\nok        web     {}\nok        worker  {}\n",
+            hashes["api"], hashes["db"], hashes["web"], hashes["worker"]
+        )
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "verify --locked: 4 up to date, 0 stale\n"
+    );
+
+    // A source edit (api, and worker built FROM it) and a container missing from the lock (db).
+    shop.append("services/api/serve.sh", "# edited\n");
+    shop.edit_lock(|v| {
+        v["containers"].as_object_mut().unwrap().remove("db");
+    });
+    let out = shop.run(&["verify", "--locked"]);
+    assert_eq!(out.status.code(), Some(1));
+    let hashes = shop.hashes();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        format!(
+            "STALE     api     file services/api/serve.sh changed\n\
+             STALE     db      not in the lock\n\
+             ok        web     {}\n\
+             STALE     worker  parent api changed (+1 more; --format json lists all)\n",
+            hashes["web"]
+        )
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        format!(
+            "verify --locked: 1 up to date, 3 stale\nerror: {} is stale for 3 of 4 container(s): \
+             run `cookbook apply` to update it\n",
+            shop.path("cookbook.lock").display()
+        )
+    );
+    let out = shop.run(&["verify", "--locked", "--format", "json"]);
+    assert_eq!(out.status.code(), Some(1));
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(doc["result"], "stale");
+    assert_eq!(doc["containers"]["db"]["reasons"][0]["kind"], "not_in_lock");
+
+    // Offline by definition: no registry check.
+    let out = shop.run(&["verify", "--locked", "--registry"]);
+    assert_eq!(out.status.code(), Some(2));
+}

@@ -302,6 +302,127 @@ pub fn apply_with_docker(
     })
 }
 
+/// Whether a container's image exists already, by its content tag: in the registry when pushing
+/// (its manifest digest, and its configuration's digest as the image id), else in the local
+/// engine (its id). `None`: it has to be built. Only reads: `apply` and [`dry_run`] share it.
+#[allow(clippy::type_complexity)]
+async fn lookup<E: Engine>(
+    job: &Job<'_>,
+    engine: &E,
+    registry: Option<&RegistryClient>,
+    name: &Name,
+) -> Result<Option<(&'static str, (Option<String>, Option<String>))>, ApplyError> {
+    let cookbook = job.cookbook;
+    let hash = job.fingerprints[name].input_hash();
+    if let Some(registry) = registry {
+        let repo = parse_repo(&repository(cookbook, name))?;
+        return Ok(registry.manifest_get(&repo, hash).await?.map(|manifest| {
+            let image_id = manifest.config_digest().map(|d| d.to_string());
+            ("registry", (Some(manifest.digest.to_string()), image_id))
+        }));
+    }
+    let local = local_image(&cookbook.project.name, name, hash);
+    Ok(engine
+        .image_exists(&local)
+        .await?
+        .map(|id| ("local engine", (None, Some(id.to_string())))))
+}
+
+/// What an apply would do with one container ([`dry_run`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Planned {
+    /// `cached` (its content tag exists) or `build`.
+    pub action: Action,
+    /// Where the cached image was found: `registry` or `local engine`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source: Option<&'static str>,
+    pub input_hash: String,
+    /// The content-tagged reference.
+    pub image: String,
+    /// The content tag a build would push (`None` when cached or with `--no-push`).
+    pub push: Option<String>,
+    /// The mutable tags (`packaging.tagging`, `latest`) the run would move once every container
+    /// succeeded: in the registry when pushing, else in the local engine.
+    pub tags: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Action {
+    Cached,
+    Build,
+}
+
+/// [`dry_run`] on its own runtime, against the Docker engine of the environment and (when
+/// pushing) the registry, as [`apply_with_docker`] would run.
+pub fn dry_run_with_docker(job: &Job<'_>) -> Result<BTreeMap<Name, Planned>, ApplyError> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|source| ApplyError::Runtime { source })?;
+    runtime.block_on(async {
+        let engine = crate::engine::DockerEngine::connect().await?;
+        let registry = if job.options.push {
+            Some(RegistryClient::new()?)
+        } else {
+            None
+        };
+        dry_run(job, &engine, registry.as_ref()).await
+    })
+}
+
+/// What [`apply`] would do, per container of the plan, without doing any of it: the same cache
+/// check (by content tag, in the registry when pushing, else in the local engine); nothing is
+/// built, pulled, pushed or tagged, and the lock is not written. (A container built FROM a
+/// changed parent has a new input hash too, so the same lookup finds it missing.)
+pub async fn dry_run<E: Engine>(
+    job: &Job<'_>,
+    engine: &E,
+    registry: Option<&RegistryClient>,
+) -> Result<BTreeMap<Name, Planned>, ApplyError> {
+    let cookbook = job.cookbook;
+    if cookbook.packaging.tagging == Tagging::GitSha && job.options.revision.is_none() {
+        return Err(ApplyError::NoRevision {
+            dir: job
+                .cookbook_file
+                .parent()
+                .unwrap_or(Path::new("."))
+                .to_path_buf(),
+        });
+    }
+    if job.options.push && cookbook.packaging.registry.is_none() {
+        return Err(ApplyError::NoRegistry);
+    }
+    if !job.options.push {
+        engine.ping().await?;
+    }
+    let registry = registry.filter(|_| job.options.push);
+    let tags = policy_tags(cookbook, job.options.revision.as_deref());
+    let mut planned = BTreeMap::new();
+    for name in job.plan.order() {
+        let repo_text = repository(cookbook, name);
+        let hash = job.fingerprints[name].input_hash();
+        let source = lookup(job, engine, registry, name).await?.map(|(s, _)| s);
+        let image = format!("{repo_text}:{hash}");
+        planned.insert(
+            name.clone(),
+            Planned {
+                action: if source.is_some() {
+                    Action::Cached
+                } else {
+                    Action::Build
+                },
+                source,
+                input_hash: hash.to_owned(),
+                push: (source.is_none() && registry.is_some()).then(|| image.clone()),
+                image,
+                tags: tags.iter().map(|t| format!("{repo_text}:{t}")).collect(),
+            },
+        );
+    }
+    Ok(planned)
+}
+
 /// Runs an apply. Per-container failures are in the report; an `Err` is a failure of the whole
 /// run (an unreachable engine or registry, refused credentials, unusable state), carrying the
 /// report of what was done before it. A cancelled run is `Ok`, with [`Report::cancelled`] set.
@@ -649,9 +770,8 @@ impl<E: Engine> Run<'_, E> {
         }
     }
 
-    /// Whether the image exists already: in the registry when pushing (its manifest digest, and
-    /// its configuration's digest as the image id), else in the local engine (its id). `None`:
-    /// it has to be built.
+    /// Whether the image exists already ([`lookup`]); an image found in the local engine also
+    /// gets its registry name, for the pushes and tags that follow.
     #[allow(clippy::type_complexity)]
     async fn cached(
         &self,
@@ -659,21 +779,14 @@ impl<E: Engine> Run<'_, E> {
         local: &str,
         repo_text: &str,
     ) -> Result<Option<(&'static str, (Option<String>, Option<String>))>, ApplyError> {
-        let hash = self.job.fingerprints[name].input_hash();
-        if let Some(registry) = self.registry {
-            let repo = parse_repo(repo_text)?;
-            return Ok(registry.manifest_get(&repo, hash).await?.map(|manifest| {
-                let image_id = manifest.config_digest().map(|d| d.to_string());
-                ("registry", (Some(manifest.digest.to_string()), image_id))
-            }));
+        let found = lookup(self.job, self.engine, self.registry, name).await?;
+        if let Some(("local engine", _)) = found {
+            if self.job.cookbook.packaging.registry.is_some() {
+                let hash = self.job.fingerprints[name].input_hash();
+                self.engine.tag(local, repo_text, hash).await?;
+            }
         }
-        let Some(id) = self.engine.image_exists(local).await? else {
-            return Ok(None);
-        };
-        if self.job.cookbook.packaging.registry.is_some() {
-            self.engine.tag(local, repo_text, hash).await?;
-        }
-        Ok(Some(("local engine", (None, Some(id.to_string())))))
+        Ok(found)
     }
 
     /// Makes sure the parent's image is in the local engine under its local name.

@@ -21,7 +21,7 @@ use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use tokio_util::sync::CancellationToken;
 
 use super::interrupt::Interrupt;
-use super::{base_dir, fingerprints, load, site_plan, Format};
+use super::{base_dir, containers_named, fingerprints, load_reporting, site_plan, Format};
 use crate::apply::{self, ApplyFailure, Event, Options, Outcome, Report, Reporter};
 use crate::error::Error;
 use crate::load::Loaded;
@@ -40,6 +40,10 @@ pub const APPLY_HELP: &str = "Exit codes:
 
 #[derive(Debug, Args)]
 pub struct ApplyArgs {
+    /// Apply only these containers and what they need (their parents and runtime dependencies)
+    /// [default: all]
+    #[arg(value_name = "CONTAINER")]
+    pub containers: Vec<String>,
     /// Apply only this federation site's containers (and what they need).
     #[arg(long)]
     pub site: Option<String>,
@@ -54,6 +58,10 @@ pub struct ApplyArgs {
     pub keep_going: bool,
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub format: Format,
+    /// Say per container what apply would do (cached, or build; what it would push and tag),
+    /// from the registry (or the engine with --no-push); build, push, tag and write nothing.
+    #[arg(long)]
+    pub dry_run: bool,
     /// Print every build's output as it arrives, not only a failed build's.
     #[arg(short = 'v', long)]
     pub verbose: bool,
@@ -295,6 +303,36 @@ fn outcome(report: &Report) -> Result<(), Error> {
     }
 }
 
+/// The plan `apply` acts on: the whole cookbook's, a site's portion, and within it the named
+/// containers with everything they need (the lock merge keeps the other containers' entries).
+fn selected_plan(
+    cookbook: &crate::model::Cookbook,
+    plan: &crate::graph::Plan,
+    args: &ApplyArgs,
+) -> Result<crate::graph::Plan, Error> {
+    let plan = site_plan(cookbook, plan, args.site.as_deref())?;
+    let wanted = containers_named(cookbook, &args.containers)?;
+    if wanted.is_empty() {
+        return Ok(plan);
+    }
+    if let (Some(site), Some(outside)) = (
+        args.site.as_deref(),
+        wanted.iter().find(|n| !plan.order().any(|m| m == *n)),
+    ) {
+        return Err(Error::Usage {
+            message: format!("container `{outside}` is not part of site `{site}`"),
+            help: Some(format!(
+                "site `{site}` applies: {}",
+                plan.order()
+                    .map(Name::as_str)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )),
+        });
+    }
+    Ok(plan.restrict(&wanted))
+}
+
 pub fn run(
     file: &Path,
     args: &ApplyArgs,
@@ -302,14 +340,17 @@ pub fn run(
     out: &mut dyn Write,
     err: &mut dyn Write,
 ) -> Result<(), Error> {
-    let Loaded { cookbook, plan, .. } = load(file)?;
-    let plan = site_plan(&cookbook, &plan, args.site.as_deref())?;
+    let Loaded { cookbook, plan, .. } = load_reporting(file, err)?;
+    let plan = selected_plan(&cookbook, &plan, args)?;
     let options = Options {
         jobs: args.jobs.unwrap_or_else(default_jobs),
         push: !args.no_push,
         keep_going: args.keep_going,
         revision: crate::git::head_commit(base_dir(file)),
     };
+    if args.dry_run {
+        return dry_run(file, &cookbook, &plan, options, args.format, out, err);
+    }
     let ci = std::env::var("CI").is_ok_and(|v| v == "true" || v == "1");
     let live = args.format == Format::Text
         && !ci
@@ -335,6 +376,70 @@ pub fn run(
     )?;
     let json = (args.format == Format::Json).then_some(out);
     finish(result, &interrupt, json, err)
+}
+
+/// `apply --dry-run`: the library's [`apply::dry_run`], printed. Text: one line per container
+/// (`cached` with where it was found, or `build` with what would be pushed), one `tag` line per
+/// mutable tag that would move, and a count on stderr; JSON: one document.
+fn dry_run(
+    file: &Path,
+    cookbook: &crate::model::Cookbook,
+    plan: &crate::graph::Plan,
+    options: Options,
+    format: Format,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> Result<(), Error> {
+    let prints = std::sync::Arc::new(fingerprints(file, cookbook, plan)?);
+    let state_dir = state::dir_for(file);
+    let job = apply::Job {
+        cookbook,
+        plan,
+        fingerprints: prints,
+        cookbook_file: file,
+        state_dir: &state_dir,
+        options,
+        cancel: CancellationToken::new(),
+    };
+    let planned = apply::dry_run_with_docker(&job)?;
+    let build = planned
+        .values()
+        .filter(|p| p.action == apply::Action::Build)
+        .count();
+    let cached = planned.len() - build;
+    match format {
+        Format::Json => {
+            let doc = serde_json::json!({
+                "result": "dry_run",
+                "build": build,
+                "cached": cached,
+                "containers": planned,
+            });
+            let _ = writeln!(out, "{}", serde_json::to_string_pretty(&doc).expect("JSON"));
+        }
+        Format::Text => {
+            let width = planned.keys().map(|n| n.as_str().len()).max().unwrap_or(0);
+            for (name, p) in &planned {
+                let what = match (p.action, p.source, &p.push) {
+                    (apply::Action::Cached, Some(source), _) => {
+                        format!("cached  {name:<width$}  {} (in the {source})", p.image)
+                    }
+                    (_, _, Some(push)) => format!("build   {name:<width$}  {push} (push)"),
+                    _ => format!("build   {name:<width$}  {}", p.image),
+                };
+                let _ = writeln!(out, "{what}");
+                for tag in &p.tags {
+                    let _ = writeln!(out, "tag     {name:<width$}  {tag}");
+                }
+            }
+            let _ = writeln!(
+                err,
+                "apply --dry-run: {build} to build, {cached} cached; nothing was built, \
+                 pushed or tagged"
+            );
+        }
+    }
+    Ok(())
 }
 
 /// `cookbook sync --apply`: applies a taken revision's portion with the same engine, pushing to

@@ -35,6 +35,10 @@ pub struct VerifyArgs {
     /// Also check each locked image in the registry: digest under the content tag, input-hash label.
     #[arg(long)]
     pub registry: bool,
+    /// Check only that cookbook.lock is up to date with the sources (an entry per container,
+    /// the input hashes they hash to now), offline: for CI before `apply`, like `cargo --locked`.
+    #[arg(long, conflicts_with = "registry")]
+    pub locked: bool,
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub format: Format,
 }
@@ -104,14 +108,33 @@ pub fn run(
 
     let commit = checkout.as_ref().map(|c| c.commit.as_str());
     match args.format {
-        Format::Text => print_text(&report, out),
+        Format::Text => print_text(&report, if args.locked { "STALE" } else { "MISMATCH" }, out),
         Format::Json => {
-            let doc = json_document(&report, &lock_path, commit);
+            let mut doc = json_document(&report, &lock_path, commit);
+            if args.locked && !report.ok() {
+                doc["result"] = Value::String("stale".to_owned());
+            }
             let _ = writeln!(out, "{}", serde_json::to_string_pretty(&doc).expect("JSON"));
         }
     }
     let total = report.containers.len();
     let bad = report.mismatches();
+    if args.locked {
+        // The same comparison, in the terms of a lock check: stale, and what updates it.
+        let _ = writeln!(
+            err,
+            "verify --locked: {} up to date, {bad} stale",
+            total - bad
+        );
+        return if report.ok() {
+            Ok(())
+        } else {
+            Err(Error::Failed(format!(
+                "{} is stale for {bad} of {total} container(s): run `cookbook apply` to update it",
+                lock_path.display()
+            )))
+        };
+    }
     let _ = writeln!(
         err,
         "verify: {} ok, {bad} mismatch(es){}{}",
@@ -136,7 +159,9 @@ pub fn run(
     }
 }
 
-fn print_text(report: &Report, out: &mut dyn Write) {
+/// `mismatch` is the word for a container that does not match: `MISMATCH`, or `STALE` for
+/// `--locked`.
+fn print_text(report: &Report, mismatch: &str, out: &mut dyn Write) {
     let width = report.containers.keys().map(String::len).max().unwrap_or(0);
     for (name, v) in &report.containers {
         match v.reasons.first() {
@@ -152,7 +177,7 @@ fn print_text(report: &Report, out: &mut dyn Write) {
                     0 => String::new(),
                     n => format!(" (+{n} more; --format json lists all)"),
                 };
-                let _ = writeln!(out, "MISMATCH  {name:<width$}  {first}{more}");
+                let _ = writeln!(out, "{:<8}  {name:<width$}  {first}{more}", mismatch);
             }
         }
     }

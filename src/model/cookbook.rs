@@ -209,6 +209,15 @@ pub struct Site {
     pub containers: Vec<Name>,
 }
 
+/// The label keys `apply` stamps on every image (`crate::image::labels`, an edge the model may
+/// not import; tests/cli_ux.rs checks each of that module's keys draws this warning). A
+/// container's own label of one of these keys has no effect.
+const STAMPED_LABELS: [&str; 3] = [
+    "dev.cookbook.input-hash",
+    "dev.cookbook.project",
+    "dev.cookbook.container",
+];
+
 impl Cookbook {
     /// Every path the cookbook names, in file order of containers and applications: what the
     /// load stage resolves on disk. Pure.
@@ -266,6 +275,59 @@ impl Cookbook {
                     "the cookbook has no containers: there is nothing to build",
                 )
                 .with_help("add a container under `containers` to build an image")
+                .warning(),
+            );
+        }
+        // An application reaches an image only through a generated container's `applications`.
+        let used: std::collections::BTreeSet<&Name> = self
+            .containers
+            .values()
+            .filter_map(|c| match &c.kind {
+                ContainerKind::Generated(g) => Some(&g.applications),
+                ContainerKind::Dockerfile(_) => None,
+            })
+            .flatten()
+            .collect();
+        // `apply` labels every image with these, overriding a LABEL of the same key from the
+        // generated Dockerfile: a container's own is lost.
+        for (name, c) in &self.containers {
+            let ContainerKind::Generated(g) = &c.kind else {
+                continue;
+            };
+            for key in g
+                .labels
+                .keys()
+                .filter(|k| STAMPED_LABELS.contains(&k.as_str()))
+            {
+                warnings.push(
+                    Diagnostic::new(
+                        "model/label-overridden",
+                        pointer_push(
+                            &pointer_push(&pointer_push("/containers", name.as_str()), "labels"),
+                            key,
+                        ),
+                        format!(
+                            "label `{key}` has no effect: cookbook sets it on every image it \
+                             builds"
+                        ),
+                    )
+                    .with_help("use a key of your own namespace")
+                    .at_key()
+                    .warning(),
+                );
+            }
+        }
+        for name in self.applications.keys().filter(|n| !used.contains(n)) {
+            warnings.push(
+                Diagnostic::new(
+                    "model/unused-application",
+                    pointer_push("/applications", name.as_str()),
+                    format!("application `{name}` is used by no container: it is never built"),
+                )
+                .with_help(format!(
+                    "list it in a container's `applications` (\"applications\": [\"{name}\"]), or remove it"
+                ))
+                .at_key()
                 .warning(),
             );
         }
