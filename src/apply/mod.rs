@@ -280,6 +280,20 @@ fn parse_repo(reference: &str) -> Result<Repository, ApplyError> {
     })
 }
 
+/// The environment's Docker engine (`DOCKER_HOST` or the default socket) and, when pushing, a
+/// registry client.
+async fn connect(
+    push: bool,
+) -> Result<(crate::engine::DockerEngine, Option<RegistryClient>), ApplyError> {
+    let engine = crate::engine::DockerEngine::connect().await?;
+    let registry = if push {
+        Some(RegistryClient::new()?)
+    } else {
+        None
+    };
+    Ok((engine, registry))
+}
+
 /// Runs an apply on its own async runtime against the Docker engine of the environment
 /// (`DOCKER_HOST` or the default socket) and, when pushing, the registry: what `cookbook apply`
 /// and `sync --apply` do. The outer error is a run that could not start.
@@ -292,12 +306,7 @@ pub fn apply_with_docker(
         .build()
         .map_err(|source| ApplyError::Runtime { source })?;
     runtime.block_on(async {
-        let engine = crate::engine::DockerEngine::connect().await?;
-        let registry = if job.options.push {
-            Some(RegistryClient::new()?)
-        } else {
-            None
-        };
+        let (engine, registry) = connect(job.options.push).await?;
         Ok(apply(job, &engine, registry.as_ref(), reporter).await)
     })
 }
@@ -361,12 +370,7 @@ pub fn dry_run_with_docker(job: &Job<'_>) -> Result<BTreeMap<Name, Planned>, App
         .build()
         .map_err(|source| ApplyError::Runtime { source })?;
     runtime.block_on(async {
-        let engine = crate::engine::DockerEngine::connect().await?;
-        let registry = if job.options.push {
-            Some(RegistryClient::new()?)
-        } else {
-            None
-        };
+        let (engine, registry) = connect(job.options.push).await?;
         dry_run(job, &engine, registry.as_ref()).await
     })
 }

@@ -37,19 +37,24 @@ pub struct DeployArgs {
     pub format: Format,
 }
 
+/// The lock beside the cookbook: what has been published. None yet is a usage error.
+fn published(file: &Path) -> Result<Lock, Error> {
+    let lock_path = Lock::path_for(file);
+    Lock::read(&lock_path)
+        .map_err(|e| Error::Failed(e.to_string()))?
+        .ok_or_else(|| Error::Usage {
+            message: format!("no {}: nothing has been published yet", lock_path.display()),
+            help: Some("run `cookbook apply` first".to_owned()),
+        })
+}
+
 fn listed(what: &str, names: &[String]) -> Option<String> {
     (!names.is_empty()).then(|| format!("{what}: {}", names.join(", ")))
 }
 
 pub fn run(file: &Path, args: &DeployArgs, out: &mut dyn Write) -> Result<(), Error> {
     let Loaded { cookbook, plan, .. } = load(file)?;
-    let lock_path = Lock::path_for(file);
-    let lock = Lock::read(&lock_path)
-        .map_err(|e| Error::Failed(e.to_string()))?
-        .ok_or_else(|| Error::Usage {
-            message: format!("no {}: nothing has been published yet", lock_path.display()),
-            help: Some("run `cookbook apply` first".to_owned()),
-        })?;
+    let lock = published(file)?;
     let desired =
         desired(&cookbook, &plan, &lock, &args.site, &args.stage).map_err(|e| match &e {
             DesiredError::UnknownSite { known, .. } => Error::Usage {
@@ -437,13 +442,7 @@ pub struct StatusArgs {
 /// ill health are the answer, not a failure: the exit code is 0 whenever the engine answered.
 pub fn status(file: &Path, args: &StatusArgs, out: &mut dyn Write) -> Result<(), Error> {
     let Loaded { cookbook, plan, .. } = load(file)?;
-    let lock_path = Lock::path_for(file);
-    let lock = Lock::read(&lock_path)
-        .map_err(|e| Error::Failed(e.to_string()))?
-        .ok_or_else(|| Error::Usage {
-            message: format!("no {}: nothing has been published yet", lock_path.display()),
-            help: Some("run `cookbook apply` first".to_owned()),
-        })?;
+    let lock = published(file)?;
     let desired =
         desired(&cookbook, &plan, &lock, &args.site, &args.stage).map_err(|e| Error::Usage {
             message: e.to_string(),
@@ -735,13 +734,7 @@ pub fn approve(file: &Path, args: &ApproveArgs, out: &mut dyn Write) -> Result<(
             help: None,
         });
     }
-    let lock_path = Lock::path_for(file);
-    let lock = Lock::read(&lock_path)
-        .map_err(|e| Error::Failed(e.to_string()))?
-        .ok_or_else(|| Error::Usage {
-            message: format!("no {}: nothing has been published yet", lock_path.display()),
-            help: Some("run `cookbook apply` first".to_owned()),
-        })?;
+    let lock = published(file)?;
     let digests: std::collections::BTreeMap<String, String> = lock
         .containers
         .iter()
