@@ -138,6 +138,16 @@ impl Shop {
     }
 }
 
+/// The containers `cookbook.lock` holds, sorted.
+fn locked_names(shop: &Shop) -> Vec<String> {
+    shop.lock()["containers"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .cloned()
+        .collect()
+}
+
 fn statuses(summary: &Value) -> BTreeMap<String, String> {
     summary["containers"]
         .as_object()
@@ -754,12 +764,7 @@ fn apply_named_containers_applies_them_and_what_they_need() {
         statuses(&summary),
         map(&[("api", "built"), ("db", "built"), ("worker", "built")])
     );
-    let locked: Vec<String> = shop.lock()["containers"]
-        .as_object()
-        .unwrap()
-        .keys()
-        .cloned()
-        .collect();
+    let locked = locked_names(&shop);
     assert_eq!(locked, ["api", "db", "worker"]);
 
     // web next: what it needs is cached, and worker's entry stays in the lock.
@@ -769,12 +774,7 @@ fn apply_named_containers_applies_them_and_what_they_need() {
         statuses(&summary),
         map(&[("api", "cached"), ("db", "cached"), ("web", "built")])
     );
-    let locked: Vec<String> = shop.lock()["containers"]
-        .as_object()
-        .unwrap()
-        .keys()
-        .cloned()
-        .collect();
+    let locked = locked_names(&shop);
     assert_eq!(locked, ["api", "db", "web", "worker"]);
 
     let before = shop.lock_bytes();

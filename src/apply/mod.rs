@@ -375,6 +375,20 @@ pub fn dry_run_with_docker(job: &Job<'_>) -> Result<BTreeMap<Name, Planned>, App
     })
 }
 
+/// `git-sha` tagging needs the commit of the cookbook's checkout; refused before any work.
+fn needs_revision(job: &Job<'_>) -> Result<(), ApplyError> {
+    if job.cookbook.packaging.tagging == Tagging::GitSha && job.options.revision.is_none() {
+        return Err(ApplyError::NoRevision {
+            dir: job
+                .cookbook_file
+                .parent()
+                .unwrap_or(Path::new("."))
+                .to_path_buf(),
+        });
+    }
+    Ok(())
+}
+
 /// What [`apply`] would do, per container of the plan, without doing any of it: the same cache
 /// check (by content tag, in the registry when pushing, else in the local engine); nothing is
 /// built, pulled, pushed or tagged, and the lock is not written. (A container built FROM a
@@ -385,15 +399,7 @@ pub async fn dry_run<E: Engine>(
     registry: Option<&RegistryClient>,
 ) -> Result<BTreeMap<Name, Planned>, ApplyError> {
     let cookbook = job.cookbook;
-    if cookbook.packaging.tagging == Tagging::GitSha && job.options.revision.is_none() {
-        return Err(ApplyError::NoRevision {
-            dir: job
-                .cookbook_file
-                .parent()
-                .unwrap_or(Path::new("."))
-                .to_path_buf(),
-        });
-    }
+    needs_revision(job)?;
     if job.options.push && cookbook.packaging.registry.is_none() {
         return Err(ApplyError::NoRegistry);
     }
@@ -452,15 +458,7 @@ async fn preflight<'r, E: Engine>(
     registry: Option<&'r RegistryClient>,
 ) -> Result<(Option<&'r RegistryClient>, Option<Credential>), ApplyError> {
     let cookbook = job.cookbook;
-    if cookbook.packaging.tagging == Tagging::GitSha && job.options.revision.is_none() {
-        return Err(ApplyError::NoRevision {
-            dir: job
-                .cookbook_file
-                .parent()
-                .unwrap_or(Path::new("."))
-                .to_path_buf(),
-        });
-    }
+    needs_revision(job)?;
     engine.ping().await?;
     let registry = if job.options.push {
         let client = registry.ok_or(ApplyError::NoRegistry)?;

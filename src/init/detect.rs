@@ -99,6 +99,21 @@ pub struct App {
     pub version: Option<String>,
 }
 
+impl App {
+    /// An application of `language` in `source`, nothing else decided yet.
+    pub fn new(language: &'static str, source: String) -> App {
+        App {
+            language,
+            kind: None,
+            source,
+            build_commands: Vec::new(),
+            run_command: None,
+            dependencies: Vec::new(),
+            version: None,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ServiceKind {
     Generated(App),
@@ -756,15 +771,7 @@ fn detect_node(
         let mut s = Service::new(
             dir_name(dir, root_name),
             dir,
-            ServiceKind::Generated(App {
-                language: "node",
-                kind: None,
-                source: source_of(dir),
-                build_commands: vec![],
-                run_command: None,
-                dependencies: vec![],
-                version: None,
-            }),
+            ServiceKind::Generated(App::new("node", source_of(dir))),
         );
         let mut app = App {
             language: "node",
@@ -1376,15 +1383,7 @@ fn detect_java(
         let mut s = Service::new(
             dir_name(dir, root_name),
             dir,
-            ServiceKind::Generated(App {
-                language: "java",
-                kind: None,
-                source: source_of(dir),
-                build_commands: vec![],
-                run_command: None,
-                dependencies: vec![],
-                version: None,
-            }),
+            ServiceKind::Generated(App::new("java", source_of(dir))),
         );
         let (build, run) = if maven {
             let without_parent = POM_STRIP.replace_all(&text, "");
