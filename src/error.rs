@@ -114,6 +114,11 @@ pub enum Error {
     #[error(transparent)]
     Registry(#[from] RegistryError),
 
+    /// A Kubernetes site's API failed, refused (a server-side apply conflict), or could not be
+    /// reached; or its kubeconfig cannot be used.
+    #[error(transparent)]
+    Kube(#[from] crate::deploy::kubernetes::KubeError),
+
     /// An image or repository name that does not parse.
     #[error(transparent)]
     Reference(#[from] ReferenceError),
@@ -231,6 +236,14 @@ impl Error {
             Error::Write { source, .. } => io_exit_code(source),
             Error::Engine(e) => engine_exit_code(e),
             Error::Registry(e) => registry_exit_code(e),
+            Error::Kube(e) => {
+                use crate::deploy::kubernetes::KubeError as K;
+                match e {
+                    K::Config { .. } => EXIT_INVALID,
+                    K::Unreachable { .. } => EXIT_UNREACHABLE,
+                    K::Conflict { .. } | K::Api { .. } => EXIT_FAILED,
+                }
+            }
             Error::Apply(e) => match e {
                 ApplyError::Engine(e) => engine_exit_code(e),
                 ApplyError::Registry(e) => registry_exit_code(e),

@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use crate::deploy::approvals::{check_rule, Approvals};
-use crate::deploy::backend::{connect, Backend, BackendError, Site};
+use crate::deploy::backend::{connect, Backend, BackendError, ConnectOptions, Site};
 use crate::deploy::desired::Desired;
 use crate::deploy::releases::{now, Release, Releases};
 use crate::model::lifecycle::{OnFailure, Target};
@@ -209,13 +209,14 @@ pub async fn deploy(
     state_dir: &Path,
     cookbook: &Cookbook,
     desired: &Desired,
+    options: &ConnectOptions,
 ) -> Result<Outcome, DeployError> {
     check_progression(state_dir, cookbook, desired)?;
     let target = target(cookbook, &desired.site)?;
     let path = records_path(state_dir, &desired.site);
     let mut records = Releases::load(&path)?;
     let keep = cookbook.lifecycle.rollback.keep;
-    let site = connect(&target).await?;
+    let site = connect(&target, options).await?;
     check_capabilities(&site, cookbook, &desired.site).await?;
     let failure = match converge(&site, desired).await {
         Ok(outcome) => {
@@ -288,6 +289,7 @@ pub async fn rollback(
     site: &Name,
     stage: &str,
     to: Option<&str>,
+    options: &ConnectOptions,
 ) -> Result<Restored, DeployError> {
     let path = records_path(state_dir, site);
     let mut records = Releases::load(&path)?;
@@ -324,7 +326,7 @@ pub async fn rollback(
             })?,
     };
     let target = target(cookbook, site)?;
-    let connected = connect(&target).await?;
+    let connected = connect(&target, options).await?;
     check_capabilities(&connected, cookbook, site).await?;
     let outcome = converge(&connected, &target_release.desired)
         .await
@@ -356,9 +358,10 @@ pub async fn rollback(
 pub async fn status(
     cookbook: &Cookbook,
     desired: &Desired,
+    options: &ConnectOptions,
 ) -> Result<<Site as Backend>::Status, DeployError> {
     let target = target(cookbook, &desired.site)?;
-    let site = connect(&target).await?;
+    let site = connect(&target, options).await?;
     Ok(site.status(desired).await?)
 }
 
@@ -401,7 +404,8 @@ pub fn promoted_lock(
 /// `cookbook site detect`: what the target offers (`None`: it cannot be observed).
 pub async fn detect(
     target: &Target,
+    options: &ConnectOptions,
 ) -> Result<Option<crate::deploy::detect::Detected>, DeployError> {
-    let site = connect(target).await?;
+    let site = connect(target, options).await?;
     Ok(site.detect().await?)
 }
