@@ -77,9 +77,19 @@ fn deploy(dir: &Path, extra: &[&str]) -> common::Run {
     run_in(dir, &args)
 }
 
+/// Parses a `--format json` answer and checks it against the published output schema.
 fn json(run: &common::Run) -> Value {
-    serde_json::from_str(&run.stdout)
-        .unwrap_or_else(|e| panic!("not JSON ({e})\n{}", run.context()))
+    let doc: Value = serde_json::from_str(&run.stdout)
+        .unwrap_or_else(|e| panic!("not JSON ({e})\n{}", run.context()));
+    let schema: Value = serde_json::from_str(
+        &std::fs::read_to_string(common::repo_root().join("schemas/cookbook-output.schema.json"))
+            .unwrap(),
+    )
+    .unwrap();
+    let validator = jsonschema::draft202012::new(&schema).unwrap();
+    let problems: Vec<String> = validator.iter_errors(&doc).map(|e| e.to_string()).collect();
+    assert!(problems.is_empty(), "{problems:?}\n{}", run.context());
+    doc
 }
 
 fn strings(v: &Value) -> Vec<String> {
