@@ -32,6 +32,9 @@
 //! | git: the remote refused (credentials, no such repository), naming what to check | 1 |
 //! | git: a malformed remote URL; a branch the remote does not have           | 2    |
 //! | git: no connection to the remote                                         | 3    |
+//! | Kubernetes: an unusable kubeconfig                                       | 2    |
+//! | Kubernetes: the API server does not answer                               | 3    |
+//! | Kubernetes: a server-side apply conflict, or the API server refused      | 1    |
 //!
 //! Why: 3 says "the service, not the work, failed: retry later"; 1 says "it takes a person"
 //! (credentials, a full disk, a failed build); 2 says "the command as given cannot work".
