@@ -474,20 +474,28 @@ pub fn status(file: &Path, args: &StatusArgs, out: &mut dyn Write) -> Result<(),
             );
             let _ = writeln!(
                 out,
-                "  {:<28} {:<10} {:<10} {:>8}  {:<10} DRIFT",
-                "CONTAINER", "STATE", "HEALTH", "RESTARTS", "UPTIME"
+                "  {:<28} {:<10} {:<10} {:>8}  {:<10} {:<5}  SERVICES",
+                "CONTAINER", "STATE", "HEALTH", "RESTARTS", "UPTIME", "DRIFT"
             );
             for s in &list {
                 let _ = writeln!(
                     out,
-                    "  {:<28} {:<10} {:<10} {:>8}  {:<10} {}",
+                    "  {:<28} {:<10} {:<10} {:>8}  {:<10} {:<5}  {}",
                     s.name,
                     s.state,
                     s.health,
                     s.restarts,
                     uptime(&s.started_at).unwrap_or_else(|| "-".to_owned()),
-                    if s.drift { "yes" } else { "no" }
+                    if s.drift { "yes" } else { "no" },
+                    s.services
+                        .as_ref()
+                        .map_or_else(|| "-".to_owned(), services_text)
                 );
+            }
+            for s in &list {
+                if let Some(note) = s.services.as_ref().and_then(|x| x.note.as_ref()) {
+                    let _ = writeln!(out, "  note: {}: {note}", s.name);
+                }
             }
         }
         Format::Json => {
@@ -504,6 +512,7 @@ pub fn status(file: &Path, args: &StatusArgs, out: &mut dyn Write) -> Result<(),
                         "desired_image": s.desired_image,
                         "running_image": s.running_image,
                         "drift": s.drift,
+                        "services": s.services,
                     })
                 })
                 .collect();
@@ -519,6 +528,32 @@ pub fn status(file: &Path, args: &StatusArgs, out: &mut dyn Write) -> Result<(),
         }
     }
     Ok(())
+}
+
+/// A container's services in one column: `web: 80 (httpd)`, `worker: no port (work.sh, sleep)`,
+/// `-: ports unknown (job)`.
+fn services_text(s: &crate::deploy::services::Services) -> String {
+    let kinds = if s.kinds.is_empty() {
+        "-".to_owned()
+    } else {
+        s.kinds
+            .iter()
+            .map(|k| k.as_str())
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    let ports = if s.note.is_some() {
+        "ports unknown".to_owned()
+    } else if s.listening.is_empty() {
+        "no port".to_owned()
+    } else {
+        s.listening
+            .iter()
+            .map(u16::to_string)
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    format!("{kinds}: {ports} ({})", s.processes.join(", "))
 }
 
 /// Refuses a site whose declared capabilities its engine is seen not to have.

@@ -10,3 +10,5 @@ pub mod desired;
 pub mod detect;
 pub mod docker;
 pub mod releases;
+pub mod schedule;
+pub mod services;
