@@ -8,7 +8,7 @@
 
 mod common;
 
-use common::deploy::{deploy, edit, json_answer, services, status_in, strings, Project};
+use common::deploy::{deploy, deploy_to, edit, json_answer, services, status_in, strings, Project};
 use common::run_in;
 
 fn apply(p: &Project, containers: &[&str]) {
@@ -47,6 +47,8 @@ fn shop_deploys_bottom_up_converges_rolls_out_a_new_api_alone_and_reports_servic
     let p = Project::new("shop", "conv");
     apply(&p, &[]);
     let n = |c: &str| p.instance("dev", c);
+    // Kept for `deploy --release` at the end.
+    std::fs::copy(p.path().join("cookbook.lock"), p.path().join("first.lock")).unwrap();
 
     let first = deploy(p.path());
     assert_eq!(
@@ -147,6 +149,48 @@ fn shop_deploys_bottom_up_converges_rolls_out_a_new_api_alone_and_reports_servic
     let fixed = deploy(p.path());
     assert_eq!(strings(&fixed["started"]), vec![n("web")]);
     assert_eq!(status_in(p.path(), "dev")["in_sync"], true);
+
+    // `deploy --release LOCK`: an older lock's digests, whatever ./cookbook.lock says.
+    let run = run_in(
+        p.path(),
+        &[
+            "deploy",
+            "--site",
+            "local",
+            "--stage",
+            "dev",
+            "--release",
+            "first.lock",
+            "--format",
+            "json",
+        ],
+    );
+    run.assert_code(0);
+    let old = json_answer(&run);
+    assert_eq!(old["release"], first["release"]);
+    assert_eq!(strings(&old["started"]), vec![n("api")]);
+    assert_eq!(p.engine_state()["api"].1, state["api"].1);
+    assert!(!api_answer(&p).contains("version"));
+    // Measured against ./cookbook.lock, api now drifts.
+    let doc = status_in(p.path(), "dev");
+    assert_eq!(row(&doc, "api")["drift"], true);
+    let run = run_in(
+        p.path(),
+        &[
+            "deploy",
+            "--site",
+            "local",
+            "--stage",
+            "dev",
+            "--release",
+            "nope.lock",
+        ],
+    );
+    run.assert_code(2);
+    assert_eq!(
+        run.stderr,
+        "error: --release nope.lock: no such lock file\n  help: name a cookbook.lock written by `cookbook apply`\n"
+    );
 }
 
 #[test]
@@ -281,4 +325,62 @@ fn shop_promotion_follows_each_stages_rule() {
     }
     assert_eq!(status_in(p.path(), "dev")["in_sync"], true);
     assert_eq!(status_in(p.path(), "prod")["in_sync"], true);
+
+    // test is `ci-approved`: a CI approval lets dev's images in.
+    let run = promote("dev", "test");
+    run.assert_code(1);
+    assert!(
+        run.stderr.starts_with(
+            "error: stage `test` is entered by rule `ci-approved`: no CI approval recorded"
+        ),
+        "{}",
+        run.context()
+    );
+    run_in(
+        p.path(),
+        &["approve", "--stage", "test", "--by", "ci", "--ci"],
+    )
+    .assert_code(0);
+    promote("dev", "test").assert_code(0);
+    // pre-deploy is `automatic`: the same images run healthy in test right now.
+    json_answer(&{
+        let run = run_in(
+            p.path(),
+            &[
+                "deploy",
+                "--site",
+                "local",
+                "--stage",
+                "pre-deploy",
+                "--format",
+                "json",
+            ],
+        );
+        run.assert_code(0);
+        run
+    });
+    // The rule asks the engine, not the records: pre-deploy's release is recorded, but its api
+    // replaced by hand is not that release running healthy, so `stage` is refused.
+    let api = p.instance("pre-deploy", "api");
+    p.replace_by_hand(&api, &["sleep", "300"]);
+    let run = run_in(p.path(), &["deploy", "--site", "local", "--stage", "stage"]);
+    run.assert_code(1);
+    assert!(
+        run.stderr.starts_with(
+            "error: stage `stage` is entered by rule `automatic`: these images (images "
+        ),
+        "{}",
+        run.context()
+    );
+    assert!(
+        run.stderr.ends_with(&format!(
+            ") must first run healthy in `pre-deploy`: on site local, {api} runs other images\n"
+        )),
+        "{}",
+        run.context()
+    );
+    assert!(p.engine_state_in("stage").is_empty());
+    // Deployed again, pre-deploy is healthy and `stage` opens.
+    deploy_to(p.path(), "pre-deploy");
+    deploy_to(p.path(), "stage");
 }

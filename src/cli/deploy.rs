@@ -11,15 +11,16 @@ use std::io::Write;
 use std::path::Path;
 
 use crate::cli::{load, Format};
-use crate::deploy::approvals::{check_rule, images_id, Approval, Approvals};
+use crate::deploy::approvals::{check_rule, images_id, live_verdict, Approval, Approvals};
 use crate::deploy::desired::{desired, DesiredError};
 use crate::deploy::detect::Detected;
 use crate::deploy::docker::{DeployError, Deployer, Outcome};
 use crate::deploy::releases::{now, Release, Releases};
 use crate::engine::DockerEngine;
 use crate::error::Error;
+use crate::graph::Plan;
 use crate::load::Loaded;
-use crate::model::lifecycle::{OnFailure, Target};
+use crate::model::lifecycle::{OnFailure, Progression, Target};
 use crate::model::{Cookbook, Name};
 use crate::state;
 use crate::state::lock::Lock;
@@ -32,9 +33,23 @@ pub struct DeployArgs {
     /// The lifecycle stage to deploy
     #[arg(long, value_name = "STAGE")]
     pub stage: String,
+    /// Deploy the digests of this lock file (e.g. an older cookbook.lock) instead of the one
+    /// beside the cookbook
+    #[arg(long, value_name = "LOCK")]
+    pub release: Option<std::path::PathBuf>,
     /// Output format
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub format: Format,
+}
+
+/// A lock file named on the command line (`deploy --release LOCK`).
+fn lock_at(path: &Path) -> Result<Lock, Error> {
+    Lock::read(path)
+        .map_err(|e| Error::Failed(e.to_string()))?
+        .ok_or_else(|| Error::Usage {
+            message: format!("--release {}: no such lock file", path.display()),
+            help: Some("name a cookbook.lock written by `cookbook apply`".to_owned()),
+        })
 }
 
 /// The lock beside the cookbook: what has been published. None yet is a usage error.
@@ -53,44 +68,72 @@ fn listed(what: &str, names: &[String]) -> Option<String> {
 }
 
 pub fn run(file: &Path, args: &DeployArgs, out: &mut dyn Write) -> Result<(), Error> {
+    let lock = match &args.release {
+        Some(path) => lock_at(path)?,
+        None => published(file)?,
+    };
+    let state_dir = state::dir_for(file);
+    deploy_stage(
+        file,
+        &state_dir,
+        &lock,
+        &args.site,
+        &args.stage,
+        args.format,
+        out,
+    )
+}
+
+/// Deploys `lock`'s images to `site`/`stage`, keeping the release records and reading the
+/// approvals in `state_dir` (`.cookbook` beside the cookbook; the sync state for `sync --deploy`).
+pub fn deploy_stage(
+    file: &Path,
+    state_dir: &Path,
+    lock: &Lock,
+    site: &str,
+    stage: &str,
+    format: Format,
+    out: &mut dyn Write,
+) -> Result<(), Error> {
     let Loaded { cookbook, plan, .. } = load(file)?;
-    let lock = published(file)?;
-    let desired =
-        desired(&cookbook, &plan, &lock, &args.site, &args.stage).map_err(|e| match &e {
-            DesiredError::UnknownSite { known, .. } => Error::Usage {
-                message: e.to_string(),
-                help: listed("sites in this cookbook", known),
-            },
-            DesiredError::UnknownStage { known, .. } => Error::Usage {
-                message: e.to_string(),
-                help: listed("stages", known),
-            },
-            DesiredError::StageNotServed { served, .. } => Error::Usage {
-                message: e.to_string(),
-                help: listed("it serves", served),
-            },
-            // The request is fine; what it needs is not there yet: the work fails (exit 1).
-            DesiredError::NotPublished { .. } => {
-                Error::Failed(format!("{e}; run `cookbook apply` to build and publish it"))
-            }
-            DesiredError::OtherProject { .. } => Error::Failed(e.to_string()),
-        })?;
-    converge(file, &cookbook, &desired, args.format, "deployed", out)
+    let desired = desired(&cookbook, &plan, lock, site, stage).map_err(|e| match &e {
+        DesiredError::UnknownSite { known, .. } => Error::Usage {
+            message: e.to_string(),
+            help: listed("sites in this cookbook", known),
+        },
+        DesiredError::UnknownStage { known, .. } => Error::Usage {
+            message: e.to_string(),
+            help: listed("stages", known),
+        },
+        DesiredError::StageNotServed { served, .. } => Error::Usage {
+            message: e.to_string(),
+            help: listed("it serves", served),
+        },
+        // The request is fine; what it needs is not there yet: the work fails (exit 1).
+        DesiredError::NotPublished { .. } => {
+            Error::Failed(format!("{e}; run `cookbook apply` to build and publish it"))
+        }
+        DesiredError::OtherProject { .. } => Error::Failed(e.to_string()),
+    })?;
+    converge(
+        state_dir, &cookbook, &plan, &desired, format, "deployed", out,
+    )
 }
 
 /// Checks the stage's rule and the site's capabilities, converges the engine to `desired`
 /// (rolling back on failure when the cookbook says so), records the release and prints it.
 fn converge(
-    file: &Path,
+    state_dir: &Path,
     cookbook: &Cookbook,
+    plan: &Plan,
     desired: &crate::deploy::desired::Desired,
     format: Format,
     verb: &str,
     out: &mut dyn Write,
 ) -> Result<(), Error> {
-    check_progression(file, cookbook, desired)?;
+    check_progression(state_dir, cookbook, plan, desired)?;
     let host = target(cookbook, &desired.site)?;
-    let records_path = Releases::path(&state::dir_for(file), desired.site.as_str());
+    let records_path = Releases::path(state_dir, desired.site.as_str());
     let mut records = Releases::load(&records_path).map_err(|e| Error::Failed(e.to_string()))?;
     let on_failure = cookbook.lifecycle.rollback.on_failure;
     let result = runtime()?.block_on(async {
@@ -697,40 +740,101 @@ pub fn site(command: &SiteCommand, top: Option<&Path>, out: &mut dyn Write) -> R
     Ok(())
 }
 
-/// The release records of every site of the cookbook.
-fn all_records(file: &Path, cookbook: &Cookbook) -> Result<Vec<Releases>, Error> {
-    cookbook
-        .sites
-        .keys()
-        .map(|site| {
-            Releases::load(&Releases::path(&state::dir_for(file), site.as_str()))
-                .map_err(|e| Error::Failed(e.to_string()))
-        })
-        .collect()
-}
-
 /// Refuses (exit 1, naming the rule) a stage whose progression rule these images do not meet.
-fn check_progression(
-    file: &Path,
+/// `automatic` asks the engines: the same images must run healthy in the previous stage on a
+/// site serving it; the other rules read the approvals in `state_dir`.
+pub fn check_progression(
+    state_dir: &Path,
     cookbook: &Cookbook,
+    plan: &Plan,
     desired: &crate::deploy::desired::Desired,
 ) -> Result<(), Error> {
     let digests: std::collections::BTreeMap<String, String> = desired
         .instances()
         .map(|i| (i.container.to_string(), i.digest.clone()))
         .collect();
-    let approvals = Approvals::load(&Approvals::path(&state::dir_for(file)))
-        .map_err(|e| Error::Failed(e.to_string()))?;
-    let records = all_records(file, cookbook)?;
-    check_rule(
-        cookbook,
-        desired.stage.as_str(),
-        &digests,
-        &approvals,
-        &records,
-    )
-    .map(|_| ())
-    .map_err(Error::Failed)
+    let lifecycle = &cookbook.lifecycle;
+    let position = lifecycle
+        .stages
+        .iter()
+        .position(|s| s == &desired.stage)
+        .unwrap_or(0);
+    if position > 0 && lifecycle.progression[&desired.stage] == Progression::Automatic {
+        let previous = &lifecycle.stages[position - 1];
+        return runtime()?.block_on(healthy_in(cookbook, plan, desired, previous, &digests));
+    }
+    let approvals =
+        Approvals::load(&Approvals::path(state_dir)).map_err(|e| Error::Failed(e.to_string()))?;
+    check_rule(cookbook, desired.stage.as_str(), &digests, &approvals)
+        .map(|_| ())
+        .map_err(Error::Failed)
+}
+
+/// The `automatic` rule, live: on some site serving `previous` (with a target), every instance
+/// of these images runs, is healthy per its health check, and runs exactly the image the digest
+/// names. Sites whose engine cannot be reached are passed over (and named if none qualifies).
+async fn healthy_in(
+    cookbook: &Cookbook,
+    plan: &Plan,
+    desired: &crate::deploy::desired::Desired,
+    previous: &Name,
+    digests: &std::collections::BTreeMap<String, String>,
+) -> Result<(), Error> {
+    let mut lock = Lock::new(cookbook.project.name.as_str());
+    for i in desired.instances() {
+        lock.containers.insert(
+            i.container.to_string(),
+            crate::state::lock::LockedImage {
+                input_hash: String::new(),
+                image: i.image.clone(),
+                tags: Vec::new(),
+                digest: Some(i.digest.clone()),
+                image_id: None,
+            },
+        );
+    }
+    let mut why = Vec::new();
+    for (site, deploy) in &cookbook.lifecycle.sites {
+        let serves = deploy.stages.is_empty() || deploy.stages.contains(previous);
+        let Some(Target::Docker { host }) = deploy.target.as_ref().filter(|_| serves) else {
+            continue;
+        };
+        // A site that runs containers these images do not include cannot hold this release.
+        let Ok(there) = crate::deploy::desired::desired(
+            cookbook,
+            plan,
+            &lock,
+            site.as_str(),
+            previous.as_str(),
+        ) else {
+            continue;
+        };
+        let engine = match connect(host).await {
+            Ok(engine) => engine,
+            Err(e) => {
+                why.push(format!("site {site}: {e}"));
+                continue;
+            }
+        };
+        let list = Deployer::new(&engine)
+            .status_of(&there, false)
+            .await
+            .map_err(Error::Engine)?;
+        match live_verdict(&list) {
+            Ok(()) => return Ok(()),
+            Err(e) => why.push(format!("on site {site}, {e}")),
+        }
+    }
+    let images = images_id(digests);
+    Err(Error::Failed(format!(
+        "stage `{}` is entered by rule `automatic`: these images (images {images}) must first run healthy in `{previous}`: {}",
+        desired.stage,
+        if why.is_empty() {
+            format!("no site with a target serves `{previous}`")
+        } else {
+            why.join("; ")
+        }
+    )))
 }
 
 #[derive(Debug, clap::Args)]
@@ -859,5 +963,13 @@ pub fn promote(file: &Path, args: &PromoteArgs, out: &mut dyn Write) -> Result<(
             },
             _ => Error::Failed(e.to_string()),
         })?;
-    converge(file, &cookbook, &desired, args.format, "promoted", out)
+    converge(
+        &state::dir_for(file),
+        &cookbook,
+        &plan,
+        &desired,
+        args.format,
+        "promoted",
+        out,
+    )
 }

@@ -479,8 +479,19 @@ impl<'a> Deployer<'a> {
         Ok(Ok(text))
     }
 
-    /// Each desired instance as the engine runs it.
+    /// Each desired instance as the engine runs it, with the services it offers.
     pub async fn status(&self, desired: &Desired) -> Result<Vec<InstanceStatus>, EngineError> {
+        self.status_of(desired, true).await
+    }
+
+    /// Each desired instance as the engine runs it; `services`: also what it offers (an exec per
+    /// running container).
+    pub async fn status_of(
+        &self,
+        desired: &Desired,
+        services: bool,
+    ) -> Result<Vec<InstanceStatus>, EngineError> {
+        let with_services = services;
         let mut out = Vec::new();
         for instance in desired.instances() {
             let desired_image = self.local_image(instance).await;
@@ -497,7 +508,7 @@ impl<'a> Deployer<'a> {
                         .and_then(|c| c.labels)
                         .and_then(|l| l.get(LABEL_CONFIG).cloned());
                     let running_image = info.image;
-                    let services = if state.running == Some(true) {
+                    let services = if with_services && state.running == Some(true) {
                         let pid = state.pid.and_then(|p| u32::try_from(p).ok()).unwrap_or(0);
                         Some(self.services(&instance.name, pid).await?)
                     } else {
