@@ -352,7 +352,7 @@ fn deploy_after(args: &SyncArgs, dir: &StateDir, report: &RoundReport) -> Option
     let state_dir = dir.root().to_path_buf();
     let mut steps = Vec::new();
     for stage in &stages {
-        let desired = match crate::deploy::desired::desired(
+        let desired = match super::deploy::stage_desired(
             &loaded.cookbook,
             &loaded.plan,
             &lock,
@@ -365,8 +365,7 @@ fn deploy_after(args: &SyncArgs, dir: &StateDir, report: &RoundReport) -> Option
                 break;
             }
         };
-        match super::deploy::check_progression(&state_dir, &loaded.cookbook, &loaded.plan, &desired)
-        {
+        match super::deploy::check_progression(&state_dir, &loaded.cookbook, &desired) {
             Ok(()) => {}
             Err(Error::Failed(rule)) => {
                 steps.push(DeployStep {
