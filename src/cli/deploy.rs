@@ -31,9 +31,23 @@ pub struct DeployArgs {
     /// The lifecycle stage to deploy
     #[arg(long, value_name = "STAGE")]
     pub stage: String,
+    /// Deploy the digests of this lock file (e.g. an older cookbook.lock) instead of the one
+    /// beside the cookbook
+    #[arg(long, value_name = "LOCK")]
+    pub release: Option<std::path::PathBuf>,
     /// Output format
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub format: Format,
+}
+
+/// A lock file named on the command line (`deploy --release LOCK`).
+fn lock_at(path: &Path) -> Result<Lock, Error> {
+    Lock::read(path)
+        .map_err(|e| Error::Failed(e.to_string()))?
+        .ok_or_else(|| Error::Usage {
+            message: format!("--release {}: no such lock file", path.display()),
+            help: Some("name a cookbook.lock written by `cookbook apply`".to_owned()),
+        })
 }
 
 /// The lock beside the cookbook: what has been published. None yet is a usage error.
@@ -48,43 +62,89 @@ fn published(file: &Path) -> Result<Lock, Error> {
 }
 
 pub fn run(file: &Path, args: &DeployArgs, out: &mut dyn Write) -> Result<(), Error> {
+    let lock = match &args.release {
+        Some(path) => lock_at(path)?,
+        None => published(file)?,
+    };
+    let state_dir = state::dir_for(file);
+    deploy_stage(
+        file,
+        &state_dir,
+        &lock,
+        &args.site,
+        &args.stage,
+        args.format,
+        out,
+    )
+}
+
+/// Deploys `lock`'s images to `site`/`stage`, keeping the release records and reading the
+/// approvals in `state_dir` (`.cookbook` beside the cookbook; the sync state for `sync --deploy`).
+pub fn deploy_stage(
+    file: &Path,
+    state_dir: &Path,
+    lock: &Lock,
+    site: &str,
+    stage: &str,
+    format: Format,
+    out: &mut dyn Write,
+) -> Result<(), Error> {
     let Loaded { cookbook, plan, .. } = load(file)?;
-    let lock = published(file)?;
-    let desired =
-        desired(&cookbook, &plan, &lock, &args.site, &args.stage).map_err(|e| match &e {
-            DesiredError::UnknownSite { known, .. } => Error::Usage {
-                message: e.to_string(),
-                help: listed("sites in this cookbook", known),
-            },
-            DesiredError::UnknownStage { known, .. } => Error::Usage {
-                message: e.to_string(),
-                help: listed("stages", known),
-            },
-            DesiredError::StageNotServed { served, .. } => Error::Usage {
-                message: e.to_string(),
-                help: listed("it serves", served),
-            },
-            // The request is fine; what it needs is not there yet: the work fails (exit 1).
-            DesiredError::NotPublished { .. } => {
-                Error::Failed(format!("{e}; run `cookbook apply` to build and publish it"))
-            }
-            DesiredError::OtherProject { .. } => Error::Failed(e.to_string()),
-        })?;
-    converge(file, &cookbook, &desired, args.format, "deployed", out)
+    let desired = stage_desired(&cookbook, &plan, lock, site, stage)?;
+    converge(state_dir, &cookbook, &desired, format, "deployed", out)
+}
+
+/// What should run in `site`/`stage` with `lock`'s images, or the refusal in the user's terms.
+pub fn stage_desired(
+    cookbook: &crate::model::Cookbook,
+    plan: &crate::graph::Plan,
+    lock: &Lock,
+    site: &str,
+    stage: &str,
+) -> Result<crate::deploy::desired::Desired, Error> {
+    desired(cookbook, plan, lock, site, stage).map_err(|e| match &e {
+        DesiredError::UnknownSite { known, .. } => Error::Usage {
+            message: e.to_string(),
+            help: listed("sites in this cookbook", known),
+        },
+        DesiredError::UnknownStage { known, .. } => Error::Usage {
+            message: e.to_string(),
+            help: listed("stages", known),
+        },
+        DesiredError::StageNotServed { served, .. } => Error::Usage {
+            message: e.to_string(),
+            help: listed("it serves", served),
+        },
+        // The request is fine; what it needs is not there yet: the work fails (exit 1).
+        DesiredError::NotPublished { .. } => {
+            Error::Failed(format!("{e}; run `cookbook apply` to build and publish it"))
+        }
+        DesiredError::OtherProject { .. } => Error::Failed(e.to_string()),
+    })
+}
+
+/// Checks `desired`'s progression rule (`sync --deploy` asks before each stage).
+pub fn check_progression(
+    state_dir: &Path,
+    cookbook: &crate::model::Cookbook,
+    desired: &crate::deploy::desired::Desired,
+) -> Result<(), Error> {
+    runtime()?
+        .block_on(session::check_progression(state_dir, cookbook, desired))
+        .map_err(error)
 }
 
 /// Deploys `desired` through the library's session and prints the outcome.
 fn converge(
-    file: &Path,
+    state_dir: &Path,
     cookbook: &crate::model::Cookbook,
     desired: &crate::deploy::desired::Desired,
     format: Format,
     verb: &str,
     out: &mut dyn Write,
 ) -> Result<(), Error> {
-    let state_dir = state::dir_for(file);
     let outcome = runtime()?
-        .block_on(session::deploy(&state_dir, cookbook, desired))
+        .block_on(session::deploy(state_dir, cookbook, desired))
         .map_err(error)?;
     print(out, format, verb, desired, &outcome, None);
     Ok(())
@@ -305,20 +365,28 @@ pub fn status(file: &Path, args: &StatusArgs, out: &mut dyn Write) -> Result<(),
             );
             let _ = writeln!(
                 out,
-                "  {:<28} {:<10} {:<10} {:>8}  {:<10} DRIFT",
-                "CONTAINER", "STATE", "HEALTH", "RESTARTS", "UPTIME"
+                "  {:<28} {:<10} {:<10} {:>8}  {:<10} {:<5}  SERVICES",
+                "CONTAINER", "STATE", "HEALTH", "RESTARTS", "UPTIME", "DRIFT"
             );
             for s in &list {
                 let _ = writeln!(
                     out,
-                    "  {:<28} {:<10} {:<10} {:>8}  {:<10} {}",
+                    "  {:<28} {:<10} {:<10} {:>8}  {:<10} {:<5}  {}",
                     s.name,
                     s.state,
                     s.health,
                     s.restarts,
                     uptime(&s.started_at).unwrap_or_else(|| "-".to_owned()),
-                    if s.drift { "yes" } else { "no" }
+                    if s.drift { "yes" } else { "no" },
+                    s.services
+                        .as_ref()
+                        .map_or_else(|| "-".to_owned(), services_text)
                 );
+            }
+            for s in &list {
+                if let Some(note) = s.services.as_ref().and_then(|x| x.note.as_ref()) {
+                    let _ = writeln!(out, "  note: {}: {note}", s.name);
+                }
             }
         }
         Format::Json => {
@@ -335,6 +403,7 @@ pub fn status(file: &Path, args: &StatusArgs, out: &mut dyn Write) -> Result<(),
                         "desired_image": s.desired_image,
                         "running_image": s.running_image,
                         "drift": s.drift,
+                        "services": s.services,
                     })
                 })
                 .collect();
@@ -350,6 +419,32 @@ pub fn status(file: &Path, args: &StatusArgs, out: &mut dyn Write) -> Result<(),
         }
     }
     Ok(())
+}
+
+/// A container's services in one column: `web: 80 (httpd)`, `worker: no port (work.sh, sleep)`,
+/// `-: ports unknown (job)`.
+fn services_text(s: &crate::deploy::services::Services) -> String {
+    let kinds = if s.kinds.is_empty() {
+        "-".to_owned()
+    } else {
+        s.kinds
+            .iter()
+            .map(|k| k.as_str())
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    let ports = if s.note.is_some() {
+        "ports unknown".to_owned()
+    } else if s.listening.is_empty() {
+        "no port".to_owned()
+    } else {
+        s.listening
+            .iter()
+            .map(u16::to_string)
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    format!("{kinds}: {ports} ({})", s.processes.join(", "))
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -565,5 +660,12 @@ pub fn promote(file: &Path, args: &PromoteArgs, out: &mut dyn Write) -> Result<(
             },
             _ => Error::Failed(e.to_string()),
         })?;
-    converge(file, &cookbook, &desired, args.format, "promoted", out)
+    converge(
+        &state::dir_for(file),
+        &cookbook,
+        &desired,
+        args.format,
+        "promoted",
+        out,
+    )
 }

@@ -84,6 +84,16 @@ pub enum SiteStatus {
     Docker(Vec<InstanceStatus>),
 }
 
+impl Site {
+    /// Whether `desired` runs on this site healthy, with its images (`automatic` progression
+    /// asks the previous stage's sites); `Err` says what is not.
+    pub async fn healthy(&self, desired: &Desired) -> Result<Result<(), String>, BackendError> {
+        match self {
+            Site::Docker(s) => s.healthy(desired).await,
+        }
+    }
+}
+
 /// Connects to a site's target.
 pub async fn connect(target: &Target) -> Result<Site, BackendError> {
     match target {

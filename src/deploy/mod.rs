@@ -13,6 +13,8 @@ pub mod desired;
 pub mod detect;
 pub mod docker;
 pub mod releases;
+pub mod schedule;
+pub mod services;
 pub mod session;
 
 pub use backend::{Backend, BackendError};
