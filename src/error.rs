@@ -32,7 +32,6 @@
 //! | a base image that cannot be pinned: its reference does not parse             | 2    |
 //! | a base image that cannot be pinned: the engine or registry is unreachable    | 3    |
 //! | a base image that cannot be pinned: neither the engine nor its registry has it | 1  |
-//! | `cookbook.lock` is not a lock this cookbook reads (`hash`, `plan`, `explain`: file:line:column) | 2 |
 //! | git: the remote refused (credentials, no such repository), naming what to check | 1 |
 //! | git: a malformed remote URL; a branch the remote does not have           | 2    |
 //! | git: no connection to the remote                                         | 3    |
@@ -142,9 +141,6 @@ pub enum Error {
     /// [`Error::Failed`].
     #[error(transparent)]
     Verify(#[from] VerifyError),
-    /// `cookbook.lock` could not be read (the pins `hash`, `explain` and `plan` read from it).
-    #[error(transparent)]
-    Lock(#[from] LockError),
     /// A run stopped by a signal (`code`: 130 for SIGINT, 143 for SIGTERM).
     #[error("stopped by {signal}: running builds cancelled; what completed is in cookbook.lock")]
     Interrupted { signal: &'static str, code: i32 },
@@ -272,7 +268,6 @@ impl Error {
             },
             Error::SyncRefused { .. } | Error::SyncApplyFailed { .. } => EXIT_FAILED,
             Error::Interrupted { code, .. } => *code,
-            Error::Lock(e) => lock_exit_code(e),
             Error::Sync(e) => {
                 use crate::sync::SyncError as S;
                 match e {

@@ -333,9 +333,9 @@ pub type Fingerprinter<'f> =
 
 /// Runs an apply on its own async runtime against the Docker engine of the environment
 /// (`DOCKER_HOST` or the default socket) and, when pushing, the registry: what `cookbook apply`
-/// and `sync --apply` do. First the base images are pinned ([`pin::pin_plan`], recorded in the
-/// lock), then `job.fingerprints` is set to `fingerprint(pins)`, then the run. The outer error
-/// is a run that could not start.
+/// and `sync --apply` do. First the base images are pinned ([`pin::pin_plan`]; the new pins are
+/// recorded in the lock with the run's entries), then `job.fingerprints` is set to
+/// `fingerprint(pins)`, then the run. The outer error is a run that could not start.
 pub fn apply_with_docker(
     mut job: Job<'_>,
     fingerprint: &Fingerprinter<'_>,
@@ -354,7 +354,8 @@ pub fn apply_with_docker(
             job.plan,
             &Lock::path_for(job.cookbook_file),
             &Default::default(),
-            true,
+            // Recorded with the entries built on them, when the run writes the lock.
+            false,
             reporter,
         )
         .await?;
@@ -1078,6 +1079,16 @@ impl<E: Engine> Run<'_, E> {
             project: cookbook.project.name.to_string(),
             containers_in_cookbook: cookbook.containers.keys().map(Name::to_string).collect(),
             bases_in_cookbook: pin::bases_in_cookbook(cookbook),
+            // The pins this run's fingerprints (and so its builds) used.
+            bases: self
+                .job
+                .fingerprints
+                .values()
+                .filter_map(|fp| match &fp.external_base {
+                    Some((reference, Some(pin))) => Some((reference.clone(), pin.clone())),
+                    _ => None,
+                })
+                .collect(),
             entries: report
                 .containers
                 .iter()

@@ -458,8 +458,8 @@ fn dry_run(
         options,
         cancel: CancellationToken::new(),
     };
-    // The bases' pins, or what the run would pin, on stderr.
-    let notes = plain_reporter(false, false);
+    // What the run would pin, and bases that moved, on stderr.
+    let notes = DryRunNotes(plain_reporter(false, false));
     let planned = apply::dry_run_with_docker(job, &fingerprinter(file, cookbook, plan), &notes)?;
     let build = planned
         .values()
@@ -499,6 +499,26 @@ fn dry_run(
         }
     }
     Ok(())
+}
+
+/// The pin step's lines for `apply --dry-run`, which records nothing: "would pin".
+struct DryRunNotes(Plain);
+
+impl Reporter for DryRunNotes {
+    fn event(&self, event: Event<'_>) {
+        match event {
+            Event::BasePinned {
+                reference,
+                before: None,
+                pin,
+            } => self.0.line(&format!(
+                "would pin base image {reference} to {} ({})",
+                pin.digest,
+                pin.source.as_str()
+            )),
+            other => self.0.event(other),
+        }
+    }
 }
 
 /// `cookbook sync --apply`: applies a taken revision's portion with the same engine, pushing to

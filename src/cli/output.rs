@@ -67,7 +67,6 @@ fn code(e: &Error) -> &'static str {
         Error::Apply(_) => "apply",
         Error::Sync(_) | Error::SyncRefused { .. } | Error::SyncApplyFailed { .. } => "sync",
         Error::Verify(_) => "verify",
-        Error::Lock(_) => "lock",
         Error::Interrupted { .. } => "interrupted",
     }
 }

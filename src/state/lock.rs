@@ -207,6 +207,8 @@ pub struct Update {
     pub entries: BTreeMap<String, LockedImage>,
     /// Pins of bases outside this set are dropped (no container names them any more).
     pub bases_in_cookbook: Vec<String>,
+    /// The base-image pins this run built on, replacing earlier pins of the same references.
+    pub bases: BasePins,
 }
 
 impl Lock {
@@ -342,6 +344,9 @@ pub fn update(path: &Path, update: &Update) -> Result<bool, LockError> {
         .retain(|reference, _| update.bases_in_cookbook.contains(reference));
     for (name, entry) in &update.entries {
         lock.containers.insert(name.clone(), entry.clone());
+    }
+    for (reference, pin) in &update.bases {
+        lock.bases.insert(reference.clone(), pin.clone());
     }
     crate::state::record::test_pause("COOKBOOK_LOCK_TEST_PAUSE", "lock-merged");
     lock.write(path)
@@ -495,6 +500,7 @@ mod tests {
                     containers_in_cookbook: vec!["api".into()],
                     entries: BTreeMap::from([("api".to_owned(), entry("api", None))]),
                     bases_in_cookbook: bases,
+                    bases: BasePins::new(),
                 },
             )
             .unwrap();
@@ -537,6 +543,7 @@ mod tests {
                             containers_in_cookbook: all,
                             entries: BTreeMap::from([(name.to_owned(), entry(name, None))]),
                             bases_in_cookbook: Vec::new(),
+                            bases: BasePins::new(),
                         },
                     )
                     .unwrap()
@@ -560,6 +567,7 @@ mod tests {
                 containers_in_cookbook: vec!["web".into()],
                 entries: BTreeMap::new(),
                 bases_in_cookbook: Vec::new(),
+                bases: BasePins::new(),
             },
         )
         .unwrap();
