@@ -40,6 +40,7 @@
 
 pub mod check;
 pub mod pin;
+pub mod publish;
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -748,29 +749,12 @@ impl<E: Engine> Run<'_, E> {
     }
 
     fn labels(&self, name: &Name, input_hash: &str) -> BTreeMap<String, String> {
-        let cookbook = self.job.cookbook;
-        let mut labels = BTreeMap::from([
-            (LABEL_INPUT_HASH.to_owned(), input_hash.to_owned()),
-            (LABEL_PROJECT.to_owned(), cookbook.project.name.to_string()),
-            (LABEL_CONTAINER.to_owned(), name.to_string()),
-            (
-                "org.opencontainers.image.title".to_owned(),
-                name.to_string(),
-            ),
-        ]);
-        if let Some(source) = &cookbook.project.repository {
-            labels.insert("org.opencontainers.image.source".to_owned(), source.clone());
-        }
-        if let Some(rev) = &self.job.options.revision {
-            labels.insert("org.opencontainers.image.revision".to_owned(), rev.clone());
-        }
-        if let Some(version) = &cookbook.packaging.version {
-            labels.insert(
-                "org.opencontainers.image.version".to_owned(),
-                version.clone(),
-            );
-        }
-        labels
+        image_labels(
+            self.job.cookbook,
+            name,
+            input_hash,
+            self.job.options.revision.as_deref(),
+        )
     }
 
     /// One container: cached, or built (and pushed). `Err` only for whole-run failures.
@@ -958,8 +942,9 @@ impl<E: Engine> Run<'_, E> {
             build_args,
             target,
             labels: self.labels(name, hash),
-            tags,
+            tags: tags.clone(),
             pull: false,
+            no_cache: false,
         };
         let progress = |line: &str| self.reporter.event(Event::Line { name, line });
         let outcome = match self
@@ -984,15 +969,37 @@ impl<E: Engine> Run<'_, E> {
             millis: started.elapsed().as_millis() as u64,
         });
 
-        let image_id = Some(outcome.image_id.to_string());
+        // Normalized, loaded back under the same names (the local one is what a `container:`
+        // child builds FROM), then published through the registry API (see publish.rs).
+        let normalized = self
+            .unless_cancelled(self.normalize(name, outcome.image_id.as_str()))
+            .await
+            .ok_or(Failure::Cancelled)??;
+        self.unless_cancelled(publish::load(self.engine, &normalized, &tags))
+            .await
+            .ok_or(Failure::Cancelled)?
+            .map_err(Failure::publish)?;
+        let image_id = Some(normalized.image.config_digest().to_string());
         match self.registry {
-            Some(_) => {
+            Some(registry) => {
                 let repo = parse_repo(repo_text).map_err(Failure::Run)?;
+                let parent_repo = match container.build_parent() {
+                    Some(parent) => {
+                        Some(parse_repo(&repository(cookbook, parent)).map_err(Failure::Run)?)
+                    }
+                    None => None,
+                };
                 let digest = self
-                    .unless_cancelled(self.engine.push(&repo, hash, self.credentials.as_ref()))
+                    .unless_cancelled(publish::publish(
+                        registry,
+                        &repo,
+                        hash,
+                        &normalized,
+                        parent_repo.as_ref(),
+                    ))
                     .await
                     .ok_or(Failure::Cancelled)?
-                    .map_err(Failure::engine)?;
+                    .map_err(Failure::publish)?;
                 let reference = format!("{repo_text}:{hash}");
                 self.reporter.event(Event::Pushed {
                     name,
@@ -1003,6 +1010,37 @@ impl<E: Engine> Run<'_, E> {
             }
             None => Ok((None, image_id)),
         }
+    }
+
+    /// Exports the built image `image_id` and normalizes it, carrying its base's layers.
+    async fn normalize(&self, name: &Name, image_id: &str) -> Result<publish::Normalized, Failure> {
+        let (base, built) = self
+            .base_of(name, image_id)
+            .await
+            .map_err(Failure::engine)?;
+        let base_ids = publish::base_diff_ids(self.engine, base.as_deref(), &built)
+            .await
+            .map_err(Failure::engine)?;
+        publish::normalize_image(self.engine, image_id, base_ids)
+            .await
+            .map_err(Failure::publish)
+    }
+
+    /// The image `name` is built FROM (its Dockerfile's final stage) and the layers of what was
+    /// built.
+    async fn base_of(
+        &self,
+        name: &Name,
+        image_id: &str,
+    ) -> Result<(Option<String>, Vec<String>), EngineError> {
+        let base = base_of(self.job.cookbook, &self.job.fingerprints[name]);
+        let built = self
+            .engine
+            .inspect_image(image_id)
+            .await?
+            .map(|info| info.layers)
+            .unwrap_or_default();
+        Ok((base, built))
     }
 
     /// Keeps the explain document of what was built, for `verify`'s file-level differences. On a
@@ -1118,6 +1156,52 @@ enum TagTarget<'r> {
     Local(String),
 }
 
+/// The labels every image cookbook builds carries (`verify --rebuild` builds with the same).
+pub fn image_labels(
+    cookbook: &Cookbook,
+    name: &Name,
+    input_hash: &str,
+    revision: Option<&str>,
+) -> BTreeMap<String, String> {
+    let mut labels = BTreeMap::from([
+        (LABEL_INPUT_HASH.to_owned(), input_hash.to_owned()),
+        (LABEL_PROJECT.to_owned(), cookbook.project.name.to_string()),
+        (LABEL_CONTAINER.to_owned(), name.to_string()),
+        (
+            "org.opencontainers.image.title".to_owned(),
+            name.to_string(),
+        ),
+    ]);
+    if let Some(source) = &cookbook.project.repository {
+        labels.insert("org.opencontainers.image.source".to_owned(), source.clone());
+    }
+    if let Some(rev) = revision {
+        labels.insert(
+            "org.opencontainers.image.revision".to_owned(),
+            rev.to_owned(),
+        );
+    }
+    if let Some(version) = &cookbook.packaging.version {
+        labels.insert(
+            "org.opencontainers.image.version".to_owned(),
+            version.clone(),
+        );
+    }
+    labels
+}
+
+/// The image a container's build starts FROM: its Dockerfile's final stage (generated
+/// Dockerfiles name a `container:` parent by its local name), with the build arguments.
+pub fn base_of(cookbook: &Cookbook, fp: &Fingerprint) -> Option<String> {
+    let text = fp.recipe.get("dockerfile_text")?.as_str()?;
+    match &cookbook.containers.get(&fp.container)?.kind {
+        ContainerKind::Dockerfile(d) => {
+            publish::base_reference(text, &d.build_args, d.target.as_deref())
+        }
+        ContainerKind::Generated(g) => publish::base_reference(text, &g.build_args, None),
+    }
+}
+
 /// Runs `f` on tokio's blocking threads; a panic there is resumed here.
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
     match tokio::task::spawn_blocking(f).await {
@@ -1128,7 +1212,7 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> 
 
 /// Writes a container's context to a temporary file of this run: a unique name in the system
 /// temp dir (`$TMPDIR`), outside every checkout, deleted when the returned handle drops.
-fn write_context(fp: &Fingerprint) -> Result<tempfile::NamedTempFile, ApplyError> {
+pub fn write_context(fp: &Fingerprint) -> Result<tempfile::NamedTempFile, ApplyError> {
     let state = |path: &Path| {
         let path = path.to_path_buf();
         move |source| ApplyError::State { path, source }
@@ -1158,6 +1242,21 @@ enum Failure {
 }
 
 impl Failure {
+    /// A failure to normalize, load or publish an image: an unreachable engine or registry ends
+    /// the run (exit 3); anything else fails the container.
+    fn publish(e: publish::PublishError) -> Failure {
+        match e {
+            publish::PublishError::Engine(e) => Failure::engine(e),
+            publish::PublishError::Registry(
+                e @ (RegistryError::Unreachable { .. } | RegistryError::Unavailable { .. }),
+            ) => Failure::Run(e.into()),
+            other => Failure::Container {
+                reason: other.to_string(),
+                log: Vec::new(),
+            },
+        }
+    }
+
     /// An engine error during one container's work: an unreachable engine ends the run (exit 3);
     /// anything else fails the container.
     fn engine(e: EngineError) -> Failure {

@@ -21,7 +21,7 @@ use crate::verify::{self, Report, VerifyError};
 
 #[derive(Debug, Args)]
 #[command(
-    after_help = "Exit codes:\n  0  every container matches\n  1  a mismatch (each is printed with its reason)\n  2  invalid input (the cookbook, the lock file, a revision)\n  3  the registry is unreachable"
+    after_help = "Exit codes:\n  0  every container matches\n  1  a mismatch (each is printed with its reason)\n  2  invalid input (the cookbook, the lock file, a revision)\n  3  the registry (or, with --rebuild, the Docker engine) is unreachable"
 )]
 pub struct VerifyArgs {
     /// The lock to check against [default: cookbook.lock beside the cookbook; with --rev, the
@@ -39,6 +39,15 @@ pub struct VerifyArgs {
     /// the input hashes they hash to now), offline: for CI before `apply`, like `cargo --locked`.
     #[arg(long, conflicts_with = "registry")]
     pub locked: bool,
+    /// Also rebuild each container (or only CONTAINER…) from the sources through the Docker
+    /// engine, normalize it as `apply` does, and compare it with the locked image layer by layer
+    /// (from the registry, or the local engine for a --no-push lock): a mismatch names the first
+    /// differing layer and the paths in it.
+    #[arg(long, conflicts_with = "locked")]
+    pub rebuild: bool,
+    /// The containers to rebuild (default: all).
+    #[arg(value_name = "CONTAINER", requires = "rebuild")]
+    pub containers: Vec<String>,
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub format: Format,
 }
@@ -115,6 +124,44 @@ pub fn run(
             verify::registry::check(&mut report, &lock, &client).await
         })?;
     }
+    if args.rebuild {
+        let selected = if args.containers.is_empty() {
+            plan.order().cloned().collect()
+        } else {
+            super::containers_named(&cookbook, &args.containers)?
+        };
+        let revision = match &checkout {
+            Some(c) => Some(c.commit.clone()),
+            None => crate::git::head_commit(super::base_dir(file)),
+        };
+        // Multi-threaded: normalization runs on blocking threads while the export streams.
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| Error::Failed(format!("cannot start the async runtime: {e}")))?;
+        runtime
+            .block_on(async {
+                let engine = crate::engine::DockerEngine::connect().await?;
+                let client = RegistryClient::new()?;
+                verify::rebuild::rebuild(
+                    &mut report,
+                    &cookbook,
+                    &plan,
+                    &prints,
+                    &lock,
+                    &selected,
+                    revision.as_deref(),
+                    &engine,
+                    &client,
+                )
+                .await
+            })
+            .map_err(|e| match e {
+                verify::rebuild::RebuildError::Engine(e) => Error::from(e),
+                verify::rebuild::RebuildError::Registry(e) => Error::from(e),
+                other => Error::Failed(other.to_string()),
+            })?;
+    }
 
     let commit = checkout.as_ref().map(|c| c.commit.as_str());
     match args.format {
@@ -147,7 +194,7 @@ pub fn run(
     }
     let _ = writeln!(
         err,
-        "verify: {} ok, {bad} mismatch(es){}{}",
+        "verify: {} ok, {bad} mismatch(es){}{}{}",
         total - bad,
         match commit {
             Some(c) => format!(" at revision {}", &c[..c.len().min(12)]),
@@ -155,6 +202,11 @@ pub fn run(
         },
         if report.registry_checked {
             ", registry checked"
+        } else {
+            ""
+        },
+        if report.rebuild_checked {
+            ", rebuilt"
         } else {
             ""
         }
@@ -223,6 +275,7 @@ fn json_document(
                     "digest": v.digest,
                     "image_id": v.image_id,
                     "registry_digest": v.registry_digest,
+                    "rebuilt_digest": v.rebuilt_digest,
                 }),
             )
         })
@@ -233,6 +286,7 @@ fn json_document(
         "lock": lock_path.display().to_string(),
         "revision": commit,
         "registry_checked": report.registry_checked,
+        "rebuild_checked": report.rebuild_checked,
         "containers": containers,
     })
 }
