@@ -33,6 +33,10 @@ pub struct DeployArgs {
     /// The lifecycle stage to deploy
     #[arg(long, value_name = "STAGE")]
     pub stage: String,
+    /// Deploy the digests of this lock file (e.g. an older cookbook.lock) instead of the one
+    /// beside the cookbook
+    #[arg(long, value_name = "LOCK")]
+    pub release: Option<std::path::PathBuf>,
     /// Output format
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub format: Format,
@@ -40,6 +44,16 @@ pub struct DeployArgs {
     /// (without it, such a field is a conflict and the deploy stops, naming field and manager)
     #[arg(long)]
     pub force_conflicts: bool,
+}
+
+/// A lock file named on the command line (`deploy --release LOCK`).
+fn lock_at(path: &Path) -> Result<Lock, Error> {
+    Lock::read(path)
+        .map_err(|e| Error::Failed(e.to_string()))?
+        .ok_or_else(|| Error::Usage {
+            message: format!("--release {}: no such lock file", path.display()),
+            help: Some("name a cookbook.lock written by `cookbook apply`".to_owned()),
+        })
 }
 
 /// The lock beside the cookbook: what has been published. None yet is a usage error.
@@ -53,9 +67,69 @@ fn published(file: &Path) -> Result<Lock, Error> {
         })
 }
 
-/// What should run for `site` in `stage`, from the cookbook and its published lock; the refusals
-/// as the CLI's errors.
-fn desired_for(
+pub fn run(
+    file: &Path,
+    args: &DeployArgs,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> Result<(), Error> {
+    let lock = match &args.release {
+        Some(path) => lock_at(path)?,
+        None => published(file)?,
+    };
+    if args.force_conflicts {
+        let _ = writeln!(
+            err,
+            "warning: --force-conflicts: server-side apply takes over the fields other field managers own"
+        );
+    }
+    let stage = StageRef {
+        state_dir: state::dir_for(file),
+        site: &args.site,
+        stage: &args.stage,
+    };
+    deploy_stage(
+        file,
+        &stage,
+        &lock,
+        &options(file, args.force_conflicts),
+        args.format,
+        out,
+    )
+}
+
+/// Where a deploy goes: a site's stage, with the state directory that keeps its release records
+/// and approvals (`.cookbook` beside the cookbook; the sync state for `sync --deploy`).
+pub struct StageRef<'a> {
+    pub state_dir: std::path::PathBuf,
+    pub site: &'a str,
+    pub stage: &'a str,
+}
+
+/// Deploys `lock`'s images to `stage`.
+pub fn deploy_stage(
+    file: &Path,
+    stage: &StageRef,
+    lock: &Lock,
+    options: &ConnectOptions,
+    format: Format,
+    out: &mut dyn Write,
+) -> Result<(), Error> {
+    let Loaded { cookbook, plan, .. } = load(file)?;
+    let desired = stage_desired(&cookbook, &plan, lock, stage.site, stage.stage)?;
+    converge(
+        &stage.state_dir,
+        &cookbook,
+        &desired,
+        options,
+        format,
+        "deployed",
+        out,
+    )
+}
+
+/// What should run in `site`/`stage` with `lock`'s images, or the refusal in the user's terms.
+pub fn stage_desired(
     cookbook: &crate::model::Cookbook,
     plan: &crate::graph::Plan,
     lock: &Lock,
@@ -83,8 +157,22 @@ fn desired_for(
     })
 }
 
+/// Checks `desired`'s progression rule (`sync --deploy` asks before each stage).
+pub fn check_progression(
+    state_dir: &Path,
+    cookbook: &crate::model::Cookbook,
+    desired: &crate::deploy::desired::Desired,
+    options: &ConnectOptions,
+) -> Result<(), Error> {
+    runtime()?
+        .block_on(session::check_progression(
+            state_dir, cookbook, desired, options,
+        ))
+        .map_err(error)
+}
+
 /// The connection options of a command on `file`'s cookbook.
-fn options(file: &Path, force_conflicts: bool) -> ConnectOptions {
+pub fn options(file: &Path, force_conflicts: bool) -> ConnectOptions {
     ConnectOptions {
         base: file
             .parent()
@@ -94,36 +182,9 @@ fn options(file: &Path, force_conflicts: bool) -> ConnectOptions {
     }
 }
 
-pub fn run(
-    file: &Path,
-    args: &DeployArgs,
-    out: &mut dyn Write,
-    err: &mut dyn Write,
-) -> Result<(), Error> {
-    let Loaded { cookbook, plan, .. } = load(file)?;
-    let lock = published(file)?;
-    let desired = desired_for(&cookbook, &plan, &lock, &args.site, &args.stage)?;
-    if args.force_conflicts {
-        let _ = writeln!(
-            err,
-            "warning: --force-conflicts: server-side apply takes over the fields other field managers own"
-        );
-    }
-    let options = options(file, args.force_conflicts);
-    converge(
-        file,
-        &cookbook,
-        &desired,
-        &options,
-        args.format,
-        "deployed",
-        out,
-    )
-}
-
 /// Deploys `desired` through the library's session and prints the outcome.
 fn converge(
-    file: &Path,
+    state_dir: &Path,
     cookbook: &crate::model::Cookbook,
     desired: &crate::deploy::desired::Desired,
     options: &ConnectOptions,
@@ -131,9 +192,8 @@ fn converge(
     verb: &str,
     out: &mut dyn Write,
 ) -> Result<(), Error> {
-    let state_dir = state::dir_for(file);
     let outcome = runtime()?
-        .block_on(session::deploy(&state_dir, cookbook, desired, options))
+        .block_on(session::deploy(state_dir, cookbook, desired, options))
         .map_err(error)?;
     print(out, format, verb, desired, &outcome, None);
     Ok(())
@@ -363,20 +423,28 @@ pub fn status(file: &Path, args: &StatusArgs, out: &mut dyn Write) -> Result<(),
             );
             let _ = writeln!(
                 out,
-                "  {:<28} {:<10} {:<10} {:>8}  {:<10} DRIFT",
-                "CONTAINER", "STATE", "HEALTH", "RESTARTS", "UPTIME"
+                "  {:<28} {:<10} {:<10} {:>8}  {:<10} {:<5}  SERVICES",
+                "CONTAINER", "STATE", "HEALTH", "RESTARTS", "UPTIME", "DRIFT"
             );
             for s in &list {
                 let _ = writeln!(
                     out,
-                    "  {:<28} {:<10} {:<10} {:>8}  {:<10} {}",
+                    "  {:<28} {:<10} {:<10} {:>8}  {:<10} {:<5}  {}",
                     s.name,
                     s.state,
                     s.health,
                     s.restarts,
                     uptime(&s.started_at).unwrap_or_else(|| "-".to_owned()),
-                    if s.drift { "yes" } else { "no" }
+                    if s.drift { "yes" } else { "no" },
+                    s.services
+                        .as_ref()
+                        .map_or_else(|| "-".to_owned(), services_text)
                 );
+            }
+            for s in &list {
+                if let Some(note) = s.services.as_ref().and_then(|x| x.note.as_ref()) {
+                    let _ = writeln!(out, "  note: {}: {note}", s.name);
+                }
             }
         }
         Format::Json => {
@@ -393,6 +461,7 @@ pub fn status(file: &Path, args: &StatusArgs, out: &mut dyn Write) -> Result<(),
                         "desired_image": s.desired_image,
                         "running_image": s.running_image,
                         "drift": s.drift,
+                        "services": s.services,
                     })
                 })
                 .collect();
@@ -408,6 +477,32 @@ pub fn status(file: &Path, args: &StatusArgs, out: &mut dyn Write) -> Result<(),
         }
     }
     Ok(())
+}
+
+/// A container's services in one column: `web: 80 (httpd)`, `worker: no port (work.sh, sleep)`,
+/// `-: ports unknown (job)`.
+fn services_text(s: &crate::deploy::services::Services) -> String {
+    let kinds = if s.kinds.is_empty() {
+        "-".to_owned()
+    } else {
+        s.kinds
+            .iter()
+            .map(|k| k.as_str())
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    let ports = if s.note.is_some() {
+        "ports unknown".to_owned()
+    } else if s.listening.is_empty() {
+        "no port".to_owned()
+    } else {
+        s.listening
+            .iter()
+            .map(u16::to_string)
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    format!("{kinds}: {ports} ({})", s.processes.join(", "))
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -627,7 +722,7 @@ pub fn promote(file: &Path, args: &PromoteArgs, out: &mut dyn Write) -> Result<(
             _ => Error::Failed(e.to_string()),
         })?;
     converge(
-        file,
+        &state::dir_for(file),
         &cookbook,
         &desired,
         &options(file, false),
@@ -735,7 +830,7 @@ pub struct RenderArgs {
 pub fn render(file: &Path, args: &RenderArgs, out: &mut dyn Write) -> Result<(), Error> {
     let Loaded { cookbook, plan, .. } = load(file)?;
     let lock = published(file)?;
-    let desired = desired_for(&cookbook, &plan, &lock, &args.site, &args.stage)?;
+    let desired = stage_desired(&cookbook, &plan, &lock, &args.site, &args.stage)?;
     let (namespace, create) = match &cookbook.lifecycle.sites[&desired.site].target {
         Some(Target::Kubernetes(k)) => (Some(k.namespace.as_str()), k.create_namespace),
         _ => (None, false),

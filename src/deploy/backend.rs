@@ -99,6 +99,17 @@ pub struct ConnectOptions {
     pub force_conflicts: bool,
 }
 
+impl Site {
+    /// Whether `desired` runs on this site healthy, with its images (`automatic` progression
+    /// asks the previous stage's sites); `Err` says what is not.
+    pub async fn healthy(&self, desired: &Desired) -> Result<Result<(), String>, BackendError> {
+        match self {
+            Site::Docker(s) => s.healthy(desired).await,
+            Site::Kubernetes(s) => s.healthy(desired).await,
+        }
+    }
+}
+
 /// Connects to a site's target.
 pub async fn connect(target: &Target, options: &ConnectOptions) -> Result<Site, BackendError> {
     match target {

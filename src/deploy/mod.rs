@@ -14,6 +14,8 @@ pub mod detect;
 pub mod docker;
 pub mod kubernetes;
 pub mod releases;
+pub mod schedule;
+pub mod services;
 pub mod session;
 
 pub use backend::{Backend, BackendError};

@@ -329,6 +329,24 @@ impl KubeSite {
         }
     }
 
+    /// Whether every desired Deployment has completed its rollout with the desired image
+    /// (`automatic` progression asks the previous stage's sites); `Err` says what is not.
+    pub async fn healthy(&self, desired: &Desired) -> Result<Result<(), String>, BackendError> {
+        let units = self.unit_status(desired).await?;
+        if units.is_empty() {
+            return Ok(Err("it runs none of these containers".to_owned()));
+        }
+        for u in &units {
+            if u.state != "available" {
+                return Ok(Err(format!("{} is {}", u.name, u.state)));
+            }
+            if u.running_digest.as_deref() != Some(u.desired_digest.as_str()) {
+                return Ok(Err(format!("{} runs other images", u.name)));
+            }
+        }
+        Ok(Ok(()))
+    }
+
     /// Each desired Deployment as the cluster runs it.
     pub async fn unit_status(&self, desired: &Desired) -> Result<Vec<UnitStatus>, KubeError> {
         let objects = self.objects(desired);
