@@ -1,26 +1,25 @@
 //! `cookbook deploy --site S --stage ST`: runs the images pinned in cookbook.lock on the site's
-//! Docker engine, wave by wave, each wave healthy before the next; records the release, and rolls
-//! a failed deploy back to the stage's previous release (`on_failure: previous`).
+//! target, wave by wave, each wave healthy before the next; records the release, and rolls a
+//! failed deploy back to the stage's previous release (`on_failure: previous`).
 //! `cookbook rollback` restores a recorded release; `cookbook releases` lists them.
 //!
-//! The work is `deploy::desired` (pure), `deploy::docker` (the engine) and `deploy::releases`
-//! (the records); this module reads the cookbook and the lock, checks the stage's progression
-//! rule, connects to the site's target and prints the outcome.
+//! The work is the library's: `deploy::desired` (pure), `deploy::session` (the orchestration every
+//! target shares) over a `deploy::Backend` (`deploy::docker`), and `deploy::releases` (the
+//! records). This module reads the cookbook and the lock, calls them and prints the outcome.
 
 use std::io::Write;
 use std::path::Path;
 
 use crate::cli::{load, Format};
-use crate::deploy::approvals::{check_rule, images_id, Approval, Approvals};
+use crate::deploy::approvals::{images_id, Approval, Approvals};
+use crate::deploy::backend::{BackendError, SiteStatus};
 use crate::deploy::desired::{desired, DesiredError};
-use crate::deploy::detect::Detected;
-use crate::deploy::docker::{DeployError, Deployer, Outcome};
-use crate::deploy::releases::{now, Release, Releases};
-use crate::engine::DockerEngine;
+use crate::deploy::releases::now;
+use crate::deploy::session::{self, listed, DeployError, Outcome};
 use crate::error::Error;
 use crate::load::Loaded;
-use crate::model::lifecycle::{OnFailure, Target};
-use crate::model::{Cookbook, Name};
+use crate::model::lifecycle::Target;
+use crate::model::Name;
 use crate::state;
 use crate::state::lock::Lock;
 
@@ -46,10 +45,6 @@ fn published(file: &Path) -> Result<Lock, Error> {
             message: format!("no {}: nothing has been published yet", lock_path.display()),
             help: Some("run `cookbook apply` first".to_owned()),
         })
-}
-
-fn listed(what: &str, names: &[String]) -> Option<String> {
-    (!names.is_empty()).then(|| format!("{what}: {}", names.join(", ")))
 }
 
 pub fn run(file: &Path, args: &DeployArgs, out: &mut dyn Write) -> Result<(), Error> {
@@ -78,95 +73,31 @@ pub fn run(file: &Path, args: &DeployArgs, out: &mut dyn Write) -> Result<(), Er
     converge(file, &cookbook, &desired, args.format, "deployed", out)
 }
 
-/// Checks the stage's rule and the site's capabilities, converges the engine to `desired`
-/// (rolling back on failure when the cookbook says so), records the release and prints it.
+/// Deploys `desired` through the library's session and prints the outcome.
 fn converge(
     file: &Path,
-    cookbook: &Cookbook,
+    cookbook: &crate::model::Cookbook,
     desired: &crate::deploy::desired::Desired,
     format: Format,
     verb: &str,
     out: &mut dyn Write,
 ) -> Result<(), Error> {
-    check_progression(file, cookbook, desired)?;
-    let host = target(cookbook, &desired.site)?;
-    let records_path = Releases::path(&state::dir_for(file), desired.site.as_str());
-    let mut records = Releases::load(&records_path).map_err(|e| Error::Failed(e.to_string()))?;
-    let on_failure = cookbook.lifecycle.rollback.on_failure;
-    let result = runtime()?.block_on(async {
-        let engine = connect(&host).await?;
-        check_capabilities(&engine, cookbook, &desired.site).await?;
-        let deployer = Deployer::new(&engine);
-        let failure = match deployer.deploy(desired).await {
-            Ok(outcome) => return Ok(outcome),
-            Err(DeployError::Engine(e)) => return Err(Error::Engine(e)),
-            Err(unhealthy) => format!(
-                "deploy of release {} to {}/{} stopped: {unhealthy}",
-                desired.release, desired.site, desired.stage
-            ),
-        };
-        let previous = records
-            .before(desired.stage.as_str(), &desired.release)
-            .cloned();
-        let message = match (on_failure, previous) {
-            (OnFailure::None, _) => format!("{failure}; left as it is (on_failure: none)"),
-            (OnFailure::Previous, None) => {
-                format!("{failure}; no earlier release of this stage to roll back to")
-            }
-            (OnFailure::Previous, Some(previous)) => match deployer.deploy(&previous.desired).await
-            {
-                Ok(restored) => {
-                    let back = Release {
-                        deployed_at: now(),
-                        rolled_back_from: Some(desired.release.clone()),
-                        ..previous.clone()
-                    };
-                    records.record(desired.stage.as_str(), back, keep(cookbook));
-                    records
-                        .save(&records_path)
-                        .map_err(|e| Error::Failed(e.to_string()))?;
-                    format!(
-                        "{failure}; rolled back to release {} (recreated: {})",
-                        previous.release,
-                        names(&restored.started)
-                    )
-                }
-                Err(e) => format!(
-                    "{failure}; rolling back to release {} failed too: {e}",
-                    previous.release
-                ),
-            },
-        };
-        Err(Error::Failed(message))
-    });
-    let outcome = result?;
-    records.record(
-        desired.stage.as_str(),
-        Release {
-            release: desired.release.clone(),
-            deployed_at: now(),
-            rolled_back_from: None,
-            desired: desired.clone(),
-        },
-        keep(cookbook),
-    );
-    records
-        .save(&records_path)
-        .map_err(|e| Error::Failed(e.to_string()))?;
+    let state_dir = state::dir_for(file);
+    let outcome = runtime()?
+        .block_on(session::deploy(&state_dir, cookbook, desired))
+        .map_err(error)?;
     print(out, format, verb, desired, &outcome, None);
     Ok(())
 }
 
-fn names(list: &[String]) -> String {
-    if list.is_empty() {
-        "none".to_owned()
-    } else {
-        list.join(", ")
+/// The library's deploy failures as the CLI's errors (whose exit codes src/error.rs maps).
+fn error(e: DeployError) -> Error {
+    match e {
+        DeployError::Backend(BackendError::Engine(e)) => Error::Engine(e),
+        DeployError::Records(e) => Error::Failed(e.to_string()),
+        DeployError::Failed(message) => Error::Failed(message),
+        DeployError::Usage { message, help } => Error::Usage { message, help },
     }
-}
-
-fn keep(cookbook: &Cookbook) -> u32 {
-    cookbook.lifecycle.rollback.keep
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime, Error> {
@@ -174,45 +105,6 @@ fn runtime() -> Result<tokio::runtime::Runtime, Error> {
         .enable_all()
         .build()
         .map_err(|e| Error::Failed(format!("cannot start the async runtime: {e}")))
-}
-
-async fn connect(host: &str) -> Result<DockerEngine, Error> {
-    Ok(if host == "env" {
-        DockerEngine::connect().await?
-    } else {
-        DockerEngine::connect_to(host).await?
-    })
-}
-
-/// The site's engine host, or a refusal when it has none.
-fn target(cookbook: &Cookbook, site: &Name) -> Result<String, Error> {
-    match &cookbook.lifecycle.sites[site].target {
-        Some(Target::Docker { host }) => Ok(host.clone()),
-        None => Err(Error::Usage {
-            message: format!("site `{site}` has no target to deploy to"),
-            help: Some(
-                "give it one in format 1.1: \"target\": {\"docker\": {\"host\": \"env\"}}"
-                    .to_owned(),
-            ),
-        }),
-    }
-}
-
-fn known_site(cookbook: &Cookbook, site: &str) -> Result<Name, Error> {
-    match cookbook.sites.get_key_value(site) {
-        Some((name, _)) => Ok(name.clone()),
-        None => Err(Error::Usage {
-            message: format!("unknown site `{site}`"),
-            help: listed(
-                "sites in this cookbook",
-                &cookbook
-                    .sites
-                    .keys()
-                    .map(Name::to_string)
-                    .collect::<Vec<_>>(),
-            ),
-        }),
-    }
 }
 
 fn print(
@@ -285,78 +177,23 @@ pub struct RollbackArgs {
 /// `cookbook rollback`: deploys a recorded release again, exactly as it ran.
 pub fn rollback(file: &Path, args: &RollbackArgs, out: &mut dyn Write) -> Result<(), Error> {
     let cookbook = load(file)?.cookbook;
-    let site = known_site(&cookbook, &args.site)?;
-    let records_path = Releases::path(&state::dir_for(file), site.as_str());
-    let mut records = Releases::load(&records_path).map_err(|e| Error::Failed(e.to_string()))?;
-    let recorded: Vec<String> = records
-        .stages
-        .get(&args.stage)
-        .into_iter()
-        .flatten()
-        .map(|r| r.release.clone())
-        .collect();
-    let Some(current) = records.current(&args.stage).cloned() else {
-        return Err(Error::Usage {
-            message: format!(
-                "no release of stage `{}` is recorded for site `{site}`",
-                args.stage
-            ),
-            help: Some("`cookbook releases --site SITE` lists what is recorded".to_owned()),
-        });
-    };
-    let target_release = match &args.to {
-        Some(to) => records
-            .find(&args.stage, to)
-            .cloned()
-            .ok_or_else(|| Error::Usage {
-                message: format!("no release `{to}` recorded for {site}/{}", args.stage),
-                help: listed("recorded releases", &recorded),
-            })?,
-        None => records
-            .before(&args.stage, &current.release)
-            .cloned()
-            .ok_or_else(|| Error::Usage {
-                message: format!(
-                    "{site}/{} has no release before the current one ({})",
-                    args.stage, current.release
-                ),
-                help: None,
-            })?,
-    };
-    let host = target(&cookbook, &site)?;
-    let outcome = runtime()?.block_on(async {
-        let engine = connect(&host).await?;
-        check_capabilities(&engine, &cookbook, &site).await?;
-        Deployer::new(&engine)
-            .deploy(&target_release.desired)
-            .await
-            .map_err(|e| match e {
-                DeployError::Engine(e) => Error::Engine(e),
-                unhealthy => Error::Failed(format!(
-                    "rollback of {site}/{} to release {} stopped: {unhealthy}",
-                    args.stage, target_release.release
-                )),
-            })
-    })?;
-    records.record(
-        &args.stage,
-        Release {
-            deployed_at: now(),
-            rolled_back_from: Some(current.release.clone()),
-            ..target_release.clone()
-        },
-        keep(&cookbook),
-    );
-    records
-        .save(&records_path)
-        .map_err(|e| Error::Failed(e.to_string()))?;
+    let site = session::known_site(&cookbook, &args.site).map_err(error)?;
+    let restored = runtime()?
+        .block_on(session::rollback(
+            &state::dir_for(file),
+            &cookbook,
+            &site,
+            &args.stage,
+            args.to.as_deref(),
+        ))
+        .map_err(error)?;
     print(
         out,
         args.format,
         "restored",
-        &target_release.desired,
-        &outcome,
-        Some(&current.release),
+        &restored.release.desired,
+        &restored.outcome,
+        Some(&restored.from),
     );
     Ok(())
 }
@@ -374,9 +211,8 @@ pub struct ReleasesArgs {
 /// `cookbook releases`: the recorded releases of a site, per stage, oldest first.
 pub fn releases(file: &Path, args: &ReleasesArgs, out: &mut dyn Write) -> Result<(), Error> {
     let cookbook = load(file)?.cookbook;
-    let site = known_site(&cookbook, &args.site)?;
-    let records = Releases::load(&Releases::path(&state::dir_for(file), site.as_str()))
-        .map_err(|e| Error::Failed(e.to_string()))?;
+    let site = session::known_site(&cookbook, &args.site).map_err(error)?;
+    let records = session::releases(&state::dir_for(file), &site).map_err(error)?;
     match args.format {
         Format::Text => {
             for (stage, list) in &records.stages {
@@ -448,14 +284,9 @@ pub fn status(file: &Path, args: &StatusArgs, out: &mut dyn Write) -> Result<(),
             message: e.to_string(),
             help: None,
         })?;
-    let host = target(&cookbook, &desired.site)?;
-    let list = runtime()?.block_on(async {
-        let engine = connect(&host).await?;
-        Deployer::new(&engine)
-            .status(&desired)
-            .await
-            .map_err(Error::Engine)
-    })?;
+    let SiteStatus::Docker(list) = runtime()?
+        .block_on(session::status(&cookbook, &desired))
+        .map_err(error)?;
     let uptime = |started: &Option<String>| {
         started
             .as_deref()
@@ -521,42 +352,6 @@ pub fn status(file: &Path, args: &StatusArgs, out: &mut dyn Write) -> Result<(),
     Ok(())
 }
 
-/// Refuses a site whose declared capabilities its engine is seen not to have.
-async fn check_capabilities(
-    engine: &DockerEngine,
-    cookbook: &Cookbook,
-    site: &Name,
-) -> Result<(), Error> {
-    let detected = detect(engine).await?;
-    let declared = &cookbook.lifecycle.sites[site].capabilities;
-    let missing = detected.missing(declared);
-    if missing.is_empty() {
-        return Ok(());
-    }
-    Err(Error::Failed(format!(
-        "site `{site}` declares {}, which its target does not have (it offers: {})",
-        missing
-            .iter()
-            .map(|m| format!("`{m}`"))
-            .collect::<Vec<_>>()
-            .join(", "),
-        detected
-            .capabilities()
-            .into_iter()
-            .collect::<Vec<_>>()
-            .join(", ")
-    )))
-}
-
-async fn detect(engine: &DockerEngine) -> Result<Detected, Error> {
-    let info = engine
-        .client()
-        .info()
-        .await
-        .map_err(|e| Error::Engine(engine.classify_error("info", e)))?;
-    Ok(Detected::from_info(&info))
-}
-
 #[derive(Debug, clap::Subcommand)]
 pub enum SiteCommand {
     /// Print what a site's engine offers, in the vocabulary of `capabilities`: architecture,
@@ -592,21 +387,25 @@ pub fn site(command: &SiteCommand, top: Option<&Path>, out: &mut dyn Write) -> R
     let site = match site {
         Some(site) => {
             let c = load(&cookbook.resolve(top)?)?.cookbook;
-            let name = known_site(&c, site)?;
-            let host = target(&c, &name)?;
+            let name = session::known_site(&c, site).map_err(error)?;
+            let target = session::target(&c, &name).map_err(error)?;
             let declared = c.lifecycle.sites[&name].capabilities.clone();
-            Some((name, host, declared))
+            Some((name, target, declared))
         }
         None => None,
     };
-    let host = site
-        .as_ref()
-        .map_or("env", |(_, h, _)| h.as_str())
-        .to_owned();
-    let detected = runtime()?.block_on(async {
-        let engine = connect(&host).await?;
-        detect(&engine).await
-    })?;
+    let target = site.as_ref().map_or_else(
+        || Target::Docker {
+            host: "env".to_owned(),
+        },
+        |(_, t, _)| t.clone(),
+    );
+    let detected = runtime()?
+        .block_on(session::detect(&target))
+        .map_err(error)?
+        .ok_or_else(|| {
+            Error::Failed("this site's target reports no capabilities to detect".to_owned())
+        })?;
     let capabilities: Vec<String> = detected.capabilities().into_iter().collect();
     let missing: Vec<&str> = site
         .as_ref()
@@ -660,42 +459,6 @@ pub fn site(command: &SiteCommand, top: Option<&Path>, out: &mut dyn Write) -> R
         }
     }
     Ok(())
-}
-
-/// The release records of every site of the cookbook.
-fn all_records(file: &Path, cookbook: &Cookbook) -> Result<Vec<Releases>, Error> {
-    cookbook
-        .sites
-        .keys()
-        .map(|site| {
-            Releases::load(&Releases::path(&state::dir_for(file), site.as_str()))
-                .map_err(|e| Error::Failed(e.to_string()))
-        })
-        .collect()
-}
-
-/// Refuses (exit 1, naming the rule) a stage whose progression rule these images do not meet.
-fn check_progression(
-    file: &Path,
-    cookbook: &Cookbook,
-    desired: &crate::deploy::desired::Desired,
-) -> Result<(), Error> {
-    let digests: std::collections::BTreeMap<String, String> = desired
-        .instances()
-        .map(|i| (i.container.to_string(), i.digest.clone()))
-        .collect();
-    let approvals = Approvals::load(&Approvals::path(&state::dir_for(file)))
-        .map_err(|e| Error::Failed(e.to_string()))?;
-    let records = all_records(file, cookbook)?;
-    check_rule(
-        cookbook,
-        desired.stage.as_str(),
-        &digests,
-        &approvals,
-        &records,
-    )
-    .map(|_| ())
-    .map_err(Error::Failed)
 }
 
 #[derive(Debug, clap::Args)]
@@ -786,32 +549,10 @@ pub struct PromoteArgs {
 /// another stage, with that stage's runtime settings, if its rule is met.
 pub fn promote(file: &Path, args: &PromoteArgs, out: &mut dyn Write) -> Result<(), Error> {
     let Loaded { cookbook, plan, .. } = load(file)?;
-    let site = known_site(&cookbook, &args.site)?;
-    let records = Releases::load(&Releases::path(&state::dir_for(file), site.as_str()))
-        .map_err(|e| Error::Failed(e.to_string()))?;
-    let Some(from) = records.current(&args.from) else {
-        return Err(Error::Usage {
-            message: format!(
-                "nothing is recorded in {site}/{}: deploy it there first",
-                args.from
-            ),
-            help: Some("`cookbook releases --site SITE` lists what is recorded".to_owned()),
-        });
-    };
+    let site = session::known_site(&cookbook, &args.site).map_err(error)?;
     // The promoted images are the ones that ran in `from`, whatever the lock says now.
-    let mut lock = Lock::new(cookbook.project.name.as_str());
-    for i in from.desired.instances() {
-        lock.containers.insert(
-            i.container.to_string(),
-            crate::state::lock::LockedImage {
-                input_hash: String::new(),
-                image: i.image.clone(),
-                tags: Vec::new(),
-                digest: Some(i.digest.clone()),
-                image_id: None,
-            },
-        );
-    }
+    let lock = session::promoted_lock(&state::dir_for(file), &cookbook, &site, &args.from)
+        .map_err(error)?;
     let desired =
         desired(&cookbook, &plan, &lock, site.as_str(), &args.to).map_err(|e| match &e {
             DesiredError::UnknownStage { known, .. } => Error::Usage {

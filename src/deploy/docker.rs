@@ -1,8 +1,9 @@
-//! The Docker edge of a deploy: carries out `desired::Changes` on a site's engine.
+//! The Docker edge of a deploy: the first `deploy::Backend` (`DockerSite`), carrying out
+//! `desired::Changes` on a site's engine.
 //!
-//! Pipeline position: `Desired` + the engine's containers → `changes` → **here**: one network per
-//! project and stage, then wave by wave: (re)create the wave's changed instances, start them, and
-//! wait until every instance of the wave is healthy before the next wave starts; containers no
+//! Pipeline position: `Desired` + the engine's containers → `changes` → `deploy::session` →
+//! **here**: one network per project and stage, then wave by wave: (re)create the wave's changed
+//! instances, start them, and report when every instance of the wave is healthy; containers no
 //! longer wanted are removed last. Instances whose config hash is unchanged are not touched, so an
 //! unchanged deploy restarts nothing.
 //!
@@ -24,34 +25,14 @@ use bollard::query_parameters::{
 };
 use futures_util::StreamExt;
 
+use crate::deploy::backend::{Backend, BackendError, Unhealthy};
 use crate::deploy::desired::{
     changes, Changes, Desired, Instance, Running, LABEL_CONFIG, LABEL_PROJECT, LABEL_SITE,
     LABEL_STAGE,
 };
+use crate::deploy::detect::Detected;
 use crate::engine::{DockerEngine, EngineError};
 use crate::model::lifecycle::Probe;
-
-#[derive(Debug, thiserror::Error)]
-pub enum DeployError {
-    #[error(transparent)]
-    Engine(#[from] EngineError),
-    #[error("wave {wave}: {container} is not healthy: {why}")]
-    Unhealthy {
-        wave: usize,
-        container: String,
-        why: String,
-    },
-}
-
-/// What a deploy did.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Outcome {
-    pub release: String,
-    /// (Re)created and started, in order.
-    pub started: Vec<String>,
-    pub unchanged: Vec<String>,
-    pub removed: Vec<String>,
-}
 
 /// What the engine says about one desired instance (`cookbook status`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -441,38 +422,93 @@ impl<'a> Deployer<'a> {
         }
         Ok(out)
     }
+}
 
-    /// Converges the engine to `desired`. On an unhealthy wave, stops there (what is already
-    /// started stays: rolling back is the caller's decision).
-    pub async fn deploy(&self, desired: &Desired) -> Result<Outcome, DeployError> {
-        self.ensure_network(desired).await?;
-        let plan: Changes = changes(desired, &self.running(desired).await?);
-        let mut outcome = Outcome {
-            release: desired.release.clone(),
-            unchanged: plan.unchanged.clone(),
-            ..Default::default()
+/// The Docker engine as a `deploy::Backend`: its units are containers, one per replica, named
+/// `<project>-<stage>-<container>-<n>`.
+pub struct DockerSite {
+    engine: DockerEngine,
+}
+
+impl DockerSite {
+    /// Connects to `host` (`env`: DOCKER_HOST).
+    pub async fn connect(host: &str) -> Result<DockerSite, EngineError> {
+        let engine = if host == "env" {
+            DockerEngine::connect().await?
+        } else {
+            DockerEngine::connect_to(host).await?
         };
-        for (index, (wave, create)) in desired.waves.iter().zip(&plan.waves).enumerate() {
-            let todo: Vec<&Instance> = wave.iter().filter(|i| create.contains(&i.name)).collect();
-            for instance in &todo {
-                self.create_and_start(desired, instance).await?;
-                outcome.started.push(instance.name.clone());
-            }
-            // The whole wave, kept ones included: a kept container may have failed meanwhile.
-            for instance in wave {
-                if let Err(why) = self.wait_healthy(instance).await? {
-                    return Err(DeployError::Unhealthy {
-                        wave: index + 1,
-                        container: instance.name.clone(),
-                        why,
-                    });
-                }
+        Ok(DockerSite { engine })
+    }
+
+    fn deployer(&self) -> Deployer<'_> {
+        Deployer::new(&self.engine)
+    }
+}
+
+impl Backend for DockerSite {
+    type Status = Vec<InstanceStatus>;
+
+    async fn prepare(&self, desired: &Desired) -> Result<(), BackendError> {
+        Ok(self.deployer().ensure_network(desired).await?)
+    }
+
+    async fn changes(&self, desired: &Desired) -> Result<Changes, BackendError> {
+        Ok(changes(desired, &self.deployer().running(desired).await?))
+    }
+
+    async fn apply(
+        &self,
+        desired: &Desired,
+        wave: usize,
+        units: &[String],
+    ) -> Result<(), BackendError> {
+        let deployer = self.deployer();
+        for instance in desired.waves[wave]
+            .iter()
+            .filter(|i| units.contains(&i.name))
+        {
+            deployer.create_and_start(desired, instance).await?;
+        }
+        Ok(())
+    }
+
+    async fn wait(
+        &self,
+        desired: &Desired,
+        wave: usize,
+    ) -> Result<Result<(), Unhealthy>, BackendError> {
+        let deployer = self.deployer();
+        for instance in &desired.waves[wave] {
+            if let Err(why) = deployer.wait_healthy(instance).await? {
+                return Ok(Err(Unhealthy {
+                    unit: instance.name.clone(),
+                    why,
+                }));
             }
         }
-        for orphan in &plan.orphans {
-            self.remove(orphan).await?;
-            outcome.removed.push(orphan.clone());
+        Ok(Ok(()))
+    }
+
+    async fn remove(&self, _desired: &Desired, units: &[String]) -> Result<(), BackendError> {
+        let deployer = self.deployer();
+        for name in units {
+            deployer.remove(name).await?;
         }
-        Ok(outcome)
+        Ok(())
+    }
+
+    async fn status(&self, desired: &Desired) -> Result<Vec<InstanceStatus>, BackendError> {
+        Ok(self.deployer().status(desired).await?)
+    }
+
+    async fn detect(&self) -> Result<Option<Detected>, BackendError> {
+        let info = self
+            .engine
+            .client()
+            .info()
+            .await
+            .map_err(|e| self.engine.classify_error("info", e))?;
+        Ok(Some(Detected::from_info(&info)))
     }
 }

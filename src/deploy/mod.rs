@@ -2,11 +2,18 @@
 //!
 //! Pipeline position: after `apply` (which wrote cookbook.lock). `desired` is pure: what should
 //! run (instances wave by wave, each with a config hash) and what to change about what runs.
-//! `docker` carries the changes out on the site's engine, each wave healthy before the next.
+//! `session` is the orchestration every kind of site shares (progression rules, waves with health
+//! gates, release records, rollback); it drives a `backend::Backend`, of which `docker` (the
+//! site's Docker engine) is the first.
 //! Invariant: an instance whose image digest and runtime settings are unchanged is never touched.
 
 pub mod approvals;
+pub mod backend;
 pub mod desired;
 pub mod detect;
 pub mod docker;
 pub mod releases;
+pub mod session;
+
+pub use backend::{Backend, BackendError};
+pub use session::{DeployError, Outcome};

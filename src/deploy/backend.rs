@@ -1,0 +1,147 @@
+//! The deploy edge as a trait: what one kind of site (a Docker engine today) must do so that the
+//! orchestration in `deploy::session` can converge it wave by wave, check its health, roll it back
+//! and report it.
+//!
+//! Pipeline position: `desired::Desired` → `session` (waves, health gates, records, rollback) →
+//! **a `Backend`** → the site. A backend speaks in its own *units* (Docker: one container per
+//! replica; another target may group replicas), named by strings the session only passes back
+//! and reports: `changes` says which units of each wave to (re)create, `apply` does that for one
+//! wave, `wait` holds the wave until every unit of it is healthy or has failed.
+//!
+//! Invariant: a unit `changes` reports unchanged is never touched by `apply`, so an unchanged
+//! deploy changes nothing on the site.
+
+use crate::deploy::desired::{Changes, Desired};
+use crate::deploy::detect::Detected;
+use crate::deploy::docker::{DockerSite, InstanceStatus};
+use crate::engine::EngineError;
+use crate::model::lifecycle::Target;
+
+/// A site's edge failed or could not be reached (as opposed to a unit being unhealthy).
+#[derive(Debug, thiserror::Error)]
+pub enum BackendError {
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+}
+
+/// Why a wave is not healthy: the unit, and what the site said about it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unhealthy {
+    pub unit: String,
+    pub why: String,
+}
+
+/// One kind of deploy target. The session calls these in order: `prepare`, `changes`, then per
+/// wave `apply` and `wait`, and `remove` for what is no longer wanted.
+// Used through generics only (never `dyn`), so the futures' `Send`-ness is not part of the
+// contract: the CLI drives them with `block_on`.
+#[allow(async_fn_in_trait)]
+pub trait Backend {
+    /// What the site reports about a stage (`cookbook status`).
+    type Status;
+
+    /// Readies what a stage's units share (Docker: the stage's network).
+    async fn prepare(&self, desired: &Desired) -> Result<(), BackendError>;
+
+    /// Compares `desired` with what the site runs for its project, stage and site: per wave, the
+    /// units to (re)create; the units left alone; the stage's units no longer wanted.
+    async fn changes(&self, desired: &Desired) -> Result<Changes, BackendError>;
+
+    /// (Re)creates the named units of wave `wave` (0-based), in order.
+    async fn apply(
+        &self,
+        desired: &Desired,
+        wave: usize,
+        units: &[String],
+    ) -> Result<(), BackendError>;
+
+    /// Waits until every unit of wave `wave` is healthy, kept ones included (a kept unit may have
+    /// failed meanwhile); `Ok(Err(_))` names the first that cannot become so.
+    async fn wait(
+        &self,
+        desired: &Desired,
+        wave: usize,
+    ) -> Result<Result<(), Unhealthy>, BackendError>;
+
+    /// Removes the named units of the stage.
+    async fn remove(&self, desired: &Desired, units: &[String]) -> Result<(), BackendError>;
+
+    /// Each desired unit as the site runs it.
+    async fn status(&self, desired: &Desired) -> Result<Self::Status, BackendError>;
+
+    /// What the site offers, when it can be observed (`None`: nothing to check against).
+    async fn detect(&self) -> Result<Option<Detected>, BackendError>;
+}
+
+/// A connected site, whatever its target: dispatches to the target's backend.
+pub enum Site {
+    Docker(DockerSite),
+}
+
+/// What `Site::status` reports, per target.
+#[derive(Debug, Clone)]
+pub enum SiteStatus {
+    Docker(Vec<InstanceStatus>),
+}
+
+/// Connects to a site's target.
+pub async fn connect(target: &Target) -> Result<Site, BackendError> {
+    match target {
+        Target::Docker { host } => Ok(Site::Docker(DockerSite::connect(host).await?)),
+    }
+}
+
+impl Backend for Site {
+    type Status = SiteStatus;
+
+    async fn prepare(&self, desired: &Desired) -> Result<(), BackendError> {
+        match self {
+            Site::Docker(s) => s.prepare(desired).await,
+        }
+    }
+
+    async fn changes(&self, desired: &Desired) -> Result<Changes, BackendError> {
+        match self {
+            Site::Docker(s) => s.changes(desired).await,
+        }
+    }
+
+    async fn apply(
+        &self,
+        desired: &Desired,
+        wave: usize,
+        units: &[String],
+    ) -> Result<(), BackendError> {
+        match self {
+            Site::Docker(s) => s.apply(desired, wave, units).await,
+        }
+    }
+
+    async fn wait(
+        &self,
+        desired: &Desired,
+        wave: usize,
+    ) -> Result<Result<(), Unhealthy>, BackendError> {
+        match self {
+            Site::Docker(s) => s.wait(desired, wave).await,
+        }
+    }
+
+    async fn remove(&self, desired: &Desired, units: &[String]) -> Result<(), BackendError> {
+        match self {
+            Site::Docker(s) => s.remove(desired, units).await,
+        }
+    }
+
+    async fn status(&self, desired: &Desired) -> Result<SiteStatus, BackendError> {
+        match self {
+            Site::Docker(s) => Ok(SiteStatus::Docker(s.status(desired).await?)),
+        }
+    }
+
+    async fn detect(&self) -> Result<Option<Detected>, BackendError> {
+        match self {
+            Site::Docker(s) => s.detect().await,
+        }
+    }
+}

@@ -1,0 +1,407 @@
+//! The deploy orchestration, the same for every kind of site: check the stage's progression rule
+//! and the site's capabilities, converge the site wave by wave (each wave healthy before the
+//! next), record the release, and roll a failed deploy back to the stage's previous release.
+//! Also `rollback` to a recorded release, `status`, and the lock `promote` deploys.
+//!
+//! Pipeline position: `desired` (pure) → **here** → a `Backend` (`docker::DockerSite`) carries
+//! out each wave; `releases` and `approvals` keep the records in the state directory.
+//! Invariants: a release is recorded only after every wave was healthy; a deploy that changes
+//! nothing adds no record; nothing here prints (the CLI renders the outcome and the errors).
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use crate::deploy::approvals::{check_rule, Approvals};
+use crate::deploy::backend::{connect, Backend, BackendError, Site};
+use crate::deploy::desired::Desired;
+use crate::deploy::releases::{now, Release, Releases};
+use crate::model::lifecycle::{OnFailure, Target};
+use crate::model::{Cookbook, Name};
+use crate::state::lock::{Lock, LockedImage};
+use crate::state::record::RecordError;
+
+/// What a deploy did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Outcome {
+    pub release: String,
+    /// (Re)created and started, in order.
+    pub started: Vec<String>,
+    pub unchanged: Vec<String>,
+    pub removed: Vec<String>,
+}
+
+/// Why converging a site stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum WaveError {
+    #[error(transparent)]
+    Backend(#[from] BackendError),
+    #[error("wave {wave}: {unit} is not healthy: {why}")]
+    Unhealthy {
+        wave: usize,
+        unit: String,
+        why: String,
+    },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DeployError {
+    /// The site's edge failed or could not be reached.
+    #[error(transparent)]
+    Backend(#[from] BackendError),
+    /// The release records or approvals could not be read or written.
+    #[error(transparent)]
+    Records(#[from] RecordError),
+    /// The work failed or was refused: a progression rule not met, a capability missing, a wave
+    /// not healthy (with what was rolled back).
+    #[error("{0}")]
+    Failed(String),
+    /// A request that does not fit the cookbook or the records (an unknown release, a site
+    /// without a target).
+    #[error("{message}")]
+    Usage {
+        message: String,
+        help: Option<String>,
+    },
+}
+
+/// "what: a, b" for a help line, or nothing for an empty list.
+pub fn listed(what: &str, names: &[String]) -> Option<String> {
+    (!names.is_empty()).then(|| format!("{what}: {}", names.join(", ")))
+}
+
+/// Converges the site to `desired`: prepares the stage, then wave by wave applies the units that
+/// differ and waits until the whole wave is healthy; removes what is no longer wanted last. On an
+/// unhealthy wave it stops there (what is already started stays: rolling back is the caller's
+/// decision).
+pub async fn converge<B: Backend>(backend: &B, desired: &Desired) -> Result<Outcome, WaveError> {
+    backend.prepare(desired).await?;
+    let plan = backend.changes(desired).await?;
+    let mut outcome = Outcome {
+        release: desired.release.clone(),
+        unchanged: plan.unchanged.clone(),
+        ..Default::default()
+    };
+    for (index, create) in plan.waves.iter().enumerate() {
+        backend.apply(desired, index, create).await?;
+        outcome.started.extend(create.iter().cloned());
+        if let Err(failed) = backend.wait(desired, index).await? {
+            return Err(WaveError::Unhealthy {
+                wave: index + 1,
+                unit: failed.unit,
+                why: failed.why,
+            });
+        }
+    }
+    backend.remove(desired, &plan.orphans).await?;
+    outcome.removed = plan.orphans;
+    Ok(outcome)
+}
+
+/// The site's target, or a refusal when it has none.
+pub fn target(cookbook: &Cookbook, site: &Name) -> Result<Target, DeployError> {
+    match &cookbook.lifecycle.sites[site].target {
+        Some(target) => Ok(target.clone()),
+        None => Err(DeployError::Usage {
+            message: format!("site `{site}` has no target to deploy to"),
+            help: Some(
+                "give it one in format 1.1: \"target\": {\"docker\": {\"host\": \"env\"}}"
+                    .to_owned(),
+            ),
+        }),
+    }
+}
+
+/// The site of the cookbook named `site`, or a refusal listing the sites.
+pub fn known_site(cookbook: &Cookbook, site: &str) -> Result<Name, DeployError> {
+    match cookbook.sites.get_key_value(site) {
+        Some((name, _)) => Ok(name.clone()),
+        None => Err(DeployError::Usage {
+            message: format!("unknown site `{site}`"),
+            help: listed(
+                "sites in this cookbook",
+                &cookbook
+                    .sites
+                    .keys()
+                    .map(Name::to_string)
+                    .collect::<Vec<_>>(),
+            ),
+        }),
+    }
+}
+
+fn records_path(state_dir: &Path, site: &Name) -> std::path::PathBuf {
+    Releases::path(state_dir, site.as_str())
+}
+
+/// The release records of every site of the cookbook.
+fn all_records(state_dir: &Path, cookbook: &Cookbook) -> Result<Vec<Releases>, DeployError> {
+    cookbook
+        .sites
+        .keys()
+        .map(|site| Ok(Releases::load(&records_path(state_dir, site))?))
+        .collect()
+}
+
+/// Refuses (naming the rule) a stage whose progression rule these images do not meet.
+pub fn check_progression(
+    state_dir: &Path,
+    cookbook: &Cookbook,
+    desired: &Desired,
+) -> Result<(), DeployError> {
+    let digests: BTreeMap<String, String> = desired
+        .instances()
+        .map(|i| (i.container.to_string(), i.digest.clone()))
+        .collect();
+    let approvals = Approvals::load(&Approvals::path(state_dir))?;
+    let records = all_records(state_dir, cookbook)?;
+    check_rule(
+        cookbook,
+        desired.stage.as_str(),
+        &digests,
+        &approvals,
+        &records,
+    )
+    .map(|_| ())
+    .map_err(DeployError::Failed)
+}
+
+/// Refuses a site whose declared capabilities its target is seen not to have.
+pub async fn check_capabilities<B: Backend>(
+    backend: &B,
+    cookbook: &Cookbook,
+    site: &Name,
+) -> Result<(), DeployError> {
+    let Some(detected) = backend.detect().await? else {
+        return Ok(());
+    };
+    let declared = &cookbook.lifecycle.sites[site].capabilities;
+    let missing = detected.missing(declared);
+    if missing.is_empty() {
+        return Ok(());
+    }
+    Err(DeployError::Failed(format!(
+        "site `{site}` declares {}, which its target does not have (it offers: {})",
+        missing
+            .iter()
+            .map(|m| format!("`{m}`"))
+            .collect::<Vec<_>>()
+            .join(", "),
+        detected
+            .capabilities()
+            .into_iter()
+            .collect::<Vec<_>>()
+            .join(", ")
+    )))
+}
+
+fn names(list: &[String]) -> String {
+    if list.is_empty() {
+        "none".to_owned()
+    } else {
+        list.join(", ")
+    }
+}
+
+/// `cookbook deploy` and `promote`: checks the stage's rule and the site's capabilities,
+/// converges the site to `desired` (rolling back on failure when the cookbook says so), and
+/// records the release.
+pub async fn deploy(
+    state_dir: &Path,
+    cookbook: &Cookbook,
+    desired: &Desired,
+) -> Result<Outcome, DeployError> {
+    check_progression(state_dir, cookbook, desired)?;
+    let target = target(cookbook, &desired.site)?;
+    let path = records_path(state_dir, &desired.site);
+    let mut records = Releases::load(&path)?;
+    let keep = cookbook.lifecycle.rollback.keep;
+    let site = connect(&target).await?;
+    check_capabilities(&site, cookbook, &desired.site).await?;
+    let failure = match converge(&site, desired).await {
+        Ok(outcome) => {
+            records.record(
+                desired.stage.as_str(),
+                Release {
+                    release: desired.release.clone(),
+                    deployed_at: now(),
+                    rolled_back_from: None,
+                    desired: desired.clone(),
+                },
+                keep,
+            );
+            records.save(&path)?;
+            return Ok(outcome);
+        }
+        Err(WaveError::Backend(e)) => return Err(DeployError::Backend(e)),
+        Err(unhealthy) => format!(
+            "deploy of release {} to {}/{} stopped: {unhealthy}",
+            desired.release, desired.site, desired.stage
+        ),
+    };
+    let previous = records
+        .before(desired.stage.as_str(), &desired.release)
+        .cloned();
+    let message = match (cookbook.lifecycle.rollback.on_failure, previous) {
+        (OnFailure::None, _) => format!("{failure}; left as it is (on_failure: none)"),
+        (OnFailure::Previous, None) => {
+            format!("{failure}; no earlier release of this stage to roll back to")
+        }
+        (OnFailure::Previous, Some(previous)) => match converge(&site, &previous.desired).await {
+            Ok(restored) => {
+                let back = Release {
+                    deployed_at: now(),
+                    rolled_back_from: Some(desired.release.clone()),
+                    ..previous.clone()
+                };
+                records.record(desired.stage.as_str(), back, keep);
+                records.save(&path)?;
+                format!(
+                    "{failure}; rolled back to release {} (recreated: {})",
+                    previous.release,
+                    names(&restored.started)
+                )
+            }
+            Err(e) => format!(
+                "{failure}; rolling back to release {} failed too: {e}",
+                previous.release
+            ),
+        },
+    };
+    Err(DeployError::Failed(message))
+}
+
+/// What `rollback` restored.
+#[derive(Debug, Clone)]
+pub struct Restored {
+    /// The record that was restored (its `desired` is what runs now).
+    pub release: Release,
+    /// The release it replaced.
+    pub from: String,
+    pub outcome: Outcome,
+}
+
+/// `cookbook rollback`: deploys a recorded release of `stage` again, exactly as it ran — `to`, or
+/// the one before the current — and records the restore.
+pub async fn rollback(
+    state_dir: &Path,
+    cookbook: &Cookbook,
+    site: &Name,
+    stage: &str,
+    to: Option<&str>,
+) -> Result<Restored, DeployError> {
+    let path = records_path(state_dir, site);
+    let mut records = Releases::load(&path)?;
+    let recorded: Vec<String> = records
+        .stages
+        .get(stage)
+        .into_iter()
+        .flatten()
+        .map(|r| r.release.clone())
+        .collect();
+    let Some(current) = records.current(stage).cloned() else {
+        return Err(DeployError::Usage {
+            message: format!("no release of stage `{stage}` is recorded for site `{site}`"),
+            help: Some("`cookbook releases --site SITE` lists what is recorded".to_owned()),
+        });
+    };
+    let target_release = match to {
+        Some(to) => records
+            .find(stage, to)
+            .cloned()
+            .ok_or_else(|| DeployError::Usage {
+                message: format!("no release `{to}` recorded for {site}/{stage}"),
+                help: listed("recorded releases", &recorded),
+            })?,
+        None => records
+            .before(stage, &current.release)
+            .cloned()
+            .ok_or_else(|| DeployError::Usage {
+                message: format!(
+                    "{site}/{stage} has no release before the current one ({})",
+                    current.release
+                ),
+                help: None,
+            })?,
+    };
+    let target = target(cookbook, site)?;
+    let connected = connect(&target).await?;
+    check_capabilities(&connected, cookbook, site).await?;
+    let outcome = converge(&connected, &target_release.desired)
+        .await
+        .map_err(|e| match e {
+            WaveError::Backend(e) => DeployError::Backend(e),
+            unhealthy => DeployError::Failed(format!(
+                "rollback of {site}/{stage} to release {} stopped: {unhealthy}",
+                target_release.release
+            )),
+        })?;
+    records.record(
+        stage,
+        Release {
+            deployed_at: now(),
+            rolled_back_from: Some(current.release.clone()),
+            ..target_release.clone()
+        },
+        cookbook.lifecycle.rollback.keep,
+    );
+    records.save(&path)?;
+    Ok(Restored {
+        release: target_release,
+        from: current.release,
+        outcome,
+    })
+}
+
+/// `cookbook status`: each desired unit as the site runs it.
+pub async fn status(
+    cookbook: &Cookbook,
+    desired: &Desired,
+) -> Result<<Site as Backend>::Status, DeployError> {
+    let target = target(cookbook, &desired.site)?;
+    let site = connect(&target).await?;
+    Ok(site.status(desired).await?)
+}
+
+/// The records of `site` (none yet: empty).
+pub fn releases(state_dir: &Path, site: &Name) -> Result<Releases, DeployError> {
+    Ok(Releases::load(&records_path(state_dir, site))?)
+}
+
+/// `cookbook promote`: a lock holding the images of `from`'s current release on `site`, whatever
+/// the lock beside the cookbook says now.
+pub fn promoted_lock(
+    state_dir: &Path,
+    cookbook: &Cookbook,
+    site: &Name,
+    from: &str,
+) -> Result<Lock, DeployError> {
+    let records = releases(state_dir, site)?;
+    let Some(current) = records.current(from) else {
+        return Err(DeployError::Usage {
+            message: format!("nothing is recorded in {site}/{from}: deploy it there first"),
+            help: Some("`cookbook releases --site SITE` lists what is recorded".to_owned()),
+        });
+    };
+    let mut lock = Lock::new(cookbook.project.name.as_str());
+    for i in current.desired.instances() {
+        lock.containers.insert(
+            i.container.to_string(),
+            LockedImage {
+                input_hash: String::new(),
+                image: i.image.clone(),
+                tags: Vec::new(),
+                digest: Some(i.digest.clone()),
+                image_id: None,
+            },
+        );
+    }
+    Ok(lock)
+}
+
+/// `cookbook site detect`: what the target offers (`None`: it cannot be observed).
+pub async fn detect(
+    target: &Target,
+) -> Result<Option<crate::deploy::detect::Detected>, DeployError> {
+    let site = connect(target).await?;
+    Ok(site.detect().await?)
+}
