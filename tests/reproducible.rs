@@ -308,6 +308,28 @@ fn shop_from_two_checkouts_into_two_repositories_gives_one_digest_per_container(
     );
     // Only db was rebuilt.
     assert_eq!(doc["containers"]["api"]["rebuilt_digest"], Value::Null);
+
+    // From a git revision: the image was built outside any checkout (no revision label), and
+    // the rebuild takes the locked image's label, not the commit it is rebuilt from.
+    let git = |args: &[&str]| {
+        let status = std::process::Command::new("git")
+            .args(["-c", "user.name=t", "-c", "user.email=t@example.invalid"])
+            .args(args)
+            .current_dir(&b)
+            .output()
+            .unwrap();
+        assert!(status.status.success(), "git {args:?}: {status:?}");
+    };
+    git(&["init", "-q", "."]);
+    git(&["add", "-A"]);
+    git(&["commit", "-qm", "shop"]);
+    let at_rev = common::run_in(&b, &["verify", "--rebuild", "--rev", "HEAD", "db"]);
+    at_rev.assert_code(0);
+    assert!(
+        at_rev.stdout.starts_with("ok        api"),
+        "{}",
+        at_rev.context()
+    );
     remove_project_images(&project);
 }
 
