@@ -15,7 +15,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 eval "$(bash scripts/services.sh env)"
 RUNS=${1:-5}
-BIN=$(ls -t target/release/deps/normalize-* | grep -v '\.d$' | head -1)
+BIN=${COOKBOOK_BENCH_BIN:-$(ls -t target/release/deps/normalize-* | grep -v "\.d$" | head -1)}
 REG=${COOKBOOK_TEST_REGISTRY:-127.0.0.1:5000}
 WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT

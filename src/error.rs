@@ -29,9 +29,15 @@
 //! | the Docker engine cannot be reached, or what answers is not a Docker engine | 3 |
 //! | the registry cannot be reached, or answers 5xx/429 until the retries run out | 3 |
 //! | `DOCKER_HOST` with a transport cookbook does not speak; an image reference that does not parse | 2 |
+//! | a base image that cannot be pinned: its reference does not parse             | 2    |
+//! | a base image that cannot be pinned: the engine or registry is unreachable    | 3    |
+//! | a base image that cannot be pinned: neither the engine nor its registry has it | 1  |
 //! | git: the remote refused (credentials, no such repository), naming what to check | 1 |
 //! | git: a malformed remote URL; a branch the remote does not have           | 2    |
 //! | git: no connection to the remote                                         | 3    |
+//! | Kubernetes: an unusable kubeconfig                                       | 2    |
+//! | Kubernetes: the API server does not answer                               | 3    |
+//! | Kubernetes: a server-side apply conflict, or the API server refused      | 1    |
 //!
 //! Why: 3 says "the service, not the work, failed: retry later"; 1 says "it takes a person"
 //! (credentials, a full disk, a failed build); 2 says "the command as given cannot work".
@@ -40,6 +46,7 @@
 
 use std::path::PathBuf;
 
+use crate::apply::pin::PinError;
 use crate::apply::ApplyError;
 use crate::context::ContextError;
 use crate::diagnostic::Diagnostic;
@@ -113,6 +120,11 @@ pub enum Error {
     /// The registry failed, refused, or could not be reached.
     #[error(transparent)]
     Registry(#[from] RegistryError),
+
+    /// A Kubernetes site's API failed, refused (a server-side apply conflict), or could not be
+    /// reached; or its kubeconfig cannot be used.
+    #[error(transparent)]
+    Kube(#[from] crate::deploy::kubernetes::KubeError),
 
     /// An image or repository name that does not parse.
     #[error(transparent)]
@@ -199,6 +211,24 @@ fn registry_exit_code(e: &RegistryError) -> i32 {
     }
 }
 
+fn lock_exit_code(e: &LockError) -> i32 {
+    match e {
+        LockError::Write { .. } => EXIT_FAILED,
+        LockError::Read { source, .. } => io_exit_code(source),
+        LockError::Invalid { .. } => EXIT_INVALID,
+    }
+}
+
+fn pin_exit_code(e: &PinError) -> i32 {
+    match e {
+        PinError::Invalid { .. } => EXIT_INVALID,
+        PinError::Registry { source, .. } => registry_exit_code(source),
+        PinError::Engine { source, .. } => engine_exit_code(source),
+        PinError::NotFound { .. } => EXIT_FAILED,
+        PinError::Lock(e) => lock_exit_code(e),
+    }
+}
+
 fn git_exit_code(e: &GitError) -> i32 {
     match e {
         GitError::Unreachable { .. } => EXIT_UNREACHABLE,
@@ -231,6 +261,14 @@ impl Error {
             Error::Write { source, .. } => io_exit_code(source),
             Error::Engine(e) => engine_exit_code(e),
             Error::Registry(e) => registry_exit_code(e),
+            Error::Kube(e) => {
+                use crate::deploy::kubernetes::KubeError as K;
+                match e {
+                    K::Config { .. } => EXIT_INVALID,
+                    K::Unreachable { .. } => EXIT_UNREACHABLE,
+                    K::Conflict { .. } | K::Api { .. } => EXIT_FAILED,
+                }
+            }
             Error::Apply(e) => match e {
                 ApplyError::Engine(e) => engine_exit_code(e),
                 ApplyError::Registry(e) => registry_exit_code(e),
@@ -238,6 +276,7 @@ impl Error {
                 ApplyError::NoRegistry
                 | ApplyError::BadRepository { .. }
                 | ApplyError::NoRevision { .. } => EXIT_INVALID,
+                ApplyError::Pin(e) => pin_exit_code(e),
                 ApplyError::Lock(_)
                 | ApplyError::State { .. }
                 | ApplyError::LocalImageMissing { .. }

@@ -6,8 +6,11 @@
 //! step is an [`Event`] for the caller's [`Reporter`].
 //!
 //! Order of work:
-//! 1. the engine answers, and (when pushing) the registry grants push access to every
-//!    repository — before any long build, so an auth failure costs seconds, not builds;
+//! 0. every external base image is pinned ([`pin`]): the lock's pin, or resolved now and
+//!    recorded; the fingerprints are computed with the pins (hash_version 2 covers them);
+//! 1. the engine answers, every content tag is looked up, and (when pushing) the registry
+//!    grants push access to every repository the run writes to ([`check`]: concurrently, once
+//!    per repository) — before any long build, so an auth failure costs seconds, not builds;
 //! 2. wave by wave, at most `jobs` containers at once: a container whose content tag exists
 //!    (in the registry when pushing, else in the local engine) is *cached*; otherwise its
 //!    context is written and built, FROM exactly the image its parent produced or found (the
@@ -37,6 +40,8 @@
 //!   tokio's blocking threads, never on the threads that drive the builds.
 //! - A failure of the whole run still returns what was done before it ([`ApplyFailure::report`]).
 
+pub mod check;
+pub mod pin;
 pub mod publish;
 
 use std::collections::BTreeMap;
@@ -53,7 +58,7 @@ use tokio_util::sync::CancellationToken;
 use crate::context::{dockerfile::local_image, ContextError};
 use crate::engine::{BuildRequest, Engine, EngineError};
 use crate::graph::Plan;
-use crate::hash::Fingerprint;
+use crate::hash::{BasePin, BasePins, Fingerprint};
 use crate::model::{ContainerKind, Cookbook, Name, Tagging};
 use crate::registry::{Credential, RegistryClient, RegistryError, Repository};
 use crate::state::lock::{self as lockfile, Lock, LockError, LockedImage};
@@ -183,6 +188,21 @@ pub enum Event<'a> {
         name: &'a Name,
         reference: &'a str,
     },
+    /// An external base image pinned by this run (`before`: its pin until now, on `update`).
+    BasePinned {
+        reference: &'a str,
+        before: Option<&'a BasePin>,
+        pin: &'a BasePin,
+    },
+    /// A pinned base image whose reference now names another image; the run keeps the pin.
+    BaseMoved {
+        moved: &'a pin::Moved,
+    },
+    /// A pinned base image whose reference could not be checked for a move.
+    BaseUnchecked {
+        reference: &'a str,
+        why: &'a str,
+    },
 }
 
 pub trait Reporter: Sync {
@@ -215,6 +235,15 @@ pub enum ApplyError {
     Runtime { source: std::io::Error },
     #[error("image {image} is not in the local engine, and there is no registry to pull it from")]
     LocalImageMissing { image: String },
+    /// Boxed: it names the reference and its containers, and would make every result large.
+    #[error(transparent)]
+    Pin(Box<pin::PinError>),
+}
+
+impl From<pin::PinError> for ApplyError {
+    fn from(e: pin::PinError) -> ApplyError {
+        ApplyError::Pin(Box::new(e))
+    }
 }
 
 /// A failure of the whole run, with what the run did before it (built, pushed, tagged), so that
@@ -247,6 +276,8 @@ struct Run<'a, E: Engine> {
     engine: &'a E,
     registry: Option<&'a RegistryClient>,
     credentials: Option<Credential>,
+    /// What the up-front lookups found ([`check::lookup_all`]).
+    found: BTreeMap<Name, check::Found>,
     reporter: &'a dyn Reporter,
     stop: AtomicBool,
 }
@@ -298,11 +329,19 @@ async fn connect(
     Ok((engine, registry))
 }
 
+/// How a run gets its fingerprints once its base images are pinned (the pins are an input of
+/// hash_version 2): `cookbook apply` hashes through the state directory's stat cache.
+pub type Fingerprinter<'f> =
+    dyn Fn(&BasePins) -> Result<BTreeMap<Name, Fingerprint>, ApplyError> + 'f;
+
 /// Runs an apply on its own async runtime against the Docker engine of the environment
 /// (`DOCKER_HOST` or the default socket) and, when pushing, the registry: what `cookbook apply`
-/// and `sync --apply` do. The outer error is a run that could not start.
+/// and `sync --apply` do. First the base images are pinned ([`pin::pin_plan`]; the new pins are
+/// recorded in the lock with the run's entries), then `job.fingerprints` is set to
+/// `fingerprint(pins)`, then the run. The outer error is a run that could not start.
 pub fn apply_with_docker(
-    job: &Job<'_>,
+    mut job: Job<'_>,
+    fingerprint: &Fingerprinter<'_>,
     reporter: &dyn Reporter,
 ) -> Result<Result<Report, ApplyFailure>, ApplyError> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -311,7 +350,20 @@ pub fn apply_with_docker(
         .map_err(|source| ApplyError::Runtime { source })?;
     runtime.block_on(async {
         let (engine, registry) = connect(job.options.push).await?;
-        Ok(apply(job, &engine, registry.as_ref(), reporter).await)
+        let pins = pin::pin_plan(
+            Some(&engine),
+            registry.as_ref(),
+            job.cookbook,
+            job.plan,
+            &Lock::path_for(job.cookbook_file),
+            &Default::default(),
+            // Recorded with the entries built on them, when the run writes the lock.
+            false,
+            reporter,
+        )
+        .await?;
+        job.fingerprints = Arc::new(fingerprint(&pins.pins)?);
+        Ok(apply(&job, &engine, registry.as_ref(), reporter).await)
     })
 }
 
@@ -367,15 +419,32 @@ pub enum Action {
 }
 
 /// [`dry_run`] on its own runtime, against the Docker engine of the environment and (when
-/// pushing) the registry, as [`apply_with_docker`] would run.
-pub fn dry_run_with_docker(job: &Job<'_>) -> Result<BTreeMap<Name, Planned>, ApplyError> {
+/// pushing) the registry, as [`apply_with_docker`] would run: bases not pinned yet are resolved
+/// (and reported) but not recorded.
+pub fn dry_run_with_docker(
+    mut job: Job<'_>,
+    fingerprint: &Fingerprinter<'_>,
+    reporter: &dyn Reporter,
+) -> Result<BTreeMap<Name, Planned>, ApplyError> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|source| ApplyError::Runtime { source })?;
     runtime.block_on(async {
         let (engine, registry) = connect(job.options.push).await?;
-        dry_run(job, &engine, registry.as_ref()).await
+        let pins = pin::pin_plan(
+            Some(&engine),
+            registry.as_ref(),
+            job.cookbook,
+            job.plan,
+            &Lock::path_for(job.cookbook_file),
+            &Default::default(),
+            false,
+            reporter,
+        )
+        .await?;
+        job.fingerprints = Arc::new(fingerprint(&pins.pins)?);
+        dry_run(&job, &engine, registry.as_ref()).await
     })
 }
 
@@ -412,11 +481,12 @@ pub async fn dry_run<E: Engine>(
     }
     let registry = registry.filter(|_| job.options.push);
     let tags = policy_tags(cookbook, job.options.revision.as_deref());
+    let found = check::lookup_all(job, engine, registry).await?;
     let mut planned = BTreeMap::new();
     for name in job.plan.order() {
         let repo_text = repository(cookbook, name);
         let hash = job.fingerprints[name].input_hash();
-        let source = lookup(job, engine, registry, name).await?.map(|(s, _)| s);
+        let source = found[name].as_ref().map(|(s, _)| *s);
         let image = format!("{repo_text}:{hash}");
         planned.insert(
             name.clone(),
@@ -453,14 +523,23 @@ pub async fn apply<E: Engine>(
     }
 }
 
-/// Before any build: a `git-sha` policy has a revision, the engine answers, and (when pushing)
-/// the registry grants push access to every repository. Returns the registry to use and its
-/// credentials.
+/// Before any build: a `git-sha` policy has a revision, the engine answers, every content tag
+/// is looked up, and (when pushing) the registry grants push access to every repository the run
+/// writes to ([`check`]: concurrently, once per repository). Returns the registry to use, its
+/// credentials and what the lookups found.
+#[allow(clippy::type_complexity)]
 async fn preflight<'r, E: Engine>(
     job: &Job<'_>,
     engine: &E,
     registry: Option<&'r RegistryClient>,
-) -> Result<(Option<&'r RegistryClient>, Option<Credential>), ApplyError> {
+) -> Result<
+    (
+        Option<&'r RegistryClient>,
+        Option<Credential>,
+        BTreeMap<Name, check::Found>,
+    ),
+    ApplyError,
+> {
     let cookbook = job.cookbook;
     needs_revision(job)?;
     engine.ping().await?;
@@ -469,15 +548,14 @@ async fn preflight<'r, E: Engine>(
         if cookbook.packaging.registry.is_none() {
             return Err(ApplyError::NoRegistry);
         }
-        for name in job.plan.order() {
-            client
-                .check_push_access(&parse_repo(&repository(cookbook, name))?)
-                .await?;
-        }
         Some(client)
     } else {
         None
     };
+    let found = check::lookup_all(job, engine, registry).await?;
+    if let Some(client) = registry {
+        check::check_push_access(client, &check::repositories_written(job, &found)?).await?;
+    }
     let credentials = match (registry, job.plan.order().next()) {
         (Some(client), Some(first)) => {
             client
@@ -486,7 +564,7 @@ async fn preflight<'r, E: Engine>(
         }
         _ => None,
     };
-    Ok((registry, credentials))
+    Ok((registry, credentials, found))
 }
 
 /// The run itself, filling `report` as it goes (so that a failure still returns it).
@@ -497,7 +575,7 @@ async fn run<E: Engine>(
     reporter: &dyn Reporter,
     report: &mut Report,
 ) -> Result<(), ApplyError> {
-    let (registry, credentials) = preflight(job, engine, registry).await?;
+    let (registry, credentials, found) = preflight(job, engine, registry).await?;
     reporter.event(Event::Checked {
         containers: job.plan.len(),
         waves: job.plan.waves().len(),
@@ -508,6 +586,7 @@ async fn run<E: Engine>(
         engine,
         registry,
         credentials,
+        found,
         reporter,
         stop: AtomicBool::new(false),
     };
@@ -768,7 +847,10 @@ impl<E: Engine> Run<'_, E> {
         local: &str,
         repo_text: &str,
     ) -> Result<Option<(&'static str, (Option<String>, Option<String>))>, ApplyError> {
-        let found = lookup(self.job, self.engine, self.registry, name).await?;
+        let found = match self.found.get(name) {
+            Some(found) => found.clone(),
+            None => lookup(self.job, self.engine, self.registry, name).await?,
+        };
         if let Some(("local engine", _)) = found {
             if self.job.cookbook.packaging.registry.is_some() {
                 let hash = self.job.fingerprints[name].input_hash();
@@ -1036,6 +1118,17 @@ impl<E: Engine> Run<'_, E> {
         let update = lockfile::Update {
             project: cookbook.project.name.to_string(),
             containers_in_cookbook: cookbook.containers.keys().map(Name::to_string).collect(),
+            bases_in_cookbook: pin::bases_in_cookbook(cookbook),
+            // The pins this run's fingerprints (and so its builds) used.
+            bases: self
+                .job
+                .fingerprints
+                .values()
+                .filter_map(|fp| match &fp.external_base {
+                    Some((reference, Some(pin))) => Some((reference.clone(), pin.clone())),
+                    _ => None,
+                })
+                .collect(),
             entries: report
                 .containers
                 .iter()

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use clap::Args;
 use serde_json::{json, Value};
 
-use super::{fingerprints, load, load_labelled, Format};
+use super::{fingerprints_pinned, load, load_labelled, Format};
 use crate::error::Error;
 use crate::git::{revision, RevisionError};
 use crate::hash;
@@ -62,25 +62,13 @@ pub fn run(
         Some(rev) => Some(revision::checkout(file, rev).map_err(VerifyError::from)?),
         None => None,
     };
-    let (cookbook, plan, prints, default_lock) = match &checkout {
+    let (loaded, default_lock) = match &checkout {
         Some(c) => {
             let rev = args.rev.as_deref().unwrap_or_default();
             let loaded = load_labelled(&c.cookbook_file, format!("{rev}:{}", c.relative_path))?;
-            let (cookbook, plan) = (loaded.cookbook, loaded.plan);
-            // A fresh checkout: nothing in the stat cache could apply, and nothing is saved. Its
-            // own paths are those of the working tree (the state directory's default name).
-            let base = super::base_dir(&c.cookbook_file);
-            let own =
-                crate::load::own_paths(&c.cookbook_file, &base.join(crate::load::STATE_DIR_NAME));
-            let prints =
-                hash::fingerprint_plan(&cookbook, &plan, base, &own, &StatCache::disabled())?;
-            (cookbook, plan, prints, Lock::path_for(&c.cookbook_file))
+            (loaded, Lock::path_for(&c.cookbook_file))
         }
-        None => {
-            let loaded = load(file)?;
-            let prints = fingerprints(file, &loaded.cookbook, &loaded.plan)?;
-            (loaded.cookbook, loaded.plan, prints, Lock::path_for(file))
-        }
+        None => (load(file)?, Lock::path_for(file)),
     };
     let lock_path = args.lock.clone().unwrap_or(default_lock);
     let lock = Lock::read(&lock_path)
@@ -95,6 +83,29 @@ pub fn run(
                 path: lock_path.clone(),
             },
         })?;
+    // The lock's own hash version (1 or 2) with its pins; a version this build does not compute
+    // is hashed with the current one, and reported as a mismatch of versions.
+    let pinning = hash::Pinning::version(lock.hash_version, &lock.bases)
+        .unwrap_or_else(|| hash::Pinning::current(&lock.bases));
+    let (cookbook, plan) = (loaded.cookbook, loaded.plan);
+    let prints = match &checkout {
+        Some(c) => {
+            // A fresh checkout: nothing in the stat cache could apply, and nothing is saved. Its
+            // own paths are those of the working tree (the state directory's default name).
+            let base = super::base_dir(&c.cookbook_file);
+            let own =
+                crate::load::own_paths(&c.cookbook_file, &base.join(crate::load::STATE_DIR_NAME));
+            hash::fingerprint_plan(
+                &cookbook,
+                &plan,
+                base,
+                &own,
+                &StatCache::disabled(),
+                pinning,
+            )?
+        }
+        None => fingerprints_pinned(file, &cookbook, &plan, pinning)?,
+    };
     verify::check_project(&cookbook, &lock, &lock_path)?;
 
     // Explain documents are content-addressed, so the working tree's state directory serves a
@@ -156,7 +167,7 @@ pub fn run(
     match args.format {
         Format::Text => print_text(&report, if args.locked { "STALE" } else { "MISMATCH" }, out),
         Format::Json => {
-            let mut doc = json_document(&report, &lock_path, commit);
+            let mut doc = json_document(&report, pinning.version, &lock_path, commit);
             if args.locked && !report.ok() {
                 doc["result"] = Value::String("stale".to_owned());
             }
@@ -234,7 +245,12 @@ fn print_text(report: &Report, mismatch: &str, out: &mut dyn Write) {
     }
 }
 
-fn json_document(report: &Report, lock_path: &Path, commit: Option<&str>) -> Value {
+fn json_document(
+    report: &Report,
+    hash_version: u32,
+    lock_path: &Path,
+    commit: Option<&str>,
+) -> Value {
     let containers: serde_json::Map<String, Value> = report
         .containers
         .iter()
@@ -266,7 +282,7 @@ fn json_document(report: &Report, lock_path: &Path, commit: Option<&str>) -> Val
         .collect();
     json!({
         "result": if report.ok() { "ok" } else { "mismatch" },
-        "hash_version": hash::HASH_VERSION,
+        "hash_version": hash_version,
         "lock": lock_path.display().to_string(),
         "revision": commit,
         "registry_checked": report.registry_checked,

@@ -654,7 +654,18 @@ impl RegistryClient {
     ) -> Result<Response, RegistryError> {
         let scope = format!("repository:{}:{}", repo.path(), access.actions());
         let key = (repo.api_host().to_owned(), scope.clone());
-        let mut authorization = lock(&self.authorizations).get(&key).cloned();
+        let mut authorization = {
+            let known = lock(&self.authorizations);
+            known.get(&key).cloned().or_else(|| match access {
+                // A push token covers pulls of the same repository: reuse it rather than
+                // fetching a second token per repository (a refusal still falls back below).
+                Access::Pull => {
+                    let push = format!("repository:{}:{}", repo.path(), Access::Push.actions());
+                    known.get(&(key.0.clone(), push)).cloned()
+                }
+                Access::Push => None,
+            })
+        };
         let mut challenged = false;
         loop {
             let response = self

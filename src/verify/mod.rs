@@ -376,10 +376,11 @@ pub fn compare(
             (Some(_), None) => v.push(Reason::NotInLock),
             (None, None) => {}
             (Some(fp), Some(entry)) => {
-                if lock.hash_version != hash::HASH_VERSION {
+                // Computed under the lock's own version when this build knows it.
+                if lock.hash_version != fp.hash_version {
                     v.push(Reason::HashVersion {
                         lock: lock.hash_version,
-                        cookbook: hash::HASH_VERSION,
+                        cookbook: fp.hash_version,
                     });
                 }
                 let content_tag = entry.image.rsplit_once(':').map(|(_, t)| t);
