@@ -72,7 +72,7 @@ fn example_cookbooks_validate() {
     for (dir, summary) in [
         (
             "cookbooks/shop",
-            "cookbook.json: ok (format 1.0, 4 containers in 3 waves, 3 applications, 2 sites)\n",
+            "cookbook.json: ok (format 1.1, 4 containers in 3 waves, 3 applications, 3 sites)\n",
         ),
         (
             "cookbooks/example-api",

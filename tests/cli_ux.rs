@@ -53,7 +53,7 @@ fn shop() -> tempfile::TempDir {
     dir
 }
 
-const SHOP_OK: &str = "ok (format 1.0, 4 containers in 3 waves, 3 applications, 2 sites)\n";
+const SHOP_OK: &str = "ok (format 1.1, 4 containers in 3 waves, 3 applications, 3 sites)\n";
 
 #[test]
 fn the_cookbook_is_found_upward_like_cargo_toml() {
@@ -221,8 +221,8 @@ fn validate_json_on_success() {
     assert_eq!(
         doc,
         serde_json::json!({
-            "result": "ok", "file": "cookbook.json", "manifest_version": "1.0",
-            "containers": 4, "waves": 3, "applications": 3, "sites": 2, "errors": []
+            "result": "ok", "file": "cookbook.json", "manifest_version": "1.1",
+            "containers": 4, "waves": 3, "applications": 3, "sites": 3, "errors": []
         })
     );
     assert!(run.stderr.is_empty(), "{}", run.context());
@@ -634,7 +634,7 @@ fn an_unused_application_is_a_located_warning_not_a_failure() {
     run.assert_code(0);
     assert_eq!(
         run.stderr,
-        format!("{warning}cookbook.json: ok (format 1.0, 4 containers in 3 waves, 4 applications, 2 sites)\n")
+        format!("{warning}cookbook.json: ok (format 1.1, 4 containers in 3 waves, 4 applications, 3 sites)\n")
     );
     let run = run_in(dir.path(), &["plan"]);
     run.assert_code(0);
@@ -662,7 +662,7 @@ fn a_label_in_cookbooks_namespace_is_a_warning() {
     run.assert_code(0);
     assert_eq!(
         run.stderr,
-        "cookbook.json:88:9: warning[model/label-overridden]: \
+        "cookbook.json:114:9: warning[model/label-overridden]: \
          /containers/web/labels/dev.cookbook.project: label `dev.cookbook.project` has no effect: \
          cookbook sets it on every image it builds\n  help: use a key of your own namespace\n\
          base cookbook-test/busybox:latest (api, web): not pinned yet: apply pins it\n"

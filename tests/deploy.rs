@@ -5,146 +5,16 @@
 
 mod common;
 
-use std::collections::BTreeMap;
-use std::path::Path;
-
-use common::{copy_example, run_in};
+use common::deploy::{block_on, deploy, edit, json_answer, services, strings, Project};
+use common::run_in;
 use cookbook::engine::DockerEngine;
-
-/// A copy of the `stages` example under a project name of its own, so that concurrent test runs
-/// on the same engine never share containers; removes what it deployed when dropped.
-struct Project {
-    dir: tempfile::TempDir,
-    name: String,
-}
-
-impl Project {
-    fn new(tag: &str) -> Project {
-        let dir = tempfile::tempdir().unwrap();
-        copy_example("stages", dir.path());
-        let name = format!("stages-{tag}-{}", std::process::id());
-        edit(dir.path(), |doc| {
-            doc["project"]["name"] = name.clone().into()
-        });
-        Project { dir, name }
-    }
-
-    fn path(&self) -> &Path {
-        self.dir.path()
-    }
-
-    fn engine_state(&self) -> BTreeMap<String, (String, String, i64)> {
-        block_on(async {
-            let engine = DockerEngine::connect().await.unwrap();
-            let mut out = BTreeMap::new();
-            for c in ["db", "api", "web"] {
-                let name = format!("{}-dev-{c}-1", self.name);
-                if let Ok(info) = engine.client().inspect_container(&name, None).await {
-                    let state = info.state.unwrap();
-                    out.insert(
-                        c.to_owned(),
-                        (
-                            state.started_at.unwrap(),
-                            info.image.unwrap(),
-                            info.restart_count.unwrap_or(0),
-                        ),
-                    );
-                }
-            }
-            out
-        })
-    }
-}
-
-impl Drop for Project {
-    fn drop(&mut self) {
-        let name = self.name.clone();
-        block_on(async move {
-            let Ok(engine) = DockerEngine::connect().await else {
-                return;
-            };
-            let docker = engine.client();
-            for stage in ["dev", "prod"] {
-                for c in ["db", "api", "web"] {
-                    let options = bollard::query_parameters::RemoveContainerOptions {
-                        force: true,
-                        ..Default::default()
-                    };
-                    let _ = docker
-                        .remove_container(&format!("{name}-{stage}-{c}-1"), Some(options))
-                        .await;
-                }
-                let _ = docker.remove_network(&format!("{name}-{stage}")).await;
-            }
-        });
-    }
-}
-
-fn block_on<F: std::future::Future>(f: F) -> F::Output {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-        .block_on(f)
-}
-
-fn edit(dir: &Path, change: impl FnOnce(&mut serde_json::Value)) {
-    let path = dir.join("cookbook.json");
-    let mut doc: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
-    change(&mut doc);
-    std::fs::write(&path, serde_json::to_string_pretty(&doc).unwrap()).unwrap();
-}
-
-fn services() -> bool {
-    if std::env::var_os("DOCKER_HOST").is_some_and(|h| !h.is_empty()) {
-        true
-    } else {
-        common::skip_or_fail();
-        false
-    }
-}
-
-fn deploy(dir: &Path) -> serde_json::Value {
-    let run = run_in(
-        dir,
-        &[
-            "deploy", "--site", "local", "--stage", "dev", "--format", "json",
-        ],
-    );
-    run.assert_code(0);
-    json_answer(&run)
-}
-
-/// Parses a `--format json` answer and checks it against the published output schema.
-fn json_answer(run: &common::Run) -> serde_json::Value {
-    let doc: serde_json::Value = serde_json::from_str(&run.stdout)
-        .unwrap_or_else(|e| panic!("not JSON ({e})\n{}", run.context()));
-    let schema: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(common::repo_root().join("schemas/cookbook-output.schema.json"))
-            .unwrap(),
-    )
-    .unwrap();
-    let validator = jsonschema::draft202012::new(&schema).unwrap();
-    let problems: Vec<String> = validator.iter_errors(&doc).map(|e| e.to_string()).collect();
-    assert!(problems.is_empty(), "{problems:?}\n{}", run.context());
-    doc
-}
-
-fn strings(v: &serde_json::Value) -> Vec<String> {
-    v.as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s.as_str().unwrap().to_owned())
-        .collect()
-}
 
 #[test]
 fn waves_start_bottom_up_and_converge() {
     if !services() {
         return;
     }
-    let p = Project::new("conv");
+    let p = Project::new("stages", "conv");
     run_in(p.path(), &["apply", "--no-push"]).assert_code(0);
 
     let first = deploy(p.path());
@@ -379,7 +249,7 @@ fn a_failing_health_check_rolls_back_to_the_previous_release() {
     if !services() {
         return;
     }
-    let p = Project::new("fail");
+    let p = Project::new("stages", "fail");
     run_in(p.path(), &["apply", "--no-push"]).assert_code(0);
     let good = deploy(p.path());
     let state = p.engine_state();
@@ -438,7 +308,7 @@ fn deploy_unchanged_after_restoring_the_cookbook(p: &Project) -> serde_json::Val
 
 #[test]
 fn refusals() {
-    let p = Project::new("refuse");
+    let p = Project::new("stages", "refuse");
     let run = run_in(p.path(), &["deploy", "--site", "local", "--stage", "dev"]);
     run.assert_code(2);
     assert_eq!(
@@ -476,7 +346,7 @@ fn a_deploy_killed_mid_wave_converges_on_the_next_run() {
     if !services() {
         return;
     }
-    let p = Project::new("kill");
+    let p = Project::new("stages", "kill");
     run_in(p.path(), &["apply", "--no-push"]).assert_code(0);
     let mut child = std::process::Command::new(common::bin())
         .args(["deploy", "--site", "local", "--stage", "dev"])
@@ -546,7 +416,7 @@ fn site_detect_speaks_the_capability_vocabulary_and_deploy_refuses_what_is_missi
     if !services() {
         return;
     }
-    let p = Project::new("detect");
+    let p = Project::new("stages", "detect");
     let run = run_in(p.path(), &["site", "detect", "--format", "json"]);
     run.assert_code(0);
     let doc: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();

@@ -222,7 +222,7 @@ fn golden_vectors_of_the_example_cookbooks() {
         ),
         (
             "db",
-            "52db5a1faf850d2165a9985176ebb43c348988ceb4ab8b967ea15a75b8a83dc3",
+            "5ec3c8231f3f37d9bebd57fcc6f892b3e5901b0a4ff58b25b67eeff03d4f8c02",
         ),
         (
             "web",

@@ -224,7 +224,7 @@ fn unknown_site_lists_the_sites() {
         }
         assert_eq!(
             run.stderr,
-            "error: unknown site `west`\n  help: sites in this cookbook: central, edge\n",
+            "error: unknown site `west`\n  help: sites in this cookbook: central, edge, local\n",
             "{}",
             run.context()
         );

@@ -949,3 +949,114 @@ fn sigterm_reaches_the_running_apply_of_an_interval_sync() {
     let errors = status["last_attempt"]["errors"].to_string();
     assert!(errors.contains("stopped by SIGTERM"), "{status}");
 }
+
+/// Issue 13, item 7: `sync --deploy` against the real git daemon, engine and registry. After the
+/// apply it deploys the site's stages whose rule is met (dev, `automatic` and first; test is
+/// `ci-approved` and later stages need test first), converges on the next round, and outside
+/// the site's schedule windows deploys nothing and says when the next one opens (exit 0).
+#[test]
+fn sync_deploy_deploys_the_sites_stages_inside_its_windows_only() {
+    let Some(registry) = common::test_registry() else {
+        return;
+    };
+    // A private project name (its containers are removed when `p` is dropped).
+    let p = common::deploy::Project::new("shop", "sync");
+    let f = Fixture::new();
+    let daemon = GitDaemon::start(&f);
+    let namespace = format!("{registry}/syncdeploy-{}", std::process::id());
+    let shop = std::fs::read_to_string(p.path().join("cookbook.json"))
+        .unwrap()
+        .replace("127.0.0.1:5000/shop", &format!("{namespace}/shop"));
+    f.commit(&shop, "shop, format 1.1");
+    f.push(&f.file_url(), false);
+    let url = daemon.url();
+    let out = f.sync(&url, &["--site", "local", "--apply", "--deploy"]);
+    expect_code(&out, 0, "sync --apply --deploy");
+    let stdout = text(&out.stdout);
+    expect_contains(
+        &out.stdout,
+        " to local/dev: 4 started, 0 unchanged, 0 removed\n",
+        &out,
+    );
+    expect_contains(
+        &out.stdout,
+        "sync: not deploying stage test: stage `test` is entered by rule `ci-approved`: no CI approval recorded for these images",
+        &out,
+    );
+    expect_contains(
+        &out.stdout,
+        "sync: not deploying stage pre-deploy: stage `pre-deploy` is entered by rule `automatic`: these images (images ",
+        &out,
+    );
+    let state = p.engine_state();
+    assert_eq!(
+        state.keys().cloned().collect::<Vec<_>>(),
+        vec!["api", "db", "web", "worker"],
+        "{stdout}"
+    );
+    // The release records live in the sync state, beside the checkouts they outlive.
+    let records: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(f.state().join("deploy/local.releases.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(records["stages"]["dev"].as_array().unwrap().len(), 1);
+    assert!(p.engine_state_in("test").is_empty());
+
+    // Next round: already applied, deployed again: nothing restarts.
+    let out = f.sync(
+        &url,
+        &["--site", "local", "--apply", "--deploy", "--format", "json"],
+    );
+    expect_code(&out, 0, "second sync --deploy");
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(doc["apply"]["result"], "already_applied", "{doc}");
+    assert_eq!(doc["deploy"][0]["stage"], "dev");
+    assert_eq!(doc["deploy"][0]["result"], "deployed");
+    assert!(
+        doc["deploy"][0]["message"]
+            .as_str()
+            .unwrap()
+            .ends_with(" to local/dev: 0 started, 4 unchanged, 0 removed"),
+        "{doc}"
+    );
+    assert_eq!(doc["deploy"][1]["result"], "skipped");
+    assert_eq!(p.engine_state(), state);
+
+    // A schedule whose only window opens the day after tomorrow, 12:00-13:00 UTC.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let today = now / 86_400;
+    let day = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"][((today + 2 + 3) % 7) as usize];
+    let opens =
+        std::time::UNIX_EPOCH + std::time::Duration::from_secs((today + 2) * 86_400 + 12 * 3600);
+    let mut doc: serde_json::Value = serde_json::from_str(&shop).unwrap();
+    doc["federation"]["sites"]["local"]["schedule"] =
+        serde_json::json!([{ "days": [day], "from": "12:00", "to": "13:00" }]);
+    // A new web image too: outside the window it must not roll out.
+    f.commit(
+        &serde_json::to_string_pretty(&doc).unwrap(),
+        "deploy on one day only",
+    );
+    std::fs::write(
+        f.work().join("services/web/public/index.html"),
+        "<p>shop v2</p>\n",
+    )
+    .unwrap();
+    f.commit(&serde_json::to_string_pretty(&doc).unwrap(), "web v2");
+    f.push(&f.file_url(), false);
+    let out = f.sync(&url, &["--site", "local", "--apply", "--deploy"]);
+    expect_code(&out, 0, "sync --deploy outside the window");
+    expect_contains(&out.stdout, "sync: applied ", &out);
+    expect_contains(
+        &out.stdout,
+        &format!(
+            "sync: outside site local's deploy windows: nothing deployed; the next window opens at {}\n",
+            humantime::format_rfc3339_seconds(opens)
+        ),
+        &out,
+    );
+    assert!(!text(&out.stdout).contains("deployed release"));
+    assert_eq!(p.engine_state(), state, "nothing may restart");
+}

@@ -51,6 +51,10 @@ pub struct SyncArgs {
     /// Apply the site's portion after taking a revision.
     #[arg(long)]
     pub apply: bool,
+    /// After a successful apply, deploy the site's stages (an `automatic` one, or one whose
+    /// rule is met), inside the site's schedule windows only; needs --apply and --site.
+    #[arg(long, requires_all = ["apply", "site"])]
+    pub deploy: bool,
     /// Run forever, one round every DURATION (e.g. `1h`, `15m`), until SIGTERM or SIGINT.
     #[arg(long, value_parser = humantime::parse_duration)]
     pub interval: Option<Duration>,
@@ -134,8 +138,10 @@ pub fn execute(args: &SyncArgs, out: &mut dyn Write, err: &mut dyn Write) -> Res
 
     let Some(interval) = args.interval else {
         let report = round(&mut applier, err)?;
-        render_round(&report, args.format, out, err);
-        return outcome_to_result(&report);
+        let deployed = deploy_after(args, &dir, &report);
+        render_round(&report, deployed.as_deref(), args.format, out, err);
+        outcome_to_result(&report)?;
+        return deploy_result(deployed.as_deref());
     };
 
     let schedule = Schedule {
@@ -157,8 +163,9 @@ pub fn execute(args: &SyncArgs, out: &mut dyn Write, err: &mut dyn Write) -> Res
         }
         match round(&mut applier, err) {
             Ok(report) => {
-                render_round(&report, args.format, out, err);
-                match outcome_to_result(&report) {
+                let deployed = deploy_after(args, &dir, &report);
+                render_round(&report, deployed.as_deref(), args.format, out, err);
+                match outcome_to_result(&report).and(deploy_result(deployed.as_deref())) {
                     Err(e @ Error::Interrupted { .. }) => cut_short = Some(e),
                     Err(e) => log(err, &format!("round failed: {e}")),
                     Ok(()) => {}
@@ -273,8 +280,177 @@ fn short(commit: &str) -> &str {
     &commit[..commit.len().min(12)]
 }
 
+/// What `sync --deploy` did with one stage, or with the whole site outside its windows.
+#[derive(Debug, Clone, serde::Serialize)]
+struct DeployStep {
+    /// `None` for the site as a whole (outside its schedule windows).
+    stage: Option<String>,
+    /// `deployed`, `skipped` (the stage's rule is not met), `failed`, or `outside_window`.
+    result: &'static str,
+    message: String,
+}
+
+/// `--deploy`: once the current revision is applied (now or in an earlier round), deploys the
+/// site's stages in lifecycle order — each only when its progression rule is met — if the site's
+/// schedule is open now; otherwise deploys nothing and says when the next window opens. The
+/// release records and approvals live in the sync state directory (`<state>/deploy/`), which
+/// outlives the revisions' checkouts. `None` when there is nothing to deploy this round.
+fn deploy_after(args: &SyncArgs, dir: &StateDir, report: &RoundReport) -> Option<Vec<DeployStep>> {
+    if !args.deploy
+        || !matches!(
+            report.apply,
+            Some(ApplyOutcome::Applied | ApplyOutcome::AlreadyApplied)
+        )
+    {
+        return None;
+    }
+    let commit = report.current.as_deref()?;
+    let site = args.site.as_deref()?;
+    let file = dir.checkout(commit).join(&args.path);
+    let failed = |stage: Option<&str>, e: &dyn std::fmt::Display| DeployStep {
+        stage: stage.map(str::to_owned),
+        result: "failed",
+        message: e.to_string(),
+    };
+    let loaded = match super::load(&file) {
+        Ok(loaded) => loaded,
+        Err(e) => return Some(vec![failed(None, &e)]),
+    };
+    let lifecycle = &loaded.cookbook.lifecycle;
+    let Some(deploy) = lifecycle
+        .sites
+        .iter()
+        .find(|(n, _)| n.as_str() == site)
+        .map(|x| x.1)
+    else {
+        return Some(vec![failed(None, &format!("unknown site `{site}`"))]);
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+    if let Some(next) = crate::deploy::schedule::next_open(&deploy.schedule, now) {
+        let at = std::time::UNIX_EPOCH + Duration::from_secs(u64::try_from(next).unwrap_or(0));
+        return Some(vec![DeployStep {
+            stage: None,
+            result: "outside_window",
+            message: format!(
+                "outside site {site}'s deploy windows: nothing deployed; the next window opens at {}",
+                humantime::format_rfc3339_seconds(at)
+            ),
+        }]);
+    }
+    let lock = match crate::state::lock::Lock::read(&crate::state::lock::Lock::path_for(&file)) {
+        Ok(Some(lock)) => lock,
+        Ok(None) => return Some(vec![failed(None, &"no cookbook.lock after the apply")]),
+        Err(e) => return Some(vec![failed(None, &e)]),
+    };
+    let stages: Vec<String> = if deploy.stages.is_empty() {
+        lifecycle.stages.iter().map(|s| s.to_string()).collect()
+    } else {
+        deploy.stages.iter().map(|s| s.to_string()).collect()
+    };
+    let state_dir = dir.root().to_path_buf();
+    let mut steps = Vec::new();
+    for stage in &stages {
+        let desired = match super::deploy::stage_desired(
+            &loaded.cookbook,
+            &loaded.plan,
+            &lock,
+            site,
+            stage,
+        ) {
+            Ok(desired) => desired,
+            Err(e) => {
+                steps.push(failed(Some(stage), &e));
+                break;
+            }
+        };
+        match super::deploy::check_progression(
+            &state_dir,
+            &loaded.cookbook,
+            &desired,
+            &super::deploy::options(&file, false),
+        ) {
+            Ok(()) => {}
+            Err(Error::Failed(rule)) => {
+                steps.push(DeployStep {
+                    stage: Some(stage.clone()),
+                    result: "skipped",
+                    message: rule,
+                });
+                continue;
+            }
+            Err(e) => {
+                steps.push(failed(Some(stage), &e));
+                break;
+            }
+        }
+        let mut text = Vec::new();
+        let target = super::deploy::StageRef {
+            state_dir: state_dir.clone(),
+            site,
+            stage,
+        };
+        match super::deploy::deploy_stage(
+            &file,
+            &target,
+            &lock,
+            &super::deploy::options(&file, false),
+            super::Format::Text,
+            &mut text,
+        ) {
+            Ok(()) => steps.push(DeployStep {
+                stage: Some(stage.clone()),
+                result: "deployed",
+                message: String::from_utf8_lossy(&text)
+                    .lines()
+                    .next()
+                    .unwrap_or_default()
+                    .to_owned(),
+            }),
+            // A stage that failed (and was rolled back) stops the progression here.
+            Err(e) => {
+                steps.push(failed(Some(stage), &e));
+                break;
+            }
+        }
+    }
+    Some(steps)
+}
+
+fn deploy_result(steps: Option<&[DeployStep]>) -> Result<(), Error> {
+    match steps.into_iter().flatten().find(|s| s.result == "failed") {
+        Some(step) => Err(Error::Failed(format!(
+            "sync --deploy{}: {}",
+            step.stage
+                .as_deref()
+                .map(|s| format!(" of stage {s}"))
+                .unwrap_or_default(),
+            step.message
+        ))),
+        None => Ok(()),
+    }
+}
+
+fn render_deploy(steps: &[DeployStep], out: &mut dyn Write, err: &mut dyn Write) {
+    for step in steps {
+        match (step.result, step.stage.as_deref()) {
+            ("failed", Some(stage)) => log(
+                err,
+                &format!("deploy of stage {stage} failed: {}", step.message),
+            ),
+            ("failed", None) => log(err, &format!("deploy failed: {}", step.message)),
+            ("skipped", Some(stage)) => log(
+                out,
+                &format!("not deploying stage {stage}: {}", step.message),
+            ),
+            _ => log(out, &step.message),
+        }
+    }
+}
+
 /// One round as a JSON document (`sync --format json`): what the round did, in fields.
-fn round_json(report: &RoundReport) -> String {
+fn round_json(report: &RoundReport, deployed: Option<&[DeployStep]>) -> String {
     let (outcome, previous, forced, refusal) = match &report.outcome {
         Outcome::UpToDate => ("up_to_date", None, false, None),
         Outcome::Taken { previous, forced } => ("taken", previous.clone(), *forced, None),
@@ -293,7 +469,7 @@ fn round_json(report: &RoundReport) -> String {
         }
     });
     let doc = serde_json::json!({
-        "result": if report.failed() { "failed" } else { "ok" },
+        "result": if report.failed() || deploy_result(deployed).is_err() { "failed" } else { "ok" },
         "outcome": outcome,
         "remote_commit": report.remote_commit,
         "current": report.current,
@@ -303,6 +479,7 @@ fn round_json(report: &RoundReport) -> String {
         "apply": apply,
         "recovered": report.recovered,
         "warnings": report.warnings,
+        "deploy": deployed,
     });
     let mut s = serde_json::to_string(&doc).expect("JSON");
     s.push('\n');
@@ -313,17 +490,22 @@ fn round_json(report: &RoundReport) -> String {
 /// then all go to stderr, so stdout is the documents alone).
 fn render_round(
     report: &RoundReport,
+    deployed: Option<&[DeployStep]>,
     format: StatusFormat,
     out: &mut dyn Write,
     err: &mut dyn Write,
 ) {
     match format {
-        StatusFormat::Text => render(report, out, err),
+        StatusFormat::Text => {
+            render(report, out, err);
+            render_deploy(deployed.unwrap_or_default(), out, err);
+        }
         StatusFormat::Json => {
             let mut log_lines = Vec::new();
             render(report, &mut log_lines, err);
+            render_deploy(deployed.unwrap_or_default(), &mut log_lines, err);
             let _ = err.write_all(&log_lines);
-            let _ = out.write_all(round_json(report).as_bytes());
+            let _ = out.write_all(round_json(report, deployed).as_bytes());
         }
     }
 }

@@ -2,8 +2,9 @@
 //!
 //! Pipeline position: `cookbook approve` writes an approval; `deploy` and `promote` check the
 //! target stage's rule (`lifecycle.progression`) before touching an engine:
-//! - `automatic`: the first stage always; a later one once the same images run, recorded as
-//!   healthy, as the current release of the previous stage on some site of this cookbook;
+//! - `automatic`: the first stage always; a later one once the same images run healthy in the
+//!   previous stage on some site serving it — asked of the engines at that moment
+//!   (`live_verdict` judges what they answer), not read from records;
 //! - `ci-approved`: an approval recorded with `--ci` for the stage and these images;
 //! - `manual`: an approval naming a person for the stage and these images.
 //!
@@ -19,7 +20,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::deploy::releases::Releases;
+use crate::deploy::docker::InstanceStatus;
 use crate::model::lifecycle::Progression;
 use crate::model::Cookbook;
 
@@ -80,13 +81,13 @@ impl Approvals {
 }
 
 /// Checks the rule to enter `stage` with the images `digests`; `Err` says which rule and why.
-/// `records` are the release records of every site of this cookbook.
+/// The first stage is always open; `ci-approved` and `manual` read `approvals`. An `automatic`
+/// stage after the first is judged live by the caller (`live_verdict`), so it is refused here.
 pub fn check_rule(
     cookbook: &Cookbook,
     stage: &str,
     digests: &BTreeMap<String, String>,
     approvals: &Approvals,
-    records: &[Releases],
 ) -> Result<Option<Approval>, String> {
     let lifecycle = &cookbook.lifecycle;
     let Some(position) = lifecycle.stages.iter().position(|s| s.as_str() == stage) else {
@@ -96,29 +97,9 @@ pub fn check_rule(
     let images = images_id(digests);
     match rule {
         Progression::Automatic if position == 0 => Ok(None),
-        Progression::Automatic => {
-            let previous = lifecycle.stages[position - 1].as_str();
-            let healthy_there = records.iter().any(|r| {
-                r.current(previous).is_some_and(|release| {
-                    let there: BTreeMap<&str, &str> = release
-                        .desired
-                        .instances()
-                        .map(|i| (i.container.as_str(), i.digest.as_str()))
-                        .collect();
-                    !there.is_empty()
-                        && there
-                            .iter()
-                            .all(|(c, d)| digests.get(*c).is_none_or(|mine| mine == d))
-                })
-            });
-            if healthy_there {
-                Ok(None)
-            } else {
-                Err(format!(
-                    "stage `{stage}` is entered by rule `automatic`: these images (images {images}) must first run healthy as the current release of `{previous}`"
-                ))
-            }
-        }
+        Progression::Automatic => Err(format!(
+            "stage `{stage}` is entered by rule `automatic`: it is checked against the previous stage's engines"
+        )),
         Progression::CiApproved | Progression::Manual => {
             let ci = rule == Progression::CiApproved;
             approvals
@@ -137,12 +118,30 @@ pub fn check_rule(
     }
 }
 
+/// Whether a release runs healthy, from the engine's view of each of its instances: every one
+/// running, healthy per its health check (`none`: it has no probe, and running is enough), and
+/// running the very image its digest names. `Err` names the first instance that is not.
+pub fn live_verdict(instances: &[InstanceStatus]) -> Result<(), String> {
+    if instances.is_empty() {
+        return Err("it runs none of these containers".to_owned());
+    }
+    for i in instances {
+        if i.state != "running" {
+            return Err(format!("{} is {}", i.name, i.state));
+        }
+        if i.health != "healthy" && i.health != "none" {
+            return Err(format!("{} is {}", i.name, i.health));
+        }
+        if i.desired_image.is_none() || i.running_image != i.desired_image {
+            return Err(format!("{} runs other images", i.name));
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::deploy::desired::desired;
-    use crate::deploy::releases::Release;
-    use crate::state::lock::{Lock, LockedImage};
 
     const COOKBOOK: &str = r#"{
       "manifest_version": "1.1",
@@ -162,49 +161,19 @@ mod tests {
 
     #[test]
     fn rules() {
-        let crate::load::Parsed { cookbook, plan } =
-            crate::load::parse(COOKBOOK.as_bytes()).unwrap();
+        let cookbook = crate::load::parse(COOKBOOK.as_bytes()).unwrap().cookbook;
         let none = Approvals::default();
         // The first stage is always open.
         assert_eq!(
-            check_rule(&cookbook, "dev", &digests("sha256:1"), &none, &[]),
+            check_rule(&cookbook, "dev", &digests("sha256:1"), &none),
             Ok(None)
         );
-        // `automatic`: only once the same images are dev's current release somewhere.
-        let err = check_rule(&cookbook, "test", &digests("sha256:1"), &none, &[]).unwrap_err();
+        // `automatic` after the first stage is judged live, not here.
+        let err = check_rule(&cookbook, "test", &digests("sha256:1"), &none).unwrap_err();
         assert!(
             err.starts_with("stage `test` is entered by rule `automatic`"),
             "{err}"
         );
-        let mut lock = Lock::new("p");
-        lock.containers.insert(
-            "c".to_owned(),
-            LockedImage {
-                input_hash: String::new(),
-                image: "r/c:1".to_owned(),
-                tags: vec![],
-                digest: Some("sha256:1".to_owned()),
-                image_id: None,
-            },
-        );
-        let d = desired(&cookbook, &plan, &lock, "s", "dev").unwrap();
-        let mut records = Releases::default();
-        records.record(
-            "dev",
-            Release {
-                release: d.release.clone(),
-                deployed_at: "t".to_owned(),
-                rolled_back_from: None,
-                desired: d,
-            },
-            10,
-        );
-        let records = [records];
-        assert_eq!(
-            check_rule(&cookbook, "test", &digests("sha256:1"), &none, &records),
-            Ok(None)
-        );
-        assert!(check_rule(&cookbook, "test", &digests("sha256:2"), &none, &records).is_err());
         // `ci-approved`: a CI approval covering these digests; a person's does not count.
         let approval = |ci| Approval {
             stage: "prod".to_owned(),
@@ -217,15 +186,61 @@ mod tests {
         let person = Approvals {
             approvals: vec![approval(false)],
         };
-        assert!(check_rule(&cookbook, "prod", &digests("sha256:1"), &person, &[]).is_err());
+        assert!(check_rule(&cookbook, "prod", &digests("sha256:1"), &person).is_err());
         let ci = Approvals {
             approvals: vec![approval(true)],
         };
-        assert!(
-            check_rule(&cookbook, "prod", &digests("sha256:1"), &ci, &[])
-                .unwrap()
-                .is_some()
+        assert!(check_rule(&cookbook, "prod", &digests("sha256:1"), &ci)
+            .unwrap()
+            .is_some());
+        assert!(check_rule(&cookbook, "prod", &digests("sha256:2"), &ci).is_err());
+    }
+}
+
+#[cfg(test)]
+mod live {
+    use super::*;
+
+    fn instance(name: &str, state: &str, health: &str, image: Option<&str>) -> InstanceStatus {
+        InstanceStatus {
+            name: name.to_owned(),
+            container: name.to_owned(),
+            state: state.to_owned(),
+            health: health.to_owned(),
+            restarts: 0,
+            started_at: None,
+            desired_image: Some("sha256:a".to_owned()),
+            running_image: image.map(str::to_owned),
+            drift: false,
+            services: None,
+        }
+    }
+
+    #[test]
+    fn a_release_is_healthy_when_every_instance_runs_healthy_with_its_image() {
+        let ok = instance("p-test-db-1", "running", "healthy", Some("sha256:a"));
+        let no_probe = instance("p-test-job-1", "running", "none", Some("sha256:a"));
+        assert_eq!(live_verdict(&[ok.clone(), no_probe]), Ok(()));
+        assert_eq!(
+            live_verdict(&[]),
+            Err("it runs none of these containers".to_owned())
         );
-        assert!(check_rule(&cookbook, "prod", &digests("sha256:2"), &ci, &[]).is_err());
+        let missing = instance("p-test-api-1", "missing", "none", None);
+        assert_eq!(
+            live_verdict(&[ok.clone(), missing]),
+            Err("p-test-api-1 is missing".to_owned())
+        );
+        let sick = instance("p-test-api-1", "running", "unhealthy", Some("sha256:a"));
+        assert_eq!(
+            live_verdict(&[sick]),
+            Err("p-test-api-1 is unhealthy".to_owned())
+        );
+        let starting = instance("p-test-api-1", "running", "starting", Some("sha256:a"));
+        assert!(live_verdict(&[starting]).is_err());
+        let other = instance("p-test-api-1", "running", "healthy", Some("sha256:b"));
+        assert_eq!(
+            live_verdict(&[ok, other]),
+            Err("p-test-api-1 runs other images".to_owned())
+        );
     }
 }

@@ -14,14 +14,16 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
+use bollard::container::LogOutput;
 use bollard::errors::Error as BollardError;
+use bollard::exec::{CreateExecOptions, StartExecOptions, StartExecResults};
 use bollard::models::{
     ContainerCreateBody, EndpointSettings, HealthConfig, HealthStatusEnum, HostConfig,
     NetworkCreateRequest, NetworkingConfig, PortBinding, RestartPolicy, RestartPolicyNameEnum,
 };
 use bollard::query_parameters::{
     CreateContainerOptions, CreateImageOptions, ListContainersOptions, RemoveContainerOptions,
-    StartContainerOptions,
+    StartContainerOptions, TopOptions,
 };
 use futures_util::StreamExt;
 
@@ -31,6 +33,7 @@ use crate::deploy::desired::{
     LABEL_STAGE,
 };
 use crate::deploy::detect::Detected;
+use crate::deploy::services::{classify, listening_ports, main_tree, Services};
 use crate::engine::{DockerEngine, EngineError};
 use crate::model::lifecycle::Probe;
 
@@ -51,6 +54,8 @@ pub struct InstanceStatus {
     /// The running container differs from the desired one: another image, or other runtime
     /// settings (its config hash label), or it is missing.
     pub drift: bool,
+    /// What it offers (listening ports, processes, their classes), when it runs.
+    pub services: Option<Services>,
 }
 
 /// How often a wave's health is polled.
@@ -364,8 +369,110 @@ impl<'a> Deployer<'a> {
         None
     }
 
-    /// Each desired instance as the engine runs it.
+    /// What a running container offers, asked through the engine API only (so a remote engine
+    /// answers as well as a local one): its processes (`docker top`) and its listening sockets
+    /// (`cat /proc/net/tcp /proc/net/tcp6` run inside it).
+    /// `main_pid` is the engine's `State.Pid`: only its process tree counts (not health checks).
+    pub async fn services(&self, name: &str, main_pid: u32) -> Result<Services, EngineError> {
+        let top = self
+            .engine
+            .client()
+            .top_processes(name, None::<TopOptions>)
+            .await
+            .map_err(self.err("list processes"))?;
+        let titles = top.titles.unwrap_or_default();
+        let at = |name: &str| titles.iter().position(|t| t == name);
+        let command = at("CMD")
+            .or_else(|| at("COMMAND"))
+            .unwrap_or(titles.len().saturating_sub(1));
+        let (pid, ppid) = (at("PID"), at("PPID"));
+        let rows: Vec<(u32, u32, String)> = top
+            .processes
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|row| {
+                let number = |i: Option<usize>| row.get(i?)?.trim().parse::<u32>().ok();
+                Some((number(pid)?, number(ppid)?, row.get(command)?.clone()))
+            })
+            .collect();
+        let commands = main_tree(&rows, main_pid);
+        let (listening, note) = match self.read_sockets(name).await? {
+            Ok(text) => (Some(listening_ports(&text)), None),
+            Err(why) => (None, Some(why)),
+        };
+        Ok(classify(listening, &commands, note))
+    }
+
+    /// The text of the container's `/proc/net/tcp` and `/proc/net/tcp6`, read by `cat` inside
+    /// it; `Err(why)` when that cannot be done (no `cat` in the image): then nothing is guessed.
+    async fn read_sockets(&self, name: &str) -> Result<Result<String, String>, EngineError> {
+        let docker = self.engine.client();
+        let exec = docker
+            .create_exec(
+                name,
+                CreateExecOptions {
+                    cmd: Some(vec!["cat", "/proc/net/tcp", "/proc/net/tcp6"]),
+                    attach_stdout: Some(true),
+                    attach_stderr: Some(true),
+                    ..Default::default()
+                },
+            )
+            .await
+            .map_err(self.err("exec in container"))?;
+        let mut stdout = Vec::new();
+        let mut stderr = Vec::new();
+        match docker
+            .start_exec(&exec.id, None::<StartExecOptions>)
+            .await
+            .map_err(self.err("exec in container"))?
+        {
+            StartExecResults::Attached { mut output, .. } => {
+                while let Some(item) = output.next().await {
+                    match item.map_err(self.err("exec in container"))? {
+                        LogOutput::StdOut { message } => stdout.extend_from_slice(&message),
+                        LogOutput::StdErr { message } => stderr.extend_from_slice(&message),
+                        _ => {}
+                    }
+                }
+            }
+            StartExecResults::Detached => {}
+        }
+        let code = docker
+            .inspect_exec(&exec.id)
+            .await
+            .map_err(self.err("exec in container"))?
+            .exit_code;
+        // 126/127: the runtime found no `cat` to run (an image FROM scratch with one binary).
+        if matches!(code, Some(126 | 127)) {
+            return Ok(Err(
+                "the image has no `cat` to read /proc/net/tcp: listening ports unknown".to_owned(),
+            ));
+        }
+        let text = String::from_utf8_lossy(&stdout).into_owned();
+        // `cat` fails on a missing tcp6 (IPv6 off) after printing tcp: what it printed counts.
+        if text.trim().is_empty() {
+            let why = String::from_utf8_lossy(&stderr).trim().to_owned();
+            return Ok(Err(format!(
+                "cannot read /proc/net/tcp in the container ({}): listening ports unknown",
+                if why.is_empty() { "no output" } else { &why }
+            )));
+        }
+        Ok(Ok(text))
+    }
+
+    /// Each desired instance as the engine runs it, with the services it offers.
     pub async fn status(&self, desired: &Desired) -> Result<Vec<InstanceStatus>, EngineError> {
+        self.status_of(desired, true).await
+    }
+
+    /// Each desired instance as the engine runs it; `services`: also what it offers (an exec per
+    /// running container).
+    pub async fn status_of(
+        &self,
+        desired: &Desired,
+        services: bool,
+    ) -> Result<Vec<InstanceStatus>, EngineError> {
+        let with_services = services;
         let mut out = Vec::new();
         for instance in desired.instances() {
             let desired_image = self.local_image(instance).await;
@@ -382,6 +489,12 @@ impl<'a> Deployer<'a> {
                         .and_then(|c| c.labels)
                         .and_then(|l| l.get(LABEL_CONFIG).cloned());
                     let running_image = info.image;
+                    let services = if with_services && state.running == Some(true) {
+                        let pid = state.pid.and_then(|p| u32::try_from(p).ok()).unwrap_or(0);
+                        Some(self.services(&instance.name, pid).await?)
+                    } else {
+                        None
+                    };
                     InstanceStatus {
                         name: instance.name.clone(),
                         container: instance.container.to_string(),
@@ -401,6 +514,7 @@ impl<'a> Deployer<'a> {
                             || config.as_deref() != Some(&instance.config_hash),
                         desired_image,
                         running_image,
+                        services,
                     }
                 }
                 Err(BollardError::DockerResponseServerError {
@@ -415,6 +529,7 @@ impl<'a> Deployer<'a> {
                     desired_image,
                     running_image: None,
                     drift: true,
+                    services: None,
                 },
                 Err(e) => return Err(self.engine.classify_error("inspect container", e)),
             };
@@ -443,6 +558,13 @@ impl DockerSite {
 
     fn deployer(&self) -> Deployer<'_> {
         Deployer::new(&self.engine)
+    }
+
+    /// Whether `desired` runs here healthy, with its images (`automatic` progression): `Err`
+    /// names the first instance that does not (`approvals::live_verdict`).
+    pub async fn healthy(&self, desired: &Desired) -> Result<Result<(), String>, BackendError> {
+        let list = self.deployer().status_of(desired, false).await?;
+        Ok(crate::deploy::approvals::live_verdict(&list))
     }
 }
 

@@ -12,7 +12,10 @@ pub mod backend;
 pub mod desired;
 pub mod detect;
 pub mod docker;
+pub mod kubernetes;
 pub mod releases;
+pub mod schedule;
+pub mod services;
 pub mod session;
 
 pub use backend::{Backend, BackendError};

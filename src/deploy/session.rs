@@ -11,11 +11,11 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use crate::deploy::approvals::{check_rule, Approvals};
-use crate::deploy::backend::{connect, Backend, BackendError, Site};
+use crate::deploy::approvals::{check_rule, images_id, Approvals};
+use crate::deploy::backend::{connect, Backend, BackendError, ConnectOptions, Site};
 use crate::deploy::desired::Desired;
 use crate::deploy::releases::{now, Release, Releases};
-use crate::model::lifecycle::{OnFailure, Target};
+use crate::model::lifecycle::{OnFailure, Progression, Target};
 use crate::model::{Cookbook, Name};
 use crate::state::lock::{Lock, LockedImage};
 use crate::state::record::RecordError;
@@ -133,36 +133,109 @@ fn records_path(state_dir: &Path, site: &Name) -> std::path::PathBuf {
     Releases::path(state_dir, site.as_str())
 }
 
-/// The release records of every site of the cookbook.
-fn all_records(state_dir: &Path, cookbook: &Cookbook) -> Result<Vec<Releases>, DeployError> {
-    cookbook
-        .sites
-        .keys()
-        .map(|site| Ok(Releases::load(&records_path(state_dir, site))?))
-        .collect()
-}
-
 /// Refuses (naming the rule) a stage whose progression rule these images do not meet.
-pub fn check_progression(
+/// `automatic` (after the first stage) asks the sites serving the previous stage whether these
+/// images run there healthy right now; `ci-approved` and `manual` read the approvals in
+/// `state_dir`.
+pub async fn check_progression(
     state_dir: &Path,
     cookbook: &Cookbook,
     desired: &Desired,
+    options: &ConnectOptions,
 ) -> Result<(), DeployError> {
     let digests: BTreeMap<String, String> = desired
         .instances()
         .map(|i| (i.container.to_string(), i.digest.clone()))
         .collect();
+    let lifecycle = &cookbook.lifecycle;
+    let position = lifecycle
+        .stages
+        .iter()
+        .position(|s| s == &desired.stage)
+        .unwrap_or(0);
+    if position > 0 && lifecycle.progression[&desired.stage] == Progression::Automatic {
+        let previous = &lifecycle.stages[position - 1];
+        return healthy_in(cookbook, desired, previous, &digests, options).await;
+    }
     let approvals = Approvals::load(&Approvals::path(state_dir))?;
-    let records = all_records(state_dir, cookbook)?;
-    check_rule(
-        cookbook,
-        desired.stage.as_str(),
-        &digests,
-        &approvals,
-        &records,
-    )
-    .map(|_| ())
-    .map_err(DeployError::Failed)
+    check_rule(cookbook, desired.stage.as_str(), &digests, &approvals)
+        .map(|_| ())
+        .map_err(DeployError::Failed)
+}
+
+/// The `automatic` rule, live: on some site serving `previous` (with a target), every instance
+/// of these images runs, is healthy per its health check, and runs exactly the image its digest
+/// names. A site that cannot be reached is passed over, and named if no site qualifies.
+async fn healthy_in(
+    cookbook: &Cookbook,
+    desired: &Desired,
+    previous: &Name,
+    digests: &BTreeMap<String, String>,
+    options: &ConnectOptions,
+) -> Result<(), DeployError> {
+    let lock = lock_of(cookbook, desired.instances());
+    // The plan of a cookbook that loaded (its problems were reported then).
+    let (plan, _) =
+        crate::graph::Plan::build(&cookbook.containers, &cookbook.packaging.build_order);
+    let mut why = Vec::new();
+    for (site, deploy) in &cookbook.lifecycle.sites {
+        let serves = deploy.stages.is_empty() || deploy.stages.contains(previous);
+        let Some(target) = deploy.target.as_ref().filter(|_| serves) else {
+            continue;
+        };
+        // A site running containers these images do not include cannot hold this release.
+        let Ok(there) = crate::deploy::desired::desired(
+            cookbook,
+            &plan,
+            &lock,
+            site.as_str(),
+            previous.as_str(),
+        ) else {
+            continue;
+        };
+        let connected = match connect(target, options).await {
+            Ok(connected) => connected,
+            Err(e) => {
+                why.push(format!("site {site}: {e}"));
+                continue;
+            }
+        };
+        match connected.healthy(&there).await? {
+            Ok(()) => return Ok(()),
+            Err(e) => why.push(format!("on site {site}, {e}")),
+        }
+    }
+    Err(DeployError::Failed(format!(
+        "stage `{}` is entered by rule `automatic`: these images (images {}) must first run healthy in `{previous}`: {}",
+        desired.stage,
+        images_id(digests),
+        if why.is_empty() {
+            format!("no site with a target serves `{previous}`")
+        } else {
+            why.join("; ")
+        }
+    )))
+}
+
+/// A lock holding exactly the images of `instances`.
+fn lock_of<'a>(
+    cookbook: &Cookbook,
+    instances: impl Iterator<Item = &'a crate::deploy::desired::Instance>,
+) -> Lock {
+    let mut lock = Lock::new(cookbook.project.name.as_str());
+    for i in instances {
+        lock.containers.insert(
+            i.container.to_string(),
+            LockedImage {
+                input_hash: String::new(),
+                image: i.image.clone(),
+                tags: Vec::new(),
+                digest: Some(i.digest.clone()),
+                image_id: None,
+            },
+        );
+    }
+    lock
 }
 
 /// Refuses a site whose declared capabilities its target is seen not to have.
@@ -209,13 +282,14 @@ pub async fn deploy(
     state_dir: &Path,
     cookbook: &Cookbook,
     desired: &Desired,
+    options: &ConnectOptions,
 ) -> Result<Outcome, DeployError> {
-    check_progression(state_dir, cookbook, desired)?;
+    check_progression(state_dir, cookbook, desired, options).await?;
     let target = target(cookbook, &desired.site)?;
     let path = records_path(state_dir, &desired.site);
     let mut records = Releases::load(&path)?;
     let keep = cookbook.lifecycle.rollback.keep;
-    let site = connect(&target).await?;
+    let site = connect(&target, options).await?;
     check_capabilities(&site, cookbook, &desired.site).await?;
     let failure = match converge(&site, desired).await {
         Ok(outcome) => {
@@ -288,6 +362,7 @@ pub async fn rollback(
     site: &Name,
     stage: &str,
     to: Option<&str>,
+    options: &ConnectOptions,
 ) -> Result<Restored, DeployError> {
     let path = records_path(state_dir, site);
     let mut records = Releases::load(&path)?;
@@ -324,7 +399,7 @@ pub async fn rollback(
             })?,
     };
     let target = target(cookbook, site)?;
-    let connected = connect(&target).await?;
+    let connected = connect(&target, options).await?;
     check_capabilities(&connected, cookbook, site).await?;
     let outcome = converge(&connected, &target_release.desired)
         .await
@@ -356,9 +431,10 @@ pub async fn rollback(
 pub async fn status(
     cookbook: &Cookbook,
     desired: &Desired,
+    options: &ConnectOptions,
 ) -> Result<<Site as Backend>::Status, DeployError> {
     let target = target(cookbook, &desired.site)?;
-    let site = connect(&target).await?;
+    let site = connect(&target, options).await?;
     Ok(site.status(desired).await?)
 }
 
@@ -382,26 +458,14 @@ pub fn promoted_lock(
             help: Some("`cookbook releases --site SITE` lists what is recorded".to_owned()),
         });
     };
-    let mut lock = Lock::new(cookbook.project.name.as_str());
-    for i in current.desired.instances() {
-        lock.containers.insert(
-            i.container.to_string(),
-            LockedImage {
-                input_hash: String::new(),
-                image: i.image.clone(),
-                tags: Vec::new(),
-                digest: Some(i.digest.clone()),
-                image_id: None,
-            },
-        );
-    }
-    Ok(lock)
+    Ok(lock_of(cookbook, current.desired.instances()))
 }
 
 /// `cookbook site detect`: what the target offers (`None`: it cannot be observed).
 pub async fn detect(
     target: &Target,
+    options: &ConnectOptions,
 ) -> Result<Option<crate::deploy::detect::Detected>, DeployError> {
-    let site = connect(target).await?;
+    let site = connect(target, options).await?;
     Ok(site.detect().await?)
 }

@@ -232,3 +232,4 @@ pub fn wait_until(what: &str, limit: Duration, mut check: impl FnMut() -> bool) 
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+pub mod deploy;

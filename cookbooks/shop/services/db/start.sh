@@ -1,4 +1,4 @@
 #!/bin/sh
 # A stand-in database: answers every connection on 5432 with the schema version.
 set -eu
-exec nc -lk -p 5432 -e cat /var/lib/db/VERSION
+exec nc -ll -p 5432 -e cat /var/lib/db/VERSION
