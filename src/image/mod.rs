@@ -27,19 +27,16 @@
 //! contents, the `security.capability` xattr. Base layers (the leading layers whose diff_ids are the
 //! base image's) are carried byte for byte: they belong to whoever built the base.
 //!
-//! How the rest of issue 11 is meant to use it (none of it is wired yet):
-//! - `apply`: after `Engine::build`, stream bollard's `export_image(id)` into [`normalize`] on a
-//!   blocking thread (`tokio_util::io::SyncIoBridge` over a `StreamReader`, or a temp file), with
-//!   the base's diff_ids from `inspect_image(base).root_fs.layers`; then push
-//!   [`NormalizedImage::layers`]' blobs from [`NormalizedImage::blob_path`] and
-//!   [`NormalizedImage::manifest`] (HEAD first, mount the base's blobs) and record
-//!   [`NormalizedImage::manifest_digest`] in the lock;
-//! - `--no-push` and `container:` children: [`NormalizedImage::write_docker_archive`] piped into
-//!   the engine's image load, after which the image id is [`NormalizedImage::config_digest`];
-//! - `verify --rebuild`: normalize the rebuild, [`NormalizedImage::open`] the published one
-//!   (pulled into a layout) and report [`diff`];
-//! - engine-less builds: produce a layer with [`normalize_layer`] and a config with
-//!   [`normalize_config`], so both paths give the same bytes.
+//! Who uses it:
+//! - `apply` (`apply/publish.rs`): after each build, the export streams into [`normalize`] on a
+//!   blocking thread with the base's diff_ids; the result is loaded back into the engine (so the
+//!   image id is [`NormalizedImage::config_digest`] and a `container:` child builds FROM it) and
+//!   its blobs and manifest are published through the registry edge; the lock records
+//!   [`NormalizedImage::manifest_digest`];
+//! - `verify --rebuild` (`verify/rebuild.rs`): normalizes a cache-less rebuild, opens the
+//!   published image and reports [`diff`];
+//! - engine-less builds (not built yet) would produce a layer with [`normalize_layer`] and a
+//!   config with [`normalize_config`], so both paths give the same bytes.
 //!
 //! Invariants:
 //! - streaming: a layer is never held in memory. A legacy layout's `layer.tar` (Docker 20.10's
