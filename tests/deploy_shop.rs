@@ -383,4 +383,30 @@ fn shop_promotion_follows_each_stages_rule() {
     // Deployed again, pre-deploy is healthy and `stage` opens.
     deploy_to(p.path(), "pre-deploy");
     deploy_to(p.path(), "stage");
+
+    // Checkpoints (pre-deploy): these images became a rollback point when they reached prod
+    // (a later stage) and again in pre-deploy; every record of them says where, earliest first.
+    let run = run_in(
+        p.path(),
+        &["releases", "--site", "local", "--format", "json"],
+    );
+    run.assert_code(0);
+    let doc = json_answer(&run);
+    let checkpoint = |stage: &str| doc["stages"][stage][0]["checkpoint"].clone();
+    assert_eq!(checkpoint("dev"), "prod", "{doc}");
+    assert_eq!(checkpoint("prod"), "prod");
+    assert_eq!(checkpoint("test"), "pre-deploy");
+    assert_eq!(checkpoint("pre-deploy"), "pre-deploy");
+    assert_eq!(checkpoint("stage"), "stage");
+    let run = run_in(p.path(), &["releases", "--site", "local"]);
+    run.assert_code(0);
+    assert!(
+        run.stdout
+            .lines()
+            .nth(1)
+            .unwrap()
+            .ends_with("  checkpoint (prod)"),
+        "{}",
+        run.stdout
+    );
 }
