@@ -29,6 +29,9 @@
 //! | the Docker engine cannot be reached, or what answers is not a Docker engine | 3 |
 //! | the registry cannot be reached, or answers 5xx/429 until the retries run out | 3 |
 //! | `DOCKER_HOST` with a transport cookbook does not speak; an image reference that does not parse | 2 |
+//! | a base image that cannot be pinned: its reference does not parse             | 2    |
+//! | a base image that cannot be pinned: the engine or registry is unreachable    | 3    |
+//! | a base image that cannot be pinned: neither the engine nor its registry has it | 1  |
 //! | git: the remote refused (credentials, no such repository), naming what to check | 1 |
 //! | git: a malformed remote URL; a branch the remote does not have           | 2    |
 //! | git: no connection to the remote                                         | 3    |
@@ -40,6 +43,7 @@
 
 use std::path::PathBuf;
 
+use crate::apply::pin::PinError;
 use crate::apply::ApplyError;
 use crate::context::ContextError;
 use crate::diagnostic::Diagnostic;
@@ -199,6 +203,24 @@ fn registry_exit_code(e: &RegistryError) -> i32 {
     }
 }
 
+fn lock_exit_code(e: &LockError) -> i32 {
+    match e {
+        LockError::Write { .. } => EXIT_FAILED,
+        LockError::Read { source, .. } => io_exit_code(source),
+        LockError::Invalid { .. } => EXIT_INVALID,
+    }
+}
+
+fn pin_exit_code(e: &PinError) -> i32 {
+    match e {
+        PinError::Invalid { .. } => EXIT_INVALID,
+        PinError::Registry { source, .. } => registry_exit_code(source),
+        PinError::Engine { source, .. } => engine_exit_code(source),
+        PinError::NotFound { .. } => EXIT_FAILED,
+        PinError::Lock(e) => lock_exit_code(e),
+    }
+}
+
 fn git_exit_code(e: &GitError) -> i32 {
     match e {
         GitError::Unreachable { .. } => EXIT_UNREACHABLE,
@@ -238,6 +260,7 @@ impl Error {
                 ApplyError::NoRegistry
                 | ApplyError::BadRepository { .. }
                 | ApplyError::NoRevision { .. } => EXIT_INVALID,
+                ApplyError::Pin(e) => pin_exit_code(e),
                 ApplyError::Lock(_)
                 | ApplyError::State { .. }
                 | ApplyError::LocalImageMissing { .. }

@@ -810,6 +810,17 @@ fn dry_run_says_what_is_cached_and_what_would_be_built_and_does_nothing() {
     // Nothing published yet: everything would be built and pushed, then tagged `latest`.
     let out = shop.run(&["apply", "--dry-run"]);
     assert_eq!(out.status.code(), Some(0));
+    assert_eq!(shop.lock_bytes(), None, "no lock written");
+    assert_eq!(
+        block_on(client.tags_list(&api_repo)).unwrap_or_default(),
+        Vec::<String>::new(),
+        "nothing pushed"
+    );
+
+    // After an apply, everything is cached in the registry.
+    assert_eq!(shop.apply(&[]).0, 0);
+    // The dry run said what this apply did: the hashes it computed with the base image pinned
+    // as the apply then pinned it (issue 11), which `hash` now reads from the lock.
     let h = |n: &str| shop.hash_of(n);
     let r = &shop.registry;
     assert_eq!(
@@ -825,19 +836,17 @@ fn dry_run_says_what_is_cached_and_what_would_be_built_and_does_nothing() {
             h("worker")
         )
     );
+    let pinned = shop.lock()["bases"]["cookbook-test/busybox:latest"]["digest"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     assert_eq!(
         String::from_utf8_lossy(&out.stderr),
-        "apply --dry-run: 4 to build, 0 cached; nothing was built, pushed or tagged\n"
+        format!(
+            "would pin base image cookbook-test/busybox:latest to {pinned} (engine)\n\
+             apply --dry-run: 4 to build, 0 cached; nothing was built, pushed or tagged\n"
+        )
     );
-    assert_eq!(shop.lock_bytes(), None, "no lock written");
-    assert_eq!(
-        block_on(client.tags_list(&api_repo)).unwrap_or_default(),
-        Vec::<String>::new(),
-        "nothing pushed"
-    );
-
-    // After an apply, everything is cached in the registry.
-    assert_eq!(shop.apply(&[]).0, 0);
     let lock = shop.lock_bytes();
     let out = shop.run(&["apply", "--dry-run", "--format", "json"]);
     assert_eq!(out.status.code(), Some(0));

@@ -255,6 +255,81 @@ fn an_http_server_that_is_not_a_docker_engine_is_exit_3() {
     );
 }
 
+// ---------------------------------------------------------------- base images
+
+/// A one-container cookbook in `dir` whose generated container is built FROM `base`.
+fn write_generated(dir: &Path, project: &str, base: &str) {
+    std::fs::create_dir_all(dir.join("app")).unwrap();
+    std::fs::write(dir.join("app/run.sh"), "echo hi\n").unwrap();
+    let cookbook = json!({
+        "manifest_version": "1.0",
+        "project": { "name": project },
+        "applications": { "app": { "source": "app" } },
+        "containers": { "one": { "base_image": base, "applications": ["app"] } },
+    });
+    std::fs::write(
+        dir.join("cookbook.json"),
+        serde_json::to_vec_pretty(&cookbook).unwrap(),
+    )
+    .unwrap();
+}
+
+#[test]
+fn a_base_image_reference_that_does_not_parse_is_exit_2_naming_it() {
+    if common::test_registry().is_none() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    write_generated(dir.path(), &unique("badbase"), "Busybox:1");
+    for args in [&["apply", "--no-push"][..], &["update"][..]] {
+        let run = cookbook(dir.path(), "", args, &[]);
+        run.assert_code(2);
+        assert_stderr_has(
+            &run,
+            "error: base image `Busybox:1` of one is not a valid image reference",
+        );
+    }
+    assert!(!dir.path().join("cookbook.lock").exists());
+}
+
+#[test]
+fn a_base_image_whose_registry_cannot_be_reached_is_exit_3_naming_it() {
+    if common::test_registry().is_none() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    // A closed loopback port: nothing listens on port 1.
+    write_generated(dir.path(), &unique("farbase"), "127.0.0.1:1/base/busybox:1");
+    let run = cookbook(dir.path(), "", &["apply", "--no-push"], &[]);
+    run.assert_code(3);
+    assert_stderr_has(
+        &run,
+        "error: cannot resolve base image `127.0.0.1:1/base/busybox:1` of one: cannot connect to \
+         the registry at http://127.0.0.1:1/v2/base/busybox/manifests/1",
+    );
+    assert!(!dir.path().join("cookbook.lock").exists());
+}
+
+#[test]
+fn a_base_image_nobody_has_is_exit_1_naming_it() {
+    let Some(registry) = common::test_registry() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let project = unique("nobase");
+    let base = format!("{registry}/{project}/nothing:1");
+    write_generated(dir.path(), &project, &base);
+    let run = cookbook(dir.path(), "", &["apply", "--no-push"], &[]);
+    run.assert_code(1);
+    assert_stderr_has(
+        &run,
+        &format!(
+            "error: cannot resolve base image `{base}` of one: neither the local engine nor the \
+             registry {registry} has it"
+        ),
+    );
+}
+
 // ---------------------------------------------------------------- git
 
 /// `cookbook sync --remote URL` with a state directory and a home of its own.

@@ -91,8 +91,15 @@ fn compute(root: &Path) -> Result_ {
     let bytes = fs::read(root.join("cookbook.json")).unwrap();
     let cookbook::load::Parsed { cookbook, plan } =
         cookbook::load::parse(&bytes).unwrap_or_else(|d| panic!("{d:#?}"));
-    let prints =
-        hash::fingerprint_plan(&cookbook, &plan, root, &own(root), &StatCache::disabled()).unwrap();
+    let prints = hash::fingerprint_plan(
+        &cookbook,
+        &plan,
+        root,
+        &own(root),
+        &StatCache::disabled(),
+        hash::Pinning::current(&pins()),
+    )
+    .unwrap();
     let tars = prints
         .iter()
         .map(|(n, f)| {
@@ -114,7 +121,30 @@ fn compute(root: &Path) -> Result_ {
 fn fingerprints(root: &Path) -> BTreeMap<Name, Fingerprint> {
     let cookbook::load::Parsed { cookbook, plan } =
         cookbook::load::parse(&fs::read(root.join("cookbook.json")).unwrap()).unwrap();
-    hash::fingerprint_plan(&cookbook, &plan, root, &own(root), &StatCache::disabled()).unwrap()
+    hash::fingerprint_plan(
+        &cookbook,
+        &plan,
+        root,
+        &own(root),
+        &StatCache::disabled(),
+        hash::Pinning::current(&pins()),
+    )
+    .unwrap()
+}
+
+/// The pins the tree's bases have (as `cookbook.lock` would hold them).
+fn pins() -> hash::BasePins {
+    pin_of("busybox:1", &format!("sha256:{}", "1".repeat(64)))
+}
+
+fn pin_of(reference: &str, digest: &str) -> hash::BasePins {
+    hash::BasePins::from([(
+        reference.to_owned(),
+        hash::BasePin {
+            digest: digest.to_owned(),
+            source: hash::PinSource::Registry,
+        },
+    )])
 }
 
 /// Emits JSON with object members in a permuted order and the given indentation.
@@ -164,15 +194,25 @@ fn golden_vectors_of_the_example_cookbooks() {
     // Pinned: any change here is a change to what users' images are named by. If you changed an
     // example's sources on purpose, update the vector; if not, you broke hash stability.
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("cookbooks");
+    // hash_version 1: these are the hashes every lock written before pinning holds, and what
+    // `verify` recomputes for such a lock.
+    let none = hash::BasePins::new();
     let got = |name: &str| {
         let dir = root.join(name);
         let cookbook::load::Parsed { cookbook, plan } =
             cookbook::load::parse(&fs::read(dir.join("cookbook.json")).unwrap()).unwrap();
-        hash::fingerprint_plan(&cookbook, &plan, &dir, &own(&dir), &StatCache::disabled())
-            .unwrap()
-            .into_iter()
-            .map(|(n, f)| (n.to_string(), f.input_hash.clone()))
-            .collect::<BTreeMap<_, _>>()
+        hash::fingerprint_plan(
+            &cookbook,
+            &plan,
+            &dir,
+            &own(&dir),
+            &StatCache::disabled(),
+            hash::Pinning::version(1, &none).unwrap(),
+        )
+        .unwrap()
+        .into_iter()
+        .map(|(n, f)| (n.to_string(), f.input_hash.clone()))
+        .collect::<BTreeMap<_, _>>()
     };
     let shop = got("shop");
     let expected_shop: BTreeMap<String, String> = [
@@ -203,6 +243,120 @@ fn golden_vectors_of_the_example_cookbooks() {
 }
 
 const EXAMPLE_API_HASH: &str = "ba6a49f5dbf77c57a94ccc3812dcfad8dc24f7b83616cf3ea17d9650164984de";
+
+#[test]
+fn golden_vectors_of_hash_version_2() {
+    // hash_version 2 of `shop` with its base pinned (as the lock pins it), and not pinned yet.
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("cookbooks/shop");
+    let cookbook::load::Parsed { cookbook, plan } =
+        cookbook::load::parse(&fs::read(dir.join("cookbook.json")).unwrap()).unwrap();
+    let pinned = pin_of(
+        "cookbook-test/busybox:latest",
+        &format!("sha256:{}", "ab".repeat(32)),
+    );
+    let got = |pins: &hash::BasePins| {
+        hash::fingerprint_plan(
+            &cookbook,
+            &plan,
+            &dir,
+            &own(&dir),
+            &StatCache::disabled(),
+            hash::Pinning::current(pins),
+        )
+        .unwrap()
+    };
+    let prints = got(&pinned);
+    let hashes: BTreeMap<String, String> = prints
+        .iter()
+        .map(|(n, f)| (n.to_string(), f.input_hash.clone()))
+        .collect();
+    let expected: BTreeMap<String, String> = [
+        (
+            "api",
+            "e14742092624d71de9a0ba1e9e244e7c95f4c505b3a546061e6d969dea687336",
+        ),
+        (
+            "db",
+            "02bc0d6fabdc468f3748a3b956bfe91f611af71198cf15f1e98ec16b31b436e3",
+        ),
+        (
+            "web",
+            "500508d9ff77b5bd31383c2fd8281e631abfb9a7a3e71ca21b5f3dbdf93a50a9",
+        ),
+        (
+            "worker",
+            "bb4f8e3c52ecb82885139688456b6bd1b4524dde95eeca6e2f77b0ee2e6ff3e0",
+        ),
+    ]
+    .into_iter()
+    .map(|(a, b)| (a.to_owned(), b.to_owned()))
+    .collect();
+    assert_eq!(hashes, expected);
+    // What changed from version 1, exactly: the version, the recipe's `pinned` member, and the
+    // FROM line naming the pinned image.
+    let api = prints[&Name::parse("api").unwrap()].manifest();
+    assert_eq!(api.hash_version, 2);
+    assert_eq!(
+        api.recipe["base_image"],
+        json!({"image": "cookbook-test/busybox:latest",
+               "pinned": {"digest": format!("sha256:{}", "ab".repeat(32)), "source": "registry"}})
+    );
+    let text = api.recipe["dockerfile_text"].as_str().unwrap();
+    assert!(
+        text.contains(&format!(
+            "\nFROM cookbook-test/busybox:latest@sha256:{}\n",
+            "ab".repeat(32)
+        )),
+        "{text}"
+    );
+    // Not pinned yet: `pinned` is null and the FROM line names the tag.
+    let unpinned = got(&hash::BasePins::new());
+    let api = unpinned[&Name::parse("api").unwrap()].manifest();
+    assert_eq!(api.recipe["base_image"]["pinned"], Value::Null);
+    assert!(api.recipe["dockerfile_text"]
+        .as_str()
+        .unwrap()
+        .contains("\nFROM cookbook-test/busybox:latest\n"));
+    // The Dockerfile container has no external base to pin: its hash moves with the version only.
+    assert_ne!(
+        api.input_hash,
+        prints[&Name::parse("api").unwrap()].input_hash
+    );
+    assert_eq!(
+        unpinned[&Name::parse("db").unwrap()].input_hash,
+        prints[&Name::parse("db").unwrap()].input_hash
+    );
+}
+
+#[test]
+fn a_moved_pin_moves_the_containers_on_that_base_and_their_children_only() {
+    let dir = tempfile::tempdir().unwrap();
+    make_tree(dir.path(), false);
+    let cookbook::load::Parsed { cookbook, plan } =
+        cookbook::load::parse(&fs::read(dir.path().join("cookbook.json")).unwrap()).unwrap();
+    let with = |pins: &hash::BasePins| {
+        hash::fingerprint_plan(
+            &cookbook,
+            &plan,
+            dir.path(),
+            &own(dir.path()),
+            &StatCache::disabled(),
+            hash::Pinning::current(pins),
+        )
+        .unwrap()
+    };
+    let (before, after) = (
+        with(&pins()),
+        with(&pin_of("busybox:1", &format!("sha256:{}", "2".repeat(64)))),
+    );
+    let moved: Vec<String> = before
+        .keys()
+        .filter(|n| before[*n].input_hash != after[*n].input_hash)
+        .map(ToString::to_string)
+        .collect();
+    // `sibling` names the same base; `docker` (a Dockerfile) has none to pin.
+    assert_eq!(moved, ["base", "child", "sibling"]);
+}
 
 #[test]
 fn same_inputs_same_bytes_across_paths_orders_times_and_modes() {

@@ -157,7 +157,17 @@ fn the_listing_refuses_a_tree_swapped_for_a_symlink_after_validation() {
     let loaded = cookbook::load::load_file(&book.join("cookbook.json")).expect("valid at first");
     let (cookbook, plan): (Cookbook, _) = (loaded.cookbook, loaded.plan);
     let own = OwnPaths::default();
-    let hash_all = || hash::fingerprint_plan(&cookbook, &plan, &book, &own, &StatCache::disabled());
+    let pins = hash::BasePins::new();
+    let hash_all = || {
+        hash::fingerprint_plan(
+            &cookbook,
+            &plan,
+            &book,
+            &own,
+            &StatCache::disabled(),
+            hash::Pinning::current(&pins),
+        )
+    };
     hash_all().expect("hashes before the swap");
 
     fs::remove_dir_all(book.join("src")).unwrap();

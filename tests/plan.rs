@@ -39,6 +39,15 @@ wave 3
 ";
 
 const SHOP_JSON: &str = r#"{
+  "bases": {
+    "cookbook-test/busybox:latest": {
+      "containers": [
+        "api",
+        "web"
+      ],
+      "pinned": null
+    }
+  },
   "containers": {
     "api": {
       "build_needs": [],
@@ -155,6 +164,14 @@ wave 2
     assert_stdout(
         &run_in(&shop(), &["plan", "--site", "edge", "--format", "json"]),
         r#"{
+  "bases": {
+    "cookbook-test/busybox:latest": {
+      "containers": [
+        "api"
+      ],
+      "pinned": null
+    }
+  },
   "containers": {
     "api": {
       "build_needs": [],

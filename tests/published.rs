@@ -43,13 +43,27 @@ fn the_fastapi_service_validates_plans_and_hashes() {
         "",
         "cookbook.json: ok (format 1.0, 1 container in 1 wave, 1 application, 0 sites)\n",
     );
-    check(dir.path(), &["plan"], 0, "wave 1\n  api-container\n", "");
+    check(
+        dir.path(),
+        &["plan"],
+        0,
+        "wave 1\n  api-container\n",
+        "base python:3.11-slim (api-container): not pinned yet: apply pins it\n",
+    );
     // `git-sha` tagging needs a commit only to tag: hashing does not (the dir is no repository).
     // Pinned: main.py, requirements.txt (sent and hashed as the source's files; the cookbook
-    // file beside them is not) and the recipe with `"dependencies": "requirements.txt"`.
+    // file beside them is not) and the recipe with `"dependencies": "requirements.txt"`, under
+    // hash_version 2 with its base not pinned yet (no lock).
     let expected =
-        "2125faa0fe8fa8290fe37a863b4db80b9e1b89554727822ab687a7be34bbae32  api-container\n";
-    check(dir.path(), &["hash"], 0, expected, "");
+        "d250043ee594a75eef43292954df5d7575579b1e02de1743bfc2ce4ffbbf101c  api-container\n";
+    check(
+        dir.path(),
+        &["hash"],
+        0,
+        expected,
+        "note: the base images of api-container are not pinned yet: apply pins them (and their \
+         hashes change then)\n",
+    );
     let run = run_in(dir.path(), &["explain", "api-container"]);
     run.assert_code(0);
     let doc: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
@@ -111,7 +125,7 @@ fn the_skeleton_validates_with_a_warning_plans_and_hashes_nothing() {
         dir.path(),
         &["plan", "--format", "json"],
         0,
-        "{\n  \"containers\": {},\n  \"waves\": []\n}\n",
+        "{\n  \"bases\": {},\n  \"containers\": {},\n  \"waves\": []\n}\n",
         warning,
     );
     check(dir.path(), &["hash"], 0, "", warning);

@@ -6,8 +6,11 @@
 //! step is an [`Event`] for the caller's [`Reporter`].
 //!
 //! Order of work:
-//! 1. the engine answers, and (when pushing) the registry grants push access to every
-//!    repository — before any long build, so an auth failure costs seconds, not builds;
+//! 0. every external base image is pinned ([`pin`]): the lock's pin, or resolved now and
+//!    recorded; the fingerprints are computed with the pins (hash_version 2 covers them);
+//! 1. the engine answers, every content tag is looked up, and (when pushing) the registry
+//!    grants push access to every repository the run writes to ([`check`]: concurrently, once
+//!    per repository) — before any long build, so an auth failure costs seconds, not builds;
 //! 2. wave by wave, at most `jobs` containers at once: a container whose content tag exists
 //!    (in the registry when pushing, else in the local engine) is *cached*; otherwise its
 //!    context is written and built, FROM exactly the image its parent produced or found (the
@@ -35,6 +38,10 @@
 //!   tokio's blocking threads, never on the threads that drive the builds.
 //! - A failure of the whole run still returns what was done before it ([`ApplyFailure::report`]).
 
+pub mod check;
+pub mod pin;
+pub mod publish;
+
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::path::{Path, PathBuf};
@@ -49,7 +56,7 @@ use tokio_util::sync::CancellationToken;
 use crate::context::{dockerfile::local_image, ContextError};
 use crate::engine::{BuildRequest, Engine, EngineError};
 use crate::graph::Plan;
-use crate::hash::Fingerprint;
+use crate::hash::{BasePin, BasePins, Fingerprint};
 use crate::model::{ContainerKind, Cookbook, Name, Tagging};
 use crate::registry::{Credential, RegistryClient, RegistryError, Repository};
 use crate::state::lock::{self as lockfile, Lock, LockError, LockedImage};
@@ -179,6 +186,21 @@ pub enum Event<'a> {
         name: &'a Name,
         reference: &'a str,
     },
+    /// An external base image pinned by this run (`before`: its pin until now, on `update`).
+    BasePinned {
+        reference: &'a str,
+        before: Option<&'a BasePin>,
+        pin: &'a BasePin,
+    },
+    /// A pinned base image whose reference now names another image; the run keeps the pin.
+    BaseMoved {
+        moved: &'a pin::Moved,
+    },
+    /// A pinned base image whose reference could not be checked for a move.
+    BaseUnchecked {
+        reference: &'a str,
+        why: &'a str,
+    },
 }
 
 pub trait Reporter: Sync {
@@ -211,6 +233,15 @@ pub enum ApplyError {
     Runtime { source: std::io::Error },
     #[error("image {image} is not in the local engine, and there is no registry to pull it from")]
     LocalImageMissing { image: String },
+    /// Boxed: it names the reference and its containers, and would make every result large.
+    #[error(transparent)]
+    Pin(Box<pin::PinError>),
+}
+
+impl From<pin::PinError> for ApplyError {
+    fn from(e: pin::PinError) -> ApplyError {
+        ApplyError::Pin(Box::new(e))
+    }
 }
 
 /// A failure of the whole run, with what the run did before it (built, pushed, tagged), so that
@@ -243,6 +274,8 @@ struct Run<'a, E: Engine> {
     engine: &'a E,
     registry: Option<&'a RegistryClient>,
     credentials: Option<Credential>,
+    /// What the up-front lookups found ([`check::lookup_all`]).
+    found: BTreeMap<Name, check::Found>,
     reporter: &'a dyn Reporter,
     stop: AtomicBool,
 }
@@ -294,11 +327,19 @@ async fn connect(
     Ok((engine, registry))
 }
 
+/// How a run gets its fingerprints once its base images are pinned (the pins are an input of
+/// hash_version 2): `cookbook apply` hashes through the state directory's stat cache.
+pub type Fingerprinter<'f> =
+    dyn Fn(&BasePins) -> Result<BTreeMap<Name, Fingerprint>, ApplyError> + 'f;
+
 /// Runs an apply on its own async runtime against the Docker engine of the environment
 /// (`DOCKER_HOST` or the default socket) and, when pushing, the registry: what `cookbook apply`
-/// and `sync --apply` do. The outer error is a run that could not start.
+/// and `sync --apply` do. First the base images are pinned ([`pin::pin_plan`]; the new pins are
+/// recorded in the lock with the run's entries), then `job.fingerprints` is set to
+/// `fingerprint(pins)`, then the run. The outer error is a run that could not start.
 pub fn apply_with_docker(
-    job: &Job<'_>,
+    mut job: Job<'_>,
+    fingerprint: &Fingerprinter<'_>,
     reporter: &dyn Reporter,
 ) -> Result<Result<Report, ApplyFailure>, ApplyError> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -307,7 +348,20 @@ pub fn apply_with_docker(
         .map_err(|source| ApplyError::Runtime { source })?;
     runtime.block_on(async {
         let (engine, registry) = connect(job.options.push).await?;
-        Ok(apply(job, &engine, registry.as_ref(), reporter).await)
+        let pins = pin::pin_plan(
+            Some(&engine),
+            registry.as_ref(),
+            job.cookbook,
+            job.plan,
+            &Lock::path_for(job.cookbook_file),
+            &Default::default(),
+            // Recorded with the entries built on them, when the run writes the lock.
+            false,
+            reporter,
+        )
+        .await?;
+        job.fingerprints = Arc::new(fingerprint(&pins.pins)?);
+        Ok(apply(&job, &engine, registry.as_ref(), reporter).await)
     })
 }
 
@@ -363,15 +417,32 @@ pub enum Action {
 }
 
 /// [`dry_run`] on its own runtime, against the Docker engine of the environment and (when
-/// pushing) the registry, as [`apply_with_docker`] would run.
-pub fn dry_run_with_docker(job: &Job<'_>) -> Result<BTreeMap<Name, Planned>, ApplyError> {
+/// pushing) the registry, as [`apply_with_docker`] would run: bases not pinned yet are resolved
+/// (and reported) but not recorded.
+pub fn dry_run_with_docker(
+    mut job: Job<'_>,
+    fingerprint: &Fingerprinter<'_>,
+    reporter: &dyn Reporter,
+) -> Result<BTreeMap<Name, Planned>, ApplyError> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|source| ApplyError::Runtime { source })?;
     runtime.block_on(async {
         let (engine, registry) = connect(job.options.push).await?;
-        dry_run(job, &engine, registry.as_ref()).await
+        let pins = pin::pin_plan(
+            Some(&engine),
+            registry.as_ref(),
+            job.cookbook,
+            job.plan,
+            &Lock::path_for(job.cookbook_file),
+            &Default::default(),
+            false,
+            reporter,
+        )
+        .await?;
+        job.fingerprints = Arc::new(fingerprint(&pins.pins)?);
+        dry_run(&job, &engine, registry.as_ref()).await
     })
 }
 
@@ -408,11 +479,12 @@ pub async fn dry_run<E: Engine>(
     }
     let registry = registry.filter(|_| job.options.push);
     let tags = policy_tags(cookbook, job.options.revision.as_deref());
+    let found = check::lookup_all(job, engine, registry).await?;
     let mut planned = BTreeMap::new();
     for name in job.plan.order() {
         let repo_text = repository(cookbook, name);
         let hash = job.fingerprints[name].input_hash();
-        let source = lookup(job, engine, registry, name).await?.map(|(s, _)| s);
+        let source = found[name].as_ref().map(|(s, _)| *s);
         let image = format!("{repo_text}:{hash}");
         planned.insert(
             name.clone(),
@@ -449,14 +521,23 @@ pub async fn apply<E: Engine>(
     }
 }
 
-/// Before any build: a `git-sha` policy has a revision, the engine answers, and (when pushing)
-/// the registry grants push access to every repository. Returns the registry to use and its
-/// credentials.
+/// Before any build: a `git-sha` policy has a revision, the engine answers, every content tag
+/// is looked up, and (when pushing) the registry grants push access to every repository the run
+/// writes to ([`check`]: concurrently, once per repository). Returns the registry to use, its
+/// credentials and what the lookups found.
+#[allow(clippy::type_complexity)]
 async fn preflight<'r, E: Engine>(
     job: &Job<'_>,
     engine: &E,
     registry: Option<&'r RegistryClient>,
-) -> Result<(Option<&'r RegistryClient>, Option<Credential>), ApplyError> {
+) -> Result<
+    (
+        Option<&'r RegistryClient>,
+        Option<Credential>,
+        BTreeMap<Name, check::Found>,
+    ),
+    ApplyError,
+> {
     let cookbook = job.cookbook;
     needs_revision(job)?;
     engine.ping().await?;
@@ -465,15 +546,14 @@ async fn preflight<'r, E: Engine>(
         if cookbook.packaging.registry.is_none() {
             return Err(ApplyError::NoRegistry);
         }
-        for name in job.plan.order() {
-            client
-                .check_push_access(&parse_repo(&repository(cookbook, name))?)
-                .await?;
-        }
         Some(client)
     } else {
         None
     };
+    let found = check::lookup_all(job, engine, registry).await?;
+    if let Some(client) = registry {
+        check::check_push_access(client, &check::repositories_written(job, &found)?).await?;
+    }
     let credentials = match (registry, job.plan.order().next()) {
         (Some(client), Some(first)) => {
             client
@@ -482,7 +562,7 @@ async fn preflight<'r, E: Engine>(
         }
         _ => None,
     };
-    Ok((registry, credentials))
+    Ok((registry, credentials, found))
 }
 
 /// The run itself, filling `report` as it goes (so that a failure still returns it).
@@ -493,7 +573,7 @@ async fn run<E: Engine>(
     reporter: &dyn Reporter,
     report: &mut Report,
 ) -> Result<(), ApplyError> {
-    let (registry, credentials) = preflight(job, engine, registry).await?;
+    let (registry, credentials, found) = preflight(job, engine, registry).await?;
     reporter.event(Event::Checked {
         containers: job.plan.len(),
         waves: job.plan.waves().len(),
@@ -504,6 +584,7 @@ async fn run<E: Engine>(
         engine,
         registry,
         credentials,
+        found,
         reporter,
         stop: AtomicBool::new(false),
     };
@@ -668,29 +749,12 @@ impl<E: Engine> Run<'_, E> {
     }
 
     fn labels(&self, name: &Name, input_hash: &str) -> BTreeMap<String, String> {
-        let cookbook = self.job.cookbook;
-        let mut labels = BTreeMap::from([
-            (LABEL_INPUT_HASH.to_owned(), input_hash.to_owned()),
-            (LABEL_PROJECT.to_owned(), cookbook.project.name.to_string()),
-            (LABEL_CONTAINER.to_owned(), name.to_string()),
-            (
-                "org.opencontainers.image.title".to_owned(),
-                name.to_string(),
-            ),
-        ]);
-        if let Some(source) = &cookbook.project.repository {
-            labels.insert("org.opencontainers.image.source".to_owned(), source.clone());
-        }
-        if let Some(rev) = &self.job.options.revision {
-            labels.insert("org.opencontainers.image.revision".to_owned(), rev.clone());
-        }
-        if let Some(version) = &cookbook.packaging.version {
-            labels.insert(
-                "org.opencontainers.image.version".to_owned(),
-                version.clone(),
-            );
-        }
-        labels
+        image_labels(
+            self.job.cookbook,
+            name,
+            input_hash,
+            self.job.options.revision.as_deref(),
+        )
     }
 
     /// One container: cached, or built (and pushed). `Err` only for whole-run failures.
@@ -781,7 +845,10 @@ impl<E: Engine> Run<'_, E> {
         local: &str,
         repo_text: &str,
     ) -> Result<Option<(&'static str, (Option<String>, Option<String>))>, ApplyError> {
-        let found = lookup(self.job, self.engine, self.registry, name).await?;
+        let found = match self.found.get(name) {
+            Some(found) => found.clone(),
+            None => lookup(self.job, self.engine, self.registry, name).await?,
+        };
         if let Some(("local engine", _)) = found {
             if self.job.cookbook.packaging.registry.is_some() {
                 let hash = self.job.fingerprints[name].input_hash();
@@ -875,8 +942,9 @@ impl<E: Engine> Run<'_, E> {
             build_args,
             target,
             labels: self.labels(name, hash),
-            tags,
+            tags: tags.clone(),
             pull: false,
+            no_cache: false,
         };
         let progress = |line: &str| self.reporter.event(Event::Line { name, line });
         let outcome = match self
@@ -901,15 +969,37 @@ impl<E: Engine> Run<'_, E> {
             millis: started.elapsed().as_millis() as u64,
         });
 
-        let image_id = Some(outcome.image_id.to_string());
+        // Normalized, loaded back under the same names (the local one is what a `container:`
+        // child builds FROM), then published through the registry API (see publish.rs).
+        let normalized = self
+            .unless_cancelled(self.normalize(name, outcome.image_id.as_str()))
+            .await
+            .ok_or(Failure::Cancelled)??;
+        self.unless_cancelled(publish::load(self.engine, &normalized, &tags))
+            .await
+            .ok_or(Failure::Cancelled)?
+            .map_err(Failure::publish)?;
+        let image_id = Some(normalized.image.config_digest().to_string());
         match self.registry {
-            Some(_) => {
+            Some(registry) => {
                 let repo = parse_repo(repo_text).map_err(Failure::Run)?;
+                let parent_repo = match container.build_parent() {
+                    Some(parent) => {
+                        Some(parse_repo(&repository(cookbook, parent)).map_err(Failure::Run)?)
+                    }
+                    None => None,
+                };
                 let digest = self
-                    .unless_cancelled(self.engine.push(&repo, hash, self.credentials.as_ref()))
+                    .unless_cancelled(publish::publish(
+                        registry,
+                        &repo,
+                        hash,
+                        &normalized,
+                        parent_repo.as_ref(),
+                    ))
                     .await
                     .ok_or(Failure::Cancelled)?
-                    .map_err(Failure::engine)?;
+                    .map_err(Failure::publish)?;
                 let reference = format!("{repo_text}:{hash}");
                 self.reporter.event(Event::Pushed {
                     name,
@@ -920,6 +1010,37 @@ impl<E: Engine> Run<'_, E> {
             }
             None => Ok((None, image_id)),
         }
+    }
+
+    /// Exports the built image `image_id` and normalizes it, carrying its base's layers.
+    async fn normalize(&self, name: &Name, image_id: &str) -> Result<publish::Normalized, Failure> {
+        let (base, built) = self
+            .base_of(name, image_id)
+            .await
+            .map_err(Failure::engine)?;
+        let base_ids = publish::base_diff_ids(self.engine, base.as_deref(), &built)
+            .await
+            .map_err(Failure::engine)?;
+        publish::normalize_image(self.engine, image_id, base_ids)
+            .await
+            .map_err(Failure::publish)
+    }
+
+    /// The image `name` is built FROM (its Dockerfile's final stage) and the layers of what was
+    /// built.
+    async fn base_of(
+        &self,
+        name: &Name,
+        image_id: &str,
+    ) -> Result<(Option<String>, Vec<String>), EngineError> {
+        let base = base_of(self.job.cookbook, &self.job.fingerprints[name]);
+        let built = self
+            .engine
+            .inspect_image(image_id)
+            .await?
+            .map(|info| info.layers)
+            .unwrap_or_default();
+        Ok((base, built))
     }
 
     /// Keeps the explain document of what was built, for `verify`'s file-level differences. On a
@@ -995,6 +1116,17 @@ impl<E: Engine> Run<'_, E> {
         let update = lockfile::Update {
             project: cookbook.project.name.to_string(),
             containers_in_cookbook: cookbook.containers.keys().map(Name::to_string).collect(),
+            bases_in_cookbook: pin::bases_in_cookbook(cookbook),
+            // The pins this run's fingerprints (and so its builds) used.
+            bases: self
+                .job
+                .fingerprints
+                .values()
+                .filter_map(|fp| match &fp.external_base {
+                    Some((reference, Some(pin))) => Some((reference.clone(), pin.clone())),
+                    _ => None,
+                })
+                .collect(),
             entries: report
                 .containers
                 .iter()
@@ -1024,6 +1156,52 @@ enum TagTarget<'r> {
     Local(String),
 }
 
+/// The labels every image cookbook builds carries (`verify --rebuild` builds with the same).
+pub fn image_labels(
+    cookbook: &Cookbook,
+    name: &Name,
+    input_hash: &str,
+    revision: Option<&str>,
+) -> BTreeMap<String, String> {
+    let mut labels = BTreeMap::from([
+        (LABEL_INPUT_HASH.to_owned(), input_hash.to_owned()),
+        (LABEL_PROJECT.to_owned(), cookbook.project.name.to_string()),
+        (LABEL_CONTAINER.to_owned(), name.to_string()),
+        (
+            "org.opencontainers.image.title".to_owned(),
+            name.to_string(),
+        ),
+    ]);
+    if let Some(source) = &cookbook.project.repository {
+        labels.insert("org.opencontainers.image.source".to_owned(), source.clone());
+    }
+    if let Some(rev) = revision {
+        labels.insert(
+            "org.opencontainers.image.revision".to_owned(),
+            rev.to_owned(),
+        );
+    }
+    if let Some(version) = &cookbook.packaging.version {
+        labels.insert(
+            "org.opencontainers.image.version".to_owned(),
+            version.clone(),
+        );
+    }
+    labels
+}
+
+/// The image a container's build starts FROM: its Dockerfile's final stage (generated
+/// Dockerfiles name a `container:` parent by its local name), with the build arguments.
+pub fn base_of(cookbook: &Cookbook, fp: &Fingerprint) -> Option<String> {
+    let text = fp.recipe.get("dockerfile_text")?.as_str()?;
+    match &cookbook.containers.get(&fp.container)?.kind {
+        ContainerKind::Dockerfile(d) => {
+            publish::base_reference(text, &d.build_args, d.target.as_deref())
+        }
+        ContainerKind::Generated(g) => publish::base_reference(text, &g.build_args, None),
+    }
+}
+
 /// Runs `f` on tokio's blocking threads; a panic there is resumed here.
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
     match tokio::task::spawn_blocking(f).await {
@@ -1034,7 +1212,7 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> 
 
 /// Writes a container's context to a temporary file of this run: a unique name in the system
 /// temp dir (`$TMPDIR`), outside every checkout, deleted when the returned handle drops.
-fn write_context(fp: &Fingerprint) -> Result<tempfile::NamedTempFile, ApplyError> {
+pub fn write_context(fp: &Fingerprint) -> Result<tempfile::NamedTempFile, ApplyError> {
     let state = |path: &Path| {
         let path = path.to_path_buf();
         move |source| ApplyError::State { path, source }
@@ -1064,6 +1242,21 @@ enum Failure {
 }
 
 impl Failure {
+    /// A failure to normalize, load or publish an image: an unreachable engine or registry ends
+    /// the run (exit 3); anything else fails the container.
+    fn publish(e: publish::PublishError) -> Failure {
+        match e {
+            publish::PublishError::Engine(e) => Failure::engine(e),
+            publish::PublishError::Registry(
+                e @ (RegistryError::Unreachable { .. } | RegistryError::Unavailable { .. }),
+            ) => Failure::Run(e.into()),
+            other => Failure::Container {
+                reason: other.to_string(),
+                log: Vec::new(),
+            },
+        }
+    }
+
     /// An engine error during one container's work: an unreachable engine ends the run (exit 3);
     /// anything else fails the container.
     fn engine(e: EngineError) -> Failure {

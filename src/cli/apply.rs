@@ -21,7 +21,7 @@ use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use tokio_util::sync::CancellationToken;
 
 use super::interrupt::Interrupt;
-use super::{base_dir, containers_named, fingerprints, load_reporting, site_plan, Format};
+use super::{base_dir, containers_named, load_reporting, site_plan, Format};
 use crate::apply::{self, ApplyFailure, Event, Options, Outcome, Report, Reporter};
 use crate::error::Error;
 use crate::load::Loaded;
@@ -108,6 +108,45 @@ fn describe(event: &Event<'_>) -> Option<String> {
             }
             s
         }
+        Event::BasePinned {
+            reference,
+            before,
+            pin,
+        } => match before {
+            None => format!(
+                "pinned base image {reference} to {} ({})",
+                pin.digest,
+                pin.source.as_str()
+            ),
+            Some(b) if b == pin => format!(
+                "base image {reference}: still {} ({})",
+                pin.digest,
+                pin.source.as_str()
+            ),
+            Some(b) => format!(
+                "re-pinned base image {reference}: {} → {} ({})",
+                b.digest,
+                pin.digest,
+                pin.source.as_str()
+            ),
+        },
+        Event::BaseMoved { moved } => format!(
+            "warning: base image {} moved under its tag: pinned {}, now {}; {} still build on \
+             the pin — run `cookbook update` to rebuild on the new image",
+            moved.reference,
+            moved.pinned.digest,
+            moved.now.digest,
+            moved
+                .containers
+                .iter()
+                .map(Name::as_str)
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        Event::BaseUnchecked { reference, why } => format!(
+            "warning: cannot check whether base image {reference} moved under its tag ({why}); \
+             building on its pin"
+        ),
         Event::Line { .. } => return None,
     })
 }
@@ -229,18 +268,37 @@ fn apply_plan(
     reporter: &dyn Reporter,
     cancel: CancellationToken,
 ) -> Result<Result<Report, ApplyFailure>, Error> {
-    let prints = std::sync::Arc::new(fingerprints(file, cookbook, plan)?);
     let state_dir = state::dir_for(file);
     let job = apply::Job {
         cookbook,
         plan,
-        fingerprints: prints,
+        // Computed once the bases are pinned (`fingerprinter`).
+        fingerprints: Default::default(),
         cookbook_file: file,
         state_dir: &state_dir,
         options,
         cancel,
     };
-    Ok(apply::apply_with_docker(&job, reporter)?)
+    Ok(apply::apply_with_docker(
+        job,
+        &fingerprinter(file, cookbook, plan),
+        reporter,
+    )?)
+}
+
+/// Fingerprints `plan` under the current hash version with the pins the run resolved.
+fn fingerprinter<'f>(
+    file: &'f Path,
+    cookbook: &'f crate::model::Cookbook,
+    plan: &'f crate::graph::Plan,
+) -> impl Fn(
+    &crate::hash::BasePins,
+) -> Result<std::collections::BTreeMap<Name, crate::hash::Fingerprint>, apply::ApplyError>
+       + 'f {
+    move |pins| {
+        crate::load::fingerprints(file, cookbook, plan, crate::hash::Pinning::current(pins))
+            .map_err(apply::ApplyError::from)
+    }
 }
 
 /// Prints the summary of what the run did (also after a failure of the whole run) and turns
@@ -390,18 +448,19 @@ fn dry_run(
     out: &mut dyn Write,
     err: &mut dyn Write,
 ) -> Result<(), Error> {
-    let prints = std::sync::Arc::new(fingerprints(file, cookbook, plan)?);
     let state_dir = state::dir_for(file);
     let job = apply::Job {
         cookbook,
         plan,
-        fingerprints: prints,
+        fingerprints: Default::default(),
         cookbook_file: file,
         state_dir: &state_dir,
         options,
         cancel: CancellationToken::new(),
     };
-    let planned = apply::dry_run_with_docker(&job)?;
+    // What the run would pin, and bases that moved, on stderr.
+    let notes = DryRunNotes(plain_reporter(false, false));
+    let planned = apply::dry_run_with_docker(job, &fingerprinter(file, cookbook, plan), &notes)?;
     let build = planned
         .values()
         .filter(|p| p.action == apply::Action::Build)
@@ -440,6 +499,26 @@ fn dry_run(
         }
     }
     Ok(())
+}
+
+/// The pin step's lines for `apply --dry-run`, which records nothing: "would pin".
+struct DryRunNotes(Plain);
+
+impl Reporter for DryRunNotes {
+    fn event(&self, event: Event<'_>) {
+        match event {
+            Event::BasePinned {
+                reference,
+                before: None,
+                pin,
+            } => self.0.line(&format!(
+                "would pin base image {reference} to {} ({})",
+                pin.digest,
+                pin.source.as_str()
+            )),
+            other => self.0.event(other),
+        }
+    }
 }
 
 /// `cookbook sync --apply`: applies a taken revision's portion with the same engine, pushing to

@@ -138,7 +138,22 @@ fn against_revision(
         &checkout.cookbook_file,
         &base.join(crate::load::STATE_DIR_NAME),
     );
-    let print_then = hash::fingerprint_plan(&then, &then_plan, base, &own, &StatCache::disabled())?;
+    // The revision's own pins: a base re-pinned since then is one of the differences.
+    let then_pins = crate::state::lock::Lock::read(&crate::state::lock::Lock::path_for(
+        &checkout.cookbook_file,
+    ))
+    .ok()
+    .flatten()
+    .map(|l| l.bases)
+    .unwrap_or_default();
+    let print_then = hash::fingerprint_plan(
+        &then,
+        &then_plan,
+        base,
+        &own,
+        &StatCache::disabled(),
+        hash::Pinning::current(&then_pins),
+    )?;
     let manifests = |prints: &BTreeMap<crate::model::Name, hash::Fingerprint>| {
         prints
             .iter()

@@ -18,6 +18,7 @@ mod interrupt;
 pub mod locate;
 mod migrate;
 mod output;
+mod update;
 mod verify;
 
 pub use locate::CookbookArg;
@@ -117,6 +118,16 @@ pub enum Command {
         cookbook: CookbookArg,
         #[command(flatten)]
         args: apply::ApplyArgs,
+    },
+    /// Re-resolve base images on purpose: move the pins in cookbook.lock of the bases these
+    /// containers name (all without names); the next apply rebuilds what was built on a moved
+    /// base, and its children.
+    #[command(after_help = EXIT_CODES_HELP)]
+    Update {
+        #[command(flatten)]
+        cookbook: CookbookArg,
+        #[command(flatten)]
+        args: update::UpdateArgs,
     },
     /// Explain why a hash changed: compare two `explain` documents, or the working tree with a
     /// git revision (`--rev`).
@@ -334,6 +345,7 @@ impl Command {
             Command::Explain { .. } => "explain",
             Command::Context { .. } => "context",
             Command::Apply { .. } => "apply",
+            Command::Update { .. } => "update",
             Command::Diff(_) => "diff",
             Command::Sync(_) => "sync",
             Command::Verify { .. } => "verify",
@@ -362,6 +374,7 @@ impl Command {
             }
             Command::Plan { format, .. } => matches!(format, PlanFormat::Json),
             Command::Apply { args, .. } => args.format == Format::Json,
+            Command::Update { args, .. } => args.format == Format::Json,
             Command::Verify { args, .. } => args.format == Format::Json,
             Command::Deploy { args, .. } => args.format == Format::Json,
             Command::Site { command } => command.json_output(),
@@ -530,13 +543,90 @@ pub fn containers_named(cookbook: &Cookbook, names: &[String]) -> Result<Vec<Nam
         .collect()
 }
 
-/// Fingerprints the containers of `plan`, through the state directory's stat cache.
+/// Fingerprints the containers of `plan`, through the state directory's stat cache, with the
+/// base-image pins of the lock beside `file` (offline: a base not pinned yet hashes as such).
 pub fn fingerprints(
     file: &Path,
     cookbook: &Cookbook,
     plan: &Plan,
 ) -> Result<BTreeMap<Name, Fingerprint>, Error> {
-    Ok(crate::load::fingerprints(file, cookbook, plan)?)
+    let (pins, _) = locked_pins(file, cookbook);
+    fingerprints_pinned(file, cookbook, plan, hash::Pinning::current(&pins))
+}
+
+/// [`fingerprints`] under a given hash version and pins.
+pub fn fingerprints_pinned(
+    file: &Path,
+    cookbook: &Cookbook,
+    plan: &Plan,
+    pinning: hash::Pinning<'_>,
+) -> Result<BTreeMap<Name, Fingerprint>, Error> {
+    Ok(crate::load::fingerprints(file, cookbook, plan, pinning)?)
+}
+
+/// The base-image pins recorded in the lock beside `file`: none without a lock (or with a lock
+/// of another project, or a cookbook read from standard input). A lock that cannot be read is
+/// no reason to refuse to hash (`verify` is the command that checks it): its pins are not read,
+/// and the second value is the warning that says so.
+pub fn locked_pins(file: &Path, cookbook: &Cookbook) -> (hash::BasePins, Option<String>) {
+    if locate::stdin_bytes(file).is_some() {
+        return (hash::BasePins::new(), None);
+    }
+    match crate::state::lock::Lock::read(&crate::state::lock::Lock::path_for(file)) {
+        Ok(lock) => (
+            lock.filter(|l| l.project == cookbook.project.name.as_str())
+                .map(|l| l.bases)
+                .unwrap_or_default(),
+            None,
+        ),
+        Err(e) => (
+            hash::BasePins::new(),
+            Some(format!(
+                "warning: {e}; its base-image pins are not read (every base counts as not \
+                 pinned yet)"
+            )),
+        ),
+    }
+}
+
+/// [`locked_pins`], with its warning written to `err`.
+fn locked_pins_reporting(file: &Path, cookbook: &Cookbook, err: &mut dyn Write) -> hash::BasePins {
+    let (pins, warning) = locked_pins(file, cookbook);
+    if let Some(w) = warning {
+        let _ = writeln!(err, "{w}");
+    }
+    pins
+}
+
+/// How each external base of `plan` is pinned, for stderr: `base REF (containers): sha256:…
+/// (registry)`, or `… not pinned yet: apply pins it`.
+fn base_notes(cookbook: &Cookbook, plan: &Plan, pins: &hash::BasePins) -> Vec<String> {
+    crate::apply::pin::external_bases(cookbook, plan)
+        .into_iter()
+        .map(|(reference, containers)| {
+            let names: Vec<&str> = containers.iter().map(Name::as_str).collect();
+            let state = match pins.get(reference) {
+                Some(pin) => format!("pinned to {} ({})", pin.digest, pin.source.as_str()),
+                None => "not pinned yet: apply pins it".to_owned(),
+            };
+            format!("base {reference} ({}): {state}", names.join(", "))
+        })
+        .collect()
+}
+
+/// The same for `--format json`: reference → `{"pinned": {"digest", "source"} | null,
+/// "containers": [..]}`.
+fn bases_json(cookbook: &Cookbook, plan: &Plan, pins: &hash::BasePins) -> serde_json::Value {
+    crate::apply::pin::external_bases(cookbook, plan)
+        .into_iter()
+        .map(|(reference, containers)| {
+            (
+                reference.to_owned(),
+                serde_json::json!({ "pinned": pins.get(reference), "containers": containers }),
+            )
+        })
+        .collect::<serde_json::Map<_, _>>()
+        .into()
 }
 
 fn execute(cli: &Cli, out: &mut dyn Write, err: &mut dyn Write) -> Result<(), Error> {
@@ -567,8 +657,18 @@ fn execute(cli: &Cli, out: &mut dyn Write, err: &mut dyn Write) -> Result<(), Er
             let file = cookbook.resolve(cli.file.as_deref())?;
             let Loaded { cookbook, plan, .. } = load_reporting(&file, err)?;
             let name = containers_named(&cookbook, std::slice::from_ref(container))?.remove(0);
-            let prints = fingerprints(&file, &cookbook, &plan.restrict([&name]))?;
+            let plan = plan.restrict([&name]);
+            let pins = locked_pins_reporting(&file, &cookbook, err);
+            let prints =
+                fingerprints_pinned(&file, &cookbook, &plan, hash::Pinning::current(&pins))?;
             let _ = out.write_all(prints[&name].manifest().to_pretty_json().as_bytes());
+            if let Some((reference, None)) = &prints[&name].external_base {
+                let _ = writeln!(
+                    err,
+                    "note: base {reference} of {name} is not pinned yet: apply pins it (and this \
+                     hash changes then)"
+                );
+            }
             Ok(())
         }
         Command::Context {
@@ -595,6 +695,9 @@ fn execute(cli: &Cli, out: &mut dyn Write, err: &mut dyn Write) -> Result<(), Er
         Command::Verify { cookbook, args } => {
             verify::run(&cookbook.resolve(cli.file.as_deref())?, args, out, err)
         }
+        Command::Update { cookbook, args } => {
+            update::run(&cookbook.resolve(cli.file.as_deref())?, args, out, err)
+        }
         Command::Diff(args) => diff::run(args, cli.file.as_deref(), out),
         Command::Validate { cookbook, format } => {
             validate_command(cookbook, cli.file.as_deref(), *format, out, err)
@@ -604,15 +707,28 @@ fn execute(cli: &Cli, out: &mut dyn Write, err: &mut dyn Write) -> Result<(), Er
             format,
             site,
         } => {
-            let Loaded { cookbook, plan, .. } =
-                load_reporting(&cookbook.resolve(cli.file.as_deref())?, err)?;
+            let file = cookbook.resolve(cli.file.as_deref())?;
+            let Loaded { cookbook, plan, .. } = load_reporting(&file, err)?;
             let plan = site_plan(&cookbook, &plan, site.as_deref())?;
+            let pins = locked_pins_reporting(&file, &cookbook, err);
             let text = match format {
                 PlanFormat::Text => render_text(&plan),
-                PlanFormat::Json => render_json(&plan),
+                PlanFormat::Json => {
+                    let mut doc: serde_json::Value =
+                        serde_json::from_str(&render_json(&plan)).expect("render_json is JSON");
+                    doc["bases"] = bases_json(&cookbook, &plan, &pins);
+                    let mut s = serde_json::to_string_pretty(&doc).expect("JSON");
+                    s.push('\n');
+                    s
+                }
                 PlanFormat::Dot => render_dot(&plan),
             };
             let _ = out.write_all(text.as_bytes());
+            if matches!(format, PlanFormat::Text) {
+                for note in base_notes(&cookbook, &plan, &pins) {
+                    let _ = writeln!(err, "{note}");
+                }
+            }
             Ok(())
         }
         Command::Sync(args) => sync::execute(args, out, err),
@@ -680,7 +796,8 @@ fn hash_command(
     } else {
         plan.restrict(&wanted)
     };
-    let prints = fingerprints(&file, &cookbook, &plan)?;
+    let pins = locked_pins_reporting(&file, &cookbook, err);
+    let prints = fingerprints_pinned(&file, &cookbook, &plan, hash::Pinning::current(&pins))?;
     // Each container once, in the order first named (`hash api api` prints api once).
     let mut seen = std::collections::BTreeSet::new();
     let shown: Vec<&Name> = if wanted.is_empty() {
@@ -690,8 +807,21 @@ fn hash_command(
     };
     match format {
         Format::Text => {
-            for name in shown {
-                let _ = writeln!(out, "{}  {name}", prints[name].input_hash());
+            for name in &shown {
+                let _ = writeln!(out, "{}  {name}", prints[*name].input_hash());
+            }
+            let unpinned: Vec<&str> = shown
+                .iter()
+                .filter(|n| matches!(prints[**n].external_base, Some((_, None))))
+                .map(|n| n.as_str())
+                .collect();
+            if !unpinned.is_empty() {
+                let _ = writeln!(
+                    err,
+                    "note: the base images of {} are not pinned yet: apply pins them (and their \
+                     hashes change then)",
+                    unpinned.join(", ")
+                );
             }
         }
         Format::Json => {
@@ -699,8 +829,18 @@ fn hash_command(
                 .iter()
                 .map(|n| (n.as_str(), prints[*n].input_hash()))
                 .collect();
-            let doc =
-                serde_json::json!({ "hash_version": hash::HASH_VERSION, "input_hashes": map });
+            let unpinned: BTreeMap<&str, &str> = shown
+                .iter()
+                .filter_map(|n| match &prints[*n].external_base {
+                    Some((reference, None)) => Some((n.as_str(), reference.as_str())),
+                    _ => None,
+                })
+                .collect();
+            let doc = serde_json::json!({
+                "hash_version": hash::HASH_VERSION,
+                "input_hashes": map,
+                "not_pinned": unpinned,
+            });
             let _ = writeln!(out, "{}", serde_json::to_string_pretty(&doc).expect("JSON"));
         }
     }

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use clap::Args;
 use serde_json::{json, Value};
 
-use super::{fingerprints, load, load_labelled, Format};
+use super::{fingerprints_pinned, load, load_labelled, Format};
 use crate::error::Error;
 use crate::git::{revision, RevisionError};
 use crate::hash;
@@ -21,7 +21,7 @@ use crate::verify::{self, Report, VerifyError};
 
 #[derive(Debug, Args)]
 #[command(
-    after_help = "Exit codes:\n  0  every container matches\n  1  a mismatch (each is printed with its reason)\n  2  invalid input (the cookbook, the lock file, a revision)\n  3  the registry is unreachable"
+    after_help = "Exit codes:\n  0  every container matches\n  1  a mismatch (each is printed with its reason)\n  2  invalid input (the cookbook, the lock file, a revision)\n  3  the registry (or, with --rebuild, the Docker engine) is unreachable"
 )]
 pub struct VerifyArgs {
     /// The lock to check against [default: cookbook.lock beside the cookbook; with --rev, the
@@ -39,6 +39,15 @@ pub struct VerifyArgs {
     /// the input hashes they hash to now), offline: for CI before `apply`, like `cargo --locked`.
     #[arg(long, conflicts_with = "registry")]
     pub locked: bool,
+    /// Also rebuild each container (or only CONTAINER…) from the sources through the Docker
+    /// engine, normalize it as `apply` does, and compare it with the locked image layer by layer
+    /// (from the registry, or the local engine for a --no-push lock): a mismatch names the first
+    /// differing layer and the paths in it.
+    #[arg(long, conflicts_with = "locked")]
+    pub rebuild: bool,
+    /// The containers to rebuild (default: all).
+    #[arg(value_name = "CONTAINER", requires = "rebuild")]
+    pub containers: Vec<String>,
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub format: Format,
 }
@@ -53,26 +62,13 @@ pub fn run(
         Some(rev) => Some(revision::checkout(file, rev).map_err(VerifyError::from)?),
         None => None,
     };
-    let (cookbook, prints, default_lock) = match &checkout {
+    let (loaded, default_lock) = match &checkout {
         Some(c) => {
             let rev = args.rev.as_deref().unwrap_or_default();
             let loaded = load_labelled(&c.cookbook_file, format!("{rev}:{}", c.relative_path))?;
-            let (cookbook, plan) = (loaded.cookbook, loaded.plan);
-            // A fresh checkout: nothing in the stat cache could apply, and nothing is saved. Its
-            // own paths are those of the working tree (the state directory's default name).
-            let base = super::base_dir(&c.cookbook_file);
-            let own =
-                crate::load::own_paths(&c.cookbook_file, &base.join(crate::load::STATE_DIR_NAME));
-            let prints =
-                hash::fingerprint_plan(&cookbook, &plan, base, &own, &StatCache::disabled())?;
-            (cookbook, prints, Lock::path_for(&c.cookbook_file))
+            (loaded, Lock::path_for(&c.cookbook_file))
         }
-        None => {
-            let loaded = load(file)?;
-            let prints = fingerprints(file, &loaded.cookbook, &loaded.plan)?;
-            let cookbook = loaded.cookbook;
-            (cookbook, prints, Lock::path_for(file))
-        }
+        None => (load(file)?, Lock::path_for(file)),
     };
     let lock_path = args.lock.clone().unwrap_or(default_lock);
     let lock = Lock::read(&lock_path)
@@ -87,6 +83,29 @@ pub fn run(
                 path: lock_path.clone(),
             },
         })?;
+    // The lock's own hash version (1 or 2) with its pins; a version this build does not compute
+    // is hashed with the current one, and reported as a mismatch of versions.
+    let pinning = hash::Pinning::version(lock.hash_version, &lock.bases)
+        .unwrap_or_else(|| hash::Pinning::current(&lock.bases));
+    let (cookbook, plan) = (loaded.cookbook, loaded.plan);
+    let prints = match &checkout {
+        Some(c) => {
+            // A fresh checkout: nothing in the stat cache could apply, and nothing is saved. Its
+            // own paths are those of the working tree (the state directory's default name).
+            let base = super::base_dir(&c.cookbook_file);
+            let own =
+                crate::load::own_paths(&c.cookbook_file, &base.join(crate::load::STATE_DIR_NAME));
+            hash::fingerprint_plan(
+                &cookbook,
+                &plan,
+                base,
+                &own,
+                &StatCache::disabled(),
+                pinning,
+            )?
+        }
+        None => fingerprints_pinned(file, &cookbook, &plan, pinning)?,
+    };
     verify::check_project(&cookbook, &lock, &lock_path)?;
 
     // Explain documents are content-addressed, so the working tree's state directory serves a
@@ -105,12 +124,50 @@ pub fn run(
             verify::registry::check(&mut report, &lock, &client).await
         })?;
     }
+    if args.rebuild {
+        let selected = if args.containers.is_empty() {
+            plan.order().cloned().collect()
+        } else {
+            super::containers_named(&cookbook, &args.containers)?
+        };
+        let revision = match &checkout {
+            Some(c) => Some(c.commit.clone()),
+            None => crate::git::head_commit(super::base_dir(file)),
+        };
+        // Multi-threaded: normalization runs on blocking threads while the export streams.
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| Error::Failed(format!("cannot start the async runtime: {e}")))?;
+        runtime
+            .block_on(async {
+                let engine = crate::engine::DockerEngine::connect().await?;
+                let client = RegistryClient::new()?;
+                verify::rebuild::rebuild(
+                    &mut report,
+                    &cookbook,
+                    &plan,
+                    &prints,
+                    &lock,
+                    &selected,
+                    revision.as_deref(),
+                    &engine,
+                    &client,
+                )
+                .await
+            })
+            .map_err(|e| match e {
+                verify::rebuild::RebuildError::Engine(e) => Error::from(e),
+                verify::rebuild::RebuildError::Registry(e) => Error::from(e),
+                other => Error::Failed(other.to_string()),
+            })?;
+    }
 
     let commit = checkout.as_ref().map(|c| c.commit.as_str());
     match args.format {
         Format::Text => print_text(&report, if args.locked { "STALE" } else { "MISMATCH" }, out),
         Format::Json => {
-            let mut doc = json_document(&report, &lock_path, commit);
+            let mut doc = json_document(&report, pinning.version, &lock_path, commit);
             if args.locked && !report.ok() {
                 doc["result"] = Value::String("stale".to_owned());
             }
@@ -137,7 +194,7 @@ pub fn run(
     }
     let _ = writeln!(
         err,
-        "verify: {} ok, {bad} mismatch(es){}{}",
+        "verify: {} ok, {bad} mismatch(es){}{}{}",
         total - bad,
         match commit {
             Some(c) => format!(" at revision {}", &c[..c.len().min(12)]),
@@ -145,6 +202,11 @@ pub fn run(
         },
         if report.registry_checked {
             ", registry checked"
+        } else {
+            ""
+        },
+        if report.rebuild_checked {
+            ", rebuilt"
         } else {
             ""
         }
@@ -183,7 +245,12 @@ fn print_text(report: &Report, mismatch: &str, out: &mut dyn Write) {
     }
 }
 
-fn json_document(report: &Report, lock_path: &Path, commit: Option<&str>) -> Value {
+fn json_document(
+    report: &Report,
+    hash_version: u32,
+    lock_path: &Path,
+    commit: Option<&str>,
+) -> Value {
     let containers: serde_json::Map<String, Value> = report
         .containers
         .iter()
@@ -208,16 +275,18 @@ fn json_document(report: &Report, lock_path: &Path, commit: Option<&str>) -> Val
                     "digest": v.digest,
                     "image_id": v.image_id,
                     "registry_digest": v.registry_digest,
+                    "rebuilt_digest": v.rebuilt_digest,
                 }),
             )
         })
         .collect();
     json!({
         "result": if report.ok() { "ok" } else { "mismatch" },
-        "hash_version": hash::HASH_VERSION,
+        "hash_version": hash_version,
         "lock": lock_path.display().to_string(),
         "revision": commit,
         "registry_checked": report.registry_checked,
+        "rebuild_checked": report.rebuild_checked,
         "containers": containers,
     })
 }

@@ -61,12 +61,15 @@ pub fn command_app<'a>(cookbook: &'a Cookbook, g: &Generated) -> Option<&'a Appl
         .find(|a| a.run_command.is_some())
 }
 
-/// Generates the Dockerfile text. `parent_hash` is the input hash of the `container:` base, if any.
+/// Generates the Dockerfile text. `parent_hash` is the input hash of the `container:` base, if
+/// any; `pinned_base` the image an external base is pinned to (`ref@digest`, or an engine image
+/// id), which the `FROM` line then names instead of the reference as written.
 pub fn generate(
     cookbook: &Cookbook,
     container: &Container,
     g: &Generated,
     parent_hash: Option<&str>,
+    pinned_base: Option<&str>,
 ) -> String {
     let mut d = String::new();
     let _ = writeln!(
@@ -85,7 +88,9 @@ pub fn generate(
                 cookbook.project.name
             )
         }
-        (crate::model::BaseImage::Image(image), _) => image.clone(),
+        (crate::model::BaseImage::Image(image), _) => {
+            pinned_base.map_or_else(|| image.clone(), str::to_owned)
+        }
     };
     let _ = writeln!(d, "FROM {from}");
     for (k, v) in &g.build_args {

@@ -241,6 +241,7 @@ impl Engine for DockerEngine {
                         .unwrap_or_default(),
                     repo_tags: inspect.repo_tags.unwrap_or_default(),
                     repo_digests: inspect.repo_digests.unwrap_or_default(),
+                    layers: inspect.root_fs.and_then(|fs| fs.layers).unwrap_or_default(),
                 }))
             }
             Err(BollardError::DockerResponseServerError {
@@ -278,6 +279,7 @@ impl Engine for DockerEngine {
             buildargs: to_hash(&request.build_args),
             labels: to_hash(&request.labels),
             target: request.target.clone().unwrap_or_default(),
+            nocache: request.no_cache,
             version: BuilderVersion::BuilderV1,
             ..Default::default()
         };
@@ -485,6 +487,49 @@ impl Engine for DockerEngine {
                 },
             }
         }
+    }
+
+    fn export_image(
+        &self,
+        reference: &str,
+    ) -> futures_util::stream::BoxStream<'_, Result<bytes::Bytes, EngineError>> {
+        // The export streams for as long as the image is large: the build connection's timeout,
+        // not the one for requests that answer at once.
+        self.builder
+            .export_image(reference)
+            .map(|chunk| chunk.map_err(|e| classify(&self.endpoint, "image export", e)))
+            .boxed()
+    }
+
+    async fn load_image(&self, archive: &std::path::Path) -> Result<(), EngineError> {
+        let file = tokio::fs::File::open(archive)
+            .await
+            .map_err(|source| EngineError::Context {
+                path: archive.to_path_buf(),
+                source,
+            })?;
+        let body = bollard::body_try_stream(ReaderStream::with_capacity(file, 256 * 1024));
+        let options = bollard::query_parameters::ImportImageOptions {
+            quiet: true,
+            ..Default::default()
+        };
+        let mut stream = self.builder.import_image(options, body, None);
+        while let Some(item) = stream.next().await {
+            match item {
+                Ok(_) => {}
+                // The daemon's own words (a layer that does not match, a bad archive).
+                Err(BollardError::DockerStreamError { error }) => {
+                    return Err(EngineError::Api {
+                        endpoint: self.endpoint.clone(),
+                        operation: "image load".into(),
+                        status: 500,
+                        message: error,
+                    })
+                }
+                Err(e) => return Err(classify(&self.endpoint, "image load", e)),
+            }
+        }
+        Ok(())
     }
 
     async fn remove_image(&self, reference: &str) -> Result<bool, EngineError> {

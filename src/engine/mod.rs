@@ -18,6 +18,9 @@
 //!   the daemon's message as it is, with no invented status.
 //! - a cancelled build ([`Engine::build_until`]) is stopped in the engine before the call
 //!   returns: no build step keeps running behind a cancelled apply.
+//! - an image leaves the engine as a stream ([`Engine::export_image`], `docker save`) and comes
+//!   back from a file ([`Engine::load_image`], `docker load`): `apply` normalizes between the two
+//!   (crate::image), never holding a layer in memory.
 //!
 //! The trait's methods return `impl Future + Send` (not `async fn`) so that `apply` can run
 //! builds on tokio tasks; implementations may still write `async fn`.
@@ -27,7 +30,7 @@ pub mod docker;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::future::Future;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use tokio_util::sync::CancellationToken;
 
@@ -64,6 +67,8 @@ pub struct ImageInfo {
     pub repo_tags: Vec<String>,
     /// `repo@digest` names the engine recorded when it pushed or pulled the image.
     pub repo_digests: Vec<String>,
+    /// The image's layers' diff_ids (`sha256:…` of each uncompressed layer tar), base first.
+    pub layers: Vec<String>,
 }
 
 /// One image to build.
@@ -82,6 +87,9 @@ pub struct BuildRequest {
     /// Ask the engine to pull newer base images. `apply` never does: bases are either built in
     /// the same run or pinned, and a pull would replace them.
     pub pull: bool,
+    /// Build every step afresh, without the engine's build cache: `verify --rebuild` asks for
+    /// it, since a cached step would only show the first build again.
+    pub no_cache: bool,
 }
 
 impl BuildRequest {
@@ -95,6 +103,7 @@ impl BuildRequest {
             labels: BTreeMap::new(),
             tags: Vec::new(),
             pull: false,
+            no_cache: false,
         }
     }
 }
@@ -231,6 +240,17 @@ pub trait Engine: Send + Sync {
         tag: &str,
         credentials: Option<&Credential>,
     ) -> impl Future<Output = Result<ImageId, EngineError>> + Send;
+
+    /// The local image `reference` as the engine exports it (`docker save`: a tar of its config,
+    /// layers and a `manifest.json`), streamed as it is produced.
+    fn export_image(
+        &self,
+        reference: &str,
+    ) -> futures_util::stream::BoxStream<'_, Result<bytes::Bytes, EngineError>>;
+
+    /// Loads the image archive `archive` (a `docker load` tar), streamed from its file; the
+    /// names in its `manifest.json` then point at it.
+    fn load_image(&self, archive: &Path) -> impl Future<Output = Result<(), EngineError>> + Send;
 
     /// Removes the local image name `reference` (untags; deletes when it was the last name).
     /// `false` when there was no such image.

@@ -24,9 +24,14 @@
 //!   directory) left every context later without a bump: it changes no hash of a layout that
 //!   could ever be reproduced (a context holding them was rewritten by every run, so its hash
 //!   moved every run), and the golden vectors stay as they were. See docs/REPRODUCIBILITY.md.
+//! - 2: external base images are pinned ([`pins`]): a generated container's recipe has
+//!   `base_image.pinned` (the pin from `cookbook.lock`, or null before the first apply pins it),
+//!   and its Dockerfile's `FROM` names the pinned image. Version 1 is still computed, for
+//!   `verify` of locks written under it ([`Pinning::version`]).
 
 mod diff;
 mod digest;
+pub mod pins;
 mod recipe;
 
 use std::collections::BTreeMap;
@@ -38,13 +43,17 @@ use sha2::{Digest, Sha256};
 
 pub use diff::{diff, Change};
 pub use digest::{digest_entries, now_ns, DigestCache, NoCache, ReadDigest};
+pub use pins::{BasePin, BasePins, PinSource, Pinning};
 
 use crate::context::{self, dockerfile, ContextError, ContextPlan, Entry, EntryKind, OwnPaths};
 use crate::graph::Plan;
 use crate::model::{ContainerKind, Cookbook, Name};
 
 /// The version of the hash algorithm; part of every manifest.
-pub const HASH_VERSION: u32 = 1;
+pub const HASH_VERSION: u32 = 2;
+
+/// Every version this build computes (`verify` checks a lock under its own).
+pub const HASH_VERSIONS: [u32; 2] = [1, 2];
 
 /// One file of a context, as hashed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -284,7 +293,12 @@ impl HashManifest {
 /// 100,000-file tree then allocates nothing per file beyond the listing.
 #[derive(Debug, Clone)]
 pub struct Fingerprint {
+    /// The algorithm it was computed under ([`HASH_VERSION`] unless asked otherwise).
+    pub hash_version: u32,
     pub container: Name,
+    /// A generated container's external base image and its pin (`None`: not pinned yet, or
+    /// hash_version 1, which reads no pins); `None` for a `container:` base or a Dockerfile.
+    pub external_base: Option<(String, Option<BasePin>)>,
     pub recipe: serde_json::Value,
     pub dependencies: BTreeMap<String, String>,
     pub input_hash: String,
@@ -301,7 +315,7 @@ impl Fingerprint {
 
     fn head(&self) -> Head<'_> {
         Head {
-            hash_version: HASH_VERSION,
+            hash_version: self.hash_version,
             container: self.container.as_str(),
             recipe: &self.recipe,
             dependencies: &self.dependencies,
@@ -311,7 +325,7 @@ impl Fingerprint {
     /// The hash manifest: what `cookbook explain` prints.
     pub fn manifest(&self) -> HashManifest {
         HashManifest {
-            hash_version: HASH_VERSION,
+            hash_version: self.hash_version,
             container: self.container.to_string(),
             recipe: self.recipe.clone(),
             files: self
@@ -366,20 +380,22 @@ impl Fingerprint {
 }
 
 /// Fingerprints every container of `plan`, parents first. `base` is the cookbook's directory;
-/// `own` are cookbook's own files there (see [`OwnPaths`]), which no context lists.
+/// `own` are cookbook's own files there (see [`OwnPaths`]), which no context lists; `pinning`
+/// the algorithm's version and the base-image pins (from `cookbook.lock`).
 pub fn fingerprint_plan(
     cookbook: &Cookbook,
     plan: &Plan,
     base: &Path,
     own: &OwnPaths,
     cache: &impl DigestCache,
+    pinning: Pinning<'_>,
 ) -> Result<BTreeMap<Name, Fingerprint>, ContextError> {
     // On the walk's threads (see `context::on_walk_threads`), so that listing and hashing share
     // one pool instead of starting rayon's global one as well.
     context::on_walk_threads(|| {
         let mut done: BTreeMap<Name, Fingerprint> = BTreeMap::new();
         for name in plan.order() {
-            let fp = fingerprint(cookbook, name, base, own, cache, &done)?;
+            let fp = fingerprint(cookbook, name, base, own, cache, &done, pinning)?;
             done.insert(name.clone(), fp);
         }
         Ok(done)
@@ -394,8 +410,19 @@ pub fn fingerprint(
     own: &OwnPaths,
     cache: &impl DigestCache,
     parents: &BTreeMap<Name, Fingerprint>,
+    pinning: Pinning<'_>,
 ) -> Result<Fingerprint, ContextError> {
     let container = &cookbook.containers[name];
+    let external_base = match &container.kind {
+        ContainerKind::Generated(g) => match &g.base {
+            crate::model::BaseImage::Image(reference) => {
+                Some((reference.clone(), pinning.pin(reference).cloned()))
+            }
+            crate::model::BaseImage::Container(_) => None,
+        },
+        ContainerKind::Dockerfile(_) => None,
+    };
+    let pin = external_base.as_ref().and_then(|(_, p)| p.as_ref());
     let parent = container.build_parent().map(|p| {
         let hash = parents
             .get(p)
@@ -409,6 +436,10 @@ pub fn fingerprint(
             container,
             g,
             parent.as_ref().map(|(_, h)| h.as_str()),
+            external_base
+                .as_ref()
+                .and_then(|(r, p)| p.as_ref().map(|p| p.from_line(r)))
+                .as_deref(),
         )),
         ContainerKind::Dockerfile(_) => None,
     };
@@ -420,8 +451,16 @@ pub fn fingerprint(
     }
     let dockerfile_text = dockerfile_text(&plan, &entries)?;
     let mut fp = Fingerprint {
+        hash_version: pinning.version,
         container: name.clone(),
-        recipe: recipe::recipe(cookbook, container, &plan.dockerfile, &dockerfile_text),
+        recipe: recipe::recipe(
+            cookbook,
+            container,
+            &plan.dockerfile,
+            &dockerfile_text,
+            (pinning.version >= 2).then_some(pin),
+        ),
+        external_base,
         dependencies: parent
             .into_iter()
             .map(|(p, h)| (p.to_string(), h))
@@ -544,6 +583,8 @@ mod tests {
                 .unzip();
             let m = manifest(Vec::new(), "c\"1".into(), vec![("p".into(), "h".into())]);
             let fp = Fingerprint {
+                hash_version: HASH_VERSION,
+                external_base: None,
                 container: Name::parse("c").unwrap(),
                 recipe: m.recipe,
                 dependencies: m.dependencies,

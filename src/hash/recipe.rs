@@ -7,14 +7,18 @@
 
 use serde_json::{json, Value};
 
+use super::BasePin;
 use crate::context::dockerfile::{app_dir, DEFAULT_WORKDIR};
 use crate::model::{BaseImage, Container, ContainerKind, Cookbook, RunCommand};
 
+/// `pin`: `None` under hash_version 1 (no `pinned` member at all); `Some(None)` for an external
+/// base not pinned yet (`"pinned": null`); `Some(Some(pin))` for a pinned one.
 pub fn recipe(
     cookbook: &Cookbook,
     container: &Container,
     dockerfile_path: &str,
     dockerfile_text: &str,
+    pin: Option<Option<&BasePin>>,
 ) -> Value {
     match &container.kind {
         ContainerKind::Generated(g) => {
@@ -48,7 +52,10 @@ pub fn recipe(
                 "kind": "generated",
                 "project": cookbook.project.name.as_str(),
                 "base_image": match &g.base {
-                    BaseImage::Image(i) => json!({ "image": i }),
+                    BaseImage::Image(i) => match pin {
+                        None => json!({ "image": i }),
+                        Some(pin) => json!({ "image": i, "pinned": pin }),
+                    },
                     BaseImage::Container(c) => json!({ "container": c.as_str() }),
                 },
                 "applications": applications,

@@ -325,12 +325,13 @@ pub fn own_paths(cookbook_file: &Path, state_dir: &Path) -> OwnPaths {
 }
 
 /// Fingerprints the containers of `plan` of the cookbook at `file`, through the state
-/// directory's stat cache (loaded, then saved when it changed). The cookbook's own files are
-/// left out of every context.
+/// directory's stat cache (loaded, then saved when it changed), under `pinning` (the hash
+/// version and the base-image pins). The cookbook's own files are left out of every context.
 pub fn fingerprints(
     file: &Path,
     cookbook: &Cookbook,
     plan: &Plan,
+    pinning: crate::hash::Pinning<'_>,
 ) -> Result<
     std::collections::BTreeMap<crate::model::Name, crate::hash::Fingerprint>,
     crate::context::ContextError,
@@ -338,7 +339,8 @@ pub fn fingerprints(
     let state_dir = crate::state::dir_for(file);
     let own = own_paths(file, &state_dir);
     let mut cache = crate::state::stat_cache::StatCache::load(&state_dir, base_dir(file));
-    let prints = crate::hash::fingerprint_plan(cookbook, plan, base_dir(file), &own, &cache)?;
+    let prints =
+        crate::hash::fingerprint_plan(cookbook, plan, base_dir(file), &own, &cache, pinning)?;
     // The cache only saves time: failing to write it is not worth failing the command for.
     let _ = cache.save();
     Ok(prints)

@@ -20,6 +20,19 @@
 //! back, byte for byte and with its own media type, under the new tag, so the digest cannot
 //! change and no image is pulled to the machine running `cookbook`.
 //!
+//! Publishing ([`RegistryClient::blob_exists`], [`RegistryClient::blob_mount`],
+//! [`RegistryClient::blob_upload`], [`RegistryClient::manifest_put`]) is how `apply` pushes a
+//! normalized image: blobs the repository has are skipped, the base's are mounted from the
+//! repository that has them, the rest are streamed from their files, then the manifest is put.
+//! Why this client and not `oci-client` (which has token auth, `push_blob_stream`, `mount_blob`
+//! and `push_manifest_raw`): its `RegistryAuth` has no OAuth2 refresh-token flow, so Docker
+//! config `identitytoken` entries (tests/registry_credentials.rs) would stop working for pushes;
+//! its errors do not keep the transient/refusal split this crate's exit codes (3 vs 1) and retry
+//! policy rest on; and a second HTTP and auth stack beside this one (which `verify`, retagging
+//! and the cache checks keep using) would answer the same challenge twice with two token
+//! caches. What publishing needs beyond this client — four requests of the distribution spec —
+//! is about 150 lines here.
+//!
 //! Registries on a loopback address are spoken to over plain HTTP, as the Docker engine does for
 //! its default insecure range `127.0.0.0/8`; any other host over HTTPS unless named with
 //! [`RegistryClient::with_plain_http`].
@@ -30,7 +43,8 @@ use std::time::Duration;
 
 use base64::prelude::{Engine as _, BASE64_STANDARD};
 use reqwest::header::{
-    ACCEPT, AUTHORIZATION, CONTENT_TYPE, LINK, LOCATION, RETRY_AFTER, WWW_AUTHENTICATE,
+    ACCEPT, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, LINK, LOCATION, RETRY_AFTER,
+    WWW_AUTHENTICATE,
 };
 use reqwest::{Method, RequestBuilder, Response, StatusCode, Url};
 use serde::Deserialize;
@@ -118,6 +132,13 @@ impl Manifest {
         let wire: Wire = serde_json::from_slice(&self.bytes).ok()?;
         Digest::parse(&wire.config?.digest).ok()
     }
+}
+
+/// A request body: bytes in memory (manifests), or a blob streamed from its file.
+#[derive(Debug, Clone, Copy)]
+enum Content<'a> {
+    Bytes(&'a str, &'a [u8]),
+    File(&'a std::path::Path, u64),
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -347,6 +368,176 @@ impl RegistryClient {
         Ok(())
     }
 
+    /// Whether `repo` has the blob `digest` (a HEAD, no body read).
+    pub async fn blob_exists(
+        &self,
+        repo: &Repository,
+        digest: &Digest,
+    ) -> Result<bool, RegistryError> {
+        let url = self.url(repo, &format!("blobs/{digest}"));
+        let response = self
+            .call(Method::HEAD, repo, &url, Access::Push, false)
+            .await?;
+        match response.status() {
+            StatusCode::NOT_FOUND => Ok(false),
+            status if status.is_success() => Ok(true),
+            _ => Err(unexpected(&url, response).await),
+        }
+    }
+
+    /// Links the blob `digest` that `from` (a repository of the same registry) holds into
+    /// `repo` without uploading it (OCI distribution, "mounting a blob from another
+    /// repository"). `false` when the registry declined (it does not have the blob there, or
+    /// does not mount): the upload session it opened instead is cancelled, and the caller uploads.
+    pub async fn blob_mount(
+        &self,
+        repo: &Repository,
+        digest: &Digest,
+        from: &Repository,
+    ) -> Result<bool, RegistryError> {
+        if from.api_host() != repo.api_host() {
+            return Ok(false);
+        }
+        let url = self.url(
+            repo,
+            &format!("blobs/uploads/?mount={digest}&from={}", from.path()),
+        );
+        let response = self
+            .call(Method::POST, repo, &url, Access::Push, false)
+            .await?;
+        match response.status() {
+            StatusCode::CREATED => Ok(true),
+            StatusCode::ACCEPTED => {
+                if let Some(location) = header(&response, LOCATION.as_str()) {
+                    let upload = resolve(&url, &location)?;
+                    // A courtesy, as in check_push_access: abandoned uploads are purged anyway.
+                    let _ = self
+                        .call(Method::DELETE, repo, upload.as_str(), Access::Push, false)
+                        .await;
+                }
+                Ok(false)
+            }
+            _ => Err(unexpected(&url, response).await),
+        }
+    }
+
+    /// Uploads the blob in the file `path` (`size` bytes, whose SHA-256 is `digest`) to `repo`:
+    /// a POST opens the session, one PUT streams the whole file and closes it with the digest
+    /// (the spec's monolithic upload; every registry serves it, and a single request is what a
+    /// fast link wants). The file is streamed, never read into memory; the registry checks the
+    /// digest and refuses a blob that does not match it.
+    pub async fn blob_upload(
+        &self,
+        repo: &Repository,
+        digest: &Digest,
+        path: &std::path::Path,
+        size: u64,
+    ) -> Result<(), RegistryError> {
+        let start = self.url(repo, "blobs/uploads/");
+        let response = self
+            .call(Method::POST, repo, &start, Access::Push, false)
+            .await?;
+        if response.status() != StatusCode::ACCEPTED {
+            return Err(unexpected(&start, response).await);
+        }
+        let location = header(&response, LOCATION.as_str())
+            .ok_or_else(|| invalid(&start, "upload started without a Location".into()))?;
+        let mut upload = resolve(&start, &location)?;
+        upload
+            .query_pairs_mut()
+            .append_pair("digest", digest.as_str());
+        let response = self
+            .call_with(
+                Method::PUT,
+                repo,
+                upload.as_str(),
+                Access::Push,
+                false,
+                Some(Content::File(path, size)),
+            )
+            .await?;
+        if response.status() != StatusCode::CREATED {
+            return Err(unexpected(upload.as_str(), response).await);
+        }
+        Ok(())
+    }
+
+    /// Puts `bytes` as the manifest `reference` (a tag) of `repo` with `media_type`. Returns
+    /// its digest, computed here and checked against what the registry answers.
+    pub async fn manifest_put(
+        &self,
+        repo: &Repository,
+        reference: &str,
+        media_type: &str,
+        bytes: &[u8],
+    ) -> Result<Digest, RegistryError> {
+        let url = self.url(repo, &format!("manifests/{reference}"));
+        let digest = Digest::sha256_of(bytes);
+        let response = self
+            .call_with(
+                Method::PUT,
+                repo,
+                &url,
+                Access::Push,
+                false,
+                Some(Content::Bytes(media_type, bytes)),
+            )
+            .await?;
+        if !response.status().is_success() {
+            return Err(unexpected(&url, response).await);
+        }
+        match header(&response, DOCKER_CONTENT_DIGEST) {
+            Some(answered) if answered != digest.as_str() => Err(invalid(
+                &url,
+                format!("the registry stored {reference} as {answered}, not as {digest}"),
+            )),
+            _ => Ok(digest),
+        }
+    }
+
+    /// Writes the blob `digest` of `repo` into the file `path`, streaming, and checks it against
+    /// its digest. `false` if the registry has no such blob (nothing is written then).
+    pub async fn blob_to_file(
+        &self,
+        repo: &Repository,
+        digest: &Digest,
+        path: &std::path::Path,
+    ) -> Result<bool, RegistryError> {
+        use sha2::Digest as _;
+        use tokio::io::AsyncWriteExt;
+        let url = self.url(repo, &format!("blobs/{digest}"));
+        let response = self
+            .call(Method::GET, repo, &url, Access::Pull, false)
+            .await?;
+        match response.status() {
+            StatusCode::NOT_FOUND => return Ok(false),
+            StatusCode::OK => {}
+            _ => return Err(unexpected(&url, response).await),
+        }
+        let local =
+            |e: std::io::Error| invalid(&url, format!("cannot write {}: {e}", path.display()));
+        let mut file = tokio::fs::File::create(path).await.map_err(local)?;
+        let mut hasher = sha2::Sha256::new();
+        let mut stream = response.bytes_stream();
+        while let Some(chunk) = futures_util::StreamExt::next(&mut stream).await {
+            let chunk = chunk.map_err(|source| RegistryError::Unreachable {
+                endpoint: url.clone(),
+                source,
+            })?;
+            hasher.update(&chunk);
+            file.write_all(&chunk).await.map_err(local)?;
+        }
+        file.flush().await.map_err(local)?;
+        let actual = format!("sha256:{}", hex::encode(hasher.finalize()));
+        if actual != digest.as_str() {
+            return Err(invalid(
+                &url,
+                format!("blob content hashes to {actual}, not {digest}"),
+            ));
+        }
+        Ok(true)
+    }
+
     /// Every tag of `repo`, following pagination; empty if the repository does not exist.
     pub async fn tags_list(&self, repo: &Repository) -> Result<Vec<String>, RegistryError> {
         #[derive(Deserialize)]
@@ -409,7 +600,7 @@ impl RegistryClient {
                 &url,
                 Access::Push,
                 false,
-                Some((&media_type, &manifest.bytes)),
+                Some(Content::Bytes(&media_type, &manifest.bytes)),
             )
             .await?;
         if !response.status().is_success() {
@@ -459,11 +650,22 @@ impl RegistryClient {
         url: &str,
         access: Access,
         manifest: bool,
-        content: Option<(&str, &[u8])>,
+        content: Option<Content<'_>>,
     ) -> Result<Response, RegistryError> {
         let scope = format!("repository:{}:{}", repo.path(), access.actions());
         let key = (repo.api_host().to_owned(), scope.clone());
-        let mut authorization = lock(&self.authorizations).get(&key).cloned();
+        let mut authorization = {
+            let known = lock(&self.authorizations);
+            known.get(&key).cloned().or_else(|| match access {
+                // A push token covers pulls of the same repository: reuse it rather than
+                // fetching a second token per repository (a refusal still falls back below).
+                Access::Pull => {
+                    let push = format!("repository:{}:{}", repo.path(), Access::Push.actions());
+                    known.get(&(key.0.clone(), push)).cloned()
+                }
+                Access::Push => None,
+            })
+        };
         let mut challenged = false;
         loop {
             let response = self
@@ -475,10 +677,32 @@ impl RegistryClient {
                     if let Some(value) = &authorization {
                         request = request.header(AUTHORIZATION, value);
                     }
-                    if let Some((content_type, bytes)) = content {
-                        request = request
-                            .header(CONTENT_TYPE, content_type)
-                            .body(bytes.to_vec());
+                    match &content {
+                        Some(Content::Bytes(content_type, bytes)) => {
+                            request = request
+                                .header(CONTENT_TYPE, *content_type)
+                                .body(bytes.to_vec());
+                        }
+                        // Opened afresh for every attempt, so a retried or re-authorized upload
+                        // sends the whole blob again; streamed, never read into memory.
+                        Some(Content::File(path, size)) => {
+                            let body = match std::fs::File::open(path) {
+                                Ok(file) => reqwest::Body::wrap_stream(
+                                    tokio_util::io::ReaderStream::with_capacity(
+                                        tokio::fs::File::from_std(file),
+                                        256 * 1024,
+                                    ),
+                                ),
+                                Err(e) => reqwest::Body::wrap_stream(futures_util::stream::once(
+                                    async move { Err::<bytes::Bytes, _>(e) },
+                                )),
+                            };
+                            request = request
+                                .header(CONTENT_TYPE, "application/octet-stream")
+                                .header(CONTENT_LENGTH, *size)
+                                .body(body);
+                        }
+                        None => {}
                     }
                     request
                 })

@@ -3,8 +3,9 @@
 //! Place in the pipeline: `apply` asks it whether a content-tagged image is already published
 //! (`manifest_head`), proves push access before the long builds (`check_push_access`), and
 //! `verify` reads what was published (`manifest_get`, `blob_get`, `image_labels`, `tags_list`).
-//! Pushing itself goes through the Docker engine (the engine edge), which owns the layers;
-//! moving a mutable tag does not: [`RegistryClient::retag`] puts the manifest under its new tag
+//! `apply` publishes each normalized image through it too (blob HEAD, cross-repository mount,
+//! streamed upload, manifest PUT), so what the registry holds is byte for byte what was
+//! normalized; moving a mutable tag also stays in the registry: [`RegistryClient::retag`] puts the manifest under its new tag
 //! inside the registry, so nothing is pulled to retag.
 //!
 //! Invariants: digests are computed from the bytes received and checked against the registry's

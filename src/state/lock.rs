@@ -3,12 +3,16 @@
 //! Place in the pipeline: the last step of `apply` writes it; `verify` reads it. It lives beside
 //! the cookbook file (it is meant to be committed), and this module is its only reader and writer.
 //!
-//! Format (version 2, documented in docs/VERIFY.md): JSON with a fixed key order (structs and
+//! Format (version 3, documented in docs/VERIFY.md): JSON with a fixed key order (structs and
 //! `BTreeMap`s), two-space indentation and a trailing newline. Each field has one meaning:
 //! `digest` is the registry's manifest digest and is present only when the image was published;
 //! `image_id` is the image's id (the digest of its configuration, which is also its manifest's
-//! `config.digest`). Version 1 had one `digest` field meaning either; it is still read (see
-//! [`LockWire`]'s conversion for the mapping) and rewritten as version 2 by the next apply.
+//! `config.digest`). `bases` (new in version 3) pins each external base image the cookbook
+//! names: reference as written → `{"digest", "source"}` (`registry`: its manifest digest;
+//! `engine`: the local engine's image id, for an image that exists only there; `reference`: the
+//! reference carries its digest). Version 1 had one `digest` field meaning either; versions 1
+//! and 2 are still read (see [`LockWire`]'s conversion for the mapping; they pin nothing) and
+//! rewritten as version 3 by the next apply.
 //!
 //! Invariants:
 //! - Readers never see a half-written lock: it is written to a temp file beside it, fsynced and
@@ -30,9 +34,12 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-/// Version 2: `digest` (registry manifest, only when published) and `image_id` (local image id)
-/// are separate fields. Version 1 had one `digest` meaning either.
-pub const LOCK_VERSION: u32 = 2;
+use crate::hash::BasePins;
+
+/// Version 3: `bases` pins the external base images. Version 2: `digest` (registry manifest,
+/// only when published) and `image_id` (local image id) are separate fields. Version 1 had one
+/// `digest` meaning either.
+pub const LOCK_VERSION: u32 = 3;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(try_from = "LockWire")]
@@ -40,6 +47,9 @@ pub struct Lock {
     pub lock_version: u32,
     pub hash_version: u32,
     pub project: String,
+    /// The pinned external base images, by the reference the cookbook writes.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub bases: BasePins,
     pub containers: BTreeMap<String, LockedImage>,
 }
 
@@ -70,6 +80,8 @@ struct LockWire {
     lock_version: u32,
     hash_version: u32,
     project: String,
+    #[serde(default)]
+    bases: Option<BasePins>,
     containers: BTreeMap<String, LockedImageWire>,
 }
 
@@ -93,6 +105,12 @@ impl TryFrom<LockWire> for Lock {
     /// a version-1 lock cannot tell a registry-named image applied with `--no-push` apart from a
     /// published one, so such an entry still looks published until the next apply rewrites it.
     fn try_from(wire: LockWire) -> Result<Lock, String> {
+        if wire.bases.is_some() && wire.lock_version < 3 {
+            return Err(format!(
+                "`bases` is not part of lock version {}",
+                wire.lock_version
+            ));
+        }
         let containers = match wire.lock_version {
             1 => wire
                 .containers
@@ -123,7 +141,7 @@ impl TryFrom<LockWire> for Lock {
                     ))
                 })
                 .collect::<Result<_, String>>()?,
-            LOCK_VERSION => wire
+            2 | LOCK_VERSION => wire
                 .containers
                 .into_iter()
                 .map(|(name, e)| {
@@ -141,16 +159,18 @@ impl TryFrom<LockWire> for Lock {
                 .collect(),
             other => {
                 return Err(format!(
-                    "lock version {other} is not one this cookbook reads (1 and {LOCK_VERSION}); \
+                    "lock version {other} is not one this cookbook reads (1 to {LOCK_VERSION}); \
                      it was written by a newer cookbook"
                 ))
             }
         };
         Ok(Lock {
-            // Read as version 2 whatever it was: that is what it is now, and what is written.
+            // Read as the current version whatever it was: that is what it is now, and what is
+            // written.
             lock_version: LOCK_VERSION,
             hash_version: wire.hash_version,
             project: wire.project,
+            bases: wire.bases.unwrap_or_default(),
             containers,
         })
     }
@@ -185,6 +205,10 @@ pub struct Update {
     pub containers_in_cookbook: Vec<String>,
     /// This run's entries, replacing any earlier entry of the same container.
     pub entries: BTreeMap<String, LockedImage>,
+    /// Pins of bases outside this set are dropped (no container names them any more).
+    pub bases_in_cookbook: Vec<String>,
+    /// The base-image pins this run built on, replacing earlier pins of the same references.
+    pub bases: BasePins,
 }
 
 impl Lock {
@@ -193,6 +217,7 @@ impl Lock {
             lock_version: LOCK_VERSION,
             hash_version: crate::hash::HASH_VERSION,
             project: project.to_owned(),
+            bases: BasePins::new(),
             containers: BTreeMap::new(),
         }
     }
@@ -293,7 +318,8 @@ fn parent(path: &Path) -> &Path {
 
 /// Merges `update` into the lock at `path` under an exclusive lock on its directory: re-reads
 /// the lock, keeps the other containers' entries, replaces this run's, writes it. Returns whether
-/// the file changed. A lock of another project or hash version is replaced, as a fresh one.
+/// the file changed. A lock of another project is replaced, as a fresh one; one of another hash
+/// version keeps only its base pins (they do not depend on the algorithm).
 pub fn update(path: &Path, update: &Update) -> Result<bool, LockError> {
     let _held = DirLock::acquire(parent(path)).map_err(|source| LockError::Write {
         path: path.to_path_buf(),
@@ -305,15 +331,44 @@ pub fn update(path: &Path, update: &Update) -> Result<bool, LockError> {
         {
             old
         }
+        Some(old) if old.project == update.project => Lock {
+            bases: old.bases,
+            ..Lock::new(&update.project)
+        },
         _ => Lock::new(&update.project),
     };
     lock.lock_version = LOCK_VERSION;
     lock.containers
         .retain(|name, _| update.containers_in_cookbook.contains(name));
+    lock.bases
+        .retain(|reference, _| update.bases_in_cookbook.contains(reference));
     for (name, entry) in &update.entries {
         lock.containers.insert(name.clone(), entry.clone());
     }
+    for (reference, pin) in &update.bases {
+        lock.bases.insert(reference.clone(), pin.clone());
+    }
     crate::state::record::test_pause("COOKBOOK_LOCK_TEST_PAUSE", "lock-merged");
+    lock.write(path)
+}
+
+/// Records base-image pins in the lock at `path` under its file lock, replacing earlier pins of
+/// the same references and keeping everything else as it is (entries, hash version: the
+/// entries still describe what was built). Creates a lock holding only the pins when there is
+/// none. Returns whether the file changed.
+pub fn record_pins(path: &Path, project: &str, pins: &BasePins) -> Result<bool, LockError> {
+    let _held = DirLock::acquire(parent(path)).map_err(|source| LockError::Write {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let mut lock = match Lock::read(path)? {
+        Some(old) if old.project == project => old,
+        _ => Lock::new(project),
+    };
+    lock.lock_version = LOCK_VERSION;
+    for (reference, pin) in pins {
+        lock.bases.insert(reference.clone(), pin.clone());
+    }
     lock.write(path)
 }
 
@@ -364,7 +419,7 @@ mod tests {
         let text = std::fs::read_to_string(&path).unwrap();
         assert!(text.ends_with("}\n"));
         assert!(text.find("\"api\"").unwrap() < text.find("\"web\"").unwrap());
-        assert!(text.contains("\"lock_version\": 2"));
+        assert!(text.contains("\"lock_version\": 3"));
         assert_eq!(Lock::read(&path).unwrap(), Some(lock));
     }
 
@@ -412,6 +467,52 @@ mod tests {
     }
 
     #[test]
+    fn pins_are_recorded_kept_across_hash_versions_and_dropped_when_unused() {
+        use crate::hash::{BasePin, PinSource};
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("cookbook.lock");
+        let mut old = Lock::new("shop");
+        old.hash_version = 1;
+        old.containers.insert("api".into(), entry("api", None));
+        old.write(&path).unwrap();
+        let pin = BasePin {
+            digest: format!("sha256:{}", "2".repeat(64)),
+            source: PinSource::Engine,
+        };
+        let pins = BasePins::from([("b:1".to_owned(), pin.clone())]);
+        assert!(record_pins(&path, "shop", &pins).unwrap());
+        let lock = Lock::read(&path).unwrap().unwrap();
+        assert_eq!(
+            (lock.hash_version, lock.containers.len(), &lock.bases),
+            (1, 1, &pins),
+            "pinning keeps the entries as they are"
+        );
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(
+            text.contains("\"bases\": {\n    \"b:1\": {\n      \"digest\""),
+            "{text}"
+        );
+        let update_of = |bases: Vec<String>| {
+            update(
+                &path,
+                &Update {
+                    project: "shop".into(),
+                    containers_in_cookbook: vec!["api".into()],
+                    entries: BTreeMap::from([("api".to_owned(), entry("api", None))]),
+                    bases_in_cookbook: bases,
+                    bases: BasePins::new(),
+                },
+            )
+            .unwrap();
+            Lock::read(&path).unwrap().unwrap()
+        };
+        let lock = update_of(vec!["b:1".into()]);
+        assert_eq!(lock.hash_version, crate::hash::HASH_VERSION);
+        assert_eq!(lock.bases, pins, "a new hash version keeps the pins");
+        assert!(update_of(Vec::new()).bases.is_empty());
+    }
+
+    #[test]
     fn an_unknown_version_is_refused_with_its_location() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("cookbook.lock");
@@ -441,6 +542,8 @@ mod tests {
                             project: "shop".into(),
                             containers_in_cookbook: all,
                             entries: BTreeMap::from([(name.to_owned(), entry(name, None))]),
+                            bases_in_cookbook: Vec::new(),
+                            bases: BasePins::new(),
                         },
                     )
                     .unwrap()
@@ -463,6 +566,8 @@ mod tests {
                 project: "shop".into(),
                 containers_in_cookbook: vec!["web".into()],
                 entries: BTreeMap::new(),
+                bases_in_cookbook: Vec::new(),
+                bases: BasePins::new(),
             },
         )
         .unwrap();

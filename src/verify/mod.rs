@@ -18,6 +18,7 @@
 //! specific first (lock-level, parents, source files, spec fields, the Dockerfile the spec
 //! generates, then registry findings), so the first reason is the one a person should act on.
 
+pub mod rebuild;
 pub mod registry;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -115,6 +116,17 @@ pub enum Reason {
         registry: Option<String>,
         lock: String,
     },
+    /// `verify --rebuild`: rebuilt from the same sources and normalized, the image is not the
+    /// locked one (`locked`: its manifest digest, or image id for a `--no-push` entry).
+    RebuildDiffers {
+        locked: String,
+        rebuilt: String,
+        difference: rebuild::RebuildDifference,
+    },
+    /// `verify --rebuild`: the rebuild itself failed (a build step, a missing parent).
+    RebuildFailed {
+        message: String,
+    },
 }
 
 impl fmt::Display for Reason {
@@ -191,6 +203,10 @@ impl fmt::Display for Reason {
                 crate::image::LABEL_INPUT_HASH,
                 registry.as_deref().unwrap_or("(absent)")
             ),
+            Reason::RebuildDiffers { difference, .. } => {
+                write!(f, "rebuild differs from the lock {difference}")
+            }
+            Reason::RebuildFailed { message } => write!(f, "rebuild failed: {message}"),
         }
     }
 }
@@ -216,7 +232,9 @@ impl Reason {
             | Reason::BadImage { .. }
             | Reason::DigestMissing { .. }
             | Reason::RegistryDigestDiffers { .. }
-            | Reason::LabelDiffers { .. } => 5,
+            | Reason::LabelDiffers { .. }
+            | Reason::RebuildDiffers { .. }
+            | Reason::RebuildFailed { .. } => 5,
         }
     }
 }
@@ -237,6 +255,8 @@ pub struct Verdict {
     pub image_id: Option<String>,
     /// The digest the registry has under the content tag, when it was asked.
     pub registry_digest: Option<String>,
+    /// `verify --rebuild`: the normalized manifest digest of the rebuild.
+    pub rebuilt_digest: Option<String>,
 }
 
 impl Verdict {
@@ -258,6 +278,8 @@ impl Verdict {
 pub struct Report {
     pub containers: BTreeMap<String, Verdict>,
     pub registry_checked: bool,
+    /// Whether `--rebuild` rebuilt the containers and compared them.
+    pub rebuild_checked: bool,
 }
 
 impl Report {
@@ -354,10 +376,11 @@ pub fn compare(
             (Some(_), None) => v.push(Reason::NotInLock),
             (None, None) => {}
             (Some(fp), Some(entry)) => {
-                if lock.hash_version != hash::HASH_VERSION {
+                // Computed under the lock's own version when this build knows it.
+                if lock.hash_version != fp.hash_version {
                     v.push(Reason::HashVersion {
                         lock: lock.hash_version,
-                        cookbook: hash::HASH_VERSION,
+                        cookbook: fp.hash_version,
                     });
                 }
                 let content_tag = entry.image.rsplit_once(':').map(|(_, t)| t);

@@ -1,0 +1,355 @@
+//! Pinning base images: the step of `apply` (and all of `cookbook update`) that resolves each
+//! external `base_image` to the exact image it names now, and records it in `cookbook.lock`.
+//!
+//! Pipeline position: cookbook + lock → **pins** → fingerprints (hash_version 2 covers the pins)
+//! → builds (`FROM ref@digest`, or the pinned engine image id). Like `Cargo.lock`: the first
+//! apply pins, later applies build on the pin whatever the tag says now, and only `cookbook
+//! update` moves a pin on purpose.
+//!
+//! How a reference resolves ([`resolve`]):
+//! - it carries a digest (`name@sha256:…`): that is the pin (`reference`), no I/O;
+//! - the local engine has it and knows no registry digest for it (it was built or loaded here,
+//!   never pushed or pulled: `cookbook-test/busybox:latest` in the tests): its image id
+//!   (`engine`);
+//! - otherwise the registry's manifest digest of its tag (`registry`); when the registry has no
+//!   such tag but the engine has the image, the engine's id.
+//!
+//! A base already pinned is checked, not re-pinned: if the reference now resolves to something
+//! else, the run says so (a [`Moved`]), builds on the pin, and names `cookbook update`. That
+//! check is best effort: a registry that cannot be reached then is reported and the pin used.
+//! Resolving a base that is not pinned yet is not best effort: an invalid reference is exit 2,
+//! an engine or registry that cannot be reached exit 3, a reference nobody has exit 1.
+//!
+//! Distinct references are resolved concurrently (a handful of requests at once).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+use futures_util::stream::{self, StreamExt};
+
+use super::{blocking, Event, Reporter};
+use crate::engine::{Engine, EngineError};
+use crate::graph::Plan;
+use crate::hash::{BasePin, BasePins, PinSource};
+use crate::model::{BaseImage, ContainerKind, Cookbook, Name};
+use crate::registry::{ImageReference, ReferenceError, RegistryClient, RegistryError};
+use crate::state::lock::{self as lockfile, LockError};
+
+/// References resolved at once.
+const CONCURRENT: usize = 8;
+
+#[derive(Debug, thiserror::Error)]
+pub enum PinError {
+    /// Exit code 2.
+    #[error("base image `{reference}` of {containers} is not a valid image reference: {source}")]
+    Invalid {
+        reference: String,
+        containers: String,
+        source: ReferenceError,
+    },
+    /// Exit code 3 when unreachable, else the registry's own mapping.
+    #[error("cannot resolve base image `{reference}` of {containers}: {source}")]
+    Registry {
+        reference: String,
+        containers: String,
+        source: RegistryError,
+    },
+    /// Exit code 3 when unreachable, else the engine's own mapping.
+    #[error("cannot resolve base image `{reference}` of {containers}: {source}")]
+    Engine {
+        reference: String,
+        containers: String,
+        source: EngineError,
+    },
+    /// Exit code 1.
+    #[error(
+        "cannot resolve base image `{reference}` of {containers}: neither the local engine nor \
+         the registry {registry} has it"
+    )]
+    NotFound {
+        reference: String,
+        containers: String,
+        registry: String,
+    },
+    #[error(transparent)]
+    Lock(#[from] LockError),
+}
+
+/// A pinned base whose reference now names another image.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Moved {
+    pub reference: String,
+    pub pinned: BasePin,
+    pub now: BasePin,
+    /// The containers built on it (in the plan).
+    pub containers: Vec<Name>,
+}
+
+/// What the pin step found.
+#[derive(Debug, Clone, Default)]
+pub struct PinReport {
+    /// Every external base of the plan, pinned (the lock's pins and the new ones).
+    pub pins: BasePins,
+    /// Pinned by this run (not pinned before, or re-resolved by `update`), with the pin before.
+    pub pinned: BTreeMap<String, (Option<BasePin>, BasePin)>,
+    /// Pinned bases that moved under their tag (not followed).
+    pub moved: Vec<Moved>,
+    /// Pinned bases whose tag could not be checked, and why.
+    pub unchecked: BTreeMap<String, String>,
+}
+
+/// The external base references of `plan`'s generated containers, with the containers naming
+/// each.
+pub fn external_bases<'c>(cookbook: &'c Cookbook, plan: &Plan) -> BTreeMap<&'c str, Vec<Name>> {
+    let mut bases: BTreeMap<&str, Vec<Name>> = BTreeMap::new();
+    for name in plan.order() {
+        if let ContainerKind::Generated(g) = &cookbook.containers[name].kind {
+            if let BaseImage::Image(reference) = &g.base {
+                bases.entry(reference).or_default().push(name.clone());
+            }
+        }
+    }
+    bases
+}
+
+/// Every external base reference of the whole cookbook (the lock keeps only these pins).
+pub fn bases_in_cookbook(cookbook: &Cookbook) -> Vec<String> {
+    let set: BTreeSet<&str> = cookbook
+        .containers
+        .values()
+        .filter_map(|c| match &c.kind {
+            ContainerKind::Generated(g) => match &g.base {
+                BaseImage::Image(reference) => Some(reference.as_str()),
+                BaseImage::Container(_) => None,
+            },
+            ContainerKind::Dockerfile(_) => None,
+        })
+        .collect();
+    set.into_iter().map(str::to_owned).collect()
+}
+
+/// The containers of `plan` that a change of the bases `moved` rebuilds: those built on them
+/// and, transitively, their `container:` children. In plan order.
+pub fn rebuilt_by(cookbook: &Cookbook, plan: &Plan, moved: &BTreeSet<&str>) -> Vec<Name> {
+    let mut out: Vec<Name> = Vec::new();
+    for name in plan.order() {
+        let hit = match &cookbook.containers[name].kind {
+            ContainerKind::Generated(g) => match &g.base {
+                BaseImage::Image(reference) => moved.contains(reference.as_str()),
+                BaseImage::Container(parent) => out.contains(parent),
+            },
+            ContainerKind::Dockerfile(_) => false,
+        };
+        if hit {
+            out.push(name.clone());
+        }
+    }
+    out
+}
+
+fn names(containers: &[Name]) -> String {
+    containers
+        .iter()
+        .map(Name::as_str)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Resolves one reference to the image it names now (see the module header).
+pub async fn resolve<E: Engine>(
+    engine: Option<&E>,
+    registry: &RegistryClient,
+    reference: &str,
+    containers: &[Name],
+) -> Result<BasePin, PinError> {
+    let containers = names(containers);
+    let parsed = ImageReference::parse(reference).map_err(|source| PinError::Invalid {
+        reference: reference.to_owned(),
+        containers: containers.clone(),
+        source,
+    })?;
+    if let Some(digest) = parsed.digest() {
+        return Ok(BasePin {
+            digest: digest.to_string(),
+            source: PinSource::Reference,
+        });
+    }
+    let local = match engine {
+        Some(engine) => {
+            engine
+                .inspect_image(reference)
+                .await
+                .map_err(|source| PinError::Engine {
+                    reference: reference.to_owned(),
+                    containers: containers.clone(),
+                    source,
+                })?
+        }
+        None => None,
+    };
+    let engine_pin = |id: &str| BasePin {
+        digest: id.to_owned(),
+        source: PinSource::Engine,
+    };
+    if let Some(info) = &local {
+        // Never pushed nor pulled: the engine is the only place it exists.
+        if info.repo_digests.is_empty() {
+            return Ok(engine_pin(info.id.as_str()));
+        }
+    }
+    let found = registry
+        .manifest_head(parsed.repository(), parsed.manifest_reference())
+        .await
+        .map_err(|source| PinError::Registry {
+            reference: reference.to_owned(),
+            containers: containers.clone(),
+            source,
+        })?;
+    match (found, local) {
+        (Some(digest), _) => Ok(BasePin {
+            digest: digest.to_string(),
+            source: PinSource::Registry,
+        }),
+        (None, Some(info)) => Ok(engine_pin(info.id.as_str())),
+        (None, None) => Err(PinError::NotFound {
+            reference: reference.to_owned(),
+            containers,
+            registry: parsed.repository().registry().to_owned(),
+        }),
+    }
+}
+
+/// The pin step of a run: pins every external base of `plan` the lock does not pin yet (and
+/// those in `renew`, for `cookbook update`), checks the pinned ones for a move, reports both to
+/// `reporter`, and — when `write` — records the new pins in the lock at `lock_path`.
+#[allow(clippy::too_many_arguments)]
+pub async fn pin_plan<E: Engine>(
+    engine: Option<&E>,
+    registry: Option<&RegistryClient>,
+    cookbook: &Cookbook,
+    plan: &Plan,
+    lock_path: &Path,
+    renew: &BTreeSet<String>,
+    write: bool,
+    reporter: &dyn Reporter,
+) -> Result<PinReport, PinError> {
+    let bases = external_bases(cookbook, plan);
+    let locked = {
+        let path = lock_path.to_path_buf();
+        blocking(move || lockfile::Lock::read(&path))
+            .await?
+            .filter(|l| l.project == cookbook.project.name.as_str())
+            .map(|l| l.bases)
+            .unwrap_or_default()
+    };
+    let own_client;
+    let registry = match registry {
+        Some(r) => r,
+        None if bases.is_empty() => return Ok(PinReport::default()),
+        None => {
+            own_client = RegistryClient::new().map_err(|source| PinError::Registry {
+                reference: bases.keys().next().copied().unwrap_or_default().to_owned(),
+                containers: String::new(),
+                source,
+            })?;
+            &own_client
+        }
+    };
+    let results: Vec<(&str, Option<BasePin>, Result<BasePin, PinError>)> =
+        stream::iter(bases.iter())
+            .map(|(reference, containers)| {
+                let pinned = locked
+                    .get(*reference)
+                    .filter(|_| !renew.contains(*reference))
+                    .cloned();
+                async move {
+                    let now = resolve(engine, registry, reference, containers).await;
+                    (*reference, pinned, now)
+                }
+            })
+            .buffer_unordered(CONCURRENT)
+            .collect()
+            .await;
+    let mut report = PinReport::default();
+    for (reference, pinned, now) in results {
+        match (pinned, now) {
+            (Some(pin), Ok(now)) => {
+                if now != pin {
+                    report.moved.push(Moved {
+                        reference: reference.to_owned(),
+                        pinned: pin.clone(),
+                        now,
+                        containers: bases[reference].clone(),
+                    });
+                }
+                report.pins.insert(reference.to_owned(), pin);
+            }
+            // A pinned base is built on whatever its tag says now: a failed check is a note.
+            (Some(pin), Err(e)) => {
+                report.unchecked.insert(reference.to_owned(), e.to_string());
+                report.pins.insert(reference.to_owned(), pin);
+            }
+            (None, Ok(now)) => {
+                report.pins.insert(reference.to_owned(), now.clone());
+                report
+                    .pinned
+                    .insert(reference.to_owned(), (locked.get(reference).cloned(), now));
+            }
+            (None, Err(e)) => return Err(e),
+        }
+    }
+    report.moved.sort_by(|a, b| a.reference.cmp(&b.reference));
+    for (reference, (before, pin)) in &report.pinned {
+        reporter.event(Event::BasePinned {
+            reference,
+            before: before.as_ref(),
+            pin,
+        });
+    }
+    for m in &report.moved {
+        reporter.event(Event::BaseMoved { moved: m });
+    }
+    for (reference, why) in &report.unchecked {
+        reporter.event(Event::BaseUnchecked { reference, why });
+    }
+    if write && !report.pinned.is_empty() {
+        let new: BasePins = report
+            .pinned
+            .iter()
+            .map(|(r, (_, p))| (r.clone(), p.clone()))
+            .collect();
+        let (path, project) = (lock_path.to_path_buf(), cookbook.project.name.to_string());
+        blocking(move || lockfile::record_pins(&path, &project, &new)).await?;
+    }
+    Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rebuilt_by_follows_container_children_only() {
+        let parsed = crate::load::parse(
+            br#"{"manifest_version": "1.0", "project": {"name": "p"},
+                "applications": {"a": {}},
+                "containers": {
+                    "one": {"base_image": "b:1", "applications": ["a"]},
+                    "child": {"base_image": "container:one", "applications": ["a"]},
+                    "grandchild": {"base_image": "container:child", "applications": ["a"]},
+                    "other": {"base_image": "b:2", "applications": ["a"], "depends_on": ["one"]}
+                }}"#,
+        )
+        .unwrap();
+        let (cookbook, plan) = (parsed.cookbook, parsed.plan);
+        let moved = BTreeSet::from(["b:1"]);
+        let got: Vec<String> = rebuilt_by(&cookbook, &plan, &moved)
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(got, ["one", "child", "grandchild"]);
+        let bases = external_bases(&cookbook, &plan);
+        assert_eq!(bases.keys().copied().collect::<Vec<_>>(), ["b:1", "b:2"]);
+        assert_eq!(bases_in_cookbook(&cookbook), ["b:1", "b:2"]);
+    }
+}

@@ -1,0 +1,587 @@
+//! `verify --rebuild`: build each container again from the sources, normalize it as `apply`
+//! does, and compare it with what the lock (and the registry) hold — layer by layer, so that a
+//! mismatch names the first differing layer and, inside it, the first differing paths.
+//!
+//! Pipeline position: after [`super::compare`] (only a container whose input hash matches the
+//! lock is rebuilt: other sources cannot give the locked image), through the same edges as
+//! `apply`: the engine builds (without its build cache, else the first build would only be
+//! shown again), [`crate::apply::publish`] exports and normalizes. The rebuilt image gets no
+//! name and is removed from the engine afterwards; nothing is pushed and the lock is not written.
+//!
+//! The locked image to compare with: a published entry's manifest (by its locked digest) and
+//! blobs from the registry, streamed into an OCI layout; an entry applied with `--no-push` is
+//! exported from the local engine by its locked image id. A `container:` child is rebuilt FROM
+//! its parent's locked image (pulled by content tag when the engine lacks it), so a parent that
+//! does not reproduce is reported at the parent, and the child's own steps are checked on their own.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde::Serialize;
+
+use crate::apply::{self, publish};
+use crate::context::dockerfile::local_image;
+use crate::engine::{BuildRequest, Engine, EngineError};
+use crate::graph::Plan;
+use crate::hash::Fingerprint;
+use crate::image::{self, EntryAspect, ImageDifference, NormalizedImage};
+use crate::model::{ContainerKind, Cookbook, Name};
+use crate::registry::{Digest, ImageReference, RegistryClient, RegistryError};
+use crate::state::lock::{Lock, LockedImage};
+
+use super::{Reason, Report};
+
+/// How many differing paths of a layer a mismatch lists.
+pub const MAX_PATHS: usize = 10;
+
+/// A failure to rebuild at all (an unreachable engine or registry): not a mismatch.
+#[derive(Debug, thiserror::Error)]
+pub enum RebuildError {
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+    #[error("cannot write {}: {source}", path.display())]
+    Scratch {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// What differs between the locked image and the rebuild (see [`crate::image::diff`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum RebuildDifference {
+    /// Layer `index` (0-based, base layers included) is the first that differs.
+    Layer {
+        index: usize,
+        layers: usize,
+        /// The build step that made the layer (the config history's `created_by`), if known.
+        step: Option<String>,
+        locked_diff_id: String,
+        rebuilt_diff_id: String,
+        /// The first differing paths, each with what differs about it.
+        paths: Vec<PathChange>,
+    },
+    /// The images have different numbers of layers; the first `common` are identical.
+    LayerCount {
+        locked: usize,
+        rebuilt: usize,
+        common: usize,
+    },
+    /// Same layers, different configuration (environment, command, labels…).
+    Config,
+    /// Same layers and configuration, different manifests (compression, media types).
+    Manifest,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PathChange {
+    pub path: String,
+    /// `content`, `mode 100644 → 100755`, `owner 0:0 → 1000:1000`, `link target a → b`,
+    /// `type 0 → 5`, `capability`, `only in the locked image`, `only in the rebuild`.
+    pub what: Vec<String>,
+}
+
+impl std::fmt::Display for RebuildDifference {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RebuildDifference::Layer {
+                index,
+                layers,
+                step,
+                paths,
+                ..
+            } => {
+                write!(f, "at layer {} of {layers}", index + 1)?;
+                if let Some(step) = step {
+                    write!(f, " ({step})")?;
+                }
+                let shown: Vec<String> = paths
+                    .iter()
+                    .map(|p| format!("{} ({})", p.path, p.what.join(", ")))
+                    .collect();
+                if !shown.is_empty() {
+                    write!(f, ": {}", shown.join("; "))?;
+                }
+                Ok(())
+            }
+            RebuildDifference::LayerCount {
+                locked, rebuilt, ..
+            } => write!(
+                f,
+                "in its number of layers: {locked} locked, {rebuilt} rebuilt"
+            ),
+            RebuildDifference::Config => {
+                write!(f, "in the image configuration (the layers are the same)")
+            }
+            RebuildDifference::Manifest => write!(
+                f,
+                "in the manifest (the layers and configuration are the same)"
+            ),
+        }
+    }
+}
+
+fn describe(difference: ImageDifference, layers: usize, config: &[u8]) -> RebuildDifference {
+    match difference {
+        ImageDifference::Layer {
+            index,
+            left_diff_id,
+            right_diff_id,
+            paths,
+        } => RebuildDifference::Layer {
+            index,
+            layers,
+            step: layer_step(config, index),
+            locked_diff_id: left_diff_id,
+            rebuilt_diff_id: right_diff_id,
+            paths: paths
+                .into_iter()
+                .map(|p| PathChange {
+                    path: p.path,
+                    what: p.aspects.iter().map(aspect).collect(),
+                })
+                .collect(),
+        },
+        ImageDifference::LayerCount {
+            left,
+            right,
+            common,
+        } => RebuildDifference::LayerCount {
+            locked: left,
+            rebuilt: right,
+            common,
+        },
+        ImageDifference::Config => RebuildDifference::Config,
+        ImageDifference::Manifest => RebuildDifference::Manifest,
+    }
+}
+
+/// The build step that made layer `index`, from the config's history (entries marked
+/// `empty_layer` made none), shortened: `RUN date > /built-at`.
+fn layer_step(config: &[u8], index: usize) -> Option<String> {
+    let config: serde_json::Value = serde_json::from_slice(config).ok()?;
+    let step = config
+        .get("history")?
+        .as_array()?
+        .iter()
+        .filter(|h| {
+            !h.get("empty_layer")
+                .and_then(|e| e.as_bool())
+                .unwrap_or(false)
+        })
+        .nth(index)?
+        .get("created_by")?
+        .as_str()?
+        .trim();
+    // The classic builder writes `/bin/sh -c <command>` for RUN, `/bin/sh -c #(nop) COPY …` for
+    // the others.
+    let step = match step.strip_prefix("/bin/sh -c ") {
+        Some(rest) => match rest.strip_prefix("#(nop) ") {
+            Some(instruction) => instruction.trim().to_owned(),
+            None => format!("RUN {rest}"),
+        },
+        None => step.to_owned(),
+    };
+    Some(match step.char_indices().nth(80) {
+        Some((cut, _)) => format!("{}…", &step[..cut]),
+        None => step,
+    })
+}
+
+fn aspect(a: &EntryAspect) -> String {
+    match a {
+        EntryAspect::OnlyInLeft => "only in the locked image".into(),
+        EntryAspect::OnlyInRight => "only in the rebuild".into(),
+        EntryAspect::Kind { left, right } => format!("type {left} → {right}"),
+        EntryAspect::Content => "content".into(),
+        EntryAspect::Mode { left, right } => format!("mode {left:o} → {right:o}"),
+        EntryAspect::Owner { left, right } => {
+            format!("owner {}:{} → {}:{}", left.0, left.1, right.0, right.1)
+        }
+        EntryAspect::LinkTarget { left, right } => format!("link target {left} → {right}"),
+        EntryAspect::Capability => "capability".into(),
+    }
+}
+
+/// Rebuilds `selected` (plan order; each must be in the plan) and adds what it finds to
+/// `report`: the rebuilt digest, and a [`Reason::RebuildDiffers`] or [`Reason::RebuildFailed`].
+#[allow(clippy::too_many_arguments)]
+pub async fn rebuild<E: Engine>(
+    report: &mut Report,
+    cookbook: &Cookbook,
+    plan: &Plan,
+    fingerprints: &BTreeMap<Name, Fingerprint>,
+    lock: &Lock,
+    selected: &[Name],
+    revision: Option<&str>,
+    engine: &E,
+    registry: &RegistryClient,
+) -> Result<(), RebuildError> {
+    report.rebuild_checked = true;
+    engine.ping().await?;
+    for name in plan.order() {
+        if !selected.contains(name) {
+            continue;
+        }
+        let Some(verdict) = report.containers.get_mut(name.as_str()) else {
+            continue;
+        };
+        let (Some(entry), Some(fp)) = (lock.containers.get(name.as_str()), fingerprints.get(name))
+        else {
+            continue;
+        };
+        if !verdict.ok() {
+            // Other sources than the locked ones: a rebuild cannot give the locked image, and
+            // the reasons already say why.
+            continue;
+        }
+        match rebuild_one(cookbook, lock, name, fp, entry, revision, engine, registry).await? {
+            Outcome::Same(digest) => verdict.rebuilt_digest = Some(digest),
+            Outcome::Differs { digest, difference } => {
+                verdict.rebuilt_digest = Some(digest.clone());
+                verdict.push(Reason::RebuildDiffers {
+                    locked: entry
+                        .digest
+                        .clone()
+                        .or_else(|| entry.image_id.clone())
+                        .unwrap_or_default(),
+                    rebuilt: digest,
+                    difference,
+                });
+            }
+            Outcome::Failed(message) => verdict.push(Reason::RebuildFailed { message }),
+        }
+    }
+    Ok(())
+}
+
+enum Outcome {
+    Same(String),
+    Differs {
+        digest: String,
+        difference: RebuildDifference,
+    },
+    Failed(String),
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn rebuild_one<E: Engine>(
+    cookbook: &Cookbook,
+    lock: &Lock,
+    name: &Name,
+    fp: &Fingerprint,
+    entry: &LockedImage,
+    revision: Option<&str>,
+    engine: &E,
+    registry: &RegistryClient,
+) -> Result<Outcome, RebuildError> {
+    let container = &cookbook.containers[name];
+    if let Some(parent) = container.build_parent() {
+        if let Err(message) = ensure_parent(cookbook, lock, parent, engine, registry).await? {
+            return Ok(Outcome::Failed(message));
+        }
+    }
+    let context = {
+        let fp = fp.clone();
+        tokio::task::spawn_blocking(move || apply::write_context(&fp))
+            .await
+            .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))
+    };
+    let context = match context {
+        Ok(c) => c,
+        Err(e) => {
+            return Ok(Outcome::Failed(format!(
+                "cannot write the build context: {e}"
+            )))
+        }
+    };
+    let (build_args, target) = match &container.kind {
+        ContainerKind::Dockerfile(d) => (d.build_args.clone(), d.target.clone()),
+        ContainerKind::Generated(_) => (BTreeMap::new(), None),
+    };
+    let request = BuildRequest {
+        context: context.path().to_path_buf(),
+        dockerfile: fp.context.dockerfile.clone(),
+        build_args,
+        target,
+        labels: apply::image_labels(cookbook, name, fp.input_hash(), revision),
+        tags: Vec::new(),
+        pull: false,
+        no_cache: true,
+    };
+    let built = match engine.build(&request, &|_| {}).await {
+        Ok(outcome) => outcome.image_id,
+        Err(e @ EngineError::Unreachable { .. }) => return Err(e.into()),
+        Err(e) => return Ok(Outcome::Failed(e.to_string())),
+    };
+    drop(context);
+    let result = normalize_rebuilt(cookbook, fp, built.as_str(), engine).await;
+    // The rebuild was for comparing only: it leaves no image behind.
+    let _ = engine.remove_image(built.as_str()).await;
+    let rebuilt = match result {
+        Ok(n) => n,
+        Err(publish::PublishError::Engine(e @ EngineError::Unreachable { .. })) => {
+            return Err(e.into())
+        }
+        Err(e) => return Ok(Outcome::Failed(e.to_string())),
+    };
+    let digest = rebuilt.image.manifest_digest().to_string();
+    let same = match (&entry.digest, &entry.image_id) {
+        (Some(locked), _) if published(entry) => *locked == digest,
+        (_, Some(id)) => *id == rebuilt.image.config_digest().to_string(),
+        _ => false,
+    };
+    if same {
+        return Ok(Outcome::Same(digest));
+    }
+    let scratch = tempfile::Builder::new()
+        .prefix("cookbook-verify-")
+        .tempdir()
+        .map_err(|source| RebuildError::Scratch {
+            path: std::env::temp_dir(),
+            source,
+        })?;
+    let (locked, _keep) = match locked_image(entry, engine, registry, scratch.path()).await? {
+        Ok(found) => found,
+        Err(message) => return Ok(Outcome::Failed(message)),
+    };
+    let layers = locked.layers().len();
+    let difference = {
+        let rebuilt_image = rebuilt.image.clone();
+        let locked = locked.clone();
+        tokio::task::spawn_blocking(move || image::diff(&locked, &rebuilt_image, MAX_PATHS))
+            .await
+            .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))
+    };
+    Ok(match difference {
+        Ok(Some(d)) => Outcome::Differs {
+            digest,
+            difference: describe(d, layers, rebuilt.image.config()),
+        },
+        Ok(None) => Outcome::Same(digest),
+        Err(e) => Outcome::Failed(format!("cannot compare the images: {e}")),
+    })
+}
+
+/// Whether the lock entry was pushed to a registry (not a `--no-push` local image).
+fn published(entry: &LockedImage) -> bool {
+    entry.digest.is_some()
+        && !entry.image.starts_with(&format!(
+            "{}/",
+            crate::context::dockerfile::LOCAL_REPOSITORY_PREFIX
+        ))
+}
+
+async fn normalize_rebuilt<E: Engine>(
+    cookbook: &Cookbook,
+    fp: &Fingerprint,
+    built: &str,
+    engine: &E,
+) -> Result<publish::Normalized, publish::PublishError> {
+    let base = apply::base_of(cookbook, fp);
+    let layers = engine
+        .inspect_image(built)
+        .await?
+        .map(|i| i.layers)
+        .unwrap_or_default();
+    let base_ids = publish::base_diff_ids(engine, base.as_deref(), &layers).await?;
+    publish::normalize_image(engine, built, base_ids).await
+}
+
+/// The parent's locked image under its local name, pulled by content tag when only the registry
+/// has it. `Ok(Err(why))` when it cannot be had.
+async fn ensure_parent<E: Engine>(
+    cookbook: &Cookbook,
+    lock: &Lock,
+    parent: &Name,
+    engine: &E,
+    registry: &RegistryClient,
+) -> Result<Result<(), String>, RebuildError> {
+    let Some(entry) = lock.containers.get(parent.as_str()) else {
+        return Ok(Err(format!("parent {parent} is not in the lock")));
+    };
+    let local = local_image(&cookbook.project.name, parent, &entry.input_hash);
+    if engine.image_exists(&local).await?.is_some() {
+        return Ok(Ok(()));
+    }
+    if !published(entry) {
+        return Ok(Err(format!(
+            "parent image {local} is not in the local engine"
+        )));
+    }
+    let reference = match ImageReference::parse(&entry.image) {
+        Ok(r) => r,
+        Err(e) => return Ok(Err(e.to_string())),
+    };
+    let credentials = registry.credential_for(reference.repository()).await?;
+    let tag = reference.manifest_reference().to_owned();
+    if let Err(e) = engine
+        .pull(reference.repository(), &tag, credentials.as_ref())
+        .await
+    {
+        return match e {
+            EngineError::Unreachable { .. } => Err(e.into()),
+            other => Ok(Err(other.to_string())),
+        };
+    }
+    let (repo, local_tag) = local.rsplit_once(':').expect("local names have a tag");
+    engine.tag(&entry.image, repo, local_tag).await?;
+    Ok(Ok(()))
+}
+
+/// The locked image as a normalized image layout in `dir`: from the registry by its locked
+/// digest, or exported from the engine by its locked id. `Ok(Err(why))` when it is not there.
+/// The second value keeps an exported image's scratch directory alive.
+#[allow(clippy::type_complexity)]
+async fn locked_image<E: Engine>(
+    entry: &LockedImage,
+    engine: &E,
+    registry: &RegistryClient,
+    dir: &Path,
+) -> Result<Result<(NormalizedImage, Option<publish::Normalized>), String>, RebuildError> {
+    if published(entry) {
+        let digest = entry.digest.as_deref().unwrap_or_default();
+        let reference = match ImageReference::parse(&entry.image) {
+            Ok(r) => r,
+            Err(e) => return Ok(Err(e.to_string())),
+        };
+        let repo = reference.repository();
+        let Some(manifest) = registry.manifest_get(repo, digest).await? else {
+            return Ok(Err(format!("the registry has no {digest} in {repo}")));
+        };
+        let blobs = dir.join("blobs").join("sha256");
+        std::fs::create_dir_all(&blobs).map_err(|e| local_error(&blobs, e))?;
+        let write = |digest: &Digest, bytes: &[u8]| {
+            let path = blobs.join(digest.as_str().trim_start_matches("sha256:"));
+            std::fs::write(&path, bytes).map_err(|e| local_error(&path, e))
+        };
+        write(&manifest.digest, &manifest.bytes)?;
+        #[derive(serde::Deserialize)]
+        struct Wire {
+            config: Descriptor,
+            layers: Vec<Descriptor>,
+        }
+        #[derive(serde::Deserialize)]
+        struct Descriptor {
+            digest: String,
+        }
+        let wire: Wire = match serde_json::from_slice(&manifest.bytes) {
+            Ok(w) => w,
+            Err(e) => {
+                return Ok(Err(format!(
+                    "the locked manifest is not an image manifest: {e}"
+                )))
+            }
+        };
+        for descriptor in std::iter::once(&wire.config).chain(&wire.layers) {
+            let Ok(blob) = Digest::parse(&descriptor.digest) else {
+                return Ok(Err(format!("`{}` is not a digest", descriptor.digest)));
+            };
+            let path = blobs.join(blob.as_str().trim_start_matches("sha256:"));
+            if !registry.blob_to_file(repo, &blob, &path).await? {
+                return Ok(Err(format!("the registry has no blob {blob} in {repo}")));
+            }
+        }
+        let index = serde_json::json!({
+            "schemaVersion": 2,
+            "manifests": [{
+                "mediaType": publish::OCI_MANIFEST,
+                "digest": manifest.digest.as_str(),
+                "size": manifest.bytes.len(),
+            }],
+        });
+        let index_path = dir.join("index.json");
+        std::fs::write(&index_path, index.to_string()).map_err(|e| local_error(&index_path, e))?;
+        return Ok(NormalizedImage::open(dir)
+            .map(|image| (image, None))
+            .map_err(|e| e.to_string()));
+    }
+    let Some(id) = entry.image_id.as_deref() else {
+        return Ok(Err(
+            "the lock records neither a digest nor an image id".into()
+        ));
+    };
+    let Some(info) = engine.inspect_image(id).await? else {
+        return Ok(Err(format!(
+            "the locked image {id} is not in the local engine"
+        )));
+    };
+    // Already normalized when it was applied: every layer is carried as it is.
+    match publish::normalize_image(engine, id, info.layers).await {
+        Ok(n) => Ok(Ok((n.image.clone(), Some(n)))),
+        Err(publish::PublishError::Engine(e)) => Err(e.into()),
+        Err(e) => Ok(Err(e.to_string())),
+    }
+}
+
+fn local_error(path: &Path, source: std::io::Error) -> RebuildError {
+    RebuildError::Scratch {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_layer_is_named_by_the_step_that_made_it() {
+        let config = br#"{"history":[
+            {"created_by":"/bin/sh -c #(nop) ADD file:abc in / "},
+            {"created_by":"/bin/sh -c #(nop)  ARG X","empty_layer":true},
+            {"created_by":"/bin/sh -c #(nop) COPY file:def in /srv/ "},
+            {"created_by":"/bin/sh -c date > /built-at"}]}"#;
+        assert_eq!(layer_step(config, 0).as_deref(), Some("ADD file:abc in /"));
+        assert_eq!(
+            layer_step(config, 1).as_deref(),
+            Some("COPY file:def in /srv/")
+        );
+        assert_eq!(
+            layer_step(config, 2).as_deref(),
+            Some("RUN date > /built-at")
+        );
+        assert_eq!(layer_step(config, 3), None);
+        assert_eq!(layer_step(b"{}", 0), None);
+    }
+
+    #[test]
+    fn differences_read_as_documented() {
+        let layer = RebuildDifference::Layer {
+            index: 3,
+            layers: 4,
+            step: Some("RUN date > /built-at".into()),
+            locked_diff_id: "sha256:a".into(),
+            rebuilt_diff_id: "sha256:b".into(),
+            paths: vec![
+                PathChange {
+                    path: "built-at".into(),
+                    what: vec![aspect(&EntryAspect::Content)],
+                },
+                PathChange {
+                    path: "etc/x".into(),
+                    what: vec![
+                        aspect(&EntryAspect::Mode {
+                            left: 0o100644,
+                            right: 0o100755,
+                        }),
+                        aspect(&EntryAspect::Owner {
+                            left: (0, 0),
+                            right: (1000, 1000),
+                        }),
+                    ],
+                },
+            ],
+        };
+        assert_eq!(
+            layer.to_string(),
+            "at layer 4 of 4 (RUN date > /built-at): built-at (content); etc/x (mode 100644 → 100755, owner 0:0 → 1000:1000)"
+        );
+        assert_eq!(
+            RebuildDifference::Config.to_string(),
+            "in the image configuration (the layers are the same)"
+        );
+    }
+}
