@@ -145,6 +145,35 @@ fn shop_deploys_bottom_up_converges_rolls_out_a_new_api_alone_and_reports_servic
         .collect();
     assert_eq!(drifted, vec!["web"]);
     assert_eq!(kinds(&doc, "web"), serde_json::json!(["web"]));
+    assert_eq!(
+        row(&doc, "web")["services"]["listening"],
+        serde_json::json!([80])
+    );
+    // An image without `cat`: the sockets cannot be read, and status says so instead of
+    // guessing; the process name still says web.
+    p.replace_by_hand(
+        &n("web"),
+        &["sh", "-c", "rm /bin/cat && exec httpd -f -p 80 -h /tmp"],
+    );
+    let doc = status_in(p.path(), "dev");
+    let note = "the image has no `cat` to read /proc/net/tcp: listening ports unknown";
+    assert_eq!(
+        row(&doc, "web")["services"],
+        serde_json::json!({ "listening": [], "processes": ["httpd"], "kinds": ["web"], "note": note })
+    );
+    let run = run_in(p.path(), &["status", "--site", "local", "--stage", "dev"]);
+    run.assert_code(0);
+    assert!(
+        run.stdout.contains("  yes    web: ports unknown (httpd)\n"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout
+            .ends_with(&format!("  note: {}: {note}\n", n("web"))),
+        "{}",
+        run.stdout
+    );
     // The next deploy converges it.
     let fixed = deploy(p.path());
     assert_eq!(strings(&fixed["started"]), vec![n("web")]);
