@@ -277,7 +277,7 @@ fn golden_vectors_of_hash_version_2() {
         ),
         (
             "db",
-            "02bc0d6fabdc468f3748a3b956bfe91f611af71198cf15f1e98ec16b31b436e3",
+            "6277c2d1622a2292ef12a80c83f2a08a2758b41082528e214aac20aa164a473e",
         ),
         (
             "web",
