@@ -35,6 +35,9 @@
 //! | git: the remote refused (credentials, no such repository), naming what to check | 1 |
 //! | git: a malformed remote URL; a branch the remote does not have           | 2    |
 //! | git: no connection to the remote                                         | 3    |
+//! | Kubernetes: an unusable kubeconfig                                       | 2    |
+//! | Kubernetes: the API server does not answer                               | 3    |
+//! | Kubernetes: a server-side apply conflict, or the API server refused      | 1    |
 //!
 //! Why: 3 says "the service, not the work, failed: retry later"; 1 says "it takes a person"
 //! (credentials, a full disk, a failed build); 2 says "the command as given cannot work".
@@ -117,6 +120,11 @@ pub enum Error {
     /// The registry failed, refused, or could not be reached.
     #[error(transparent)]
     Registry(#[from] RegistryError),
+
+    /// A Kubernetes site's API failed, refused (a server-side apply conflict), or could not be
+    /// reached; or its kubeconfig cannot be used.
+    #[error(transparent)]
+    Kube(#[from] crate::deploy::kubernetes::KubeError),
 
     /// An image or repository name that does not parse.
     #[error(transparent)]
@@ -253,6 +261,14 @@ impl Error {
             Error::Write { source, .. } => io_exit_code(source),
             Error::Engine(e) => engine_exit_code(e),
             Error::Registry(e) => registry_exit_code(e),
+            Error::Kube(e) => {
+                use crate::deploy::kubernetes::KubeError as K;
+                match e {
+                    K::Config { .. } => EXIT_INVALID,
+                    K::Unreachable { .. } => EXIT_UNREACHABLE,
+                    K::Conflict { .. } | K::Api { .. } => EXIT_FAILED,
+                }
+            }
             Error::Apply(e) => match e {
                 ApplyError::Engine(e) => engine_exit_code(e),
                 ApplyError::Registry(e) => registry_exit_code(e),

@@ -12,8 +12,10 @@ use std::path::Path;
 
 use crate::cli::{load, Format};
 use crate::deploy::approvals::{images_id, Approval, Approvals};
-use crate::deploy::backend::{BackendError, SiteStatus};
+use crate::deploy::backend::{BackendError, ConnectOptions, SiteStatus};
 use crate::deploy::desired::{desired, DesiredError};
+use crate::deploy::kubernetes::cluster::UnitStatus;
+use crate::deploy::kubernetes::objects::objects;
 use crate::deploy::releases::now;
 use crate::deploy::session::{self, listed, DeployError, Outcome};
 use crate::error::Error;
@@ -38,6 +40,10 @@ pub struct DeployArgs {
     /// Output format
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub format: Format,
+    /// Kubernetes sites: let server-side apply take over fields other field managers own
+    /// (without it, such a field is a conflict and the deploy stops, naming field and manager)
+    #[arg(long)]
+    pub force_conflicts: bool,
 }
 
 /// A lock file named on the command line (`deploy --release LOCK`).
@@ -61,37 +67,65 @@ fn published(file: &Path) -> Result<Lock, Error> {
         })
 }
 
-pub fn run(file: &Path, args: &DeployArgs, out: &mut dyn Write) -> Result<(), Error> {
+pub fn run(
+    file: &Path,
+    args: &DeployArgs,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> Result<(), Error> {
     let lock = match &args.release {
         Some(path) => lock_at(path)?,
         None => published(file)?,
     };
-    let state_dir = state::dir_for(file);
+    if args.force_conflicts {
+        let _ = writeln!(
+            err,
+            "warning: --force-conflicts: server-side apply takes over the fields other field managers own"
+        );
+    }
+    let stage = StageRef {
+        state_dir: state::dir_for(file),
+        site: &args.site,
+        stage: &args.stage,
+    };
     deploy_stage(
         file,
-        &state_dir,
+        &stage,
         &lock,
-        &args.site,
-        &args.stage,
+        &options(file, args.force_conflicts),
         args.format,
         out,
     )
 }
 
-/// Deploys `lock`'s images to `site`/`stage`, keeping the release records and reading the
-/// approvals in `state_dir` (`.cookbook` beside the cookbook; the sync state for `sync --deploy`).
+/// Where a deploy goes: a site's stage, with the state directory that keeps its release records
+/// and approvals (`.cookbook` beside the cookbook; the sync state for `sync --deploy`).
+pub struct StageRef<'a> {
+    pub state_dir: std::path::PathBuf,
+    pub site: &'a str,
+    pub stage: &'a str,
+}
+
+/// Deploys `lock`'s images to `stage`.
 pub fn deploy_stage(
     file: &Path,
-    state_dir: &Path,
+    stage: &StageRef,
     lock: &Lock,
-    site: &str,
-    stage: &str,
+    options: &ConnectOptions,
     format: Format,
     out: &mut dyn Write,
 ) -> Result<(), Error> {
     let Loaded { cookbook, plan, .. } = load(file)?;
-    let desired = stage_desired(&cookbook, &plan, lock, site, stage)?;
-    converge(state_dir, &cookbook, &desired, format, "deployed", out)
+    let desired = stage_desired(&cookbook, &plan, lock, stage.site, stage.stage)?;
+    converge(
+        &stage.state_dir,
+        &cookbook,
+        &desired,
+        options,
+        format,
+        "deployed",
+        out,
+    )
 }
 
 /// What should run in `site`/`stage` with `lock`'s images, or the refusal in the user's terms.
@@ -128,10 +162,24 @@ pub fn check_progression(
     state_dir: &Path,
     cookbook: &crate::model::Cookbook,
     desired: &crate::deploy::desired::Desired,
+    options: &ConnectOptions,
 ) -> Result<(), Error> {
     runtime()?
-        .block_on(session::check_progression(state_dir, cookbook, desired))
+        .block_on(session::check_progression(
+            state_dir, cookbook, desired, options,
+        ))
         .map_err(error)
+}
+
+/// The connection options of a command on `file`'s cookbook.
+pub fn options(file: &Path, force_conflicts: bool) -> ConnectOptions {
+    ConnectOptions {
+        base: file
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| ".".into()),
+        force_conflicts,
+    }
 }
 
 /// Deploys `desired` through the library's session and prints the outcome.
@@ -139,12 +187,13 @@ fn converge(
     state_dir: &Path,
     cookbook: &crate::model::Cookbook,
     desired: &crate::deploy::desired::Desired,
+    options: &ConnectOptions,
     format: Format,
     verb: &str,
     out: &mut dyn Write,
 ) -> Result<(), Error> {
     let outcome = runtime()?
-        .block_on(session::deploy(state_dir, cookbook, desired))
+        .block_on(session::deploy(state_dir, cookbook, desired, options))
         .map_err(error)?;
     print(out, format, verb, desired, &outcome, None);
     Ok(())
@@ -154,6 +203,7 @@ fn converge(
 fn error(e: DeployError) -> Error {
     match e {
         DeployError::Backend(BackendError::Engine(e)) => Error::Engine(e),
+        DeployError::Backend(BackendError::Kube(e)) => Error::Kube(e),
         DeployError::Records(e) => Error::Failed(e.to_string()),
         DeployError::Failed(message) => Error::Failed(message),
         DeployError::Usage { message, help } => Error::Usage { message, help },
@@ -245,6 +295,7 @@ pub fn rollback(file: &Path, args: &RollbackArgs, out: &mut dyn Write) -> Result
             &site,
             &args.stage,
             args.to.as_deref(),
+            &options(file, false),
         ))
         .map_err(error)?;
     print(
@@ -354,9 +405,16 @@ pub fn status(file: &Path, args: &StatusArgs, out: &mut dyn Write) -> Result<(),
             message: e.to_string(),
             help: None,
         })?;
-    let SiteStatus::Docker(list) = runtime()?
-        .block_on(session::status(&cookbook, &desired))
-        .map_err(error)?;
+    let list = match runtime()?
+        .block_on(session::status(&cookbook, &desired, &options(file, false)))
+        .map_err(error)?
+    {
+        SiteStatus::Docker(list) => list,
+        SiteStatus::Kubernetes(units) => {
+            kubernetes_status(out, args.format, &desired, &units);
+            return Ok(());
+        }
+    };
     let uptime = |started: &Option<String>| {
         started
             .as_deref()
@@ -489,12 +547,15 @@ pub fn site(command: &SiteCommand, top: Option<&Path>, out: &mut dyn Write) -> R
         site,
         format,
     } = command;
+    let mut connect = ConnectOptions::default();
     let site = match site {
         Some(site) => {
-            let c = load(&cookbook.resolve(top)?)?.cookbook;
+            let file = cookbook.resolve(top)?;
+            let c = load(&file)?.cookbook;
             let name = session::known_site(&c, site).map_err(error)?;
             let target = session::target(&c, &name).map_err(error)?;
             let declared = c.lifecycle.sites[&name].capabilities.clone();
+            connect = options(&file, false);
             Some((name, target, declared))
         }
         None => None,
@@ -506,7 +567,7 @@ pub fn site(command: &SiteCommand, top: Option<&Path>, out: &mut dyn Write) -> R
         |(_, t, _)| t.clone(),
     );
     let detected = runtime()?
-        .block_on(session::detect(&target))
+        .block_on(session::detect(&target, &connect))
         .map_err(error)?
         .ok_or_else(|| {
             Error::Failed("this site's target reports no capabilities to detect".to_owned())
@@ -674,8 +735,121 @@ pub fn promote(file: &Path, args: &PromoteArgs, out: &mut dyn Write) -> Result<(
         &state::dir_for(file),
         &cookbook,
         &desired,
+        &options(file, false),
         args.format,
         "promoted",
         out,
     )
+}
+
+/// `cookbook status` of a Kubernetes site: per container, the Deployment as the cluster runs it.
+fn kubernetes_status(
+    out: &mut dyn Write,
+    format: Format,
+    desired: &crate::deploy::desired::Desired,
+    units: &[UnitStatus],
+) {
+    let short = |d: &str| {
+        d.strip_prefix("sha256:")
+            .map_or(d, |h| &h[..h.len().min(12)])
+            .to_owned()
+    };
+    match format {
+        Format::Text => {
+            let _ = writeln!(
+                out,
+                "{}/{}/{} (lock release {})",
+                desired.project, desired.site, desired.stage, desired.release
+            );
+            let _ = writeln!(
+                out,
+                "  {:<28} {:<12} {:>7}  {:>8}  {:<12} {:<12} DRIFT",
+                "DEPLOYMENT", "STATE", "READY", "RESTARTS", "DESIRED", "RUNNING"
+            );
+            for u in units {
+                let _ = writeln!(
+                    out,
+                    "  {:<28} {:<12} {:>7}  {:>8}  {:<12} {:<12} {}",
+                    u.name,
+                    u.state,
+                    format!("{}/{}", u.ready_replicas, u.replicas),
+                    u.restarts,
+                    short(&u.desired_digest),
+                    u.running_digest
+                        .as_deref()
+                        .map_or_else(|| "-".to_owned(), short),
+                    if u.drift { "yes" } else { "no" }
+                );
+                for w in &u.warnings {
+                    let _ = writeln!(out, "    warning: {w}");
+                }
+            }
+        }
+        Format::Json => {
+            let containers: Vec<serde_json::Value> = units
+                .iter()
+                .map(|u| {
+                    serde_json::json!({
+                        "name": u.name,
+                        "container": u.container,
+                        "state": u.state,
+                        "replicas": u.replicas,
+                        "ready_replicas": u.ready_replicas,
+                        "restarts": u.restarts,
+                        "desired_digest": u.desired_digest,
+                        "running_digest": u.running_digest,
+                        "warnings": u.warnings,
+                        "drift": u.drift,
+                    })
+                })
+                .collect();
+            let doc = serde_json::json!({
+                "project": desired.project.to_string(),
+                "site": desired.site.to_string(),
+                "stage": desired.stage.to_string(),
+                "release": desired.release,
+                "in_sync": units.iter().all(|u| !u.drift && u.state == "available"),
+                "containers": containers,
+            });
+            let _ = writeln!(out, "{}", serde_json::to_string_pretty(&doc).expect("JSON"));
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum RenderFormat {
+    Yaml,
+    Json,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct RenderArgs {
+    /// The federation site (a Kubernetes site's namespace goes into the objects)
+    #[arg(long, value_name = "SITE")]
+    pub site: String,
+    /// The lifecycle stage whose runtime settings to render
+    #[arg(long, value_name = "STAGE")]
+    pub stage: String,
+    /// Output format: YAML documents, or a JSON `List`
+    #[arg(long, value_enum, default_value_t = RenderFormat::Yaml)]
+    pub format: RenderFormat,
+}
+
+/// `cookbook render`: the Kubernetes objects `deploy` applies to a site's stage, for those who
+/// deploy with their own tools. Byte-stable for the same cookbook and lock.
+pub fn render(file: &Path, args: &RenderArgs, out: &mut dyn Write) -> Result<(), Error> {
+    let Loaded { cookbook, plan, .. } = load(file)?;
+    let lock = published(file)?;
+    let desired = stage_desired(&cookbook, &plan, &lock, &args.site, &args.stage)?;
+    let (namespace, create) = match &cookbook.lifecycle.sites[&desired.site].target {
+        Some(Target::Kubernetes(k)) => (Some(k.namespace.as_str()), k.create_namespace),
+        _ => (None, false),
+    };
+    let objects = objects(&desired, namespace, create);
+    let text = match args.format {
+        RenderFormat::Yaml => objects.to_yaml(),
+        RenderFormat::Json => objects.to_json() + "\n",
+    };
+    let _ = out.write_all(text.as_bytes());
+    Ok(())
 }

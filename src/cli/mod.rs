@@ -195,6 +195,16 @@ pub enum Command {
         #[command(flatten)]
         args: deploy::PromoteArgs,
     },
+    /// Print the Kubernetes objects a site's stage runs (Deployments by digest, Services, a
+    /// Namespace when the site asks) as YAML or JSON, for deploying with other tools; the same
+    /// cookbook and lock print the same bytes.
+    #[command(after_help = EXIT_CODES_HELP)]
+    Render {
+        #[command(flatten)]
+        cookbook: CookbookArg,
+        #[command(flatten)]
+        args: deploy::RenderArgs,
+    },
     /// Ask a site's engine what it offers (`site detect`).
     Site {
         #[command(subcommand)]
@@ -351,6 +361,7 @@ impl Command {
             Command::Verify { .. } => "verify",
             Command::Migrate { .. } => "migrate",
             Command::Deploy { .. } => "deploy",
+            Command::Render { .. } => "render",
             Command::Approve { .. } => "approve",
             Command::Promote { .. } => "promote",
             Command::Site { .. } => "site",
@@ -388,6 +399,7 @@ impl Command {
             Command::Explain { .. } => true,
             Command::Context { format, .. } => *format == Format::Json,
             Command::Approve { .. }
+            | Command::Render { .. }
             | Command::Migrate { .. }
             | Command::Schema { .. }
             | Command::Clean { .. }
@@ -733,7 +745,10 @@ fn execute(cli: &Cli, out: &mut dyn Write, err: &mut dyn Write) -> Result<(), Er
         }
         Command::Sync(args) => sync::execute(args, out, err),
         Command::Deploy { cookbook, args } => {
-            deploy::run(&cookbook.resolve(cli.file.as_deref())?, args, out)
+            deploy::run(&cookbook.resolve(cli.file.as_deref())?, args, out, err)
+        }
+        Command::Render { cookbook, args } => {
+            deploy::render(&cookbook.resolve(cli.file.as_deref())?, args, out)
         }
         Command::Promote { cookbook, args } => {
             deploy::promote(&cookbook.resolve(cli.file.as_deref())?, args, out)

@@ -63,6 +63,7 @@ fn code(e: &Error) -> &'static str {
         Error::Differences(_) => "different",
         Error::Engine(_) => "engine",
         Error::Registry(_) => "registry",
+        Error::Kube(_) => "kubernetes",
         Error::Reference(_) => "reference",
         Error::Apply(_) => "apply",
         Error::Sync(_) | Error::SyncRefused { .. } | Error::SyncApplyFailed { .. } => "sync",

@@ -365,7 +365,12 @@ fn deploy_after(args: &SyncArgs, dir: &StateDir, report: &RoundReport) -> Option
                 break;
             }
         };
-        match super::deploy::check_progression(&state_dir, &loaded.cookbook, &desired) {
+        match super::deploy::check_progression(
+            &state_dir,
+            &loaded.cookbook,
+            &desired,
+            &super::deploy::options(&file, false),
+        ) {
             Ok(()) => {}
             Err(Error::Failed(rule)) => {
                 steps.push(DeployStep {
@@ -381,12 +386,16 @@ fn deploy_after(args: &SyncArgs, dir: &StateDir, report: &RoundReport) -> Option
             }
         }
         let mut text = Vec::new();
-        match super::deploy::deploy_stage(
-            &file,
-            &state_dir,
-            &lock,
+        let target = super::deploy::StageRef {
+            state_dir: state_dir.clone(),
             site,
             stage,
+        };
+        match super::deploy::deploy_stage(
+            &file,
+            &target,
+            &lock,
+            &super::deploy::options(&file, false),
             super::Format::Text,
             &mut text,
         ) {

@@ -14,6 +14,8 @@
 use crate::deploy::desired::{Changes, Desired};
 use crate::deploy::detect::Detected;
 use crate::deploy::docker::{DockerSite, InstanceStatus};
+use crate::deploy::kubernetes::cluster::{KubeSite, UnitStatus};
+use crate::deploy::kubernetes::KubeError;
 use crate::engine::EngineError;
 use crate::model::lifecycle::Target;
 
@@ -22,6 +24,8 @@ use crate::model::lifecycle::Target;
 pub enum BackendError {
     #[error(transparent)]
     Engine(#[from] EngineError),
+    #[error(transparent)]
+    Kube(#[from] KubeError),
 }
 
 /// Why a wave is not healthy: the unit, and what the site said about it.
@@ -76,12 +80,23 @@ pub trait Backend {
 /// A connected site, whatever its target: dispatches to the target's backend.
 pub enum Site {
     Docker(DockerSite),
+    Kubernetes(KubeSite),
 }
 
 /// What `Site::status` reports, per target.
 #[derive(Debug, Clone)]
 pub enum SiteStatus {
     Docker(Vec<InstanceStatus>),
+    Kubernetes(Vec<UnitStatus>),
+}
+
+/// How to connect: what the command line says beyond the cookbook.
+#[derive(Debug, Clone, Default)]
+pub struct ConnectOptions {
+    /// The cookbook's directory: a relative `kubeconfig` is relative to it.
+    pub base: std::path::PathBuf,
+    /// Server-side apply takes over fields other managers own (Kubernetes).
+    pub force_conflicts: bool,
 }
 
 impl Site {
@@ -90,14 +105,18 @@ impl Site {
     pub async fn healthy(&self, desired: &Desired) -> Result<Result<(), String>, BackendError> {
         match self {
             Site::Docker(s) => s.healthy(desired).await,
+            Site::Kubernetes(s) => s.healthy(desired).await,
         }
     }
 }
 
 /// Connects to a site's target.
-pub async fn connect(target: &Target) -> Result<Site, BackendError> {
+pub async fn connect(target: &Target, options: &ConnectOptions) -> Result<Site, BackendError> {
     match target {
         Target::Docker { host } => Ok(Site::Docker(DockerSite::connect(host).await?)),
+        Target::Kubernetes(k) => Ok(Site::Kubernetes(
+            KubeSite::connect(k, &options.base, options.force_conflicts).await?,
+        )),
     }
 }
 
@@ -107,12 +126,14 @@ impl Backend for Site {
     async fn prepare(&self, desired: &Desired) -> Result<(), BackendError> {
         match self {
             Site::Docker(s) => s.prepare(desired).await,
+            Site::Kubernetes(s) => s.prepare(desired).await,
         }
     }
 
     async fn changes(&self, desired: &Desired) -> Result<Changes, BackendError> {
         match self {
             Site::Docker(s) => s.changes(desired).await,
+            Site::Kubernetes(s) => s.changes(desired).await,
         }
     }
 
@@ -124,6 +145,7 @@ impl Backend for Site {
     ) -> Result<(), BackendError> {
         match self {
             Site::Docker(s) => s.apply(desired, wave, units).await,
+            Site::Kubernetes(s) => s.apply(desired, wave, units).await,
         }
     }
 
@@ -134,24 +156,28 @@ impl Backend for Site {
     ) -> Result<Result<(), Unhealthy>, BackendError> {
         match self {
             Site::Docker(s) => s.wait(desired, wave).await,
+            Site::Kubernetes(s) => s.wait(desired, wave).await,
         }
     }
 
     async fn remove(&self, desired: &Desired, units: &[String]) -> Result<(), BackendError> {
         match self {
             Site::Docker(s) => s.remove(desired, units).await,
+            Site::Kubernetes(s) => s.remove(desired, units).await,
         }
     }
 
     async fn status(&self, desired: &Desired) -> Result<SiteStatus, BackendError> {
         match self {
             Site::Docker(s) => Ok(SiteStatus::Docker(s.status(desired).await?)),
+            Site::Kubernetes(s) => Ok(SiteStatus::Kubernetes(s.status(desired).await?)),
         }
     }
 
     async fn detect(&self) -> Result<Option<Detected>, BackendError> {
         match self {
             Site::Docker(s) => s.detect().await,
+            Site::Kubernetes(s) => s.detect().await,
         }
     }
 }

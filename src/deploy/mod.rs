@@ -12,6 +12,7 @@ pub mod backend;
 pub mod desired;
 pub mod detect;
 pub mod docker;
+pub mod kubernetes;
 pub mod releases;
 pub mod schedule;
 pub mod services;

@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use crate::deploy::approvals::{check_rule, images_id, Approvals};
-use crate::deploy::backend::{connect, Backend, BackendError, Site};
+use crate::deploy::backend::{connect, Backend, BackendError, ConnectOptions, Site};
 use crate::deploy::desired::Desired;
 use crate::deploy::releases::{now, Release, Releases};
 use crate::model::lifecycle::{OnFailure, Progression, Target};
@@ -141,6 +141,7 @@ pub async fn check_progression(
     state_dir: &Path,
     cookbook: &Cookbook,
     desired: &Desired,
+    options: &ConnectOptions,
 ) -> Result<(), DeployError> {
     let digests: BTreeMap<String, String> = desired
         .instances()
@@ -154,7 +155,7 @@ pub async fn check_progression(
         .unwrap_or(0);
     if position > 0 && lifecycle.progression[&desired.stage] == Progression::Automatic {
         let previous = &lifecycle.stages[position - 1];
-        return healthy_in(cookbook, desired, previous, &digests).await;
+        return healthy_in(cookbook, desired, previous, &digests, options).await;
     }
     let approvals = Approvals::load(&Approvals::path(state_dir))?;
     check_rule(cookbook, desired.stage.as_str(), &digests, &approvals)
@@ -170,6 +171,7 @@ async fn healthy_in(
     desired: &Desired,
     previous: &Name,
     digests: &BTreeMap<String, String>,
+    options: &ConnectOptions,
 ) -> Result<(), DeployError> {
     let lock = lock_of(cookbook, desired.instances());
     // The plan of a cookbook that loaded (its problems were reported then).
@@ -191,7 +193,7 @@ async fn healthy_in(
         ) else {
             continue;
         };
-        let connected = match connect(target).await {
+        let connected = match connect(target, options).await {
             Ok(connected) => connected,
             Err(e) => {
                 why.push(format!("site {site}: {e}"));
@@ -288,13 +290,14 @@ pub async fn deploy(
     state_dir: &Path,
     cookbook: &Cookbook,
     desired: &Desired,
+    options: &ConnectOptions,
 ) -> Result<Outcome, DeployError> {
-    check_progression(state_dir, cookbook, desired).await?;
+    check_progression(state_dir, cookbook, desired, options).await?;
     let target = target(cookbook, &desired.site)?;
     let path = records_path(state_dir, &desired.site);
     let mut records = Releases::load(&path)?;
     let keep = cookbook.lifecycle.rollback.keep;
-    let site = connect(&target).await?;
+    let site = connect(&target, options).await?;
     check_capabilities(&site, cookbook, &desired.site).await?;
     let failure = match converge(&site, desired).await {
         Ok(outcome) => {
@@ -377,6 +380,7 @@ pub async fn rollback(
     site: &Name,
     stage: &str,
     to: Option<&str>,
+    options: &ConnectOptions,
 ) -> Result<Restored, DeployError> {
     let path = records_path(state_dir, site);
     let mut records = Releases::load(&path)?;
@@ -413,7 +417,7 @@ pub async fn rollback(
             })?,
     };
     let target = target(cookbook, site)?;
-    let connected = connect(&target).await?;
+    let connected = connect(&target, options).await?;
     check_capabilities(&connected, cookbook, site).await?;
     let outcome = converge(&connected, &target_release.desired)
         .await
@@ -445,9 +449,10 @@ pub async fn rollback(
 pub async fn status(
     cookbook: &Cookbook,
     desired: &Desired,
+    options: &ConnectOptions,
 ) -> Result<<Site as Backend>::Status, DeployError> {
     let target = target(cookbook, &desired.site)?;
-    let site = connect(&target).await?;
+    let site = connect(&target, options).await?;
     Ok(site.status(desired).await?)
 }
 
@@ -477,7 +482,8 @@ pub fn promoted_lock(
 /// `cookbook site detect`: what the target offers (`None`: it cannot be observed).
 pub async fn detect(
     target: &Target,
+    options: &ConnectOptions,
 ) -> Result<Option<crate::deploy::detect::Detected>, DeployError> {
-    let site = connect(target).await?;
+    let site = connect(target, options).await?;
     Ok(site.detect().await?)
 }

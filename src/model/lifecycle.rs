@@ -123,6 +123,42 @@ pub enum Target {
     /// A Docker engine: `unix:///…`, `tcp://…`, or `env` (the DOCKER_HOST of the deploying
     /// process).
     Docker { host: String },
+    /// A Kubernetes cluster, reached through kube's own configuration loading: the kubeconfig
+    /// (`kubeconfig`, else `KUBECONFIG`/`~/.kube/config`, at `context` or its current one), or
+    /// the in-cluster service account when there is no kubeconfig.
+    Kubernetes(KubernetesTarget),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct KubernetesTarget {
+    pub context: Option<String>,
+    /// A DNS-1123 label (the schema checks it).
+    pub namespace: String,
+    /// As written in the cookbook: relative paths are relative to the cookbook's directory.
+    pub kubeconfig: Option<String>,
+    /// Whether deploy applies the Namespace object too (else it must exist).
+    pub create_namespace: bool,
+}
+
+/// The longest name a Kubernetes Service may have (a DNS-1123 label).
+pub const KUBERNETES_NAME_MAX: usize = 63;
+
+/// The name of a container's Deployment and Service in a stage: `<project>-<stage>-<container>`,
+/// unique per project and stage in a namespace.
+pub fn kubernetes_name(project: &str, stage: &str, container: &str) -> String {
+    format!("{project}-{stage}-{container}")
+}
+
+/// Whether `s` is a DNS-1123 label, what a Service's name must be.
+pub fn is_dns_label(s: &str) -> bool {
+    let b = s.as_bytes();
+    !b.is_empty()
+        && b.len() <= KUBERNETES_NAME_MAX
+        && b.iter()
+            .all(|c| matches!(c, b'a'..=b'z' | b'0'..=b'9' | b'-'))
+        && b[0] != b'-'
+        && b[b.len() - 1] != b'-'
 }
 
 /// A window (UTC) in which automatic progression may deploy.
@@ -420,6 +456,44 @@ impl Check<'_> {
         }
     }
 
+    /// A Kubernetes site's object names (`<project>-<stage>-<container>`) must be DNS-1123
+    /// labels: one located problem per name that is not.
+    fn kubernetes_names(
+        &mut self,
+        at: &str,
+        wire: &CookbookWire,
+        site: &SiteDeploy,
+        containers: Option<&BTreeSet<Name>>,
+    ) {
+        let stages = if site.stages.is_empty() {
+            self.stages
+        } else {
+            &site.stages[..]
+        };
+        for stage in stages {
+            for container in containers.into_iter().flatten() {
+                let object =
+                    kubernetes_name(&wire.project.name, stage.as_str(), container.as_str());
+                if !is_dns_label(&object) {
+                    self.diagnostics.push(
+                        Diagnostic::new(
+                            "model/kubernetes-name",
+                            pointer_push(&pointer_push(at, "target"), "kubernetes"),
+                            format!(
+                                "site `{}` would name container `{container}`'s Kubernetes objects in stage `{stage}` {}, which is not a DNS-1123 label",
+                                site.name,
+                                excerpt(&object)
+                            ),
+                        )
+                        .with_help(format!(
+                            "Kubernetes names are at most {KUBERNETES_NAME_MAX} characters of a-z, 0-9 and `-`: shorten or rename the project, stage or container"
+                        )),
+                    );
+                }
+            }
+        }
+    }
+
     fn site(&mut self, at: &str, name: Name, s: &SiteWire) -> SiteDeploy {
         let kind = s.kind.as_deref().map(|k| match k {
             "aws" => SiteKind::Aws,
@@ -456,9 +530,22 @@ impl Check<'_> {
         SiteDeploy {
             name,
             kind,
-            target: s.target.as_ref().map(|t| Target::Docker {
-                host: t.docker.host.clone(),
-            }),
+            target: s
+                .target
+                .as_ref()
+                .and_then(|t| match (&t.docker, &t.kubernetes) {
+                    (Some(d), _) => Some(Target::Docker {
+                        host: d.host.clone(),
+                    }),
+                    (None, Some(k)) => Some(Target::Kubernetes(KubernetesTarget {
+                        context: k.context.clone(),
+                        namespace: k.namespace.clone(),
+                        kubeconfig: k.kubeconfig.clone(),
+                        create_namespace: k.create_namespace,
+                    })),
+                    // The schema has reported the empty target.
+                    (None, None) => None,
+                }),
             stages,
             capabilities: s.capabilities.iter().cloned().collect(),
             schedule,
@@ -597,6 +684,9 @@ pub(crate) fn convert(
         };
         let at = pointer_push("/federation/sites", key);
         let site = check.site(&at, name.clone(), s);
+        if matches!(site.target, Some(Target::Kubernetes(_))) {
+            check.kubernetes_names(&at, wire, &site, deploys.get(&name));
+        }
         for container in deploys.get(&name).into_iter().flatten() {
             let Some(runtime) = containers.get(container) else {
                 continue;

@@ -132,7 +132,19 @@ pub struct SiteWire {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TargetWire {
-    pub docker: DockerTargetWire,
+    /// Exactly one of the two (the schema says so).
+    pub docker: Option<DockerTargetWire>,
+    pub kubernetes: Option<KubernetesTargetWire>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KubernetesTargetWire {
+    pub context: Option<String>,
+    pub namespace: String,
+    pub kubeconfig: Option<String>,
+    #[serde(default)]
+    pub create_namespace: bool,
 }
 
 #[derive(Debug, Deserialize)]

@@ -1,0 +1,603 @@
+//! The cluster edge: `KubeSite`, a `deploy::Backend` over the Kubernetes API.
+//!
+//! Its units are Deployments (with their Services), one per container, named
+//! `<project>-<stage>-<container>`. `changes` lists our objects by label; `apply` sends each
+//! changed unit with server-side apply (`PATCH` `application/apply-patch+yaml`, field manager
+//! `cookbook`, `force` only with `--force-conflicts`); `wait` polls each Deployment of the wave
+//! until its rollout is complete or its progress deadline is exceeded; `remove` deletes only
+//! what was listed by our labels.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{Event, Namespace, Pod, Service};
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::{Client, Config};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use super::objects::{objects, ours, Objects, Unit, FIELD_MANAGER, LABEL_INSTANCE};
+use super::{Conflict, KubeError};
+use crate::deploy::backend::{Backend, BackendError, Unhealthy};
+use crate::deploy::desired::{Changes, Desired, LABEL_CONFIG};
+use crate::deploy::detect::Detected;
+use crate::model::lifecycle::KubernetesTarget;
+
+/// How often a rollout is polled.
+const POLL: Duration = Duration::from_millis(100);
+/// How many warning events `status` shows per container.
+const EVENTS: usize = 3;
+
+/// A connected Kubernetes site.
+pub struct KubeSite {
+    client: Client,
+    url: String,
+    namespace: String,
+    create_namespace: bool,
+    force_conflicts: bool,
+}
+
+/// What the cluster says about one container's Deployment (`cookbook status`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnitStatus {
+    /// The Deployment's name.
+    pub name: String,
+    pub container: String,
+    /// `missing`, `progressing`, `available`, or `failed` (progress deadline exceeded).
+    pub state: String,
+    pub desired_digest: String,
+    /// The digest of the image the Deployment runs (`None`: missing, or not by digest).
+    pub running_digest: Option<String>,
+    pub replicas: i32,
+    pub ready_replicas: i32,
+    /// Container restarts over the Deployment's pods.
+    pub restarts: i64,
+    /// The latest warning events about the Deployment and its pods, oldest first:
+    /// `Reason: message`.
+    pub warnings: Vec<String>,
+    /// Another image or other settings (its config-hash annotation) than desired, or missing.
+    pub drift: bool,
+}
+
+fn api_error(operation: &str, e: kube::Error, url: &str) -> KubeError {
+    match e {
+        kube::Error::Api(status) => KubeError::Api {
+            operation: operation.to_owned(),
+            code: status.code,
+            message: status.message,
+        },
+        kube::Error::HyperError(_) | kube::Error::Service(_) => KubeError::Unreachable {
+            url: url.to_owned(),
+            message: error_chain(&e),
+        },
+        other => KubeError::Api {
+            operation: operation.to_owned(),
+            code: 0,
+            message: error_chain(&other),
+        },
+    }
+}
+
+/// An error and its causes, as one line (kube's errors wrap hyper's, which wrap the system's).
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let text = s.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        source = s.source();
+    }
+    out
+}
+
+/// The conflicts of a 409 from server-side apply. The API server names each field in its
+/// cause's `field`, and the manager only inside the cause's `message`
+/// (`conflict with "kubectl-edit" using apps/v1`): there is no structured field for it.
+fn conflicts(status: &kube::core::Status) -> Vec<Conflict> {
+    status
+        .details
+        .iter()
+        .flat_map(|d| &d.causes)
+        .filter(|c| c.reason == "FieldManagerConflict")
+        .map(|c| Conflict {
+            field: c.field.clone(),
+            manager: c.message.split('"').nth(1).unwrap_or(&c.message).to_owned(),
+        })
+        .collect()
+}
+
+/// Whether a Deployment's rollout is done, by `kubectl rollout status`'s rules:
+/// `Ok(true)` complete, `Ok(false)` still going, `Err(why)` failed.
+pub fn rollout(d: &Deployment) -> Result<bool, String> {
+    let generation = d.metadata.generation.unwrap_or(0);
+    let Some(status) = &d.status else {
+        return Ok(false);
+    };
+    if status.observed_generation.unwrap_or(0) < generation {
+        return Ok(false);
+    }
+    if let Some(c) = status
+        .conditions
+        .iter()
+        .flatten()
+        .find(|c| c.type_ == "Progressing")
+    {
+        if c.reason.as_deref() == Some("ProgressDeadlineExceeded") {
+            return Err(format!(
+                "its rollout exceeded its progress deadline ({}s){}",
+                d.spec
+                    .as_ref()
+                    .and_then(|s| s.progress_deadline_seconds)
+                    .unwrap_or(600),
+                c.message
+                    .as_deref()
+                    .map(|m| format!(": {m}"))
+                    .unwrap_or_default()
+            ));
+        }
+    }
+    let wanted = d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
+    let updated = status.updated_replicas.unwrap_or(0);
+    if updated < wanted {
+        return Ok(false);
+    }
+    if status.replicas.unwrap_or(0) > updated {
+        return Ok(false);
+    }
+    if status.available_replicas.unwrap_or(0) < updated {
+        return Ok(false);
+    }
+    Ok(true)
+}
+
+fn digest_of(image: &str) -> Option<String> {
+    image.split_once('@').map(|(_, d)| d.to_owned())
+}
+
+impl KubeSite {
+    /// Connects through kube's own configuration loading: the target's `kubeconfig` (relative to
+    /// `base`, the cookbook's directory) at its `context`; else `KUBECONFIG` or `~/.kube/config`;
+    /// else, with neither a file nor a context, the in-cluster service account. Asks the API
+    /// server its version, so an unreachable cluster is reported before anything is planned.
+    pub async fn connect(
+        target: &KubernetesTarget,
+        base: &Path,
+        force_conflicts: bool,
+    ) -> Result<KubeSite, KubeError> {
+        let options = KubeConfigOptions {
+            context: target.context.clone(),
+            ..Default::default()
+        };
+        let config = match (&target.kubeconfig, &target.context) {
+            (Some(file), _) => {
+                let path = base.join(file);
+                let at = Some(path.display().to_string());
+                let kubeconfig = Kubeconfig::read_from(&path).map_err(|e| KubeError::Config {
+                    at: at.clone(),
+                    message: error_chain(&e),
+                })?;
+                Config::from_custom_kubeconfig(kubeconfig, &options)
+                    .await
+                    .map_err(|e| KubeError::Config {
+                        at,
+                        message: error_chain(&e),
+                    })?
+            }
+            (None, Some(_)) => {
+                Config::from_kubeconfig(&options)
+                    .await
+                    .map_err(|e| KubeError::Config {
+                        at: None,
+                        message: error_chain(&e),
+                    })?
+            }
+            (None, None) => Config::infer().await.map_err(|e| KubeError::Config {
+                at: None,
+                message: error_chain(&e),
+            })?,
+        };
+        let url = config.cluster_url.to_string();
+        // rustls is built with both `ring` (kube's choice) and `aws-lc-rs` (through other
+        // crates), so it cannot pick a process-wide provider by itself: name kube's. An error
+        // only means one is installed already.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let client = Client::try_from(config).map_err(|e| KubeError::Config {
+            at: None,
+            message: error_chain(&e),
+        })?;
+        client
+            .apiserver_version()
+            .await
+            .map_err(|e| api_error("GET /version", e, &url))?;
+        Ok(KubeSite {
+            client,
+            url,
+            namespace: target.namespace.clone(),
+            create_namespace: target.create_namespace,
+            force_conflicts,
+        })
+    }
+
+    fn objects(&self, desired: &Desired) -> Objects {
+        objects(desired, Some(&self.namespace), self.create_namespace)
+    }
+
+    fn api<K>(&self) -> Api<K>
+    where
+        K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>,
+        <K as kube::Resource>::DynamicType: Default,
+    {
+        Api::namespaced(self.client.clone(), &self.namespace)
+    }
+
+    /// Server-side apply of one object under our field manager.
+    async fn apply_object<K>(
+        &self,
+        api: &Api<K>,
+        kind: &'static str,
+        name: &str,
+        object: &K,
+    ) -> Result<(), KubeError>
+    where
+        K: kube::Resource + Clone + DeserializeOwned + Serialize + std::fmt::Debug,
+    {
+        let mut params = PatchParams::apply(FIELD_MANAGER);
+        params.force = self.force_conflicts;
+        match api.patch(name, &params, &Patch::Apply(object)).await {
+            Ok(_) => Ok(()),
+            Err(kube::Error::Api(status)) if status.code == 409 => {
+                let found = conflicts(&status);
+                if found.is_empty() {
+                    Err(KubeError::Api {
+                        operation: format!("apply {kind} {name}"),
+                        code: status.code,
+                        message: status.message,
+                    })
+                } else {
+                    Err(KubeError::Conflict {
+                        kind,
+                        name: name.to_owned(),
+                        conflicts: found,
+                    })
+                }
+            }
+            Err(e) => Err(api_error(&format!("apply {kind} {name}"), e, &self.url)),
+        }
+    }
+
+    async fn list<K>(&self, what: &str, selector: &str) -> Result<Vec<K>, KubeError>
+    where
+        K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>
+            + Clone
+            + DeserializeOwned
+            + std::fmt::Debug,
+        <K as kube::Resource>::DynamicType: Default,
+    {
+        Ok(self
+            .api::<K>()
+            .list(&ListParams::default().labels(selector))
+            .await
+            .map_err(|e| api_error(&format!("list {what}"), e, &self.url))?
+            .items)
+    }
+
+    async fn apply_unit(&self, unit: &Unit) -> Result<(), KubeError> {
+        self.apply_object(&self.api(), "Deployment", &unit.name, &unit.deployment)
+            .await?;
+        if let Some(service) = &unit.service {
+            self.apply_object(&self.api(), "Service", &unit.name, service)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Polls a Deployment until its rollout completes, fails, or outlives its deadline.
+    async fn wait_rollout(&self, unit: &Unit) -> Result<Result<(), String>, KubeError> {
+        let deadline_secs = unit
+            .deployment
+            .spec
+            .as_ref()
+            .and_then(|s| s.progress_deadline_seconds)
+            .unwrap_or(600);
+        // The server's own deadline decides; ours only guards against a server that never says.
+        let deadline =
+            Instant::now() + Duration::from_secs(u64::try_from(deadline_secs).unwrap_or(600) + 30);
+        let api = self.api::<Deployment>();
+        loop {
+            let Some(d) = api
+                .get_opt(&unit.name)
+                .await
+                .map_err(|e| api_error(&format!("get Deployment {}", unit.name), e, &self.url))?
+            else {
+                return Ok(Err("its Deployment is gone".to_owned()));
+            };
+            match rollout(&d) {
+                Ok(true) => return Ok(Ok(())),
+                Err(why) => return Ok(Err(why)),
+                Ok(false) => {}
+            }
+            if Instant::now() >= deadline {
+                return Ok(Err("its rollout did not complete in time".to_owned()));
+            }
+            tokio::time::sleep(POLL).await;
+        }
+    }
+
+    /// Whether every desired Deployment has completed its rollout with the desired image
+    /// (`automatic` progression asks the previous stage's sites); `Err` says what is not.
+    pub async fn healthy(&self, desired: &Desired) -> Result<Result<(), String>, BackendError> {
+        let units = self.unit_status(desired).await?;
+        if units.is_empty() {
+            return Ok(Err("it runs none of these containers".to_owned()));
+        }
+        for u in &units {
+            if u.state != "available" {
+                return Ok(Err(format!("{} is {}", u.name, u.state)));
+            }
+            if u.running_digest.as_deref() != Some(u.desired_digest.as_str()) {
+                return Ok(Err(format!("{} runs other images", u.name)));
+            }
+        }
+        Ok(Ok(()))
+    }
+
+    /// Each desired Deployment as the cluster runs it.
+    pub async fn unit_status(&self, desired: &Desired) -> Result<Vec<UnitStatus>, KubeError> {
+        let objects = self.objects(desired);
+        let api = self.api::<Deployment>();
+        let events: Vec<Event> = self
+            .api::<Event>()
+            .list(&ListParams::default().fields("type=Warning"))
+            .await
+            .map_err(|e| api_error("list events", e, &self.url))?
+            .items;
+        let mut out = Vec::new();
+        for unit in objects.waves.iter().flatten() {
+            let desired_digest = desired
+                .instances()
+                .find(|i| i.container == unit.container)
+                .map(|i| i.digest.clone())
+                .unwrap_or_default();
+            let live = api
+                .get_opt(&unit.name)
+                .await
+                .map_err(|e| api_error(&format!("get Deployment {}", unit.name), e, &self.url))?;
+            let Some(d) = live else {
+                out.push(UnitStatus {
+                    name: unit.name.clone(),
+                    container: unit.container.to_string(),
+                    state: "missing".to_owned(),
+                    desired_digest,
+                    running_digest: None,
+                    replicas: 0,
+                    ready_replicas: 0,
+                    restarts: 0,
+                    warnings: Vec::new(),
+                    drift: true,
+                });
+                continue;
+            };
+            let pods: Vec<Pod> = self
+                .list("pods", &format!("{LABEL_INSTANCE}={}", unit.name))
+                .await?;
+            let restarts = pods
+                .iter()
+                .filter_map(|p| p.status.as_ref()?.container_statuses.as_ref())
+                .flatten()
+                .map(|c| i64::from(c.restart_count))
+                .sum();
+            let pod_prefix = format!("{}-", unit.name);
+            let mut warnings: Vec<&Event> = events
+                .iter()
+                .filter(|e| {
+                    e.involved_object
+                        .name
+                        .as_deref()
+                        .is_some_and(|n| n == unit.name || n.starts_with(&pod_prefix))
+                })
+                .collect();
+            warnings.sort_by_key(|e| e.last_timestamp.as_ref().map(|t| t.0));
+            let warnings: Vec<String> = warnings
+                .iter()
+                .rev()
+                .take(EVENTS)
+                .rev()
+                .map(|e| {
+                    format!(
+                        "{}: {}",
+                        e.reason.as_deref().unwrap_or("Warning"),
+                        e.message.as_deref().unwrap_or("")
+                    )
+                })
+                .collect();
+            let running_digest = d
+                .spec
+                .as_ref()
+                .and_then(|s| s.template.spec.as_ref())
+                .and_then(|s| s.containers.first())
+                .and_then(|c| c.image.as_deref())
+                .and_then(digest_of);
+            let hash = d
+                .metadata
+                .annotations
+                .as_ref()
+                .and_then(|a| a.get(LABEL_CONFIG));
+            let state = match rollout(&d) {
+                Ok(true) => "available",
+                Ok(false) => "progressing",
+                Err(_) => "failed",
+            };
+            let status = d.status.clone().unwrap_or_default();
+            out.push(UnitStatus {
+                name: unit.name.clone(),
+                container: unit.container.to_string(),
+                state: state.to_owned(),
+                drift: running_digest.as_deref() != Some(desired_digest.as_str())
+                    || hash != Some(&unit.config_hash),
+                desired_digest,
+                running_digest,
+                replicas: d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1),
+                ready_replicas: status.ready_replicas.unwrap_or(0),
+                restarts,
+                warnings,
+            });
+        }
+        Ok(out)
+    }
+}
+
+fn hash_of(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> Option<&str> {
+    meta.annotations
+        .as_ref()
+        .and_then(|a| a.get(LABEL_CONFIG))
+        .map(String::as_str)
+}
+
+impl Backend for KubeSite {
+    type Status = Vec<UnitStatus>;
+
+    async fn prepare(&self, desired: &Desired) -> Result<(), BackendError> {
+        let Some(namespace) = self.objects(desired).namespace else {
+            return Ok(());
+        };
+        let api: Api<Namespace> = Api::all(self.client.clone());
+        let exists = api
+            .get_opt(&self.namespace)
+            .await
+            .map_err(|e| api_error("get Namespace", e, &self.url))?;
+        if exists.is_none() {
+            self.apply_object(&api, "Namespace", &self.namespace, &namespace)
+                .await?;
+        }
+        Ok(())
+    }
+
+    async fn changes(&self, desired: &Desired) -> Result<Changes, BackendError> {
+        let objects = self.objects(desired);
+        let selector = ours(desired);
+        let deployments: BTreeMap<String, Deployment> = self
+            .list::<Deployment>("deployments", &selector)
+            .await?
+            .into_iter()
+            .filter_map(|d| Some((d.metadata.name.clone()?, d)))
+            .collect();
+        let services: BTreeMap<String, Service> = self
+            .list::<Service>("services", &selector)
+            .await?
+            .into_iter()
+            .filter_map(|s| Some((s.metadata.name.clone()?, s)))
+            .collect();
+        let mut out = Changes::default();
+        for wave in &objects.waves {
+            let mut apply = Vec::new();
+            for unit in wave {
+                let deployment_ok = deployments.get(&unit.name).is_some_and(|d| {
+                    hash_of(&d.metadata) == Some(unit.config_hash.as_str())
+                        && d.spec.as_ref().and_then(|s| s.replicas) == Some(unit.replicas)
+                });
+                let service_ok = unit.service.is_none()
+                    || services
+                        .get(&unit.name)
+                        .is_some_and(|s| hash_of(&s.metadata) == Some(unit.config_hash.as_str()));
+                if deployment_ok && service_ok {
+                    out.unchanged.push(unit.name.clone());
+                } else {
+                    apply.push(unit.name.clone());
+                }
+            }
+            out.waves.push(apply);
+        }
+        let wanted: Vec<&str> = objects
+            .waves
+            .iter()
+            .flatten()
+            .map(|u| u.name.as_str())
+            .collect();
+        let mut orphans: Vec<String> = deployments
+            .keys()
+            .chain(services.keys())
+            .filter(|n| !wanted.contains(&n.as_str()))
+            .cloned()
+            .collect();
+        orphans.sort();
+        orphans.dedup();
+        out.orphans = orphans;
+        Ok(out)
+    }
+
+    async fn apply(
+        &self,
+        desired: &Desired,
+        wave: usize,
+        units: &[String],
+    ) -> Result<(), BackendError> {
+        let objects = self.objects(desired);
+        for unit in objects.waves[wave]
+            .iter()
+            .filter(|u| units.contains(&u.name))
+        {
+            self.apply_unit(unit).await?;
+        }
+        Ok(())
+    }
+
+    async fn wait(
+        &self,
+        desired: &Desired,
+        wave: usize,
+    ) -> Result<Result<(), Unhealthy>, BackendError> {
+        let objects = self.objects(desired);
+        for unit in &objects.waves[wave] {
+            if let Err(why) = self.wait_rollout(unit).await? {
+                return Ok(Err(Unhealthy {
+                    unit: unit.name.clone(),
+                    why,
+                }));
+            }
+        }
+        Ok(Ok(()))
+    }
+
+    async fn remove(&self, desired: &Desired, units: &[String]) -> Result<(), BackendError> {
+        if units.is_empty() {
+            return Ok(());
+        }
+        // Only what carries our labels, listed again now: never a hand-made namesake.
+        let selector = ours(desired);
+        let params = DeleteParams::background();
+        for d in self.list::<Deployment>("deployments", &selector).await? {
+            let Some(name) = d.metadata.name.filter(|n| units.contains(n)) else {
+                continue;
+            };
+            self.api::<Deployment>()
+                .delete(&name, &params)
+                .await
+                .map_err(|e| api_error(&format!("delete Deployment {name}"), e, &self.url))?;
+        }
+        for s in self.list::<Service>("services", &selector).await? {
+            let Some(name) = s.metadata.name.filter(|n| units.contains(n)) else {
+                continue;
+            };
+            self.api::<Service>()
+                .delete(&name, &params)
+                .await
+                .map_err(|e| api_error(&format!("delete Service {name}"), e, &self.url))?;
+        }
+        Ok(())
+    }
+
+    async fn status(&self, desired: &Desired) -> Result<Vec<UnitStatus>, BackendError> {
+        Ok(self.unit_status(desired).await?)
+    }
+
+    /// A cluster's nodes are not observed (yet): declared capabilities are taken on their word.
+    async fn detect(&self) -> Result<Option<Detected>, BackendError> {
+        Ok(None)
+    }
+}

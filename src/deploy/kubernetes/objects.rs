@@ -1,0 +1,350 @@
+//! The Kubernetes objects of a stage, derived from a `Desired` alone (pure): per container a
+//! `Deployment` (its image by digest, the stage's env, ports, replicas and resource limits,
+//! readiness and liveness probes from the container's health check) and a `Service` for its
+//! published ports; the site's `Namespace` when the target asks for it. `cookbook render` prints
+//! them; the cluster backend applies them; a rollback re-derives them from a recorded `Desired`,
+//! which is what re-applying the previous release's objects means.
+//!
+//! Invariants: the same `Desired` gives byte-identical objects (maps are `BTreeMap`s in
+//! k8s-openapi, lists are in wave and declaration order); every object carries the labels that
+//! make it ours (`io.cookbook.project`, `.stage`, `.site`, `.container`) and the recommended
+//! `app.kubernetes.io/*` labels; the config hash (64 hex characters, too long for a label value)
+//! is an annotation.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
+use k8s_openapi::api::core::v1::{
+    Container, ContainerPort, EnvVar, ExecAction, HTTPGetAction, Namespace, PodSpec,
+    PodTemplateSpec, Probe as KubeProbe, ResourceRequirements, Service, ServicePort, ServiceSpec,
+    TCPSocketAction,
+};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use serde::Serialize;
+
+use crate::deploy::desired::{
+    Desired, Instance, LABEL_CONFIG, LABEL_CONTAINER, LABEL_PROJECT, LABEL_RELEASE, LABEL_SITE,
+    LABEL_STAGE,
+};
+use crate::model::lifecycle::{kubernetes_name, Health, Probe};
+use crate::model::Name;
+
+/// The field manager every apply uses.
+pub const FIELD_MANAGER: &str = "cookbook";
+pub const LABEL_NAME: &str = "app.kubernetes.io/name";
+pub const LABEL_INSTANCE: &str = "app.kubernetes.io/instance";
+pub const LABEL_PART_OF: &str = "app.kubernetes.io/part-of";
+pub const LABEL_MANAGED_BY: &str = "app.kubernetes.io/managed-by";
+/// The image reference the lock names (with its tag), for people reading the object.
+pub const ANNOTATION_IMAGE: &str = "io.cookbook.image";
+
+/// One container of the stage: its Deployment and, when it publishes ports, its Service.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Unit {
+    /// `<project>-<stage>-<container>`: the Deployment's and the Service's name.
+    pub name: String,
+    pub container: Name,
+    pub config_hash: String,
+    pub replicas: i32,
+    pub deployment: Deployment,
+    pub service: Option<Service>,
+}
+
+/// Everything a stage needs on the cluster, in the order it is applied.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Objects {
+    pub namespace: Option<Namespace>,
+    /// Bottom-up, as `Desired::waves`.
+    pub waves: Vec<Vec<Unit>>,
+}
+
+/// The labels that select the objects of a project's stage on a site (what `changes` lists and
+/// prune may remove).
+pub fn ours(desired: &Desired) -> String {
+    format!(
+        "{LABEL_PROJECT}={},{LABEL_STAGE}={},{LABEL_SITE}={}",
+        desired.project, desired.stage, desired.site
+    )
+}
+
+/// Whole seconds, rounded up, at least 1 (what probe fields take).
+fn seconds(d: Duration) -> i32 {
+    i32::try_from(d.as_millis().div_ceil(1000).max(1)).unwrap_or(i32::MAX)
+}
+
+fn probe(health: &Health, initial_delay: bool) -> Option<KubeProbe> {
+    let mut p = KubeProbe {
+        period_seconds: Some(seconds(health.interval)),
+        timeout_seconds: Some(seconds(health.timeout)),
+        failure_threshold: Some(i32::try_from(health.retries.max(1)).unwrap_or(i32::MAX)),
+        // Docker's start period: failed probes do not count during the grace period.
+        initial_delay_seconds: initial_delay.then(|| seconds(health.grace)),
+        ..Default::default()
+    };
+    match &health.probe {
+        Probe::Running => return None,
+        Probe::Command(argv) => {
+            p.exec = Some(ExecAction {
+                command: Some(argv.clone()),
+            })
+        }
+        Probe::Shell(s) => {
+            p.exec = Some(ExecAction {
+                command: Some(vec!["/bin/sh".to_owned(), "-c".to_owned(), s.clone()]),
+            })
+        }
+        Probe::Http { port, path } => {
+            p.http_get = Some(HTTPGetAction {
+                path: Some(path.clone()),
+                port: IntOrString::Int(i32::from(*port)),
+                ..Default::default()
+            })
+        }
+        Probe::Tcp { port } => {
+            p.tcp_socket = Some(TCPSocketAction {
+                port: IntOrString::Int(i32::from(*port)),
+                ..Default::default()
+            })
+        }
+    }
+    Some(p)
+}
+
+/// How long a rollout may go without progress: as long as the Docker backend waits for health
+/// (every retry timing out, plus the grace period), at least a minute.
+pub fn progress_deadline(health: &Health) -> Duration {
+    let d = health.grace + (health.interval + health.timeout) * (health.retries + 1);
+    d.max(Duration::from_secs(60))
+}
+
+/// The image by digest: the lock's repository (its tag dropped) `@` the digest.
+pub fn image_by_digest(instance: &Instance) -> String {
+    let repository = instance
+        .image
+        .rsplit_once(':')
+        .filter(|(repo, tag)| !tag.contains('/') && !repo.is_empty())
+        .map_or(instance.image.as_str(), |(repo, _)| repo);
+    format!("{repository}@{}", instance.digest)
+}
+
+fn cpu(nano: i64) -> Quantity {
+    Quantity(format!("{}m", (nano + 999_999) / 1_000_000))
+}
+
+fn memory(bytes: i64) -> Quantity {
+    const MI: i64 = 1 << 20;
+    Quantity(if bytes % MI == 0 {
+        format!("{}Mi", bytes / MI)
+    } else {
+        bytes.to_string()
+    })
+}
+
+fn protocol(p: &str) -> String {
+    p.to_ascii_uppercase()
+}
+
+fn unit(desired: &Desired, namespace: Option<&str>, instance: &Instance, replicas: i32) -> Unit {
+    let name = kubernetes_name(
+        desired.project.as_str(),
+        desired.stage.as_str(),
+        instance.container.as_str(),
+    );
+    let selector = BTreeMap::from([(LABEL_INSTANCE.to_owned(), name.clone())]);
+    let mut pod_labels = desired.labels(None);
+    pod_labels.insert(LABEL_CONTAINER.to_owned(), instance.container.to_string());
+    pod_labels.insert(LABEL_NAME.to_owned(), instance.container.to_string());
+    pod_labels.insert(LABEL_INSTANCE.to_owned(), name.clone());
+    pod_labels.insert(LABEL_PART_OF.to_owned(), desired.project.to_string());
+    pod_labels.insert(LABEL_MANAGED_BY.to_owned(), FIELD_MANAGER.to_owned());
+    let mut labels = pod_labels.clone();
+    labels.insert(LABEL_RELEASE.to_owned(), desired.release.clone());
+    let metadata = ObjectMeta {
+        name: Some(name.clone()),
+        namespace: namespace.map(str::to_owned),
+        labels: Some(labels),
+        annotations: Some(BTreeMap::from([
+            (LABEL_CONFIG.to_owned(), instance.config_hash.clone()),
+            (ANNOTATION_IMAGE.to_owned(), instance.image.clone()),
+        ])),
+        ..Default::default()
+    };
+    let mut limits = BTreeMap::new();
+    if let Some(n) = instance.nano_cpus {
+        limits.insert("cpu".to_owned(), cpu(n));
+    }
+    if let Some(m) = instance.memory {
+        limits.insert("memory".to_owned(), memory(m));
+    }
+    let container = Container {
+        name: instance.container.to_string(),
+        image: Some(image_by_digest(instance)),
+        env: (!instance.env.is_empty()).then(|| {
+            instance
+                .env
+                .iter()
+                .map(|(k, v)| EnvVar {
+                    name: k.clone(),
+                    value: Some(v.clone()),
+                    ..Default::default()
+                })
+                .collect()
+        }),
+        ports: (!instance.ports.is_empty()).then(|| {
+            instance
+                .ports
+                .iter()
+                .map(|p| ContainerPort {
+                    container_port: i32::from(p.container),
+                    protocol: Some(protocol(&p.protocol)),
+                    ..Default::default()
+                })
+                .collect()
+        }),
+        resources: (!limits.is_empty()).then(|| ResourceRequirements {
+            limits: Some(limits),
+            ..Default::default()
+        }),
+        readiness_probe: probe(&instance.health, false),
+        liveness_probe: probe(&instance.health, true),
+        ..Default::default()
+    };
+    let deadline = progress_deadline(&instance.health);
+    let deployment = Deployment {
+        metadata: metadata.clone(),
+        spec: Some(DeploymentSpec {
+            replicas: Some(replicas),
+            selector: LabelSelector {
+                match_labels: Some(selector.clone()),
+                ..Default::default()
+            },
+            progress_deadline_seconds: Some(seconds(deadline)),
+            template: PodTemplateSpec {
+                metadata: Some(ObjectMeta {
+                    labels: Some(pod_labels),
+                    ..Default::default()
+                }),
+                spec: Some(PodSpec {
+                    containers: vec![container],
+                    ..Default::default()
+                }),
+            },
+            ..Default::default()
+        }),
+        status: None,
+    };
+    let service = (!instance.ports.is_empty()).then(|| Service {
+        metadata,
+        spec: Some(ServiceSpec {
+            selector: Some(selector),
+            ports: Some(
+                instance
+                    .ports
+                    .iter()
+                    .map(|p| ServicePort {
+                        name: Some(format!("{}-{}", p.protocol, p.host)),
+                        port: i32::from(p.host),
+                        target_port: Some(IntOrString::Int(i32::from(p.container))),
+                        protocol: Some(protocol(&p.protocol)),
+                        ..Default::default()
+                    })
+                    .collect(),
+            ),
+            ..Default::default()
+        }),
+        status: None,
+    });
+    Unit {
+        name,
+        container: instance.container.clone(),
+        config_hash: instance.config_hash.clone(),
+        replicas,
+        deployment,
+        service,
+    }
+}
+
+/// The objects of `desired` in `namespace` (`None`: no namespace in their metadata, for
+/// `render` of a site that is not on Kubernetes); with `create_namespace`, the Namespace too.
+pub fn objects(desired: &Desired, namespace: Option<&str>, create_namespace: bool) -> Objects {
+    let waves = desired
+        .waves
+        .iter()
+        .map(|wave| {
+            // A container's replicas are consecutive instances with the same settings.
+            let mut units: Vec<Unit> = Vec::new();
+            let mut i = 0;
+            while i < wave.len() {
+                let first = &wave[i];
+                let n = wave[i..]
+                    .iter()
+                    .take_while(|x| x.container == first.container)
+                    .count();
+                units.push(unit(
+                    desired,
+                    namespace,
+                    first,
+                    i32::try_from(n).unwrap_or(i32::MAX),
+                ));
+                i += n;
+            }
+            units
+        })
+        .collect();
+    let namespace = namespace.filter(|_| create_namespace).map(|ns| Namespace {
+        metadata: ObjectMeta {
+            name: Some(ns.to_owned()),
+            labels: Some(BTreeMap::from([(
+                LABEL_MANAGED_BY.to_owned(),
+                FIELD_MANAGER.to_owned(),
+            )])),
+            ..Default::default()
+        },
+        ..Default::default()
+    });
+    Objects { namespace, waves }
+}
+
+/// One object of a rendering, whatever its kind.
+#[derive(Serialize)]
+#[serde(untagged)]
+enum Any<'a> {
+    Namespace(&'a Namespace),
+    Deployment(&'a Deployment),
+    Service(&'a Service),
+}
+
+impl Objects {
+    fn all(&self) -> Vec<Any<'_>> {
+        let mut out: Vec<Any<'_>> = self.namespace.iter().map(Any::Namespace).collect();
+        for unit in self.waves.iter().flatten() {
+            out.push(Any::Deployment(&unit.deployment));
+            if let Some(s) = &unit.service {
+                out.push(Any::Service(s));
+            }
+        }
+        out
+    }
+
+    /// YAML documents separated by `---`, in apply order.
+    pub fn to_yaml(&self) -> String {
+        self.all()
+            .iter()
+            .map(|o| yaml_serde::to_string(o).expect("Kubernetes objects serialize"))
+            .map(|doc| format!("---\n{doc}"))
+            .collect()
+    }
+
+    /// A `v1` `List` of the objects, in apply order.
+    pub fn to_json(&self) -> String {
+        let list = serde_json::json!({
+            "apiVersion": "v1",
+            "kind": "List",
+            "items": self.all(),
+        });
+        serde_json::to_string_pretty(&list).expect("Kubernetes objects serialize")
+    }
+}
