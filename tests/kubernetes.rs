@@ -1,5 +1,6 @@
 //! Kubernetes sites against the in-process fake API server (tests/fake_kube): the real binary
-//! deploys the `shop`-shaped fixture (tests/fixtures/kubernetes: db ← api ← web, worker) with
+//! deploys the `shop` example with a Kubernetes site added, and the `shop`-shaped fixture
+//! (tests/fixtures/kubernetes: db ← api ← web, worker, with ports and a Namespace) with
 //! server-side apply, wave by wave, each wave held until the previous one's rollouts completed;
 //! an unchanged redeploy sends nothing; a stuck rollout fails its wave and rolls back; another
 //! manager's field is a conflict naming field and manager; prune removes only our objects;
@@ -660,4 +661,61 @@ fn an_unreachable_cluster_and_a_bad_kubeconfig_are_reported() {
         "{}",
         run.context()
     );
+}
+
+#[test]
+fn the_shop_example_deploys_to_a_kubernetes_site_in_waves() {
+    let fake = FakeKube::start(2);
+    let dir = tempfile::tempdir().unwrap();
+    common::copy_example("shop", dir.path());
+    std::fs::write(dir.path().join("kubeconfig.yaml"), fake.kubeconfig(NS)).unwrap();
+    edit(dir.path(), |doc| {
+        doc["federation"]["sites"]["cluster"] = json!({
+            "type": "gcp",
+            "target": { "kubernetes": { "namespace": NS, "kubeconfig": "kubeconfig.yaml" } },
+            "stages": ["dev"],
+            "containers": ["web", "worker"]
+        });
+    });
+    write_lock(dir.path(), &lock_v1());
+    let run = deploy(dir.path(), &[]);
+    run.assert_code(0);
+    assert_eq!(
+        strings(&json(&run)["started"]),
+        vec![
+            "shop-dev-db",
+            "shop-dev-api",
+            "shop-dev-web",
+            "shop-dev-worker"
+        ]
+    );
+    let requests = fake.requests();
+    assert_eq!(
+        changes(&requests),
+        vec![
+            "PATCH deployments/shop-dev-db",
+            "PATCH deployments/shop-dev-api",
+            "PATCH deployments/shop-dev-web",
+            "PATCH deployments/shop-dev-worker",
+        ]
+    );
+    // db's rollout complete before api is applied, api's before web and worker.
+    for (done, next) in [
+        ("shop-dev-db", "PATCH deployments/shop-dev-api"),
+        ("shop-dev-api", "PATCH deployments/shop-dev-web"),
+    ] {
+        let get = format!("GET deployments/{done}");
+        let last = last_position(&requests, &get);
+        assert_eq!(requests[last].rollout.as_deref(), Some("complete"));
+        assert!(last < position(&requests, next));
+    }
+    let worker = fake.object("deployments", NS, "shop-dev-worker").unwrap();
+    assert_eq!(
+        worker["spec"]["template"]["spec"]["containers"][0]["env"],
+        json!([{ "name": "WORKER_INTERVAL", "value": "5" }])
+    );
+    // Unchanged: nothing sent.
+    let before = fake.requests().len();
+    deploy(dir.path(), &[]).assert_code(0);
+    assert_eq!(changes(&fake.requests()[before..]), Vec::<String>::new());
 }

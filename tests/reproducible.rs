@@ -173,6 +173,27 @@ fn published(repository: &str, tag: &str) -> (String, String, String) {
     })
 }
 
+/// `doc` is valid against the published output schema (schemas/cookbook-output.schema.json).
+fn assert_output_schema(doc: &Value) {
+    let schema: Value = serde_json::from_slice(
+        &std::fs::read(common::repo_root().join("schemas/cookbook-output.schema.json")).unwrap(),
+    )
+    .unwrap();
+    let validator = jsonschema::draft202012::new(&schema).expect("the output schema compiles");
+    let errors: Vec<String> = validator.iter_errors(doc).map(|e| e.to_string()).collect();
+    assert!(errors.is_empty(), "{errors:#?}\n{doc:#}");
+}
+
+/// The ```sh block after `<!-- reproducible-test -->` in docs/REPRODUCIBILITY.md.
+fn documented_check() -> String {
+    let doc = std::fs::read_to_string(common::repo_root().join("docs/REPRODUCIBILITY.md")).unwrap();
+    let after = doc
+        .split_once("<!-- reproducible-test -->\n```sh\n")
+        .expect("docs/REPRODUCIBILITY.md has the marked block")
+        .1;
+    after.split_once("\n```").unwrap().0.to_owned()
+}
+
 #[test]
 fn shop_from_two_checkouts_into_two_repositories_gives_one_digest_per_container() {
     let Some(registry) = common::test_registry() else {
@@ -237,6 +258,26 @@ fn shop_from_two_checkouts_into_two_repositories_gives_one_digest_per_container(
     assert!(worker.1.starts_with(&api.1), "{worker:?} {api:?}");
     assert!(worker.1.len() > api.1.len());
 
+    // The digests check out by hand, with curl, jq and sha256sum, as docs/REPRODUCIBILITY.md
+    // shows.
+    let script = documented_check();
+    let check = std::process::Command::new("bash")
+        .arg("-c")
+        .arg(&script)
+        .current_dir(&b)
+        .env("REG", &registry)
+        .env("REPO", format!("{project}-b/api"))
+        .output()
+        .unwrap();
+    assert!(
+        check.status.success(),
+        "the documented check failed\n{script}\n--- stdout ---\n{}\n--- stderr ---\n{}",
+        String::from_utf8_lossy(&check.stdout),
+        String::from_utf8_lossy(&check.stderr)
+    );
+    assert!(String::from_utf8_lossy(&check.stdout)
+        .contains(&format!("api: {} checked", entry(&second, "api", "digest"))));
+
     // Rebuilt from the clean tree, every container is the locked image.
     let verify = common::run_in(&b, &["verify", "--rebuild"]);
     verify.assert_code(0);
@@ -259,6 +300,7 @@ fn shop_from_two_checkouts_into_two_repositories_gives_one_digest_per_container(
     let json = common::run_in(&b, &["verify", "--rebuild", "db", "--format", "json"]);
     json.assert_code(0);
     let doc: Value = serde_json::from_str(&json.stdout).unwrap();
+    assert_output_schema(&doc);
     assert_eq!(doc["rebuild_checked"], true);
     assert_eq!(
         doc["containers"]["db"]["rebuilt_digest"].as_str(),
@@ -266,6 +308,28 @@ fn shop_from_two_checkouts_into_two_repositories_gives_one_digest_per_container(
     );
     // Only db was rebuilt.
     assert_eq!(doc["containers"]["api"]["rebuilt_digest"], Value::Null);
+
+    // From a git revision: the image was built outside any checkout (no revision label), and
+    // the rebuild takes the locked image's label, not the commit it is rebuilt from.
+    let git = |args: &[&str]| {
+        let status = std::process::Command::new("git")
+            .args(["-c", "user.name=t", "-c", "user.email=t@example.invalid"])
+            .args(args)
+            .current_dir(&b)
+            .output()
+            .unwrap();
+        assert!(status.status.success(), "git {args:?}: {status:?}");
+    };
+    git(&["init", "-q", "."]);
+    git(&["add", "-A"]);
+    git(&["commit", "-qm", "shop"]);
+    let at_rev = common::run_in(&b, &["verify", "--rebuild", "--rev", "HEAD", "db"]);
+    at_rev.assert_code(0);
+    assert!(
+        at_rev.stdout.starts_with("ok        api"),
+        "{}",
+        at_rev.context()
+    );
     remove_project_images(&project);
 }
 
@@ -364,6 +428,7 @@ fn verify_rebuild_names_the_layer_step_and_path_of_a_run_step_that_writes_the_da
     let json = common::run_in(dir, &["verify", "--rebuild", "--format", "json"]);
     json.assert_code(1);
     let doc: Value = serde_json::from_str(&json.stdout).unwrap();
+    assert_output_schema(&doc);
     let stamp = &doc["containers"]["stamp"];
     assert_eq!(stamp["status"], "mismatch");
     let reason = &stamp["reasons"][0];

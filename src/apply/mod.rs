@@ -15,7 +15,9 @@
 //!    (in the registry when pushing, else in the local engine) is *cached*; otherwise its
 //!    context is written and built, FROM exactly the image its parent produced or found (the
 //!    parent's `cookbook.local/<project>/<parent>:<input_hash>`, pulled by content tag if it is
-//!    only in the registry), then pushed by content tag;
+//!    only in the registry), then exported, normalized, loaded back under its names and
+//!    published by content tag through the registry API ([`publish`]): the lock's digest is the
+//!    normalized manifest's, its image id the normalized config's;
 //! 3. a failed container skips everything that needs it; without `keep_going` nothing new starts;
 //! 4. only when every container succeeded are the mutable policy tags (git sha, version,
 //!    `latest`) moved, and the lock written.

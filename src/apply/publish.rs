@@ -372,8 +372,12 @@ pub async fn publish(
             continue;
         }
         if let (true, Some(from)) = (*is_base, mount_from) {
-            if registry.blob_mount(repo, &blob, from).await? {
-                continue;
+            // A registry may refuse the mount (no pull access to `from` in the token it gives
+            // for this repository): the upload below still publishes the blob.
+            match registry.blob_mount(repo, &blob, from).await {
+                Ok(true) => continue,
+                Ok(false) | Err(RegistryError::Unauthorized { .. }) => {}
+                Err(e) => return Err(e.into()),
             }
         }
         let path = image.blob_path(oci_digest);

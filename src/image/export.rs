@@ -10,8 +10,11 @@
 //!
 //! An archive with `index.json` and no `manifest.json` (a plain OCI layout, as other tools write)
 //! is read through the index. The tar entries come in no useful order (`manifest.json` is last in
-//! both of Docker's layouts), so the whole export is spooled to files first, once; nothing is held
-//! in memory but the JSON documents.
+//! both of Docker's layouts, and the legacy layout's layer directories are sorted by their v1 ids,
+//! not in layer order), so which layer is which is only known at the end: the caller
+//! (layout.rs) unpacks the export into a spool directory, normalizing the legacy layout's
+//! `layer.tar` entries on the way, and [`locate`]s the image afterwards; nothing is held in memory
+//! but the JSON documents.
 
 use std::fs;
 use std::path::{Component, Path, PathBuf};
@@ -37,10 +40,8 @@ struct DockerManifestEntry {
     layers: Vec<String>,
 }
 
-/// Unpacks the export stream into `spool` and finds the one image in it.
-pub(crate) fn spool(export: impl std::io::Read, spool: &Path) -> Result<Exported, ImageError> {
-    let mut archive = tar::Archive::new(export);
-    archive.unpack(spool).map_err(ImageError::Export)?;
+/// Finds the one image in an export unpacked into `spool`.
+pub(crate) fn locate(spool: &Path) -> Result<Exported, ImageError> {
     let docker_manifest = spool.join("manifest.json");
     if docker_manifest.is_file() {
         let raw = fs::read(&docker_manifest).map_err(ImageError::Export)?;
@@ -111,6 +112,13 @@ fn blob_path(spool: &Path, digest: &str) -> Result<PathBuf, ImageError> {
         .split_once(':')
         .ok_or_else(|| ImageError::Layout(format!("`{digest}` is not a digest")))?;
     inside(spool, &format!("blobs/{algorithm}/{hex}"))
+}
+
+/// Whether the export entry at `path` is a legacy layout's layer (`<v1 id>/layer.tar`), which
+/// is normalized while the export streams in (see layout.rs).
+pub(crate) fn is_legacy_layer(path: &Path) -> bool {
+    let parts: Vec<Component> = path.components().collect();
+    matches!(parts.as_slice(), [Component::Normal(_), Component::Normal(name)] if *name == "layer.tar")
 }
 
 /// `relative` resolved in `spool`, refusing anything that leaves it (`..`, absolute paths, a

@@ -7,6 +7,7 @@
 //! The manifest and `index.json` are JCS like the config, so their bytes are fixed by their
 //! contents.
 
+use std::collections::BTreeMap;
 use std::fs::{self, File};
 use std::io::{self, BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
@@ -272,6 +273,13 @@ impl BlobWriter {
         })
     }
 
+    /// Flushes the blob without naming it: its file, digest and size.
+    fn finish(self) -> io::Result<(NamedTempFile, String, u64)> {
+        let (buffered, digest, size) = self.file.finish();
+        let file = buffered.into_inner().map_err(|e| e.into_error())?;
+        Ok((file, digest, size))
+    }
+
     /// Flushes the blob and names it by its digest; returns the digest and size.
     fn persist(self, blobs: &Path) -> Result<(Digest, u64), ImageError> {
         let (buffered, digest, size) = self.file.finish();
@@ -323,7 +331,8 @@ pub(crate) fn normalize_into(
         .prefix(".export-")
         .tempdir_in(out)
         .map_err(write_err(out))?;
-    let exported = export::spool(export, spool.path())?;
+    let mut speculative = unpack(export, spool.path(), &blobs, options.compression)?;
+    let exported = export::locate(spool.path())?;
     let raw_config = fs::read(&exported.config).map_err(ImageError::Export)?;
     let stated = config::diff_ids(&raw_config)?;
     if stated.len() != exported.layers.len() {
@@ -344,65 +353,75 @@ pub(crate) fn normalize_into(
         }
     }
 
-    let mut layers = Vec::with_capacity(stated.len());
+    let mut layers: Vec<LayerInfo> = Vec::with_capacity(stated.len());
+    // A layer listed twice (the legacy layout links a repeated layer to its first copy) is
+    // written once; `moved`: spooled layers carried into `blobs` by a rename.
+    let mut done: BTreeMap<(PathBuf, bool), LayerInfo> = BTreeMap::new();
+    let mut moved: BTreeMap<PathBuf, PathBuf> = BTreeMap::new();
+    // What each layer file hashed to as exported (checked against each listing of it).
+    let mut raw_ids: BTreeMap<PathBuf, String> = BTreeMap::new();
     for (index, path) in exported.layers.iter().enumerate() {
-        let layer_err = |source| ImageError::Layer { index, source };
-        let file = File::open(path).map_err(ImageError::Export)?;
-        let input = HashingReader::new(decompressing(file).map_err(|source| {
-            if source.kind() == io::ErrorKind::Unsupported {
-                ImageError::UnsupportedCompression {
-                    index,
-                    format: "zstd",
-                }
-            } else {
-                layer_err(source)
-            }
-        })?);
         let is_base = index < options.base_diff_ids.len();
-        let blob = BlobWriter::create(&blobs)?;
-        // Base layers are carried as the engine's uncompressed tar, byte for byte.
-        let (input, blob, diff_id, media_type) = if is_base {
-            let mut input = input;
-            let mut blob = HashingWriter::new(blob);
-            io::copy(&mut input, &mut blob).map_err(layer_err)?;
-            let (blob, diff_id, _) = blob.finish();
-            (input, blob, diff_id, MediaType::ImageLayer)
-        } else {
-            match options.compression {
-                Compression::None => {
-                    let (input, blob, _) = layer::normalize_layer(input, HashingWriter::new(blob))
-                        .map_err(layer_err)?;
-                    let (blob, diff_id, _) = blob.finish();
-                    (input, blob, diff_id, MediaType::ImageLayer)
+        let key = (path.clone(), is_base);
+        let info = match (done.get(&key), speculative.remove(path)) {
+            (Some(info), _) => {
+                let read = raw_ids.get(path).cloned().unwrap_or_default();
+                if read != stated[index] {
+                    return Err(ImageError::DiffIdMismatch {
+                        index,
+                        expected: stated[index].clone(),
+                        actual: read,
+                    });
                 }
-                Compression::Gzip => {
-                    let gzip = flate2::GzBuilder::new()
-                        .mtime(0)
-                        .operating_system(255)
-                        .write(blob, flate2::Compression::new(GZIP_LEVEL));
-                    let (input, tar, _) = layer::normalize_layer(input, HashingWriter::new(gzip))
-                        .map_err(layer_err)?;
-                    let (gzip, diff_id, _) = tar.finish();
-                    let blob = GzEncoder::finish(gzip).map_err(layer_err)?;
-                    (input, blob, diff_id, MediaType::ImageLayerGzip)
+                info.clone()
+            }
+            (None, Some(spec)) => {
+                raw_ids.insert(path.clone(), spec.raw_diff_id.clone());
+                if spec.raw_diff_id != stated[index] {
+                    return Err(ImageError::DiffIdMismatch {
+                        index,
+                        expected: stated[index].clone(),
+                        actual: spec.raw_diff_id,
+                    });
                 }
+                if is_base {
+                    // The engine's tar as it is: its digest is its diff_id.
+                    let digest = parse_digest(&spec.raw_diff_id)?;
+                    let target = blobs.join(digest.digest());
+                    fs::rename(path, &target).map_err(write_err(&target))?;
+                    moved.insert(path.clone(), target.clone());
+                    let size = fs::metadata(&target).map_err(write_err(&target))?.len();
+                    LayerInfo {
+                        digest: digest.clone(),
+                        diff_id: digest,
+                        size,
+                        media_type: MediaType::ImageLayer,
+                    }
+                } else {
+                    let (file, digest, size, diff_id) = spec
+                        .normalized
+                        .map_err(|source| ImageError::Layer { index, source })?;
+                    let digest = parse_digest(&digest)?;
+                    let target = blobs.join(digest.digest());
+                    file.persist(&target)
+                        .map_err(|e| write_err(&target)(e.error))?;
+                    LayerInfo {
+                        digest,
+                        diff_id: parse_digest(&diff_id)?,
+                        size,
+                        media_type: layer_media_type(options.compression),
+                    }
+                }
+            }
+            (None, None) => {
+                let source = moved.get(path).unwrap_or(path);
+                let info = normalize_file(index, source, is_base, &stated[index], &blobs, options)?;
+                raw_ids.insert(path.clone(), stated[index].clone());
+                info
             }
         };
-        let read_diff_id = input.finish().map_err(layer_err)?;
-        if read_diff_id != stated[index] {
-            return Err(ImageError::DiffIdMismatch {
-                index,
-                expected: stated[index].clone(),
-                actual: read_diff_id,
-            });
-        }
-        let (digest, size) = blob.persist(&blobs)?;
-        layers.push(LayerInfo {
-            digest,
-            diff_id: parse_digest(&diff_id)?,
-            size,
-            media_type,
-        });
+        done.insert(key, info.clone());
+        layers.push(info);
     }
 
     let diff_ids: Vec<String> = layers.iter().map(|l| l.diff_id.to_string()).collect();
@@ -451,6 +470,197 @@ pub(crate) fn normalize_into(
         config,
         config_digest,
         layers,
+    })
+}
+
+fn layer_media_type(compression: Compression) -> MediaType {
+    match compression {
+        Compression::None => MediaType::ImageLayer,
+        Compression::Gzip => MediaType::ImageLayerGzip,
+    }
+}
+
+/// A legacy layout's layer, normalized while the export streamed in — before it is known
+/// whether it is a base layer (then its raw bytes, spooled beside, are carried) or not (then the
+/// normalized form is used). Both are written in the one pass over the stream, so the export
+/// is never read twice and normalization overlaps the engine's export.
+struct Speculative {
+    /// The digest of the bytes as exported (the diff_id, if the export is right).
+    raw_diff_id: String,
+    /// The normalized layer, not yet named: its file, blob digest, size and diff_id. An entry
+    /// that does not normalize is only an error if it turns out not to be a base layer.
+    normalized: io::Result<(NamedTempFile, String, u64, String)>,
+}
+
+/// A reader that copies what it reads into `copy`, remembering the first failure of either side.
+struct Tee<'a, R, W> {
+    inner: &'a mut R,
+    copy: W,
+    read_error: Option<io::Error>,
+    write_error: Option<io::Error>,
+}
+
+impl<R: Read, W: Write> Read for Tee<'_, R, W> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = match self.inner.read(buf) {
+            Ok(n) => n,
+            Err(e) => {
+                let again = io::Error::new(e.kind(), e.to_string());
+                self.read_error.get_or_insert(e);
+                return Err(again);
+            }
+        };
+        if let Err(e) = self.copy.write_all(&buf[..n]) {
+            let again = io::Error::new(e.kind(), e.to_string());
+            self.write_error.get_or_insert(e);
+            return Err(again);
+        }
+        Ok(n)
+    }
+}
+
+/// Unpacks the export into `spool`, normalizing each legacy `layer.tar` on the way (see
+/// [`Speculative`]); returns those, by their real path in the spool.
+fn unpack(
+    export: impl Read,
+    spool: &Path,
+    blobs: &Path,
+    compression: Compression,
+) -> Result<BTreeMap<PathBuf, Speculative>, ImageError> {
+    let mut archive = tar::Archive::new(export);
+    let mut speculative = BTreeMap::new();
+    for entry in archive.entries().map_err(ImageError::Export)? {
+        let mut entry = entry.map_err(ImageError::Export)?;
+        let path = entry.path().map_err(ImageError::Export)?.into_owned();
+        if !(entry.header().entry_type().is_file() && export::is_legacy_layer(&path)) {
+            entry.unpack_in(spool).map_err(ImageError::Export)?;
+            continue;
+        }
+        let target = spool.join(&path);
+        let write_err = |source| ImageError::Write {
+            path: target.clone(),
+            source,
+        };
+        if let Some(dir) = target.parent() {
+            fs::create_dir_all(dir).map_err(write_err)?;
+        }
+        let raw = File::create(&target).map_err(write_err)?;
+        let mut tee = Tee {
+            inner: &mut entry,
+            copy: HashingWriter::new(BufWriter::with_capacity(256 * 1024, raw)),
+            read_error: None,
+            write_error: None,
+        };
+        let blob = BlobWriter::create(blobs)?;
+        let normalized = match compression {
+            Compression::None => layer::normalize_layer(&mut tee, HashingWriter::new(blob))
+                .map(|(_, tar, _)| tar.finish())
+                .map(|(blob, diff_id, _)| (blob, diff_id)),
+            Compression::Gzip => {
+                let gzip = flate2::GzBuilder::new()
+                    .mtime(0)
+                    .operating_system(255)
+                    .write(blob, flate2::Compression::new(GZIP_LEVEL));
+                layer::normalize_layer(&mut tee, HashingWriter::new(gzip)).and_then(
+                    |(_, tar, _)| {
+                        let (gzip, diff_id, _) = tar.finish();
+                        Ok((GzEncoder::finish(gzip)?, diff_id))
+                    },
+                )
+            }
+        };
+        // What the tar reader left (the padding after the end-of-archive blocks), or all of the
+        // entry after a failure: the raw copy and its digest cover every byte.
+        let rest = io::copy(&mut tee, &mut io::sink());
+        if let Some(e) = tee.read_error {
+            return Err(ImageError::Export(e));
+        }
+        if let Some(e) = tee.write_error {
+            return Err(write_err(e));
+        }
+        rest.map_err(ImageError::Export)?;
+        let (raw, raw_diff_id, _) = tee.copy.finish();
+        raw.into_inner().map_err(|e| write_err(e.into_error()))?;
+        let normalized = normalized.and_then(|(blob, diff_id)| {
+            let (file, digest, size) = blob.finish()?;
+            Ok((file, digest, size, diff_id))
+        });
+        let real = target.canonicalize().map_err(write_err)?;
+        speculative.insert(
+            real,
+            Speculative {
+                raw_diff_id,
+                normalized,
+            },
+        );
+    }
+    Ok(speculative)
+}
+
+/// Normalizes (or carries, for a base layer) the layer tar in the file `path`.
+fn normalize_file(
+    index: usize,
+    path: &Path,
+    is_base: bool,
+    stated: &str,
+    blobs: &Path,
+    options: &NormalizeOptions,
+) -> Result<LayerInfo, ImageError> {
+    let layer_err = |source| ImageError::Layer { index, source };
+    let file = File::open(path).map_err(ImageError::Export)?;
+    let input = HashingReader::new(decompressing(file).map_err(|source| {
+        if source.kind() == io::ErrorKind::Unsupported {
+            ImageError::UnsupportedCompression {
+                index,
+                format: "zstd",
+            }
+        } else {
+            layer_err(source)
+        }
+    })?);
+    let blob = BlobWriter::create(blobs)?;
+    // Base layers are carried as the engine's uncompressed tar, byte for byte.
+    let (input, blob, diff_id, media_type) = if is_base {
+        let mut input = input;
+        let mut blob = HashingWriter::new(blob);
+        io::copy(&mut input, &mut blob).map_err(layer_err)?;
+        let (blob, diff_id, _) = blob.finish();
+        (input, blob, diff_id, MediaType::ImageLayer)
+    } else {
+        match options.compression {
+            Compression::None => {
+                let (input, blob, _) =
+                    layer::normalize_layer(input, HashingWriter::new(blob)).map_err(layer_err)?;
+                let (blob, diff_id, _) = blob.finish();
+                (input, blob, diff_id, MediaType::ImageLayer)
+            }
+            Compression::Gzip => {
+                let gzip = flate2::GzBuilder::new()
+                    .mtime(0)
+                    .operating_system(255)
+                    .write(blob, flate2::Compression::new(GZIP_LEVEL));
+                let (input, tar, _) =
+                    layer::normalize_layer(input, HashingWriter::new(gzip)).map_err(layer_err)?;
+                let (gzip, diff_id, _) = tar.finish();
+                let blob = GzEncoder::finish(gzip).map_err(layer_err)?;
+                (input, blob, diff_id, MediaType::ImageLayerGzip)
+            }
+        }
+    };
+    let read_diff_id = input.finish().map_err(layer_err)?;
+    if read_diff_id != stated {
+        return Err(ImageError::DiffIdMismatch {
+            index,
+            expected: stated.to_owned(),
+            actual: read_diff_id,
+        });
+    }
+    let (digest, size) = blob.persist(blobs)?;
+    Ok(LayerInfo {
+        digest,
+        diff_id: parse_digest(&diff_id)?,
+        size,
+        media_type,
     })
 }
 

@@ -42,8 +42,11 @@
 //!   [`normalize_config`], so both paths give the same bytes.
 //!
 //! Invariants:
-//! - streaming: a layer is never held in memory; the export is spooled to files once, each layer
-//!   is read once and written once, digests are computed on the fly (`hashing`);
+//! - streaming: a layer is never held in memory. A legacy layout's `layer.tar` (Docker 20.10's
+//!   `docker save`) is normalized as the export streams in, its raw bytes spooled beside in the
+//!   same pass (it is only known at the end, from `manifest.json`, whether it is a base layer to
+//!   carry as it is); other layouts are spooled to files, then each layer is read once. Digests
+//!   are computed on the fly (`hashing`);
 //! - the output is a function of the input's contents only: no clock, host, path or map order
 //!   reaches a byte of it (BTreeMap / JCS everywhere);
 //! - every digest the engine's export states (the config's diff_ids) is checked against the bytes.

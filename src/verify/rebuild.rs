@@ -18,6 +18,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use serde::Serialize;
+use serde_json::Value;
 
 use crate::apply::{self, publish};
 use crate::context::dockerfile::local_image;
@@ -69,8 +70,9 @@ pub enum RebuildDifference {
         rebuilt: usize,
         common: usize,
     },
-    /// Same layers, different configuration (environment, command, labels…).
-    Config,
+    /// Same layers, different configuration: the JSON pointers of what differs
+    /// (`/config/Env`, `/config/Labels/x`…).
+    Config { fields: Vec<String> },
     /// Same layers and configuration, different manifests (compression, media types).
     Manifest,
 }
@@ -112,8 +114,12 @@ impl std::fmt::Display for RebuildDifference {
                 f,
                 "in its number of layers: {locked} locked, {rebuilt} rebuilt"
             ),
-            RebuildDifference::Config => {
-                write!(f, "in the image configuration (the layers are the same)")
+            RebuildDifference::Config { fields } => {
+                write!(f, "in the image configuration (the layers are the same)")?;
+                if !fields.is_empty() {
+                    write!(f, ": {}", fields.join(", "))?;
+                }
+                Ok(())
             }
             RebuildDifference::Manifest => write!(
                 f,
@@ -123,7 +129,12 @@ impl std::fmt::Display for RebuildDifference {
     }
 }
 
-fn describe(difference: ImageDifference, layers: usize, config: &[u8]) -> RebuildDifference {
+fn describe(
+    difference: ImageDifference,
+    layers: usize,
+    config: &[u8],
+    locked_config: &[u8],
+) -> RebuildDifference {
     match difference {
         ImageDifference::Layer {
             index,
@@ -153,9 +164,39 @@ fn describe(difference: ImageDifference, layers: usize, config: &[u8]) -> Rebuil
             rebuilt: right,
             common,
         },
-        ImageDifference::Config => RebuildDifference::Config,
+        ImageDifference::Config => RebuildDifference::Config {
+            fields: config_fields(locked_config, config),
+        },
         ImageDifference::Manifest => RebuildDifference::Manifest,
     }
+}
+
+/// The JSON pointers at which two configs differ (objects compared key by key, anything else
+/// as a whole), at most [`MAX_PATHS`].
+fn config_fields(left: &[u8], right: &[u8]) -> Vec<String> {
+    fn walk(pointer: String, l: Option<&Value>, r: Option<&Value>, out: &mut Vec<String>) {
+        match (l, r) {
+            (Some(Value::Object(a)), Some(Value::Object(b))) => {
+                let keys: std::collections::BTreeSet<&String> = a.keys().chain(b.keys()).collect();
+                for key in keys {
+                    let escaped = key.replace('~', "~0").replace('/', "~1");
+                    walk(format!("{pointer}/{escaped}"), a.get(key), b.get(key), out);
+                }
+            }
+            (a, b) if a != b => out.push(pointer),
+            _ => {}
+        }
+    }
+    let (Ok(l), Ok(r)) = (
+        serde_json::from_slice::<Value>(left),
+        serde_json::from_slice::<Value>(right),
+    ) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    walk(String::new(), Some(&l), Some(&r), &mut out);
+    out.truncate(MAX_PATHS);
+    out
 }
 
 /// The build step that made layer `index`, from the config's history (entries marked
@@ -301,12 +342,19 @@ async fn rebuild_one<E: Engine>(
         ContainerKind::Dockerfile(d) => (d.build_args.clone(), d.target.clone()),
         ContainerKind::Generated(_) => (BTreeMap::new(), None),
     };
+    // The revision label says which commit the image was first built at: `apply` reuses an
+    // image for every later commit with the same input hash, so the rebuild takes the locked
+    // image's label, not the commit checked out now (which is not part of what was built).
+    let revision = match locked_labels(entry, engine, registry).await? {
+        Some(labels) => labels.get(REVISION_LABEL).cloned(),
+        None => revision.map(str::to_owned),
+    };
     let request = BuildRequest {
         context: context.path().to_path_buf(),
         dockerfile: fp.context.dockerfile.clone(),
         build_args,
         target,
-        labels: apply::image_labels(cookbook, name, fp.input_hash(), revision),
+        labels: apply::image_labels(cookbook, name, fp.input_hash(), revision.as_deref()),
         tags: Vec::new(),
         pull: false,
         no_cache: true,
@@ -358,11 +406,34 @@ async fn rebuild_one<E: Engine>(
     Ok(match difference {
         Ok(Some(d)) => Outcome::Differs {
             digest,
-            difference: describe(d, layers, rebuilt.image.config()),
+            difference: describe(d, layers, rebuilt.image.config(), locked.config()),
         },
         Ok(None) => Outcome::Same(digest),
         Err(e) => Outcome::Failed(format!("cannot compare the images: {e}")),
     })
+}
+
+const REVISION_LABEL: &str = "org.opencontainers.image.revision";
+
+/// The labels of the locked image (registry by digest, or the local engine by id), if it is there.
+async fn locked_labels<E: Engine>(
+    entry: &LockedImage,
+    engine: &E,
+    registry: &RegistryClient,
+) -> Result<Option<BTreeMap<String, String>>, RebuildError> {
+    if published(entry) {
+        let Ok(reference) = ImageReference::parse(&entry.image) else {
+            return Ok(None);
+        };
+        let digest = entry.digest.as_deref().unwrap_or_default();
+        return Ok(registry
+            .image_labels(reference.repository(), digest)
+            .await?);
+    }
+    match entry.image_id.as_deref() {
+        Some(id) => Ok(engine.inspect_image(id).await?.map(|info| info.labels)),
+        None => Ok(None),
+    }
 }
 
 /// Whether the lock entry was pushed to a registry (not a `--no-push` local image).
@@ -580,8 +651,17 @@ mod tests {
             "at layer 4 of 4 (RUN date > /built-at): built-at (content); etc/x (mode 100644 → 100755, owner 0:0 → 1000:1000)"
         );
         assert_eq!(
-            RebuildDifference::Config.to_string(),
+            RebuildDifference::Config { fields: vec![] }.to_string(),
             "in the image configuration (the layers are the same)"
+        );
+        let fields = config_fields(
+            br#"{"config":{"Env":["A=1"],"Labels":{"a/b":"1","k":"v"}},"os":"linux"}"#,
+            br#"{"config":{"Env":["A=2"],"Labels":{"a/b":"2","k":"v"}},"os":"linux","x":1}"#,
+        );
+        assert_eq!(fields, ["/config/Env", "/config/Labels/a~1b", "/x"]);
+        assert_eq!(
+            RebuildDifference::Config { fields }.to_string(),
+            "in the image configuration (the layers are the same): /config/Env, /config/Labels/a~1b, /x"
         );
     }
 }

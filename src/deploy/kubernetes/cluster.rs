@@ -601,3 +601,75 @@ impl Backend for KubeSite {
         Ok(None)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::apps::v1::{DeploymentCondition, DeploymentSpec, DeploymentStatus};
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+
+    fn deployment(generation: i64, replicas: i32, status: DeploymentStatus) -> Deployment {
+        Deployment {
+            metadata: ObjectMeta {
+                generation: Some(generation),
+                ..Default::default()
+            },
+            spec: Some(DeploymentSpec {
+                replicas: Some(replicas),
+                progress_deadline_seconds: Some(60),
+                ..Default::default()
+            }),
+            status: Some(status),
+        }
+    }
+
+    fn status(observed: i64, total: i32, updated: i32, available: i32) -> DeploymentStatus {
+        DeploymentStatus {
+            observed_generation: Some(observed),
+            replicas: Some(total),
+            updated_replicas: Some(updated),
+            available_replicas: Some(available),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn rollout_follows_kubectl_rollout_status() {
+        // Not observed yet; updating; old replicas left; not available yet; complete.
+        assert_eq!(rollout(&deployment(2, 2, status(1, 2, 2, 2))), Ok(false));
+        assert_eq!(rollout(&deployment(2, 2, status(2, 2, 1, 1))), Ok(false));
+        assert_eq!(rollout(&deployment(2, 2, status(2, 3, 2, 2))), Ok(false));
+        assert_eq!(rollout(&deployment(2, 2, status(2, 2, 2, 1))), Ok(false));
+        assert_eq!(rollout(&deployment(2, 2, status(2, 2, 2, 2))), Ok(true));
+        let mut stuck = status(2, 2, 2, 0);
+        stuck.conditions = Some(vec![DeploymentCondition {
+            type_: "Progressing".to_owned(),
+            status: "False".to_owned(),
+            reason: Some("ProgressDeadlineExceeded".to_owned()),
+            message: Some("timed out".to_owned()),
+            ..Default::default()
+        }]);
+        assert_eq!(
+            rollout(&deployment(2, 2, stuck)),
+            Err("its rollout exceeded its progress deadline (60s): timed out".to_owned())
+        );
+    }
+
+    #[test]
+    fn a_conflict_names_field_and_manager() {
+        let status: kube::core::Status = serde_json::from_value(serde_json::json!({
+            "status": "Failure", "code": 409, "reason": "Conflict",
+            "message": "Apply failed with 1 conflict: conflict with \"kubectl-edit\" using apps/v1: .spec.replicas",
+            "details": { "causes": [{ "reason": "FieldManagerConflict",
+                "message": "conflict with \"kubectl-edit\" using apps/v1", "field": ".spec.replicas" }] }
+        }))
+        .unwrap();
+        assert_eq!(
+            conflicts(&status),
+            vec![Conflict {
+                field: ".spec.replicas".to_owned(),
+                manager: "kubectl-edit".to_owned()
+            }]
+        );
+    }
+}

@@ -348,3 +348,111 @@ impl Objects {
         serde_json::to_string_pretty(&list).expect("Kubernetes objects serialize")
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::lock::{Lock, LockedImage};
+
+    const COOKBOOK: &str = r#"{
+      "manifest_version": "1.1",
+      "project": { "name": "p" },
+      "applications": { "a": {} },
+      "containers": {
+        "db": { "base_image": "b", "applications": ["a"], "health": { "tcp": { "port": 5432 } } },
+        "api": { "base_image": "b", "applications": ["a"], "depends_on": ["db"] }
+      },
+      "lifecycle": {
+        "stages": ["dev"],
+        "stage_config": { "dev": { "containers": { "api": {
+          "replicas": 3, "ports": ["8080:80/udp"], "resources": { "cpus": 0.25, "memory": "1000" }
+        } } } }
+      },
+      "federation": { "sites": { "k": {
+        "containers": ["api"], "target": { "kubernetes": { "namespace": "ns" } }
+      } } }
+    }"#;
+
+    fn desired() -> Desired {
+        let crate::load::Parsed { cookbook, plan } =
+            crate::load::parse(COOKBOOK.as_bytes()).unwrap();
+        let mut lock = Lock::new("p");
+        for (c, d) in [("db", "sha256:1"), ("api", "sha256:2")] {
+            lock.containers.insert(
+                c.to_owned(),
+                LockedImage {
+                    input_hash: String::new(),
+                    image: format!("reg:5000/p/{c}:tag"),
+                    tags: vec![],
+                    digest: Some(d.to_owned()),
+                    image_id: None,
+                },
+            );
+        }
+        crate::deploy::desired::desired(&cookbook, &plan, &lock, "k", "dev").unwrap()
+    }
+
+    #[test]
+    fn one_deployment_per_container_with_its_replicas_and_a_service_for_published_ports() {
+        let d = desired();
+        let o = objects(&d, Some("ns"), false);
+        assert!(o.namespace.is_none());
+        let names: Vec<Vec<&str>> = o
+            .waves
+            .iter()
+            .map(|w| w.iter().map(|u| u.name.as_str()).collect())
+            .collect();
+        assert_eq!(names, vec![vec!["p-dev-db"], vec!["p-dev-api"]]);
+        let api = &o.waves[1][0];
+        assert_eq!(api.replicas, 3);
+        let spec = api.deployment.spec.as_ref().unwrap();
+        let c = &spec.template.spec.as_ref().unwrap().containers[0];
+        assert_eq!(c.image.as_deref(), Some("reg:5000/p/api@sha256:2"));
+        let limits = c.resources.as_ref().unwrap().limits.as_ref().unwrap();
+        assert_eq!(
+            (limits["cpu"].0.as_str(), limits["memory"].0.as_str()),
+            ("250m", "1000")
+        );
+        assert!(c.readiness_probe.is_none(), "no probe, no readiness probe");
+        let port = &api
+            .service
+            .as_ref()
+            .unwrap()
+            .spec
+            .as_ref()
+            .unwrap()
+            .ports
+            .as_ref()
+            .unwrap()[0];
+        assert_eq!((port.port, port.protocol.as_deref()), (8080, Some("UDP")));
+        assert_eq!(port.target_port, Some(IntOrString::Int(80)));
+        let db = &o.waves[0][0];
+        assert!(db.service.is_none());
+        let probe = db
+            .deployment
+            .spec
+            .as_ref()
+            .unwrap()
+            .template
+            .spec
+            .as_ref()
+            .unwrap()
+            .containers[0]
+            .liveness_probe
+            .clone()
+            .unwrap();
+        assert_eq!(probe.tcp_socket.unwrap().port, IntOrString::Int(5432));
+        assert_eq!(probe.initial_delay_seconds, Some(3));
+        // The Namespace only when asked; the same input, the same bytes.
+        let with_ns = objects(&d, Some("ns"), true);
+        assert_eq!(
+            with_ns.namespace.unwrap().metadata.name.as_deref(),
+            Some("ns")
+        );
+        assert_eq!(o.to_yaml(), objects(&d, Some("ns"), false).to_yaml());
+        assert_eq!(
+            ours(&d),
+            "io.cookbook.project=p,io.cookbook.stage=dev,io.cookbook.site=k"
+        );
+    }
+}
