@@ -145,6 +145,35 @@ fn shop_deploys_bottom_up_converges_rolls_out_a_new_api_alone_and_reports_servic
         .collect();
     assert_eq!(drifted, vec!["web"]);
     assert_eq!(kinds(&doc, "web"), serde_json::json!(["web"]));
+    assert_eq!(
+        row(&doc, "web")["services"]["listening"],
+        serde_json::json!([80])
+    );
+    // An image without `cat`: the sockets cannot be read, and status says so instead of
+    // guessing; the process name still says web.
+    p.replace_by_hand(
+        &n("web"),
+        &["sh", "-c", "rm /bin/cat && exec httpd -f -p 80 -h /tmp"],
+    );
+    let doc = status_in(p.path(), "dev");
+    let note = "the image has no `cat` to read /proc/net/tcp: listening ports unknown";
+    assert_eq!(
+        row(&doc, "web")["services"],
+        serde_json::json!({ "listening": [], "processes": ["httpd"], "kinds": ["web"], "note": note })
+    );
+    let run = run_in(p.path(), &["status", "--site", "local", "--stage", "dev"]);
+    run.assert_code(0);
+    assert!(
+        run.stdout.contains("  yes    web: ports unknown (httpd)\n"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout
+            .ends_with(&format!("  note: {}: {note}\n", n("web"))),
+        "{}",
+        run.stdout
+    );
     // The next deploy converges it.
     let fixed = deploy(p.path());
     assert_eq!(strings(&fixed["started"]), vec![n("web")]);
@@ -383,4 +412,30 @@ fn shop_promotion_follows_each_stages_rule() {
     // Deployed again, pre-deploy is healthy and `stage` opens.
     deploy_to(p.path(), "pre-deploy");
     deploy_to(p.path(), "stage");
+
+    // Checkpoints (pre-deploy): these images became a rollback point when they reached prod
+    // (a later stage) and again in pre-deploy; every record of them says where, earliest first.
+    let run = run_in(
+        p.path(),
+        &["releases", "--site", "local", "--format", "json"],
+    );
+    run.assert_code(0);
+    let doc = json_answer(&run);
+    let checkpoint = |stage: &str| doc["stages"][stage][0]["checkpoint"].clone();
+    assert_eq!(checkpoint("dev"), "prod", "{doc}");
+    assert_eq!(checkpoint("prod"), "prod");
+    assert_eq!(checkpoint("test"), "pre-deploy");
+    assert_eq!(checkpoint("pre-deploy"), "pre-deploy");
+    assert_eq!(checkpoint("stage"), "stage");
+    let run = run_in(p.path(), &["releases", "--site", "local"]);
+    run.assert_code(0);
+    assert!(
+        run.stdout
+            .lines()
+            .nth(1)
+            .unwrap()
+            .ends_with("  checkpoint (prod)"),
+        "{}",
+        run.stdout
+    );
 }

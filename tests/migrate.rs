@@ -27,6 +27,9 @@ fn valid_1_0() -> Vec<(String, tempfile::TempDir, String)> {
     for example in ["shop", "example-api"] {
         let dir = tempfile::tempdir().unwrap();
         copy_example(example, dir.path());
+        if example == "shop" {
+            one_point_zero_core(&dir.path().join("cookbook.json"));
+        }
         all.push((
             format!("cookbooks/{example}"),
             dir,
@@ -35,6 +38,24 @@ fn valid_1_0() -> Vec<(String, tempfile::TempDir, String)> {
     }
     assert!(all.len() >= 8, "too few cookbooks found");
     all
+}
+
+/// shop is in format 1.1: its 1.0 core (no stages, local site or health checks) is what a 1.0
+/// author had, and what must migrate keeping its hashes.
+fn one_point_zero_core(file: &Path) {
+    let mut doc: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(file).unwrap()).unwrap();
+    doc["manifest_version"] = "1.0".into();
+    doc["$schema"] = "https://cookbook.invalid/schemas/cookbook-1.0.schema.json".into();
+    doc.as_object_mut().unwrap().remove("lifecycle");
+    for container in doc["containers"].as_object_mut().unwrap().values_mut() {
+        container.as_object_mut().unwrap().remove("health");
+    }
+    doc["federation"]["sites"]
+        .as_object_mut()
+        .unwrap()
+        .remove("local");
+    std::fs::write(file, serde_json::to_string_pretty(&doc).unwrap()).unwrap();
 }
 
 fn copy_tree(from: &Path, to: &Path) {

@@ -335,7 +335,16 @@ pub fn releases(file: &Path, args: &ReleasesArgs, out: &mut dyn Write) -> Result
                         .as_ref()
                         .map(|f| format!("  (rolled back from {f})"))
                         .unwrap_or_default();
-                    let _ = writeln!(out, "  {mark} {}  {}{back}", r.release, r.deployed_at);
+                    let checkpoint = r
+                        .checkpoint
+                        .as_ref()
+                        .map(|c| format!("  checkpoint ({c})"))
+                        .unwrap_or_default();
+                    let _ = writeln!(
+                        out,
+                        "  {mark} {}  {}{back}{checkpoint}",
+                        r.release, r.deployed_at
+                    );
                 }
             }
         }
@@ -357,6 +366,7 @@ pub fn releases(file: &Path, args: &ReleasesArgs, out: &mut dyn Write) -> Result
                                 "release": r.release,
                                 "deployed_at": r.deployed_at,
                                 "rolled_back_from": r.rolled_back_from,
+                                "checkpoint": r.checkpoint,
                                 "current": i + 1 == list.len(),
                                 "containers": containers,
                             })

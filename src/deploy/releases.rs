@@ -38,7 +38,23 @@ pub struct Release {
     pub deployed_at: String,
     /// Set when this record restores an earlier release: the release it replaced.
     pub rolled_back_from: Option<String>,
+    /// Set once these images are a rollback point: the stage where they became one (the
+    /// checkpoint stage or a later one, deployed successfully on this site).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checkpoint: Option<String>,
     pub desired: Desired,
+}
+
+impl Release {
+    /// The id of the images this release runs (container → digest).
+    pub fn images(&self) -> String {
+        let digests: BTreeMap<String, String> = self
+            .desired
+            .instances()
+            .map(|i| (i.container.to_string(), i.digest.clone()))
+            .collect();
+        crate::deploy::approvals::images_id(&digests)
+    }
 }
 
 impl Default for Releases {
@@ -81,6 +97,27 @@ impl Releases {
             .find(|r| r.release != other)
     }
 
+    /// Where a stage goes back to from `other` (a failed deploy with `on_failure: previous`, or
+    /// `rollback` without `--to`): at or after the checkpoint stage (`checkpointed`), the newest
+    /// record of the stage that is a rollback point; before it, simply the newest other record.
+    pub fn rollback_point(&self, stage: &str, other: &str, checkpointed: bool) -> Option<&Release> {
+        self.stages
+            .get(stage)?
+            .iter()
+            .rev()
+            .find(|r| r.release != other && (!checkpointed || r.checkpoint.is_some()))
+    }
+
+    /// Marks every record (of any stage) running `images` as a rollback point reached in
+    /// `stage`, unless it already is one.
+    pub fn mark_checkpoint(&mut self, images: &str, stage: &str) {
+        for record in self.stages.values_mut().flatten() {
+            if record.checkpoint.is_none() && record.images() == images {
+                record.checkpoint = Some(stage.to_owned());
+            }
+        }
+    }
+
     pub fn find(&self, stage: &str, release: &str) -> Option<&Release> {
         self.stages
             .get(stage)?
@@ -120,6 +157,7 @@ mod tests {
             release: id.to_owned(),
             deployed_at: "2026-01-01T00:00:00Z".to_owned(),
             rolled_back_from: None,
+            checkpoint: None,
             desired: Desired {
                 project: name.clone(),
                 site: name.clone(),
@@ -152,6 +190,25 @@ mod tests {
         );
         assert!(r.find("dev", "a").is_none());
         assert!(r.current("prod").is_none());
+
+        // Checkpoints: at or after the checkpoint stage, only rollback points count.
+        let mut r2 = Releases::default();
+        let mut marked = release("x");
+        marked.checkpoint = Some("pre-deploy".to_owned());
+        r2.record("prod", marked, 10);
+        r2.record("prod", release("y"), 10);
+        r2.record("prod", release("z"), 10);
+        assert_eq!(r2.rollback_point("prod", "z", true).unwrap().release, "x");
+        assert_eq!(r2.rollback_point("prod", "z", false).unwrap().release, "y");
+        assert!(r2.rollback_point("prod", "x", true).is_none());
+        // The same images (here: none) are marked wherever they were recorded.
+        r2.record("dev", release("d"), 10);
+        r2.mark_checkpoint(&release("d").images(), "prod");
+        assert_eq!(r2.stages["dev"][0].checkpoint.as_deref(), Some("prod"));
+        assert_eq!(
+            r2.stages["prod"][0].checkpoint.as_deref(),
+            Some("pre-deploy")
+        );
 
         let dir = tempfile::tempdir().unwrap();
         let path = Releases::path(dir.path(), "local");

@@ -267,6 +267,14 @@ pub async fn check_capabilities<B: Backend>(
     )))
 }
 
+/// Whether `stage` is at or after the checkpoint stage: there a failure or a rollback without
+/// `--to` goes back to the newest rollback point, not merely the previous record.
+pub fn checkpointed(cookbook: &Cookbook, stage: &str) -> bool {
+    let lifecycle = &cookbook.lifecycle;
+    let at = |s: &str| lifecycle.stages.iter().position(|x| x.as_str() == s);
+    matches!((at(stage), at(lifecycle.checkpoint.as_str())), (Some(a), Some(c)) if a >= c)
+}
+
 fn names(list: &[String]) -> String {
     if list.is_empty() {
         "none".to_owned()
@@ -293,16 +301,22 @@ pub async fn deploy(
     check_capabilities(&site, cookbook, &desired.site).await?;
     let failure = match converge(&site, desired).await {
         Ok(outcome) => {
-            records.record(
-                desired.stage.as_str(),
-                Release {
-                    release: desired.release.clone(),
-                    deployed_at: now(),
-                    rolled_back_from: None,
-                    desired: desired.clone(),
-                },
-                keep,
-            );
+            // At or after the checkpoint stage, a successful deploy makes these images a
+            // rollback point, wherever this site recorded them.
+            let checkpoint =
+                checkpointed(cookbook, desired.stage.as_str()).then(|| desired.stage.to_string());
+            let release = Release {
+                release: desired.release.clone(),
+                deployed_at: now(),
+                rolled_back_from: None,
+                checkpoint: checkpoint.clone(),
+                desired: desired.clone(),
+            };
+            let images = release.images();
+            records.record(desired.stage.as_str(), release, keep);
+            if let Some(stage) = &checkpoint {
+                records.mark_checkpoint(&images, stage);
+            }
             records.save(&path)?;
             return Ok(outcome);
         }
@@ -313,7 +327,11 @@ pub async fn deploy(
         ),
     };
     let previous = records
-        .before(desired.stage.as_str(), &desired.release)
+        .rollback_point(
+            desired.stage.as_str(),
+            &desired.release,
+            checkpointed(cookbook, desired.stage.as_str()),
+        )
         .cloned();
     let message = match (cookbook.lifecycle.rollback.on_failure, previous) {
         (OnFailure::None, _) => format!("{failure}; left as it is (on_failure: none)"),
@@ -388,7 +406,7 @@ pub async fn rollback(
                 help: listed("recorded releases", &recorded),
             })?,
         None => records
-            .before(stage, &current.release)
+            .rollback_point(stage, &current.release, checkpointed(cookbook, stage))
             .cloned()
             .ok_or_else(|| DeployError::Usage {
                 message: format!(
