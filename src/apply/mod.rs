@@ -349,22 +349,33 @@ pub fn apply_with_docker(
         .build()
         .map_err(|source| ApplyError::Runtime { source })?;
     runtime.block_on(async {
-        let (engine, registry) = connect(job.options.push).await?;
-        let pins = pin::pin_plan(
-            Some(&engine),
-            registry.as_ref(),
-            job.cookbook,
-            job.plan,
-            &Lock::path_for(job.cookbook_file),
-            &Default::default(),
-            // Recorded with the entries built on them, when the run writes the lock.
-            false,
-            reporter,
-        )
-        .await?;
-        job.fingerprints = Arc::new(fingerprint(&pins.pins)?);
+        let (engine, registry) = connect_and_fingerprint(&mut job, fingerprint, reporter).await?;
         Ok(apply(&job, &engine, registry.as_ref(), reporter).await)
     })
+}
+
+/// The start apply and its dry run share: connect, pin the bases, and set `job.fingerprints`
+/// from the pins.
+async fn connect_and_fingerprint(
+    job: &mut Job<'_>,
+    fingerprint: &Fingerprinter<'_>,
+    reporter: &dyn Reporter,
+) -> Result<(crate::engine::DockerEngine, Option<RegistryClient>), ApplyError> {
+    let (engine, registry) = connect(job.options.push).await?;
+    let pins = pin::pin_plan(
+        Some(&engine),
+        registry.as_ref(),
+        job.cookbook,
+        job.plan,
+        &Lock::path_for(job.cookbook_file),
+        &Default::default(),
+        // New pins are recorded with the entries built on them, when a run writes the lock.
+        false,
+        reporter,
+    )
+    .await?;
+    job.fingerprints = Arc::new(fingerprint(&pins.pins)?);
+    Ok((engine, registry))
 }
 
 /// Whether a container's image exists already, by its content tag: in the registry when pushing
@@ -431,19 +442,7 @@ pub fn dry_run_with_docker(
         .build()
         .map_err(|source| ApplyError::Runtime { source })?;
     runtime.block_on(async {
-        let (engine, registry) = connect(job.options.push).await?;
-        let pins = pin::pin_plan(
-            Some(&engine),
-            registry.as_ref(),
-            job.cookbook,
-            job.plan,
-            &Lock::path_for(job.cookbook_file),
-            &Default::default(),
-            false,
-            reporter,
-        )
-        .await?;
-        job.fingerprints = Arc::new(fingerprint(&pins.pins)?);
+        let (engine, registry) = connect_and_fingerprint(&mut job, fingerprint, reporter).await?;
         dry_run(&job, &engine, registry.as_ref()).await
     })
 }
