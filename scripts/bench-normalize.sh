@@ -55,7 +55,8 @@ push_layout() { # layout repo -> seconds
 }
 # The shop images as `apply --no-push` builds them (normalized; normalizing again changes nothing).
 mkdir -p "$WORK/shop" && cp -r cookbooks/shop/. "$WORK/shop/" && rm -rf "$WORK/shop/.cookbook" "$WORK/shop/cookbook.lock"
-(cd "$WORK/shop" && "${COOKBOOK_BENCH_NEW:-target/release/cookbook}" apply --no-push >/dev/null 2>&1)
+NEW_BIN=${COOKBOOK_BENCH_NEW:-$PWD/target/release/cookbook}  # absolute: the next line changes directory
+(cd "$WORK/shop" && "$NEW_BIN" apply --no-push >/dev/null 2>&1)
 images=$(jq -r '.containers[].image' "$WORK/shop/cookbook.lock")
 stamp=$(date +%s)
 for gzip in 0 1; do
