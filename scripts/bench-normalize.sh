@@ -62,7 +62,7 @@ stamp=$(date +%s)
 for gzip in 0 1; do
   total=0; push=0
   for image in $images; do
-    name=$(basename "${image%%:*}")
+    name=$(basename "${image%:*}")  # strip the tag, not the registry port
     rm -rf "$WORK/l"
     docker save "$image" | COOKBOOK_BENCH_GZIP=$gzip COOKBOOK_BENCH_BASE=$BASE COOKBOOK_BENCH_OUT=$WORK/l "$BIN" - >/dev/null
     bytes=$(find "$WORK/l/blobs" -type f -printf '%s\n' | awk '{s+=$1} END {print s}')
