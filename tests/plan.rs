@@ -10,8 +10,17 @@ use common::{repo_root, run_in, Run};
 use proptest::prelude::*;
 use serde_json::Value;
 
+/// A copy of the shop example without its state: after the README's main job has applied
+/// `cookbooks/shop` in place, its lock pins the base, and `plan` shows the pin.
 fn shop() -> PathBuf {
-    repo_root().join("cookbooks/shop")
+    static COPY: std::sync::OnceLock<tempfile::TempDir> = std::sync::OnceLock::new();
+    COPY.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap();
+        common::copy_example("shop", dir.path());
+        dir
+    })
+    .path()
+    .to_path_buf()
 }
 
 fn valid_fixtures() -> PathBuf {
