@@ -347,19 +347,24 @@ impl RegistryClient {
         ))
     }
 
+    /// Opens a blob upload session in `repo` (POST; 202 with a Location) and returns its URL.
+    async fn start_upload(&self, repo: &Repository) -> Result<Url, RegistryError> {
+        let start = self.url(repo, "blobs/uploads/");
+        let response = self
+            .call(Method::POST, repo, &start, Access::Push, false)
+            .await?;
+        if response.status() != StatusCode::ACCEPTED {
+            return Err(unexpected(&start, response).await);
+        }
+        let location = header(&response, LOCATION.as_str())
+            .ok_or_else(|| invalid(&start, "upload started without a Location".into()))?;
+        resolve(&start, &location)
+    }
+
     /// Proves that the credentials may push to `repo` without pushing anything: starts a blob
     /// upload, then cancels it. A refusal is [`RegistryError::Unauthorized`], at once.
     pub async fn check_push_access(&self, repo: &Repository) -> Result<(), RegistryError> {
-        let url = self.url(repo, "blobs/uploads/");
-        let response = self
-            .call(Method::POST, repo, &url, Access::Push, false)
-            .await?;
-        if response.status() != StatusCode::ACCEPTED {
-            return Err(unexpected(&url, response).await);
-        }
-        let location = header(&response, LOCATION.as_str())
-            .ok_or_else(|| invalid(&url, "upload started without a Location".into()))?;
-        let upload = resolve(&url, &location)?;
+        let upload = self.start_upload(repo).await?;
         // Cancelling is a courtesy: the registry purges abandoned uploads on its own, and push
         // access is already proven, so a failure here changes nothing for the caller.
         let _ = self
@@ -433,16 +438,7 @@ impl RegistryClient {
         path: &std::path::Path,
         size: u64,
     ) -> Result<(), RegistryError> {
-        let start = self.url(repo, "blobs/uploads/");
-        let response = self
-            .call(Method::POST, repo, &start, Access::Push, false)
-            .await?;
-        if response.status() != StatusCode::ACCEPTED {
-            return Err(unexpected(&start, response).await);
-        }
-        let location = header(&response, LOCATION.as_str())
-            .ok_or_else(|| invalid(&start, "upload started without a Location".into()))?;
-        let mut upload = resolve(&start, &location)?;
+        let mut upload = self.start_upload(repo).await?;
         upload
             .query_pairs_mut()
             .append_pair("digest", digest.as_str());
