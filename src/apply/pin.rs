@@ -8,8 +8,9 @@
 //!
 //! How a reference resolves ([`resolve`]):
 //! - it carries a digest (`name@sha256:…`): that is the pin (`reference`), no I/O;
-//! - the local engine has it and knows no registry digest for it (it was built or loaded here,
-//!   never pushed or pulled: `cookbook-test/busybox:latest` in the tests): its image id
+//! - the local engine has it and knows no registry digest for it in its repository (it was
+//!   built or loaded here, never pushed or pulled under that name: `cookbook-test/busybox:latest`
+//!   in the tests, even once the same image is pushed under another name): its image id
 //!   (`engine`);
 //! - otherwise the registry's manifest digest of its tag (`registry`); when the registry has no
 //!   such tag but the engine has the image, the engine's id.
@@ -192,8 +193,14 @@ pub async fn resolve<E: Engine>(
         source: PinSource::Engine,
     };
     if let Some(info) = &local {
-        // Never pushed nor pulled: the engine is the only place it exists.
-        if info.repo_digests.is_empty() {
+        // Never pushed to nor pulled from this reference's repository: the engine is the only
+        // place it exists under this name (a digest of the same image in another repository,
+        // after a `docker tag` and push, says nothing about this one's registry).
+        let from_its_repository = info
+            .repo_digests
+            .iter()
+            .any(|d| ImageReference::parse(d).is_ok_and(|r| r.repository() == parsed.repository()));
+        if !from_its_repository {
             return Ok(engine_pin(info.id.as_str()));
         }
     }
