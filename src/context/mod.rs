@@ -19,6 +19,7 @@
 //! target is absolute or leaves the tree, a tree or copied-in file that leads outside the
 //! cookbook's directory once symlinks are followed, file names that are not UTF-8.
 
+pub mod assembly;
 pub mod dockerfile;
 pub mod dockerignore;
 pub mod tar;

@@ -72,6 +72,27 @@ pub fn write_named<W: Write>(
     name: &Path,
 ) -> Result<W, ContextError> {
     let mut builder = tar::Builder::new(out);
+    let write_err = |source: io::Error| ContextError::Write {
+        path: name.to_path_buf(),
+        source,
+    };
+    for (entry, digest) in entries.iter().zip(digests) {
+        append_entry(&mut builder, &entry.path, entry, digest, name)?;
+    }
+    let mut out = builder.into_inner().map_err(write_err)?;
+    // A buffered writer dropped unflushed would swallow the last write's error (a full disk).
+    out.flush().map_err(write_err)?;
+    Ok(out)
+}
+
+/// Appends one context entry under the tar path `path`, its contents checked against `digest`.
+fn append_entry<W: Write>(
+    builder: &mut tar::Builder<W>,
+    path: &str,
+    entry: &Entry,
+    digest: &[u8; 32],
+    name: &Path,
+) -> Result<(), ContextError> {
     let read_err = |path: &Path, source: io::Error| ContextError::Io {
         path: path.to_path_buf(),
         source,
@@ -80,53 +101,89 @@ pub fn write_named<W: Write>(
         path: name.to_path_buf(),
         source,
     };
-    for (entry, digest) in entries.iter().zip(digests) {
-        let mut h = header(entry);
-        match &entry.source {
-            EntrySource::Link(target) => {
+    let mut h = header(entry);
+    match &entry.source {
+        EntrySource::Link(target) => {
+            builder
+                .append_link(&mut h, path, target)
+                .map_err(write_err)?;
+        }
+        EntrySource::Generated(bytes) => {
+            builder
+                .append_data(&mut h, path, &bytes[..])
+                .map_err(write_err)?;
+        }
+        EntrySource::Disk { .. } => {
+            let disk = &entry.disk_path().expect("a file on disk");
+            let file = super::open_regular(disk)?;
+            let mut reader = Checked {
+                inner: file.take(entry.size),
+                hasher: Sha256::new(),
+                read: 0,
+                failed: false,
+            };
+            if let Err(e) = builder.append_data(&mut h, path, &mut reader) {
+                return Err(if reader.failed {
+                    read_err(disk, e)
+                } else {
+                    write_err(e)
+                });
+            }
+            let mut probe = [0u8; 1];
+            let longer = reader
+                .inner
+                .into_inner()
+                .read(&mut probe)
+                .map_err(|e| read_err(disk, e))?
+                > 0;
+            if reader.read != entry.size
+                || longer
+                || <[u8; 32]>::from(reader.hasher.finalize()) != *digest
+            {
+                return Err(ContextError::Changed { path: disk.clone() });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Writes the one layer of an engine-less build ([`super::assembly`]): `items` in order, each a
+/// directory (0755, owner 0:0) or a context entry under its path in the image, written and
+/// checked as [`write`] does. The result is re-encoded by `image::normalize_layer` like every
+/// layer cookbook publishes; this writer only has to be right, not canonical.
+pub fn write_layer<W: Write>(
+    items: &[super::assembly::LayerItem],
+    entries: &[Entry],
+    digests: &[[u8; 32]],
+    out: W,
+    name: &Path,
+) -> Result<W, ContextError> {
+    use super::assembly::LayerItem;
+    let write_err = |source: io::Error| ContextError::Write {
+        path: name.to_path_buf(),
+        source,
+    };
+    let mut builder = tar::Builder::new(out);
+    for item in items {
+        match item {
+            LayerItem::Dir(path) => {
+                let mut h = tar::Header::new_gnu();
+                h.set_entry_type(tar::EntryType::Directory);
+                h.set_mode(0o755);
+                h.set_uid(0);
+                h.set_gid(0);
+                h.set_mtime(MTIME);
+                h.set_size(0);
                 builder
-                    .append_link(&mut h, &entry.path, target)
+                    .append_data(&mut h, path, io::empty())
                     .map_err(write_err)?;
             }
-            EntrySource::Generated(bytes) => {
-                builder
-                    .append_data(&mut h, &entry.path, &bytes[..])
-                    .map_err(write_err)?;
-            }
-            EntrySource::Disk { .. } => {
-                let path = &entry.disk_path().expect("a file on disk");
-                let file = super::open_regular(path)?;
-                let mut reader = Checked {
-                    inner: file.take(entry.size),
-                    hasher: Sha256::new(),
-                    read: 0,
-                    failed: false,
-                };
-                if let Err(e) = builder.append_data(&mut h, &entry.path, &mut reader) {
-                    return Err(if reader.failed {
-                        read_err(path, e)
-                    } else {
-                        write_err(e)
-                    });
-                }
-                let mut probe = [0u8; 1];
-                let longer = reader
-                    .inner
-                    .into_inner()
-                    .read(&mut probe)
-                    .map_err(|e| read_err(path, e))?
-                    > 0;
-                if reader.read != entry.size
-                    || longer
-                    || <[u8; 32]>::from(reader.hasher.finalize()) != *digest
-                {
-                    return Err(ContextError::Changed { path: path.clone() });
-                }
+            LayerItem::Entry { path, index } => {
+                append_entry(&mut builder, path, &entries[*index], &digests[*index], name)?;
             }
         }
     }
     let mut out = builder.into_inner().map_err(write_err)?;
-    // A buffered writer dropped unflushed would swallow the last write's error (a full disk).
     out.flush().map_err(write_err)?;
     Ok(out)
 }

@@ -426,6 +426,25 @@ pub(crate) fn normalize_into(
 
     let diff_ids: Vec<String> = layers.iter().map(|l| l.diff_id.to_string()).collect();
     let config = config::normalize_config(&raw_config, &diff_ids)?;
+    let image = write_image(out, config, layers)?;
+    spool.close().map_err(write_err(out))?;
+    Ok(image)
+}
+
+/// Writes the rest of an OCI image layout in `out` whose layers' blobs are written (or, for a
+/// base carried from a registry, known by digest): the config blob (`config`, canonical
+/// already), the manifest, `index.json` and `oci-layout`.
+pub(crate) fn write_image(
+    out: &Path,
+    config: Vec<u8>,
+    layers: Vec<LayerInfo>,
+) -> Result<NormalizedImage, ImageError> {
+    let blobs = out.join("blobs").join("sha256");
+    let write_err = |path: &Path| {
+        let path = path.to_owned();
+        move |source| ImageError::Write { path, source }
+    };
+    fs::create_dir_all(&blobs).map_err(write_err(&blobs))?;
     let (config_digest, config_size) = write_blob(&blobs, &config)?;
     let descriptor =
         |media: MediaType, size: u64, digest: &Digest| Descriptor::new(media, size, digest.clone());
@@ -461,7 +480,6 @@ pub(crate) fn normalize_into(
     fs::write(&index_path, canonical(&index)?).map_err(write_err(&index_path))?;
     let layout_path = out.join("oci-layout");
     fs::write(&layout_path, OCI_LAYOUT).map_err(write_err(&layout_path))?;
-    spool.close().map_err(write_err(out))?;
 
     Ok(NormalizedImage {
         dir: out.to_owned(),
@@ -618,34 +636,23 @@ fn normalize_file(
             layer_err(source)
         }
     })?);
-    let blob = BlobWriter::create(blobs)?;
     // Base layers are carried as the engine's uncompressed tar, byte for byte.
-    let (input, blob, diff_id, media_type) = if is_base {
+    let (input, layer) = if is_base {
+        let blob = BlobWriter::create(blobs)?;
         let mut input = input;
         let mut blob = HashingWriter::new(blob);
         io::copy(&mut input, &mut blob).map_err(layer_err)?;
         let (blob, diff_id, _) = blob.finish();
-        (input, blob, diff_id, MediaType::ImageLayer)
+        let (digest, size) = blob.persist(blobs)?;
+        let layer = LayerInfo {
+            digest,
+            diff_id: parse_digest(&diff_id)?,
+            size,
+            media_type: MediaType::ImageLayer,
+        };
+        (input, layer)
     } else {
-        match options.compression {
-            Compression::None => {
-                let (input, blob, _) =
-                    layer::normalize_layer(input, HashingWriter::new(blob)).map_err(layer_err)?;
-                let (blob, diff_id, _) = blob.finish();
-                (input, blob, diff_id, MediaType::ImageLayer)
-            }
-            Compression::Gzip => {
-                let gzip = flate2::GzBuilder::new()
-                    .mtime(0)
-                    .operating_system(255)
-                    .write(blob, flate2::Compression::new(GZIP_LEVEL));
-                let (input, tar, _) =
-                    layer::normalize_layer(input, HashingWriter::new(gzip)).map_err(layer_err)?;
-                let (gzip, diff_id, _) = tar.finish();
-                let blob = GzEncoder::finish(gzip).map_err(layer_err)?;
-                (input, blob, diff_id, MediaType::ImageLayerGzip)
-            }
-        }
+        write_normalized_layer(index, input, blobs, options.compression)?
     };
     let read_diff_id = input.finish().map_err(layer_err)?;
     if read_diff_id != stated {
@@ -655,13 +662,49 @@ fn normalize_file(
             actual: read_diff_id,
         });
     }
+    Ok(layer)
+}
+
+/// Normalizes the layer tar `input` (layer `index` of its image) into a blob in `blobs`,
+/// compressed as `compression` says; returns the input (read to the end of its archive) and the
+/// layer's descriptor.
+pub(crate) fn write_normalized_layer<R: Read>(
+    index: usize,
+    input: R,
+    blobs: &Path,
+    compression: Compression,
+) -> Result<(R, LayerInfo), ImageError> {
+    let layer_err = |source| ImageError::Layer { index, source };
+    let blob = BlobWriter::create(blobs)?;
+    let (input, blob, diff_id, media_type) = match compression {
+        Compression::None => {
+            let (input, blob, _) =
+                layer::normalize_layer(input, HashingWriter::new(blob)).map_err(layer_err)?;
+            let (blob, diff_id, _) = blob.finish();
+            (input, blob, diff_id, MediaType::ImageLayer)
+        }
+        Compression::Gzip => {
+            let gzip = flate2::GzBuilder::new()
+                .mtime(0)
+                .operating_system(255)
+                .write(blob, flate2::Compression::new(GZIP_LEVEL));
+            let (input, tar, _) =
+                layer::normalize_layer(input, HashingWriter::new(gzip)).map_err(layer_err)?;
+            let (gzip, diff_id, _) = tar.finish();
+            let blob = GzEncoder::finish(gzip).map_err(layer_err)?;
+            (input, blob, diff_id, MediaType::ImageLayerGzip)
+        }
+    };
     let (digest, size) = blob.persist(blobs)?;
-    Ok(LayerInfo {
-        digest,
-        diff_id: parse_digest(&diff_id)?,
-        size,
-        media_type,
-    })
+    Ok((
+        input,
+        LayerInfo {
+            digest,
+            diff_id: parse_digest(&diff_id)?,
+            size,
+            media_type,
+        },
+    ))
 }
 
 fn canonical(value: &impl serde::Serialize) -> Result<Vec<u8>, ImageError> {

@@ -48,6 +48,7 @@
 //!   reaches a byte of it (BTreeMap / JCS everywhere);
 //! - every digest the engine's export states (the config's diff_ids) is checked against the bytes.
 
+pub mod assemble;
 mod config;
 mod diff;
 mod export;
@@ -139,6 +140,11 @@ pub enum ImageError {
     },
     #[error("cannot read the normalized image at {}: {message}", path.display())]
     Read { path: PathBuf, message: String },
+}
+
+/// The diff_ids an image config states, in order (`sha256:…`).
+pub fn config_diff_ids(raw: &[u8]) -> Result<Vec<String>, ImageError> {
+    config::diff_ids(raw)
 }
 
 /// Normalizes the image in `export` (a `docker save` / `export_image` tar stream, legacy or OCI

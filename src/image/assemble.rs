@@ -1,0 +1,264 @@
+//! An image assembled without an engine: a base image's layers and config, plus one layer and
+//! the config changes of an [`Assembly`], written as a normalized OCI image layout.
+//!
+//! Pipeline position: `context::assembly` (what goes in) → **here** (the image, on disk) →
+//! `apply::publish` (pushed, or loaded into an engine). The new layer is re-encoded by
+//! [`super::normalize_layer`] and stored as [`Compression::default`] says, and the config goes
+//! through [`super::normalize_config`]: an assembled image is normalized exactly as an engine's
+//! build is, so the same rules (epoch times, canonical JSON, one tar encoding) hold for both.
+//!
+//! The config is the base's, changed as the generated Dockerfile's steps would change it: `ENV`
+//! replaces a variable the base sets or appends it, `LABEL`s and `EXPOSE`d ports are added to
+//! the base's, `WORKDIR` and `CMD` replace the base's (an `ENTRYPOINT` of the base stays), and
+//! one history entry is added for the one layer.
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::path::Path;
+
+use serde_json::{json, Map, Value};
+
+use super::layout::{write_image, write_normalized_layer};
+use super::{config, Compression, ImageError, LayerInfo, NormalizedImage, EPOCH};
+use crate::context::assembly::Assembly;
+
+/// The image an assembly starts from: its config as the base has it (`None`: `scratch`) and its
+/// layers as the base's manifest lists them (their blobs need not be in the output directory: a
+/// registry's base is mounted or copied when the image is published).
+#[derive(Debug, Clone, Default)]
+pub struct Base {
+    pub config: Option<Vec<u8>>,
+    pub layers: Vec<LayerInfo>,
+}
+
+/// Writes the image of `assembly` on `base` into the OCI layout directory `out`: the layer tar
+/// `layer` (as `context::tar::write_layer` writes it) normalized into a blob, and the config with
+/// `labels` (the build's own, which win over the container's) added.
+pub fn assemble(
+    base: &Base,
+    assembly: &Assembly,
+    labels: &BTreeMap<String, String>,
+    layer: impl Read,
+    out: &Path,
+) -> Result<NormalizedImage, ImageError> {
+    let blobs = out.join("blobs").join("sha256");
+    std::fs::create_dir_all(&blobs).map_err(|source| ImageError::Write {
+        path: blobs.clone(),
+        source,
+    })?;
+    let raw = config_for(base.config.as_deref(), assembly, labels)?;
+    let stated = match &base.config {
+        Some(_) => config::diff_ids(&raw)?,
+        None => Vec::new(),
+    };
+    let listed: Vec<String> = base.layers.iter().map(|l| l.diff_id.to_string()).collect();
+    if stated != listed {
+        return Err(ImageError::Layout(format!(
+            "the base's config lists the layers {stated:?}, its manifest {listed:?}"
+        )));
+    }
+    let (_, ours) =
+        write_normalized_layer(base.layers.len(), layer, &blobs, Compression::default())?;
+    let mut layers = base.layers.clone();
+    layers.push(ours);
+    let diff_ids: Vec<String> = layers.iter().map(|l| l.diff_id.to_string()).collect();
+    let config = config::normalize_config(&raw, &diff_ids)?;
+    write_image(out, config, layers)
+}
+
+/// The OCI name of the architecture this program runs on (what `FROM scratch` gets, as the
+/// engine gives its own).
+pub fn host_architecture() -> &'static str {
+    match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        "x86" => "386",
+        "powerpc64" => "ppc64le",
+        "loongarch64" => "loong64",
+        other => other,
+    }
+}
+
+/// The base's config (or a `scratch` one) with the assembly's changes, not yet normalized.
+fn config_for(
+    base: Option<&[u8]>,
+    assembly: &Assembly,
+    labels: &BTreeMap<String, String>,
+) -> Result<Vec<u8>, ImageError> {
+    let json_err = |source| ImageError::Json {
+        what: "base config",
+        source,
+    };
+    let mut config: Value = match base {
+        Some(raw) => serde_json::from_slice(raw).map_err(json_err)?,
+        None => json!({
+            "architecture": host_architecture(),
+            "os": "linux",
+            "config": {},
+            "rootfs": { "type": "layers", "diff_ids": [] },
+        }),
+    };
+    let Some(top) = config.as_object_mut() else {
+        return Err(ImageError::Layout(
+            "the base's config is not an object".into(),
+        ));
+    };
+    let runtime = top.entry("config").or_insert_with(|| json!({}));
+    if !runtime.is_object() {
+        *runtime = json!({});
+    }
+    let runtime = runtime.as_object_mut().expect("an object");
+
+    let mut env: Vec<String> = strings(runtime.get("Env"));
+    for (key, value) in &assembly.env {
+        let setting = format!("{key}={value}");
+        match env
+            .iter()
+            .position(|e| e.split_once('=').map_or(e.as_str(), |(k, _)| k) == key)
+        {
+            Some(at) => env[at] = setting,
+            None => env.push(setting),
+        }
+    }
+    if !env.is_empty() {
+        runtime.insert("Env".into(), json!(env));
+    }
+    let mut all_labels = object(runtime.get("Labels"));
+    for (key, value) in assembly.labels.iter().chain(labels) {
+        all_labels.insert(key.clone(), Value::String(value.clone()));
+    }
+    if !all_labels.is_empty() {
+        runtime.insert("Labels".into(), Value::Object(all_labels));
+    }
+    let mut ports = object(runtime.get("ExposedPorts"));
+    for port in &assembly.ports {
+        ports.insert(port.clone(), json!({}));
+    }
+    if !ports.is_empty() {
+        runtime.insert("ExposedPorts".into(), Value::Object(ports));
+    }
+    runtime.insert("WorkingDir".into(), json!(assembly.workdir));
+    if let Some(cmd) = &assembly.cmd {
+        runtime.insert("Cmd".into(), json!(cmd));
+    }
+
+    let history = top.entry("history").or_insert_with(|| json!([]));
+    if !history.is_array() {
+        *history = json!([]);
+    }
+    history
+        .as_array_mut()
+        .expect("an array")
+        .push(json!({ "created": EPOCH, "created_by": assembly.created_by }));
+    serde_json::to_vec(&config).map_err(json_err)
+}
+
+fn strings(value: Option<&Value>) -> Vec<String> {
+    value
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn object(value: Option<&Value>) -> Map<String, Value> {
+    value
+        .and_then(Value::as_object)
+        .cloned()
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn assembly() -> Assembly {
+        Assembly {
+            copies: vec![("web/".into(), "/srv/web".into())],
+            workdir: "/srv/web".into(),
+            env: vec![("PATH".into(), "/bin".into()), ("A".into(), "1".into())],
+            cmd: Some(vec!["httpd".into()]),
+            ports: vec!["80/tcp".into()],
+            labels: BTreeMap::from([("x".into(), "container".into())]),
+            created_by: "cookbook assemble: COPY web/ /srv/web/; WORKDIR /srv/web".into(),
+        }
+    }
+
+    #[test]
+    fn the_config_is_the_bases_changed_as_the_dockerfile_would() {
+        let base = br#"{"architecture":"amd64","os":"linux","created":"2026-01-01T00:00:00Z",
+            "config":{"Env":["PATH=/usr/bin:/bin","HOME=/root"],"Entrypoint":["/init"],
+                      "Labels":{"x":"base","y":"base"},"ExposedPorts":{"22/tcp":{}}},
+            "rootfs":{"type":"layers","diff_ids":["sha256:aa"]},
+            "history":[{"created":"2026-01-01T00:00:00Z","created_by":"ADD rootfs"}]}"#;
+        let labels = BTreeMap::from([("x".into(), "build".into())]);
+        let raw = config_for(Some(base), &assembly(), &labels).unwrap();
+        let config =
+            config::normalize_config(&raw, &["sha256:aa".into(), "sha256:bb".into()]).unwrap();
+        assert_eq!(
+            String::from_utf8(config).unwrap(),
+            r#"{"architecture":"amd64","config":{"Cmd":["httpd"],"Entrypoint":["/init"],"Env":["PATH=/bin","HOME=/root","A=1"],"ExposedPorts":{"22/tcp":{},"80/tcp":{}},"Labels":{"x":"build","y":"base"},"WorkingDir":"/srv/web"},"created":"1970-01-01T00:00:00Z","history":[{"created":"1970-01-01T00:00:00Z","created_by":"ADD rootfs"},{"created":"1970-01-01T00:00:00Z","created_by":"cookbook assemble: COPY web/ /srv/web/; WORKDIR /srv/web"}],"os":"linux","rootfs":{"diff_ids":["sha256:aa","sha256:bb"],"type":"layers"}}"#
+        );
+    }
+
+    #[test]
+    fn scratch_gets_this_machines_architecture() {
+        let raw = config_for(None, &assembly(), &BTreeMap::new()).unwrap();
+        let v: Value = serde_json::from_slice(&raw).unwrap();
+        assert_eq!(v["architecture"], host_architecture());
+        assert_eq!(v["os"], "linux");
+        assert_eq!(v["config"]["Env"], json!(["PATH=/bin", "A=1"]));
+    }
+
+    #[test]
+    fn a_base_whose_manifest_and_config_disagree_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let base = Base {
+            config: Some(br#"{"rootfs":{"type":"layers","diff_ids":["sha256:aa"]}}"#.to_vec()),
+            layers: Vec::new(),
+        };
+        let err = assemble(
+            &base,
+            &assembly(),
+            &BTreeMap::new(),
+            std::io::empty(),
+            dir.path(),
+        )
+        .unwrap_err();
+        assert!(matches!(err, ImageError::Layout(_)), "{err}");
+    }
+
+    #[test]
+    fn the_layer_is_normalized_and_appended() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut raw = tar::Builder::new(Vec::new());
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(tar::EntryType::Directory);
+        h.set_mode(0o755);
+        h.set_mtime(12345);
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_size(0);
+        raw.append_data(&mut h, "srv/", std::io::empty()).unwrap();
+        let raw = raw.into_inner().unwrap();
+        let image = assemble(
+            &Base::default(),
+            &assembly(),
+            &BTreeMap::new(),
+            raw.as_slice(),
+            dir.path(),
+        )
+        .unwrap();
+        assert_eq!(image.layers().len(), 1);
+        let mut layer = tar::Archive::new(image.open_layer(0).unwrap());
+        let entry = layer.entries().unwrap().next().unwrap().unwrap();
+        assert_eq!(entry.header().mtime().unwrap(), 0, "normalized");
+        assert_eq!(&*entry.path_bytes(), b"srv/");
+        // Opened again from disk, it is the same image.
+        let again = NormalizedImage::open(dir.path()).unwrap();
+        assert_eq!(again.manifest_digest(), image.manifest_digest());
+    }
+}
