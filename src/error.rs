@@ -277,6 +277,7 @@ impl Error {
                 | ApplyError::BadRepository { .. }
                 | ApplyError::NoRevision { .. } => EXIT_INVALID,
                 ApplyError::Pin(e) => pin_exit_code(e),
+                ApplyError::EngineNeeded { .. } => EXIT_UNREACHABLE,
                 ApplyError::Lock(_)
                 | ApplyError::State { .. }
                 | ApplyError::LocalImageMissing { .. }

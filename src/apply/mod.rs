@@ -18,6 +18,10 @@
 //!    only in the registry), then exported, normalized, loaded back under its names and
 //!    published by content tag through the registry API ([`publish`]): the lock's digest is the
 //!    normalized manifest's, its image id the normalized config's;
+//!    A generated container whose applications have no build commands is not built by the
+//!    engine but assembled ([`assemble`]: its base plus one layer, normalized the same way) and
+//!    published; when pushing, an engine that does not answer is no error: those containers are
+//!    still built, and every other one is reported [`Outcome::NeedsEngine`];
 //! 3. a failed container skips everything that needs it; without `keep_going` nothing new starts;
 //! 4. only when every container succeeded are the mutable policy tags (git sha, version,
 //!    `latest`) moved, and the lock written.
@@ -40,6 +44,7 @@
 //!   tokio's blocking threads, never on the threads that drive the builds.
 //! - A failure of the whole run still returns what was done before it ([`ApplyFailure::report`]).
 
+pub mod assemble;
 pub mod check;
 pub mod pin;
 pub mod publish;
@@ -95,6 +100,11 @@ pub enum Outcome {
     },
     /// Stopped, or never started, because the run was cancelled.
     Cancelled {
+        reason: String,
+    },
+    /// Not built: it needs a Docker engine (a Dockerfile, build commands, a base only an engine
+    /// has), and the run has none (`reason` says both why and why not).
+    NeedsEngine {
         reason: String,
     },
 }
@@ -184,6 +194,15 @@ pub enum Event<'a> {
         name: &'a Name,
         reason: &'a str,
     },
+    /// Not built: it needs the Docker engine, which does not answer ([`Outcome::NeedsEngine`]).
+    NeedsEngine {
+        name: &'a Name,
+        reason: &'a str,
+    },
+    /// The engine does not answer: the run goes on without it, assembling what it can.
+    WithoutEngine {
+        why: &'a str,
+    },
     Tagged {
         name: &'a Name,
         reference: &'a str,
@@ -235,6 +254,9 @@ pub enum ApplyError {
     Runtime { source: std::io::Error },
     #[error("image {image} is not in the local engine, and there is no registry to pull it from")]
     LocalImageMissing { image: String },
+    /// Containers that need an engine were not built: the engine does not answer (exit 3).
+    #[error("not built without a Docker engine: {containers} (the engine does not answer)")]
+    EngineNeeded { containers: String },
     /// Boxed: it names the reference and its containers, and would make every result large.
     #[error(transparent)]
     Pin(Box<pin::PinError>),
@@ -278,6 +300,8 @@ struct Run<'a, E: Engine> {
     credentials: Option<Credential>,
     /// What the up-front lookups found ([`check::lookup_all`]).
     found: BTreeMap<Name, check::Found>,
+    /// Why the run has no engine, when it goes on without one (pushing, engine unreachable).
+    engine_down: Option<String>,
     reporter: &'a dyn Reporter,
     stop: AtomicBool,
 }
@@ -316,17 +340,32 @@ fn parse_repo(reference: &str) -> Result<Repository, ApplyError> {
 }
 
 /// The environment's Docker engine (`DOCKER_HOST` or the default socket) and, when pushing, a
-/// registry client.
+/// registry client. When pushing, an engine that cannot be reached is not an error here: the
+/// run goes on without it ([`assemble`]), and the third value says why it has none.
 async fn connect(
     push: bool,
-) -> Result<(crate::engine::DockerEngine, Option<RegistryClient>), ApplyError> {
-    let engine = crate::engine::DockerEngine::connect().await?;
+) -> Result<
+    (
+        crate::engine::DockerEngine,
+        Option<RegistryClient>,
+        Option<String>,
+    ),
+    ApplyError,
+> {
+    let (engine, down) = match crate::engine::DockerEngine::connect().await {
+        Ok(engine) => (engine, None),
+        Err(e @ EngineError::Unreachable { .. }) if push => (
+            crate::engine::DockerEngine::unanswered()?,
+            Some(e.to_string()),
+        ),
+        Err(e) => return Err(e.into()),
+    };
     let registry = if push {
         Some(RegistryClient::new()?)
     } else {
         None
     };
-    Ok((engine, registry))
+    Ok((engine, registry, down))
 }
 
 /// How a run gets its fingerprints once its base images are pinned (the pins are an input of
@@ -361,9 +400,12 @@ async fn connect_and_fingerprint(
     fingerprint: &Fingerprinter<'_>,
     reporter: &dyn Reporter,
 ) -> Result<(crate::engine::DockerEngine, Option<RegistryClient>), ApplyError> {
-    let (engine, registry) = connect(job.options.push).await?;
+    let (engine, registry, down) = connect(job.options.push).await?;
+    if let Some(why) = &down {
+        reporter.event(Event::WithoutEngine { why });
+    }
     let pins = pin::pin_plan(
-        Some(&engine),
+        down.is_none().then_some(&engine),
         registry.as_ref(),
         job.cookbook,
         job.plan,
@@ -525,7 +567,7 @@ pub async fn apply<E: Engine>(
 /// Before any build: a `git-sha` policy has a revision, the engine answers, every content tag
 /// is looked up, and (when pushing) the registry grants push access to every repository the run
 /// writes to ([`check`]: concurrently, once per repository). Returns the registry to use, its
-/// credentials and what the lookups found.
+/// credentials, what the lookups found, and why there is no engine (when pushing without one).
 #[allow(clippy::type_complexity)]
 async fn preflight<'r, E: Engine>(
     job: &Job<'_>,
@@ -536,12 +578,18 @@ async fn preflight<'r, E: Engine>(
         Option<&'r RegistryClient>,
         Option<Credential>,
         BTreeMap<Name, check::Found>,
+        Option<String>,
     ),
     ApplyError,
 > {
     let cookbook = job.cookbook;
     needs_revision(job)?;
-    engine.ping().await?;
+    // Without an engine, a run that pushes still assembles what needs none.
+    let engine_down = match engine.ping().await {
+        Ok(()) => None,
+        Err(e @ EngineError::Unreachable { .. }) if job.options.push => Some(e.to_string()),
+        Err(e) => return Err(e.into()),
+    };
     let registry = if job.options.push {
         let client = registry.ok_or(ApplyError::NoRegistry)?;
         if cookbook.packaging.registry.is_none() {
@@ -563,7 +611,7 @@ async fn preflight<'r, E: Engine>(
         }
         _ => None,
     };
-    Ok((registry, credentials, found))
+    Ok((registry, credentials, found, engine_down))
 }
 
 /// The run itself, filling `report` as it goes (so that a failure still returns it).
@@ -574,7 +622,7 @@ async fn run<E: Engine>(
     reporter: &dyn Reporter,
     report: &mut Report,
 ) -> Result<(), ApplyError> {
-    let (registry, credentials, found) = preflight(job, engine, registry).await?;
+    let (registry, credentials, found, engine_down) = preflight(job, engine, registry).await?;
     reporter.event(Event::Checked {
         containers: job.plan.len(),
         waves: job.plan.waves().len(),
@@ -586,6 +634,7 @@ async fn run<E: Engine>(
         registry,
         credentials,
         found,
+        engine_down,
         reporter,
         stop: AtomicBool::new(false),
     };
@@ -814,13 +863,27 @@ impl<E: Engine> Run<'_, E> {
             return Ok(report(Outcome::Cached { source }, ids, Vec::new()));
         }
 
+        // Assembled without an engine when nothing needs to run (context/assembly.rs).
+        let assembly = crate::context::assembly::plan(cookbook, name);
+        if let (None, Some(down)) = (&assembly, &self.engine_down) {
+            let why = crate::context::assembly::needs_engine(cookbook, name).unwrap_or_default();
+            return Ok(self.needs_engine(name, format!("{why}; {down}"), report));
+        }
         self.reporter.event(Event::Started { name, wave });
         let started = Instant::now();
-        match self.build(name, &local, &repo_text, started).await {
+        let result = match assembly {
+            Some(assembly) => {
+                self.assemble(name, assembly, &local, &repo_text, started)
+                    .await
+            }
+            None => self.build(name, &local, &repo_text, started).await,
+        };
+        match result {
             Ok(ids) => {
                 let millis = started.elapsed().as_millis() as u64;
                 Ok(report(Outcome::Built { millis }, ids, Vec::new()))
             }
+            Err(Failure::NeedsEngine { reason }) => Ok(self.needs_engine(name, reason, report)),
             Err(Failure::Run(e)) => Err(e),
             Err(Failure::Cancelled) => cancelled("cancelled while building"),
             Err(Failure::Container { reason, log }) => {
@@ -835,6 +898,106 @@ impl<E: Engine> Run<'_, E> {
                 Ok(report(Outcome::Failed { reason }, (None, None), log))
             }
         }
+    }
+
+    /// The report of a container not built for want of an engine, announced.
+    fn needs_engine(
+        &self,
+        name: &Name,
+        why: String,
+        report: impl FnOnce(Outcome, (Option<String>, Option<String>), Vec<String>) -> ContainerReport,
+    ) -> ContainerReport {
+        let reason = format!("needs a Docker engine: {why}");
+        self.reporter.event(Event::NeedsEngine {
+            name,
+            reason: &reason,
+        });
+        report(Outcome::NeedsEngine { reason }, (None, None), Vec::new())
+    }
+
+    /// Assembles a container that needs no engine ([`assemble`]), then publishes it (or, with
+    /// `--no-push`, loads it into the engine). Returns the manifest digest (when pushed) and the
+    /// image id.
+    async fn assemble(
+        &self,
+        name: &Name,
+        assembly: crate::context::assembly::Assembly,
+        local: &str,
+        repo_text: &str,
+        started: Instant,
+    ) -> Result<(Option<String>, Option<String>), Failure> {
+        let cookbook = self.job.cookbook;
+        let fp = &self.job.fingerprints[name];
+        let hash = fp.input_hash();
+        let source =
+            assemble::base_source(cookbook, fp, self.registry.is_some()).map_err(Failure::Run)?;
+        if let (assemble::BaseSource::Engine { image }, Some(down)) = (&source, &self.engine_down) {
+            return Err(Failure::NeedsEngine {
+                reason: format!("its base image {image} is in a local engine only; {down}"),
+            });
+        }
+        if let (Some(parent), None) = (
+            self.job.cookbook.containers[name].build_parent(),
+            self.registry,
+        ) {
+            self.unless_cancelled(self.ensure_parent(parent))
+                .await
+                .ok_or(Failure::Cancelled)??;
+        }
+        self.reporter.event(Event::Line {
+            name,
+            line: "assembling from the context: no build commands, no engine needed",
+        });
+        let assembled = self
+            .unless_cancelled(assemble::assemble(
+                self.engine,
+                self.registry,
+                &source,
+                Arc::new(fp.clone()),
+                assembly,
+                self.labels(name, hash),
+            ))
+            .await
+            .ok_or(Failure::Cancelled)?
+            .map_err(Failure::publish)?;
+        self.save_explain(name).await.map_err(Failure::Run)?;
+        self.reporter.event(Event::Built {
+            name,
+            millis: started.elapsed().as_millis() as u64,
+        });
+        let normalized = &assembled.normalized;
+        let image_id = Some(normalized.image.config_digest().to_string());
+        let Some(registry) = self.registry else {
+            // Under the names an engine build gives it (see `build`).
+            let mut names = vec![local.to_owned()];
+            if cookbook.packaging.registry.is_some() {
+                names.push(format!("{repo_text}:{hash}"));
+            }
+            self.unless_cancelled(publish::load(self.engine, normalized, &names))
+                .await
+                .ok_or(Failure::Cancelled)?
+                .map_err(Failure::publish)?;
+            return Ok((None, image_id));
+        };
+        let repo = parse_repo(repo_text).map_err(Failure::Run)?;
+        let digest = self
+            .unless_cancelled(publish::publish(
+                registry,
+                &repo,
+                hash,
+                normalized,
+                assembled.base_repo.as_ref(),
+            ))
+            .await
+            .ok_or(Failure::Cancelled)?
+            .map_err(Failure::publish)?;
+        let reference = format!("{repo_text}:{hash}");
+        self.reporter.event(Event::Pushed {
+            name,
+            reference: &reference,
+            digest: digest.as_str(),
+        });
+        Ok((Some(digest.to_string()), image_id))
     }
 
     /// Whether the image exists already ([`lookup`]); an image found in the local engine also
@@ -1240,6 +1403,10 @@ enum Failure {
     Run(ApplyError),
     /// The run was cancelled while this container was at work.
     Cancelled,
+    /// It needs an engine, and the run has none.
+    NeedsEngine {
+        reason: String,
+    },
 }
 
 impl Failure {
@@ -1248,6 +1415,7 @@ impl Failure {
     fn publish(e: publish::PublishError) -> Failure {
         match e {
             publish::PublishError::Engine(e) => Failure::engine(e),
+            publish::PublishError::Context(e) => Failure::Run(e.into()),
             publish::PublishError::Registry(
                 e @ (RegistryError::Unreachable { .. } | RegistryError::Unavailable { .. }),
             ) => Failure::Run(e.into()),

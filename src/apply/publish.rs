@@ -47,6 +47,12 @@ pub enum PublishError {
     Scratch(#[source] io::Error),
     #[error("the engine gave the loaded image the id {actual}, not its config digest {expected}")]
     LoadedId { expected: String, actual: String },
+    /// The base image of an assembled container cannot be used.
+    #[error("base image {reference}: {message}")]
+    Base { reference: String, message: String },
+    /// The layer of an assembled container could not be written from its context.
+    #[error(transparent)]
+    Context(#[from] crate::context::ContextError),
 }
 
 /// A normalized image in a scratch directory of this run (removed when this drops).
@@ -59,8 +65,22 @@ pub struct Normalized {
 }
 
 impl Normalized {
+    /// An image written into the scratch directory `dir` (which the value then owns).
+    pub(super) fn new(image: NormalizedImage, base_layers: usize, dir: tempfile::TempDir) -> Self {
+        Normalized {
+            image,
+            base_layers,
+            dir,
+        }
+    }
+
     pub fn dir(&self) -> &Path {
         self.dir.path()
+    }
+
+    /// The scratch directory, to build another image in (an assembly on this exported base).
+    pub(super) fn into_dir(self) -> tempfile::TempDir {
+        self.dir
     }
 }
 
@@ -339,8 +359,11 @@ pub async fn load<E: Engine>(
 }
 
 /// Publishes the normalized image to `repo` under `tag` through the registry API and returns the
-/// manifest digest. `mount_from`: a repository of the same registry that holds the base layers
-/// (a `container:` parent's), mounted instead of uploaded.
+/// manifest digest. `mount_from`: a repository that holds the base layers (a `container:`
+/// parent's, an assembled container's registry base): on the same registry they are mounted
+/// instead of uploaded; a base blob that is not on disk (an assembly carries a registry base by
+/// digest only) and cannot be mounted is copied from there through a file of the scratch
+/// directory.
 pub async fn publish(
     registry: &RegistryClient,
     repo: &Repository,
@@ -381,6 +404,14 @@ pub async fn publish(
             }
         }
         let path = image.blob_path(oci_digest);
+        if let (true, Some(from), false) = (*is_base, mount_from, path.exists()) {
+            if !registry.blob_to_file(from, &blob, &path).await? {
+                return Err(PublishError::Base {
+                    reference: from.to_string(),
+                    message: format!("the registry has no blob {blob} there"),
+                });
+            }
+        }
         registry.blob_upload(repo, &blob, &path, *size).await?;
     }
     let pushed = registry

@@ -98,6 +98,10 @@ fn describe(event: &Event<'_>) -> Option<String> {
         Event::Tagged { name, reference } => format!("[{name}] tagged {reference}"),
         Event::Skipped { name, reason } => format!("[{name}] skipped: {reason}"),
         Event::Cancelled { name, reason } => format!("[{name}] cancelled: {reason}"),
+        Event::NeedsEngine { name, reason } => format!("[{name}] NOT BUILT: {reason}"),
+        Event::WithoutEngine { why } => format!(
+            "warning: no Docker engine ({why}); building only the containers that need none"
+        ),
         Event::Failed { name, reason, log } => {
             let mut s = format!("[{name}] FAILED: {reason}");
             if !log.is_empty() {
@@ -197,7 +201,8 @@ impl Reporter for Live {
                     Event::Built { name, .. }
                     | Event::Failed { name, .. }
                     | Event::Skipped { name, .. }
-                    | Event::Cancelled { name, .. } => Some(*name),
+                    | Event::Cancelled { name, .. }
+                    | Event::NeedsEngine { name, .. } => Some(*name),
                     _ => None,
                 };
                 if let Some(bar) = name.and_then(|n| bars.remove(n)) {
@@ -228,6 +233,7 @@ fn summary_json(report: &Report, error: Option<&Error>) -> String {
         "failed": report.count(|o| matches!(o, Outcome::Failed { .. })),
         "skipped": report.count(|o| matches!(o, Outcome::Skipped { .. })),
         "cancelled": report.count(|o| matches!(o, Outcome::Cancelled { .. })),
+        "needs_engine": report.count(|o| matches!(o, Outcome::NeedsEngine { .. })),
         "lock_changed": report.lock_changed,
         "containers": report.containers,
     });
@@ -331,14 +337,20 @@ fn finish(
 
 fn summary_line(report: &Report) -> String {
     let cancelled = report.count(|o| matches!(o, Outcome::Cancelled { .. }));
+    let needs_engine = report.count(|o| matches!(o, Outcome::NeedsEngine { .. }));
     format!(
-        "apply: {} built, {} cached, {} failed, {} skipped{}{}",
+        "apply: {} built, {} cached, {} failed, {} skipped{}{}{}",
         report.count(|o| matches!(o, Outcome::Built { .. })),
         report.count(|o| matches!(o, Outcome::Cached { .. })),
         report.count(|o| matches!(o, Outcome::Failed { .. })),
         report.count(|o| matches!(o, Outcome::Skipped { .. })),
         if cancelled > 0 {
             format!(", {cancelled} cancelled")
+        } else {
+            String::new()
+        },
+        if needs_engine > 0 {
+            format!(", {needs_engine} not built (no engine)")
         } else {
             String::new()
         },
@@ -350,15 +362,25 @@ fn summary_line(report: &Report) -> String {
     )
 }
 
+/// 0 when every container is built or cached; 1 when one failed; 3 when none failed but some
+/// were not built for want of an engine (an unreachable service: running again with one helps).
 fn outcome(report: &Report) -> Result<(), Error> {
     if report.ok() {
-        Ok(())
-    } else {
-        Err(Error::Failed(format!(
-            "{} container(s) failed",
-            report.count(|o| matches!(o, Outcome::Failed { .. }))
-        )))
+        return Ok(());
     }
+    let failed = report.count(|o| matches!(o, Outcome::Failed { .. }));
+    let without_engine: Vec<&str> = report
+        .containers
+        .iter()
+        .filter(|(_, c)| matches!(c.outcome, Outcome::NeedsEngine { .. }))
+        .map(|(name, _)| name.as_str())
+        .collect();
+    if failed == 0 && !without_engine.is_empty() {
+        return Err(Error::Apply(apply::ApplyError::EngineNeeded {
+            containers: without_engine.join(", "),
+        }));
+    }
+    Err(Error::Failed(format!("{failed} container(s) failed")))
 }
 
 /// The plan `apply` acts on: the whole cookbook's, a site's portion, and within it the named

@@ -112,6 +112,31 @@ impl DockerEngine {
         })
     }
 
+    /// A client for the engine of `DOCKER_HOST` (or the default socket) that did not answer
+    /// [`DockerEngine::connect`]: nothing is negotiated, and every call fails as that engine
+    /// fails (unreachable). `apply` holds one when it goes on without an engine (engine-less
+    /// builds, `apply/assemble.rs`), so that the code paths stay the same and any call that
+    /// would need the engine reports it as unreachable.
+    pub fn unanswered() -> Result<DockerEngine, EngineError> {
+        let endpoint = std::env::var("DOCKER_HOST")
+            .ok()
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| DEFAULT_HOST.to_owned());
+        let docker = Docker::connect_with_host(&endpoint).map_err(|e| match e {
+            BollardError::UnsupportedURISchemeError { .. } => EngineError::UnsupportedHost {
+                endpoint: endpoint.clone(),
+            },
+            other => classify(&endpoint, "connect", other),
+        })?;
+        let docker = docker.with_timeout(REQUEST_TIMEOUT);
+        Ok(DockerEngine {
+            builder: docker.clone().with_timeout(BUILD_TIMEOUT),
+            docker,
+            endpoint,
+            retry: RetryPolicy::default(),
+        })
+    }
+
     /// The retry policy for pushes.
     pub fn with_retry(mut self, retry: RetryPolicy) -> DockerEngine {
         self.retry = retry;

@@ -20,7 +20,7 @@ use std::path::Path;
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::apply::{self, publish};
+use crate::apply::{self, assemble, publish};
 use crate::context::dockerfile::local_image;
 use crate::engine::{BuildRequest, Engine, EngineError};
 use crate::graph::Plan;
@@ -261,7 +261,13 @@ pub async fn rebuild<E: Engine>(
     registry: &RegistryClient,
 ) -> Result<(), RebuildError> {
     report.rebuild_checked = true;
-    engine.ping().await?;
+    // Containers assembled without an engine are rebuilt without one too (apply/assemble.rs).
+    if selected
+        .iter()
+        .any(|name| crate::context::assembly::plan(cookbook, name).is_none())
+    {
+        engine.ping().await?;
+    }
     for name in plan.order() {
         if !selected.contains(name) {
             continue;
@@ -319,29 +325,16 @@ async fn rebuild_one<E: Engine>(
     registry: &RegistryClient,
 ) -> Result<Outcome, RebuildError> {
     let container = &cookbook.containers[name];
+    let assembly = crate::context::assembly::plan(cookbook, name);
+    // An engine build names its parent in the engine; an assembly of a published entry reads
+    // it from the registry.
     if let Some(parent) = container.build_parent() {
-        if let Err(message) = ensure_parent(cookbook, lock, parent, engine, registry).await? {
-            return Ok(Outcome::Failed(message));
+        if assembly.is_none() || !published(entry) {
+            if let Err(message) = ensure_parent(cookbook, lock, parent, engine, registry).await? {
+                return Ok(Outcome::Failed(message));
+            }
         }
     }
-    let context = {
-        let fp = fp.clone();
-        tokio::task::spawn_blocking(move || apply::write_context(&fp))
-            .await
-            .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))
-    };
-    let context = match context {
-        Ok(c) => c,
-        Err(e) => {
-            return Ok(Outcome::Failed(format!(
-                "cannot write the build context: {e}"
-            )))
-        }
-    };
-    let (build_args, target) = match &container.kind {
-        ContainerKind::Dockerfile(d) => (d.build_args.clone(), d.target.clone()),
-        ContainerKind::Generated(_) => (BTreeMap::new(), None),
-    };
     // The revision label says which commit the image was first built at: `apply` reuses an
     // image for every later commit with the same input hash, so the rebuild takes the locked
     // image's label, not the commit checked out now (which is not part of what was built).
@@ -349,31 +342,38 @@ async fn rebuild_one<E: Engine>(
         Some(labels) => labels.get(REVISION_LABEL).cloned(),
         None => revision.map(str::to_owned),
     };
-    let request = BuildRequest {
-        context: context.path().to_path_buf(),
-        dockerfile: fp.context.dockerfile.clone(),
-        build_args,
-        target,
-        labels: apply::image_labels(cookbook, name, fp.input_hash(), revision.as_deref()),
-        tags: Vec::new(),
-        pull: false,
-        no_cache: true,
-    };
-    let built = match engine.build(&request, &|_| {}).await {
-        Ok(outcome) => outcome.image_id,
-        Err(e @ EngineError::Unreachable { .. }) => return Err(e.into()),
-        Err(e) => return Ok(Outcome::Failed(e.to_string())),
-    };
-    drop(context);
-    let result = normalize_rebuilt(cookbook, fp, built.as_str(), engine).await;
-    // The rebuild was for comparing only: it leaves no image behind.
-    let _ = engine.remove_image(built.as_str()).await;
-    let rebuilt = match result {
-        Ok(n) => n,
-        Err(publish::PublishError::Engine(e @ EngineError::Unreachable { .. })) => {
-            return Err(e.into())
+    let labels = apply::image_labels(cookbook, name, fp.input_hash(), revision.as_deref());
+    let rebuilt = match assembly {
+        Some(assembly) => {
+            // As apply assembled it: the base from the registry when the entry was published.
+            let source = match assemble::base_source(cookbook, fp, published(entry)) {
+                Ok(source) => source,
+                Err(e) => return Ok(Outcome::Failed(e.to_string())),
+            };
+            let assembled = assemble::assemble(
+                engine,
+                Some(registry),
+                &source,
+                std::sync::Arc::new(fp.clone()),
+                assembly,
+                labels,
+            )
+            .await;
+            match assembled {
+                Ok(a) => a.normalized,
+                Err(publish::PublishError::Engine(e @ EngineError::Unreachable { .. })) => {
+                    return Err(e.into())
+                }
+                Err(publish::PublishError::Registry(
+                    e @ (RegistryError::Unreachable { .. } | RegistryError::Unavailable { .. }),
+                )) => return Err(e.into()),
+                Err(e) => return Ok(Outcome::Failed(e.to_string())),
+            }
         }
-        Err(e) => return Ok(Outcome::Failed(e.to_string())),
+        None => match engine_rebuild(cookbook, name, fp, labels, engine).await? {
+            Ok(n) => n,
+            Err(message) => return Ok(Outcome::Failed(message)),
+        },
     };
     let digest = rebuilt.image.manifest_digest().to_string();
     let same = match (&entry.digest, &entry.image_id) {
@@ -411,6 +411,56 @@ async fn rebuild_one<E: Engine>(
         Ok(None) => Outcome::Same(digest),
         Err(e) => Outcome::Failed(format!("cannot compare the images: {e}")),
     })
+}
+
+/// Builds the container again in the engine (no build cache) and normalizes what it built;
+/// the build leaves no image behind. `Ok(Err(why))` when it fails.
+async fn engine_rebuild<E: Engine>(
+    cookbook: &Cookbook,
+    name: &Name,
+    fp: &Fingerprint,
+    labels: BTreeMap<String, String>,
+    engine: &E,
+) -> Result<Result<publish::Normalized, String>, RebuildError> {
+    let container = &cookbook.containers[name];
+    let context = {
+        let fp = fp.clone();
+        tokio::task::spawn_blocking(move || apply::write_context(&fp))
+            .await
+            .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))
+    };
+    let context = match context {
+        Ok(c) => c,
+        Err(e) => return Ok(Err(format!("cannot write the build context: {e}"))),
+    };
+    let (build_args, target) = match &container.kind {
+        ContainerKind::Dockerfile(d) => (d.build_args.clone(), d.target.clone()),
+        ContainerKind::Generated(_) => (BTreeMap::new(), None),
+    };
+    let request = BuildRequest {
+        context: context.path().to_path_buf(),
+        dockerfile: fp.context.dockerfile.clone(),
+        build_args,
+        target,
+        labels,
+        tags: Vec::new(),
+        pull: false,
+        no_cache: true,
+    };
+    let built = match engine.build(&request, &|_| {}).await {
+        Ok(outcome) => outcome.image_id,
+        Err(e @ EngineError::Unreachable { .. }) => return Err(e.into()),
+        Err(e) => return Ok(Err(e.to_string())),
+    };
+    drop(context);
+    let result = normalize_rebuilt(cookbook, fp, built.as_str(), engine).await;
+    // The rebuild was for comparing only: it leaves no image behind.
+    let _ = engine.remove_image(built.as_str()).await;
+    match result {
+        Ok(n) => Ok(Ok(n)),
+        Err(publish::PublishError::Engine(e @ EngineError::Unreachable { .. })) => Err(e.into()),
+        Err(e) => Ok(Err(e.to_string())),
+    }
 }
 
 const REVISION_LABEL: &str = "org.opencontainers.image.revision";

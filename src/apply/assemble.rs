@@ -1,0 +1,352 @@
+//! Engine-less builds: a generated container whose applications have no build commands is
+//! assembled from its base image and its context, as ko and Jib build images — no Docker engine
+//! runs anything.
+//!
+//! Pipeline position: inside `apply` (and `verify --rebuild`), in place of an engine build for
+//! the containers [`crate::context::assembly::plan`] accepts. The steps:
+//! 1. [`base_source`]: where the base comes from. A registry's image (the pinned `ref@digest`, or
+//!    a `container:` parent's content tag) is read through the registry API — its manifest, its
+//!    config, and its layers *by digest only*: they are mounted or copied when the image is
+//!    published, never unpacked. An image that exists only in a local engine (a pin of source
+//!    `engine`), and every base of a `--no-push` run, is exported from the engine and carried as
+//!    its uncompressed layer tars, as the engine path carries bases;
+//! 2. the one layer is written from the context listing (`context::tar::write_layer`) and the
+//!    image assembled and normalized (`image::assemble`), on a blocking thread;
+//! 3. the caller publishes it ([`super::publish::publish`], which mounts or copies the base's
+//!    blobs from [`Assembled::base_repo`]) or loads it into the engine (`--no-push`).
+//!
+//! So with a registry, the whole build needs no engine: `apply` on a machine without Docker
+//! builds these containers and names each one that needs an engine.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use serde::Deserialize;
+
+use super::publish::{self, Normalized, PublishError};
+use super::{parse_repo, repository, ApplyError};
+use crate::context::assembly::{self, Assembly};
+use crate::context::dockerfile::local_image;
+use crate::engine::Engine;
+use crate::hash::{Fingerprint, PinSource};
+use crate::image::assemble::{host_architecture, Base};
+use crate::image::{ImageError, LayerInfo};
+use crate::model::{BaseImage, ContainerKind, Cookbook};
+use crate::registry::{Digest, ImageReference, RegistryClient, Repository};
+
+/// Where an assembled container's base image comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BaseSource {
+    Scratch,
+    /// The manifest (or image index) `reference` (a digest or a tag) of `repo`.
+    Registry {
+        repo: Repository,
+        reference: String,
+    },
+    /// An image of the local engine, by id or name.
+    Engine {
+        image: String,
+    },
+}
+
+/// An assembled image and the repository its base's blobs are in (for a registry base: the
+/// publish step mounts them from there, or copies them when it is another registry).
+#[derive(Debug)]
+pub struct Assembled {
+    pub normalized: Normalized,
+    pub base_repo: Option<Repository>,
+}
+
+/// Where the base of the assembled container `fp.container` comes from: with `push`, from the
+/// registry whenever the base is there (an external base pinned by its registry digest, a
+/// `container:` parent by its content tag); an image only a local engine has, and every base of a
+/// run without a registry, from the engine.
+pub fn base_source(
+    cookbook: &Cookbook,
+    fp: &Fingerprint,
+    push: bool,
+) -> Result<BaseSource, ApplyError> {
+    let container = &cookbook.containers[&fp.container];
+    let ContainerKind::Generated(g) = &container.kind else {
+        unreachable!("only generated containers are assembled (context::assembly::plan)")
+    };
+    Ok(match &g.base {
+        BaseImage::Container(parent) => {
+            let hash = fp
+                .dependencies
+                .get(parent.as_str())
+                .cloned()
+                .unwrap_or_default();
+            if push {
+                BaseSource::Registry {
+                    repo: parse_repo(&repository(cookbook, parent))?,
+                    reference: hash,
+                }
+            } else {
+                BaseSource::Engine {
+                    image: local_image(&cookbook.project.name, parent, &hash),
+                }
+            }
+        }
+        BaseImage::Image(reference) if reference == "scratch" => BaseSource::Scratch,
+        BaseImage::Image(reference) => {
+            let pin = fp.external_base.as_ref().and_then(|(_, pin)| pin.as_ref());
+            match pin {
+                Some(pin) if pin.source == PinSource::Engine => BaseSource::Engine {
+                    image: pin.digest.clone(),
+                },
+                _ if !push => BaseSource::Engine {
+                    image: pin.map_or_else(|| reference.clone(), |p| p.from_line(reference)),
+                },
+                _ => {
+                    let parsed = ImageReference::parse(reference).map_err(|e| {
+                        ApplyError::BadRepository {
+                            reference: reference.clone(),
+                            reason: e.to_string(),
+                        }
+                    })?;
+                    BaseSource::Registry {
+                        repo: parsed.repository().clone(),
+                        reference: match pin {
+                            Some(p) if p.source == PinSource::Registry => p.digest.clone(),
+                            _ => parsed.manifest_reference().to_owned(),
+                        },
+                    }
+                }
+            }
+        }
+    })
+}
+
+/// Assembles `assembly` (container `fp.container`) on the base `source` with the build's
+/// `labels`, into a scratch directory of this run.
+pub async fn assemble<E: Engine>(
+    engine: &E,
+    registry: Option<&RegistryClient>,
+    source: &BaseSource,
+    fp: Arc<Fingerprint>,
+    assembly: Assembly,
+    labels: BTreeMap<String, String>,
+) -> Result<Assembled, PublishError> {
+    let (base, dir, base_repo) = match source {
+        BaseSource::Scratch => (Base::default(), scratch_dir()?, None),
+        BaseSource::Registry { repo, reference } => {
+            let registry = registry.ok_or_else(|| PublishError::Base {
+                reference: format!("{repo}:{reference}"),
+                message: "a registry base needs a registry client".into(),
+            })?;
+            let base = registry_base(registry, repo, reference).await?;
+            (base, scratch_dir()?, Some(repo.clone()))
+        }
+        BaseSource::Engine { image } => {
+            let exported = engine_base(engine, image).await?;
+            let base = Base {
+                config: Some(exported.image.config().to_vec()),
+                layers: exported.image.layers().to_vec(),
+            };
+            (base, exported.into_dir(), None)
+        }
+    };
+    let out = dir.path().join("oci");
+    let base_layers = base.layers.len();
+    let image = tokio::task::spawn_blocking(move || -> Result<_, PublishError> {
+        let items = assembly::layer_items(&assembly, &fp.entries);
+        // The raw layer is spooled, then re-encoded into its blob: small for the trees this path
+        // takes (sources, no build output), and it keeps one tar encoder (normalize_layer).
+        let spool = tempfile::tempfile_in(dir.path()).map_err(PublishError::Scratch)?;
+        let name = dir.path().join("layer.tar");
+        let writer = std::io::BufWriter::new(spool);
+        let writer =
+            crate::context::tar::write_layer(&items, &fp.entries, &fp.digests, writer, &name)?;
+        let mut spool = writer
+            .into_inner()
+            .map_err(|e| PublishError::Scratch(e.into_error()))?;
+        std::io::Seek::rewind(&mut spool).map_err(PublishError::Scratch)?;
+        let image = crate::image::assemble::assemble(
+            &base,
+            &assembly,
+            &labels,
+            std::io::BufReader::new(spool),
+            &out,
+        )?;
+        Ok((image, dir))
+    })
+    .await
+    .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))?;
+    let (image, dir) = image;
+    Ok(Assembled {
+        normalized: Normalized::new(image, base_layers, dir),
+        base_repo,
+    })
+}
+
+fn scratch_dir() -> Result<tempfile::TempDir, PublishError> {
+    tempfile::Builder::new()
+        .prefix("cookbook-image-")
+        .tempdir()
+        .map_err(PublishError::Scratch)
+}
+
+/// A base exported from the local engine, every layer carried as it is; pulled first when the
+/// engine does not have it and it names a registry image.
+async fn engine_base<E: Engine>(engine: &E, image: &str) -> Result<Normalized, PublishError> {
+    let info = match engine.inspect_image(image).await? {
+        Some(info) => info,
+        None => {
+            let missing = || PublishError::Base {
+                reference: image.to_owned(),
+                message: "the local engine does not have it".into(),
+            };
+            let reference = ImageReference::parse(image).map_err(|_| missing())?;
+            engine
+                .pull(reference.repository(), reference.manifest_reference(), None)
+                .await?;
+            engine.inspect_image(image).await?.ok_or_else(missing)?
+        }
+    };
+    publish::normalize_image(engine, image, info.layers).await
+}
+
+#[derive(Deserialize)]
+struct WireManifest {
+    #[serde(rename = "mediaType")]
+    media_type: Option<String>,
+    config: Option<WireDescriptor>,
+    #[serde(default)]
+    layers: Vec<WireDescriptor>,
+    manifests: Option<Vec<WireDescriptor>>,
+}
+
+#[derive(Deserialize)]
+struct WireDescriptor {
+    #[serde(rename = "mediaType")]
+    media_type: Option<String>,
+    digest: String,
+    #[serde(default)]
+    size: u64,
+    platform: Option<WirePlatform>,
+}
+
+#[derive(Deserialize)]
+struct WirePlatform {
+    os: String,
+    architecture: String,
+}
+
+/// A registry's base: its manifest (this machine's platform when it is an index), its config,
+/// and its layers' descriptors (Docker media types named by their OCI equivalents; the blobs are
+/// not fetched).
+async fn registry_base(
+    registry: &RegistryClient,
+    repo: &Repository,
+    reference: &str,
+) -> Result<Base, PublishError> {
+    let base_err = |message: String| PublishError::Base {
+        reference: format!("{repo}@{reference}"),
+        message,
+    };
+    let fetch = |reference: String| async move {
+        registry
+            .manifest_get(repo, &reference)
+            .await?
+            .ok_or_else(|| PublishError::Base {
+                reference: format!("{repo}:{reference}"),
+                message: "the registry has no such manifest".into(),
+            })
+    };
+    let parse = |bytes: &[u8]| {
+        serde_json::from_slice::<WireManifest>(bytes)
+            .map_err(|e| base_err(format!("its manifest cannot be read: {e}")))
+    };
+    let mut manifest = parse(&fetch(reference.to_owned()).await?.bytes)?;
+    if let Some(list) = &manifest.manifests {
+        let arch = host_architecture();
+        let chosen = list
+            .iter()
+            .find(|m| {
+                m.platform
+                    .as_ref()
+                    .is_some_and(|p| p.os == "linux" && p.architecture == arch)
+            })
+            .ok_or_else(|| base_err(format!("its index has no linux/{arch} image")))?;
+        manifest = parse(&fetch(chosen.digest.clone()).await?.bytes)?;
+        if manifest.manifests.is_some() {
+            return Err(base_err("an index inside an index".into()));
+        }
+    }
+    let config = manifest.config.ok_or_else(|| {
+        base_err(format!(
+            "a manifest of type {:?} has no config",
+            manifest.media_type
+        ))
+    })?;
+    let config_digest = Digest::parse(&config.digest).map_err(|e| base_err(e.to_string()))?;
+    let config_bytes = registry
+        .blob_get(repo, &config_digest)
+        .await?
+        .ok_or_else(|| base_err(format!("the registry has no config blob {config_digest}")))?;
+    let diff_ids = crate::image::config_diff_ids(&config_bytes)?;
+    if diff_ids.len() != manifest.layers.len() {
+        return Err(base_err(format!(
+            "its manifest lists {} layers, its config {} diff_ids",
+            manifest.layers.len(),
+            diff_ids.len()
+        )));
+    }
+    let layers = manifest
+        .layers
+        .iter()
+        .zip(diff_ids)
+        .map(|(layer, diff_id)| {
+            let digest = |text: &str| {
+                text.parse()
+                    .map_err(|e| ImageError::Layout(format!("`{text}` is not a digest: {e}")))
+            };
+            Ok(LayerInfo {
+                digest: digest(&layer.digest)?,
+                diff_id: digest(&diff_id)?,
+                size: layer.size,
+                media_type: oci_layer_type(layer.media_type.as_deref()),
+            })
+        })
+        .collect::<Result<Vec<_>, ImageError>>()?;
+    Ok(Base {
+        config: Some(config_bytes),
+        layers,
+    })
+}
+
+/// A layer's media type in an OCI manifest: Docker's names for the same bytes become the OCI
+/// ones; anything else is kept as written.
+fn oci_layer_type(media_type: Option<&str>) -> oci_spec::image::MediaType {
+    use oci_spec::image::MediaType;
+    match media_type {
+        Some("application/vnd.docker.image.rootfs.diff.tar.gzip") | None => {
+            MediaType::ImageLayerGzip
+        }
+        Some("application/vnd.docker.image.rootfs.diff.tar") => MediaType::ImageLayer,
+        Some(other) => MediaType::from(other),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn docker_layer_types_become_oci_ones() {
+        use oci_spec::image::MediaType;
+        assert_eq!(
+            oci_layer_type(Some("application/vnd.docker.image.rootfs.diff.tar.gzip")),
+            MediaType::ImageLayerGzip
+        );
+        assert_eq!(
+            oci_layer_type(Some("application/vnd.oci.image.layer.v1.tar")),
+            MediaType::ImageLayer
+        );
+        assert_eq!(
+            oci_layer_type(Some("application/vnd.oci.image.layer.v1.tar+zstd")),
+            MediaType::ImageLayerZstd
+        );
+    }
+}

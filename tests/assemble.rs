@@ -1,0 +1,345 @@
+//! Engine-less builds (issue 11, item 4), against the real engine and registry that
+//! `scripts/services.sh` starts: a generated container whose applications have no build
+//! commands is assembled from its base and its context with no Docker engine at all
+//! (`DOCKER_HOST` pointing at a closed loopback port), pushed, and then runs when the engine
+//! starts it; the same cookbook applied with the engine gives the same digests; `apply` without
+//! an engine names each container that needs one and exits 3.
+//!
+//! The base is the busybox test image pushed to the test registry by the engine itself (a
+//! Docker v2 manifest with gzip layers, like the images of Docker Hub), so the engine-less run
+//! can read it through the registry API.
+
+use std::path::Path;
+use std::process::Command;
+
+use serde_json::{json, Value};
+
+mod common;
+
+fn unique(prefix: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!("{prefix}{}x{nanos}", std::process::id())
+}
+
+/// A `DOCKER_HOST` where no engine answers: a loopback port nothing listens on.
+fn no_engine() -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    drop(listener);
+    format!("tcp://127.0.0.1:{port}")
+}
+
+/// `cookbook ARGS` in `dir` with extra environment variables (CI output: plain lines).
+fn run(dir: &Path, args: &[&str], envs: &[(&str, &str)]) -> common::Run {
+    let started = std::time::Instant::now();
+    let output = Command::new(common::bin())
+        .args(args)
+        .current_dir(dir)
+        .env_remove("COOKBOOK_FILE")
+        .env("CI", "true")
+        .envs(envs.iter().copied())
+        .output()
+        .unwrap();
+    common::Run {
+        args: args.iter().map(|s| s.to_string()).collect(),
+        cwd: dir.to_path_buf(),
+        code: output.status.code(),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        elapsed: started.elapsed(),
+    }
+}
+
+/// The docker CLI (Debian's docker.io, which scripts/services.sh installs) against the test engine.
+fn docker(args: &[&str]) -> String {
+    let output = Command::new("docker").args(args).output().unwrap();
+    assert!(
+        output.status.success(),
+        "docker {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// Pushes the busybox test image to `<registry>/<unique>/busybox:1` through the engine and
+/// returns that reference.
+fn registry_base(registry: &str) -> String {
+    let base = format!("{registry}/{}/busybox:1", unique("asmbase"));
+    docker(&["tag", "cookbook-test/busybox:latest", &base]);
+    docker(&["push", "-q", &base]);
+    base
+}
+
+fn write(path: &Path, text: &str) {
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, text).unwrap();
+}
+
+/// `site` (no build commands, FROM `base`), `child` (no build commands, FROM `container:site`)
+/// and, with `engine_parts`, `app` (build commands) and `db` (a Dockerfile).
+fn book(dir: &Path, base: &str, registry: &str, engine_parts: bool) {
+    write(
+        &dir.join("web/index.html"),
+        "hello from an assembled image\n",
+    );
+    write(&dir.join("web/css/site.css"), "body {}\n");
+    write(&dir.join("extra/notes.txt"), "notes\n");
+    let mut applications = json!({
+        "web": {
+            "source": "web",
+            "run_command": "cat /srv/web/index.html && pwd && echo \"$GREETING $TIER\"",
+            "env": { "GREETING": "hi" }
+        },
+        "extra": { "source": "extra" }
+    });
+    let mut containers = json!({
+        "site": {
+            "base_image": base,
+            "applications": ["web"],
+            "ports": [8080],
+            "env": { "TIER": "frontend" },
+            "labels": { "org.example.team": "web" }
+        },
+        "child": { "base_image": "container:site", "applications": ["extra"] }
+    });
+    if engine_parts {
+        write(&dir.join("app/main.sh"), "echo app\n");
+        write(
+            &dir.join("db/Dockerfile"),
+            "FROM cookbook-test/busybox:latest\nRUN echo db > /db.txt\n",
+        );
+        applications["app"] = json!({ "source": "app", "build_commands": ["chmod 0755 main.sh"] });
+        containers["app"] = json!({ "base_image": base, "applications": ["app"] });
+        containers["db"] = json!({ "dockerfile": "db/Dockerfile", "context": "db" });
+        containers["after_app"] =
+            json!({ "base_image": "container:app", "applications": ["extra"] });
+    }
+    write(
+        &dir.join("cookbook.json"),
+        &serde_json::to_string_pretty(&json!({
+            "manifest_version": "1.0",
+            "project": { "name": "assembled" },
+            "applications": applications,
+            "containers": containers,
+            "packaging": { "registry": registry }
+        }))
+        .unwrap(),
+    );
+}
+
+fn summary(run: &common::Run) -> Value {
+    serde_json::from_str(&run.stdout).unwrap_or_else(|e| panic!("{e}\n{}", run.context()))
+}
+
+fn digests(doc: &Value) -> Vec<(String, String)> {
+    doc["containers"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(n, c)| (n.clone(), c["digest"].as_str().unwrap_or("").to_owned()))
+        .collect()
+}
+
+#[test]
+fn without_an_engine_a_container_without_build_commands_is_built_pushed_and_runs() {
+    let Some(registry) = common::test_registry() else {
+        return;
+    };
+    let base = registry_base(&registry);
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let engine_less = format!("{registry}/{}", unique("asm-a"));
+    let with_engine = format!("{registry}/{}", unique("asm-b"));
+    book(a.path(), &base, &engine_less, false);
+    book(b.path(), &base, &with_engine, false);
+
+    // No engine anywhere: assembled from the registry's base and the context, and pushed.
+    let host = no_engine();
+    let offline = run(
+        a.path(),
+        &["apply", "--format", "json"],
+        &[("DOCKER_HOST", host.as_str())],
+    );
+    offline.assert_code(0);
+    assert!(
+        offline.stderr.contains("warning: no Docker engine"),
+        "{}",
+        offline.context()
+    );
+    let doc = summary(&offline);
+    assert_eq!(doc["built"], 2, "{}", offline.context());
+    let without = digests(&doc);
+    assert!(without.iter().all(|(_, d)| d.starts_with("sha256:")));
+
+    // The same cookbook from another checkout, with the engine, into another repository: one
+    // procedure, so the same digests.
+    let online = run(b.path(), &["apply", "--format", "json"], &[]);
+    online.assert_code(0);
+    assert_eq!(digests(&summary(&online)), without, "{}", online.context());
+
+    // The engine runs what was built without it: files, working directory, environment, command.
+    let site = format!("{engine_less}/site@{}", without[1].1);
+    let out = docker(&["run", "--rm", &site]);
+    assert_eq!(
+        out,
+        "hello from an assembled image\n/srv/web\nhi frontend\n"
+    );
+    let child = format!("{engine_less}/child@{}", without[0].1);
+    let out = docker(&[
+        "run",
+        "--rm",
+        &child,
+        "sh",
+        "-c",
+        "cat /srv/extra/notes.txt && ls -ld /srv/web/css | cut -c1-10",
+    ]);
+    assert_eq!(out, "notes\ndrwxr-xr-x\n");
+    let config: Value = serde_json::from_str(&docker(&[
+        "image",
+        "inspect",
+        &site,
+        "--format",
+        "{{json .Config}}",
+    ]))
+    .unwrap();
+    assert_eq!(config["ExposedPorts"], json!({ "8080/tcp": {} }));
+    assert_eq!(config["Labels"]["org.example.team"], "web");
+    assert_eq!(config["Labels"]["dev.cookbook.container"], "site");
+
+    // A release engineer's rebuild of it needs no engine either, and matches.
+    let verify = run(a.path(), &["verify", "--rebuild", "--format", "json"], &[]);
+    verify.assert_code(0);
+}
+
+#[test]
+fn without_an_engine_apply_names_each_container_that_needs_one_and_exits_3() {
+    let Some(registry) = common::test_registry() else {
+        return;
+    };
+    let base = registry_base(&registry);
+    let dir = tempfile::tempdir().unwrap();
+    book(
+        dir.path(),
+        &base,
+        &format!("{registry}/{}", unique("asm-c")),
+        true,
+    );
+    let host = no_engine();
+    let run = run(
+        dir.path(),
+        &["apply", "--keep-going", "--format", "json"],
+        &[("DOCKER_HOST", host.as_str())],
+    );
+    run.assert_code(3);
+    let doc = summary(&run);
+    let status = |name: &str| {
+        doc["containers"][name]["status"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    assert_eq!(status("site"), "built", "{}", run.context());
+    assert_eq!(status("child"), "built");
+    assert_eq!(status("app"), "needs_engine");
+    assert_eq!(status("db"), "needs_engine");
+    assert_eq!(status("after_app"), "skipped");
+    assert_eq!(doc["needs_engine"], 2);
+    for (name, why) in [
+        ("app", "the build commands of app run in an engine"),
+        ("db", "its Dockerfile db/Dockerfile"),
+    ] {
+        assert!(
+            run.stderr
+                .contains(&format!("[{name}] NOT BUILT: needs a Docker engine: ")),
+            "{}",
+            run.context()
+        );
+        assert!(
+            doc["containers"][name]["reason"]
+                .as_str()
+                .unwrap()
+                .contains(why),
+            "{}",
+            run.context()
+        );
+    }
+    assert!(
+        run.stderr
+            .contains("error: not built without a Docker engine: app, db"),
+        "{}",
+        run.context()
+    );
+    // Nothing half-done is recorded: the lock is written by complete runs only.
+    assert!(!dir.path().join("cookbook.lock").exists());
+}
+
+#[test]
+fn with_no_push_the_assembled_image_is_loaded_into_the_engine() {
+    let Some(registry) = common::test_registry() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    // An engine-only base: exported from the engine and carried as it is.
+    book(
+        dir.path(),
+        "cookbook-test/busybox:latest",
+        &format!("{registry}/{}", unique("asm-d")),
+        false,
+    );
+    let run = run(dir.path(), &["apply", "--no-push", "--format", "json"], &[]);
+    run.assert_code(0);
+    let doc = summary(&run);
+    let site = &doc["containers"]["site"];
+    let id = site["image_id"].as_str().unwrap();
+    // Loaded under its content-addressed name, its id its config digest.
+    let local = format!(
+        "cookbook.local/assembled/site:{}",
+        site["input_hash"].as_str().unwrap()
+    );
+    assert_eq!(
+        docker(&["image", "inspect", &local, "--format", "{{.Id}}"]).trim(),
+        id
+    );
+    let out = docker(&["run", "--rm", &local]);
+    assert_eq!(
+        out,
+        "hello from an assembled image\n/srv/web\nhi frontend\n"
+    );
+}
+
+/// The tests push the busybox test image under other names (above): the engine then knows
+/// registry digests of that image, but none in `cookbook-test/busybox`'s own repository, so a
+/// base named that way is still the engine's image, not something to ask Docker Hub about.
+#[test]
+fn a_base_only_the_engine_has_stays_engine_pinned_when_its_image_is_pushed_elsewhere() {
+    let Some(registry) = common::test_registry() else {
+        return;
+    };
+    registry_base(&registry);
+    let dir = tempfile::tempdir().unwrap();
+    book(
+        dir.path(),
+        "cookbook-test/busybox:latest",
+        &format!("{registry}/{}", unique("asm-e")),
+        false,
+    );
+    let run = run(dir.path(), &["apply", "--dry-run", "--no-push"], &[]);
+    run.assert_code(0);
+    let id = docker(&[
+        "image",
+        "inspect",
+        "cookbook-test/busybox:latest",
+        "--format",
+        "{{.Id}}",
+    ]);
+    assert!(
+        run.stderr.contains(&format!(
+            "would pin base image cookbook-test/busybox:latest to {} (engine)",
+            id.trim()
+        )),
+        "{}",
+        run.context()
+    );
+}
