@@ -1,8 +1,9 @@
 //! Engine-less builds (issue 11, item 4), against the real engine and registry that
 //! `scripts/services.sh` starts: a generated container whose applications have no build
 //! commands is assembled from its base and its context with no Docker engine at all
-//! (`DOCKER_HOST` pointing at a closed loopback port), pushed, and then runs when the engine
-//! starts it; the same cookbook applied with the engine gives the same digests; `apply` without
+//! (`DOCKER_HOST` pointing at a closed loopback port, or at a socket nothing serves: what a
+//! stopped engine looks like to a client — the suite's one engine is not stopped, since the
+//! other tests run beside these), pushed, and then runs when the engine starts it; the same cookbook applied with the engine gives the same digests; `apply` without
 //! an engine names each container that needs one and exits 3.
 //!
 //! The base is the busybox test image pushed to the test registry by the engine itself (a
@@ -226,7 +227,8 @@ fn without_an_engine_apply_names_each_container_that_needs_one_and_exits_3() {
         &format!("{registry}/{}", unique("asm-c")),
         true,
     );
-    let host = no_engine();
+    // A stopped engine as the default setup has it: a socket path nothing serves.
+    let host = format!("unix://{}/docker.sock", dir.path().display());
     let run = run(
         dir.path(),
         &["apply", "--keep-going", "--format", "json"],

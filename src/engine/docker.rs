@@ -122,12 +122,26 @@ impl DockerEngine {
             .ok()
             .filter(|h| !h.is_empty())
             .unwrap_or_else(|| DEFAULT_HOST.to_owned());
-        let docker = Docker::connect_with_host(&endpoint).map_err(|e| match e {
-            BollardError::UnsupportedURISchemeError { .. } => EngineError::UnsupportedHost {
-                endpoint: endpoint.clone(),
-            },
-            other => classify(&endpoint, "connect", other),
-        })?;
+        let docker = match Docker::connect_with_host(&endpoint) {
+            Ok(docker) => docker,
+            // bollard refuses to make a client for a socket path that does not exist (a stopped
+            // engine's): this one fails every request the same way.
+            Err(BollardError::SocketNotFoundError(path)) => Docker::connect_with_custom_transport(
+                move |_request| {
+                    let path = path.clone();
+                    async move { Err(BollardError::SocketNotFoundError(path)) }
+                },
+                // Only for building request URIs, which this transport never sends.
+                Some("http://localhost"),
+                REQUEST_TIMEOUT.as_secs(),
+                bollard::API_DEFAULT_VERSION,
+            )
+            .map_err(|e| classify(&endpoint, "connect", e))?,
+            Err(BollardError::UnsupportedURISchemeError { .. }) => {
+                return Err(EngineError::UnsupportedHost { endpoint })
+            }
+            Err(other) => return Err(classify(&endpoint, "connect", other)),
+        };
         let docker = docker.with_timeout(REQUEST_TIMEOUT);
         Ok(DockerEngine {
             builder: docker.clone().with_timeout(BUILD_TIMEOUT),
