@@ -210,8 +210,21 @@ fn without_an_engine_a_container_without_build_commands_is_built_pushed_and_runs
     assert_eq!(config["Labels"]["dev.cookbook.container"], "site");
 
     // A release engineer's rebuild of it needs no engine either, and matches.
-    let verify = run(a.path(), &["verify", "--rebuild", "--format", "json"], &[]);
+    let verify = run(
+        a.path(),
+        &["verify", "--rebuild", "--format", "json"],
+        &[("DOCKER_HOST", host.as_str())],
+    );
     verify.assert_code(0);
+    let report = summary(&verify);
+    for (name, digest) in &without {
+        assert_eq!(
+            report["containers"][name]["rebuilt_digest"],
+            *digest,
+            "{}",
+            verify.context()
+        );
+    }
 }
 
 #[test]

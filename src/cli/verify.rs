@@ -141,7 +141,15 @@ pub fn run(
             .map_err(|e| Error::Failed(format!("cannot start the async runtime: {e}")))?;
         runtime
             .block_on(async {
-                let engine = crate::engine::DockerEngine::connect().await?;
+                // Containers without build commands are rebuilt without an engine; rebuild
+                // pings it only when a selected container needs it.
+                let engine = match crate::engine::DockerEngine::connect().await {
+                    Ok(engine) => engine,
+                    Err(crate::engine::EngineError::Unreachable { .. }) => {
+                        crate::engine::DockerEngine::unanswered()?
+                    }
+                    Err(e) => return Err(e.into()),
+                };
                 let client = RegistryClient::new()?;
                 verify::rebuild::rebuild(
                     &mut report,
