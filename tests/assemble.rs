@@ -17,13 +17,7 @@ use serde_json::{json, Value};
 
 mod common;
 
-fn unique(prefix: &str) -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    format!("{prefix}{}x{nanos}", std::process::id())
-}
+use common::unique;
 
 /// A `DOCKER_HOST` where no engine answers: a loopback port nothing listens on.
 fn no_engine() -> String {
@@ -35,23 +29,9 @@ fn no_engine() -> String {
 
 /// `cookbook ARGS` in `dir` with extra environment variables (CI output: plain lines).
 fn run(dir: &Path, args: &[&str], envs: &[(&str, &str)]) -> common::Run {
-    let started = std::time::Instant::now();
-    let output = Command::new(common::bin())
-        .args(args)
-        .current_dir(dir)
-        .env_remove("COOKBOOK_FILE")
-        .env("CI", "true")
-        .envs(envs.iter().copied())
-        .output()
-        .unwrap();
-    common::Run {
-        args: args.iter().map(|s| s.to_string()).collect(),
-        cwd: dir.to_path_buf(),
-        code: output.status.code(),
-        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-        elapsed: started.elapsed(),
-    }
+    let mut all = vec![("CI", "true")];
+    all.extend_from_slice(envs);
+    common::run_in_env(dir, args, &all)
 }
 
 /// The docker CLI (Debian's docker.io, which scripts/services.sh installs) against the test engine.

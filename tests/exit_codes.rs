@@ -24,13 +24,7 @@ use tokio::net::TcpListener;
 // ---------------------------------------------------------------- set-up
 
 /// A name no other test run uses (lower case and digits: a valid project name).
-fn unique(prefix: &str) -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    format!("{prefix}{}x{nanos}", std::process::id())
-}
+use common::unique;
 
 /// A one-container cookbook in `dir` publishing to `registry` (the Dockerfile's label makes
 /// its image this test's alone).

@@ -11,13 +11,7 @@ use cookbook::registry::{CredentialStore, RegistryClient, Repository, MANIFEST_M
 use serde_json::{json, Value};
 
 /// A name no other test run uses.
-fn unique(prefix: &str) -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    format!("{prefix}{}x{nanos}", std::process::id())
-}
+use common::unique;
 
 /// A one-container cookbook in `dir`, FROM the test base image, with a label of its own so its
 /// image is this test's alone.

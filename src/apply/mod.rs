@@ -968,25 +968,50 @@ impl<E: Engine> Run<'_, E> {
         let normalized = &assembled.normalized;
         let image_id = Some(normalized.image.config_digest().to_string());
         let Some(registry) = self.registry else {
-            // Under the names an engine build gives it (see `build`).
-            let mut names = vec![local.to_owned()];
-            if cookbook.packaging.registry.is_some() {
-                names.push(format!("{repo_text}:{hash}"));
-            }
+            let names = self.local_names(local, repo_text, hash);
             self.unless_cancelled(publish::load(self.engine, normalized, &names))
                 .await
                 .ok_or(Failure::Cancelled)?
                 .map_err(Failure::publish)?;
             return Ok((None, image_id));
         };
+        let digest = self
+            .push(
+                registry,
+                name,
+                repo_text,
+                normalized,
+                assembled.base_repo.as_ref(),
+            )
+            .await?;
+        Ok((Some(digest), image_id))
+    }
+
+    /// The names a built image gets in the engine: its local, content-addressed one, and its
+    /// registry name under the content tag when the cookbook has a registry.
+    fn local_names(&self, local: &str, repo_text: &str, hash: &str) -> Vec<String> {
+        let mut names = vec![local.to_owned()];
+        if self.job.cookbook.packaging.registry.is_some() {
+            names.push(format!("{repo_text}:{hash}"));
+        }
+        names
+    }
+
+    /// Publishes a normalized image under its content tag ([`publish::publish`], the base's
+    /// blobs mounted or copied from `mount_from`) and reports it; returns the manifest digest.
+    async fn push(
+        &self,
+        registry: &RegistryClient,
+        name: &Name,
+        repo_text: &str,
+        normalized: &publish::Normalized,
+        mount_from: Option<&Repository>,
+    ) -> Result<String, Failure> {
+        let hash = self.job.fingerprints[name].input_hash();
         let repo = parse_repo(repo_text).map_err(Failure::Run)?;
         let digest = self
             .unless_cancelled(publish::publish(
-                registry,
-                &repo,
-                hash,
-                normalized,
-                assembled.base_repo.as_ref(),
+                registry, &repo, hash, normalized, mount_from,
             ))
             .await
             .ok_or(Failure::Cancelled)?
@@ -997,7 +1022,7 @@ impl<E: Engine> Run<'_, E> {
             reference: &reference,
             digest: digest.as_str(),
         });
-        Ok((Some(digest.to_string()), image_id))
+        Ok(digest.to_string())
     }
 
     /// Whether the image exists already ([`lookup`]); an image found in the local engine also
@@ -1096,10 +1121,7 @@ impl<E: Engine> Run<'_, E> {
             // Generated Dockerfiles carry their build args as ARG defaults.
             ContainerKind::Generated(_) => (BTreeMap::new(), None),
         };
-        let mut tags = vec![local.to_owned()];
-        if cookbook.packaging.registry.is_some() {
-            tags.push(format!("{repo_text}:{hash}"));
-        }
+        let tags = self.local_names(local, repo_text, hash);
         let request = BuildRequest {
             context: context.path().to_path_buf(),
             dockerfile: fp.context.dockerfile.clone(),
@@ -1146,7 +1168,6 @@ impl<E: Engine> Run<'_, E> {
         let image_id = Some(normalized.image.config_digest().to_string());
         match self.registry {
             Some(registry) => {
-                let repo = parse_repo(repo_text).map_err(Failure::Run)?;
                 let parent_repo = match container.build_parent() {
                     Some(parent) => {
                         Some(parse_repo(&repository(cookbook, parent)).map_err(Failure::Run)?)
@@ -1154,23 +1175,9 @@ impl<E: Engine> Run<'_, E> {
                     None => None,
                 };
                 let digest = self
-                    .unless_cancelled(publish::publish(
-                        registry,
-                        &repo,
-                        hash,
-                        &normalized,
-                        parent_repo.as_ref(),
-                    ))
-                    .await
-                    .ok_or(Failure::Cancelled)?
-                    .map_err(Failure::publish)?;
-                let reference = format!("{repo_text}:{hash}");
-                self.reporter.event(Event::Pushed {
-                    name,
-                    reference: &reference,
-                    digest: digest.as_str(),
-                });
-                Ok((Some(digest.to_string()), image_id))
+                    .push(registry, name, repo_text, &normalized, parent_repo.as_ref())
+                    .await?;
+                Ok((Some(digest), image_id))
             }
             None => Ok((None, image_id)),
         }

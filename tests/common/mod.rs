@@ -76,11 +76,17 @@ fn truncate(s: &str, max: usize) -> String {
 /// Runs `cookbook ARGS` in `cwd` and waits at most `DEADLINE`; kills the child and fails the test if
 /// it does not finish. `COOKBOOK_FILE` is removed so the caller's environment cannot change `-f`.
 pub fn run_in(cwd: &Path, args: &[&str]) -> Run {
+    run_in_env(cwd, args, &[])
+}
+
+/// [`run_in`] with extra environment variables.
+pub fn run_in_env(cwd: &Path, args: &[&str], envs: &[(&str, &str)]) -> Run {
     let started = Instant::now();
     let mut child = Command::new(bin())
         .args(args)
         .current_dir(cwd)
         .env_remove("COOKBOOK_FILE")
+        .envs(envs.iter().copied())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -124,6 +130,15 @@ pub fn run_in(cwd: &Path, args: &[&str]) -> Run {
         run.context()
     );
     run
+}
+
+/// A name no other test (or earlier run) uses: `prefix`, the process id and the time.
+pub fn unique(prefix: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("after 1970")
+        .as_nanos();
+    format!("{prefix}{}x{nanos}", std::process::id())
 }
 
 /// Compares `actual` with the snapshot file, whole. With `UPDATE_SNAPSHOTS=1` it rewrites the file
