@@ -373,3 +373,90 @@ fn verify_checks_a_lock_written_under_hash_version_1() {
         changed.context()
     );
 }
+
+/// A base that exists only in the engine under its own name stays an engine pin when the same
+/// image was pushed under another name: its repo digests then name only other repositories and
+/// say nothing of what the reference's registry (here Docker Hub, unreachable from the tests)
+/// has under the tag. Before, any repo digest sent the pin step to the reference's registry:
+/// pinning failed (exit 3), and an existing pin was left unchecked after seconds of DNS retries.
+#[test]
+fn a_local_base_pushed_under_another_name_is_pinned_from_the_engine() {
+    use cookbook::engine::{DockerEngine, Engine};
+    use cookbook::registry::Repository;
+    let Some(registry) = common::test_registry() else {
+        return;
+    };
+    let id = unique("pinlocal");
+    let local = format!("{id}/busybox");
+    let elsewhere = Repository::parse(&format!("{registry}/{id}/elsewhere")).unwrap();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let image_id = runtime.block_on(async {
+        let engine = DockerEngine::connect().await.unwrap();
+        let base = std::env::var("COOKBOOK_TEST_BASE_IMAGE")
+            .unwrap_or_else(|_| "cookbook-test/busybox:latest".to_owned());
+        engine.tag(&base, &local, "latest").await.unwrap();
+        engine
+            .tag(&base, &elsewhere.to_string(), "1")
+            .await
+            .unwrap();
+        engine.push(&elsewhere, "1", None).await.unwrap();
+        let info = engine
+            .inspect_image(&format!("{local}:latest"))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(
+            info.repo_digests
+                .iter()
+                .any(|d| d.starts_with(&format!("{elsewhere}@"))),
+            "{info:?}"
+        );
+        info.id
+    });
+
+    let dir = tempfile::tempdir().unwrap();
+    write(&dir.path().join("a/a.txt"), "a\n");
+    let reference = format!("{local}:latest");
+    write_json(
+        &dir.path().join("cookbook.json"),
+        &json!({
+            "manifest_version": "1.0",
+            "project": { "name": "pinlocal" },
+            "applications": { "a": { "source": "a" } },
+            "containers": { "c": { "base_image": reference, "applications": ["a"] } },
+            "packaging": { "registry": format!("{registry}/{id}") }
+        }),
+    );
+    let first = run(dir.path(), &["apply"], &[]);
+    first.assert_code(0);
+    assert!(
+        first.stderr.contains(&format!(
+            "pinned base image {reference} to {} (engine)",
+            image_id.as_str()
+        )),
+        "{}",
+        first.context()
+    );
+    let pin = &lock(dir.path())["bases"][&reference];
+    assert_eq!(
+        pin,
+        &json!({ "digest": image_id.as_str(), "source": "engine" })
+    );
+    // Checked again on the next run, from the engine: no note, no warning.
+    let second = run(dir.path(), &["apply"], &[]);
+    second.assert_code(0);
+    assert!(
+        !second.stderr.contains("base image"),
+        "{}",
+        second.context()
+    );
+
+    runtime.block_on(async {
+        let engine = DockerEngine::connect().await.unwrap();
+        engine.remove_image(&reference).await.unwrap();
+        engine
+            .remove_image(&format!("{elsewhere}:1"))
+            .await
+            .unwrap();
+    });
+}

@@ -8,10 +8,10 @@
 //!
 //! How a reference resolves ([`resolve`]):
 //! - it carries a digest (`name@sha256:…`): that is the pin (`reference`), no I/O;
-//! - the local engine has it and knows no registry digest for it in its repository (it was
-//!   built or loaded here, never pushed or pulled under that name: `cookbook-test/busybox:latest`
-//!   in the tests, even once the same image is pushed under another name): its image id
-//!   (`engine`);
+//! - the local engine has it and knows no registry digest for it in the reference's own
+//!   repository (it was built or loaded here, never pushed there or pulled from there:
+//!   `cookbook-test/busybox:latest` in the tests, even after tests pushed it under other names):
+//!   its image id (`engine`);
 //! - otherwise the registry's manifest digest of its tag (`registry`); when the registry has no
 //!   such tag but the engine has the image, the engine's id.
 //!
@@ -29,11 +29,11 @@ use std::path::Path;
 use futures_util::stream::{self, StreamExt};
 
 use super::{blocking, Event, Reporter};
-use crate::engine::{Engine, EngineError};
+use crate::engine::{Engine, EngineError, ImageInfo};
 use crate::graph::Plan;
 use crate::hash::{BasePin, BasePins, PinSource};
 use crate::model::{BaseImage, ContainerKind, Cookbook, Name};
-use crate::registry::{ImageReference, ReferenceError, RegistryClient, RegistryError};
+use crate::registry::{ImageReference, ReferenceError, RegistryClient, RegistryError, Repository};
 use crate::state::lock::{self as lockfile, LockError};
 
 /// References resolved at once.
@@ -193,14 +193,10 @@ pub async fn resolve<E: Engine>(
         source: PinSource::Engine,
     };
     if let Some(info) = &local {
-        // Never pushed to nor pulled from this reference's repository: the engine is the only
-        // place it exists under this name (a digest of the same image in another repository,
-        // after a `docker tag` and push, says nothing about this one's registry).
-        let from_its_repository = info
-            .repo_digests
-            .iter()
-            .any(|d| ImageReference::parse(d).is_ok_and(|r| r.repository() == parsed.repository()));
-        if !from_its_repository {
+        // Never pushed to nor pulled from its own repository: the engine is the only place this
+        // reference names it. (Pushed elsewhere — another repository, a mirror — it has repo
+        // digests, but none of them says what the reference's registry has under this tag.)
+        if !came_from(info, parsed.repository()) {
             return Ok(engine_pin(info.id.as_str()));
         }
     }
@@ -224,6 +220,14 @@ pub async fn resolve<E: Engine>(
             registry: parsed.repository().registry().to_owned(),
         }),
     }
+}
+
+/// Whether the engine recorded a push or pull of the image `info` to or from `repository` (one
+/// of its repo digests, `repo@sha256:…`, names that repository; Docker Hub's are spelt short).
+fn came_from(info: &ImageInfo, repository: &Repository) -> bool {
+    info.repo_digests
+        .iter()
+        .any(|entry| ImageReference::parse(entry).is_ok_and(|r| r.repository() == repository))
 }
 
 /// The pin step of a run: pins every external base of `plan` the lock does not pin yet (and

@@ -175,6 +175,9 @@ impl RegistryClient {
             .connect_timeout(Duration::from_secs(10))
             .read_timeout(Duration::from_secs(60))
             .user_agent(concat!("cookbook/", env!("CARGO_PKG_VERSION")))
+            // reqwest's TLS setup with the root certificates loaded at the first handshake,
+            // not here (see super::tls).
+            .tls_backend_preconfigured(super::tls::client_config())
             .build()
             .map_err(|source| RegistryError::Client { source })?;
         Ok(RegistryClient {

@@ -19,6 +19,7 @@ mod auth;
 mod client;
 mod digest;
 mod reference;
+mod tls;
 
 pub use auth::{Challenge, Credential, CredentialError, CredentialStore};
 pub use client::{Manifest, RegistryClient, RegistryError, MANIFEST_MEDIA_TYPES};
