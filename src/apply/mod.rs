@@ -80,6 +80,9 @@ pub struct Options {
     pub keep_going: bool,
     /// The git commit of the cookbook's checkout, when it is one (labels, `git-sha` tags).
     pub revision: Option<String>,
+    /// Take a container the lock records as published with the same input hash as cached,
+    /// without asking the registry (`--trust-lock`; see [`check::trusted`]).
+    pub trust_lock: bool,
 }
 
 /// What one container's part of the run came to.
