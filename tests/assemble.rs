@@ -71,7 +71,7 @@ fn book(dir: &Path, base: &str, registry: &str, engine_parts: bool) {
     let mut applications = json!({
         "web": {
             "source": "web",
-            "run_command": "cat /srv/web/index.html && pwd && echo \"$GREETING $TIER\"",
+            "run_command": "cat index.html && pwd && echo \"$GREETING $TIER\" && stat -c %a /tmp",
             "env": { "GREETING": "hi" }
         },
         "extra": { "source": "extra" }
@@ -80,6 +80,8 @@ fn book(dir: &Path, base: &str, registry: &str, engine_parts: bool) {
         "site": {
             "base_image": base,
             "applications": ["web"],
+            // Under a directory the base has: it keeps the base's mode (1777), not 0755.
+            "workdir": "/tmp/www",
             "ports": [8080],
             "env": { "TIER": "frontend" },
             "labels": { "org.example.team": "web" }
@@ -161,20 +163,27 @@ fn without_an_engine_a_container_without_build_commands_is_built_pushed_and_runs
     assert_eq!(digests(&summary(&online)), without, "{}", online.context());
 
     // The engine runs what was built without it: files, working directory, environment, command.
-    let site = format!("{engine_less}/site@{}", without[1].1);
+    let digest = |name: &str| {
+        without
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, d)| d.clone())
+            .unwrap()
+    };
+    let site = format!("{engine_less}/site@{}", digest("site"));
     let out = docker(&["run", "--rm", &site]);
     assert_eq!(
         out,
-        "hello from an assembled image\n/srv/web\nhi frontend\n"
+        "hello from an assembled image\n/tmp/www/web\nhi frontend\n1777\n"
     );
-    let child = format!("{engine_less}/child@{}", without[0].1);
+    let child = format!("{engine_less}/child@{}", digest("child"));
     let out = docker(&[
         "run",
         "--rm",
         &child,
         "sh",
         "-c",
-        "cat /srv/extra/notes.txt && ls -ld /srv/web/css | cut -c1-10",
+        "cat /srv/extra/notes.txt && ls -ld /tmp/www/web/css | cut -c1-10",
     ]);
     assert_eq!(out, "notes\ndrwxr-xr-x\n");
     let config: Value = serde_json::from_str(&docker(&[
@@ -300,7 +309,7 @@ fn with_no_push_the_assembled_image_is_loaded_into_the_engine() {
     let out = docker(&["run", "--rm", &local]);
     assert_eq!(
         out,
-        "hello from an assembled image\n/srv/web\nhi frontend\n"
+        "hello from an assembled image\n/tmp/www/web\nhi frontend\n1777\n"
     );
 }
 

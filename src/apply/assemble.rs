@@ -29,7 +29,7 @@ use crate::context::assembly::{self, Assembly};
 use crate::context::dockerfile::local_image;
 use crate::engine::Engine;
 use crate::hash::{Fingerprint, PinSource};
-use crate::image::assemble::{host_architecture, Base};
+use crate::image::assemble::{base_entries, host_architecture, index_layer_file, Base, LayerIndex};
 use crate::image::{ImageError, LayerInfo};
 use crate::model::{BaseImage, ContainerKind, Cookbook};
 use crate::registry::{Digest, ImageReference, RegistryClient, Repository};
@@ -48,6 +48,10 @@ pub enum BaseSource {
         image: String,
     },
 }
+
+/// The base layers' indexes read so far in a run, by layer digest (`image::assemble::LayerIndex`:
+/// directories, symlinks, whiteouts), so that containers on one base read its layers once.
+pub type LayerIndexes = tokio::sync::Mutex<BTreeMap<String, Arc<LayerIndex>>>;
 
 /// An assembled image and the repository its base's blobs are in (for a registry base: the
 /// publish step mounts them from there, or copies them when it is another registry).
@@ -72,11 +76,10 @@ pub fn base_source(
     };
     Ok(match &g.base {
         BaseImage::Container(parent) => {
-            let hash = fp
-                .dependencies
-                .get(parent.as_str())
-                .cloned()
-                .unwrap_or_default();
+            let hash =
+                fp.dependencies.get(parent.as_str()).cloned().expect(
+                    "a container: base is a dependency of the fingerprint (hash::fingerprint)",
+                );
             if push {
                 BaseSource::Registry {
                     repo: parse_repo(&repository(cookbook, parent))?,
@@ -119,7 +122,7 @@ pub fn base_source(
 }
 
 /// Assembles `assembly` (container `fp.container`) on the base `source` with the build's
-/// `labels`, into a scratch directory of this run.
+/// `labels`, into a scratch directory of this run. `indexes`: the base layers read so far.
 pub async fn assemble<E: Engine>(
     engine: &E,
     registry: Option<&RegistryClient>,
@@ -127,6 +130,7 @@ pub async fn assemble<E: Engine>(
     fp: Arc<Fingerprint>,
     assembly: Assembly,
     labels: BTreeMap<String, String>,
+    indexes: &LayerIndexes,
 ) -> Result<Assembled, PublishError> {
     let (base, dir, base_repo) = match source {
         BaseSource::Scratch => (Base::default(), scratch_dir()?, None),
@@ -148,9 +152,54 @@ pub async fn assemble<E: Engine>(
         }
     };
     let out = dir.path().join("oci");
+    let blobs = out.join("blobs").join("sha256");
+    std::fs::create_dir_all(&blobs).map_err(PublishError::Scratch)?;
+
+    // What the base has where the layer writes directories (see context/assembly.rs).
+    let mut layers = Vec::with_capacity(base.layers.len());
+    for layer in &base.layers {
+        let key = layer.digest.to_string();
+        let mut known = indexes.lock().await;
+        let index = match known.get(&key) {
+            Some(index) => Arc::clone(index),
+            None => {
+                let path = blobs.join(layer.digest.digest());
+                if !path.exists() {
+                    let BaseSource::Registry { repo, .. } = source else {
+                        unreachable!("an engine's base is exported with its layers")
+                    };
+                    let registry = registry.expect("a registry base has a registry client");
+                    let digest = Digest::parse(&key).map_err(|e| PublishError::Base {
+                        reference: repo.to_string(),
+                        message: e.to_string(),
+                    })?;
+                    publish::download_blob(registry, repo, &digest, &path).await?;
+                }
+                let index = tokio::task::spawn_blocking(move || index_layer_file(&path))
+                    .await
+                    .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))?;
+                let index = Arc::new(index);
+                known.insert(key, Arc::clone(&index));
+                index
+            }
+        };
+        layers.push(index);
+    }
+    let found = base_entries(&layers, &assembly::directories(&assembly, &fp.entries));
+    let base_name = match source {
+        BaseSource::Scratch => "scratch".to_owned(),
+        BaseSource::Registry { repo, reference } => format!("{repo}@{reference}"),
+        BaseSource::Engine { image } => image.clone(),
+    };
+
     let base_layers = base.layers.len();
     let image = tokio::task::spawn_blocking(move || -> Result<_, PublishError> {
-        let items = assembly::layer_items(&assembly, &fp.entries);
+        let items = assembly::layer_items(&assembly, &fp.entries, &found).map_err(|message| {
+            PublishError::Base {
+                reference: base_name,
+                message,
+            }
+        })?;
         // The raw layer is spooled, then re-encoded into its blob: small for the trees this path
         // takes (sources, no build output), and it keeps one tar encoder (normalize_layer).
         let spool = tempfile::tempfile_in(dir.path()).map_err(PublishError::Scratch)?;
@@ -241,8 +290,13 @@ async fn registry_base(
     repo: &Repository,
     reference: &str,
 ) -> Result<Base, PublishError> {
+    let named = if reference.contains(':') {
+        format!("{repo}@{reference}")
+    } else {
+        format!("{repo}:{reference}")
+    };
     let base_err = |message: String| PublishError::Base {
-        reference: format!("{repo}@{reference}"),
+        reference: named.clone(),
         message,
     };
     let fetch = |reference: String| async move {

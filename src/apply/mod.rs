@@ -305,6 +305,8 @@ struct Run<'a, E: Engine> {
     found: BTreeMap<Name, check::Found>,
     /// Why the run has no engine, when it goes on without one (pushing, engine unreachable).
     engine_down: Option<String>,
+    /// The base layers assemblies have read ([`assemble::LayerIndexes`]).
+    layer_indexes: assemble::LayerIndexes,
     reporter: &'a dyn Reporter,
     stop: AtomicBool,
 }
@@ -638,6 +640,7 @@ async fn run<E: Engine>(
         credentials,
         found,
         engine_down,
+        layer_indexes: Default::default(),
         reporter,
         stop: AtomicBool::new(false),
     };
@@ -959,6 +962,7 @@ impl<E: Engine> Run<'_, E> {
                 Arc::new(fp.clone()),
                 assembly,
                 self.labels(name, hash),
+                &self.layer_indexes,
             ))
             .await
             .ok_or(Failure::Cancelled)?

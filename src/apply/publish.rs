@@ -406,12 +406,7 @@ pub async fn publish(
         }
         let path = image.blob_path(oci_digest);
         if let (true, Some(from), false) = (*is_base, mount_from, path.exists()) {
-            if !registry.blob_to_file(from, &blob, &path).await? {
-                return Err(PublishError::Base {
-                    reference: from.to_string(),
-                    message: format!("the registry has no blob {blob} there"),
-                });
-            }
+            download_blob(registry, from, &blob, &path).await?;
         }
         registry.blob_upload(repo, &blob, &path, *size).await?;
     }
@@ -419,6 +414,33 @@ pub async fn publish(
         .manifest_put(repo, tag, OCI_MANIFEST, image.manifest())
         .await?;
     Ok(pushed)
+}
+
+/// Downloads the blob `digest` of `repo` to `path`, checked against its digest: through a
+/// temporary file beside it, renamed only once complete, so a failed download never leaves a
+/// file that a later step would take for the blob.
+pub async fn download_blob(
+    registry: &RegistryClient,
+    repo: &Repository,
+    digest: &Digest,
+    path: &Path,
+) -> Result<(), PublishError> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let partial = tempfile::Builder::new()
+        .prefix(".partial-")
+        .tempfile_in(dir)
+        .map_err(PublishError::Scratch)?
+        .into_temp_path();
+    if !registry.blob_to_file(repo, digest, &partial).await? {
+        return Err(PublishError::Base {
+            reference: repo.to_string(),
+            message: format!("the registry has no blob {digest} there"),
+        });
+    }
+    partial
+        .persist(path)
+        .map_err(|e| PublishError::Scratch(e.error))?;
+    Ok(())
 }
 
 #[cfg(test)]

@@ -13,10 +13,14 @@
 //! builds such a container this way whether or not an engine is there: one procedure, one digest
 //! on every machine (docs/REPRODUCIBILITY.md, "Engine-less builds").
 //!
-//! The layer: a directory entry (0755, root) for every directory on the way to and inside each
-//! application's tree and to the final working directory, then the files and symlinks of the
-//! context under their new paths, in path order component by component (a directory before
-//! what it holds).
+//! The layer: a directory entry for every directory on the way to and inside each application's
+//! tree and to the final working directory, then the files and symlinks of the context under
+//! their new paths, in path order component by component (a directory before what it holds).
+//! A directory the base image already has keeps the base's mode and owner (a layer's entry for a
+//! directory decides it in the image: `/tmp` stays 1777, a `www-data` document root stays
+//! theirs), as the engine's own layer would carry them; a new one is 0755, root. A path the base
+//! has as a symlink is refused rather than replaced: the engine would follow it, and so must the
+//! cookbook's `workdir` (name the link's target).
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -47,6 +51,15 @@ pub struct Assembly {
 /// Why a container needs a Docker engine to be built, or `None` when it can be assembled.
 pub fn needs_engine(cookbook: &Cookbook, name: &crate::model::Name) -> Option<String> {
     let container = cookbook.containers.get(name)?;
+    if let ContainerKind::Generated(g) = &container.kind {
+        // The engine expands variables in WORKDIR (and COPY's destination) from the image's
+        // environment; only it knows their values.
+        if let Some(w) = g.workdir.as_deref().filter(|w| w.contains('$')) {
+            return Some(format!(
+                "its workdir `{w}` names a variable, which the engine expands"
+            ));
+        }
+    }
     match &container.kind {
         ContainerKind::Dockerfile(d) => Some(format!(
             "it is built from its Dockerfile {} (its steps run in an engine)",
@@ -140,8 +153,13 @@ fn clean(path: &str) -> String {
 /// One entry of the assembled layer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LayerItem {
-    /// A directory (its tar path ends with `/`).
-    Dir(String),
+    /// A directory (its tar path ends with `/`), with its permission bits and owner.
+    Dir {
+        path: String,
+        mode: u32,
+        uid: u64,
+        gid: u64,
+    },
     /// Context entry `index`, under the tar path `path`.
     Entry { path: String, index: usize },
 }
@@ -149,9 +167,33 @@ pub enum LayerItem {
 impl LayerItem {
     pub fn path(&self) -> &str {
         match self {
-            LayerItem::Dir(p) | LayerItem::Entry { path: p, .. } => p,
+            LayerItem::Dir { path, .. } | LayerItem::Entry { path, .. } => path,
         }
     }
+}
+
+/// What the base image has at a path the layer writes a directory at (its layers applied in
+/// order, whiteouts included; nothing when it has nothing there).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BaseEntry {
+    Dir {
+        mode: u32,
+        uid: u64,
+        gid: u64,
+    },
+    /// A symlink, to this target.
+    Symlink(String),
+    /// Removed by a later layer's whiteout.
+    Removed,
+}
+
+/// The directories the layer of `assembly` holds, as tar paths without the trailing `/`
+/// (`srv`, `srv/web`…): what to look up in the base ([`layer_items`]'s `base`).
+pub fn directories(assembly: &Assembly, entries: &[Entry]) -> BTreeSet<String> {
+    let (_, dirs) = collect(assembly, entries);
+    dirs.into_iter()
+        .map(|d| d.trim_end_matches('/').to_owned())
+        .collect()
 }
 
 /// Adds `dir` (`/a/b`, or a tar path `a/b`) and each directory above it, as tar paths (`a/`,
@@ -166,8 +208,50 @@ fn add_dir_and_parents(dir: &str, dirs: &mut BTreeSet<String>) {
 }
 
 /// The layer's entries, in order (see the module header). `entries` is the container's context
-/// listing; only the applications' trees are taken (not the generated Dockerfile).
-pub fn layer_items(assembly: &Assembly, entries: &[Entry]) -> Vec<LayerItem> {
+/// listing; only the applications' trees are taken (not the generated Dockerfile). `base`: what
+/// the base has at [`directories`]' paths. `Err`: a path the base has as a symlink.
+pub fn layer_items(
+    assembly: &Assembly,
+    entries: &[Entry],
+    base: &BTreeMap<String, BaseEntry>,
+) -> Result<Vec<LayerItem>, String> {
+    let (mut items, dirs) = collect(assembly, entries);
+    for dir in dirs {
+        let key = dir.trim_end_matches('/');
+        let (mode, uid, gid) = match base.get(key) {
+            Some(BaseEntry::Dir { mode, uid, gid }) => (*mode, *uid, *gid),
+            Some(BaseEntry::Symlink(target)) => {
+                return Err(format!(
+                    "/{key} is a symlink to {target} in the base image, and an image built \
+                     without an engine cannot follow it: name the directory it points to"
+                ))
+            }
+            Some(BaseEntry::Removed) | None => (0o755, 0, 0),
+        };
+        items.push(LayerItem::Dir {
+            path: dir,
+            mode,
+            uid,
+            gid,
+        });
+    }
+    // Component by component: `a/` (as `a`) sorts before `a/b` and before `a.txt`'s siblings'
+    // contents, so every directory precedes what it holds.
+    items.sort_by(|a, b| {
+        let key = |i: &LayerItem| -> Vec<String> {
+            i.path()
+                .trim_end_matches('/')
+                .split('/')
+                .map(str::to_owned)
+                .collect()
+        };
+        key(a).cmp(&key(b))
+    });
+    Ok(items)
+}
+
+/// The context entries under their image paths, and the directories (tar paths, with `/`).
+fn collect(assembly: &Assembly, entries: &[Entry]) -> (Vec<LayerItem>, BTreeSet<String>) {
     let mut dirs: BTreeSet<String> = BTreeSet::new();
     add_dir_and_parents(&assembly.workdir, &mut dirs);
     let mut items = Vec::new();
@@ -185,20 +269,7 @@ pub fn layer_items(assembly: &Assembly, entries: &[Entry]) -> Vec<LayerItem> {
             items.push(LayerItem::Entry { path, index });
         }
     }
-    items.extend(dirs.into_iter().map(LayerItem::Dir));
-    // Component by component: `a/` (as `a`) sorts before `a/b` and before `a.txt`'s siblings'
-    // contents, so every directory precedes what it holds.
-    items.sort_by(|a, b| {
-        let key = |i: &LayerItem| -> Vec<String> {
-            i.path()
-                .trim_end_matches('/')
-                .split('/')
-                .map(str::to_owned)
-                .collect()
-        };
-        key(a).cmp(&key(b))
-    });
-    items
+    (items, dirs)
 }
 
 #[cfg(test)]
@@ -297,7 +368,7 @@ mod tests {
             entry("web/css.txt"),
             entry("web/index.html"),
         ];
-        let items = layer_items(&a, &entries);
+        let items = layer_items(&a, &entries, &BTreeMap::new()).unwrap();
         let items: Vec<&str> = items.iter().map(LayerItem::path).collect();
         assert_eq!(
             items,
@@ -313,6 +384,74 @@ mod tests {
                 "opt/www/web/index.html",
             ]
         );
+    }
+
+    #[test]
+    fn directories_the_base_has_keep_its_mode_and_owner_and_its_symlinks_are_refused() {
+        let cookbook = book(&[]);
+        let a = plan(&cookbook, &name("site")).unwrap();
+        assert_eq!(
+            directories(&a, &[]),
+            BTreeSet::from(["opt", "opt/www", "opt/www/lib", "opt/www/web"].map(String::from))
+        );
+        let base = BTreeMap::from([
+            (
+                "opt".to_owned(),
+                BaseEntry::Dir {
+                    mode: 0o1777,
+                    uid: 0,
+                    gid: 0,
+                },
+            ),
+            (
+                "opt/www".to_owned(),
+                BaseEntry::Dir {
+                    mode: 0o750,
+                    uid: 33,
+                    gid: 33,
+                },
+            ),
+            ("opt/www/lib".to_owned(), BaseEntry::Removed),
+        ]);
+        let items = layer_items(&a, &[], &base).unwrap();
+        let dirs: Vec<(&str, u32, u64)> = items
+            .iter()
+            .map(|i| match i {
+                LayerItem::Dir {
+                    path, mode, uid, ..
+                } => (path.as_str(), *mode, *uid),
+                LayerItem::Entry { .. } => unreachable!("no entries"),
+            })
+            .collect();
+        assert_eq!(
+            dirs,
+            [
+                ("opt/", 0o1777, 0),
+                ("opt/www/", 0o750, 33),
+                ("opt/www/lib/", 0o755, 0),
+                ("opt/www/web/", 0o755, 0)
+            ]
+        );
+        let linked = BTreeMap::from([("opt".to_owned(), BaseEntry::Symlink("/usr/opt".into()))]);
+        let err = layer_items(&a, &[], &linked).unwrap_err();
+        assert!(
+            err.starts_with("/opt is a symlink to /usr/opt in the base image"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_workdir_with_a_variable_needs_the_engine() {
+        let mut cookbook = book(&[]);
+        if let ContainerKind::Generated(g) =
+            &mut cookbook.containers.get_mut(&name("site")).unwrap().kind
+        {
+            g.workdir = Some("$HOME/app".into());
+        }
+        assert!(plan(&cookbook, &name("site")).is_none());
+        assert!(needs_engine(&cookbook, &name("site"))
+            .unwrap()
+            .contains("names a variable"));
     }
 
     #[test]

@@ -148,7 +148,7 @@ fn append_entry<W: Write>(
 }
 
 /// Writes the one layer of an engine-less build ([`super::assembly`]): `items` in order, each a
-/// directory (0755, owner 0:0) or a context entry under its path in the image, written and
+/// directory (with the mode and owner the item says) or a context entry under its path in the image, written and
 /// checked as [`write`] does. The result is re-encoded by `image::normalize_layer` like every
 /// layer cookbook publishes; this writer only has to be right, not canonical.
 pub fn write_layer<W: Write>(
@@ -166,12 +166,17 @@ pub fn write_layer<W: Write>(
     let mut builder = tar::Builder::new(out);
     for item in items {
         match item {
-            LayerItem::Dir(path) => {
+            LayerItem::Dir {
+                path,
+                mode,
+                uid,
+                gid,
+            } => {
                 let mut h = tar::Header::new_gnu();
                 h.set_entry_type(tar::EntryType::Directory);
-                h.set_mode(0o755);
-                h.set_uid(0);
-                h.set_gid(0);
+                h.set_mode(*mode);
+                h.set_uid(*uid);
+                h.set_gid(*gid);
                 h.set_mtime(MTIME);
                 h.set_size(0);
                 builder

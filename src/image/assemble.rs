@@ -12,15 +12,16 @@
 //! the base's, `WORKDIR` and `CMD` replace the base's (an `ENTRYPOINT` of the base stays), and
 //! one history entry is added for the one layer.
 
-use std::collections::BTreeMap;
-use std::io::Read;
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{self, Read};
 use std::path::Path;
+use std::sync::Arc;
 
 use serde_json::{json, Map, Value};
 
 use super::layout::{write_image, write_normalized_layer};
 use super::{config, Compression, ImageError, LayerInfo, NormalizedImage, EPOCH};
-use crate::context::assembly::Assembly;
+use crate::context::assembly::{Assembly, BaseEntry};
 
 /// The image an assembly starts from: its config as the base has it (`None`: `scratch`) and its
 /// layers as the base's manifest lists them (their blobs need not be in the output directory: a
@@ -64,6 +65,126 @@ pub fn assemble(
     let diff_ids: Vec<String> = layers.iter().map(|l| l.diff_id.to_string()).collect();
     let config = config::normalize_config(&raw, &diff_ids)?;
     write_image(out, config, layers)
+}
+
+/// What one base layer says about directories: its directories (mode, owner), symlinks and
+/// whiteouts by path (`a/b`), and the directories it makes opaque. Files are not kept: an index
+/// of a large base stays small, and is kept per layer digest for the run.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct LayerIndex {
+    paths: BTreeMap<String, BaseEntry>,
+    opaque: BTreeSet<String>,
+}
+
+impl LayerIndex {
+    /// Reads an uncompressed layer tar, headers only (file contents are skipped, not kept).
+    pub fn read(layer: impl Read) -> io::Result<LayerIndex> {
+        let mut index = LayerIndex::default();
+        let mut archive = tar::Archive::new(layer);
+        for entry in archive.entries()? {
+            let entry = entry?;
+            let raw = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
+            let path = clean_tar_path(&raw);
+            let (parent, name) = match path.rsplit_once('/') {
+                Some((p, n)) => (p.to_owned(), n),
+                None => (String::new(), path.as_str()),
+            };
+            let join = |n: &str| {
+                if parent.is_empty() {
+                    n.to_owned()
+                } else {
+                    format!("{parent}/{n}")
+                }
+            };
+            if name == ".wh..wh..opq" {
+                index.opaque.insert(parent.clone());
+                continue;
+            }
+            if let Some(hidden) = name.strip_prefix(".wh.") {
+                index.paths.insert(join(hidden), BaseEntry::Removed);
+                continue;
+            }
+            let header = entry.header();
+            match header.entry_type() {
+                tar::EntryType::Directory => {
+                    index.paths.insert(
+                        path.clone(),
+                        BaseEntry::Dir {
+                            mode: header.mode()?,
+                            uid: header.uid()?,
+                            gid: header.gid()?,
+                        },
+                    );
+                }
+                tar::EntryType::Symlink => {
+                    let target = entry
+                        .link_name_bytes()
+                        .map(|t| String::from_utf8_lossy(&t).into_owned())
+                        .unwrap_or_default();
+                    index.paths.insert(path.clone(), BaseEntry::Symlink(target));
+                }
+                _ => {}
+            }
+        }
+        Ok(index)
+    }
+}
+
+/// [`LayerIndex::read`] of a layer blob in a file, gzip-compressed or not.
+pub fn index_layer_file(path: &Path) -> Result<LayerIndex, ImageError> {
+    let read_err = |message: String| ImageError::Read {
+        path: path.to_owned(),
+        message,
+    };
+    let file = std::fs::File::open(path).map_err(|e| read_err(e.to_string()))?;
+    let layer = super::layout::decompressing(file).map_err(|e| read_err(e.to_string()))?;
+    LayerIndex::read(layer).map_err(|e| read_err(format!("not a layer tar: {e}")))
+}
+
+/// `./a/b/` → `a/b`.
+fn clean_tar_path(raw: &str) -> String {
+    let mut p = raw;
+    loop {
+        let next = p.trim_start_matches("./").trim_start_matches('/');
+        if next == p {
+            break;
+        }
+        p = next;
+    }
+    p.trim_end_matches('/').to_owned()
+}
+
+/// What the base whose layers' indexes are `layers` (bottom first) has at each of `paths` (as
+/// `context::assembly::directories` gives them): each layer's entry for a path replaces the
+/// lower ones', a whiteout removes it, and an opaque directory hides what lower layers had under
+/// it. Paths the base does not have are left out.
+pub fn base_entries(
+    layers: &[Arc<LayerIndex>],
+    paths: &BTreeSet<String>,
+) -> BTreeMap<String, BaseEntry> {
+    let mut out = BTreeMap::new();
+    for path in paths {
+        let mut current: Option<&BaseEntry> = None;
+        for layer in layers {
+            let hidden = layer
+                .opaque
+                .iter()
+                .any(|dir| path.starts_with(&format!("{dir}/")) || dir.is_empty());
+            if hidden {
+                current = None;
+            }
+            if let Some(entry) = layer.paths.get(path) {
+                current = Some(entry);
+            }
+        }
+        match current {
+            Some(BaseEntry::Removed) | None => {}
+            Some(entry) => {
+                out.insert(path.clone(), entry.clone());
+            }
+        }
+    }
+    out
 }
 
 /// The OCI name of the architecture this program runs on (what `FROM scratch` gets, as the
@@ -110,6 +231,10 @@ fn config_for(
     let runtime = runtime.as_object_mut().expect("an object");
 
     let mut env: Vec<String> = strings(runtime.get("Env"));
+    // As the engine's builders do: an image whose base sets no PATH gets the default one.
+    if !env.iter().any(|e| e.starts_with("PATH=")) {
+        env.insert(0, DEFAULT_PATH.to_owned());
+    }
     for (key, value) in &assembly.env {
         let setting = format!("{key}={value}");
         match env
@@ -152,6 +277,10 @@ fn config_for(
         .push(json!({ "created": EPOCH, "created_by": assembly.created_by }));
     serde_json::to_vec(&config).map_err(json_err)
 }
+
+/// The `PATH` the Docker engine gives an image whose base sets none (moby's
+/// `system.DefaultPathEnv` for Linux).
+const DEFAULT_PATH: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 fn strings(value: Option<&Value>) -> Vec<String> {
     value
@@ -210,7 +339,95 @@ mod tests {
         let v: Value = serde_json::from_slice(&raw).unwrap();
         assert_eq!(v["architecture"], host_architecture());
         assert_eq!(v["os"], "linux");
+        // The default PATH first, then replaced in place by the assembly's own.
         assert_eq!(v["config"]["Env"], json!(["PATH=/bin", "A=1"]));
+        let mut without_path = assembly();
+        without_path.env.remove(0);
+        let raw = config_for(None, &without_path, &BTreeMap::new()).unwrap();
+        let v: Value = serde_json::from_slice(&raw).unwrap();
+        assert_eq!(v["config"]["Env"], json!([DEFAULT_PATH, "A=1"]));
+    }
+
+    fn tar(entries: &[(&str, tar::EntryType, u32, u64, Option<&str>)]) -> Vec<u8> {
+        let mut b = tar::Builder::new(Vec::new());
+        for (path, kind, mode, uid, link) in entries {
+            let mut h = tar::Header::new_gnu();
+            h.set_entry_type(*kind);
+            h.set_mode(*mode);
+            h.set_uid(*uid);
+            h.set_gid(*uid);
+            h.set_size(0);
+            match link {
+                Some(target) => b.append_link(&mut h, path, target).unwrap(),
+                None => b.append_data(&mut h, path, std::io::empty()).unwrap(),
+            }
+        }
+        b.into_inner().unwrap()
+    }
+
+    #[test]
+    fn the_base_is_read_layer_over_layer_with_whiteouts_and_opaque_directories() {
+        use tar::EntryType::{Directory, Regular, Symlink};
+        let lower = tar(&[
+            ("./tmp/", Directory, 0o1777, 0, None),
+            ("var/", Directory, 0o755, 0, None),
+            ("var/www/", Directory, 0o755, 33, None),
+            ("var/www/old/", Directory, 0o700, 0, None),
+            ("var/run", Symlink, 0o777, 0, Some("/run")),
+            ("srv/", Directory, 0o755, 0, None),
+            ("etc/passwd", Regular, 0o644, 0, None),
+        ]);
+        let upper = tar(&[
+            ("srv/.wh.data", Regular, 0o644, 0, None),
+            ("var/www/.wh..wh..opq", Regular, 0o644, 0, None),
+            ("var/www/", Directory, 0o750, 33, None),
+        ]);
+        let layers = [
+            Arc::new(LayerIndex::read(lower.as_slice()).unwrap()),
+            Arc::new(LayerIndex::read(upper.as_slice()).unwrap()),
+        ];
+        let wanted = [
+            "tmp",
+            "var/www",
+            "var/www/old",
+            "var/run",
+            "srv",
+            "srv/data",
+            "opt",
+        ]
+        .map(String::from)
+        .into();
+        let found = base_entries(&layers, &wanted);
+        assert_eq!(
+            found,
+            BTreeMap::from([
+                (
+                    "tmp".into(),
+                    BaseEntry::Dir {
+                        mode: 0o1777,
+                        uid: 0,
+                        gid: 0
+                    }
+                ),
+                (
+                    "var/www".into(),
+                    BaseEntry::Dir {
+                        mode: 0o750,
+                        uid: 33,
+                        gid: 33
+                    }
+                ),
+                ("var/run".into(), BaseEntry::Symlink("/run".into())),
+                (
+                    "srv".into(),
+                    BaseEntry::Dir {
+                        mode: 0o755,
+                        uid: 0,
+                        gid: 0
+                    }
+                ),
+            ])
+        );
     }
 
     #[test]

@@ -357,6 +357,7 @@ async fn rebuild_one<E: Engine>(
                 std::sync::Arc::new(fp.clone()),
                 assembly,
                 labels,
+                &Default::default(),
             )
             .await;
             match assembled {
