@@ -225,6 +225,7 @@ fn pin_exit_code(e: &PinError) -> i32 {
         PinError::Registry { source, .. } => registry_exit_code(source),
         PinError::Engine { source, .. } => engine_exit_code(source),
         PinError::NotFound { .. } => EXIT_FAILED,
+        PinError::NoEngine { .. } => EXIT_UNREACHABLE,
         PinError::Lock(e) => lock_exit_code(e),
     }
 }

@@ -347,3 +347,68 @@ fn a_base_only_the_engine_has_stays_engine_pinned_when_its_image_is_pushed_elsew
         run.context()
     );
 }
+
+/// A base only the engine has cannot be read without it: a container on it (pinned by an earlier
+/// apply) is named as needing the engine, its pin is kept unchecked, and an unpinned one stops
+/// the run with exit 3 saying why.
+#[test]
+fn without_an_engine_a_base_only_the_engine_has_makes_its_containers_need_one() {
+    let Some(registry) = common::test_registry() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    book(
+        dir.path(),
+        "cookbook-test/busybox:latest",
+        &format!("{registry}/{}", unique("asm-f")),
+        false,
+    );
+    run(dir.path(), &["apply"], &[]).assert_code(0);
+    write(&dir.path().join("web/index.html"), "changed\n");
+    let host = format!("unix://{}/docker.sock", dir.path().display());
+    let offline = run(
+        dir.path(),
+        &["apply", "--format", "json"],
+        &[("DOCKER_HOST", host.as_str())],
+    );
+    offline.assert_code(3);
+    let doc = summary(&offline);
+    assert_eq!(doc["containers"]["site"]["status"], "needs_engine");
+    assert!(
+        doc["containers"]["site"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("its base image sha256:"),
+        "{}",
+        offline.context()
+    );
+    assert_eq!(doc["containers"]["child"]["status"], "skipped");
+    assert!(
+        offline
+            .stderr
+            .contains("an image of the local engine, which does not answer"),
+        "{}",
+        offline.context()
+    );
+
+    // Not pinned yet, with no engine: only the reference's registry can say what it is, and
+    // one that answers without it leaves only an engine that could have it.
+    std::fs::remove_file(dir.path().join("cookbook.lock")).unwrap();
+    let missing = format!("{registry}/{}/missing:1", unique("asm-g"));
+    book(
+        dir.path(),
+        &missing,
+        &format!("{registry}/{}", unique("asm-f")),
+        false,
+    );
+    let nowhere = run(dir.path(), &["apply"], &[("DOCKER_HOST", host.as_str())]);
+    nowhere.assert_code(3);
+    assert!(
+        nowhere.stderr.contains(&format!(
+            "cannot resolve base image `{missing}` of site: the registry {registry} does not \
+             have it, and no Docker engine answers"
+        )),
+        "{}",
+        nowhere.context()
+    );
+}

@@ -72,6 +72,16 @@ pub enum PinError {
         containers: String,
         registry: String,
     },
+    /// Exit code 3: the engine that could have it does not answer.
+    #[error(
+        "cannot resolve base image `{reference}` of {containers}: the registry {registry} does \
+         not have it, and no Docker engine answers (an image built or loaded there could be it)"
+    )]
+    NoEngine {
+        reference: String,
+        containers: String,
+        registry: String,
+    },
     #[error(transparent)]
     Lock(#[from] LockError),
 }
@@ -214,6 +224,11 @@ pub async fn resolve<E: Engine>(
             source: PinSource::Registry,
         }),
         (None, Some(info)) => Ok(engine_pin(info.id.as_str())),
+        (None, None) if engine.is_none() => Err(PinError::NoEngine {
+            reference: reference.to_owned(),
+            containers,
+            registry: parsed.repository().registry().to_owned(),
+        }),
         (None, None) => Err(PinError::NotFound {
             reference: reference.to_owned(),
             containers,
@@ -266,23 +281,41 @@ pub async fn pin_plan<E: Engine>(
             &own_client
         }
     };
-    let results: Vec<(&str, Option<BasePin>, Result<BasePin, PinError>)> =
-        stream::iter(bases.iter())
-            .map(|(reference, containers)| {
-                let pinned = locked
-                    .get(*reference)
-                    .filter(|_| !renew.contains(*reference))
-                    .cloned();
-                async move {
-                    let now = resolve(engine, registry, reference, containers).await;
-                    (*reference, pinned, now)
-                }
-            })
-            .buffer_unordered(CONCURRENT)
-            .collect()
-            .await;
+    type Resolved<'r> = (&'r str, Option<BasePin>, Option<Result<BasePin, PinError>>);
+    let results: Vec<Resolved<'_>> = stream::iter(bases.iter())
+        .map(|(reference, containers)| {
+            let pinned = locked
+                .get(*reference)
+                .filter(|_| !renew.contains(*reference))
+                .cloned();
+            async move {
+                // An engine's image, and no engine to ask: its registry knows nothing of it.
+                let unanswerable = engine.is_none()
+                    && pinned
+                        .as_ref()
+                        .is_some_and(|p| p.source == PinSource::Engine);
+                let now = match unanswerable {
+                    true => None,
+                    false => Some(resolve(engine, registry, reference, containers).await),
+                };
+                (*reference, pinned, now)
+            }
+        })
+        .buffer_unordered(CONCURRENT)
+        .collect()
+        .await;
     let mut report = PinReport::default();
     for (reference, pinned, now) in results {
+        let Some(now) = now else {
+            report.unchecked.insert(
+                reference.to_owned(),
+                "an image of the local engine, which does not answer".to_owned(),
+            );
+            if let Some(pin) = pinned {
+                report.pins.insert(reference.to_owned(), pin);
+            }
+            continue;
+        };
         match (pinned, now) {
             (Some(pin), Ok(now)) => {
                 if now != pin {
