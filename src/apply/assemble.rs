@@ -49,9 +49,15 @@ pub enum BaseSource {
     },
 }
 
-/// The base layers' indexes read so far in a run, by layer digest (`image::assemble::LayerIndex`:
-/// directories, symlinks, whiteouts), so that containers on one base read its layers once.
-pub type LayerIndexes = tokio::sync::Mutex<BTreeMap<String, Arc<LayerIndex>>>;
+/// What a run has read of its registry bases, so that containers on one base read it once (one
+/// manifest and config request per base, not per container — Docker Hub counts them): each
+/// base's manifest and config by `repo@reference`, and each layer's index by digest
+/// (`image::assemble::LayerIndex`: directories, symlinks, whiteouts).
+#[derive(Debug, Default)]
+pub struct BaseCache {
+    bases: tokio::sync::Mutex<BTreeMap<String, Base>>,
+    indexes: tokio::sync::Mutex<BTreeMap<String, Arc<LayerIndex>>>,
+}
 
 /// An assembled image and the repository its base's blobs are in (for a registry base: the
 /// publish step mounts them from there, or copies them when it is another registry).
@@ -122,7 +128,7 @@ pub fn base_source(
 }
 
 /// Assembles `assembly` (container `fp.container`) on the base `source` with the build's
-/// `labels`, into a scratch directory of this run. `indexes`: the base layers read so far.
+/// `labels`, into a scratch directory of this run. `cache`: what the run read of its bases.
 pub async fn assemble<E: Engine>(
     engine: &E,
     registry: Option<&RegistryClient>,
@@ -130,7 +136,7 @@ pub async fn assemble<E: Engine>(
     fp: Arc<Fingerprint>,
     assembly: Assembly,
     labels: BTreeMap<String, String>,
-    indexes: &LayerIndexes,
+    cache: &BaseCache,
 ) -> Result<Assembled, PublishError> {
     let (base, dir, base_repo) = match source {
         BaseSource::Scratch => (Base::default(), scratch_dir()?, None),
@@ -139,7 +145,17 @@ pub async fn assemble<E: Engine>(
                 reference: format!("{repo}:{reference}"),
                 message: "a registry base needs a registry client".into(),
             })?;
-            let base = registry_base(registry, repo, reference).await?;
+            let key = format!("{repo}@{reference}");
+            let mut bases = cache.bases.lock().await;
+            let base = match bases.get(&key) {
+                Some(base) => base.clone(),
+                None => {
+                    let base = registry_base(registry, repo, reference).await?;
+                    bases.insert(key, base.clone());
+                    base
+                }
+            };
+            drop(bases);
             (base, scratch_dir()?, Some(repo.clone()))
         }
         BaseSource::Engine { image } => {
@@ -159,7 +175,7 @@ pub async fn assemble<E: Engine>(
     let mut layers = Vec::with_capacity(base.layers.len());
     for layer in &base.layers {
         let key = layer.digest.to_string();
-        let mut known = indexes.lock().await;
+        let mut known = cache.indexes.lock().await;
         let index = match known.get(&key) {
             Some(index) => Arc::clone(index),
             None => {

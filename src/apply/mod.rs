@@ -305,8 +305,8 @@ struct Run<'a, E: Engine> {
     found: BTreeMap<Name, check::Found>,
     /// Why the run has no engine, when it goes on without one (pushing, engine unreachable).
     engine_down: Option<String>,
-    /// The base layers assemblies have read ([`assemble::LayerIndexes`]).
-    layer_indexes: assemble::LayerIndexes,
+    /// What assemblies have read of their bases ([`assemble::BaseCache`]).
+    bases: assemble::BaseCache,
     reporter: &'a dyn Reporter,
     stop: AtomicBool,
 }
@@ -640,7 +640,7 @@ async fn run<E: Engine>(
         credentials,
         found,
         engine_down,
-        layer_indexes: Default::default(),
+        bases: Default::default(),
         reporter,
         stop: AtomicBool::new(false),
     };
@@ -962,7 +962,7 @@ impl<E: Engine> Run<'_, E> {
                 Arc::new(fp.clone()),
                 assembly,
                 self.labels(name, hash),
-                &self.layer_indexes,
+                &self.bases,
             ))
             .await
             .ok_or(Failure::Cancelled)?
