@@ -67,6 +67,15 @@ fn book(dir: &Path, base: &str, registry: &str, engine_parts: bool) {
         "hello from an assembled image\n",
     );
     write(&dir.join("web/css/site.css"), "body {}\n");
+    // An executable and a symlink: their mode and target are carried into the layer.
+    write(&dir.join("web/run.sh"), "#!/bin/sh\necho run\n");
+    std::fs::set_permissions(
+        dir.join("web/run.sh"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let _ = std::fs::remove_file(dir.join("web/home.html"));
+    std::os::unix::fs::symlink("index.html", dir.join("web/home.html")).unwrap();
     write(&dir.join("extra/notes.txt"), "notes\n");
     let mut applications = json!({
         "web": {
@@ -183,9 +192,9 @@ fn without_an_engine_a_container_without_build_commands_is_built_pushed_and_runs
         &child,
         "sh",
         "-c",
-        "cat /srv/extra/notes.txt && ls -ld /tmp/www/web/css | cut -c1-10",
+        "cat /srv/extra/notes.txt && ls -ld /tmp/www/web/css | cut -c1-10 && cd /tmp/www/web && stat -c %a run.sh index.html && readlink home.html && ./run.sh",
     ]);
-    assert_eq!(out, "notes\ndrwxr-xr-x\n");
+    assert_eq!(out, "notes\ndrwxr-xr-x\n755\n644\nindex.html\nrun\n");
     let config: Value = serde_json::from_str(&docker(&[
         "image",
         "inspect",
@@ -410,5 +419,131 @@ fn without_an_engine_a_base_only_the_engine_has_makes_its_containers_need_one() 
         )),
         "{}",
         nowhere.context()
+    );
+}
+
+/// A base pinned to a multi-platform image index: the assembly reads the entry for this
+/// machine's `linux/<arch>`, not the first one. The index is made here from the busybox base:
+/// its Docker manifest for this machine, and for `s390x` an OCI manifest of the same layers
+/// with a config labelled `platform=s390x`, listed first.
+#[test]
+fn an_index_base_gives_this_machines_platform() {
+    use cookbook::registry::{Digest, ImageReference, RegistryClient};
+    let Some(registry) = common::test_registry() else {
+        return;
+    };
+    let base = registry_base(&registry);
+    let reference = ImageReference::parse(&base).unwrap();
+    let repo = reference.repository().clone();
+    let arch = match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        other => other,
+    };
+    let scratch = tempfile::tempdir().unwrap();
+    let index_tag = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(async {
+            let client = RegistryClient::new().unwrap();
+            let native = client.manifest_get(&repo, "1").await.unwrap().unwrap();
+            let mut manifest: Value = serde_json::from_slice(&native.bytes).unwrap();
+            let config_digest =
+                Digest::parse(manifest["config"]["digest"].as_str().unwrap()).unwrap();
+            let mut config: Value = serde_json::from_slice(
+                &client
+                    .blob_get(&repo, &config_digest)
+                    .await
+                    .unwrap()
+                    .unwrap(),
+            )
+            .unwrap();
+            config["architecture"] = json!("s390x");
+            config["config"]["Labels"]["platform"] = json!("s390x");
+            let config = serde_json::to_vec(&config).unwrap();
+            let other_config = Digest::sha256_of(&config);
+            let path = scratch.path().join("config.json");
+            std::fs::write(&path, &config).unwrap();
+            client
+                .blob_upload(&repo, &other_config, &path, config.len() as u64)
+                .await
+                .unwrap();
+            manifest["mediaType"] = json!("application/vnd.oci.image.manifest.v1+json");
+            manifest["config"] = json!({
+                "mediaType": "application/vnd.oci.image.config.v1+json",
+                "digest": other_config.as_str(),
+                "size": config.len(),
+            });
+            for layer in manifest["layers"].as_array_mut().unwrap() {
+                layer["mediaType"] = json!("application/vnd.oci.image.layer.v1.tar+gzip");
+            }
+            let other = serde_json::to_vec(&manifest).unwrap();
+            let other_digest = client
+                .manifest_put(
+                    &repo,
+                    "s390x",
+                    "application/vnd.oci.image.manifest.v1+json",
+                    &other,
+                )
+                .await
+                .unwrap();
+            let index = serde_json::to_vec(&json!({
+                "schemaVersion": 2,
+                "mediaType": "application/vnd.oci.image.index.v1+json",
+                "manifests": [
+                    { "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                      "digest": other_digest.as_str(), "size": other.len(),
+                      "platform": { "os": "linux", "architecture": "s390x" } },
+                    { "mediaType": native.media_type, "digest": native.digest.as_str(),
+                      "size": native.bytes.len(),
+                      "platform": { "os": "linux", "architecture": arch } },
+                ],
+            }))
+            .unwrap();
+            client
+                .manifest_put(
+                    &repo,
+                    "multi",
+                    "application/vnd.oci.image.index.v1+json",
+                    &index,
+                )
+                .await
+                .unwrap();
+            format!("{repo}:multi")
+        });
+
+    let dir = tempfile::tempdir().unwrap();
+    let publish_to = format!("{registry}/{}", unique("asm-h"));
+    book(dir.path(), &index_tag, &publish_to, false);
+    let host = no_engine();
+    let offline = run(
+        dir.path(),
+        &["apply", "--format", "json"],
+        &[("DOCKER_HOST", host.as_str())],
+    );
+    offline.assert_code(0);
+    let site = format!(
+        "{publish_to}/site@{}",
+        summary(&offline)["containers"]["site"]["digest"]
+            .as_str()
+            .unwrap()
+    );
+    let config: Value = serde_json::from_str(&docker(&[
+        "image",
+        "inspect",
+        &{
+            docker(&["pull", "-q", &site]);
+            site.clone()
+        },
+        "--format",
+        "{{json .}}",
+    ]))
+    .unwrap();
+    assert_eq!(config["Architecture"], arch);
+    assert_eq!(config["Config"]["Labels"]["platform"], Value::Null);
+    assert_eq!(
+        docker(&["run", "--rm", &site]),
+        "hello from an assembled image\n/tmp/www/web\nhi frontend\n1777\n"
     );
 }
