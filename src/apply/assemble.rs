@@ -21,7 +21,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use serde::Deserialize;
+use oci_spec::image::{ImageIndex, ImageManifest, MediaType};
 
 use super::publish::{self, Normalized, PublishError};
 use super::{parse_repo, repository, ApplyError};
@@ -168,8 +168,7 @@ pub async fn assemble<E: Engine>(
         }
     };
     let out = dir.path().join("oci");
-    let blobs = out.join("blobs").join("sha256");
-    std::fs::create_dir_all(&blobs).map_err(PublishError::Scratch)?;
+    let blobs = crate::image::create_blobs_dir(&out)?;
 
     // What the base has where the layer writes directories (see context/assembly.rs).
     let mut layers = Vec::with_capacity(base.layers.len());
@@ -272,32 +271,6 @@ async fn engine_base<E: Engine>(engine: &E, image: &str) -> Result<Normalized, P
     publish::normalize_image(engine, image, info.layers).await
 }
 
-#[derive(Deserialize)]
-struct WireManifest {
-    #[serde(rename = "mediaType")]
-    media_type: Option<String>,
-    config: Option<WireDescriptor>,
-    #[serde(default)]
-    layers: Vec<WireDescriptor>,
-    manifests: Option<Vec<WireDescriptor>>,
-}
-
-#[derive(Deserialize)]
-struct WireDescriptor {
-    #[serde(rename = "mediaType")]
-    media_type: Option<String>,
-    digest: String,
-    #[serde(default)]
-    size: u64,
-    platform: Option<WirePlatform>,
-}
-
-#[derive(Deserialize)]
-struct WirePlatform {
-    os: String,
-    architecture: String,
-}
-
 /// A registry's base: its manifest (this machine's platform when it is an index), its config,
 /// and its layers' descriptors (Docker media types named by their OCI equivalents; the blobs are
 /// not fetched).
@@ -324,59 +297,55 @@ async fn registry_base(
                 message: "the registry has no such manifest".into(),
             })
     };
-    let parse = |bytes: &[u8]| {
-        serde_json::from_slice::<WireManifest>(bytes)
-            .map_err(|e| base_err(format!("its manifest cannot be read: {e}")))
-    };
-    let mut manifest = parse(&fetch(reference.to_owned()).await?.bytes)?;
-    if let Some(list) = &manifest.manifests {
+    let unreadable =
+        |e: oci_spec::OciSpecError| base_err(format!("its manifest cannot be read: {e}"));
+    // Docker's manifest lists and schema 2 manifests have the fields of OCI's index and
+    // manifest that matter here, so oci_spec reads both kinds.
+    let mut bytes = fetch(reference.to_owned()).await?.bytes;
+    if is_index(&bytes) {
+        let index = ImageIndex::from_reader(bytes.as_slice()).map_err(unreadable)?;
         let arch = host_architecture();
-        let chosen = list
+        let chosen = index
+            .manifests()
             .iter()
             .find(|m| {
-                m.platform
-                    .as_ref()
-                    .is_some_and(|p| p.os == "linux" && p.architecture == arch)
+                m.platform().as_ref().is_some_and(|p| {
+                    p.os().to_string() == "linux" && p.architecture().to_string() == arch
+                })
             })
             .ok_or_else(|| base_err(format!("its index has no linux/{arch} image")))?;
-        manifest = parse(&fetch(chosen.digest.clone()).await?.bytes)?;
-        if manifest.manifests.is_some() {
+        bytes = fetch(chosen.digest().to_string()).await?.bytes;
+        if is_index(&bytes) {
             return Err(base_err("an index inside an index".into()));
         }
     }
-    let config = manifest.config.ok_or_else(|| {
-        base_err(format!(
-            "a manifest of type {:?} has no config",
-            manifest.media_type
-        ))
-    })?;
-    let config_digest = Digest::parse(&config.digest).map_err(|e| base_err(e.to_string()))?;
+    let manifest = ImageManifest::from_reader(bytes.as_slice()).map_err(unreadable)?;
+    let config_digest =
+        Digest::parse(manifest.config().digest().as_ref()).map_err(|e| base_err(e.to_string()))?;
     let config_bytes = registry
         .blob_get(repo, &config_digest)
         .await?
         .ok_or_else(|| base_err(format!("the registry has no config blob {config_digest}")))?;
     let diff_ids = crate::image::config_diff_ids(&config_bytes)?;
-    if diff_ids.len() != manifest.layers.len() {
+    if diff_ids.len() != manifest.layers().len() {
         return Err(base_err(format!(
             "its manifest lists {} layers, its config {} diff_ids",
-            manifest.layers.len(),
+            manifest.layers().len(),
             diff_ids.len()
         )));
     }
     let layers = manifest
-        .layers
+        .layers()
         .iter()
         .zip(diff_ids)
         .map(|(layer, diff_id)| {
-            let digest = |text: &str| {
-                text.parse()
-                    .map_err(|e| ImageError::Layout(format!("`{text}` is not a digest: {e}")))
-            };
             Ok(LayerInfo {
-                digest: digest(&layer.digest)?,
-                diff_id: digest(&diff_id)?,
-                size: layer.size,
-                media_type: oci_layer_type(layer.media_type.as_deref()),
+                digest: layer.digest().clone(),
+                diff_id: diff_id
+                    .parse()
+                    .map_err(|e| ImageError::Layout(format!("`{diff_id}` is not a digest: {e}")))?,
+                size: layer.size(),
+                media_type: oci_layer_type(layer.media_type()),
             })
         })
         .collect::<Result<Vec<_>, ImageError>>()?;
@@ -386,16 +355,19 @@ async fn registry_base(
     })
 }
 
+/// Whether a manifest's bytes are an image index (or a Docker manifest list): it lists
+/// `manifests` rather than `layers`.
+fn is_index(bytes: &[u8]) -> bool {
+    serde_json::from_slice::<serde_json::Value>(bytes).is_ok_and(|v| v.get("manifests").is_some())
+}
+
 /// A layer's media type in an OCI manifest: Docker's names for the same bytes become the OCI
 /// ones; anything else is kept as written.
-fn oci_layer_type(media_type: Option<&str>) -> oci_spec::image::MediaType {
-    use oci_spec::image::MediaType;
-    match media_type {
-        Some("application/vnd.docker.image.rootfs.diff.tar.gzip") | None => {
-            MediaType::ImageLayerGzip
-        }
-        Some("application/vnd.docker.image.rootfs.diff.tar") => MediaType::ImageLayer,
-        Some(other) => MediaType::from(other),
+fn oci_layer_type(media_type: &MediaType) -> MediaType {
+    match media_type.to_string().as_str() {
+        "application/vnd.docker.image.rootfs.diff.tar.gzip" => MediaType::ImageLayerGzip,
+        "application/vnd.docker.image.rootfs.diff.tar" => MediaType::ImageLayer,
+        _ => media_type.clone(),
     }
 }
 
@@ -405,17 +377,17 @@ mod tests {
 
     #[test]
     fn docker_layer_types_become_oci_ones() {
-        use oci_spec::image::MediaType;
+        let named = |text: &str| MediaType::from(text);
         assert_eq!(
-            oci_layer_type(Some("application/vnd.docker.image.rootfs.diff.tar.gzip")),
+            oci_layer_type(&named("application/vnd.docker.image.rootfs.diff.tar.gzip")),
             MediaType::ImageLayerGzip
         );
         assert_eq!(
-            oci_layer_type(Some("application/vnd.oci.image.layer.v1.tar")),
+            oci_layer_type(&named("application/vnd.oci.image.layer.v1.tar")),
             MediaType::ImageLayer
         );
         assert_eq!(
-            oci_layer_type(Some("application/vnd.oci.image.layer.v1.tar+zstd")),
+            oci_layer_type(&named("application/vnd.oci.image.layer.v1.tar+zstd")),
             MediaType::ImageLayerZstd
         );
     }

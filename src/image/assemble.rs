@@ -42,11 +42,7 @@ pub fn assemble(
     layer: impl Read,
     out: &Path,
 ) -> Result<NormalizedImage, ImageError> {
-    let blobs = out.join("blobs").join("sha256");
-    std::fs::create_dir_all(&blobs).map_err(|source| ImageError::Write {
-        path: blobs.clone(),
-        source,
-    })?;
+    let blobs = super::create_blobs_dir(out)?;
     let raw = config_for(base.config.as_deref(), assembly, labels)?;
     let stated = match &base.config {
         Some(_) => config::diff_ids(&raw)?,

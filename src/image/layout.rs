@@ -229,6 +229,16 @@ impl NormalizedImage {
 /// The `oci-layout` file's contents (image-spec v1.0.0 layout).
 const OCI_LAYOUT: &str = r#"{"imageLayoutVersion":"1.0.0"}"#;
 
+/// Creates the `blobs/sha256` directory of the OCI layout `out` (and `out`), and returns it.
+pub fn create_blobs_dir(out: &Path) -> Result<PathBuf, ImageError> {
+    let blobs = out.join("blobs").join("sha256");
+    fs::create_dir_all(&blobs).map_err(|source| ImageError::Write {
+        path: blobs.clone(),
+        source,
+    })?;
+    Ok(blobs)
+}
+
 fn blob_file(dir: &Path, digest: &Digest) -> PathBuf {
     dir.join("blobs")
         .join(digest.algorithm().as_ref())
@@ -321,12 +331,11 @@ pub(crate) fn normalize_into(
     options: &NormalizeOptions,
     out: &Path,
 ) -> Result<NormalizedImage, ImageError> {
-    let blobs = out.join("blobs").join("sha256");
+    let blobs = create_blobs_dir(out)?;
     let write_err = |path: &Path| {
         let path = path.to_owned();
         move |source| ImageError::Write { path, source }
     };
-    fs::create_dir_all(&blobs).map_err(write_err(&blobs))?;
     let spool = tempfile::Builder::new()
         .prefix(".export-")
         .tempdir_in(out)
@@ -439,12 +448,11 @@ pub(crate) fn write_image(
     config: Vec<u8>,
     layers: Vec<LayerInfo>,
 ) -> Result<NormalizedImage, ImageError> {
-    let blobs = out.join("blobs").join("sha256");
+    let blobs = create_blobs_dir(out)?;
     let write_err = |path: &Path| {
         let path = path.to_owned();
         move |source| ImageError::Write { path, source }
     };
-    fs::create_dir_all(&blobs).map_err(write_err(&blobs))?;
     let (config_digest, config_size) = write_blob(&blobs, &config)?;
     let descriptor =
         |media: MediaType, size: u64, digest: &Digest| Descriptor::new(media, size, digest.clone());

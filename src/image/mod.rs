@@ -63,7 +63,7 @@ pub use config::normalize_config;
 pub use diff::{diff, EntryAspect, ImageDifference, PathDifference};
 pub use labels::{LABEL_CONTAINER, LABEL_INPUT_HASH, LABEL_PROJECT};
 pub use layer::{normalize_layer, LayerSummary};
-pub use layout::{LayerInfo, NormalizedImage};
+pub use layout::{create_blobs_dir, LayerInfo, NormalizedImage};
 
 /// The fixed time every normalized timestamp is set to (the Unix epoch, as ko and Jib do).
 pub const EPOCH: &str = "1970-01-01T00:00:00Z";

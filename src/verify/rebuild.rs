@@ -580,16 +580,7 @@ async fn locked_image<E: Engine>(
             std::fs::write(&path, bytes).map_err(|e| local_error(&path, e))
         };
         write(&manifest.digest, &manifest.bytes)?;
-        #[derive(serde::Deserialize)]
-        struct Wire {
-            config: Descriptor,
-            layers: Vec<Descriptor>,
-        }
-        #[derive(serde::Deserialize)]
-        struct Descriptor {
-            digest: String,
-        }
-        let wire: Wire = match serde_json::from_slice(&manifest.bytes) {
+        let wire = match oci_spec::image::ImageManifest::from_reader(manifest.bytes.as_slice()) {
             Ok(w) => w,
             Err(e) => {
                 return Ok(Err(format!(
@@ -597,9 +588,9 @@ async fn locked_image<E: Engine>(
                 )))
             }
         };
-        for descriptor in std::iter::once(&wire.config).chain(&wire.layers) {
-            let Ok(blob) = Digest::parse(&descriptor.digest) else {
-                return Ok(Err(format!("`{}` is not a digest", descriptor.digest)));
+        for descriptor in std::iter::once(wire.config()).chain(wire.layers()) {
+            let Ok(blob) = Digest::parse(descriptor.digest().as_ref()) else {
+                return Ok(Err(format!("`{}` is not a digest", descriptor.digest())));
             };
             let path = blobs.join(blob.as_str().trim_start_matches("sha256:"));
             if !registry.blob_to_file(repo, &blob, &path).await? {
