@@ -357,13 +357,9 @@ async fn connect(
     ),
     ApplyError,
 > {
-    let (engine, down) = match crate::engine::DockerEngine::connect().await {
-        Ok(engine) => (engine, None),
-        Err(e @ EngineError::Unreachable { .. }) if push => (
-            crate::engine::DockerEngine::unanswered()?,
-            Some(e.to_string()),
-        ),
-        Err(e) => return Err(e.into()),
+    let (engine, down) = match crate::engine::DockerEngine::connect_or_unanswered().await? {
+        (_, Some(e)) if !push => return Err(e.into()),
+        (engine, down) => (engine, down.map(|e| e.to_string())),
     };
     let registry = if push {
         Some(RegistryClient::new()?)

@@ -143,13 +143,7 @@ pub fn run(
             .block_on(async {
                 // Containers without build commands are rebuilt without an engine; rebuild
                 // pings it only when a selected container needs it.
-                let engine = match crate::engine::DockerEngine::connect().await {
-                    Ok(engine) => engine,
-                    Err(crate::engine::EngineError::Unreachable { .. }) => {
-                        crate::engine::DockerEngine::unanswered()?
-                    }
-                    Err(e) => return Err(e.into()),
-                };
+                let (engine, _) = crate::engine::DockerEngine::connect_or_unanswered().await?;
                 let client = RegistryClient::new()?;
                 verify::rebuild::rebuild(
                     &mut report,

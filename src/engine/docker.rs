@@ -52,14 +52,32 @@ pub struct DockerEngine {
     retry: RetryPolicy,
 }
 
+/// `DOCKER_HOST`, or the default socket.
+fn host_from_env() -> String {
+    std::env::var("DOCKER_HOST")
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| DEFAULT_HOST.to_owned())
+}
+
 impl DockerEngine {
     /// Connects to `DOCKER_HOST`, or the default socket, and negotiates the API version.
     pub async fn connect() -> Result<DockerEngine, EngineError> {
-        let host = std::env::var("DOCKER_HOST")
-            .ok()
-            .filter(|h| !h.is_empty())
-            .unwrap_or_else(|| DEFAULT_HOST.to_owned());
-        DockerEngine::connect_to(&host).await
+        DockerEngine::connect_to(&host_from_env()).await
+    }
+
+    /// [`DockerEngine::connect`], or, when the engine cannot be reached, an [`unanswered`]
+    /// client and why (for the commands that go on without an engine: `apply` when pushing,
+    /// `verify --rebuild`). Any other failure is an error.
+    ///
+    /// [`unanswered`]: DockerEngine::unanswered
+    pub async fn connect_or_unanswered() -> Result<(DockerEngine, Option<EngineError>), EngineError>
+    {
+        match DockerEngine::connect().await {
+            Ok(engine) => Ok((engine, None)),
+            Err(e @ EngineError::Unreachable { .. }) => Ok((DockerEngine::unanswered()?, Some(e))),
+            Err(e) => Err(e),
+        }
     }
 
     /// Connects to `host` (`unix:///path`, `tcp://host:port`) and negotiates the API version.
@@ -118,10 +136,7 @@ impl DockerEngine {
     /// builds, `apply/assemble.rs`), so that the code paths stay the same and any call that
     /// would need the engine reports it as unreachable.
     pub fn unanswered() -> Result<DockerEngine, EngineError> {
-        let endpoint = std::env::var("DOCKER_HOST")
-            .ok()
-            .filter(|h| !h.is_empty())
-            .unwrap_or_else(|| DEFAULT_HOST.to_owned());
+        let endpoint = host_from_env();
         let docker = match Docker::connect_with_host(&endpoint) {
             Ok(docker) => docker,
             // bollard refuses to make a client for a socket path that does not exist (a stopped
