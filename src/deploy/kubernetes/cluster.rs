@@ -271,6 +271,35 @@ impl KubeSite {
         }
     }
 
+    /// Deletes the objects of kind `K` named in `units` — only those that carry our labels
+    /// (`selector`), listed again now: never a hand-made namesake.
+    async fn delete_ours<K>(
+        &self,
+        what: &str,
+        kind: &str,
+        selector: &str,
+        units: &[String],
+    ) -> Result<(), KubeError>
+    where
+        K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>
+            + Clone
+            + DeserializeOwned
+            + std::fmt::Debug,
+        <K as kube::Resource>::DynamicType: Default,
+    {
+        let params = DeleteParams::background();
+        for object in self.list::<K>(what, selector).await? {
+            let Some(name) = object.meta().name.clone().filter(|n| units.contains(n)) else {
+                continue;
+            };
+            self.api::<K>()
+                .delete(&name, &params)
+                .await
+                .map_err(|e| api_error(&format!("delete {kind} {name}"), e, &self.url))?;
+        }
+        Ok(())
+    }
+
     async fn list<K>(&self, what: &str, selector: &str) -> Result<Vec<K>, KubeError>
     where
         K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>
@@ -568,27 +597,11 @@ impl Backend for KubeSite {
         if units.is_empty() {
             return Ok(());
         }
-        // Only what carries our labels, listed again now: never a hand-made namesake.
         let selector = ours(desired);
-        let params = DeleteParams::background();
-        for d in self.list::<Deployment>("deployments", &selector).await? {
-            let Some(name) = d.metadata.name.filter(|n| units.contains(n)) else {
-                continue;
-            };
-            self.api::<Deployment>()
-                .delete(&name, &params)
-                .await
-                .map_err(|e| api_error(&format!("delete Deployment {name}"), e, &self.url))?;
-        }
-        for s in self.list::<Service>("services", &selector).await? {
-            let Some(name) = s.metadata.name.filter(|n| units.contains(n)) else {
-                continue;
-            };
-            self.api::<Service>()
-                .delete(&name, &params)
-                .await
-                .map_err(|e| api_error(&format!("delete Service {name}"), e, &self.url))?;
-        }
+        self.delete_ours::<Deployment>("deployments", "Deployment", &selector, units)
+            .await?;
+        self.delete_ours::<Service>("services", "Service", &selector, units)
+            .await?;
         Ok(())
     }
 
