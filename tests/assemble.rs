@@ -435,11 +435,7 @@ fn an_index_base_gives_this_machines_platform() {
     let base = registry_base(&registry);
     let reference = ImageReference::parse(&base).unwrap();
     let repo = reference.repository().clone();
-    let arch = match std::env::consts::ARCH {
-        "x86_64" => "amd64",
-        "aarch64" => "arm64",
-        other => other,
-    };
+    let arch = cookbook::image::assemble::host_architecture();
     let scratch = tempfile::tempdir().unwrap();
     let index_tag = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -529,13 +525,11 @@ fn an_index_base_gives_this_machines_platform() {
             .as_str()
             .unwrap()
     );
+    docker(&["pull", "-q", &site]);
     let config: Value = serde_json::from_str(&docker(&[
         "image",
         "inspect",
-        &{
-            docker(&["pull", "-q", &site]);
-            site.clone()
-        },
+        &site,
         "--format",
         "{{json .}}",
     ]))
