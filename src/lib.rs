@@ -23,6 +23,7 @@ pub mod image;
 pub mod init;
 pub mod load;
 pub mod model;
+pub mod oci;
 pub mod registry;
 pub mod retry;
 pub mod schema;

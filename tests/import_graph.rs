@@ -114,7 +114,15 @@ fn no_top_level_module_is_in_an_import_cycle() {
 #[test]
 fn the_core_imports_no_edge() {
     let graph = import_graph();
-    let core = ["diagnostic", "schema", "model", "graph", "hash", "context"];
+    let core = [
+        "diagnostic",
+        "schema",
+        "model",
+        "graph",
+        "hash",
+        "context",
+        "oci",
+    ];
     let edges = [
         "engine", "registry", "sync", "state", "cli", "apply", "verify", "git", "load", "init",
         "image", "error",

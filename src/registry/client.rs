@@ -50,8 +50,8 @@ use reqwest::{Method, RequestBuilder, Response, StatusCode, Url};
 use serde::Deserialize;
 
 use super::auth::{Challenge, Credential, CredentialError, CredentialStore};
-use super::digest::Digest;
-use super::reference::Repository;
+use crate::oci::Digest;
+use crate::oci::Repository;
 use crate::retry::{is_permanent, is_refusal, RetryPolicy};
 
 /// Every manifest media type `cookbook` understands, so that the registry answers with the

@@ -17,11 +17,9 @@
 
 mod auth;
 mod client;
-mod digest;
-mod reference;
 mod tls;
 
 pub use auth::{Challenge, Credential, CredentialError, CredentialStore};
 pub use client::{Manifest, RegistryClient, RegistryError, MANIFEST_MEDIA_TYPES};
-pub use digest::{Digest, DigestError};
-pub use reference::{ImageReference, ReferenceError, Repository};
+// The names and digests it speaks in are the core's (`crate::oci`), re-exported for its callers.
+pub use crate::oci::{Digest, DigestError, ImageReference, ReferenceError, Repository};
