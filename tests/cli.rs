@@ -194,3 +194,59 @@ fn readme_example_validates() {
         run.context()
     );
 }
+
+/// The format's own skeleton has no `project`: as docker compose does, the project is then named
+/// after the cookbook's directory, with a warning that says so — and hashes follow that name,
+/// so two checkouts in directories of the same name agree and others do not.
+#[test]
+fn the_published_skeleton_validates_plans_and_hashes() {
+    const SKELETON: &str = r#"{"manifest_version": "1.0", "applications": {}, "containers": {}, "packaging": {}, "lifecycle": {}, "federation": {}}"#;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("My_Shop");
+    std::fs::create_dir(&dir).unwrap();
+    std::fs::write(dir.join("cookbook.json"), SKELETON).unwrap();
+    for args in [vec!["validate"], vec!["plan"], vec!["hash"]] {
+        let run = run_in(&dir, &args);
+        run.assert_code(0);
+        assert!(
+            run.stderr.contains(
+                "warning[model/project-from-directory]: `project.name` is not set: the project is named `my_shop` after the cookbook's directory"
+            ),
+            "{}",
+            run.context()
+        );
+    }
+
+    // With a container, the name reaches the hash: the same directory name under another
+    // parent gives the same hashes, another directory name others.
+    let with_container = |parent: &std::path::Path, name: &str| {
+        let dir = parent.join(name);
+        std::fs::create_dir_all(dir.join("web")).unwrap();
+        std::fs::write(dir.join("web/index.html"), "hi\n").unwrap();
+        let mut doc: serde_json::Value = serde_json::from_str(SKELETON).unwrap();
+        doc["applications"] = serde_json::json!({"web": {"source": "web"}});
+        doc["containers"] = serde_json::json!({
+            "web": {"base_image": "scratch", "applications": ["web"]}
+        });
+        std::fs::write(dir.join("cookbook.json"), doc.to_string()).unwrap();
+        let run = run_in(&dir, &["hash", "--format", "json"]);
+        run.assert_code(0);
+        run.stdout
+    };
+    let other = tmp.path().join("elsewhere");
+    let a = with_container(tmp.path(), "shop");
+    assert_eq!(a, with_container(&other, "shop"));
+    assert_ne!(a, with_container(tmp.path(), "store"));
+
+    // A directory name that leaves nothing of a name is refused, located, saying what to add.
+    let bad = tmp.path().join("__");
+    std::fs::create_dir(&bad).unwrap();
+    std::fs::write(bad.join("cookbook.json"), SKELETON).unwrap();
+    let run = run_in(&bad, &["validate"]);
+    run.assert_code(2);
+    assert!(
+        run.stderr.contains("cookbook.json:1:1: error[schema/required]: missing required key `project`: the directory name \"__\" gives no project name"),
+        "{}",
+        run.context()
+    );
+}

@@ -304,7 +304,7 @@ mod tests {
             }
         });
         let wire: crate::model::wire::CookbookWire = serde_json::from_value(text).unwrap();
-        let (cookbook, problems) = crate::model::convert(&wire);
+        let (cookbook, problems) = crate::model::convert(&wire, None);
         assert!(problems.is_empty(), "{problems:?}");
         cookbook
     }

@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 
 mod parse;
 
-pub use parse::{parse, Parsed};
+pub use parse::{parse, parse_in, Parsed};
 
 use crate::context::dockerignore::DockerIgnore;
 use crate::context::OwnPaths;
@@ -65,13 +65,21 @@ pub fn base_dir(file: &Path) -> &Path {
         .unwrap_or(Path::new("."))
 }
 
-/// Reads and checks the cookbook file at `path`, its paths resolved from its directory.
+/// Reads and checks the cookbook file at `path`, its paths resolved from its directory (whose
+/// name is the project's when the cookbook names none).
 pub fn load_file(path: &Path) -> Result<Loaded, LoadError> {
+    load_file_as(path, None)
+}
+
+/// [`load_file`], with `directory` standing for the name of the cookbook's directory when it is
+/// not where the cookbook really lives: a revision checked out in a temporary directory is named
+/// as its working copy is, so that a project without `project.name` keeps its name and hashes.
+pub fn load_file_as(path: &Path, directory: Option<&str>) -> Result<Loaded, LoadError> {
     let bytes = std::fs::read(path).map_err(|source| LoadError::Read {
         path: path.to_path_buf(),
         source,
     })?;
-    load_bytes(&bytes, Some(base_dir(path)))
+    load_bytes_as(&bytes, Some(base_dir(path)), directory)
         .map_err(|diagnostics| LoadError::Invalid { diagnostics })
 }
 
@@ -79,7 +87,32 @@ pub fn load_file(path: &Path) -> Result<Loaded, LoadError> {
 /// too. Without it only the text is checked (a revision read straight from git, before any
 /// checkout exists).
 pub fn load_bytes(bytes: &[u8], base: Option<&Path>) -> Result<Loaded, Vec<Diagnostic>> {
-    let Parsed { cookbook, plan } = match parse::check(bytes)? {
+    load_bytes_as(bytes, base, None)
+}
+
+/// The name of the directory `base` (a cookbook's directory, possibly relative such as `.`), as
+/// docker compose takes it: the last component of its absolute path, symlinks not resolved.
+pub fn directory_name(base: &Path) -> Option<String> {
+    let absolute = std::path::absolute(base).ok()?;
+    let name = match absolute.file_name() {
+        Some(name) => name.to_owned(),
+        // `…/..`: only the file system knows what it names.
+        None => std::fs::canonicalize(base).ok()?.file_name()?.to_owned(),
+    };
+    Some(name.to_string_lossy().into_owned())
+}
+
+/// [`load_bytes`] with the name that stands for the cookbook's directory (see [`load_file_as`]);
+/// `None`: `base`'s own name, or none at all without `base`.
+pub fn load_bytes_as(
+    bytes: &[u8],
+    base: Option<&Path>,
+    directory: Option<&str>,
+) -> Result<Loaded, Vec<Diagnostic>> {
+    let directory = directory
+        .map(str::to_owned)
+        .or_else(|| base.and_then(directory_name));
+    let Parsed { cookbook, plan } = match parse::check(bytes, directory.as_deref())? {
         parse::Checked::Valid(parsed) => parsed,
         parse::Checked::Invalid {
             text,

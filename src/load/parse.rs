@@ -27,9 +27,16 @@ pub struct Parsed {
 }
 
 /// Reads a cookbook from its bytes — syntax, schema, model, plan — reporting every problem at
-/// once, each located.
+/// once, each located. A cookbook without `project` is refused: only [`parse_in`] knows a
+/// directory to name it after.
 pub fn parse(bytes: &[u8]) -> Result<Parsed, Vec<Diagnostic>> {
-    match check(bytes)? {
+    parse_in(bytes, None)
+}
+
+/// [`parse`] for a cookbook that lies in a directory named `directory`, which names its project
+/// when the cookbook names none (docker compose's rule; see `model::Name::from_directory`).
+pub fn parse_in(bytes: &[u8], directory: Option<&str>) -> Result<Parsed, Vec<Diagnostic>> {
+    match check(bytes, directory)? {
         Checked::Valid(parsed) => Ok(parsed),
         Checked::Invalid {
             text,
@@ -57,7 +64,10 @@ pub(super) enum Checked<'t> {
 
 /// Every check of the text, stopping early only where nothing later can run: bad UTF-8, an
 /// empty file or bad JSON are returned located, as `Err`.
-pub(super) fn check(bytes: &[u8]) -> Result<Checked<'_>, Vec<Diagnostic>> {
+pub(super) fn check<'t>(
+    bytes: &'t [u8],
+    directory: Option<&str>,
+) -> Result<Checked<'t>, Vec<Diagnostic>> {
     let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
     let text = match std::str::from_utf8(bytes) {
         Ok(t) => t,
@@ -82,8 +92,10 @@ pub(super) fn check(bytes: &[u8]) -> Result<Checked<'_>, Vec<Diagnostic>> {
             format!("the file holds only whitespace ({} bytes)", text.len())
         };
         return Err(vec![Diagnostic::new("syntax/empty", "", what)
-                .located(Location { line: 1, column: 1 })
-                .with_help("a cookbook is a JSON object with at least `manifest_version`, `project` and `containers`")]);
+            .located(Location { line: 1, column: 1 })
+            .with_help(
+                "a cookbook is a JSON object with at least `manifest_version` and `containers`",
+            )]);
     }
     let value: serde_json::Value = match serde_json::from_str(text) {
         Ok(v) => v,
@@ -167,7 +179,7 @@ pub(super) fn check(bytes: &[u8]) -> Result<Checked<'_>, Vec<Diagnostic>> {
             spans,
         });
     };
-    let (mut cookbook, mut problems) = model::convert(&wire);
+    let (mut cookbook, mut problems) = model::convert(&wire, directory);
     if let Some(v) = written_version {
         cookbook.manifest_version = v;
     }

@@ -36,6 +36,9 @@ pub struct Cookbook {
 pub struct Project {
     pub name: Name,
     pub repository: Option<String>,
+    /// The cookbook names no project: `name` is its directory's (see [`Name::from_directory`]),
+    /// and a warning says so.
+    pub named_after_directory: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -267,6 +270,23 @@ impl Cookbook {
     /// What is worth saying about a valid cookbook (unlocated, like every model diagnostic).
     pub fn warnings(&self) -> Vec<Diagnostic> {
         let mut warnings = Vec::new();
+        if self.project.named_after_directory {
+            warnings.push(
+                Diagnostic::new(
+                    "model/project-from-directory",
+                    "",
+                    format!(
+                        "`project.name` is not set: the project is named `{}` after the cookbook's directory",
+                        self.project.name
+                    ),
+                )
+                .with_help(format!(
+                    "image names, labels and input hashes include the project's name, so they change with the directory a checkout lies in: add `\"project\": {{\"name\": \"{}\"}}` to keep them",
+                    self.project.name
+                ))
+                .warning(),
+            );
+        }
         if self.containers.is_empty() {
             warnings.push(
                 Diagnostic::new(
@@ -386,6 +406,39 @@ pub(crate) fn suggest<'n>(
 }
 
 impl Converter<'_> {
+    fn project(&mut self, directory: Option<&str>) -> Project {
+        let invalid = || Name::parse("invalid").expect("valid");
+        if let Some(project) = &self.wire.project {
+            return Project {
+                name: self
+                    .name("/project/name", &project.name)
+                    .unwrap_or_else(invalid),
+                repository: project.repository.clone(),
+                named_after_directory: false,
+            };
+        }
+        let named = directory.and_then(Name::from_directory);
+        if named.is_none() {
+            let (what, help) = match directory {
+                Some(dir) => (
+                    format!("missing required key `project`: the directory name {} gives no project name", excerpt(dir)),
+                    "add `\"project\": {\"name\": \"…\"}` (a name is lowercase letters, digits, `_`, `.` and `-`)",
+                ),
+                None => (
+                    "missing required key `project`".to_owned(),
+                    "add `\"project\": {\"name\": \"…\"}`; a cookbook read from a file is otherwise named after its directory",
+                ),
+            };
+            self.diagnostics
+                .push(Diagnostic::new("schema/required", "", what).with_help(help));
+        }
+        Project {
+            name: named.clone().unwrap_or_else(invalid),
+            repository: None,
+            named_after_directory: named.is_some(),
+        }
+    }
+
     fn name(&mut self, pointer: &str, s: &str) -> Option<Name> {
         let name = Name::parse(s);
         if name.is_none() {
@@ -700,19 +753,16 @@ impl Converter<'_> {
 }
 
 /// Converts wire types into the model. Returns the model built from whatever was valid, and every
-/// problem found; the caller refuses the cookbook if there is any.
-pub(crate) fn convert(wire: &CookbookWire) -> (Cookbook, Vec<Diagnostic>) {
+/// problem found; the caller refuses the cookbook if there is any. `directory` is the name of the
+/// directory the cookbook lies in, when the caller knows one: it names a project the cookbook
+/// does not name.
+pub(crate) fn convert(wire: &CookbookWire, directory: Option<&str>) -> (Cookbook, Vec<Diagnostic>) {
     let mut cv = Converter {
         wire,
         diagnostics: Vec::new(),
         container_help: BTreeMap::new(),
     };
-    let project = Project {
-        name: cv
-            .name("/project/name", &wire.project.name)
-            .unwrap_or_else(|| Name::parse("invalid").expect("valid")),
-        repository: wire.project.repository.clone(),
-    };
+    let project = cv.project(directory);
 
     let mut applications = BTreeMap::new();
     for (key, a) in &wire.applications {
@@ -797,8 +847,13 @@ pub(crate) fn convert(wire: &CookbookWire) -> (Cookbook, Vec<Diagnostic>) {
         );
     }
 
-    let lifecycle =
-        crate::model::lifecycle::convert(wire, &containers, &sites, &mut cv.diagnostics);
+    let lifecycle = crate::model::lifecycle::convert(
+        wire,
+        &project.name,
+        &containers,
+        &sites,
+        &mut cv.diagnostics,
+    );
     let cookbook = Cookbook {
         manifest_version: wire.manifest_version.clone(),
         project,

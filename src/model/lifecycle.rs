@@ -461,7 +461,7 @@ impl Check<'_> {
     fn kubernetes_names(
         &mut self,
         at: &str,
-        wire: &CookbookWire,
+        project: &Name,
         site: &SiteDeploy,
         containers: Option<&BTreeSet<Name>>,
     ) {
@@ -472,8 +472,7 @@ impl Check<'_> {
         };
         for stage in stages {
             for container in containers.into_iter().flatten() {
-                let object =
-                    kubernetes_name(&wire.project.name, stage.as_str(), container.as_str());
+                let object = kubernetes_name(project.as_str(), stage.as_str(), container.as_str());
                 if !is_dns_label(&object) {
                     self.diagnostics.push(
                         Diagnostic::new(
@@ -581,6 +580,7 @@ impl Cookbook {
 /// and sites.
 pub(crate) fn convert(
     wire: &CookbookWire,
+    project: &Name,
     model_containers: &BTreeMap<Name, Container>,
     model_sites: &BTreeMap<Name, Site>,
     diagnostics: &mut Vec<Diagnostic>,
@@ -685,7 +685,7 @@ pub(crate) fn convert(
         let at = pointer_push("/federation/sites", key);
         let site = check.site(&at, name.clone(), s);
         if matches!(site.target, Some(Target::Kubernetes(_))) {
-            check.kubernetes_names(&at, wire, &site, deploys.get(&name));
+            check.kubernetes_names(&at, project, &site, deploys.get(&name));
         }
         for container in deploys.get(&name).into_iter().flatten() {
             let Some(runtime) = containers.get(container) else {

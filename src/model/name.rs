@@ -20,6 +20,20 @@ impl Name {
         ok.then(|| Name(s.to_owned()))
     }
 
+    /// The project name a directory gives a cookbook that names none, by docker compose's rule
+    /// (`NormalizeProjectName`): lowercased, every character a name cannot hold dropped, leading
+    /// `_`, `.` and `-` dropped, cut to 128 bytes. `None` when nothing is left (`/`, `__`, `文档`).
+    pub fn from_directory(directory: &str) -> Option<Name> {
+        let kept: String = directory
+            .chars()
+            .flat_map(char::to_lowercase)
+            .filter(|c| matches!(c, 'a'..='z' | '0'..='9' | '_' | '.' | '-'))
+            .skip_while(|c| matches!(c, '_' | '.' | '-'))
+            .take(128)
+            .collect();
+        Name::parse(&kept)
+    }
+
     pub fn as_str(&self) -> &str {
         &self.0
     }
@@ -72,5 +86,29 @@ mod tests {
         ] {
             assert!(Name::parse(bad).is_none(), "{bad}");
         }
+    }
+
+    #[test]
+    fn directory_names_normalize_like_compose() {
+        let cases = [
+            ("shop", Some("shop")),
+            ("My Shop", Some("myshop")),
+            ("Web_App-2.0", Some("web_app-2.0")),
+            ("_hidden", Some("hidden")),
+            ("..x", Some("x")),
+            ("café", Some("caf")),
+            ("文档", None),
+            ("", None),
+            ("__", None),
+        ];
+        for (dir, want) in cases {
+            assert_eq!(
+                Name::from_directory(dir).as_ref().map(Name::as_str),
+                want,
+                "{dir}"
+            );
+        }
+        let long = "a".repeat(300);
+        assert_eq!(Name::from_directory(&long).unwrap().as_str().len(), 128);
     }
 }

@@ -14,7 +14,8 @@ pub struct CookbookWire {
     #[serde(rename = "$schema")]
     pub schema: Option<String>,
     pub manifest_version: String,
-    pub project: ProjectWire,
+    /// Optional since the skeleton of the format has none: the directory's name stands in.
+    pub project: Option<ProjectWire>,
     #[serde(default)]
     pub applications: BTreeMap<String, ApplicationWire>,
     pub containers: BTreeMap<String, ContainerWire>,
