@@ -177,6 +177,7 @@ fn context_exit_code(e: &ContextError) -> i32 {
         | ContextError::Outside { .. }
         | ContextError::NotUtf8 { .. }
         | ContextError::Ignore { .. }
+        | ContextError::IgnoreFile { .. }
         | ContextError::Missing { .. }
         | ContextError::TooDeep { .. } => EXIT_INVALID,
     }

@@ -295,6 +295,53 @@ fn symlink_loops_and_links_out_are_not_followed() {
     assert_eq!(out["waves"], json!([["loops"]]));
 }
 
+/// The walker of the `ignore` crate reads ignore files through links and whole: a `.gitignore`
+/// linked to `/dev/zero` ran `init` out of memory, one linked to a FIFO would hang it. Each is
+/// now a note, and the walk finishes quickly with everything else applied.
+#[test]
+fn ignore_files_that_are_links_fifos_or_huge_are_notes_not_reads() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("hostile");
+    fs::create_dir_all(root.join("sub/generated")).unwrap();
+    fs::create_dir_all(root.join("deep")).unwrap();
+    fs::create_dir_all(root.join("big")).unwrap();
+    fs::write(root.join("index.html"), "<html>").unwrap();
+    std::os::unix::fs::symlink("/dev/zero", root.join(".gitignore")).unwrap();
+    std::os::unix::fs::symlink("/dev/zero", root.join("sub/.ignore")).unwrap();
+    // A regular file's rules still apply beside the refused ones.
+    fs::write(root.join("sub/.gitignore"), "generated/\n").unwrap();
+    fs::write(root.join("sub/generated/package.json"), "{}").unwrap();
+    let fifo = root.join("deep/.gitignore");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let mut huge = "x\n".repeat(3 << 20).into_bytes();
+    huge.truncate(5 << 20);
+    fs::write(root.join("big/.gitignore"), huge).unwrap();
+    let run = common::run_in(&root, &["init", "--format", "json"]);
+    run.assert_code(0);
+    assert!(run.elapsed < Duration::from_secs(20), "{:?}", run.elapsed);
+    let out = json_of(&run);
+    let notes: Vec<&str> = out["notes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    for note in [
+        ".gitignore → /dev/zero: a symbolic link, not followed (init never follows links): not applied",
+        "sub/.ignore → /dev/zero: a symbolic link, not followed (init never follows links): not applied",
+        "deep/.gitignore: cannot read it (not a regular file): not applied",
+        "big/.gitignore: larger than 4 MiB: not applied",
+    ] {
+        assert!(notes.contains(&note), "no note {note:?} in {notes:#?}\n{}", run.context());
+    }
+    // `sub/.gitignore` kept `sub/generated/package.json` out: only the static site is found.
+    assert_eq!(out["waves"], json!([["hostile"]]), "{}", run.context());
+}
+
 #[test]
 fn a_hundred_thousand_files_are_walked_in_bounded_time() {
     let tmp = tempfile::tempdir().unwrap();

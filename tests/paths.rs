@@ -221,3 +221,56 @@ fn a_symlink_that_stays_inside_is_accepted() {
         run.context()
     );
 }
+
+/// A `.dockerignore` linked to `/dev/zero` or to a FIFO, or a huge one: `hash` and `context`
+/// refuse it at once, naming it, instead of reading without end (a read of `/dev/zero` ran out of
+/// memory; a FIFO blocked forever). A link to a regular file is followed, as the docker CLI does.
+#[test]
+fn a_dockerignore_that_never_ends_is_refused_not_read() {
+    let tmp = tempfile::tempdir().unwrap();
+    let book = tmp.path();
+    write(&book.join("api/app.sh"), "echo api\n");
+    write(&book.join("shared/ignore"), "*.tmp\n");
+    write(
+        &book.join("cookbook.json"),
+        r#"{"manifest_version": "1.0", "project": {"name": "ignores"},
+            "applications": {"api": {"source": "api"}},
+            "containers": {"api": {"base_image": "scratch", "applications": ["api"]}}}"#,
+    );
+    let ignore = book.join("api/.dockerignore");
+    symlink("../shared/ignore", &ignore).unwrap();
+    run_in(book, &["hash"]).assert_code(0);
+
+    type Make<'a> = &'a dyn Fn(&Path);
+    let hostile: [(&str, Make); 3] = [
+        ("not a regular file", &|p| symlink("/dev/zero", p).unwrap()),
+        ("not a regular file", &|p| {
+            let made = std::process::Command::new("mkfifo")
+                .arg(p)
+                .status()
+                .unwrap();
+            assert!(made.success());
+        }),
+        ("larger than 4 MiB", &|p| {
+            fs::write(p, "# pad\n".repeat(1 << 20)).unwrap();
+        }),
+    ];
+    for (why, make) in hostile {
+        fs::remove_file(&ignore).unwrap();
+        make(&ignore);
+        for args in [&["hash"][..], &["context", "api", "-o", "api.tar"][..]] {
+            let run = run_in(book, args);
+            assert!(
+                run.elapsed < std::time::Duration::from_secs(20),
+                "{}",
+                run.context()
+            );
+            run.assert_code(2);
+            assert!(
+                run.stderr.contains("api/.dockerignore") && run.stderr.contains(why),
+                "{}",
+                run.context()
+            );
+        }
+    }
+}

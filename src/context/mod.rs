@@ -240,6 +240,9 @@ pub enum ContextError {
         path: PathBuf,
         source: dockerignore::PatternError,
     },
+    /// A `.dockerignore` that is no small regular file (a link to `/dev/zero`, a FIFO, 5 GiB).
+    #[error("{}: cannot be used as a .dockerignore: {why}", path.display())]
+    IgnoreFile { path: PathBuf, why: String },
     #[error("{what} {} does not exist or is not a directory", path.display())]
     Missing { what: &'static str, path: PathBuf },
     /// A tree or a copied-in file whose real path (symlinks followed) is outside the cookbook's

@@ -155,18 +155,22 @@ fn list_tree(
     })?;
     base.check_inside(what, &root, Some(fd.as_fd()))?;
     let ignore_path = root.join(".dockerignore");
-    let mut ignore = match std::fs::read(&ignore_path) {
-        Ok(bytes) => DockerIgnore::parse(&String::from_utf8_lossy(&bytes)).map_err(|source| {
-            ContextError::Ignore {
-                path: ignore_path.clone(),
-                source,
-            }
+    let mut ignore = match super::dockerignore::read_file(&ignore_path) {
+        Ok(Some(text)) => DockerIgnore::parse(&text).map_err(|source| ContextError::Ignore {
+            path: ignore_path.clone(),
+            source,
         })?,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => DockerIgnore::default(),
-        Err(source) => {
+        Ok(None) => DockerIgnore::default(),
+        Err(super::dockerignore::FileError::Io(source)) => {
             return Err(ContextError::Io {
                 path: ignore_path,
                 source,
+            })
+        }
+        Err(refused) => {
+            return Err(ContextError::IgnoreFile {
+                path: ignore_path,
+                why: refused.to_string(),
             })
         }
     };

@@ -1,13 +1,21 @@
 //! The one step of `init` that reads the file system: list a project's regular files.
 //!
-//! Built on the `ignore` crate (ripgrep's walker) for `.gitignore`/`.ignore`/`.git/info/exclude`
-//! and its parallel directory reads; the root `.dockerignore` is matched with Docker's own rules
+//! Built on the `ignore` crate (ripgrep's walker) for its parallel directory reads and its
+//! gitignore matcher; the root `.dockerignore` is matched with Docker's own rules
 //! ([`crate::context::dockerignore`]), which differ from gitignore's. Global git settings and
 //! ignore files above the project are not read, so the same tree gives the same listing anywhere.
 //!
+//! The ignore files (`.ignore`, `.gitignore`, `.git/info/exclude`) are read here, not by the
+//! walker: the walker opens them through symbolic links and reads them whole, so a `.gitignore`
+//! linked to `/dev/zero` ran `init` out of memory and one linked to a FIFO hung it. [`IgnoreFiles`]
+//! reads each as the `.dockerignore` is read — never through a link (as git itself does since 2.32),
+//! only a regular file, at most [`IGNORE_FILE_MAX`] bytes — and applies them with the walker's
+//! precedence (`.ignore` over `.gitignore` over `.git/info/exclude`, the deepest file first, a
+//! `.gitignore` above a nested repository not applied inside it).
+//!
 //! Invariants:
-//! - symbolic links are never followed (so a loop or a link out of the tree cannot be walked);
-//!   each is reported, with its target, in one note;
+//! - symbolic links are never followed (so a loop or a link out of the tree cannot be walked),
+//!   ignore files included; each is reported, with its target, in one note;
 //! - a directory that cannot be read is skipped with a note naming it; the walk goes on;
 //! - the walk stops at `Limits::max_files` files or after `Limits::time`, with a note saying the
 //!   listing is incomplete: a huge tree costs bounded time;
@@ -15,14 +23,16 @@
 //!   they are never services, and they are where file counts explode;
 //! - the listing is sorted (the walker is parallel and unordered).
 
+use std::collections::HashMap;
 use std::io::Read;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{mpsc, Arc};
+use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use ignore::{WalkBuilder, WalkState};
+use ignore::gitignore::{Gitignore, GitignoreBuilder};
+use ignore::{Match, WalkBuilder, WalkState};
 
 use super::detect::Files;
 use super::InitError;
@@ -138,20 +148,25 @@ pub fn walk(root: &Path, limits: &Limits) -> Result<Listing, InitError> {
 
     let filter_root = canonical.clone();
     let filter_ignore = Arc::clone(&dockerignore);
+    let ignore_files = Arc::new(IgnoreFiles::new(&canonical));
+    let filter_files = Arc::clone(&ignore_files);
     let mut builder = WalkBuilder::new(&canonical);
     builder
         .hidden(false)
         .parents(false)
         .git_global(false)
-        .git_ignore(true)
-        .git_exclude(true)
-        .require_git(false)
-        .ignore(true)
+        // Read by `IgnoreFiles` instead (see the module header).
+        .git_ignore(false)
+        .git_exclude(false)
+        .ignore(false)
         .follow_links(false)
         .threads(std::thread::available_parallelism().map_or(2, |n| n.get().min(4)))
         .filter_entry(move |entry| {
             let is_dir = entry.file_type().is_some_and(|t| t.is_dir());
             if is_dir && PRUNED.iter().any(|p| entry.file_name() == *p) {
+                return false;
+            }
+            if entry.depth() > 0 && filter_files.ignored(entry.path(), is_dir) {
                 return false;
             }
             let Some(di) = filter_ignore.as_ref() else {
@@ -289,12 +304,163 @@ pub fn walk(root: &Path, limits: &Limits) -> Result<Listing, InitError> {
     for e in errors {
         notes.push(e);
     }
+    notes.extend(ignore_files.notes());
     Ok(Listing {
         root_name,
         files,
         notes,
         complete,
     })
+}
+
+/// The largest ignore file applied. Git applies `.gitignore` files up to 100 MiB; a real one is a
+/// few KiB, and 4 MiB keeps a hostile one from costing more than a moment.
+pub const IGNORE_FILE_MAX: usize = 4 << 20;
+
+/// The ignore files of a tree, read once per directory as the walk reaches it, safely (see the
+/// module header), and matched with the `ignore` crate's precedence.
+struct IgnoreFiles {
+    root: PathBuf,
+    /// Per directory, the matchers that apply to its entries. A directory is entered only after
+    /// its parent (the walk goes top-down), so its parent's rules are always cached already
+    /// except under a race between threads, which only computes them twice.
+    dirs: Mutex<HashMap<PathBuf, Arc<DirRules>>>,
+    notes: Mutex<Vec<String>>,
+}
+
+/// The matchers for one directory's entries, each list deepest first.
+#[derive(Default)]
+struct DirRules {
+    ignore: Vec<Arc<Gitignore>>,
+    gitignore: Vec<Arc<Gitignore>>,
+    exclude: Option<Arc<Gitignore>>,
+}
+
+impl IgnoreFiles {
+    fn new(root: &Path) -> IgnoreFiles {
+        IgnoreFiles {
+            root: root.to_path_buf(),
+            dirs: Mutex::new(HashMap::new()),
+            notes: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Whether an entry below the root is ignored: the first of `.ignore`, `.gitignore` and
+    /// `.git/info/exclude` (each deepest first) with an opinion decides, as in `ignore`'s
+    /// `Dir::matched_ignore`.
+    fn ignored(&self, path: &Path, is_dir: bool) -> bool {
+        let Some(dir) = path.parent() else {
+            return false;
+        };
+        let rules = self.rules(dir);
+        let decided = rules
+            .ignore
+            .iter()
+            .chain(&rules.gitignore)
+            .chain(&rules.exclude)
+            .map(|g| g.matched(path, is_dir))
+            .find(|m| !m.is_none());
+        matches!(decided, Some(Match::Ignore(_)))
+    }
+
+    fn rules(&self, dir: &Path) -> Arc<DirRules> {
+        if let Some(known) = lock(&self.dirs).get(dir) {
+            return Arc::clone(known);
+        }
+        let parent = match dir.parent() {
+            Some(parent) if dir != self.root && dir.starts_with(&self.root) => self.rules(parent),
+            _ => Arc::new(DirRules::default()),
+        };
+        let git = std::fs::symlink_metadata(dir.join(".git")).ok();
+        let mut rules = DirRules {
+            ignore: self.read(dir, &dir.join(".ignore")).into_iter().collect(),
+            gitignore: self
+                .read(dir, &dir.join(".gitignore"))
+                .into_iter()
+                .collect(),
+            exclude: parent.exclude.clone(),
+        };
+        rules.ignore.extend(parent.ignore.iter().cloned());
+        match git {
+            // A repository's root: the `.gitignore` files above it are not its own.
+            Some(meta) => {
+                rules.exclude = meta
+                    .is_dir()
+                    .then(|| self.read(dir, &dir.join(".git/info/exclude")))
+                    .flatten();
+            }
+            None => rules.gitignore.extend(parent.gitignore.iter().cloned()),
+        }
+        let rules = Arc::new(rules);
+        lock(&self.dirs).insert(dir.to_path_buf(), Arc::clone(&rules));
+        rules
+    }
+
+    /// The matcher of one ignore file in `dir`; `None` when there is none or it cannot be
+    /// applied (a note says why).
+    fn read(&self, dir: &Path, file: &Path) -> Option<Arc<Gitignore>> {
+        let rel = relative(&self.root, file).unwrap_or_else(|| file.display().to_string());
+        let bytes = match read_capped(file, IGNORE_FILE_MAX) {
+            Ok(bytes) if bytes.len() > IGNORE_FILE_MAX => {
+                self.note(format!(
+                    "{rel}: larger than {} MiB: not applied",
+                    IGNORE_FILE_MAX >> 20
+                ));
+                return None;
+            }
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
+            Err(e) if is_link(file) => {
+                let target = std::fs::read_link(file)
+                    .map(|t| t.display().to_string())
+                    .unwrap_or_else(|_| e.to_string());
+                self.note(format!(
+                    "{rel} → {target}: a symbolic link, not followed (init never follows links): not applied"
+                ));
+                return None;
+            }
+            Err(e) => {
+                self.note(format!("{rel}: cannot read it ({e}): not applied"));
+                return None;
+            }
+        };
+        let mut builder = GitignoreBuilder::new(dir);
+        for line in String::from_utf8_lossy(&bytes).lines() {
+            if let Err(e) = builder.add_line(Some(file.to_path_buf()), line) {
+                self.note(format!("{rel}: {e}: that line is not applied"));
+            }
+        }
+        match builder.build() {
+            Ok(g) if g.is_empty() => None,
+            Ok(g) => Some(Arc::new(g)),
+            Err(e) => {
+                self.note(format!("{rel}: {e}: not applied"));
+                None
+            }
+        }
+    }
+
+    fn note(&self, note: String) {
+        lock(&self.notes).push(note);
+    }
+
+    fn notes(&self) -> Vec<String> {
+        let mut notes = std::mem::take(&mut *lock(&self.notes));
+        notes.sort();
+        notes.dedup();
+        notes
+    }
+}
+
+fn is_link(path: &Path) -> bool {
+    std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink())
+}
+
+/// A poisoned lock only means another walker thread panicked; its data is still whole.
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// `path` relative to `root`, `/`-separated; `None` outside it or not UTF-8.
@@ -401,6 +567,51 @@ mod tests {
         assert_eq!(
             describe_error(root, &e),
             "skipped secret/inner: cannot read it: permission denied"
+        );
+    }
+
+    fn listed(files: &[(&str, &str)]) -> Vec<String> {
+        let tmp = tempfile::tempdir().unwrap();
+        for (path, text) in files {
+            let path = tmp.path().join(path);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, text).unwrap();
+        }
+        walk(tmp.path(), &Limits::default()).unwrap().files
+    }
+
+    #[test]
+    fn ignore_files_apply_with_the_walkers_precedence() {
+        let files = listed(&[
+            (".gitignore", "*.log\nbuild/\n"),
+            ("a.log", ""),
+            ("build/out", ""),
+            // A deeper `.gitignore` re-includes what a shallower one excludes.
+            ("keep/.gitignore", "!important.log\n"),
+            ("keep/important.log", ""),
+            ("keep/other.log", ""),
+            // `.ignore` wins over `.gitignore` in any directory.
+            ("ig/.ignore", "!wanted.log\nsecret\n"),
+            ("ig/wanted.log", ""),
+            ("ig/secret", ""),
+            // A nested repository does not take its parents' `.gitignore`, but its own
+            // `.git/info/exclude` applies.
+            ("nested/.git/info/exclude", "excluded\n"),
+            ("nested/x.log", ""),
+            ("nested/excluded", ""),
+            ("src/main.rs", ""),
+        ]);
+        assert_eq!(
+            files,
+            [
+                ".gitignore",
+                "ig/.ignore",
+                "ig/wanted.log",
+                "keep/.gitignore",
+                "keep/important.log",
+                "nested/x.log",
+                "src/main.rs",
+            ]
         );
     }
 

@@ -302,8 +302,11 @@ fn check_disk(
         }
         if let Some(tree) = &used.sent_from {
             let rel = used.path.strip_prefix(tree).unwrap_or_default();
-            let ignore = std::fs::read(tree.under(base).join(".dockerignore")).ok();
-            let text = ignore.as_deref().map(String::from_utf8_lossy);
+            // An unreadable `.dockerignore` is reported by hashing, which reads it again.
+            let text =
+                crate::context::dockerignore::read_file(&tree.under(base).join(".dockerignore"))
+                    .ok()
+                    .flatten();
             if !sent_despite_ignore(text.as_deref(), rel.as_str()) {
                 problems.push(
                     Diagnostic::new(
