@@ -541,3 +541,84 @@ fn an_index_base_gives_this_machines_platform() {
         "hello from an assembled image\n/tmp/www/web\nhi frontend\n1777\n"
     );
 }
+
+/// A base whose upper layer removes `/opt` (a `.wh.opt` whiteout) over a lower layer holding
+/// `/opt/www` at 0700 33:33 and a symlink `/opt/link`: assembled without an engine, `/opt/www`
+/// is created as the engine creates it (0755 root), not with the removed directory's mode and
+/// owner, and a workdir at the removed link's path is no symlink to refuse. The engine's own
+/// build of the same context is the reference.
+#[test]
+fn ancestor_whiteouts_remove_what_lower_layers_had_as_the_engine_does() {
+    let Some(registry) = common::test_registry() else {
+        return;
+    };
+    let scratch = tempfile::tempdir().unwrap();
+    write(
+        &scratch.path().join("Dockerfile"),
+        "FROM cookbook-test/busybox:latest\n\
+         RUN mkdir -p /opt/www && chown 33:33 /opt/www && chmod 0700 /opt/www && ln -s /nowhere /opt/link\n\
+         RUN rm -rf /opt\n",
+    );
+    let base = format!("{registry}/{}/removed:1", unique("asmwh"));
+    docker(&["build", "-q", "-t", &base, scratch.path().to_str().unwrap()]);
+    docker(&["push", "-q", &base]);
+
+    let dir = tempfile::tempdir().unwrap();
+    write(&dir.path().join("web/index.html"), "hi\n");
+    let publish_to = format!("{registry}/{}", unique("asm-wh"));
+    let probe = "stat -c '%a %u %g %n' $(dirname $PWD) $PWD";
+    write(
+        &dir.path().join("cookbook.json"),
+        &serde_json::to_string_pretty(&json!({
+            "manifest_version": "1.0",
+            "project": { "name": "whiteouts" },
+            "applications": { "web": { "source": "web", "run_command": probe } },
+            "containers": {
+                "www": { "base_image": base, "applications": ["web"], "workdir": "/opt/www" },
+                "linked": { "base_image": base, "applications": ["web"], "workdir": "/opt/link" }
+            },
+            "packaging": { "registry": publish_to }
+        }))
+        .unwrap(),
+    );
+    let host = no_engine();
+    let applied = run(
+        dir.path(),
+        &["apply", "--format", "json"],
+        &[("DOCKER_HOST", host.as_str())],
+    );
+    applied.assert_code(0);
+    let doc = summary(&applied);
+    for (container, workdir) in [("www", "/opt/www"), ("linked", "/opt/link")] {
+        let assembled = format!(
+            "{publish_to}/{container}@{}",
+            doc["containers"][container]["digest"].as_str().unwrap()
+        );
+        docker(&["pull", "-q", &assembled]);
+        let tar = dir.path().join(format!("{container}.tar"));
+        run(
+            dir.path(),
+            &["context", container, "-o", tar.to_str().unwrap()],
+            &[],
+        )
+        .assert_code(0);
+        let built = Command::new("docker")
+            .args(["build", "-q", "-"])
+            .stdin(std::fs::File::open(&tar).unwrap())
+            .output()
+            .unwrap();
+        assert!(
+            built.status.success(),
+            "{}",
+            String::from_utf8_lossy(&built.stderr)
+        );
+        let engine_image = String::from_utf8_lossy(&built.stdout).trim().to_owned();
+        let expected = format!("755 0 0 {workdir}\n755 0 0 {workdir}/web\n");
+        assert_eq!(docker(&["run", "--rm", &engine_image]), expected);
+        assert_eq!(
+            docker(&["run", "--rm", &assembled]),
+            expected,
+            "{container}"
+        );
+    }
+}

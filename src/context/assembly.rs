@@ -183,8 +183,6 @@ pub enum BaseEntry {
     },
     /// A symlink, to this target.
     Symlink(String),
-    /// Removed by a later layer's whiteout.
-    Removed,
 }
 
 /// The directories the layer of `assembly` holds, as tar paths without the trailing `/`
@@ -226,7 +224,7 @@ pub fn layer_items(
                      without an engine cannot follow it: name the directory it points to"
                 ))
             }
-            Some(BaseEntry::Removed) | None => (0o755, 0, 0),
+            None => (0o755, 0, 0),
         };
         items.push(LayerItem::Dir {
             path: dir,
@@ -411,7 +409,6 @@ mod tests {
                     gid: 33,
                 },
             ),
-            ("opt/www/lib".to_owned(), BaseEntry::Removed),
         ]);
         let items = layer_items(&a, &[], &base).unwrap();
         let dirs: Vec<(&str, u32, u64)> = items

@@ -63,12 +63,16 @@ pub fn assemble(
     write_image(out, config, layers)
 }
 
-/// What one base layer says about directories: its directories (mode, owner), symlinks and
-/// whiteouts by path (`a/b`), and the directories it makes opaque. Files are not kept: an index
-/// of a large base stays small, and is kept per layer digest for the run.
+/// What one base layer says about directories: its directories (mode, owner) and symlinks by
+/// path (`a/b`), the paths it whites out, and the directories it makes opaque. Files are not
+/// kept: an index of a large base stays small, and is kept per layer digest for the run.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct LayerIndex {
     paths: BTreeMap<String, BaseEntry>,
+    /// `.wh.NAME`: NAME and everything below it, in the layers below this one, is gone.
+    whiteouts: BTreeSet<String>,
+    /// `.wh..wh..opq` in a directory: what the layers below had in it is gone (the directory
+    /// itself stays). The root is `""`.
     opaque: BTreeSet<String>,
 }
 
@@ -97,7 +101,7 @@ impl LayerIndex {
                 continue;
             }
             if let Some(hidden) = name.strip_prefix(".wh.") {
-                index.paths.insert(join(hidden), BaseEntry::Removed);
+                index.whiteouts.insert(join(hidden));
                 continue;
             }
             let header = entry.header();
@@ -151,33 +155,39 @@ fn clean_tar_path(raw: &str) -> String {
 }
 
 /// What the base whose layers' indexes are `layers` (bottom first) has at each of `paths` (as
-/// `context::assembly::directories` gives them): each layer's entry for a path replaces the
-/// lower ones', a whiteout removes it, and an opaque directory hides what lower layers had under
-/// it. Paths the base does not have are left out.
+/// `context::assembly::directories` gives them), as the engine's overlay applies them (the OCI
+/// image spec's "Whiteouts"): in each layer, a whiteout of the path or of any directory above it,
+/// or an opaque directory above it, removes what the layers below had there — never what the
+/// same layer holds — and then the layer's own entry for the path replaces what is left. Paths
+/// the base does not have are left out.
 pub fn base_entries(
     layers: &[Arc<LayerIndex>],
     paths: &BTreeSet<String>,
 ) -> BTreeMap<String, BaseEntry> {
     let mut out = BTreeMap::new();
     for path in paths {
+        // The path and each directory above it, deepest last: `a`, `a/b`, `a/b/c`.
+        let ancestry: Vec<&str> = path
+            .match_indices('/')
+            .map(|(i, _)| &path[..i])
+            .chain([path.as_str()])
+            .collect();
         let mut current: Option<&BaseEntry> = None;
         for layer in layers {
-            let hidden = layer
-                .opaque
-                .iter()
-                .any(|dir| path.starts_with(&format!("{dir}/")) || dir.is_empty());
-            if hidden {
+            let whited_out = ancestry.iter().any(|p| layer.whiteouts.contains(*p));
+            let under_opaque = layer.opaque.contains("")
+                || ancestry[..ancestry.len() - 1]
+                    .iter()
+                    .any(|p| layer.opaque.contains(*p));
+            if whited_out || under_opaque {
                 current = None;
             }
             if let Some(entry) = layer.paths.get(path) {
                 current = Some(entry);
             }
         }
-        match current {
-            Some(BaseEntry::Removed) | None => {}
-            Some(entry) => {
-                out.insert(path.clone(), entry.clone());
-            }
+        if let Some(entry) = current {
+            out.insert(path.clone(), entry.clone());
         }
     }
     out
@@ -424,6 +434,50 @@ mod tests {
                 ),
             ])
         );
+    }
+
+    #[test]
+    fn a_whiteout_removes_everything_below_it_in_lower_layers_only() {
+        use tar::EntryType::{Directory, Regular, Symlink};
+        let lower = tar(&[
+            ("opt/", Directory, 0o755, 0, None),
+            ("opt/www/", Directory, 0o700, 33, None),
+            ("opt/link", Symlink, 0o777, 0, Some("/nowhere")),
+            ("srv/", Directory, 0o755, 0, None),
+            ("srv/a/", Directory, 0o700, 5, None),
+        ]);
+        // `/opt` removed; `/srv` removed and made again in the same layer (the whiteout does not
+        // touch the layer's own entries, whatever their order in the tar).
+        let upper = tar(&[
+            (".wh.opt", Regular, 0o644, 0, None),
+            ("srv/", Directory, 0o750, 7, None),
+            (".wh.srv", Regular, 0o644, 0, None),
+        ]);
+        let layers = [
+            Arc::new(LayerIndex::read(lower.as_slice()).unwrap()),
+            Arc::new(LayerIndex::read(upper.as_slice()).unwrap()),
+        ];
+        let wanted = ["opt", "opt/www", "opt/link", "srv", "srv/a"]
+            .map(String::from)
+            .into();
+        assert_eq!(
+            base_entries(&layers, &wanted),
+            BTreeMap::from([(
+                "srv".into(),
+                BaseEntry::Dir {
+                    mode: 0o750,
+                    uid: 7,
+                    gid: 7
+                }
+            )])
+        );
+        // An opaque root hides every lower entry.
+        let opaque_root = tar(&[(".wh..wh..opq", Regular, 0o644, 0, None)]);
+        let layers = [
+            Arc::new(LayerIndex::read(lower.as_slice()).unwrap()),
+            Arc::new(LayerIndex::read(opaque_root.as_slice()).unwrap()),
+        ];
+        assert_eq!(base_entries(&layers, &wanted), BTreeMap::new());
     }
 
     #[test]
