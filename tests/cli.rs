@@ -250,3 +250,40 @@ fn the_published_skeleton_validates_plans_and_hashes() {
         run.context()
     );
 }
+
+/// A revision is checked out into a temporary directory for `diff --rev` (and `verify --rev`):
+/// a cookbook without `project` is still named after the working copy's directory there, so an
+/// unchanged revision is identical, not renamed after the temporary directory.
+#[test]
+fn a_revision_without_project_is_named_after_the_working_copy() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("shop");
+    std::fs::create_dir_all(dir.join("web")).unwrap();
+    std::fs::write(dir.join("web/index.html"), "hi\n").unwrap();
+    std::fs::write(
+        dir.join("cookbook.json"),
+        r#"{"manifest_version": "1.0",
+            "applications": {"web": {"source": "web"}},
+            "containers": {"web": {"base_image": "scratch", "applications": ["web"]}}}"#,
+    )
+    .unwrap();
+    let git = |args: &[&str]| {
+        let status = std::process::Command::new("git")
+            .args(["-c", "user.email=t@example.com", "-c", "user.name=t"])
+            .args(args)
+            .current_dir(&dir)
+            .status()
+            .unwrap();
+        assert!(status.success(), "git {args:?}");
+    };
+    git(&["init", "-q"]);
+    git(&["add", "-A"]);
+    git(&["commit", "-qm", "skeleton"]);
+    let run = run_in(&dir, &["diff", "--rev", "HEAD"]);
+    run.assert_code(0);
+    assert!(
+        run.stdout.starts_with("web: identical ("),
+        "{}",
+        run.context()
+    );
+}

@@ -108,9 +108,11 @@ fn against_revision(
         cookbook: then,
         plan: then_plan,
         ..
-    } = super::load_labelled(
+    } = super::load_labelled_as(
         &checkout.cookbook_file,
         format!("{rev}:{}", checkout.relative_path),
+        // Named as the working copy is, not after the temporary checkout's directory.
+        crate::load::directory_name(super::base_dir(&file)).as_deref(),
     )?;
     // Containers named must exist on one side at least.
     let names: Vec<String> = if args.args.is_empty() {

@@ -467,10 +467,21 @@ pub fn load(path: &Path) -> Result<Loaded, Error> {
 /// Reads and checks a cookbook file (standard input when it is `-f -`'s stand-in), naming it
 /// `label` in diagnostics.
 pub fn load_labelled(path: &Path, label: String) -> Result<Loaded, Error> {
+    load_labelled_as(path, label, None)
+}
+
+/// [`load_labelled`] with `directory` standing for the name of the cookbook's directory (see
+/// `load::load_file_as`): a revision checked out in a temporary directory is named after the
+/// working copy's.
+pub fn load_labelled_as(
+    path: &Path,
+    label: String,
+    directory: Option<&str>,
+) -> Result<Loaded, Error> {
     let loaded = match locate::stdin_bytes(path) {
-        Some(bytes) => crate::load::load_bytes(bytes, Some(base_dir(path)))
+        Some(bytes) => crate::load::load_bytes_as(bytes, Some(base_dir(path)), directory)
             .map_err(|diagnostics| LoadError::Invalid { diagnostics }),
-        None => crate::load::load_file(path),
+        None => crate::load::load_file_as(path, directory),
     };
     loaded.map_err(|e| match e {
         LoadError::Read { path, source } => Error::Read { path, source },

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use clap::Args;
 use serde_json::{json, Value};
 
-use super::{fingerprints_pinned, load, load_labelled, Format};
+use super::{fingerprints_pinned, load, Format};
 use crate::error::Error;
 use crate::git::{revision, RevisionError};
 use crate::hash;
@@ -65,7 +65,12 @@ pub fn run(
     let (loaded, default_lock) = match &checkout {
         Some(c) => {
             let rev = args.rev.as_deref().unwrap_or_default();
-            let loaded = load_labelled(&c.cookbook_file, format!("{rev}:{}", c.relative_path))?;
+            // Named as the working copy is, not after the temporary checkout's directory.
+            let loaded = super::load_labelled_as(
+                &c.cookbook_file,
+                format!("{rev}:{}", c.relative_path),
+                crate::load::directory_name(super::base_dir(file)).as_deref(),
+            )?;
             (loaded, Lock::path_for(&c.cookbook_file))
         }
         None => (load(file)?, Lock::path_for(file)),
