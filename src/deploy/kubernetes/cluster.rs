@@ -323,8 +323,10 @@ impl KubeSite {
             };
             match self.api::<K>().delete(name, &params).await {
                 Ok(_) => {}
-                // Gone already: what was to be removed is.
-                Err(kube::Error::Api(status)) if status.code == 404 => {}
+                // Gone already (404), or replaced by a namesake since it was listed (409: the
+                // uid precondition failed): ours is gone either way, and the namesake is not
+                // ours to delete.
+                Err(kube::Error::Api(status)) if status.code == 404 || status.code == 409 => {}
                 Err(e) => return Err(api_error(&format!("delete {kind} {name}"), e, &self.url)),
             }
         }
