@@ -645,7 +645,14 @@ fn a_kubernetes_site_takes_the_same_commands_as_a_docker_site() {
             "promote", "--site", "cluster", "--from", "dev", "--to", "prod",
         ],
     );
-    run.assert_code(1);
+    run.assert_code(2);
+    assert!(
+        run.stderr.contains(
+            " of cluster/dev with `cookbook approve --stage prod --site cluster --release "
+        ),
+        "{}",
+        run.context()
+    );
     run_in(dir.path(), &["approve", "--stage", "prod", "--by", "alice"]).assert_code(0);
     run_in(
         dir.path(),
@@ -948,15 +955,16 @@ fn an_object_with_our_name_but_not_our_labels_is_refused_not_taken_over() {
         "kubectl-create",
         json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS}}),
     );
-    // Someone's own Deployment under the name cookbook would give api, and a Service labelled as
-    // another site's, written by that site's field manager.
+    // Someone's own Deployment under the name cookbook would give api (with no field ours would
+    // set: server-side apply alone would merge into it without a conflict, as the version
+    // before this check did), and a Service labelled as another site's, written by that site's
+    // field manager.
     fake.update(
         "deployments",
         NS,
         "shop-cluster-dev-api",
         "kubectl-create",
-        json!({"metadata": {"labels": {"app": "theirs"}},
-               "spec": {"replicas": 1, "template": {"spec": {"containers": [{"name": "x", "image": "nginx"}]}}}}),
+        json!({"metadata": {"labels": {"app": "theirs"}}, "spec": {"paused": true}}),
     );
     fake.apply(
         "services",
