@@ -1024,9 +1024,36 @@ fn an_object_with_our_name_but_not_our_labels_is_refused_not_taken_over() {
     assert_eq!(doc["containers"][1]["name"], "shop-cluster-dev-api");
     assert_eq!(doc["containers"][1]["state"], "foreign");
     assert_eq!(doc["containers"][1]["running_digest"], Value::Null);
-    // Once they are gone, the deploy goes through.
+    // Once they are gone, db's name is taken by an object of this very stage, but labelled as
+    // web's: this site's, yet not db's, so not applied over either.
     assert!(fake.delete("deployments", NS, "shop-cluster-dev-api"));
     assert!(fake.delete("services", NS, "shop-cluster-dev-web"));
+    fake.apply(
+        "deployments",
+        NS,
+        "shop-cluster-dev-db",
+        "cookbook/cluster",
+        json!({"apiVersion": "apps/v1", "kind": "Deployment",
+               "metadata": {"name": "shop-cluster-dev-db", "namespace": NS,
+                            "labels": {"io.cookbook.project": "shop", "io.cookbook.site": "cluster",
+                                       "io.cookbook.stage": "dev", "io.cookbook.container": "web"}},
+               "spec": {"paused": true}}),
+    );
+    let run = run_in(
+        dir.path(),
+        &["deploy", "--site", "cluster", "--stage", "dev"],
+    );
+    run.assert_code(1);
+    assert!(
+        run.stderr.starts_with(
+            "error: namespace `shop` has an object named as this site's that is not its own: \
+             Deployment shop-cluster-dev-db (labelled io.cookbook.container=web, "
+        ),
+        "{}",
+        run.context()
+    );
+    // Gone too, the deploy goes through.
+    assert!(fake.delete("deployments", NS, "shop-cluster-dev-db"));
     deploy(dir.path(), &[]).assert_code(0);
 }
 

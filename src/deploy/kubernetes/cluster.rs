@@ -634,22 +634,30 @@ impl Backend for KubeSite {
         let objects = self.objects(desired);
         let deployments: BTreeMap<String, Deployment> = self.ours("deployments", desired).await?;
         let services: BTreeMap<String, Service> = self.ours("services", desired).await?;
-        // Every name a wanted object takes that we did not list as ours: free, or a namesake
-        // that is not ours, which stops the deploy before anything is sent.
+        // Every name a wanted object takes: ours for that very container, free (asked by name
+        // when we did not list it), or a namesake that is not ours, which stops the deploy
+        // before anything is sent.
         let mut foreign = Vec::new();
         for unit in objects.waves.iter().flatten() {
             let container = unit.container.as_str();
-            if !deployments.contains_key(&unit.name) {
-                foreign.extend(
+            match deployments.get(&unit.name) {
+                Some(d) => {
+                    foreign.extend(foreign_of("Deployment", &d.metadata, desired, container))
+                }
+                None => foreign.extend(
                     self.foreign::<Deployment>("Deployment", &unit.name, desired, container)
                         .await?,
-                );
+                ),
             }
-            if unit.service.is_some() && !services.contains_key(&unit.name) {
-                foreign.extend(
+            if unit.service.is_none() {
+                continue;
+            }
+            match services.get(&unit.name) {
+                Some(s) => foreign.extend(foreign_of("Service", &s.metadata, desired, container)),
+                None => foreign.extend(
                     self.foreign::<Service>("Service", &unit.name, desired, container)
                         .await?,
-                );
+                ),
             }
         }
         if !foreign.is_empty() {
