@@ -38,6 +38,7 @@
 //! | Kubernetes: an unusable kubeconfig                                       | 2    |
 //! | Kubernetes: the API server does not answer                               | 3    |
 //! | Kubernetes: a server-side apply conflict, or the API server refused      | 1    |
+//! | Kubernetes: an object with one of our names that is not ours (by labels) | 1    |
 //!
 //! Why: 3 says "the service, not the work, failed: retry later"; 1 says "it takes a person"
 //! (credentials, a full disk, a failed build); 2 says "the command as given cannot work".
@@ -268,7 +269,7 @@ impl Error {
                 match e {
                     K::Config { .. } => EXIT_INVALID,
                     K::Unreachable { .. } => EXIT_UNREACHABLE,
-                    K::Conflict { .. } | K::Api { .. } => EXIT_FAILED,
+                    K::Conflict { .. } | K::NotOurs { .. } | K::Api { .. } => EXIT_FAILED,
                 }
             }
             Error::Apply(e) => match e {

@@ -324,7 +324,7 @@ fn shop_promotion_follows_each_stages_rule() {
     // prod is `manual`: refused without a person's approval of these images (a CI one does not
     // count), promoted with one.
     let run = promote("dev", "prod");
-    run.assert_code(1);
+    run.assert_code(2);
     assert!(
         run.stderr.starts_with("error: stage `prod` is entered by rule `manual`: no approval by a person recorded for these images (images "),
         "{}",
@@ -334,9 +334,32 @@ fn shop_promotion_follows_each_stages_rule() {
         p.path(),
         &["approve", "--stage", "prod", "--by", "ci-job", "--ci"],
     )
+    .assert_code(2);
+    promote("dev", "prod").assert_code(2);
+    // prod's approval is of what promote carries from the stage before it (stage); dev's
+    // release is named explicitly.
+    let run = run_in(
+        p.path(),
+        &["releases", "--site", "local", "--format", "json"],
+    );
+    run.assert_code(0);
+    let release = json_answer(&run)["stages"]["dev"][0]["release"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    run_in(
+        p.path(),
+        &[
+            "approve",
+            "--stage",
+            "prod",
+            "--by",
+            "alice",
+            "--release",
+            &release,
+        ],
+    )
     .assert_code(0);
-    promote("dev", "prod").assert_code(1);
-    run_in(p.path(), &["approve", "--stage", "prod", "--by", "alice"]).assert_code(0);
     let run = promote("dev", "prod");
     run.assert_code(0);
     let promoted = json_answer(&run);
@@ -357,7 +380,7 @@ fn shop_promotion_follows_each_stages_rule() {
 
     // test is `ci-approved`: a CI approval lets dev's images in.
     let run = promote("dev", "test");
-    run.assert_code(1);
+    run.assert_code(2);
     assert!(
         run.stderr.starts_with(
             "error: stage `test` is entered by rule `ci-approved`: no CI approval recorded"

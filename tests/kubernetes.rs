@@ -122,6 +122,15 @@ fn position(requests: &[Recorded], short: &str) -> usize {
         })
 }
 
+/// The first poll of a Deployment's rollout (a GET that found it).
+fn first_poll(requests: &[Recorded], name: &str) -> usize {
+    let get = format!("GET deployments/{name}");
+    requests
+        .iter()
+        .position(|r| r.short() == get && r.rollout.is_some())
+        .unwrap_or_else(|| panic!("no poll of {name}"))
+}
+
 fn last_position(requests: &[Recorded], short: &str) -> usize {
     requests
         .iter()
@@ -139,10 +148,10 @@ fn shop_deploys_in_waves_and_an_unchanged_redeploy_sends_nothing() {
     assert_eq!(
         strings(&doc["started"]),
         vec![
-            "shop-dev-db",
-            "shop-dev-api",
-            "shop-dev-web",
-            "shop-dev-worker"
+            "shop-cluster-dev-db",
+            "shop-cluster-dev-api",
+            "shop-cluster-dev-web",
+            "shop-cluster-dev-worker"
         ]
     );
 
@@ -152,25 +161,34 @@ fn shop_deploys_in_waves_and_an_unchanged_redeploy_sends_nothing() {
         changes(&requests),
         vec![
             "PATCH namespaces/shop",
-            "PATCH deployments/shop-dev-db",
-            "PATCH deployments/shop-dev-api",
-            "PATCH services/shop-dev-api",
-            "PATCH deployments/shop-dev-web",
-            "PATCH services/shop-dev-web",
-            "PATCH deployments/shop-dev-worker",
+            "PATCH deployments/shop-cluster-dev-db",
+            "PATCH deployments/shop-cluster-dev-api",
+            "PATCH services/shop-cluster-dev-api",
+            "PATCH deployments/shop-cluster-dev-web",
+            "PATCH services/shop-cluster-dev-web",
+            "PATCH deployments/shop-cluster-dev-worker",
         ]
     );
     for r in requests.iter().filter(|r| r.method == "PATCH") {
-        assert!(r.query.contains("fieldManager=cookbook"), "{r:?}");
+        assert!(r.query.contains("fieldManager=cookbook%2Fcluster"), "{r:?}");
         assert!(!r.query.contains("force=true"), "{r:?}");
     }
     // Each wave waits for the previous one's rollouts: the last poll of a wave's Deployment
     // found it complete, after polls that found it progressing, before the next wave's first
     // PATCH.
     for (done, next) in [
-        ("shop-dev-db", "PATCH deployments/shop-dev-api"),
-        ("shop-dev-api", "PATCH deployments/shop-dev-web"),
-        ("shop-dev-api", "PATCH deployments/shop-dev-worker"),
+        (
+            "shop-cluster-dev-db",
+            "PATCH deployments/shop-cluster-dev-api",
+        ),
+        (
+            "shop-cluster-dev-api",
+            "PATCH deployments/shop-cluster-dev-web",
+        ),
+        (
+            "shop-cluster-dev-api",
+            "PATCH deployments/shop-cluster-dev-worker",
+        ),
     ] {
         let get = format!("GET deployments/{done}");
         let polls: Vec<&Recorded> = requests.iter().filter(|r| r.short() == get).collect();
@@ -185,13 +203,31 @@ fn shop_deploys_in_waves_and_an_unchanged_redeploy_sends_nothing() {
     }
     // web and worker are one wave: both applied before either is waited for.
     assert!(
-        position(&requests, "PATCH deployments/shop-dev-worker")
-            < position(&requests, "GET deployments/shop-dev-web")
+        position(&requests, "PATCH deployments/shop-cluster-dev-worker")
+            < first_poll(&requests, "shop-cluster-dev-web")
     );
+    // Before anything was applied, each name the stage's objects take was asked for (and found
+    // free): a namesake that is not ours would have stopped the deploy there.
+    let first_patch = requests
+        .iter()
+        .position(|r| r.method == "PATCH" && !r.path.ends_with("/namespaces/shop"))
+        .unwrap();
+    for unit in ["db", "api", "web", "worker"] {
+        let get = format!("GET deployments/shop-cluster-dev-{unit}");
+        let asked = position(&requests, &get);
+        assert!(
+            asked < first_patch && requests[asked].status == 404,
+            "{:?}",
+            requests[asked]
+        );
+    }
 
     // The objects as applied: by digest, the stage's settings, our labels, our manager.
-    let api: Deployment =
-        serde_json::from_value(fake.object("deployments", NS, "shop-dev-api").unwrap()).unwrap();
+    let api: Deployment = serde_json::from_value(
+        fake.object("deployments", NS, "shop-cluster-dev-api")
+            .unwrap(),
+    )
+    .unwrap();
     let spec = api.spec.as_ref().unwrap();
     assert_eq!(spec.replicas, Some(2));
     let container = &spec.template.spec.as_ref().unwrap().containers[0];
@@ -224,7 +260,7 @@ fn shop_deploys_in_waves_and_an_unchanged_redeploy_sends_nothing() {
         .flatten()
         .filter_map(|m| m.manager.as_deref())
         .collect();
-    assert_eq!(managers, vec!["cookbook"]);
+    assert_eq!(managers, vec!["cookbook/cluster"]);
 
     // Unchanged: lists and polls, but sends no change at all.
     let before = fake.requests().len();
@@ -238,13 +274,13 @@ fn shop_deploys_in_waves_and_an_unchanged_redeploy_sends_nothing() {
     // The status of the stage, in sync; a pod's restarts and a warning event are reported.
     fake.seed_pod(
         NS,
-        "shop-dev-api-5d9f-abcde",
-        json!({"app.kubernetes.io/instance": "shop-dev-api"}),
+        "shop-cluster-dev-api-5d9f-abcde",
+        json!({"app.kubernetes.io/instance": "shop-cluster-dev-api"}),
         2,
     );
     fake.seed_event(
         NS,
-        "shop-dev-api-5d9f-abcde",
+        "shop-cluster-dev-api-5d9f-abcde",
         "BackOff",
         "Back-off restarting failed container",
         "2026-01-01T00:00:00Z",
@@ -260,7 +296,7 @@ fn shop_deploys_in_waves_and_an_unchanged_redeploy_sends_nothing() {
     let doc = json(&run);
     assert_eq!(doc["in_sync"], true, "{doc}");
     let api = &doc["containers"][1];
-    assert_eq!(api["name"], "shop-dev-api");
+    assert_eq!(api["name"], "shop-cluster-dev-api");
     assert_eq!(
         (
             api["replicas"].as_i64(),
@@ -289,7 +325,7 @@ fn shop_deploys_in_waves_and_an_unchanged_redeploy_sends_nothing() {
     fake.update(
         "deployments",
         NS,
-        "shop-dev-web",
+        "shop-cluster-dev-web",
         "kubectl-set",
         json!({"spec": {"template": {"spec": {"containers": [{"name": "web", "image": "nginx"}]}}}}),
     );
@@ -326,7 +362,7 @@ fn a_stuck_rollout_fails_its_wave_and_rolls_back_to_the_previous_release() {
     run.assert_code(1);
     assert!(
         run.stderr.ends_with(&format!(
-            " to cluster/dev stopped: wave 2: shop-dev-api is not healthy: its rollout exceeded its progress deadline (60s): ReplicaSet \"shop-dev-api-7c9d\" has timed out progressing.; rolled back to release {good} (recreated: shop-dev-api)\n"
+            " to cluster/dev stopped: wave 2: shop-cluster-dev-api is not healthy: its rollout exceeded its progress deadline (60s): ReplicaSet \"shop-cluster-dev-api-7c9d\" has timed out progressing.; rolled back to release {good} (recreated: shop-cluster-dev-api)\n"
         )),
         "{}",
         run.context()
@@ -334,11 +370,13 @@ fn a_stuck_rollout_fails_its_wave_and_rolls_back_to_the_previous_release() {
     // The new api was applied, never web or worker (wave 3); then the previous api again.
     let requests = fake.requests()[before..].to_vec();
     let api = [
-        "PATCH deployments/shop-dev-api",
-        "PATCH services/shop-dev-api",
+        "PATCH deployments/shop-cluster-dev-api",
+        "PATCH services/shop-cluster-dev-api",
     ];
     assert_eq!(changes(&requests), [api, api].concat());
-    let api = fake.object("deployments", NS, "shop-dev-api").unwrap();
+    let api = fake
+        .object("deployments", NS, "shop-cluster-dev-api")
+        .unwrap();
     assert_eq!(
         api["spec"]["template"]["spec"]["containers"][0]["image"],
         format!("127.0.0.1:5000/shop/api@{}", digest(2))
@@ -364,7 +402,7 @@ fn a_field_owned_by_another_manager_is_a_conflict_naming_both() {
     fake.update(
         "deployments",
         NS,
-        "shop-dev-api",
+        "shop-cluster-dev-api",
         "kubectl-scale",
         json!({"spec": {"replicas": 5}}),
     );
@@ -375,12 +413,13 @@ fn a_field_owned_by_another_manager_is_a_conflict_naming_both() {
     run.assert_code(1);
     assert_eq!(
         run.stderr,
-        "error: Deployment shop-dev-api: server-side apply conflict: field .spec.replicas is owned by manager \"kubectl-scale\"; cookbook leaves fields other managers own alone (run with --force-conflicts to take them over)\n",
+        "error: Deployment shop-cluster-dev-api: server-side apply conflict: field .spec.replicas is owned by manager \"kubectl-scale\"; cookbook leaves fields other managers own alone (run with --force-conflicts to take them over)\n",
         "{}",
         run.context()
     );
     assert_eq!(
-        fake.object("deployments", NS, "shop-dev-api").unwrap()["spec"]["replicas"],
+        fake.object("deployments", NS, "shop-cluster-dev-api")
+            .unwrap()["spec"]["replicas"],
         5
     );
     // Forced: logged, applied with force=true, and the field is ours again.
@@ -401,7 +440,9 @@ fn a_field_owned_by_another_manager_is_a_conflict_naming_both() {
         patches.iter().all(|r| r.query.contains("force=true")),
         "{patches:?}"
     );
-    let api = fake.object("deployments", NS, "shop-dev-api").unwrap();
+    let api = fake
+        .object("deployments", NS, "shop-cluster-dev-api")
+        .unwrap();
     assert_eq!(api["spec"]["replicas"], 2);
     let managers: Vec<&str> = api["metadata"]["managedFields"]
         .as_array()
@@ -409,7 +450,7 @@ fn a_field_owned_by_another_manager_is_a_conflict_naming_both() {
         .iter()
         .map(|m| m["manager"].as_str().unwrap())
         .collect();
-    assert_eq!(managers, vec!["cookbook"]);
+    assert_eq!(managers, vec!["cookbook/cluster"]);
 }
 
 #[test]
@@ -428,7 +469,7 @@ fn prune_removes_only_our_objects_of_containers_that_left() {
     fake.update(
         "services",
         NS,
-        "shop-dev-legacy",
+        "shop-cluster-dev-legacy",
         "kubectl-create",
         json!({"spec": {"ports": [{"port": 1}]}}),
     );
@@ -440,18 +481,62 @@ fn prune_removes_only_our_objects_of_containers_that_left() {
     let before = fake.requests().len();
     let run = deploy(dir.path(), &[]);
     run.assert_code(0);
-    assert_eq!(strings(&json(&run)["removed"]), vec!["shop-dev-worker"]);
+    assert_eq!(
+        strings(&json(&run)["removed"]),
+        vec!["deployment/shop-cluster-dev-worker"]
+    );
     assert_eq!(
         changes(&fake.requests()[before..]),
-        vec!["DELETE deployments/shop-dev-worker"]
+        vec!["DELETE deployments/shop-cluster-dev-worker"]
     );
     assert_eq!(
         fake.names("deployments", NS),
-        vec!["legacy", "shop-dev-api", "shop-dev-db", "shop-dev-web"]
+        vec![
+            "legacy",
+            "shop-cluster-dev-api",
+            "shop-cluster-dev-db",
+            "shop-cluster-dev-web"
+        ]
     );
     assert_eq!(
         fake.names("services", NS),
-        vec!["shop-dev-api", "shop-dev-legacy", "shop-dev-web"]
+        vec![
+            "shop-cluster-dev-api",
+            "shop-cluster-dev-legacy",
+            "shop-cluster-dev-web"
+        ]
+    );
+}
+
+/// Checks YAML documents against Kubernetes' own OpenAPI schemas, strictly (no unknown field),
+/// with `kubernetes-validate` (PyPI), which scripts/test.sh installs. Without it the check is
+/// skipped with a note, or fails when the services are required (as under scripts/test.sh).
+fn kubernetes_validate(yaml: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("objects.yaml");
+    std::fs::write(&file, yaml).unwrap();
+    let out = match std::process::Command::new("kubernetes-validate")
+        .args(["--strict", "--quiet"])
+        .arg(&file)
+        .output()
+    {
+        Ok(out) => out,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let note = "kubernetes-validate is not installed (`pip install kubernetes-validate`)";
+            assert!(
+                std::env::var("COOKBOOK_REQUIRE_SERVICES").as_deref() != Ok("1"),
+                "required here: {note}"
+            );
+            eprintln!("SKIPPED the Kubernetes schema check: {note}");
+            return;
+        }
+        Err(e) => panic!("kubernetes-validate: {e}"),
+    };
+    assert!(
+        out.status.success(),
+        "kubernetes-validate refused the rendered objects:\n{}{}\n{yaml}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
     );
 }
 
@@ -487,14 +572,15 @@ fn render_is_byte_stable_and_parses_as_kubernetes_objects() {
         kinds,
         vec![
             "Namespace/shop",
-            "Deployment/shop-dev-db",
-            "Deployment/shop-dev-api",
-            "Service/shop-dev-api",
-            "Deployment/shop-dev-web",
-            "Service/shop-dev-web",
-            "Deployment/shop-dev-worker",
+            "Deployment/shop-cluster-dev-db",
+            "Deployment/shop-cluster-dev-api",
+            "Service/shop-cluster-dev-api",
+            "Deployment/shop-cluster-dev-web",
+            "Service/shop-cluster-dev-web",
+            "Deployment/shop-cluster-dev-worker",
         ]
     );
+    kubernetes_validate(&first.stdout);
     // JSON: a v1 List of the same objects.
     let run = run_in(
         dir.path(),
@@ -559,7 +645,14 @@ fn a_kubernetes_site_takes_the_same_commands_as_a_docker_site() {
             "promote", "--site", "cluster", "--from", "dev", "--to", "prod",
         ],
     );
-    run.assert_code(1);
+    run.assert_code(2);
+    assert!(
+        run.stderr.contains(
+            " of cluster/dev with `cookbook approve --stage prod --site cluster --release "
+        ),
+        "{}",
+        run.context()
+    );
     run_in(dir.path(), &["approve", "--stage", "prod", "--by", "alice"]).assert_code(0);
     run_in(
         dir.path(),
@@ -570,7 +663,7 @@ fn a_kubernetes_site_takes_the_same_commands_as_a_docker_site() {
     .assert_code(0);
     assert!(fake
         .names("deployments", NS)
-        .contains(&"shop-prod-api".to_owned()));
+        .contains(&"shop-cluster-prod-api".to_owned()));
     // rollback to the dev release before the current one: there is none.
     run_in(
         dir.path(),
@@ -614,7 +707,10 @@ fn a_kubernetes_site_takes_the_same_commands_as_a_docker_site() {
         &["deploy", "--site", "cluster", "--stage", "dev"],
     );
     run.assert_code(0);
-    assert_eq!(fake.names("deployments", "legacy"), vec!["shop-dev-db"]);
+    assert_eq!(
+        fake.names("deployments", "legacy"),
+        vec!["shop-cluster-dev-db"]
+    );
 }
 
 #[test]
@@ -657,7 +753,7 @@ fn an_unreachable_cluster_and_a_bad_kubeconfig_are_reported() {
     let run = run_in(dir.path(), &["validate"]);
     run.assert_code(2);
     assert!(
-        run.stderr.contains("site `cluster` would name container `web_2`'s Kubernetes objects in stage `dev` \"shop-dev-web_2\", which is not a DNS-1123 label"),
+        run.stderr.contains("site `cluster` would name container `web_2`'s Kubernetes objects in stage `dev` \"shop-cluster-dev-web_2\", which is not a DNS-1123 label"),
         "{}",
         run.context()
     );
@@ -683,33 +779,41 @@ fn the_shop_example_deploys_to_a_kubernetes_site_in_waves() {
     assert_eq!(
         strings(&json(&run)["started"]),
         vec![
-            "shop-dev-db",
-            "shop-dev-api",
-            "shop-dev-web",
-            "shop-dev-worker"
+            "shop-cluster-dev-db",
+            "shop-cluster-dev-api",
+            "shop-cluster-dev-web",
+            "shop-cluster-dev-worker"
         ]
     );
     let requests = fake.requests();
     assert_eq!(
         changes(&requests),
         vec![
-            "PATCH deployments/shop-dev-db",
-            "PATCH deployments/shop-dev-api",
-            "PATCH deployments/shop-dev-web",
-            "PATCH deployments/shop-dev-worker",
+            "PATCH deployments/shop-cluster-dev-db",
+            "PATCH deployments/shop-cluster-dev-api",
+            "PATCH deployments/shop-cluster-dev-web",
+            "PATCH deployments/shop-cluster-dev-worker",
         ]
     );
     // db's rollout complete before api is applied, api's before web and worker.
     for (done, next) in [
-        ("shop-dev-db", "PATCH deployments/shop-dev-api"),
-        ("shop-dev-api", "PATCH deployments/shop-dev-web"),
+        (
+            "shop-cluster-dev-db",
+            "PATCH deployments/shop-cluster-dev-api",
+        ),
+        (
+            "shop-cluster-dev-api",
+            "PATCH deployments/shop-cluster-dev-web",
+        ),
     ] {
         let get = format!("GET deployments/{done}");
         let last = last_position(&requests, &get);
         assert_eq!(requests[last].rollout.as_deref(), Some("complete"));
         assert!(last < position(&requests, next));
     }
-    let worker = fake.object("deployments", NS, "shop-dev-worker").unwrap();
+    let worker = fake
+        .object("deployments", NS, "shop-cluster-dev-worker")
+        .unwrap();
     assert_eq!(
         worker["spec"]["template"]["spec"]["containers"][0]["env"],
         json!([{ "name": "WORKER_INTERVAL", "value": "5" }])
@@ -718,4 +822,346 @@ fn the_shop_example_deploys_to_a_kubernetes_site_in_waves() {
     let before = fake.requests().len();
     deploy(dir.path(), &[]).assert_code(0);
     assert_eq!(changes(&fake.requests()[before..]), Vec::<String>::new());
+}
+
+/// Adds a second site, `edge`, to the fixture: the same cluster and namespace, dev only, running
+/// web (so db and api too).
+fn add_edge_site(dir: &Path) {
+    edit(dir, |doc| {
+        doc["federation"]["sites"]["edge"] = json!({
+            "type": "edge",
+            "target": { "kubernetes": { "namespace": NS, "kubeconfig": "kubeconfig.yaml" } },
+            "stages": ["dev"],
+            "containers": ["web"]
+        });
+    });
+}
+
+fn labels_of(object: &Value) -> (String, String) {
+    let labels = &object["metadata"]["labels"];
+    (
+        labels["io.cookbook.site"].as_str().unwrap().to_owned(),
+        labels["io.cookbook.container"].as_str().unwrap().to_owned(),
+    )
+}
+
+fn managers_of(object: &Value) -> Vec<String> {
+    object["metadata"]["managedFields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["manager"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[test]
+fn two_sites_sharing_a_namespace_each_keep_their_own_objects() {
+    let fake = FakeKube::start(1);
+    let dir = project(&fake, &lock_v1());
+    add_edge_site(dir.path());
+    deploy(dir.path(), &[]).assert_code(0);
+    let run = run_in(
+        dir.path(),
+        &[
+            "deploy", "--site", "edge", "--stage", "dev", "--format", "json",
+        ],
+    );
+    run.assert_code(0);
+    assert_eq!(
+        strings(&json(&run)["started"]),
+        vec!["shop-edge-dev-db", "shop-edge-dev-api", "shop-edge-dev-web"]
+    );
+    assert_eq!(
+        fake.names("deployments", NS),
+        vec![
+            "shop-cluster-dev-api",
+            "shop-cluster-dev-db",
+            "shop-cluster-dev-web",
+            "shop-cluster-dev-worker",
+            "shop-edge-dev-api",
+            "shop-edge-dev-db",
+            "shop-edge-dev-web",
+        ]
+    );
+    // Each object is its site's, by its labels and by the field manager that wrote it.
+    for site in ["cluster", "edge"] {
+        for c in ["db", "api", "web"] {
+            let name = format!("shop-{site}-dev-{c}");
+            let d = fake.object("deployments", NS, &name).unwrap();
+            assert_eq!(labels_of(&d), (site.to_owned(), c.to_owned()), "{name}");
+            assert_eq!(managers_of(&d), vec![format!("cookbook/{site}")], "{name}");
+        }
+        let s = fake
+            .object("services", NS, &format!("shop-{site}-dev-api"))
+            .unwrap();
+        assert_eq!(labels_of(&s).0, site);
+    }
+
+    // Neither deploy disturbs the other: each site's redeploy finds its objects unchanged.
+    for site in ["cluster", "edge"] {
+        let before = fake.requests().len();
+        let run = run_in(
+            dir.path(),
+            &[
+                "deploy", "--site", site, "--stage", "dev", "--format", "json",
+            ],
+        );
+        run.assert_code(0);
+        assert_eq!(
+            strings(&json(&run)["started"]),
+            Vec::<String>::new(),
+            "{site}"
+        );
+        assert_eq!(changes(&fake.requests()[before..]), Vec::<String>::new());
+    }
+
+    // cluster no longer runs web, so nor db and api... only cluster's objects are pruned.
+    edit(dir.path(), |doc| {
+        doc["federation"]["sites"]["cluster"]["containers"] = json!(["worker"]);
+    });
+    let before = fake.requests().len();
+    let run = deploy(dir.path(), &[]);
+    run.assert_code(0);
+    assert_eq!(
+        strings(&json(&run)["removed"]),
+        vec![
+            "deployment/shop-cluster-dev-web",
+            "service/shop-cluster-dev-web"
+        ]
+    );
+    assert_eq!(
+        changes(&fake.requests()[before..]),
+        vec![
+            "DELETE deployments/shop-cluster-dev-web",
+            "DELETE services/shop-cluster-dev-web"
+        ]
+    );
+    for c in ["db", "api", "web"] {
+        assert!(fake
+            .object("deployments", NS, &format!("shop-edge-dev-{c}"))
+            .is_some());
+    }
+    assert!(fake.object("services", NS, "shop-edge-dev-web").is_some());
+}
+
+#[test]
+fn an_object_with_our_name_but_not_our_labels_is_refused_not_taken_over() {
+    let fake = FakeKube::start(1);
+    let dir = project(&fake, &lock_v1());
+    fake.apply(
+        "namespaces",
+        "",
+        NS,
+        "kubectl-create",
+        json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS}}),
+    );
+    // Someone's own Deployment under the name cookbook would give api (with no field ours would
+    // set: server-side apply alone would merge into it without a conflict, as the version
+    // before this check did), and a Service labelled as another site's, written by that site's
+    // field manager.
+    fake.update(
+        "deployments",
+        NS,
+        "shop-cluster-dev-api",
+        "kubectl-create",
+        json!({"metadata": {"labels": {"app": "theirs"}}, "spec": {"paused": true}}),
+    );
+    fake.apply(
+        "services",
+        NS,
+        "shop-cluster-dev-web",
+        "cookbook/edge",
+        json!({"apiVersion": "v1", "kind": "Service",
+               "metadata": {"name": "shop-cluster-dev-web", "namespace": NS,
+                            "labels": {"io.cookbook.project": "shop", "io.cookbook.site": "edge",
+                                       "io.cookbook.stage": "dev", "io.cookbook.container": "web"}},
+               "spec": {"ports": [{"port": 81}]}}),
+    );
+    // What they wrote (the fake's GET fills a Deployment's status in: not theirs to compare).
+    let written = |resource: &str, name: &str| {
+        let o = fake.object(resource, NS, name).unwrap();
+        (o["metadata"].clone(), o["spec"].clone())
+    };
+    let theirs = (
+        written("deployments", "shop-cluster-dev-api"),
+        written("services", "shop-cluster-dev-web"),
+    );
+    let before = fake.requests().len();
+    let run = run_in(
+        dir.path(),
+        &["deploy", "--site", "cluster", "--stage", "dev"],
+    );
+    run.assert_code(1);
+    assert_eq!(
+        run.stderr,
+        "error: namespace `shop` has objects named as this site's that are not its own: \
+         Deployment shop-cluster-dev-api (no cookbook labels; field managers: kubectl-create); \
+         Service shop-cluster-dev-web (labelled io.cookbook.container=web, io.cookbook.project=shop, \
+         io.cookbook.site=edge, io.cookbook.stage=dev; field managers: cookbook/edge); cookbook \
+         applies over, replaces and deletes only objects carrying its project, site, stage and \
+         container labels (rename or remove them, or deploy this site to another namespace)\n",
+        "{}",
+        run.context()
+    );
+    // Nothing was sent, and both objects are as their owners left them.
+    assert_eq!(changes(&fake.requests()[before..]), Vec::<String>::new());
+    assert_eq!(
+        (
+            written("deployments", "shop-cluster-dev-api"),
+            written("services", "shop-cluster-dev-web"),
+        ),
+        theirs
+    );
+    // status says the Deployment of that name is not ours, rather than reporting it as api.
+    let run = run_in(
+        dir.path(),
+        &[
+            "status", "--site", "cluster", "--stage", "dev", "--format", "json",
+        ],
+    );
+    run.assert_code(0);
+    let doc = json(&run);
+    assert_eq!(doc["containers"][1]["name"], "shop-cluster-dev-api");
+    assert_eq!(doc["containers"][1]["state"], "foreign");
+    assert_eq!(doc["containers"][1]["running_digest"], Value::Null);
+    // Once they are gone, db's name is taken by an object of this very stage, but labelled as
+    // web's: this site's, yet not db's, so not applied over either.
+    assert!(fake.delete("deployments", NS, "shop-cluster-dev-api"));
+    assert!(fake.delete("services", NS, "shop-cluster-dev-web"));
+    fake.apply(
+        "deployments",
+        NS,
+        "shop-cluster-dev-db",
+        "cookbook/cluster",
+        json!({"apiVersion": "apps/v1", "kind": "Deployment",
+               "metadata": {"name": "shop-cluster-dev-db", "namespace": NS,
+                            "labels": {"io.cookbook.project": "shop", "io.cookbook.site": "cluster",
+                                       "io.cookbook.stage": "dev", "io.cookbook.container": "web"}},
+               "spec": {"paused": true}}),
+    );
+    let run = run_in(
+        dir.path(),
+        &["deploy", "--site", "cluster", "--stage", "dev"],
+    );
+    run.assert_code(1);
+    assert!(
+        run.stderr.starts_with(
+            "error: namespace `shop` has an object named as this site's that is not its own: \
+             Deployment shop-cluster-dev-db (labelled io.cookbook.container=web, "
+        ),
+        "{}",
+        run.context()
+    );
+    // Gone too, the deploy goes through.
+    assert!(fake.delete("deployments", NS, "shop-cluster-dev-db"));
+    deploy(dir.path(), &[]).assert_code(0);
+}
+
+#[test]
+fn a_service_is_pruned_when_its_container_stops_publishing_ports() {
+    let fake = FakeKube::start(1);
+    let dir = project(&fake, &lock_v1());
+    deploy(dir.path(), &[]).assert_code(0);
+    assert_eq!(
+        fake.names("services", NS),
+        vec!["shop-cluster-dev-api", "shop-cluster-dev-web"]
+    );
+    edit(dir.path(), |doc| {
+        doc["lifecycle"]["stage_config"]["dev"]["containers"]["web"]
+            .as_object_mut()
+            .unwrap()
+            .remove("ports");
+    });
+    let before = fake.requests().len();
+    let run = deploy(dir.path(), &[]);
+    run.assert_code(0);
+    let doc = json(&run);
+    assert_eq!(strings(&doc["started"]), vec!["shop-cluster-dev-web"]);
+    assert_eq!(
+        strings(&doc["removed"]),
+        vec!["service/shop-cluster-dev-web"]
+    );
+    // web's Deployment is re-applied without its ports, then its Service goes; api's stays.
+    assert_eq!(
+        changes(&fake.requests()[before..]),
+        vec![
+            "PATCH deployments/shop-cluster-dev-web",
+            "DELETE services/shop-cluster-dev-web"
+        ]
+    );
+    assert_eq!(fake.names("services", NS), vec!["shop-cluster-dev-api"]);
+    let web = fake
+        .object("deployments", NS, "shop-cluster-dev-web")
+        .unwrap();
+    assert_eq!(
+        web["spec"]["template"]["spec"]["containers"][0].get("ports"),
+        None
+    );
+    // The next deploy has nothing left to do.
+    let before = fake.requests().len();
+    deploy(dir.path(), &[]).assert_code(0);
+    assert_eq!(changes(&fake.requests()[before..]), Vec::<String>::new());
+}
+
+#[test]
+fn objects_deployed_under_the_names_without_the_site_are_ours_and_pruned() {
+    let fake = FakeKube::start(1);
+    let dir = project(&fake, &lock_v1());
+    // What the previous version applied: the same objects, named `<project>-<stage>-<container>`,
+    // with our labels, under the field manager `cookbook`.
+    let render = run_in(
+        dir.path(),
+        &[
+            "render", "--site", "cluster", "--stage", "dev", "--format", "json",
+        ],
+    );
+    render.assert_code(0);
+    let old = render.stdout.replace("shop-cluster-dev-", "shop-dev-");
+    let list: Value = serde_json::from_str(&old).unwrap();
+    for item in list["items"].as_array().unwrap() {
+        let (kind, name) = (
+            item["kind"].as_str().unwrap(),
+            item["metadata"]["name"].as_str().unwrap(),
+        );
+        match kind {
+            "Namespace" => fake.apply("namespaces", "", name, "cookbook", item.clone()),
+            "Deployment" => fake.apply("deployments", NS, name, "cookbook", item.clone()),
+            "Service" => fake.apply("services", NS, name, "cookbook", item.clone()),
+            other => panic!("{other}"),
+        }
+    }
+    let before = fake.requests().len();
+    let run = deploy(dir.path(), &[]);
+    run.assert_code(0);
+    let doc = json(&run);
+    assert_eq!(doc["started"].as_array().unwrap().len(), 4);
+    assert_eq!(
+        strings(&doc["removed"]),
+        vec![
+            "deployment/shop-dev-api",
+            "deployment/shop-dev-db",
+            "deployment/shop-dev-web",
+            "deployment/shop-dev-worker",
+            "service/shop-dev-api",
+            "service/shop-dev-web",
+        ]
+    );
+    // The old objects go only after the last wave of their successors is healthy.
+    let requests = fake.requests()[before..].to_vec();
+    let last_patch = requests.iter().rposition(|r| r.method == "PATCH").unwrap();
+    let first_delete = requests.iter().position(|r| r.method == "DELETE").unwrap();
+    assert!(last_patch < first_delete);
+    assert_eq!(
+        fake.names("deployments", NS),
+        vec![
+            "shop-cluster-dev-api",
+            "shop-cluster-dev-db",
+            "shop-cluster-dev-web",
+            "shop-cluster-dev-worker"
+        ]
+    );
+    assert_eq!(
+        fake.names("services", NS),
+        vec!["shop-cluster-dev-api", "shop-cluster-dev-web"]
+    );
 }

@@ -5,23 +5,22 @@
 //!
 //! The work is the library's: `deploy::desired` (pure), `deploy::session` (the orchestration every
 //! target shares) over a `deploy::Backend` (`deploy::docker`), and `deploy::releases` (the
-//! records). This module reads the cookbook and the lock, calls them and prints the outcome.
+//! records); `approve` and `promote` are `deploy::approvals`' flows. This module reads the
+//! cookbook and the lock, calls them and prints the outcome.
 
 use std::io::Write;
 use std::path::Path;
 
 use crate::cli::{load, Format};
-use crate::deploy::approvals::{images_id, Approval, Approvals};
+use crate::deploy::approvals::{self, Request, Subject};
 use crate::deploy::backend::{BackendError, ConnectOptions, SiteStatus};
 use crate::deploy::desired::{desired, DesiredError};
 use crate::deploy::kubernetes::cluster::UnitStatus;
 use crate::deploy::kubernetes::objects::objects;
-use crate::deploy::releases::now;
 use crate::deploy::session::{self, listed, DeployError, Outcome};
 use crate::error::Error;
 use crate::load::Loaded;
 use crate::model::lifecycle::Target;
-use crate::model::Name;
 use crate::state;
 use crate::state::lock::Lock;
 
@@ -157,7 +156,9 @@ pub fn stage_desired(
     })
 }
 
-/// Checks `desired`'s progression rule (`sync --deploy` asks before each stage).
+/// Checks `desired`'s progression rule (`sync --deploy` asks before each stage):
+/// `Err(Error::Failed(why))` when the rule is not met, a missing approval included (sync skips
+/// such a stage and goes on; `deploy` refuses it, exit 2).
 pub fn check_progression(
     state_dir: &Path,
     cookbook: &crate::model::Cookbook,
@@ -168,7 +169,10 @@ pub fn check_progression(
         .block_on(session::check_progression(
             state_dir, cookbook, desired, options,
         ))
-        .map_err(error)
+        .map_err(|e| match e {
+            DeployError::Unapproved(u) => Error::Failed(format!("{u}; {}", u.help())),
+            other => error(other),
+        })
 }
 
 /// The connection options of a command on `file`'s cookbook.
@@ -205,6 +209,10 @@ fn error(e: DeployError) -> Error {
         DeployError::Backend(BackendError::Engine(e)) => Error::Engine(e),
         DeployError::Backend(BackendError::Kube(e)) => Error::Kube(e),
         DeployError::Records(e) => Error::Failed(e.to_string()),
+        DeployError::Unapproved(u) => Error::Usage {
+            message: u.to_string(),
+            help: Some(u.help()),
+        },
         DeployError::Failed(message) => Error::Failed(message),
         DeployError::Usage { message, help } => Error::Usage { message, help },
     }
@@ -629,7 +637,8 @@ pub fn site(command: &SiteCommand, top: Option<&Path>, out: &mut dyn Write) -> R
 
 #[derive(Debug, clap::Args)]
 pub struct ApproveArgs {
-    /// The stage the approval lets the lock's images enter
+    /// The stage the approval lets the images in (its rule must take approvals: `manual` a
+    /// person's, `ci-approved` a CI job's)
     #[arg(long, value_name = "STAGE")]
     pub stage: String,
     /// Who approves (a person, or the CI job's name with --ci)
@@ -638,60 +647,53 @@ pub struct ApproveArgs {
     /// A CI approval (for `ci-approved` stages), e.g. after `cookbook verify` passed
     #[arg(long)]
     pub ci: bool,
+    /// The site whose recorded release to approve [default: the only site with a target that
+    /// serves the stage before STAGE]
+    #[arg(long, value_name = "SITE", conflicts_with = "lock")]
+    pub site: Option<String>,
+    /// Approve this recorded release [default: the current release of the stage before STAGE,
+    /// the one `promote` carries into STAGE]
+    #[arg(long, value_name = "RELEASE", conflicts_with = "lock")]
+    pub release: Option<String>,
+    /// Approve cookbook.lock's images instead (what `deploy --stage STAGE` runs)
+    #[arg(long)]
+    pub lock: bool,
 }
 
-/// `cookbook approve`: records an approval of the lock's images for a stage.
+/// `cookbook approve`: records an approval for a stage of the release `promote` would carry
+/// there (or `--release`, or the lock's images with `--lock`).
 pub fn approve(file: &Path, args: &ApproveArgs, out: &mut dyn Write) -> Result<(), Error> {
     let cookbook = load(file)?.cookbook;
-    if !cookbook.lifecycle.has_stage(&args.stage) {
-        return Err(Error::Usage {
-            message: format!("unknown stage `{}`", args.stage),
-            help: listed(
-                "stages",
-                &cookbook
-                    .lifecycle
-                    .stages
-                    .iter()
-                    .map(Name::to_string)
-                    .collect::<Vec<_>>(),
-            ),
-        });
-    }
-    if args.by.trim().is_empty() {
-        return Err(Error::Usage {
-            message: "--by needs a name".to_owned(),
-            help: None,
-        });
-    }
-    let lock = published(file)?;
-    let digests: std::collections::BTreeMap<String, String> = lock
-        .containers
-        .iter()
-        // An image's identity: its registry digest, or its local id when it was not published.
-        .filter_map(|(c, l)| Some((c.clone(), l.digest.clone().or_else(|| l.image_id.clone())?)))
-        .collect();
-    let path = Approvals::path(&state::dir_for(file));
-    let mut approvals = Approvals::load(&path).map_err(|e| Error::Failed(e.to_string()))?;
-    let approval = Approval {
-        stage: args.stage.clone(),
-        images: images_id(&digests),
-        digests,
-        by: args.by.clone(),
-        ci: args.ci,
-        at: now(),
+    let lock = if args.lock {
+        Some(published(file)?)
+    } else {
+        None
     };
+    let subject = match (&lock, &args.release) {
+        (Some(lock), _) => Subject::Lock(lock),
+        (None, Some(id)) => Subject::Release(id),
+        (None, None) => Subject::Current,
+    };
+    let request = Request {
+        stage: &args.stage,
+        by: &args.by,
+        ci: args.ci,
+        site: args.site.as_deref(),
+        subject,
+    };
+    let approval = approvals::approve(&state::dir_for(file), &cookbook, &request).map_err(error)?;
+    let what = approval
+        .release
+        .as_ref()
+        .map_or_else(|| "cookbook.lock".to_owned(), ToString::to_string);
     let _ = writeln!(
         out,
-        "approved images {} for stage {} by {}{}",
+        "approved images {} ({what}) for stage {} by {}{}",
         approval.images,
         approval.stage,
         approval.by,
         if approval.ci { " (CI)" } else { "" }
     );
-    approvals.approvals.push(approval);
-    approvals
-        .save(&path)
-        .map_err(|e| Error::Failed(e.to_string()))?;
     Ok(())
 }
 
@@ -703,7 +705,7 @@ pub struct PromoteArgs {
     /// The stage whose current release to promote
     #[arg(long, value_name = "STAGE")]
     pub from: String,
-    /// The stage to deploy it to (its progression rule must be met)
+    /// A later stage to deploy it to (its progression rule must be met)
     #[arg(long, value_name = "STAGE")]
     pub to: String,
     /// Output format
@@ -711,26 +713,20 @@ pub struct PromoteArgs {
     pub format: Format,
 }
 
-/// `cookbook promote`: deploys the images of a stage's current (healthy, recorded) release to
-/// another stage, with that stage's runtime settings, if its rule is met.
+/// `cookbook promote`: deploys the images of a stage's current (healthy, recorded) release to a
+/// later stage, with that stage's runtime settings, if its rule is met.
 pub fn promote(file: &Path, args: &PromoteArgs, out: &mut dyn Write) -> Result<(), Error> {
     let Loaded { cookbook, plan, .. } = load(file)?;
-    let site = session::known_site(&cookbook, &args.site).map_err(error)?;
     // The promoted images are the ones that ran in `from`, whatever the lock says now.
-    let lock = session::promoted_lock(&state::dir_for(file), &cookbook, &site, &args.from)
-        .map_err(error)?;
-    let desired =
-        desired(&cookbook, &plan, &lock, site.as_str(), &args.to).map_err(|e| match &e {
-            DesiredError::UnknownStage { known, .. } => Error::Usage {
-                message: e.to_string(),
-                help: listed("stages", known),
-            },
-            DesiredError::StageNotServed { served, .. } => Error::Usage {
-                message: e.to_string(),
-                help: listed("it serves", served),
-            },
-            _ => Error::Failed(e.to_string()),
-        })?;
+    let desired = approvals::promotion(
+        &state::dir_for(file),
+        &cookbook,
+        &plan,
+        &args.site,
+        &args.from,
+        &args.to,
+    )
+    .map_err(error)?;
     converge(
         &state::dir_for(file),
         &cookbook,

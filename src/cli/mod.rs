@@ -178,8 +178,9 @@ pub enum Command {
         #[command(flatten)]
         args: deploy::StatusArgs,
     },
-    /// Record an approval of cookbook.lock's images for a stage (`manual` stages need a person's,
-    /// `ci-approved` ones a CI job's, with --ci).
+    /// Record an approval for a stage of the release `promote` would carry there (or --release
+    /// ID, or cookbook.lock's images with --lock): `manual` stages take a person's, `ci-approved`
+    /// ones a CI job's (--ci), `automatic` ones none.
     #[command(after_help = EXIT_CODES_HELP)]
     Approve {
         #[command(flatten)]
@@ -187,7 +188,7 @@ pub enum Command {
         #[command(flatten)]
         args: deploy::ApproveArgs,
     },
-    /// Deploy the images of a stage's current release to another stage, if its rule is met.
+    /// Deploy the images of a stage's current release to a later stage, if its rule is met.
     #[command(after_help = EXIT_CODES_HELP)]
     Promote {
         #[command(flatten)]

@@ -4,7 +4,9 @@
 //! `cookbook rollback`; read by `rollback`, by a failed deploy (`on_failure: previous`) and by
 //! `cookbook releases`. One JSON file per site in the cookbook's state directory
 //! (`.cookbook/deploy/<site>.releases.json`), written like sync's state: a temp file in the same
-//! directory, fsynced, renamed, so a crash leaves the old records or the new ones.
+//! directory, fsynced, renamed, so a crash leaves the old records or the new ones. Changed only
+//! through `Releases::update` (read–modify–write under the state directory's lock), so two
+//! deploys finishing at once both keep their records.
 //!
 //! Invariants: per stage, records are oldest first and the last is the stage's current release;
 //! a deploy that changes nothing adds no record; at most `rollback.keep` records per stage. Each
@@ -79,8 +81,13 @@ impl Releases {
         crate::state::record::read(path, "release record")
     }
 
-    pub fn save(&self, path: &Path) -> Result<(), ReleasesError> {
-        crate::state::record::write(path, self)
+    /// Changes the records at `path` as they are now, under their lock (`state::record::update`),
+    /// and writes them; returns what `change` returns.
+    pub fn update<R>(
+        path: &Path,
+        change: impl FnOnce(&mut Releases) -> R,
+    ) -> Result<R, ReleasesError> {
+        crate::state::record::update(path, "release record", change)
     }
 
     /// The stage's current release.
@@ -213,7 +220,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = Releases::path(dir.path(), "local");
         assert_eq!(Releases::load(&path).unwrap(), Releases::default());
-        r.save(&path).unwrap();
+        Releases::update(&path, |on_disk| *on_disk = r.clone()).unwrap();
         assert_eq!(Releases::load(&path).unwrap(), r);
         std::fs::write(&path, "{").unwrap();
         assert!(matches!(

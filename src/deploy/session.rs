@@ -51,6 +51,10 @@ pub enum DeployError {
     /// The release records or approvals could not be read or written.
     #[error(transparent)]
     Records(#[from] RecordError),
+    /// A stage entered by an approval these images do not have (which release, and the command
+    /// that approves it).
+    #[error(transparent)]
+    Unapproved(#[from] crate::deploy::approvals::Unapproved),
     /// The work failed or was refused: a progression rule not met, a capability missing, a wave
     /// not healthy (with what was rolled back).
     #[error("{0}")]
@@ -160,7 +164,7 @@ pub async fn check_progression(
     let approvals = Approvals::load(&Approvals::path(state_dir))?;
     check_rule(cookbook, desired.stage.as_str(), &digests, &approvals)
         .map(|_| ())
-        .map_err(DeployError::Failed)
+        .map_err(DeployError::from)
 }
 
 /// The `automatic` rule, live: on some site serving `previous` (with a target), every instance
@@ -295,7 +299,9 @@ pub async fn deploy(
     check_progression(state_dir, cookbook, desired, options).await?;
     let target = target(cookbook, &desired.site)?;
     let path = records_path(state_dir, &desired.site);
-    let mut records = Releases::load(&path)?;
+    // Read now for the rollback point; written back only through `Releases::update`, which
+    // re-reads them under their lock, so a deploy finishing meanwhile keeps its record.
+    let records = Releases::load(&path)?;
     let keep = cookbook.lifecycle.rollback.keep;
     let site = connect(&target, options).await?;
     check_capabilities(&site, cookbook, &desired.site).await?;
@@ -313,11 +319,12 @@ pub async fn deploy(
                 desired: desired.clone(),
             };
             let images = release.images();
-            records.record(desired.stage.as_str(), release, keep);
-            if let Some(stage) = &checkpoint {
-                records.mark_checkpoint(&images, stage);
-            }
-            records.save(&path)?;
+            Releases::update(&path, |records| {
+                records.record(desired.stage.as_str(), release, keep);
+                if let Some(stage) = &checkpoint {
+                    records.mark_checkpoint(&images, stage);
+                }
+            })?;
             return Ok(outcome);
         }
         Err(WaveError::Backend(e)) => return Err(DeployError::Backend(e)),
@@ -345,8 +352,9 @@ pub async fn deploy(
                     rolled_back_from: Some(desired.release.clone()),
                     ..previous.clone()
                 };
-                records.record(desired.stage.as_str(), back, keep);
-                records.save(&path)?;
+                Releases::update(&path, |records| {
+                    records.record(desired.stage.as_str(), back, keep)
+                })?;
                 format!(
                     "{failure}; rolled back to release {} (recreated: {})",
                     previous.release,
@@ -383,7 +391,7 @@ pub async fn rollback(
     options: &ConnectOptions,
 ) -> Result<Restored, DeployError> {
     let path = records_path(state_dir, site);
-    let mut records = Releases::load(&path)?;
+    let records = Releases::load(&path)?;
     let recorded: Vec<String> = records
         .stages
         .get(stage)
@@ -428,16 +436,17 @@ pub async fn rollback(
                 target_release.release
             )),
         })?;
-    records.record(
-        stage,
-        Release {
-            deployed_at: now(),
-            rolled_back_from: Some(current.release.clone()),
-            ..target_release.clone()
-        },
-        cookbook.lifecycle.rollback.keep,
-    );
-    records.save(&path)?;
+    Releases::update(&path, |records| {
+        records.record(
+            stage,
+            Release {
+                deployed_at: now(),
+                rolled_back_from: Some(current.release.clone()),
+                ..target_release.clone()
+            },
+            cookbook.lifecycle.rollback.keep,
+        )
+    })?;
     Ok(Restored {
         release: target_release,
         from: current.release,

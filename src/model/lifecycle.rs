@@ -144,10 +144,26 @@ pub struct KubernetesTarget {
 /// The longest name a Kubernetes Service may have (a DNS-1123 label).
 pub const KUBERNETES_NAME_MAX: usize = 63;
 
-/// The name of a container's Deployment and Service in a stage: `<project>-<stage>-<container>`,
-/// unique per project and stage in a namespace.
-pub fn kubernetes_name(project: &str, stage: &str, container: &str) -> String {
-    format!("{project}-{stage}-{container}")
+/// The name of a container's Deployment and Service in a site's stage:
+/// `<project>-<site>-<stage>-<container>`. The site is in it because several sites (of one
+/// cookbook or of several) may share a namespace, and a name is all Kubernetes keys an object by.
+/// A name too long for a DNS-1123 label keeps its first characters and ends in `-` and 10 hex
+/// digits of the SHA-256 of the whole name, so two long names stay two names (Kubernetes' own
+/// generated names do the same).
+pub fn kubernetes_name(project: &str, site: &str, stage: &str, container: &str) -> String {
+    use sha2::Digest as _;
+    let name = format!("{project}-{site}-{stage}-{container}");
+    if name.len() <= KUBERNETES_NAME_MAX {
+        return name;
+    }
+    let hash = hex::encode(sha2::Sha256::digest(name.as_bytes()));
+    // Validation asks this of names that may not be `Name`s yet: cut on a character boundary.
+    let mut cut = KUBERNETES_NAME_MAX - 11;
+    while !name.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    let keep = name[..cut].trim_end_matches(['-', '_', '.']);
+    format!("{keep}-{}", &hash[..10])
 }
 
 /// Whether `s` is a DNS-1123 label, what a Service's name must be.
@@ -456,8 +472,9 @@ impl Check<'_> {
         }
     }
 
-    /// A Kubernetes site's object names (`<project>-<stage>-<container>`) must be DNS-1123
-    /// labels: one located problem per name that is not.
+    /// A Kubernetes site's object names (`<project>-<site>-<stage>-<container>`) must be
+    /// DNS-1123 labels: one located problem per name that is not (a long one is shortened, so
+    /// only its characters can be at fault).
     fn kubernetes_names(
         &mut self,
         at: &str,
@@ -472,7 +489,12 @@ impl Check<'_> {
         };
         for stage in stages {
             for container in containers.into_iter().flatten() {
-                let object = kubernetes_name(project.as_str(), stage.as_str(), container.as_str());
+                let object = kubernetes_name(
+                    project.as_str(),
+                    site.name.as_str(),
+                    stage.as_str(),
+                    container.as_str(),
+                );
                 if !is_dns_label(&object) {
                     self.diagnostics.push(
                         Diagnostic::new(
@@ -485,7 +507,7 @@ impl Check<'_> {
                             ),
                         )
                         .with_help(format!(
-                            "Kubernetes names are at most {KUBERNETES_NAME_MAX} characters of a-z, 0-9 and `-`: shorten or rename the project, stage or container"
+                            "Kubernetes names are made of a-z, 0-9 and `-` (one longer than {KUBERNETES_NAME_MAX} characters is shortened): rename the project, site, stage or container"
                         )),
                     );
                 }
@@ -755,5 +777,23 @@ mod tests {
         );
         assert_eq!(published("0:80"), None);
         assert_eq!(published("999.1.1.1:80:80"), None);
+    }
+
+    #[test]
+    fn kubernetes_names_carry_the_site_and_fit_a_dns_label() {
+        assert_eq!(
+            kubernetes_name("shop", "eu", "dev", "api"),
+            "shop-eu-dev-api"
+        );
+        let long = "a".repeat(60);
+        let one = kubernetes_name(&long, "site", "dev", "api");
+        let other = kubernetes_name(&long, "site", "dev", "web");
+        assert_eq!(one.len(), KUBERNETES_NAME_MAX);
+        assert!(is_dns_label(&one) && is_dns_label(&other), "{one} {other}");
+        assert_ne!(one, other, "shortened names stay distinct");
+        assert_eq!(one, kubernetes_name(&long, "site", "dev", "api"), "stable");
+        // A cut that would end in `-` drops it: the label still ends in an alphanumeric.
+        let dashed = kubernetes_name(&"b".repeat(51), "s", "dev", "api");
+        assert!(is_dns_label(&dashed), "{dashed}");
     }
 }

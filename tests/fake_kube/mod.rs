@@ -5,7 +5,8 @@
 //! - Deployments (`/apis/apps/v1/namespaces/NS/deployments[/NAME]`), Services and Namespaces
 //!   (`/api/v1/…`): GET one (404 as a `Status`), LIST with an equality `labelSelector`
 //!   (`k=v,k=v`), server-side apply (`PATCH`, `application/apply-patch+yaml`, `fieldManager`,
-//!   `force`), DELETE;
+//!   `force`), DELETE (honouring a `preconditions.uid` in its `DeleteOptions` body with 409, as
+//!   the real server does);
 //! - LIST of Pods (by label) and Events (`fieldSelector=type=Warning`) that a test seeds.
 //!
 //! Server-side apply, simplified and honest about it: a manager owns the leaf paths of what it
@@ -619,6 +620,44 @@ fn route(
         }
         ("DELETE", Some(name)) => {
             let key = (resource.to_owned(), ns.to_owned(), name.to_owned());
+            let options: Value = if body.is_empty() {
+                json!({})
+            } else {
+                match serde_json::from_slice(body) {
+                    Ok(v) => v,
+                    Err(_) => {
+                        return not_implemented(method, "a DeleteOptions body that is not JSON")
+                    }
+                }
+            };
+            if let Some(m) = options.as_object() {
+                if m.keys().any(|k| {
+                    !["kind", "apiVersion", "propagationPolicy", "preconditions"]
+                        .contains(&k.as_str())
+                }) || options["preconditions"].get("resourceVersion").is_some()
+                {
+                    return not_implemented(method, &format!("{path} with {options}"));
+                }
+            }
+            if let (Some(wanted), Some(stored)) = (
+                options["preconditions"]["uid"].as_str(),
+                state.objects.get(&key),
+            ) {
+                let actual = stored.object["metadata"]["uid"].as_str().unwrap_or("");
+                if wanted != actual {
+                    return (
+                        409,
+                        status_body(
+                            409,
+                            "Conflict",
+                            &format!(
+                                "Operation cannot be fulfilled on {resource} \"{name}\": Precondition failed: UID in precondition: {wanted}, UID in object meta: {actual}"
+                            ),
+                            None,
+                        ),
+                    );
+                }
+            }
             match state.objects.remove(&key) {
                 Some(_) => (
                     200,
@@ -716,6 +755,23 @@ impl FakeKube {
             .filter(|(r, n, _)| r == resource && n == ns)
             .map(|(_, _, name)| name.clone())
             .collect()
+    }
+
+    /// Server-side apply by another client (`kubectl apply --server-side`, an older cookbook):
+    /// the same apply cookbook's requests get, under `manager`. Panics on a conflict.
+    pub fn apply(&self, resource: &str, ns: &str, name: &str, manager: &str, body: Value) {
+        let key = (resource.to_owned(), ns.to_owned(), name.to_owned());
+        self.state
+            .lock()
+            .unwrap()
+            .apply(key, manager, false, body)
+            .expect("the seeded apply conflicts");
+    }
+
+    /// Deletes an object as another client would (no request recorded).
+    pub fn delete(&self, resource: &str, ns: &str, name: &str) -> bool {
+        let key = (resource.to_owned(), ns.to_owned(), name.to_owned());
+        self.state.lock().unwrap().objects.remove(&key).is_some()
     }
 
     /// What another client does with a plain update (`kubectl edit`, `kubectl scale`): merges

@@ -1,11 +1,20 @@
 //! The cluster edge: `KubeSite`, a `deploy::Backend` over the Kubernetes API.
 //!
 //! Its units are Deployments (with their Services), one per container, named
-//! `<project>-<stage>-<container>`. `changes` lists our objects by label; `apply` sends each
-//! changed unit with server-side apply (`PATCH` `application/apply-patch+yaml`, field manager
-//! `cookbook`, `force` only with `--force-conflicts`); `wait` polls each Deployment of the wave
-//! until its rollout is complete or its progress deadline is exceeded; `remove` deletes only
-//! what was listed by our labels.
+//! `<project>-<site>-<stage>-<container>`. `changes` lists our objects by label, and asks by name
+//! for each wanted object it did not list: one that exists is not ours, and the deploy stops
+//! there (`KubeError::NotOurs`) before anything is sent. `apply` sends each changed unit with
+//! server-side apply (`PATCH` `application/apply-patch+yaml`, field manager `cookbook/<site>`,
+//! `force` only with `--force-conflicts`); `wait` polls each Deployment of the wave until its
+//! rollout is complete or its progress deadline is exceeded. What is no longer wanted is
+//! reported per object, `deployment/NAME` or `service/NAME` (a Service goes when its container
+//! stops publishing ports, while its Deployment stays), and `remove` deletes only those, listed
+//! again by our labels and deleted with their uid as a precondition, so an object recreated
+//! under that name meanwhile is not ours to delete.
+//!
+//! Upgrading from the names without the site (`<project>-<stage>-<container>`): those objects
+//! carry our labels, so they are listed as ours, wanted by no container, and pruned after the
+//! last wave, once their successors are healthy.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -13,18 +22,22 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Event, Namespace, Pod, Service};
-use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, Preconditions};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Client, Config};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use super::objects::{objects, ours, Objects, Unit, FIELD_MANAGER, LABEL_INSTANCE};
-use super::{Conflict, KubeError};
+use super::objects::{field_manager, objects, ours, owner, Objects, Owner, Unit, LABEL_INSTANCE};
+use super::{Conflict, Foreign, KubeError};
 use crate::deploy::backend::{Backend, BackendError, Unhealthy};
 use crate::deploy::desired::{Changes, Desired, LABEL_CONFIG};
 use crate::deploy::detect::Detected;
 use crate::model::lifecycle::KubernetesTarget;
+
+/// How `changes` names an orphan of each kind (`deployment/NAME`), as kubectl does.
+const DEPLOYMENT: &str = "deployment";
+const SERVICE: &str = "service";
 
 /// How often a rollout is polled.
 const POLL: Duration = Duration::from_millis(100);
@@ -46,7 +59,8 @@ pub struct UnitStatus {
     /// The Deployment's name.
     pub name: String,
     pub container: String,
-    /// `missing`, `progressing`, `available`, or `failed` (progress deadline exceeded).
+    /// `missing`, `progressing`, `available`, `failed` (progress deadline exceeded), or
+    /// `foreign` (a Deployment of that name exists and is not ours).
     pub state: String,
     pub desired_digest: String,
     /// The digest of the image the Deployment runs (`None`: missing, or not by digest).
@@ -236,10 +250,11 @@ impl KubeSite {
         Api::namespaced(self.client.clone(), &self.namespace)
     }
 
-    /// Server-side apply of one object under our field manager.
+    /// Server-side apply of one object under `manager`, the site's field manager.
     async fn apply_object<K>(
         &self,
         api: &Api<K>,
+        manager: &str,
         kind: &'static str,
         name: &str,
         object: &K,
@@ -247,7 +262,7 @@ impl KubeSite {
     where
         K: kube::Resource + Clone + DeserializeOwned + Serialize + std::fmt::Debug,
     {
-        let mut params = PatchParams::apply(FIELD_MANAGER);
+        let mut params = PatchParams::apply(manager);
         params.force = self.force_conflicts;
         match api.patch(name, &params, &Patch::Apply(object)).await {
             Ok(_) => Ok(()),
@@ -271,14 +286,15 @@ impl KubeSite {
         }
     }
 
-    /// Deletes the objects of kind `K` named in `units` — only those that carry our labels
-    /// (`selector`), listed again now: never a hand-made namesake.
+    /// Deletes the objects of kind `K` named in `names` — only those that are ours by their
+    /// labels, listed again now, and only the very objects listed (their uid is the delete's
+    /// precondition): never a namesake, not even one created since.
     async fn delete_ours<K>(
         &self,
         what: &str,
         kind: &str,
-        selector: &str,
-        units: &[String],
+        desired: &Desired,
+        names: &[&str],
     ) -> Result<(), KubeError>
     where
         K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>
@@ -287,17 +303,78 @@ impl KubeSite {
             + std::fmt::Debug,
         <K as kube::Resource>::DynamicType: Default,
     {
-        let params = DeleteParams::background();
-        for object in self.list::<K>(what, selector).await? {
-            let Some(name) = object.meta().name.clone().filter(|n| units.contains(n)) else {
+        if names.is_empty() {
+            return Ok(());
+        }
+        for object in self.list::<K>(what, &ours(desired)).await? {
+            let meta = object.meta();
+            let Some(name) = meta.name.as_deref().filter(|n| names.contains(n)) else {
                 continue;
             };
-            self.api::<K>()
-                .delete(&name, &params)
-                .await
-                .map_err(|e| api_error(&format!("delete {kind} {name}"), e, &self.url))?;
+            if owner(desired, None, meta.labels.as_ref()) != Owner::Ours {
+                continue;
+            }
+            let params = DeleteParams {
+                preconditions: Some(Preconditions {
+                    uid: meta.uid.clone(),
+                    resource_version: None,
+                }),
+                ..DeleteParams::background()
+            };
+            match self.api::<K>().delete(name, &params).await {
+                Ok(_) => {}
+                // Gone already (404), or replaced by a namesake since it was listed (409: the
+                // uid precondition failed): ours is gone either way, and the namesake is not
+                // ours to delete.
+                Err(kube::Error::Api(status)) if status.code == 404 || status.code == 409 => {}
+                Err(e) => return Err(api_error(&format!("delete {kind} {name}"), e, &self.url)),
+            }
         }
         Ok(())
+    }
+
+    /// The objects of kind `K` that are ours in the stage of `desired`, by name.
+    async fn ours<K>(&self, what: &str, desired: &Desired) -> Result<BTreeMap<String, K>, KubeError>
+    where
+        K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>
+            + Clone
+            + DeserializeOwned
+            + std::fmt::Debug,
+        <K as kube::Resource>::DynamicType: Default,
+    {
+        Ok(self
+            .list::<K>(what, &ours(desired))
+            .await?
+            .into_iter()
+            .filter(|o| owner(desired, None, o.meta().labels.as_ref()) == Owner::Ours)
+            .filter_map(|o| Some((o.meta().name.clone()?, o)))
+            .collect())
+    }
+
+    /// The object of kind `K` named `name`, if one exists that is not ours (for `container`).
+    async fn foreign<K>(
+        &self,
+        kind: &'static str,
+        name: &str,
+        desired: &Desired,
+        container: &str,
+    ) -> Result<Option<Foreign>, KubeError>
+    where
+        K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>
+            + Clone
+            + DeserializeOwned
+            + std::fmt::Debug,
+        <K as kube::Resource>::DynamicType: Default,
+    {
+        let Some(object) = self
+            .api::<K>()
+            .get_opt(name)
+            .await
+            .map_err(|e| api_error(&format!("get {kind} {name}"), e, &self.url))?
+        else {
+            return Ok(None);
+        };
+        Ok(foreign_of(kind, object.meta(), desired, container))
     }
 
     async fn list<K>(&self, what: &str, selector: &str) -> Result<Vec<K>, KubeError>
@@ -316,11 +393,17 @@ impl KubeSite {
             .items)
     }
 
-    async fn apply_unit(&self, unit: &Unit) -> Result<(), KubeError> {
-        self.apply_object(&self.api(), "Deployment", &unit.name, &unit.deployment)
-            .await?;
+    async fn apply_unit(&self, manager: &str, unit: &Unit) -> Result<(), KubeError> {
+        self.apply_object(
+            &self.api(),
+            manager,
+            "Deployment",
+            &unit.name,
+            &unit.deployment,
+        )
+        .await?;
         if let Some(service) = &unit.service {
-            self.apply_object(&self.api(), "Service", &unit.name, service)
+            self.apply_object(&self.api(), manager, "Service", &unit.name, service)
                 .await?;
         }
         Ok(())
@@ -393,15 +476,25 @@ impl KubeSite {
                 .find(|i| i.container == unit.container)
                 .map(|i| i.digest.clone())
                 .unwrap_or_default();
+            let mut foreign = false;
             let live = api
                 .get_opt(&unit.name)
                 .await
                 .map_err(|e| api_error(&format!("get Deployment {}", unit.name), e, &self.url))?;
+            let live = live.filter(|d| {
+                // A namesake that is not ours: its image and rollout say nothing about ours.
+                foreign = owner(
+                    desired,
+                    Some(unit.container.as_str()),
+                    d.metadata.labels.as_ref(),
+                ) != Owner::Ours;
+                !foreign
+            });
             let Some(d) = live else {
                 out.push(UnitStatus {
                     name: unit.name.clone(),
                     container: unit.container.to_string(),
-                    state: "missing".to_owned(),
+                    state: if foreign { "foreign" } else { "missing" }.to_owned(),
                     desired_digest,
                     running_digest: None,
                     replicas: 0,
@@ -481,6 +574,34 @@ impl KubeSite {
     }
 }
 
+/// What the deploy reports about an object named as one of ours (for `container`) that is not
+/// ours; `None` when it is ours.
+fn foreign_of(
+    kind: &'static str,
+    meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
+    desired: &Desired,
+    container: &str,
+) -> Option<Foreign> {
+    let owner = owner(desired, Some(container), meta.labels.as_ref());
+    if owner == Owner::Ours {
+        return None;
+    }
+    let mut managers: Vec<String> = Vec::new();
+    for m in meta.managed_fields.iter().flatten() {
+        if let Some(name) = &m.manager {
+            if !managers.contains(name) {
+                managers.push(name.clone());
+            }
+        }
+    }
+    Some(Foreign {
+        kind,
+        name: meta.name.clone().unwrap_or_default(),
+        owner,
+        managers,
+    })
+}
+
 fn hash_of(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> Option<&str> {
     meta.annotations
         .as_ref()
@@ -500,8 +621,10 @@ impl Backend for KubeSite {
             .get_opt(&self.namespace)
             .await
             .map_err(|e| api_error("get Namespace", e, &self.url))?;
+        // An existing Namespace is left as it is, whoever made it: namespaces are shared.
         if exists.is_none() {
-            self.apply_object(&api, "Namespace", &self.namespace, &namespace)
+            let manager = field_manager(&desired.site);
+            self.apply_object(&api, &manager, "Namespace", &self.namespace, &namespace)
                 .await?;
         }
         Ok(())
@@ -509,19 +632,41 @@ impl Backend for KubeSite {
 
     async fn changes(&self, desired: &Desired) -> Result<Changes, BackendError> {
         let objects = self.objects(desired);
-        let selector = ours(desired);
-        let deployments: BTreeMap<String, Deployment> = self
-            .list::<Deployment>("deployments", &selector)
-            .await?
-            .into_iter()
-            .filter_map(|d| Some((d.metadata.name.clone()?, d)))
-            .collect();
-        let services: BTreeMap<String, Service> = self
-            .list::<Service>("services", &selector)
-            .await?
-            .into_iter()
-            .filter_map(|s| Some((s.metadata.name.clone()?, s)))
-            .collect();
+        let deployments: BTreeMap<String, Deployment> = self.ours("deployments", desired).await?;
+        let services: BTreeMap<String, Service> = self.ours("services", desired).await?;
+        // Every name a wanted object takes: ours for that very container, free (asked by name
+        // when we did not list it), or a namesake that is not ours, which stops the deploy
+        // before anything is sent.
+        let mut foreign = Vec::new();
+        for unit in objects.waves.iter().flatten() {
+            let container = unit.container.as_str();
+            match deployments.get(&unit.name) {
+                Some(d) => {
+                    foreign.extend(foreign_of("Deployment", &d.metadata, desired, container))
+                }
+                None => foreign.extend(
+                    self.foreign::<Deployment>("Deployment", &unit.name, desired, container)
+                        .await?,
+                ),
+            }
+            if unit.service.is_none() {
+                continue;
+            }
+            match services.get(&unit.name) {
+                Some(s) => foreign.extend(foreign_of("Service", &s.metadata, desired, container)),
+                None => foreign.extend(
+                    self.foreign::<Service>("Service", &unit.name, desired, container)
+                        .await?,
+                ),
+            }
+        }
+        if !foreign.is_empty() {
+            return Err(KubeError::NotOurs {
+                namespace: self.namespace.clone(),
+                objects: foreign,
+            }
+            .into());
+        }
         let mut out = Changes::default();
         for wave in &objects.waves {
             let mut apply = Vec::new();
@@ -542,21 +687,25 @@ impl Backend for KubeSite {
             }
             out.waves.push(apply);
         }
-        let wanted: Vec<&str> = objects
-            .waves
-            .iter()
-            .flatten()
+        // Kind by kind: a Service is no longer wanted when its container stops publishing
+        // ports, though its Deployment (of the same name) still is.
+        let units = || objects.waves.iter().flatten();
+        let deployments_wanted: Vec<&str> = units().map(|u| u.name.as_str()).collect();
+        let services_wanted: Vec<&str> = units()
+            .filter(|u| u.service.is_some())
             .map(|u| u.name.as_str())
             .collect();
-        let mut orphans: Vec<String> = deployments
+        out.orphans = deployments
             .keys()
-            .chain(services.keys())
-            .filter(|n| !wanted.contains(&n.as_str()))
-            .cloned()
+            .filter(|n| !deployments_wanted.contains(&n.as_str()))
+            .map(|n| format!("{DEPLOYMENT}/{n}"))
+            .chain(
+                services
+                    .keys()
+                    .filter(|n| !services_wanted.contains(&n.as_str()))
+                    .map(|n| format!("{SERVICE}/{n}")),
+            )
             .collect();
-        orphans.sort();
-        orphans.dedup();
-        out.orphans = orphans;
         Ok(out)
     }
 
@@ -567,11 +716,12 @@ impl Backend for KubeSite {
         units: &[String],
     ) -> Result<(), BackendError> {
         let objects = self.objects(desired);
+        let manager = field_manager(&desired.site);
         for unit in objects.waves[wave]
             .iter()
             .filter(|u| units.contains(&u.name))
         {
-            self.apply_unit(unit).await?;
+            self.apply_unit(&manager, unit).await?;
         }
         Ok(())
     }
@@ -593,14 +743,17 @@ impl Backend for KubeSite {
         Ok(Ok(()))
     }
 
+    /// `units` are objects as `changes` names orphans: `deployment/NAME`, `service/NAME`.
     async fn remove(&self, desired: &Desired, units: &[String]) -> Result<(), BackendError> {
-        if units.is_empty() {
-            return Ok(());
-        }
-        let selector = ours(desired);
-        self.delete_ours::<Deployment>("deployments", "Deployment", &selector, units)
+        let named = |kind: &str| -> Vec<&str> {
+            units
+                .iter()
+                .filter_map(|u| u.strip_prefix(kind)?.strip_prefix('/'))
+                .collect()
+        };
+        self.delete_ours::<Deployment>("deployments", "Deployment", desired, &named(DEPLOYMENT))
             .await?;
-        self.delete_ours::<Service>("services", "Service", &selector, units)
+        self.delete_ours::<Service>("services", "Service", desired, &named(SERVICE))
             .await?;
         Ok(())
     }

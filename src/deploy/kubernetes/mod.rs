@@ -2,14 +2,17 @@
 //! `k8s-openapi`'s types).
 //!
 //! Pipeline position: `Desired` → `objects` (pure: Deployments, Services, a Namespace) →
-//! `deploy::session` → **`cluster::KubeSite`**: server-side apply under the field manager
-//! `cookbook`, wave by wave, each wave held until every Deployment's rollout is complete by the
-//! rules `kubectl rollout status` uses; prune of our labelled objects no container wants.
+//! `deploy::session` → **`cluster::KubeSite`**: server-side apply under the site's field manager
+//! (`cookbook/<site>`), wave by wave, each wave held until every Deployment's rollout is complete
+//! by the rules `kubectl rollout status` uses; prune, kind by kind, of our labelled objects no
+//! container wants.
 //!
 //! Invariants: a field another manager owns is never taken over unless `--force-conflicts` says
 //! so (the conflict is reported naming the field and the manager); an object whose config-hash
 //! annotation (and replicas) already match is not sent at all, so an unchanged deploy changes
-//! nothing; only objects carrying our project, stage and site labels are ever deleted.
+//! nothing; an object is ours only if it carries our project, site, stage and container labels:
+//! nothing else is ever applied over, replaced or deleted, whatever its name (a namesake that is
+//! not ours stops the deploy before anything is sent, naming it and its owner).
 
 pub mod cluster;
 pub mod objects;
@@ -23,6 +26,17 @@ pub enum KubeError {
     /// No answer from the API server.
     #[error("cannot connect to the Kubernetes API at {url}: {message}")]
     Unreachable { url: String, message: String },
+    /// Objects with the names this site's objects take exist and are not ours (another site's,
+    /// another project's, or not cookbook's at all): nothing was applied.
+    #[error("namespace `{namespace}` has {} named as this site's that {} not its own: {}; cookbook applies over, replaces and deletes only objects carrying its project, site, stage and container labels (rename or remove {}, or deploy this site to another namespace)",
+        if objects.len() == 1 { "an object" } else { "objects" },
+        if objects.len() == 1 { "is" } else { "are" },
+        objects.iter().map(Foreign::to_string).collect::<Vec<_>>().join("; "),
+        if objects.len() == 1 { "it" } else { "them" })]
+    NotOurs {
+        namespace: String,
+        objects: Vec<Foreign>,
+    },
     /// Server-side apply found fields owned by other managers.
     #[error("{kind} {name}: server-side apply conflict: {}; cookbook leaves fields other managers own alone (run with --force-conflicts to take them over)", conflicts.iter().map(|c| format!("field {} is owned by manager \"{}\"", c.field, c.manager)).collect::<Vec<_>>().join(", "))]
     Conflict {
@@ -37,6 +51,46 @@ pub enum KubeError {
         code: u16,
         message: String,
     },
+}
+
+/// An object that has a name one of ours would take, and is not ours.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Foreign {
+    /// `Deployment`, `Service`.
+    pub kind: &'static str,
+    pub name: String,
+    /// Whose it is, by its labels.
+    pub owner: objects::Owner,
+    /// The field managers its `managedFields` name, in order (who wrote it).
+    pub managers: Vec<String>,
+}
+
+impl std::fmt::Display for Foreign {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {} (", self.kind, self.name)?;
+        match &self.owner {
+            objects::Owner::Cookbook(labels) => write!(
+                f,
+                "labelled {}",
+                labels
+                    .iter()
+                    .map(|(k, v)| format!("{k}={v}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )?,
+            objects::Owner::Other {
+                managed_by: Some(tool),
+            } => write!(f, "no cookbook labels, managed by {tool}")?,
+            objects::Owner::Other { managed_by: None } | objects::Owner::Ours => {
+                write!(f, "no cookbook labels")?
+            }
+        }
+        if self.managers.is_empty() {
+            write!(f, ")")
+        } else {
+            write!(f, "; field managers: {})", self.managers.join(", "))
+        }
+    }
 }
 
 /// One field another manager owns.

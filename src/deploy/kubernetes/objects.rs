@@ -6,10 +6,13 @@
 //! which is what re-applying the previous release's objects means.
 //!
 //! Invariants: the same `Desired` gives byte-identical objects (maps are `BTreeMap`s in
-//! k8s-openapi, lists are in wave and declaration order); every object carries the labels that
-//! make it ours (`io.cookbook.project`, `.stage`, `.site`, `.container`) and the recommended
-//! `app.kubernetes.io/*` labels; the config hash (64 hex characters, too long for a label value)
-//! is an annotation.
+//! k8s-openapi, lists are in wave and declaration order); every Deployment and Service carries
+//! the labels that make it ours (`io.cookbook.project`, `.site`, `.stage`, `.container`) and the
+//! recommended `app.kubernetes.io/*` labels, and is named `<project>-<site>-<stage>-<container>`
+//! (`model::lifecycle::kubernetes_name`), so sites sharing a namespace never share a name; the
+//! Namespace, shared by stages, carries the project and the site that created it. Whether an
+//! object that exists is ours is decided by those labels alone (`owner`), never by its name. The
+//! config hash (64 hex characters, too long for a label value) is an annotation.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -32,8 +35,8 @@ use crate::deploy::desired::{
 use crate::model::lifecycle::{kubernetes_name, Health, Probe};
 use crate::model::Name;
 
-/// The field manager every apply uses.
-pub const FIELD_MANAGER: &str = "cookbook";
+/// The `app.kubernetes.io/managed-by` value of everything cookbook creates.
+pub const MANAGED_BY: &str = "cookbook";
 pub const LABEL_NAME: &str = "app.kubernetes.io/name";
 pub const LABEL_INSTANCE: &str = "app.kubernetes.io/instance";
 pub const LABEL_PART_OF: &str = "app.kubernetes.io/part-of";
@@ -41,10 +44,27 @@ pub const LABEL_MANAGED_BY: &str = "app.kubernetes.io/managed-by";
 /// The image reference the lock names (with its tag), for people reading the object.
 pub const ANNOTATION_IMAGE: &str = "io.cookbook.image";
 
+/// The field manager a site's applies use: `cookbook/<site>`. One per site, not one for every
+/// cookbook, so that two sites writing one object are two writers to the API server, which then
+/// reports their disagreement as a server-side apply conflict naming the other site; under one
+/// shared manager the second apply would silently take every field over and drop the first
+/// site's. At most 128 characters, as the API server requires (a long site name is shortened
+/// the way `kubernetes_name` shortens).
+pub fn field_manager(site: &Name) -> String {
+    const MAX: usize = 128;
+    let manager = format!("{MANAGED_BY}/{site}");
+    if manager.len() <= MAX {
+        return manager;
+    }
+    use sha2::Digest as _;
+    let hash = hex::encode(sha2::Sha256::digest(manager.as_bytes()));
+    format!("{}-{}", &manager[..MAX - 11], &hash[..10])
+}
+
 /// One container of the stage: its Deployment and, when it publishes ports, its Service.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Unit {
-    /// `<project>-<stage>-<container>`: the Deployment's and the Service's name.
+    /// `<project>-<site>-<stage>-<container>`: the Deployment's and the Service's name.
     pub name: String,
     pub container: Name,
     pub config_hash: String,
@@ -62,12 +82,63 @@ pub struct Objects {
 }
 
 /// The labels that select the objects of a project's stage on a site (what `changes` lists and
-/// prune may remove).
+/// prune may remove, once `owner` says an object is ours).
 pub fn ours(desired: &Desired) -> String {
     format!(
         "{LABEL_PROJECT}={},{LABEL_STAGE}={},{LABEL_SITE}={}",
         desired.project, desired.stage, desired.site
     )
+}
+
+/// Whose an object that exists is, by its labels.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Owner {
+    /// This project's, site's and stage's object of the container asked about (or, asked about
+    /// no container, of some container of the stage).
+    Ours,
+    /// It carries cookbook's labels, of another project, site, stage or container: those labels.
+    Cookbook(BTreeMap<String, String>),
+    /// It carries none of them: made by hand or by another tool (its
+    /// `app.kubernetes.io/managed-by` label, when it has one).
+    Other { managed_by: Option<String> },
+}
+
+/// Whose the object labelled `labels` is, for the stage of `desired` and its `container` (`None`:
+/// any container of the stage, what prune asks). Only the four `io.cookbook.*` labels decide:
+/// anyone can create any name, and a name is all an older version of cookbook used to check.
+pub fn owner(
+    desired: &Desired,
+    container: Option<&str>,
+    labels: Option<&BTreeMap<String, String>>,
+) -> Owner {
+    let empty = BTreeMap::new();
+    let labels = labels.unwrap_or(&empty);
+    let ours = [
+        (LABEL_PROJECT, Some(desired.project.as_str())),
+        (LABEL_SITE, Some(desired.site.as_str())),
+        (LABEL_STAGE, Some(desired.stage.as_str())),
+        (LABEL_CONTAINER, container),
+    ];
+    let mut cookbook = BTreeMap::new();
+    let mut matches = true;
+    for (key, wanted) in ours {
+        match labels.get(key) {
+            Some(value) => {
+                cookbook.insert(key.to_owned(), value.clone());
+                matches &= wanted.is_none_or(|w| w == value);
+            }
+            None => matches = false,
+        }
+    }
+    if matches {
+        Owner::Ours
+    } else if cookbook.is_empty() {
+        Owner::Other {
+            managed_by: labels.get(LABEL_MANAGED_BY).cloned(),
+        }
+    } else {
+        Owner::Cookbook(cookbook)
+    }
 }
 
 /// Whole seconds, rounded up, at least 1 (what probe fields take).
@@ -150,6 +221,7 @@ fn protocol(p: &str) -> String {
 fn unit(desired: &Desired, namespace: Option<&str>, instance: &Instance, replicas: i32) -> Unit {
     let name = kubernetes_name(
         desired.project.as_str(),
+        desired.site.as_str(),
         desired.stage.as_str(),
         instance.container.as_str(),
     );
@@ -159,7 +231,7 @@ fn unit(desired: &Desired, namespace: Option<&str>, instance: &Instance, replica
     pod_labels.insert(LABEL_NAME.to_owned(), instance.container.to_string());
     pod_labels.insert(LABEL_INSTANCE.to_owned(), name.clone());
     pod_labels.insert(LABEL_PART_OF.to_owned(), desired.project.to_string());
-    pod_labels.insert(LABEL_MANAGED_BY.to_owned(), FIELD_MANAGER.to_owned());
+    pod_labels.insert(LABEL_MANAGED_BY.to_owned(), MANAGED_BY.to_owned());
     let mut labels = pod_labels.clone();
     labels.insert(LABEL_RELEASE.to_owned(), desired.release.clone());
     let metadata = ObjectMeta {
@@ -297,10 +369,11 @@ pub fn objects(desired: &Desired, namespace: Option<&str>, create_namespace: boo
     let namespace = namespace.filter(|_| create_namespace).map(|ns| Namespace {
         metadata: ObjectMeta {
             name: Some(ns.to_owned()),
-            labels: Some(BTreeMap::from([(
-                LABEL_MANAGED_BY.to_owned(),
-                FIELD_MANAGER.to_owned(),
-            )])),
+            labels: Some(BTreeMap::from([
+                (LABEL_MANAGED_BY.to_owned(), MANAGED_BY.to_owned()),
+                (LABEL_PROJECT.to_owned(), desired.project.to_string()),
+                (LABEL_SITE.to_owned(), desired.site.to_string()),
+            ])),
             ..Default::default()
         },
         ..Default::default()
@@ -402,7 +475,7 @@ mod tests {
             .iter()
             .map(|w| w.iter().map(|u| u.name.as_str()).collect())
             .collect();
-        assert_eq!(names, vec![vec!["p-dev-db"], vec!["p-dev-api"]]);
+        assert_eq!(names, vec![vec!["p-k-dev-db"], vec!["p-k-dev-api"]]);
         let api = &o.waves[1][0];
         assert_eq!(api.replicas, 3);
         let spec = api.deployment.spec.as_ref().unwrap();
@@ -454,5 +527,53 @@ mod tests {
             ours(&d),
             "io.cookbook.project=p,io.cookbook.stage=dev,io.cookbook.site=k"
         );
+    }
+
+    #[test]
+    fn ours_by_the_labels_of_project_site_stage_and_container_only() {
+        let d = desired();
+        let o = objects(&d, Some("ns"), true);
+        let api = &o.waves[1][0];
+        let labels = api.deployment.metadata.labels.as_ref();
+        assert_eq!(owner(&d, Some("api"), labels), Owner::Ours);
+        assert_eq!(owner(&d, None, labels), Owner::Ours);
+        assert_eq!(
+            owner(
+                &d,
+                Some("api"),
+                api.service.as_ref().unwrap().metadata.labels.as_ref()
+            ),
+            Owner::Ours
+        );
+        // Another site's object of the same container, whatever its name.
+        let mut other = labels.unwrap().clone();
+        other.insert(LABEL_SITE.to_owned(), "edge".to_owned());
+        let Owner::Cookbook(seen) = owner(&d, Some("api"), Some(&other)) else {
+            panic!("another site's object is not ours");
+        };
+        assert_eq!(seen[LABEL_SITE], "edge");
+        // Ours for the stage but another container's: not this unit's.
+        assert!(matches!(owner(&d, Some("db"), labels), Owner::Cookbook(_)));
+        // A hand-made object: no cookbook label at all.
+        let helm = BTreeMap::from([(LABEL_MANAGED_BY.to_owned(), "Helm".to_owned())]);
+        assert_eq!(
+            owner(&d, Some("api"), Some(&helm)),
+            Owner::Other {
+                managed_by: Some("Helm".to_owned())
+            }
+        );
+        assert_eq!(
+            owner(&d, Some("api"), None),
+            Owner::Other { managed_by: None }
+        );
+        // The Namespace says which project and site created it.
+        let ns = o.namespace.unwrap().metadata.labels.unwrap();
+        assert_eq!(
+            (ns[LABEL_PROJECT].as_str(), ns[LABEL_SITE].as_str()),
+            ("p", "k")
+        );
+        assert_eq!(field_manager(&d.site), "cookbook/k");
+        let long = Name::parse(&"s".repeat(128)).unwrap();
+        assert_eq!(field_manager(&long).len(), 128);
     }
 }
