@@ -5,7 +5,9 @@
 
 mod common;
 
-use common::deploy::{block_on, deploy, edit, json_answer, services, strings, Project};
+use common::deploy::{
+    block_on, deploy, edit, free_port, json_answer, services, status_in, strings, Project,
+};
 use common::run_in;
 use cookbook::engine::DockerEngine;
 
@@ -463,4 +465,178 @@ fn site_detect_speaks_the_capability_vocabulary_and_deploy_refuses_what_is_missi
         format!("error: site `local` declares `gpu`, which its target does not have (it offers: {arch})\n")
     );
     assert!(p.engine_state().is_empty(), "nothing may start");
+}
+
+/// Issue 20, item 5: an engine error inside a wave — here the new web's published port is taken
+/// ("address already in use"), after the old web was removed — rolls the stage back like an
+/// unhealthy wave (`on_failure: previous`): the previous web runs again, and the report says so.
+#[test]
+fn an_engine_error_in_a_wave_rolls_back_to_the_previous_release() {
+    if !services() {
+        return;
+    }
+    let p = Project::new("stages", "port");
+    let (first_port, taken) = (free_port(), free_port());
+    let publish = |port: u16| {
+        move |doc: &mut serde_json::Value| {
+            doc["lifecycle"]["stage_config"]["dev"]["containers"]["web"] =
+                serde_json::json!({ "ports": [format!("127.0.0.1:{port}:80")] });
+        }
+    };
+    edit(p.path(), publish(first_port));
+    run_in(p.path(), &["apply", "--no-push"]).assert_code(0);
+    let good = deploy(p.path());
+    let state = p.engine_state();
+    let web = p.instance("dev", "web");
+
+    // Held by a listener of this test: the engine cannot bind it for the new web.
+    let holder = std::net::TcpListener::bind(("127.0.0.1", taken)).unwrap();
+    edit(p.path(), publish(taken));
+    let run = run_in(
+        p.path(),
+        &[
+            "deploy", "--site", "local", "--stage", "dev", "--format", "json",
+        ],
+    );
+    run.assert_code(1);
+    let doc = json_answer(&run);
+    let report = &doc["deploy"];
+    assert_eq!(report["failed"]["wave"], 3, "{}", run.context());
+    assert_eq!(report["recovery"]["action"], "rolled_back");
+    assert_eq!(report["recovery"]["release"], good["release"]);
+    assert_eq!(strings(&report["recovery"]["started"]), vec![web.clone()]);
+    let message = doc["errors"][0]["message"].as_str().unwrap();
+    assert!(
+        message.contains("address already in use")
+            && message.ends_with(&format!(
+                "; rolled back to release {} (recreated: {web})",
+                good["release"].as_str().unwrap()
+            )),
+        "{}",
+        run.context()
+    );
+    // The previous web runs again (recreated, same image), db and api untouched.
+    let after = p.engine_state();
+    assert_eq!(after["db"], state["db"]);
+    assert_eq!(after["api"], state["api"]);
+    assert_eq!(after["web"].1, state["web"].1);
+    assert_ne!(after["web"].0, state["web"].0);
+    let bound = p.exec(&web, &["cat", "/proc/net/tcp"]);
+    assert!(bound.contains(":0050 "), "web listens on 80 again: {bound}");
+    drop(holder);
+    let releases = run_in(
+        p.path(),
+        &["releases", "--site", "local", "--format", "json"],
+    );
+    // The failed release was never recorded: the stage's one release is still current.
+    let dev = &json_answer(&releases)["stages"]["dev"];
+    let ids: Vec<&serde_json::Value> = dev
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| &r["release"])
+        .collect();
+    assert_eq!(ids, vec![&good["release"]]);
+}
+
+/// Issue 20, item 6: a restart long before a deploy does not fail it. db crashes and is restarted
+/// by the engine (restart count 1); a later deploy that changes only web must not judge db again.
+#[test]
+fn an_old_restart_does_not_fail_a_later_wave() {
+    if !services() {
+        return;
+    }
+    let p = Project::new("stages", "restart");
+    // A db that exits once when asked to (the health check's connections turn its loop).
+    std::fs::write(
+        p.path().join("services/db/serve.sh"),
+        "#!/bin/sh\nwhile true; do\n  if [ -e /tmp/crash ]; then rm /tmp/crash; exit 1; fi\n  echo \"db ${DB_NAME:-shop} ready\" | nc -l -p 5432\ndone\n",
+    )
+    .unwrap();
+    run_in(p.path(), &["apply", "--no-push"]).assert_code(0);
+    deploy(p.path());
+    let db = p.instance("dev", "db");
+    p.exec(&db, &["touch", "/tmp/crash"]);
+    common::wait_until(
+        "db to be restarted by the engine and healthy again",
+        std::time::Duration::from_secs(60),
+        || {
+            let doc = status_in(p.path(), "dev");
+            let row = &doc["containers"][0];
+            row["restarts"].as_i64() >= Some(1) && row["health"] == "healthy"
+        },
+    );
+    let before = p.engine_state();
+
+    std::fs::write(p.path().join("services/web/index.html"), "<p>web v2</p>\n").unwrap();
+    run_in(p.path(), &["apply", "--no-push", "web"]).assert_code(0);
+    let run = run_in(
+        p.path(),
+        &[
+            "deploy", "--site", "local", "--stage", "dev", "--format", "json",
+        ],
+    );
+    run.assert_code(0);
+    let done = json_answer(&run);
+    assert_eq!(strings(&done["started"]), vec![p.instance("dev", "web")]);
+    assert_eq!(p.engine_state()["db"], before["db"]);
+}
+
+/// A signal during a wave: the deploy stops between steps (the health wait is cut short), rolls
+/// the stage back to its previous release, says so, and exits with the signal's code.
+#[test]
+fn a_signal_mid_wave_rolls_back_and_exits_with_its_code() {
+    if !services() {
+        return;
+    }
+    let p = Project::new("stages", "signal");
+    run_in(p.path(), &["apply", "--no-push"]).assert_code(0);
+    let good = deploy(p.path());
+    let state = p.engine_state();
+    // A release whose api would take minutes to be found unhealthy.
+    edit(p.path(), |doc| {
+        doc["containers"]["api"]["health"] = serde_json::json!({
+            "http": { "port": 8080, "path": "/missing.html" },
+            "interval": "1s", "timeout": "1s", "retries": 100
+        });
+    });
+    let child = std::process::Command::new(common::bin())
+        .args(["deploy", "--site", "local", "--stage", "dev"])
+        .current_dir(p.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    common::wait_until(
+        "the new api to be started",
+        std::time::Duration::from_secs(60),
+        || p.engine_state().get("api").map(|s| &s.0) != Some(&state["api"].0),
+    );
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let signalled = std::time::Instant::now();
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(143), "{stderr}");
+    assert!(
+        signalled.elapsed() < std::time::Duration::from_secs(30),
+        "took {:?} after the signal",
+        signalled.elapsed()
+    );
+    let api = p.instance("dev", "api");
+    assert!(
+        stderr.ends_with(&format!(
+            " to local/dev stopped: wave 2: interrupted; rolled back to release {} (recreated: {api})\n",
+            good["release"].as_str().unwrap()
+        )) && stderr.starts_with("error: SIGTERM: deploy of release "),
+        "{stderr}"
+    );
+    let after = p.engine_state();
+    assert_eq!(after["api"].1, state["api"].1);
+    assert_eq!(after["db"], state["db"]);
+    assert_eq!(after["web"], state["web"]);
 }

@@ -59,12 +59,14 @@ pub trait Backend {
         units: &[String],
     ) -> Result<(), BackendError>;
 
-    /// Waits until every unit of wave `wave` is healthy, kept ones included (a kept unit may have
-    /// failed meanwhile); `Ok(Err(_))` names the first that cannot become so.
+    /// Waits until every unit `apply` just (re)created in wave `wave` is healthy; `Ok(Err(_))`
+    /// names the first that cannot become so. Units left unchanged are not judged again: what
+    /// happened to them before this deploy (an old crash, a restart) is not its doing.
     async fn wait(
         &self,
         desired: &Desired,
         wave: usize,
+        units: &[String],
     ) -> Result<Result<(), Unhealthy>, BackendError>;
 
     /// Removes the named units of the stage.
@@ -153,10 +155,11 @@ impl Backend for Site {
         &self,
         desired: &Desired,
         wave: usize,
+        units: &[String],
     ) -> Result<Result<(), Unhealthy>, BackendError> {
         match self {
-            Site::Docker(s) => s.wait(desired, wave).await,
-            Site::Kubernetes(s) => s.wait(desired, wave).await,
+            Site::Docker(s) => s.wait(desired, wave, units).await,
+            Site::Kubernetes(s) => s.wait(desired, wave, units).await,
         }
     }
 

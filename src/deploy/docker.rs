@@ -9,7 +9,9 @@
 //!
 //! Health: a probe becomes the container's Docker HEALTHCHECK (run inside the container: `http`
 //! uses `wget`, `tcp` uses `nc`, both from the image), and the wave waits for the engine's
-//! `healthy`; without a probe, healthy means running and not restarting for the grace period.
+//! `healthy` of each instance it created; without a probe, healthy means running and not
+//! restarting for the grace period. A restart counts only since the container was created by
+//! this deploy.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -599,9 +601,13 @@ impl Backend for DockerSite {
         &self,
         desired: &Desired,
         wave: usize,
+        units: &[String],
     ) -> Result<Result<(), Unhealthy>, BackendError> {
         let deployer = self.deployer();
-        for instance in &desired.waves[wave] {
+        for instance in desired.waves[wave]
+            .iter()
+            .filter(|i| units.contains(&i.name))
+        {
             if let Err(why) = deployer.wait_healthy(instance).await? {
                 return Ok(Err(Unhealthy {
                     unit: instance.name.clone(),

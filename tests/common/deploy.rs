@@ -273,3 +273,12 @@ pub fn exec(container: &str, argv: &[&str]) -> String {
         out
     })
 }
+
+/// A port on 127.0.0.1 nothing listens on right now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
