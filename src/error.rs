@@ -38,6 +38,7 @@
 //! | Kubernetes: an unusable kubeconfig                                       | 2    |
 //! | Kubernetes: the API server does not answer                               | 3    |
 //! | Kubernetes: a server-side apply conflict, or the API server refused      | 1    |
+//! | deploy: a name the stage needs held by what is not its own (compose's, another site's) | 1 |
 //! | deploy: a wave not healthy, or the engine/API failing mid-deploy (then rolled back per `on_failure`) | 1; 3 if the site became unreachable |
 //! | deploy: stopped by SIGINT/SIGTERM between steps (then rolled back per `on_failure`) | 130/143 |
 //!
@@ -158,7 +159,8 @@ pub enum Error {
     #[error("stopped by {signal}: running builds cancelled; what completed is in cookbook.lock")]
     Interrupted { signal: &'static str, code: i32 },
     /// A deploy that stopped once it had changed something (what failed, what was restored:
-    /// `DeployError::Stopped`). `signal`: the signal that stopped it, and its exit code.
+    /// `DeployError::Stopped`), or refused to touch what is not the stage's
+    /// (`BackendError::NotOurs`). `signal`: the signal that stopped it, and its exit code.
     #[error("{}{error}", signal.map(|(name, _)| format!("{name}: ")).unwrap_or_default())]
     Deploy {
         error: Box<DeployError>,
@@ -254,6 +256,7 @@ fn backend_exit_code(e: &BackendError) -> i32 {
     match e {
         BackendError::Engine(e) => engine_exit_code(e),
         BackendError::Kube(e) => kube_exit_code(e),
+        BackendError::NotOurs { .. } => EXIT_FAILED,
     }
 }
 
@@ -397,8 +400,8 @@ mod tests {
         assert_eq!(mismatch.exit_code(), EXIT_FAILED);
     }
 
-    /// The deploy rows: a deploy that stopped is coded by its cause (an engine gone mid-deploy is
-    /// 3), or by the signal that stopped it.
+    /// The deploy rows: a refusal to touch what is not ours is 1; a deploy that stopped is coded
+    /// by its cause (an engine gone mid-deploy is 3), or by the signal that stopped it.
     #[test]
     fn deploy_failures_map_to_their_cause() {
         use crate::deploy::session::{Recovery, Step, Stopped};
@@ -407,6 +410,18 @@ mod tests {
             error: Box::new(error),
             signal,
         };
+        let not_ours = deploy(
+            DeployError::Backend(BackendError::NotOurs {
+                kind: "container",
+                name: "p-local-dev-web-1".into(),
+                owner: "it belongs to docker compose project `p` (service `web`)".into(),
+                stage: "local/dev".into(),
+                labels: "io.cookbook.project=p, io.cookbook.site=local, io.cookbook.stage=dev"
+                    .into(),
+            }),
+            None,
+        );
+        assert_eq!(not_ours.exit_code(), EXIT_FAILED);
         let stopped = |cause| {
             DeployError::Stopped(Box::new(Stopped {
                 release: "0123456789ab".into(),

@@ -6,7 +6,7 @@
 mod common;
 
 use common::deploy::{
-    block_on, deploy, edit, free_port, json_answer, services, status_in, strings, Project,
+    block_on, deploy, edit, free_port, json_answer, services, status_in, strings, Foreign, Project,
 };
 use common::run_in;
 use cookbook::engine::DockerEngine;
@@ -20,12 +20,12 @@ fn waves_start_bottom_up_and_converge() {
     run_in(p.path(), &["apply", "--no-push"]).assert_code(0);
 
     let first = deploy(p.path());
-    let n = |c: &str| format!("{}-dev-{c}-1", p.name);
+    let n = |c: &str| p.instance("dev", c);
     assert_eq!(
         strings(&first["started"]),
         vec![n("db"), n("api"), n("web")]
     );
-    assert_eq!(first["network"], format!("{}-dev", p.name));
+    assert_eq!(first["network"], format!("{}-local-dev", p.name));
     // The engine's own start times: db, then api, then web (RFC 3339 UTC with the same precision
     // compare as text).
     let state = p.engine_state();
@@ -195,8 +195,20 @@ fn waves_start_bottom_up_and_converge() {
         .map(|r| r["name"].as_str().unwrap())
         .collect();
     assert_eq!(drifted, vec![web.as_str()]);
-    // The hand-made container has none of the labels, so it is not the stage's: deploy replaces it
-    // by name.
+    // The hand-made container has none of the labels, so it is not the stage's: deploy leaves it
+    // alone and says why, before changing anything; once its owner removed it, deploy converges.
+    let run = run_in(p.path(), &["deploy", "--site", "local", "--stage", "dev"]);
+    run.assert_code(1);
+    assert_eq!(
+        run.stderr,
+        format!(
+            "error: container `{web}` already exists and is not local/dev's: it carries neither cookbook's nor docker compose's labels (made by hand?); cookbook removes or replaces only what is labelled io.cookbook.project={}, io.cookbook.site=local, io.cookbook.stage=dev\n",
+            p.name
+        ),
+        "{}",
+        run.context()
+    );
+    p.remove_by_hand(&web);
     let fixed = deploy(p.path());
     assert_eq!(strings(&fixed["started"]), vec![web.clone()]);
     assert_eq!(status(&p)["in_sync"], true);
@@ -237,9 +249,9 @@ fn waves_start_bottom_up_and_converge() {
     assert_eq!(
         strings(&promoted["started"]),
         vec![
-            format!("{}-prod-db-1", p.name),
-            format!("{}-prod-api-1", p.name),
-            format!("{}-prod-web-1", p.name)
+            p.instance("prod", "db"),
+            p.instance("prod", "api"),
+            p.instance("prod", "web")
         ]
     );
     // The dev stage was not touched.
@@ -265,7 +277,7 @@ fn a_failing_health_check_rolls_back_to_the_previous_release() {
     });
     let run = run_in(p.path(), &["deploy", "--site", "local", "--stage", "dev"]);
     run.assert_code(1);
-    let api = format!("{}-dev-api-1", p.name);
+    let api = p.instance("dev", "api");
     assert!(
         run.stderr.ends_with(&format!(
             " to local/dev stopped: wave 2: {api} is not healthy: its health check failed; rolled back to release {} (recreated: {api})\n",
@@ -370,31 +382,8 @@ fn a_deploy_killed_mid_wave_converges_on_the_next_run() {
     let run = deploy(p.path());
     assert_eq!(run["release"].as_str().unwrap().len(), 12);
     // Exactly one container per instance, all labelled as this stage's and healthy.
-    let names: Vec<String> = block_on(async {
-        let engine = DockerEngine::connect().await.unwrap();
-        let filters = std::collections::HashMap::from([(
-            "label".to_owned(),
-            vec![format!("io.cookbook.project={}", p.name)],
-        )]);
-        let options = bollard::query_parameters::ListContainersOptions {
-            all: true,
-            filters: Some(filters),
-            ..Default::default()
-        };
-        let mut names: Vec<String> = engine
-            .client()
-            .list_containers(Some(options))
-            .await
-            .unwrap()
-            .into_iter()
-            .flat_map(|c| c.names.unwrap_or_default())
-            .map(|n| n.trim_start_matches('/').to_owned())
-            .collect();
-        names.sort();
-        names
-    });
-    let n = |c: &str| format!("{}-dev-{c}-1", p.name);
-    assert_eq!(names, vec![n("api"), n("db"), n("web")]);
+    let n = |c: &str| p.instance("dev", c);
+    assert_eq!(p.containers(), vec![n("api"), n("db"), n("web")]);
     let status = run_in(
         p.path(),
         &[
@@ -465,6 +454,242 @@ fn site_detect_speaks_the_capability_vocabulary_and_deploy_refuses_what_is_missi
         format!("error: site `local` declares `gpu`, which its target does not have (it offers: {arch})\n")
     );
     assert!(p.engine_state().is_empty(), "nothing may start");
+}
+
+/// Issue 20, item 3: deploy replaces or removes only what carries its project, site and stage
+/// labels. docker compose's containers — one where today's names would go, one where the old
+/// site-less scheme put them (compose project `<p>-dev`, service `db` is `<p>-dev-db-1`) — and
+/// another site's container under the old name all survive; a taken name stops the deploy before
+/// anything changes, naming its owner (exit 1); a network likewise.
+#[test]
+fn a_deploy_touches_only_what_is_its_own() {
+    if !services() {
+        return;
+    }
+    let p = Project::new("stages", "own");
+    run_in(p.path(), &["apply", "--no-push"]).assert_code(0);
+    let compose_project = format!("{}-local-dev", p.name);
+    let compose_new = Foreign::start(
+        &p.instance("dev", "web"),
+        &[
+            ("com.docker.compose.project", &compose_project),
+            ("com.docker.compose.service", "web"),
+            ("com.docker.compose.container-number", "1"),
+        ],
+    );
+    let old_project = format!("{}-dev", p.name);
+    let compose_old = Foreign::start(
+        &p.old_instance("dev", "db"),
+        &[
+            ("com.docker.compose.project", &old_project),
+            ("com.docker.compose.service", "db"),
+        ],
+    );
+    let other_site = Foreign::start(
+        &p.old_instance("dev", "api"),
+        &[
+            ("io.cookbook.project", &p.name),
+            ("io.cookbook.site", "elsewhere"),
+            ("io.cookbook.stage", "dev"),
+            ("io.cookbook.container", "api"),
+        ],
+    );
+
+    let run = run_in(
+        p.path(),
+        &[
+            "deploy", "--site", "local", "--stage", "dev", "--format", "json",
+        ],
+    );
+    run.assert_code(1);
+    let doc = json_answer(&run);
+    let message = doc["errors"][0]["message"].as_str().unwrap();
+    assert_eq!(
+        message,
+        format!(
+            "container `{}` already exists and is not local/dev's: it belongs to docker compose project `{compose_project}` (service `web`); cookbook removes or replaces only what is labelled io.cookbook.project={}, io.cookbook.site=local, io.cookbook.stage=dev",
+            compose_new.name, p.name
+        ),
+        "{}",
+        run.context()
+    );
+    assert_eq!(doc["exit_code"], 1);
+    for foreign in [&compose_new, &compose_old, &other_site] {
+        assert!(foreign.is_intact(), "{} was touched", foreign.name);
+    }
+    assert_eq!(
+        p.containers(),
+        Vec::<String>::new(),
+        "nothing of ours may start"
+    );
+
+    // Its owner moves it away: the deploy goes ahead, and the others are still untouched.
+    drop(compose_new);
+    let done = deploy(p.path());
+    assert_eq!(
+        strings(&done["started"]),
+        vec![
+            p.instance("dev", "db"),
+            p.instance("dev", "api"),
+            p.instance("dev", "web")
+        ]
+    );
+    assert_eq!(strings(&done["removed"]), Vec::<String>::new());
+    assert!(compose_old.is_intact() && other_site.is_intact());
+    let again = deploy(p.path());
+    assert_eq!(strings(&again["started"]), Vec::<String>::new());
+    assert!(compose_old.is_intact() && other_site.is_intact());
+
+    // A network where prod's would go, made by someone else: prod is refused, the network kept.
+    let network = format!("{}-local-prod", p.name);
+    block_on(async {
+        let engine = DockerEngine::connect().await.unwrap();
+        let request = bollard::models::NetworkCreateRequest {
+            name: network.clone(),
+            ..Default::default()
+        };
+        engine.client().create_network(request).await.unwrap();
+    });
+    run_in(p.path(), &["approve", "--stage", "prod", "--by", "alice"]).assert_code(0);
+    let run = run_in(p.path(), &["deploy", "--site", "local", "--stage", "prod"]);
+    run.assert_code(1);
+    assert!(
+        run.stderr.starts_with(&format!(
+            "error: network `{network}` already exists and is not local/prod's: it carries neither cookbook's nor docker compose's labels"
+        )),
+        "{}",
+        run.context()
+    );
+    assert!(p.engine_state_in("prod").is_empty());
+    block_on(async {
+        let engine = DockerEngine::connect().await.unwrap();
+        assert!(engine
+            .client()
+            .inspect_network(&network, None)
+            .await
+            .is_ok());
+        engine.client().remove_network(&network).await.unwrap();
+    });
+}
+
+/// What the previous version deployed — containers named `<project>-<stage>-<container>-<n>` on
+/// the network `<project>-<stage>`, labelled as this site's — is recognised as ours and converged
+/// away: each old container is removed just before its successor is created, so the published
+/// port it holds is free for it, and the old network goes at the end.
+#[test]
+fn containers_deployed_by_the_previous_version_are_converged_away() {
+    if !services() {
+        return;
+    }
+    let p = Project::new("stages", "upgrade");
+    let port = free_port();
+    edit(p.path(), |doc| {
+        doc["lifecycle"]["stage_config"]["dev"]["containers"]["web"] =
+            serde_json::json!({ "ports": [format!("127.0.0.1:{port}:80")] });
+    });
+    run_in(p.path(), &["apply", "--no-push"]).assert_code(0);
+    let lock: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(p.path().join("cookbook.lock")).unwrap())
+            .unwrap();
+    let old_network = format!("{}-dev", p.name);
+    block_on(async {
+        let engine = DockerEngine::connect().await.unwrap();
+        let docker = engine.client();
+        let labels = |container: Option<&str>| {
+            let mut labels = std::collections::HashMap::from([
+                ("io.cookbook.project".to_owned(), p.name.clone()),
+                ("io.cookbook.stage".to_owned(), "dev".to_owned()),
+                ("io.cookbook.site".to_owned(), "local".to_owned()),
+            ]);
+            if let Some(c) = container {
+                labels.insert("io.cookbook.container".to_owned(), c.to_owned());
+                labels.insert("io.cookbook.release".to_owned(), "0".repeat(12));
+                labels.insert("io.cookbook.config-hash".to_owned(), "0".repeat(64));
+            }
+            labels
+        };
+        let request = bollard::models::NetworkCreateRequest {
+            name: old_network.clone(),
+            labels: Some(labels(None)),
+            ..Default::default()
+        };
+        docker.create_network(request).await.unwrap();
+        for c in ["db", "api", "web"] {
+            let bindings = (c == "web").then(|| {
+                std::collections::HashMap::from([(
+                    "80/tcp".to_owned(),
+                    Some(vec![bollard::models::PortBinding {
+                        host_ip: Some("127.0.0.1".to_owned()),
+                        host_port: Some(port.to_string()),
+                    }]),
+                )])
+            });
+            let body = bollard::models::ContainerCreateBody {
+                image: lock["containers"][c]["image_id"]
+                    .as_str()
+                    .map(str::to_owned),
+                labels: Some(labels(Some(c))),
+                host_config: Some(bollard::models::HostConfig {
+                    network_mode: Some(old_network.clone()),
+                    port_bindings: bindings,
+                    ..Default::default()
+                }),
+                ..Default::default()
+            };
+            let options = bollard::query_parameters::CreateContainerOptions {
+                name: Some(p.old_instance("dev", c)),
+                ..Default::default()
+            };
+            let id = docker
+                .create_container(Some(options), body)
+                .await
+                .unwrap()
+                .id;
+            docker
+                .start_container(
+                    &id,
+                    None::<bollard::query_parameters::StartContainerOptions>,
+                )
+                .await
+                .unwrap();
+        }
+    });
+
+    let done = deploy(p.path());
+    assert_eq!(
+        strings(&done["started"]),
+        vec![
+            p.instance("dev", "db"),
+            p.instance("dev", "api"),
+            p.instance("dev", "web")
+        ]
+    );
+    assert_eq!(
+        strings(&done["removed"]),
+        vec![
+            p.old_instance("dev", "db"),
+            p.old_instance("dev", "api"),
+            p.old_instance("dev", "web")
+        ]
+    );
+    let old_network_left = block_on(async {
+        let engine = DockerEngine::connect().await.unwrap();
+        engine
+            .client()
+            .inspect_network(&old_network, None)
+            .await
+            .is_ok()
+    });
+    assert_eq!(
+        p.containers(),
+        vec![
+            p.instance("dev", "api"),
+            p.instance("dev", "db"),
+            p.instance("dev", "web")
+        ]
+    );
+    assert!(!old_network_left, "the old network is left behind");
+    assert_eq!(status_in(p.path(), "dev")["in_sync"], true);
 }
 
 /// Issue 20, item 5: an engine error inside a wave — here the new web's published port is taken

@@ -30,7 +30,8 @@ use crate::state::lock::Lock;
 pub const DEPLOY_HELP: &str = "Exit codes:
   0    success
   1    the work failed: a wave not healthy or the engine refusing (the stage is then rolled
-       back as lifecycle.rollback.on_failure says), a progression rule not met
+       back as lifecycle.rollback.on_failure says), a name the stage needs held by something
+       that is not its own, a progression rule not met
   2    invalid input (the cookbook, an argument, a path)
   3    the site's engine or cluster is unreachable
   130  stopped by SIGINT (Ctrl-C), 143 by SIGTERM: the deploy stops between steps and rolls
@@ -300,10 +301,12 @@ fn error(e: DeployError) -> Error {
         DeployError::Records(e) => Error::Failed(e.to_string()),
         DeployError::Failed(message) => Error::Failed(message),
         DeployError::Usage { message, help } => Error::Usage { message, help },
-        e @ DeployError::Stopped(_) => Error::Deploy {
-            error: Box::new(e),
-            signal: None,
-        },
+        e @ (DeployError::Backend(BackendError::NotOurs { .. }) | DeployError::Stopped(_)) => {
+            Error::Deploy {
+                error: Box::new(e),
+                signal: None,
+            }
+        }
     }
 }
 
@@ -399,7 +402,7 @@ pub fn rollback(file: &Path, args: &RollbackArgs, out: &mut dyn Write) -> Result
         out,
         args.format,
         "restored",
-        &restored.release.desired,
+        &restored.release.desired.with_current_names(),
         &restored.outcome,
         Some(&restored.from),
     );

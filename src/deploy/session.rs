@@ -181,7 +181,8 @@ pub fn listed(what: &str, names: &[String]) -> Option<String> {
     (!names.is_empty()).then(|| format!("{what}: {}", names.join(", ")))
 }
 
-/// Converges the site to `desired`: prepares the stage, then wave by wave applies the units that differ and waits until each of
+/// Converges the site to `desired` (under today's names: `Desired::with_current_names`):
+/// prepares the stage, then wave by wave applies the units that differ and waits until each of
 /// them is healthy; removes what is no longer wanted last. It stops at the first failure, or
 /// between steps once `stop` is cancelled (a wave's health wait is cut short); what is already
 /// started stays: rolling back is the caller's decision.
@@ -190,6 +191,7 @@ pub async fn converge<B: Backend>(
     desired: &Desired,
     stop: &CancellationToken,
 ) -> Result<Outcome, Halted> {
+    let desired = &desired.with_current_names();
     let mut outcome = Outcome {
         release: desired.release.clone(),
         ..Default::default()
@@ -225,6 +227,11 @@ pub async fn converge<B: Backend>(
             .await
             .map_err(|e| halt(backend_error(at)(e), true, &outcome))?;
         outcome.started.extend(create.iter().cloned());
+        for unit in create {
+            outcome
+                .removed
+                .extend(plan.replaced.get(unit).into_iter().flatten().cloned());
+        }
         let waited = tokio::select! {
             waited = backend.wait(desired, index, create) => waited,
             () = stop.cancelled() => {
