@@ -692,6 +692,99 @@ fn containers_deployed_by_the_previous_version_are_converged_away() {
     assert_eq!(status_in(p.path(), "dev")["in_sync"], true);
 }
 
+/// Issue 20, item 4: an `http` probe is an exec-form `wget` of one URL, never shell text. With
+/// the old `CMD-SHELL` string, `&` put wget in the background (the gate passed with nothing
+/// listening), `;` and `$()` ran commands. Now each path is fetched literally: httpd answers 404
+/// (or nothing listens), the gate fails, and no command ran in the container.
+#[test]
+fn probe_paths_never_reach_a_shell() {
+    if !services() {
+        return;
+    }
+    let p = Project::new("stages", "probe");
+    edit(p.path(), |doc| {
+        doc["lifecycle"]["rollback"] = serde_json::json!({ "on_failure": "none" });
+    });
+    run_in(p.path(), &["apply", "--no-push"]).assert_code(0);
+    let api = p.instance("dev", "api");
+    for (port, path) in [
+        (8080, "/index.html&"),
+        (9, "/index.html&"),
+        (8080, "/x;touch$IFS/tmp/pwned"),
+        (8080, "/$(touch$IFS/tmp/pwned)"),
+    ] {
+        edit(p.path(), |doc| {
+            doc["containers"]["api"]["health"] = serde_json::json!({
+                "http": { "port": port, "path": path },
+                "interval": "200ms", "timeout": "1s", "retries": 2, "grace": "1s"
+            });
+        });
+        let run = run_in(p.path(), &["deploy", "--site", "local", "--stage", "dev"]);
+        run.assert_code(1);
+        assert!(
+            run.stderr.ends_with(&format!(
+                "wave 2: {api} is not healthy: its health check failed; left as it is (on_failure: none)\n"
+            )),
+            "port {port}, path {path}: {}",
+            run.context()
+        );
+        let tmp = p.exec(&api, &["ls", "-a", "/tmp"]);
+        assert!(!tmp.contains("pwned"), "path {path} ran a command: {tmp}");
+    }
+    // `&` in a query is data: the page answers and the gate passes.
+    edit(p.path(), |doc| {
+        doc["containers"]["api"]["health"]["http"] =
+            serde_json::json!({ "port": 8080, "path": "/index.html?a=1&b=2" });
+        doc["containers"]["api"]["health"]["retries"] = 10.into();
+    });
+    deploy(p.path());
+}
+
+/// A probe path is checked where it is written: a located problem (exit 2) for what a URL path
+/// cannot hold, before any engine is asked.
+#[test]
+fn probe_paths_are_checked_where_they_are_written() {
+    let p = Project::new("stages", "probepath");
+    for (path, problem) in [
+        ("/a b", "must start with"),
+        (
+            "/${IFS}",
+            "has `{` at byte 2, which a URL path or query cannot hold",
+        ),
+        (
+            "/x|sh",
+            "has `|` at byte 2, which a URL path or query cannot hold",
+        ),
+        ("/%zz", "has a `%` at byte 1 not followed by two hex digits"),
+        ("index.html", "must start with"),
+    ] {
+        edit(p.path(), |doc| {
+            doc["containers"]["api"]["health"]["http"]["path"] = path.into();
+        });
+        let run = run_in(p.path(), &["validate", "--format", "json"]);
+        run.assert_code(2);
+        let doc = json_answer(&run);
+        let error = &doc["errors"][0];
+        assert_eq!(
+            error["pointer"],
+            "/containers/api/health/http/path",
+            "{path}: {}",
+            run.context()
+        );
+        if !problem.starts_with("must") {
+            assert_eq!(
+                error["message"],
+                format!(
+                    "probe path {} {problem}",
+                    serde_json::to_string(path).unwrap()
+                ),
+                "{}",
+                run.context()
+            );
+        }
+    }
+}
+
 /// Issue 20, item 5: an engine error inside a wave — here the new web's published port is taken
 /// ("address already in use"), after the old web was removed — rolls the stage back like an
 /// unhealthy wave (`on_failure: previous`): the previous web runs again, and the report says so.

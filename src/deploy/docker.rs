@@ -13,11 +13,15 @@
 //! another site's, one made by hand) stops the deploy before anything changes, naming the holder
 //! (`BackendError::NotOurs`).
 //!
-//! Health: a probe becomes the container's Docker HEALTHCHECK (run inside the container: `http`
-//! uses `wget`, `tcp` uses `nc`, both from the image), and the wave waits for the engine's
-//! `healthy` of each instance it created; without a probe, healthy means running and not
-//! restarting for the grace period. A restart counts only since the container was created by
-//! this deploy.
+//! Health: a probe becomes the container's Docker HEALTHCHECK, run inside the container. `http`
+//! and `tcp` are exec-form commands built from validated parts, never shell text: `wget -q -O
+//! /dev/null http://127.0.0.1:<port><path>` (busybox's wget: healthy on 2xx/3xx, as Kubernetes'
+//! `httpGet`) and `nc -w 1 127.0.0.1 <port> -e true` (busybox's nc: connected, it runs `true` on
+//! the socket and exits 0; a plain `nc` would wait on the health check's stdin, which Docker
+//! never closes). Only a `command` written as a string is run by a shell: the author's own.
+//! The wave waits for the engine's `healthy` of each instance it created; without a probe,
+//! healthy means running and not restarting for the grace period. A restart counts only since
+//! the container was created by this deploy.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -75,18 +79,34 @@ fn nanos(d: Duration) -> i64 {
 
 /// The HEALTHCHECK of an instance (`None` when it has no probe).
 fn healthcheck(instance: &Instance) -> Option<HealthConfig> {
+    let exec = |argv: &[&str]| -> Vec<String> {
+        std::iter::once("CMD")
+            .chain(argv.iter().copied())
+            .map(str::to_owned)
+            .collect()
+    };
     let test = match &instance.health.probe {
         Probe::Running => return None,
         Probe::Command(argv) => [vec!["CMD".to_owned()], argv.clone()].concat(),
         Probe::Shell(s) => vec!["CMD-SHELL".to_owned(), s.clone()],
-        Probe::Http { port, path } => vec![
-            "CMD-SHELL".to_owned(),
-            format!("wget -q -O /dev/null http://127.0.0.1:{port}{path}"),
-        ],
-        Probe::Tcp { port } => vec![
-            "CMD-SHELL".to_owned(),
-            format!("nc -w 1 127.0.0.1 {port} </dev/null"),
-        ],
+        // One argument: the path cannot reach past the URL (it starts with `/`, holds no
+        // space, and no shell reads it).
+        Probe::Http { port, path } => exec(&[
+            "wget",
+            "-q",
+            "-O",
+            "/dev/null",
+            &format!("http://127.0.0.1:{port}{path}"),
+        ]),
+        Probe::Tcp { port } => exec(&[
+            "nc",
+            "-w",
+            "1",
+            "127.0.0.1",
+            &port.to_string(),
+            "-e",
+            "true",
+        ]),
     };
     let h = &instance.health;
     Some(HealthConfig {
