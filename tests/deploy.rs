@@ -6,7 +6,8 @@
 mod common;
 
 use common::deploy::{
-    block_on, deploy, edit, free_port, json_answer, services, status_in, strings, Foreign, Project,
+    block_on, deploy, edit, free_port, json_answer, run_container, services, status_in, strings,
+    Foreign, Project,
 };
 use common::run_in;
 use cookbook::engine::DockerEngine;
@@ -159,32 +160,7 @@ fn waves_start_bottom_up_and_converge() {
         );
     }
     let web = n("web");
-    block_on(async {
-        let engine = DockerEngine::connect().await.unwrap();
-        let docker = engine.client();
-        let options = bollard::query_parameters::RemoveContainerOptions {
-            force: true,
-            ..Default::default()
-        };
-        docker.remove_container(&web, Some(options)).await.unwrap();
-        let body = bollard::models::ContainerCreateBody {
-            image: Some("cookbook-test/busybox:latest".to_owned()),
-            cmd: Some(vec!["sleep".to_owned(), "300".to_owned()]),
-            ..Default::default()
-        };
-        let options = bollard::query_parameters::CreateContainerOptions {
-            name: Some(web.clone()),
-            ..Default::default()
-        };
-        docker.create_container(Some(options), body).await.unwrap();
-        docker
-            .start_container(
-                &web,
-                None::<bollard::query_parameters::StartContainerOptions>,
-            )
-            .await
-            .unwrap();
-    });
+    p.replace_by_hand(&web, &["sleep", "300"]);
     let doc = status(&p);
     assert_eq!(doc["in_sync"], false);
     let drifted: Vec<&str> = doc["containers"]
@@ -636,22 +612,7 @@ fn containers_deployed_by_the_previous_version_are_converged_away() {
                 }),
                 ..Default::default()
             };
-            let options = bollard::query_parameters::CreateContainerOptions {
-                name: Some(p.old_instance("dev", c)),
-                ..Default::default()
-            };
-            let id = docker
-                .create_container(Some(options), body)
-                .await
-                .unwrap()
-                .id;
-            docker
-                .start_container(
-                    &id,
-                    None::<bollard::query_parameters::StartContainerOptions>,
-                )
-                .await
-                .unwrap();
+            run_container(docker, &p.old_instance("dev", c), body).await;
         }
     });
 

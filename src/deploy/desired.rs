@@ -24,7 +24,7 @@ use serde_json::json;
 use sha2::{Digest, Sha256};
 
 use crate::graph::Plan;
-use crate::model::lifecycle::{Health, Probe, PublishedPort};
+use crate::model::lifecycle::{Health, Probe, PublishedPort, RuntimeOverride};
 use crate::model::{Cookbook, Name};
 use crate::state::lock::Lock;
 
@@ -168,6 +168,23 @@ fn probe_json(health: &Health) -> serde_json::Value {
     })
 }
 
+/// SHA-256 (hex) over the image digest and every runtime setting of an instance, canonical JSON.
+fn config_hash(digest: &str, runtime: &RuntimeOverride, health: &Health, network: &str) -> String {
+    let settings = json!({
+        "digest": digest,
+        "env": runtime.env,
+        "ports": runtime.ports.iter().map(|p| json!([p.host_ip, p.host, p.container, p.protocol])).collect::<Vec<_>>(),
+        "nano_cpus": runtime.nano_cpus,
+        "memory": runtime.memory,
+        "health": probe_json(health),
+        "network": network,
+    });
+    let mut canonical = Vec::new();
+    serde_json_canonicalizer::to_writer(&settings, &mut canonical)
+        .expect("serializing to memory cannot fail");
+    hex::encode(Sha256::digest(&canonical))
+}
+
 /// Computes what should run for `site` in `stage`.
 pub fn desired(
     cookbook: &Cookbook,
@@ -230,19 +247,7 @@ pub fn desired(
                 .get(container)
                 .map(|c| c.health.clone())
                 .unwrap_or_default();
-            let settings = json!({
-                "digest": digest,
-                "env": runtime.env,
-                "ports": runtime.ports.iter().map(|p| json!([p.host_ip, p.host, p.container, p.protocol])).collect::<Vec<_>>(),
-                "nano_cpus": runtime.nano_cpus,
-                "memory": runtime.memory,
-                "health": probe_json(&health),
-                "network": network,
-            });
-            let mut canonical = Vec::new();
-            serde_json_canonicalizer::to_writer(&settings, &mut canonical)
-                .expect("serializing to memory cannot fail");
-            let config_hash = hex::encode(Sha256::digest(&canonical));
+            let config_hash = config_hash(&digest, &runtime, &health, &network);
             for n in 1..=runtime.replicas.unwrap_or(1) {
                 hashes.push(config_hash.clone());
                 instances.push(Instance {

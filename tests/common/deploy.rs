@@ -170,18 +170,7 @@ impl Project {
                 cmd: Some(cmd),
                 ..Default::default()
             };
-            let options = bollard::query_parameters::CreateContainerOptions {
-                name: Some(instance.clone()),
-                ..Default::default()
-            };
-            docker.create_container(Some(options), body).await.unwrap();
-            docker
-                .start_container(
-                    &instance,
-                    None::<bollard::query_parameters::StartContainerOptions>,
-                )
-                .await
-                .unwrap();
+            run_container(docker, &instance, body).await;
         });
     }
 }
@@ -258,30 +247,13 @@ impl Foreign {
             let name = name.clone();
             async move {
                 let engine = DockerEngine::connect().await.unwrap();
-                let docker = engine.client();
                 let body = bollard::models::ContainerCreateBody {
                     image: Some("cookbook-test/busybox:latest".to_owned()),
                     cmd: Some(vec!["sleep".to_owned(), "600".to_owned()]),
                     labels: Some(labels),
                     ..Default::default()
                 };
-                let options = bollard::query_parameters::CreateContainerOptions {
-                    name: Some(name.clone()),
-                    ..Default::default()
-                };
-                let id = docker
-                    .create_container(Some(options), body)
-                    .await
-                    .unwrap()
-                    .id;
-                docker
-                    .start_container(
-                        &id,
-                        None::<bollard::query_parameters::StartContainerOptions>,
-                    )
-                    .await
-                    .unwrap();
-                id
+                run_container(engine.client(), &name, body).await
             }
         });
         Foreign { name, id }
@@ -313,6 +285,31 @@ impl Drop for Foreign {
             }
         });
     }
+}
+
+/// Creates the container `name` from `body` and starts it; its id.
+pub async fn run_container(
+    docker: &bollard::Docker,
+    name: &str,
+    body: bollard::models::ContainerCreateBody,
+) -> String {
+    let options = bollard::query_parameters::CreateContainerOptions {
+        name: Some(name.to_owned()),
+        ..Default::default()
+    };
+    let id = docker
+        .create_container(Some(options), body)
+        .await
+        .unwrap()
+        .id;
+    docker
+        .start_container(
+            &id,
+            None::<bollard::query_parameters::StartContainerOptions>,
+        )
+        .await
+        .unwrap();
+    id
 }
 
 /// A port on 127.0.0.1 nothing listens on right now.
