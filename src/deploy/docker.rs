@@ -670,9 +670,16 @@ impl<'a> Deployer<'a> {
                         .and_then(|c| c.labels)
                         .and_then(|l| l.get(LABEL_CONFIG).cloned());
                     let running_image = info.image;
-                    let services = if with_services && state.running == Some(true) {
+                    let up = state.running == Some(true) && state.restarting != Some(true);
+                    let services = if with_services && up {
                         let pid = state.pid.and_then(|p| u32::try_from(p).ok()).unwrap_or(0);
-                        Some(self.services(&instance.name, pid).await?)
+                        match self.services(&instance.name, pid).await {
+                            Ok(services) => Some(services),
+                            // It stopped or began restarting since it was inspected (the engine
+                            // answers 409): nothing to ask it now; the rest of the row says so.
+                            Err(EngineError::Api { status: 409, .. }) => None,
+                            Err(e) => return Err(e),
+                        }
                     } else {
                         None
                     };
