@@ -39,6 +39,9 @@
 //! | Kubernetes: the API server does not answer                               | 3    |
 //! | Kubernetes: a server-side apply conflict, or the API server refused      | 1    |
 //! | Kubernetes: an object with one of our names that is not ours (by labels) | 1    |
+//! | deploy: a name the stage needs held by what is not its own (compose's, another site's) | 1 |
+//! | deploy: a wave not healthy, or the engine/API failing mid-deploy (then rolled back per `on_failure`) | 1; 3 if the site became unreachable |
+//! | deploy: stopped by SIGINT/SIGTERM between steps (then rolled back per `on_failure`) | 130/143 |
 //!
 //! Why: 3 says "the service, not the work, failed: retry later"; 1 says "it takes a person"
 //! (credentials, a full disk, a failed build); 2 says "the command as given cannot work".
@@ -50,6 +53,9 @@ use std::path::PathBuf;
 use crate::apply::pin::PinError;
 use crate::apply::ApplyError;
 use crate::context::ContextError;
+use crate::deploy::kubernetes::KubeError;
+use crate::deploy::session::{DeployError, WaveError};
+use crate::deploy::BackendError;
 use crate::diagnostic::Diagnostic;
 use crate::engine::EngineError;
 use crate::git::{GitError, RevisionError};
@@ -153,6 +159,14 @@ pub enum Error {
     /// A run stopped by a signal (`code`: 130 for SIGINT, 143 for SIGTERM).
     #[error("stopped by {signal}: running builds cancelled; what completed is in cookbook.lock")]
     Interrupted { signal: &'static str, code: i32 },
+    /// A deploy that stopped once it had changed something (what failed, what was restored:
+    /// `DeployError::Stopped`), or refused to touch what is not the stage's
+    /// (`BackendError::NotOurs`). `signal`: the signal that stopped it, and its exit code.
+    #[error("{}{error}", signal.map(|(name, _)| format!("{name}: ")).unwrap_or_default())]
+    Deploy {
+        error: Box<DeployError>,
+        signal: Option<(&'static str, i32)>,
+    },
 }
 
 /// A local I/O error: 2 when the path given names nothing usable (it is the argument, or the
@@ -232,6 +246,36 @@ fn pin_exit_code(e: &PinError) -> i32 {
     }
 }
 
+fn kube_exit_code(e: &KubeError) -> i32 {
+    match e {
+        KubeError::Config { .. } => EXIT_INVALID,
+        KubeError::Unreachable { .. } => EXIT_UNREACHABLE,
+        KubeError::Conflict { .. } | KubeError::NotOurs { .. } | KubeError::Api { .. } => EXIT_FAILED,
+    }
+}
+
+fn backend_exit_code(e: &BackendError) -> i32 {
+    match e {
+        BackendError::Engine(e) => engine_exit_code(e),
+        BackendError::Kube(e) => kube_exit_code(e),
+        BackendError::NotOurs { .. } => EXIT_FAILED,
+    }
+}
+
+/// A deploy that stopped: by its cause (the site gone unreachable mid-deploy is 3), whatever the
+/// rollback did.
+fn deploy_exit_code(e: &DeployError) -> i32 {
+    match e {
+        DeployError::Backend(e) => backend_exit_code(e),
+        DeployError::Records(_) | DeployError::Failed(_) => EXIT_FAILED,
+        DeployError::Usage { .. } | DeployError::Unapproved(_) => EXIT_INVALID,
+        DeployError::Stopped(stopped) => match &stopped.cause {
+            WaveError::Backend { source, .. } => backend_exit_code(source),
+            WaveError::Unhealthy { .. } | WaveError::Interrupted { .. } => EXIT_FAILED,
+        },
+    }
+}
+
 fn git_exit_code(e: &GitError) -> i32 {
     match e {
         GitError::Unreachable { .. } => EXIT_UNREACHABLE,
@@ -264,14 +308,11 @@ impl Error {
             Error::Write { source, .. } => io_exit_code(source),
             Error::Engine(e) => engine_exit_code(e),
             Error::Registry(e) => registry_exit_code(e),
-            Error::Kube(e) => {
-                use crate::deploy::kubernetes::KubeError as K;
-                match e {
-                    K::Config { .. } => EXIT_INVALID,
-                    K::Unreachable { .. } => EXIT_UNREACHABLE,
-                    K::Conflict { .. } | K::NotOurs { .. } | K::Api { .. } => EXIT_FAILED,
-                }
-            }
+            Error::Kube(e) => kube_exit_code(e),
+            Error::Deploy { signal, error } => match signal {
+                Some((_, code)) => *code,
+                None => deploy_exit_code(error),
+            },
             Error::Apply(e) => match e {
                 ApplyError::Engine(e) => engine_exit_code(e),
                 ApplyError::Registry(e) => registry_exit_code(e),
@@ -359,6 +400,61 @@ mod tests {
         assert_eq!(no_lock.exit_code(), EXIT_INVALID);
         let mismatch = Error::Failed("1 of 4 container(s) do not match cookbook.lock".into());
         assert_eq!(mismatch.exit_code(), EXIT_FAILED);
+    }
+
+    /// The deploy rows: a refusal to touch what is not ours is 1; a deploy that stopped is coded
+    /// by its cause (an engine gone mid-deploy is 3), or by the signal that stopped it.
+    #[test]
+    fn deploy_failures_map_to_their_cause() {
+        use crate::deploy::session::{Recovery, Step, Stopped};
+        use crate::model::Name;
+        let deploy = |error: DeployError, signal| Error::Deploy {
+            error: Box::new(error),
+            signal,
+        };
+        let not_ours = deploy(
+            DeployError::Backend(BackendError::NotOurs {
+                kind: "container",
+                name: "p-local-dev-web-1".into(),
+                owner: "it belongs to docker compose project `p` (service `web`)".into(),
+                stage: "local/dev".into(),
+                labels: "io.cookbook.project=p, io.cookbook.site=local, io.cookbook.stage=dev"
+                    .into(),
+            }),
+            None,
+        );
+        assert_eq!(not_ours.exit_code(), EXIT_FAILED);
+        let stopped = |cause| {
+            DeployError::Stopped(Box::new(Stopped {
+                release: "0123456789ab".into(),
+                site: Name::parse("local").unwrap(),
+                stage: Name::parse("dev").unwrap(),
+                started: vec!["p-local-dev-api-1".into()],
+                cause,
+                recovery: Recovery::LeftAsIs,
+            }))
+        };
+        let unhealthy = stopped(WaveError::Unhealthy {
+            wave: 2,
+            unit: "p-local-dev-api-1".into(),
+            why: "its health check failed".into(),
+        });
+        assert_eq!(deploy(unhealthy, None).exit_code(), EXIT_FAILED);
+        let gone = stopped(WaveError::Backend {
+            at: Step::Wave(2),
+            source: BackendError::Engine(EngineError::Unreachable {
+                endpoint: "unix:///nonexistent".into(),
+                source: bollard::errors::Error::SocketNotFoundError("/nonexistent".into()),
+            }),
+        });
+        assert_eq!(deploy(gone, None).exit_code(), EXIT_UNREACHABLE);
+        let interrupted = stopped(WaveError::Interrupted { at: Step::Wave(2) });
+        let by_sigterm = deploy(interrupted, Some(("SIGTERM", EXIT_SIGTERM)));
+        assert_eq!(by_sigterm.exit_code(), EXIT_SIGTERM);
+        assert_eq!(
+            by_sigterm.to_string(),
+            "SIGTERM: deploy of release 0123456789ab to local/dev stopped: wave 2: interrupted; left as it is (on_failure: none)"
+        );
     }
 
     fn os_error(code: i32) -> std::io::Error {

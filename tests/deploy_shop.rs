@@ -174,7 +174,19 @@ fn shop_deploys_bottom_up_converges_rolls_out_a_new_api_alone_and_reports_servic
         "{}",
         run.stdout
     );
-    // The next deploy converges it.
+    // It is not cookbook's (no labels): the next deploy leaves it alone and says so (exit 1);
+    // once it is gone, the deploy converges.
+    let run = run_in(p.path(), &["deploy", "--site", "local", "--stage", "dev"]);
+    run.assert_code(1);
+    assert!(
+        run.stderr.starts_with(&format!(
+            "error: container `{}` already exists and is not local/dev's: it carries neither cookbook's nor docker compose's labels",
+            n("web")
+        )),
+        "{}",
+        run.context()
+    );
+    p.remove_by_hand(&n("web"));
     let fixed = deploy(p.path());
     assert_eq!(strings(&fixed["started"]), vec![n("web")]);
     assert_eq!(status_in(p.path(), "dev")["in_sync"], true);
@@ -432,7 +444,9 @@ fn shop_promotion_follows_each_stages_rule() {
         run.context()
     );
     assert!(p.engine_state_in("stage").is_empty());
-    // Deployed again, pre-deploy is healthy and `stage` opens.
+    // The hand-made api is not cookbook's to replace: removed by its maker, pre-deploy is
+    // deployed again, healthy, and `stage` opens.
+    p.remove_by_hand(&api);
     deploy_to(p.path(), "pre-deploy");
     deploy_to(p.path(), "stage");
 

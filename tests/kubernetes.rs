@@ -411,9 +411,12 @@ fn a_field_owned_by_another_manager_is_a_conflict_naming_both() {
         &["deploy", "--site", "cluster", "--stage", "dev"],
     );
     run.assert_code(1);
-    assert_eq!(
-        run.stderr,
-        "error: Deployment shop-cluster-dev-api: server-side apply conflict: field .spec.replicas is owned by manager \"kubectl-scale\"; cookbook leaves fields other managers own alone (run with --force-conflicts to take them over)\n",
+    // A failure inside a wave, like any other (issue 20): the deploy says where it stopped and
+    // what it did about it (the stage's only release is the one being deployed).
+    assert!(
+        run.stderr.ends_with(
+            " to cluster/dev stopped: wave 2: Deployment shop-cluster-dev-api: server-side apply conflict: field .spec.replicas is owned by manager \"kubectl-scale\"; cookbook leaves fields other managers own alone (run with --force-conflicts to take them over); no earlier release of this stage to roll back to\n"
+        ),
         "{}",
         run.context()
     );

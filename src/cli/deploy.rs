@@ -11,18 +11,30 @@
 use std::io::Write;
 use std::path::Path;
 
+use crate::cli::interrupt::Interrupt;
 use crate::cli::{load, Format};
 use crate::deploy::approvals::{self, Request, Subject};
 use crate::deploy::backend::{BackendError, ConnectOptions, SiteStatus};
 use crate::deploy::desired::{desired, DesiredError};
 use crate::deploy::kubernetes::cluster::UnitStatus;
 use crate::deploy::kubernetes::objects::objects;
-use crate::deploy::session::{self, listed, DeployError, Outcome};
+use crate::deploy::session::{self, listed, DeployError, Outcome, Recovery, WaveError};
 use crate::error::Error;
 use crate::load::Loaded;
 use crate::model::lifecycle::Target;
 use crate::state;
 use crate::state::lock::Lock;
+
+/// `cookbook deploy --help`'s exit codes.
+pub const DEPLOY_HELP: &str = "Exit codes:
+  0    success
+  1    the work failed: a wave not healthy or the engine refusing (the stage is then rolled
+       back as lifecycle.rollback.on_failure says), a name the stage needs held by something
+       that is not its own, a progression rule not met
+  2    invalid input (the cookbook, an argument, a path)
+  3    the site's engine or cluster is unreachable
+  130  stopped by SIGINT (Ctrl-C), 143 by SIGTERM: the deploy stops between steps and rolls
+       back like a failure. A second signal exits at once.";
 
 #[derive(Debug, clap::Args)]
 pub struct DeployArgs {
@@ -186,7 +198,9 @@ pub fn options(file: &Path, force_conflicts: bool) -> ConnectOptions {
     }
 }
 
-/// Deploys `desired` through the library's session and prints the outcome.
+/// Deploys `desired` through the library's session and prints the outcome. SIGINT/SIGTERM stop
+/// it between steps and roll it back like a failure (exit 130/143); a second signal ends the
+/// process at once.
 fn converge(
     state_dir: &Path,
     cookbook: &crate::model::Cookbook,
@@ -196,11 +210,91 @@ fn converge(
     verb: &str,
     out: &mut dyn Write,
 ) -> Result<(), Error> {
-    let outcome = runtime()?
-        .block_on(session::deploy(state_dir, cookbook, desired, options))
-        .map_err(error)?;
-    print(out, format, verb, desired, &outcome, None);
-    Ok(())
+    let interrupt = Interrupt::install()?;
+    let result = runtime()?.block_on(session::deploy(
+        state_dir,
+        cookbook,
+        desired,
+        options,
+        &interrupt.token(),
+    ));
+    let e = match result {
+        Ok(outcome) => {
+            print(out, format, verb, desired, &outcome, None);
+            return Ok(());
+        }
+        Err(e) => e,
+    };
+    let interrupted = e.interrupted();
+    let mut e = error(e);
+    // A deploy a signal stopped ends with the signal's code.
+    if let (true, Error::Deploy { signal, .. }, Some(Error::Interrupted { signal: s, code })) =
+        (interrupted, &mut e, interrupt.error())
+    {
+        *signal = Some((s, code));
+    }
+    if let (Format::Json, Some(doc)) = (format, stopped_document(desired, &e)) {
+        let _ = writeln!(out, "{}", serde_json::to_string_pretty(&doc).expect("JSON"));
+    }
+    Err(e)
+}
+
+/// `--format json` for a deploy that stopped: the error document (`result: "error"`), plus what
+/// failed and what the stage was put back on. `None` for any other error (the CLI prints the
+/// plain error document).
+fn stopped_document(
+    desired: &crate::deploy::desired::Desired,
+    e: &Error,
+) -> Option<serde_json::Value> {
+    let Error::Deploy { error, .. } = e else {
+        return None;
+    };
+    let DeployError::Stopped(stopped) = error.as_ref() else {
+        return None;
+    };
+    let (wave, unit) = match &stopped.cause {
+        WaveError::Unhealthy { wave, unit, .. } => (Some(*wave), Some(unit.as_str())),
+        WaveError::Backend { at, .. } | WaveError::Interrupted { at } => match at {
+            session::Step::Wave(n) => (Some(*n), None),
+            _ => (None, None),
+        },
+    };
+    let empty = Outcome::default();
+    let (action, release, restored, rollback_error) = match &stopped.recovery {
+        Recovery::NothingChanged => ("nothing_changed", None, &empty, None),
+        Recovery::LeftAsIs => ("left_as_is", None, &empty, None),
+        Recovery::NothingToRestore => ("nothing_to_restore", None, &empty, None),
+        Recovery::RolledBack { release, outcome } => {
+            ("rolled_back", Some(release.as_str()), outcome, None)
+        }
+        Recovery::RollbackFailed { release, cause } => (
+            "rollback_failed",
+            Some(release.as_str()),
+            &empty,
+            Some(cause.to_string()),
+        ),
+    };
+    Some(serde_json::json!({
+        "result": "error",
+        "exit_code": e.exit_code(),
+        "errors": [{ "code": "deploy", "message": e.to_string(), "help": null }],
+        "deploy": {
+            "project": desired.project.to_string(),
+            "site": stopped.site.to_string(),
+            "stage": stopped.stage.to_string(),
+            "release": stopped.release,
+            "started": stopped.started,
+            "failed": { "wave": wave, "unit": unit, "message": stopped.cause.to_string() },
+            "recovery": {
+                "action": action,
+                "release": release,
+                "started": restored.started,
+                "unchanged": restored.unchanged,
+                "removed": restored.removed,
+                "error": rollback_error,
+            },
+        },
+    }))
 }
 
 /// The library's deploy failures as the CLI's errors (whose exit codes src/error.rs maps).
@@ -215,6 +309,12 @@ fn error(e: DeployError) -> Error {
         },
         DeployError::Failed(message) => Error::Failed(message),
         DeployError::Usage { message, help } => Error::Usage { message, help },
+        e @ (DeployError::Backend(BackendError::NotOurs { .. }) | DeployError::Stopped(_)) => {
+            Error::Deploy {
+                error: Box::new(e),
+                signal: None,
+            }
+        }
     }
 }
 
@@ -310,7 +410,7 @@ pub fn rollback(file: &Path, args: &RollbackArgs, out: &mut dyn Write) -> Result
         out,
         args.format,
         "restored",
-        &restored.release.desired,
+        &restored.release.desired.with_current_names(),
         &restored.outcome,
         Some(&restored.from),
     );

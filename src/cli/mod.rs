@@ -146,7 +146,7 @@ pub enum Command {
     },
     /// Run the images pinned in cookbook.lock on a site's engine for one stage, wave by wave
     /// bottom-up, each wave healthy before the next; unchanged containers are left running.
-    #[command(after_help = EXIT_CODES_HELP)]
+    #[command(after_help = deploy::DEPLOY_HELP)]
     Deploy {
         #[command(flatten)]
         cookbook: CookbookArg,

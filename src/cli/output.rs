@@ -69,6 +69,7 @@ fn code(e: &Error) -> &'static str {
         Error::Sync(_) | Error::SyncRefused { .. } | Error::SyncApplyFailed { .. } => "sync",
         Error::Verify(_) => "verify",
         Error::Interrupted { .. } => "interrupted",
+        Error::Deploy { .. } => "deploy",
     }
 }
 

@@ -8,8 +8,10 @@
 //! and reports: `changes` says which units of each wave to (re)create, `apply` does that for one
 //! wave, `wait` holds the wave until every unit of it is healthy or has failed.
 //!
-//! Invariant: a unit `changes` reports unchanged is never touched by `apply`, so an unchanged
-//! deploy changes nothing on the site.
+//! Invariants: a unit `changes` reports unchanged is never touched by `apply`, so an unchanged
+//! deploy changes nothing on the site; a backend removes or replaces only what carries the labels
+//! of the desired project, site and stage, and a name it needs that something else holds is
+//! `BackendError::NotOurs`, never taken over.
 
 use crate::deploy::desired::{Changes, Desired};
 use crate::deploy::detect::Detected;
@@ -19,13 +21,30 @@ use crate::deploy::kubernetes::KubeError;
 use crate::engine::EngineError;
 use crate::model::lifecycle::Target;
 
-/// A site's edge failed or could not be reached (as opposed to a unit being unhealthy).
+/// A site's edge failed or could not be reached, or refused to touch what is not the stage's (as
+/// opposed to a unit being unhealthy).
 #[derive(Debug, thiserror::Error)]
 pub enum BackendError {
     #[error(transparent)]
     Engine(#[from] EngineError),
     #[error(transparent)]
     Kube(#[from] KubeError),
+    /// A name the stage needs is held by an object without the stage's labels (another site's,
+    /// docker compose's, someone's by hand): left alone.
+    #[error(
+        "{kind} `{name}` already exists and is not {stage}'s: {owner}; cookbook removes or replaces only what is labelled {labels}"
+    )]
+    NotOurs {
+        /// `container`, `network`.
+        kind: &'static str,
+        name: String,
+        /// Whose it is, as its labels say: "it belongs to docker compose project `x` …".
+        owner: String,
+        /// `site/stage` of the deploy that needed the name.
+        stage: String,
+        /// The labels that would make it ours (`io.cookbook.project=p, …`).
+        labels: String,
+    },
 }
 
 /// Why a wave is not healthy: the unit, and what the site said about it.
@@ -59,12 +78,14 @@ pub trait Backend {
         units: &[String],
     ) -> Result<(), BackendError>;
 
-    /// Waits until every unit of wave `wave` is healthy, kept ones included (a kept unit may have
-    /// failed meanwhile); `Ok(Err(_))` names the first that cannot become so.
+    /// Waits until every unit `apply` just (re)created in wave `wave` is healthy; `Ok(Err(_))`
+    /// names the first that cannot become so. Units left unchanged are not judged again: what
+    /// happened to them before this deploy (an old crash, a restart) is not its doing.
     async fn wait(
         &self,
         desired: &Desired,
         wave: usize,
+        units: &[String],
     ) -> Result<Result<(), Unhealthy>, BackendError>;
 
     /// Removes the named units of the stage.
@@ -153,10 +174,11 @@ impl Backend for Site {
         &self,
         desired: &Desired,
         wave: usize,
+        units: &[String],
     ) -> Result<Result<(), Unhealthy>, BackendError> {
         match self {
-            Site::Docker(s) => s.wait(desired, wave).await,
-            Site::Kubernetes(s) => s.wait(desired, wave).await,
+            Site::Docker(s) => s.wait(desired, wave, units).await,
+            Site::Kubernetes(s) => s.wait(desired, wave, units).await,
         }
     }
 

@@ -9,6 +9,13 @@
 //! image digest and every runtime setting), so an unchanged deploy finds every hash equal and
 //! changes nothing; waves are the plan's waves restricted to the site's run-time closure, so a
 //! container starts only after everything it `depends_on`.
+//!
+//! Ownership: what a site runs for a stage is found by its labels (project, site and stage), never
+//! by name alone, and `changes` only ever replaces or removes such a container. Names include the
+//! site, so two sites deploying the same stage to one engine never want the same name. A
+//! container an earlier version named `<project>-<stage>-<container>-<n>` (no site), but labelled
+//! as ours, is taken over by the instance with the same container and replica number: removed just
+//! before that instance is created, so it never holds the instance's ports alongside it.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -17,7 +24,7 @@ use serde_json::json;
 use sha2::{Digest, Sha256};
 
 use crate::graph::Plan;
-use crate::model::lifecycle::{Health, Probe, PublishedPort};
+use crate::model::lifecycle::{Health, Probe, PublishedPort, RuntimeOverride};
 use crate::model::{Cookbook, Name};
 use crate::state::lock::Lock;
 
@@ -55,7 +62,8 @@ pub struct Desired {
     pub stage: Name,
     /// Derived from every instance's config hash: the same lock and settings give the same id.
     pub release: String,
-    /// The network the stage's containers share (one per project and stage).
+    /// The network the stage's containers share (one per project, site and stage:
+    /// `<project>-<site>-<stage>`).
     pub network: String,
     /// Bottom-up: every wave depends only on earlier ones.
     pub waves: Vec<Vec<Instance>>,
@@ -66,7 +74,7 @@ pub struct Desired {
 pub struct Instance {
     /// The cookbook's container.
     pub container: Name,
-    /// The engine's container name: `<project>-<stage>-<container>-<n>`.
+    /// The engine's container name: `<project>-<site>-<stage>-<container>-<n>`.
     pub name: String,
     /// The image reference from the lock (`registry/repo:tag`), for pulling when absent.
     pub image: String,
@@ -81,9 +89,50 @@ pub struct Instance {
     pub config_hash: String,
 }
 
+/// The engine's name of replica `n` (from 1) of `container` in a site's stage.
+pub fn instance_name(project: &str, site: &str, stage: &str, container: &str, n: u32) -> String {
+    format!("{project}-{site}-{stage}-{container}-{n}")
+}
+
+/// The name of the network a site's stage shares.
+pub fn network_name(project: &str, site: &str, stage: &str) -> String {
+    format!("{project}-{site}-{stage}")
+}
+
 impl Desired {
     pub fn instances(&self) -> impl Iterator<Item = &Instance> {
         self.waves.iter().flatten()
+    }
+
+    /// Which replica (from 1) of its container `instance` is: its place among the instances of
+    /// the same container.
+    pub fn replica(&self, instance: &Instance) -> u32 {
+        let earlier = self
+            .instances()
+            .take_while(|i| !std::ptr::eq(*i, instance))
+            .filter(|i| i.container == instance.container)
+            .count();
+        u32::try_from(earlier + 1).unwrap_or(u32::MAX)
+    }
+
+    /// The same desired state under today's names: a release recorded by an earlier version
+    /// (names without the site) is restored under the names a deploy would give it now, so a
+    /// rollback never brings the old, site-less names back.
+    pub fn with_current_names(&self) -> Desired {
+        let mut renamed = self.clone();
+        let (project, site, stage) = (
+            self.project.as_str(),
+            self.site.as_str(),
+            self.stage.as_str(),
+        );
+        renamed.network = network_name(project, site, stage);
+        for (wave, instances) in renamed.waves.iter_mut().enumerate() {
+            for (i, instance) in instances.iter_mut().enumerate() {
+                let n = self.replica(&self.waves[wave][i]);
+                instance.name = instance_name(project, site, stage, instance.container.as_str(), n);
+            }
+        }
+        renamed
     }
 
     /// The labels of an instance (and, without `LABEL_CONTAINER`/`LABEL_CONFIG`, the network's).
@@ -117,6 +166,23 @@ fn probe_json(health: &Health) -> serde_json::Value {
         "retries": health.retries,
         "grace_ms": health.grace.as_millis() as u64,
     })
+}
+
+/// SHA-256 (hex) over the image digest and every runtime setting of an instance, canonical JSON.
+fn config_hash(digest: &str, runtime: &RuntimeOverride, health: &Health, network: &str) -> String {
+    let settings = json!({
+        "digest": digest,
+        "env": runtime.env,
+        "ports": runtime.ports.iter().map(|p| json!([p.host_ip, p.host, p.container, p.protocol])).collect::<Vec<_>>(),
+        "nano_cpus": runtime.nano_cpus,
+        "memory": runtime.memory,
+        "health": probe_json(health),
+        "network": network,
+    });
+    let mut canonical = Vec::new();
+    serde_json_canonicalizer::to_writer(&settings, &mut canonical)
+        .expect("serializing to memory cannot fail");
+    hex::encode(Sha256::digest(&canonical))
 }
 
 /// Computes what should run for `site` in `stage`.
@@ -155,6 +221,7 @@ pub fn desired(
         });
     }
     let project = &cookbook.project.name;
+    let network = network_name(project.as_str(), site, stage);
     let mut waves = Vec::new();
     let mut hashes = Vec::new();
     for wave in plan.waves() {
@@ -180,24 +247,12 @@ pub fn desired(
                 .get(container)
                 .map(|c| c.health.clone())
                 .unwrap_or_default();
-            let settings = json!({
-                "digest": digest,
-                "env": runtime.env,
-                "ports": runtime.ports.iter().map(|p| json!([p.host_ip, p.host, p.container, p.protocol])).collect::<Vec<_>>(),
-                "nano_cpus": runtime.nano_cpus,
-                "memory": runtime.memory,
-                "health": probe_json(&health),
-                "network": format!("{project}-{stage}"),
-            });
-            let mut canonical = Vec::new();
-            serde_json_canonicalizer::to_writer(&settings, &mut canonical)
-                .expect("serializing to memory cannot fail");
-            let config_hash = hex::encode(Sha256::digest(&canonical));
+            let config_hash = config_hash(&digest, &runtime, &health, &network);
             for n in 1..=runtime.replicas.unwrap_or(1) {
                 hashes.push(config_hash.clone());
                 instances.push(Instance {
                     container: container.clone(),
-                    name: format!("{project}-{stage}-{container}-{n}"),
+                    name: instance_name(project.as_str(), site, stage, container.as_str(), n),
                     image: locked.image.clone(),
                     digest: digest.clone(),
                     env: runtime.env.clone(),
@@ -219,18 +274,34 @@ pub fn desired(
         site: Name::parse(site).expect("a site's key is a name"),
         stage: stage_name.clone(),
         release,
-        network: format!("{project}-{stage}"),
+        network,
         waves,
     })
 }
 
-/// A container the engine has for this project and stage.
+/// A container the engine has for this project, site and stage: found by those labels, so ours.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Running {
+    /// The engine's id: what removal goes by, so that a name taken over by something else in
+    /// the meantime is never what gets removed.
+    pub id: String,
     pub name: String,
+    /// Its `LABEL_CONTAINER`.
+    pub container: Option<String>,
     /// Its `LABEL_CONFIG`.
     pub config_hash: Option<String>,
     pub running: bool,
+}
+
+impl Running {
+    /// The replica number its name ends with (`…-<container>-<n>`, in today's names and the
+    /// earlier site-less ones alike).
+    fn replica(&self) -> Option<u32> {
+        let container = self.container.as_deref()?;
+        let (rest, n) = self.name.rsplit_once('-')?;
+        rest.strip_suffix(container)?.strip_suffix('-')?;
+        n.parse().ok()
+    }
 }
 
 /// What to do, wave by wave.
@@ -242,6 +313,9 @@ pub struct Changes {
     pub unchanged: Vec<String>,
     /// The engine's containers no desired instance has (removed after the last wave).
     pub orphans: Vec<String>,
+    /// Instance to create → the containers of ours under another name it takes over (an earlier
+    /// version's names): removed just before it is created.
+    pub replaced: BTreeMap<String, Vec<String>>,
 }
 
 impl Changes {
@@ -250,27 +324,60 @@ impl Changes {
     }
 }
 
-/// Compares what should run with what runs, the way `docker compose up` converges: an instance
-/// whose config hash and running state match is kept; any other is (re)created.
+/// The containers of ours (`running`, found by label) that creating `instance` replaces: the one
+/// with its name, and one an earlier version named differently for the same container and
+/// replica.
+pub fn replaced_by<'a>(
+    desired: &Desired,
+    instance: &Instance,
+    running: &'a [Running],
+) -> Vec<&'a Running> {
+    let n = desired.replica(instance);
+    running
+        .iter()
+        .filter(|r| {
+            r.name == instance.name
+                || (r.container.as_deref() == Some(instance.container.as_str())
+                    && r.replica() == Some(n))
+        })
+        .collect()
+}
+
+/// Compares what should run with what runs (`running`: our containers, found by label), the way
+/// `docker compose up` converges: an instance whose config hash and running state match is kept;
+/// any other is (re)created, replacing what `replaced_by` names.
 pub fn changes(desired: &Desired, running: &[Running]) -> Changes {
-    let by_name: BTreeMap<&str, &Running> = running.iter().map(|r| (r.name.as_str(), r)).collect();
     let mut out = Changes::default();
+    let mut claimed = BTreeSet::new();
     for wave in &desired.waves {
         let mut create = Vec::new();
         for instance in wave {
-            match by_name.get(instance.name.as_str()) {
-                Some(r) if r.running && r.config_hash.as_deref() == Some(&instance.config_hash) => {
-                    out.unchanged.push(instance.name.clone())
-                }
-                _ => create.push(instance.name.clone()),
+            let kept = running.iter().find(|r| {
+                r.name == instance.name
+                    && r.running
+                    && r.config_hash.as_deref() == Some(&instance.config_hash)
+            });
+            if kept.is_some() {
+                claimed.insert(instance.name.as_str());
+                out.unchanged.push(instance.name.clone());
+                continue;
             }
+            for r in replaced_by(desired, instance, running) {
+                claimed.insert(r.name.as_str());
+                if r.name != instance.name {
+                    out.replaced
+                        .entry(instance.name.clone())
+                        .or_default()
+                        .push(r.name.clone());
+                }
+            }
+            create.push(instance.name.clone());
         }
         out.waves.push(create);
     }
-    let wanted: BTreeSet<&str> = desired.instances().map(|i| i.name.as_str()).collect();
     out.orphans = running
         .iter()
-        .filter(|r| !wanted.contains(r.name.as_str()))
+        .filter(|r| !claimed.contains(r.name.as_str()))
         .map(|r| r.name.clone())
         .collect();
     out
@@ -333,16 +440,20 @@ mod tests {
         let d = desired(&cookbook, &plan, &l, "here", "dev").unwrap();
         assert_eq!(
             names(&d),
-            vec![vec!["p-dev-db-1"], vec!["p-dev-api-1"], vec!["p-dev-web-1"]]
+            vec![
+                vec!["p-here-dev-db-1"],
+                vec!["p-here-dev-api-1"],
+                vec!["p-here-dev-web-1"]
+            ]
         );
-        assert_eq!(d.network, "p-dev");
+        assert_eq!(d.network, "p-here-dev");
         let prod = desired(&cookbook, &plan, &l, "here", "prod").unwrap();
         assert_eq!(
             names(&prod),
             vec![
-                vec!["p-prod-db-1"],
-                vec!["p-prod-api-1", "p-prod-api-2"],
-                vec!["p-prod-web-1"]
+                vec!["p-here-prod-db-1"],
+                vec!["p-here-prod-api-1", "p-here-prod-api-2"],
+                vec!["p-here-prod-web-1"]
             ]
         );
         assert_eq!(prod.waves[1][0].env["M"], "prod");
@@ -396,17 +507,14 @@ mod tests {
         let c = changes(&d, &[]);
         assert_eq!(
             c.waves,
-            vec![vec!["p-dev-db-1"], vec!["p-dev-api-1"], vec!["p-dev-web-1"]]
+            vec![
+                vec!["p-here-dev-db-1"],
+                vec!["p-here-dev-api-1"],
+                vec!["p-here-dev-web-1"]
+            ]
         );
         // Everything runs as wanted: nothing to do.
-        let running: Vec<Running> = d
-            .instances()
-            .map(|i| Running {
-                name: i.name.clone(),
-                config_hash: Some(i.config_hash.clone()),
-                running: true,
-            })
-            .collect();
+        let running: Vec<Running> = d.instances().map(ours).collect();
         let c = changes(&d, &running);
         assert!(c.is_empty());
         assert_eq!(c.unchanged.len(), 3);
@@ -416,7 +524,9 @@ mod tests {
         let mut running = running;
         running[2].running = false;
         running.push(Running {
-            name: "p-dev-old-1".to_owned(),
+            id: "id-old".to_owned(),
+            name: "p-here-dev-old-1".to_owned(),
+            container: Some("old".to_owned()),
             config_hash: None,
             running: true,
         });
@@ -425,11 +535,108 @@ mod tests {
             c.waves,
             vec![
                 vec![] as Vec<String>,
-                vec!["p-dev-api-1".to_owned()],
-                vec!["p-dev-web-1".to_owned()]
+                vec!["p-here-dev-api-1".to_owned()],
+                vec!["p-here-dev-web-1".to_owned()]
             ]
         );
-        assert_eq!(c.unchanged, vec!["p-dev-db-1"]);
-        assert_eq!(c.orphans, vec!["p-dev-old-1"]);
+        assert_eq!(c.unchanged, vec!["p-here-dev-db-1"]);
+        assert_eq!(c.orphans, vec!["p-here-dev-old-1"]);
+        assert!(c.replaced.is_empty());
+    }
+
+    /// A container as the engine lists it when it runs `i` as wanted.
+    fn ours(i: &Instance) -> Running {
+        Running {
+            id: format!("id-{}", i.name),
+            name: i.name.clone(),
+            container: Some(i.container.to_string()),
+            config_hash: Some(i.config_hash.clone()),
+            running: true,
+        }
+    }
+
+    #[test]
+    fn two_sites_never_share_a_name() {
+        let crate::load::Parsed { cookbook, plan } =
+            crate::load::parse(COOKBOOK.as_bytes()).unwrap();
+        let l = lock(&[("db", "sha256:1"), ("api", "sha256:2"), ("web", "sha256:3")]);
+        let here = desired(&cookbook, &plan, &l, "here", "dev").unwrap();
+        let other = desired(&cookbook, &plan, &l, "devonly", "dev").unwrap();
+        assert_eq!(names(&other), vec![vec!["p-devonly-dev-db-1"]]);
+        assert_eq!(other.network, "p-devonly-dev");
+        assert_ne!(here.network, other.network);
+        assert!(here.instances().all(|i| i.name != other.waves[0][0].name));
+        // The network is part of every instance's settings: another site is another config.
+        assert_ne!(here.waves[0][0].config_hash, other.waves[0][0].config_hash);
+    }
+
+    /// What an earlier version deployed (`<project>-<stage>-<container>-<n>`, labelled ours) is
+    /// taken over replica by replica, each just before its successor is created; a record of it
+    /// is restored under today's names.
+    #[test]
+    fn containers_named_by_an_earlier_version_are_taken_over() {
+        let crate::load::Parsed { cookbook, plan } =
+            crate::load::parse(COOKBOOK.as_bytes()).unwrap();
+        let l = lock(&[("db", "sha256:1"), ("api", "sha256:2"), ("web", "sha256:3")]);
+        let d = desired(&cookbook, &plan, &l, "here", "prod").unwrap();
+        let legacy = |container: &str, n: u32| Running {
+            id: format!("id-{container}-{n}"),
+            name: format!("p-prod-{container}-{n}"),
+            container: Some(container.to_owned()),
+            config_hash: Some("0".repeat(64)),
+            running: true,
+        };
+        let mut running: Vec<Running> = ["db", "api", "web"].iter().map(|c| legacy(c, 1)).collect();
+        running.push(legacy("api", 2));
+        // db already runs under its new name: the old db is a leftover, not a predecessor.
+        running.push(ours(&d.waves[0][0]));
+        let c = changes(&d, &running);
+        assert_eq!(
+            c.waves,
+            vec![
+                vec![] as Vec<String>,
+                vec![
+                    "p-here-prod-api-1".to_owned(),
+                    "p-here-prod-api-2".to_owned()
+                ],
+                vec!["p-here-prod-web-1".to_owned()]
+            ]
+        );
+        assert_eq!(
+            c.replaced,
+            BTreeMap::from([
+                (
+                    "p-here-prod-api-1".to_owned(),
+                    vec!["p-prod-api-1".to_owned()]
+                ),
+                (
+                    "p-here-prod-api-2".to_owned(),
+                    vec!["p-prod-api-2".to_owned()]
+                ),
+                (
+                    "p-here-prod-web-1".to_owned(),
+                    vec!["p-prod-web-1".to_owned()]
+                ),
+            ])
+        );
+        assert_eq!(c.orphans, vec!["p-prod-db-1"]);
+        let second = &d.waves[1][1];
+        assert_eq!(d.replica(second), 2);
+        assert_eq!(
+            replaced_by(&d, second, &running)
+                .iter()
+                .map(|r| r.id.as_str())
+                .collect::<Vec<_>>(),
+            vec!["id-api-2"]
+        );
+
+        // A release recorded under the old names comes back under today's.
+        let mut recorded = d.clone();
+        recorded.network = "p-prod".to_owned();
+        for i in recorded.waves.iter_mut().flatten() {
+            let n = i.name.rsplit_once('-').unwrap().1.to_owned();
+            i.name = format!("p-prod-{}-{n}", i.container);
+        }
+        assert_eq!(recorded.with_current_names(), d);
     }
 }

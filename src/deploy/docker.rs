@@ -2,14 +2,26 @@
 //! `desired::Changes` on a site's engine.
 //!
 //! Pipeline position: `Desired` + the engine's containers → `changes` → `deploy::session` →
-//! **here**: one network per project and stage, then wave by wave: (re)create the wave's changed
-//! instances, start them, and report when every instance of the wave is healthy; containers no
-//! longer wanted are removed last. Instances whose config hash is unchanged are not touched, so an
-//! unchanged deploy restarts nothing.
+//! **here**: one network per project, site and stage, then wave by wave: (re)create the wave's
+//! changed instances, start them, and report when every instance it created is healthy;
+//! containers no longer wanted are removed last. Instances whose config hash is unchanged are not
+//! touched, so an unchanged deploy restarts nothing.
 //!
-//! Health: a probe becomes the container's Docker HEALTHCHECK (run inside the container: `http`
-//! uses `wget`, `tcp` uses `nc`, both from the image), and the wave waits for the engine's
-//! `healthy`; without a probe, healthy means running and not restarting for the grace period.
+//! Ownership: the stage's containers and network are the ones labelled with its project, site and
+//! stage (`Desired::labels`). Only those are ever removed or replaced, and by id, as listed with
+//! those labels; a name the stage needs that anything else holds (docker compose's container,
+//! another site's, one made by hand) stops the deploy before anything changes, naming the holder
+//! (`BackendError::NotOurs`).
+//!
+//! Health: a probe becomes the container's Docker HEALTHCHECK, run inside the container. `http`
+//! and `tcp` are exec-form commands built from validated parts, never shell text: `wget -q -O
+//! /dev/null http://127.0.0.1:<port><path>` (busybox's wget: healthy on 2xx/3xx, as Kubernetes'
+//! `httpGet`) and `nc -w 1 127.0.0.1 <port> -e true` (busybox's nc: connected, it runs `true` on
+//! the socket and exits 0; a plain `nc` would wait on the health check's stdin, which Docker
+//! never closes). Only a `command` written as a string is run by a shell: the author's own.
+//! The wave waits for the engine's `healthy` of each instance it created; without a probe,
+//! healthy means running and not restarting for the grace period. A restart counts only since
+//! the container was created by this deploy.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -22,15 +34,15 @@ use bollard::models::{
     NetworkCreateRequest, NetworkingConfig, PortBinding, RestartPolicy, RestartPolicyNameEnum,
 };
 use bollard::query_parameters::{
-    CreateContainerOptions, CreateImageOptions, ListContainersOptions, RemoveContainerOptions,
-    StartContainerOptions, TopOptions,
+    CreateContainerOptions, CreateImageOptions, ListContainersOptions, ListNetworksOptions,
+    RemoveContainerOptions, StartContainerOptions, TopOptions,
 };
 use futures_util::StreamExt;
 
 use crate::deploy::backend::{Backend, BackendError, Unhealthy};
 use crate::deploy::desired::{
-    changes, Changes, Desired, Instance, Running, LABEL_CONFIG, LABEL_PROJECT, LABEL_SITE,
-    LABEL_STAGE,
+    changes, replaced_by, Changes, Desired, Instance, Running, LABEL_CONFIG, LABEL_CONTAINER,
+    LABEL_PROJECT, LABEL_SITE, LABEL_STAGE,
 };
 use crate::deploy::detect::Detected;
 use crate::deploy::services::{classify, listening_ports, main_tree, Services};
@@ -67,18 +79,34 @@ fn nanos(d: Duration) -> i64 {
 
 /// The HEALTHCHECK of an instance (`None` when it has no probe).
 fn healthcheck(instance: &Instance) -> Option<HealthConfig> {
+    let exec = |argv: &[&str]| -> Vec<String> {
+        std::iter::once("CMD")
+            .chain(argv.iter().copied())
+            .map(str::to_owned)
+            .collect()
+    };
     let test = match &instance.health.probe {
         Probe::Running => return None,
         Probe::Command(argv) => [vec!["CMD".to_owned()], argv.clone()].concat(),
         Probe::Shell(s) => vec!["CMD-SHELL".to_owned(), s.clone()],
-        Probe::Http { port, path } => vec![
-            "CMD-SHELL".to_owned(),
-            format!("wget -q -O /dev/null http://127.0.0.1:{port}{path}"),
-        ],
-        Probe::Tcp { port } => vec![
-            "CMD-SHELL".to_owned(),
-            format!("nc -w 1 127.0.0.1 {port} </dev/null"),
-        ],
+        // One argument: the path cannot reach past the URL (it starts with `/`, holds no
+        // space, and no shell reads it).
+        Probe::Http { port, path } => exec(&[
+            "wget",
+            "-q",
+            "-O",
+            "/dev/null",
+            &format!("http://127.0.0.1:{port}{path}"),
+        ]),
+        Probe::Tcp { port } => exec(&[
+            "nc",
+            "-w",
+            "1",
+            "127.0.0.1",
+            &port.to_string(),
+            "-e",
+            "true",
+        ]),
     };
     let h = &instance.health;
     Some(HealthConfig {
@@ -106,6 +134,64 @@ fn up_for(started_at: Option<&str>) -> Duration {
         .unwrap_or_default()
 }
 
+/// The label filter that lists the stage's containers and networks (`key=value` each).
+fn ours_filter(desired: &Desired) -> Vec<String> {
+    desired
+        .labels(None)
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect()
+}
+
+/// Whether `labels` carry the stage's project, site and stage.
+fn is_ours(desired: &Desired, labels: &HashMap<String, String>) -> bool {
+    desired
+        .labels(None)
+        .iter()
+        .all(|(k, v)| labels.get(k) == Some(v))
+}
+
+/// docker compose's labels (what `docker compose` puts on every container and network it makes).
+const COMPOSE_PROJECT: &str = "com.docker.compose.project";
+const COMPOSE_SERVICE: &str = "com.docker.compose.service";
+
+/// Whose an object is, as its labels say.
+fn owner(labels: &HashMap<String, String>) -> String {
+    let label = |k: &str| labels.get(k).map(String::as_str);
+    if let Some(project) = label(COMPOSE_PROJECT) {
+        return match label(COMPOSE_SERVICE) {
+            Some(service) => {
+                format!("it belongs to docker compose project `{project}` (service `{service}`)")
+            }
+            None => format!("it belongs to docker compose project `{project}`"),
+        };
+    }
+    if let Some(project) = label(LABEL_PROJECT) {
+        let or_unknown = |k| label(k).unwrap_or("?");
+        return format!(
+            "it belongs to cookbook project `{project}`, site `{}`, stage `{}`",
+            or_unknown(LABEL_SITE),
+            or_unknown(LABEL_STAGE)
+        );
+    }
+    "it carries neither cookbook's nor docker compose's labels (made by hand?)".to_owned()
+}
+
+fn not_ours(
+    desired: &Desired,
+    kind: &'static str,
+    name: &str,
+    labels: &HashMap<String, String>,
+) -> BackendError {
+    BackendError::NotOurs {
+        kind,
+        name: name.to_owned(),
+        owner: owner(labels),
+        stage: format!("{}/{}", desired.site, desired.stage),
+        labels: ours_filter(desired).join(", "),
+    }
+}
+
 pub struct Deployer<'a> {
     engine: &'a DockerEngine,
 }
@@ -123,14 +209,7 @@ impl<'a> Deployer<'a> {
     /// The engine's containers of this project, stage and site (another site deploying to the
     /// same engine keeps its own: they are never this deploy's orphans).
     pub async fn running(&self, desired: &Desired) -> Result<Vec<Running>, EngineError> {
-        let filters = HashMap::from([(
-            "label".to_owned(),
-            vec![
-                format!("{LABEL_PROJECT}={}", desired.project),
-                format!("{LABEL_STAGE}={}", desired.stage),
-                format!("{LABEL_SITE}={}", desired.site),
-            ],
-        )]);
+        let filters = HashMap::from([("label".to_owned(), ours_filter(desired))]);
         let list = self
             .engine
             .client()
@@ -145,23 +224,56 @@ impl<'a> Deployer<'a> {
             .into_iter()
             .filter_map(|c| {
                 let name = c.names?.first()?.trim_start_matches('/').to_owned();
+                let labels = c.labels.unwrap_or_default();
                 Some(Running {
+                    id: c.id?,
                     name,
-                    config_hash: c.labels.and_then(|l| l.get(LABEL_CONFIG).cloned()),
+                    container: labels.get(LABEL_CONTAINER).cloned(),
+                    config_hash: labels.get(LABEL_CONFIG).cloned(),
                     running: c.state.is_some_and(|s| s.to_string() == "running"),
                 })
             })
             .collect())
     }
 
-    async fn ensure_network(&self, desired: &Desired) -> Result<(), EngineError> {
+    /// Refuses, before anything changes, a desired name that a container not listed as ours
+    /// holds.
+    async fn check_names(&self, desired: &Desired, ours: &[Running]) -> Result<(), BackendError> {
+        for instance in desired.instances() {
+            if !ours.iter().any(|r| r.name == instance.name) {
+                self.refuse_holder(desired, &instance.name).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// `Err(NotOurs)` naming the owner of the container called `name`, if one without the
+    /// stage's labels holds it.
+    async fn refuse_holder(&self, desired: &Desired, name: &str) -> Result<(), BackendError> {
+        match self.engine.client().inspect_container(name, None).await {
+            Ok(info) => {
+                let labels = info.config.and_then(|c| c.labels).unwrap_or_default();
+                if is_ours(desired, &labels) {
+                    // Made just now by a concurrent deploy of the stage: not someone else's.
+                    return Ok(());
+                }
+                Err(not_ours(desired, "container", name, &labels))
+            }
+            Err(BollardError::DockerResponseServerError {
+                status_code: 404, ..
+            }) => Ok(()),
+            Err(e) => Err(self.engine.classify_error("inspect container", e).into()),
+        }
+    }
+
+    async fn ensure_network(&self, desired: &Desired) -> Result<(), BackendError> {
         let docker = self.engine.client();
         match docker.inspect_network(&desired.network, None).await {
-            Ok(_) => return Ok(()),
+            Ok(network) => return self.network_is_ours(desired, network.labels),
             Err(BollardError::DockerResponseServerError {
                 status_code: 404, ..
             }) => {}
-            Err(e) => return Err(self.engine.classify_error("inspect network", e)),
+            Err(e) => return Err(self.engine.classify_error("inspect network", e).into()),
         }
         let request = NetworkCreateRequest {
             name: desired.network.clone(),
@@ -171,12 +283,64 @@ impl<'a> Deployer<'a> {
         };
         match docker.create_network(request).await {
             Ok(_) => Ok(()),
-            // Created by a concurrent deploy in between: as good.
+            // Created in between (a concurrent deploy of the stage, or someone else): as good
+            // only if it is ours.
             Err(BollardError::DockerResponseServerError {
                 status_code: 409, ..
-            }) => Ok(()),
-            Err(e) => Err(self.engine.classify_error("create network", e)),
+            }) => {
+                let network = docker
+                    .inspect_network(&desired.network, None)
+                    .await
+                    .map_err(self.err("inspect network"))?;
+                self.network_is_ours(desired, network.labels)
+            }
+            Err(e) => Err(self.engine.classify_error("create network", e).into()),
         }
+    }
+
+    fn network_is_ours(
+        &self,
+        desired: &Desired,
+        labels: Option<HashMap<String, String>>,
+    ) -> Result<(), BackendError> {
+        let labels = labels.unwrap_or_default();
+        if is_ours(desired, &labels) {
+            Ok(())
+        } else {
+            Err(not_ours(desired, "network", &desired.network, &labels))
+        }
+    }
+
+    /// Removes the stage's networks by an earlier name (`<project>-<stage>`, shared by every site
+    /// then): labelled as this site's stage, but not `desired.network`. One that containers
+    /// still use (another site's, not converged yet) is left for later.
+    async fn prune_networks(&self, desired: &Desired) -> Result<(), EngineError> {
+        let docker = self.engine.client();
+        let filters = HashMap::from([("label".to_owned(), ours_filter(desired))]);
+        let networks = docker
+            .list_networks(Some(ListNetworksOptions {
+                filters: Some(filters),
+            }))
+            .await
+            .map_err(self.err("list networks"))?;
+        for network in networks {
+            let (Some(id), Some(name)) = (network.id, network.name) else {
+                continue;
+            };
+            if name == desired.network {
+                continue;
+            }
+            match docker.remove_network(&id).await {
+                Ok(()) => {}
+                // In use (403 "has active endpoints"), or gone (404): not ours to force.
+                Err(BollardError::DockerResponseServerError {
+                    status_code: 403 | 404 | 409,
+                    ..
+                }) => {}
+                Err(e) => return Err(self.engine.classify_error("remove network", e)),
+            }
+        }
+        Ok(())
     }
 
     /// The image to run: the lock's digest as a registry digest of its repository, else as a
@@ -214,12 +378,13 @@ impl<'a> Deployer<'a> {
         Ok(found.id.unwrap_or(by_digest))
     }
 
-    async fn remove(&self, name: &str) -> Result<(), EngineError> {
+    /// Removes one of the stage's containers by its id (as listed with the stage's labels).
+    async fn remove(&self, ours: &Running) -> Result<(), EngineError> {
         match self
             .engine
             .client()
             .remove_container(
-                name,
+                &ours.id,
                 Some(RemoveContainerOptions {
                     force: true,
                     ..Default::default()
@@ -235,13 +400,17 @@ impl<'a> Deployer<'a> {
         }
     }
 
+    /// Creates and starts `instance`, first removing the containers of ours it replaces.
     async fn create_and_start(
         &self,
         desired: &Desired,
         instance: &Instance,
-    ) -> Result<(), EngineError> {
+        replaces: &[&Running],
+    ) -> Result<(), BackendError> {
         let image = self.image(instance).await?;
-        self.remove(&instance.name).await?;
+        for old in replaces {
+            self.remove(old).await?;
+        }
         let port_bindings: HashMap<String, Option<Vec<PortBinding>>> = instance
             .ports
             .iter()
@@ -292,7 +461,7 @@ impl<'a> Deployer<'a> {
             ..Default::default()
         };
         let docker = self.engine.client();
-        docker
+        let created = match docker
             .create_container(
                 Some(CreateContainerOptions {
                     name: Some(instance.name.clone()),
@@ -301,9 +470,21 @@ impl<'a> Deployer<'a> {
                 body,
             )
             .await
-            .map_err(self.err("create container"))?;
+        {
+            Ok(created) => created,
+            // The name was taken since `changes` looked: say by whom.
+            Err(
+                e @ BollardError::DockerResponseServerError {
+                    status_code: 409, ..
+                },
+            ) => {
+                self.refuse_holder(desired, &instance.name).await?;
+                return Err(self.engine.classify_error("create container", e).into());
+            }
+            Err(e) => return Err(self.engine.classify_error("create container", e).into()),
+        };
         docker
-            .start_container(&instance.name, None::<StartContainerOptions>)
+            .start_container(&created.id, None::<StartContainerOptions>)
             .await
             .map_err(self.err("start container"))?;
         Ok(())
@@ -489,9 +670,16 @@ impl<'a> Deployer<'a> {
                         .and_then(|c| c.labels)
                         .and_then(|l| l.get(LABEL_CONFIG).cloned());
                     let running_image = info.image;
-                    let services = if with_services && state.running == Some(true) {
+                    let up = state.running == Some(true) && state.restarting != Some(true);
+                    let services = if with_services && up {
                         let pid = state.pid.and_then(|p| u32::try_from(p).ok()).unwrap_or(0);
-                        Some(self.services(&instance.name, pid).await?)
+                        match self.services(&instance.name, pid).await {
+                            Ok(services) => Some(services),
+                            // It stopped or began restarting since it was inspected (the engine
+                            // answers 409): nothing to ask it now; the rest of the row says so.
+                            Err(EngineError::Api { status: 409, .. }) => None,
+                            Err(e) => return Err(e),
+                        }
                     } else {
                         None
                     };
@@ -540,7 +728,7 @@ impl<'a> Deployer<'a> {
 }
 
 /// The Docker engine as a `deploy::Backend`: its units are containers, one per replica, named
-/// `<project>-<stage>-<container>-<n>`.
+/// `<project>-<site>-<stage>-<container>-<n>`.
 pub struct DockerSite {
     engine: DockerEngine,
 }
@@ -572,11 +760,14 @@ impl Backend for DockerSite {
     type Status = Vec<InstanceStatus>;
 
     async fn prepare(&self, desired: &Desired) -> Result<(), BackendError> {
-        Ok(self.deployer().ensure_network(desired).await?)
+        self.deployer().ensure_network(desired).await
     }
 
     async fn changes(&self, desired: &Desired) -> Result<Changes, BackendError> {
-        Ok(changes(desired, &self.deployer().running(desired).await?))
+        let deployer = self.deployer();
+        let ours = deployer.running(desired).await?;
+        deployer.check_names(desired, &ours).await?;
+        Ok(changes(desired, &ours))
     }
 
     async fn apply(
@@ -586,11 +777,16 @@ impl Backend for DockerSite {
         units: &[String],
     ) -> Result<(), BackendError> {
         let deployer = self.deployer();
+        // Listed again: what is replaced is what carries the stage's labels now.
+        let ours = deployer.running(desired).await?;
         for instance in desired.waves[wave]
             .iter()
             .filter(|i| units.contains(&i.name))
         {
-            deployer.create_and_start(desired, instance).await?;
+            let replaces = replaced_by(desired, instance, &ours);
+            deployer
+                .create_and_start(desired, instance, &replaces)
+                .await?;
         }
         Ok(())
     }
@@ -599,9 +795,13 @@ impl Backend for DockerSite {
         &self,
         desired: &Desired,
         wave: usize,
+        units: &[String],
     ) -> Result<Result<(), Unhealthy>, BackendError> {
         let deployer = self.deployer();
-        for instance in &desired.waves[wave] {
+        for instance in desired.waves[wave]
+            .iter()
+            .filter(|i| units.contains(&i.name))
+        {
             if let Err(why) = deployer.wait_healthy(instance).await? {
                 return Ok(Err(Unhealthy {
                     unit: instance.name.clone(),
@@ -612,11 +812,14 @@ impl Backend for DockerSite {
         Ok(Ok(()))
     }
 
-    async fn remove(&self, _desired: &Desired, units: &[String]) -> Result<(), BackendError> {
+    async fn remove(&self, desired: &Desired, units: &[String]) -> Result<(), BackendError> {
         let deployer = self.deployer();
-        for name in units {
-            deployer.remove(name).await?;
+        for ours in deployer.running(desired).await? {
+            if units.contains(&ours.name) {
+                deployer.remove(&ours).await?;
+            }
         }
+        deployer.prune_networks(desired).await?;
         Ok(())
     }
 

@@ -7,9 +7,16 @@
 //! out each wave; `releases` and `approvals` keep the records in the state directory.
 //! Invariants: a release is recorded only after every wave was healthy; a deploy that changes
 //! nothing adds no record; nothing here prints (the CLI renders the outcome and the errors).
+//! A deploy that fails once it has changed something — a unit not healthy, the site's API
+//! failing or refusing, a stop requested (a signal, between steps) — is never left half done:
+//! it rolls back as `rollback.on_failure` says, and `Stopped` reports the cause and what was
+//! restored.
 
 use std::collections::BTreeMap;
+use std::fmt;
 use std::path::Path;
+
+use tokio_util::sync::CancellationToken;
 
 use crate::deploy::approvals::{check_rule, images_id, Approvals};
 use crate::deploy::backend::{connect, Backend, BackendError, ConnectOptions, Site};
@@ -30,17 +37,111 @@ pub struct Outcome {
     pub removed: Vec<String>,
 }
 
+/// Where in a converge something went wrong.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    /// Before the first wave: readying the stage, comparing.
+    Prepare,
+    /// Wave N (from 1).
+    Wave(usize),
+    /// After the last wave: removing what is no longer wanted.
+    Cleanup,
+}
+
+impl fmt::Display for Step {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Step::Prepare => f.write_str("before the first wave"),
+            Step::Wave(n) => write!(f, "wave {n}"),
+            Step::Cleanup => f.write_str("removing what is no longer wanted"),
+        }
+    }
+}
+
 /// Why converging a site stopped.
 #[derive(Debug, thiserror::Error)]
 pub enum WaveError {
-    #[error(transparent)]
-    Backend(#[from] BackendError),
+    /// The site's edge failed or refused.
+    #[error("{}{source}", if *.at == Step::Prepare { String::new() } else { format!("{at}: ") })]
+    Backend { at: Step, source: BackendError },
     #[error("wave {wave}: {unit} is not healthy: {why}")]
     Unhealthy {
         wave: usize,
         unit: String,
         why: String,
     },
+    /// A stop was requested (a signal): the converge went no further.
+    #[error("{at}: interrupted")]
+    Interrupted { at: Step },
+}
+
+/// A converge that did not finish: why, and what it had done by then.
+#[derive(Debug)]
+pub struct Halted {
+    pub cause: WaveError,
+    /// Whether it changed anything on the site (else there is nothing to roll back).
+    pub touched: bool,
+    /// What it had (re)created.
+    pub started: Vec<String>,
+}
+
+/// What a failed deploy did about its failure (`rollback.on_failure`).
+#[derive(Debug)]
+pub enum Recovery {
+    /// It had changed nothing yet.
+    NothingChanged,
+    /// `on_failure: none`: left as it is, for inspection.
+    LeftAsIs,
+    /// `on_failure: previous`, and the stage has no earlier release to go back to.
+    NothingToRestore,
+    /// The stage runs `release` again (recorded as rolled back from the failed one).
+    RolledBack { release: String, outcome: Outcome },
+    /// Going back to `release` failed too.
+    RollbackFailed { release: String, cause: WaveError },
+}
+
+/// A deploy that stopped at a wave, and what it did about it.
+#[derive(Debug)]
+pub struct Stopped {
+    /// The release that was being deployed.
+    pub release: String,
+    pub site: Name,
+    pub stage: Name,
+    /// What it (re)created before it stopped.
+    pub started: Vec<String>,
+    pub cause: WaveError,
+    pub recovery: Recovery,
+}
+
+impl std::error::Error for Stopped {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.cause)
+    }
+}
+
+impl fmt::Display for Stopped {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "deploy of release {} to {}/{} stopped: {}; ",
+            self.release, self.site, self.stage, self.cause
+        )?;
+        match &self.recovery {
+            Recovery::NothingChanged => f.write_str("nothing was changed"),
+            Recovery::LeftAsIs => f.write_str("left as it is (on_failure: none)"),
+            Recovery::NothingToRestore => {
+                f.write_str("no earlier release of this stage to roll back to")
+            }
+            Recovery::RolledBack { release, outcome } => write!(
+                f,
+                "rolled back to release {release} (recreated: {})",
+                names(&outcome.started)
+            ),
+            Recovery::RollbackFailed { release, cause } => {
+                write!(f, "rolling back to release {release} failed too: {cause}")
+            }
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -66,6 +167,17 @@ pub enum DeployError {
         message: String,
         help: Option<String>,
     },
+    /// A deploy stopped at a wave once it had changed something (a unit not healthy, the site's
+    /// API failing, a stop requested), and what it did about it.
+    #[error(transparent)]
+    Stopped(Box<Stopped>),
+}
+
+impl DeployError {
+    /// Whether a stop request (a signal) is what stopped the deploy.
+    pub fn interrupted(&self) -> bool {
+        matches!(self, DeployError::Stopped(s) if matches!(s.cause, WaveError::Interrupted { .. }))
+    }
 }
 
 /// "what: a, b" for a help line, or nothing for an empty list.
@@ -73,31 +185,88 @@ pub fn listed(what: &str, names: &[String]) -> Option<String> {
     (!names.is_empty()).then(|| format!("{what}: {}", names.join(", ")))
 }
 
-/// Converges the site to `desired`: prepares the stage, then wave by wave applies the units that
-/// differ and waits until the whole wave is healthy; removes what is no longer wanted last. On an
-/// unhealthy wave it stops there (what is already started stays: rolling back is the caller's
-/// decision).
-pub async fn converge<B: Backend>(backend: &B, desired: &Desired) -> Result<Outcome, WaveError> {
-    backend.prepare(desired).await?;
-    let plan = backend.changes(desired).await?;
+/// Converges the site to `desired` (under today's names: `Desired::with_current_names`):
+/// prepares the stage, then wave by wave applies the units that differ and waits until each of
+/// them is healthy; removes what is no longer wanted last. It stops at the first failure, or
+/// between steps once `stop` is cancelled (a wave's health wait is cut short); what is already
+/// started stays: rolling back is the caller's decision.
+pub async fn converge<B: Backend>(
+    backend: &B,
+    desired: &Desired,
+    stop: &CancellationToken,
+) -> Result<Outcome, Halted> {
+    let desired = &desired.with_current_names();
     let mut outcome = Outcome {
         release: desired.release.clone(),
-        unchanged: plan.unchanged.clone(),
         ..Default::default()
     };
+    let mut touched = false;
+    let halt = |cause, touched, outcome: &Outcome| Halted {
+        cause,
+        touched,
+        started: outcome.started.clone(),
+    };
+    let backend_error = |at| move |source| WaveError::Backend { at, source };
+    if stop.is_cancelled() {
+        let cause = WaveError::Interrupted { at: Step::Prepare };
+        return Err(halt(cause, false, &outcome));
+    }
+    let prepared = match backend.prepare(desired).await {
+        Ok(()) => backend.changes(desired).await,
+        Err(e) => Err(e),
+    };
+    let plan = prepared.map_err(|e| halt(backend_error(Step::Prepare)(e), false, &outcome))?;
+    outcome.unchanged = plan.unchanged.clone();
     for (index, create) in plan.waves.iter().enumerate() {
-        backend.apply(desired, index, create).await?;
+        let at = Step::Wave(index + 1);
+        if create.is_empty() {
+            continue;
+        }
+        if stop.is_cancelled() {
+            return Err(halt(WaveError::Interrupted { at }, touched, &outcome));
+        }
+        touched = true;
+        backend
+            .apply(desired, index, create)
+            .await
+            .map_err(|e| halt(backend_error(at)(e), true, &outcome))?;
         outcome.started.extend(create.iter().cloned());
-        if let Err(failed) = backend.wait(desired, index).await? {
-            return Err(WaveError::Unhealthy {
-                wave: index + 1,
-                unit: failed.unit,
-                why: failed.why,
-            });
+        for unit in create {
+            outcome
+                .removed
+                .extend(plan.replaced.get(unit).into_iter().flatten().cloned());
+        }
+        let waited = tokio::select! {
+            waited = backend.wait(desired, index, create) => waited,
+            () = stop.cancelled() => {
+                return Err(halt(WaveError::Interrupted { at }, true, &outcome));
+            }
+        };
+        match waited {
+            Ok(Ok(())) => {}
+            Ok(Err(failed)) => {
+                let cause = WaveError::Unhealthy {
+                    wave: index + 1,
+                    unit: failed.unit,
+                    why: failed.why,
+                };
+                return Err(halt(cause, true, &outcome));
+            }
+            Err(e) => return Err(halt(backend_error(at)(e), true, &outcome)),
         }
     }
-    backend.remove(desired, &plan.orphans).await?;
-    outcome.removed = plan.orphans;
+    if !plan.orphans.is_empty() && stop.is_cancelled() {
+        return Err(halt(
+            WaveError::Interrupted { at: Step::Cleanup },
+            touched,
+            &outcome,
+        ));
+    }
+    backend
+        .remove(desired, &plan.orphans)
+        .await
+        .map_err(|e| halt(backend_error(Step::Cleanup)(e), true, &outcome))?;
+    outcome.removed.extend(plan.orphans);
     Ok(outcome)
 }
 
@@ -289,12 +458,14 @@ fn names(list: &[String]) -> String {
 
 /// `cookbook deploy` and `promote`: checks the stage's rule and the site's capabilities,
 /// converges the site to `desired` (rolling back on failure when the cookbook says so), and
-/// records the release.
+/// records the release. `stop` (a signal) stops it between steps, and rolls it back like a
+/// failure.
 pub async fn deploy(
     state_dir: &Path,
     cookbook: &Cookbook,
     desired: &Desired,
     options: &ConnectOptions,
+    stop: &CancellationToken,
 ) -> Result<Outcome, DeployError> {
     check_progression(state_dir, cookbook, desired, options).await?;
     let target = target(cookbook, &desired.site)?;
@@ -305,7 +476,7 @@ pub async fn deploy(
     let keep = cookbook.lifecycle.rollback.keep;
     let site = connect(&target, options).await?;
     check_capabilities(&site, cookbook, &desired.site).await?;
-    let failure = match converge(&site, desired).await {
+    let failure = match converge(&site, desired, stop).await {
         Ok(outcome) => {
             // At or after the checkpoint stage, a successful deploy makes these images a
             // rollback point, wherever this site recorded them.
@@ -327,11 +498,13 @@ pub async fn deploy(
             })?;
             return Ok(outcome);
         }
-        Err(WaveError::Backend(e)) => return Err(DeployError::Backend(e)),
-        Err(unhealthy) => format!(
-            "deploy of release {} to {}/{} stopped: {unhealthy}",
-            desired.release, desired.site, desired.stage
-        ),
+        // Nothing changed yet: the refusal or the unreachable site is the whole answer.
+        Err(Halted {
+            cause: WaveError::Backend { source, .. },
+            touched: false,
+            ..
+        }) => return Err(DeployError::Backend(source)),
+        Err(halted) => halted,
     };
     let previous = records
         .rollback_point(
@@ -340,34 +513,42 @@ pub async fn deploy(
             checkpointed(cookbook, desired.stage.as_str()),
         )
         .cloned();
-    let message = match (cookbook.lifecycle.rollback.on_failure, previous) {
-        (OnFailure::None, _) => format!("{failure}; left as it is (on_failure: none)"),
-        (OnFailure::Previous, None) => {
-            format!("{failure}; no earlier release of this stage to roll back to")
-        }
-        (OnFailure::Previous, Some(previous)) => match converge(&site, &previous.desired).await {
-            Ok(restored) => {
-                let back = Release {
-                    deployed_at: now(),
-                    rolled_back_from: Some(desired.release.clone()),
-                    ..previous.clone()
-                };
-                Releases::update(&path, |records| {
-                    records.record(desired.stage.as_str(), back, keep)
-                })?;
-                format!(
-                    "{failure}; rolled back to release {} (recreated: {})",
-                    previous.release,
-                    names(&restored.started)
-                )
+    let recovery = match (cookbook.lifecycle.rollback.on_failure, previous) {
+        _ if !failure.touched => Recovery::NothingChanged,
+        (OnFailure::None, _) => Recovery::LeftAsIs,
+        (OnFailure::Previous, None) => Recovery::NothingToRestore,
+        // Not stoppable: a second signal ends the process (`cli::interrupt`).
+        (OnFailure::Previous, Some(previous)) => {
+            match converge(&site, &previous.desired, &CancellationToken::new()).await {
+                Ok(restored) => {
+                    let back = Release {
+                        deployed_at: now(),
+                        rolled_back_from: Some(desired.release.clone()),
+                        ..previous.clone()
+                    };
+                    Releases::update(&path, |records| {
+                        records.record(desired.stage.as_str(), back, keep)
+                    })?;
+                    Recovery::RolledBack {
+                        release: previous.release,
+                        outcome: restored,
+                    }
+                }
+                Err(halted) => Recovery::RollbackFailed {
+                    release: previous.release,
+                    cause: halted.cause,
+                },
             }
-            Err(e) => format!(
-                "{failure}; rolling back to release {} failed too: {e}",
-                previous.release
-            ),
-        },
+        }
     };
-    Err(DeployError::Failed(message))
+    Err(DeployError::Stopped(Box::new(Stopped {
+        release: desired.release.clone(),
+        site: desired.site.clone(),
+        stage: desired.stage.clone(),
+        started: failure.started,
+        cause: failure.cause,
+        recovery,
+    })))
 }
 
 /// What `rollback` restored.
@@ -427,15 +608,23 @@ pub async fn rollback(
     let target = target(cookbook, site)?;
     let connected = connect(&target, options).await?;
     check_capabilities(&connected, cookbook, site).await?;
-    let outcome = converge(&connected, &target_release.desired)
-        .await
-        .map_err(|e| match e {
-            WaveError::Backend(e) => DeployError::Backend(e),
-            unhealthy => DeployError::Failed(format!(
-                "rollback of {site}/{stage} to release {} stopped: {unhealthy}",
-                target_release.release
-            )),
-        })?;
+    let outcome = converge(
+        &connected,
+        &target_release.desired,
+        &CancellationToken::new(),
+    )
+    .await
+    .map_err(|halted| match halted {
+        Halted {
+            cause: WaveError::Backend { source, .. },
+            touched: false,
+            ..
+        } => DeployError::Backend(source),
+        halted => DeployError::Failed(format!(
+            "rollback of {site}/{stage} to release {} stopped: {}",
+            target_release.release, halted.cause
+        )),
+    })?;
     Releases::update(&path, |records| {
         records.record(
             stage,

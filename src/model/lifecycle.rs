@@ -228,10 +228,94 @@ pub enum Probe {
     Command(Vec<String>),
     /// Run by `/bin/sh -c` inside the container.
     Shell(String),
-    /// An HTTP GET on a port inside the container answers 2xx/3xx.
-    Http { port: u16, path: String },
+    /// An HTTP GET of `path` on `127.0.0.1:port` inside the container answers 2xx/3xx.
+    Http { port: u16, path: HttpPath },
     /// A TCP connect to a port inside the container succeeds.
     Tcp { port: u16 },
+}
+
+/// The path (and query) an `http` probe asks for: `/` then only RFC 3986 path and query
+/// characters (unreserved, sub-delims, `:`, `@`, `/`, `?`, and `%` with two hex digits), so at
+/// most 4096 of them. It is one argument of the probe's command on Docker and the `httpGet`
+/// path on Kubernetes, never shell text; a record read back (release records) is checked again.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct HttpPath(String);
+
+/// The longest probe path accepted (the schema's `maxLength`).
+pub const HTTP_PATH_MAX: usize = 4096;
+
+/// Why a probe path was refused: the first offending character and its (0-based) byte offset.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HttpPathError {
+    #[error("must start with `/`")]
+    NoSlash,
+    #[error("is longer than {HTTP_PATH_MAX} bytes")]
+    TooLong,
+    #[error("has {} at byte {at}, which a URL path or query cannot hold", describe(*.found))]
+    Character { found: char, at: usize },
+    #[error("has a `%` at byte {at} not followed by two hex digits")]
+    Escape { at: usize },
+}
+
+fn describe(c: char) -> String {
+    if c.is_control() || c.is_whitespace() {
+        format!("the character U+{:04X}", u32::from(c))
+    } else {
+        format!("`{c}`")
+    }
+}
+
+impl HttpPath {
+    pub fn parse(s: &str) -> Result<HttpPath, HttpPathError> {
+        if !s.starts_with('/') {
+            return Err(HttpPathError::NoSlash);
+        }
+        if s.len() > HTTP_PATH_MAX {
+            return Err(HttpPathError::TooLong);
+        }
+        let b = s.as_bytes();
+        for (at, c) in s.char_indices() {
+            let allowed = c.is_ascii_alphanumeric() || "-._~!$&'()*+,;=:@/?%".contains(c);
+            if !allowed {
+                return Err(HttpPathError::Character { found: c, at });
+            }
+            let hex = |i: usize| b.get(i).is_some_and(u8::is_ascii_hexdigit);
+            if c == '%' && !(hex(at + 1) && hex(at + 2)) {
+                return Err(HttpPathError::Escape { at });
+            }
+        }
+        Ok(HttpPath(s.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl Default for HttpPath {
+    fn default() -> Self {
+        HttpPath("/".to_owned())
+    }
+}
+
+impl TryFrom<String> for HttpPath {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        HttpPath::parse(&s).map_err(|e| format!("probe path {s:?} {e}"))
+    }
+}
+
+impl From<HttpPath> for String {
+    fn from(p: HttpPath) -> String {
+        p.0
+    }
+}
+
+impl std::fmt::Display for HttpPath {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
 }
 
 impl Default for Health {
@@ -395,7 +479,7 @@ impl Check<'_> {
         } else if let Some(http) = &h.http {
             Probe::Http {
                 port: http.port,
-                path: http.path.clone().unwrap_or_else(|| "/".to_owned()),
+                path: self.http_path(&at, http.path.as_deref()),
             }
         } else if let Some(tcp) = &h.tcp {
             Probe::Tcp { port: tcp.port }
@@ -426,6 +510,27 @@ impl Check<'_> {
             grace: time("grace", &h.grace, default.grace),
             retries: h.retries.unwrap_or(default.retries),
         }
+    }
+
+    /// An `http` probe's path, or `/` (with a located problem when one was given and refused).
+    fn http_path(&mut self, at: &str, path: Option<&str>) -> HttpPath {
+        let Some(path) = path else {
+            return HttpPath::default();
+        };
+        HttpPath::parse(path).unwrap_or_else(|e| {
+            self.diagnostics.push(
+                Diagnostic::new(
+                    "model/health-path",
+                    pointer_push(&pointer_push(at, "http"), "path"),
+                    format!("probe path {} {e}", excerpt(path)),
+                )
+                .with_help(
+                    "write a URL path and query starting with `/`; percent-encode anything else \
+                     (a space is %20, `{` is %7B)",
+                ),
+            );
+            HttpPath::default()
+        })
     }
 
     fn runtime(&mut self, at: &str, r: &RuntimeWire) -> RuntimeOverride {
@@ -795,5 +900,56 @@ mod tests {
         // A cut that would end in `-` drops it: the label still ends in an alphanumeric.
         let dashed = kubernetes_name(&"b".repeat(51), "s", "dev", "api");
         assert!(is_dns_label(&dashed), "{dashed}");
+    }
+
+    #[test]
+    fn probe_paths_are_rfc_3986_paths_and_queries() {
+        for ok in [
+            "/",
+            "/index.html",
+            "/cgi-bin/orders?x=1&y=2",
+            "/a;b=c/%7Bx%7D",
+            "/$(touch$IFS/tmp/x)",
+            "/~user/@:!*'+,",
+        ] {
+            assert_eq!(HttpPath::parse(ok).map(String::from), Ok(ok.to_owned()));
+        }
+        use HttpPathError as E;
+        let refused = [
+            ("index.html", E::NoSlash),
+            ("", E::NoSlash),
+            ("/a b", E::Character { found: ' ', at: 2 }),
+            ("/a\tb", E::Character { found: '\t', at: 2 }),
+            (
+                "/a\u{1}",
+                E::Character {
+                    found: '\u{1}',
+                    at: 2,
+                },
+            ),
+            ("/x`id`", E::Character { found: '`', at: 2 }),
+            ("/a|b", E::Character { found: '|', at: 2 }),
+            ("/a>b", E::Character { found: '>', at: 2 }),
+            ("/${IFS}", E::Character { found: '{', at: 2 }),
+            ("/#top", E::Character { found: '#', at: 1 }),
+            ("/é", E::Character { found: 'é', at: 1 }),
+            ("/%zz", E::Escape { at: 1 }),
+            ("/%4", E::Escape { at: 1 }),
+        ];
+        for (bad, why) in refused {
+            assert_eq!(HttpPath::parse(bad), Err(why), "{bad:?}");
+        }
+        assert_eq!(
+            HttpPath::parse(&format!("/{}", "a".repeat(HTTP_PATH_MAX))),
+            Err(E::TooLong)
+        );
+        // A record read back is checked as the cookbook was.
+        let probe: Result<Probe, _> =
+            serde_json::from_str(r#"{"http": {"port": 80, "path": "/x;reboot now"}}"#);
+        assert!(probe.is_err());
+        assert_eq!(
+            E::Character { found: '\t', at: 2 }.to_string(),
+            "has the character U+0009 at byte 2, which a URL path or query cannot hold"
+        );
     }
 }

@@ -10,7 +10,8 @@ use cookbook::engine::DockerEngine;
 use super::{copy_example, repo_root, run_in, Run};
 
 /// A copy of an example under a project name of its own, so that concurrent test runs on the
-/// same engine never share containers; removes what it deployed (every stage) when dropped.
+/// same engine never share containers; removes what it deployed (every stage) when dropped: the
+/// containers and networks labelled with its project, and anything left at its instances' names.
 pub struct Project {
     pub dir: tempfile::TempDir,
     pub name: String,
@@ -55,9 +56,45 @@ impl Project {
         self.dir.path()
     }
 
-    /// The engine's name of a container's first instance in `stage`.
+    /// The engine's name of a container's first instance in `stage` of the examples' site,
+    /// `local`.
     pub fn instance(&self, stage: &str, container: &str) -> String {
+        format!("{}-local-{stage}-{container}-1", self.name)
+    }
+
+    /// The name an earlier version gave the same instance (no site in it).
+    pub fn old_instance(&self, stage: &str, container: &str) -> String {
         format!("{}-{stage}-{container}-1", self.name)
+    }
+
+    /// The names of the engine's containers labelled as this project's on site `local`, sorted.
+    pub fn containers(&self) -> Vec<String> {
+        let filters = std::collections::HashMap::from([(
+            "label".to_owned(),
+            vec![
+                format!("io.cookbook.project={}", self.name),
+                "io.cookbook.site=local".to_owned(),
+            ],
+        )]);
+        block_on(async move {
+            let engine = DockerEngine::connect().await.unwrap();
+            let options = bollard::query_parameters::ListContainersOptions {
+                all: true,
+                filters: Some(filters),
+                ..Default::default()
+            };
+            let mut names: Vec<String> = engine
+                .client()
+                .list_containers(Some(options))
+                .await
+                .unwrap()
+                .into_iter()
+                .flat_map(|c| c.names.unwrap_or_default())
+                .map(|n| n.trim_start_matches('/').to_owned())
+                .collect();
+            names.sort();
+            names
+        })
     }
 
     /// Each container's first instance in `stage` that the engine has.
@@ -95,6 +132,23 @@ impl Project {
         exec(instance, argv)
     }
 
+    /// Removes a container by name, whatever it is.
+    pub fn remove_by_hand(&self, name: &str) {
+        let name = name.to_owned();
+        block_on(async move {
+            let engine = DockerEngine::connect().await.unwrap();
+            let options = bollard::query_parameters::RemoveContainerOptions {
+                force: true,
+                ..Default::default()
+            };
+            engine
+                .client()
+                .remove_container(&name, Some(options))
+                .await
+                .unwrap();
+        });
+    }
+
     /// Replaces an instance by a hand-made container of the same name running `cmd` in the
     /// base image, with none of cookbook's labels.
     pub fn replace_by_hand(&self, instance: &str, cmd: &[&str]) {
@@ -116,18 +170,7 @@ impl Project {
                 cmd: Some(cmd),
                 ..Default::default()
             };
-            let options = bollard::query_parameters::CreateContainerOptions {
-                name: Some(instance.clone()),
-                ..Default::default()
-            };
-            docker.create_container(Some(options), body).await.unwrap();
-            docker
-                .start_container(
-                    &instance,
-                    None::<bollard::query_parameters::StartContainerOptions>,
-                )
-                .await
-                .unwrap();
+            run_container(docker, &instance, body).await;
         });
     }
 }
@@ -142,22 +185,140 @@ impl Drop for Project {
                 return;
             };
             let docker = engine.client();
+            let filters = std::collections::HashMap::from([(
+                "label".to_owned(),
+                vec![format!("io.cookbook.project={name}")],
+            )]);
+            let labelled = docker
+                .list_containers(Some(bollard::query_parameters::ListContainersOptions {
+                    all: true,
+                    filters: Some(filters.clone()),
+                    ..Default::default()
+                }))
+                .await
+                .unwrap_or_default()
+                .into_iter()
+                .filter_map(|c| c.id);
+            let mut names: Vec<String> = labelled.collect();
             for stage in &stages {
                 for c in &containers {
                     for n in 1..=2 {
-                        let options = bollard::query_parameters::RemoveContainerOptions {
-                            force: true,
-                            ..Default::default()
-                        };
-                        let _ = docker
-                            .remove_container(&format!("{name}-{stage}-{c}-{n}"), Some(options))
-                            .await;
+                        names.push(format!("{name}-local-{stage}-{c}-{n}"));
+                        names.push(format!("{name}-{stage}-{c}-{n}"));
                     }
                 }
-                let _ = docker.remove_network(&format!("{name}-{stage}")).await;
+            }
+            for container in names {
+                let options = bollard::query_parameters::RemoveContainerOptions {
+                    force: true,
+                    ..Default::default()
+                };
+                let _ = docker.remove_container(&container, Some(options)).await;
+            }
+            let networks = docker
+                .list_networks(Some(bollard::query_parameters::ListNetworksOptions {
+                    filters: Some(filters),
+                }))
+                .await
+                .unwrap_or_default();
+            for network in networks.into_iter().filter_map(|n| n.id) {
+                let _ = docker.remove_network(&network).await;
             }
         });
     }
+}
+
+/// A container a test made itself (another owner's, as far as cookbook can tell): removed when
+/// dropped.
+pub struct Foreign {
+    pub name: String,
+    pub id: String,
+}
+
+impl Foreign {
+    /// Creates and starts `name` (`sleep 600` in the base image) with `labels`.
+    pub fn start(name: &str, labels: &[(&str, &str)]) -> Foreign {
+        let name = name.to_owned();
+        let labels: std::collections::HashMap<String, String> = labels
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        let id = block_on({
+            let name = name.clone();
+            async move {
+                let engine = DockerEngine::connect().await.unwrap();
+                let body = bollard::models::ContainerCreateBody {
+                    image: Some("cookbook-test/busybox:latest".to_owned()),
+                    cmd: Some(vec!["sleep".to_owned(), "600".to_owned()]),
+                    labels: Some(labels),
+                    ..Default::default()
+                };
+                run_container(engine.client(), &name, body).await
+            }
+        });
+        Foreign { name, id }
+    }
+
+    /// Whether the engine still has this very container (same id), running.
+    pub fn is_intact(&self) -> bool {
+        let id = self.id.clone();
+        block_on(async move {
+            let engine = DockerEngine::connect().await.unwrap();
+            match engine.client().inspect_container(&id, None).await {
+                Ok(info) => info.state.and_then(|s| s.running) == Some(true),
+                Err(_) => false,
+            }
+        })
+    }
+}
+
+impl Drop for Foreign {
+    fn drop(&mut self) {
+        let id = self.id.clone();
+        block_on(async move {
+            if let Ok(engine) = DockerEngine::connect().await {
+                let options = bollard::query_parameters::RemoveContainerOptions {
+                    force: true,
+                    ..Default::default()
+                };
+                let _ = engine.client().remove_container(&id, Some(options)).await;
+            }
+        });
+    }
+}
+
+/// Creates the container `name` from `body` and starts it; its id.
+pub async fn run_container(
+    docker: &bollard::Docker,
+    name: &str,
+    body: bollard::models::ContainerCreateBody,
+) -> String {
+    let options = bollard::query_parameters::CreateContainerOptions {
+        name: Some(name.to_owned()),
+        ..Default::default()
+    };
+    let id = docker
+        .create_container(Some(options), body)
+        .await
+        .unwrap()
+        .id;
+    docker
+        .start_container(
+            &id,
+            None::<bollard::query_parameters::StartContainerOptions>,
+        )
+        .await
+        .unwrap();
+    id
+}
+
+/// A port on 127.0.0.1 nothing listens on right now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 pub fn block_on<F: std::future::Future>(f: F) -> F::Output {

@@ -730,9 +730,13 @@ impl Backend for KubeSite {
         &self,
         desired: &Desired,
         wave: usize,
+        units: &[String],
     ) -> Result<Result<(), Unhealthy>, BackendError> {
         let objects = self.objects(desired);
-        for unit in &objects.waves[wave] {
+        for unit in objects.waves[wave]
+            .iter()
+            .filter(|u| units.contains(&u.name))
+        {
             if let Err(why) = self.wait_rollout(unit).await? {
                 return Ok(Err(Unhealthy {
                     unit: unit.name.clone(),

@@ -169,7 +169,7 @@ fn probe(health: &Health, initial_delay: bool) -> Option<KubeProbe> {
         }
         Probe::Http { port, path } => {
             p.http_get = Some(HTTPGetAction {
-                path: Some(path.clone()),
+                path: Some(path.to_string()),
                 port: IntOrString::Int(i32::from(*port)),
                 ..Default::default()
             })
