@@ -63,8 +63,9 @@ use tokio_util::sync::CancellationToken;
 use crate::context::{dockerfile::local_image, ContextError};
 use crate::engine::{BuildRequest, Engine, EngineError};
 use crate::graph::Plan;
-use crate::hash::{BasePin, BasePins, Fingerprint};
+use crate::hash::{BasePin, BasePins, Fingerprint, InputHash};
 use crate::model::{ContainerKind, Cookbook, Name, Tagging};
+use crate::oci::{Digest, WrittenReference};
 use crate::registry::{Credential, RegistryClient, RegistryError, Repository};
 use crate::state::lock::{self as lockfile, Lock, LockError, LockedImage};
 
@@ -1288,8 +1289,8 @@ impl<E: Engine> Run<'_, E> {
         // A site's apply updates its containers and keeps the others'; containers the cookbook
         // no longer has are dropped.
         let update = lockfile::Update {
-            project: cookbook.project.name.to_string(),
-            containers_in_cookbook: cookbook.containers.keys().map(Name::to_string).collect(),
+            project: cookbook.project.name.clone(),
+            containers_in_cookbook: cookbook.containers.keys().cloned().collect(),
             bases_in_cookbook: pin::bases_in_cookbook(cookbook),
             // The pins this run's fingerprints (and so its builds) used.
             bases: self
@@ -1305,22 +1306,47 @@ impl<E: Engine> Run<'_, E> {
                 .containers
                 .iter()
                 .filter(|(_, c)| c.outcome.succeeded())
-                .map(|(name, c)| {
-                    (
-                        name.to_string(),
-                        LockedImage {
-                            input_hash: c.input_hash.clone(),
-                            image: c.image.clone(),
-                            tags: c.tags.clone(),
-                            digest: c.digest.clone(),
-                            image_id: c.image_id.clone(),
-                        },
-                    )
-                })
-                .collect(),
+                .map(|(name, c)| Ok((name.clone(), locked_image(c)?)))
+                .collect::<Result<_, ApplyError>>()?,
         };
         Ok(blocking(move || lockfile::update(&path, &update)).await?)
     }
+}
+
+/// A finished container's lock entry: the report's names and digests, as typed values. They
+/// are what this run made and the registry and engine answered (already parsed once there), so
+/// a value that does not parse is a repository name the cookbook allows but Docker does not.
+fn locked_image(c: &ContainerReport) -> Result<LockedImage, ApplyError> {
+    let reference = |text: &str| {
+        WrittenReference::parse(text).map_err(|e| ApplyError::BadRepository {
+            reference: text.to_owned(),
+            reason: e.to_string(),
+        })
+    };
+    let digest = |text: &Option<String>| {
+        text.as_deref()
+            .map(|d| {
+                Digest::parse(d).map_err(|e| ApplyError::BadRepository {
+                    reference: c.image.clone(),
+                    reason: e.to_string(),
+                })
+            })
+            .transpose()
+    };
+    Ok(LockedImage {
+        input_hash: InputHash::parse(&c.input_hash).ok_or_else(|| ApplyError::BadRepository {
+            reference: c.image.clone(),
+            reason: format!("`{}` is not an input hash", c.input_hash),
+        })?,
+        image: reference(&c.image)?,
+        tags: c
+            .tags
+            .iter()
+            .map(|t| reference(t))
+            .collect::<Result<_, _>>()?,
+        digest: digest(&c.digest)?,
+        image_id: digest(&c.image_id)?,
+    })
 }
 
 /// Where a container's mutable tags move: its repository in the registry (from the content
