@@ -26,6 +26,10 @@
 //! the model refuses it, located in the cookbook.) A digest from the engine or the registry
 //! that is not sha256 is refused too (exit 1): the lock records only what it can check.
 //!
+//! [`pin_plan`] records new pins in the lock as soon as they are resolved, before any build, so
+//! that a run that fails later (`apply --keep-going` with a failed container) still leaves the
+//! pins its published images were built on, and `hash` prints the hashes they are tagged with.
+//!
 //! Distinct references are resolved concurrently (a handful of requests at once).
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -278,9 +282,9 @@ fn came_from(info: &ImageInfo, repository: &Repository) -> bool {
 
 /// The pin step of a run: pins every external base of `plan` the lock does not pin yet (and
 /// those in `renew`, for `cookbook update`), checks the pinned ones for a move, reports both to
-/// `reporter`, and — when `write` — records the new pins in the lock at `lock_path`. A lock that
-/// is not valid is refused (exit 2), whatever the plan pins: every command that reads the lock
-/// refuses it alike.
+/// `reporter`, and — when `write` — records the new pins in the lock at `lock_path` at once,
+/// before the caller builds anything. A lock that is not valid is refused (exit 2), whatever the
+/// plan pins: every command that reads the lock refuses it alike.
 #[allow(clippy::too_many_arguments)]
 pub async fn pin_plan<E: Engine>(
     engine: Option<&E>,
