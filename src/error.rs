@@ -15,6 +15,7 @@
 //! | failure                                                                  | code |
 //! |--------------------------------------------------------------------------|------|
 //! | the cookbook is invalid (every problem located), an unknown site/container | 2  |
+//! | `cookbook.lock` is malformed or does not fit itself (every problem located: line:column, JSON pointer), for every command that reads it | 2 |
 //! | a path that names nothing usable (ENOENT, ENOTDIR, EISDIR), read or written | 2 |
 //! | local I/O failure (ENOSPC, EIO, EACCES, EFBIG…) reading or writing a tar, the lock, an explain document, the cookbook: path and verb named | 1 |
 //! | a build context input at fault (special file, link out, not UTF-8, bad `.dockerignore`, too deep) | 2 |
@@ -29,9 +30,9 @@
 //! | the Docker engine cannot be reached, or what answers is not a Docker engine | 3 |
 //! | the registry cannot be reached, or answers 5xx/429 until the retries run out | 3 |
 //! | `DOCKER_HOST` with a transport cookbook does not speak; an image reference that does not parse | 2 |
-//! | a base image that cannot be pinned: its reference does not parse             | 2    |
 //! | a base image that cannot be pinned: the engine or registry is unreachable    | 3    |
 //! | a base image that cannot be pinned: neither the engine nor its registry has it | 1  |
+//! | a base image that cannot be pinned: the engine or registry names it by a digest that is not sha256 | 1 |
 //! | git: the remote refused (credentials, no such repository), naming what to check | 1 |
 //! | git: a malformed remote URL; a branch the remote does not have           | 2    |
 //! | git: no connection to the remote                                         | 3    |
@@ -137,6 +138,11 @@ pub enum Error {
     #[error(transparent)]
     Reference(#[from] ReferenceError),
 
+    /// `cookbook.lock` could not be read or written, or is not a valid lock (every problem
+    /// located).
+    #[error(transparent)]
+    Lock(#[from] LockError),
+
     /// A whole apply run failed (as opposed to one of its containers).
     #[error(transparent)]
     Apply(#[from] ApplyError),
@@ -237,7 +243,7 @@ fn lock_exit_code(e: &LockError) -> i32 {
 
 fn pin_exit_code(e: &PinError) -> i32 {
     match e {
-        PinError::Invalid { .. } => EXIT_INVALID,
+        PinError::NotSha256 { .. } => EXIT_FAILED,
         PinError::Registry { source, .. } => registry_exit_code(source),
         PinError::Engine { source, .. } => engine_exit_code(source),
         PinError::NotFound { .. } => EXIT_FAILED,
@@ -250,7 +256,9 @@ fn kube_exit_code(e: &KubeError) -> i32 {
     match e {
         KubeError::Config { .. } => EXIT_INVALID,
         KubeError::Unreachable { .. } => EXIT_UNREACHABLE,
-        KubeError::Conflict { .. } | KubeError::NotOurs { .. } | KubeError::Api { .. } => EXIT_FAILED,
+        KubeError::Conflict { .. } | KubeError::NotOurs { .. } | KubeError::Api { .. } => {
+            EXIT_FAILED
+        }
     }
 }
 
@@ -308,6 +316,7 @@ impl Error {
             Error::Write { source, .. } => io_exit_code(source),
             Error::Engine(e) => engine_exit_code(e),
             Error::Registry(e) => registry_exit_code(e),
+            Error::Lock(e) => lock_exit_code(e),
             Error::Kube(e) => kube_exit_code(e),
             Error::Deploy { signal, error } => match signal {
                 Some((_, code)) => *code,
@@ -321,9 +330,9 @@ impl Error {
                 | ApplyError::BadRepository { .. }
                 | ApplyError::NoRevision { .. } => EXIT_INVALID,
                 ApplyError::Pin(e) => pin_exit_code(e),
+                ApplyError::Lock(e) => lock_exit_code(e),
                 ApplyError::EngineNeeded { .. } => EXIT_UNREACHABLE,
-                ApplyError::Lock(_)
-                | ApplyError::State { .. }
+                ApplyError::State { .. }
                 | ApplyError::LocalImageMissing { .. }
                 | ApplyError::Runtime { .. } => EXIT_FAILED,
             },
@@ -340,12 +349,9 @@ impl Error {
                 }
             }
             Error::Verify(e) => match e {
-                VerifyError::Lock(LockError::Write { .. }) => EXIT_FAILED,
+                VerifyError::Lock(e) => lock_exit_code(e),
                 VerifyError::Revision(r) => revision_exit_code(r),
-                VerifyError::Lock(LockError::Read { source, .. }) => io_exit_code(source),
-                VerifyError::Lock(LockError::Invalid { .. })
-                | VerifyError::NoLock { .. }
-                | VerifyError::ProjectMismatch { .. } => EXIT_INVALID,
+                VerifyError::NoLock { .. } | VerifyError::ProjectMismatch { .. } => EXIT_INVALID,
             },
         }
     }
@@ -387,13 +393,23 @@ mod tests {
         let reference =
             Error::Reference(crate::registry::Repository::parse("a/b:tag").unwrap_err());
         assert_eq!(reference.exit_code(), EXIT_INVALID);
-        let bad_lock = Error::Verify(VerifyError::Lock(LockError::Invalid {
+        let invalid_lock = || LockError::Invalid {
             path: "cookbook.lock".into(),
-            line: 3,
-            column: 18,
-            message: "invalid type".into(),
-        }));
-        assert_eq!(bad_lock.exit_code(), EXIT_INVALID);
+            diagnostics: vec![Diagnostic::new(
+                "lock/digest",
+                "/bases/b:1/digest",
+                "\"sha256:…\" is not a digest",
+            )],
+        };
+        // Every command that reads a malformed lock refuses it alike: invalid input.
+        for bad_lock in [
+            Error::Verify(VerifyError::Lock(invalid_lock())),
+            Error::Lock(invalid_lock()),
+            Error::Apply(ApplyError::Lock(invalid_lock())),
+            Error::Apply(ApplyError::Pin(Box::new(PinError::Lock(invalid_lock())))),
+        ] {
+            assert_eq!(bad_lock.exit_code(), EXIT_INVALID, "{bad_lock:?}");
+        }
         let no_lock = Error::Verify(VerifyError::NoLock {
             path: "cookbook.lock".into(),
         });

@@ -284,8 +284,15 @@ fn without_an_engine_apply_names_each_container_that_needs_one_and_exits_3() {
         "{}",
         run.context()
     );
-    // Nothing half-done is recorded: the lock is written by complete runs only.
-    assert!(!dir.path().join("cookbook.lock").exists());
+    // Nothing half-done is recorded: the entries are written by complete runs only; the pins
+    // the run resolved are there, recorded before any build.
+    let lock: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("cookbook.lock")).unwrap()).unwrap();
+    assert_eq!(lock["containers"], serde_json::json!({}), "{lock:#}");
+    assert!(
+        lock["bases"].as_object().is_some_and(|b| !b.is_empty()),
+        "{lock:#}"
+    );
 }
 
 #[test]

@@ -139,9 +139,9 @@ fn pins() -> hash::BasePins {
 
 fn pin_of(reference: &str, digest: &str) -> hash::BasePins {
     hash::BasePins::from([(
-        reference.to_owned(),
+        cookbook::oci::WrittenReference::parse(reference).unwrap(),
         hash::BasePin {
-            digest: digest.to_owned(),
+            digest: cookbook::oci::Digest::parse(digest).unwrap(),
             source: hash::PinSource::Registry,
         },
     )])

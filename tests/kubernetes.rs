@@ -45,7 +45,7 @@ fn write_lock(dir: &Path, digests: &[(&str, String)]) {
         .map(|(c, d)| {
             (
                 (*c).to_owned(),
-                json!({ "input_hash": "00".repeat(32), "image": format!("127.0.0.1:5000/shop/{c}:v"),
+                json!({ "input_hash": "00".repeat(32), "image": format!("127.0.0.1:5000/shop/{c}:{}", "00".repeat(32)),
                         "tags": [], "digest": d }),
             )
         })

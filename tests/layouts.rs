@@ -97,7 +97,9 @@ fn own_files_in_a_context_move_no_hash() {
     assert_eq!(first.len(), 2);
     // The stat cache now exists in `.cookbook/`; a lock and its temporary sibling appear too.
     assert!(dir.path().join(".cookbook").is_dir());
-    fs::write(dir.path().join("cookbook.lock"), "{}\n").unwrap();
+    // (A valid lock: a malformed one is refused by every command that reads it.)
+    let lock = "{\"lock_version\": 3, \"hash_version\": 2, \"project\": \"layouts\", \"containers\": {}}\n";
+    fs::write(dir.path().join("cookbook.lock"), lock).unwrap();
     fs::write(dir.path().join(".cookbook.lock.Xy12ab"), "{}\n").unwrap();
     assert_eq!(hashes(dir.path()), first, "own files moved a hash");
     assert_eq!(

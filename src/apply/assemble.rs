@@ -97,27 +97,26 @@ pub fn base_source(
                 }
             }
         }
-        BaseImage::Image(reference) if reference == "scratch" => BaseSource::Scratch,
+        // No image: the assembled image is its one layer (no base layers, a new config).
+        BaseImage::Scratch => BaseSource::Scratch,
         BaseImage::Image(reference) => {
             let pin = fp.external_base.as_ref().and_then(|(_, pin)| pin.as_ref());
             match pin {
                 Some(pin) if pin.source == PinSource::Engine => BaseSource::Engine {
-                    image: pin.digest.clone(),
+                    image: pin.digest.to_string(),
                 },
                 _ if !push => BaseSource::Engine {
-                    image: pin.map_or_else(|| reference.clone(), |p| p.from_line(reference)),
+                    image: pin.map_or_else(
+                        || reference.to_string(),
+                        |p| p.from_line(reference).to_string(),
+                    ),
                 },
                 _ => {
-                    let parsed = ImageReference::parse(reference).map_err(|e| {
-                        ApplyError::BadRepository {
-                            reference: reference.clone(),
-                            reason: e.to_string(),
-                        }
-                    })?;
+                    let parsed = reference.reference();
                     BaseSource::Registry {
                         repo: parsed.repository().clone(),
                         reference: match pin {
-                            Some(p) if p.source == PinSource::Registry => p.digest.clone(),
+                            Some(p) if p.source == PinSource::Registry => p.digest.to_string(),
                             _ => parsed.manifest_reference().to_owned(),
                         },
                     }

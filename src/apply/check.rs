@@ -75,7 +75,7 @@ pub async fn lookup_all<E: Engine>(
 /// repository) and a manifest digest, as cached where the lock says, with the lock's image id.
 /// Nothing else: a container the lock does not record so is looked up in the registry.
 pub fn trusted(job: &Job<'_>, lock: Option<&Lock>) -> BTreeMap<Name, Found> {
-    let Some(lock) = lock.filter(|l| l.project == job.cookbook.project.name.as_str()) else {
+    let Some(lock) = lock.filter(|l| l.project == job.cookbook.project.name) else {
         return BTreeMap::new();
     };
     job.plan
@@ -84,13 +84,19 @@ pub fn trusted(job: &Job<'_>, lock: Option<&Lock>) -> BTreeMap<Name, Found> {
             let entry = lock.containers.get(name.as_str())?;
             let hash = job.fingerprints.get(name)?.input_hash();
             let image = format!("{}:{hash}", repository(job.cookbook, name));
-            if entry.input_hash != hash || entry.image != image {
+            if entry.input_hash.as_str() != hash || entry.image.as_str() != image {
                 return None;
             }
-            let digest = entry.digest.clone()?;
+            let digest = entry.digest.as_ref()?.to_string();
             Some((
                 name.clone(),
-                Some(("lock", (Some(digest), entry.image_id.clone()))),
+                Some((
+                    "lock",
+                    (
+                        Some(digest),
+                        entry.image_id.as_ref().map(ToString::to_string),
+                    ),
+                )),
             ))
         })
         .collect()

@@ -7,7 +7,9 @@
 //!
 //! Order of work:
 //! 0. every external base image is pinned ([`pin`]): the lock's pin, or resolved now and
-//!    recorded; the fingerprints are computed with the pins (hash_version 2 covers them);
+//!    recorded in the lock at once, before any build (so a run that fails later still leaves the
+//!    pins its published images were built on); the fingerprints are computed with the pins
+//!    (hash_version 2 covers them);
 //! 1. the engine answers, every content tag is looked up, and (when pushing) the registry
 //!    grants push access to every repository the run writes to ([`check`]: concurrently, once
 //!    per repository) — before any long build, so an auth failure costs seconds, not builds;
@@ -24,7 +26,7 @@
 //!    still built, and every other one is reported [`Outcome::NeedsEngine`];
 //! 3. a failed container skips everything that needs it; without `keep_going` nothing new starts;
 //! 4. only when every container succeeded are the mutable policy tags (git sha, version,
-//!    `latest`) moved, and the lock written.
+//!    `latest`) moved, and the lock's entries written.
 //!
 //! Content tags are immutable by construction (the tag *is* the input hash), so pushing them as
 //! each build finishes is safe: a failed run leaves published only images that are correct for
@@ -63,8 +65,9 @@ use tokio_util::sync::CancellationToken;
 use crate::context::{dockerfile::local_image, ContextError};
 use crate::engine::{BuildRequest, Engine, EngineError};
 use crate::graph::Plan;
-use crate::hash::{BasePin, BasePins, Fingerprint};
+use crate::hash::{BasePin, BasePins, Fingerprint, InputHash};
 use crate::model::{ContainerKind, Cookbook, Name, Tagging};
+use crate::oci::{Digest, WrittenReference};
 use crate::registry::{Credential, RegistryClient, RegistryError, Repository};
 use crate::state::lock::{self as lockfile, Lock, LockError, LockedImage};
 
@@ -377,7 +380,7 @@ pub type Fingerprinter<'f> =
 /// Runs an apply on its own async runtime against the Docker engine of the environment
 /// (`DOCKER_HOST` or the default socket) and, when pushing, the registry: what `cookbook apply`
 /// and `sync --apply` do. First the base images are pinned ([`pin::pin_plan`]; the new pins are
-/// recorded in the lock with the run's entries), then `job.fingerprints` is set to
+/// recorded in the lock before anything is built), then `job.fingerprints` is set to
 /// `fingerprint(pins)`, then the run. The outer error is a run that could not start.
 pub fn apply_with_docker(
     mut job: Job<'_>,
@@ -389,17 +392,19 @@ pub fn apply_with_docker(
         .build()
         .map_err(|source| ApplyError::Runtime { source })?;
     runtime.block_on(async {
-        let (engine, registry) = connect_and_fingerprint(&mut job, fingerprint, reporter).await?;
+        let (engine, registry) =
+            connect_and_fingerprint(&mut job, fingerprint, reporter, true).await?;
         Ok(apply(&job, &engine, registry.as_ref(), reporter).await)
     })
 }
 
-/// The start apply and its dry run share: connect, pin the bases, and set `job.fingerprints`
-/// from the pins.
+/// The start apply and its dry run share: connect, pin the bases (recording new pins in the lock
+/// when `record`: an apply, not a dry run), and set `job.fingerprints` from the pins.
 async fn connect_and_fingerprint(
     job: &mut Job<'_>,
     fingerprint: &Fingerprinter<'_>,
     reporter: &dyn Reporter,
+    record: bool,
 ) -> Result<(crate::engine::DockerEngine, Option<RegistryClient>), ApplyError> {
     let (engine, registry, down) = connect(job.options.push).await?;
     if let Some(why) = &down {
@@ -412,8 +417,9 @@ async fn connect_and_fingerprint(
         job.plan,
         &Lock::path_for(job.cookbook_file),
         &Default::default(),
-        // New pins are recorded with the entries built on them, when a run writes the lock.
-        false,
+        // Before the first build: whatever happens to the builds, `hash` then computes what
+        // they are tagged with (ARCHITECTURE.md, "Where state lives").
+        record,
         reporter,
     )
     .await?;
@@ -485,7 +491,8 @@ pub fn dry_run_with_docker(
         .build()
         .map_err(|source| ApplyError::Runtime { source })?;
     runtime.block_on(async {
-        let (engine, registry) = connect_and_fingerprint(&mut job, fingerprint, reporter).await?;
+        let (engine, registry) =
+            connect_and_fingerprint(&mut job, fingerprint, reporter, false).await?;
         dry_run(&job, &engine, registry.as_ref()).await
     })
 }
@@ -1288,8 +1295,8 @@ impl<E: Engine> Run<'_, E> {
         // A site's apply updates its containers and keeps the others'; containers the cookbook
         // no longer has are dropped.
         let update = lockfile::Update {
-            project: cookbook.project.name.to_string(),
-            containers_in_cookbook: cookbook.containers.keys().map(Name::to_string).collect(),
+            project: cookbook.project.name.clone(),
+            containers_in_cookbook: cookbook.containers.keys().cloned().collect(),
             bases_in_cookbook: pin::bases_in_cookbook(cookbook),
             // The pins this run's fingerprints (and so its builds) used.
             bases: self
@@ -1305,22 +1312,47 @@ impl<E: Engine> Run<'_, E> {
                 .containers
                 .iter()
                 .filter(|(_, c)| c.outcome.succeeded())
-                .map(|(name, c)| {
-                    (
-                        name.to_string(),
-                        LockedImage {
-                            input_hash: c.input_hash.clone(),
-                            image: c.image.clone(),
-                            tags: c.tags.clone(),
-                            digest: c.digest.clone(),
-                            image_id: c.image_id.clone(),
-                        },
-                    )
-                })
-                .collect(),
+                .map(|(name, c)| Ok((name.clone(), locked_image(c)?)))
+                .collect::<Result<_, ApplyError>>()?,
         };
         Ok(blocking(move || lockfile::update(&path, &update)).await?)
     }
+}
+
+/// A finished container's lock entry: the report's names and digests, as typed values. They
+/// are what this run made and the registry and engine answered (already parsed once there), so
+/// a value that does not parse is a repository name the cookbook allows but Docker does not.
+fn locked_image(c: &ContainerReport) -> Result<LockedImage, ApplyError> {
+    let reference = |text: &str| {
+        WrittenReference::parse(text).map_err(|e| ApplyError::BadRepository {
+            reference: text.to_owned(),
+            reason: e.to_string(),
+        })
+    };
+    let digest = |text: &Option<String>| {
+        text.as_deref()
+            .map(|d| {
+                Digest::parse(d).map_err(|e| ApplyError::BadRepository {
+                    reference: c.image.clone(),
+                    reason: e.to_string(),
+                })
+            })
+            .transpose()
+    };
+    Ok(LockedImage {
+        input_hash: InputHash::parse(&c.input_hash).ok_or_else(|| ApplyError::BadRepository {
+            reference: c.image.clone(),
+            reason: format!("`{}` is not an input hash", c.input_hash),
+        })?,
+        image: reference(&c.image)?,
+        tags: c
+            .tags
+            .iter()
+            .map(|t| reference(t))
+            .collect::<Result<_, _>>()?,
+        digest: digest(&c.digest)?,
+        image_id: digest(&c.image_id)?,
+    })
 }
 
 /// Where a container's mutable tags move: its repository in the registry (from the content

@@ -6,6 +6,9 @@
 //! apply pins, later applies build on the pin whatever the tag says now, and only `cookbook
 //! update` moves a pin on purpose.
 //!
+//! `scratch` is no image: it is never pinned and never looked up (the model makes it a base of
+//! its own, not a reference).
+//!
 //! How a reference resolves ([`resolve`]):
 //! - it carries a digest (`name@sha256:…`): that is the pin (`reference`), no I/O;
 //! - the local engine has it and knows no registry digest for it in the reference's own
@@ -18,8 +21,14 @@
 //! A base already pinned is checked, not re-pinned: if the reference now resolves to something
 //! else, the run says so (a [`Moved`]), builds on the pin, and names `cookbook update`. That
 //! check is best effort: a registry that cannot be reached then is reported and the pin used.
-//! Resolving a base that is not pinned yet is not best effort: an invalid reference is exit 2,
-//! an engine or registry that cannot be reached exit 3, a reference nobody has exit 1.
+//! Resolving a base that is not pinned yet is not best effort: an engine or registry that cannot
+//! be reached is exit 3, a reference nobody has exit 1. (An invalid reference never gets here:
+//! the model refuses it, located in the cookbook.) A digest from the engine or the registry
+//! that is not sha256 is refused too (exit 1): the lock records only what it can check.
+//!
+//! [`pin_plan`] records new pins in the lock as soon as they are resolved, before any build, so
+//! that a run that fails later (`apply --keep-going` with a failed container) still leaves the
+//! pins its published images were built on, and `hash` prints the hashes they are tagged with.
 //!
 //! Distinct references are resolved concurrently (a handful of requests at once).
 
@@ -33,7 +42,8 @@ use crate::engine::{Engine, EngineError, ImageInfo};
 use crate::graph::Plan;
 use crate::hash::{BasePin, BasePins, PinSource};
 use crate::model::{BaseImage, ContainerKind, Cookbook, Name};
-use crate::registry::{ImageReference, ReferenceError, RegistryClient, RegistryError, Repository};
+use crate::oci::{Digest, WrittenReference};
+use crate::registry::{ImageReference, RegistryClient, RegistryError, Repository};
 use crate::state::lock::{self as lockfile, LockError};
 
 /// References resolved at once.
@@ -41,12 +51,18 @@ const CONCURRENT: usize = 8;
 
 #[derive(Debug, thiserror::Error)]
 pub enum PinError {
-    /// Exit code 2.
-    #[error("base image `{reference}` of {containers} is not a valid image reference: {source}")]
-    Invalid {
+    /// Exit code 1: the engine or the registry named the image by something the lock cannot
+    /// record (see `state::lock`: sha256 only).
+    #[error(
+        "cannot pin base image `{reference}` of {containers}: {origin} names it {}, not a \
+         sha256 digest",
+        crate::diagnostic::excerpt(found)
+    )]
+    NotSha256 {
         reference: String,
         containers: String,
-        source: ReferenceError,
+        origin: &'static str,
+        found: String,
     },
     /// Exit code 3 when unreachable, else the registry's own mapping.
     #[error("cannot resolve base image `{reference}` of {containers}: {source}")]
@@ -89,7 +105,7 @@ pub enum PinError {
 /// A pinned base whose reference now names another image.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Moved {
-    pub reference: String,
+    pub reference: WrittenReference,
     pub pinned: BasePin,
     pub now: BasePin,
     /// The containers built on it (in the plan).
@@ -102,17 +118,20 @@ pub struct PinReport {
     /// Every external base of the plan, pinned (the lock's pins and the new ones).
     pub pins: BasePins,
     /// Pinned by this run (not pinned before, or re-resolved by `update`), with the pin before.
-    pub pinned: BTreeMap<String, (Option<BasePin>, BasePin)>,
+    pub pinned: BTreeMap<WrittenReference, (Option<BasePin>, BasePin)>,
     /// Pinned bases that moved under their tag (not followed).
     pub moved: Vec<Moved>,
     /// Pinned bases whose tag could not be checked, and why.
-    pub unchecked: BTreeMap<String, String>,
+    pub unchecked: BTreeMap<WrittenReference, String>,
 }
 
 /// The external base references of `plan`'s generated containers, with the containers naming
-/// each.
-pub fn external_bases<'c>(cookbook: &'c Cookbook, plan: &Plan) -> BTreeMap<&'c str, Vec<Name>> {
-    let mut bases: BTreeMap<&str, Vec<Name>> = BTreeMap::new();
+/// each (`scratch` and `container:` bases are not external).
+pub fn external_bases<'c>(
+    cookbook: &'c Cookbook,
+    plan: &Plan,
+) -> BTreeMap<&'c WrittenReference, Vec<Name>> {
+    let mut bases: BTreeMap<&WrittenReference, Vec<Name>> = BTreeMap::new();
     for name in plan.order() {
         if let ContainerKind::Generated(g) = &cookbook.containers[name].kind {
             if let BaseImage::Image(reference) = &g.base {
@@ -124,19 +143,19 @@ pub fn external_bases<'c>(cookbook: &'c Cookbook, plan: &Plan) -> BTreeMap<&'c s
 }
 
 /// Every external base reference of the whole cookbook (the lock keeps only these pins).
-pub fn bases_in_cookbook(cookbook: &Cookbook) -> Vec<String> {
-    let set: BTreeSet<&str> = cookbook
+pub fn bases_in_cookbook(cookbook: &Cookbook) -> Vec<WrittenReference> {
+    let set: BTreeSet<&WrittenReference> = cookbook
         .containers
         .values()
         .filter_map(|c| match &c.kind {
             ContainerKind::Generated(g) => match &g.base {
-                BaseImage::Image(reference) => Some(reference.as_str()),
-                BaseImage::Container(_) => None,
+                BaseImage::Image(reference) => Some(reference),
+                BaseImage::Scratch | BaseImage::Container(_) => None,
             },
             ContainerKind::Dockerfile(_) => None,
         })
         .collect();
-    set.into_iter().map(str::to_owned).collect()
+    set.into_iter().cloned().collect()
 }
 
 /// The containers of `plan` that a change of the bases `moved` rebuilds: those built on them
@@ -147,6 +166,7 @@ pub fn rebuilt_by(cookbook: &Cookbook, plan: &Plan, moved: &BTreeSet<&str>) -> V
         let hit = match &cookbook.containers[name].kind {
             ContainerKind::Generated(g) => match &g.base {
                 BaseImage::Image(reference) => moved.contains(reference.as_str()),
+                BaseImage::Scratch => false,
                 BaseImage::Container(parent) => out.contains(parent),
             },
             ContainerKind::Dockerfile(_) => false,
@@ -170,67 +190,82 @@ fn names(containers: &[Name]) -> String {
 pub async fn resolve<E: Engine>(
     engine: Option<&E>,
     registry: &RegistryClient,
-    reference: &str,
+    reference: &WrittenReference,
     containers: &[Name],
 ) -> Result<BasePin, PinError> {
     let containers = names(containers);
-    let parsed = ImageReference::parse(reference).map_err(|source| PinError::Invalid {
-        reference: reference.to_owned(),
-        containers: containers.clone(),
-        source,
-    })?;
+    let parsed = reference.reference();
     if let Some(digest) = parsed.digest() {
         return Ok(BasePin {
-            digest: digest.to_string(),
+            digest: digest.clone(),
             source: PinSource::Reference,
         });
     }
     let local = match engine {
-        Some(engine) => {
-            engine
-                .inspect_image(reference)
-                .await
-                .map_err(|source| PinError::Engine {
-                    reference: reference.to_owned(),
-                    containers: containers.clone(),
-                    source,
-                })?
-        }
+        Some(engine) => engine
+            .inspect_image(reference.as_str())
+            .await
+            .map_err(|source| PinError::Engine {
+                reference: reference.to_string(),
+                containers: containers.clone(),
+                source,
+            })?,
         None => None,
     };
-    let engine_pin = |id: &str| BasePin {
-        digest: id.to_owned(),
-        source: PinSource::Engine,
+    // What the lock records must be what it reads back: a sha256 digest (see `state::lock`).
+    let sha256 = |found: &str| {
+        Digest::parse(found)
+            .ok()
+            .filter(|d| d.as_str().starts_with("sha256:"))
+    };
+    let not_sha256 = |origin: &'static str, found: &str| PinError::NotSha256 {
+        reference: reference.to_string(),
+        containers: containers.clone(),
+        origin,
+        found: found.to_owned(),
+    };
+    let engine_pin = |id: &str| {
+        sha256(id).map(|digest| BasePin {
+            digest,
+            source: PinSource::Engine,
+        })
     };
     if let Some(info) = &local {
         // Never pushed to nor pulled from its own repository: the engine is the only place this
         // reference names it. (Pushed elsewhere — another repository, a mirror — it has repo
         // digests, but none of them says what the reference's registry has under this tag.)
         if !came_from(info, parsed.repository()) {
-            return Ok(engine_pin(info.id.as_str()));
+            let id = info.id.as_str();
+            return engine_pin(id).ok_or_else(|| not_sha256("the local engine", id));
         }
     }
     let found = registry
         .manifest_head(parsed.repository(), parsed.manifest_reference())
         .await
         .map_err(|source| PinError::Registry {
-            reference: reference.to_owned(),
+            reference: reference.to_string(),
             containers: containers.clone(),
             source,
         })?;
     match (found, local) {
-        (Some(digest), _) => Ok(BasePin {
-            digest: digest.to_string(),
-            source: PinSource::Registry,
-        }),
-        (None, Some(info)) => Ok(engine_pin(info.id.as_str())),
+        (Some(digest), _) => match sha256(digest.as_str()) {
+            Some(digest) => Ok(BasePin {
+                digest,
+                source: PinSource::Registry,
+            }),
+            None => Err(not_sha256("its registry", digest.as_str())),
+        },
+        (None, Some(info)) => {
+            let id = info.id.as_str();
+            engine_pin(id).ok_or_else(|| not_sha256("the local engine", id))
+        }
         (None, None) if engine.is_none() => Err(PinError::NoEngine {
-            reference: reference.to_owned(),
+            reference: reference.to_string(),
             containers,
             registry: parsed.repository().registry().to_owned(),
         }),
         (None, None) => Err(PinError::NotFound {
-            reference: reference.to_owned(),
+            reference: reference.to_string(),
             containers,
             registry: parsed.repository().registry().to_owned(),
         }),
@@ -247,7 +282,9 @@ fn came_from(info: &ImageInfo, repository: &Repository) -> bool {
 
 /// The pin step of a run: pins every external base of `plan` the lock does not pin yet (and
 /// those in `renew`, for `cookbook update`), checks the pinned ones for a move, reports both to
-/// `reporter`, and — when `write` — records the new pins in the lock at `lock_path`.
+/// `reporter`, and — when `write` — records the new pins in the lock at `lock_path` at once,
+/// before the caller builds anything. A lock that is not valid is refused (exit 2), whatever the
+/// plan pins: every command that reads the lock refuses it alike.
 #[allow(clippy::too_many_arguments)]
 pub async fn pin_plan<E: Engine>(
     engine: Option<&E>,
@@ -264,7 +301,7 @@ pub async fn pin_plan<E: Engine>(
         let path = lock_path.to_path_buf();
         blocking(move || lockfile::Lock::read(&path))
             .await?
-            .filter(|l| l.project == cookbook.project.name.as_str())
+            .filter(|l| l.project == cookbook.project.name)
             .map(|l| l.bases)
             .unwrap_or_default()
     };
@@ -274,19 +311,27 @@ pub async fn pin_plan<E: Engine>(
         None if bases.is_empty() => return Ok(PinReport::default()),
         None => {
             own_client = RegistryClient::new().map_err(|source| PinError::Registry {
-                reference: bases.keys().next().copied().unwrap_or_default().to_owned(),
+                reference: bases
+                    .keys()
+                    .next()
+                    .map(ToString::to_string)
+                    .unwrap_or_default(),
                 containers: String::new(),
                 source,
             })?;
             &own_client
         }
     };
-    type Resolved<'r> = (&'r str, Option<BasePin>, Option<Result<BasePin, PinError>>);
+    type Resolved<'r> = (
+        &'r WrittenReference,
+        Option<BasePin>,
+        Option<Result<BasePin, PinError>>,
+    );
     let results: Vec<Resolved<'_>> = stream::iter(bases.iter())
         .map(|(reference, containers)| {
             let pinned = locked
                 .get(*reference)
-                .filter(|_| !renew.contains(*reference))
+                .filter(|_| !renew.contains(reference.as_str()))
                 .cloned();
             async move {
                 // An engine's image, and no engine to ask: its registry knows nothing of it.
@@ -308,11 +353,11 @@ pub async fn pin_plan<E: Engine>(
     for (reference, pinned, now) in results {
         let Some(now) = now else {
             report.unchecked.insert(
-                reference.to_owned(),
+                reference.clone(),
                 "an image of the local engine, which does not answer".to_owned(),
             );
             if let Some(pin) = pinned {
-                report.pins.insert(reference.to_owned(), pin);
+                report.pins.insert(reference.clone(), pin);
             }
             continue;
         };
@@ -320,24 +365,24 @@ pub async fn pin_plan<E: Engine>(
             (Some(pin), Ok(now)) => {
                 if now != pin {
                     report.moved.push(Moved {
-                        reference: reference.to_owned(),
+                        reference: reference.clone(),
                         pinned: pin.clone(),
                         now,
                         containers: bases[reference].clone(),
                     });
                 }
-                report.pins.insert(reference.to_owned(), pin);
+                report.pins.insert(reference.clone(), pin);
             }
             // A pinned base is built on whatever its tag says now: a failed check is a note.
             (Some(pin), Err(e)) => {
-                report.unchecked.insert(reference.to_owned(), e.to_string());
-                report.pins.insert(reference.to_owned(), pin);
+                report.unchecked.insert(reference.clone(), e.to_string());
+                report.pins.insert(reference.clone(), pin);
             }
             (None, Ok(now)) => {
-                report.pins.insert(reference.to_owned(), now.clone());
+                report.pins.insert(reference.clone(), now.clone());
                 report
                     .pinned
-                    .insert(reference.to_owned(), (locked.get(reference).cloned(), now));
+                    .insert(reference.clone(), (locked.get(reference).cloned(), now));
             }
             (None, Err(e)) => return Err(e),
         }
@@ -345,7 +390,7 @@ pub async fn pin_plan<E: Engine>(
     report.moved.sort_by(|a, b| a.reference.cmp(&b.reference));
     for (reference, (before, pin)) in &report.pinned {
         reporter.event(Event::BasePinned {
-            reference,
+            reference: reference.as_str(),
             before: before.as_ref(),
             pin,
         });
@@ -354,7 +399,10 @@ pub async fn pin_plan<E: Engine>(
         reporter.event(Event::BaseMoved { moved: m });
     }
     for (reference, why) in &report.unchecked {
-        reporter.event(Event::BaseUnchecked { reference, why });
+        reporter.event(Event::BaseUnchecked {
+            reference: reference.as_str(),
+            why,
+        });
     }
     if write && !report.pinned.is_empty() {
         let new: BasePins = report
@@ -362,7 +410,7 @@ pub async fn pin_plan<E: Engine>(
             .iter()
             .map(|(r, (_, p))| (r.clone(), p.clone()))
             .collect();
-        let (path, project) = (lock_path.to_path_buf(), cookbook.project.name.to_string());
+        let (path, project) = (lock_path.to_path_buf(), cookbook.project.name.clone());
         blocking(move || lockfile::record_pins(&path, &project, &new)).await?;
     }
     Ok(report)
@@ -393,7 +441,13 @@ mod tests {
             .collect();
         assert_eq!(got, ["one", "child", "grandchild"]);
         let bases = external_bases(&cookbook, &plan);
-        assert_eq!(bases.keys().copied().collect::<Vec<_>>(), ["b:1", "b:2"]);
-        assert_eq!(bases_in_cookbook(&cookbook), ["b:1", "b:2"]);
+        fn texts(refs: Vec<&WrittenReference>) -> Vec<&str> {
+            refs.into_iter().map(WrittenReference::as_str).collect()
+        }
+        assert_eq!(texts(bases.keys().copied().collect()), ["b:1", "b:2"]);
+        assert_eq!(
+            texts(bases_in_cookbook(&cookbook).iter().collect()),
+            ["b:1", "b:2"]
+        );
     }
 }

@@ -59,23 +59,19 @@ pub struct DeployArgs {
 
 /// A lock file named on the command line (`deploy --release LOCK`).
 fn lock_at(path: &Path) -> Result<Lock, Error> {
-    Lock::read(path)
-        .map_err(|e| Error::Failed(e.to_string()))?
-        .ok_or_else(|| Error::Usage {
-            message: format!("--release {}: no such lock file", path.display()),
-            help: Some("name a cookbook.lock written by `cookbook apply`".to_owned()),
-        })
+    Lock::read(path)?.ok_or_else(|| Error::Usage {
+        message: format!("--release {}: no such lock file", path.display()),
+        help: Some("name a cookbook.lock written by `cookbook apply`".to_owned()),
+    })
 }
 
 /// The lock beside the cookbook: what has been published. None yet is a usage error.
 fn published(file: &Path) -> Result<Lock, Error> {
     let lock_path = Lock::path_for(file);
-    Lock::read(&lock_path)
-        .map_err(|e| Error::Failed(e.to_string()))?
-        .ok_or_else(|| Error::Usage {
-            message: format!("no {}: nothing has been published yet", lock_path.display()),
-            help: Some("run `cookbook apply` first".to_owned()),
-        })
+    Lock::read(&lock_path)?.ok_or_else(|| Error::Usage {
+        message: format!("no {}: nothing has been published yet", lock_path.display()),
+        help: Some("run `cookbook apply` first".to_owned()),
+    })
 }
 
 pub fn run(

@@ -140,12 +140,12 @@ fn against_revision(
         &checkout.cookbook_file,
         &base.join(crate::load::STATE_DIR_NAME),
     );
-    // The revision's own pins: a base re-pinned since then is one of the differences.
+    // The revision's own pins: a base re-pinned since then is one of the differences. A
+    // malformed lock there is refused, as everywhere (its pins would be hashed).
     let then_pins = crate::state::lock::Lock::read(&crate::state::lock::Lock::path_for(
         &checkout.cookbook_file,
-    ))
-    .ok()
-    .flatten()
+    ))?
+    .filter(|l| l.project == then.project.name)
     .map(|l| l.bases)
     .unwrap_or_default();
     let print_then = hash::fingerprint_plan(

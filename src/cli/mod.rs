@@ -574,7 +574,7 @@ pub fn fingerprints(
     cookbook: &Cookbook,
     plan: &Plan,
 ) -> Result<BTreeMap<Name, Fingerprint>, Error> {
-    let (pins, _) = locked_pins(file, cookbook);
+    let pins = locked_pins(file, cookbook)?;
     fingerprints_pinned(file, cookbook, plan, hash::Pinning::current(&pins))
 }
 
@@ -589,37 +589,18 @@ pub fn fingerprints_pinned(
 }
 
 /// The base-image pins recorded in the lock beside `file`: none without a lock (or with a lock
-/// of another project, or a cookbook read from standard input). A lock that cannot be read is
-/// no reason to refuse to hash (`verify` is the command that checks it): its pins are not read,
-/// and the second value is the warning that says so.
-pub fn locked_pins(file: &Path, cookbook: &Cookbook) -> (hash::BasePins, Option<String>) {
+/// of another project, or a cookbook read from standard input). A lock that is not valid is
+/// refused (exit 2, every problem located), as by every command that reads it: its pins would
+/// be written into the Dockerfiles this hashes and sends.
+pub fn locked_pins(file: &Path, cookbook: &Cookbook) -> Result<hash::BasePins, Error> {
     if locate::stdin_bytes(file).is_some() {
-        return (hash::BasePins::new(), None);
+        return Ok(hash::BasePins::new());
     }
-    match crate::state::lock::Lock::read(&crate::state::lock::Lock::path_for(file)) {
-        Ok(lock) => (
-            lock.filter(|l| l.project == cookbook.project.name.as_str())
-                .map(|l| l.bases)
-                .unwrap_or_default(),
-            None,
-        ),
-        Err(e) => (
-            hash::BasePins::new(),
-            Some(format!(
-                "warning: {e}; its base-image pins are not read (every base counts as not \
-                 pinned yet)"
-            )),
-        ),
-    }
-}
-
-/// [`locked_pins`], with its warning written to `err`.
-fn locked_pins_reporting(file: &Path, cookbook: &Cookbook, err: &mut dyn Write) -> hash::BasePins {
-    let (pins, warning) = locked_pins(file, cookbook);
-    if let Some(w) = warning {
-        let _ = writeln!(err, "{w}");
-    }
-    pins
+    let lock = crate::state::lock::Lock::read(&crate::state::lock::Lock::path_for(file))?;
+    Ok(lock
+        .filter(|l| l.project == cookbook.project.name)
+        .map(|l| l.bases)
+        .unwrap_or_default())
 }
 
 /// How each external base of `plan` is pinned, for stderr: `base REF (containers): sha256:…
@@ -645,7 +626,7 @@ fn bases_json(cookbook: &Cookbook, plan: &Plan, pins: &hash::BasePins) -> serde_
         .into_iter()
         .map(|(reference, containers)| {
             (
-                reference.to_owned(),
+                reference.to_string(),
                 serde_json::json!({ "pinned": pins.get(reference), "containers": containers }),
             )
         })
@@ -682,7 +663,7 @@ fn execute(cli: &Cli, out: &mut dyn Write, err: &mut dyn Write) -> Result<(), Er
             let Loaded { cookbook, plan, .. } = load_reporting(&file, err)?;
             let name = containers_named(&cookbook, std::slice::from_ref(container))?.remove(0);
             let plan = plan.restrict([&name]);
-            let pins = locked_pins_reporting(&file, &cookbook, err);
+            let pins = locked_pins(&file, &cookbook)?;
             let prints =
                 fingerprints_pinned(&file, &cookbook, &plan, hash::Pinning::current(&pins))?;
             let _ = out.write_all(prints[&name].manifest().to_pretty_json().as_bytes());
@@ -734,7 +715,7 @@ fn execute(cli: &Cli, out: &mut dyn Write, err: &mut dyn Write) -> Result<(), Er
             let file = cookbook.resolve(cli.file.as_deref())?;
             let Loaded { cookbook, plan, .. } = load_reporting(&file, err)?;
             let plan = site_plan(&cookbook, &plan, site.as_deref())?;
-            let pins = locked_pins_reporting(&file, &cookbook, err);
+            let pins = locked_pins(&file, &cookbook)?;
             let text = match format {
                 PlanFormat::Text => render_text(&plan),
                 PlanFormat::Json => {
@@ -823,7 +804,7 @@ fn hash_command(
     } else {
         plan.restrict(&wanted)
     };
-    let pins = locked_pins_reporting(&file, &cookbook, err);
+    let pins = locked_pins(&file, &cookbook)?;
     let prints = fingerprints_pinned(&file, &cookbook, &plan, hash::Pinning::current(&pins))?;
     // Each container once, in the order first named (`hash api api` prints api once).
     let mut seen = std::collections::BTreeSet::new();

@@ -30,6 +30,24 @@ pub fn error_document(e: &Error) -> String {
                 })
             })
             .collect(),
+        _ if invalid_lock(e).is_some() => {
+            let (path, diagnostics) = invalid_lock(e).expect("just checked");
+            let file = path.display().to_string();
+            diagnostics
+                .iter()
+                .map(|d| {
+                    json!({
+                        "code": d.code,
+                        "message": d.message,
+                        "file": file,
+                        "line": d.location.map(|l| l.line),
+                        "column": d.location.map(|l| l.column),
+                        "pointer": crate::diagnostic::shorten_pointer(&d.pointer),
+                        "help": d.help,
+                    })
+                })
+                .collect()
+        }
         Error::Usage { message, help } => vec![json!({
             "code": code(e),
             "message": message,
@@ -51,6 +69,26 @@ pub fn error_document(e: &Error) -> String {
     s
 }
 
+/// The problems of a malformed `cookbook.lock`, wherever the error carries them (every command
+/// that reads the lock refuses one, through its own error).
+fn invalid_lock(e: &Error) -> Option<(&Path, &[crate::diagnostic::Diagnostic])> {
+    use crate::apply::ApplyError;
+    use crate::state::lock::LockError;
+    let lock = match e {
+        Error::Lock(l) | Error::Verify(crate::verify::VerifyError::Lock(l)) => l,
+        Error::Apply(ApplyError::Lock(l)) => l,
+        Error::Apply(ApplyError::Pin(p)) => match p.as_ref() {
+            crate::apply::pin::PinError::Lock(l) => l,
+            _ => return None,
+        },
+        _ => return None,
+    };
+    match lock {
+        LockError::Invalid { path, diagnostics } => Some((path, diagnostics)),
+        _ => None,
+    }
+}
+
 /// A stable, coarse code for an error that is not a cookbook diagnostic.
 fn code(e: &Error) -> &'static str {
     match e {
@@ -66,6 +104,7 @@ fn code(e: &Error) -> &'static str {
         Error::Kube(_) => "kubernetes",
         Error::Reference(_) => "reference",
         Error::Apply(_) => "apply",
+        Error::Lock(_) => "lock",
         Error::Sync(_) | Error::SyncRefused { .. } | Error::SyncApplyFailed { .. } => "sync",
         Error::Verify(_) => "verify",
         Error::Interrupted { .. } => "interrupted",

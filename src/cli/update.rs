@@ -80,8 +80,8 @@ pub fn run(
         .iter()
         .filter_map(|name| match &cookbook.containers[*name].kind {
             ContainerKind::Generated(g) => match &g.base {
-                BaseImage::Image(reference) => Some(reference.clone()),
-                BaseImage::Container(_) => None,
+                BaseImage::Image(reference) => Some(reference.to_string()),
+                BaseImage::Scratch | BaseImage::Container(_) => None,
             },
             ContainerKind::Dockerfile(_) => None,
         })
@@ -120,7 +120,12 @@ pub fn run(
     let rebuilt = pin::rebuilt_by(&cookbook, &plan, &moved);
     match args.format {
         Format::Text => {
-            let width = report.pinned.keys().map(String::len).max().unwrap_or(0);
+            let width = report
+                .pinned
+                .keys()
+                .map(|r| r.as_str().len())
+                .max()
+                .unwrap_or(0);
             for (reference, (before, now)) in &report.pinned {
                 let what = match before {
                     None => format!("pinned     {} ({})", now.digest, now.source.as_str()),
@@ -143,7 +148,7 @@ pub fn run(
                 .iter()
                 .map(|(reference, (before, now))| {
                     (
-                        reference.clone(),
+                        reference.to_string(),
                         serde_json::json!({ "before": before, "pinned": now }),
                     )
                 })

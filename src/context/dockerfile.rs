@@ -1,4 +1,5 @@
-//! The Dockerfile of a generated container: a pure function of the container's spec.
+//! The Dockerfile of a generated container: a pure function of the container's spec (and of its
+//! external base's pin, which the `FROM` line names).
 //!
 //! Same spec, same bytes. A `container:` base is named through the parent's input hash
 //! (`cookbook.local/<project>/<parent>:<input_hash>`), never through the registry it is pushed to,
@@ -12,7 +13,8 @@
 
 use std::fmt::Write;
 
-use crate::model::{Application, Container, Cookbook, Generated, Name, RunCommand};
+use crate::model::{Application, BaseImage, Container, Cookbook, Generated, Name, RunCommand};
+use crate::oci::FromImage;
 
 /// Where generated images live in the local engine, independent of any registry.
 pub const LOCAL_REPOSITORY_PREFIX: &str = "cookbook.local";
@@ -62,14 +64,18 @@ pub fn command_app<'a>(cookbook: &'a Cookbook, g: &Generated) -> Option<&'a Appl
 }
 
 /// Generates the Dockerfile text. `parent_hash` is the input hash of the `container:` base, if
-/// any; `pinned_base` the image an external base is pinned to (`ref@digest`, or an engine image
-/// id), which the `FROM` line then names instead of the reference as written.
+/// any; `pinned` the image an external base is pinned to (from `cookbook.lock`: `ref@digest`,
+/// or an engine image id), which the `FROM` line then names instead of the reference as written.
+///
+/// The `FROM` line is made of typed values only — the model's parsed reference, a
+/// [`FromImage`] of parsed parts, the project's and parent's names and a hash — so nothing read
+/// from the cookbook or the lock can add a line to the Dockerfile through it.
 pub fn generate(
     cookbook: &Cookbook,
     container: &Container,
     g: &Generated,
     parent_hash: Option<&str>,
-    pinned_base: Option<&str>,
+    pinned: Option<&FromImage>,
 ) -> String {
     let mut d = String::new();
     let _ = writeln!(
@@ -78,19 +84,20 @@ pub fn generate(
         container.name, cookbook.project.name
     );
     let from = match (&g.base, parent_hash) {
-        (crate::model::BaseImage::Container(parent), Some(hash)) => {
+        (BaseImage::Container(parent), Some(hash)) => {
             local_image(&cookbook.project.name, parent, hash)
         }
-        (crate::model::BaseImage::Container(parent), None) => {
+        (BaseImage::Container(parent), None) => {
             // Callers hash parents first; a missing hash is a bug, made visible rather than hidden.
             format!(
                 "{LOCAL_REPOSITORY_PREFIX}/{}/{parent}:unknown",
                 cookbook.project.name
             )
         }
-        (crate::model::BaseImage::Image(image), _) => {
-            pinned_base.map_or_else(|| image.clone(), str::to_owned)
+        (BaseImage::Image(image), _) => {
+            pinned.map_or_else(|| image.to_string(), ToString::to_string)
         }
+        (BaseImage::Scratch, _) => "scratch".to_owned(),
     };
     let _ = writeln!(d, "FROM {from}");
     for (k, v) in &g.build_args {

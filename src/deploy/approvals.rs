@@ -359,7 +359,8 @@ pub fn approve(
                 // An image's identity: its registry digest, or its local id when it was not
                 // published.
                 .filter_map(|(c, l)| {
-                    Some((c.clone(), l.digest.clone().or_else(|| l.image_id.clone())?))
+                    let digest = l.digest.as_ref().or(l.image_id.as_ref())?;
+                    Some((c.to_string(), digest.to_string()))
                 })
                 .collect();
             (digests, None)

@@ -214,9 +214,9 @@ pub fn desired(
             served: site_deploy.stages.iter().map(Name::to_string).collect(),
         });
     }
-    if lock.project != cookbook.project.name.as_str() {
+    if lock.project != cookbook.project.name {
         return Err(DesiredError::OtherProject {
-            lock: lock.project.clone(),
+            lock: lock.project.to_string(),
             cookbook: cookbook.project.name.to_string(),
         });
     }
@@ -236,8 +236,9 @@ pub fn desired(
             // else (`apply --no-push`) the local image id.
             let digest = locked
                 .digest
-                .clone()
-                .or_else(|| locked.image_id.clone())
+                .as_ref()
+                .or(locked.image_id.as_ref())
+                .map(ToString::to_string)
                 .ok_or_else(|| DesiredError::NotPublished {
                     container: container.to_string(),
                 })?;
@@ -253,7 +254,7 @@ pub fn desired(
                 instances.push(Instance {
                     container: container.clone(),
                     name: instance_name(project.as_str(), site, stage, container.as_str(), n),
-                    image: locked.image.clone(),
+                    image: locked.image.to_string(),
                     digest: digest.clone(),
                     env: runtime.env.clone(),
                     ports: runtime.ports.clone(),
@@ -408,16 +409,20 @@ mod tests {
       } }
     }"#;
 
+    /// A lock of `(container, "sha256:N")`: digest N is the hex digit N 64 times.
     fn lock(digests: &[(&str, &str)]) -> Lock {
-        let mut lock = Lock::new("p");
+        let mut lock = Lock::new(&Name::parse("p").unwrap());
         for (name, digest) in digests {
+            let digit = digest.trim_start_matches("sha256:");
             lock.containers.insert(
-                (*name).to_owned(),
+                Name::parse(name).unwrap(),
                 LockedImage {
-                    input_hash: "00".repeat(32),
-                    image: format!("r/p/{name}:x"),
+                    input_hash: crate::hash::InputHash::parse(&"00".repeat(32)).unwrap(),
+                    image: crate::oci::WrittenReference::parse(&format!("r/p/{name}:x")).unwrap(),
                     tags: vec![],
-                    digest: Some((*digest).to_owned()),
+                    digest: Some(
+                        crate::oci::Digest::parse(&format!("sha256:{}", digit.repeat(64))).unwrap(),
+                    ),
                     image_id: None,
                 },
             );
@@ -490,7 +495,7 @@ mod tests {
             Err(DesiredError::UnknownStage { .. })
         ));
         let mut other = l.clone();
-        other.project = "q".to_owned();
+        other.project = Name::parse("q").unwrap();
         assert!(matches!(
             desired(&cookbook, &plan, &other, "devonly", "dev"),
             Err(DesiredError::OtherProject { .. })

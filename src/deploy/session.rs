@@ -346,7 +346,7 @@ async fn healthy_in(
     digests: &BTreeMap<String, String>,
     options: &ConnectOptions,
 ) -> Result<(), DeployError> {
-    let lock = lock_of(cookbook, desired.instances());
+    let lock = lock_of(cookbook, desired.instances())?;
     // The plan of a cookbook that loaded (its problems were reported then).
     let (plan, _) =
         crate::graph::Plan::build(&cookbook.containers, &cookbook.packaging.build_order);
@@ -390,25 +390,43 @@ async fn healthy_in(
     )))
 }
 
-/// A lock holding exactly the images of `instances`.
+/// A lock holding exactly the images of `instances`. Their names and digests came from a lock
+/// (through the release records), and are read as strictly as a lock's: the content tag is the
+/// input hash, the digest a sha256 digest.
 fn lock_of<'a>(
     cookbook: &Cookbook,
     instances: impl Iterator<Item = &'a crate::deploy::desired::Instance>,
-) -> Lock {
-    let mut lock = Lock::new(cookbook.project.name.as_str());
+) -> Result<Lock, DeployError> {
+    let mut lock = Lock::new(&cookbook.project.name);
     for i in instances {
+        let bad = |what: &str| {
+            DeployError::Failed(format!(
+                "the recorded image of {} is not {what}: {} ({})",
+                i.container,
+                crate::diagnostic::excerpt(&i.image),
+                crate::diagnostic::excerpt(&i.digest)
+            ))
+        };
+        let image =
+            crate::oci::WrittenReference::parse(&i.image).map_err(|_| bad("an image reference"))?;
+        let input_hash = image
+            .reference()
+            .tag()
+            .and_then(crate::hash::InputHash::parse)
+            .ok_or_else(|| bad("tagged with its input hash"))?;
+        let digest = crate::oci::Digest::parse(&i.digest).map_err(|_| bad("a digest"))?;
         lock.containers.insert(
-            i.container.to_string(),
+            i.container.clone(),
             LockedImage {
-                input_hash: String::new(),
-                image: i.image.clone(),
+                input_hash,
+                image,
                 tags: Vec::new(),
-                digest: Some(i.digest.clone()),
+                digest: Some(digest),
                 image_id: None,
             },
         );
     }
-    lock
+    Ok(lock)
 }
 
 /// Refuses a site whose declared capabilities its target is seen not to have.
@@ -674,7 +692,7 @@ pub fn promoted_lock(
             help: Some("`cookbook releases --site SITE` lists what is recorded".to_owned()),
         });
     };
-    Ok(lock_of(cookbook, current.desired.instances()))
+    lock_of(cookbook, current.desired.instances())
 }
 
 /// `cookbook site detect`: what the target offers (`None`: it cannot be observed).

@@ -48,12 +48,50 @@ pub use pins::{BasePin, BasePins, PinSource, Pinning};
 use crate::context::{self, dockerfile, ContextError, ContextPlan, Entry, EntryKind, OwnPaths};
 use crate::graph::Plan;
 use crate::model::{ContainerKind, Cookbook, Name};
+use crate::oci::WrittenReference;
 
 /// The version of the hash algorithm; part of every manifest.
 pub const HASH_VERSION: u32 = 2;
 
 /// Every version this build computes (`verify` checks a lock under its own).
 pub const HASH_VERSIONS: [u32; 2] = [1, 2];
+
+/// An input hash as text: 64 lowercase hex digits, nothing else. What a lock or any other file
+/// says is a hash becomes one only through [`InputHash::parse`], so it can be a content tag, a
+/// file name or part of a path without ever naming anything else (`../`, a second tag).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct InputHash(String);
+
+impl InputHash {
+    pub fn parse(text: &str) -> Option<InputHash> {
+        let hex = text
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+        (text.len() == 64 && hex).then(|| InputHash(text.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for InputHash {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(&self.0)
+    }
+}
+
+impl std::borrow::Borrow<str> for InputHash {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
+
+impl Serialize for InputHash {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0)
+    }
+}
 
 /// One file of a context, as hashed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -297,8 +335,9 @@ pub struct Fingerprint {
     pub hash_version: u32,
     pub container: Name,
     /// A generated container's external base image and its pin (`None`: not pinned yet, or
-    /// hash_version 1, which reads no pins); `None` for a `container:` base or a Dockerfile.
-    pub external_base: Option<(String, Option<BasePin>)>,
+    /// hash_version 1, which reads no pins); `None` for `scratch`, a `container:` base or a
+    /// Dockerfile.
+    pub external_base: Option<(WrittenReference, Option<BasePin>)>,
     pub recipe: serde_json::Value,
     pub dependencies: BTreeMap<String, String>,
     pub input_hash: String,
@@ -416,9 +455,9 @@ pub fn fingerprint(
     let external_base = match &container.kind {
         ContainerKind::Generated(g) => match &g.base {
             crate::model::BaseImage::Image(reference) => {
-                Some((reference.clone(), pinning.pin(reference).cloned()))
+                Some((reference.clone(), pinning.pin(reference.as_str()).cloned()))
             }
-            crate::model::BaseImage::Container(_) => None,
+            crate::model::BaseImage::Scratch | crate::model::BaseImage::Container(_) => None,
         },
         ContainerKind::Dockerfile(_) => None,
     };
@@ -439,7 +478,7 @@ pub fn fingerprint(
             external_base
                 .as_ref()
                 .and_then(|(r, p)| p.as_ref().map(|p| p.from_line(r)))
-                .as_deref(),
+                .as_ref(),
         )),
         ContainerKind::Dockerfile(_) => None,
     };

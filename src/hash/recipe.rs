@@ -53,8 +53,14 @@ pub fn recipe(
                 "project": cookbook.project.name.as_str(),
                 "base_image": match &g.base {
                     BaseImage::Image(i) => match pin {
-                        None => json!({ "image": i }),
-                        Some(pin) => json!({ "image": i, "pinned": pin }),
+                        None => json!({ "image": i.as_str() }),
+                        Some(pin) => json!({ "image": i.as_str(), "pinned": pin }),
+                    },
+                    // `scratch` is hashed as written and is never pinned: under version 2 its
+                    // `pinned` is always null.
+                    BaseImage::Scratch => match pin {
+                        None => json!({ "image": "scratch" }),
+                        Some(_) => json!({ "image": "scratch", "pinned": null }),
                     },
                     BaseImage::Container(c) => json!({ "container": c.as_str() }),
                 },

@@ -17,6 +17,7 @@ use crate::diagnostic::{excerpt, pointer_push, Diagnostic};
 use crate::model::name::Name;
 use crate::model::relpath::{RelPath, RelPathError};
 use crate::model::wire::{ContainerWire, CookbookWire, DependenciesWire, RunCommandWire};
+use crate::oci::{reference_reason, WrittenReference};
 
 #[derive(Debug, Clone)]
 #[non_exhaustive]
@@ -149,11 +150,18 @@ pub struct Generated {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum BaseImage {
-    /// An image reference resolved by the engine (`debian:12`, `registry/x@sha256:…`).
-    Image(String),
+    /// An image reference resolved by the engine (`debian:12`, `registry/x@sha256:…`), kept as
+    /// written and known to follow Docker's reference grammar.
+    Image(WrittenReference),
+    /// `scratch`: no image at all (Docker's reserved name for an empty base). Never pinned,
+    /// never looked up in a registry; the image is only what the container adds.
+    Scratch,
     /// `container:<name>`: built FROM that container of this cookbook (a build-time edge).
     Container(Name),
 }
+
+/// Docker's reserved name for the empty base image (`FROM scratch`).
+pub const SCRATCH: &str = "scratch";
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -662,33 +670,53 @@ impl Converter<'_> {
             }
             let base_text = c.base_image.as_deref().unwrap_or_default();
             let base_at = || pointer_push(&at, "base_image");
-            // A base that cannot be used is reported and kept as written (an image): the
-            // cookbook is refused anyway, and the container's other edges stay in the plan, so
-            // that a cycle through it is still found.
+            // A base that cannot be used is reported and stands as `scratch`: the cookbook is
+            // refused anyway, and the container's other edges stay in the plan, so that a cycle
+            // through it is still found. A missing one is the schema's to report.
             let base = match base_text.strip_prefix("container:") {
+                _ if c.base_image.is_none() => BaseImage::Scratch,
                 Some(parent) => self
                     .container_ref(base_at, parent, || "base_image".to_owned())
-                    .map_or_else(
-                        || BaseImage::Image(base_text.to_owned()),
-                        BaseImage::Container,
-                    ),
-                None if base_text.chars().any(|c| c.is_whitespace() || c == '\0') => {
-                    self.diagnostics.push(Diagnostic::new(
-                        "model/image",
-                        base_at(),
-                        format!(
-                            "image reference {} contains {}",
-                            excerpt(base_text),
-                            if base_text.contains('\0') {
-                                "a NUL byte"
-                            } else {
-                                "white space"
-                            }
-                        ),
-                    ));
-                    BaseImage::Image(base_text.to_owned())
-                }
-                None => BaseImage::Image(base_text.to_owned()),
+                    .map_or(BaseImage::Scratch, BaseImage::Container),
+                None if base_text == SCRATCH => BaseImage::Scratch,
+                None => match WrittenReference::parse(base_text) {
+                    Ok(reference) => BaseImage::Image(reference),
+                    Err(e) => {
+                        let message = |problem: &str| {
+                            format!("image reference {} {problem}", excerpt(base_text))
+                        };
+                        let d = if base_text.contains('\0') {
+                            Diagnostic::new(
+                                "model/image",
+                                base_at(),
+                                message("contains a NUL byte"),
+                            )
+                        } else if base_text.chars().any(char::is_whitespace) {
+                            Diagnostic::new(
+                                "model/image",
+                                base_at(),
+                                message("contains white space"),
+                            )
+                        } else {
+                            Diagnostic::new(
+                                "model/image",
+                                base_at(),
+                                message(&format!(
+                                    "is not a valid image reference: {}",
+                                    reference_reason(&e)
+                                )),
+                            )
+                            .with_help(
+                                "write it as `docker pull` takes it, \
+                                 [HOST[:PORT]/]PATH[:TAG][@sha256:HEX] with PATH in lowercase; \
+                                 `container:NAME` for a container of this cookbook, `scratch` for \
+                                 no base image",
+                            )
+                        };
+                        self.diagnostics.push(d);
+                        BaseImage::Scratch
+                    }
+                },
             };
             let mut applications = Vec::new();
             for (i, app) in c.applications.iter().enumerate() {

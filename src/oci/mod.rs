@@ -8,6 +8,8 @@
 
 mod digest;
 mod reference;
+mod written;
 
 pub use digest::{Digest, DigestError};
 pub use reference::{ImageReference, ReferenceError, Repository};
+pub use written::{reason as reference_reason, FromImage, WrittenReference};

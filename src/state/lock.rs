@@ -1,7 +1,9 @@
 //! `cookbook.lock`: what applies produced, for release engineers and `verify`.
 //!
-//! Place in the pipeline: the last step of `apply` writes it; `verify` reads it. It lives beside
-//! the cookbook file (it is meant to be committed), and this module is its only reader and writer.
+//! Place in the pipeline: `apply` writes it (the base-image pins as soon as they are resolved,
+//! before any build; the entries at the end); `hash`, `verify`, `deploy`, `sync` and the rest
+//! read it. It lives beside the cookbook file (it is meant to be committed), and this module is
+//! its only reader and writer.
 //!
 //! Format (version 3, documented in docs/VERIFY.md): JSON with a fixed key order (structs and
 //! `BTreeMap`s), two-space indentation and a trailing newline. Each field has one meaning:
@@ -11,12 +13,30 @@
 //! names: reference as written → `{"digest", "source"}` (`registry`: its manifest digest;
 //! `engine`: the local engine's image id, for an image that exists only there; `reference`: the
 //! reference carries its digest). Version 1 had one `digest` field meaning either; versions 1
-//! and 2 are still read (see [`LockWire`]'s conversion for the mapping; they pin nothing) and
-//! rewritten as version 3 by the next apply.
+//! and 2 are still read (see `Reader::entry` for the mapping; they pin nothing) and rewritten as
+//! version 3 by the next apply.
+//!
+//! The lock is input like the cookbook: it arrives through git (`sync`) on every site, and its
+//! pins are written into Dockerfiles. So it is read strictly into typed values ([`Lock::parse`]):
+//! digests are `sha256:` and 64 lowercase hex (an OCI `Digest`; only a `reference` pin may carry
+//! another algorithm, and only its own reference's digest), every image name follows Docker's
+//! reference grammar (pin keys, each entry's `image` and `tags`: `WrittenReference`, kept as
+//! written), container and project names are `Name`s, input hashes 64 lowercase hex, `source`
+//! one of its three words, and a pin must fit its key (`BasePin::check`). Every problem is a
+//! located diagnostic (line:column and JSON pointer), all of them at once; unknown and duplicate
+//! keys are problems too. A lock that fails is refused by every command that reads it (exit 2).
+//!
+//! Why sha256 only: every digest the lock records is one cookbook computed (normalized
+//! manifests, configs) or one Docker and registries name content by — an engine's image id is
+//! always sha256, and a registry answers a tag with its canonical (sha256) digest. A lock with
+//! another algorithm was not written by `cookbook`; refusing it keeps the lock's grammar exactly
+//! what its writer produces, and keeps every digest checkable with `sha256sum`.
 //!
 //! Invariants:
 //! - Readers never see a half-written lock: it is written to a temp file beside it, fsynced and
-//!   renamed over it.
+//!   renamed over it ([`crate::state::atomic`]), with the replaced lock's mode (a new one gets
+//!   the umask's, as a file the user made), and through a symlink to its target (a lock that is
+//!   a symlink stays one).
 //! - Two applies on one checkout (two sites, `sync --apply` beside a manual apply) never lose
 //!   each other's entries: [`update`] takes an exclusive `flock` on the lock's directory, re-reads
 //!   the lock, merges this run's entries into it and writes it, all under that lock. The
@@ -29,150 +49,63 @@
 //! Everything here blocks (file locks, fsync): async callers run it on a blocking thread.
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use serde::{Deserialize, Serialize};
+use serde::{Serialize, Serializer};
+use serde_json::{Map, Value};
 
-use crate::hash::BasePins;
+use crate::diagnostic::{excerpt, pointer_push, shorten_pointer, Diagnostic, Location};
+use crate::hash::{BasePin, BasePins, InputHash, PinSource};
+use crate::model::Name;
+use crate::oci::{reference_reason, Digest, WrittenReference};
+use crate::schema::span::SpanIndex;
+use crate::state::atomic;
 
 /// Version 3: `bases` pins the external base images. Version 2: `digest` (registry manifest,
 /// only when published) and `image_id` (local image id) are separate fields. Version 1 had one
 /// `digest` meaning either.
 pub const LOCK_VERSION: u32 = 3;
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(try_from = "LockWire")]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Lock {
     pub lock_version: u32,
     pub hash_version: u32,
-    pub project: String,
+    pub project: Name,
     /// The pinned external base images, by the reference the cookbook writes.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub bases: BasePins,
-    pub containers: BTreeMap<String, LockedImage>,
+    pub containers: BTreeMap<Name, LockedImage>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct LockedImage {
-    pub input_hash: String,
+    pub input_hash: InputHash,
     /// The content-tagged reference (`registry/repo:<input_hash>`, or the local name without a
     /// registry).
-    pub image: String,
+    pub image: WrittenReference,
     /// Every tag applied (the content tag first, then the policy tags).
-    pub tags: Vec<String>,
+    pub tags: Vec<WrittenReference>,
     /// The registry's manifest digest of the content tag; absent when the image was not
     /// published (`apply --no-push`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub digest: Option<String>,
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "optional_digest"
+    )]
+    pub digest: Option<Digest>,
     /// The image's id: the digest of its configuration (`docker images --no-trunc`, and the
     /// `config.digest` of its manifest). Absent only in entries read from a version-1 lock that
     /// did not record it.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub image_id: Option<String>,
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "optional_digest"
+    )]
+    pub image_id: Option<Digest>,
 }
 
-/// The lock as any version writes it; converted once into [`Lock`].
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct LockWire {
-    lock_version: u32,
-    hash_version: u32,
-    project: String,
-    #[serde(default)]
-    bases: Option<BasePins>,
-    containers: BTreeMap<String, LockedImageWire>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct LockedImageWire {
-    input_hash: String,
-    image: String,
-    tags: Vec<String>,
-    #[serde(default)]
-    digest: Option<String>,
-    #[serde(default)]
-    image_id: Option<String>,
-}
-
-impl TryFrom<LockWire> for Lock {
-    type Error = String;
-
-    /// Version 1 → 2: a local image (`cookbook.local/…`, never published) had its image id in
-    /// `digest`, which becomes `image_id`. Any other image's `digest` stays the manifest digest:
-    /// a version-1 lock cannot tell a registry-named image applied with `--no-push` apart from a
-    /// published one, so such an entry still looks published until the next apply rewrites it.
-    fn try_from(wire: LockWire) -> Result<Lock, String> {
-        if wire.bases.is_some() && wire.lock_version < 3 {
-            return Err(format!(
-                "`bases` is not part of lock version {}",
-                wire.lock_version
-            ));
-        }
-        let containers = match wire.lock_version {
-            1 => wire
-                .containers
-                .into_iter()
-                .map(|(name, e)| {
-                    if e.image_id.is_some() {
-                        return Err(format!("{name}: `image_id` is not part of lock version 1"));
-                    }
-                    let digest = e.digest.filter(|d| !d.is_empty());
-                    let local = e.image.starts_with(&format!(
-                        "{}/",
-                        crate::context::dockerfile::LOCAL_REPOSITORY_PREFIX
-                    ));
-                    let (digest, image_id) = if local {
-                        (None, digest)
-                    } else {
-                        (digest, None)
-                    };
-                    Ok((
-                        name,
-                        LockedImage {
-                            input_hash: e.input_hash,
-                            image: e.image,
-                            tags: e.tags,
-                            digest,
-                            image_id,
-                        },
-                    ))
-                })
-                .collect::<Result<_, String>>()?,
-            2 | LOCK_VERSION => wire
-                .containers
-                .into_iter()
-                .map(|(name, e)| {
-                    (
-                        name,
-                        LockedImage {
-                            input_hash: e.input_hash,
-                            image: e.image,
-                            tags: e.tags,
-                            digest: e.digest,
-                            image_id: e.image_id,
-                        },
-                    )
-                })
-                .collect(),
-            other => {
-                return Err(format!(
-                    "lock version {other} is not one this cookbook reads (1 to {LOCK_VERSION}); \
-                     it was written by a newer cookbook"
-                ))
-            }
-        };
-        Ok(Lock {
-            // Read as the current version whatever it was: that is what it is now, and what is
-            // written.
-            lock_version: LOCK_VERSION,
-            hash_version: wire.hash_version,
-            project: wire.project,
-            bases: wire.bases.unwrap_or_default(),
-            containers,
-        })
+fn optional_digest<S: Serializer>(digest: &Option<Digest>, s: S) -> Result<S::Ok, S::Error> {
+    match digest {
+        Some(d) => s.serialize_str(d.as_str()),
+        None => s.serialize_none(),
     }
 }
 
@@ -183,12 +116,11 @@ pub enum LockError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("{}:{line}:{column}: not a valid lock file: {message}", path.display())]
+    /// Every problem of the file, each located (line:column and JSON pointer).
+    #[error("{}", render(path, diagnostics))]
     Invalid {
         path: PathBuf,
-        line: usize,
-        column: usize,
-        message: String,
+        diagnostics: Vec<Diagnostic>,
     },
     #[error("cannot write {}: {source}", path.display())]
     Write {
@@ -197,26 +129,45 @@ pub enum LockError {
     },
 }
 
-/// What one apply contributes to the lock.
-#[derive(Debug, Clone)]
-pub struct Update {
-    pub project: String,
-    /// Entries of containers outside this set are dropped (the cookbook no longer has them).
-    pub containers_in_cookbook: Vec<String>,
-    /// This run's entries, replacing any earlier entry of the same container.
-    pub entries: BTreeMap<String, LockedImage>,
-    /// Pins of bases outside this set are dropped (no container names them any more).
-    pub bases_in_cookbook: Vec<String>,
-    /// The base-image pins this run built on, replacing earlier pins of the same references.
-    pub bases: BasePins,
+/// One line per problem: `cookbook.lock:4:17: not a valid lock file: /pointer: message`. The
+/// pointer is shortened and its control characters escaped (a key is the lock's free text), and
+/// messages quote values through `excerpt`, so nothing raw from the lock reaches a terminal.
+fn render(path: &Path, diagnostics: &[Diagnostic]) -> String {
+    let mut out = String::new();
+    for (i, d) in diagnostics.iter().enumerate() {
+        if i > 0 {
+            out.push('\n');
+        }
+        let Location { line, column } = d.location.unwrap_or(Location { line: 1, column: 1 });
+        out.push_str(&format!(
+            "{}:{line}:{column}: not a valid lock file: ",
+            path.display()
+        ));
+        if !d.pointer.is_empty() {
+            for c in shorten_pointer(&d.pointer).chars() {
+                if c.is_control() {
+                    out.extend(c.escape_debug());
+                } else {
+                    out.push(c);
+                }
+            }
+            out.push_str(": ");
+        }
+        out.push_str(&d.message);
+        if let Some(help) = &d.help {
+            out.push_str("\n  help: ");
+            out.push_str(help);
+        }
+    }
+    out
 }
 
 impl Lock {
-    pub fn new(project: &str) -> Lock {
+    pub fn new(project: &Name) -> Lock {
         Lock {
             lock_version: LOCK_VERSION,
             hash_version: crate::hash::HASH_VERSION,
-            project: project.to_owned(),
+            project: project.clone(),
             bases: BasePins::new(),
             containers: BTreeMap::new(),
         }
@@ -239,27 +190,72 @@ impl Lock {
                 })
             }
         };
-        serde_json::from_slice(&bytes).map(Some).map_err(|e| {
-            // A conversion error (an unknown version) has no position of its own: point at the
-            // `lock_version` key, which decides how the rest is read.
-            let (line, column) = match (e.line(), e.column()) {
-                (0, _) => position_of(&bytes, b"\"lock_version\""),
-                // serde_json counts the column of an end of input at a line's start as 0.
-                (line, column) => (line, column.max(1)),
-            };
-            // The position is in the path prefix already; serde_json's own copy would say it twice.
-            let message = e.to_string();
-            let message = match message.rsplit_once(" at line ") {
-                Some((head, _)) => head.to_owned(),
-                None => message,
-            };
-            LockError::Invalid {
+        Lock::parse(&bytes)
+            .map(Some)
+            .map_err(|diagnostics| LockError::Invalid {
                 path: path.to_path_buf(),
-                line,
-                column,
-                message,
+                diagnostics,
+            })
+    }
+
+    /// Reads a lock's bytes (any version this build reads) into typed values. Pure: `sync`
+    /// checks the lock of a revision straight from git with it. `Err` lists every problem,
+    /// located and in file order.
+    pub fn parse(bytes: &[u8]) -> Result<Lock, Vec<Diagnostic>> {
+        let value: Value = match serde_json::from_slice(bytes) {
+            Ok(v) => v,
+            Err(e) => {
+                // The position goes into the location; serde_json's message would say it twice.
+                let message = e.to_string();
+                let message = match message.rsplit_once(" at line ") {
+                    Some((head, _)) => head.to_owned(),
+                    None => message,
+                };
+                return Err(vec![Diagnostic::new("lock/syntax", "", message).located(
+                    Location {
+                        line: e.line().max(1),
+                        // serde_json counts the end of input at a line's start as column 0.
+                        column: e.column().max(1),
+                    },
+                )]);
             }
-        })
+        };
+        // serde_json accepted it, so it is UTF-8 (JSON outside strings is ASCII).
+        let text = String::from_utf8_lossy(bytes);
+        let mut reader = Reader::default();
+        if SpanIndex::has_duplicate_keys(&text) {
+            // serde_json keeps the last of two equal keys: a second pin or entry would hide
+            // behind the first for a reader of the file.
+            let index = SpanIndex::scan(&text);
+            for d in &index.duplicates {
+                reader.diagnostics.push(
+                    Diagnostic::new(
+                        "lock/duplicate-key",
+                        d.pointer.clone(),
+                        "this key appears twice in its object",
+                    )
+                    .located(index.location(&text, d.offset)),
+                );
+            }
+        }
+        let lock = reader.lock(&value);
+        match lock {
+            Some(lock) if reader.diagnostics.is_empty() => Ok(lock),
+            _ => {
+                let spans = SpanIndex::scan(&text);
+                let mut diagnostics = reader.diagnostics;
+                for d in &mut diagnostics {
+                    if d.location.is_none() {
+                        d.location = Some(spans.locate(&text, &d.pointer, d.at_key));
+                    }
+                }
+                diagnostics.sort_by(|a, b| {
+                    (a.location, &a.pointer, a.code).cmp(&(b.location, &b.pointer, b.code))
+                });
+                diagnostics.dedup();
+                Err(diagnostics)
+            }
+        }
     }
 
     pub fn to_bytes(&self) -> Vec<u8> {
@@ -268,52 +264,472 @@ impl Lock {
         bytes
     }
 
-    /// Writes the lock atomically (temp file, fsync, rename, fsync of the directory); returns
-    /// whether the file changed. Callers that merge use [`update`], which holds the file lock.
+    /// Writes the lock atomically (temp file, fsync, rename, fsync of the directory: see
+    /// [`atomic::replace`]); returns whether the file changed. Callers that merge use [`update`],
+    /// which holds the file lock.
     pub fn write(&self, path: &Path) -> Result<bool, LockError> {
         let bytes = self.to_bytes();
         if std::fs::read(path).is_ok_and(|old| old == bytes) {
             return Ok(false);
         }
-        let err = |source| LockError::Write {
+        atomic::replace(path, &bytes, ".cookbook.lock.").map_err(|source| LockError::Write {
             path: path.to_path_buf(),
             source,
-        };
-        let dir = parent(path);
-        let mut tmp = tempfile::Builder::new()
-            .prefix(".cookbook.lock.")
-            .tempfile_in(dir)
-            .map_err(err)?;
-        tmp.write_all(&bytes).map_err(err)?;
-        tmp.as_file().sync_all().map_err(err)?;
-        tmp.persist(path).map_err(|e| err(e.error))?;
-        // The rename is durable only once the directory is.
-        std::fs::File::open(dir)
-            .and_then(|d| d.sync_all())
-            .map_err(err)?;
+        })?;
         Ok(true)
     }
 }
 
-/// The 1-based line and column of the first `needle` in `bytes` (1:1 when absent).
-fn position_of(bytes: &[u8], needle: &[u8]) -> (usize, usize) {
-    let Some(at) = bytes.windows(needle.len()).position(|w| w == needle) else {
-        return (1, 1);
-    };
-    let before = &bytes[..at];
-    let line = 1 + before.iter().filter(|&&b| b == b'\n').count();
-    let column = 1 + at
-        - before
-            .iter()
-            .rposition(|&b| b == b'\n')
-            .map_or(0, |n| n + 1);
-    (line, column)
+/// The keys each object of the lock may have.
+const TOP_KEYS: [&str; 5] = [
+    "lock_version",
+    "hash_version",
+    "project",
+    "bases",
+    "containers",
+];
+const PIN_KEYS: [&str; 2] = ["digest", "source"];
+const ENTRY_KEYS: [&str; 5] = ["input_hash", "image", "tags", "digest", "image_id"];
+
+/// Reads a parsed JSON value into a [`Lock`], collecting a diagnostic (unlocated: pointers only)
+/// for every problem instead of stopping at the first.
+#[derive(Default)]
+struct Reader {
+    diagnostics: Vec<Diagnostic>,
+}
+
+impl Reader {
+    fn problem(&mut self, code: &'static str, pointer: &str, message: String) {
+        self.diagnostics
+            .push(Diagnostic::new(code, pointer.to_owned(), message));
+    }
+
+    /// `value` as an object whose keys are all in `known`.
+    fn object<'v>(
+        &mut self,
+        value: &'v Value,
+        pointer: &str,
+        known: &[&str],
+    ) -> Option<&'v Map<String, Value>> {
+        let Value::Object(map) = value else {
+            self.problem(
+                "lock/type",
+                pointer,
+                format!("expected an object, found {}", kind(value)),
+            );
+            return None;
+        };
+        for key in map.keys().filter(|k| !known.contains(&k.as_str())) {
+            self.diagnostics.push(
+                Diagnostic::new(
+                    "lock/unknown-key",
+                    pointer_push(pointer, key),
+                    format!(
+                        "unknown key {}: a lock has only {}",
+                        excerpt(key),
+                        known.join(", ")
+                    ),
+                )
+                .at_key(),
+            );
+        }
+        Some(map)
+    }
+
+    /// A member that must be there.
+    fn required<'v>(
+        &mut self,
+        map: &'v Map<String, Value>,
+        pointer: &str,
+        key: &str,
+    ) -> Option<&'v Value> {
+        let found = map.get(key);
+        if found.is_none() {
+            self.problem("lock/missing-key", pointer, format!("missing key `{key}`"));
+        }
+        found
+    }
+
+    fn string<'v>(&mut self, value: &'v Value, pointer: &str) -> Option<&'v str> {
+        match value {
+            Value::String(s) => Some(s),
+            other => {
+                self.problem(
+                    "lock/type",
+                    pointer,
+                    format!("expected a string, found {}", kind(other)),
+                );
+                None
+            }
+        }
+    }
+
+    /// A version number. Any is read: a lock version this build does not know is refused by
+    /// the caller, a hash version it does not compute is `verify`'s mismatch to report.
+    fn version(&mut self, value: &Value, pointer: &str) -> Option<u32> {
+        let version = value.as_u64().and_then(|n| u32::try_from(n).ok());
+        if version.is_none() {
+            self.problem(
+                "lock/type",
+                pointer,
+                format!("expected a version number, found {}", shown(value)),
+            );
+        }
+        version
+    }
+
+    fn name(&mut self, text: &str, pointer: &str, at_key: bool, what: &str) -> Option<Name> {
+        let name = Name::parse(text);
+        if name.is_none() {
+            let mut d = Diagnostic::new(
+                "lock/name",
+                pointer.to_owned(),
+                format!(
+                    "{what} {} is not a name ([a-z0-9][a-z0-9_.-]{{0,127}})",
+                    excerpt(text)
+                ),
+            );
+            if at_key {
+                d = d.at_key();
+            }
+            self.diagnostics.push(d);
+        }
+        name
+    }
+
+    fn reference(&mut self, text: &str, pointer: &str, at_key: bool) -> Option<WrittenReference> {
+        match WrittenReference::parse(text) {
+            Ok(r) => Some(r),
+            Err(e) => {
+                let mut d = Diagnostic::new(
+                    "lock/reference",
+                    pointer.to_owned(),
+                    format!(
+                        "{} is not an image reference: {}",
+                        excerpt(text),
+                        reference_reason(&e)
+                    ),
+                );
+                if at_key {
+                    d = d.at_key();
+                }
+                self.diagnostics.push(d);
+                None
+            }
+        }
+    }
+
+    /// A sha256 digest: what every digest of the lock is but a `reference` pin's (see the
+    /// module header).
+    fn sha256(&mut self, value: &Value, pointer: &str) -> Option<Digest> {
+        let text = self.string(value, pointer)?;
+        match Digest::parse(text)
+            .ok()
+            .filter(|d| d.as_str().starts_with("sha256:"))
+        {
+            Some(d) => Some(d),
+            None => {
+                self.problem(
+                    "lock/digest",
+                    pointer,
+                    format!(
+                        "{} is not a digest: expected sha256: and 64 lowercase hex digits",
+                        excerpt(text)
+                    ),
+                );
+                None
+            }
+        }
+    }
+
+    fn lock(&mut self, value: &Value) -> Option<Lock> {
+        let top = self.object(value, "", &TOP_KEYS)?;
+        let lock_version = self
+            .required(top, "", "lock_version")
+            .and_then(|v| self.version(v, "/lock_version"));
+        if let Some(v) = lock_version.filter(|v| !(1..=LOCK_VERSION).contains(v)) {
+            self.problem(
+                "lock/version",
+                "/lock_version",
+                if v == 0 {
+                    format!("lock version 0 does not exist (1 to {LOCK_VERSION})")
+                } else {
+                    format!(
+                        "lock version {v} is not one this cookbook reads (1 to {LOCK_VERSION}); \
+                         it was written by a newer cookbook"
+                    )
+                },
+            );
+        }
+        let hash_version = self
+            .required(top, "", "hash_version")
+            .and_then(|v| self.version(v, "/hash_version"));
+        let project = self
+            .required(top, "", "project")
+            .and_then(|v| self.string(v, "/project"))
+            .and_then(|p| self.name(p, "/project", false, "project"));
+        let bases = match top.get("bases") {
+            None => Some(BasePins::new()),
+            Some(_) if lock_version.is_some_and(|v| v < 3) => {
+                self.diagnostics.push(
+                    Diagnostic::new(
+                        "lock/version",
+                        "/bases",
+                        format!(
+                            "`bases` is not part of lock version {}",
+                            lock_version.unwrap_or_default()
+                        ),
+                    )
+                    .at_key(),
+                );
+                None
+            }
+            Some(bases) => self.bases(bases),
+        };
+        let containers = self
+            .required(top, "", "containers")
+            .and_then(|v| self.containers(v, lock_version.unwrap_or(LOCK_VERSION)));
+        Some(Lock {
+            // Read as the current version whatever it was: that is what it is now, and what is
+            // written.
+            lock_version: LOCK_VERSION,
+            hash_version: hash_version?,
+            project: project?,
+            bases: bases?,
+            containers: containers?,
+        })
+    }
+
+    fn bases(&mut self, value: &Value) -> Option<BasePins> {
+        let Value::Object(map) = value else {
+            self.problem(
+                "lock/type",
+                "/bases",
+                format!("expected an object, found {}", kind(value)),
+            );
+            return None;
+        };
+        let mut pins = BasePins::new();
+        let mut ok = true;
+        for (key, pin) in map {
+            let at = pointer_push("/bases", key);
+            let reference = self.reference(key, &at, true);
+            let pin = self.pin(pin, &at);
+            match (reference, pin) {
+                (Some(reference), Some(pin)) => match pin.check(&reference) {
+                    Ok(()) => {
+                        pins.insert(reference, pin);
+                    }
+                    Err(e) => {
+                        ok = false;
+                        self.problem("lock/pin", &pointer_push(&at, "digest"), e.to_string());
+                    }
+                },
+                _ => ok = false,
+            }
+        }
+        ok.then_some(pins)
+    }
+
+    fn pin(&mut self, value: &Value, at: &str) -> Option<BasePin> {
+        let map = self.object(value, at, &PIN_KEYS)?;
+        let source_at = pointer_push(at, "source");
+        let source = self
+            .required(map, at, "source")
+            .and_then(|v| self.string(v, &source_at))
+            .and_then(|text| {
+                let source = PinSource::parse(text);
+                if source.is_none() {
+                    self.problem(
+                        "lock/source",
+                        &source_at,
+                        format!(
+                            "unknown pin source {}: one of registry, engine, reference",
+                            excerpt(text)
+                        ),
+                    );
+                }
+                source
+            });
+        let digest_at = pointer_push(at, "digest");
+        // Any registered algorithm here; `BasePin::check` then holds each source to its own.
+        let digest = self
+            .required(map, at, "digest")
+            .and_then(|v| self.string(v, &digest_at))
+            .and_then(|text| match Digest::parse(text) {
+                Ok(d) => Some(d),
+                Err(_) => {
+                    self.problem(
+                        "lock/digest",
+                        &digest_at,
+                        format!(
+                            "{} is not a digest: expected sha256: and 64 lowercase hex digits",
+                            excerpt(text)
+                        ),
+                    );
+                    None
+                }
+            });
+        Some(BasePin {
+            digest: digest?,
+            source: source?,
+        })
+    }
+
+    fn containers(&mut self, value: &Value, version: u32) -> Option<BTreeMap<Name, LockedImage>> {
+        let Value::Object(map) = value else {
+            self.problem(
+                "lock/type",
+                "/containers",
+                format!("expected an object, found {}", kind(value)),
+            );
+            return None;
+        };
+        let mut entries = BTreeMap::new();
+        let mut ok = true;
+        for (key, entry) in map {
+            let at = pointer_push("/containers", key);
+            let name = self.name(key, &at, true, "container");
+            match (name, self.entry(entry, &at, version)) {
+                (Some(name), Some(entry)) => {
+                    entries.insert(name, entry);
+                }
+                _ => ok = false,
+            }
+        }
+        ok.then_some(entries)
+    }
+
+    fn entry(&mut self, value: &Value, at: &str, version: u32) -> Option<LockedImage> {
+        let map = self.object(value, at, &ENTRY_KEYS)?;
+        let field = |key| pointer_push(at, key);
+        let input_hash = self
+            .required(map, at, "input_hash")
+            .and_then(|v| self.string(v, &field("input_hash")))
+            .and_then(|text| {
+                let hash = InputHash::parse(text);
+                if hash.is_none() {
+                    self.problem(
+                        "lock/input-hash",
+                        &field("input_hash"),
+                        format!(
+                            "{} is not an input hash: expected 64 lowercase hex digits",
+                            excerpt(text)
+                        ),
+                    );
+                }
+                hash
+            });
+        let image = self
+            .required(map, at, "image")
+            .and_then(|v| self.string(v, &field("image")))
+            .and_then(|text| self.reference(text, &field("image"), false));
+        let tags = self.required(map, at, "tags").and_then(|v| {
+            let Value::Array(items) = v else {
+                self.problem(
+                    "lock/type",
+                    &field("tags"),
+                    format!("expected an array, found {}", kind(v)),
+                );
+                return None;
+            };
+            let mut tags = Vec::with_capacity(items.len());
+            let mut ok = true;
+            for (i, item) in items.iter().enumerate() {
+                let item_at = pointer_push(&field("tags"), &i.to_string());
+                match self
+                    .string(item, &item_at)
+                    .and_then(|t| self.reference(t, &item_at, false))
+                {
+                    Some(t) => tags.push(t),
+                    None => ok = false,
+                }
+            }
+            ok.then_some(tags)
+        });
+        let mut digest = match map.get("digest") {
+            // Version 1 wrote an empty digest for an image it had none of.
+            Some(Value::String(s)) if s.is_empty() && version == 1 => Some(None),
+            Some(v) => self.sha256(v, &field("digest")).map(Some),
+            None => Some(None),
+        };
+        let mut image_id = match map.get("image_id") {
+            Some(_) if version == 1 => {
+                self.diagnostics.push(
+                    Diagnostic::new(
+                        "lock/version",
+                        field("image_id"),
+                        "`image_id` is not part of lock version 1",
+                    )
+                    .at_key(),
+                );
+                None
+            }
+            Some(v) => self.sha256(v, &field("image_id")).map(Some),
+            None => Some(None),
+        };
+        let image = image?;
+        // Version 1 → 2: a local image (`cookbook.local/…`, never published) had its image id in
+        // `digest`, which becomes `image_id`. Any other image's `digest` stays the manifest
+        // digest: a version-1 lock cannot tell a registry-named image applied with `--no-push`
+        // apart from a published one, so such an entry still looks published until the next
+        // apply rewrites it.
+        if version == 1
+            && image.as_str().starts_with(&format!(
+                "{}/",
+                crate::context::dockerfile::LOCAL_REPOSITORY_PREFIX
+            ))
+        {
+            image_id = digest.take();
+            digest = Some(None);
+        }
+        Some(LockedImage {
+            input_hash: input_hash?,
+            image,
+            tags: tags?,
+            digest: digest?,
+            image_id: image_id?,
+        })
+    }
+}
+
+/// What a JSON value is, for "expected …, found …".
+fn kind(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// A scalar as JSON text, shortened; a container by its kind.
+fn shown(value: &Value) -> String {
+    match value {
+        Value::Array(_) | Value::Object(_) => kind(value).to_owned(),
+        Value::String(s) => excerpt(s),
+        other => excerpt(&other.to_string()),
+    }
+}
+
+/// What one apply contributes to the lock.
+#[derive(Debug, Clone)]
+pub struct Update {
+    pub project: Name,
+    /// Entries of containers outside this set are dropped (the cookbook no longer has them).
+    pub containers_in_cookbook: Vec<Name>,
+    /// This run's entries, replacing any earlier entry of the same container.
+    pub entries: BTreeMap<Name, LockedImage>,
+    /// Pins of bases outside this set are dropped (no container names them any more).
+    pub bases_in_cookbook: Vec<WrittenReference>,
+    /// The base-image pins this run built on, replacing earlier pins of the same references.
+    pub bases: BasePins,
 }
 
 fn parent(path: &Path) -> &Path {
-    path.parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."))
+    atomic::parent(path)
 }
 
 /// Merges `update` into the lock at `path` under an exclusive lock on its directory: re-reads
@@ -356,13 +772,13 @@ pub fn update(path: &Path, update: &Update) -> Result<bool, LockError> {
 /// the same references and keeping everything else as it is (entries, hash version: the
 /// entries still describe what was built). Creates a lock holding only the pins when there is
 /// none. Returns whether the file changed.
-pub fn record_pins(path: &Path, project: &str, pins: &BasePins) -> Result<bool, LockError> {
+pub fn record_pins(path: &Path, project: &Name, pins: &BasePins) -> Result<bool, LockError> {
     let _held = DirLock::acquire(parent(path)).map_err(|source| LockError::Write {
         path: path.to_path_buf(),
         source,
     })?;
     let mut lock = match Lock::read(path)? {
-        Some(old) if old.project == project => old,
+        Some(old) if old.project == *project => old,
         _ => Lock::new(project),
     };
     lock.lock_version = LOCK_VERSION;
@@ -395,24 +811,49 @@ impl Drop for DirLock {
 mod tests {
     use super::*;
 
-    fn entry(name: &str, digest: Option<&str>) -> LockedImage {
+    fn name(text: &str) -> Name {
+        Name::parse(text).unwrap()
+    }
+
+    fn sha(c: char) -> Digest {
+        Digest::parse(&format!("sha256:{}", c.to_string().repeat(64))).unwrap()
+    }
+
+    fn written(text: &str) -> WrittenReference {
+        WrittenReference::parse(text).unwrap()
+    }
+
+    fn entry(container: &str, digest: Option<Digest>) -> LockedImage {
+        let hash = "ab".repeat(32);
         LockedImage {
-            input_hash: "ab".repeat(32),
-            image: format!("r/{name}:x"),
-            tags: vec![format!("r/{name}:x")],
-            digest: digest.map(str::to_owned),
-            image_id: Some(format!("sha256:{}", "1".repeat(64))),
+            input_hash: InputHash::parse(&hash).unwrap(),
+            image: written(&format!("r/{container}:{hash}")),
+            tags: vec![written(&format!("r/{container}:{hash}"))],
+            digest,
+            image_id: Some(sha('1')),
         }
+    }
+
+    /// The problems of `text` as `line:column code pointer`.
+    fn problems(text: &str) -> Vec<String> {
+        Lock::parse(text.as_bytes())
+            .expect_err("refused")
+            .iter()
+            .map(|d| {
+                let l = d.location.unwrap();
+                format!("{}:{} {} {}", l.line, l.column, d.code, d.pointer)
+            })
+            .collect()
     }
 
     #[test]
     fn stable_bytes_and_no_rewrite_when_unchanged() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("cookbook.lock");
-        let mut lock = Lock::new("shop");
-        for name in ["web", "api"] {
+        let mut lock = Lock::new(&name("shop"));
+        for container in ["web", "api"] {
             lock.containers
-                .insert(name.to_owned(), entry(name, Some("sha256:00")));
+                .insert(name(container), entry(container, Some(sha('0'))));
         }
         assert!(lock.write(&path).unwrap());
         assert!(!lock.write(&path).unwrap());
@@ -425,8 +866,8 @@ mod tests {
 
     #[test]
     fn an_unpublished_entry_has_no_digest_field() {
-        let mut lock = Lock::new("shop");
-        lock.containers.insert("api".into(), entry("api", None));
+        let mut lock = Lock::new(&name("shop"));
+        lock.containers.insert(name("api"), entry("api", None));
         let text = String::from_utf8(lock.to_bytes()).unwrap();
         assert!(!text.contains("\"digest\""), "{text}");
         assert!(text.contains("\"image_id\""), "{text}");
@@ -436,18 +877,23 @@ mod tests {
     fn version_1_digests_map_to_one_meaning_each() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("cookbook.lock");
+        let (a, b) = ("a".repeat(64), "b".repeat(64));
         let v1 = serde_json::json!({
             "lock_version": 1,
             "hash_version": 1,
             "project": "shop",
             "containers": {
                 "api": {
-                    "input_hash": "aa", "image": "127.0.0.1:5000/shop/api:aa",
-                    "tags": ["127.0.0.1:5000/shop/api:aa"], "digest": "sha256:manifest"
+                    "input_hash": a, "image": format!("127.0.0.1:5000/shop/api:{a}"),
+                    "tags": [format!("127.0.0.1:5000/shop/api:{a}")], "digest": sha('2').as_str()
                 },
                 "db": {
-                    "input_hash": "bb", "image": "cookbook.local/shop/db:bb",
-                    "tags": ["cookbook.local/shop/db:bb"], "digest": "sha256:imageid"
+                    "input_hash": b, "image": format!("cookbook.local/shop/db:{b}"),
+                    "tags": [format!("cookbook.local/shop/db:{b}")], "digest": sha('3').as_str()
+                },
+                "web": {
+                    "input_hash": b, "image": format!("cookbook.local/shop/web:{b}"),
+                    "tags": [], "digest": ""
                 }
             }
         });
@@ -455,32 +901,27 @@ mod tests {
         let lock = Lock::read(&path).unwrap().unwrap();
         assert_eq!(lock.lock_version, LOCK_VERSION);
         let api = &lock.containers["api"];
-        assert_eq!(
-            (api.digest.as_deref(), api.image_id.as_deref()),
-            (Some("sha256:manifest"), None)
-        );
+        assert_eq!((&api.digest, &api.image_id), (&Some(sha('2')), &None));
         let db = &lock.containers["db"];
-        assert_eq!(
-            (db.digest.as_deref(), db.image_id.as_deref()),
-            (None, Some("sha256:imageid"))
-        );
+        assert_eq!((&db.digest, &db.image_id), (&None, &Some(sha('3'))));
+        let web = &lock.containers["web"];
+        assert_eq!((&web.digest, &web.image_id), (&None, &None));
     }
 
     #[test]
     fn pins_are_recorded_kept_across_hash_versions_and_dropped_when_unused() {
-        use crate::hash::{BasePin, PinSource};
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("cookbook.lock");
-        let mut old = Lock::new("shop");
+        let mut old = Lock::new(&name("shop"));
         old.hash_version = 1;
-        old.containers.insert("api".into(), entry("api", None));
+        old.containers.insert(name("api"), entry("api", None));
         old.write(&path).unwrap();
         let pin = BasePin {
-            digest: format!("sha256:{}", "2".repeat(64)),
+            digest: sha('2'),
             source: PinSource::Engine,
         };
-        let pins = BasePins::from([("b:1".to_owned(), pin.clone())]);
-        assert!(record_pins(&path, "shop", &pins).unwrap());
+        let pins = BasePins::from([(written("b:1"), pin.clone())]);
+        assert!(record_pins(&path, &name("shop"), &pins).unwrap());
         let lock = Lock::read(&path).unwrap().unwrap();
         assert_eq!(
             (lock.hash_version, lock.containers.len(), &lock.bases),
@@ -492,13 +933,13 @@ mod tests {
             text.contains("\"bases\": {\n    \"b:1\": {\n      \"digest\""),
             "{text}"
         );
-        let update_of = |bases: Vec<String>| {
+        let update_of = |bases: Vec<WrittenReference>| {
             update(
                 &path,
                 &Update {
-                    project: "shop".into(),
-                    containers_in_cookbook: vec!["api".into()],
-                    entries: BTreeMap::from([("api".to_owned(), entry("api", None))]),
+                    project: name("shop"),
+                    containers_in_cookbook: vec![name("api")],
+                    entries: BTreeMap::from([(name("api"), entry("api", None))]),
                     bases_in_cookbook: bases,
                     bases: BasePins::new(),
                 },
@@ -506,7 +947,7 @@ mod tests {
             .unwrap();
             Lock::read(&path).unwrap().unwrap()
         };
-        let lock = update_of(vec!["b:1".into()]);
+        let lock = update_of(vec![written("b:1")]);
         assert_eq!(lock.hash_version, crate::hash::HASH_VERSION);
         assert_eq!(lock.bases, pins, "a new hash version keeps the pins");
         assert!(update_of(Vec::new()).bases.is_empty());
@@ -523,25 +964,122 @@ mod tests {
         .unwrap();
         let err = Lock::read(&path).unwrap_err().to_string();
         assert!(err.contains("lock version 9"), "{err}");
-        assert!(err.contains("cookbook.lock:1:2:"), "{err}");
+        assert!(
+            err.contains("cookbook.lock:1:18: not a valid lock file: /lock_version: "),
+            "{err}"
+        );
+    }
+
+    /// Issue 20, item 2: what the lock says reaches a Dockerfile only as typed values. Every
+    /// problem is reported at once, each at its key or value, in file order.
+    #[test]
+    fn a_crafted_lock_is_refused_with_every_problem_located() {
+        let a = "a".repeat(64);
+        let text = format!(
+            r#"{{
+  "lock_version": 3,
+  "hash_version": 2,
+  "project": "Shop",
+  "bases": {{
+    "busybox:1.36": {{ "digest": "sha256:{a}\nRUN id", "source": "registry" }},
+    "alpine:3": {{ "digest": "evil.example/x:latest", "source": "engine" }},
+    "debian:12\nRUN id": {{ "digest": "sha256:{a}", "source": "registry" }},
+    "ubuntu:24.04": {{ "digest": "sha256:{a}", "source": "somewhere" }},
+    "pinned@sha256:{a}": {{ "digest": "sha256:{b}", "source": "reference" }},
+    "x:1": {{ "digest": "sha256:{a}", "source": "registry", "extra": 1 }}
+  }},
+  "containers": {{
+    "api": {{ "input_hash": "../../etc", "image": "r/api:x\nRUN id", "tags": [7, "r/api:ok"],
+             "digest": "sha256:{A}", "image_id": "sha512:{c}" }},
+    "../web": {{ "input_hash": "{a}", "image": "r/web:{a}", "tags": [] }}
+  }}
+}}
+"#,
+            b = "b".repeat(64),
+            c = "c".repeat(128),
+            A = "A".repeat(64),
+        );
+        assert_eq!(
+            problems(&text),
+            [
+                "4:14 lock/name /project",
+                "6:33 lock/digest /bases/busybox:1.36/digest",
+                "7:29 lock/digest /bases/alpine:3/digest",
+                "8:5 lock/reference /bases/debian:12\nRUN id",
+                "9:118 lock/source /bases/ubuntu:24.04/source",
+                "10:99 lock/pin /bases/pinned@sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa/digest",
+                "11:121 lock/unknown-key /bases/x:1/extra",
+                "14:28 lock/input-hash /containers/api/input_hash",
+                "14:50 lock/reference /containers/api/image",
+                "14:78 lock/type /containers/api/tags/0",
+                "15:24 lock/digest /containers/api/digest",
+                "15:111 lock/digest /containers/api/image_id",
+                "16:5 lock/name /containers/..~1web",
+            ]
+        );
+        // Rendered for a terminal: no raw newline from the lock, the pointer's escaped.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("cookbook.lock");
+        std::fs::write(&path, &text).unwrap();
+        let err = Lock::read(&path).unwrap_err().to_string();
+        assert_eq!(err.lines().count(), 13, "{err}");
+        assert!(
+            err.contains(
+                "cookbook.lock:8:5: not a valid lock file: /bases/debian:12\\nRUN id: \
+                 \"debian:12\\nRUN id\" is not an image reference"
+            ),
+            "{err}"
+        );
+        assert!(!err.contains("\nRUN"), "{err}");
+    }
+
+    #[test]
+    fn structure_problems_are_located_too() {
+        for (text, expected) in [
+            ("[]", vec!["1:1 lock/type "]),
+            (
+                "{\"lock_version\": 3, \"hash_version\": 2, \"project\": \"p\"}",
+                vec!["1:1 lock/missing-key "],
+            ),
+            (
+                "{\"lock_version\": 2, \"hash_version\": 2, \"project\": \"p\", \"bases\": {}, \"containers\": {}}",
+                vec!["1:56 lock/version /bases"],
+            ),
+            (
+                "{\"lock_version\": 3, \"hash_version\": -1, \"project\": \"p\", \"containers\": {}}",
+                vec!["1:37 lock/type /hash_version"],
+            ),
+            (
+                "{\"lock_version\": 3, \"hash_version\": 2, \"project\": \"p\", \"containers\": {},\n \"containers\": {}}",
+                vec!["2:2 lock/duplicate-key /containers"],
+            ),
+            (
+                "{\"lock_version\": 3,",
+                vec!["1:19 lock/syntax "],
+            ),
+        ] {
+            let got: Vec<String> = problems(text).iter().map(|p| p.trim_end().to_owned()).collect();
+            let expected: Vec<String> = expected.iter().map(|p| p.trim_end().to_owned()).collect();
+            assert_eq!(got, expected, "{text}");
+        }
     }
 
     #[test]
     fn updates_merge_under_the_lock_and_keep_other_entries() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("cookbook.lock");
-        let all = vec!["api".to_owned(), "web".to_owned()];
+        let all = vec![name("api"), name("web")];
         let threads: Vec<_> = ["api", "web"]
             .into_iter()
-            .map(|name| {
+            .map(|container| {
                 let (path, all) = (path.clone(), all.clone());
                 std::thread::spawn(move || {
                     update(
                         &path,
                         &Update {
-                            project: "shop".into(),
+                            project: name("shop"),
                             containers_in_cookbook: all,
-                            entries: BTreeMap::from([(name.to_owned(), entry(name, None))]),
+                            entries: BTreeMap::from([(name(container), entry(container, None))]),
                             bases_in_cookbook: Vec::new(),
                             bases: BasePins::new(),
                         },
@@ -555,7 +1093,7 @@ mod tests {
         }
         let lock = Lock::read(&path).unwrap().unwrap();
         assert_eq!(
-            lock.containers.keys().collect::<Vec<_>>(),
+            lock.containers.keys().map(Name::as_str).collect::<Vec<_>>(),
             ["api", "web"],
             "both writers' entries land"
         );
@@ -563,8 +1101,8 @@ mod tests {
         update(
             &path,
             &Update {
-                project: "shop".into(),
-                containers_in_cookbook: vec!["web".into()],
+                project: name("shop"),
+                containers_in_cookbook: vec![name("web")],
                 entries: BTreeMap::new(),
                 bases_in_cookbook: Vec::new(),
                 bases: BasePins::new(),
@@ -572,6 +1110,9 @@ mod tests {
         )
         .unwrap();
         let lock = Lock::read(&path).unwrap().unwrap();
-        assert_eq!(lock.containers.keys().collect::<Vec<_>>(), ["web"]);
+        assert_eq!(
+            lock.containers.keys().map(Name::as_str).collect::<Vec<_>>(),
+            ["web"]
+        );
     }
 }

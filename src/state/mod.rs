@@ -4,6 +4,7 @@
 //! hash, a plan or an image. [`lock`] is the one state file kept beside the cookbook instead (it
 //! is meant to be committed): `apply` writes it and `verify` reads it, both through this module.
 
+pub mod atomic;
 pub mod lock;
 pub mod record;
 pub mod stat_cache;

@@ -2,8 +2,10 @@
 //!
 //! Place in the pipeline: an edge around the pure core. A round fetches the branch into a bare
 //! mirror (`git`), checks the new commit's cookbook straight from its tree with
-//! [`crate::load::parse`] (syntax, schema, model, plan) and the site's portion, and only then
-//! materializes a fresh checkout and switches `current` to it (`state`). With an [`Applier`], it
+//! [`crate::load::parse`] (syntax, schema, model, plan), the site's portion, and the
+//! `cookbook.lock` beside it with [`Lock::parse`] (the lock is input like the cookbook: its pins
+//! become `FROM` lines), and only then materializes a fresh checkout and switches `current` to it
+//! (`state`). With an [`Applier`], it
 //! applies the portion; a revision counts as applied only when that apply succeeded.
 //!
 //! Invariants (what the GitOps peers got wrong, see issue 5):
@@ -28,6 +30,7 @@ use git2::Oid;
 use crate::diagnostic::{Diagnostic, Rendered};
 use crate::graph::Plan;
 use crate::model::{Cookbook, Name};
+use crate::state::lock::Lock;
 
 use self::lock::{Holder, StateLock};
 use self::state::{
@@ -86,6 +89,12 @@ pub enum Refusal {
         file: String,
         diagnostics: Vec<Diagnostic>,
     },
+    /// The `cookbook.lock` beside the cookbook at this revision is not a valid lock.
+    InvalidLock {
+        /// `path@commit` of the lock, as the diagnostics are located.
+        file: String,
+        diagnostics: Vec<Diagnostic>,
+    },
     /// Not a fast-forward from `current`.
     NotFastForward {
         current: String,
@@ -99,7 +108,7 @@ pub enum Refusal {
 impl Refusal {
     fn outcome(&self) -> AttemptOutcome {
         match self {
-            Refusal::Invalid { .. } => AttemptOutcome::Invalid,
+            Refusal::Invalid { .. } | Refusal::InvalidLock { .. } => AttemptOutcome::Invalid,
             Refusal::NotFastForward { .. } => AttemptOutcome::NotFastForward,
             Refusal::Unsigned { .. } => AttemptOutcome::Unsigned,
         }
@@ -108,10 +117,12 @@ impl Refusal {
     /// The problems, one rendered line each, as recorded in the state.
     pub fn errors(&self) -> Vec<String> {
         match self {
-            Refusal::Invalid { file, diagnostics } => diagnostics
-                .iter()
-                .map(|diagnostic| Rendered { file, diagnostic }.to_string())
-                .collect(),
+            Refusal::Invalid { file, diagnostics } | Refusal::InvalidLock { file, diagnostics } => {
+                diagnostics
+                    .iter()
+                    .map(|diagnostic| Rendered { file, diagnostic }.to_string())
+                    .collect()
+            }
             Refusal::NotFastForward { current, backwards } => vec![if *backwards {
                 format!("the branch went back to an ancestor of the current revision {current}; the sync never goes back by itself (--allow-force takes it)")
             } else {
@@ -130,6 +141,9 @@ impl Refusal {
         match self {
             Refusal::Invalid { diagnostics, .. } => {
                 format!("invalid cookbook ({} problem(s))", diagnostics.len())
+            }
+            Refusal::InvalidLock { diagnostics, .. } => {
+                format!("invalid cookbook.lock ({} problem(s))", diagnostics.len())
             }
             Refusal::NotFastForward {
                 backwards: true, ..
@@ -410,7 +424,8 @@ pub struct Checked {
     pub plan: Plan,
 }
 
-/// Reads and checks the cookbook of `commit` from the mirror, without a checkout.
+/// Reads and checks the cookbook of `commit` from the mirror, without a checkout, and the
+/// `cookbook.lock` beside it when there is one.
 pub fn check_revision(
     mirror: &Mirror,
     commit: Oid,
@@ -456,6 +471,19 @@ pub fn check_revision(
             }
         },
     };
+    // The lock is read from the tree as the cookbook is: what `apply` on the checkout will read.
+    let lock_path = match options.path.rsplit_once('/') {
+        Some((dir, _)) => format!("{dir}/cookbook.lock"),
+        None => "cookbook.lock".to_owned(),
+    };
+    if let Some(bytes) = mirror.read_file(commit, &lock_path)? {
+        if let Err(diagnostics) = Lock::parse(&bytes) {
+            return Ok(Err(Refusal::InvalidLock {
+                file: format!("{lock_path}@{}", &id[..12]),
+                diagnostics,
+            }));
+        }
+    }
     Ok(Ok(Checked { cookbook, plan }))
 }
 

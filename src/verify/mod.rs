@@ -94,11 +94,6 @@ pub enum Reason {
     NotPublished {
         image: String,
     },
-    /// The lock's image reference does not parse.
-    BadImage {
-        image: String,
-        message: String,
-    },
     /// The registry has no manifest under the content tag (or not the locked digest).
     DigestMissing {
         reference: String,
@@ -178,9 +173,6 @@ impl fmt::Display for Reason {
             Reason::NotPublished { image } => {
                 write!(f, "not published: {image} is a local image (apply --no-push)")
             }
-            Reason::BadImage { image, message } => {
-                write!(f, "lock entry's image {image:?} does not parse: {message}")
-            }
             Reason::DigestMissing { reference, digest } => write!(
                 f,
                 "digest missing from registry: no {digest} under {reference}"
@@ -229,7 +221,6 @@ impl Reason {
             | Reason::NoRecord { .. } => 3,
             Reason::Dockerfile { path: None } => 4,
             Reason::NotPublished { .. }
-            | Reason::BadImage { .. }
             | Reason::DigestMissing { .. }
             | Reason::RegistryDigestDiffers { .. }
             | Reason::LabelDiffers { .. }
@@ -337,10 +328,10 @@ pub fn explain_path(state_dir: &Path, container: &str, input_hash: &str) -> Path
 /// Checks that the lock belongs to this cookbook at all (a wrong file is invalid input, not a
 /// mismatch).
 pub fn check_project(cookbook: &Cookbook, lock: &Lock, path: &Path) -> Result<(), VerifyError> {
-    if lock.project != cookbook.project.name.as_str() {
+    if lock.project != cookbook.project.name {
         return Err(VerifyError::ProjectMismatch {
             path: path.to_path_buf(),
-            lock: lock.project.clone(),
+            lock: lock.project.to_string(),
             cookbook: cookbook.project.name.to_string(),
         });
     }
@@ -358,7 +349,7 @@ pub fn compare(
     let names: BTreeSet<&str> = fingerprints
         .keys()
         .map(Name::as_str)
-        .chain(lock.containers.keys().map(String::as_str))
+        .chain(lock.containers.keys().map(Name::as_str))
         .collect();
     for name in names {
         let mut v = Verdict::default();
@@ -366,10 +357,10 @@ pub fn compare(
         let entry = lock.containers.get(name);
         v.input_hash = fp.map(|f| f.input_hash().to_owned());
         if let Some(e) = entry {
-            v.locked_input_hash = Some(e.input_hash.clone());
-            v.image = Some(e.image.clone());
-            v.digest = e.digest.clone();
-            v.image_id = e.image_id.clone();
+            v.locked_input_hash = Some(e.input_hash.to_string());
+            v.image = Some(e.image.to_string());
+            v.digest = e.digest.as_ref().map(ToString::to_string);
+            v.image_id = e.image_id.as_ref().map(ToString::to_string);
         }
         match (fp, entry) {
             (None, Some(_)) => v.push(Reason::NotInCookbook),
@@ -383,15 +374,14 @@ pub fn compare(
                         cookbook: fp.hash_version,
                     });
                 }
-                let content_tag = entry.image.rsplit_once(':').map(|(_, t)| t);
-                if content_tag != Some(entry.input_hash.as_str()) {
+                if entry.image.reference().tag() != Some(entry.input_hash.as_str()) {
                     v.push(Reason::LockInconsistent {
-                        input_hash: entry.input_hash.clone(),
-                        image: entry.image.clone(),
+                        input_hash: entry.input_hash.to_string(),
+                        image: entry.image.to_string(),
                     });
                 }
-                if fp.input_hash() != entry.input_hash {
-                    match saved(name, &entry.input_hash) {
+                if fp.input_hash() != entry.input_hash.as_str() {
+                    match saved(name, entry.input_hash.as_str()) {
                         Some(old) => {
                             let changes = hash::diff(&old, &fp.manifest());
                             for r in reasons(fp, changes) {
@@ -399,7 +389,7 @@ pub fn compare(
                             }
                         }
                         None => v.push(Reason::NoRecord {
-                            locked: entry.input_hash.clone(),
+                            locked: entry.input_hash.to_string(),
                             computed: fp.input_hash().to_owned(),
                         }),
                     }
@@ -407,7 +397,7 @@ pub fn compare(
                     // guards the invariant "a differing hash is never ok".
                     if v.reasons.is_empty() {
                         v.push(Reason::NoRecord {
-                            locked: entry.input_hash.clone(),
+                            locked: entry.input_hash.to_string(),
                             computed: fp.input_hash().to_owned(),
                         });
                     }

@@ -27,7 +27,7 @@ use crate::graph::Plan;
 use crate::hash::Fingerprint;
 use crate::image::{self, EntryAspect, ImageDifference, NormalizedImage};
 use crate::model::{ContainerKind, Cookbook, Name};
-use crate::registry::{Digest, ImageReference, RegistryClient, RegistryError};
+use crate::registry::{Digest, RegistryClient, RegistryError};
 use crate::state::lock::{Lock, LockedImage};
 
 use super::{Reason, Report};
@@ -291,8 +291,9 @@ pub async fn rebuild<E: Engine>(
                 verdict.push(Reason::RebuildDiffers {
                     locked: entry
                         .digest
-                        .clone()
-                        .or_else(|| entry.image_id.clone())
+                        .as_ref()
+                        .or(entry.image_id.as_ref())
+                        .map(ToString::to_string)
                         .unwrap_or_default(),
                     rebuilt: digest,
                     difference,
@@ -378,8 +379,8 @@ async fn rebuild_one<E: Engine>(
     };
     let digest = rebuilt.image.manifest_digest().to_string();
     let same = match (&entry.digest, &entry.image_id) {
-        (Some(locked), _) if published(entry) => *locked == digest,
-        (_, Some(id)) => *id == rebuilt.image.config_digest().to_string(),
+        (Some(locked), _) if published(entry) => locked.as_str() == digest,
+        (_, Some(id)) => id.as_str() == rebuilt.image.config_digest().to_string(),
         _ => false,
     };
     if same {
@@ -472,17 +473,16 @@ async fn locked_labels<E: Engine>(
     engine: &E,
     registry: &RegistryClient,
 ) -> Result<Option<BTreeMap<String, String>>, RebuildError> {
-    if published(entry) {
-        let Ok(reference) = ImageReference::parse(&entry.image) else {
-            return Ok(None);
-        };
-        let digest = entry.digest.as_deref().unwrap_or_default();
+    if let (Some(digest), true) = (&entry.digest, published(entry)) {
         return Ok(registry
-            .image_labels(reference.repository(), digest)
+            .image_labels(entry.image.reference().repository(), digest.as_str())
             .await?);
     }
-    match entry.image_id.as_deref() {
-        Some(id) => Ok(engine.inspect_image(id).await?.map(|info| info.labels)),
+    match &entry.image_id {
+        Some(id) => Ok(engine
+            .inspect_image(id.as_str())
+            .await?
+            .map(|info| info.labels)),
         None => Ok(None),
     }
 }
@@ -490,7 +490,7 @@ async fn locked_labels<E: Engine>(
 /// Whether the lock entry was pushed to a registry (not a `--no-push` local image).
 fn published(entry: &LockedImage) -> bool {
     entry.digest.is_some()
-        && !entry.image.starts_with(&format!(
+        && !entry.image.as_str().starts_with(&format!(
             "{}/",
             crate::context::dockerfile::LOCAL_REPOSITORY_PREFIX
         ))
@@ -524,7 +524,7 @@ async fn ensure_parent<E: Engine>(
     let Some(entry) = lock.containers.get(parent.as_str()) else {
         return Ok(Err(format!("parent {parent} is not in the lock")));
     };
-    let local = local_image(&cookbook.project.name, parent, &entry.input_hash);
+    let local = local_image(&cookbook.project.name, parent, entry.input_hash.as_str());
     if engine.image_exists(&local).await?.is_some() {
         return Ok(Ok(()));
     }
@@ -533,10 +533,7 @@ async fn ensure_parent<E: Engine>(
             "parent image {local} is not in the local engine"
         )));
     }
-    let reference = match ImageReference::parse(&entry.image) {
-        Ok(r) => r,
-        Err(e) => return Ok(Err(e.to_string())),
-    };
+    let reference = entry.image.reference();
     let credentials = registry.credential_for(reference.repository()).await?;
     let tag = reference.manifest_reference().to_owned();
     if let Err(e) = engine
@@ -549,7 +546,7 @@ async fn ensure_parent<E: Engine>(
         };
     }
     let (repo, local_tag) = local.rsplit_once(':').expect("local names have a tag");
-    engine.tag(&entry.image, repo, local_tag).await?;
+    engine.tag(entry.image.as_str(), repo, local_tag).await?;
     Ok(Ok(()))
 }
 
@@ -563,14 +560,9 @@ async fn locked_image<E: Engine>(
     registry: &RegistryClient,
     dir: &Path,
 ) -> Result<Result<(NormalizedImage, Option<publish::Normalized>), String>, RebuildError> {
-    if published(entry) {
-        let digest = entry.digest.as_deref().unwrap_or_default();
-        let reference = match ImageReference::parse(&entry.image) {
-            Ok(r) => r,
-            Err(e) => return Ok(Err(e.to_string())),
-        };
-        let repo = reference.repository();
-        let Some(manifest) = registry.manifest_get(repo, digest).await? else {
+    if let (Some(digest), true) = (&entry.digest, published(entry)) {
+        let repo = entry.image.reference().repository();
+        let Some(manifest) = registry.manifest_get(repo, digest.as_str()).await? else {
             return Ok(Err(format!("the registry has no {digest} in {repo}")));
         };
         let blobs = dir.join("blobs").join("sha256");
@@ -611,7 +603,7 @@ async fn locked_image<E: Engine>(
             .map(|image| (image, None))
             .map_err(|e| e.to_string()));
     }
-    let Some(id) = entry.image_id.as_deref() else {
+    let Some(id) = entry.image_id.as_ref().map(Digest::as_str) else {
         return Ok(Err(
             "the lock records neither a digest nor an image id".into()
         ));

@@ -11,7 +11,7 @@
 
 use crate::context::dockerfile::LOCAL_REPOSITORY_PREFIX;
 use crate::image::LABEL_INPUT_HASH;
-use crate::registry::{ImageReference, RegistryClient, RegistryError};
+use crate::registry::{RegistryClient, RegistryError};
 use crate::state::lock::Lock;
 
 use super::{Reason, Report};
@@ -24,7 +24,7 @@ pub async fn check(
 ) -> Result<(), RegistryError> {
     report.registry_checked = true;
     for (name, entry) in &lock.containers {
-        let Some(verdict) = report.containers.get_mut(name) else {
+        let Some(verdict) = report.containers.get_mut(name.as_str()) else {
             continue;
         };
         if verdict.input_hash.is_none() {
@@ -33,47 +33,39 @@ pub async fn check(
         }
         let local = entry
             .image
+            .as_str()
             .starts_with(&format!("{LOCAL_REPOSITORY_PREFIX}/"));
-        let Some(locked_digest) = entry.digest.as_deref().filter(|_| !local) else {
+        let Some(locked_digest) = entry.digest.as_ref().filter(|_| !local) else {
             verdict.push(Reason::NotPublished {
-                image: entry.image.clone(),
+                image: entry.image.to_string(),
             });
             continue;
         };
-        let reference = match ImageReference::parse(&entry.image) {
-            Ok(r) => r,
-            Err(e) => {
-                verdict.push(Reason::BadImage {
-                    image: entry.image.clone(),
-                    message: e.to_string(),
-                });
-                continue;
-            }
-        };
+        let reference = entry.image.reference();
         let repo = reference.repository();
         let tag = reference.manifest_reference();
         let Some(digest) = client.manifest_head(repo, tag).await? else {
             verdict.push(Reason::DigestMissing {
-                reference: entry.image.clone(),
-                digest: locked_digest.to_owned(),
+                reference: entry.image.to_string(),
+                digest: locked_digest.to_string(),
             });
             continue;
         };
         verdict.registry_digest = Some(digest.to_string());
-        if digest.as_str() != locked_digest {
+        if digest != *locked_digest {
             verdict.push(Reason::RegistryDigestDiffers {
-                reference: entry.image.clone(),
+                reference: entry.image.to_string(),
                 registry: digest.to_string(),
-                lock: locked_digest.to_owned(),
+                lock: locked_digest.to_string(),
             });
         }
         let labels = client.image_labels(repo, digest.as_str()).await?;
         let label = labels.and_then(|mut l| l.remove(LABEL_INPUT_HASH));
         if label.as_deref() != Some(entry.input_hash.as_str()) {
             verdict.push(Reason::LabelDiffers {
-                reference: entry.image.clone(),
+                reference: entry.image.to_string(),
                 registry: label,
-                lock: entry.input_hash.clone(),
+                lock: entry.input_hash.to_string(),
             });
         }
     }

@@ -449,15 +449,19 @@ mod tests {
     fn desired() -> Desired {
         let crate::load::Parsed { cookbook, plan } =
             crate::load::parse(COOKBOOK.as_bytes()).unwrap();
-        let mut lock = Lock::new("p");
-        for (c, d) in [("db", "sha256:1"), ("api", "sha256:2")] {
+        let mut lock = Lock::new(&crate::model::Name::parse("p").unwrap());
+        for (c, d) in [("db", '1'), ("api", '2')] {
             lock.containers.insert(
-                c.to_owned(),
+                crate::model::Name::parse(c).unwrap(),
                 LockedImage {
-                    input_hash: String::new(),
-                    image: format!("reg:5000/p/{c}:tag"),
+                    input_hash: crate::hash::InputHash::parse(&"0".repeat(64)).unwrap(),
+                    image: crate::oci::WrittenReference::parse(&format!("reg:5000/p/{c}:tag"))
+                        .unwrap(),
                     tags: vec![],
-                    digest: Some(d.to_owned()),
+                    digest: Some(
+                        crate::oci::Digest::parse(&format!("sha256:{}", d.to_string().repeat(64)))
+                            .unwrap(),
+                    ),
                     image_id: None,
                 },
             );
@@ -480,7 +484,10 @@ mod tests {
         assert_eq!(api.replicas, 3);
         let spec = api.deployment.spec.as_ref().unwrap();
         let c = &spec.template.spec.as_ref().unwrap().containers[0];
-        assert_eq!(c.image.as_deref(), Some("reg:5000/p/api@sha256:2"));
+        assert_eq!(
+            c.image.as_deref(),
+            Some(format!("reg:5000/p/api@sha256:{}", "2".repeat(64)).as_str())
+        );
         let limits = c.resources.as_ref().unwrap().limits.as_ref().unwrap();
         assert_eq!(
             (limits["cpu"].0.as_str(), limits["memory"].0.as_str()),
