@@ -406,7 +406,7 @@ pub async fn publish(
         }
         let path = image.blob_path(oci_digest);
         if let (true, Some(from), false) = (*is_base, mount_from, path.exists()) {
-            download_blob(registry, from, &blob, &path).await?;
+            download_blob(registry, from, &blob, *size, &path).await?;
         }
         registry.blob_upload(repo, &blob, &path, *size).await?;
     }
@@ -416,13 +416,15 @@ pub async fn publish(
     Ok(pushed)
 }
 
-/// Downloads the blob `digest` of `repo` to `path`, checked against its digest: through a
-/// temporary file beside it, renamed only once complete, so a failed download never leaves a
-/// file that a later step would take for the blob.
+/// Downloads the blob `digest` (`size` bytes, by its descriptor) of `repo` to `path`, checked
+/// against its size while streaming and its digest at the end: through a temporary file beside
+/// it, renamed only once complete, so a failed download never leaves a file that a later step
+/// would take for the blob.
 pub async fn download_blob(
     registry: &RegistryClient,
     repo: &Repository,
     digest: &Digest,
+    size: u64,
     path: &Path,
 ) -> Result<(), PublishError> {
     let dir = path.parent().unwrap_or(Path::new("."));
@@ -431,7 +433,7 @@ pub async fn download_blob(
         .tempfile_in(dir)
         .map_err(PublishError::Scratch)?
         .into_temp_path();
-    if !registry.blob_to_file(repo, digest, &partial).await? {
+    if !registry.blob_to_file(repo, digest, size, &partial).await? {
         return Err(PublishError::Base {
             reference: repo.to_string(),
             message: format!("the registry has no blob {digest} there"),
