@@ -14,6 +14,7 @@
 use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -143,23 +144,31 @@ type Handler = dyn Fn(&Seen) -> Reply + Send + Sync;
 /// An HTTP listener on `ip` that records every request and answers with `handler`.
 struct Listener {
     addr: SocketAddr,
-    seen: Arc<Mutex<Vec<Seen>>>,
+    log: Arc<Log>,
     task: tokio::task::JoinHandle<()>,
+}
+
+#[derive(Default)]
+struct Log {
+    seen: Mutex<Vec<Seen>>,
+    /// The bytes of endless bodies handed to the connection: what the client read, plus what
+    /// the sockets' buffers hold.
+    sent: AtomicU64,
 }
 
 impl Listener {
     async fn start(ip: &str, handler: impl Fn(&Seen) -> Reply + Send + Sync + 'static) -> Listener {
         let listener = tokio::net::TcpListener::bind((ip, 0)).await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let seen = Arc::new(Mutex::new(Vec::new()));
+        let log = Arc::new(Log::default());
         let handler: Arc<Handler> = Arc::new(handler);
-        let log = seen.clone();
+        let shared = log.clone();
         let task = tokio::spawn(async move {
             loop {
                 let Ok((stream, _)) = listener.accept().await else {
                     return;
                 };
-                let (log, handler) = (log.clone(), handler.clone());
+                let (log, handler) = (shared.clone(), handler.clone());
                 tokio::spawn(async move {
                     let service = hyper::service::service_fn(move |request| {
                         let (log, handler) = (log.clone(), handler.clone());
@@ -171,7 +180,7 @@ impl Listener {
                 });
             }
         });
-        Listener { addr, seen, task }
+        Listener { addr, log, task }
     }
 
     fn host(&self) -> String {
@@ -179,7 +188,12 @@ impl Listener {
     }
 
     fn seen(&self) -> Vec<Seen> {
-        self.seen.lock().unwrap().clone()
+        self.log.seen.lock().unwrap().clone()
+    }
+
+    /// How much of its endless bodies this listener has sent.
+    fn sent(&self) -> u64 {
+        self.log.sent.load(Ordering::SeqCst)
     }
 
     /// Fails the test if any request this listener received carried a credential.
@@ -204,7 +218,7 @@ impl Drop for Listener {
 
 async fn answer(
     request: hyper::Request<Incoming>,
-    log: &Mutex<Vec<Seen>>,
+    log: &Arc<Log>,
     handler: &Handler,
 ) -> hyper::Response<Body> {
     let (parts, mut incoming) = request.into_parts();
@@ -232,7 +246,7 @@ async fn answer(
         body_len,
     };
     let reply = handler(&seen);
-    log.lock().unwrap().push(seen);
+    log.seen.lock().unwrap().push(seen);
     match reply {
         Reply::Full {
             status,
@@ -258,8 +272,11 @@ async fn answer(
                 response = response.header("content-length", length.to_string());
             }
             let chunk = Bytes::from(vec![b'x'; 64 << 10]);
-            let frames =
-                futures_util::stream::repeat(chunk).map(|c| Ok::<_, Infallible>(Frame::data(c)));
+            let log = log.clone();
+            let frames = futures_util::stream::repeat(chunk).map(move |c| {
+                log.sent.fetch_add(c.len() as u64, Ordering::SeqCst);
+                Ok::<_, Infallible>(Frame::data(c))
+            });
             response
                 .body(BodyExt::boxed(StreamBody::new(frames)))
                 .unwrap()
@@ -627,8 +644,14 @@ const QUICKLY: Duration = Duration::from_secs(30);
 /// The most a refused body may have been read past its cap: one chunk of the client's stream.
 const SLACK: u64 = 1 << 20;
 
-fn assert_cut(error: &RegistryError, kind: BodyKind, cap: u64) {
-    match error {
+/// The most an endless body's sender may have handed to a connection past what the client
+/// read: the two sockets' buffers on loopback (a few MiB).
+const SOCKET_SLACK: u64 = 16 << 20;
+
+/// `error` is the refusal of a `kind` body at `cap`, read no further than a chunk past it, and
+/// exit code 1.
+fn assert_cut(error: RegistryError, kind: BodyKind, cap: u64) {
+    match &error {
         RegistryError::TooLarge {
             body,
             limit,
@@ -642,29 +665,9 @@ fn assert_cut(error: &RegistryError, kind: BodyKind, cap: u64) {
         other => panic!("expected TooLarge for the {kind}, got {other:?}"),
     }
     assert_eq!(
-        cookbook::error::Error::from(error_clone(error)).exit_code(),
+        cookbook::error::Error::from(error).exit_code(),
         cookbook::error::EXIT_FAILED
     );
-}
-
-/// `TooLarge` again (errors are not `Clone`: a reqwest error may be inside others).
-fn error_clone(error: &RegistryError) -> RegistryError {
-    match error {
-        RegistryError::TooLarge {
-            endpoint,
-            body,
-            limit,
-            declared,
-            received,
-        } => RegistryError::TooLarge {
-            endpoint: endpoint.clone(),
-            body: *body,
-            limit: *limit,
-            declared: *declared,
-            received: *received,
-        },
-        other => panic!("{other:?}"),
-    }
 }
 
 #[tokio::test]
@@ -683,7 +686,6 @@ async fn endless_bodies_are_cut_at_their_caps_quickly() {
     let repo = repo(&registry);
     let started = Instant::now();
     let error = client.manifest_get(&repo, "v1").await.unwrap_err();
-    assert_cut(&error, BodyKind::Manifest, MAX_MANIFEST_BYTES);
     assert!(
         error.to_string().contains(&format!(
             "http://{}/v2/hostile/app/manifests/v1",
@@ -691,14 +693,21 @@ async fn endless_bodies_are_cut_at_their_caps_quickly() {
         )),
         "{error}"
     );
+    assert_cut(error, BodyKind::Manifest, MAX_MANIFEST_BYTES);
     let error = client.tags_list(&repo).await.unwrap_err();
-    assert_cut(&error, BodyKind::TagList, MAX_TAG_LIST_BYTES);
+    assert_cut(error, BodyKind::TagList, MAX_TAG_LIST_BYTES);
     let error = client
         .blob_get(&repo, &Digest::sha256_of(b"config"))
         .await
         .unwrap_err();
-    assert_cut(&error, BodyKind::Blob, MAX_IN_MEMORY_BLOB_BYTES);
+    assert_cut(error, BodyKind::Blob, MAX_IN_MEMORY_BLOB_BYTES);
     assert!(started.elapsed() < QUICKLY, "{:?}", started.elapsed());
+    let caps = MAX_MANIFEST_BYTES + MAX_TAG_LIST_BYTES + MAX_IN_MEMORY_BLOB_BYTES;
+    assert!(
+        registry.sent() <= caps + 3 * SOCKET_SLACK,
+        "{} bytes sent",
+        registry.sent()
+    );
 }
 
 #[tokio::test]
@@ -717,7 +726,7 @@ async fn an_endless_token_response_is_cut_at_its_cap() {
         .manifest_head(&repo(&registry), "v1")
         .await
         .unwrap_err();
-    assert_cut(&error, BodyKind::TokenResponse, MAX_TOKEN_RESPONSE_BYTES);
+    assert_cut(error, BodyKind::TokenResponse, MAX_TOKEN_RESPONSE_BYTES);
     assert!(started.elapsed() < QUICKLY, "{:?}", started.elapsed());
 }
 
@@ -757,6 +766,12 @@ async fn endless_error_bodies_are_read_no_further_than_a_message_needs() {
         "{error:?}"
     );
     assert!(started.elapsed() < QUICKLY, "{:?}", started.elapsed());
+    // Three endless answers, each read no further than a message needs.
+    assert!(
+        registry.sent() <= 3 * SOCKET_SLACK,
+        "{} bytes sent",
+        registry.sent()
+    );
 }
 
 #[tokio::test]
