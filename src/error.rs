@@ -25,6 +25,9 @@
 //! | a push/pull refused ("denied", "unauthorized", "manifest unknown"): not retried | 1 |
 //! | the registry refused: 401/403 or a body saying `DENIED`, never retried   | 1    |
 //! | the registry answered something unusable (bad digest, unexpected status) | 1    |
+//! | the registry sent a body past its cap (a manifest over 4 MiB, a blob longer than its descriptor…) | 1 |
+//! | the registry handed over a URL that would take HTTPS to plain HTTP (or not HTTP at all) | 1 |
+//! | a registry host that makes no URL (a port out of range)                 | 2    |
 //! | a malformed Docker config (`config.json` with a JSON error): file:line:column | 2 |
 //! | a Docker config that cannot be read, a failing credential helper         | 1    |
 //! | the Docker engine cannot be reached, or what answers is not a Docker engine | 3 |
@@ -225,11 +228,19 @@ fn registry_exit_code(e: &RegistryError) -> i32 {
         RegistryError::Credentials(CredentialError::Unreadable { source, .. }) => {
             io_exit_code(source)
         }
+        // A registry that breaks the protocol (a body past its cap, a URL handed over that
+        // would downgrade HTTPS) answered, so it is not 3, and retrying later will not change
+        // its answer; nor is it the user's input (2): it takes a person, like any other
+        // unusable answer.
         RegistryError::Unauthorized { .. }
         | RegistryError::Credentials(CredentialError::Lookup { .. })
         | RegistryError::UnexpectedStatus { .. }
         | RegistryError::InvalidResponse { .. }
+        | RegistryError::TooLarge { .. }
+        | RegistryError::UnsafeUrl { .. }
         | RegistryError::Client { .. } => EXIT_FAILED,
+        // A repository whose host makes no URL (a port out of range): the reference is wrong.
+        RegistryError::BadHost { .. } => EXIT_INVALID,
     }
 }
 
@@ -586,6 +597,25 @@ mod tests {
             source: docker_credential::CredentialRetrievalError::HelperCommunicationError,
         }));
         assert_eq!(helper.exit_code(), EXIT_FAILED);
+        let too_large = Error::Registry(RegistryError::TooLarge {
+            endpoint: "http://127.0.0.1:5000/v2/a/manifests/v1".into(),
+            body: crate::registry::BodyKind::Manifest,
+            limit: crate::registry::MAX_MANIFEST_BYTES,
+            declared: None,
+            received: 5 << 20,
+        });
+        assert_eq!(too_large.exit_code(), EXIT_FAILED);
+        let downgrade = Error::Registry(RegistryError::UnsafeUrl {
+            endpoint: "https://registry.example/v2/a/blobs/uploads/".into(),
+            url: "http://registry.example/upload?_state=…".into(),
+            reason: "would downgrade HTTPS to plain HTTP",
+        });
+        assert_eq!(downgrade.exit_code(), EXIT_FAILED);
+        let bad_host = Error::Registry(RegistryError::BadHost {
+            host: "127.0.0.1:99999".into(),
+            reason: "invalid port number".into(),
+        });
+        assert_eq!(bad_host.exit_code(), EXIT_INVALID);
         let refused = Error::Sync(crate::sync::SyncError::Git(GitError::Refused {
             remote: "git://127.0.0.1/x.git".into(),
             message: "remote error: access denied".into(),

@@ -187,7 +187,7 @@ pub async fn assemble<E: Engine>(
                         reference: repo.to_string(),
                         message: e.to_string(),
                     })?;
-                    publish::download_blob(registry, repo, &digest, &path).await?;
+                    publish::download_blob(registry, repo, &digest, layer.size, &path).await?;
                 }
                 let index = tokio::task::spawn_blocking(move || index_layer_file(&path))
                     .await

@@ -5,16 +5,33 @@
 //! is blocking; every caller here is async, so reqwest avoids a thread per request.
 //!
 //! Every request goes through [`RegistryClient::call`], which
+//! - sends credentials only where [`Origin`] admits them (issue 20, item 1): the registry's own
+//!   scheme, host and port. A URL the registry hands back — an upload's `Location`, a tag
+//!   list's `Link`, a redirect — that points elsewhere is sent to without any credential and
+//!   answers no challenge; one that would take HTTPS to plain HTTP is refused
+//!   ([`RegistryError::UnsafeUrl`]). reqwest follows redirects itself with the same rule
+//!   ([`redirect_policy`]: it drops `Authorization` on a change of origin, and a downgrade is
+//!   refused), so a blob GET redirected to its storage works, without credentials;
 //! - authenticates on demand: a `401` with a `WWW-Authenticate` challenge is answered once
 //!   (Basic: the credential; Bearer: a token fetched from the challenge's realm for the
-//!   repository scope), and the answer is cached per host and scope;
+//!   repository scope, the credential going to the realm only as [`Origin::admit_realm`]
+//!   says), and the answer is cached per host and scope;
 //! - retries transient failures (a transport error such as a refused or reset connection, a
 //!   5xx, a 429 honouring `Retry-After` in seconds) with the exponential backoff of
 //!   [`RetryPolicy`], and never retries a refusal: a 401/403, or any answer whose body says
 //!   `DENIED`/`UNAUTHORIZED` or `…_UNKNOWN` (see [`crate::retry::is_permanent`]), is reported
 //!   at once;
 //! - keeps the registry's own words: the `message` of its OCI error body (`{"errors":[…]}`), or
-//!   the start of a plain-text body, goes into the error.
+//!   the start of a plain-text body, goes into the error, and its error codes into
+//!   [`RegistryError::UnexpectedStatus`]'s `codes`.
+//!
+//! Every body read into memory has a cap, enforced while reading (issue 20, item 7; the caps
+//! and the reads are `super::body`'s): a `Content-Length` above it is refused before a byte is
+//! read, and a body without one, or with one that lies, is cut at the first chunk too many
+//! ([`RegistryError::TooLarge`], naming the endpoint, the cap and what was sent). Blobs are
+//! streamed to files and checked against their descriptor's size as they arrive, and against
+//! their digest at the end. Every URL in an error is [`redact`]ed: a presigned query string is a
+//! credential too.
 //!
 //! Retagging ([`RegistryClient::retag`]) happens in the registry: the manifest is read and put
 //! back, byte for byte and with its own media type, under the new tag, so the digest cannot
@@ -33,6 +50,9 @@
 //! caches. What publishing needs beyond this client — four requests of the distribution spec —
 //! is about 150 lines here.
 //!
+//! URLs are built with their path segments escaped ([`RegistryClient::url`]): a tag or digest
+//! handed in as text cannot add a query or another path to a request.
+//!
 //! Registries on a loopback address are spoken to over plain HTTP, as the Docker engine does for
 //! its default insecure range `127.0.0.0/8`; any other host over HTTPS unless named with
 //! [`RegistryClient::with_plain_http`].
@@ -42,6 +62,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use base64::prelude::{Engine as _, BASE64_STANDARD};
+use futures_util::StreamExt;
 use reqwest::header::{
     ACCEPT, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, LINK, LOCATION, RETRY_AFTER,
     WWW_AUTHENTICATE,
@@ -50,6 +71,11 @@ use reqwest::{Method, RequestBuilder, Response, StatusCode, Url};
 use serde::Deserialize;
 
 use super::auth::{Challenge, Credential, CredentialError, CredentialStore};
+use super::body::{
+    read_capped, said_by, BodyKind, ErrorCode, Said, MAX_IN_MEMORY_BLOB_BYTES, MAX_MANIFEST_BYTES,
+    MAX_TAG_LIST_BYTES, MAX_TAG_LIST_PAGES, MAX_TOKEN_RESPONSE_BYTES,
+};
+use super::origin::{redact, redact_text, Admission, Origin};
 use crate::oci::Digest;
 use crate::oci::Repository;
 use crate::retry::{is_permanent, is_refusal, RetryPolicy};
@@ -63,6 +89,9 @@ pub const MANIFEST_MEDIA_TYPES: [&str; 4] = [
     "application/vnd.docker.distribution.manifest.v2+json",
 ];
 
+/// The most redirects followed for one request (reqwest's default limit, kept).
+const MAX_REDIRECTS: usize = 10;
+
 const DOCKER_CONTENT_DIGEST: &str = "docker-content-digest";
 
 #[derive(Debug, thiserror::Error)]
@@ -71,6 +100,7 @@ pub enum RegistryError {
     #[error("cannot connect to the registry at {endpoint}")]
     Unreachable {
         endpoint: String,
+        /// Without its URL (reqwest's text would repeat it unredacted).
         source: reqwest::Error,
     },
     /// The registry kept answering 5xx or 429 until the retries ran out. Exit code 3.
@@ -101,13 +131,61 @@ pub enum RegistryError {
         endpoint: String,
         status: u16,
         message: Option<String>,
+        /// The error codes of its OCI error body, in order.
+        codes: Vec<ErrorCode>,
     },
     #[error("invalid response from the registry at {endpoint}: {reason}")]
     InvalidResponse { endpoint: String, reason: String },
+    /// A body larger than it may be: a cap of this client ([`MAX_MANIFEST_BYTES`] and its
+    /// siblings) or, for a blob, its descriptor's size. Nothing past the cap was read. Exit
+    /// code 1.
+    #[error(
+        "the {body} from {endpoint} is larger than {limit} bytes ({}); refused",
+        sent(*declared, *received)
+    )]
+    TooLarge {
+        endpoint: String,
+        body: BodyKind,
+        limit: u64,
+        /// Its `Content-Length`, if it sent one.
+        declared: Option<u64>,
+        /// The bytes received when the read stopped (0: refused on `Content-Length` alone).
+        received: u64,
+    },
+    /// The registry handed over a URL (a `Location`, a `Link`, a redirect, a token realm) that
+    /// nothing may be sent to (see [`Origin`]). Exit code 1.
+    #[error("the registry at {endpoint} handed over {url}, which {reason}: not followed")]
+    UnsafeUrl {
+        endpoint: String,
+        url: String,
+        reason: &'static str,
+    },
+    /// The registry's host does not make a URL (a port out of range). Exit code 2.
+    #[error("`{host}` cannot be a registry host: {reason}")]
+    BadHost { host: String, reason: String },
     #[error(transparent)]
     Credentials(#[from] CredentialError),
     #[error("cannot set up the registry HTTP client: {source}")]
     Client { source: reqwest::Error },
+}
+
+/// What a [`RegistryError::TooLarge`] body was, in words.
+fn sent(declared: Option<u64>, received: u64) -> String {
+    match (declared, received) {
+        (Some(n), 0) => format!("its Content-Length is {n}"),
+        (Some(n), _) => format!("{received} bytes received, against a Content-Length of {n}"),
+        (None, _) => format!("{received} bytes received, with no Content-Length"),
+    }
+}
+
+impl RegistryError {
+    /// The OCI error codes the registry answered with (none for other failures).
+    pub fn codes(&self) -> &[ErrorCode] {
+        match self {
+            RegistryError::UnexpectedStatus { codes, .. } => codes,
+            _ => &[],
+        }
+    }
 }
 
 /// A manifest as the registry stores it: its exact bytes and their digest.
@@ -160,6 +238,10 @@ impl Access {
 #[derive(Debug)]
 pub struct RegistryClient {
     http: reqwest::Client,
+    /// For the one request whose body is a credential (an identity token exchanged at its
+    /// realm): it follows no redirect, since reqwest resends a 307/308's body wherever it
+    /// points, and that body would be the refresh token.
+    token_http: reqwest::Client,
     retry: RetryPolicy,
     store: CredentialStore,
     plain_http: BTreeSet<String>,
@@ -168,20 +250,81 @@ pub struct RegistryClient {
     authorizations: Mutex<BTreeMap<(String, String), String>>,
 }
 
+/// Why reqwest's redirect policy refused a redirect: found again in its error's sources.
+#[derive(Debug)]
+struct RefusedRedirect {
+    url: String,
+    reason: &'static str,
+}
+
+impl std::fmt::Display for RefusedRedirect {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "a redirect to {}, which {}", self.url, self.reason)
+    }
+}
+
+impl std::error::Error for RefusedRedirect {}
+
+/// reqwest's redirects under [`Origin`]'s rule. reqwest itself drops `Authorization` (and
+/// cookies) when a redirect changes scheme, host or port — the same origin rule — and this
+/// policy refuses what reqwest would follow: a hop from HTTPS anywhere in the chain to plain
+/// HTTP, or to a scheme other than HTTP(S).
+fn redirect_policy() -> reqwest::redirect::Policy {
+    reqwest::redirect::Policy::custom(|attempt| {
+        if attempt.previous().len() > MAX_REDIRECTS {
+            return attempt.error("too many redirects");
+        }
+        match redirect_verdict(attempt.previous(), attempt.url()) {
+            Ok(()) => attempt.follow(),
+            Err(refused) => attempt.error(refused),
+        }
+    })
+}
+
+/// Whether a redirect to `next` may be followed after `previous` (the request's own URL first):
+/// not when any of them would hand `next` nothing ([`Admission::Refused`]).
+fn redirect_verdict(previous: &[Url], next: &Url) -> Result<(), RefusedRedirect> {
+    let refused = previous
+        .iter()
+        .find_map(|url| match Origin::of(url).map(|o| o.admit(next)) {
+            Some(Admission::Refused(reason)) => Some(reason),
+            _ => None,
+        });
+    match refused {
+        Some(reason) => Err(RefusedRedirect {
+            url: redact(next),
+            reason,
+        }),
+        None => Ok(()),
+    }
+}
+
 impl RegistryClient {
     /// A client reading credentials from the Docker config, with the default retry policy.
     pub fn new() -> Result<RegistryClient, RegistryError> {
-        let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(10))
-            .read_timeout(Duration::from_secs(60))
-            .user_agent(concat!("cookbook/", env!("CARGO_PKG_VERSION")))
-            // reqwest's TLS setup with the root certificates loaded at the first handshake,
-            // not here (see super::tls).
-            .tls_backend_preconfigured(super::tls::client_config())
+        let builder = || {
+            reqwest::Client::builder()
+                .connect_timeout(Duration::from_secs(10))
+                .read_timeout(Duration::from_secs(60))
+                .user_agent(concat!("cookbook/", env!("CARGO_PKG_VERSION")))
+                // A redirect's `Referer` would carry the registry URL, query included, to
+                // whatever host the redirect names.
+                .referer(false)
+                // reqwest's TLS setup with the root certificates loaded at the first
+                // handshake, not here (see super::tls).
+                .tls_backend_preconfigured(super::tls::client_config())
+        };
+        let http = builder()
+            .redirect(redirect_policy())
+            .build()
+            .map_err(|source| RegistryError::Client { source })?;
+        let token_http = builder()
+            .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|source| RegistryError::Client { source })?;
         Ok(RegistryClient {
             http,
+            token_http,
             retry: RetryPolicy::default(),
             store: CredentialStore::default(),
             plain_http: BTreeSet::new(),
@@ -213,7 +356,7 @@ impl RegistryClient {
         repo: &Repository,
         reference: &str,
     ) -> Result<Option<Digest>, RegistryError> {
-        let url = self.url(repo, &format!("manifests/{reference}"));
+        let url = self.url(repo, &["manifests", reference])?;
         let response = self
             .call(Method::HEAD, repo, &url, Access::Pull, true)
             .await?;
@@ -254,7 +397,7 @@ impl RegistryClient {
         reference: &str,
         access: Access,
     ) -> Result<Option<Manifest>, RegistryError> {
-        let url = self.url(repo, &format!("manifests/{reference}"));
+        let url = self.url(repo, &["manifests", reference])?;
         let response = self.call(Method::GET, repo, &url, access, true).await?;
         match response.status() {
             StatusCode::NOT_FOUND => return Ok(None),
@@ -263,7 +406,7 @@ impl RegistryClient {
         }
         let claimed = header(&response, DOCKER_CONTENT_DIGEST);
         let content_type = header(&response, CONTENT_TYPE.as_str());
-        let bytes = body(&url, response).await?;
+        let bytes = read_capped(&url, response, BodyKind::Manifest, MAX_MANIFEST_BYTES).await?;
         let digest = Digest::sha256_of(&bytes);
         for expected in [
             claimed.as_deref(),
@@ -287,14 +430,15 @@ impl RegistryClient {
         }))
     }
 
-    /// The blob `digest` (for example an image configuration), checked against its digest;
-    /// `None` if the registry has no such blob.
+    /// The blob `digest` (for example an image configuration), at most
+    /// [`MAX_IN_MEMORY_BLOB_BYTES`], checked against its digest; `None` if the registry has no
+    /// such blob.
     pub async fn blob_get(
         &self,
         repo: &Repository,
         digest: &Digest,
     ) -> Result<Option<Vec<u8>>, RegistryError> {
-        let url = self.url(repo, &format!("blobs/{digest}"));
+        let url = self.url(repo, &["blobs", digest.as_str()])?;
         let response = self
             .call(Method::GET, repo, &url, Access::Pull, false)
             .await?;
@@ -303,7 +447,7 @@ impl RegistryClient {
             StatusCode::OK => {}
             _ => return Err(unexpected(&url, response).await),
         }
-        let bytes = body(&url, response).await?;
+        let bytes = read_capped(&url, response, BodyKind::Blob, MAX_IN_MEMORY_BLOB_BYTES).await?;
         if !digest.matches(&bytes) {
             return Err(invalid(
                 &url,
@@ -332,7 +476,7 @@ impl RegistryClient {
         let Some(manifest) = self.manifest_get(repo, reference).await? else {
             return Ok(None);
         };
-        let url = self.url(repo, &format!("manifests/{reference}"));
+        let url = self.url(repo, &["manifests", reference])?;
         let config = manifest.config_digest().ok_or_else(|| {
             invalid(
                 &url,
@@ -352,7 +496,7 @@ impl RegistryClient {
 
     /// Opens a blob upload session in `repo` (POST; 202 with a Location) and returns its URL.
     async fn start_upload(&self, repo: &Repository) -> Result<Url, RegistryError> {
-        let start = self.url(repo, "blobs/uploads/");
+        let start = self.url(repo, &["blobs", "uploads", ""])?;
         let response = self
             .call(Method::POST, repo, &start, Access::Push, false)
             .await?;
@@ -361,7 +505,7 @@ impl RegistryClient {
         }
         let location = header(&response, LOCATION.as_str())
             .ok_or_else(|| invalid(&start, "upload started without a Location".into()))?;
-        resolve(&start, &location)
+        self.handed_over(repo, &start, &location)
     }
 
     /// Proves that the credentials may push to `repo` without pushing anything: starts a blob
@@ -371,7 +515,7 @@ impl RegistryClient {
         // Cancelling is a courtesy: the registry purges abandoned uploads on its own, and push
         // access is already proven, so a failure here changes nothing for the caller.
         let _ = self
-            .call(Method::DELETE, repo, upload.as_str(), Access::Push, false)
+            .call(Method::DELETE, repo, &upload, Access::Push, false)
             .await;
         Ok(())
     }
@@ -382,7 +526,7 @@ impl RegistryClient {
         repo: &Repository,
         digest: &Digest,
     ) -> Result<bool, RegistryError> {
-        let url = self.url(repo, &format!("blobs/{digest}"));
+        let url = self.url(repo, &["blobs", digest.as_str()])?;
         let response = self
             .call(Method::HEAD, repo, &url, Access::Push, false)
             .await?;
@@ -406,10 +550,10 @@ impl RegistryClient {
         if from.api_host() != repo.api_host() {
             return Ok(false);
         }
-        let url = self.url(
-            repo,
-            &format!("blobs/uploads/?mount={digest}&from={}", from.path()),
-        );
+        let mut url = self.url(repo, &["blobs", "uploads", ""])?;
+        url.query_pairs_mut()
+            .append_pair("mount", digest.as_str())
+            .append_pair("from", from.path());
         let response = self
             .call(Method::POST, repo, &url, Access::Push, false)
             .await?;
@@ -417,10 +561,10 @@ impl RegistryClient {
             StatusCode::CREATED => Ok(true),
             StatusCode::ACCEPTED => {
                 if let Some(location) = header(&response, LOCATION.as_str()) {
-                    let upload = resolve(&url, &location)?;
+                    let upload = self.handed_over(repo, &url, &location)?;
                     // A courtesy, as in check_push_access: abandoned uploads are purged anyway.
                     let _ = self
-                        .call(Method::DELETE, repo, upload.as_str(), Access::Push, false)
+                        .call(Method::DELETE, repo, &upload, Access::Push, false)
                         .await;
                 }
                 Ok(false)
@@ -449,14 +593,14 @@ impl RegistryClient {
             .call_with(
                 Method::PUT,
                 repo,
-                upload.as_str(),
+                &upload,
                 Access::Push,
                 false,
                 Some(Content::File(path, size)),
             )
             .await?;
         if response.status() != StatusCode::CREATED {
-            return Err(unexpected(upload.as_str(), response).await);
+            return Err(unexpected(&upload, response).await);
         }
         Ok(())
     }
@@ -470,7 +614,7 @@ impl RegistryClient {
         media_type: &str,
         bytes: &[u8],
     ) -> Result<Digest, RegistryError> {
-        let url = self.url(repo, &format!("manifests/{reference}"));
+        let url = self.url(repo, &["manifests", reference])?;
         let digest = Digest::sha256_of(bytes);
         let response = self
             .call_with(
@@ -494,17 +638,20 @@ impl RegistryClient {
         }
     }
 
-    /// Writes the blob `digest` of `repo` into the file `path`, streaming, and checks it against
-    /// its digest. `false` if the registry has no such blob (nothing is written then).
+    /// Writes the blob `digest` of `repo`, `size` bytes by its descriptor, into the file `path`,
+    /// streaming: the read stops at the first byte past `size`, and what was written is checked
+    /// against the digest. `false` if the registry has no such blob (nothing is written then).
+    /// On an error the file may hold part of the blob: callers write to a temporary file.
     pub async fn blob_to_file(
         &self,
         repo: &Repository,
         digest: &Digest,
+        size: u64,
         path: &std::path::Path,
     ) -> Result<bool, RegistryError> {
         use sha2::Digest as _;
         use tokio::io::AsyncWriteExt;
-        let url = self.url(repo, &format!("blobs/{digest}"));
+        let url = self.url(repo, &["blobs", digest.as_str()])?;
         let response = self
             .call(Method::GET, repo, &url, Access::Pull, false)
             .await?;
@@ -513,39 +660,62 @@ impl RegistryClient {
             StatusCode::OK => {}
             _ => return Err(unexpected(&url, response).await),
         }
+        // The answer's own URL: a redirect to storage is where the bytes come from.
+        let source = response.url().clone();
+        let declared = response.content_length();
+        let too_large = |received| RegistryError::TooLarge {
+            endpoint: redact(&source),
+            body: BodyKind::Blob,
+            limit: size,
+            declared,
+            received,
+        };
+        if declared.is_some_and(|n| n > size) {
+            return Err(too_large(0));
+        }
         let local =
             |e: std::io::Error| invalid(&url, format!("cannot write {}: {e}", path.display()));
         let mut file = tokio::fs::File::create(path).await.map_err(local)?;
         let mut hasher = sha2::Sha256::new();
+        let mut received: u64 = 0;
         let mut stream = response.bytes_stream();
-        while let Some(chunk) = futures_util::StreamExt::next(&mut stream).await {
-            let chunk = chunk.map_err(|source| RegistryError::Unreachable {
-                endpoint: url.clone(),
-                source,
-            })?;
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|source| unreachable(&url, source))?;
+            received += chunk.len() as u64;
+            if received > size {
+                return Err(too_large(received));
+            }
             hasher.update(&chunk);
             file.write_all(&chunk).await.map_err(local)?;
         }
         file.flush().await.map_err(local)?;
+        if received < size {
+            return Err(invalid(
+                &source,
+                format!("blob {digest} ended after {received} of its {size} bytes"),
+            ));
+        }
         let actual = format!("sha256:{}", hex::encode(hasher.finalize()));
         if actual != digest.as_str() {
             return Err(invalid(
-                &url,
+                &source,
                 format!("blob content hashes to {actual}, not {digest}"),
             ));
         }
         Ok(true)
     }
 
-    /// Every tag of `repo`, following pagination; empty if the repository does not exist.
+    /// Every tag of `repo`, following pagination; empty if the repository does not exist. At
+    /// most [`MAX_TAG_LIST_BYTES`] in all pages, and [`MAX_TAG_LIST_PAGES`] pages.
     pub async fn tags_list(&self, repo: &Repository) -> Result<Vec<String>, RegistryError> {
         #[derive(Deserialize)]
         struct Tags {
             tags: Option<Vec<String>>,
         }
         let mut tags = Vec::new();
-        let mut url = self.url(repo, "tags/list");
-        loop {
+        let mut url = self.url(repo, &["tags", "list"])?;
+        let mut read: u64 = 0;
+        for _ in 0..MAX_TAG_LIST_PAGES {
             let response = self
                 .call(Method::GET, repo, &url, Access::Pull, false)
                 .await?;
@@ -555,14 +725,39 @@ impl RegistryClient {
                 _ => return Err(unexpected(&url, response).await),
             }
             let next = header(&response, LINK.as_str()).and_then(|link| next_link(&link));
-            let page: Tags = serde_json::from_slice(&body(&url, response).await?)
+            let left = MAX_TAG_LIST_BYTES - read;
+            let page = read_capped(&url, response, BodyKind::TagList, left)
+                .await
+                .map_err(|e| match e {
+                    // The cap is for all pages: say so, with what came before.
+                    RegistryError::TooLarge {
+                        endpoint,
+                        body,
+                        declared,
+                        received,
+                        ..
+                    } => RegistryError::TooLarge {
+                        endpoint,
+                        body,
+                        limit: MAX_TAG_LIST_BYTES,
+                        declared: declared.map(|n| n + read),
+                        received: received + read,
+                    },
+                    e => e,
+                })?;
+            read += page.len() as u64;
+            let page: Tags = serde_json::from_slice(&page)
                 .map_err(|e| invalid(&url, format!("tag list: {e}")))?;
             tags.extend(page.tags.unwrap_or_default());
             match next {
-                Some(next) => url = resolve(&url, &next)?.to_string(),
+                Some(next) => url = self.handed_over(repo, &url, &next)?,
                 None => return Ok(tags),
             }
         }
+        Err(invalid(
+            &url,
+            format!("the tag list goes on past {MAX_TAG_LIST_PAGES} pages"),
+        ))
     }
 
     /// Points `tag` at the manifest `source` (a tag or digest) names, inside the registry: a
@@ -576,14 +771,15 @@ impl RegistryClient {
         source: &str,
         tag: &str,
     ) -> Result<Digest, RegistryError> {
-        let source_url = self.url(repo, &format!("manifests/{source}"));
+        let source_url = self.url(repo, &["manifests", source])?;
         let manifest = self
             .fetch_manifest(repo, source, Access::Push)
             .await?
             .ok_or_else(|| RegistryError::UnexpectedStatus {
-                endpoint: source_url.clone(),
+                endpoint: redact(&source_url),
                 status: StatusCode::NOT_FOUND.as_u16(),
                 message: Some(format!("no manifest {source} to tag {tag} from")),
+                codes: Vec::new(),
             })?;
         let media_type = manifest_media_type(&manifest).ok_or_else(|| {
             invalid(
@@ -591,7 +787,7 @@ impl RegistryClient {
                 "the manifest names no media type (neither Content-Type nor mediaType)".into(),
             )
         })?;
-        let url = self.url(repo, &format!("manifests/{tag}"));
+        let url = self.url(repo, &["manifests", tag])?;
         let response = self
             .call_with(
                 Method::PUT,
@@ -617,23 +813,74 @@ impl RegistryClient {
         }
     }
 
-    fn url(&self, repo: &Repository, suffix: &str) -> String {
+    /// `<scheme>://<api host>/v2/<repository path>/<segments…>`, each segment escaped: a tag or
+    /// digest handed in as text stays one path segment.
+    fn url(&self, repo: &Repository, segments: &[&str]) -> Result<Url, RegistryError> {
         let host = repo.api_host();
         let scheme = if is_loopback(host) || self.plain_http.contains(host) {
             "http"
         } else {
             "https"
         };
-        format!("{scheme}://{host}/v2/{}/{suffix}", repo.path())
+        let mut url =
+            Url::parse(&format!("{scheme}://{host}/v2/")).map_err(|e| RegistryError::BadHost {
+                host: host.to_owned(),
+                reason: e.to_string(),
+            })?;
+        {
+            let mut path = url
+                .path_segments_mut()
+                .map_err(|()| RegistryError::BadHost {
+                    host: host.to_owned(),
+                    reason: "not a base URL".into(),
+                })?;
+            path.pop_if_empty();
+            path.extend(repo.path().split('/'));
+            path.extend(segments);
+        }
+        Ok(url)
     }
 
-    /// One authenticated request: answers one auth challenge, then reports 401/403 as
-    /// [`RegistryError::Unauthorized`]. Transient failures are retried in [`Self::send`].
+    /// The origin `repo`'s credentials are bound to.
+    fn origin(&self, repo: &Repository) -> Result<(Url, Origin), RegistryError> {
+        let base = self.url(repo, &[])?;
+        let origin = Origin::of(&base).ok_or_else(|| RegistryError::BadHost {
+            host: repo.api_host().to_owned(),
+            reason: "no origin".into(),
+        })?;
+        Ok((base, origin))
+    }
+
+    /// `location`, a URL the registry answered `from` with (absolute, or relative to `from`),
+    /// if anything may be sent to it at all ([`Origin::admit`]).
+    fn handed_over(
+        &self,
+        repo: &Repository,
+        from: &Url,
+        location: &str,
+    ) -> Result<Url, RegistryError> {
+        let url = from
+            .join(location)
+            .map_err(|e| invalid(from, format!("bad URL `{}`: {e}", redact_text(location))))?;
+        let (_, origin) = self.origin(repo)?;
+        match origin.admit(&url) {
+            Admission::Refused(reason) => Err(RegistryError::UnsafeUrl {
+                endpoint: redact(from),
+                url: redact(&url),
+                reason,
+            }),
+            Admission::WithCredentials | Admission::WithoutCredentials => Ok(url),
+        }
+    }
+
+    /// One request: authenticated on the registry's own origin (answering one challenge, then
+    /// reporting 401/403 as [`RegistryError::Unauthorized`]), anonymous anywhere else.
+    /// Transient failures are retried in [`Self::send`].
     async fn call(
         &self,
         method: Method,
         repo: &Repository,
-        url: &str,
+        url: &Url,
         access: Access,
         manifest: bool,
     ) -> Result<Response, RegistryError> {
@@ -646,14 +893,26 @@ impl RegistryClient {
         &self,
         method: Method,
         repo: &Repository,
-        url: &str,
+        url: &Url,
         access: Access,
         manifest: bool,
         content: Option<Content<'_>>,
     ) -> Result<Response, RegistryError> {
+        let (base, origin) = self.origin(repo)?;
+        let own_origin = match origin.admit(url) {
+            Admission::WithCredentials => true,
+            Admission::WithoutCredentials => false,
+            Admission::Refused(reason) => {
+                return Err(RegistryError::UnsafeUrl {
+                    endpoint: redact(&base),
+                    url: redact(url),
+                    reason,
+                })
+            }
+        };
         let scope = format!("repository:{}:{}", repo.path(), access.actions());
         let key = (repo.api_host().to_owned(), scope.clone());
-        let mut authorization = {
+        let mut authorization = if own_origin {
             let known = lock(&self.authorizations);
             known.get(&key).cloned().or_else(|| match access {
                 // A push token covers pulls of the same repository: reuse it rather than
@@ -664,12 +923,15 @@ impl RegistryClient {
                 }
                 Access::Push => None,
             })
+        } else {
+            None
         };
-        let mut challenged = false;
+        // Elsewhere, a challenge is never answered: that would hand it the credentials.
+        let mut challenged = !own_origin;
         loop {
             let response = self
                 .send(url, || {
-                    let mut request = self.http.request(method.clone(), url);
+                    let mut request = self.http.request(method.clone(), url.clone());
                     if manifest {
                         request = request.header(ACCEPT, MANIFEST_MEDIA_TYPES.join(", "));
                     }
@@ -715,7 +977,7 @@ impl RegistryClient {
                 if let Some(challenge) = challenge {
                     let credential = self.credential_for(repo).await?;
                     if let Some(value) = self
-                        .authorize(challenge, credential.as_ref(), &scope)
+                        .authorize(challenge, credential.as_ref(), &scope, &origin, url)
                         .await?
                     {
                         lock(&self.authorizations).insert(key.clone(), value.clone());
@@ -725,24 +987,30 @@ impl RegistryClient {
                 }
             }
             if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
-                lock(&self.authorizations).remove(&key);
+                if own_origin {
+                    lock(&self.authorizations).remove(&key);
+                }
                 return Err(RegistryError::Unauthorized {
-                    endpoint: url.to_owned(),
+                    endpoint: redact(url),
                     status: status.as_u16(),
-                    message: said_by(response).await,
+                    message: said_by(response).await.message,
                 });
             }
             return Ok(response);
         }
     }
 
-    /// The `Authorization` header value answering `challenge`, or `None` when there is nothing
-    /// to answer it with (Basic without a user name and password).
+    /// The `Authorization` header value answering `challenge`, which the registry at `origin`
+    /// sent for `url`; `None` when there is nothing to answer it with (Basic without a user name
+    /// and password). The credential goes to a Bearer realm only as
+    /// [`Origin::admit_realm`] allows; elsewhere a token is asked for anonymously.
     async fn authorize(
         &self,
         challenge: Challenge,
         credential: Option<&Credential>,
         scope: &str,
+        origin: &Origin,
+        url: &Url,
     ) -> Result<Option<String>, RegistryError> {
         let (realm, service, challenge_scope) = match challenge {
             Challenge::Basic => {
@@ -766,12 +1034,21 @@ impl RegistryClient {
         if let Some(service) = &service {
             params.push(("service", service));
         }
-        let endpoint = Url::parse(&realm)
-            .map_err(|e| RegistryError::InvalidResponse {
-                endpoint: realm.clone(),
-                reason: format!("token realm is not a URL: {e}"),
-            })?
-            .to_string();
+        let endpoint = Url::parse(&realm).map_err(|e| RegistryError::InvalidResponse {
+            endpoint: redact(url),
+            reason: format!("token realm `{}` is not a URL: {e}", redact_text(&realm)),
+        })?;
+        let credential = match origin.admit_realm(&endpoint) {
+            Admission::WithCredentials => credential,
+            Admission::WithoutCredentials => None,
+            Admission::Refused(reason) => {
+                return Err(RegistryError::UnsafeUrl {
+                    endpoint: redact(url),
+                    url: redact(&endpoint),
+                    reason,
+                })
+            }
+        };
         let response = self
             .send(&endpoint, || match credential {
                 // Docker's OAuth2 flow: the identity token is a refresh token.
@@ -782,22 +1059,22 @@ impl RegistryClient {
                         ("client_id", "cookbook"),
                         ("refresh_token", token.as_str()),
                     ]);
-                    self.http.post(&endpoint).form(&form)
+                    self.token_http.post(endpoint.clone()).form(&form)
                 }
                 Some(Credential::Basic { username, password }) => self
                     .http
-                    .get(&endpoint)
+                    .get(endpoint.clone())
                     .query(&params)
                     .basic_auth(username, Some(password)),
-                None => self.http.get(&endpoint).query(&params),
+                None => self.http.get(endpoint.clone()).query(&params),
             })
             .await?;
         let status = response.status();
         if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
             return Err(RegistryError::Unauthorized {
-                endpoint,
+                endpoint: redact(&endpoint),
                 status: status.as_u16(),
-                message: said_by(response).await,
+                message: said_by(response).await.message,
             });
         }
         if !status.is_success() {
@@ -808,7 +1085,14 @@ impl RegistryClient {
             token: Option<String>,
             access_token: Option<String>,
         }
-        let token: Token = serde_json::from_slice(&body(&endpoint, response).await?)
+        let body = read_capped(
+            &endpoint,
+            response,
+            BodyKind::TokenResponse,
+            MAX_TOKEN_RESPONSE_BYTES,
+        )
+        .await?;
+        let token: Token = serde_json::from_slice(&body)
             .map_err(|e| invalid(&endpoint, format!("token response: {e}")))?;
         let token = token
             .token
@@ -821,7 +1105,7 @@ impl RegistryClient {
     /// Sends the request `make` builds, again after a backoff while it fails transiently.
     async fn send(
         &self,
-        endpoint: &str,
+        endpoint: &Url,
         make: impl Fn() -> RequestBuilder,
     ) -> Result<Response, RegistryError> {
         let mut attempt = 0;
@@ -829,16 +1113,30 @@ impl RegistryClient {
             attempt += 1;
             match make().send().await {
                 Err(source) if source.is_builder() => {
-                    return Err(invalid(endpoint, format!("cannot build request: {source}")));
+                    return Err(invalid(
+                        endpoint,
+                        format!("cannot build request: {}", source.without_url()),
+                    ));
+                }
+                // A redirect refused by policy is the registry's answer, not a transient failure.
+                Err(source) if source.is_redirect() => {
+                    let refused = std::iter::successors(
+                        Some(&source as &(dyn std::error::Error + 'static)),
+                        |e| e.source(),
+                    )
+                    .find_map(|e| e.downcast_ref::<RefusedRedirect>());
+                    return Err(match refused {
+                        Some(refused) => RegistryError::UnsafeUrl {
+                            endpoint: redact(endpoint),
+                            url: refused.url.clone(),
+                            reason: refused.reason,
+                        },
+                        None => invalid(endpoint, format!("more than {MAX_REDIRECTS} redirects")),
+                    });
                 }
                 Err(source) => match self.retry.backoff(attempt, None) {
                     Some(wait) => tokio::time::sleep(wait).await,
-                    None => {
-                        return Err(RegistryError::Unreachable {
-                            endpoint: endpoint.to_owned(),
-                            source,
-                        })
-                    }
+                    None => return Err(unreachable(endpoint, source)),
                 },
                 Ok(response)
                     if response.status() == StatusCode::TOO_MANY_REQUESTS
@@ -848,21 +1146,22 @@ impl RegistryClient {
                     let retry_after = header(&response, RETRY_AFTER.as_str())
                         .and_then(|v| v.trim().parse::<u64>().ok())
                         .map(Duration::from_secs);
-                    let message = said_by(response).await;
+                    let Said { message, codes } = said_by(response).await;
                     // Some registries put a refusal (or "unknown") behind a 5xx; no retry
                     // changes a "denied".
                     if let Some(said) = message.as_deref().filter(|m| is_permanent(m)) {
                         return Err(if is_refusal(said) {
                             RegistryError::Unauthorized {
-                                endpoint: endpoint.to_owned(),
+                                endpoint: redact(endpoint),
                                 status,
                                 message,
                             }
                         } else {
                             RegistryError::UnexpectedStatus {
-                                endpoint: endpoint.to_owned(),
+                                endpoint: redact(endpoint),
                                 status,
                                 message,
+                                codes,
                             }
                         });
                     }
@@ -870,7 +1169,7 @@ impl RegistryClient {
                         Some(wait) => tokio::time::sleep(wait).await,
                         None => {
                             return Err(RegistryError::Unavailable {
-                                endpoint: endpoint.to_owned(),
+                                endpoint: redact(endpoint),
                                 status,
                                 attempts: attempt,
                                 message,
@@ -923,79 +1222,31 @@ fn header(response: &Response, name: &str) -> Option<String> {
         .map(str::to_owned)
 }
 
-async fn body(endpoint: &str, response: Response) -> Result<Vec<u8>, RegistryError> {
-    response
-        .bytes()
-        .await
-        .map(|b| b.to_vec())
-        .map_err(|source| RegistryError::Unreachable {
-            endpoint: endpoint.to_owned(),
-            source,
-        })
+pub(super) fn unreachable(endpoint: &Url, source: reqwest::Error) -> RegistryError {
+    RegistryError::Unreachable {
+        endpoint: redact(endpoint),
+        source: source.without_url(),
+    }
 }
 
 /// An answer the caller has no use for, with what the registry said in it. A refusal in the
 /// body (`DENIED`) is an authorization failure whatever the status.
-async fn unexpected(endpoint: &str, response: Response) -> RegistryError {
+async fn unexpected(endpoint: &Url, response: Response) -> RegistryError {
     let status = response.status().as_u16();
-    let message = said_by(response).await;
+    let Said { message, codes } = said_by(response).await;
     if message.as_deref().is_some_and(is_refusal) {
         return RegistryError::Unauthorized {
-            endpoint: endpoint.to_owned(),
+            endpoint: redact(endpoint),
             status,
             message,
         };
     }
     RegistryError::UnexpectedStatus {
-        endpoint: endpoint.to_owned(),
+        endpoint: redact(endpoint),
         status,
         message,
+        codes,
     }
-}
-
-/// The longest piece of a plain-text error body kept in a message.
-const MAX_MESSAGE: usize = 300;
-
-/// What the registry said in an error answer: the `CODE: message` of each entry of an OCI error
-/// body, else the start of the body's text on one line; `None` for an empty body.
-async fn said_by(response: Response) -> Option<String> {
-    let bytes = response.bytes().await.ok()?;
-    registry_message(&bytes)
-}
-
-fn registry_message(bytes: &[u8]) -> Option<String> {
-    #[derive(Deserialize)]
-    struct Errors {
-        errors: Vec<OciError>,
-    }
-    #[derive(Deserialize)]
-    struct OciError {
-        code: Option<String>,
-        message: Option<String>,
-    }
-    if let Ok(body) = serde_json::from_slice::<Errors>(bytes) {
-        let parts: Vec<String> = body
-            .errors
-            .into_iter()
-            .map(|e| match (e.code, e.message) {
-                (Some(code), Some(message)) => format!("{code}: {message}"),
-                (code, message) => code.or(message).unwrap_or_default(),
-            })
-            .filter(|p| !p.is_empty())
-            .collect();
-        if !parts.is_empty() {
-            return Some(parts.join("; "));
-        }
-    }
-    let text = String::from_utf8_lossy(bytes);
-    let line = text.split_whitespace().collect::<Vec<_>>().join(" ");
-    if line.is_empty() {
-        return None;
-    }
-    Some(match line.char_indices().nth(MAX_MESSAGE) {
-        Some((cut, _)) => format!("{}…", &line[..cut]),
-        None => line,
-    })
 }
 
 /// `: <message>` for an error's text, or nothing.
@@ -1030,18 +1281,11 @@ fn manifest_media_type(manifest: &Manifest) -> Option<String> {
         .or_else(|| (!served.is_empty()).then(|| served.to_owned()))
 }
 
-fn invalid(endpoint: &str, reason: String) -> RegistryError {
+fn invalid(endpoint: &Url, reason: String) -> RegistryError {
     RegistryError::InvalidResponse {
-        endpoint: endpoint.to_owned(),
+        endpoint: redact(endpoint),
         reason,
     }
-}
-
-/// `location` (absolute, or relative to `base`) as a URL.
-fn resolve(base: &str, location: &str) -> Result<Url, RegistryError> {
-    Url::parse(base)
-        .and_then(|b| b.join(location))
-        .map_err(|e| invalid(base, format!("bad URL `{location}`: {e}")))
 }
 
 /// The target of `rel="next"` in an RFC 8288 `Link` header.
@@ -1099,11 +1343,43 @@ mod tests {
         let lan = Repository::parse("reg.lan:5000/a").unwrap();
         let remote = Repository::parse("ghcr.io/o/r").unwrap();
         assert_eq!(
-            client.url(&local, "tags/list"),
+            client.url(&local, &["tags", "list"]).unwrap().as_str(),
             "http://127.0.0.1:5000/v2/a/b/tags/list"
         );
-        assert_eq!(client.url(&lan, "x"), "http://reg.lan:5000/v2/a/x");
-        assert_eq!(client.url(&remote, "x"), "https://ghcr.io/v2/o/r/x");
+        assert_eq!(
+            client.url(&lan, &["x"]).unwrap().as_str(),
+            "http://reg.lan:5000/v2/a/x"
+        );
+        assert_eq!(
+            client.url(&remote, &["x"]).unwrap().as_str(),
+            "https://ghcr.io/v2/o/r/x"
+        );
+    }
+
+    #[test]
+    fn a_reference_stays_one_path_segment() {
+        let client = RegistryClient::new().unwrap();
+        let repo = Repository::parse("127.0.0.1:5000/a/b").unwrap();
+        assert_eq!(
+            client
+                .url(&repo, &["manifests", "v1?x=1#f/../../c"])
+                .unwrap()
+                .as_str(),
+            "http://127.0.0.1:5000/v2/a/b/manifests/v1%3Fx=1%23f%2F..%2F..%2Fc"
+        );
+        assert_eq!(
+            client
+                .url(&repo, &["blobs", "uploads", ""])
+                .unwrap()
+                .as_str(),
+            "http://127.0.0.1:5000/v2/a/b/blobs/uploads/"
+        );
+        // A port no URL can have: an error naming the host, not a panic.
+        let bad = Repository::parse("127.0.0.1:99999/a").unwrap();
+        assert!(matches!(
+            client.url(&bad, &["x"]),
+            Err(RegistryError::BadHost { .. })
+        ));
     }
 
     #[test]
@@ -1114,11 +1390,57 @@ mod tests {
         );
         assert_eq!(next_link(r#"</x>; rel="prev""#), None);
         assert_eq!(next_link(""), None);
+        let client = RegistryClient::new().unwrap();
+        let repo = Repository::parse("127.0.0.1:5/a").unwrap();
+        let from = client.url(&repo, &["tags", "list"]).unwrap();
         assert_eq!(
-            resolve("http://h:5/v2/a/tags/list", "/v2/a/tags/list?last=b")
+            client
+                .handed_over(&repo, &from, "/v2/a/tags/list?last=b")
                 .unwrap()
                 .as_str(),
-            "http://h:5/v2/a/tags/list?last=b"
+            "http://127.0.0.1:5/v2/a/tags/list?last=b"
+        );
+    }
+
+    #[test]
+    fn redirects_never_leave_https_for_plain_http() {
+        let url = |u: &str| Url::parse(u).unwrap();
+        let registry = url("https://registry.example/v2/a/blobs/sha256:ab");
+        let storage = url("https://storage.example/b?X-Amz-Signature=secret");
+        assert!(redirect_verdict(std::slice::from_ref(&registry), &storage).is_ok());
+        // HTTPS, then HTTPS elsewhere, then plain HTTP: refused, whichever hop went plain.
+        let refused = redirect_verdict(
+            &[registry.clone(), storage.clone()],
+            &url("http://cdn.example/b?sig=secret"),
+        )
+        .unwrap_err();
+        assert_eq!(refused.reason, "would downgrade HTTPS to plain HTTP");
+        assert_eq!(refused.url, "http://cdn.example/b?sig=…");
+        // A plain registry may redirect anywhere over HTTP(S); reqwest drops its credentials.
+        let plain = url("http://127.0.0.1:5000/v2/a/blobs/sha256:ab");
+        assert!(
+            redirect_verdict(std::slice::from_ref(&plain), &url("http://127.0.0.2:9/b")).is_ok()
+        );
+        assert!(redirect_verdict(&[plain], &url("file:///etc/passwd")).is_err());
+    }
+
+    #[test]
+    fn too_large_says_what_was_sent() {
+        let error = RegistryError::TooLarge {
+            endpoint: "http://h/v2/a/manifests/1".into(),
+            body: BodyKind::Manifest,
+            limit: MAX_MANIFEST_BYTES,
+            declared: None,
+            received: 4_194_400,
+        };
+        assert_eq!(
+            error.to_string(),
+            "the manifest from http://h/v2/a/manifests/1 is larger than 4194304 bytes (4194400 bytes received, with no Content-Length); refused"
+        );
+        assert_eq!(sent(Some(9_000_000), 0), "its Content-Length is 9000000");
+        assert_eq!(
+            sent(Some(10), 4_194_400),
+            "4194400 bytes received, against a Content-Length of 10"
         );
     }
 

@@ -8,7 +8,11 @@
 //! normalized; moving a mutable tag also stays in the registry: [`RegistryClient::retag`] puts the manifest under its new tag
 //! inside the registry, so nothing is pulled to retag.
 //!
-//! Invariants: digests are computed from the bytes received and checked against the registry's
+//! Invariants: credentials go only to the registry's own origin ([`Origin`]: scheme, host and
+//! port; a token realm over HTTPS), and a URL the registry hands back that would downgrade
+//! HTTPS to plain HTTP is refused; every body read into memory has a cap enforced while reading,
+//! and a blob streamed to a file stops at its descriptor's size; URLs in errors are
+//! [`redact`]ed; digests are computed from the bytes received and checked against the registry's
 //! claims; a refusal (401/403, or a body saying `DENIED`) is reported at once and never retried;
 //! only transport failures, 5xx and 429 are retried; an unreachable registry is
 //! [`RegistryError::Unreachable`] naming the endpoint (exit code 3). This module imports neither
@@ -16,10 +20,17 @@
 //! reference and credential types defined here, never the other way round.
 
 mod auth;
+mod body;
 mod client;
+mod origin;
 mod tls;
 
 pub use auth::{Challenge, Credential, CredentialError, CredentialStore};
+pub use body::{
+    BodyKind, ErrorCode, MAX_ERROR_BODY_BYTES, MAX_IN_MEMORY_BLOB_BYTES, MAX_MANIFEST_BYTES,
+    MAX_TAG_LIST_BYTES, MAX_TAG_LIST_PAGES, MAX_TOKEN_RESPONSE_BYTES,
+};
 pub use client::{Manifest, RegistryClient, RegistryError, MANIFEST_MEDIA_TYPES};
+pub use origin::{redact, Admission, Origin};
 // The names and digests it speaks in are the core's (`crate::oci`), re-exported for its callers.
 pub use crate::oci::{Digest, DigestError, ImageReference, ReferenceError, Repository};

@@ -585,7 +585,10 @@ async fn locked_image<E: Engine>(
                 return Ok(Err(format!("`{}` is not a digest", descriptor.digest())));
             };
             let path = blobs.join(blob.as_str().trim_start_matches("sha256:"));
-            if !registry.blob_to_file(repo, &blob, &path).await? {
+            if !registry
+                .blob_to_file(repo, &blob, descriptor.size(), &path)
+                .await?
+            {
                 return Ok(Err(format!("the registry has no blob {blob} in {repo}")));
             }
         }
