@@ -718,6 +718,32 @@ fn apply_builds_the_site_portion_and_counts_only_a_successful_apply() {
     assert_eq!(status["last_applied"]["commit"], good.as_str(), "{status}");
 }
 
+/// A master cookbook without `project` is named as a developer's clone of the repository names
+/// it (`shop.git` → `shop`), never after the commit its checkout is named after, so every
+/// revision and every site builds the same project.
+#[test]
+fn a_cookbook_without_project_is_named_after_the_repository_not_the_checkout() {
+    let Some(registry) = common::test_registry() else {
+        return;
+    };
+    let f = Fixture::new();
+    let url = f.file_url();
+    let namespace = format!("{registry}/sync-unnamed-{}", std::process::id());
+    let mut shop: serde_json::Value =
+        serde_json::from_str(&SHOP.replace("127.0.0.1:5000/shop", &format!("{namespace}/shop")))
+            .unwrap();
+    shop.as_object_mut().unwrap().remove("project");
+    f.commit(&serde_json::to_string_pretty(&shop).unwrap(), "no project");
+    f.push(&url, false);
+    let out = f.sync(&url, &["--site", "edge", "--apply"]);
+    expect_code(&out, 0, "sync --apply of a cookbook without project");
+    let lock: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(f.state().join("current/cookbook.lock")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(lock["project"], "shop", "{lock}");
+}
+
 #[test]
 fn bad_arguments_exit_2() {
     let f = Fixture::new();

@@ -96,7 +96,7 @@ pub fn run(
         stage: &args.stage,
     };
     deploy_stage(
-        file,
+        &load(file)?,
         &stage,
         &lock,
         &options(file, args.force_conflicts),
@@ -113,20 +113,21 @@ pub struct StageRef<'a> {
     pub stage: &'a str,
 }
 
-/// Deploys `lock`'s images to `stage`.
+/// Deploys `lock`'s images to `stage` of the loaded cookbook (loaded once by the caller: `sync
+/// --deploy` names a revision's project as its working copies do, see `sync::SyncOptions`).
 pub fn deploy_stage(
-    file: &Path,
+    loaded: &Loaded,
     stage: &StageRef,
     lock: &Lock,
     options: &ConnectOptions,
     format: Format,
     out: &mut dyn Write,
 ) -> Result<(), Error> {
-    let Loaded { cookbook, plan, .. } = load(file)?;
-    let desired = stage_desired(&cookbook, &plan, lock, stage.site, stage.stage)?;
+    let Loaded { cookbook, plan, .. } = loaded;
+    let desired = stage_desired(cookbook, plan, lock, stage.site, stage.stage)?;
     converge(
         &stage.state_dir,
-        &cookbook,
+        cookbook,
         &desired,
         options,
         format,

@@ -312,7 +312,9 @@ fn deploy_after(args: &SyncArgs, dir: &StateDir, report: &RoundReport) -> Option
         result: "failed",
         message: e.to_string(),
     };
-    let loaded = match super::load(&file) {
+    let directory = options(args).ok().and_then(|o| o.project_directory());
+    let label = super::locate::display_name(&file);
+    let loaded = match super::load_labelled_as(&file, label, directory.as_deref()) {
         Ok(loaded) => loaded,
         Err(e) => return Some(vec![failed(None, &e)]),
     };
@@ -392,7 +394,7 @@ fn deploy_after(args: &SyncArgs, dir: &StateDir, report: &RoundReport) -> Option
             stage,
         };
         match super::deploy::deploy_stage(
-            &file,
+            &loaded,
             &target,
             &lock,
             &super::deploy::options(&file, false),

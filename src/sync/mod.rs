@@ -55,6 +55,24 @@ pub struct SyncOptions {
     pub require_signed: bool,
 }
 
+impl SyncOptions {
+    /// The name of the directory the cookbook lies in as a developer's `git clone` of the remote
+    /// has it, which names a project the cookbook does not name: the last directory of `path`,
+    /// or, for a cookbook at the repository's root, the directory `git clone` makes (the
+    /// remote's last path component without `.git`). Never the checkout's own directory, which
+    /// is named after the commit and would rename the project at every revision.
+    pub fn project_directory(&self) -> Option<String> {
+        if let Some((dir, _)) = self.path.rsplit_once('/') {
+            return dir.rsplit('/').next().map(str::to_owned);
+        }
+        let remote = self.remote.trim_end_matches('/');
+        // `host:path` (scp-like), `scheme://host/path`, or a path.
+        let last = remote.rsplit(['/', ':']).next().unwrap_or(remote);
+        let name = last.strip_suffix(".git").unwrap_or(last);
+        (!name.is_empty()).then(|| name.to_owned())
+    }
+}
+
 /// A validated revision, ready to apply.
 pub struct ApplyRequest<'a> {
     /// The full commit id.
@@ -448,7 +466,8 @@ pub fn check_revision(
         )])));
     };
     // The text only: the disk checks run on the checkout (`check_checkout`).
-    let (cookbook, whole) = match crate::load::load_bytes(&bytes, None) {
+    let directory = options.project_directory();
+    let (cookbook, whole) = match crate::load::load_bytes_as(&bytes, None, directory.as_deref()) {
         Ok(loaded) => (loaded.cookbook, loaded.plan),
         Err(diagnostics) => return Ok(Err(invalid(diagnostics))),
     };
@@ -494,7 +513,8 @@ fn check_checkout(
     commit: Oid,
     options: &SyncOptions,
 ) -> Result<Result<(), Refusal>, SyncError> {
-    match crate::load::load_file(&checkout.join(&options.path)) {
+    let directory = options.project_directory();
+    match crate::load::load_file_as(&checkout.join(&options.path), directory.as_deref()) {
         Ok(_) => Ok(Ok(())),
         Err(crate::load::LoadError::Invalid { diagnostics }) => Ok(Err(Refusal::Invalid {
             file: format!("{}@{}", options.path, &commit.to_string()[..12]),

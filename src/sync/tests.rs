@@ -208,3 +208,39 @@ fn an_invalid_revision_is_never_handed_to_the_applier() {
     assert_eq!(applier.calls, 1);
     assert_eq!(dir.read().unwrap().last_applied.unwrap().commit, first);
 }
+
+#[test]
+fn a_project_less_cookbook_is_named_as_git_clone_names_its_directory() {
+    let named = |remote: &str, path: &str| {
+        SyncOptions {
+            remote: remote.to_owned(),
+            branch: "main".to_owned(),
+            path: path.to_owned(),
+            site: None,
+            allow_force: false,
+            require_signed: false,
+        }
+        .project_directory()
+    };
+    for (remote, want) in [
+        ("https://github.com/example/shop.git", "shop"),
+        ("https://github.com/example/shop/", "shop"),
+        ("git@github.com:example/shop.git", "shop"),
+        ("git@host:shop.git", "shop"),
+        ("ssh://git@host:2222/srv/shop", "shop"),
+        ("git://127.0.0.1:9418/shop.git", "shop"),
+        ("file:///srv/git/shop.git", "shop"),
+        ("/srv/git/shop.git/", "shop"),
+    ] {
+        assert_eq!(
+            named(remote, "cookbook.json").as_deref(),
+            Some(want),
+            "{remote}"
+        );
+    }
+    // In a subdirectory, that directory names it, whatever the remote.
+    assert_eq!(
+        named("https://example.com/mono.git", "deploy/shop/cookbook.json").as_deref(),
+        Some("shop")
+    );
+}
