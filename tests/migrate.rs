@@ -204,10 +204,35 @@ fn migrate_refusals() {
     run.assert_code(2);
     assert!(run.stdout.is_empty());
     assert!(
-        run.stderr.contains("missing required key `project`"),
+        run.stderr.contains("missing required key `containers`"),
         "{}",
         run.context()
     );
+}
+
+/// `migrate --write` replaces the cookbook as an editor would: a cookbook that is a symlink stays
+/// one (its target rewritten), and the file keeps its mode.
+#[test]
+fn migrate_write_keeps_a_symlinked_cookbook_a_symlink_and_its_mode() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    copy_example("shop", dir.path());
+    let file = dir.path().join("cookbook.json");
+    one_point_zero_core(&file);
+    let real = dir.path().join("cookbooks/shop.json");
+    std::fs::create_dir_all(real.parent().unwrap()).unwrap();
+    std::fs::rename(&file, &real).unwrap();
+    std::fs::set_permissions(&real, std::fs::Permissions::from_mode(0o640)).unwrap();
+    std::os::unix::fs::symlink("cookbooks/shop.json", &file).unwrap();
+    run_in(dir.path(), &["migrate", "--write"]).assert_code(0);
+    assert!(std::fs::symlink_metadata(&file)
+        .unwrap()
+        .file_type()
+        .is_symlink());
+    let text = std::fs::read_to_string(&real).unwrap();
+    assert!(text.contains("\"manifest_version\": \"1.1\""), "{text}");
+    let mode = std::fs::metadata(&real).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o640);
 }
 
 #[test]

@@ -91,19 +91,8 @@ pub fn run(
     Ok(())
 }
 
-/// A temp file beside the original, with its permissions, fsynced, renamed over it.
+/// A temp file beside the original (beside its target when it is a symlink, which stays one),
+/// with its permissions, fsynced, renamed over it.
 fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let permissions = std::fs::metadata(path)?.permissions();
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".cookbook-migrate.")
-        .tempfile_in(dir)?;
-    tmp.write_all(bytes)?;
-    tmp.as_file().set_permissions(permissions)?;
-    tmp.as_file().sync_all()?;
-    tmp.persist(path).map_err(|e| e.error)?;
-    Ok(())
+    crate::state::atomic::replace(path, bytes, ".cookbook-migrate.")
 }

@@ -50,18 +50,15 @@ pub fn write_outputs(
         };
         let parent = path.parent().unwrap_or(Path::new("."));
         std::fs::create_dir_all(parent).map_err(io)?;
+        // Created 0666 and masked by the umask, like a file made by hand (tempfile's own
+        // default is 0600).
         let mut tmp = tempfile::Builder::new()
             .prefix(".cookbook-init-")
+            .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o666))
             .tempfile_in(parent)
             .map_err(io)?;
         tmp.write_all(text.as_bytes()).map_err(io)?;
         tmp.as_file().sync_all().map_err(io)?;
-        // Readable like a file made by hand (tempfile creates 0600).
-        std::fs::set_permissions(
-            tmp.path(),
-            std::os::unix::fs::PermissionsExt::from_mode(0o644),
-        )
-        .map_err(io)?;
         if force {
             tmp.persist(&path).map_err(|e| io(e.error))?;
         } else {

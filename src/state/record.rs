@@ -8,7 +8,6 @@
 //! before it; a reader needs no lock, thanks to the rename. The lock is held for the
 //! read–modify–write only, never across a deploy.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use serde::de::DeserializeOwned;
@@ -107,14 +106,8 @@ pub fn write<T: Serialize>(path: &Path, record: &T) -> Result<(), RecordError> {
     std::fs::create_dir_all(dir).map_err(err)?;
     let mut bytes = serde_json::to_vec_pretty(record).expect("a record serializes");
     bytes.push(b'\n');
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".record.")
-        .tempfile_in(dir)
-        .map_err(err)?;
-    tmp.write_all(&bytes).map_err(err)?;
-    tmp.as_file().sync_all().map_err(err)?;
-    tmp.persist(path).map_err(|e| err(e.error))?;
-    Ok(())
+    // The permissions a user expects (the replaced file's, or the umask's), as for the lock.
+    super::atomic::replace(path, &bytes, ".record.").map_err(err)
 }
 
 /// Fault injection for tests: with `var` set to `STEP:MS`, sleeps `MS` milliseconds at `step`,
