@@ -446,6 +446,25 @@ mod tests {
       } } }
     }"#;
 
+    /// The Docker backend requests a probe path literally (exec-form `wget`, no shell); so does
+    /// Kubernetes' httpGet: `&`, `;` and `$()` are characters of the path, never commands.
+    #[test]
+    fn an_http_probe_is_a_literal_get_of_its_path() {
+        let path = "/health&x;y$(touch$IFS/tmp/pwned)";
+        let health = Health {
+            probe: Probe::Http {
+                port: 8080,
+                path: crate::model::lifecycle::HttpPath::parse(path).unwrap(),
+            },
+            ..Health::default()
+        };
+        let p = probe(&health, true).unwrap();
+        let get = p.http_get.unwrap();
+        assert_eq!(get.path.as_deref(), Some(path));
+        assert_eq!(get.port, IntOrString::Int(8080));
+        assert!(p.exec.is_none());
+    }
+
     fn desired() -> Desired {
         let crate::load::Parsed { cookbook, plan } =
             crate::load::parse(COOKBOOK.as_bytes()).unwrap();
