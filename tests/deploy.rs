@@ -307,7 +307,7 @@ fn refusals() {
     // A lock without web: not published yet (exit 1), before any engine is asked.
     let lock = serde_json::json!({
         "lock_version": 1, "hash_version": 1, "project": p.name,
-        "containers": { "db": { "input_hash": "0".repeat(64), "image": "x/db:1", "tags": [], "digest": format!("sha256:{}", "0".repeat(64)) } }
+        "containers": { "db": { "input_hash": "0".repeat(64), "image": format!("cookbook.local/{}/db:{}", p.name, "0".repeat(64)), "tags": [], "digest": format!("sha256:{}", "0".repeat(64)) } }
     });
     std::fs::write(p.path().join("cookbook.lock"), lock.to_string()).unwrap();
     let run = run_in(p.path(), &["deploy", "--site", "local", "--stage", "dev"]);
@@ -416,10 +416,10 @@ fn site_detect_speaks_the_capability_vocabulary_and_deploy_refuses_what_is_missi
     run.assert_code(0);
     let doc: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
     assert_eq!(doc["missing"], serde_json::json!(["gpu"]));
-    let entry = serde_json::json!({ "input_hash": "0".repeat(64), "image": "x/y:1", "tags": [], "digest": format!("sha256:{}", "0".repeat(64)) });
+    let entry = |c: &str| serde_json::json!({ "input_hash": "0".repeat(64), "image": format!("cookbook.local/{}/{c}:{}", p.name, "0".repeat(64)), "tags": [], "digest": format!("sha256:{}", "0".repeat(64)) });
     let lock = serde_json::json!({
         "lock_version": 1, "hash_version": 1, "project": p.name,
-        "containers": { "db": entry, "api": entry, "web": entry }
+        "containers": { "db": entry("db"), "api": entry("api"), "web": entry("web") }
     });
     std::fs::write(p.path().join("cookbook.lock"), lock.to_string()).unwrap();
     let run = run_in(p.path(), &["deploy", "--site", "local", "--stage", "dev"]);

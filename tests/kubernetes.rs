@@ -687,6 +687,7 @@ fn a_kubernetes_site_takes_the_same_commands_as_a_docker_site() {
         "project": { "name": "shop" },
         "applications": { "site": { "source": "srv" } },
         "containers": { "db": { "base_image": "cookbook-test/busybox:latest", "applications": ["site"] } },
+        "packaging": { "registry": "127.0.0.1:5000/shop" },
         "federation": { "sites": { "cluster": { "containers": ["db"] } } }
     });
     std::fs::write(

@@ -590,3 +590,48 @@ fn hash_after_a_failed_keep_going_apply_names_the_published_tags() {
     let lock = read_json(&dir.path().join("cookbook.lock"));
     assert_eq!(lock["bases"][BUSYBOX]["source"], "engine", "{lock:#}");
 }
+
+/// A well-formed lock can still be edited to run someone else's image: an entry whose image is
+/// outside the repository the cookbook gives its container. `apply` never writes one; `verify`
+/// names it (and `deploy` refuses it, exit 2: `deploy::desired`'s tests).
+#[test]
+fn verify_names_a_lock_entry_outside_its_containers_repository() {
+    let dir = tempfile::tempdir().unwrap();
+    let project = unique("foreign");
+    api_book(dir.path(), &project, "127.0.0.1:5000/team");
+    let hashed = run(dir.path(), &["hash"], OFFLINE);
+    hashed.assert_code(0);
+    let hash = hashes(&hashed)["api"].clone();
+    let digest = format!("sha256:{}", "b".repeat(64));
+    let entry = |image: String| {
+        json!({
+            "lock_version": 3, "hash_version": 2, "project": project,
+            "containers": { "api": {
+                "input_hash": hash, "image": image, "tags": [], "digest": digest
+            } }
+        })
+    };
+    // The cookbook's own repository: the hashes agree, nothing to say.
+    write_json(
+        &dir.path().join("cookbook.lock"),
+        &entry(format!("127.0.0.1:5000/team/api:{hash}")),
+    );
+    run(dir.path(), &["verify"], OFFLINE).assert_code(0);
+    // The same tag and digest under another registry's repository.
+    let foreign = format!("evil.example/team/api:{hash}");
+    write_json(&dir.path().join("cookbook.lock"), &entry(foreign.clone()));
+    let run = run(dir.path(), &["verify", "--format", "json"], OFFLINE);
+    run.assert_code(1);
+    let doc: Value = serde_json::from_str(&run.stdout).unwrap();
+    assert_eq!(
+        doc["containers"]["api"]["reasons"][0],
+        json!({
+            "kind": "foreign_image",
+            "image": foreign,
+            "expected": "127.0.0.1:5000/team/api",
+            "message": format!("lock entry names image {foreign}, outside the container's repository 127.0.0.1:5000/team/api"),
+        }),
+        "{}",
+        run.context()
+    );
+}

@@ -24,7 +24,7 @@ use std::sync::Arc;
 use oci_spec::image::{ImageIndex, ImageManifest, MediaType};
 
 use super::publish::{self, Normalized, PublishError};
-use super::{parse_repo, repository, ApplyError};
+use super::{parse_repo, ApplyError};
 use crate::context::assembly::{self, Assembly};
 use crate::context::dockerfile::local_image;
 use crate::engine::Engine;
@@ -88,7 +88,7 @@ pub fn base_source(
                 );
             if push {
                 BaseSource::Registry {
-                    repo: parse_repo(&repository(cookbook, parent))?,
+                    repo: parse_repo(&cookbook.repository(parent))?,
                     reference: hash,
                 }
             } else {

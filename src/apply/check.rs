@@ -30,7 +30,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use futures_util::stream::{self, StreamExt, TryStreamExt};
 
-use super::{blocking, lookup, parse_repo, policy_tags, repository, ApplyError, Job};
+use super::{blocking, lookup, parse_repo, policy_tags, ApplyError, Job};
 use crate::engine::Engine;
 use crate::model::Name;
 use crate::registry::{RegistryClient, Repository};
@@ -83,7 +83,7 @@ pub fn trusted(job: &Job<'_>, lock: Option<&Lock>) -> BTreeMap<Name, Found> {
         .filter_map(|name| {
             let entry = lock.containers.get(name.as_str())?;
             let hash = job.fingerprints.get(name)?.input_hash();
-            let image = format!("{}:{hash}", repository(job.cookbook, name));
+            let image = format!("{}:{hash}", job.cookbook.repository(name));
             if entry.input_hash.as_str() != hash || entry.image.as_str() != image {
                 return None;
             }
@@ -112,7 +112,7 @@ pub fn repositories_written(
     job.plan
         .order()
         .filter(|name| retag || !matches!(found.get(*name), Some(Some(_))))
-        .map(|name| parse_repo(&repository(job.cookbook, name)))
+        .map(|name| parse_repo(&job.cookbook.repository(name)))
         .collect()
 }
 

@@ -314,18 +314,6 @@ struct Run<'a, E: Engine> {
     stop: AtomicBool,
 }
 
-/// The repository a container's image is published to, or its local name without a registry.
-pub fn repository(cookbook: &Cookbook, name: &Name) -> String {
-    match &cookbook.packaging.registry {
-        Some(r) => format!("{}/{name}", r.trim_end_matches('/')),
-        None => format!(
-            "{}/{}/{name}",
-            crate::context::dockerfile::LOCAL_REPOSITORY_PREFIX,
-            cookbook.project.name
-        ),
-    }
-}
-
 /// The mutable tags `packaging.tagging` asks for.
 pub fn policy_tags(cookbook: &Cookbook, revision: Option<&str>) -> Vec<String> {
     let mut tags = Vec::new();
@@ -440,7 +428,7 @@ async fn lookup<E: Engine>(
     let cookbook = job.cookbook;
     let hash = job.fingerprints[name].input_hash();
     if let Some(registry) = registry {
-        let repo = parse_repo(&repository(cookbook, name))?;
+        let repo = parse_repo(&cookbook.repository(name))?;
         return Ok(registry.manifest_get(&repo, hash).await?.map(|manifest| {
             let image_id = manifest.config_digest().map(|d| d.to_string());
             ("registry", (Some(manifest.digest.to_string()), image_id))
@@ -533,7 +521,7 @@ pub async fn dry_run<E: Engine>(
     let found = check::lookup_all(job, engine, registry).await?;
     let mut planned = BTreeMap::new();
     for name in job.plan.order() {
-        let repo_text = repository(cookbook, name);
+        let repo_text = cookbook.repository(name);
         let hash = job.fingerprints[name].input_hash();
         let source = found[name].as_ref().map(|(s, _)| *s);
         let image = format!("{repo_text}:{hash}");
@@ -614,7 +602,7 @@ async fn preflight<'r, E: Engine>(
     let credentials = match (registry, job.plan.order().next()) {
         (Some(client), Some(first)) => {
             client
-                .credential_for(&parse_repo(&repository(cookbook, first))?)
+                .credential_for(&parse_repo(&cookbook.repository(first))?)
                 .await?
         }
         _ => None,
@@ -763,11 +751,7 @@ impl<E: Engine> Run<'_, E> {
         ContainerReport {
             outcome,
             input_hash: fp.input_hash().to_owned(),
-            image: format!(
-                "{}:{}",
-                repository(self.job.cookbook, name),
-                fp.input_hash()
-            ),
+            image: format!("{}:{}", self.job.cookbook.repository(name), fp.input_hash()),
             tags: Vec::new(),
             digest: None,
             image_id: None,
@@ -822,7 +806,7 @@ impl<E: Engine> Run<'_, E> {
         let fp = &self.job.fingerprints[name];
         let hash = fp.input_hash();
         let local = local_image(&cookbook.project.name, name, hash);
-        let repo_text = repository(cookbook, name);
+        let repo_text = cookbook.repository(name);
         let content_ref = format!("{repo_text}:{hash}");
         let report =
             |outcome, (digest, image_id): (Option<String>, Option<String>), log| ContainerReport {
@@ -1072,7 +1056,7 @@ impl<E: Engine> Run<'_, E> {
         if self.registry.is_none() {
             return Ok(None);
         }
-        let repo_text = repository(cookbook, name);
+        let repo_text = cookbook.repository(name);
         self.engine
             .pull(&parse_repo(&repo_text)?, hash, self.credentials.as_ref())
             .await?;
@@ -1180,7 +1164,7 @@ impl<E: Engine> Run<'_, E> {
             Some(registry) => {
                 let parent_repo = match container.build_parent() {
                     Some(parent) => {
-                        Some(parse_repo(&repository(cookbook, parent)).map_err(Failure::Run)?)
+                        Some(parse_repo(&cookbook.repository(parent)).map_err(Failure::Run)?)
                     }
                     None => None,
                 };
@@ -1260,7 +1244,7 @@ impl<E: Engine> Run<'_, E> {
         }
         for (name, entry) in report.containers.iter_mut() {
             let hash = entry.input_hash.clone();
-            let repo_text = repository(cookbook, name);
+            let repo_text = cookbook.repository(name);
             let target = match self.registry {
                 Some(registry) => TagTarget::Registry(registry, parse_repo(&repo_text)?),
                 None => TagTarget::Local(self.ensure_local(name).await?.ok_or_else(|| {

@@ -162,6 +162,13 @@ pub fn stage_desired(
             Error::Failed(format!("{e}; run `cookbook apply` to build and publish it"))
         }
         DesiredError::OtherProject { .. } => Error::Failed(e.to_string()),
+        // The lock is input: one that points a container elsewhere is refused like a malformed one.
+        DesiredError::ForeignImage { .. } => Error::Usage {
+            message: e.to_string(),
+            help: Some(
+                "`cookbook apply` writes each container's own repository; restore cookbook.lock from git (`git log -p -- cookbook.lock` shows who changed it)".to_owned(),
+            ),
+        },
     })
 }
 

@@ -116,7 +116,7 @@ pub fn run(
     // Explain documents are content-addressed, so the working tree's state directory serves a
     // revision's verification as well.
     let state_dir = state::dir_for(file);
-    let mut report = verify::compare(&prints, &lock, &|name, hash| {
+    let mut report = verify::compare(&cookbook, &prints, &lock, &|name, hash| {
         verify::saved_explain(&state_dir, name, hash)
     });
     if args.registry {

@@ -16,8 +16,7 @@ use std::fmt::Write;
 use crate::model::{Application, BaseImage, Container, Cookbook, Generated, Name, RunCommand};
 use crate::oci::FromImage;
 
-/// Where generated images live in the local engine, independent of any registry.
-pub const LOCAL_REPOSITORY_PREFIX: &str = "cookbook.local";
+pub use crate::model::LOCAL_REPOSITORY_PREFIX;
 
 /// The default `workdir` of a generated container.
 pub const DEFAULT_WORKDIR: &str = "/srv";

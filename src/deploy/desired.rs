@@ -52,6 +52,14 @@ pub enum DesiredError {
     NotPublished { container: String },
     #[error("cookbook.lock was written for project `{lock}`, not `{cookbook}`")]
     OtherProject { lock: String, cookbook: String },
+    /// A lock entry naming an image outside the container's own repository: `apply` never
+    /// writes one, so the lock was edited to run someone else's image.
+    #[error("cookbook.lock names the image {image} for container `{container}`, outside its repository {expected}")]
+    ForeignImage {
+        container: String,
+        image: String,
+        expected: String,
+    },
 }
 
 /// What should run in one stage of one site (also what a release record keeps, to restore it).
@@ -232,6 +240,18 @@ pub fn desired(
                     container: container.to_string(),
                 }
             })?;
+            // The lock chooses a digest, never a repository: an entry is run only from the
+            // repository the cookbook names for its container.
+            let expected = cookbook.repository(container);
+            let own = crate::oci::Repository::parse(&expected)
+                .is_ok_and(|repo| *locked.image.reference().repository() == repo);
+            if !own {
+                return Err(DesiredError::ForeignImage {
+                    container: container.to_string(),
+                    image: locked.image.to_string(),
+                    expected,
+                });
+            }
             // The image by its identity: the registry's manifest digest when it was published,
             // else (`apply --no-push`) the local image id.
             let digest = locked
@@ -392,6 +412,7 @@ mod tests {
     const COOKBOOK: &str = r#"{
       "manifest_version": "1.1",
       "project": { "name": "p" },
+      "packaging": { "registry": "r/p" },
       "applications": { "a": {} },
       "containers": {
         "db": { "base_image": "b", "applications": ["a"] },
@@ -500,6 +521,19 @@ mod tests {
             desired(&cookbook, &plan, &other, "devonly", "dev"),
             Err(DesiredError::OtherProject { .. })
         ));
+        // The lock picks a digest, not a repository: `db` pointed at another registry's image
+        // (same path, other host) is refused, naming both.
+        let mut foreign = l.clone();
+        foreign.containers.get_mut("db").unwrap().image =
+            crate::oci::WrittenReference::parse("evil.example/r/p/db:x").unwrap();
+        assert_eq!(
+            desired(&cookbook, &plan, &foreign, "devonly", "dev"),
+            Err(DesiredError::ForeignImage {
+                container: "db".to_owned(),
+                image: "evil.example/r/p/db:x".to_owned(),
+                expected: "r/p/db".to_owned(),
+            })
+        );
     }
 
     #[test]

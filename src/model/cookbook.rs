@@ -229,7 +229,21 @@ const STAMPED_LABELS: [&str; 3] = [
     "dev.cookbook.container",
 ];
 
+/// Where generated images live in a local engine, independent of any registry
+/// (`cookbook.local/<project>/<container>`).
+pub const LOCAL_REPOSITORY_PREFIX: &str = "cookbook.local";
+
 impl Cookbook {
+    /// The repository a container's image is published to (`<packaging.registry>/<container>`),
+    /// or its local name without a registry: what `apply` names, and the only repository a lock
+    /// may point a container at.
+    pub fn repository(&self, name: &Name) -> String {
+        match &self.packaging.registry {
+            Some(r) => format!("{}/{name}", r.trim_end_matches('/')),
+            None => format!("{LOCAL_REPOSITORY_PREFIX}/{}/{name}", self.project.name),
+        }
+    }
+
     /// Every path the cookbook names, in file order of containers and applications: what the
     /// load stage resolves on disk. Pure.
     pub fn paths(&self) -> Vec<PathUse> {

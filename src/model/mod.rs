@@ -15,7 +15,7 @@ pub mod wire;
 pub use cookbook::{
     Application, BaseImage, Container, ContainerKind, Cookbook, Dependencies, DockerfileBuild,
     Generated, Packaging, PathKind, PathUse, Port, Project, Protocol, RunCommand, Site, Tagging,
-    SCRATCH,
+    LOCAL_REPOSITORY_PREFIX, SCRATCH,
 };
 pub use name::Name;
 pub use relpath::{RelPath, RelPathError};

@@ -50,6 +50,12 @@ pub enum Reason {
         input_hash: String,
         image: String,
     },
+    /// The lock entry names an image outside the repository the cookbook gives its container:
+    /// `apply` never writes one (a lock edited to run someone else's image; `deploy` refuses it).
+    ForeignImage {
+        image: String,
+        expected: String,
+    },
     /// The hashes differ and there is no saved explain document of the locked hash to say why.
     NoRecord {
         locked: String,
@@ -139,6 +145,10 @@ impl fmt::Display for Reason {
                 f,
                 "lock entry is inconsistent: input_hash {input_hash} but image {image}"
             ),
+            Reason::ForeignImage { image, expected } => write!(
+                f,
+                "lock entry names image {image}, outside the container's repository {expected}"
+            ),
             Reason::NoRecord { .. } => write!(
                 f,
                 "input hash differs from the lock (no record of what was built; run `cookbook explain`)"
@@ -212,7 +222,8 @@ impl Reason {
             Reason::NotInLock
             | Reason::NotInCookbook
             | Reason::HashVersion { .. }
-            | Reason::LockInconsistent { .. } => 0,
+            | Reason::LockInconsistent { .. }
+            | Reason::ForeignImage { .. } => 0,
             Reason::Parent { .. } => 1,
             Reason::File { .. } | Reason::Dockerfile { path: Some(_) } => 2,
             Reason::BuildArg { .. }
@@ -338,9 +349,11 @@ pub fn check_project(cookbook: &Cookbook, lock: &Lock, path: &Path) -> Result<()
     Ok(())
 }
 
-/// Compares every container's freshly computed input hash with the lock. `saved` looks up the
-/// explain document of a container built at a hash (see [`saved_explain`]).
+/// Compares every container's freshly computed input hash with the lock, and each entry's image
+/// with the repository `cookbook` gives its container. `saved` looks up the explain document of
+/// a container built at a hash (see [`saved_explain`]).
 pub fn compare(
+    cookbook: &Cookbook,
     fingerprints: &BTreeMap<Name, Fingerprint>,
     lock: &Lock,
     saved: &dyn Fn(&str, &str) -> Option<HashManifest>,
@@ -373,6 +386,18 @@ pub fn compare(
                         lock: lock.hash_version,
                         cookbook: fp.hash_version,
                     });
+                }
+                // The fingerprint's key: the cookbook's name of the container.
+                if let Some((container, _)) = fingerprints.get_key_value(name) {
+                    let expected = cookbook.repository(container);
+                    let own = crate::oci::Repository::parse(&expected)
+                        .is_ok_and(|repo| *entry.image.reference().repository() == repo);
+                    if !own {
+                        v.push(Reason::ForeignImage {
+                            image: entry.image.to_string(),
+                            expected,
+                        });
+                    }
                 }
                 if entry.image.reference().tag() != Some(entry.input_hash.as_str()) {
                     v.push(Reason::LockInconsistent {

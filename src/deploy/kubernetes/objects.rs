@@ -430,6 +430,7 @@ mod tests {
     const COOKBOOK: &str = r#"{
       "manifest_version": "1.1",
       "project": { "name": "p" },
+      "packaging": { "registry": "reg:5000/p" },
       "applications": { "a": {} },
       "containers": {
         "db": { "base_image": "b", "applications": ["a"], "health": { "tcp": { "port": 5432 } } },
