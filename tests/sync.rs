@@ -980,6 +980,79 @@ fn sigterm_reaches_the_running_apply_of_an_interval_sync() {
 /// apply it deploys the site's stages whose rule is met (dev, `automatic` and first; test is
 /// `ci-approved` and later stages need test first), converges on the next round, and outside
 /// the site's schedule windows deploys nothing and says when the next one opens (exit 0).
+/// A signal in the middle of `sync --deploy` rolls the stage back (the deploy's own rule) and
+/// ends the sync with the signal's code, as an interrupted apply does — not "deploy failed".
+#[test]
+fn a_signal_during_sync_deploy_rolls_back_and_exits_with_its_code() {
+    let Some(registry) = common::test_registry() else {
+        return;
+    };
+    let p = common::deploy::Project::new("shop", "syncsig");
+    let f = Fixture::new();
+    let namespace = format!("{registry}/syncsig-{}", std::process::id());
+    let shop = std::fs::read_to_string(p.path().join("cookbook.json"))
+        .unwrap()
+        .replace("127.0.0.1:5000/shop", &format!("{namespace}/shop"));
+    f.commit(&shop, "shop");
+    f.push(&f.file_url(), false);
+    let url = f.file_url();
+    let out = f.sync(&url, &["--site", "local", "--apply", "--deploy"]);
+    expect_code(&out, 0, "first sync --deploy");
+    let before = p.engine_state();
+    // A revision whose api would take minutes to be found unhealthy.
+    let mut doc: serde_json::Value = serde_json::from_str(&shop).unwrap();
+    doc["containers"]["api"]["health"] = serde_json::json!({
+        "http": { "port": 8080, "path": "/missing.html" },
+        "interval": "1s", "timeout": "1s", "retries": 100
+    });
+    f.commit(
+        &serde_json::to_string_pretty(&doc).unwrap(),
+        "api never healthy",
+    );
+    f.push(&url, false);
+    let state = f.state().display().to_string();
+    let child = command(
+        &f,
+        &[
+            "sync", "--remote", &url, "--state", &state, "--site", "local", "--apply", "--deploy",
+        ],
+        &[],
+    )
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .spawn()
+    .unwrap();
+    common::wait_until("the new api to be started", Duration::from_secs(60), || {
+        p.engine_state().get("api").map(|s| &s.0) != Some(&before["api"].0)
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let out = child.wait_with_output().unwrap();
+    expect_code(&out, 143, "sync --deploy stopped by SIGTERM");
+    // Said once as the round's deploy step, and once as the error it ends with.
+    expect_contains(
+        &out.stderr,
+        "sync: deploy of stage dev failed: SIGTERM: deploy of release ",
+        &out,
+    );
+    expect_contains(&out.stderr, "\nerror: SIGTERM: deploy of release ", &out);
+    expect_contains(
+        &out.stderr,
+        " stopped: wave 2: interrupted; rolled back to release ",
+        &out,
+    );
+    let after = p.engine_state();
+    assert_eq!(
+        after["api"].1, before["api"].1,
+        "the old api's image runs again"
+    );
+    assert_eq!(after["db"], before["db"]);
+}
+
 #[test]
 fn sync_deploy_deploys_the_sites_stages_inside_its_windows_only() {
     let Some(registry) = common::test_registry() else {

@@ -138,10 +138,11 @@ pub fn execute(args: &SyncArgs, out: &mut dyn Write, err: &mut dyn Write) -> Res
 
     let Some(interval) = args.interval else {
         let report = round(&mut applier, err)?;
-        let deployed = deploy_after(args, &dir, &report);
+        let mut stopped = None;
+        let deployed = deploy_after(args, &dir, &report, &mut stopped);
         render_round(&report, deployed.as_deref(), args.format, out, err);
         outcome_to_result(&report)?;
-        return deploy_result(deployed.as_deref());
+        return stopped.map_or_else(|| deploy_result(deployed.as_deref()), Err);
     };
 
     let schedule = Schedule {
@@ -163,10 +164,17 @@ pub fn execute(args: &SyncArgs, out: &mut dyn Write, err: &mut dyn Write) -> Res
         }
         match round(&mut applier, err) {
             Ok(report) => {
-                let deployed = deploy_after(args, &dir, &report);
+                let mut stopped = None;
+                let deployed = deploy_after(args, &dir, &report, &mut stopped);
                 render_round(&report, deployed.as_deref(), args.format, out, err);
-                match outcome_to_result(&report).and(deploy_result(deployed.as_deref())) {
-                    Err(e @ Error::Interrupted { .. }) => cut_short = Some(e),
+                let deploy = stopped.map_or_else(|| deploy_result(deployed.as_deref()), Err);
+                match outcome_to_result(&report).and(deploy) {
+                    Err(
+                        e @ (Error::Interrupted { .. }
+                        | Error::Deploy {
+                            signal: Some(_), ..
+                        }),
+                    ) => cut_short = Some(e),
                     Err(e) => log(err, &format!("round failed: {e}")),
                     Ok(()) => {}
                 }
@@ -183,7 +191,7 @@ pub fn execute(args: &SyncArgs, out: &mut dyn Write, err: &mut dyn Write) -> Res
         Some(e) => {
             log(
                 logs,
-                "stopped by a signal; the running apply was cancelled (the next start retries it)",
+                "stopped by a signal; the running apply or deploy was cancelled (a deploy rolled back; the next start retries it)",
             );
             Err(e)
         }
@@ -294,8 +302,15 @@ struct DeployStep {
 /// site's stages in lifecycle order — each only when its progression rule is met — if the site's
 /// schedule is open now; otherwise deploys nothing and says when the next window opens. The
 /// release records and approvals live in the sync state directory (`<state>/deploy/`), which
-/// outlives the revisions' checkouts. `None` when there is nothing to deploy this round.
-fn deploy_after(args: &SyncArgs, dir: &StateDir, report: &RoundReport) -> Option<Vec<DeployStep>> {
+/// outlives the revisions' checkouts. `None` when there is nothing to deploy this round. A deploy
+/// a signal stopped (and rolled back) is its step's failure and, in `stopped`, the error the
+/// round ends with: the signal's code, as for an interrupted apply.
+fn deploy_after(
+    args: &SyncArgs,
+    dir: &StateDir,
+    report: &RoundReport,
+    stopped: &mut Option<Error>,
+) -> Option<Vec<DeployStep>> {
     if !args.deploy
         || !matches!(
             report.apply,
@@ -413,6 +428,15 @@ fn deploy_after(args: &SyncArgs, dir: &StateDir, report: &RoundReport) -> Option
             // A stage that failed (and was rolled back) stops the progression here.
             Err(e) => {
                 steps.push(failed(Some(stage), &e));
+                if matches!(
+                    e,
+                    Error::Deploy {
+                        signal: Some(_),
+                        ..
+                    }
+                ) {
+                    *stopped = Some(e);
+                }
                 break;
             }
         }
