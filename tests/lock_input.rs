@@ -617,21 +617,33 @@ fn verify_names_a_lock_entry_outside_its_containers_repository() {
         &entry(format!("127.0.0.1:5000/team/api:{hash}")),
     );
     run(dir.path(), &["verify"], OFFLINE).assert_code(0);
-    // The same tag and digest under another registry's repository.
-    let foreign = format!("evil.example/team/api:{hash}");
+    // The same tag and digest under another registry's repository, one that listens here: with
+    // `--registry` too, it is named and never asked (a hostile lock chooses no host).
+    let elsewhere = std::net::TcpListener::bind("127.0.0.9:0").unwrap();
+    elsewhere.set_nonblocking(true).unwrap();
+    let foreign = format!("{}/team/api:{hash}", elsewhere.local_addr().unwrap());
     write_json(&dir.path().join("cookbook.lock"), &entry(foreign.clone()));
-    let run = run(dir.path(), &["verify", "--format", "json"], OFFLINE);
-    run.assert_code(1);
-    let doc: Value = serde_json::from_str(&run.stdout).unwrap();
-    assert_eq!(
-        doc["containers"]["api"]["reasons"][0],
-        json!({
-            "kind": "foreign_image",
-            "image": foreign,
-            "expected": "127.0.0.1:5000/team/api",
-            "message": format!("lock entry names image {foreign}, outside the container's repository 127.0.0.1:5000/team/api"),
-        }),
-        "{}",
-        run.context()
+    for args in [
+        &["verify", "--format", "json"][..],
+        &["verify", "--registry", "--format", "json"],
+    ] {
+        let run = run(dir.path(), args, OFFLINE);
+        run.assert_code(1);
+        let doc: Value = serde_json::from_str(&run.stdout).unwrap();
+        assert_eq!(
+            doc["containers"]["api"]["reasons"],
+            json!([{
+                "kind": "foreign_image",
+                "image": foreign,
+                "expected": "127.0.0.1:5000/team/api",
+                "message": format!("lock entry names image {foreign}, outside the container's repository 127.0.0.1:5000/team/api"),
+            }]),
+            "{}",
+            run.context()
+        );
+    }
+    assert!(
+        elsewhere.accept().is_err(),
+        "verify connected to the host the lock named"
     );
 }

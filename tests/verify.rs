@@ -697,11 +697,19 @@ fn a_deleted_image_is_digest_missing_and_an_unreachable_registry_is_exit_3() {
     );
     assert_eq!(got["api"].0, "ok");
 
-    // A registry nobody answers at: exit 3, naming it.
+    // A registry nobody answers at (the cookbook's, so its own entries are asked there): exit
+    // 3, naming it.
     let port = {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         l.local_addr().unwrap().port()
     };
+    shop.edit(|v| {
+        let moved = v["packaging"]["registry"]
+            .as_str()
+            .unwrap()
+            .replacen(host, &format!("127.0.0.1:{port}"), 1);
+        v["packaging"]["registry"] = json!(moved);
+    });
     shop.edit_lock(|v| {
         for (_, entry) in v["containers"].as_object_mut().unwrap() {
             let image =

@@ -242,14 +242,11 @@ pub fn desired(
             })?;
             // The lock chooses a digest, never a repository: an entry is run only from the
             // repository the cookbook names for its container.
-            let expected = cookbook.repository(container);
-            let own = crate::oci::Repository::parse(&expected)
-                .is_ok_and(|repo| *locked.image.reference().repository() == repo);
-            if !own {
+            if !cookbook.owns(container, locked.image.reference()) {
                 return Err(DesiredError::ForeignImage {
                     container: container.to_string(),
                     image: locked.image.to_string(),
-                    expected,
+                    expected: cookbook.repository(container),
                 });
             }
             // The image by its identity: the registry's manifest digest when it was published,

@@ -244,6 +244,14 @@ impl Cookbook {
         }
     }
 
+    /// Whether `image` is in the repository this cookbook gives `container` (Docker's
+    /// normalization applied to both: `busybox` is `docker.io/library/busybox`). A lock entry
+    /// outside it was not written by `apply`: nothing of it is pulled, checked or run.
+    pub fn owns(&self, container: &Name, image: &crate::oci::ImageReference) -> bool {
+        crate::oci::Repository::parse(&self.repository(container))
+            .is_ok_and(|own| own == *image.repository())
+    }
+
     /// Every path the cookbook names, in file order of containers and applications: what the
     /// load stage resolves on disk. Pure.
     pub fn paths(&self) -> Vec<PathUse> {

@@ -262,6 +262,14 @@ pub struct Verdict {
 }
 
 impl Verdict {
+    /// The lock entry names an image outside its container's repository: nothing of it is
+    /// asked for anywhere (the lock chooses no host).
+    pub fn foreign(&self) -> bool {
+        self.reasons
+            .iter()
+            .any(|r| matches!(r, Reason::ForeignImage { .. }))
+    }
+
     pub fn ok(&self) -> bool {
         self.reasons.is_empty()
     }
@@ -389,13 +397,10 @@ pub fn compare(
                 }
                 // The fingerprint's key: the cookbook's name of the container.
                 if let Some((container, _)) = fingerprints.get_key_value(name) {
-                    let expected = cookbook.repository(container);
-                    let own = crate::oci::Repository::parse(&expected)
-                        .is_ok_and(|repo| *entry.image.reference().repository() == repo);
-                    if !own {
+                    if !cookbook.owns(container, entry.image.reference()) {
                         v.push(Reason::ForeignImage {
                             image: entry.image.to_string(),
-                            expected,
+                            expected: cookbook.repository(container),
                         });
                     }
                 }

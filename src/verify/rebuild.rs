@@ -524,6 +524,13 @@ async fn ensure_parent<E: Engine>(
     let Some(entry) = lock.containers.get(parent.as_str()) else {
         return Ok(Err(format!("parent {parent} is not in the lock")));
     };
+    if !cookbook.owns(parent, entry.image.reference()) {
+        return Ok(Err(format!(
+            "parent {parent}'s locked image {} is outside its repository {}: not pulled",
+            entry.image,
+            cookbook.repository(parent)
+        )));
+    }
     let local = local_image(&cookbook.project.name, parent, entry.input_hash.as_str());
     if engine.image_exists(&local).await?.is_some() {
         return Ok(Ok(()));

@@ -27,8 +27,9 @@ pub async fn check(
         let Some(verdict) = report.containers.get_mut(name.as_str()) else {
             continue;
         };
-        if verdict.input_hash.is_none() {
-            // Not in the cookbook any more: already a mismatch, and nothing to compare with.
+        if verdict.input_hash.is_none() || verdict.foreign() {
+            // Not in the cookbook any more, or outside its container's repository: already a
+            // mismatch, and a host the lock names is never asked.
             continue;
         }
         let local = entry
