@@ -647,3 +647,42 @@ fn verify_names_a_lock_entry_outside_its_containers_repository() {
         "verify connected to the host the lock named"
     );
 }
+
+/// A lock that arrives with a clone as a link to `/dev/zero`, or as a FIFO, is refused at once
+/// (exit 2, naming it), never read until memory runs out or waited on.
+#[test]
+fn a_lock_that_never_ends_or_blocks_is_refused_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    api_book(dir.path(), &unique("endless"), "127.0.0.1:5000/team");
+    let lock = dir.path().join("cookbook.lock");
+    std::os::unix::fs::symlink("/dev/zero", &lock).unwrap();
+    for args in [
+        &["hash"][..],
+        &["verify"],
+        &["context", "api", "-o", "api.tar"],
+    ] {
+        let run = run(dir.path(), args, OFFLINE);
+        run.assert_code(2);
+        assert!(
+            run.stderr
+                .contains("cookbook.lock cannot be used as a lock: not a regular file"),
+            "{}",
+            run.context()
+        );
+        assert!(
+            run.elapsed < std::time::Duration::from_secs(10),
+            "{:?}",
+            run.elapsed
+        );
+    }
+    fs::remove_file(&lock).unwrap();
+    let made = Command::new("mkfifo").arg(&lock).status().unwrap();
+    assert!(made.success());
+    let run = run(dir.path(), &["hash"], OFFLINE);
+    run.assert_code(2);
+    assert!(
+        run.elapsed < std::time::Duration::from_secs(10),
+        "{:?}",
+        run.elapsed
+    );
+}

@@ -402,3 +402,35 @@ fn directory_as_file() {
     check_unreadable_as(dir.path(), "cookbook.json", "cookbook.json/cookbook.json");
     check_unreadable_as(dir.path(), ".", "./cookbook.json");
 }
+
+/// A cookbook linked to `/dev/zero` is read up to the cap and refused, not read until memory
+/// runs out; a FIFO is refused at once, not waited on.
+#[test]
+fn a_cookbook_that_never_ends_or_blocks_is_refused_at_once() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    std::os::unix::fs::symlink("/dev/zero", dir.path().join("cookbook.json")).unwrap();
+    let fifo = dir.path().join("fifo.json");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    for file in ["cookbook.json", "fifo.json"] {
+        for args in [vec!["-f", file, "validate"], vec!["-f", file, "hash"]] {
+            let run = run_in(dir.path(), &args);
+            run.assert_code(2);
+            assert!(
+                run.stderr.starts_with(&format!(
+                    "{file}:1:1: error[syntax/file]: the file cannot be read as a cookbook: not a regular file\n"
+                )),
+                "{}",
+                run.context()
+            );
+            assert!(
+                run.elapsed < std::time::Duration::from_secs(10),
+                "{:?}",
+                run.elapsed
+            );
+        }
+    }
+}

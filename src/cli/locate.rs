@@ -76,12 +76,23 @@ fn read_stdin(cwd: &Path) -> Result<PathBuf, Error> {
     // `<stdin>` in messages.
     let path = cwd.join(COOKBOOK_FILE);
     let mut bytes = Vec::new();
+    let max = crate::load::COOKBOOK_MAX;
     std::io::stdin()
+        .take(max + 1)
         .read_to_end(&mut bytes)
         .map_err(|source| Error::Read {
             path: PathBuf::from("<stdin>"),
             source,
         })?;
+    if bytes.len() as u64 > max {
+        return Err(Error::Usage {
+            message: format!(
+                "standard input holds more than {} MiB: not a cookbook",
+                max >> 20
+            ),
+            help: None,
+        });
+    }
     let _ = STDIN.set((path.clone(), bytes));
     Ok(path)
 }

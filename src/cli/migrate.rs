@@ -39,10 +39,14 @@ pub fn run(
     }
     let bytes = match locate::stdin_bytes(file) {
         Some(b) => b.to_vec(),
-        None => std::fs::read(file).map_err(|source| Error::Read {
-            path: file.to_path_buf(),
-            source,
-        })?,
+        // `load` has read this file already, as a small regular file.
+        None => crate::context::file::read_regular(file, crate::load::COOKBOOK_MAX)
+            .ok()
+            .flatten()
+            .ok_or_else(|| Error::Read {
+                path: file.to_path_buf(),
+                source: std::io::ErrorKind::NotFound.into(),
+            })?,
     };
     // `load` has checked the bytes are UTF-8.
     let text = String::from_utf8_lossy(&bytes);

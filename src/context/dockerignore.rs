@@ -11,51 +11,22 @@
 //! pattern's text starts with the directory's path (so `!**/keep` does NOT save a directory, as in
 //! Docker).
 
-use std::io::Read;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 use regex::Regex;
+
+pub use super::file::FileError;
 
 /// The largest `.dockerignore` read. Docker has no limit; a real one is a few KiB, and the cap
 /// keeps a file linked to `/dev/zero` from exhausting memory.
 pub const FILE_MAX: u64 = 4 << 20;
 
-/// Why a `.dockerignore` cannot be read.
-#[derive(Debug, thiserror::Error)]
-pub enum FileError {
-    /// A FIFO, a device, a directory: input no build context can take (exit code 2).
-    #[error("not a regular file")]
-    NotRegular,
-    #[error("larger than {} MiB", FILE_MAX >> 20)]
-    TooLarge,
-    #[error(transparent)]
-    Io(#[from] std::io::Error),
-}
-
 /// Reads the `.dockerignore` at `path`: `None` when there is none. A link is followed, as the
-/// docker CLI does, but only to a regular file of at most [`FILE_MAX`] bytes: a FIFO would block
-/// the read forever and a device would never end. Opened non-blocking so that the check itself
-/// cannot block on a FIFO.
+/// docker CLI does, but only to a regular file of at most [`FILE_MAX`] bytes (see
+/// [`super::file`]).
 pub fn read_file(path: &Path) -> Result<Option<String>, FileError> {
-    let file = match std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32)
-        .open(path)
-    {
-        Ok(file) => file,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(e.into()),
-    };
-    if !file.metadata()?.is_file() {
-        return Err(FileError::NotRegular);
-    }
-    let mut bytes = Vec::new();
-    file.take(FILE_MAX + 1).read_to_end(&mut bytes)?;
-    if bytes.len() as u64 > FILE_MAX {
-        return Err(FileError::TooLarge);
-    }
-    Ok(Some(String::from_utf8_lossy(&bytes).into_owned()))
+    Ok(super::file::read_regular(path, FILE_MAX)?
+        .map(|bytes| String::from_utf8_lossy(&bytes).into_owned()))
 }
 
 /// A problem in a `.dockerignore` line.

@@ -22,6 +22,7 @@
 pub mod assembly;
 pub mod dockerfile;
 pub mod dockerignore;
+pub mod file;
 pub mod tar;
 mod walk;
 

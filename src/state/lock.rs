@@ -66,6 +66,10 @@ use crate::state::atomic;
 /// `digest` meaning either.
 pub const LOCK_VERSION: u32 = 3;
 
+/// The largest lock read: an entry is about 400 bytes, so 64 MiB holds some 150,000 containers,
+/// and a file linked to `/dev/zero` still cannot exhaust memory.
+pub const LOCK_MAX: u64 = 64 << 20;
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Lock {
     pub lock_version: u32,
@@ -116,6 +120,9 @@ pub enum LockError {
         path: PathBuf,
         source: std::io::Error,
     },
+    /// A lock that is no small regular file (linked to `/dev/zero`, a FIFO, past [`LOCK_MAX`]).
+    #[error("{} cannot be used as a lock: {why}", path.display())]
+    Unusable { path: PathBuf, why: String },
     /// Every problem of the file, each located (line:column and JSON pointer).
     #[error("{}", render(path, diagnostics))]
     Invalid {
@@ -178,15 +185,23 @@ impl Lock {
         cookbook_file.with_file_name("cookbook.lock")
     }
 
-    /// Reads a lock; `Ok(None)` when there is none.
+    /// Reads a lock; `Ok(None)` when there is none. Only a regular file of at most
+    /// [`LOCK_MAX`] bytes is read (a lock arrives with a clone, and may be hostile).
     pub fn read(path: &Path) -> Result<Option<Lock>, LockError> {
-        let bytes = match std::fs::read(path) {
-            Ok(b) => b,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(source) => {
+        use crate::context::file::{read_regular, FileError};
+        let bytes = match read_regular(path, LOCK_MAX) {
+            Ok(Some(b)) => b,
+            Ok(None) => return Ok(None),
+            Err(FileError::Io(source)) => {
                 return Err(LockError::Read {
                     path: path.to_path_buf(),
                     source,
+                })
+            }
+            Err(why) => {
+                return Err(LockError::Unusable {
+                    path: path.to_path_buf(),
+                    why: why.to_string(),
                 })
             }
         };
