@@ -497,6 +497,20 @@ fn a_deploy_touches_only_what_is_its_own() {
         Vec::<String>::new(),
         "nothing of ours may start"
     );
+    // `status` shows the namesake as foreign: not web running, and nothing exec'd in it.
+    let doc = status_in(p.path(), "dev");
+    let web = doc["containers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|row| row["container"] == "web")
+        .unwrap();
+    assert_eq!(
+        (web["state"].as_str(), web["drift"].as_bool()),
+        (Some("foreign"), Some(true)),
+        "{doc}"
+    );
+    assert!(compose_new.is_intact());
 
     // Its owner moves it away: the deploy goes ahead, and the others are still untouched.
     drop(compose_new);

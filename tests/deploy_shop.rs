@@ -132,8 +132,10 @@ fn shop_deploys_bottom_up_converges_rolls_out_a_new_api_alone_and_reports_servic
         run.stdout
     );
 
-    // web replaced by hand with another httpd (no labels, another image): drift, and still web.
-    p.replace_by_hand(&n("web"), &["httpd", "-f", "-p", "80", "-h", "/tmp"]);
+    // web replaced by hand with another httpd (its labels copied, another image): drift, and
+    // still web. (Without the labels it would be `foreign`, and nothing run in it:
+    // tests/deploy.rs.)
+    p.replace_keeping_labels(&n("web"), &["httpd", "-f", "-p", "80", "-h", "/tmp"]);
     let doc = status_in(p.path(), "dev");
     assert_eq!(doc["in_sync"], false);
     let drifted: Vec<&str> = doc["containers"]
@@ -151,7 +153,7 @@ fn shop_deploys_bottom_up_converges_rolls_out_a_new_api_alone_and_reports_servic
     );
     // An image without `cat`: the sockets cannot be read, and status says so instead of
     // guessing; the process name still says web.
-    p.replace_by_hand(
+    p.replace_keeping_labels(
         &n("web"),
         &["sh", "-c", "rm /bin/cat && exec httpd -f -p 80 -h /tmp"],
     );
@@ -174,8 +176,10 @@ fn shop_deploys_bottom_up_converges_rolls_out_a_new_api_alone_and_reports_servic
         "{}",
         run.stdout
     );
-    // It is not cookbook's (no labels): the next deploy leaves it alone and says so (exit 1);
-    // once it is gone, the deploy converges.
+    // Replaced again without the labels, it is not cookbook's: `status` shows it foreign, the
+    // next deploy leaves it alone and says so (exit 1); once it is gone, the deploy converges.
+    p.replace_by_hand(&n("web"), &["httpd", "-f", "-p", "80", "-h", "/tmp"]);
+    assert_eq!(row(&status_in(p.path(), "dev"), "web")["state"], "foreign");
     let run = run_in(p.path(), &["deploy", "--site", "local", "--stage", "dev"]);
     run.assert_code(1);
     assert!(
@@ -424,7 +428,8 @@ fn shop_promotion_follows_each_stages_rule() {
         run
     });
     // The rule asks the engine, not the records: pre-deploy's release is recorded, but its api
-    // replaced by hand is not that release running healthy, so `stage` is refused.
+    // replaced by hand (without the stage's labels: not even ours) is not that release running
+    // healthy, so `stage` is refused.
     let api = p.instance("pre-deploy", "api");
     p.replace_by_hand(&api, &["sleep", "300"]);
     let run = run_in(p.path(), &["deploy", "--site", "local", "--stage", "stage"]);
@@ -438,7 +443,7 @@ fn shop_promotion_follows_each_stages_rule() {
     );
     assert!(
         run.stderr.ends_with(&format!(
-            ") must first run healthy in `pre-deploy`: on site local, {api} runs other images\n"
+            ") must first run healthy in `pre-deploy`: on site local, {api} is foreign\n"
         )),
         "{}",
         run.context()

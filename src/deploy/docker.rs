@@ -663,6 +663,32 @@ impl<'a> Deployer<'a> {
                 .inspect_container(&instance.name, None)
                 .await
             {
+                // A namesake that is not ours (compose's, another site's) is neither inspected
+                // further nor exec'd into, and never counts as this instance running.
+                Ok(info)
+                    if !info
+                        .config
+                        .as_ref()
+                        .and_then(|c| c.labels.as_ref())
+                        .is_some_and(|labels| {
+                            is_ours(desired, labels)
+                                && labels.get(LABEL_CONTAINER).map(String::as_str)
+                                    == Some(instance.container.as_str())
+                        }) =>
+                {
+                    InstanceStatus {
+                        name: instance.name.clone(),
+                        container: instance.container.to_string(),
+                        state: "foreign".to_owned(),
+                        health: "none".to_owned(),
+                        restarts: 0,
+                        started_at: None,
+                        desired_image,
+                        running_image: None,
+                        drift: true,
+                        services: None,
+                    }
+                }
                 Ok(info) => {
                     let state = info.state.unwrap_or_default();
                     let config = info

@@ -150,13 +150,39 @@ impl Project {
     }
 
     /// Replaces an instance by a hand-made container of the same name running `cmd` in the
-    /// base image, with none of cookbook's labels.
+    /// base image, with none of cookbook's labels: a namesake that is not ours.
     pub fn replace_by_hand(&self, instance: &str, cmd: &[&str]) {
+        self.replace(instance, cmd, false);
+    }
+
+    /// Replaces an instance by a hand-made container of the same name running `cmd` in the
+    /// base image, with the replaced container's labels but its config hash: still the stage's
+    /// by its labels (an operator's `docker run` copying them), but another image and command —
+    /// drift, which the next deploy converges.
+    pub fn replace_keeping_labels(&self, instance: &str, cmd: &[&str]) {
+        self.replace(instance, cmd, true);
+    }
+
+    fn replace(&self, instance: &str, cmd: &[&str], keep_labels: bool) {
         let instance = instance.to_owned();
         let cmd: Vec<String> = cmd.iter().map(|s| (*s).to_owned()).collect();
         block_on(async move {
             let engine = DockerEngine::connect().await.unwrap();
             let docker = engine.client();
+            let labels = if keep_labels {
+                docker
+                    .inspect_container(&instance, None)
+                    .await
+                    .unwrap()
+                    .config
+                    .and_then(|c| c.labels)
+                    .map(|mut labels| {
+                        labels.remove("io.cookbook.config-hash");
+                        labels
+                    })
+            } else {
+                None
+            };
             let options = bollard::query_parameters::RemoveContainerOptions {
                 force: true,
                 ..Default::default()
@@ -168,6 +194,7 @@ impl Project {
             let body = bollard::models::ContainerCreateBody {
                 image: Some("cookbook-test/busybox:latest".to_owned()),
                 cmd: Some(cmd),
+                labels,
                 ..Default::default()
             };
             run_container(docker, &instance, body).await;
