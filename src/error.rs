@@ -248,7 +248,9 @@ fn lock_exit_code(e: &LockError) -> i32 {
     match e {
         LockError::Write { .. } => EXIT_FAILED,
         LockError::Read { source, .. } => io_exit_code(source),
-        LockError::Invalid { .. } | LockError::Unusable { .. } => EXIT_INVALID,
+        LockError::Invalid { .. } | LockError::Unusable { .. } | LockError::OtherProject { .. } => {
+            EXIT_INVALID
+        }
     }
 }
 

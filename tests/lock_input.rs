@@ -686,3 +686,34 @@ fn a_lock_that_never_ends_or_blocks_is_refused_at_once() {
         run.elapsed
     );
 }
+
+/// A lock another project wrote is refused, never silently replaced: a cookbook that names no
+/// project, cloned into a directory of another name, meets its own lock that way — re-pinning
+/// its bases from their tags would quietly move them.
+#[test]
+fn a_lock_of_another_project_is_refused_not_replaced() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("shop-copy");
+    write(&dir.join("web/index.html"), "hi\n");
+    write_json(
+        &dir.join("cookbook.json"),
+        &json!({
+            "manifest_version": "1.0",
+            "applications": { "web": { "source": "web" } },
+            "containers": { "web": { "base_image": "scratch", "applications": ["web"] } }
+        }),
+    );
+    let lock = json!({ "lock_version": 3, "hash_version": 2, "project": "shop", "containers": {} });
+    write_json(&dir.join("cookbook.lock"), &lock);
+    let before = fs::read(dir.join("cookbook.lock")).unwrap();
+    for args in [&["hash"][..], &["apply", "--no-push"]] {
+        let run = run(&dir, args, &[]);
+        run.assert_code(2);
+        assert!(
+            run.stderr.contains("cookbook.lock was written for project `shop`, not `shop-copy`: set `project.name` to `shop`, or remove the lock to start a new one"),
+            "{}",
+            run.context()
+        );
+    }
+    assert_eq!(fs::read(dir.join("cookbook.lock")).unwrap(), before);
+}

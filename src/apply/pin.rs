@@ -299,9 +299,9 @@ pub async fn pin_plan<E: Engine>(
     let bases = external_bases(cookbook, plan);
     let locked = {
         let path = lock_path.to_path_buf();
-        blocking(move || lockfile::Lock::read(&path))
+        let project = cookbook.project.name.clone();
+        blocking(move || lockfile::Lock::read_for(&path, &project))
             .await?
-            .filter(|l| l.project == cookbook.project.name)
             .map(|l| l.bases)
             .unwrap_or_default()
     };

@@ -65,10 +65,11 @@ fn lock_at(path: &Path) -> Result<Lock, Error> {
     })
 }
 
-/// The lock beside the cookbook: what has been published. None yet is a usage error.
-fn published(file: &Path) -> Result<Lock, Error> {
+/// The lock beside the cookbook: what has been published. None yet is a usage error, and so is
+/// one another project wrote.
+fn published(file: &Path, cookbook: &crate::model::Cookbook) -> Result<Lock, Error> {
     let lock_path = Lock::path_for(file);
-    Lock::read(&lock_path)?.ok_or_else(|| Error::Usage {
+    Lock::read_for(&lock_path, &cookbook.project.name)?.ok_or_else(|| Error::Usage {
         message: format!("no {}: nothing has been published yet", lock_path.display()),
         help: Some("run `cookbook apply` first".to_owned()),
     })
@@ -80,9 +81,10 @@ pub fn run(
     out: &mut dyn Write,
     err: &mut dyn Write,
 ) -> Result<(), Error> {
+    let loaded = load(file)?;
     let lock = match &args.release {
         Some(path) => lock_at(path)?,
-        None => published(file)?,
+        None => published(file, &loaded.cookbook)?,
     };
     if args.force_conflicts {
         let _ = writeln!(
@@ -96,7 +98,7 @@ pub fn run(
         stage: &args.stage,
     };
     deploy_stage(
-        &load(file)?,
+        &loaded,
         &stage,
         &lock,
         &options(file, args.force_conflicts),
@@ -511,7 +513,7 @@ pub struct StatusArgs {
 /// ill health are the answer, not a failure: the exit code is 0 whenever the engine answered.
 pub fn status(file: &Path, args: &StatusArgs, out: &mut dyn Write) -> Result<(), Error> {
     let Loaded { cookbook, plan, .. } = load(file)?;
-    let lock = published(file)?;
+    let lock = published(file, &cookbook)?;
     let desired =
         desired(&cookbook, &plan, &lock, &args.site, &args.stage).map_err(|e| Error::Usage {
             message: e.to_string(),
@@ -769,7 +771,7 @@ pub struct ApproveArgs {
 pub fn approve(file: &Path, args: &ApproveArgs, out: &mut dyn Write) -> Result<(), Error> {
     let cookbook = load(file)?.cookbook;
     let lock = if args.lock {
-        Some(published(file)?)
+        Some(published(file, &cookbook)?)
     } else {
         None
     };
@@ -939,7 +941,7 @@ pub struct RenderArgs {
 /// deploy with their own tools. Byte-stable for the same cookbook and lock.
 pub fn render(file: &Path, args: &RenderArgs, out: &mut dyn Write) -> Result<(), Error> {
     let Loaded { cookbook, plan, .. } = load(file)?;
-    let lock = published(file)?;
+    let lock = published(file, &cookbook)?;
     let desired = stage_desired(&cookbook, &plan, &lock, &args.site, &args.stage)?;
     let (namespace, create) = match &cookbook.lifecycle.sites[&desired.site].target {
         Some(Target::Kubernetes(k)) => (Some(k.namespace.as_str()), k.create_namespace),

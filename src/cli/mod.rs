@@ -588,19 +588,17 @@ pub fn fingerprints_pinned(
     Ok(crate::load::fingerprints(file, cookbook, plan, pinning)?)
 }
 
-/// The base-image pins recorded in the lock beside `file`: none without a lock (or with a lock
-/// of another project, or a cookbook read from standard input). A lock that is not valid is
+/// The base-image pins recorded in the lock beside `file`: none without a lock (or for a
+/// cookbook read from standard input). A lock that is not valid, or another project's, is
 /// refused (exit 2, every problem located), as by every command that reads it: its pins would
 /// be written into the Dockerfiles this hashes and sends.
 pub fn locked_pins(file: &Path, cookbook: &Cookbook) -> Result<hash::BasePins, Error> {
     if locate::stdin_bytes(file).is_some() {
         return Ok(hash::BasePins::new());
     }
-    let lock = crate::state::lock::Lock::read(&crate::state::lock::Lock::path_for(file))?;
-    Ok(lock
-        .filter(|l| l.project == cookbook.project.name)
-        .map(|l| l.bases)
-        .unwrap_or_default())
+    let path = crate::state::lock::Lock::path_for(file);
+    let lock = crate::state::lock::Lock::read_for(&path, &cookbook.project.name)?;
+    Ok(lock.map(|l| l.bases).unwrap_or_default())
 }
 
 /// How each external base of `plan` is pinned, for stderr: `base REF (containers): sha256:…

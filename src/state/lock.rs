@@ -123,6 +123,18 @@ pub enum LockError {
     /// A lock that is no small regular file (linked to `/dev/zero`, a FIFO, past [`LOCK_MAX`]).
     #[error("{} cannot be used as a lock: {why}", path.display())]
     Unusable { path: PathBuf, why: String },
+    /// A lock another project wrote: its pins and entries are not this cookbook's, and it is
+    /// never silently replaced (a cookbook that names no project and lies in a directory of
+    /// another name meets its own lock this way).
+    #[error(
+        "{} was written for project `{lock}`, not `{cookbook}`: set `project.name` to `{lock}`, or remove the lock to start a new one",
+        path.display()
+    )]
+    OtherProject {
+        path: PathBuf,
+        lock: String,
+        cookbook: String,
+    },
     /// Every problem of the file, each located (line:column and JSON pointer).
     #[error("{}", render(path, diagnostics))]
     Invalid {
@@ -183,6 +195,19 @@ impl Lock {
     /// The lock beside a cookbook file.
     pub fn path_for(cookbook_file: &Path) -> PathBuf {
         cookbook_file.with_file_name("cookbook.lock")
+    }
+
+    /// Reads the lock of `project`; `Ok(None)` when there is none, [`LockError::OtherProject`]
+    /// when another project wrote it.
+    pub fn read_for(path: &Path, project: &Name) -> Result<Option<Lock>, LockError> {
+        match Lock::read(path)? {
+            Some(lock) if lock.project != *project => Err(LockError::OtherProject {
+                path: path.to_path_buf(),
+                lock: lock.project.to_string(),
+                cookbook: project.to_string(),
+            }),
+            lock => Ok(lock),
+        }
     }
 
     /// Reads a lock; `Ok(None)` when there is none. Only a regular file of at most
@@ -749,24 +774,21 @@ fn parent(path: &Path) -> &Path {
 
 /// Merges `update` into the lock at `path` under an exclusive lock on its directory: re-reads
 /// the lock, keeps the other containers' entries, replaces this run's, writes it. Returns whether
-/// the file changed. A lock of another project is replaced, as a fresh one; one of another hash
-/// version keeps only its base pins (they do not depend on the algorithm).
+/// the file changed. A lock of another project is refused ([`LockError::OtherProject`]), never
+/// replaced; one of another hash version keeps only its base pins (they do not depend on the
+/// algorithm).
 pub fn update(path: &Path, update: &Update) -> Result<bool, LockError> {
     let _held = DirLock::acquire(parent(path)).map_err(|source| LockError::Write {
         path: path.to_path_buf(),
         source,
     })?;
-    let mut lock = match Lock::read(path)? {
-        Some(old)
-            if old.project == update.project && old.hash_version == crate::hash::HASH_VERSION =>
-        {
-            old
-        }
-        Some(old) if old.project == update.project => Lock {
+    let mut lock = match Lock::read_for(path, &update.project)? {
+        Some(old) if old.hash_version == crate::hash::HASH_VERSION => old,
+        Some(old) => Lock {
             bases: old.bases,
             ..Lock::new(&update.project)
         },
-        _ => Lock::new(&update.project),
+        None => Lock::new(&update.project),
     };
     lock.lock_version = LOCK_VERSION;
     lock.containers
@@ -792,10 +814,7 @@ pub fn record_pins(path: &Path, project: &Name, pins: &BasePins) -> Result<bool,
         path: path.to_path_buf(),
         source,
     })?;
-    let mut lock = match Lock::read(path)? {
-        Some(old) if old.project == *project => old,
-        _ => Lock::new(project),
-    };
+    let mut lock = Lock::read_for(path, project)?.unwrap_or_else(|| Lock::new(project));
     lock.lock_version = LOCK_VERSION;
     for (reference, pin) in pins {
         lock.bases.insert(reference.clone(), pin.clone());
