@@ -288,7 +288,9 @@ fn backend_exit_code(e: &BackendError) -> i32 {
 fn deploy_exit_code(e: &DeployError) -> i32 {
     match e {
         DeployError::Backend(e) => backend_exit_code(e),
-        DeployError::Records(_) | DeployError::Failed(_) => EXIT_FAILED,
+        DeployError::Records(_) | DeployError::RuleNotMet(_) | DeployError::Failed(_) => {
+            EXIT_FAILED
+        }
         DeployError::Usage { .. } | DeployError::Unapproved(_) => EXIT_INVALID,
         DeployError::Stopped(stopped) => match &stopped.cause {
             WaveError::Backend { source, .. } => backend_exit_code(source),

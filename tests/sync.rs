@@ -1121,6 +1121,19 @@ fn sync_deploy_deploys_the_sites_stages_inside_its_windows_only() {
     assert_eq!(doc["deploy"][1]["result"], "skipped");
     assert_eq!(p.engine_state(), state);
 
+    // An approvals file that cannot be read is a failure, not a rule that is not met: the
+    // stage that needs it is `failed` (exit 1), never quietly `skipped`.
+    let approvals = f.state().join("deploy/approvals.json");
+    std::fs::write(&approvals, "{ not json").unwrap();
+    let out = f.sync(
+        &url,
+        &["--site", "local", "--apply", "--deploy", "--format", "json"],
+    );
+    expect_code(&out, 1, "sync --deploy with a broken approvals file");
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(doc["deploy"][1]["result"], "failed", "{doc}");
+    std::fs::remove_file(&approvals).unwrap();
+
     // A schedule whose only window opens the day after tomorrow, 12:00-13:00 UTC.
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

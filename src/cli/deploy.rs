@@ -174,22 +174,25 @@ pub fn stage_desired(
     })
 }
 
-/// Checks `desired`'s progression rule (`sync --deploy` asks before each stage):
-/// `Err(Error::Failed(why))` when the rule is not met, a missing approval included (sync skips
-/// such a stage and goes on; `deploy` refuses it, exit 2).
+/// Checks `desired`'s progression rule (`sync --deploy` asks before each stage): `Ok(Some(why))`
+/// when the rule is not met, a missing approval included (sync skips such a stage and goes on;
+/// `deploy` refuses it); `Err` when it could not be checked (an unreadable approvals file, the
+/// site unreachable), which is a failure, not a skip.
 pub fn check_progression(
     state_dir: &Path,
     cookbook: &crate::model::Cookbook,
     desired: &crate::deploy::desired::Desired,
     options: &ConnectOptions,
-) -> Result<(), Error> {
+) -> Result<Option<String>, Error> {
     runtime()?
         .block_on(session::check_progression(
             state_dir, cookbook, desired, options,
         ))
-        .map_err(|e| match e {
-            DeployError::Unapproved(u) => Error::Failed(format!("{u}; {}", u.help())),
-            other => error(other),
+        .map(|()| None)
+        .or_else(|e| match e {
+            DeployError::Unapproved(u) => Ok(Some(format!("{u}; {}", u.help()))),
+            DeployError::RuleNotMet(why) => Ok(Some(why)),
+            other => Err(error(other)),
         })
 }
 
@@ -313,7 +316,7 @@ fn error(e: DeployError) -> Error {
             message: u.to_string(),
             help: Some(u.help()),
         },
-        DeployError::Failed(message) => Error::Failed(message),
+        DeployError::RuleNotMet(message) | DeployError::Failed(message) => Error::Failed(message),
         DeployError::Usage { message, help } => Error::Usage { message, help },
         e @ (DeployError::Backend(BackendError::NotOurs { .. }) | DeployError::Stopped(_)) => {
             Error::Deploy {

@@ -388,8 +388,8 @@ fn deploy_after(
             &desired,
             &super::deploy::options(&file, false),
         ) {
-            Ok(()) => {}
-            Err(Error::Failed(rule)) => {
+            Ok(None) => {}
+            Ok(Some(rule)) => {
                 steps.push(DeployStep {
                     stage: Some(stage.clone()),
                     result: "skipped",

@@ -156,8 +156,11 @@ pub enum DeployError {
     /// that approves it).
     #[error(transparent)]
     Unapproved(#[from] crate::deploy::approvals::Unapproved),
-    /// The work failed or was refused: a progression rule not met, a capability missing, a wave
-    /// not healthy (with what was rolled back).
+    /// The `automatic` progression rule is not met: these images do not yet run healthy in the
+    /// stage before (why, site by site). `sync --deploy` skips such a stage and goes on.
+    #[error("{0}")]
+    RuleNotMet(String),
+    /// The work failed or was refused: a capability missing, a recorded image unreadable.
     #[error("{0}")]
     Failed(String),
     /// A request that does not fit the cookbook or the records (an unknown release, a site
@@ -326,9 +329,16 @@ pub async fn check_progression(
         .iter()
         .position(|s| s == &desired.stage)
         .unwrap_or(0);
-    if position > 0 && lifecycle.progression[&desired.stage] == Progression::Automatic {
-        let previous = &lifecycle.stages[position - 1];
-        return healthy_in(cookbook, desired, previous, &digests, options).await;
+    if lifecycle.progression[&desired.stage] == Progression::Automatic {
+        // The first stage takes anything; a later one what runs healthy before it. Neither
+        // reads the approvals file, so a broken one stops only the stages that need it.
+        return match position.checked_sub(1) {
+            None => Ok(()),
+            Some(before) => {
+                let previous = &lifecycle.stages[before];
+                healthy_in(cookbook, desired, previous, &digests, options).await
+            }
+        };
     }
     let approvals = Approvals::load(&Approvals::path(state_dir))?;
     check_rule(cookbook, desired.stage.as_str(), &digests, &approvals)
@@ -378,7 +388,7 @@ async fn healthy_in(
             Err(e) => why.push(format!("on site {site}, {e}")),
         }
     }
-    Err(DeployError::Failed(format!(
+    Err(DeployError::RuleNotMet(format!(
         "stage `{}` is entered by rule `automatic`: these images (images {}) must first run healthy in `{previous}`: {}",
         desired.stage,
         images_id(digests),
