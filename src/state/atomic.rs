@@ -10,6 +10,9 @@
 //! created with mode 0666 and the kernel applies the umask to it, exactly as for any file the
 //! user creates. A path that is a symlink stays one: the link is followed to its final target,
 //! and the temporary file is made beside that target and renamed over it.
+//!
+//! [`DirLock`] is the lock the read–modify–write of the lock and of the deploy records is done
+//! under.
 
 use std::io::{self, Write};
 use std::os::unix::fs::PermissionsExt;
@@ -71,6 +74,28 @@ pub fn parent(path: &Path) -> &Path {
     path.parent()
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."))
+}
+
+/// An exclusive `flock` on a directory, released on drop — and by the kernel when the process
+/// dies, so a killed run never leaves a stale lock. A directory rather than a side file, so that
+/// locking adds no file beside the cookbook (none can enter a build context).
+pub struct DirLock(std::fs::File);
+
+impl DirLock {
+    /// Waits for the lock on `dir`.
+    pub fn acquire(dir: &Path) -> io::Result<DirLock> {
+        let file = std::fs::File::open(dir)?;
+        // Through the trait: std's inherent `File::lock` is newer than our MSRV.
+        fs4::FileExt::lock(&file)?;
+        Ok(DirLock(file))
+    }
+}
+
+impl Drop for DirLock {
+    fn drop(&mut self) {
+        // Closing the descriptor releases the lock as well; unlocking first is only explicit.
+        let _ = fs4::FileExt::unlock(&self.0);
+    }
 }
 
 #[cfg(test)]

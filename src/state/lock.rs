@@ -768,20 +768,17 @@ pub struct Update {
     pub bases: BasePins,
 }
 
-fn parent(path: &Path) -> &Path {
-    atomic::parent(path)
-}
-
 /// Merges `update` into the lock at `path` under an exclusive lock on its directory: re-reads
 /// the lock, keeps the other containers' entries, replaces this run's, writes it. Returns whether
 /// the file changed. A lock of another project is refused ([`LockError::OtherProject`]), never
 /// replaced; one of another hash version keeps only its base pins (they do not depend on the
 /// algorithm).
 pub fn update(path: &Path, update: &Update) -> Result<bool, LockError> {
-    let _held = DirLock::acquire(parent(path)).map_err(|source| LockError::Write {
-        path: path.to_path_buf(),
-        source,
-    })?;
+    let _held =
+        atomic::DirLock::acquire(atomic::parent(path)).map_err(|source| LockError::Write {
+            path: path.to_path_buf(),
+            source,
+        })?;
     let mut lock = match Lock::read_for(path, &update.project)? {
         Some(old) if old.hash_version == crate::hash::HASH_VERSION => old,
         Some(old) => Lock {
@@ -810,35 +807,17 @@ pub fn update(path: &Path, update: &Update) -> Result<bool, LockError> {
 /// entries still describe what was built). Creates a lock holding only the pins when there is
 /// none. Returns whether the file changed.
 pub fn record_pins(path: &Path, project: &Name, pins: &BasePins) -> Result<bool, LockError> {
-    let _held = DirLock::acquire(parent(path)).map_err(|source| LockError::Write {
-        path: path.to_path_buf(),
-        source,
-    })?;
+    let _held =
+        atomic::DirLock::acquire(atomic::parent(path)).map_err(|source| LockError::Write {
+            path: path.to_path_buf(),
+            source,
+        })?;
     let mut lock = Lock::read_for(path, project)?.unwrap_or_else(|| Lock::new(project));
     lock.lock_version = LOCK_VERSION;
     for (reference, pin) in pins {
         lock.bases.insert(reference.clone(), pin.clone());
     }
     lock.write(path)
-}
-
-/// An exclusive `flock` on a directory, released on drop.
-struct DirLock(std::fs::File);
-
-impl DirLock {
-    fn acquire(dir: &Path) -> std::io::Result<DirLock> {
-        let file = std::fs::File::open(dir)?;
-        // Through the trait: std's inherent `File::lock` is newer than our MSRV.
-        fs4::FileExt::lock(&file)?;
-        Ok(DirLock(file))
-    }
-}
-
-impl Drop for DirLock {
-    fn drop(&mut self) {
-        // Closing the descriptor releases the lock as well; unlocking first is only explicit.
-        let _ = fs4::FileExt::unlock(&self.0);
-    }
 }
 
 #[cfg(test)]

@@ -67,32 +67,13 @@ where
         path: path.to_path_buf(),
         source,
     };
-    let dir = path.parent().unwrap_or(Path::new("."));
+    let dir = super::atomic::parent(path);
     std::fs::create_dir_all(dir).map_err(err)?;
-    let _held = DirLock::acquire(dir).map_err(err)?;
+    let _held = super::atomic::DirLock::acquire(dir).map_err(err)?;
     let mut record: T = read(path, what)?;
     let out = change(&mut record);
     write(path, &record)?;
     Ok(out)
-}
-
-/// An exclusive `flock` on a directory, released on drop (and by the kernel when the process
-/// dies, so a killed deploy leaves no stale lock).
-struct DirLock(std::fs::File);
-
-impl DirLock {
-    fn acquire(dir: &Path) -> std::io::Result<DirLock> {
-        let file = std::fs::File::open(dir)?;
-        // Through the trait: std's inherent `File::lock` is newer than our MSRV.
-        fs4::FileExt::lock(&file)?;
-        Ok(DirLock(file))
-    }
-}
-
-impl Drop for DirLock {
-    fn drop(&mut self) {
-        let _ = fs4::FileExt::unlock(&self.0);
-    }
 }
 
 /// Writes `record` to `path` as pretty JSON, atomically (creating its directory). Callers that
@@ -102,8 +83,7 @@ pub fn write<T: Serialize>(path: &Path, record: &T) -> Result<(), RecordError> {
         path: path.to_path_buf(),
         source,
     };
-    let dir = path.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).map_err(err)?;
+    std::fs::create_dir_all(super::atomic::parent(path)).map_err(err)?;
     let mut bytes = serde_json::to_vec_pretty(record).expect("a record serializes");
     bytes.push(b'\n');
     // The permissions a user expects (the replaced file's, or the umask's), as for the lock.
