@@ -9,8 +9,10 @@
 //! | 130  | stopped by SIGINT (Ctrl-C): builds cancelled, completed work in the lock   |
 //! | 143  | stopped by SIGTERM: the same                                               |
 //!
-//! Row by row (README.md "Exit codes" has the same table, and tests/exit_codes.rs one test per
-//! row):
+//! Row by row (README.md "Exit codes" has the same table; tests/exit_codes.rs runs the binary
+//! for the rows a local run can reach, the unit tests below map the others' typed errors, and
+//! tests/hostile_registry.rs, tests/deploy.rs and tests/kubernetes.rs reach the registry's and
+//! the sites' rows end to end):
 //!
 //! | failure                                                                  | code |
 //! |--------------------------------------------------------------------------|------|

@@ -1,4 +1,4 @@
-//! The deploy edge as a trait: what one kind of site (a Docker engine today) must do so that the
+//! The deploy edge as a trait: what one kind of site (a Docker engine, a Kubernetes cluster) must do so that the
 //! orchestration in `deploy::session` can converge it wave by wave, check its health, roll it back
 //! and report it.
 //!

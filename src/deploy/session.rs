@@ -3,7 +3,8 @@
 //! next), record the release, and roll a failed deploy back to the stage's previous release.
 //! Also `rollback` to a recorded release, `status`, and the lock `promote` deploys.
 //!
-//! Pipeline position: `desired` (pure) → **here** → a `Backend` (`docker::DockerSite`) carries
+//! Pipeline position: `desired` (pure) → **here** → a `Backend` (`docker::DockerSite`,
+//! `kubernetes::cluster::KubeSite`) carries
 //! out each wave; `releases` and `approvals` keep the records in the state directory.
 //! Invariants: a release is recorded only after every wave was healthy; a deploy that changes
 //! nothing adds no record; nothing here prints (the CLI renders the outcome and the errors).

@@ -192,6 +192,7 @@ fn registry_said(bytes: &[u8]) -> Said {
                 (Some(code), Some(message)) => format!("{code}: {message}"),
                 (code, message) => code.or(message).unwrap_or_default(),
             })
+            .map(|part| terminal_safe(&part))
             .filter(|p| !p.is_empty())
             .collect();
         if !parts.is_empty() {
@@ -202,22 +203,57 @@ fn registry_said(bytes: &[u8]) -> Said {
         }
     }
     let text = String::from_utf8_lossy(bytes);
-    let line = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    let line = terminal_safe(&text);
     if line.is_empty() {
         return Said::default();
     }
     Said {
-        message: Some(match line.char_indices().nth(MAX_MESSAGE) {
-            Some((cut, _)) => format!("{}…", &line[..cut]),
-            None => line,
-        }),
+        message: Some(line),
         codes: Vec::new(),
     }
+}
+
+/// A registry's words as one line a terminal shows as text: white space runs collapsed, every
+/// other control character escaped (`\u{1b}`: a hostile registry's ANSI sequences are printed,
+/// never obeyed), at most [`MAX_MESSAGE`] characters.
+fn terminal_safe(text: &str) -> String {
+    let line = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    let mut out = String::new();
+    for (i, c) in line.chars().enumerate() {
+        if i == MAX_MESSAGE {
+            out.push('…');
+            break;
+        }
+        if c.is_control() {
+            out.extend(c.escape_unicode());
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_registrys_words_reach_the_terminal_as_text() {
+        let said = registry_said(b"denied \x1b[2J\x1b]0;pwned\x07 now\r\nplease");
+        assert_eq!(
+            said.message.as_deref(),
+            Some("denied \\u{1b}[2J\\u{1b}]0;pwned\\u{7} now please")
+        );
+        let said = registry_said(
+            br#"{"errors":[{"code":"DENIED","message":"no \u001b[31mred\u001b[0m"}]}"#,
+        );
+        assert_eq!(
+            said.message.as_deref(),
+            Some("DENIED: no \\u{1b}[31mred\\u{1b}[0m")
+        );
+        let long = registry_said("x".repeat(1000).as_bytes()).message.unwrap();
+        assert_eq!(long.chars().count(), MAX_MESSAGE + 1);
+    }
 
     #[test]
     fn error_bodies_keep_their_codes() {
