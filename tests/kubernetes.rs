@@ -341,6 +341,47 @@ fn shop_deploys_in_waves_and_an_unchanged_redeploy_sends_nothing() {
     assert_eq!(doc["containers"][2]["running_digest"], Value::Null);
 }
 
+/// An API error inside a wave (the server refuses the new api's apply, as an admission webhook
+/// would) fails the wave like an unhealthy rollout: the stage goes back to the previous release,
+/// and the report says so (issue 20, item 5).
+#[test]
+fn an_api_error_in_a_wave_rolls_back_to_the_previous_release() {
+    let fake = FakeKube::start(1);
+    let dir = project(&fake, &lock_v1());
+    let first = deploy(dir.path(), &[]);
+    first.assert_code(0);
+    let good = json(&first)["release"].as_str().unwrap().to_owned();
+    // v2: new api and web images; web's apply (wave 3) is refused after api (wave 2) rolled out.
+    let mut lock = lock_v1();
+    lock[1].1 = digest(8);
+    lock[2].1 = digest(9);
+    write_lock(dir.path(), &lock);
+    fake.refuse_next_apply("deployments", "shop-cluster-dev-web");
+    let run = run_in(
+        dir.path(),
+        &["deploy", "--site", "cluster", "--stage", "dev"],
+    );
+    run.assert_code(1);
+    assert!(
+        run.stderr.contains(" to cluster/dev stopped: wave 3: ")
+            && run
+                .stderr
+                .contains("admission webhook \"policy.example\" denied the request")
+            && run.stderr.ends_with(&format!(
+                "; rolled back to release {good} (recreated: shop-cluster-dev-api)\n"
+            )),
+        "{}",
+        run.context()
+    );
+    let api = fake
+        .object("deployments", NS, "shop-cluster-dev-api")
+        .unwrap();
+    assert_eq!(
+        api["spec"]["template"]["spec"]["containers"][0]["image"],
+        format!("127.0.0.1:5000/shop/api@{}", digest(2))
+    );
+}
+
 #[test]
 fn a_stuck_rollout_fails_its_wave_and_rolls_back_to_the_previous_release() {
     let fake = FakeKube::start(2);

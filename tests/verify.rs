@@ -704,10 +704,11 @@ fn a_deleted_image_is_digest_missing_and_an_unreachable_registry_is_exit_3() {
         l.local_addr().unwrap().port()
     };
     shop.edit(|v| {
-        let moved = v["packaging"]["registry"]
-            .as_str()
-            .unwrap()
-            .replacen(host, &format!("127.0.0.1:{port}"), 1);
+        let moved = v["packaging"]["registry"].as_str().unwrap().replacen(
+            host,
+            &format!("127.0.0.1:{port}"),
+            1,
+        );
         v["packaging"]["registry"] = json!(moved);
     });
     shop.edit_lock(|v| {

@@ -78,6 +78,8 @@ struct State {
     objects: BTreeMap<(String, String, String), Stored>,
     requests: Vec<Recorded>,
     stuck: BTreeSet<String>,
+    /// (resource, name) whose next apply is refused (`refuse_next_apply`), then accepted again.
+    refuse: BTreeSet<(String, String)>,
     polls: u32,
     pods: Vec<Value>,
     events: Vec<Value>,
@@ -597,6 +599,18 @@ fn route(
             if content_type != "application/apply-patch+yaml" {
                 return not_implemented(method, &format!("{path} as {content_type}"));
             }
+            // An injected refusal, as an admission webhook gives one: nothing stored.
+            if state.refuse.remove(&(resource.to_owned(), name.to_owned())) {
+                return (
+                    422,
+                    status_body(
+                        422,
+                        "Invalid",
+                        &format!("admission webhook \"policy.example\" denied the request: {resource} \"{name}\" refused"),
+                        None,
+                    ),
+                );
+            }
             let Some(manager) = query_param(query, "fieldManager") else {
                 return (
                     400,
@@ -733,6 +747,16 @@ impl FakeKube {
 
     pub fn requests(&self) -> Vec<Recorded> {
         self.state.lock().unwrap().requests.clone()
+    }
+
+    /// Refuses the next apply of `resource`/`name` with a 422, as an admission webhook would
+    /// (a fault a real server gives and a test cannot provoke otherwise); later ones succeed.
+    pub fn refuse_next_apply(&self, resource: &str, name: &str) {
+        self.state
+            .lock()
+            .unwrap()
+            .refuse
+            .insert((resource.to_owned(), name.to_owned()));
     }
 
     /// Marks images whose reference ends with `digest` as never becoming available.
