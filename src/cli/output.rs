@@ -15,8 +15,8 @@ use crate::state;
 /// something structured: the exit code and every error, located when it is about the cookbook.
 /// Its shape is `schemas/cookbook-output.schema.json`'s `error` definition.
 pub fn error_document(e: &Error) -> String {
-    let errors: Vec<Value> = match e {
-        Error::Invalid { file, diagnostics } => diagnostics
+    let located = |file: &str, diagnostics: &[crate::diagnostic::Diagnostic]| -> Vec<Value> {
+        diagnostics
             .iter()
             .map(|d| {
                 json!({
@@ -29,31 +29,17 @@ pub fn error_document(e: &Error) -> String {
                     "help": d.help,
                 })
             })
-            .collect(),
-        _ if invalid_lock(e).is_some() => {
-            let (path, diagnostics) = invalid_lock(e).expect("just checked");
-            let file = path.display().to_string();
-            diagnostics
-                .iter()
-                .map(|d| {
-                    json!({
-                        "code": d.code,
-                        "message": d.message,
-                        "file": file,
-                        "line": d.location.map(|l| l.line),
-                        "column": d.location.map(|l| l.column),
-                        "pointer": crate::diagnostic::shorten_pointer(&d.pointer),
-                        "help": d.help,
-                    })
-                })
-                .collect()
-        }
-        Error::Usage { message, help } => vec![json!({
+            .collect()
+    };
+    let errors: Vec<Value> = match (e, invalid_lock(e)) {
+        (Error::Invalid { file, diagnostics }, _) => located(file, diagnostics),
+        (_, Some((path, diagnostics))) => located(&path.display().to_string(), diagnostics),
+        (Error::Usage { message, help }, _) => vec![json!({
             "code": code(e),
             "message": message,
             "help": help,
         })],
-        other => vec![json!({
+        (other, _) => vec![json!({
             "code": code(other),
             "message": other.to_string(),
             "help": Value::Null,

@@ -70,6 +70,24 @@ pub struct InstanceStatus {
     pub services: Option<Services>,
 }
 
+impl InstanceStatus {
+    /// The row of an instance nothing of ours runs for: `state` says why (`missing`, `foreign`).
+    fn absent(instance: &Instance, state: &str, desired_image: Option<String>) -> InstanceStatus {
+        InstanceStatus {
+            name: instance.name.clone(),
+            container: instance.container.to_string(),
+            state: state.to_owned(),
+            health: "none".to_owned(),
+            restarts: 0,
+            started_at: None,
+            desired_image,
+            running_image: None,
+            drift: true,
+            services: None,
+        }
+    }
+}
+
 /// How often a wave's health is polled.
 const POLL: Duration = Duration::from_millis(100);
 
@@ -149,6 +167,21 @@ fn is_ours(desired: &Desired, labels: &HashMap<String, String>) -> bool {
         .labels(None)
         .iter()
         .all(|(k, v)| labels.get(k) == Some(v))
+}
+
+/// Whether a container's config carries the labels of `instance` in the stage of `desired`.
+fn is_instance(
+    desired: &Desired,
+    instance: &Instance,
+    config: Option<&bollard::models::ContainerConfig>,
+) -> bool {
+    config
+        .and_then(|c| c.labels.as_ref())
+        .is_some_and(|labels| {
+            is_ours(desired, labels)
+                && labels.get(LABEL_CONTAINER).map(String::as_str)
+                    == Some(instance.container.as_str())
+        })
 }
 
 /// docker compose's labels (what `docker compose` puts on every container and network it makes).
@@ -665,29 +698,8 @@ impl<'a> Deployer<'a> {
             {
                 // A namesake that is not ours (compose's, another site's) is neither inspected
                 // further nor exec'd into, and never counts as this instance running.
-                Ok(info)
-                    if !info
-                        .config
-                        .as_ref()
-                        .and_then(|c| c.labels.as_ref())
-                        .is_some_and(|labels| {
-                            is_ours(desired, labels)
-                                && labels.get(LABEL_CONTAINER).map(String::as_str)
-                                    == Some(instance.container.as_str())
-                        }) =>
-                {
-                    InstanceStatus {
-                        name: instance.name.clone(),
-                        container: instance.container.to_string(),
-                        state: "foreign".to_owned(),
-                        health: "none".to_owned(),
-                        restarts: 0,
-                        started_at: None,
-                        desired_image,
-                        running_image: None,
-                        drift: true,
-                        services: None,
-                    }
+                Ok(info) if !is_instance(desired, instance, info.config.as_ref()) => {
+                    InstanceStatus::absent(instance, "foreign", desired_image)
                 }
                 Ok(info) => {
                     let state = info.state.unwrap_or_default();
@@ -733,18 +745,7 @@ impl<'a> Deployer<'a> {
                 }
                 Err(BollardError::DockerResponseServerError {
                     status_code: 404, ..
-                }) => InstanceStatus {
-                    name: instance.name.clone(),
-                    container: instance.container.to_string(),
-                    state: "missing".to_owned(),
-                    health: "none".to_owned(),
-                    restarts: 0,
-                    started_at: None,
-                    desired_image,
-                    running_image: None,
-                    drift: true,
-                    services: None,
-                },
+                }) => InstanceStatus::absent(instance, "missing", desired_image),
                 Err(e) => return Err(self.engine.classify_error("inspect container", e)),
             };
             out.push(status);

@@ -344,13 +344,8 @@ impl Reader {
             .push(Diagnostic::new(code, pointer.to_owned(), message));
     }
 
-    /// `value` as an object whose keys are all in `known`.
-    fn object<'v>(
-        &mut self,
-        value: &'v Value,
-        pointer: &str,
-        known: &[&str],
-    ) -> Option<&'v Map<String, Value>> {
+    /// `value` as an object, whatever its keys.
+    fn map<'v>(&mut self, value: &'v Value, pointer: &str) -> Option<&'v Map<String, Value>> {
         let Value::Object(map) = value else {
             self.problem(
                 "lock/type",
@@ -359,6 +354,17 @@ impl Reader {
             );
             return None;
         };
+        Some(map)
+    }
+
+    /// `value` as an object whose keys are all in `known`.
+    fn object<'v>(
+        &mut self,
+        value: &'v Value,
+        pointer: &str,
+        known: &[&str],
+    ) -> Option<&'v Map<String, Value>> {
+        let map = self.map(value, pointer)?;
         for key in map.keys().filter(|k| !known.contains(&k.as_str())) {
             self.diagnostics.push(
                 Diagnostic::new(
@@ -541,14 +547,7 @@ impl Reader {
     }
 
     fn bases(&mut self, value: &Value) -> Option<BasePins> {
-        let Value::Object(map) = value else {
-            self.problem(
-                "lock/type",
-                "/bases",
-                format!("expected an object, found {}", kind(value)),
-            );
-            return None;
-        };
+        let map = self.map(value, "/bases")?;
         let mut pins = BasePins::new();
         let mut ok = true;
         for (key, pin) in map {
@@ -617,14 +616,7 @@ impl Reader {
     }
 
     fn containers(&mut self, value: &Value, version: u32) -> Option<BTreeMap<Name, LockedImage>> {
-        let Value::Object(map) = value else {
-            self.problem(
-                "lock/type",
-                "/containers",
-                format!("expected an object, found {}", kind(value)),
-            );
-            return None;
-        };
+        let map = self.map(value, "/containers")?;
         let mut entries = BTreeMap::new();
         let mut ok = true;
         for (key, entry) in map {

@@ -174,6 +174,24 @@ fn digest_of(image: &str) -> Option<String> {
     image.split_once('@').map(|(_, d)| d.to_owned())
 }
 
+/// A namespaced kind cookbook lists, reads and deletes (Deployment, Service): the bounds kube's
+/// `Api` needs, named once.
+trait Listed:
+    kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+    + Clone
+    + DeserializeOwned
+    + std::fmt::Debug
+{
+}
+
+impl<K> Listed for K where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + DeserializeOwned
+        + std::fmt::Debug
+{
+}
+
 impl KubeSite {
     /// Connects through kube's own configuration loading: the target's `kubeconfig` (relative to
     /// `base`, the cookbook's directory) at its `context`; else `KUBECONFIG` or `~/.kube/config`;
@@ -297,11 +315,7 @@ impl KubeSite {
         names: &[&str],
     ) -> Result<(), KubeError>
     where
-        K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>
-            + Clone
-            + DeserializeOwned
-            + std::fmt::Debug,
-        <K as kube::Resource>::DynamicType: Default,
+        K: Listed,
     {
         if names.is_empty() {
             return Ok(());
@@ -336,11 +350,7 @@ impl KubeSite {
     /// The objects of kind `K` that are ours in the stage of `desired`, by name.
     async fn ours<K>(&self, what: &str, desired: &Desired) -> Result<BTreeMap<String, K>, KubeError>
     where
-        K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>
-            + Clone
-            + DeserializeOwned
-            + std::fmt::Debug,
-        <K as kube::Resource>::DynamicType: Default,
+        K: Listed,
     {
         Ok(self
             .list::<K>(what, &ours(desired))
@@ -360,11 +370,7 @@ impl KubeSite {
         container: &str,
     ) -> Result<Option<Foreign>, KubeError>
     where
-        K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>
-            + Clone
-            + DeserializeOwned
-            + std::fmt::Debug,
-        <K as kube::Resource>::DynamicType: Default,
+        K: Listed,
     {
         let Some(object) = self
             .api::<K>()
@@ -379,11 +385,7 @@ impl KubeSite {
 
     async fn list<K>(&self, what: &str, selector: &str) -> Result<Vec<K>, KubeError>
     where
-        K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>
-            + Clone
-            + DeserializeOwned
-            + std::fmt::Debug,
-        <K as kube::Resource>::DynamicType: Default,
+        K: Listed,
     {
         Ok(self
             .api::<K>()
