@@ -124,8 +124,71 @@ pub fn walk(root: &Path, limits: &Limits) -> Result<Listing, InitError> {
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
     let mut notes = Vec::new();
+    let dockerignore = Arc::new(root_dockerignore(&canonical, &mut notes));
+    let ignore_files = Arc::new(IgnoreFiles::new(&canonical));
 
-    let dockerignore = match read_capped(&canonical.join(".dockerignore"), 1 << 20) {
+    let started = Instant::now();
+    let count = Arc::new(AtomicUsize::new(0));
+    let stopped = Arc::new(AtomicBool::new(false));
+    let (tx, rx) = mpsc::channel::<Item>();
+    walker(&canonical, &dockerignore, &ignore_files).run(|| {
+        let tx = tx.clone();
+        let count = Arc::clone(&count);
+        let stopped = Arc::clone(&stopped);
+        let root = canonical.clone();
+        let dockerignore = Arc::clone(&dockerignore);
+        let limits = *limits;
+        Box::new(move |result| {
+            if stopped.load(Ordering::Relaxed) {
+                return WalkState::Quit;
+            }
+            let entry = match result {
+                Ok(e) => e,
+                Err(e) => {
+                    let _ = tx.send(Item::Error(describe_error(&root, &e)));
+                    return WalkState::Continue;
+                }
+            };
+            let Some(item) = item(&entry, &root, dockerignore.as_ref().as_ref()) else {
+                return WalkState::Continue;
+            };
+            if let Item::File(_) = item {
+                let n = count.fetch_add(1, Ordering::Relaxed) + 1;
+                if n > limits.max_files || started.elapsed() > limits.time {
+                    stopped.store(true, Ordering::Relaxed);
+                    return WalkState::Quit;
+                }
+            }
+            let _ = tx.send(item);
+            WalkState::Continue
+        })
+    });
+    drop(tx);
+
+    let found = Found::gather(rx);
+    let complete = !stopped.load(Ordering::Relaxed);
+    if !complete {
+        notes.push(format!(
+            "the walk stopped after {} files and {:.1} s (limits: {} files, {} s): the tree is only partly examined, services in the rest are missing",
+            found.files.len(),
+            started.elapsed().as_secs_f64(),
+            limits.max_files,
+            limits.time.as_secs()
+        ));
+    }
+    notes.extend(found.notes());
+    notes.extend(ignore_files.notes());
+    Ok(Listing {
+        root_name,
+        files: found.files,
+        notes,
+        complete,
+    })
+}
+
+/// The root's `.dockerignore`, matched with Docker's rules; a note when it cannot be applied.
+fn root_dockerignore(root: &Path, notes: &mut Vec<String>) -> Option<DockerIgnore> {
+    match read_capped(&root.join(".dockerignore"), 1 << 20) {
         Ok(bytes) => match DockerIgnore::parse(&String::from_utf8_lossy(&bytes)) {
             Ok(d) => Some(d),
             Err(e) => {
@@ -138,19 +201,21 @@ pub fn walk(root: &Path, limits: &Limits) -> Result<Listing, InitError> {
             notes.push(format!(".dockerignore: cannot read it ({e}): not applied"));
             None
         }
-    };
-    let dockerignore = Arc::new(dockerignore);
+    }
+}
 
-    let started = Instant::now();
-    let count = Arc::new(AtomicUsize::new(0));
-    let stopped = Arc::new(AtomicBool::new(false));
-    let (tx, rx) = mpsc::channel::<Item>();
-
-    let filter_root = canonical.clone();
-    let filter_ignore = Arc::clone(&dockerignore);
-    let ignore_files = Arc::new(IgnoreFiles::new(&canonical));
-    let filter_files = Arc::clone(&ignore_files);
-    let mut builder = WalkBuilder::new(&canonical);
+/// The parallel walker over `root`: links never followed, dependency and VCS directories
+/// pruned, ignore files applied by [`IgnoreFiles`], and the root `.dockerignore` with Docker's
+/// rule for excluded directories.
+fn walker(
+    root: &Path,
+    dockerignore: &Arc<Option<DockerIgnore>>,
+    ignore_files: &Arc<IgnoreFiles>,
+) -> ignore::WalkParallel {
+    let filter_root = root.to_path_buf();
+    let filter_ignore = Arc::clone(dockerignore);
+    let filter_files = Arc::clone(ignore_files);
+    let mut builder = WalkBuilder::new(root);
     builder
         .hidden(false)
         .parents(false)
@@ -182,135 +247,100 @@ pub fn walk(root: &Path, limits: &Limits) -> Result<Listing, InitError> {
             // re-include something below it.
             is_dir && !di.can_prune(&rel)
         });
+    builder.build_parallel()
+}
 
-    let walk_root = canonical.clone();
-    builder.build_parallel().run(|| {
-        let tx = tx.clone();
-        let count = Arc::clone(&count);
-        let stopped = Arc::clone(&stopped);
-        let root = walk_root.clone();
-        let dockerignore = Arc::clone(&dockerignore);
-        let limits = *limits;
-        Box::new(move |result| {
-            if stopped.load(Ordering::Relaxed) {
-                return WalkState::Quit;
-            }
-            let entry = match result {
-                Ok(e) => e,
-                Err(e) => {
-                    let _ = tx.send(Item::Error(describe_error(&root, &e)));
-                    return WalkState::Continue;
-                }
-            };
-            if entry.depth() == 0 {
-                return WalkState::Continue;
-            }
-            let Some(kind) = entry.file_type() else {
-                return WalkState::Continue;
-            };
-            let Some(rel) = entry.path().strip_prefix(&root).ok().map(|p| p.to_str()) else {
-                return WalkState::Continue;
-            };
-            let Some(rel) = rel else {
-                let _ = tx.send(Item::NotUtf8(
-                    entry
-                        .path()
-                        .strip_prefix(&root)
-                        .unwrap_or(entry.path())
-                        .to_string_lossy()
-                        .into_owned(),
-                ));
-                return WalkState::Continue;
-            };
-            if kind.is_dir() {
-                return WalkState::Continue;
-            }
-            // A file excluded by .dockerignore inside a directory kept for an exception.
-            if let Some(di) = dockerignore.as_ref() {
-                if di.is_excluded(rel) {
-                    return WalkState::Continue;
-                }
-            }
-            let item = if kind.is_symlink() {
-                let target = std::fs::read_link(entry.path())
-                    .map(|t| t.display().to_string())
-                    .unwrap_or_else(|e| format!("unreadable link: {e}"));
-                Item::Link(rel.to_owned(), target)
-            } else if kind.is_file() {
-                let n = count.fetch_add(1, Ordering::Relaxed) + 1;
-                if n > limits.max_files || started.elapsed() > limits.time {
-                    stopped.store(true, Ordering::Relaxed);
-                    return WalkState::Quit;
-                }
-                Item::File(rel.to_owned())
-            } else {
-                Item::Special(rel.to_owned())
-            };
-            let _ = tx.send(item);
-            WalkState::Continue
-        })
-    });
-    drop(tx);
-
-    let mut files = Vec::new();
-    let mut links = Vec::new();
-    let mut specials = Vec::new();
-    let mut not_utf8 = Vec::new();
-    let mut errors = Vec::new();
-    for item in rx {
-        match item {
-            Item::File(f) => files.push(f),
-            Item::Link(l, t) => links.push(format!("{l} → {t}")),
-            Item::Special(s) => specials.push(s),
-            Item::NotUtf8(s) => not_utf8.push(s),
-            Item::Error(e) => errors.push(e),
-        }
+/// What one walked entry below the root is for the listing; `None` for the root, a directory,
+/// or a file the `.dockerignore` excludes inside a directory kept for an exception.
+fn item(
+    entry: &ignore::DirEntry,
+    root: &Path,
+    dockerignore: Option<&DockerIgnore>,
+) -> Option<Item> {
+    if entry.depth() == 0 {
+        return None;
     }
-    files.sort_unstable();
-    for list in [&mut links, &mut specials, &mut not_utf8, &mut errors] {
-        list.sort();
+    let kind = entry.file_type()?;
+    let rel = entry.path().strip_prefix(root).ok()?;
+    let Some(rel) = rel.to_str() else {
+        return Some(Item::NotUtf8(rel.to_string_lossy().into_owned()));
+    };
+    if kind.is_dir() || dockerignore.is_some_and(|di| di.is_excluded(rel)) {
+        return None;
     }
-    let complete = !stopped.load(Ordering::Relaxed);
-    if !complete {
-        notes.push(format!(
-            "the walk stopped after {} files and {:.1} s (limits: {} files, {} s): the tree is only partly examined, services in the rest are missing",
-            files.len(),
-            started.elapsed().as_secs_f64(),
-            limits.max_files,
-            limits.time.as_secs()
-        ));
-    }
-    if !links.is_empty() {
-        notes.push(format!(
-            "{} symbolic link(s) not followed (init never follows links; a link's target is not part of the project): {}",
-            links.len(),
-            summarize(&links)
-        ));
-    }
-    if !specials.is_empty() {
-        notes.push(format!(
-            "{} special file(s) skipped (not regular files): {}",
-            specials.len(),
-            summarize(&specials)
-        ));
-    }
-    if !not_utf8.is_empty() {
-        notes.push(format!(
-            "{} path(s) skipped: not UTF-8: {}",
-            not_utf8.len(),
-            summarize(&not_utf8)
-        ));
-    }
-    for e in errors {
-        notes.push(e);
-    }
-    notes.extend(ignore_files.notes());
-    Ok(Listing {
-        root_name,
-        files,
-        notes,
-        complete,
+    Some(if kind.is_symlink() {
+        let target = std::fs::read_link(entry.path())
+            .map(|t| t.display().to_string())
+            .unwrap_or_else(|e| format!("unreadable link: {e}"));
+        Item::Link(rel.to_owned(), target)
+    } else if kind.is_file() {
+        Item::File(rel.to_owned())
+    } else {
+        Item::Special(rel.to_owned())
     })
+}
+
+/// The walker threads' items, sorted (the walk is parallel and unordered).
+#[derive(Default)]
+struct Found {
+    files: Vec<String>,
+    links: Vec<String>,
+    specials: Vec<String>,
+    not_utf8: Vec<String>,
+    errors: Vec<String>,
+}
+
+impl Found {
+    fn gather(items: mpsc::Receiver<Item>) -> Found {
+        let mut found = Found::default();
+        for item in items {
+            match item {
+                Item::File(f) => found.files.push(f),
+                Item::Link(l, t) => found.links.push(format!("{l} → {t}")),
+                Item::Special(s) => found.specials.push(s),
+                Item::NotUtf8(s) => found.not_utf8.push(s),
+                Item::Error(e) => found.errors.push(e),
+            }
+        }
+        found.files.sort_unstable();
+        for list in [
+            &mut found.links,
+            &mut found.specials,
+            &mut found.not_utf8,
+            &mut found.errors,
+        ] {
+            list.sort();
+        }
+        found
+    }
+
+    /// One note per kind of entry skipped, then each error.
+    fn notes(&self) -> Vec<String> {
+        let mut notes = Vec::new();
+        if !self.links.is_empty() {
+            notes.push(format!(
+                "{} symbolic link(s) not followed (init never follows links; a link's target is not part of the project): {}",
+                self.links.len(),
+                summarize(&self.links)
+            ));
+        }
+        if !self.specials.is_empty() {
+            notes.push(format!(
+                "{} special file(s) skipped (not regular files): {}",
+                self.specials.len(),
+                summarize(&self.specials)
+            ));
+        }
+        if !self.not_utf8.is_empty() {
+            notes.push(format!(
+                "{} path(s) skipped: not UTF-8: {}",
+                self.not_utf8.len(),
+                summarize(&self.not_utf8)
+            ));
+        }
+        notes.extend(self.errors.iter().cloned());
+        notes
+    }
 }
 
 /// The largest ignore file applied. Git applies `.gitignore` files up to 100 MiB; a real one is a
