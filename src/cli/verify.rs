@@ -62,32 +62,7 @@ pub fn run(
         Some(rev) => Some(revision::checkout(file, rev).map_err(VerifyError::from)?),
         None => None,
     };
-    let (loaded, default_lock) = match &checkout {
-        Some(c) => {
-            let rev = args.rev.as_deref().unwrap_or_default();
-            // Named as the working copy is, not after the temporary checkout's directory.
-            let loaded = super::load_labelled_as(
-                &c.cookbook_file,
-                format!("{rev}:{}", c.relative_path),
-                crate::load::directory_name(super::base_dir(file)).as_deref(),
-            )?;
-            (loaded, Lock::path_for(&c.cookbook_file))
-        }
-        None => (load(file)?, Lock::path_for(file)),
-    };
-    let lock_path = args.lock.clone().unwrap_or(default_lock);
-    let lock = Lock::read(&lock_path)
-        .map_err(VerifyError::from)?
-        .ok_or_else(|| match (&checkout, &args.lock) {
-            // The revision's own lock: name it as the user knows it, not by the temp checkout.
-            (Some(c), None) => VerifyError::Revision(RevisionError::NotInRevision {
-                rev: args.rev.clone().unwrap_or_default(),
-                path: Path::new(&c.relative_path).with_file_name("cookbook.lock"),
-            }),
-            _ => VerifyError::NoLock {
-                path: lock_path.clone(),
-            },
-        })?;
+    let (loaded, lock_path, lock) = read_subject(file, args, checkout.as_ref())?;
     // The lock's own hash version (1 or 2) with its pins; a version this build does not compute
     // is hashed with the current one, and reported as a mismatch of versions.
     let pinning = hash::Pinning::version(lock.hash_version, &lock.bases)
@@ -129,52 +104,124 @@ pub fn run(
             verify::registry::check(&mut report, &lock, &client).await
         })?;
     }
+    let commit = checkout.as_ref().map(|c| c.commit.as_str());
     if args.rebuild {
-        let selected = if args.containers.is_empty() {
-            plan.order().cloned().collect()
-        } else {
-            super::containers_named(&cookbook, &args.containers)?
-        };
-        let revision = match &checkout {
-            Some(c) => Some(c.commit.clone()),
+        let revision = match commit {
+            Some(c) => Some(c.to_owned()),
             None => crate::git::head_commit(super::base_dir(file)),
         };
-        // Multi-threaded: normalization runs on blocking threads while the export streams.
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .build()
-            .map_err(|e| Error::Failed(format!("cannot start the async runtime: {e}")))?;
-        runtime
-            .block_on(async {
-                // Containers without build commands are rebuilt without an engine; rebuild
-                // pings it only when a selected container needs it.
-                let (engine, _) = crate::engine::DockerEngine::connect_or_unanswered().await?;
-                let client = RegistryClient::new()?;
-                verify::rebuild::rebuild(
-                    &mut report,
-                    &cookbook,
-                    &plan,
-                    &prints,
-                    &lock,
-                    &selected,
-                    revision.as_deref(),
-                    &engine,
-                    &client,
-                )
-                .await
-            })
-            .map_err(|e| match e {
-                verify::rebuild::RebuildError::Engine(e) => Error::from(e),
-                verify::rebuild::RebuildError::Registry(e) => Error::from(e),
-                other => Error::Failed(other.to_string()),
-            })?;
+        let subject = Subject {
+            cookbook: &cookbook,
+            plan: &plan,
+            prints: &prints,
+            lock: &lock,
+        };
+        rebuild(&mut report, &subject, &args.containers, revision.as_deref())?;
     }
+    render(&report, args, pinning.version, &lock_path, commit, out, err)
+}
 
-    let commit = checkout.as_ref().map(|c| c.commit.as_str());
+/// The cookbook to verify (the working tree's, or `--rev`'s checkout named as the working copy
+/// is) and the lock to verify it against, with the lock's path.
+fn read_subject(
+    file: &Path,
+    args: &VerifyArgs,
+    checkout: Option<&revision::RevisionCheckout>,
+) -> Result<(crate::load::Loaded, PathBuf, Lock), Error> {
+    let (loaded, default_lock) = match checkout {
+        Some(c) => {
+            let rev = args.rev.as_deref().unwrap_or_default();
+            // Named as the working copy is, not after the temporary checkout's directory.
+            let loaded = super::load_labelled_as(
+                &c.cookbook_file,
+                format!("{rev}:{}", c.relative_path),
+                crate::load::directory_name(super::base_dir(file)).as_deref(),
+            )?;
+            (loaded, Lock::path_for(&c.cookbook_file))
+        }
+        None => (load(file)?, Lock::path_for(file)),
+    };
+    let lock_path = args.lock.clone().unwrap_or(default_lock);
+    let lock = Lock::read(&lock_path)
+        .map_err(VerifyError::from)?
+        .ok_or_else(|| match (checkout, &args.lock) {
+            // The revision's own lock: name it as the user knows it, not by the temp checkout.
+            (Some(c), None) => VerifyError::Revision(RevisionError::NotInRevision {
+                rev: args.rev.clone().unwrap_or_default(),
+                path: Path::new(&c.relative_path).with_file_name("cookbook.lock"),
+            }),
+            _ => VerifyError::NoLock {
+                path: lock_path.clone(),
+            },
+        })?;
+    Ok((loaded, lock_path, lock))
+}
+
+/// What `--rebuild` compares: the cookbook, its plan and fingerprints, and the lock.
+struct Subject<'a> {
+    cookbook: &'a crate::model::Cookbook,
+    plan: &'a crate::graph::Plan,
+    prints: &'a std::collections::BTreeMap<crate::model::Name, hash::Fingerprint>,
+    lock: &'a Lock,
+}
+
+/// `--rebuild`: each of `containers` (all without names) rebuilt and compared with the lock.
+fn rebuild(
+    report: &mut Report,
+    subject: &Subject,
+    containers: &[String],
+    revision: Option<&str>,
+) -> Result<(), Error> {
+    let selected = if containers.is_empty() {
+        subject.plan.order().cloned().collect()
+    } else {
+        super::containers_named(subject.cookbook, containers)?
+    };
+    // Multi-threaded: normalization runs on blocking threads while the export streams.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Error::Failed(format!("cannot start the async runtime: {e}")))?;
+    runtime
+        .block_on(async {
+            // Containers without build commands are rebuilt without an engine; rebuild pings
+            // it only when a selected container needs it.
+            let (engine, _) = crate::engine::DockerEngine::connect_or_unanswered().await?;
+            let client = RegistryClient::new()?;
+            verify::rebuild::rebuild(
+                report,
+                subject.cookbook,
+                subject.plan,
+                subject.prints,
+                subject.lock,
+                &selected,
+                revision,
+                &engine,
+                &client,
+            )
+            .await
+        })
+        .map_err(|e| match e {
+            verify::rebuild::RebuildError::Engine(e) => Error::from(e),
+            verify::rebuild::RebuildError::Registry(e) => Error::from(e),
+            other => Error::Failed(other.to_string()),
+        })
+}
+
+/// The report as text or JSON on `out`, the summary line on `err`, and the command's result.
+fn render(
+    report: &Report,
+    args: &VerifyArgs,
+    hash_version: u32,
+    lock_path: &Path,
+    commit: Option<&str>,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> Result<(), Error> {
     match args.format {
-        Format::Text => print_text(&report, if args.locked { "STALE" } else { "MISMATCH" }, out),
+        Format::Text => print_text(report, if args.locked { "STALE" } else { "MISMATCH" }, out),
         Format::Json => {
-            let mut doc = json_document(&report, pinning.version, &lock_path, commit);
+            let mut doc = json_document(report, hash_version, lock_path, commit);
             if args.locked && !report.ok() {
                 doc["result"] = Value::String("stale".to_owned());
             }
