@@ -322,16 +322,11 @@ fn deploy_after(
     let commit = report.current.as_deref()?;
     let site = args.site.as_deref()?;
     let file = dir.checkout(commit).join(&args.path);
-    let failed = |stage: Option<&str>, e: &dyn std::fmt::Display| DeployStep {
-        stage: stage.map(str::to_owned),
-        result: "failed",
-        message: e.to_string(),
-    };
     let directory = options(args).ok().and_then(|o| o.project_directory());
     let label = super::locate::display_name(&file);
     let loaded = match super::load_labelled_as(&file, label, directory.as_deref()) {
         Ok(loaded) => loaded,
-        Err(e) => return Some(vec![failed(None, &e)]),
+        Err(e) => return Some(vec![DeployStep::failed(None, &e)]),
     };
     let lifecycle = &loaded.cookbook.lifecycle;
     let Some(deploy) = lifecycle
@@ -340,108 +335,154 @@ fn deploy_after(
         .find(|(n, _)| n.as_str() == site)
         .map(|x| x.1)
     else {
-        return Some(vec![failed(None, &format!("unknown site `{site}`"))]);
+        return Some(vec![DeployStep::failed(
+            None,
+            &format!("unknown site `{site}`"),
+        )]);
     };
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
-    if let Some(next) = crate::deploy::schedule::next_open(&deploy.schedule, now) {
-        let at = std::time::UNIX_EPOCH + Duration::from_secs(u64::try_from(next).unwrap_or(0));
-        return Some(vec![DeployStep {
-            stage: None,
-            result: "outside_window",
-            message: format!(
-                "outside site {site}'s deploy windows: nothing deployed; the next window opens at {}",
-                humantime::format_rfc3339_seconds(at)
-            ),
-        }]);
+    if let Some(closed) = outside_window(site, &deploy.schedule) {
+        return Some(vec![closed]);
     }
     let lock = match crate::state::lock::Lock::read(&crate::state::lock::Lock::path_for(&file)) {
         Ok(Some(lock)) => lock,
-        Ok(None) => return Some(vec![failed(None, &"no cookbook.lock after the apply")]),
-        Err(e) => return Some(vec![failed(None, &e)]),
+        Ok(None) => {
+            return Some(vec![DeployStep::failed(
+                None,
+                &"no cookbook.lock after the apply",
+            )])
+        }
+        Err(e) => return Some(vec![DeployStep::failed(None, &e)]),
     };
     let stages: Vec<String> = if deploy.stages.is_empty() {
         lifecycle.stages.iter().map(|s| s.to_string()).collect()
     } else {
         deploy.stages.iter().map(|s| s.to_string()).collect()
     };
-    let state_dir = dir.root().to_path_buf();
+    let release = Release {
+        loaded: &loaded,
+        file: &file,
+        lock: &lock,
+        site,
+        state_dir: dir.root(),
+    };
     let mut steps = Vec::new();
     for stage in &stages {
-        let desired = match super::deploy::stage_desired(
-            &loaded.cookbook,
-            &loaded.plan,
-            &lock,
-            site,
-            stage,
-        ) {
-            Ok(desired) => desired,
-            Err(e) => {
-                steps.push(failed(Some(stage), &e));
-                break;
-            }
-        };
-        match super::deploy::check_progression(
-            &state_dir,
-            &loaded.cookbook,
-            &desired,
-            &super::deploy::options(&file, false),
-        ) {
-            Ok(None) => {}
-            Ok(Some(rule)) => {
-                steps.push(DeployStep {
-                    stage: Some(stage.clone()),
-                    result: "skipped",
-                    message: rule,
-                });
-                continue;
-            }
-            Err(e) => {
-                steps.push(failed(Some(stage), &e));
-                break;
-            }
-        }
-        let mut text = Vec::new();
-        let target = super::deploy::StageRef {
-            state_dir: state_dir.clone(),
-            site,
-            stage,
-        };
-        match super::deploy::deploy_stage(
-            &loaded,
-            &target,
-            &lock,
-            &super::deploy::options(&file, false),
-            super::Format::Text,
-            &mut text,
-        ) {
-            Ok(()) => steps.push(DeployStep {
-                stage: Some(stage.clone()),
-                result: "deployed",
-                message: String::from_utf8_lossy(&text)
-                    .lines()
-                    .next()
-                    .unwrap_or_default()
-                    .to_owned(),
-            }),
-            // A stage that failed (and was rolled back) stops the progression here.
-            Err(e) => {
-                steps.push(failed(Some(stage), &e));
-                if matches!(
-                    e,
-                    Error::Deploy {
-                        signal: Some(_),
-                        ..
-                    }
-                ) {
-                    *stopped = Some(e);
-                }
-                break;
-            }
+        let step = deploy_stage(&release, stage, stopped);
+        // A stage that failed (and was rolled back) stops the progression there.
+        let failed = step.result == "failed";
+        steps.push(step);
+        if failed {
+            break;
         }
     }
     Some(steps)
+}
+
+/// A taken revision's release as `sync --deploy` deploys it, stage by stage.
+struct Release<'a> {
+    loaded: &'a crate::load::Loaded,
+    file: &'a std::path::Path,
+    lock: &'a crate::state::lock::Lock,
+    site: &'a str,
+    /// The sync state directory: the release records and approvals outlive the checkouts.
+    state_dir: &'a std::path::Path,
+}
+
+/// The step of one stage: deployed, skipped (its progression rule is not met) or failed. A
+/// deploy a signal stopped (and rolled back) also leaves its error in `stopped`.
+fn deploy_stage(release: &Release, stage: &str, stopped: &mut Option<Error>) -> DeployStep {
+    let Release {
+        loaded,
+        file,
+        lock,
+        site,
+        state_dir,
+    } = *release;
+    let desired =
+        match super::deploy::stage_desired(&loaded.cookbook, &loaded.plan, lock, site, stage) {
+            Ok(desired) => desired,
+            Err(e) => return DeployStep::failed(Some(stage), &e),
+        };
+    match super::deploy::check_progression(
+        state_dir,
+        &loaded.cookbook,
+        &desired,
+        &super::deploy::options(file, false),
+    ) {
+        Ok(None) => {}
+        Ok(Some(rule)) => {
+            return DeployStep {
+                stage: Some(stage.to_owned()),
+                result: "skipped",
+                message: rule,
+            }
+        }
+        Err(e) => return DeployStep::failed(Some(stage), &e),
+    }
+    let mut text = Vec::new();
+    let target = super::deploy::StageRef {
+        state_dir: state_dir.to_path_buf(),
+        site,
+        stage,
+    };
+    match super::deploy::deploy_stage(
+        loaded,
+        &target,
+        lock,
+        &super::deploy::options(file, false),
+        super::Format::Text,
+        &mut text,
+    ) {
+        Ok(()) => DeployStep {
+            stage: Some(stage.to_owned()),
+            result: "deployed",
+            message: String::from_utf8_lossy(&text)
+                .lines()
+                .next()
+                .unwrap_or_default()
+                .to_owned(),
+        },
+        Err(e) => {
+            let step = DeployStep::failed(Some(stage), &e);
+            if matches!(
+                e,
+                Error::Deploy {
+                    signal: Some(_),
+                    ..
+                }
+            ) {
+                *stopped = Some(e);
+            }
+            step
+        }
+    }
+}
+
+/// The step that says the site's schedule is closed now, and when it opens; `None` when open.
+fn outside_window(site: &str, schedule: &[crate::model::lifecycle::Window]) -> Option<DeployStep> {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+    let next = crate::deploy::schedule::next_open(schedule, now)?;
+    let at = std::time::UNIX_EPOCH + Duration::from_secs(u64::try_from(next).unwrap_or(0));
+    Some(DeployStep {
+        stage: None,
+        result: "outside_window",
+        message: format!(
+            "outside site {site}'s deploy windows: nothing deployed; the next window opens at {}",
+            humantime::format_rfc3339_seconds(at)
+        ),
+    })
+}
+
+impl DeployStep {
+    fn failed(stage: Option<&str>, e: &dyn std::fmt::Display) -> DeployStep {
+        DeployStep {
+            stage: stage.map(str::to_owned),
+            result: "failed",
+            message: e.to_string(),
+        }
+    }
 }
 
 fn deploy_result(steps: Option<&[DeployStep]>) -> Result<(), Error> {
