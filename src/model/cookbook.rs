@@ -658,6 +658,118 @@ impl Converter<'_> {
         }
     }
 
+    /// A generated container's parts (`at`: its pointer).
+    fn generated(&mut self, at: &str, c: &ContainerWire) -> Generated {
+        self.dockerfile_map(at, "env", &c.env, false);
+        self.dockerfile_map(at, "labels", &c.labels, true);
+        self.dockerfile_map(at, "build_args", &c.build_args, false);
+        if let Some(workdir) = &c.workdir {
+            self.dockerfile_value(|| pointer_push(at, "workdir"), "workdir", workdir, true);
+        }
+        let base = self.base_image(at, c.base_image.as_deref());
+        let applications = self.applications_of(at, &c.applications);
+        let mut ports = Vec::new();
+        for (i, p) in c.ports.iter().enumerate() {
+            ports.extend(self.port(
+                || pointer_push(&pointer_push(at, "ports"), &i.to_string()),
+                p,
+            ));
+        }
+        Generated {
+            base,
+            applications,
+            ports,
+            env: c.env.clone(),
+            labels: c.labels.clone(),
+            build_args: c.build_args.clone(),
+            workdir: c.workdir.clone(),
+        }
+    }
+
+    /// A generated container's `base_image`. One that cannot be used is reported and stands as
+    /// `scratch`: the cookbook is refused anyway, and the container's other edges stay in the
+    /// plan, so that a cycle through it is still found. A missing one is the schema's to report.
+    fn base_image(&mut self, at: &str, base: Option<&str>) -> BaseImage {
+        let Some(text) = base else {
+            return BaseImage::Scratch;
+        };
+        let base_at = || pointer_push(at, "base_image");
+        if let Some(parent) = text.strip_prefix("container:") {
+            return self
+                .container_ref(base_at, parent, || "base_image".to_owned())
+                .map_or(BaseImage::Scratch, BaseImage::Container);
+        }
+        if text == SCRATCH {
+            return BaseImage::Scratch;
+        }
+        let e = match WrittenReference::parse(text) {
+            Ok(reference) => return BaseImage::Image(reference),
+            Err(e) => e,
+        };
+        let problem = if text.contains('\0') {
+            "contains a NUL byte".to_owned()
+        } else if text.chars().any(char::is_whitespace) {
+            "contains white space".to_owned()
+        } else {
+            format!("is not a valid image reference: {}", reference_reason(&e))
+        };
+        let mut d = Diagnostic::new(
+            "model/image",
+            base_at(),
+            format!("image reference {} {problem}", excerpt(text)),
+        );
+        if !text.contains('\0') && !text.chars().any(char::is_whitespace) {
+            d = d.with_help(
+                "write it as `docker pull` takes it, \
+                 [HOST[:PORT]/]PATH[:TAG][@sha256:HEX] with PATH in lowercase; \
+                 `container:NAME` for a container of this cookbook, `scratch` for \
+                 no base image",
+            );
+        }
+        self.diagnostics.push(d);
+        BaseImage::Scratch
+    }
+
+    /// A generated container's `applications`: each known, at most one with a `run_command`.
+    fn applications_of(&mut self, at: &str, names: &[String]) -> Vec<Name> {
+        let mut applications = Vec::new();
+        for (i, app) in names.iter().enumerate() {
+            if self.wire.applications.contains_key(app) {
+                applications.extend(Name::parse(app));
+            } else {
+                let mut d = Diagnostic::new(
+                    "model/unknown-application",
+                    pointer_push(&pointer_push(at, "applications"), &i.to_string()),
+                    format!("unknown application {}", excerpt(app)),
+                );
+                if let Some(help) = suggest(
+                    app,
+                    "applications",
+                    self.wire.applications.keys().map(String::as_str),
+                ) {
+                    d = d.with_help(help);
+                }
+                self.diagnostics.push(d);
+            }
+        }
+        let commands: Vec<&Name> = applications
+            .iter()
+            .filter(|a| self.wire.applications[a.as_str()].run_command.is_some())
+            .collect();
+        if commands.len() > 1 {
+            let names: Vec<String> = commands.iter().map(|n| format!("`{n}`")).collect();
+            self.diagnostics.push(
+                Diagnostic::new(
+                    "model/run-command",
+                    pointer_push(at, "applications"),
+                    format!("applications {} all have a run_command; a container runs one", names.join(" and ")),
+                )
+                .with_help("keep run_command on the application this container runs, or split the container"),
+            );
+        }
+        applications
+    }
+
     fn container(&mut self, key: &str, c: &ContainerWire) -> Option<Container> {
         let at = pointer_push("/containers", key);
         // A bad name drops the container only after the rest of it is checked: one problem must
@@ -684,113 +796,7 @@ impl Converter<'_> {
                 target: c.target.clone(),
             })
         } else {
-            self.dockerfile_map(&at, "env", &c.env, false);
-            self.dockerfile_map(&at, "labels", &c.labels, true);
-            self.dockerfile_map(&at, "build_args", &c.build_args, false);
-            if let Some(workdir) = &c.workdir {
-                self.dockerfile_value(|| pointer_push(&at, "workdir"), "workdir", workdir, true);
-            }
-            let base_text = c.base_image.as_deref().unwrap_or_default();
-            let base_at = || pointer_push(&at, "base_image");
-            // A base that cannot be used is reported and stands as `scratch`: the cookbook is
-            // refused anyway, and the container's other edges stay in the plan, so that a cycle
-            // through it is still found. A missing one is the schema's to report.
-            let base = match base_text.strip_prefix("container:") {
-                _ if c.base_image.is_none() => BaseImage::Scratch,
-                Some(parent) => self
-                    .container_ref(base_at, parent, || "base_image".to_owned())
-                    .map_or(BaseImage::Scratch, BaseImage::Container),
-                None if base_text == SCRATCH => BaseImage::Scratch,
-                None => match WrittenReference::parse(base_text) {
-                    Ok(reference) => BaseImage::Image(reference),
-                    Err(e) => {
-                        let message = |problem: &str| {
-                            format!("image reference {} {problem}", excerpt(base_text))
-                        };
-                        let d = if base_text.contains('\0') {
-                            Diagnostic::new(
-                                "model/image",
-                                base_at(),
-                                message("contains a NUL byte"),
-                            )
-                        } else if base_text.chars().any(char::is_whitespace) {
-                            Diagnostic::new(
-                                "model/image",
-                                base_at(),
-                                message("contains white space"),
-                            )
-                        } else {
-                            Diagnostic::new(
-                                "model/image",
-                                base_at(),
-                                message(&format!(
-                                    "is not a valid image reference: {}",
-                                    reference_reason(&e)
-                                )),
-                            )
-                            .with_help(
-                                "write it as `docker pull` takes it, \
-                                 [HOST[:PORT]/]PATH[:TAG][@sha256:HEX] with PATH in lowercase; \
-                                 `container:NAME` for a container of this cookbook, `scratch` for \
-                                 no base image",
-                            )
-                        };
-                        self.diagnostics.push(d);
-                        BaseImage::Scratch
-                    }
-                },
-            };
-            let mut applications = Vec::new();
-            for (i, app) in c.applications.iter().enumerate() {
-                if self.wire.applications.contains_key(app) {
-                    applications.extend(Name::parse(app));
-                } else {
-                    let mut d = Diagnostic::new(
-                        "model/unknown-application",
-                        pointer_push(&pointer_push(&at, "applications"), &i.to_string()),
-                        format!("unknown application {}", excerpt(app)),
-                    );
-                    if let Some(help) = suggest(
-                        app,
-                        "applications",
-                        self.wire.applications.keys().map(String::as_str),
-                    ) {
-                        d = d.with_help(help);
-                    }
-                    self.diagnostics.push(d);
-                }
-            }
-            let commands: Vec<&Name> = applications
-                .iter()
-                .filter(|a| self.wire.applications[a.as_str()].run_command.is_some())
-                .collect();
-            if commands.len() > 1 {
-                let names: Vec<String> = commands.iter().map(|n| format!("`{n}`")).collect();
-                self.diagnostics.push(
-                    Diagnostic::new(
-                        "model/run-command",
-                        pointer_push(&at, "applications"),
-                        format!("applications {} all have a run_command; a container runs one", names.join(" and ")),
-                    )
-                    .with_help("keep run_command on the application this container runs, or split the container"),
-                );
-            }
-            let mut ports = Vec::new();
-            for (i, p) in c.ports.iter().enumerate() {
-                ports.extend(self.port(
-                    || pointer_push(&pointer_push(&at, "ports"), &i.to_string()),
-                    p,
-                ));
-            }
-            ContainerKind::Generated(Generated {
-                base,
-                applications,
-                ports,
-                env: c.env.clone(),
-                labels: c.labels.clone(),
-                build_args: c.build_args.clone(),
-                workdir: c.workdir.clone(),
-            })
+            ContainerKind::Generated(self.generated(&at, c))
         };
         Some(Container {
             name: name?,
