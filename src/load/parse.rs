@@ -62,12 +62,9 @@ pub(super) enum Checked<'t> {
     },
 }
 
-/// Every check of the text, stopping early only where nothing later can run: bad UTF-8, an
-/// empty file or bad JSON are returned located, as `Err`.
-pub(super) fn check<'t>(
-    bytes: &'t [u8],
-    directory: Option<&str>,
-) -> Result<Checked<'t>, Vec<Diagnostic>> {
+/// The text of a cookbook and its JSON value: UTF-8 (after an optional byte-order mark), not
+/// empty, valid JSON. Each failure is one located diagnostic: nothing later can run.
+fn json_text(bytes: &[u8]) -> Result<(&str, serde_json::Value), Vec<Diagnostic>> {
     let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
     let text = match std::str::from_utf8(bytes) {
         Ok(t) => t,
@@ -128,6 +125,17 @@ pub(super) fn check<'t>(
             return Err(vec![d]);
         }
     };
+
+    Ok((text, value))
+}
+
+/// Every check of the text, stopping early only where nothing later can run: bad UTF-8, an
+/// empty file or bad JSON are returned located, as `Err`.
+pub(super) fn check<'t>(
+    bytes: &'t [u8],
+    directory: Option<&str>,
+) -> Result<Checked<'t>, Vec<Diagnostic>> {
+    let (text, value) = json_text(bytes)?;
 
     // The span index (pointer → line:column) costs more than parsing; a valid cookbook needs
     // only the duplicate-key check, so the index is built only when there is a problem.
