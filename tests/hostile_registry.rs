@@ -613,6 +613,33 @@ async fn a_token_realm_on_the_plain_registry_s_own_host_gets_the_credentials() {
     );
 }
 
+/// The control for an identity token: on the plain registry's own host, the realm gets it as
+/// Docker's OAuth2 flow says, a POSTed `refresh_token` form.
+#[tokio::test]
+async fn an_identity_token_is_posted_to_the_plain_registry_s_own_realm() {
+    let realm = Listener::start("127.0.0.1", token_service).await;
+    let registry = Listener::start(
+        "127.0.0.1",
+        bearer_registry(format!("http://{}/token", realm.host())),
+    )
+    .await;
+    let client = client_with(&registry, Credential::IdentityToken(REFRESH_TOKEN.into()));
+    assert!(client
+        .manifest_head(&repo(&registry), "v1")
+        .await
+        .unwrap()
+        .is_some());
+    let seen = realm.seen();
+    assert_eq!(seen.len(), 1, "{seen:#?}");
+    assert_eq!(seen[0].method, "POST");
+    let form = String::from_utf8_lossy(&seen[0].body);
+    assert!(
+        form.contains("grant_type=refresh_token")
+            && form.contains(&format!("refresh_token={REFRESH_TOKEN}")),
+        "{form}"
+    );
+}
+
 #[tokio::test]
 async fn a_token_realm_that_is_not_http_is_refused() {
     let registry = Listener::start(

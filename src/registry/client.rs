@@ -240,8 +240,9 @@ pub struct RegistryClient {
     http: reqwest::Client,
     /// For the one request whose body is a credential (an identity token exchanged at its
     /// realm): it follows no redirect, since reqwest resends a 307/308's body wherever it
-    /// points, and that body would be the refresh token.
-    token_http: reqwest::Client,
+    /// points, and that body would be the refresh token. Built the first time one is exchanged
+    /// (most runs never do), not with the client.
+    token_http: std::sync::OnceLock<reqwest::Client>,
     retry: RetryPolicy,
     store: CredentialStore,
     plain_http: BTreeSet<String>,
@@ -299,32 +300,42 @@ fn redirect_verdict(previous: &[Url], next: &Url) -> Result<(), RefusedRedirect>
     }
 }
 
+/// The HTTP client's settings, shared by the registry client and the token exchange's.
+fn http_builder() -> reqwest::ClientBuilder {
+    reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(10))
+        .read_timeout(Duration::from_secs(60))
+        .user_agent(concat!("cookbook/", env!("CARGO_PKG_VERSION")))
+        // A redirect's `Referer` would carry the registry URL, query included, to whatever host
+        // the redirect names.
+        .referer(false)
+        // reqwest's TLS setup with the root certificates loaded at the first handshake, not
+        // here (see super::tls).
+        .tls_backend_preconfigured(super::tls::client_config())
+}
+
 impl RegistryClient {
-    /// A client reading credentials from the Docker config, with the default retry policy.
-    pub fn new() -> Result<RegistryClient, RegistryError> {
-        let builder = || {
-            reqwest::Client::builder()
-                .connect_timeout(Duration::from_secs(10))
-                .read_timeout(Duration::from_secs(60))
-                .user_agent(concat!("cookbook/", env!("CARGO_PKG_VERSION")))
-                // A redirect's `Referer` would carry the registry URL, query included, to
-                // whatever host the redirect names.
-                .referer(false)
-                // reqwest's TLS setup with the root certificates loaded at the first
-                // handshake, not here (see super::tls).
-                .tls_backend_preconfigured(super::tls::client_config())
-        };
-        let http = builder()
-            .redirect(redirect_policy())
+    /// The client of the identity-token exchange (see the field), built on first use.
+    fn token_http(&self) -> Result<&reqwest::Client, RegistryError> {
+        if let Some(client) = self.token_http.get() {
+            return Ok(client);
+        }
+        let client = http_builder()
+            .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|source| RegistryError::Client { source })?;
-        let token_http = builder()
-            .redirect(reqwest::redirect::Policy::none())
+        Ok(self.token_http.get_or_init(|| client))
+    }
+
+    /// A client reading credentials from the Docker config, with the default retry policy.
+    pub fn new() -> Result<RegistryClient, RegistryError> {
+        let http = http_builder()
+            .redirect(redirect_policy())
             .build()
             .map_err(|source| RegistryError::Client { source })?;
         Ok(RegistryClient {
             http,
-            token_http,
+            token_http: std::sync::OnceLock::new(),
             retry: RetryPolicy::default(),
             store: CredentialStore::default(),
             plain_http: BTreeSet::new(),
@@ -1049,24 +1060,28 @@ impl RegistryClient {
                 })
             }
         };
+        // Docker's OAuth2 flow: an identity token is a refresh token, posted to the realm.
+        let refresh = match credential {
+            Some(Credential::IdentityToken(token)) => Some((self.token_http()?, token)),
+            _ => None,
+        };
         let response = self
-            .send(&endpoint, || match credential {
-                // Docker's OAuth2 flow: the identity token is a refresh token.
-                Some(Credential::IdentityToken(token)) => {
+            .send(&endpoint, || match (refresh, credential) {
+                (Some((client, token)), _) => {
                     let mut form = params.clone();
                     form.extend([
                         ("grant_type", "refresh_token"),
                         ("client_id", "cookbook"),
                         ("refresh_token", token.as_str()),
                     ]);
-                    self.token_http.post(endpoint.clone()).form(&form)
+                    client.post(endpoint.clone()).form(&form)
                 }
-                Some(Credential::Basic { username, password }) => self
+                (None, Some(Credential::Basic { username, password })) => self
                     .http
                     .get(endpoint.clone())
                     .query(&params)
                     .basic_auth(username, Some(password)),
-                None => self.http.get(endpoint.clone()).query(&params),
+                (None, _) => self.http.get(endpoint.clone()).query(&params),
             })
             .await?;
         let status = response.status();
