@@ -394,7 +394,8 @@ impl IgnoreFiles {
         };
         // A walker thread reads a directory's entries one after another: the rules of the
         // last directory it asked for, kept per thread, spare the shared map's lock for all but
-        // the first (the lock and the path hashing cost about 8% of a 100,000-file init: docs/BENCHMARKS.md, "Init").
+        // the first (the lock and the path hashing cost about 8% of a 100,000-file init:
+        // docs/BENCHMARKS.md, "Init").
         let rules = LAST_DIR.with(|last| {
             let mut last = last.borrow_mut();
             match &*last {
