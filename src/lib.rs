@@ -24,6 +24,7 @@ pub mod init;
 pub mod load;
 pub mod model;
 pub mod oci;
+pub mod ops;
 pub mod registry;
 pub mod retry;
 pub mod schema;

@@ -30,7 +30,7 @@ use crate::diagnostic::Rendered;
 use crate::error::{Error, EXIT_CODES_HELP, EXIT_OK};
 use crate::graph::{render_dot, render_json, render_text, Plan};
 use crate::hash::{self, Fingerprint};
-use crate::load::{LoadError, Loaded};
+use crate::load::Loaded;
 use crate::model::{Cookbook, Name};
 
 #[derive(Debug, Parser)]
@@ -479,18 +479,12 @@ pub fn load_labelled_as(
     label: String,
     directory: Option<&str>,
 ) -> Result<Loaded, Error> {
-    let loaded = match locate::stdin_bytes(path) {
-        Some(bytes) => crate::load::load_bytes_as(bytes, Some(base_dir(path)), directory)
-            .map_err(|diagnostics| LoadError::Invalid { diagnostics }),
-        None => crate::load::load_file_as(path, directory),
-    };
-    loaded.map_err(|e| match e {
-        LoadError::Read { path, source } => Error::Read { path, source },
-        LoadError::Invalid { diagnostics } => Error::Invalid {
-            file: label,
-            diagnostics,
-        },
-    })
+    crate::ops::CookbookFile {
+        bytes: locate::stdin_bytes(path),
+        path: path.to_path_buf(),
+        label,
+    }
+    .load_as(directory)
 }
 
 /// Reads and checks a cookbook file, and prints its warnings to `err`.
