@@ -23,4 +23,4 @@ iptables -P FORWARD DROP
 bash scripts/services.sh up
 eval "$(bash scripts/services.sh env)"
 export COOKBOOK_REQUIRE_SERVICES=1
-cargo test --locked --test deploy_shop
+cargo test --locked --test it deploy_shop::
