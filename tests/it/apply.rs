@@ -27,14 +27,7 @@ impl Shop {
         let registry = common::test_registry()?;
         let dir = tempfile::tempdir().unwrap();
         common::copy_example("shop", dir.path());
-        let unique = format!(
-            "{tag}-{}-{}",
-            std::process::id(),
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_nanos()
-        );
+        let unique = common::unique(&format!("{tag}-"));
         let shop = Shop {
             dir,
             registry: format!("{registry}/{unique}"),
@@ -177,14 +170,6 @@ fn map(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
         .collect()
 }
 
-fn block_on<F: std::future::Future>(f: F) -> F::Output {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-        .block_on(f)
-}
-
 #[test]
 fn shop_applies_then_builds_nothing() {
     let Some(shop) = Shop::new("full") else {
@@ -214,7 +199,7 @@ fn shop_applies_then_builds_nothing() {
             format!("{}/{name}:{hash}", shop.registry).as_str()
         );
         let repo = Repository::parse(&format!("{}/{name}", shop.registry)).unwrap();
-        let digest = block_on(client.manifest_head(&repo, &hash))
+        let digest = common::block_on(client.manifest_head(&repo, &hash))
             .unwrap()
             .expect("content tag in the registry");
         assert_eq!(
@@ -222,13 +207,13 @@ fn shop_applies_then_builds_nothing() {
             digest.as_str(),
             "{name}: lock digest is the registry's"
         );
-        let tags = block_on(client.tags_list(&repo)).unwrap();
+        let tags = common::block_on(client.tags_list(&repo)).unwrap();
         assert_eq!(
             tags,
             vec![hash.clone()],
             "{name}: only the content tag (tagging: content-hash)"
         );
-        let labels = block_on(client.image_labels(&repo, &hash))
+        let labels = common::block_on(client.image_labels(&repo, &hash))
             .unwrap()
             .expect("a config");
         assert_eq!(labels["dev.cookbook.input-hash"], hash);
@@ -456,11 +441,11 @@ fn mutable_tags_move_only_when_every_container_succeeded() {
     assert_eq!(shop.apply(&[]).0, 0);
     let client = RegistryClient::new().unwrap();
     let db = Repository::parse(&format!("{}/db", shop.registry)).unwrap();
-    let latest_before = block_on(client.manifest_head(&db, "latest"))
+    let latest_before = common::block_on(client.manifest_head(&db, "latest"))
         .unwrap()
         .expect("latest pushed");
     assert_eq!(
-        block_on(client.manifest_head(&db, "1.0.0")).unwrap(),
+        common::block_on(client.manifest_head(&db, "1.0.0")).unwrap(),
         Some(latest_before.clone())
     );
     assert!(
@@ -479,10 +464,13 @@ fn mutable_tags_move_only_when_every_container_succeeded() {
     });
     assert_eq!(shop.apply(&[]).0, 1);
     assert_eq!(
-        block_on(client.manifest_head(&db, "latest")).unwrap(),
+        common::block_on(client.manifest_head(&db, "latest")).unwrap(),
         Some(latest_before)
     );
-    assert_eq!(block_on(client.manifest_head(&db, "1.0.1")).unwrap(), None);
+    assert_eq!(
+        common::block_on(client.manifest_head(&db, "1.0.1")).unwrap(),
+        None
+    );
 }
 
 #[test]
@@ -573,7 +561,7 @@ fn no_push_builds_locally_and_finds_its_own_images() {
     let client = RegistryClient::new().unwrap();
     let repo = Repository::parse(&format!("{}/api", shop.registry)).unwrap();
     assert_eq!(
-        block_on(client.tags_list(&repo)).unwrap_or_default(),
+        common::block_on(client.tags_list(&repo)).unwrap_or_default(),
         Vec::<String>::new(),
         "nothing pushed"
     );
@@ -631,32 +619,22 @@ fn sigint_mid_build_cancels_it_keeps_what_completed_and_exits_130() {
     });
     let tars: Vec<_> = fs::read_dir(tmp.path()).unwrap().collect();
     assert_eq!(tars.len(), 1, "api's context, in the temp dir: {tars:?}");
-    let signalled = Instant::now();
-    let status = Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let code = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s.code();
-        }
-        assert!(
-            signalled.elapsed() < Duration::from_secs(60),
-            "SIGINT did not stop the apply"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    eprintln!("exited {:?} after the signal", signalled.elapsed());
+    common::signal(&child, "-INT");
+    let (code, took) = common::exit_within(
+        &mut child,
+        Duration::from_secs(60),
+        "the apply after SIGINT",
+    );
+    eprintln!("exited {took:?} after the signal");
     err_reader.join().unwrap();
     let stderr = stderr.lock().unwrap().clone();
     let summary: Value = serde_json::from_str(&out_reader.join().unwrap()).unwrap_or(Value::Null);
     eprintln!("--- stderr\n{stderr}--- summary\n{summary}");
     assert_eq!(code, Some(130), "{stderr}");
     assert!(
-        signalled.elapsed() < Duration::from_secs(30),
+        took < Duration::from_secs(30),
         "stopped long before the 120 s step would end: {:?}",
-        signalled.elapsed()
+        took
     );
     assert!(stderr.contains("stopped by SIGINT"), "{stderr}");
 
@@ -697,10 +675,13 @@ fn sigint_mid_build_cancels_it_keeps_what_completed_and_exits_130() {
     // No mutable tag moved: the registry has db's content tag and nothing else.
     let client = RegistryClient::new().unwrap();
     let db = Repository::parse(&format!("{}/db", shop.registry)).unwrap();
-    assert_eq!(block_on(client.tags_list(&db)).unwrap(), vec![db_hash]);
+    assert_eq!(
+        common::block_on(client.tags_list(&db)).unwrap(),
+        vec![db_hash]
+    );
     let api = Repository::parse(&format!("{}/api", shop.registry)).unwrap();
     assert_eq!(
-        block_on(client.tags_list(&api)).unwrap_or_default(),
+        common::block_on(client.tags_list(&api)).unwrap_or_default(),
         Vec::<String>::new()
     );
 }
@@ -743,7 +724,7 @@ fn a_run_level_failure_still_reports_what_was_built_and_pushed() {
     let db_hash = shop.hash_of("db");
     let client = RegistryClient::new().unwrap();
     let db = Repository::parse(&format!("{}/db", shop.registry)).unwrap();
-    let pushed = block_on(client.manifest_head(&db, &db_hash))
+    let pushed = common::block_on(client.manifest_head(&db, &db_hash))
         .unwrap()
         .expect("db pushed");
     assert_eq!(summary["containers"]["db"]["digest"], pushed.as_str());
@@ -823,7 +804,7 @@ fn dry_run_says_what_is_cached_and_what_would_be_built_and_does_nothing() {
     assert_eq!(out.status.code(), Some(0));
     assert_eq!(shop.lock_bytes(), None, "no lock written");
     assert_eq!(
-        block_on(client.tags_list(&api_repo)).unwrap_or_default(),
+        common::block_on(client.tags_list(&api_repo)).unwrap_or_default(),
         Vec::<String>::new(),
         "nothing pushed"
     );
@@ -888,7 +869,7 @@ fn dry_run_says_what_is_cached_and_what_would_be_built_and_does_nothing() {
         "#!/bin/sh\nexec httpd -f -p 8082 -h /srv/api\n",
     )
     .unwrap();
-    let tags_before = block_on(client.tags_list(&api_repo)).unwrap();
+    let tags_before = common::block_on(client.tags_list(&api_repo)).unwrap();
     let out = shop.run(&["apply", "--dry-run", "--format", "json"]);
     assert_eq!(out.status.code(), Some(0));
     let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
@@ -907,7 +888,7 @@ fn dry_run_says_what_is_cached_and_what_would_be_built_and_does_nothing() {
     );
     assert_eq!(shop.lock_bytes(), lock, "the lock is not written");
     assert_eq!(
-        block_on(client.tags_list(&api_repo)).unwrap(),
+        common::block_on(client.tags_list(&api_repo)).unwrap(),
         tags_before,
         "nothing pushed or tagged"
     );

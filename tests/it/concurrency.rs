@@ -104,14 +104,7 @@ fn two_site_applies_and_a_verify_at_once_twenty_times() {
     }
     let dir = tempfile::tempdir().unwrap();
     let tmp = tempfile::tempdir().unwrap();
-    let unique = format!(
-        "conc{}{}",
-        std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos()
-    );
+    let unique = common::unique("conc");
     for name in ["base", "one", "two"] {
         let app = dir.path().join("apps").join(name);
         fs::create_dir_all(&app).unwrap();

@@ -909,11 +909,7 @@ fn a_signal_mid_wave_rolls_back_and_exits_with_its_code() {
     );
     std::thread::sleep(std::time::Duration::from_millis(300));
     let signalled = std::time::Instant::now();
-    let status = std::process::Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
+    common::signal(&child, "-TERM");
     let out = child.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(143), "{stderr}");

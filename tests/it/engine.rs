@@ -4,12 +4,12 @@
 //! real registry will not do on demand (503, 429, 401).
 
 use crate::common;
+use common::http::{response, FakeServer};
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use cookbook::engine::{BuildRequest, DockerEngine, Engine, EngineError};
 use cookbook::error::{Error, EXIT_FAILED, EXIT_UNREACHABLE};
@@ -17,7 +17,6 @@ use cookbook::registry::{
     Credential, CredentialStore, Digest, RegistryClient, RegistryError, Repository,
 };
 use cookbook::retry::RetryPolicy;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
 // ---------------------------------------------------------------- set-up
@@ -46,15 +45,6 @@ fn services() -> Option<Services> {
             None
         }
     }
-}
-
-/// A name no other test run uses.
-fn unique(prefix: &str) -> String {
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    format!("{prefix}-{}-{nanos}", std::process::id())
 }
 
 /// A build context tar holding `files`, written to `dir/context.tar`.
@@ -136,7 +126,7 @@ async fn builds_a_context_with_labels_and_tags() {
     let Some(services) = services() else { return };
     let engine = engine(&services).await;
     let dir = tempfile::tempdir().unwrap();
-    let marker = unique("marker");
+    let marker = common::unique("marker");
     let dockerfile = format!(
         "FROM {}\nRUN echo {marker} && echo hi > /x\nCOPY payload.txt /payload.txt\nRUN test \"$(cat /payload.txt)\" = payload\n",
         services.base_image
@@ -145,7 +135,7 @@ async fn builds_a_context_with_labels_and_tags() {
         dir.path(),
         &[("Dockerfile", &dockerfile), ("payload.txt", "payload")],
     );
-    let name = unique("cookbook-test/engine-build");
+    let name = common::unique("cookbook-test/engine-build");
     let mut request = BuildRequest::new(&context);
     request.labels = BTreeMap::from([
         ("org.cookbook.input-hash".to_owned(), marker.clone()),
@@ -247,7 +237,7 @@ async fn build_args_and_target_reach_the_builder() {
     let context = context_tar(dir.path(), &[("build/Containerfile", &dockerfile)]);
     let mut request = BuildRequest::new(&context);
     request.dockerfile = "build/Containerfile".to_owned();
-    request.build_args = BTreeMap::from([("GREETING".to_owned(), unique("hello"))]);
+    request.build_args = BTreeMap::from([("GREETING".to_owned(), common::unique("hello"))]);
     request.target = Some("first".to_owned());
     let outcome = engine.build(&request, &|_| {}).await.unwrap();
     let expected = format!("greeting={}", request.build_args["GREETING"]);
@@ -268,13 +258,13 @@ async fn a_failing_run_step_is_build_failed_with_the_whole_log() {
     let Some(services) = services() else { return };
     let engine = engine(&services).await;
     let dir = tempfile::tempdir().unwrap();
-    let marker = unique("about-to-fail");
+    let marker = common::unique("about-to-fail");
     let dockerfile = format!(
         "FROM {}\nRUN echo {marker} && echo on-stderr >&2 && exit 3\nRUN echo never-reached\n",
         services.base_image
     );
     let context = context_tar(dir.path(), &[("Dockerfile", &dockerfile)]);
-    let name = unique("cookbook-test/engine-fail");
+    let name = common::unique("cookbook-test/engine-fail");
     let mut request = BuildRequest::new(&context);
     request.tags = vec![format!("{name}:x")];
     let error = engine.build(&request, &|_| {}).await.unwrap_err();
@@ -322,7 +312,7 @@ async fn tag_push_and_the_registry_agree_on_the_digest() {
     let Some(services) = services() else { return };
     let engine = engine(&services).await;
     let dir = tempfile::tempdir().unwrap();
-    let marker = unique("pushed");
+    let marker = common::unique("pushed");
     let dockerfile = format!(
         "FROM {}\nRUN echo {marker} > /marker\n",
         services.base_image
@@ -335,7 +325,7 @@ async fn tag_push_and_the_registry_agree_on_the_digest() {
     let repo = Repository::parse(&format!(
         "{}/{}",
         services.registry,
-        unique("cookbook-test/engine-push")
+        common::unique("cookbook-test/engine-push")
     ))
     .unwrap();
     let registry = registry_client(3);
@@ -953,111 +943,4 @@ async fn push_gives_up_after_max_attempts_and_does_not_retry_a_404() {
 async fn closed_port() -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     listener.local_addr().unwrap().port()
-}
-
-fn response(status: &str, headers: &[(&str, &str)], body: &str) -> String {
-    let mut text = format!(
-        "HTTP/1.1 {status}\r\nConnection: close\r\nContent-Length: {}\r\n",
-        body.len()
-    );
-    for (name, value) in headers {
-        text.push_str(&format!("{name}: {value}\r\n"));
-    }
-    text.push_str("\r\n");
-    text.push_str(body);
-    text
-}
-
-type Respond = dyn Fn(usize, &str, &str) -> String + Send + Sync;
-
-/// An HTTP stand-in (for a registry or a Docker engine) that answers each request with what `respond(n, request, host)` says
-/// and records the requests (head, lower-cased header names).
-struct FakeServer {
-    addr: SocketAddr,
-    requests: Arc<Mutex<Vec<String>>>,
-}
-
-impl FakeServer {
-    async fn start(respond: impl Fn(usize, &str) -> String + Send + Sync + 'static) -> FakeServer {
-        FakeServer::start_with_self(move |n, request, _| respond(n, request)).await
-    }
-
-    async fn start_with_self(
-        respond: impl Fn(usize, &str, &str) -> String + Send + Sync + 'static,
-    ) -> FakeServer {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let requests = Arc::new(Mutex::new(Vec::new()));
-        let respond: Arc<Respond> = Arc::new(respond);
-        let seen = requests.clone();
-        tokio::spawn(async move {
-            loop {
-                let Ok((mut socket, _)) = listener.accept().await else {
-                    return;
-                };
-                let mut buffer = Vec::new();
-                let mut chunk = [0u8; 4096];
-                // Read the head, then any body its Content-Length announces.
-                let head_end = loop {
-                    match socket.read(&mut chunk).await {
-                        Ok(0) | Err(_) => break None,
-                        Ok(n) => buffer.extend_from_slice(&chunk[..n]),
-                    }
-                    if let Some(i) = buffer.windows(4).position(|w| w == b"\r\n\r\n") {
-                        break Some(i + 4);
-                    }
-                };
-                let Some(head_end) = head_end else { continue };
-                let head = normalize_head(&String::from_utf8_lossy(&buffer[..head_end]));
-                let length = head
-                    .lines()
-                    .find_map(|l| l.strip_prefix("content-length: "))
-                    .and_then(|v| v.trim().parse::<usize>().ok())
-                    .unwrap_or(0);
-                while buffer.len() < head_end + length {
-                    match socket.read(&mut chunk).await {
-                        Ok(0) | Err(_) => break,
-                        Ok(n) => buffer.extend_from_slice(&chunk[..n]),
-                    }
-                }
-                let n = {
-                    let mut seen = seen.lock().unwrap();
-                    seen.push(head.clone());
-                    seen.len() - 1
-                };
-                let answer = respond(n, &head, &addr.to_string());
-                let _ = socket.write_all(answer.as_bytes()).await;
-                let _ = socket.shutdown().await;
-            }
-        });
-        FakeServer { addr, requests }
-    }
-
-    fn host(&self) -> String {
-        self.addr.to_string()
-    }
-
-    fn repo(&self) -> Repository {
-        Repository::parse(&format!("{}/cookbook/x", self.addr)).unwrap()
-    }
-
-    fn requests(&self) -> Vec<String> {
-        self.requests.lock().unwrap().clone()
-    }
-}
-
-/// The request line as sent, then `name: value` header lines with lower-cased names.
-fn normalize_head(head: &str) -> String {
-    let mut lines = head.split("\r\n");
-    let mut out = lines.next().unwrap_or_default().to_owned();
-    for line in lines.filter(|l| !l.is_empty()) {
-        out.push('\n');
-        match line.split_once(':') {
-            Some((name, value)) => {
-                out.push_str(&format!("{}: {}", name.to_ascii_lowercase(), value.trim()))
-            }
-            None => out.push_str(line),
-        }
-    }
-    out
 }

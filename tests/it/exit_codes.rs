@@ -5,8 +5,8 @@
 //! 127.0.0.1 for the answers no real service gives on demand (a push refused mid-stream).
 
 use crate::common;
+use common::http::{response, FakeServer};
 
-use std::net::SocketAddr;
 use std::os::unix::fs::FileTypeExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -18,8 +18,6 @@ use cookbook::error::{Error, EXIT_FAILED, EXIT_INVALID};
 use cookbook::registry::{CredentialStore, RegistryClient, RegistryError, Repository};
 use cookbook::retry::RetryPolicy;
 use serde_json::json;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpListener;
 
 // ---------------------------------------------------------------- set-up
 
@@ -637,76 +635,3 @@ async fn a_pull_of_a_missing_image_is_not_retried_and_says_what_the_engine_said(
 }
 
 // ---------------------------------------------------------------- fakes
-
-fn response(status: &str, headers: &[(&str, &str)], body: &str) -> String {
-    let mut text = format!(
-        "HTTP/1.1 {status}\r\nConnection: close\r\nContent-Length: {}\r\n",
-        body.len()
-    );
-    for (name, value) in headers {
-        text.push_str(&format!("{name}: {value}\r\n"));
-    }
-    text.push_str("\r\n");
-    text.push_str(body);
-    text
-}
-
-type Respond = dyn Fn(usize, &str) -> String + Send + Sync;
-
-/// An HTTP stand-in on 127.0.0.1 that answers request `n` with `respond(n, head)` and records
-/// each request's head.
-struct FakeServer {
-    addr: SocketAddr,
-    requests: Arc<Mutex<Vec<String>>>,
-}
-
-impl FakeServer {
-    async fn start(respond: impl Fn(usize, &str) -> String + Send + Sync + 'static) -> FakeServer {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let requests = Arc::new(Mutex::new(Vec::new()));
-        let respond: Arc<Respond> = Arc::new(respond);
-        let seen = requests.clone();
-        tokio::spawn(async move {
-            loop {
-                let Ok((mut socket, _)) = listener.accept().await else {
-                    return;
-                };
-                let mut buffer = Vec::new();
-                let mut chunk = [0u8; 4096];
-                let head_end = loop {
-                    match socket.read(&mut chunk).await {
-                        Ok(0) | Err(_) => break None,
-                        Ok(n) => buffer.extend_from_slice(&chunk[..n]),
-                    }
-                    if let Some(i) = buffer.windows(4).position(|w| w == b"\r\n\r\n") {
-                        break Some(i + 4);
-                    }
-                };
-                let Some(head_end) = head_end else { continue };
-                let head = String::from_utf8_lossy(&buffer[..head_end]).into_owned();
-                let n = {
-                    let mut seen = seen.lock().unwrap();
-                    seen.push(head.clone());
-                    seen.len() - 1
-                };
-                let answer = respond(n, &head);
-                let _ = socket.write_all(answer.as_bytes()).await;
-                let _ = socket.shutdown().await;
-            }
-        });
-        FakeServer { addr, requests }
-    }
-
-    fn host(&self) -> String {
-        self.addr.to_string()
-    }
-
-    fn repo(&self) -> Repository {
-        Repository::parse(&format!("{}/cookbook/x", self.addr)).unwrap()
-    }
-
-    fn requests(&self) -> Vec<String> {
-        self.requests.lock().unwrap().clone()
-    }
-}

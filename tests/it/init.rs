@@ -495,14 +495,7 @@ fn the_static_site_cookbook_applies_against_the_test_registry() {
     let base = std::env::var("COOKBOOK_TEST_BASE_IMAGE")
         .unwrap_or_else(|_| "cookbook-test/busybox:latest".into());
     let (_tmp, dir) = copy_project("static-site");
-    let unique = format!(
-        "init-{}-{}",
-        std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos()
-    );
+    let unique = common::unique("init-");
     let repo = format!("{registry}/{unique}");
     let base_arg = format!("static={base}");
     common::run_in(

@@ -169,14 +169,7 @@ fn apply_twice_builds_nothing_the_second_time() {
     let Some(registry) = common::test_registry() else {
         return;
     };
-    let unique = format!(
-        "layouts-{}-{}",
-        std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos()
-    );
+    let unique = common::unique("layouts-");
     let dir = tempfile::tempdir().unwrap();
     write_layout(dir.path(), &format!("{registry}/{unique}"));
 

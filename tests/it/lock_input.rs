@@ -409,18 +409,10 @@ fn the_lock_has_the_permissions_a_user_expects_and_a_symlinked_lock_stays_a_syml
     }
 }
 
-fn block_on<F: std::future::Future>(f: F) -> F::Output {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-        .block_on(f)
-}
-
 /// The manifest the test registry has under `repo:tag` (`None`: no such tag).
 fn manifest(registry: &str, repo: &str, tag: &str) -> Option<Value> {
     let url = format!("http://{registry}/v2/{repo}/manifests/{tag}");
-    block_on(async {
+    common::block_on(async {
         let r = reqwest::Client::new()
             .get(&url)
             .header(

@@ -44,25 +44,6 @@ fn sh_blocks(text: &str) -> Vec<Block> {
     blocks
 }
 
-fn copy_tree(from: &Path, to: &Path) {
-    for entry in walkdir::WalkDir::new(from) {
-        let entry = entry.unwrap();
-        let rel = entry.path().strip_prefix(from).unwrap();
-        if rel
-            .components()
-            .any(|c| c.as_os_str() == ".cookbook" || c.as_os_str() == "cookbook.lock")
-        {
-            continue;
-        }
-        let dest = to.join(rel);
-        if entry.file_type().is_dir() {
-            std::fs::create_dir_all(&dest).unwrap();
-        } else if entry.file_type().is_file() {
-            std::fs::copy(entry.path(), &dest).unwrap();
-        }
-    }
-}
-
 #[test]
 fn every_command_block_of_the_readme_runs() {
     let root = common::repo_root();
@@ -96,7 +77,7 @@ fn every_command_block_of_the_readme_runs() {
             .unwrap_or_else(|| panic!("README.md:{}: unknown directive {directive:?}", block.line));
         // A scratch copy: blocks write files (--write, -o) and must not touch the repository.
         let scratch = tempfile::tempdir().unwrap();
-        copy_tree(&root.join(cwd), scratch.path());
+        common::copy_tree(&root.join(cwd), scratch.path());
         let output = Command::new("bash")
             .args(["-euo", "pipefail", "-c", &block.script])
             .current_dir(scratch.path())

@@ -17,14 +17,6 @@ use serde_json::Value;
 
 const SHOP: [&str; 4] = ["api", "db", "web", "worker"];
 
-fn unique(prefix: &str) -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .subsec_nanos();
-    format!("{prefix}{}x{nanos}", std::process::id())
-}
-
 /// `cookbooks/shop` copied into `dir`, as project `project`, publishing to `registry`. Every
 /// container's first step after FROM names the project (a build argument's default), so no other
 /// build's cached steps can stand in for this project's: the engine's build cache is shared by
@@ -199,7 +191,7 @@ fn shop_from_two_checkouts_into_two_repositories_gives_one_digest_per_container(
     let Some(registry) = common::test_registry() else {
         return;
     };
-    let project = unique("repro");
+    let project = common::unique("repro");
     let work = tempfile::tempdir().unwrap();
     let a = work.path().join("one").join("shop");
     let b = work.path().join("two").join("elsewhere").join("checkout");
@@ -338,7 +330,7 @@ fn no_push_loads_the_normalized_image_and_the_push_publishes_the_same_one() {
     let Some(registry) = common::test_registry() else {
         return;
     };
-    let project = unique("nopush");
+    let project = common::unique("nopush");
     let work = tempfile::tempdir().unwrap();
     let dir = work.path().join("shop");
     let repo = format!("{registry}/{project}");
@@ -379,7 +371,7 @@ fn verify_rebuild_names_the_layer_step_and_path_of_a_run_step_that_writes_the_da
     let Some(registry) = common::test_registry() else {
         return;
     };
-    let project = unique("stamp");
+    let project = common::unique("stamp");
     let work = tempfile::tempdir().unwrap();
     let dir = work.path();
     let base = std::env::var("COOKBOOK_TEST_BASE_IMAGE")

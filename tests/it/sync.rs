@@ -815,23 +815,12 @@ fn the_interval_loop_survives_an_unreachable_remote_and_stops_cleanly_on_sigterm
         child.try_wait().unwrap().is_none(),
         "the loop keeps running"
     );
-    let status = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let mut waited = Duration::ZERO;
-    let code = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s.code();
-        }
-        assert!(
-            waited < Duration::from_secs(10),
-            "SIGTERM did not stop the loop"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-        waited += Duration::from_millis(20);
-    };
+    common::signal(&child, "-TERM");
+    let (code, _) = common::exit_within(
+        &mut child,
+        Duration::from_secs(10),
+        "the loop after SIGTERM",
+    );
     let mut err = String::new();
     std::fs::File::open(&log)
         .unwrap()
@@ -935,29 +924,19 @@ fn sigterm_reaches_the_running_apply_of_an_interval_sync() {
     common::wait_until("api's slow step to run", Duration::from_secs(120), || {
         !common::engine_containers_with(&marker).is_empty()
     });
-    let signalled = Instant::now();
-    let status = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let code = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s.code();
-        }
-        assert!(
-            signalled.elapsed() < Duration::from_secs(60),
-            "SIGTERM did not stop the sync"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    eprintln!("exited {:?} after the signal", signalled.elapsed());
+    common::signal(&child, "-TERM");
+    let (code, took) = common::exit_within(
+        &mut child,
+        Duration::from_secs(60),
+        "the sync after SIGTERM",
+    );
+    eprintln!("exited {took:?} after the signal");
     let err = std::fs::read_to_string(&log).unwrap();
     assert_eq!(code, Some(143), "stderr:\n{err}");
     assert!(
-        signalled.elapsed() < Duration::from_secs(30),
+        took < Duration::from_secs(30),
         "the apply was cancelled, not waited for: {:?}\n{err}",
-        signalled.elapsed()
+        took
     );
     assert_eq!(
         common::engine_containers_with(&marker),
@@ -1026,11 +1005,7 @@ fn a_signal_during_sync_deploy_rolls_back_and_exits_with_its_code() {
         p.engine_state().get("api").map(|s| &s.0) != Some(&before["api"].0)
     });
     std::thread::sleep(Duration::from_millis(300));
-    let killed = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(killed.success());
+    common::signal(&child, "-TERM");
     let out = child.wait_with_output().unwrap();
     expect_code(&out, 143, "sync --deploy stopped by SIGTERM");
     // Said once as the round's deploy step, and once as the error it ends with.

@@ -14,14 +14,6 @@ use serde_json::{json, Value};
 
 use crate::common;
 
-fn unique(prefix: &str) -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    format!("{prefix}{}x{nanos}", std::process::id())
-}
-
 fn write(path: &Path, text: &str) {
     fs::create_dir_all(path.parent().unwrap()).unwrap();
     fs::write(path, text).unwrap();
@@ -56,7 +48,7 @@ fn trust_lock_takes_published_entries_from_the_lock_and_looks_up_the_rest() {
     let Some(registry) = common::test_registry() else {
         return;
     };
-    let id = unique("trust");
+    let id = common::unique("trust");
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path();
     for app in ["a", "b"] {

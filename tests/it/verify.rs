@@ -531,26 +531,11 @@ fn verify_rev_checks_an_older_commit_against_its_own_lock() {
 // ---------------------------------------------------------------------------------------------
 // Against the real registry and engine.
 
-fn block_on<F: std::future::Future>(f: F) -> F::Output {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-        .block_on(f)
-}
-
 /// A shop copy publishing to `<test registry>/<unique>/…`, applied.
 fn applied_shop(tag: &str) -> Option<(Shop, String)> {
     let registry = common::test_registry()?;
     let shop = Shop::new();
-    let unique = format!(
-        "verify-{tag}-{}-{}",
-        std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos()
-    );
+    let unique = common::unique(&format!("verify-{tag}-"));
     let registry = format!("{registry}/{unique}");
     let r = registry.clone();
     shop.edit(|v| v["packaging"]["registry"] = Value::String(r));
@@ -580,7 +565,7 @@ fn push_impostor(repo: &str, tag: &str, labels: BTreeMap<String, String>) -> Str
             .unwrap();
         builder.finish().unwrap();
     }
-    block_on(async {
+    common::block_on(async {
         let engine = DockerEngine::connect().await.unwrap();
         let mut request = BuildRequest::new(&tar_path);
         request.labels = labels;
@@ -672,7 +657,7 @@ fn a_deleted_image_is_digest_missing_and_an_unreachable_registry_is_exit_3() {
     // Delete db's manifest through the registry's HTTP API (the test registry allows deletes).
     let (host, path) = registry.split_once('/').unwrap();
     let url = format!("http://{host}/v2/{path}/db/manifests/{digest}");
-    let status = block_on(async {
+    let status = common::block_on(async {
         reqwest::Client::new()
             .delete(&url)
             .send()

@@ -348,13 +348,7 @@ pub fn free_port() -> u16 {
         .port()
 }
 
-pub fn block_on<F: std::future::Future>(f: F) -> F::Output {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-        .block_on(f)
-}
+pub use super::block_on;
 
 /// Rewrites `dir/cookbook.json` through `change`.
 pub fn edit(dir: &Path, change: impl FnOnce(&mut serde_json::Value)) {

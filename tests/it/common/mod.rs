@@ -141,6 +141,44 @@ pub fn unique(prefix: &str) -> String {
     format!("{prefix}{}x{nanos}", std::process::id())
 }
 
+/// Runs `f` to completion on a runtime of its own (the tests that call the library's async edges
+/// directly).
+pub fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(f)
+}
+
+/// Sends `signal` (`-INT`, `-TERM`) to `child` with kill(1).
+pub fn signal(child: &std::process::Child, signal: &str) {
+    let status = Command::new("kill")
+        .args([signal, &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success(), "kill {signal} {}", child.id());
+}
+
+/// Waits for `child` to exit, at most `limit`; its exit code and how long it took.
+pub fn exit_within(
+    child: &mut std::process::Child,
+    limit: Duration,
+    what: &str,
+) -> (Option<i32>, Duration) {
+    let start = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return (status.code(), start.elapsed());
+        }
+        assert!(
+            start.elapsed() < limit,
+            "{what} did not exit within {limit:?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// Compares `actual` with the snapshot file, whole. With `UPDATE_SNAPSHOTS=1` it rewrites the file
 /// instead (review the diff before committing). Returns a failure description, so that a test
 /// over many fixtures can report all mismatches at once.
@@ -170,10 +208,15 @@ pub fn check_snapshot(snapshot: &Path, actual: &str, run: &Run) -> Result<(), St
 
 /// Copies an example cookbook's tree (`cookbooks/NAME`) into `to`, leaving out state and locks.
 pub fn copy_example(name: &str, to: &Path) {
-    let from = repo_root().join("cookbooks").join(name);
-    for entry in walkdir::WalkDir::new(&from) {
+    copy_tree(&repo_root().join("cookbooks").join(name), to);
+}
+
+/// Copies the directories and regular files of a cookbook's tree into `to`, leaving out its state
+/// directory and lock (links are left out: nothing the examples need).
+pub fn copy_tree(from: &Path, to: &Path) {
+    for entry in walkdir::WalkDir::new(from) {
         let entry = entry.unwrap();
-        let rel = entry.path().strip_prefix(&from).unwrap();
+        let rel = entry.path().strip_prefix(from).unwrap();
         if rel
             .components()
             .any(|c| c.as_os_str() == ".cookbook" || c.as_os_str() == "cookbook.lock")
@@ -183,7 +226,7 @@ pub fn copy_example(name: &str, to: &Path) {
         let dest = to.join(rel);
         if entry.file_type().is_dir() {
             std::fs::create_dir_all(&dest).unwrap();
-        } else {
+        } else if entry.file_type().is_file() {
             std::fs::copy(entry.path(), &dest).unwrap();
         }
     }
@@ -248,3 +291,4 @@ pub fn wait_until(what: &str, limit: Duration, mut check: impl FnMut() -> bool) 
     }
 }
 pub mod deploy;
+pub mod http;
