@@ -1,5 +1,5 @@
 //! Rendering `validate`, `plan`, `hash`, `explain`, `context`, `schema` and `clean` (their flows
-//! are `ops::inspect` and `ops::clean`).
+//! are `ops::inspect` and `ops::clean`), and printing `completions` and `man`.
 
 use std::io::{IsTerminal, Write};
 use std::path::Path;
@@ -184,5 +184,26 @@ pub fn clean(file: &CookbookFile, dry_run: bool, err: &mut dyn Write) -> Result<
     for path in &report.removed {
         let _ = writeln!(err, "{verb} {}", path.display());
     }
+    Ok(())
+}
+
+pub fn completions(
+    shell: clap_complete::Shell,
+    cli: &mut clap::Command,
+    out: &mut dyn Write,
+) -> Result<(), Error> {
+    // Generated into memory: clap_complete panics when its writer fails (a closed pipe).
+    let mut script = Vec::new();
+    clap_complete::generate(shell, cli, "cookbook", &mut script);
+    let _ = out.write_all(&script);
+    Ok(())
+}
+
+pub fn man(cli: clap::Command, out: &mut dyn Write) -> Result<(), Error> {
+    let mut page = Vec::new();
+    clap_mangen::Man::new(cli)
+        .render(&mut page)
+        .expect("rendering into memory cannot fail");
+    let _ = out.write_all(&page);
     Ok(())
 }

@@ -104,23 +104,29 @@ impl Write for Counted<'_> {
     }
 }
 
+/// `-f` before a command that reads no cookbook is refused, not ignored.
+fn refuse_file(cli: &Cli) -> Result<(), Error> {
+    let facts = cli.command.facts();
+    if cli.file.is_none() || facts.reads_cookbook {
+        return Ok(());
+    }
+    Err(Error::Usage {
+        message: format!(
+            "`cookbook {}` does not read a cookbook file: -f/--file has no effect here",
+            facts.name
+        ),
+        help: Some(match &cli.command {
+            Command::Sync(_) => {
+                "sync takes the cookbook from the remote: name it with --path".to_owned()
+            }
+            _ => "remove -f".to_owned(),
+        }),
+    })
+}
+
 /// Runs the one command asked for.
 fn execute(cli: &Cli, out: &mut dyn Write, err: &mut dyn Write) -> Result<(), Error> {
-    let facts = cli.command.facts();
-    if cli.file.is_some() && !facts.reads_cookbook {
-        return Err(Error::Usage {
-            message: format!(
-                "`cookbook {}` does not read a cookbook file: -f/--file has no effect here",
-                facts.name
-            ),
-            help: Some(match &cli.command {
-                Command::Sync(_) => {
-                    "sync takes the cookbook from the remote: name it with --path".to_owned()
-                }
-                _ => "remove -f".to_owned(),
-            }),
-        });
-    }
+    refuse_file(cli)?;
     let top = cli.file.as_deref();
     let path = |cookbook: &CookbookArg| cookbook.resolve(top);
     use Command as C;
@@ -162,21 +168,8 @@ fn execute(cli: &Cli, out: &mut dyn Write, err: &mut dyn Write) -> Result<(), Er
         C::Migrate { cookbook, args } => migrate::run(cookbook.locate(top)?, args, out, err),
         C::Schema { format_version } => inspect::schema(format_version.as_deref(), out),
         C::Clean { cookbook, dry_run } => inspect::clean(&cookbook.locate(top)?, *dry_run, err),
-        C::Completions { shell } => {
-            // Generated into memory: clap_complete panics when its writer fails (a closed pipe).
-            let mut script = Vec::new();
-            clap_complete::generate(*shell, &mut Cli::command(), "cookbook", &mut script);
-            let _ = out.write_all(&script);
-            Ok(())
-        }
-        C::Man => {
-            let mut page = Vec::new();
-            clap_mangen::Man::new(Cli::command())
-                .render(&mut page)
-                .expect("rendering into memory cannot fail");
-            let _ = out.write_all(&page);
-            Ok(())
-        }
+        C::Completions { shell } => inspect::completions(*shell, &mut Cli::command(), out),
+        C::Man => inspect::man(Cli::command(), out),
         C::Init(args) => init::run(args, out, err),
     }
 }
