@@ -10,8 +10,17 @@
 //! pins and state directory beside it. Async work runs on the one process-wide runtime,
 //! [`runtime`].
 
+pub mod clean;
+pub mod diff;
+pub mod init;
+pub mod inspect;
+pub mod migrate;
+pub mod report;
 mod workspace;
 
+/// The largest cookbook read, in bytes (standard input is read up to it, and refused past it).
+pub use crate::load::COOKBOOK_MAX;
+pub use report::ErrorReport;
 pub use workspace::{CookbookFile, Workspace};
 
 use std::sync::OnceLock;
