@@ -402,45 +402,33 @@ impl TreeWalk<'_> {
 
     /// Lists child `i` of `here` (and below, for a directory) into `out`.
     fn visit(&self, here: &Dir<'_>, i: usize, out: &mut Chunks) -> Result<(), ContextError> {
-        let Dir {
-            fd,
-            abs: dir_abs,
-            depth,
-            path: dir,
-            children,
-            shared: shared_dir,
-        } = here;
-        let fd = *fd;
-        let raw_name = children.name(i);
+        let raw_name = here.children.name(i);
         // `.git` never enters, at any depth, and is never walked.
         if raw_name == b".git" {
             return Ok(());
         }
-        let abs = || dir_abs.join(std::ffi::OsStr::from_bytes(raw_name));
         let Ok(name) = std::str::from_utf8(raw_name) else {
-            return Err(ContextError::NotUtf8 { path: abs() });
+            return Err(ContextError::NotUtf8 {
+                path: here.child_abs(i),
+            });
         };
-        let path = if dir.is_empty() {
+        let path = if here.path.is_empty() {
             name.to_owned()
         } else {
-            let mut p = String::with_capacity(dir.len() + 1 + name.len());
-            p.push_str(dir);
+            let mut p = String::with_capacity(here.path.len() + 1 + name.len());
+            p.push_str(here.path);
             p.push('/');
             p.push_str(name);
             p
         };
         let rel = &path[self.skip..];
-        let io_err = |source: rustix::io::Errno| ContextError::Io {
-            path: abs(),
-            source: source.into(),
-        };
         if !self.tree.keep_ignore_file && rel == ".dockerignore" {
             return Ok(());
         }
         if !self.own.is_empty() && is_own(self.own, rel) {
             return Ok(());
         }
-        let ft = children.list[i].2;
+        let ft = here.children.list[i].2;
         let excluded = !self.ignore.is_empty() && self.ignore.is_excluded(rel);
         if ft == FileType::Directory {
             // An excluded directory is still walked when a later `!` pattern could re-include
@@ -448,78 +436,115 @@ impl TreeWalk<'_> {
             if excluded && self.ignore.can_prune(rel) {
                 return Ok(());
             }
-            if *depth >= MAX_DEPTH {
-                return Err(ContextError::TooDeep {
-                    path: abs(),
-                    limit: MAX_DEPTH,
-                });
-            }
-            let sub = rustix::fs::openat(
-                fd,
-                children.c_name(i),
-                OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC | OFlags::NOFOLLOW,
-                Mode::empty(),
-            )
-            .map_err(io_err)?;
-            let sub: OwnedFd = sub;
-            out.extend(self.walk(sub.as_fd(), &abs(), &path, depth + 1)?);
-            return Ok(());
+            return self.descend(here, i, &path, out);
         }
         if excluded {
             return Ok(());
         }
         if let Some(what) = special(ft) {
-            return Err(ContextError::Special { path: abs(), what });
+            return Err(ContextError::Special {
+                path: here.child_abs(i),
+                what,
+            });
         }
-        if ft == FileType::Symlink {
-            let target = rustix::fs::readlinkat(fd, children.c_name(i), Vec::new())
-                .map_err(io_err)?
-                .into_string()
-                .map_err(|_| ContextError::NotUtf8 { path: abs() })?;
-            if !link_stays_inside(rel, &target) {
-                return Err(ContextError::LinkOutside {
-                    path: abs(),
-                    target,
-                    tree: self.tree.source.to_string(),
-                });
-            }
-            push(
-                out,
-                Entry {
-                    path,
-                    kind: EntryKind::Symlink,
-                    size: target.len() as u64,
-                    source: EntrySource::Link(target),
-                },
-            );
-            return Ok(());
+        let entry = if ft == FileType::Symlink {
+            self.link(here, i, path)?
+        } else {
+            self.file(here, i, path)?
+        };
+        push(out, entry);
+        Ok(())
+    }
+
+    /// Walks the subdirectory `i` of `here` (context path `path`) into `out`.
+    fn descend(
+        &self,
+        here: &Dir<'_>,
+        i: usize,
+        path: &str,
+        out: &mut Chunks,
+    ) -> Result<(), ContextError> {
+        if here.depth >= MAX_DEPTH {
+            return Err(ContextError::TooDeep {
+                path: here.child_abs(i),
+                limit: MAX_DEPTH,
+            });
         }
+        let sub = rustix::fs::openat(
+            here.fd,
+            here.children.c_name(i),
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC | OFlags::NOFOLLOW,
+            Mode::empty(),
+        )
+        .map_err(|e| here.io_err(i, e))?;
+        let sub: OwnedFd = sub;
+        out.extend(self.walk(sub.as_fd(), &here.child_abs(i), path, here.depth + 1)?);
+        Ok(())
+    }
+
+    /// The symbolic link `i` of `here`, refused when its target leaves the tree.
+    fn link(&self, here: &Dir<'_>, i: usize, path: String) -> Result<Entry, ContextError> {
+        let target = rustix::fs::readlinkat(here.fd, here.children.c_name(i), Vec::new())
+            .map_err(|e| here.io_err(i, e))?
+            .into_string()
+            .map_err(|_| ContextError::NotUtf8 {
+                path: here.child_abs(i),
+            })?;
+        if !link_stays_inside(&path[self.skip..], &target) {
+            return Err(ContextError::LinkOutside {
+                path: here.child_abs(i),
+                target,
+                tree: self.tree.source.to_string(),
+            });
+        }
+        Ok(Entry {
+            path,
+            kind: EntryKind::Symlink,
+            size: target.len() as u64,
+            source: EntrySource::Link(target),
+        })
+    }
+
+    /// The regular file `i` of `here`, by its lstat.
+    fn file(&self, here: &Dir<'_>, i: usize, path: String) -> Result<Entry, ContextError> {
         // lstat relative to the directory (never follows a symlink, never opens the file).
-        let st = rustix::fs::statat(fd, children.c_name(i), AtFlags::SYMLINK_NOFOLLOW)
-            .map_err(io_err)?;
+        let st = rustix::fs::statat(here.fd, here.children.c_name(i), AtFlags::SYMLINK_NOFOLLOW)
+            .map_err(|e| here.io_err(i, e))?;
         let ft = FileType::from_raw_mode(st.st_mode);
         if ft != FileType::RegularFile {
             // Replaced by something else since the directory was read.
-            return Err(
-                special(ft).map_or(ContextError::Changed { path: abs() }, |what| {
-                    ContextError::Special { path: abs(), what }
-                }),
-            );
+            let path = here.child_abs(i);
+            return Err(match special(ft) {
+                Some(what) => ContextError::Special { path, what },
+                None => ContextError::Changed { path },
+            });
         }
-        push(
-            out,
-            Entry {
-                path,
-                kind: kind_of(&st),
-                size: st.st_size as u64,
-                source: EntrySource::Disk {
-                    dir: shared_dir.get_or_init(|| Arc::from(*dir_abs)).clone(),
-                    name: None,
-                    stat: stat_key(&st),
-                },
+        Ok(Entry {
+            path,
+            kind: kind_of(&st),
+            size: st.st_size as u64,
+            source: EntrySource::Disk {
+                dir: here.shared.get_or_init(|| Arc::from(here.abs)).clone(),
+                name: None,
+                stat: stat_key(&st),
             },
-        );
-        Ok(())
+        })
+    }
+}
+
+impl Dir<'_> {
+    /// Child `i`'s path on disk.
+    fn child_abs(&self, i: usize) -> PathBuf {
+        self.abs
+            .join(std::ffi::OsStr::from_bytes(self.children.name(i)))
+    }
+
+    /// A system call's failure on child `i`.
+    fn io_err(&self, i: usize, source: rustix::io::Errno) -> ContextError {
+        ContextError::Io {
+            path: self.child_abs(i),
+            source: source.into(),
+        }
     }
 }
 

@@ -318,117 +318,39 @@ impl Engine for DockerEngine {
                 source,
             })?;
         let body = bollard::body_try_stream(ReaderStream::with_capacity(file, 256 * 1024));
-        // bollard's option type wants HashMaps; they only shape this request's query string
-        // (the daemon sorts labels into the image config), so no order leaks into an image.
-        let to_hash = |map: &BTreeMap<String, String>| -> Option<HashMap<String, String>> {
-            (!map.is_empty()).then(|| map.clone().into_iter().collect())
-        };
-        let options = BuildImageOptions {
-            dockerfile: request.dockerfile.clone(),
-            t: request.tags.first().cloned(),
-            pull: request.pull.then(|| "1".to_owned()),
-            rm: true,
-            // Also remove the intermediate container of a failed step.
-            forcerm: true,
-            buildargs: to_hash(&request.build_args),
-            labels: to_hash(&request.labels),
-            target: request.target.clone().unwrap_or_default(),
-            nocache: request.no_cache,
-            version: BuilderVersion::BuilderV1,
-            ..Default::default()
-        };
-
-        let mut log = LineLog::default();
-        let mut image_id = None;
-        let mut stream = self.builder.build_image(options, None, Some(body));
-        // The container of the step running now: the classic builder names it only in its
-        // output (" ---> Running in <id>", "Removing intermediate container <id>"); there is no
-        // structured field for it.
-        let mut running: Option<String> = None;
+        let mut stream = self
+            .builder
+            .build_image(build_options(request), None, Some(body));
+        let mut build = BuildStream::default();
         loop {
             let item = tokio::select! {
                 item = stream.next() => item,
                 () = cancel.cancelled() => {
-                    if running.is_none() {
-                        running = step_container_announced(&mut stream).await;
+                    if build.running.is_none() {
+                        build.running = step_container_announced(&mut stream).await;
                     }
                     drop(stream);
-                    log.end_line(progress);
-                    self.stop_build_container(running.as_deref()).await;
+                    build.log.end_line(progress);
+                    self.stop_build_container(build.running.as_deref()).await;
                     return Err(EngineError::Cancelled);
                 }
             };
             let Some(item) = item else { break };
             match item {
-                Ok(info) => {
-                    if let Some(text) = &info.stream {
-                        if let Some(id) = running_in(text) {
-                            running = Some(id);
-                        } else if text.contains("Removing intermediate container") {
-                            running = None;
-                        }
-                        log.push(text, progress);
-                    }
-                    if let Some(status) = &info.status {
-                        log.push(status, progress);
-                        log.end_line(progress);
-                    }
-                    if let Some(id) = info.aux.and_then(|aux| aux.id) {
-                        image_id = Some(id);
-                    }
-                }
-                Err(BollardError::DockerStreamError { error }) => {
-                    log.end_line(progress);
-                    return Err(EngineError::BuildFailed {
-                        log: log.lines,
-                        message: error,
-                    });
-                }
-                // The daemon refused the request before building: still a failed build of this
-                // container, whatever the status. Docker 20.10 answers a context without its
-                // Dockerfile with a 500, so a 5xx here is no sign of a transient failure.
-                Err(BollardError::DockerResponseServerError {
-                    status_code,
-                    message,
-                }) => {
-                    log.end_line(progress);
-                    return Err(EngineError::BuildFailed {
-                        log: log.lines,
-                        message: format!("HTTP {status_code}: {message}"),
-                    });
-                }
-                Err(e) => return Err(classify(&self.endpoint, "build", e)),
+                Ok(info) => build.record(info, progress),
+                Err(e) => return Err(self.build_failed(e, build.log, progress)),
             }
         }
-        log.end_line(progress);
+        build.log.end_line(progress);
 
-        let image_id = match image_id {
-            Some(id) => ImageId::new(id),
-            // Engines before API 1.30 send no aux id; the first tag names the image then.
-            None => match request.tags.first() {
-                Some(tag) => {
-                    self.image_exists(tag)
-                        .await?
-                        .ok_or_else(|| EngineError::Protocol {
-                            endpoint: self.endpoint.clone(),
-                            message: format!("build finished but {tag} does not exist"),
-                        })?
-                }
-                None => {
-                    return Err(EngineError::Protocol {
-                        endpoint: self.endpoint.clone(),
-                        message: "build finished without an image id".into(),
-                    })
-                }
-            },
-        };
+        let image_id = self.built_image(request, build.image_id).await?;
         for name in request.tags.iter().skip(1) {
             let (repo, tag) = split_tag(name);
             self.tag(image_id.as_str(), repo, tag).await?;
         }
         Ok(BuildOutcome {
             image_id,
-            log: log.lines,
+            log: build.log.lines,
         })
     }
 
@@ -705,6 +627,125 @@ fn pin_version(mut request: bollard::BollardRequest, prefix: &str) -> bollard::B
         *request.uri_mut() = pinned;
     }
     request
+}
+
+impl DockerEngine {
+    /// The error a build stream ended with: the daemon's refusal or a failed step is a failed
+    /// build of this container (with its log so far); anything else is the engine's failure.
+    fn build_failed(
+        &self,
+        error: BollardError,
+        mut log: LineLog,
+        progress: &(dyn Fn(&str) + Send + Sync),
+    ) -> EngineError {
+        match error {
+            BollardError::DockerStreamError { error } => {
+                log.end_line(progress);
+                EngineError::BuildFailed {
+                    log: log.lines,
+                    message: error,
+                }
+            }
+            // The daemon refused the request before building: still a failed build of this
+            // container, whatever the status. Docker 20.10 answers a context without its
+            // Dockerfile with a 500, so a 5xx here is no sign of a transient failure.
+            BollardError::DockerResponseServerError {
+                status_code,
+                message,
+            } => {
+                log.end_line(progress);
+                EngineError::BuildFailed {
+                    log: log.lines,
+                    message: format!("HTTP {status_code}: {message}"),
+                }
+            }
+            e => classify(&self.endpoint, "build", e),
+        }
+    }
+
+    /// The built image: the id the stream named, else (engines before API 1.30 send no aux id)
+    /// the image the first tag names.
+    async fn built_image(
+        &self,
+        request: &BuildRequest,
+        announced: Option<String>,
+    ) -> Result<ImageId, EngineError> {
+        if let Some(id) = announced {
+            return Ok(ImageId::new(id));
+        }
+        match request.tags.first() {
+            Some(tag) => self
+                .image_exists(tag)
+                .await?
+                .ok_or_else(|| EngineError::Protocol {
+                    endpoint: self.endpoint.clone(),
+                    message: format!("build finished but {tag} does not exist"),
+                }),
+            None => Err(EngineError::Protocol {
+                endpoint: self.endpoint.clone(),
+                message: "build finished without an image id".into(),
+            }),
+        }
+    }
+}
+
+/// The build API's query for `request`.
+fn build_options(request: &BuildRequest) -> BuildImageOptions {
+    // bollard's option type wants HashMaps; they only shape this request's query string
+    // (the daemon sorts labels into the image config), so no order leaks into an image.
+    let to_hash = |map: &BTreeMap<String, String>| -> Option<HashMap<String, String>> {
+        (!map.is_empty()).then(|| map.clone().into_iter().collect())
+    };
+    BuildImageOptions {
+        dockerfile: request.dockerfile.clone(),
+        t: request.tags.first().cloned(),
+        pull: request.pull.then(|| "1".to_owned()),
+        rm: true,
+        // Also remove the intermediate container of a failed step.
+        forcerm: true,
+        buildargs: to_hash(&request.build_args),
+        labels: to_hash(&request.labels),
+        target: request.target.clone().unwrap_or_default(),
+        nocache: request.no_cache,
+        version: BuilderVersion::BuilderV1,
+        ..Default::default()
+    }
+}
+
+/// What a build's stream has said so far.
+#[derive(Default)]
+struct BuildStream {
+    log: LineLog,
+    /// The image id the daemon announced (`aux.ID`).
+    image_id: Option<String>,
+    /// The container of the step running now: the classic builder names it only in its output
+    /// (" ---> Running in <id>", "Removing intermediate container <id>"); there is no
+    /// structured field for it.
+    running: Option<String>,
+}
+
+impl BuildStream {
+    fn record(
+        &mut self,
+        info: bollard::models::BuildInfo,
+        progress: &(dyn Fn(&str) + Send + Sync),
+    ) {
+        if let Some(text) = &info.stream {
+            if let Some(id) = running_in(text) {
+                self.running = Some(id);
+            } else if text.contains("Removing intermediate container") {
+                self.running = None;
+            }
+            self.log.push(text, progress);
+        }
+        if let Some(status) = &info.status {
+            self.log.push(status, progress);
+            self.log.end_line(progress);
+        }
+        if let Some(id) = info.aux.and_then(|aux| aux.id) {
+            self.image_id = Some(id);
+        }
+    }
 }
 
 /// Build output arrives in chunks that need not end at line ends: cut it into lines, without

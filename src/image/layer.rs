@@ -61,66 +61,8 @@ pub fn normalize_layer<R: Read, W: Write>(input: R, output: W) -> io::Result<(R,
         let link = entry.link_name_bytes().map(|l| l.into_owned());
         let size = entry.size();
         let original = entry.header().clone();
-        let mut uid = original.uid()?;
-        let mut gid = original.gid()?;
-        let mut kept: Vec<(String, Vec<u8>)> = Vec::new();
-        if let Some(records) = entry.pax_extensions()? {
-            for record in records {
-                let record = record?;
-                match record.key_bytes() {
-                    // Resolved by the tar crate into path_bytes, link_name_bytes and size;
-                    // written back below only when they do not fit the header.
-                    b"path" | b"linkpath" | b"size" => {}
-                    b"uid" => uid = pax_number(record.value_bytes())?,
-                    b"gid" => gid = pax_number(record.value_bytes())?,
-                    key if key == CAPABILITY_XATTR.as_bytes() => {
-                        kept.push((CAPABILITY_XATTR.to_owned(), record.value_bytes().to_vec()))
-                    }
-                    _ => summary.dropped_records += 1,
-                }
-            }
-        }
-
-        let mut header = Header::new_ustar();
-        header.set_entry_type(kind);
-        header.set_mode(original.mode()?);
-        header.set_mtime(0);
-        if uid <= MAX_OCTAL_ID {
-            header.set_uid(uid);
-        } else {
-            header.set_uid(0);
-            kept.push(("uid".to_owned(), uid.to_string().into_bytes()));
-        }
-        if gid <= MAX_OCTAL_ID {
-            header.set_gid(gid);
-        } else {
-            header.set_gid(0);
-            kept.push(("gid".to_owned(), gid.to_string().into_bytes()));
-        }
-        if size <= MAX_OCTAL_SIZE {
-            header.set_size(size);
-        } else {
-            header.set_size(0);
-            kept.push(("size".to_owned(), size.to_string().into_bytes()));
-        }
-        let fields = header.as_ustar_mut().expect("a ustar header");
-        if path.len() <= fields.name.len() {
-            fields.name[..path.len()].copy_from_slice(&path);
-        } else {
-            kept.push(("path".to_owned(), path));
-        }
-        if let Some(link) = link {
-            if link.len() <= fields.linkname.len() {
-                fields.linkname[..link.len()].copy_from_slice(&link);
-            } else {
-                kept.push(("linkpath".to_owned(), link));
-            }
-        }
-        if matches!(kind, EntryType::Char | EntryType::Block) {
-            header.set_device_major(original.device_major()?.unwrap_or(0))?;
-            header.set_device_minor(original.device_minor()?.unwrap_or(0))?;
-        }
-        header.set_cksum();
+        let (ids, mut kept) = kept_records(&mut entry, &original, &mut summary)?;
+        let header = normalized_header(kind, &original, ids, size, path, link, &mut kept)?;
 
         kept.sort();
         builder.append_pax_extensions(kept.iter().map(|(k, v)| (k.as_str(), v.as_slice())))?;
@@ -130,6 +72,92 @@ pub fn normalize_layer<R: Read, W: Write>(input: R, output: W) -> io::Result<(R,
     builder.finish()?;
     let output = builder.into_inner()?;
     Ok((archive.into_inner(), output, summary))
+}
+
+/// PAX records to write before an entry: key, value.
+type PaxRecords = Vec<(String, Vec<u8>)>;
+
+/// The entry's owner ids (its PAX `uid`/`gid` when it has them) and the PAX records kept
+/// (the capability xattr); the other records are counted as dropped.
+fn kept_records<R: Read>(
+    entry: &mut tar::Entry<'_, R>,
+    original: &Header,
+    summary: &mut LayerSummary,
+) -> io::Result<((u64, u64), PaxRecords)> {
+    let mut uid = original.uid()?;
+    let mut gid = original.gid()?;
+    let mut kept = PaxRecords::new();
+    if let Some(records) = entry.pax_extensions()? {
+        for record in records {
+            let record = record?;
+            match record.key_bytes() {
+                // Resolved by the tar crate into path_bytes, link_name_bytes and size;
+                // written back below only when they do not fit the header.
+                b"path" | b"linkpath" | b"size" => {}
+                b"uid" => uid = pax_number(record.value_bytes())?,
+                b"gid" => gid = pax_number(record.value_bytes())?,
+                key if key == CAPABILITY_XATTR.as_bytes() => {
+                    kept.push((CAPABILITY_XATTR.to_owned(), record.value_bytes().to_vec()))
+                }
+                _ => summary.dropped_records += 1,
+            }
+        }
+    }
+    Ok(((uid, gid), kept))
+}
+
+/// The one ustar header an entry is written with: zero mtime, no owner names; a field that does
+/// not fit goes to a PAX record in `kept`.
+fn normalized_header(
+    kind: EntryType,
+    original: &Header,
+    (uid, gid): (u64, u64),
+    size: u64,
+    path: Vec<u8>,
+    link: Option<Vec<u8>>,
+    kept: &mut PaxRecords,
+) -> io::Result<Header> {
+    let mut header = Header::new_ustar();
+    header.set_entry_type(kind);
+    header.set_mode(original.mode()?);
+    header.set_mtime(0);
+    if uid <= MAX_OCTAL_ID {
+        header.set_uid(uid);
+    } else {
+        header.set_uid(0);
+        kept.push(("uid".to_owned(), uid.to_string().into_bytes()));
+    }
+    if gid <= MAX_OCTAL_ID {
+        header.set_gid(gid);
+    } else {
+        header.set_gid(0);
+        kept.push(("gid".to_owned(), gid.to_string().into_bytes()));
+    }
+    if size <= MAX_OCTAL_SIZE {
+        header.set_size(size);
+    } else {
+        header.set_size(0);
+        kept.push(("size".to_owned(), size.to_string().into_bytes()));
+    }
+    let fields = header.as_ustar_mut().expect("a ustar header");
+    if path.len() <= fields.name.len() {
+        fields.name[..path.len()].copy_from_slice(&path);
+    } else {
+        kept.push(("path".to_owned(), path));
+    }
+    if let Some(link) = link {
+        if link.len() <= fields.linkname.len() {
+            fields.linkname[..link.len()].copy_from_slice(&link);
+        } else {
+            kept.push(("linkpath".to_owned(), link));
+        }
+    }
+    if matches!(kind, EntryType::Char | EntryType::Block) {
+        header.set_device_major(original.device_major()?.unwrap_or(0))?;
+        header.set_device_minor(original.device_minor()?.unwrap_or(0))?;
+    }
+    header.set_cksum();
+    Ok(header)
 }
 
 /// A PAX numeric record (`uid`, `gid`): decimal digits.

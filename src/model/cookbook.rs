@@ -301,21 +301,7 @@ impl Cookbook {
     pub fn warnings(&self) -> Vec<Diagnostic> {
         let mut warnings = Vec::new();
         if self.project.named_after_directory {
-            warnings.push(
-                Diagnostic::new(
-                    "model/project-from-directory",
-                    "",
-                    format!(
-                        "`project.name` is not set: the project is named `{}` after the cookbook's directory",
-                        self.project.name
-                    ),
-                )
-                .with_help(format!(
-                    "image names, labels and input hashes include the project's name, so they change with the directory a checkout lies in: add `\"project\": {{\"name\": \"{}\"}}` to keep them",
-                    self.project.name
-                ))
-                .warning(),
-            );
+            warnings.push(self.project_from_directory());
         }
         if self.containers.is_empty() {
             warnings.push(
@@ -328,18 +314,31 @@ impl Cookbook {
                 .warning(),
             );
         }
-        // An application reaches an image only through a generated container's `applications`.
-        let used: std::collections::BTreeSet<&Name> = self
-            .containers
-            .values()
-            .filter_map(|c| match &c.kind {
-                ContainerKind::Generated(g) => Some(&g.applications),
-                ContainerKind::Dockerfile(_) => None,
-            })
-            .flatten()
-            .collect();
-        // `apply` labels every image with these, overriding a LABEL of the same key from the
-        // generated Dockerfile: a container's own is lost.
+        warnings.extend(self.overridden_labels());
+        warnings.extend(self.unused_applications());
+        warnings
+    }
+
+    fn project_from_directory(&self) -> Diagnostic {
+        Diagnostic::new(
+            "model/project-from-directory",
+            "",
+            format!(
+                "`project.name` is not set: the project is named `{}` after the cookbook's directory",
+                self.project.name
+            ),
+        )
+        .with_help(format!(
+            "image names, labels and input hashes include the project's name, so they change with the directory a checkout lies in: add `\"project\": {{\"name\": \"{}\"}}` to keep them",
+            self.project.name
+        ))
+        .warning()
+    }
+
+    /// `apply` labels every image with these, overriding a LABEL of the same key from the
+    /// generated Dockerfile: a container's own is lost.
+    fn overridden_labels(&self) -> Vec<Diagnostic> {
+        let mut warnings = Vec::new();
         for (name, c) in &self.containers {
             let ContainerKind::Generated(g) = &c.kind else {
                 continue;
@@ -367,8 +366,25 @@ impl Cookbook {
                 );
             }
         }
-        for name in self.applications.keys().filter(|n| !used.contains(n)) {
-            warnings.push(
+        warnings
+    }
+
+    /// Applications no generated container lists: never built.
+    fn unused_applications(&self) -> Vec<Diagnostic> {
+        // An application reaches an image only through a generated container's `applications`.
+        let used: std::collections::BTreeSet<&Name> = self
+            .containers
+            .values()
+            .filter_map(|c| match &c.kind {
+                ContainerKind::Generated(g) => Some(&g.applications),
+                ContainerKind::Dockerfile(_) => None,
+            })
+            .flatten()
+            .collect();
+        self.applications
+            .keys()
+            .filter(|n| !used.contains(n))
+            .map(|name| {
                 Diagnostic::new(
                     "model/unused-application",
                     pointer_push("/applications", name.as_str()),
@@ -378,10 +394,9 @@ impl Cookbook {
                     "list it in a container's `applications` (\"applications\": [\"{name}\"]), or remove it"
                 ))
                 .at_key()
-                .warning(),
-            );
-        }
-        warnings
+                .warning()
+            })
+            .collect()
     }
 }
 
@@ -818,91 +833,12 @@ pub(crate) fn convert(wire: &CookbookWire, directory: Option<&str>) -> (Cookbook
         diagnostics: Vec::new(),
         container_help: BTreeMap::new(),
     };
+    // In this order, so diagnostics come in the file's order of sections.
     let project = cv.project(directory);
-
-    let mut applications = BTreeMap::new();
-    for (key, a) in &wire.applications {
-        let at = pointer_push("/applications", key);
-        // A bad name leaves the application out only after its fields are checked.
-        let name = cv.name(&at, key);
-        let source = cv.path(
-            || pointer_push(&at, "source"),
-            a.source.as_deref().unwrap_or("."),
-        );
-        cv.dockerfile_map(&at, "env", &a.env, false);
-        cv.dockerfile_commands(&at, &a.build_commands, a.run_command.as_ref());
-        let dependencies = cv.dependencies(&at, a.dependencies.as_ref());
-        let Some(name) = name else {
-            continue;
-        };
-        applications.insert(
-            name.clone(),
-            Application {
-                name,
-                language: a.language.clone(),
-                kind: a.kind.clone(),
-                source,
-                entrypoint: a.entrypoint.clone(),
-                dependencies,
-                build_commands: a.build_commands.clone(),
-                run_command: a.run_command.as_ref().map(|r| match r {
-                    RunCommandWire::Shell(s) => RunCommand::Shell(s.clone()),
-                    RunCommandWire::Exec(v) => RunCommand::Exec(v.clone()),
-                }),
-                env: a.env.clone(),
-            },
-        );
-    }
-
-    let mut containers = BTreeMap::new();
-    for (key, c) in &wire.containers {
-        if let Some(container) = cv.container(key, c) {
-            containers.insert(container.name.clone(), container);
-        }
-    }
-
-    let packaging = &wire.packaging;
-    let mut build_order = Vec::new();
-    for (i, n) in packaging.build_order.iter().flatten().enumerate() {
-        build_order.extend(cv.container_ref(
-            || format!("/packaging/build_order/{i}"),
-            n,
-            || "build_order".to_owned(),
-        ));
-    }
-    let packaging = Packaging {
-        registry: packaging.registry.clone(),
-        tagging: match packaging.tagging.as_deref() {
-            Some("git-sha") => Tagging::GitSha,
-            Some("semver") => Tagging::Semver,
-            _ => Tagging::ContentHash,
-        },
-        version: packaging.version.clone(),
-        latest: packaging.latest,
-        build_order,
-    };
-
-    let mut sites = BTreeMap::new();
-    for (key, s) in wire.federation.iter().flat_map(|f| &f.sites) {
-        let at = pointer_push("/federation/sites", key);
-        let valid_name = cv.name(&at, key);
-        let mut names = BTreeSet::new();
-        for (i, c) in s.containers.iter().enumerate() {
-            let p = || pointer_push(&pointer_push(&at, "containers"), &i.to_string());
-            names.extend(cv.container_ref(p, c, || format!("site `{key}`")));
-        }
-        let Some(name) = valid_name else {
-            continue;
-        };
-        sites.insert(
-            name.clone(),
-            Site {
-                name,
-                containers: names.into_iter().collect(),
-            },
-        );
-    }
-
+    let applications = cv.applications();
+    let containers = cv.containers();
+    let packaging = cv.packaging();
+    let sites = cv.sites();
     let lifecycle = crate::model::lifecycle::convert(
         wire,
         &project.name,
@@ -920,4 +856,100 @@ pub(crate) fn convert(wire: &CookbookWire, directory: Option<&str>) -> (Cookbook
         lifecycle,
     };
     (cookbook, cv.diagnostics)
+}
+
+impl Converter<'_> {
+    fn applications(&mut self) -> BTreeMap<Name, Application> {
+        let mut applications = BTreeMap::new();
+        for (key, a) in &self.wire.applications {
+            let at = pointer_push("/applications", key);
+            // A bad name leaves the application out only after its fields are checked.
+            let name = self.name(&at, key);
+            let source = self.path(
+                || pointer_push(&at, "source"),
+                a.source.as_deref().unwrap_or("."),
+            );
+            self.dockerfile_map(&at, "env", &a.env, false);
+            self.dockerfile_commands(&at, &a.build_commands, a.run_command.as_ref());
+            let dependencies = self.dependencies(&at, a.dependencies.as_ref());
+            let Some(name) = name else {
+                continue;
+            };
+            applications.insert(
+                name.clone(),
+                Application {
+                    name,
+                    language: a.language.clone(),
+                    kind: a.kind.clone(),
+                    source,
+                    entrypoint: a.entrypoint.clone(),
+                    dependencies,
+                    build_commands: a.build_commands.clone(),
+                    run_command: a.run_command.as_ref().map(|r| match r {
+                        RunCommandWire::Shell(s) => RunCommand::Shell(s.clone()),
+                        RunCommandWire::Exec(v) => RunCommand::Exec(v.clone()),
+                    }),
+                    env: a.env.clone(),
+                },
+            );
+        }
+        applications
+    }
+
+    fn containers(&mut self) -> BTreeMap<Name, Container> {
+        let mut containers = BTreeMap::new();
+        for (key, c) in &self.wire.containers {
+            if let Some(container) = self.container(key, c) {
+                containers.insert(container.name.clone(), container);
+            }
+        }
+        containers
+    }
+
+    fn packaging(&mut self) -> Packaging {
+        let packaging = &self.wire.packaging;
+        let mut build_order = Vec::new();
+        for (i, n) in packaging.build_order.iter().flatten().enumerate() {
+            build_order.extend(self.container_ref(
+                || format!("/packaging/build_order/{i}"),
+                n,
+                || "build_order".to_owned(),
+            ));
+        }
+        Packaging {
+            registry: packaging.registry.clone(),
+            tagging: match packaging.tagging.as_deref() {
+                Some("git-sha") => Tagging::GitSha,
+                Some("semver") => Tagging::Semver,
+                _ => Tagging::ContentHash,
+            },
+            version: packaging.version.clone(),
+            latest: packaging.latest,
+            build_order,
+        }
+    }
+
+    fn sites(&mut self) -> BTreeMap<Name, Site> {
+        let mut sites = BTreeMap::new();
+        for (key, s) in self.wire.federation.iter().flat_map(|f| &f.sites) {
+            let at = pointer_push("/federation/sites", key);
+            let valid_name = self.name(&at, key);
+            let mut names = BTreeSet::new();
+            for (i, c) in s.containers.iter().enumerate() {
+                let p = || pointer_push(&pointer_push(&at, "containers"), &i.to_string());
+                names.extend(self.container_ref(p, c, || format!("site `{key}`")));
+            }
+            let Some(name) = valid_name else {
+                continue;
+            };
+            sites.insert(
+                name.clone(),
+                Site {
+                    name,
+                    containers: names.into_iter().collect(),
+                },
+            );
+        }
+        sites
+    }
 }

@@ -718,48 +718,41 @@ pub(crate) fn convert(
         .collect();
     let empty = LifecycleWire::default();
     let lw = wire.lifecycle.as_ref().unwrap_or(&empty);
-    let stages: Vec<Name> = match &lw.stages {
+    let stages = stage_names(lw);
+    let mut check = Check {
+        stages: &stages,
+        diagnostics,
+    };
+    let progression = check.progression(lw);
+    let checkpoint = check.checkpoint(lw);
+    let stage_config = check.stage_config(wire, lw);
+    let containers = check.container_runtimes(wire);
+    let sites = check.sites(wire, project, &deploys, &containers);
+    Lifecycle {
+        stages,
+        progression,
+        checkpoint,
+        rollback: rollback(lw),
+        stage_config,
+        sites,
+        containers,
+    }
+}
+
+/// The stages, in order: the cookbook's, or the default ones.
+fn stage_names(lw: &LifecycleWire) -> Vec<Name> {
+    match &lw.stages {
         // The schema has checked the names' shape and uniqueness.
         Some(stages) => stages.iter().filter_map(|s| Name::parse(s)).collect(),
         None => DEFAULT_STAGES
             .iter()
             .filter_map(|s| Name::parse(s))
             .collect(),
-    };
-    let mut check = Check {
-        stages: &stages,
-        diagnostics,
-    };
-
-    let mut progression: BTreeMap<Name, Progression> = stages
-        .iter()
-        .map(|s| (s.clone(), Progression::Automatic))
-        .collect();
-    for (stage, rule) in &lw.progression {
-        let p = || pointer_push("/lifecycle/progression", stage);
-        if let Some(stage) = check.stage(p, stage, "progression") {
-            let rule = match rule.as_str() {
-                "ci-approved" => Progression::CiApproved,
-                "manual" => Progression::Manual,
-                _ => Progression::Automatic,
-            };
-            progression.insert(stage, rule);
-        }
     }
+}
 
-    let last = stages.last().cloned();
-    let checkpoint = match &lw.checkpoint {
-        Some(c) => check.stage(|| "/lifecycle/checkpoint".to_owned(), c, "checkpoint"),
-        None => stages
-            .iter()
-            .find(|s| s.as_str() == DEFAULT_CHECKPOINT)
-            .cloned()
-            .or(last),
-    }
-    .or_else(|| stages.first().cloned())
-    .unwrap_or_else(|| Name::parse(DEFAULT_CHECKPOINT).expect("valid name"));
-
-    let rollback = Rollback {
+fn rollback(lw: &LifecycleWire) -> Rollback {
+    Rollback {
         on_failure: match lw.rollback.as_ref().and_then(|r| r.on_failure.as_deref()) {
             Some("none") => OnFailure::None,
             _ => OnFailure::Previous,
@@ -769,95 +762,159 @@ pub(crate) fn convert(
             .as_ref()
             .and_then(|r| r.keep)
             .unwrap_or(DEFAULT_KEEP),
-    };
+    }
+}
 
-    let mut stage_config = BTreeMap::new();
-    for (stage, config) in &lw.stage_config {
-        let at = pointer_push("/lifecycle/stage_config", stage);
-        let Some(stage) = check.stage(|| at.clone(), stage, "stage_config") else {
-            continue;
-        };
-        let mut containers = BTreeMap::new();
-        for (c, r) in &config.containers {
-            let at = pointer_push(&pointer_push(&at, "containers"), c);
-            let what = format!("stage_config of `{stage}`");
-            if let Some(c) = check.container(wire, || at.clone(), c, &what) {
-                containers.insert(c, check.runtime(&at, r));
+impl Check<'_> {
+    /// Each stage's progression rule: automatic unless the cookbook says otherwise.
+    fn progression(&mut self, lw: &LifecycleWire) -> BTreeMap<Name, Progression> {
+        let mut progression: BTreeMap<Name, Progression> = self
+            .stages
+            .iter()
+            .map(|s| (s.clone(), Progression::Automatic))
+            .collect();
+        for (stage, rule) in &lw.progression {
+            let p = || pointer_push("/lifecycle/progression", stage);
+            if let Some(stage) = self.stage(p, stage, "progression") {
+                let rule = match rule.as_str() {
+                    "ci-approved" => Progression::CiApproved,
+                    "manual" => Progression::Manual,
+                    _ => Progression::Automatic,
+                };
+                progression.insert(stage, rule);
             }
         }
-        stage_config.insert(stage, containers);
+        progression
     }
 
-    let mut containers = BTreeMap::new();
-    for (key, c) in &wire.containers {
-        let Some(name) = Name::parse(key) else {
-            continue;
-        };
-        let at = pointer_push("/containers", key);
-        let health = check.health(&at, c.health.as_ref());
-        containers.insert(
-            name,
-            ContainerRuntime {
-                require: c.require.iter().cloned().collect(),
-                health,
-            },
-        );
-    }
-
-    let mut sites = BTreeMap::new();
-    for (key, s) in wire.federation.iter().flat_map(|f| &f.sites) {
-        let Some(name) = Name::parse(key) else {
-            continue;
-        };
-        let at = pointer_push("/federation/sites", key);
-        let site = check.site(&at, name.clone(), s);
-        if matches!(site.target, Some(Target::Kubernetes(_))) {
-            check.kubernetes_names(&at, project, &site, deploys.get(&name));
+    /// The checkpoint stage: the cookbook's, else the default one when it is a stage, else the
+    /// last stage.
+    fn checkpoint(&mut self, lw: &LifecycleWire) -> Name {
+        let stages = self.stages;
+        match &lw.checkpoint {
+            Some(c) => self.stage(|| "/lifecycle/checkpoint".to_owned(), c, "checkpoint"),
+            None => stages
+                .iter()
+                .find(|s| s.as_str() == DEFAULT_CHECKPOINT)
+                .cloned()
+                .or(stages.last().cloned()),
         }
-        for container in deploys.get(&name).into_iter().flatten() {
-            let Some(runtime) = containers.get(container) else {
+        .or_else(|| stages.first().cloned())
+        .unwrap_or_else(|| Name::parse(DEFAULT_CHECKPOINT).expect("valid name"))
+    }
+
+    /// Per stage, per container, the runtime settings that stage overrides.
+    fn stage_config(
+        &mut self,
+        wire: &CookbookWire,
+        lw: &LifecycleWire,
+    ) -> BTreeMap<Name, BTreeMap<Name, RuntimeOverride>> {
+        let mut stage_config = BTreeMap::new();
+        for (stage, config) in &lw.stage_config {
+            let at = pointer_push("/lifecycle/stage_config", stage);
+            let Some(stage) = self.stage(|| at.clone(), stage, "stage_config") else {
                 continue;
             };
-            let missing: Vec<&str> = runtime
-                .require
-                .difference(&site.capabilities)
-                .map(String::as_str)
-                .collect();
-            if !missing.is_empty() {
-                let list = missing
-                    .iter()
-                    .map(|m| format!("`{m}`"))
-                    .collect::<Vec<_>>()
-                    .join(", ");
-                check.diagnostics.push(
-                    Diagnostic::new(
-                        "model/capability",
-                        if s.capabilities.is_empty() {
-                            at.clone()
-                        } else {
-                            pointer_push(&at, "capabilities")
-                        },
-                        format!(
-                            "site `{name}` cannot run container `{container}`: it requires {list}, which the site does not offer"
-                        ),
-                    )
-                    .with_help(format!(
-                        "add {list} to the site's capabilities if it has them, or run `{container}` on another site"
-                    )),
-                );
+            let mut containers = BTreeMap::new();
+            for (c, r) in &config.containers {
+                let at = pointer_push(&pointer_push(&at, "containers"), c);
+                let what = format!("stage_config of `{stage}`");
+                if let Some(c) = self.container(wire, || at.clone(), c, &what) {
+                    containers.insert(c, self.runtime(&at, r));
+                }
             }
+            stage_config.insert(stage, containers);
         }
-        sites.insert(name, site);
+        stage_config
     }
 
-    Lifecycle {
-        stages,
-        progression,
-        checkpoint,
-        rollback,
-        stage_config,
-        sites,
-        containers,
+    /// Each container's runtime needs: the capabilities it requires and its health check.
+    fn container_runtimes(&mut self, wire: &CookbookWire) -> BTreeMap<Name, ContainerRuntime> {
+        let mut containers = BTreeMap::new();
+        for (key, c) in &wire.containers {
+            let Some(name) = Name::parse(key) else {
+                continue;
+            };
+            let at = pointer_push("/containers", key);
+            let health = self.health(&at, c.health.as_ref());
+            containers.insert(
+                name,
+                ContainerRuntime {
+                    require: c.require.iter().cloned().collect(),
+                    health,
+                },
+            );
+        }
+        containers
+    }
+
+    /// The federation's sites, each checked against the containers it deploys.
+    fn sites(
+        &mut self,
+        wire: &CookbookWire,
+        project: &Name,
+        deploys: &BTreeMap<&Name, BTreeSet<Name>>,
+        containers: &BTreeMap<Name, ContainerRuntime>,
+    ) -> BTreeMap<Name, SiteDeploy> {
+        let mut sites = BTreeMap::new();
+        for (key, s) in wire.federation.iter().flat_map(|f| &f.sites) {
+            let Some(name) = Name::parse(key) else {
+                continue;
+            };
+            let at = pointer_push("/federation/sites", key);
+            let site = self.site(&at, name.clone(), s);
+            if matches!(site.target, Some(Target::Kubernetes(_))) {
+                self.kubernetes_names(&at, project, &site, deploys.get(&name));
+            }
+            for container in deploys.get(&name).into_iter().flatten() {
+                if let Some(runtime) = containers.get(container) {
+                    self.capabilities(&at, s, &site, container, runtime);
+                }
+            }
+            sites.insert(name, site);
+        }
+        sites
+    }
+
+    /// A located error when `site` lacks a capability `container` requires.
+    fn capabilities(
+        &mut self,
+        at: &str,
+        s: &SiteWire,
+        site: &SiteDeploy,
+        container: &Name,
+        runtime: &ContainerRuntime,
+    ) {
+        let missing: Vec<&str> = runtime
+            .require
+            .difference(&site.capabilities)
+            .map(String::as_str)
+            .collect();
+        if missing.is_empty() {
+            return;
+        }
+        let name = &site.name;
+        let list = missing
+            .iter()
+            .map(|m| format!("`{m}`"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        self.diagnostics.push(
+            Diagnostic::new(
+                "model/capability",
+                if s.capabilities.is_empty() {
+                    at.to_owned()
+                } else {
+                    pointer_push(at, "capabilities")
+                },
+                format!(
+                    "site `{name}` cannot run container `{container}`: it requires {list}, which the site does not offer"
+                ),
+            )
+            .with_help(format!(
+                "add {list} to the site's capabilities if it has them, or run `{container}` on another site"
+            )),
+        );
     }
 }
 

@@ -924,16 +924,7 @@ impl RegistryClient {
         let scope = format!("repository:{}:{}", repo.path(), access.actions());
         let key = (repo.api_host().to_owned(), scope.clone());
         let mut authorization = if own_origin {
-            let known = lock(&self.authorizations);
-            known.get(&key).cloned().or_else(|| match access {
-                // A push token covers pulls of the same repository: reuse it rather than
-                // fetching a second token per repository (a refusal still falls back below).
-                Access::Pull => {
-                    let push = format!("repository:{}:{}", repo.path(), Access::Push.actions());
-                    known.get(&(key.0.clone(), push)).cloned()
-                }
-                Access::Push => None,
-            })
+            self.known_authorization(&key, repo, access)
         } else {
             None
         };
@@ -942,41 +933,7 @@ impl RegistryClient {
         loop {
             let response = self
                 .send(url, || {
-                    let mut request = self.http.request(method.clone(), url.clone());
-                    if manifest {
-                        request = request.header(ACCEPT, MANIFEST_MEDIA_TYPES.join(", "));
-                    }
-                    if let Some(value) = &authorization {
-                        request = request.header(AUTHORIZATION, value);
-                    }
-                    match &content {
-                        Some(Content::Bytes(content_type, bytes)) => {
-                            request = request
-                                .header(CONTENT_TYPE, *content_type)
-                                .body(bytes.to_vec());
-                        }
-                        // Opened afresh for every attempt, so a retried or re-authorized upload
-                        // sends the whole blob again; streamed, never read into memory.
-                        Some(Content::File(path, size)) => {
-                            let body = match std::fs::File::open(path) {
-                                Ok(file) => reqwest::Body::wrap_stream(
-                                    tokio_util::io::ReaderStream::with_capacity(
-                                        tokio::fs::File::from_std(file),
-                                        256 * 1024,
-                                    ),
-                                ),
-                                Err(e) => reqwest::Body::wrap_stream(futures_util::stream::once(
-                                    async move { Err::<bytes::Bytes, _>(e) },
-                                )),
-                            };
-                            request = request
-                                .header(CONTENT_TYPE, "application/octet-stream")
-                                .header(CONTENT_LENGTH, *size)
-                                .body(body);
-                        }
-                        None => {}
-                    }
-                    request
+                    self.request(&method, url, manifest, authorization.as_deref(), &content)
                 })
                 .await?;
             let status = response.status();
@@ -1008,6 +965,53 @@ impl RegistryClient {
                 });
             }
             return Ok(response);
+        }
+    }
+
+    /// The authorization already obtained for `key` (registry host, scope), if any.
+    fn known_authorization(
+        &self,
+        key: &(String, String),
+        repo: &Repository,
+        access: Access,
+    ) -> Option<String> {
+        let known = lock(&self.authorizations);
+        known.get(key).cloned().or_else(|| match access {
+            // A push token covers pulls of the same repository: reuse it rather than
+            // fetching a second token per repository (a refusal still falls back below).
+            Access::Pull => {
+                let push = format!("repository:{}:{}", repo.path(), Access::Push.actions());
+                known.get(&(key.0.clone(), push)).cloned()
+            }
+            Access::Push => None,
+        })
+    }
+
+    /// One attempt's request: its headers, and its body when it has one.
+    fn request(
+        &self,
+        method: &Method,
+        url: &Url,
+        manifest: bool,
+        authorization: Option<&str>,
+        content: &Option<Content<'_>>,
+    ) -> RequestBuilder {
+        let mut request = self.http.request(method.clone(), url.clone());
+        if manifest {
+            request = request.header(ACCEPT, MANIFEST_MEDIA_TYPES.join(", "));
+        }
+        if let Some(value) = authorization {
+            request = request.header(AUTHORIZATION, value);
+        }
+        match content {
+            Some(Content::Bytes(content_type, bytes)) => request
+                .header(CONTENT_TYPE, *content_type)
+                .body(bytes.to_vec()),
+            Some(Content::File(path, size)) => request
+                .header(CONTENT_TYPE, "application/octet-stream")
+                .header(CONTENT_LENGTH, *size)
+                .body(file_body(path)),
+            None => request,
         }
     }
 
@@ -1060,15 +1064,26 @@ impl RegistryClient {
                 })
             }
         };
+        let token = self.token(&endpoint, &params, credential).await?;
+        Ok(Some(format!("Bearer {token}")))
+    }
+
+    /// A Bearer token from the realm `endpoint`, asked with `params` and `credential`.
+    async fn token(
+        &self,
+        endpoint: &Url,
+        params: &[(&str, &str)],
+        credential: Option<&Credential>,
+    ) -> Result<String, RegistryError> {
         // Docker's OAuth2 flow: an identity token is a refresh token, posted to the realm.
         let refresh = match credential {
             Some(Credential::IdentityToken(token)) => Some((self.token_http()?, token)),
             _ => None,
         };
         let response = self
-            .send(&endpoint, || match (refresh, credential) {
+            .send(endpoint, || match (refresh, credential) {
                 (Some((client, token)), _) => {
-                    let mut form = params.clone();
+                    let mut form = params.to_vec();
                     form.extend([
                         ("grant_type", "refresh_token"),
                         ("client_id", "cookbook"),
@@ -1079,21 +1094,21 @@ impl RegistryClient {
                 (None, Some(Credential::Basic { username, password })) => self
                     .http
                     .get(endpoint.clone())
-                    .query(&params)
+                    .query(params)
                     .basic_auth(username, Some(password)),
-                (None, _) => self.http.get(endpoint.clone()).query(&params),
+                (None, _) => self.http.get(endpoint.clone()).query(params),
             })
             .await?;
         let status = response.status();
         if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
             return Err(RegistryError::Unauthorized {
-                endpoint: redact(&endpoint),
+                endpoint: redact(endpoint),
                 status: status.as_u16(),
                 message: said_by(response).await.message,
             });
         }
         if !status.is_success() {
-            return Err(unexpected(&endpoint, response).await);
+            return Err(unexpected(endpoint, response).await);
         }
         #[derive(Deserialize)]
         struct Token {
@@ -1101,20 +1116,19 @@ impl RegistryClient {
             access_token: Option<String>,
         }
         let body = read_capped(
-            &endpoint,
+            endpoint,
             response,
             BodyKind::TokenResponse,
             MAX_TOKEN_RESPONSE_BYTES,
         )
         .await?;
         let token: Token = serde_json::from_slice(&body)
-            .map_err(|e| invalid(&endpoint, format!("token response: {e}")))?;
-        let token = token
+            .map_err(|e| invalid(endpoint, format!("token response: {e}")))?;
+        token
             .token
             .or(token.access_token)
             .filter(|t| !t.is_empty())
-            .ok_or_else(|| invalid(&endpoint, "token response has no token".into()))?;
-        Ok(Some(format!("Bearer {token}")))
+            .ok_or_else(|| invalid(endpoint, "token response has no token".into()))
     }
 
     /// Sends the request `make` builds, again after a backoff while it fails transiently.
@@ -1218,6 +1232,20 @@ impl RegistryClient {
             })??;
         lock(&self.credentials).insert(key, found.clone());
         Ok(found)
+    }
+}
+
+/// A blob file as a request body: opened afresh for every attempt, so a retried or
+/// re-authorized upload sends the whole blob again; streamed, never read into memory.
+fn file_body(path: &std::path::Path) -> reqwest::Body {
+    match std::fs::File::open(path) {
+        Ok(file) => reqwest::Body::wrap_stream(tokio_util::io::ReaderStream::with_capacity(
+            tokio::fs::File::from_std(file),
+            256 * 1024,
+        )),
+        Err(e) => reqwest::Body::wrap_stream(futures_util::stream::once(async move {
+            Err::<bytes::Bytes, _>(e)
+        })),
     }
 }
 

@@ -42,92 +42,108 @@ enum Frame {
     },
 }
 
+/// [`SpanIndex::scan`]'s state between tokens.
+struct Scanner {
+    index: SpanIndex,
+    /// The objects and arrays the scan is inside, innermost last.
+    stack: Vec<Frame>,
+    /// The pointer and key offset of the value expected next.
+    pending: Option<(String, Option<usize>)>,
+}
+
+impl Scanner {
+    /// After a `,`: an object expects a key, an array its next element.
+    fn comma(&mut self) {
+        match self.stack.last_mut() {
+            Some(Frame::Object { expect_key, .. }) => *expect_key = true,
+            Some(Frame::Array { pointer, next }) => {
+                *next += 1;
+                self.pending = Some((pointer_push(pointer, &next.to_string()), None));
+            }
+            None => {}
+        }
+    }
+
+    /// The string starting at `i`, a key or a value; returns the offset after it.
+    fn string(&mut self, text: &str, i: usize) -> usize {
+        let end = string_end(text.as_bytes(), i);
+        let Some(Frame::Object {
+            pointer,
+            keys,
+            expect_key: expect_key @ true,
+        }) = self.stack.last_mut()
+        else {
+            self.index.record(&mut self.pending, i);
+            return end;
+        };
+        let raw = &text[i..end];
+        let key: String = if raw.contains('\\') {
+            serde_json::from_str(raw).unwrap_or_default()
+        } else {
+            raw[1..raw.len() - 1].to_owned()
+        };
+        *expect_key = false;
+        let child = pointer_push(pointer, &key);
+        if !keys.insert(key) {
+            self.index.duplicates.push(DuplicateKey {
+                pointer: child.clone(),
+                offset: i,
+            });
+        }
+        self.pending = Some((child, Some(i)));
+        end
+    }
+
+    /// An object or array (`open`) starting at `i`.
+    fn open(&mut self, open: u8, i: usize) {
+        let pointer = self.index.record(&mut self.pending, i).unwrap_or_default();
+        if open == b'{' {
+            self.stack.push(Frame::Object {
+                pointer,
+                keys: HashSet::new(),
+                expect_key: true,
+            });
+        } else {
+            self.pending = Some((pointer_push(&pointer, "0"), None));
+            self.stack.push(Frame::Array { pointer, next: 0 });
+        }
+    }
+}
+
 impl SpanIndex {
     /// Scans well-formed JSON text.
     pub fn scan(text: &str) -> SpanIndex {
         let bytes = text.as_bytes();
-        let mut index = SpanIndex {
-            line_starts: std::iter::once(0)
-                .chain(memchr_newlines(bytes).map(|i| i + 1))
-                .collect(),
-            ..SpanIndex::default()
+        let mut scanner = Scanner {
+            index: SpanIndex {
+                line_starts: std::iter::once(0)
+                    .chain(memchr_newlines(bytes).map(|i| i + 1))
+                    .collect(),
+                ..SpanIndex::default()
+            },
+            stack: Vec::new(),
+            pending: Some((String::new(), None)),
         };
-        let mut stack: Vec<Frame> = Vec::new();
-        // The pointer and key offset of the value expected next.
-        let mut pending: Option<(String, Option<usize>)> = Some((String::new(), None));
         let mut i = 0;
         while i < bytes.len() {
             match bytes[i] {
                 b' ' | b'\t' | b'\n' | b'\r' | b':' => i += 1,
                 b',' => {
                     i += 1;
-                    match stack.last_mut() {
-                        Some(Frame::Object { expect_key, .. }) => *expect_key = true,
-                        Some(Frame::Array { pointer, next }) => {
-                            *next += 1;
-                            pending = Some((pointer_push(pointer, &next.to_string()), None));
-                        }
-                        None => {}
-                    }
+                    scanner.comma();
                 }
                 b'}' | b']' => {
-                    stack.pop();
-                    pending = None;
+                    scanner.stack.pop();
+                    scanner.pending = None;
                     i += 1;
                 }
-                b'"' => {
-                    let end = string_end(bytes, i);
-                    let is_key = matches!(
-                        stack.last(),
-                        Some(Frame::Object {
-                            expect_key: true,
-                            ..
-                        })
-                    );
-                    if is_key {
-                        let raw = &text[i..end];
-                        let key: String = if raw.contains('\\') {
-                            serde_json::from_str(raw).unwrap_or_default()
-                        } else {
-                            raw[1..raw.len() - 1].to_owned()
-                        };
-                        if let Some(Frame::Object {
-                            pointer,
-                            keys,
-                            expect_key,
-                        }) = stack.last_mut()
-                        {
-                            *expect_key = false;
-                            let child = pointer_push(pointer, &key);
-                            if !keys.insert(key) {
-                                index.duplicates.push(DuplicateKey {
-                                    pointer: child.clone(),
-                                    offset: i,
-                                });
-                            }
-                            pending = Some((child, Some(i)));
-                        }
-                    } else {
-                        index.record(&mut pending, i);
-                    }
-                    i = end;
-                }
-                b'{' | b'[' => {
-                    let pointer = index.record(&mut pending, i).unwrap_or_default();
-                    if bytes[i] == b'{' {
-                        stack.push(Frame::Object {
-                            pointer,
-                            keys: HashSet::new(),
-                            expect_key: true,
-                        });
-                    } else {
-                        pending = Some((pointer_push(&pointer, "0"), None));
-                        stack.push(Frame::Array { pointer, next: 0 });
-                    }
+                b'"' => i = scanner.string(text, i),
+                open @ (b'{' | b'[') => {
+                    scanner.open(open, i);
                     i += 1;
                 }
                 _ => {
-                    index.record(&mut pending, i);
+                    scanner.index.record(&mut scanner.pending, i);
                     while i < bytes.len()
                         && !matches!(bytes[i], b',' | b']' | b'}' | b' ' | b'\t' | b'\n' | b'\r')
                     {
@@ -136,7 +152,7 @@ impl SpanIndex {
                 }
             }
         }
-        index
+        scanner.index
     }
 
     /// Whether any object has a key twice: the fast path for a well-formed cookbook. It builds no

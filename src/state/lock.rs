@@ -635,71 +635,19 @@ impl Reader {
     fn entry(&mut self, value: &Value, at: &str, version: u32) -> Option<LockedImage> {
         let map = self.object(value, at, &ENTRY_KEYS)?;
         let field = |key| pointer_push(at, key);
-        let input_hash = self
-            .required(map, at, "input_hash")
-            .and_then(|v| self.string(v, &field("input_hash")))
-            .and_then(|text| {
-                let hash = InputHash::parse(text);
-                if hash.is_none() {
-                    self.problem(
-                        "lock/input-hash",
-                        &field("input_hash"),
-                        format!(
-                            "{} is not an input hash: expected 64 lowercase hex digits",
-                            excerpt(text)
-                        ),
-                    );
-                }
-                hash
-            });
+        let input_hash = self.input_hash(map, at);
         let image = self
             .required(map, at, "image")
             .and_then(|v| self.string(v, &field("image")))
             .and_then(|text| self.reference(text, &field("image"), false));
-        let tags = self.required(map, at, "tags").and_then(|v| {
-            let Value::Array(items) = v else {
-                self.problem(
-                    "lock/type",
-                    &field("tags"),
-                    format!("expected an array, found {}", kind(v)),
-                );
-                return None;
-            };
-            let mut tags = Vec::with_capacity(items.len());
-            let mut ok = true;
-            for (i, item) in items.iter().enumerate() {
-                let item_at = pointer_push(&field("tags"), &i.to_string());
-                match self
-                    .string(item, &item_at)
-                    .and_then(|t| self.reference(t, &item_at, false))
-                {
-                    Some(t) => tags.push(t),
-                    None => ok = false,
-                }
-            }
-            ok.then_some(tags)
-        });
+        let tags = self.tags(map, at);
         let mut digest = match map.get("digest") {
             // Version 1 wrote an empty digest for an image it had none of.
             Some(Value::String(s)) if s.is_empty() && version == 1 => Some(None),
             Some(v) => self.sha256(v, &field("digest")).map(Some),
             None => Some(None),
         };
-        let mut image_id = match map.get("image_id") {
-            Some(_) if version == 1 => {
-                self.diagnostics.push(
-                    Diagnostic::new(
-                        "lock/version",
-                        field("image_id"),
-                        "`image_id` is not part of lock version 1",
-                    )
-                    .at_key(),
-                );
-                None
-            }
-            Some(v) => self.sha256(v, &field("image_id")).map(Some),
-            None => Some(None),
-        };
+        let mut image_id = self.image_id(map, at, version);
         let image = image?;
         // Version 1 → 2: a local image (`cookbook.local/…`, never published) had its image id in
         // `digest`, which becomes `image_id`. Any other image's `digest` stays the manifest
@@ -722,6 +670,76 @@ impl Reader {
             digest: digest?,
             image_id: image_id?,
         })
+    }
+
+    fn input_hash(&mut self, map: &Map<String, Value>, at: &str) -> Option<InputHash> {
+        let field = pointer_push(at, "input_hash");
+        let text = self
+            .required(map, at, "input_hash")
+            .and_then(|v| self.string(v, &field))?;
+        let hash = InputHash::parse(text);
+        if hash.is_none() {
+            self.problem(
+                "lock/input-hash",
+                &field,
+                format!(
+                    "{} is not an input hash: expected 64 lowercase hex digits",
+                    excerpt(text)
+                ),
+            );
+        }
+        hash
+    }
+
+    fn tags(&mut self, map: &Map<String, Value>, at: &str) -> Option<Vec<WrittenReference>> {
+        let v = self.required(map, at, "tags")?;
+        let at = pointer_push(at, "tags");
+        let Value::Array(items) = v else {
+            self.problem(
+                "lock/type",
+                &at,
+                format!("expected an array, found {}", kind(v)),
+            );
+            return None;
+        };
+        let mut tags = Vec::with_capacity(items.len());
+        let mut ok = true;
+        for (i, item) in items.iter().enumerate() {
+            let item_at = pointer_push(&at, &i.to_string());
+            match self
+                .string(item, &item_at)
+                .and_then(|t| self.reference(t, &item_at, false))
+            {
+                Some(t) => tags.push(t),
+                None => ok = false,
+            }
+        }
+        ok.then_some(tags)
+    }
+
+    /// `image_id`: `Some(None)` when absent, `None` when invalid (or in a version-1 lock).
+    fn image_id(
+        &mut self,
+        map: &Map<String, Value>,
+        at: &str,
+        version: u32,
+    ) -> Option<Option<Digest>> {
+        let at = pointer_push(at, "image_id");
+        match map.get("image_id") {
+            Some(_) if version == 1 => {
+                self.diagnostics.push(
+                    Diagnostic::new(
+                        "lock/version",
+                        at,
+                        "`image_id` is not part of lock version 1",
+                    )
+                    .at_key(),
+                );
+                None
+            }
+            Some(v) => self.sha256(v, &at).map(Some),
+            None => Some(None),
+        }
     }
 }
 

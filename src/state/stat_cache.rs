@@ -435,24 +435,7 @@ impl StatCache {
                 .expect("no panics while holding the lock"),
         );
         let old = self.loaded();
-        let below = |dir: &[u8], path: &[u8]| {
-            dir.is_empty() || (path.starts_with(dir) && path.get(dir.len()) == Some(&b'/'))
-        };
-        // A record not looked up below a walked directory is dropped once its file is gone. One
-        // that still exists was ignored by this walk's `.dockerignore` but may serve another
-        // context (or another cookbook file in the same directory): it stays.
-        let base = Path::new(std::ffi::OsStr::from_bytes(&self.base));
-        let gone = |key: &[u8]| {
-            let key = Path::new(std::ffi::OsStr::from_bytes(key));
-            std::fs::symlink_metadata(base.join(key)).is_err()
-        };
-        let keep: Vec<usize> = (0..old.offsets.len())
-            .filter(|&i| {
-                old.was_seen(i)
-                    || !covered.iter().any(|d| below(d, old.path(i)))
-                    || !gone(old.path(i))
-            })
-            .collect();
+        let keep = self.kept(old, &covered);
         if fresh.is_empty() && keep.len() == old.offsets.len() {
             return Ok(());
         }
@@ -465,41 +448,7 @@ impl StatCache {
             }
             same
         });
-
-        // Merge two sorted lists; a fresh record replaces an old one for the same path.
-        let mut out = Vec::with_capacity(old.bytes.len() + fresh.len() * (4 + 64 + FIELDS) + 64);
-        out.extend_from_slice(MAGIC);
-        out.extend_from_slice(&[0; 8]);
-        let mut count = 0u64;
-        let mut old_records = keep.into_iter().peekable();
-        let mut fresh_records = fresh.iter().peekable();
-        loop {
-            let take_old = match (old_records.peek(), fresh_records.peek()) {
-                (None, None) => break,
-                (Some(_), None) => true,
-                (None, Some(_)) => false,
-                (Some(&i), Some((p, _))) => match old.path(i).cmp(p) {
-                    std::cmp::Ordering::Less => true,
-                    std::cmp::Ordering::Equal => {
-                        old_records.next();
-                        false
-                    }
-                    std::cmp::Ordering::Greater => false,
-                },
-            };
-            if take_old {
-                let i = old_records.next().expect("peeked");
-                let (_, _, len) = record_at(&old.bytes, old.offsets[i]);
-                out.extend_from_slice(&old.bytes[old.offsets[i]..old.offsets[i] + len]);
-            } else {
-                let (p, r) = fresh_records.next().expect("peeked");
-                r.encode(p, &mut out);
-            }
-            count += 1;
-        }
-        out[MAGIC.len()..MAGIC.len() + 8].copy_from_slice(&count.to_le_bytes());
-        let sum = checksum(&out[MAGIC.len()..]);
-        out.extend_from_slice(&sum);
+        let out = merged(old, keep, &fresh);
 
         let dir = file.parent().unwrap_or(Path::new("."));
         std::fs::create_dir_all(dir)?;
@@ -513,6 +462,67 @@ impl StatCache {
         self.loaded = OnceLock::from(Loaded::new(Bytes::Owned(out)));
         Ok(())
     }
+
+    /// The old records to keep. A record not looked up below a walked (`covered`) directory is
+    /// dropped once its file is gone. One that still exists was ignored by this walk's
+    /// `.dockerignore` but may serve another context (or another cookbook file in the same
+    /// directory): it stays.
+    fn kept(&self, old: &Loaded, covered: &[Box<[u8]>]) -> Vec<usize> {
+        let below = |dir: &[u8], path: &[u8]| {
+            dir.is_empty() || (path.starts_with(dir) && path.get(dir.len()) == Some(&b'/'))
+        };
+        let base = Path::new(std::ffi::OsStr::from_bytes(&self.base));
+        let gone = |key: &[u8]| {
+            let key = Path::new(std::ffi::OsStr::from_bytes(key));
+            std::fs::symlink_metadata(base.join(key)).is_err()
+        };
+        (0..old.offsets.len())
+            .filter(|&i| {
+                old.was_seen(i)
+                    || !covered.iter().any(|d| below(d, old.path(i)))
+                    || !gone(old.path(i))
+            })
+            .collect()
+    }
+}
+
+/// The cache file's bytes: the old records `keep` and the `fresh` ones (sorted, one per path),
+/// merged in path order; a fresh record replaces an old one for the same path.
+fn merged(old: &Loaded, keep: Vec<usize>, fresh: &[(Box<[u8]>, Record)]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(old.bytes.len() + fresh.len() * (4 + 64 + FIELDS) + 64);
+    out.extend_from_slice(MAGIC);
+    out.extend_from_slice(&[0; 8]);
+    let mut count = 0u64;
+    let mut old_records = keep.into_iter().peekable();
+    let mut fresh_records = fresh.iter().peekable();
+    loop {
+        let take_old = match (old_records.peek(), fresh_records.peek()) {
+            (None, None) => break,
+            (Some(_), None) => true,
+            (None, Some(_)) => false,
+            (Some(&i), Some((p, _))) => match old.path(i).cmp(p) {
+                std::cmp::Ordering::Less => true,
+                std::cmp::Ordering::Equal => {
+                    old_records.next();
+                    false
+                }
+                std::cmp::Ordering::Greater => false,
+            },
+        };
+        if take_old {
+            let i = old_records.next().expect("peeked");
+            let (_, _, len) = record_at(&old.bytes, old.offsets[i]);
+            out.extend_from_slice(&old.bytes[old.offsets[i]..old.offsets[i] + len]);
+        } else {
+            let (p, r) = fresh_records.next().expect("peeked");
+            r.encode(p, &mut out);
+        }
+        count += 1;
+    }
+    out[MAGIC.len()..MAGIC.len() + 8].copy_from_slice(&count.to_le_bytes());
+    let sum = checksum(&out[MAGIC.len()..]);
+    out.extend_from_slice(&sum);
+    out
 }
 
 /// The hash core's view of the cache (`crate::hash` never imports this edge).
