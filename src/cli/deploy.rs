@@ -14,11 +14,11 @@ use std::path::Path;
 use crate::cli::interrupt::Interrupt;
 use crate::cli::{load, Format};
 use crate::deploy::approvals::{self, Request, Subject};
-use crate::deploy::backend::{BackendError, ConnectOptions, SiteStatus};
-use crate::deploy::desired::{desired, DesiredError};
+use crate::deploy::backend::{ConnectOptions, SiteStatus};
+use crate::deploy::desired::desired;
 use crate::deploy::kubernetes::cluster::UnitStatus;
 use crate::deploy::kubernetes::objects::objects;
-use crate::deploy::session::{self, listed, DeployError, Outcome, Recovery, WaveError};
+use crate::deploy::session::{self, DeployError, Outcome, Recovery, WaveError};
 use crate::error::Error;
 use crate::load::Loaded;
 use crate::model::lifecycle::Target;
@@ -146,32 +146,7 @@ pub fn stage_desired(
     site: &str,
     stage: &str,
 ) -> Result<crate::deploy::desired::Desired, Error> {
-    desired(cookbook, plan, lock, site, stage).map_err(|e| match &e {
-        DesiredError::UnknownSite { known, .. } => Error::Usage {
-            message: e.to_string(),
-            help: listed("sites in this cookbook", known),
-        },
-        DesiredError::UnknownStage { known, .. } => Error::Usage {
-            message: e.to_string(),
-            help: listed("stages", known),
-        },
-        DesiredError::StageNotServed { served, .. } => Error::Usage {
-            message: e.to_string(),
-            help: listed("it serves", served),
-        },
-        // The request is fine; what it needs is not there yet: the work fails (exit 1).
-        DesiredError::NotPublished { .. } => {
-            Error::Failed(format!("{e}; run `cookbook apply` to build and publish it"))
-        }
-        DesiredError::OtherProject { .. } => Error::Failed(e.to_string()),
-        // The lock is input: one that points a container elsewhere is refused like a malformed one.
-        DesiredError::ForeignImage { .. } => Error::Usage {
-            message: e.to_string(),
-            help: Some(
-                "`cookbook apply` writes each container's own repository; restore cookbook.lock from git (`git log -p -- cookbook.lock` shows who changed it)".to_owned(),
-            ),
-        },
-    })
+    Ok(desired(cookbook, plan, lock, site, stage)?)
 }
 
 /// Checks `desired`'s progression rule (`sync --deploy` asks before each stage): `Ok(Some(why))`
@@ -308,23 +283,7 @@ fn stopped_document(
 
 /// The library's deploy failures as the CLI's errors (whose exit codes src/error.rs maps).
 fn error(e: DeployError) -> Error {
-    match e {
-        DeployError::Backend(BackendError::Engine(e)) => Error::Engine(e),
-        DeployError::Backend(BackendError::Kube(e)) => Error::Kube(e),
-        DeployError::Records(e) => Error::Failed(e.to_string()),
-        DeployError::Unapproved(u) => Error::Usage {
-            message: u.to_string(),
-            help: Some(u.help()),
-        },
-        DeployError::RuleNotMet(message) | DeployError::Failed(message) => Error::Failed(message),
-        DeployError::Usage { message, help } => Error::Usage { message, help },
-        e @ (DeployError::Backend(BackendError::NotOurs { .. }) | DeployError::Stopped(_)) => {
-            Error::Deploy {
-                error: Box::new(e),
-                signal: None,
-            }
-        }
-    }
+    e.into()
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime, Error> {
@@ -517,11 +476,7 @@ pub struct StatusArgs {
 pub fn status(file: &Path, args: &StatusArgs, out: &mut dyn Write) -> Result<(), Error> {
     let Loaded { cookbook, plan, .. } = load(file)?;
     let lock = published(file, &cookbook)?;
-    let desired =
-        desired(&cookbook, &plan, &lock, &args.site, &args.stage).map_err(|e| Error::Usage {
-            message: e.to_string(),
-            help: None,
-        })?;
+    let desired = desired(&cookbook, &plan, &lock, &args.site, &args.stage)?;
     let list = match runtime()?
         .block_on(session::status(&cookbook, &desired, &options(file, false)))
         .map_err(error)?

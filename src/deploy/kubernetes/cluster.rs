@@ -31,8 +31,9 @@ use serde::Serialize;
 use super::objects::{field_manager, objects, ours, owner, Objects, Owner, Unit, LABEL_INSTANCE};
 use super::{Conflict, Foreign, KubeError};
 use crate::deploy::backend::{Backend, BackendError, Unhealthy};
-use crate::deploy::desired::{Changes, Desired, LABEL_CONFIG};
+use crate::deploy::desired::{Changes, Desired};
 use crate::deploy::detect::Detected;
+use crate::labels::deploy::CONFIG_HASH;
 use crate::model::lifecycle::KubernetesTarget;
 
 /// How `changes` names an orphan of each kind (`deployment/NAME`), as kubectl does.
@@ -320,7 +321,7 @@ impl KubeSite {
         if names.is_empty() {
             return Ok(());
         }
-        for object in self.list::<K>(what, &ours(desired)).await? {
+        for object in self.list_ours::<K>(what, desired).await? {
             let meta = object.meta();
             let Some(name) = meta.name.as_deref().filter(|n| names.contains(n)) else {
                 continue;
@@ -353,7 +354,7 @@ impl KubeSite {
         K: Listed,
     {
         Ok(self
-            .list::<K>(what, &ours(desired))
+            .list_ours::<K>(what, desired)
             .await?
             .into_iter()
             .filter(|o| owner(desired, None, o.meta().labels.as_ref()) == Owner::Ours)
@@ -381,6 +382,24 @@ impl KubeSite {
             return Ok(None);
         };
         Ok(foreign_of(kind, object.meta(), desired, container))
+    }
+
+    /// The objects of kind `K` labelled as the stage's under any label scheme deploy recognises
+    /// (an upgrade finds what an earlier version applied), each once.
+    async fn list_ours<K>(&self, what: &str, desired: &Desired) -> Result<Vec<K>, KubeError>
+    where
+        K: Listed,
+    {
+        let mut out: Vec<K> = Vec::new();
+        for selector in ours(desired) {
+            for object in self.list::<K>(what, &selector).await? {
+                let uid = object.meta().uid.clone();
+                if uid.is_none() || !out.iter().any(|o| o.meta().uid == uid) {
+                    out.push(object);
+                }
+            }
+        }
+        Ok(out)
     }
 
     async fn list<K>(&self, what: &str, selector: &str) -> Result<Vec<K>, KubeError>
@@ -551,7 +570,7 @@ impl KubeSite {
                 .metadata
                 .annotations
                 .as_ref()
-                .and_then(|a| a.get(LABEL_CONFIG));
+                .and_then(|a| a.get(CONFIG_HASH));
             let state = match rollout(&d) {
                 Ok(true) => "available",
                 Ok(false) => "progressing",
@@ -607,7 +626,7 @@ fn foreign_of(
 fn hash_of(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> Option<&str> {
     meta.annotations
         .as_ref()
-        .and_then(|a| a.get(LABEL_CONFIG))
+        .and_then(|a| a.get(CONFIG_HASH))
         .map(String::as_str)
 }
 
