@@ -16,7 +16,7 @@ use crate::cli::{load, Format};
 use crate::deploy::approvals::{self, Request, Subject};
 use crate::deploy::backend::{ConnectOptions, SiteStatus};
 use crate::deploy::desired::desired;
-use crate::deploy::kubernetes::cluster::UnitStatus;
+use crate::deploy::kubernetes::cluster::{UnitState, UnitStatus};
 use crate::deploy::kubernetes::objects::objects;
 use crate::deploy::session::{self, DeployError, Outcome, Recovery, WaveError};
 use crate::error::Error;
@@ -159,7 +159,7 @@ pub fn check_progression(
     desired: &crate::deploy::desired::Desired,
     options: &ConnectOptions,
 ) -> Result<Option<String>, Error> {
-    runtime()?
+    crate::ops::runtime()?
         .block_on(session::check_progression(
             state_dir, cookbook, desired, options,
         ))
@@ -167,7 +167,7 @@ pub fn check_progression(
         .or_else(|e| match e {
             DeployError::Unapproved(u) => Ok(Some(format!("{u}; {}", u.help()))),
             DeployError::RuleNotMet(why) => Ok(Some(why)),
-            other => Err(error(other)),
+            other => Err(other.into()),
         })
 }
 
@@ -195,7 +195,7 @@ fn converge(
     out: &mut dyn Write,
 ) -> Result<(), Error> {
     let interrupt = Interrupt::install()?;
-    let result = runtime()?.block_on(session::deploy(
+    let result = crate::ops::runtime()?.block_on(session::deploy(
         state_dir,
         cookbook,
         desired,
@@ -210,7 +210,7 @@ fn converge(
         Err(e) => e,
     };
     let interrupted = e.interrupted();
-    let mut e = error(e);
+    let mut e = Error::from(e);
     // A deploy a signal stopped ends with the signal's code.
     if let (true, Error::Deploy { signal, .. }, Some(Error::Interrupted { signal: s, code })) =
         (interrupted, &mut e, interrupt.error())
@@ -279,18 +279,6 @@ fn stopped_document(
             },
         },
     }))
-}
-
-/// The library's deploy failures as the CLI's errors (whose exit codes src/error.rs maps).
-fn error(e: DeployError) -> Error {
-    e.into()
-}
-
-fn runtime() -> Result<tokio::runtime::Runtime, Error> {
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| Error::Failed(format!("cannot start the async runtime: {e}")))
 }
 
 fn print(
@@ -363,8 +351,8 @@ pub struct RollbackArgs {
 /// `cookbook rollback`: deploys a recorded release again, exactly as it ran.
 pub fn rollback(file: &Path, args: &RollbackArgs, out: &mut dyn Write) -> Result<(), Error> {
     let cookbook = load(file)?.cookbook;
-    let site = session::known_site(&cookbook, &args.site).map_err(error)?;
-    let restored = runtime()?
+    let site = session::known_site(&cookbook, &args.site).map_err(Error::from)?;
+    let restored = crate::ops::runtime()?
         .block_on(session::rollback(
             &state::dir_for(file),
             &cookbook,
@@ -373,7 +361,7 @@ pub fn rollback(file: &Path, args: &RollbackArgs, out: &mut dyn Write) -> Result
             args.to.as_deref(),
             &options(file, false),
         ))
-        .map_err(error)?;
+        .map_err(Error::from)?;
     print(
         out,
         args.format,
@@ -398,8 +386,8 @@ pub struct ReleasesArgs {
 /// `cookbook releases`: the recorded releases of a site, per stage, oldest first.
 pub fn releases(file: &Path, args: &ReleasesArgs, out: &mut dyn Write) -> Result<(), Error> {
     let cookbook = load(file)?.cookbook;
-    let site = session::known_site(&cookbook, &args.site).map_err(error)?;
-    let records = session::releases(&state::dir_for(file), &site).map_err(error)?;
+    let site = session::known_site(&cookbook, &args.site).map_err(Error::from)?;
+    let records = session::releases(&state::dir_for(file), &site).map_err(Error::from)?;
     match args.format {
         Format::Text => {
             for (stage, list) in &records.stages {
@@ -477,9 +465,9 @@ pub fn status(file: &Path, args: &StatusArgs, out: &mut dyn Write) -> Result<(),
     let Loaded { cookbook, plan, .. } = load(file)?;
     let lock = published(file, &cookbook)?;
     let desired = desired(&cookbook, &plan, &lock, &args.site, &args.stage)?;
-    let list = match runtime()?
+    let list = match crate::ops::runtime()?
         .block_on(session::status(&cookbook, &desired, &options(file, false)))
-        .map_err(error)?
+        .map_err(Error::from)?
     {
         SiteStatus::Docker(list) => list,
         SiteStatus::Kubernetes(units) => {
@@ -624,8 +612,8 @@ pub fn site(command: &SiteCommand, top: Option<&Path>, out: &mut dyn Write) -> R
         Some(site) => {
             let file = cookbook.resolve(top)?;
             let c = load(&file)?.cookbook;
-            let name = session::known_site(&c, site).map_err(error)?;
-            let target = session::target(&c, &name).map_err(error)?;
+            let name = session::known_site(&c, site).map_err(Error::from)?;
+            let target = session::target(&c, &name).map_err(Error::from)?;
             let declared = c.lifecycle.sites[&name].capabilities.clone();
             connect = options(&file, false);
             Some((name, target, declared))
@@ -638,9 +626,9 @@ pub fn site(command: &SiteCommand, top: Option<&Path>, out: &mut dyn Write) -> R
         },
         |(_, t, _)| t.clone(),
     );
-    let detected = runtime()?
+    let detected = crate::ops::runtime()?
         .block_on(session::detect(&target, &connect))
-        .map_err(error)?
+        .map_err(Error::from)?
         .ok_or_else(|| {
             Error::Failed("this site's target reports no capabilities to detect".to_owned())
         })?;
@@ -745,7 +733,8 @@ pub fn approve(file: &Path, args: &ApproveArgs, out: &mut dyn Write) -> Result<(
         site: args.site.as_deref(),
         subject,
     };
-    let approval = approvals::approve(&state::dir_for(file), &cookbook, &request).map_err(error)?;
+    let approval =
+        approvals::approve(&state::dir_for(file), &cookbook, &request).map_err(Error::from)?;
     let what = approval
         .release
         .as_ref()
@@ -790,7 +779,7 @@ pub fn promote(file: &Path, args: &PromoteArgs, out: &mut dyn Write) -> Result<(
         &args.from,
         &args.to,
     )
-    .map_err(error)?;
+    .map_err(Error::from)?;
     converge(
         &state::dir_for(file),
         &cookbook,
@@ -868,7 +857,7 @@ fn kubernetes_status(
                 "site": desired.site.to_string(),
                 "stage": desired.stage.to_string(),
                 "release": desired.release,
-                "in_sync": units.iter().all(|u| !u.drift && u.state == "available"),
+                "in_sync": units.iter().all(|u| !u.drift && u.state == UnitState::Available),
                 "containers": containers,
             });
             let _ = writeln!(out, "{}", serde_json::to_string_pretty(&doc).expect("JSON"));

@@ -54,15 +54,47 @@ pub struct KubeSite {
     force_conflicts: bool,
 }
 
+/// Where a container's Deployment is (`cookbook status`'s STATE column, and its JSON `state`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum UnitState {
+    /// No Deployment of that name.
+    Missing,
+    /// A Deployment of that name exists and is not ours.
+    Foreign,
+    Progressing,
+    /// Its rollout is complete.
+    Available,
+    /// Its progress deadline was exceeded.
+    Failed,
+}
+
+impl UnitState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UnitState::Missing => "missing",
+            UnitState::Foreign => "foreign",
+            UnitState::Progressing => "progressing",
+            UnitState::Available => "available",
+            UnitState::Failed => "failed",
+        }
+    }
+}
+
+impl std::fmt::Display for UnitState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // `pad`, so that a table's column width applies.
+        f.pad(self.as_str())
+    }
+}
+
 /// What the cluster says about one container's Deployment (`cookbook status`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UnitStatus {
     /// The Deployment's name.
     pub name: String,
     pub container: String,
-    /// `missing`, `progressing`, `available`, `failed` (progress deadline exceeded), or
-    /// `foreign` (a Deployment of that name exists and is not ours).
-    pub state: String,
+    pub state: UnitState,
     pub desired_digest: String,
     /// The digest of the image the Deployment runs (`None`: missing, or not by digest).
     pub running_digest: Option<String>,
@@ -470,7 +502,7 @@ impl KubeSite {
             return Ok(Err("it runs none of these containers".to_owned()));
         }
         for u in &units {
-            if u.state != "available" {
+            if u.state != UnitState::Available {
                 return Ok(Err(format!("{} is {}", u.name, u.state)));
             }
             if u.running_digest.as_deref() != Some(u.desired_digest.as_str()) {
@@ -515,7 +547,11 @@ impl KubeSite {
                 out.push(UnitStatus {
                     name: unit.name.clone(),
                     container: unit.container.to_string(),
-                    state: if foreign { "foreign" } else { "missing" }.to_owned(),
+                    state: if foreign {
+                        UnitState::Foreign
+                    } else {
+                        UnitState::Missing
+                    },
                     desired_digest,
                     running_digest: None,
                     replicas: 0,
@@ -572,15 +608,15 @@ impl KubeSite {
                 .as_ref()
                 .and_then(|a| a.get(CONFIG_HASH));
             let state = match rollout(&d) {
-                Ok(true) => "available",
-                Ok(false) => "progressing",
-                Err(_) => "failed",
+                Ok(true) => UnitState::Available,
+                Ok(false) => UnitState::Progressing,
+                Err(_) => UnitState::Failed,
             };
             let status = d.status.clone().unwrap_or_default();
             out.push(UnitStatus {
                 name: unit.name.clone(),
                 container: unit.container.to_string(),
-                state: state.to_owned(),
+                state,
                 drift: running_digest.as_deref() != Some(desired_digest.as_str())
                     || hash != Some(&unit.config_hash),
                 desired_digest,
