@@ -173,6 +173,13 @@ pub enum Error {
     /// A run stopped by a signal (`code`: 130 for SIGINT, 143 for SIGTERM).
     #[error("stopped by {signal}: running builds cancelled; what completed is in cookbook.lock")]
     Interrupted { signal: &'static str, code: i32 },
+    /// `cookbook sync --deploy` could not deploy a stage (`stage`), or the site (`None`): the
+    /// error that stopped it (a deploy that changed something was rolled back).
+    #[error("sync --deploy{}: {source}", stage.as_deref().map(|s| format!(" of stage {s}")).unwrap_or_default())]
+    SyncDeployFailed {
+        stage: Option<String>,
+        source: Box<Error>,
+    },
     /// A deploy, `status` or `render` of a container the lock has no image for yet: the request
     /// is fine, what it needs is not there yet (1, for every command).
     #[error("container `{container}` is not in cookbook.lock: it has not been published yet; run `cookbook apply` to build and publish it")]
@@ -399,7 +406,7 @@ impl Error {
             Error::Registry(e) => registry_exit_code(e),
             Error::Lock(e) => lock_exit_code(e),
             Error::Kube(e) => kube_exit_code(e),
-            Error::NotPublished { .. } => EXIT_FAILED,
+            Error::NotPublished { .. } | Error::SyncDeployFailed { .. } => EXIT_FAILED,
             Error::Deploy { signal, error } => match signal {
                 Some((_, code)) => *code,
                 None => deploy_exit_code(error),

@@ -22,6 +22,8 @@ use crate::deploy::session::{self, DeployError, Outcome, Recovery, WaveError};
 use crate::error::Error;
 use crate::load::Loaded;
 use crate::model::lifecycle::Target;
+use crate::ops::deploy::{DeployOptions, DeployReport, PromoteOptions, RollbackOptions};
+use crate::ops::{self, CookbookFile, Workspace};
 use crate::state;
 use crate::state::lock::Lock;
 
@@ -57,14 +59,6 @@ pub struct DeployArgs {
     pub force_conflicts: bool,
 }
 
-/// A lock file named on the command line (`deploy --release LOCK`).
-fn lock_at(path: &Path) -> Result<Lock, Error> {
-    Lock::read(path)?.ok_or_else(|| Error::Usage {
-        message: format!("--release {}: no such lock file", path.display()),
-        help: Some("name a cookbook.lock written by `cookbook apply`".to_owned()),
-    })
-}
-
 /// The lock beside the cookbook: what has been published. None yet is a usage error, and so is
 /// one another project wrote.
 fn published(file: &Path, cookbook: &crate::model::Cookbook) -> Result<Lock, Error> {
@@ -75,104 +69,41 @@ fn published(file: &Path, cookbook: &crate::model::Cookbook) -> Result<Lock, Err
     })
 }
 
+/// The cookbook a deploy command names, opened once.
+fn workspace(file: &Path) -> Result<Workspace, Error> {
+    Workspace::open(CookbookFile {
+        bytes: super::locate::stdin_bytes(file),
+        path: file.to_path_buf(),
+        label: super::locate::display_name(file),
+    })
+}
+
 pub fn run(
     file: &Path,
     args: &DeployArgs,
     out: &mut dyn Write,
     err: &mut dyn Write,
 ) -> Result<(), Error> {
-    let loaded = load(file)?;
-    let lock = match &args.release {
-        Some(path) => lock_at(path)?,
-        None => published(file, &loaded.cookbook)?,
-    };
+    let ws = workspace(file)?;
     if args.force_conflicts {
         let _ = writeln!(
             err,
             "warning: --force-conflicts: server-side apply takes over the fields other field managers own"
         );
     }
-    let stage = StageRef {
-        state_dir: state::dir_for(file),
-        site: &args.site,
-        stage: &args.stage,
+    let opts = DeployOptions {
+        site: args.site.clone(),
+        stage: args.stage.clone(),
+        release: args.release.clone(),
+        force_conflicts: args.force_conflicts,
     };
-    deploy_stage(
-        &loaded,
-        &stage,
-        &lock,
-        &options(file, args.force_conflicts),
-        args.format,
-        out,
-    )
-}
-
-/// Where a deploy goes: a site's stage, with the state directory that keeps its release records
-/// and approvals (`.cookbook` beside the cookbook; the sync state for `sync --deploy`).
-pub struct StageRef<'a> {
-    pub state_dir: std::path::PathBuf,
-    pub site: &'a str,
-    pub stage: &'a str,
-}
-
-/// Deploys `lock`'s images to `stage` of the loaded cookbook (loaded once by the caller: `sync
-/// --deploy` names a revision's project as its working copies do, see `sync::SyncOptions`).
-pub fn deploy_stage(
-    loaded: &Loaded,
-    stage: &StageRef,
-    lock: &Lock,
-    options: &ConnectOptions,
-    format: Format,
-    out: &mut dyn Write,
-) -> Result<(), Error> {
-    let Loaded { cookbook, plan, .. } = loaded;
-    let desired = stage_desired(cookbook, plan, lock, stage.site, stage.stage)?;
-    converge(
-        &stage.state_dir,
-        cookbook,
-        &desired,
-        options,
-        format,
-        "deployed",
-        out,
-    )
-}
-
-/// What should run in `site`/`stage` with `lock`'s images, or the refusal in the user's terms.
-pub fn stage_desired(
-    cookbook: &crate::model::Cookbook,
-    plan: &crate::graph::Plan,
-    lock: &Lock,
-    site: &str,
-    stage: &str,
-) -> Result<crate::deploy::desired::Desired, Error> {
-    Ok(desired(cookbook, plan, lock, site, stage)?)
-}
-
-/// Checks `desired`'s progression rule (`sync --deploy` asks before each stage): `Ok(Some(why))`
-/// when the rule is not met, a missing approval included (sync skips such a stage and goes on;
-/// `deploy` refuses it); `Err` when it could not be checked (an unreadable approvals file, the
-/// site unreachable), which is a failure, not a skip.
-pub fn check_progression(
-    state_dir: &Path,
-    cookbook: &crate::model::Cookbook,
-    desired: &crate::deploy::desired::Desired,
-    options: &ConnectOptions,
-) -> Result<Option<String>, Error> {
-    crate::ops::runtime()?
-        .block_on(session::check_progression(
-            state_dir, cookbook, desired, options,
-        ))
-        .map(|()| None)
-        .or_else(|e| match e {
-            DeployError::Unapproved(u) => Ok(Some(format!("{u}; {}", u.help()))),
-            DeployError::RuleNotMet(why) => Ok(Some(why)),
-            other => Err(other.into()),
-        })
+    converging(&ws, args.format, out, |stop| {
+        ops::deploy::deploy(&ws, &opts, stop)
+    })
 }
 
 /// The connection options of a command on `file`'s cookbook.
-pub fn options(file: &Path, force_conflicts: bool) -> ConnectOptions {
+fn options(file: &Path, force_conflicts: bool) -> ConnectOptions {
     ConnectOptions {
         base: file
             .parent()
@@ -182,42 +113,32 @@ pub fn options(file: &Path, force_conflicts: bool) -> ConnectOptions {
     }
 }
 
-/// Deploys `desired` through the library's session and prints the outcome. SIGINT/SIGTERM stop
-/// it between steps and roll it back like a failure (exit 130/143); a second signal ends the
-/// process at once.
-fn converge(
-    state_dir: &Path,
-    cookbook: &crate::model::Cookbook,
-    desired: &crate::deploy::desired::Desired,
-    options: &ConnectOptions,
+/// Runs a flow that converges a stage, and prints its report. SIGINT/SIGTERM stop it between
+/// steps and roll it back like a failure (exit 130/143); a second signal ends the process at
+/// once.
+fn converging(
+    ws: &Workspace,
     format: Format,
-    verb: &str,
     out: &mut dyn Write,
+    flow: impl FnOnce(&tokio_util::sync::CancellationToken) -> Result<DeployReport, Error>,
 ) -> Result<(), Error> {
     let interrupt = Interrupt::install()?;
-    let result = crate::ops::runtime()?.block_on(session::deploy(
-        state_dir,
-        cookbook,
-        desired,
-        options,
-        &interrupt.token(),
-    ));
-    let e = match result {
-        Ok(outcome) => {
-            print(out, format, verb, desired, &outcome, None);
+    let mut e = match flow(&interrupt.token()) {
+        Ok(report) => {
+            print(out, format, &report);
             return Ok(());
         }
         Err(e) => e,
     };
-    let interrupted = e.interrupted();
-    let mut e = Error::from(e);
     // A deploy a signal stopped ends with the signal's code.
-    if let (true, Error::Deploy { signal, .. }, Some(Error::Interrupted { signal: s, code })) =
-        (interrupted, &mut e, interrupt.error())
+    if let (Error::Deploy { error, signal }, Some(Error::Interrupted { signal: s, code })) =
+        (&mut e, interrupt.error())
     {
-        *signal = Some((s, code));
+        if error.interrupted() {
+            *signal = Some((s, code));
+        }
     }
-    if let (Format::Json, Some(doc)) = (format, stopped_document(desired, &e)) {
+    if let (Format::Json, Some(doc)) = (format, stopped_document(&ws.cookbook.project.name, &e)) {
         let _ = writeln!(out, "{}", serde_json::to_string_pretty(&doc).expect("JSON"));
     }
     Err(e)
@@ -226,10 +147,7 @@ fn converge(
 /// `--format json` for a deploy that stopped: the error document (`result: "error"`), plus what
 /// failed and what the stage was put back on. `None` for any other error (the CLI prints the
 /// plain error document).
-fn stopped_document(
-    desired: &crate::deploy::desired::Desired,
-    e: &Error,
-) -> Option<serde_json::Value> {
+fn stopped_document(project: &crate::model::Name, e: &Error) -> Option<serde_json::Value> {
     let Error::Deploy { error, .. } = e else {
         return None;
     };
@@ -263,7 +181,7 @@ fn stopped_document(
         "exit_code": e.exit_code(),
         "errors": [{ "code": "deploy", "message": e.to_string(), "help": null }],
         "deploy": {
-            "project": desired.project.to_string(),
+            "project": project.to_string(),
             "site": stopped.site.to_string(),
             "stage": stopped.stage.to_string(),
             "release": stopped.release,
@@ -281,31 +199,20 @@ fn stopped_document(
     }))
 }
 
-fn print(
-    out: &mut dyn Write,
-    format: Format,
-    verb: &str,
-    desired: &crate::deploy::desired::Desired,
-    outcome: &Outcome,
-    rolled_back_from: Option<&str>,
-) {
+/// A report as `--format json` prints it: its keys sorted, as the documents have always been.
+fn json_text(report: &impl serde::Serialize) -> String {
+    let value = serde_json::to_value(report).expect("a report serializes");
+    serde_json::to_string_pretty(&value).expect("JSON")
+}
+
+fn print(out: &mut dyn Write, format: Format, report: &DeployReport) {
     match format {
         Format::Text => {
-            let _ = writeln!(
-                out,
-                "{verb} release {} of {} to {}/{}: {} started, {} unchanged, {} removed",
-                outcome.release,
-                desired.project,
-                desired.site,
-                desired.stage,
-                outcome.started.len(),
-                outcome.unchanged.len(),
-                outcome.removed.len()
-            );
+            let _ = writeln!(out, "{report}");
             for (what, names) in [
-                ("started", &outcome.started),
-                ("unchanged", &outcome.unchanged),
-                ("removed", &outcome.removed),
+                ("started", &report.started),
+                ("unchanged", &report.unchanged),
+                ("removed", &report.removed),
             ] {
                 for name in names {
                     let _ = writeln!(out, "  {what:<9} {name}");
@@ -313,21 +220,7 @@ fn print(
             }
         }
         Format::Json => {
-            let mut doc = serde_json::json!({
-                "result": "ok",
-                "project": desired.project.to_string(),
-                "site": desired.site.to_string(),
-                "stage": desired.stage.to_string(),
-                "release": outcome.release,
-                "network": desired.network,
-                "started": outcome.started,
-                "unchanged": outcome.unchanged,
-                "removed": outcome.removed,
-            });
-            if let Some(from) = rolled_back_from {
-                doc["rolled_back_from"] = from.into();
-            }
-            let _ = writeln!(out, "{}", serde_json::to_string_pretty(&doc).expect("JSON"));
+            let _ = writeln!(out, "{}", json_text(report));
         }
     }
 }
@@ -350,26 +243,13 @@ pub struct RollbackArgs {
 
 /// `cookbook rollback`: deploys a recorded release again, exactly as it ran.
 pub fn rollback(file: &Path, args: &RollbackArgs, out: &mut dyn Write) -> Result<(), Error> {
-    let cookbook = load(file)?.cookbook;
-    let site = session::known_site(&cookbook, &args.site).map_err(Error::from)?;
-    let restored = crate::ops::runtime()?
-        .block_on(session::rollback(
-            &state::dir_for(file),
-            &cookbook,
-            &site,
-            &args.stage,
-            args.to.as_deref(),
-            &options(file, false),
-        ))
-        .map_err(Error::from)?;
-    print(
-        out,
-        args.format,
-        "restored",
-        &restored.release.desired.with_current_names(),
-        &restored.outcome,
-        Some(&restored.from),
-    );
+    let ws = workspace(file)?;
+    let opts = RollbackOptions {
+        site: args.site.clone(),
+        stage: args.stage.clone(),
+        to: args.to.clone(),
+    };
+    print(out, args.format, &ops::deploy::rollback(&ws, &opts)?);
     Ok(())
 }
 
@@ -769,26 +649,15 @@ pub struct PromoteArgs {
 /// `cookbook promote`: deploys the images of a stage's current (healthy, recorded) release to a
 /// later stage, with that stage's runtime settings, if its rule is met.
 pub fn promote(file: &Path, args: &PromoteArgs, out: &mut dyn Write) -> Result<(), Error> {
-    let Loaded { cookbook, plan, .. } = load(file)?;
-    // The promoted images are the ones that ran in `from`, whatever the lock says now.
-    let desired = approvals::promotion(
-        &state::dir_for(file),
-        &cookbook,
-        &plan,
-        &args.site,
-        &args.from,
-        &args.to,
-    )
-    .map_err(Error::from)?;
-    converge(
-        &state::dir_for(file),
-        &cookbook,
-        &desired,
-        &options(file, false),
-        args.format,
-        "promoted",
-        out,
-    )
+    let ws = workspace(file)?;
+    let opts = PromoteOptions {
+        site: args.site.clone(),
+        from: args.from.clone(),
+        to: args.to.clone(),
+    };
+    converging(&ws, args.format, out, |stop| {
+        ops::deploy::promote(&ws, &opts, stop)
+    })
 }
 
 /// `cookbook status` of a Kubernetes site: per container, the Deployment as the cluster runs it.
@@ -889,7 +758,7 @@ pub struct RenderArgs {
 pub fn render(file: &Path, args: &RenderArgs, out: &mut dyn Write) -> Result<(), Error> {
     let Loaded { cookbook, plan, .. } = load(file)?;
     let lock = published(file, &cookbook)?;
-    let desired = stage_desired(&cookbook, &plan, &lock, &args.site, &args.stage)?;
+    let desired = desired(&cookbook, &plan, &lock, &args.site, &args.stage)?;
     let (namespace, create) = match &cookbook.lifecycle.sites[&desired.site].target {
         Some(Target::Kubernetes(k)) => (Some(k.namespace.as_str()), k.create_namespace),
         _ => (None, false),

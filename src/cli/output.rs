@@ -95,7 +95,7 @@ fn code(e: &Error) -> &'static str {
         Error::Verify(_) => "verify",
         Error::Interrupted { .. } => "interrupted",
         Error::Deploy { .. } => "deploy",
-        Error::NotPublished { .. } => "failed",
+        Error::NotPublished { .. } | Error::SyncDeployFailed { .. } => "failed",
     }
 }
 

@@ -10,6 +10,8 @@
 //! pins and state directory beside it. Async work runs on the one process-wide runtime,
 //! [`runtime`].
 
+pub mod deploy;
+pub mod sync;
 mod workspace;
 
 pub use workspace::{CookbookFile, Workspace};
