@@ -47,8 +47,9 @@ use crate::engine::{DockerEngine, EngineError};
 use crate::labels::{Scheme, CURRENT, SCHEMES};
 use crate::model::lifecycle::Probe;
 
-/// What the engine says about one desired instance (`cookbook status`).
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// What the engine says about one desired instance (`cookbook status`; serialized, a row of its
+/// JSON document).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct InstanceStatus {
     pub name: String,
     pub container: String,
@@ -69,6 +70,11 @@ pub struct InstanceStatus {
 }
 
 impl InstanceStatus {
+    /// Running what the lock wants, and not unhealthy.
+    pub fn in_sync(&self) -> bool {
+        !self.drift && self.health != "unhealthy" && self.state == "running"
+    }
+
     /// The row of an instance nothing of ours runs for: `state` says why (`missing`, `foreign`).
     fn absent(instance: &Instance, state: &str, desired_image: Option<String>) -> InstanceStatus {
         InstanceStatus {

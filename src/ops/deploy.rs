@@ -7,6 +7,7 @@
 //! a failure; which signal it was is the caller's to say. Errors are `crate::error::Error`,
 //! converted once (`From<DeployError>`, `From<DesiredError>` in `error.rs`).
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::path::{Path, PathBuf};
 
@@ -14,11 +15,16 @@ use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
 use super::Workspace;
-use crate::deploy::approvals::{self, Unapproved};
-use crate::deploy::backend::ConnectOptions;
+use crate::deploy::approvals::{self, Approval, Request, Subject, Unapproved};
+use crate::deploy::backend::{ConnectOptions, SiteStatus};
 use crate::deploy::desired::{desired, Desired};
+use crate::deploy::detect::Detected;
+use crate::deploy::docker::InstanceStatus;
+use crate::deploy::kubernetes::cluster::UnitStatus;
+use crate::deploy::kubernetes::objects::{objects, Objects};
 use crate::deploy::session::{self, DeployError, Outcome};
 use crate::error::Error;
+use crate::model::lifecycle::Target;
 use crate::model::Cookbook;
 use crate::state::lock::Lock;
 
@@ -135,12 +141,9 @@ impl fmt::Display for DeployReport {
 /// How a command on `ws`'s cookbook reaches its sites (relative kubeconfigs start at its
 /// directory).
 pub fn connect_options(ws: &Workspace, force_conflicts: bool) -> ConnectOptions {
-    connect_options_at(ws.path(), force_conflicts)
-}
-
-fn connect_options_at(file: &Path, force_conflicts: bool) -> ConnectOptions {
     ConnectOptions {
-        base: file
+        base: ws
+            .path()
             .parent()
             .map(Path::to_path_buf)
             .unwrap_or_else(|| ".".into()),
@@ -300,4 +303,228 @@ pub fn stage(
         outcome,
         None,
     )))
+}
+
+/// `cookbook status` and `cookbook render`: a site's stage.
+#[derive(Debug, Clone)]
+pub struct StageOptions {
+    pub site: String,
+    pub stage: String,
+}
+
+/// `cookbook status`: each container the lock wants in the stage, as the site runs it. Drift and
+/// ill health are the answer, not a failure. Its serialization is the `--format json` document.
+#[derive(Debug, Clone, Serialize)]
+pub struct StatusReport<C> {
+    pub project: String,
+    pub site: String,
+    pub stage: String,
+    /// The lock's release for the stage.
+    pub release: String,
+    /// Every container runs what the lock wants, healthy.
+    pub in_sync: bool,
+    pub containers: Vec<C>,
+}
+
+/// [`StatusReport`] by the kind of site: per container, the engine's container or the cluster's
+/// Deployment.
+#[derive(Debug, Clone, Serialize)]
+#[serde(untagged)]
+pub enum Status {
+    Docker(StatusReport<InstanceStatus>),
+    Kubernetes(StatusReport<UnitStatus>),
+}
+
+impl<C> StatusReport<C> {
+    fn new(desired: &Desired, in_sync: bool, containers: Vec<C>) -> Self {
+        StatusReport {
+            project: desired.project.to_string(),
+            site: desired.site.to_string(),
+            stage: desired.stage.to_string(),
+            release: desired.release.clone(),
+            in_sync,
+            containers,
+        }
+    }
+}
+
+/// `cookbook status`: asks the site; a stage whose images are not published yet is
+/// [`Error::NotPublished`] (1), as for `deploy`.
+pub fn status(ws: &Workspace, opts: &StageOptions) -> Result<Status, Error> {
+    let desired = desired(
+        &ws.cookbook,
+        &ws.plan,
+        ws.published()?,
+        &opts.site,
+        &opts.stage,
+    )?;
+    let options = connect_options(ws, false);
+    let status = super::runtime()?.block_on(session::status(&ws.cookbook, &desired, &options))?;
+    Ok(match status {
+        SiteStatus::Docker(list) => {
+            let in_sync = list.iter().all(InstanceStatus::in_sync);
+            Status::Docker(StatusReport::new(&desired, in_sync, list))
+        }
+        SiteStatus::Kubernetes(units) => {
+            let in_sync = units.iter().all(UnitStatus::in_sync);
+            Status::Kubernetes(StatusReport::new(&desired, in_sync, units))
+        }
+    })
+}
+
+/// `cookbook releases`: a site's recorded releases, stage by stage, oldest first.
+#[derive(Debug, Clone, Serialize)]
+pub struct ReleasesReport {
+    pub site: String,
+    pub stages: BTreeMap<String, Vec<ReleaseRow>>,
+}
+
+/// One recorded release.
+#[derive(Debug, Clone, Serialize)]
+pub struct ReleaseRow {
+    pub release: String,
+    pub deployed_at: String,
+    /// A rollback's record: the release it replaced.
+    pub rolled_back_from: Option<String>,
+    /// The stage where these images became a rollback point.
+    pub checkpoint: Option<String>,
+    /// The last record of its stage: what runs there.
+    pub current: bool,
+    /// Container → the digest it ran.
+    pub containers: BTreeMap<String, String>,
+}
+
+pub fn releases(ws: &Workspace, site: &str) -> Result<ReleasesReport, Error> {
+    let site = session::known_site(&ws.cookbook, site)?;
+    let records = session::releases(&ws.state_dir(), &site)?;
+    let stages = records
+        .stages
+        .into_iter()
+        .map(|(stage, list)| {
+            let last = list.len();
+            let rows = list
+                .into_iter()
+                .enumerate()
+                .map(|(i, r)| ReleaseRow {
+                    containers: r
+                        .desired
+                        .instances()
+                        .map(|i| (i.container.to_string(), i.digest.clone()))
+                        .collect(),
+                    release: r.release,
+                    deployed_at: r.deployed_at,
+                    rolled_back_from: r.rolled_back_from,
+                    checkpoint: r.checkpoint,
+                    current: i + 1 == last,
+                })
+                .collect();
+            (stage, rows)
+        })
+        .collect();
+    Ok(ReleasesReport {
+        site: site.to_string(),
+        stages,
+    })
+}
+
+/// `cookbook approve`: what to approve for which stage, by whom.
+#[derive(Debug, Clone)]
+pub struct ApproveOptions {
+    pub stage: String,
+    pub by: String,
+    pub ci: bool,
+    pub site: Option<String>,
+    /// A recorded release; `None` (and not `lock`): the one `promote` would carry.
+    pub release: Option<String>,
+    /// The lock's images instead (what `deploy` runs).
+    pub lock: bool,
+}
+
+/// `cookbook approve`: records the approval and returns it.
+pub fn approve(ws: &Workspace, opts: &ApproveOptions) -> Result<Approval, Error> {
+    let subject = match (opts.lock, &opts.release) {
+        (true, _) => Subject::Lock(ws.published()?),
+        (false, Some(id)) => Subject::Release(id),
+        (false, None) => Subject::Current,
+    };
+    let request = Request {
+        stage: &opts.stage,
+        by: &opts.by,
+        ci: opts.ci,
+        site: opts.site.as_deref(),
+        subject,
+    };
+    Ok(approvals::approve(&ws.state_dir(), &ws.cookbook, &request)?)
+}
+
+/// `cookbook render`: the Kubernetes objects `deploy` applies to a site's stage (the site's
+/// namespace in them when its target is a cluster).
+pub fn render(ws: &Workspace, opts: &StageOptions) -> Result<Objects, Error> {
+    let desired = desired(
+        &ws.cookbook,
+        &ws.plan,
+        ws.published()?,
+        &opts.site,
+        &opts.stage,
+    )?;
+    let (namespace, create) = match &ws.cookbook.lifecycle.sites[&desired.site].target {
+        Some(Target::Kubernetes(k)) => (Some(k.namespace.as_str()), k.create_namespace),
+        _ => (None, false),
+    };
+    Ok(objects(&desired, namespace, create))
+}
+
+/// `cookbook site detect`: what an engine offers, in the vocabulary of `capabilities`, and with
+/// a site what it declares and lacks. Its serialization is the `--format json` document.
+#[derive(Debug, Clone, Serialize)]
+pub struct DetectReport {
+    #[serde(flatten)]
+    pub detected: Detected,
+    pub capabilities: Vec<String>,
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    pub site: Option<SiteFit>,
+}
+
+/// A site's declared capabilities against what its engine offers.
+#[derive(Debug, Clone, Serialize)]
+pub struct SiteFit {
+    pub site: String,
+    pub declared: BTreeSet<String>,
+    pub missing: Vec<String>,
+}
+
+/// `site detect`: asks `site`'s target (of `ws`'s cookbook), or without a site the engine at
+/// `DOCKER_HOST`.
+pub fn detect(site: Option<(&Workspace, &str)>) -> Result<DetectReport, Error> {
+    let mut connect = ConnectOptions::default();
+    let mut target = Target::Docker {
+        host: "env".to_owned(),
+    };
+    let mut fit = None;
+    if let Some((ws, site)) = site {
+        let name = session::known_site(&ws.cookbook, site)?;
+        target = session::target(&ws.cookbook, &name)?;
+        connect = connect_options(ws, false);
+        let declared = ws.cookbook.lifecycle.sites[&name].capabilities.clone();
+        fit = Some((name.to_string(), declared));
+    }
+    let detected = super::runtime()?
+        .block_on(session::detect(&target, &connect))?
+        .ok_or_else(|| {
+            Error::Failed("this site's target reports no capabilities to detect".to_owned())
+        })?;
+    let site = fit.map(|(site, declared)| SiteFit {
+        missing: detected
+            .missing(&declared)
+            .into_iter()
+            .map(str::to_owned)
+            .collect(),
+        site,
+        declared,
+    });
+    Ok(DetectReport {
+        capabilities: detected.capabilities().into_iter().collect(),
+        detected,
+        site,
+    })
 }

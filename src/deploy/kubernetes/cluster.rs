@@ -88,8 +88,9 @@ impl std::fmt::Display for UnitState {
     }
 }
 
-/// What the cluster says about one container's Deployment (`cookbook status`).
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// What the cluster says about one container's Deployment (`cookbook status`; serialized, a row
+/// of its JSON document).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct UnitStatus {
     /// The Deployment's name.
     pub name: String,
@@ -107,6 +108,13 @@ pub struct UnitStatus {
     pub warnings: Vec<String>,
     /// Another image or other settings (its config-hash annotation) than desired, or missing.
     pub drift: bool,
+}
+
+impl UnitStatus {
+    /// Its rollout complete, with what the lock wants.
+    pub fn in_sync(&self) -> bool {
+        !self.drift && self.state == UnitState::Available
+    }
 }
 
 fn api_error(operation: &str, e: kube::Error, url: &str) -> KubeError {
