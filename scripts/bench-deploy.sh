@@ -23,7 +23,7 @@ DIRECT_BIN=${DIRECT_BIN:-$PWD/target/release/examples/deploy_direct}
 WORK=$(mktemp -d)
 PREFIX=bench$$
 # The engine's API over its socket (no docker CLI needed): a project's containers, removed.
-docker_ps() { curl -s --unix-socket "${DOCKER_HOST#unix://}" "http://x/containers/json?all=1&filters=$(jq -rn --arg p "$1" '{label: ["io.cookbook.project=" + $p]} | @uri')" | jq -r '.[].Id'; }
+docker_ps() { curl -s --unix-socket "${DOCKER_HOST#unix://}" "http://x/containers/json?all=1&filters=$(jq -rn --arg p "$1" '{label: ["dev.cookbook.project=" + $p]} | @uri')" | jq -r '.[].Id'; }
 docker_rm() { for id in "$@"; do curl -s -o /dev/null -X DELETE --unix-socket "${DOCKER_HOST#unix://}" "http://x/containers/$id?force=1"; done; }
 remove_project() { local ids; ids=$(docker_ps "$1"); [[ -z $ids ]] || docker_rm $ids; }
 net_rm() { curl -s -o /dev/null -X DELETE --unix-socket "${DOCKER_HOST#unix://}" "http://x/networks/$1"; }

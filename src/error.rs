@@ -45,6 +45,8 @@
 //! | Kubernetes: the API server does not answer                               | 3    |
 //! | Kubernetes: a server-side apply conflict, or the API server refused      | 1    |
 //! | Kubernetes: an object with one of our names that is not ours (by labels) | 1    |
+//! | deploy, promote, status, render, sync --deploy: an unknown site or stage, a stage the site does not serve, a lock of another project or naming an image outside its container's repository | 2 |
+//! | deploy, promote, status, render, sync --deploy: a container not published yet (not in the lock) | 1 |
 //! | deploy: a name the stage needs held by what is not its own (compose's, another site's) | 1 |
 //! | deploy: a wave not healthy, or the engine/API failing mid-deploy (then rolled back per `on_failure`) | 1; 3 if the site became unreachable |
 //! | deploy: stopped by SIGINT/SIGTERM between steps (then rolled back per `on_failure`) | 130/143 |
@@ -59,8 +61,9 @@ use std::path::PathBuf;
 use crate::apply::pin::PinError;
 use crate::apply::ApplyError;
 use crate::context::ContextError;
+use crate::deploy::desired::DesiredError;
 use crate::deploy::kubernetes::KubeError;
-use crate::deploy::session::{DeployError, WaveError};
+use crate::deploy::session::{listed, DeployError, WaveError};
 use crate::deploy::BackendError;
 use crate::diagnostic::Diagnostic;
 use crate::engine::EngineError;
@@ -170,6 +173,17 @@ pub enum Error {
     /// A run stopped by a signal (`code`: 130 for SIGINT, 143 for SIGTERM).
     #[error("stopped by {signal}: running builds cancelled; what completed is in cookbook.lock")]
     Interrupted { signal: &'static str, code: i32 },
+    /// `cookbook sync --deploy` could not deploy a stage (`stage`), or the site (`None`): the
+    /// error that stopped it (a deploy that changed something was rolled back).
+    #[error("sync --deploy{}: {source}", stage.as_deref().map(|s| format!(" of stage {s}")).unwrap_or_default())]
+    SyncDeployFailed {
+        stage: Option<String>,
+        source: Box<Error>,
+    },
+    /// A deploy, `status` or `render` of a container the lock has no image for yet: the request
+    /// is fine, what it needs is not there yet (1, for every command).
+    #[error("container `{container}` is not in cookbook.lock: it has not been published yet; run `cookbook apply` to build and publish it")]
+    NotPublished { container: String },
     /// A deploy that stopped once it had changed something (what failed, what was restored:
     /// `DeployError::Stopped`), or refused to touch what is not the stage's
     /// (`BackendError::NotOurs`). `signal`: the signal that stopped it, and its exit code.
@@ -285,6 +299,62 @@ fn backend_exit_code(e: &BackendError) -> i32 {
     }
 }
 
+/// What should run cannot be worked out: the one mapping of every command that asks (`deploy`,
+/// `promote`, `status`, `render`, `sync --deploy`). A request that does not fit the cookbook, or a
+/// lock that is not this project's or points a container elsewhere, is input (2, its help naming
+/// what would fit); a container not published yet is [`Error::NotPublished`] (1).
+impl From<DesiredError> for Error {
+    fn from(e: DesiredError) -> Self {
+        let help = match &e {
+            DesiredError::NotPublished { container } => {
+                return Error::NotPublished {
+                    container: container.clone(),
+                }
+            }
+            DesiredError::UnknownSite { known, .. } => listed("sites in this cookbook", known),
+            DesiredError::UnknownStage { known, .. } => listed("stages", known),
+            DesiredError::StageNotServed { served, .. } => listed("it serves", served),
+            // The lock is input: one another project wrote is refused as `Lock::read_for` refuses
+            // it; one that points a container elsewhere like a malformed one.
+            DesiredError::OtherProject { .. } => None,
+            DesiredError::ForeignImage { .. } => Some(
+                "`cookbook apply` writes each container's own repository; restore cookbook.lock from git (`git log -p -- cookbook.lock` shows who changed it)".to_owned(),
+            ),
+        };
+        Error::Usage {
+            message: e.to_string(),
+            help,
+        }
+    }
+}
+
+/// The library's deploy failures as the command's errors. A failure that is the backend's keeps
+/// its edge's arm (engine, cluster); one that changed something, refused a namesake or could not
+/// keep its records stays a [`DeployError`] (its code: [`deploy_exit_code`]).
+impl From<DeployError> for Error {
+    fn from(e: DeployError) -> Self {
+        match e {
+            DeployError::Backend(BackendError::Engine(e)) => Error::Engine(e),
+            DeployError::Backend(BackendError::Kube(e)) => Error::Kube(e),
+            DeployError::Desired(e) => e.into(),
+            DeployError::Unapproved(u) => Error::Usage {
+                message: u.to_string(),
+                help: Some(u.help()),
+            },
+            DeployError::RuleNotMet(message) | DeployError::Failed(message) => {
+                Error::Failed(message)
+            }
+            DeployError::Usage { message, help } => Error::Usage { message, help },
+            e @ (DeployError::Backend(BackendError::NotOurs { .. })
+            | DeployError::Records(_)
+            | DeployError::Stopped(_)) => Error::Deploy {
+                error: Box::new(e),
+                signal: None,
+            },
+        }
+    }
+}
+
 /// A deploy that stopped: by its cause (the site gone unreachable mid-deploy is 3), whatever the
 /// rollback did.
 fn deploy_exit_code(e: &DeployError) -> i32 {
@@ -294,6 +364,7 @@ fn deploy_exit_code(e: &DeployError) -> i32 {
             EXIT_FAILED
         }
         DeployError::Usage { .. } | DeployError::Unapproved(_) => EXIT_INVALID,
+        DeployError::Desired(e) => Error::from(e.clone()).exit_code(),
         DeployError::Stopped(stopped) => match &stopped.cause {
             WaveError::Backend { source, .. } => backend_exit_code(source),
             WaveError::Unhealthy { .. } | WaveError::Interrupted { .. } => EXIT_FAILED,
@@ -335,6 +406,7 @@ impl Error {
             Error::Registry(e) => registry_exit_code(e),
             Error::Lock(e) => lock_exit_code(e),
             Error::Kube(e) => kube_exit_code(e),
+            Error::NotPublished { .. } | Error::SyncDeployFailed { .. } => EXIT_FAILED,
             Error::Deploy { signal, error } => match signal {
                 Some((_, code)) => *code,
                 None => deploy_exit_code(error),
@@ -377,6 +449,80 @@ impl Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Issue 21: what should run, when it cannot be worked out, exits the same in every command
+    /// (`deploy`, `promote`, `status`, `render`, `sync --deploy`): the request not fitting the
+    /// cookbook or the lock not fitting the project is input (2), an image not published yet is 1.
+    #[test]
+    fn a_desired_error_has_one_exit_code() {
+        let cases = [
+            (
+                DesiredError::UnknownSite {
+                    site: "x".into(),
+                    known: vec!["local".into()],
+                },
+                EXIT_INVALID,
+            ),
+            (
+                DesiredError::UnknownStage {
+                    stage: "x".into(),
+                    known: vec![],
+                },
+                EXIT_INVALID,
+            ),
+            (
+                DesiredError::StageNotServed {
+                    site: "s".into(),
+                    stage: "x".into(),
+                    served: vec![],
+                },
+                EXIT_INVALID,
+            ),
+            (
+                DesiredError::OtherProject {
+                    lock: "a".into(),
+                    cookbook: "b".into(),
+                },
+                EXIT_INVALID,
+            ),
+            (
+                DesiredError::ForeignImage {
+                    container: "web".into(),
+                    image: "evil/web".into(),
+                    expected: "r/web".into(),
+                },
+                EXIT_INVALID,
+            ),
+            (
+                DesiredError::NotPublished {
+                    container: "web".into(),
+                },
+                EXIT_FAILED,
+            ),
+        ];
+        for (e, code) in cases {
+            assert_eq!(Error::from(e.clone()).exit_code(), code, "{e}");
+            // Through the deploy session (promote), the same code.
+            assert_eq!(
+                Error::from(DeployError::Desired(e.clone())).exit_code(),
+                code,
+                "{e}"
+            );
+            assert_eq!(
+                deploy_exit_code(&DeployError::Desired(e.clone())),
+                code,
+                "{e}"
+            );
+        }
+        let help = match Error::from(DesiredError::UnknownStage {
+            stage: "qa".into(),
+            known: vec!["dev".into(), "prod".into()],
+        }) {
+            Error::Usage { help, .. } => help,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(help.as_deref(), Some("stages: dev, prod"));
+    }
 
     #[test]
     fn edge_errors_map_to_documented_exit_codes() {

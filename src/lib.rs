@@ -21,6 +21,7 @@ pub mod graph;
 pub mod hash;
 pub mod image;
 pub mod init;
+pub mod labels;
 pub mod load;
 pub mod model;
 pub mod oci;

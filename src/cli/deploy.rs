@@ -1,29 +1,25 @@
-//! `cookbook deploy --site S --stage ST`: runs the images pinned in cookbook.lock on the site's
-//! target, wave by wave, each wave healthy before the next; records the release, and rolls a
-//! failed deploy back to the stage's previous release (`on_failure: previous`).
-//! `cookbook rollback` restores a recorded release; `cookbook releases` lists them.
+//! `cookbook deploy`, `promote`, `rollback`, `releases`, `status`, `approve`, `render` and
+//! `site detect`: their arguments, and the rendering of their reports.
 //!
-//! The work is the library's: `deploy::desired` (pure), `deploy::session` (the orchestration every
-//! target shares) over a `deploy::Backend` (`deploy::docker`), and `deploy::releases` (the
-//! records); `approve` and `promote` are `deploy::approvals`' flows. This module reads the
-//! cookbook and the lock, calls them and prints the outcome.
+//! Each command turns its arguments into `ops::deploy`'s options, calls the one flow there and
+//! prints the report it returns (text, or its serialization with `--format json`). What is left
+//! here is the terminal's: the signal handlers a deploy is stopped by, and the error document of a
+//! deploy that stopped (what failed, what was restored).
 
 use std::io::Write;
 use std::path::Path;
 
 use crate::cli::interrupt::Interrupt;
-use crate::cli::{load, Format};
-use crate::deploy::approvals::{self, Request, Subject};
-use crate::deploy::backend::{BackendError, ConnectOptions, SiteStatus};
-use crate::deploy::desired::{desired, DesiredError};
+use crate::cli::Format;
+use crate::deploy::docker::InstanceStatus;
 use crate::deploy::kubernetes::cluster::UnitStatus;
-use crate::deploy::kubernetes::objects::objects;
-use crate::deploy::session::{self, listed, DeployError, Outcome, Recovery, WaveError};
+use crate::deploy::session::{self, DeployError, Outcome, Recovery, WaveError};
 use crate::error::Error;
-use crate::load::Loaded;
-use crate::model::lifecycle::Target;
-use crate::state;
-use crate::state::lock::Lock;
+use crate::ops::deploy::{
+    ApproveOptions, DeployOptions, DeployReport, DetectReport, PromoteOptions, RollbackOptions,
+    StageOptions, Status, StatusReport,
+};
+use crate::ops::{self, CookbookFile, Workspace};
 
 /// `cookbook deploy --help`'s exit codes.
 pub const DEPLOY_HELP: &str = "Exit codes:
@@ -57,21 +53,12 @@ pub struct DeployArgs {
     pub force_conflicts: bool,
 }
 
-/// A lock file named on the command line (`deploy --release LOCK`).
-fn lock_at(path: &Path) -> Result<Lock, Error> {
-    Lock::read(path)?.ok_or_else(|| Error::Usage {
-        message: format!("--release {}: no such lock file", path.display()),
-        help: Some("name a cookbook.lock written by `cookbook apply`".to_owned()),
-    })
-}
-
-/// The lock beside the cookbook: what has been published. None yet is a usage error, and so is
-/// one another project wrote.
-fn published(file: &Path, cookbook: &crate::model::Cookbook) -> Result<Lock, Error> {
-    let lock_path = Lock::path_for(file);
-    Lock::read_for(&lock_path, &cookbook.project.name)?.ok_or_else(|| Error::Usage {
-        message: format!("no {}: nothing has been published yet", lock_path.display()),
-        help: Some("run `cookbook apply` first".to_owned()),
+/// The cookbook a deploy command names, opened once.
+fn workspace(file: &Path) -> Result<Workspace, Error> {
+    Workspace::open(CookbookFile {
+        bytes: super::locate::stdin_bytes(file),
+        path: file.to_path_buf(),
+        label: super::locate::display_name(file),
     })
 }
 
@@ -81,168 +68,50 @@ pub fn run(
     out: &mut dyn Write,
     err: &mut dyn Write,
 ) -> Result<(), Error> {
-    let loaded = load(file)?;
-    let lock = match &args.release {
-        Some(path) => lock_at(path)?,
-        None => published(file, &loaded.cookbook)?,
-    };
+    let ws = workspace(file)?;
     if args.force_conflicts {
         let _ = writeln!(
             err,
             "warning: --force-conflicts: server-side apply takes over the fields other field managers own"
         );
     }
-    let stage = StageRef {
-        state_dir: state::dir_for(file),
-        site: &args.site,
-        stage: &args.stage,
+    let opts = DeployOptions {
+        site: args.site.clone(),
+        stage: args.stage.clone(),
+        release: args.release.clone(),
+        force_conflicts: args.force_conflicts,
     };
-    deploy_stage(
-        &loaded,
-        &stage,
-        &lock,
-        &options(file, args.force_conflicts),
-        args.format,
-        out,
-    )
-}
-
-/// Where a deploy goes: a site's stage, with the state directory that keeps its release records
-/// and approvals (`.cookbook` beside the cookbook; the sync state for `sync --deploy`).
-pub struct StageRef<'a> {
-    pub state_dir: std::path::PathBuf,
-    pub site: &'a str,
-    pub stage: &'a str,
-}
-
-/// Deploys `lock`'s images to `stage` of the loaded cookbook (loaded once by the caller: `sync
-/// --deploy` names a revision's project as its working copies do, see `sync::SyncOptions`).
-pub fn deploy_stage(
-    loaded: &Loaded,
-    stage: &StageRef,
-    lock: &Lock,
-    options: &ConnectOptions,
-    format: Format,
-    out: &mut dyn Write,
-) -> Result<(), Error> {
-    let Loaded { cookbook, plan, .. } = loaded;
-    let desired = stage_desired(cookbook, plan, lock, stage.site, stage.stage)?;
-    converge(
-        &stage.state_dir,
-        cookbook,
-        &desired,
-        options,
-        format,
-        "deployed",
-        out,
-    )
-}
-
-/// What should run in `site`/`stage` with `lock`'s images, or the refusal in the user's terms.
-pub fn stage_desired(
-    cookbook: &crate::model::Cookbook,
-    plan: &crate::graph::Plan,
-    lock: &Lock,
-    site: &str,
-    stage: &str,
-) -> Result<crate::deploy::desired::Desired, Error> {
-    desired(cookbook, plan, lock, site, stage).map_err(|e| match &e {
-        DesiredError::UnknownSite { known, .. } => Error::Usage {
-            message: e.to_string(),
-            help: listed("sites in this cookbook", known),
-        },
-        DesiredError::UnknownStage { known, .. } => Error::Usage {
-            message: e.to_string(),
-            help: listed("stages", known),
-        },
-        DesiredError::StageNotServed { served, .. } => Error::Usage {
-            message: e.to_string(),
-            help: listed("it serves", served),
-        },
-        // The request is fine; what it needs is not there yet: the work fails (exit 1).
-        DesiredError::NotPublished { .. } => {
-            Error::Failed(format!("{e}; run `cookbook apply` to build and publish it"))
-        }
-        DesiredError::OtherProject { .. } => Error::Failed(e.to_string()),
-        // The lock is input: one that points a container elsewhere is refused like a malformed one.
-        DesiredError::ForeignImage { .. } => Error::Usage {
-            message: e.to_string(),
-            help: Some(
-                "`cookbook apply` writes each container's own repository; restore cookbook.lock from git (`git log -p -- cookbook.lock` shows who changed it)".to_owned(),
-            ),
-        },
+    converging(&ws, args.format, out, |stop| {
+        ops::deploy::deploy(&ws, &opts, stop)
     })
 }
 
-/// Checks `desired`'s progression rule (`sync --deploy` asks before each stage): `Ok(Some(why))`
-/// when the rule is not met, a missing approval included (sync skips such a stage and goes on;
-/// `deploy` refuses it); `Err` when it could not be checked (an unreadable approvals file, the
-/// site unreachable), which is a failure, not a skip.
-pub fn check_progression(
-    state_dir: &Path,
-    cookbook: &crate::model::Cookbook,
-    desired: &crate::deploy::desired::Desired,
-    options: &ConnectOptions,
-) -> Result<Option<String>, Error> {
-    runtime()?
-        .block_on(session::check_progression(
-            state_dir, cookbook, desired, options,
-        ))
-        .map(|()| None)
-        .or_else(|e| match e {
-            DeployError::Unapproved(u) => Ok(Some(format!("{u}; {}", u.help()))),
-            DeployError::RuleNotMet(why) => Ok(Some(why)),
-            other => Err(error(other)),
-        })
-}
-
-/// The connection options of a command on `file`'s cookbook.
-pub fn options(file: &Path, force_conflicts: bool) -> ConnectOptions {
-    ConnectOptions {
-        base: file
-            .parent()
-            .map(Path::to_path_buf)
-            .unwrap_or_else(|| ".".into()),
-        force_conflicts,
-    }
-}
-
-/// Deploys `desired` through the library's session and prints the outcome. SIGINT/SIGTERM stop
-/// it between steps and roll it back like a failure (exit 130/143); a second signal ends the
-/// process at once.
-fn converge(
-    state_dir: &Path,
-    cookbook: &crate::model::Cookbook,
-    desired: &crate::deploy::desired::Desired,
-    options: &ConnectOptions,
+/// Runs a flow that converges a stage, and prints its report. SIGINT/SIGTERM stop it between
+/// steps and roll it back like a failure (exit 130/143); a second signal ends the process at
+/// once.
+fn converging(
+    ws: &Workspace,
     format: Format,
-    verb: &str,
     out: &mut dyn Write,
+    flow: impl FnOnce(&tokio_util::sync::CancellationToken) -> Result<DeployReport, Error>,
 ) -> Result<(), Error> {
     let interrupt = Interrupt::install()?;
-    let result = runtime()?.block_on(session::deploy(
-        state_dir,
-        cookbook,
-        desired,
-        options,
-        &interrupt.token(),
-    ));
-    let e = match result {
-        Ok(outcome) => {
-            print(out, format, verb, desired, &outcome, None);
+    let mut e = match flow(&interrupt.token()) {
+        Ok(report) => {
+            print(out, format, &report);
             return Ok(());
         }
         Err(e) => e,
     };
-    let interrupted = e.interrupted();
-    let mut e = error(e);
     // A deploy a signal stopped ends with the signal's code.
-    if let (true, Error::Deploy { signal, .. }, Some(Error::Interrupted { signal: s, code })) =
-        (interrupted, &mut e, interrupt.error())
+    if let (Error::Deploy { error, signal }, Some(Error::Interrupted { signal: s, code })) =
+        (&mut e, interrupt.error())
     {
-        *signal = Some((s, code));
+        if error.interrupted() {
+            *signal = Some((s, code));
+        }
     }
-    if let (Format::Json, Some(doc)) = (format, stopped_document(desired, &e)) {
+    if let (Format::Json, Some(doc)) = (format, stopped_document(&ws.cookbook.project.name, &e)) {
         let _ = writeln!(out, "{}", serde_json::to_string_pretty(&doc).expect("JSON"));
     }
     Err(e)
@@ -251,10 +120,7 @@ fn converge(
 /// `--format json` for a deploy that stopped: the error document (`result: "error"`), plus what
 /// failed and what the stage was put back on. `None` for any other error (the CLI prints the
 /// plain error document).
-fn stopped_document(
-    desired: &crate::deploy::desired::Desired,
-    e: &Error,
-) -> Option<serde_json::Value> {
+fn stopped_document(project: &crate::model::Name, e: &Error) -> Option<serde_json::Value> {
     let Error::Deploy { error, .. } = e else {
         return None;
     };
@@ -288,7 +154,7 @@ fn stopped_document(
         "exit_code": e.exit_code(),
         "errors": [{ "code": "deploy", "message": e.to_string(), "help": null }],
         "deploy": {
-            "project": desired.project.to_string(),
+            "project": project.to_string(),
             "site": stopped.site.to_string(),
             "stage": stopped.stage.to_string(),
             "release": stopped.release,
@@ -306,59 +172,20 @@ fn stopped_document(
     }))
 }
 
-/// The library's deploy failures as the CLI's errors (whose exit codes src/error.rs maps).
-fn error(e: DeployError) -> Error {
-    match e {
-        DeployError::Backend(BackendError::Engine(e)) => Error::Engine(e),
-        DeployError::Backend(BackendError::Kube(e)) => Error::Kube(e),
-        DeployError::Records(e) => Error::Failed(e.to_string()),
-        DeployError::Unapproved(u) => Error::Usage {
-            message: u.to_string(),
-            help: Some(u.help()),
-        },
-        DeployError::RuleNotMet(message) | DeployError::Failed(message) => Error::Failed(message),
-        DeployError::Usage { message, help } => Error::Usage { message, help },
-        e @ (DeployError::Backend(BackendError::NotOurs { .. }) | DeployError::Stopped(_)) => {
-            Error::Deploy {
-                error: Box::new(e),
-                signal: None,
-            }
-        }
-    }
+/// A report as `--format json` prints it: its keys sorted, as the documents have always been.
+fn json_text(report: &impl serde::Serialize) -> String {
+    let value = serde_json::to_value(report).expect("a report serializes");
+    serde_json::to_string_pretty(&value).expect("JSON")
 }
 
-fn runtime() -> Result<tokio::runtime::Runtime, Error> {
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| Error::Failed(format!("cannot start the async runtime: {e}")))
-}
-
-fn print(
-    out: &mut dyn Write,
-    format: Format,
-    verb: &str,
-    desired: &crate::deploy::desired::Desired,
-    outcome: &Outcome,
-    rolled_back_from: Option<&str>,
-) {
+fn print(out: &mut dyn Write, format: Format, report: &DeployReport) {
     match format {
         Format::Text => {
-            let _ = writeln!(
-                out,
-                "{verb} release {} of {} to {}/{}: {} started, {} unchanged, {} removed",
-                outcome.release,
-                desired.project,
-                desired.site,
-                desired.stage,
-                outcome.started.len(),
-                outcome.unchanged.len(),
-                outcome.removed.len()
-            );
+            let _ = writeln!(out, "{report}");
             for (what, names) in [
-                ("started", &outcome.started),
-                ("unchanged", &outcome.unchanged),
-                ("removed", &outcome.removed),
+                ("started", &report.started),
+                ("unchanged", &report.unchanged),
+                ("removed", &report.removed),
             ] {
                 for name in names {
                     let _ = writeln!(out, "  {what:<9} {name}");
@@ -366,21 +193,7 @@ fn print(
             }
         }
         Format::Json => {
-            let mut doc = serde_json::json!({
-                "result": "ok",
-                "project": desired.project.to_string(),
-                "site": desired.site.to_string(),
-                "stage": desired.stage.to_string(),
-                "release": outcome.release,
-                "network": desired.network,
-                "started": outcome.started,
-                "unchanged": outcome.unchanged,
-                "removed": outcome.removed,
-            });
-            if let Some(from) = rolled_back_from {
-                doc["rolled_back_from"] = from.into();
-            }
-            let _ = writeln!(out, "{}", serde_json::to_string_pretty(&doc).expect("JSON"));
+            let _ = writeln!(out, "{}", json_text(report));
         }
     }
 }
@@ -403,26 +216,13 @@ pub struct RollbackArgs {
 
 /// `cookbook rollback`: deploys a recorded release again, exactly as it ran.
 pub fn rollback(file: &Path, args: &RollbackArgs, out: &mut dyn Write) -> Result<(), Error> {
-    let cookbook = load(file)?.cookbook;
-    let site = session::known_site(&cookbook, &args.site).map_err(error)?;
-    let restored = runtime()?
-        .block_on(session::rollback(
-            &state::dir_for(file),
-            &cookbook,
-            &site,
-            &args.stage,
-            args.to.as_deref(),
-            &options(file, false),
-        ))
-        .map_err(error)?;
-    print(
-        out,
-        args.format,
-        "restored",
-        &restored.release.desired.with_current_names(),
-        &restored.outcome,
-        Some(&restored.from),
-    );
+    let ws = workspace(file)?;
+    let opts = RollbackOptions {
+        site: args.site.clone(),
+        stage: args.stage.clone(),
+        to: args.to.clone(),
+    };
+    print(out, args.format, &ops::deploy::rollback(&ws, &opts)?);
     Ok(())
 }
 
@@ -438,15 +238,13 @@ pub struct ReleasesArgs {
 
 /// `cookbook releases`: the recorded releases of a site, per stage, oldest first.
 pub fn releases(file: &Path, args: &ReleasesArgs, out: &mut dyn Write) -> Result<(), Error> {
-    let cookbook = load(file)?.cookbook;
-    let site = session::known_site(&cookbook, &args.site).map_err(error)?;
-    let records = session::releases(&state::dir_for(file), &site).map_err(error)?;
+    let report = ops::deploy::releases(&workspace(file)?, &args.site)?;
     match args.format {
         Format::Text => {
-            for (stage, list) in &records.stages {
-                let _ = writeln!(out, "{site}/{stage}:");
-                for (i, r) in list.iter().enumerate() {
-                    let mark = if i + 1 == list.len() { '*' } else { ' ' };
+            for (stage, rows) in &report.stages {
+                let _ = writeln!(out, "{}/{stage}:", report.site);
+                for r in rows {
+                    let mark = if r.current { '*' } else { ' ' };
                     let back = r
                         .rolled_back_from
                         .as_ref()
@@ -466,34 +264,7 @@ pub fn releases(file: &Path, args: &ReleasesArgs, out: &mut dyn Write) -> Result
             }
         }
         Format::Json => {
-            let stages: serde_json::Map<String, serde_json::Value> = records
-                .stages
-                .iter()
-                .map(|(stage, list)| {
-                    let items = list
-                        .iter()
-                        .enumerate()
-                        .map(|(i, r)| {
-                            let containers: std::collections::BTreeMap<&str, &str> = r
-                                .desired
-                                .instances()
-                                .map(|i| (i.container.as_str(), i.digest.as_str()))
-                                .collect();
-                            serde_json::json!({
-                                "release": r.release,
-                                "deployed_at": r.deployed_at,
-                                "rolled_back_from": r.rolled_back_from,
-                                "checkpoint": r.checkpoint,
-                                "current": i + 1 == list.len(),
-                                "containers": containers,
-                            })
-                        })
-                        .collect();
-                    (stage.clone(), serde_json::Value::Array(items))
-                })
-                .collect();
-            let doc = serde_json::json!({ "site": site.to_string(), "stages": stages });
-            let _ = writeln!(out, "{}", serde_json::to_string_pretty(&doc).expect("JSON"));
+            let _ = writeln!(out, "{}", json_text(&report));
         }
     }
     Ok(())
@@ -515,23 +286,23 @@ pub struct StatusArgs {
 /// `cookbook status`: each container the lock wants in the stage, as the engine runs it. Drift and
 /// ill health are the answer, not a failure: the exit code is 0 whenever the engine answered.
 pub fn status(file: &Path, args: &StatusArgs, out: &mut dyn Write) -> Result<(), Error> {
-    let Loaded { cookbook, plan, .. } = load(file)?;
-    let lock = published(file, &cookbook)?;
-    let desired =
-        desired(&cookbook, &plan, &lock, &args.site, &args.stage).map_err(|e| Error::Usage {
-            message: e.to_string(),
-            help: None,
-        })?;
-    let list = match runtime()?
-        .block_on(session::status(&cookbook, &desired, &options(file, false)))
-        .map_err(error)?
-    {
-        SiteStatus::Docker(list) => list,
-        SiteStatus::Kubernetes(units) => {
-            kubernetes_status(out, args.format, &desired, &units);
-            return Ok(());
-        }
+    let opts = StageOptions {
+        site: args.site.clone(),
+        stage: args.stage.clone(),
     };
+    let status = ops::deploy::status(&workspace(file)?, &opts)?;
+    match (args.format, &status) {
+        (Format::Json, status) => {
+            let _ = writeln!(out, "{}", json_text(status));
+        }
+        (Format::Text, Status::Docker(report)) => docker_status(out, report),
+        (Format::Text, Status::Kubernetes(report)) => kubernetes_status(out, report),
+    }
+    Ok(())
+}
+
+/// `cookbook status` of a Docker site, as text: per container, the engine's container.
+fn docker_status(out: &mut dyn Write, report: &StatusReport<InstanceStatus>) {
     let uptime = |started: &Option<String>| {
         started
             .as_deref()
@@ -541,69 +312,36 @@ pub fn status(file: &Path, args: &StatusArgs, out: &mut dyn Write) -> Result<(),
                 humantime::format_duration(std::time::Duration::from_secs(d.as_secs())).to_string()
             })
     };
-    match args.format {
-        Format::Text => {
-            let _ = writeln!(
-                out,
-                "{}/{}/{} (lock release {})",
-                desired.project, desired.site, desired.stage, desired.release
-            );
-            let _ = writeln!(
-                out,
-                "  {:<28} {:<10} {:<10} {:>8}  {:<10} {:<5}  SERVICES",
-                "CONTAINER", "STATE", "HEALTH", "RESTARTS", "UPTIME", "DRIFT"
-            );
-            for s in &list {
-                let _ = writeln!(
-                    out,
-                    "  {:<28} {:<10} {:<10} {:>8}  {:<10} {:<5}  {}",
-                    s.name,
-                    s.state,
-                    s.health,
-                    s.restarts,
-                    uptime(&s.started_at).unwrap_or_else(|| "-".to_owned()),
-                    if s.drift { "yes" } else { "no" },
-                    s.services
-                        .as_ref()
-                        .map_or_else(|| "-".to_owned(), services_text)
-                );
-            }
-            for s in &list {
-                if let Some(note) = s.services.as_ref().and_then(|x| x.note.as_ref()) {
-                    let _ = writeln!(out, "  note: {}: {note}", s.name);
-                }
-            }
-        }
-        Format::Json => {
-            let containers: Vec<serde_json::Value> = list
-                .iter()
-                .map(|s| {
-                    serde_json::json!({
-                        "name": s.name,
-                        "container": s.container,
-                        "state": s.state,
-                        "health": s.health,
-                        "restarts": s.restarts,
-                        "started_at": s.started_at,
-                        "desired_image": s.desired_image,
-                        "running_image": s.running_image,
-                        "drift": s.drift,
-                        "services": s.services,
-                    })
-                })
-                .collect();
-            let doc = serde_json::json!({
-                "project": desired.project.to_string(),
-                "site": desired.site.to_string(),
-                "stage": desired.stage.to_string(),
-                "release": desired.release,
-                "in_sync": list.iter().all(|s| !s.drift && s.health != "unhealthy" && s.state == "running"),
-                "containers": containers,
-            });
-            let _ = writeln!(out, "{}", serde_json::to_string_pretty(&doc).expect("JSON"));
+    let _ = writeln!(
+        out,
+        "{}/{}/{} (lock release {})",
+        report.project, report.site, report.stage, report.release
+    );
+    let _ = writeln!(
+        out,
+        "  {:<28} {:<10} {:<10} {:>8}  {:<10} {:<5}  SERVICES",
+        "CONTAINER", "STATE", "HEALTH", "RESTARTS", "UPTIME", "DRIFT"
+    );
+    for s in &report.containers {
+        let _ = writeln!(
+            out,
+            "  {:<28} {:<10} {:<10} {:>8}  {:<10} {:<5}  {}",
+            s.name,
+            s.state,
+            s.health,
+            s.restarts,
+            uptime(&s.started_at).unwrap_or_else(|| "-".to_owned()),
+            if s.drift { "yes" } else { "no" },
+            s.services
+                .as_ref()
+                .map_or_else(|| "-".to_owned(), services_text)
+        );
+    }
+    for s in &report.containers {
+        if let Some(note) = s.services.as_ref().and_then(|x| x.note.as_ref()) {
+            let _ = writeln!(out, "  note: {}: {note}", s.name);
         }
     }
-    Ok(())
 }
 
 /// A container's services in one column: `web: 80 (httpd)`, `worker: no port (work.sh, sleep)`,
@@ -664,84 +402,48 @@ pub fn site(command: &SiteCommand, top: Option<&Path>, out: &mut dyn Write) -> R
         site,
         format,
     } = command;
-    let mut connect = ConnectOptions::default();
-    let site = match site {
-        Some(site) => {
-            let file = cookbook.resolve(top)?;
-            let c = load(&file)?.cookbook;
-            let name = session::known_site(&c, site).map_err(error)?;
-            let target = session::target(&c, &name).map_err(error)?;
-            let declared = c.lifecycle.sites[&name].capabilities.clone();
-            connect = options(&file, false);
-            Some((name, target, declared))
-        }
+    let ws = match site {
+        Some(_) => Some(workspace(&cookbook.resolve(top)?)?),
         None => None,
     };
-    let target = site.as_ref().map_or_else(
-        || Target::Docker {
-            host: "env".to_owned(),
-        },
-        |(_, t, _)| t.clone(),
-    );
-    let detected = runtime()?
-        .block_on(session::detect(&target, &connect))
-        .map_err(error)?
-        .ok_or_else(|| {
-            Error::Failed("this site's target reports no capabilities to detect".to_owned())
-        })?;
-    let capabilities: Vec<String> = detected.capabilities().into_iter().collect();
-    let missing: Vec<&str> = site
-        .as_ref()
-        .map(|(_, _, declared)| detected.missing(declared))
-        .unwrap_or_default();
+    let report = ops::deploy::detect(ws.as_ref().zip(site.as_deref()))?;
     match format {
-        Format::Text => {
-            let gib = detected.memory_bytes as f64 / f64::from(1u32 << 30);
-            let _ = writeln!(out, "architecture  {}", detected.architecture);
-            let _ = writeln!(out, "cores         {}", detected.cores);
-            let _ = writeln!(
-                out,
-                "memory        {gib:.1} GiB ({} bytes)",
-                detected.memory_bytes
-            );
-            let _ = writeln!(
-                out,
-                "engine        {} ({})",
-                detected.engine_version, detected.os
-            );
-            let _ = writeln!(
-                out,
-                "gpu           {}",
-                if detected.gpu { "yes" } else { "no" }
-            );
-            let _ = writeln!(out, "capabilities  {}", capabilities.join(", "));
-            if let Some((name, _, declared)) = &site {
-                let declared: Vec<&str> = declared.iter().map(String::as_str).collect();
-                let _ = writeln!(out, "site {name} declares: {}", declared.join(", "));
-                if !missing.is_empty() {
-                    let _ = writeln!(out, "missing       {}", missing.join(", "));
-                }
-            }
-        }
+        Format::Text => detect_text(out, &report),
         Format::Json => {
-            let mut doc = serde_json::json!({
-                "architecture": detected.architecture,
-                "cores": detected.cores,
-                "memory_bytes": detected.memory_bytes,
-                "engine_version": detected.engine_version,
-                "os": detected.os,
-                "gpu": detected.gpu,
-                "capabilities": capabilities,
-            });
-            if let Some((name, _, declared)) = &site {
-                doc["site"] = name.to_string().into();
-                doc["declared"] = serde_json::json!(declared);
-                doc["missing"] = serde_json::json!(missing);
-            }
-            let _ = writeln!(out, "{}", serde_json::to_string_pretty(&doc).expect("JSON"));
+            let _ = writeln!(out, "{}", json_text(&report));
         }
     }
     Ok(())
+}
+
+fn detect_text(out: &mut dyn Write, report: &DetectReport) {
+    let detected = &report.detected;
+    let gib = detected.memory_bytes as f64 / f64::from(1u32 << 30);
+    let _ = writeln!(out, "architecture  {}", detected.architecture);
+    let _ = writeln!(out, "cores         {}", detected.cores);
+    let _ = writeln!(
+        out,
+        "memory        {gib:.1} GiB ({} bytes)",
+        detected.memory_bytes
+    );
+    let _ = writeln!(
+        out,
+        "engine        {} ({})",
+        detected.engine_version, detected.os
+    );
+    let _ = writeln!(
+        out,
+        "gpu           {}",
+        if detected.gpu { "yes" } else { "no" }
+    );
+    let _ = writeln!(out, "capabilities  {}", report.capabilities.join(", "));
+    if let Some(fit) = &report.site {
+        let declared: Vec<&str> = fit.declared.iter().map(String::as_str).collect();
+        let _ = writeln!(out, "site {} declares: {}", fit.site, declared.join(", "));
+        if !fit.missing.is_empty() {
+            let _ = writeln!(out, "missing       {}", fit.missing.join(", "));
+        }
+    }
 }
 
 #[derive(Debug, clap::Args)]
@@ -772,25 +474,15 @@ pub struct ApproveArgs {
 /// `cookbook approve`: records an approval for a stage of the release `promote` would carry
 /// there (or `--release`, or the lock's images with `--lock`).
 pub fn approve(file: &Path, args: &ApproveArgs, out: &mut dyn Write) -> Result<(), Error> {
-    let cookbook = load(file)?.cookbook;
-    let lock = if args.lock {
-        Some(published(file, &cookbook)?)
-    } else {
-        None
-    };
-    let subject = match (&lock, &args.release) {
-        (Some(lock), _) => Subject::Lock(lock),
-        (None, Some(id)) => Subject::Release(id),
-        (None, None) => Subject::Current,
-    };
-    let request = Request {
-        stage: &args.stage,
-        by: &args.by,
+    let opts = ApproveOptions {
+        stage: args.stage.clone(),
+        by: args.by.clone(),
         ci: args.ci,
-        site: args.site.as_deref(),
-        subject,
+        site: args.site.clone(),
+        release: args.release.clone(),
+        lock: args.lock,
     };
-    let approval = approvals::approve(&state::dir_for(file), &cookbook, &request).map_err(error)?;
+    let approval = ops::deploy::approve(&workspace(file)?, &opts)?;
     let what = approval
         .release
         .as_ref()
@@ -825,98 +517,51 @@ pub struct PromoteArgs {
 /// `cookbook promote`: deploys the images of a stage's current (healthy, recorded) release to a
 /// later stage, with that stage's runtime settings, if its rule is met.
 pub fn promote(file: &Path, args: &PromoteArgs, out: &mut dyn Write) -> Result<(), Error> {
-    let Loaded { cookbook, plan, .. } = load(file)?;
-    // The promoted images are the ones that ran in `from`, whatever the lock says now.
-    let desired = approvals::promotion(
-        &state::dir_for(file),
-        &cookbook,
-        &plan,
-        &args.site,
-        &args.from,
-        &args.to,
-    )
-    .map_err(error)?;
-    converge(
-        &state::dir_for(file),
-        &cookbook,
-        &desired,
-        &options(file, false),
-        args.format,
-        "promoted",
-        out,
-    )
+    let ws = workspace(file)?;
+    let opts = PromoteOptions {
+        site: args.site.clone(),
+        from: args.from.clone(),
+        to: args.to.clone(),
+    };
+    converging(&ws, args.format, out, |stop| {
+        ops::deploy::promote(&ws, &opts, stop)
+    })
 }
 
-/// `cookbook status` of a Kubernetes site: per container, the Deployment as the cluster runs it.
-fn kubernetes_status(
-    out: &mut dyn Write,
-    format: Format,
-    desired: &crate::deploy::desired::Desired,
-    units: &[UnitStatus],
-) {
+/// `cookbook status` of a Kubernetes site, as text: per container, the Deployment as the cluster
+/// runs it.
+fn kubernetes_status(out: &mut dyn Write, report: &StatusReport<UnitStatus>) {
     let short = |d: &str| {
         d.strip_prefix("sha256:")
             .map_or(d, |h| &h[..h.len().min(12)])
             .to_owned()
     };
-    match format {
-        Format::Text => {
-            let _ = writeln!(
-                out,
-                "{}/{}/{} (lock release {})",
-                desired.project, desired.site, desired.stage, desired.release
-            );
-            let _ = writeln!(
-                out,
-                "  {:<28} {:<12} {:>7}  {:>8}  {:<12} {:<12} DRIFT",
-                "DEPLOYMENT", "STATE", "READY", "RESTARTS", "DESIRED", "RUNNING"
-            );
-            for u in units {
-                let _ = writeln!(
-                    out,
-                    "  {:<28} {:<12} {:>7}  {:>8}  {:<12} {:<12} {}",
-                    u.name,
-                    u.state,
-                    format!("{}/{}", u.ready_replicas, u.replicas),
-                    u.restarts,
-                    short(&u.desired_digest),
-                    u.running_digest
-                        .as_deref()
-                        .map_or_else(|| "-".to_owned(), short),
-                    if u.drift { "yes" } else { "no" }
-                );
-                for w in &u.warnings {
-                    let _ = writeln!(out, "    warning: {w}");
-                }
-            }
-        }
-        Format::Json => {
-            let containers: Vec<serde_json::Value> = units
-                .iter()
-                .map(|u| {
-                    serde_json::json!({
-                        "name": u.name,
-                        "container": u.container,
-                        "state": u.state,
-                        "replicas": u.replicas,
-                        "ready_replicas": u.ready_replicas,
-                        "restarts": u.restarts,
-                        "desired_digest": u.desired_digest,
-                        "running_digest": u.running_digest,
-                        "warnings": u.warnings,
-                        "drift": u.drift,
-                    })
-                })
-                .collect();
-            let doc = serde_json::json!({
-                "project": desired.project.to_string(),
-                "site": desired.site.to_string(),
-                "stage": desired.stage.to_string(),
-                "release": desired.release,
-                "in_sync": units.iter().all(|u| !u.drift && u.state == "available"),
-                "containers": containers,
-            });
-            let _ = writeln!(out, "{}", serde_json::to_string_pretty(&doc).expect("JSON"));
+    let _ = writeln!(
+        out,
+        "{}/{}/{} (lock release {})",
+        report.project, report.site, report.stage, report.release
+    );
+    let _ = writeln!(
+        out,
+        "  {:<28} {:<12} {:>7}  {:>8}  {:<12} {:<12} DRIFT",
+        "DEPLOYMENT", "STATE", "READY", "RESTARTS", "DESIRED", "RUNNING"
+    );
+    for u in &report.containers {
+        let _ = writeln!(
+            out,
+            "  {:<28} {:<12} {:>7}  {:>8}  {:<12} {:<12} {}",
+            u.name,
+            u.state,
+            format!("{}/{}", u.ready_replicas, u.replicas),
+            u.restarts,
+            short(&u.desired_digest),
+            u.running_digest
+                .as_deref()
+                .map_or_else(|| "-".to_owned(), short),
+            if u.drift { "yes" } else { "no" }
+        );
+        for w in &u.warnings {
+            let _ = writeln!(out, "    warning: {w}");
         }
     }
 }
@@ -943,14 +588,11 @@ pub struct RenderArgs {
 /// `cookbook render`: the Kubernetes objects `deploy` applies to a site's stage, for those who
 /// deploy with their own tools. Byte-stable for the same cookbook and lock.
 pub fn render(file: &Path, args: &RenderArgs, out: &mut dyn Write) -> Result<(), Error> {
-    let Loaded { cookbook, plan, .. } = load(file)?;
-    let lock = published(file, &cookbook)?;
-    let desired = stage_desired(&cookbook, &plan, &lock, &args.site, &args.stage)?;
-    let (namespace, create) = match &cookbook.lifecycle.sites[&desired.site].target {
-        Some(Target::Kubernetes(k)) => (Some(k.namespace.as_str()), k.create_namespace),
-        _ => (None, false),
+    let opts = StageOptions {
+        site: args.site.clone(),
+        stage: args.stage.clone(),
     };
-    let objects = objects(&desired, namespace, create);
+    let objects = ops::deploy::render(&workspace(file)?, &opts)?;
     let text = match args.format {
         RenderFormat::Yaml => objects.to_yaml(),
         RenderFormat::Json => objects.to_json() + "\n",

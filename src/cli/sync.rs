@@ -14,10 +14,12 @@ use clap::{Args, Subcommand, ValueEnum};
 use super::interrupt::Interrupt;
 use crate::error::Error;
 use crate::model::RelPath;
+use crate::ops;
+use crate::ops::sync::{DeployStep, Round, RoundOptions, StepResult};
 use crate::sync::lock::{Holder, Wait};
 use crate::sync::schedule::{self, Schedule, Tick};
 use crate::sync::state::{StateDir, SyncState};
-use crate::sync::{sync_once, Applier, ApplyOutcome, Outcome, RoundReport, SyncError, SyncOptions};
+use crate::sync::{Applier, ApplyOutcome, Outcome, RoundReport, SyncError, SyncOptions};
 
 pub const SYNC_HELP: &str = "Exit codes:
   0  ok: the remote's revision taken, or nothing new
@@ -117,34 +119,29 @@ pub fn execute(args: &SyncArgs, out: &mut dyn Write, err: &mut dyn Write) -> Res
     }
     let options = options(args)?;
     let interrupt = Interrupt::install()?;
-    let stop = interrupt.flag();
     let mut applier = args.apply.then(|| apply_engine(&interrupt));
     let dir = StateDir::new(&args.state);
     refuse_other_site(&dir, args.site.as_deref())?;
     let me = Holder::me(command_line());
-    let wait = if args.wait { Wait::Yes } else { Wait::No };
-
-    let round = |applier: &mut Option<Box<dyn Applier + '_>>, err: &mut dyn Write| {
-        sync_once(
-            &dir,
-            &options,
-            reborrow(applier),
-            &me,
-            wait,
-            &mut |holder| waiting(holder, err),
-            stop,
-        )
+    let stop = interrupt.token();
+    let round = RoundOptions {
+        dir: &dir,
+        sync: &options,
+        me: &me,
+        wait: if args.wait { Wait::Yes } else { Wait::No },
+        deploy: args.deploy,
+        stop_flag: interrupt.flag(),
+        stop: &stop,
     };
-
+    let run = |applier: &mut Option<Box<dyn Applier + '_>>, err: &mut dyn Write| {
+        ops::sync::round(&round, reborrow(applier), &mut |holder| {
+            waiting(holder, err)
+        })
+    };
     let Some(interval) = args.interval else {
-        let report = round(&mut applier, err)?;
-        let mut stopped = None;
-        let deployed = deploy_after(args, &dir, &report, &mut stopped);
-        render_round(&report, deployed.as_deref(), args.format, out, err);
-        outcome_to_result(&report)?;
-        return stopped.map_or_else(|| deploy_result(deployed.as_deref()), Err);
+        let round = run(&mut applier, err)?;
+        return finish_round(round, &interrupt, args.format, out, err);
     };
-
     let schedule = Schedule {
         interval,
         splay: args.splay.unwrap_or(interval / 10),
@@ -152,41 +149,31 @@ pub fn execute(args: &SyncArgs, out: &mut dyn Write, err: &mut dyn Write) -> Res
     // Errors here are logged and retried next round: a network outage must not end the loop.
     // Set when a signal cancelled a running apply: the loop then ends with the signal's code.
     let mut cut_short = None;
-    schedule::run_every(schedule, stop, |tick| {
+    schedule::run_every(schedule, interrupt.flag(), |tick| {
         if let Tick::Wait(wait) = tick {
             let wait = humantime::format_duration(round_secs(wait));
-            let logs: &mut dyn Write = match args.format {
-                StatusFormat::Text => &mut *out,
-                StatusFormat::Json => &mut *err,
-            };
-            log(logs, &format!("next round in {wait}"));
+            log(
+                logs(args.format, out, err),
+                &format!("next round in {wait}"),
+            );
             return;
         }
-        match round(&mut applier, err) {
-            Ok(report) => {
-                let mut stopped = None;
-                let deployed = deploy_after(args, &dir, &report, &mut stopped);
-                render_round(&report, deployed.as_deref(), args.format, out, err);
-                let deploy = stopped.map_or_else(|| deploy_result(deployed.as_deref()), Err);
-                match outcome_to_result(&report).and(deploy) {
-                    Err(
-                        e @ (Error::Interrupted { .. }
-                        | Error::Deploy {
-                            signal: Some(_), ..
-                        }),
-                    ) => cut_short = Some(e),
-                    Err(e) => log(err, &format!("round failed: {e}")),
-                    Ok(()) => {}
-                }
-            }
+        match run(&mut applier, err) {
+            Ok(round) => match finish_round(round, &interrupt, args.format, out, err) {
+                Err(
+                    e @ (Error::Interrupted { .. }
+                    | Error::Deploy {
+                        signal: Some(_), ..
+                    }),
+                ) => cut_short = Some(e),
+                Err(e) => log(err, &format!("round failed: {e}")),
+                Ok(()) => {}
+            },
             Err(SyncError::Interrupted) => {}
             Err(e) => log(err, &format!("round failed, retrying next round: {e}")),
         }
     });
-    let logs: &mut dyn Write = match args.format {
-        StatusFormat::Text => out,
-        StatusFormat::Json => err,
-    };
+    let logs = logs(args.format, out, err);
     match cut_short {
         Some(e) => {
             log(
@@ -198,6 +185,50 @@ pub fn execute(args: &SyncArgs, out: &mut dyn Write, err: &mut dyn Write) -> Res
         None => {
             log(logs, "stopped by a signal");
             Ok(())
+        }
+    }
+}
+
+/// Where the log lines go: stdout, or stderr when stdout carries the JSON documents.
+fn logs<'a>(
+    format: StatusFormat,
+    out: &'a mut dyn Write,
+    err: &'a mut dyn Write,
+) -> &'a mut dyn Write {
+    match format {
+        StatusFormat::Text => out,
+        StatusFormat::Json => err,
+    }
+}
+
+/// Renders a round and turns it into the command's result: a refused revision or a failed apply
+/// first, then a failed deploy (a deploy a signal stopped ends with the signal's code).
+fn finish_round(
+    mut round: Round,
+    interrupt: &Interrupt,
+    format: StatusFormat,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> Result<(), Error> {
+    if let Some(steps) = &mut round.deploy {
+        for step in steps.iter_mut() {
+            if let StepResult::Failed(e) = &mut step.result {
+                mark_signal(e, interrupt);
+            }
+        }
+    }
+    render_round(&round, format, out, err);
+    outcome_to_result(&round.report)?;
+    deploy_result(round.deploy)
+}
+
+/// A deploy a signal stopped (and rolled back) says which signal, and exits with its code.
+fn mark_signal(e: &mut Error, interrupt: &Interrupt) {
+    if let (Error::Deploy { error, signal }, Some(Error::Interrupted { signal: s, code })) =
+        (&mut *e, interrupt.error())
+    {
+        if error.interrupted() {
+            *signal = Some((s, code));
         }
     }
 }
@@ -288,236 +319,44 @@ fn short(commit: &str) -> &str {
     &commit[..commit.len().min(12)]
 }
 
-/// What `sync --deploy` did with one stage, or with the whole site outside its windows.
-#[derive(Debug, Clone, serde::Serialize)]
-struct DeployStep {
-    /// `None` for the site as a whole (outside its schedule windows).
-    stage: Option<String>,
-    /// `deployed`, `skipped` (the stage's rule is not met), `failed`, or `outside_window`.
-    result: &'static str,
-    message: String,
-}
-
-/// `--deploy`: once the current revision is applied (now or in an earlier round), deploys the
-/// site's stages in lifecycle order — each only when its progression rule is met — if the site's
-/// schedule is open now; otherwise deploys nothing and says when the next window opens. The
-/// release records and approvals live in the sync state directory (`<state>/deploy/`), which
-/// outlives the revisions' checkouts. `None` when there is nothing to deploy this round. A deploy
-/// a signal stopped (and rolled back) is its step's failure and, in `stopped`, the error the
-/// round ends with: the signal's code, as for an interrupted apply.
-fn deploy_after(
-    args: &SyncArgs,
-    dir: &StateDir,
-    report: &RoundReport,
-    stopped: &mut Option<Error>,
-) -> Option<Vec<DeployStep>> {
-    if !args.deploy
-        || !matches!(
-            report.apply,
-            Some(ApplyOutcome::Applied | ApplyOutcome::AlreadyApplied)
-        )
-    {
-        return None;
-    }
-    let commit = report.current.as_deref()?;
-    let site = args.site.as_deref()?;
-    let file = dir.checkout(commit).join(&args.path);
-    let directory = options(args).ok().and_then(|o| o.project_directory());
-    let label = super::locate::display_name(&file);
-    let loaded = match super::load_labelled_as(&file, label, directory.as_deref()) {
-        Ok(loaded) => loaded,
-        Err(e) => return Some(vec![DeployStep::failed(None, &e)]),
+/// The round's result for its deploy: the first failed step's error; one a signal stopped as
+/// it is (its code is the signal's).
+fn deploy_result(steps: Option<Vec<DeployStep>>) -> Result<(), Error> {
+    let Some(step) = steps.into_iter().flatten().find(DeployStep::failed) else {
+        return Ok(());
     };
-    let lifecycle = &loaded.cookbook.lifecycle;
-    let Some(deploy) = lifecycle
-        .sites
-        .iter()
-        .find(|(n, _)| n.as_str() == site)
-        .map(|x| x.1)
-    else {
-        return Some(vec![DeployStep::failed(
-            None,
-            &format!("unknown site `{site}`"),
-        )]);
-    };
-    if let Some(closed) = outside_window(site, &deploy.schedule) {
-        return Some(vec![closed]);
-    }
-    let lock = match crate::state::lock::Lock::read(&crate::state::lock::Lock::path_for(&file)) {
-        Ok(Some(lock)) => lock,
-        Ok(None) => {
-            return Some(vec![DeployStep::failed(
-                None,
-                &"no cookbook.lock after the apply",
-            )])
-        }
-        Err(e) => return Some(vec![DeployStep::failed(None, &e)]),
-    };
-    let stages: Vec<String> = if deploy.stages.is_empty() {
-        lifecycle.stages.iter().map(|s| s.to_string()).collect()
-    } else {
-        deploy.stages.iter().map(|s| s.to_string()).collect()
-    };
-    let release = Release {
-        loaded: &loaded,
-        file: &file,
-        lock: &lock,
-        site,
-        state_dir: dir.root(),
-    };
-    let mut steps = Vec::new();
-    for stage in &stages {
-        let step = deploy_stage(&release, stage, stopped);
-        // A stage that failed (and was rolled back) stops the progression there.
-        let failed = step.result == "failed";
-        steps.push(step);
-        if failed {
-            break;
-        }
-    }
-    Some(steps)
-}
-
-/// A taken revision's release as `sync --deploy` deploys it, stage by stage.
-struct Release<'a> {
-    loaded: &'a crate::load::Loaded,
-    file: &'a std::path::Path,
-    lock: &'a crate::state::lock::Lock,
-    site: &'a str,
-    /// The sync state directory: the release records and approvals outlive the checkouts.
-    state_dir: &'a std::path::Path,
-}
-
-/// The step of one stage: deployed, skipped (its progression rule is not met) or failed. A
-/// deploy a signal stopped (and rolled back) also leaves its error in `stopped`.
-fn deploy_stage(release: &Release, stage: &str, stopped: &mut Option<Error>) -> DeployStep {
-    let Release {
-        loaded,
-        file,
-        lock,
-        site,
-        state_dir,
-    } = *release;
-    let desired =
-        match super::deploy::stage_desired(&loaded.cookbook, &loaded.plan, lock, site, stage) {
-            Ok(desired) => desired,
-            Err(e) => return DeployStep::failed(Some(stage), &e),
-        };
-    match super::deploy::check_progression(
-        state_dir,
-        &loaded.cookbook,
-        &desired,
-        &super::deploy::options(file, false),
-    ) {
-        Ok(None) => {}
-        Ok(Some(rule)) => {
-            return DeployStep {
-                stage: Some(stage.to_owned()),
-                result: "skipped",
-                message: rule,
-            }
-        }
-        Err(e) => return DeployStep::failed(Some(stage), &e),
-    }
-    let mut text = Vec::new();
-    let target = super::deploy::StageRef {
-        state_dir: state_dir.to_path_buf(),
-        site,
-        stage,
-    };
-    match super::deploy::deploy_stage(
-        loaded,
-        &target,
-        lock,
-        &super::deploy::options(file, false),
-        super::Format::Text,
-        &mut text,
-    ) {
-        Ok(()) => DeployStep {
-            stage: Some(stage.to_owned()),
-            result: "deployed",
-            message: String::from_utf8_lossy(&text)
-                .lines()
-                .next()
-                .unwrap_or_default()
-                .to_owned(),
-        },
-        Err(e) => {
-            let step = DeployStep::failed(Some(stage), &e);
-            if matches!(
-                e,
-                Error::Deploy {
-                    signal: Some(_),
-                    ..
-                }
-            ) {
-                *stopped = Some(e);
-            }
-            step
-        }
-    }
-}
-
-/// The step that says the site's schedule is closed now, and when it opens; `None` when open.
-fn outside_window(site: &str, schedule: &[crate::model::lifecycle::Window]) -> Option<DeployStep> {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
-    let next = crate::deploy::schedule::next_open(schedule, now)?;
-    let at = std::time::UNIX_EPOCH + Duration::from_secs(u64::try_from(next).unwrap_or(0));
-    Some(DeployStep {
-        stage: None,
-        result: "outside_window",
-        message: format!(
-            "outside site {site}'s deploy windows: nothing deployed; the next window opens at {}",
-            humantime::format_rfc3339_seconds(at)
-        ),
-    })
-}
-
-impl DeployStep {
-    fn failed(stage: Option<&str>, e: &dyn std::fmt::Display) -> DeployStep {
-        DeployStep {
-            stage: stage.map(str::to_owned),
-            result: "failed",
-            message: e.to_string(),
-        }
-    }
-}
-
-fn deploy_result(steps: Option<&[DeployStep]>) -> Result<(), Error> {
-    match steps.into_iter().flatten().find(|s| s.result == "failed") {
-        Some(step) => Err(Error::Failed(format!(
-            "sync --deploy{}: {}",
-            step.stage
-                .as_deref()
-                .map(|s| format!(" of stage {s}"))
-                .unwrap_or_default(),
-            step.message
-        ))),
-        None => Ok(()),
+    match step.result {
+        StepResult::Failed(
+            e @ Error::Deploy {
+                signal: Some(_), ..
+            },
+        ) => Err(e),
+        StepResult::Failed(e) => Err(Error::SyncDeployFailed {
+            stage: step.stage,
+            source: Box::new(e),
+        }),
+        _ => Ok(()),
     }
 }
 
 fn render_deploy(steps: &[DeployStep], out: &mut dyn Write, err: &mut dyn Write) {
     for step in steps {
-        match (step.result, step.stage.as_deref()) {
-            ("failed", Some(stage)) => log(
-                err,
-                &format!("deploy of stage {stage} failed: {}", step.message),
-            ),
-            ("failed", None) => log(err, &format!("deploy failed: {}", step.message)),
-            ("skipped", Some(stage)) => log(
-                out,
-                &format!("not deploying stage {stage}: {}", step.message),
-            ),
-            _ => log(out, &step.message),
+        match (&step.result, step.stage.as_deref()) {
+            (StepResult::Failed(e), Some(stage)) => {
+                log(err, &format!("deploy of stage {stage} failed: {e}"))
+            }
+            (StepResult::Failed(e), None) => log(err, &format!("deploy failed: {e}")),
+            (StepResult::Skipped(why), Some(stage)) => {
+                log(out, &format!("not deploying stage {stage}: {why}"))
+            }
+            (result, _) => log(out, &result.to_string()),
         }
     }
 }
 
 /// One round as a JSON document (`sync --format json`): what the round did, in fields.
 fn round_json(report: &RoundReport, deployed: Option<&[DeployStep]>) -> String {
+    let deploy_failed = deployed.into_iter().flatten().any(DeployStep::failed);
     let (outcome, previous, forced, refusal) = match &report.outcome {
         Outcome::UpToDate => ("up_to_date", None, false, None),
         Outcome::Taken { previous, forced } => ("taken", previous.clone(), *forced, None),
@@ -536,7 +375,7 @@ fn round_json(report: &RoundReport, deployed: Option<&[DeployStep]>) -> String {
         }
     });
     let doc = serde_json::json!({
-        "result": if report.failed() || deploy_result(deployed).is_err() { "failed" } else { "ok" },
+        "result": if report.failed() || deploy_failed { "failed" } else { "ok" },
         "outcome": outcome,
         "remote_commit": report.remote_commit,
         "current": report.current,
@@ -555,24 +394,19 @@ fn round_json(report: &RoundReport, deployed: Option<&[DeployStep]>) -> String {
 
 /// Renders a round: log lines, and with `--format json` its document on stdout (the log lines
 /// then all go to stderr, so stdout is the documents alone).
-fn render_round(
-    report: &RoundReport,
-    deployed: Option<&[DeployStep]>,
-    format: StatusFormat,
-    out: &mut dyn Write,
-    err: &mut dyn Write,
-) {
+fn render_round(round: &Round, format: StatusFormat, out: &mut dyn Write, err: &mut dyn Write) {
+    let Round { report, deploy } = round;
     match format {
         StatusFormat::Text => {
             render(report, out, err);
-            render_deploy(deployed.unwrap_or_default(), out, err);
+            render_deploy(deploy.as_deref().unwrap_or_default(), out, err);
         }
         StatusFormat::Json => {
             let mut log_lines = Vec::new();
             render(report, &mut log_lines, err);
-            render_deploy(deployed.unwrap_or_default(), &mut log_lines, err);
+            render_deploy(deploy.as_deref().unwrap_or_default(), &mut log_lines, err);
             let _ = err.write_all(&log_lines);
-            let _ = out.write_all(round_json(report, deployed).as_bytes());
+            let _ = out.write_all(round_json(report, deploy.as_deref()).as_bytes());
         }
     }
 }

@@ -27,7 +27,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::deploy::desired::{desired, Desired, DesiredError};
+use crate::deploy::desired::{desired, Desired};
 use crate::deploy::docker::InstanceStatus;
 use crate::deploy::releases::now;
 use crate::deploy::session::{self, listed, DeployError};
@@ -515,17 +515,7 @@ pub fn promotion(
         stage: from.to_owned(),
     };
     let lock = session::promoted_lock(state_dir, cookbook, &site, from)?;
-    let desired = desired(cookbook, plan, &lock, site.as_str(), to).map_err(|e| match &e {
-        DesiredError::UnknownStage { known, .. } => DeployError::Usage {
-            message: e.to_string(),
-            help: listed("stages", known),
-        },
-        DesiredError::StageNotServed { served, .. } => DeployError::Usage {
-            message: e.to_string(),
-            help: listed("it serves", served),
-        },
-        _ => DeployError::Failed(e.to_string()),
-    })?;
+    let desired = desired(cookbook, plan, &lock, site.as_str(), to)?;
     let rule = cookbook.lifecycle.progression[&cookbook.lifecycle.stages[at_to]];
     if rule != Progression::Automatic {
         let approvals = Approvals::load(&Approvals::path(state_dir))?;

@@ -24,19 +24,12 @@ use serde_json::json;
 use sha2::{Digest, Sha256};
 
 use crate::graph::Plan;
+use crate::labels::{deploy as label, Scheme, SCHEMES};
 use crate::model::lifecycle::{Health, Probe, PublishedPort, RuntimeOverride};
 use crate::model::{Cookbook, Name};
 use crate::state::lock::Lock;
 
-/// Labels every deployed container and network carries.
-pub const LABEL_PROJECT: &str = "io.cookbook.project";
-pub const LABEL_STAGE: &str = "io.cookbook.stage";
-pub const LABEL_SITE: &str = "io.cookbook.site";
-pub const LABEL_RELEASE: &str = "io.cookbook.release";
-pub const LABEL_CONTAINER: &str = "io.cookbook.container";
-pub const LABEL_CONFIG: &str = "io.cookbook.config-hash";
-
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum DesiredError {
     #[error("unknown site `{site}`")]
     UnknownSite { site: String, known: Vec<String> },
@@ -143,19 +136,46 @@ impl Desired {
         renamed
     }
 
-    /// The labels of an instance (and, without `LABEL_CONTAINER`/`LABEL_CONFIG`, the network's).
+    /// The labels of an instance (and, without its container, release and config hash, the
+    /// network's), in the scheme deploy writes (`crate::labels`).
     pub fn labels(&self, instance: Option<&Instance>) -> BTreeMap<String, String> {
         let mut labels = BTreeMap::from([
-            (LABEL_PROJECT.to_owned(), self.project.to_string()),
-            (LABEL_STAGE.to_owned(), self.stage.to_string()),
-            (LABEL_SITE.to_owned(), self.site.to_string()),
+            (label::PROJECT.to_owned(), self.project.to_string()),
+            (label::STAGE.to_owned(), self.stage.to_string()),
+            (label::SITE.to_owned(), self.site.to_string()),
         ]);
         if let Some(i) = instance {
-            labels.insert(LABEL_RELEASE.to_owned(), self.release.clone());
-            labels.insert(LABEL_CONTAINER.to_owned(), i.container.to_string());
-            labels.insert(LABEL_CONFIG.to_owned(), i.config_hash.clone());
+            labels.insert(label::RELEASE.to_owned(), self.release.clone());
+            labels.insert(label::CONTAINER.to_owned(), i.container.to_string());
+            labels.insert(label::CONFIG_HASH.to_owned(), i.config_hash.clone());
         }
         labels
+    }
+
+    /// The label scheme (`crate::labels::SCHEMES`: the one deploy writes, or an earlier
+    /// version's) under which an object's labels, looked up by `label`, name this project, site
+    /// and stage; `None` when neither does.
+    pub fn owning_scheme<'a>(&self, label: impl Fn(&str) -> Option<&'a str>) -> Option<Scheme> {
+        SCHEMES.into_iter().find(|s| {
+            label(s.project) == Some(self.project.as_str())
+                && label(s.site) == Some(self.site.as_str())
+                && label(s.stage) == Some(self.stage.as_str())
+        })
+    }
+
+    /// The `key=value` label filters that select this stage's objects, one set per scheme
+    /// deploy recognises (newest first).
+    pub fn filters(&self) -> Vec<Vec<String>> {
+        SCHEMES
+            .iter()
+            .map(|s| {
+                vec![
+                    format!("{}={}", s.project, self.project),
+                    format!("{}={}", s.site, self.site),
+                    format!("{}={}", s.stage, self.stage),
+                ]
+            })
+            .collect()
     }
 }
 
@@ -304,9 +324,10 @@ pub struct Running {
     /// the meantime is never what gets removed.
     pub id: String,
     pub name: String,
-    /// Its `LABEL_CONTAINER`.
+    /// Its container label (`crate::labels::deploy::CONTAINER`).
     pub container: Option<String>,
-    /// Its `LABEL_CONFIG`.
+    /// Its config hash label, `None` when missing or written by an earlier version (which the next
+    /// deploy replaces).
     pub config_hash: Option<String>,
     pub running: bool,
 }

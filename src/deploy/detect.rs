@@ -17,7 +17,7 @@ pub const OBSERVABLE: &[&str] = &[
     "amd64", "arm64", "arm", "386", "ppc64le", "s390x", "riscv64", "gpu",
 ];
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Detected {
     /// Docker's platform name for the engine's CPU (`amd64`, `arm64`).
     pub architecture: String,

@@ -40,17 +40,16 @@ use bollard::query_parameters::{
 use futures_util::StreamExt;
 
 use crate::deploy::backend::{Backend, BackendError, Unhealthy};
-use crate::deploy::desired::{
-    changes, replaced_by, Changes, Desired, Instance, Running, LABEL_CONFIG, LABEL_CONTAINER,
-    LABEL_PROJECT, LABEL_SITE, LABEL_STAGE,
-};
+use crate::deploy::desired::{changes, replaced_by, Changes, Desired, Instance, Running};
 use crate::deploy::detect::Detected;
 use crate::deploy::services::{classify, listening_ports, main_tree, Services};
 use crate::engine::{DockerEngine, EngineError};
+use crate::labels::{Scheme, CURRENT, SCHEMES};
 use crate::model::lifecycle::Probe;
 
-/// What the engine says about one desired instance (`cookbook status`).
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// What the engine says about one desired instance (`cookbook status`; serialized, a row of its
+/// JSON document).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct InstanceStatus {
     pub name: String,
     pub container: String,
@@ -71,6 +70,11 @@ pub struct InstanceStatus {
 }
 
 impl InstanceStatus {
+    /// Running what the lock wants, and not unhealthy.
+    pub fn in_sync(&self) -> bool {
+        !self.drift && self.health != "unhealthy" && self.state == "running"
+    }
+
     /// The row of an instance nothing of ours runs for: `state` says why (`missing`, `foreign`).
     fn absent(instance: &Instance, state: &str, desired_image: Option<String>) -> InstanceStatus {
         InstanceStatus {
@@ -152,21 +156,21 @@ fn up_for(started_at: Option<&str>) -> Duration {
         .unwrap_or_default()
 }
 
-/// The label filter that lists the stage's containers and networks (`key=value` each).
+/// The label filter that lists the stage's containers and networks (`key=value` each), in the
+/// scheme deploy writes: what an error names as ours.
 fn ours_filter(desired: &Desired) -> Vec<String> {
-    desired
-        .labels(None)
-        .iter()
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect()
+    desired.filters().swap_remove(0)
+}
+
+/// The scheme under which `labels` carry the stage's project, site and stage (the current one, or
+/// an earlier version's: still ours, and replaced by the next deploy).
+fn scheme_of(desired: &Desired, labels: &HashMap<String, String>) -> Option<Scheme> {
+    desired.owning_scheme(|k| labels.get(k).map(String::as_str))
 }
 
 /// Whether `labels` carry the stage's project, site and stage.
 fn is_ours(desired: &Desired, labels: &HashMap<String, String>) -> bool {
-    desired
-        .labels(None)
-        .iter()
-        .all(|(k, v)| labels.get(k) == Some(v))
+    scheme_of(desired, labels).is_some()
 }
 
 /// Whether a container's config carries the labels of `instance` in the stage of `desired`.
@@ -178,10 +182,19 @@ fn is_instance(
     config
         .and_then(|c| c.labels.as_ref())
         .is_some_and(|labels| {
-            is_ours(desired, labels)
-                && labels.get(LABEL_CONTAINER).map(String::as_str)
-                    == Some(instance.container.as_str())
+            scheme_of(desired, labels).is_some_and(|s| {
+                labels.get(s.container).map(String::as_str) == Some(instance.container.as_str())
+            })
         })
+}
+
+/// The config hash a container of ours carries, when it is one deploy can trust: an earlier
+/// version's label scheme reads as none, so that the next deploy replaces the container and it
+/// carries the current labels from then on.
+fn config_hash(desired: &Desired, labels: &HashMap<String, String>) -> Option<String> {
+    scheme_of(desired, labels)
+        .filter(|s| *s == CURRENT)
+        .and_then(|s| labels.get(s.config_hash).cloned())
 }
 
 /// docker compose's labels (what `docker compose` puts on every container and network it makes).
@@ -199,13 +212,15 @@ fn owner(labels: &HashMap<String, String>) -> String {
             None => format!("it belongs to docker compose project `{project}`"),
         };
     }
-    if let Some(project) = label(LABEL_PROJECT) {
-        let or_unknown = |k| label(k).unwrap_or("?");
-        return format!(
-            "it belongs to cookbook project `{project}`, site `{}`, stage `{}`",
-            or_unknown(LABEL_SITE),
-            or_unknown(LABEL_STAGE)
-        );
+    // The project key alone is also on every cookbook image, so a hand-made container of one
+    // carries it: cookbook's deploys are the objects that also name a site.
+    for scheme in SCHEMES {
+        if let (Some(project), Some(site)) = (label(scheme.project), label(scheme.site)) {
+            return format!(
+                "it belongs to cookbook project `{project}`, site `{site}`, stage `{}`",
+                label(scheme.stage).unwrap_or("?")
+            );
+        }
     }
     "it carries neither cookbook's nor docker compose's labels (made by hand?)".to_owned()
 }
@@ -241,32 +256,44 @@ impl<'a> Deployer<'a> {
 
     /// The engine's containers of this project, stage and site (another site deploying to the
     /// same engine keeps its own: they are never this deploy's orphans).
+    /// Listed under every label scheme deploy recognises (an upgrade finds what an earlier
+    /// version deployed), each container once.
     pub async fn running(&self, desired: &Desired) -> Result<Vec<Running>, EngineError> {
-        let filters = HashMap::from([("label".to_owned(), ours_filter(desired))]);
-        let list = self
-            .engine
-            .client()
-            .list_containers(Some(ListContainersOptions {
-                all: true,
-                filters: Some(filters),
-                ..Default::default()
-            }))
-            .await
-            .map_err(self.err("list containers"))?;
-        Ok(list
-            .into_iter()
-            .filter_map(|c| {
-                let name = c.names?.first()?.trim_start_matches('/').to_owned();
+        let mut out: Vec<Running> = Vec::new();
+        for filter in desired.filters() {
+            let filters = HashMap::from([("label".to_owned(), filter)]);
+            let list = self
+                .engine
+                .client()
+                .list_containers(Some(ListContainersOptions {
+                    all: true,
+                    filters: Some(filters),
+                    ..Default::default()
+                }))
+                .await
+                .map_err(self.err("list containers"))?;
+            for c in list {
+                let (Some(id), Some(name)) = (c.id, c.names.and_then(|n| n.into_iter().next()))
+                else {
+                    continue;
+                };
                 let labels = c.labels.unwrap_or_default();
-                Some(Running {
-                    id: c.id?,
-                    name,
-                    container: labels.get(LABEL_CONTAINER).cloned(),
-                    config_hash: labels.get(LABEL_CONFIG).cloned(),
+                let Some(scheme) = scheme_of(desired, &labels) else {
+                    continue;
+                };
+                if out.iter().any(|r| r.id == id) {
+                    continue;
+                }
+                out.push(Running {
+                    id,
+                    name: name.trim_start_matches('/').to_owned(),
+                    container: labels.get(scheme.container).cloned(),
+                    config_hash: config_hash(desired, &labels),
                     running: c.state.is_some_and(|s| s.to_string() == "running"),
-                })
-            })
-            .collect())
+                });
+            }
+        }
+        Ok(out)
     }
 
     /// Refuses, before anything changes, a desired name that a container not listed as ours
@@ -349,13 +376,17 @@ impl<'a> Deployer<'a> {
     /// still use (another site's, not converged yet) is left for later.
     async fn prune_networks(&self, desired: &Desired) -> Result<(), EngineError> {
         let docker = self.engine.client();
-        let filters = HashMap::from([("label".to_owned(), ours_filter(desired))]);
-        let networks = docker
-            .list_networks(Some(ListNetworksOptions {
-                filters: Some(filters),
-            }))
-            .await
-            .map_err(self.err("list networks"))?;
+        let mut networks = Vec::new();
+        for filter in desired.filters() {
+            let filters = HashMap::from([("label".to_owned(), filter)]);
+            let found = docker
+                .list_networks(Some(ListNetworksOptions {
+                    filters: Some(filters),
+                }))
+                .await
+                .map_err(self.err("list networks"))?;
+            networks.extend(found);
+        }
         for network in networks {
             let (Some(id), Some(name)) = (network.id, network.name) else {
                 continue;
@@ -706,7 +737,7 @@ impl<'a> Deployer<'a> {
                     let config = info
                         .config
                         .and_then(|c| c.labels)
-                        .and_then(|l| l.get(LABEL_CONFIG).cloned());
+                        .and_then(|l| config_hash(desired, &l));
                     let running_image = info.image;
                     let up = state.running == Some(true) && state.restarting != Some(true);
                     let services = if with_services && up {

@@ -171,6 +171,9 @@ pub enum DeployError {
         message: String,
         help: Option<String>,
     },
+    /// What should run cannot be worked out (an unknown stage, a container not published).
+    #[error(transparent)]
+    Desired(#[from] crate::deploy::desired::DesiredError),
     /// A deploy stopped at a wave once it had changed something (a unit not healthy, the site's
     /// API failing, a stop requested), and what it did about it.
     #[error(transparent)]

@@ -220,14 +220,9 @@ pub struct Site {
     pub containers: Vec<Name>,
 }
 
-/// The label keys `apply` stamps on every image (`crate::image::labels`, an edge the model may
-/// not import; tests/cli_ux.rs checks each of that module's keys draws this warning). A
-/// container's own label of one of these keys has no effect.
-const STAMPED_LABELS: [&str; 3] = [
-    "dev.cookbook.input-hash",
-    "dev.cookbook.project",
-    "dev.cookbook.container",
-];
+/// The label keys `apply` stamps on every image (tests/cli_ux.rs checks each draws this
+/// warning). A container's own label of one of these keys has no effect.
+const STAMPED_LABELS: [&str; 3] = crate::labels::image::ALL;
 
 /// Where generated images live in a local engine, independent of any registry
 /// (`cookbook.local/<project>/<container>`).

@@ -11,11 +11,13 @@
 //! [`runtime`].
 
 pub mod clean;
+pub mod deploy;
 pub mod diff;
 pub mod init;
 pub mod inspect;
 pub mod migrate;
 pub mod report;
+pub mod sync;
 mod workspace;
 
 /// The largest cookbook read, in bytes (standard input is read up to it, and refused past it).

@@ -131,5 +131,6 @@ fn code(e: &Error) -> &'static str {
         Error::Verify(_) => "verify",
         Error::Interrupted { .. } => "interrupted",
         Error::Deploy { .. } => "deploy",
+        Error::NotPublished { .. } | Error::SyncDeployFailed { .. } => "failed",
     }
 }

@@ -261,7 +261,9 @@ fn describe_holder(holder: Option<&Holder>) -> String {
     }
 }
 
-/// Runs one round on `dir`, which `_lock` proves this process holds.
+/// Runs one round on `dir`, which `_lock` proves this process holds: fetch, then either an owed
+/// apply of the current revision, or the new revision's checks (fast-forward, signature, the
+/// cookbook), its checkout, the switch, and its apply. A refusal ends the round, recorded.
 pub fn run_round(
     dir: &StateDir,
     _lock: &StateLock,
@@ -269,156 +271,239 @@ pub fn run_round(
     applier: Option<&mut dyn Applier>,
     stop: &AtomicBool,
 ) -> Result<RoundReport, SyncError> {
-    let mut state = dir.read()?;
-    let recovered = recover(dir, &mut state)?;
-    check_stop(stop)?;
-
-    let mirror = Mirror::open_or_init(&dir.mirror())?;
-    let head = mirror.fetch(&options.remote, &options.branch, stop)?;
-    // Crash tests set COOKBOOK_SYNC_TEST_PAUSE=<step>:<ms> to kill the process at a step
-    // (`after-fetch`, `checkout-written`, `before-switch`, `after-switch`).
-    crate::state::record::test_pause("COOKBOOK_SYNC_TEST_PAUSE", "after-fetch");
-    let head_id = head.to_string();
-    let current = state.current.as_ref().map(|t| t.commit.clone());
-    let mut report = RoundReport {
-        remote_commit: head_id.clone(),
-        current: current.clone(),
-        outcome: Outcome::UpToDate,
-        apply: None,
-        recovered,
-        warnings: Vec::new(),
-    };
-
-    if current.as_deref() == Some(head_id.as_str()) {
+    let mut round = Round::fetch(dir, options, stop)?;
+    if round.current.as_deref() == Some(round.head_id.as_str()) {
         // Nothing new: a fetch and nothing else, unless an apply of this revision is owed.
-        let Some(applier) = applier else {
-            return Ok(report);
-        };
-        if state.last_applied.as_ref().map(|s| s.commit.as_str()) == Some(head_id.as_str()) {
-            report.apply = Some(ApplyOutcome::AlreadyApplied);
-            return Ok(report);
+        if let Some(applier) = applier {
+            round.apply_owed(applier, stop)?;
         }
-        check_stop(stop)?;
-        // The current revision was valid when taken; with another `--site` it may not be.
-        match check_revision(&mirror, head, options)? {
-            Ok(checked) => {
-                report.apply = Some(apply(
-                    dir, &mut state, &head_id, &checked, options, applier,
-                )?);
-            }
-            Err(refusal) => {
-                record_refusal(dir, &mut state, &head_id, &refusal, options)?;
-                report.outcome = Outcome::Refused(refusal);
-            }
-        }
-        return Ok(report);
+        return Ok(round.report);
     }
-
     check_stop(stop)?;
-    let mut forced = false;
-    if let Some(current) = &current {
-        let current_oid = Oid::from_str(current).map_err(|source| GitError::Git {
-            operation: "read the current commit id from the state",
-            source,
-        })?;
-        if !mirror.descends_from(head, current_oid)? {
-            if !options.allow_force {
-                let backwards = mirror.descends_from(current_oid, head)?;
-                let refusal = Refusal::NotFastForward {
-                    current: current.clone(),
-                    backwards,
-                };
-                record_refusal(dir, &mut state, &head_id, &refusal, options)?;
-                report.outcome = Outcome::Refused(refusal);
-                return Ok(report);
-            }
-            forced = true;
-        }
-    }
-
-    if options.require_signed {
-        if let Err(detail) = mirror.verify_signature(head)? {
-            let refusal = Refusal::Unsigned { detail };
-            record_refusal(dir, &mut state, &head_id, &refusal, options)?;
-            report.outcome = Outcome::Refused(refusal);
-            return Ok(report);
-        }
-    }
-
-    let checked = match check_revision(&mirror, head, options)? {
-        Ok(checked) => checked,
-        Err(refusal) => {
-            record_refusal(dir, &mut state, &head_id, &refusal, options)?;
-            report.outcome = Outcome::Refused(refusal);
-            return Ok(report);
-        }
+    let Some(forced) = round.fast_forward()? else {
+        return Ok(round.report);
+    };
+    let Some(checked) = round.check_new()? else {
+        return Ok(round.report);
     };
     check_stop(stop)?;
-
-    // A fresh checkout under a temp name, renamed into place once complete. A checkout already
-    // at the final name was completed by an earlier (interrupted) round: renames are atomic.
-    dir.create()?;
-    let checkout = dir.checkout(&head_id);
-    if !checkout.is_dir() {
-        let tmp = dir.checkouts().join(format!("{head_id}.tmp"));
-        remove_dir_if_present(&tmp)?;
-        mirror.materialize(head, &tmp)?;
-        sync_tree(&tmp)?;
-        crate::state::record::test_pause("COOKBOOK_SYNC_TEST_PAUSE", "checkout-written");
-        std::fs::rename(&tmp, &checkout).map_err(|source| SyncError::Io {
-            path: checkout.clone(),
-            source,
-        })?;
-        sync_dir(&dir.checkouts())?;
-    }
-    if let Err(refusal) = check_checkout(&checkout, head, options)? {
-        remove_dir_if_present(&checkout)?;
-        record_refusal(dir, &mut state, &head_id, &refusal, options)?;
-        report.outcome = Outcome::Refused(refusal);
-        return Ok(report);
+    if !round.checkout()? {
+        return Ok(round.report);
     }
     crate::state::record::test_pause("COOKBOOK_SYNC_TEST_PAUSE", "before-switch");
     check_stop(stop)?;
-
-    dir.switch_current(&head_id)?;
-    crate::state::record::test_pause("COOKBOOK_SYNC_TEST_PAUSE", "after-switch");
-    mirror.pin(head)?;
-    let at = now();
-    if forced {
-        state.forced.push(ForcedUpdate {
-            from: current.clone().unwrap_or_default(),
-            to: head_id.clone(),
-            at: at.clone(),
-        });
-    }
-    state.previous = current.clone();
-    state.current = Some(Taken {
-        commit: head_id.clone(),
-        at: at.clone(),
-        forced,
-    });
-    state.last_attempt = Some(Attempt {
-        commit: head_id.clone(),
-        at,
-        outcome: AttemptOutcome::Taken,
-        errors: Vec::new(),
-    });
-    describe_run(&mut state, options);
-    dir.write(&state)?;
-    report.current = Some(head_id.clone());
-    report.outcome = Outcome::Taken {
-        previous: current,
-        forced,
-    };
-    report.warnings = prune(dir, &state);
-
+    round.take(forced)?;
     if let Some(applier) = applier {
         check_stop(stop)?;
-        report.apply = Some(apply(
-            dir, &mut state, &head_id, &checked, options, applier,
-        )?);
+        let applied = apply(
+            dir,
+            &mut round.state,
+            &round.head_id,
+            &checked,
+            options,
+            applier,
+        )?;
+        round.report.apply = Some(applied);
     }
-    Ok(report)
+    Ok(round.report)
+}
+
+/// One round's working set: the state as read, the mirror and the remote's head, and the report
+/// so far.
+struct Round<'a> {
+    dir: &'a StateDir,
+    options: &'a SyncOptions,
+    state: SyncState,
+    mirror: Mirror,
+    head: Oid,
+    head_id: String,
+    /// What `current` pointed at when the round began.
+    current: Option<String>,
+    report: RoundReport,
+}
+
+impl<'a> Round<'a> {
+    /// Reads the state (recovering an interrupted round's switch) and fetches the remote.
+    fn fetch(
+        dir: &'a StateDir,
+        options: &'a SyncOptions,
+        stop: &AtomicBool,
+    ) -> Result<Self, SyncError> {
+        let mut state = dir.read()?;
+        let recovered = recover(dir, &mut state)?;
+        check_stop(stop)?;
+        let mirror = Mirror::open_or_init(&dir.mirror())?;
+        let head = mirror.fetch(&options.remote, &options.branch, stop)?;
+        // Crash tests set COOKBOOK_SYNC_TEST_PAUSE=<step>:<ms> to kill the process at a step
+        // (`after-fetch`, `checkout-written`, `before-switch`, `after-switch`).
+        crate::state::record::test_pause("COOKBOOK_SYNC_TEST_PAUSE", "after-fetch");
+        let head_id = head.to_string();
+        let current = state.current.as_ref().map(|t| t.commit.clone());
+        let report = RoundReport {
+            remote_commit: head_id.clone(),
+            current: current.clone(),
+            outcome: Outcome::UpToDate,
+            apply: None,
+            recovered,
+            warnings: Vec::new(),
+        };
+        Ok(Round {
+            dir,
+            options,
+            state,
+            mirror,
+            head,
+            head_id,
+            current,
+            report,
+        })
+    }
+
+    /// Records `refusal` and makes it the round's outcome.
+    fn refuse(&mut self, refusal: Refusal) -> Result<(), SyncError> {
+        record_refusal(
+            self.dir,
+            &mut self.state,
+            &self.head_id,
+            &refusal,
+            self.options,
+        )?;
+        self.report.outcome = Outcome::Refused(refusal);
+        Ok(())
+    }
+
+    /// The current revision again: applies it unless it was applied already. It was valid when
+    /// taken; with another `--site` it may not be.
+    fn apply_owed(
+        &mut self,
+        applier: &mut dyn Applier,
+        stop: &AtomicBool,
+    ) -> Result<(), SyncError> {
+        let applied = self.state.last_applied.as_ref().map(|s| s.commit.as_str());
+        if applied == Some(self.head_id.as_str()) {
+            self.report.apply = Some(ApplyOutcome::AlreadyApplied);
+            return Ok(());
+        }
+        check_stop(stop)?;
+        match check_revision(&self.mirror, self.head, self.options)? {
+            Ok(checked) => {
+                let applied = apply(
+                    self.dir,
+                    &mut self.state,
+                    &self.head_id,
+                    &checked,
+                    self.options,
+                    applier,
+                )?;
+                self.report.apply = Some(applied);
+                Ok(())
+            }
+            Err(refusal) => self.refuse(refusal),
+        }
+    }
+
+    /// Whether the head descends from the current revision: `Some(forced)` to go on (`forced`: a
+    /// history rewrite `--allow-force` takes), `None` when refused.
+    fn fast_forward(&mut self) -> Result<Option<bool>, SyncError> {
+        let Some(current) = self.current.clone() else {
+            return Ok(Some(false));
+        };
+        let current_oid = Oid::from_str(&current).map_err(|source| GitError::Git {
+            operation: "read the current commit id from the state",
+            source,
+        })?;
+        if self.mirror.descends_from(self.head, current_oid)? {
+            return Ok(Some(false));
+        }
+        if self.options.allow_force {
+            return Ok(Some(true));
+        }
+        let backwards = self.mirror.descends_from(current_oid, self.head)?;
+        self.refuse(Refusal::NotFastForward { current, backwards })?;
+        Ok(None)
+    }
+
+    /// The new revision's signature (under `--require-signed`) and cookbook: `None` when refused.
+    fn check_new(&mut self) -> Result<Option<Checked>, SyncError> {
+        if self.options.require_signed {
+            if let Err(detail) = self.mirror.verify_signature(self.head)? {
+                self.refuse(Refusal::Unsigned { detail })?;
+                return Ok(None);
+            }
+        }
+        match check_revision(&self.mirror, self.head, self.options)? {
+            Ok(checked) => Ok(Some(checked)),
+            Err(refusal) => {
+                self.refuse(refusal)?;
+                Ok(None)
+            }
+        }
+    }
+
+    /// Writes the head's checkout: under a temp name, renamed into place once complete (a
+    /// checkout already at the final name was completed by an earlier, interrupted round:
+    /// renames are atomic), then checked on disk. `false` when refused.
+    fn checkout(&mut self) -> Result<bool, SyncError> {
+        let dir = self.dir;
+        dir.create()?;
+        let checkout = dir.checkout(&self.head_id);
+        if !checkout.is_dir() {
+            let tmp = dir.checkouts().join(format!("{}.tmp", self.head_id));
+            remove_dir_if_present(&tmp)?;
+            self.mirror.materialize(self.head, &tmp)?;
+            sync_tree(&tmp)?;
+            crate::state::record::test_pause("COOKBOOK_SYNC_TEST_PAUSE", "checkout-written");
+            std::fs::rename(&tmp, &checkout).map_err(|source| SyncError::Io {
+                path: checkout.clone(),
+                source,
+            })?;
+            sync_dir(&dir.checkouts())?;
+        }
+        if let Err(refusal) = check_checkout(&checkout, self.head, self.options)? {
+            remove_dir_if_present(&checkout)?;
+            self.refuse(refusal)?;
+            return Ok(false);
+        }
+        Ok(true)
+    }
+
+    /// Switches `current` to the head and records it (with a forced update's log entry).
+    fn take(&mut self, forced: bool) -> Result<(), SyncError> {
+        let head_id = self.head_id.clone();
+        self.dir.switch_current(&head_id)?;
+        crate::state::record::test_pause("COOKBOOK_SYNC_TEST_PAUSE", "after-switch");
+        self.mirror.pin(self.head)?;
+        let at = now();
+        let state = &mut self.state;
+        if forced {
+            state.forced.push(ForcedUpdate {
+                from: self.current.clone().unwrap_or_default(),
+                to: head_id.clone(),
+                at: at.clone(),
+            });
+        }
+        state.previous = self.current.clone();
+        state.current = Some(Taken {
+            commit: head_id.clone(),
+            at: at.clone(),
+            forced,
+        });
+        state.last_attempt = Some(Attempt {
+            commit: head_id.clone(),
+            at,
+            outcome: AttemptOutcome::Taken,
+            errors: Vec::new(),
+        });
+        describe_run(state, self.options);
+        self.dir.write(state)?;
+        self.report.current = Some(head_id);
+        self.report.outcome = Outcome::Taken {
+            previous: self.current.clone(),
+            forced,
+        };
+        self.report.warnings = prune(self.dir, &self.state);
+        Ok(())
+    }
 }
 
 /// Takes the lock on `dir` and runs one round.

@@ -178,7 +178,7 @@ fn waves_start_bottom_up_and_converge() {
     assert_eq!(
         run.stderr,
         format!(
-            "error: container `{web}` already exists and is not local/dev's: it carries neither cookbook's nor docker compose's labels (made by hand?); cookbook removes or replaces only what is labelled io.cookbook.project={}, io.cookbook.site=local, io.cookbook.stage=dev\n",
+            "error: container `{web}` already exists and is not local/dev's: it carries neither cookbook's nor docker compose's labels (made by hand?); cookbook removes or replaces only what is labelled dev.cookbook.project={}, dev.cookbook.site=local, dev.cookbook.stage=dev\n",
             p.name
         ),
         "{}",
@@ -315,6 +315,28 @@ fn refusals() {
     assert_eq!(
         run.stderr,
         "error: container `api` is not in cookbook.lock: it has not been published yet; run `cookbook apply` to build and publish it\n"
+    );
+    // `status` agrees (issue 21: it exited 2): the request is fine, its images are not there yet;
+    // and names what would fit, as deploy does, when the request is not.
+    for format in ["text", "json"] {
+        let run = run_in(
+            p.path(),
+            &[
+                "status", "--site", "local", "--stage", "dev", "--format", format,
+            ],
+        );
+        run.assert_code(1);
+    }
+    let run = run_in(p.path(), &["status", "--site", "local", "--stage", "dev"]);
+    assert_eq!(
+        run.stderr,
+        "error: container `api` is not in cookbook.lock: it has not been published yet; run `cookbook apply` to build and publish it\n"
+    );
+    let run = run_in(p.path(), &["status", "--site", "local", "--stage", "qa"]);
+    run.assert_code(2);
+    assert_eq!(
+        run.stderr,
+        "error: unknown stage `qa`\n  help: stages: dev, prod\n"
     );
     let run = run_in(p.path(), &["deploy", "--site", "local", "--stage", "qa"]);
     run.assert_code(2);
@@ -482,7 +504,7 @@ fn a_deploy_touches_only_what_is_its_own() {
     assert_eq!(
         message,
         format!(
-            "container `{}` already exists and is not local/dev's: it belongs to docker compose project `{compose_project}` (service `web`); cookbook removes or replaces only what is labelled io.cookbook.project={}, io.cookbook.site=local, io.cookbook.stage=dev",
+            "container `{}` already exists and is not local/dev's: it belongs to docker compose project `{compose_project}` (service `web`); cookbook removes or replaces only what is labelled dev.cookbook.project={}, dev.cookbook.site=local, dev.cookbook.stage=dev",
             compose_new.name, p.name
         ),
         "{}",
@@ -663,6 +685,60 @@ fn containers_deployed_by_the_previous_version_are_converged_away() {
         ]
     );
     assert!(!old_network_left, "the old network is left behind");
+    assert_eq!(status_in(p.path(), "dev")["in_sync"], true);
+}
+
+/// Issue 21: deploys moved from `io.cookbook.*` labels to `dev.cookbook.*`. A container an
+/// earlier version deployed under the old labels, with its very config hash, is still the
+/// stage's own (not a namesake to refuse), and is not trusted as unchanged: the first deploy after
+/// the upgrade replaces it, labelled the new way; what runs under the new labels is untouched.
+#[test]
+fn a_container_labelled_the_old_way_is_ours_and_replaced() {
+    if !services() {
+        return;
+    }
+    let p = Project::new("stages", "legacy");
+    run_in(p.path(), &["apply", "--no-push"]).assert_code(0);
+    deploy(p.path());
+    let web = p.instance("dev", "web");
+    p.relabel_as_legacy(&web);
+    let labels = |name: &str| {
+        let name = name.to_owned();
+        block_on(async move {
+            let engine = DockerEngine::connect().await.unwrap();
+            let info = engine
+                .client()
+                .inspect_container(&name, None)
+                .await
+                .unwrap();
+            info.config.unwrap().labels.unwrap_or_default()
+        })
+    };
+    assert_eq!(
+        labels(&web).get("io.cookbook.site").map(String::as_str),
+        Some("local")
+    );
+    assert_eq!(labels(&web).get("dev.cookbook.site"), None);
+    // `status` finds it as web (ours), drifted: its hash is not one this version trusts.
+    let doc = status_in(p.path(), "dev");
+    let row = &doc["containers"].as_array().unwrap()[2];
+    assert_eq!(
+        (row["name"].as_str(), row["drift"].as_bool()),
+        (Some(web.as_str()), Some(true)),
+        "{doc}"
+    );
+    let done = deploy(p.path());
+    assert_eq!(strings(&done["started"]), vec![web.clone()]);
+    assert_eq!(
+        strings(&done["unchanged"]),
+        vec![p.instance("dev", "db"), p.instance("dev", "api")]
+    );
+    let now = labels(&web);
+    assert_eq!(
+        now.get("dev.cookbook.site").map(String::as_str),
+        Some("local")
+    );
+    assert_eq!(now.get("io.cookbook.site"), None);
     assert_eq!(status_in(p.path(), "dev")["in_sync"], true);
 }
 

@@ -252,7 +252,7 @@ fn shop_deploys_in_waves_and_an_unchanged_redeploy_sends_nothing() {
     );
     let labels = api.metadata.labels.as_ref().unwrap();
     assert_eq!(labels["app.kubernetes.io/managed-by"], "cookbook");
-    assert_eq!(labels["io.cookbook.site"], "cluster");
+    assert_eq!(labels["dev.cookbook.site"], "cluster");
     let managers: Vec<&str> = api
         .metadata
         .managed_fields
@@ -885,8 +885,11 @@ fn add_edge_site(dir: &Path) {
 fn labels_of(object: &Value) -> (String, String) {
     let labels = &object["metadata"]["labels"];
     (
-        labels["io.cookbook.site"].as_str().unwrap().to_owned(),
-        labels["io.cookbook.container"].as_str().unwrap().to_owned(),
+        labels["dev.cookbook.site"].as_str().unwrap().to_owned(),
+        labels["dev.cookbook.container"]
+            .as_str()
+            .unwrap()
+            .to_owned(),
     )
 }
 
@@ -1100,6 +1103,59 @@ fn an_object_with_our_name_but_not_our_labels_is_refused_not_taken_over() {
     // Gone too, the deploy goes through.
     assert!(fake.delete("deployments", NS, "shop-cluster-dev-db"));
     deploy(dir.path(), &[]).assert_code(0);
+}
+
+/// Issue 21: deploys moved from `io.cookbook.*` labels to `dev.cookbook.*`. Objects an earlier
+/// version applied under the old labels are still the stage's own: web's Deployment is applied
+/// again (its old config hash is not trusted), which moves it to the new labels (server-side
+/// apply drops the fields the site's manager no longer sends), and a Deployment of a container
+/// the stage no longer has, found by the old labels, is pruned; neither is refused as a namesake.
+#[test]
+fn objects_labelled_the_old_way_are_ours_applied_again_and_pruned() {
+    let fake = FakeKube::start(1);
+    let dir = project(&fake, &lock_v1());
+    fake.apply(
+        "namespaces",
+        "",
+        NS,
+        "kubectl-create",
+        json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS}}),
+    );
+    for (name, container) in [
+        ("shop-cluster-dev-web", "web"),
+        ("shop-cluster-dev-gone", "gone"),
+    ] {
+        fake.apply(
+            "deployments",
+            NS,
+            name,
+            "cookbook/cluster",
+            json!({"apiVersion": "apps/v1", "kind": "Deployment",
+                   "metadata": {"name": name, "namespace": NS,
+                                "labels": {"io.cookbook.project": "shop", "io.cookbook.site": "cluster",
+                                           "io.cookbook.stage": "dev", "io.cookbook.container": container},
+                                "annotations": {"io.cookbook.config-hash": "0".repeat(64)}},
+                   "spec": {"replicas": 1}}),
+        );
+    }
+    deploy(dir.path(), &[]).assert_code(0);
+    let web = fake
+        .object("deployments", NS, "shop-cluster-dev-web")
+        .unwrap();
+    assert_eq!(labels_of(&web), ("cluster".to_owned(), "web".to_owned()));
+    assert_eq!(
+        web["metadata"]["labels"]["io.cookbook.site"],
+        Value::Null,
+        "{web}"
+    );
+    assert_eq!(
+        web["metadata"]["annotations"]["io.cookbook.config-hash"],
+        Value::Null,
+        "{web}"
+    );
+    assert!(fake
+        .object("deployments", NS, "shop-cluster-dev-gone")
+        .is_none());
 }
 
 #[test]

@@ -31,8 +31,9 @@ use serde::Serialize;
 use super::objects::{field_manager, objects, ours, owner, Objects, Owner, Unit, LABEL_INSTANCE};
 use super::{Conflict, Foreign, KubeError};
 use crate::deploy::backend::{Backend, BackendError, Unhealthy};
-use crate::deploy::desired::{Changes, Desired, LABEL_CONFIG};
+use crate::deploy::desired::{Changes, Desired};
 use crate::deploy::detect::Detected;
+use crate::labels::deploy::CONFIG_HASH;
 use crate::model::lifecycle::KubernetesTarget;
 
 /// How `changes` names an orphan of each kind (`deployment/NAME`), as kubectl does.
@@ -53,15 +54,48 @@ pub struct KubeSite {
     force_conflicts: bool,
 }
 
-/// What the cluster says about one container's Deployment (`cookbook status`).
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Where a container's Deployment is (`cookbook status`'s STATE column, and its JSON `state`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum UnitState {
+    /// No Deployment of that name.
+    Missing,
+    /// A Deployment of that name exists and is not ours.
+    Foreign,
+    Progressing,
+    /// Its rollout is complete.
+    Available,
+    /// Its progress deadline was exceeded.
+    Failed,
+}
+
+impl UnitState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UnitState::Missing => "missing",
+            UnitState::Foreign => "foreign",
+            UnitState::Progressing => "progressing",
+            UnitState::Available => "available",
+            UnitState::Failed => "failed",
+        }
+    }
+}
+
+impl std::fmt::Display for UnitState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // `pad`, so that a table's column width applies.
+        f.pad(self.as_str())
+    }
+}
+
+/// What the cluster says about one container's Deployment (`cookbook status`; serialized, a row
+/// of its JSON document).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct UnitStatus {
     /// The Deployment's name.
     pub name: String,
     pub container: String,
-    /// `missing`, `progressing`, `available`, `failed` (progress deadline exceeded), or
-    /// `foreign` (a Deployment of that name exists and is not ours).
-    pub state: String,
+    pub state: UnitState,
     pub desired_digest: String,
     /// The digest of the image the Deployment runs (`None`: missing, or not by digest).
     pub running_digest: Option<String>,
@@ -74,6 +108,13 @@ pub struct UnitStatus {
     pub warnings: Vec<String>,
     /// Another image or other settings (its config-hash annotation) than desired, or missing.
     pub drift: bool,
+}
+
+impl UnitStatus {
+    /// Its rollout complete, with what the lock wants.
+    pub fn in_sync(&self) -> bool {
+        !self.drift && self.state == UnitState::Available
+    }
 }
 
 fn api_error(operation: &str, e: kube::Error, url: &str) -> KubeError {
@@ -320,7 +361,7 @@ impl KubeSite {
         if names.is_empty() {
             return Ok(());
         }
-        for object in self.list::<K>(what, &ours(desired)).await? {
+        for object in self.list_ours::<K>(what, desired).await? {
             let meta = object.meta();
             let Some(name) = meta.name.as_deref().filter(|n| names.contains(n)) else {
                 continue;
@@ -353,7 +394,7 @@ impl KubeSite {
         K: Listed,
     {
         Ok(self
-            .list::<K>(what, &ours(desired))
+            .list_ours::<K>(what, desired)
             .await?
             .into_iter()
             .filter(|o| owner(desired, None, o.meta().labels.as_ref()) == Owner::Ours)
@@ -381,6 +422,24 @@ impl KubeSite {
             return Ok(None);
         };
         Ok(foreign_of(kind, object.meta(), desired, container))
+    }
+
+    /// The objects of kind `K` labelled as the stage's under any label scheme deploy recognises
+    /// (an upgrade finds what an earlier version applied), each once.
+    async fn list_ours<K>(&self, what: &str, desired: &Desired) -> Result<Vec<K>, KubeError>
+    where
+        K: Listed,
+    {
+        let mut out: Vec<K> = Vec::new();
+        for selector in ours(desired) {
+            for object in self.list::<K>(what, &selector).await? {
+                let uid = object.meta().uid.clone();
+                if uid.is_none() || !out.iter().any(|o| o.meta().uid == uid) {
+                    out.push(object);
+                }
+            }
+        }
+        Ok(out)
     }
 
     async fn list<K>(&self, what: &str, selector: &str) -> Result<Vec<K>, KubeError>
@@ -451,7 +510,7 @@ impl KubeSite {
             return Ok(Err("it runs none of these containers".to_owned()));
         }
         for u in &units {
-            if u.state != "available" {
+            if u.state != UnitState::Available {
                 return Ok(Err(format!("{} is {}", u.name, u.state)));
             }
             if u.running_digest.as_deref() != Some(u.desired_digest.as_str()) {
@@ -496,7 +555,11 @@ impl KubeSite {
                 out.push(UnitStatus {
                     name: unit.name.clone(),
                     container: unit.container.to_string(),
-                    state: if foreign { "foreign" } else { "missing" }.to_owned(),
+                    state: if foreign {
+                        UnitState::Foreign
+                    } else {
+                        UnitState::Missing
+                    },
                     desired_digest,
                     running_digest: None,
                     replicas: 0,
@@ -551,17 +614,17 @@ impl KubeSite {
                 .metadata
                 .annotations
                 .as_ref()
-                .and_then(|a| a.get(LABEL_CONFIG));
+                .and_then(|a| a.get(CONFIG_HASH));
             let state = match rollout(&d) {
-                Ok(true) => "available",
-                Ok(false) => "progressing",
-                Err(_) => "failed",
+                Ok(true) => UnitState::Available,
+                Ok(false) => UnitState::Progressing,
+                Err(_) => UnitState::Failed,
             };
             let status = d.status.clone().unwrap_or_default();
             out.push(UnitStatus {
                 name: unit.name.clone(),
                 container: unit.container.to_string(),
-                state: state.to_owned(),
+                state,
                 drift: running_digest.as_deref() != Some(desired_digest.as_str())
                     || hash != Some(&unit.config_hash),
                 desired_digest,
@@ -607,7 +670,7 @@ fn foreign_of(
 fn hash_of(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> Option<&str> {
     meta.annotations
         .as_ref()
-        .and_then(|a| a.get(LABEL_CONFIG))
+        .and_then(|a| a.get(CONFIG_HASH))
         .map(String::as_str)
 }
 

@@ -7,12 +7,13 @@
 //!
 //! Invariants: the same `Desired` gives byte-identical objects (maps are `BTreeMap`s in
 //! k8s-openapi, lists are in wave and declaration order); every Deployment and Service carries
-//! the labels that make it ours (`io.cookbook.project`, `.site`, `.stage`, `.container`) and the
+//! the labels that make it ours (`dev.cookbook.project`, `.site`, `.stage`, `.container`) and the
 //! recommended `app.kubernetes.io/*` labels, and is named `<project>-<site>-<stage>-<container>`
 //! (`model::lifecycle::kubernetes_name`), so sites sharing a namespace never share a name; the
 //! Namespace, shared by stages, carries the project and the site that created it. Whether an
-//! object that exists is ours is decided by those labels alone (`owner`), never by its name. The
-//! config hash (64 hex characters, too long for a label value) is an annotation.
+//! object that exists is ours is decided by those labels alone (`owner`), never by its name; an
+//! earlier version's `io.cookbook.*` labels count too (`crate::labels`), and such an object is
+//! applied again, which moves it to the current labels. The config hash (64 hex characters, too long for a label value) is an annotation.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -28,21 +29,20 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use serde::Serialize;
 
-use crate::deploy::desired::{
-    Desired, Instance, LABEL_CONFIG, LABEL_CONTAINER, LABEL_PROJECT, LABEL_RELEASE, LABEL_SITE,
-    LABEL_STAGE,
-};
+use crate::deploy::desired::{Desired, Instance};
+use crate::labels::deploy as label;
+use crate::labels::SCHEMES;
 use crate::model::lifecycle::{kubernetes_name, Health, Probe};
 use crate::model::Name;
 
 /// The `app.kubernetes.io/managed-by` value of everything cookbook creates.
 pub const MANAGED_BY: &str = "cookbook";
-pub const LABEL_NAME: &str = "app.kubernetes.io/name";
-pub const LABEL_INSTANCE: &str = "app.kubernetes.io/instance";
-pub const LABEL_PART_OF: &str = "app.kubernetes.io/part-of";
-pub const LABEL_MANAGED_BY: &str = "app.kubernetes.io/managed-by";
+pub use crate::labels::kubernetes::{
+    INSTANCE as LABEL_INSTANCE, MANAGED_BY as LABEL_MANAGED_BY, NAME as LABEL_NAME,
+    PART_OF as LABEL_PART_OF,
+};
 /// The image reference the lock names (with its tag), for people reading the object.
-pub const ANNOTATION_IMAGE: &str = "io.cookbook.image";
+pub const ANNOTATION_IMAGE: &str = label::IMAGE;
 
 /// The field manager a site's applies use: `cookbook/<site>`. One per site, not one for every
 /// cookbook, so that two sites writing one object are two writers to the API server, which then
@@ -81,13 +81,11 @@ pub struct Objects {
     pub waves: Vec<Vec<Unit>>,
 }
 
-/// The labels that select the objects of a project's stage on a site (what `changes` lists and
-/// prune may remove, once `owner` says an object is ours).
-pub fn ours(desired: &Desired) -> String {
-    format!(
-        "{LABEL_PROJECT}={},{LABEL_STAGE}={},{LABEL_SITE}={}",
-        desired.project, desired.stage, desired.site
-    )
+/// The label selectors of the objects of a project's stage on a site (what `changes` lists and
+/// prune may remove, once `owner` says an object is ours), one per label scheme deploy
+/// recognises, newest first.
+pub fn ours(desired: &Desired) -> Vec<String> {
+    desired.filters().into_iter().map(|f| f.join(",")).collect()
 }
 
 /// Whose an object that exists is, by its labels.
@@ -104,8 +102,9 @@ pub enum Owner {
 }
 
 /// Whose the object labelled `labels` is, for the stage of `desired` and its `container` (`None`:
-/// any container of the stage, what prune asks). Only the four `io.cookbook.*` labels decide:
-/// anyone can create any name, and a name is all an older version of cookbook used to check.
+/// any container of the stage, what prune asks). Only cookbook's four ownership labels decide, in
+/// the current scheme or an earlier version's: anyone can create any name, and a name is all an
+/// older version of cookbook used to check.
 pub fn owner(
     desired: &Desired,
     container: Option<&str>,
@@ -113,31 +112,38 @@ pub fn owner(
 ) -> Owner {
     let empty = BTreeMap::new();
     let labels = labels.unwrap_or(&empty);
-    let ours = [
-        (LABEL_PROJECT, Some(desired.project.as_str())),
-        (LABEL_SITE, Some(desired.site.as_str())),
-        (LABEL_STAGE, Some(desired.stage.as_str())),
-        (LABEL_CONTAINER, container),
-    ];
-    let mut cookbook = BTreeMap::new();
-    let mut matches = true;
-    for (key, wanted) in ours {
-        match labels.get(key) {
-            Some(value) => {
-                cookbook.insert(key.to_owned(), value.clone());
-                matches &= wanted.is_none_or(|w| w == value);
+    let mut seen = BTreeMap::new();
+    for scheme in SCHEMES {
+        let ours = [
+            (scheme.project, Some(desired.project.as_str())),
+            (scheme.site, Some(desired.site.as_str())),
+            (scheme.stage, Some(desired.stage.as_str())),
+            (scheme.container, container),
+        ];
+        let mut cookbook = BTreeMap::new();
+        let mut matches = true;
+        for (key, wanted) in ours {
+            match labels.get(key) {
+                Some(value) => {
+                    cookbook.insert(key.to_owned(), value.clone());
+                    matches &= wanted.is_none_or(|w| w == value);
+                }
+                None => matches = false,
             }
-            None => matches = false,
+        }
+        if matches {
+            return Owner::Ours;
+        }
+        if seen.is_empty() {
+            seen = cookbook;
         }
     }
-    if matches {
-        Owner::Ours
-    } else if cookbook.is_empty() {
+    if seen.is_empty() {
         Owner::Other {
             managed_by: labels.get(LABEL_MANAGED_BY).cloned(),
         }
     } else {
-        Owner::Cookbook(cookbook)
+        Owner::Cookbook(seen)
     }
 }
 
@@ -227,19 +233,19 @@ fn unit(desired: &Desired, namespace: Option<&str>, instance: &Instance, replica
     );
     let selector = BTreeMap::from([(LABEL_INSTANCE.to_owned(), name.clone())]);
     let mut pod_labels = desired.labels(None);
-    pod_labels.insert(LABEL_CONTAINER.to_owned(), instance.container.to_string());
+    pod_labels.insert(label::CONTAINER.to_owned(), instance.container.to_string());
     pod_labels.insert(LABEL_NAME.to_owned(), instance.container.to_string());
     pod_labels.insert(LABEL_INSTANCE.to_owned(), name.clone());
     pod_labels.insert(LABEL_PART_OF.to_owned(), desired.project.to_string());
     pod_labels.insert(LABEL_MANAGED_BY.to_owned(), MANAGED_BY.to_owned());
     let mut labels = pod_labels.clone();
-    labels.insert(LABEL_RELEASE.to_owned(), desired.release.clone());
+    labels.insert(label::RELEASE.to_owned(), desired.release.clone());
     let metadata = ObjectMeta {
         name: Some(name.clone()),
         namespace: namespace.map(str::to_owned),
         labels: Some(labels),
         annotations: Some(BTreeMap::from([
-            (LABEL_CONFIG.to_owned(), instance.config_hash.clone()),
+            (label::CONFIG_HASH.to_owned(), instance.config_hash.clone()),
             (ANNOTATION_IMAGE.to_owned(), instance.image.clone()),
         ])),
         ..Default::default()
@@ -371,8 +377,8 @@ pub fn objects(desired: &Desired, namespace: Option<&str>, create_namespace: boo
             name: Some(ns.to_owned()),
             labels: Some(BTreeMap::from([
                 (LABEL_MANAGED_BY.to_owned(), MANAGED_BY.to_owned()),
-                (LABEL_PROJECT.to_owned(), desired.project.to_string()),
-                (LABEL_SITE.to_owned(), desired.site.to_string()),
+                (label::PROJECT.to_owned(), desired.project.to_string()),
+                (label::SITE.to_owned(), desired.site.to_string()),
             ])),
             ..Default::default()
         },
@@ -552,7 +558,10 @@ mod tests {
         assert_eq!(o.to_yaml(), objects(&d, Some("ns"), false).to_yaml());
         assert_eq!(
             ours(&d),
-            "io.cookbook.project=p,io.cookbook.stage=dev,io.cookbook.site=k"
+            [
+                "dev.cookbook.project=p,dev.cookbook.site=k,dev.cookbook.stage=dev",
+                "io.cookbook.project=p,io.cookbook.site=k,io.cookbook.stage=dev"
+            ]
         );
     }
 
@@ -574,11 +583,29 @@ mod tests {
         );
         // Another site's object of the same container, whatever its name.
         let mut other = labels.unwrap().clone();
-        other.insert(LABEL_SITE.to_owned(), "edge".to_owned());
+        other.insert(label::SITE.to_owned(), "edge".to_owned());
         let Owner::Cookbook(seen) = owner(&d, Some("api"), Some(&other)) else {
             panic!("another site's object is not ours");
         };
-        assert_eq!(seen[LABEL_SITE], "edge");
+        assert_eq!(seen[label::SITE], "edge");
+        // What an earlier version deployed, labelled `io.cookbook.*`, is still ours; another
+        // site's so labelled is still not.
+        let legacy = |site: &str| {
+            BTreeMap::from([
+                (crate::labels::legacy::PROJECT.to_owned(), "p".to_owned()),
+                (crate::labels::legacy::SITE.to_owned(), site.to_owned()),
+                (crate::labels::legacy::STAGE.to_owned(), "dev".to_owned()),
+                (
+                    crate::labels::legacy::CONTAINER.to_owned(),
+                    "api".to_owned(),
+                ),
+            ])
+        };
+        assert_eq!(owner(&d, Some("api"), Some(&legacy("k"))), Owner::Ours);
+        let Owner::Cookbook(seen) = owner(&d, Some("api"), Some(&legacy("edge"))) else {
+            panic!("another site's legacy object is not ours");
+        };
+        assert_eq!(seen[crate::labels::legacy::SITE], "edge");
         // Ours for the stage but another container's: not this unit's.
         assert!(matches!(owner(&d, Some("db"), labels), Owner::Cookbook(_)));
         // A hand-made object: no cookbook label at all.
@@ -596,7 +623,7 @@ mod tests {
         // The Namespace says which project and site created it.
         let ns = o.namespace.unwrap().metadata.labels.unwrap();
         assert_eq!(
-            (ns[LABEL_PROJECT].as_str(), ns[LABEL_SITE].as_str()),
+            (ns[label::PROJECT].as_str(), ns[label::SITE].as_str()),
             ("p", "k")
         );
         assert_eq!(field_manager(&d.site), "cookbook/k");

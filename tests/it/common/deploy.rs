@@ -72,8 +72,8 @@ impl Project {
         let filters = std::collections::HashMap::from([(
             "label".to_owned(),
             vec![
-                format!("io.cookbook.project={}", self.name),
-                "io.cookbook.site=local".to_owned(),
+                format!("dev.cookbook.project={}", self.name),
+                "dev.cookbook.site=local".to_owned(),
             ],
         )]);
         block_on(async move {
@@ -163,6 +163,67 @@ impl Project {
         self.replace(instance, cmd, true);
     }
 
+    /// Recreates an instance exactly as it runs (image, command, network, config hash) but
+    /// labelled as a version before issue 21 labelled it: `io.cookbook.*` for site, stage,
+    /// release, container and config hash. The image still carries `dev.cookbook.project` and
+    /// `.container`, as every cookbook image does.
+    pub fn relabel_as_legacy(&self, instance: &str) {
+        let instance = instance.to_owned();
+        block_on(async move {
+            let engine = DockerEngine::connect().await.unwrap();
+            let docker = engine.client();
+            let info = docker.inspect_container(&instance, None).await.unwrap();
+            let config = info.config.unwrap();
+            let labels: std::collections::HashMap<String, String> = config
+                .labels
+                .clone()
+                .unwrap_or_default()
+                .into_iter()
+                .map(|(k, v)| match k.strip_prefix("dev.cookbook.") {
+                    Some(key @ ("site" | "stage" | "release" | "config-hash")) => {
+                        (format!("io.cookbook.{key}"), v)
+                    }
+                    _ => (k, v),
+                })
+                .chain(
+                    ["project", "container"]
+                        .iter()
+                        .filter_map(|key| {
+                            let v = config
+                                .labels
+                                .as_ref()?
+                                .get(&format!("dev.cookbook.{key}"))?;
+                            Some((format!("io.cookbook.{key}"), v.clone()))
+                        })
+                        .collect::<Vec<_>>(),
+                )
+                .collect();
+            let network = info
+                .host_config
+                .as_ref()
+                .and_then(|h| h.network_mode.clone());
+            let options = bollard::query_parameters::RemoveContainerOptions {
+                force: true,
+                ..Default::default()
+            };
+            docker
+                .remove_container(&instance, Some(options))
+                .await
+                .unwrap();
+            let body = bollard::models::ContainerCreateBody {
+                image: info.image,
+                cmd: config.cmd,
+                labels: Some(labels),
+                host_config: Some(bollard::models::HostConfig {
+                    network_mode: network,
+                    ..Default::default()
+                }),
+                ..Default::default()
+            };
+            run_container(docker, &instance, body).await;
+        });
+    }
+
     fn replace(&self, instance: &str, cmd: &[&str], keep_labels: bool) {
         let instance = instance.to_owned();
         let cmd: Vec<String> = cmd.iter().map(|s| (*s).to_owned()).collect();
@@ -177,7 +238,7 @@ impl Project {
                     .config
                     .and_then(|c| c.labels)
                     .map(|mut labels| {
-                        labels.remove("io.cookbook.config-hash");
+                        labels.remove("dev.cookbook.config-hash");
                         labels
                     })
             } else {
@@ -212,21 +273,32 @@ impl Drop for Project {
                 return;
             };
             let docker = engine.client();
-            let filters = std::collections::HashMap::from([(
-                "label".to_owned(),
-                vec![format!("io.cookbook.project={name}")],
-            )]);
-            let labelled = docker
-                .list_containers(Some(bollard::query_parameters::ListContainersOptions {
-                    all: true,
-                    filters: Some(filters.clone()),
-                    ..Default::default()
-                }))
-                .await
-                .unwrap_or_default()
-                .into_iter()
-                .filter_map(|c| c.id);
-            let mut names: Vec<String> = labelled.collect();
+            // What this version labels, and what an earlier one did (the upgrade tests make
+            // such containers and networks).
+            for key in ["dev.cookbook.project", "io.cookbook.project"] {
+                let filters = std::collections::HashMap::from([(
+                    "label".to_owned(),
+                    vec![format!("{key}={name}")],
+                )]);
+                let labelled = docker
+                    .list_containers(Some(bollard::query_parameters::ListContainersOptions {
+                        all: true,
+                        filters: Some(filters.clone()),
+                        ..Default::default()
+                    }))
+                    .await
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter_map(|c| c.id);
+                for container in labelled {
+                    let options = bollard::query_parameters::RemoveContainerOptions {
+                        force: true,
+                        ..Default::default()
+                    };
+                    let _ = docker.remove_container(&container, Some(options)).await;
+                }
+            }
+            let mut names = Vec::new();
             for stage in &stages {
                 for c in &containers {
                     for n in 1..=2 {
@@ -242,14 +314,20 @@ impl Drop for Project {
                 };
                 let _ = docker.remove_container(&container, Some(options)).await;
             }
-            let networks = docker
-                .list_networks(Some(bollard::query_parameters::ListNetworksOptions {
-                    filters: Some(filters),
-                }))
-                .await
-                .unwrap_or_default();
-            for network in networks.into_iter().filter_map(|n| n.id) {
-                let _ = docker.remove_network(&network).await;
+            for key in ["dev.cookbook.project", "io.cookbook.project"] {
+                let filters = std::collections::HashMap::from([(
+                    "label".to_owned(),
+                    vec![format!("{key}={name}")],
+                )]);
+                let networks = docker
+                    .list_networks(Some(bollard::query_parameters::ListNetworksOptions {
+                        filters: Some(filters),
+                    }))
+                    .await
+                    .unwrap_or_default();
+                for network in networks.into_iter().filter_map(|n| n.id) {
+                    let _ = docker.remove_network(&network).await;
+                }
             }
         });
     }

@@ -1,0 +1,530 @@
+//! The flows that change what a site runs: `deploy`, `promote`, `rollback`, each from typed
+//! options to a [`DeployReport`], and the step `sync --deploy` takes per stage ([`stage`]).
+//!
+//! Each flow works out what should run (`deploy::desired`, or `deploy::approvals::promotion`, or a
+//! recorded release), then hands it to `deploy::session` on the process's one runtime. A stop
+//! request (the CLI cancels `stop` on SIGINT/SIGTERM) ends a deploy between steps, rolled back like
+//! a failure; which signal it was is the caller's to say. Errors are `crate::error::Error`,
+//! converted once (`From<DeployError>`, `From<DesiredError>` in `error.rs`).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+use tokio_util::sync::CancellationToken;
+
+use super::Workspace;
+use crate::deploy::approvals::{self, Approval, Request, Subject, Unapproved};
+use crate::deploy::backend::{ConnectOptions, SiteStatus};
+use crate::deploy::desired::{desired, Desired};
+use crate::deploy::detect::Detected;
+use crate::deploy::docker::InstanceStatus;
+use crate::deploy::kubernetes::cluster::UnitStatus;
+use crate::deploy::kubernetes::objects::{objects, Objects};
+use crate::deploy::session::{self, DeployError, Outcome};
+use crate::error::Error;
+use crate::model::lifecycle::Target;
+use crate::model::Cookbook;
+use crate::state::lock::Lock;
+
+/// `cookbook deploy`: the lock's images (or `release`'s) to a site's stage.
+#[derive(Debug, Clone)]
+pub struct DeployOptions {
+    pub site: String,
+    pub stage: String,
+    /// Another lock file's digests instead of the lock beside the cookbook.
+    pub release: Option<PathBuf>,
+    /// Kubernetes: let server-side apply take fields other managers own.
+    pub force_conflicts: bool,
+}
+
+/// `cookbook promote`: a stage's current release to a later stage.
+#[derive(Debug, Clone)]
+pub struct PromoteOptions {
+    pub site: String,
+    pub from: String,
+    pub to: String,
+}
+
+/// `cookbook rollback`: a recorded release of a stage, again.
+#[derive(Debug, Clone)]
+pub struct RollbackOptions {
+    pub site: String,
+    pub stage: String,
+    /// The release to restore; `None`: the one before the current.
+    pub to: Option<String>,
+}
+
+/// Which flow a report is of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verb {
+    Deployed,
+    Promoted,
+    Restored,
+}
+
+impl Verb {
+    fn as_str(self) -> &'static str {
+        match self {
+            Verb::Deployed => "deployed",
+            Verb::Promoted => "promoted",
+            Verb::Restored => "restored",
+        }
+    }
+}
+
+/// A successful flow's `result` (`"ok"`): a failure is an `Error`, never a report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Done {
+    Ok,
+}
+
+/// What a deploy, promote or rollback left running; its serialization is the command's
+/// `--format json` document.
+#[derive(Debug, Clone, Serialize)]
+pub struct DeployReport {
+    pub result: Done,
+    pub project: String,
+    pub site: String,
+    pub stage: String,
+    pub release: String,
+    pub network: String,
+    /// (Re)created and started, in order.
+    pub started: Vec<String>,
+    pub unchanged: Vec<String>,
+    pub removed: Vec<String>,
+    /// A rollback: the release it replaced.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rolled_back_from: Option<String>,
+    #[serde(skip)]
+    pub verb: Verb,
+}
+
+impl DeployReport {
+    fn new(verb: Verb, desired: &Desired, outcome: Outcome, from: Option<String>) -> Self {
+        DeployReport {
+            result: Done::Ok,
+            project: desired.project.to_string(),
+            site: desired.site.to_string(),
+            stage: desired.stage.to_string(),
+            release: outcome.release,
+            network: desired.network.clone(),
+            started: outcome.started,
+            unchanged: outcome.unchanged,
+            removed: outcome.removed,
+            rolled_back_from: from,
+            verb,
+        }
+    }
+}
+
+/// The summary line: `deployed release R of P to S/ST: 1 started, 2 unchanged, 0 removed`.
+impl fmt::Display for DeployReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} release {} of {} to {}/{}: {} started, {} unchanged, {} removed",
+            self.verb.as_str(),
+            self.release,
+            self.project,
+            self.site,
+            self.stage,
+            self.started.len(),
+            self.unchanged.len(),
+            self.removed.len()
+        )
+    }
+}
+
+/// How a command on `ws`'s cookbook reaches its sites (relative kubeconfigs start at its
+/// directory).
+pub fn connect_options(ws: &Workspace, force_conflicts: bool) -> ConnectOptions {
+    ConnectOptions {
+        base: ws
+            .path()
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| ".".into()),
+        force_conflicts,
+    }
+}
+
+/// `cookbook deploy`.
+pub fn deploy(
+    ws: &Workspace,
+    opts: &DeployOptions,
+    stop: &CancellationToken,
+) -> Result<DeployReport, Error> {
+    let named;
+    let lock = match &opts.release {
+        Some(path) => {
+            named = lock_at(path)?;
+            &named
+        }
+        None => ws.published()?,
+    };
+    let desired = desired(&ws.cookbook, &ws.plan, lock, &opts.site, &opts.stage)?;
+    let options = connect_options(ws, opts.force_conflicts);
+    converge(&ws.state_dir(), &ws.cookbook, &desired, &options, stop)
+        .map(|outcome| DeployReport::new(Verb::Deployed, &desired, outcome, None))
+}
+
+/// `cookbook promote`: the images that ran in `from` (whatever the lock says now), with `to`'s
+/// runtime settings, if `to`'s rule is met.
+pub fn promote(
+    ws: &Workspace,
+    opts: &PromoteOptions,
+    stop: &CancellationToken,
+) -> Result<DeployReport, Error> {
+    let state_dir = ws.state_dir();
+    let desired = approvals::promotion(
+        &state_dir,
+        &ws.cookbook,
+        &ws.plan,
+        &opts.site,
+        &opts.from,
+        &opts.to,
+    )?;
+    let options = connect_options(ws, false);
+    converge(&state_dir, &ws.cookbook, &desired, &options, stop)
+        .map(|outcome| DeployReport::new(Verb::Promoted, &desired, outcome, None))
+}
+
+/// `cookbook rollback`: a recorded release, exactly as it ran.
+pub fn rollback(ws: &Workspace, opts: &RollbackOptions) -> Result<DeployReport, Error> {
+    let site = session::known_site(&ws.cookbook, &opts.site)?;
+    let restored = super::runtime()?.block_on(session::rollback(
+        &ws.state_dir(),
+        &ws.cookbook,
+        &site,
+        &opts.stage,
+        opts.to.as_deref(),
+        &connect_options(ws, false),
+    ))?;
+    Ok(DeployReport::new(
+        Verb::Restored,
+        &restored.release.desired.with_current_names(),
+        restored.outcome,
+        Some(restored.from),
+    ))
+}
+
+/// A lock file named on the command line (`deploy --release LOCK`).
+fn lock_at(path: &Path) -> Result<Lock, Error> {
+    Lock::read(path)?.ok_or_else(|| Error::Usage {
+        message: format!("--release {}: no such lock file", path.display()),
+        help: Some("name a cookbook.lock written by `cookbook apply`".to_owned()),
+    })
+}
+
+/// Deploys `desired` through the session; release records and approvals live in `state_dir`.
+fn converge(
+    state_dir: &Path,
+    cookbook: &Cookbook,
+    desired: &Desired,
+    options: &ConnectOptions,
+    stop: &CancellationToken,
+) -> Result<Outcome, Error> {
+    Ok(super::runtime()?.block_on(session::deploy(state_dir, cookbook, desired, options, stop))?)
+}
+
+/// Why a stage was not deployed although nothing failed: its progression rule is not met yet.
+#[derive(Debug, Clone)]
+pub enum NotReady {
+    /// The stage takes an approval these images do not have.
+    NotApproved(Unapproved),
+    /// The `automatic` rule: the images do not yet run healthy in the stage before (why).
+    RuleNotMet(String),
+}
+
+impl fmt::Display for NotReady {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            NotReady::NotApproved(u) => write!(f, "{u}; {}", u.help()),
+            NotReady::RuleNotMet(why) => f.write_str(why),
+        }
+    }
+}
+
+/// What [`stage`] did with one stage.
+#[derive(Debug)]
+pub enum StageOutcome {
+    Deployed(DeployReport),
+    NotReady(NotReady),
+}
+
+/// Where [`stage`] deploys: a site's stage of a revision's cookbook, with the lock beside it and
+/// the state directory that keeps the release records and approvals.
+pub struct StageTarget<'a> {
+    pub ws: &'a Workspace,
+    pub lock: &'a Lock,
+    pub state_dir: &'a Path,
+    pub site: &'a str,
+}
+
+/// `sync --deploy`'s step for one stage: deploys the lock's images to `stage` when its
+/// progression rule is met, and says why not otherwise. `Err`: the stage could not be worked out,
+/// its rule could not be checked, or the deploy failed (and was rolled back).
+pub fn stage(
+    target: &StageTarget,
+    stage: &str,
+    stop: &CancellationToken,
+) -> Result<StageOutcome, Error> {
+    let StageTarget {
+        ws,
+        lock,
+        state_dir,
+        site,
+    } = *target;
+    let desired = desired(&ws.cookbook, &ws.plan, lock, site, stage)?;
+    let options = connect_options(ws, false);
+    let checked = super::runtime()?.block_on(session::check_progression(
+        state_dir,
+        &ws.cookbook,
+        &desired,
+        &options,
+    ));
+    match checked {
+        Ok(()) => {}
+        Err(DeployError::Unapproved(u)) => {
+            return Ok(StageOutcome::NotReady(NotReady::NotApproved(u)))
+        }
+        Err(DeployError::RuleNotMet(why)) => {
+            return Ok(StageOutcome::NotReady(NotReady::RuleNotMet(why)))
+        }
+        Err(other) => return Err(other.into()),
+    }
+    let outcome = converge(state_dir, &ws.cookbook, &desired, &options, stop)?;
+    Ok(StageOutcome::Deployed(DeployReport::new(
+        Verb::Deployed,
+        &desired,
+        outcome,
+        None,
+    )))
+}
+
+/// `cookbook status` and `cookbook render`: a site's stage.
+#[derive(Debug, Clone)]
+pub struct StageOptions {
+    pub site: String,
+    pub stage: String,
+}
+
+/// `cookbook status`: each container the lock wants in the stage, as the site runs it. Drift and
+/// ill health are the answer, not a failure. Its serialization is the `--format json` document.
+#[derive(Debug, Clone, Serialize)]
+pub struct StatusReport<C> {
+    pub project: String,
+    pub site: String,
+    pub stage: String,
+    /// The lock's release for the stage.
+    pub release: String,
+    /// Every container runs what the lock wants, healthy.
+    pub in_sync: bool,
+    pub containers: Vec<C>,
+}
+
+/// [`StatusReport`] by the kind of site: per container, the engine's container or the cluster's
+/// Deployment.
+#[derive(Debug, Clone, Serialize)]
+#[serde(untagged)]
+pub enum Status {
+    Docker(StatusReport<InstanceStatus>),
+    Kubernetes(StatusReport<UnitStatus>),
+}
+
+impl<C> StatusReport<C> {
+    fn new(desired: &Desired, in_sync: bool, containers: Vec<C>) -> Self {
+        StatusReport {
+            project: desired.project.to_string(),
+            site: desired.site.to_string(),
+            stage: desired.stage.to_string(),
+            release: desired.release.clone(),
+            in_sync,
+            containers,
+        }
+    }
+}
+
+/// `cookbook status`: asks the site; a stage whose images are not published yet is
+/// [`Error::NotPublished`] (1), as for `deploy`.
+pub fn status(ws: &Workspace, opts: &StageOptions) -> Result<Status, Error> {
+    let desired = desired(
+        &ws.cookbook,
+        &ws.plan,
+        ws.published()?,
+        &opts.site,
+        &opts.stage,
+    )?;
+    let options = connect_options(ws, false);
+    let status = super::runtime()?.block_on(session::status(&ws.cookbook, &desired, &options))?;
+    Ok(match status {
+        SiteStatus::Docker(list) => {
+            let in_sync = list.iter().all(InstanceStatus::in_sync);
+            Status::Docker(StatusReport::new(&desired, in_sync, list))
+        }
+        SiteStatus::Kubernetes(units) => {
+            let in_sync = units.iter().all(UnitStatus::in_sync);
+            Status::Kubernetes(StatusReport::new(&desired, in_sync, units))
+        }
+    })
+}
+
+/// `cookbook releases`: a site's recorded releases, stage by stage, oldest first.
+#[derive(Debug, Clone, Serialize)]
+pub struct ReleasesReport {
+    pub site: String,
+    pub stages: BTreeMap<String, Vec<ReleaseRow>>,
+}
+
+/// One recorded release.
+#[derive(Debug, Clone, Serialize)]
+pub struct ReleaseRow {
+    pub release: String,
+    pub deployed_at: String,
+    /// A rollback's record: the release it replaced.
+    pub rolled_back_from: Option<String>,
+    /// The stage where these images became a rollback point.
+    pub checkpoint: Option<String>,
+    /// The last record of its stage: what runs there.
+    pub current: bool,
+    /// Container → the digest it ran.
+    pub containers: BTreeMap<String, String>,
+}
+
+pub fn releases(ws: &Workspace, site: &str) -> Result<ReleasesReport, Error> {
+    let site = session::known_site(&ws.cookbook, site)?;
+    let records = session::releases(&ws.state_dir(), &site)?;
+    let stages = records
+        .stages
+        .into_iter()
+        .map(|(stage, list)| {
+            let last = list.len();
+            let rows = list
+                .into_iter()
+                .enumerate()
+                .map(|(i, r)| ReleaseRow {
+                    containers: r
+                        .desired
+                        .instances()
+                        .map(|i| (i.container.to_string(), i.digest.clone()))
+                        .collect(),
+                    release: r.release,
+                    deployed_at: r.deployed_at,
+                    rolled_back_from: r.rolled_back_from,
+                    checkpoint: r.checkpoint,
+                    current: i + 1 == last,
+                })
+                .collect();
+            (stage, rows)
+        })
+        .collect();
+    Ok(ReleasesReport {
+        site: site.to_string(),
+        stages,
+    })
+}
+
+/// `cookbook approve`: what to approve for which stage, by whom.
+#[derive(Debug, Clone)]
+pub struct ApproveOptions {
+    pub stage: String,
+    pub by: String,
+    pub ci: bool,
+    pub site: Option<String>,
+    /// A recorded release; `None` (and not `lock`): the one `promote` would carry.
+    pub release: Option<String>,
+    /// The lock's images instead (what `deploy` runs).
+    pub lock: bool,
+}
+
+/// `cookbook approve`: records the approval and returns it.
+pub fn approve(ws: &Workspace, opts: &ApproveOptions) -> Result<Approval, Error> {
+    let subject = match (opts.lock, &opts.release) {
+        (true, _) => Subject::Lock(ws.published()?),
+        (false, Some(id)) => Subject::Release(id),
+        (false, None) => Subject::Current,
+    };
+    let request = Request {
+        stage: &opts.stage,
+        by: &opts.by,
+        ci: opts.ci,
+        site: opts.site.as_deref(),
+        subject,
+    };
+    Ok(approvals::approve(&ws.state_dir(), &ws.cookbook, &request)?)
+}
+
+/// `cookbook render`: the Kubernetes objects `deploy` applies to a site's stage (the site's
+/// namespace in them when its target is a cluster).
+pub fn render(ws: &Workspace, opts: &StageOptions) -> Result<Objects, Error> {
+    let desired = desired(
+        &ws.cookbook,
+        &ws.plan,
+        ws.published()?,
+        &opts.site,
+        &opts.stage,
+    )?;
+    let (namespace, create) = match &ws.cookbook.lifecycle.sites[&desired.site].target {
+        Some(Target::Kubernetes(k)) => (Some(k.namespace.as_str()), k.create_namespace),
+        _ => (None, false),
+    };
+    Ok(objects(&desired, namespace, create))
+}
+
+/// `cookbook site detect`: what an engine offers, in the vocabulary of `capabilities`, and with
+/// a site what it declares and lacks. Its serialization is the `--format json` document.
+#[derive(Debug, Clone, Serialize)]
+pub struct DetectReport {
+    #[serde(flatten)]
+    pub detected: Detected,
+    pub capabilities: Vec<String>,
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    pub site: Option<SiteFit>,
+}
+
+/// A site's declared capabilities against what its engine offers.
+#[derive(Debug, Clone, Serialize)]
+pub struct SiteFit {
+    pub site: String,
+    pub declared: BTreeSet<String>,
+    pub missing: Vec<String>,
+}
+
+/// `site detect`: asks `site`'s target (of `ws`'s cookbook), or without a site the engine at
+/// `DOCKER_HOST`.
+pub fn detect(site: Option<(&Workspace, &str)>) -> Result<DetectReport, Error> {
+    let mut connect = ConnectOptions::default();
+    let mut target = Target::Docker {
+        host: "env".to_owned(),
+    };
+    let mut fit = None;
+    if let Some((ws, site)) = site {
+        let name = session::known_site(&ws.cookbook, site)?;
+        target = session::target(&ws.cookbook, &name)?;
+        connect = connect_options(ws, false);
+        let declared = ws.cookbook.lifecycle.sites[&name].capabilities.clone();
+        fit = Some((name.to_string(), declared));
+    }
+    let detected = super::runtime()?
+        .block_on(session::detect(&target, &connect))?
+        .ok_or_else(|| {
+            Error::Failed("this site's target reports no capabilities to detect".to_owned())
+        })?;
+    let site = fit.map(|(site, declared)| SiteFit {
+        missing: detected
+            .missing(&declared)
+            .into_iter()
+            .map(str::to_owned)
+            .collect(),
+        site,
+        declared,
+    });
+    Ok(DetectReport {
+        capabilities: detected.capabilities().into_iter().collect(),
+        detected,
+        site,
+    })
+}

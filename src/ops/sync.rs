@@ -1,0 +1,237 @@
+//! `cookbook sync`'s round as a flow: take the remote's revision (and apply it, through the
+//! applier the caller passes in), then, with `--deploy`, deploy the site's stages through the
+//! library's deploy ([`super::deploy::stage`]), each stage's result a [`StepResult`].
+//!
+//! The revision's cookbook is opened once (a [`Workspace`] named after the working copy's
+//! directory, as the apply named it), with the lock the apply wrote beside it. Release records and
+//! approvals live in the sync state directory (`<state>/deploy/`... its root), which outlives the
+//! revisions' checkouts.
+
+use std::fmt;
+use std::sync::atomic::AtomicBool;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::ser::SerializeStruct;
+use serde::Serialize;
+use tokio_util::sync::CancellationToken;
+
+use super::deploy::{DeployReport, NotReady, StageOutcome, StageTarget};
+use super::{CookbookFile, Workspace};
+use crate::error::Error;
+use crate::model::lifecycle::Window;
+use crate::state::lock::Lock;
+use crate::sync::lock::{Holder, Wait};
+use crate::sync::state::StateDir;
+use crate::sync::{sync_once, Applier, ApplyOutcome, RoundReport, SyncError, SyncOptions};
+
+/// One round's settings: where the state is, what to follow, who runs it.
+pub struct RoundOptions<'a> {
+    pub dir: &'a StateDir,
+    pub sync: &'a SyncOptions,
+    pub me: &'a Holder,
+    pub wait: Wait,
+    /// `--deploy`: deploy the site's stages after a successful apply.
+    pub deploy: bool,
+    /// Set by a stop request: the round stops between steps.
+    pub stop_flag: &'a AtomicBool,
+    /// Cancelled by a stop request: a running deploy stops between steps (and rolls back).
+    pub stop: &'a CancellationToken,
+}
+
+/// What one round did: the revision taken (or not) and applied (or not), and with `--deploy`
+/// what each stage did (`None`: nothing to deploy this round).
+#[derive(Debug)]
+pub struct Round {
+    pub report: RoundReport,
+    pub deploy: Option<Vec<DeployStep>>,
+}
+
+/// One round: takes the remote's revision, applies it through `applier` (when given), then deploys
+/// (with `deploy`).
+pub fn round(
+    opts: &RoundOptions,
+    applier: Option<&mut dyn Applier>,
+    on_busy: &mut dyn FnMut(Option<&Holder>),
+) -> Result<Round, SyncError> {
+    let report = sync_once(
+        opts.dir,
+        opts.sync,
+        applier,
+        opts.me,
+        opts.wait,
+        on_busy,
+        opts.stop_flag,
+    )?;
+    let deploy = opts
+        .deploy
+        .then(|| deploy_after(opts.dir, opts.sync, &report, opts.stop))
+        .flatten();
+    Ok(Round { report, deploy })
+}
+
+/// What `sync --deploy` did with one stage, or with the whole site (`stage: None`).
+#[derive(Debug)]
+pub struct DeployStep {
+    pub stage: Option<String>,
+    pub result: StepResult,
+}
+
+#[derive(Debug)]
+pub enum StepResult {
+    Deployed(DeployReport),
+    /// The stage's progression rule is not met (an approval missing, the stage before not
+    /// healthy yet): not a failure; the next round asks again.
+    Skipped(NotReady),
+    /// The site's schedule is closed now: nothing deployed.
+    OutsideWindow {
+        site: String,
+        opens_at: SystemTime,
+    },
+    /// The stage (or the site) could not be deployed; a deploy that changed something was rolled
+    /// back. The stages after it are not attempted.
+    Failed(Error),
+}
+
+impl StepResult {
+    /// The document's `result`.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            StepResult::Deployed(_) => "deployed",
+            StepResult::Skipped(_) => "skipped",
+            StepResult::OutsideWindow { .. } => "outside_window",
+            StepResult::Failed(_) => "failed",
+        }
+    }
+}
+
+/// The document's `message`, and the log line's text.
+impl fmt::Display for StepResult {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StepResult::Deployed(report) => report.fmt(f),
+            StepResult::Skipped(why) => why.fmt(f),
+            StepResult::OutsideWindow { site, opens_at } => write!(
+                f,
+                "outside site {site}'s deploy windows: nothing deployed; the next window opens at {}",
+                humantime::format_rfc3339_seconds(*opens_at)
+            ),
+            StepResult::Failed(e) => e.fmt(f),
+        }
+    }
+}
+
+/// `{"stage": …, "result": "deployed" | "skipped" | "outside_window" | "failed", "message": …}`.
+impl Serialize for DeployStep {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut s = serializer.serialize_struct("DeployStep", 3)?;
+        s.serialize_field("stage", &self.stage)?;
+        s.serialize_field("result", self.result.as_str())?;
+        s.serialize_field("message", &self.result.to_string())?;
+        s.end()
+    }
+}
+
+impl DeployStep {
+    fn site(result: StepResult) -> Self {
+        DeployStep {
+            stage: None,
+            result,
+        }
+    }
+
+    pub fn failed(&self) -> bool {
+        matches!(self.result, StepResult::Failed(_))
+    }
+}
+
+/// `--deploy`: once the current revision is applied (now or in an earlier round), deploys the
+/// site's stages in lifecycle order — each only when its progression rule is met — if the site's
+/// schedule is open now; otherwise deploys nothing and says when the next window opens. The first
+/// stage that fails ends the progression. `None` when there is nothing to deploy this round.
+pub fn deploy_after(
+    dir: &StateDir,
+    options: &SyncOptions,
+    report: &RoundReport,
+    stop: &CancellationToken,
+) -> Option<Vec<DeployStep>> {
+    if !matches!(
+        report.apply,
+        Some(ApplyOutcome::Applied | ApplyOutcome::AlreadyApplied)
+    ) {
+        return None;
+    }
+    let commit = report.current.as_deref()?;
+    let site = options.site.as_deref()?;
+    let file = dir.checkout(commit).join(&options.path);
+    let ws = match open_revision(&file, options) {
+        Ok(ws) => ws,
+        Err(e) => return Some(vec![DeployStep::site(StepResult::Failed(e))]),
+    };
+    let lifecycle = &ws.cookbook.lifecycle;
+    let Some(deploy) = lifecycle.sites.get(site) else {
+        let e = Error::Usage {
+            message: format!("unknown site `{site}`"),
+            help: None,
+        };
+        return Some(vec![DeployStep::site(StepResult::Failed(e))]);
+    };
+    if let Some(opens_at) = next_window(&deploy.schedule) {
+        let site = site.to_owned();
+        return Some(vec![DeployStep::site(StepResult::OutsideWindow {
+            site,
+            opens_at,
+        })]);
+    }
+    // Read as the file it is: the revision's lock, written by the apply just now or earlier.
+    let lock = match Lock::read(&ws.lock_path()) {
+        Ok(Some(lock)) => lock,
+        Ok(None) => {
+            let e = Error::Failed("no cookbook.lock after the apply".to_owned());
+            return Some(vec![DeployStep::site(StepResult::Failed(e))]);
+        }
+        Err(e) => return Some(vec![DeployStep::site(StepResult::Failed(e.into()))]),
+    };
+    let stages: Vec<String> = if deploy.stages.is_empty() {
+        lifecycle.stages.iter().map(|s| s.to_string()).collect()
+    } else {
+        deploy.stages.iter().map(|s| s.to_string()).collect()
+    };
+    let target = StageTarget {
+        ws: &ws,
+        lock: &lock,
+        state_dir: dir.root(),
+        site,
+    };
+    let mut steps = Vec::new();
+    for stage in stages {
+        let result = match super::deploy::stage(&target, &stage, stop) {
+            Ok(StageOutcome::Deployed(report)) => StepResult::Deployed(report),
+            Ok(StageOutcome::NotReady(why)) => StepResult::Skipped(why),
+            Err(e) => StepResult::Failed(e),
+        };
+        let failed = matches!(result, StepResult::Failed(_));
+        steps.push(DeployStep {
+            stage: Some(stage),
+            result,
+        });
+        if failed {
+            break;
+        }
+    }
+    Some(steps)
+}
+
+/// The revision's cookbook, named after the working copy's directory (as its apply named it).
+fn open_revision(file: &std::path::Path, options: &SyncOptions) -> Result<Workspace, Error> {
+    let directory = options.project_directory();
+    Workspace::open_as(CookbookFile::on_disk(file), directory.as_deref())
+}
+
+/// When the site's schedule next opens; `None` when it is open now.
+fn next_window(schedule: &[Window]) -> Option<SystemTime> {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+    let next = crate::deploy::schedule::next_open(schedule, now)?;
+    Some(UNIX_EPOCH + Duration::from_secs(u64::try_from(next).unwrap_or(0)))
+}
