@@ -124,8 +124,8 @@ fn the_core_imports_no_edge() {
         "oci",
     ];
     let edges = [
-        "engine", "registry", "sync", "state", "cli", "apply", "verify", "git", "load", "init",
-        "image", "error",
+        "engine", "registry", "sync", "state", "cli", "apply", "build", "verify", "git", "load",
+        "init", "image", "error",
     ];
     for module in core {
         let bad: Vec<&String> = graph
@@ -138,4 +138,25 @@ fn the_core_imports_no_edge() {
     }
     // And the model knows neither the schema nor the plan: `load::parse` composes them.
     assert!(!graph["model"].contains("schema") && !graph["model"].contains("graph"));
+}
+
+/// Building one image is `build`'s (issue 21): `apply` and `verify --rebuild` both go through it,
+/// so verify never reaches into apply's internals, and `build` knows neither of its callers.
+#[test]
+fn verify_builds_through_build_not_apply() {
+    let graph = import_graph();
+    assert!(
+        !graph["verify"].contains("apply"),
+        "verify imports apply: {:?}",
+        graph["verify"]
+    );
+    assert!(graph["verify"].contains("build"), "{graph:#?}");
+    assert!(graph["apply"].contains("build"), "{graph:#?}");
+    for caller in ["apply", "verify", "ops", "cli"] {
+        assert!(
+            !graph["build"].contains(caller),
+            "build imports {caller}: {:?}",
+            graph["build"]
+        );
+    }
 }

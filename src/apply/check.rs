@@ -30,7 +30,9 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use futures_util::stream::{self, StreamExt, TryStreamExt};
 
-use super::{blocking, lookup, parse_repo, policy_tags, ApplyError, Job};
+use super::dry_run::lookup;
+use super::{parse_repo, policy_tags, ApplyError, Job};
+use crate::build::blocking;
 use crate::engine::Engine;
 use crate::model::Name;
 use crate::registry::{RegistryClient, Repository};

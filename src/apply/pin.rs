@@ -37,7 +37,8 @@ use std::path::Path;
 
 use futures_util::stream::{self, StreamExt};
 
-use super::{blocking, Event, Reporter};
+use super::{Event, Reporter};
+use crate::build::blocking;
 use crate::engine::{Engine, EngineError, ImageInfo};
 use crate::graph::Plan;
 use crate::hash::{BasePin, BasePins, PinSource};

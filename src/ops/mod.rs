@@ -10,6 +10,9 @@
 //! pins and state directory beside it. Async work runs on the one process-wide runtime,
 //! [`runtime`].
 
+pub mod apply;
+pub mod update;
+pub mod verify;
 mod workspace;
 
 pub use workspace::{CookbookFile, Workspace};
