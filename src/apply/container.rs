@@ -17,6 +17,36 @@ use crate::engine::{Engine, EngineError};
 use crate::model::Name;
 use crate::registry::{RegistryClient, Repository};
 
+/// A container's manifest digest (when published) and image id (when known).
+type Ids = (Option<String>, Option<String>);
+
+const NO_IDS: Ids = (None, None);
+
+/// What every report of one container carries: its input hash and content-tagged reference.
+struct Entry {
+    input_hash: String,
+    image: String,
+}
+
+impl Entry {
+    fn report(
+        &self,
+        outcome: ContainerOutcome,
+        (digest, image_id): Ids,
+        log: Vec<String>,
+    ) -> ContainerReport {
+        ContainerReport {
+            outcome,
+            input_hash: self.input_hash.clone(),
+            image: self.image.clone(),
+            tags: vec![self.image.clone()],
+            digest,
+            image_id,
+            log,
+        }
+    }
+}
+
 impl<E: Engine> Run<'_, E> {
     /// One container: cached, or built (and pushed). `Err` only for whole-run failures.
     pub(super) async fn container(
@@ -25,33 +55,15 @@ impl<E: Engine> Run<'_, E> {
         wave: usize,
     ) -> Result<ContainerReport, ApplyError> {
         let cookbook = self.job.cookbook;
-        let fp = &self.job.fingerprints[name];
-        let hash = fp.input_hash();
+        let hash = self.job.fingerprints[name].input_hash();
         let local = local_image(&cookbook.project.name, name, hash);
         let repo_text = cookbook.repository(name);
-        let content_ref = format!("{repo_text}:{hash}");
-        let report =
-            |outcome, (digest, image_id): (Option<String>, Option<String>), log| ContainerReport {
-                outcome,
-                input_hash: hash.to_owned(),
-                image: content_ref.clone(),
-                tags: vec![content_ref.clone()],
-                digest,
-                image_id,
-                log,
-            };
-        let cancelled = |reason: &str| {
-            self.reporter.event(Event::Cancelled { name, reason });
-            Ok(report(
-                ContainerOutcome::Cancelled {
-                    reason: reason.to_owned(),
-                },
-                (None, None),
-                Vec::new(),
-            ))
+        let entry = Entry {
+            input_hash: hash.to_owned(),
+            image: format!("{repo_text}:{hash}"),
         };
         if self.job.cancel.is_cancelled() {
-            return cancelled("not started: the run was cancelled");
+            return Ok(self.cancelled(name, &entry, "not started: the run was cancelled"));
         }
         if self.stop.load(Ordering::SeqCst) {
             let reason = "not started: an earlier container failed (--keep-going builds independent containers)".to_owned();
@@ -59,11 +71,7 @@ impl<E: Engine> Run<'_, E> {
                 name,
                 reason: &reason,
             });
-            return Ok(report(
-                ContainerOutcome::Skipped { reason },
-                (None, None),
-                Vec::new(),
-            ));
+            return Ok(entry.report(ContainerOutcome::Skipped { reason }, NO_IDS, Vec::new()));
         }
 
         // Cached?
@@ -71,18 +79,18 @@ impl<E: Engine> Run<'_, E> {
             .unless_cancelled(self.cached(name, &local, &repo_text))
             .await
         else {
-            return cancelled("not started: the run was cancelled");
+            return Ok(self.cancelled(name, &entry, "not started: the run was cancelled"));
         };
         if let Some((source, ids)) = cached? {
             self.reporter.event(Event::Cached { name, source });
-            return Ok(report(ContainerOutcome::Cached { source }, ids, Vec::new()));
+            return Ok(entry.report(ContainerOutcome::Cached { source }, ids, Vec::new()));
         }
 
         // Assembled without an engine when nothing needs to run (context/assembly.rs).
         let assembly = crate::context::assembly::plan(cookbook, name);
         if let (None, Some(down)) = (&assembly, &self.engine_down) {
             let why = crate::context::assembly::needs_engine(cookbook, name).unwrap_or_default();
-            return Ok(self.needs_engine(name, format!("{why}; {down}"), report));
+            return Ok(self.needs_engine(name, &entry, format!("{why}; {down}")));
         }
         self.reporter.event(Event::Started { name, wave });
         let started = Instant::now();
@@ -93,14 +101,25 @@ impl<E: Engine> Run<'_, E> {
             }
             None => self.build(name, &local, &repo_text, started).await,
         };
+        self.finished(name, &entry, started, result)
+    }
+
+    /// The report of a container whose build or assembly ended with `result`, announced.
+    fn finished(
+        &self,
+        name: &Name,
+        entry: &Entry,
+        started: Instant,
+        result: Result<Ids, Failure>,
+    ) -> Result<ContainerReport, ApplyError> {
         match result {
             Ok(ids) => {
                 let millis = started.elapsed().as_millis() as u64;
-                Ok(report(ContainerOutcome::Built { millis }, ids, Vec::new()))
+                Ok(entry.report(ContainerOutcome::Built { millis }, ids, Vec::new()))
             }
-            Err(Failure::NeedsEngine { reason }) => Ok(self.needs_engine(name, reason, report)),
+            Err(Failure::NeedsEngine { reason }) => Ok(self.needs_engine(name, entry, reason)),
             Err(Failure::Run(e)) => Err(e),
-            Err(Failure::Cancelled) => cancelled("cancelled while building"),
+            Err(Failure::Cancelled) => Ok(self.cancelled(name, entry, "cancelled while building")),
             Err(Failure::Container { reason, log }) => {
                 if !self.job.options.keep_going {
                     self.stop.store(true, Ordering::SeqCst);
@@ -110,36 +129,28 @@ impl<E: Engine> Run<'_, E> {
                     reason: &reason,
                     log: &log,
                 });
-                Ok(report(
-                    ContainerOutcome::Failed { reason },
-                    (None, None),
-                    log,
-                ))
+                Ok(entry.report(ContainerOutcome::Failed { reason }, NO_IDS, log))
             }
         }
     }
 
+    /// The report of a container cancelled (before or while it was built), announced.
+    fn cancelled(&self, name: &Name, entry: &Entry, reason: &str) -> ContainerReport {
+        self.reporter.event(Event::Cancelled { name, reason });
+        let outcome = ContainerOutcome::Cancelled {
+            reason: reason.to_owned(),
+        };
+        entry.report(outcome, NO_IDS, Vec::new())
+    }
+
     /// The report of a container not built for want of an engine, announced.
-    fn needs_engine(
-        &self,
-        name: &Name,
-        why: String,
-        report: impl FnOnce(
-            ContainerOutcome,
-            (Option<String>, Option<String>),
-            Vec<String>,
-        ) -> ContainerReport,
-    ) -> ContainerReport {
+    fn needs_engine(&self, name: &Name, entry: &Entry, why: String) -> ContainerReport {
         let reason = format!("needs a Docker engine: {why}");
         self.reporter.event(Event::NeedsEngine {
             name,
             reason: &reason,
         });
-        report(
-            ContainerOutcome::NeedsEngine { reason },
-            (None, None),
-            Vec::new(),
-        )
+        entry.report(ContainerOutcome::NeedsEngine { reason }, NO_IDS, Vec::new())
     }
 
     /// Assembles a container that needs no engine ([`assemble`]), then publishes it (or, with
@@ -152,7 +163,7 @@ impl<E: Engine> Run<'_, E> {
         local: &str,
         repo_text: &str,
         started: Instant,
-    ) -> Result<(Option<String>, Option<String>), Failure> {
+    ) -> Result<Ids, Failure> {
         let cookbook = self.job.cookbook;
         let fp = &self.job.fingerprints[name];
         let hash = fp.input_hash();
@@ -195,9 +206,23 @@ impl<E: Engine> Run<'_, E> {
             name,
             millis: started.elapsed().as_millis() as u64,
         });
+        self.deliver_assembled(name, &assembled, local, repo_text)
+            .await
+    }
+
+    /// An assembled image published (its base's blobs mounted or copied from its base's
+    /// repository), or, with `--no-push`, loaded into the engine under its names.
+    async fn deliver_assembled(
+        &self,
+        name: &Name,
+        assembled: &build::assemble::Assembled,
+        local: &str,
+        repo_text: &str,
+    ) -> Result<Ids, Failure> {
         let normalized = &assembled.normalized;
         let image_id = Some(normalized.image.config_digest().to_string());
         let Some(registry) = self.registry else {
+            let hash = self.job.fingerprints[name].input_hash();
             let names = self.local_names(local, repo_text, hash);
             self.unless_cancelled(build::load(self.engine, normalized, &names))
                 .await
@@ -205,14 +230,9 @@ impl<E: Engine> Run<'_, E> {
                 .map_err(Failure::publish)?;
             return Ok((None, image_id));
         };
+        let mount_from = assembled.base_repo.as_ref();
         let digest = self
-            .push(
-                registry,
-                name,
-                repo_text,
-                normalized,
-                assembled.base_repo.as_ref(),
-            )
+            .push(registry, name, repo_text, normalized, mount_from)
             .await?;
         Ok((Some(digest), image_id))
     }
@@ -317,7 +337,7 @@ impl<E: Engine> Run<'_, E> {
         local: &str,
         repo_text: &str,
         started: Instant,
-    ) -> Result<(Option<String>, Option<String>), Failure> {
+    ) -> Result<Ids, Failure> {
         let cookbook = self.job.cookbook;
         let container = &cookbook.containers[name];
         let fp = &self.job.fingerprints[name];

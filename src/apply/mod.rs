@@ -17,12 +17,12 @@
 //!    (in the registry when pushing, else in the local engine) is *cached*; otherwise its
 //!    context is written and built, FROM exactly the image its parent produced or found (the
 //!    parent's `cookbook.local/<project>/<parent>:<input_hash>`, pulled by content tag if it is
-//!    only in the registry), then exported, normalized, loaded back under its names and
-//!    published by content tag through the registry API ([`publish`]): the lock's digest is the
-//!    normalized manifest's, its image id the normalized config's;
+//!    only in the registry), then exported and normalized ([`crate::build`]), loaded back under
+//!    its names and published by content tag through the registry API ([`publish`]): the lock's
+//!    digest is the normalized manifest's, its image id the normalized config's;
 //!    A generated container whose applications have no build commands is not built by the
-//!    engine but assembled ([`crate::build::assemble`]: its base plus one layer, normalized the same way) and
-//!    published; when pushing, an engine that does not answer is no error: those containers are
+//!    engine but assembled ([`crate::build::assemble`]: its base plus one layer, normalized the
+//!    same way) and published; when pushing, an engine that does not answer is no error: those containers are
 //!    still built, and every other one is reported [`ContainerOutcome::NeedsEngine`];
 //! 3. a failed container skips everything that needs it; without `keep_going` nothing new starts;
 //! 4. only when every container succeeded are the mutable policy tags (git sha, version,
@@ -44,7 +44,8 @@
 //!   library installs no signal handler: the caller owns the token.
 //! - Blocking work (tar writing, explain documents, the lock's file lock and fsync) runs on
 //!   tokio's blocking threads, never on the threads that drive the builds.
-//! - A failure of the whole run still returns what was done before it ([`ApplyFailure::report`]).
+//! - A failure of the whole run still returns what was done before it ([`ApplyFailure::report`];
+//!   none when it failed before it started).
 //!
 //! Where each step lives: [`pin`] (0), [`check`] (1), `run` (the waves, 2–3), `container` (one
 //! container: cached, built or assembled through [`crate::build`], then [`publish`]ed),

@@ -323,12 +323,39 @@ pub async fn pin_plan<E: Engine>(
             &own_client
         }
     };
-    type Resolved<'r> = (
-        &'r WrittenReference,
-        Option<BasePin>,
-        Option<Result<BasePin, PinError>>,
-    );
-    let results: Vec<Resolved<'_>> = stream::iter(bases.iter())
+    let results = resolve_all(engine, registry, &bases, &locked, renew).await;
+    let mut report = sort_out(results, &locked, &bases).map_err(|e| *e)?;
+    report.moved.sort_by(|a, b| a.reference.cmp(&b.reference));
+    announce(&report, reporter);
+    if write && !report.pinned.is_empty() {
+        let new: BasePins = report
+            .pinned
+            .iter()
+            .map(|(r, (_, p))| (r.clone(), p.clone()))
+            .collect();
+        let (path, project) = (lock_path.to_path_buf(), cookbook.project.name.clone());
+        blocking(move || lockfile::record_pins(&path, &project, &new)).await?;
+    }
+    Ok(report)
+}
+
+/// A base of the plan: its pin in the lock (unless renewed), and what it resolves to now (`None`:
+/// it cannot be asked, an engine's image without an engine).
+type Resolved<'r> = (
+    &'r WrittenReference,
+    Option<BasePin>,
+    Option<Result<BasePin, PinError>>,
+);
+
+/// Resolves every external base at once (a handful of requests in flight).
+async fn resolve_all<'r, E: Engine>(
+    engine: Option<&E>,
+    registry: &RegistryClient,
+    bases: &'r BTreeMap<&'r WrittenReference, Vec<Name>>,
+    locked: &BasePins,
+    renew: &BTreeSet<String>,
+) -> Vec<Resolved<'r>> {
+    stream::iter(bases.iter())
         .map(|(reference, containers)| {
             let pinned = locked
                 .get(*reference)
@@ -349,7 +376,16 @@ pub async fn pin_plan<E: Engine>(
         })
         .buffer_unordered(CONCURRENT)
         .collect()
-        .await;
+        .await
+}
+
+/// What the resolutions come to: pins kept (a move or a failed check is a note), new pins, and
+/// the first base that could not be pinned at all (boxed: it is large, and rare).
+fn sort_out(
+    results: Vec<Resolved<'_>>,
+    locked: &BasePins,
+    bases: &BTreeMap<&WrittenReference, Vec<Name>>,
+) -> Result<PinReport, Box<PinError>> {
     let mut report = PinReport::default();
     for (reference, pinned, now) in results {
         let Some(now) = now else {
@@ -385,10 +421,14 @@ pub async fn pin_plan<E: Engine>(
                     .pinned
                     .insert(reference.clone(), (locked.get(reference).cloned(), now));
             }
-            (None, Err(e)) => return Err(e),
+            (None, Err(e)) => return Err(Box::new(e)),
         }
     }
-    report.moved.sort_by(|a, b| a.reference.cmp(&b.reference));
+    Ok(report)
+}
+
+/// Tells `reporter` what the pin step found: new pins, moves, unchecked bases.
+fn announce(report: &PinReport, reporter: &dyn Reporter) {
     for (reference, (before, pin)) in &report.pinned {
         reporter.event(Event::BasePinned {
             reference: reference.as_str(),
@@ -405,16 +445,6 @@ pub async fn pin_plan<E: Engine>(
             why,
         });
     }
-    if write && !report.pinned.is_empty() {
-        let new: BasePins = report
-            .pinned
-            .iter()
-            .map(|(r, (_, p))| (r.clone(), p.clone()))
-            .collect();
-        let (path, project) = (lock_path.to_path_buf(), cookbook.project.name.clone());
-        blocking(move || lockfile::record_pins(&path, &project, &new)).await?;
-    }
-    Ok(report)
 }
 
 #[cfg(test)]

@@ -152,35 +152,7 @@ impl<E: Engine> Run<'_, E> {
         waves: &[Vec<Name>],
         wave_index: usize,
     ) -> Result<(), ApplyError> {
-        let wave = &waves[0];
-        let mut ready = Vec::new();
-        for name in wave {
-            let blocked = self
-                .job
-                .plan
-                .needs(name.as_str())
-                .into_iter()
-                .find(|(dep, _)| {
-                    !report
-                        .containers
-                        .get(*dep)
-                        .is_some_and(|r| r.outcome.succeeded())
-                });
-            match blocked {
-                Some((dep, _)) => {
-                    let reason = format!("needs {dep}, which did not succeed");
-                    self.reporter.event(Event::Skipped {
-                        name,
-                        reason: &reason,
-                    });
-                    report.containers.insert(
-                        name.clone(),
-                        self.skipped(name, ContainerOutcome::Skipped { reason }),
-                    );
-                }
-                None => ready.push(name),
-            }
-        }
+        let ready = self.ready(report, &waves[0]);
         let results: Vec<(Name, Result<ContainerReport, ApplyError>)> = stream::iter(ready)
             .map(|name| async { (name.clone(), self.container(name, wave_index).await) })
             .buffer_unordered(self.job.options.jobs.max(1))
@@ -213,6 +185,39 @@ impl<E: Engine> Run<'_, E> {
             return Err(e);
         }
         Ok(())
+    }
+
+    /// The containers of `wave` whose needs all succeeded; the others are skipped (reported).
+    fn ready<'w>(&self, report: &mut Report, wave: &'w [Name]) -> Vec<&'w Name> {
+        let mut ready = Vec::new();
+        for name in wave {
+            let blocked = self
+                .job
+                .plan
+                .needs(name.as_str())
+                .into_iter()
+                .find(|(dep, _)| {
+                    !report
+                        .containers
+                        .get(*dep)
+                        .is_some_and(|r| r.outcome.succeeded())
+                });
+            match blocked {
+                Some((dep, _)) => {
+                    let reason = format!("needs {dep}, which did not succeed");
+                    self.reporter.event(Event::Skipped {
+                        name,
+                        reason: &reason,
+                    });
+                    report.containers.insert(
+                        name.clone(),
+                        self.skipped(name, ContainerOutcome::Skipped { reason }),
+                    );
+                }
+                None => ready.push(name),
+            }
+        }
+        ready
     }
 
     /// The report of a container that produced no image.

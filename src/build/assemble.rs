@@ -2,8 +2,8 @@
 //! assembled from its base image and its context, as ko and Jib build images — no Docker engine
 //! runs anything.
 //!
-//! Pipeline position: inside [`crate::build`], for `apply` and `verify --rebuild`, in place of an engine build for
-//! the containers [`crate::context::assembly::plan`] accepts. The steps:
+//! Pipeline position: inside [`crate::build`], for `apply` and `verify --rebuild`, in place of an
+//! engine build for the containers [`crate::context::assembly::plan`] accepts. The steps:
 //! 1. [`base_source`]: where the base comes from. A registry's image (the pinned `ref@digest`, or
 //!    a `container:` parent's content tag) is read through the registry API — its manifest, its
 //!    config, and its layers *by digest only*: they are mounted or copied when the image is

@@ -3,10 +3,11 @@
 //! mismatch names the first differing layer and, inside it, the first differing paths.
 //!
 //! Pipeline position: after [`super::compare`] (only a container whose input hash matches the
-//! lock is rebuilt: other sources cannot give the locked image), through the same edges as
-//! `apply` (both go through [`crate::build`]): the engine builds (without its build cache, else the first build would only be
-//! shown again), [`crate::build`] exports and normalizes as for `apply`. The rebuilt image gets no
-//! name and is removed from the engine afterwards; nothing is pushed and the lock is not written.
+//! lock is rebuilt: other sources cannot give the locked image), built as `apply` builds it,
+//! through [`crate::build`] (the same request, labels, assembly and normalization; this module
+//! imports nothing of `apply`): the engine builds without its build cache (else the first build
+//! would only be shown again). The rebuilt image gets no name and is removed from the engine
+//! afterwards; nothing is pushed and the lock is not written.
 //!
 //! The locked image to compare with: a published entry's manifest (by its locked digest) and
 //! blobs from the registry, streamed into an OCI layout; an entry applied with `--no-push` is
