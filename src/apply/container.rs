@@ -7,10 +7,10 @@ use std::time::Instant;
 
 use super::dry_run::lookup;
 use super::error::{ApplyError, Failure};
-use super::parse_repo;
 use super::publish;
 use super::report::{ContainerOutcome, ContainerReport, Event};
 use super::run::Run;
+use super::{check, parse_repo, CacheSource};
 use crate::build::{self, blocking, Normalized};
 use crate::context::dockerfile::local_image;
 use crate::engine::{Engine, EngineError};
@@ -277,18 +277,17 @@ impl<E: Engine> Run<'_, E> {
 
     /// Whether the image exists already ([`lookup`]); an image found in the local engine also
     /// gets its registry name, for the pushes and tags that follow.
-    #[allow(clippy::type_complexity)]
     async fn cached(
         &self,
         name: &Name,
         local: &str,
         repo_text: &str,
-    ) -> Result<Option<(&'static str, (Option<String>, Option<String>))>, ApplyError> {
+    ) -> Result<check::Found, ApplyError> {
         let found = match self.found.get(name) {
             Some(found) => found.clone(),
             None => lookup(self.job, self.engine, self.registry, name).await?,
         };
-        if let Some(("local engine", _)) = found {
+        if let Some((CacheSource::LocalEngine, _)) = found {
             if self.job.cookbook.packaging.registry.is_some() {
                 let hash = self.job.fingerprints[name].input_hash();
                 self.engine.tag(local, repo_text, hash).await?;

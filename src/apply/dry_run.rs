@@ -7,7 +7,7 @@ use serde::Serialize;
 
 use super::{
     check, connect_and_fingerprint, needs_revision, parse_repo, policy_tags, ApplyError,
-    Fingerprinter, Job, Reporter,
+    CacheSource, Fingerprinter, Job, Reporter,
 };
 use crate::context::dockerfile::local_image;
 use crate::engine::Engine;
@@ -17,27 +17,29 @@ use crate::registry::RegistryClient;
 /// Whether a container's image exists already, by its content tag: in the registry when pushing
 /// (its manifest digest, and its configuration's digest as the image id), else in the local
 /// engine (its id). `None`: it has to be built. Only reads: `apply` and [`dry_run`] share it.
-#[allow(clippy::type_complexity)]
 pub(super) async fn lookup<E: Engine>(
     job: &Job<'_>,
     engine: &E,
     registry: Option<&RegistryClient>,
     name: &Name,
-) -> Result<Option<(&'static str, (Option<String>, Option<String>))>, ApplyError> {
+) -> Result<check::Found, ApplyError> {
     let cookbook = job.cookbook;
     let hash = job.fingerprints[name].input_hash();
     if let Some(registry) = registry {
         let repo = parse_repo(&cookbook.repository(name))?;
         return Ok(registry.manifest_get(&repo, hash).await?.map(|manifest| {
             let image_id = manifest.config_digest().map(|d| d.to_string());
-            ("registry", (Some(manifest.digest.to_string()), image_id))
+            (
+                CacheSource::Registry,
+                (Some(manifest.digest.to_string()), image_id),
+            )
         }));
     }
     let local = local_image(&cookbook.project.name, name, hash);
     Ok(engine
         .image_exists(&local)
         .await?
-        .map(|id| ("local engine", (None, Some(id.to_string())))))
+        .map(|id| (CacheSource::LocalEngine, (None, Some(id.to_string())))))
 }
 
 /// What an apply would do with one container ([`dry_run`]).
@@ -47,7 +49,7 @@ pub struct Planned {
     pub action: Action,
     /// Where the cached image was found: `registry` or `local engine`.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub source: Option<&'static str>,
+    pub source: Option<CacheSource>,
     pub input_hash: String,
     /// The content-tagged reference.
     pub image: String,

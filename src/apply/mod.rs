@@ -80,7 +80,7 @@ pub use crate::image::{LABEL_CONTAINER, LABEL_INPUT_HASH, LABEL_PROJECT};
 pub use dry_run::{dry_run, dry_run_with_docker, Action, Planned};
 pub use error::{ApplyError, ApplyFailure};
 pub use finish::policy_tags;
-pub use report::{ContainerOutcome, ContainerReport, Event, Report, Reporter};
+pub use report::{CacheSource, ContainerOutcome, ContainerReport, Event, Report, Reporter};
 
 #[derive(Debug, Clone)]
 pub struct Options {

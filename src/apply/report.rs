@@ -9,6 +9,28 @@ use super::pin;
 use crate::hash::BasePin;
 use crate::model::Name;
 
+/// Where a cached image was found: its content tag in the registry, in the local engine, or the
+/// lock's record of it (`--trust-lock`). Serialized and shown as the words `apply` always used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum CacheSource {
+    #[serde(rename = "registry")]
+    Registry,
+    #[serde(rename = "local engine")]
+    LocalEngine,
+    #[serde(rename = "lock")]
+    Lock,
+}
+
+impl std::fmt::Display for CacheSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            CacheSource::Registry => "registry",
+            CacheSource::LocalEngine => "local engine",
+            CacheSource::Lock => "lock",
+        })
+    }
+}
+
 /// What one container's part of the run came to.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "status", rename_all = "snake_case")]
@@ -17,7 +39,7 @@ pub enum ContainerOutcome {
         millis: u64,
     },
     Cached {
-        source: &'static str,
+        source: CacheSource,
     },
     Failed {
         reason: String,
@@ -92,7 +114,7 @@ pub enum Event<'a> {
     },
     Cached {
         name: &'a Name,
-        source: &'a str,
+        source: CacheSource,
     },
     Started {
         name: &'a Name,

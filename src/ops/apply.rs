@@ -335,3 +335,109 @@ impl crate::sync::Applier for SyncApplier<'_> {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::EXIT_UNREACHABLE;
+
+    fn report(outcomes: &[(&str, ContainerOutcome)]) -> Report {
+        let containers = outcomes
+            .iter()
+            .map(|(name, outcome)| {
+                let entry = ContainerReport {
+                    outcome: outcome.clone(),
+                    input_hash: "ab".repeat(32),
+                    image: format!("r/{name}:{}", "ab".repeat(32)),
+                    tags: Vec::new(),
+                    digest: None,
+                    image_id: None,
+                    log: Vec::new(),
+                };
+                (Name::parse(name).unwrap(), entry)
+            })
+            .collect();
+        Report {
+            containers,
+            lock_changed: true,
+            cancelled: false,
+        }
+    }
+
+    fn built() -> ContainerOutcome {
+        ContainerOutcome::Built { millis: 5 }
+    }
+
+    #[test]
+    fn a_summary_counts_each_outcome_and_its_document_keeps_the_json_names() {
+        let summary = ApplySummary::new(
+            report(&[
+                ("api", built()),
+                (
+                    "web",
+                    ContainerOutcome::Cached {
+                        source: apply::CacheSource::LocalEngine,
+                    },
+                ),
+            ]),
+            None,
+        );
+        assert_eq!(summary.result, RunResult::Ok);
+        let doc = serde_json::to_value(&summary).unwrap();
+        assert_eq!(doc["result"], "ok");
+        assert_eq!(
+            (doc["built"].clone(), doc["cached"].clone()),
+            (1.into(), 1.into())
+        );
+        assert_eq!(doc["containers"]["web"]["status"], "cached");
+        assert_eq!(doc["containers"]["web"]["source"], "local engine");
+        assert!(
+            doc.get("error").is_none(),
+            "no error key without one: {doc}"
+        );
+        assert!(doc.get("failure").is_none(), "{doc}");
+        summary.into_result(None).unwrap();
+    }
+
+    #[test]
+    fn a_run_without_an_engine_is_exit_3_and_a_failed_container_exit_1() {
+        let needs = ContainerOutcome::NeedsEngine {
+            reason: "needs a Docker engine".into(),
+        };
+        let summary = ApplySummary::new(report(&[("api", built()), ("db", needs.clone())]), None);
+        assert_eq!(summary.result, RunResult::Failed);
+        let e = summary.into_result(None).unwrap_err();
+        assert_eq!(e.exit_code(), EXIT_UNREACHABLE, "{e}");
+        assert!(e.to_string().contains("db"), "{e}");
+
+        let failed = ContainerOutcome::Failed {
+            reason: "exit 1".into(),
+        };
+        let summary = ApplySummary::new(report(&[("api", failed), ("db", needs)]), None);
+        let e = summary.into_result(None).unwrap_err();
+        assert_eq!(
+            (e.exit_code(), e.to_string()),
+            (1, "1 container(s) failed".into())
+        );
+    }
+
+    #[test]
+    fn a_failure_of_the_run_wins_and_a_cancellation_takes_the_signal_given() {
+        let summary = ApplySummary::new(report(&[("api", built())]), Some(ApplyError::NoRegistry));
+        assert_eq!(summary.result, RunResult::Error);
+        let doc = serde_json::to_value(&summary).unwrap();
+        assert_eq!(doc["error"], ApplyError::NoRegistry.to_string());
+        assert_eq!(summary.into_result(None).unwrap_err().exit_code(), 2);
+
+        let mut cancelled = report(&[("api", built())]);
+        cancelled.cancelled = true;
+        let summary = ApplySummary::new(cancelled, None);
+        assert_eq!(summary.result, RunResult::Cancelled);
+        let sigterm = Error::Interrupted {
+            signal: "SIGTERM",
+            code: crate::error::EXIT_SIGTERM,
+        };
+        let e = summary.into_result(Some(sigterm)).unwrap_err();
+        assert_eq!(e.exit_code(), crate::error::EXIT_SIGTERM);
+    }
+}

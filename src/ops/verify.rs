@@ -293,3 +293,46 @@ fn rebuild(
             RebuildError::Scratch { path, source } => Error::Write { path, source },
         })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_document_gives_each_reason_its_sentence_and_stale_fails_in_lock_terms() {
+        let mismatch = Verdict {
+            reasons: vec![Reason::HashVersion {
+                lock: 1,
+                cookbook: 2,
+            }],
+            input_hash: Some("ab".repeat(32)),
+            ..Verdict::default()
+        };
+        let report = VerifyReport {
+            result: VerifyResult::Stale,
+            hash_version: 1,
+            lock: "cookbook.lock".into(),
+            revision: None,
+            registry_checked: false,
+            rebuild_checked: false,
+            containers: BTreeMap::from([
+                ("api".to_owned(), mismatch.clone()),
+                ("db".to_owned(), Verdict::default()),
+            ]),
+            locked: true,
+        };
+        let doc = serde_json::to_value(&report).unwrap();
+        assert_eq!(doc["result"], "stale");
+        assert_eq!(doc["containers"]["db"]["status"], "ok");
+        let reason = &doc["containers"]["api"]["reasons"][0];
+        assert_eq!(reason["kind"], "hash_version");
+        assert_eq!(reason["lock"], 1);
+        assert_eq!(reason["message"], mismatch.reasons[0].to_string());
+        assert!(doc.get("locked").is_none(), "{doc}");
+        let e = report.into_result().unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "cookbook.lock is stale for 1 of 2 container(s): run `cookbook apply` to update it"
+        );
+    }
+}
