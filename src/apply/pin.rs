@@ -194,7 +194,10 @@ pub async fn resolve<E: Engine>(
     reference: &WrittenReference,
     containers: &[Name],
 ) -> Result<BasePin, PinError> {
-    let containers = names(containers);
+    let base = Base {
+        reference,
+        containers: names(containers),
+    };
     let parsed = reference.reference();
     if let Some(digest) = parsed.digest() {
         return Ok(BasePin {
@@ -208,36 +211,19 @@ pub async fn resolve<E: Engine>(
             .await
             .map_err(|source| PinError::Engine {
                 reference: reference.to_string(),
-                containers: containers.clone(),
+                containers: base.containers.clone(),
                 source,
             })?,
         None => None,
-    };
-    // What the lock records must be what it reads back: a sha256 digest (see `state::lock`).
-    let sha256 = |found: &str| {
-        Digest::parse(found)
-            .ok()
-            .filter(|d| d.as_str().starts_with("sha256:"))
-    };
-    let not_sha256 = |origin: &'static str, found: &str| PinError::NotSha256 {
-        reference: reference.to_string(),
-        containers: containers.clone(),
-        origin,
-        found: found.to_owned(),
-    };
-    let engine_pin = |id: &str| {
-        sha256(id).map(|digest| BasePin {
-            digest,
-            source: PinSource::Engine,
-        })
     };
     if let Some(info) = &local {
         // Never pushed to nor pulled from its own repository: the engine is the only place this
         // reference names it. (Pushed elsewhere — another repository, a mirror — it has repo
         // digests, but none of them says what the reference's registry has under this tag.)
         if !came_from(info, parsed.repository()) {
-            let id = info.id.as_str();
-            return engine_pin(id).ok_or_else(|| not_sha256("the local engine", id));
+            return base
+                .pin(info.id.as_str(), PinSource::Engine)
+                .map_err(|e| *e);
         }
     }
     let found = registry
@@ -245,31 +231,58 @@ pub async fn resolve<E: Engine>(
         .await
         .map_err(|source| PinError::Registry {
             reference: reference.to_string(),
-            containers: containers.clone(),
+            containers: base.containers.clone(),
             source,
         })?;
+    let registry_host = || parsed.repository().registry().to_owned();
     match (found, local) {
-        (Some(digest), _) => match sha256(digest.as_str()) {
-            Some(digest) => Ok(BasePin {
-                digest,
-                source: PinSource::Registry,
-            }),
-            None => Err(not_sha256("its registry", digest.as_str())),
-        },
-        (None, Some(info)) => {
-            let id = info.id.as_str();
-            engine_pin(id).ok_or_else(|| not_sha256("the local engine", id))
-        }
+        (Some(digest), _) => base
+            .pin(digest.as_str(), PinSource::Registry)
+            .map_err(|e| *e),
+        (None, Some(info)) => base
+            .pin(info.id.as_str(), PinSource::Engine)
+            .map_err(|e| *e),
         (None, None) if engine.is_none() => Err(PinError::NoEngine {
             reference: reference.to_string(),
-            containers,
-            registry: parsed.repository().registry().to_owned(),
+            containers: base.containers,
+            registry: registry_host(),
         }),
         (None, None) => Err(PinError::NotFound {
             reference: reference.to_string(),
-            containers,
-            registry: parsed.repository().registry().to_owned(),
+            containers: base.containers,
+            registry: registry_host(),
         }),
+    }
+}
+
+/// The base being resolved, as its errors name it: the reference and the containers on it.
+struct Base<'r> {
+    reference: &'r WrittenReference,
+    containers: String,
+}
+
+impl Base<'_> {
+    /// `found` (an engine's image id, a registry's manifest digest) as the pin, if it is a
+    /// sha256 digest: what the lock records must be what it reads back (see `state::lock`);
+    /// else the error naming it.
+    fn pin(&self, found: &str, source: PinSource) -> Result<BasePin, Box<PinError>> {
+        Digest::parse(found)
+            .ok()
+            .filter(|d| d.as_str().starts_with("sha256:"))
+            .map(|digest| BasePin { digest, source })
+            .ok_or_else(|| Box::new(self.not_sha256(found, source)))
+    }
+
+    fn not_sha256(&self, found: &str, source: PinSource) -> PinError {
+        PinError::NotSha256 {
+            reference: self.reference.to_string(),
+            containers: self.containers.clone(),
+            origin: match source {
+                PinSource::Registry => "its registry",
+                _ => "the local engine",
+            },
+            found: found.to_owned(),
+        }
     }
 }
 
