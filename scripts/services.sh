@@ -18,13 +18,18 @@
 #
 # Only loopback addresses are used: dockerd runs with --bridge=none, so
 # containers get a loopback-only network (use `--network host` when a build
-# step must reach 127.0.0.1 services).
+# step must reach 127.0.0.1 services). The networks a deploy creates take their
+# subnets from one private pool ($COOKBOOK_SERVICES_POOL, 10.213.0.0/16), so
+# that containers on them can reach each other on a host whose FORWARD policy
+# is DROP (see ensure_forwarding): dockerd runs with --iptables=false and adds
+# no rule of its own.
 #
 # Knobs (env): COOKBOOK_SERVICES_DIR, COOKBOOK_REGISTRY_PORT (5000),
 # COOKBOOK_GIT_PORT (9418), COOKBOOK_TEST_BASE_IMAGE
 # (cookbook-test/busybox:latest), COOKBOOK_DOCKER_STORAGE_DRIVER (auto:
 # overlay2 if an overlay mount works here, else vfs), COOKBOOK_DOCKER_WAIT (60),
-# COOKBOOK_SERVICES_SMOKE=1 (force the RUN smoke build on every `up`).
+# COOKBOOK_SERVICES_SMOKE=1 (force the RUN smoke build on every `up`),
+# COOKBOOK_SERVICES_POOL (10.213.0.0/16: the deploy networks' subnets).
 set -euo pipefail
 
 export PATH="/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin${PATH:+:$PATH}"
@@ -37,6 +42,7 @@ REG_PORT=${COOKBOOK_REGISTRY_PORT:-5000}
 GIT_PORT=${COOKBOOK_GIT_PORT:-9418}
 BASE_IMAGE=${COOKBOOK_TEST_BASE_IMAGE:-cookbook-test/busybox:latest}
 DOCKER_WAIT=${COOKBOOK_DOCKER_WAIT:-60}
+POOL=${COOKBOOK_SERVICES_POOL:-10.213.0.0/16}
 
 DOCKER_SOCK=$STATE/docker.sock
 DOCKER_URL=unix://$DOCKER_SOCK
@@ -260,9 +266,43 @@ start_dockerd() {
     --storage-driver="$driver" \
     --bridge=none --iptables=false --ip-forward=false --ip-masq=false \
     --userland-proxy=false \
+    --default-address-pool "base=$POOL,size=24" \
     --insecure-registry="127.0.0.1:$REG_PORT" \
     --log-level=warn
   wait_until dockerd "$DOCKER_WAIT" docker_answers
+}
+
+# A system Docker engine that has run on this machine leaves the FORWARD policy
+# at DROP with br_netfilter loaded, so frames between two containers on one
+# bridge go through iptables and are dropped: our engine (--iptables=false)
+# adds no rule, and a deployed web container resolves `api` but cannot connect
+# to it. One rule accepts traffic between addresses of our pool, and nothing
+# else; `down` removes it. Where it cannot be added, stop and say what to do.
+FORWARD_RULE=(FORWARD -s "$POOL" -d "$POOL" -m comment --comment "cookbook-services $STATE" -j ACCEPT)
+bridged_frames_filtered() {
+  [[ $(cat /proc/sys/net/bridge/bridge-nf-call-iptables 2>/dev/null) == 1 ]]
+}
+forward_policy() { iptables -S FORWARD 2>/dev/null | awk '$1 == "-P" { print $3; exit }'; }
+ensure_forwarding() {
+  bridged_frames_filtered || return 0
+  local policy; policy=$(forward_policy || true)
+  [[ $policy == ACCEPT ]] && return 0
+  if [[ -z $policy ]]; then
+    say "WARNING: br_netfilter is on and the FORWARD policy cannot be read (iptables missing or not root): if it is DROP, deployed containers cannot reach each other (iptables -I FORWARD -s $POOL -d $POOL -j ACCEPT)"
+    return 0
+  fi
+  if { iptables -C "${FORWARD_RULE[@]}" 2>/dev/null || iptables -I "${FORWARD_RULE[@]}" 2>/dev/null; }; then
+    say "FORWARD policy is ${policy}: accepting traffic inside $POOL (removed by down)"
+    return 0
+  fi
+  die "bridged traffic goes through iptables here (br_netfilter is on) and the FORWARD policy is $policy: containers of the private engine could not reach each other.
+  Run this script as root so it can add one rule, or add it yourself:
+    iptables -I FORWARD -s $POOL -d $POOL -j ACCEPT
+  (or let bridged traffic bypass iptables: sysctl net.bridge.bridge-nf-call-iptables=0)"
+}
+remove_forwarding() {
+  command -v iptables >/dev/null 2>&1 || return 0
+  while iptables -C "${FORWARD_RULE[@]}" 2>/dev/null; do iptables -D "${FORWARD_RULE[@]}" || break; done
 }
 
 start_registry() {
@@ -349,6 +389,7 @@ cmd_up() {
   mkdir -p "$PIDS" "$LOGS"
   lock
   ensure_packages
+  ensure_forwarding
   local changed=0
   if docker_answers; then
     :
@@ -387,6 +428,7 @@ cmd_down() {
   for p in $(pgrep -f -- "containerd-shim-runc-v2 .*-address $CTRD_SOCK( |\$)" || true); do kill -TERM "$p" 2>/dev/null || true; done
   stop registry 10
   stop git-daemon 10
+  remove_forwarding
   say "down"
 }
 

@@ -7,19 +7,19 @@ cd "$(dirname "$0")/.."
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 
 bash scripts/services.sh up
-# Graphviz renders `plan --format dot` in tests/plan.rs.
+# Graphviz renders `plan --format dot` in tests/it/plan.rs.
 if ! command -v dot >/dev/null; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get install -y -qq graphviz >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq graphviz >/dev/null; }
 fi
 # kubernetes-validate checks `cookbook render`'s objects against Kubernetes' own schemas
-# (tests/kubernetes.rs); pinned, as its schemas follow Kubernetes releases.
+# (tests/it/kubernetes.rs); pinned, as its schemas follow Kubernetes releases.
 if ! command -v kubernetes-validate >/dev/null; then
   python3 -m pip install -q --disable-pip-version-check --root-user-action=ignore kubernetes-validate==1.37.0 >/dev/null
 fi
 trap 'bash scripts/services.sh down' EXIT
 eval "$(bash scripts/services.sh env)"
-# Service tests fail rather than skip when the services are missing (tests/common).
+# Service tests fail rather than skip when the services are missing (tests/it/common).
 export COOKBOOK_REQUIRE_SERVICES=1
 
 cargo test --locked

@@ -20,12 +20,9 @@ use clap::Args;
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 
 use super::interrupt::Interrupt;
-use super::{base_dir, locate, output, Format};
-use crate::apply::{Event, Reporter};
-use crate::diagnostic::Rendered;
+use super::{locate, output, Format};
 use crate::error::Error;
-use crate::model::Name;
-use crate::ops::apply::{ApplyOptions, ApplySummary, DryRunReport};
+use crate::ops::apply::{ApplyOptions, ApplySummary, DryRunReport, Event, Name, Reporter};
 use crate::ops::{CookbookFile, Workspace};
 
 /// `apply --help`'s exit codes: the common ones (`crate::error`) and the two of a cancelled run.
@@ -269,21 +266,14 @@ fn summary_line(summary: &ApplySummary) -> String {
     )
 }
 
-/// Opens the cookbook `path` (standard input's stand-in included), its warnings on `err`.
-pub(super) fn workspace_reporting(path: &Path, err: &mut dyn Write) -> Result<Workspace, Error> {
-    let label = locate::display_name(path);
-    let ws = Workspace::open(CookbookFile {
-        bytes: locate::stdin_bytes(path),
-        path: path.to_path_buf(),
-        label: label.clone(),
-    })?;
-    for d in &ws.warnings {
-        let rendered = Rendered {
-            file: &label,
-            diagnostic: d,
-        };
-        let _ = writeln!(err, "{}", output::styled_diagnostic(&rendered));
-    }
+/// Opens the cookbook `file` (standard input's stand-in included), its warnings on `err`.
+pub(super) fn workspace_reporting(
+    file: CookbookFile,
+    err: &mut dyn Write,
+) -> Result<Workspace, Error> {
+    let label = file.label.clone();
+    let ws = Workspace::open(file)?;
+    output::warnings(&label, &ws.warnings, err);
     Ok(ws)
 }
 
@@ -294,12 +284,13 @@ pub fn run(
     out: &mut dyn Write,
     err: &mut dyn Write,
 ) -> Result<(), Error> {
+    let cookbook = locate::cookbook_file(file.to_path_buf());
     // Found while the cookbook loads (see `ops::apply::checkout_revision`).
     let revision = {
-        let dir = base_dir(file).to_path_buf();
+        let dir = cookbook.base_dir().to_path_buf();
         std::thread::spawn(move || crate::ops::apply::checkout_revision(&dir))
     };
-    let ws = workspace_reporting(file, err)?;
+    let ws = workspace_reporting(cookbook, err)?;
     let opts = ApplyOptions {
         containers: args.containers.clone(),
         site: args.site.clone(),
@@ -345,7 +336,7 @@ pub fn run(
 /// or `build` with what would be pushed), one `tag` line per mutable tag that would move, and a
 /// count on stderr; JSON: one document.
 fn print_dry_run(report: &DryRunReport, format: Format, out: &mut dyn Write, err: &mut dyn Write) {
-    use crate::apply::Action;
+    use crate::ops::apply::Action;
     if format == Format::Json {
         let _ = out.write_all(json(report).as_bytes());
         return;
@@ -399,11 +390,11 @@ pub struct SyncApplier<'a> {
     pub interrupt: &'a Interrupt,
 }
 
-impl crate::sync::Applier for SyncApplier<'_> {
+impl crate::ops::apply::Applier for SyncApplier<'_> {
     fn apply(
         &mut self,
-        request: &crate::sync::ApplyRequest<'_>,
-    ) -> Result<(), crate::sync::ApplierError> {
+        request: &crate::ops::apply::ApplyRequest<'_>,
+    ) -> Result<(), crate::ops::apply::ApplierError> {
         let reporter = plain_reporter(false, false);
         // The summary goes where the progress lines went.
         let finished = |summary: &ApplySummary| reporter.line(&summary_line(summary));

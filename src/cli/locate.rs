@@ -12,21 +12,12 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-use clap::Args;
-
+pub use super::args::CookbookArg;
 use crate::error::Error;
+use crate::ops::CookbookFile;
 
 /// The file name searched for.
 pub const COOKBOOK_FILE: &str = "cookbook.json";
-
-/// `-f/--file`, on the commands that read a cookbook.
-#[derive(Debug, Clone, Default, Args)]
-pub struct CookbookArg {
-    /// The cookbook: a file, a directory holding cookbook.json, or `-` for standard input
-    /// [default: cookbook.json in the current directory or its nearest parent that has one]
-    #[arg(short = 'f', long = "file", value_name = "PATH")]
-    pub file: Option<PathBuf>,
-}
 
 /// The cookbook read from standard input, with the path that stands for it.
 static STDIN: OnceLock<(PathBuf, Vec<u8>)> = OnceLock::new();
@@ -48,7 +39,22 @@ pub fn display_name(path: &Path) -> String {
     }
 }
 
+/// The cookbook at `path` (standard input's bytes when it is their stand-in), named as messages
+/// name it.
+pub fn cookbook_file(path: PathBuf) -> CookbookFile {
+    CookbookFile {
+        bytes: stdin_bytes(&path),
+        label: display_name(&path),
+        path,
+    }
+}
+
 impl CookbookArg {
+    /// [`CookbookArg::resolve`], as the cookbook file to open.
+    pub fn locate(&self, top: Option<&Path>) -> Result<CookbookFile, Error> {
+        self.resolve(top).map(cookbook_file)
+    }
+
     /// The cookbook file to use: `-f` after the subcommand, else `-f` before it (`top`), else
     /// `COOKBOOK_FILE`, else the search upward.
     pub fn resolve(&self, top: Option<&Path>) -> Result<PathBuf, Error> {
@@ -76,7 +82,7 @@ fn read_stdin(cwd: &Path) -> Result<PathBuf, Error> {
     // `<stdin>` in messages.
     let path = cwd.join(COOKBOOK_FILE);
     let mut bytes = Vec::new();
-    let max = crate::load::COOKBOOK_MAX;
+    let max = crate::ops::COOKBOOK_MAX;
     std::io::stdin()
         .take(max + 1)
         .read_to_end(&mut bytes)

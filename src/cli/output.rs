@@ -1,101 +1,110 @@
-//! Output shared by the commands: the JSON error document, coloured diagnostics, `schema` and
-//! `clean`.
+//! Output shared by the commands: an error (on stderr, and as the JSON error document),
+//! diagnostics in colour, and the workspace opened with its warnings shown.
 
 use std::io::Write;
 use std::path::Path;
 
-use serde_json::{json, Value};
-
-use crate::diagnostic::Rendered;
+use super::CookbookArg;
+use crate::diagnostic::{Diagnostic, Rendered};
 use crate::error::Error;
-use crate::schema;
-use crate::state;
+use crate::ops::{CookbookFile, ErrorReport, Workspace};
+
+/// Opens the cookbook `cookbook` (or `-f` before the subcommand, `top`) names, and shows its
+/// warnings on `err`.
+pub fn open(
+    cookbook: &CookbookArg,
+    top: Option<&Path>,
+    err: &mut dyn Write,
+) -> Result<Workspace, Error> {
+    open_file(cookbook.locate(top)?, err)
+}
+
+/// Opens the cookbook `file`, and shows its warnings on `err`.
+pub fn open_file(file: CookbookFile, err: &mut dyn Write) -> Result<Workspace, Error> {
+    let ws = Workspace::open(file)?;
+    warnings(&ws.file.label, &ws.warnings, err);
+    Ok(ws)
+}
+
+/// The load stage's warnings about `file`, one located diagnostic each.
+pub fn warnings(file: &str, warnings: &[Diagnostic], err: &mut dyn Write) {
+    for d in warnings {
+        let _ = writeln!(
+            err,
+            "{}",
+            styled_diagnostic(&Rendered {
+                file,
+                diagnostic: d
+            })
+        );
+    }
+}
+
+/// A report as `--format json` prints it: pretty, ending in a newline.
+pub fn json(report: &impl serde::Serialize, out: &mut dyn Write) {
+    let _ = writeln!(
+        out,
+        "{}",
+        serde_json::to_string_pretty(report).expect("reports serialize")
+    );
+}
 
 /// The document a `--format json` command prints on stdout when it fails, so CI always gets
-/// something structured: the exit code and every error, located when it is about the cookbook.
-/// Its shape is `schemas/cookbook-output.schema.json`'s `error` definition.
-pub fn error_document(e: &Error) -> String {
-    let located = |file: &str, diagnostics: &[crate::diagnostic::Diagnostic]| -> Vec<Value> {
-        diagnostics
-            .iter()
-            .map(|d| {
-                json!({
-                    "code": d.code,
-                    "message": d.message,
-                    "file": file,
-                    "line": d.location.map(|l| l.line),
-                    "column": d.location.map(|l| l.column),
-                    "pointer": crate::diagnostic::shorten_pointer(&d.pointer),
-                    "help": d.help,
-                })
-            })
-            .collect()
-    };
-    let errors: Vec<Value> = match (e, invalid_lock(e)) {
-        (Error::Invalid { file, diagnostics }, _) => located(file, diagnostics),
-        (_, Some((path, diagnostics))) => located(&path.display().to_string(), diagnostics),
-        (Error::Usage { message, help }, _) => vec![json!({
-            "code": code(e),
-            "message": message,
-            "help": help,
-        })],
-        (other, _) => vec![json!({
-            "code": code(other),
-            "message": other.to_string(),
-            "help": Value::Null,
-        })],
-    };
-    let doc = json!({
-        "result": "error",
-        "exit_code": e.exit_code(),
-        "errors": errors,
-    });
-    let mut s = serde_json::to_string_pretty(&doc).expect("JSON");
-    s.push('\n');
-    s
+/// something structured (see [`ErrorReport`]).
+pub fn error_document(e: &Error, out: &mut dyn Write) {
+    json(&ErrorReport::new(e), out);
 }
 
-/// The problems of a malformed `cookbook.lock`, wherever the error carries them (every command
-/// that reads the lock refuses one, through its own error).
-fn invalid_lock(e: &Error) -> Option<(&Path, &[crate::diagnostic::Diagnostic])> {
-    use crate::apply::ApplyError;
-    use crate::state::lock::LockError;
-    let lock = match e {
-        Error::Lock(l) | Error::Verify(crate::verify::VerifyError::Lock(l)) => l,
-        Error::Apply(ApplyError::Lock(l)) => l,
-        Error::Apply(ApplyError::Pin(p)) => match p.as_ref() {
-            crate::apply::pin::PinError::Lock(l) => l,
-            _ => return None,
-        },
-        _ => return None,
-    };
-    match lock {
-        LockError::Invalid { path, diagnostics } => Some((path, diagnostics)),
-        _ => None,
-    }
-}
-
-/// A stable, coarse code for an error that is not a cookbook diagnostic.
-fn code(e: &Error) -> &'static str {
+/// An error on stderr: its diagnostics, located and coloured, then one `error:` line (and the
+/// root cause, when the message does not say it).
+pub fn report(e: &Error, err: &mut dyn Write) {
+    let error = anstyle::Style::new()
+        .bold()
+        .fg_color(Some(anstyle::AnsiColor::Red.into()));
     match e {
-        Error::Invalid { .. } => "cookbook/invalid",
-        Error::Read { .. } => "io/read",
-        Error::Write { .. } => "io/write",
-        Error::Usage { .. } => "usage",
-        Error::Context(_) => "context",
-        Error::Failed(_) => "failed",
-        Error::Differences(_) => "different",
-        Error::Engine(_) => "engine",
-        Error::Registry(_) => "registry",
-        Error::Kube(_) => "kubernetes",
-        Error::Reference(_) => "reference",
-        Error::Apply(_) => "apply",
-        Error::Lock(_) => "lock",
-        Error::Sync(_) | Error::SyncRefused { .. } | Error::SyncApplyFailed { .. } => "sync",
-        Error::Verify(_) => "verify",
-        Error::Interrupted { .. } => "interrupted",
-        Error::Deploy { .. } => "deploy",
+        Error::Invalid { file, diagnostics } => {
+            for d in diagnostics {
+                let _ = writeln!(
+                    err,
+                    "{}",
+                    styled_diagnostic(&Rendered {
+                        file,
+                        diagnostic: d
+                    })
+                );
+            }
+            let _ = writeln!(err, "{error}error{error:#}: {e}");
+        }
+        // The output already said everything (`diff` found differences).
+        Error::Differences(_) => {}
+        Error::Usage {
+            help: Some(help), ..
+        } => {
+            let _ = writeln!(err, "{error}error{error:#}: {e}\n  help: {help}");
+        }
+        _ => {
+            let _ = writeln!(err, "{error}error{error:#}: {e}");
+        }
     }
+    if let Some(cause) = root_cause(e) {
+        let _ = writeln!(err, "  caused by: {cause}");
+    }
+}
+
+/// The innermost cause of `e`, in its own words, when the message does not already say it: the
+/// library's message says what happened and what to check; this keeps what the system, git or
+/// the HTTP stack said underneath (`Connection refused (os error 111)`). git2's class and code
+/// numbers are left out: they mean nothing to a user.
+fn root_cause(e: &Error) -> Option<String> {
+    let mut cause: &dyn std::error::Error = std::error::Error::source(e)?;
+    while let Some(next) = cause.source() {
+        cause = next;
+    }
+    let text = match cause.downcast_ref::<git2::Error>() {
+        Some(g) => g.message().to_owned(),
+        None => cause.to_string(),
+    };
+    (!text.is_empty() && !e.to_string().contains(&text)).then_some(text)
 }
 
 /// A diagnostic with its severity and help coloured (the colour codes are dropped by the
@@ -137,34 +146,11 @@ pub fn styled_diagnostic(rendered: &Rendered<'_>) -> String {
     out
 }
 
-/// The bundled JSON Schema of a format version (the latest by default).
-pub fn schema(version: Option<&str>) -> Result<&'static str, Error> {
-    match version {
-        None => Ok(schema::latest().schema),
-        Some(v) => schema::VERSIONS
-            .iter()
-            .find(|f| f.name == v)
-            .map(|f| f.schema)
-            .ok_or_else(|| Error::Usage {
-                message: format!("unknown format version `{v}`"),
-                help: Some(format!("versions: {}", schema::supported_names())),
-            }),
+/// `1 container`, `2 containers`.
+pub fn count(n: usize, noun: &str) -> String {
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{n} {noun}s")
     }
-}
-
-/// `cookbook clean`: removes the caches in the cookbook's state directory, and says what.
-pub fn clean(file: &Path, dry_run: bool, err: &mut dyn Write) -> Result<(), Error> {
-    let dir = state::dir_for(file);
-    let removed = state::clean(&dir, dry_run).map_err(|e| match e {
-        state::CleanError::Read { path, source } => Error::Read { path, source },
-        state::CleanError::Remove { path, source } => Error::Write { path, source },
-    })?;
-    let verb = if dry_run { "would remove" } else { "removed" };
-    if removed.is_empty() {
-        let _ = writeln!(err, "clean: nothing to remove in {}", dir.display());
-    }
-    for path in &removed {
-        let _ = writeln!(err, "{verb} {}", path.display());
-    }
-    Ok(())
 }

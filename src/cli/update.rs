@@ -9,10 +9,9 @@ use std::path::Path;
 use clap::Args;
 
 use super::apply::{json, workspace_reporting};
-use super::Format;
+use super::{locate, Format};
 use crate::error::Error;
-use crate::model::Name;
-use crate::ops::update::{UpdateOptions, UpdateReport, UpdateWarning};
+use crate::ops::update::{Name, UpdateOptions, UpdateReport, UpdateWarning};
 
 #[derive(Debug, Args)]
 pub struct UpdateArgs {
@@ -29,7 +28,7 @@ pub fn run(
     out: &mut dyn Write,
     err: &mut dyn Write,
 ) -> Result<(), Error> {
-    let ws = workspace_reporting(file, err)?;
+    let ws = workspace_reporting(locate::cookbook_file(file.to_path_buf()), err)?;
     let opts = UpdateOptions {
         containers: args.containers.clone(),
     };

@@ -13,7 +13,6 @@ use super::apply::json;
 use super::{locate, Format};
 use crate::error::Error;
 use crate::ops::verify::{VerifyOptions, VerifyReport};
-use crate::ops::CookbookFile;
 
 #[derive(Debug, Args)]
 #[command(
@@ -54,11 +53,7 @@ pub fn run(
     out: &mut dyn Write,
     err: &mut dyn Write,
 ) -> Result<(), Error> {
-    let cookbook = CookbookFile {
-        bytes: locate::stdin_bytes(file),
-        path: file.to_path_buf(),
-        label: locate::display_name(file),
-    };
+    let cookbook = locate::cookbook_file(file.to_path_buf());
     let opts = VerifyOptions {
         lock: args.lock.clone(),
         rev: args.rev.clone(),

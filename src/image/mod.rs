@@ -35,8 +35,14 @@
 //!   [`NormalizedImage::manifest_digest`];
 //! - `verify --rebuild` (`verify/rebuild.rs`): normalizes a cache-less rebuild, opens the
 //!   published image and reports [`diff`];
-//! - engine-less builds (not built yet) would produce a layer with [`normalize_layer`] and a
-//!   config with [`normalize_config`], so both paths give the same bytes.
+//! - engine-less builds ([`assemble`]): a base image's layers plus one layer re-encoded by
+//!   [`normalize_layer`] and a config through [`normalize_config`], so both paths give the same
+//!   bytes.
+//!
+//! Files: `normalize` drives a normalization (export → spool → layers → layout); `layer` and
+//! `config` rewrite one layer and one config; `layout` is the OCI layout on disk (blobs, manifest,
+//! index, reading one back); `docker_archive` writes a layout as a `docker load`-able tar;
+//! `export` finds the image in a `docker save` spool; `hashing` digests streams on the way.
 //!
 //! Invariants:
 //! - streaming: a layer is never held in memory. A legacy layout's `layer.tar` (Docker 20.10's
@@ -51,11 +57,13 @@
 pub mod assemble;
 mod config;
 mod diff;
+mod docker_archive;
 mod export;
 mod hashing;
 pub mod labels;
 mod layer;
 mod layout;
+mod normalize;
 
 use std::path::PathBuf;
 
@@ -156,5 +164,5 @@ pub fn normalize(
     options: &NormalizeOptions,
     out: &std::path::Path,
 ) -> Result<NormalizedImage, ImageError> {
-    layout::normalize_into(export, options, out)
+    normalize::normalize_into(export, options, out)
 }

@@ -198,103 +198,37 @@ fn image_dockerfile(s: &Service, image: &str) -> String {
     d
 }
 
+/// What [`generate`] gathers from the services, besides the containers.
+#[derive(Default)]
+struct Gathered {
+    notes: Vec<String>,
+    applications: BTreeMap<String, AppOut>,
+    /// Generated Dockerfiles, by project-relative path.
+    files: BTreeMap<String, String>,
+}
+
 /// Builds the cookbook for `project` from `detection`, checks it, and returns it with its notes.
 pub fn generate(
     project: &str,
     detection: &Detection,
     options: &Options,
 ) -> Result<Generated, InitError> {
-    let mut notes = detection.notes.clone();
-    let mut applications = BTreeMap::new();
+    let mut out = Gathered {
+        notes: detection.notes.clone(),
+        ..Gathered::default()
+    };
     let mut containers = BTreeMap::new();
-    let mut files = BTreeMap::new();
     let mut explain = BTreeMap::new();
     for s in &detection.services {
         let mut evidence = s.evidence.clone();
-        let depends_on: Vec<String> = s.depends_on.iter().cloned().collect();
         let container = match &s.kind {
-            ServiceKind::Generated(app) => {
-                let (image, why) = match options.bases.get(app.language) {
-                    Some(i) => (i.clone(), format!("--base {}={i}", app.language)),
-                    None => BaseImages::default_for(app),
-                };
-                evidence.push(Evidence {
-                    file: "(base image policy)".into(),
-                    decision: format!("base image {image} ({why})"),
-                });
-                let app_dir = format!("{DEFAULT_WORKDIR}/{}", s.name);
-                applications.insert(
-                    s.name.clone(),
-                    AppOut {
-                        language: app.language,
-                        kind: app.kind.clone(),
-                        source: app.source.clone(),
-                        dependencies: app.dependencies.clone(),
-                        build_commands: app.build_commands.clone(),
-                        run_command: app
-                            .run_command
-                            .as_ref()
-                            .map(|r| r.iter().map(|a| a.replace("{app_dir}", &app_dir)).collect()),
-                    },
-                );
-                ContainerOut::Generated {
-                    base_image: image,
-                    applications: vec![s.name.clone()],
-                    ports: ports(s),
-                    env: s.env.clone(),
-                    depends_on,
-                }
-            }
+            ServiceKind::Generated(app) => generated(s, app, options, &mut out, &mut evidence),
             ServiceKind::Dockerfile {
                 dockerfile,
                 context,
                 ..
-            } => {
-                let mut given = Vec::new();
-                if !s.ports.is_empty() {
-                    let p: Vec<&str> = s.ports.iter().map(String::as_str).collect();
-                    given.push(format!("ports {}", p.join(", ")));
-                }
-                if !s.env.is_empty() {
-                    let e: Vec<&str> = s.env.keys().map(String::as_str).collect();
-                    given.push(format!("environment {}", e.join(", ")));
-                }
-                if !given.is_empty() {
-                    notes.push(format!(
-                        "{}: {} from compose: a Dockerfile container has no ports or env of its own in the cookbook; put them in {dockerfile} (EXPOSE, ENV) if the image needs them, or per stage under lifecycle.stage_config",
-                        s.name,
-                        given.join(" and ")
-                    ));
-                }
-                ContainerOut::Dockerfile {
-                    dockerfile: dockerfile.clone(),
-                    context: context.clone(),
-                    depends_on,
-                }
-            }
-            ServiceKind::Image { image } => {
-                let dir = format!("docker/{}", s.name);
-                let path = format!("{dir}/Dockerfile");
-                files.insert(path.clone(), image_dockerfile(s, image));
-                evidence.push(Evidence {
-                    file: path.clone(),
-                    decision: format!(
-                        "generated: FROM {image}, with the compose service's env and ports"
-                    ),
-                });
-                if !s.env.is_empty() {
-                    notes.push(format!(
-                        "{path}: the compose environment of {} ({}) is baked into the image: move secrets out before publishing it",
-                        s.name,
-                        s.env.keys().cloned().collect::<Vec<_>>().join(", ")
-                    ));
-                }
-                ContainerOut::Dockerfile {
-                    dockerfile: path,
-                    context: dir,
-                    depends_on,
-                }
-            }
+            } => kept_dockerfile(s, dockerfile, context, &mut out),
+            ServiceKind::Image { image } => from_image(s, image, &mut out, &mut evidence),
         };
         containers.insert(s.name.clone(), container);
         explain.insert(s.name.clone(), evidence);
@@ -305,7 +239,7 @@ pub fn generate(
             tagging: "content-hash",
         }),
         None => {
-            notes.push(
+            out.notes.push(
                 "no packaging.registry: set it (or run init with --registry HOST/NAMESPACE) before `cookbook apply`".to_owned(),
             );
             None
@@ -316,25 +250,128 @@ pub fn generate(
         project: ProjectOut {
             name: project.to_owned(),
         },
-        applications,
+        applications: out.applications,
         containers,
         packaging,
     };
     let mut cookbook = serde_json::to_string_pretty(&doc).expect("the document serializes");
     cookbook.push('\n');
+    let waves = checked_waves(&cookbook)?;
+    Ok(Generated {
+        cookbook,
+        files: out.files,
+        notes: out.notes,
+        explain,
+        waves,
+    })
+}
+
+/// A generated container and its application, on the base image the policy (or `--base`) picks.
+fn generated(
+    s: &Service,
+    app: &App,
+    options: &Options,
+    out: &mut Gathered,
+    evidence: &mut Vec<Evidence>,
+) -> ContainerOut {
+    let (image, why) = match options.bases.get(app.language) {
+        Some(i) => (i.clone(), format!("--base {}={i}", app.language)),
+        None => BaseImages::default_for(app),
+    };
+    evidence.push(Evidence {
+        file: "(base image policy)".into(),
+        decision: format!("base image {image} ({why})"),
+    });
+    let app_dir = format!("{DEFAULT_WORKDIR}/{}", s.name);
+    out.applications.insert(
+        s.name.clone(),
+        AppOut {
+            language: app.language,
+            kind: app.kind.clone(),
+            source: app.source.clone(),
+            dependencies: app.dependencies.clone(),
+            build_commands: app.build_commands.clone(),
+            run_command: app
+                .run_command
+                .as_ref()
+                .map(|r| r.iter().map(|a| a.replace("{app_dir}", &app_dir)).collect()),
+        },
+    );
+    ContainerOut::Generated {
+        base_image: image,
+        applications: vec![s.name.clone()],
+        ports: ports(s),
+        env: s.env.clone(),
+        depends_on: s.depends_on.iter().cloned().collect(),
+    }
+}
+
+/// A Dockerfile container, kept as it is; compose ports and env it cannot carry are a note.
+fn kept_dockerfile(
+    s: &Service,
+    dockerfile: &str,
+    context: &str,
+    out: &mut Gathered,
+) -> ContainerOut {
+    let mut given = Vec::new();
+    if !s.ports.is_empty() {
+        let p: Vec<&str> = s.ports.iter().map(String::as_str).collect();
+        given.push(format!("ports {}", p.join(", ")));
+    }
+    if !s.env.is_empty() {
+        let e: Vec<&str> = s.env.keys().map(String::as_str).collect();
+        given.push(format!("environment {}", e.join(", ")));
+    }
+    if !given.is_empty() {
+        out.notes.push(format!(
+            "{}: {} from compose: a Dockerfile container has no ports or env of its own in the cookbook; put them in {dockerfile} (EXPOSE, ENV) if the image needs them, or per stage under lifecycle.stage_config",
+            s.name,
+            given.join(" and ")
+        ));
+    }
+    ContainerOut::Dockerfile {
+        dockerfile: dockerfile.to_owned(),
+        context: context.to_owned(),
+        depends_on: s.depends_on.iter().cloned().collect(),
+    }
+}
+
+/// A compose image, packaged through a generated `docker/<name>/Dockerfile`.
+fn from_image(
+    s: &Service,
+    image: &str,
+    out: &mut Gathered,
+    evidence: &mut Vec<Evidence>,
+) -> ContainerOut {
+    let dir = format!("docker/{}", s.name);
+    let path = format!("{dir}/Dockerfile");
+    out.files.insert(path.clone(), image_dockerfile(s, image));
+    evidence.push(Evidence {
+        file: path.clone(),
+        decision: format!("generated: FROM {image}, with the compose service's env and ports"),
+    });
+    if !s.env.is_empty() {
+        out.notes.push(format!(
+            "{path}: the compose environment of {} ({}) is baked into the image: move secrets out before publishing it",
+            s.name,
+            s.env.keys().cloned().collect::<Vec<_>>().join(", ")
+        ));
+    }
+    ContainerOut::Dockerfile {
+        dockerfile: path,
+        context: dir,
+        depends_on: s.depends_on.iter().cloned().collect(),
+    }
+}
+
+/// The generated cookbook's waves, once the parser has accepted it.
+fn checked_waves(cookbook: &str) -> Result<Vec<Vec<String>>, InitError> {
     let parsed = crate::load::parse(cookbook.as_bytes())
         .map_err(|diagnostics| InitError::Invalid { diagnostics })?;
-    let waves = parsed
+    Ok(parsed
         .plan
         .waves()
         .iter()
         .map(|w| w.iter().map(|n| n.as_str().to_owned()).collect())
-        .collect();
-    Ok(Generated {
-        cookbook,
-        files,
-        notes,
-        explain,
-        waves,
-    })
+        .collect())
 }

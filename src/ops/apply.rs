@@ -17,14 +17,19 @@ use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
 use super::{runtime, Workspace};
+
 use crate::apply::{
     self, ApplyError, ApplyFailure, ContainerOutcome, ContainerReport, Options, Planned, Report,
-    Reporter,
 };
+/// What the CLI renders: progress events and the planned actions, the names they carry, and the
+/// seam sync's hourly loop applies through.
+pub use crate::apply::{Action, CacheSource, Event, Reporter};
 use crate::error::{Error, EXIT_SIGINT};
 use crate::graph::Plan;
 use crate::hash::{BasePins, Fingerprint, Pinning};
-use crate::model::{Cookbook, Name};
+use crate::model::Cookbook;
+pub use crate::model::Name;
+pub use crate::sync::{Applier, ApplierError, ApplyRequest};
 
 /// What to apply, and how.
 #[derive(Debug, Clone, Default)]

@@ -11,10 +11,19 @@
 //! [`runtime`].
 
 pub mod apply;
+pub mod clean;
+pub mod diff;
+pub mod init;
+pub mod inspect;
+pub mod migrate;
+pub mod report;
 pub mod update;
 pub mod verify;
 mod workspace;
 
+/// The largest cookbook read, in bytes (standard input is read up to it, and refused past it).
+pub use crate::load::COOKBOOK_MAX;
+pub use report::ErrorReport;
 pub use workspace::{CookbookFile, Workspace};
 
 use std::sync::OnceLock;

@@ -13,10 +13,12 @@ use std::sync::Mutex;
 use serde::Serialize;
 
 use super::{runtime, Workspace};
+
 use crate::apply::{pin, ApplyError, Event, Reporter};
 use crate::error::Error;
 use crate::hash::BasePin;
-use crate::model::{BaseImage, ContainerKind, Name};
+pub use crate::model::Name;
+use crate::model::{BaseImage, ContainerKind};
 
 /// What to update.
 #[derive(Debug, Clone, Default)]

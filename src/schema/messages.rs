@@ -134,6 +134,8 @@ fn suggestion(unknown: &str, allowed: &[String]) -> Option<String> {
         .map(|(_, k)| format!("did you mean `{k}`?"))
 }
 
+/// The diagnostics of one schema error: a sentence in the cookbook's terms, at the place the
+/// error points to.
 pub fn describe(
     error: &ValidationError<'_>,
     schema: &Value,
@@ -143,28 +145,100 @@ pub fn describe(
     let pointer = error.instance_path().as_str().to_owned();
     let schema_path = error.schema_path().as_str();
     let instance = error.instance();
-    let one =
-        |code: &'static str, message: String| vec![Diagnostic::new(code, pointer.clone(), message)];
-
     match error.kind() {
         ValidationErrorKind::AdditionalProperties { unexpected } => {
             unknown_keys(&pointer, schema_path, schema, unexpected)
         }
-        ValidationErrorKind::FalseSchema => {
-            let key = pointer.rsplit('/').next().unwrap_or_default();
-            let later = later_keys.iter().find(|(k, _)| *k == key);
-            let d = Diagnostic::new(
-                "schema/not-in-version",
-                pointer.clone(),
-                format!("`{key}` is not part of cookbook format {version}"),
-            )
-            .at_key();
-            vec![match later {
-                Some((_, why)) => d.with_help(format!("{why}; remove it to use format {version}")),
-                None => d,
-            }]
-        }
+        ValidationErrorKind::FalseSchema => vec![not_in_version(&pointer, version, later_keys)],
         ValidationErrorKind::Required { property } => missing_key(&pointer, schema_path, property),
+        ValidationErrorKind::PropertyNames { error } => {
+            vec![invalid_name(&pointer, schema_path, error)]
+        }
+        ValidationErrorKind::Pattern { pattern } => {
+            pattern_mismatch(&pointer, schema_path, instance, pattern)
+        }
+        ValidationErrorKind::OneOfNotValid { .. }
+        | ValidationErrorKind::OneOfMultipleValid { .. } => {
+            no_form_matches(&pointer, schema_path, instance)
+        }
+        // A key of a later version kept as an empty placeholder (`"lifecycle": {}`): content
+        // in it belongs to the later version.
+        ValidationErrorKind::MaxProperties { limit: 0 }
+            if later_keys
+                .iter()
+                .any(|(k, _)| pointer.strip_prefix('/') == Some(k)) =>
+        {
+            vec![placeholder(&pointer, version, later_keys)]
+        }
+        kind => {
+            let (code, message) = value_mismatch(kind, instance)
+                .or_else(|| out_of_bounds(kind, instance))
+                .unwrap_or_else(|| ("schema/invalid", error.masked().to_string()));
+            vec![Diagnostic::new(code, pointer, message)]
+        }
+    }
+}
+
+/// A key the schema forbids at this version (`false` schema): of a later version, when it is one.
+fn not_in_version(pointer: &str, version: &str, later_keys: &[(&str, &str)]) -> Diagnostic {
+    let key = pointer.rsplit('/').next().unwrap_or_default();
+    let later = later_keys.iter().find(|(k, _)| *k == key);
+    let d = Diagnostic::new(
+        "schema/not-in-version",
+        pointer.to_owned(),
+        format!("`{key}` is not part of cookbook format {version}"),
+    )
+    .at_key();
+    match later {
+        Some((_, why)) => d.with_help(format!("{why}; remove it to use format {version}")),
+        None => d,
+    }
+}
+
+/// A later version's key with content, where this version allows only `{}`.
+fn placeholder(pointer: &str, version: &str, later_keys: &[(&str, &str)]) -> Diagnostic {
+    let key = &pointer[1..];
+    let why = later_keys
+        .iter()
+        .find(|(k, _)| *k == key)
+        .map_or("", |(_, why)| why);
+    Diagnostic::new(
+        "schema/not-in-version",
+        pointer.to_owned(),
+        format!("`{key}` is only an empty placeholder in cookbook format {version}"),
+    )
+    .at_key()
+    .with_help(format!(
+        "{why}; leave it empty (`\"{key}\": {{}}`) or remove it to use format {version}"
+    ))
+}
+
+/// A map key that breaks its naming rule (a name, a variable name, a label key).
+fn invalid_name(pointer: &str, schema_path: &str, error: &ValidationError<'_>) -> Diagnostic {
+    let key = error.instance().as_str().unwrap_or_default().to_owned();
+    let (what, rule) = if schema_path.contains("/$defs/var_map/") {
+        ("variable name", VAR_RULE)
+    } else if schema_path.contains("/$defs/label_map/") {
+        ("label key", "label keys are 1-1024 characters on one line")
+    } else {
+        ("name", NAME_RULE)
+    };
+    Diagnostic::new(
+        "schema/name",
+        pointer_push(pointer, &key),
+        format!("invalid {what} {}", excerpt(&key)),
+    )
+    .at_key()
+    .with_help(if what == "name" {
+        name_help(&key)
+    } else {
+        rule.to_owned()
+    })
+}
+
+/// A value of the wrong type, or not one of the values allowed: code and message.
+fn value_mismatch(kind: &ValidationErrorKind, instance: &Value) -> Option<(&'static str, String)> {
+    Some(match kind {
         ValidationErrorKind::Type { kind } => {
             let expected = match kind {
                 TypeKind::Single(t) => article(&t.to_string()),
@@ -174,46 +248,22 @@ pub fn describe(
                     .collect::<Vec<_>>()
                     .join(" or "),
             };
-            one(
+            (
                 "schema/type",
                 format!("expected {expected}, found {}", type_name(instance)),
             )
-        }
-        ValidationErrorKind::PropertyNames { error } => {
-            let key = error.instance().as_str().unwrap_or_default().to_owned();
-            let (what, rule) = if schema_path.contains("/$defs/var_map/") {
-                ("variable name", VAR_RULE)
-            } else if schema_path.contains("/$defs/label_map/") {
-                ("label key", "label keys are 1-1024 characters on one line")
-            } else {
-                ("name", NAME_RULE)
-            };
-            vec![Diagnostic::new(
-                "schema/name",
-                pointer_push(&pointer, &key),
-                format!("invalid {what} {}", excerpt(&key)),
-            )
-            .at_key()
-            .with_help(if what == "name" {
-                name_help(&key)
-            } else {
-                rule.to_owned()
-            })]
-        }
-        ValidationErrorKind::Pattern { pattern } => {
-            pattern_mismatch(&pointer, schema_path, instance, pattern)
         }
         ValidationErrorKind::Enum { options } => {
             let options = options
                 .as_array()
                 .map(|o| o.iter().map(show).collect::<Vec<_>>().join(", "))
                 .unwrap_or_default();
-            one(
+            (
                 "schema/enum",
                 format!("expected one of {options}; found {}", show(instance)),
             )
         }
-        ValidationErrorKind::Constant { expected_value } => one(
+        ValidationErrorKind::Constant { expected_value } => (
             "schema/const",
             format!(
                 "expected {}, found {}",
@@ -221,18 +271,28 @@ pub fn describe(
                 show(instance)
             ),
         ),
-        ValidationErrorKind::OneOfNotValid { .. }
-        | ValidationErrorKind::OneOfMultipleValid { .. } => {
-            no_form_matches(&pointer, schema_path, instance)
-        }
-        ValidationErrorKind::MaxLength { limit } => one(
+        ValidationErrorKind::UniqueItems => (
+            "schema/duplicate-item",
+            match first_duplicate(instance) {
+                Some(v) => format!("{} is listed twice; list each item once", show(v)),
+                None => "an item is listed twice; list each item once".to_owned(),
+            },
+        ),
+        _ => return None,
+    })
+}
+
+/// A length, count or number outside its bounds: code and message.
+fn out_of_bounds(kind: &ValidationErrorKind, instance: &Value) -> Option<(&'static str, String)> {
+    Some(match kind {
+        ValidationErrorKind::MaxLength { limit } => (
             "schema/too-long",
             format!(
                 "string of {} characters is longer than the limit of {limit}",
                 instance.as_str().map_or(0, |s| s.chars().count())
             ),
         ),
-        ValidationErrorKind::MinLength { limit } => one(
+        ValidationErrorKind::MinLength { limit } => (
             "schema/too-short",
             if *limit == 1 {
                 "expected a non-empty string, found \"\"".to_owned()
@@ -244,9 +304,9 @@ pub fn describe(
             },
         ),
         ValidationErrorKind::MaxItems { limit } => {
-            one("schema/too-long", format!("more than {limit} items"))
+            ("schema/too-long", format!("more than {limit} items"))
         }
-        ValidationErrorKind::MinItems { limit } => one(
+        ValidationErrorKind::MinItems { limit } => (
             "schema/too-short",
             format!(
                 "expected at least {}, found {}",
@@ -257,32 +317,10 @@ pub fn describe(
                 }
             ),
         ),
-        // A key of a later version kept as an empty placeholder (`"lifecycle": {}`): content
-        // in it belongs to the later version.
-        ValidationErrorKind::MaxProperties { limit: 0 }
-            if later_keys
-                .iter()
-                .any(|(k, _)| pointer.strip_prefix('/') == Some(k)) =>
-        {
-            let key = &pointer[1..];
-            let why = later_keys
-                .iter()
-                .find(|(k, _)| *k == key)
-                .map_or("", |(_, why)| why);
-            vec![Diagnostic::new(
-                "schema/not-in-version",
-                pointer.clone(),
-                format!("`{key}` is only an empty placeholder in cookbook format {version}"),
-            )
-            .at_key()
-            .with_help(format!(
-                "{why}; leave it empty (`\"{key}\": {{}}`) or remove it to use format {version}"
-            ))]
-        }
         ValidationErrorKind::MaxProperties { limit } => {
-            one("schema/too-long", format!("more than {limit} keys"))
+            ("schema/too-long", format!("more than {limit} keys"))
         }
-        ValidationErrorKind::MinProperties { limit } => one(
+        ValidationErrorKind::MinProperties { limit } => (
             "schema/too-short",
             format!(
                 "expected at least {}, found {}",
@@ -294,24 +332,17 @@ pub fn describe(
             ),
         ),
         ValidationErrorKind::Minimum { limit }
-        | ValidationErrorKind::ExclusiveMinimum { limit } => one(
+        | ValidationErrorKind::ExclusiveMinimum { limit } => (
             "schema/range",
             format!("{} is below the minimum {limit}", show(instance)),
         ),
         ValidationErrorKind::Maximum { limit }
-        | ValidationErrorKind::ExclusiveMaximum { limit } => one(
+        | ValidationErrorKind::ExclusiveMaximum { limit } => (
             "schema/range",
             format!("{} is above the maximum {limit}", show(instance)),
         ),
-        ValidationErrorKind::UniqueItems => one(
-            "schema/duplicate-item",
-            match first_duplicate(instance) {
-                Some(v) => format!("{} is listed twice; list each item once", show(v)),
-                None => "an item is listed twice; list each item once".to_owned(),
-            },
-        ),
-        _ => one("schema/invalid", error.masked().to_string()),
-    }
+        _ => return None,
+    })
 }
 
 fn unknown_keys(

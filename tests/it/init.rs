@@ -1,0 +1,522 @@
+//! `cookbook init` through the real binary: golden cookbooks for the fixture projects (each one
+//! validated and planned by the binary itself), `--write`/`--force`, `--base`, ignore files, and
+//! hostile trees (symbolic link loops, 100,000 files, unreadable directories, binary junk named
+//! `package.json`). The static site's cookbook is applied for real against the test registry.
+
+use std::fs;
+use std::io::Read;
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+use crate::common;
+
+fn projects() -> PathBuf {
+    common::repo_root().join("tests/fixtures/init/projects")
+}
+
+fn golden(name: &str) -> PathBuf {
+    common::repo_root().join(format!("tests/fixtures/init/golden/{name}.json"))
+}
+
+/// A copy of fixture project `name` at `<tempdir>/<name>` (the directory's name is the project's).
+fn copy_project(name: &str) -> (tempfile::TempDir, PathBuf) {
+    let tmp = tempfile::tempdir().unwrap();
+    let to = tmp.path().join(name);
+    let from = projects().join(name);
+    for entry in walkdir::WalkDir::new(&from) {
+        let entry = entry.unwrap();
+        let dest = to.join(entry.path().strip_prefix(&from).unwrap());
+        if entry.file_type().is_dir() {
+            fs::create_dir_all(&dest).unwrap();
+        } else {
+            fs::copy(entry.path(), &dest).unwrap();
+        }
+    }
+    (tmp, to)
+}
+
+fn json_of(run: &common::Run) -> Value {
+    serde_json::from_str(&run.stdout)
+        .unwrap_or_else(|e| panic!("stdout is not JSON: {e}\n{}", run.context()))
+}
+
+/// The fixture projects and the waves their cookbooks must plan to.
+const FIXTURES: &[(&str, &[&[&str]])] = &[
+    ("compose-monorepo", &[&["db"], &["api"], &["web"]]),
+    ("dockerfile-app", &[&["dockerfile-app"]]),
+    ("express", &[&["express"]]),
+    ("flask", &[&["flask"]]),
+    ("go-tools", &[&["api", "worker"]]),
+    ("rust-workspace", &[&["api", "jobs"]]),
+    ("static-site", &[&["static-site"]]),
+];
+
+#[test]
+fn fixture_projects_give_their_golden_cookbooks_which_validate_and_plan() {
+    let mut failures = Vec::new();
+    for (name, waves) in FIXTURES {
+        let dir = projects().join(name);
+        let run = common::run_in(&dir, &["init", ".", "--format", "json", "--explain"]);
+        run.assert_code(0);
+        if let Err(e) = common::check_snapshot(&golden(name), &run.stdout, &run) {
+            failures.push(e);
+        }
+        let out = json_of(&run);
+        let expected: Vec<Vec<String>> = waves
+            .iter()
+            .map(|w| w.iter().map(|s| s.to_string()).collect())
+            .collect();
+        assert_eq!(
+            out["waves"],
+            json!(expected),
+            "{name}: waves in init's output"
+        );
+
+        // Written, the same cookbook validates and plans through the binary.
+        let (_tmp, copy) = copy_project(name);
+        common::run_in(&copy, &["init", "--write"]).assert_code(0);
+        let written: Value =
+            serde_json::from_slice(&fs::read(copy.join("cookbook.json")).unwrap()).unwrap();
+        assert_eq!(
+            written, out["cookbook"],
+            "{name}: --write wrote what --format json printed"
+        );
+        for (path, text) in out["files"].as_object().unwrap() {
+            assert_eq!(
+                fs::read_to_string(copy.join(path)).unwrap(),
+                text.as_str().unwrap(),
+                "{name}: generated {path}"
+            );
+        }
+        let validate = common::run_in(&copy, &["validate"]);
+        validate.assert_code(0);
+        assert!(
+            validate.stderr.starts_with("cookbook.json: ok (format 1.1"),
+            "{}",
+            validate.context()
+        );
+        let plan = common::run_in(&copy, &["plan", "--format", "json"]);
+        plan.assert_code(0);
+        assert_eq!(
+            json_of(&plan)["waves"],
+            json!(expected),
+            "{name}: waves of `cookbook plan`"
+        );
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}
+
+#[test]
+fn text_mode_prints_pure_json_on_stdout_and_comments_on_stderr() {
+    let dir = projects().join("go-tools");
+    let run = common::run_in(&dir, &["init"]);
+    run.assert_code(0);
+    let doc: Value = serde_json::from_str(&run.stdout).expect("stdout is the cookbook alone");
+    assert_eq!(doc["manifest_version"], "1.1");
+    assert!(cookbook::load::parse(run.stdout.as_bytes()).is_ok());
+    assert_eq!(
+        run.stderr,
+        "# note: go.mod: api uses the Postgres client github.com/lib/pq, but the project has no Postgres container: add one (e.g. a compose service) or set depends_on by hand\n\
+         # note: go.mod: worker uses the Postgres client github.com/lib/pq, but the project has no Postgres container: add one (e.g. a compose service) or set depends_on by hand\n\
+         # note: no packaging.registry: set it (or run init with --registry HOST/NAMESPACE) before `cookbook apply`\n\
+         # 2 container(s) in 1 wave(s): [api, worker]\n"
+    );
+}
+
+#[test]
+fn explain_names_the_files_behind_each_decision() {
+    let dir = projects().join("express");
+    let run = common::run_in(&dir, &["init", "--explain"]);
+    run.assert_code(0);
+    assert!(
+        run.stderr.starts_with(
+            "# express:\n\
+             #   package.json: language node\n\
+             #   package-lock.json: lock file: npm; install with npm ci\n\
+             #   package.json: type express (dependency express)\n\
+             #   package.json: engines.node \">=20\": Node 20\n\
+             #   package.json: run: npm start (scripts.start: node server.js)\n\
+             #   server.js: port 3000 (found in the code)\n\
+             #   (base image policy): base image node:20-slim (Node 20, from engines.node)\n"
+        ),
+        "{}",
+        run.context()
+    );
+}
+
+#[test]
+fn write_never_overwrites_without_force_and_is_whole() {
+    let (_tmp, dir) = copy_project("compose-monorepo");
+    common::run_in(&dir, &["init", "--write"]).assert_code(0);
+    let dockerfile = dir.join("docker/db/Dockerfile");
+    assert!(fs::read_to_string(&dockerfile)
+        .unwrap()
+        .contains("FROM postgres:16.4\n"));
+
+    // Only the Dockerfile is in the way: nothing is written, and the error names it.
+    fs::remove_file(dir.join("cookbook.json")).unwrap();
+    fs::write(&dockerfile, "FROM mine\n").unwrap();
+    let run = common::run_in(&dir, &["init", "--write"]);
+    run.assert_code(2);
+    assert_eq!(
+        run.stderr,
+        "error: ./docker/db/Dockerfile already exists: not overwritten (use --force to replace it)\n",
+        "{}",
+        run.context()
+    );
+    assert_eq!(fs::read_to_string(&dockerfile).unwrap(), "FROM mine\n");
+    assert!(
+        !dir.join("cookbook.json").exists(),
+        "a refusal writes nothing"
+    );
+
+    let run = common::run_in(&dir, &["init", "--write", "--force"]);
+    run.assert_code(0);
+    assert!(fs::read_to_string(&dockerfile)
+        .unwrap()
+        .contains("FROM postgres:16.4\n"));
+    assert!(
+        run.stderr.contains("# wrote ./cookbook.json\n"),
+        "{}",
+        run.context()
+    );
+    // No temporary files are left beside the results.
+    let leftovers: Vec<_> = walkdir::WalkDir::new(&dir)
+        .into_iter()
+        .filter_map(Result::ok)
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with(".cookbook-init-")
+        })
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}
+
+#[test]
+fn base_overrides_a_language_and_bad_ones_are_usage_errors() {
+    let dir = projects().join("flask");
+    let run = common::run_in(
+        &dir,
+        &[
+            "init",
+            "--base",
+            "python=python:3.11-slim",
+            "--format",
+            "json",
+        ],
+    );
+    run.assert_code(0);
+    assert_eq!(
+        json_of(&run)["cookbook"]["containers"]["flask"]["base_image"],
+        "python:3.11-slim"
+    );
+
+    let run = common::run_in(&dir, &["init", "--base", "cobol=x:1"]);
+    run.assert_code(2);
+    assert_eq!(
+        run.stderr,
+        "error: unknown language `cobol` in --base (known: python, node, go, rust, java, static)\n"
+    );
+    let run = common::run_in(&dir, &["init", "--base", "python"]);
+    run.assert_code(2);
+    assert_eq!(run.stderr, "error: `--base python`: expected LANG=IMAGE\n");
+}
+
+#[test]
+fn gitignore_and_dockerignore_are_respected() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("site");
+    fs::create_dir_all(root.join("generated")).unwrap();
+    fs::create_dir_all(root.join("legacy")).unwrap();
+    fs::create_dir_all(root.join("node_modules/x")).unwrap();
+    fs::write(root.join("index.html"), "<html>").unwrap();
+    fs::write(root.join(".gitignore"), "generated/\n").unwrap();
+    fs::write(root.join(".dockerignore"), "legacy\n").unwrap();
+    fs::write(root.join("generated/package.json"), "{}").unwrap();
+    fs::write(root.join("legacy/go.mod"), "module x\n").unwrap();
+    fs::write(root.join("legacy/main.go"), "package main\n").unwrap();
+    fs::write(root.join("node_modules/x/package.json"), "{}").unwrap();
+    let run = common::run_in(&root, &["init", "--format", "json"]);
+    run.assert_code(0);
+    let out = json_of(&run);
+    assert_eq!(
+        out["cookbook"]["containers"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .collect::<Vec<_>>(),
+        ["site"],
+        "{}",
+        run.context()
+    );
+}
+
+#[test]
+fn an_empty_project_is_a_usage_error_saying_what_was_looked_for() {
+    let tmp = tempfile::tempdir().unwrap();
+    fs::write(tmp.path().join("README"), "nothing here").unwrap();
+    let run = common::run_in(tmp.path(), &["init"]);
+    run.assert_code(2);
+    assert!(run.stdout.is_empty());
+    assert!(
+        run.stderr
+            .starts_with("error: no service found in .: no Dockerfile, compose file, package.json"),
+        "{}",
+        run.context()
+    );
+}
+
+// ---- hostile trees ----
+
+#[test]
+fn symlink_loops_and_links_out_are_not_followed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("loops");
+    fs::create_dir_all(root.join("a/b")).unwrap();
+    fs::write(root.join("index.html"), "<html>").unwrap();
+    std::os::unix::fs::symlink("..", root.join("a/b/up")).unwrap();
+    std::os::unix::fs::symlink("self", root.join("self")).unwrap();
+    std::os::unix::fs::symlink("/etc", root.join("out")).unwrap();
+    std::os::unix::fs::symlink("/etc/passwd", root.join("package.json")).unwrap();
+    let run = common::run_in(&root, &["init", "--format", "json"]);
+    run.assert_code(0);
+    assert!(run.elapsed < Duration::from_secs(20), "{:?}", run.elapsed);
+    let out = json_of(&run);
+    assert_eq!(
+        out["notes"][0],
+        "4 symbolic link(s) not followed (init never follows links; a link's target is not part of the project): a/b/up → .., out → /etc, package.json → /etc/passwd, self → self"
+    );
+    assert_eq!(out["waves"], json!([["loops"]]));
+}
+
+/// The walker of the `ignore` crate reads ignore files through links and whole: a `.gitignore`
+/// linked to `/dev/zero` ran `init` out of memory, one linked to a FIFO would hang it. Each is
+/// now a note, and the walk finishes quickly with everything else applied.
+#[test]
+fn ignore_files_that_are_links_fifos_or_huge_are_notes_not_reads() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("hostile");
+    fs::create_dir_all(root.join("sub/generated")).unwrap();
+    fs::create_dir_all(root.join("deep")).unwrap();
+    fs::create_dir_all(root.join("big")).unwrap();
+    fs::write(root.join("index.html"), "<html>").unwrap();
+    std::os::unix::fs::symlink("/dev/zero", root.join(".gitignore")).unwrap();
+    std::os::unix::fs::symlink("/dev/zero", root.join("sub/.ignore")).unwrap();
+    // A regular file's rules still apply beside the refused ones.
+    fs::write(root.join("sub/.gitignore"), "generated/\n").unwrap();
+    fs::write(root.join("sub/generated/package.json"), "{}").unwrap();
+    let fifo = root.join("deep/.gitignore");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let mut huge = "x\n".repeat(3 << 20).into_bytes();
+    huge.truncate(5 << 20);
+    fs::write(root.join("big/.gitignore"), huge).unwrap();
+    let run = common::run_in(&root, &["init", "--format", "json"]);
+    run.assert_code(0);
+    assert!(run.elapsed < Duration::from_secs(20), "{:?}", run.elapsed);
+    let out = json_of(&run);
+    let notes: Vec<&str> = out["notes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    for note in [
+        ".gitignore → /dev/zero: a symbolic link, not followed (init never follows links): not applied",
+        "sub/.ignore → /dev/zero: a symbolic link, not followed (init never follows links): not applied",
+        "deep/.gitignore: cannot read it (not a regular file): not applied",
+        "big/.gitignore: larger than 4 MiB: not applied",
+    ] {
+        assert!(notes.contains(&note), "no note {note:?} in {notes:#?}\n{}", run.context());
+    }
+    // `sub/.gitignore` kept `sub/generated/package.json` out: only the static site is found.
+    assert_eq!(out["waves"], json!([["hostile"]]), "{}", run.context());
+}
+
+#[test]
+fn a_hundred_thousand_files_are_walked_in_bounded_time() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("huge");
+    fs::create_dir_all(&root).unwrap();
+    fs::write(
+        root.join("package.json"),
+        r#"{"scripts":{"start":"node index.js"}}"#,
+    )
+    .unwrap();
+    fs::write(root.join("package-lock.json"), "{}").unwrap();
+    // Hard links to one file per directory (file systems cap a file's links): one system call
+    // per file, so the tree is made in seconds.
+    let made = Instant::now();
+    for d in 0..400 {
+        let dir = root.join(format!("src/m{d:03}"));
+        fs::create_dir_all(&dir).unwrap();
+        let first = dir.join("f000.js");
+        fs::write(&first, "").unwrap();
+        for f in 1..250 {
+            fs::hard_link(&first, dir.join(format!("f{f:03}.js"))).unwrap();
+        }
+    }
+    eprintln!("made 100,000 files in {:?}", made.elapsed());
+    let run = common::run_in(&root, &["init", "--format", "json"]);
+    run.assert_code(0);
+    eprintln!("init walked them in {:?}", run.elapsed);
+    assert!(run.elapsed < Duration::from_secs(20), "{:?}", run.elapsed);
+    let out = json_of(&run);
+    assert_eq!(out["waves"], json!([["huge"]]));
+    assert!(out["notes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|n| !n.as_str().unwrap().contains("walk stopped")));
+
+    // A limit stops the walk and says so instead of running on.
+    let run = common::run_in(&root, &["init", "--format", "json", "--max-files", "1000"]);
+    run.assert_code(0);
+    let note = json_of(&run)["notes"][0].as_str().unwrap().to_owned();
+    assert!(note.starts_with("the walk stopped after "), "{note}");
+    assert!(
+        note.contains("(limits: 1000 files, 30 s): the tree is only partly examined"),
+        "{note}"
+    );
+}
+
+/// Runs the binary as `nobody`, for whom a mode-000 directory is unreadable (the tests run as
+/// root, who reads everything). The binary is run from a copy in `bin_dir` (world-readable), as
+/// the checkout it was built in may be in a directory `nobody` cannot enter.
+fn run_as_nobody(bin_dir: &Path, cwd: &Path, args: &[&str]) -> (Option<i32>, String, String) {
+    let bin = bin_dir.join("cookbook");
+    fs::copy(common::bin(), &bin).unwrap();
+    fs::set_permissions(&bin, fs::Permissions::from_mode(0o755)).unwrap();
+    let mut child = Command::new(&bin)
+        .args(args)
+        .current_dir(cwd)
+        .uid(65534)
+        .gid(65534)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break Some(s);
+        }
+        if started.elapsed() > common::DEADLINE {
+            let _ = child.kill();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let (mut out, mut err) = (String::new(), String::new());
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut out)
+        .unwrap();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    (status.and_then(|s| s.code()), out, err)
+}
+
+#[test]
+fn an_unreadable_directory_is_a_note_and_the_walk_goes_on() {
+    let tmp = tempfile::tempdir().unwrap();
+    fs::set_permissions(tmp.path(), fs::Permissions::from_mode(0o755)).unwrap();
+    let root = tmp.path().join("locked");
+    fs::create_dir_all(root.join("secret")).unwrap();
+    fs::create_dir_all(root.join("web")).unwrap();
+    fs::write(root.join("web/index.html"), "<html>").unwrap();
+    fs::write(root.join("secret/package.json"), "{}").unwrap();
+    fs::set_permissions(root.join("secret"), fs::Permissions::from_mode(0o000)).unwrap();
+    let (code, out, err) = run_as_nobody(tmp.path(), &root, &["init", "--format", "json"]);
+    fs::set_permissions(root.join("secret"), fs::Permissions::from_mode(0o755)).unwrap();
+    assert_eq!(code, Some(0), "stderr: {err}");
+    let out: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        out["notes"][0],
+        "skipped secret: cannot read it: Permission denied (os error 13)"
+    );
+    assert_eq!(out["waves"], json!([["web"]]));
+}
+
+#[test]
+fn binary_junk_named_package_json_is_a_note() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("junk");
+    fs::create_dir_all(root.join("api")).unwrap();
+    fs::create_dir_all(root.join("site")).unwrap();
+    let junk: Vec<u8> = (0..4096u32)
+        .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+        .collect();
+    fs::write(root.join("api/package.json"), &junk).unwrap();
+    fs::write(root.join("site/index.html"), "<html>").unwrap();
+    let run = common::run_in(&root, &["init", "--format", "json"]);
+    run.assert_code(0);
+    let out = json_of(&run);
+    assert_eq!(
+        out["notes"][0],
+        "api/package.json: a binary file, not text: not used as a Node project"
+    );
+    assert_eq!(out["waves"], json!([["site"]]));
+
+    // Alone, it is a usage error that still says why the file was not used.
+    fs::remove_dir_all(root.join("site")).unwrap();
+    let run = common::run_in(&root, &["init"]);
+    run.assert_code(2);
+    assert!(
+        run.stderr.starts_with("# note: api/package.json: a binary file, not text: not used as a Node project\nerror: no service found in ."),
+        "{}",
+        run.context()
+    );
+}
+
+// ---- for real ----
+
+#[test]
+fn the_static_site_cookbook_applies_against_the_test_registry() {
+    let Some(registry) = common::test_registry() else {
+        return;
+    };
+    let base = std::env::var("COOKBOOK_TEST_BASE_IMAGE")
+        .unwrap_or_else(|_| "cookbook-test/busybox:latest".into());
+    let (_tmp, dir) = copy_project("static-site");
+    let unique = common::unique("init-");
+    let repo = format!("{registry}/{unique}");
+    let base_arg = format!("static={base}");
+    common::run_in(
+        &dir,
+        &["init", "--write", "--base", &base_arg, "--registry", &repo],
+    )
+    .assert_code(0);
+    let apply = common::run_in(&dir, &["apply", "--format", "json"]);
+    apply.assert_code(0);
+    let summary = json_of(&apply);
+    assert_eq!(summary["result"], "ok", "{}", apply.context());
+    assert_eq!(summary["built"], 1, "{}", apply.context());
+    let image = summary["containers"]["static-site"]["image"]
+        .as_str()
+        .unwrap();
+    assert!(
+        image.starts_with(&format!("{repo}/static-site:")),
+        "{image}"
+    );
+    // The registry has it: a second apply builds nothing.
+    let again = common::run_in(&dir, &["apply", "--format", "json"]);
+    again.assert_code(0);
+    assert_eq!(json_of(&again)["cached"], 1, "{}", again.context());
+}

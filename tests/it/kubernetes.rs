@@ -1,0 +1,1212 @@
+//! Kubernetes sites against the in-process fake API server (tests/it/fake_kube): the real binary
+//! deploys the `shop` example with a Kubernetes site added, and the `shop`-shaped fixture
+//! (tests/fixtures/kubernetes: db ← api ← web, worker, with ports and a Namespace) with
+//! server-side apply, wave by wave, each wave held until the previous one's rollouts completed;
+//! an unchanged redeploy sends nothing; a stuck rollout fails its wave and rolls back; another
+//! manager's field is a conflict naming field and manager; prune removes only our objects;
+//! `render` is byte-stable and parses as k8s-openapi objects; status reports the cluster.
+//!
+//! No Docker engine or registry is needed: the lock is written by the test, as `apply` would
+//! have (the cluster pulls by digest; the fake pulls nothing).
+
+use crate::common;
+use crate::fake_kube;
+
+use std::path::Path;
+
+use common::run_in;
+use fake_kube::{FakeKube, Recorded};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{Namespace, Service};
+use serde_json::{json, Value};
+
+const NS: &str = "shop";
+
+fn digest(n: u32) -> String {
+    format!("sha256:{}", format!("{n:x}").repeat(64)[..64].to_owned())
+}
+
+/// A copy of the fixture, its kubeconfig pointing at `fake`, and a lock with `digests`.
+fn project(fake: &FakeKube, digests: &[(&str, String)]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let from = common::repo_root().join("tests/fixtures/kubernetes");
+    std::fs::create_dir_all(dir.path().join("srv")).unwrap();
+    for f in ["cookbook.json", "srv/index.html"] {
+        std::fs::copy(from.join(f), dir.path().join(f)).unwrap();
+    }
+    std::fs::write(dir.path().join("kubeconfig.yaml"), fake.kubeconfig(NS)).unwrap();
+    write_lock(dir.path(), digests);
+    dir
+}
+
+fn write_lock(dir: &Path, digests: &[(&str, String)]) {
+    let containers: serde_json::Map<String, Value> = digests
+        .iter()
+        .map(|(c, d)| {
+            (
+                (*c).to_owned(),
+                json!({ "input_hash": "00".repeat(32), "image": format!("127.0.0.1:5000/shop/{c}:{}", "00".repeat(32)),
+                        "tags": [], "digest": d }),
+            )
+        })
+        .collect();
+    let lock = json!({ "lock_version": 1, "hash_version": 1, "project": "shop", "containers": containers });
+    std::fs::write(dir.join("cookbook.lock"), lock.to_string()).unwrap();
+}
+
+fn lock_v1() -> Vec<(&'static str, String)> {
+    vec![
+        ("db", digest(1)),
+        ("api", digest(2)),
+        ("web", digest(3)),
+        ("worker", digest(4)),
+    ]
+}
+
+fn edit(dir: &Path, change: impl FnOnce(&mut Value)) {
+    let path = dir.join("cookbook.json");
+    let mut doc: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    change(&mut doc);
+    std::fs::write(&path, serde_json::to_string_pretty(&doc).unwrap()).unwrap();
+}
+
+fn deploy(dir: &Path, extra: &[&str]) -> common::Run {
+    let mut args = vec![
+        "deploy", "--site", "cluster", "--stage", "dev", "--format", "json",
+    ];
+    args.extend_from_slice(extra);
+    run_in(dir, &args)
+}
+
+/// Parses a `--format json` answer and checks it against the published output schema.
+fn json(run: &common::Run) -> Value {
+    let doc: Value = serde_json::from_str(&run.stdout)
+        .unwrap_or_else(|e| panic!("not JSON ({e})\n{}", run.context()));
+    let schema: Value = serde_json::from_str(
+        &std::fs::read_to_string(common::repo_root().join("schemas/cookbook-output.schema.json"))
+            .unwrap(),
+    )
+    .unwrap();
+    let validator = jsonschema::draft202012::new(&schema).unwrap();
+    let problems: Vec<String> = validator.iter_errors(&doc).map(|e| e.to_string()).collect();
+    assert!(problems.is_empty(), "{problems:?}\n{}", run.context());
+    doc
+}
+
+fn strings(v: &Value) -> Vec<String> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s.as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// The requests that change something (`PATCH`, `DELETE`), short form, from `from` on.
+fn changes(requests: &[Recorded]) -> Vec<String> {
+    requests
+        .iter()
+        .filter(|r| r.changes())
+        .map(Recorded::short)
+        .collect()
+}
+
+fn position(requests: &[Recorded], short: &str) -> usize {
+    requests
+        .iter()
+        .position(|r| r.short() == short)
+        .unwrap_or_else(|| {
+            panic!(
+                "no {short} in {:#?}",
+                requests.iter().map(Recorded::short).collect::<Vec<_>>()
+            )
+        })
+}
+
+/// The first poll of a Deployment's rollout (a GET that found it).
+fn first_poll(requests: &[Recorded], name: &str) -> usize {
+    let get = format!("GET deployments/{name}");
+    requests
+        .iter()
+        .position(|r| r.short() == get && r.rollout.is_some())
+        .unwrap_or_else(|| panic!("no poll of {name}"))
+}
+
+fn last_position(requests: &[Recorded], short: &str) -> usize {
+    requests
+        .iter()
+        .rposition(|r| r.short() == short)
+        .unwrap_or_else(|| panic!("no {short}"))
+}
+
+#[test]
+fn shop_deploys_in_waves_and_an_unchanged_redeploy_sends_nothing() {
+    let fake = FakeKube::start(3);
+    let dir = project(&fake, &lock_v1());
+    let run = deploy(dir.path(), &[]);
+    run.assert_code(0);
+    let doc = json(&run);
+    assert_eq!(
+        strings(&doc["started"]),
+        vec![
+            "shop-cluster-dev-db",
+            "shop-cluster-dev-api",
+            "shop-cluster-dev-web",
+            "shop-cluster-dev-worker"
+        ]
+    );
+
+    let requests = fake.requests();
+    // What changed, in order: the namespace, then each wave's objects, bottom-up.
+    assert_eq!(
+        changes(&requests),
+        vec![
+            "PATCH namespaces/shop",
+            "PATCH deployments/shop-cluster-dev-db",
+            "PATCH deployments/shop-cluster-dev-api",
+            "PATCH services/shop-cluster-dev-api",
+            "PATCH deployments/shop-cluster-dev-web",
+            "PATCH services/shop-cluster-dev-web",
+            "PATCH deployments/shop-cluster-dev-worker",
+        ]
+    );
+    for r in requests.iter().filter(|r| r.method == "PATCH") {
+        assert!(r.query.contains("fieldManager=cookbook%2Fcluster"), "{r:?}");
+        assert!(!r.query.contains("force=true"), "{r:?}");
+    }
+    // Each wave waits for the previous one's rollouts: the last poll of a wave's Deployment
+    // found it complete, after polls that found it progressing, before the next wave's first
+    // PATCH.
+    for (done, next) in [
+        (
+            "shop-cluster-dev-db",
+            "PATCH deployments/shop-cluster-dev-api",
+        ),
+        (
+            "shop-cluster-dev-api",
+            "PATCH deployments/shop-cluster-dev-web",
+        ),
+        (
+            "shop-cluster-dev-api",
+            "PATCH deployments/shop-cluster-dev-worker",
+        ),
+    ] {
+        let get = format!("GET deployments/{done}");
+        let polls: Vec<&Recorded> = requests.iter().filter(|r| r.short() == get).collect();
+        assert_eq!(polls.last().unwrap().rollout.as_deref(), Some("complete"));
+        assert!(
+            polls
+                .iter()
+                .any(|r| r.rollout.as_deref() == Some("progressing")),
+            "{polls:?}"
+        );
+        assert!(last_position(&requests, &get) < position(&requests, next));
+    }
+    // web and worker are one wave: both applied before either is waited for.
+    assert!(
+        position(&requests, "PATCH deployments/shop-cluster-dev-worker")
+            < first_poll(&requests, "shop-cluster-dev-web")
+    );
+    // Before anything was applied, each name the stage's objects take was asked for (and found
+    // free): a namesake that is not ours would have stopped the deploy there.
+    let first_patch = requests
+        .iter()
+        .position(|r| r.method == "PATCH" && !r.path.ends_with("/namespaces/shop"))
+        .unwrap();
+    for unit in ["db", "api", "web", "worker"] {
+        let get = format!("GET deployments/shop-cluster-dev-{unit}");
+        let asked = position(&requests, &get);
+        assert!(
+            asked < first_patch && requests[asked].status == 404,
+            "{:?}",
+            requests[asked]
+        );
+    }
+
+    // The objects as applied: by digest, the stage's settings, our labels, our manager.
+    let api: Deployment = serde_json::from_value(
+        fake.object("deployments", NS, "shop-cluster-dev-api")
+            .unwrap(),
+    )
+    .unwrap();
+    let spec = api.spec.as_ref().unwrap();
+    assert_eq!(spec.replicas, Some(2));
+    let container = &spec.template.spec.as_ref().unwrap().containers[0];
+    assert_eq!(
+        container.image.as_deref(),
+        Some(format!("127.0.0.1:5000/shop/api@{}", digest(2)).as_str())
+    );
+    assert_eq!(container.env.as_ref().unwrap()[0].name, "MODE");
+    let limits = container
+        .resources
+        .as_ref()
+        .unwrap()
+        .limits
+        .as_ref()
+        .unwrap();
+    assert_eq!(limits["cpu"].0, "500m");
+    assert_eq!(limits["memory"].0, "64Mi");
+    let readiness = container.readiness_probe.as_ref().unwrap();
+    assert_eq!(
+        readiness.http_get.as_ref().unwrap().path.as_deref(),
+        Some("/index.html")
+    );
+    let labels = api.metadata.labels.as_ref().unwrap();
+    assert_eq!(labels["app.kubernetes.io/managed-by"], "cookbook");
+    assert_eq!(labels["io.cookbook.site"], "cluster");
+    let managers: Vec<&str> = api
+        .metadata
+        .managed_fields
+        .iter()
+        .flatten()
+        .filter_map(|m| m.manager.as_deref())
+        .collect();
+    assert_eq!(managers, vec!["cookbook/cluster"]);
+
+    // Unchanged: lists and polls, but sends no change at all.
+    let before = fake.requests().len();
+    let run = deploy(dir.path(), &[]);
+    run.assert_code(0);
+    let doc = json(&run);
+    assert_eq!(strings(&doc["started"]), Vec::<String>::new());
+    assert_eq!(doc["unchanged"].as_array().unwrap().len(), 4);
+    assert_eq!(changes(&fake.requests()[before..]), Vec::<String>::new());
+
+    // The status of the stage, in sync; a pod's restarts and a warning event are reported.
+    fake.seed_pod(
+        NS,
+        "shop-cluster-dev-api-5d9f-abcde",
+        json!({"app.kubernetes.io/instance": "shop-cluster-dev-api"}),
+        2,
+    );
+    fake.seed_event(
+        NS,
+        "shop-cluster-dev-api-5d9f-abcde",
+        "BackOff",
+        "Back-off restarting failed container",
+        "2026-01-01T00:00:00Z",
+    );
+    fake.seed_event(NS, "other-1", "BackOff", "not ours", "2026-01-01T00:00:00Z");
+    let run = run_in(
+        dir.path(),
+        &[
+            "status", "--site", "cluster", "--stage", "dev", "--format", "json",
+        ],
+    );
+    run.assert_code(0);
+    let doc = json(&run);
+    assert_eq!(doc["in_sync"], true, "{doc}");
+    let api = &doc["containers"][1];
+    assert_eq!(api["name"], "shop-cluster-dev-api");
+    assert_eq!(
+        (
+            api["replicas"].as_i64(),
+            api["ready_replicas"].as_i64(),
+            api["restarts"].as_i64()
+        ),
+        (Some(2), Some(2), Some(2))
+    );
+    assert_eq!(api["running_digest"], digest(2));
+    assert_eq!(
+        strings(&api["warnings"]),
+        vec!["BackOff: Back-off restarting failed container"]
+    );
+    let run = run_in(
+        dir.path(),
+        &["status", "--site", "cluster", "--stage", "dev"],
+    );
+    run.assert_code(0);
+    assert!(
+        run.stdout
+            .contains("\n    warning: BackOff: Back-off restarting failed container\n"),
+        "{}",
+        run.stdout
+    );
+    // Someone sets another image by hand: drift.
+    fake.update(
+        "deployments",
+        NS,
+        "shop-cluster-dev-web",
+        "kubectl-set",
+        json!({"spec": {"template": {"spec": {"containers": [{"name": "web", "image": "nginx"}]}}}}),
+    );
+    let run = run_in(
+        dir.path(),
+        &[
+            "status", "--site", "cluster", "--stage", "dev", "--format", "json",
+        ],
+    );
+    let doc = json(&run);
+    assert_eq!(doc["in_sync"], false);
+    assert_eq!(doc["containers"][2]["drift"], true);
+    assert_eq!(doc["containers"][2]["running_digest"], Value::Null);
+}
+
+/// An API error inside a wave (the server refuses the new api's apply, as an admission webhook
+/// would) fails the wave like an unhealthy rollout: the stage goes back to the previous release,
+/// and the report says so (issue 20, item 5).
+#[test]
+fn an_api_error_in_a_wave_rolls_back_to_the_previous_release() {
+    let fake = FakeKube::start(1);
+    let dir = project(&fake, &lock_v1());
+    let first = deploy(dir.path(), &[]);
+    first.assert_code(0);
+    let good = json(&first)["release"].as_str().unwrap().to_owned();
+    // v2: new api and web images; web's apply (wave 3) is refused after api (wave 2) rolled out.
+    let mut lock = lock_v1();
+    lock[1].1 = digest(8);
+    lock[2].1 = digest(9);
+    write_lock(dir.path(), &lock);
+    fake.refuse_next_apply("deployments", "shop-cluster-dev-web");
+    let run = run_in(
+        dir.path(),
+        &["deploy", "--site", "cluster", "--stage", "dev"],
+    );
+    run.assert_code(1);
+    assert!(
+        run.stderr.contains(" to cluster/dev stopped: wave 3: ")
+            && run
+                .stderr
+                .contains("admission webhook \"policy.example\" denied the request")
+            && run.stderr.ends_with(&format!(
+                "; rolled back to release {good} (recreated: shop-cluster-dev-api)\n"
+            )),
+        "{}",
+        run.context()
+    );
+    let api = fake
+        .object("deployments", NS, "shop-cluster-dev-api")
+        .unwrap();
+    assert_eq!(
+        api["spec"]["template"]["spec"]["containers"][0]["image"],
+        format!("127.0.0.1:5000/shop/api@{}", digest(2))
+    );
+}
+
+#[test]
+fn a_stuck_rollout_fails_its_wave_and_rolls_back_to_the_previous_release() {
+    let fake = FakeKube::start(2);
+    let dir = project(&fake, &lock_v1());
+    let first = deploy(dir.path(), &[]);
+    first.assert_code(0);
+    let good = json(&first)["release"].as_str().unwrap().to_owned();
+
+    // A new api image whose rollout never completes.
+    let mut lock = lock_v1();
+    lock[1].1 = digest(9);
+    write_lock(dir.path(), &lock);
+    fake.stuck(&digest(9));
+    let before = fake.requests().len();
+    let run = run_in(
+        dir.path(),
+        &["deploy", "--site", "cluster", "--stage", "dev"],
+    );
+    run.assert_code(1);
+    assert!(
+        run.stderr.ends_with(&format!(
+            " to cluster/dev stopped: wave 2: shop-cluster-dev-api is not healthy: its rollout exceeded its progress deadline (60s): ReplicaSet \"shop-cluster-dev-api-7c9d\" has timed out progressing.; rolled back to release {good} (recreated: shop-cluster-dev-api)\n"
+        )),
+        "{}",
+        run.context()
+    );
+    // The new api was applied, never web or worker (wave 3); then the previous api again.
+    let requests = fake.requests()[before..].to_vec();
+    let api = [
+        "PATCH deployments/shop-cluster-dev-api",
+        "PATCH services/shop-cluster-dev-api",
+    ];
+    assert_eq!(changes(&requests), [api, api].concat());
+    let api = fake
+        .object("deployments", NS, "shop-cluster-dev-api")
+        .unwrap();
+    assert_eq!(
+        api["spec"]["template"]["spec"]["containers"][0]["image"],
+        format!("127.0.0.1:5000/shop/api@{}", digest(2))
+    );
+    // The restore is recorded; the stage's current release is the good one.
+    let run = run_in(
+        dir.path(),
+        &["releases", "--site", "cluster", "--format", "json"],
+    );
+    run.assert_code(0);
+    let doc = json(&run);
+    let dev = doc["stages"]["dev"].as_array().unwrap();
+    assert_eq!(dev.last().unwrap()["release"], good.as_str());
+    assert_eq!(dev.last().unwrap()["current"], true);
+}
+
+#[test]
+fn a_field_owned_by_another_manager_is_a_conflict_naming_both() {
+    let fake = FakeKube::start(1);
+    let dir = project(&fake, &lock_v1());
+    deploy(dir.path(), &[]).assert_code(0);
+    // Someone scales api by hand: their manager now owns .spec.replicas.
+    fake.update(
+        "deployments",
+        NS,
+        "shop-cluster-dev-api",
+        "kubectl-scale",
+        json!({"spec": {"replicas": 5}}),
+    );
+    let run = run_in(
+        dir.path(),
+        &["deploy", "--site", "cluster", "--stage", "dev"],
+    );
+    run.assert_code(1);
+    // A failure inside a wave, like any other (issue 20): the deploy says where it stopped and
+    // what it did about it (the stage's only release is the one being deployed).
+    assert!(
+        run.stderr.ends_with(
+            " to cluster/dev stopped: wave 2: Deployment shop-cluster-dev-api: server-side apply conflict: field .spec.replicas is owned by manager \"kubectl-scale\"; cookbook leaves fields other managers own alone (run with --force-conflicts to take them over); no earlier release of this stage to roll back to\n"
+        ),
+        "{}",
+        run.context()
+    );
+    assert_eq!(
+        fake.object("deployments", NS, "shop-cluster-dev-api")
+            .unwrap()["spec"]["replicas"],
+        5
+    );
+    // Forced: logged, applied with force=true, and the field is ours again.
+    let before = fake.requests().len();
+    let run = deploy(dir.path(), &["--force-conflicts"]);
+    run.assert_code(0);
+    assert_eq!(
+        run.stderr,
+        "warning: --force-conflicts: server-side apply takes over the fields other field managers own\n"
+    );
+    let requests = fake.requests();
+    let patches: Vec<&Recorded> = requests[before..]
+        .iter()
+        .filter(|r| r.method == "PATCH")
+        .collect();
+    assert!(!patches.is_empty());
+    assert!(
+        patches.iter().all(|r| r.query.contains("force=true")),
+        "{patches:?}"
+    );
+    let api = fake
+        .object("deployments", NS, "shop-cluster-dev-api")
+        .unwrap();
+    assert_eq!(api["spec"]["replicas"], 2);
+    let managers: Vec<&str> = api["metadata"]["managedFields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["manager"].as_str().unwrap())
+        .collect();
+    assert_eq!(managers, vec!["cookbook/cluster"]);
+}
+
+#[test]
+fn prune_removes_only_our_objects_of_containers_that_left() {
+    let fake = FakeKube::start(1);
+    let dir = project(&fake, &lock_v1());
+    deploy(dir.path(), &[]).assert_code(0);
+    // A hand-made Deployment and Service in the same namespace, without our labels.
+    fake.update(
+        "deployments",
+        NS,
+        "legacy",
+        "kubectl-create",
+        json!({"spec": {"replicas": 1}}),
+    );
+    fake.update(
+        "services",
+        NS,
+        "shop-cluster-dev-legacy",
+        "kubectl-create",
+        json!({"spec": {"ports": [{"port": 1}]}}),
+    );
+    // worker leaves the cookbook.
+    edit(dir.path(), |doc| {
+        doc["containers"].as_object_mut().unwrap().remove("worker");
+        doc["federation"]["sites"]["cluster"]["containers"] = json!(["web"]);
+    });
+    let before = fake.requests().len();
+    let run = deploy(dir.path(), &[]);
+    run.assert_code(0);
+    assert_eq!(
+        strings(&json(&run)["removed"]),
+        vec!["deployment/shop-cluster-dev-worker"]
+    );
+    assert_eq!(
+        changes(&fake.requests()[before..]),
+        vec!["DELETE deployments/shop-cluster-dev-worker"]
+    );
+    assert_eq!(
+        fake.names("deployments", NS),
+        vec![
+            "legacy",
+            "shop-cluster-dev-api",
+            "shop-cluster-dev-db",
+            "shop-cluster-dev-web"
+        ]
+    );
+    assert_eq!(
+        fake.names("services", NS),
+        vec![
+            "shop-cluster-dev-api",
+            "shop-cluster-dev-legacy",
+            "shop-cluster-dev-web"
+        ]
+    );
+}
+
+/// Checks YAML documents against Kubernetes' own OpenAPI schemas, strictly (no unknown field),
+/// with `kubernetes-validate` (PyPI), which scripts/test.sh installs. Without it the check is
+/// skipped with a note, or fails when the services are required (as under scripts/test.sh).
+fn kubernetes_validate(yaml: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("objects.yaml");
+    std::fs::write(&file, yaml).unwrap();
+    let out = match std::process::Command::new("kubernetes-validate")
+        .args(["--strict", "--quiet"])
+        .arg(&file)
+        .output()
+    {
+        Ok(out) => out,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let note = "kubernetes-validate is not installed (`pip install kubernetes-validate`)";
+            assert!(
+                std::env::var("COOKBOOK_REQUIRE_SERVICES").as_deref() != Ok("1"),
+                "required here: {note}"
+            );
+            eprintln!("SKIPPED the Kubernetes schema check: {note}");
+            return;
+        }
+        Err(e) => panic!("kubernetes-validate: {e}"),
+    };
+    assert!(
+        out.status.success(),
+        "kubernetes-validate refused the rendered objects:\n{}{}\n{yaml}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn render_is_byte_stable_and_parses_as_kubernetes_objects() {
+    let fake = FakeKube::start(1);
+    let dir = project(&fake, &lock_v1());
+    let args = ["render", "--site", "cluster", "--stage", "dev"];
+    let first = run_in(dir.path(), &args);
+    first.assert_code(0);
+    let second = run_in(dir.path(), &args);
+    assert_eq!(first.stdout, second.stdout);
+    // Every document is the k8s-openapi type its kind names, and nothing is lost in the round
+    // trip through it.
+    let mut kinds = Vec::new();
+    for doc in first.stdout.split("---\n").filter(|d| !d.is_empty()) {
+        let value: Value = yaml_serde::from_str(doc).unwrap();
+        let kind = value["kind"].as_str().unwrap().to_owned();
+        let back = match kind.as_str() {
+            "Namespace" => serde_json::to_value(yaml_serde::from_str::<Namespace>(doc).unwrap()),
+            "Deployment" => serde_json::to_value(yaml_serde::from_str::<Deployment>(doc).unwrap()),
+            "Service" => serde_json::to_value(yaml_serde::from_str::<Service>(doc).unwrap()),
+            other => panic!("unexpected kind {other}"),
+        }
+        .unwrap();
+        assert_eq!(back, value);
+        kinds.push(format!(
+            "{kind}/{}",
+            value["metadata"]["name"].as_str().unwrap()
+        ));
+    }
+    assert_eq!(
+        kinds,
+        vec![
+            "Namespace/shop",
+            "Deployment/shop-cluster-dev-db",
+            "Deployment/shop-cluster-dev-api",
+            "Service/shop-cluster-dev-api",
+            "Deployment/shop-cluster-dev-web",
+            "Service/shop-cluster-dev-web",
+            "Deployment/shop-cluster-dev-worker",
+        ]
+    );
+    kubernetes_validate(&first.stdout);
+    // JSON: a v1 List of the same objects.
+    let run = run_in(
+        dir.path(),
+        &[
+            "render", "--site", "cluster", "--stage", "dev", "--format", "json",
+        ],
+    );
+    run.assert_code(0);
+    assert_eq!(
+        run.stdout,
+        run_in(
+            dir.path(),
+            &["render", "--site", "cluster", "--stage", "dev", "--format", "json"]
+        )
+        .stdout
+    );
+    let list: Value = serde_json::from_str(&run.stdout).unwrap();
+    assert_eq!(list["kind"], "List");
+    let items = list["items"].as_array().unwrap();
+    assert_eq!(items.len(), 7);
+    let web: Service = serde_json::from_value(items[5].clone()).unwrap();
+    let port = &web.spec.unwrap().ports.unwrap()[0];
+    assert_eq!((port.port, port.protocol.as_deref()), (80, Some("TCP")));
+    // Rendering asks no cluster.
+    assert!(fake.requests().is_empty());
+}
+
+#[test]
+fn a_kubernetes_site_takes_the_same_commands_as_a_docker_site() {
+    let fake = FakeKube::start(1);
+    let dir = project(&fake, &lock_v1());
+    // migrate: already 1.1, nothing to change.
+    let run = run_in(dir.path(), &["migrate"]);
+    run.assert_code(0);
+    assert_eq!(
+        run.stdout,
+        std::fs::read_to_string(dir.path().join("cookbook.json")).unwrap()
+    );
+    run_in(dir.path(), &["validate"]).assert_code(0);
+    run_in(
+        dir.path(),
+        &["render", "--site", "cluster", "--stage", "dev"],
+    )
+    .assert_code(0);
+    let run = run_in(
+        dir.path(),
+        &["deploy", "--site", "cluster", "--stage", "dev"],
+    );
+    run.assert_code(0);
+    assert!(
+        run.stdout.starts_with("deployed release ")
+            && run
+                .stdout
+                .contains(" of shop to cluster/dev: 4 started, 0 unchanged, 0 removed\n"),
+        "{}",
+        run.stdout
+    );
+    // prod is manual: refused without an approval, as on Docker.
+    let run = run_in(
+        dir.path(),
+        &[
+            "promote", "--site", "cluster", "--from", "dev", "--to", "prod",
+        ],
+    );
+    run.assert_code(2);
+    assert!(
+        run.stderr.contains(
+            " of cluster/dev with `cookbook approve --stage prod --site cluster --release "
+        ),
+        "{}",
+        run.context()
+    );
+    run_in(dir.path(), &["approve", "--stage", "prod", "--by", "alice"]).assert_code(0);
+    run_in(
+        dir.path(),
+        &[
+            "promote", "--site", "cluster", "--from", "dev", "--to", "prod",
+        ],
+    )
+    .assert_code(0);
+    assert!(fake
+        .names("deployments", NS)
+        .contains(&"shop-cluster-prod-api".to_owned()));
+    // rollback to the dev release before the current one: there is none.
+    run_in(
+        dir.path(),
+        &["rollback", "--site", "cluster", "--stage", "dev"],
+    )
+    .assert_code(2);
+
+    // A 1.0 cookbook migrates to 1.1; with a Kubernetes site it validates and deploys.
+    let old = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(old.path().join("srv")).unwrap();
+    std::fs::copy(
+        dir.path().join("srv/index.html"),
+        old.path().join("srv/index.html"),
+    )
+    .unwrap();
+    let one_oh = json!({
+        "manifest_version": "1.0",
+        "project": { "name": "shop" },
+        "applications": { "site": { "source": "srv" } },
+        "containers": { "db": { "base_image": "cookbook-test/busybox:latest", "applications": ["site"] } },
+        "packaging": { "registry": "127.0.0.1:5000/shop" },
+        "federation": { "sites": { "cluster": { "containers": ["db"] } } }
+    });
+    std::fs::write(
+        old.path().join("cookbook.json"),
+        serde_json::to_string_pretty(&one_oh).unwrap(),
+    )
+    .unwrap();
+    run_in(old.path(), &["migrate", "--write"]).assert_code(0);
+    edit(old.path(), |doc| {
+        assert_eq!(doc["manifest_version"], "1.1");
+        doc["federation"]["sites"]["cluster"]["target"] =
+            json!({ "kubernetes": { "namespace": "legacy", "kubeconfig": "kube/config" } });
+        doc["lifecycle"] = json!({ "stages": ["dev"] });
+    });
+    std::fs::create_dir_all(old.path().join("kube")).unwrap();
+    std::fs::write(old.path().join("kube/config"), fake.kubeconfig("legacy")).unwrap();
+    write_lock(old.path(), &[("db", digest(5))]);
+    run_in(old.path(), &["validate"]).assert_code(0);
+    let run = run_in(
+        old.path(),
+        &["deploy", "--site", "cluster", "--stage", "dev"],
+    );
+    run.assert_code(0);
+    assert_eq!(
+        fake.names("deployments", "legacy"),
+        vec!["shop-cluster-dev-db"]
+    );
+}
+
+#[test]
+fn an_unreachable_cluster_and_a_bad_kubeconfig_are_reported() {
+    let fake = FakeKube::start(1);
+    let dir = project(&fake, &lock_v1());
+    let port = fake.addr.port();
+    drop(fake);
+    let run = run_in(
+        dir.path(),
+        &["deploy", "--site", "cluster", "--stage", "dev"],
+    );
+    run.assert_code(3);
+    assert!(
+        run.stderr.starts_with(&format!(
+            "error: cannot connect to the Kubernetes API at http://127.0.0.1:{port}/"
+        )),
+        "{}",
+        run.context()
+    );
+    std::fs::remove_file(dir.path().join("kubeconfig.yaml")).unwrap();
+    let run = run_in(
+        dir.path(),
+        &["deploy", "--site", "cluster", "--stage", "dev"],
+    );
+    run.assert_code(2);
+    assert!(
+        run.stderr
+            .starts_with("error: cannot use the Kubernetes configuration "),
+        "{}",
+        run.context()
+    );
+    // A name that cannot be a Kubernetes object's: refused by validation, located.
+    edit(dir.path(), |doc| {
+        doc["containers"]["web"]["depends_on"] = json!(["api", "db"]);
+        let web = doc["containers"]["web"].clone();
+        doc["containers"]["web_2"] = web;
+        doc["federation"]["sites"]["cluster"]["containers"] = json!(["web", "web_2", "worker"]);
+    });
+    let run = run_in(dir.path(), &["validate"]);
+    run.assert_code(2);
+    assert!(
+        run.stderr.contains("site `cluster` would name container `web_2`'s Kubernetes objects in stage `dev` \"shop-cluster-dev-web_2\", which is not a DNS-1123 label"),
+        "{}",
+        run.context()
+    );
+}
+
+#[test]
+fn the_shop_example_deploys_to_a_kubernetes_site_in_waves() {
+    let fake = FakeKube::start(2);
+    let dir = tempfile::tempdir().unwrap();
+    common::copy_example("shop", dir.path());
+    std::fs::write(dir.path().join("kubeconfig.yaml"), fake.kubeconfig(NS)).unwrap();
+    edit(dir.path(), |doc| {
+        doc["federation"]["sites"]["cluster"] = json!({
+            "type": "gcp",
+            "target": { "kubernetes": { "namespace": NS, "kubeconfig": "kubeconfig.yaml" } },
+            "stages": ["dev"],
+            "containers": ["web", "worker"]
+        });
+    });
+    write_lock(dir.path(), &lock_v1());
+    let run = deploy(dir.path(), &[]);
+    run.assert_code(0);
+    assert_eq!(
+        strings(&json(&run)["started"]),
+        vec![
+            "shop-cluster-dev-db",
+            "shop-cluster-dev-api",
+            "shop-cluster-dev-web",
+            "shop-cluster-dev-worker"
+        ]
+    );
+    let requests = fake.requests();
+    assert_eq!(
+        changes(&requests),
+        vec![
+            "PATCH deployments/shop-cluster-dev-db",
+            "PATCH deployments/shop-cluster-dev-api",
+            "PATCH deployments/shop-cluster-dev-web",
+            "PATCH deployments/shop-cluster-dev-worker",
+        ]
+    );
+    // db's rollout complete before api is applied, api's before web and worker.
+    for (done, next) in [
+        (
+            "shop-cluster-dev-db",
+            "PATCH deployments/shop-cluster-dev-api",
+        ),
+        (
+            "shop-cluster-dev-api",
+            "PATCH deployments/shop-cluster-dev-web",
+        ),
+    ] {
+        let get = format!("GET deployments/{done}");
+        let last = last_position(&requests, &get);
+        assert_eq!(requests[last].rollout.as_deref(), Some("complete"));
+        assert!(last < position(&requests, next));
+    }
+    let worker = fake
+        .object("deployments", NS, "shop-cluster-dev-worker")
+        .unwrap();
+    assert_eq!(
+        worker["spec"]["template"]["spec"]["containers"][0]["env"],
+        json!([{ "name": "WORKER_INTERVAL", "value": "5" }])
+    );
+    // Unchanged: nothing sent.
+    let before = fake.requests().len();
+    deploy(dir.path(), &[]).assert_code(0);
+    assert_eq!(changes(&fake.requests()[before..]), Vec::<String>::new());
+}
+
+/// Adds a second site, `edge`, to the fixture: the same cluster and namespace, dev only, running
+/// web (so db and api too).
+fn add_edge_site(dir: &Path) {
+    edit(dir, |doc| {
+        doc["federation"]["sites"]["edge"] = json!({
+            "type": "edge",
+            "target": { "kubernetes": { "namespace": NS, "kubeconfig": "kubeconfig.yaml" } },
+            "stages": ["dev"],
+            "containers": ["web"]
+        });
+    });
+}
+
+fn labels_of(object: &Value) -> (String, String) {
+    let labels = &object["metadata"]["labels"];
+    (
+        labels["io.cookbook.site"].as_str().unwrap().to_owned(),
+        labels["io.cookbook.container"].as_str().unwrap().to_owned(),
+    )
+}
+
+fn managers_of(object: &Value) -> Vec<String> {
+    object["metadata"]["managedFields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["manager"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[test]
+fn two_sites_sharing_a_namespace_each_keep_their_own_objects() {
+    let fake = FakeKube::start(1);
+    let dir = project(&fake, &lock_v1());
+    add_edge_site(dir.path());
+    deploy(dir.path(), &[]).assert_code(0);
+    let run = run_in(
+        dir.path(),
+        &[
+            "deploy", "--site", "edge", "--stage", "dev", "--format", "json",
+        ],
+    );
+    run.assert_code(0);
+    assert_eq!(
+        strings(&json(&run)["started"]),
+        vec!["shop-edge-dev-db", "shop-edge-dev-api", "shop-edge-dev-web"]
+    );
+    assert_eq!(
+        fake.names("deployments", NS),
+        vec![
+            "shop-cluster-dev-api",
+            "shop-cluster-dev-db",
+            "shop-cluster-dev-web",
+            "shop-cluster-dev-worker",
+            "shop-edge-dev-api",
+            "shop-edge-dev-db",
+            "shop-edge-dev-web",
+        ]
+    );
+    // Each object is its site's, by its labels and by the field manager that wrote it.
+    for site in ["cluster", "edge"] {
+        for c in ["db", "api", "web"] {
+            let name = format!("shop-{site}-dev-{c}");
+            let d = fake.object("deployments", NS, &name).unwrap();
+            assert_eq!(labels_of(&d), (site.to_owned(), c.to_owned()), "{name}");
+            assert_eq!(managers_of(&d), vec![format!("cookbook/{site}")], "{name}");
+        }
+        let s = fake
+            .object("services", NS, &format!("shop-{site}-dev-api"))
+            .unwrap();
+        assert_eq!(labels_of(&s).0, site);
+    }
+
+    // Neither deploy disturbs the other: each site's redeploy finds its objects unchanged.
+    for site in ["cluster", "edge"] {
+        let before = fake.requests().len();
+        let run = run_in(
+            dir.path(),
+            &[
+                "deploy", "--site", site, "--stage", "dev", "--format", "json",
+            ],
+        );
+        run.assert_code(0);
+        assert_eq!(
+            strings(&json(&run)["started"]),
+            Vec::<String>::new(),
+            "{site}"
+        );
+        assert_eq!(changes(&fake.requests()[before..]), Vec::<String>::new());
+    }
+
+    // cluster no longer runs web, so nor db and api... only cluster's objects are pruned.
+    edit(dir.path(), |doc| {
+        doc["federation"]["sites"]["cluster"]["containers"] = json!(["worker"]);
+    });
+    let before = fake.requests().len();
+    let run = deploy(dir.path(), &[]);
+    run.assert_code(0);
+    assert_eq!(
+        strings(&json(&run)["removed"]),
+        vec![
+            "deployment/shop-cluster-dev-web",
+            "service/shop-cluster-dev-web"
+        ]
+    );
+    assert_eq!(
+        changes(&fake.requests()[before..]),
+        vec![
+            "DELETE deployments/shop-cluster-dev-web",
+            "DELETE services/shop-cluster-dev-web"
+        ]
+    );
+    for c in ["db", "api", "web"] {
+        assert!(fake
+            .object("deployments", NS, &format!("shop-edge-dev-{c}"))
+            .is_some());
+    }
+    assert!(fake.object("services", NS, "shop-edge-dev-web").is_some());
+}
+
+#[test]
+fn an_object_with_our_name_but_not_our_labels_is_refused_not_taken_over() {
+    let fake = FakeKube::start(1);
+    let dir = project(&fake, &lock_v1());
+    fake.apply(
+        "namespaces",
+        "",
+        NS,
+        "kubectl-create",
+        json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS}}),
+    );
+    // Someone's own Deployment under the name cookbook would give api (with no field ours would
+    // set: server-side apply alone would merge into it without a conflict, as the version
+    // before this check did), and a Service labelled as another site's, written by that site's
+    // field manager.
+    fake.update(
+        "deployments",
+        NS,
+        "shop-cluster-dev-api",
+        "kubectl-create",
+        json!({"metadata": {"labels": {"app": "theirs"}}, "spec": {"paused": true}}),
+    );
+    fake.apply(
+        "services",
+        NS,
+        "shop-cluster-dev-web",
+        "cookbook/edge",
+        json!({"apiVersion": "v1", "kind": "Service",
+               "metadata": {"name": "shop-cluster-dev-web", "namespace": NS,
+                            "labels": {"io.cookbook.project": "shop", "io.cookbook.site": "edge",
+                                       "io.cookbook.stage": "dev", "io.cookbook.container": "web"}},
+               "spec": {"ports": [{"port": 81}]}}),
+    );
+    // What they wrote (the fake's GET fills a Deployment's status in: not theirs to compare).
+    let written = |resource: &str, name: &str| {
+        let o = fake.object(resource, NS, name).unwrap();
+        (o["metadata"].clone(), o["spec"].clone())
+    };
+    let theirs = (
+        written("deployments", "shop-cluster-dev-api"),
+        written("services", "shop-cluster-dev-web"),
+    );
+    let before = fake.requests().len();
+    let run = run_in(
+        dir.path(),
+        &["deploy", "--site", "cluster", "--stage", "dev"],
+    );
+    run.assert_code(1);
+    assert_eq!(
+        run.stderr,
+        "error: namespace `shop` has objects named as this site's that are not its own: \
+         Deployment shop-cluster-dev-api (no cookbook labels; field managers: kubectl-create); \
+         Service shop-cluster-dev-web (labelled io.cookbook.container=web, io.cookbook.project=shop, \
+         io.cookbook.site=edge, io.cookbook.stage=dev; field managers: cookbook/edge); cookbook \
+         applies over, replaces and deletes only objects carrying its project, site, stage and \
+         container labels (rename or remove them, or deploy this site to another namespace)\n",
+        "{}",
+        run.context()
+    );
+    // Nothing was sent, and both objects are as their owners left them.
+    assert_eq!(changes(&fake.requests()[before..]), Vec::<String>::new());
+    assert_eq!(
+        (
+            written("deployments", "shop-cluster-dev-api"),
+            written("services", "shop-cluster-dev-web"),
+        ),
+        theirs
+    );
+    // status says the Deployment of that name is not ours, rather than reporting it as api.
+    let run = run_in(
+        dir.path(),
+        &[
+            "status", "--site", "cluster", "--stage", "dev", "--format", "json",
+        ],
+    );
+    run.assert_code(0);
+    let doc = json(&run);
+    assert_eq!(doc["containers"][1]["name"], "shop-cluster-dev-api");
+    assert_eq!(doc["containers"][1]["state"], "foreign");
+    assert_eq!(doc["containers"][1]["running_digest"], Value::Null);
+    // Once they are gone, db's name is taken by an object of this very stage, but labelled as
+    // web's: this site's, yet not db's, so not applied over either.
+    assert!(fake.delete("deployments", NS, "shop-cluster-dev-api"));
+    assert!(fake.delete("services", NS, "shop-cluster-dev-web"));
+    fake.apply(
+        "deployments",
+        NS,
+        "shop-cluster-dev-db",
+        "cookbook/cluster",
+        json!({"apiVersion": "apps/v1", "kind": "Deployment",
+               "metadata": {"name": "shop-cluster-dev-db", "namespace": NS,
+                            "labels": {"io.cookbook.project": "shop", "io.cookbook.site": "cluster",
+                                       "io.cookbook.stage": "dev", "io.cookbook.container": "web"}},
+               "spec": {"paused": true}}),
+    );
+    let run = run_in(
+        dir.path(),
+        &["deploy", "--site", "cluster", "--stage", "dev"],
+    );
+    run.assert_code(1);
+    assert!(
+        run.stderr.starts_with(
+            "error: namespace `shop` has an object named as this site's that is not its own: \
+             Deployment shop-cluster-dev-db (labelled io.cookbook.container=web, "
+        ),
+        "{}",
+        run.context()
+    );
+    // Gone too, the deploy goes through.
+    assert!(fake.delete("deployments", NS, "shop-cluster-dev-db"));
+    deploy(dir.path(), &[]).assert_code(0);
+}
+
+#[test]
+fn a_service_is_pruned_when_its_container_stops_publishing_ports() {
+    let fake = FakeKube::start(1);
+    let dir = project(&fake, &lock_v1());
+    deploy(dir.path(), &[]).assert_code(0);
+    assert_eq!(
+        fake.names("services", NS),
+        vec!["shop-cluster-dev-api", "shop-cluster-dev-web"]
+    );
+    edit(dir.path(), |doc| {
+        doc["lifecycle"]["stage_config"]["dev"]["containers"]["web"]
+            .as_object_mut()
+            .unwrap()
+            .remove("ports");
+    });
+    let before = fake.requests().len();
+    let run = deploy(dir.path(), &[]);
+    run.assert_code(0);
+    let doc = json(&run);
+    assert_eq!(strings(&doc["started"]), vec!["shop-cluster-dev-web"]);
+    assert_eq!(
+        strings(&doc["removed"]),
+        vec!["service/shop-cluster-dev-web"]
+    );
+    // web's Deployment is re-applied without its ports, then its Service goes; api's stays.
+    assert_eq!(
+        changes(&fake.requests()[before..]),
+        vec![
+            "PATCH deployments/shop-cluster-dev-web",
+            "DELETE services/shop-cluster-dev-web"
+        ]
+    );
+    assert_eq!(fake.names("services", NS), vec!["shop-cluster-dev-api"]);
+    let web = fake
+        .object("deployments", NS, "shop-cluster-dev-web")
+        .unwrap();
+    assert_eq!(
+        web["spec"]["template"]["spec"]["containers"][0].get("ports"),
+        None
+    );
+    // The next deploy has nothing left to do.
+    let before = fake.requests().len();
+    deploy(dir.path(), &[]).assert_code(0);
+    assert_eq!(changes(&fake.requests()[before..]), Vec::<String>::new());
+}
+
+#[test]
+fn objects_deployed_under_the_names_without_the_site_are_ours_and_pruned() {
+    let fake = FakeKube::start(1);
+    let dir = project(&fake, &lock_v1());
+    // What the previous version applied: the same objects, named `<project>-<stage>-<container>`,
+    // with our labels, under the field manager `cookbook`.
+    let render = run_in(
+        dir.path(),
+        &[
+            "render", "--site", "cluster", "--stage", "dev", "--format", "json",
+        ],
+    );
+    render.assert_code(0);
+    let old = render.stdout.replace("shop-cluster-dev-", "shop-dev-");
+    let list: Value = serde_json::from_str(&old).unwrap();
+    for item in list["items"].as_array().unwrap() {
+        let (kind, name) = (
+            item["kind"].as_str().unwrap(),
+            item["metadata"]["name"].as_str().unwrap(),
+        );
+        match kind {
+            "Namespace" => fake.apply("namespaces", "", name, "cookbook", item.clone()),
+            "Deployment" => fake.apply("deployments", NS, name, "cookbook", item.clone()),
+            "Service" => fake.apply("services", NS, name, "cookbook", item.clone()),
+            other => panic!("{other}"),
+        }
+    }
+    let before = fake.requests().len();
+    let run = deploy(dir.path(), &[]);
+    run.assert_code(0);
+    let doc = json(&run);
+    assert_eq!(doc["started"].as_array().unwrap().len(), 4);
+    assert_eq!(
+        strings(&doc["removed"]),
+        vec![
+            "deployment/shop-dev-api",
+            "deployment/shop-dev-db",
+            "deployment/shop-dev-web",
+            "deployment/shop-dev-worker",
+            "service/shop-dev-api",
+            "service/shop-dev-web",
+        ]
+    );
+    // The old objects go only after the last wave of their successors is healthy.
+    let requests = fake.requests()[before..].to_vec();
+    let last_patch = requests.iter().rposition(|r| r.method == "PATCH").unwrap();
+    let first_delete = requests.iter().position(|r| r.method == "DELETE").unwrap();
+    assert!(last_patch < first_delete);
+    assert_eq!(
+        fake.names("deployments", NS),
+        vec![
+            "shop-cluster-dev-api",
+            "shop-cluster-dev-db",
+            "shop-cluster-dev-web",
+            "shop-cluster-dev-worker"
+        ]
+    );
+    assert_eq!(
+        fake.names("services", NS),
+        vec!["shop-cluster-dev-api", "shop-cluster-dev-web"]
+    );
+}

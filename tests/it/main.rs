@@ -1,0 +1,41 @@
+//! The integration tests: one binary, one module per area (it links the crate once, where one
+//! binary per file linked it 33 times). `common` holds the helpers they share, `fake_kube` the fake
+//! Kubernetes API server. `tests/registry_credentials.rs` stays a binary of its own: it sets
+//! process environment variables (DOCKER_CONFIG, PATH) that no other test may see.
+
+mod common;
+mod fake_kube;
+
+mod apply;
+mod approvals;
+mod assemble;
+mod cli;
+mod cli_ux;
+mod concurrency;
+mod context;
+mod deploy;
+mod deploy_shop;
+mod engine;
+mod exit_codes;
+mod fixtures;
+mod hashing;
+mod hostile_registry;
+mod import_graph;
+mod init;
+mod kubernetes;
+mod layouts;
+mod lock_input;
+mod migrate;
+mod normalize;
+mod paths;
+mod pinning;
+mod plan;
+mod published;
+mod readme;
+mod registry_tokens;
+mod reproducible;
+mod retag;
+mod robustness;
+mod sync;
+mod trust_lock;
+mod verify;
