@@ -30,7 +30,9 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use futures_util::stream::{self, StreamExt, TryStreamExt};
 
-use super::{blocking, lookup, parse_repo, policy_tags, ApplyError, Job};
+use super::dry_run::lookup;
+use super::{parse_repo, policy_tags, ApplyError, CacheSource, Job};
+use crate::build::blocking;
 use crate::engine::Engine;
 use crate::model::Name;
 use crate::registry::{RegistryClient, Repository};
@@ -41,7 +43,7 @@ use crate::state::lock::Lock;
 pub const CONCURRENT_CHECKS: usize = 16;
 
 /// Where a cached image was found and its (manifest digest, image id); `None`: to build.
-pub type Found = Option<(&'static str, (Option<String>, Option<String>))>;
+pub type Found = Option<(CacheSource, (Option<String>, Option<String>))>;
 
 /// Looks every container of the plan up by its content tag ([`lookup`]), concurrently; with
 /// `--trust-lock`, those the lock records as published are taken from it ([`trusted`]).
@@ -91,7 +93,7 @@ pub fn trusted(job: &Job<'_>, lock: Option<&Lock>) -> BTreeMap<Name, Found> {
             Some((
                 name.clone(),
                 Some((
-                    "lock",
+                    CacheSource::Lock,
                     (
                         Some(digest),
                         entry.image_id.as_ref().map(ToString::to_string),

@@ -37,7 +37,8 @@ use std::path::Path;
 
 use futures_util::stream::{self, StreamExt};
 
-use super::{blocking, Event, Reporter};
+use super::{Event, Reporter};
+use crate::build::blocking;
 use crate::engine::{Engine, EngineError, ImageInfo};
 use crate::graph::Plan;
 use crate::hash::{BasePin, BasePins, PinSource};
@@ -193,7 +194,10 @@ pub async fn resolve<E: Engine>(
     reference: &WrittenReference,
     containers: &[Name],
 ) -> Result<BasePin, PinError> {
-    let containers = names(containers);
+    let base = Base {
+        reference,
+        containers: names(containers),
+    };
     let parsed = reference.reference();
     if let Some(digest) = parsed.digest() {
         return Ok(BasePin {
@@ -207,36 +211,19 @@ pub async fn resolve<E: Engine>(
             .await
             .map_err(|source| PinError::Engine {
                 reference: reference.to_string(),
-                containers: containers.clone(),
+                containers: base.containers.clone(),
                 source,
             })?,
         None => None,
-    };
-    // What the lock records must be what it reads back: a sha256 digest (see `state::lock`).
-    let sha256 = |found: &str| {
-        Digest::parse(found)
-            .ok()
-            .filter(|d| d.as_str().starts_with("sha256:"))
-    };
-    let not_sha256 = |origin: &'static str, found: &str| PinError::NotSha256 {
-        reference: reference.to_string(),
-        containers: containers.clone(),
-        origin,
-        found: found.to_owned(),
-    };
-    let engine_pin = |id: &str| {
-        sha256(id).map(|digest| BasePin {
-            digest,
-            source: PinSource::Engine,
-        })
     };
     if let Some(info) = &local {
         // Never pushed to nor pulled from its own repository: the engine is the only place this
         // reference names it. (Pushed elsewhere — another repository, a mirror — it has repo
         // digests, but none of them says what the reference's registry has under this tag.)
         if !came_from(info, parsed.repository()) {
-            let id = info.id.as_str();
-            return engine_pin(id).ok_or_else(|| not_sha256("the local engine", id));
+            return base
+                .pin(info.id.as_str(), PinSource::Engine)
+                .map_err(|e| *e);
         }
     }
     let found = registry
@@ -244,31 +231,58 @@ pub async fn resolve<E: Engine>(
         .await
         .map_err(|source| PinError::Registry {
             reference: reference.to_string(),
-            containers: containers.clone(),
+            containers: base.containers.clone(),
             source,
         })?;
+    let registry_host = || parsed.repository().registry().to_owned();
     match (found, local) {
-        (Some(digest), _) => match sha256(digest.as_str()) {
-            Some(digest) => Ok(BasePin {
-                digest,
-                source: PinSource::Registry,
-            }),
-            None => Err(not_sha256("its registry", digest.as_str())),
-        },
-        (None, Some(info)) => {
-            let id = info.id.as_str();
-            engine_pin(id).ok_or_else(|| not_sha256("the local engine", id))
-        }
+        (Some(digest), _) => base
+            .pin(digest.as_str(), PinSource::Registry)
+            .map_err(|e| *e),
+        (None, Some(info)) => base
+            .pin(info.id.as_str(), PinSource::Engine)
+            .map_err(|e| *e),
         (None, None) if engine.is_none() => Err(PinError::NoEngine {
             reference: reference.to_string(),
-            containers,
-            registry: parsed.repository().registry().to_owned(),
+            containers: base.containers,
+            registry: registry_host(),
         }),
         (None, None) => Err(PinError::NotFound {
             reference: reference.to_string(),
-            containers,
-            registry: parsed.repository().registry().to_owned(),
+            containers: base.containers,
+            registry: registry_host(),
         }),
+    }
+}
+
+/// The base being resolved, as its errors name it: the reference and the containers on it.
+struct Base<'r> {
+    reference: &'r WrittenReference,
+    containers: String,
+}
+
+impl Base<'_> {
+    /// `found` (an engine's image id, a registry's manifest digest) as the pin, if it is a
+    /// sha256 digest: what the lock records must be what it reads back (see `state::lock`);
+    /// else the error naming it.
+    fn pin(&self, found: &str, source: PinSource) -> Result<BasePin, Box<PinError>> {
+        Digest::parse(found)
+            .ok()
+            .filter(|d| d.as_str().starts_with("sha256:"))
+            .map(|digest| BasePin { digest, source })
+            .ok_or_else(|| Box::new(self.not_sha256(found, source)))
+    }
+
+    fn not_sha256(&self, found: &str, source: PinSource) -> PinError {
+        PinError::NotSha256 {
+            reference: self.reference.to_string(),
+            containers: self.containers.clone(),
+            origin: match source {
+                PinSource::Registry => "its registry",
+                _ => "the local engine",
+            },
+            found: found.to_owned(),
+        }
     }
 }
 
@@ -322,12 +336,39 @@ pub async fn pin_plan<E: Engine>(
             &own_client
         }
     };
-    type Resolved<'r> = (
-        &'r WrittenReference,
-        Option<BasePin>,
-        Option<Result<BasePin, PinError>>,
-    );
-    let results: Vec<Resolved<'_>> = stream::iter(bases.iter())
+    let results = resolve_all(engine, registry, &bases, &locked, renew).await;
+    let mut report = sort_out(results, &locked, &bases).map_err(|e| *e)?;
+    report.moved.sort_by(|a, b| a.reference.cmp(&b.reference));
+    announce(&report, reporter);
+    if write && !report.pinned.is_empty() {
+        let new: BasePins = report
+            .pinned
+            .iter()
+            .map(|(r, (_, p))| (r.clone(), p.clone()))
+            .collect();
+        let (path, project) = (lock_path.to_path_buf(), cookbook.project.name.clone());
+        blocking(move || lockfile::record_pins(&path, &project, &new)).await?;
+    }
+    Ok(report)
+}
+
+/// A base of the plan: its pin in the lock (unless renewed), and what it resolves to now (`None`:
+/// it cannot be asked, an engine's image without an engine).
+type Resolved<'r> = (
+    &'r WrittenReference,
+    Option<BasePin>,
+    Option<Result<BasePin, PinError>>,
+);
+
+/// Resolves every external base at once (a handful of requests in flight).
+async fn resolve_all<'r, E: Engine>(
+    engine: Option<&E>,
+    registry: &RegistryClient,
+    bases: &'r BTreeMap<&'r WrittenReference, Vec<Name>>,
+    locked: &BasePins,
+    renew: &BTreeSet<String>,
+) -> Vec<Resolved<'r>> {
+    stream::iter(bases.iter())
         .map(|(reference, containers)| {
             let pinned = locked
                 .get(*reference)
@@ -348,7 +389,16 @@ pub async fn pin_plan<E: Engine>(
         })
         .buffer_unordered(CONCURRENT)
         .collect()
-        .await;
+        .await
+}
+
+/// What the resolutions come to: pins kept (a move or a failed check is a note), new pins, and
+/// the first base that could not be pinned at all (boxed: it is large, and rare).
+fn sort_out(
+    results: Vec<Resolved<'_>>,
+    locked: &BasePins,
+    bases: &BTreeMap<&WrittenReference, Vec<Name>>,
+) -> Result<PinReport, Box<PinError>> {
     let mut report = PinReport::default();
     for (reference, pinned, now) in results {
         let Some(now) = now else {
@@ -384,10 +434,14 @@ pub async fn pin_plan<E: Engine>(
                     .pinned
                     .insert(reference.clone(), (locked.get(reference).cloned(), now));
             }
-            (None, Err(e)) => return Err(e),
+            (None, Err(e)) => return Err(Box::new(e)),
         }
     }
-    report.moved.sort_by(|a, b| a.reference.cmp(&b.reference));
+    Ok(report)
+}
+
+/// Tells `reporter` what the pin step found: new pins, moves, unchecked bases.
+fn announce(report: &PinReport, reporter: &dyn Reporter) {
     for (reference, (before, pin)) in &report.pinned {
         reporter.event(Event::BasePinned {
             reference: reference.as_str(),
@@ -404,16 +458,6 @@ pub async fn pin_plan<E: Engine>(
             why,
         });
     }
-    if write && !report.pinned.is_empty() {
-        let new: BasePins = report
-            .pinned
-            .iter()
-            .map(|(r, (_, p))| (r.clone(), p.clone()))
-            .collect();
-        let (path, project) = (lock_path.to_path_buf(), cookbook.project.name.clone());
-        blocking(move || lockfile::record_pins(&path, &project, &new)).await?;
-    }
-    Ok(report)
 }
 
 #[cfg(test)]

@@ -8,7 +8,8 @@
 //! The summary is printed whatever the run came to: success, failed containers, a failure of
 //! the whole run (it still lists what was built, pushed and tagged before it), or a cancellation
 //! by SIGINT/SIGTERM, which this module turns into the library's cancellation token (exit 130 or
-//! 143, see `crate::error`).
+//! 143, see `crate::error`). The flow itself is `crate::ops::apply`; its summary is the JSON
+//! document.
 
 use std::io::{IsTerminal, Write};
 use std::path::Path;
@@ -18,15 +19,11 @@ use std::time::Duration;
 use clap::Args;
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 
-use tokio_util::sync::CancellationToken;
-
 use super::interrupt::Interrupt;
-use super::{base_dir, containers_named, load_reporting, site_plan, Format};
-use crate::apply::{self, ApplyFailure, Event, Options, Outcome, Report, Reporter};
+use super::{locate, output, Format};
 use crate::error::Error;
-use crate::load::Loaded;
-use crate::model::Name;
-use crate::state;
+use crate::ops::apply::{ApplyOptions, ApplySummary, DryRunReport, Event, Name, Reporter};
+use crate::ops::{CookbookFile, Workspace};
 
 /// `apply --help`'s exit codes: the common ones (`crate::error`) and the two of a cancelled run.
 pub const APPLY_HELP: &str = "Exit codes:
@@ -221,30 +218,11 @@ impl Reporter for Live {
     }
 }
 
-/// `result` is `ok`, `failed` (a container failed), `error` (the whole run failed: `error` says
-/// why) or `cancelled` (a signal stopped it).
-fn summary_json(report: &Report, error: Option<&Error>) -> String {
-    let result = match (error, report.cancelled, report.ok()) {
-        (Some(_), _, _) => "error",
-        (None, true, _) => "cancelled",
-        (None, false, true) => "ok",
-        (None, false, false) => "failed",
-    };
-    let mut doc = serde_json::json!({
-        "result": result,
-        "built": report.count(|o| matches!(o, Outcome::Built { .. })),
-        "cached": report.count(|o| matches!(o, Outcome::Cached { .. })),
-        "failed": report.count(|o| matches!(o, Outcome::Failed { .. })),
-        "skipped": report.count(|o| matches!(o, Outcome::Skipped { .. })),
-        "cancelled": report.count(|o| matches!(o, Outcome::Cancelled { .. })),
-        "needs_engine": report.count(|o| matches!(o, Outcome::NeedsEngine { .. })),
-        "lock_changed": report.lock_changed,
-        "containers": report.containers,
-    });
-    if let Some(e) = error {
-        doc["error"] = serde_json::Value::String(e.to_string());
-    }
-    let mut s = serde_json::to_string_pretty(&doc).expect("JSON");
+/// A report as a JSON document. Through `serde_json::Value`, whose objects keep their keys
+/// sorted: the documents' key order is the one they always had.
+pub(super) fn json<T: serde::Serialize>(report: &T) -> String {
+    let value = serde_json::to_value(report).expect("reports serialize");
+    let mut s = serde_json::to_string_pretty(&value).expect("JSON");
     s.push('\n');
     s
 }
@@ -263,102 +241,24 @@ fn plain_reporter(verbose: bool, quiet: bool) -> Plain {
     }
 }
 
-fn default_jobs() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| n.get())
-}
-
-/// Fingerprints `plan` and applies it; the shared core of `cookbook apply` and `sync --apply`.
-/// The outer `Err` is a failure before the run started; the inner one the run's own, with its
-/// partial report.
-fn apply_plan(
-    file: &Path,
-    cookbook: &crate::model::Cookbook,
-    plan: &crate::graph::Plan,
-    options: Options,
-    reporter: &dyn Reporter,
-    cancel: CancellationToken,
-) -> Result<Result<Report, ApplyFailure>, Error> {
-    let state_dir = state::dir_for(file);
-    let job = apply::Job {
-        cookbook,
-        plan,
-        // Computed once the bases are pinned (`fingerprinter`).
-        fingerprints: Default::default(),
-        cookbook_file: file,
-        state_dir: &state_dir,
-        options,
-        cancel,
-    };
-    Ok(apply::apply_with_docker(
-        job,
-        &fingerprinter(file, cookbook, plan),
-        reporter,
-    )?)
-}
-
-/// Fingerprints `plan` under the current hash version with the pins the run resolved.
-fn fingerprinter<'f>(
-    file: &'f Path,
-    cookbook: &'f crate::model::Cookbook,
-    plan: &'f crate::graph::Plan,
-) -> impl Fn(
-    &crate::hash::BasePins,
-) -> Result<std::collections::BTreeMap<Name, crate::hash::Fingerprint>, apply::ApplyError>
-       + 'f {
-    move |pins| {
-        crate::load::fingerprints(file, cookbook, plan, crate::hash::Pinning::current(pins))
-            .map_err(apply::ApplyError::from)
-    }
-}
-
-/// Prints the summary of what the run did (also after a failure of the whole run) and turns
-/// the run's end into the command's result.
-fn finish(
-    result: Result<Report, ApplyFailure>,
-    interrupt: &Interrupt,
-    json: Option<&mut dyn Write>,
-    err: &mut dyn Write,
-) -> Result<(), Error> {
-    let (report, error) = match result {
-        Ok(report) => (report, None),
-        Err(ApplyFailure { report, error }) => (report, Some(Error::Apply(error))),
-    };
-    if let Some(out) = json {
-        let _ = out.write_all(summary_json(&report, error.as_ref()).as_bytes());
-    }
-    let _ = writeln!(err, "{}", summary_line(&report));
-    if let Some(e) = error {
-        return Err(e);
-    }
-    if report.cancelled {
-        return Err(interrupt.error().unwrap_or(Error::Interrupted {
-            signal: "a cancellation",
-            code: crate::error::EXIT_SIGINT,
-        }));
-    }
-    outcome(&report)
-}
-
-fn summary_line(report: &Report) -> String {
-    let cancelled = report.count(|o| matches!(o, Outcome::Cancelled { .. }));
-    let needs_engine = report.count(|o| matches!(o, Outcome::NeedsEngine { .. }));
+fn summary_line(summary: &ApplySummary) -> String {
     format!(
         "apply: {} built, {} cached, {} failed, {} skipped{}{}{}",
-        report.count(|o| matches!(o, Outcome::Built { .. })),
-        report.count(|o| matches!(o, Outcome::Cached { .. })),
-        report.count(|o| matches!(o, Outcome::Failed { .. })),
-        report.count(|o| matches!(o, Outcome::Skipped { .. })),
-        if cancelled > 0 {
-            format!(", {cancelled} cancelled")
+        summary.built,
+        summary.cached,
+        summary.failed,
+        summary.skipped,
+        if summary.cancelled > 0 {
+            format!(", {} cancelled", summary.cancelled)
         } else {
             String::new()
         },
-        if needs_engine > 0 {
-            format!(", {needs_engine} not built (no engine)")
+        if summary.needs_engine > 0 {
+            format!(", {} not built (no engine)", summary.needs_engine)
         } else {
             String::new()
         },
-        if report.lock_changed {
+        if summary.lock_changed {
             "; cookbook.lock updated"
         } else {
             ""
@@ -366,55 +266,15 @@ fn summary_line(report: &Report) -> String {
     )
 }
 
-/// 0 when every container is built or cached; 1 when one failed; 3 when none failed but some
-/// were not built for want of an engine (an unreachable service: running again with one helps).
-fn outcome(report: &Report) -> Result<(), Error> {
-    if report.ok() {
-        return Ok(());
-    }
-    let failed = report.count(|o| matches!(o, Outcome::Failed { .. }));
-    let without_engine: Vec<&str> = report
-        .containers
-        .iter()
-        .filter(|(_, c)| matches!(c.outcome, Outcome::NeedsEngine { .. }))
-        .map(|(name, _)| name.as_str())
-        .collect();
-    if failed == 0 && !without_engine.is_empty() {
-        return Err(Error::Apply(apply::ApplyError::EngineNeeded {
-            containers: without_engine.join(", "),
-        }));
-    }
-    Err(Error::Failed(format!("{failed} container(s) failed")))
-}
-
-/// The plan `apply` acts on: the whole cookbook's, a site's portion, and within it the named
-/// containers with everything they need (the lock merge keeps the other containers' entries).
-fn selected_plan(
-    cookbook: &crate::model::Cookbook,
-    plan: &crate::graph::Plan,
-    args: &ApplyArgs,
-) -> Result<crate::graph::Plan, Error> {
-    let plan = site_plan(cookbook, plan, args.site.as_deref())?;
-    let wanted = containers_named(cookbook, &args.containers)?;
-    if wanted.is_empty() {
-        return Ok(plan);
-    }
-    if let (Some(site), Some(outside)) = (
-        args.site.as_deref(),
-        wanted.iter().find(|n| !plan.order().any(|m| m == *n)),
-    ) {
-        return Err(Error::Usage {
-            message: format!("container `{outside}` is not part of site `{site}`"),
-            help: Some(format!(
-                "site `{site}` applies: {}",
-                plan.order()
-                    .map(Name::as_str)
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )),
-        });
-    }
-    Ok(plan.restrict(&wanted))
+/// Opens the cookbook `file` (standard input's stand-in included), its warnings on `err`.
+pub(super) fn workspace_reporting(
+    file: CookbookFile,
+    err: &mut dyn Write,
+) -> Result<Workspace, Error> {
+    let label = file.label.clone();
+    let ws = Workspace::open(file)?;
+    output::warnings(&label, &ws.warnings, err);
+    Ok(ws)
 }
 
 pub fn run(
@@ -424,25 +284,30 @@ pub fn run(
     out: &mut dyn Write,
     err: &mut dyn Write,
 ) -> Result<(), Error> {
-    // Opening the repository starts libgit2, whose TLS library reads the whole CA bundle: ~6 ms
-    // of a no-op apply, spent while the cookbook loads instead of after.
+    let cookbook = locate::cookbook_file(file.to_path_buf());
+    // Found while the cookbook loads (see `ops::apply::checkout_revision`).
     let revision = {
-        let dir = base_dir(file).to_path_buf();
-        std::thread::spawn(move || crate::git::head_commit(&dir))
+        let dir = cookbook.base_dir().to_path_buf();
+        std::thread::spawn(move || crate::ops::apply::checkout_revision(&dir))
     };
-    let Loaded { cookbook, plan, .. } = load_reporting(file, err)?;
-    let plan = selected_plan(&cookbook, &plan, args)?;
-    let options = Options {
-        jobs: args.jobs.unwrap_or_else(default_jobs),
+    let ws = workspace_reporting(cookbook, err)?;
+    let opts = ApplyOptions {
+        containers: args.containers.clone(),
+        site: args.site.clone(),
+        jobs: args.jobs,
         push: !args.no_push,
         keep_going: args.keep_going,
+        trust_lock: args.trust_lock,
         revision: revision
             .join()
             .unwrap_or_else(|e| std::panic::resume_unwind(e)),
-        trust_lock: args.trust_lock,
     };
     if args.dry_run {
-        return dry_run(file, &cookbook, &plan, options, args.format, out, err);
+        // What the run would pin, and bases that moved, on stderr.
+        let notes = DryRunNotes(plain_reporter(false, false));
+        let report = crate::ops::apply::dry_run(&ws, &opts, &notes)?;
+        print_dry_run(&report, args.format, out, err);
+        return Ok(());
     }
     let ci = std::env::var("CI").is_ok_and(|v| v == "true" || v == "1");
     let live = args.format == Format::Text
@@ -459,81 +324,43 @@ pub fn run(
         Box::new(plain_reporter(args.verbose, quiet))
     };
     let interrupt = Interrupt::install()?;
-    let result = apply_plan(
-        file,
-        &cookbook,
-        &plan,
-        options,
-        reporter.as_ref(),
-        interrupt.token(),
-    )?;
-    let json = (args.format == Format::Json).then_some(out);
-    finish(result, &interrupt, json, err)
+    let summary = crate::ops::apply::apply(&ws, &opts, reporter.as_ref(), interrupt.token())?;
+    if args.format == Format::Json {
+        let _ = out.write_all(json(&summary).as_bytes());
+    }
+    let _ = writeln!(err, "{}", summary_line(&summary));
+    summary.into_result(interrupt.error())
 }
 
-/// `apply --dry-run`: the library's [`apply::dry_run`], printed. Text: one line per container
-/// (`cached` with where it was found, or `build` with what would be pushed), one `tag` line per
-/// mutable tag that would move, and a count on stderr; JSON: one document.
-fn dry_run(
-    file: &Path,
-    cookbook: &crate::model::Cookbook,
-    plan: &crate::graph::Plan,
-    options: Options,
-    format: Format,
-    out: &mut dyn Write,
-    err: &mut dyn Write,
-) -> Result<(), Error> {
-    let state_dir = state::dir_for(file);
-    let job = apply::Job {
-        cookbook,
-        plan,
-        fingerprints: Default::default(),
-        cookbook_file: file,
-        state_dir: &state_dir,
-        options,
-        cancel: CancellationToken::new(),
-    };
-    // What the run would pin, and bases that moved, on stderr.
-    let notes = DryRunNotes(plain_reporter(false, false));
-    let planned = apply::dry_run_with_docker(job, &fingerprinter(file, cookbook, plan), &notes)?;
-    let build = planned
-        .values()
-        .filter(|p| p.action == apply::Action::Build)
-        .count();
-    let cached = planned.len() - build;
-    match format {
-        Format::Json => {
-            let doc = serde_json::json!({
-                "result": "dry_run",
-                "build": build,
-                "cached": cached,
-                "containers": planned,
-            });
-            let _ = writeln!(out, "{}", serde_json::to_string_pretty(&doc).expect("JSON"));
-        }
-        Format::Text => {
-            let width = planned.keys().map(|n| n.as_str().len()).max().unwrap_or(0);
-            for (name, p) in &planned {
-                let what = match (p.action, p.source, &p.push) {
-                    (apply::Action::Cached, Some(source), _) => {
-                        format!("cached  {name:<width$}  {} (in the {source})", p.image)
-                    }
-                    (_, _, Some(push)) => format!("build   {name:<width$}  {push} (push)"),
-                    _ => format!("build   {name:<width$}  {}", p.image),
-                };
-                let _ = writeln!(out, "{what}");
-                for tag in &p.tags {
-                    let _ = writeln!(out, "tag     {name:<width$}  {tag}");
-                }
+/// `apply --dry-run`'s report. Text: one line per container (`cached` with where it was found,
+/// or `build` with what would be pushed), one `tag` line per mutable tag that would move, and a
+/// count on stderr; JSON: one document.
+fn print_dry_run(report: &DryRunReport, format: Format, out: &mut dyn Write, err: &mut dyn Write) {
+    use crate::ops::apply::Action;
+    if format == Format::Json {
+        let _ = out.write_all(json(report).as_bytes());
+        return;
+    }
+    let planned = &report.containers;
+    let width = planned.keys().map(|n| n.as_str().len()).max().unwrap_or(0);
+    for (name, p) in planned {
+        let what = match (p.action, p.source, &p.push) {
+            (Action::Cached, Some(source), _) => {
+                format!("cached  {name:<width$}  {} (in the {source})", p.image)
             }
-            let _ = writeln!(
-                err,
-                "apply --dry-run: {build} to build, {cached} cached; nothing was built, \
-                 pushed or tagged"
-            );
+            (_, _, Some(push)) => format!("build   {name:<width$}  {push} (push)"),
+            _ => format!("build   {name:<width$}  {}", p.image),
+        };
+        let _ = writeln!(out, "{what}");
+        for tag in &p.tags {
+            let _ = writeln!(out, "tag     {name:<width$}  {tag}");
         }
     }
-    Ok(())
+    let _ = writeln!(
+        err,
+        "apply --dry-run: {} to build, {} cached; nothing was built, pushed or tagged",
+        report.build, report.cached
+    );
 }
 
 /// The pin step's lines for `apply --dry-run`, which records nothing: "would pin".
@@ -556,39 +383,28 @@ impl Reporter for DryRunNotes {
     }
 }
 
-/// `cookbook sync --apply`: applies a taken revision's portion with the same engine, pushing to
-/// the cookbook's registry. The revision counts as applied only when every container succeeded.
-/// The sync's signal handling cancels a running apply through `interrupt`.
+/// `cookbook sync --apply`'s apply step (`ops::apply::SyncApplier`), printing as `apply` does
+/// without a terminal: progress lines, then each apply's summary line. The sync's signal
+/// handling cancels a running apply through `interrupt`.
 pub struct SyncApplier<'a> {
     pub interrupt: &'a Interrupt,
 }
 
-impl crate::sync::Applier for SyncApplier<'_> {
+impl crate::ops::apply::Applier for SyncApplier<'_> {
     fn apply(
         &mut self,
-        request: &crate::sync::ApplyRequest<'_>,
-    ) -> Result<(), crate::sync::ApplierError> {
-        let options = Options {
-            jobs: default_jobs(),
-            push: true,
-            keep_going: false,
-            trust_lock: false,
-            revision: Some(request.commit.to_owned()),
-        };
+        request: &crate::ops::apply::ApplyRequest<'_>,
+    ) -> Result<(), crate::ops::apply::ApplierError> {
         let reporter = plain_reporter(false, false);
-        let result = apply_plan(
-            request.cookbook_file,
-            request.cookbook,
-            request.plan,
-            options,
-            &reporter,
-            self.interrupt.token(),
-        )?;
         // The summary goes where the progress lines went.
-        let mut summary = Vec::new();
-        let result = finish(result, self.interrupt, None, &mut summary);
-        reporter.line(String::from_utf8_lossy(&summary).trim_end());
-        result?;
-        Ok(())
+        let finished = |summary: &ApplySummary| reporter.line(&summary_line(summary));
+        let interrupted = || self.interrupt.error();
+        crate::ops::apply::SyncApplier {
+            cancel: self.interrupt.token(),
+            reporter: &reporter,
+            finished: &finished,
+            interrupted: &interrupted,
+        }
+        .apply(request)
     }
 }

@@ -1,8 +1,7 @@
-//! TEMPORARY: the library helpers `apply`, `verify`, `update`, `deploy` and `sync` still call,
+//! TEMPORARY: the library helpers `deploy` and `sync` still call,
 //! until they open an `ops::Workspace` as the rest of the command line does. Removed when they
 //! are converted (issue 21's merge); nothing new may call them.
 
-use std::io::Write;
 use std::path::Path;
 
 use crate::error::Error;
@@ -23,13 +22,6 @@ pub fn load_labelled_as(path: &Path, label: String, dir: Option<&str>) -> Result
         ..super::locate::cookbook_file(path.to_path_buf())
     }
     .load_as(dir)
-}
-
-/// Reads and checks a cookbook file, and prints its warnings to `err`.
-pub(super) fn load_reporting(path: &Path, err: &mut dyn Write) -> Result<Loaded, Error> {
-    let loaded = load(path)?;
-    super::output::warnings(&super::locate::display_name(path), &loaded.warnings, err);
-    Ok(loaded)
 }
 
 /// The directory the cookbook's relative paths start from.

@@ -28,8 +28,7 @@ mod update;
 mod verify;
 
 pub use args::{Cli, ColorChoice, Command, CookbookArg, Format, PlanFormat};
-// Removed when apply, verify, update, deploy and sync open an `ops::Workspace` (see `legacy`).
-use legacy::load_reporting;
+// Removed when deploy and sync open an `ops::Workspace` (see `legacy`).
 pub use legacy::{
     base_dir, containers_named, fingerprints_pinned, load, load_labelled_as, site_plan,
 };

@@ -10,6 +10,7 @@
 //! pins and state directory beside it. Async work runs on the one process-wide runtime,
 //! [`runtime`].
 
+pub mod apply;
 pub mod clean;
 pub mod deploy;
 pub mod diff;
@@ -18,6 +19,8 @@ pub mod inspect;
 pub mod migrate;
 pub mod report;
 pub mod sync;
+pub mod update;
+pub mod verify;
 mod workspace;
 
 /// The largest cookbook read, in bytes (standard input is read up to it, and refused past it).

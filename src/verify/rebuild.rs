@@ -3,10 +3,11 @@
 //! mismatch names the first differing layer and, inside it, the first differing paths.
 //!
 //! Pipeline position: after [`super::compare`] (only a container whose input hash matches the
-//! lock is rebuilt: other sources cannot give the locked image), through the same edges as
-//! `apply`: the engine builds (without its build cache, else the first build would only be
-//! shown again), [`crate::apply::publish`] exports and normalizes. The rebuilt image gets no
-//! name and is removed from the engine afterwards; nothing is pushed and the lock is not written.
+//! lock is rebuilt: other sources cannot give the locked image), built as `apply` builds it,
+//! through [`crate::build`] (the same request, labels, assembly and normalization; this module
+//! imports nothing of `apply`): the engine builds without its build cache (else the first build
+//! would only be shown again). The rebuilt image gets no name and is removed from the engine
+//! afterwards; nothing is pushed and the lock is not written.
 //!
 //! The locked image to compare with: a published entry's manifest (by its locked digest) and
 //! blobs from the registry, streamed into an OCI layout; an entry applied with `--no-push` is
@@ -20,13 +21,13 @@ use std::path::Path;
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::apply::{self, assemble, publish};
+use crate::build::{self, assemble, BuildError, Normalized};
 use crate::context::dockerfile::local_image;
-use crate::engine::{BuildRequest, Engine, EngineError};
+use crate::engine::{Engine, EngineError};
 use crate::graph::Plan;
 use crate::hash::Fingerprint;
 use crate::image::{self, EntryAspect, ImageDifference, NormalizedImage};
-use crate::model::{ContainerKind, Cookbook, Name};
+use crate::model::{Cookbook, Name};
 use crate::registry::{Digest, RegistryClient, RegistryError};
 use crate::state::lock::{Lock, LockedImage};
 
@@ -246,37 +247,45 @@ fn aspect(a: &EntryAspect) -> String {
     }
 }
 
+/// What `--rebuild` compares: the cookbook, its plan and fingerprints, and the lock.
+pub struct Subject<'a> {
+    pub cookbook: &'a Cookbook,
+    pub plan: &'a Plan,
+    pub fingerprints: &'a BTreeMap<Name, Fingerprint>,
+    pub lock: &'a Lock,
+    /// The commit checked out (the revision label of an image the lock's labels do not name).
+    pub revision: Option<&'a str>,
+}
+
 /// Rebuilds `selected` (plan order; each must be in the plan) and adds what it finds to
 /// `report`: the rebuilt digest, and a [`Reason::RebuildDiffers`] or [`Reason::RebuildFailed`].
-#[allow(clippy::too_many_arguments)]
 pub async fn rebuild<E: Engine>(
     report: &mut Report,
-    cookbook: &Cookbook,
-    plan: &Plan,
-    fingerprints: &BTreeMap<Name, Fingerprint>,
-    lock: &Lock,
+    subject: &Subject<'_>,
     selected: &[Name],
-    revision: Option<&str>,
     engine: &E,
     registry: &RegistryClient,
 ) -> Result<(), RebuildError> {
     report.rebuild_checked = true;
-    // Containers assembled without an engine are rebuilt without one too (apply/assemble.rs).
+    let cookbook = subject.cookbook;
+    // Containers assembled without an engine are rebuilt without one too (build/assemble.rs).
     if selected
         .iter()
         .any(|name| crate::context::assembly::plan(cookbook, name).is_none())
     {
         engine.ping().await?;
     }
-    for name in plan.order() {
+    for name in subject.plan.order() {
         if !selected.contains(name) {
             continue;
         }
         let Some(verdict) = report.containers.get_mut(name.as_str()) else {
             continue;
         };
-        let (Some(entry), Some(fp)) = (lock.containers.get(name.as_str()), fingerprints.get(name))
-        else {
+        let (Some(entry), Some(fp)) = (
+            subject.lock.containers.get(name.as_str()),
+            subject.fingerprints.get(name),
+        ) else {
             continue;
         };
         if !verdict.ok() {
@@ -284,9 +293,10 @@ pub async fn rebuild<E: Engine>(
             // the reasons already say why.
             continue;
         }
-        match rebuild_one(cookbook, lock, name, fp, entry, revision, engine, registry).await? {
-            Outcome::Same(digest) => verdict.rebuilt_digest = Some(digest),
-            Outcome::Differs { digest, difference } => {
+        let one = Container { name, fp, entry };
+        match rebuild_one(subject, &one, engine, registry).await {
+            Ok(Rebuilt::Same(digest)) => verdict.rebuilt_digest = Some(digest),
+            Ok(Rebuilt::Differs { digest, difference }) => {
                 verdict.rebuilt_digest = Some(digest.clone());
                 verdict.push(Reason::RebuildDiffers {
                     locked: entry
@@ -299,58 +309,139 @@ pub async fn rebuild<E: Engine>(
                     difference,
                 });
             }
-            Outcome::Failed(message) => verdict.push(Reason::RebuildFailed { message }),
+            Err(Stop::Failed(message)) => verdict.push(Reason::RebuildFailed { message }),
+            Err(Stop::Fatal(e)) => return Err(e),
         }
     }
     Ok(())
 }
 
-enum Outcome {
+/// What one container's rebuild came to, when it could be compared.
+enum Rebuilt {
     Same(String),
     Differs {
         digest: String,
         difference: RebuildDifference,
     },
-    Failed(String),
 }
 
-#[allow(clippy::too_many_arguments)]
+/// Why one container's rebuild stopped: a reason it failed (reported at the container, the
+/// others go on), or a failure of the whole check (an unreachable engine or registry).
+enum Stop {
+    Failed(String),
+    Fatal(RebuildError),
+}
+
+impl From<RebuildError> for Stop {
+    fn from(e: RebuildError) -> Stop {
+        Stop::Fatal(e)
+    }
+}
+
+impl From<EngineError> for Stop {
+    fn from(e: EngineError) -> Stop {
+        Stop::Fatal(e.into())
+    }
+}
+
+impl From<RegistryError> for Stop {
+    fn from(e: RegistryError) -> Stop {
+        Stop::Fatal(e.into())
+    }
+}
+
+impl Stop {
+    /// A build or normalization error: an unreachable engine or registry stops the check;
+    /// anything else fails the container.
+    fn build(e: BuildError) -> Stop {
+        match e {
+            BuildError::Engine(e @ EngineError::Unreachable { .. }) => Stop::Fatal(e.into()),
+            BuildError::Registry(
+                e @ (RegistryError::Unreachable { .. } | RegistryError::Unavailable { .. }),
+            ) => Stop::Fatal(e.into()),
+            other => Stop::Failed(other.to_string()),
+        }
+    }
+}
+
+/// The container being rebuilt: its name, fingerprint and lock entry.
+struct Container<'a> {
+    name: &'a Name,
+    fp: &'a Fingerprint,
+    entry: &'a LockedImage,
+}
+
 async fn rebuild_one<E: Engine>(
-    cookbook: &Cookbook,
-    lock: &Lock,
-    name: &Name,
-    fp: &Fingerprint,
-    entry: &LockedImage,
-    revision: Option<&str>,
+    subject: &Subject<'_>,
+    one: &Container<'_>,
     engine: &E,
     registry: &RegistryClient,
-) -> Result<Outcome, RebuildError> {
-    let container = &cookbook.containers[name];
+) -> Result<Rebuilt, Stop> {
+    let rebuilt = build_again(subject, one, engine, registry).await?;
+    let entry = one.entry;
+    let digest = rebuilt.image.manifest_digest().to_string();
+    let same = match (&entry.digest, &entry.image_id) {
+        (Some(locked), _) if published(entry) => locked.as_str() == digest,
+        (_, Some(id)) => id.as_str() == rebuilt.image.config_digest().to_string(),
+        _ => false,
+    };
+    if same {
+        return Ok(Rebuilt::Same(digest));
+    }
+    let scratch = tempfile::Builder::new()
+        .prefix("cookbook-verify-")
+        .tempdir()
+        .map_err(|source| RebuildError::Scratch {
+            path: std::env::temp_dir(),
+            source,
+        })?;
+    let (locked, _keep) = locked_image(entry, engine, registry, scratch.path()).await?;
+    let layers = locked.layers().len();
+    let difference = {
+        let rebuilt_image = rebuilt.image.clone();
+        let locked = locked.clone();
+        build::blocking(move || image::diff(&locked, &rebuilt_image, MAX_PATHS)).await
+    };
+    match difference {
+        Ok(Some(d)) => Ok(Rebuilt::Differs {
+            digest,
+            difference: describe(d, layers, rebuilt.image.config(), locked.config()),
+        }),
+        Ok(None) => Ok(Rebuilt::Same(digest)),
+        Err(e) => Err(Stop::Failed(format!("cannot compare the images: {e}"))),
+    }
+}
+
+/// The container built again as `apply` built it (assembled, or by the engine FROM its parent's
+/// locked image), with the locked image's revision label, normalized.
+async fn build_again<E: Engine>(
+    subject: &Subject<'_>,
+    one: &Container<'_>,
+    engine: &E,
+    registry: &RegistryClient,
+) -> Result<Normalized, Stop> {
+    let (cookbook, name, fp, entry) = (subject.cookbook, one.name, one.fp, one.entry);
     let assembly = crate::context::assembly::plan(cookbook, name);
     // An engine build names its parent in the engine; an assembly of a published entry reads
     // it from the registry.
-    if let Some(parent) = container.build_parent() {
+    if let Some(parent) = cookbook.containers[name].build_parent() {
         if assembly.is_none() || !published(entry) {
-            if let Err(message) = ensure_parent(cookbook, lock, parent, engine, registry).await? {
-                return Ok(Outcome::Failed(message));
-            }
+            ensure_parent(cookbook, subject.lock, parent, engine, registry).await?;
         }
     }
     // The revision label says which commit the image was first built at: `apply` reuses an
     // image for every later commit with the same input hash, so the rebuild takes the locked
     // image's label, not the commit checked out now (which is not part of what was built).
     let revision = match locked_labels(entry, engine, registry).await? {
-        Some(labels) => labels.get(REVISION_LABEL).cloned(),
-        None => revision.map(str::to_owned),
+        Some(labels) => labels.get(build::LABEL_REVISION).cloned(),
+        None => subject.revision.map(str::to_owned),
     };
-    let labels = apply::image_labels(cookbook, name, fp.input_hash(), revision.as_deref());
-    let rebuilt = match assembly {
+    let labels = build::image_labels(cookbook, name, fp.input_hash(), revision.as_deref());
+    match assembly {
         Some(assembly) => {
             // As apply assembled it: the base from the registry when the entry was published.
-            let source = match assemble::base_source(cookbook, fp, published(entry)) {
-                Ok(source) => source,
-                Err(e) => return Ok(Outcome::Failed(e.to_string())),
-            };
+            let source = assemble::base_source(cookbook, fp, published(entry))
+                .map_err(|e| Stop::Failed(e.to_string()))?;
             let assembled = assemble::assemble(
                 engine,
                 Some(registry),
@@ -360,112 +451,43 @@ async fn rebuild_one<E: Engine>(
                 labels,
                 &Default::default(),
             )
-            .await;
-            match assembled {
-                Ok(a) => a.normalized,
-                Err(publish::PublishError::Engine(e @ EngineError::Unreachable { .. })) => {
-                    return Err(e.into())
-                }
-                Err(publish::PublishError::Registry(
-                    e @ (RegistryError::Unreachable { .. } | RegistryError::Unavailable { .. }),
-                )) => return Err(e.into()),
-                Err(e) => return Ok(Outcome::Failed(e.to_string())),
-            }
-        }
-        None => match engine_rebuild(cookbook, name, fp, labels, engine).await? {
-            Ok(n) => n,
-            Err(message) => return Ok(Outcome::Failed(message)),
-        },
-    };
-    let digest = rebuilt.image.manifest_digest().to_string();
-    let same = match (&entry.digest, &entry.image_id) {
-        (Some(locked), _) if published(entry) => locked.as_str() == digest,
-        (_, Some(id)) => id.as_str() == rebuilt.image.config_digest().to_string(),
-        _ => false,
-    };
-    if same {
-        return Ok(Outcome::Same(digest));
-    }
-    let scratch = tempfile::Builder::new()
-        .prefix("cookbook-verify-")
-        .tempdir()
-        .map_err(|source| RebuildError::Scratch {
-            path: std::env::temp_dir(),
-            source,
-        })?;
-    let (locked, _keep) = match locked_image(entry, engine, registry, scratch.path()).await? {
-        Ok(found) => found,
-        Err(message) => return Ok(Outcome::Failed(message)),
-    };
-    let layers = locked.layers().len();
-    let difference = {
-        let rebuilt_image = rebuilt.image.clone();
-        let locked = locked.clone();
-        tokio::task::spawn_blocking(move || image::diff(&locked, &rebuilt_image, MAX_PATHS))
             .await
-            .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))
-    };
-    Ok(match difference {
-        Ok(Some(d)) => Outcome::Differs {
-            digest,
-            difference: describe(d, layers, rebuilt.image.config(), locked.config()),
-        },
-        Ok(None) => Outcome::Same(digest),
-        Err(e) => Outcome::Failed(format!("cannot compare the images: {e}")),
-    })
+            .map_err(Stop::build)?;
+            Ok(assembled.normalized)
+        }
+        None => engine_rebuild(cookbook, fp, labels, engine).await,
+    }
 }
 
 /// Builds the container again in the engine (no build cache) and normalizes what it built;
-/// the build leaves no image behind. `Ok(Err(why))` when it fails.
+/// the build leaves no image behind.
 async fn engine_rebuild<E: Engine>(
     cookbook: &Cookbook,
-    name: &Name,
     fp: &Fingerprint,
     labels: BTreeMap<String, String>,
     engine: &E,
-) -> Result<Result<publish::Normalized, String>, RebuildError> {
-    let container = &cookbook.containers[name];
+) -> Result<Normalized, Stop> {
     let context = {
         let fp = fp.clone();
-        tokio::task::spawn_blocking(move || apply::write_context(&fp))
+        build::blocking(move || build::write_context(&fp))
             .await
-            .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))
+            .map_err(|e| Stop::Failed(format!("cannot write the build context: {e}")))?
     };
-    let context = match context {
-        Ok(c) => c,
-        Err(e) => return Ok(Err(format!("cannot write the build context: {e}"))),
-    };
-    let (build_args, target) = match &container.kind {
-        ContainerKind::Dockerfile(d) => (d.build_args.clone(), d.target.clone()),
-        ContainerKind::Generated(_) => (BTreeMap::new(), None),
-    };
-    let request = BuildRequest {
-        context: context.path().to_path_buf(),
-        dockerfile: fp.context.dockerfile.clone(),
-        build_args,
-        target,
-        labels,
-        tags: Vec::new(),
-        pull: false,
-        no_cache: true,
-    };
+    let request = build::request(cookbook, fp, context.path(), labels, Vec::new(), true);
     let built = match engine.build(&request, &|_| {}).await {
         Ok(outcome) => outcome.image_id,
         Err(e @ EngineError::Unreachable { .. }) => return Err(e.into()),
-        Err(e) => return Ok(Err(e.to_string())),
+        Err(e) => return Err(Stop::Failed(e.to_string())),
     };
     drop(context);
-    let result = normalize_rebuilt(cookbook, fp, built.as_str(), engine).await;
+    let result = build::normalize_built(engine, cookbook, fp, built.as_str()).await;
     // The rebuild was for comparing only: it leaves no image behind.
     let _ = engine.remove_image(built.as_str()).await;
-    match result {
-        Ok(n) => Ok(Ok(n)),
-        Err(publish::PublishError::Engine(e @ EngineError::Unreachable { .. })) => Err(e.into()),
-        Err(e) => Ok(Err(e.to_string())),
-    }
+    result.map_err(|e| match e {
+        BuildError::Engine(e @ EngineError::Unreachable { .. }) => Stop::Fatal(e.into()),
+        other => Stop::Failed(other.to_string()),
+    })
 }
-
-const REVISION_LABEL: &str = "org.opencontainers.image.revision";
 
 /// The labels of the locked image (registry by digest, or the local engine by id), if it is there.
 async fn locked_labels<E: Engine>(
@@ -496,36 +518,20 @@ fn published(entry: &LockedImage) -> bool {
         ))
 }
 
-async fn normalize_rebuilt<E: Engine>(
-    cookbook: &Cookbook,
-    fp: &Fingerprint,
-    built: &str,
-    engine: &E,
-) -> Result<publish::Normalized, publish::PublishError> {
-    let base = apply::base_of(cookbook, fp);
-    let layers = engine
-        .inspect_image(built)
-        .await?
-        .map(|i| i.layers)
-        .unwrap_or_default();
-    let base_ids = publish::base_diff_ids(engine, base.as_deref(), &layers).await?;
-    publish::normalize_image(engine, built, base_ids).await
-}
-
 /// The parent's locked image under its local name, pulled by content tag when only the registry
-/// has it. `Ok(Err(why))` when it cannot be had.
+/// has it.
 async fn ensure_parent<E: Engine>(
     cookbook: &Cookbook,
     lock: &Lock,
     parent: &Name,
     engine: &E,
     registry: &RegistryClient,
-) -> Result<Result<(), String>, RebuildError> {
+) -> Result<(), Stop> {
     let Some(entry) = lock.containers.get(parent.as_str()) else {
-        return Ok(Err(format!("parent {parent} is not in the lock")));
+        return Err(Stop::Failed(format!("parent {parent} is not in the lock")));
     };
     if !cookbook.owns(parent, entry.image.reference()) {
-        return Ok(Err(format!(
+        return Err(Stop::Failed(format!(
             "parent {parent}'s locked image {} is outside its repository {}: not pulled",
             entry.image,
             cookbook.repository(parent)
@@ -533,102 +539,113 @@ async fn ensure_parent<E: Engine>(
     }
     let local = local_image(&cookbook.project.name, parent, entry.input_hash.as_str());
     if engine.image_exists(&local).await?.is_some() {
-        return Ok(Ok(()));
+        return Ok(());
     }
     if !published(entry) {
-        return Ok(Err(format!(
+        return Err(Stop::Failed(format!(
             "parent image {local} is not in the local engine"
         )));
     }
     let reference = entry.image.reference();
     let credentials = registry.credential_for(reference.repository()).await?;
     let tag = reference.manifest_reference().to_owned();
-    if let Err(e) = engine
-        .pull(reference.repository(), &tag, credentials.as_ref())
-        .await
+    match build::pull_as(
+        engine,
+        reference.repository(),
+        &tag,
+        credentials.as_ref(),
+        &local,
+    )
+    .await
     {
-        return match e {
-            EngineError::Unreachable { .. } => Err(e.into()),
-            other => Ok(Err(other.to_string())),
-        };
+        Ok(()) => Ok(()),
+        Err(e @ EngineError::Unreachable { .. }) => Err(e.into()),
+        Err(other) => Err(Stop::Failed(other.to_string())),
     }
-    let (repo, local_tag) = local.rsplit_once(':').expect("local names have a tag");
-    engine.tag(entry.image.as_str(), repo, local_tag).await?;
-    Ok(Ok(()))
 }
 
 /// The locked image as a normalized image layout in `dir`: from the registry by its locked
-/// digest, or exported from the engine by its locked id. `Ok(Err(why))` when it is not there.
-/// The second value keeps an exported image's scratch directory alive.
-#[allow(clippy::type_complexity)]
+/// digest, or exported from the engine by its locked id. The second value keeps an exported
+/// image's scratch directory alive.
 async fn locked_image<E: Engine>(
     entry: &LockedImage,
     engine: &E,
     registry: &RegistryClient,
     dir: &Path,
-) -> Result<Result<(NormalizedImage, Option<publish::Normalized>), String>, RebuildError> {
+) -> Result<(NormalizedImage, Option<Normalized>), Stop> {
     if let (Some(digest), true) = (&entry.digest, published(entry)) {
-        let repo = entry.image.reference().repository();
-        let Some(manifest) = registry.manifest_get(repo, digest.as_str()).await? else {
-            return Ok(Err(format!("the registry has no {digest} in {repo}")));
-        };
-        let blobs = dir.join("blobs").join("sha256");
-        std::fs::create_dir_all(&blobs).map_err(|e| local_error(&blobs, e))?;
-        let write = |digest: &Digest, bytes: &[u8]| {
-            let path = blobs.join(digest.as_str().trim_start_matches("sha256:"));
-            std::fs::write(&path, bytes).map_err(|e| local_error(&path, e))
-        };
-        write(&manifest.digest, &manifest.bytes)?;
-        let wire = match oci_spec::image::ImageManifest::from_reader(manifest.bytes.as_slice()) {
-            Ok(w) => w,
-            Err(e) => {
-                return Ok(Err(format!(
-                    "the locked manifest is not an image manifest: {e}"
-                )))
-            }
-        };
-        for descriptor in std::iter::once(wire.config()).chain(wire.layers()) {
-            let Ok(blob) = Digest::parse(descriptor.digest().as_ref()) else {
-                return Ok(Err(format!("`{}` is not a digest", descriptor.digest())));
-            };
-            let path = blobs.join(blob.as_str().trim_start_matches("sha256:"));
-            if !registry
-                .blob_to_file(repo, &blob, descriptor.size(), &path)
-                .await?
-            {
-                return Ok(Err(format!("the registry has no blob {blob} in {repo}")));
-            }
-        }
-        let index = serde_json::json!({
-            "schemaVersion": 2,
-            "manifests": [{
-                "mediaType": publish::OCI_MANIFEST,
-                "digest": manifest.digest.as_str(),
-                "size": manifest.bytes.len(),
-            }],
-        });
-        let index_path = dir.join("index.json");
-        std::fs::write(&index_path, index.to_string()).map_err(|e| local_error(&index_path, e))?;
-        return Ok(NormalizedImage::open(dir)
-            .map(|image| (image, None))
-            .map_err(|e| e.to_string()));
+        let image =
+            download_locked(registry, entry.image.reference().repository(), digest, dir).await?;
+        return Ok((image, None));
     }
     let Some(id) = entry.image_id.as_ref().map(Digest::as_str) else {
-        return Ok(Err(
-            "the lock records neither a digest nor an image id".into()
+        return Err(Stop::Failed(
+            "the lock records neither a digest nor an image id".into(),
         ));
     };
     let Some(info) = engine.inspect_image(id).await? else {
-        return Ok(Err(format!(
+        return Err(Stop::Failed(format!(
             "the locked image {id} is not in the local engine"
         )));
     };
     // Already normalized when it was applied: every layer is carried as it is.
-    match publish::normalize_image(engine, id, info.layers).await {
-        Ok(n) => Ok(Ok((n.image.clone(), Some(n)))),
-        Err(publish::PublishError::Engine(e)) => Err(e.into()),
-        Err(e) => Ok(Err(e.to_string())),
+    match build::normalize_image(engine, id, info.layers).await {
+        Ok(n) => Ok((n.image.clone(), Some(n))),
+        Err(BuildError::Engine(e)) => Err(e.into()),
+        Err(e) => Err(Stop::Failed(e.to_string())),
     }
+}
+
+/// The published image `digest` of `repo`, its manifest and blobs written into an image layout
+/// in `dir`.
+async fn download_locked(
+    registry: &RegistryClient,
+    repo: &crate::registry::Repository,
+    digest: &Digest,
+    dir: &Path,
+) -> Result<NormalizedImage, Stop> {
+    let Some(manifest) = registry.manifest_get(repo, digest.as_str()).await? else {
+        return Err(Stop::Failed(format!(
+            "the registry has no {digest} in {repo}"
+        )));
+    };
+    let blobs = dir.join("blobs").join("sha256");
+    std::fs::create_dir_all(&blobs).map_err(|e| local_error(&blobs, e))?;
+    let write = |digest: &Digest, bytes: &[u8]| {
+        let path = blobs.join(digest.as_str().trim_start_matches("sha256:"));
+        std::fs::write(&path, bytes).map_err(|e| local_error(&path, e))
+    };
+    write(&manifest.digest, &manifest.bytes)?;
+    let wire = oci_spec::image::ImageManifest::from_reader(manifest.bytes.as_slice())
+        .map_err(|e| Stop::Failed(format!("the locked manifest is not an image manifest: {e}")))?;
+    for descriptor in std::iter::once(wire.config()).chain(wire.layers()) {
+        let Ok(blob) = Digest::parse(descriptor.digest().as_ref()) else {
+            return Err(Stop::Failed(format!(
+                "`{}` is not a digest",
+                descriptor.digest()
+            )));
+        };
+        let path = blobs.join(blob.as_str().trim_start_matches("sha256:"));
+        if !registry
+            .blob_to_file(repo, &blob, descriptor.size(), &path)
+            .await?
+        {
+            return Err(Stop::Failed(format!(
+                "the registry has no blob {blob} in {repo}"
+            )));
+        }
+    }
+    let index = serde_json::json!({
+        "schemaVersion": 2,
+        "manifests": [{
+            "mediaType": build::OCI_MANIFEST,
+            "digest": manifest.digest.as_str(),
+            "size": manifest.bytes.len(),
+        }],
+    });
+    let index_path = dir.join("index.json");
+    std::fs::write(&index_path, index.to_string()).map_err(|e| local_error(&index_path, e))?;
+    NormalizedImage::open(dir).map_err(|e| Stop::Failed(e.to_string()))
 }
 
 fn local_error(path: &Path, source: std::io::Error) -> RebuildError {

@@ -166,7 +166,7 @@ fn hostile_locks(project: &str) -> Vec<Hostile> {
 }
 
 /// Issue 20, item 2: every command that reads the lock refuses a crafted one, saying where, and
-/// nothing from it reaches a Dockerfile.
+/// nothing from it reaches a Dockerfile (exit 2 for each, issue 21).
 #[test]
 fn a_crafted_lock_is_refused_with_its_location_by_hash_context_verify_and_apply() {
     let Some(registry) = common::test_registry() else {
@@ -191,6 +191,9 @@ fn a_crafted_lock_is_refused_with_its_location_by_hash_context_verify_and_apply(
             run(dir.path(), &["context", "api", "-o", &tar_arg], OFFLINE),
             run(dir.path(), &["verify"], OFFLINE),
             run(dir.path(), &["apply"], &[]),
+            // Issue 21: every command of the build family agrees.
+            run(dir.path(), &["apply", "--dry-run"], &[]),
+            run(dir.path(), &["update"], &[]),
         ];
         for r in &runs {
             let ok = r.code == Some(2)

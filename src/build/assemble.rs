@@ -2,8 +2,8 @@
 //! assembled from its base image and its context, as ko and Jib build images — no Docker engine
 //! runs anything.
 //!
-//! Pipeline position: inside `apply` (and `verify --rebuild`), in place of an engine build for
-//! the containers [`crate::context::assembly::plan`] accepts. The steps:
+//! Pipeline position: inside [`crate::build`], for `apply` and `verify --rebuild`, in place of an
+//! engine build for the containers [`crate::context::assembly::plan`] accepts. The steps:
 //! 1. [`base_source`]: where the base comes from. A registry's image (the pinned `ref@digest`, or
 //!    a `container:` parent's content tag) is read through the registry API — its manifest, its
 //!    config, and its layers *by digest only*: they are mounted or copied when the image is
@@ -12,7 +12,7 @@
 //!    its uncompressed layer tars, as the engine path carries bases;
 //! 2. the one layer is written from the context listing (`context::tar::write_layer`) and the
 //!    image assembled and normalized (`image::assemble`), on a blocking thread;
-//! 3. the caller publishes it ([`super::publish::publish`], which mounts or copies the base's
+//! 3. the caller publishes it (`apply::publish`, which mounts or copies the base's
 //!    blobs from [`Assembled::base_repo`]) or loads it into the engine (`--no-push`).
 //!
 //! So with a registry, the whole build needs no engine: `apply` on a machine without Docker
@@ -23,8 +23,7 @@ use std::sync::Arc;
 
 use oci_spec::image::{ImageIndex, ImageManifest, MediaType};
 
-use super::publish::{self, Normalized, PublishError};
-use super::{parse_repo, ApplyError};
+use super::{download_blob, normalize_image, parse_repo, BadRepository, BuildError, Normalized};
 use crate::context::assembly::{self, Assembly};
 use crate::context::dockerfile::local_image;
 use crate::engine::Engine;
@@ -75,7 +74,7 @@ pub fn base_source(
     cookbook: &Cookbook,
     fp: &Fingerprint,
     push: bool,
-) -> Result<BaseSource, ApplyError> {
+) -> Result<BaseSource, BadRepository> {
     let container = &cookbook.containers[&fp.container];
     let ContainerKind::Generated(g) = &container.kind else {
         unreachable!("only generated containers are assembled (context::assembly::plan)")
@@ -136,11 +135,46 @@ pub async fn assemble<E: Engine>(
     assembly: Assembly,
     labels: BTreeMap<String, String>,
     cache: &BaseCache,
-) -> Result<Assembled, PublishError> {
-    let (base, dir, base_repo) = match source {
+) -> Result<Assembled, BuildError> {
+    let (base, dir, base_repo) = read_base(engine, registry, source, cache).await?;
+    let out = dir.path().join("oci");
+    let blobs = crate::image::create_blobs_dir(&out)?;
+    let layers = index_layers(registry, source, &base, &blobs, cache).await?;
+    // What the base has where the layer writes directories (see context/assembly.rs).
+    let found = base_entries(&layers, &assembly::directories(&assembly, &fp.entries));
+    let base_name = match source {
+        BaseSource::Scratch => "scratch".to_owned(),
+        BaseSource::Registry { repo, reference } => format!("{repo}@{reference}"),
+        BaseSource::Engine { image } => image.clone(),
+    };
+    let base_layers = base.layers.len();
+    let layer = Layer {
+        assembly,
+        fp,
+        found,
+        base_name,
+        labels,
+    };
+    let (image, dir) = super::blocking(move || write_image(layer, &base, dir, &out)).await?;
+    Ok(Assembled {
+        normalized: Normalized::new(image, base_layers, dir),
+        base_repo,
+    })
+}
+
+/// The base's manifest, config and layers (a registry base read once per run through `cache`,
+/// an engine base exported), the scratch directory to assemble in, and the repository a registry
+/// base's blobs are in.
+async fn read_base<E: Engine>(
+    engine: &E,
+    registry: Option<&RegistryClient>,
+    source: &BaseSource,
+    cache: &BaseCache,
+) -> Result<(Base, tempfile::TempDir, Option<Repository>), BuildError> {
+    Ok(match source {
         BaseSource::Scratch => (Base::default(), scratch_dir()?, None),
         BaseSource::Registry { repo, reference } => {
-            let registry = registry.ok_or_else(|| PublishError::Base {
+            let registry = registry.ok_or_else(|| BuildError::Base {
                 reference: format!("{repo}:{reference}"),
                 message: "a registry base needs a registry client".into(),
             })?;
@@ -165,11 +199,18 @@ pub async fn assemble<E: Engine>(
             };
             (base, exported.into_dir(), None)
         }
-    };
-    let out = dir.path().join("oci");
-    let blobs = crate::image::create_blobs_dir(&out)?;
+    })
+}
 
-    // What the base has where the layer writes directories (see context/assembly.rs).
+/// The index of each of the base's layers (directories, symlinks, whiteouts), read once per run
+/// through `cache`; a registry base's layer is downloaded into `blobs` first.
+async fn index_layers(
+    registry: Option<&RegistryClient>,
+    source: &BaseSource,
+    base: &Base,
+    blobs: &std::path::Path,
+    cache: &BaseCache,
+) -> Result<Vec<Arc<LayerIndex>>, BuildError> {
     let mut layers = Vec::with_capacity(base.layers.len());
     for layer in &base.layers {
         let key = layer.digest.to_string();
@@ -183,15 +224,13 @@ pub async fn assemble<E: Engine>(
                         unreachable!("an engine's base is exported with its layers")
                     };
                     let registry = registry.expect("a registry base has a registry client");
-                    let digest = Digest::parse(&key).map_err(|e| PublishError::Base {
+                    let digest = Digest::parse(&key).map_err(|e| BuildError::Base {
                         reference: repo.to_string(),
                         message: e.to_string(),
                     })?;
-                    publish::download_blob(registry, repo, &digest, layer.size, &path).await?;
+                    download_blob(registry, repo, &digest, layer.size, &path).await?;
                 }
-                let index = tokio::task::spawn_blocking(move || index_layer_file(&path))
-                    .await
-                    .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))?;
+                let index = super::blocking(move || index_layer_file(&path)).await?;
                 let index = Arc::new(index);
                 known.insert(key, Arc::clone(&index));
                 index
@@ -199,64 +238,73 @@ pub async fn assemble<E: Engine>(
         };
         layers.push(index);
     }
-    let found = base_entries(&layers, &assembly::directories(&assembly, &fp.entries));
-    let base_name = match source {
-        BaseSource::Scratch => "scratch".to_owned(),
-        BaseSource::Registry { repo, reference } => format!("{repo}@{reference}"),
-        BaseSource::Engine { image } => image.clone(),
-    };
-
-    let base_layers = base.layers.len();
-    let image = tokio::task::spawn_blocking(move || -> Result<_, PublishError> {
-        let items = assembly::layer_items(&assembly, &fp.entries, &found).map_err(|message| {
-            PublishError::Base {
-                reference: base_name,
-                message,
-            }
-        })?;
-        // The raw layer is spooled, then re-encoded into its blob: small for the trees this path
-        // takes (sources, no build output), and it keeps one tar encoder (normalize_layer).
-        let spool = tempfile::tempfile_in(dir.path()).map_err(PublishError::Scratch)?;
-        let name = dir.path().join("layer.tar");
-        let writer = std::io::BufWriter::new(spool);
-        let writer =
-            crate::context::tar::write_layer(&items, &fp.entries, &fp.digests, writer, &name)?;
-        let mut spool = writer
-            .into_inner()
-            .map_err(|e| PublishError::Scratch(e.into_error()))?;
-        std::io::Seek::rewind(&mut spool).map_err(PublishError::Scratch)?;
-        let image = crate::image::assemble::assemble(
-            &base,
-            &assembly,
-            &labels,
-            std::io::BufReader::new(spool),
-            &out,
-        )?;
-        Ok((image, dir))
-    })
-    .await
-    .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))?;
-    let (image, dir) = image;
-    Ok(Assembled {
-        normalized: Normalized::new(image, base_layers, dir),
-        base_repo,
-    })
+    Ok(layers)
 }
 
-fn scratch_dir() -> Result<tempfile::TempDir, PublishError> {
+/// What the one layer of an assembled image is written from.
+struct Layer {
+    assembly: Assembly,
+    fp: Arc<Fingerprint>,
+    /// What the base has where the layer writes.
+    found: BTreeMap<String, assembly::BaseEntry>,
+    base_name: String,
+    labels: BTreeMap<String, String>,
+}
+
+/// Writes the layer from the context and assembles the image on `base` into `out` (blocking).
+fn write_image(
+    layer: Layer,
+    base: &Base,
+    dir: tempfile::TempDir,
+    out: &std::path::Path,
+) -> Result<(crate::image::NormalizedImage, tempfile::TempDir), BuildError> {
+    let Layer {
+        assembly,
+        fp,
+        found,
+        base_name,
+        labels,
+    } = layer;
+    let items = assembly::layer_items(&assembly, &fp.entries, &found).map_err(|message| {
+        BuildError::Base {
+            reference: base_name,
+            message,
+        }
+    })?;
+    // The raw layer is spooled, then re-encoded into its blob: small for the trees this path
+    // takes (sources, no build output), and it keeps one tar encoder (normalize_layer).
+    let spool = tempfile::tempfile_in(dir.path()).map_err(BuildError::Scratch)?;
+    let name = dir.path().join("layer.tar");
+    let writer = std::io::BufWriter::new(spool);
+    let writer = crate::context::tar::write_layer(&items, &fp.entries, &fp.digests, writer, &name)?;
+    let mut spool = writer
+        .into_inner()
+        .map_err(|e| BuildError::Scratch(e.into_error()))?;
+    std::io::Seek::rewind(&mut spool).map_err(BuildError::Scratch)?;
+    let image = crate::image::assemble::assemble(
+        base,
+        &assembly,
+        &labels,
+        std::io::BufReader::new(spool),
+        out,
+    )?;
+    Ok((image, dir))
+}
+
+fn scratch_dir() -> Result<tempfile::TempDir, BuildError> {
     tempfile::Builder::new()
         .prefix("cookbook-image-")
         .tempdir()
-        .map_err(PublishError::Scratch)
+        .map_err(BuildError::Scratch)
 }
 
 /// A base exported from the local engine, every layer carried as it is; pulled first when the
 /// engine does not have it and it names a registry image.
-async fn engine_base<E: Engine>(engine: &E, image: &str) -> Result<Normalized, PublishError> {
+async fn engine_base<E: Engine>(engine: &E, image: &str) -> Result<Normalized, BuildError> {
     let info = match engine.inspect_image(image).await? {
         Some(info) => info,
         None => {
-            let missing = || PublishError::Base {
+            let missing = || BuildError::Base {
                 reference: image.to_owned(),
                 message: "the local engine does not have it".into(),
             };
@@ -267,7 +315,7 @@ async fn engine_base<E: Engine>(engine: &E, image: &str) -> Result<Normalized, P
             engine.inspect_image(image).await?.ok_or_else(missing)?
         }
     };
-    publish::normalize_image(engine, image, info.layers).await
+    normalize_image(engine, image, info.layers).await
 }
 
 /// A registry's base: its manifest (this machine's platform when it is an index), its config,
@@ -277,13 +325,13 @@ async fn registry_base(
     registry: &RegistryClient,
     repo: &Repository,
     reference: &str,
-) -> Result<Base, PublishError> {
+) -> Result<Base, BuildError> {
     let named = if reference.contains(':') {
         format!("{repo}@{reference}")
     } else {
         format!("{repo}:{reference}")
     };
-    let base_err = |message: String| PublishError::Base {
+    let base_err = |message: String| BuildError::Base {
         reference: named.clone(),
         message,
     };
@@ -291,7 +339,7 @@ async fn registry_base(
         registry
             .manifest_get(repo, &reference)
             .await?
-            .ok_or_else(|| PublishError::Base {
+            .ok_or_else(|| BuildError::Base {
                 reference: format!("{repo}:{reference}"),
                 message: "the registry has no such manifest".into(),
             })

@@ -1,0 +1,447 @@
+//! One container's part of a run: cached (its content tag exists), or built through
+//! [`crate::build`] — by the engine, or assembled without one — then loaded back and published.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Instant;
+
+use super::dry_run::lookup;
+use super::error::{ApplyError, Failure};
+use super::publish;
+use super::report::{ContainerOutcome, ContainerReport, Event};
+use super::run::Run;
+use super::{check, parse_repo, CacheSource};
+use crate::build::{self, blocking, Normalized};
+use crate::context::dockerfile::local_image;
+use crate::engine::{Engine, EngineError};
+use crate::model::Name;
+use crate::registry::{RegistryClient, Repository};
+
+/// A container's manifest digest (when published) and image id (when known).
+type Ids = (Option<String>, Option<String>);
+
+const NO_IDS: Ids = (None, None);
+
+/// What every report of one container carries: its input hash and content-tagged reference.
+struct Entry {
+    input_hash: String,
+    image: String,
+}
+
+impl Entry {
+    fn report(
+        &self,
+        outcome: ContainerOutcome,
+        (digest, image_id): Ids,
+        log: Vec<String>,
+    ) -> ContainerReport {
+        ContainerReport {
+            outcome,
+            input_hash: self.input_hash.clone(),
+            image: self.image.clone(),
+            tags: vec![self.image.clone()],
+            digest,
+            image_id,
+            log,
+        }
+    }
+}
+
+impl<E: Engine> Run<'_, E> {
+    /// One container: cached, or built (and pushed). `Err` only for whole-run failures.
+    pub(super) async fn container(
+        &self,
+        name: &Name,
+        wave: usize,
+    ) -> Result<ContainerReport, ApplyError> {
+        let cookbook = self.job.cookbook;
+        let hash = self.job.fingerprints[name].input_hash();
+        let local = local_image(&cookbook.project.name, name, hash);
+        let repo_text = cookbook.repository(name);
+        let entry = Entry {
+            input_hash: hash.to_owned(),
+            image: format!("{repo_text}:{hash}"),
+        };
+        if self.job.cancel.is_cancelled() {
+            return Ok(self.cancelled(name, &entry, "not started: the run was cancelled"));
+        }
+        if self.stop.load(Ordering::SeqCst) {
+            let reason = "not started: an earlier container failed (--keep-going builds independent containers)".to_owned();
+            self.reporter.event(Event::Skipped {
+                name,
+                reason: &reason,
+            });
+            return Ok(entry.report(ContainerOutcome::Skipped { reason }, NO_IDS, Vec::new()));
+        }
+
+        // Cached?
+        let Some(cached) = self
+            .unless_cancelled(self.cached(name, &local, &repo_text))
+            .await
+        else {
+            return Ok(self.cancelled(name, &entry, "not started: the run was cancelled"));
+        };
+        if let Some((source, ids)) = cached? {
+            self.reporter.event(Event::Cached { name, source });
+            return Ok(entry.report(ContainerOutcome::Cached { source }, ids, Vec::new()));
+        }
+
+        // Assembled without an engine when nothing needs to run (context/assembly.rs).
+        let assembly = crate::context::assembly::plan(cookbook, name);
+        if let (None, Some(down)) = (&assembly, &self.engine_down) {
+            let why = crate::context::assembly::needs_engine(cookbook, name).unwrap_or_default();
+            return Ok(self.needs_engine(name, &entry, format!("{why}; {down}")));
+        }
+        self.reporter.event(Event::Started { name, wave });
+        let started = Instant::now();
+        let result = match assembly {
+            Some(assembly) => {
+                self.assemble(name, assembly, &local, &repo_text, started)
+                    .await
+            }
+            None => self.build(name, &local, &repo_text, started).await,
+        };
+        self.finished(name, &entry, started, result)
+    }
+
+    /// The report of a container whose build or assembly ended with `result`, announced.
+    fn finished(
+        &self,
+        name: &Name,
+        entry: &Entry,
+        started: Instant,
+        result: Result<Ids, Failure>,
+    ) -> Result<ContainerReport, ApplyError> {
+        match result {
+            Ok(ids) => {
+                let millis = started.elapsed().as_millis() as u64;
+                Ok(entry.report(ContainerOutcome::Built { millis }, ids, Vec::new()))
+            }
+            Err(Failure::NeedsEngine { reason }) => Ok(self.needs_engine(name, entry, reason)),
+            Err(Failure::Run(e)) => Err(e),
+            Err(Failure::Cancelled) => Ok(self.cancelled(name, entry, "cancelled while building")),
+            Err(Failure::Container { reason, log }) => {
+                if !self.job.options.keep_going {
+                    self.stop.store(true, Ordering::SeqCst);
+                }
+                self.reporter.event(Event::Failed {
+                    name,
+                    reason: &reason,
+                    log: &log,
+                });
+                Ok(entry.report(ContainerOutcome::Failed { reason }, NO_IDS, log))
+            }
+        }
+    }
+
+    /// The report of a container cancelled (before or while it was built), announced.
+    fn cancelled(&self, name: &Name, entry: &Entry, reason: &str) -> ContainerReport {
+        self.reporter.event(Event::Cancelled { name, reason });
+        let outcome = ContainerOutcome::Cancelled {
+            reason: reason.to_owned(),
+        };
+        entry.report(outcome, NO_IDS, Vec::new())
+    }
+
+    /// The report of a container not built for want of an engine, announced.
+    fn needs_engine(&self, name: &Name, entry: &Entry, why: String) -> ContainerReport {
+        let reason = format!("needs a Docker engine: {why}");
+        self.reporter.event(Event::NeedsEngine {
+            name,
+            reason: &reason,
+        });
+        entry.report(ContainerOutcome::NeedsEngine { reason }, NO_IDS, Vec::new())
+    }
+
+    /// Assembles a container that needs no engine ([`assemble`]), then publishes it (or, with
+    /// `--no-push`, loads it into the engine). Returns the manifest digest (when pushed) and the
+    /// image id.
+    async fn assemble(
+        &self,
+        name: &Name,
+        assembly: crate::context::assembly::Assembly,
+        local: &str,
+        repo_text: &str,
+        started: Instant,
+    ) -> Result<Ids, Failure> {
+        let cookbook = self.job.cookbook;
+        let fp = &self.job.fingerprints[name];
+        let hash = fp.input_hash();
+        let source = build::assemble::base_source(cookbook, fp, self.registry.is_some())
+            .map_err(|e| Failure::Run(e.into()))?;
+        if let (build::assemble::BaseSource::Engine { image }, Some(down)) =
+            (&source, &self.engine_down)
+        {
+            return Err(Failure::NeedsEngine {
+                reason: format!("its base image {image} is in a local engine only; {down}"),
+            });
+        }
+        if let (Some(parent), None) = (
+            self.job.cookbook.containers[name].build_parent(),
+            self.registry,
+        ) {
+            self.unless_cancelled(self.ensure_parent(parent))
+                .await
+                .ok_or(Failure::Cancelled)??;
+        }
+        self.reporter.event(Event::Line {
+            name,
+            line: "assembling from the context: no build commands, no engine needed",
+        });
+        let assembled = self
+            .unless_cancelled(build::assemble::assemble(
+                self.engine,
+                self.registry,
+                &source,
+                Arc::new(fp.clone()),
+                assembly,
+                self.labels(name, hash),
+                &self.bases,
+            ))
+            .await
+            .ok_or(Failure::Cancelled)?
+            .map_err(Failure::publish)?;
+        self.save_explain(name).await.map_err(Failure::Run)?;
+        self.reporter.event(Event::Built {
+            name,
+            millis: started.elapsed().as_millis() as u64,
+        });
+        self.deliver_assembled(name, &assembled, local, repo_text)
+            .await
+    }
+
+    /// An assembled image published (its base's blobs mounted or copied from its base's
+    /// repository), or, with `--no-push`, loaded into the engine under its names.
+    async fn deliver_assembled(
+        &self,
+        name: &Name,
+        assembled: &build::assemble::Assembled,
+        local: &str,
+        repo_text: &str,
+    ) -> Result<Ids, Failure> {
+        let normalized = &assembled.normalized;
+        let image_id = Some(normalized.image.config_digest().to_string());
+        let Some(registry) = self.registry else {
+            let hash = self.job.fingerprints[name].input_hash();
+            let names = self.local_names(local, repo_text, hash);
+            self.unless_cancelled(build::load(self.engine, normalized, &names))
+                .await
+                .ok_or(Failure::Cancelled)?
+                .map_err(Failure::publish)?;
+            return Ok((None, image_id));
+        };
+        let mount_from = assembled.base_repo.as_ref();
+        let digest = self
+            .push(registry, name, repo_text, normalized, mount_from)
+            .await?;
+        Ok((Some(digest), image_id))
+    }
+
+    /// The names a built image gets in the engine: its local, content-addressed one, and its
+    /// registry name under the content tag when the cookbook has a registry.
+    fn local_names(&self, local: &str, repo_text: &str, hash: &str) -> Vec<String> {
+        let mut names = vec![local.to_owned()];
+        if self.job.cookbook.packaging.registry.is_some() {
+            names.push(format!("{repo_text}:{hash}"));
+        }
+        names
+    }
+
+    /// Publishes a normalized image under its content tag ([`publish::publish`], the base's
+    /// blobs mounted or copied from `mount_from`) and reports it; returns the manifest digest.
+    async fn push(
+        &self,
+        registry: &RegistryClient,
+        name: &Name,
+        repo_text: &str,
+        normalized: &Normalized,
+        mount_from: Option<&Repository>,
+    ) -> Result<String, Failure> {
+        let hash = self.job.fingerprints[name].input_hash();
+        let repo = parse_repo(repo_text).map_err(Failure::Run)?;
+        let digest = self
+            .unless_cancelled(publish::publish(
+                registry, &repo, hash, normalized, mount_from,
+            ))
+            .await
+            .ok_or(Failure::Cancelled)?
+            .map_err(Failure::publish)?;
+        let reference = format!("{repo_text}:{hash}");
+        self.reporter.event(Event::Pushed {
+            name,
+            reference: &reference,
+            digest: digest.as_str(),
+        });
+        Ok(digest.to_string())
+    }
+
+    /// Whether the image exists already ([`lookup`]); an image found in the local engine also
+    /// gets its registry name, for the pushes and tags that follow.
+    async fn cached(
+        &self,
+        name: &Name,
+        local: &str,
+        repo_text: &str,
+    ) -> Result<check::Found, ApplyError> {
+        let found = match self.found.get(name) {
+            Some(found) => found.clone(),
+            None => lookup(self.job, self.engine, self.registry, name).await?,
+        };
+        if let Some((CacheSource::LocalEngine, _)) = found {
+            if self.job.cookbook.packaging.registry.is_some() {
+                let hash = self.job.fingerprints[name].input_hash();
+                self.engine.tag(local, repo_text, hash).await?;
+            }
+        }
+        Ok(found)
+    }
+
+    /// Makes sure a container's image is in the local engine under its local, content-addressed
+    /// name (`cookbook.local/<project>/<name>:<hash>`), pulling it by its immutable content tag
+    /// when only the registry has it. Returns that name, or `None` when it is missing and there is
+    /// no registry to pull from.
+    pub(super) async fn ensure_local(&self, name: &Name) -> Result<Option<String>, ApplyError> {
+        let cookbook = self.job.cookbook;
+        let hash = self.job.fingerprints[name].input_hash();
+        let local = local_image(&cookbook.project.name, name, hash);
+        if self.engine.image_exists(&local).await?.is_some() {
+            return Ok(Some(local));
+        }
+        if self.registry.is_none() {
+            return Ok(None);
+        }
+        let repo = parse_repo(&cookbook.repository(name))?;
+        build::pull_as(self.engine, &repo, hash, self.credentials.as_ref(), &local).await?;
+        Ok(Some(local))
+    }
+
+    /// The parent of a `container:` base, in the local engine for the child's FROM line.
+    async fn ensure_parent(&self, parent: &Name) -> Result<(), Failure> {
+        match self.ensure_local(parent).await {
+            Ok(Some(_)) => Ok(()),
+            Ok(None) => Err(Failure::Container {
+                reason: format!("parent image of {parent} is not in the local engine"),
+                log: Vec::new(),
+            }),
+            Err(ApplyError::Engine(e)) => Err(Failure::engine(e)),
+            Err(e) => Err(Failure::Run(e)),
+        }
+    }
+
+    /// Writes the context, builds, loads back and pushes. Returns the manifest digest (when
+    /// pushed) and the image id.
+    async fn build(
+        &self,
+        name: &Name,
+        local: &str,
+        repo_text: &str,
+        started: Instant,
+    ) -> Result<Ids, Failure> {
+        let cookbook = self.job.cookbook;
+        let container = &cookbook.containers[name];
+        let fp = &self.job.fingerprints[name];
+        let hash = fp.input_hash();
+        if let Some(parent) = container.build_parent() {
+            self.unless_cancelled(self.ensure_parent(parent))
+                .await
+                .ok_or(Failure::Cancelled)??;
+        }
+        let tags = self.local_names(local, repo_text, hash);
+        let image_id = self.engine_build(name, tags.clone()).await?;
+        self.save_explain(name).await.map_err(Failure::Run)?;
+        self.reporter.event(Event::Built {
+            name,
+            millis: started.elapsed().as_millis() as u64,
+        });
+
+        // Normalized, loaded back under the same names (the local one is what a `container:`
+        // child builds FROM), then published through the registry API (see publish.rs).
+        let normalized = self
+            .unless_cancelled(build::normalize_built(
+                self.engine,
+                cookbook,
+                fp,
+                image_id.as_str(),
+            ))
+            .await
+            .ok_or(Failure::Cancelled)?
+            .map_err(Failure::publish)?;
+        self.unless_cancelled(build::load(self.engine, &normalized, &tags))
+            .await
+            .ok_or(Failure::Cancelled)?
+            .map_err(Failure::publish)?;
+        let image_id = Some(normalized.image.config_digest().to_string());
+        match self.registry {
+            Some(registry) => {
+                let parent_repo = match container.build_parent() {
+                    Some(parent) => {
+                        Some(parse_repo(&cookbook.repository(parent)).map_err(Failure::Run)?)
+                    }
+                    None => None,
+                };
+                let digest = self
+                    .push(registry, name, repo_text, &normalized, parent_repo.as_ref())
+                    .await?;
+                Ok((Some(digest), image_id))
+            }
+            None => Ok((None, image_id)),
+        }
+    }
+
+    /// Writes `name`'s context (this run's own file, removed when the build ends, however it
+    /// ends) and builds it in the engine under `tags`, until the run is cancelled. Returns the
+    /// built image's id.
+    async fn engine_build(&self, name: &Name, tags: Vec<String>) -> Result<String, Failure> {
+        let fp = &self.job.fingerprints[name];
+        let context = {
+            let (prints, name) = (Arc::clone(&self.job.fingerprints), name.clone());
+            blocking(move || build::write_context(&prints[&name]))
+                .await
+                .map_err(|e| Failure::Run(e.into()))?
+        };
+        if self.job.cancel.is_cancelled() {
+            return Err(Failure::Cancelled);
+        }
+        let labels = self.labels(name, fp.input_hash());
+        let request = build::request(self.job.cookbook, fp, context.path(), labels, tags, false);
+        let progress = |line: &str| self.reporter.event(Event::Line { name, line });
+        match self
+            .engine
+            .build_until(&request, &progress, &self.job.cancel)
+            .await
+        {
+            Ok(built) => Ok(built.image_id.to_string()),
+            Err(EngineError::BuildFailed { log, message }) => Err(Failure::Container {
+                reason: message,
+                log,
+            }),
+            Err(EngineError::Cancelled) => Err(Failure::Cancelled),
+            Err(e) => Err(Failure::engine(e)),
+        }
+    }
+
+    /// Keeps the explain document of what was built, for `verify`'s file-level differences. On a
+    /// blocking thread: for a 100,000-file context it is ~15 MB of JSON.
+    async fn save_explain(&self, name: &Name) -> Result<(), ApplyError> {
+        let (prints, name) = (Arc::clone(&self.job.fingerprints), name.clone());
+        let dir = self.job.state_dir.join("explain").join(name.as_str());
+        blocking(move || {
+            let fp = &prints[&name];
+            let path = dir.join(format!("{}.json", fp.input_hash()));
+            let err = |source| ApplyError::State {
+                path: path.clone(),
+                source,
+            };
+            std::fs::create_dir_all(&dir).map_err(err)?;
+            let mut tmp = tempfile::Builder::new()
+                .prefix(".explain-")
+                .tempfile_in(&dir)
+                .map_err(err)?;
+            std::io::Write::write_all(&mut tmp, fp.manifest().to_pretty_json().as_bytes())
+                .map_err(err)?;
+            tmp.persist(&path).map_err(|e| err(e.error))?;
+            Ok(())
+        })
+        .await
+    }
+}

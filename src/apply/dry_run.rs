@@ -1,0 +1,126 @@
+//! `apply --dry-run`: what a run would do with each container, from the same lookups, doing
+//! none of it.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use super::{
+    check, connect_and_fingerprint, needs_revision, parse_repo, policy_tags, ApplyError,
+    CacheSource, Fingerprinter, Job, Reporter,
+};
+use crate::context::dockerfile::local_image;
+use crate::engine::Engine;
+use crate::model::Name;
+use crate::registry::RegistryClient;
+
+/// Whether a container's image exists already, by its content tag: in the registry when pushing
+/// (its manifest digest, and its configuration's digest as the image id), else in the local
+/// engine (its id). `None`: it has to be built. Only reads: `apply` and [`dry_run`] share it.
+pub(super) async fn lookup<E: Engine>(
+    job: &Job<'_>,
+    engine: &E,
+    registry: Option<&RegistryClient>,
+    name: &Name,
+) -> Result<check::Found, ApplyError> {
+    let cookbook = job.cookbook;
+    let hash = job.fingerprints[name].input_hash();
+    if let Some(registry) = registry {
+        let repo = parse_repo(&cookbook.repository(name))?;
+        return Ok(registry.manifest_get(&repo, hash).await?.map(|manifest| {
+            let image_id = manifest.config_digest().map(|d| d.to_string());
+            (
+                CacheSource::Registry,
+                (Some(manifest.digest.to_string()), image_id),
+            )
+        }));
+    }
+    let local = local_image(&cookbook.project.name, name, hash);
+    Ok(engine
+        .image_exists(&local)
+        .await?
+        .map(|id| (CacheSource::LocalEngine, (None, Some(id.to_string())))))
+}
+
+/// What an apply would do with one container ([`dry_run`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Planned {
+    /// `cached` (its content tag exists) or `build`.
+    pub action: Action,
+    /// Where the cached image was found: `registry` or `local engine`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source: Option<CacheSource>,
+    pub input_hash: String,
+    /// The content-tagged reference.
+    pub image: String,
+    /// The content tag a build would push (`None` when cached or with `--no-push`).
+    pub push: Option<String>,
+    /// The mutable tags (`packaging.tagging`, `latest`) the run would move once every container
+    /// succeeded: in the registry when pushing, else in the local engine.
+    pub tags: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Action {
+    Cached,
+    Build,
+}
+
+/// [`dry_run`] against the Docker engine of the environment and (when pushing) the registry, as
+/// [`super::apply_with_docker`] would run: bases not pinned yet are resolved (and reported) but
+/// not recorded.
+pub async fn dry_run_with_docker(
+    mut job: Job<'_>,
+    fingerprint: &Fingerprinter<'_>,
+    reporter: &dyn Reporter,
+) -> Result<BTreeMap<Name, Planned>, ApplyError> {
+    let (engine, registry) =
+        connect_and_fingerprint(&mut job, fingerprint, reporter, false).await?;
+    dry_run(&job, &engine, registry.as_ref()).await
+}
+
+/// What [`apply`] would do, per container of the plan, without doing any of it: the same cache
+/// check (by content tag, in the registry when pushing, else in the local engine); nothing is
+/// built, pulled, pushed or tagged, and the lock is not written. (A container built FROM a
+/// changed parent has a new input hash too, so the same lookup finds it missing.)
+pub async fn dry_run<E: Engine>(
+    job: &Job<'_>,
+    engine: &E,
+    registry: Option<&RegistryClient>,
+) -> Result<BTreeMap<Name, Planned>, ApplyError> {
+    let cookbook = job.cookbook;
+    needs_revision(job)?;
+    if job.options.push && cookbook.packaging.registry.is_none() {
+        return Err(ApplyError::NoRegistry);
+    }
+    if !job.options.push {
+        engine.ping().await?;
+    }
+    let registry = registry.filter(|_| job.options.push);
+    let tags = policy_tags(cookbook, job.options.revision.as_deref());
+    let found = check::lookup_all(job, engine, registry).await?;
+    let mut planned = BTreeMap::new();
+    for name in job.plan.order() {
+        let repo_text = cookbook.repository(name);
+        let hash = job.fingerprints[name].input_hash();
+        let source = found[name].as_ref().map(|(s, _)| *s);
+        let image = format!("{repo_text}:{hash}");
+        planned.insert(
+            name.clone(),
+            Planned {
+                action: if source.is_some() {
+                    Action::Cached
+                } else {
+                    Action::Build
+                },
+                source,
+                input_hash: hash.to_owned(),
+                push: (source.is_none() && registry.is_some()).then(|| image.clone()),
+                image,
+                tags: tags.iter().map(|t| format!("{repo_text}:{t}")).collect(),
+            },
+        );
+    }
+    Ok(planned)
+}

@@ -1,0 +1,181 @@
+//! What a run says: its report (per container, a [`ContainerOutcome`]) and, while it runs, its
+//! [`Event`]s for the caller's [`Reporter`] (the library prints nothing).
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use super::pin;
+use crate::hash::BasePin;
+use crate::model::Name;
+
+/// Where a cached image was found: its content tag in the registry, in the local engine, or the
+/// lock's record of it (`--trust-lock`). Serialized and shown as the words `apply` always used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum CacheSource {
+    #[serde(rename = "registry")]
+    Registry,
+    #[serde(rename = "local engine")]
+    LocalEngine,
+    #[serde(rename = "lock")]
+    Lock,
+}
+
+impl std::fmt::Display for CacheSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            CacheSource::Registry => "registry",
+            CacheSource::LocalEngine => "local engine",
+            CacheSource::Lock => "lock",
+        })
+    }
+}
+
+/// What one container's part of the run came to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum ContainerOutcome {
+    Built {
+        millis: u64,
+    },
+    Cached {
+        source: CacheSource,
+    },
+    Failed {
+        reason: String,
+    },
+    Skipped {
+        reason: String,
+    },
+    /// Stopped, or never started, because the run was cancelled.
+    Cancelled {
+        reason: String,
+    },
+    /// Not built: it needs a Docker engine (a Dockerfile, build commands, a base only an engine
+    /// has), and the run has none (`reason` says both why and why not).
+    NeedsEngine {
+        reason: String,
+    },
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ContainerReport {
+    #[serde(flatten)]
+    pub outcome: ContainerOutcome,
+    pub input_hash: String,
+    /// The content-tagged reference.
+    pub image: String,
+    pub tags: Vec<String>,
+    /// The registry's manifest digest of the content tag (only when published).
+    pub digest: Option<String>,
+    /// The image's id (the digest of its configuration), when known.
+    pub image_id: Option<String>,
+    /// The whole build log of a failed build.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub log: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Report {
+    pub containers: BTreeMap<Name, ContainerReport>,
+    /// Whether `cookbook.lock` was rewritten.
+    pub lock_changed: bool,
+    /// Whether the run was cancelled ([`Job::cancel`]) before it finished.
+    pub cancelled: bool,
+}
+
+impl Report {
+    /// Every container built or cached, and the run not cancelled.
+    pub fn ok(&self) -> bool {
+        !self.cancelled && self.containers.values().all(|c| c.outcome.succeeded())
+    }
+
+    pub fn count(&self, f: impl Fn(&ContainerOutcome) -> bool) -> usize {
+        self.containers.values().filter(|c| f(&c.outcome)).count()
+    }
+}
+
+impl ContainerOutcome {
+    /// Built or cached: the image exists.
+    pub fn succeeded(&self) -> bool {
+        matches!(
+            self,
+            ContainerOutcome::Built { .. } | ContainerOutcome::Cached { .. }
+        )
+    }
+}
+
+/// A step of the run, for progress output.
+#[derive(Debug, Clone, Copy)]
+pub enum Event<'a> {
+    Checked {
+        containers: usize,
+        waves: usize,
+    },
+    Cached {
+        name: &'a Name,
+        source: CacheSource,
+    },
+    Started {
+        name: &'a Name,
+        wave: usize,
+    },
+    Line {
+        name: &'a Name,
+        line: &'a str,
+    },
+    Built {
+        name: &'a Name,
+        millis: u64,
+    },
+    Pushed {
+        name: &'a Name,
+        reference: &'a str,
+        digest: &'a str,
+    },
+    Failed {
+        name: &'a Name,
+        reason: &'a str,
+        log: &'a [String],
+    },
+    Skipped {
+        name: &'a Name,
+        reason: &'a str,
+    },
+    Cancelled {
+        name: &'a Name,
+        reason: &'a str,
+    },
+    /// Not built: it needs the Docker engine, which does not answer ([`ContainerOutcome::NeedsEngine`]).
+    NeedsEngine {
+        name: &'a Name,
+        reason: &'a str,
+    },
+    /// The engine does not answer: the run goes on without it, assembling what it can.
+    WithoutEngine {
+        why: &'a str,
+    },
+    Tagged {
+        name: &'a Name,
+        reference: &'a str,
+    },
+    /// An external base image pinned by this run (`before`: its pin until now, on `update`).
+    BasePinned {
+        reference: &'a str,
+        before: Option<&'a BasePin>,
+        pin: &'a BasePin,
+    },
+    /// A pinned base image whose reference now names another image; the run keeps the pin.
+    BaseMoved {
+        moved: &'a pin::Moved,
+    },
+    /// A pinned base image whose reference could not be checked for a move.
+    BaseUnchecked {
+        reference: &'a str,
+        why: &'a str,
+    },
+}
+
+pub trait Reporter: Sync {
+    fn event(&self, event: Event<'_>);
+}

@@ -1,0 +1,279 @@
+//! The run: checks before any build, then the plan's waves, each at most `jobs` containers at
+//! once, a failure skipping what needs it; then the policy tags and the lock (`finish`).
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::atomic::AtomicBool;
+
+use futures_util::stream::{self, StreamExt};
+
+use super::error::ApplyError;
+use super::report::{ContainerOutcome, ContainerReport, Event, Report, Reporter};
+use super::{check, needs_revision, parse_repo, Job};
+use crate::build::assemble::BaseCache;
+use crate::engine::{Engine, EngineError};
+use crate::model::Name;
+use crate::registry::{Credential, RegistryClient};
+
+pub(super) struct Run<'a, E: Engine> {
+    pub(super) job: &'a Job<'a>,
+    pub(super) engine: &'a E,
+    pub(super) registry: Option<&'a RegistryClient>,
+    pub(super) credentials: Option<Credential>,
+    /// What the up-front lookups found ([`check::lookup_all`]).
+    pub(super) found: BTreeMap<Name, check::Found>,
+    /// Why the run has no engine, when it goes on without one (pushing, engine unreachable).
+    pub(super) engine_down: Option<String>,
+    /// What assemblies have read of their bases ([`assemble::BaseCache`]).
+    pub(super) bases: BaseCache,
+    pub(super) reporter: &'a dyn Reporter,
+    pub(super) stop: AtomicBool,
+}
+
+/// Before any build: a `git-sha` policy has a revision, the engine answers, every content tag
+/// is looked up, and (when pushing) the registry grants push access to every repository the run
+/// writes to ([`check`]: concurrently, once per repository). Returns the registry to use, its
+/// credentials, what the lookups found, and why there is no engine (when pushing without one).
+#[allow(clippy::type_complexity)]
+async fn preflight<'r, E: Engine>(
+    job: &Job<'_>,
+    engine: &E,
+    registry: Option<&'r RegistryClient>,
+) -> Result<
+    (
+        Option<&'r RegistryClient>,
+        Option<Credential>,
+        BTreeMap<Name, check::Found>,
+        Option<String>,
+    ),
+    ApplyError,
+> {
+    let cookbook = job.cookbook;
+    needs_revision(job)?;
+    // Without an engine, a run that pushes still assembles what needs none.
+    let engine_down = match engine.ping().await {
+        Ok(()) => None,
+        Err(e @ EngineError::Unreachable { .. }) if job.options.push => Some(e.to_string()),
+        Err(e) => return Err(e.into()),
+    };
+    let registry = if job.options.push {
+        let client = registry.ok_or(ApplyError::NoRegistry)?;
+        if cookbook.packaging.registry.is_none() {
+            return Err(ApplyError::NoRegistry);
+        }
+        Some(client)
+    } else {
+        None
+    };
+    let found = check::lookup_all(job, engine, registry).await?;
+    if let Some(client) = registry {
+        check::check_push_access(client, &check::repositories_written(job, &found)?).await?;
+    }
+    let credentials = match (registry, job.plan.order().next()) {
+        (Some(client), Some(first)) => {
+            client
+                .credential_for(&parse_repo(&cookbook.repository(first))?)
+                .await?
+        }
+        _ => None,
+    };
+    Ok((registry, credentials, found, engine_down))
+}
+
+/// The run itself, filling `report` as it goes (so that a failure still returns it).
+pub(super) async fn run<E: Engine>(
+    job: &Job<'_>,
+    engine: &E,
+    registry: Option<&RegistryClient>,
+    reporter: &dyn Reporter,
+    report: &mut Report,
+) -> Result<(), ApplyError> {
+    let (registry, credentials, found, engine_down) = preflight(job, engine, registry).await?;
+    reporter.event(Event::Checked {
+        containers: job.plan.len(),
+        waves: job.plan.waves().len(),
+    });
+
+    let run = Run {
+        job,
+        engine,
+        registry,
+        credentials,
+        found,
+        engine_down,
+        bases: Default::default(),
+        reporter,
+        stop: AtomicBool::new(false),
+    };
+    let waves = job.plan.waves();
+    for wave_index in 0..waves.len() {
+        if job.cancel.is_cancelled() {
+            report.cancelled = true;
+            run.mark_rest(
+                report,
+                &waves[wave_index..],
+                |reason| ContainerOutcome::Cancelled { reason },
+                "not started: the run was cancelled",
+            );
+            break;
+        }
+        run.wave(report, &waves[wave_index..], wave_index).await?;
+    }
+    if report
+        .containers
+        .values()
+        .any(|c| matches!(c.outcome, ContainerOutcome::Cancelled { .. }))
+    {
+        report.cancelled = true;
+    }
+
+    if report.ok() {
+        // Once started, the policy tags move as one step: a cancellation that arrives during it
+        // waits for it, so the tags never point at two runs' images. Before it, nothing moves.
+        if job.cancel.is_cancelled() {
+            report.cancelled = true;
+        } else {
+            run.move_policy_tags(report).await?;
+        }
+    }
+    if report.ok() || report.cancelled {
+        report.lock_changed = run.write_lock(report).await?;
+    }
+    Ok(())
+}
+
+impl<E: Engine> Run<'_, E> {
+    /// One wave (`waves[0]`; the later ones follow it): skips what needs a container that did
+    /// not succeed, runs the rest, at most `jobs` at once. A failure of the whole run marks the
+    /// later waves' containers not started and is returned after the wave's results are in.
+    async fn wave(
+        &self,
+        report: &mut Report,
+        waves: &[Vec<Name>],
+        wave_index: usize,
+    ) -> Result<(), ApplyError> {
+        let ready = self.ready(report, &waves[0]);
+        let results: Vec<(Name, Result<ContainerReport, ApplyError>)> = stream::iter(ready)
+            .map(|name| async { (name.clone(), self.container(name, wave_index).await) })
+            .buffer_unordered(self.job.options.jobs.max(1))
+            .collect()
+            .await;
+        let mut first_error = None;
+        for (name, result) in results {
+            let entry = match result {
+                Ok(entry) => entry,
+                Err(e) => {
+                    let entry = self.skipped(
+                        &name,
+                        ContainerOutcome::Failed {
+                            reason: e.to_string(),
+                        },
+                    );
+                    first_error.get_or_insert(e);
+                    entry
+                }
+            };
+            report.containers.insert(name, entry);
+        }
+        if let Some(e) = first_error {
+            self.mark_rest(
+                report,
+                &waves[1..],
+                |reason| ContainerOutcome::Skipped { reason },
+                "not started: the run stopped on an error",
+            );
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    /// The containers of `wave` whose needs all succeeded; the others are skipped (reported).
+    fn ready<'w>(&self, report: &mut Report, wave: &'w [Name]) -> Vec<&'w Name> {
+        let mut ready = Vec::new();
+        for name in wave {
+            let blocked = self
+                .job
+                .plan
+                .needs(name.as_str())
+                .into_iter()
+                .find(|(dep, _)| {
+                    !report
+                        .containers
+                        .get(*dep)
+                        .is_some_and(|r| r.outcome.succeeded())
+                });
+            match blocked {
+                Some((dep, _)) => {
+                    let reason = format!("needs {dep}, which did not succeed");
+                    self.reporter.event(Event::Skipped {
+                        name,
+                        reason: &reason,
+                    });
+                    report.containers.insert(
+                        name.clone(),
+                        self.skipped(name, ContainerOutcome::Skipped { reason }),
+                    );
+                }
+                None => ready.push(name),
+            }
+        }
+        ready
+    }
+
+    /// The report of a container that produced no image.
+    fn skipped(&self, name: &Name, outcome: ContainerOutcome) -> ContainerReport {
+        let fp = &self.job.fingerprints[name];
+        ContainerReport {
+            outcome,
+            input_hash: fp.input_hash().to_owned(),
+            image: format!("{}:{}", self.job.cookbook.repository(name), fp.input_hash()),
+            tags: Vec::new(),
+            digest: None,
+            image_id: None,
+            log: Vec::new(),
+        }
+    }
+
+    /// Gives every container of `waves` that has no outcome yet the outcome `make(reason)`.
+    fn mark_rest(
+        &self,
+        report: &mut Report,
+        waves: &[Vec<Name>],
+        make: impl Fn(String) -> ContainerOutcome,
+        reason: &str,
+    ) {
+        for name in waves.iter().flatten() {
+            if report.containers.contains_key(name) {
+                continue;
+            }
+            let outcome = make(reason.to_owned());
+            match &outcome {
+                ContainerOutcome::Cancelled { .. } => {
+                    self.reporter.event(Event::Cancelled { name, reason })
+                }
+                _ => self.reporter.event(Event::Skipped { name, reason }),
+            }
+            report
+                .containers
+                .insert(name.clone(), self.skipped(name, outcome));
+        }
+    }
+
+    /// `future`, or `None` as soon as the run is cancelled (the future is dropped).
+    pub(super) async fn unless_cancelled<T>(&self, future: impl Future<Output = T>) -> Option<T> {
+        tokio::select! {
+            biased;
+            () = self.job.cancel.cancelled() => None,
+            value = future => Some(value),
+        }
+    }
+
+    pub(super) fn labels(&self, name: &Name, input_hash: &str) -> BTreeMap<String, String> {
+        crate::build::image_labels(
+            self.job.cookbook,
+            name,
+            input_hash,
+            self.job.options.revision.as_deref(),
+        )
+    }
+}
