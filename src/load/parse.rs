@@ -143,15 +143,7 @@ pub(super) fn check<'t>(
     let mut diagnostics: Vec<Diagnostic> = Vec::new();
     if SpanIndex::has_duplicate_keys(text) {
         let index = spans.insert(SpanIndex::scan(text));
-        diagnostics.extend(index.duplicates.iter().map(|d| {
-            Diagnostic::new(
-                "syntax/duplicate-key",
-                d.pointer.clone(),
-                "key appears twice in the same object",
-            )
-            .located(index.location(text, d.offset))
-            .with_help("JSON parsers keep only one of the two; remove the other")
-        }));
+        diagnostics.extend(duplicate_keys(text, index));
     }
 
     // The model reads the latest version; it reports the version the author wrote.
@@ -159,26 +151,7 @@ pub(super) fn check<'t>(
         .get("manifest_version")
         .and_then(serde_json::Value::as_str)
         .map(str::to_owned);
-    let (wire, text_valid) = match schema::check(value) {
-        Ok(latest) => match serde_json::from_value::<wire::CookbookWire>(latest) {
-            Ok(wire) => (Some(wire), true),
-            Err(e) => {
-                diagnostics.push(Diagnostic::new(
-                    "schema/invalid",
-                    "",
-                    format!("does not match the cookbook format: {e}"),
-                ));
-                (None, false)
-            }
-        },
-        Err(rejected) => {
-            let wire = rejected
-                .document
-                .and_then(|d| lenient_wire(d, &rejected.diagnostics));
-            diagnostics.extend(rejected.diagnostics);
-            (wire, false)
-        }
-    };
+    let (wire, text_valid) = wire_of(value, &mut diagnostics);
     let Some(wire) = wire else {
         return Ok(Checked::Invalid {
             text,
@@ -207,6 +180,51 @@ pub(super) fn check<'t>(
             cookbook: Some(cookbook),
             spans,
         })
+    }
+}
+
+/// A located error for each key that appears twice in one object.
+fn duplicate_keys<'i>(
+    text: &'i str,
+    index: &'i SpanIndex,
+) -> impl Iterator<Item = Diagnostic> + 'i {
+    index.duplicates.iter().map(move |d| {
+        Diagnostic::new(
+            "syntax/duplicate-key",
+            d.pointer.clone(),
+            "key appears twice in the same object",
+        )
+        .located(index.location(text, d.offset))
+        .with_help("JSON parsers keep only one of the two; remove the other")
+    })
+}
+
+/// The wire cookbook of a JSON document through the schema (upgraded to the latest version),
+/// and whether the schema accepted it; a rejected document still gives what can be read of it
+/// (for the model's further checks), its problems going to `diagnostics`.
+fn wire_of(
+    value: serde_json::Value,
+    diagnostics: &mut Vec<Diagnostic>,
+) -> (Option<wire::CookbookWire>, bool) {
+    match schema::check(value) {
+        Ok(latest) => match serde_json::from_value::<wire::CookbookWire>(latest) {
+            Ok(wire) => (Some(wire), true),
+            Err(e) => {
+                diagnostics.push(Diagnostic::new(
+                    "schema/invalid",
+                    "",
+                    format!("does not match the cookbook format: {e}"),
+                ));
+                (None, false)
+            }
+        },
+        Err(rejected) => {
+            let wire = rejected
+                .document
+                .and_then(|d| lenient_wire(d, &rejected.diagnostics));
+            diagnostics.extend(rejected.diagnostics);
+            (wire, false)
+        }
     }
 }
 

@@ -17,10 +17,10 @@
 //! - client libraries (a Postgres driver, a Redis client…) add `depends_on` on the project's one
 //!   container of that kind, or a note when there are none or several.
 //!
-//! One module per rule: [`rust`], [`go`], [`java`], [`python`], [`node`] and [`site`] each take
-//! the one [`Scan`] (the listing's index, the file reader, the directories already claimed, the
-//! notes) and return the services they found; [`compose`] then edits that list and [`clients`]
-//! adds the edges. This module holds the types they share and the order they run in.
+//! One module per rule: `rust`, `go`, `java`, `python`, `node` and `site` each take the one
+//! `Scan` (the listing's index, the file reader, the directories already claimed, the notes) and
+//! return the services they found; `compose` then edits that list and `clients` adds the edges.
+//! This module holds the types they share and the order they run in.
 //!
 //! A file that cannot be used (binary, not UTF-8, too large, malformed) is a note, never a panic.
 
