@@ -1,8 +1,9 @@
 //! `cookbook sync` and `cookbook sync status`: arguments and output.
 //!
-//! The round logic lives in `crate::sync`; this module parses flags, installs the signal
-//! handlers, renders each `RoundReport` as plain log lines (stdout: what happened; stderr: why a
-//! revision was refused or a round failed) and turns outcomes into `Error`s, which
+//! The round is `ops::sync::round` (`crate::sync`'s round, then `--deploy` through
+//! `ops::deploy`); this module parses flags, installs the signal handlers, passes the apply engine
+//! in, renders each `Round` as plain log lines (stdout: what happened; stderr: why a revision was
+//! refused or a round failed) or its JSON document, and turns outcomes into `Error`s, which
 //! `Error::exit_code` maps to exit codes.
 
 use std::io::Write;

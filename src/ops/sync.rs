@@ -4,8 +4,8 @@
 //!
 //! The revision's cookbook is opened once (a [`Workspace`] named after the working copy's
 //! directory, as the apply named it), with the lock the apply wrote beside it. Release records and
-//! approvals live in the sync state directory (`<state>/deploy/`... its root), which outlives the
-//! revisions' checkouts.
+//! approvals live in the sync state directory (`<state>/deploy/`), which outlives the revisions'
+//! checkouts.
 
 use std::fmt;
 use std::sync::atomic::AtomicBool;
