@@ -13,7 +13,6 @@ use crate::cli::interrupt::Interrupt;
 use crate::cli::Format;
 use crate::deploy::docker::InstanceStatus;
 use crate::deploy::kubernetes::cluster::UnitStatus;
-use crate::deploy::session::{self, DeployError, Outcome, Recovery, WaveError};
 use crate::error::Error;
 use crate::ops::deploy::{
     ApproveOptions, DeployOptions, DeployReport, DetectReport, PromoteOptions, RollbackOptions,
@@ -111,65 +110,11 @@ fn converging(
             *signal = Some((s, code));
         }
     }
-    if let (Format::Json, Some(doc)) = (format, stopped_document(&ws.cookbook.project.name, &e)) {
-        let _ = writeln!(out, "{}", serde_json::to_string_pretty(&doc).expect("JSON"));
+    let stopped = ops::deploy::stopped_document(&ws.cookbook.project.name, &e);
+    if let (Format::Json, Some(doc)) = (format, stopped) {
+        let _ = writeln!(out, "{}", json_text(&doc));
     }
     Err(e)
-}
-
-/// `--format json` for a deploy that stopped: the error document (`result: "error"`), plus what
-/// failed and what the stage was put back on. `None` for any other error (the CLI prints the
-/// plain error document).
-fn stopped_document(project: &crate::model::Name, e: &Error) -> Option<serde_json::Value> {
-    let Error::Deploy { error, .. } = e else {
-        return None;
-    };
-    let DeployError::Stopped(stopped) = error.as_ref() else {
-        return None;
-    };
-    let (wave, unit) = match &stopped.cause {
-        WaveError::Unhealthy { wave, unit, .. } => (Some(*wave), Some(unit.as_str())),
-        WaveError::Backend { at, .. } | WaveError::Interrupted { at } => match at {
-            session::Step::Wave(n) => (Some(*n), None),
-            _ => (None, None),
-        },
-    };
-    let empty = Outcome::default();
-    let (action, release, restored, rollback_error) = match &stopped.recovery {
-        Recovery::NothingChanged => ("nothing_changed", None, &empty, None),
-        Recovery::LeftAsIs => ("left_as_is", None, &empty, None),
-        Recovery::NothingToRestore => ("nothing_to_restore", None, &empty, None),
-        Recovery::RolledBack { release, outcome } => {
-            ("rolled_back", Some(release.as_str()), outcome, None)
-        }
-        Recovery::RollbackFailed { release, cause } => (
-            "rollback_failed",
-            Some(release.as_str()),
-            &empty,
-            Some(cause.to_string()),
-        ),
-    };
-    Some(serde_json::json!({
-        "result": "error",
-        "exit_code": e.exit_code(),
-        "errors": [{ "code": "deploy", "message": e.to_string(), "help": null }],
-        "deploy": {
-            "project": project.to_string(),
-            "site": stopped.site.to_string(),
-            "stage": stopped.stage.to_string(),
-            "release": stopped.release,
-            "started": stopped.started,
-            "failed": { "wave": wave, "unit": unit, "message": stopped.cause.to_string() },
-            "recovery": {
-                "action": action,
-                "release": release,
-                "started": restored.started,
-                "unchanged": restored.unchanged,
-                "removed": restored.removed,
-                "error": rollback_error,
-            },
-        },
-    }))
 }
 
 /// A report as `--format json` prints it: its keys sorted, as the documents have always been.

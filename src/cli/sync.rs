@@ -1,8 +1,9 @@
 //! `cookbook sync` and `cookbook sync status`: arguments and output.
 //!
-//! The round logic lives in `crate::sync`; this module parses flags, installs the signal
-//! handlers, renders each `RoundReport` as plain log lines (stdout: what happened; stderr: why a
-//! revision was refused or a round failed) and turns outcomes into `Error`s, which
+//! The round is `ops::sync::round` (`crate::sync`'s round, then `--deploy` through
+//! `ops::deploy`); this module parses flags, installs the signal handlers, passes the apply engine
+//! in, renders each `Round` as plain log lines (stdout: what happened; stderr: why a revision was
+//! refused or a round failed) or its JSON document, and turns outcomes into `Error`s, which
 //! `Error::exit_code` maps to exit codes.
 
 use std::io::Write;
@@ -354,40 +355,11 @@ fn render_deploy(steps: &[DeployStep], out: &mut dyn Write, err: &mut dyn Write)
     }
 }
 
-/// One round as a JSON document (`sync --format json`): what the round did, in fields.
-fn round_json(report: &RoundReport, deployed: Option<&[DeployStep]>) -> String {
-    let deploy_failed = deployed.into_iter().flatten().any(DeployStep::failed);
-    let (outcome, previous, forced, refusal) = match &report.outcome {
-        Outcome::UpToDate => ("up_to_date", None, false, None),
-        Outcome::Taken { previous, forced } => ("taken", previous.clone(), *forced, None),
-        Outcome::Refused(r) => (
-            "refused",
-            None,
-            false,
-            Some(serde_json::json!({ "reason": r.summary(), "errors": r.errors() })),
-        ),
-    };
-    let apply = report.apply.as_ref().map(|a| match a {
-        ApplyOutcome::Applied => serde_json::json!({ "result": "applied" }),
-        ApplyOutcome::AlreadyApplied => serde_json::json!({ "result": "already_applied" }),
-        ApplyOutcome::Failed(e) => {
-            serde_json::json!({ "result": "failed", "error": e.to_string() })
-        }
-    });
-    let doc = serde_json::json!({
-        "result": if report.failed() || deploy_failed { "failed" } else { "ok" },
-        "outcome": outcome,
-        "remote_commit": report.remote_commit,
-        "current": report.current,
-        "previous": previous,
-        "forced": forced,
-        "refusal": refusal,
-        "apply": apply,
-        "recovered": report.recovered,
-        "warnings": report.warnings,
-        "deploy": deployed,
-    });
-    let mut s = serde_json::to_string(&doc).expect("JSON");
+/// One round as a JSON document (`sync --format json`), on one line: its keys sorted, as the
+/// documents have always been.
+fn round_json(round: &Round) -> String {
+    let value = serde_json::to_value(round.document()).expect("a round serializes");
+    let mut s = serde_json::to_string(&value).expect("JSON");
     s.push('\n');
     s
 }
@@ -406,7 +378,7 @@ fn render_round(round: &Round, format: StatusFormat, out: &mut dyn Write, err: &
             render(report, &mut log_lines, err);
             render_deploy(deploy.as_deref().unwrap_or_default(), &mut log_lines, err);
             let _ = err.write_all(&log_lines);
-            let _ = out.write_all(round_json(report, deploy.as_deref()).as_bytes());
+            let _ = out.write_all(round_json(round).as_bytes());
         }
     }
 }

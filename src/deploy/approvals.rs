@@ -352,81 +352,9 @@ pub fn approve(
     }
     approval_rule(cookbook, request.stage, position, request.ci)?;
     let (digests, release) = match request.subject {
-        Subject::Lock(lock) => {
-            let digests = lock
-                .containers
-                .iter()
-                // An image's identity: its registry digest, or its local id when it was not
-                // published.
-                .filter_map(|(c, l)| {
-                    let digest = l.digest.as_ref().or(l.image_id.as_ref())?;
-                    Some((c.to_string(), digest.to_string()))
-                })
-                .collect();
-            (digests, None)
-        }
-        Subject::Current => {
-            let Some(source) = position
-                .checked_sub(1)
-                .map(|p| &cookbook.lifecycle.stages[p])
-            else {
-                return Err(DeployError::Usage {
-                    message: format!(
-                        "stage `{}` is the first stage: no release comes to it from another stage",
-                        request.stage
-                    ),
-                    help: Some("approve cookbook.lock's images with `--lock`".to_owned()),
-                });
-            };
-            let site = site_for(cookbook, request.site, source)?;
-            let records = session::releases(state_dir, &site)?;
-            let Some(current) = records.current(source.as_str()) else {
-                return Err(DeployError::Usage {
-                    message: format!(
-                        "nothing is recorded in {site}/{source}: there is no release for `promote` to carry into `{}` yet",
-                        request.stage
-                    ),
-                    help: Some(format!(
-                        "deploy it to {site}/{source} first, or approve cookbook.lock's images with `--lock`"
-                    )),
-                });
-            };
-            let release = ReleaseRef {
-                id: current.release.clone(),
-                site: site.to_string(),
-                stage: source.to_string(),
-            };
-            (digests_of(&current.desired), Some(release))
-        }
-        Subject::Release(id) => {
-            let site = site_for_any(cookbook, request.site)?;
-            let records = session::releases(state_dir, &site)?;
-            let found = records
-                .stages
-                .iter()
-                .flat_map(|(stage, list)| list.iter().map(move |r| (stage, r)))
-                .rfind(|(_, r)| r.release == id);
-            let Some((stage, record)) = found else {
-                let mut known: Vec<String> = records
-                    .stages
-                    .values()
-                    .flatten()
-                    .map(|r| r.release.clone())
-                    .collect();
-                known.sort();
-                known.dedup();
-                return Err(DeployError::Usage {
-                    message: format!("no release `{id}` is recorded for site `{site}`"),
-                    help: listed("recorded releases", &known),
-                });
-            };
-            let release = ReleaseRef {
-                id: record.release.clone(),
-                site: site.to_string(),
-                stage: stage.clone(),
-            };
-            (digests_of(&record.desired), Some(release))
-        }
+        Subject::Lock(lock) => (lock_digests(lock), None),
+        Subject::Current => carried(state_dir, cookbook, request, position)?,
+        Subject::Release(id) => recorded(state_dir, cookbook, request.site, id)?,
     };
     let approval = Approval {
         stage: request.stage.to_owned(),
@@ -440,6 +368,95 @@ pub fn approve(
     let recorded = approval.clone();
     Approvals::update(&Approvals::path(state_dir), |a| a.approvals.push(recorded))?;
     Ok(approval)
+}
+
+/// Container → digest of a lock's images. An image's identity: its registry digest, or its local
+/// id when it was not published.
+fn lock_digests(lock: &Lock) -> BTreeMap<String, String> {
+    lock.containers
+        .iter()
+        .filter_map(|(c, l)| {
+            let digest = l.digest.as_ref().or(l.image_id.as_ref())?;
+            Some((c.to_string(), digest.to_string()))
+        })
+        .collect()
+}
+
+/// What `promote` would carry into the request's stage (at `position`): the current release of
+/// the stage before it, on the request's site.
+fn carried(
+    state_dir: &Path,
+    cookbook: &Cookbook,
+    request: &Request,
+    position: usize,
+) -> Result<(BTreeMap<String, String>, Option<ReleaseRef>), DeployError> {
+    let Some(source) = position
+        .checked_sub(1)
+        .map(|p| &cookbook.lifecycle.stages[p])
+    else {
+        return Err(DeployError::Usage {
+            message: format!(
+                "stage `{}` is the first stage: no release comes to it from another stage",
+                request.stage
+            ),
+            help: Some("approve cookbook.lock's images with `--lock`".to_owned()),
+        });
+    };
+    let site = site_for(cookbook, request.site, source)?;
+    let records = session::releases(state_dir, &site)?;
+    let Some(current) = records.current(source.as_str()) else {
+        return Err(DeployError::Usage {
+            message: format!(
+                "nothing is recorded in {site}/{source}: there is no release for `promote` to carry into `{}` yet",
+                request.stage
+            ),
+            help: Some(format!(
+                "deploy it to {site}/{source} first, or approve cookbook.lock's images with `--lock`"
+            )),
+        });
+    };
+    let release = ReleaseRef {
+        id: current.release.clone(),
+        site: site.to_string(),
+        stage: source.to_string(),
+    };
+    Ok((digests_of(&current.desired), Some(release)))
+}
+
+/// The release `id` recorded on `site` (or the only site with a target), in whichever stage.
+fn recorded(
+    state_dir: &Path,
+    cookbook: &Cookbook,
+    site: Option<&str>,
+    id: &str,
+) -> Result<(BTreeMap<String, String>, Option<ReleaseRef>), DeployError> {
+    let site = site_for_any(cookbook, site)?;
+    let records = session::releases(state_dir, &site)?;
+    let found = records
+        .stages
+        .iter()
+        .flat_map(|(stage, list)| list.iter().map(move |r| (stage, r)))
+        .rfind(|(_, r)| r.release == id);
+    let Some((stage, record)) = found else {
+        let mut known: Vec<String> = records
+            .stages
+            .values()
+            .flatten()
+            .map(|r| r.release.clone())
+            .collect();
+        known.sort();
+        known.dedup();
+        return Err(DeployError::Usage {
+            message: format!("no release `{id}` is recorded for site `{site}`"),
+            help: listed("recorded releases", &known),
+        });
+    };
+    let release = ReleaseRef {
+        id: record.release.clone(),
+        site: site.to_string(),
+        stage: stage.clone(),
+    };
+    Ok((digests_of(&record.desired), Some(release)))
 }
 
 /// A site named, or the only site of the cookbook with a target.

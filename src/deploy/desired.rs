@@ -228,26 +228,7 @@ pub fn desired(
             known: cookbook.sites.keys().map(Name::to_string).collect(),
         });
     };
-    let Some(stage_name) = lifecycle.stages.iter().find(|s| s.as_str() == stage) else {
-        return Err(DesiredError::UnknownStage {
-            stage: stage.to_owned(),
-            known: lifecycle.stages.iter().map(Name::to_string).collect(),
-        });
-    };
-    let site_deploy = &lifecycle.sites[site];
-    if !site_deploy.stages.is_empty() && !site_deploy.stages.contains(stage_name) {
-        return Err(DesiredError::StageNotServed {
-            site: site.to_owned(),
-            stage: stage.to_owned(),
-            served: site_deploy.stages.iter().map(Name::to_string).collect(),
-        });
-    }
-    if lock.project != cookbook.project.name {
-        return Err(DesiredError::OtherProject {
-            lock: lock.project.to_string(),
-            cookbook: cookbook.project.name.to_string(),
-        });
-    }
+    let stage_name = served_stage(cookbook, lock, site, stage)?;
     let project = &cookbook.project.name;
     let network = network_name(project.as_str(), site, stage);
     let mut waves = Vec::new();
@@ -255,30 +236,7 @@ pub fn desired(
     for wave in plan.waves() {
         let mut instances = Vec::new();
         for container in wave.iter().filter(|c| deploy_set.contains(*c)) {
-            let locked = lock.containers.get(container.as_str()).ok_or_else(|| {
-                DesiredError::NotPublished {
-                    container: container.to_string(),
-                }
-            })?;
-            // The lock chooses a digest, never a repository: an entry is run only from the
-            // repository the cookbook names for its container.
-            if !cookbook.owns(container, locked.image.reference()) {
-                return Err(DesiredError::ForeignImage {
-                    container: container.to_string(),
-                    image: locked.image.to_string(),
-                    expected: cookbook.repository(container),
-                });
-            }
-            // The image by its identity: the registry's manifest digest when it was published,
-            // else (`apply --no-push`) the local image id.
-            let digest = locked
-                .digest
-                .as_ref()
-                .or(locked.image_id.as_ref())
-                .map(ToString::to_string)
-                .ok_or_else(|| DesiredError::NotPublished {
-                    container: container.to_string(),
-                })?;
+            let (image, digest) = locked_image(cookbook, lock, container)?;
             let runtime = lifecycle.runtime(stage, container.as_str());
             let health = lifecycle
                 .containers
@@ -291,7 +249,7 @@ pub fn desired(
                 instances.push(Instance {
                     container: container.clone(),
                     name: instance_name(project.as_str(), site, stage, container.as_str(), n),
-                    image: locked.image.to_string(),
+                    image: image.clone(),
                     digest: digest.clone(),
                     env: runtime.env.clone(),
                     ports: runtime.ports.clone(),
@@ -315,6 +273,69 @@ pub fn desired(
         network,
         waves,
     })
+}
+
+/// The stage `stage` of the lifecycle, if `site` serves it and `lock` is this project's.
+fn served_stage<'a>(
+    cookbook: &'a Cookbook,
+    lock: &Lock,
+    site: &str,
+    stage: &str,
+) -> Result<&'a Name, DesiredError> {
+    let lifecycle = &cookbook.lifecycle;
+    let Some(stage_name) = lifecycle.stages.iter().find(|s| s.as_str() == stage) else {
+        return Err(DesiredError::UnknownStage {
+            stage: stage.to_owned(),
+            known: lifecycle.stages.iter().map(Name::to_string).collect(),
+        });
+    };
+    let site_deploy = &lifecycle.sites[site];
+    if !site_deploy.stages.is_empty() && !site_deploy.stages.contains(stage_name) {
+        return Err(DesiredError::StageNotServed {
+            site: site.to_owned(),
+            stage: stage.to_owned(),
+            served: site_deploy.stages.iter().map(Name::to_string).collect(),
+        });
+    }
+    if lock.project != cookbook.project.name {
+        return Err(DesiredError::OtherProject {
+            lock: lock.project.to_string(),
+            cookbook: cookbook.project.name.to_string(),
+        });
+    }
+    Ok(stage_name)
+}
+
+/// The lock's image of `container` (its reference, and its identity: the registry's manifest
+/// digest when it was published, else, after `apply --no-push`, the local image id). The lock
+/// chooses a digest, never a repository: an entry is run only from the repository the cookbook
+/// names for its container.
+fn locked_image(
+    cookbook: &Cookbook,
+    lock: &Lock,
+    container: &Name,
+) -> Result<(String, String), DesiredError> {
+    let not_published = || DesiredError::NotPublished {
+        container: container.to_string(),
+    };
+    let locked = lock
+        .containers
+        .get(container.as_str())
+        .ok_or_else(not_published)?;
+    if !cookbook.owns(container, locked.image.reference()) {
+        return Err(DesiredError::ForeignImage {
+            container: container.to_string(),
+            image: locked.image.to_string(),
+            expected: cookbook.repository(container),
+        });
+    }
+    let digest = locked
+        .digest
+        .as_ref()
+        .or(locked.image_id.as_ref())
+        .map(ToString::to_string)
+        .ok_or_else(not_published)?;
+    Ok((locked.image.to_string(), digest))
 }
 
 /// A container the engine has for this project, site and stage: found by those labels, so ours.

@@ -22,10 +22,10 @@ use crate::deploy::detect::Detected;
 use crate::deploy::docker::InstanceStatus;
 use crate::deploy::kubernetes::cluster::UnitStatus;
 use crate::deploy::kubernetes::objects::{objects, Objects};
-use crate::deploy::session::{self, DeployError, Outcome};
+use crate::deploy::session::{self, DeployError, Outcome, Recovery, Step, WaveError};
 use crate::error::Error;
 use crate::model::lifecycle::Target;
-use crate::model::Cookbook;
+use crate::model::{Cookbook, Name};
 use crate::state::lock::Lock;
 
 /// `cookbook deploy`: the lock's images (or `release`'s) to a site's stage.
@@ -526,5 +526,135 @@ pub fn detect(site: Option<(&Workspace, &str)>) -> Result<DetectReport, Error> {
         capabilities: detected.capabilities().into_iter().collect(),
         detected,
         site,
+    })
+}
+
+/// The `--format json` document of a deploy that stopped once it had changed something: the error
+/// document (`result: "error"`), plus what failed and what the stage was put back on.
+#[derive(Debug, Serialize)]
+pub struct StoppedDocument<'a> {
+    pub result: Failure,
+    pub exit_code: i32,
+    pub errors: [StoppedError; 1],
+    pub deploy: StoppedDeploy<'a>,
+}
+
+/// A failure's `result` (`"error"`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Failure {
+    Error,
+}
+
+/// The one error of a stopped deploy's document (code `deploy`).
+#[derive(Debug, Serialize)]
+pub struct StoppedError {
+    pub code: &'static str,
+    pub message: String,
+    pub help: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct StoppedDeploy<'a> {
+    pub project: String,
+    pub site: String,
+    pub stage: String,
+    pub release: &'a str,
+    /// What it (re)created before it stopped.
+    pub started: &'a [String],
+    pub failed: FailedStep<'a>,
+    pub recovery: RecoveryDocument<'a>,
+}
+
+/// Where the deploy stopped: the wave and unit when known, and why.
+#[derive(Debug, Serialize)]
+pub struct FailedStep<'a> {
+    pub wave: Option<usize>,
+    pub unit: Option<&'a str>,
+    pub message: String,
+}
+
+/// What the stopped deploy did about it (`lifecycle.rollback.on_failure`).
+#[derive(Debug, Serialize)]
+pub struct RecoveryDocument<'a> {
+    pub action: RecoveryAction,
+    /// The release rolled back to (or that could not be).
+    pub release: Option<&'a str>,
+    pub started: &'a [String],
+    pub unchanged: &'a [String],
+    pub removed: &'a [String],
+    /// Why the rollback failed.
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RecoveryAction {
+    NothingChanged,
+    LeftAsIs,
+    NothingToRestore,
+    RolledBack,
+    RollbackFailed,
+}
+
+/// [`StoppedDocument`] of `e` when it is a deploy of `project` that stopped; `None` for any
+/// other error (the plain error document tells it).
+pub fn stopped_document<'a>(project: &Name, e: &'a Error) -> Option<StoppedDocument<'a>> {
+    let Error::Deploy { error, .. } = e else {
+        return None;
+    };
+    let DeployError::Stopped(stopped) = error.as_ref() else {
+        return None;
+    };
+    let (wave, unit) = match &stopped.cause {
+        WaveError::Unhealthy { wave, unit, .. } => (Some(*wave), Some(unit.as_str())),
+        WaveError::Backend { at, .. } | WaveError::Interrupted { at } => match at {
+            Step::Wave(n) => (Some(*n), None),
+            _ => (None, None),
+        },
+    };
+    let none: &[String] = &[];
+    let recovery =
+        |action, release: Option<&'a String>, restored: Option<&'a Outcome>| RecoveryDocument {
+            action,
+            release: release.map(String::as_str),
+            started: restored.map_or(none, |o| &o.started),
+            unchanged: restored.map_or(none, |o| &o.unchanged),
+            removed: restored.map_or(none, |o| &o.removed),
+            error: None,
+        };
+    let recovery = match &stopped.recovery {
+        Recovery::NothingChanged => recovery(RecoveryAction::NothingChanged, None, None),
+        Recovery::LeftAsIs => recovery(RecoveryAction::LeftAsIs, None, None),
+        Recovery::NothingToRestore => recovery(RecoveryAction::NothingToRestore, None, None),
+        Recovery::RolledBack { release, outcome } => {
+            recovery(RecoveryAction::RolledBack, Some(release), Some(outcome))
+        }
+        Recovery::RollbackFailed { release, cause } => RecoveryDocument {
+            error: Some(cause.to_string()),
+            ..recovery(RecoveryAction::RollbackFailed, Some(release), None)
+        },
+    };
+    Some(StoppedDocument {
+        result: Failure::Error,
+        exit_code: e.exit_code(),
+        errors: [StoppedError {
+            code: "deploy",
+            message: e.to_string(),
+            help: None,
+        }],
+        deploy: StoppedDeploy {
+            project: project.to_string(),
+            site: stopped.site.to_string(),
+            stage: stopped.stage.to_string(),
+            release: &stopped.release,
+            started: &stopped.started,
+            failed: FailedStep {
+                wave,
+                unit,
+                message: stopped.cause.to_string(),
+            },
+            recovery,
+        },
     })
 }

@@ -4,8 +4,8 @@
 //!
 //! The revision's cookbook is opened once (a [`Workspace`] named after the working copy's
 //! directory, as the apply named it), with the lock the apply wrote beside it. Release records and
-//! approvals live in the sync state directory (`<state>/deploy/`... its root), which outlives the
-//! revisions' checkouts.
+//! approvals live in the sync state directory (`<state>/deploy/`), which outlives the revisions'
+//! checkouts.
 
 use std::fmt;
 use std::sync::atomic::AtomicBool;
@@ -234,4 +234,104 @@ fn next_window(schedule: &[Window]) -> Option<SystemTime> {
         .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
     let next = crate::deploy::schedule::next_open(schedule, now)?;
     Some(UNIX_EPOCH + Duration::from_secs(u64::try_from(next).unwrap_or(0)))
+}
+
+/// One round as `sync --format json` prints it (one document per round): what the round did, in
+/// fields.
+#[derive(Debug, Serialize)]
+pub struct RoundDocument<'a> {
+    /// `failed` when the revision was refused, its apply failed or a stage's deploy failed.
+    pub result: RoundResult,
+    pub outcome: RoundOutcome,
+    pub remote_commit: &'a str,
+    pub current: Option<&'a str>,
+    pub previous: Option<&'a str>,
+    pub forced: bool,
+    pub refusal: Option<RefusalDocument>,
+    pub apply: Option<ApplyDocument>,
+    pub recovered: Option<&'a str>,
+    pub warnings: &'a [String],
+    pub deploy: Option<&'a [DeployStep]>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RoundResult {
+    Ok,
+    Failed,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RoundOutcome {
+    UpToDate,
+    Taken,
+    Refused,
+}
+
+/// Why the revision was refused: the summary, and every problem.
+#[derive(Debug, Serialize)]
+pub struct RefusalDocument {
+    pub reason: String,
+    pub errors: Vec<String>,
+}
+
+/// What the apply did: `{"result": "applied" | "already_applied"}`, or a failure with its error.
+#[derive(Debug, Serialize)]
+#[serde(tag = "result", rename_all = "snake_case")]
+pub enum ApplyDocument {
+    Applied,
+    AlreadyApplied,
+    Failed { error: String },
+}
+
+impl Round {
+    /// Whether the round failed: the revision refused, its apply failed, or a stage's deploy.
+    pub fn failed(&self) -> bool {
+        self.report.failed() || self.deploy.iter().flatten().any(DeployStep::failed)
+    }
+
+    pub fn document(&self) -> RoundDocument<'_> {
+        use crate::sync::Outcome;
+        let report = &self.report;
+        let (outcome, previous, forced, refusal) = match &report.outcome {
+            Outcome::UpToDate => (RoundOutcome::UpToDate, None, false, None),
+            Outcome::Taken { previous, forced } => {
+                (RoundOutcome::Taken, previous.as_deref(), *forced, None)
+            }
+            Outcome::Refused(r) => (
+                RoundOutcome::Refused,
+                None,
+                false,
+                Some(RefusalDocument {
+                    reason: r.summary(),
+                    errors: r.errors(),
+                }),
+            ),
+        };
+        let apply = report.apply.as_ref().map(|a| match a {
+            ApplyOutcome::Applied => ApplyDocument::Applied,
+            ApplyOutcome::AlreadyApplied => ApplyDocument::AlreadyApplied,
+            ApplyOutcome::Failed(e) => ApplyDocument::Failed {
+                error: e.to_string(),
+            },
+        });
+        RoundDocument {
+            result: if self.failed() {
+                RoundResult::Failed
+            } else {
+                RoundResult::Ok
+            },
+            outcome,
+            remote_commit: &report.remote_commit,
+            current: report.current.as_deref(),
+            previous,
+            forced,
+            refusal,
+            apply,
+            recovered: report.recovered.as_deref(),
+            warnings: &report.warnings,
+            deploy: self.deploy.as_deref(),
+        }
+    }
 }

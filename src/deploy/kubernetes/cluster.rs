@@ -523,7 +523,6 @@ impl KubeSite {
     /// Each desired Deployment as the cluster runs it.
     pub async fn unit_status(&self, desired: &Desired) -> Result<Vec<UnitStatus>, KubeError> {
         let objects = self.objects(desired);
-        let api = self.api::<Deployment>();
         let events: Vec<Event> = self
             .api::<Event>()
             .list(&ListParams::default().fields("type=Warning"))
@@ -532,110 +531,86 @@ impl KubeSite {
             .items;
         let mut out = Vec::new();
         for unit in objects.waves.iter().flatten() {
-            let desired_digest = desired
-                .instances()
-                .find(|i| i.container == unit.container)
-                .map(|i| i.digest.clone())
-                .unwrap_or_default();
-            let mut foreign = false;
-            let live = api
-                .get_opt(&unit.name)
-                .await
-                .map_err(|e| api_error(&format!("get Deployment {}", unit.name), e, &self.url))?;
-            let live = live.filter(|d| {
-                // A namesake that is not ours: its image and rollout say nothing about ours.
-                foreign = owner(
-                    desired,
-                    Some(unit.container.as_str()),
-                    d.metadata.labels.as_ref(),
-                ) != Owner::Ours;
-                !foreign
-            });
-            let Some(d) = live else {
-                out.push(UnitStatus {
-                    name: unit.name.clone(),
-                    container: unit.container.to_string(),
-                    state: if foreign {
-                        UnitState::Foreign
-                    } else {
-                        UnitState::Missing
-                    },
-                    desired_digest,
-                    running_digest: None,
-                    replicas: 0,
-                    ready_replicas: 0,
-                    restarts: 0,
-                    warnings: Vec::new(),
-                    drift: true,
-                });
-                continue;
-            };
-            let pods: Vec<Pod> = self
-                .list("pods", &format!("{LABEL_INSTANCE}={}", unit.name))
-                .await?;
-            let restarts = pods
-                .iter()
-                .filter_map(|p| p.status.as_ref()?.container_statuses.as_ref())
-                .flatten()
-                .map(|c| i64::from(c.restart_count))
-                .sum();
-            let pod_prefix = format!("{}-", unit.name);
-            let mut warnings: Vec<&Event> = events
-                .iter()
-                .filter(|e| {
-                    e.involved_object
-                        .name
-                        .as_deref()
-                        .is_some_and(|n| n == unit.name || n.starts_with(&pod_prefix))
-                })
-                .collect();
-            warnings.sort_by_key(|e| e.last_timestamp.as_ref().map(|t| t.0));
-            let warnings: Vec<String> = warnings
-                .iter()
-                .rev()
-                .take(EVENTS)
-                .rev()
-                .map(|e| {
-                    format!(
-                        "{}: {}",
-                        e.reason.as_deref().unwrap_or("Warning"),
-                        e.message.as_deref().unwrap_or("")
-                    )
-                })
-                .collect();
-            let running_digest = d
-                .spec
-                .as_ref()
-                .and_then(|s| s.template.spec.as_ref())
-                .and_then(|s| s.containers.first())
-                .and_then(|c| c.image.as_deref())
-                .and_then(digest_of);
-            let hash = d
-                .metadata
-                .annotations
-                .as_ref()
-                .and_then(|a| a.get(CONFIG_HASH));
-            let state = match rollout(&d) {
-                Ok(true) => UnitState::Available,
-                Ok(false) => UnitState::Progressing,
-                Err(_) => UnitState::Failed,
-            };
-            let status = d.status.clone().unwrap_or_default();
-            out.push(UnitStatus {
-                name: unit.name.clone(),
-                container: unit.container.to_string(),
-                state,
-                drift: running_digest.as_deref() != Some(desired_digest.as_str())
-                    || hash != Some(&unit.config_hash),
-                desired_digest,
-                running_digest,
-                replicas: d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1),
-                ready_replicas: status.ready_replicas.unwrap_or(0),
-                restarts,
-                warnings,
-            });
+            out.push(self.one_unit_status(desired, unit, &events).await?);
         }
         Ok(out)
+    }
+
+    /// One unit's Deployment as the cluster runs it: missing, a namesake not ours, or ours with
+    /// its rollout, restarts and latest warnings.
+    async fn one_unit_status(
+        &self,
+        desired: &Desired,
+        unit: &Unit,
+        events: &[Event],
+    ) -> Result<UnitStatus, KubeError> {
+        let desired_digest = desired
+            .instances()
+            .find(|i| i.container == unit.container)
+            .map(|i| i.digest.clone())
+            .unwrap_or_default();
+        let live = self
+            .api::<Deployment>()
+            .get_opt(&unit.name)
+            .await
+            .map_err(|e| api_error(&format!("get Deployment {}", unit.name), e, &self.url))?;
+        let mut status = UnitStatus {
+            name: unit.name.clone(),
+            container: unit.container.to_string(),
+            state: UnitState::Missing,
+            desired_digest,
+            running_digest: None,
+            replicas: 0,
+            ready_replicas: 0,
+            restarts: 0,
+            warnings: Vec::new(),
+            drift: true,
+        };
+        let Some(d) = live else {
+            return Ok(status);
+        };
+        // A namesake that is not ours: its image and rollout say nothing about ours.
+        let labels = d.metadata.labels.as_ref();
+        if owner(desired, Some(unit.container.as_str()), labels) != Owner::Ours {
+            status.state = UnitState::Foreign;
+            return Ok(status);
+        }
+        let pods: Vec<Pod> = self
+            .list("pods", &format!("{LABEL_INSTANCE}={}", unit.name))
+            .await?;
+        status.restarts = pods
+            .iter()
+            .filter_map(|p| p.status.as_ref()?.container_statuses.as_ref())
+            .flatten()
+            .map(|c| i64::from(c.restart_count))
+            .sum();
+        status.warnings = latest_warnings(events, &unit.name);
+        status.running_digest = d
+            .spec
+            .as_ref()
+            .and_then(|s| s.template.spec.as_ref())
+            .and_then(|s| s.containers.first())
+            .and_then(|c| c.image.as_deref())
+            .and_then(digest_of);
+        let hash = d
+            .metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(CONFIG_HASH));
+        status.state = match rollout(&d) {
+            Ok(true) => UnitState::Available,
+            Ok(false) => UnitState::Progressing,
+            Err(_) => UnitState::Failed,
+        };
+        status.drift = status.running_digest.as_deref() != Some(status.desired_digest.as_str())
+            || hash != Some(&unit.config_hash);
+        status.replicas = d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
+        status.ready_replicas = d
+            .status
+            .as_ref()
+            .and_then(|s| s.ready_replicas)
+            .unwrap_or(0);
+        Ok(status)
     }
 }
 
@@ -665,6 +640,35 @@ fn foreign_of(
         owner,
         managers,
     })
+}
+
+/// The latest `EVENTS` warning events about the Deployment `name` and its pods, oldest first:
+/// `Reason: message`.
+fn latest_warnings(events: &[Event], name: &str) -> Vec<String> {
+    let pod_prefix = format!("{name}-");
+    let mut warnings: Vec<&Event> = events
+        .iter()
+        .filter(|e| {
+            e.involved_object
+                .name
+                .as_deref()
+                .is_some_and(|n| n == name || n.starts_with(&pod_prefix))
+        })
+        .collect();
+    warnings.sort_by_key(|e| e.last_timestamp.as_ref().map(|t| t.0));
+    warnings
+        .iter()
+        .rev()
+        .take(EVENTS)
+        .rev()
+        .map(|e| {
+            format!(
+                "{}: {}",
+                e.reason.as_deref().unwrap_or("Warning"),
+                e.message.as_deref().unwrap_or("")
+            )
+        })
+        .collect()
 }
 
 fn hash_of(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> Option<&str> {

@@ -232,12 +232,7 @@ fn unit(desired: &Desired, namespace: Option<&str>, instance: &Instance, replica
         instance.container.as_str(),
     );
     let selector = BTreeMap::from([(LABEL_INSTANCE.to_owned(), name.clone())]);
-    let mut pod_labels = desired.labels(None);
-    pod_labels.insert(label::CONTAINER.to_owned(), instance.container.to_string());
-    pod_labels.insert(LABEL_NAME.to_owned(), instance.container.to_string());
-    pod_labels.insert(LABEL_INSTANCE.to_owned(), name.clone());
-    pod_labels.insert(LABEL_PART_OF.to_owned(), desired.project.to_string());
-    pod_labels.insert(LABEL_MANAGED_BY.to_owned(), MANAGED_BY.to_owned());
+    let pod_labels = pod_labels(desired, instance, &name);
     let mut labels = pod_labels.clone();
     labels.insert(label::RELEASE.to_owned(), desired.release.clone());
     let metadata = ObjectMeta {
@@ -250,47 +245,16 @@ fn unit(desired: &Desired, namespace: Option<&str>, instance: &Instance, replica
         ])),
         ..Default::default()
     };
-    let mut limits = BTreeMap::new();
-    if let Some(n) = instance.nano_cpus {
-        limits.insert("cpu".to_owned(), cpu(n));
-    }
-    if let Some(m) = instance.memory {
-        limits.insert("memory".to_owned(), memory(m));
-    }
-    let container = Container {
-        name: instance.container.to_string(),
-        image: Some(image_by_digest(instance)),
-        env: (!instance.env.is_empty()).then(|| {
-            instance
-                .env
-                .iter()
-                .map(|(k, v)| EnvVar {
-                    name: k.clone(),
-                    value: Some(v.clone()),
-                    ..Default::default()
-                })
-                .collect()
-        }),
-        ports: (!instance.ports.is_empty()).then(|| {
-            instance
-                .ports
-                .iter()
-                .map(|p| ContainerPort {
-                    container_port: i32::from(p.container),
-                    protocol: Some(protocol(&p.protocol)),
-                    ..Default::default()
-                })
-                .collect()
-        }),
-        resources: (!limits.is_empty()).then(|| ResourceRequirements {
-            limits: Some(limits),
+    let pod = PodTemplateSpec {
+        metadata: Some(ObjectMeta {
+            labels: Some(pod_labels),
             ..Default::default()
         }),
-        readiness_probe: probe(&instance.health, false),
-        liveness_probe: probe(&instance.health, true),
-        ..Default::default()
+        spec: Some(PodSpec {
+            containers: vec![container(instance)],
+            ..Default::default()
+        }),
     };
-    let deadline = progress_deadline(&instance.health);
     let deployment = Deployment {
         metadata: metadata.clone(),
         spec: Some(DeploymentSpec {
@@ -299,50 +263,92 @@ fn unit(desired: &Desired, namespace: Option<&str>, instance: &Instance, replica
                 match_labels: Some(selector.clone()),
                 ..Default::default()
             },
-            progress_deadline_seconds: Some(seconds(deadline)),
-            template: PodTemplateSpec {
-                metadata: Some(ObjectMeta {
-                    labels: Some(pod_labels),
-                    ..Default::default()
-                }),
-                spec: Some(PodSpec {
-                    containers: vec![container],
-                    ..Default::default()
-                }),
-            },
+            progress_deadline_seconds: Some(seconds(progress_deadline(&instance.health))),
+            template: pod,
             ..Default::default()
         }),
         status: None,
     };
-    let service = (!instance.ports.is_empty()).then(|| Service {
-        metadata,
-        spec: Some(ServiceSpec {
-            selector: Some(selector),
-            ports: Some(
-                instance
-                    .ports
-                    .iter()
-                    .map(|p| ServicePort {
-                        name: Some(format!("{}-{}", p.protocol, p.host)),
-                        port: i32::from(p.host),
-                        target_port: Some(IntOrString::Int(i32::from(p.container))),
-                        protocol: Some(protocol(&p.protocol)),
-                        ..Default::default()
-                    })
-                    .collect(),
-            ),
-            ..Default::default()
-        }),
-        status: None,
-    });
     Unit {
         name,
         container: instance.container.clone(),
         config_hash: instance.config_hash.clone(),
         replicas,
         deployment,
-        service,
+        service: service(instance, metadata, selector),
     }
+}
+
+/// A pod's labels: the stage's ownership labels with the container's, and the recommended
+/// `app.kubernetes.io/*` ones (`instance`: what the Deployment and Service select by).
+fn pod_labels(desired: &Desired, instance: &Instance, name: &str) -> BTreeMap<String, String> {
+    let mut labels = desired.labels(None);
+    labels.insert(label::CONTAINER.to_owned(), instance.container.to_string());
+    labels.insert(LABEL_NAME.to_owned(), instance.container.to_string());
+    labels.insert(LABEL_INSTANCE.to_owned(), name.to_owned());
+    labels.insert(LABEL_PART_OF.to_owned(), desired.project.to_string());
+    labels.insert(LABEL_MANAGED_BY.to_owned(), MANAGED_BY.to_owned());
+    labels
+}
+
+/// The pod's one container: the image by digest, the stage's env, ports and limits, and the
+/// probes of its health check.
+fn container(instance: &Instance) -> Container {
+    let mut limits = BTreeMap::new();
+    if let Some(n) = instance.nano_cpus {
+        limits.insert("cpu".to_owned(), cpu(n));
+    }
+    if let Some(m) = instance.memory {
+        limits.insert("memory".to_owned(), memory(m));
+    }
+    let env = instance.env.iter().map(|(k, v)| EnvVar {
+        name: k.clone(),
+        value: Some(v.clone()),
+        ..Default::default()
+    });
+    let ports = instance.ports.iter().map(|p| ContainerPort {
+        container_port: i32::from(p.container),
+        protocol: Some(protocol(&p.protocol)),
+        ..Default::default()
+    });
+    Container {
+        name: instance.container.to_string(),
+        image: Some(image_by_digest(instance)),
+        env: (!instance.env.is_empty()).then(|| env.collect()),
+        ports: (!instance.ports.is_empty()).then(|| ports.collect()),
+        resources: (!limits.is_empty()).then(|| ResourceRequirements {
+            limits: Some(limits),
+            ..Default::default()
+        }),
+        readiness_probe: probe(&instance.health, false),
+        liveness_probe: probe(&instance.health, true),
+        ..Default::default()
+    }
+}
+
+/// The Service of a container that publishes ports (`HOST:CONTAINER` → port `HOST`, target port
+/// `CONTAINER`); none for one that publishes none.
+fn service(
+    instance: &Instance,
+    metadata: ObjectMeta,
+    selector: BTreeMap<String, String>,
+) -> Option<Service> {
+    let ports = instance.ports.iter().map(|p| ServicePort {
+        name: Some(format!("{}-{}", p.protocol, p.host)),
+        port: i32::from(p.host),
+        target_port: Some(IntOrString::Int(i32::from(p.container))),
+        protocol: Some(protocol(&p.protocol)),
+        ..Default::default()
+    });
+    (!instance.ports.is_empty()).then(|| Service {
+        metadata,
+        spec: Some(ServiceSpec {
+            selector: Some(selector),
+            ports: Some(ports.collect()),
+            ..Default::default()
+        }),
+        status: None,
+    })
 }
 
 /// The objects of `desired` in `namespace` (`None`: no namespace in their metadata, for
