@@ -9,10 +9,9 @@
 use std::io::Write;
 use std::path::Path;
 
-use crate::cli::interrupt::Interrupt;
-use crate::cli::Format;
-use crate::deploy::docker::InstanceStatus;
-use crate::deploy::kubernetes::cluster::UnitStatus;
+use super::interrupt::Interrupt;
+use super::Format;
+use crate::ops::deploy::{InstanceStatus, Services, UnitStatus};
 use crate::error::Error;
 use crate::ops::deploy::{
     ApproveOptions, DeployOptions, DeployReport, DetectReport, PromoteOptions, RollbackOptions,
@@ -291,7 +290,7 @@ fn docker_status(out: &mut dyn Write, report: &StatusReport<InstanceStatus>) {
 
 /// A container's services in one column: `web: 80 (httpd)`, `worker: no port (work.sh, sleep)`,
 /// `-: ports unknown (job)`.
-fn services_text(s: &crate::deploy::services::Services) -> String {
+fn services_text(s: &Services) -> String {
     let kinds = if s.kinds.is_empty() {
         "-".to_owned()
     } else {
@@ -322,7 +321,7 @@ pub enum SiteCommand {
     #[command(after_help = crate::error::EXIT_CODES_HELP)]
     Detect {
         #[command(flatten)]
-        cookbook: crate::cli::CookbookArg,
+        cookbook: super::CookbookArg,
         /// The federation site whose target to ask (and whose declared capabilities to check)
         #[arg(long, value_name = "SITE")]
         site: Option<String>,

@@ -20,7 +20,6 @@ mod diff;
 mod init;
 mod inspect;
 mod interrupt;
-mod legacy;
 pub mod locate;
 mod migrate;
 mod output;
@@ -28,10 +27,6 @@ mod update;
 mod verify;
 
 pub use args::{Cli, ColorChoice, Command, CookbookArg, Format, PlanFormat};
-// Removed when deploy and sync open an `ops::Workspace` (see `legacy`).
-pub use legacy::{
-    base_dir, containers_named, fingerprints_pinned, load, load_labelled_as, site_plan,
-};
 
 use crate::error::{Error, EXIT_OK};
 

@@ -14,13 +14,12 @@ use clap::{Args, Subcommand, ValueEnum};
 
 use super::interrupt::Interrupt;
 use crate::error::Error;
-use crate::model::RelPath;
 use crate::ops;
-use crate::ops::sync::{DeployStep, Round, RoundOptions, StepResult};
-use crate::sync::lock::{Holder, Wait};
-use crate::sync::schedule::{self, Schedule, Tick};
-use crate::sync::state::{StateDir, SyncState};
-use crate::sync::{Applier, ApplyOutcome, Outcome, RoundReport, SyncError, SyncOptions};
+use crate::ops::sync::{
+    schedule, Applier, ApplyOutcome, DeployStep, Holder, Outcome, RelPath, Report as RoundReport,
+    Round, RoundOptions, Schedule, StateDir, StepResult, SyncError, SyncOptions, SyncState, Tick,
+    Wait,
+};
 
 pub const SYNC_HELP: &str = "Exit codes:
   0  ok: the remote's revision taken, or nothing new
@@ -313,7 +312,7 @@ fn round_secs(d: Duration) -> Duration {
 }
 
 fn log(w: &mut dyn Write, line: &str) {
-    let _ = writeln!(w, "{} sync: {line}", crate::sync::state::now());
+    let _ = writeln!(w, "{} sync: {line}", ops::sync::now());
 }
 
 fn short(commit: &str) -> &str {

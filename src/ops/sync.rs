@@ -15,14 +15,22 @@ use serde::ser::SerializeStruct;
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
+// What the command line names when it renders a round and its state (the CLI imports only `ops`).
+pub use crate::model::RelPath;
+pub use crate::sync::lock::Holder;
+pub use crate::sync::schedule::{self, Schedule, Tick};
+pub use crate::sync::state::{now, SyncState};
+pub use crate::sync::{Outcome, RoundReport as Report};
+
 use super::deploy::{DeployReport, NotReady, StageOutcome, StageTarget};
 use super::{CookbookFile, Workspace};
 use crate::error::Error;
 use crate::model::lifecycle::Window;
 use crate::state::lock::Lock;
-use crate::sync::lock::{Holder, Wait};
-use crate::sync::state::StateDir;
-use crate::sync::{sync_once, Applier, ApplyOutcome, RoundReport, SyncError, SyncOptions};
+pub use crate::sync::lock::Wait;
+pub use crate::sync::state::StateDir;
+pub use crate::sync::{Applier, ApplyOutcome, SyncError, SyncOptions};
+use crate::sync::{sync_once, RoundReport};
 
 /// One round's settings: where the state is, what to follow, who runs it.
 pub struct RoundOptions<'a> {
