@@ -9,9 +9,9 @@
 //! | 130  | stopped by SIGINT (Ctrl-C): builds cancelled, completed work in the lock   |
 //! | 143  | stopped by SIGTERM: the same                                               |
 //!
-//! Row by row (README.md "Exit codes" has the same table; tests/exit_codes.rs runs the binary
+//! Row by row (README.md "Exit codes" has the same table; tests/it/exit_codes.rs runs the binary
 //! for the rows a local run can reach, the unit tests below map the others' typed errors, and
-//! tests/hostile_registry.rs, tests/deploy.rs and tests/kubernetes.rs reach the registry's and
+//! tests/it/hostile_registry.rs, tests/it/deploy.rs and tests/it/kubernetes.rs reach the registry's and
 //! the sites' rows end to end):
 //!
 //! | failure                                                                  | code |
@@ -80,7 +80,7 @@ pub const EXIT_UNREACHABLE: i32 = 3;
 pub const EXIT_SIGINT: i32 = 130;
 pub const EXIT_SIGTERM: i32 = 143;
 
-/// Documented in `--help`; tested in `tests/cli.rs`.
+/// Documented in `--help`; tested in `tests/it/cli.rs`.
 pub const EXIT_CODES_HELP: &str = "Exit codes:
   0  success
   1  the work failed (a build, a push, a verification)
@@ -640,7 +640,7 @@ mod tests {
         std::io::Error::from_raw_os_error(code)
     }
 
-    /// The rows tests/exit_codes.rs cannot produce through the binary on this machine.
+    /// The rows tests/it/exit_codes.rs cannot produce through the binary on this machine.
     #[test]
     fn local_io_failures_are_1_and_paths_that_name_nothing_are_2() {
         const ENOENT: i32 = 2;

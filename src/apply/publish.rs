@@ -138,7 +138,7 @@ async fn push_blob(
 /// link, `digest.Parse("")` fails, and the PUT is answered 400 with `DIGEST_INVALID` ("provided
 /// digest did not match uploaded content") followed by `MANIFEST_BLOB_UNKNOWN`, although every
 /// blob is there. Against the test registry, 18% of manifest PUTs sent together with a second
-/// mount of one of their blobs were answered so (tests/concurrency.rs lines two applies up that
+/// mount of one of their blobs were answered so (tests/it/concurrency.rs lines two applies up that
 /// way).
 ///
 /// So such an answer (or `BLOB_UNKNOWN`) is checked against the registry: each blob HEADed —

@@ -16,57 +16,14 @@ use std::path::Path;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use clap::Args;
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 
+use super::args::ApplyArgs;
 use super::interrupt::Interrupt;
 use super::{locate, output, Format};
 use crate::error::Error;
 use crate::ops::apply::{ApplyOptions, ApplySummary, DryRunReport, Event, Name, Reporter};
 use crate::ops::{CookbookFile, Workspace};
-
-/// `apply --help`'s exit codes: the common ones (`crate::error`) and the two of a cancelled run.
-pub const APPLY_HELP: &str = "Exit codes:
-  0    success
-  1    the work failed (a build, a push, a verification)
-  2    invalid input (the cookbook, an argument, a path)
-  3    an external service (Docker engine, registry, git remote) is unreachable
-  130  stopped by SIGINT (Ctrl-C), 143 by SIGTERM: running builds are cancelled, temporary
-       files removed, what completed is written to cookbook.lock, no mutable tag moves.
-       A second signal exits at once.";
-
-#[derive(Debug, Args)]
-pub struct ApplyArgs {
-    /// Apply only these containers and what they need (their parents and runtime dependencies)
-    /// [default: all]
-    #[arg(value_name = "CONTAINER")]
-    pub containers: Vec<String>,
-    /// Apply only this federation site's containers (and what they need).
-    #[arg(long)]
-    pub site: Option<String>,
-    /// Builds at once [default: the number of cores].
-    #[arg(short = 'j', long)]
-    pub jobs: Option<usize>,
-    /// Build and tag locally; push nothing (cache hits are looked up in the local engine).
-    #[arg(long)]
-    pub no_push: bool,
-    /// After a failure, go on with containers that do not need the failed one.
-    #[arg(long)]
-    pub keep_going: bool,
-    /// Take containers that cookbook.lock records as published, with the same input hash, as
-    /// cached without asking the registry (it trusts that nobody deleted them there).
-    #[arg(long, conflicts_with = "no_push")]
-    pub trust_lock: bool,
-    #[arg(long, value_enum, default_value_t = Format::Text)]
-    pub format: Format,
-    /// Say per container what apply would do (cached, or build; what it would push and tag),
-    /// from the registry (or the engine with --no-push); build, push, tag and write nothing.
-    #[arg(long)]
-    pub dry_run: bool,
-    /// Print every build's output as it arrives, not only a failed build's.
-    #[arg(short = 'v', long)]
-    pub verbose: bool,
-}
 
 /// Plain lines, for logs without a terminal.
 struct Plain {

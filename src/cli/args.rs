@@ -1,7 +1,5 @@
 //! The command line's arguments: every command and its options, as clap declares them.
 //!
-//! The commands of the other families (`apply`, `update`, `verify`, the deploy commands, `sync`)
-//! still declare their own argument structs beside their renderers; they move here with them.
 //! What the dispatcher must know about a command before running it is [`Command::facts`], the one
 //! match over every command.
 
@@ -100,12 +98,12 @@ pub enum Command {
     },
     /// Build, tag and push every container whose image does not exist yet, bottom-up; write
     /// cookbook.lock.
-    #[command(after_help = super::apply::APPLY_HELP)]
+    #[command(after_help = APPLY_HELP)]
     Apply {
         #[command(flatten)]
         cookbook: CookbookArg,
         #[command(flatten)]
-        args: super::apply::ApplyArgs,
+        args: ApplyArgs,
     },
     /// Re-resolve base images on purpose: move the pins in cookbook.lock of the bases these
     /// containers name (all without names); the next apply rebuilds what was built on a moved
@@ -115,7 +113,7 @@ pub enum Command {
         #[command(flatten)]
         cookbook: CookbookArg,
         #[command(flatten)]
-        args: super::update::UpdateArgs,
+        args: UpdateArgs,
     },
     /// Explain why a hash changed: compare two `explain` documents, or the working tree with a
     /// git revision (`--rev`).
@@ -124,22 +122,22 @@ pub enum Command {
     )]
     Diff(DiffArgs),
     /// Pull the master cookbook from git and keep this site on its last good revision.
-    Sync(super::sync::SyncArgs),
+    Sync(SyncArgs),
     /// Check cookbook.lock (and the registry) against what the sources produce, and say why not.
     Verify {
         #[command(flatten)]
         cookbook: CookbookArg,
         #[command(flatten)]
-        args: super::verify::VerifyArgs,
+        args: VerifyArgs,
     },
     /// Run the images pinned in cookbook.lock on a site's engine for one stage, wave by wave
     /// bottom-up, each wave healthy before the next; unchanged containers are left running.
-    #[command(after_help = super::deploy::DEPLOY_HELP)]
+    #[command(after_help = DEPLOY_HELP)]
     Deploy {
         #[command(flatten)]
         cookbook: CookbookArg,
         #[command(flatten)]
-        args: super::deploy::DeployArgs,
+        args: DeployArgs,
     },
     /// Deploy a recorded release of a stage again (default: the one before the current).
     #[command(after_help = EXIT_CODES_HELP)]
@@ -147,7 +145,7 @@ pub enum Command {
         #[command(flatten)]
         cookbook: CookbookArg,
         #[command(flatten)]
-        args: super::deploy::RollbackArgs,
+        args: RollbackArgs,
     },
     /// List the releases recorded for a site, per stage (`*` marks the current one).
     #[command(after_help = EXIT_CODES_HELP)]
@@ -155,7 +153,7 @@ pub enum Command {
         #[command(flatten)]
         cookbook: CookbookArg,
         #[command(flatten)]
-        args: super::deploy::ReleasesArgs,
+        args: ReleasesArgs,
     },
     /// Show each container of a stage as the site's engine runs it: state, health, restarts,
     /// uptime, and drift from the lock's image and the cookbook's runtime settings.
@@ -164,7 +162,7 @@ pub enum Command {
         #[command(flatten)]
         cookbook: CookbookArg,
         #[command(flatten)]
-        args: super::deploy::StatusArgs,
+        args: StatusArgs,
     },
     /// Record an approval for a stage of the release `promote` would carry there (or --release
     /// ID, or cookbook.lock's images with --lock): `manual` stages take a person's, `ci-approved`
@@ -174,7 +172,7 @@ pub enum Command {
         #[command(flatten)]
         cookbook: CookbookArg,
         #[command(flatten)]
-        args: super::deploy::ApproveArgs,
+        args: ApproveArgs,
     },
     /// Deploy the images of a stage's current release to a later stage, if its rule is met.
     #[command(after_help = EXIT_CODES_HELP)]
@@ -182,7 +180,7 @@ pub enum Command {
         #[command(flatten)]
         cookbook: CookbookArg,
         #[command(flatten)]
-        args: super::deploy::PromoteArgs,
+        args: PromoteArgs,
     },
     /// Print the Kubernetes objects a site's stage runs (Deployments by digest, Services, a
     /// Namespace when the site asks) as YAML or JSON, for deploying with other tools; the same
@@ -192,12 +190,12 @@ pub enum Command {
         #[command(flatten)]
         cookbook: CookbookArg,
         #[command(flatten)]
-        args: super::deploy::RenderArgs,
+        args: RenderArgs,
     },
     /// Ask a site's engine what it offers (`site detect`).
     Site {
         #[command(subcommand)]
-        command: super::deploy::SiteCommand,
+        command: SiteCommand,
     },
     /// Rewrite the cookbook in a newer format version (default: the latest); prints the result,
     /// or replaces the file with --write. Input hashes do not change.
@@ -370,4 +368,339 @@ pub struct MigrateArgs {
     /// Replace the file instead of printing the result (refused for standard input)
     #[arg(long)]
     pub write: bool,
+}
+
+// ---------------------------------------------------------------- apply
+
+/// `apply --help`'s exit codes: the common ones (`crate::error`) and the two of a cancelled run.
+pub const APPLY_HELP: &str = "Exit codes:
+  0    success
+  1    the work failed (a build, a push, a verification)
+  2    invalid input (the cookbook, an argument, a path)
+  3    an external service (Docker engine, registry, git remote) is unreachable
+  130  stopped by SIGINT (Ctrl-C), 143 by SIGTERM: running builds are cancelled, temporary
+       files removed, what completed is written to cookbook.lock, no mutable tag moves.
+       A second signal exits at once.";
+
+#[derive(Debug, Args)]
+pub struct ApplyArgs {
+    /// Apply only these containers and what they need (their parents and runtime dependencies)
+    /// [default: all]
+    #[arg(value_name = "CONTAINER")]
+    pub containers: Vec<String>,
+    /// Apply only this federation site's containers (and what they need).
+    #[arg(long)]
+    pub site: Option<String>,
+    /// Builds at once [default: the number of cores].
+    #[arg(short = 'j', long)]
+    pub jobs: Option<usize>,
+    /// Build and tag locally; push nothing (cache hits are looked up in the local engine).
+    #[arg(long)]
+    pub no_push: bool,
+    /// After a failure, go on with containers that do not need the failed one.
+    #[arg(long)]
+    pub keep_going: bool,
+    /// Take containers that cookbook.lock records as published, with the same input hash, as
+    /// cached without asking the registry (it trusts that nobody deleted them there).
+    #[arg(long, conflicts_with = "no_push")]
+    pub trust_lock: bool,
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+    /// Say per container what apply would do (cached, or build; what it would push and tag),
+    /// from the registry (or the engine with --no-push); build, push, tag and write nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Print every build's output as it arrives, not only a failed build's.
+    #[arg(short = 'v', long)]
+    pub verbose: bool,
+}
+
+// ---------------------------------------------------------------- verify
+
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Exit codes:\n  0  every container matches\n  1  a mismatch (each is printed with its reason)\n  2  invalid input (the cookbook, the lock file, a revision)\n  3  the registry (or, with --rebuild, the Docker engine) is unreachable"
+)]
+pub struct VerifyArgs {
+    /// The lock to check against [default: cookbook.lock beside the cookbook; with --rev, the
+    /// revision's own].
+    #[arg(long)]
+    pub lock: Option<PathBuf>,
+    /// Recompute from this git revision (checked out into a temporary directory) instead of the
+    /// working tree.
+    #[arg(long)]
+    pub rev: Option<String>,
+    /// Also check each locked image in the registry: digest under the content tag, input-hash label.
+    #[arg(long)]
+    pub registry: bool,
+    /// Check only that cookbook.lock is up to date with the sources (an entry per container,
+    /// the input hashes they hash to now), offline: for CI before `apply`, like `cargo --locked`.
+    #[arg(long, conflicts_with = "registry")]
+    pub locked: bool,
+    /// Also rebuild each container (or only CONTAINER…) from the sources through the Docker
+    /// engine, normalize it as `apply` does, and compare it with the locked image layer by layer
+    /// (from the registry, or the local engine for a --no-push lock): a mismatch names the first
+    /// differing layer and the paths in it.
+    #[arg(long, conflicts_with = "locked")]
+    pub rebuild: bool,
+    /// The containers to rebuild (default: all).
+    #[arg(value_name = "CONTAINER", requires = "rebuild")]
+    pub containers: Vec<String>,
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+}
+
+// ---------------------------------------------------------------- update
+
+#[derive(Debug, Args)]
+pub struct UpdateArgs {
+    /// Re-resolve only the base images of these containers [default: every external base]
+    #[arg(value_name = "CONTAINER")]
+    pub containers: Vec<String>,
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+}
+
+// ---------------------------------------------------------------- deploy
+
+/// `cookbook deploy --help`'s exit codes.
+pub const DEPLOY_HELP: &str = "Exit codes:
+  0    success
+  1    the work failed: a wave not healthy or the engine refusing (the stage is then rolled
+       back as lifecycle.rollback.on_failure says), a name the stage needs held by something
+       that is not its own, a progression rule not met
+  2    invalid input (the cookbook, an argument, a path)
+  3    the site's engine or cluster is unreachable
+  130  stopped by SIGINT (Ctrl-C), 143 by SIGTERM: the deploy stops between steps and rolls
+       back like a failure. A second signal exits at once.";
+
+#[derive(Debug, Args)]
+pub struct DeployArgs {
+    /// The federation site to deploy to (its `target` names the engine)
+    #[arg(long, value_name = "SITE")]
+    pub site: String,
+    /// The lifecycle stage to deploy
+    #[arg(long, value_name = "STAGE")]
+    pub stage: String,
+    /// Deploy the digests of this lock file (e.g. an older cookbook.lock) instead of the one
+    /// beside the cookbook
+    #[arg(long, value_name = "LOCK")]
+    pub release: Option<std::path::PathBuf>,
+    /// Output format
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+    /// Kubernetes sites: let server-side apply take over fields other field managers own
+    /// (without it, such a field is a conflict and the deploy stops, naming field and manager)
+    #[arg(long)]
+    pub force_conflicts: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct RollbackArgs {
+    /// The federation site
+    #[arg(long, value_name = "SITE")]
+    pub site: String,
+    /// The stage to roll back
+    #[arg(long, value_name = "STAGE")]
+    pub stage: String,
+    /// The release to restore [default: the one before the current]
+    #[arg(long, value_name = "RELEASE")]
+    pub to: Option<String>,
+    /// Output format
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+}
+
+#[derive(Debug, Args)]
+pub struct ReleasesArgs {
+    /// The federation site
+    #[arg(long, value_name = "SITE")]
+    pub site: String,
+    /// Output format
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// The federation site
+    #[arg(long, value_name = "SITE")]
+    pub site: String,
+    /// The stage
+    #[arg(long, value_name = "STAGE")]
+    pub stage: String,
+    /// Output format
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SiteCommand {
+    /// Print what a site's engine offers, in the vocabulary of `capabilities`: architecture,
+    /// cores, memory, engine version, GPU. Without --site: the engine at DOCKER_HOST.
+    #[command(after_help = crate::error::EXIT_CODES_HELP)]
+    Detect {
+        #[command(flatten)]
+        cookbook: super::CookbookArg,
+        /// The federation site whose target to ask (and whose declared capabilities to check)
+        #[arg(long, value_name = "SITE")]
+        site: Option<String>,
+        /// Output format
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
+}
+
+impl SiteCommand {
+    pub fn json_output(&self) -> bool {
+        match self {
+            SiteCommand::Detect { format, .. } => *format == Format::Json,
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct ApproveArgs {
+    /// The stage the approval lets the images in (its rule must take approvals: `manual` a
+    /// person's, `ci-approved` a CI job's)
+    #[arg(long, value_name = "STAGE")]
+    pub stage: String,
+    /// Who approves (a person, or the CI job's name with --ci)
+    #[arg(long, value_name = "NAME")]
+    pub by: String,
+    /// A CI approval (for `ci-approved` stages), e.g. after `cookbook verify` passed
+    #[arg(long)]
+    pub ci: bool,
+    /// The site whose recorded release to approve [default: the only site with a target that
+    /// serves the stage before STAGE]
+    #[arg(long, value_name = "SITE", conflicts_with = "lock")]
+    pub site: Option<String>,
+    /// Approve this recorded release [default: the current release of the stage before STAGE,
+    /// the one `promote` carries into STAGE]
+    #[arg(long, value_name = "RELEASE", conflicts_with = "lock")]
+    pub release: Option<String>,
+    /// Approve cookbook.lock's images instead (what `deploy --stage STAGE` runs)
+    #[arg(long)]
+    pub lock: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct PromoteArgs {
+    /// The federation site
+    #[arg(long, value_name = "SITE")]
+    pub site: String,
+    /// The stage whose current release to promote
+    #[arg(long, value_name = "STAGE")]
+    pub from: String,
+    /// A later stage to deploy it to (its progression rule must be met)
+    #[arg(long, value_name = "STAGE")]
+    pub to: String,
+    /// Output format
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum RenderFormat {
+    Yaml,
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub struct RenderArgs {
+    /// The federation site (a Kubernetes site's namespace goes into the objects)
+    #[arg(long, value_name = "SITE")]
+    pub site: String,
+    /// The lifecycle stage whose runtime settings to render
+    #[arg(long, value_name = "STAGE")]
+    pub stage: String,
+    /// Output format: YAML documents, or a JSON `List`
+    #[arg(long, value_enum, default_value_t = RenderFormat::Yaml)]
+    pub format: RenderFormat,
+}
+
+// ---------------------------------------------------------------- sync
+
+pub const SYNC_HELP: &str = "Exit codes:
+  0  ok: the remote's revision taken, or nothing new
+  1  the remote's revision was refused (invalid cookbook, force-push without --allow-force,
+     not signed under --require-signed), its apply failed, another sync holds the state
+     (without --wait), or the round could not finish (local I/O, a signal)
+  2  invalid arguments, or the remote has no such branch
+  3  the remote is unreachable (the state is left unchanged)";
+
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true, after_help = SYNC_HELP)]
+pub struct SyncArgs {
+    #[command(subcommand)]
+    pub action: Option<SyncAction>,
+
+    /// The git remote holding the master cookbook: https, ssh, git:// or file URL, or a path.
+    #[arg(long, env = "COOKBOOK_SYNC_REMOTE")]
+    pub remote: Option<String>,
+    /// The branch to follow.
+    #[arg(long, default_value = "main")]
+    pub branch: String,
+    /// The cookbook file inside the repository.
+    #[arg(long, default_value = "cookbook.json")]
+    pub path: String,
+    /// Keep only this federation site's portion of the cookbook.
+    #[arg(long)]
+    pub site: Option<String>,
+    /// The state directory (current checkout, record, mirror, lock).
+    #[arg(long, default_value = ".cookbook/sync")]
+    pub state: PathBuf,
+    /// Apply the site's portion after taking a revision.
+    #[arg(long)]
+    pub apply: bool,
+    /// After a successful apply, deploy the site's stages (an `automatic` one, or one whose
+    /// rule is met), inside the site's schedule windows only; needs --apply and --site.
+    #[arg(long, requires_all = ["apply", "site"])]
+    pub deploy: bool,
+    /// Run forever, one round every DURATION (e.g. `1h`, `15m`), until SIGTERM or SIGINT.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub interval: Option<Duration>,
+    /// The largest random delay added to each interval (default: a tenth of the interval).
+    #[arg(long, value_parser = humantime::parse_duration, requires = "interval")]
+    pub splay: Option<Duration>,
+    /// Take a revision that rewrites the branch's history (logged in the state).
+    #[arg(long)]
+    pub allow_force: bool,
+    /// Refuse a commit whose signature `git verify-commit` does not accept.
+    #[arg(long)]
+    pub require_signed: bool,
+    /// When another sync holds the state, wait for it instead of exiting.
+    #[arg(long)]
+    pub wait: bool,
+    /// Output: `json` prints one document per round on stdout (one line each with --interval);
+    /// the log lines then go to stderr only
+    #[arg(long, value_enum, default_value_t = StatusFormat::Text)]
+    pub format: StatusFormat,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SyncAction {
+    /// Print the sync state: current, previous, last applied and last attempted revision.
+    Status {
+        #[arg(long, default_value = ".cookbook/sync")]
+        state: PathBuf,
+        #[arg(long, value_enum, default_value_t = StatusFormat::Text)]
+        format: StatusFormat,
+    },
+}
+
+impl SyncArgs {
+    /// Whether the output is a JSON document (then a failure is one too).
+    pub fn json_output(&self) -> bool {
+        match &self.action {
+            Some(SyncAction::Status { format, .. }) => matches!(format, StatusFormat::Json),
+            None => matches!(self.format, StatusFormat::Json),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum StatusFormat {
+    Text,
+    Json,
 }

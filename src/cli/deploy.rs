@@ -9,47 +9,19 @@
 use std::io::Write;
 use std::path::Path;
 
+use super::args::{
+    ApproveArgs, DeployArgs, PromoteArgs, ReleasesArgs, RenderArgs, RenderFormat, RollbackArgs,
+    SiteCommand, StatusArgs,
+};
 use super::interrupt::Interrupt;
 use super::Format;
-use crate::ops::deploy::{InstanceStatus, Services, UnitStatus};
 use crate::error::Error;
 use crate::ops::deploy::{
     ApproveOptions, DeployOptions, DeployReport, DetectReport, PromoteOptions, RollbackOptions,
     StageOptions, Status, StatusReport,
 };
+use crate::ops::deploy::{InstanceStatus, Services, UnitStatus};
 use crate::ops::{self, CookbookFile, Workspace};
-
-/// `cookbook deploy --help`'s exit codes.
-pub const DEPLOY_HELP: &str = "Exit codes:
-  0    success
-  1    the work failed: a wave not healthy or the engine refusing (the stage is then rolled
-       back as lifecycle.rollback.on_failure says), a name the stage needs held by something
-       that is not its own, a progression rule not met
-  2    invalid input (the cookbook, an argument, a path)
-  3    the site's engine or cluster is unreachable
-  130  stopped by SIGINT (Ctrl-C), 143 by SIGTERM: the deploy stops between steps and rolls
-       back like a failure. A second signal exits at once.";
-
-#[derive(Debug, clap::Args)]
-pub struct DeployArgs {
-    /// The federation site to deploy to (its `target` names the engine)
-    #[arg(long, value_name = "SITE")]
-    pub site: String,
-    /// The lifecycle stage to deploy
-    #[arg(long, value_name = "STAGE")]
-    pub stage: String,
-    /// Deploy the digests of this lock file (e.g. an older cookbook.lock) instead of the one
-    /// beside the cookbook
-    #[arg(long, value_name = "LOCK")]
-    pub release: Option<std::path::PathBuf>,
-    /// Output format
-    #[arg(long, value_enum, default_value_t = Format::Text)]
-    pub format: Format,
-    /// Kubernetes sites: let server-side apply take over fields other field managers own
-    /// (without it, such a field is a conflict and the deploy stops, naming field and manager)
-    #[arg(long)]
-    pub force_conflicts: bool,
-}
 
 /// The cookbook a deploy command names, opened once.
 fn workspace(file: &Path) -> Result<Workspace, Error> {
@@ -142,22 +114,6 @@ fn print(out: &mut dyn Write, format: Format, report: &DeployReport) {
     }
 }
 
-#[derive(Debug, clap::Args)]
-pub struct RollbackArgs {
-    /// The federation site
-    #[arg(long, value_name = "SITE")]
-    pub site: String,
-    /// The stage to roll back
-    #[arg(long, value_name = "STAGE")]
-    pub stage: String,
-    /// The release to restore [default: the one before the current]
-    #[arg(long, value_name = "RELEASE")]
-    pub to: Option<String>,
-    /// Output format
-    #[arg(long, value_enum, default_value_t = Format::Text)]
-    pub format: Format,
-}
-
 /// `cookbook rollback`: deploys a recorded release again, exactly as it ran.
 pub fn rollback(file: &Path, args: &RollbackArgs, out: &mut dyn Write) -> Result<(), Error> {
     let ws = workspace(file)?;
@@ -168,16 +124,6 @@ pub fn rollback(file: &Path, args: &RollbackArgs, out: &mut dyn Write) -> Result
     };
     print(out, args.format, &ops::deploy::rollback(&ws, &opts)?);
     Ok(())
-}
-
-#[derive(Debug, clap::Args)]
-pub struct ReleasesArgs {
-    /// The federation site
-    #[arg(long, value_name = "SITE")]
-    pub site: String,
-    /// Output format
-    #[arg(long, value_enum, default_value_t = Format::Text)]
-    pub format: Format,
 }
 
 /// `cookbook releases`: the recorded releases of a site, per stage, oldest first.
@@ -212,19 +158,6 @@ pub fn releases(file: &Path, args: &ReleasesArgs, out: &mut dyn Write) -> Result
         }
     }
     Ok(())
-}
-
-#[derive(Debug, clap::Args)]
-pub struct StatusArgs {
-    /// The federation site
-    #[arg(long, value_name = "SITE")]
-    pub site: String,
-    /// The stage
-    #[arg(long, value_name = "STAGE")]
-    pub stage: String,
-    /// Output format
-    #[arg(long, value_enum, default_value_t = Format::Text)]
-    pub format: Format,
 }
 
 /// `cookbook status`: each container the lock wants in the stage, as the engine runs it. Drift and
@@ -314,31 +247,6 @@ fn services_text(s: &Services) -> String {
     format!("{kinds}: {ports} ({})", s.processes.join(", "))
 }
 
-#[derive(Debug, clap::Subcommand)]
-pub enum SiteCommand {
-    /// Print what a site's engine offers, in the vocabulary of `capabilities`: architecture,
-    /// cores, memory, engine version, GPU. Without --site: the engine at DOCKER_HOST.
-    #[command(after_help = crate::error::EXIT_CODES_HELP)]
-    Detect {
-        #[command(flatten)]
-        cookbook: super::CookbookArg,
-        /// The federation site whose target to ask (and whose declared capabilities to check)
-        #[arg(long, value_name = "SITE")]
-        site: Option<String>,
-        /// Output format
-        #[arg(long, value_enum, default_value_t = Format::Text)]
-        format: Format,
-    },
-}
-
-impl SiteCommand {
-    pub fn json_output(&self) -> bool {
-        match self {
-            SiteCommand::Detect { format, .. } => *format == Format::Json,
-        }
-    }
-}
-
 /// `cookbook site detect`.
 pub fn site(command: &SiteCommand, top: Option<&Path>, out: &mut dyn Write) -> Result<(), Error> {
     let SiteCommand::Detect {
@@ -390,31 +298,6 @@ fn detect_text(out: &mut dyn Write, report: &DetectReport) {
     }
 }
 
-#[derive(Debug, clap::Args)]
-pub struct ApproveArgs {
-    /// The stage the approval lets the images in (its rule must take approvals: `manual` a
-    /// person's, `ci-approved` a CI job's)
-    #[arg(long, value_name = "STAGE")]
-    pub stage: String,
-    /// Who approves (a person, or the CI job's name with --ci)
-    #[arg(long, value_name = "NAME")]
-    pub by: String,
-    /// A CI approval (for `ci-approved` stages), e.g. after `cookbook verify` passed
-    #[arg(long)]
-    pub ci: bool,
-    /// The site whose recorded release to approve [default: the only site with a target that
-    /// serves the stage before STAGE]
-    #[arg(long, value_name = "SITE", conflicts_with = "lock")]
-    pub site: Option<String>,
-    /// Approve this recorded release [default: the current release of the stage before STAGE,
-    /// the one `promote` carries into STAGE]
-    #[arg(long, value_name = "RELEASE", conflicts_with = "lock")]
-    pub release: Option<String>,
-    /// Approve cookbook.lock's images instead (what `deploy --stage STAGE` runs)
-    #[arg(long)]
-    pub lock: bool,
-}
-
 /// `cookbook approve`: records an approval for a stage of the release `promote` would carry
 /// there (or `--release`, or the lock's images with `--lock`).
 pub fn approve(file: &Path, args: &ApproveArgs, out: &mut dyn Write) -> Result<(), Error> {
@@ -440,22 +323,6 @@ pub fn approve(file: &Path, args: &ApproveArgs, out: &mut dyn Write) -> Result<(
         if approval.ci { " (CI)" } else { "" }
     );
     Ok(())
-}
-
-#[derive(Debug, clap::Args)]
-pub struct PromoteArgs {
-    /// The federation site
-    #[arg(long, value_name = "SITE")]
-    pub site: String,
-    /// The stage whose current release to promote
-    #[arg(long, value_name = "STAGE")]
-    pub from: String,
-    /// A later stage to deploy it to (its progression rule must be met)
-    #[arg(long, value_name = "STAGE")]
-    pub to: String,
-    /// Output format
-    #[arg(long, value_enum, default_value_t = Format::Text)]
-    pub format: Format,
 }
 
 /// `cookbook promote`: deploys the images of a stage's current (healthy, recorded) release to a
@@ -508,25 +375,6 @@ fn kubernetes_status(out: &mut dyn Write, report: &StatusReport<UnitStatus>) {
             let _ = writeln!(out, "    warning: {w}");
         }
     }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum RenderFormat {
-    Yaml,
-    Json,
-}
-
-#[derive(Debug, clap::Args)]
-pub struct RenderArgs {
-    /// The federation site (a Kubernetes site's namespace goes into the objects)
-    #[arg(long, value_name = "SITE")]
-    pub site: String,
-    /// The lifecycle stage whose runtime settings to render
-    #[arg(long, value_name = "STAGE")]
-    pub stage: String,
-    /// Output format: YAML documents, or a JSON `List`
-    #[arg(long, value_enum, default_value_t = RenderFormat::Yaml)]
-    pub format: RenderFormat,
 }
 
 /// `cookbook render`: the Kubernetes objects `deploy` applies to a site's stage, for those who

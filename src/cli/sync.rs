@@ -7,11 +7,9 @@
 //! `Error::exit_code` maps to exit codes.
 
 use std::io::Write;
-use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{Args, Subcommand, ValueEnum};
-
+use super::args::{StatusFormat, SyncAction, SyncArgs};
 use super::interrupt::Interrupt;
 use crate::error::Error;
 use crate::ops;
@@ -20,90 +18,6 @@ use crate::ops::sync::{
     Round, RoundOptions, Schedule, StateDir, StepResult, SyncError, SyncOptions, SyncState, Tick,
     Wait,
 };
-
-pub const SYNC_HELP: &str = "Exit codes:
-  0  ok: the remote's revision taken, or nothing new
-  1  the remote's revision was refused (invalid cookbook, force-push without --allow-force,
-     not signed under --require-signed), its apply failed, another sync holds the state
-     (without --wait), or the round could not finish (local I/O, a signal)
-  2  invalid arguments, or the remote has no such branch
-  3  the remote is unreachable (the state is left unchanged)";
-
-#[derive(Debug, Args)]
-#[command(args_conflicts_with_subcommands = true, after_help = SYNC_HELP)]
-pub struct SyncArgs {
-    #[command(subcommand)]
-    pub action: Option<SyncAction>,
-
-    /// The git remote holding the master cookbook: https, ssh, git:// or file URL, or a path.
-    #[arg(long, env = "COOKBOOK_SYNC_REMOTE")]
-    pub remote: Option<String>,
-    /// The branch to follow.
-    #[arg(long, default_value = "main")]
-    pub branch: String,
-    /// The cookbook file inside the repository.
-    #[arg(long, default_value = "cookbook.json")]
-    pub path: String,
-    /// Keep only this federation site's portion of the cookbook.
-    #[arg(long)]
-    pub site: Option<String>,
-    /// The state directory (current checkout, record, mirror, lock).
-    #[arg(long, default_value = ".cookbook/sync")]
-    pub state: PathBuf,
-    /// Apply the site's portion after taking a revision.
-    #[arg(long)]
-    pub apply: bool,
-    /// After a successful apply, deploy the site's stages (an `automatic` one, or one whose
-    /// rule is met), inside the site's schedule windows only; needs --apply and --site.
-    #[arg(long, requires_all = ["apply", "site"])]
-    pub deploy: bool,
-    /// Run forever, one round every DURATION (e.g. `1h`, `15m`), until SIGTERM or SIGINT.
-    #[arg(long, value_parser = humantime::parse_duration)]
-    pub interval: Option<Duration>,
-    /// The largest random delay added to each interval (default: a tenth of the interval).
-    #[arg(long, value_parser = humantime::parse_duration, requires = "interval")]
-    pub splay: Option<Duration>,
-    /// Take a revision that rewrites the branch's history (logged in the state).
-    #[arg(long)]
-    pub allow_force: bool,
-    /// Refuse a commit whose signature `git verify-commit` does not accept.
-    #[arg(long)]
-    pub require_signed: bool,
-    /// When another sync holds the state, wait for it instead of exiting.
-    #[arg(long)]
-    pub wait: bool,
-    /// Output: `json` prints one document per round on stdout (one line each with --interval);
-    /// the log lines then go to stderr only
-    #[arg(long, value_enum, default_value_t = StatusFormat::Text)]
-    pub format: StatusFormat,
-}
-
-#[derive(Debug, Subcommand)]
-pub enum SyncAction {
-    /// Print the sync state: current, previous, last applied and last attempted revision.
-    Status {
-        #[arg(long, default_value = ".cookbook/sync")]
-        state: PathBuf,
-        #[arg(long, value_enum, default_value_t = StatusFormat::Text)]
-        format: StatusFormat,
-    },
-}
-
-impl SyncArgs {
-    /// Whether the output is a JSON document (then a failure is one too).
-    pub fn json_output(&self) -> bool {
-        match &self.action {
-            Some(SyncAction::Status { format, .. }) => matches!(format, StatusFormat::Json),
-            None => matches!(self.format, StatusFormat::Json),
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, ValueEnum)]
-pub enum StatusFormat {
-    Text,
-    Json,
-}
 
 /// The apply engine a sync round hands a taken revision to.
 ///

@@ -6,21 +6,11 @@
 use std::io::Write;
 use std::path::Path;
 
-use clap::Args;
-
 use super::apply::{json, workspace_reporting};
+use super::args::UpdateArgs;
 use super::{locate, Format};
 use crate::error::Error;
 use crate::ops::update::{Name, UpdateOptions, UpdateReport, UpdateWarning};
-
-#[derive(Debug, Args)]
-pub struct UpdateArgs {
-    /// Re-resolve only the base images of these containers [default: every external base]
-    #[arg(value_name = "CONTAINER")]
-    pub containers: Vec<String>,
-    #[arg(long, value_enum, default_value_t = Format::Text)]
-    pub format: Format,
-}
 
 pub fn run(
     file: &Path,

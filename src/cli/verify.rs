@@ -5,47 +5,13 @@
 //! its reasons and the hashes. The flow is `crate::ops::verify`, the checking `crate::verify`.
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
-
-use clap::Args;
+use std::path::Path;
 
 use super::apply::json;
+use super::args::VerifyArgs;
 use super::{locate, Format};
 use crate::error::Error;
 use crate::ops::verify::{VerifyOptions, VerifyReport};
-
-#[derive(Debug, Args)]
-#[command(
-    after_help = "Exit codes:\n  0  every container matches\n  1  a mismatch (each is printed with its reason)\n  2  invalid input (the cookbook, the lock file, a revision)\n  3  the registry (or, with --rebuild, the Docker engine) is unreachable"
-)]
-pub struct VerifyArgs {
-    /// The lock to check against [default: cookbook.lock beside the cookbook; with --rev, the
-    /// revision's own].
-    #[arg(long)]
-    pub lock: Option<PathBuf>,
-    /// Recompute from this git revision (checked out into a temporary directory) instead of the
-    /// working tree.
-    #[arg(long)]
-    pub rev: Option<String>,
-    /// Also check each locked image in the registry: digest under the content tag, input-hash label.
-    #[arg(long)]
-    pub registry: bool,
-    /// Check only that cookbook.lock is up to date with the sources (an entry per container,
-    /// the input hashes they hash to now), offline: for CI before `apply`, like `cargo --locked`.
-    #[arg(long, conflicts_with = "registry")]
-    pub locked: bool,
-    /// Also rebuild each container (or only CONTAINER…) from the sources through the Docker
-    /// engine, normalize it as `apply` does, and compare it with the locked image layer by layer
-    /// (from the registry, or the local engine for a --no-push lock): a mismatch names the first
-    /// differing layer and the paths in it.
-    #[arg(long, conflicts_with = "locked")]
-    pub rebuild: bool,
-    /// The containers to rebuild (default: all).
-    #[arg(value_name = "CONTAINER", requires = "rebuild")]
-    pub containers: Vec<String>,
-    #[arg(long, value_enum, default_value_t = Format::Text)]
-    pub format: Format,
-}
 
 pub fn run(
     file: &Path,

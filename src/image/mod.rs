@@ -82,7 +82,7 @@ pub const EPOCH: &str = "1970-01-01T00:00:00Z";
 /// normalization near the speed of `docker save | sha256sum`, and its digests depend on the
 /// layer's contents alone — not on a compressor's version, so a Cargo.lock update can never
 /// move a published digest. The price is 1.8–2.8× the registry bytes. Both choices are pinned by
-/// golden vectors in tests/normalize.rs; for gzip the compressor (flate2 on miniz_oxide, level
+/// golden vectors in tests/it/normalize.rs; for gzip the compressor (flate2 on miniz_oxide, level
 /// [`GZIP_LEVEL`]) is pinned in Cargo.lock.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Compression {

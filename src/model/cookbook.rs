@@ -220,7 +220,7 @@ pub struct Site {
     pub containers: Vec<Name>,
 }
 
-/// The label keys `apply` stamps on every image (tests/cli_ux.rs checks each draws this
+/// The label keys `apply` stamps on every image (tests/it/cli_ux.rs checks each draws this
 /// warning). A container's own label of one of these keys has no effect.
 const STAMPED_LABELS: [&str; 3] = crate::labels::image::ALL;
 

@@ -10,7 +10,7 @@
 //! `require`s a capability the site does not offer.
 //!
 //! Everything here is runtime: none of it is read by `hash`, so a cookbook's input hashes do not
-//! depend on it (tests/hashing.rs and tests/migrate.rs hold that).
+//! depend on it (tests/it/hashing.rs and tests/it/migrate.rs hold that).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;

@@ -16,7 +16,6 @@ use tokio_util::sync::CancellationToken;
 
 use super::Workspace;
 // What the command line names when it renders a status (the CLI imports only `ops`).
-pub use crate::deploy::services::Services;
 use crate::deploy::approvals::{self, Approval, Request, Subject, Unapproved};
 use crate::deploy::backend::{ConnectOptions, SiteStatus};
 use crate::deploy::desired::{desired, Desired};
@@ -24,6 +23,7 @@ use crate::deploy::detect::Detected;
 pub use crate::deploy::docker::InstanceStatus;
 pub use crate::deploy::kubernetes::cluster::UnitStatus;
 use crate::deploy::kubernetes::objects::{objects, Objects};
+pub use crate::deploy::services::Services;
 use crate::deploy::session::{self, DeployError, Outcome, Recovery, Step, WaveError};
 use crate::error::Error;
 use crate::model::lifecycle::Target;

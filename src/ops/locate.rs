@@ -49,7 +49,6 @@ pub fn cookbook_file(path: PathBuf) -> CookbookFile {
     }
 }
 
-
 /// The cookbook file to use: `given` (`-f`), else `COOKBOOK_FILE`, else the nearest
 /// `cookbook.json` from the current directory upward; `-` reads standard input, a directory means
 /// its `cookbook.json`.

@@ -1,7 +1,7 @@
 //! `migrate`: rewrites a cookbook in a newer format version.
 //!
 //! The transformation is `schema::migrate::migrate_text` (pure, tested there and in
-//! tests/migrate.rs); this flow checks the input (only a valid cookbook is migrated: the steps
+//! tests/it/migrate.rs); this flow checks the input (only a valid cookbook is migrated: the steps
 //! assume a document that passed its schema, so the caller opens a [`Workspace`] first) and the
 //! result, and with `write` replaces the file atomically (a temp file in the same directory,
 //! fsynced, renamed over the original, so a reader sees the old file or the new one, never a

@@ -29,8 +29,8 @@ use crate::model::lifecycle::Window;
 use crate::state::lock::Lock;
 pub use crate::sync::lock::Wait;
 pub use crate::sync::state::StateDir;
-pub use crate::sync::{Applier, ApplyOutcome, SyncError, SyncOptions};
 use crate::sync::{sync_once, RoundReport};
+pub use crate::sync::{Applier, ApplyOutcome, SyncError, SyncOptions};
 
 /// One round's settings: where the state is, what to follow, who runs it.
 pub struct RoundOptions<'a> {

@@ -5,7 +5,7 @@
 //! the text (`migrate_text`, what `cookbook migrate` prints), where only the edited values'
 //! bytes change: key order, white space and the author's formatting stay as they were. Because
 //! both come from one list, the text a user gets and the document the model reads cannot drift
-//! (tests/migrate.rs checks it for every fixture).
+//! (tests/it/migrate.rs checks it for every fixture).
 //!
 //! 1.0 → 1.1 only renames the version: every 1.0 document is a 1.1 document with that version
 //! (1.1 adds keys, and changes none of 1.0's). Input hashes do not read `manifest_version`, so
