@@ -20,6 +20,7 @@ use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 
 use super::args::ApplyArgs;
 use super::interrupt::Interrupt;
+use super::output::json_sorted;
 use super::{locate, output, Format};
 use crate::error::Error;
 use crate::ops::apply::{ApplyOptions, ApplySummary, DryRunReport, Event, Name, Reporter};
@@ -175,15 +176,6 @@ impl Reporter for Live {
     }
 }
 
-/// A report as a JSON document. Through `serde_json::Value`, whose objects keep their keys
-/// sorted: the documents' key order is the one they always had.
-pub(super) fn json<T: serde::Serialize>(report: &T) -> String {
-    let value = serde_json::to_value(report).expect("reports serialize");
-    let mut s = serde_json::to_string_pretty(&value).expect("JSON");
-    s.push('\n');
-    s
-}
-
 /// Progress lines on stderr (none with `--quiet`). The events come from the run's tasks, so the
 /// reporter owns its own handle to stderr rather than the command's borrowed writer.
 fn plain_reporter(verbose: bool, quiet: bool) -> Plain {
@@ -283,7 +275,7 @@ pub fn run(
     let interrupt = Interrupt::install()?;
     let summary = crate::ops::apply::apply(&ws, &opts, reporter.as_ref(), interrupt.token())?;
     if args.format == Format::Json {
-        let _ = out.write_all(json(&summary).as_bytes());
+        let _ = out.write_all(json_sorted(&summary).as_bytes());
     }
     let _ = writeln!(err, "{}", summary_line(&summary));
     summary.into_result(interrupt.error())
@@ -295,7 +287,7 @@ pub fn run(
 fn print_dry_run(report: &DryRunReport, format: Format, out: &mut dyn Write, err: &mut dyn Write) {
     use crate::ops::apply::Action;
     if format == Format::Json {
-        let _ = out.write_all(json(report).as_bytes());
+        let _ = out.write_all(json_sorted(report).as_bytes());
         return;
     }
     let planned = &report.containers;

@@ -14,6 +14,7 @@ use super::args::{
     SiteCommand, StatusArgs,
 };
 use super::interrupt::Interrupt;
+use super::output::json_sorted;
 use super::Format;
 use crate::error::Error;
 use crate::ops::deploy::{
@@ -83,15 +84,9 @@ fn converging(
     }
     let stopped = ops::deploy::stopped_document(&ws.cookbook.project.name, &e);
     if let (Format::Json, Some(doc)) = (format, stopped) {
-        let _ = writeln!(out, "{}", json_text(&doc));
+        let _ = out.write_all(json_sorted(&doc).as_bytes());
     }
     Err(e)
-}
-
-/// A report as `--format json` prints it: its keys sorted, as the documents have always been.
-fn json_text(report: &impl serde::Serialize) -> String {
-    let value = serde_json::to_value(report).expect("a report serializes");
-    serde_json::to_string_pretty(&value).expect("JSON")
 }
 
 fn print(out: &mut dyn Write, format: Format, report: &DeployReport) {
@@ -109,7 +104,7 @@ fn print(out: &mut dyn Write, format: Format, report: &DeployReport) {
             }
         }
         Format::Json => {
-            let _ = writeln!(out, "{}", json_text(report));
+            let _ = out.write_all(json_sorted(report).as_bytes());
         }
     }
 }
@@ -154,7 +149,7 @@ pub fn releases(file: &Path, args: &ReleasesArgs, out: &mut dyn Write) -> Result
             }
         }
         Format::Json => {
-            let _ = writeln!(out, "{}", json_text(&report));
+            let _ = out.write_all(json_sorted(&report).as_bytes());
         }
     }
     Ok(())
@@ -170,7 +165,7 @@ pub fn status(file: &Path, args: &StatusArgs, out: &mut dyn Write) -> Result<(),
     let status = ops::deploy::status(&workspace(file)?, &opts)?;
     match (args.format, &status) {
         (Format::Json, status) => {
-            let _ = writeln!(out, "{}", json_text(status));
+            let _ = out.write_all(json_sorted(status).as_bytes());
         }
         (Format::Text, Status::Docker(report)) => docker_status(out, report),
         (Format::Text, Status::Kubernetes(report)) => kubernetes_status(out, report),
@@ -262,7 +257,7 @@ pub fn site(command: &SiteCommand, top: Option<&Path>, out: &mut dyn Write) -> R
     match format {
         Format::Text => detect_text(out, &report),
         Format::Json => {
-            let _ = writeln!(out, "{}", json_text(&report));
+            let _ = out.write_all(json_sorted(&report).as_bytes());
         }
     }
     Ok(())

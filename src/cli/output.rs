@@ -49,6 +49,15 @@ pub fn json(report: &impl serde::Serialize, out: &mut dyn Write) {
     );
 }
 
+/// A report as `--format json` prints it, keys sorted: the order of the `json!` documents the
+/// report types replaced (serde_json's map is sorted), whatever order the type declares.
+pub fn json_sorted(report: &impl serde::Serialize) -> String {
+    let value = serde_json::to_value(report).expect("reports serialize");
+    let mut s = serde_json::to_string_pretty(&value).expect("JSON");
+    s.push('\n');
+    s
+}
+
 /// The document a `--format json` command prints on stdout when it fails, so CI always gets
 /// something structured (see [`ErrorReport`]).
 pub fn error_document(e: &Error, out: &mut dyn Write) {

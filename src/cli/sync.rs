@@ -35,7 +35,7 @@ pub fn execute(args: &SyncArgs, out: &mut dyn Write, err: &mut dyn Write) -> Res
     let interrupt = Interrupt::install()?;
     let mut applier = args.apply.then(|| apply_engine(&interrupt));
     let dir = StateDir::new(&args.state);
-    refuse_other_site(&dir, args.site.as_deref())?;
+    ops::sync::refuse_other_site(&dir, args.site.as_deref())?;
     let me = Holder::me(command_line());
     let stop = interrupt.token();
     let round = RoundOptions {
@@ -132,8 +132,7 @@ fn finish_round(
         }
     }
     render_round(&round, format, out, err);
-    outcome_to_result(&round.report)?;
-    deploy_result(round.deploy)
+    round.result()
 }
 
 /// A deploy a signal stopped (and rolled back) says which signal, and exits with its code.
@@ -145,33 +144,6 @@ fn mark_signal(e: &mut Error, interrupt: &Interrupt) {
             *signal = Some((s, code));
         }
     }
-}
-
-/// A state directory serves one site: its checkout, record and applied revision are that site's.
-/// Syncing another site into it would say "up to date" and keep the first site's portion.
-fn refuse_other_site(dir: &StateDir, site: Option<&str>) -> Result<(), Error> {
-    let state = dir.read()?;
-    if state.current.is_none() || state.site.as_deref() == site {
-        return Ok(());
-    }
-    let name = |s: Option<&str>| match s {
-        Some(s) => format!("site `{s}`"),
-        None => "the whole cookbook (no --site)".to_owned(),
-    };
-    Err(Error::Usage {
-        message: format!(
-            "the sync state in {} was made for {}, not {}",
-            dir.root().display(),
-            name(state.site.as_deref()),
-            name(site)
-        ),
-        help: Some(format!(
-            "each site keeps its own state: pass `--state` with a new directory for {} \
-             (e.g. --state .cookbook/sync-{}), or the same --site as before",
-            name(site),
-            site.unwrap_or("all")
-        )),
-    })
 }
 
 fn options(args: &SyncArgs) -> Result<SyncOptions, Error> {
@@ -231,26 +203,6 @@ fn log(w: &mut dyn Write, line: &str) {
 
 fn short(commit: &str) -> &str {
     &commit[..commit.len().min(12)]
-}
-
-/// The round's result for its deploy: the first failed step's error; one a signal stopped as
-/// it is (its code is the signal's).
-fn deploy_result(steps: Option<Vec<DeployStep>>) -> Result<(), Error> {
-    let Some(step) = steps.into_iter().flatten().find(DeployStep::failed) else {
-        return Ok(());
-    };
-    match step.result {
-        StepResult::Failed(
-            e @ Error::Deploy {
-                signal: Some(_), ..
-            },
-        ) => Err(e),
-        StepResult::Failed(e) => Err(Error::SyncDeployFailed {
-            stage: step.stage,
-            source: Box::new(e),
-        }),
-        _ => Ok(()),
-    }
 }
 
 fn render_deploy(steps: &[DeployStep], out: &mut dyn Write, err: &mut dyn Write) {
@@ -362,29 +314,6 @@ fn render(report: &RoundReport, out: &mut dyn Write, err: &mut dyn Write) {
     for warning in &report.warnings {
         log(err, &format!("warning: {warning}"));
     }
-}
-
-fn outcome_to_result(report: &RoundReport) -> Result<(), Error> {
-    if let Outcome::Refused(refusal) = &report.outcome {
-        return Err(Error::SyncRefused {
-            commit: report.remote_commit.clone(),
-            reason: refusal.summary(),
-        });
-    }
-    if let Some(ApplyOutcome::Failed(e)) = &report.apply {
-        // A signal cancelled the apply: the command ends with that signal's code.
-        if let Some(Error::Interrupted { signal, code }) = e.downcast_ref::<Error>() {
-            return Err(Error::Interrupted {
-                signal,
-                code: *code,
-            });
-        }
-        return Err(Error::SyncApplyFailed {
-            commit: report.remote_commit.clone(),
-            message: e.to_string(),
-        });
-    }
-    Ok(())
 }
 
 fn status(state: &std::path::Path, format: StatusFormat, out: &mut dyn Write) -> Result<(), Error> {

@@ -6,8 +6,9 @@
 use std::io::Write;
 use std::path::Path;
 
-use super::apply::{json, workspace_reporting};
+use super::apply::workspace_reporting;
 use super::args::UpdateArgs;
+use super::output::json_sorted;
 use super::{locate, Format};
 use crate::error::Error;
 use crate::ops::update::{Name, UpdateOptions, UpdateReport, UpdateWarning};
@@ -26,7 +27,7 @@ pub fn run(
     match args.format {
         Format::Text => print_text(&report, out),
         Format::Json => {
-            let _ = out.write_all(json(&report).as_bytes());
+            let _ = out.write_all(json_sorted(&report).as_bytes());
         }
     }
     for w in &report.warnings {

@@ -7,8 +7,8 @@
 use std::io::Write;
 use std::path::Path;
 
-use super::apply::json;
 use super::args::VerifyArgs;
+use super::output::json_sorted;
 use super::{locate, Format};
 use crate::error::Error;
 use crate::ops::verify::{VerifyOptions, VerifyReport};
@@ -32,7 +32,7 @@ pub fn run(
     match args.format {
         Format::Text => print_text(&report, if args.locked { "STALE" } else { "MISMATCH" }, out),
         Format::Json => {
-            let _ = out.write_all(json(&report).as_bytes());
+            let _ = out.write_all(json_sorted(&report).as_bytes());
         }
     }
     let _ = writeln!(err, "{}", summary_line(&report));

@@ -343,3 +343,84 @@ impl Round {
         }
     }
 }
+
+/// A state directory serves one site: its checkout, record and applied revision are that site's.
+/// Syncing another site into it would say "up to date" and keep the first site's portion.
+pub fn refuse_other_site(dir: &StateDir, site: Option<&str>) -> Result<(), Error> {
+    let state = dir.read()?;
+    if state.current.is_none() || state.site.as_deref() == site {
+        return Ok(());
+    }
+    let name = |s: Option<&str>| match s {
+        Some(s) => format!("site `{s}`"),
+        None => "the whole cookbook (no --site)".to_owned(),
+    };
+    Err(Error::Usage {
+        message: format!(
+            "the sync state in {} was made for {}, not {}",
+            dir.root().display(),
+            name(state.site.as_deref()),
+            name(site)
+        ),
+        help: Some(format!(
+            "each site keeps its own state: pass `--state` with a new directory for {} \
+             (e.g. --state .cookbook/sync-{}), or the same --site as before",
+            name(site),
+            site.unwrap_or("all")
+        )),
+    })
+}
+
+impl Round {
+    /// What the round means for the command: a refused revision or a failed apply first, then
+    /// the first failed deploy step (one a signal stopped keeps the signal's code).
+    pub fn result(self) -> Result<(), Error> {
+        revision_result(&self.report)?;
+        deploy_result(self.deploy)
+    }
+}
+
+/// The round's result for its revision: a refused revision, a failed apply (one a signal
+/// cancelled ends with that signal's code).
+fn revision_result(report: &RoundReport) -> Result<(), Error> {
+    if let Outcome::Refused(refusal) = &report.outcome {
+        return Err(Error::SyncRefused {
+            commit: report.remote_commit.clone(),
+            reason: refusal.summary(),
+        });
+    }
+    if let Some(ApplyOutcome::Failed(e)) = &report.apply {
+        // A signal cancelled the apply: the command ends with that signal's code.
+        if let Some(Error::Interrupted { signal, code }) = e.downcast_ref::<Error>() {
+            return Err(Error::Interrupted {
+                signal,
+                code: *code,
+            });
+        }
+        return Err(Error::SyncApplyFailed {
+            commit: report.remote_commit.clone(),
+            message: e.to_string(),
+        });
+    }
+    Ok(())
+}
+
+/// The round's result for its deploy: the first failed step's error; one a signal stopped as
+/// it is (its code is the signal's).
+fn deploy_result(steps: Option<Vec<DeployStep>>) -> Result<(), Error> {
+    let Some(step) = steps.into_iter().flatten().find(DeployStep::failed) else {
+        return Ok(());
+    };
+    match step.result {
+        StepResult::Failed(
+            e @ Error::Deploy {
+                signal: Some(_), ..
+            },
+        ) => Err(e),
+        StepResult::Failed(e) => Err(Error::SyncDeployFailed {
+            stage: step.stage,
+            source: Box::new(e),
+        }),
+        _ => Ok(()),
+    }
+}
