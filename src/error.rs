@@ -421,9 +421,7 @@ impl Error {
                 ApplyError::Pin(e) => pin_exit_code(e),
                 ApplyError::Lock(e) => lock_exit_code(e),
                 ApplyError::EngineNeeded { .. } => EXIT_UNREACHABLE,
-                ApplyError::State { .. }
-                | ApplyError::LocalImageMissing { .. }
-                | ApplyError::Runtime { .. } => EXIT_FAILED,
+                ApplyError::State { .. } | ApplyError::LocalImageMissing { .. } => EXIT_FAILED,
             },
             Error::SyncRefused { .. } | Error::SyncApplyFailed { .. } => EXIT_FAILED,
             Error::Interrupted { code, .. } => *code,

@@ -34,8 +34,6 @@ pub enum ApplyError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("cannot start the async runtime: {source}")]
-    Runtime { source: std::io::Error },
     #[error("image {image} is not in the local engine, and there is no registry to pull it from")]
     LocalImageMissing { image: String },
     /// Containers that need an engine were not built: the engine does not answer (exit 3).
