@@ -24,7 +24,6 @@ use super::output::json_sorted;
 use super::{locate, output, Format};
 use crate::error::Error;
 use crate::ops::apply::{ApplyOptions, ApplySummary, DryRunReport, Event, Name, Reporter};
-use crate::ops::{CookbookFile, Workspace};
 
 /// Plain lines, for logs without a terminal.
 struct Plain {
@@ -215,17 +214,6 @@ fn summary_line(summary: &ApplySummary) -> String {
     )
 }
 
-/// Opens the cookbook `file` (standard input's stand-in included), its warnings on `err`.
-pub(super) fn workspace_reporting(
-    file: CookbookFile,
-    err: &mut dyn Write,
-) -> Result<Workspace, Error> {
-    let label = file.label.clone();
-    let ws = Workspace::open(file)?;
-    output::warnings(&label, &ws.warnings, err);
-    Ok(ws)
-}
-
 pub fn run(
     file: &Path,
     args: &ApplyArgs,
@@ -239,7 +227,7 @@ pub fn run(
         let dir = cookbook.base_dir().to_path_buf();
         std::thread::spawn(move || crate::ops::apply::checkout_revision(&dir))
     };
-    let ws = workspace_reporting(cookbook, err)?;
+    let ws = output::open_file(cookbook, err)?;
     let opts = ApplyOptions {
         containers: args.containers.clone(),
         site: args.site.clone(),

@@ -22,15 +22,11 @@ use crate::ops::deploy::{
     StageOptions, Status, StatusReport,
 };
 use crate::ops::deploy::{InstanceStatus, Services, UnitStatus};
-use crate::ops::{self, CookbookFile, Workspace};
+use crate::ops::{self, Workspace};
 
 /// The cookbook a deploy command names, opened once.
 fn workspace(file: &Path) -> Result<Workspace, Error> {
-    Workspace::open(CookbookFile {
-        bytes: super::locate::stdin_bytes(file),
-        path: file.to_path_buf(),
-        label: super::locate::display_name(file),
-    })
+    Workspace::open(super::locate::cookbook_file(file.to_path_buf()))
 }
 
 pub fn run(

@@ -6,7 +6,6 @@
 use std::io::Write;
 use std::path::Path;
 
-use super::apply::workspace_reporting;
 use super::args::UpdateArgs;
 use super::output::json_sorted;
 use super::{locate, Format};
@@ -19,7 +18,7 @@ pub fn run(
     out: &mut dyn Write,
     err: &mut dyn Write,
 ) -> Result<(), Error> {
-    let ws = workspace_reporting(locate::cookbook_file(file.to_path_buf()), err)?;
+    let ws = super::output::open_file(locate::cookbook_file(file.to_path_buf()), err)?;
     let opts = UpdateOptions {
         containers: args.containers.clone(),
     };
