@@ -255,6 +255,15 @@ fn registry_exit_code(e: &RegistryError) -> i32 {
         | RegistryError::TooLarge { .. }
         | RegistryError::UnsafeUrl { .. }
         | RegistryError::Client { .. } => EXIT_FAILED,
+        // What the registry holds beside an image is not what it should be (an attestation
+        // attached to another image, bytes that do not match their digest, a referrers list
+        // that is no index): a check that fails, like a digest `verify` finds moved.
+        RegistryError::ManifestMissing { .. }
+        | RegistryError::DigestMismatch { .. }
+        | RegistryError::OtherSubject { .. }
+        | RegistryError::NotAnArtifact { .. }
+        | RegistryError::BadReferrersIndex { .. }
+        | RegistryError::ReferrersTagContended { .. } => EXIT_FAILED,
         // A repository whose host makes no URL (a port out of range): the reference is wrong.
         RegistryError::BadHost { .. } => EXIT_INVALID,
     }
@@ -766,6 +775,28 @@ mod tests {
             reason: "invalid port number".into(),
         });
         assert_eq!(bad_host.exit_code(), EXIT_INVALID);
+        // A registry whose referrers lie: a check that fails, naming both digests.
+        let image = crate::oci::Digest::sha256_of(b"image");
+        let other = crate::oci::Digest::sha256_of(b"other");
+        let other_subject = Error::Registry(RegistryError::OtherSubject {
+            endpoint: "http://127.0.0.1:5000/v2/a/manifests/sha256:…".into(),
+            referrer: crate::oci::Digest::sha256_of(b"referrer"),
+            subject: image.clone(),
+            found: other.clone(),
+        });
+        assert_eq!(other_subject.exit_code(), EXIT_FAILED);
+        let text = other_subject.to_string();
+        assert!(
+            text.contains(image.as_str()) && text.contains(other.as_str()),
+            "{text}"
+        );
+        let mismatch = Error::Registry(RegistryError::DigestMismatch {
+            endpoint: "http://127.0.0.1:5000/v2/a/blobs/sha256:…".into(),
+            what: "payload",
+            expected: image,
+            actual: other,
+        });
+        assert_eq!(mismatch.exit_code(), EXIT_FAILED);
         let refused = Error::Sync(crate::sync::SyncError::Git(GitError::Refused {
             remote: "git://127.0.0.1/x.git".into(),
             message: "remote error: access denied".into(),

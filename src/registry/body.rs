@@ -52,6 +52,8 @@ pub enum BodyKind {
     Blob,
     TokenResponse,
     TagList,
+    /// A referrers list: the referrers API's answer (all pages) or the tag-schema index.
+    ReferrersIndex,
 }
 
 impl std::fmt::Display for BodyKind {
@@ -61,6 +63,7 @@ impl std::fmt::Display for BodyKind {
             BodyKind::Blob => "blob",
             BodyKind::TokenResponse => "token response",
             BodyKind::TagList => "tag list",
+            BodyKind::ReferrersIndex => "referrers index",
         })
     }
 }

@@ -64,7 +64,7 @@ use std::time::Duration;
 use base64::prelude::{Engine as _, BASE64_STANDARD};
 use futures_util::StreamExt;
 use reqwest::header::{
-    ACCEPT, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, LINK, LOCATION, RETRY_AFTER,
+    ACCEPT, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, IF_MATCH, LINK, LOCATION, RETRY_AFTER,
     WWW_AUTHENTICATE,
 };
 use reqwest::{Method, RequestBuilder, Response, StatusCode, Url};
@@ -92,7 +92,7 @@ pub const MANIFEST_MEDIA_TYPES: [&str; 4] = [
 /// The most redirects followed for one request (reqwest's default limit, kept).
 const MAX_REDIRECTS: usize = 10;
 
-const DOCKER_CONTENT_DIGEST: &str = "docker-content-digest";
+pub(super) const DOCKER_CONTENT_DIGEST: &str = "docker-content-digest";
 
 #[derive(Debug, thiserror::Error)]
 pub enum RegistryError {
@@ -167,6 +167,53 @@ pub enum RegistryError {
     Credentials(#[from] CredentialError),
     #[error("cannot set up the registry HTTP client: {source}")]
     Client { source: reqwest::Error },
+    /// No manifest by that digest in the repository (an image to attach to). Exit code 1.
+    #[error("the registry at {endpoint} has no manifest {digest}")]
+    ManifestMissing { endpoint: String, digest: Digest },
+    /// Bytes that do not hash to the digest that names them (a referrer's manifest, an
+    /// artifact's payload). Exit code 1.
+    #[error(
+        "the {what} {expected} from {endpoint} hashes to {actual}: not the bytes its digest names"
+    )]
+    DigestMismatch {
+        endpoint: String,
+        what: &'static str,
+        expected: Digest,
+        actual: Digest,
+    },
+    /// A referrer whose manifest is attached to another image than the one asked about. Exit
+    /// code 1.
+    #[error("the referrer {referrer} at {endpoint} is attached to {found}, not to {subject}")]
+    OtherSubject {
+        endpoint: String,
+        referrer: Digest,
+        subject: Digest,
+        found: Digest,
+    },
+    /// A referrer that is not one artifact as `attach` writes them: not an OCI image manifest,
+    /// no subject, not exactly one layer. Exit code 1.
+    #[error("the referrer {referrer} at {endpoint} is not an artifact cookbook reads: {reason}")]
+    NotAnArtifact {
+        endpoint: String,
+        referrer: Digest,
+        reason: String,
+    },
+    /// A referrers list (the referrers API's answer, or the tag-schema index) that is not a
+    /// valid image index. Exit code 1.
+    #[error("the referrers list of {subject} at {endpoint} is not a valid image index: {reason}")]
+    BadReferrersIndex {
+        endpoint: String,
+        subject: Digest,
+        reason: String,
+    },
+    /// Other writers changed the tag-schema index between each read and conditional write of
+    /// an attach. Exit code 1.
+    #[error("the referrers tag {tag} at {endpoint} changed under each of {attempts} updates; attach again")]
+    ReferrersTagContended {
+        endpoint: String,
+        tag: String,
+        attempts: u32,
+    },
 }
 
 /// What a [`RegistryError::TooLarge`] body was, in words.
@@ -214,13 +261,16 @@ impl Manifest {
 
 /// A request body: bytes in memory (manifests), or a blob streamed from its file.
 #[derive(Debug, Clone, Copy)]
-enum Content<'a> {
+pub(super) enum Content<'a> {
     Bytes(&'a str, &'a [u8]),
+    /// Bytes put only if the resource still has the entity tag (`If-Match`): a referrers
+    /// tag-schema index rewritten by a read-modify-write (`super::referrers`).
+    BytesIfMatch(&'a str, &'a [u8], &'a str),
     File(&'a std::path::Path, u64),
 }
 
 #[derive(Debug, Clone, Copy)]
-enum Access {
+pub(super) enum Access {
     Pull,
     Push,
 }
@@ -506,7 +556,7 @@ impl RegistryClient {
     }
 
     /// Opens a blob upload session in `repo` (POST; 202 with a Location) and returns its URL.
-    async fn start_upload(&self, repo: &Repository) -> Result<Url, RegistryError> {
+    pub(super) async fn start_upload(&self, repo: &Repository) -> Result<Url, RegistryError> {
         let start = self.url(repo, &["blobs", "uploads", ""])?;
         let response = self
             .call(Method::POST, repo, &start, Access::Push, false)
@@ -826,7 +876,7 @@ impl RegistryClient {
 
     /// `<scheme>://<api host>/v2/<repository path>/<segments…>`, each segment escaped: a tag or
     /// digest handed in as text stays one path segment.
-    fn url(&self, repo: &Repository, segments: &[&str]) -> Result<Url, RegistryError> {
+    pub(super) fn url(&self, repo: &Repository, segments: &[&str]) -> Result<Url, RegistryError> {
         let host = repo.api_host();
         let scheme = if is_loopback(host) || self.plain_http.contains(host) {
             "http"
@@ -864,7 +914,7 @@ impl RegistryClient {
 
     /// `location`, a URL the registry answered `from` with (absolute, or relative to `from`),
     /// if anything may be sent to it at all ([`Origin::admit`]).
-    fn handed_over(
+    pub(super) fn handed_over(
         &self,
         repo: &Repository,
         from: &Url,
@@ -887,7 +937,7 @@ impl RegistryClient {
     /// One request: authenticated on the registry's own origin (answering one challenge, then
     /// reporting 401/403 as [`RegistryError::Unauthorized`]), anonymous anywhere else.
     /// Transient failures are retried in [`Self::send`].
-    async fn call(
+    pub(super) async fn call(
         &self,
         method: Method,
         repo: &Repository,
@@ -900,7 +950,7 @@ impl RegistryClient {
     }
 
     /// [`Self::call`] with a request body and its content type.
-    async fn call_with(
+    pub(super) async fn call_with(
         &self,
         method: Method,
         repo: &Repository,
@@ -1006,6 +1056,10 @@ impl RegistryClient {
         match content {
             Some(Content::Bytes(content_type, bytes)) => request
                 .header(CONTENT_TYPE, *content_type)
+                .body(bytes.to_vec()),
+            Some(Content::BytesIfMatch(content_type, bytes, etag)) => request
+                .header(CONTENT_TYPE, *content_type)
+                .header(IF_MATCH, *etag)
                 .body(bytes.to_vec()),
             Some(Content::File(path, size)) => request
                 .header(CONTENT_TYPE, "application/octet-stream")
@@ -1257,7 +1311,7 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-fn header(response: &Response, name: &str) -> Option<String> {
+pub(super) fn header(response: &Response, name: &str) -> Option<String> {
     response
         .headers()
         .get(name)
@@ -1274,7 +1328,7 @@ pub(super) fn unreachable(endpoint: &Url, source: reqwest::Error) -> RegistryErr
 
 /// An answer the caller has no use for, with what the registry said in it. A refusal in the
 /// body (`DENIED`) is an authorization failure whatever the status.
-async fn unexpected(endpoint: &Url, response: Response) -> RegistryError {
+pub(super) async fn unexpected(endpoint: &Url, response: Response) -> RegistryError {
     let status = response.status().as_u16();
     let Said { message, codes } = said_by(response).await;
     if message.as_deref().is_some_and(is_refusal) {
@@ -1302,7 +1356,7 @@ fn said(message: &Option<String>) -> String {
 
 /// The media type to put a manifest back with: the one the registry served it with, else its
 /// own `mediaType` field (required for an OCI index, optional for an OCI image manifest).
-fn manifest_media_type(manifest: &Manifest) -> Option<String> {
+pub(super) fn manifest_media_type(manifest: &Manifest) -> Option<String> {
     let served = manifest
         .media_type
         .split(';')
@@ -1324,7 +1378,7 @@ fn manifest_media_type(manifest: &Manifest) -> Option<String> {
         .or_else(|| (!served.is_empty()).then(|| served.to_owned()))
 }
 
-fn invalid(endpoint: &Url, reason: String) -> RegistryError {
+pub(super) fn invalid(endpoint: &Url, reason: String) -> RegistryError {
     RegistryError::InvalidResponse {
         endpoint: redact(endpoint),
         reason,
@@ -1332,7 +1386,7 @@ fn invalid(endpoint: &Url, reason: String) -> RegistryError {
 }
 
 /// The target of `rel="next"` in an RFC 8288 `Link` header.
-fn next_link(link: &str) -> Option<String> {
+pub(super) fn next_link(link: &str) -> Option<String> {
     link.split(',').find_map(|part| {
         let (target, params) = part.split_once(';')?;
         let is_next = params

@@ -23,6 +23,7 @@ mod auth;
 mod body;
 mod client;
 mod origin;
+mod referrers;
 mod tls;
 
 pub use auth::{Challenge, Credential, CredentialError, CredentialStore};
@@ -32,5 +33,9 @@ pub use body::{
 };
 pub use client::{Manifest, RegistryClient, RegistryError, MANIFEST_MEDIA_TYPES};
 pub use origin::{redact, Admission, Origin};
+pub use referrers::{
+    referrers_tag, Artifact, ArtifactPayload, Attached, Descriptor, Referrer, ReferrersSource,
+    EMPTY_MEDIA_TYPE, MAX_TAG_UPDATES,
+};
 // The names and digests it speaks in are the core's (`crate::oci`), re-exported for its callers.
 pub use crate::oci::{Digest, DigestError, ImageReference, ReferenceError, Repository};

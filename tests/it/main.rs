@@ -32,6 +32,7 @@ mod pinning;
 mod plan;
 mod published;
 mod readme;
+mod referrers;
 mod registry_tokens;
 mod reproducible;
 mod retag;

@@ -41,7 +41,16 @@ impl FakeServer {
     pub async fn start_with_self(
         respond: impl Fn(usize, &str, &str) -> String + Send + Sync + 'static,
     ) -> FakeServer {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        FakeServer::start_on("127.0.0.1", respond).await
+    }
+
+    /// A server on another loopback address (`127.0.0.2`…: another host to the client, with no
+    /// setup on Linux).
+    pub async fn start_on(
+        ip: &str,
+        respond: impl Fn(usize, &str, &str) -> String + Send + Sync + 'static,
+    ) -> FakeServer {
+        let listener = TcpListener::bind((ip, 0)).await.unwrap();
         let addr = listener.local_addr().unwrap();
         let requests = Arc::new(Mutex::new(Vec::new()));
         let respond: Arc<Respond> = Arc::new(respond);
