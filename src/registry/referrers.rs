@@ -49,7 +49,7 @@ use serde::{Deserialize, Serialize};
 use super::body::{read_capped, BodyKind, MAX_MANIFEST_BYTES};
 use super::client::{
     header, invalid, manifest_media_type, next_link, unexpected, Access, Content, RegistryClient,
-    RegistryError,
+    RegistryError, DOCKER_CONTENT_DIGEST,
 };
 use super::origin::redact;
 use crate::oci::{Digest, Repository};
@@ -639,6 +639,7 @@ impl RegistryClient {
         if !response.status().is_success() {
             return Err(unexpected(&url, response).await);
         }
+        stored_as(&url, &response, digest)?;
         Ok(header(&response, OCI_SUBJECT).as_deref() == Some(subject.as_str()))
     }
 
@@ -775,6 +776,7 @@ impl RegistryClient {
             if !response.status().is_success() {
                 return Err(unexpected(&url, response).await);
             }
+            stored_as(&url, &response, &Digest::sha256_of(&updated))?;
             return Ok(true);
         }
         Err(RegistryError::ReferrersTagContended {
@@ -782,6 +784,18 @@ impl RegistryClient {
             tag,
             attempts: MAX_TAG_UPDATES,
         })
+    }
+}
+
+/// Refuses a PUT's answer naming another digest than the bytes put have (`Docker-Content-Digest`
+/// is optional: no header, nothing to check).
+fn stored_as(url: &Url, response: &Response, digest: &Digest) -> Result<(), RegistryError> {
+    match header(response, DOCKER_CONTENT_DIGEST) {
+        Some(answered) if answered != digest.as_str() => Err(invalid(
+            url,
+            format!("the registry stored {digest} as {answered}"),
+        )),
+        _ => Ok(()),
     }
 }
 
