@@ -543,6 +543,26 @@ mod tests {
         assert_eq!(help.as_deref(), Some("stages: dev, prod"));
     }
 
+    /// `sbom` reads an image from the engine: an engine it cannot reach is 3 as everywhere, an
+    /// image not there or not readable is 1 (the request is fine, what it needs is missing).
+    #[test]
+    fn reading_an_image_maps_to_the_edges_codes() {
+        let unreachable =
+            Error::Build(crate::build::BuildError::Engine(EngineError::Unreachable {
+                endpoint: "unix:///nonexistent".into(),
+                source: bollard::errors::Error::SocketNotFoundError("/nonexistent".into()),
+            }));
+        assert_eq!(unreachable.exit_code(), EXIT_UNREACHABLE);
+        let missing = Error::ImageNotInEngine {
+            container: "c".into(),
+            image_id: "sha256:00".into(),
+            image: "r/c:1".into(),
+        };
+        assert_eq!(missing.exit_code(), EXIT_FAILED);
+        let unreadable = Error::Image(crate::image::ImageError::Layout("no manifest".into()));
+        assert_eq!(unreadable.exit_code(), EXIT_FAILED);
+    }
+
     #[test]
     fn edge_errors_map_to_documented_exit_codes() {
         let engine_unreachable = Error::Engine(EngineError::Unreachable {
