@@ -260,6 +260,12 @@ mod tests {
             read_statement(b"{\n  nope", "p"),
             Err(StatementError::Json { line: 2, .. })
         ));
+        // Nesting past serde_json's recursion limit is an error, not a stack overflow.
+        let deep = "[".repeat(100_000);
+        assert!(matches!(
+            read_statement(deep.as_bytes(), "p"),
+            Err(StatementError::Json { .. })
+        ));
         let other =
             br#"{"_type":"https://in-toto.io/Statement/v0.1","predicateType":"p","subject":[]}"#;
         assert_eq!(

@@ -5,7 +5,9 @@
 //! manifest digest is the one `apply` published and its layers after the base's are the
 //! container's own. Those layers' files, the base's pin and the packages the applications pin
 //! (`attest::sbom::packages`) make the document; `created` is the image config's (normalized
-//! images carry a fixed one), so two runs print the same bytes.
+//! images carry a fixed one), so two runs print the same bytes. Sources changed since the image
+//! was built (another input hash than the lock's) are refused: their packages would not be the
+//! image's.
 
 use serde::Serialize;
 
@@ -40,8 +42,30 @@ pub fn sbom(ws: &Workspace, container: &str) -> Result<SbomReport, Error> {
         message: format!("cookbook.lock records no image id for `{name}`"),
         help: Some("run `cookbook apply` to record it".to_owned()),
     })?;
-    let prints = ws.fingerprints(&ws.plan.restrict([&name]))?;
+    // Under the lock's own hash version, so that a lock written by an earlier cookbook still
+    // matches sources that have not changed.
+    let pins = ws.pins()?;
+    let pinning = crate::hash::Pinning::version(lock.hash_version, &pins).ok_or_else(|| {
+        Error::Usage {
+            message: format!(
+                "cookbook.lock was written under hash_version {}, which this cookbook cannot compute",
+                lock.hash_version
+            ),
+            help: Some("run `cookbook apply` to rebuild under the current version".to_owned()),
+        }
+    })?;
+    let prints = ws.fingerprints_pinned(&ws.plan.restrict([&name]), pinning)?;
     let print = &prints[&name];
+    // The packages and the base pin come from the sources: they describe the image only if it
+    // was built from these sources.
+    if print.input_hash() != entry.input_hash.as_str() {
+        return Err(Error::Failed(format!(
+            "`{name}` changed since its image was built (input hash {}, cookbook.lock's {}): \
+             run `cookbook apply`, then `cookbook sbom {name}`",
+            print.input_hash(),
+            entry.input_hash
+        )));
+    }
 
     let normalized = super::runtime()?.block_on(async {
         let engine = crate::engine::DockerEngine::connect().await?;

@@ -161,6 +161,17 @@ fn sbom_lists_the_apps_files_and_pinned_packages_the_same_on_every_run() {
     assert!(typo.stderr.contains("c, other"), "{}", typo.context());
     assert_eq!(document(&typo)["exit_code"], 2);
 
+    // Sources changed since the build: their packages would not be the image's.
+    write(&dir.join("a/requirements.txt"), "flask==3.0.3\n");
+    let stale = run(dir, &["sbom", "c"]);
+    stale.assert_code(1);
+    assert!(
+        stale.stderr.contains("changed since its image was built"),
+        "{}",
+        stale.context()
+    );
+    write(&dir.join("a/requirements.txt"), REQUIREMENTS);
+
     // The image gone from the engine: how to get it back is named.
     let image_id = locked["image_id"].as_str().unwrap().to_owned();
     common::block_on(async {
@@ -258,4 +269,13 @@ fn the_manifest_digest_is_explains_document_canonicalized() {
         format!("sha256:{}", by_hand.split_whitespace().next().unwrap()),
         ours.as_str()
     );
+}
+
+/// The golden SBOM (`src/attest/sbom.rs`'s unit tests pin its bytes) is valid SPDX 2.3 for the
+/// SPDX project's own validator: the field names, the required SHA1, the verification codes.
+#[test]
+fn the_golden_sbom_is_valid_spdx() {
+    let tmp = tempfile::tempdir().unwrap();
+    let golden = common::repo_root().join("tests/golden/attest/sbom.spdx.json");
+    spdx_valid(tmp.path(), &fs::read_to_string(golden).unwrap());
 }
