@@ -39,6 +39,18 @@ pub struct Subject {
     pub digest: Digest,
 }
 
+impl Subject {
+    /// The subject for an image published as `image` (the lock's content-tagged reference) with
+    /// manifest digest `digest`: its repository, fully qualified (`docker.io/library/x` for
+    /// `x`), without the tag.
+    pub fn image(image: &WrittenReference, digest: Digest) -> Subject {
+        Subject {
+            name: image.reference().repository().to_string(),
+            digest,
+        }
+    }
+}
+
 /// A pinned base image as the statements name it: the reference as the cookbook (or the
 /// Dockerfile) writes it, the digest it is pinned to, and where the pin came from (`engine`: the
 /// digest is the image id, its config digest, not a manifest digest).
@@ -47,6 +59,17 @@ pub struct ResolvedBase {
     pub reference: WrittenReference,
     pub digest: Digest,
     pub source: Option<PinSource>,
+}
+
+impl ResolvedBase {
+    /// The base `reference` as the lock pins it.
+    pub fn pinned(reference: &WrittenReference, pin: &crate::hash::BasePin) -> ResolvedBase {
+        ResolvedBase {
+            reference: reference.clone(),
+            digest: pin.digest.clone(),
+            source: Some(pin.source),
+        }
+    }
 }
 
 /// Build metadata of one run (SLSA's `runDetails.metadata`). Not part of what a rebuild
@@ -247,6 +270,19 @@ mod tests {
         assert!(serde_json::from_str::<Subject>(other).is_err());
         let short = r#"{"name":"a","digest":{"sha256":"00"}}"#;
         assert!(serde_json::from_str::<Subject>(short).is_err());
+    }
+
+    #[test]
+    fn an_images_subject_is_its_repository_without_the_tag() {
+        let digest = Digest::sha256_of(b"x");
+        let subject = |text: &str| {
+            Subject::image(&WrittenReference::parse(text).unwrap(), digest.clone()).name
+        };
+        assert_eq!(
+            subject(&format!("127.0.0.1:5000/shop/api:{}", "a".repeat(64))),
+            "127.0.0.1:5000/shop/api"
+        );
+        assert_eq!(subject("busybox:1"), "docker.io/library/busybox");
     }
 
     #[test]

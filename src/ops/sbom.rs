@@ -97,10 +97,7 @@ pub fn sbom(ws: &Workspace, container: &str) -> Result<SbomReport, Error> {
         });
     }
     let input = SbomInput {
-        subject: Subject {
-            name: entry.image.reference().repository().to_string(),
-            digest: ours(image.manifest_digest())?,
-        },
+        subject: Subject::image(&entry.image, ours(image.manifest_digest())?),
         image_name: entry.image.to_string(),
         base: base(ws, &name, print),
         layers,
@@ -117,11 +114,7 @@ pub fn sbom(ws: &Workspace, container: &str) -> Result<SbomReport, Error> {
 /// published). `None` for `scratch`, a Dockerfile, or a base not pinned.
 fn base(ws: &Workspace, name: &Name, print: &Fingerprint) -> Option<ResolvedBase> {
     if let Some((reference, Some(pin))) = &print.external_base {
-        return Some(ResolvedBase {
-            reference: reference.clone(),
-            digest: pin.digest.clone(),
-            source: Some(pin.source),
-        });
+        return Some(ResolvedBase::pinned(reference, pin));
     }
     let ContainerKind::Generated(generated) = &ws.cookbook.containers.get(name)?.kind else {
         return None;
