@@ -581,6 +581,45 @@ pub(crate) mod tests {
         assert_eq!(layer_files(&gz.finish().unwrap()[..]).unwrap(), expected);
     }
 
+    proptest::proptest! {
+        /// Order resistant: whatever order a layer's entries come in, and whatever order its
+        /// files are handed in, the statement is the same bytes.
+        #[test]
+        fn the_statement_does_not_depend_on_entry_order(
+            files in proptest::collection::btree_map("[a-c]{1,3}(/[a-c]{1,3}){0,2}", "[ -~]{0,8}", 1..12),
+            seed in proptest::prelude::any::<u64>(),
+        ) {
+            // A file and a directory of the same name cannot both be: keep the leaves only.
+            let leaves: Vec<(&String, &String)> = files
+                .iter()
+                .filter(|(p, _)| !files.keys().any(|q| q.starts_with(&format!("{p}/"))))
+                .collect();
+            let entries = |order: &[(&String, &String)]| {
+                let entries: Vec<(&str, tar::EntryType, &[u8], Option<&str>)> = order
+                    .iter()
+                    .map(|(p, c)| (p.as_str(), tar::EntryType::Regular, c.as_bytes(), None))
+                    .collect();
+                layer_files(&tar(&entries)[..]).unwrap()
+            };
+            let mut shuffled = leaves.clone();
+            fastrand::Rng::with_seed(seed).shuffle(&mut shuffled);
+            let listed = entries(&leaves);
+            proptest::prop_assert_eq!(&listed, &entries(&shuffled));
+            let expected: Vec<FileEntry> = leaves
+                .iter()
+                .map(|(p, c)| file(&format!("/{p}"), c.as_bytes()))
+                .collect();
+            proptest::prop_assert_eq!(&listed, &expected);
+
+            let mut input = fixed();
+            input.layers[0].files = listed.clone();
+            let before = statement(&input);
+            input.layers[0].files.reverse();
+            fastrand::Rng::with_seed(seed).shuffle(&mut input.layers[0].files);
+            proptest::prop_assert_eq!(statement(&input), before);
+        }
+    }
+
     #[test]
     fn a_layer_entry_leaving_the_root_is_refused() {
         let layer = tar(&[("app/../../etc/passwd", tar::EntryType::Regular, b"x", None)]);
