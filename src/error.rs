@@ -184,6 +184,20 @@ pub enum Error {
     /// is fine, what it needs is not there yet (1, for every command).
     #[error("container `{container}` is not in cookbook.lock: it has not been published yet; run `cookbook apply` to build and publish it")]
     NotPublished { container: String },
+    /// An image read from the engine (`sbom`) could not be exported and normalized: the
+    /// engine's failure (its own code), or the export not being one image (1).
+    #[error(transparent)]
+    Build(#[from] crate::build::BuildError),
+    /// A normalized image's blob could not be read back (1).
+    #[error(transparent)]
+    Image(#[from] crate::image::ImageError),
+    /// The lock names an image the local engine does not hold (1): `sbom` reads it from there.
+    #[error("the image of `{container}` ({image_id}) is not in the local engine: run `cookbook apply --no-push` to build it here, or pull {image} and run `cookbook apply` (it loads what it pulls)")]
+    ImageNotInEngine {
+        container: String,
+        image_id: String,
+        image: String,
+    },
     /// A deploy that stopped once it had changed something (what failed, what was restored:
     /// `DeployError::Stopped`), or refused to touch what is not the stage's
     /// (`BackendError::NotOurs`). `signal`: the signal that stopped it, and its exit code.
@@ -416,6 +430,13 @@ impl Error {
             Error::Lock(e) => lock_exit_code(e),
             Error::Kube(e) => kube_exit_code(e),
             Error::NotPublished { .. } | Error::SyncDeployFailed { .. } => EXIT_FAILED,
+            Error::Build(e) => match e {
+                crate::build::BuildError::Engine(e) => engine_exit_code(e),
+                crate::build::BuildError::Registry(e) => registry_exit_code(e),
+                crate::build::BuildError::Context(e) => context_exit_code(e),
+                _ => EXIT_FAILED,
+            },
+            Error::Image(_) | Error::ImageNotInEngine { .. } => EXIT_FAILED,
             Error::Deploy { signal, error } => match signal {
                 Some((_, code)) => *code,
                 None => deploy_exit_code(error),
@@ -529,6 +550,26 @@ mod tests {
             other => panic!("{other:?}"),
         };
         assert_eq!(help.as_deref(), Some("stages: dev, prod"));
+    }
+
+    /// `sbom` reads an image from the engine: an engine it cannot reach is 3 as everywhere, an
+    /// image not there or not readable is 1 (the request is fine, what it needs is missing).
+    #[test]
+    fn reading_an_image_maps_to_the_edges_codes() {
+        let unreachable =
+            Error::Build(crate::build::BuildError::Engine(EngineError::Unreachable {
+                endpoint: "unix:///nonexistent".into(),
+                source: bollard::errors::Error::SocketNotFoundError("/nonexistent".into()),
+            }));
+        assert_eq!(unreachable.exit_code(), EXIT_UNREACHABLE);
+        let missing = Error::ImageNotInEngine {
+            container: "c".into(),
+            image_id: "sha256:00".into(),
+            image: "r/c:1".into(),
+        };
+        assert_eq!(missing.exit_code(), EXIT_FAILED);
+        let unreadable = Error::Image(crate::image::ImageError::Layout("no manifest".into()));
+        assert_eq!(unreadable.exit_code(), EXIT_FAILED);
     }
 
     #[test]

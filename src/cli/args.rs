@@ -81,6 +81,19 @@ pub enum Command {
         /// The container to explain
         container: String,
     },
+    /// Print the SBOM of a container's image (SPDX 2.3 JSON): its own layers' files, its base,
+    /// the packages its applications pin. Read from the local engine (the image cookbook.lock
+    /// names), no registry needed; the same image prints the same bytes.
+    #[command(after_help = EXIT_CODES_HELP)]
+    Sbom {
+        #[command(flatten)]
+        cookbook: CookbookArg,
+        /// The container whose image to describe
+        container: String,
+        /// The document's format (SPDX 2.3 JSON is the only one)
+        #[arg(long, value_enum, default_value = "json")]
+        format: SbomFormat,
+    },
     /// Write a container's deterministic build context (a tar) to a file, or `-` for stdout.
     #[command(after_help = EXIT_CODES_HELP)]
     Context {
@@ -239,6 +252,13 @@ pub enum Format {
     Json,
 }
 
+/// `sbom --format`: the document is JSON whatever is asked; a second format (CycloneDX) would
+/// be a second value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SbomFormat {
+    Json,
+}
+
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum PlanFormat {
     Text,
@@ -281,6 +301,8 @@ impl Command {
             C::Hash { format, .. } => ("hash", true, format.is_json()),
             // explain's output is a JSON document whatever is asked.
             C::Explain { .. } => ("explain", true, true),
+            // sbom's output is a JSON document whatever is asked.
+            C::Sbom { .. } => ("sbom", true, true),
             C::Context { format, .. } => ("context", true, format.is_json()),
             C::Apply { args, .. } => ("apply", true, args.format.is_json()),
             C::Update { args, .. } => ("update", true, args.format.is_json()),

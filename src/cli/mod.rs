@@ -23,6 +23,7 @@ mod interrupt;
 pub mod locate;
 mod migrate;
 mod output;
+mod sbom;
 mod update;
 mod verify;
 
@@ -140,6 +141,11 @@ fn execute(cli: &Cli, out: &mut dyn Write, err: &mut dyn Write) -> Result<(), Er
             cookbook,
             container,
         } => inspect::explain(cookbook, top, container, out, err),
+        C::Sbom {
+            cookbook,
+            container,
+            format: _,
+        } => sbom::sbom(cookbook, top, container, out, err),
         C::Context {
             cookbook,
             container,

@@ -19,6 +19,7 @@ pub mod inspect;
 pub mod locate;
 pub mod migrate;
 pub mod report;
+pub mod sbom;
 pub mod sync;
 pub mod update;
 pub mod verify;

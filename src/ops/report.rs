@@ -132,5 +132,6 @@ fn code(e: &Error) -> &'static str {
         Error::Interrupted { .. } => "interrupted",
         Error::Deploy { .. } => "deploy",
         Error::NotPublished { .. } | Error::SyncDeployFailed { .. } => "failed",
+        Error::Build(_) | Error::Image(_) | Error::ImageNotInEngine { .. } => "image",
     }
 }

@@ -37,6 +37,7 @@ mod registry_tokens;
 mod reproducible;
 mod retag;
 mod robustness;
+mod sbom;
 mod sync;
 mod trust_lock;
 mod verify;

@@ -1,0 +1,21 @@
+//! Renders `sbom`: the SPDX document, pretty, keys sorted (as every JSON document here).
+
+use std::io::Write;
+use std::path::Path;
+
+use super::output::{json, open};
+use super::CookbookArg;
+use crate::error::Error;
+use crate::ops::sbom as ops;
+
+pub fn sbom(
+    cookbook: &CookbookArg,
+    top: Option<&Path>,
+    container: &str,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> Result<(), Error> {
+    let report = ops::sbom(&open(cookbook, top, err)?, container)?;
+    json(&report, out);
+    Ok(())
+}
