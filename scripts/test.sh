@@ -17,6 +17,10 @@ fi
 if ! command -v kubernetes-validate >/dev/null; then
   python3 -m pip install -q --disable-pip-version-check --root-user-action=ignore kubernetes-validate==1.37.0 >/dev/null
 fi
+# The SPDX project's own validator checks `cookbook sbom`'s documents (tests/it/sbom.rs); pinned.
+if ! command -v pyspdxtools >/dev/null; then
+  python3 -m pip install -q --disable-pip-version-check --root-user-action=ignore spdx-tools==0.8.5 >/dev/null
+fi
 trap 'bash scripts/services.sh down' EXIT
 eval "$(bash scripts/services.sh env)"
 # Service tests fail rather than skip when the services are missing (tests/it/common).
