@@ -18,6 +18,7 @@
 pub mod assemble;
 pub mod labels;
 mod normalize;
+pub mod sbom;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

@@ -12,13 +12,11 @@
 use serde::Serialize;
 
 use super::Workspace;
-use crate::attest::sbom::{self, LayerFiles, SbomInput};
+use crate::attest::sbom::{self, SbomInput};
 use crate::attest::{ResolvedBase, Subject};
 use crate::error::Error;
 use crate::hash::Fingerprint;
-use crate::image::ImageError;
 use crate::model::{BaseImage, ContainerKind, Name};
-use crate::oci::Digest;
 
 /// `sbom CONTAINER`: the document, which is the whole report.
 #[derive(Debug, Serialize)]
@@ -82,27 +80,17 @@ pub fn sbom(ws: &Workspace, container: &str) -> Result<SbomReport, Error> {
         Ok(crate::build::normalize_built(&engine, &ws.cookbook, print, image_id.as_str()).await?)
     })?;
     let image = &normalized.image;
-    let mut layers = Vec::new();
-    for (index, layer) in image
-        .layers()
-        .iter()
-        .enumerate()
-        .skip(normalized.base_layers)
-    {
-        let files = sbom::layer_files(image.open_layer(index)?)
-            .map_err(|source| ImageError::Layer { index, source })?;
-        layers.push(LayerFiles {
-            diff_id: ours(&layer.diff_id)?,
-            files,
-        });
-    }
+    let layers = crate::build::sbom::layer_files(&normalized)?;
     let input = SbomInput {
-        subject: Subject::image(&entry.image, ours(image.manifest_digest())?),
+        subject: Subject::image(
+            &entry.image,
+            crate::build::sbom::digest(image.manifest_digest())?,
+        ),
         image_name: entry.image.to_string(),
         base: base(ws, &name, print),
         layers,
         packages: sbom::packages(&ws.cookbook, &name, ws.base_dir()),
-        created: created(image.config())?,
+        created: crate::build::sbom::created(image.config())?,
     };
     Ok(SbomReport {
         document: sbom::document(&input),
@@ -128,23 +116,4 @@ fn base(ws: &Workspace, name: &Name, print: &Fingerprint) -> Option<ResolvedBase
         digest: parent.digest.clone()?,
         source: None,
     })
-}
-
-/// A digest of the normalized layout as `oci::Digest` (normalization writes sha256 only).
-fn ours(digest: &oci_spec::image::Digest) -> Result<Digest, ImageError> {
-    Digest::parse(digest.as_ref()).map_err(|e| ImageError::Layout(e.to_string()))
-}
-
-/// The config's `created` (RFC 3339); the epoch when it has none, as normalization writes.
-fn created(config: &[u8]) -> Result<String, ImageError> {
-    let value: serde_json::Value =
-        serde_json::from_slice(config).map_err(|source| ImageError::Json {
-            what: "config",
-            source,
-        })?;
-    Ok(value
-        .get("created")
-        .and_then(|c| c.as_str())
-        .unwrap_or("1970-01-01T00:00:00Z")
-        .to_owned())
 }
