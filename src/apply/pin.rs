@@ -1,8 +1,12 @@
 //! Pinning base images: the step of `apply` (and all of `cookbook update`) that resolves each
-//! external `base_image` to the exact image it names now, and records it in `cookbook.lock`.
+//! external base image to the exact image it names now, and records it in `cookbook.lock`: a
+//! generated container's `base_image`, and every external image of a Dockerfile container's
+//! `FROM` lines, every stage's ([`dockerfile_bases`]: the Dockerfile read through
+//! `context::file`, capped, its lines by `context::from_lines`, the one reader hashing uses too).
 //!
-//! Pipeline position: cookbook + lock → **pins** → fingerprints (hash_version 2 covers the pins)
-//! → builds (`FROM ref@digest`, or the pinned engine image id). Like `Cargo.lock`: the first
+//! Pipeline position: cookbook + lock → **pins** → fingerprints (hash_version 2 covers generated
+//! bases' pins, 3 also a Dockerfile's) → builds (`FROM ref@digest`, or the pinned engine image
+//! id; a Dockerfile container's `FROM`s rewritten so in the build's copy of its Dockerfile). Like `Cargo.lock`: the first
 //! apply pins, later applies build on the pin whatever the tag says now, and only `cookbook
 //! update` moves a pin on purpose.
 //!

@@ -14,7 +14,7 @@
 //! | the recipe: resolved spec with defaults, Dockerfile text   | `depends_on`, `federation`: deploy order    |
 //! | every context file: path, mode (644/755/link), size, sha256| `packaging.*`: where and how it is tagged   |
 //! | build-time parents' input hashes                           | `ci_name`, `ci_capabilities`: CI metadata   |
-//! |                                                            | host paths (source dirs), mtimes, uid/gid,  |
+//! | base-image pins: generated (v2), Dockerfile `FROM`s (v3)   | host paths (source dirs), mtimes, uid/gid,  |
 //! |                                                            | umask, group/other bits, walk order, locale |
 //! |                                                            | cookbook's own files in a context: the      |
 //! |                                                            | cookbook file, its lock, the state dir      |

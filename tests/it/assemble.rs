@@ -99,9 +99,12 @@ fn book(dir: &Path, base: &str, registry: &str, engine_parts: bool) {
     });
     if engine_parts {
         write(&dir.join("app/main.sh"), "echo app\n");
+        // FROM the registry's base: its pin (hash_version 3 pins a Dockerfile's FROM images) is
+        // resolved without an engine, as `site`'s is; an image only an engine has could not be
+        // pinned without one, and the run would stop before building anything.
         write(
             &dir.join("db/Dockerfile"),
-            "FROM cookbook-test/busybox:latest\nRUN echo db > /db.txt\n",
+            &format!("FROM {base}\nRUN echo db > /db.txt\n"),
         );
         applications["app"] = json!({ "source": "app", "build_commands": ["chmod 0755 main.sh"] });
         containers["app"] = json!({ "base_image": base, "applications": ["app"] });
