@@ -29,6 +29,9 @@
 //! be reached is exit 3, a reference nobody has exit 1. (An invalid reference never gets here:
 //! the model refuses it, located in the cookbook.) A digest from the engine or the registry
 //! that is not sha256 is refused too (exit 1): the lock records only what it can check.
+//! One exception: with no engine, a base named only by Dockerfile containers, which are then
+//! not built at all (each reported as needing an engine), is left unpinned when it cannot be
+//! resolved, so that it does not stop the containers that can be built.
 //!
 //! [`pin_plan`] records new pins in the lock as soon as they are resolved, before any build, so
 //! that a run that fails later (`apply --keep-going` with a failed container) still leaves the
@@ -435,7 +438,20 @@ pub async fn pin_plan<E: Engine>(
         }
     };
     let results = resolve_all(engine, registry, &bases, &locked, renew).await;
-    let mut report = sort_out(results, &locked, &bases).map_err(|e| *e)?;
+    // With no engine, bases named by Dockerfile containers only: those are not built at all
+    // (each is reported as needing an engine), so a base that cannot be resolved now (only an
+    // engine has it, its registry does not answer) stops nothing else.
+    let engine_built: BTreeSet<&WrittenReference> = bases
+        .iter()
+        .filter(|_| engine.is_none())
+        .filter(|(_, names)| {
+            names
+                .iter()
+                .all(|n| matches!(cookbook.containers[n].kind, ContainerKind::Dockerfile(_)))
+        })
+        .map(|(r, _)| *r)
+        .collect();
+    let mut report = sort_out(results, &locked, &bases, &engine_built).map_err(|e| *e)?;
     report.moved.sort_by(|a, b| a.reference.cmp(&b.reference));
     announce(&report, reporter);
     if write && !report.pinned.is_empty() {
@@ -501,6 +517,7 @@ fn sort_out(
     results: Vec<Resolved<'_>>,
     locked: &BasePins,
     bases: &BTreeMap<&WrittenReference, Vec<Name>>,
+    engine_built: &BTreeSet<&WrittenReference>,
 ) -> Result<PinReport, Box<PinError>> {
     let mut report = PinReport::default();
     for (reference, pinned, now) in results {
@@ -537,6 +554,9 @@ fn sort_out(
                     .pinned
                     .insert(reference.clone(), (locked.get(reference).cloned(), now));
             }
+            // Left unpinned: only Dockerfile containers name it, and without an engine they are
+            // not built (the run names each as needing one); the next run with one pins it.
+            (None, Err(_)) if engine_built.contains(reference) => {}
             (None, Err(e)) => return Err(Box::new(e)),
         }
     }
