@@ -358,3 +358,87 @@ fn a_from_with_a_variable_of_no_value_is_a_located_exit_2() {
     let doc: Value = serde_json::from_str(&out.stdout).unwrap();
     assert_eq!(doc["not_pinned"], json!({ "app": "registry.invalid/b:1" }));
 }
+
+#[test]
+fn the_build_context_carries_the_pinned_dockerfile_and_the_tree_keeps_its_own() {
+    // Offline, through the library: the tar a build sends is the hashed context but for the
+    // Dockerfile, whose external FROMs name their pins; a COPY of the tree sees nothing else
+    // changed, and the file on disk is the author's.
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    let text = "ARG REG=registry.invalid\nFROM ${REG}/a:1 AS a\nFROM a\nFROM \\\n  registry.invalid/b:2\nCOPY --from=a / /a\nCOPY . /ctx\n";
+    write(&dir.join("app/Dockerfile"), text);
+    write(&dir.join("app/data.txt"), "data\n");
+    write_json(
+        &dir.join("cookbook.json"),
+        &json!({
+            "manifest_version": "1.0",
+            "project": { "name": "dfctx" },
+            "containers": { "app": { "dockerfile": "app/Dockerfile", "context": "app" } }
+        }),
+    );
+    let digest =
+        |c: &str| cookbook::oci::Digest::parse(&format!("sha256:{}", c.repeat(64))).unwrap();
+    let reference = |r: &str| cookbook::oci::WrittenReference::parse(r).unwrap();
+    let pins = cookbook::hash::BasePins::from([
+        (
+            reference("registry.invalid/a:1"),
+            cookbook::hash::BasePin {
+                digest: digest("a"),
+                source: cookbook::hash::PinSource::Registry,
+            },
+        ),
+        (
+            reference("registry.invalid/b:2"),
+            cookbook::hash::BasePin {
+                digest: digest("b"),
+                source: cookbook::hash::PinSource::Engine,
+            },
+        ),
+    ]);
+    let cookbook::load::Parsed { cookbook, plan } =
+        cookbook::load::parse(&fs::read(dir.join("cookbook.json")).unwrap()).unwrap();
+    let own = cookbook::load::own_paths(&dir.join("cookbook.json"), &dir.join(".cookbook"));
+    let prints = cookbook::hash::fingerprint_plan(
+        &cookbook,
+        &plan,
+        dir,
+        &own,
+        &cookbook::state::stat_cache::StatCache::disabled(),
+        cookbook::hash::Pinning::current(&pins),
+    )
+    .unwrap();
+    let fp = &prints[&cookbook::model::Name::parse("app").unwrap()];
+    let tar = cookbook::build::write_context(fp).unwrap();
+    let mut files: BTreeMap<String, Vec<u8>> = BTreeMap::new();
+    let mut archive = tar::Archive::new(fs::File::open(tar.path()).unwrap());
+    for entry in archive.entries().unwrap() {
+        let mut entry = entry.unwrap();
+        let path = entry.path().unwrap().display().to_string();
+        let mut bytes = Vec::new();
+        std::io::Read::read_to_end(&mut entry, &mut bytes).unwrap();
+        files.insert(path, bytes);
+    }
+    let pinned = format!(
+        "ARG REG=registry.invalid\nFROM registry.invalid/a:1@{} AS a\nFROM a\nFROM {}\n\nCOPY --from=a / /a\nCOPY . /ctx\n",
+        digest("a"),
+        digest("b")
+    );
+    assert_eq!(String::from_utf8_lossy(&files["Dockerfile"]), pinned);
+    assert_eq!(files["data.txt"], b"data\n");
+    assert_eq!(files.len(), 2);
+    assert_eq!(
+        fs::read_to_string(dir.join("app/Dockerfile")).unwrap(),
+        text
+    );
+    // The hash covers the file as written, and the pins.
+    let manifest = fp.manifest();
+    assert_eq!(manifest.recipe["dockerfile_text"], text);
+    assert_eq!(
+        manifest.recipe["bases"],
+        json!({
+            "registry.invalid/a:1": { "digest": digest("a").as_str(), "source": "registry" },
+            "registry.invalid/b:2": { "digest": digest("b").as_str(), "source": "engine" }
+        })
+    );
+}
