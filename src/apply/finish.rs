@@ -89,17 +89,7 @@ impl<E: Engine> Run<'_, E> {
                 .job
                 .fingerprints
                 .values()
-                .flat_map(|fp| {
-                    let generated = match &fp.external_base {
-                        Some((reference, Some(pin))) => Some((reference, pin)),
-                        _ => None,
-                    };
-                    let stages = fp
-                        .stage_bases
-                        .iter()
-                        .filter_map(|(r, pin)| pin.as_ref().map(|p| (r, p)));
-                    generated.into_iter().chain(stages)
-                })
+                .flat_map(|fp| fp.base_pins())
                 .map(|(reference, pin)| (reference.clone(), pin.clone()))
                 .collect(),
             entries: report

@@ -370,6 +370,21 @@ impl Fingerprint {
         &self.input_hash
     }
 
+    /// Every pinned external image this container is built on, each once, by reference: a
+    /// generated container's base, a Dockerfile container's `FROM` images (what provenance
+    /// names as the build's resolved base images, and what the lock records for this build).
+    pub fn base_pins(&self) -> Vec<(&WrittenReference, &BasePin)> {
+        let generated = match &self.external_base {
+            Some((reference, Some(pin))) => Some((reference, pin)),
+            _ => None,
+        };
+        let stages = self
+            .stage_bases
+            .iter()
+            .filter_map(|(r, pin)| pin.as_ref().map(|p| (r, p)));
+        generated.into_iter().chain(stages).collect()
+    }
+
     /// An external base of this container the lock does not pin yet (its hash is provisional):
     /// a generated container's `base_image`, or a Dockerfile's first unpinned `FROM` image.
     pub fn unpinned(&self) -> Option<&WrittenReference> {

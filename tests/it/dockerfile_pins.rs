@@ -431,6 +431,16 @@ fn the_build_context_carries_the_pinned_dockerfile_and_the_tree_keeps_its_own() 
         fs::read_to_string(dir.join("app/Dockerfile")).unwrap(),
         text
     );
+    assert_eq!(
+        fp.base_pins()
+            .iter()
+            .map(|(r, p)| (r.as_str(), p.digest.clone()))
+            .collect::<Vec<_>>(),
+        [
+            ("registry.invalid/a:1", digest("a")),
+            ("registry.invalid/b:2", digest("b"))
+        ]
+    );
     // The hash covers the file as written, and the pins.
     let manifest = fp.manifest();
     assert_eq!(manifest.recipe["dockerfile_text"], text);
