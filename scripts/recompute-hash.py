@@ -5,13 +5,19 @@ Usage: cookbook explain CONTAINER | python3 scripts/recompute-hash.py [--lock co
 
 RFC 8785 (JCS) for these documents is exactly Python's json.dumps with sorted keys, no
 whitespace and UTF-8 output: every key is ASCII (so code-point order is UTF-16 order) and every
-number is a non-negative integer. The computation is the same for hash_version 1 and 2.
+number is a non-negative integer. The computation is the same for hash_version 1, 2 and 3.
 
 hash_version 2 also covers the pinned base image (docs/REPRODUCIBILITY.md): for a generated
 container with an external base, `recipe.base_image.pinned` is the pin (or null before the first
 apply pins it), and the generated Dockerfile's FROM line must name exactly the pinned image
 (`REF@DIGEST` for a registry pin, the image id for an engine pin). This script checks that, and
 with `--lock` that the pin is the one `cookbook.lock` records for the reference.
+
+hash_version 3 also covers a Dockerfile container's external FROM images: its recipe has `bases`
+(each image as the Dockerfile's text reads once its ARGs are substituted -> its pin, or null
+before the first apply pins it). This script checks that the member is there, and with `--lock`
+that every pin is the lock's. (Which images the FROM lines name is read by hand: the recipe's
+`dockerfile_text` is the file as written.)
 
 Prints "ok <hash>" when everything holds, else one "MISMATCH …" line per problem and exits 1.
 """
@@ -62,6 +68,17 @@ def main(argv):
                 if locked != base["pinned"]:
                     problems.append(
                         f'MISMATCH pin of {base["image"]}: {json.dumps(base["pinned"])} here, '
+                        f"{json.dumps(locked)} in the lock"
+                    )
+    if doc.get("hash_version", 1) >= 3 and recipe.get("kind") == "dockerfile":
+        if not isinstance(recipe.get("bases"), dict):
+            problems.append("MISMATCH hash_version 3 without recipe.bases")
+        elif lock is not None:
+            for image, pin in sorted(recipe["bases"].items()):
+                locked = lock.get("bases", {}).get(image)
+                if locked != pin:
+                    problems.append(
+                        f"MISMATCH pin of {image}: {json.dumps(pin)} here, "
                         f"{json.dumps(locked)} in the lock"
                     )
     if problems:

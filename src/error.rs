@@ -233,7 +233,9 @@ fn context_exit_code(e: &ContextError) -> i32 {
         | ContextError::Ignore { .. }
         | ContextError::IgnoreFile { .. }
         | ContextError::Missing { .. }
-        | ContextError::TooDeep { .. } => EXIT_INVALID,
+        | ContextError::TooDeep { .. }
+        | ContextError::FromLine { .. }
+        | ContextError::DockerfileFile { .. } => EXIT_INVALID,
     }
 }
 
@@ -301,6 +303,7 @@ fn pin_exit_code(e: &PinError) -> i32 {
         PinError::NotFound { .. } => EXIT_FAILED,
         PinError::NoEngine { .. } => EXIT_UNREACHABLE,
         PinError::Lock(e) => lock_exit_code(e),
+        PinError::Dockerfile(e) => context_exit_code(e),
     }
 }
 

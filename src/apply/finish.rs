@@ -71,21 +71,26 @@ impl<E: Engine> Run<'_, E> {
     pub(super) async fn write_lock(&self, report: &Report) -> Result<bool, ApplyError> {
         let path = Lock::path_for(self.job.cookbook_file);
         let cookbook = self.job.cookbook;
+        let dockerfiles = {
+            let (cookbook, dir) = (cookbook.clone(), path.clone());
+            blocking(move || pin::dockerfile_bases(&cookbook, crate::load::base_dir(&dir)))
+                .await
+                .map_err(|e| ApplyError::Pin(Box::new(e.into())))?
+        };
         // A site's apply updates its containers and keeps the others'; containers the cookbook
         // no longer has are dropped.
         let update = lockfile::Update {
             project: cookbook.project.name.clone(),
             containers_in_cookbook: cookbook.containers.keys().cloned().collect(),
-            bases_in_cookbook: pin::bases_in_cookbook(cookbook),
-            // The pins this run's fingerprints (and so its builds) used.
+            bases_in_cookbook: pin::bases_in_cookbook(cookbook, &dockerfiles),
+            // The pins this run's fingerprints (and so its builds) used: generated containers'
+            // bases and Dockerfile containers' external stages.
             bases: self
                 .job
                 .fingerprints
                 .values()
-                .filter_map(|fp| match &fp.external_base {
-                    Some((reference, Some(pin))) => Some((reference.clone(), pin.clone())),
-                    _ => None,
-                })
+                .flat_map(|fp| fp.base_pins())
+                .map(|(reference, pin)| (reference.clone(), pin.clone()))
                 .collect(),
             entries: report
                 .containers

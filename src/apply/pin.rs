@@ -1,8 +1,12 @@
 //! Pinning base images: the step of `apply` (and all of `cookbook update`) that resolves each
-//! external `base_image` to the exact image it names now, and records it in `cookbook.lock`.
+//! external base image to the exact image it names now, and records it in `cookbook.lock`: a
+//! generated container's `base_image`, and every external image of a Dockerfile container's
+//! `FROM` lines, every stage's ([`dockerfile_bases`]: the Dockerfile read through
+//! `context::file`, capped, its lines by `context::from_lines`, the one reader hashing uses too).
 //!
-//! Pipeline position: cookbook + lock → **pins** → fingerprints (hash_version 2 covers the pins)
-//! → builds (`FROM ref@digest`, or the pinned engine image id). Like `Cargo.lock`: the first
+//! Pipeline position: cookbook + lock → **pins** → fingerprints (hash_version 2 covers generated
+//! bases' pins, 3 also a Dockerfile's) → builds (`FROM ref@digest`, or the pinned engine image
+//! id; a Dockerfile container's `FROM`s rewritten so in the build's copy of its Dockerfile). Like `Cargo.lock`: the first
 //! apply pins, later applies build on the pin whatever the tag says now, and only `cookbook
 //! update` moves a pin on purpose.
 //!
@@ -25,6 +29,9 @@
 //! be reached is exit 3, a reference nobody has exit 1. (An invalid reference never gets here:
 //! the model refuses it, located in the cookbook.) A digest from the engine or the registry
 //! that is not sha256 is refused too (exit 1): the lock records only what it can check.
+//! One exception: with no engine, a base named only by Dockerfile containers, which are then
+//! not built at all (each reported as needing an engine), is left unpinned when it cannot be
+//! resolved, so that it does not stop the containers that can be built.
 //!
 //! [`pin_plan`] records new pins in the lock as soon as they are resolved, before any build, so
 //! that a run that fails later (`apply --keep-going` with a failed container) still leaves the
@@ -39,10 +46,12 @@ use futures_util::stream::{self, StreamExt};
 
 use super::{Event, Reporter};
 use crate::build::blocking;
+use crate::context::file::FileError;
+use crate::context::{from_lines, ContextError};
 use crate::engine::{Engine, EngineError, ImageInfo};
 use crate::graph::Plan;
 use crate::hash::{BasePin, BasePins, PinSource};
-use crate::model::{BaseImage, ContainerKind, Cookbook, Name};
+use crate::model::{BaseImage, Container, ContainerKind, Cookbook, Name};
 use crate::oci::{Digest, WrittenReference};
 use crate::registry::{ImageReference, RegistryClient, RegistryError, Repository};
 use crate::state::lock::{self as lockfile, LockError};
@@ -101,6 +110,9 @@ pub enum PinError {
     },
     #[error(transparent)]
     Lock(#[from] LockError),
+    /// A Dockerfile whose `FROM` lines cannot be read (exit code 2 for what it says).
+    #[error(transparent)]
+    Dockerfile(#[from] ContextError),
 }
 
 /// A pinned base whose reference now names another image.
@@ -126,53 +138,138 @@ pub struct PinReport {
     pub unchecked: BTreeMap<WrittenReference, String>,
 }
 
-/// The external base references of `plan`'s generated containers, with the containers naming
-/// each (`scratch` and `container:` bases are not external).
+/// Each Dockerfile container's external `FROM` images (every stage's, in stage order), read
+/// from its Dockerfile by `context::from_lines`.
+pub type DockerfileBases = BTreeMap<Name, Vec<WrittenReference>>;
+
+/// The largest Dockerfile read for its `FROM` lines: far above any written by hand, and what a
+/// file linked to something endless is cut off at.
+const MAX_DOCKERFILE: u64 = 4 << 20;
+
+/// Reads the `FROM` lines of every Dockerfile container of `cookbook` (whose directory is
+/// `base_dir`). Blocking. A Dockerfile that is not a small regular file, or whose `FROM` names
+/// no image cookbook can pin (a variable with no value), is refused naming it (exit 2): the
+/// whole cookbook, as its paths are checked, not only the containers a run builds.
+pub fn dockerfile_bases(
+    cookbook: &Cookbook,
+    base_dir: &Path,
+) -> Result<DockerfileBases, ContextError> {
+    let mut out = DockerfileBases::new();
+    for (name, container) in &cookbook.containers {
+        let ContainerKind::Dockerfile(d) = &container.kind else {
+            continue;
+        };
+        let path = d.dockerfile.under(base_dir);
+        let named: std::path::PathBuf = d.dockerfile.as_str().into();
+        let bytes = match crate::context::file::read_regular(&path, MAX_DOCKERFILE) {
+            Ok(Some(bytes)) => bytes,
+            Ok(None) => {
+                return Err(ContextError::Missing {
+                    what: "Dockerfile",
+                    path: named,
+                })
+            }
+            Err(FileError::Io(source)) => return Err(ContextError::Io { path, source }),
+            Err(why) => {
+                return Err(ContextError::DockerfileFile {
+                    path: named,
+                    why: why.to_string(),
+                })
+            }
+        };
+        // As hashing reads it (`hash::fingerprint`): the same text gives the same references.
+        let text = String::from_utf8_lossy(&bytes);
+        let lines =
+            from_lines::parse(&text, &d.build_args).map_err(|source| ContextError::FromLine {
+                path: named.clone(),
+                source,
+            })?;
+        out.insert(
+            name.clone(),
+            lines.external().into_iter().cloned().collect(),
+        );
+    }
+    Ok(out)
+}
+
+/// The external base references of a container: a generated one's `base_image`, a Dockerfile
+/// one's external `FROM` images.
+fn bases_of<'c>(
+    container: &'c Container,
+    dockerfiles: &'c DockerfileBases,
+) -> Vec<&'c WrittenReference> {
+    match &container.kind {
+        ContainerKind::Generated(g) => match &g.base {
+            BaseImage::Image(reference) => vec![reference],
+            BaseImage::Scratch | BaseImage::Container(_) => Vec::new(),
+        },
+        ContainerKind::Dockerfile(_) => dockerfiles
+            .get(&container.name)
+            .map(|refs| refs.iter().collect())
+            .unwrap_or_default(),
+    }
+}
+
+/// The external base references of `plan`'s containers, with the containers naming each
+/// (`scratch`, `container:` bases, earlier stages and `cookbook.local/` images are not
+/// external).
 pub fn external_bases<'c>(
     cookbook: &'c Cookbook,
     plan: &Plan,
+    dockerfiles: &'c DockerfileBases,
 ) -> BTreeMap<&'c WrittenReference, Vec<Name>> {
     let mut bases: BTreeMap<&WrittenReference, Vec<Name>> = BTreeMap::new();
     for name in plan.order() {
-        if let ContainerKind::Generated(g) = &cookbook.containers[name].kind {
-            if let BaseImage::Image(reference) = &g.base {
-                bases.entry(reference).or_default().push(name.clone());
-            }
+        for reference in bases_of(&cookbook.containers[name], dockerfiles) {
+            bases.entry(reference).or_default().push(name.clone());
         }
     }
     bases
 }
 
+/// The external base references `containers` name (for `cookbook update CONTAINER…`).
+pub fn bases_named<'c>(
+    cookbook: &'c Cookbook,
+    containers: &[&Name],
+    dockerfiles: &'c DockerfileBases,
+) -> BTreeSet<&'c WrittenReference> {
+    containers
+        .iter()
+        .filter_map(|n| cookbook.containers.get(*n))
+        .flat_map(|c| bases_of(c, dockerfiles))
+        .collect()
+}
+
 /// Every external base reference of the whole cookbook (the lock keeps only these pins).
-pub fn bases_in_cookbook(cookbook: &Cookbook) -> Vec<WrittenReference> {
+pub fn bases_in_cookbook(
+    cookbook: &Cookbook,
+    dockerfiles: &DockerfileBases,
+) -> Vec<WrittenReference> {
     let set: BTreeSet<&WrittenReference> = cookbook
         .containers
         .values()
-        .filter_map(|c| match &c.kind {
-            ContainerKind::Generated(g) => match &g.base {
-                BaseImage::Image(reference) => Some(reference),
-                BaseImage::Scratch | BaseImage::Container(_) => None,
-            },
-            ContainerKind::Dockerfile(_) => None,
-        })
+        .flat_map(|c| bases_of(c, dockerfiles))
         .collect();
     set.into_iter().cloned().collect()
 }
 
 /// The containers of `plan` that a change of the bases `moved` rebuilds: those built on them
-/// and, transitively, their `container:` children. In plan order.
-pub fn rebuilt_by(cookbook: &Cookbook, plan: &Plan, moved: &BTreeSet<&str>) -> Vec<Name> {
+/// (a Dockerfile container on any of its stages) and, transitively, their `container:`
+/// children. In plan order.
+pub fn rebuilt_by(
+    cookbook: &Cookbook,
+    plan: &Plan,
+    dockerfiles: &DockerfileBases,
+    moved: &BTreeSet<&str>,
+) -> Vec<Name> {
     let mut out: Vec<Name> = Vec::new();
     for name in plan.order() {
-        let hit = match &cookbook.containers[name].kind {
-            ContainerKind::Generated(g) => match &g.base {
-                BaseImage::Image(reference) => moved.contains(reference.as_str()),
-                BaseImage::Scratch => false,
-                BaseImage::Container(parent) => out.contains(parent),
-            },
-            ContainerKind::Dockerfile(_) => false,
-        };
-        if hit {
+        let container = &cookbook.containers[name];
+        let on_moved = bases_of(container, dockerfiles)
+            .iter()
+            .any(|r| moved.contains(r.as_str()));
+        let on_rebuilt = container.build_parent().is_some_and(|p| out.contains(p));
+        if on_moved || on_rebuilt {
             out.push(name.clone());
         }
     }
@@ -310,7 +407,11 @@ pub async fn pin_plan<E: Engine>(
     write: bool,
     reporter: &dyn Reporter,
 ) -> Result<PinReport, PinError> {
-    let bases = external_bases(cookbook, plan);
+    let dockerfiles = {
+        let (cookbook, dir) = (cookbook.clone(), lock_dir(lock_path));
+        blocking(move || dockerfile_bases(&cookbook, &dir)).await?
+    };
+    let bases = external_bases(cookbook, plan, &dockerfiles);
     let locked = {
         let path = lock_path.to_path_buf();
         let project = cookbook.project.name.clone();
@@ -337,7 +438,20 @@ pub async fn pin_plan<E: Engine>(
         }
     };
     let results = resolve_all(engine, registry, &bases, &locked, renew).await;
-    let mut report = sort_out(results, &locked, &bases).map_err(|e| *e)?;
+    // With no engine, bases named by Dockerfile containers only: those are not built at all
+    // (each is reported as needing an engine), so a base that cannot be resolved now (only an
+    // engine has it, its registry does not answer) stops nothing else.
+    let engine_built: BTreeSet<&WrittenReference> = bases
+        .iter()
+        .filter(|_| engine.is_none())
+        .filter(|(_, names)| {
+            names
+                .iter()
+                .all(|n| matches!(cookbook.containers[n].kind, ContainerKind::Dockerfile(_)))
+        })
+        .map(|(r, _)| *r)
+        .collect();
+    let mut report = sort_out(results, &locked, &bases, &engine_built).map_err(|e| *e)?;
     report.moved.sort_by(|a, b| a.reference.cmp(&b.reference));
     announce(&report, reporter);
     if write && !report.pinned.is_empty() {
@@ -350,6 +464,11 @@ pub async fn pin_plan<E: Engine>(
         blocking(move || lockfile::record_pins(&path, &project, &new)).await?;
     }
     Ok(report)
+}
+
+/// The cookbook's directory, which the lock sits in (`Lock::path_for`).
+fn lock_dir(lock_path: &Path) -> std::path::PathBuf {
+    crate::load::base_dir(lock_path).to_path_buf()
 }
 
 /// A base of the plan: its pin in the lock (unless renewed), and what it resolves to now (`None`:
@@ -398,6 +517,7 @@ fn sort_out(
     results: Vec<Resolved<'_>>,
     locked: &BasePins,
     bases: &BTreeMap<&WrittenReference, Vec<Name>>,
+    engine_built: &BTreeSet<&WrittenReference>,
 ) -> Result<PinReport, Box<PinError>> {
     let mut report = PinReport::default();
     for (reference, pinned, now) in results {
@@ -434,6 +554,9 @@ fn sort_out(
                     .pinned
                     .insert(reference.clone(), (locked.get(reference).cloned(), now));
             }
+            // Left unpinned: only Dockerfile containers name it, and without an engine they are
+            // not built (the run names each as needing one); the next run with one pins it.
+            (None, Err(_)) if engine_built.contains(reference) => {}
             (None, Err(e)) => return Err(Box::new(e)),
         }
     }
@@ -479,19 +602,91 @@ mod tests {
         .unwrap();
         let (cookbook, plan) = (parsed.cookbook, parsed.plan);
         let moved = BTreeSet::from(["b:1"]);
-        let got: Vec<String> = rebuilt_by(&cookbook, &plan, &moved)
+        let none = DockerfileBases::new();
+        let got: Vec<String> = rebuilt_by(&cookbook, &plan, &none, &moved)
             .iter()
             .map(ToString::to_string)
             .collect();
         assert_eq!(got, ["one", "child", "grandchild"]);
-        let bases = external_bases(&cookbook, &plan);
+        let bases = external_bases(&cookbook, &plan, &none);
         fn texts(refs: Vec<&WrittenReference>) -> Vec<&str> {
             refs.into_iter().map(WrittenReference::as_str).collect()
         }
         assert_eq!(texts(bases.keys().copied().collect()), ["b:1", "b:2"]);
         assert_eq!(
-            texts(bases_in_cookbook(&cookbook).iter().collect()),
+            texts(bases_in_cookbook(&cookbook, &none).iter().collect()),
             ["b:1", "b:2"]
         );
+    }
+
+    #[test]
+    fn dockerfile_stages_are_bases_and_their_children_rebuild() {
+        let dir = tempfile::tempdir().unwrap();
+        let write = |rel: &str, text: &str| {
+            let path = dir.path().join(rel);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, text).unwrap();
+        };
+        write(
+            "d/Dockerfile",
+            "ARG TAG=1\nFROM b:${TAG} AS one\nFROM one\nFROM c:2\nFROM scratch\n",
+        );
+        write("e/Dockerfile", "FROM cookbook.local/p/one:abc\n");
+        let parsed = crate::load::parse(
+            br#"{"manifest_version": "1.0", "project": {"name": "p"},
+                "applications": {"a": {}},
+                "containers": {
+                    "gen": {"base_image": "c:2", "applications": ["a"]},
+                    "docker": {"dockerfile": "d/Dockerfile", "context": "d",
+                               "build_args": {"TAG": "3"}},
+                    "local": {"dockerfile": "e/Dockerfile", "context": "e"}
+                }}"#,
+        )
+        .unwrap();
+        let (cookbook, plan) = (parsed.cookbook, parsed.plan);
+        let dockerfiles = dockerfile_bases(&cookbook, dir.path()).unwrap();
+        let texts = |refs: Vec<&WrittenReference>| -> Vec<String> {
+            refs.into_iter().map(|r| r.as_str().to_owned()).collect()
+        };
+        // Every external stage (the build arg over the default), each once; no stage, scratch
+        // or cookbook.local image.
+        assert_eq!(
+            texts(
+                dockerfiles[&Name::parse("docker").unwrap()]
+                    .iter()
+                    .collect()
+            ),
+            ["b:3", "c:2"]
+        );
+        assert!(dockerfiles[&Name::parse("local").unwrap()].is_empty());
+        let bases = external_bases(&cookbook, &plan, &dockerfiles);
+        assert_eq!(texts(bases.keys().copied().collect()), ["b:3", "c:2"]);
+        assert_eq!(bases[&WrittenReference::parse("c:2").unwrap()].len(), 2);
+        assert_eq!(
+            texts(bases_in_cookbook(&cookbook, &dockerfiles).iter().collect()),
+            ["b:3", "c:2"]
+        );
+        let rebuilt = |moved: &str| -> Vec<String> {
+            rebuilt_by(&cookbook, &plan, &dockerfiles, &BTreeSet::from([moved]))
+                .iter()
+                .map(ToString::to_string)
+                .collect()
+        };
+        assert_eq!(rebuilt("b:3"), ["docker"]);
+        assert_eq!(rebuilt("c:2"), ["docker", "gen"]);
+        let docker = Name::parse("docker").unwrap();
+        assert_eq!(
+            texts(
+                bases_named(&cookbook, &[&docker], &dockerfiles)
+                    .into_iter()
+                    .collect()
+            ),
+            ["b:3", "c:2"]
+        );
+        // A FROM with a variable of no value: refused, naming the file and the line (exit 2).
+        write("d/Dockerfile", "# base\nARG BASE\nFROM $BASE\n");
+        let e = dockerfile_bases(&cookbook, dir.path()).unwrap_err();
+        assert!(matches!(e, ContextError::FromLine { .. }), "{e}");
+        assert!(e.to_string().starts_with("d/Dockerfile:3: "), "{e}");
     }
 }

@@ -3,7 +3,8 @@
 //!
 //! Pipeline position: fingerprint → **context tar → engine build, or engine-less assembly →
 //! export → normalize** → (apply) load back and publish / (verify) compare. What is here:
-//! - [`write_context`]: a container's context as a tar, a temporary file of this run;
+//! - [`write_context`]: a container's context as a tar, a temporary file of this run, with the
+//!   Dockerfile the engine builds (a Dockerfile container's external `FROM`s on their pins);
 //! - [`request`]: the engine's [`BuildRequest`] for it (build args, target, [`labels`]);
 //! - [`normalize_built`]: what the engine built, exported and normalized ([`normalize`]),
 //!   carrying the layers of the image it was built FROM ([`base_of`]) byte for byte;
@@ -20,15 +21,18 @@ pub mod labels;
 mod normalize;
 pub mod sbom;
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+
+use sha2::{Digest as _, Sha256};
 
 pub use labels::{image_labels, LABEL_REVISION};
 pub use normalize::{
     base_diff_ids, base_reference, download_blob, load, normalize_image, Normalized, OCI_MANIFEST,
 };
 
-use crate::context::ContextError;
+use crate::context::{ContextError, Entry, EntryKind, EntrySource};
 use crate::engine::{BuildRequest, Engine, EngineError};
 use crate::hash::Fingerprint;
 use crate::image::ImageError;
@@ -100,8 +104,31 @@ pub fn write_context(fp: &Fingerprint) -> Result<tempfile::NamedTempFile, Contex
         .map_err(temp(&std::env::temp_dir()))?;
     let path = tmp.path().to_path_buf();
     let writer = std::io::BufWriter::with_capacity(1 << 20, tmp);
-    let writer = crate::context::tar::write_named(&fp.entries, &fp.digests, writer, &path)?;
+    let (entries, digests) = build_entries(fp);
+    let writer = crate::context::tar::write_named(&entries, &digests, writer, &path)?;
     writer.into_inner().map_err(|e| temp(&path)(e.into_error()))
+}
+
+/// The context's entries as the engine gets them: with the Dockerfile the build runs
+/// ([`Fingerprint::build_dockerfile`]: each external `FROM` naming its pin) in place of the
+/// context's, at the same path, so the build's copy is rewritten and the user's tree never is.
+fn build_entries(fp: &Fingerprint) -> (Cow<'_, [Entry]>, Cow<'_, [[u8; 32]]>) {
+    let at = fp
+        .entries
+        .iter()
+        .position(|e| e.path == fp.context.dockerfile);
+    let (Some(text), Some(at)) = (&fp.build_dockerfile, at) else {
+        return (Cow::Borrowed(&fp.entries), Cow::Borrowed(&fp.digests));
+    };
+    let (mut entries, mut digests) = (fp.entries.clone(), fp.digests.clone());
+    entries[at] = Entry {
+        path: fp.context.dockerfile.clone(),
+        kind: EntryKind::File,
+        size: text.len() as u64,
+        source: EntrySource::Generated(text.clone()),
+    };
+    digests[at] = Sha256::digest(text).into();
+    (Cow::Owned(entries), Cow::Owned(digests))
 }
 
 /// The engine build of `fp`'s container from the context tar at `context`: a Dockerfile's build
@@ -131,10 +158,14 @@ pub fn request(
     }
 }
 
-/// The image a container's build starts FROM: its Dockerfile's final stage (generated
-/// Dockerfiles name a `container:` parent by its local name), with the build arguments.
+/// The image a container's build starts FROM: the final stage of the Dockerfile the engine
+/// builds (generated Dockerfiles name a `container:` parent by its local name; a Dockerfile
+/// container's external images are named by their pins), with the build arguments.
 pub fn base_of(cookbook: &Cookbook, fp: &Fingerprint) -> Option<String> {
-    let text = fp.recipe.get("dockerfile_text")?.as_str()?;
+    let text = match &fp.build_dockerfile {
+        Some(pinned) => std::str::from_utf8(pinned).ok()?,
+        None => fp.recipe.get("dockerfile_text")?.as_str()?,
+    };
     match &cookbook.containers.get(&fp.container)?.kind {
         ContainerKind::Dockerfile(d) => base_reference(text, &d.build_args, d.target.as_deref()),
         ContainerKind::Generated(g) => base_reference(text, &g.build_args, None),

@@ -61,129 +61,18 @@ impl Normalized {
 }
 
 /// The image the final stage of `dockerfile` starts FROM, as the engine names it; `None` for
-/// `FROM scratch`. Global `ARG`s (before the first `FROM`) are substituted, with `build_args`
-/// overriding their defaults, as the engine does; a stage built FROM an earlier stage is followed
-/// to that stage's image; `target` picks the stage instead of the last one.
-///
-/// Written here because no maintained crate parses Dockerfiles for Rust (dockerfile-parser is
-/// unmaintained since 2021); and only the `FROM` lines are needed. A reference this misreads is
-/// harmless: [`base_diff_ids`] keeps a base only if the built image starts with its layers.
+/// `FROM scratch`. Read by the one reader of `FROM` lines (`context::from_lines`): global
+/// `ARG`s substituted, with `build_args` overriding their defaults, as the engine does; a stage
+/// built FROM an earlier stage is followed to that stage's image; `target` picks the stage
+/// instead of the last one. A Dockerfile that reader refuses gives `None`: harmless, since
+/// [`base_diff_ids`] only carries a base whose layers the built image starts with.
 pub fn base_reference(
     dockerfile: &str,
     build_args: &BTreeMap<String, String>,
     target: Option<&str>,
 ) -> Option<String> {
-    let mut args: BTreeMap<String, String> = BTreeMap::new();
-    // (stage name, image) in order.
-    let mut stages: Vec<(Option<String>, String)> = Vec::new();
-    let mut logical = String::new();
-    for line in dockerfile.lines() {
-        let trimmed = line.trim();
-        if logical.is_empty() && (trimmed.starts_with('#') || trimmed.is_empty()) {
-            continue;
-        }
-        if let Some(head) = trimmed.strip_suffix('\\') {
-            logical.push_str(head);
-            logical.push(' ');
-            continue;
-        }
-        logical.push_str(trimmed);
-        let instruction = std::mem::take(&mut logical);
-        let mut words = instruction.split_whitespace();
-        let Some(keyword) = words.next() else {
-            continue;
-        };
-        if keyword.eq_ignore_ascii_case("ARG") && stages.is_empty() {
-            for word in words {
-                let (name, default) = match word.split_once('=') {
-                    Some((n, d)) => (n, Some(unquote(d))),
-                    None => (word, None),
-                };
-                let value = build_args.get(name).cloned().or(default);
-                if let Some(value) = value {
-                    args.insert(name.to_owned(), value);
-                }
-            }
-        } else if keyword.eq_ignore_ascii_case("FROM") {
-            let mut words = words.skip_while(|w| w.starts_with("--"));
-            let Some(image) = words.next() else { continue };
-            let image = substitute(image, &args);
-            let name = match (words.next(), words.next()) {
-                (Some(as_word), Some(name)) if as_word.eq_ignore_ascii_case("AS") => {
-                    Some(name.to_ascii_lowercase())
-                }
-                _ => None,
-            };
-            stages.push((name, image));
-        }
-    }
-    let mut index = match target {
-        Some(t) => stages
-            .iter()
-            .position(|(name, _)| name.as_deref() == Some(&t.to_ascii_lowercase()))?,
-        None => stages.len().checked_sub(1)?,
-    };
-    // Follow `FROM <earlier stage>` (each step goes to an earlier stage, so this ends).
-    loop {
-        let image = &stages[index].1;
-        let earlier = stages[..index]
-            .iter()
-            .rposition(|(name, _)| name.as_deref() == Some(&image.to_ascii_lowercase()));
-        match earlier {
-            Some(i) => index = i,
-            None if image.eq_ignore_ascii_case("scratch") => return None,
-            None => return Some(image.clone()),
-        }
-    }
-}
-
-fn unquote(text: &str) -> String {
-    let t = text.trim();
-    for q in ['"', '\''] {
-        if let Some(inner) = t.strip_prefix(q).and_then(|r| r.strip_suffix(q)) {
-            return inner.to_owned();
-        }
-    }
-    t.to_owned()
-}
-
-/// `$NAME`, `${NAME}` and `${NAME:-default}` replaced from `args` (unknown names become empty,
-/// as in the engine).
-fn substitute(text: &str, args: &BTreeMap<String, String>) -> String {
-    let mut out = String::new();
-    let mut rest = text;
-    while let Some(at) = rest.find('$') {
-        out.push_str(&rest[..at]);
-        let after = &rest[at + 1..];
-        if let Some(braced) = after.strip_prefix('{') {
-            let Some(end) = braced.find('}') else {
-                out.push_str(&rest[at..]);
-                return out;
-            };
-            let inner = &braced[..end];
-            let (name, default) = match inner.split_once(":-") {
-                Some((n, d)) => (n, Some(d)),
-                None => (inner, None),
-            };
-            match args.get(name).filter(|v| !v.is_empty()) {
-                Some(v) => out.push_str(v),
-                None => out.push_str(default.unwrap_or("")),
-            }
-            rest = &braced[end + 1..];
-        } else {
-            let len = after
-                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
-                .unwrap_or(after.len());
-            if len == 0 {
-                out.push('$');
-            } else {
-                out.push_str(args.get(&after[..len]).map(String::as_str).unwrap_or(""));
-            }
-            rest = &after[len..];
-        }
-    }
-    out.push_str(rest);
-    out
+    let lines = crate::context::from_lines::parse(dockerfile, build_args).ok()?;
+    lines.final_image(target).map(str::to_owned)
 }
 
 /// The base's diff_ids to carry unchanged: the layers of `base` in the engine, if the built image

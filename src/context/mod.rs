@@ -23,6 +23,7 @@ pub mod assembly;
 pub mod dockerfile;
 pub mod dockerignore;
 pub mod file;
+pub mod from_lines;
 pub mod tar;
 mod walk;
 
@@ -258,6 +259,16 @@ pub enum ContextError {
     Changed { path: PathBuf },
     #[error("{}: directories nest more than {limit} deep; a build context cannot go deeper", path.display())]
     TooDeep { path: PathBuf, limit: usize },
+    /// A Dockerfile's `FROM` line that names no image cookbook can pin (`path` is the
+    /// Dockerfile as the cookbook names it).
+    #[error("{}:{}: {}", path.display(), source.line, source.problem)]
+    FromLine {
+        path: PathBuf,
+        source: from_lines::FromLineError,
+    },
+    /// A Dockerfile too large or not a regular file, read for its `FROM` lines.
+    #[error("{}: cannot be read as a Dockerfile: {why}", path.display())]
+    DockerfileFile { path: PathBuf, why: String },
 }
 
 /// The context plan of a container. Pure. `dockerfile_text` is the generated Dockerfile for

@@ -14,7 +14,7 @@
 //! | the recipe: resolved spec with defaults, Dockerfile text   | `depends_on`, `federation`: deploy order    |
 //! | every context file: path, mode (644/755/link), size, sha256| `packaging.*`: where and how it is tagged   |
 //! | build-time parents' input hashes                           | `ci_name`, `ci_capabilities`: CI metadata   |
-//! |                                                            | host paths (source dirs), mtimes, uid/gid,  |
+//! | base-image pins: generated (v2), Dockerfile `FROM`s (v3)   | host paths (source dirs), mtimes, uid/gid,  |
 //! |                                                            | umask, group/other bits, walk order, locale |
 //! |                                                            | cookbook's own files in a context: the      |
 //! |                                                            | cookbook file, its lock, the state dir      |
@@ -28,6 +28,13 @@
 //!   `base_image.pinned` (the pin from `cookbook.lock`, or null before the first apply pins it),
 //!   and its Dockerfile's `FROM` names the pinned image. Version 1 is still computed, for
 //!   `verify` of locks written under it ([`Pinning::version`]).
+//! - 3: a Dockerfile container's external `FROM` images are pinned too
+//!   (`context::from_lines` reads them): its recipe has `bases`, each external image of every
+//!   stage (the reference as its text reads once the `ARG`s are substituted) → its pin from
+//!   `cookbook.lock`, or null before the first apply pins it. `dockerfile_text` stays the author's
+//!   (the file list covers the file too); the engine builds the text with each external `FROM`
+//!   naming its pin ([`Fingerprint::build_dockerfile`]), a function of the two. Generated
+//!   containers hash as under 2 but for the version. 1 and 2 are still computed for `verify`.
 
 mod diff;
 mod digest;
@@ -37,6 +44,7 @@ mod recipe;
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::Path;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -45,16 +53,18 @@ pub use diff::{diff, Change};
 pub use digest::{digest_entries, now_ns, DigestCache, NoCache, ReadDigest};
 pub use pins::{BasePin, BasePins, PinSource, Pinning};
 
-use crate::context::{self, dockerfile, ContextError, ContextPlan, Entry, EntryKind, OwnPaths};
+use crate::context::{
+    self, dockerfile, from_lines, ContextError, ContextPlan, Entry, EntryKind, OwnPaths,
+};
 use crate::graph::Plan;
 use crate::model::{ContainerKind, Cookbook, Name};
 use crate::oci::WrittenReference;
 
 /// The version of the hash algorithm; part of every manifest.
-pub const HASH_VERSION: u32 = 2;
+pub const HASH_VERSION: u32 = 3;
 
 /// Every version this build computes (`verify` checks a lock under its own).
-pub const HASH_VERSIONS: [u32; 2] = [1, 2];
+pub const HASH_VERSIONS: [u32; 3] = [1, 2, 3];
 
 /// An input hash as text: 64 lowercase hex digits, nothing else. What a lock or any other file
 /// says is a hash becomes one only through [`InputHash::parse`], so it can be a content tag, a
@@ -338,6 +348,14 @@ pub struct Fingerprint {
     /// hash_version 1, which reads no pins); `None` for `scratch`, a `container:` base or a
     /// Dockerfile.
     pub external_base: Option<(WrittenReference, Option<BasePin>)>,
+    /// A Dockerfile container's external `FROM` images (every stage's) and their pins (`None`:
+    /// not pinned yet); empty for a generated container and under hash_version 1 and 2.
+    pub stage_bases: BTreeMap<WrittenReference, Option<BasePin>>,
+    /// The Dockerfile the engine builds, when it is not the context's: a Dockerfile
+    /// container's with each external `FROM` naming its pin (`context::from_lines`), once every
+    /// one is pinned. The build's copy only (`build::write_context`); the user's file is never
+    /// touched, and the hash covers the file as written plus the pins.
+    pub build_dockerfile: Option<Arc<[u8]>>,
     pub recipe: serde_json::Value,
     pub dependencies: BTreeMap<String, String>,
     pub input_hash: String,
@@ -350,6 +368,33 @@ pub struct Fingerprint {
 impl Fingerprint {
     pub fn input_hash(&self) -> &str {
         &self.input_hash
+    }
+
+    /// Every pinned external image this container is built on, each once, by reference: a
+    /// generated container's base, a Dockerfile container's `FROM` images (what provenance
+    /// names as the build's resolved base images, and what the lock records for this build).
+    pub fn base_pins(&self) -> Vec<(&WrittenReference, &BasePin)> {
+        let generated = match &self.external_base {
+            Some((reference, Some(pin))) => Some((reference, pin)),
+            _ => None,
+        };
+        let stages = self
+            .stage_bases
+            .iter()
+            .filter_map(|(r, pin)| pin.as_ref().map(|p| (r, p)));
+        generated.into_iter().chain(stages).collect()
+    }
+
+    /// An external base of this container the lock does not pin yet (its hash is provisional):
+    /// a generated container's `base_image`, or a Dockerfile's first unpinned `FROM` image.
+    pub fn unpinned(&self) -> Option<&WrittenReference> {
+        match &self.external_base {
+            Some((reference, None)) => Some(reference),
+            _ => self
+                .stage_bases
+                .iter()
+                .find_map(|(r, pin)| pin.is_none().then_some(r)),
+        }
     }
 
     fn head(&self) -> Head<'_> {
@@ -488,7 +533,14 @@ pub fn fingerprint(
     for tree in &plan.trees {
         cache.cover(&tree.source.under(base));
     }
-    let dockerfile_text = dockerfile_text(&plan, &entries)?;
+    let dockerfile_bytes = dockerfile_bytes(&plan, &entries)?;
+    let dockerfile_text = String::from_utf8_lossy(&dockerfile_bytes);
+    let (stage_bases, build_dockerfile) = match &container.kind {
+        ContainerKind::Dockerfile(d) if pinning.pins_dockerfiles() => {
+            stage_pins(d, &plan, &entries, &digests, &dockerfile_bytes, pinning)?
+        }
+        _ => (BTreeMap::new(), None),
+    };
     let mut fp = Fingerprint {
         hash_version: pinning.version,
         container: name.clone(),
@@ -498,8 +550,11 @@ pub fn fingerprint(
             &plan.dockerfile,
             &dockerfile_text,
             (pinning.version >= 2).then_some(pin),
+            pinning.pins_dockerfiles().then_some(&stage_bases),
         ),
         external_base,
+        stage_bases,
+        build_dockerfile,
         dependencies: parent
             .into_iter()
             .map(|(p, h)| (p.to_string(), h))
@@ -513,8 +568,56 @@ pub fn fingerprint(
     Ok(fp)
 }
 
-/// The Dockerfile's text, from the generated bytes or the listed file.
-fn dockerfile_text(plan: &ContextPlan, entries: &[Entry]) -> Result<String, ContextError> {
+/// A Dockerfile container's external `FROM` images with their pins, and the text the engine
+/// builds once all are pinned (`None` while one is not, or when no line changes).
+#[allow(clippy::type_complexity)]
+fn stage_pins(
+    d: &crate::model::DockerfileBuild,
+    plan: &ContextPlan,
+    entries: &[Entry],
+    digests: &[[u8; 32]],
+    bytes: &[u8],
+    pinning: Pinning<'_>,
+) -> Result<
+    (
+        BTreeMap<WrittenReference, Option<BasePin>>,
+        Option<Arc<[u8]>>,
+    ),
+    ContextError,
+> {
+    let text = String::from_utf8_lossy(bytes);
+    let lines =
+        from_lines::parse(&text, &d.build_args).map_err(|source| ContextError::FromLine {
+            path: d.dockerfile.as_str().into(),
+            source,
+        })?;
+    let bases: BTreeMap<WrittenReference, Option<BasePin>> = lines
+        .external()
+        .into_iter()
+        .map(|r| (r.clone(), pinning.pin(r.as_str()).cloned()))
+        .collect();
+    if bases.values().any(Option::is_none) {
+        return Ok((bases, None));
+    }
+    // The text rewritten is the text hashed: a file changed between its digest and its read
+    // would give the engine a Dockerfile the hash does not cover.
+    let at = entries.iter().position(|e| e.path == plan.dockerfile);
+    if at.is_some_and(|i| digests[i] != <[u8; 32]>::from(Sha256::digest(bytes))) {
+        return Err(ContextError::Changed {
+            path: d.dockerfile.as_str().into(),
+        });
+    }
+    let rewritten = lines.rewrite(bytes, |r| {
+        bases
+            .get(r)
+            .and_then(Option::as_ref)
+            .map(|p| p.from_line(r))
+    });
+    Ok((bases, rewritten.map(Arc::from)))
+}
+
+/// The Dockerfile's bytes, from the generated bytes or the listed file.
+fn dockerfile_bytes(plan: &ContextPlan, entries: &[Entry]) -> Result<Vec<u8>, ContextError> {
     let entry = entries.iter().find(|e| e.path == plan.dockerfile);
     let bytes: Vec<u8> = match entry.map(|e| &e.source) {
         Some(context::EntrySource::Generated(b)) => b.to_vec(),
@@ -529,7 +632,7 @@ fn dockerfile_text(plan: &ContextPlan, entries: &[Entry]) -> Result<String, Cont
             })
         }
     };
-    Ok(String::from_utf8_lossy(&bytes).into_owned())
+    Ok(bytes)
 }
 
 #[cfg(test)]
@@ -624,6 +727,8 @@ mod tests {
             let fp = Fingerprint {
                 hash_version: HASH_VERSION,
                 external_base: None,
+                stage_bases: BTreeMap::new(),
+                build_dockerfile: None,
                 container: Name::parse("c").unwrap(),
                 recipe: m.recipe,
                 dependencies: m.dependencies,

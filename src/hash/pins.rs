@@ -2,14 +2,16 @@
 //!
 //! Pure data. `apply` resolves each external base once (the registry's manifest digest, or the
 //! engine's image id for an image that exists only locally) and records it in `cookbook.lock`,
-//! the way `Cargo.lock` pins a version; from then on hashing (hash_version 2) and building use
+//! the way `Cargo.lock` pins a version; from then on hashing (hash_version 2; 3 for the `FROM`
+//! lines of Dockerfile containers, read by `context::from_lines`) and building use
 //! the pin, never the tag, so a base that moves under its tag is not picked up until `cookbook
 //! update` re-resolves it. Everything that hashes reads the pins from the lock: `hash`,
 //! `explain`, `plan` and `verify` stay offline.
 //!
-//! Pins are keyed by the reference exactly as the cookbook writes it: two containers naming the
-//! same reference share one pin (and move together on `update`). `scratch` is no image and is
-//! never pinned.
+//! Pins are keyed by the reference exactly as the cookbook writes it (for a Dockerfile's `FROM`,
+//! as its text reads once its `ARG`s are substituted): two containers naming the same reference
+//! share one pin (and move together on `update`), whether generated or Dockerfile. `scratch` is
+//! no image and is never pinned.
 //!
 //! Every part of a pin is a typed value — the key a [`WrittenReference`], the digest a
 //! [`Digest`] — because the pin is written into a Dockerfile's `FROM` line: what the lock says
@@ -127,8 +129,9 @@ impl BasePin {
 
 /// What a hash is computed under: the algorithm's version and the pins it reads.
 ///
-/// Version 1 ignores pins (it hashed the reference as written); version 2 covers each external
-/// base's pin (see docs/REPRODUCIBILITY.md). `verify` computes a lock's own version.
+/// Version 1 ignores pins (it hashed the reference as written); version 2 covers each generated
+/// container's external base's pin; version 3 also each external image of a Dockerfile's `FROM`
+/// lines (see docs/REPRODUCIBILITY.md). `verify` computes a lock's own version.
 #[derive(Debug, Clone, Copy)]
 pub struct Pinning<'a> {
     pub version: u32,
@@ -157,6 +160,11 @@ impl<'a> Pinning<'a> {
             return None;
         }
         self.pins.get(reference)
+    }
+
+    /// Whether this version pins the external images of a Dockerfile's `FROM` lines (3 on).
+    pub fn pins_dockerfiles(&self) -> bool {
+        self.version >= 3
     }
 }
 
@@ -230,5 +238,7 @@ mod tests {
         assert!(Pinning::version(1, &pins).unwrap().pin("b:1").is_none());
         assert!(Pinning::current(&pins).pin("b:1").is_some());
         assert!(Pinning::version(0, &pins).is_none());
+        assert!(!Pinning::version(2, &pins).unwrap().pins_dockerfiles());
+        assert!(Pinning::current(&pins).pins_dockerfiles());
     }
 }

@@ -5,20 +5,26 @@
 //! `context`) are not part of it: only where things land in the context, which the file list
 //! covers.
 
+use std::collections::BTreeMap;
+
 use serde_json::{json, Value};
 
 use super::BasePin;
 use crate::context::dockerfile::{app_dir, DEFAULT_WORKDIR};
 use crate::model::{BaseImage, Container, ContainerKind, Cookbook, RunCommand};
+use crate::oci::WrittenReference;
 
 /// `pin`: `None` under hash_version 1 (no `pinned` member at all); `Some(None)` for an external
-/// base not pinned yet (`"pinned": null`); `Some(Some(pin))` for a pinned one.
+/// base not pinned yet (`"pinned": null`); `Some(Some(pin))` for a pinned one. `stage_bases`: a
+/// Dockerfile container's external `FROM` images and their pins (null: not pinned yet), `None`
+/// under hash_version 1 and 2 (no `bases` member at all).
 pub fn recipe(
     cookbook: &Cookbook,
     container: &Container,
     dockerfile_path: &str,
     dockerfile_text: &str,
     pin: Option<Option<&BasePin>>,
+    stage_bases: Option<&BTreeMap<WrittenReference, Option<BasePin>>>,
 ) -> Value {
     match &container.kind {
         ContainerKind::Generated(g) => {
@@ -74,13 +80,23 @@ pub fn recipe(
                 "dockerfile_text": dockerfile_text,
             })
         }
-        ContainerKind::Dockerfile(d) => json!({
-            "kind": "dockerfile",
-            "project": cookbook.project.name.as_str(),
-            "build_args": d.build_args,
-            "target": d.target,
-            "dockerfile": dockerfile_path,
-            "dockerfile_text": dockerfile_text,
-        }),
+        ContainerKind::Dockerfile(d) => {
+            let mut recipe = json!({
+                "kind": "dockerfile",
+                "project": cookbook.project.name.as_str(),
+                "build_args": d.build_args,
+                "target": d.target,
+                "dockerfile": dockerfile_path,
+                "dockerfile_text": dockerfile_text,
+            });
+            if let Some(bases) = stage_bases {
+                let bases: serde_json::Map<String, Value> = bases
+                    .iter()
+                    .map(|(r, pin)| (r.as_str().to_owned(), json!(pin)))
+                    .collect();
+                recipe["bases"] = Value::Object(bases);
+            }
+            recipe
+        }
     }
 }

@@ -92,7 +92,8 @@ impl PlanReport {
 pub fn plan(ws: &Workspace, site: Option<&str>) -> Result<PlanReport, Error> {
     let plan = ws.site_plan(site)?;
     let pins = ws.pins()?;
-    let bases = crate::apply::pin::external_bases(&ws.cookbook, &plan)
+    let dockerfiles = crate::apply::pin::dockerfile_bases(&ws.cookbook, ws.base_dir())?;
+    let bases = crate::apply::pin::external_bases(&ws.cookbook, &plan, &dockerfiles)
         .into_iter()
         .map(|(reference, containers)| {
             let pinned = pins.get(reference).cloned();
@@ -169,10 +170,7 @@ pub fn hash(ws: &Workspace, containers: &[String]) -> Result<HashReport, Error> 
         .collect();
     let not_pinned = order
         .iter()
-        .filter_map(|n| match &fingerprints[n].external_base {
-            Some((reference, None)) => Some((n.clone(), reference.to_string())),
-            _ => None,
-        })
+        .filter_map(|n| Some((n.clone(), fingerprints[n].unpinned()?.to_string())))
         .collect();
     Ok(HashReport {
         hash_version: hash::HASH_VERSION,
@@ -200,10 +198,7 @@ pub fn explain(ws: &Workspace, container: &str) -> Result<ExplainReport, Error> 
     let print = &prints[&name];
     Ok(ExplainReport {
         manifest: print.manifest(),
-        unpinned_base: match &print.external_base {
-            Some((reference, None)) => Some(reference.to_string()),
-            _ => None,
-        },
+        unpinned_base: print.unpinned().map(ToString::to_string),
     })
 }
 

@@ -18,7 +18,6 @@ use crate::apply::{pin, ApplyError, Event, Reporter};
 use crate::error::Error;
 use crate::hash::BasePin;
 pub use crate::model::Name;
-use crate::model::{BaseImage, ContainerKind};
 
 /// What to update.
 #[derive(Debug, Clone, Default)]
@@ -98,15 +97,11 @@ pub fn update(ws: &Workspace, opts: &UpdateOptions) -> Result<UpdateReport, Erro
     } else {
         wanted.iter().collect()
     };
-    let renew: BTreeSet<String> = asked
-        .iter()
-        .filter_map(|name| match &ws.cookbook.containers[*name].kind {
-            ContainerKind::Generated(g) => match &g.base {
-                BaseImage::Image(reference) => Some(reference.to_string()),
-                BaseImage::Scratch | BaseImage::Container(_) => None,
-            },
-            ContainerKind::Dockerfile(_) => None,
-        })
+    // Generated containers' bases and Dockerfile containers' external `FROM` images alike.
+    let dockerfiles = pin::dockerfile_bases(&ws.cookbook, ws.base_dir())?;
+    let renew: BTreeSet<String> = pin::bases_named(&ws.cookbook, &asked, &dockerfiles)
+        .into_iter()
+        .map(ToString::to_string)
         .collect();
     let warnings = Warnings::default();
     let pinned = runtime()?.block_on(async {
@@ -137,7 +132,7 @@ pub fn update(ws: &Workspace, opts: &UpdateOptions) -> Result<UpdateReport, Erro
         .collect();
     let rebuilds = {
         let moved: BTreeSet<&str> = moved.iter().map(String::as_str).collect();
-        pin::rebuilt_by(&ws.cookbook, &ws.plan, &moved)
+        pin::rebuilt_by(&ws.cookbook, &ws.plan, &dockerfiles, &moved)
     };
     Ok(UpdateReport {
         result: UpdateResult::Ok,

@@ -99,6 +99,8 @@ fn book(dir: &Path, base: &str, registry: &str, engine_parts: bool) {
     });
     if engine_parts {
         write(&dir.join("app/main.sh"), "echo app\n");
+        // FROM an image only the engine has: without an engine it cannot be pinned, and since
+        // only a Dockerfile (which needs an engine anyway) names it, that stops nothing else.
         write(
             &dir.join("db/Dockerfile"),
             "FROM cookbook-test/busybox:latest\nRUN echo db > /db.txt\n",
@@ -250,7 +252,7 @@ fn without_an_engine_apply_names_each_container_that_needs_one_and_exits_3() {
     let status = |name: &str| {
         doc["containers"][name]["status"]
             .as_str()
-            .unwrap()
+            .unwrap_or_else(|| panic!("{name}: {}", run.context()))
             .to_owned()
     };
     assert_eq!(status("site"), "built", "{}", run.context());

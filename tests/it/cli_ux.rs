@@ -641,7 +641,7 @@ fn an_unused_application_is_a_located_warning_not_a_failure() {
     // Then the plan's note on its base image (issue 11: pinned in the lock by the first apply).
     assert_eq!(
         run.stderr,
-        format!("{warning}base cookbook-test/busybox:latest (api, web): not pinned yet: apply pins it\n")
+        format!("{warning}base cookbook-test/busybox:latest (db, api, web): not pinned yet: apply pins it\n")
     );
     // apply reports it too, before it starts (here it then stops: no such registry to push to).
     let run = run_in(dir.path(), &["apply", "--dry-run", "--no-push", "nope"]);
@@ -665,7 +665,7 @@ fn a_label_in_cookbooks_namespace_is_a_warning() {
         "cookbook.json:114:9: warning[model/label-overridden]: \
          /containers/web/labels/dev.cookbook.project: label `dev.cookbook.project` has no effect: \
          cookbook sets it on every image it builds\n  help: use a key of your own namespace\n\
-         base cookbook-test/busybox:latest (api, web): not pinned yet: apply pins it\n"
+         base cookbook-test/busybox:latest (db, api, web): not pinned yet: apply pins it\n"
     );
     // Every key apply stamps draws it (the model keeps its own list: it may not import `image`).
     for key in [

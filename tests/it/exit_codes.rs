@@ -155,7 +155,9 @@ fn a_tar_or_lock_past_the_file_size_limit_is_exit_1_naming_the_file() {
     let project = unique("fsize");
     write_cookbook(dir.path(), &project, &format!("{registry}/{project}"));
 
-    // The build context tar is the first thing apply writes.
+    // The Dockerfile's base pinned in the lock first (apply records a new pin before it builds):
+    // then the build context tar is the first thing apply writes.
+    cookbook(dir.path(), "", &["update"], &[]).assert_code(0);
     let run = cookbook(dir.path(), "ulimit -f 0", &["apply", "--no-push"], &[]);
     run.assert_code(EXIT_FAILED);
     assert_stderr_has(&run, "cannot write ");

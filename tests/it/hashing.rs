@@ -261,7 +261,7 @@ fn golden_vectors_of_hash_version_2() {
             &dir,
             &own(&dir),
             &StatCache::disabled(),
-            hash::Pinning::current(pins),
+            hash::Pinning::version(2, pins).unwrap(),
         )
         .unwrap()
     };
@@ -329,6 +329,103 @@ fn golden_vectors_of_hash_version_2() {
 }
 
 #[test]
+fn golden_vectors_of_hash_version_3() {
+    // hash_version 3 of `shop` with its base pinned, which `db`'s Dockerfile names too
+    // (`FROM cookbook-test/busybox:latest`): one pin for all three.
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("cookbooks/shop");
+    let cookbook::load::Parsed { cookbook, plan } =
+        cookbook::load::parse(&fs::read(dir.join("cookbook.json")).unwrap()).unwrap();
+    let digest = format!("sha256:{}", "ab".repeat(32));
+    let pinned = pin_of("cookbook-test/busybox:latest", &digest);
+    let got = |pinning: hash::Pinning<'_>| {
+        hash::fingerprint_plan(
+            &cookbook,
+            &plan,
+            &dir,
+            &own(&dir),
+            &StatCache::disabled(),
+            pinning,
+        )
+        .unwrap()
+    };
+    let prints = got(hash::Pinning::current(&pinned));
+    let hashes: BTreeMap<String, String> = prints
+        .iter()
+        .map(|(n, f)| (n.to_string(), f.input_hash.clone()))
+        .collect();
+    let expected: BTreeMap<String, String> = [
+        (
+            "api",
+            "88b3e281a7cdb25831fa2c6897560be6eb81a7c3748c1c1ea648f76f6657db60",
+        ),
+        (
+            "db",
+            "d9fb8d662e45eded3e7a1bdbef0b1eaf04f15ebaf38789b13e2fc87fdcffa2be",
+        ),
+        (
+            "web",
+            "6ebfa7d5e8d2424a4d7f695f67a3b2f8b446dbde88d959ea13fcb00898a19202",
+        ),
+        (
+            "worker",
+            "4ebc985d1917dd185039d392aa57a2a9227d3f6359a802496cac63db60b1e77f",
+        ),
+    ]
+    .into_iter()
+    .map(|(a, b)| (a.to_owned(), b.to_owned()))
+    .collect();
+    assert_eq!(hashes, expected);
+    // What changed from version 2, exactly: the version everywhere, and the Dockerfile
+    // container's `bases` member; its `dockerfile_text` stays the author's file.
+    let db = Name::parse("db").unwrap();
+    let manifest = prints[&db].manifest();
+    assert_eq!(manifest.hash_version, 3);
+    assert_eq!(
+        manifest.recipe["bases"],
+        json!({"cookbook-test/busybox:latest": {"digest": digest, "source": "registry"}})
+    );
+    let text = manifest.recipe["dockerfile_text"].as_str().unwrap();
+    assert!(
+        text.starts_with("FROM cookbook-test/busybox:latest\n"),
+        "{text}"
+    );
+    // The engine gets the same Dockerfile with its FROM on the pin, nothing else changed.
+    let built =
+        String::from_utf8(prints[&db].build_dockerfile.as_deref().unwrap().to_vec()).unwrap();
+    assert_eq!(
+        built,
+        text.replacen(
+            "FROM cookbook-test/busybox:latest\n",
+            &format!("FROM cookbook-test/busybox:latest@{digest}\n"),
+            1
+        )
+    );
+    let v2 = got(hash::Pinning::version(2, &pinned).unwrap());
+    // (`worker` names `api`'s hash in its FROM line, so it differs through `api` as well.)
+    for (name, print) in prints.iter().filter(|(_, p)| p.dependencies.is_empty()) {
+        let (mut now, before) = (print.manifest(), v2[name].manifest());
+        assert_eq!(before.hash_version, 2);
+        now.hash_version = 2;
+        if let Some(recipe) = now.recipe.as_object_mut() {
+            recipe.remove("bases");
+        }
+        now.input_hash = before.input_hash.clone();
+        assert_eq!(now, before, "{name}: only the version and `bases` differ");
+    }
+    // Not pinned yet: `bases` names the image with null, and the engine builds the text as it is.
+    let unpinned = got(hash::Pinning::current(&hash::BasePins::new()));
+    assert_eq!(
+        unpinned[&db].manifest().recipe["bases"],
+        json!({"cookbook-test/busybox:latest": null})
+    );
+    assert!(unpinned[&db].build_dockerfile.is_none());
+    assert_eq!(
+        unpinned[&db].unpinned().map(|r| r.as_str()),
+        Some("cookbook-test/busybox:latest")
+    );
+}
+
+#[test]
 fn a_moved_pin_moves_the_containers_on_that_base_and_their_children_only() {
     let dir = tempfile::tempdir().unwrap();
     make_tree(dir.path(), false);
@@ -354,8 +451,28 @@ fn a_moved_pin_moves_the_containers_on_that_base_and_their_children_only() {
         .filter(|n| before[*n].input_hash != after[*n].input_hash)
         .map(ToString::to_string)
         .collect();
-    // `sibling` names the same base; `docker` (a Dockerfile) has none to pin.
-    assert_eq!(moved, ["base", "child", "sibling"]);
+    // `sibling` names the same base, and so does `docker`'s `FROM busybox:1` (hash_version 3
+    // pins a Dockerfile's external images too).
+    assert_eq!(moved, ["base", "child", "docker", "sibling"]);
+    // Under hash_version 2 a Dockerfile's FROM lines are its author's text: no pin moves it.
+    let v2 = |pins: &hash::BasePins| {
+        hash::fingerprint_plan(
+            &cookbook,
+            &plan,
+            dir.path(),
+            &own(dir.path()),
+            &StatCache::disabled(),
+            hash::Pinning::version(2, pins).unwrap(),
+        )
+        .unwrap()
+    };
+    let (before, after) = (
+        v2(&pins()),
+        v2(&pin_of("busybox:1", &format!("sha256:{}", "2".repeat(64)))),
+    );
+    let docker = Name::parse("docker").unwrap();
+    assert_eq!(before[&docker].input_hash, after[&docker].input_hash);
+    assert!(before[&docker].build_dockerfile.is_none());
 }
 
 #[test]
@@ -534,6 +651,22 @@ proptest! {
         let i = at.index(changed.len());
         changed[i] ^= xor;
         let owner = if rel.starts_with("ctx/") { "docker" } else if rel.starts_with("src/a") { "base" } else if rel.starts_with("src/b") { "child" } else { "sibling" };
+        // A byte of the FROM line can make it name no image (`busyBox:1`, `busybox;1`): then
+        // hashing refuses the Dockerfile, naming the line, instead of moving the hash.
+        let build_args = BTreeMap::from([("X".to_owned(), "y".to_owned())]);
+        if rel == "ctx/Dockerfile"
+            && context::from_lines::parse(&String::from_utf8_lossy(&changed), &build_args).is_err()
+        {
+            let dir = tempfile::tempdir().unwrap();
+            make_tree(dir.path(), false);
+            put(dir.path(), rel, &changed, exec);
+            let cookbook::load::Parsed { cookbook, plan } =
+                cookbook::load::parse(&fs::read(dir.path().join("cookbook.json")).unwrap()).unwrap();
+            let got = hash::fingerprint_plan(&cookbook, &plan, dir.path(), &own(dir.path()),
+                &StatCache::disabled(), hash::Pinning::current(&pins()));
+            prop_assert!(matches!(got, Err(context::ContextError::FromLine { .. })), "{:?}", got.map(|_| ()));
+            return Ok(());
+        }
         let moved = moved_by(|r| put(r, rel, &changed, exec));
         prop_assert!(moved.contains(&owner.to_owned()), "{} changed but {:?} moved", rel, moved);
     }
@@ -546,10 +679,30 @@ fn explain_documents_recompute_with_an_independent_jcs() {
     let dir = tempfile::tempdir().unwrap();
     make_tree(dir.path(), false);
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/recompute-hash.py");
-    for (name, fp) in fingerprints(dir.path()) {
+    // The pins as `cookbook.lock` holds them, for `--lock`.
+    let lock = dir.path().join("pins.lock");
+    fs::write(
+        &lock,
+        serde_json::to_vec(&json!({ "bases": pins() })).unwrap(),
+    )
+    .unwrap();
+    let prints = fingerprints(dir.path());
+    // hash_version 3: the Dockerfile container's pins are in its document.
+    let docker = prints[&Name::parse("docker").unwrap()].manifest();
+    assert_eq!(docker.hash_version, 3);
+    assert_eq!(
+        docker.recipe["bases"]["busybox:1"]["digest"],
+        format!("sha256:{}", "1".repeat(64))
+    );
+    let with_lock = ["--lock".to_owned(), lock.display().to_string()];
+    for ((name, fp), args) in prints
+        .iter()
+        .flat_map(|p| [(p, &with_lock[..0]), (p, &with_lock[..])])
+    {
         let doc = fp.manifest().to_pretty_json();
         let mut child = std::process::Command::new("python3")
             .arg(&script)
+            .args(args)
             .stdin(std::process::Stdio::piped())
             .stdout(std::process::Stdio::piped())
             .spawn()
@@ -575,6 +728,33 @@ fn explain_documents_recompute_with_an_independent_jcs() {
         // And the library agrees with itself on the canonical form.
         assert_eq!(fp.manifest().compute_hash(), fp.input_hash);
     }
+    // A lock that pins the Dockerfile's image elsewhere is named.
+    fs::write(
+        &lock,
+        serde_json::to_vec(
+            &json!({ "bases": pin_of("busybox:1", &format!("sha256:{}", "2".repeat(64))) }),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        .arg("python3 \"$0\" --lock \"$1\" < \"$2\"")
+        .arg(&script)
+        .arg(&lock)
+        .arg({
+            let doc = dir.path().join("docker.json");
+            fs::write(&doc, docker.to_pretty_json()).unwrap();
+            doc
+        })
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("MISMATCH pin of busybox:1"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
 }
 
 #[test]

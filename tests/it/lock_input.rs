@@ -600,7 +600,7 @@ fn verify_names_a_lock_entry_outside_its_containers_repository() {
     let digest = format!("sha256:{}", "b".repeat(64));
     let entry = |image: String| {
         json!({
-            "lock_version": 3, "hash_version": 2, "project": project,
+            "lock_version": 3, "hash_version": cookbook::hash::HASH_VERSION, "project": project,
             "containers": { "api": {
                 "input_hash": hash, "image": image, "tags": [], "digest": digest
             } }

@@ -15,6 +15,7 @@ mod concurrency;
 mod context;
 mod deploy;
 mod deploy_shop;
+mod dockerfile_pins;
 mod engine;
 mod exit_codes;
 mod fixtures;

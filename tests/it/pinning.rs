@@ -113,8 +113,8 @@ fn hash_plan_and_explain_show_a_base_not_pinned_yet_offline() {
     assert_eq!(hash.stdout.lines().count(), 4, "{}", hash.context());
     assert!(
         hash.stderr.contains(
-            "note: the base images of api, web are not pinned yet: apply pins them (and their \
-             hashes change then)"
+            "note: the base images of api, db, web are not pinned yet: apply pins them (and \
+             their hashes change then)"
         ),
         "{}",
         hash.context()
@@ -122,16 +122,18 @@ fn hash_plan_and_explain_show_a_base_not_pinned_yet_offline() {
     let json = run(dir.path(), &["hash", "--format", "json"], OFFLINE);
     json.assert_code(0);
     let doc: Value = serde_json::from_str(&json.stdout).unwrap();
-    assert_eq!(doc["hash_version"], 2);
+    assert_eq!(doc["hash_version"], 3);
+    // `db`'s Dockerfile says `FROM cookbook-test/busybox:latest`: pinned as the others are.
     assert_eq!(
         doc["not_pinned"],
-        json!({"api": "cookbook-test/busybox:latest", "web": "cookbook-test/busybox:latest"})
+        json!({"api": "cookbook-test/busybox:latest", "db": "cookbook-test/busybox:latest",
+               "web": "cookbook-test/busybox:latest"})
     );
     let plan = run(dir.path(), &["plan"], OFFLINE);
     plan.assert_code(0);
     assert_eq!(
         plan.stderr,
-        "base cookbook-test/busybox:latest (api, web): not pinned yet: apply pins it\n",
+        "base cookbook-test/busybox:latest (db, api, web): not pinned yet: apply pins it\n",
         "{}",
         plan.context()
     );
@@ -139,7 +141,7 @@ fn hash_plan_and_explain_show_a_base_not_pinned_yet_offline() {
     let doc: Value = serde_json::from_str(&plan.stdout).unwrap();
     assert_eq!(
         doc["bases"],
-        json!({"cookbook-test/busybox:latest": {"pinned": null, "containers": ["api", "web"]}})
+        json!({"cookbook-test/busybox:latest": {"pinned": null, "containers": ["db", "api", "web"]}})
     );
     let explain = run(dir.path(), &["explain", "api"], OFFLINE);
     explain.assert_code(0);
@@ -154,6 +156,15 @@ fn hash_plan_and_explain_show_a_base_not_pinned_yet_offline() {
     let doc: Value = serde_json::from_str(&explain.stdout).unwrap();
     assert_eq!(doc["recipe"]["base_image"], json!({"container": "api"}));
     assert_eq!(explain.stderr, "");
+    // The Dockerfile container: its FROM image, not pinned yet.
+    let explain = run(dir.path(), &["explain", "db"], OFFLINE);
+    explain.assert_code(0);
+    let doc: Value = serde_json::from_str(&explain.stdout).unwrap();
+    assert_eq!(
+        doc["recipe"]["bases"],
+        json!({"cookbook-test/busybox:latest": null})
+    );
+    assert!(explain.stderr.contains("not pinned yet: apply pins it"));
 }
 
 #[test]
@@ -185,7 +196,7 @@ fn a_moved_base_is_not_picked_up_until_update_then_exactly_its_containers_rebuil
     );
     let locked = lock(main);
     assert_eq!(locked["lock_version"], 3);
-    assert_eq!(locked["hash_version"], 2);
+    assert_eq!(locked["hash_version"], 3);
     let pinned = locked["bases"][&moving].clone();
     assert_eq!(pinned["source"], "registry", "{locked:#}");
     let registry_digest = {

@@ -51,6 +51,7 @@ const SHOP_JSON: &str = r#"{
   "bases": {
     "cookbook-test/busybox:latest": {
       "containers": [
+        "db",
         "api",
         "web"
       ],
@@ -176,6 +177,7 @@ wave 2
   "bases": {
     "cookbook-test/busybox:latest": {
       "containers": [
+        "db",
         "api"
       ],
       "pinned": null

@@ -53,9 +53,9 @@ fn the_fastapi_service_validates_plans_and_hashes() {
     // `git-sha` tagging needs a commit only to tag: hashing does not (the dir is no repository).
     // Pinned: main.py, requirements.txt (sent and hashed as the source's files; the cookbook
     // file beside them is not) and the recipe with `"dependencies": "requirements.txt"`, under
-    // hash_version 2 with its base not pinned yet (no lock).
+    // hash_version 3 with its base not pinned yet (no lock).
     let expected =
-        "d250043ee594a75eef43292954df5d7575579b1e02de1743bfc2ce4ffbbf101c  api-container\n";
+        "1fc25eefe248cb7aa4b21a7efa0fb6971f10ad0e78f07ba516f8991ed2b4d2b7  api-container\n";
     check(
         dir.path(),
         &["hash"],

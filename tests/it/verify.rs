@@ -92,7 +92,7 @@ impl Shop {
         let lock = json!({
             "lock_version": 1,
             // The hashes are the current version's (`hash`): a lock of that version.
-            "hash_version": 2,
+            "hash_version": cookbook::hash::HASH_VERSION,
             "project": "shop",
             "containers": containers,
         });
@@ -359,7 +359,8 @@ fn a_tampered_lock_entry_is_detected_with_a_precise_reason() {
     );
 
     // A lock written by a version of the hash algorithm this build does not compute (it
-    // computes 1 and 2: tests/it/pinning.rs verifies a version-1 lock).
+    // computes 1, 2 and 3: tests/it/pinning.rs verifies a version-1 lock, and
+    // tests/it/dockerfile_pins.rs a version-2 one).
     shop.write_lock();
     shop.edit_lock(|v| v["hash_version"] = json!(0));
     let out = shop.run(&["verify"]);
@@ -368,7 +369,7 @@ fn a_tampered_lock_entry_is_detected_with_a_precise_reason() {
         .values()
         .all(|(status, reason)| status == "MISMATCH"
             && reason.starts_with(
-                "the lock was made with hash version 0; this cookbook hashes with version 2"
+                "the lock was made with hash version 0; this cookbook hashes with version 3"
             )));
 }
 
