@@ -45,6 +45,8 @@
 //! | Kubernetes: the API server does not answer                               | 3    |
 //! | Kubernetes: a server-side apply conflict, or the API server refused      | 1    |
 //! | Kubernetes: an object with one of our names that is not ours (by labels) | 1    |
+//! | a key file that is not a usable key (not PEM, not PKCS#8/SPKI, encrypted, an algorithm cookbook does not sign with), missing, or a private key others may read | 2 |
+//! | a signature that does not verify                                         | 1    |
 //! | deploy, promote, status, render, sync --deploy: an unknown site or stage, a stage the site does not serve, a lock of another project or naming an image outside its container's repository | 2 |
 //! | deploy, promote, status, render, sync --deploy: a container not published yet (not in the lock) | 1 |
 //! | deploy: a name the stage needs held by what is not its own (compose's, another site's) | 1 |
@@ -60,6 +62,7 @@ use std::path::PathBuf;
 
 use crate::apply::pin::PinError;
 use crate::apply::ApplyError;
+use crate::attest::key::KeyError;
 use crate::context::ContextError;
 use crate::deploy::desired::DesiredError;
 use crate::deploy::kubernetes::KubeError;
@@ -136,6 +139,11 @@ pub enum Error {
     /// The registry failed, refused, or could not be reached.
     #[error(transparent)]
     Registry(#[from] RegistryError),
+
+    /// A key file (`--signing-key`, `key id`) that cannot be used, or a signature that does
+    /// not verify.
+    #[error(transparent)]
+    Key(#[from] KeyError),
 
     /// A Kubernetes site's API failed, refused (a server-side apply conflict), or could not be
     /// reached; or its kubeconfig cannot be used.
@@ -372,6 +380,30 @@ fn deploy_exit_code(e: &DeployError) -> i32 {
     }
 }
 
+fn key_exit_code(e: &KeyError) -> i32 {
+    match e {
+        KeyError::InFile { source, .. } => key_exit_code(source),
+        KeyError::BadSignature => EXIT_FAILED,
+        // Signing with a key that parsed does not fail; if it does, the system failed.
+        KeyError::Signing(_) => EXIT_FAILED,
+        KeyError::Read {
+            source: crate::context::file::FileError::Io(e),
+            ..
+        } => io_exit_code(e),
+        KeyError::Read { .. }
+        | KeyError::UnknownAlgorithm(_)
+        | KeyError::NotPem(_)
+        | KeyError::WrongPem { .. }
+        | KeyError::Encrypted
+        | KeyError::Traditional(_)
+        | KeyError::Unsupported { .. }
+        | KeyError::Malformed(_)
+        | KeyError::MalformedSignature(_)
+        | KeyError::Missing { .. }
+        | KeyError::TooOpen { .. } => EXIT_INVALID,
+    }
+}
+
 fn git_exit_code(e: &GitError) -> i32 {
     match e {
         GitError::Unreachable { .. } => EXIT_UNREACHABLE,
@@ -406,6 +438,7 @@ impl Error {
             Error::Registry(e) => registry_exit_code(e),
             Error::Lock(e) => lock_exit_code(e),
             Error::Kube(e) => kube_exit_code(e),
+            Error::Key(e) => key_exit_code(e),
             Error::NotPublished { .. } | Error::SyncDeployFailed { .. } => EXIT_FAILED,
             Error::Deploy { signal, error } => match signal {
                 Some((_, code)) => *code,

@@ -10,6 +10,7 @@
 //! files and own all output.
 
 pub mod apply;
+pub mod attest;
 pub mod build;
 pub mod cli;
 pub mod context;

@@ -62,6 +62,11 @@ impl ErrorReport {
                 help: help.clone(),
                 message: message.clone(),
             }],
+            (Error::Key(k), _) => vec![ErrorEntry::Plain {
+                code: code(e),
+                help: k.help(),
+                message: k.to_string(),
+            }],
             (other, _) => vec![ErrorEntry::Plain {
                 code: code(other),
                 help: None,
@@ -124,6 +129,7 @@ fn code(e: &Error) -> &'static str {
         Error::Engine(_) => "engine",
         Error::Registry(_) => "registry",
         Error::Kube(_) => "kubernetes",
+        Error::Key(_) => "key",
         Error::Reference(_) => "reference",
         Error::Apply(_) => "apply",
         Error::Lock(_) => "lock",

@@ -22,6 +22,7 @@ mod hashing;
 mod hostile_registry;
 mod import_graph;
 mod init;
+mod keys;
 mod kubernetes;
 mod layouts;
 mod lock_input;
