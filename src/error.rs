@@ -47,6 +47,7 @@
 //! | Kubernetes: an object with one of our names that is not ours (by labels) | 1    |
 //! | a key file that is not a usable key (not PEM, not PKCS#8/SPKI, encrypted, an algorithm cookbook does not sign with), missing, or a private key others may read | 2 |
 //! | a signature that does not verify                                         | 1    |
+//! | promote, deploy into a stage with `approvers`: its approval unsigned, signed by a key not listed, changed after signing, or signed for other images or another stage | 1 |
 //! | deploy, promote, status, render, sync --deploy: an unknown site or stage, a stage the site does not serve, a lock of another project or naming an image outside its container's repository | 2 |
 //! | deploy, promote, status, render, sync --deploy: a container not published yet (not in the lock) | 1 |
 //! | deploy: a name the stage needs held by what is not its own (compose's, another site's) | 1 |
@@ -140,6 +141,11 @@ pub enum Error {
     #[error(transparent)]
     Registry(#[from] RegistryError),
 
+    /// A stage with `lifecycle.approvers` refused the approval these images have: unsigned,
+    /// signed by a key not listed, not verifying, or signed for something else.
+    #[error(transparent)]
+    Approval(Box<crate::deploy::approvals::SignedRefusal>),
+
     /// A key file (`--signing-key`, `key id`) that cannot be used, or a signature that does
     /// not verify.
     #[error(transparent)]
@@ -200,6 +206,12 @@ pub enum Error {
         error: Box<DeployError>,
         signal: Option<(&'static str, i32)>,
     },
+}
+
+impl From<Box<crate::deploy::approvals::SignedRefusal>> for Error {
+    fn from(e: Box<crate::deploy::approvals::SignedRefusal>) -> Error {
+        Error::Approval(e)
+    }
 }
 
 /// A local I/O error: 2 when the path given names nothing usable (it is the argument, or the
@@ -439,6 +451,7 @@ impl Error {
             Error::Lock(e) => lock_exit_code(e),
             Error::Kube(e) => kube_exit_code(e),
             Error::Key(e) => key_exit_code(e),
+            Error::Approval(_) => EXIT_FAILED,
             Error::NotPublished { .. } | Error::SyncDeployFailed { .. } => EXIT_FAILED,
             Error::Deploy { signal, error } => match signal {
                 Some((_, code)) => *code,

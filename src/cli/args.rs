@@ -641,6 +641,10 @@ pub struct ApproveArgs {
     /// Approve cookbook.lock's images instead (what `deploy --stage STAGE` runs)
     #[arg(long)]
     pub lock: bool,
+    /// Sign the approval with this private key (PKCS#8 PEM, mode 0600: `cookbook key
+    /// generate`); a stage with `lifecycle.approvers` takes only approvals signed by theirs
+    #[arg(long, value_name = "KEY", env = "COOKBOOK_SIGNING_KEY")]
+    pub signing_key: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

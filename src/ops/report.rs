@@ -62,6 +62,11 @@ impl ErrorReport {
                 help: help.clone(),
                 message: message.clone(),
             }],
+            (Error::Approval(a), _) => vec![ErrorEntry::Plain {
+                code: code(e),
+                help: Some(a.help()),
+                message: a.to_string(),
+            }],
             (Error::Key(k), _) => vec![ErrorEntry::Plain {
                 code: code(e),
                 help: k.help(),
@@ -130,6 +135,7 @@ fn code(e: &Error) -> &'static str {
         Error::Registry(_) => "registry",
         Error::Kube(_) => "kubernetes",
         Error::Key(_) => "key",
+        Error::Approval(_) => "approval",
         Error::Reference(_) => "reference",
         Error::Apply(_) => "apply",
         Error::Lock(_) => "lock",
