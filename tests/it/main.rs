@@ -37,6 +37,7 @@ mod registry_tokens;
 mod reproducible;
 mod retag;
 mod robustness;
+mod signed_approvals;
 mod sync;
 mod trust_lock;
 mod verify;
