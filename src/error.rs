@@ -494,6 +494,53 @@ impl Error {
 mod tests {
     use super::*;
 
+    /// A key file at fault is input (2), wherever it is named; a signature that does not verify
+    /// is a check that failed (1); so is a refused signed approval (tests/it/signed_approvals.rs).
+    #[test]
+    fn key_errors_map_to_input_and_bad_signatures_to_failure() {
+        let in_file = |e: KeyError| KeyError::InFile {
+            path: "k.key".into(),
+            source: Box::new(e),
+        };
+        let cases = [
+            (KeyError::NotPem("x".into()), EXIT_INVALID),
+            (in_file(KeyError::Encrypted), EXIT_INVALID),
+            (
+                in_file(KeyError::Unsupported {
+                    oid: "1.3.101.113".into(),
+                    name: "Ed448".into(),
+                }),
+                EXIT_INVALID,
+            ),
+            (
+                KeyError::TooOpen {
+                    path: "k.key".into(),
+                    mode: 0o644,
+                },
+                EXIT_INVALID,
+            ),
+            (
+                KeyError::Missing {
+                    path: "k.key".into(),
+                },
+                EXIT_INVALID,
+            ),
+            (
+                KeyError::Read {
+                    path: "k.key".into(),
+                    source: crate::context::file::FileError::Io(std::io::Error::from(
+                        std::io::ErrorKind::PermissionDenied,
+                    )),
+                },
+                EXIT_FAILED,
+            ),
+            (KeyError::BadSignature, EXIT_FAILED),
+        ];
+        for (e, code) in cases {
+            assert_eq!(Error::Key(e).exit_code(), code);
+        }
+    }
+
     /// Issue 21: what should run, when it cannot be worked out, exits the same in every command
     /// (`deploy`, `promote`, `status`, `render`, `sync --deploy`): the request not fitting the
     /// cookbook or the lock not fitting the project is input (2), an image not published yet is 1.
