@@ -302,6 +302,42 @@ mod tests {
         assert_eq!(unnamed.keyids(), [""]);
     }
 
+    /// Keys as `openssl genpkey` wrote them, fixed so that the bytes below never move.
+    const GOLDEN_ED25519: &str = "-----BEGIN PRIVATE KEY-----\nMC4CAQAwBQYDK2VwBCIEID79jLQbvr9TrrGiKLf9XSFUyLlAi49+nMQUSEWSDLBs\n-----END PRIVATE KEY-----\n";
+    const GOLDEN_P256: &str = "-----BEGIN PRIVATE KEY-----\nMIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQg9EdArfWw1ijgSrTM\nMRTA6zMuk6V+4V80lq3OZJAJJ6OhRANCAAQup0j9YrZVsOTkR55KtL2bExwjjOSP\nHWA6lN38JsCA7xt0+JmgpBwR92pMbnR6OzztJEHfKuEJQrQrcxrEiPA5\n-----END PRIVATE KEY-----\n";
+
+    /// Golden vectors: both algorithms sign deterministically (Ed25519 by design, ECDSA by RFC
+    /// 6979), so a fixed key and payload give these exact envelope bytes — checked once by hand
+    /// with `openssl pkeyutl -verify -rawin` and `openssl dgst -sha256 -verify` over the PAE, and
+    /// the key ids with `openssl pkey -pubin -outform DER | sha256sum`. The keys are written back
+    /// as the very text openssl wrote.
+    #[test]
+    fn golden_envelopes() {
+        let cases = [
+            (
+                GOLDEN_ED25519,
+                r#"{"payloadType":"application/vnd.in-toto+json","payload":"eyJhIjoxfQ==","signatures":[{"keyid":"sha256:c3b21b9e3e9d459933c9c5e2b78eb795db2e397b8a7de4576d8a13aa7c6a4960","sig":"24vYecAYup/Q4Uux3D89WAq2rVQgUI8LGH5zCStHgnpnBU+EvSd5aLKpToSWr7MUwYm3kGMIiaKKy6zkEZ3bCQ=="}]}"#,
+            ),
+            (
+                GOLDEN_P256,
+                r#"{"payloadType":"application/vnd.in-toto+json","payload":"eyJhIjoxfQ==","signatures":[{"keyid":"sha256:946464320c6a1ddb284405854df4b63242073c2e5a093aae7e63b7a5df4647f8","sig":"MEYCIQDUwdc8U5D7vK+z4n0Eg2FuuR8oAqbA+8/fPTUDkE2lqAIhAP+L+PMQ6ImBs1kJi4c1AeYzUUPJ/QWEtkq5GxJLepYV"}]}"#,
+            ),
+        ];
+        for (pem, expected) in cases {
+            let key = SigningKey::from_pkcs8_pem(pem).unwrap();
+            assert_eq!(key.to_pkcs8_pem(), pem);
+            let envelope = Envelope::sign(IN_TOTO_PAYLOAD_TYPE, b"{\"a\":1}", &key).unwrap();
+            assert_eq!(String::from_utf8(envelope.to_bytes()).unwrap(), expected);
+            assert_eq!(
+                Envelope::parse(expected.as_bytes())
+                    .unwrap()
+                    .verify(&key.public_key())
+                    .unwrap(),
+                b"{\"a\":1}"
+            );
+        }
+    }
+
     proptest::proptest! {
         #[test]
         fn random_bytes_never_panic(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..512)) {

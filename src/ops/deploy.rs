@@ -250,6 +250,8 @@ pub enum NotReady {
     NotApproved(Unapproved),
     /// The `automatic` rule: the images do not yet run healthy in the stage before (why).
     RuleNotMet(String),
+    /// A stage with approvers: no approval of these images is signed by one of them (why).
+    NotSigned(Box<approvals::SignedRefusal>),
 }
 
 impl fmt::Display for NotReady {
@@ -257,6 +259,7 @@ impl fmt::Display for NotReady {
         match self {
             NotReady::NotApproved(u) => write!(f, "{u}; {}", u.help()),
             NotReady::RuleNotMet(why) => f.write_str(why),
+            NotReady::NotSigned(r) => write!(f, "{r}; {}", r.help()),
         }
     }
 }
@@ -308,6 +311,13 @@ pub fn stage(
             return Ok(StageOutcome::NotReady(NotReady::RuleNotMet(why)))
         }
         Err(other) => return Err(other.into()),
+    }
+    match signed_approval(ws, state_dir, &desired) {
+        Ok(()) => {}
+        Err(Error::Approval(refusal)) => {
+            return Ok(StageOutcome::NotReady(NotReady::NotSigned(refusal)))
+        }
+        Err(other) => return Err(other),
     }
     let outcome = converge(ws, state_dir, &desired, &options, stop)?;
     Ok(StageOutcome::Deployed(DeployReport::new(
