@@ -357,15 +357,9 @@ impl PublicKey {
     /// An SPKI `PUBLIC KEY` PEM block, as `openssl pkey -pubout` writes it.
     pub fn from_pem(text: &str) -> Result<PublicKey, KeyError> {
         let (label, der) = pem(text)?;
+        // A private key has a public half, but a file meant to be shared must not be a private
+        // key: it is refused, naming what it is, rather than read.
         if label != "PUBLIC KEY" {
-            if label.contains("PRIVATE KEY") {
-                // A private key works as a public one (its public half), but a file meant to be
-                // shared must not be a private key: say so rather than read it.
-                return Err(KeyError::WrongPem {
-                    found: label,
-                    expected: "PUBLIC KEY",
-                });
-            }
             return Err(KeyError::WrongPem {
                 found: label,
                 expected: "PUBLIC KEY",

@@ -56,7 +56,9 @@ fn with_extension(prefix: &Path, extension: &str) -> PathBuf {
 /// `cookbook key generate`: a new pair, `PREFIX.key` (PKCS#8 PEM, 0600) and `PREFIX.pub` (SPKI
 /// PEM).
 pub fn generate(opts: &GenerateOptions) -> Result<GenerateReport, Error> {
-    if opts.prefix.as_os_str().is_empty() || opts.prefix.file_name().is_none() {
+    let names_a_file = opts.prefix.file_name().is_some()
+        && !opts.prefix.as_os_str().as_encoded_bytes().ends_with(b"/");
+    if !names_a_file {
         return Err(Error::Usage {
             message: format!(
                 "--output {}: name a file prefix, such as keys/release",
@@ -182,6 +184,13 @@ mod tests {
         assert_eq!(std::fs::read(&report.private_key).unwrap(), before);
         // Only the two files: no temporary left behind.
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 2);
+        for prefix in [PathBuf::new(), dir.path().join("keys/"), PathBuf::from("/")] {
+            let refused = generate(&GenerateOptions {
+                prefix: prefix.clone(),
+                ..opts.clone()
+            });
+            assert!(matches!(refused, Err(Error::Usage { .. })), "{prefix:?}");
+        }
         let forced = generate(&GenerateOptions {
             force: true,
             ..opts
