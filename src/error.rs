@@ -45,6 +45,9 @@
 //! | Kubernetes: the API server does not answer                               | 3    |
 //! | Kubernetes: a server-side apply conflict, or the API server refused      | 1    |
 //! | Kubernetes: an object with one of our names that is not ours (by labels) | 1    |
+//! | a key file that is not a usable key (not PEM, not PKCS#8/SPKI, encrypted, an algorithm cookbook does not sign with), missing, or a private key others may read | 2 |
+//! | a signature that does not verify                                         | 1    |
+//! | promote, deploy into a stage with `approvers`: its approval unsigned, signed by a key not listed, changed after signing, or signed for other images or another stage | 1 |
 //! | deploy, promote, status, render, sync --deploy: an unknown site or stage, a stage the site does not serve, a lock of another project or naming an image outside its container's repository | 2 |
 //! | deploy, promote, status, render, sync --deploy: a container not published yet (not in the lock) | 1 |
 //! | deploy: a name the stage needs held by what is not its own (compose's, another site's) | 1 |
@@ -60,6 +63,7 @@ use std::path::PathBuf;
 
 use crate::apply::pin::PinError;
 use crate::apply::ApplyError;
+use crate::attest::key::KeyError;
 use crate::context::ContextError;
 use crate::deploy::desired::DesiredError;
 use crate::deploy::kubernetes::KubeError;
@@ -137,6 +141,16 @@ pub enum Error {
     #[error(transparent)]
     Registry(#[from] RegistryError),
 
+    /// A stage with `lifecycle.approvers` refused the approval these images have: unsigned,
+    /// signed by a key not listed, not verifying, or signed for something else.
+    #[error(transparent)]
+    Approval(Box<crate::deploy::approvals::SignedRefusal>),
+
+    /// A key file (`--signing-key`, `key id`) that cannot be used, or a signature that does
+    /// not verify.
+    #[error(transparent)]
+    Key(#[from] KeyError),
+
     /// A Kubernetes site's API failed, refused (a server-side apply conflict), or could not be
     /// reached; or its kubeconfig cannot be used.
     #[error(transparent)]
@@ -206,6 +220,12 @@ pub enum Error {
         error: Box<DeployError>,
         signal: Option<(&'static str, i32)>,
     },
+}
+
+impl From<Box<crate::deploy::approvals::SignedRefusal>> for Error {
+    fn from(e: Box<crate::deploy::approvals::SignedRefusal>) -> Error {
+        Error::Approval(e)
+    }
 }
 
 /// A local I/O error: 2 when the path given names nothing usable (it is the argument, or the
@@ -398,6 +418,30 @@ fn deploy_exit_code(e: &DeployError) -> i32 {
     }
 }
 
+fn key_exit_code(e: &KeyError) -> i32 {
+    match e {
+        KeyError::InFile { source, .. } => key_exit_code(source),
+        KeyError::BadSignature => EXIT_FAILED,
+        // Signing with a key that parsed does not fail; if it does, the system failed.
+        KeyError::Signing(_) => EXIT_FAILED,
+        KeyError::Read {
+            source: crate::context::file::FileError::Io(e),
+            ..
+        } => io_exit_code(e),
+        KeyError::Read { .. }
+        | KeyError::UnknownAlgorithm(_)
+        | KeyError::NotPem(_)
+        | KeyError::WrongPem { .. }
+        | KeyError::Encrypted
+        | KeyError::Traditional(_)
+        | KeyError::Unsupported { .. }
+        | KeyError::Malformed(_)
+        | KeyError::MalformedSignature(_)
+        | KeyError::Missing { .. }
+        | KeyError::TooOpen { .. } => EXIT_INVALID,
+    }
+}
+
 fn git_exit_code(e: &GitError) -> i32 {
     match e {
         GitError::Unreachable { .. } => EXIT_UNREACHABLE,
@@ -432,6 +476,8 @@ impl Error {
             Error::Registry(e) => registry_exit_code(e),
             Error::Lock(e) => lock_exit_code(e),
             Error::Kube(e) => kube_exit_code(e),
+            Error::Key(e) => key_exit_code(e),
+            Error::Approval(_) => EXIT_FAILED,
             Error::NotPublished { .. } | Error::SyncDeployFailed { .. } => EXIT_FAILED,
             Error::Build(e) => match e {
                 crate::build::BuildError::Engine(e) => engine_exit_code(e),
@@ -480,6 +526,53 @@ impl Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A key file at fault is input (2), wherever it is named; a signature that does not verify
+    /// is a check that failed (1); so is a refused signed approval (tests/it/signed_approvals.rs).
+    #[test]
+    fn key_errors_map_to_input_and_bad_signatures_to_failure() {
+        let in_file = |e: KeyError| KeyError::InFile {
+            path: "k.key".into(),
+            source: Box::new(e),
+        };
+        let cases = [
+            (KeyError::NotPem("x".into()), EXIT_INVALID),
+            (in_file(KeyError::Encrypted), EXIT_INVALID),
+            (
+                in_file(KeyError::Unsupported {
+                    oid: "1.3.101.113".into(),
+                    name: "Ed448".into(),
+                }),
+                EXIT_INVALID,
+            ),
+            (
+                KeyError::TooOpen {
+                    path: "k.key".into(),
+                    mode: 0o644,
+                },
+                EXIT_INVALID,
+            ),
+            (
+                KeyError::Missing {
+                    path: "k.key".into(),
+                },
+                EXIT_INVALID,
+            ),
+            (
+                KeyError::Read {
+                    path: "k.key".into(),
+                    source: crate::context::file::FileError::Io(std::io::Error::from(
+                        std::io::ErrorKind::PermissionDenied,
+                    )),
+                },
+                EXIT_FAILED,
+            ),
+            (KeyError::BadSignature, EXIT_FAILED),
+        ];
+        for (e, code) in cases {
+            assert_eq!(Error::Key(e).exit_code(), code);
+        }
+    }
 
     /// Issue 21: what should run, when it cannot be worked out, exits the same in every command
     /// (`deploy`, `promote`, `status`, `render`, `sync --deploy`): the request not fitting the

@@ -1,4 +1,5 @@
-//! Supply chain: keys, DSSE envelopes, in-toto statements, SBOMs; pure core.
+//! Supply chain: keys, DSSE envelopes, in-toto statements, SBOMs; pure core, no network, no
+//! engine.
 //!
 //! Pipeline position: after a build, beside the lock. What an image was built from (the
 //! fingerprint, the pins, the checkout) and what it holds (its layers' files, the packages its
@@ -7,9 +8,16 @@
 //! the same bytes and pushes nothing. Reading images and files is the caller's (`ops`): this
 //! module takes values and `Read` streams, and imports no edge.
 //!
+//! Keys and envelopes ([`key`], [`dsse`]): what signs and what verifies, as plain values; the
+//! flows that read key files named on the command line, attach envelopes to images in a registry
+//! or check them before a deploy are in `ops`, `apply`, `deploy` and `verify`. A key file is read
+//! only through `context::file`, capped, as every small input is read.
+//!
 //! Everything read back (a statement fetched from a registry) is hostile: capped, parsed into
 //! types at once, and a bad document is a [`StatementError`] that names the field, never a panic.
 
+pub mod dsse;
+pub mod key;
 pub mod provenance;
 pub mod sbom;
 

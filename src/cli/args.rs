@@ -210,6 +210,11 @@ pub enum Command {
         #[command(subcommand)]
         command: SiteCommand,
     },
+    /// Signing keys: generate a pair for `approve --signing-key`, print a key file's id.
+    Key {
+        #[command(subcommand)]
+        command: KeyCommand,
+    },
     /// Rewrite the cookbook in a newer format version (default: the latest); prints the result,
     /// or replaces the file with --write. Input hashes do not change.
     #[command(after_help = EXIT_CODES_HELP)]
@@ -317,6 +322,7 @@ impl Command {
             C::Promote { args, .. } => ("promote", true, args.format.is_json()),
             C::Render { .. } => ("render", true, false),
             C::Site { command } => ("site", true, command.json_output()),
+            C::Key { command } => ("key", false, command.json_output()),
             C::Migrate { .. } => ("migrate", true, false),
             C::Schema { .. } => ("schema", false, false),
             C::Clean { .. } => ("clean", true, false),
@@ -557,6 +563,59 @@ pub struct StatusArgs {
 }
 
 #[derive(Debug, Subcommand)]
+pub enum KeyCommand {
+    /// Write a new key pair: PREFIX.key (PKCS#8 PEM, mode 0600) and PREFIX.pub (SPKI PEM, the
+    /// file to list in `lifecycle.approvers`); prints both paths and the key's id.
+    #[command(after_help = EXIT_CODES_HELP)]
+    Generate {
+        /// The signature algorithm
+        #[arg(long, value_enum, default_value_t = KeyAlgorithmArg::EcdsaP256)]
+        algorithm: KeyAlgorithmArg,
+        /// The files' path without extension
+        #[arg(
+            short = 'o',
+            long = "output",
+            value_name = "PREFIX",
+            default_value = "cookbook"
+        )]
+        output: PathBuf,
+        /// Replace PREFIX.key and PREFIX.pub if they exist
+        #[arg(long)]
+        force: bool,
+        /// Output format
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
+    /// Print the id of a key file, public or private: `sha256:` of its SubjectPublicKeyInfo
+    /// (what `openssl pkey -pubin -outform DER | sha256sum` prints for the public key).
+    #[command(after_help = EXIT_CODES_HELP)]
+    Id {
+        /// A PEM public key (SPKI) or private key (PKCS#8)
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+        /// Output format
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
+}
+
+impl KeyCommand {
+    pub fn json_output(&self) -> bool {
+        match self {
+            KeyCommand::Generate { format, .. } | KeyCommand::Id { format, .. } => format.is_json(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum KeyAlgorithmArg {
+    /// ECDSA on NIST P-256 with SHA-256
+    EcdsaP256,
+    /// Ed25519 (PureEdDSA)
+    Ed25519,
+}
+
+#[derive(Debug, Subcommand)]
 pub enum SiteCommand {
     /// Print what a site's engine offers, in the vocabulary of `capabilities`: architecture,
     /// cores, memory, engine version, GPU. Without --site: the engine at DOCKER_HOST.
@@ -604,6 +663,10 @@ pub struct ApproveArgs {
     /// Approve cookbook.lock's images instead (what `deploy --stage STAGE` runs)
     #[arg(long)]
     pub lock: bool,
+    /// Sign the approval with this private key (PKCS#8 PEM, mode 0600: `cookbook key
+    /// generate`); a stage with `lifecycle.approvers` takes only approvals signed by theirs
+    #[arg(long, value_name = "KEY", env = "COOKBOOK_SIGNING_KEY")]
+    pub signing_key: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

@@ -299,15 +299,20 @@ pub fn approve(file: &Path, args: &ApproveArgs, out: &mut dyn Write) -> Result<(
         site: args.site.clone(),
         release: args.release.clone(),
         lock: args.lock,
+        signing_key: args.signing_key.clone(),
     };
     let approval = ops::deploy::approve(&workspace(file)?, &opts)?;
     let what = approval
         .release
         .as_ref()
         .map_or_else(|| "cookbook.lock".to_owned(), ToString::to_string);
+    let signed = approval
+        .signer()
+        .map(|keyid| format!(", signed by {keyid}"))
+        .unwrap_or_default();
     let _ = writeln!(
         out,
-        "approved images {} ({what}) for stage {} by {}{}",
+        "approved images {} ({what}) for stage {} by {}{}{signed}",
         approval.images,
         approval.stage,
         approval.by,

@@ -20,6 +20,7 @@ mod diff;
 mod init;
 mod inspect;
 mod interrupt;
+mod key;
 pub mod locate;
 mod migrate;
 mod output;
@@ -162,6 +163,7 @@ fn execute(cli: &Cli, out: &mut dyn Write, err: &mut dyn Write) -> Result<(), Er
         C::Promote { cookbook, args } => deploy::promote(&path(cookbook)?, args, out),
         C::Approve { cookbook, args } => deploy::approve(&path(cookbook)?, args, out),
         C::Site { command } => deploy::site(command, top, out),
+        C::Key { command } => key::run(command, out),
         C::Status { cookbook, args } => deploy::status(&path(cookbook)?, args, out),
         C::Rollback { cookbook, args } => deploy::rollback(&path(cookbook)?, args, out),
         C::Releases { cookbook, args } => deploy::releases(&path(cookbook)?, args, out),

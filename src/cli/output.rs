@@ -91,6 +91,14 @@ pub fn report(e: &Error, err: &mut dyn Write) {
         } => {
             let _ = writeln!(err, "{error}error{error:#}: {e}\n  help: {help}");
         }
+        Error::Approval(a) => {
+            let help = a.help();
+            let _ = writeln!(err, "{error}error{error:#}: {e}\n  help: {help}");
+        }
+        Error::Key(k) if k.help().is_some() => {
+            let help = k.help().unwrap_or_default();
+            let _ = writeln!(err, "{error}error{error:#}: {e}\n  help: {help}");
+        }
         _ => {
             let _ = writeln!(err, "{error}error{error:#}: {e}");
         }

@@ -17,6 +17,15 @@
 //! `promote` (`promotion`) moves a release only forward through the stages and, refused for want
 //! of an approval, names the release and the exact `approve` command that approves it.
 //!
+//! Signed approvals: `approve --signing-key` wraps a statement of what is approved — project,
+//! site, stage, the images' digests by container, approver, time ([`ApprovalStatement`], canonical
+//! JSON) — in a DSSE envelope kept in the record ([`approval_envelope`]: what the lead attaches
+//! to the images as a referrer). A `manual` stage with `lifecycle.approvers` takes only an
+//! approval whose envelope verifies with one of their keys and whose signed statement names this
+//! stage, this project and (at least) these images ([`check_signed`]): the record's own fields
+//! are never trusted for it, so editing `approvals.json` approves nothing. Unsigned records from
+//! before stay readable and keep opening stages without approvers.
+//!
 //! The file, `.cookbook/deploy/approvals.json`, is changed only through `Approvals::update`
 //! (read–modify–write under the state directory's lock; temp file, fsync, rename), so two
 //! approvals recorded at once are both kept.
@@ -27,6 +36,8 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::attest::dsse::{Envelope, VerifyError};
+use crate::attest::key::{KeyError, PublicKey, Signer};
 use crate::deploy::desired::{desired, Desired};
 use crate::deploy::docker::InstanceStatus;
 use crate::deploy::releases::now;
@@ -52,6 +63,59 @@ pub struct Approval {
     pub by: String,
     pub ci: bool,
     pub at: String,
+    /// `approve --signing-key`: a DSSE envelope over the [`ApprovalStatement`] of this approval.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub envelope: Option<Envelope>,
+}
+
+impl Approval {
+    /// The key id its envelope names as the signer (not verified: a verdict is `check_signed`'s).
+    pub fn signer(&self) -> Option<&str> {
+        self.envelope
+            .as_ref()
+            .and_then(|e| e.signatures.first())
+            .map(|s| s.keyid.as_str())
+    }
+}
+
+/// The payload type of a signed approval's envelope.
+pub const APPROVAL_PAYLOAD_TYPE: &str = "application/vnd.cookbook.approval.v1+json";
+
+/// What a signed approval says, as signed: serialized as canonical JSON (RFC 8785) so that the
+/// same approval is the same bytes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApprovalStatement {
+    pub project: String,
+    /// The site whose recorded release is approved (none: a lock's images).
+    pub site: Option<String>,
+    pub stage: String,
+    /// Container → digest: exactly what is approved.
+    pub digests: BTreeMap<String, String>,
+    pub approver: String,
+    pub approved_at: String,
+}
+
+impl ApprovalStatement {
+    pub fn of(project: &str, approval: &Approval) -> ApprovalStatement {
+        ApprovalStatement {
+            project: project.to_owned(),
+            site: approval.release.as_ref().map(|r| r.site.clone()),
+            stage: approval.stage.clone(),
+            digests: approval.digests.clone(),
+            approver: approval.by.clone(),
+            approved_at: approval.at.clone(),
+        }
+    }
+
+    pub fn to_bytes(&self) -> Vec<u8> {
+        serde_json_canonicalizer::to_vec(self).expect("a statement of strings serializes")
+    }
+}
+
+/// The envelope a signed approval carries (what can be attached to its images as a referrer).
+pub fn approval_envelope(approval: &Approval) -> Option<&Envelope> {
+    approval.envelope.as_ref()
 }
 
 /// A release in a site's records: `id` recorded in `site`/`stage`.
@@ -127,6 +191,8 @@ pub struct Unapproved {
     pub images: String,
     /// The recorded release a promotion carries; `None`: a lock's images (`deploy`).
     pub carried: Option<Box<ReleaseRef>>,
+    /// The stage has approvers: the approval must be signed by one of them.
+    pub signed: bool,
 }
 
 impl Unapproved {
@@ -141,8 +207,13 @@ impl Unapproved {
         } else {
             ""
         };
+        let key = if self.signed {
+            " --signing-key KEY"
+        } else {
+            ""
+        };
         format!(
-            "cookbook approve --stage {} {what} --by NAME{ci}",
+            "cookbook approve --stage {} {what} --by NAME{ci}{key}",
             self.stage
         )
     }
@@ -205,6 +276,9 @@ pub fn check_rule(
                     rule,
                     images: images_id(digests),
                     carried: None,
+                    signed: lifecycle
+                        .approvers
+                        .contains_key(&lifecycle.stages[position]),
                 })
             }),
     }
@@ -223,7 +297,7 @@ pub enum Subject<'a> {
 }
 
 /// `cookbook approve`.
-#[derive(Debug, Clone, Copy)]
+#[derive(Clone, Copy)]
 pub struct Request<'a> {
     pub stage: &'a str,
     /// A person, or with `ci` the CI job.
@@ -233,6 +307,8 @@ pub struct Request<'a> {
     /// serves the stage the release comes from). Not used for a lock.
     pub site: Option<&'a str>,
     pub subject: Subject<'a>,
+    /// Signs the approval (`--signing-key`).
+    pub signer: Option<&'a dyn Signer>,
 }
 
 fn stage_list(cookbook: &Cookbook) -> Vec<String> {
@@ -336,19 +412,35 @@ fn digests_of(desired: &Desired) -> BTreeMap<String, String> {
         .collect()
 }
 
+/// Why `cookbook approve` recorded nothing.
+#[derive(Debug, thiserror::Error)]
+pub enum ApproveError {
+    #[error(transparent)]
+    Deploy(#[from] DeployError),
+    /// The signer could not sign (a keyless signer's service, were there one).
+    #[error("cannot sign the approval: {0}")]
+    Sign(#[from] KeyError),
+}
+
+impl From<crate::state::record::RecordError> for ApproveError {
+    fn from(e: crate::state::record::RecordError) -> ApproveError {
+        ApproveError::Deploy(e.into())
+    }
+}
+
 /// `cookbook approve`: checks that the stage's rule takes this kind of approval, resolves what
-/// is approved, and records the approval (under the approvals' lock).
+/// is approved, signs it when asked, and records the approval (under the approvals' lock).
 pub fn approve(
     state_dir: &Path,
     cookbook: &Cookbook,
     request: &Request,
-) -> Result<Approval, DeployError> {
+) -> Result<Approval, ApproveError> {
     let position = stage_position(cookbook, request.stage)?;
     if request.by.trim().is_empty() {
-        return Err(DeployError::Usage {
+        return Err(ApproveError::Deploy(DeployError::Usage {
             message: "--by needs a name".to_owned(),
             help: None,
-        });
+        }));
     }
     approval_rule(cookbook, request.stage, position, request.ci)?;
     let (digests, release) = match request.subject {
@@ -356,7 +448,7 @@ pub fn approve(
         Subject::Current => carried(state_dir, cookbook, request, position)?,
         Subject::Release(id) => recorded(state_dir, cookbook, request.site, id)?,
     };
-    let approval = Approval {
+    let mut approval = Approval {
         stage: request.stage.to_owned(),
         images: images_id(&digests),
         digests,
@@ -364,7 +456,16 @@ pub fn approve(
         by: request.by.to_owned(),
         ci: request.ci,
         at: now(),
+        envelope: None,
     };
+    if let Some(signer) = request.signer {
+        let statement = ApprovalStatement::of(cookbook.project.name.as_str(), &approval);
+        approval.envelope = Some(Envelope::sign(
+            APPROVAL_PAYLOAD_TYPE,
+            &statement.to_bytes(),
+            signer,
+        )?);
+    }
     let recorded = approval.clone();
     Approvals::update(&Approvals::path(state_dir), |a| a.approvals.push(recorded))?;
     Ok(approval)
@@ -550,6 +651,250 @@ pub fn promotion(
     Ok(desired)
 }
 
+/// An approver of a stage (`lifecycle.approvers`), their public key read.
+#[derive(Debug, Clone)]
+pub struct ApproverKey {
+    pub name: String,
+    pub key: PublicKey,
+}
+
+/// An approver entry whose key file could not be used: its index in the stage's list (for the
+/// cookbook's pointer), the approver, and why.
+#[derive(Debug)]
+pub struct UnreadableApprover {
+    pub stage: String,
+    pub index: usize,
+    pub name: String,
+    pub error: KeyError,
+}
+
+/// Reads the public keys of `stage`'s approvers (paths relative to `base_dir`, the cookbook's
+/// directory); every entry that cannot be used is returned, not only the first. A stage without
+/// approvers has none.
+pub fn read_approver_keys(
+    base_dir: &Path,
+    cookbook: &Cookbook,
+    stage: &str,
+) -> Result<Vec<ApproverKey>, Vec<UnreadableApprover>> {
+    let mut keys = Vec::new();
+    let mut unreadable = Vec::new();
+    let listed = cookbook
+        .lifecycle
+        .approvers
+        .get(stage)
+        .into_iter()
+        .flatten();
+    for (index, approver) in listed.enumerate() {
+        match crate::attest::key::read_public_key(&approver.key.under(base_dir)) {
+            Ok(key) => keys.push(ApproverKey {
+                name: approver.name.clone(),
+                key,
+            }),
+            Err(error) => unreadable.push(UnreadableApprover {
+                stage: stage.to_owned(),
+                index,
+                name: approver.name.clone(),
+                error,
+            }),
+        }
+    }
+    if unreadable.is_empty() {
+        Ok(keys)
+    } else {
+        Err(unreadable)
+    }
+}
+
+/// Why an approval does not open a stage that has approvers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SignatureProblem {
+    Unsigned,
+    /// Signed, by none of the stage's approvers (the key ids it names).
+    NotListed {
+        keyids: Vec<String>,
+    },
+    /// A signature by an approver's key id that does not verify: the record was changed.
+    BadSignature {
+        approver: String,
+        keyid: String,
+    },
+    /// An envelope that is no signed approval (another payload type, a statement that does not
+    /// parse).
+    Malformed(String),
+    /// A verified statement about something else: what differs.
+    OtherStatement(String),
+    /// A verified statement naming another approver than the one whose key signed it.
+    OtherApprover {
+        signer: String,
+        named: String,
+    },
+}
+
+/// A stage with approvers refused these images' approval (exit 1): the newest approval that
+/// covers them, and what is wrong with it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("stage `{stage}` takes only approvals signed by its approvers: the approval by {by} at {at} {}{}",
+    describe(problem, stage, approvers),
+    if *others > 0 { format!(" ({others} older approval(s) of these images refused too)") } else { String::new() })]
+pub struct SignedRefusal {
+    pub stage: String,
+    pub by: String,
+    pub at: String,
+    /// The stage's approvers: name, key id.
+    pub approvers: Vec<(String, String)>,
+    pub problem: SignatureProblem,
+    pub others: usize,
+}
+
+impl SignedRefusal {
+    pub fn help(&self) -> String {
+        format!(
+            "an approver signs it: `cookbook approve --stage {} --by NAME --signing-key KEY` with the private key of one of {}",
+            self.stage,
+            self.approvers
+                .iter()
+                .map(|(name, _)| name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    }
+}
+
+fn describe(problem: &SignatureProblem, stage: &str, approvers: &[(String, String)]) -> String {
+    match problem {
+        SignatureProblem::Unsigned => "is not signed".to_owned(),
+        SignatureProblem::NotListed { keyids } => format!(
+            "is signed by {}, which is not one of {stage}'s approvers: {}",
+            if keyids.is_empty() { "an unnamed key".to_owned() } else { keyids.join(", ") },
+            approvers
+                .iter()
+                .map(|(name, id)| format!("{name} ({id})"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        SignatureProblem::BadSignature { approver, keyid } => format!(
+            "carries a signature by {approver} ({keyid}) that does not verify: the record was changed after it was signed"
+        ),
+        SignatureProblem::Malformed(why) => format!("carries an envelope that is no signed approval: {why}"),
+        SignatureProblem::OtherStatement(what) => format!("was signed for {what}"),
+        SignatureProblem::OtherApprover { signer, named } => {
+            format!("is signed with {signer}'s key but names {named} as the approver")
+        }
+    }
+}
+
+/// For a stage with approvers: the newest approval for `stage` by a person that covers
+/// `digests` and whose envelope verifies with an approver's key, over a statement naming this
+/// project, this stage, these images and that approver. `Ok(None)`: no approval covers these
+/// images at all (the rule's own refusal, `check_rule`, says so and how to approve).
+pub fn check_signed(
+    project: &str,
+    stage: &str,
+    digests: &BTreeMap<String, String>,
+    approvals: &Approvals,
+    approvers: &[ApproverKey],
+) -> Result<Option<Approval>, Box<SignedRefusal>> {
+    let mut refused: Vec<(&Approval, SignatureProblem)> = Vec::new();
+    let covering = approvals.approvals.iter().rev().filter(|a| {
+        a.stage == stage && !a.ci && digests.iter().all(|(c, d)| a.digests.get(c) == Some(d))
+    });
+    for approval in covering {
+        match signed_by(project, stage, digests, approval, approvers) {
+            Ok(()) => return Ok(Some(approval.clone())),
+            Err(problem) => refused.push((approval, problem)),
+        }
+    }
+    let others = refused.len().saturating_sub(1);
+    let Some((newest, problem)) = refused.into_iter().next() else {
+        return Ok(None);
+    };
+    Err(Box::new(SignedRefusal {
+        stage: stage.to_owned(),
+        by: newest.by.clone(),
+        at: newest.at.clone(),
+        approvers: approvers
+            .iter()
+            .map(|a| (a.name.clone(), a.key.key_id()))
+            .collect(),
+        problem,
+        others,
+    }))
+}
+
+/// Whether `approval` is signed by one of `approvers` over a statement of these images.
+fn signed_by(
+    project: &str,
+    stage: &str,
+    digests: &BTreeMap<String, String>,
+    approval: &Approval,
+    approvers: &[ApproverKey],
+) -> Result<(), SignatureProblem> {
+    let Some(envelope) = &approval.envelope else {
+        return Err(SignatureProblem::Unsigned);
+    };
+    if envelope.payload_type != APPROVAL_PAYLOAD_TYPE {
+        return Err(SignatureProblem::Malformed(format!(
+            "its payload type is {:?}, not {APPROVAL_PAYLOAD_TYPE}",
+            envelope.payload_type
+        )));
+    }
+    let mut bad = None;
+    for approver in approvers {
+        let payload = match envelope.verify(&approver.key) {
+            Ok(payload) => payload,
+            Err(VerifyError::OtherKeys { .. }) => continue,
+            Err(VerifyError::BadSignature { keyid }) => {
+                bad.get_or_insert(SignatureProblem::BadSignature {
+                    approver: approver.name.clone(),
+                    keyid,
+                });
+                continue;
+            }
+            Err(VerifyError::Unsigned) => return Err(SignatureProblem::Unsigned),
+            Err(VerifyError::Envelope(e)) => {
+                return Err(SignatureProblem::Malformed(e.to_string()))
+            }
+        };
+        // Verified: only now is the payload parsed, and only its word is taken.
+        let statement: ApprovalStatement = serde_json::from_slice(&payload).map_err(|e| {
+            SignatureProblem::Malformed(format!("its statement does not parse: {e}"))
+        })?;
+        if statement.project != project {
+            return Err(SignatureProblem::OtherStatement(format!(
+                "project {:?}, not {project:?}",
+                statement.project
+            )));
+        }
+        if statement.stage != stage {
+            return Err(SignatureProblem::OtherStatement(format!(
+                "stage `{}`, not `{stage}`",
+                statement.stage
+            )));
+        }
+        let missing: Vec<String> = digests
+            .iter()
+            .filter(|(c, d)| statement.digests.get(*c) != Some(d))
+            .map(|(c, d)| format!("{c} {d}"))
+            .collect();
+        if !missing.is_empty() {
+            return Err(SignatureProblem::OtherStatement(format!(
+                "other images: it does not name {}",
+                missing.join(", ")
+            )));
+        }
+        if statement.approver != approver.name {
+            return Err(SignatureProblem::OtherApprover {
+                signer: approver.name.clone(),
+                named: statement.approver,
+            });
+        }
+        return Ok(());
+    }
+    Err(bad.unwrap_or_else(|| SignatureProblem::NotListed {
+        keyids: envelope.keyids().into_iter().map(str::to_owned).collect(),
+    }))
+}
+
 /// Whether a release runs healthy, from the engine's view of each of its instances: every one
 /// running, healthy per its health check (`none`: it has no probe, and running is enough), and
 /// running the very image its digest names. `Err` names the first instance that is not.
@@ -612,6 +957,7 @@ mod tests {
             by: "x".to_owned(),
             ci,
             at: "t".to_owned(),
+            envelope: None,
         };
         let person = Approvals {
             approvals: vec![approval(false)],
@@ -654,6 +1000,155 @@ mod tests {
             .unwrap()
             .is_some());
         assert!(check_rule(&cookbook, "prod", &digests("sha256:2"), &ci).is_err());
+    }
+}
+
+#[cfg(test)]
+mod signed {
+    use super::*;
+    use crate::attest::key::{KeyAlgorithm, SigningKey};
+
+    fn digests(d: &str) -> BTreeMap<String, String> {
+        BTreeMap::from([("api".to_owned(), d.to_owned())])
+    }
+
+    fn approval(by: &str, stage: &str, d: &str, signer: Option<&SigningKey>) -> Approval {
+        let mut a = Approval {
+            stage: stage.to_owned(),
+            images: images_id(&digests(d)),
+            digests: digests(d),
+            release: None,
+            by: by.to_owned(),
+            ci: false,
+            at: "2026-01-01T00:00:00Z".to_owned(),
+            envelope: None,
+        };
+        if let Some(key) = signer {
+            let statement = ApprovalStatement::of("shop", &a);
+            a.envelope =
+                Some(Envelope::sign(APPROVAL_PAYLOAD_TYPE, &statement.to_bytes(), key).unwrap());
+        }
+        a
+    }
+
+    fn check(
+        approvals: Vec<Approval>,
+        approvers: &[ApproverKey],
+    ) -> Result<Option<Approval>, Box<SignedRefusal>> {
+        let approvals = Approvals { approvals };
+        check_signed("shop", "prod", &digests("sha256:1"), &approvals, approvers)
+    }
+
+    #[test]
+    fn only_an_approval_signed_by_a_listed_key_over_these_images_opens_the_stage() {
+        let alice = SigningKey::generate(KeyAlgorithm::EcdsaP256);
+        let bob = SigningKey::generate(KeyAlgorithm::Ed25519);
+        let mallory = SigningKey::generate(KeyAlgorithm::EcdsaP256);
+        let approvers = [
+            ApproverKey {
+                name: "alice".to_owned(),
+                key: alice.public_key(),
+            },
+            ApproverKey {
+                name: "bob".to_owned(),
+                key: bob.public_key(),
+            },
+        ];
+        let problem = |r: Result<Option<Approval>, Box<SignedRefusal>>| r.unwrap_err().problem;
+
+        // Nothing covers these images: the rule's refusal, not this one.
+        assert_eq!(check(vec![], &approvers), Ok(None));
+        assert_eq!(
+            check(
+                vec![approval("alice", "prod", "sha256:2", Some(&alice))],
+                &approvers
+            ),
+            Ok(None)
+        );
+
+        let taken = approval("bob", "prod", "sha256:1", Some(&bob));
+        assert_eq!(
+            check(vec![taken.clone()], &approvers),
+            Ok(Some(taken.clone()))
+        );
+
+        let unsigned = check(
+            vec![approval("alice", "prod", "sha256:1", None)],
+            &approvers,
+        );
+        let refusal = unsigned.clone().unwrap_err();
+        assert_eq!(refusal.problem, SignatureProblem::Unsigned);
+        assert_eq!(
+            refusal.to_string(),
+            "stage `prod` takes only approvals signed by its approvers: the approval by alice at 2026-01-01T00:00:00Z is not signed"
+        );
+
+        let foreign = check(
+            vec![approval("alice", "prod", "sha256:1", Some(&mallory))],
+            &approvers,
+        )
+        .unwrap_err();
+        assert_eq!(
+            foreign.to_string(),
+            format!(
+                "stage `prod` takes only approvals signed by its approvers: the approval by alice at 2026-01-01T00:00:00Z is signed by {}, which is not one of prod's approvers: alice ({}), bob ({})",
+                mallory.public_key().key_id(),
+                alice.public_key().key_id(),
+                bob.public_key().key_id()
+            )
+        );
+
+        // The record edited to cover other images: the signed statement still names the old.
+        let mut moved = approval("alice", "prod", "sha256:0", Some(&alice));
+        moved.digests = digests("sha256:1");
+        assert_eq!(
+            problem(check(vec![moved], &approvers)),
+            SignatureProblem::OtherStatement(
+                "other images: it does not name api sha256:1".to_owned()
+            )
+        );
+        // The envelope's payload edited: the signature no longer verifies.
+        let mut tampered = approval("alice", "prod", "sha256:1", Some(&alice));
+        let envelope = tampered.envelope.as_mut().unwrap();
+        let edited = String::from_utf8(envelope.payload_bytes().unwrap())
+            .unwrap()
+            .replace("alice", "alicf");
+        use base64::Engine as _;
+        envelope.payload = base64::engine::general_purpose::STANDARD.encode(edited);
+        assert_eq!(
+            problem(check(vec![tampered], &approvers)),
+            SignatureProblem::BadSignature {
+                approver: "alice".to_owned(),
+                keyid: alice.public_key().key_id()
+            }
+        );
+        // Signed for another stage, then recorded for this one.
+        let mut other_stage = approval("alice", "test", "sha256:1", Some(&alice));
+        other_stage.stage = "prod".to_owned();
+        assert_eq!(
+            problem(check(vec![other_stage], &approvers)),
+            SignatureProblem::OtherStatement("stage `test`, not `prod`".to_owned())
+        );
+        // Bob's key on a statement that says alice approved.
+        assert_eq!(
+            problem(check(
+                vec![approval("alice", "prod", "sha256:1", Some(&bob))],
+                &approvers
+            )),
+            SignatureProblem::OtherApprover {
+                signer: "bob".to_owned(),
+                named: "alice".to_owned()
+            }
+        );
+        // A good approval older than a bad one still opens the stage.
+        let both = vec![taken.clone(), approval("alice", "prod", "sha256:1", None)];
+        assert_eq!(check(both, &approvers), Ok(Some(taken)));
+        // Older records without an envelope still read.
+        let old: Approvals = serde_json::from_str(
+            r#"{"approvals":[{"stage":"prod","images":"x","digests":{},"by":"a","ci":false,"at":"t"}]}"#,
+        )
+        .unwrap();
+        assert!(old.approvals[0].envelope.is_none());
     }
 }
 

@@ -289,6 +289,18 @@ impl Cookbook {
                 });
             }
         }
+        for (stage, approvers) in &self.lifecycle.approvers {
+            let at = pointer_push("/lifecycle/approvers", stage.as_str());
+            for (i, a) in approvers.iter().enumerate() {
+                uses.push(PathUse {
+                    pointer: pointer_push(&pointer_push(&at, &i.to_string()), "key"),
+                    field: "approver key",
+                    path: a.key.clone(),
+                    kind: PathKind::File,
+                    sent_from: None,
+                });
+            }
+        }
         uses
     }
 

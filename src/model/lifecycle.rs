@@ -7,7 +7,9 @@
 //! Invariants, once a `Cookbook` exists: every stage named anywhere is one of `stages`; every
 //! container named in a stage's settings exists; `progression` has a rule for every stage;
 //! `containers` has a runtime entry for every container; no site is given a container that
-//! `require`s a capability the site does not offer.
+//! `require`s a capability the site does not offer; every stage with `approvers` is a `manual`
+//! stage, and its approvers' names are distinct (their key files are read by the deploy flows,
+//! which alone touch the disk; `Cookbook::paths` lists them for `load`'s disk checks).
 //!
 //! Everything here is runtime: none of it is read by `hash`, so a cookbook's input hashes do not
 //! depend on it (tests/it/hashing.rs and tests/it/migrate.rs hold that).
@@ -20,6 +22,7 @@ use serde::{Deserialize, Serialize};
 use crate::diagnostic::{excerpt, pointer_push, Diagnostic};
 use crate::model::cookbook::{suggest, Container, Cookbook, Site};
 use crate::model::name::Name;
+use crate::model::relpath::RelPath;
 use crate::model::wire::{
     CookbookWire, HealthWire, LifecycleWire, RunCommandWire, RuntimeWire, SiteWire,
 };
@@ -47,6 +50,17 @@ pub struct Lifecycle {
     pub sites: BTreeMap<Name, SiteDeploy>,
     /// Runtime settings of every container.
     pub containers: BTreeMap<Name, ContainerRuntime>,
+    /// Per `manual` stage, the people whose signed approval it takes (none listed: any
+    /// approval by a person, signed or not).
+    pub approvers: BTreeMap<Name, Vec<Approver>>,
+}
+
+/// Someone whose signature approves a release into a `manual` stage.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Approver {
+    pub name: String,
+    /// Their public key (a PEM `PUBLIC KEY` file), relative to the cookbook's directory.
+    pub key: RelPath,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -728,6 +742,7 @@ pub(crate) fn convert(
     let stage_config = check.stage_config(wire, lw);
     let containers = check.container_runtimes(wire);
     let sites = check.sites(wire, project, &deploys, &containers);
+    let approvers = check.approvers(lw, &progression);
     Lifecycle {
         stages,
         progression,
@@ -736,6 +751,7 @@ pub(crate) fn convert(
         stage_config,
         sites,
         containers,
+        approvers,
     }
 }
 
@@ -785,6 +801,75 @@ impl Check<'_> {
             }
         }
         progression
+    }
+
+    /// Each stage's approvers: only a `manual` stage takes them (a CI job or a health check
+    /// signs nothing), each name once, each key a path inside the cookbook's directory.
+    fn approvers(
+        &mut self,
+        lw: &LifecycleWire,
+        progression: &BTreeMap<Name, Progression>,
+    ) -> BTreeMap<Name, Vec<Approver>> {
+        let mut approvers = BTreeMap::new();
+        for (stage, list) in &lw.approvers {
+            let at = pointer_push("/lifecycle/approvers", stage);
+            let Some(stage) = self.stage(|| at.clone(), stage, "the approvers list") else {
+                continue;
+            };
+            let rule = progression[&stage];
+            if rule != Progression::Manual {
+                self.diagnostics.push(
+                    Diagnostic::new(
+                        "model/approvers-not-manual",
+                        at.clone(),
+                        format!(
+                            "approvers are listed for stage {stage}, which is entered by rule `{}`: only a `manual` stage takes a person's signed approval",
+                            rule.as_str()
+                        ),
+                    )
+                    .at_key()
+                    .with_help(format!(
+                        "set \"progression\": {{\"{stage}\": \"manual\"}}, or remove its approvers"
+                    )),
+                );
+                continue;
+            }
+            // Every entry is kept, a refused one too, so that the list's indices stay the
+            // cookbook's: `Cookbook::paths` points at `/lifecycle/approvers/<stage>/<i>/key`.
+            let mut seen = BTreeSet::new();
+            let mut listed = Vec::new();
+            for (i, a) in list.iter().enumerate() {
+                let entry = pointer_push(&at, &i.to_string());
+                if !seen.insert(a.name.as_str()) {
+                    self.diagnostics.push(Diagnostic::new(
+                        "model/duplicate-approver",
+                        pointer_push(&entry, "name"),
+                        format!(
+                            "approver {} is listed twice for stage {stage}",
+                            excerpt(&a.name)
+                        ),
+                    ));
+                }
+                let key = RelPath::parse(&a.key).unwrap_or_else(|why| {
+                    self.diagnostics.push(
+                        Diagnostic::new(
+                            "model/path",
+                            pointer_push(&entry, "key"),
+                            format!("path {} {why}", excerpt(&a.key)),
+                        )
+                        .with_help("write the public key's path relative to the cookbook's directory, inside it"),
+                    );
+                    // Refused here, so `load` does not look for it on disk.
+                    RelPath::default()
+                });
+                listed.push(Approver {
+                    name: a.name.clone(),
+                    key,
+                });
+            }
+            approvers.insert(stage, listed);
+        }
+        approvers
     }
 
     /// The checkpoint stage: the cookbook's, else the default one when it is a stage, else the

@@ -198,6 +198,15 @@ pub struct LifecycleWire {
     pub rollback: Option<RollbackWire>,
     #[serde(default)]
     pub stage_config: BTreeMap<String, StageConfigWire>,
+    #[serde(default)]
+    pub approvers: BTreeMap<String, Vec<ApproverWire>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApproverWire {
+    pub name: String,
+    pub key: String,
 }
 
 #[derive(Debug, Deserialize)]

@@ -16,7 +16,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::Workspace;
 // What the command line names when it renders a status (the CLI imports only `ops`).
-use crate::deploy::approvals::{self, Approval, Request, Subject, Unapproved};
+use crate::attest::key::{read_signing_key, Signer};
+use crate::deploy::approvals::{self, Approval, ApproveError, Request, Subject, Unapproved};
 use crate::deploy::backend::{ConnectOptions, SiteStatus};
 use crate::deploy::desired::{desired, Desired};
 use crate::deploy::detect::Detected;
@@ -25,9 +26,11 @@ pub use crate::deploy::kubernetes::cluster::UnitStatus;
 use crate::deploy::kubernetes::objects::{objects, Objects};
 pub use crate::deploy::services::Services;
 use crate::deploy::session::{self, DeployError, Outcome, Recovery, Step, WaveError};
+use crate::diagnostic::Diagnostic;
 use crate::error::Error;
-use crate::model::lifecycle::Target;
-use crate::model::{Cookbook, Name};
+use crate::model::lifecycle::{Progression, Target};
+use crate::model::Name;
+use crate::schema::span::SpanIndex;
 use crate::state::lock::Lock;
 
 /// `cookbook deploy`: the lock's images (or `release`'s) to a site's stage.
@@ -169,7 +172,7 @@ pub fn deploy(
     };
     let desired = desired(&ws.cookbook, &ws.plan, lock, &opts.site, &opts.stage)?;
     let options = connect_options(ws, opts.force_conflicts);
-    converge(&ws.state_dir(), &ws.cookbook, &desired, &options, stop)
+    converge(ws, &ws.state_dir(), &desired, &options, stop)
         .map(|outcome| DeployReport::new(Verb::Deployed, &desired, outcome, None))
 }
 
@@ -190,7 +193,7 @@ pub fn promote(
         &opts.to,
     )?;
     let options = connect_options(ws, false);
-    converge(&state_dir, &ws.cookbook, &desired, &options, stop)
+    converge(ws, &state_dir, &desired, &options, stop)
         .map(|outcome| DeployReport::new(Verb::Promoted, &desired, outcome, None))
 }
 
@@ -222,14 +225,22 @@ fn lock_at(path: &Path) -> Result<Lock, Error> {
 }
 
 /// Deploys `desired` through the session; release records and approvals live in `state_dir`.
+/// A stage with approvers first takes only a signed approval ([`signed_approval`]).
 fn converge(
+    ws: &Workspace,
     state_dir: &Path,
-    cookbook: &Cookbook,
     desired: &Desired,
     options: &ConnectOptions,
     stop: &CancellationToken,
 ) -> Result<Outcome, Error> {
-    Ok(super::runtime()?.block_on(session::deploy(state_dir, cookbook, desired, options, stop))?)
+    signed_approval(ws, state_dir, desired)?;
+    Ok(super::runtime()?.block_on(session::deploy(
+        state_dir,
+        &ws.cookbook,
+        desired,
+        options,
+        stop,
+    ))?)
 }
 
 /// Why a stage was not deployed although nothing failed: its progression rule is not met yet.
@@ -239,6 +250,8 @@ pub enum NotReady {
     NotApproved(Unapproved),
     /// The `automatic` rule: the images do not yet run healthy in the stage before (why).
     RuleNotMet(String),
+    /// A stage with approvers: no approval of these images is signed by one of them (why).
+    NotSigned(Box<approvals::SignedRefusal>),
 }
 
 impl fmt::Display for NotReady {
@@ -246,6 +259,7 @@ impl fmt::Display for NotReady {
         match self {
             NotReady::NotApproved(u) => write!(f, "{u}; {}", u.help()),
             NotReady::RuleNotMet(why) => f.write_str(why),
+            NotReady::NotSigned(r) => write!(f, "{r}; {}", r.help()),
         }
     }
 }
@@ -298,7 +312,14 @@ pub fn stage(
         }
         Err(other) => return Err(other.into()),
     }
-    let outcome = converge(state_dir, &ws.cookbook, &desired, &options, stop)?;
+    match signed_approval(ws, state_dir, &desired) {
+        Ok(()) => {}
+        Err(Error::Approval(refusal)) => {
+            return Ok(StageOutcome::NotReady(NotReady::NotSigned(refusal)))
+        }
+        Err(other) => return Err(other),
+    }
+    let outcome = converge(ws, state_dir, &desired, &options, stop)?;
     Ok(StageOutcome::Deployed(DeployReport::new(
         Verb::Deployed,
         &desired,
@@ -440,6 +461,8 @@ pub struct ApproveOptions {
     pub release: Option<String>,
     /// The lock's images instead (what `deploy` runs).
     pub lock: bool,
+    /// A private key (PKCS#8 PEM) that signs the approval.
+    pub signing_key: Option<PathBuf>,
 }
 
 /// `cookbook approve`: records the approval and returns it.
@@ -449,14 +472,91 @@ pub fn approve(ws: &Workspace, opts: &ApproveOptions) -> Result<Approval, Error>
         (false, Some(id)) => Subject::Release(id),
         (false, None) => Subject::Current,
     };
+    let key = opts
+        .signing_key
+        .as_deref()
+        .map(read_signing_key)
+        .transpose()?;
     let request = Request {
         stage: &opts.stage,
         by: &opts.by,
         ci: opts.ci,
         site: opts.site.as_deref(),
         subject,
+        signer: key.as_ref().map(|k| k as &dyn Signer),
     };
-    Ok(approvals::approve(&ws.state_dir(), &ws.cookbook, &request)?)
+    approvals::approve(&ws.state_dir(), &ws.cookbook, &request).map_err(|e| match e {
+        ApproveError::Deploy(e) => e.into(),
+        ApproveError::Sign(e) => e.into(),
+    })
+}
+
+/// A stage with `lifecycle.approvers` takes only an approval signed by one of them
+/// (`approvals::check_signed`); other stages are left to their rule (`session`). No approval
+/// at all is the rule's refusal too, which names the command that approves. An approver's key
+/// file that cannot be used is a problem of the cookbook, located at its entry.
+fn signed_approval(ws: &Workspace, state_dir: &Path, desired: &Desired) -> Result<(), Error> {
+    let cookbook = &ws.cookbook;
+    let stage = desired.stage.as_str();
+    let takes_signatures = cookbook.lifecycle.progression.get(&desired.stage)
+        == Some(&Progression::Manual)
+        && cookbook.lifecycle.approvers.contains_key(&desired.stage);
+    if !takes_signatures {
+        return Ok(());
+    }
+    let approvers = approvals::read_approver_keys(ws.base_dir(), cookbook, stage)
+        .map_err(|unreadable| unreadable_approvers(ws, &unreadable))?;
+    let approvals = approvals::Approvals::load(&approvals::Approvals::path(state_dir))
+        .map_err(DeployError::from)?;
+    let digests: BTreeMap<String, String> = desired
+        .instances()
+        .map(|i| (i.container.to_string(), i.digest.clone()))
+        .collect();
+    approvals::check_signed(
+        cookbook.project.name.as_str(),
+        stage,
+        &digests,
+        &approvals,
+        &approvers,
+    )?;
+    Ok(())
+}
+
+/// The cookbook's approver entries whose key files cannot be used, as located diagnostics.
+fn unreadable_approvers(ws: &Workspace, unreadable: &[approvals::UnreadableApprover]) -> Error {
+    let mut diagnostics: Vec<Diagnostic> = unreadable
+        .iter()
+        .map(|u| {
+            let pointer = format!("/lifecycle/approvers/{}/{}/key", u.stage, u.index);
+            let mut d = Diagnostic::new(
+                "approver/key",
+                pointer,
+                format!("approver {:?}'s key: {}", u.name, u.error),
+            );
+            if let Some(help) = u.error.help() {
+                d = d.with_help(help);
+            }
+            d
+        })
+        .collect();
+    // Located in the cookbook's text when it can be read again (it was read a moment ago).
+    let text = match ws.file.bytes {
+        Some(bytes) => Some(bytes.to_vec()),
+        None => crate::context::file::read_regular(ws.path(), crate::load::COOKBOOK_MAX)
+            .ok()
+            .flatten(),
+    };
+    if let Some(text) = text.as_deref().and_then(|t| std::str::from_utf8(t).ok()) {
+        let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+        let spans = SpanIndex::scan(text);
+        for d in &mut diagnostics {
+            d.location = Some(spans.locate(text, &d.pointer, false));
+        }
+    }
+    Error::Invalid {
+        file: ws.file.label.clone(),
+        diagnostics,
+    }
 }
 
 /// `cookbook render`: the Kubernetes objects `deploy` applies to a site's stage (the site's

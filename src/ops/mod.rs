@@ -16,6 +16,7 @@ pub mod deploy;
 pub mod diff;
 pub mod init;
 pub mod inspect;
+pub mod key;
 pub mod locate;
 pub mod migrate;
 pub mod report;

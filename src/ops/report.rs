@@ -62,6 +62,16 @@ impl ErrorReport {
                 help: help.clone(),
                 message: message.clone(),
             }],
+            (Error::Approval(a), _) => vec![ErrorEntry::Plain {
+                code: code(e),
+                help: Some(a.help()),
+                message: a.to_string(),
+            }],
+            (Error::Key(k), _) => vec![ErrorEntry::Plain {
+                code: code(e),
+                help: k.help(),
+                message: k.to_string(),
+            }],
             (other, _) => vec![ErrorEntry::Plain {
                 code: code(other),
                 help: None,
@@ -124,6 +134,8 @@ fn code(e: &Error) -> &'static str {
         Error::Engine(_) => "engine",
         Error::Registry(_) => "registry",
         Error::Kube(_) => "kubernetes",
+        Error::Key(_) => "key",
+        Error::Approval(_) => "approval",
         Error::Reference(_) => "reference",
         Error::Apply(_) => "apply",
         Error::Lock(_) => "lock",

@@ -250,6 +250,12 @@ fn a_1_1_cookbook_with_every_lifecycle_key_validates() {
     let tmp = tempfile::tempdir().unwrap();
     std::fs::create_dir(tmp.path().join("srv")).unwrap();
     std::fs::write(tmp.path().join("srv/index.html"), "hello\n").unwrap();
+    std::fs::create_dir(tmp.path().join("keys")).unwrap();
+    std::fs::copy(
+        dir.join("keys/alice.pub"),
+        tmp.path().join("keys/alice.pub"),
+    )
+    .unwrap();
     std::fs::write(tmp.path().join("full.json"), &text).unwrap();
     doc.as_object_mut().unwrap().remove("lifecycle");
     doc.as_object_mut().unwrap().remove("federation");

@@ -1,0 +1,238 @@
+//! Signed approvals against the real Docker engine, with the `stages` example (dev `automatic`,
+//! prod `manual`) given `lifecycle.approvers` for prod: `promote` refuses an unsigned approval, one
+//! signed by a key not listed and a record edited after signing (exit 1, naming why, before
+//! anything runs in prod), refuses an approver key file it cannot read as a located problem of the
+//! cookbook (exit 2), and takes an approval signed by a listed key.
+
+use crate::common;
+
+use common::deploy::{deploy, edit, json_answer, services, Project};
+use common::{run_in, run_in_env};
+
+fn promote(p: &Project) -> common::Run {
+    run_in(
+        p.path(),
+        &[
+            "promote", "--site", "local", "--from", "dev", "--to", "prod", "--format", "json",
+        ],
+    )
+}
+
+/// `key generate -o keys/NAME`: the key id.
+fn key(p: &Project, name: &str) -> String {
+    std::fs::create_dir_all(p.path().join("keys")).unwrap();
+    let run = run_in(
+        p.path(),
+        &[
+            "key",
+            "generate",
+            "-o",
+            &format!("keys/{name}"),
+            "--format",
+            "json",
+        ],
+    );
+    run.assert_code(0);
+    json_answer(&run)["key_id"].as_str().unwrap().to_owned()
+}
+
+fn approvals_file(p: &Project) -> std::path::PathBuf {
+    p.path().join(".cookbook/deploy/approvals.json")
+}
+
+/// The error message of a failed `--format json` run.
+fn refusal(run: &common::Run) -> String {
+    json_answer(run)["errors"][0]["message"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{}", run.context()))
+        .to_owned()
+}
+
+#[test]
+fn a_stage_with_approvers_takes_only_an_approval_signed_by_one_of_them() {
+    if !services() {
+        return;
+    }
+    let p = Project::new("stages", "signed");
+    let alice = key(&p, "alice");
+    let mallory = key(&p, "mallory");
+    edit(p.path(), |doc| {
+        doc["lifecycle"]["approvers"] =
+            serde_json::json!({ "prod": [{ "name": "alice", "key": "keys/alice.pub" }] });
+    });
+    run_in(p.path(), &["apply", "--no-push"]).assert_code(0);
+    deploy(p.path());
+    let prefix =
+        "stage `prod` takes only approvals signed by its approvers: the approval by alice at ";
+
+    // No approval at all: the rule's refusal (2), whose help now asks for a signature.
+    let run = promote(&p);
+    run.assert_code(2);
+    assert!(
+        run.stderr.contains("--by NAME --signing-key KEY`"),
+        "{}",
+        run.context()
+    );
+
+    // Unsigned.
+    run_in(p.path(), &["approve", "--stage", "prod", "--by", "alice"]).assert_code(0);
+    let run = promote(&p);
+    run.assert_code(1);
+    let message = refusal(&run);
+    assert!(
+        message.starts_with(prefix) && message.ends_with(" is not signed"),
+        "{}",
+        run.context()
+    );
+    assert_eq!(json_answer(&run)["errors"][0]["code"], "approval");
+    assert!(p.engine_state_in("prod").is_empty());
+
+    // Signed by a key that is not listed.
+    let run = run_in(
+        p.path(),
+        &[
+            "approve",
+            "--stage",
+            "prod",
+            "--by",
+            "alice",
+            "--signing-key",
+            "keys/mallory.key",
+        ],
+    );
+    run.assert_code(0);
+    assert!(
+        run.stdout
+            .ends_with(&format!(" for stage prod by alice, signed by {mallory}\n")),
+        "{}",
+        run.context()
+    );
+    let run = promote(&p);
+    run.assert_code(1);
+    let message = refusal(&run);
+    assert!(
+        message.starts_with(prefix)
+            && message.contains(&format!(
+                " is signed by {mallory}, which is not one of prod's approvers: alice ({alice})"
+            )),
+        "{}",
+        run.context()
+    );
+    assert!(p.engine_state_in("prod").is_empty());
+
+    // Signed by alice's key (named in the environment, as CI would).
+    let run = run_in_env(
+        p.path(),
+        &["approve", "--stage", "prod", "--by", "alice"],
+        &[("COOKBOOK_SIGNING_KEY", "keys/alice.key")],
+    );
+    run.assert_code(0);
+    assert!(
+        run.stdout.ends_with(&format!(", signed by {alice}\n")),
+        "{}",
+        run.context()
+    );
+    let signed = std::fs::read_to_string(approvals_file(&p)).unwrap();
+    let doc: serde_json::Value = serde_json::from_str(&signed).unwrap();
+    let envelope = &doc["approvals"][2]["envelope"];
+    assert_eq!(
+        envelope["payloadType"],
+        "application/vnd.cookbook.approval.v1+json"
+    );
+    assert_eq!(envelope["signatures"][0]["keyid"], alice.as_str());
+
+    // The record edited after signing: the envelope's statement now names another approver.
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let payload =
+        String::from_utf8(b64.decode(envelope["payload"].as_str().unwrap()).unwrap()).unwrap();
+    let statement: serde_json::Value = serde_json::from_str(&payload).unwrap();
+    assert_eq!(statement["approver"], "alice");
+    assert_eq!(statement["stage"], "prod");
+    assert_eq!(statement["site"], "local");
+    assert_eq!(statement["digests"], doc["approvals"][2]["digests"]);
+    let mut tampered = doc.clone();
+    tampered["approvals"][2]["envelope"]["payload"] = b64
+        .encode(payload.replace("\"stage\":\"prod\"", "\"stage\":\"prod\" "))
+        .into();
+    std::fs::write(
+        approvals_file(&p),
+        serde_json::to_string(&tampered).unwrap(),
+    )
+    .unwrap();
+    let run = promote(&p);
+    run.assert_code(1);
+    let message = refusal(&run);
+    assert!(
+        message.contains(&format!(
+            " carries a signature by alice ({alice}) that does not verify: the record was changed after it was signed"
+        )) && message.ends_with("(2 older approval(s) of these images refused too)"),
+        "{}",
+        run.context()
+    );
+    assert!(p.engine_state_in("prod").is_empty());
+
+    // An approver's key file that is no key: a problem of the cookbook, located at the entry.
+    std::fs::write(approvals_file(&p), &signed).unwrap();
+    let public = std::fs::read(p.path().join("keys/alice.pub")).unwrap();
+    std::fs::write(p.path().join("keys/alice.pub"), "not a key\n").unwrap();
+    let run = run_in(
+        p.path(),
+        &[
+            "promote", "--site", "local", "--from", "dev", "--to", "prod",
+        ],
+    );
+    run.assert_code(2);
+    assert!(
+        run.stderr.contains(
+            ": error[approver/key]: /lifecycle/approvers/prod/0/key: approver \"alice\"'s key: "
+        ) && run.stderr.contains("keys/alice.pub: not a PEM file"),
+        "{}",
+        run.context()
+    );
+    assert!(
+        run.stderr.starts_with("cookbook.json:"),
+        "{}",
+        run.context()
+    );
+    std::fs::write(p.path().join("keys/alice.pub"), public).unwrap();
+
+    // The signed record as written: prod runs dev's images.
+    let run = promote(&p);
+    run.assert_code(0);
+    assert_eq!(json_answer(&run)["stage"], "prod");
+    let (dev, prod) = (p.engine_state_in("dev"), p.engine_state_in("prod"));
+    for c in ["db", "api", "web"] {
+        assert_eq!(prod[c].1, dev[c].1, "{c}");
+    }
+}
+
+/// A signing key others may read is refused before anything is recorded, as ssh refuses one.
+#[test]
+fn approve_refuses_a_signing_key_others_can_read() {
+    use std::os::unix::fs::PermissionsExt;
+    let p = Project::new("stages", "openkey");
+    key(&p, "alice");
+    let path = p.path().join("keys/alice.key");
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let run = run_in(
+        p.path(),
+        &[
+            "approve",
+            "--stage",
+            "prod",
+            "--by",
+            "alice",
+            "--signing-key",
+            "keys/alice.key",
+        ],
+    );
+    run.assert_code(2);
+    assert_eq!(
+        run.stderr,
+        "error: keys/alice.key: permissions 0644 are too open: a private key must be readable by its owner only\n  help: chmod 600 keys/alice.key\n",
+        "{}",
+        run.context()
+    );
+    assert!(!approvals_file(&p).exists());
+}
