@@ -48,6 +48,17 @@ pub mod deploy {
     pub const IMAGE: &str = "dev.cookbook.image";
 }
 
+/// On the OCI artifacts `apply` attaches to an image (provenance, SBOM): annotations of the
+/// artifact manifest, which the referrers list repeats, so a reader tells the kinds (and the
+/// signer) apart without fetching each one. What they say is a hint for choosing; only the
+/// signed statement inside is trusted.
+pub mod attestation {
+    /// The in-toto statement's predicate type (the key BuildKit's attestations use too).
+    pub const PREDICATE_TYPE: &str = "in-toto.io/predicate-type";
+    /// The key id of the envelope's signature (`sha256:<hex of the public key's SPKI DER>`).
+    pub const KEY_ID: &str = "dev.cookbook.attestation.key-id";
+}
+
 /// The deploy keys as versions before issue 21 wrote them: read (an object so labelled is still
 /// ours), never written.
 pub mod legacy {

@@ -43,13 +43,29 @@ impl Entry {
             digest,
             image_id,
             log,
+            attestations: None,
         }
     }
 }
 
 impl<E: Engine> Run<'_, E> {
-    /// One container: cached, or built (and pushed). `Err` only for whole-run failures.
+    /// One container: cached, or built (and pushed), and attested when the run signs. `Err`
+    /// only for whole-run failures.
     pub(super) async fn container(
+        &self,
+        name: &Name,
+        wave: usize,
+    ) -> Result<ContainerReport, ApplyError> {
+        let mut report = self.cached_or_built(name, wave).await?;
+        report.attestations = self
+            .attested
+            .lock()
+            .expect("the attestations map is never poisoned: nothing panics holding it")
+            .remove(name);
+        Ok(report)
+    }
+
+    async fn cached_or_built(
         &self,
         name: &Name,
         wave: usize,
@@ -83,6 +99,9 @@ impl<E: Engine> Run<'_, E> {
         };
         if let Some((source, ids)) = cached? {
             self.reporter.event(Event::Cached { name, source });
+            if let Err(failure) = self.attest_found(name, source, &ids).await {
+                return self.finished(name, &entry, Instant::now(), Err(failure));
+            }
             return Ok(entry.report(ContainerOutcome::Cached { source }, ids, Vec::new()));
         }
 
@@ -206,7 +225,7 @@ impl<E: Engine> Run<'_, E> {
             name,
             millis: started.elapsed().as_millis() as u64,
         });
-        self.deliver_assembled(name, &assembled, local, repo_text)
+        self.deliver_assembled(name, &assembled, local, repo_text, started)
             .await
     }
 
@@ -218,6 +237,7 @@ impl<E: Engine> Run<'_, E> {
         assembled: &build::assemble::Assembled,
         local: &str,
         repo_text: &str,
+        started: Instant,
     ) -> Result<Ids, Failure> {
         let normalized = &assembled.normalized;
         let image_id = Some(normalized.image.config_digest().to_string());
@@ -232,7 +252,7 @@ impl<E: Engine> Run<'_, E> {
         };
         let mount_from = assembled.base_repo.as_ref();
         let digest = self
-            .push(registry, name, repo_text, normalized, mount_from)
+            .push(registry, name, repo_text, normalized, mount_from, started)
             .await?;
         Ok((Some(digest), image_id))
     }
@@ -256,6 +276,7 @@ impl<E: Engine> Run<'_, E> {
         repo_text: &str,
         normalized: &Normalized,
         mount_from: Option<&Repository>,
+        started: Instant,
     ) -> Result<String, Failure> {
         let hash = self.job.fingerprints[name].input_hash();
         let repo = parse_repo(repo_text).map_err(Failure::Run)?;
@@ -272,6 +293,9 @@ impl<E: Engine> Run<'_, E> {
             reference: &reference,
             digest: digest.as_str(),
         });
+        let began = std::time::SystemTime::now() - started.elapsed();
+        self.attest_built(registry, name, &digest, normalized, began)
+            .await?;
         Ok(digest.to_string())
     }
 
@@ -380,7 +404,14 @@ impl<E: Engine> Run<'_, E> {
                     None => None,
                 };
                 let digest = self
-                    .push(registry, name, repo_text, &normalized, parent_repo.as_ref())
+                    .push(
+                        registry,
+                        name,
+                        repo_text,
+                        &normalized,
+                        parent_repo.as_ref(),
+                        started,
+                    )
                     .await?;
                 Ok((Some(digest), image_id))
             }

@@ -53,6 +53,7 @@
 //! and `error` (what a run says and how it fails). Every entry point is `async`: the caller owns
 //! the runtime (`ops::runtime`).
 
+pub mod attest;
 pub mod check;
 mod container;
 mod dry_run;
@@ -77,6 +78,7 @@ use crate::registry::RegistryClient;
 use crate::state::lock::Lock;
 
 pub use crate::image::{LABEL_CONTAINER, LABEL_INPUT_HASH, LABEL_PROJECT};
+pub use attest::{Attested, Attesting};
 pub use dry_run::{dry_run, dry_run_with_docker, Action, Planned};
 pub use error::{ApplyError, ApplyFailure};
 pub use finish::policy_tags;
@@ -95,6 +97,9 @@ pub struct Options {
     /// Take a container the lock records as published with the same input hash as cached,
     /// without asking the registry (`--trust-lock`; see [`check::trusted`]).
     pub trust_lock: bool,
+    /// Sign and attach a provenance statement and an SBOM to every image published
+    /// ([`attest`]); `None`: no attestations.
+    pub attest: Option<Arc<Attesting>>,
 }
 
 /// Everything a run needs.
@@ -110,6 +115,13 @@ pub struct Job<'a> {
     /// Cancels the run (see the module header). The caller decides when: `cookbook apply`
     /// cancels it on SIGINT/SIGTERM.
     pub cancel: CancellationToken,
+}
+
+impl Job<'_> {
+    /// The cookbook's directory: where its paths are relative to.
+    pub fn base_dir(&self) -> &Path {
+        self.cookbook_file.parent().unwrap_or(Path::new("."))
+    }
 }
 
 fn parse_repo(reference: &str) -> Result<crate::registry::Repository, ApplyError> {

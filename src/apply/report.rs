@@ -73,6 +73,10 @@ pub struct ContainerReport {
     /// The whole build log of a failed build.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub log: Vec<String>,
+    /// The provenance statement and SBOM attached to the published image (a run with a
+    /// signing key).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub attestations: Option<super::Attested>,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -132,6 +136,12 @@ pub enum Event<'a> {
         name: &'a Name,
         reference: &'a str,
         digest: &'a str,
+    },
+    /// Its provenance statement and SBOM are attached (`pushed`: by this run; else they were
+    /// there already).
+    Attested {
+        name: &'a Name,
+        pushed: bool,
     },
     Failed {
         name: &'a Name,

@@ -28,6 +28,8 @@ pub(super) struct Run<'a, E: Engine> {
     pub(super) bases: BaseCache,
     pub(super) reporter: &'a dyn Reporter,
     pub(super) stop: AtomicBool,
+    /// What each container's attestations came to ([`super::attest`]), for its report.
+    pub(super) attested: std::sync::Mutex<BTreeMap<Name, super::Attested>>,
 }
 
 /// Before any build: a `git-sha` policy has a revision, the engine answers, every content tag
@@ -104,6 +106,7 @@ pub(super) async fn run<E: Engine>(
         bases: Default::default(),
         reporter,
         stop: AtomicBool::new(false),
+        attested: Default::default(),
     };
     let waves = job.plan.waves();
     for wave_index in 0..waves.len() {
@@ -231,6 +234,7 @@ impl<E: Engine> Run<'_, E> {
             digest: None,
             image_id: None,
             log: Vec::new(),
+            attestations: None,
         }
     }
 

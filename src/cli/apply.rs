@@ -53,6 +53,13 @@ fn describe(event: &Event<'_>) -> Option<String> {
             reference,
             digest,
         } => format!("[{name}] pushed {reference} ({digest})"),
+        Event::Attested { name, pushed: true } => {
+            format!("[{name}] attested (provenance and SBOM signed and attached)")
+        }
+        Event::Attested {
+            name,
+            pushed: false,
+        } => format!("[{name}] attested already"),
         Event::Tagged { name, reference } => format!("[{name}] tagged {reference}"),
         Event::Skipped { name, reason } => format!("[{name}] skipped: {reason}"),
         Event::Cancelled { name, reason } => format!("[{name}] cancelled: {reason}"),
@@ -235,6 +242,7 @@ pub fn run(
         push: !args.no_push,
         keep_going: args.keep_going,
         trust_lock: args.trust_lock,
+        signing_key: args.signing_key.clone(),
         revision: revision
             .join()
             .unwrap_or_else(|e| std::panic::resume_unwind(e)),

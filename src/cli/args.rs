@@ -432,6 +432,11 @@ pub struct ApplyArgs {
     /// cached without asking the registry (it trusts that nobody deleted them there).
     #[arg(long, conflicts_with = "no_push")]
     pub trust_lock: bool,
+    /// Sign a provenance statement and an SBOM of every published image with this private key
+    /// (PKCS#8 PEM, mode 0600: `cookbook key generate`) and attach them to it in the registry
+    /// (docs/SUPPLY-CHAIN.md); no effect with --no-push, which publishes nothing
+    #[arg(long, value_name = "KEY", env = "COOKBOOK_SIGNING_KEY")]
+    pub signing_key: Option<PathBuf>,
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub format: Format,
     /// Say per container what apply would do (cached, or build; what it would push and tag),

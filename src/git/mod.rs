@@ -55,3 +55,40 @@ pub fn head_commit(dir: &Path) -> Option<String> {
     let head = repo.head().ok()?.peel_to_commit().ok()?;
     Some(head.id().to_string())
 }
+
+/// The cookbook file `path` as its repository names it: relative to the work tree's root
+/// (`deploy/cookbook.json`), `/`-separated; outside a repository, its file name. What a
+/// provenance statement records, so that two checkouts of one repository say the same.
+pub fn repository_path(path: &Path) -> String {
+    let absolute = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+    let relative = absolute.parent().and_then(|dir| {
+        let repo = git2::Repository::discover(dir).ok()?;
+        let root = std::fs::canonicalize(repo.workdir()?).ok()?;
+        absolute.strip_prefix(root).ok().map(Path::to_path_buf)
+    });
+    let shown =
+        relative.unwrap_or_else(|| absolute.file_name().map(Into::into).unwrap_or_default());
+    shown
+        .components()
+        .map(|c| c.as_os_str().to_string_lossy())
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+/// Whether the checkout at `dir` contains `commit`: its HEAD, or an ancestor of it. `None`: `dir`
+/// is in no repository (or it has no HEAD); `Some(false)`: an unknown commit, or one not in
+/// HEAD's history.
+pub fn contains_commit(dir: &Path, commit: &str) -> Option<bool> {
+    let repo = git2::Repository::discover(dir).ok()?;
+    let head = repo.head().ok()?.peel_to_commit().ok()?.id();
+    let Ok(wanted) = git2::Oid::from_str(commit) else {
+        return Some(false);
+    };
+    if head == wanted {
+        return Some(true);
+    }
+    if repo.find_commit(wanted).is_err() {
+        return Some(false);
+    }
+    Some(repo.graph_descendant_of(head, wanted).unwrap_or(false))
+}

@@ -11,7 +11,8 @@
 //! started (an invalid selection, no engine, a base that cannot be pinned).
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
@@ -19,7 +20,8 @@ use tokio_util::sync::CancellationToken;
 use super::{runtime, Workspace};
 
 use crate::apply::{
-    self, ApplyError, ApplyFailure, ContainerOutcome, ContainerReport, Options, Planned, Report,
+    self, ApplyError, ApplyFailure, Attesting, ContainerOutcome, ContainerReport, Options, Planned,
+    Report,
 };
 /// What the CLI renders: progress events and the planned actions, the names they carry, and the
 /// seam sync's hourly loop applies through.
@@ -47,6 +49,9 @@ pub struct ApplyOptions {
     pub trust_lock: bool,
     /// The commit of the cookbook's checkout ([`checkout_revision`]).
     pub revision: Option<String>,
+    /// Sign and attach a provenance statement and an SBOM to every published image with this
+    /// private key (none: no attestations; ignored without `push`).
+    pub signing_key: Option<PathBuf>,
 }
 
 /// How a run ended, as `apply --format json`'s `result` says it.
@@ -196,14 +201,32 @@ pub fn apply(
     cancel: CancellationToken,
 ) -> Result<ApplySummary, Error> {
     let plan = selected_plan(ws, opts)?;
-    apply_plan(
-        ws.path(),
-        &ws.cookbook,
-        &plan,
-        options(opts),
-        reporter,
-        cancel,
-    )
+    let mut options = options(opts);
+    options.attest = attesting(ws, opts)?;
+    apply_plan(ws.path(), &ws.cookbook, &plan, options, reporter, cancel)
+}
+
+/// What signing needs, when the run signs: the key (read now, so a bad one is refused before
+/// any build), the cookbook as the provenance names it, the site, and this run's id.
+fn attesting(ws: &Workspace, opts: &ApplyOptions) -> Result<Option<Arc<Attesting>>, Error> {
+    let Some(path) = opts.signing_key.as_deref().filter(|_| opts.push) else {
+        return Ok(None);
+    };
+    let key = crate::attest::key::read_signing_key(path)?;
+    // `selected_plan` checked the site's name already.
+    let site = opts.site.as_deref().and_then(Name::parse);
+    Ok(Some(Arc::new(Attesting {
+        signer: Arc::new(key),
+        cookbook: crate::git::repository_path(ws.path()),
+        site,
+        invocation: invocation_id(),
+    })))
+}
+
+/// A run's id: 128 random bits, hex (the provenance's `invocationId`).
+fn invocation_id() -> String {
+    let mut rng = fastrand::Rng::new();
+    format!("{:016x}{:016x}", rng.u64(..), rng.u64(..))
 }
 
 /// `cookbook apply --dry-run`: what [`apply`] would do, from the same lookups; nothing is built,
@@ -282,6 +305,7 @@ fn options(opts: &ApplyOptions) -> Options {
         keep_going: opts.keep_going,
         revision: opts.revision.clone(),
         trust_lock: opts.trust_lock,
+        attest: None,
     }
 }
 
@@ -326,6 +350,7 @@ impl crate::sync::Applier for SyncApplier<'_> {
             keep_going: false,
             trust_lock: false,
             revision: Some(request.commit.to_owned()),
+            attest: None,
         };
         let summary = apply_plan(
             request.cookbook_file,
@@ -358,6 +383,7 @@ mod tests {
                     digest: None,
                     image_id: None,
                     log: Vec::new(),
+                    attestations: None,
                 };
                 (Name::parse(name).unwrap(), entry)
             })
