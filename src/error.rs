@@ -146,6 +146,15 @@ pub enum Error {
     #[error(transparent)]
     Approval(Box<crate::deploy::approvals::SignedRefusal>),
 
+    /// `deploy --require-attestations`: an image whose provenance or SBOM does not verify (1);
+    /// nothing was deployed.
+    #[error("{}", unattested(stage, refused))]
+    Unattested {
+        stage: String,
+        /// Each refused container with every reason.
+        refused: Vec<(String, Vec<crate::verify::Reason>)>,
+    },
+
     /// A key file (`--signing-key`, `key id`) that cannot be used, or a signature that does
     /// not verify.
     #[error(transparent)]
@@ -349,6 +358,19 @@ fn backend_exit_code(e: &BackendError) -> i32 {
 /// `promote`, `status`, `render`, `sync --deploy`). A request that does not fit the cookbook, or a
 /// lock that is not this project's or points a container elsewhere, is input (2, its help naming
 /// what would fit); a container not published yet is [`Error::NotPublished`] (1).
+fn unattested(stage: &str, refused: &[(String, Vec<crate::verify::Reason>)]) -> String {
+    let mut text = format!(
+        "refusing to deploy to {stage}: {} image(s) without a sound attestation",
+        refused.len()
+    );
+    for (container, reasons) in refused {
+        for reason in reasons {
+            text.push_str(&format!("\n  {container}: {reason}"));
+        }
+    }
+    text
+}
+
 impl From<DesiredError> for Error {
     fn from(e: DesiredError) -> Self {
         let help = match &e {
@@ -477,7 +499,7 @@ impl Error {
             Error::Lock(e) => lock_exit_code(e),
             Error::Kube(e) => kube_exit_code(e),
             Error::Key(e) => key_exit_code(e),
-            Error::Approval(_) => EXIT_FAILED,
+            Error::Approval(_) | Error::Unattested { .. } => EXIT_FAILED,
             Error::NotPublished { .. } | Error::SyncDeployFailed { .. } => EXIT_FAILED,
             Error::Build(e) => match e {
                 crate::build::BuildError::Engine(e) => engine_exit_code(e),

@@ -4,7 +4,11 @@
 //! from the engine and normalized again), so both list the same files.
 
 use crate::attest::sbom::{self, LayerFiles};
+use crate::attest::ResolvedBase;
+use crate::context::from_lines;
+use crate::hash::Fingerprint;
 use crate::image::ImageError;
+use crate::model::{BaseImage, ContainerKind, Cookbook, Name};
 use crate::oci::Digest;
 
 use super::Normalized;
@@ -46,4 +50,33 @@ pub fn created(config: &[u8]) -> Result<String, ImageError> {
         .and_then(|c| c.as_str())
         .unwrap_or("1970-01-01T00:00:00Z")
         .to_owned())
+}
+
+/// The image a container is built on, as its SBOM names it: a generated container's external
+/// base by its pin, a Dockerfile's final stage's external `FROM` image by its pin, a
+/// `container:` parent as `parent` gives it (its published image). `None` for `scratch`, an
+/// unpinned base, or a final stage the Dockerfile builds from `scratch`.
+pub fn base(
+    cookbook: &Cookbook,
+    fp: &Fingerprint,
+    parent: impl FnOnce(&Name) -> Option<ResolvedBase>,
+) -> Option<ResolvedBase> {
+    if let Some((reference, Some(pin))) = &fp.external_base {
+        return Some(ResolvedBase::pinned(reference, pin));
+    }
+    match &cookbook.containers.get(&fp.container)?.kind {
+        ContainerKind::Generated(g) => match &g.base {
+            BaseImage::Container(name) => parent(name),
+            _ => None,
+        },
+        ContainerKind::Dockerfile(d) => {
+            let text = fp.recipe.get("dockerfile_text")?.as_str()?;
+            let lines = from_lines::parse(text, &d.build_args).ok()?;
+            let image = lines.final_image(d.target.as_deref())?;
+            fp.stage_bases
+                .iter()
+                .find(|(reference, _)| reference.as_str() == image)
+                .and_then(|(reference, pin)| Some(ResolvedBase::pinned(reference, pin.as_ref()?)))
+        }
+    }
 }

@@ -479,6 +479,14 @@ pub struct VerifyArgs {
     /// The containers to rebuild (default: all).
     #[arg(value_name = "CONTAINER", requires = "rebuild")]
     pub containers: Vec<String>,
+    /// Also check each published image's attestations in the registry: a provenance statement
+    /// and an SBOM signed by --key, about the locked digest, whose input hash, base pins and
+    /// commit hold for these sources (docs/SUPPLY-CHAIN.md)
+    #[arg(long, requires = "key", conflicts_with = "locked")]
+    pub attestations: bool,
+    /// The public key (PEM) attestations must be signed with
+    #[arg(long, value_name = "PUB", requires = "attestations")]
+    pub key: Option<PathBuf>,
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub format: Format,
 }
@@ -526,6 +534,13 @@ pub struct DeployArgs {
     /// (without it, such a field is a conflict and the deploy stops, naming field and manager)
     #[arg(long)]
     pub force_conflicts: bool,
+    /// Refuse to run an image whose provenance and SBOM, signed by --key, do not verify
+    /// (what `verify --attestations` checks); nothing is deployed then
+    #[arg(long, requires = "key")]
+    pub require_attestations: bool,
+    /// The public key (PEM) the attestations must be signed with
+    #[arg(long, value_name = "PUB", requires = "require_attestations")]
+    pub key: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -688,6 +703,13 @@ pub struct PromoteArgs {
     /// Output format
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub format: Format,
+    /// Refuse to run an image whose provenance and SBOM, signed by --key, do not verify
+    /// (what `verify --attestations` checks); nothing is deployed then
+    #[arg(long, requires = "key")]
+    pub require_attestations: bool,
+    /// The public key (PEM) the attestations must be signed with
+    #[arg(long, value_name = "PUB", requires = "require_attestations")]
+    pub key: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

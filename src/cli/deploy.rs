@@ -47,6 +47,7 @@ pub fn run(
         stage: args.stage.clone(),
         release: args.release.clone(),
         force_conflicts: args.force_conflicts,
+        require_attestations: args.key.clone().filter(|_| args.require_attestations),
     };
     converging(&ws, args.format, out, |stop| {
         ops::deploy::deploy(&ws, &opts, stop)
@@ -329,6 +330,7 @@ pub fn promote(file: &Path, args: &PromoteArgs, out: &mut dyn Write) -> Result<(
         site: args.site.clone(),
         from: args.from.clone(),
         to: args.to.clone(),
+        require_attestations: args.key.clone().filter(|_| args.require_attestations),
     };
     converging(&ws, args.format, out, |stop| {
         ops::deploy::promote(&ws, &opts, stop)

@@ -27,6 +27,7 @@ pub fn run(
         locked: args.locked,
         rebuild: args.rebuild,
         containers: args.containers.clone(),
+        attestations: args.key.clone().filter(|_| args.attestations),
     };
     let report = crate::ops::verify::verify(&cookbook, &opts)?;
     match args.format {

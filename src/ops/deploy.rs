@@ -42,6 +42,8 @@ pub struct DeployOptions {
     pub release: Option<PathBuf>,
     /// Kubernetes: let server-side apply take fields other managers own.
     pub force_conflicts: bool,
+    /// Refuse images whose attestations do not verify with this public key.
+    pub require_attestations: Option<PathBuf>,
 }
 
 /// `cookbook promote`: a stage's current release to a later stage.
@@ -50,6 +52,8 @@ pub struct PromoteOptions {
     pub site: String,
     pub from: String,
     pub to: String,
+    /// Refuse images whose attestations do not verify with this public key.
+    pub require_attestations: Option<PathBuf>,
 }
 
 /// `cookbook rollback`: a recorded release of a stage, again.
@@ -171,6 +175,9 @@ pub fn deploy(
         None => ws.published()?,
     };
     let desired = desired(&ws.cookbook, &ws.plan, lock, &opts.site, &opts.stage)?;
+    if let Some(key) = &opts.require_attestations {
+        require_attestations(ws, Some(lock), &desired, key)?;
+    }
     let options = connect_options(ws, opts.force_conflicts);
     converge(ws, &ws.state_dir(), &desired, &options, stop)
         .map(|outcome| DeployReport::new(Verb::Deployed, &desired, outcome, None))
@@ -192,6 +199,9 @@ pub fn promote(
         &opts.from,
         &opts.to,
     )?;
+    if let Some(key) = &opts.require_attestations {
+        require_attestations(ws, ws.lock()?, &desired, key)?;
+    }
     let options = connect_options(ws, false);
     converge(ws, &state_dir, &desired, &options, stop)
         .map(|outcome| DeployReport::new(Verb::Promoted, &desired, outcome, None))
@@ -214,6 +224,88 @@ pub fn rollback(ws: &Workspace, opts: &RollbackOptions) -> Result<DeployReport, 
         restored.outcome,
         Some(restored.from),
     ))
+}
+
+/// `--require-attestations --key PUB`: every image `desired` would run has a provenance
+/// statement and an SBOM signed by the key, about its digest, whose input hash the sources give
+/// now (hashed as `lock` was: its version and pins), whose bases `lock` pins and whose commit
+/// the checkout contains — what `verify --attestations` checks. Nothing is deployed otherwise.
+fn require_attestations(
+    ws: &Workspace,
+    lock: Option<&Lock>,
+    desired: &Desired,
+    key: &Path,
+) -> Result<(), Error> {
+    let key = crate::attest::key::read_public_key(key)?;
+    let pins = match lock {
+        Some(lock) => lock.bases.clone(),
+        None => ws.pins()?,
+    };
+    let version = lock.map_or(crate::hash::HASH_VERSION, |l| l.hash_version);
+    let pinning = crate::hash::Pinning::version(version, &pins)
+        .unwrap_or_else(|| crate::hash::Pinning::current(&pins));
+    let prints = ws.fingerprints_pinned(&ws.plan, pinning)?;
+    let dir = ws.base_dir().to_path_buf();
+    let contains = move |commit: &str| crate::git::contains_commit(&dir, commit);
+    let mut refused = Vec::new();
+    let mut seen = std::collections::BTreeSet::new();
+    super::runtime()?.block_on(async {
+        let client = crate::registry::RegistryClient::new()?;
+        for instance in desired.waves.iter().flatten() {
+            if !seen.insert(instance.container.clone()) {
+                continue;
+            }
+            let reasons = instance_reasons(&client, &key, instance, &prints, &pins, &contains);
+            let reasons = reasons.await?;
+            if !reasons.is_empty() {
+                refused.push((instance.container.to_string(), reasons));
+            }
+        }
+        Ok::<_, Error>(())
+    })?;
+    if refused.is_empty() {
+        return Ok(());
+    }
+    Err(Error::Unattested {
+        stage: format!("{}/{}", desired.site, desired.stage),
+        refused,
+    })
+}
+
+/// Why one instance's image is not vouched for (see [`require_attestations`]).
+async fn instance_reasons(
+    client: &crate::registry::RegistryClient,
+    key: &crate::attest::key::PublicKey,
+    instance: &crate::deploy::desired::Instance,
+    prints: &std::collections::BTreeMap<crate::model::Name, crate::hash::Fingerprint>,
+    pins: &crate::hash::BasePins,
+    contains: &(dyn Fn(&str) -> Option<bool> + Sync),
+) -> Result<Vec<crate::verify::Reason>, Error> {
+    use crate::verify::{attestations, Reason};
+    let not_published = || {
+        vec![Reason::NotPublished {
+            image: instance.image.clone(),
+        }]
+    };
+    let (Ok(image), Ok(digest)) = (
+        crate::oci::WrittenReference::parse(&instance.image),
+        crate::oci::Digest::parse(&instance.digest),
+    ) else {
+        return Ok(not_published());
+    };
+    if attestations::is_local(&image) {
+        return Ok(not_published());
+    }
+    let Some(print) = prints.get(&instance.container) else {
+        return Ok(vec![Reason::NotInCookbook]);
+    };
+    let expected = attestations::Expected {
+        digest: &digest,
+        input_hash: print.input_hash(),
+        pins,
+        contains_commit: contains,
+    };
+    Ok(attestations::image_reasons(client, &image, key, expected).await?)
 }
 
 /// A lock file named on the command line (`deploy --release LOCK`).

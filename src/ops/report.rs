@@ -136,6 +136,7 @@ fn code(e: &Error) -> &'static str {
         Error::Kube(_) => "kubernetes",
         Error::Key(_) => "key",
         Error::Approval(_) => "approval",
+        Error::Unattested { .. } => "attestation",
         Error::Reference(_) => "reference",
         Error::Apply(_) => "apply",
         Error::Lock(_) => "lock",

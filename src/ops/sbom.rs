@@ -15,8 +15,6 @@ use super::Workspace;
 use crate::attest::sbom::{self, SbomInput};
 use crate::attest::{ResolvedBase, Subject};
 use crate::error::Error;
-use crate::hash::Fingerprint;
-use crate::model::{BaseImage, ContainerKind, Name};
 
 /// `sbom CONTAINER`: the document, which is the whole report.
 #[derive(Debug, Serialize)]
@@ -87,33 +85,19 @@ pub fn sbom(ws: &Workspace, container: &str) -> Result<SbomReport, Error> {
             crate::build::sbom::digest(image.manifest_digest())?,
         ),
         image_name: entry.image.to_string(),
-        base: base(ws, &name, print),
+        base: crate::build::sbom::base(&ws.cookbook, print, |parent| {
+            let parent = ws.lock().ok()??.containers.get(parent)?;
+            Some(ResolvedBase {
+                reference: parent.image.clone(),
+                digest: parent.digest.clone()?,
+                source: None,
+            })
+        }),
         layers,
         packages: sbom::packages(&ws.cookbook, &name, ws.base_dir()),
         created: crate::build::sbom::created(image.config())?,
     };
     Ok(SbomReport {
         document: sbom::document(&input),
-    })
-}
-
-/// The image the container is built on, pinned: an external base by the lock's pin, a
-/// `container:` parent by the image the lock records for it (its manifest digest, when it was
-/// published). `None` for `scratch`, a Dockerfile, or a base not pinned.
-fn base(ws: &Workspace, name: &Name, print: &Fingerprint) -> Option<ResolvedBase> {
-    if let Some((reference, Some(pin))) = &print.external_base {
-        return Some(ResolvedBase::pinned(reference, pin));
-    }
-    let ContainerKind::Generated(generated) = &ws.cookbook.containers.get(name)?.kind else {
-        return None;
-    };
-    let BaseImage::Container(parent) = &generated.base else {
-        return None;
-    };
-    let parent = ws.lock().ok()??.containers.get(parent)?;
-    Some(ResolvedBase {
-        reference: parent.image.clone(),
-        digest: parent.digest.clone()?,
-        source: None,
     })
 }

@@ -38,6 +38,9 @@ pub struct VerifyOptions {
     pub rebuild: bool,
     /// The containers to rebuild (none: all).
     pub containers: Vec<String>,
+    /// Also check each published image's attestations (`--attestations --key PUB`): the
+    /// public key they must be signed with.
+    pub attestations: Option<PathBuf>,
 }
 
 /// The verdict of the whole check, as `verify --format json`'s `result` says it.
@@ -70,6 +73,9 @@ pub struct VerifyReport {
     pub revision: Option<String>,
     pub registry_checked: bool,
     pub rebuild_checked: bool,
+    /// `--attestations`: written only then, so documents without it stay as they were.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub attestations_checked: bool,
     #[serde(serialize_with = "verdicts")]
     pub containers: BTreeMap<String, Verdict>,
     /// Whether this was `--locked` (a mismatch is "stale").
@@ -180,6 +186,16 @@ pub fn verify(file: &CookbookFile, opts: &VerifyOptions) -> Result<VerifyReport,
             verify::registry::check(&mut report, &lock, &client).await
         })?;
     }
+    if let Some(key) = &opts.attestations {
+        let key = crate::attest::key::read_public_key(key)?;
+        // The working copy's repository: a `--rev` checkout is a temporary tree of it.
+        let dir = file.base_dir().to_path_buf();
+        let contains = move |commit: &str| crate::git::contains_commit(&dir, commit);
+        runtime()?.block_on(async {
+            let client = RegistryClient::new()?;
+            verify::attestations::check(&mut report, &lock, &client, &key, &contains).await
+        })?;
+    }
     let commit = checkout.as_ref().map(|c| c.commit.clone());
     if opts.rebuild {
         let revision = match &commit {
@@ -212,6 +228,7 @@ pub fn verify(file: &CookbookFile, opts: &VerifyOptions) -> Result<VerifyReport,
         revision: commit,
         registry_checked: report.registry_checked,
         rebuild_checked: report.rebuild_checked,
+        attestations_checked: report.attestations_checked,
         containers: report.containers,
         locked: opts.locked,
     })
@@ -315,6 +332,7 @@ mod tests {
             revision: None,
             registry_checked: false,
             rebuild_checked: false,
+            attestations_checked: false,
             containers: BTreeMap::from([
                 ("api".to_owned(), mismatch.clone()),
                 ("db".to_owned(), Verdict::default()),

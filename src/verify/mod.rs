@@ -18,6 +18,7 @@
 //! specific first (lock-level, parents, source files, spec fields, the Dockerfile the spec
 //! generates, then registry findings), so the first reason is the one a person should act on.
 
+pub mod attestations;
 pub mod rebuild;
 pub mod registry;
 
@@ -128,6 +129,57 @@ pub enum Reason {
     RebuildFailed {
         message: String,
     },
+    /// `verify --attestations`: no attestation of this kind is attached to the image.
+    AttestationMissing {
+        attestation: attestations::Kind,
+    },
+    /// Only unsigned envelopes of this kind are attached.
+    AttestationUnsigned {
+        attestation: attestations::Kind,
+    },
+    /// Every attestation of this kind is signed by other keys than the one trusted.
+    AttestationWrongKey {
+        attestation: attestations::Kind,
+        signed_by: Vec<String>,
+        key: String,
+    },
+    /// An envelope names the trusted key, but its signature does not verify: it was edited.
+    AttestationTampered {
+        attestation: attestations::Kind,
+        referrer: String,
+        key: String,
+    },
+    /// The signed statement is about another image.
+    AttestationSubject {
+        attestation: attestations::Kind,
+        subjects: Vec<String>,
+        lock: String,
+    },
+    /// The registry served something that is not a sound attestation (its digest, subject or
+    /// form), or the signed statement cannot be read.
+    AttestationUnreadable {
+        attestation: attestations::Kind,
+        referrer: String,
+        message: String,
+    },
+    /// The provenance names another input hash than the sources give now: they moved since
+    /// the build.
+    ProvenanceInput {
+        statement: String,
+        computed: String,
+    },
+    /// The provenance names a base image the lock does not pin (or pins to another digest).
+    ProvenanceBase {
+        reference: String,
+        statement: String,
+        lock: Option<String>,
+    },
+    /// The provenance names a commit the checkout does not contain (`checkout`: false when the
+    /// cookbook is in no git checkout at all).
+    ProvenanceCommit {
+        statement: String,
+        checkout: bool,
+    },
 }
 
 impl fmt::Display for Reason {
@@ -209,6 +261,89 @@ impl fmt::Display for Reason {
                 write!(f, "rebuild differs from the lock {difference}")
             }
             Reason::RebuildFailed { message } => write!(f, "rebuild failed: {message}"),
+            Reason::AttestationMissing { attestation } => {
+                write!(f, "no {} attestation is attached", attestation.as_str())
+            }
+            Reason::AttestationUnsigned { attestation } => {
+                write!(f, "the {} attestation is unsigned", attestation.as_str())
+            }
+            Reason::AttestationWrongKey {
+                attestation,
+                signed_by,
+                key,
+            } => write!(
+                f,
+                "the {} attestation is signed by {}, not by the key given ({key})",
+                attestation.as_str(),
+                signed_by.join(", ")
+            ),
+            Reason::AttestationTampered {
+                attestation,
+                referrer,
+                key,
+            } => write!(
+                f,
+                "the {} attestation {referrer} names key {key}, but its signature does not \
+                 verify: it was changed after signing",
+                attestation.as_str()
+            ),
+            Reason::AttestationSubject {
+                attestation,
+                subjects,
+                lock,
+            } => write!(
+                f,
+                "the signed {} statement is about {}, not the locked image {lock}",
+                attestation.as_str(),
+                subjects.join(", ")
+            ),
+            Reason::AttestationUnreadable {
+                attestation,
+                referrer,
+                message,
+            } => write!(
+                f,
+                "the {} attestation {referrer} cannot be read: {message}",
+                attestation.as_str()
+            ),
+            Reason::ProvenanceInput {
+                statement,
+                computed,
+            } => write!(
+                f,
+                "the provenance names input hash {statement}, the sources give {computed}: they \
+                 changed since the build"
+            ),
+            Reason::ProvenanceBase {
+                reference,
+                statement,
+                lock: Some(lock),
+            } => write!(
+                f,
+                "the provenance names base {reference} at {statement}, the lock pins {lock}"
+            ),
+            Reason::ProvenanceBase {
+                reference,
+                statement,
+                lock: None,
+            } => write!(
+                f,
+                "the provenance names base {reference} at {statement}, which the lock does not pin"
+            ),
+            Reason::ProvenanceCommit {
+                statement,
+                checkout: true,
+            } => write!(
+                f,
+                "the provenance names commit {statement}, which this checkout does not contain"
+            ),
+            Reason::ProvenanceCommit {
+                statement,
+                checkout: false,
+            } => write!(
+                f,
+                "the provenance names commit {statement}, and the cookbook is in no git checkout"
+            ),
         }
     }
 }
@@ -237,6 +372,15 @@ impl Reason {
             | Reason::LabelDiffers { .. }
             | Reason::RebuildDiffers { .. }
             | Reason::RebuildFailed { .. } => 5,
+            Reason::AttestationMissing { .. }
+            | Reason::AttestationUnsigned { .. }
+            | Reason::AttestationWrongKey { .. }
+            | Reason::AttestationTampered { .. }
+            | Reason::AttestationSubject { .. }
+            | Reason::AttestationUnreadable { .. }
+            | Reason::ProvenanceInput { .. }
+            | Reason::ProvenanceBase { .. }
+            | Reason::ProvenanceCommit { .. } => 6,
         }
     }
 }
@@ -290,6 +434,8 @@ pub struct Report {
     pub registry_checked: bool,
     /// Whether `--rebuild` rebuilt the containers and compared them.
     pub rebuild_checked: bool,
+    /// Whether `--attestations` checked each image's provenance and SBOM.
+    pub attestations_checked: bool,
 }
 
 impl Report {

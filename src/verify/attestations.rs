@@ -1,0 +1,380 @@
+//! `verify --attestations`: is each locked image vouched for, by the key the release engineer
+//! trusts, with statements that still hold?
+//!
+//! The attestation edge of `verify` (and of `deploy --require-attestations`, which refuses what
+//! fails here). For every lock entry of a published container the cookbook still has:
+//! 1. its referrers in the registry (the referrers API, or the `sha256-<hex>` tag schema) are
+//!    listed and those of cookbook's two kinds fetched ([`fetch`]): the provenance statement and
+//!    the SBOM, each an in-toto statement in a DSSE envelope, attached as an OCI artifact whose
+//!    `subject` is the image (the registry client checks that subject and every digest);
+//! 2. each kind is judged ([`judge`], pure): at least one envelope of the kind must carry a
+//!    signature by the given key that verifies over the DSSE PAE; an envelope that names the
+//!    key but whose signature does not verify is tampering whatever else is attached; the signed
+//!    statement must name the locked digest as its subject; and the provenance must name the
+//!    input hash recomputed from the sources now, only base images the lock pins (by the same
+//!    digest), and a commit the checkout contains (HEAD or an ancestor of it: an unrelated later
+//!    commit leaves an image cached, and its provenance rightly names the commit it was built
+//!    at).
+//!
+//! What is trusted: the key the caller names, and nothing the registry says. A registry that
+//! answers garbage for one attestation makes that attestation unreadable (a reason), not the
+//! run a failure; only a registry that cannot be asked is an error (exit 3).
+
+use std::collections::BTreeSet;
+
+use serde::Serialize;
+
+use crate::attest::dsse::{Envelope, VerifyError};
+use crate::attest::key::PublicKey;
+use crate::attest::{provenance, sbom};
+use crate::context::dockerfile::LOCAL_REPOSITORY_PREFIX;
+use crate::hash::BasePins;
+use crate::oci::{Digest, WrittenReference};
+use crate::registry::{RegistryClient, RegistryError, Repository};
+use crate::state::lock::Lock;
+
+use super::{Reason, Report};
+
+/// The largest envelope read: an SBOM of a 100,000-file image is some 30 MB of JSON, base64'd.
+pub const ENVELOPE_MAX: u64 = 64 << 20;
+
+/// cookbook's two kinds of attestation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Kind {
+    Provenance,
+    Sbom,
+}
+
+impl Kind {
+    pub const ALL: [Kind; 2] = [Kind::Provenance, Kind::Sbom];
+
+    /// The statement's predicate type, also the artifact's `in-toto.io/predicate-type`
+    /// annotation, by which the referrers list tells the two apart without fetching them.
+    pub fn predicate_type(self) -> &'static str {
+        match self {
+            Kind::Provenance => provenance::PREDICATE_TYPE,
+            Kind::Sbom => sbom::PREDICATE_TYPE,
+        }
+    }
+
+    pub fn of_predicate_type(predicate_type: &str) -> Option<Kind> {
+        Kind::ALL
+            .into_iter()
+            .find(|k| k.predicate_type() == predicate_type)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Provenance => "provenance",
+            Kind::Sbom => "SBOM",
+        }
+    }
+}
+
+/// One attestation as the registry gave it: its kind (from the referrer's annotation), the
+/// referrer's manifest digest, and its layer: the envelope's bytes, or why it could not be read.
+#[derive(Debug, Clone)]
+pub struct Found {
+    pub kind: Kind,
+    pub referrer: Digest,
+    pub envelope: Result<Vec<u8>, String>,
+}
+
+/// What a statement must agree with, for one container.
+#[derive(Clone, Copy)]
+pub struct Expected<'a> {
+    /// The locked manifest digest: every statement's subject.
+    pub digest: &'a Digest,
+    /// The input hash recomputed from the sources (the lock's own hash version).
+    pub input_hash: &'a str,
+    /// The lock's base-image pins.
+    pub pins: &'a BasePins,
+    /// Whether the checkout contains a commit (HEAD or an ancestor); `None`: the cookbook is not
+    /// in a git checkout.
+    pub contains_commit: &'a dyn Fn(&str) -> Option<bool>,
+}
+
+/// The reasons `found` does not vouch for the container `expected` describes, under `key`.
+/// Empty: a provenance statement and an SBOM, each signed by `key`, that hold.
+pub fn judge(found: &[Found], key: &PublicKey, expected: Expected<'_>) -> Vec<Reason> {
+    let mut reasons = Vec::new();
+    for kind in Kind::ALL {
+        let of_kind: Vec<&Found> = found.iter().filter(|f| f.kind == kind).collect();
+        reasons.extend(judge_kind(kind, &of_kind, key, expected));
+    }
+    reasons
+}
+
+fn judge_kind(
+    kind: Kind,
+    found: &[&Found],
+    key: &PublicKey,
+    expected: Expected<'_>,
+) -> Vec<Reason> {
+    if found.is_empty() {
+        return vec![Reason::AttestationMissing { attestation: kind }];
+    }
+    let mut tampered = Vec::new();
+    let mut other_keys = BTreeSet::new();
+    let mut unsigned = false;
+    let mut unreadable = Vec::new();
+    // The reasons of each signed statement; the kind holds when one of them has none.
+    let mut signed: Vec<Vec<Reason>> = Vec::new();
+    for f in found {
+        let referrer = f.referrer.to_string();
+        let envelope = match f.envelope.as_deref().map(Envelope::parse) {
+            Ok(Ok(envelope)) => envelope,
+            Ok(Err(e)) => {
+                unreadable.push(Reason::AttestationUnreadable {
+                    attestation: kind,
+                    referrer,
+                    message: e.to_string(),
+                });
+                continue;
+            }
+            Err(message) => {
+                unreadable.push(Reason::AttestationUnreadable {
+                    attestation: kind,
+                    referrer,
+                    message: message.clone(),
+                });
+                continue;
+            }
+        };
+        match envelope.verify(key) {
+            Ok(payload) => signed.push(statement_reasons(kind, &payload, &referrer, expected)),
+            Err(VerifyError::Unsigned) => unsigned = true,
+            Err(VerifyError::OtherKeys { keyids }) => other_keys.extend(keyids),
+            Err(VerifyError::BadSignature { .. }) => tampered.push(Reason::AttestationTampered {
+                attestation: kind,
+                referrer,
+                key: key.key_id(),
+            }),
+            Err(VerifyError::Envelope(e)) => unreadable.push(Reason::AttestationUnreadable {
+                attestation: kind,
+                referrer,
+                message: e.to_string(),
+            }),
+        }
+    }
+    // An envelope that names the trusted key but does not verify is someone's edit: it is
+    // reported even when another, intact one vouches for the image.
+    let mut reasons = tampered;
+    if signed.iter().any(Vec::is_empty) {
+        return reasons;
+    }
+    if !signed.is_empty() {
+        for r in signed.into_iter().flatten() {
+            if !reasons.contains(&r) {
+                reasons.push(r);
+            }
+        }
+        return reasons;
+    }
+    if !reasons.is_empty() {
+        return reasons;
+    }
+    if !other_keys.is_empty() {
+        reasons.push(Reason::AttestationWrongKey {
+            attestation: kind,
+            signed_by: other_keys.into_iter().collect(),
+            key: key.key_id(),
+        });
+    } else if unsigned {
+        reasons.push(Reason::AttestationUnsigned { attestation: kind });
+    }
+    reasons.extend(unreadable);
+    reasons
+}
+
+/// What a statement signed by the trusted key says that does not hold.
+fn statement_reasons(
+    kind: Kind,
+    payload: &[u8],
+    referrer: &str,
+    expected: Expected<'_>,
+) -> Vec<Reason> {
+    let unreadable = |message: String| {
+        vec![Reason::AttestationUnreadable {
+            attestation: kind,
+            referrer: referrer.to_owned(),
+            message,
+        }]
+    };
+    let (subjects, claims) = match kind {
+        Kind::Provenance => match provenance::parse(payload) {
+            Ok(claims) => (claims.subjects.clone(), Some(claims)),
+            Err(e) => return unreadable(e.to_string()),
+        },
+        Kind::Sbom => match sbom::parse(payload) {
+            Ok(claims) => (claims.subjects, None),
+            Err(e) => return unreadable(e.to_string()),
+        },
+    };
+    let mut reasons = Vec::new();
+    if !subjects.iter().any(|s| s.digest == *expected.digest) {
+        reasons.push(Reason::AttestationSubject {
+            attestation: kind,
+            subjects: subjects.iter().map(|s| s.digest.to_string()).collect(),
+            lock: expected.digest.to_string(),
+        });
+    }
+    if let Some(claims) = claims {
+        reasons.extend(provenance_reasons(&claims, expected));
+    }
+    reasons
+}
+
+/// The provenance's claims against the sources, the lock's pins and the checkout.
+fn provenance_reasons(
+    claims: &provenance::ProvenanceClaims,
+    expected: Expected<'_>,
+) -> Vec<Reason> {
+    let mut reasons = Vec::new();
+    if claims.input_hash != expected.input_hash {
+        reasons.push(Reason::ProvenanceInput {
+            statement: claims.input_hash.clone(),
+            computed: expected.input_hash.to_owned(),
+        });
+    }
+    for base in &claims.bases {
+        let pinned = expected.pins.get(base.reference.as_str());
+        if pinned.map(|p| &p.digest) != Some(&base.digest) {
+            reasons.push(Reason::ProvenanceBase {
+                reference: base.reference.to_string(),
+                statement: base.digest.to_string(),
+                lock: pinned.map(|p| p.digest.to_string()),
+            });
+        }
+    }
+    if let Some(commit) = &claims.commit {
+        match (expected.contains_commit)(commit) {
+            Some(true) => {}
+            contained => reasons.push(Reason::ProvenanceCommit {
+                statement: commit.clone(),
+                checkout: contained.is_some(),
+            }),
+        }
+    }
+    reasons
+}
+
+/// The attestations attached to `digest` in `repo`: cookbook's kinds only (other referrers —
+/// signatures of other tools — are not ours to judge). An error only when the registry cannot
+/// be asked; one attestation it serves badly is a [`Found`] with the reason.
+pub async fn fetch(
+    client: &RegistryClient,
+    repo: &Repository,
+    digest: &Digest,
+) -> Result<Vec<Found>, RegistryError> {
+    let (referrers, _) = client
+        .referrers(
+            repo,
+            digest,
+            Some(crate::attest::dsse::IN_TOTO_PAYLOAD_TYPE),
+        )
+        .await?;
+    let mut found = Vec::new();
+    for referrer in referrers {
+        let Some(kind) = referrer
+            .annotations
+            .get(crate::labels::attestation::PREDICATE_TYPE)
+            .and_then(|t| Kind::of_predicate_type(t))
+        else {
+            continue;
+        };
+        let envelope = match client
+            .artifact_payload(repo, &referrer.digest, digest, ENVELOPE_MAX)
+            .await
+        {
+            Ok(payload) => Ok(payload.payload),
+            Err(e) if about_the_artifact(&e) => Err(e.to_string()),
+            Err(e) => return Err(e),
+        };
+        found.push(Found {
+            kind,
+            referrer: referrer.digest,
+            envelope,
+        });
+    }
+    Ok(found)
+}
+
+/// Whether the registry answered, but with something that is not a sound attestation of this
+/// image (it lies, or holds garbage): a reason for that attestation. Anything else — no answer,
+/// refused credentials — means the registry could not be asked.
+fn about_the_artifact(e: &RegistryError) -> bool {
+    matches!(
+        e,
+        RegistryError::ManifestMissing { .. }
+            | RegistryError::DigestMismatch { .. }
+            | RegistryError::OtherSubject { .. }
+            | RegistryError::NotAnArtifact { .. }
+            | RegistryError::TooLarge { .. }
+            | RegistryError::InvalidResponse { .. }
+    )
+}
+
+/// Adds the attestations' findings to `report`: every published container the cookbook still
+/// has, judged under `key` against the sources (`report`'s recomputed input hashes), the lock's
+/// pins and the checkout (`contains_commit`).
+pub async fn check(
+    report: &mut Report,
+    lock: &Lock,
+    client: &RegistryClient,
+    key: &PublicKey,
+    contains_commit: &dyn Fn(&str) -> Option<bool>,
+) -> Result<(), RegistryError> {
+    report.attestations_checked = true;
+    for (name, entry) in &lock.containers {
+        let Some(verdict) = report.containers.get_mut(name.as_str()) else {
+            continue;
+        };
+        let Some(input_hash) = verdict.input_hash.clone() else {
+            continue;
+        };
+        if verdict.foreign() {
+            continue;
+        }
+        let Some(digest) = entry.digest.as_ref().filter(|_| !is_local(&entry.image)) else {
+            let reason = Reason::NotPublished {
+                image: entry.image.to_string(),
+            };
+            if !verdict.reasons.contains(&reason) {
+                verdict.push(reason);
+            }
+            continue;
+        };
+        let expected = Expected {
+            digest,
+            input_hash: &input_hash,
+            pins: &lock.bases,
+            contains_commit,
+        };
+        for reason in image_reasons(client, &entry.image, key, expected).await? {
+            verdict.push(reason);
+        }
+    }
+    Ok(())
+}
+
+/// Why the published image `image` (its repository; `expected.digest` its manifest) is not
+/// vouched for under `key`: [`fetch`] then [`judge`]. What `deploy --require-attestations` asks
+/// of every image it would run.
+pub async fn image_reasons(
+    client: &RegistryClient,
+    image: &WrittenReference,
+    key: &PublicKey,
+    expected: Expected<'_>,
+) -> Result<Vec<Reason>, RegistryError> {
+    let found = fetch(client, image.reference().repository(), expected.digest).await?;
+    Ok(judge(&found, key, expected))
+}
+
+/// Whether `image` names a local image only (`apply --no-push`): nothing is attached to it.
+pub fn is_local(image: &WrittenReference) -> bool {
+    image
+        .as_str()
+        .starts_with(&format!("{LOCAL_REPOSITORY_PREFIX}/"))
+}
