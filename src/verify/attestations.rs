@@ -158,21 +158,27 @@ fn judge_kind(
             }),
         }
     }
-    // An envelope that names the trusted key but does not verify is someone's edit: it is
-    // reported even when another, intact one vouches for the image.
+    // An envelope that names the trusted key but does not verify is someone's edit, and a
+    // signed statement about another image is attached where it does not belong: both are
+    // reported even when another, intact statement vouches for the image.
     let mut reasons = tampered;
-    if signed.iter().any(Vec::is_empty) {
-        return reasons;
-    }
-    if !signed.is_empty() {
-        for r in signed.into_iter().flatten() {
-            if !reasons.contains(&r) {
-                reasons.push(r);
-            }
+    let (elsewhere, about_this): (Vec<Vec<Reason>>, Vec<Vec<Reason>>) =
+        signed.into_iter().partition(|r| {
+            r.iter()
+                .any(|r| matches!(r, Reason::AttestationSubject { .. }))
+        });
+    let mut add = |r: Reason| {
+        if !reasons.contains(&r) {
+            reasons.push(r);
         }
+    };
+    elsewhere.into_iter().flatten().for_each(&mut add);
+    if about_this.iter().any(Vec::is_empty) {
         return reasons;
     }
-    if !reasons.is_empty() {
+    let judged = !about_this.is_empty();
+    about_this.into_iter().flatten().for_each(&mut add);
+    if judged || !reasons.is_empty() {
         return reasons;
     }
     if !other_keys.is_empty() {

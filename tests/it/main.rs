@@ -9,6 +9,7 @@ mod fake_kube;
 mod apply;
 mod approvals;
 mod assemble;
+mod attestations;
 mod cli;
 mod cli_ux;
 mod concurrency;
