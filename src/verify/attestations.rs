@@ -384,3 +384,219 @@ pub fn is_local(image: &WrittenReference) -> bool {
         .as_str()
         .starts_with(&format!("{LOCAL_REPOSITORY_PREFIX}/"))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::attest::key::{KeyAlgorithm, SigningKey};
+    use crate::attest::provenance::tests::fixed as provenance_fixed;
+    use crate::attest::sbom::tests::fixed as sbom_fixed;
+    use crate::hash::{BasePin, PinSource};
+
+    fn d(c: &str) -> Digest {
+        Digest::parse(&format!("sha256:{}", c.repeat(64))).unwrap()
+    }
+
+    /// The fixtures' pins: what the fixed provenance names.
+    fn pins() -> BasePins {
+        let pin = |r: &str, c: &str| {
+            (
+                WrittenReference::parse(r).unwrap(),
+                BasePin {
+                    digest: d(c),
+                    source: PinSource::Registry,
+                },
+            )
+        };
+        BasePins::from([
+            pin("python:3.12-slim", "b"),
+            pin("127.0.0.1:5000/base/builder:1", "a"),
+        ])
+    }
+
+    fn found(kind: Kind, n: &str, envelope: &Envelope) -> Found {
+        Found {
+            kind,
+            referrer: d(n),
+            envelope: Ok(envelope.to_bytes()),
+        }
+    }
+
+    fn signed(key: &SigningKey, statement: &[u8]) -> Envelope {
+        Envelope::sign(crate::attest::dsse::IN_TOTO_PAYLOAD_TYPE, statement, key).unwrap()
+    }
+
+    /// A provenance and an SBOM of the fixed image `d("1")`, signed by `key`.
+    fn both(key: &SigningKey) -> Vec<Found> {
+        vec![
+            found(
+                Kind::Provenance,
+                "7",
+                &signed(key, &provenance::statement(&provenance_fixed())),
+            ),
+            found(
+                Kind::Sbom,
+                "8",
+                &signed(key, &sbom::statement(&sbom_fixed())),
+            ),
+        ]
+    }
+
+    fn judged(found: &[Found], key: &SigningKey, contains: Option<bool>) -> Vec<Reason> {
+        let (digest, pins) = (d("1"), pins());
+        let contains = move |_: &str| contains;
+        let expected = Expected {
+            digest: &digest,
+            input_hash: &"2".repeat(64),
+            pins: &pins,
+            contains_commit: &contains,
+        };
+        judge(found, &key.public_key(), expected)
+    }
+
+    #[test]
+    fn a_provenance_and_an_sbom_signed_by_the_key_that_hold_give_no_reason() {
+        let key = SigningKey::generate(KeyAlgorithm::EcdsaP256);
+        assert_eq!(judged(&both(&key), &key, Some(true)), vec![]);
+        let ed = SigningKey::generate(KeyAlgorithm::Ed25519);
+        assert_eq!(judged(&both(&ed), &ed, Some(true)), vec![]);
+    }
+
+    #[test]
+    fn nothing_attached_unsigned_and_another_key_are_named() {
+        let key = SigningKey::generate(KeyAlgorithm::EcdsaP256);
+        let other = SigningKey::generate(KeyAlgorithm::Ed25519);
+        assert_eq!(
+            judged(&[], &key, Some(true)),
+            vec![
+                Reason::AttestationMissing {
+                    attestation: Kind::Provenance
+                },
+                Reason::AttestationMissing {
+                    attestation: Kind::Sbom
+                }
+            ]
+        );
+        let mut unsigned = both(&key);
+        for f in &mut unsigned {
+            let mut envelope = Envelope::parse(f.envelope.as_ref().unwrap()).unwrap();
+            envelope.signatures.clear();
+            f.envelope = Ok(envelope.to_bytes());
+        }
+        assert!(
+            judged(&unsigned, &key, Some(true)).contains(&Reason::AttestationUnsigned {
+                attestation: Kind::Provenance
+            })
+        );
+        let reasons = judged(&both(&other), &key, Some(true));
+        assert_eq!(reasons.len(), 2, "{reasons:?}");
+        assert_eq!(
+            reasons[0],
+            Reason::AttestationWrongKey {
+                attestation: Kind::Provenance,
+                signed_by: vec![other.public_key().key_id()],
+                key: key.public_key().key_id(),
+            }
+        );
+    }
+
+    #[test]
+    fn an_edited_envelope_and_a_statement_about_another_image_are_named_beside_intact_ones() {
+        let key = SigningKey::generate(KeyAlgorithm::EcdsaP256);
+        let mut all = both(&key);
+        // The SBOM's statement edited, its signature kept.
+        let mut sbom = Envelope::parse(all[1].envelope.as_ref().unwrap()).unwrap();
+        let mut payload = sbom.payload_bytes().unwrap();
+        payload.push(b' ');
+        sbom.payload = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, &payload);
+        all.push(found(Kind::Sbom, "9", &sbom));
+        // A signed provenance about another image.
+        let mut elsewhere = provenance_fixed();
+        elsewhere.subject.digest = d("4");
+        all.push(found(
+            Kind::Provenance,
+            "6",
+            &signed(&key, &provenance::statement(&elsewhere)),
+        ));
+        assert_eq!(
+            judged(&all, &key, Some(true)),
+            vec![
+                Reason::AttestationSubject {
+                    attestation: Kind::Provenance,
+                    subjects: vec![d("4").to_string()],
+                    lock: d("1").to_string(),
+                },
+                Reason::AttestationTampered {
+                    attestation: Kind::Sbom,
+                    referrer: d("9").to_string(),
+                    key: key.public_key().key_id(),
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn the_provenance_must_name_these_sources_the_locks_pins_and_a_commit_of_the_checkout() {
+        let key = SigningKey::generate(KeyAlgorithm::EcdsaP256);
+        let mut moved = provenance_fixed();
+        moved.input_hash = "5".repeat(64);
+        moved.bases[0].digest = d("c");
+        let all = vec![
+            found(
+                Kind::Provenance,
+                "7",
+                &signed(&key, &provenance::statement(&moved)),
+            ),
+            both(&key).remove(1),
+        ];
+        let reasons = judged(&all, &key, Some(false));
+        assert_eq!(
+            reasons,
+            vec![
+                Reason::ProvenanceInput {
+                    statement: "5".repeat(64),
+                    computed: "2".repeat(64),
+                },
+                Reason::ProvenanceBase {
+                    reference: "python:3.12-slim".into(),
+                    statement: d("c").to_string(),
+                    lock: Some(d("b").to_string()),
+                },
+                Reason::ProvenanceCommit {
+                    statement: "0123456789abcdef0123456789abcdef01234567".into(),
+                    checkout: true,
+                },
+            ]
+        );
+        // Outside a git checkout, the commit cannot be checked: said so.
+        assert!(
+            judged(&both(&key), &key, None).contains(&Reason::ProvenanceCommit {
+                statement: "0123456789abcdef0123456789abcdef01234567".into(),
+                checkout: false,
+            })
+        );
+    }
+
+    #[test]
+    fn what_the_registry_serves_badly_is_unreadable_not_a_panic() {
+        let key = SigningKey::generate(KeyAlgorithm::EcdsaP256);
+        let mut all = both(&key);
+        all[0].envelope = Err("the payload is not its digest's bytes".into());
+        all.push(Found {
+            kind: Kind::Sbom,
+            referrer: d("5"),
+            envelope: Ok(b"{not json".to_vec()),
+        });
+        let reasons = judged(&all, &key, Some(true));
+        assert!(
+            matches!(
+                &reasons[..],
+                [Reason::AttestationUnreadable {
+                    attestation: Kind::Provenance,
+                    ..
+                }]
+            ),
+            "{reasons:?}"
+        );
+    }
+}
