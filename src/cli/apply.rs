@@ -333,6 +333,8 @@ impl Reporter for DryRunNotes {
 /// handling cancels a running apply through `interrupt`.
 pub struct SyncApplier<'a> {
     pub interrupt: &'a Interrupt,
+    /// `sync --signing-key`: the key read once, before the first round.
+    pub signer: Option<std::sync::Arc<dyn crate::ops::apply::Signer>>,
 }
 
 impl crate::ops::apply::Applier for SyncApplier<'_> {
@@ -349,6 +351,7 @@ impl crate::ops::apply::Applier for SyncApplier<'_> {
             reporter: &reporter,
             finished: &finished,
             interrupted: &interrupted,
+            signer: self.signer.clone(),
         }
         .apply(request)
     }

@@ -769,6 +769,10 @@ pub struct SyncArgs {
     /// rule is met), inside the site's schedule windows only; needs --apply and --site.
     #[arg(long, requires_all = ["apply", "site"])]
     pub deploy: bool,
+    /// With --apply: sign and attach a provenance statement and an SBOM to every image published
+    /// (as `apply --signing-key`; docs/SUPPLY-CHAIN.md)
+    #[arg(long, value_name = "KEY", env = "COOKBOOK_SIGNING_KEY")]
+    pub signing_key: Option<PathBuf>,
     /// Run forever, one round every DURATION (e.g. `1h`, `15m`), until SIGTERM or SIGINT.
     #[arg(long, value_parser = humantime::parse_duration)]
     pub interval: Option<Duration>,

@@ -23,8 +23,11 @@ use crate::ops::sync::{
 ///
 /// `cookbook apply`'s engine: build, tag and push the site's portion to the cookbook's registry.
 /// A signal cancels a running apply through `interrupt`.
-fn apply_engine(interrupt: &Interrupt) -> Box<dyn Applier + '_> {
-    Box::new(super::apply::SyncApplier { interrupt })
+fn apply_engine<'a>(
+    interrupt: &'a Interrupt,
+    signer: Option<std::sync::Arc<dyn ops::apply::Signer>>,
+) -> Box<dyn Applier + 'a> {
+    Box::new(super::apply::SyncApplier { interrupt, signer })
 }
 
 pub fn execute(args: &SyncArgs, out: &mut dyn Write, err: &mut dyn Write) -> Result<(), Error> {
@@ -33,7 +36,12 @@ pub fn execute(args: &SyncArgs, out: &mut dyn Write, err: &mut dyn Write) -> Res
     }
     let options = options(args)?;
     let interrupt = Interrupt::install()?;
-    let mut applier = args.apply.then(|| apply_engine(&interrupt));
+    // Read before the first round: a bad key is refused now, not an hour from now.
+    let signer = match &args.signing_key {
+        Some(path) if args.apply => Some(ops::apply::read_signer(path)?),
+        _ => None,
+    };
+    let mut applier = args.apply.then(|| apply_engine(&interrupt, signer));
     let dir = StateDir::new(&args.state);
     ops::sync::refuse_other_site(&dir, args.site.as_deref())?;
     let me = Holder::me(command_line());

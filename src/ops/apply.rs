@@ -26,6 +26,7 @@ use crate::apply::{
 /// What the CLI renders: progress events and the planned actions, the names they carry, and the
 /// seam sync's hourly loop applies through.
 pub use crate::apply::{Action, CacheSource, Event, Reporter};
+pub use crate::attest::key::Signer;
 use crate::error::{Error, EXIT_SIGINT};
 use crate::graph::Plan;
 use crate::hash::{BasePins, Fingerprint, Pinning};
@@ -223,6 +224,11 @@ fn attesting(ws: &Workspace, opts: &ApplyOptions) -> Result<Option<Arc<Attesting
     })))
 }
 
+/// The signing key at `path`, as the signer an apply attests with (`sync --signing-key`).
+pub fn read_signer(path: &Path) -> Result<Arc<dyn Signer>, Error> {
+    Ok(Arc::new(crate::attest::key::read_signing_key(path)?))
+}
+
 /// A run's id: 128 random bits, hex (the provenance's `invocationId`).
 fn invocation_id() -> String {
     let mut rng = fastrand::Rng::new();
@@ -337,6 +343,9 @@ pub struct SyncApplier<'a> {
     pub finished: &'a dyn Fn(&ApplySummary),
     /// The error a cancelled apply ends with (the signal that stopped it), when one is known.
     pub interrupted: &'a dyn Fn() -> Option<Error>,
+    /// Signs and attaches the provenance and SBOM of every image published (`sync
+    /// --signing-key`).
+    pub signer: Option<Arc<dyn crate::attest::key::Signer>>,
 }
 
 impl crate::sync::Applier for SyncApplier<'_> {
@@ -350,7 +359,14 @@ impl crate::sync::Applier for SyncApplier<'_> {
             keep_going: false,
             trust_lock: false,
             revision: Some(request.commit.to_owned()),
-            attest: None,
+            attest: self.signer.clone().map(|signer| {
+                Arc::new(Attesting {
+                    signer,
+                    cookbook: request.path.to_owned(),
+                    site: request.site.and_then(Name::parse),
+                    invocation: invocation_id(),
+                })
+            }),
         };
         let summary = apply_plan(
             request.cookbook_file,

@@ -81,6 +81,8 @@ pub struct ApplyRequest<'a> {
     pub checkout: &'a Path,
     /// The cookbook file inside `checkout`.
     pub cookbook_file: &'a Path,
+    /// The cookbook file as the repository names it (`/`-separated, relative to its root).
+    pub path: &'a str,
     pub cookbook: &'a Cookbook,
     /// The plan to apply: the whole cookbook's, or only the site's portion.
     pub plan: &'a Plan,
@@ -623,6 +625,7 @@ fn apply(
         commit,
         checkout: &checkout,
         cookbook_file: &cookbook_file,
+        path: &options.path,
         cookbook: &checked.cookbook,
         plan: &checked.plan,
         site: options.site.as_deref(),

@@ -718,6 +718,66 @@ fn apply_builds_the_site_portion_and_counts_only_a_successful_apply() {
     assert_eq!(status["last_applied"]["commit"], good.as_str(), "{status}");
 }
 
+/// `sync --apply --signing-key`: what a round publishes is attested as `apply --signing-key`
+/// attests it, its provenance naming the cookbook's path in the repository and the revision.
+#[test]
+fn a_signing_sync_attests_what_it_publishes_with_the_revision() {
+    let Some(registry) = common::test_registry() else {
+        return;
+    };
+    let f = Fixture::new();
+    let url = f.file_url();
+    let namespace = format!("{registry}/sync-signed-{}", std::process::id());
+    let shop = SHOP.replace("127.0.0.1:5000/shop", &format!("{namespace}/shop"));
+    let commit = f.commit(&shop, "shop");
+    f.push(&url, false);
+    let keys = tempfile::tempdir().unwrap();
+    let prefix = keys.path().join("release").display().to_string();
+    common::run_in(keys.path(), &["key", "generate", "--output", &prefix]).assert_code(0);
+    let key = format!("{prefix}.key");
+    let out = f.sync(&url, &["--site", "edge", "--apply", "--signing-key", &key]);
+    expect_code(&out, 0, "sync --apply --signing-key");
+    expect_contains(&out.stderr, "[api] attested", &out);
+
+    // api's provenance, read from the registry through its referrers.
+    let lock: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(f.state().join("current/cookbook.lock")).unwrap(),
+    )
+    .unwrap();
+    let digest =
+        cookbook::oci::Digest::parse(lock["containers"]["api"]["digest"].as_str().unwrap())
+            .unwrap();
+    let repo = cookbook::registry::Repository::parse(&format!("{namespace}/shop/api")).unwrap();
+    let statement: serde_json::Value = common::block_on(async {
+        let client = cookbook::registry::RegistryClient::new().unwrap();
+        let (list, _) = client.referrers(&repo, &digest, None).await.unwrap();
+        let provenance = list
+            .iter()
+            .find(|r| {
+                r.annotations
+                    .get("in-toto.io/predicate-type")
+                    .map(String::as_str)
+                    == Some("https://slsa.dev/provenance/v1")
+            })
+            .unwrap();
+        let envelope = client
+            .artifact_payload(&repo, &provenance.digest, &digest, 1 << 20)
+            .await
+            .unwrap()
+            .payload;
+        let envelope: serde_json::Value = serde_json::from_slice(&envelope).unwrap();
+        use base64::Engine as _;
+        let payload = base64::engine::general_purpose::STANDARD
+            .decode(envelope["payload"].as_str().unwrap())
+            .unwrap();
+        serde_json::from_slice(&payload).unwrap()
+    });
+    let parameters = &statement["predicate"]["buildDefinition"]["externalParameters"];
+    assert_eq!(parameters["cookbook"], "cookbook.json", "{statement}");
+    assert_eq!(parameters["commit"], commit.as_str(), "{statement}");
+    assert_eq!(parameters["site"], "edge", "{statement}");
+}
+
 /// A master cookbook without `project` is named as a developer's clone of the repository names
 /// it (`shop.git` → `shop`), never after the commit its checkout is named after, so every
 /// revision and every site builds the same project.
