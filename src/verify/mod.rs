@@ -261,89 +261,15 @@ impl fmt::Display for Reason {
                 write!(f, "rebuild differs from the lock {difference}")
             }
             Reason::RebuildFailed { message } => write!(f, "rebuild failed: {message}"),
-            Reason::AttestationMissing { attestation } => {
-                write!(f, "no {} attestation is attached", attestation.as_str())
-            }
-            Reason::AttestationUnsigned { attestation } => {
-                write!(f, "the {} attestation is unsigned", attestation.as_str())
-            }
-            Reason::AttestationWrongKey {
-                attestation,
-                signed_by,
-                key,
-            } => write!(
-                f,
-                "the {} attestation is signed by {}, not by the key given ({key})",
-                attestation.as_str(),
-                signed_by.join(", ")
-            ),
-            Reason::AttestationTampered {
-                attestation,
-                referrer,
-                key,
-            } => write!(
-                f,
-                "the {} attestation {referrer} names key {key}, but its signature does not \
-                 verify: it was changed after signing",
-                attestation.as_str()
-            ),
-            Reason::AttestationSubject {
-                attestation,
-                subjects,
-                lock,
-            } => write!(
-                f,
-                "the signed {} statement is about {}, not the locked image {lock}",
-                attestation.as_str(),
-                subjects.join(", ")
-            ),
-            Reason::AttestationUnreadable {
-                attestation,
-                referrer,
-                message,
-            } => write!(
-                f,
-                "the {} attestation {referrer} cannot be read: {message}",
-                attestation.as_str()
-            ),
-            Reason::ProvenanceInput {
-                statement,
-                computed,
-            } => write!(
-                f,
-                "the provenance names input hash {statement}, the sources give {computed}: they \
-                 changed since the build"
-            ),
-            Reason::ProvenanceBase {
-                reference,
-                statement,
-                lock: Some(lock),
-            } => write!(
-                f,
-                "the provenance names base {reference} at {statement}, the lock pins {lock}"
-            ),
-            Reason::ProvenanceBase {
-                reference,
-                statement,
-                lock: None,
-            } => write!(
-                f,
-                "the provenance names base {reference} at {statement}, which the lock does not pin"
-            ),
-            Reason::ProvenanceCommit {
-                statement,
-                checkout: true,
-            } => write!(
-                f,
-                "the provenance names commit {statement}, which this checkout does not contain"
-            ),
-            Reason::ProvenanceCommit {
-                statement,
-                checkout: false,
-            } => write!(
-                f,
-                "the provenance names commit {statement}, and the cookbook is in no git checkout"
-            ),
+            Reason::AttestationMissing { .. }
+            | Reason::AttestationUnsigned { .. }
+            | Reason::AttestationWrongKey { .. }
+            | Reason::AttestationTampered { .. }
+            | Reason::AttestationSubject { .. }
+            | Reason::AttestationUnreadable { .. }
+            | Reason::ProvenanceInput { .. }
+            | Reason::ProvenanceBase { .. }
+            | Reason::ProvenanceCommit { .. } => attestations::describe(self, f),
         }
     }
 }
