@@ -17,7 +17,9 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Instant, SystemTime};
+
+use futures_util::StreamExt;
 
 use serde::Serialize;
 
@@ -35,7 +37,7 @@ use crate::engine::Engine;
 use crate::labels::attestation as annotation;
 use crate::model::Name;
 use crate::oci::{Digest, WrittenReference};
-use crate::registry::{Artifact, RegistryClient, RegistryError, Repository};
+use crate::registry::{Artifact, Descriptor, RegistryClient, RegistryError, Repository};
 
 /// What signing needs besides the image: who signs, and the facts of the run that the
 /// provenance names.
@@ -69,6 +71,20 @@ pub struct Attested {
     pub pushed: bool,
 }
 
+/// A built image waiting for its attestations ([`Run::queue_attestation`]): its published
+/// digest, its normalized layers (kept on disk until then), and when its build ran.
+pub(super) struct Pending {
+    name: Name,
+    digest: Digest,
+    normalized: Normalized,
+    started: SystemTime,
+    finished: SystemTime,
+}
+
+/// Where built images wait for their attestations; `None` once the waves are done (or when the
+/// run does not sign).
+pub(super) type Queue = std::sync::Mutex<Option<tokio::sync::mpsc::UnboundedSender<Pending>>>;
+
 /// The two kinds, in the order they are attached.
 const KINDS: [&str; 2] = [provenance::PREDICATE_TYPE, sbom::PREDICATE_TYPE];
 
@@ -78,25 +94,85 @@ fn rfc3339(time: SystemTime) -> String {
 }
 
 impl<E: Engine> Run<'_, E> {
-    /// Attests an image this run built (or assembled) and published as `digest`; `started`:
-    /// when its build began.
-    pub(super) async fn attest_built(
+    /// Queues the attestations of an image this run built (or assembled) and published
+    /// (`ids`: its manifest digest and image id; none: not published, nothing to attach to).
+    /// They are made and attached beside the later waves ([`Run::attest_queued`]), so a child's
+    /// build never waits for its parent's attestations, only for its push.
+    pub(super) fn queue_attestation(
         &self,
-        registry: &RegistryClient,
         name: &Name,
-        digest: &Digest,
-        normalized: &Normalized,
-        started: SystemTime,
-    ) -> Result<(), Failure> {
-        let Some(attesting) = self.job.options.attest.as_deref() else {
-            return Ok(());
+        ids: &(Option<String>, Option<String>),
+        normalized: Normalized,
+        started: Instant,
+    ) {
+        let (Some(digest), Some(_)) = (&ids.0, &self.job.options.attest) else {
+            return;
         };
-        let metadata = BuildMetadata {
-            invocation_id: Some(attesting.invocation.clone()),
-            started_on: Some(rfc3339(started)),
-            finished_on: Some(rfc3339(SystemTime::now())),
+        let Ok(digest) = Digest::parse(digest) else {
+            return;
         };
-        self.attest(registry, name, digest, normalized, Some(metadata))
+        let now = SystemTime::now();
+        let pending = Pending {
+            name: name.clone(),
+            digest,
+            normalized,
+            started: now - started.elapsed(),
+            finished: now,
+        };
+        if let Some(queue) = self.attest_queue.lock().expect("never poisoned").as_ref() {
+            // The receiver lives as long as the run's waves: a send cannot fail before
+            // `close_attestations`, and after it nothing is built.
+            let _ = queue.send(pending);
+        }
+    }
+
+    /// No more images will be queued: [`Run::attest_queued`] ends once the queued ones are done.
+    pub(super) fn close_attestations(&self) {
+        self.attest_queue.lock().expect("never poisoned").take();
+    }
+
+    /// Attests the images queued, at most `jobs` at once, until the queue is closed and empty;
+    /// returns the failures. A cancelled run stops attesting: what was published stays, and the
+    /// next apply attests it (the cached path).
+    pub(super) async fn attest_queued(
+        &self,
+        mut queue: tokio::sync::mpsc::UnboundedReceiver<Pending>,
+    ) -> Vec<(Name, Failure)> {
+        let Some(registry) = self.registry else {
+            return Vec::new();
+        };
+        let pending = futures_util::stream::poll_fn(move |cx| queue.poll_recv(cx));
+        pending
+            .map(|p| async move {
+                let metadata = BuildMetadata {
+                    invocation_id: self
+                        .job
+                        .options
+                        .attest
+                        .as_ref()
+                        .map(|a| a.invocation.clone()),
+                    started_on: Some(rfc3339(p.started)),
+                    finished_on: Some(rfc3339(p.finished)),
+                };
+                let done = self
+                    .unless_cancelled(self.attest(
+                        registry,
+                        &p.name,
+                        &p.digest,
+                        &p.normalized,
+                        Some(metadata),
+                    ))
+                    .await;
+                (p.name, done)
+            })
+            .buffer_unordered(self.job.options.jobs.max(1))
+            .filter_map(|(name, done)| async move {
+                match done {
+                    Some(Err(failure)) => Some((name, failure)),
+                    _ => None,
+                }
+            })
+            .collect()
             .await
     }
 
@@ -246,7 +322,21 @@ impl<E: Engine> Run<'_, E> {
             created,
         });
         let repo = image.reference().repository().clone();
-        let attested = attach(registry, &repo, attesting, digest, [provenance, sbom]).await?;
+        // The manifest just published (or normalized again to the same bytes): no need to ask
+        // the registry what it is — unless the bytes at hand are not that manifest.
+        let descriptor = if normalized.image.manifest_digest().as_ref() == digest.as_str() {
+            Descriptor {
+                media_type: build::OCI_MANIFEST.to_owned(),
+                digest: digest.clone(),
+                size: normalized.image.manifest().len() as u64,
+            }
+        } else {
+            registry
+                .descriptor(&repo, digest)
+                .await
+                .map_err(attach_failure)?
+        };
+        let attested = attach(registry, &repo, attesting, &descriptor, [provenance, sbom]).await?;
         self.reporter.event(Event::Attested {
             name,
             pushed: attested.pushed,
@@ -302,26 +392,23 @@ fn attach_failure(e: RegistryError) -> Failure {
     Failure::publish(build::BuildError::Registry(e))
 }
 
-/// Signs both statements and attaches them to `subject` in `repo`.
+/// Signs both statements and attaches them to `subject` (`descriptor`) in `repo`, pushed
+/// together: one write of the referrers index for both.
 async fn attach(
     registry: &RegistryClient,
     repo: &Repository,
     attesting: &Attesting,
-    subject: &Digest,
+    descriptor: &Descriptor,
     statements: [Vec<u8>; 2],
 ) -> Result<Attested, Failure> {
-    let descriptor = registry
-        .descriptor(repo, subject)
-        .await
-        .map_err(attach_failure)?;
-    let mut attached = Vec::new();
+    let mut artifacts = Vec::new();
     for (predicate_type, statement) in KINDS.into_iter().zip(statements) {
         let envelope = Envelope::sign(IN_TOTO_PAYLOAD_TYPE, &statement, attesting.signer.as_ref())
             .map_err(|e| Failure::Container {
                 reason: format!("cannot sign its attestations: {e}"),
                 log: Vec::new(),
             })?;
-        let artifact = Artifact {
+        artifacts.push(Artifact {
             artifact_type: IN_TOTO_PAYLOAD_TYPE.to_owned(),
             layer_media_type: ENVELOPE_MEDIA_TYPE.to_owned(),
             payload: envelope.to_bytes(),
@@ -332,14 +419,12 @@ async fn attach(
                 ),
                 (annotation::KEY_ID.to_owned(), attesting.signer.key_id()),
             ]),
-        };
-        attached.push(
-            registry
-                .attach(repo, &descriptor, &artifact)
-                .await
-                .map_err(attach_failure)?,
-        );
+        });
     }
+    let attached = registry
+        .attach_all(repo, descriptor, &artifacts)
+        .await
+        .map_err(attach_failure)?;
     Ok(Attested {
         provenance: attached[0].manifest.to_string(),
         sbom: attached[1].manifest.to_string(),

@@ -49,23 +49,10 @@ impl Entry {
 }
 
 impl<E: Engine> Run<'_, E> {
-    /// One container: cached, or built (and pushed), and attested when the run signs. `Err`
-    /// only for whole-run failures.
+    /// One container: cached (and, when the run signs, attested if it is not yet), or built
+    /// (and pushed; its attestations queued, [`super::attest`]). `Err` only for whole-run
+    /// failures.
     pub(super) async fn container(
-        &self,
-        name: &Name,
-        wave: usize,
-    ) -> Result<ContainerReport, ApplyError> {
-        let mut report = self.cached_or_built(name, wave).await?;
-        report.attestations = self
-            .attested
-            .lock()
-            .expect("the attestations map is never poisoned: nothing panics holding it")
-            .remove(name);
-        Ok(report)
-    }
-
-    async fn cached_or_built(
         &self,
         name: &Name,
         wave: usize,
@@ -225,8 +212,11 @@ impl<E: Engine> Run<'_, E> {
             name,
             millis: started.elapsed().as_millis() as u64,
         });
-        self.deliver_assembled(name, &assembled, local, repo_text, started)
-            .await
+        let ids = self
+            .deliver_assembled(name, &assembled, local, repo_text)
+            .await?;
+        self.queue_attestation(name, &ids, assembled.normalized, started);
+        Ok(ids)
     }
 
     /// An assembled image published (its base's blobs mounted or copied from its base's
@@ -237,7 +227,6 @@ impl<E: Engine> Run<'_, E> {
         assembled: &build::assemble::Assembled,
         local: &str,
         repo_text: &str,
-        started: Instant,
     ) -> Result<Ids, Failure> {
         let normalized = &assembled.normalized;
         let image_id = Some(normalized.image.config_digest().to_string());
@@ -252,7 +241,7 @@ impl<E: Engine> Run<'_, E> {
         };
         let mount_from = assembled.base_repo.as_ref();
         let digest = self
-            .push(registry, name, repo_text, normalized, mount_from, started)
+            .push(registry, name, repo_text, normalized, mount_from)
             .await?;
         Ok((Some(digest), image_id))
     }
@@ -276,7 +265,6 @@ impl<E: Engine> Run<'_, E> {
         repo_text: &str,
         normalized: &Normalized,
         mount_from: Option<&Repository>,
-        started: Instant,
     ) -> Result<String, Failure> {
         let hash = self.job.fingerprints[name].input_hash();
         let repo = parse_repo(repo_text).map_err(Failure::Run)?;
@@ -293,9 +281,6 @@ impl<E: Engine> Run<'_, E> {
             reference: &reference,
             digest: digest.as_str(),
         });
-        let began = std::time::SystemTime::now() - started.elapsed();
-        self.attest_built(registry, name, &digest, normalized, began)
-            .await?;
         Ok(digest.to_string())
     }
 
@@ -404,16 +389,11 @@ impl<E: Engine> Run<'_, E> {
                     None => None,
                 };
                 let digest = self
-                    .push(
-                        registry,
-                        name,
-                        repo_text,
-                        &normalized,
-                        parent_repo.as_ref(),
-                        started,
-                    )
+                    .push(registry, name, repo_text, &normalized, parent_repo.as_ref())
                     .await?;
-                Ok((Some(digest), image_id))
+                let ids = (Some(digest), image_id);
+                self.queue_attestation(name, &ids, normalized, started);
+                Ok(ids)
             }
             None => Ok((None, image_id)),
         }

@@ -7,7 +7,7 @@ use std::sync::atomic::AtomicBool;
 
 use futures_util::stream::{self, StreamExt};
 
-use super::error::ApplyError;
+use super::error::{ApplyError, Failure};
 use super::report::{ContainerOutcome, ContainerReport, Event, Report, Reporter};
 use super::{check, needs_revision, parse_repo, Job};
 use crate::build::assemble::BaseCache;
@@ -30,6 +30,8 @@ pub(super) struct Run<'a, E: Engine> {
     pub(super) stop: AtomicBool,
     /// What each container's attestations came to ([`super::attest`]), for its report.
     pub(super) attested: std::sync::Mutex<BTreeMap<Name, super::Attested>>,
+    /// Built images waiting for their attestations.
+    pub(super) attest_queue: super::attest::Queue,
 }
 
 /// Before any build: a `git-sha` policy has a revision, the engine answers, every content tag
@@ -107,21 +109,21 @@ pub(super) async fn run<E: Engine>(
         reporter,
         stop: AtomicBool::new(false),
         attested: Default::default(),
+        attest_queue: std::sync::Mutex::new(None),
     };
-    let waves = job.plan.waves();
-    for wave_index in 0..waves.len() {
-        if job.cancel.is_cancelled() {
-            report.cancelled = true;
-            run.mark_rest(
-                report,
-                &waves[wave_index..],
-                |reason| ContainerOutcome::Cancelled { reason },
-                "not started: the run was cancelled",
-            );
-            break;
-        }
-        run.wave(report, &waves[wave_index..], wave_index).await?;
-    }
+    // Without signing the sender is dropped at once, so `attest_queued` ends at once.
+    let (queue, queued) = tokio::sync::mpsc::unbounded_channel();
+    *run.attest_queue.lock().expect("never poisoned") =
+        job.options.attest.is_some().then_some(queue);
+    // The waves, and beside them the attestations of what they publish.
+    let waves = async {
+        let done = run.waves(report).await;
+        run.close_attestations();
+        done
+    };
+    let (waves, unattested) = tokio::join!(waves, run.attest_queued(queued));
+    run.merge_attestations(report, unattested)?;
+    waves?;
     if report
         .containers
         .values()
@@ -146,6 +148,63 @@ pub(super) async fn run<E: Engine>(
 }
 
 impl<E: Engine> Run<'_, E> {
+    /// Every wave in order, until one fails the run or the run is cancelled.
+    async fn waves(&self, report: &mut Report) -> Result<(), ApplyError> {
+        let waves = self.job.plan.waves();
+        for wave_index in 0..waves.len() {
+            if self.job.cancel.is_cancelled() {
+                report.cancelled = true;
+                self.mark_rest(
+                    report,
+                    &waves[wave_index..],
+                    |reason| ContainerOutcome::Cancelled { reason },
+                    "not started: the run was cancelled",
+                );
+                break;
+            }
+            self.wave(report, &waves[wave_index..], wave_index).await?;
+        }
+        Ok(())
+    }
+
+    /// Each container's attestations into its report; a container whose image could not be
+    /// attested failed (its image is published and correct, and the next apply attests it). An
+    /// unreachable registry fails the run.
+    fn merge_attestations(
+        &self,
+        report: &mut Report,
+        unattested: Vec<(Name, Failure)>,
+    ) -> Result<(), ApplyError> {
+        let mut attested = self.attested.lock().expect("never poisoned");
+        for (name, entry) in report.containers.iter_mut() {
+            entry.attestations = attested.remove(name);
+        }
+        drop(attested);
+        let mut first_error = None;
+        for (name, failure) in unattested {
+            let reason = match failure {
+                Failure::Run(e) => {
+                    let reason = format!("published, not attested: {e}");
+                    first_error.get_or_insert(e);
+                    reason
+                }
+                Failure::Container { reason, .. } | Failure::NeedsEngine { reason } => {
+                    format!("published, not attested: {reason}")
+                }
+                Failure::Cancelled => continue,
+            };
+            self.reporter.event(Event::Failed {
+                name: &name,
+                reason: &reason,
+                log: &[],
+            });
+            if let Some(entry) = report.containers.get_mut(&name) {
+                entry.outcome = ContainerOutcome::Failed { reason };
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+
     /// One wave (`waves[0]`; the later ones follow it): skips what needs a container that did
     /// not succeed, runs the rest, at most `jobs` at once. A failure of the whole run marks the
     /// later waves' containers not started and is returned after the wave's results are in.

@@ -277,21 +277,54 @@ fn select(referrers: Vec<Referrer>, artifact_type: Option<&str>) -> Vec<Referrer
 
 /// The tag-schema index `existing` (as served with `content_type`; `None`: no such tag yet)
 /// with `entry` added, or `None` when it lists `entry`'s digest already. The other entries are
-/// kept with every field they have (another tool's too).
+/// kept with every field they have (another tool's too). The one-entry form of
+/// [`index_with_all`], as the tests read best.
+#[cfg(test)]
 fn index_with(
     existing: Option<(&[u8], Option<&str>)>,
     entry: &Referrer,
 ) -> Result<Option<Vec<u8>>, String> {
-    let mut index = match existing {
-        Some((bytes, content_type)) => {
-            let listed = parse_index(bytes, content_type)?;
-            if listed.iter().any(|r| r.digest == entry.digest) {
-                return Ok(None);
-            }
-            serde_json::from_slice::<serde_json::Value>(bytes).map_err(|e| e.to_string())?
-        }
-        None => serde_json::json!({ "schemaVersion": 2, "manifests": [] }),
+    index_with_all(existing, std::slice::from_ref(entry))
+}
+
+/// [`index_with`] for several entries at once: those not listed yet are added, in order;
+/// `None` when every one is listed already.
+fn index_with_all(
+    existing: Option<(&[u8], Option<&str>)>,
+    entries: &[Referrer],
+) -> Result<Option<Vec<u8>>, String> {
+    let (mut index, listed) = match existing {
+        Some((bytes, content_type)) => (
+            serde_json::from_slice::<serde_json::Value>(bytes).map_err(|e| e.to_string())?,
+            parse_index(bytes, content_type)?,
+        ),
+        None => (
+            serde_json::json!({ "schemaVersion": 2, "manifests": [] }),
+            Vec::new(),
+        ),
     };
+    let missing: Vec<&Referrer> = entries
+        .iter()
+        .filter(|e| !listed.iter().any(|r| r.digest == e.digest))
+        .collect();
+    if missing.is_empty() {
+        return Ok(None);
+    }
+    // The media type goes into the body too: a registry serves the index back by it alone.
+    index["mediaType"] = OCI_INDEX.into();
+    let manifests = index["manifests"]
+        .as_array_mut()
+        .ok_or("`manifests` is not a list")?;
+    for entry in missing {
+        manifests.push(index_entry(entry));
+    }
+    Ok(Some(
+        serde_json::to_vec(&index).expect("a JSON value serializes"),
+    ))
+}
+
+/// One referrer as the tag-schema index lists it.
+fn index_entry(entry: &Referrer) -> serde_json::Value {
     let mut descriptor = serde_json::json!({
         "mediaType": OCI_MANIFEST,
         "digest": entry.digest.as_str(),
@@ -303,15 +336,7 @@ fn index_with(
     if !entry.annotations.is_empty() {
         descriptor["annotations"] = serde_json::json!(entry.annotations);
     }
-    // The media type goes into the body too: a registry serves the index back by it alone.
-    index["mediaType"] = OCI_INDEX.into();
-    index["manifests"]
-        .as_array_mut()
-        .ok_or("`manifests` is not a list")?
-        .push(descriptor);
-    Ok(Some(
-        serde_json::to_vec(&index).expect("a JSON value serializes"),
-    ))
+    descriptor
 }
 
 /// An artifact manifest as read: what [`RegistryClient::artifact_payload`] checks.
@@ -440,6 +465,50 @@ impl RegistryClient {
         subject: &Descriptor,
         artifact: &Artifact,
     ) -> Result<Attached, RegistryError> {
+        let mut attached = self
+            .attach_all(repo, subject, std::slice::from_ref(artifact))
+            .await?;
+        Ok(attached.remove(0))
+    }
+
+    /// [`attach`](Self::attach) for several artifacts of one subject: they are pushed
+    /// concurrently, and the tag-schema index, when the registry needs one, is read and written
+    /// once for all of them (two artifacts attached one after the other would cost two
+    /// read-modify-writes of the same index, and attached at once they would race on it).
+    pub async fn attach_all(
+        &self,
+        repo: &Repository,
+        subject: &Descriptor,
+        artifacts: &[Artifact],
+    ) -> Result<Vec<Attached>, RegistryError> {
+        let pushes = artifacts
+            .iter()
+            .map(|artifact| self.push_artifact(repo, subject, artifact));
+        let pushed = futures_util::future::try_join_all(pushes).await?;
+        let unlisted: Vec<Referrer> = pushed
+            .iter()
+            .filter(|p| !p.processed_by_registry)
+            .map(|p| p.entry.clone())
+            .collect();
+        let listed =
+            !unlisted.is_empty() && self.list_in_tag(repo, &subject.digest, &unlisted).await?;
+        Ok(pushed
+            .into_iter()
+            .map(|p| Attached {
+                manifest: p.entry.digest,
+                pushed: p.pushed || (listed && !p.processed_by_registry),
+            })
+            .collect())
+    }
+
+    /// Pushes one artifact unless its manifest is there already; says whether the registry
+    /// keeps its referrers itself (`OCI-Subject`, or a referrers API for one pushed before).
+    async fn push_artifact(
+        &self,
+        repo: &Repository,
+        subject: &Descriptor,
+        artifact: &Artifact,
+    ) -> Result<PushedArtifact, RegistryError> {
         let payload = Digest::sha256_of(&artifact.payload);
         let bytes = artifact_manifest(subject, artifact, &payload);
         let manifest = Digest::sha256_of(&bytes);
@@ -459,16 +528,16 @@ impl RegistryClient {
                     .await?
             }
         };
-        if !processed_by_registry {
-            let entry = Referrer {
-                digest: manifest.clone(),
+        Ok(PushedArtifact {
+            entry: Referrer {
+                digest: manifest,
                 size: bytes.len() as u64,
                 artifact_type: Some(artifact.artifact_type.clone()),
                 annotations: artifact.annotations.clone(),
-            };
-            pushed |= self.list_in_tag(repo, &subject.digest, &entry).await?;
-        }
-        Ok(Attached { manifest, pushed })
+            },
+            pushed,
+            processed_by_registry,
+        })
     }
 
     /// Referrers of `subject`, optionally only of one artifact type: the referrers API, or on
@@ -745,7 +814,7 @@ impl RegistryClient {
         &self,
         repo: &Repository,
         subject: &Digest,
-        entry: &Referrer,
+        entries: &[Referrer],
     ) -> Result<bool, RegistryError> {
         let tag = referrers_tag(subject);
         let url = self.url(repo, &["manifests", &tag])?;
@@ -754,12 +823,13 @@ impl RegistryClient {
             let existing = current
                 .as_ref()
                 .map(|t| (&t.bytes[..], t.content_type.as_deref()));
-            let updated =
-                index_with(existing, entry).map_err(|reason| RegistryError::BadReferrersIndex {
+            let updated = index_with_all(existing, entries).map_err(|reason| {
+                RegistryError::BadReferrersIndex {
                     endpoint: redact(&url),
                     subject: subject.clone(),
                     reason,
-                })?;
+                }
+            })?;
             let Some(updated) = updated else {
                 return Ok(false);
             };
@@ -785,6 +855,14 @@ impl RegistryClient {
             attempts: MAX_TAG_UPDATES,
         })
     }
+}
+
+/// One artifact pushed (or found) by [`RegistryClient::push_artifact`]: its index entry, whether
+/// this call wrote it, and whether the registry lists it without the tag-schema index.
+struct PushedArtifact {
+    entry: Referrer,
+    pushed: bool,
+    processed_by_registry: bool,
 }
 
 /// Refuses a PUT's answer naming another digest than the bytes put have (`Docker-Content-Digest`

@@ -257,6 +257,29 @@ fn shop_is_attested_without_changing_a_digest_and_a_no_op_apply_writes_nothing()
             "{name}: {doc}"
         );
     }
+    // And a deploy that requires attestations runs none of them.
+    let refused = run_in(
+        &unsigned,
+        &[
+            "deploy",
+            "--site",
+            "local",
+            "--stage",
+            "dev",
+            "--require-attestations",
+            "--key",
+            &public,
+        ],
+    );
+    refused.assert_code(1);
+    assert!(
+        refused
+            .stderr
+            .contains("web: no provenance attestation is attached"),
+        "{}",
+        refused.context()
+    );
+    assert!(common::engine_containers_with(&project).is_empty());
     // Another key: named, with the one that did sign.
     let (_, other) = key(work.path(), "other");
     let (run, doc) = verify(&signed, &other);
