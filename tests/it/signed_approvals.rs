@@ -236,3 +236,139 @@ fn approve_refuses_a_signing_key_others_can_read() {
     );
     assert!(!approvals_file(&p).exists());
 }
+
+/// "Machine B": a second checkout of `p`'s cookbook and lock (its keys' public halves, its
+/// sources) with a state directory of its own, empty.
+fn second_checkout(p: &Project) -> tempfile::TempDir {
+    let b = tempfile::tempdir().unwrap();
+    common::copy_tree(p.path(), b.path());
+    std::fs::copy(
+        p.path().join("cookbook.lock"),
+        b.path().join("cookbook.lock"),
+    )
+    .unwrap();
+    assert!(!b.path().join(".cookbook").exists());
+    b
+}
+
+fn approve_lock(dir: &std::path::Path, key: &str) -> common::Run {
+    run_in(
+        dir,
+        &[
+            "approve",
+            "--stage",
+            "prod",
+            "--lock",
+            "--by",
+            "alice",
+            "--signing-key",
+            key,
+        ],
+    )
+}
+
+fn deploy_prod(dir: &std::path::Path) -> common::Run {
+    run_in(
+        dir,
+        &[
+            "deploy", "--site", "local", "--stage", "prod", "--format", "json",
+        ],
+    )
+}
+
+/// Published images: `approve --signing-key` attaches the signed approval to each of them, and
+/// a second checkout with none of the first one's records deploys to the approvers' stage on
+/// the approval it finds in the registry — refused with no approval anywhere (the rule, 2) and
+/// with one attached by a key that is not listed (1, naming the referrer and the key).
+#[test]
+fn a_site_sharing_the_registry_takes_the_approval_attached_to_the_images() {
+    if !services() {
+        return;
+    }
+    let Some(registry) = common::test_registry() else {
+        return;
+    };
+    let p = Project::new("stages", "shared");
+    let alice = key(&p, "alice");
+    let mallory = key(&p, "mallory");
+    let repository = format!("{registry}/{}", common::unique("approvals-"));
+    edit(p.path(), |doc| {
+        doc["lifecycle"]["approvers"] =
+            serde_json::json!({ "prod": [{ "name": "alice", "key": "keys/alice.pub" }] });
+        doc["packaging"]["registry"] = repository.clone().into();
+    });
+    run_in(p.path(), &["apply"]).assert_code(0);
+    let b = second_checkout(&p);
+
+    // No approval anywhere: the rule's refusal, as before.
+    let run = deploy_prod(b.path());
+    run.assert_code(2);
+    assert!(
+        run.stderr
+            .contains("no approval by a person recorded for these images"),
+        "{}",
+        run.context()
+    );
+
+    // Mallory's approval, attached to the three images on machine A.
+    let run = approve_lock(p.path(), "keys/mallory.key");
+    run.assert_code(0);
+    let attached: Vec<&str> = run
+        .stdout
+        .lines()
+        .filter(|l| l.starts_with("  attached to "))
+        .collect();
+    assert_eq!(attached.len(), 3, "{}", run.context());
+    for line in &attached {
+        assert!(
+            line.starts_with(&format!("  attached to {repository}/")),
+            "{line}"
+        );
+    }
+    assert!(run.stderr.is_empty(), "{}", run.context());
+
+    let run = deploy_prod(b.path());
+    run.assert_code(1);
+    let message = refusal(&run);
+    assert!(
+        message.starts_with(&format!(
+            "stage `prod` takes only approvals signed by its approvers: the approval attached to {repository}/"
+        )) && message.contains(&format!(
+            " is signed by {mallory}, which is not one of prod's approvers: alice ({alice})"
+        )),
+        "{}",
+        run.context()
+    );
+    assert!(p.engine_state_in("prod").is_empty());
+    assert!(!approvals_file_in(b.path()).exists());
+
+    // Alice's, attached on machine A: machine B deploys on it and records where it found it.
+    approve_lock(p.path(), "keys/alice.key").assert_code(0);
+    let run = deploy_prod(b.path());
+    run.assert_code(0);
+    assert_eq!(json_answer(&run)["stage"], "prod");
+    let prod = p.engine_state_in("prod");
+    assert_eq!(prod.len(), 3, "{prod:?}");
+    let recorded: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(approvals_file_in(b.path())).unwrap()).unwrap();
+    let taken = &recorded["approvals"][0];
+    assert_eq!(taken["by"], "alice");
+    assert_eq!(taken["stage"], "prod");
+    assert_eq!(taken["envelope"]["signatures"][0]["keyid"], alice.as_str());
+    assert!(
+        taken["from"]
+            .as_str()
+            .unwrap()
+            .starts_with(&format!("attached to {repository}/")),
+        "{recorded}"
+    );
+    // Deployed again: the record holds now, nothing new is recorded.
+    deploy_prod(b.path()).assert_code(0);
+    let again: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(approvals_file_in(b.path())).unwrap()).unwrap();
+    assert_eq!(again["approvals"].as_array().unwrap().len(), 1);
+}
+
+fn approvals_file_in(dir: &std::path::Path) -> std::path::PathBuf {
+    dir.join(".cookbook/deploy/approvals.json")
+}
