@@ -1318,6 +1318,103 @@ mod signed {
 }
 
 #[cfg(test)]
+mod judged {
+    use super::*;
+    use crate::attest::key::{KeyAlgorithm, SigningKey};
+
+    fn digests() -> BTreeMap<String, String> {
+        BTreeMap::from([("api".to_owned(), "sha256:1".to_owned())])
+    }
+
+    fn attached(referrer: &str, envelope: Result<Envelope, SignatureProblem>) -> Candidate {
+        Candidate {
+            origin: Origin::Referrer {
+                image: "127.0.0.1:5000/shop/api@sha256:1".to_owned(),
+                referrer: referrer.to_owned(),
+            },
+            envelope,
+        }
+    }
+
+    fn signed(by: &str, stage: &str, key: &SigningKey) -> Envelope {
+        let statement = ApprovalStatement {
+            project: "shop".to_owned(),
+            site: Some("a".to_owned()),
+            stage: stage.to_owned(),
+            digests: digests(),
+            approver: by.to_owned(),
+            approved_at: "2026-01-01T00:00:00Z".to_owned(),
+        };
+        Envelope::sign(APPROVAL_PAYLOAD_TYPE, &statement.to_bytes(), key).unwrap()
+    }
+
+    /// What a registry serves goes through the judgement records go through: a bad one is
+    /// passed over for one that holds, and named when nothing holds.
+    #[test]
+    fn attached_approvals_are_judged_as_records_are() {
+        let alice = SigningKey::generate(KeyAlgorithm::Ed25519);
+        let mallory = SigningKey::generate(KeyAlgorithm::EcdsaP256);
+        let approvers = [ApproverKey {
+            name: "alice".to_owned(),
+            key: alice.public_key(),
+        }];
+        let judge = |c: &[Candidate]| judge("shop", "prod", &digests(), c, &approvers);
+        let garbage = attached(
+            "sha256:g",
+            Err(SignatureProblem::Malformed("not JSON".to_owned())),
+        );
+        let foreign = attached("sha256:m", Ok(signed("alice", "prod", &mallory)));
+        let other_stage = attached("sha256:o", Ok(signed("alice", "dev", &alice)));
+        let good = attached("sha256:a", Ok(signed("alice", "prod", &alice)));
+
+        let (i, statement) = judge(&[garbage.clone(), foreign.clone(), good])
+            .unwrap()
+            .unwrap();
+        assert_eq!((i, statement.approver.as_str()), (2, "alice"));
+
+        let refusal = judge(&[foreign, garbage, other_stage]).unwrap_err();
+        assert_eq!(
+            refusal.to_string(),
+            format!(
+                "stage `prod` takes only approvals signed by its approvers: the approval attached to 127.0.0.1:5000/shop/api@sha256:1 as sha256:m is signed by {}, which is not one of prod's approvers: alice ({}) (2 older approval(s) of these images refused too)",
+                mallory.public_key().key_id(),
+                alice.public_key().key_id()
+            )
+        );
+        assert_eq!(judge(&[]), Ok(None));
+
+        // Recorded from the statement only: what it says, and where it was found.
+        let envelope = signed("alice", "prod", &alice);
+        let record = Approval::from_statement(
+            ApprovalStatement {
+                project: "shop".to_owned(),
+                site: None,
+                stage: "prod".to_owned(),
+                digests: digests(),
+                approver: "alice".to_owned(),
+                approved_at: "t".to_owned(),
+            },
+            envelope,
+            "attached to x as y".to_owned(),
+        );
+        assert_eq!(record.images, images_id(&digests()));
+        assert_eq!(record.from.as_deref(), Some("attached to x as y"));
+        assert_eq!(
+            check_signed(
+                "shop",
+                "prod",
+                &digests(),
+                &Approvals {
+                    approvals: vec![record.clone()]
+                },
+                &approvers
+            ),
+            Ok(Some(record))
+        );
+    }
+}
+
+#[cfg(test)]
 mod live {
     use super::*;
 

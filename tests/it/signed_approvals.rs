@@ -2,7 +2,10 @@
 //! prod `manual`) given `lifecycle.approvers` for prod: `promote` refuses an unsigned approval, one
 //! signed by a key not listed and a record edited after signing (exit 1, naming why, before
 //! anything runs in prod), refuses an approver key file it cannot read as a located problem of the
-//! cookbook (exit 2), and takes an approval signed by a listed key.
+//! cookbook (exit 2), and takes an approval signed by a listed key. Published (a registry of its
+//! own under the test registry): the signed approval is attached to the images, and a second
+//! checkout with its own empty state directory deploys and promotes on it; a registry that
+//! cannot be reached when approving leaves the approval recorded, with a warning per image.
 
 use crate::common;
 
@@ -367,6 +370,70 @@ fn a_site_sharing_the_registry_takes_the_approval_attached_to_the_images() {
     let again: serde_json::Value =
         serde_json::from_slice(&std::fs::read(approvals_file_in(b.path())).unwrap()).unwrap();
     assert_eq!(again["approvals"].as_array().unwrap().len(), 1);
+
+    // A third checkout promotes what it runs in dev on the same approval.
+    let c = second_checkout(&p);
+    run_in(c.path(), &["deploy", "--site", "local", "--stage", "dev"]).assert_code(0);
+    let run = promote_in(c.path());
+    run.assert_code(0);
+    assert_eq!(json_answer(&run)["stage"], "prod");
+    let recorded: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(approvals_file_in(c.path())).unwrap()).unwrap();
+    assert_eq!(recorded["approvals"][0]["by"], "alice");
+}
+
+fn promote_in(dir: &std::path::Path) -> common::Run {
+    run_in(
+        dir,
+        &[
+            "promote", "--site", "local", "--from", "dev", "--to", "prod", "--format", "json",
+        ],
+    )
+}
+
+/// A registry that cannot be reached when the approval is made: the approval is recorded all
+/// the same (exit 0), and each image it is not attached to is a warning.
+#[test]
+fn an_approval_the_registry_does_not_take_is_recorded_with_a_warning() {
+    if !services() {
+        return;
+    }
+    let Some(registry) = common::test_registry() else {
+        return;
+    };
+    let p = Project::new("stages", "unattached");
+    key(&p, "alice");
+    let repository = format!("{registry}/{}", common::unique("approvals-"));
+    edit(p.path(), |doc| {
+        doc["lifecycle"]["approvers"] =
+            serde_json::json!({ "prod": [{ "name": "alice", "key": "keys/alice.pub" }] });
+        doc["packaging"]["registry"] = repository.clone().into();
+    });
+    run_in(p.path(), &["apply"]).assert_code(0);
+    // The same images, named at a registry nobody listens on.
+    let gone = format!("127.0.0.1:{}", common::deploy::free_port());
+    for file in ["cookbook.json", "cookbook.lock"] {
+        let path = p.path().join(file);
+        let text = std::fs::read_to_string(&path).unwrap();
+        std::fs::write(&path, text.replace(&registry, &gone)).unwrap();
+    }
+    let run = approve_lock(p.path(), "keys/alice.key");
+    run.assert_code(0);
+    let warnings: Vec<&str> = run.stderr.lines().collect();
+    assert_eq!(warnings.len(), 3, "{}", run.context());
+    for w in warnings {
+        assert!(
+            w.starts_with(&format!(
+                "warning: the approval is recorded here but not attached to {gone}/"
+            )),
+            "{}",
+            run.context()
+        );
+    }
+    assert!(!run.stdout.contains("attached"), "{}", run.context());
+    let recorded: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(approvals_file(&p)).unwrap()).unwrap();
+    assert!(recorded["approvals"][0]["envelope"].is_object());
 }
 
 fn approvals_file_in(dir: &std::path::Path) -> std::path::PathBuf {
