@@ -11,6 +11,10 @@ use crate::common;
 
 use common::deploy::{deploy, edit, json_answer, services, Project};
 use common::{run_in, run_in_env};
+use cookbook::attest::dsse::Envelope;
+use cookbook::deploy::approval_referrers::{self, APPROVAL_ARTIFACT_TYPE};
+use cookbook::oci::{Digest, WrittenReference};
+use cookbook::registry::{Artifact, RegistryClient};
 
 fn promote(p: &Project) -> common::Run {
     run_in(
@@ -282,7 +286,9 @@ fn deploy_prod(dir: &std::path::Path) -> common::Run {
 /// Published images: `approve --signing-key` attaches the signed approval to each of them, and
 /// a second checkout with none of the first one's records deploys to the approvers' stage on
 /// the approval it finds in the registry — refused with no approval anywhere (the rule, 2) and
-/// with one attached by a key that is not listed (1, naming the referrer and the key).
+/// with one attached by a key that is not listed (1, naming the referrer and the key), beside
+/// which something that is no envelope is one more refused approval; attaching the same
+/// envelope again writes nothing.
 #[test]
 fn a_site_sharing_the_registry_takes_the_approval_attached_to_the_images() {
     if !services() {
@@ -345,8 +351,52 @@ fn a_site_sharing_the_registry_takes_the_approval_attached_to_the_images() {
     assert!(p.engine_state_in("prod").is_empty());
     assert!(!approvals_file_in(b.path()).exists());
 
-    // Alice's, attached on machine A: machine B deploys on it and records where it found it.
-    approve_lock(p.path(), "keys/alice.key").assert_code(0);
+    // Whoever can push may attach anything: something that is no envelope is one more refused
+    // approval, never an error.
+    let (api, api_digest) = locked_image(&p, "api");
+    let client = RegistryClient::new().unwrap();
+    let garbage = Artifact {
+        artifact_type: APPROVAL_ARTIFACT_TYPE.to_owned(),
+        layer_media_type: "application/vnd.dsse.envelope.v1+json".to_owned(),
+        payload: b"{\"payloadType\": 1}".to_vec(),
+        annotations: Default::default(),
+    };
+    let repo = api.reference().repository();
+    let subject = common::block_on(client.descriptor(repo, &api_digest)).unwrap();
+    common::block_on(client.attach(repo, &subject, &garbage)).unwrap();
+    let run = deploy_prod(b.path());
+    run.assert_code(1);
+    let message = refusal(&run);
+    assert!(
+        message.ends_with("(1 older approval(s) of these images refused too)"),
+        "{}",
+        run.context()
+    );
+
+    // Alice's, attached on machine A: machine B deploys on it (the garbage beside it passed
+    // over) and records where it found it.
+    let run = approve_lock(p.path(), "keys/alice.key");
+    run.assert_code(0);
+    // Attaching the same envelope again writes nothing.
+    let mine: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(approvals_file(&p)).unwrap()).unwrap();
+    let envelope =
+        Envelope::parse(mine["approvals"][1]["envelope"].to_string().as_bytes()).unwrap();
+    let again = common::block_on(approval_referrers::attach(
+        &client,
+        &api,
+        &api_digest,
+        &envelope,
+        "prod",
+    ))
+    .unwrap();
+    assert!(!again.pushed);
+    assert!(
+        run.stdout
+            .contains(&format!("@{api_digest} as {}\n", again.manifest)),
+        "{}",
+        run.context()
+    );
     let run = deploy_prod(b.path());
     run.assert_code(0);
     assert_eq!(json_answer(&run)["stage"], "prod");
@@ -434,6 +484,17 @@ fn an_approval_the_registry_does_not_take_is_recorded_with_a_warning() {
     let recorded: serde_json::Value =
         serde_json::from_slice(&std::fs::read(approvals_file(&p)).unwrap()).unwrap();
     assert!(recorded["approvals"][0]["envelope"].is_object());
+}
+
+/// A container's image as `p`'s lock names it: its reference and manifest digest.
+fn locked_image(p: &Project, container: &str) -> (WrittenReference, Digest) {
+    let lock: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(p.path().join("cookbook.lock")).unwrap()).unwrap();
+    let entry = &lock["containers"][container];
+    (
+        WrittenReference::parse(entry["image"].as_str().unwrap()).unwrap(),
+        Digest::parse(entry["digest"].as_str().unwrap()).unwrap(),
+    )
 }
 
 fn approvals_file_in(dir: &std::path::Path) -> std::path::PathBuf {
