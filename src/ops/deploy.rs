@@ -704,13 +704,14 @@ fn signed_approval(ws: &Workspace, state_dir: &Path, desired: &Desired) -> Resul
         None => Ok(()),
         Some((i, statement)) => {
             let found = &candidates[i];
-            let Ok(envelope) = &found.envelope else {
-                unreachable!("a candidate that holds has an envelope")
-            };
-            let record =
-                Approval::from_statement(statement, envelope.clone(), found.origin.to_string());
-            approvals::Approvals::update(&path, |a| a.approvals.push(record))
-                .map_err(DeployError::from)?;
+            // A candidate holds only with an envelope; were it otherwise, nothing is recorded
+            // and the rule refuses.
+            if let Ok(envelope) = &found.envelope {
+                let from = found.origin.to_string();
+                let record = Approval::from_statement(statement, envelope.clone(), from);
+                approvals::Approvals::update(&path, |a| a.approvals.push(record))
+                    .map_err(DeployError::from)?;
+            }
             Ok(())
         }
     }

@@ -442,7 +442,8 @@ fn promote_in(dir: &std::path::Path) -> common::Run {
 }
 
 /// A registry that cannot be reached when the approval is made: the approval is recorded all
-/// the same (exit 0), and each image it is not attached to is a warning.
+/// the same (exit 0), and each image it is not attached to is a warning; a deploy elsewhere that
+/// would look there for it ends with the registry's error.
 #[test]
 fn an_approval_the_registry_does_not_take_is_recorded_with_a_warning() {
     if !services() {
@@ -484,6 +485,13 @@ fn an_approval_the_registry_does_not_take_is_recorded_with_a_warning() {
     let recorded: serde_json::Value =
         serde_json::from_slice(&std::fs::read(approvals_file(&p)).unwrap()).unwrap();
     assert!(recorded["approvals"][0]["envelope"].is_object());
+
+    // Another checkout, with no record of its own, cannot ask that registry: the registry's
+    // error (3), not "unapproved".
+    let b = second_checkout(&p);
+    let run = deploy_prod(b.path());
+    run.assert_code(3);
+    assert!(p.engine_state_in("prod").is_empty());
 }
 
 /// A container's image as `p`'s lock names it: its reference and manifest digest.
