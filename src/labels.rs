@@ -59,6 +59,14 @@ pub mod attestation {
     pub const KEY_ID: &str = "dev.cookbook.attestation.key-id";
 }
 
+/// On the OCI artifacts `approve --signing-key` attaches to the approved images (the key id is
+/// [`attestation::KEY_ID`]): hints for a reader of the referrers list; the decision is the
+/// signed statement's.
+pub mod approval {
+    /// The stage the approval opens.
+    pub const STAGE: &str = "dev.cookbook.approval.stage";
+}
+
 /// The deploy keys as versions before issue 21 wrote them: read (an object so labelled is still
 /// ours), never written.
 pub mod legacy {

@@ -292,7 +292,12 @@ fn detect_text(out: &mut dyn Write, report: &DetectReport) {
 
 /// `cookbook approve`: records an approval for a stage of the release `promote` would carry
 /// there (or `--release`, or the lock's images with `--lock`).
-pub fn approve(file: &Path, args: &ApproveArgs, out: &mut dyn Write) -> Result<(), Error> {
+pub fn approve(
+    file: &Path,
+    args: &ApproveArgs,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> Result<(), Error> {
     let opts = ApproveOptions {
         stage: args.stage.clone(),
         by: args.by.clone(),
@@ -302,7 +307,8 @@ pub fn approve(file: &Path, args: &ApproveArgs, out: &mut dyn Write) -> Result<(
         lock: args.lock,
         signing_key: args.signing_key.clone(),
     };
-    let approval = ops::deploy::approve(&workspace(file)?, &opts)?;
+    let report = ops::deploy::approve(&workspace(file)?, &opts)?;
+    let approval = &report.approval;
     let what = approval
         .release
         .as_ref()
@@ -319,6 +325,17 @@ pub fn approve(file: &Path, args: &ApproveArgs, out: &mut dyn Write) -> Result<(
         approval.by,
         if approval.ci { " (CI)" } else { "" }
     );
+    for a in &report.attached {
+        let done = if a.pushed {
+            "attached"
+        } else {
+            "already attached"
+        };
+        let _ = writeln!(out, "  {done} to {} as {}", a.image, a.referrer);
+    }
+    for w in &report.warnings {
+        let _ = writeln!(err, "warning: {w}");
+    }
     Ok(())
 }
 

@@ -161,7 +161,7 @@ fn execute(cli: &Cli, out: &mut dyn Write, err: &mut dyn Write) -> Result<(), Er
         C::Deploy { cookbook, args } => deploy::run(&path(cookbook)?, args, out, err),
         C::Render { cookbook, args } => deploy::render(&path(cookbook)?, args, out),
         C::Promote { cookbook, args } => deploy::promote(&path(cookbook)?, args, out),
-        C::Approve { cookbook, args } => deploy::approve(&path(cookbook)?, args, out),
+        C::Approve { cookbook, args } => deploy::approve(&path(cookbook)?, args, out, err),
         C::Site { command } => deploy::site(command, top, out),
         C::Key { command } => key::run(command, out),
         C::Status { cookbook, args } => deploy::status(&path(cookbook)?, args, out),

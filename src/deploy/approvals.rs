@@ -66,6 +66,11 @@ pub struct Approval {
     /// `approve --signing-key`: a DSSE envelope over the [`ApprovalStatement`] of this approval.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub envelope: Option<Envelope>,
+    /// Recorded from elsewhere than `approve` on this machine: the registry referrer it was
+    /// taken from (`deploy`/`promote` record an approval they found beside the images, so the
+    /// records say why the stage opened). Never read for a verdict.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from: Option<String>,
 }
 
 impl Approval {
@@ -404,6 +409,28 @@ fn site_for(cookbook: &Cookbook, site: Option<&str>, stage: &Name) -> Result<Nam
     }
 }
 
+/// An approved image: the reference its release or lock names (where it is published, if it
+/// is) and its digest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ApprovedImage {
+    pub image: String,
+    pub digest: String,
+}
+
+/// Container → image of a release's instances.
+fn images_of(desired: &Desired) -> BTreeMap<String, ApprovedImage> {
+    desired
+        .instances()
+        .map(|i| {
+            let image = ApprovedImage {
+                image: i.image.clone(),
+                digest: i.digest.clone(),
+            };
+            (i.container.to_string(), image)
+        })
+        .collect()
+}
+
 /// Container → digest of a release's instances.
 fn digests_of(desired: &Desired) -> BTreeMap<String, String> {
     desired
@@ -428,13 +455,21 @@ impl From<crate::state::record::RecordError> for ApproveError {
     }
 }
 
+/// What `approve` recorded, and the images it approves (for attaching a signed one to them).
+#[derive(Debug, Clone)]
+pub struct Approved {
+    pub approval: Approval,
+    /// Container → image.
+    pub images: BTreeMap<String, ApprovedImage>,
+}
+
 /// `cookbook approve`: checks that the stage's rule takes this kind of approval, resolves what
 /// is approved, signs it when asked, and records the approval (under the approvals' lock).
 pub fn approve(
     state_dir: &Path,
     cookbook: &Cookbook,
     request: &Request,
-) -> Result<Approval, ApproveError> {
+) -> Result<Approved, ApproveError> {
     let position = stage_position(cookbook, request.stage)?;
     if request.by.trim().is_empty() {
         return Err(ApproveError::Deploy(DeployError::Usage {
@@ -443,11 +478,15 @@ pub fn approve(
         }));
     }
     approval_rule(cookbook, request.stage, position, request.ci)?;
-    let (digests, release) = match request.subject {
-        Subject::Lock(lock) => (lock_digests(lock), None),
+    let (images, release) = match request.subject {
+        Subject::Lock(lock) => (lock_images(lock), None),
         Subject::Current => carried(state_dir, cookbook, request, position)?,
         Subject::Release(id) => recorded(state_dir, cookbook, request.site, id)?,
     };
+    let digests: BTreeMap<String, String> = images
+        .iter()
+        .map(|(c, i)| (c.clone(), i.digest.clone()))
+        .collect();
     let mut approval = Approval {
         stage: request.stage.to_owned(),
         images: images_id(&digests),
@@ -457,6 +496,7 @@ pub fn approve(
         ci: request.ci,
         at: now(),
         envelope: None,
+        from: None,
     };
     if let Some(signer) = request.signer {
         let statement = ApprovalStatement::of(cookbook.project.name.as_str(), &approval);
@@ -468,17 +508,21 @@ pub fn approve(
     }
     let recorded = approval.clone();
     Approvals::update(&Approvals::path(state_dir), |a| a.approvals.push(recorded))?;
-    Ok(approval)
+    Ok(Approved { approval, images })
 }
 
-/// Container → digest of a lock's images. An image's identity: its registry digest, or its local
+/// Container → image of a lock's images. An image's identity: its registry digest, or its local
 /// id when it was not published.
-fn lock_digests(lock: &Lock) -> BTreeMap<String, String> {
+fn lock_images(lock: &Lock) -> BTreeMap<String, ApprovedImage> {
     lock.containers
         .iter()
         .filter_map(|(c, l)| {
             let digest = l.digest.as_ref().or(l.image_id.as_ref())?;
-            Some((c.to_string(), digest.to_string()))
+            let image = ApprovedImage {
+                image: l.image.to_string(),
+                digest: digest.to_string(),
+            };
+            Some((c.to_string(), image))
         })
         .collect()
 }
@@ -490,7 +534,7 @@ fn carried(
     cookbook: &Cookbook,
     request: &Request,
     position: usize,
-) -> Result<(BTreeMap<String, String>, Option<ReleaseRef>), DeployError> {
+) -> Result<(BTreeMap<String, ApprovedImage>, Option<ReleaseRef>), DeployError> {
     let Some(source) = position
         .checked_sub(1)
         .map(|p| &cookbook.lifecycle.stages[p])
@@ -521,7 +565,7 @@ fn carried(
         site: site.to_string(),
         stage: source.to_string(),
     };
-    Ok((digests_of(&current.desired), Some(release)))
+    Ok((images_of(&current.desired), Some(release)))
 }
 
 /// The release `id` recorded on `site` (or the only site with a target), in whichever stage.
@@ -530,7 +574,7 @@ fn recorded(
     cookbook: &Cookbook,
     site: Option<&str>,
     id: &str,
-) -> Result<(BTreeMap<String, String>, Option<ReleaseRef>), DeployError> {
+) -> Result<(BTreeMap<String, ApprovedImage>, Option<ReleaseRef>), DeployError> {
     let site = site_for_any(cookbook, site)?;
     let records = session::releases(state_dir, &site)?;
     let found = records
@@ -557,7 +601,7 @@ fn recorded(
         site: site.to_string(),
         stage: stage.clone(),
     };
-    Ok((digests_of(&record.desired), Some(release)))
+    Ok((images_of(&record.desired), Some(release)))
 }
 
 /// A site named, or the only site of the cookbook with a target.
@@ -594,6 +638,21 @@ pub fn promotion(
     from: &str,
     to: &str,
 ) -> Result<Desired, DeployError> {
+    let promotion = promoted(state_dir, cookbook, plan, site, from, to)?;
+    promotion.check_rule(state_dir, cookbook)?;
+    Ok(promotion.desired)
+}
+
+/// [`promotion`] without the approval rule: what `to` would run and the release it carries
+/// (for a flow that looks for an approval elsewhere before the rule is checked).
+pub fn promoted(
+    state_dir: &Path,
+    cookbook: &Cookbook,
+    plan: &Plan,
+    site: &str,
+    from: &str,
+    to: &str,
+) -> Result<Promotion, DeployError> {
     let site = session::known_site(cookbook, site)?;
     let (at_from, at_to) = (
         stage_position(cookbook, from)?,
@@ -634,21 +693,34 @@ pub fn promotion(
     };
     let lock = session::promoted_lock(state_dir, cookbook, &site, from)?;
     let desired = desired(cookbook, plan, &lock, site.as_str(), to)?;
-    let rule = cookbook.lifecycle.progression[&cookbook.lifecycle.stages[at_to]];
-    if rule != Progression::Automatic {
+    Ok(Promotion { desired, carried })
+}
+
+/// What [`promoted`] works out: what the target stage would run, and the release it carries.
+#[derive(Debug, Clone)]
+pub struct Promotion {
+    pub desired: Desired,
+    pub carried: ReleaseRef,
+}
+
+impl Promotion {
+    /// Refuses the promotion when the target stage is entered by an approval its images do not
+    /// have in `state_dir`'s records, naming the release and the command that approves it.
+    pub fn check_rule(&self, state_dir: &Path, cookbook: &Cookbook) -> Result<(), DeployError> {
+        let to = self.desired.stage.as_str();
+        if cookbook.lifecycle.progression[&self.desired.stage] == Progression::Automatic {
+            return Ok(());
+        }
         let approvals = Approvals::load(&Approvals::path(state_dir))?;
-        match check_rule(cookbook, to, &digests_of(&desired), &approvals) {
-            Ok(_) => {}
-            Err(RuleError::Unapproved(refusal)) => {
-                return Err(DeployError::Unapproved(Unapproved {
-                    carried: Some(Box::new(carried)),
-                    ..refusal
-                }))
-            }
-            Err(other) => return Err(other.into()),
+        match check_rule(cookbook, to, &digests_of(&self.desired), &approvals) {
+            Ok(_) => Ok(()),
+            Err(RuleError::Unapproved(refusal)) => Err(DeployError::Unapproved(Unapproved {
+                carried: Some(Box::new(self.carried.clone())),
+                ..refusal
+            })),
+            Err(other) => Err(other.into()),
         }
     }
-    Ok(desired)
 }
 
 /// An approver of a stage (`lifecycle.approvers`), their public key read.
@@ -730,16 +802,45 @@ pub enum SignatureProblem {
     },
 }
 
+/// Where an approval under judgement comes from, as a refusal names it. Nothing here is taken
+/// for the verdict: a record's fields can be edited, and a referrer is whatever the registry
+/// serves.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Origin {
+    /// A record of this state directory's approvals file: its own (unverified) approver and time.
+    Record { by: String, at: String },
+    /// An artifact attached to an image in its registry: the image and the referrer's digest.
+    Referrer { image: String, referrer: String },
+}
+
+impl std::fmt::Display for Origin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Origin::Record { by, at } => write!(f, "by {by} at {at}"),
+            Origin::Referrer { image, referrer } => {
+                write!(f, "attached to {image} as {referrer}")
+            }
+        }
+    }
+}
+
+/// An approval to judge: where it comes from, and its envelope — or why there is none to check
+/// (an unsigned record; something a registry served that is no envelope).
+#[derive(Debug, Clone)]
+pub struct Candidate {
+    pub origin: Origin,
+    pub envelope: Result<Envelope, SignatureProblem>,
+}
+
 /// A stage with approvers refused these images' approval (exit 1): the newest approval that
 /// covers them, and what is wrong with it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("stage `{stage}` takes only approvals signed by its approvers: the approval by {by} at {at} {}{}",
+#[error("stage `{stage}` takes only approvals signed by its approvers: the approval {origin} {}{}",
     describe(problem, stage, approvers),
     if *others > 0 { format!(" ({others} older approval(s) of these images refused too)") } else { String::new() })]
 pub struct SignedRefusal {
     pub stage: String,
-    pub by: String,
-    pub at: String,
+    pub origin: Origin,
     /// The stage's approvers: name, key id.
     pub approvers: Vec<(String, String)>,
     pub problem: SignatureProblem,
@@ -794,14 +895,79 @@ pub fn check_signed(
     approvals: &Approvals,
     approvers: &[ApproverKey],
 ) -> Result<Option<Approval>, Box<SignedRefusal>> {
-    let mut refused: Vec<(&Approval, SignatureProblem)> = Vec::new();
-    let covering = approvals.approvals.iter().rev().filter(|a| {
-        a.stage == stage && !a.ci && digests.iter().all(|(c, d)| a.digests.get(c) == Some(d))
-    });
-    for approval in covering {
-        match signed_by(project, stage, digests, approval, approvers) {
-            Ok(()) => return Ok(Some(approval.clone())),
-            Err(problem) => refused.push((approval, problem)),
+    let covering = covering(approvals, stage, digests);
+    let candidates: Vec<Candidate> = covering.iter().map(|a| Approval::candidate(a)).collect();
+    Ok(judge(project, stage, digests, &candidates, approvers)?.map(|(i, _)| covering[i].clone()))
+}
+
+/// The records of a person's approvals for `stage` that say they cover `digests`, newest
+/// first: what [`check_signed`] judges (what a record says only chooses; the judgement reads
+/// its envelope).
+pub fn covering<'a>(
+    approvals: &'a Approvals,
+    stage: &str,
+    digests: &BTreeMap<String, String>,
+) -> Vec<&'a Approval> {
+    approvals
+        .approvals
+        .iter()
+        .rev()
+        .filter(|a| {
+            a.stage == stage && !a.ci && digests.iter().all(|(c, d)| a.digests.get(c) == Some(d))
+        })
+        .collect()
+}
+
+impl Approval {
+    /// This record as a [`Candidate`]: its envelope, or unsigned.
+    pub fn candidate(&self) -> Candidate {
+        Candidate {
+            origin: Origin::Record {
+                by: self.by.clone(),
+                at: self.at.clone(),
+            },
+            envelope: self.envelope.clone().ok_or(SignatureProblem::Unsigned),
+        }
+    }
+
+    /// The record of an approval taken from elsewhere (a registry), from its verified statement
+    /// only; `from` says where it was found.
+    pub fn from_statement(statement: ApprovalStatement, envelope: Envelope, from: String) -> Self {
+        Approval {
+            stage: statement.stage,
+            images: images_id(&statement.digests),
+            digests: statement.digests,
+            release: None,
+            by: statement.approver,
+            ci: false,
+            at: statement.approved_at,
+            envelope: Some(envelope),
+            from: Some(from),
+        }
+    }
+}
+
+/// The one judgement of signed approvals, wherever they come from (this state directory's
+/// records, a registry's referrers): the first of `candidates` (newest first) whose envelope
+/// verifies with an approver's key over a statement of this project, this stage, these images
+/// and that approver — its index and the statement. `Ok(None)`: no candidates; otherwise a
+/// refusal naming the first one's problem and how many others were refused.
+pub fn judge(
+    project: &str,
+    stage: &str,
+    digests: &BTreeMap<String, String>,
+    candidates: &[Candidate],
+    approvers: &[ApproverKey],
+) -> Result<Option<(usize, ApprovalStatement)>, Box<SignedRefusal>> {
+    let mut refused: Vec<(&Candidate, SignatureProblem)> = Vec::new();
+    for (i, candidate) in candidates.iter().enumerate() {
+        let verdict = match &candidate.envelope {
+            Ok(envelope) => signed_by(project, stage, digests, envelope, approvers),
+            Err(problem) => Err(problem.clone()),
+        };
+        match verdict {
+            Ok(statement) => return Ok(Some((i, statement))),
+            Err(problem) => refused.push((candidate, problem)),
         }
     }
     let others = refused.len().saturating_sub(1);
@@ -810,8 +976,7 @@ pub fn check_signed(
     };
     Err(Box::new(SignedRefusal {
         stage: stage.to_owned(),
-        by: newest.by.clone(),
-        at: newest.at.clone(),
+        origin: newest.origin.clone(),
         approvers: approvers
             .iter()
             .map(|a| (a.name.clone(), a.key.key_id()))
@@ -821,17 +986,15 @@ pub fn check_signed(
     }))
 }
 
-/// Whether `approval` is signed by one of `approvers` over a statement of these images.
+/// Whether `envelope` is signed by one of `approvers` over a statement of these images: the
+/// verified statement.
 fn signed_by(
     project: &str,
     stage: &str,
     digests: &BTreeMap<String, String>,
-    approval: &Approval,
+    envelope: &Envelope,
     approvers: &[ApproverKey],
-) -> Result<(), SignatureProblem> {
-    let Some(envelope) = &approval.envelope else {
-        return Err(SignatureProblem::Unsigned);
-    };
+) -> Result<ApprovalStatement, SignatureProblem> {
     if envelope.payload_type != APPROVAL_PAYLOAD_TYPE {
         return Err(SignatureProblem::Malformed(format!(
             "its payload type is {:?}, not {APPROVAL_PAYLOAD_TYPE}",
@@ -888,7 +1051,7 @@ fn signed_by(
                 named: statement.approver,
             });
         }
-        return Ok(());
+        return Ok(statement);
     }
     Err(bad.unwrap_or_else(|| SignatureProblem::NotListed {
         keyids: envelope.keyids().into_iter().map(str::to_owned).collect(),
@@ -958,6 +1121,7 @@ mod tests {
             ci,
             at: "t".to_owned(),
             envelope: None,
+            from: None,
         };
         let person = Approvals {
             approvals: vec![approval(false)],
@@ -1022,6 +1186,7 @@ mod signed {
             ci: false,
             at: "2026-01-01T00:00:00Z".to_owned(),
             envelope: None,
+            from: None,
         };
         if let Some(key) = signer {
             let statement = ApprovalStatement::of("shop", &a);
@@ -1149,6 +1314,103 @@ mod signed {
         )
         .unwrap();
         assert!(old.approvals[0].envelope.is_none());
+    }
+}
+
+#[cfg(test)]
+mod judged {
+    use super::*;
+    use crate::attest::key::{KeyAlgorithm, SigningKey};
+
+    fn digests() -> BTreeMap<String, String> {
+        BTreeMap::from([("api".to_owned(), "sha256:1".to_owned())])
+    }
+
+    fn attached(referrer: &str, envelope: Result<Envelope, SignatureProblem>) -> Candidate {
+        Candidate {
+            origin: Origin::Referrer {
+                image: "127.0.0.1:5000/shop/api@sha256:1".to_owned(),
+                referrer: referrer.to_owned(),
+            },
+            envelope,
+        }
+    }
+
+    fn signed(by: &str, stage: &str, key: &SigningKey) -> Envelope {
+        let statement = ApprovalStatement {
+            project: "shop".to_owned(),
+            site: Some("a".to_owned()),
+            stage: stage.to_owned(),
+            digests: digests(),
+            approver: by.to_owned(),
+            approved_at: "2026-01-01T00:00:00Z".to_owned(),
+        };
+        Envelope::sign(APPROVAL_PAYLOAD_TYPE, &statement.to_bytes(), key).unwrap()
+    }
+
+    /// What a registry serves goes through the judgement records go through: a bad one is
+    /// passed over for one that holds, and named when nothing holds.
+    #[test]
+    fn attached_approvals_are_judged_as_records_are() {
+        let alice = SigningKey::generate(KeyAlgorithm::Ed25519);
+        let mallory = SigningKey::generate(KeyAlgorithm::EcdsaP256);
+        let approvers = [ApproverKey {
+            name: "alice".to_owned(),
+            key: alice.public_key(),
+        }];
+        let judge = |c: &[Candidate]| judge("shop", "prod", &digests(), c, &approvers);
+        let garbage = attached(
+            "sha256:g",
+            Err(SignatureProblem::Malformed("not JSON".to_owned())),
+        );
+        let foreign = attached("sha256:m", Ok(signed("alice", "prod", &mallory)));
+        let other_stage = attached("sha256:o", Ok(signed("alice", "dev", &alice)));
+        let good = attached("sha256:a", Ok(signed("alice", "prod", &alice)));
+
+        let (i, statement) = judge(&[garbage.clone(), foreign.clone(), good])
+            .unwrap()
+            .unwrap();
+        assert_eq!((i, statement.approver.as_str()), (2, "alice"));
+
+        let refusal = judge(&[foreign, garbage, other_stage]).unwrap_err();
+        assert_eq!(
+            refusal.to_string(),
+            format!(
+                "stage `prod` takes only approvals signed by its approvers: the approval attached to 127.0.0.1:5000/shop/api@sha256:1 as sha256:m is signed by {}, which is not one of prod's approvers: alice ({}) (2 older approval(s) of these images refused too)",
+                mallory.public_key().key_id(),
+                alice.public_key().key_id()
+            )
+        );
+        assert_eq!(judge(&[]), Ok(None));
+
+        // Recorded from the statement only: what it says, and where it was found.
+        let envelope = signed("alice", "prod", &alice);
+        let record = Approval::from_statement(
+            ApprovalStatement {
+                project: "shop".to_owned(),
+                site: None,
+                stage: "prod".to_owned(),
+                digests: digests(),
+                approver: "alice".to_owned(),
+                approved_at: "t".to_owned(),
+            },
+            envelope,
+            "attached to x as y".to_owned(),
+        );
+        assert_eq!(record.images, images_id(&digests()));
+        assert_eq!(record.from.as_deref(), Some("attached to x as y"));
+        assert_eq!(
+            check_signed(
+                "shop",
+                "prod",
+                &digests(),
+                &Approvals {
+                    approvals: vec![record.clone()]
+                },
+                &approvers
+            ),
+            Ok(Some(record))
+        );
     }
 }
 

@@ -7,6 +7,7 @@
 //! site's Docker engine) is the first.
 //! Invariant: an instance whose image digest and runtime settings are unchanged is never touched.
 
+pub mod approval_referrers;
 pub mod approvals;
 pub mod backend;
 pub mod desired;

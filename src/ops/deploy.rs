@@ -17,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 use super::Workspace;
 // What the command line names when it renders a status (the CLI imports only `ops`).
 use crate::attest::key::{read_signing_key, Signer};
+use crate::deploy::approval_referrers;
 use crate::deploy::approvals::{self, Approval, ApproveError, Request, Subject, Unapproved};
 use crate::deploy::backend::{ConnectOptions, SiteStatus};
 use crate::deploy::desired::{desired, Desired};
@@ -191,7 +192,7 @@ pub fn promote(
     stop: &CancellationToken,
 ) -> Result<DeployReport, Error> {
     let state_dir = ws.state_dir();
-    let desired = approvals::promotion(
+    let promotion = approvals::promoted(
         &state_dir,
         &ws.cookbook,
         &ws.plan,
@@ -199,6 +200,11 @@ pub fn promote(
         &opts.from,
         &opts.to,
     )?;
+    // Before the rule, which reads the records: an approval found beside the images in their
+    // registry is recorded here first.
+    signed_approval(ws, &state_dir, &promotion.desired)?;
+    promotion.check_rule(&state_dir, &ws.cookbook)?;
+    let desired = promotion.desired;
     if let Some(key) = &opts.require_attestations {
         require_attestations(ws, ws.lock()?, &desired, key)?;
     }
@@ -388,6 +394,15 @@ pub fn stage(
     } = *target;
     let desired = desired(&ws.cookbook, &ws.plan, lock, site, stage)?;
     let options = connect_options(ws, false);
+    // Before the rule, which reads the records: an approval found beside the images in their
+    // registry is recorded here first.
+    match signed_approval(ws, state_dir, &desired) {
+        Ok(()) => {}
+        Err(Error::Approval(refusal)) => {
+            return Ok(StageOutcome::NotReady(NotReady::NotSigned(refusal)))
+        }
+        Err(other) => return Err(other),
+    }
     let checked = super::runtime()?.block_on(session::check_progression(
         state_dir,
         &ws.cookbook,
@@ -403,13 +418,6 @@ pub fn stage(
             return Ok(StageOutcome::NotReady(NotReady::RuleNotMet(why)))
         }
         Err(other) => return Err(other.into()),
-    }
-    match signed_approval(ws, state_dir, &desired) {
-        Ok(()) => {}
-        Err(Error::Approval(refusal)) => {
-            return Ok(StageOutcome::NotReady(NotReady::NotSigned(refusal)))
-        }
-        Err(other) => return Err(other),
     }
     let outcome = converge(ws, state_dir, &desired, &options, stop)?;
     Ok(StageOutcome::Deployed(DeployReport::new(
@@ -557,8 +565,34 @@ pub struct ApproveOptions {
     pub signing_key: Option<PathBuf>,
 }
 
-/// `cookbook approve`: records the approval and returns it.
-pub fn approve(ws: &Workspace, opts: &ApproveOptions) -> Result<Approval, Error> {
+/// What `cookbook approve` did: the approval recorded, and for a signed one, where it was
+/// attached beside its images.
+#[derive(Debug, Clone, Serialize)]
+pub struct ApproveReport {
+    pub approval: Approval,
+    /// One per approved image published in a registry (a signed approval only).
+    pub attached: Vec<AttachedApproval>,
+    /// What could not be attached (the approval is recorded all the same).
+    pub warnings: Vec<String>,
+}
+
+/// A signed approval attached to one image as a referrer.
+#[derive(Debug, Clone, Serialize)]
+pub struct AttachedApproval {
+    pub container: String,
+    /// `repository@digest` of the image.
+    pub image: String,
+    /// The artifact manifest's digest.
+    pub referrer: String,
+    /// Whether anything was written (`false`: it was attached already).
+    pub pushed: bool,
+}
+
+/// `cookbook approve`: records the approval; a signed one is then attached to each approved
+/// image that is published in a registry, so that a site sharing that registry sees it. The
+/// record comes first and stands: an image the registry does not take it for (unreachable,
+/// refused credentials, anything) is a warning, and `approve` run again attaches the new one.
+pub fn approve(ws: &Workspace, opts: &ApproveOptions) -> Result<ApproveReport, Error> {
     let subject = match (opts.lock, &opts.release) {
         (true, _) => Subject::Lock(ws.published()?),
         (false, Some(id)) => Subject::Release(id),
@@ -577,16 +611,63 @@ pub fn approve(ws: &Workspace, opts: &ApproveOptions) -> Result<Approval, Error>
         subject,
         signer: key.as_ref().map(|k| k as &dyn Signer),
     };
-    approvals::approve(&ws.state_dir(), &ws.cookbook, &request).map_err(|e| match e {
-        ApproveError::Deploy(e) => e.into(),
-        ApproveError::Sign(e) => e.into(),
-    })
+    let approved =
+        approvals::approve(&ws.state_dir(), &ws.cookbook, &request).map_err(|e| match e {
+            ApproveError::Deploy(e) => Error::from(e),
+            ApproveError::Sign(e) => e.into(),
+        })?;
+    let mut report = ApproveReport {
+        approval: approved.approval.clone(),
+        attached: Vec::new(),
+        warnings: Vec::new(),
+    };
+    let Some(envelope) = &approved.approval.envelope else {
+        return Ok(report);
+    };
+    let shared: Vec<_> = approved
+        .images
+        .iter()
+        .filter_map(|(c, i)| approval_referrers::published(i).map(|p| (c, p)))
+        .collect();
+    if shared.is_empty() {
+        return Ok(report);
+    }
+    super::runtime()?.block_on(async {
+        let client = match crate::registry::RegistryClient::new() {
+            Ok(client) => client,
+            Err(e) => {
+                report
+                    .warnings
+                    .push(format!("the approval is not attached to the images: {e}"));
+                return;
+            }
+        };
+        for (container, (image, digest)) in shared {
+            let name = format!("{}@{digest}", image.reference().repository());
+            match approval_referrers::attach(&client, &image, &digest, envelope, &opts.stage).await
+            {
+                Ok(attached) => report.attached.push(AttachedApproval {
+                    container: container.clone(),
+                    image: name,
+                    referrer: attached.manifest.to_string(),
+                    pushed: attached.pushed,
+                }),
+                Err(e) => report.warnings.push(format!(
+                    "the approval is recorded here but not attached to {name}: {e}"
+                )),
+            }
+        }
+    });
+    Ok(report)
 }
 
 /// A stage with `lifecycle.approvers` takes only an approval signed by one of them
-/// (`approvals::check_signed`); other stages are left to their rule (`session`). No approval
-/// at all is the rule's refusal too, which names the command that approves. An approver's key
-/// file that cannot be used is a problem of the cookbook, located at its entry.
+/// (`approvals::judge`); other stages are left to their rule (`session`). The records here are
+/// judged first; when none holds and the images are published, the approvals attached to them
+/// in their registry are fetched and judged by the same judgement, and one that holds is
+/// recorded here (so the rule, which reads the records, opens, and the records say why). No
+/// approval anywhere is the rule's refusal, which names the command that approves. An
+/// approver's key file that cannot be used is a problem of the cookbook, located at its entry.
 fn signed_approval(ws: &Workspace, state_dir: &Path, desired: &Desired) -> Result<(), Error> {
     let cookbook = &ws.cookbook;
     let stage = desired.stage.as_str();
@@ -598,20 +679,78 @@ fn signed_approval(ws: &Workspace, state_dir: &Path, desired: &Desired) -> Resul
     }
     let approvers = approvals::read_approver_keys(ws.base_dir(), cookbook, stage)
         .map_err(|unreadable| unreadable_approvers(ws, &unreadable))?;
-    let approvals = approvals::Approvals::load(&approvals::Approvals::path(state_dir))
-        .map_err(DeployError::from)?;
+    let path = approvals::Approvals::path(state_dir);
+    let recorded = approvals::Approvals::load(&path).map_err(DeployError::from)?;
     let digests: BTreeMap<String, String> = desired
         .instances()
         .map(|i| (i.container.to_string(), i.digest.clone()))
         .collect();
-    approvals::check_signed(
-        cookbook.project.name.as_str(),
-        stage,
-        &digests,
-        &approvals,
-        &approvers,
-    )?;
-    Ok(())
+    let project = cookbook.project.name.as_str();
+    let mut candidates: Vec<approvals::Candidate> = approvals::covering(&recorded, stage, &digests)
+        .into_iter()
+        .map(Approval::candidate)
+        .collect();
+    let local = approvals::judge(project, stage, &digests, &candidates, &approvers);
+    if let Ok(Some(_)) = local {
+        return Ok(());
+    }
+    let attached = attached_approvals(desired)?;
+    if attached.is_empty() {
+        local?;
+        return Ok(());
+    }
+    candidates.extend(attached);
+    match approvals::judge(project, stage, &digests, &candidates, &approvers)? {
+        None => Ok(()),
+        Some((i, statement)) => {
+            let found = &candidates[i];
+            // A candidate holds only with an envelope; were it otherwise, nothing is recorded
+            // and the rule refuses.
+            if let Ok(envelope) = &found.envelope {
+                let from = found.origin.to_string();
+                let record = Approval::from_statement(statement, envelope.clone(), from);
+                approvals::Approvals::update(&path, |a| a.approvals.push(record))
+                    .map_err(DeployError::from)?;
+            }
+            Ok(())
+        }
+    }
+}
+
+/// The approvals attached to `desired`'s published images in their registry, each envelope
+/// once (the same approval is attached to every image it approves).
+fn attached_approvals(desired: &Desired) -> Result<Vec<approvals::Candidate>, Error> {
+    let mut published = BTreeMap::new();
+    for i in desired.instances() {
+        let image = approvals::ApprovedImage {
+            image: i.image.clone(),
+            digest: i.digest.clone(),
+        };
+        if let Some(p) = approval_referrers::published(&image) {
+            published.entry(i.container.to_string()).or_insert(p);
+        }
+    }
+    if published.is_empty() {
+        return Ok(Vec::new());
+    }
+    super::runtime()?.block_on(async {
+        let client = crate::registry::RegistryClient::new()?;
+        let mut found: Vec<approvals::Candidate> = Vec::new();
+        for (image, digest) in published.values() {
+            for candidate in approval_referrers::fetch(&client, image, digest).await? {
+                let seen = found
+                    .iter()
+                    .any(|f| match (&f.envelope, &candidate.envelope) {
+                        (Ok(a), Ok(b)) => a == b,
+                        _ => false,
+                    });
+                if !seen {
+                    found.push(candidate);
+                }
+            }
+        }
+        Ok(found)
+    })
 }
 
 /// The cookbook's approver entries whose key files cannot be used, as located diagnostics.

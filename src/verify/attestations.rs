@@ -400,7 +400,7 @@ pub(super) fn describe(reason: &Reason, f: &mut std::fmt::Formatter<'_>) -> std:
 /// Whether the registry answered, but with something that is not a sound attestation of this
 /// image (it lies, or holds garbage): a reason for that attestation. Anything else — no answer,
 /// refused credentials — means the registry could not be asked.
-fn about_the_artifact(e: &RegistryError) -> bool {
+pub fn about_the_artifact(e: &RegistryError) -> bool {
     matches!(
         e,
         RegistryError::ManifestMissing { .. }
