@@ -144,6 +144,36 @@ pub(super) async fn read_capped(
     Ok(bytes)
 }
 
+/// One page of a paginated list (tags, referrers) whose cap `limit` holds for all its pages:
+/// read with what the cap leaves after the `before` bytes of earlier pages, and a list too large
+/// is said of the whole list, with what came before.
+pub(super) async fn read_page_capped(
+    endpoint: &Url,
+    response: Response,
+    body: BodyKind,
+    limit: u64,
+    before: u64,
+) -> Result<Vec<u8>, RegistryError> {
+    read_capped(endpoint, response, body, limit.saturating_sub(before))
+        .await
+        .map_err(|e| match e {
+            RegistryError::TooLarge {
+                endpoint,
+                body,
+                declared,
+                received,
+                ..
+            } => RegistryError::TooLarge {
+                endpoint,
+                body,
+                limit,
+                declared: declared.map(|n| n + before),
+                received: received + before,
+            },
+            e => e,
+        })
+}
+
 /// The longest piece of a plain-text error body kept in a message.
 const MAX_MESSAGE: usize = 300;
 

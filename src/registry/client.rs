@@ -72,8 +72,8 @@ use serde::Deserialize;
 
 use super::auth::{Challenge, Credential, CredentialError, CredentialStore};
 use super::body::{
-    read_capped, said_by, BodyKind, ErrorCode, Said, MAX_IN_MEMORY_BLOB_BYTES, MAX_MANIFEST_BYTES,
-    MAX_TAG_LIST_BYTES, MAX_TAG_LIST_PAGES, MAX_TOKEN_RESPONSE_BYTES,
+    read_capped, read_page_capped, said_by, BodyKind, ErrorCode, Said, MAX_IN_MEMORY_BLOB_BYTES,
+    MAX_MANIFEST_BYTES, MAX_TAG_LIST_BYTES, MAX_TAG_LIST_PAGES, MAX_TOKEN_RESPONSE_BYTES,
 };
 use super::origin::{redact, redact_text, Admission, Origin};
 use crate::oci::Digest;
@@ -786,26 +786,9 @@ impl RegistryClient {
                 _ => return Err(unexpected(&url, response).await),
             }
             let next = header(&response, LINK.as_str()).and_then(|link| next_link(&link));
-            let left = MAX_TAG_LIST_BYTES - read;
-            let page = read_capped(&url, response, BodyKind::TagList, left)
-                .await
-                .map_err(|e| match e {
-                    // The cap is for all pages: say so, with what came before.
-                    RegistryError::TooLarge {
-                        endpoint,
-                        body,
-                        declared,
-                        received,
-                        ..
-                    } => RegistryError::TooLarge {
-                        endpoint,
-                        body,
-                        limit: MAX_TAG_LIST_BYTES,
-                        declared: declared.map(|n| n + read),
-                        received: received + read,
-                    },
-                    e => e,
-                })?;
+            let page =
+                read_page_capped(&url, response, BodyKind::TagList, MAX_TAG_LIST_BYTES, read)
+                    .await?;
             read += page.len() as u64;
             let page: Tags = serde_json::from_slice(&page)
                 .map_err(|e| invalid(&url, format!("tag list: {e}")))?;

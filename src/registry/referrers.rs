@@ -46,7 +46,7 @@ use reqwest::header::{CONTENT_TYPE, ETAG, LINK};
 use reqwest::{Method, Response, StatusCode, Url};
 use serde::{Deserialize, Serialize};
 
-use super::body::{read_capped, BodyKind, MAX_MANIFEST_BYTES};
+use super::body::{read_capped, read_page_capped, BodyKind, MAX_MANIFEST_BYTES};
 use super::client::{
     header, invalid, manifest_media_type, next_link, unexpected, Access, Content, RegistryClient,
     RegistryError, DOCKER_CONTENT_DIGEST,
@@ -750,7 +750,14 @@ impl RegistryClient {
             }
             let content_type = header(&response, CONTENT_TYPE.as_str());
             let next = header(&response, LINK.as_str()).and_then(|link| next_link(&link));
-            let bytes = read_index_capped(&url, response, MAX_MANIFEST_BYTES - read, read).await?;
+            let bytes = read_page_capped(
+                &url,
+                response,
+                BodyKind::ReferrersIndex,
+                MAX_MANIFEST_BYTES,
+                read,
+            )
+            .await?;
             read += bytes.len() as u64;
             referrers.extend(
                 parse_index(&bytes, content_type.as_deref()).map_err(|reason| {
@@ -791,7 +798,14 @@ impl RegistryClient {
         let content_type = header(&response, CONTENT_TYPE.as_str());
         // A weak tag says "semantically the same", which a byte-for-byte rewrite cannot use.
         let etag = header(&response, ETAG.as_str()).filter(|e| !e.starts_with("W/"));
-        let bytes = read_index_capped(&url, response, MAX_MANIFEST_BYTES, 0).await?;
+        let bytes = read_page_capped(
+            &url,
+            response,
+            BodyKind::ReferrersIndex,
+            MAX_MANIFEST_BYTES,
+            0,
+        )
+        .await?;
         let referrers = parse_index(&bytes, content_type.as_deref()).map_err(|reason| {
             RegistryError::BadReferrersIndex {
                 endpoint: redact(&url),
@@ -883,34 +897,6 @@ struct TagIndex {
     content_type: Option<String>,
     etag: Option<String>,
     referrers: Vec<Referrer>,
-}
-
-/// A referrers list read with the `left` bytes the cap leaves after `before` bytes of earlier
-/// pages; too large is said of the whole list.
-async fn read_index_capped(
-    url: &Url,
-    response: Response,
-    left: u64,
-    before: u64,
-) -> Result<Vec<u8>, RegistryError> {
-    read_capped(url, response, BodyKind::ReferrersIndex, left)
-        .await
-        .map_err(|e| match e {
-            RegistryError::TooLarge {
-                endpoint,
-                body,
-                declared,
-                received,
-                ..
-            } => RegistryError::TooLarge {
-                endpoint,
-                body,
-                limit: MAX_MANIFEST_BYTES,
-                declared: declared.map(|n| n + before),
-                received: received + before,
-            },
-            e => e,
-        })
 }
 
 #[cfg(test)]
