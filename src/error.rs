@@ -221,6 +221,14 @@ pub enum Error {
         image_id: String,
         image: String,
     },
+    /// The sources give another input hash than the lock's image was built from (1): what
+    /// they say (`sbom`'s packages) would not describe that image.
+    #[error("`{container}` changed since its image was built (input hash {computed}, cookbook.lock's {locked}): run `cookbook apply`, then `cookbook sbom {container}`")]
+    ChangedSinceBuilt {
+        container: String,
+        computed: String,
+        locked: String,
+    },
     /// A deploy that stopped once it had changed something (what failed, what was restored:
     /// `DeployError::Stopped`), or refused to touch what is not the stage's
     /// (`BackendError::NotOurs`). `signal`: the signal that stopped it, and its exit code.
@@ -507,7 +515,9 @@ impl Error {
                 crate::build::BuildError::Context(e) => context_exit_code(e),
                 _ => EXIT_FAILED,
             },
-            Error::Image(_) | Error::ImageNotInEngine { .. } => EXIT_FAILED,
+            Error::Image(_) | Error::ImageNotInEngine { .. } | Error::ChangedSinceBuilt { .. } => {
+                EXIT_FAILED
+            }
             Error::Deploy { signal, error } => match signal {
                 Some((_, code)) => *code,
                 None => deploy_exit_code(error),

@@ -144,7 +144,9 @@ fn code(e: &Error) -> &'static str {
         Error::Verify(_) => "verify",
         Error::Interrupted { .. } => "interrupted",
         Error::Deploy { .. } => "deploy",
-        Error::NotPublished { .. } | Error::SyncDeployFailed { .. } => "failed",
+        Error::NotPublished { .. }
+        | Error::SyncDeployFailed { .. }
+        | Error::ChangedSinceBuilt { .. } => "failed",
         Error::Build(_) | Error::Image(_) | Error::ImageNotInEngine { .. } => "image",
     }
 }

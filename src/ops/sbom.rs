@@ -55,12 +55,11 @@ pub fn sbom(ws: &Workspace, container: &str) -> Result<SbomReport, Error> {
     // The packages and the base pin come from the sources: they describe the image only if it
     // was built from these sources.
     if print.input_hash() != entry.input_hash.as_str() {
-        return Err(Error::Failed(format!(
-            "`{name}` changed since its image was built (input hash {}, cookbook.lock's {}): \
-             run `cookbook apply`, then `cookbook sbom {name}`",
-            print.input_hash(),
-            entry.input_hash
-        )));
+        return Err(Error::ChangedSinceBuilt {
+            container: name.to_string(),
+            computed: print.input_hash().to_owned(),
+            locked: entry.input_hash.to_string(),
+        });
     }
 
     let normalized = super::runtime()?.block_on(async {
