@@ -85,6 +85,24 @@ pub(super) struct Pending {
 /// run does not sign).
 pub(super) type Queue = std::sync::Mutex<Option<tokio::sync::mpsc::UnboundedSender<Pending>>>;
 
+/// What one image's attestations came to, in its report (`attestations` in `apply --format
+/// json`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(untagged)]
+pub enum Attestations {
+    /// Attached (by this run, or before it).
+    Attached(Attested),
+    /// Not attached: the image is published and correct, and the next signing apply attests
+    /// it. The run fails (exit 1), but its dependents were built on the published image.
+    Failed { error: String },
+}
+
+impl Attestations {
+    pub fn failed(&self) -> bool {
+        matches!(self, Attestations::Failed { .. })
+    }
+}
+
 /// The two kinds, in the order they are attached.
 const KINDS: [&str; 2] = [provenance::PREDICATE_TYPE, sbom::PREDICATE_TYPE];
 
@@ -379,10 +397,15 @@ impl<E: Engine> Run<'_, E> {
     }
 
     fn record(&self, name: &Name, attested: Attested) {
+        self.record_outcome(name, Attestations::Attached(attested));
+    }
+
+    /// What `name`'s attestations came to, for its report ([`Run::merge_attestations`]).
+    pub(super) fn record_outcome(&self, name: &Name, outcome: Attestations) {
         self.attested
             .lock()
             .expect("the attestations map is never poisoned: nothing panics holding it")
-            .insert(name.clone(), attested);
+            .insert(name.clone(), outcome);
     }
 }
 

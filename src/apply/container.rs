@@ -86,8 +86,19 @@ impl<E: Engine> Run<'_, E> {
         };
         if let Some((source, ids)) = cached? {
             self.reporter.event(Event::Cached { name, source });
-            if let Err(failure) = self.attest_found(name, source, &ids).await {
-                return self.finished(name, &entry, Instant::now(), Err(failure));
+            match self.attest_found(name, source, &ids).await {
+                Ok(()) => {}
+                Err(Failure::Run(e)) => return Err(e),
+                Err(Failure::Container { reason, .. } | Failure::NeedsEngine { reason }) => {
+                    let reason = format!("published, not attested: {reason}");
+                    self.reporter.event(Event::Failed {
+                        name,
+                        reason: &reason,
+                        log: &[],
+                    });
+                    self.record_outcome(name, super::Attestations::Failed { error: reason });
+                }
+                Err(Failure::Cancelled) => {}
             }
             return Ok(entry.report(ContainerOutcome::Cached { source }, ids, Vec::new()));
         }

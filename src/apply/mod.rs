@@ -78,7 +78,7 @@ use crate::registry::RegistryClient;
 use crate::state::lock::Lock;
 
 pub use crate::image::{LABEL_CONTAINER, LABEL_INPUT_HASH, LABEL_PROJECT};
-pub use attest::{Attested, Attesting};
+pub use attest::{Attestations, Attested, Attesting};
 pub use dry_run::{dry_run, dry_run_with_docker, Action, Planned};
 pub use error::{ApplyError, ApplyFailure};
 pub use finish::policy_tags;

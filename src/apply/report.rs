@@ -76,7 +76,7 @@ pub struct ContainerReport {
     /// The provenance statement and SBOM attached to the published image (a run with a
     /// signing key).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub attestations: Option<super::Attested>,
+    pub attestations: Option<super::Attestations>,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -89,9 +89,21 @@ pub struct Report {
 }
 
 impl Report {
-    /// Every container built or cached, and the run not cancelled.
+    /// Every container built or cached (and attested, when the run signs), and the run not
+    /// cancelled.
     pub fn ok(&self) -> bool {
-        !self.cancelled && self.containers.values().all(|c| c.outcome.succeeded())
+        !self.cancelled
+            && self.containers.values().all(|c| {
+                c.outcome.succeeded() && !c.attestations.as_ref().is_some_and(|a| a.failed())
+            })
+    }
+
+    /// Containers whose image is published but could not be attested.
+    pub fn unattested(&self) -> usize {
+        self.containers
+            .values()
+            .filter(|c| c.attestations.as_ref().is_some_and(|a| a.failed()))
+            .count()
     }
 
     pub fn count(&self, f: impl Fn(&ContainerOutcome) -> bool) -> usize {

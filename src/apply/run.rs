@@ -29,7 +29,7 @@ pub(super) struct Run<'a, E: Engine> {
     pub(super) reporter: &'a dyn Reporter,
     pub(super) stop: AtomicBool,
     /// What each container's attestations came to ([`super::attest`]), for its report.
-    pub(super) attested: std::sync::Mutex<BTreeMap<Name, super::Attested>>,
+    pub(super) attested: std::sync::Mutex<BTreeMap<Name, super::Attestations>>,
     /// Built images waiting for their attestations.
     pub(super) attest_queue: super::attest::Queue,
 }
@@ -122,8 +122,10 @@ pub(super) async fn run<E: Engine>(
         done
     };
     let (waves, unattested) = tokio::join!(waves, run.attest_queued(queued));
-    run.merge_attestations(report, unattested)?;
+    let merged = run.merge_attestations(report, unattested);
+    // The waves' own failure first: it is what stopped the run.
     waves?;
+    merged?;
     if report
         .containers
         .values()
@@ -167,9 +169,11 @@ impl<E: Engine> Run<'_, E> {
         Ok(())
     }
 
-    /// Each container's attestations into its report; a container whose image could not be
-    /// attested failed (its image is published and correct, and the next apply attests it). An
-    /// unreachable registry fails the run.
+    /// Each container's attestations into its report. A container whose image could not be
+    /// attested keeps its outcome (built: the lock may record its published image, which its
+    /// dependents were built on) with the failure in its attestations, which fails the run
+    /// ([`Report::ok`]); the next signing apply attests it. An unreachable registry fails the
+    /// run.
     fn merge_attestations(
         &self,
         report: &mut Report,
@@ -199,7 +203,7 @@ impl<E: Engine> Run<'_, E> {
                 log: &[],
             });
             if let Some(entry) = report.containers.get_mut(&name) {
-                entry.outcome = ContainerOutcome::Failed { reason };
+                entry.attestations = Some(super::Attestations::Failed { error: reason });
             }
         }
         first_error.map_or(Ok(()), Err)

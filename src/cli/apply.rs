@@ -198,7 +198,7 @@ fn plain_reporter(verbose: bool, quiet: bool) -> Plain {
 
 fn summary_line(summary: &ApplySummary) -> String {
     format!(
-        "apply: {} built, {} cached, {} failed, {} skipped{}{}{}",
+        "apply: {} built, {} cached, {} failed, {} skipped{}{}{}{}",
         summary.built,
         summary.cached,
         summary.failed,
@@ -210,6 +210,11 @@ fn summary_line(summary: &ApplySummary) -> String {
         },
         if summary.needs_engine > 0 {
             format!(", {} not built (no engine)", summary.needs_engine)
+        } else {
+            String::new()
+        },
+        if summary.unattested > 0 {
+            format!(", {} not attested", summary.unattested)
         } else {
             String::new()
         },

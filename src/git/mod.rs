@@ -79,8 +79,17 @@ pub fn repository_path(path: &Path) -> String {
 /// is in no repository (or it has no HEAD); `Some(false)`: an unknown commit, or one not in
 /// HEAD's history.
 pub fn contains_commit(dir: &Path, commit: &str) -> Option<bool> {
+    contains_commit_from(dir, None, commit)
+}
+
+/// [`contains_commit`] with another tip than HEAD: `tip` (a full commit id, e.g. the revision
+/// `verify --rev` checks) when given.
+pub fn contains_commit_from(dir: &Path, tip: Option<&str>, commit: &str) -> Option<bool> {
     let repo = git2::Repository::discover(dir).ok()?;
-    let head = repo.head().ok()?.peel_to_commit().ok()?.id();
+    let head = match tip {
+        Some(tip) => git2::Oid::from_str(tip).ok()?,
+        None => repo.head().ok()?.peel_to_commit().ok()?.id(),
+    };
     let Ok(wanted) = git2::Oid::from_str(commit) else {
         return Some(false);
     };
@@ -91,4 +100,47 @@ pub fn contains_commit(dir: &Path, commit: &str) -> Option<bool> {
         return Some(false);
     }
     Some(repo.graph_descendant_of(head, wanted).unwrap_or(false))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A commit of an empty tree on top of `parents` in `repo`, on HEAD when `head`.
+    fn commit(repo: &git2::Repository, parents: &[git2::Oid], head: bool, m: &str) -> git2::Oid {
+        let signature = git2::Signature::now("t", "t@example.invalid").unwrap();
+        let tree = repo
+            .find_tree(repo.index().unwrap().write_tree().unwrap())
+            .unwrap();
+        let parents: Vec<git2::Commit> = parents
+            .iter()
+            .map(|p| repo.find_commit(*p).unwrap())
+            .collect();
+        let parents: Vec<&git2::Commit> = parents.iter().collect();
+        let reference = head.then_some("HEAD");
+        repo.commit(reference, &signature, &signature, m, &tree, &parents)
+            .unwrap()
+    }
+
+    #[test]
+    fn a_checkout_contains_its_tip_and_its_ancestors_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = git2::Repository::init(dir.path()).unwrap();
+        let first = commit(&repo, &[], true, "first");
+        let second = commit(&repo, &[first], true, "second");
+        let elsewhere = commit(&repo, &[first], false, "on another branch");
+        let text = |oid: git2::Oid| oid.to_string();
+        assert_eq!(contains_commit(dir.path(), &text(second)), Some(true));
+        assert_eq!(contains_commit(dir.path(), &text(first)), Some(true));
+        assert_eq!(contains_commit(dir.path(), &text(elsewhere)), Some(false));
+        assert_eq!(contains_commit(dir.path(), &"0".repeat(40)), Some(false));
+        assert_eq!(contains_commit(dir.path(), "not a commit"), Some(false));
+        // From another tip (`verify --rev`): its own history, not HEAD's.
+        let tip = text(first);
+        let from_first = |c: &str| contains_commit_from(dir.path(), Some(&tip), c);
+        assert_eq!(from_first(&text(second)), Some(false));
+        assert_eq!(from_first(&text(first)), Some(true));
+        let outside = tempfile::tempdir().unwrap();
+        assert_eq!(contains_commit(outside.path(), &text(first)), None);
+    }
 }

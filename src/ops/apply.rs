@@ -79,6 +79,9 @@ pub struct ApplySummary {
     pub skipped: usize,
     pub cancelled: usize,
     pub needs_engine: usize,
+    /// Published, but not attested (a signing run whose attachment failed).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub unattested: usize,
     pub lock_changed: bool,
     pub containers: BTreeMap<Name, ContainerReport>,
     /// Why the whole run failed.
@@ -105,6 +108,7 @@ impl ApplySummary {
             skipped: count(|o| matches!(o, ContainerOutcome::Skipped { .. })),
             cancelled: count(|o| matches!(o, ContainerOutcome::Cancelled { .. })),
             needs_engine: count(|o| matches!(o, ContainerOutcome::NeedsEngine { .. })),
+            unattested: report.unattested(),
             lock_changed: report.lock_changed,
             error: failure.as_ref().map(ToString::to_string),
             containers: report.containers,
@@ -135,6 +139,13 @@ impl ApplySummary {
                 Err(Error::Apply(ApplyError::EngineNeeded {
                     containers: without_engine.join(", "),
                 }))
+            }
+            RunResult::Error | RunResult::Failed if self.failed == 0 && self.unattested > 0 => {
+                Err(Error::Failed(format!(
+                    "{} image(s) published but not attested: run `cookbook apply --signing-key` \
+                     again to attest them",
+                    self.unattested
+                )))
             }
             RunResult::Error | RunResult::Failed => Err(Error::Failed(format!(
                 "{} container(s) failed",
@@ -315,6 +326,10 @@ fn options(opts: &ApplyOptions) -> Options {
     }
 }
 
+fn is_zero(n: &usize) -> bool {
+    *n == 0
+}
+
 fn default_jobs() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
 }
@@ -413,6 +428,33 @@ mod tests {
 
     fn built() -> ContainerOutcome {
         ContainerOutcome::Built { millis: 5 }
+    }
+
+    #[test]
+    fn an_image_published_but_not_attested_fails_the_run_and_says_so() {
+        let mut report = report(&[("api", built()), ("web", built())]);
+        report.containers.get_mut("api").unwrap().attestations =
+            Some(apply::Attestations::Failed {
+                error: "published, not attested: the registry refused it".into(),
+            });
+        assert!(!report.ok());
+        let summary = ApplySummary::new(report, None);
+        assert_eq!(summary.result, RunResult::Failed);
+        assert_eq!(
+            (summary.built, summary.failed, summary.unattested),
+            (2, 0, 1)
+        );
+        let doc = serde_json::to_value(&summary).unwrap();
+        assert_eq!(
+            doc["containers"]["api"]["attestations"]["error"],
+            "published, not attested: the registry refused it"
+        );
+        assert_eq!(doc["unattested"], 1);
+        let error = summary.into_result(None).unwrap_err();
+        assert_eq!(error.exit_code(), 1);
+        assert!(error
+            .to_string()
+            .contains("1 image(s) published but not attested"));
     }
 
     #[test]

@@ -188,9 +188,12 @@ pub fn verify(file: &CookbookFile, opts: &VerifyOptions) -> Result<VerifyReport,
     }
     if let Some(key) = &opts.attestations {
         let key = crate::attest::key::read_public_key(key)?;
-        // The working copy's repository: a `--rev` checkout is a temporary tree of it.
+        // The working copy's repository (a `--rev` checkout is a temporary tree of it), from the
+        // revision verified: its commit, or HEAD.
         let dir = file.base_dir().to_path_buf();
-        let contains = move |commit: &str| crate::git::contains_commit(&dir, commit);
+        let tip = checkout.as_ref().map(|c| c.commit.clone());
+        let contains =
+            move |commit: &str| crate::git::contains_commit_from(&dir, tip.as_deref(), commit);
         runtime()?.block_on(async {
             let client = RegistryClient::new()?;
             verify::attestations::check(&mut report, &lock, &client, &key, &contains).await

@@ -38,6 +38,10 @@ use super::{Reason, Report};
 /// The largest envelope read: an SBOM of a 100,000-file image is some 30 MB of JSON, base64'd.
 pub const ENVELOPE_MAX: u64 = 64 << 20;
 
+/// The most attestations of one kind read per image: a registry that lists thousands (each up
+/// to [`ENVELOPE_MAX`]) could otherwise exhaust memory. `apply` attaches one per key and build.
+pub const MAX_PER_KIND: usize = 16;
+
 /// cookbook's two kinds of attestation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -281,7 +285,7 @@ pub async fn fetch(
             Some(crate::attest::dsse::IN_TOTO_PAYLOAD_TYPE),
         )
         .await?;
-    let mut found = Vec::new();
+    let mut found: Vec<Found> = Vec::new();
     for referrer in referrers {
         let Some(kind) = referrer
             .annotations
@@ -290,6 +294,23 @@ pub async fn fetch(
         else {
             continue;
         };
+        match found.iter().filter(|f| f.kind == kind).count() {
+            n if n < MAX_PER_KIND => {}
+            // One reason for the rest, not one each.
+            n if n == MAX_PER_KIND => {
+                found.push(Found {
+                    kind,
+                    referrer: referrer.digest,
+                    envelope: Err(format!(
+                        "more than {MAX_PER_KIND} {} attestations are attached; the rest were \
+                         not read",
+                        kind.as_str()
+                    )),
+                });
+                continue;
+            }
+            _ => continue,
+        }
         let envelope = match client
             .artifact_payload(repo, &referrer.digest, digest, ENVELOPE_MAX)
             .await
