@@ -307,6 +307,7 @@ async fn instance_reasons(
     };
     let expected = attestations::Expected {
         digest: &digest,
+        container: instance.container.as_str(),
         input_hash: print.input_hash(),
         pins,
         contains_commit: contains,

@@ -90,6 +90,8 @@ pub struct Found {
 pub struct Expected<'a> {
     /// The locked manifest digest: every statement's subject.
     pub digest: &'a Digest,
+    /// The container the image is the lock's entry of: what the provenance must name.
+    pub container: &'a str,
     /// The input hash recomputed from the sources (the lock's own hash version).
     pub input_hash: &'a str,
     /// The lock's base-image pins.
@@ -242,6 +244,12 @@ fn provenance_reasons(
     expected: Expected<'_>,
 ) -> Vec<Reason> {
     let mut reasons = Vec::new();
+    if claims.container != expected.container {
+        reasons.push(Reason::ProvenanceContainer {
+            statement: claims.container.clone(),
+            container: expected.container.to_owned(),
+        });
+    }
     if claims.input_hash != expected.input_hash {
         reasons.push(Reason::ProvenanceInput {
             statement: claims.input_hash.clone(),
@@ -400,6 +408,13 @@ pub(super) fn describe(reason: &Reason, f: &mut std::fmt::Formatter<'_>) -> std:
             f,
             "the provenance names base {reference} at {statement}, which the lock does not pin"
         ),
+        Reason::ProvenanceContainer {
+            statement,
+            container,
+        } => write!(
+            f,
+            "the provenance is about container {statement}, not {container}"
+        ),
         Reason::ProvenanceCommit {
             statement,
             checkout: true,
@@ -465,6 +480,7 @@ pub async fn check(
         };
         let expected = Expected {
             digest,
+            container: name.as_str(),
             input_hash: &input_hash,
             pins: &lock.bases,
             contains_commit,
@@ -558,6 +574,7 @@ mod tests {
         let contains = move |_: &str| contains;
         let expected = Expected {
             digest: &digest,
+            container: "api",
             input_hash: &"2".repeat(64),
             pins: &pins,
             contains_commit: &contains,
@@ -650,6 +667,7 @@ mod tests {
     fn the_provenance_must_name_these_sources_the_locks_pins_and_a_commit_of_the_checkout() {
         let key = SigningKey::generate(KeyAlgorithm::EcdsaP256);
         let mut moved = provenance_fixed();
+        moved.container = crate::model::Name::parse("web").unwrap();
         moved.input_hash = "5".repeat(64);
         moved.bases[0].digest = d("c");
         let all = vec![
@@ -664,6 +682,10 @@ mod tests {
         assert_eq!(
             reasons,
             vec![
+                Reason::ProvenanceContainer {
+                    statement: "web".into(),
+                    container: "api".into(),
+                },
                 Reason::ProvenanceInput {
                     statement: "5".repeat(64),
                     computed: "2".repeat(64),

@@ -168,6 +168,12 @@ pub enum Reason {
         statement: String,
         computed: String,
     },
+    /// The provenance is about another container (of the same image: two containers built
+    /// alike).
+    ProvenanceContainer {
+        statement: String,
+        container: String,
+    },
     /// The provenance names a base image the lock does not pin (or pins to another digest).
     ProvenanceBase {
         reference: String,
@@ -268,6 +274,7 @@ impl fmt::Display for Reason {
             | Reason::AttestationSubject { .. }
             | Reason::AttestationUnreadable { .. }
             | Reason::ProvenanceInput { .. }
+            | Reason::ProvenanceContainer { .. }
             | Reason::ProvenanceBase { .. }
             | Reason::ProvenanceCommit { .. } => attestations::describe(self, f),
         }
@@ -305,6 +312,7 @@ impl Reason {
             | Reason::AttestationSubject { .. }
             | Reason::AttestationUnreadable { .. }
             | Reason::ProvenanceInput { .. }
+            | Reason::ProvenanceContainer { .. }
             | Reason::ProvenanceBase { .. }
             | Reason::ProvenanceCommit { .. } => 6,
         }
