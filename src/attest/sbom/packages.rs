@@ -227,25 +227,37 @@ fn directive_line(
 /// `[[package]]` entries of `Cargo.lock` from a registry (crates.io's purl); git sources are
 /// named without a purl, the workspace's own crates (no `source`) not at all.
 pub fn cargo_lock(text: &str, source: &str) -> Vec<Package> {
-    toml_packages(text)
-        .into_iter()
-        .filter_map(|(name, version, from)| {
-            let from = from?;
-            let purl = from
-                .starts_with("registry+https://github.com/rust-lang/crates.io-index")
-                .then(|| format!("pkg:cargo/{}@{}", encode(&name), encode(&version)))
-                .or_else(|| {
-                    from.starts_with("sparse+https://index.crates.io/")
-                        .then(|| format!("pkg:cargo/{}@{}", encode(&name), encode(&version)))
-                });
-            Some(package(&name, &version, purl, source))
-        })
-        .collect()
+    toml_packages(text, |name, version, entry| {
+        let from = entry.get("source")?.as_str()?;
+        let crates_io = from.starts_with("registry+https://github.com/rust-lang/crates.io-index")
+            || from.starts_with("sparse+https://index.crates.io/");
+        let purl = crates_io.then(|| format!("pkg:cargo/{}@{}", encode(name), encode(version)));
+        Some(package(name, version, purl, source))
+    })
 }
 
 /// `[[package]]` entries of `poetry.lock` or `uv.lock`; uv's project itself (an editable or
 /// virtual source) is not a dependency.
 pub fn python_lock(text: &str, source: &str) -> Vec<Package> {
+    toml_packages(text, |name, version, entry| {
+        let own = entry
+            .get("source")
+            .and_then(|s| s.as_table())
+            .is_some_and(|s| s.contains_key("editable") || s.contains_key("virtual"));
+        if own {
+            return None;
+        }
+        let purl = format!("pkg:pypi/{}@{}", encode(&pypi_name(name)), encode(version));
+        Some(package(name, version, Some(purl), source))
+    })
+}
+
+/// The `[[package]]` entries of a TOML lock file with a `name` and a `version`, each as `keep`
+/// makes it (or leaves it out); nothing from a file that is not TOML.
+fn toml_packages(
+    text: &str,
+    keep: impl Fn(&str, &str, &toml::Value) -> Option<Package>,
+) -> Vec<Package> {
     let Ok(value) = text.parse::<toml::Table>() else {
         return Vec::new();
     };
@@ -257,36 +269,7 @@ pub fn python_lock(text: &str, source: &str) -> Vec<Package> {
         .filter_map(|entry| {
             let name = entry.get("name")?.as_str()?;
             let version = entry.get("version")?.as_str()?;
-            let own = entry
-                .get("source")
-                .and_then(|s| s.as_table())
-                .is_some_and(|s| s.contains_key("editable") || s.contains_key("virtual"));
-            if own {
-                return None;
-            }
-            let purl = format!("pkg:pypi/{}@{}", encode(&pypi_name(name)), encode(version));
-            Some(package(name, version, Some(purl), source))
-        })
-        .collect()
-}
-
-fn toml_packages(text: &str) -> Vec<(String, String, Option<String>)> {
-    let Ok(value) = text.parse::<toml::Table>() else {
-        return Vec::new();
-    };
-    let Some(entries) = value.get("package").and_then(|p| p.as_array()) else {
-        return Vec::new();
-    };
-    entries
-        .iter()
-        .filter_map(|entry| {
-            let name = entry.get("name")?.as_str()?.to_owned();
-            let version = entry.get("version")?.as_str()?.to_owned();
-            let from = entry
-                .get("source")
-                .and_then(|s| s.as_str())
-                .map(str::to_owned);
-            Some((name, version, from))
+            keep(name, version, entry)
         })
         .collect()
 }
