@@ -556,7 +556,7 @@ impl RegistryClient {
     }
 
     /// Opens a blob upload session in `repo` (POST; 202 with a Location) and returns its URL.
-    pub(super) async fn start_upload(&self, repo: &Repository) -> Result<Url, RegistryError> {
+    async fn start_upload(&self, repo: &Repository) -> Result<Url, RegistryError> {
         let start = self.url(repo, &["blobs", "uploads", ""])?;
         let response = self
             .call(Method::POST, repo, &start, Access::Push, false)
@@ -646,6 +646,33 @@ impl RegistryClient {
         path: &std::path::Path,
         size: u64,
     ) -> Result<(), RegistryError> {
+        self.upload(repo, digest, Content::File(path, size)).await
+    }
+
+    /// Uploads `bytes`, whose SHA-256 is `digest`, as a blob of `repo`: a small one held in
+    /// memory (an attestation's envelope, the empty config), the same monolithic upload.
+    pub(super) async fn blob_put(
+        &self,
+        repo: &Repository,
+        digest: &Digest,
+        bytes: &[u8],
+    ) -> Result<(), RegistryError> {
+        self.upload(
+            repo,
+            digest,
+            Content::Bytes("application/octet-stream", bytes),
+        )
+        .await
+    }
+
+    /// The monolithic upload of [`Self::blob_upload`] and [`Self::blob_put`]: a POST opens the
+    /// session, one PUT sends `content` and closes it with the digest.
+    async fn upload(
+        &self,
+        repo: &Repository,
+        digest: &Digest,
+        content: Content<'_>,
+    ) -> Result<(), RegistryError> {
         let mut upload = self.start_upload(repo).await?;
         upload
             .query_pairs_mut()
@@ -657,7 +684,7 @@ impl RegistryClient {
                 &upload,
                 Access::Push,
                 false,
-                Some(Content::File(path, size)),
+                Some(content),
             )
             .await?;
         if response.status() != StatusCode::CREATED {

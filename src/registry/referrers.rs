@@ -658,33 +658,6 @@ impl RegistryClient {
         Ok(artifact)
     }
 
-    /// Uploads `bytes`, whose digest is `digest`, as a blob of `repo` (one POST, one PUT).
-    async fn blob_put(
-        &self,
-        repo: &Repository,
-        digest: &Digest,
-        bytes: &[u8],
-    ) -> Result<(), RegistryError> {
-        let mut upload = self.start_upload(repo).await?;
-        upload
-            .query_pairs_mut()
-            .append_pair("digest", digest.as_str());
-        let response = self
-            .call_with(
-                Method::PUT,
-                repo,
-                &upload,
-                Access::Push,
-                false,
-                Some(Content::Bytes("application/octet-stream", bytes)),
-            )
-            .await?;
-        if response.status() != StatusCode::CREATED {
-            return Err(unexpected(&upload, response).await);
-        }
-        Ok(())
-    }
-
     /// Puts the artifact manifest `bytes` by its digest; whether the registry processed its
     /// subject itself (it answered `OCI-Subject` naming `subject`).
     async fn manifest_put_subject(
