@@ -29,7 +29,6 @@
 
 use std::collections::BTreeMap;
 
-use crate::model::LOCAL_REPOSITORY_PREFIX;
 use crate::oci::{FromImage, WrittenReference};
 
 /// What a stage is built on.
@@ -323,7 +322,7 @@ fn from_line<'w>(
         StageBase::Scratch
     } else if image.is_empty() {
         return Err(FromProblem::NoImage);
-    } else if image.starts_with(&format!("{LOCAL_REPOSITORY_PREFIX}/")) {
+    } else if crate::model::is_local_image(&image) {
         StageBase::Local(image.clone())
     } else {
         let reference = WrittenReference::parse(&image).map_err(|e| FromProblem::Reference {

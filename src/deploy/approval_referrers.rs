@@ -40,7 +40,7 @@ pub const MAX_APPROVAL_REFERRERS: usize = 32;
 /// local image id only: no registry shares it.
 pub fn published(image: &ApprovedImage) -> Option<(WrittenReference, Digest)> {
     let reference = WrittenReference::parse(&image.image).ok()?;
-    if crate::verify::attestations::is_local(&reference) {
+    if crate::model::is_local_image(reference.as_str()) {
         return None;
     }
     Some((reference, Digest::parse(&image.digest).ok()?))

@@ -228,6 +228,15 @@ const STAMPED_LABELS: [&str; 3] = crate::labels::image::ALL;
 /// (`cookbook.local/<project>/<container>`).
 pub const LOCAL_REPOSITORY_PREFIX: &str = "cookbook.local";
 
+/// Whether `reference` names an image under [`LOCAL_REPOSITORY_PREFIX`]: one that lives in a
+/// local engine only (`apply --no-push`, or a `container:` parent's build name), never in a
+/// registry.
+pub fn is_local_image(reference: &str) -> bool {
+    reference
+        .strip_prefix(LOCAL_REPOSITORY_PREFIX)
+        .is_some_and(|rest| rest.starts_with('/'))
+}
+
 impl Cookbook {
     /// The repository a container's image is published to (`<packaging.registry>/<container>`),
     /// or its local name without a registry: what `apply` names, and the only repository a lock
@@ -958,5 +967,18 @@ impl Converter<'_> {
             );
         }
         sites
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_local_image;
+
+    #[test]
+    fn only_names_under_the_local_prefix_are_local_images() {
+        assert!(is_local_image("cookbook.local/shop/api:abc"));
+        assert!(!is_local_image("cookbook.localhost/shop/api:abc"));
+        assert!(!is_local_image("127.0.0.1:5000/cookbook.local/api:abc"));
+        assert!(!is_local_image("cookbook.local"));
     }
 }

@@ -12,6 +12,7 @@ mod name;
 mod relpath;
 pub mod wire;
 
+pub use cookbook::is_local_image;
 pub use cookbook::{
     Application, BaseImage, Container, ContainerKind, Cookbook, Dependencies, DockerfileBuild,
     Generated, Packaging, PathKind, PathUse, Port, Project, Protocol, RunCommand, Site, Tagging,

@@ -299,7 +299,7 @@ async fn instance_reasons(
     ) else {
         return Ok(not_published());
     };
-    if attestations::is_local(&image) {
+    if crate::model::is_local_image(image.as_str()) {
         return Ok(not_published());
     }
     let Some(print) = prints.get(&instance.container) else {

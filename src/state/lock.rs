@@ -106,6 +106,17 @@ pub struct LockedImage {
     pub image_id: Option<Digest>,
 }
 
+impl LockedImage {
+    /// The manifest digest of the image as published in a registry; `None` for an entry never
+    /// pushed (`apply --no-push`: a local name, or no manifest digest), which nothing in a
+    /// registry can be compared with.
+    pub fn published_digest(&self) -> Option<&Digest> {
+        self.digest
+            .as_ref()
+            .filter(|_| !crate::model::is_local_image(self.image.as_str()))
+    }
+}
+
 fn optional_digest<S: Serializer>(digest: &Option<Digest>, s: S) -> Result<S::Ok, S::Error> {
     match digest {
         Some(d) => s.serialize_str(d.as_str()),
@@ -654,12 +665,7 @@ impl Reader {
         // digest: a version-1 lock cannot tell a registry-named image applied with `--no-push`
         // apart from a published one, so such an entry still looks published until the next
         // apply rewrites it.
-        if version == 1
-            && image.as_str().starts_with(&format!(
-                "{}/",
-                crate::context::dockerfile::LOCAL_REPOSITORY_PREFIX
-            ))
-        {
+        if version == 1 && crate::model::is_local_image(image.as_str()) {
             image_id = digest.take();
             digest = Some(None);
         }

@@ -27,7 +27,6 @@ use serde::Serialize;
 use crate::attest::dsse::{Envelope, VerifyError};
 use crate::attest::key::PublicKey;
 use crate::attest::{provenance, sbom};
-use crate::context::dockerfile::LOCAL_REPOSITORY_PREFIX;
 use crate::hash::BasePins;
 use crate::oci::{Digest, WrittenReference};
 use crate::registry::{RegistryClient, RegistryError, Repository};
@@ -469,7 +468,7 @@ pub async fn check(
         if verdict.foreign() {
             continue;
         }
-        let Some(digest) = entry.digest.as_ref().filter(|_| !is_local(&entry.image)) else {
+        let Some(digest) = entry.published_digest() else {
             let reason = Reason::NotPublished {
                 image: entry.image.to_string(),
             };
@@ -503,13 +502,6 @@ pub async fn image_reasons(
 ) -> Result<Vec<Reason>, RegistryError> {
     let found = fetch(client, image.reference().repository(), expected.digest).await?;
     Ok(judge(&found, key, expected))
-}
-
-/// Whether `image` names a local image only (`apply --no-push`): nothing is attached to it.
-pub fn is_local(image: &WrittenReference) -> bool {
-    image
-        .as_str()
-        .starts_with(&format!("{LOCAL_REPOSITORY_PREFIX}/"))
 }
 
 #[cfg(test)]

@@ -511,11 +511,7 @@ async fn locked_labels<E: Engine>(
 
 /// Whether the lock entry was pushed to a registry (not a `--no-push` local image).
 fn published(entry: &LockedImage) -> bool {
-    entry.digest.is_some()
-        && !entry.image.as_str().starts_with(&format!(
-            "{}/",
-            crate::context::dockerfile::LOCAL_REPOSITORY_PREFIX
-        ))
+    entry.published_digest().is_some()
 }
 
 /// The parent's locked image under its local name, pulled by content tag when only the registry

@@ -9,7 +9,6 @@
 //! alarm). Findings become [`Reason`]s; only a failure to ask (unreachable registry, refused
 //! credentials) is an error.
 
-use crate::context::dockerfile::LOCAL_REPOSITORY_PREFIX;
 use crate::image::LABEL_INPUT_HASH;
 use crate::registry::{RegistryClient, RegistryError};
 use crate::state::lock::Lock;
@@ -32,11 +31,7 @@ pub async fn check(
             // mismatch, and a host the lock names is never asked.
             continue;
         }
-        let local = entry
-            .image
-            .as_str()
-            .starts_with(&format!("{LOCAL_REPOSITORY_PREFIX}/"));
-        let Some(locked_digest) = entry.digest.as_ref().filter(|_| !local) else {
+        let Some(locked_digest) = entry.published_digest() else {
             verdict.push(Reason::NotPublished {
                 image: entry.image.to_string(),
             });
