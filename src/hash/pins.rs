@@ -154,6 +154,13 @@ impl<'a> Pinning<'a> {
             .then_some(Pinning { version, pins })
     }
 
+    /// What a lock written under `version` with `pins` is checked under: that version, or the
+    /// current one when this build cannot compute it (a check then reports the versions'
+    /// mismatch rather than hashing nothing).
+    pub fn of_lock(version: u32, pins: &'a BasePins) -> Pinning<'a> {
+        Pinning::version(version, pins).unwrap_or_else(|| Pinning::current(pins))
+    }
+
     /// The pin of `reference` that this version reads (none under version 1).
     pub fn pin(&self, reference: &str) -> Option<&'a BasePin> {
         if self.version < 2 {

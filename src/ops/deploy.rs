@@ -248,8 +248,7 @@ fn require_attestations(
         None => ws.pins()?,
     };
     let version = lock.map_or(crate::hash::HASH_VERSION, |l| l.hash_version);
-    let pinning = crate::hash::Pinning::version(version, &pins)
-        .unwrap_or_else(|| crate::hash::Pinning::current(&pins));
+    let pinning = crate::hash::Pinning::of_lock(version, &pins);
     let prints = ws.fingerprints_pinned(&ws.plan, pinning)?;
     let dir = ws.base_dir().to_path_buf();
     let contains = move |commit: &str| crate::git::contains_commit(&dir, commit);

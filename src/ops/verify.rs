@@ -164,10 +164,9 @@ pub fn verify(file: &CookbookFile, opts: &VerifyOptions) -> Result<VerifyReport,
         None => None,
     };
     let (ws, lock_path, lock) = read_subject(file, opts, checkout.as_ref())?;
-    // The lock's own hash version (1 or 2) with its pins; a version this build does not compute
-    // is hashed with the current one, and reported as a mismatch of versions.
-    let pinning = hash::Pinning::version(lock.hash_version, &lock.bases)
-        .unwrap_or_else(|| hash::Pinning::current(&lock.bases));
+    // The lock's own hash version with its pins (a version this build does not compute is
+    // reported as a mismatch of versions).
+    let pinning = hash::Pinning::of_lock(lock.hash_version, &lock.bases);
     let prints = match &checkout {
         Some(_) => fingerprint_checkout(&ws, pinning)?,
         None => ws.fingerprints_pinned(&ws.plan, pinning)?,
