@@ -128,21 +128,18 @@ fn judge_kind(
     let mut signed: Vec<Vec<Reason>> = Vec::new();
     for f in found {
         let referrer = f.referrer.to_string();
-        let envelope = match f.envelope.as_deref().map(Envelope::parse) {
-            Ok(Ok(envelope)) => envelope,
-            Ok(Err(e)) => {
-                unreadable.push(Reason::AttestationUnreadable {
-                    attestation: kind,
-                    referrer,
-                    message: e.to_string(),
-                });
-                continue;
-            }
+        // What the registry served badly, or what does not parse as an envelope.
+        let parsed = match &f.envelope {
+            Ok(bytes) => Envelope::parse(bytes).map_err(|e| e.to_string()),
+            Err(message) => Err(message.clone()),
+        };
+        let envelope = match parsed {
+            Ok(envelope) => envelope,
             Err(message) => {
                 unreadable.push(Reason::AttestationUnreadable {
                     attestation: kind,
                     referrer,
-                    message: message.clone(),
+                    message,
                 });
                 continue;
             }
