@@ -10,6 +10,7 @@
 //! pins and state directory beside it. Async work runs on the one process-wide runtime,
 //! [`runtime`].
 
+pub mod agent;
 pub mod apply;
 pub mod clean;
 pub mod deploy;

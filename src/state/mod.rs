@@ -5,6 +5,7 @@
 //! is meant to be committed): `apply` writes it and `verify` reads it, both through this module.
 
 pub mod atomic;
+pub mod events;
 pub mod lock;
 pub mod record;
 pub mod stat_cache;
