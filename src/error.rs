@@ -495,6 +495,19 @@ fn revision_exit_code(e: &RevisionError) -> i32 {
 }
 
 impl Error {
+    /// A run a signal stopped: an apply it cancelled, a deploy it rolled back. The command ends
+    /// with the signal's code, and a loop of rounds ends with it too.
+    pub fn stopped_by_signal(&self) -> bool {
+        matches!(
+            self,
+            Error::Interrupted { .. }
+                | Error::Deploy {
+                    signal: Some(_),
+                    ..
+                }
+        )
+    }
+
     pub fn exit_code(&self) -> i32 {
         match self {
             Error::Invalid { .. } | Error::Usage { .. } | Error::Reference(_) => EXIT_INVALID,

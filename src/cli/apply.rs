@@ -26,7 +26,7 @@ use crate::error::Error;
 use crate::ops::apply::{ApplyOptions, ApplySummary, DryRunReport, Event, Name, Reporter};
 
 /// Plain lines, for logs without a terminal.
-struct Plain {
+pub(super) struct Plain {
     err: Mutex<Box<dyn Write + Send>>,
     verbose: bool,
 }
@@ -333,31 +333,13 @@ impl Reporter for DryRunNotes {
     }
 }
 
-/// `cookbook sync --apply`'s apply step (`ops::apply::SyncApplier`), printing as `apply` does
-/// without a terminal: progress lines, then each apply's summary line. The sync's signal
-/// handling cancels a running apply through `interrupt`.
-pub struct SyncApplier<'a> {
-    pub interrupt: &'a Interrupt,
-    /// `sync --signing-key`: the key read once, before the first round.
-    pub signer: Option<std::sync::Arc<dyn crate::ops::apply::Signer>>,
+/// `cookbook sync --apply`'s apply progress: printed as `apply` prints without a terminal
+/// (progress lines, then each apply's summary line, on stderr).
+pub(super) fn sync_reporter() -> Plain {
+    plain_reporter(false, false)
 }
 
-impl crate::ops::apply::Applier for SyncApplier<'_> {
-    fn apply(
-        &mut self,
-        request: &crate::ops::apply::ApplyRequest<'_>,
-    ) -> Result<(), crate::ops::apply::ApplierError> {
-        let reporter = plain_reporter(false, false);
-        // The summary goes where the progress lines went.
-        let finished = |summary: &ApplySummary| reporter.line(&summary_line(summary));
-        let interrupted = || self.interrupt.error();
-        crate::ops::apply::SyncApplier {
-            cancel: self.interrupt.token(),
-            reporter: &reporter,
-            finished: &finished,
-            interrupted: &interrupted,
-            signer: self.signer.clone(),
-        }
-        .apply(request)
-    }
+/// An apply of a sync round ended: its summary line, where its progress went.
+pub(super) fn sync_summary(reporter: &Plain, summary: &ApplySummary) {
+    reporter.line(&summary_line(summary));
 }

@@ -1,11 +1,11 @@
 //! `cookbook sync` and `cookbook sync status`: arguments and output.
 //!
-//! The round is `ops::sync::round` (`crate::sync`'s round, then `--deploy` through
-//! `ops::deploy`); this module parses flags, installs the signal handlers, passes the apply engine
-//! in, renders each `Round` as plain log lines (stdout: what happened; stderr: why a revision was
-//! refused or a round failed) or its JSON document, and turns outcomes into `Error`s, which
-//! `Error::exit_code` maps to exit codes.
+//! The round and the loop of rounds are the library's (`ops::pipeline`: sync, apply, deploy);
+//! this module parses flags into its options, installs the signal handlers (which request the
+//! pipeline's stop), and renders its progress: each round as plain log lines (stdout: what
+//! happened; stderr: why a revision was refused or a round failed) or its JSON document.
 
+use std::cell::RefCell;
 use std::io::Write;
 use std::time::Duration;
 
@@ -13,101 +13,103 @@ use super::args::{StatusFormat, SyncAction, SyncArgs};
 use super::interrupt::Interrupt;
 use crate::error::Error;
 use crate::ops;
-use crate::ops::sync::{
-    schedule, Applier, ApplyOutcome, DeployStep, Holder, Outcome, RelPath, Report as RoundReport,
-    Round, RoundOptions, Schedule, StateDir, StepResult, SyncError, SyncOptions, SyncState, Tick,
-    Wait,
+use crate::ops::pipeline::{
+    ApplySettings, DeployStep, Pipeline, PipelineOptions, Progress, Round, StepResult,
 };
-
-/// The apply engine a sync round hands a taken revision to.
-///
-/// `cookbook apply`'s engine: build, tag and push the site's portion to the cookbook's registry.
-/// A signal cancels a running apply through `interrupt`.
-fn apply_engine<'a>(
-    interrupt: &'a Interrupt,
-    signer: Option<std::sync::Arc<dyn ops::apply::Signer>>,
-) -> Box<dyn Applier + 'a> {
-    Box::new(super::apply::SyncApplier { interrupt, signer })
-}
+use crate::ops::sync::{
+    ApplyOutcome, Holder, Outcome, RelPath, Report as RoundReport, Schedule, StateDir, SyncOptions,
+    SyncState, Wait,
+};
 
 pub fn execute(args: &SyncArgs, out: &mut dyn Write, err: &mut dyn Write) -> Result<(), Error> {
     if let Some(SyncAction::Status { state, format }) = &args.action {
         return status(state, *format, out);
     }
-    let options = options(args)?;
+    let sync = options(args)?;
     let interrupt = Interrupt::install()?;
     // Read before the first round: a bad key is refused now, not an hour from now.
     let signer = match &args.signing_key {
         Some(path) if args.apply => Some(ops::apply::read_signer(path)?),
         _ => None,
     };
-    let mut applier = args.apply.then(|| apply_engine(&interrupt, signer));
-    let dir = StateDir::new(&args.state);
-    ops::sync::refuse_other_site(&dir, args.site.as_deref())?;
-    let me = Holder::me(command_line());
-    let stop = interrupt.token();
-    let round = RoundOptions {
-        dir: &dir,
-        sync: &options,
-        me: &me,
-        wait: if args.wait { Wait::Yes } else { Wait::No },
+    let pipeline = Pipeline::new(PipelineOptions {
+        state: args.state.clone(),
+        sync,
+        apply: args.apply.then_some(ApplySettings { signer }),
         deploy: args.deploy,
-        stop_flag: interrupt.flag(),
-        stop: &stop,
-    };
-    let run = |applier: &mut Option<Box<dyn Applier + '_>>, err: &mut dyn Write| {
-        ops::sync::round(&round, reborrow(applier), &mut |holder| {
-            waiting(holder, err)
-        })
+        wait: if args.wait { Wait::Yes } else { Wait::No },
+        holder: Holder::me(command_line()),
+    })?;
+    let stop = interrupt.stop();
+    let log = SyncLog {
+        format: args.format,
+        looping: args.interval.is_some(),
+        apply: super::apply::sync_reporter(),
+        out: RefCell::new(out),
+        err: RefCell::new(err),
     };
     let Some(interval) = args.interval else {
-        let round = run(&mut applier, err)?;
-        return finish_round(round, &interrupt, args.format, out, err);
+        let round = pipeline.round(stop, &log)?;
+        return round.result();
     };
     let schedule = Schedule {
         interval,
         splay: args.splay.unwrap_or(interval / 10),
     };
-    // Errors here are logged and retried next round: a network outage must not end the loop.
-    // Set when a signal cancelled a running apply: the loop then ends with the signal's code.
-    let mut cut_short = None;
-    schedule::run_every(schedule, interrupt.flag(), |tick| {
-        if let Tick::Wait(wait) = tick {
-            let wait = humantime::format_duration(round_secs(wait));
-            log(
-                logs(args.format, out, err),
-                &format!("next round in {wait}"),
-            );
-            return;
+    let result = pipeline.run_every(schedule, stop, &log);
+    let mut out = log.out.borrow_mut();
+    let mut err = log.err.borrow_mut();
+    let logs = logs(args.format, &mut **out, &mut **err);
+    match &result {
+        Err(_) => log_line(
+            logs,
+            "stopped by a signal; the running apply or deploy was cancelled (a deploy rolled back; the next start retries it)",
+        ),
+        Ok(()) => log_line(logs, "stopped by a signal"),
+    }
+    result
+}
+
+/// `sync`'s rendering of a pipeline's progress: plain log lines (stdout: what happened; stderr:
+/// why a revision was refused or a round failed), or with `--format json` one document per
+/// round on stdout and every log line on stderr. The apply's progress prints as `apply` does
+/// without a terminal.
+struct SyncLog<'w> {
+    format: StatusFormat,
+    /// `--interval`: a round that cannot run is logged and retried; once, it is the error.
+    looping: bool,
+    apply: super::apply::Plain,
+    out: RefCell<&'w mut dyn Write>,
+    err: RefCell<&'w mut dyn Write>,
+}
+
+impl ops::pipeline::Reporter for SyncLog<'_> {
+    fn progress(&self, progress: Progress<'_>) {
+        let mut out = self.out.borrow_mut();
+        let mut err = self.err.borrow_mut();
+        let (out, err) = (&mut **out, &mut **err);
+        match progress {
+            Progress::Waiting(holder) => waiting(holder, err),
+            // The summary goes where the progress lines went.
+            Progress::Applied(summary) => super::apply::sync_summary(&self.apply, summary),
+            Progress::Round(round) => render_round(round, self.format, out, err),
+            Progress::RoundError(e) if self.looping => {
+                log_line(err, &format!("round failed, retrying next round: {e}"))
+            }
+            Progress::RoundError(_) => {}
+            Progress::RoundFailed(e) => log_line(err, &format!("round failed: {e}")),
+            Progress::Next(wait) => {
+                let wait = humantime::format_duration(round_secs(wait));
+                log_line(
+                    logs(self.format, out, err),
+                    &format!("next round in {wait}"),
+                );
+            }
         }
-        match run(&mut applier, err) {
-            Ok(round) => match finish_round(round, &interrupt, args.format, out, err) {
-                Err(
-                    e @ (Error::Interrupted { .. }
-                    | Error::Deploy {
-                        signal: Some(_), ..
-                    }),
-                ) => cut_short = Some(e),
-                Err(e) => log(err, &format!("round failed: {e}")),
-                Ok(()) => {}
-            },
-            Err(SyncError::Interrupted) => {}
-            Err(e) => log(err, &format!("round failed, retrying next round: {e}")),
-        }
-    });
-    let logs = logs(args.format, out, err);
-    match cut_short {
-        Some(e) => {
-            log(
-                logs,
-                "stopped by a signal; the running apply or deploy was cancelled (a deploy rolled back; the next start retries it)",
-            );
-            Err(e)
-        }
-        None => {
-            log(logs, "stopped by a signal");
-            Ok(())
-        }
+    }
+
+    fn apply(&self) -> &dyn ops::apply::Reporter {
+        &self.apply
     }
 }
 
@@ -120,37 +122,6 @@ fn logs<'a>(
     match format {
         StatusFormat::Text => out,
         StatusFormat::Json => err,
-    }
-}
-
-/// Renders a round and turns it into the command's result: a refused revision or a failed apply
-/// first, then a failed deploy (a deploy a signal stopped ends with the signal's code).
-fn finish_round(
-    mut round: Round,
-    interrupt: &Interrupt,
-    format: StatusFormat,
-    out: &mut dyn Write,
-    err: &mut dyn Write,
-) -> Result<(), Error> {
-    if let Some(steps) = &mut round.deploy {
-        for step in steps.iter_mut() {
-            if let StepResult::Failed(e) = &mut step.result {
-                mark_signal(e, interrupt);
-            }
-        }
-    }
-    render_round(&round, format, out, err);
-    round.result()
-}
-
-/// A deploy a signal stopped (and rolled back) says which signal, and exits with its code.
-fn mark_signal(e: &mut Error, interrupt: &Interrupt) {
-    if let (Error::Deploy { error, signal }, Some(Error::Interrupted { signal: s, code })) =
-        (&mut *e, interrupt.error())
-    {
-        if error.interrupted() {
-            *signal = Some((s, code));
-        }
     }
 }
 
@@ -183,21 +154,14 @@ fn options(args: &SyncArgs) -> Result<SyncOptions, Error> {
     })
 }
 
-fn reborrow<'a>(applier: &'a mut Option<Box<dyn Applier + '_>>) -> Option<&'a mut dyn Applier> {
-    match applier {
-        Some(a) => Some(&mut **a),
-        None => None,
-    }
-}
-
 fn command_line() -> String {
     std::env::args().collect::<Vec<_>>().join(" ")
 }
 
 fn waiting(holder: Option<&Holder>, err: &mut dyn Write) {
     match holder {
-        Some(h) => log(err, &format!("waiting for the sync lock, held by {h}")),
-        None => log(err, "waiting for the sync lock"),
+        Some(h) => log_line(err, &format!("waiting for the sync lock, held by {h}")),
+        None => log_line(err, "waiting for the sync lock"),
     }
 }
 
@@ -205,7 +169,7 @@ fn round_secs(d: Duration) -> Duration {
     Duration::from_secs(d.as_secs())
 }
 
-fn log(w: &mut dyn Write, line: &str) {
+fn log_line(w: &mut dyn Write, line: &str) {
     let _ = writeln!(w, "{} sync: {line}", ops::sync::now());
 }
 
@@ -217,13 +181,13 @@ fn render_deploy(steps: &[DeployStep], out: &mut dyn Write, err: &mut dyn Write)
     for step in steps {
         match (&step.result, step.stage.as_deref()) {
             (StepResult::Failed(e), Some(stage)) => {
-                log(err, &format!("deploy of stage {stage} failed: {e}"))
+                log_line(err, &format!("deploy of stage {stage} failed: {e}"))
             }
-            (StepResult::Failed(e), None) => log(err, &format!("deploy failed: {e}")),
+            (StepResult::Failed(e), None) => log_line(err, &format!("deploy failed: {e}")),
             (StepResult::Skipped(why), Some(stage)) => {
-                log(out, &format!("not deploying stage {stage}: {why}"))
+                log_line(out, &format!("not deploying stage {stage}: {why}"))
             }
-            (result, _) => log(out, &result.to_string()),
+            (result, _) => log_line(out, &result.to_string()),
         }
     }
 }
@@ -240,7 +204,7 @@ fn round_json(round: &Round) -> String {
 /// Renders a round: log lines, and with `--format json` its document on stdout (the log lines
 /// then all go to stderr, so stdout is the documents alone).
 fn render_round(round: &Round, format: StatusFormat, out: &mut dyn Write, err: &mut dyn Write) {
-    let Round { report, deploy } = round;
+    let Round { report, deploy, .. } = round;
     match format {
         StatusFormat::Text => {
             render(report, out, err);
@@ -258,7 +222,7 @@ fn render_round(round: &Round, format: StatusFormat, out: &mut dyn Write, err: &
 
 fn render(report: &RoundReport, out: &mut dyn Write, err: &mut dyn Write) {
     if let Some(recovered) = &report.recovered {
-        log(
+        log_line(
             err,
             &format!(
                 "recovered: `current` pointed at {} ahead of the record (an interrupted round); recorded it",
@@ -268,15 +232,15 @@ fn render(report: &RoundReport, out: &mut dyn Write, err: &mut dyn Write) {
     }
     let head = short(&report.remote_commit);
     match &report.outcome {
-        Outcome::UpToDate => log(out, &format!("up to date at {head}")),
+        Outcome::UpToDate => log_line(out, &format!("up to date at {head}")),
         Outcome::Taken {
             previous: None,
             forced: _,
-        } => log(out, &format!("took {head} (first sync)")),
+        } => log_line(out, &format!("took {head} (first sync)")),
         Outcome::Taken {
             previous: Some(previous),
             forced: false,
-        } => log(
+        } => log_line(
             out,
             &format!("took {head} (fast-forward from {})", short(previous)),
         ),
@@ -284,14 +248,14 @@ fn render(report: &RoundReport, out: &mut dyn Write, err: &mut dyn Write) {
             previous: Some(previous),
             forced: true,
         } => {
-            log(
+            log_line(
                 out,
                 &format!(
                     "took {head} over a history rewrite (was {}; --allow-force)",
                     short(previous)
                 ),
             );
-            log(
+            log_line(
                 err,
                 &format!(
                     "warning: forced update {} -> {head} recorded in the state",
@@ -307,7 +271,7 @@ fn render(report: &RoundReport, out: &mut dyn Write, err: &mut dyn Write) {
                 Some(current) => format!("keeping {}", short(current)),
                 None => "no revision taken yet".to_owned(),
             };
-            log(
+            log_line(
                 err,
                 &format!("refused {head}: {}; {kept}", refusal.summary()),
             );
@@ -315,24 +279,17 @@ fn render(report: &RoundReport, out: &mut dyn Write, err: &mut dyn Write) {
     }
     match &report.apply {
         None => {}
-        Some(ApplyOutcome::Applied) => log(out, &format!("applied {head}")),
-        Some(ApplyOutcome::AlreadyApplied) => log(out, &format!("{head} already applied")),
-        Some(ApplyOutcome::Failed(e)) => log(err, &format!("apply of {head} failed: {e}")),
+        Some(ApplyOutcome::Applied) => log_line(out, &format!("applied {head}")),
+        Some(ApplyOutcome::AlreadyApplied) => log_line(out, &format!("{head} already applied")),
+        Some(ApplyOutcome::Failed(e)) => log_line(err, &format!("apply of {head} failed: {e}")),
     }
     for warning in &report.warnings {
-        log(err, &format!("warning: {warning}"));
+        log_line(err, &format!("warning: {warning}"));
     }
 }
 
 fn status(state: &std::path::Path, format: StatusFormat, out: &mut dyn Write) -> Result<(), Error> {
-    if !state.is_dir() {
-        return Err(Error::Usage {
-            message: format!("no sync state in {}", state.display()),
-            help: Some("run `cookbook sync --remote URL` first, or pass --state DIR".to_owned()),
-        });
-    }
-    let dir = StateDir::new(state);
-    let record = dir.read()?;
+    let (dir, record) = ops::sync::status(state)?;
     let text = match format {
         StatusFormat::Json => {
             let mut s = serde_json::to_string_pretty(&record).expect("the state serializes");

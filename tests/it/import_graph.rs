@@ -251,3 +251,34 @@ fn grouped_crate_imports_are_seen() {
             .collect()
     );
 }
+
+/// Issue 23: one `sync → apply → deploy` round is a library value. `ops::pipeline` composes the
+/// three stages; neither the command line nor `ops::sync` (what a state directory is) does.
+#[test]
+fn the_pipeline_composes_sync_apply_and_deploy_and_nothing_else_does() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let read = |rel: &str| std::fs::read_to_string(src.join(rel)).unwrap();
+    let pipeline = read("ops/pipeline.rs");
+    let names = crate_paths(&pipeline);
+    let names_stage = |stage: &str| {
+        names.contains(stage)
+            || pipeline.contains(&format!("super::{stage}::"))
+            || pipeline.contains(&format!("use super::{stage}"))
+    };
+    for stage in ["sync", "apply", "deploy"] {
+        assert!(names_stage(stage), "ops/pipeline.rs does not use {stage}");
+    }
+    let sync_ops = crate_paths(&read("ops/sync.rs"));
+    for stage in ["apply", "deploy"] {
+        assert!(!sync_ops.contains(stage), "ops/sync.rs composes {stage}");
+    }
+    for cli in ["cli/sync.rs", "cli/deploy.rs"] {
+        let text = read(cli);
+        for flow_step in ["sync_once", "block_on", "session::", "Applier for"] {
+            assert!(
+                !text.contains(flow_step),
+                "{cli} runs a flow step: {flow_step}"
+            );
+        }
+    }
+}
