@@ -53,6 +53,9 @@
 //! | deploy: a name the stage needs held by what is not its own (compose's, another site's) | 1 |
 //! | deploy: a wave not healthy, or the engine/API failing mid-deploy (then rolled back per `on_failure`) | 1; 3 if the site became unreachable |
 //! | deploy: stopped by SIGINT/SIGTERM between steps (then rolled back per `on_failure`) | 130/143 |
+//! | a TLS file that is not usable (missing, not PEM, no certificate or key in it, a key that does not match its certificate) | 2 |
+//! | fleet: a sites file that does not parse or fit (unknown field, an URL not `https://`, a name twice): file:line:column | 2 |
+//! | fleet: a site that gave no status (no connection, TLS refused, an HTTP error, an unusable document) | 3 |
 //!
 //! Why: 3 says "the service, not the work, failed: retry later"; 1 says "it takes a person"
 //! (credentials, a full disk, a failed build); 2 says "the command as given cannot work".
@@ -74,6 +77,7 @@ use crate::engine::EngineError;
 use crate::git::{GitError, RevisionError};
 use crate::registry::{CredentialError, ReferenceError, RegistryError};
 use crate::state::lock::LockError;
+use crate::tls::TlsError;
 use crate::verify::VerifyError;
 
 pub const EXIT_OK: i32 = 0;
@@ -93,7 +97,8 @@ pub const EXIT_CODES_HELP: &str = "Exit codes:
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// The cookbook has problems; each diagnostic is located in it.
+    /// The cookbook (or another input file in its format's terms: the fleet's sites file) has
+    /// problems; each diagnostic is located in it.
     #[error("{file}: {} problem(s) found", diagnostics.len())]
     Invalid {
         file: String,
@@ -229,6 +234,13 @@ pub enum Error {
         computed: String,
         locked: String,
     },
+    /// A certificate, key or CA file for the agent's or the fleet client's TLS that cannot be
+    /// used.
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    /// `fleet status`: these sites (of `total`) gave no status; the others' rows were printed.
+    #[error("{} of {total} site(s) did not answer: {}", sites.len(), sites.join(", "))]
+    Unanswered { sites: Vec<String>, total: usize },
     /// A deploy that stopped once it had changed something (what failed, what was restored:
     /// `DeployError::Stopped`), or refused to touch what is not the stage's
     /// (`BackendError::NotOurs`). `signal`: the signal that stopped it, and its exit code.
@@ -472,6 +484,25 @@ fn key_exit_code(e: &KeyError) -> i32 {
     }
 }
 
+fn tls_exit_code(e: &TlsError) -> i32 {
+    match e {
+        TlsError::Read {
+            source: crate::context::file::FileError::Io(e),
+            ..
+        } => io_exit_code(e),
+        TlsError::Missing { .. }
+        | TlsError::Read { .. }
+        | TlsError::NotPem { .. }
+        | TlsError::MalformedPem { .. }
+        | TlsError::NoCertificate { .. }
+        | TlsError::NoKey { .. }
+        | TlsError::Rejected { .. }
+        | TlsError::BadCa { .. } => EXIT_INVALID,
+        // The TLS stack could not start: the system, not the files.
+        TlsError::Client(_) => EXIT_FAILED,
+    }
+}
+
 fn git_exit_code(e: &GitError) -> i32 {
     match e {
         GitError::Unreachable { .. } => EXIT_UNREACHABLE,
@@ -559,6 +590,9 @@ impl Error {
                     }
                 }
             }
+            Error::Tls(e) => tls_exit_code(e),
+            // Like a registry that does not answer: the service, not the request.
+            Error::Unanswered { .. } => EXIT_UNREACHABLE,
             Error::Verify(e) => match e {
                 VerifyError::Lock(e) => lock_exit_code(e),
                 VerifyError::Revision(r) => revision_exit_code(r),
@@ -711,6 +745,36 @@ mod tests {
         assert_eq!(missing.exit_code(), EXIT_FAILED);
         let unreadable = Error::Image(crate::image::ImageError::Layout("no manifest".into()));
         assert_eq!(unreadable.exit_code(), EXIT_FAILED);
+    }
+
+    /// TLS files are input (2) unless the system fails reading them; a fleet with a site that
+    /// gave no status is 3, naming the sites.
+    #[test]
+    fn tls_files_and_the_fleet_map_to_their_codes() {
+        let missing = Error::Tls(TlsError::Missing {
+            path: "ca.pem".into(),
+        });
+        assert_eq!(missing.exit_code(), EXIT_INVALID);
+        let mismatch = Error::Tls(TlsError::Rejected {
+            cert: "c.pem".into(),
+            key: "k.pem".into(),
+            message: "the private key does not match the certificate".into(),
+        });
+        assert_eq!(mismatch.exit_code(), EXIT_INVALID);
+        let eacces = Error::Tls(TlsError::Read {
+            path: "k.pem".into(),
+            source: crate::context::file::FileError::Io(os_error(13)),
+        });
+        assert_eq!(eacces.exit_code(), EXIT_FAILED);
+        let unanswered = Error::Unanswered {
+            sites: vec!["lyon".into(), "oslo".into()],
+            total: 3,
+        };
+        assert_eq!(unanswered.exit_code(), EXIT_UNREACHABLE);
+        assert_eq!(
+            unanswered.to_string(),
+            "2 of 3 site(s) did not answer: lyon, oslo"
+        );
     }
 
     #[test]

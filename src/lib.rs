@@ -33,4 +33,5 @@ pub mod retry;
 pub mod schema;
 pub mod state;
 pub mod sync;
+pub mod tls;
 pub mod verify;

@@ -215,6 +215,12 @@ pub enum Command {
         #[command(subcommand)]
         command: KeyCommand,
     },
+    /// Ask every site's agent for its status over mutual TLS: one table of site, stage, release,
+    /// health and how far behind the master revision.
+    Fleet {
+        #[command(subcommand)]
+        command: FleetCommand,
+    },
     /// Rewrite the cookbook in a newer format version (default: the latest); prints the result,
     /// or replaces the file with --write. Input hashes do not change.
     #[command(after_help = EXIT_CODES_HELP)]
@@ -323,6 +329,7 @@ impl Command {
             C::Render { .. } => ("render", true, false),
             C::Site { command } => ("site", true, command.json_output()),
             C::Key { command } => ("key", false, command.json_output()),
+            C::Fleet { command } => ("fleet", false, command.json_output()),
             C::Migrate { .. } => ("migrate", true, false),
             C::Schema { .. } => ("schema", false, false),
             C::Clean { .. } => ("clean", true, false),
@@ -623,6 +630,43 @@ impl KeyCommand {
     pub fn json_output(&self) -> bool {
         match self {
             KeyCommand::Generate { format, .. } | KeyCommand::Id { format, .. } => format.is_json(),
+        }
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum FleetCommand {
+    /// Ask each site of the sites file for `GET /api/v1/status`, all at once, and print one row
+    /// per site and stage; a site that does not answer is one row, `unreachable`, with its
+    /// error on stderr.
+    #[command(
+        after_help = "Exit codes:\n  0  every site answered\n  2  invalid input (the sites file, a certificate or key file)\n  3  a site did not answer (no connection, TLS refused, an unusable answer)"
+    )]
+    Status {
+        /// The sites file: {"sites": [{"name": N, "url": "https://host:port"}, …], "ca": F,
+        /// "cert": F, "key": F} (paths relative to the file)
+        #[arg(long, value_name = "FILE")]
+        sites: PathBuf,
+        /// The CA the agents' certificates chain to (the only one trusted) [default: the sites
+        /// file's `ca`]
+        #[arg(long, value_name = "FILE")]
+        ca: Option<PathBuf>,
+        /// The client certificate presented to the agents [default: the sites file's `cert`]
+        #[arg(long, value_name = "FILE")]
+        cert: Option<PathBuf>,
+        /// The client certificate's private key [default: the sites file's `key`]
+        #[arg(long, value_name = "FILE")]
+        key: Option<PathBuf>,
+        /// Output format
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
+}
+
+impl FleetCommand {
+    pub fn json_output(&self) -> bool {
+        match self {
+            FleetCommand::Status { format, .. } => format.is_json(),
         }
     }
 }

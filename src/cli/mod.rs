@@ -17,6 +17,7 @@ mod apply;
 mod args;
 mod deploy;
 mod diff;
+mod fleet;
 mod init;
 mod inspect;
 mod interrupt;
@@ -164,6 +165,7 @@ fn execute(cli: &Cli, out: &mut dyn Write, err: &mut dyn Write) -> Result<(), Er
         C::Approve { cookbook, args } => deploy::approve(&path(cookbook)?, args, out, err),
         C::Site { command } => deploy::site(command, top, out),
         C::Key { command } => key::run(command, out),
+        C::Fleet { command } => fleet::run(command, out, err),
         C::Status { cookbook, args } => deploy::status(&path(cookbook)?, args, out),
         C::Rollback { cookbook, args } => deploy::rollback(&path(cookbook)?, args, out),
         C::Releases { cookbook, args } => deploy::releases(&path(cookbook)?, args, out),

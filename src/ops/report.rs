@@ -148,5 +148,7 @@ fn code(e: &Error) -> &'static str {
         | Error::SyncDeployFailed { .. }
         | Error::ChangedSinceBuilt { .. } => "failed",
         Error::Build(_) | Error::Image(_) | Error::ImageNotInEngine { .. } => "image",
+        Error::Tls(_) => "tls",
+        Error::Unanswered { .. } => "fleet/unanswered",
     }
 }

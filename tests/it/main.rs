@@ -20,6 +20,7 @@ mod dockerfile_pins;
 mod engine;
 mod exit_codes;
 mod fixtures;
+mod fleet;
 mod hashing;
 mod hostile_registry;
 mod import_graph;

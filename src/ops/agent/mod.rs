@@ -6,3 +6,4 @@
 //! view (`super::fleet`), with TLS and mutual TLS from `tls`.
 
 pub mod status;
+pub mod tls;
