@@ -24,6 +24,7 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::{Registry, Unit};
 
 use crate::ops::agent::status::{Health, StageView};
+use crate::ops::agent::webhook::Rejected;
 
 /// One round as the round loop saw it.
 pub struct RoundObservation<'a> {
@@ -82,6 +83,17 @@ impl WebhookResult {
             WebhookResult::Replayed => "replayed",
             WebhookResult::TooLarge => "too_large",
             WebhookResult::BadRequest => "bad_request",
+        }
+    }
+}
+
+/// A rejected delivery is counted as what it was refused for.
+impl From<&Rejected> for WebhookResult {
+    fn from(rejected: &Rejected) -> WebhookResult {
+        match rejected {
+            Rejected::Unauthorized(_) => WebhookResult::Unauthorized,
+            Rejected::BadRequest(_) => WebhookResult::BadRequest,
+            Rejected::TooLarge => WebhookResult::TooLarge,
         }
     }
 }
@@ -636,6 +648,28 @@ mod tests {
         assert!(
             text.contains("cookbook_container_healthy{stage=\"production\",container=\"web\"} 0\n")
         );
+    }
+
+    /// One `Arc<Metrics>` is shared by the server's tasks and the round loop.
+    #[test]
+    fn metrics_are_shared_between_threads() {
+        fn send_sync<T: Send + Sync>() {}
+        send_sync::<Metrics>();
+    }
+
+    #[test]
+    fn a_rejection_is_counted_as_what_it_was() {
+        let metrics = Metrics::new();
+        metrics.webhook("github", (&Rejected::Unauthorized("x".to_owned())).into());
+        metrics.webhook("github", (&Rejected::BadRequest("x".to_owned())).into());
+        metrics.webhook("github", (&Rejected::TooLarge).into());
+        let text = metrics.encode();
+        for result in ["unauthorized", "bad_request", "too_large"] {
+            let series = format!(
+                "cookbook_webhook_deliveries_total{{provider=\"github\",result=\"{result}\"}}"
+            );
+            assert_eq!(value(&text, &series), Some(1.0), "{text}");
+        }
     }
 
     #[test]

@@ -948,6 +948,36 @@ mod tests {
         assert_eq!(Error::from(denied).exit_code(), EXIT_FAILED);
     }
 
+    proptest::proptest! {
+        /// Whatever an authenticated sender puts in the body and the headers we read, the
+        /// answer is a delivery or a rejection, never a panic.
+        #[test]
+        fn hostile_authenticated_input_never_panics(
+            body in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..512),
+            json_ref in "[ -~]{0,80}",
+            after in "[0-9a-fA-Fz]{0,70}",
+            event in proptest::sample::select(vec!["push", "ping", "create", "Push Hook", "Tag Push Hook"]),
+            id in "[ -~]{0,250}",
+            gitlab in proptest::prelude::any::<bool>(),
+        ) {
+            let s = secret("s3cret");
+            let shaped = serde_json::json!({"ref": json_ref, "after": after}).to_string().into_bytes();
+            for body in [body, shaped] {
+                let mut h = if gitlab {
+                    headers(&[("x-gitlab-token", "s3cret"), ("x-gitlab-event", event)])
+                } else {
+                    headers(&[("x-hub-signature-256", &sign("s3cret", &body)), ("x-github-event", event)])
+                };
+                h.insert("x-github-delivery", HeaderValue::from_str(&id).unwrap());
+                h.insert("x-gitlab-event-uuid", HeaderValue::from_str(&id).unwrap());
+                if let Ok(d) = check(&h, &body, &s) {
+                    let _ = d.verdict("main");
+                    proptest::prop_assert!(d.id.as_ref().is_none_or(|i| i.len() <= MAX_HEADER_FIELD));
+                }
+            }
+        }
+    }
+
     #[test]
     fn an_empty_secret_is_refused() {
         assert!(matches!(
