@@ -13,10 +13,12 @@
 //!   through serde (its recursion limit holds against hostile nesting); a `ref` or `after` that
 //!   is not a short string of the expected shape is a 400, never a panic.
 //! - A rejection names the header at fault, never the secret.
-//! - Replays ([`Replays`]) are keyed by the provider, the delivery id *and* the body's digest:
-//!   GitLab's `X-Gitlab-Event-UUID` is a recursion-detection id that every hook one GitLab
-//!   request triggers shares, so the id alone could merge two different pushes; a redelivery
-//!   (GitHub's, GitLab's "Resend") and a captured request both repeat id and body alike.
+//! - Replays ([`Replays`]) are keyed by the provider, the delivery id *and* the body's digest.
+//!   GitLab documents `X-Gitlab-Event-UUID` as shared by "recursive" hooks (triggered by an
+//!   earlier hook), so the id alone could merge two different pushes; a redelivery (GitHub's,
+//!   GitLab's retries, which keep `Idempotency-Key`) and a captured request repeat id and body
+//!   alike. GitLab's id is its `Idempotency-Key` (GitLab 17.4 on: the same across retries),
+//!   else `X-Gitlab-Event-UUID`, else `X-Gitlab-Webhook-UUID`.
 
 use std::collections::{HashSet, VecDeque};
 use std::fmt;
@@ -189,7 +191,8 @@ fn trimmed_len(bytes: &[u8]) -> usize {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Delivery {
     pub provider: Provider,
-    /// X-GitHub-Delivery / X-Gitlab-Event-UUID (or X-Gitlab-Webhook-UUID); None when absent.
+    /// X-GitHub-Delivery / GitLab's Idempotency-Key, X-Gitlab-Event-UUID or
+    /// X-Gitlab-Webhook-UUID (the first present); None when absent.
     pub id: Option<String>,
     /// X-GitHub-Event / X-Gitlab-Event (e.g. "push", "Push Hook", "ping").
     pub event: String,
@@ -233,6 +236,7 @@ const GITHUB_EVENT: &str = "X-GitHub-Event";
 const GITHUB_DELIVERY: &str = "X-GitHub-Delivery";
 const GITLAB_TOKEN: &str = "X-Gitlab-Token";
 const GITLAB_EVENT: &str = "X-Gitlab-Event";
+const GITLAB_IDEMPOTENCY_KEY: &str = "Idempotency-Key";
 const GITLAB_EVENT_UUID: &str = "X-Gitlab-Event-UUID";
 const GITLAB_WEBHOOK_UUID: &str = "X-Gitlab-Webhook-UUID";
 
@@ -357,7 +361,14 @@ fn is_push(provider: Provider, event: &str) -> bool {
 fn parse(provider: Provider, headers: &HeaderMap, body: &[u8]) -> Result<Delivery, Rejected> {
     let (event_header, id_headers): (&str, &[&str]) = match provider {
         Provider::GitHub => (GITHUB_EVENT, &[GITHUB_DELIVERY]),
-        Provider::GitLab => (GITLAB_EVENT, &[GITLAB_EVENT_UUID, GITLAB_WEBHOOK_UUID]),
+        Provider::GitLab => (
+            GITLAB_EVENT,
+            &[
+                GITLAB_IDEMPOTENCY_KEY,
+                GITLAB_EVENT_UUID,
+                GITLAB_WEBHOOK_UUID,
+            ],
+        ),
     };
     let event = header_text(headers, event_header)?
         .ok_or_else(|| Rejected::BadRequest(format!("no {event_header} header")))?;
@@ -680,6 +691,11 @@ mod tests {
         assert_eq!(d.verdict("main"), Verdict::Start);
         assert_eq!(d.provider.to_string(), "gitlab");
 
+        // GitLab 17.4's Idempotency-Key, the same across retries, comes first.
+        let mut h2 = h.clone();
+        h2.insert("idempotency-key", HeaderValue::from_static("f5e5f430-f57b"));
+        let d = check(&h2, &body, &secret("s3cret")).unwrap();
+        assert_eq!(d.id.as_deref(), Some("f5e5f430-f57b"));
         // Without the event UUID, the webhook UUID names the delivery.
         let mut h2 = h.clone();
         h2.remove("x-gitlab-event-uuid");
