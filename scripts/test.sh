@@ -12,6 +12,11 @@ if ! command -v dot >/dev/null; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get install -y -qq graphviz >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq graphviz >/dev/null; }
 fi
+# promtool (Debian's prometheus package) lints the agent's /metrics text (tests/it/agent_metrics.rs).
+if ! command -v promtool >/dev/null; then
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get install -y -qq prometheus >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq prometheus >/dev/null; }
+fi
 # kubernetes-validate checks `cookbook render`'s objects against Kubernetes' own schemas
 # (tests/it/kubernetes.rs); pinned, as its schemas follow Kubernetes releases.
 if ! command -v kubernetes-validate >/dev/null; then
