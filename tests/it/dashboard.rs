@@ -9,6 +9,21 @@ use cookbook::ops::agent::dashboard::{self, fixture};
 use serde_json::json;
 
 use crate::common::browser::{save_artifact, Browser, Scripts, LAPTOP, PHONE};
+use crate::common::http::{response, FakeServer};
+
+/// Records every Content-Security-Policy violation of the pages the browser loads next, in
+/// `window.__violations` (installed through DevTools, before any page script, outside the CSP).
+fn record_csp_violations(browser: &Browser) {
+    browser.cdp(
+        "Page.addScriptToEvaluateOnNewDocument",
+        json!({ "source": "window.__violations = []; document.addEventListener('securitypolicyviolation', \
+                 e => window.__violations.push(e.violatedDirective + ' ' + e.blockedURI));" }),
+    );
+}
+
+fn violations(browser: &Browser) -> serde_json::Value {
+    browser.execute("return window.__violations;")
+}
 
 /// The page as the agent serves it, with its Content-Security-Policy as a `<meta>` (a file has
 /// no headers): the browser then enforces the policy the lead's server sends.
@@ -80,8 +95,11 @@ fn the_dashboard_reads_on_a_laptop_and_a_phone() {
     let page = dashboard_file(&dir);
 
     browser.set_window_size(LAPTOP);
+    record_csp_violations(&browser);
     browser.open_file(&page);
     assert_content(&browser.text());
+    // The page's own style and script are what its CSP allows: nothing was blocked.
+    assert_eq!(violations(&browser), json!([]));
     // The inline style ran under the page's CSP (its hash is right): the page is styled.
     let background = browser.execute("return getComputedStyle(document.body).backgroundColor;");
     assert_eq!(background, json!("rgb(246, 247, 249)"));
@@ -92,7 +110,23 @@ fn the_dashboard_reads_on_a_laptop_and_a_phone() {
     assert_eq!(counts, json!([4, 3]));
     let dom = browser.source();
     assert!(dom.contains("<th scope=\"col\">Health</th>"));
-    save_artifact("dashboard-laptop.png", &browser.screenshot_full_page());
+    save_artifact(
+        "dashboard-the_dashboard_reads_on_a_laptop_and_a_phone-laptop.png",
+        &browser.screenshot_full_page(),
+    );
+
+    // The control: a script the page did not bring is blocked, and seen to be.
+    let injected = dashboard::render(&fixture::status(), &fixture::timeline(), fixture::now())
+        .replacen(
+            "</main>",
+            "</main><script>document.title = 'injected';</script>",
+            1,
+        );
+    let injected = page_file(&dir, "injected.html", &injected);
+    browser.open_file(&injected);
+    let blocked = browser.execute("return [document.title, window.__violations];");
+    assert_eq!(blocked[1], json!(["script-src-elem inline"]), "{blocked}");
+    assert_ne!(blocked[0], json!("injected"));
 
     browser.emulate_phone(PHONE);
     browser.open_file(&page);
@@ -107,7 +141,10 @@ fn the_dashboard_reads_on_a_laptop_and_a_phone() {
         json!(true),
         "a table wider than a phone scrolls in its box"
     );
-    save_artifact("dashboard-phone.png", &browser.screenshot_full_page());
+    save_artifact(
+        "dashboard-the_dashboard_reads_on_a_laptop_and_a_phone-phone.png",
+        &browser.screenshot_full_page(),
+    );
 }
 
 #[test]
@@ -128,7 +165,10 @@ fn without_javascript_the_same_content_is_there() {
     );
     assert!(text.contains("Refresh"));
     assert_no_horizontal_overflow(&browser, PHONE.0);
-    save_artifact("dashboard-phone-no-js.png", &browser.screenshot_full_page());
+    save_artifact(
+        "dashboard-without_javascript_the_same_content_is_there-phone.png",
+        &browser.screenshot_full_page(),
+    );
 }
 
 #[test]
@@ -180,5 +220,47 @@ fn the_fleet_page_reads_on_a_phone() {
         );
     }
     assert_no_horizontal_overflow(&browser, PHONE.0);
-    save_artifact("fleet-phone.png", &browser.screenshot_full_page());
+    save_artifact(
+        "dashboard-the_fleet_page_reads_on_a_phone-phone.png",
+        &browser.screenshot_full_page(),
+    );
+}
+
+/// Served over HTTP with the CSP header the agent sends, the page fetches itself again after 15
+/// seconds and shows what changed, and the policy blocks nothing of it.
+#[test]
+fn the_page_refreshes_itself_under_its_csp() {
+    let Some(browser) = Browser::start(Scripts::Enabled) else {
+        return;
+    };
+    const FRESH: &str = "a round that ended after the page was loaded";
+    let first = dashboard::render(&fixture::status(), &fixture::timeline(), fixture::now());
+    let mut later = fixture::status();
+    later.rounds[0].message = FRESH.to_owned();
+    let later = dashboard::render(&later, &fixture::timeline(), fixture::now());
+    let csp = dashboard::csp();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let server = runtime.block_on(FakeServer::start(move |n, _| {
+        let headers = [
+            ("Content-Type", "text/html; charset=utf-8"),
+            ("Content-Security-Policy", csp.as_str()),
+            ("Cache-Control", "no-store"),
+        ];
+        response("200 OK", &headers, if n == 0 { &first } else { &later })
+    }));
+    record_csp_violations(&browser);
+    browser.goto(&format!("http://{}/", server.host()));
+    assert!(!browser.text().contains(FRESH));
+    let started = std::time::Instant::now();
+    while !browser.text().contains(FRESH) {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(40),
+            "the page did not refresh itself; requests: {:?}",
+            server.requests()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+    assert_eq!(violations(&browser), json!([]));
+    assert!(server.requests()[1].starts_with("GET / HTTP/1.1"));
+    assert_content(&browser.text());
 }
