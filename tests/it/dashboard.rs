@@ -108,6 +108,14 @@ fn the_dashboard_reads_on_a_laptop_and_a_phone() {
         "return [document.querySelectorAll('svg rect.node').length, document.querySelectorAll('svg path.edge').length];",
     );
     assert_eq!(counts, json!([4, 3]));
+    // What a screen reader leans on: the language, one top heading, every header cell scoped,
+    // every scrolling region named and reachable by keyboard.
+    let outline = browser.execute(
+        "return [document.documentElement.lang, document.querySelectorAll('h1').length, \
+         document.querySelectorAll('th:not([scope])').length, \
+         document.querySelectorAll('[role=region]:not([aria-labelledby]), [role=region]:not([tabindex])').length];",
+    );
+    assert_eq!(outline, json!(["en", 1, 0, 0]));
     let dom = browser.source();
     assert!(dom.contains("<th scope=\"col\">Health</th>"));
     save_artifact(
