@@ -372,31 +372,29 @@ impl DashboardPage {
             stages: status.stages.iter().map(|s| stage_block(s, now)).collect(),
             timeline,
             timeline_cut,
-            rounds: status
-                .rounds
-                .iter()
-                .map(|r| {
-                    let took = match (
-                        humantime::parse_rfc3339_weak(&r.started_at),
-                        humantime::parse_rfc3339_weak(&r.finished_at),
-                    ) {
-                        (Ok(start), Ok(end)) => end
-                            .duration_since(start)
-                            .map_or_else(|_| NONE.to_owned(), |d| duration_text(d.as_secs())),
-                        _ => NONE.to_owned(),
-                    };
-                    RoundRow {
-                        started: When::new(&r.started_at, now),
-                        trigger: r.trigger.clone(),
-                        delivery: r.delivery.as_ref().map(|d| format!("delivery {d}")),
-                        commit: short_or_none(r.commit.as_ref()),
-                        result: round_badge(&r.result, &r.outcome),
-                        took,
-                        message: r.message.clone(),
-                    }
-                })
-                .collect(),
+            rounds: status.rounds.iter().map(|r| round_row(r, now)).collect(),
         }
+    }
+}
+
+fn round_row(r: &super::status::RoundView, now: SystemTime) -> RoundRow {
+    let took = match (
+        humantime::parse_rfc3339_weak(&r.started_at),
+        humantime::parse_rfc3339_weak(&r.finished_at),
+    ) {
+        (Ok(start), Ok(end)) => end
+            .duration_since(start)
+            .map_or_else(|_| NONE.to_owned(), |d| duration_text(d.as_secs())),
+        _ => NONE.to_owned(),
+    };
+    RoundRow {
+        started: When::new(&r.started_at, now),
+        trigger: r.trigger.clone(),
+        delivery: r.delivery.as_ref().map(|d| format!("delivery {d}")),
+        commit: short_or_none(r.commit.as_ref()),
+        result: round_badge(&r.result, &r.outcome),
+        took,
+        message: r.message.clone(),
     }
 }
 
@@ -550,6 +548,61 @@ struct EdgePath {
     title: String,
 }
 
+impl NodeBox {
+    /// A container's box at `(x, y)`, with its worst health and drift when a stage runs it.
+    fn new(name: &str, (x, y): (u32, u32), seen: Option<(Health, bool)>) -> NodeBox {
+        let (health, drift) = seen.unzip();
+        let badge = health.map(health_badge);
+        let mut class = badge.as_ref().map_or("", |b| b.class).to_owned();
+        let mut state = badge.map_or_else(|| "not deployed".to_owned(), |b| b.label);
+        if drift == Some(true) {
+            class.push_str(" drift");
+            state.push_str(" · ⚠ drift");
+        }
+        let label = if name.chars().count() > LABEL_CHARS {
+            let head: String = name.chars().take(LABEL_CHARS - 1).collect();
+            format!("{head}…")
+        } else {
+            name.to_owned()
+        };
+        NodeBox {
+            title: format!("{name}: {state}"),
+            label,
+            state,
+            class,
+            x,
+            y,
+            w: BOX_W,
+            h: BOX_H,
+            text_x: x + 10,
+            name_y: y + 18,
+            state_y: y + 34,
+        }
+    }
+}
+
+impl EdgePath {
+    /// A curve from the dependent's left side to the dependency's right side (the arrowhead).
+    fn new(
+        dependent: &str,
+        dependency: &str,
+        (ax, ay): (u32, u32),
+        (bx, by): (u32, u32),
+    ) -> EdgePath {
+        let (x1, y1) = (ax, ay + BOX_H / 2);
+        let (x2, y2) = (bx + BOX_W, by + BOX_H / 2);
+        let bend = (x1.abs_diff(x2) / 2).max(24);
+        EdgePath {
+            d: format!(
+                "M{x1} {y1}C{} {y1} {} {y2} {x2} {y2}",
+                x1.saturating_sub(bend),
+                x2 + bend
+            ),
+            title: format!("{dependent} needs {dependency}"),
+        }
+    }
+}
+
 impl PlanSvg {
     fn new(plan: &PlanView, status: &SiteStatus) -> PlanSvg {
         // A container's worst health and any drift over the stages: what its box shows.
@@ -578,33 +631,7 @@ impl PlanSvg {
             for (r, name) in wave.iter().enumerate() {
                 let y = PAD + HEAD + r as u32 * (BOX_H + ROW_GAP);
                 at.entry(name).or_insert((x, y));
-                let (health, drift) = seen.get(name.as_str()).copied().unzip();
-                let badge = health.map(health_badge);
-                let mut class = badge.as_ref().map_or("", |b| b.class).to_owned();
-                let mut state = badge.map_or_else(|| "not deployed".to_owned(), |b| b.label);
-                if drift == Some(true) {
-                    class.push_str(" drift");
-                    state.push_str(" · ⚠ drift");
-                }
-                let label = if name.chars().count() > LABEL_CHARS {
-                    let head: String = name.chars().take(LABEL_CHARS - 1).collect();
-                    format!("{head}…")
-                } else {
-                    name.clone()
-                };
-                boxes.push(NodeBox {
-                    title: format!("{name}: {state}"),
-                    label,
-                    state,
-                    class,
-                    x,
-                    y,
-                    w: BOX_W,
-                    h: BOX_H,
-                    text_x: x + 10,
-                    name_y: y + 18,
-                    state_y: y + 34,
-                });
+                boxes.push(NodeBox::new(name, (x, y), seen.get(name.as_str()).copied()));
             }
         }
         // An edge naming a container the waves do not hold cannot be placed: it is not drawn.
@@ -612,19 +639,9 @@ impl PlanSvg {
             .edges
             .iter()
             .filter_map(|(dependent, dependency)| {
-                let &(ax, ay) = at.get(dependent.as_str())?;
-                let &(bx, by) = at.get(dependency.as_str())?;
-                let (x1, y1) = (ax, ay + BOX_H / 2);
-                let (x2, y2) = (bx + BOX_W, by + BOX_H / 2);
-                let bend = (x1.abs_diff(x2) / 2).max(24);
-                Some(EdgePath {
-                    d: format!(
-                        "M{x1} {y1}C{} {y1} {} {y2} {x2} {y2}",
-                        x1.saturating_sub(bend),
-                        x2 + bend
-                    ),
-                    title: format!("{dependent} needs {dependency}"),
-                })
+                let from = *at.get(dependent.as_str())?;
+                let to = *at.get(dependency.as_str())?;
+                Some(EdgePath::new(dependent, dependency, from, to))
             })
             .collect();
         let count = boxes.len();
