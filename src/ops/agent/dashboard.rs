@@ -1175,6 +1175,29 @@ mod tests {
     }
 
     #[test]
+    fn a_fresh_agent_and_a_site_that_cannot_be_asked_read_plainly() {
+        let mut status = fixture::status();
+        status.plan = None;
+        status.rounds.clear();
+        status.sync.refused.clear();
+        status.sync.behind = None;
+        status.stages[1].containers.clear();
+        status.stages[1].error =
+            Some("the engine at unix:///run/docker.sock is unreachable".into());
+        let page = render(&status, &[], fixture::now());
+        assert!(page.contains("No plan yet: the site has not taken a revision."));
+        assert!(page.contains("No round has run yet."));
+        assert!(page.contains("The event log is empty."));
+        assert!(!page.contains("was refused"), "no refusal box");
+        assert!(page.contains("? not known"));
+        // The stage's release images are still listed, each marked as not reported.
+        assert!(page.contains(
+            "The site could not be asked: the engine at unix:///run/docker.sock is unreachable"
+        ));
+        assert_eq!(page.matches("? not reported").count(), 4);
+    }
+
+    #[test]
     fn the_timeline_shows_at_most_its_cap() {
         let one = fixture::timeline().remove(0);
         let many = vec![one; TIMELINE_SHOWN + 7];
