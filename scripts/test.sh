@@ -17,6 +17,11 @@ if ! command -v promtool >/dev/null; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get install -y -qq prometheus >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq prometheus >/dev/null; }
 fi
+# Headless Chromium loads the agent's dashboard in tests/it/dashboard.rs, through chromedriver.
+if ! command -v chromedriver >/dev/null; then
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get install -y -qq chromium chromium-driver >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq chromium chromium-driver >/dev/null; }
+fi
 # kubernetes-validate checks `cookbook render`'s objects against Kubernetes' own schemas
 # (tests/it/kubernetes.rs); pinned, as its schemas follow Kubernetes releases.
 if ! command -v kubernetes-validate >/dev/null; then

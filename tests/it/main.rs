@@ -15,6 +15,7 @@ mod cli;
 mod cli_ux;
 mod concurrency;
 mod context;
+mod dashboard;
 mod deploy;
 mod deploy_shop;
 mod dockerfile_pins;

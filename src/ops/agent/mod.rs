@@ -5,6 +5,7 @@
 //! document (`status`), health checks, a dashboard (`dashboard`) and, given peers, the fleet
 //! view (`super::fleet`), with TLS and mutual TLS from `tls`.
 
+pub mod dashboard;
 pub mod metrics;
 pub mod status;
 pub mod tls;

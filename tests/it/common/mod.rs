@@ -290,5 +290,6 @@ pub fn wait_until(what: &str, limit: Duration, mut check: impl FnMut() -> bool) 
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+pub mod browser;
 pub mod deploy;
 pub mod http;
