@@ -53,6 +53,8 @@
 //! | deploy: a name the stage needs held by what is not its own (compose's, another site's) | 1 |
 //! | deploy: a wave not healthy, or the engine/API failing mid-deploy (then rolled back per `on_failure`) | 1; 3 if the site became unreachable |
 //! | deploy: stopped by SIGINT/SIGTERM between steps (then rolled back per `on_failure`) | 130/143 |
+//! | events: `--state` names a file, not a directory; a `--since` that is neither a duration nor RFC 3339 | 2 |
+//! | events: the event log cannot be read (EACCES, EIO…) | 1 |
 //!
 //! Why: 3 says "the service, not the work, failed: retry later"; 1 says "it takes a person"
 //! (credentials, a full disk, a failed build); 2 says "the command as given cannot work".
@@ -181,6 +183,10 @@ pub enum Error {
     /// `cookbook sync` could not run its round (see `SyncError` for which are which code).
     #[error(transparent)]
     Sync(#[from] crate::sync::SyncError),
+
+    /// The event log (`cookbook events`) could not be read or written.
+    #[error(transparent)]
+    Events(#[from] crate::state::events::EventsError),
 
     /// `cookbook sync` refused the remote's revision and kept the current one.
     #[error("refused revision {commit}: {reason}")]
@@ -535,6 +541,13 @@ impl Error {
                 ApplyError::State { .. } | ApplyError::LocalImageMissing { .. } => EXIT_FAILED,
             },
             Error::SyncRefused { .. } | Error::SyncApplyFailed { .. } => EXIT_FAILED,
+            Error::Events(e) => {
+                use crate::state::events::EventsError as E;
+                match e {
+                    E::NotADirectory { .. } => EXIT_INVALID,
+                    E::Read { .. } | E::Write { .. } | E::TooLong { .. } => EXIT_FAILED,
+                }
+            }
             Error::Interrupted { code, .. } => *code,
             Error::Sync(e) => {
                 use crate::sync::SyncError as S;
