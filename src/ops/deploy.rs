@@ -259,10 +259,10 @@ fn promote_release(
         &opts.from,
         &opts.to,
     )?;
+    let desired = &*tried.insert(promotion.desired.clone());
     // Before the rule, which reads the records: an approval found beside the images in their
     // registry is recorded here first.
-    signed_approval(ws, &state_dir, &promotion.desired)?;
-    let desired = &*tried.insert(promotion.desired.clone());
+    signed_approval(ws, &state_dir, desired)?;
     promotion.check_rule(&state_dir, &ws.cookbook)?;
     if let Some(key) = &opts.require_attestations {
         require_attestations(ws, ws.lock()?, desired, key)?;
