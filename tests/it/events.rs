@@ -286,3 +286,95 @@ fn events_refuses_a_since_it_cannot_read_and_a_state_that_is_a_file() {
         "warning: skipped ./events.jsonl:1: not an event: expected ident at line 1 column 2\n"
     );
 }
+
+/// `git ARGS` in `dir` with no user or system configuration but an identity.
+fn git(home: &std::path::Path, dir: &std::path::Path, args: &[&str]) -> String {
+    let out = std::process::Command::new("git")
+        .args(args)
+        .current_dir(dir)
+        .env("HOME", home)
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("GIT_CONFIG_GLOBAL", home.join("gitconfig"))
+        .env("GIT_AUTHOR_NAME", "Test")
+        .env("GIT_AUTHOR_EMAIL", "test@example.invalid")
+        .env("GIT_COMMITTER_NAME", "Test")
+        .env("GIT_COMMITTER_EMAIL", "test@example.invalid")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "git {args:?}: {out:?}");
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
+
+#[test]
+fn sync_deploy_records_each_stage_in_the_sync_state_with_the_revision() {
+    let Some(registry) = common::test_registry() else {
+        return;
+    };
+    let p = Project::new("shop", "evsync");
+    let tmp = tempfile::tempdir().unwrap();
+    let (home, work, state) = (
+        tmp.path().join("home"),
+        tmp.path().join("work"),
+        tmp.path().join("state"),
+    );
+    std::fs::create_dir_all(&home).unwrap();
+    git(
+        &home,
+        tmp.path(),
+        &["init", "-q", "--bare", "-b", "main", "shop.git"],
+    );
+    git(&home, tmp.path(), &["init", "-q", "-b", "main", "work"]);
+    common::copy_tree(p.path(), &work);
+    let namespace = format!("{registry}/{}", common::unique("events-sync-"));
+    let cookbook = std::fs::read_to_string(work.join("cookbook.json"))
+        .unwrap()
+        .replace("127.0.0.1:5000/shop", &format!("{namespace}/shop"));
+    std::fs::write(work.join("cookbook.json"), cookbook).unwrap();
+    git(&home, &work, &["add", "-A"]);
+    git(&home, &work, &["commit", "-q", "-m", "shop"]);
+    let commit = git(&home, &work, &["rev-parse", "HEAD"]);
+    let url = format!("file://{}", tmp.path().join("shop.git").display());
+    git(&home, &work, &["push", "-q", &url, "main"]);
+    let state_arg = state.display().to_string();
+    let run = run_in_env(
+        tmp.path(),
+        &[
+            "sync", "--remote", &url, "--state", &state_arg, "--site", "local", "--apply",
+            "--deploy",
+        ],
+        &[("USER", "events-tester"), ("HOME", home.to_str().unwrap())],
+    );
+    run.assert_code(0);
+
+    let events = run_in(
+        tmp.path(),
+        &["events", "--state", &state_arg, "--format", "json"],
+    );
+    events.assert_code(0);
+    let doc = json_answer(&events);
+    let e = doc["events"].as_array().unwrap();
+    // dev deployed; test (ci-approved) and pre-deploy (automatic, not yet healthy before it)
+    // skipped, each with its reason.
+    let stages: Vec<(&str, &str)> = e
+        .iter()
+        .map(|e| (e["stage"].as_str().unwrap(), e["outcome"].as_str().unwrap()))
+        .collect();
+    assert_eq!(stages[0], ("dev", "ok"), "{doc:#}");
+    assert!(stages[1..].iter().all(|(_, o)| *o == "skipped"), "{doc:#}");
+    assert!(stages.contains(&("test", "skipped")), "{doc:#}");
+    for event in e {
+        assert_eq!(event["kind"], "deploy");
+        assert_eq!(event["revision"], commit.as_str(), "{event}");
+        assert_eq!(event["who"]["via"], "sync");
+        assert_eq!(event["who"]["user"], "events-tester");
+        assert_eq!(event["digests"].as_object().unwrap().len(), 4, "{event}");
+    }
+    let test = e.iter().find(|e| e["stage"] == "test").unwrap();
+    assert!(
+        test["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("stage `test` is entered by rule `ci-approved`: no CI approval recorded"),
+        "{test}"
+    );
+}
