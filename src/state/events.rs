@@ -699,6 +699,57 @@ mod tests {
     }
 
     #[test]
+    fn tail_reads_a_growing_window_from_the_end_of_a_large_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = EventLog::in_dir(dir.path());
+        for n in 0..2000 {
+            let mut e = event(n);
+            e.message = Some("x".repeat(300));
+            log.append(&e).unwrap();
+        }
+        // ~700 KB: 500 events need more than the first window.
+        assert!(std::fs::metadata(log.path()).unwrap().len() > 600_000);
+        let all = releases(&log.read(None).unwrap());
+        let tail = log.tail(500).unwrap();
+        assert!(tail.skipped.is_empty(), "{:?}", tail.skipped);
+        assert_eq!(releases(&tail), all[1500..]);
+        assert_eq!(releases(&log.tail(1).unwrap()), ["r1999"]);
+    }
+
+    #[test]
+    fn read_since_passes_over_rotated_files_last_written_before_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let one = serde_json::to_vec(&event(0)).unwrap().len() as u64 + 1;
+        let log = EventLog::with_limits(dir.path(), one * 2, 3);
+        for n in 0..4 {
+            let mut e = event(n);
+            e.time = format!("2020-01-0{}T00:00:00Z", n + 1);
+            log.append(&e).unwrap();
+        }
+        log.append(&event(4)).unwrap();
+        // .2: r0 r1, .1: r2 r3, live: r4. The oldest file last written long ago is not read
+        // even when a line in it would claim a later time.
+        let old = dir.path().join("events.jsonl.2");
+        let mut late = event(9);
+        late.time = "2030-01-01T00:00:00Z".into();
+        let mut f = OpenOptions::new().append(true).open(&old).unwrap();
+        f.write_all(&serde_json::to_vec(&late).unwrap()).unwrap();
+        f.write_all(b"\n").unwrap();
+        f.set_modified(humantime::parse_rfc3339("2020-01-02T00:00:00Z").unwrap())
+            .unwrap();
+        drop(f);
+        let since = humantime::parse_rfc3339("2020-01-03T00:00:00Z").unwrap();
+        assert_eq!(
+            releases(&log.read(Some(since)).unwrap()),
+            ["r2", "r3", "r4"]
+        );
+        assert_eq!(
+            releases(&log.read(None).unwrap()),
+            ["r0", "r1", "r9", "r2", "r3", "r4"]
+        );
+    }
+
+    #[test]
     fn lines_that_are_not_events_are_skipped_and_named() {
         let dir = tempfile::tempdir().unwrap();
         let log = EventLog::in_dir(dir.path());
