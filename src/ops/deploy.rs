@@ -803,9 +803,9 @@ pub fn approve(ws: &Workspace, opts: &ApproveOptions) -> Result<ApproveReport, E
     event.stage = Some(opts.stage.clone());
     event.release = release.map(|r| r.id.clone());
     event.digests = approval.map(|a| a.digests.clone()).unwrap_or_default();
-    let by = if opts.ci { "CI job" } else { "person" };
+    let ci = if opts.ci { " (a CI job)" } else { "" };
     event.message = Some(match &result {
-        Ok(_) => format!("approved for {} by {by} {}", opts.stage, opts.by),
+        Ok(_) => format!("approved for stage {} by {}{ci}", opts.stage, opts.by),
         Err(e) => {
             event.outcome = EventOutcome::Failed;
             e.to_string()
