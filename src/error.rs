@@ -56,6 +56,8 @@
 //! | a TLS file that is not usable (missing, not PEM, no certificate or key in it, a key that does not match its certificate) | 2 |
 //! | fleet: a sites file that does not parse or fit (unknown field, an URL not `https://`, a name twice): file:line:column | 2 |
 //! | fleet: a site that gave no status (no connection, TLS refused, an HTTP error, an unusable document) | 3 |
+//! | events: `--state` names a file, not a directory; a `--since` that is neither a duration nor RFC 3339 | 2 |
+//! | events: the event log cannot be read (EACCES, EIO…) | 1 |
 //!
 //! Why: 3 says "the service, not the work, failed: retry later"; 1 says "it takes a person"
 //! (credentials, a full disk, a failed build); 2 says "the command as given cannot work".
@@ -186,6 +188,10 @@ pub enum Error {
     /// `cookbook sync` could not run its round (see `SyncError` for which are which code).
     #[error(transparent)]
     Sync(#[from] crate::sync::SyncError),
+
+    /// The event log (`cookbook events`) could not be read or written.
+    #[error(transparent)]
+    Events(#[from] crate::state::events::EventsError),
 
     /// `cookbook sync` refused the remote's revision and kept the current one.
     #[error("refused revision {commit}: {reason}")]
@@ -579,6 +585,13 @@ impl Error {
                 ApplyError::State { .. } | ApplyError::LocalImageMissing { .. } => EXIT_FAILED,
             },
             Error::SyncRefused { .. } | Error::SyncApplyFailed { .. } => EXIT_FAILED,
+            Error::Events(e) => {
+                use crate::state::events::EventsError as E;
+                match e {
+                    E::NotADirectory { .. } => EXIT_INVALID,
+                    E::Read { .. } | E::Write { .. } | E::TooLong { .. } => EXIT_FAILED,
+                }
+            }
             Error::Interrupted { code, .. } => *code,
             Error::Sync(e) => {
                 use crate::sync::SyncError as S;

@@ -187,6 +187,15 @@ pub enum Command {
         #[command(flatten)]
         args: ApproveArgs,
     },
+    /// Print the event log (the audit trail): every deploy, promotion, rollback and approval, and
+    /// each sync round, with when, where, which release and images, who, and how it ended.
+    #[command(after_help = EXIT_CODES_HELP)]
+    Events {
+        #[command(flatten)]
+        cookbook: CookbookArg,
+        #[command(flatten)]
+        args: EventsArgs,
+    },
     /// Deploy the images of a stage's current release to a later stage, if its rule is met.
     #[command(after_help = EXIT_CODES_HELP)]
     Promote {
@@ -326,6 +335,7 @@ impl Command {
             C::Status { args, .. } => ("status", true, args.format.is_json()),
             C::Approve { .. } => ("approve", true, false),
             C::Promote { args, .. } => ("promote", true, args.format.is_json()),
+            C::Events { args, .. } => ("events", true, args.format.is_json()),
             C::Render { .. } => ("render", true, false),
             C::Site { command } => ("site", true, command.json_output()),
             C::Key { command } => ("key", false, command.json_output()),
@@ -343,6 +353,41 @@ impl Command {
             json,
         }
     }
+}
+
+#[derive(Debug, Args)]
+pub struct EventsArgs {
+    /// Read the event log of this state directory (a `sync --state` or agent state directory)
+    /// instead of the cookbook's (.cookbook/ beside it)
+    #[arg(long, value_name = "DIR")]
+    pub state: Option<PathBuf>,
+    /// Only events since then: how long ago (`30m`, `1h`, `2days`) or an RFC 3339 time
+    #[arg(long, value_name = "WHEN")]
+    pub since: Option<String>,
+    /// Only events of this kind (repeat for several)
+    #[arg(long, value_enum, value_name = "KIND")]
+    pub kind: Vec<EventKindArg>,
+    /// Only events of this site
+    #[arg(long)]
+    pub site: Option<String>,
+    /// Only events of this stage
+    #[arg(long)]
+    pub stage: Option<String>,
+    /// Output format
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+}
+
+/// `events --kind`: the event log's kinds, as the log names them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+#[value(rename_all = "snake_case")]
+pub enum EventKindArg {
+    SyncRound,
+    Apply,
+    Deploy,
+    Approval,
+    Promotion,
+    Rollback,
 }
 
 #[derive(Debug, Args)]

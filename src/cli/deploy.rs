@@ -104,6 +104,12 @@ fn print(out: &mut dyn Write, format: Format, report: &DeployReport) {
             let _ = out.write_all(json_sorted(report).as_bytes());
         }
     }
+    // Straight to the process's stderr: `promote` and `rollback` are not handed the error
+    // stream, and a warning here (an event the log did not take) is rare.
+    let mut err = std::io::stderr().lock();
+    for w in &report.warnings {
+        let _ = writeln!(err, "warning: {w}");
+    }
 }
 
 /// `cookbook rollback`: deploys a recorded release again, exactly as it ran.

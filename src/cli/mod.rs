@@ -17,6 +17,7 @@ mod apply;
 mod args;
 mod deploy;
 mod diff;
+mod events;
 mod fleet;
 mod init;
 mod inspect;
@@ -162,6 +163,9 @@ fn execute(cli: &Cli, out: &mut dyn Write, err: &mut dyn Write) -> Result<(), Er
         C::Deploy { cookbook, args } => deploy::run(&path(cookbook)?, args, out, err),
         C::Render { cookbook, args } => deploy::render(&path(cookbook)?, args, out),
         C::Promote { cookbook, args } => deploy::promote(&path(cookbook)?, args, out),
+        C::Events { cookbook, args } => {
+            events::run(cookbook.file.as_deref().or(top), args, out, err)
+        }
         C::Approve { cookbook, args } => deploy::approve(&path(cookbook)?, args, out, err),
         C::Site { command } => deploy::site(command, top, out),
         C::Key { command } => key::run(command, out),

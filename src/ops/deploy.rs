@@ -6,6 +6,11 @@
 //! request (the CLI cancels `stop` on SIGINT/SIGTERM) ends a deploy between steps, rolled back like
 //! a failure; which signal it was is the caller's to say. Errors are `crate::error::Error`,
 //! converted once (`From<DeployError>`, `From<DesiredError>` in `error.rs`).
+//!
+//! Each flow that changes a stage or its approvals (`deploy`, `promote`, `rollback`, `approve`,
+//! `stage`) appends one event to the event log of the state directory it used, whether it
+//! succeeded or not ([`Happened::record`]). An event that cannot be written never fails what
+//! happened: it becomes one of the report's `warnings`.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -32,6 +37,7 @@ use crate::error::Error;
 use crate::model::lifecycle::{Progression, Target};
 use crate::model::Name;
 use crate::schema::span::SpanIndex;
+use crate::state::events::{Event, EventKind, EventLog, EventOutcome, Who};
 use crate::state::lock::Lock;
 
 /// `cookbook deploy`: the lock's images (or `release`'s) to a site's stage.
@@ -108,6 +114,9 @@ pub struct DeployReport {
     /// A rollback: the release it replaced.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rolled_back_from: Option<String>,
+    /// What went wrong beside the deploy without undoing it (its event not recorded).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
     #[serde(skip)]
     pub verb: Verb,
 }
@@ -125,6 +134,7 @@ impl DeployReport {
             unchanged: outcome.unchanged,
             removed: outcome.removed,
             rolled_back_from: from,
+            warnings: Vec::new(),
             verb,
         }
     }
@@ -167,6 +177,29 @@ pub fn deploy(
     opts: &DeployOptions,
     stop: &CancellationToken,
 ) -> Result<DeployReport, Error> {
+    let mut tried = None;
+    let result = deploy_lock(ws, opts, stop, &mut tried);
+    let happened = Happened {
+        kind: EventKind::Deploy,
+        who: &Who::current("cli"),
+        site: &opts.site,
+        stage: &opts.stage,
+        // The checkout's commit, whose lock this is; another lock file's revision is unknown.
+        revision: match opts.release {
+            None => crate::git::head_commit(ws.base_dir()),
+            Some(_) => None,
+        },
+    };
+    happened.record(&ws.state_dir(), tried.as_ref(), result)
+}
+
+/// [`deploy`]'s flow; `tried` is what it set out to run, once that is known.
+fn deploy_lock(
+    ws: &Workspace,
+    opts: &DeployOptions,
+    stop: &CancellationToken,
+    tried: &mut Option<Desired>,
+) -> Result<DeployReport, Error> {
     let named;
     let lock = match &opts.release {
         Some(path) => {
@@ -175,13 +208,19 @@ pub fn deploy(
         }
         None => ws.published()?,
     };
-    let desired = desired(&ws.cookbook, &ws.plan, lock, &opts.site, &opts.stage)?;
+    let desired = tried.insert(desired(
+        &ws.cookbook,
+        &ws.plan,
+        lock,
+        &opts.site,
+        &opts.stage,
+    )?);
     if let Some(key) = &opts.require_attestations {
-        require_attestations(ws, Some(lock), &desired, key)?;
+        require_attestations(ws, Some(lock), desired, key)?;
     }
     let options = connect_options(ws, opts.force_conflicts);
-    converge(ws, &ws.state_dir(), &desired, &options, stop)
-        .map(|outcome| DeployReport::new(Verb::Deployed, &desired, outcome, None))
+    converge(ws, &ws.state_dir(), desired, &options, stop)
+        .map(|outcome| DeployReport::new(Verb::Deployed, desired, outcome, None))
 }
 
 /// `cookbook promote`: the images that ran in `from` (whatever the lock says now), with `to`'s
@@ -190,6 +229,26 @@ pub fn promote(
     ws: &Workspace,
     opts: &PromoteOptions,
     stop: &CancellationToken,
+) -> Result<DeployReport, Error> {
+    let mut tried = None;
+    let result = promote_release(ws, opts, stop, &mut tried);
+    let happened = Happened {
+        kind: EventKind::Promotion,
+        who: &Who::current("cli"),
+        site: &opts.site,
+        stage: &opts.to,
+        // What ran in `from`, which no revision is recorded with.
+        revision: None,
+    };
+    happened.record(&ws.state_dir(), tried.as_ref(), result)
+}
+
+/// [`promote`]'s flow; `tried` is what it set out to run, once that is known.
+fn promote_release(
+    ws: &Workspace,
+    opts: &PromoteOptions,
+    stop: &CancellationToken,
+    tried: &mut Option<Desired>,
 ) -> Result<DeployReport, Error> {
     let state_dir = ws.state_dir();
     let promotion = approvals::promoted(
@@ -200,21 +259,39 @@ pub fn promote(
         &opts.from,
         &opts.to,
     )?;
+    let desired = &*tried.insert(promotion.desired.clone());
     // Before the rule, which reads the records: an approval found beside the images in their
     // registry is recorded here first.
-    signed_approval(ws, &state_dir, &promotion.desired)?;
+    signed_approval(ws, &state_dir, desired)?;
     promotion.check_rule(&state_dir, &ws.cookbook)?;
-    let desired = promotion.desired;
     if let Some(key) = &opts.require_attestations {
-        require_attestations(ws, ws.lock()?, &desired, key)?;
+        require_attestations(ws, ws.lock()?, desired, key)?;
     }
     let options = connect_options(ws, false);
-    converge(ws, &state_dir, &desired, &options, stop)
-        .map(|outcome| DeployReport::new(Verb::Promoted, &desired, outcome, None))
+    converge(ws, &state_dir, desired, &options, stop)
+        .map(|outcome| DeployReport::new(Verb::Promoted, desired, outcome, None))
 }
 
 /// `cookbook rollback`: a recorded release, exactly as it ran.
 pub fn rollback(ws: &Workspace, opts: &RollbackOptions) -> Result<DeployReport, Error> {
+    let result = restore(ws, opts);
+    let happened = Happened {
+        kind: EventKind::Rollback,
+        who: &Who::current("cli"),
+        site: &opts.site,
+        stage: &opts.stage,
+        // A recorded release keeps no revision.
+        revision: None,
+    };
+    let (result, restored) = match result {
+        Ok((report, desired)) => (Ok(report), Some(desired)),
+        Err(e) => (Err(e), None),
+    };
+    happened.record(&ws.state_dir(), restored.as_ref(), result)
+}
+
+/// [`rollback`]'s flow: its report, and what runs now.
+fn restore(ws: &Workspace, opts: &RollbackOptions) -> Result<(DeployReport, Desired), Error> {
     let site = session::known_site(&ws.cookbook, &opts.site)?;
     let restored = super::runtime()?.block_on(session::rollback(
         &ws.state_dir(),
@@ -224,12 +301,14 @@ pub fn rollback(ws: &Workspace, opts: &RollbackOptions) -> Result<DeployReport, 
         opts.to.as_deref(),
         &connect_options(ws, false),
     ))?;
-    Ok(DeployReport::new(
+    let desired = restored.release.desired.with_current_names();
+    let report = DeployReport::new(
         Verb::Restored,
-        &restored.release.desired.with_current_names(),
+        &desired,
         restored.outcome,
         Some(restored.from),
-    ))
+    );
+    Ok((report, desired))
 }
 
 /// `--require-attestations --key PUB`: every image `desired` would run has a provenance
@@ -370,12 +449,16 @@ pub enum StageOutcome {
 }
 
 /// Where [`stage`] deploys: a site's stage of a revision's cookbook, with the lock beside it and
-/// the state directory that keeps the release records and approvals.
+/// the state directory that keeps the release records, approvals and event log.
 pub struct StageTarget<'a> {
     pub ws: &'a Workspace,
     pub lock: &'a Lock,
     pub state_dir: &'a Path,
     pub site: &'a str,
+    /// The git revision the cookbook and lock are of (the round's commit), for the event log.
+    pub revision: Option<&'a str>,
+    /// Who deploys: the event log names them (a webhook's delivery, the timer, `sync`).
+    pub who: &'a Who,
 }
 
 /// `sync --deploy`'s step for one stage: deploys the lock's images to `stage` when its
@@ -386,17 +469,52 @@ pub fn stage(
     stage: &str,
     stop: &CancellationToken,
 ) -> Result<StageOutcome, Error> {
+    let mut tried = None;
+    let result = stage_lock(target, stage, stop, &mut tried);
+    let happened = Happened {
+        kind: EventKind::Deploy,
+        who: target.who,
+        site: target.site,
+        stage,
+        revision: target.revision.map(str::to_owned),
+    };
+    match result {
+        Ok(StageOutcome::NotReady(why)) => {
+            let mut event = happened.event(tried.as_ref(), EventOutcome::Skipped);
+            event.release = tried.as_ref().map(|d| d.release.clone());
+            event.message = Some(why.to_string());
+            // Nothing changed, so nothing is lost when this is not recorded but the line.
+            let _ = record(target.state_dir, &event);
+            Ok(StageOutcome::NotReady(why))
+        }
+        Ok(StageOutcome::Deployed(report)) => happened
+            .record(target.state_dir, tried.as_ref(), Ok(report))
+            .map(StageOutcome::Deployed),
+        Err(e) => happened
+            .record(target.state_dir, tried.as_ref(), Err(e))
+            .map(StageOutcome::Deployed),
+    }
+}
+
+/// [`stage`]'s flow; `tried` is what it set out to run, once that is known.
+fn stage_lock(
+    target: &StageTarget,
+    stage: &str,
+    stop: &CancellationToken,
+    tried: &mut Option<Desired>,
+) -> Result<StageOutcome, Error> {
     let StageTarget {
         ws,
         lock,
         state_dir,
         site,
+        ..
     } = *target;
-    let desired = desired(&ws.cookbook, &ws.plan, lock, site, stage)?;
+    let desired = &*tried.insert(desired(&ws.cookbook, &ws.plan, lock, site, stage)?);
     let options = connect_options(ws, false);
     // Before the rule, which reads the records: an approval found beside the images in their
     // registry is recorded here first.
-    match signed_approval(ws, state_dir, &desired) {
+    match signed_approval(ws, state_dir, desired) {
         Ok(()) => {}
         Err(Error::Approval(refusal)) => {
             return Ok(StageOutcome::NotReady(NotReady::NotSigned(refusal)))
@@ -406,7 +524,7 @@ pub fn stage(
     let checked = super::runtime()?.block_on(session::check_progression(
         state_dir,
         &ws.cookbook,
-        &desired,
+        desired,
         &options,
     ));
     match checked {
@@ -419,13 +537,96 @@ pub fn stage(
         }
         Err(other) => return Err(other.into()),
     }
-    let outcome = converge(ws, state_dir, &desired, &options, stop)?;
+    let outcome = converge(ws, state_dir, desired, &options, stop)?;
     Ok(StageOutcome::Deployed(DeployReport::new(
         Verb::Deployed,
-        &desired,
+        desired,
         outcome,
         None,
     )))
+}
+
+/// A flow that changes a stage, as the event log names it: what kind, who, where, and the
+/// revision when one is known.
+struct Happened<'a> {
+    kind: EventKind,
+    who: &'a Who,
+    site: &'a str,
+    stage: &'a str,
+    revision: Option<String>,
+}
+
+impl Happened<'_> {
+    /// The event, now, with the digests of what was (or was to be) deployed.
+    fn event(&self, tried: Option<&Desired>, outcome: EventOutcome) -> Event {
+        let mut event = Event::now(self.kind, self.who, outcome);
+        event.site = Some(self.site.to_owned());
+        event.stage = Some(self.stage.to_owned());
+        event.revision = self.revision.clone();
+        event.digests = tried.map(digests).unwrap_or_default();
+        event
+    }
+
+    /// Appends the event of `result` to `state_dir`'s log and passes `result` on: a deploy that
+    /// started or removed something is `ok`, one that changed nothing `unchanged`; a failure
+    /// whose wave was rolled back `rolled_back`, any other `failed`, with its message. An event
+    /// that cannot be written is a warning of the report (of a failure, it is lost: the
+    /// failure is what the caller must hear).
+    fn record(
+        &self,
+        state_dir: &Path,
+        tried: Option<&Desired>,
+        result: Result<DeployReport, Error>,
+    ) -> Result<DeployReport, Error> {
+        match result {
+            Ok(mut report) => {
+                let changed = !report.started.is_empty() || !report.removed.is_empty();
+                let outcome = if changed {
+                    EventOutcome::Ok
+                } else {
+                    EventOutcome::Unchanged
+                };
+                let mut event = self.event(tried, outcome);
+                event.release = Some(report.release.clone());
+                event.message = Some(report.to_string());
+                report.warnings.extend(record(state_dir, &event));
+                Ok(report)
+            }
+            Err(e) => {
+                let mut event = self.event(tried, EventOutcome::Failed);
+                event.release = tried.map(|d| d.release.clone());
+                if let Error::Deploy { error, .. } = &e {
+                    if let DeployError::Stopped(stopped) = error.as_ref() {
+                        event.release = Some(stopped.release.clone());
+                        if matches!(stopped.recovery, Recovery::RolledBack { .. }) {
+                            event.outcome = EventOutcome::RolledBack;
+                        }
+                    }
+                }
+                event.message = Some(e.to_string());
+                let _ = record(state_dir, &event);
+                Err(e)
+            }
+        }
+    }
+}
+
+/// Container → the digest `desired` runs it from.
+fn digests(desired: &Desired) -> BTreeMap<String, String> {
+    desired
+        .instances()
+        .map(|i| (i.container.to_string(), i.digest.clone()))
+        .collect()
+}
+
+/// Appends `event` to `state_dir`'s event log; the warning to report when it cannot be.
+fn record(state_dir: &Path, event: &Event) -> Option<String> {
+    let log = EventLog::in_dir(state_dir);
+    let e = log.append(event).err()?;
+    Some(format!(
+        "the {} event was not recorded: {e}",
+        event.kind.as_str()
+    ))
 }
 
 /// `cookbook status` and `cookbook render`: a site's stage.
@@ -593,6 +794,32 @@ pub struct AttachedApproval {
 /// record comes first and stands: an image the registry does not take it for (unreachable,
 /// refused credentials, anything) is a warning, and `approve` run again attaches the new one.
 pub fn approve(ws: &Workspace, opts: &ApproveOptions) -> Result<ApproveReport, Error> {
+    let result = approve_images(ws, opts);
+    let approval = result.as_ref().ok().map(|r| &r.approval);
+    let release = approval.and_then(|a| a.release.as_ref());
+    let site = opts.site.as_deref().or(release.map(|r| r.site.as_str()));
+    let mut event = Event::now(EventKind::Approval, &Who::current("cli"), EventOutcome::Ok);
+    event.site = site.map(str::to_owned);
+    event.stage = Some(opts.stage.clone());
+    event.release = release.map(|r| r.id.clone());
+    event.digests = approval.map(|a| a.digests.clone()).unwrap_or_default();
+    let ci = if opts.ci { " (a CI job)" } else { "" };
+    event.message = Some(match &result {
+        Ok(_) => format!("approved for stage {} by {}{ci}", opts.stage, opts.by),
+        Err(e) => {
+            event.outcome = EventOutcome::Failed;
+            e.to_string()
+        }
+    });
+    let warning = record(&ws.state_dir(), &event);
+    result.map(|mut report| {
+        report.warnings.extend(warning);
+        report
+    })
+}
+
+/// [`approve`]'s flow.
+fn approve_images(ws: &Workspace, opts: &ApproveOptions) -> Result<ApproveReport, Error> {
     let subject = match (opts.lock, &opts.release) {
         (true, _) => Subject::Lock(ws.published()?),
         (false, Some(id)) => Subject::Release(id),

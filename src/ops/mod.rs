@@ -15,6 +15,7 @@ pub mod apply;
 pub mod clean;
 pub mod deploy;
 pub mod diff;
+pub mod events;
 pub mod fleet;
 pub mod init;
 pub mod inspect;

@@ -343,11 +343,14 @@ fn deploy_after(
     } else {
         deploy.stages.iter().map(|s| s.to_string()).collect()
     };
+    let who = crate::state::events::Who::current("sync");
     let target = StageTarget {
         ws: &ws,
         lock: &lock,
         state_dir: dir.root(),
         site,
+        revision: Some(commit),
+        who: &who,
     };
     let mut steps = Vec::new();
     for stage in stages {

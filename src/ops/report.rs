@@ -143,6 +143,7 @@ fn code(e: &Error) -> &'static str {
         Error::Sync(_) | Error::SyncRefused { .. } | Error::SyncApplyFailed { .. } => "sync",
         Error::Verify(_) => "verify",
         Error::Interrupted { .. } => "interrupted",
+        Error::Events(_) => "events",
         Error::Deploy { .. } => "deploy",
         Error::NotPublished { .. }
         | Error::SyncDeployFailed { .. }

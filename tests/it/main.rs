@@ -20,6 +20,7 @@ mod deploy;
 mod deploy_shop;
 mod dockerfile_pins;
 mod engine;
+mod events;
 mod exit_codes;
 mod fixtures;
 mod fleet;
