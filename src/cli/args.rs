@@ -136,6 +136,10 @@ pub enum Command {
     Diff(DiffArgs),
     /// Pull the master cookbook from git and keep this site on its last good revision.
     Sync(SyncArgs),
+    /// Run a site's sync → apply → deploy rounds as a service: on an interval, on a git
+    /// webhook, with metrics, a status API and a dashboard (docs/AGENT.md).
+    #[command(after_help = AGENT_HELP)]
+    Agent(AgentArgs),
     /// Check cookbook.lock (and the registry) against what the sources produce, and say why not.
     Verify {
         #[command(flatten)]
@@ -328,6 +332,7 @@ impl Command {
             C::Update { args, .. } => ("update", true, args.format.is_json()),
             C::Diff(args) => ("diff", args.rev.is_some(), args.format.is_json()),
             C::Sync(args) => ("sync", false, args.json_output()),
+            C::Agent(_) => ("agent", false, false),
             C::Verify { args, .. } => ("verify", true, args.format.is_json()),
             C::Deploy { args, .. } => ("deploy", true, args.format.is_json()),
             C::Rollback { args, .. } => ("rollback", true, args.format.is_json()),
@@ -881,6 +886,76 @@ pub struct SyncArgs {
     /// the log lines then go to stderr only
     #[arg(long, value_enum, default_value_t = StatusFormat::Text)]
     pub format: StatusFormat,
+}
+
+const AGENT_HELP: &str = "Serves (loopback unless --listen says otherwise):
+  GET  /                 the dashboard
+  GET  /api/v1/status    the site's status (JSON)
+  GET  /metrics          Prometheus metrics
+  GET  /healthz /readyz  liveness; ready once the first round has ended
+  POST /hooks/git        GitHub (X-Hub-Signature-256) or GitLab (X-Gitlab-Token) push events
+  GET  /fleet            with --peers: every peer's status, over mutual TLS
+
+Exit codes:
+  0    stopped by SIGTERM/SIGINT between rounds
+  2    invalid arguments, a TLS or secret file that cannot be used, the address taken
+  130  stopped by SIGINT during a round (the running apply was cancelled, a deploy rolled back)
+  143  stopped by SIGTERM during a round (likewise)";
+
+#[derive(Debug, Args)]
+pub struct AgentArgs {
+    /// The site this agent runs (its portion is built and its stages deployed).
+    #[arg(long)]
+    pub site: String,
+    /// The git remote holding the master cookbook: https, ssh, git:// or file URL, or a path.
+    #[arg(long, env = "COOKBOOK_SYNC_REMOTE")]
+    pub remote: String,
+    /// The branch to follow.
+    #[arg(long, default_value = "main")]
+    pub branch: String,
+    /// The cookbook file inside the repository.
+    #[arg(long, default_value = "cookbook.json")]
+    pub path: String,
+    /// The state directory (checkouts, record, mirror, release records, event log).
+    #[arg(long, default_value = ".cookbook/agent")]
+    pub state: PathBuf,
+    /// Where to serve HTTP(S); loopback by default.
+    #[arg(long, default_value = "127.0.0.1:8750")]
+    pub listen: std::net::SocketAddr,
+    /// One timed round every DURATION, besides the webhook's.
+    #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
+    pub interval: Duration,
+    /// The largest random delay added to each interval (default: a tenth of the interval).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub splay: Option<Duration>,
+    /// The webhook's shared secret, in a file only its owner may read (else the variable
+    /// COOKBOOK_WEBHOOK_SECRET; without either no webhook is served).
+    #[arg(long, value_name = "FILE")]
+    pub webhook_secret_file: Option<PathBuf>,
+    /// Serve HTTPS with this certificate chain (PEM) …
+    #[arg(long, value_name = "PEM", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// … and its private key (PEM).
+    #[arg(long, value_name = "PEM", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Mutual TLS: only clients with a certificate this CA signed are served.
+    #[arg(long, value_name = "PEM", requires = "tls_cert")]
+    pub tls_client_ca: Option<PathBuf>,
+    /// The fleet view's sites file (`cookbook fleet status --sites`): served at /fleet.
+    #[arg(long, value_name = "FILE")]
+    pub peers: Option<PathBuf>,
+    /// Sign and attach a provenance statement and an SBOM to every image published.
+    #[arg(long, value_name = "KEY", env = "COOKBOOK_SIGNING_KEY")]
+    pub signing_key: Option<PathBuf>,
+    /// Take a revision that rewrites the branch's history (logged in the state).
+    #[arg(long)]
+    pub allow_force: bool,
+    /// Refuse a commit whose signature `git verify-commit` does not accept.
+    #[arg(long)]
+    pub require_signed: bool,
+    /// How often, between rounds, the site's containers are asked how they are (metrics).
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration, hide = true)]
+    pub health_every: Duration,
 }
 
 #[derive(Debug, Subcommand)]

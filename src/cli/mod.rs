@@ -13,6 +13,7 @@ use std::io::Write;
 
 use clap::{CommandFactory, Parser};
 
+mod agent;
 mod apply;
 mod args;
 mod deploy;
@@ -114,7 +115,7 @@ fn refuse_file(cli: &Cli) -> Result<(), Error> {
             facts.name
         ),
         help: Some(match &cli.command {
-            Command::Sync(_) => {
+            Command::Sync(_) | Command::Agent(_) => {
                 "sync takes the cookbook from the remote: name it with --path".to_owned()
             }
             _ => "remove -f".to_owned(),
@@ -160,6 +161,7 @@ fn execute(cli: &Cli, out: &mut dyn Write, err: &mut dyn Write) -> Result<(), Er
         C::Update { cookbook, args } => update::run(&path(cookbook)?, args, out, err),
         C::Diff(args) => diff::run(args, top, out),
         C::Sync(args) => sync::execute(args, out, err),
+        C::Agent(args) => agent::run(args, out, err),
         C::Deploy { cookbook, args } => deploy::run(&path(cookbook)?, args, out, err),
         C::Render { cookbook, args } => deploy::render(&path(cookbook)?, args, out),
         C::Promote { cookbook, args } => deploy::promote(&path(cookbook)?, args, out),

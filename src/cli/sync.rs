@@ -49,14 +49,14 @@ pub fn execute(args: &SyncArgs, out: &mut dyn Write, err: &mut dyn Write) -> Res
         err: RefCell::new(err),
     };
     let Some(interval) = args.interval else {
-        let round = pipeline.round(stop, &log)?;
+        let round = pipeline.round(&ops::sync::Who::current("sync"), stop, &log)?;
         return round.result();
     };
     let schedule = Schedule {
         interval,
         splay: args.splay.unwrap_or(interval / 10),
     };
-    let result = pipeline.run_every(schedule, stop, &log);
+    let result = pipeline.run_every(schedule, &ops::sync::Who::current("sync"), stop, &log);
     let mut out = log.out.borrow_mut();
     let mut err = log.err.borrow_mut();
     let logs = logs(args.format, &mut **out, &mut **err);
@@ -74,13 +74,43 @@ pub fn execute(args: &SyncArgs, out: &mut dyn Write, err: &mut dyn Write) -> Res
 /// why a revision was refused or a round failed), or with `--format json` one document per
 /// round on stdout and every log line on stderr. The apply's progress prints as `apply` does
 /// without a terminal.
-struct SyncLog<'w> {
+pub(super) struct SyncLog<'w> {
     format: StatusFormat,
     /// `--interval`: a round that cannot run is logged and retried; once, it is the error.
     looping: bool,
     apply: super::apply::Plain,
     out: RefCell<&'w mut dyn Write>,
     err: RefCell<&'w mut dyn Write>,
+}
+
+impl<'w> SyncLog<'w> {
+    /// The rendering of rounds on an interval (`sync --interval`, `agent`): a round that cannot
+    /// run is logged and retried.
+    pub(super) fn looping(
+        name: &'static str,
+        out: &'w mut dyn Write,
+        err: &'w mut dyn Write,
+    ) -> SyncLog<'w> {
+        let _ = LOG_NAME.set(name);
+        SyncLog {
+            format: StatusFormat::Text,
+            looping: true,
+            apply: super::apply::sync_reporter(),
+            out: RefCell::new(out),
+            err: RefCell::new(err),
+        }
+    }
+
+    /// Writes one log line to stdout (or stderr when `error`).
+    pub(super) fn line(&self, error: bool, line: &str) {
+        if error {
+            log_line(&mut **self.err.borrow_mut(), line);
+        } else {
+            let mut out = self.out.borrow_mut();
+            let mut err = self.err.borrow_mut();
+            log_line(logs(self.format, &mut **out, &mut **err), line);
+        }
+    }
 }
 
 impl ops::pipeline::Reporter for SyncLog<'_> {
@@ -169,8 +199,12 @@ fn round_secs(d: Duration) -> Duration {
     Duration::from_secs(d.as_secs())
 }
 
+/// What the log lines name as their source: `sync`, or `agent` in `cookbook agent`'s process.
+static LOG_NAME: std::sync::OnceLock<&'static str> = std::sync::OnceLock::new();
+
 fn log_line(w: &mut dyn Write, line: &str) {
-    let _ = writeln!(w, "{} sync: {line}", ops::sync::now());
+    let name = LOG_NAME.get().copied().unwrap_or("sync");
+    let _ = writeln!(w, "{} {name}: {line}", ops::sync::now());
 }
 
 fn short(commit: &str) -> &str {

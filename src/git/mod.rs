@@ -102,6 +102,17 @@ pub fn contains_commit_from(dir: &Path, tip: Option<&str>, commit: &str) -> Opti
     Some(repo.graph_descendant_of(head, wanted).unwrap_or(false))
 }
 
+/// How many commits of `head`'s history `current` lacks, in the repository (a sync mirror) at
+/// `repo`: how far a site is behind the branch it follows. `None` when either commit is unknown
+/// there or the repository cannot be opened.
+pub fn commits_behind(repo: &Path, current: &str, head: &str) -> Option<u64> {
+    let repo = git2::Repository::open(repo).ok()?;
+    let current = git2::Oid::from_str(current).ok()?;
+    let head = git2::Oid::from_str(head).ok()?;
+    let (_, behind) = repo.graph_ahead_behind(current, head).ok()?;
+    u64::try_from(behind).ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -120,6 +131,25 @@ mod tests {
         let reference = head.then_some("HEAD");
         repo.commit(reference, &signature, &signature, m, &tree, &parents)
             .unwrap()
+    }
+
+    #[test]
+    fn behind_counts_the_heads_commits_the_current_one_lacks() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = git2::Repository::init(dir.path()).unwrap();
+        let first = commit(&repo, &[], true, "first");
+        let second = commit(&repo, &[first], true, "second");
+        let third = commit(&repo, &[second], true, "third");
+        let (a, b, c) = (first.to_string(), second.to_string(), third.to_string());
+        assert_eq!(commits_behind(dir.path(), &a, &c), Some(2));
+        assert_eq!(commits_behind(dir.path(), &c, &c), Some(0));
+        assert_eq!(
+            commits_behind(dir.path(), &c, &b),
+            Some(0),
+            "ahead is not behind"
+        );
+        assert_eq!(commits_behind(dir.path(), &"0".repeat(40), &c), None);
+        assert_eq!(commits_behind(&dir.path().join("nowhere"), &a, &c), None);
     }
 
     #[test]

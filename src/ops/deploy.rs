@@ -158,6 +158,25 @@ impl fmt::Display for DeployReport {
     }
 }
 
+impl DeployReport {
+    /// Something was started or removed: the stage changed.
+    pub fn changed(&self) -> bool {
+        !self.started.is_empty() || !self.removed.is_empty()
+    }
+}
+
+/// A deploy that failed (or was stopped) after changing something, and whose wave was rolled
+/// back to what ran before.
+pub fn rolled_back(e: &Error) -> bool {
+    match e {
+        Error::Deploy { error, .. } => matches!(
+            error.as_ref(),
+            DeployError::Stopped(stopped) if matches!(stopped.recovery, Recovery::RolledBack { .. })
+        ),
+        _ => false,
+    }
+}
+
 /// How a command on `ws`'s cookbook reaches its sites (relative kubeconfigs start at its
 /// directory).
 pub fn connect_options(ws: &Workspace, force_conflicts: bool) -> ConnectOptions {
@@ -580,8 +599,7 @@ impl Happened<'_> {
     ) -> Result<DeployReport, Error> {
         match result {
             Ok(mut report) => {
-                let changed = !report.started.is_empty() || !report.removed.is_empty();
-                let outcome = if changed {
+                let outcome = if report.changed() {
                     EventOutcome::Ok
                 } else {
                     EventOutcome::Unchanged
@@ -598,10 +616,10 @@ impl Happened<'_> {
                 if let Error::Deploy { error, .. } = &e {
                     if let DeployError::Stopped(stopped) = error.as_ref() {
                         event.release = Some(stopped.release.clone());
-                        if matches!(stopped.recovery, Recovery::RolledBack { .. }) {
-                            event.outcome = EventOutcome::RolledBack;
-                        }
                     }
+                }
+                if rolled_back(&e) {
+                    event.outcome = EventOutcome::RolledBack;
                 }
                 event.message = Some(e.to_string());
                 let _ = record(state_dir, &event);

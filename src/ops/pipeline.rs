@@ -25,6 +25,7 @@ use super::sync::refuse_other_site;
 use super::{CookbookFile, Workspace};
 use crate::error::Error;
 use crate::model::lifecycle::Window;
+use crate::state::events::{Event, EventKind, EventLog, EventOutcome, Who};
 use crate::state::lock::Lock;
 use crate::sync::lock::{Holder, Wait};
 use crate::sync::schedule::{self, Schedule, Tick};
@@ -139,7 +140,15 @@ impl Pipeline {
     /// One round: takes the remote's revision, applies it (with `apply`), then deploys (with
     /// `deploy`). A stop request ends it between steps, cancels a running apply, and rolls a
     /// running deploy's wave back; the state stays as `sync` promises.
-    pub fn round(&self, stop: &Stop, reporter: &dyn Reporter) -> Result<Round, SyncError> {
+    ///
+    /// Each round leaves its events in the state directory's log (`state::events`): the round,
+    /// its apply, and each stage's deploy, caused by `who`.
+    pub fn round(
+        &self,
+        who: &Who,
+        stop: &Stop,
+        reporter: &dyn Reporter,
+    ) -> Result<Round, SyncError> {
         let started = Instant::now();
         let applied = Mutex::new(None);
         let finished = |summary: &ApplySummary| {
@@ -163,22 +172,28 @@ impl Pipeline {
             &mut |holder| reporter.progress(Progress::Waiting(holder)),
             stop.flag(),
         );
-        let report = match report {
+        let mut report = match report {
             Ok(report) => report,
+            // A round that could not run (the remote unreachable, the state locked) changed
+            // nothing and leaves the state directory as it was, byte for byte: no event.
             Err(e) => {
                 reporter.progress(Progress::RoundError(&e));
                 return Err(e);
             }
         };
         drop(applier);
+        let applied = applied.into_inner().unwrap_or_else(|p| p.into_inner());
+        for event in self.round_events(&report, applied.as_ref(), who) {
+            report.warnings.extend(self.record(&event));
+        }
         let deploy = self
             .options
             .deploy
-            .then(|| deploy_after(&self.dir, &self.options.sync, &report, stop))
+            .then(|| deploy_after(&self.dir, &self.options.sync, &report, who, stop))
             .flatten();
         let mut round = Round {
             report,
-            applied: applied.into_inner().unwrap_or_else(|p| p.into_inner()),
+            applied,
             deploy,
             duration: started.elapsed(),
         };
@@ -187,12 +202,86 @@ impl Pipeline {
         Ok(round)
     }
 
+    /// The round's events: the round itself, and its apply when one ran.
+    fn round_events(
+        &self,
+        report: &RoundReport,
+        applied: Option<&Applied>,
+        who: &Who,
+    ) -> Vec<Event> {
+        let outcome = match &report.outcome {
+            Outcome::UpToDate => EventOutcome::Unchanged,
+            Outcome::Taken { .. } => EventOutcome::Ok,
+            Outcome::Refused(_) => EventOutcome::Refused,
+        };
+        let mut round = self.event(EventKind::SyncRound, who, outcome);
+        round.revision = Some(report.remote_commit.clone());
+        round.message = Some(match &report.outcome {
+            Outcome::UpToDate => "up to date".to_owned(),
+            Outcome::Taken { forced: true, .. } => "taken over a history rewrite".to_owned(),
+            Outcome::Taken { .. } => "taken".to_owned(),
+            Outcome::Refused(refusal) => refusal.summary(),
+        });
+        let mut events = vec![round];
+        let revision = report.current.clone();
+        let apply = match &report.apply {
+            Some(ApplyOutcome::Applied) => {
+                let built = applied.is_some_and(|a| a.built > 0);
+                let mut event = self.event(
+                    EventKind::Apply,
+                    who,
+                    if built {
+                        EventOutcome::Ok
+                    } else {
+                        EventOutcome::Unchanged
+                    },
+                );
+                if let Some(a) = applied {
+                    event.digests = a.digests.clone();
+                    event.message = Some(format!(
+                        "{} built, {} cached, {} failed",
+                        a.built, a.cached, a.failed
+                    ));
+                }
+                Some(event)
+            }
+            Some(ApplyOutcome::Failed(e)) => {
+                let mut event = self.event(EventKind::Apply, who, EventOutcome::Failed);
+                event.message = Some(e.to_string());
+                Some(event)
+            }
+            // Nothing ran.
+            Some(ApplyOutcome::AlreadyApplied) | None => None,
+        };
+        events.extend(apply.map(|mut event| {
+            event.revision = revision;
+            event
+        }));
+        events
+    }
+
+    fn event(&self, kind: EventKind, who: &Who, outcome: EventOutcome) -> Event {
+        let mut event = Event::now(kind, who, outcome);
+        event.site = self.options.sync.site.clone();
+        event
+    }
+
+    /// Appends to the state directory's event log; the warning when it cannot.
+    fn record(&self, event: &Event) -> Option<String> {
+        let e = EventLog::in_dir(self.dir.root()).append(event).err()?;
+        Some(format!(
+            "the {} event was not recorded: {e}",
+            event.kind.as_str()
+        ))
+    }
+
     /// Rounds on `schedule` until a stop is asked. A round that fails or cannot run is
     /// reported and the next one retries: an outage must not end the loop. `Err` only when a
     /// stop cut a running apply or deploy short (the command then ends with the signal's code).
     pub fn run_every(
         &self,
         schedule: Schedule,
+        who: &Who,
         stop: &Stop,
         reporter: &dyn Reporter,
     ) -> Result<(), Error> {
@@ -203,7 +292,7 @@ impl Pipeline {
                 return;
             }
             // A round that could not run was reported as `RoundError`.
-            let Ok(round) = self.round(stop, reporter) else {
+            let Ok(round) = self.round(who, stop, reporter) else {
                 return;
             };
             match round.result() {
@@ -299,6 +388,7 @@ fn deploy_after(
     dir: &StateDir,
     options: &SyncOptions,
     report: &RoundReport,
+    who: &Who,
     stop: &Stop,
 ) -> Option<Vec<DeployStep>> {
     if !matches!(
@@ -338,19 +428,14 @@ fn deploy_after(
         }
         Err(e) => return Some(vec![DeployStep::site(StepResult::Failed(e.into()))]),
     };
-    let stages: Vec<String> = if deploy.stages.is_empty() {
-        lifecycle.stages.iter().map(|s| s.to_string()).collect()
-    } else {
-        deploy.stages.iter().map(|s| s.to_string()).collect()
-    };
-    let who = crate::state::events::Who::current("sync");
+    let stages = site_stages(&ws, site);
     let target = StageTarget {
         ws: &ws,
         lock: &lock,
         state_dir: dir.root(),
         site,
         revision: Some(commit),
-        who: &who,
+        who,
     };
     let mut steps = Vec::new();
     for stage in stages {
@@ -369,6 +454,30 @@ fn deploy_after(
         }
     }
     Some(steps)
+}
+
+/// The stages `site` deploys, in lifecycle order: those its deploy settings name, or every
+/// stage of the lifecycle.
+pub fn site_stages(ws: &Workspace, site: &str) -> Vec<String> {
+    let lifecycle = &ws.cookbook.lifecycle;
+    match lifecycle.sites.get(site) {
+        Some(deploy) if !deploy.stages.is_empty() => {
+            deploy.stages.iter().map(|s| s.to_string()).collect()
+        }
+        _ => lifecycle.stages.iter().map(|s| s.to_string()).collect(),
+    }
+}
+
+impl Pipeline {
+    /// The cookbook of the revision the site runs now (`current`), opened as its apply opened
+    /// it; `None` before the first revision is taken.
+    pub fn current_workspace(&self) -> Result<Option<Workspace>, Error> {
+        let Some(commit) = self.dir.current_commit()? else {
+            return Ok(None);
+        };
+        let file = self.dir.checkout(&commit).join(&self.options.sync.path);
+        open_revision(&file, &self.options.sync).map(Some)
+    }
 }
 
 /// The revision's cookbook, named after the working copy's directory (as its apply named it).

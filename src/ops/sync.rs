@@ -4,6 +4,7 @@
 //! its state with are re-exported here (the CLI imports only `ops`).
 
 pub use crate::model::RelPath;
+pub use crate::state::events::Who;
 pub use crate::sync::lock::{Holder, Wait};
 pub use crate::sync::schedule::Schedule;
 pub use crate::sync::state::{now, StateDir, SyncState};
