@@ -26,14 +26,14 @@ use rcgen::{
 use crate::common::run_in;
 
 /// The certificates of a test, written as PEM files in its directory.
-struct Pki {
+pub(crate) struct Pki {
     dir: tempfile::TempDir,
     ca: CertifiedIssuer<'static, KeyPair>,
     other: CertifiedIssuer<'static, KeyPair>,
 }
 
 impl Pki {
-    fn new() -> Pki {
+    pub(crate) fn new() -> Pki {
         let dir = tempfile::tempdir().unwrap();
         let pki = Pki {
             ca: authority("fleet CA"),
@@ -45,13 +45,13 @@ impl Pki {
         pki
     }
 
-    fn path(&self, name: &str) -> PathBuf {
+    pub(crate) fn path(&self, name: &str) -> PathBuf {
         self.dir.path().join(name)
     }
 
     /// A leaf certificate for 127.0.0.1 and localhost, signed by the fleet's CA or the other,
     /// written as NAME.pem and NAME-key.pem.
-    fn leaf(
+    pub(crate) fn leaf(
         &self,
         name: &str,
         other_ca: bool,
@@ -87,7 +87,7 @@ impl Pki {
     }
 
     /// A client identity signed by the fleet's CA or the other.
-    fn client(&self, name: &str, other_ca: bool) -> ClientFiles {
+    pub(crate) fn client(&self, name: &str, other_ca: bool) -> ClientFiles {
         let (cert, key) = self.leaf(name, other_ca, ExtendedKeyUsagePurpose::ClientAuth);
         ClientFiles {
             ca: self.path("ca.pem"),
@@ -97,7 +97,7 @@ impl Pki {
     }
 
     /// A sites file naming these agents, with the client files `client` (relative to the file).
-    fn sites(&self, sites: &[(&str, SocketAddr)], client: &str) -> PathBuf {
+    pub(crate) fn sites(&self, sites: &[(&str, SocketAddr)], client: &str) -> PathBuf {
         let sites: Vec<serde_json::Value> = sites
             .iter()
             .map(|(name, addr)| serde_json::json!({"name": name, "url": format!("https://{addr}")}))

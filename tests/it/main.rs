@@ -6,6 +6,7 @@
 mod common;
 mod fake_kube;
 
+mod agent;
 mod agent_metrics;
 mod apply;
 mod approvals;

@@ -29,12 +29,12 @@ fn shop_invalid() -> String {
 // ---------------------------------------------------------------------------------------------
 // Fixtures
 
-struct Fixture {
+pub(crate) struct Fixture {
     tmp: tempfile::TempDir,
 }
 
 impl Fixture {
-    fn new() -> Fixture {
+    pub(crate) fn new() -> Fixture {
         let f = Fixture {
             tmp: tempfile::tempdir().unwrap(),
         };
@@ -51,29 +51,29 @@ impl Fixture {
         common::copy_example("shop", &f.work());
         f
     }
-    fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         self.tmp.path()
     }
-    fn home(&self) -> PathBuf {
+    pub(crate) fn home(&self) -> PathBuf {
         self.path().join("home")
     }
-    fn base(&self) -> PathBuf {
+    pub(crate) fn base(&self) -> PathBuf {
         self.path().join("base")
     }
-    fn work(&self) -> PathBuf {
+    pub(crate) fn work(&self) -> PathBuf {
         self.path().join("work")
     }
-    fn state(&self) -> PathBuf {
+    pub(crate) fn state(&self) -> PathBuf {
         self.path().join("state")
     }
-    fn file_url(&self) -> String {
+    pub(crate) fn file_url(&self) -> String {
         format!("file://{}", self.base().join("shop.git").display())
     }
     /// Commits `content` as `cookbook.json` in the work repository; returns the commit id.
-    fn commit(&self, content: &str, message: &str) -> String {
+    pub(crate) fn commit(&self, content: &str, message: &str) -> String {
         self.commit_with(content, message, &[])
     }
-    fn commit_with(&self, content: &str, message: &str, extra: &[&str]) -> String {
+    pub(crate) fn commit_with(&self, content: &str, message: &str, extra: &[&str]) -> String {
         std::fs::write(self.work().join("cookbook.json"), content).unwrap();
         git(self, &self.work(), &["add", "-A"]);
         let mut args = vec!["commit", "-q", "-m", message];
@@ -82,7 +82,7 @@ impl Fixture {
         head(self)
     }
     /// Pushes the work repository's `main` to `url` (with `--force` if asked).
-    fn push(&self, url: &str, force: bool) {
+    pub(crate) fn push(&self, url: &str, force: bool) {
         let mut args = vec!["push", "-q"];
         if force {
             args.push("--force");
@@ -90,14 +90,14 @@ impl Fixture {
         args.extend([url, "main"]);
         git(self, &self.work(), &args);
     }
-    fn sync(&self, remote: &str, extra: &[&str]) -> Output {
+    pub(crate) fn sync(&self, remote: &str, extra: &[&str]) -> Output {
         let mut args = vec!["sync", "--remote", remote, "--state"];
         let state = self.state().display().to_string();
         args.push(&state);
         args.extend_from_slice(extra);
         run(self, &args, &[])
     }
-    fn status_json(&self) -> serde_json::Value {
+    pub(crate) fn status_json(&self) -> serde_json::Value {
         let state = self.state().display().to_string();
         let out = run(
             self,
@@ -107,7 +107,7 @@ impl Fixture {
         expect_code(&out, 0, "status");
         serde_json::from_slice(&out.stdout).unwrap()
     }
-    fn current_cookbook(&self) -> String {
+    pub(crate) fn current_cookbook(&self) -> String {
         std::fs::read_to_string(self.state().join("current/cookbook.json")).unwrap()
     }
 }
@@ -126,7 +126,7 @@ fn env(cmd: &mut Command, f: &Fixture) {
         .stdin(Stdio::null());
 }
 
-fn git(f: &Fixture, dir: &Path, args: &[&str]) -> Output {
+pub(crate) fn git(f: &Fixture, dir: &Path, args: &[&str]) -> Output {
     let mut cmd = Command::new("git");
     cmd.current_dir(dir).args(args);
     env(&mut cmd, f);
@@ -142,12 +142,12 @@ fn git(f: &Fixture, dir: &Path, args: &[&str]) -> Output {
     out
 }
 
-fn head(f: &Fixture) -> String {
+pub(crate) fn head(f: &Fixture) -> String {
     let out = git(f, &f.work(), &["rev-parse", "HEAD"]);
     String::from_utf8(out.stdout).unwrap().trim().to_owned()
 }
 
-fn command(f: &Fixture, args: &[&str], envs: &[(&str, &str)]) -> Command {
+pub(crate) fn command(f: &Fixture, args: &[&str], envs: &[(&str, &str)]) -> Command {
     let mut cmd = Command::new(BIN);
     cmd.current_dir(f.path()).args(args);
     env(&mut cmd, f);
@@ -157,7 +157,7 @@ fn command(f: &Fixture, args: &[&str], envs: &[(&str, &str)]) -> Command {
     cmd
 }
 
-fn run(f: &Fixture, args: &[&str], envs: &[(&str, &str)]) -> Output {
+pub(crate) fn run(f: &Fixture, args: &[&str], envs: &[(&str, &str)]) -> Output {
     let out = command(f, args, envs).output().expect("cookbook runs");
     // Kept with the output so that a failure can say what ran, and where.
     let mut out = out;
@@ -170,11 +170,11 @@ fn run(f: &Fixture, args: &[&str], envs: &[(&str, &str)]) -> Output {
     out
 }
 
-fn text(bytes: &[u8]) -> String {
+pub(crate) fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
-fn expect_code(out: &Output, code: i32, what: &str) {
+pub(crate) fn expect_code(out: &Output, code: i32, what: &str) {
     assert_eq!(
         out.status.code(),
         Some(code),
@@ -184,7 +184,7 @@ fn expect_code(out: &Output, code: i32, what: &str) {
     );
 }
 
-fn expect_contains(haystack: &[u8], needle: &str, out: &Output) {
+pub(crate) fn expect_contains(haystack: &[u8], needle: &str, out: &Output) {
     assert!(
         text(haystack).contains(needle),
         "expected {needle:?}\nstderr:\n{}\nstdout:\n{}",
@@ -210,13 +210,13 @@ fn git_daemon_program() -> PathBuf {
 }
 
 /// `git daemon` serving `base` on loopback, killed on drop.
-struct GitDaemon {
+pub(crate) struct GitDaemon {
     child: Child,
     port: u16,
 }
 
 impl GitDaemon {
-    fn start(f: &Fixture) -> GitDaemon {
+    pub(crate) fn start(f: &Fixture) -> GitDaemon {
         let port = free_port();
         let mut cmd = Command::new(git_daemon_program());
         cmd.arg("--reuseaddr")
@@ -240,7 +240,7 @@ impl GitDaemon {
         }
         GitDaemon { child, port }
     }
-    fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         format!("git://127.0.0.1:{}/shop.git", self.port)
     }
 }

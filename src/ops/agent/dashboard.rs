@@ -432,6 +432,9 @@ fn stage_block(stage: &super::status::StageView, now: SystemTime) -> StageBlock 
     }
     let sync = if stage.error.is_some() {
         Badge::new("? not known", "unknown")
+    } else if stage.release.is_none() {
+        // Nothing was ever deployed here: nothing to be out of sync with.
+        Badge::new("○ not deployed", "unknown")
     } else if stage.in_sync {
         Badge::new("✓ in sync", "in-sync")
     } else {

@@ -11,8 +11,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, State};
+use axum::body::Body;
+use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
@@ -135,10 +135,7 @@ fn router(shared: Arc<Shared>) -> Router {
         .route("/readyz", get(readyz))
         .route("/fleet", get(fleet_page))
         .route("/api/v1/fleet", get(fleet_json))
-        .route(
-            "/hooks/git",
-            post(hook).layer(DefaultBodyLimit::max(webhook::MAX_BODY)),
-        )
+        .route("/hooks/git", post(hook))
         .layer(axum::middleware::map_response(secure_headers))
         .with_state(shared)
 }
@@ -273,13 +270,26 @@ fn no_peers() -> Response {
 /// `POST /hooks/git`: authenticated before anything is read from it; a push to the followed
 /// branch asks for a round (coalesced with one already asked for); a delivery seen before
 /// starts nothing.
-async fn hook(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> Response {
+async fn hook(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Body) -> Response {
     let Some(secret) = &shared.secret else {
         return (
             StatusCode::NOT_FOUND,
             "no webhook: start the agent with --webhook-secret-file\n",
         )
             .into_response();
+    };
+    // Read up to the cap and no further: a larger body is refused while it is being sent.
+    let Ok(body) = axum::body::to_bytes(body, webhook::MAX_BODY).await else {
+        shared
+            .metrics
+            .webhook(webhook::provider_label(&headers), WebhookResult::TooLarge);
+        let rejected = Rejected::TooLarge;
+        return answer(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "rejected",
+            &rejected.to_string(),
+            None,
+        );
     };
     let delivery = match webhook::check(&headers, &body, secret) {
         Ok(delivery) => delivery,
@@ -291,7 +301,9 @@ async fn hook(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bytes
                 Rejected::BadRequest(_) => (StatusCode::BAD_REQUEST, WebhookResult::BadRequest),
                 Rejected::TooLarge => (StatusCode::PAYLOAD_TOO_LARGE, WebhookResult::TooLarge),
             };
-            shared.metrics.webhook(provider_of(&headers), result);
+            shared
+                .metrics
+                .webhook(webhook::provider_label(&headers), result);
             return answer(code, "rejected", &rejected.to_string(), None);
         }
     };
@@ -332,18 +344,6 @@ async fn hook(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bytes
             shared.metrics.webhook(&provider, WebhookResult::Ignored);
             answer(StatusCode::OK, "ignored", &why, id)
         }
-    }
-}
-
-/// The provider a rejected delivery claimed to come from (for the metrics' label only).
-fn provider_of(headers: &HeaderMap) -> &'static str {
-    if headers.contains_key("x-gitlab-token") || headers.contains_key("x-gitlab-event") {
-        "gitlab"
-    } else if headers.contains_key("x-github-event") || headers.contains_key("x-hub-signature-256")
-    {
-        "github"
-    } else {
-        "unknown"
     }
 }
 

@@ -1,0 +1,452 @@
+//! `cookbook agent` end to end: the real binary against a real `git daemon`, the engine and the
+//! registry. A push and a signed webhook delivery lead to the new revision deployed (timed from
+//! the delivery to the deploy in the event log); deliveries that are forged, replayed or too
+//! large start nothing; `/metrics` passes promtool and follows the rounds; the dashboard is read
+//! in headless Chromium; two agents answer the fleet view over mutual TLS; SIGTERM mid-round
+//! leaves the state as `sync` promises.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use hmac::{Hmac, Mac};
+use serde_json::Value;
+use sha2::Sha256;
+
+use crate::common;
+use crate::common::browser::{save_artifact, Browser, Scripts};
+use crate::sync::{command, Fixture, GitDaemon};
+
+const SECRET: &str = "agent-test-secret-7f3c";
+
+/// A running `cookbook agent`, killed on drop.
+struct Agent {
+    child: Child,
+    addr: String,
+    state: PathBuf,
+    log: PathBuf,
+}
+
+impl Agent {
+    /// Starts an agent for `site` of the fixture's remote `url` on a port of its choosing, and
+    /// waits until it listens.
+    fn start(f: &Fixture, name: &str, url: &str, extra: &[&str]) -> Agent {
+        let state = f.path().join(format!("agent-{name}"));
+        let log = f.path().join(format!("agent-{name}.log"));
+        let state_arg = state.display().to_string();
+        let mut args = vec![
+            "agent",
+            "--remote",
+            url,
+            "--state",
+            &state_arg,
+            "--listen",
+            "127.0.0.1:0",
+            "--interval",
+            "1h",
+            "--health-every",
+            "2s",
+        ];
+        args.extend_from_slice(extra);
+        let child = command(f, &args, &[])
+            .stdout(std::fs::File::create(&log).unwrap())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut agent = Agent {
+            child,
+            addr: String::new(),
+            state,
+            log,
+        };
+        common::wait_until("the agent to listen", Duration::from_secs(30), || {
+            let log = std::fs::read_to_string(&agent.log).unwrap_or_default();
+            let Some(at) = log.find("listening on ") else {
+                return false;
+            };
+            let rest = &log[at + "listening on ".len()..];
+            let url = rest.lines().next().unwrap_or_default();
+            agent.addr = url
+                .trim_start_matches("http://")
+                .trim_start_matches("https://")
+                .to_owned();
+            true
+        });
+        agent
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    fn get(&self, path: &str) -> (u16, String) {
+        http(&self.addr, "GET", path, &[], b"")
+    }
+
+    fn status(&self) -> Value {
+        let (code, body) = self.get("/api/v1/status");
+        assert_eq!(code, 200, "{body}");
+        serde_json::from_str(&body).unwrap()
+    }
+
+    fn hook(&self, headers: &[(&str, &str)], body: &[u8]) -> (u16, String) {
+        http(&self.addr, "POST", "/hooks/git", headers, body)
+    }
+
+    /// The event log, parsed.
+    fn events(&self) -> Vec<Value> {
+        let text = std::fs::read_to_string(self.state.join("events.jsonl")).unwrap_or_default();
+        text.lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+
+    fn wait_ready(&self) {
+        common::wait_until("the agent's first round", Duration::from_secs(180), || {
+            self.get("/readyz").0 == 200
+        });
+    }
+
+    /// SIGTERM; the exit code.
+    fn stop(&mut self) -> Option<i32> {
+        common::signal(&self.child, "-TERM");
+        common::exit_within(&mut self.child, Duration::from_secs(60), "the agent").0
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// One HTTP/1.1 request on loopback; the status and the body.
+fn http(
+    addr: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> (u16, String) {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(60)))
+        .unwrap();
+    let mut request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (name, value) in headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    request.push_str("\r\n");
+    // A server that refuses a body may close before it has all been sent.
+    let _ = stream
+        .write_all(request.as_bytes())
+        .and_then(|()| stream.write_all(body));
+    let mut answer = Vec::new();
+    let _ = stream.read_to_end(&mut answer);
+    let answer = String::from_utf8_lossy(&answer).into_owned();
+    let (head, rest) = answer.split_once("\r\n\r\n").unwrap_or((&answer, ""));
+    let code = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        dechunk(rest)
+    } else {
+        rest.to_owned()
+    };
+    (code, body)
+}
+
+fn dechunk(mut text: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, rest)) = text.split_once("\r\n") {
+        let size = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+        if size == 0 {
+            break;
+        }
+        out.push_str(&rest[..size]);
+        text = &rest[size + 2..];
+    }
+    out
+}
+
+/// GitHub's push delivery for `commit` on main, signed with `secret`.
+fn github_push(commit: &str, delivery: &str, secret: &str) -> (Vec<(String, String)>, Vec<u8>) {
+    let body = serde_json::json!({
+        "ref": "refs/heads/main",
+        "before": "0".repeat(40),
+        "after": commit,
+        "repository": {"full_name": "example/shop"},
+    })
+    .to_string()
+    .into_bytes();
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+    mac.update(&body);
+    let signature = format!("sha256={}", hex::encode(mac.finalize().into_bytes()));
+    let headers = vec![
+        ("X-GitHub-Event".to_owned(), "push".to_owned()),
+        ("X-GitHub-Delivery".to_owned(), delivery.to_owned()),
+        ("X-Hub-Signature-256".to_owned(), signature),
+        ("Content-Type".to_owned(), "application/json".to_owned()),
+    ];
+    (headers, body)
+}
+
+fn as_refs(headers: &[(String, String)]) -> Vec<(&str, &str)> {
+    headers
+        .iter()
+        .map(|(n, v)| (n.as_str(), v.as_str()))
+        .collect()
+}
+
+/// The shop project (a private name) on the test registry, committed to the fixture's work
+/// repository and pushed to its bare remote.
+fn shop(f: &Fixture, p: &common::deploy::Project, registry: &str, tag: &str) -> (Value, String) {
+    let namespace = format!("{registry}/agent-{tag}-{}", std::process::id());
+    let text = std::fs::read_to_string(p.path().join("cookbook.json"))
+        .unwrap()
+        .replace("127.0.0.1:5000/shop", &format!("{namespace}/shop"));
+    let doc: Value = serde_json::from_str(&text).unwrap();
+    let commit = f.commit(&text, "shop");
+    f.push(&f.file_url(), false);
+    (doc, commit)
+}
+
+fn commit_doc(f: &Fixture, doc: &Value, message: &str) -> String {
+    let commit = f.commit(&serde_json::to_string_pretty(doc).unwrap(), message);
+    f.push(&f.file_url(), false);
+    commit
+}
+
+fn secret_file(dir: &Path) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let file = dir.join("webhook-secret");
+    std::fs::write(&file, format!("{SECRET}\n")).unwrap();
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    file
+}
+
+fn deploys_of(events: &[Value], commit: &str) -> Vec<Value> {
+    events
+        .iter()
+        .filter(|e| e["kind"] == "deploy" && e["stage"] == "dev" && e["revision"] == commit)
+        .cloned()
+        .collect()
+}
+
+/// The sample value of a metric line `name{labels} value` (labels as written).
+fn metric(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+}
+
+#[test]
+fn a_signed_push_is_deployed_and_forged_replayed_or_oversized_deliveries_start_nothing() {
+    let Some(registry) = common::test_registry() else {
+        return;
+    };
+    let p = common::deploy::Project::new("shop", "agent");
+    let f = Fixture::new();
+    let daemon = GitDaemon::start(&f);
+    let (mut doc, first) = shop(&f, &p, &registry, "hook");
+    let secret = secret_file(f.path());
+    let secret_arg = secret.display().to_string();
+    let mut agent = Agent::start(
+        &f,
+        "hook",
+        &daemon.url(),
+        &["--site", "local", "--webhook-secret-file", &secret_arg],
+    );
+    agent.wait_ready();
+    assert_eq!(
+        deploys_of(&agent.events(), &first).len(),
+        1,
+        "{}",
+        agent.log()
+    );
+    let rounds = |agent: &Agent| agent.status()["rounds"].as_array().unwrap().len();
+    assert_eq!(rounds(&agent), 1);
+
+    // The next revision: the worker's dev settings change (a redeploy, nothing to build).
+    doc["lifecycle"]["stage_config"]["dev"]["containers"]["worker"]["env"]["WORKER_INTERVAL"] =
+        "7".into();
+    let second = commit_doc(&f, &doc, "worker: every 7 s in dev");
+
+    // Forged, unsigned, GitLab with a wrong token, oversized: refused, nothing starts.
+    let (mut forged, body) = github_push(&second, "forged-1", "not-the-secret");
+    assert_eq!(agent.hook(&as_refs(&forged), &body).0, 401);
+    forged.retain(|(n, _)| n != "X-Hub-Signature-256");
+    assert_eq!(agent.hook(&as_refs(&forged), &body).0, 401);
+    let gitlab = [("X-Gitlab-Event", "Push Hook"), ("X-Gitlab-Token", "wrong")];
+    assert_eq!(agent.hook(&gitlab, &body).0, 401);
+    let (headers, _) = github_push(&second, "big-1", SECRET);
+    let big = vec![b' '; 2 * 1024 * 1024];
+    assert_eq!(agent.hook(&as_refs(&headers), &big).0, 413);
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(rounds(&agent), 1, "a refused delivery started a round");
+    assert!(deploys_of(&agent.events(), &second).is_empty());
+
+    // The signed delivery: deployed, timed from the delivery to the deploy in the event log.
+    let (headers, body) = github_push(&second, "delivery-2", SECRET);
+    let delivered = Instant::now();
+    let (code, answer) = agent.hook(&as_refs(&headers), &body);
+    assert_eq!(code, 202, "{answer}");
+    common::wait_until(
+        "the pushed revision deployed",
+        Duration::from_secs(120),
+        || !deploys_of(&agent.events(), &second).is_empty(),
+    );
+    let latency = delivered.elapsed();
+    eprintln!("webhook delivery to `deployed` in the event log: {latency:?}");
+    let deploy = &deploys_of(&agent.events(), &second)[0];
+    assert_eq!(deploy["outcome"], "ok", "{deploy}");
+    assert_eq!(deploy["who"]["delivery"], "delivery-2", "{deploy}");
+    assert_eq!(deploy["who"]["via"], "agent:webhook", "{deploy}");
+    assert_eq!(deploy["digests"].as_object().unwrap().len(), 4, "{deploy}");
+
+    // The same delivery again: a replay, nothing starts.
+    let (code, answer) = agent.hook(&as_refs(&headers), &body);
+    assert_eq!(code, 409, "{answer}");
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(rounds(&agent), 2, "a replayed delivery started a round");
+
+    // The status: the new revision, no secret anywhere.
+    let status = agent.status();
+    assert_eq!(status["sync"]["current"], second.as_str(), "{status}");
+    assert_eq!(status["sync"]["behind"], 0, "{status}");
+    assert_eq!(status["rounds"][0]["trigger"], "webhook");
+    assert_eq!(status["rounds"][0]["delivery"], "delivery-2");
+    let dev = status["stages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "dev")
+        .unwrap();
+    assert_eq!(dev["release"], deploy["release"], "{status}");
+    assert_eq!(dev["containers"].as_array().unwrap().len(), 4, "{status}");
+    assert!(!status.to_string().contains(SECRET));
+
+    // The metrics follow the rounds, and promtool reads them.
+    let (code, metrics) = agent.get("/metrics");
+    assert_eq!(code, 200);
+    assert!(!metrics.contains(SECRET));
+    check_with_promtool(f.path(), &metrics);
+    let ok_taken = r#"cookbook_agent_rounds_total{result="ok",outcome="taken"}"#;
+    assert_eq!(metric(&metrics, ok_taken), Some(2.0), "{metrics}");
+    for (result, count) in [
+        ("accepted", 1.0),
+        ("unauthorized", 3.0),
+        ("too_large", 1.0),
+        ("replayed", 1.0),
+    ] {
+        let github_or_gitlab: f64 = ["github", "gitlab", "unknown"]
+            .iter()
+            .filter_map(|provider| {
+                metric(
+                    &metrics,
+                    &format!(
+                        r#"cookbook_webhook_deliveries_total{{provider="{provider}",result="{result}"}}"#
+                    ),
+                )
+            })
+            .sum();
+        assert_eq!(github_or_gitlab, count, "{result}: {metrics}");
+    }
+    let revision = format!(r#"cookbook_agent_revision_info{{revision="{second}",branch="main"}}"#);
+    assert_eq!(metric(&metrics, &revision), Some(1.0), "{metrics}");
+    let deployed = r#"cookbook_deploys_total{stage="dev",result="deployed"}"#;
+    assert_eq!(metric(&metrics, deployed), Some(2.0), "{metrics}");
+    let healthy = r#"cookbook_container_healthy{stage="dev",container="api"}"#;
+    assert_eq!(metric(&metrics, healthy), Some(1.0), "{metrics}");
+
+    // A revision whose web health check fails: its deploy is rolled back, on the timeline.
+    doc["containers"]["web"]["health"]["http"]["path"] = "/no-such-page.html".into();
+    doc["containers"]["web"]["health"]["retries"] = 2.into();
+    let third = commit_doc(&f, &doc, "web: a health check that fails");
+    let (headers, body) = github_push(&third, "delivery-3", SECRET);
+    assert_eq!(agent.hook(&as_refs(&headers), &body).0, 202);
+    common::wait_until(
+        "the failing deploy rolled back",
+        Duration::from_secs(120),
+        || {
+            deploys_of(&agent.events(), &third)
+                .iter()
+                .any(|e| e["outcome"] == "rolled_back")
+        },
+    );
+    dashboard_in_chromium(&agent, &p.name);
+
+    assert_eq!(agent.stop(), Some(0), "{}", agent.log());
+    assert!(agent.log().contains("stopping"), "{}", agent.log());
+}
+
+fn check_with_promtool(dir: &Path, metrics: &str) {
+    let file = dir.join("metrics.txt");
+    std::fs::write(&file, metrics).unwrap();
+    let Ok(out) = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::fs::File::open(&file).unwrap())
+        .output()
+    else {
+        common::skip_or_fail();
+        return;
+    };
+    assert!(
+        out.status.success() && out.stdout.is_empty() && out.stderr.is_empty(),
+        "promtool check metrics:\n{}{}\n{metrics}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The agent's own page in a real browser: the site, its stages and containers, and the
+/// rollback on the timeline; screenshots kept as artifacts.
+fn dashboard_in_chromium(agent: &Agent, project: &str) {
+    let Some(browser) = Browser::start(Scripts::Enabled) else {
+        return;
+    };
+    browser.set_window_size((1280, 900));
+    browser.goto(&format!("http://{}/", agent.addr));
+    let text = browser.text();
+    for expected in [
+        "local",
+        project,
+        "dev",
+        "prod",
+        "db",
+        "api",
+        "worker",
+        "web",
+        "rolled back",
+        "healthy",
+    ] {
+        assert!(
+            text.contains(expected),
+            "{expected:?} not on the page:\n{text}"
+        );
+    }
+    save_artifact(
+        "agent-dashboard-laptop.png",
+        &browser.screenshot_full_page(),
+    );
+    browser.emulate_phone((390, 844));
+    browser.goto(&format!("http://{}/", agent.addr));
+    let overflow =
+        browser.execute("return document.documentElement.scrollWidth <= window.innerWidth;");
+    assert_eq!(
+        overflow,
+        Value::Bool(true),
+        "the page scrolls sideways on a phone"
+    );
+    save_artifact("agent-dashboard-phone.png", &browser.screenshot_full_page());
+}
