@@ -8,7 +8,7 @@
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Stdio};
+use std::process::Child;
 use std::time::{Duration, Instant};
 
 use hmac::{Hmac, Mac};
@@ -52,7 +52,7 @@ impl Agent {
         args.extend_from_slice(extra);
         let child = command(f, &args, &[])
             .stdout(std::fs::File::create(&log).unwrap())
-            .stderr(Stdio::null())
+            .stderr(std::fs::File::create(log.with_extension("err")).unwrap())
             .spawn()
             .unwrap();
         let mut agent = Agent {
@@ -62,6 +62,10 @@ impl Agent {
             log,
         };
         common::wait_until("the agent to listen", Duration::from_secs(30), || {
+            if let Ok(Some(code)) = agent.child.try_wait() {
+                let err = std::fs::read_to_string(agent.log.with_extension("err"));
+                panic!("the agent exited {code} before it listened:\n{err:?}");
+            }
             let log = std::fs::read_to_string(&agent.log).unwrap_or_default();
             let Some(at) = log.find("listening on ") else {
                 return false;
@@ -449,4 +453,164 @@ fn dashboard_in_chromium(agent: &Agent, project: &str) {
         "the page scrolls sideways on a phone"
     );
     save_artifact("agent-dashboard-phone.png", &browser.screenshot_full_page());
+}
+
+#[test]
+fn sigterm_in_the_middle_of_a_round_leaves_the_revision_unapplied_and_exits_143() {
+    let Some(registry) = common::test_registry() else {
+        return;
+    };
+    let p = common::deploy::Project::new("shop", "agentterm");
+    let f = Fixture::new();
+    let marker = common::unique("agent-cancel-marker");
+    let namespace = format!("{registry}/agent-term-{}", std::process::id());
+    let text = std::fs::read_to_string(p.path().join("cookbook.json"))
+        .unwrap()
+        .replace("127.0.0.1:5000/shop", &format!("{namespace}/shop"));
+    let slow = text.replace(
+        "\"chmod 0755 serve.sh cgi-bin/orders\"",
+        &format!("\"sleep 120 && echo {marker}\", \"chmod 0755 serve.sh cgi-bin/orders\""),
+    );
+    assert_ne!(slow, text);
+    let commit = f.commit(&slow, "a slow api build");
+    f.push(&f.file_url(), false);
+    let mut agent = Agent::start(&f, "term", &f.file_url(), &["--site", "local"]);
+    common::wait_until("api's slow step to run", Duration::from_secs(120), || {
+        !common::engine_containers_with(&marker).is_empty()
+    });
+    assert_eq!(
+        agent.get("/readyz").0,
+        503,
+        "ready before its first round ended"
+    );
+    let started = Instant::now();
+    assert_eq!(agent.stop(), Some(143), "{}", agent.log());
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "the apply was cancelled, not waited for: {:?}",
+        started.elapsed()
+    );
+    // As `sync` promises: the revision is taken, not applied; the next start retries it.
+    let state: Value =
+        serde_json::from_str(&std::fs::read_to_string(agent.state.join("state.json")).unwrap())
+            .unwrap();
+    assert_eq!(state["current"]["commit"], commit.as_str(), "{state}");
+    assert!(state["last_applied"].is_null(), "{state}");
+    assert!(
+        agent.events().iter().all(|e| e["kind"] != "deploy"),
+        "nothing was deployed"
+    );
+    let out = crate::sync::run(
+        &f,
+        &[
+            "sync",
+            "status",
+            "--state",
+            &agent.state.display().to_string(),
+        ],
+        &[],
+    );
+    crate::sync::expect_code(&out, 0, "sync status after the agent stopped");
+}
+
+#[test]
+fn two_agents_answer_the_fleet_view_over_mutual_tls_and_refuse_other_clients() {
+    let Some(registry) = common::test_registry() else {
+        return;
+    };
+    let pki = crate::fleet::Pki::new();
+    let (paris_cert, paris_key) =
+        pki.leaf("paris", false, rcgen::ExtendedKeyUsagePurpose::ServerAuth);
+    let (oslo_cert, oslo_key) = pki.leaf("oslo", false, rcgen::ExtendedKeyUsagePurpose::ServerAuth);
+    let ca = pki.path("ca.pem").display().to_string();
+    let tls = |cert: &Path, key: &Path| {
+        vec![
+            "--tls-cert".to_owned(),
+            cert.display().to_string(),
+            "--tls-key".to_owned(),
+            key.display().to_string(),
+            "--tls-client-ca".to_owned(),
+            ca.clone(),
+        ]
+    };
+    let start = |name: &str, cert: &Path, key: &Path, peers: Option<&Path>| {
+        let p = common::deploy::Project::new("shop", &format!("fleet{name}"));
+        let f = Fixture::new();
+        let _ = shop(&f, &p, &registry, &format!("fleet-{name}"));
+        let mut args = vec!["--site".to_owned(), "local".to_owned()];
+        args.extend(tls(cert, key));
+        if let Some(peers) = peers {
+            args.extend(["--peers".to_owned(), peers.display().to_string()]);
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let agent = Agent::start(&f, name, &f.file_url(), &args);
+        (p, f, agent)
+    };
+    let (_p1, _f1, paris) = start("paris", &paris_cert, &paris_key, None);
+    // Oslo's agent serves the fleet view too: it asks its peers as itself (its certificate
+    // is a server's; the CA signs it for both uses through the sites file's client files).
+    let addr = |agent: &Agent| agent.addr.parse::<std::net::SocketAddr>().unwrap();
+    let operator_files = pki.client("operator", false);
+    let peers_of_oslo = pki.sites(&[("paris", addr(&paris))], "operator");
+    let (_p2, _f2, oslo) = start("oslo", &oslo_cert, &oslo_key, Some(&peers_of_oslo));
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    // reqwest's connector needs the runtime's reactor when it is built.
+    let _entered = runtime.enter();
+    let operator = cookbook::tls::client(&operator_files).unwrap();
+    for agent in [&paris, &oslo] {
+        let url = format!("https://{}/readyz", agent.addr);
+        common::wait_until("the agent's first round", Duration::from_secs(180), || {
+            let answer = runtime.block_on(operator.get(&url).send());
+            answer.is_ok_and(|a| a.status() == 200)
+        });
+    }
+
+    // The fleet view from the command line: both sites, each stage a row.
+    let sites = pki.sites(
+        &[("paris", addr(&paris)), ("oslo", addr(&oslo))],
+        "operator",
+    );
+    let run = common::run_in(
+        sites.parent().unwrap(),
+        &[
+            "fleet",
+            "status",
+            "--sites",
+            &sites.display().to_string(),
+            "--format",
+            "json",
+        ],
+    );
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    let doc: Value = serde_json::from_str(&run.stdout).unwrap();
+    let rows = doc["rows"].as_array().unwrap();
+    for site in ["paris", "oslo"] {
+        let dev = rows
+            .iter()
+            .find(|r| r["site"] == site && r["stage"] == "dev")
+            .unwrap_or_else(|| panic!("no dev row for {site}: {doc}"));
+        assert_eq!(dev["health"], "healthy", "{doc}");
+        assert_eq!(dev["behind"], 0, "{doc}");
+        assert!(dev["release"].is_string(), "{doc}");
+    }
+
+    // Oslo's /api/v1/fleet asks Paris over mutual TLS.
+    let fleet: Value = runtime.block_on(async {
+        let url = format!("https://{}/api/v1/fleet", oslo.addr);
+        let answer = operator.get(url).send().await.unwrap();
+        assert_eq!(answer.status(), 200);
+        answer.json().await.unwrap()
+    });
+    assert_eq!(fleet["sites"][0]["name"], "paris", "{fleet}");
+    assert!(fleet["sites"][0]["status"].is_object(), "{fleet}");
+
+    // No client certificate, or one another CA signed: refused in the handshake.
+    let anonymous = crate::fleet::ask_directly(&pki, addr(&paris), None).unwrap_err();
+    assert!(anonymous.contains("CertificateRequired"), "{anonymous}");
+    let stranger = pki.client("stranger", true);
+    let refused = crate::fleet::ask_directly(&pki, addr(&paris), Some(&stranger)).unwrap_err();
+    assert!(refused.contains("UnknownCA"), "{refused}");
 }

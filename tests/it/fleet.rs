@@ -344,7 +344,7 @@ fn fleet_status_prints_every_site_over_mutual_tls() {
 }
 
 /// A request from a client that presents `identity` (none: only the CA) to `addr`.
-fn ask_directly(
+pub(crate) fn ask_directly(
     pki: &Pki,
     addr: SocketAddr,
     identity: Option<&ClientFiles>,
