@@ -54,31 +54,24 @@ pub fn run(
     })
 }
 
-/// Runs a flow that converges a stage, and prints its report. SIGINT/SIGTERM stop it between
-/// steps and roll it back like a failure (exit 130/143); a second signal ends the process at
-/// once.
+/// Runs a flow that converges a stage, and prints its report (or, with `--format json`, the
+/// document of a deploy that stopped: what failed, what was restored). SIGINT/SIGTERM request the
+/// flow's stop: it rolls the running wave back like a failure and ends with the signal's code
+/// (130/143); a second signal ends the process at once.
 fn converging(
     ws: &Workspace,
     format: Format,
     out: &mut dyn Write,
-    flow: impl FnOnce(&tokio_util::sync::CancellationToken) -> Result<DeployReport, Error>,
+    flow: impl FnOnce(&ops::stop::Stop) -> Result<DeployReport, Error>,
 ) -> Result<(), Error> {
     let interrupt = Interrupt::install()?;
-    let mut e = match flow(&interrupt.token()) {
+    let e = match flow(interrupt.stop()) {
         Ok(report) => {
             print(out, format, &report);
             return Ok(());
         }
         Err(e) => e,
     };
-    // A deploy a signal stopped ends with the signal's code.
-    if let (Error::Deploy { error, signal }, Some(Error::Interrupted { signal: s, code })) =
-        (&mut e, interrupt.error())
-    {
-        if error.interrupted() {
-            *signal = Some((s, code));
-        }
-    }
     let stopped = ops::deploy::stopped_document(&ws.cookbook.project.name, &e);
     if let (Format::Json, Some(doc)) = (format, stopped) {
         let _ = out.write_all(json_sorted(&doc).as_bytes());

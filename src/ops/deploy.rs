@@ -16,8 +16,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+use super::stop::Stop;
 use serde::Serialize;
-use tokio_util::sync::CancellationToken;
 
 use super::Workspace;
 // What the command line names when it renders a status (the CLI imports only `ops`).
@@ -191,11 +191,7 @@ pub fn connect_options(ws: &Workspace, force_conflicts: bool) -> ConnectOptions 
 }
 
 /// `cookbook deploy`.
-pub fn deploy(
-    ws: &Workspace,
-    opts: &DeployOptions,
-    stop: &CancellationToken,
-) -> Result<DeployReport, Error> {
+pub fn deploy(ws: &Workspace, opts: &DeployOptions, stop: &Stop) -> Result<DeployReport, Error> {
     let mut tried = None;
     let result = deploy_lock(ws, opts, stop, &mut tried);
     let happened = Happened {
@@ -216,7 +212,7 @@ pub fn deploy(
 fn deploy_lock(
     ws: &Workspace,
     opts: &DeployOptions,
-    stop: &CancellationToken,
+    stop: &Stop,
     tried: &mut Option<Desired>,
 ) -> Result<DeployReport, Error> {
     let named;
@@ -244,11 +240,7 @@ fn deploy_lock(
 
 /// `cookbook promote`: the images that ran in `from` (whatever the lock says now), with `to`'s
 /// runtime settings, if `to`'s rule is met.
-pub fn promote(
-    ws: &Workspace,
-    opts: &PromoteOptions,
-    stop: &CancellationToken,
-) -> Result<DeployReport, Error> {
+pub fn promote(ws: &Workspace, opts: &PromoteOptions, stop: &Stop) -> Result<DeployReport, Error> {
     let mut tried = None;
     let result = promote_release(ws, opts, stop, &mut tried);
     let happened = Happened {
@@ -266,7 +258,7 @@ pub fn promote(
 fn promote_release(
     ws: &Workspace,
     opts: &PromoteOptions,
-    stop: &CancellationToken,
+    stop: &Stop,
     tried: &mut Option<Desired>,
 ) -> Result<DeployReport, Error> {
     let state_dir = ws.state_dir();
@@ -427,16 +419,30 @@ fn converge(
     state_dir: &Path,
     desired: &Desired,
     options: &ConnectOptions,
-    stop: &CancellationToken,
+    stop: &Stop,
 ) -> Result<Outcome, Error> {
     signed_approval(ws, state_dir, desired)?;
-    Ok(super::runtime()?.block_on(session::deploy(
+    let deployed = super::runtime()?.block_on(session::deploy(
         state_dir,
         &ws.cookbook,
         desired,
         options,
-        stop,
-    ))?)
+        &stop.token(),
+    ));
+    deployed.map_err(|e| signalled(e.into(), stop))
+}
+
+/// A deploy a stop request cut short (and rolled back) names the signal that asked, and ends
+/// with its code.
+fn signalled(mut e: Error, stop: &Stop) -> Error {
+    if let (Error::Deploy { error, signal }, Some(Error::Interrupted { signal: s, code })) =
+        (&mut e, stop.error())
+    {
+        if error.interrupted() {
+            *signal = Some((s, code));
+        }
+    }
+    e
 }
 
 /// Why a stage was not deployed although nothing failed: its progression rule is not met yet.
@@ -483,11 +489,7 @@ pub struct StageTarget<'a> {
 /// `sync --deploy`'s step for one stage: deploys the lock's images to `stage` when its
 /// progression rule is met, and says why not otherwise. `Err`: the stage could not be worked out,
 /// its rule could not be checked, or the deploy failed (and was rolled back).
-pub fn stage(
-    target: &StageTarget,
-    stage: &str,
-    stop: &CancellationToken,
-) -> Result<StageOutcome, Error> {
+pub fn stage(target: &StageTarget, stage: &str, stop: &Stop) -> Result<StageOutcome, Error> {
     let mut tried = None;
     let result = stage_lock(target, stage, stop, &mut tried);
     let happened = Happened {
@@ -519,7 +521,7 @@ pub fn stage(
 fn stage_lock(
     target: &StageTarget,
     stage: &str,
-    stop: &CancellationToken,
+    stop: &Stop,
     tried: &mut Option<Desired>,
 ) -> Result<StageOutcome, Error> {
     let StageTarget {

@@ -191,13 +191,12 @@ impl Pipeline {
             .deploy
             .then(|| deploy_after(&self.dir, &self.options.sync, &report, who, stop))
             .flatten();
-        let mut round = Round {
+        let round = Round {
             report,
             applied,
             deploy,
             duration: started.elapsed(),
         };
-        round.mark_signal(stop);
         reporter.progress(Progress::Round(&round));
         Ok(round)
     }
@@ -439,7 +438,7 @@ fn deploy_after(
     };
     let mut steps = Vec::new();
     for stage in stages {
-        let result = match super::deploy::stage(&target, &stage, &stop.token()) {
+        let result = match super::deploy::stage(&target, &stage, stop) {
             Ok(StageOutcome::Deployed(report)) => StepResult::Deployed(report),
             Ok(StageOutcome::NotReady(why)) => StepResult::Skipped(why),
             Err(e) => StepResult::Failed(e),
@@ -596,21 +595,6 @@ impl Round {
 }
 
 impl Round {
-    /// A deploy a stop request cut short (and rolled back) says which signal asked, and ends with
-    /// its code.
-    fn mark_signal(&mut self, stop: &Stop) {
-        let Some(Error::Interrupted { signal, code }) = stop.error() else {
-            return;
-        };
-        for step in self.deploy.iter_mut().flatten() {
-            if let StepResult::Failed(Error::Deploy { error, signal: s }) = &mut step.result {
-                if error.interrupted() {
-                    *s = Some((signal, code));
-                }
-            }
-        }
-    }
-
     /// What the round means for the command: a refused revision or a failed apply first, then
     /// the first failed deploy step (one a signal stopped keeps the signal's code).
     pub fn result(self) -> Result<(), Error> {
