@@ -6,6 +6,7 @@
 //! as `sync --interval` does, plus the agent's own notices.
 
 use std::io::Write;
+use std::time::Duration;
 
 use super::args::AgentArgs;
 use super::interrupt::Interrupt;
@@ -35,11 +36,22 @@ fn options(args: &AgentArgs) -> Result<AgentOptions, Error> {
             help: Some("a relative, `/`-separated path inside the repository".to_owned()),
         });
     }
-    if args.interval.is_zero() {
-        return Err(Error::Usage {
-            message: "--interval must be longer than zero".to_owned(),
-            help: Some("e.g. --interval 1h".to_owned()),
-        });
+    // Bounded: a round's next time is computed by adding these to now.
+    const YEAR: Duration = Duration::from_secs(366 * 24 * 3600);
+    for (flag, value, least) in [
+        ("--interval", args.interval, Duration::from_secs(1)),
+        ("--splay", args.splay.unwrap_or_default(), Duration::ZERO),
+        ("--health-every", args.health_every, Duration::from_secs(1)),
+    ] {
+        if value < least || value > YEAR {
+            return Err(Error::Usage {
+                message: format!("{flag} {}: out of range", humantime::format_duration(value)),
+                help: Some(format!(
+                    "between {} and a year, e.g. {flag} 1h",
+                    humantime::format_duration(least)
+                )),
+            });
+        }
     }
     // Read now: a bad key, secret or certificate is refused at start, not at the first push.
     let signer = args
@@ -73,8 +85,14 @@ fn options(args: &AgentArgs) -> Result<AgentOptions, Error> {
             },
             apply: Some(ApplySettings { signer }),
             deploy: true,
-            wait: Wait::Yes,
-            holder: Holder::me(std::env::args().collect::<Vec<_>>().join(" ")),
+            // Not `Yes`: a wait for another process's lock would not see a stop request. A
+            // round that finds the state locked is retried at the next one.
+            wait: Wait::No,
+            // Written to the lock file others read: without the remote's credentials.
+            holder: Holder::me(ops::agent::site::redact_remote_in(
+                &std::env::args().collect::<Vec<_>>().join(" "),
+                &args.remote,
+            )),
         },
         listen: args.listen,
         schedule: Schedule {

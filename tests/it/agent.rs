@@ -614,3 +614,49 @@ fn two_agents_answer_the_fleet_view_over_mutual_tls_and_refuse_other_clients() {
     let refused = crate::fleet::ask_directly(&pki, addr(&paris), Some(&stranger)).unwrap_err();
     assert!(refused.contains("UnknownCA"), "{refused}");
 }
+
+#[test]
+fn bad_arguments_exit_2_before_anything_starts() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let open = dir.path().join("secret");
+    std::fs::write(&open, "s3cret\n").unwrap();
+    std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let open = open.display().to_string();
+    let base = [
+        "agent",
+        "--site",
+        "local",
+        "--remote",
+        "file:///nowhere.git",
+    ];
+    let cases: [(&[&str], &str); 5] = [
+        (&["--interval", "0s"], "--interval 0s: out of range"),
+        (&["--health-every", "0s"], "--health-every 0s: out of range"),
+        (&["--webhook-secret-file", &open], "chmod 600"),
+        (&["--path", "../cookbook.json"], "--path"),
+        (
+            &[
+                "--listen",
+                "127.0.0.1:0",
+                "--tls-cert",
+                "missing.pem",
+                "--tls-key",
+                "k.pem",
+            ],
+            "missing.pem",
+        ),
+    ];
+    for (extra, expected) in cases {
+        let mut args: Vec<&str> = base.to_vec();
+        args.extend_from_slice(extra);
+        let run = common::run_in(dir.path(), &args);
+        assert_eq!(run.code, Some(2), "{args:?}\n{}", run.stderr);
+        assert!(
+            run.stderr.contains(expected),
+            "{args:?}: {expected:?}\n{}",
+            run.stderr
+        );
+        assert!(!run.stderr.contains("s3cret"), "{}", run.stderr);
+    }
+}

@@ -144,6 +144,8 @@ pub(crate) struct Shared {
     master: Mutex<Option<String>>,
     peers: Option<Peers>,
     events: EventLog,
+    /// Bounds the status documents built at once (`server::STATUS_BUILDS`).
+    status_builds: Arc<tokio::sync::Semaphore>,
 }
 
 /// The variable a webhook secret may come from when no file is named.
@@ -214,6 +216,7 @@ pub fn run(
         master: Mutex::new(None),
         peers,
         events,
+        status_builds: Arc::new(tokio::sync::Semaphore::new(server::STATUS_BUILDS)),
     });
     let runtime = super::runtime()?;
     let server = runtime.block_on(server::Server::bind(listen, tls))?;
@@ -294,11 +297,11 @@ fn rounds(
             control.next_at = Some(SystemTime::now() + schedule.next_wait());
         }
         shared.ready.store(true, Ordering::SeqCst);
-        refresh_health(shared);
-        next_health = Instant::now() + health_every;
         if let Some(e) = outcome {
             return Err(e);
         }
+        refresh_health(shared);
+        next_health = Instant::now() + health_every;
     }
 }
 
@@ -320,7 +323,8 @@ fn round(
         Ok(round) => {
             *lock(&shared.master) = Some(round.report.remote_commit.clone());
             observe(shared, &round);
-            let view = round_view(&round, trigger, &started_at, &finished_at);
+            let remote = &shared.pipeline.options().sync.remote;
+            let view = round_view(&round, trigger, &started_at, &finished_at, remote);
             let cut_short = match round.result() {
                 Err(e) if e.stopped_by_signal() => Some(e),
                 _ => None,
@@ -340,7 +344,11 @@ fn round(
                 commit: None,
                 result: "failed".to_owned(),
                 outcome: "error".to_owned(),
-                message: e.to_string(),
+                // git's errors name the remote as given, credentials and all.
+                message: site::redact_remote_in(
+                    &e.to_string(),
+                    &shared.pipeline.options().sync.remote,
+                ),
             };
             (view, cut_short)
         }
@@ -351,9 +359,15 @@ fn round(
     cut_short
 }
 
-fn round_view(round: &Round, trigger: &Trigger, started_at: &str, finished_at: &str) -> RoundView {
+fn round_view(
+    round: &Round,
+    trigger: &Trigger,
+    started_at: &str,
+    finished_at: &str,
+    remote: &str,
+) -> RoundView {
     let document = round.document();
-    let message = round_message(round);
+    let message = site::redact_remote_in(&round_message(round), remote);
     RoundView {
         started_at: started_at.to_owned(),
         finished_at: finished_at.to_owned(),

@@ -34,6 +34,12 @@ use crate::error::Error;
 const MAX_CONNECTIONS: usize = 64;
 /// A TLS handshake, or a request's headers, that take longer are dropped.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// A connection is closed after this long, whatever it is doing: a client that sends or reads
+/// slowly cannot hold one of the connections for ever.
+const CONNECTION_LIFETIME: Duration = Duration::from_secs(60);
+/// At most this many status documents are built at once (each asks the engine or cluster);
+/// more requests meanwhile are answered 503.
+pub(super) const STATUS_BUILDS: usize = 2;
 /// How many events the dashboard's timeline shows.
 const TIMELINE: usize = 50;
 
@@ -104,22 +110,27 @@ impl Server {
                         .header_read_timeout(HANDSHAKE_TIMEOUT);
                     builder
                 };
-                match tls {
-                    None => {
-                        let conn = http.serve_connection(TokioIo::new(stream), service);
-                        let _ = watcher.watch(conn).await;
+                let served = async {
+                    match tls {
+                        None => {
+                            let conn = http.serve_connection(TokioIo::new(stream), service);
+                            let _ = watcher.watch(conn).await;
+                        }
+                        Some(acceptor) => {
+                            // A peer without a certificate the client CA signed fails here.
+                            let handshake =
+                                tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream))
+                                    .await;
+                            let Ok(Ok(stream)) = handshake else {
+                                return;
+                            };
+                            let conn = http.serve_connection(TokioIo::new(stream), service);
+                            let _ = watcher.watch(conn).await;
+                        }
                     }
-                    Some(acceptor) => {
-                        // A peer without a certificate the client CA signed fails here.
-                        let handshake =
-                            tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await;
-                        let Ok(Ok(stream)) = handshake else {
-                            return;
-                        };
-                        let conn = http.serve_connection(TokioIo::new(stream), service);
-                        let _ = watcher.watch(conn).await;
-                    }
-                }
+                };
+                // Dropping the connection's future closes it.
+                let _ = tokio::time::timeout(CONNECTION_LIFETIME, served).await;
             });
         }
         graceful.shutdown().await;
@@ -162,16 +173,26 @@ async fn blocking<T: Send + 'static>(
     shared: &Arc<Shared>,
     work: impl FnOnce(&Shared) -> T + Send + 'static,
 ) -> Result<T, Response> {
+    let Ok(permit) = Arc::clone(&shared.status_builds).try_acquire_owned() else {
+        return Err((
+            StatusCode::SERVICE_UNAVAILABLE,
+            "busy: the status is being built for other requests; retry\n",
+        )
+            .into_response());
+    };
     let shared = Arc::clone(shared);
-    tokio::task::spawn_blocking(move || work(&shared))
-        .await
-        .map_err(|_| {
-            (
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "the status could not be built",
-            )
-                .into_response()
-        })
+    tokio::task::spawn_blocking(move || {
+        let _permit = permit;
+        work(&shared)
+    })
+    .await
+    .map_err(|_| {
+        (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "the status could not be built",
+        )
+            .into_response()
+    })
 }
 
 async fn status(State(shared): State<Arc<Shared>>) -> Response {
@@ -279,7 +300,23 @@ async fn hook(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Body)
             .into_response();
     };
     // Read up to the cap and no further: a larger body is refused while it is being sent.
-    let Ok(body) = axum::body::to_bytes(body, webhook::MAX_BODY).await else {
+    let read = tokio::time::timeout(
+        HANDSHAKE_TIMEOUT,
+        axum::body::to_bytes(body, webhook::MAX_BODY),
+    )
+    .await;
+    let Ok(read) = read else {
+        shared
+            .metrics
+            .webhook(webhook::provider_label(&headers), WebhookResult::BadRequest);
+        return answer(
+            StatusCode::REQUEST_TIMEOUT,
+            "rejected",
+            "the body was not sent in time",
+            None,
+        );
+    };
+    let Ok(body) = read else {
         shared
             .metrics
             .webhook(webhook::provider_label(&headers), WebhookResult::TooLarge);

@@ -47,7 +47,7 @@ pub fn sync_view(pipeline: &Pipeline, state: &SyncState, master: Option<&str>) -
 
 /// A remote URL without the credentials it may carry (`https://user:token@host/…`); a path or
 /// an scp-like `host:path` as it is.
-fn redact(remote: &str) -> String {
+pub fn redact(remote: &str) -> String {
     match reqwest::Url::parse(remote) {
         Ok(url) if url.has_host() => crate::registry::redact(&url),
         _ => remote.to_owned(),
@@ -167,6 +167,16 @@ fn kubernetes(list: &[UnitStatus]) -> Vec<ContainerView> {
         .collect()
 }
 
+/// `text` (an error's message) with every occurrence of the remote as given replaced by the
+/// remote without its credentials: git's errors name the URL they were handed.
+pub fn redact_remote_in(text: &str, remote: &str) -> String {
+    let redacted = redact(remote);
+    if redacted == remote || remote.is_empty() {
+        return text.to_owned();
+    }
+    text.replace(remote, &redacted)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -178,5 +188,12 @@ mod tests {
         assert!(redacted.contains("git.example.invalid"), "{redacted}");
         assert_eq!(redact("/srv/git/cookbooks.git"), "/srv/git/cookbooks.git");
         assert_eq!(redact("git@host:org/repo.git"), "git@host:org/repo.git");
+        let remote = "https://bot:s3cret@git.example.invalid/org/cookbooks.git";
+        let message = format!("cannot reach {remote}: connection refused");
+        let shown = redact_remote_in(&message, remote);
+        assert!(
+            !shown.contains("s3cret") && shown.contains("connection refused"),
+            "{shown}"
+        );
     }
 }
