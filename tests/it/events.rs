@@ -352,7 +352,21 @@ fn sync_deploy_records_each_stage_in_the_sync_state_with_the_revision() {
     );
     events.assert_code(0);
     let doc = json_answer(&events);
-    let e = doc["events"].as_array().unwrap();
+    let all = doc["events"].as_array().unwrap();
+    // The round and its apply come first, each with the revision and who.
+    let kinds: Vec<&str> = all.iter().map(|e| e["kind"].as_str().unwrap()).collect();
+    assert_eq!(kinds[..2], ["sync_round", "apply"], "{doc:#}");
+    for event in &all[..2] {
+        assert_eq!(event["outcome"], "ok", "{event}");
+        assert_eq!(event["revision"], commit.as_str(), "{event}");
+        assert_eq!(event["who"]["via"], "sync", "{event}");
+    }
+    assert_eq!(all[1]["digests"].as_object().unwrap().len(), 4, "{doc:#}");
+    let e: Vec<serde_json::Value> = all
+        .iter()
+        .filter(|e| e["kind"] == "deploy")
+        .cloned()
+        .collect();
     // dev deployed; test (ci-approved) and pre-deploy (automatic, not yet healthy before it)
     // skipped, each with its reason.
     let stages: Vec<(&str, &str)> = e
@@ -362,7 +376,7 @@ fn sync_deploy_records_each_stage_in_the_sync_state_with_the_revision() {
     assert_eq!(stages[0], ("dev", "ok"), "{doc:#}");
     assert!(stages[1..].iter().all(|(_, o)| *o == "skipped"), "{doc:#}");
     assert!(stages.contains(&("test", "skipped")), "{doc:#}");
-    for event in e {
+    for event in &e {
         assert_eq!(event["kind"], "deploy");
         assert_eq!(event["revision"], commit.as_str(), "{event}");
         assert_eq!(event["who"]["via"], "sync");
