@@ -57,6 +57,8 @@ cleanup() {
   if [ -n "$AGENT" ] && kill -0 "$AGENT" 2>/dev/null; then
     kill -TERM "$AGENT" 2>/dev/null || true
     wait "$AGENT" 2>/dev/null || true
+    # Gone before its containers are removed (a round it was cancelling could still deploy).
+    for _ in $(seq 1 300); do kill -0 "$AGENT" 2>/dev/null || break; sleep 0.1; done
   fi
   # Only what this run made: its project name is unique.
   docker -H "$DOCKER_HOST" ps -aq --filter "label=dev.cookbook.project=$RUN_ID" \
