@@ -121,6 +121,20 @@ pub struct ConnectOptions {
 }
 
 impl Site {
+    /// [`Backend::status`] without what each container offers (a Docker site then runs no exec
+    /// in the containers; a cluster's answer is the same).
+    pub async fn status_without_services(
+        &self,
+        desired: &Desired,
+    ) -> Result<SiteStatus, BackendError> {
+        match self {
+            Site::Docker(s) => Ok(SiteStatus::Docker(
+                s.status_without_services(desired).await?,
+            )),
+            Site::Kubernetes(s) => Ok(SiteStatus::Kubernetes(s.status(desired).await?)),
+        }
+    }
+
     /// Whether `desired` runs on this site healthy, with its images (`automatic` progression
     /// asks the previous stage's sites); `Err` says what is not.
     pub async fn healthy(&self, desired: &Desired) -> Result<Result<(), String>, BackendError> {

@@ -806,10 +806,19 @@ impl DockerSite {
         Deployer::new(&self.engine)
     }
 
+    /// Each desired instance as the engine runs it, without what it offers: no exec in the
+    /// containers (the agent's periodic health check).
+    pub async fn status_without_services(
+        &self,
+        desired: &Desired,
+    ) -> Result<Vec<InstanceStatus>, EngineError> {
+        self.deployer().status_of(desired, false).await
+    }
+
     /// Whether `desired` runs here healthy, with its images (`automatic` progression): `Err`
     /// names the first instance that does not (`approvals::live_verdict`).
     pub async fn healthy(&self, desired: &Desired) -> Result<Result<(), String>, BackendError> {
-        let list = self.deployer().status_of(desired, false).await?;
+        let list = self.status_without_services(desired).await?;
         Ok(crate::deploy::approvals::live_verdict(&list))
     }
 }

@@ -686,6 +686,17 @@ pub async fn status(
     Ok(site.status(desired).await?)
 }
 
+/// [`status`] without what each container offers: no exec in the containers.
+pub async fn status_without_services(
+    cookbook: &Cookbook,
+    desired: &Desired,
+    options: &ConnectOptions,
+) -> Result<<Site as Backend>::Status, DeployError> {
+    let target = target(cookbook, &desired.site)?;
+    let site = connect(&target, options).await?;
+    Ok(site.status_without_services(desired).await?)
+}
+
 /// The records of `site` (none yet: empty).
 pub fn releases(state_dir: &Path, site: &Name) -> Result<Releases, DeployError> {
     Ok(Releases::load(&records_path(state_dir, site))?)

@@ -695,6 +695,12 @@ impl<C> StatusReport<C> {
 /// `cookbook status`: asks the site; a stage whose images are not published yet is
 /// [`Error::NotPublished`] (1), as for `deploy`.
 pub fn status(ws: &Workspace, opts: &StageOptions) -> Result<Status, Error> {
+    status_of(ws, opts, true)
+}
+
+/// [`status`]; without `services`, nothing is asked of the containers themselves (no exec: what
+/// they offer is left out), as the agent's periodic health check asks.
+pub fn status_of(ws: &Workspace, opts: &StageOptions, services: bool) -> Result<Status, Error> {
     let desired = desired(
         &ws.cookbook,
         &ws.plan,
@@ -703,7 +709,14 @@ pub fn status(ws: &Workspace, opts: &StageOptions) -> Result<Status, Error> {
         &opts.stage,
     )?;
     let options = connect_options(ws, false);
-    let status = super::runtime()?.block_on(session::status(&ws.cookbook, &desired, &options))?;
+    let asked = async {
+        if services {
+            session::status(&ws.cookbook, &desired, &options).await
+        } else {
+            session::status_without_services(&ws.cookbook, &desired, &options).await
+        }
+    };
+    let status = super::runtime()?.block_on(asked)?;
     Ok(match status {
         SiteStatus::Docker(list) => {
             let in_sync = list.iter().all(InstanceStatus::in_sync);

@@ -479,7 +479,8 @@ fn observe_error(shared: &Shared, _error: &SyncError, duration: Duration) {
 /// Asks the site how its stages' containers are, for the health metrics.
 fn refresh_health(shared: &Shared) {
     if let Ok(Some(ws)) = shared.pipeline.current_workspace() {
-        let stages = site::stage_views(&shared.pipeline, &ws, &shared.site);
+        // Health and drift only: no exec in the containers every `health_every`.
+        let stages = site::stage_views(&shared.pipeline, &ws, &shared.site, false);
         shared.metrics.stages(&stages);
     }
 }
@@ -493,7 +494,7 @@ impl Shared {
         let sync = site::sync_view(&self.pipeline, &state, master.as_deref());
         let (project, plan, stages) = match self.pipeline.current_workspace() {
             Ok(Some(ws)) => {
-                let stages = site::stage_views(&self.pipeline, &ws, &self.site);
+                let stages = site::stage_views(&self.pipeline, &ws, &self.site, true);
                 self.metrics.stages(&stages);
                 (
                     Some(ws.cookbook.project.name.to_string()),

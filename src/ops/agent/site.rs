@@ -74,7 +74,15 @@ pub fn plan_view(ws: &Workspace, site: &str) -> Option<PlanView> {
 /// Each stage the site deploys: its current release (the last record in the state directory)
 /// and its containers as the site runs them now. A stage the site cannot be asked about carries
 /// the reason in `error` and no containers; one never deployed has neither.
-pub fn stage_views(pipeline: &Pipeline, ws: &Workspace, site: &str) -> Vec<StageView> {
+///
+/// `services`: also what each container offers (an exec in each on a Docker site); the periodic
+/// health refresh leaves it out.
+pub fn stage_views(
+    pipeline: &Pipeline,
+    ws: &Workspace,
+    site: &str,
+    services: bool,
+) -> Vec<StageView> {
     let records = session::known_site(&ws.cookbook, site)
         .and_then(|name| session::releases(pipeline.state().root(), &name));
     site_stages(ws, site)
@@ -89,7 +97,7 @@ pub fn stage_views(pipeline: &Pipeline, ws: &Workspace, site: &str) -> Vec<Stage
                 stage: stage.clone(),
             };
             // A stage never deployed here runs nothing to ask about.
-            let asked = current.map(|_| crate::ops::deploy::status(ws, &options));
+            let asked = current.map(|_| crate::ops::deploy::status_of(ws, &options, services));
             let (containers, in_sync, error) = match asked {
                 None => (Vec::new(), false, None),
                 Some(asked) => match asked {
