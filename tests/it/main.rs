@@ -7,6 +7,7 @@ mod common;
 mod fake_kube;
 
 mod agent_metrics;
+mod agent_packaging;
 mod apply;
 mod approvals;
 mod assemble;
