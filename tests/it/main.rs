@@ -8,6 +8,7 @@ mod fake_kube;
 
 mod agent;
 mod agent_metrics;
+mod agent_packaging;
 mod apply;
 mod approvals;
 mod assemble;
