@@ -316,17 +316,31 @@ async fn hook(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Body)
             None,
         );
     };
-    let Ok(body) = read else {
-        shared
-            .metrics
-            .webhook(webhook::provider_label(&headers), WebhookResult::TooLarge);
-        let rejected = Rejected::TooLarge;
-        return answer(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "rejected",
-            &rejected.to_string(),
-            None,
-        );
+    let body = match read {
+        Ok(body) => body,
+        Err(e) => {
+            let too_large = std::error::Error::source(&e)
+                .is_some_and(|s| s.is::<http_body_util::LengthLimitError>())
+                || e.into_inner().is::<http_body_util::LengthLimitError>();
+            let provider = webhook::provider_label(&headers);
+            if too_large {
+                shared.metrics.webhook(provider, WebhookResult::TooLarge);
+                let rejected = Rejected::TooLarge;
+                return answer(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "rejected",
+                    &rejected.to_string(),
+                    None,
+                );
+            }
+            shared.metrics.webhook(provider, WebhookResult::BadRequest);
+            return answer(
+                StatusCode::BAD_REQUEST,
+                "rejected",
+                "the body broke off",
+                None,
+            );
+        }
     };
     let delivery = match webhook::check(&headers, &body, secret) {
         Ok(delivery) => delivery,
