@@ -660,3 +660,36 @@ fn bad_arguments_exit_2_before_anything_starts() {
         assert!(!run.stderr.contains("s3cret"), "{}", run.stderr);
     }
 }
+
+#[test]
+fn a_closed_deploy_window_counts_for_each_of_the_sites_stages() {
+    let Some(registry) = common::test_registry() else {
+        return;
+    };
+    let p = common::deploy::Project::new("shop", "agentwindow");
+    let f = Fixture::new();
+    let (mut doc, _) = shop(&f, &p, &registry, "window");
+    // The only window opens the day after tomorrow, 12:00-13:00 UTC.
+    let today = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        / 86_400;
+    let day = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"][((today + 2 + 3) % 7) as usize];
+    doc["federation"]["sites"]["local"]["schedule"] =
+        serde_json::json!([{ "days": [day], "from": "12:00", "to": "13:00" }]);
+    commit_doc(&f, &doc, "deploy on one day only");
+    let mut agent = Agent::start(&f, "window", &f.file_url(), &["--site", "local"]);
+    agent.wait_ready();
+    let (_, metrics) = agent.get("/metrics");
+    for stage in ["dev", "test", "pre-deploy", "stage", "prod"] {
+        let series =
+            format!(r#"cookbook_deploys_total{{stage="{stage}",result="outside_window"}}"#);
+        assert_eq!(metric(&metrics, &series), Some(1.0), "{stage}: {metrics}");
+    }
+    assert!(
+        p.engine_state().is_empty(),
+        "nothing is deployed outside the window"
+    );
+    assert_eq!(agent.stop(), Some(0), "{}", agent.log());
+}

@@ -426,7 +426,15 @@ fn observe(shared: &Shared, round: &Round) {
     let document = round.document();
     let result = serde_plain(&document.result);
     let outcome = serde_plain(&document.outcome);
-    let deploys: Vec<DeployObservation> = round
+    // A closed window is one step for the whole site: it counts for each of the site's stages.
+    let closed = round.deploy.iter().flatten().any(|step| {
+        step.stage.is_none() && matches!(step.result, StepResult::OutsideWindow { .. })
+    });
+    let closed_stages: Vec<String> = match shared.pipeline.current_workspace() {
+        Ok(Some(ws)) if closed => super::pipeline::site_stages(&ws, &shared.site),
+        _ => Vec::new(),
+    };
+    let mut deploys: Vec<DeployObservation> = round
         .deploy
         .iter()
         .flatten()
@@ -446,6 +454,11 @@ fn observe(shared: &Shared, round: &Round) {
             })
         })
         .collect();
+    deploys.extend(closed_stages.iter().map(|stage| DeployObservation {
+        stage,
+        result: "outside_window",
+        rolled_back: false,
+    }));
     let branch = shared.pipeline.options().sync.branch.as_str();
     shared.metrics.round(&RoundObservation {
         result: &result,
