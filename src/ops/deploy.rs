@@ -695,12 +695,6 @@ impl<C> StatusReport<C> {
 /// `cookbook status`: asks the site; a stage whose images are not published yet is
 /// [`Error::NotPublished`] (1), as for `deploy`.
 pub fn status(ws: &Workspace, opts: &StageOptions) -> Result<Status, Error> {
-    status_of(ws, opts, true)
-}
-
-/// [`status`]; without `services`, nothing is asked of the containers themselves (no exec: what
-/// they offer is left out), as the agent's periodic health check asks.
-pub fn status_of(ws: &Workspace, opts: &StageOptions, services: bool) -> Result<Status, Error> {
     let desired = desired(
         &ws.cookbook,
         &ws.plan,
@@ -708,23 +702,31 @@ pub fn status_of(ws: &Workspace, opts: &StageOptions, services: bool) -> Result<
         &opts.site,
         &opts.stage,
     )?;
+    status_for(ws, &desired, true)
+}
+
+/// Each container of `desired` (a recorded release: what a stage was deployed with) as the site
+/// runs it now: its drift is from that release, not from a lock that may have moved on since.
+/// Without `services`, nothing is asked of the containers themselves (no exec: what they offer
+/// is left out), as the agent's periodic health check asks.
+pub fn status_for(ws: &Workspace, desired: &Desired, services: bool) -> Result<Status, Error> {
     let options = connect_options(ws, false);
     let asked = async {
         if services {
-            session::status(&ws.cookbook, &desired, &options).await
+            session::status(&ws.cookbook, desired, &options).await
         } else {
-            session::status_without_services(&ws.cookbook, &desired, &options).await
+            session::status_without_services(&ws.cookbook, desired, &options).await
         }
     };
     let status = super::runtime()?.block_on(asked)?;
     Ok(match status {
         SiteStatus::Docker(list) => {
             let in_sync = list.iter().all(InstanceStatus::in_sync);
-            Status::Docker(StatusReport::new(&desired, in_sync, list))
+            Status::Docker(StatusReport::new(desired, in_sync, list))
         }
         SiteStatus::Kubernetes(units) => {
             let in_sync = units.iter().all(UnitStatus::in_sync);
-            Status::Kubernetes(StatusReport::new(&desired, in_sync, units))
+            Status::Kubernetes(StatusReport::new(desired, in_sync, units))
         }
     })
 }

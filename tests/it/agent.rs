@@ -388,6 +388,18 @@ fn a_signed_push_is_deployed_and_forged_replayed_or_oversized_deliveries_start_n
                 .any(|e| e["outcome"] == "rolled_back")
         },
     );
+    // The stage still runs the release before it, and runs it as recorded: no drift, although
+    // the lock has moved on to the images that were rolled back.
+    let status = agent.status();
+    let dev = status["stages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "dev")
+        .unwrap();
+    assert_eq!(dev["release"], deploy["release"], "{status}");
+    let containers = dev["containers"].as_array().unwrap();
+    assert!(containers.iter().all(|c| c["drift"] == false), "{status}");
     dashboard_in_chromium(&agent, &p.name);
 
     assert_eq!(agent.stop(), Some(0), "{}", agent.log());

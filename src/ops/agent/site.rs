@@ -11,7 +11,7 @@ use super::status::{ContainerView, Health, PlanView, StageView, SyncView};
 use crate::deploy::docker::InstanceStatus;
 use crate::deploy::kubernetes::cluster::{UnitState, UnitStatus};
 use crate::deploy::session;
-use crate::ops::deploy::{StageOptions, Status};
+use crate::ops::deploy::Status;
 use crate::ops::pipeline::{site_stages, Pipeline};
 use crate::ops::Workspace;
 use crate::sync::state::SyncState;
@@ -92,12 +92,12 @@ pub fn stage_views(
                 Ok(records) => records.stages.get(&stage).and_then(|list| list.last()),
                 Err(_) => None,
             };
-            let options = StageOptions {
-                site: site.to_owned(),
-                stage: stage.clone(),
-            };
             // A stage never deployed here runs nothing to ask about.
-            let asked = current.map(|_| crate::ops::deploy::status_of(ws, &options, services));
+            // Against the release the stage runs: a lock that moved on since (a stage waiting for an
+            // approval) is not drift.
+            let asked = current.map(|r| {
+                crate::ops::deploy::status_for(ws, &r.desired.with_current_names(), services)
+            });
             let (containers, in_sync, error) = match asked {
                 None => (Vec::new(), false, None),
                 Some(asked) => match asked {
