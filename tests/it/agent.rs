@@ -248,6 +248,16 @@ fn deploys_of(events: &[Value], commit: &str) -> Vec<Value> {
         .collect()
 }
 
+/// A stage's view in a status document.
+fn stage<'a>(status: &'a Value, name: &str) -> &'a Value {
+    status["stages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == name)
+        .unwrap_or_else(|| panic!("no stage {name}: {status}"))
+}
+
 /// The sample value of a metric line `name{labels} value` (labels as written).
 fn metric(text: &str, series: &str) -> Option<f64> {
     text.lines()
@@ -330,12 +340,7 @@ fn a_signed_push_is_deployed_and_forged_replayed_or_oversized_deliveries_start_n
     assert_eq!(status["sync"]["behind"], 0, "{status}");
     assert_eq!(status["rounds"][0]["trigger"], "webhook");
     assert_eq!(status["rounds"][0]["delivery"], "delivery-2");
-    let dev = status["stages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["name"] == "dev")
-        .unwrap();
+    let dev = stage(&status, "dev");
     assert_eq!(dev["release"], deploy["release"], "{status}");
     assert_eq!(dev["containers"].as_array().unwrap().len(), 4, "{status}");
     assert!(!status.to_string().contains(SECRET));
@@ -391,12 +396,7 @@ fn a_signed_push_is_deployed_and_forged_replayed_or_oversized_deliveries_start_n
     // The stage still runs the release before it, and runs it as recorded: no drift, although
     // the lock has moved on to the images that were rolled back.
     let status = agent.status();
-    let dev = status["stages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["name"] == "dev")
-        .unwrap();
+    let dev = stage(&status, "dev");
     assert_eq!(dev["release"], deploy["release"], "{status}");
     let containers = dev["containers"].as_array().unwrap();
     assert!(containers.iter().all(|c| c["drift"] == false), "{status}");

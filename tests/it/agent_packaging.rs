@@ -18,46 +18,10 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::common;
+use crate::readme::{blocks, Block};
 
 fn doc() -> String {
     fs::read_to_string(common::repo_root().join("docs/AGENT.md")).unwrap()
-}
-
-/// One fenced block of docs/AGENT.md and the `<!-- readme-test: … -->` line before it.
-struct Block {
-    line: usize,
-    directive: Option<String>,
-    script: String,
-}
-
-/// The ```LANG blocks of `text`, as `tests/it/readme.rs` reads the README's ```sh blocks.
-fn blocks(text: &str, lang: &str) -> Vec<Block> {
-    let fence = format!("```{lang}");
-    let lines: Vec<&str> = text.lines().collect();
-    let mut found = Vec::new();
-    let mut i = 0;
-    while i < lines.len() {
-        if lines[i].trim_end() == fence {
-            let directive = i
-                .checked_sub(1)
-                .and_then(|p| lines[p].trim().strip_prefix("<!-- readme-test:"))
-                .and_then(|d| d.strip_suffix("-->"))
-                .map(|d| d.trim().to_owned());
-            let start = i + 1;
-            let mut end = start;
-            while end < lines.len() && lines[end].trim_end() != "```" {
-                end += 1;
-            }
-            found.push(Block {
-                line: i + 1,
-                directive,
-                script: lines[start..end].join("\n"),
-            });
-            i = end;
-        }
-        i += 1;
-    }
-    found
 }
 
 /// Runs a block with bash in `dir`, the built `cookbook` first on PATH; fails the test with the

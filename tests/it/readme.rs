@@ -9,19 +9,22 @@ use crate::common;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-/// One ```sh block and what the line before it says.
-struct Block {
-    line: usize,
-    directive: Option<String>,
-    script: String,
+/// One fenced block of a document and the `<!-- readme-test: … -->` line before it.
+pub(crate) struct Block {
+    pub(crate) line: usize,
+    pub(crate) directive: Option<String>,
+    pub(crate) script: String,
 }
 
-fn sh_blocks(text: &str) -> Vec<Block> {
+/// The ```LANG blocks of `text` (README.md's ```sh blocks here; docs/AGENT.md's in
+/// `agent_packaging`).
+pub(crate) fn blocks(text: &str, lang: &str) -> Vec<Block> {
+    let fence = format!("```{lang}");
     let lines: Vec<&str> = text.lines().collect();
-    let mut blocks = Vec::new();
+    let mut found = Vec::new();
     let mut i = 0;
     while i < lines.len() {
-        if lines[i].trim_end() == "```sh" {
+        if lines[i].trim_end() == fence {
             let directive = i
                 .checked_sub(1)
                 .and_then(|p| lines[p].trim().strip_prefix("<!-- readme-test:"))
@@ -32,7 +35,7 @@ fn sh_blocks(text: &str) -> Vec<Block> {
             while end < lines.len() && lines[end].trim_end() != "```" {
                 end += 1;
             }
-            blocks.push(Block {
+            found.push(Block {
                 line: i + 1,
                 directive,
                 script: lines[start..end].join("\n"),
@@ -41,14 +44,14 @@ fn sh_blocks(text: &str) -> Vec<Block> {
         }
         i += 1;
     }
-    blocks
+    found
 }
 
 #[test]
 fn every_command_block_of_the_readme_runs() {
     let root = common::repo_root();
     let text = std::fs::read_to_string(root.join("README.md")).unwrap();
-    let blocks = sh_blocks(&text);
+    let blocks = blocks(&text, "sh");
     let bin_dir = Path::new(common::bin()).parent().unwrap().to_path_buf();
     let path = format!(
         "{}:{}",
