@@ -11,7 +11,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use axum::body::Body;
+use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
@@ -299,48 +299,9 @@ async fn hook(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Body)
         )
             .into_response();
     };
-    // Read up to the cap and no further: a larger body is refused while it is being sent.
-    let read = tokio::time::timeout(
-        HANDSHAKE_TIMEOUT,
-        axum::body::to_bytes(body, webhook::MAX_BODY),
-    )
-    .await;
-    let Ok(read) = read else {
-        shared
-            .metrics
-            .webhook(webhook::provider_label(&headers), WebhookResult::BadRequest);
-        return answer(
-            StatusCode::REQUEST_TIMEOUT,
-            "rejected",
-            "the body was not sent in time",
-            None,
-        );
-    };
-    let body = match read {
+    let body = match read_body(&shared, &headers, body).await {
         Ok(body) => body,
-        Err(e) => {
-            let too_large = std::error::Error::source(&e)
-                .is_some_and(|s| s.is::<http_body_util::LengthLimitError>())
-                || e.into_inner().is::<http_body_util::LengthLimitError>();
-            let provider = webhook::provider_label(&headers);
-            if too_large {
-                shared.metrics.webhook(provider, WebhookResult::TooLarge);
-                let rejected = Rejected::TooLarge;
-                return answer(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    "rejected",
-                    &rejected.to_string(),
-                    None,
-                );
-            }
-            shared.metrics.webhook(provider, WebhookResult::BadRequest);
-            return answer(
-                StatusCode::BAD_REQUEST,
-                "rejected",
-                "the body broke off",
-                None,
-            );
-        }
+        Err(refused) => return refused,
     };
     let delivery = match webhook::check(&headers, &body, secret) {
         Ok(delivery) => delivery,
@@ -394,6 +355,47 @@ async fn hook(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Body)
         Verdict::Ignored(why) => {
             shared.metrics.webhook(&provider, WebhookResult::Ignored);
             answer(StatusCode::OK, "ignored", &why, id)
+        }
+    }
+}
+
+/// A webhook's body, read up to the cap and no further (a larger one is refused while it is
+/// being sent, 413), within the handshake's time (408); one that breaks off is 400.
+async fn read_body(shared: &Shared, headers: &HeaderMap, body: Body) -> Result<Bytes, Response> {
+    let provider = webhook::provider_label(headers);
+    let read = tokio::time::timeout(
+        HANDSHAKE_TIMEOUT,
+        axum::body::to_bytes(body, webhook::MAX_BODY),
+    )
+    .await;
+    let refused = |code, result, message: &str| {
+        shared.metrics.webhook(provider, result);
+        answer(code, "rejected", message, None)
+    };
+    match read {
+        Ok(Ok(body)) => Ok(body),
+        Err(_) => Err(refused(
+            StatusCode::REQUEST_TIMEOUT,
+            WebhookResult::BadRequest,
+            "the body was not sent in time",
+        )),
+        Ok(Err(e)) => {
+            let too_large = std::error::Error::source(&e)
+                .is_some_and(|s| s.is::<http_body_util::LengthLimitError>())
+                || e.into_inner().is::<http_body_util::LengthLimitError>();
+            Err(if too_large {
+                refused(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    WebhookResult::TooLarge,
+                    &Rejected::TooLarge.to_string(),
+                )
+            } else {
+                refused(
+                    StatusCode::BAD_REQUEST,
+                    WebhookResult::BadRequest,
+                    "the body broke off",
+                )
+            })
         }
     }
 }
