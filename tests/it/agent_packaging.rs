@@ -12,12 +12,12 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::Value;
 
 use crate::common;
+use crate::fleet::{anonymous, get};
 use crate::readme::{blocks, Block};
 
 fn doc() -> String {
@@ -97,38 +97,6 @@ impl Drop for Running {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
-}
-
-/// `GET url` with `client`: the status, or the error's debug text (rustls names the alert).
-fn get(client: &reqwest::Client, url: &str) -> Result<u16, String> {
-    common::block_on(async {
-        let response = client.get(url).send().await.map_err(|e| format!("{e:?}"))?;
-        let status = response.status().as_u16();
-        // With TLS 1.3 the server's verdict on the client certificate comes with the first read.
-        response.bytes().await.map_err(|e| format!("{e:?}"))?;
-        Ok(status)
-    })
-}
-
-/// A client that trusts `ca` and presents no certificate.
-fn anonymous(ca: &Path) -> reqwest::Client {
-    use rustls::pki_types::pem::PemObject;
-    let mut roots = rustls::RootCertStore::empty();
-    let pem = fs::read(ca).unwrap();
-    for cert in rustls::pki_types::CertificateDer::pem_slice_iter(&pem) {
-        roots.add(cert.unwrap()).unwrap();
-    }
-    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::aws_lc_rs::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_root_certificates(roots)
-    .with_no_client_auth();
-    reqwest::Client::builder()
-        .tls_backend_preconfigured(config)
-        .build()
-        .unwrap()
 }
 
 fn agent_log(dir: &Path) -> String {
@@ -473,35 +441,6 @@ fn kubernetes_objects() -> (String, Vec<Value>) {
     (text, objects)
 }
 
-/// `kubernetes-validate --strict` (PyPI; scripts/test.sh installs it), as tests/it/kubernetes.rs
-/// runs it: skipped without it, or failed when the services are required.
-fn kubernetes_validate(file: &Path) {
-    let out = match Command::new("kubernetes-validate")
-        .args(["--strict", "--quiet"])
-        .arg(file)
-        .output()
-    {
-        Ok(out) => out,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            let note = "kubernetes-validate is not installed (`pip install kubernetes-validate`)";
-            assert!(
-                std::env::var("COOKBOOK_REQUIRE_SERVICES").as_deref() != Ok("1"),
-                "required here: {note}"
-            );
-            eprintln!("SKIPPED the Kubernetes schema check: {note}");
-            return;
-        }
-        Err(e) => panic!("kubernetes-validate: {e}"),
-    };
-    assert!(
-        out.status.success(),
-        "kubernetes-validate refused {}:\n{}{}",
-        file.display(),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 fn agent_cookbook() -> Value {
     let path = common::repo_root().join("cookbooks/agent/cookbook.json");
     serde_json::from_str(&fs::read_to_string(path).unwrap()).unwrap()
@@ -509,7 +448,10 @@ fn agent_cookbook() -> Value {
 
 #[test]
 fn the_kubernetes_objects_pass_kubernetes_schemas_and_run_one_locked_down_agent() {
-    kubernetes_validate(&common::repo_root().join("contrib/kubernetes/agent.yaml"));
+    crate::kubernetes::kubernetes_validate_file(
+        &common::repo_root().join("contrib/kubernetes/agent.yaml"),
+        "contrib/kubernetes/agent.yaml",
+    );
     let (text, objects) = kubernetes_objects();
     let kinds: Vec<&str> = objects
         .iter()

@@ -351,32 +351,36 @@ pub(crate) fn ask_directly(
 ) -> Result<u16, String> {
     let client = match identity {
         Some(files) => cookbook::tls::client(files).unwrap(),
-        None => {
-            let mut roots = rustls::RootCertStore::empty();
-            let pem = std::fs::read(pki.path("ca.pem")).unwrap();
-            use rustls::pki_types::pem::PemObject;
-            for cert in rustls::pki_types::CertificateDer::pem_slice_iter(&pem) {
-                roots.add(cert.unwrap()).unwrap();
-            }
-            let config = rustls::ClientConfig::builder_with_provider(Arc::new(
-                rustls::crypto::aws_lc_rs::default_provider(),
-            ))
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-            reqwest::Client::builder()
-                .tls_backend_preconfigured(config)
-                .build()
-                .unwrap()
-        }
+        None => anonymous(&pki.path("ca.pem")),
     };
+    get(&client, &format!("https://{addr}/api/v1/status"))
+}
+
+/// A client that trusts `ca` and presents no certificate.
+pub(crate) fn anonymous(ca: &Path) -> reqwest::Client {
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    let pem = std::fs::read(ca).unwrap();
+    for cert in rustls::pki_types::CertificateDer::pem_slice_iter(&pem) {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    reqwest::Client::builder()
+        .tls_backend_preconfigured(config)
+        .build()
+        .unwrap()
+}
+
+/// `GET url` with `client`: the status, or the error's debug text (rustls names the alert).
+pub(crate) fn get(client: &reqwest::Client, url: &str) -> Result<u16, String> {
     crate::common::block_on(async {
-        let response = client
-            .get(format!("https://{addr}/api/v1/status"))
-            .send()
-            .await
-            .map_err(|e| format!("{e:?}"))?;
+        let response = client.get(url).send().await.map_err(|e| format!("{e:?}"))?;
         let status = response.status().as_u16();
         // With TLS 1.3 the server's verdict on the client certificate can come with the first
         // read: read the body too.

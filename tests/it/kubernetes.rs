@@ -559,9 +559,14 @@ fn kubernetes_validate(yaml: &str) {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("objects.yaml");
     std::fs::write(&file, yaml).unwrap();
+    kubernetes_validate_file(&file, &format!("the rendered objects:\n{yaml}"));
+}
+
+/// [`kubernetes_validate`] of a file; `what` names it in a failure.
+pub(crate) fn kubernetes_validate_file(file: &std::path::Path, what: &str) {
     let out = match std::process::Command::new("kubernetes-validate")
         .args(["--strict", "--quiet"])
-        .arg(&file)
+        .arg(file)
         .output()
     {
         Ok(out) => out,
@@ -578,7 +583,7 @@ fn kubernetes_validate(yaml: &str) {
     };
     assert!(
         out.status.success(),
-        "kubernetes-validate refused the rendered objects:\n{}{}\n{yaml}",
+        "kubernetes-validate refused {what}\n{}{}",
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
