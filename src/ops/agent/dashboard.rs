@@ -803,12 +803,6 @@ pub mod fixture {
     /// Site `edge-lyon` of project `shop`: two stages, four containers in three waves, one
     /// container drifted in production, the last revision refused, three commits behind.
     pub fn status() -> SiteStatus {
-        let names = ["db", "cache", "api", "web"];
-        let images: BTreeMap<String, String> = names
-            .iter()
-            .zip(1u8..)
-            .map(|(n, i)| ((*n).to_owned(), digest(i)))
-            .collect();
         SiteStatus {
             schema: SCHEMA,
             project: Some("shop".to_owned()),
@@ -820,91 +814,117 @@ pub mod fixture {
                 round_running: false,
                 next_round_at: Some("2026-12-06T07:02:00Z".to_owned()),
             },
-            sync: SyncView {
-                remote: "git://git.example/shop.git".to_owned(),
-                branch: "main".to_owned(),
-                path: "cookbook.yaml".to_owned(),
-                current: Some(REVISION.to_owned()),
-                current_at: Some("2026-12-06T05:02:11Z".to_owned()),
-                last_applied: Some(REVISION.to_owned()),
-                last_applied_at: Some("2026-12-06T05:03:40Z".to_owned()),
-                last_attempted: Some(REFUSED.to_owned()),
-                last_attempt_at: Some("2026-12-06T06:02:05Z".to_owned()),
-                last_attempt_outcome: Some("refused".to_owned()),
-                refused: vec![REFUSAL.to_owned()],
-                master: Some(MASTER.to_owned()),
-                behind: Some(3),
+            sync: sync(),
+            stages: stages(),
+            plan: Some(plan()),
+            rounds: rounds(),
+        }
+    }
+
+    /// The last revision refused, three commits behind.
+    fn sync() -> SyncView {
+        SyncView {
+            remote: "git://git.example/shop.git".to_owned(),
+            branch: "main".to_owned(),
+            path: "cookbook.yaml".to_owned(),
+            current: Some(REVISION.to_owned()),
+            current_at: Some("2026-12-06T05:02:11Z".to_owned()),
+            last_applied: Some(REVISION.to_owned()),
+            last_applied_at: Some("2026-12-06T05:03:40Z".to_owned()),
+            last_attempted: Some(REFUSED.to_owned()),
+            last_attempt_at: Some("2026-12-06T06:02:05Z".to_owned()),
+            last_attempt_outcome: Some("refused".to_owned()),
+            refused: vec![REFUSAL.to_owned()],
+            master: Some(MASTER.to_owned()),
+            behind: Some(3),
+        }
+    }
+
+    /// Staging in sync; production with one container drifted and one unhealthy.
+    fn stages() -> Vec<StageView> {
+        let names = ["db", "cache", "api", "web"];
+        let images: BTreeMap<String, String> = names
+            .iter()
+            .zip(1u8..)
+            .map(|(n, i)| ((*n).to_owned(), digest(i)))
+            .collect();
+        vec![
+            StageView {
+                name: "staging".to_owned(),
+                release: Some("r-20261206-050340-staging".to_owned()),
+                deployed_at: Some("2026-12-06T05:03:52Z".to_owned()),
+                images: images.clone(),
+                containers: names
+                    .iter()
+                    .map(|n| ContainerView {
+                        name: format!("shop-edge-lyon-staging-{n}"),
+                        ..container(n, Health::Healthy, false)
+                    })
+                    .collect(),
+                in_sync: true,
+                error: None,
             },
-            stages: vec![
-                StageView {
-                    name: "staging".to_owned(),
-                    release: Some("r-20261206-050340-staging".to_owned()),
-                    deployed_at: Some("2026-12-06T05:03:52Z".to_owned()),
-                    images: images.clone(),
-                    containers: names
-                        .iter()
-                        .map(|n| ContainerView {
-                            name: format!("shop-edge-lyon-staging-{n}"),
-                            ..container(n, Health::Healthy, false)
-                        })
-                        .collect(),
-                    in_sync: true,
-                    error: None,
-                },
-                StageView {
-                    name: "production".to_owned(),
-                    release: Some("r-20261205-230112-production".to_owned()),
-                    deployed_at: Some("2026-12-05T23:01:30Z".to_owned()),
-                    images,
-                    containers: vec![
-                        container("db", Health::Healthy, false),
-                        container("cache", Health::None, false),
-                        container("api", Health::Starting, true),
-                        container("web", Health::Unhealthy, false),
-                    ],
-                    in_sync: false,
-                    error: None,
-                },
+            StageView {
+                name: "production".to_owned(),
+                release: Some("r-20261205-230112-production".to_owned()),
+                deployed_at: Some("2026-12-05T23:01:30Z".to_owned()),
+                images,
+                containers: vec![
+                    container("db", Health::Healthy, false),
+                    container("cache", Health::None, false),
+                    container("api", Health::Starting, true),
+                    container("web", Health::Unhealthy, false),
+                ],
+                in_sync: false,
+                error: None,
+            },
+        ]
+    }
+
+    /// Four containers in three waves.
+    fn plan() -> PlanView {
+        PlanView {
+            waves: vec![
+                vec!["db".to_owned(), "cache".to_owned()],
+                vec!["api".to_owned()],
+                vec!["web".to_owned()],
             ],
-            plan: Some(PlanView {
-                waves: vec![
-                    vec!["db".to_owned(), "cache".to_owned()],
-                    vec!["api".to_owned()],
-                    vec!["web".to_owned()],
-                ],
-                edges: vec![
-                    ("api".to_owned(), "db".to_owned()),
-                    ("api".to_owned(), "cache".to_owned()),
-                    ("web".to_owned(), "api".to_owned()),
-                ],
-            }),
-            rounds: vec![
-                round(
-                    "2026-12-06T06:02:00Z",
-                    "timer",
-                    REFUSED,
-                    "ok",
-                    "refused",
-                    "revision 9f8e7d6c5b4a refused: 1 problem",
-                ),
-                round(
-                    "2026-12-06T05:02:00Z",
-                    "webhook",
-                    REVISION,
-                    "ok",
-                    "taken",
-                    "took 4c71aaf0d1e2; staging deployed, production waits for approval",
-                ),
-                round(
-                    "2026-12-06T04:02:00Z",
-                    "timer",
-                    REVISION,
-                    "failed",
-                    "error",
-                    "git://git.example/shop.git: connection refused",
-                ),
+            edges: vec![
+                ("api".to_owned(), "db".to_owned()),
+                ("api".to_owned(), "cache".to_owned()),
+                ("web".to_owned(), "api".to_owned()),
             ],
         }
+    }
+
+    /// A refused revision, a webhook's round, a round that could not run.
+    fn rounds() -> Vec<RoundView> {
+        vec![
+            round(
+                "2026-12-06T06:02:00Z",
+                "timer",
+                REFUSED,
+                "ok",
+                "refused",
+                "revision 9f8e7d6c5b4a refused: 1 problem",
+            ),
+            round(
+                "2026-12-06T05:02:00Z",
+                "webhook",
+                REVISION,
+                "ok",
+                "taken",
+                "took 4c71aaf0d1e2; staging deployed, production waits for approval",
+            ),
+            round(
+                "2026-12-06T04:02:00Z",
+                "timer",
+                REVISION,
+                "failed",
+                "error",
+                "git://git.example/shop.git: connection refused",
+            ),
+        ]
     }
 
     fn round(
