@@ -22,10 +22,10 @@ pub fn run(args: &AgentArgs, out: &mut dyn Write, err: &mut dyn Write) -> Result
     let interrupt = Interrupt::install()?;
     let log = AgentLog(SyncLog::looping("agent", out, err));
     let report = ops::agent::run(options, interrupt.stop(), &log)?;
-    log.0.line(
-        false,
-        &format!("stopped by a signal after {} round(s)", report.rounds),
-    );
+    log.0.line(&format!(
+        "stopped by a signal after {} round(s)",
+        report.rounds
+    ));
     Ok(())
 }
 
@@ -164,6 +164,6 @@ impl AgentReporter for AgentLog<'_> {
             Notice::Starting(trigger) => format!("round started ({})", trigger.as_str()),
             Notice::Stopping => "stopping".to_owned(),
         };
-        self.0.line(false, &line);
+        self.0.line(&line);
     }
 }

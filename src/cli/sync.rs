@@ -101,15 +101,11 @@ impl<'w> SyncLog<'w> {
         }
     }
 
-    /// Writes one log line to stdout (or stderr when `error`).
-    pub(super) fn line(&self, error: bool, line: &str) {
-        if error {
-            log_line(&mut **self.err.borrow_mut(), line);
-        } else {
-            let mut out = self.out.borrow_mut();
-            let mut err = self.err.borrow_mut();
-            log_line(logs(self.format, &mut **out, &mut **err), line);
-        }
+    /// Writes one log line where the rounds' lines go.
+    pub(super) fn line(&self, line: &str) {
+        let mut out = self.out.borrow_mut();
+        let mut err = self.err.borrow_mut();
+        log_line(logs(self.format, &mut **out, &mut **err), line);
     }
 }
 

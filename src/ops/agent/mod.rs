@@ -332,7 +332,7 @@ fn round(
             (view, cut_short)
         }
         Err(e) => {
-            observe_error(shared, &e, started.elapsed());
+            observe_error(shared, started.elapsed());
             let cut_short = matches!(e, SyncError::Interrupted)
                 .then(|| stop.error())
                 .flatten();
@@ -475,7 +475,8 @@ fn observe(shared: &Shared, round: &Round) {
     });
 }
 
-fn observe_error(shared: &Shared, _error: &SyncError, duration: Duration) {
+/// A round that could not run: counted failed, the revision the site runs unchanged.
+fn observe_error(shared: &Shared, duration: Duration) {
     let current = shared.pipeline.state().current_commit().ok().flatten();
     let branch = shared.pipeline.options().sync.branch.as_str();
     shared.metrics.round(&RoundObservation {
