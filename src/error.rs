@@ -296,8 +296,10 @@ fn context_exit_code(e: &ContextError) -> i32 {
 
 fn engine_exit_code(e: &EngineError) -> i32 {
     match e {
-        EngineError::Unreachable { .. } | EngineError::NotAnEngine { .. } => EXIT_UNREACHABLE,
-        EngineError::UnsupportedHost { .. } => EXIT_INVALID,
+        EngineError::Unreachable { .. }
+        | EngineError::NotAnEngine { .. }
+        | EngineError::Connection { .. } => EXIT_UNREACHABLE,
+        EngineError::Endpoint(_) => EXIT_INVALID,
         EngineError::Api { .. }
         | EngineError::BuildFailed { .. }
         | EngineError::PushFailed { .. }
@@ -802,9 +804,11 @@ mod tests {
             message: "returned a non-zero code: 1".into(),
         });
         assert_eq!(build_failed.exit_code(), EXIT_FAILED);
-        let bad_host = Error::Engine(EngineError::UnsupportedHost {
-            endpoint: "ssh://x".into(),
-        });
+        let bad_host = Error::Engine(EngineError::Endpoint(
+            crate::engine::EndpointError::Unsupported {
+                host: "npipe://x".into(),
+            },
+        ));
         assert_eq!(bad_host.exit_code(), EXIT_INVALID);
         let unauthorized = Error::Registry(RegistryError::Unauthorized {
             endpoint: "http://127.0.0.1:5000/v2/a/blobs/uploads/".into(),

@@ -70,7 +70,7 @@ use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
 
-use crate::engine::Engine;
+use crate::engine::{Engine, Selector};
 use crate::graph::Plan;
 use crate::hash::{BasePins, Fingerprint};
 use crate::model::{Cookbook, Name, Tagging};
@@ -100,6 +100,12 @@ pub struct Options {
     /// Sign and attach a provenance statement and an SBOM to every image published
     /// ([`attest`]); `None`: no attestations.
     pub attest: Option<Arc<Attesting>>,
+    /// The engine to build on (`--context`; default: the environment's, as the docker CLI
+    /// chooses it).
+    pub engine: Selector,
+    /// A pool of engines to spread builds over (`--builder`, else `packaging.builders`); empty:
+    /// only `engine`.
+    pub builders: Vec<Selector>,
 }
 
 /// Everything a run needs.
@@ -133,6 +139,7 @@ fn parse_repo(reference: &str) -> Result<crate::registry::Repository, ApplyError
 /// run goes on without it ([`crate::build::assemble`]), and the third value says why it has none.
 async fn connect(
     push: bool,
+    selector: &Selector,
 ) -> Result<
     (
         crate::engine::DockerEngine,
@@ -141,7 +148,7 @@ async fn connect(
     ),
     ApplyError,
 > {
-    let (engine, down) = match crate::engine::DockerEngine::connect_or_unanswered().await? {
+    let (engine, down) = match crate::engine::DockerEngine::connect_or_unanswered(selector).await? {
         (_, Some(e)) if !push => return Err(e.into()),
         (engine, down) => (engine, down.map(|e| e.to_string())),
     };
@@ -183,7 +190,7 @@ pub(crate) async fn connect_and_fingerprint(
     reporter: &dyn Reporter,
     record: bool,
 ) -> Result<(crate::engine::DockerEngine, Option<RegistryClient>), ApplyError> {
-    let (engine, registry, down) = connect(job.options.push).await?;
+    let (engine, registry, down) = connect(job.options.push, &job.options.engine).await?;
     if let Some(why) = &down {
         reporter.event(Event::WithoutEngine { why });
     }

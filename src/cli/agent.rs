@@ -83,7 +83,10 @@ fn options(args: &AgentArgs) -> Result<AgentOptions, Error> {
                 allow_force: args.allow_force,
                 require_signed: args.require_signed,
             },
-            apply: Some(ApplySettings { signer }),
+            apply: Some(ApplySettings {
+                signer,
+                engine: args.engine.selector(),
+            }),
             deploy: true,
             // Not `Yes`: a wait for another process's lock would not see a stop request. A
             // round that finds the state locked is retried at the next one.

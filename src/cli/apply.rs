@@ -248,6 +248,12 @@ pub fn run(
         keep_going: args.keep_going,
         trust_lock: args.trust_lock,
         signing_key: args.signing_key.clone(),
+        engine: args.engine.selector(),
+        builders: args
+            .builders
+            .iter()
+            .map(|b| crate::ops::engine::Selector::parse_argument(b))
+            .collect(),
         revision: revision
             .join()
             .unwrap_or_else(|e| std::panic::resume_unwind(e)),

@@ -467,6 +467,24 @@ pub const APPLY_HELP: &str = "Exit codes:
        files removed, what completed is written to cookbook.lock, no mutable tag moves.
        A second signal exits at once.";
 
+/// Which Docker engine a command talks to, as the docker CLI's `--context` chooses it.
+#[derive(Debug, Clone, Args, Default)]
+pub struct EngineArgs {
+    /// The docker context to use (`docker context ls`), over DOCKER_HOST, DOCKER_CONTEXT and
+    /// the current context [default: as the docker CLI chooses]
+    #[arg(long, value_name = "NAME")]
+    pub context: Option<String>,
+}
+
+impl EngineArgs {
+    pub fn selector(&self) -> crate::ops::engine::Selector {
+        match &self.context {
+            Some(name) => crate::ops::engine::Selector::Context(name.clone()),
+            None => crate::ops::engine::Selector::Environment,
+        }
+    }
+}
+
 #[derive(Debug, Args)]
 pub struct ApplyArgs {
     /// Apply only these containers and what they need (their parents and runtime dependencies)
@@ -494,6 +512,13 @@ pub struct ApplyArgs {
     /// (docs/SUPPLY-CHAIN.md); no effect with --no-push, which publishes nothing
     #[arg(long, value_name = "KEY", env = "COOKBOOK_SIGNING_KEY")]
     pub signing_key: Option<PathBuf>,
+    #[command(flatten)]
+    pub engine: EngineArgs,
+    /// Spread builds over these engines (repeat it): each a docker context's name or a host
+    /// (`tcp://…` with DOCKER_TLS_VERIFY's files, `ssh://user@host`) [default:
+    /// packaging.builders, else the one engine --context chooses]
+    #[arg(long = "builder", value_name = "CONTEXT|HOST")]
+    pub builders: Vec<String>,
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub format: Format,
     /// Say per container what apply would do (cached, or build; what it would push and tag),
@@ -544,6 +569,8 @@ pub struct VerifyArgs {
     /// The public key (PEM) attestations must be signed with
     #[arg(long, value_name = "PUB", requires = "attestations")]
     pub key: Option<PathBuf>,
+    #[command(flatten)]
+    pub engine: EngineArgs,
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub format: Format,
 }
@@ -838,6 +865,8 @@ pub const SYNC_HELP: &str = "Exit codes:
 #[derive(Debug, Args)]
 #[command(args_conflicts_with_subcommands = true, after_help = SYNC_HELP)]
 pub struct SyncArgs {
+    #[command(flatten)]
+    pub engine: EngineArgs,
     #[command(subcommand)]
     pub action: Option<SyncAction>,
 
@@ -904,6 +933,8 @@ Exit codes:
 
 #[derive(Debug, Args)]
 pub struct AgentArgs {
+    #[command(flatten)]
+    pub engine: EngineArgs,
     /// The site this agent runs (its portion is built and its stages deployed).
     #[arg(long)]
     pub site: String,

@@ -35,7 +35,10 @@ pub fn execute(args: &SyncArgs, out: &mut dyn Write, err: &mut dyn Write) -> Res
     let pipeline = Pipeline::new(PipelineOptions {
         state: args.state.clone(),
         sync,
-        apply: args.apply.then_some(ApplySettings { signer }),
+        apply: args.apply.then_some(ApplySettings {
+            signer,
+            engine: args.engine.selector(),
+        }),
         deploy: args.deploy,
         wait: if args.wait { Wait::Yes } else { Wait::No },
         holder: Holder::me(command_line()),

@@ -28,6 +28,7 @@ pub fn run(
         rebuild: args.rebuild,
         containers: args.containers.clone(),
         attestations: args.key.clone().filter(|_| args.attestations),
+        engine: args.engine.selector(),
     };
     let report = crate::ops::verify::verify(&cookbook, &opts)?;
     match args.format {

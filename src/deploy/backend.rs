@@ -118,6 +118,8 @@ pub struct ConnectOptions {
     pub base: std::path::PathBuf,
     /// Server-side apply takes over fields other managers own (Kubernetes).
     pub force_conflicts: bool,
+    /// The engine a Docker site with `host: "env"` uses: the process's (`--context`).
+    pub engine: crate::engine::Selector,
 }
 
 impl Site {
@@ -148,7 +150,10 @@ impl Site {
 /// Connects to a site's target.
 pub async fn connect(target: &Target, options: &ConnectOptions) -> Result<Site, BackendError> {
     match target {
-        Target::Docker { host } => Ok(Site::Docker(DockerSite::connect(host).await?)),
+        Target::Docker(spec) => {
+            let selector = crate::engine::Selector::from_spec(spec, &options.base, &options.engine);
+            Ok(Site::Docker(DockerSite::connect(&selector).await?))
+        }
         Target::Kubernetes(k) => Ok(Site::Kubernetes(
             KubeSite::connect(k, &options.base, options.force_conflicts).await?,
         )),

@@ -792,14 +792,11 @@ pub struct DockerSite {
 }
 
 impl DockerSite {
-    /// Connects to `host` (`env`: DOCKER_HOST).
-    pub async fn connect(host: &str) -> Result<DockerSite, EngineError> {
-        let engine = if host == "env" {
-            DockerEngine::connect().await?
-        } else {
-            DockerEngine::connect_to(host).await?
-        };
-        Ok(DockerSite { engine })
+    /// Connects to the engine `selector` chooses.
+    pub async fn connect(selector: &crate::engine::Selector) -> Result<DockerSite, EngineError> {
+        Ok(DockerSite {
+            engine: DockerEngine::connect_selected(selector).await?,
+        })
     }
 
     fn deployer(&self) -> Deployer<'_> {

@@ -1,6 +1,8 @@
 //! [`Engine`] on the Docker Engine API, through bollard.
 //!
-//! - Connection: `DOCKER_HOST` (or the default socket), then API version negotiation: bollard
+//! - Connection: the engine the docker CLI would choose ([`super::endpoint`]: `DOCKER_HOST`,
+//!   its TLS variables, contexts) over the transport its endpoint needs ([`super::transport`]:
+//!   a unix socket, plain HTTP, TLS, SSH), then API version negotiation: bollard
 //!   targets its newest API version (1.53) by default, newer than Docker 20.10's 1.41, so
 //!   [`DockerEngine::connect`] asks `/version`, downgrades, and pins every request path to the
 //!   negotiated `/v1.xx` (bollard 0.21 drops that prefix itself: see [`pin_version`]).
@@ -30,12 +32,11 @@ use futures_util::StreamExt;
 use tokio_util::io::ReaderStream;
 use tokio_util::sync::CancellationToken;
 
+use super::endpoint::{self, Endpoint, Environment, Selector};
+use super::transport::{self, ConnectionCause};
 use super::{BuildOutcome, BuildRequest, Engine, EngineError, ImageId, ImageInfo};
 use crate::registry::{Credential, Digest, ImageReference, Repository};
 use crate::retry::{is_permanent, RetryPolicy};
-
-/// Docker's default socket (bollard keeps its constant private).
-const DEFAULT_HOST: &str = "unix:///var/run/docker.sock";
 
 /// How long to wait for the engine's response headers (see the module header).
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
@@ -52,35 +53,40 @@ pub struct DockerEngine {
     retry: RetryPolicy,
 }
 
-/// `DOCKER_HOST`, or the default socket.
-fn host_from_env() -> String {
-    std::env::var("DOCKER_HOST")
-        .ok()
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| DEFAULT_HOST.to_owned())
-}
-
 impl DockerEngine {
-    /// Connects to `DOCKER_HOST`, or the default socket, and negotiates the API version.
+    /// Connects to the environment's engine, as the docker CLI chooses it (`DOCKER_HOST` and
+    /// its TLS variables, `DOCKER_CONTEXT`, the current context: [`super::endpoint`]), and
+    /// negotiates the API version.
     pub async fn connect() -> Result<DockerEngine, EngineError> {
-        DockerEngine::connect_to(&host_from_env()).await
+        DockerEngine::connect_selected(&Selector::Environment).await
     }
 
-    /// [`DockerEngine::connect`], or, when the engine cannot be reached, an [`unanswered`]
-    /// client and why (for the commands that go on without an engine: `apply` when pushing,
-    /// `verify --rebuild`). Any other failure is an error.
+    /// Connects to the engine `selector` chooses and negotiates the API version.
+    pub async fn connect_selected(selector: &Selector) -> Result<DockerEngine, EngineError> {
+        let endpoint = endpoint::resolve(selector, &Environment::from_process())?;
+        DockerEngine::connect_endpoint(&endpoint, REQUEST_TIMEOUT).await
+    }
+
+    /// [`DockerEngine::connect_selected`], or, when the engine cannot be reached, an
+    /// [`unanswered`] client and why (for the commands that go on without an engine: `apply`
+    /// when pushing, `verify --rebuild`). Any other failure is an error.
     ///
     /// [`unanswered`]: DockerEngine::unanswered
-    pub async fn connect_or_unanswered() -> Result<(DockerEngine, Option<EngineError>), EngineError>
-    {
-        match DockerEngine::connect().await {
+    pub async fn connect_or_unanswered(
+        selector: &Selector,
+    ) -> Result<(DockerEngine, Option<EngineError>), EngineError> {
+        let endpoint = endpoint::resolve(selector, &Environment::from_process())?;
+        match DockerEngine::connect_endpoint(&endpoint, REQUEST_TIMEOUT).await {
             Ok(engine) => Ok((engine, None)),
-            Err(e @ EngineError::Unreachable { .. }) => Ok((DockerEngine::unanswered()?, Some(e))),
+            Err(e @ EngineError::Unreachable { .. }) => {
+                Ok((DockerEngine::unanswered(&endpoint)?, Some(e)))
+            }
             Err(e) => Err(e),
         }
     }
 
-    /// Connects to `host` (`unix:///path`, `tcp://host:port`) and negotiates the API version.
+    /// Connects to `host` (`unix:///path`, `tcp://host:port` in plain HTTP, `ssh://…`) and
+    /// negotiates the API version.
     pub async fn connect_to(host: &str) -> Result<DockerEngine, EngineError> {
         DockerEngine::connect_with_timeout(host, REQUEST_TIMEOUT).await
     }
@@ -91,33 +97,52 @@ impl DockerEngine {
         host: &str,
         request_timeout: Duration,
     ) -> Result<DockerEngine, EngineError> {
-        let endpoint = host.to_owned();
-        let docker = Docker::connect_with_host(host).map_err(|e| match e {
-            BollardError::UnsupportedURISchemeError { .. } => EngineError::UnsupportedHost {
-                endpoint: endpoint.clone(),
-            },
-            other => classify(&endpoint, "connect", other),
-        })?;
+        let selector = Selector::Host {
+            host: host.to_owned(),
+            tls: None,
+        };
+        let endpoint = endpoint::resolve(&selector, &Environment::from_process())?;
+        DockerEngine::connect_endpoint(&endpoint, request_timeout).await
+    }
+
+    /// Connects to `endpoint` and negotiates the API version, waiting at most
+    /// `request_timeout` for an answer to the requests that answer at once.
+    pub async fn connect_endpoint(
+        endpoint: &Endpoint,
+        request_timeout: Duration,
+    ) -> Result<DockerEngine, EngineError> {
+        let name = endpoint.describe();
+        let docker = transport::client(endpoint, request_timeout)?;
         let docker = docker
             .with_timeout(request_timeout)
             .negotiate_version()
             .await
             .map_err(|e| match e {
-                // An answer, but not the engine's: another HTTP server at that address.
+                // An answer, but not the engine's: another HTTP server at that address, or an
+                // engine that speaks TLS answering a plain-HTTP request.
+                BollardError::DockerResponseServerError {
+                    status_code,
+                    message,
+                } if status_code == 400 && message.contains("HTTP request to an HTTPS server") => {
+                    EngineError::Connection {
+                        endpoint: name.clone(),
+                        cause: ConnectionCause::TlsRequired,
+                    }
+                }
                 BollardError::DockerResponseServerError {
                     status_code,
                     message,
                 } => EngineError::NotAnEngine {
-                    endpoint: endpoint.clone(),
+                    endpoint: name.clone(),
                     message: format!("GET /version answered HTTP {status_code}: {message}"),
                 },
                 BollardError::JsonDataError { .. }
                 | BollardError::JsonSerdeError { .. }
                 | BollardError::APIVersionParseError {} => EngineError::NotAnEngine {
-                    endpoint: endpoint.clone(),
+                    endpoint: name.clone(),
                     message: format!("GET /version did not answer a Docker version: {e}"),
                 },
-                other => classify(&endpoint, "version negotiation", other),
+                other => classify(&name, "version negotiation", other),
             })?;
         let version = docker.client_version();
         let prefix = format!("/v{}.{}", version.major_version, version.minor_version);
@@ -125,23 +150,26 @@ impl DockerEngine {
         Ok(DockerEngine {
             builder: docker.clone().with_timeout(BUILD_TIMEOUT),
             docker,
-            endpoint,
+            endpoint: name,
             retry: RetryPolicy::default(),
         })
     }
 
-    /// A client for the engine of `DOCKER_HOST` (or the default socket) that did not answer
-    /// [`DockerEngine::connect`]: nothing is negotiated, and every call fails as that engine
-    /// fails (unreachable). `apply` holds one when it goes on without an engine (engine-less
-    /// builds, `apply/assemble.rs`), so that the code paths stay the same and any call that
-    /// would need the engine reports it as unreachable.
-    pub fn unanswered() -> Result<DockerEngine, EngineError> {
-        let endpoint = host_from_env();
-        let docker = match Docker::connect_with_host(&endpoint) {
+    /// A client for `endpoint`, whose engine did not answer [`DockerEngine::connect_endpoint`]:
+    /// nothing is negotiated, and every call fails as that engine fails (unreachable). `apply`
+    /// holds one when it goes on without an engine (engine-less builds, `apply/assemble.rs`),
+    /// so that the code paths stay the same and any call that would need the engine reports it
+    /// as unreachable.
+    pub fn unanswered(endpoint: &Endpoint) -> Result<DockerEngine, EngineError> {
+        let name = endpoint.describe();
+        let docker = match transport::client(endpoint, REQUEST_TIMEOUT) {
             Ok(docker) => docker,
             // bollard refuses to make a client for a socket path that does not exist (a stopped
             // engine's): this one fails every request the same way.
-            Err(BollardError::SocketNotFoundError(path)) => Docker::connect_with_custom_transport(
+            Err(EngineError::Unreachable {
+                source: BollardError::SocketNotFoundError(path),
+                ..
+            }) => Docker::connect_with_custom_transport(
                 move |_request| {
                     let path = path.clone();
                     async move { Err(BollardError::SocketNotFoundError(path)) }
@@ -151,17 +179,14 @@ impl DockerEngine {
                 REQUEST_TIMEOUT.as_secs(),
                 bollard::API_DEFAULT_VERSION,
             )
-            .map_err(|e| classify(&endpoint, "connect", e))?,
-            Err(BollardError::UnsupportedURISchemeError { .. }) => {
-                return Err(EngineError::UnsupportedHost { endpoint })
-            }
-            Err(other) => return Err(classify(&endpoint, "connect", other)),
+            .map_err(|e| classify(&name, "connect", e))?,
+            Err(other) => return Err(other),
         };
         let docker = docker.with_timeout(REQUEST_TIMEOUT);
         Ok(DockerEngine {
             builder: docker.clone().with_timeout(BUILD_TIMEOUT),
             docker,
-            endpoint,
+            endpoint: name,
             retry: RetryPolicy::default(),
         })
     }
@@ -853,7 +878,7 @@ fn is_transport(error: &BollardError) -> bool {
     )
 }
 
-fn classify(endpoint: &str, operation: &str, error: BollardError) -> EngineError {
+pub(super) fn classify(endpoint: &str, operation: &str, error: BollardError) -> EngineError {
     match error {
         BollardError::DockerResponseServerError {
             status_code,

@@ -26,6 +26,8 @@
 //! builds on tokio tasks; implementations may still write `async fn`.
 
 pub mod docker;
+pub mod endpoint;
+pub mod transport;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -37,6 +39,8 @@ use tokio_util::sync::CancellationToken;
 use crate::registry::{Credential, Digest, Repository};
 
 pub use docker::DockerEngine;
+pub use endpoint::{Endpoint, EndpointError, Selector};
+pub use transport::ConnectionCause;
 
 /// The engine's id of a local image (`sha256:…` of its configuration).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -128,9 +132,18 @@ pub enum EngineError {
     /// the engine's). Exit code 3: there is no engine to talk to.
     #[error("not a Docker engine at {endpoint}: {message}")]
     NotAnEngine { endpoint: String, message: String },
-    /// `DOCKER_HOST` names a transport this build does not speak. Exit code 2.
-    #[error("unsupported Docker host `{endpoint}`: use unix:// or tcp:// (plain HTTP)")]
-    UnsupportedHost { endpoint: String },
+    /// No engine could be chosen: a host that does not parse, a docker context that does not
+    /// exist or is broken ([`endpoint`]). Exit code 2.
+    #[error(transparent)]
+    Endpoint(#[from] EndpointError),
+    /// The engine's address was reached, or tried, and the connection failed at a step that
+    /// `cause` names: a certificate, the TLS handshake, a refused connection, SSH's host key or
+    /// login. Exit code 3.
+    #[error("cannot connect to the Docker engine at {endpoint}: {cause}")]
+    Connection {
+        endpoint: String,
+        cause: ConnectionCause,
+    },
     /// The engine refused a request (`status` is its HTTP status). Exit code 1.
     #[error("Docker engine at {endpoint} refused {operation}: HTTP {status}: {message}")]
     Api {

@@ -211,6 +211,67 @@ pub struct Packaging {
     pub version: Option<String>,
     pub latest: bool,
     pub build_order: Vec<Name>,
+    /// A pool of engines to spread builds over (format 1.1); empty: the one engine of the
+    /// environment.
+    pub builders: Vec<Builder>,
+}
+
+/// A Docker engine as a cookbook names one (a site's `docker` target, a builder): a `host` or
+/// a docker `context` by name (exactly one; the schema says so), and for a `tcp://` host the
+/// TLS files. Text as written: the engine edge parses it (`engine::endpoint`).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct EngineSpec {
+    /// `unix:///…`, `tcp://…`, `ssh://…`, or `env`: the deploying process's engine.
+    pub host: Option<String>,
+    pub context: Option<String>,
+    pub tls: Option<TlsSpec>,
+}
+
+/// TLS files of a TCP engine, relative to the cookbook's directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsSpec {
+    pub ca: Option<String>,
+    pub cert: Option<String>,
+    pub key: Option<String>,
+    /// Verify the engine's certificate against `ca` (default true).
+    pub verify: bool,
+}
+
+/// One engine of `packaging.builders`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Builder {
+    /// What reports call it: as written, else its context's name or host.
+    pub name: String,
+    pub engine: EngineSpec,
+}
+
+impl EngineSpec {
+    /// The engine spec a wire target or builder writes.
+    pub(crate) fn from_wire(
+        host: Option<&String>,
+        context: Option<&String>,
+        tls: Option<&super::wire::TlsWire>,
+    ) -> EngineSpec {
+        EngineSpec {
+            host: host.cloned(),
+            context: context.cloned(),
+            tls: tls.map(|t| TlsSpec {
+                ca: t.ca.clone(),
+                cert: t.cert.clone(),
+                key: t.key.clone(),
+                verify: t.verify,
+            }),
+        }
+    }
+
+    /// How messages name it: the context's name or the host.
+    pub fn describe(&self) -> String {
+        match (&self.context, &self.host) {
+            (Some(context), _) => context.clone(),
+            (None, Some(host)) => host.clone(),
+            (None, None) => "env".to_owned(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -942,6 +1003,18 @@ impl Converter<'_> {
             version: packaging.version.clone(),
             latest: packaging.latest,
             build_order,
+            builders: packaging
+                .builders
+                .iter()
+                .map(|b| {
+                    let engine =
+                        EngineSpec::from_wire(b.host.as_ref(), b.context.as_ref(), b.tls.as_ref());
+                    Builder {
+                        name: b.name.clone().unwrap_or_else(|| engine.describe()),
+                        engine,
+                    }
+                })
+                .collect(),
         }
     }
 

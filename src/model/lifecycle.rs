@@ -134,9 +134,9 @@ pub enum SiteKind {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Target {
-    /// A Docker engine: `unix:///…`, `tcp://…`, or `env` (the DOCKER_HOST of the deploying
-    /// process).
-    Docker { host: String },
+    /// A Docker engine: a host (`unix:///…`, `tcp://…` with TLS files, `ssh://…`, or `env`: the
+    /// engine of the deploying process) or a docker context.
+    Docker(super::EngineSpec),
     /// A Kubernetes cluster, reached through kube's own configuration loading: the kubeconfig
     /// (`kubeconfig`, else `KUBECONFIG`/`~/.kube/config`, at `context` or its current one), or
     /// the in-cluster service account when there is no kubeconfig.
@@ -674,9 +674,11 @@ impl Check<'_> {
                 .target
                 .as_ref()
                 .and_then(|t| match (&t.docker, &t.kubernetes) {
-                    (Some(d), _) => Some(Target::Docker {
-                        host: d.host.clone(),
-                    }),
+                    (Some(d), _) => Some(Target::Docker(super::EngineSpec::from_wire(
+                        d.host.as_ref(),
+                        d.context.as_ref(),
+                        d.tls.as_ref(),
+                    ))),
                     (None, Some(k)) => Some(Target::Kubernetes(KubernetesTarget {
                         context: k.context.clone(),
                         namespace: k.namespace.clone(),

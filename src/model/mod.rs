@@ -14,9 +14,9 @@ pub mod wire;
 
 pub use cookbook::is_local_image;
 pub use cookbook::{
-    Application, BaseImage, Container, ContainerKind, Cookbook, Dependencies, DockerfileBuild,
-    Generated, Packaging, PathKind, PathUse, Port, Project, Protocol, RunCommand, Site, Tagging,
-    LOCAL_REPOSITORY_PREFIX, SCRATCH,
+    Application, BaseImage, Builder, Container, ContainerKind, Cookbook, Dependencies,
+    DockerfileBuild, EngineSpec, Generated, Packaging, PathKind, PathUse, Port, Project, Protocol,
+    RunCommand, Site, Tagging, TlsSpec, LOCAL_REPOSITORY_PREFIX, SCRATCH,
 };
 pub use name::Name;
 pub use relpath::{RelPath, RelPathError};

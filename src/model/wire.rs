@@ -105,6 +105,33 @@ pub struct PackagingWire {
     #[serde(default)]
     pub latest: bool,
     pub build_order: Option<Vec<String>>,
+    #[serde(default)]
+    pub builders: Vec<BuilderWire>,
+}
+
+/// A builder of a pool (format 1.1): an engine, with a name for reports.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BuilderWire {
+    pub name: Option<String>,
+    pub host: Option<String>,
+    pub context: Option<String>,
+    pub tls: Option<TlsWire>,
+}
+
+/// A TCP engine's TLS files (paths relative to the cookbook's directory).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsWire {
+    pub ca: Option<String>,
+    pub cert: Option<String>,
+    pub key: Option<String>,
+    #[serde(default = "yes")]
+    pub verify: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 #[derive(Debug, Deserialize)]
@@ -151,7 +178,10 @@ pub struct KubernetesTargetWire {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DockerTargetWire {
-    pub host: String,
+    /// Exactly one of `host` and `context` (the schema says so).
+    pub host: Option<String>,
+    pub context: Option<String>,
+    pub tls: Option<TlsWire>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -53,6 +53,10 @@ pub struct ApplyOptions {
     /// Sign and attach a provenance statement and an SBOM to every published image with this
     /// private key (none: no attestations; ignored without `push`).
     pub signing_key: Option<PathBuf>,
+    /// The engine to build on (`--context`; default: the environment's).
+    pub engine: crate::engine::Selector,
+    /// Engines to spread builds over (`--builder`; none: `packaging.builders`, else `engine`).
+    pub builders: Vec<crate::engine::Selector>,
 }
 
 /// How a run ended, as `apply --format json`'s `result` says it.
@@ -323,6 +327,8 @@ fn options(opts: &ApplyOptions) -> Options {
         revision: opts.revision.clone(),
         trust_lock: opts.trust_lock,
         attest: None,
+        engine: opts.engine.clone(),
+        builders: opts.builders.clone(),
     }
 }
 
@@ -361,6 +367,8 @@ pub struct SyncApplier<'a> {
     /// Signs and attaches the provenance and SBOM of every image published (`sync
     /// --signing-key`).
     pub signer: Option<Arc<dyn crate::attest::key::Signer>>,
+    /// The engine to build on (the environment's, unless the sync says otherwise).
+    pub engine: crate::engine::Selector,
 }
 
 impl crate::sync::Applier for SyncApplier<'_> {
@@ -373,6 +381,8 @@ impl crate::sync::Applier for SyncApplier<'_> {
             push: true,
             keep_going: false,
             trust_lock: false,
+            engine: self.engine.clone(),
+            builders: Vec::new(),
             revision: Some(request.commit.to_owned()),
             attest: self.signer.clone().map(|signer| {
                 Arc::new(Attesting {

@@ -187,6 +187,7 @@ pub fn connect_options(ws: &Workspace, force_conflicts: bool) -> ConnectOptions 
             .map(Path::to_path_buf)
             .unwrap_or_else(|| ".".into()),
         force_conflicts,
+        engine: ws.engine.clone(),
     }
 }
 
@@ -1092,9 +1093,7 @@ pub struct SiteFit {
 /// `DOCKER_HOST`.
 pub fn detect(site: Option<(&Workspace, &str)>) -> Result<DetectReport, Error> {
     let mut connect = ConnectOptions::default();
-    let mut target = Target::Docker {
-        host: "env".to_owned(),
-    };
+    let mut target = Target::Docker(crate::model::EngineSpec::default());
     let mut fit = None;
     if let Some((ws, site)) = site {
         let name = session::known_site(&ws.cookbook, site)?;

@@ -15,6 +15,11 @@ pub mod apply;
 pub mod clean;
 pub mod deploy;
 pub mod diff;
+/// Which Docker engine a flow talks to: the selector its options carry (`--context`,
+/// `--builder`), resolved by the engine edge as the docker CLI resolves it.
+pub mod engine {
+    pub use crate::engine::Selector;
+}
 pub mod events;
 pub mod fleet;
 pub mod init;

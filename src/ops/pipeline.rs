@@ -52,6 +52,8 @@ pub struct PipelineOptions {
 pub struct ApplySettings {
     /// Signs and attaches the provenance and SBOM of every image published.
     pub signer: Option<Arc<dyn Signer>>,
+    /// The engine to build on (`--context`; default: the environment's).
+    pub engine: crate::engine::Selector,
 }
 
 /// What a round tells while it runs; the front end renders it (log lines, metrics, a page).
@@ -162,6 +164,7 @@ impl Pipeline {
             finished: &finished,
             interrupted: &interrupted,
             signer: settings.signer.clone(),
+            engine: settings.engine.clone(),
         });
         let report = sync_once(
             &self.dir,

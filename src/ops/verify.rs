@@ -41,6 +41,8 @@ pub struct VerifyOptions {
     /// Also check each published image's attestations (`--attestations --key PUB`): the
     /// public key they must be signed with.
     pub attestations: Option<PathBuf>,
+    /// The engine `--rebuild` builds on (`--context`; default: the environment's).
+    pub engine: crate::engine::Selector,
 }
 
 /// The verdict of the whole check, as `verify --format json`'s `result` says it.
@@ -216,7 +218,7 @@ pub fn verify(file: &CookbookFile, opts: &VerifyOptions) -> Result<VerifyReport,
         } else {
             ws.containers_named(&opts.containers)?
         };
-        rebuild(&mut report, &subject, &selected)?;
+        rebuild(&mut report, &subject, &selected, &opts.engine)?;
     }
     let result = match (report.ok(), opts.locked) {
         (true, _) => VerifyResult::Ok,
@@ -297,12 +299,13 @@ fn rebuild(
     report: &mut verify::Report,
     subject: &Subject<'_>,
     selected: &[Name],
+    engine: &crate::engine::Selector,
 ) -> Result<(), Error> {
     runtime()?
         .block_on(async {
             // Containers without build commands are rebuilt without an engine; rebuild pings
             // it only when a selected container needs it.
-            let (engine, _) = crate::engine::DockerEngine::connect_or_unanswered().await?;
+            let (engine, _) = crate::engine::DockerEngine::connect_or_unanswered(engine).await?;
             let client = RegistryClient::new()?;
             verify::rebuild::rebuild(report, subject, selected, &engine, &client).await
         })

@@ -74,6 +74,9 @@ pub struct Workspace {
     pub plan: Plan,
     /// What the load stage warned about (the caller shows them or not).
     pub warnings: Vec<Diagnostic>,
+    /// The engine a site with `host: "env"` (and `site detect` without a site) talks to: the
+    /// environment's, unless the command was given `--context`.
+    pub engine: crate::engine::Selector,
     lock: OnceCell<Option<Lock>>,
 }
 
@@ -96,6 +99,7 @@ impl Workspace {
             cookbook,
             plan,
             warnings,
+            engine: crate::engine::Selector::Environment,
             lock: OnceCell::new(),
         })
     }

@@ -450,7 +450,10 @@ async fn an_unreachable_engine_names_its_endpoint() {
         .await
         .unwrap_err();
     assert!(
-        matches!(unsupported, EngineError::UnsupportedHost { .. }),
+        matches!(
+            unsupported,
+            EngineError::Endpoint(cookbook::engine::EndpointError::Unsupported { .. })
+        ),
         "{unsupported:?}"
     );
 }
