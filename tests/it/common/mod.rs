@@ -292,4 +292,5 @@ pub fn wait_until(what: &str, limit: Duration, mut check: impl FnMut() -> bool) 
 }
 pub mod browser;
 pub mod deploy;
+pub mod dockerd;
 pub mod http;
