@@ -90,6 +90,8 @@ pub enum Command {
         cookbook: CookbookArg,
         /// The container whose image to describe
         container: String,
+        #[command(flatten)]
+        engine: EngineArgs,
         /// The document's format (SPDX 2.3 JSON is the only one)
         #[arg(long, value_enum, default_value = "json")]
         format: SbomFormat,
@@ -579,6 +581,8 @@ pub struct VerifyArgs {
 
 #[derive(Debug, Args)]
 pub struct UpdateArgs {
+    #[command(flatten)]
+    pub engine: EngineArgs,
     /// Re-resolve only the base images of these containers [default: every external base]
     #[arg(value_name = "CONTAINER")]
     pub containers: Vec<String>,
@@ -601,6 +605,8 @@ pub const DEPLOY_HELP: &str = "Exit codes:
 
 #[derive(Debug, Args)]
 pub struct DeployArgs {
+    #[command(flatten)]
+    pub engine: EngineArgs,
     /// The federation site to deploy to (its `target` names the engine)
     #[arg(long, value_name = "SITE")]
     pub site: String,
@@ -629,6 +635,8 @@ pub struct DeployArgs {
 
 #[derive(Debug, Args)]
 pub struct RollbackArgs {
+    #[command(flatten)]
+    pub engine: EngineArgs,
     /// The federation site
     #[arg(long, value_name = "SITE")]
     pub site: String,
@@ -655,6 +663,8 @@ pub struct ReleasesArgs {
 
 #[derive(Debug, Args)]
 pub struct StatusArgs {
+    #[command(flatten)]
+    pub engine: EngineArgs,
     /// The federation site
     #[arg(long, value_name = "SITE")]
     pub site: String,
@@ -759,7 +769,8 @@ pub enum KeyAlgorithmArg {
 #[derive(Debug, Subcommand)]
 pub enum SiteCommand {
     /// Print what a site's engine offers, in the vocabulary of `capabilities`: architecture,
-    /// cores, memory, engine version, GPU. Without --site: the engine at DOCKER_HOST.
+    /// cores, memory, engine version, GPU. Without --site: the engine the docker CLI would use
+    /// (DOCKER_HOST, the current context, or --context).
     #[command(after_help = crate::error::EXIT_CODES_HELP)]
     Detect {
         #[command(flatten)]
@@ -767,6 +778,8 @@ pub enum SiteCommand {
         /// The federation site whose target to ask (and whose declared capabilities to check)
         #[arg(long, value_name = "SITE")]
         site: Option<String>,
+        #[command(flatten)]
+        engine: EngineArgs,
         /// Output format
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
@@ -812,6 +825,8 @@ pub struct ApproveArgs {
 
 #[derive(Debug, Args)]
 pub struct PromoteArgs {
+    #[command(flatten)]
+    pub engine: EngineArgs,
     /// The federation site
     #[arg(long, value_name = "SITE")]
     pub site: String,

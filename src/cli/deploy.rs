@@ -35,7 +35,8 @@ pub fn run(
     out: &mut dyn Write,
     err: &mut dyn Write,
 ) -> Result<(), Error> {
-    let ws = workspace(file)?;
+    let mut ws = workspace(file)?;
+    ws.engine = args.engine.selector();
     if args.force_conflicts {
         let _ = writeln!(
             err,
@@ -107,7 +108,8 @@ fn print(out: &mut dyn Write, format: Format, report: &DeployReport) {
 
 /// `cookbook rollback`: deploys a recorded release again, exactly as it ran.
 pub fn rollback(file: &Path, args: &RollbackArgs, out: &mut dyn Write) -> Result<(), Error> {
-    let ws = workspace(file)?;
+    let mut ws = workspace(file)?;
+    ws.engine = args.engine.selector();
     let opts = RollbackOptions {
         site: args.site.clone(),
         stage: args.stage.clone(),
@@ -158,7 +160,9 @@ pub fn status(file: &Path, args: &StatusArgs, out: &mut dyn Write) -> Result<(),
         site: args.site.clone(),
         stage: args.stage.clone(),
     };
-    let status = ops::deploy::status(&workspace(file)?, &opts)?;
+    let mut ws = workspace(file)?;
+    ws.engine = args.engine.selector();
+    let status = ops::deploy::status(&ws, &opts)?;
     match (args.format, &status) {
         (Format::Json, status) => {
             let _ = out.write_all(json_sorted(status).as_bytes());
@@ -243,13 +247,18 @@ pub fn site(command: &SiteCommand, top: Option<&Path>, out: &mut dyn Write) -> R
     let SiteCommand::Detect {
         cookbook,
         site,
+        engine,
         format,
     } = command;
     let ws = match site {
-        Some(_) => Some(workspace(&cookbook.resolve(top)?)?),
+        Some(_) => {
+            let mut ws = workspace(&cookbook.resolve(top)?)?;
+            ws.engine = engine.selector();
+            Some(ws)
+        }
         None => None,
     };
-    let report = ops::deploy::detect(ws.as_ref().zip(site.as_deref()))?;
+    let report = ops::deploy::detect(ws.as_ref().zip(site.as_deref()), &engine.selector())?;
     match format {
         Format::Text => detect_text(out, &report),
         Format::Json => {
@@ -341,7 +350,8 @@ pub fn approve(
 /// `cookbook promote`: deploys the images of a stage's current (healthy, recorded) release to a
 /// later stage, with that stage's runtime settings, if its rule is met.
 pub fn promote(file: &Path, args: &PromoteArgs, out: &mut dyn Write) -> Result<(), Error> {
-    let ws = workspace(file)?;
+    let mut ws = workspace(file)?;
+    ws.engine = args.engine.selector();
     let opts = PromoteOptions {
         site: args.site.clone(),
         from: args.from.clone(),

@@ -148,8 +148,9 @@ fn execute(cli: &Cli, out: &mut dyn Write, err: &mut dyn Write) -> Result<(), Er
         C::Sbom {
             cookbook,
             container,
+            engine,
             format: _,
-        } => sbom::sbom(cookbook, top, container, out, err),
+        } => sbom::sbom(cookbook, top, container, engine, out, err),
         C::Context {
             cookbook,
             container,

@@ -12,10 +12,13 @@ pub fn sbom(
     cookbook: &CookbookArg,
     top: Option<&Path>,
     container: &str,
+    engine: &super::args::EngineArgs,
     out: &mut dyn Write,
     err: &mut dyn Write,
 ) -> Result<(), Error> {
-    let report = ops::sbom(&open(cookbook, top, err)?, container)?;
+    let mut ws = open(cookbook, top, err)?;
+    ws.engine = engine.selector();
+    let report = ops::sbom(&ws, container)?;
     json(&report, out);
     Ok(())
 }

@@ -18,7 +18,8 @@ pub fn run(
     out: &mut dyn Write,
     err: &mut dyn Write,
 ) -> Result<(), Error> {
-    let ws = super::output::open_file(locate::cookbook_file(file.to_path_buf()), err)?;
+    let mut ws = super::output::open_file(locate::cookbook_file(file.to_path_buf()), err)?;
+    ws.engine = args.engine.selector();
     let opts = UpdateOptions {
         containers: args.containers.clone(),
     };

@@ -362,3 +362,100 @@ fn remove_member(document: &mut serde_json::Value, pointer: &str) -> bool {
         .and_then(|o| o.remove(&key))
         .is_some()
 }
+
+#[cfg(test)]
+mod engine_tests {
+    use super::*;
+    use crate::model::lifecycle::Target;
+    use crate::model::EngineSpec;
+
+    fn cookbook(packaging: &str, docker: &str) -> Result<Parsed, Vec<Diagnostic>> {
+        parse(
+            format!(
+                r#"{{
+                  "manifest_version": "1.1",
+                  "project": {{ "name": "p" }},
+                  "packaging": {{ "registry": "127.0.0.1:5000/p" {packaging} }},
+                  "applications": {{ "a": {{}} }},
+                  "containers": {{ "c": {{ "base_image": "b", "applications": ["a"] }} }},
+                  "lifecycle": {{ "stages": ["dev"] }},
+                  "federation": {{ "sites": {{
+                    "here": {{ "containers": ["c"], "stages": ["dev"],
+                              "target": {{ "docker": {docker} }} }}
+                  }} }}
+                }}"#
+            )
+            .as_bytes(),
+        )
+    }
+
+    #[test]
+    fn a_site_names_its_engine_by_host_with_tls_or_by_context() {
+        let parsed = cookbook(
+            "",
+            r#"{ "host": "tcp://127.0.0.1:2376", "tls": { "ca": "ca.pem", "cert": "c.pem", "key": "k.pem" } }"#,
+        )
+        .unwrap();
+        let Some(Target::Docker(spec)) = &parsed.cookbook.lifecycle.sites["here"].target else {
+            panic!("a docker target");
+        };
+        assert_eq!(spec.host.as_deref(), Some("tcp://127.0.0.1:2376"));
+        let tls = spec.tls.as_ref().unwrap();
+        assert!(tls.verify);
+        assert_eq!(tls.key.as_deref(), Some("k.pem"));
+
+        let parsed = cookbook("", r#"{ "context": "big-builder" }"#).unwrap();
+        assert_eq!(
+            parsed.cookbook.lifecycle.sites["here"].target,
+            Some(Target::Docker(EngineSpec {
+                context: Some("big-builder".into()),
+                ..EngineSpec::default()
+            }))
+        );
+    }
+
+    #[test]
+    fn a_site_with_both_or_neither_or_tls_on_a_context_is_refused() {
+        for docker in [
+            r#"{ "host": "env", "context": "x" }"#,
+            r#"{}"#,
+            r#"{ "context": "x", "tls": { "ca": "ca.pem" } }"#,
+            r#"{ "host": "tcp://h:1", "tls": { "cert": "c.pem" } }"#,
+        ] {
+            let errors = cookbook("", docker).map(|_| ()).unwrap_err();
+            assert!(
+                errors.iter().any(|d| d.pointer.contains("/target/docker")),
+                "{docker}: {errors:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn builders_are_named_as_written_else_by_context_or_host() {
+        let parsed = cookbook(
+            r#", "builders": [ { "name": "one", "host": "ssh://b@10.0.0.1" }, { "context": "two" }, { "host": "tcp://10.0.0.3:2375" } ]"#,
+            r#"{ "host": "env" }"#,
+        )
+        .unwrap();
+        let names: Vec<&str> = parsed
+            .cookbook
+            .packaging
+            .builders
+            .iter()
+            .map(|b| b.name.as_str())
+            .collect();
+        assert_eq!(names, ["one", "two", "tcp://10.0.0.3:2375"]);
+        let errors = cookbook(
+            r#", "builders": [ { "name": "x" } ]"#,
+            r#"{ "host": "env" }"#,
+        )
+        .map(|_| ())
+        .unwrap_err();
+        assert!(
+            errors
+                .iter()
+                .any(|d| d.pointer.contains("/packaging/builders/0")),
+            "{errors:?}"
+        );
+    }
+}

@@ -1089,10 +1089,16 @@ pub struct SiteFit {
     pub missing: Vec<String>,
 }
 
-/// `site detect`: asks `site`'s target (of `ws`'s cookbook), or without a site the engine at
-/// `DOCKER_HOST`.
-pub fn detect(site: Option<(&Workspace, &str)>) -> Result<DetectReport, Error> {
-    let mut connect = ConnectOptions::default();
+/// `site detect`: asks `site`'s target (of `ws`'s cookbook), or without a site the engine
+/// `engine` chooses.
+pub fn detect(
+    site: Option<(&Workspace, &str)>,
+    engine: &crate::engine::Selector,
+) -> Result<DetectReport, Error> {
+    let mut connect = ConnectOptions {
+        engine: engine.clone(),
+        ..ConnectOptions::default()
+    };
     let mut target = Target::Docker(crate::model::EngineSpec::default());
     let mut fit = None;
     if let Some((ws, site)) = site {

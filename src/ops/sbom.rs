@@ -63,7 +63,7 @@ pub fn sbom(ws: &Workspace, container: &str) -> Result<SbomReport, Error> {
     }
 
     let normalized = super::runtime()?.block_on(async {
-        let engine = crate::engine::DockerEngine::connect().await?;
+        let engine = crate::engine::DockerEngine::connect_selected(&ws.engine).await?;
         if crate::engine::Engine::inspect_image(&engine, image_id.as_str())
             .await?
             .is_none()

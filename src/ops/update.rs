@@ -105,7 +105,7 @@ pub fn update(ws: &Workspace, opts: &UpdateOptions) -> Result<UpdateReport, Erro
         .collect();
     let warnings = Warnings::default();
     let pinned = runtime()?.block_on(async {
-        let engine = crate::engine::DockerEngine::connect().await?;
+        let engine = crate::engine::DockerEngine::connect_selected(&ws.engine).await?;
         let registry = crate::registry::RegistryClient::new()?;
         let report = pin::pin_plan(
             Some(&engine),
