@@ -21,7 +21,7 @@ use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use super::args::ApplyArgs;
 use super::interrupt::Interrupt;
 use super::output::json_sorted;
-use super::{locate, output, Format};
+use super::{github, locate, output, CiFormat, Format};
 use crate::error::Error;
 use crate::ops::apply::{ApplyOptions, ApplySummary, DryRunReport, Event, Name, Reporter};
 
@@ -239,7 +239,11 @@ pub fn run(
         let dir = cookbook.base_dir().to_path_buf();
         std::thread::spawn(move || crate::ops::apply::checkout_revision(&dir))
     };
-    let ws = output::open_file(cookbook, err)?;
+    let opened = output::open_file(cookbook, err);
+    if args.format == CiFormat::Github {
+        github::opened("apply", &opened, out);
+    }
+    let ws = opened?;
     let opts = ApplyOptions {
         containers: args.containers.clone(),
         site: args.site.clone(),
@@ -262,11 +266,11 @@ pub fn run(
         // What the run would pin, and bases that moved, on stderr.
         let notes = DryRunNotes(plain_reporter(false, false));
         let report = crate::ops::apply::dry_run(&ws, &opts, &notes)?;
-        print_dry_run(&report, args.format, out, err);
+        print_dry_run(&report, args.format.plain(), out, err);
         return Ok(());
     }
     let ci = std::env::var("CI").is_ok_and(|v| v == "true" || v == "1");
-    let live = args.format == Format::Text
+    let live = args.format == CiFormat::Text
         && !ci
         && !args.verbose
         && !quiet
@@ -276,12 +280,20 @@ pub fn run(
             multi: MultiProgress::new(),
             bars: Mutex::new(Default::default()),
         })
+    } else if args.format == CiFormat::Github {
+        let sources = crate::ops::inspect::container_sources(&ws);
+        let plain = Box::new(plain_reporter(args.verbose, quiet));
+        Box::new(github::Builds::new(plain, ws.path(), sources))
     } else {
         Box::new(plain_reporter(args.verbose, quiet))
     };
     let interrupt = Interrupt::install()?;
-    let summary = crate::ops::apply::apply(&ws, &opts, reporter.as_ref(), interrupt.token())?;
-    if args.format == Format::Json {
+    let summary = crate::ops::apply::apply(&ws, &opts, reporter.as_ref(), interrupt.token());
+    if let (CiFormat::Github, Err(e)) = (args.format, &summary) {
+        github::failure("apply", e, out);
+    }
+    let summary = summary?;
+    if args.format == CiFormat::Json {
         let _ = out.write_all(json_sorted(&summary).as_bytes());
     }
     let _ = writeln!(err, "{}", summary_line(&summary));

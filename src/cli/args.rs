@@ -45,9 +45,10 @@ pub enum Command {
     Validate {
         #[command(flatten)]
         cookbook: CookbookArg,
-        /// Output format: `json` prints one document with every problem
-        #[arg(long, value_enum, default_value_t = Format::Text)]
-        format: Format,
+        /// Output format: `json` prints one document with every problem; `github` one GitHub
+        /// Actions annotation per problem, on its line (docs/CI.md)
+        #[arg(long, value_enum, default_value_t = CiFormat::Text)]
+        format: CiFormat,
     },
     /// Print the build and deploy plan: waves of containers, dependencies first.
     #[command(after_help = EXIT_CODES_HELP)]
@@ -278,6 +279,16 @@ pub enum Format {
     Json,
 }
 
+/// `--format` of `validate`, `apply` and `verify`, the commands a CI job runs: also `github`,
+/// GitHub Actions workflow commands on stdout (`cli::github`). A type of its own so that no
+/// other command accepts `github`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum CiFormat {
+    Text,
+    Json,
+    Github,
+}
+
 /// `sbom --format`: the document is JSON whatever is asked; a second format (CycloneDX) would
 /// be a second value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -302,6 +313,20 @@ pub enum ColorChoice {
 impl Format {
     pub fn is_json(self) -> bool {
         self == Format::Json
+    }
+}
+
+impl CiFormat {
+    pub fn is_json(self) -> bool {
+        self == CiFormat::Json
+    }
+
+    /// What is printed besides the workflow commands: `github` keeps text mode's lines.
+    pub fn plain(self) -> Format {
+        match self {
+            CiFormat::Json => Format::Json,
+            CiFormat::Text | CiFormat::Github => Format::Text,
+        }
     }
 }
 
@@ -521,8 +546,10 @@ pub struct ApplyArgs {
     /// packaging.builders, else the one engine --context chooses]
     #[arg(long = "builder", value_name = "CONTEXT|HOST")]
     pub builders: Vec<String>,
-    #[arg(long, value_enum, default_value_t = Format::Text)]
-    pub format: Format,
+    /// Output format: `github` adds GitHub Actions workflow commands on stdout (each build's
+    /// output folded in a group, a failed build annotated on its Dockerfile or cookbook line)
+    #[arg(long, value_enum, default_value_t = CiFormat::Text)]
+    pub format: CiFormat,
     /// Say per container what apply would do (cached, or build; what it would push and tag),
     /// from the registry (or the engine with --no-push); build, push, tag and write nothing.
     #[arg(long)]
@@ -573,8 +600,14 @@ pub struct VerifyArgs {
     pub key: Option<PathBuf>,
     #[command(flatten)]
     pub engine: EngineArgs,
-    #[arg(long, value_enum, default_value_t = Format::Text)]
-    pub format: Format,
+    /// Output format: `github` adds a GitHub Actions annotation per mismatch, on the
+    /// container's line of the cookbook
+    #[arg(long, value_enum, default_value_t = CiFormat::Text)]
+    pub format: CiFormat,
+    /// Also write a JUnit XML report to FILE (a test case per container and check), whatever
+    /// the format: the test report every CI renders
+    #[arg(long, value_name = "FILE")]
+    pub junit: Option<PathBuf>,
 }
 
 // ---------------------------------------------------------------- update

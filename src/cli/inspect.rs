@@ -5,7 +5,7 @@ use std::io::{IsTerminal, Write};
 use std::path::Path;
 
 use super::output::{self, count, json, open};
-use super::{CookbookArg, Format, PlanFormat};
+use super::{github, CiFormat, CookbookArg, Format, PlanFormat};
 use crate::error::Error;
 use crate::ops::inspect::{self as ops, ContextSink};
 use crate::ops::CookbookFile;
@@ -13,14 +13,18 @@ use crate::ops::CookbookFile;
 pub fn validate(
     cookbook: &CookbookArg,
     top: Option<&Path>,
-    format: Format,
+    format: CiFormat,
     out: &mut dyn Write,
     err: &mut dyn Write,
 ) -> Result<(), Error> {
-    let report = ops::validate(&open(cookbook, top, err)?);
+    let opened = open(cookbook, top, err);
+    if format == CiFormat::Github {
+        github::opened("validate", &opened, out);
+    }
+    let report = ops::validate(&opened?);
     match format {
-        Format::Json => json(&report, out),
-        Format::Text => {
+        CiFormat::Json => json(&report, out),
+        CiFormat::Text | CiFormat::Github => {
             let _ = writeln!(
                 err,
                 "{}: ok (format {}, {} in {}, {}, {})",

@@ -20,9 +20,11 @@ mod deploy;
 mod diff;
 mod events;
 mod fleet;
+mod github;
 mod init;
 mod inspect;
 mod interrupt;
+mod junit;
 mod key;
 pub mod locate;
 mod migrate;
@@ -31,7 +33,7 @@ mod sbom;
 mod update;
 mod verify;
 
-pub use args::{Cli, ColorChoice, Command, CookbookArg, Format, PlanFormat};
+pub use args::{CiFormat, Cli, ColorChoice, Command, CookbookArg, Format, PlanFormat};
 
 use crate::error::{Error, EXIT_OK};
 

@@ -2,16 +2,21 @@
 //!
 //! Text: one line per container, `ok` with its input hash or `MISMATCH` with the first (most
 //! specific) reason; a summary on stderr. JSON: one document with every container's status, all
-//! its reasons and the hashes. The flow is `crate::ops::verify`, the checking `crate::verify`.
+//! its reasons and the hashes. GitHub (`cli::github`): an error annotation per container that
+//! does not match, on its line of the cookbook, the text lines on stderr. `--junit FILE`
+//! writes the report as JUnit XML too (`cli::junit`), whatever the format. The flow is
+//! `crate::ops::verify`, the checking `crate::verify`.
 
 use std::io::Write;
 use std::path::Path;
+use std::time::Instant;
 
 use super::args::VerifyArgs;
 use super::output::json_sorted;
-use super::{locate, Format};
+use super::{github, junit, locate, CiFormat};
 use crate::error::Error;
 use crate::ops::verify::{VerifyOptions, VerifyReport};
+use crate::ops::{CookbookFile, Workspace};
 
 pub fn run(
     file: &Path,
@@ -30,15 +35,69 @@ pub fn run(
         attestations: args.key.clone().filter(|_| args.attestations),
         engine: args.engine.selector(),
     };
-    let report = crate::ops::verify::verify(&cookbook, &opts)?;
+    let started = Instant::now();
+    let report = crate::ops::verify::verify(&cookbook, &opts);
+    if let (CiFormat::Github, Err(e)) = (args.format, &report) {
+        github::failure("verify", e, out);
+    }
+    let report = report?;
+    let mismatch = if args.locked { "STALE" } else { "MISMATCH" };
     match args.format {
-        Format::Text => print_text(&report, if args.locked { "STALE" } else { "MISMATCH" }, out),
-        Format::Json => {
+        CiFormat::Text => print_text(&report, mismatch, out),
+        CiFormat::Json => {
             let _ = out.write_all(json_sorted(&report).as_bytes());
         }
+        // The annotations are the output; the lines text mode prints go with the summary.
+        CiFormat::Github => {
+            print_text(&report, mismatch, err);
+            annotate(&cookbook, &report, out);
+        }
+    }
+    if let Some(path) = &args.junit {
+        let document = junit::document(&report, started.elapsed());
+        crate::ops::verify::write_report(path, &document)?;
     }
     let _ = writeln!(err, "{}", summary_line(&report));
     report.into_result()
+}
+
+/// `--format github`: each container that does not match, an error on its line of the
+/// cookbook (of the working tree: the one the pull request shows, also for `--rev`) with every
+/// reason.
+fn annotate(cookbook: &CookbookFile, report: &VerifyReport, out: &mut dyn Write) {
+    let paths = github::Paths::from_env();
+    // Opened again: the flow keeps no text. A working tree that no longer opens (`--rev` of an
+    // older revision) leaves the annotations on the file without a line.
+    let sources = Workspace::open(cookbook.clone())
+        .map(|ws| crate::ops::inspect::container_sources(&ws))
+        .unwrap_or_default();
+    let what = if report.locked {
+        format!("is stale in {}", report.lock)
+    } else {
+        format!("does not match {}", report.lock)
+    };
+    for (name, verdict) in &report.containers {
+        if verdict.reasons.is_empty() {
+            continue;
+        }
+        let reasons: Vec<String> = verdict.reasons.iter().map(|r| r.to_string()).collect();
+        let (file, location) = github::container_site(name, &cookbook.path, &sources, &paths);
+        // The container's key, not its Dockerfile: a mismatch is about the whole entry.
+        let location = location.or_else(|| {
+            let (_, s) = sources.iter().find(|(n, _)| n.as_str() == name)?;
+            Some(s.location)
+        });
+        let file = match location {
+            Some(_) => paths.relative(&cookbook.path),
+            None => file,
+        };
+        let annotation = github::Annotation::error(
+            format!("cookbook verify: {name} {what}"),
+            format!("{name}: {}", reasons.join("\n")),
+        )
+        .at(file, location);
+        let _ = writeln!(out, "{annotation}");
+    }
 }
 
 /// The summary on stderr: in the terms of a lock check (up to date, stale) for `--locked`.

@@ -12,6 +12,7 @@ use serde::Serialize;
 
 use super::report::{ErrorEntry, Verdict};
 use super::Workspace;
+use crate::diagnostic::Location;
 use crate::error::Error;
 use crate::graph::Plan;
 use crate::hash::{self, BasePin, Fingerprint, HashManifest};
@@ -44,6 +45,55 @@ pub fn validate(ws: &Workspace) -> ValidateReport {
         sites: ws.cookbook.sites.len(),
         waves: ws.plan.waves().len(),
     }
+}
+
+/// Where a container is written, for a report that points at lines (`--format github`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContainerSource {
+    /// Its key in the cookbook (`"api": {`).
+    pub location: Location,
+    /// The Dockerfile it is built from (the cookbook's directory joined with its `dockerfile`),
+    /// none for a generated container.
+    pub dockerfile: Option<PathBuf>,
+}
+
+/// Where each container of the workspace's cookbook is written. The text is read again (a
+/// loaded cookbook keeps no text): when it cannot be, or no longer has the container, that
+/// container has no entry and a report names it without a line.
+pub fn container_sources(ws: &Workspace) -> BTreeMap<Name, ContainerSource> {
+    use crate::model::ContainerKind;
+    let bytes = match ws.file.bytes {
+        Some(bytes) => Some(bytes.to_vec()),
+        None => crate::context::file::read_regular(ws.path(), crate::load::COOKBOOK_MAX)
+            .ok()
+            .flatten(),
+    };
+    let Some(bytes) = bytes else {
+        return BTreeMap::new();
+    };
+    let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(&bytes);
+    let text = String::from_utf8_lossy(bytes);
+    let spans = crate::schema::span::SpanIndex::scan(&text);
+    let mut sources = BTreeMap::new();
+    for (name, container) in &ws.cookbook.containers {
+        let pointer = crate::diagnostic::pointer_push("/containers", name.as_str());
+        let Some(span) = spans.span(&pointer) else {
+            continue;
+        };
+        let offset = span.key.unwrap_or(span.value);
+        let dockerfile = match &container.kind {
+            ContainerKind::Dockerfile(d) => Some(d.dockerfile.under(ws.base_dir())),
+            ContainerKind::Generated(_) => None,
+        };
+        sources.insert(
+            name.clone(),
+            ContainerSource {
+                location: spans.location(&text, offset),
+                dockerfile,
+            },
+        );
+    }
+    sources
 }
 
 /// `plan`: the waves, each container's needs, and how each external base is pinned.

@@ -23,6 +23,9 @@ use crate::state::stat_cache::StatCache;
 use crate::verify::rebuild::{RebuildError, Subject};
 use crate::verify::{self, Reason, Verdict, VerifyError};
 
+/// Which check found a reason, for reports that group by it (`verify --junit`).
+pub use crate::verify::Check;
+
 /// What to verify, and how far.
 #[derive(Debug, Clone, Default)]
 pub struct VerifyOptions {
@@ -235,6 +238,15 @@ pub fn verify(file: &CookbookFile, opts: &VerifyOptions) -> Result<VerifyReport,
         attestations_checked: report.attestations_checked,
         containers: report.containers,
         locked: opts.locked,
+    })
+}
+
+/// Writes a report of a verification to `path` (`verify --junit FILE`), atomically: a reader
+/// (a CI's test reporter) sees the old file or the whole new one, never half of it.
+pub fn write_report(path: &Path, bytes: &[u8]) -> Result<(), Error> {
+    crate::state::atomic::replace(path, bytes, ".cookbook-report.").map_err(|source| Error::Write {
+        path: path.to_path_buf(),
+        source,
     })
 }
 

@@ -281,7 +281,74 @@ impl fmt::Display for Reason {
     }
 }
 
+/// Which of verify's checks found a reason: what a test report groups reasons by (`verify
+/// --junit`: a test case per container and check).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Check {
+    /// The sources hash to what the lock records (always checked).
+    InputHash,
+    /// `--registry`: the locked image is in the registry, as locked.
+    Registry,
+    /// `--rebuild`: rebuilt, the image is the locked one.
+    Rebuild,
+    /// `--attestations`: signed provenance and SBOM that hold for these sources.
+    Attestations,
+}
+
+impl Check {
+    pub const ALL: [Check; 4] = [
+        Check::InputHash,
+        Check::Registry,
+        Check::Rebuild,
+        Check::Attestations,
+    ];
+
+    /// The check's name in a report: `input hash`, `registry`, `rebuild`, `attestations`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Check::InputHash => "input hash",
+            Check::Registry => "registry",
+            Check::Rebuild => "rebuild",
+            Check::Attestations => "attestations",
+        }
+    }
+}
+
 impl Reason {
+    /// The check that found it.
+    pub fn check(&self) -> Check {
+        match self {
+            Reason::NotInLock
+            | Reason::NotInCookbook
+            | Reason::HashVersion { .. }
+            | Reason::LockInconsistent { .. }
+            | Reason::ForeignImage { .. }
+            | Reason::NoRecord { .. }
+            | Reason::Parent { .. }
+            | Reason::File { .. }
+            | Reason::Dockerfile { .. }
+            | Reason::BuildArg { .. }
+            | Reason::Env { .. }
+            | Reason::Recipe { .. } => Check::InputHash,
+            Reason::NotPublished { .. }
+            | Reason::DigestMissing { .. }
+            | Reason::RegistryDigestDiffers { .. }
+            | Reason::LabelDiffers { .. } => Check::Registry,
+            Reason::RebuildDiffers { .. } | Reason::RebuildFailed { .. } => Check::Rebuild,
+            Reason::AttestationMissing { .. }
+            | Reason::AttestationUnsigned { .. }
+            | Reason::AttestationWrongKey { .. }
+            | Reason::AttestationTampered { .. }
+            | Reason::AttestationSubject { .. }
+            | Reason::AttestationUnreadable { .. }
+            | Reason::ProvenanceInput { .. }
+            | Reason::ProvenanceContainer { .. }
+            | Reason::ProvenanceBase { .. }
+            | Reason::ProvenanceCommit { .. } => Check::Attestations,
+        }
+    }
+
     /// Most specific first: what the lock itself says, then parents (a parent's change explains
     /// its children's), source files, spec fields, a generated Dockerfile (which only follows
     /// from the rest), and the registry last.

@@ -13,6 +13,7 @@ mod apply;
 mod approvals;
 mod assemble;
 mod attestations;
+mod ci;
 mod cli;
 mod cli_ux;
 mod concurrency;
