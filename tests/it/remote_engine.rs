@@ -5,9 +5,11 @@
 //! What it pins: `apply`, `verify --rebuild` and `deploy` through `DOCKER_TLS_VERIFY` and
 //! `DOCKER_CERT_PATH`, and through a site whose `docker` target names the host and its TLS files
 //! (relative to the cookbook); a wrong CA, no client certificate, a plain-HTTP client, a TLS
-//! client to a plain-HTTP server and a closed port each exit 3 naming the cause; a context chosen
-//! by `DOCKER_CONTEXT`, by config.json's `currentContext` and by `--context`; `ssh://` builds,
-//! and an unknown host key or a refused key exit 3 naming it.
+//! client to a plain-HTTP server and a closed port each exit 3 naming the cause, a bad TLS file
+//! exit 2 naming it, and `DOCKER_TLS` without `DOCKER_TLS_VERIFY` does not check the CA; a
+//! context chosen by `DOCKER_CONTEXT`, by config.json's `currentContext` and by `--context`;
+//! `ssh://` builds, and an unknown host key, a refused key or a remote side without an engine
+//! exit 3 naming it, in ssh's (or the remote docker's) words.
 //!
 //! Which engine did the work is read from the engine: the project's images are found there by
 //! their `dev.cookbook.project` label (and removed between runs, so each run must build again).
@@ -306,6 +308,25 @@ fn each_failure_to_connect_exits_3_naming_its_cause() {
         );
     }
 
+    // DOCKER_TLS without DOCKER_TLS_VERIFY encrypts without checking the engine's certificate
+    // (the docker CLI's rule): the CA that did not sign it is not asked, the client pair is
+    // still presented.
+    let unchecked = run(
+        &dir,
+        &["apply", "--no-push"],
+        &[
+            ("DOCKER_HOST", &tls.host),
+            ("DOCKER_TLS", "1"),
+            ("DOCKER_CERT_PATH", wrong_ca.to_str().unwrap()),
+        ],
+    );
+    unchecked.assert_code(0);
+    assert!(
+        !project_images(&tls.engine, &name).is_empty(),
+        "{}",
+        unchecked.context()
+    );
+
     // A TLS file that is not one is the configuration's error: exit 2, naming the file.
     let broken = tls.cert_dir(&work.path().join("broken"), false, true);
     std::fs::write(broken.join("key.pem"), "not a key\n").unwrap();
@@ -591,5 +612,25 @@ fn ssh_builds_and_an_unknown_host_key_or_a_refused_key_exit_3() {
         )) && run_refused.stderr.contains("Permission denied (publickey)"),
         "{}",
         run_refused.context()
+    );
+
+    // Logged in, but the remote `docker system dial-stdio` reaches no engine: its own words.
+    let no_engine = Sshd::start("unix:///nonexistent/docker.sock");
+    let host = format!("ssh://root@127.0.0.1:{}", no_engine.port);
+    let key = no_engine.dir.path().join("client_key");
+    let path = no_engine.client("good", true, &key);
+    let run_no_engine = run(
+        &dir,
+        &["apply", "--no-push"],
+        &[("DOCKER_HOST", &host), ("PATH", &path)],
+    );
+    run_no_engine.assert_code(3);
+    assert!(
+        run_no_engine.stderr.contains(&format!(
+            "error: cannot connect to the Docker engine at {host}: SSH failed: "
+        )) && run_no_engine.stderr.contains("/nonexistent/docker.sock"),
+        "{}\nsshd: {}",
+        run_no_engine.context(),
+        no_engine.log()
     );
 }
