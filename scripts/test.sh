@@ -17,6 +17,19 @@ if ! command -v promtool >/dev/null; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get install -y -qq prometheus >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq prometheus >/dev/null; }
 fi
+# Debian's sshd serves `ssh://` engines on loopback in tests/it/remote_engine.rs, started by the
+# test itself: a policy-rc.d that exits 101 keeps the package from starting it as a service.
+if [[ ! -x /usr/sbin/sshd ]]; then
+  export DEBIAN_FRONTEND=noninteractive
+  (
+    policy=/usr/sbin/policy-rc.d ours=
+    [[ -e $policy ]] || { printf '#!/bin/sh\nexit 101\n' >"$policy"; chmod +x "$policy"; ours=1; }
+    rc=0
+    apt-get install -y -qq openssh-server >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq openssh-server >/dev/null; } || rc=$?
+    [[ -z $ours ]] || rm -f "$policy"
+    exit $rc
+  )
+fi
 # Headless Chromium loads the agent's dashboard in tests/it/dashboard.rs, through chromedriver.
 if ! command -v chromedriver >/dev/null; then
   export DEBIAN_FRONTEND=noninteractive

@@ -17,7 +17,9 @@
 //!
 //! It lives at the top level rather than under `ops::agent` (which re-exports it as
 //! `ops::agent::tls`) so that `error` can map [`TlsError`] to exit codes: `ops` imports `error`,
-//! so `error` importing `ops` would be an import cycle (`tests/it/import_graph.rs`).
+//! so `error` importing `ops` would be an import cycle (`tests/it/import_graph.rs`). The same
+//! file readers ([`certificates`], [`private_key`], [`roots`]) serve the engine edge's TLS
+//! (`engine::transport::tls`: DOCKER_CERT_PATH, a context's or a site's TLS files).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -96,7 +98,7 @@ pub enum TlsError {
 }
 
 /// The one crypto provider the agent's TLS uses, both ways.
-fn provider() -> Arc<CryptoProvider> {
+pub(crate) fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::aws_lc_rs::default_provider())
 }
 
@@ -163,7 +165,7 @@ pub fn client(files: &ClientFiles) -> Result<reqwest::Client, TlsError> {
         .map_err(TlsError::Client)
 }
 
-fn rejected(cert: PathBuf, key: PathBuf, e: rustls::Error) -> TlsError {
+pub(crate) fn rejected(cert: PathBuf, key: PathBuf, e: rustls::Error) -> TlsError {
     let message = match e {
         rustls::Error::InconsistentKeys(rustls::InconsistentKeys::KeyMismatch) => {
             "the private key does not match the certificate".to_owned()
@@ -200,7 +202,7 @@ fn malformed(path: &Path, e: pem::Error) -> TlsError {
 }
 
 /// Every `CERTIFICATE` block of the file, in order (a leaf first, then its chain).
-fn certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+pub(crate) fn certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
     let bytes = read(path)?;
     if !has_pem(&bytes) {
         return Err(TlsError::NotPem {
@@ -220,7 +222,7 @@ fn certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
 }
 
 /// The file's first private key (PKCS#8, SEC1 or PKCS#1).
-fn private_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
+pub(crate) fn private_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
     let bytes = read(path)?;
     if !has_pem(&bytes) {
         return Err(TlsError::NotPem {
@@ -237,7 +239,7 @@ fn private_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
 }
 
 /// A root store of exactly the CA file's certificates.
-fn roots(path: &Path) -> Result<RootCertStore, TlsError> {
+pub(crate) fn roots(path: &Path) -> Result<RootCertStore, TlsError> {
     let mut store = RootCertStore::empty();
     for cert in certificates(path)? {
         store.add(cert).map_err(|e| TlsError::BadCa {

@@ -889,9 +889,17 @@ pub(super) fn classify(endpoint: &str, operation: &str, error: BollardError) -> 
             status: status_code,
             message,
         },
-        e if is_transport(&e) => EngineError::Unreachable {
-            endpoint: endpoint.to_owned(),
-            source: e,
+        // A transport of ours that names the failed step (a certificate, a refused
+        // connection, ssh's host key): that step, not a generic "is it running?".
+        e if is_transport(&e) => match transport::cause_of(&e) {
+            Some(cause) => EngineError::Connection {
+                endpoint: endpoint.to_owned(),
+                cause,
+            },
+            None => EngineError::Unreachable {
+                endpoint: endpoint.to_owned(),
+                source: e,
+            },
         },
         e => EngineError::Protocol {
             endpoint: endpoint.to_owned(),

@@ -246,6 +246,13 @@ pub enum EndpointError {
     BadConfig { path: PathBuf, reason: String },
     #[error("docker context `{name}` needs a configuration directory, and neither DOCKER_CONFIG nor HOME is set")]
     NoConfigDir { name: String },
+    /// A TLS file of the endpoint (CA, client certificate, key) is missing, unreadable or not
+    /// what it should be; `error` names the file.
+    #[error("TLS for the Docker engine at {endpoint}: {error}")]
+    Tls {
+        endpoint: String,
+        error: crate::tls::TlsError,
+    },
 }
 
 /// Resolves `selector` in `env`.

@@ -44,6 +44,7 @@ mod published;
 mod readme;
 mod referrers;
 mod registry_tokens;
+mod remote_engine;
 mod reproducible;
 mod retag;
 mod robustness;
