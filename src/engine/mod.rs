@@ -185,6 +185,18 @@ pub enum EngineError {
     Protocol { endpoint: String, message: String },
 }
 
+impl EngineError {
+    /// No engine to talk to: none answers at the address ([`EngineError::Unreachable`]), or the
+    /// connection failed at a step ([`EngineError::Connection`]: a certificate, a handshake,
+    /// ssh). The flows that go on without an engine, or end the run with exit code 3, ask this.
+    pub fn is_unreachable(&self) -> bool {
+        matches!(
+            self,
+            EngineError::Unreachable { .. } | EngineError::Connection { .. }
+        )
+    }
+}
+
 /// What `apply` needs from a container engine.
 pub trait Engine: Send + Sync {
     /// Where the engine is, for messages (`unix:///var/run/docker.sock`).

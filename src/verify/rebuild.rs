@@ -355,7 +355,7 @@ impl Stop {
     /// anything else fails the container.
     fn build(e: BuildError) -> Stop {
         match e {
-            BuildError::Engine(e @ EngineError::Unreachable { .. }) => Stop::Fatal(e.into()),
+            BuildError::Engine(e) if e.is_unreachable() => Stop::Fatal(e.into()),
             BuildError::Registry(
                 e @ (RegistryError::Unreachable { .. } | RegistryError::Unavailable { .. }),
             ) => Stop::Fatal(e.into()),
@@ -476,7 +476,7 @@ async fn engine_rebuild<E: Engine>(
     let request = build::request(cookbook, fp, context.path(), labels, Vec::new(), true);
     let built = match engine.build(&request, &|_| {}).await {
         Ok(outcome) => outcome.image_id,
-        Err(e @ EngineError::Unreachable { .. }) => return Err(e.into()),
+        Err(e) if e.is_unreachable() => return Err(e.into()),
         Err(e) => return Err(Stop::Failed(e.to_string())),
     };
     drop(context);
@@ -484,7 +484,7 @@ async fn engine_rebuild<E: Engine>(
     // The rebuild was for comparing only: it leaves no image behind.
     let _ = engine.remove_image(built.as_str()).await;
     result.map_err(|e| match e {
-        BuildError::Engine(e @ EngineError::Unreachable { .. }) => Stop::Fatal(e.into()),
+        BuildError::Engine(e) if e.is_unreachable() => Stop::Fatal(e.into()),
         other => Stop::Failed(other.to_string()),
     })
 }
@@ -555,7 +555,7 @@ async fn ensure_parent<E: Engine>(
     .await
     {
         Ok(()) => Ok(()),
-        Err(e @ EngineError::Unreachable { .. }) => Err(e.into()),
+        Err(e) if e.is_unreachable() => Err(e.into()),
         Err(other) => Err(Stop::Failed(other.to_string())),
     }
 }
