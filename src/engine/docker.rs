@@ -78,9 +78,7 @@ impl DockerEngine {
         let endpoint = endpoint::resolve(selector, &Environment::from_process())?;
         match DockerEngine::connect_endpoint(&endpoint, REQUEST_TIMEOUT).await {
             Ok(engine) => Ok((engine, None)),
-            Err(e) if e.is_unreachable() => {
-                Ok((DockerEngine::unanswered(&endpoint)?, Some(e)))
-            }
+            Err(e) if e.is_unreachable() => Ok((DockerEngine::unanswered(&endpoint)?, Some(e))),
             Err(e) => Err(e),
         }
     }

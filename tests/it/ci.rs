@@ -389,7 +389,15 @@ fn the_ci_examples_commands_run_against_the_example_cookbook() {
     ] {
         let (lines, vars) = ci_commands(file);
         assert!(lines.len() >= 3, "{file}: {lines:?}");
-        let (_dir, shop) = shop();
+        let (dir, shop) = shop();
+        // GitLab's dind service: an engine of the test's own serving TLS as dind does
+        // (`--tlsverify` on TCP, the client's ca.pem, cert.pem and key.pem in one directory),
+        // reached through the file's own DOCKER_* variables with only the service's address
+        // and the certificates' directory swapped for the test's.
+        let dind = vars
+            .iter()
+            .any(|(k, _)| k == "DOCKER_TLS_VERIFY")
+            .then(crate::remote_engine::TlsSetup::start);
         let namespace = common::unique("ci-example-");
         edit(&shop.join("cookbook.json"), |v| {
             v["packaging"]["registry"] = format!("{registry}/{namespace}").into();
@@ -404,12 +412,23 @@ fn the_ci_examples_commands_run_against_the_example_cookbook() {
                 .env("GITHUB_WORKSPACE", &shop)
                 .env_remove("COOKBOOK_FILE");
             for (k, v) in &vars {
-                // The dind service's engine exists only in GitLab: the test's engine stands for
-                // it (its DOCKER_HOST, no TLS).
-                if k.starts_with("DOCKER_") {
-                    continue;
+                match (k.as_str(), &dind) {
+                    ("DOCKER_HOST", Some(dind)) => {
+                        assert_eq!(v, "tcp://docker:2376", "{file}: dind's TLS address");
+                        command.env(k, &dind.host);
+                    }
+                    ("DOCKER_CERT_PATH", Some(dind)) => {
+                        command.env(
+                            k,
+                            dind.cert_dir(&dir.path().join("certs/client"), false, true),
+                        );
+                    }
+                    // The service's own variable: where dind writes its certificates.
+                    ("DOCKER_TLS_CERTDIR", _) => {}
+                    _ => {
+                        command.env(k, v);
+                    }
                 }
-                command.env(k, v);
             }
             let out = command.output().unwrap();
             assert!(
@@ -422,6 +441,12 @@ fn the_ci_examples_commands_run_against_the_example_cookbook() {
         }
         for report in expected {
             assert!(shop.join(report).is_file(), "{file} leaves {report}");
+        }
+        if let Some(dind) = &dind {
+            assert!(
+                !crate::remote_engine::project_images(&dind.engine, "shop").is_empty(),
+                "{file}: the images were built on the TLS engine"
+            );
         }
         let cases = junit_cases(&fs::read_to_string(shop.join("cookbook-verify.xml")).unwrap());
         assert_eq!(cases.len(), 8, "4 containers × input hash and registry");

@@ -76,7 +76,7 @@ fn cookbook(dir: &Path, name: &str, registry: &str, remote: Option<serde_json::V
 }
 
 /// The ids of `engine`'s images labelled as project `name`'s.
-fn project_images(engine: &ExtraEngine, name: &str) -> Vec<String> {
+pub(crate) fn project_images(engine: &ExtraEngine, name: &str) -> Vec<String> {
     let out = engine
         .cli()
         .args(["images", "-q", "--no-trunc", "--filter"])
@@ -115,15 +115,15 @@ fn running(engine: &ExtraEngine) -> Vec<String> {
 
 /// A CA, an engine certificate for 127.0.0.1 and a client certificate, and a `--tlsverify`
 /// engine holding the base image.
-struct TlsSetup {
+pub(crate) struct TlsSetup {
     pki: Pki,
-    engine: ExtraEngine,
+    pub(crate) engine: ExtraEngine,
     /// `tcp://127.0.0.1:PORT`.
-    host: String,
+    pub(crate) host: String,
 }
 
 impl TlsSetup {
-    fn start() -> TlsSetup {
+    pub(crate) fn start() -> TlsSetup {
         let pki = Pki::new();
         let (cert, key) = pki.leaf("engine", false, ExtendedKeyUsagePurpose::ServerAuth);
         let engine = ExtraEngine::start(Options {
@@ -141,7 +141,7 @@ impl TlsSetup {
 
     /// A DOCKER_CERT_PATH-like directory `dir` holding `ca.pem` (the engine's CA, or the other
     /// one), and `cert.pem` and `key.pem` when `client`.
-    fn cert_dir(&self, dir: &Path, other_ca: bool, client: bool) -> PathBuf {
+    pub(crate) fn cert_dir(&self, dir: &Path, other_ca: bool, client: bool) -> PathBuf {
         std::fs::create_dir_all(dir).unwrap();
         let ca = if other_ca { "other-ca.pem" } else { "ca.pem" };
         std::fs::copy(self.pki.path(ca), dir.join("ca.pem")).unwrap();
