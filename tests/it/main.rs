@@ -42,6 +42,7 @@ mod plan;
 mod published;
 mod readme;
 mod referrers;
+mod registry_tags;
 mod registry_tokens;
 mod reproducible;
 mod retag;
