@@ -49,7 +49,7 @@ FILE="$WORK/sixty/cookbook.json"
 sleep 1.1; "$BIN" -f "$FILE" hash >/dev/null     # settle the stat cache (its racy window)
 # Every container must be cached by the registry (not by the lock): the run measured is the
 # default one.
-"$BIN" -f "$FILE" apply --format json | python3 -c '
+"$BIN" -f "$FILE" apply --format json 2>/dev/null | python3 -c '
 import json, sys
 d = json.load(sys.stdin)["containers"]
 bad = {n: c for n, c in d.items() if (c["status"], c.get("source")) != ("cached", "registry")}
