@@ -21,14 +21,17 @@
 //! `cookbook hash` takes in all. So when the lock already records a container's image for its
 //! current input hash ([`recorded`]: the usual no-op), a plain apply only asks whether its
 //! content tag still exists, and asks it of the repository's tag list ([`listed`]): one request
-//! per repository, whatever the number of its containers, the digest and image id being the
-//! lock's. The list is trusted with existence only; a tag it lacks, or a listing that fails,
-//! goes to the manifest request of before ([`lookup`]), so the outcome is the same as without
-//! the listing, and so are the errors. `--trust-lock` ([`trusted`]) is the opt-in that skips them for
-//! what the lock already records as published: a container whose lock entry has the input
-//! hash it has now, in the repository it publishes to now, and a manifest digest, is taken as
-//! cached from the lock (`cached (lock)`), as cargo's `--offline` takes the registry index it
-//! has. What it trusts is that nobody deleted or garbage-collected those images in the
+//! per repository whatever the number of its containers, the digest and image id being the
+//! lock's. (Every container has a repository of its own today, `<registry>/<container>`, so
+//! that is still a request per container, a cheaper one for the registry than a manifest:
+//! docs/BENCHMARKS.md, issue 24.) The list is trusted with existence only; a tag it lacks, or a
+//! listing that fails, goes to the manifest request of before ([`lookup`]), so the outcome is
+//! the same as without the listing, and so are the errors.
+//!
+//! `--trust-lock` ([`trusted`]) is the opt-in that skips the registry for what the lock already
+//! records as published: a container whose lock entry has the input hash it has now, in the
+//! repository it publishes to now, and a manifest digest, is taken as cached from the lock
+//! (`cached (lock)`), as cargo's `--offline` takes the registry index it has. What it trusts is that nobody deleted or garbage-collected those images in the
 //! registry since the lock was written; everything else is looked up as without it, and a
 //! moved base is still checked and reported (the pin step does not depend on it).
 

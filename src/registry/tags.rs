@@ -155,7 +155,8 @@ impl NotFollowed {
             NotFollowed::OtherOrigin(url) => RegistryError::UnsafeUrl {
                 endpoint: redact(from),
                 url: redact(&url),
-                reason: "is not on the registry's origin (scheme, host and port) as a tag list's next page must be",
+                reason: "is not on the registry's origin (scheme, host and port), \
+                         as a tag list's next page must be",
             },
             NotFollowed::OtherPath(url) => RegistryError::UnsafeUrl {
                 endpoint: redact(from),
