@@ -18,11 +18,20 @@
 //!
 //! The registry's answers are the floor of a no-op apply: 60 manifest lookups cost this
 //! machine's registry:2 about 45 ms whoever asks (curl, 4 to 60 at once), three times what
-//! `cookbook hash` takes in all. `--trust-lock` ([`trusted`]) is the opt-in that skips them for
-//! what the lock already records as published: a container whose lock entry has the input
-//! hash it has now, in the repository it publishes to now, and a manifest digest, is taken as
-//! cached from the lock (`cached (lock)`), as cargo's `--offline` takes the registry index it
-//! has. What it trusts is that nobody deleted or garbage-collected those images in the
+//! `cookbook hash` takes in all. So when the lock already records a container's image for its
+//! current input hash ([`recorded`]: the usual no-op), a plain apply only asks whether its
+//! content tag still exists, and asks it of the repository's tag list ([`listed`]): one request
+//! per repository whatever the number of its containers, the digest and image id being the
+//! lock's. (Every container has a repository of its own today, `<registry>/<container>`, so
+//! that is still a request per container, a cheaper one for the registry than a manifest:
+//! docs/BENCHMARKS.md, issue 24.) The list is trusted with existence only; a tag it lacks, or a
+//! listing that fails, goes to the manifest request of before ([`lookup`]), so the outcome is
+//! the same as without the listing, and so are the errors.
+//!
+//! `--trust-lock` ([`trusted`]) is the opt-in that skips the registry for what the lock already
+//! records as published: a container whose lock entry has the input hash it has now, in the
+//! repository it publishes to now, and a manifest digest, is taken as cached from the lock
+//! (`cached (lock)`), as cargo's `--offline` takes the registry index it has. What it trusts is that nobody deleted or garbage-collected those images in the
 //! registry since the lock was written; everything else is looked up as without it, and a
 //! moved base is still checked and reported (the pin step does not depend on it).
 
@@ -45,20 +54,26 @@ pub const CONCURRENT_CHECKS: usize = 16;
 /// Where a cached image was found and its (manifest digest, image id); `None`: to build.
 pub type Found = Option<(CacheSource, (Option<String>, Option<String>))>;
 
-/// Looks every container of the plan up by its content tag ([`lookup`]), concurrently; with
-/// `--trust-lock`, those the lock records as published are taken from it ([`trusted`]).
+/// Looks every container of the plan up by its content tag, concurrently: with `--trust-lock`,
+/// those the lock records as published are taken from it ([`trusted`]); without it, those are
+/// found in their repository's tag list ([`listed`]: one request per repository); the rest, and
+/// every one the listing could not answer for, by [`lookup`].
 pub async fn lookup_all<E: Engine>(
     job: &Job<'_>,
     engine: &E,
     registry: Option<&RegistryClient>,
 ) -> Result<BTreeMap<Name, Found>, ApplyError> {
-    let mut found = if job.options.trust_lock && registry.is_some() {
+    let mut found = BTreeMap::new();
+    if let Some(registry) = registry {
         let path = Lock::path_for(job.cookbook_file);
         let lock = blocking(move || Lock::read(&path)).await?;
-        trusted(job, lock.as_ref())
-    } else {
-        BTreeMap::new()
-    };
+        let recorded = recorded(job, lock.as_ref());
+        found = if job.options.trust_lock {
+            trusted(recorded)
+        } else {
+            listed(registry, recorded).await
+        };
+    }
     let looked_up: Vec<(Name, Found)> = stream::iter(job.plan.order())
         .filter(|name| std::future::ready(!found.contains_key(*name)))
         .map(|name| async move {
@@ -72,11 +87,22 @@ pub async fn lookup_all<E: Engine>(
     Ok(found)
 }
 
-/// What `--trust-lock` takes from the lock: each container of the plan whose lock entry (same
-/// project) has its current input hash, its current content-tagged image (so the same
-/// repository) and a manifest digest, as cached where the lock says, with the lock's image id.
-/// Nothing else: a container the lock does not record so is looked up in the registry.
-pub fn trusted(job: &Job<'_>, lock: Option<&Lock>) -> BTreeMap<Name, Found> {
+/// What the lock records of a container as it is now: published by its content tag, with the
+/// lock's manifest digest and image id ([`recorded`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Recorded {
+    pub repository: Repository,
+    /// The content tag: the container's input hash.
+    pub tag: String,
+    pub digest: String,
+    pub image_id: Option<String>,
+}
+
+/// Each container of the plan whose lock entry (same project) has its current input hash, its
+/// current content-tagged image (so the same repository) and a manifest digest: what
+/// `--trust-lock` takes as cached ([`trusted`]), and what a plain apply confirms by tag list
+/// ([`listed`]). Nothing else: a container the lock does not record so is looked up.
+pub fn recorded(job: &Job<'_>, lock: Option<&Lock>) -> BTreeMap<Name, Recorded> {
     let Some(lock) = lock.filter(|l| l.project == job.cookbook.project.name) else {
         return BTreeMap::new();
     };
@@ -85,23 +111,78 @@ pub fn trusted(job: &Job<'_>, lock: Option<&Lock>) -> BTreeMap<Name, Found> {
         .filter_map(|name| {
             let entry = lock.containers.get(name.as_str())?;
             let hash = job.fingerprints.get(name)?.input_hash();
-            let image = format!("{}:{hash}", job.cookbook.repository(name));
-            if entry.input_hash.as_str() != hash || entry.image.as_str() != image {
+            let repository = job.cookbook.repository(name);
+            if entry.input_hash.as_str() != hash
+                || entry.image.as_str() != format!("{repository}:{hash}")
+            {
                 return None;
             }
-            let digest = entry.digest.as_ref()?.to_string();
-            Some((
-                name.clone(),
-                Some((
-                    CacheSource::Lock,
-                    (
-                        Some(digest),
-                        entry.image_id.as_ref().map(ToString::to_string),
-                    ),
-                )),
-            ))
+            let recorded = Recorded {
+                repository: parse_repo(&repository).ok()?,
+                tag: hash.to_owned(),
+                digest: entry.digest.as_ref()?.to_string(),
+                image_id: entry.image_id.as_ref().map(ToString::to_string),
+            };
+            Some((name.clone(), recorded))
         })
         .collect()
+}
+
+/// What `--trust-lock` takes from the lock: every [`recorded`] container, as cached where the
+/// lock says (`cached (lock)`), with the lock's digest and image id, and no request.
+pub fn trusted(recorded: BTreeMap<Name, Recorded>) -> BTreeMap<Name, Found> {
+    recorded
+        .into_iter()
+        .map(|(name, r)| {
+            (
+                name,
+                Some((CacheSource::Lock, (Some(r.digest), r.image_id))),
+            )
+        })
+        .collect()
+}
+
+/// The [`recorded`] containers whose content tag their repository's tag list has: cached in the
+/// registry with the lock's digest and image id, as [`lookup`] would have found them. One
+/// listing per repository, concurrently, each tried once (`tags_list_once`).
+///
+/// Only a tag listed counts: a container whose tag is not in the list, or whose repository's
+/// listing failed for any reason (a registry without the API or without list rights for us,
+/// an error, a hostile page refused), or whose lock entry has no image id, is left to
+/// [`lookup`] — the manifest request per container of before, so the run's outcome and its
+/// errors are what they were (an absent tag is confirmed missing by it, then built).
+pub async fn listed(
+    registry: &RegistryClient,
+    recorded: BTreeMap<Name, Recorded>,
+) -> BTreeMap<Name, Found> {
+    let mut by_repository: BTreeMap<Repository, Vec<(Name, Recorded)>> = BTreeMap::new();
+    for (name, r) in recorded {
+        if r.image_id.is_some() {
+            by_repository
+                .entry(r.repository.clone())
+                .or_default()
+                .push((name, r));
+        }
+    }
+    stream::iter(by_repository)
+        .map(|(repository, members)| async move {
+            let Ok(tags) = registry.tags_list_once(&repository).await else {
+                return Vec::new();
+            };
+            let tags: BTreeSet<String> = tags.into_iter().collect();
+            members
+                .into_iter()
+                .filter(|(_, r)| tags.contains(&r.tag))
+                .map(|(name, r)| {
+                    let found = (CacheSource::Registry, (Some(r.digest), r.image_id));
+                    (name, Some(found))
+                })
+                .collect()
+        })
+        .buffer_unordered(CONCURRENT_CHECKS)
+        .flat_map(stream::iter)
+        .collect()
+        .await
 }
 
 /// The repositories a run writes to, given what is cached: each container to build (its content

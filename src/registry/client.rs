@@ -64,7 +64,7 @@ use std::time::Duration;
 use base64::prelude::{Engine as _, BASE64_STANDARD};
 use futures_util::StreamExt;
 use reqwest::header::{
-    ACCEPT, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, IF_MATCH, LINK, LOCATION, RETRY_AFTER,
+    ACCEPT, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, IF_MATCH, LOCATION, RETRY_AFTER,
     WWW_AUTHENTICATE,
 };
 use reqwest::{Method, RequestBuilder, Response, StatusCode, Url};
@@ -72,8 +72,8 @@ use serde::Deserialize;
 
 use super::auth::{Challenge, Credential, CredentialError, CredentialStore};
 use super::body::{
-    read_capped, read_page_capped, said_by, BodyKind, ErrorCode, Said, MAX_IN_MEMORY_BLOB_BYTES,
-    MAX_MANIFEST_BYTES, MAX_TAG_LIST_BYTES, MAX_TAG_LIST_PAGES, MAX_TOKEN_RESPONSE_BYTES,
+    read_capped, said_by, BodyKind, ErrorCode, Said, MAX_IN_MEMORY_BLOB_BYTES, MAX_MANIFEST_BYTES,
+    MAX_TOKEN_RESPONSE_BYTES,
 };
 use super::origin::{redact, redact_text, Admission, Origin};
 use crate::oci::Digest;
@@ -293,7 +293,7 @@ pub struct RegistryClient {
     /// points, and that body would be the refresh token. Built the first time one is exchanged
     /// (most runs never do), not with the client.
     token_http: std::sync::OnceLock<reqwest::Client>,
-    retry: RetryPolicy,
+    pub(super) retry: RetryPolicy,
     store: CredentialStore,
     plain_http: BTreeSet<String>,
     credentials: Mutex<BTreeMap<String, Option<Credential>>>,
@@ -793,44 +793,6 @@ impl RegistryClient {
         Ok(true)
     }
 
-    /// Every tag of `repo`, following pagination; empty if the repository does not exist. At
-    /// most [`MAX_TAG_LIST_BYTES`] in all pages, and [`MAX_TAG_LIST_PAGES`] pages.
-    pub async fn tags_list(&self, repo: &Repository) -> Result<Vec<String>, RegistryError> {
-        #[derive(Deserialize)]
-        struct Tags {
-            tags: Option<Vec<String>>,
-        }
-        let mut tags = Vec::new();
-        let mut url = self.url(repo, &["tags", "list"])?;
-        let mut read: u64 = 0;
-        for _ in 0..MAX_TAG_LIST_PAGES {
-            let response = self
-                .call(Method::GET, repo, &url, Access::Pull, false)
-                .await?;
-            match response.status() {
-                StatusCode::NOT_FOUND => return Ok(tags),
-                StatusCode::OK => {}
-                _ => return Err(unexpected(&url, response).await),
-            }
-            let next = header(&response, LINK.as_str()).and_then(|link| next_link(&link));
-            let page =
-                read_page_capped(&url, response, BodyKind::TagList, MAX_TAG_LIST_BYTES, read)
-                    .await?;
-            read += page.len() as u64;
-            let page: Tags = serde_json::from_slice(&page)
-                .map_err(|e| invalid(&url, format!("tag list: {e}")))?;
-            tags.extend(page.tags.unwrap_or_default());
-            match next {
-                Some(next) => url = self.handed_over(repo, &url, &next)?,
-                None => return Ok(tags),
-            }
-        }
-        Err(invalid(
-            &url,
-            format!("the tag list goes on past {MAX_TAG_LIST_PAGES} pages"),
-        ))
-    }
-
     /// Points `tag` at the manifest `source` (a tag or digest) names, inside the registry: a
     /// manifest GET, then a PUT of exactly the bytes received, with the media type they came
     /// with, under `tag`. Returns the digest, which is the source's by construction (and checked
@@ -969,6 +931,24 @@ impl RegistryClient {
         manifest: bool,
         content: Option<Content<'_>>,
     ) -> Result<Response, RegistryError> {
+        self.call_retried(method, repo, url, access, manifest, content, &self.retry)
+            .await
+    }
+
+    /// [`Self::call_with`] under `retry` instead of the client's policy: a request whose
+    /// failure has a cheaper answer than waiting (`super::tags`' listing, with a fallback)
+    /// tries once.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) async fn call_retried(
+        &self,
+        method: Method,
+        repo: &Repository,
+        url: &Url,
+        access: Access,
+        manifest: bool,
+        content: Option<Content<'_>>,
+        retry: &RetryPolicy,
+    ) -> Result<Response, RegistryError> {
         let (base, origin) = self.origin(repo)?;
         let own_origin = match origin.admit(url) {
             Admission::WithCredentials => true,
@@ -992,7 +972,7 @@ impl RegistryClient {
         let mut challenged = !own_origin;
         loop {
             let response = self
-                .send(url, || {
+                .send(url, retry, || {
                     self.request(&method, url, manifest, authorization.as_deref(), &content)
                 })
                 .await?;
@@ -1145,7 +1125,7 @@ impl RegistryClient {
             _ => None,
         };
         let response = self
-            .send(endpoint, || match (refresh, credential) {
+            .send(endpoint, &self.retry, || match (refresh, credential) {
                 (Some((client, token)), _) => {
                     let mut form = params.to_vec();
                     form.extend([
@@ -1199,6 +1179,7 @@ impl RegistryClient {
     async fn send(
         &self,
         endpoint: &Url,
+        retry: &RetryPolicy,
         make: impl Fn() -> RequestBuilder,
     ) -> Result<Response, RegistryError> {
         let mut attempt = 0;
@@ -1227,7 +1208,7 @@ impl RegistryClient {
                         None => invalid(endpoint, format!("more than {MAX_REDIRECTS} redirects")),
                     });
                 }
-                Err(source) => match self.retry.backoff(attempt, None) {
+                Err(source) => match retry.backoff(attempt, None) {
                     Some(wait) => tokio::time::sleep(wait).await,
                     None => return Err(unreachable(endpoint, source)),
                 },
@@ -1258,7 +1239,7 @@ impl RegistryClient {
                             }
                         });
                     }
-                    match self.retry.backoff(attempt, retry_after) {
+                    match retry.backoff(attempt, retry_after) {
                         Some(wait) => tokio::time::sleep(wait).await,
                         None => {
                             return Err(RegistryError::Unavailable {
@@ -1395,18 +1376,6 @@ pub(super) fn invalid(endpoint: &Url, reason: String) -> RegistryError {
     }
 }
 
-/// The target of `rel="next"` in an RFC 8288 `Link` header.
-pub(super) fn next_link(link: &str) -> Option<String> {
-    link.split(',').find_map(|part| {
-        let (target, params) = part.split_once(';')?;
-        let is_next = params
-            .split(';')
-            .any(|p| p.trim().replace(' ', "") == "rel=\"next\"" || p.trim() == "rel=next");
-        let target = target.trim().strip_prefix('<')?.strip_suffix('>')?;
-        is_next.then(|| target.to_owned())
-    })
-}
-
 /// Whether `host[:port]` is a loopback address.
 fn is_loopback(host: &str) -> bool {
     let name = if let Some(rest) = host.strip_prefix('[') {
@@ -1487,26 +1456,6 @@ mod tests {
             client.url(&bad, &["x"]),
             Err(RegistryError::BadHost { .. })
         ));
-    }
-
-    #[test]
-    fn link_header_next_page() {
-        assert_eq!(
-            next_link(r#"</v2/a/tags/list?last=b&n=2>; rel="next""#),
-            Some("/v2/a/tags/list?last=b&n=2".into())
-        );
-        assert_eq!(next_link(r#"</x>; rel="prev""#), None);
-        assert_eq!(next_link(""), None);
-        let client = RegistryClient::new().unwrap();
-        let repo = Repository::parse("127.0.0.1:5/a").unwrap();
-        let from = client.url(&repo, &["tags", "list"]).unwrap();
-        assert_eq!(
-            client
-                .handed_over(&repo, &from, "/v2/a/tags/list?last=b")
-                .unwrap()
-                .as_str(),
-            "http://127.0.0.1:5/v2/a/tags/list?last=b"
-        );
     }
 
     #[test]

@@ -3,6 +3,8 @@
 //! Place in the pipeline: `apply` asks it whether a content-tagged image is already published
 //! (`manifest_head`), proves push access before the long builds (`check_push_access`), and
 //! `verify` reads what was published (`manifest_get`, `blob_get`, `image_labels`, `tags_list`).
+//! A no-op `apply` lists each repository's tags once (`tags`: `tags_list_once`) instead of one
+//! manifest request per container when the lock already records their digests.
 //! `apply` publishes each normalized image through it too (blob HEAD, cross-repository mount,
 //! streamed upload, manifest PUT), so what the registry holds is byte for byte what was
 //! normalized; moving a mutable tag also stays in the registry: [`RegistryClient::retag`] puts the manifest under its new tag
@@ -24,6 +26,7 @@ mod body;
 mod client;
 mod origin;
 mod referrers;
+mod tags;
 mod tls;
 
 pub use auth::{Challenge, Credential, CredentialError, CredentialStore};
@@ -37,5 +40,6 @@ pub use referrers::{
     referrers_tag, Artifact, ArtifactPayload, Attached, Descriptor, Referrer, ReferrersSource,
     EMPTY_MEDIA_TYPE, MAX_TAG_UPDATES,
 };
+pub use tags::TAG_PAGE_SIZE;
 // The names and digests it speaks in are the core's (`crate::oci`), re-exported for its callers.
 pub use crate::oci::{Digest, DigestError, ImageReference, ReferenceError, Repository};

@@ -48,7 +48,7 @@ use serde::{Deserialize, Serialize};
 
 use super::body::{read_capped, read_page_capped, BodyKind, MAX_MANIFEST_BYTES};
 use super::client::{
-    header, invalid, manifest_media_type, next_link, unexpected, Access, Content, RegistryClient,
+    header, invalid, manifest_media_type, unexpected, Access, Content, RegistryClient,
     RegistryError, DOCKER_CONTENT_DIGEST,
 };
 use super::origin::redact;
@@ -722,7 +722,9 @@ impl RegistryClient {
                 _ => return Err(unexpected(&url, response).await),
             }
             let content_type = header(&response, CONTENT_TYPE.as_str());
-            let next = header(&response, LINK.as_str()).and_then(|link| next_link(&link));
+            // A malformed `Link` ends the list here, as before the tag list's stricter reading.
+            let next = header(&response, LINK.as_str())
+                .and_then(|link| super::tags::next_target(&link).ok().flatten());
             let bytes = read_page_capped(
                 &url,
                 response,

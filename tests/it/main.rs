@@ -43,6 +43,7 @@ mod plan;
 mod published;
 mod readme;
 mod referrers;
+mod registry_tags;
 mod registry_tokens;
 mod remote_engine;
 mod reproducible;
