@@ -13,6 +13,7 @@ mod apply;
 mod approvals;
 mod assemble;
 mod attestations;
+mod builder_pool;
 mod cli;
 mod cli_ux;
 mod concurrency;
