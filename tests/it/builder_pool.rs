@@ -381,6 +381,23 @@ fn a_pool_is_refused_without_a_push_or_with_a_name_twice_and_none_answering_is_e
         run.context()
     );
 
+    // With --no-push, the cookbook's builders are set aside (with a warning): the one engine.
+    let spec = json!([{ "name": "x", "host": x }, { "name": "y", "host": y }]);
+    write_cookbook(dir.path(), &format!("{registry}/unused"), Some(spec));
+    let run = common::run_in_env(
+        dir.path(),
+        &["apply", "--no-push", "--dry-run", "--format", "json"],
+        &[("CI", "true")],
+    );
+    run.assert_code(0);
+    assert!(
+        run.stderr
+            .contains("warning: --no-push builds on one engine, not on the 2 builder(s)"),
+        "{}",
+        run.context()
+    );
+    assert!(builders_of(&report(&run)).values().all(Option::is_none));
+
     // Two builders of one name in the cookbook: located.
     let twice = json!([{ "name": "same", "host": x }, { "name": "same", "host": y }]);
     write_cookbook(dir.path(), &format!("{registry}/unused"), Some(twice));
