@@ -177,7 +177,11 @@ impl Reporter for Live {
                     None => format!("building (wave {})", wave + 1),
                 });
                 bar.enable_steady_tick(Duration::from_millis(120));
-                bars.insert(name.clone(), bar);
+                // Started again on another builder (its first one stopped answering).
+                if let Some(old) = bars.insert(name.clone(), bar) {
+                    old.finish_and_clear();
+                    self.multi.remove(&old);
+                }
             }
             Event::Line { name, line } => {
                 if let Some(bar) = bars.get(name) {
