@@ -6,7 +6,8 @@
 //!   the lock's digests equal a one-engine build's of the same cookbook (another repository,
 //!   so nothing is cached; the input hashes are equal, so the digests must be);
 //! - the same with one engine stopped mid-run, from another thread, once its first build
-//!   started: its builds finish on the other, exit 0, the same digests;
+//!   started (images the engines have not built before, so the builds are real, not cached
+//!   steps): its builds finish on the other, exit 0, the digests of a one-engine build;
 //! - `packaging.builders` in a 1.1 cookbook (a builder that does not answer left out with a
 //!   warning), `--builder` overriding it, `apply --dry-run` showing the assignment;
 //! - what is refused (exit 2) and what no builder answering comes to (exit 3).
@@ -27,14 +28,16 @@ use crate::common::dockerd::{ExtraEngine, Options};
 const BASE: &str = "cookbook-test/busybox:latest";
 
 /// 16 containers: `r0`…`r3` FROM the base, `c4`…`c15` FROM `r(i % 4)`; each runs `sleep 1`.
-fn write_cookbook(dir: &Path, registry: &str, builders: Option<Value>) {
+/// `salt` goes into every application's file: another salt, other images, which no engine's
+/// build cache holds.
+fn write_cookbook(dir: &Path, registry: &str, builders: Option<Value>, salt: &str) {
     let mut applications = serde_json::Map::new();
     let mut containers = serde_json::Map::new();
     for i in 0..16 {
         let app = format!("a{i}");
         let src = dir.join("apps").join(&app);
         fs::create_dir_all(&src).unwrap();
-        fs::write(src.join(format!("{app}.txt")), format!("{i}\n")).unwrap();
+        fs::write(src.join(format!("{app}.txt")), format!("{i} {salt}\n")).unwrap();
         applications.insert(
             app.clone(),
             json!({
@@ -70,9 +73,14 @@ fn write_cookbook(dir: &Path, registry: &str, builders: Option<Value>) {
 
 /// A fresh cookbook directory publishing to a repository namespace of its own.
 fn fresh(registry: &str, tag: &str, builders: Option<Value>) -> tempfile::TempDir {
+    salted(registry, tag, builders, "")
+}
+
+/// [`fresh`], its images made other by `salt`.
+fn salted(registry: &str, tag: &str, builders: Option<Value>, salt: &str) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     let repo = format!("{registry}/{}", common::unique(&format!("{tag}-")));
-    write_cookbook(dir.path(), &repo, builders);
+    write_cookbook(dir.path(), &repo, builders, salt);
     dir
 }
 
@@ -157,6 +165,12 @@ fn a_pool_of_two_builds_on_both_survives_losing_one_and_equals_one_engine() {
     );
     let expected = lock_digests(single.path());
     assert_eq!(expected.len(), 16);
+    // The images of the run that loses an engine: new to the pool's engines, so that the
+    // engine stops in the middle of real builds (not of cached steps).
+    let salt = common::unique("salt-");
+    let single_salted = salted(&registry, "pool-one-salted", None, &salt);
+    apply(single_salted.path(), &[]).assert_code(0);
+    let expected_salted = lock_digests(single_salted.path());
 
     // A pool of both.
     let pooled = fresh(&registry, "pool-two", None);
@@ -188,7 +202,7 @@ fn a_pool_of_two_builds_on_both_survives_losing_one_and_equals_one_engine() {
     );
 
     // Again, and one engine stops once its first build has started.
-    let stopped = fresh(&registry, "pool-stop", None);
+    let stopped = salted(&registry, "pool-stop", None, &salt);
     let b = Arc::new(Mutex::new(b));
     let b_host = b.lock().unwrap().unix.clone();
     let mut child = Command::new(common::bin())
@@ -245,7 +259,7 @@ fn a_pool_of_two_builds_on_both_survives_losing_one_and_equals_one_engine() {
     );
     let doc: Value = serde_json::from_str(&stdout).unwrap();
     assert_eq!(doc["built"], 16, "{context}");
-    assert_eq!(lock_digests(stopped.path()), expected, "{context}");
+    assert_eq!(lock_digests(stopped.path()), expected_salted, "{context}");
     // Every build that was running on the stopped engine finished on the other.
     for (name, builder) in builders_of(&doc) {
         let started_on_b = stderr
@@ -383,7 +397,7 @@ fn a_pool_is_refused_without_a_push_or_with_a_name_twice_and_none_answering_is_e
 
     // With --no-push, the cookbook's builders are set aside (with a warning): the one engine.
     let spec = json!([{ "name": "x", "host": x }, { "name": "y", "host": y }]);
-    write_cookbook(dir.path(), &format!("{registry}/unused"), Some(spec));
+    write_cookbook(dir.path(), &format!("{registry}/unused"), Some(spec), "");
     let run = common::run_in_env(
         dir.path(),
         &["apply", "--no-push", "--dry-run", "--format", "json"],
@@ -400,7 +414,7 @@ fn a_pool_is_refused_without_a_push_or_with_a_name_twice_and_none_answering_is_e
 
     // Two builders of one name in the cookbook: located.
     let twice = json!([{ "name": "same", "host": x }, { "name": "same", "host": y }]);
-    write_cookbook(dir.path(), &format!("{registry}/unused"), Some(twice));
+    write_cookbook(dir.path(), &format!("{registry}/unused"), Some(twice), "");
     let run = common::run_in(dir.path(), &["validate", "--format", "json"]);
     run.assert_code(2);
     assert!(
