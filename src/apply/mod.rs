@@ -13,7 +13,8 @@
 //! 1. the engine answers, every content tag is looked up, and (when pushing) the registry
 //!    grants push access to every repository the run writes to ([`check`]: concurrently, once
 //!    per repository) — before any long build, so an auth failure costs seconds, not builds;
-//! 2. wave by wave, at most `jobs` containers at once: a container whose content tag exists
+//! 2. wave by wave, at most `jobs` builds at once on each builder of the pool ([`pool`]:
+//!    `--builder`, `packaging.builders`, else the one engine): a container whose content tag exists
 //!    (in the registry when pushing, else in the local engine) is *cached*; otherwise its
 //!    context is written and built, FROM exactly the image its parent produced or found (the
 //!    parent's `cookbook.local/<project>/<parent>:<input_hash>`, pulled by content tag if it is
@@ -47,8 +48,9 @@
 //! - A failure of the whole run still returns what was done before it ([`ApplyFailure::report`];
 //!   none when it failed before it started).
 //!
-//! Where each step lives: [`pin`] (0), [`check`] (1), `run` (the waves, 2–3), `container` (one
-//! container: cached, built or assembled through [`crate::build`], then [`publish`]ed),
+//! Where each step lives: [`pin`] (0), [`check`] (1), `run` (the waves, 2–3), [`pool`] (which
+//! builder builds what), `container` (one container: cached, built on a builder or assembled
+//! through [`crate::build`], then [`publish`]ed),
 //! `finish` (4: policy tags, the lock), [`dry_run`] (the same lookups, nothing done), `report`
 //! and `error` (what a run says and how it fails). Every entry point is `async`: the caller owns
 //! the runtime (`ops::runtime`).
