@@ -580,7 +580,9 @@ impl Error {
                 ApplyError::Context(e) => context_exit_code(e),
                 ApplyError::NoRegistry
                 | ApplyError::BadRepository { .. }
-                | ApplyError::NoRevision { .. } => EXIT_INVALID,
+                | ApplyError::NoRevision { .. }
+                | ApplyError::PoolWithoutPush
+                | ApplyError::DuplicateBuilder { .. } => EXIT_INVALID,
                 ApplyError::Pin(e) => pin_exit_code(e),
                 ApplyError::Lock(e) => lock_exit_code(e),
                 ApplyError::EngineNeeded { .. } => EXIT_UNREACHABLE,

@@ -1,5 +1,15 @@
 //! One container's part of a run: cached (its content tag exists), or built through
-//! [`crate::build`] — by the engine, or assembled without one — then loaded back and published.
+//! [`crate::build`] — by an engine of the pool, or assembled without one — then loaded back and
+//! published.
+//!
+//! A build runs on a slot of the pool ([`super::pool`]). In a pool, a build that fails because
+//! its builder stopped answering is not the container's failure: the builder is marked down and
+//! the build starts again on another. Which it was is asked of the builder itself, after the
+//! failure: a transport error is its own, and any other failure (a step the engine reported
+//! failed, an answer this client cannot use) counts as the builder's only when the builder then
+//! no longer answers a ping — an engine shutting down cancels its builds, and the build stream
+//! says "failed" before the socket goes away. A build step that failed on an engine that still
+//! answers stays the cookbook's failure.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -43,6 +53,7 @@ impl Entry {
             digest,
             image_id,
             log,
+            builder: None,
             attestations: None,
         }
     }
@@ -109,16 +120,96 @@ impl<E: Engine> Run<'_, E> {
             let why = crate::context::assembly::needs_engine(cookbook, name).unwrap_or_default();
             return Ok(self.needs_engine(name, &entry, format!("{why}; {down}")));
         }
-        self.reporter.event(Event::Started { name, wave });
-        let started = Instant::now();
-        let result = match assembly {
-            Some(assembly) => {
-                self.assemble(name, assembly, &local, &repo_text, started)
-                    .await
-            }
-            None => self.build(name, &local, &repo_text, started).await,
+        let Some(assembly) = assembly else {
+            return self
+                .build_on_pool(name, &entry, &local, &repo_text, wave)
+                .await;
         };
+        self.reporter.event(Event::Started {
+            name,
+            wave,
+            builder: None,
+        });
+        let started = Instant::now();
+        let result = self
+            .assemble(name, assembly, &local, &repo_text, started)
+            .await;
         self.finished(name, &entry, started, result)
+    }
+
+    /// Builds `name` on a slot of the pool: its parent's builder when that one has a free slot,
+    /// else the least busy ([`super::pool::choose`]); again on another when its builder stops
+    /// answering ([`Run::builder_lost`]). When every builder has stopped, the container is not
+    /// built for want of an engine (exit 3).
+    async fn build_on_pool(
+        &self,
+        name: &Name,
+        entry: &Entry,
+        local: &str,
+        repo_text: &str,
+        wave: usize,
+    ) -> Result<ContainerReport, ApplyError> {
+        let parent = self.job.cookbook.containers[name].build_parent();
+        let preferred = parent.and_then(|p| self.pool.built(p));
+        loop {
+            let Some(slot) = self.unless_cancelled(self.pool.acquire(preferred)).await else {
+                return Ok(self.cancelled(name, entry, "not started: the run was cancelled"));
+            };
+            let Some(slot) = slot else {
+                let why = self.pool.all_down().unwrap_or_default();
+                return Ok(self.needs_engine(
+                    name,
+                    entry,
+                    format!("no builder of the pool answers any more (the first: {why})"),
+                ));
+            };
+            let builder = slot.name();
+            self.reporter.event(Event::Started {
+                name,
+                wave,
+                builder,
+            });
+            let started = Instant::now();
+            let result = self
+                .build(slot.engine(), name, local, repo_text, started)
+                .await;
+            if let Some(why) = self.builder_lost(slot.engine(), &result).await {
+                self.reporter.event(Event::BuilderDown {
+                    builder: builder.unwrap_or_default(),
+                    why: &why,
+                });
+                self.pool.mark_down(slot.index(), why);
+                continue;
+            }
+            if result.is_ok() {
+                self.pool.record_built(name, &slot);
+            }
+            let mut report = self.finished(name, entry, started, result)?;
+            if matches!(report.outcome, ContainerOutcome::Built { .. }) {
+                report.builder = builder.map(str::to_owned);
+            }
+            return Ok(report);
+        }
+    }
+
+    /// Why a build that ended with `result` failed for its builder rather than for the
+    /// container (see the module header), in a pool; `None` without one (one engine: its
+    /// failure is the run's, as it always was).
+    async fn builder_lost(&self, engine: &E, result: &Result<Ids, Failure>) -> Option<String> {
+        if !self.pool.is_named() {
+            return None;
+        }
+        match result {
+            Ok(_) | Err(Failure::Cancelled) => None,
+            Err(Failure::Run(ApplyError::Engine(
+                e @ (EngineError::Unreachable { .. } | EngineError::Connection { .. }),
+            ))) => Some(e.to_string()),
+            // The registry's failure or the state's: the run's, wherever it built.
+            Err(Failure::Run(_)) => None,
+            Err(Failure::Container { .. } | Failure::NeedsEngine { .. }) => {
+                engine.ping().await.err().map(|e| e.to_string())
+            }
+        }
     }
 
     /// The report of a container whose build or assembly ended with `result`, announced.
@@ -197,7 +288,7 @@ impl<E: Engine> Run<'_, E> {
             self.job.cookbook.containers[name].build_parent(),
             self.registry,
         ) {
-            self.unless_cancelled(self.ensure_parent(parent))
+            self.unless_cancelled(self.ensure_parent(self.engine, parent))
                 .await
                 .ok_or(Failure::Cancelled)??;
         }
@@ -321,23 +412,29 @@ impl<E: Engine> Run<'_, E> {
     /// when only the registry has it. Returns that name, or `None` when it is missing and there is
     /// no registry to pull from.
     pub(super) async fn ensure_local(&self, name: &Name) -> Result<Option<String>, ApplyError> {
+        self.ensure_local_on(self.engine, name).await
+    }
+
+    /// [`Run::ensure_local`] on `engine`, one builder of the pool.
+    async fn ensure_local_on(&self, engine: &E, name: &Name) -> Result<Option<String>, ApplyError> {
         let cookbook = self.job.cookbook;
         let hash = self.job.fingerprints[name].input_hash();
         let local = local_image(&cookbook.project.name, name, hash);
-        if self.engine.image_exists(&local).await?.is_some() {
+        if engine.image_exists(&local).await?.is_some() {
             return Ok(Some(local));
         }
         if self.registry.is_none() {
             return Ok(None);
         }
         let repo = parse_repo(&cookbook.repository(name))?;
-        build::pull_as(self.engine, &repo, hash, self.credentials.as_ref(), &local).await?;
+        build::pull_as(engine, &repo, hash, self.credentials.as_ref(), &local).await?;
         Ok(Some(local))
     }
 
-    /// The parent of a `container:` base, in the local engine for the child's FROM line.
-    async fn ensure_parent(&self, parent: &Name) -> Result<(), Failure> {
-        match self.ensure_local(parent).await {
+    /// The parent of a `container:` base, in `engine` for the child's FROM line (built there, or
+    /// pulled by its content tag: it was built on another builder, or by an earlier run).
+    async fn ensure_parent(&self, engine: &E, parent: &Name) -> Result<(), Failure> {
+        match self.ensure_local_on(engine, parent).await {
             Ok(Some(_)) => Ok(()),
             Ok(None) => Err(Failure::Container {
                 reason: format!("parent image of {parent} is not in the local engine"),
@@ -348,10 +445,11 @@ impl<E: Engine> Run<'_, E> {
         }
     }
 
-    /// Writes the context, builds, loads back and pushes. Returns the manifest digest (when
-    /// pushed) and the image id.
+    /// Writes the context, builds on `engine`, loads back and pushes. Returns the manifest digest
+    /// (when pushed) and the image id.
     async fn build(
         &self,
+        engine: &E,
         name: &Name,
         local: &str,
         repo_text: &str,
@@ -362,12 +460,12 @@ impl<E: Engine> Run<'_, E> {
         let fp = &self.job.fingerprints[name];
         let hash = fp.input_hash();
         if let Some(parent) = container.build_parent() {
-            self.unless_cancelled(self.ensure_parent(parent))
+            self.unless_cancelled(self.ensure_parent(engine, parent))
                 .await
                 .ok_or(Failure::Cancelled)??;
         }
         let tags = self.local_names(local, repo_text, hash);
-        let image_id = self.engine_build(name, tags.clone()).await?;
+        let image_id = self.engine_build(engine, name, tags.clone()).await?;
         self.save_explain(name).await.map_err(Failure::Run)?;
         self.reporter.event(Event::Built {
             name,
@@ -378,7 +476,7 @@ impl<E: Engine> Run<'_, E> {
         // child builds FROM), then published through the registry API (see publish.rs).
         let normalized = self
             .unless_cancelled(build::normalize_built(
-                self.engine,
+                engine,
                 cookbook,
                 fp,
                 image_id.as_str(),
@@ -386,7 +484,7 @@ impl<E: Engine> Run<'_, E> {
             .await
             .ok_or(Failure::Cancelled)?
             .map_err(Failure::publish)?;
-        self.unless_cancelled(build::load(self.engine, &normalized, &tags))
+        self.unless_cancelled(build::load(engine, &normalized, &tags))
             .await
             .ok_or(Failure::Cancelled)?
             .map_err(Failure::publish)?;
@@ -411,9 +509,14 @@ impl<E: Engine> Run<'_, E> {
     }
 
     /// Writes `name`'s context (this run's own file, removed when the build ends, however it
-    /// ends) and builds it in the engine under `tags`, until the run is cancelled. Returns the
+    /// ends) and builds it in `engine` under `tags`, until the run is cancelled. Returns the
     /// built image's id.
-    async fn engine_build(&self, name: &Name, tags: Vec<String>) -> Result<String, Failure> {
+    async fn engine_build(
+        &self,
+        engine: &E,
+        name: &Name,
+        tags: Vec<String>,
+    ) -> Result<String, Failure> {
         let fp = &self.job.fingerprints[name];
         let context = {
             let (prints, name) = (Arc::clone(&self.job.fingerprints), name.clone());
@@ -427,8 +530,7 @@ impl<E: Engine> Run<'_, E> {
         let labels = self.labels(name, fp.input_hash());
         let request = build::request(self.job.cookbook, fp, context.path(), labels, tags, false);
         let progress = |line: &str| self.reporter.event(Event::Line { name, line });
-        match self
-            .engine
+        match engine
             .build_until(&request, &progress, &self.job.cancel)
             .await
         {

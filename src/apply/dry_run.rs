@@ -1,10 +1,13 @@
 //! `apply --dry-run`: what a run would do with each container, from the same lookups, doing
-//! none of it.
+//! none of it; with a pool of builders, which builder each build would go to
+//! ([`pool::predict`]: as if every build took the same time — a prediction, since a real run
+//! gives a freed slot to whichever build waits).
 
 use std::collections::BTreeMap;
 
 use serde::Serialize;
 
+use super::pool::{self, Pool};
 use super::{
     check, connect_and_fingerprint, needs_revision, parse_repo, policy_tags, ApplyError,
     CacheSource, Fingerprinter, Job, Reporter,
@@ -58,6 +61,10 @@ pub struct Planned {
     /// The mutable tags (`packaging.tagging`, `latest`) the run would move once every container
     /// succeeded: in the registry when pushing, else in the local engine.
     pub tags: Vec<String>,
+    /// The builder of the pool a build would go to (none when cached, assembled without an
+    /// engine, or with one engine and no pool).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub builder: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -75,9 +82,8 @@ pub async fn dry_run_with_docker(
     fingerprint: &Fingerprinter<'_>,
     reporter: &dyn Reporter,
 ) -> Result<BTreeMap<Name, Planned>, ApplyError> {
-    let (engine, registry) =
-        connect_and_fingerprint(&mut job, fingerprint, reporter, false).await?;
-    dry_run(&job, &engine, registry.as_ref()).await
+    let (pool, registry) = connect_and_fingerprint(&mut job, fingerprint, reporter, false).await?;
+    dry_run(&job, &pool, registry.as_ref()).await
 }
 
 /// What [`apply`] would do, per container of the plan, without doing any of it: the same cache
@@ -86,10 +92,11 @@ pub async fn dry_run_with_docker(
 /// changed parent has a new input hash too, so the same lookup finds it missing.)
 pub async fn dry_run<E: Engine>(
     job: &Job<'_>,
-    engine: &E,
+    pool: &Pool<E>,
     registry: Option<&RegistryClient>,
 ) -> Result<BTreeMap<Name, Planned>, ApplyError> {
     let cookbook = job.cookbook;
+    let engine = pool.first();
     needs_revision(job)?;
     if job.options.push && cookbook.packaging.registry.is_none() {
         return Err(ApplyError::NoRegistry);
@@ -119,8 +126,40 @@ pub async fn dry_run<E: Engine>(
                 push: (source.is_none() && registry.is_some()).then(|| image.clone()),
                 image,
                 tags: tags.iter().map(|t| format!("{repo_text}:{t}")).collect(),
+                builder: None,
             },
         );
     }
+    if pool.is_named() && pool.all_down().is_none() {
+        assign_builders(job, pool, &mut planned);
+    }
     Ok(planned)
+}
+
+/// Each container an engine would build, given the builder [`pool::predict`] sends it to.
+fn assign_builders<E>(job: &Job<'_>, pool: &Pool<E>, planned: &mut BTreeMap<Name, Planned>) {
+    let cookbook = job.cookbook;
+    let waves: Vec<Vec<(Name, Option<Name>)>> = job
+        .plan
+        .waves()
+        .iter()
+        .map(|wave| {
+            wave.iter()
+                .filter(|name| {
+                    planned[*name].action == Action::Build
+                        && crate::context::assembly::plan(cookbook, name).is_none()
+                })
+                .map(|name| {
+                    let parent = cookbook.containers[name].build_parent().cloned();
+                    (name.clone(), parent)
+                })
+                .collect()
+        })
+        .collect();
+    let down = vec![false; pool.builders().len()];
+    for (name, index) in pool::predict(&down, job.options.jobs, &waves) {
+        if let Some(entry) = planned.get_mut(&name) {
+            entry.builder = pool.builders()[index].name.clone();
+        }
+    }
 }

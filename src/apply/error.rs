@@ -39,6 +39,12 @@ pub enum ApplyError {
     /// Containers that need an engine were not built: the engine does not answer (exit 3).
     #[error("not built without a Docker engine: {containers} (the engine does not answer)")]
     EngineNeeded { containers: String },
+    /// `--builder` with `--no-push`: a pool's builders meet in the registry (exit 2).
+    #[error("--builder needs a run that pushes: a pool's builders meet in the registry, and with --no-push a child would not find its parent built on another engine")]
+    PoolWithoutPush,
+    /// Two builders of one pool with one name (exit 2).
+    #[error("builder `{name}` is named twice in the pool")]
+    DuplicateBuilder { name: String },
     /// Boxed: it names the reference and its containers, and would make every result large.
     #[error(transparent)]
     Pin(Box<pin::PinError>),

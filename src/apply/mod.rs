@@ -13,7 +13,8 @@
 //! 1. the engine answers, every content tag is looked up, and (when pushing) the registry
 //!    grants push access to every repository the run writes to ([`check`]: concurrently, once
 //!    per repository) — before any long build, so an auth failure costs seconds, not builds;
-//! 2. wave by wave, at most `jobs` containers at once: a container whose content tag exists
+//! 2. wave by wave, at most `jobs` builds at once on each builder of the pool ([`pool`]:
+//!    `--builder`, `packaging.builders`, else the one engine): a container whose content tag exists
 //!    (in the registry when pushing, else in the local engine) is *cached*; otherwise its
 //!    context is written and built, FROM exactly the image its parent produced or found (the
 //!    parent's `cookbook.local/<project>/<parent>:<input_hash>`, pulled by content tag if it is
@@ -47,8 +48,9 @@
 //! - A failure of the whole run still returns what was done before it ([`ApplyFailure::report`];
 //!   none when it failed before it started).
 //!
-//! Where each step lives: [`pin`] (0), [`check`] (1), `run` (the waves, 2–3), `container` (one
-//! container: cached, built or assembled through [`crate::build`], then [`publish`]ed),
+//! Where each step lives: [`pin`] (0), [`check`] (1), `run` (the waves, 2–3), [`pool`] (which
+//! builder builds what), `container` (one container: cached, built on a builder or assembled
+//! through [`crate::build`], then [`publish`]ed),
 //! `finish` (4: policy tags, the lock), [`dry_run`] (the same lookups, nothing done), `report`
 //! and `error` (what a run says and how it fails). Every entry point is `async`: the caller owns
 //! the runtime (`ops::runtime`).
@@ -60,6 +62,7 @@ mod dry_run;
 mod error;
 mod finish;
 pub mod pin;
+pub mod pool;
 pub mod publish;
 mod report;
 mod run;
@@ -82,11 +85,12 @@ pub use attest::{Attestations, Attested, Attesting};
 pub use dry_run::{dry_run, dry_run_with_docker, Action, Planned};
 pub use error::{ApplyError, ApplyFailure};
 pub use finish::policy_tags;
+pub use pool::Pool;
 pub use report::{CacheSource, ContainerOutcome, ContainerReport, Event, Report, Reporter};
 
 #[derive(Debug, Clone)]
 pub struct Options {
-    /// Builds at once (at least 1).
+    /// Builds at once on each builder (at least 1).
     pub jobs: usize,
     /// Push to `packaging.registry` (check it for cached images), or keep everything local.
     pub push: bool,
@@ -134,30 +138,143 @@ fn parse_repo(reference: &str) -> Result<crate::registry::Repository, ApplyError
     Ok(crate::build::parse_repo(reference)?)
 }
 
-/// The environment's Docker engine (`DOCKER_HOST` or the default socket) and, when pushing, a
-/// registry client. When pushing, an engine that cannot be reached is not an error here: the
-/// run goes on without it ([`crate::build::assemble`]), and the third value says why it has none.
+/// The engines a run builds on, as the options and the cookbook name them: `--builder` (a
+/// named pool), else `packaging.builders` (a named pool; with `--no-push` ignored, with a
+/// warning: a pool's builders meet in the registry, and without one a child would find its
+/// parent on another engine), else the one engine `--context` chooses (no pool: reports name no
+/// builder). `--builder` with `--no-push` is refused for the same reason.
+fn members(job: &Job<'_>, reporter: &dyn Reporter) -> Result<Vec<(String, Selector)>, ApplyError> {
+    let options = &job.options;
+    let members: Vec<(String, Selector)> = if !options.builders.is_empty() {
+        if !options.push {
+            return Err(ApplyError::PoolWithoutPush);
+        }
+        options
+            .builders
+            .iter()
+            .map(|s| (builder_name(s), s.clone()))
+            .collect()
+    } else if !job.cookbook.packaging.builders.is_empty() {
+        if !options.push {
+            reporter.event(Event::PoolIgnored {
+                builders: job.cookbook.packaging.builders.len(),
+            });
+            return Ok(Vec::new());
+        }
+        job.cookbook
+            .packaging
+            .builders
+            .iter()
+            .map(|b| {
+                let selector = Selector::from_spec(&b.engine, job.base_dir(), &options.engine);
+                (b.name.clone(), selector)
+            })
+            .collect()
+    } else {
+        return Ok(Vec::new());
+    };
+    let mut seen = std::collections::BTreeSet::new();
+    for (name, _) in &members {
+        if !seen.insert(name.as_str()) {
+            return Err(ApplyError::DuplicateBuilder { name: name.clone() });
+        }
+    }
+    Ok(members)
+}
+
+/// What reports call a `--builder`: the context's name, or the host as written.
+fn builder_name(selector: &Selector) -> String {
+    match selector {
+        Selector::Environment => crate::engine::endpoint::DEFAULT_CONTEXT.to_owned(),
+        Selector::Context(name) => name.clone(),
+        Selector::Host { host, .. } => host.clone(),
+    }
+}
+
+/// The engines to build on ([`members`]), connected concurrently, and, when pushing, a
+/// registry client. A builder of a pool that does not answer (unreachable, its TLS or SSH
+/// refused, not an engine) is left out with an [`Event::BuilderDown`]; a host or context that
+/// cannot be resolved is an error (exit 2). Without a pool, as before: when pushing, an engine
+/// that cannot be reached is not an error here — the run goes on without it
+/// ([`crate::build::assemble`]), and the third value says why it has none. So it is for a pool
+/// none of whose builders answers.
 async fn connect(
-    push: bool,
-    selector: &Selector,
+    job: &Job<'_>,
+    reporter: &dyn Reporter,
 ) -> Result<
     (
-        crate::engine::DockerEngine,
+        Pool<crate::engine::DockerEngine>,
         Option<RegistryClient>,
         Option<String>,
     ),
     ApplyError,
 > {
-    let (engine, down) = match crate::engine::DockerEngine::connect_or_unanswered(selector).await? {
-        (_, Some(e)) if !push => return Err(e.into()),
-        (engine, down) => (engine, down.map(|e| e.to_string())),
-    };
+    use crate::engine::docker::REQUEST_TIMEOUT;
+    use crate::engine::endpoint::{resolve, Environment};
+    use crate::engine::{DockerEngine, EngineError};
+    let push = job.options.push;
+    let jobs = job.options.jobs;
+    let members = members(job, reporter)?;
     let registry = if push {
         Some(RegistryClient::new()?)
     } else {
         None
     };
-    Ok((engine, registry, down))
+    if members.is_empty() {
+        let (engine, down) = match DockerEngine::connect_or_unanswered(&job.options.engine).await? {
+            (_, Some(e)) if !push => return Err(e.into()),
+            (engine, down) => (engine, down.map(|e| e.to_string())),
+        };
+        return Ok((Pool::single(engine, jobs), registry, down));
+    }
+    let environment = Environment::from_process();
+    let endpoints = members
+        .iter()
+        .map(|(_, selector)| resolve(selector, &environment))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(EngineError::from)?;
+    let answers = futures_util::future::join_all(
+        endpoints
+            .iter()
+            .map(|endpoint| DockerEngine::connect_endpoint(endpoint, REQUEST_TIMEOUT)),
+    )
+    .await;
+    let mut builders = Vec::new();
+    let mut first_failure = None;
+    for (((name, _), endpoint), answer) in members.into_iter().zip(&endpoints).zip(answers) {
+        match answer {
+            Ok(engine) => builders.push(pool::Builder {
+                name: Some(name),
+                engine,
+            }),
+            Err(
+                e @ (EngineError::Unreachable { .. }
+                | EngineError::Connection { .. }
+                | EngineError::NotAnEngine { .. }),
+            ) => {
+                let why = e.to_string();
+                reporter.event(Event::BuilderDown {
+                    builder: &name,
+                    why: &why,
+                });
+                first_failure.get_or_insert((name, endpoint, e));
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    if !builders.is_empty() {
+        return Ok((Pool::new(builders, jobs), registry, None));
+    }
+    // None answers: as a run without an engine (assembling what needs none), on a client that
+    // fails every call as the first builder did.
+    let (name, endpoint, error) = first_failure.expect("a pool has members");
+    let down = format!("none of the pool's {} builder(s) answers", endpoints.len());
+    let engine = DockerEngine::unanswered(endpoint).map_err(|_| error)?;
+    let builder = pool::Builder {
+        name: Some(name),
+        engine,
+    };
+    Ok((Pool::new(vec![builder], jobs), registry, Some(down)))
 }
 
 /// How a run gets its fingerprints once its base images are pinned (the pins are an input of
@@ -176,26 +293,28 @@ pub async fn apply_with_docker(
     fingerprint: &Fingerprinter<'_>,
     reporter: &dyn Reporter,
 ) -> Result<Report, ApplyFailure> {
-    let (engine, registry) = connect_and_fingerprint(&mut job, fingerprint, reporter, true)
+    let (pool, registry) = connect_and_fingerprint(&mut job, fingerprint, reporter, true)
         .await
         .map_err(ApplyFailure::before_start)?;
-    apply(&job, &engine, registry.as_ref(), reporter).await
+    apply(&job, &pool, registry.as_ref(), reporter).await
 }
 
-/// The start apply and its dry run share: connect, pin the bases (recording new pins in the lock
-/// when `record`: an apply, not a dry run), and set `job.fingerprints` from the pins.
+/// The start apply and its dry run share: connect the builders, pin the bases (recording new
+/// pins in the lock when `record`: an apply, not a dry run), and set `job.fingerprints` from the
+/// pins.
 pub(crate) async fn connect_and_fingerprint(
     job: &mut Job<'_>,
     fingerprint: &Fingerprinter<'_>,
     reporter: &dyn Reporter,
     record: bool,
-) -> Result<(crate::engine::DockerEngine, Option<RegistryClient>), ApplyError> {
-    let (engine, registry, down) = connect(job.options.push, &job.options.engine).await?;
+) -> Result<(Pool<crate::engine::DockerEngine>, Option<RegistryClient>), ApplyError> {
+    let (pool, registry, down) = connect(job, reporter).await?;
     if let Some(why) = &down {
         reporter.event(Event::WithoutEngine { why });
+        pool.mark_down(0, why.clone());
     }
     let pins = pin::pin_plan(
-        down.is_none().then_some(&engine),
+        down.is_none().then_some(pool.first()),
         registry.as_ref(),
         job.cookbook,
         job.plan,
@@ -208,7 +327,7 @@ pub(crate) async fn connect_and_fingerprint(
     )
     .await?;
     job.fingerprints = Arc::new(fingerprint(&pins.pins)?);
-    Ok((engine, registry))
+    Ok((pool, registry))
 }
 
 /// `git-sha` tagging needs the commit of the cookbook's checkout; refused before any work.
@@ -225,17 +344,18 @@ pub(crate) fn needs_revision(job: &Job<'_>) -> Result<(), ApplyError> {
     Ok(())
 }
 
-/// Runs an apply. Per-container failures are in the report; an `Err` is a failure of the whole
-/// run (an unreachable engine or registry, refused credentials, unusable state), carrying the
-/// report of what was done before it. A cancelled run is `Ok`, with [`Report::cancelled`] set.
+/// Runs an apply on `pool`'s builders ([`Pool::single`]: one engine). Per-container failures
+/// are in the report; an `Err` is a failure of the whole run (an unreachable engine or registry,
+/// refused credentials, unusable state), carrying the report of what was done before it. A
+/// cancelled run is `Ok`, with [`Report::cancelled`] set.
 pub async fn apply<E: Engine>(
     job: &Job<'_>,
-    engine: &E,
+    pool: &Pool<E>,
     registry: Option<&RegistryClient>,
     reporter: &dyn Reporter,
 ) -> Result<Report, ApplyFailure> {
     let mut report = Report::default();
-    match run::run(job, engine, registry, reporter, &mut report).await {
+    match run::run(job, pool, registry, reporter, &mut report).await {
         Ok(()) => Ok(report),
         Err(error) => Err(ApplyFailure {
             report: Some(report),

@@ -73,6 +73,11 @@ pub struct ContainerReport {
     /// The whole build log of a failed build.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub log: Vec<String>,
+    /// The builder of the pool that built it (the name written in `packaging.builders`, else
+    /// the context's name or the host of `--builder`); none when it was cached or assembled
+    /// without an engine, or when the run has one engine and no pool.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub builder: Option<String>,
     /// The provenance statement and SBOM attached to the published image (a run with a
     /// signing key).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -135,6 +140,8 @@ pub enum Event<'a> {
     Started {
         name: &'a Name,
         wave: usize,
+        /// The builder of the pool it builds on (`None`: one engine, no pool).
+        builder: Option<&'a str>,
     },
     Line {
         name: &'a Name,
@@ -176,6 +183,17 @@ pub enum Event<'a> {
     /// The engine does not answer: the run goes on without it, assembling what it can.
     WithoutEngine {
         why: &'a str,
+    },
+    /// A builder of the pool does not answer: left out of the rest of the run (its builds, if
+    /// any were running, go to the others).
+    BuilderDown {
+        builder: &'a str,
+        why: &'a str,
+    },
+    /// `packaging.builders` names a pool, but the run does not push: it builds on the one
+    /// engine `--context` chooses.
+    PoolIgnored {
+        builders: usize,
     },
     Tagged {
         name: &'a Name,

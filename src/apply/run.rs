@@ -1,5 +1,6 @@
-//! The run: checks before any build, then the plan's waves, each at most `jobs` containers at
-//! once, a failure skipping what needs it; then the policy tags and the lock (`finish`).
+//! The run: checks before any build, then the plan's waves, each at most `jobs` builds at once
+//! on each builder of the pool ([`super::pool`]), a failure skipping what needs it; then the
+//! policy tags and the lock (`finish`).
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -8,6 +9,7 @@ use std::sync::atomic::AtomicBool;
 use futures_util::stream::{self, StreamExt};
 
 use super::error::{ApplyError, Failure};
+use super::pool::Pool;
 use super::report::{ContainerOutcome, ContainerReport, Event, Report, Reporter};
 use super::{check, needs_revision, parse_repo, Job};
 use crate::build::assemble::BaseCache;
@@ -17,6 +19,10 @@ use crate::registry::{Credential, RegistryClient};
 
 pub(super) struct Run<'a, E: Engine> {
     pub(super) job: &'a Job<'a>,
+    /// The engines builds go to.
+    pub(super) pool: &'a Pool<E>,
+    /// The engine of the run's other engine work: lookups without a registry, tags with
+    /// `--no-push`, a cached image read to attest it (the pool's first builder that answered).
     pub(super) engine: &'a E,
     pub(super) registry: Option<&'a RegistryClient>,
     pub(super) credentials: Option<Credential>,
@@ -41,7 +47,7 @@ pub(super) struct Run<'a, E: Engine> {
 #[allow(clippy::type_complexity)]
 async fn preflight<'r, E: Engine>(
     job: &Job<'_>,
-    engine: &E,
+    pool: &Pool<E>,
     registry: Option<&'r RegistryClient>,
 ) -> Result<
     (
@@ -55,10 +61,14 @@ async fn preflight<'r, E: Engine>(
     let cookbook = job.cookbook;
     needs_revision(job)?;
     // Without an engine, a run that pushes still assembles what needs none.
-    let engine_down = match engine.ping().await {
-        Ok(()) => None,
-        Err(e @ EngineError::Unreachable { .. }) if job.options.push => Some(e.to_string()),
-        Err(e) => return Err(e.into()),
+    let engine = pool.first();
+    let engine_down = match pool.all_down() {
+        Some(why) if job.options.push => Some(why),
+        _ => match engine.ping().await {
+            Ok(()) => None,
+            Err(e @ EngineError::Unreachable { .. }) if job.options.push => Some(e.to_string()),
+            Err(e) => return Err(e.into()),
+        },
     };
     let registry = if job.options.push {
         let client = registry.ok_or(ApplyError::NoRegistry)?;
@@ -87,12 +97,12 @@ async fn preflight<'r, E: Engine>(
 /// The run itself, filling `report` as it goes (so that a failure still returns it).
 pub(super) async fn run<E: Engine>(
     job: &Job<'_>,
-    engine: &E,
+    pool: &Pool<E>,
     registry: Option<&RegistryClient>,
     reporter: &dyn Reporter,
     report: &mut Report,
 ) -> Result<(), ApplyError> {
-    let (registry, credentials, found, engine_down) = preflight(job, engine, registry).await?;
+    let (registry, credentials, found, engine_down) = preflight(job, pool, registry).await?;
     reporter.event(Event::Checked {
         containers: job.plan.len(),
         waves: job.plan.waves().len(),
@@ -100,7 +110,8 @@ pub(super) async fn run<E: Engine>(
 
     let run = Run {
         job,
-        engine,
+        pool,
+        engine: pool.first(),
         registry,
         credentials,
         found,
@@ -210,7 +221,7 @@ impl<E: Engine> Run<'_, E> {
     }
 
     /// One wave (`waves[0]`; the later ones follow it): skips what needs a container that did
-    /// not succeed, runs the rest, at most `jobs` at once. A failure of the whole run marks the
+    /// not succeed, runs the rest, at most `jobs` at once on each builder (the pool's slots). A failure of the whole run marks the
     /// later waves' containers not started and is returned after the wave's results are in.
     async fn wave(
         &self,
@@ -221,7 +232,7 @@ impl<E: Engine> Run<'_, E> {
         let ready = self.ready(report, &waves[0]);
         let results: Vec<(Name, Result<ContainerReport, ApplyError>)> = stream::iter(ready)
             .map(|name| async { (name.clone(), self.container(name, wave_index).await) })
-            .buffer_unordered(self.job.options.jobs.max(1))
+            .buffer_unordered(self.pool.capacity())
             .collect()
             .await;
         let mut first_error = None;
@@ -297,6 +308,7 @@ impl<E: Engine> Run<'_, E> {
             digest: None,
             image_id: None,
             log: Vec::new(),
+            builder: None,
             attestations: None,
         }
     }

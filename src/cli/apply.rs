@@ -44,7 +44,16 @@ fn describe(event: &Event<'_>) -> Option<String> {
             format!("apply: {containers} container(s) in {waves} wave(s)")
         }
         Event::Cached { name, source } => format!("[{name}] cached ({source})"),
-        Event::Started { name, wave } => format!("[{name}] building (wave {})", wave + 1),
+        Event::Started {
+            name,
+            wave,
+            builder: None,
+        } => format!("[{name}] building (wave {})", wave + 1),
+        Event::Started {
+            name,
+            wave,
+            builder: Some(builder),
+        } => format!("[{name}] building (wave {}) on {builder}", wave + 1),
         Event::Built { name, millis } => {
             format!("[{name}] built in {:.1}s", *millis as f64 / 1000.0)
         }
@@ -66,6 +75,13 @@ fn describe(event: &Event<'_>) -> Option<String> {
         Event::NeedsEngine { name, reason } => format!("[{name}] NOT BUILT: {reason}"),
         Event::WithoutEngine { why } => format!(
             "warning: no Docker engine ({why}); building only the containers that need none"
+        ),
+        Event::BuilderDown { builder, why } => format!(
+            "warning: builder {builder} does not answer ({why}); its builds go to the others"
+        ),
+        Event::PoolIgnored { builders } => format!(
+            "warning: --no-push builds on one engine, not on the {builders} builder(s) of \
+             packaging.builders: a pool's builders meet in the registry"
         ),
         Event::Failed { name, reason, log } => {
             let mut s = format!("[{name}] FAILED: {reason}");
@@ -143,7 +159,11 @@ impl Reporter for Live {
     fn event(&self, event: Event<'_>) {
         let mut bars = self.bars.lock().expect("no panics while printing");
         match event {
-            Event::Started { name, wave } => {
+            Event::Started {
+                name,
+                wave,
+                builder,
+            } => {
                 let bar = self.multi.add(ProgressBar::new_spinner());
                 bar.set_style(
                     ProgressStyle::with_template(
@@ -152,9 +172,16 @@ impl Reporter for Live {
                     .expect("valid template"),
                 );
                 bar.set_prefix(name.to_string());
-                bar.set_message(format!("building (wave {})", wave + 1));
+                bar.set_message(match builder {
+                    Some(builder) => format!("building (wave {}) on {builder}", wave + 1),
+                    None => format!("building (wave {})", wave + 1),
+                });
                 bar.enable_steady_tick(Duration::from_millis(120));
-                bars.insert(name.clone(), bar);
+                // Started again on another builder (its first one stopped answering).
+                if let Some(old) = bars.insert(name.clone(), bar) {
+                    old.finish_and_clear();
+                    self.multi.remove(&old);
+                }
             }
             Event::Line { name, line } => {
                 if let Some(bar) = bars.get(name) {
@@ -301,7 +328,7 @@ pub fn run(
 }
 
 /// `apply --dry-run`'s report. Text: one line per container (`cached` with where it was found,
-/// or `build` with what would be pushed), one `tag` line per mutable tag that would move, and a
+/// or `build` with what would be pushed and, with a pool, on which builder), one `tag` line per mutable tag that would move, and a
 /// count on stderr; JSON: one document.
 fn print_dry_run(report: &DryRunReport, format: Format, out: &mut dyn Write, err: &mut dyn Write) {
     use crate::ops::apply::Action;
@@ -312,13 +339,16 @@ fn print_dry_run(report: &DryRunReport, format: Format, out: &mut dyn Write, err
     let planned = &report.containers;
     let width = planned.keys().map(|n| n.as_str().len()).max().unwrap_or(0);
     for (name, p) in planned {
-        let what = match (p.action, p.source, &p.push) {
+        let mut what = match (p.action, p.source, &p.push) {
             (Action::Cached, Some(source), _) => {
                 format!("cached  {name:<width$}  {} (in the {source})", p.image)
             }
             (_, _, Some(push)) => format!("build   {name:<width$}  {push} (push)"),
             _ => format!("build   {name:<width$}  {}", p.image),
         };
+        if let Some(builder) = &p.builder {
+            what.push_str(&format!(" on {builder}"));
+        }
         let _ = writeln!(out, "{what}");
         for tag in &p.tags {
             let _ = writeln!(out, "tag     {name:<width$}  {tag}");

@@ -521,7 +521,8 @@ pub struct ApplyArgs {
     /// Apply only this federation site's containers (and what they need).
     #[arg(long)]
     pub site: Option<String>,
-    /// Builds at once [default: the number of cores].
+    /// Builds at once on each builder (a pool of N builders runs up to N × this) [default: the
+    /// number of cores].
     #[arg(short = 'j', long)]
     pub jobs: Option<usize>,
     /// Build and tag locally; push nothing (cache hits are looked up in the local engine).

@@ -1003,19 +1003,40 @@ impl Converter<'_> {
             version: packaging.version.clone(),
             latest: packaging.latest,
             build_order,
-            builders: packaging
-                .builders
-                .iter()
-                .map(|b| {
-                    let engine =
-                        EngineSpec::from_wire(b.host.as_ref(), b.context.as_ref(), b.tls.as_ref());
-                    Builder {
-                        name: b.name.clone().unwrap_or_else(|| engine.describe()),
-                        engine,
-                    }
-                })
-                .collect(),
+            builders: self.builders(),
         }
+    }
+
+    /// `packaging.builders`; two with one name (written, or the context or host they default
+    /// to) are refused: a report could not say which built what.
+    fn builders(&mut self) -> Vec<Builder> {
+        let mut builders: Vec<Builder> = Vec::new();
+        for (i, b) in self.wire.packaging.builders.iter().enumerate() {
+            let engine = EngineSpec::from_wire(b.host.as_ref(), b.context.as_ref(), b.tls.as_ref());
+            let name = b.name.clone().unwrap_or_else(|| engine.describe());
+            if builders.iter().any(|other| other.name == name) {
+                let at = format!("/packaging/builders/{i}");
+                let at = if b.name.is_some() {
+                    pointer_push(&at, "name")
+                } else {
+                    at
+                };
+                self.diagnostics.push(
+                    Diagnostic::new(
+                        "model/duplicate-builder",
+                        at,
+                        format!(
+                            "builder {} is named twice in packaging.builders",
+                            excerpt(&name)
+                        ),
+                    )
+                    .with_help("give each builder a name of its own (\"name\")"),
+                );
+                continue;
+            }
+            builders.push(Builder { name, engine });
+        }
+        builders
     }
 
     fn sites(&mut self) -> BTreeMap<Name, Site> {

@@ -424,6 +424,7 @@ mod tests {
                     digest: None,
                     image_id: None,
                     log: Vec::new(),
+                    builder: None,
                     attestations: None,
                 };
                 (Name::parse(name).unwrap(), entry)

@@ -14,6 +14,7 @@ mod approvals;
 mod assemble;
 mod attestations;
 mod ci;
+mod builder_pool;
 mod cli;
 mod cli_ux;
 mod concurrency;
