@@ -128,11 +128,12 @@ impl Failure {
         }
     }
 
-    /// An engine error during one container's work: an unreachable engine ends the run (exit 3);
+    /// An engine error during one container's work: no engine (unreachable, or a connection that
+    /// failed at a step) ends the run (exit 3);
     /// anything else fails the container.
     pub(super) fn engine(e: EngineError) -> Failure {
         match e {
-            EngineError::Unreachable { .. } => Failure::Run(e.into()),
+            e if e.is_unreachable() => Failure::Run(e.into()),
             EngineError::PushFailed { ref log, .. } => Failure::Container {
                 reason: e.to_string(),
                 log: log.clone(),

@@ -13,7 +13,7 @@ use super::pool::Pool;
 use super::report::{ContainerOutcome, ContainerReport, Event, Report, Reporter};
 use super::{check, needs_revision, parse_repo, Job};
 use crate::build::assemble::BaseCache;
-use crate::engine::{Engine, EngineError};
+use crate::engine::Engine;
 use crate::model::Name;
 use crate::registry::{Credential, RegistryClient};
 
@@ -66,7 +66,7 @@ async fn preflight<'r, E: Engine>(
         Some(why) if job.options.push => Some(why),
         _ => match engine.ping().await {
             Ok(()) => None,
-            Err(e @ EngineError::Unreachable { .. }) if job.options.push => Some(e.to_string()),
+            Err(e) if e.is_unreachable() && job.options.push => Some(e.to_string()),
             Err(e) => return Err(e.into()),
         },
     };

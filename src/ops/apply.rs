@@ -41,7 +41,7 @@ pub struct ApplyOptions {
     pub containers: Vec<String>,
     /// Only this federation site's containers.
     pub site: Option<String>,
-    /// Builds at once (none: the number of cores).
+    /// Builds at once per builder (none: the number of cores).
     pub jobs: Option<usize>,
     /// Push to the registry (else build and tag locally).
     pub push: bool,
