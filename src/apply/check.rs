@@ -47,6 +47,85 @@ use crate::model::Name;
 use crate::registry::{RegistryClient, Repository};
 use crate::state::lock::Lock;
 
+/// A repository's tags as listed, or `None` when its listing failed (the caller then asks the
+/// manifest of each of its containers, as without a listing).
+pub type Listing = Option<BTreeSet<String>>;
+
+/// The tag lists of the repositories the lock records the plan's containers in, asked for at
+/// the start of a run, before the sources are hashed: a tag list needs no input hash (a
+/// manifest request by content tag does), so its round trips overlap the hashing, and a no-op
+/// apply costs little more than `hash` (docs/BENCHMARKS.md). [`listed`] takes them; a run that
+/// ends before is not kept waiting for them (dropping aborts the listing).
+#[derive(Debug, Default)]
+pub struct TagLists(
+    std::sync::Mutex<Option<tokio::task::JoinHandle<BTreeMap<Repository, Listing>>>>,
+);
+
+impl TagLists {
+    /// Starts listing, on the current runtime, each repository in which the lock records an
+    /// image of a container of `job`'s plan, with its digest and image id (what [`listed`] can
+    /// use). Nothing without a lock of this project.
+    pub fn start(job: &Job<'_>, registry: &std::sync::Arc<RegistryClient>) -> TagLists {
+        let Ok(Some(lock)) = Lock::read(&Lock::path_for(job.cookbook_file)) else {
+            return TagLists::default();
+        };
+        if lock.project != job.cookbook.project.name {
+            return TagLists::default();
+        }
+        let repositories: BTreeSet<Repository> = job
+            .plan
+            .order()
+            .filter_map(|name| {
+                let entry = lock.containers.get(name.as_str())?;
+                let repository = job.cookbook.repository(name);
+                let listable = entry.digest.is_some()
+                    && entry.image_id.is_some()
+                    && entry
+                        .image
+                        .as_str()
+                        .strip_prefix(repository.as_str())?
+                        .starts_with(':');
+                listable.then(|| parse_repo(&repository).ok()).flatten()
+            })
+            .collect();
+        if repositories.is_empty() {
+            return TagLists::default();
+        }
+        let registry = registry.clone();
+        let listing = tokio::spawn(async move {
+            stream::iter(repositories)
+                .map(|repository| {
+                    let registry = &registry;
+                    async move {
+                        let tags = registry.tags_list_once(&repository).await.ok();
+                        (repository, tags.map(|t| t.into_iter().collect()))
+                    }
+                })
+                .buffer_unordered(CONCURRENT_CHECKS)
+                .collect()
+                .await
+        });
+        TagLists(std::sync::Mutex::new(Some(listing)))
+    }
+
+    /// The listings started, once (later calls, and a listing that panicked, give none).
+    async fn take(&self) -> BTreeMap<Repository, Listing> {
+        let handle = self.0.lock().unwrap_or_else(|p| p.into_inner()).take();
+        match handle {
+            Some(handle) => handle.await.unwrap_or_default(),
+            None => BTreeMap::new(),
+        }
+    }
+}
+
+impl Drop for TagLists {
+    fn drop(&mut self) {
+        if let Some(handle) = self.0.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            handle.abort();
+        }
+    }
+}
+
 /// Registry (or engine) requests in flight at once: enough to hide a loopback or LAN round trip
 /// behind the others, few enough not to look like a flood to a registry's rate limiter.
 pub const CONCURRENT_CHECKS: usize = 16;
@@ -71,7 +150,7 @@ pub async fn lookup_all<E: Engine>(
         found = if job.options.trust_lock {
             trusted(recorded)
         } else {
-            listed(registry, recorded).await
+            listed(registry, recorded, job.tag_lists.take().await).await
         };
     }
     let looked_up: Vec<(Name, Found)> = stream::iter(job.plan.order())
@@ -154,6 +233,7 @@ pub fn trusted(recorded: BTreeMap<Name, Recorded>) -> BTreeMap<Name, Found> {
 pub async fn listed(
     registry: &RegistryClient,
     recorded: BTreeMap<Name, Recorded>,
+    mut started: BTreeMap<Repository, Listing>,
 ) -> BTreeMap<Name, Found> {
     let mut by_repository: BTreeMap<Repository, Vec<(Name, Recorded)>> = BTreeMap::new();
     for (name, r) in recorded {
@@ -164,12 +244,26 @@ pub async fn listed(
                 .push((name, r));
         }
     }
+    let by_repository: Vec<_> = by_repository
+        .into_iter()
+        .map(|(repository, members)| {
+            let started = started.remove(&repository);
+            (repository, members, started)
+        })
+        .collect();
     stream::iter(by_repository)
-        .map(|(repository, members)| async move {
-            let Ok(tags) = registry.tags_list_once(&repository).await else {
+        .map(|(repository, members, started)| async move {
+            let listing = match started {
+                Some(listing) => listing,
+                None => registry
+                    .tags_list_once(&repository)
+                    .await
+                    .ok()
+                    .map(|tags| tags.into_iter().collect()),
+            };
+            let Some(tags) = listing else {
                 return Vec::new();
             };
-            let tags: BTreeSet<String> = tags.into_iter().collect();
             members
                 .into_iter()
                 .filter(|(_, r)| tags.contains(&r.tag))

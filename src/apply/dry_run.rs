@@ -83,7 +83,7 @@ pub async fn dry_run_with_docker(
     reporter: &dyn Reporter,
 ) -> Result<BTreeMap<Name, Planned>, ApplyError> {
     let (pool, registry) = connect_and_fingerprint(&mut job, fingerprint, reporter, false).await?;
-    dry_run(&job, &pool, registry.as_ref()).await
+    dry_run(&job, &pool, registry.as_deref()).await
 }
 
 /// What [`apply`] would do, per container of the plan, without doing any of it: the same cache

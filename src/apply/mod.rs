@@ -122,6 +122,9 @@ pub struct Job<'a> {
     pub cookbook_file: &'a Path,
     pub state_dir: &'a Path,
     pub options: Options,
+    /// The tag lists a run starts listing before it hashes ([`check::TagLists::start`], set by
+    /// the run itself); `Default::default()` when building a job.
+    pub tag_lists: check::TagLists,
     /// Cancels the run (see the module header). The caller decides when: `cookbook apply`
     /// cancels it on SIGINT/SIGTERM.
     pub cancel: CancellationToken,
@@ -204,7 +207,7 @@ async fn connect(
 ) -> Result<
     (
         Pool<crate::engine::DockerEngine>,
-        Option<RegistryClient>,
+        Option<Arc<RegistryClient>>,
         Option<String>,
     ),
     ApplyError,
@@ -216,7 +219,7 @@ async fn connect(
     let jobs = job.options.jobs;
     let members = members(job, reporter)?;
     let registry = if push {
-        Some(RegistryClient::new()?)
+        Some(Arc::new(RegistryClient::new()?))
     } else {
         None
     };
@@ -296,7 +299,7 @@ pub async fn apply_with_docker(
     let (pool, registry) = connect_and_fingerprint(&mut job, fingerprint, reporter, true)
         .await
         .map_err(ApplyFailure::before_start)?;
-    apply(&job, &pool, registry.as_ref(), reporter).await
+    apply(&job, &pool, registry.as_deref(), reporter).await
 }
 
 /// The start apply and its dry run share: connect the builders, pin the bases (recording new
@@ -307,15 +310,24 @@ pub(crate) async fn connect_and_fingerprint(
     fingerprint: &Fingerprinter<'_>,
     reporter: &dyn Reporter,
     record: bool,
-) -> Result<(Pool<crate::engine::DockerEngine>, Option<RegistryClient>), ApplyError> {
+) -> Result<
+    (
+        Pool<crate::engine::DockerEngine>,
+        Option<Arc<RegistryClient>>,
+    ),
+    ApplyError,
+> {
     let (pool, registry, down) = connect(job, reporter).await?;
+    if let Some(registry) = registry.as_ref().filter(|_| !job.options.trust_lock) {
+        job.tag_lists = check::TagLists::start(job, registry);
+    }
     if let Some(why) = &down {
         reporter.event(Event::WithoutEngine { why });
         pool.mark_down(0, why.clone());
     }
     let pins = pin::pin_plan(
         down.is_none().then_some(pool.first()),
-        registry.as_ref(),
+        registry.as_deref(),
         job.cookbook,
         job.plan,
         &Lock::path_for(job.cookbook_file),

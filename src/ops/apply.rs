@@ -263,6 +263,7 @@ pub fn dry_run(
         cookbook: &ws.cookbook,
         plan: &plan,
         fingerprints: Default::default(),
+        tag_lists: Default::default(),
         cookbook_file: ws.path(),
         state_dir: &state_dir,
         options: options(opts),
@@ -298,6 +299,7 @@ pub fn apply_plan(
         plan,
         // Computed once the bases are pinned (`fingerprinter`).
         fingerprints: Default::default(),
+        tag_lists: Default::default(),
         cookbook_file: file,
         state_dir: &state_dir,
         options,

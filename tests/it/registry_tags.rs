@@ -112,7 +112,7 @@ async fn a_next_page_on_another_host_is_refused_and_never_asked() {
     );
     // The cache check does not take a refused listing's first page as the answer: it leaves
     // the container to its manifest request.
-    let found = listed(&client(), one("c", recorded(&server, "a"))).await;
+    let found = listed(&client(), one("c", recorded(&server, "a")), BTreeMap::new()).await;
     assert!(found.is_empty(), "{found:?}");
     assert!(
         elsewhere.requests().is_empty(),
@@ -243,9 +243,11 @@ async fn a_repository_the_registry_does_not_know_has_no_tags() {
     .await;
     assert!(client().tags_list(&server.repo()).await.unwrap().is_empty());
     // No tags: the container is left to its manifest request, which says whether to build.
-    assert!(listed(&client(), one("c", recorded(&server, "a")))
-        .await
-        .is_empty());
+    assert!(
+        listed(&client(), one("c", recorded(&server, "a")), BTreeMap::new())
+            .await
+            .is_empty()
+    );
 }
 
 #[tokio::test]
@@ -264,9 +266,11 @@ async fn a_listing_answered_500_is_tried_once_and_left_to_the_manifest_requests(
         "{error:?}"
     );
     assert_eq!(server.requests().len(), 1);
-    assert!(listed(&client(), one("c", recorded(&server, "a")))
-        .await
-        .is_empty());
+    assert!(
+        listed(&client(), one("c", recorded(&server, "a")), BTreeMap::new())
+            .await
+            .is_empty()
+    );
     assert_eq!(server.requests().len(), 2);
 }
 
@@ -276,7 +280,7 @@ async fn a_tag_listed_is_cached_with_the_locks_digest_and_one_absent_is_not() {
         FakeServer::start(|_, _| response("200 OK", &[JSON], &page(&["a", "other"]))).await;
     let mut recorded_ = one("present", recorded(&server, "a"));
     recorded_.extend(one("absent", recorded(&server, "b")));
-    let found = listed(&client(), recorded_).await;
+    let found = listed(&client(), recorded_, BTreeMap::new()).await;
     let present = found[&Name::parse("present").unwrap()].clone().unwrap();
     assert_eq!(present.0, cookbook::apply::CacheSource::Registry);
     assert_eq!(present.1 .0, Some(format!("sha256:{}", "a".repeat(64))));
@@ -284,6 +288,29 @@ async fn a_tag_listed_is_cached_with_the_locks_digest_and_one_absent_is_not() {
     assert!(!found.contains_key(&Name::parse("absent").unwrap()));
     // Two containers of one repository: one listing.
     assert_eq!(server.requests().len(), 1);
+}
+
+#[tokio::test]
+async fn a_listing_started_before_hashing_is_used_and_not_asked_again() {
+    // The run lists the lock's repositories while it hashes (`TagLists`); `listed` takes those
+    // answers. A registry that would now answer 500 is not asked.
+    let server = FakeServer::start(|_, _| response("500 Internal Server Error", &[], "oops")).await;
+    let started = BTreeMap::from([(
+        server.repo(),
+        Some(std::collections::BTreeSet::from(["a".to_owned()])),
+    )]);
+    let found = listed(&client(), one("c", recorded(&server, "a")), started).await;
+    assert_eq!(
+        found[&Name::parse("c").unwrap()].as_ref().unwrap().0,
+        cookbook::apply::CacheSource::Registry
+    );
+    assert!(server.requests().is_empty(), "{:?}", server.requests());
+    // A listing that failed when started leaves its containers to their manifest requests.
+    let failed = BTreeMap::from([(server.repo(), None)]);
+    assert!(listed(&client(), one("c", recorded(&server, "a")), failed)
+        .await
+        .is_empty());
+    assert!(server.requests().is_empty());
 }
 
 // ---------------------------------------------------------------- the real registry
