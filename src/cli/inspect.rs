@@ -66,6 +66,18 @@ pub fn plan(
                 };
                 let _ = writeln!(err, "base {reference} ({}): {state}", names.join(", "));
             }
+            if !report.builders.is_empty() {
+                let pool: Vec<String> = report
+                    .builders
+                    .iter()
+                    .map(|b| format!("{} ({})", b.name, b.engine))
+                    .collect();
+                let _ = writeln!(
+                    err,
+                    "builders: {}: each build goes to the least busy one when apply runs (apply --dry-run shows where)",
+                    pool.join(", ")
+                );
+            }
         }
     }
     Ok(())

@@ -106,6 +106,19 @@ pub struct PlanReport {
     #[serde(skip)]
     pub plan: Plan,
     pub waves: Vec<Vec<Name>>,
+    /// The pool `apply` spreads builds over (`packaging.builders`; absent without one). Which
+    /// builds each takes is decided at run time, by load (`apply --dry-run` shows a prediction,
+    /// `apply --format json` what happened): a plan connects to nothing.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub builders: Vec<PlannedBuilder>,
+}
+
+/// One builder of `packaging.builders`, as the cookbook names it.
+#[derive(Debug, Serialize)]
+pub struct PlannedBuilder {
+    pub name: String,
+    /// Its host, or `context NAME`.
+    pub engine: String,
 }
 
 #[derive(Debug, Serialize)]
@@ -170,11 +183,25 @@ pub fn plan(ws: &Workspace, site: Option<&str>) -> Result<PlanReport, Error> {
             containers.insert(name.clone(), planned);
         }
     }
+    let builders = ws
+        .cookbook
+        .packaging
+        .builders
+        .iter()
+        .map(|b| PlannedBuilder {
+            name: b.name.clone(),
+            engine: match (&b.engine.context, &b.engine.host) {
+                (Some(context), _) => format!("context {context}"),
+                _ => b.engine.describe(),
+            },
+        })
+        .collect();
     Ok(PlanReport {
         bases,
         containers,
         waves: plan.waves().to_vec(),
         plan,
+        builders,
     })
 }
 

@@ -659,3 +659,45 @@ fn relayout_permutes_keys() {
     }
     assert!(firsts.len() > 3, "keys were not permuted: {firsts:?}");
 }
+
+#[test]
+fn a_pool_of_builders_is_listed_by_plan_which_assigns_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("cookbook.json"),
+        r#"{
+          "manifest_version": "1.1",
+          "project": { "name": "pooled" },
+          "packaging": { "registry": "127.0.0.1:5000/pooled", "builders": [
+            { "name": "big", "host": "ssh://ci@127.0.0.1:2222" },
+            { "context": "gpu-box" }
+          ] },
+          "applications": { "a": { "source": "." } },
+          "containers": { "c": { "base_image": "scratch", "applications": ["a"] } }
+        }"#,
+    )
+    .unwrap();
+    let text = run_in(dir.path(), &["plan"]);
+    text.assert_code(0);
+    assert!(
+        text.stderr.contains(
+            "builders: big (ssh://ci@127.0.0.1:2222), gpu-box (context gpu-box): each build goes to the least busy one"
+        ),
+        "{}",
+        text.context()
+    );
+    let json = run_in(dir.path(), &["plan", "--format", "json"]);
+    json.assert_code(0);
+    let v: Value = serde_json::from_str(&json.stdout).unwrap();
+    assert_eq!(
+        v["builders"],
+        serde_json::json!([
+            { "name": "big", "engine": "ssh://ci@127.0.0.1:2222" },
+            { "name": "gpu-box", "engine": "context gpu-box" }
+        ])
+    );
+    // Without a pool the document is as it was.
+    let plain = run_in(&shop(), &["plan", "--format", "json"]);
+    let v: Value = serde_json::from_str(&plain.stdout).unwrap();
+    assert!(v.get("builders").is_none(), "{}", plain.stdout);
+}
