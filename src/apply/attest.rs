@@ -272,7 +272,7 @@ impl<E: Engine> Run<'_, E> {
                 log: Vec::new(),
             })?;
         let fp = &self.job.fingerprints[name];
-        let normalized = build::normalize_built(self.engine, self.job.cookbook, fp, &local)
+        let normalized = build::normalize_built(self.engine(), self.job.cookbook, fp, &local)
             .await
             .map_err(Failure::publish)?;
         self.attest(registry, name, digest, &normalized, None).await

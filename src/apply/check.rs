@@ -24,9 +24,14 @@
 //! per repository whatever the number of its containers, the digest and image id being the
 //! lock's. (Every container has a repository of its own today, `<registry>/<container>`, so
 //! that is still a request per container, a cheaper one for the registry than a manifest:
-//! docs/BENCHMARKS.md, issue 24.) The list is trusted with existence only; a tag it lacks, or a
-//! listing that fails, goes to the manifest request of before ([`lookup`]), so the outcome is
-//! the same as without the listing, and so are the errors.
+//! docs/BENCHMARKS.md, issue 24.) A tag list holds no digests: the listing confirms that the
+//! content tag exists, and the digest is the lock's (as the issue asks: "when the lock already
+//! records the digests"). So a content tag that another run pushed again with other bytes (a
+//! build that is not reproducible), or a lock whose digest was edited by hand to another image
+//! of that repository, is not corrected by a no-op apply as a manifest request would; `verify
+//! --registry` compares every locked digest with the registry and says so. A tag the list
+//! lacks, or a listing that fails, goes to the manifest request of before ([`lookup`]), with its
+//! errors. The listings start before the sources are hashed ([`TagLists`]).
 //!
 //! `--trust-lock` ([`trusted`]) is the opt-in that skips the registry for what the lock already
 //! records as published: a container whose lock entry has the input hash it has now, in the

@@ -288,7 +288,7 @@ impl<E: Engine> Run<'_, E> {
             self.job.cookbook.containers[name].build_parent(),
             self.registry,
         ) {
-            self.unless_cancelled(self.ensure_parent(self.engine, parent))
+            self.unless_cancelled(self.ensure_parent(self.engine(), parent))
                 .await
                 .ok_or(Failure::Cancelled)??;
         }
@@ -298,7 +298,7 @@ impl<E: Engine> Run<'_, E> {
         });
         let assembled = self
             .unless_cancelled(build::assemble::assemble(
-                self.engine,
+                self.engine(),
                 self.registry,
                 &source,
                 Arc::new(fp.clone()),
@@ -335,7 +335,7 @@ impl<E: Engine> Run<'_, E> {
         let Some(registry) = self.registry else {
             let hash = self.job.fingerprints[name].input_hash();
             let names = self.local_names(local, repo_text, hash);
-            self.unless_cancelled(build::load(self.engine, normalized, &names))
+            self.unless_cancelled(build::load(self.engine(), normalized, &names))
                 .await
                 .ok_or(Failure::Cancelled)?
                 .map_err(Failure::publish)?;
@@ -396,12 +396,12 @@ impl<E: Engine> Run<'_, E> {
     ) -> Result<check::Found, ApplyError> {
         let found = match self.found.get(name) {
             Some(found) => found.clone(),
-            None => lookup(self.job, self.engine, self.registry, name).await?,
+            None => lookup(self.job, self.engine(), self.registry, name).await?,
         };
         if let Some((CacheSource::LocalEngine, _)) = found {
             if self.job.cookbook.packaging.registry.is_some() {
                 let hash = self.job.fingerprints[name].input_hash();
-                self.engine.tag(local, repo_text, hash).await?;
+                self.engine().tag(local, repo_text, hash).await?;
             }
         }
         Ok(found)
@@ -412,7 +412,7 @@ impl<E: Engine> Run<'_, E> {
     /// when only the registry has it. Returns that name, or `None` when it is missing and there is
     /// no registry to pull from.
     pub(super) async fn ensure_local(&self, name: &Name) -> Result<Option<String>, ApplyError> {
-        self.ensure_local_on(self.engine, name).await
+        self.ensure_local_on(self.engine(), name).await
     }
 
     /// [`Run::ensure_local`] on `engine`, one builder of the pool.

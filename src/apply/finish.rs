@@ -53,7 +53,7 @@ impl<E: Engine> Run<'_, E> {
                     TagTarget::Registry(registry, repo) => {
                         registry.retag(repo, &hash, tag).await?;
                     }
-                    TagTarget::Local(image) => self.engine.tag(image, &repo_text, tag).await?,
+                    TagTarget::Local(image) => self.engine().tag(image, &repo_text, tag).await?,
                 }
                 let reference = format!("{repo_text}:{tag}");
                 self.reporter.event(Event::Tagged {

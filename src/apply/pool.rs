@@ -112,13 +112,17 @@ impl<E> Pool<E> {
     /// The first builder that still answers: what the run's other engine work (lookups without
     /// a registry, tags, reading a cached image to attest it) goes to.
     pub fn first(&self) -> &E {
+        &self.builders[self.first_index()].engine
+    }
+
+    /// The index of [`Pool::first`]'s builder.
+    pub fn first_index(&self) -> usize {
         let state = self.state.lock().expect("never poisoned");
-        let i = state
+        state
             .loads
             .iter()
             .position(|l| l.down.is_none())
-            .unwrap_or(0);
-        &self.builders[i].engine
+            .unwrap_or(0)
     }
 
     /// The builder that built `name` in this run, if any.

@@ -21,9 +21,6 @@ pub(super) struct Run<'a, E: Engine> {
     pub(super) job: &'a Job<'a>,
     /// The engines builds go to.
     pub(super) pool: &'a Pool<E>,
-    /// The engine of the run's other engine work: lookups without a registry, tags with
-    /// `--no-push`, a cached image read to attest it (the pool's first builder that answered).
-    pub(super) engine: &'a E,
     pub(super) registry: Option<&'a RegistryClient>,
     pub(super) credentials: Option<Credential>,
     /// What the up-front lookups found ([`check::lookup_all`]).
@@ -49,6 +46,7 @@ async fn preflight<'r, E: Engine>(
     job: &Job<'_>,
     pool: &Pool<E>,
     registry: Option<&'r RegistryClient>,
+    reporter: &dyn Reporter,
 ) -> Result<
     (
         Option<&'r RegistryClient>,
@@ -60,16 +58,33 @@ async fn preflight<'r, E: Engine>(
 > {
     let cookbook = job.cookbook;
     needs_revision(job)?;
-    // Without an engine, a run that pushes still assembles what needs none.
-    let engine = pool.first();
-    let engine_down = match pool.all_down() {
-        Some(why) if job.options.push => Some(why),
-        _ => match engine.ping().await {
-            Ok(()) => None,
-            Err(e) if e.is_unreachable() && job.options.push => Some(e.to_string()),
+    // Without an engine, a run that pushes still assembles what needs none. A builder of a pool
+    // that stopped answering since it connected is left out, and the next one asked.
+    let engine_down = loop {
+        if let Some(why) = pool.all_down().filter(|_| job.options.push) {
+            break Some(why);
+        }
+        let index = pool.first_index();
+        match pool.first().ping().await {
+            Ok(()) => break None,
+            Err(e) if e.is_unreachable() && pool.is_named() => {
+                let why = e.to_string();
+                if let Some(name) = &pool.builders()[index].name {
+                    reporter.event(Event::BuilderDown {
+                        builder: name,
+                        why: &why,
+                    });
+                }
+                pool.mark_down(index, why);
+                if pool.all_down().is_some() && !job.options.push {
+                    return Err(e.into());
+                }
+            }
+            Err(e) if e.is_unreachable() && job.options.push => break Some(e.to_string()),
             Err(e) => return Err(e.into()),
-        },
+        }
     };
+    let engine = pool.first();
     let registry = if job.options.push {
         let client = registry.ok_or(ApplyError::NoRegistry)?;
         if cookbook.packaging.registry.is_none() {
@@ -102,7 +117,8 @@ pub(super) async fn run<E: Engine>(
     reporter: &dyn Reporter,
     report: &mut Report,
 ) -> Result<(), ApplyError> {
-    let (registry, credentials, found, engine_down) = preflight(job, pool, registry).await?;
+    let (registry, credentials, found, engine_down) =
+        preflight(job, pool, registry, reporter).await?;
     reporter.event(Event::Checked {
         containers: job.plan.len(),
         waves: job.plan.waves().len(),
@@ -111,7 +127,6 @@ pub(super) async fn run<E: Engine>(
     let run = Run {
         job,
         pool,
-        engine: pool.first(),
         registry,
         credentials,
         found,
@@ -161,6 +176,14 @@ pub(super) async fn run<E: Engine>(
 }
 
 impl<E: Engine> Run<'_, E> {
+    /// The engine of the run's other engine work (lookups without a registry, tags with
+    /// `--no-push`, a cached image read to attest it, a parent made local): the pool's first
+    /// builder that still answers, asked anew each time, so a builder left out mid-run is not
+    /// asked again.
+    pub(super) fn engine(&self) -> &E {
+        self.pool.first()
+    }
+
     /// Every wave in order, until one fails the run or the run is cancelled.
     async fn waves(&self, report: &mut Report) -> Result<(), ApplyError> {
         let waves = self.job.plan.waves();

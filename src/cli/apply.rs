@@ -309,7 +309,14 @@ pub fn run(
         })
     } else if args.format == CiFormat::Github {
         let sources = crate::ops::inspect::container_sources(&ws);
-        let plain = Box::new(plain_reporter(args.verbose, quiet));
+        let plain = Box::new(Plain {
+            err: Mutex::new(if quiet {
+                Box::new(std::io::sink())
+            } else {
+                Box::new(github::Inert::new(std::io::stderr()))
+            }),
+            verbose: args.verbose,
+        });
         Box::new(github::Builds::new(plain, ws.path(), sources))
     } else {
         Box::new(plain_reporter(args.verbose, quiet))

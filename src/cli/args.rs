@@ -343,6 +343,18 @@ pub struct Facts {
 }
 
 impl Command {
+    /// Whether `--format github` was asked for (validate, apply, verify): then stderr is
+    /// [`super::github::Inert`].
+    pub fn github(&self) -> bool {
+        use Command as C;
+        match self {
+            C::Validate { format, .. } => *format == CiFormat::Github,
+            C::Apply { args, .. } => args.format == CiFormat::Github,
+            C::Verify { args, .. } => args.format == CiFormat::Github,
+            _ => false,
+        }
+    }
+
     /// The one place each command's facts are written down.
     pub fn facts(&self) -> Facts {
         use Command as C;

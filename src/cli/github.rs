@@ -309,6 +309,46 @@ fn group(title: &str, token: &str, dropped: usize, lines: impl Iterator<Item = S
     s
 }
 
+/// stderr under `--format github`. The runner reads workflow commands on every line of both
+/// streams (a line that, trimmed, starts with `::`), and stderr carries others' words: an
+/// engine's or a registry's reason, a file's name holding a newline. Such a line is shown
+/// quoted (`> ::…`), never obeyed; cookbook's own commands go to stdout.
+pub struct Inert<W> {
+    inner: W,
+    line_start: bool,
+}
+
+impl<W: Write> Inert<W> {
+    pub fn new(inner: W) -> Inert<W> {
+        Inert {
+            inner,
+            line_start: true,
+        }
+    }
+}
+
+impl<W: Write> Write for Inert<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let mut quoted = Vec::with_capacity(buf.len() + 2);
+        for (i, &byte) in buf.iter().enumerate() {
+            if self.line_start {
+                let rest = buf[i..].iter().skip_while(|c| matches!(c, b' ' | b'\t'));
+                if rest.take(2).eq(b"::".iter()) {
+                    quoted.extend_from_slice(b"> ");
+                }
+            }
+            quoted.push(byte);
+            self.line_start = byte == b'\n';
+        }
+        self.inner.write_all(&quoted)?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
 /// The most lines of a successful build's output kept for its group (the last ones); a failed
 /// build's output comes whole with its failure.
 const GROUP_LINES: usize = 5000;
@@ -433,6 +473,21 @@ impl Reporter for Builds {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn stderr_lines_that_would_be_commands_are_quoted() {
+        let mut inert = Inert::new(Vec::new());
+        write!(
+            inert,
+            "[x] FAILED: denied\n::add-mask::secret\n  ::error::x\nok :: fine\n"
+        )
+        .unwrap();
+        write!(inert, "::warning::y").unwrap();
+        assert_eq!(
+            String::from_utf8(inert.inner).unwrap(),
+            "[x] FAILED: denied\n> ::add-mask::secret\n>   ::error::x\nok :: fine\n> ::warning::y"
+        );
+    }
 
     #[test]
     fn messages_and_properties_are_escaped_as_the_runner_unescapes_them() {

@@ -63,6 +63,13 @@ pub fn main() -> i32 {
 }
 
 pub fn run(cli: Cli, out: &mut dyn Write, err: &mut dyn Write) -> i32 {
+    let mut inert;
+    let err: &mut dyn Write = if cli.command.github() {
+        inert = github::Inert::new(err);
+        &mut inert
+    } else {
+        err
+    };
     let quiet = cli.quiet;
     let mut info_sink = std::io::sink();
     let info: &mut dyn Write = if quiet { &mut info_sink } else { &mut *err };

@@ -287,7 +287,14 @@ fn default_context(env: &Environment) -> Result<Endpoint, EndpointError> {
             .clone()
             .or_else(|| env.config_dir.clone())
             .unwrap_or_default();
-        TlsFiles::in_dir(&dir, env.tls_verify)
+        let mut files = TlsFiles::in_dir(&dir, env.tls_verify);
+        // Verifying needs the CA: a missing `ca.pem` is an error naming it, as in the docker
+        // CLI (a `DOCKER_CERT_PATH` typo, or dind's certificates not written yet, must not fall
+        // back to trusting any publicly issued certificate for that name).
+        if env.tls_verify {
+            files.ca = Some(dir.join("ca.pem"));
+        }
+        files
     });
     endpoint(&host, tls, None)
 }
@@ -614,6 +621,9 @@ mod tests {
         assert_eq!(endpoint.host.to_string(), "tcp://127.0.0.1:2376");
         let tls = endpoint.tls.unwrap();
         assert!(tls.verify);
+        // Named although it does not exist: connecting then fails naming it.
+        assert_eq!(tls.ca, Some(PathBuf::from("/certs/ca.pem")));
+        assert_eq!((tls.cert, tls.key), (None, None));
         assert_eq!(endpoint.context, None);
     }
 

@@ -220,6 +220,11 @@ impl AsyncWrite for SshStream {
 
 impl Drop for SshStream {
     fn drop(&mut self) {
+        // An ssh `ControlPersist` master inherits ssh's stderr and keeps it open: the collector
+        // would outlive the connection.
+        if let Some(collector) = self.collector.take() {
+            collector.abort();
+        }
         if let Some(mut child) = self.child.take() {
             // It may have exited already; then there is nothing to kill, only to reap.
             let _ = child.start_kill();
