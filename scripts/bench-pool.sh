@@ -87,10 +87,12 @@ sed -i "s#REGISTRY#$COOKBOOK_TEST_REGISTRY#" "$WORK/book/cookbook.json"
 
 # Before every timed run: new content in every application, a new namespace, no lock.
 echo 0 > "$WORK/n"
+# The run's own id in both: the registry keeps earlier runs' images, which would be cache hits.
+RUN_ID=$(date +%s)-$$
 cat > "$WORK/prepare.sh" <<EOF
 n=\$((\$(cat $WORK/n)+1)); echo \$n > $WORK/n
-for d in $WORK/book/apps/*; do echo "\$n" > "\$d/\$(basename "\$d").txt"; done
-sed -i -E "s#benchpool-[0-9]+#benchpool-\$n#" $WORK/book/cookbook.json
+for d in $WORK/book/apps/*; do echo "$RUN_ID-\$n" > "\$d/\$(basename "\$d").txt"; done
+sed -i -E "s#/benchpool-[0-9-]+#/benchpool-$RUN_ID-\$n#" $WORK/book/cookbook.json
 rm -f $WORK/book/cookbook.lock
 EOF
 export CI=true
