@@ -381,6 +381,11 @@ fn the_systemd_units_command_line_starts_the_agent_with_its_credential_and_state
         "the unit's command line did not start the agent: {exec}\n{}",
         agent_log(dir)
     );
+    // Stopped between rounds: once its first round (which fails: no remote) has ended. A
+    // SIGTERM inside the round is exit 143, which is another test's.
+    common::wait_until("the first round to end", Duration::from_secs(60), || {
+        fs::read_to_string(dir.join("agent.err")).is_ok_and(|err| err.contains("round failed"))
+    });
     stop(&mut agent, dir);
     // Its state went where StateDirectory= points (the round made the mirror there).
     assert!(dir.join("state/mirror.git").is_dir(), "{}", agent_log(dir));
