@@ -174,11 +174,7 @@ impl<E: Engine> Run<'_, E> {
                 .build(slot.engine(), name, local, repo_text, started)
                 .await;
             if let Some(why) = self.builder_lost(slot.engine(), &result).await {
-                self.reporter.event(Event::BuilderDown {
-                    builder: builder.unwrap_or_default(),
-                    why: &why,
-                });
-                self.pool.mark_down(slot.index(), why);
+                super::run::leave_out(self.pool, slot.index(), why, self.reporter);
                 continue;
             }
             if result.is_ok() {

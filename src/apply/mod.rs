@@ -155,7 +155,7 @@ fn members(job: &Job<'_>, reporter: &dyn Reporter) -> Result<Vec<(String, Select
         options
             .builders
             .iter()
-            .map(|s| (builder_name(s), s.clone()))
+            .map(|s| (s.name(), s.clone()))
             .collect()
     } else if !job.cookbook.packaging.builders.is_empty() {
         if !options.push {
@@ -183,15 +183,6 @@ fn members(job: &Job<'_>, reporter: &dyn Reporter) -> Result<Vec<(String, Select
         }
     }
     Ok(members)
-}
-
-/// What reports call a `--builder`: the context's name, or the host as written.
-fn builder_name(selector: &Selector) -> String {
-    match selector {
-        Selector::Environment => crate::engine::endpoint::DEFAULT_CONTEXT.to_owned(),
-        Selector::Context(name) => name.clone(),
-        Selector::Host { host, .. } => host.clone(),
-    }
 }
 
 /// The engines to build on ([`members`]), connected concurrently, and, when pushing, a

@@ -65,17 +65,10 @@ async fn preflight<'r, E: Engine>(
             break Some(why);
         }
         let index = pool.first_index();
-        match pool.first().ping().await {
+        match pool.builders()[index].engine.ping().await {
             Ok(()) => break None,
             Err(e) if e.is_unreachable() && pool.is_named() => {
-                let why = e.to_string();
-                if let Some(name) = &pool.builders()[index].name {
-                    reporter.event(Event::BuilderDown {
-                        builder: name,
-                        why: &why,
-                    });
-                }
-                pool.mark_down(index, why);
+                leave_out(pool, index, e.to_string(), reporter);
                 if pool.all_down().is_some() && !job.options.push {
                     return Err(e.into());
                 }
@@ -107,6 +100,23 @@ async fn preflight<'r, E: Engine>(
         _ => None,
     };
     Ok((registry, credentials, found, engine_down))
+}
+
+/// Leaves builder `index` out of the pool for the rest of the run (it stopped answering), and
+/// says why.
+pub(super) fn leave_out<E: Engine>(
+    pool: &Pool<E>,
+    index: usize,
+    why: String,
+    reporter: &dyn Reporter,
+) {
+    if let Some(name) = &pool.builders()[index].name {
+        reporter.event(Event::BuilderDown {
+            builder: name,
+            why: &why,
+        });
+    }
+    pool.mark_down(index, why);
 }
 
 /// The run itself, filling `report` as it goes (so that a failure still returns it).

@@ -87,12 +87,14 @@ impl Selector {
     }
 }
 
-impl fmt::Display for Selector {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+impl Selector {
+    /// What reports call the engine it chooses (a `--builder`): the context's name, the host as
+    /// written, or `default` for the environment's.
+    pub fn name(&self) -> String {
         match self {
-            Selector::Environment => f.write_str("the environment's engine"),
-            Selector::Context(name) => write!(f, "context `{name}`"),
-            Selector::Host { host, .. } => f.write_str(host),
+            Selector::Environment => DEFAULT_CONTEXT.to_owned(),
+            Selector::Context(name) => name.clone(),
+            Selector::Host { host, .. } => host.clone(),
         }
     }
 }
@@ -186,12 +188,6 @@ impl Endpoint {
             Some(name) => format!("{} (context `{name}`)", self.host),
             None => self.host.to_string(),
         }
-    }
-}
-
-impl fmt::Display for Endpoint {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.describe())
     }
 }
 

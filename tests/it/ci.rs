@@ -140,17 +140,20 @@ fn verify_annotates_each_mismatch_and_writes_junit_that_parses_back() {
     // A mismatch whose reason holds every character XML and workflow commands escape.
     fs::write(shop.join("services/api/a<b>&\"c'%,:.txt"), "new\n").unwrap();
     let env = [("GITHUB_WORKSPACE", dir.path().to_str().unwrap())];
-    let run = common::run_in_env(
-        &shop,
-        &[
-            "verify",
-            "--format",
-            "github",
-            "--junit",
-            "report/verify.xml",
-        ],
-        &env,
-    );
+    let verify = || {
+        common::run_in_env(
+            &shop,
+            &[
+                "verify",
+                "--format",
+                "github",
+                "--junit",
+                "report/verify.xml",
+            ],
+            &env,
+        )
+    };
+    let run = verify();
     // The report's directory does not exist: a path that names nothing usable, exit 2.
     run.assert_code(2);
     assert!(
@@ -159,17 +162,7 @@ fn verify_annotates_each_mismatch_and_writes_junit_that_parses_back() {
         run.context()
     );
     fs::create_dir(shop.join("report")).unwrap();
-    let run = common::run_in_env(
-        &shop,
-        &[
-            "verify",
-            "--format",
-            "github",
-            "--junit",
-            "report/verify.xml",
-        ],
-        &env,
-    );
+    let run = verify();
     run.assert_code(1);
     check("verify.github", &run.stdout, &run);
     assert!(run.stderr.contains("MISMATCH  api"), "{}", run.context());
@@ -398,6 +391,11 @@ fn the_ci_examples_commands_run_against_the_example_cookbook() {
             .iter()
             .any(|(k, _)| k == "DOCKER_TLS_VERIFY")
             .then(crate::remote_engine::TlsSetup::start);
+        assert_eq!(
+            dind.is_some(),
+            file == "gitlab-ci.yml",
+            "{file}: only GitLab's example speaks TLS to dind"
+        );
         let namespace = common::unique("ci-example-");
         edit(&shop.join("cookbook.json"), |v| {
             v["packaging"]["registry"] = format!("{registry}/{namespace}").into();
@@ -444,7 +442,7 @@ fn the_ci_examples_commands_run_against_the_example_cookbook() {
         }
         if let Some(dind) = &dind {
             assert!(
-                !crate::remote_engine::project_images(&dind.engine, "shop").is_empty(),
+                !dind.engine.project_images("shop").is_empty(),
                 "{file}: the images were built on the TLS engine"
             );
         }

@@ -75,42 +75,12 @@ fn cookbook(dir: &Path, name: &str, registry: &str, remote: Option<serde_json::V
     .unwrap();
 }
 
-/// The ids of `engine`'s images labelled as project `name`'s.
-pub(crate) fn project_images(engine: &ExtraEngine, name: &str) -> Vec<String> {
-    let out = engine
-        .cli()
-        .args(["images", "-q", "--no-trunc", "--filter"])
-        .arg(format!("label=dev.cookbook.project={name}"))
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "docker images: {out:?}");
-    let mut ids: Vec<String> = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(str::to_owned)
-        .collect();
-    ids.dedup();
-    ids
-}
-
 /// Removes project `name`'s images from `engine`, so that the next apply must build there again.
 fn remove_project_images(engine: &ExtraEngine, name: &str) {
-    for id in project_images(engine, name) {
+    for id in engine.project_images(name) {
         let out = engine.cli().args(["rmi", "-f", &id]).output().unwrap();
         assert!(out.status.success(), "docker rmi {id}: {out:?}");
     }
-}
-
-/// The names of `engine`'s running containers.
-fn running(engine: &ExtraEngine) -> Vec<String> {
-    let out = engine
-        .cli()
-        .args(["ps", "--format", "{{.Names}}"])
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(str::to_owned)
-        .collect()
 }
 
 /// A CA, an engine certificate for 127.0.0.1 and a client certificate, and a `--tlsverify`
@@ -196,7 +166,7 @@ fn apply_verify_and_deploy_through_a_tls_engine() {
 
     run(&dir, &["apply"], &env).assert_code(0);
     assert!(
-        !project_images(&tls.engine, &name).is_empty(),
+        !tls.engine.project_images(&name).is_empty(),
         "apply built on the TLS engine"
     );
     let verify = run(&dir, &["verify", "--rebuild"], &env);
@@ -205,9 +175,9 @@ fn apply_verify_and_deploy_through_a_tls_engine() {
     run(&dir, &["deploy", "--site", "local", "--stage", "dev"], &env).assert_code(0);
     let local = format!("{name}-local-dev-web-1");
     assert!(
-        running(&tls.engine).contains(&local),
+        tls.engine.running().contains(&local),
         "{local} runs on the TLS engine: {:?}",
-        running(&tls.engine)
+        tls.engine.running()
     );
 
     // The site's own target: no TLS variables, and DOCKER_HOST pointing elsewhere.
@@ -219,9 +189,9 @@ fn apply_verify_and_deploy_through_a_tls_engine() {
     deploy.assert_code(0);
     let remote = format!("{name}-remote-dev-web-1");
     assert!(
-        running(&tls.engine).contains(&remote),
+        tls.engine.running().contains(&remote),
         "{remote} runs on the TLS engine: {:?}\n{}",
-        running(&tls.engine),
+        tls.engine.running(),
         deploy.context()
     );
 }
@@ -322,7 +292,7 @@ fn each_failure_to_connect_exits_3_naming_its_cause() {
     );
     unchecked.assert_code(0);
     assert!(
-        !project_images(&tls.engine, &name).is_empty(),
+        !tls.engine.project_images(&name).is_empty(),
         "{}",
         unchecked.context()
     );
@@ -388,7 +358,7 @@ fn a_context_is_chosen_by_docker_context_config_json_and_the_flag() {
         let run = run(&dir, args, envs);
         run.assert_code(0);
         assert!(
-            !project_images(&tls.engine, &name).is_empty(),
+            !tls.engine.project_images(&name).is_empty(),
             "{how}: the image is on the context's engine\n{}",
             run.context()
         );
@@ -575,7 +545,7 @@ fn ssh_builds_and_an_unknown_host_key_or_a_refused_key_exit_3() {
         &[("DOCKER_HOST", &host), ("PATH", &path)],
     );
     assert_eq!(
-        (built.code, project_images(&engine, &name).is_empty()),
+        (built.code, engine.project_images(&name).is_empty()),
         (Some(0), false),
         "apply through ssh builds on the engine behind sshd\n{}\nsshd: {}",
         built.context(),

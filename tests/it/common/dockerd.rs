@@ -179,17 +179,32 @@ impl ExtraEngine {
         assert!(load.status.success(), "docker load {image}: {load:?}");
     }
 
-    /// The ids of the images it holds, `docker images -q --no-trunc`.
-    pub fn image_ids(&self) -> Vec<String> {
-        let out = self
-            .cli()
-            .args(["images", "-q", "--no-trunc"])
-            .output()
-            .unwrap();
+    /// The lines the docker CLI prints for `args` on this engine (which must succeed).
+    pub fn lines<const N: usize>(&self, args: [&str; N]) -> Vec<String> {
+        let out = self.cli().args(args).output().unwrap();
+        assert!(out.status.success(), "docker {args:?}: {out:?}");
         String::from_utf8_lossy(&out.stdout)
             .lines()
             .map(str::to_owned)
             .collect()
+    }
+
+    /// The ids of the images it holds, `docker images -q --no-trunc`.
+    pub fn image_ids(&self) -> Vec<String> {
+        self.lines(["images", "-q", "--no-trunc"])
+    }
+
+    /// The ids of its images labelled as project `name`'s (each once).
+    pub fn project_images(&self, name: &str) -> Vec<String> {
+        let label = format!("label=dev.cookbook.project={name}");
+        let mut ids = self.lines(["images", "-q", "--no-trunc", "--filter", &label]);
+        ids.dedup();
+        ids
+    }
+
+    /// The names of its running containers.
+    pub fn running(&self) -> Vec<String> {
+        self.lines(["ps", "--format", "{{.Names}}"])
     }
 
     /// Stops it now (SIGTERM; SIGKILL after 20 s).
