@@ -309,15 +309,12 @@ pub fn run(
         })
     } else if args.format == CiFormat::Github {
         let sources = crate::ops::inspect::container_sources(&ws);
-        let plain = Box::new(Plain {
-            err: Mutex::new(if quiet {
-                Box::new(std::io::sink())
-            } else {
-                Box::new(github::Inert::new(std::io::stderr()))
-            }),
-            verbose: args.verbose,
-        });
-        Box::new(github::Builds::new(plain, ws.path(), sources))
+        let mut plain = plain_reporter(args.verbose, quiet);
+        if !quiet {
+            // The runner reads stderr for workflow commands too (`github::Inert`).
+            plain.err = Mutex::new(Box::new(github::Inert::new(std::io::stderr())));
+        }
+        Box::new(github::Builds::new(Box::new(plain), ws.path(), sources))
     } else {
         Box::new(plain_reporter(args.verbose, quiet))
     };
