@@ -379,6 +379,7 @@ fn backend_exit_code(e: &BackendError) -> i32 {
         BackendError::Engine(e) => engine_exit_code(e),
         BackendError::Kube(e) => kube_exit_code(e),
         BackendError::NotOurs { .. } => EXIT_FAILED,
+        BackendError::Secret(_) => EXIT_INVALID,
     }
 }
 
@@ -441,7 +442,7 @@ impl From<DeployError> for Error {
                 Error::Failed(message)
             }
             DeployError::Usage { message, help } => Error::Usage { message, help },
-            e @ (DeployError::Backend(BackendError::NotOurs { .. })
+            e @ (DeployError::Backend(BackendError::NotOurs { .. } | BackendError::Secret(_))
             | DeployError::Records(_)
             | DeployError::Stopped(_)) => Error::Deploy {
                 error: Box::new(e),

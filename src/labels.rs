@@ -46,6 +46,13 @@ pub mod deploy {
     pub const CONFIG_HASH: &str = "dev.cookbook.config-hash";
     /// Kubernetes: the image reference the Deployment runs (an annotation).
     pub const IMAGE: &str = "dev.cookbook.image";
+    /// Docker: on a pod's member (an init container, a sidecar) and on its scratch volumes, the
+    /// engine name of the pod's main container; they are removed with it.
+    pub const POD: &str = "dev.cookbook.pod";
+    /// Docker: a pod member's role, `init` or `sidecar`.
+    pub const ROLE: &str = "dev.cookbook.role";
+    /// Docker: on a volume, the pod volume it is (its container: `CONTAINER`).
+    pub const VOLUME: &str = "dev.cookbook.volume";
 }
 
 /// On the OCI artifacts `apply` attaches to an image (provenance, SBOM): annotations of the

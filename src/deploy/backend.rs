@@ -29,6 +29,9 @@ pub enum BackendError {
     Engine(#[from] EngineError),
     #[error(transparent)]
     Kube(#[from] KubeError),
+    /// A secret the stage references could not be read (before anything changed).
+    #[error(transparent)]
+    Secret(#[from] crate::deploy::secrets::SecretError),
     /// A name the stage needs is held by an object without the stage's labels (another site's,
     /// docker compose's, someone's by hand): left alone.
     #[error(
@@ -123,6 +126,15 @@ pub struct ConnectOptions {
 }
 
 impl Site {
+    /// The site, reading the secrets its stages reference from `source` (a Docker site; a
+    /// cluster reads its own Secrets).
+    pub fn with_secrets(self, source: crate::deploy::secrets::Source) -> Site {
+        match self {
+            Site::Docker(s) => Site::Docker(s.with_secrets(source)),
+            other => other,
+        }
+    }
+
     /// [`Backend::status`] without what each container offers (a Docker site then runs no exec
     /// in the containers; a cluster's answer is the same).
     pub async fn status_without_services(
@@ -144,6 +156,23 @@ impl Site {
             Site::Docker(s) => s.healthy(desired).await,
             Site::Kubernetes(s) => s.healthy(desired).await,
         }
+    }
+}
+
+/// Where `site` reads its secrets: its `secrets.directory`, relative to `base` (the cookbook's
+/// directory).
+pub fn secret_source(
+    cookbook: &crate::model::Cookbook,
+    site: &crate::model::Name,
+    base: &std::path::Path,
+) -> crate::deploy::secrets::Source {
+    crate::deploy::secrets::Source {
+        directory: cookbook
+            .lifecycle
+            .sites
+            .get(site)
+            .and_then(|s| s.secrets.as_deref())
+            .map(|d| base.join(d)),
     }
 }
 

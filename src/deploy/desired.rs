@@ -26,6 +26,7 @@ use sha2::{Digest, Sha256};
 use crate::graph::Plan;
 use crate::labels::{deploy as label, Scheme, SCHEMES};
 use crate::model::lifecycle::{Health, Probe, PublishedPort, RuntimeOverride};
+use crate::model::pod::{EnvValue, Ingress, Role, SecretRef, Volume};
 use crate::model::{Cookbook, Name};
 use crate::state::lock::Lock;
 
@@ -81,13 +82,68 @@ pub struct Instance {
     pub image: String,
     /// The lock's digest: the registry manifest digest, or the local image id.
     pub digest: String,
-    pub env: BTreeMap<String, String>,
+    /// Text, or secrets by reference: a backend reads a secret's value only to start the
+    /// container, and it is never serialized (release records hold the reference).
+    pub env: BTreeMap<String, EnvValue>,
     pub ports: Vec<PublishedPort>,
     pub nano_cpus: Option<i64>,
     pub memory: Option<i64>,
     pub health: Health,
-    /// SHA-256 over the digest and every runtime setting (hex).
+    /// SHA-256 over the digest and every runtime setting (hex), the pod's members and volumes
+    /// included.
     pub config_hash: String,
+    /// The pod's other members: init containers first, in order, then sidecars (format 1.1;
+    /// empty: a pod of one).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub members: Vec<Member>,
+    /// The pod's volumes.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub volumes: BTreeMap<Name, Volume>,
+    /// Where the main container sees the pod's volumes (volume → absolute path).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub mounts: BTreeMap<Name, String>,
+    /// The ports the container listens on: its `ports` and its published ports' container side
+    /// (a Kubernetes Service's ports; never the host side), sorted.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub listens: Vec<Listen>,
+    /// Another container of the stage depends on it (a Kubernetes Service even without ports).
+    #[serde(default)]
+    pub depended_on: bool,
+    /// The stage's Ingress for it (Kubernetes sites).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ingress: Option<Ingress>,
+}
+
+/// A port a container listens on.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Listen {
+    pub port: u16,
+    /// `tcp`, `udp` or `sctp`.
+    pub protocol: String,
+}
+
+/// A member of an instance's pod: an init container or a sidecar, with the image the lock names
+/// for its own container.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Member {
+    pub role: Role,
+    /// The cookbook's container.
+    pub container: Name,
+    /// The engine's container name: `<instance>-<role>-<container>` (`member_name`).
+    pub name: String,
+    pub image: String,
+    pub digest: String,
+    pub env: BTreeMap<String, EnvValue>,
+    /// Pod volume → where this member sees it.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub mounts: BTreeMap<Name, String>,
+    /// A sidecar's health check (an init container's is its exit code).
+    pub health: Health,
+}
+
+/// The engine's name of a pod member: `<instance>-<init|sidecar>-<container>`.
+pub fn member_name(instance: &str, role: Role, container: &str) -> String {
+    format!("{instance}-{}-{container}", role.as_str())
 }
 
 /// The engine's name of replica `n` (from 1) of `container` in a site's stage.
@@ -103,6 +159,18 @@ pub fn network_name(project: &str, site: &str, stage: &str) -> String {
 impl Desired {
     pub fn instances(&self) -> impl Iterator<Item = &Instance> {
         self.waves.iter().flatten()
+    }
+
+    /// Every secret the stage's containers reference (instances and their pods' members).
+    pub fn secrets(&self) -> BTreeSet<&SecretRef> {
+        let mut out = BTreeSet::new();
+        for i in self.instances() {
+            out.extend(i.env.values().filter_map(EnvValue::secret));
+            for m in &i.members {
+                out.extend(m.env.values().filter_map(EnvValue::secret));
+            }
+        }
+        out
     }
 
     /// Which replica (from 1) of its container `instance` is: its place among the instances of
@@ -131,6 +199,9 @@ impl Desired {
             for (i, instance) in instances.iter_mut().enumerate() {
                 let n = self.replica(&self.waves[wave][i]);
                 instance.name = instance_name(project, site, stage, instance.container.as_str(), n);
+                for m in &mut instance.members {
+                    m.name = member_name(&instance.name, m.role, m.container.as_str());
+                }
             }
         }
         renamed
@@ -197,8 +268,17 @@ fn probe_json(health: &Health) -> serde_json::Value {
 }
 
 /// SHA-256 (hex) over the image digest and every runtime setting of an instance, canonical JSON.
-fn config_hash(digest: &str, runtime: &RuntimeOverride, health: &Health, network: &str) -> String {
-    let settings = json!({
+/// A pod's members, volumes and mounts enter it only when it has them, so that a container
+/// without a pod keeps the hash earlier versions gave it (an upgrade restarts nothing). A
+/// secret enters as its reference, never its value.
+fn config_hash(
+    digest: &str,
+    runtime: &RuntimeOverride,
+    health: &Health,
+    network: &str,
+    pod: &PodSettings<'_>,
+) -> String {
+    let mut settings = json!({
         "digest": digest,
         "env": runtime.env,
         "ports": runtime.ports.iter().map(|p| json!([p.host_ip, p.host, p.container, p.protocol])).collect::<Vec<_>>(),
@@ -207,10 +287,127 @@ fn config_hash(digest: &str, runtime: &RuntimeOverride, health: &Health, network
         "health": probe_json(health),
         "network": network,
     });
+    if !pod.members.is_empty() {
+        settings["members"] = pod
+            .members
+            .iter()
+            .map(|m| {
+                json!({
+                    "role": m.role,
+                    "container": m.container,
+                    "digest": m.digest,
+                    "env": m.env,
+                    "mounts": m.mounts,
+                    "health": probe_json(&m.health),
+                })
+            })
+            .collect();
+    }
+    if !pod.volumes.is_empty() {
+        settings["volumes"] = json!(pod.volumes);
+    }
+    if !pod.mounts.is_empty() {
+        settings["mounts"] = json!(pod.mounts);
+    }
     let mut canonical = Vec::new();
     serde_json_canonicalizer::to_writer(&settings, &mut canonical)
         .expect("serializing to memory cannot fail");
     hex::encode(Sha256::digest(&canonical))
+}
+
+/// What a pod adds to an instance's settings.
+struct PodSettings<'a> {
+    members: &'a [Member],
+    volumes: &'a BTreeMap<Name, Volume>,
+    mounts: &'a BTreeMap<Name, String>,
+}
+
+/// The deploy waves of a site: the plan's waves restricted to the containers that run as units
+/// (the deploy set without pod members), each unit moved later, when it must, until it comes
+/// after everything its pod's members depend on (and so does what depends on it). Without pods
+/// these are exactly the plan's waves.
+fn deploy_waves(cookbook: &Cookbook, plan: &Plan, deploy_set: &BTreeSet<Name>) -> Vec<Vec<Name>> {
+    let members = cookbook.pod_members();
+    let runtimes = &cookbook.lifecycle.containers;
+    let mut level: BTreeMap<&Name, usize> = BTreeMap::new();
+    let mut deps: BTreeMap<&Name, Vec<&Name>> = BTreeMap::new();
+    for (w, wave) in plan.waves().iter().enumerate() {
+        for c in wave.iter().filter(|c| deploy_set.contains(*c)) {
+            let mut needs: Vec<&Name> = cookbook.containers[c].depends_on.iter().collect();
+            for (_, m) in runtimes.get(c).into_iter().flat_map(|r| r.pod.members()) {
+                needs.extend(&cookbook.containers[m].depends_on);
+            }
+            level.insert(c, w);
+            deps.insert(c, needs);
+        }
+    }
+    // Relaxed to a fixed point: a member's dependency is no edge of the plan, so plan order
+    // alone does not settle it. The model refuses a pod whose members' dependencies lead back
+    // to it, so this ends; the bound only guards that promise.
+    for _ in 0..=level.len() {
+        let mut moved = false;
+        for (c, needs) in &deps {
+            let after = needs
+                .iter()
+                .filter_map(|d| level.get(d))
+                .map(|l| l + 1)
+                .max()
+                .unwrap_or(0);
+            if after > level[c] {
+                level.insert(c, after);
+                moved = true;
+            }
+        }
+        if !moved {
+            break;
+        }
+    }
+    let mut waves: Vec<Vec<Name>> = Vec::new();
+    for wave in plan.waves() {
+        for c in wave {
+            let Some(&l) = level.get(c) else { continue };
+            if members.contains_key(c) {
+                continue;
+            }
+            if waves.len() <= l {
+                waves.resize(l + 1, Vec::new());
+            }
+            waves[l].push(c.clone());
+        }
+    }
+    waves.retain(|w| !w.is_empty());
+    waves
+}
+
+/// The members of `container`'s pod as instance `instance` runs them, in `stage`.
+fn members(
+    cookbook: &Cookbook,
+    lock: &Lock,
+    stage: &str,
+    container: &Name,
+    instance: &str,
+) -> Result<Vec<Member>, DesiredError> {
+    let lifecycle = &cookbook.lifecycle;
+    let Some(rt) = lifecycle.containers.get(container) else {
+        return Ok(Vec::new());
+    };
+    rt.pod
+        .members()
+        .map(|(role, m)| {
+            let (image, digest) = locked_image(cookbook, lock, m)?;
+            let member = lifecycle.containers.get(m);
+            Ok(Member {
+                role,
+                container: m.clone(),
+                name: member_name(instance, role, m.as_str()),
+                image,
+                digest,
+                env: lifecycle.runtime(stage, m.as_str()).env,
+                mounts: member.map(|r| r.mounts.clone()).unwrap_or_default(),
+                health: member.map(|r| r.health.clone()).unwrap_or_default(),
+            })
+        })
+        .collect()
 }
 
 /// Computes what should run for `site` in `stage`.
@@ -231,24 +428,62 @@ pub fn desired(
     let stage_name = served_stage(cookbook, lock, site, stage)?;
     let project = &cookbook.project.name;
     let network = network_name(project.as_str(), site, stage);
+    let depended_on: BTreeSet<&Name> = deploy_set
+        .iter()
+        .flat_map(|c| &cookbook.containers[c].depends_on)
+        .collect();
     let mut waves = Vec::new();
     let mut hashes = Vec::new();
-    for wave in plan.waves() {
+    for wave in deploy_waves(cookbook, plan, &deploy_set) {
         let mut instances = Vec::new();
-        for container in wave.iter().filter(|c| deploy_set.contains(*c)) {
+        for container in &wave {
             let (image, digest) = locked_image(cookbook, lock, container)?;
             let runtime = lifecycle.runtime(stage, container.as_str());
-            let health = lifecycle
-                .containers
-                .get(container)
-                .map(|c| c.health.clone())
-                .unwrap_or_default();
-            let config_hash = config_hash(&digest, &runtime, &health, &network);
+            let own = lifecycle.containers.get(container);
+            let health = own.map(|c| c.health.clone()).unwrap_or_default();
+            let volumes = own.map(|c| c.pod.volumes.clone()).unwrap_or_default();
+            let mounts = own.map(|c| c.mounts.clone()).unwrap_or_default();
+            let mut listens: Vec<Listen> = own
+                .into_iter()
+                .flat_map(|c| &c.ports)
+                .map(|p| Listen {
+                    port: p.number,
+                    protocol: p.to_string().rsplit('/').next().unwrap_or("tcp").to_owned(),
+                })
+                .chain(runtime.ports.iter().map(|p| Listen {
+                    port: p.container,
+                    protocol: p.protocol.clone(),
+                }))
+                .collect();
+            listens.sort();
+            listens.dedup();
+            // The hash does not depend on the instance's name: members are named per replica
+            // below.
+            let pod_members = members(cookbook, lock, stage, container, "")?;
+            let config_hash = config_hash(
+                &digest,
+                &runtime,
+                &health,
+                &network,
+                &PodSettings {
+                    members: &pod_members,
+                    volumes: &volumes,
+                    mounts: &mounts,
+                },
+            );
             for n in 1..=runtime.replicas.unwrap_or(1) {
                 hashes.push(config_hash.clone());
+                let name = instance_name(project.as_str(), site, stage, container.as_str(), n);
+                let members = pod_members
+                    .iter()
+                    .map(|m| Member {
+                        name: member_name(&name, m.role, m.container.as_str()),
+                        ..m.clone()
+                    })
+                    .collect();
                 instances.push(Instance {
                     container: container.clone(),
-                    name: instance_name(project.as_str(), site, stage, container.as_str(), n),
+                    name,
                     image: image.clone(),
                     digest: digest.clone(),
                     env: runtime.env.clone(),
@@ -257,6 +492,12 @@ pub fn desired(
                     memory: runtime.memory,
                     health: health.clone(),
                     config_hash: config_hash.clone(),
+                    members,
+                    volumes: volumes.clone(),
+                    mounts: mounts.clone(),
+                    listens: listens.clone(),
+                    depended_on: depended_on.contains(container),
+                    ingress: runtime.ingress.clone(),
                 });
             }
         }
@@ -521,7 +762,7 @@ mod tests {
                 vec!["p-here-prod-web-1"]
             ]
         );
-        assert_eq!(prod.waves[1][0].env["M"], "prod");
+        assert_eq!(prod.waves[1][0].env["M"], "prod".into());
         // Same inputs, same release; another digest, another release and config hash.
         assert_eq!(desired(&cookbook, &plan, &l, "here", "dev").unwrap(), d);
         let l2 = lock(&[("db", "sha256:1"), ("api", "sha256:9"), ("web", "sha256:3")]);
@@ -620,6 +861,118 @@ mod tests {
         assert_eq!(c.unchanged, vec!["p-here-dev-db-1"]);
         assert_eq!(c.orphans, vec!["p-here-dev-old-1"]);
         assert!(c.replaced.is_empty());
+    }
+
+    const POD: &str = r#"{
+      "manifest_version": "1.1",
+      "project": { "name": "p" },
+      "packaging": { "registry": "r/p" },
+      "applications": { "a": {} },
+      "containers": {
+        "db": { "base_image": "b", "applications": ["a"], "ports": [5432],
+                "volumes": { "data": { "persistent": true } }, "mounts": { "data": "/var/lib/db" } },
+        "migrate": { "base_image": "b", "applications": ["a"], "depends_on": ["db"],
+                     "mounts": { "content": "/out" } },
+        "proxy": { "base_image": "b", "applications": ["a"] },
+        "app": { "base_image": "b", "applications": ["a"], "ports": ["8080"],
+                 "init": ["migrate"], "sidecars": ["proxy"],
+                 "volumes": { "content": {} }, "mounts": { "content": "/srv" } },
+        "web": { "base_image": "b", "applications": ["a"], "depends_on": ["app"] }
+      },
+      "lifecycle": {
+        "stages": ["dev"],
+        "stage_config": { "dev": { "containers": {
+          "migrate": { "env": { "PASSWORD": { "secret": "db/password" } } },
+          "app": { "env": { "MODE": "dev" }, "ingress": { "host": "app.example.com" } }
+        } } }
+      },
+      "federation": { "sites": { "here": { "containers": ["web"] } } }
+    }"#;
+
+    /// A pod is one unit: its members run inside it, never alone; it comes after what its
+    /// members depend on, and so does what depends on it; its members, volumes and secrets are
+    /// part of it.
+    #[test]
+    fn a_pod_is_one_unit_after_what_its_members_need() {
+        let crate::load::Parsed { cookbook, plan } = crate::load::parse(POD.as_bytes()).unwrap();
+        let l = lock(&[
+            ("db", "sha256:1"),
+            ("migrate", "sha256:2"),
+            ("proxy", "sha256:3"),
+            ("app", "sha256:4"),
+            ("web", "sha256:5"),
+        ]);
+        let d = desired(&cookbook, &plan, &l, "here", "dev").unwrap();
+        assert_eq!(
+            names(&d),
+            vec![
+                vec!["p-here-dev-db-1"],
+                vec!["p-here-dev-app-1"],
+                vec!["p-here-dev-web-1"]
+            ]
+        );
+        let app = &d.waves[1][0];
+        let members: Vec<(Role, &str, &str)> = app
+            .members
+            .iter()
+            .map(|m| (m.role, m.container.as_str(), m.name.as_str()))
+            .collect();
+        assert_eq!(
+            members,
+            vec![
+                (Role::Init, "migrate", "p-here-dev-app-1-init-migrate"),
+                (Role::Sidecar, "proxy", "p-here-dev-app-1-sidecar-proxy"),
+            ]
+        );
+        assert_eq!(app.members[0].mounts["content"], "/out");
+        assert_eq!(app.mounts["content"], "/srv");
+        assert!(app.volumes["content"].persistent.is_none());
+        assert_eq!(app.ingress.as_ref().unwrap().port, 8080);
+        assert_eq!(
+            app.listens,
+            vec![Listen {
+                port: 8080,
+                protocol: "tcp".to_owned()
+            }]
+        );
+        assert!(app.depended_on && d.waves[0][0].depended_on && !d.waves[2][0].depended_on);
+        let db = &d.waves[0][0];
+        assert_eq!(db.volumes["data"].persistent.as_ref().unwrap().size, "1Gi");
+        assert_eq!(
+            d.secrets()
+                .into_iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>(),
+            vec!["db/password"]
+        );
+        // A member's new image is a new pod; the record keeps references, never values.
+        let mut l2 = l.clone();
+        l2.containers.get_mut("proxy").unwrap().digest =
+            Some(crate::oci::Digest::parse(&format!("sha256:{}", "9".repeat(64))).unwrap());
+        let d2 = desired(&cookbook, &plan, &l2, "here", "dev").unwrap();
+        assert_ne!(d2.waves[1][0].config_hash, app.config_hash);
+        assert_eq!(d2.waves[0][0].config_hash, db.config_hash);
+        let record = serde_json::to_string(&d).unwrap();
+        assert!(
+            record.contains(r#""PASSWORD":{"secret":"db/password"}"#),
+            "{record}"
+        );
+        assert_eq!(serde_json::from_str::<Desired>(&record).unwrap(), d);
+    }
+
+    const PRE_POD_API_HASH: &str =
+        "a03cf02204f63c091d3bc7514a4ddf7e27dccb9b954c2a4524dfa11857adb629";
+
+    /// A container without a pod hashes as it did before pods existed: upgrading restarts
+    /// nothing.
+    #[test]
+    fn a_container_without_a_pod_keeps_its_config_hash() {
+        let crate::load::Parsed { cookbook, plan } =
+            crate::load::parse(COOKBOOK.as_bytes()).unwrap();
+        let l = lock(&[("db", "sha256:1"), ("api", "sha256:2"), ("web", "sha256:3")]);
+        let d = desired(&cookbook, &plan, &l, "here", "prod").unwrap();
+        // Computed by the version before pods, for the same cookbook and lock.
+        assert_eq!(d.waves[1][0].config_hash, PRE_POD_API_HASH);
     }
 
     /// A container as the engine lists it when it runs `i` as wanted.

@@ -46,6 +46,7 @@ use crate::deploy::services::{classify, listening_ports, main_tree, Services};
 use crate::engine::{DockerEngine, EngineError};
 use crate::labels::{Scheme, CURRENT, SCHEMES};
 use crate::model::lifecycle::Probe;
+use crate::model::pod::EnvValue;
 
 /// What the engine says about one desired instance (`cookbook status`; serialized, a row of its
 /// JSON document).
@@ -469,6 +470,7 @@ impl<'a> Deployer<'a> {
         &self,
         desired: &Desired,
         instance: &Instance,
+        env: &[String],
         replaces: &[&Running],
     ) -> Result<(), BackendError> {
         let image = self.image(instance).await?;
@@ -490,13 +492,7 @@ impl<'a> Deployer<'a> {
             .collect();
         let body = ContainerCreateBody {
             image: Some(image),
-            env: (!instance.env.is_empty()).then(|| {
-                instance
-                    .env
-                    .iter()
-                    .map(|(k, v)| format!("{k}={v}"))
-                    .collect()
-            }),
+            env: (!env.is_empty()).then(|| env.to_vec()),
             labels: Some(desired.labels(Some(instance)).into_iter().collect()),
             healthcheck: healthcheck(instance),
             exposed_ports: (!port_bindings.is_empty())
@@ -789,6 +785,12 @@ impl<'a> Deployer<'a> {
 /// `<project>-<site>-<stage>-<container>-<n>`.
 pub struct DockerSite {
     engine: DockerEngine,
+    /// Where the stage's secrets are read.
+    secrets: crate::deploy::secrets::Source,
+    /// Their values, read by `prepare` (before anything changes) and used to start containers.
+    resolved: std::sync::Mutex<
+        std::collections::BTreeMap<crate::model::pod::SecretRef, crate::deploy::secrets::Value>,
+    >,
 }
 
 impl DockerSite {
@@ -796,11 +798,41 @@ impl DockerSite {
     pub async fn connect(selector: &crate::engine::Selector) -> Result<DockerSite, EngineError> {
         Ok(DockerSite {
             engine: DockerEngine::connect_selected(selector).await?,
+            secrets: crate::deploy::secrets::Source::default(),
+            resolved: std::sync::Mutex::default(),
         })
+    }
+
+    /// The site, reading secrets from `source`.
+    pub fn with_secrets(self, source: crate::deploy::secrets::Source) -> DockerSite {
+        DockerSite {
+            secrets: source,
+            ..self
+        }
     }
 
     fn deployer(&self) -> Deployer<'_> {
         Deployer::new(&self.engine)
+    }
+
+    /// `instance`'s environment with its secrets' values (read by `prepare`).
+    fn environment(&self, instance: &Instance) -> Result<Vec<String>, BackendError> {
+        let resolved = self.resolved.lock().expect("not poisoned");
+        instance
+            .env
+            .iter()
+            .map(|(k, v)| match v {
+                EnvValue::Text(t) => Ok(format!("{k}={t}")),
+                EnvValue::Secret { secret } => match resolved.get(secret) {
+                    Some(value) => Ok(format!("{k}={}", value.as_str())),
+                    None => Err(crate::deploy::secrets::SecretError::Missing {
+                        reference: secret.to_string(),
+                        looked: "it was not read before the deploy started".to_owned(),
+                    }
+                    .into()),
+                },
+            })
+            .collect()
     }
 
     /// Each desired instance as the engine runs it, without what it offers: no exec in the
@@ -824,6 +856,10 @@ impl Backend for DockerSite {
     type Status = Vec<InstanceStatus>;
 
     async fn prepare(&self, desired: &Desired) -> Result<(), BackendError> {
+        let values = crate::deploy::secrets::resolve(desired.secrets(), &self.secrets, |v| {
+            std::env::var(v).ok()
+        })?;
+        *self.resolved.lock().expect("not poisoned") = values;
         self.deployer().ensure_network(desired).await
     }
 
@@ -848,8 +884,9 @@ impl Backend for DockerSite {
             .filter(|i| units.contains(&i.name))
         {
             let replaces = replaced_by(desired, instance, &ours);
+            let env = self.environment(instance)?;
             deployer
-                .create_and_start(desired, instance, &replaces)
+                .create_and_start(desired, instance, &env, &replaces)
                 .await?;
         }
         Ok(())

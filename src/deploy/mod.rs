@@ -16,6 +16,7 @@ pub mod docker;
 pub mod kubernetes;
 pub mod releases;
 pub mod schedule;
+pub mod secrets;
 pub mod services;
 pub mod session;
 

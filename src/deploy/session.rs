@@ -20,7 +20,7 @@ use std::path::Path;
 use tokio_util::sync::CancellationToken;
 
 use crate::deploy::approvals::{check_rule, images_id, Approvals};
-use crate::deploy::backend::{connect, Backend, BackendError, ConnectOptions, Site};
+use crate::deploy::backend::{connect, secret_source, Backend, BackendError, ConnectOptions, Site};
 use crate::deploy::desired::Desired;
 use crate::deploy::releases::{now, Release, Releases};
 use crate::model::lifecycle::{OnFailure, Progression, Target};
@@ -506,7 +506,11 @@ pub async fn deploy(
     // re-reads them under their lock, so a deploy finishing meanwhile keeps its record.
     let records = Releases::load(&path)?;
     let keep = cookbook.lifecycle.rollback.keep;
-    let site = connect(&target, options).await?;
+    let site = connect(&target, options).await?.with_secrets(secret_source(
+        cookbook,
+        &desired.site,
+        &options.base,
+    ));
     check_capabilities(&site, cookbook, &desired.site).await?;
     let failure = match converge(&site, desired, stop).await {
         Ok(outcome) => {
@@ -638,7 +642,10 @@ pub async fn rollback(
             })?,
     };
     let target = target(cookbook, site)?;
-    let connected = connect(&target, options).await?;
+    let connected =
+        connect(&target, options)
+            .await?
+            .with_secrets(secret_source(cookbook, site, &options.base));
     check_capabilities(&connected, cookbook, site).await?;
     let outcome = converge(
         &connected,

@@ -20,11 +20,12 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::diagnostic::{excerpt, pointer_push, Diagnostic};
-use crate::model::cookbook::{suggest, Container, Cookbook, Site};
+use crate::model::cookbook::{suggest, Container, Cookbook, Port, Site};
 use crate::model::name::Name;
+use crate::model::pod::{EnvValue, Ingress, Pod, PodCheck};
 use crate::model::relpath::RelPath;
 use crate::model::wire::{
-    CookbookWire, HealthWire, LifecycleWire, RunCommandWire, RuntimeWire, SiteWire,
+    CookbookWire, EnvValueWire, HealthWire, LifecycleWire, RunCommandWire, RuntimeWire, SiteWire,
 };
 
 /// The stages a cookbook without `lifecycle.stages` has.
@@ -103,13 +104,16 @@ pub struct Rollback {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct RuntimeOverride {
-    pub env: BTreeMap<String, String>,
+    /// Text, or secrets by reference (`{"secret": "NAME/KEY"}`), read only where it runs.
+    pub env: BTreeMap<String, EnvValue>,
     pub ports: Vec<PublishedPort>,
     pub replicas: Option<u32>,
     /// CPU limit in billionths of a core (Docker's `NanoCpus`).
     pub nano_cpus: Option<i64>,
     /// Memory limit in bytes.
     pub memory: Option<i64>,
+    /// The stage's Ingress for the container (Kubernetes sites).
+    pub ingress: Option<Ingress>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -212,6 +216,9 @@ pub struct SiteDeploy {
     pub stages: Vec<Name>,
     pub capabilities: BTreeSet<String>,
     pub schedule: Vec<Window>,
+    /// A Docker site's directory of secrets (`<dir>/<NAME>/<KEY>`), as written: relative to the
+    /// cookbook's directory. `None`: secrets come from the deploying process's environment.
+    pub secrets: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -219,6 +226,12 @@ pub struct SiteDeploy {
 pub struct ContainerRuntime {
     pub require: BTreeSet<String>,
     pub health: Health,
+    /// What runs with it when it is deployed (empty: a pod of one).
+    pub pod: Pod,
+    /// Pod volume → the absolute path where this container sees it.
+    pub mounts: BTreeMap<Name, String>,
+    /// The ports it listens on (what a Service offers on Kubernetes), sorted.
+    pub ports: Vec<Port>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -547,7 +560,7 @@ impl Check<'_> {
         })
     }
 
-    fn runtime(&mut self, at: &str, r: &RuntimeWire) -> RuntimeOverride {
+    fn runtime(&mut self, at: &str, r: &RuntimeWire, listening: &[Port]) -> RuntimeOverride {
         let mut ports = Vec::new();
         for (i, p) in r.ports.iter().enumerate() {
             match published(p) {
@@ -579,8 +592,34 @@ impl Check<'_> {
                 }
                 bytes
             });
+        let mut env = BTreeMap::new();
+        for (k, v) in &r.env {
+            let value = match v {
+                EnvValueWire::Text(t) => EnvValue::Text(t.clone()),
+                EnvValueWire::Secret(s) => match crate::model::pod::SecretRef::parse(&s.secret) {
+                    Ok(secret) => EnvValue::Secret { secret },
+                    Err(e) => {
+                        self.diagnostics.push(
+                            Diagnostic::new(
+                                "model/secret",
+                                pointer_push(&pointer_push(&pointer_push(at, "env"), k), "secret"),
+                                format!("secret reference {} {e}", excerpt(&s.secret)),
+                            )
+                            .with_help("write {\"secret\": \"NAME/KEY\"}: key KEY of secret NAME"),
+                        );
+                        continue;
+                    }
+                },
+            };
+            env.insert(k.clone(), value);
+        }
+        let published: Vec<u16> = ports.iter().map(|p: &PublishedPort| p.container).collect();
+        let ingress = r.ingress.as_ref().and_then(|w| {
+            crate::model::pod::ingress(at, w, listening, &published, self.diagnostics)
+        });
         RuntimeOverride {
-            env: r.env.clone(),
+            env,
+            ingress,
             ports,
             replicas: r.replicas,
             // The schema bounds cpus to (0, 1024]: the product fits an i64.
@@ -691,14 +730,17 @@ impl Check<'_> {
             stages,
             capabilities: s.capabilities.iter().cloned().collect(),
             schedule,
+            secrets: s.secrets.as_ref().map(|d| d.directory.clone()),
         }
     }
 }
 
 /// The containers a deploy of `roots` runs: them and, transitively, what they `depends_on` (run
-/// time edges only: a container used only as a build parent is not started).
+/// time edges only: a container used only as a build parent is not started) and the members of
+/// their pods (`runtimes`; run inside their pods, never alone) with what those depend on.
 pub fn runtime_closure<'a>(
     containers: &BTreeMap<Name, Container>,
+    runtimes: &BTreeMap<Name, ContainerRuntime>,
     roots: impl IntoIterator<Item = &'a Name>,
 ) -> BTreeSet<Name> {
     let mut seen = BTreeSet::new();
@@ -706,16 +748,38 @@ pub fn runtime_closure<'a>(
     while let Some(n) = todo.pop() {
         if seen.insert(n.clone()) {
             todo.extend(containers.get(n).into_iter().flat_map(|c| &c.depends_on));
+            todo.extend(
+                runtimes
+                    .get(n)
+                    .into_iter()
+                    .flat_map(|r| r.pod.members().map(|(_, m)| m)),
+            );
         }
     }
     seen
 }
 
 impl Cookbook {
-    /// The containers a site runs: its own and what they depend on at run time.
+    /// The containers a site runs: its own and what they depend on at run time, with the members
+    /// of their pods.
     pub fn site_deploy_set(&self, site: &str) -> Option<BTreeSet<Name>> {
         let site = self.sites.get(site)?;
-        Some(runtime_closure(&self.containers, &site.containers))
+        Some(runtime_closure(
+            &self.containers,
+            &self.lifecycle.containers,
+            &site.containers,
+        ))
+    }
+
+    /// The containers that run inside another's pod: member → the pods (their mains) it is in.
+    pub fn pod_members(&self) -> BTreeMap<&Name, Vec<&Name>> {
+        let mut out: BTreeMap<&Name, Vec<&Name>> = BTreeMap::new();
+        for (main, rt) in &self.lifecycle.containers {
+            for (_, m) in rt.pod.members() {
+                out.entry(m).or_default().push(main);
+            }
+        }
+        out
     }
 }
 
@@ -728,10 +792,6 @@ pub(crate) fn convert(
     model_sites: &BTreeMap<Name, Site>,
     diagnostics: &mut Vec<Diagnostic>,
 ) -> Lifecycle {
-    let deploys: BTreeMap<&Name, BTreeSet<Name>> = model_sites
-        .iter()
-        .map(|(n, s)| (n, runtime_closure(model_containers, &s.containers)))
-        .collect();
     let empty = LifecycleWire::default();
     let lw = wire.lifecycle.as_ref().unwrap_or(&empty);
     let stages = stage_names(lw);
@@ -743,6 +803,21 @@ pub(crate) fn convert(
     let checkpoint = check.checkpoint(lw);
     let stage_config = check.stage_config(wire, lw);
     let containers = check.container_runtimes(wire);
+    PodCheck {
+        wire,
+        runtimes: &containers,
+        diagnostics: check.diagnostics,
+    }
+    .across(&stage_config);
+    let deploys: BTreeMap<&Name, BTreeSet<Name>> = model_sites
+        .iter()
+        .map(|(n, s)| {
+            (
+                n,
+                runtime_closure(model_containers, &containers, &s.containers),
+            )
+        })
+        .collect();
     let sites = check.sites(wire, project, &deploys, &containers);
     let approvers = check.approvers(lw, &progression);
     Lifecycle {
@@ -907,7 +982,8 @@ impl Check<'_> {
                 let at = pointer_push(&pointer_push(&at, "containers"), c);
                 let what = format!("stage_config of `{stage}`");
                 if let Some(c) = self.container(wire, || at.clone(), c, &what) {
-                    containers.insert(c, self.runtime(&at, r));
+                    let listening = crate::model::pod::listening(&wire.containers[c.as_str()]);
+                    containers.insert(c, self.runtime(&at, r, &listening));
                 }
             }
             stage_config.insert(stage, containers);
@@ -924,11 +1000,34 @@ impl Check<'_> {
             };
             let at = pointer_push("/containers", key);
             let health = self.health(&at, c.health.as_ref());
+            let pod = PodCheck {
+                wire,
+                runtimes: &BTreeMap::new(),
+                diagnostics: self.diagnostics,
+            }
+            .pod(key, c);
+            let mut mounts = BTreeMap::new();
+            let mut paths = BTreeSet::new();
+            for (volume, path) in &c.mounts {
+                let p = pointer_push(&pointer_push(&at, "mounts"), volume);
+                if !paths.insert(path.as_str()) {
+                    self.diagnostics.push(Diagnostic::new(
+                        "model/mount",
+                        p,
+                        format!("container `{key}` mounts two volumes at {}", excerpt(path)),
+                    ));
+                    continue;
+                }
+                mounts.extend(Name::parse(volume).map(|v| (v, path.clone())));
+            }
             containers.insert(
                 name,
                 ContainerRuntime {
                     require: c.require.iter().cloned().collect(),
                     health,
+                    pod,
+                    mounts,
+                    ports: crate::model::pod::listening(c),
                 },
             );
         }

@@ -9,6 +9,7 @@ mod cookbook;
 pub(crate) use cookbook::convert;
 pub mod lifecycle;
 mod name;
+pub mod pod;
 mod relpath;
 pub mod wire;
 

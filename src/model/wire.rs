@@ -94,6 +94,27 @@ pub struct ContainerWire {
     pub require: Vec<String>,
     /// Format 1.1 (runtime only, never hashed): how to tell the container is healthy.
     pub health: Option<HealthWire>,
+    /// Format 1.1 (runtime only): containers run to completion, in order, before this one.
+    #[serde(default)]
+    pub init: Vec<String>,
+    /// Format 1.1 (runtime only): containers started with this one, in its network namespace.
+    #[serde(default)]
+    pub sidecars: Vec<String>,
+    /// Format 1.1 (runtime only): the volumes of this container's pod.
+    #[serde(default)]
+    pub volumes: BTreeMap<String, VolumeWire>,
+    /// Format 1.1 (runtime only): pod volume → where this container sees it.
+    #[serde(default)]
+    pub mounts: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VolumeWire {
+    #[serde(default)]
+    pub persistent: bool,
+    pub size: Option<String>,
+    pub storage_class: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -155,6 +176,14 @@ pub struct SiteWire {
     pub capabilities: Vec<String>,
     #[serde(default)]
     pub schedule: Vec<WindowWire>,
+    /// Format 1.1: where a Docker site reads the secrets its stages reference.
+    pub secrets: Option<SecretsWire>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecretsWire {
+    pub directory: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -257,11 +286,36 @@ pub struct StageConfigWire {
 #[serde(deny_unknown_fields)]
 pub struct RuntimeWire {
     #[serde(default)]
-    pub env: BTreeMap<String, String>,
+    pub env: BTreeMap<String, EnvValueWire>,
     #[serde(default)]
     pub ports: Vec<String>,
     pub replicas: Option<u32>,
     pub resources: Option<ResourcesWire>,
+    pub ingress: Option<IngressWire>,
+}
+
+/// A stage's environment value: text, or a reference to a secret the site holds.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum EnvValueWire {
+    Text(String),
+    Secret(SecretWire),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecretWire {
+    pub secret: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IngressWire {
+    pub host: String,
+    pub path: Option<String>,
+    pub port: Option<u16>,
+    pub tls_secret: Option<String>,
+    pub class: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

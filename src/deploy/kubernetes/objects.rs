@@ -19,11 +19,14 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
+use k8s_openapi::api::core::v1::PersistentVolumeClaim;
 use k8s_openapi::api::core::v1::{
-    Container, ContainerPort, EnvVar, ExecAction, HTTPGetAction, Namespace, PodSpec,
-    PodTemplateSpec, Probe as KubeProbe, ResourceRequirements, Service, ServicePort, ServiceSpec,
-    TCPSocketAction,
+    Container, ContainerPort, EnvVar, EnvVarSource, ExecAction, HTTPGetAction, Namespace, PodSpec,
+    PodTemplateSpec, Probe as KubeProbe, ResourceRequirements, SecretKeySelector, Service,
+    ServicePort, ServiceSpec, TCPSocketAction,
 };
+use k8s_openapi::api::networking::v1::Ingress;
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -33,6 +36,7 @@ use crate::deploy::desired::{Desired, Instance};
 use crate::labels::deploy as label;
 use crate::labels::SCHEMES;
 use crate::model::lifecycle::{kubernetes_name, Health, Probe};
+use crate::model::pod::EnvValue;
 use crate::model::Name;
 
 /// The `app.kubernetes.io/managed-by` value of everything cookbook creates.
@@ -70,7 +74,15 @@ pub struct Unit {
     pub config_hash: String,
     pub replicas: i32,
     pub deployment: Deployment,
+    /// Named like the container (`cache`), so that the names containers use on a Docker site
+    /// resolve in the cluster: for a container another depends on or that listens on a port.
     pub service: Option<Service>,
+    /// One PersistentVolumeClaim per persistent volume of its pod.
+    pub claims: Vec<PersistentVolumeClaim>,
+    /// The stage's Ingress for it (`ingress` in its stage settings).
+    pub ingress: Option<Ingress>,
+    /// A PodDisruptionBudget when it runs more than one replica.
+    pub budget: Option<PodDisruptionBudget>,
 }
 
 /// Everything a stage needs on the cluster, in the order it is applied.
@@ -276,6 +288,9 @@ fn unit(desired: &Desired, namespace: Option<&str>, instance: &Instance, replica
         replicas,
         deployment,
         service: service(instance, metadata, selector),
+        claims: Vec::new(),
+        ingress: None,
+        budget: None,
     }
 }
 
@@ -301,10 +316,25 @@ fn container(instance: &Instance) -> Container {
     if let Some(m) = instance.memory {
         limits.insert("memory".to_owned(), memory(m));
     }
-    let env = instance.env.iter().map(|(k, v)| EnvVar {
-        name: k.clone(),
-        value: Some(v.clone()),
-        ..Default::default()
+    let env = instance.env.iter().map(|(k, v)| match v {
+        EnvValue::Text(t) => EnvVar {
+            name: k.clone(),
+            value: Some(t.clone()),
+            ..Default::default()
+        },
+        // The kubelet reads the value from the namespace's Secret: it never passes through here.
+        EnvValue::Secret { secret } => EnvVar {
+            name: k.clone(),
+            value_from: Some(EnvVarSource {
+                secret_key_ref: Some(SecretKeySelector {
+                    name: secret.name().to_owned(),
+                    key: secret.key().to_owned(),
+                    optional: None,
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        },
     });
     let ports = instance.ports.iter().map(|p| ContainerPort {
         container_port: i32::from(p.container),
