@@ -122,20 +122,14 @@ fn position(requests: &[Recorded], short: &str) -> usize {
         })
 }
 
-/// The first poll of a Deployment's rollout (a GET that found it).
-fn first_poll(requests: &[Recorded], name: &str) -> usize {
-    let get = format!("GET deployments/{name}");
-    requests
+/// How many requests the fake had answered when `name`'s rollout last reached `state`.
+fn reached(fake: &FakeKube, name: &str, state: &str) -> usize {
+    fake.rollouts()
         .iter()
-        .position(|r| r.short() == get && r.rollout.is_some())
-        .unwrap_or_else(|| panic!("no poll of {name}"))
-}
-
-fn last_position(requests: &[Recorded], short: &str) -> usize {
-    requests
-        .iter()
-        .rposition(|r| r.short() == short)
-        .unwrap_or_else(|| panic!("no {short}"))
+        .rev()
+        .find(|r| r.name == name && r.state == state)
+        .unwrap_or_else(|| panic!("{name} never {state}: {:?}", fake.rollouts()))
+        .after_requests
 }
 
 #[test]
@@ -173,9 +167,8 @@ fn shop_deploys_in_waves_and_an_unchanged_redeploy_sends_nothing() {
         assert!(r.query.contains("fieldManager=cookbook%2Fcluster"), "{r:?}");
         assert!(!r.query.contains("force=true"), "{r:?}");
     }
-    // Each wave waits for the previous one's rollouts: the last poll of a wave's Deployment
-    // found it complete, after polls that found it progressing, before the next wave's first
-    // PATCH.
+    // Each wave waits for the previous one's rollouts, by WATCH: a wave's Deployment was
+    // watched, went through progressing to complete, and only then was the next wave applied.
     for (done, next) in [
         (
             "shop-cluster-dev-db",
@@ -190,21 +183,15 @@ fn shop_deploys_in_waves_and_an_unchanged_redeploy_sends_nothing() {
             "PATCH deployments/shop-cluster-dev-worker",
         ),
     ] {
-        let get = format!("GET deployments/{done}");
-        let polls: Vec<&Recorded> = requests.iter().filter(|r| r.short() == get).collect();
-        assert_eq!(polls.last().unwrap().rollout.as_deref(), Some("complete"));
-        assert!(
-            polls
-                .iter()
-                .any(|r| r.rollout.as_deref() == Some("progressing")),
-            "{polls:?}"
-        );
-        assert!(last_position(&requests, &get) < position(&requests, next));
+        let watch = format!("WATCH deployments/{done}");
+        assert!(position(&requests, &watch) < position(&requests, next));
+        assert!(reached(&fake, done, "progressing") < reached(&fake, done, "complete"));
+        assert!(reached(&fake, done, "complete") <= position(&requests, next));
     }
     // web and worker are one wave: both applied before either is waited for.
     assert!(
         position(&requests, "PATCH deployments/shop-cluster-dev-worker")
-            < first_poll(&requests, "shop-cluster-dev-web")
+            < position(&requests, "LIST deployments/shop-cluster-dev-web")
     );
     // Before anything was applied, each name the stage's objects take was asked for (and found
     // free): a namesake that is not ours would have stopped the deploy there.
@@ -856,10 +843,7 @@ fn the_shop_example_deploys_to_a_kubernetes_site_in_waves() {
             "PATCH deployments/shop-cluster-dev-web",
         ),
     ] {
-        let get = format!("GET deployments/{done}");
-        let last = last_position(&requests, &get);
-        assert_eq!(requests[last].rollout.as_deref(), Some("complete"));
-        assert!(last < position(&requests, next));
+        assert!(reached(&fake, done, "complete") <= position(&requests, next));
     }
     let worker = fake
         .object("deployments", NS, "shop-cluster-dev-worker")
@@ -1030,9 +1014,14 @@ fn an_object_with_our_name_but_not_our_labels_is_refused_not_taken_over() {
                                        "io.cookbook.stage": "dev", "io.cookbook.container": "web"}},
                "spec": {"ports": [{"port": 81}]}}),
     );
-    // What they wrote (the fake's GET fills a Deployment's status in: not theirs to compare).
+    // What they wrote (the fake's controller fills a Deployment's status in, which gives it a
+    // new resourceVersion: neither is theirs to compare).
     let written = |resource: &str, name: &str| {
-        let o = fake.object(resource, NS, name).unwrap();
+        let mut o = fake.object(resource, NS, name).unwrap();
+        o["metadata"]
+            .as_object_mut()
+            .unwrap()
+            .remove("resourceVersion");
         (o["metadata"].clone(), o["spec"].clone())
     };
     let theirs = (
@@ -1269,5 +1258,207 @@ fn objects_deployed_under_the_names_without_the_site_are_ours_and_pruned() {
     assert_eq!(
         fake.names("services", NS),
         vec!["shop-cluster-dev-api", "shop-cluster-dev-web"]
+    );
+}
+
+/// Waiting for a rollout is a WATCH, not a poll loop: for each Deployment a wave waits on, one
+/// LIST by name and one WATCH (kube-runtime's watcher), whatever the rollout's length; the only
+/// GET by name is the check, before anything is sent, that the name is free or ours.
+#[test]
+fn waiting_for_a_rollout_watches_and_never_polls() {
+    // 15 steps of the fake's controller: 300 ms a rollout, long enough for a poll loop to show.
+    let fake = FakeKube::start(15);
+    let dir = project(&fake, &lock_v1());
+    deploy(dir.path(), &[]).assert_code(0);
+    let requests = fake.requests();
+    let count = |short: &str| requests.iter().filter(|r| r.short() == short).count();
+    for unit in ["db", "api", "web", "worker"] {
+        let name = format!("shop-cluster-dev-{unit}");
+        assert_eq!(
+            (
+                count(&format!("GET deployments/{name}")),
+                count(&format!("LIST deployments/{name}")),
+                count(&format!("WATCH deployments/{name}")),
+            ),
+            (1, 1, 1),
+            "{:#?}",
+            requests.iter().map(Recorded::short).collect::<Vec<_>>()
+        );
+        assert!(reached(&fake, &name, "complete") > 0);
+    }
+    // The watch asked for the changes after the list it resumed from, by name.
+    let watch = requests
+        .iter()
+        .find(|r| r.short() == "WATCH deployments/shop-cluster-dev-db")
+        .unwrap();
+    assert!(
+        watch.query.contains("resourceVersion=")
+            && watch
+                .query
+                .contains("fieldSelector=metadata.name%3Dshop-cluster-dev-db"),
+        "{watch:?}"
+    );
+}
+
+/// Server-side apply merges the lists Kubernetes keys (`x-kubernetes-list-map-keys`): an env
+/// var and a sidecar container another manager added to our Deployment (a mesh injector) stay,
+/// owned by it, when cookbook applies a new image.
+#[test]
+fn a_list_merged_by_key_keeps_another_managers_entries() {
+    let fake = FakeKube::start(1);
+    let dir = project(&fake, &lock_v1());
+    deploy(dir.path(), &[]).assert_code(0);
+    let name = "shop-cluster-dev-api";
+    fake.apply(
+        "deployments",
+        NS,
+        name,
+        "mesh-injector",
+        json!({"apiVersion": "apps/v1", "kind": "Deployment",
+               "metadata": {"name": name, "namespace": NS},
+               "spec": {"template": {"spec": {"containers": [
+                   {"name": "api", "env": [{"name": "MESH", "value": "on"}]},
+                   {"name": "mesh-proxy", "image": "127.0.0.1:5000/mesh/proxy:1"}]}}}}),
+    );
+    let mut lock = lock_v1();
+    lock[1].1 = digest(7);
+    write_lock(dir.path(), &lock);
+    let run = deploy(dir.path(), &[]);
+    run.assert_code(0);
+    assert_eq!(strings(&json(&run)["started"]), vec![name]);
+    let api = fake.object("deployments", NS, name).unwrap();
+    let containers = &api["spec"]["template"]["spec"]["containers"];
+    assert_eq!(containers[0]["name"], "api");
+    assert_eq!(
+        containers[0]["image"],
+        format!("127.0.0.1:5000/shop/api@{}", digest(7))
+    );
+    let env: Vec<&str> = containers[0]["env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(env, vec!["MODE", "MESH"]);
+    assert_eq!(containers[1]["name"], "mesh-proxy");
+    // Each entry stays its manager's.
+    let fields = |manager: &str| -> Value {
+        api["metadata"]["managedFields"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["manager"] == manager)
+            .unwrap_or_else(|| panic!("no {manager} in {api}"))["fieldsV1"]
+            .clone()
+    };
+    let containers =
+        |manager: &str| fields(manager)["f:spec"]["f:template"]["f:spec"]["f:containers"].clone();
+    let mesh = containers("mesh-injector");
+    assert!(
+        mesh["k:{\"name\":\"mesh-proxy\"}"]["f:image"].is_object(),
+        "{mesh}"
+    );
+    assert!(
+        mesh["k:{\"name\":\"api\"}"]["f:env"]["k:{\"name\":\"MESH\"}"]["f:value"].is_object(),
+        "{mesh}"
+    );
+    let ours = containers("cookbook/cluster");
+    assert!(
+        ours["k:{\"name\":\"api\"}"]["f:image"].is_object(),
+        "{ours}"
+    );
+    assert!(ours.get("k:{\"name\":\"mesh-proxy\"}").is_none(), "{ours}");
+}
+
+/// A field-manager conflict inside a wave is a wave failure like any other (issue 25): the
+/// stage runs the previous release again, its earlier waves' new objects re-applied as they
+/// were, and the report says so; on a first deploy there is nothing to restore, and the report
+/// says that.
+#[test]
+fn a_conflict_in_a_wave_rolls_the_wave_back() {
+    let fake = FakeKube::start(1);
+    let dir = project(&fake, &lock_v1());
+    let first = deploy(dir.path(), &[]);
+    first.assert_code(0);
+    let good = json(&first)["release"].as_str().unwrap().to_owned();
+    // Someone annotates api by hand with the value it has: their manager owns the field now.
+    let api = fake
+        .object("deployments", NS, "shop-cluster-dev-api")
+        .unwrap();
+    let hash = api["metadata"]["annotations"]["dev.cookbook.config-hash"].clone();
+    fake.update(
+        "deployments",
+        NS,
+        "shop-cluster-dev-api",
+        "kubectl-annotate",
+        json!({"metadata": {"annotations": {"dev.cookbook.config-hash": hash}}}),
+    );
+    // v2: new db (wave 1) and api (wave 2) images; api's apply conflicts.
+    let mut lock = lock_v1();
+    lock[0].1 = digest(5);
+    lock[1].1 = digest(6);
+    write_lock(dir.path(), &lock);
+    let before = fake.requests().len();
+    let run = run_in(
+        dir.path(),
+        &["deploy", "--site", "cluster", "--stage", "dev"],
+    );
+    run.assert_code(1);
+    assert!(
+        run.stderr.contains(" to cluster/dev stopped: wave 2: Deployment shop-cluster-dev-api: server-side apply conflict: field .metadata.annotations.dev.cookbook.config-hash is owned by manager \"kubectl-annotate\"")
+            && run.stderr.ends_with(&format!(
+                "; rolled back to release {good} (recreated: shop-cluster-dev-db)\n"
+            )),
+        "{}",
+        run.context()
+    );
+    // db v2, the refused api, then db v1 again; api as it was.
+    assert_eq!(
+        changes(&fake.requests()[before..]),
+        vec![
+            "PATCH deployments/shop-cluster-dev-db",
+            "PATCH deployments/shop-cluster-dev-api",
+            "PATCH deployments/shop-cluster-dev-db",
+        ]
+    );
+    let image = |name: &str| {
+        fake.object("deployments", NS, name).unwrap()["spec"]["template"]["spec"]["containers"][0]
+            ["image"]
+            .clone()
+    };
+    assert_eq!(
+        image("shop-cluster-dev-db"),
+        format!("127.0.0.1:5000/shop/db@{}", digest(1))
+    );
+    assert_eq!(
+        image("shop-cluster-dev-api"),
+        format!("127.0.0.1:5000/shop/api@{}", digest(2))
+    );
+
+    // A first deploy: api's name is held by an object of ours another manager wrote.
+    let fake = FakeKube::start(1);
+    let dir = project(&fake, &lock_v1());
+    fake.apply(
+        "deployments",
+        NS,
+        "shop-cluster-dev-api",
+        "helm",
+        json!({"apiVersion": "apps/v1", "kind": "Deployment",
+               "metadata": {"name": "shop-cluster-dev-api", "namespace": NS,
+                            "labels": {"dev.cookbook.project": "shop", "dev.cookbook.site": "cluster",
+                                       "dev.cookbook.stage": "dev", "dev.cookbook.container": "api"}},
+               "spec": {"replicas": 7}}),
+    );
+    let run = run_in(
+        dir.path(),
+        &["deploy", "--site", "cluster", "--stage", "dev"],
+    );
+    run.assert_code(1);
+    assert!(
+        run.stderr.ends_with(
+            " to cluster/dev stopped: wave 2: Deployment shop-cluster-dev-api: server-side apply conflict: field .spec.replicas is owned by manager \"helm\"; cookbook leaves fields other managers own alone (run with --force-conflicts to take them over); no earlier release of this stage to roll back to\n"
+        ),
+        "{}",
+        run.context()
     );
 }

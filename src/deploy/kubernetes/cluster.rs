@@ -5,7 +5,8 @@
 //! for each wanted object it did not list: one that exists is not ours, and the deploy stops
 //! there (`KubeError::NotOurs`) before anything is sent. `apply` sends each changed unit with
 //! server-side apply (`PATCH` `application/apply-patch+yaml`, field manager `cookbook/<site>`,
-//! `force` only with `--force-conflicts`); `wait` polls each Deployment of the wave until its
+//! `force` only with `--force-conflicts`); `wait` WATCHes every Deployment of the wave at once
+//! (kube-runtime's watcher: one LIST and one long-lived WATCH each, no polling) until its
 //! rollout is complete or its progress deadline is exceeded. What is no longer wanted is
 //! reported per object, `deployment/NAME` or `service/NAME` (a Service goes when its container
 //! stops publishing ports, while its Deployment stays), and `remove` deletes only those, listed
@@ -18,12 +19,15 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use futures_util::StreamExt as _;
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Event, Namespace, Pod, Service};
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, Preconditions};
 use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::runtime::{watcher, WatchStreamExt as _};
 use kube::{Client, Config};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -40,8 +44,6 @@ use crate::model::lifecycle::KubernetesTarget;
 const DEPLOYMENT: &str = "deployment";
 const SERVICE: &str = "service";
 
-/// How often a rollout is polled.
-const POLL: Duration = Duration::from_millis(100);
 /// How many warning events `status` shows per container.
 const EVENTS: usize = 3;
 
@@ -470,7 +472,11 @@ impl KubeSite {
         Ok(())
     }
 
-    /// Polls a Deployment until its rollout completes, fails, or outlives its deadline.
+    /// Watches a Deployment until its rollout completes, fails, or outlives its deadline:
+    /// kube-runtime's `watch_object` (a LIST then a WATCH by the field selector
+    /// `metadata.name=<name>`, which lists again when its watch ends or falls behind: the
+    /// resync), each event judged by `rollout`. A watch that fails midway is resumed after a
+    /// backoff; one that cannot start is the API's answer.
     async fn wait_rollout(&self, unit: &Unit) -> Result<Result<(), String>, KubeError> {
         let deadline_secs = unit
             .deployment
@@ -479,27 +485,52 @@ impl KubeSite {
             .and_then(|s| s.progress_deadline_seconds)
             .unwrap_or(600);
         // The server's own deadline decides; ours only guards against a server that never says.
-        let deadline =
-            Instant::now() + Duration::from_secs(u64::try_from(deadline_secs).unwrap_or(600) + 30);
-        let api = self.api::<Deployment>();
+        let deadline = tokio::time::Instant::now()
+            + Duration::from_secs(u64::try_from(deadline_secs).unwrap_or(600) + 30);
+        let operation = format!("watch Deployment {}", unit.name);
+        let events = watcher::watch_object(self.api::<Deployment>(), &unit.name).default_backoff();
+        let mut events = std::pin::pin!(events);
         loop {
-            let Some(d) = api
-                .get_opt(&unit.name)
-                .await
-                .map_err(|e| api_error(&format!("get Deployment {}", unit.name), e, &self.url))?
-            else {
-                return Ok(Err("its Deployment is gone".to_owned()));
+            let next = match tokio::time::timeout_at(deadline, events.next()).await {
+                Err(_) => return Ok(Err("its rollout did not complete in time".to_owned())),
+                // The watcher's stream never ends by itself.
+                Ok(None) => return Ok(Err("its Deployment's watch ended".to_owned())),
+                Ok(Some(next)) => next,
             };
-            match rollout(&d) {
-                Ok(true) => return Ok(Ok(())),
-                Err(why) => return Ok(Err(why)),
-                Ok(false) => {}
+            match next {
+                Ok(Some(d)) => match rollout(&d) {
+                    Ok(true) => return Ok(Ok(())),
+                    Err(why) => return Ok(Err(why)),
+                    Ok(false) => {}
+                },
+                Ok(None) => return Ok(Err("its Deployment is gone".to_owned())),
+                Err(watcher::Error::InitialListFailed(e) | watcher::Error::WatchStartFailed(e)) => {
+                    return Err(api_error(&operation, e, &self.url))
+                }
+                // Mid-stream: the watcher lists again (a 410 Gone) or watches again.
+                Err(
+                    watcher::Error::WatchError(_)
+                    | watcher::Error::WatchFailed(_)
+                    | watcher::Error::NoResourceVersion,
+                ) => {}
             }
-            if Instant::now() >= deadline {
-                return Ok(Err("its rollout did not complete in time".to_owned()));
-            }
-            tokio::time::sleep(POLL).await;
         }
+    }
+
+    /// Waits for the rollouts of a wave's units all at once (each its own watch); the first
+    /// failure in wave order is the wave's.
+    async fn wait_rollouts(&self, units: &[&Unit]) -> Result<Result<(), Unhealthy>, KubeError> {
+        let waited =
+            futures_util::future::join_all(units.iter().map(|u| self.wait_rollout(u))).await;
+        for (unit, waited) in units.iter().zip(waited) {
+            if let Err(why) = waited? {
+                return Ok(Err(Unhealthy {
+                    unit: unit.name.clone(),
+                    why,
+                }));
+            }
+        }
+        Ok(Ok(()))
     }
 
     /// Whether every desired Deployment has completed its rollout with the desired image
@@ -802,18 +833,11 @@ impl Backend for KubeSite {
         units: &[String],
     ) -> Result<Result<(), Unhealthy>, BackendError> {
         let objects = self.objects(desired);
-        for unit in objects.waves[wave]
+        let waited: Vec<&Unit> = objects.waves[wave]
             .iter()
             .filter(|u| units.contains(&u.name))
-        {
-            if let Err(why) = self.wait_rollout(unit).await? {
-                return Ok(Err(Unhealthy {
-                    unit: unit.name.clone(),
-                    why,
-                }));
-            }
-        }
-        Ok(Ok(()))
+            .collect();
+        Ok(self.wait_rollouts(&waited).await?)
     }
 
     /// `units` are objects as `changes` names orphans: `deployment/NAME`, `service/NAME`.
