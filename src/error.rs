@@ -368,9 +368,11 @@ fn kube_exit_code(e: &KubeError) -> i32 {
     match e {
         KubeError::Config { .. } => EXIT_INVALID,
         KubeError::Unreachable { .. } => EXIT_UNREACHABLE,
-        KubeError::Conflict { .. } | KubeError::NotOurs { .. } | KubeError::Api { .. } => {
-            EXIT_FAILED
-        }
+        KubeError::Secret { .. } => EXIT_INVALID,
+        KubeError::Conflict { .. }
+        | KubeError::NotOurs { .. }
+        | KubeError::Lacks { .. }
+        | KubeError::Api { .. } => EXIT_FAILED,
     }
 }
 

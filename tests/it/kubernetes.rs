@@ -1462,3 +1462,70 @@ fn a_conflict_in_a_wave_rolls_the_wave_back() {
         run.context()
     );
 }
+
+/// A Secret the stage references (`{"secret": "NAME/KEY"}`, a `secretKeyRef` in the cluster)
+/// must exist with its key before anything changes: missing, the deploy stops with exit 2
+/// naming the reference, and sends nothing; present, the value is never read into a report.
+#[test]
+fn a_missing_secret_fails_before_anything_changes() {
+    let fake = FakeKube::start(1);
+    let dir = project(&fake, &lock_v1());
+    edit(dir.path(), |doc| {
+        doc["lifecycle"]["stage_config"]["dev"]["containers"]["api"]["env"]["DB_PASSWORD"] =
+            json!({"secret": "db/password"});
+    });
+    let run = run_in(
+        dir.path(),
+        &["deploy", "--site", "cluster", "--stage", "dev"],
+    );
+    run.assert_code(2);
+    assert!(
+        run.stderr.contains("secret db/password: no Secret `db`;"),
+        "{}",
+        run.context()
+    );
+    assert_eq!(changes(&fake.requests()), Vec::<String>::new());
+    // The Secret without that key.
+    fake.update(
+        "secrets",
+        NS,
+        "db",
+        "kubectl-create",
+        json!({"data": {"user": "YWRtaW4="}}),
+    );
+    let run = run_in(
+        dir.path(),
+        &["deploy", "--site", "cluster", "--stage", "dev"],
+    );
+    run.assert_code(2);
+    assert!(
+        run.stderr
+            .contains("secret db/password: Secret `db` has no key `password`;"),
+        "{}",
+        run.context()
+    );
+    assert_eq!(changes(&fake.requests()), Vec::<String>::new());
+    // With it: deployed, the env a reference, the value nowhere in the output.
+    fake.update(
+        "secrets",
+        NS,
+        "db",
+        "kubectl-create",
+        json!({"data": {"password": "czNjcjN0LXZhbHVl"}}),
+    );
+    let run = deploy(dir.path(), &[]);
+    run.assert_code(0);
+    assert!(!run.stdout.contains("czNjcjN0") && !run.stderr.contains("czNjcjN0"));
+    let api = fake
+        .object("deployments", NS, "shop-cluster-dev-api")
+        .unwrap();
+    let env = &api["spec"]["template"]["spec"]["containers"][0]["env"];
+    assert!(
+        env.as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["name"] == "DB_PASSWORD"
+                && e["valueFrom"]["secretKeyRef"] == json!({"name": "db", "key": "password"})),
+        "{env}"
+    );
+}

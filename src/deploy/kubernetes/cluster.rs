@@ -1,17 +1,25 @@
 //! The cluster edge: `KubeSite`, a `deploy::Backend` over the Kubernetes API.
 //!
-//! Its units are Deployments (with their Services), one per container, named
-//! `<project>-<site>-<stage>-<container>`. `changes` lists our objects by label, and asks by name
-//! for each wanted object it did not list: one that exists is not ours, and the deploy stops
-//! there (`KubeError::NotOurs`) before anything is sent. `apply` sends each changed unit with
-//! server-side apply (`PATCH` `application/apply-patch+yaml`, field manager `cookbook/<site>`,
-//! `force` only with `--force-conflicts`); `wait` WATCHes every Deployment of the wave at once
-//! (kube-runtime's watcher: one LIST and one long-lived WATCH each, no polling) until its
-//! rollout is complete or its progress deadline is exceeded. What is no longer wanted is
-//! reported per object, `deployment/NAME` or `service/NAME` (a Service goes when its container
-//! stops publishing ports, while its Deployment stays), and `remove` deletes only those, listed
-//! again by our labels and deleted with their uid as a precondition, so an object recreated
-//! under that name meanwhile is not ours to delete.
+//! Its units are pods, one Deployment each, named `<project>-<site>-<stage>-<container>`, with
+//! their other objects: a Service named like the container, PersistentVolumeClaims, an Ingress,
+//! a PodDisruptionBudget (`objects::Unit`). `prepare` checks that every Secret the stage
+//! references exists with its key (reading key names only, never a value) before anything
+//! changes. `changes` lists our objects of each kind by label, and asks by name for each wanted
+//! object it did not list: one that exists is not ours, and the deploy stops there
+//! (`KubeError::NotOurs`) before anything is sent. A unit is unchanged when its Deployment and
+//! each of its other objects exist, are ours and carry its config hash, and then nothing of it
+//! is sent. `apply` sends each changed unit's objects with server-side apply (`PATCH`
+//! `application/apply-patch+yaml`, field manager `cookbook/<site>`, `force` only with
+//! `--force-conflicts`); `wait` WATCHes every Deployment of the wave at once (kube-runtime's
+//! watcher: one LIST and one long-lived WATCH each, no polling) until its rollout is complete
+//! or its progress deadline is exceeded. What is no longer wanted is reported per object,
+//! `deployment/NAME`, `service/NAME`, `ingress/NAME`, … (a Service goes when nothing needs it
+//! any more, while its Deployment stays), except a PersistentVolumeClaim of a container still
+//! in the stage: its data outlives redeploys and rollbacks, and only a container leaving the
+//! stage takes its claims with it. `remove` deletes only those, listed again by our labels and
+//! deleted with their uid as a precondition, so an object recreated under that name meanwhile
+//! is not ours to delete. A kind the cluster does not serve (404 on its LIST) holds nothing of
+//! ours.
 //!
 //! Upgrading from the names without the site (`<project>-<stage>-<container>`): those objects
 //! carry our labels, so they are listed as ours, wanted by no container, and pruned after the
@@ -24,7 +32,9 @@ use std::time::Duration;
 use futures_util::StreamExt as _;
 
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{Event, Namespace, Pod, Service};
+use k8s_openapi::api::core::v1::{Event, Namespace, PersistentVolumeClaim, Pod, Service};
+use k8s_openapi::api::networking::v1::Ingress;
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, Preconditions};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::runtime::{watcher, WatchStreamExt as _};
@@ -43,6 +53,9 @@ use crate::model::lifecycle::KubernetesTarget;
 /// How `changes` names an orphan of each kind (`deployment/NAME`), as kubectl does.
 const DEPLOYMENT: &str = "deployment";
 const SERVICE: &str = "service";
+const CLAIM: &str = "persistentvolumeclaim";
+const INGRESS: &str = "ingress";
+const BUDGET: &str = "poddisruptionbudget";
 
 /// How many warning events `status` shows per container.
 const EVENTS: usize = 3;
@@ -404,6 +417,79 @@ impl KubeSite {
             .collect())
     }
 
+    /// Every Secret `desired` references (`Desired::secrets`) exists in the namespace with the
+    /// key named. Only the key names are read: the values are skipped as they are parsed
+    /// (`IgnoredAny`), never held, logged or reported.
+    async fn check_secrets(&self, desired: &Desired) -> Result<(), KubeError> {
+        #[derive(serde::Deserialize)]
+        struct Keys {
+            #[serde(default)]
+            data: BTreeMap<String, serde::de::IgnoredAny>,
+        }
+        let secrets =
+            kube::core::Request::new(format!("/api/v1/namespaces/{}/secrets", self.namespace));
+        for reference in desired.secrets() {
+            let (name, key) = (reference.name(), reference.key());
+            let fail = |why: String| KubeError::Secret {
+                reference: format!("{name}/{key}"),
+                namespace: self.namespace.clone(),
+                why,
+            };
+            let operation = format!("get Secret {name}");
+            let request = secrets
+                .get(name, &kube::api::GetParams::default())
+                .map_err(|e| KubeError::Api {
+                    operation: operation.clone(),
+                    code: 0,
+                    message: e.to_string(),
+                })?;
+            match self.client.request::<Keys>(request).await {
+                Ok(keys) if keys.data.contains_key(key) => {}
+                Ok(_) => return Err(fail(format!("Secret `{name}` has no key `{key}`"))),
+                Err(kube::Error::Api(status)) if status.code == 404 => {
+                    return Err(fail(format!("no Secret `{name}`")))
+                }
+                Err(e) => return Err(api_error(&operation, e, &self.url)),
+            }
+        }
+        Ok(())
+    }
+
+    /// `ours`, for a kind the cluster may not serve (an API group it lacks): none of ours
+    /// there.
+    async fn ours_if_served<K>(
+        &self,
+        what: &str,
+        desired: &Desired,
+    ) -> Result<BTreeMap<String, K>, KubeError>
+    where
+        K: Listed,
+    {
+        match self.ours(what, desired).await {
+            Err(KubeError::Api { code: 404, .. }) => Ok(BTreeMap::new()),
+            other => other,
+        }
+    }
+
+    /// Whether the name `name` of kind `kind`, which `container` wants, is held by an object that
+    /// is not ours: looked up among those listed as ours, else asked for by name.
+    async fn taken<K>(
+        &self,
+        listed: &BTreeMap<String, K>,
+        kind: &'static str,
+        name: &str,
+        desired: &Desired,
+        container: &str,
+    ) -> Result<Option<Foreign>, KubeError>
+    where
+        K: Listed,
+    {
+        match listed.get(name) {
+            Some(o) => Ok(foreign_of(kind, o.meta(), desired, container)),
+            None => self.foreign::<K>(kind, name, desired, container).await,
+        }
+    }
+
     /// The object of kind `K` named `name`, if one exists that is not ours (for `container`).
     async fn foreign<K>(
         &self,
@@ -456,7 +542,14 @@ impl KubeSite {
             .items)
     }
 
+    /// A unit's objects, its claims first (a pod waits for its volumes), its Ingress and
+    /// budget last (they point at what runs).
     async fn apply_unit(&self, manager: &str, unit: &Unit) -> Result<(), KubeError> {
+        for claim in &unit.claims {
+            let name = claim.metadata.name.as_deref().unwrap_or(&unit.name);
+            self.apply_object(&self.api(), manager, "PersistentVolumeClaim", name, claim)
+                .await?;
+        }
         self.apply_object(
             &self.api(),
             manager,
@@ -466,7 +559,18 @@ impl KubeSite {
         )
         .await?;
         if let Some(service) = &unit.service {
-            self.apply_object(&self.api(), manager, "Service", &unit.name, service)
+            let name = service.metadata.name.as_deref().unwrap_or(&unit.name);
+            self.apply_object(&self.api(), manager, "Service", name, service)
+                .await?;
+        }
+        if let Some(ingress) = &unit.ingress {
+            let name = ingress.metadata.name.as_deref().unwrap_or(&unit.name);
+            self.apply_object(&self.api(), manager, "Ingress", name, ingress)
+                .await?;
+        }
+        if let Some(budget) = &unit.budget {
+            let name = budget.metadata.name.as_deref().unwrap_or(&unit.name);
+            self.apply_object(&self.api(), manager, "PodDisruptionBudget", name, budget)
                 .await?;
         }
         Ok(())
@@ -709,10 +813,114 @@ fn hash_of(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) ->
         .map(String::as_str)
 }
 
+/// The objects of each kind that are ours in the stage, by name, as `changes` found them.
+struct Live {
+    deployments: BTreeMap<String, Deployment>,
+    services: BTreeMap<String, Service>,
+    claims: BTreeMap<String, PersistentVolumeClaim>,
+    ingresses: BTreeMap<String, Ingress>,
+    budgets: BTreeMap<String, PodDisruptionBudget>,
+}
+
+/// The names of some objects.
+fn names<'a, K: kube::Resource + 'a>(objects: impl Iterator<Item = &'a K>) -> Vec<&'a str> {
+    objects.filter_map(|o| o.meta().name.as_deref()).collect()
+}
+
+impl Live {
+    /// A unit is unchanged when its Deployment (with its replicas) and each of its other
+    /// objects exist, are ours (listed as ours) and carry its config hash: the hash does not
+    /// cover the Service, Ingress or claims by itself, but every object carries the unit's.
+    fn unchanged(&self, unit: &Unit) -> bool {
+        let hashed = |meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta| {
+            hash_of(meta) == Some(unit.config_hash.as_str())
+        };
+        fn all<K: kube::Resource>(
+            wanted: Option<&K>,
+            live: &BTreeMap<String, K>,
+            ok: impl Fn(&k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> bool,
+        ) -> bool {
+            wanted.is_none_or(|w| {
+                let name = w.meta().name.as_deref().unwrap_or_default();
+                live.get(name).is_some_and(|o| ok(o.meta()))
+            })
+        }
+        let deployment_ok = self.deployments.get(&unit.name).is_some_and(|d| {
+            hashed(&d.metadata) && d.spec.as_ref().and_then(|s| s.replicas) == Some(unit.replicas)
+        });
+        deployment_ok
+            && all(unit.service.as_ref(), &self.services, hashed)
+            && unit
+                .claims
+                .iter()
+                .all(|c| all(Some(c), &self.claims, hashed))
+            && all(unit.ingress.as_ref(), &self.ingresses, hashed)
+            && all(unit.budget.as_ref(), &self.budgets, hashed)
+    }
+
+    /// Our objects no unit wants, kind by kind (`deployment/NAME`): a Service goes when its
+    /// container stops listening and nothing depends on it, while its Deployment stays. A
+    /// PersistentVolumeClaim of a container still in the stage stays even when no unit wants
+    /// it (its data outlives a redeploy, a volume dropped from the pod, a rollback to a
+    /// release without it); one of a container that left the stage goes with the rest.
+    fn orphans(&self, desired: &Desired, objects: &Objects) -> Vec<String> {
+        let units = || objects.waves.iter().flatten();
+        let wanted = |names: Vec<&str>, live: Vec<&String>, kind: &str| -> Vec<String> {
+            live.into_iter()
+                .filter(|n| !names.contains(&n.as_str()))
+                .map(|n| format!("{kind}/{n}"))
+                .collect()
+        };
+        let kept_claim = |c: &PersistentVolumeClaim| {
+            desired.instances().any(|i| {
+                owner(
+                    desired,
+                    Some(i.container.as_str()),
+                    c.metadata.labels.as_ref(),
+                ) == Owner::Ours
+            })
+        };
+        let mut out = Vec::new();
+        out.extend(wanted(
+            units().map(|u| u.name.as_str()).collect(),
+            self.deployments.keys().collect(),
+            DEPLOYMENT,
+        ));
+        out.extend(wanted(
+            names(units().filter_map(|u| u.service.as_ref())),
+            self.services.keys().collect(),
+            SERVICE,
+        ));
+        out.extend(wanted(
+            names(units().flat_map(|u| u.claims.iter())),
+            self.claims
+                .iter()
+                .filter(|(_, c)| !kept_claim(c))
+                .map(|(n, _)| n)
+                .collect(),
+            CLAIM,
+        ));
+        out.extend(wanted(
+            names(units().filter_map(|u| u.ingress.as_ref())),
+            self.ingresses.keys().collect(),
+            INGRESS,
+        ));
+        out.extend(wanted(
+            names(units().filter_map(|u| u.budget.as_ref())),
+            self.budgets.keys().collect(),
+            BUDGET,
+        ));
+        out
+    }
+}
+
 impl Backend for KubeSite {
     type Status = Vec<UnitStatus>;
 
+    /// Checks, before anything changes, that every Secret the stage references exists with
+    /// its key; then creates the site's Namespace when asked to and missing.
     async fn prepare(&self, desired: &Desired) -> Result<(), BackendError> {
+        self.check_secrets(desired).await?;
         let Some(namespace) = self.objects(desired).namespace else {
             return Ok(());
         };
@@ -732,32 +940,44 @@ impl Backend for KubeSite {
 
     async fn changes(&self, desired: &Desired) -> Result<Changes, BackendError> {
         let objects = self.objects(desired);
-        let deployments: BTreeMap<String, Deployment> = self.ours("deployments", desired).await?;
-        let services: BTreeMap<String, Service> = self.ours("services", desired).await?;
+        let live = Live {
+            deployments: self.ours("deployments", desired).await?,
+            services: self.ours("services", desired).await?,
+            claims: self
+                .ours_if_served("persistentvolumeclaims", desired)
+                .await?,
+            ingresses: self.ours_if_served("ingresses", desired).await?,
+            budgets: self.ours_if_served("poddisruptionbudgets", desired).await?,
+        };
         // Every name a wanted object takes: ours for that very container, free (asked by name
         // when we did not list it), or a namesake that is not ours, which stops the deploy
         // before anything is sent.
         let mut foreign = Vec::new();
         for unit in objects.waves.iter().flatten() {
-            let container = unit.container.as_str();
-            match deployments.get(&unit.name) {
-                Some(d) => {
-                    foreign.extend(foreign_of("Deployment", &d.metadata, desired, container))
-                }
-                None => foreign.extend(
-                    self.foreign::<Deployment>("Deployment", &unit.name, desired, container)
+            let c = unit.container.as_str();
+            foreign.extend(
+                self.taken(&live.deployments, "Deployment", &unit.name, desired, c)
+                    .await?,
+            );
+            for name in names(unit.service.iter()) {
+                foreign.extend(
+                    self.taken(&live.services, "Service", name, desired, c)
                         .await?,
-                ),
+                );
             }
-            if unit.service.is_none() {
-                continue;
+            for name in names(unit.claims.iter()) {
+                let kind = "PersistentVolumeClaim";
+                foreign.extend(self.taken(&live.claims, kind, name, desired, c).await?);
             }
-            match services.get(&unit.name) {
-                Some(s) => foreign.extend(foreign_of("Service", &s.metadata, desired, container)),
-                None => foreign.extend(
-                    self.foreign::<Service>("Service", &unit.name, desired, container)
+            for name in names(unit.ingress.iter()) {
+                foreign.extend(
+                    self.taken(&live.ingresses, "Ingress", name, desired, c)
                         .await?,
-                ),
+                );
+            }
+            for name in names(unit.budget.iter()) {
+                let kind = "PodDisruptionBudget";
+                foreign.extend(self.taken(&live.budgets, kind, name, desired, c).await?);
             }
         }
         if !foreign.is_empty() {
@@ -771,15 +991,7 @@ impl Backend for KubeSite {
         for wave in &objects.waves {
             let mut apply = Vec::new();
             for unit in wave {
-                let deployment_ok = deployments.get(&unit.name).is_some_and(|d| {
-                    hash_of(&d.metadata) == Some(unit.config_hash.as_str())
-                        && d.spec.as_ref().and_then(|s| s.replicas) == Some(unit.replicas)
-                });
-                let service_ok = unit.service.is_none()
-                    || services
-                        .get(&unit.name)
-                        .is_some_and(|s| hash_of(&s.metadata) == Some(unit.config_hash.as_str()));
-                if deployment_ok && service_ok {
+                if live.unchanged(unit) {
                     out.unchanged.push(unit.name.clone());
                 } else {
                     apply.push(unit.name.clone());
@@ -787,25 +999,7 @@ impl Backend for KubeSite {
             }
             out.waves.push(apply);
         }
-        // Kind by kind: a Service is no longer wanted when its container stops publishing
-        // ports, though its Deployment (of the same name) still is.
-        let units = || objects.waves.iter().flatten();
-        let deployments_wanted: Vec<&str> = units().map(|u| u.name.as_str()).collect();
-        let services_wanted: Vec<&str> = units()
-            .filter(|u| u.service.is_some())
-            .map(|u| u.name.as_str())
-            .collect();
-        out.orphans = deployments
-            .keys()
-            .filter(|n| !deployments_wanted.contains(&n.as_str()))
-            .map(|n| format!("{DEPLOYMENT}/{n}"))
-            .chain(
-                services
-                    .keys()
-                    .filter(|n| !services_wanted.contains(&n.as_str()))
-                    .map(|n| format!("{SERVICE}/{n}")),
-            )
-            .collect();
+        out.orphans = live.orphans(desired, &objects);
         Ok(out)
     }
 
@@ -840,7 +1034,8 @@ impl Backend for KubeSite {
         Ok(self.wait_rollouts(&waited).await?)
     }
 
-    /// `units` are objects as `changes` names orphans: `deployment/NAME`, `service/NAME`.
+    /// `units` are objects as `changes` names orphans: `deployment/NAME`, `service/NAME`,
+    /// `persistentvolumeclaim/NAME`, `ingress/NAME`, `poddisruptionbudget/NAME`.
     async fn remove(&self, desired: &Desired, units: &[String]) -> Result<(), BackendError> {
         let named = |kind: &str| -> Vec<&str> {
             units
@@ -848,10 +1043,28 @@ impl Backend for KubeSite {
                 .filter_map(|u| u.strip_prefix(kind)?.strip_prefix('/'))
                 .collect()
         };
+        // As before these kinds existed (Deployment, then Service), then the objects pointing
+        // at them, then data last.
         self.delete_ours::<Deployment>("deployments", "Deployment", desired, &named(DEPLOYMENT))
             .await?;
         self.delete_ours::<Service>("services", "Service", desired, &named(SERVICE))
             .await?;
+        self.delete_ours::<Ingress>("ingresses", "Ingress", desired, &named(INGRESS))
+            .await?;
+        self.delete_ours::<PodDisruptionBudget>(
+            "poddisruptionbudgets",
+            "PodDisruptionBudget",
+            desired,
+            &named(BUDGET),
+        )
+        .await?;
+        self.delete_ours::<PersistentVolumeClaim>(
+            "persistentvolumeclaims",
+            "PersistentVolumeClaim",
+            desired,
+            &named(CLAIM),
+        )
+        .await?;
         Ok(())
     }
 

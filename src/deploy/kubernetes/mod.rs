@@ -44,6 +44,19 @@ pub enum KubeError {
         name: String,
         conflicts: Vec<Conflict>,
     },
+    /// A Secret the stage's env references (`secretKeyRef`) is not in the namespace, or has
+    /// not the key: nothing was applied. Names the reference only, never a value.
+    #[error("secret {reference}: {why}; create it in namespace `{namespace}` before deploying (kubectl create secret generic …)")]
+    Secret {
+        /// `NAME/KEY`.
+        reference: String,
+        namespace: String,
+        why: String,
+    },
+    /// The stage's objects need what the cluster does not offer (an API, a storage or ingress
+    /// class, a server version): nothing was applied.
+    #[error("the cluster lacks what this stage needs: {}", missing.join("; "))]
+    Lacks { missing: Vec<String> },
     /// The API server refused or failed a request.
     #[error("Kubernetes API: {operation} failed: {message} ({code})")]
     Api {
