@@ -21,7 +21,7 @@ use crate::ops::deploy::{
     ApproveOptions, DeployOptions, DeployReport, DetectReport, PromoteOptions, RollbackOptions,
     StageOptions, Status, StatusReport,
 };
-use crate::ops::deploy::{InstanceStatus, Services, UnitStatus};
+use crate::ops::deploy::{Cluster, Detected, Engine, InstanceStatus, Services, UnitStatus};
 use crate::ops::{self, Workspace};
 
 /// The cookbook a deploy command names, opened once.
@@ -268,8 +268,7 @@ pub fn site(command: &SiteCommand, top: Option<&Path>, out: &mut dyn Write) -> R
     Ok(())
 }
 
-fn detect_text(out: &mut dyn Write, report: &DetectReport) {
-    let detected = &report.detected;
+fn engine_text(out: &mut dyn Write, detected: &Engine) {
     let gib = detected.memory_bytes as f64 / f64::from(1u32 << 30);
     let _ = writeln!(out, "architecture  {}", detected.architecture);
     let _ = writeln!(out, "cores         {}", detected.cores);
@@ -288,6 +287,40 @@ fn detect_text(out: &mut dyn Write, report: &DetectReport) {
         "gpu           {}",
         if detected.gpu { "yes" } else { "no" }
     );
+}
+
+/// A cluster: its version, its storage and ingress classes (the default marked), then each API
+/// group version with its resources.
+fn cluster_text(out: &mut dyn Write, cluster: &Cluster) {
+    let classes = |list: &[ops::deploy::Class]| -> String {
+        if list.is_empty() {
+            return "none".to_owned();
+        }
+        list.iter()
+            .map(|c| {
+                let by =
+                    c.by.as_deref()
+                        .map(|b| format!(" ({b})"))
+                        .unwrap_or_default();
+                let default = if c.default { " [default]" } else { "" };
+                format!("{}{by}{default}", c.name)
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let _ = writeln!(out, "kubernetes    {}", cluster.server_version);
+    let _ = writeln!(out, "storage       {}", classes(&cluster.storage_classes));
+    let _ = writeln!(out, "ingress       {}", classes(&cluster.ingress_classes));
+    for (group, resources) in &cluster.groups {
+        let _ = writeln!(out, "api {group:<22} {}", resources.join(", "));
+    }
+}
+
+fn detect_text(out: &mut dyn Write, report: &DetectReport) {
+    match &report.detected {
+        Detected::Docker(engine) => engine_text(out, engine),
+        Detected::Kubernetes(cluster) => cluster_text(out, cluster),
+    }
     let _ = writeln!(out, "capabilities  {}", report.capabilities.join(", "));
     if let Some(fit) = &report.site {
         let declared: Vec<&str> = fit.declared.iter().map(String::as_str).collect();

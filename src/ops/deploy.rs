@@ -26,7 +26,7 @@ use crate::deploy::approval_referrers;
 use crate::deploy::approvals::{self, Approval, ApproveError, Request, Subject, Unapproved};
 use crate::deploy::backend::{ConnectOptions, SiteStatus};
 use crate::deploy::desired::{desired, Desired};
-use crate::deploy::detect::Detected;
+pub use crate::deploy::detect::{Class, Cluster, Detected, Engine};
 pub use crate::deploy::docker::InstanceStatus;
 pub use crate::deploy::kubernetes::cluster::UnitStatus;
 use crate::deploy::kubernetes::objects::{objects, Objects};

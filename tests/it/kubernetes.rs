@@ -1529,3 +1529,70 @@ fn a_missing_secret_fails_before_anything_changes() {
         "{env}"
     );
 }
+
+/// `site detect` on a Kubernetes site asks the cluster: its version, API groups and resources
+/// (discovery), storage and ingress classes with the default marked; a cluster without an API
+/// lists it not.
+#[test]
+fn site_detect_lists_what_the_cluster_offers() {
+    let fake = FakeKube::start(1);
+    let dir = project(&fake, &lock_v1());
+    fake.update(
+        "storageclasses",
+        "",
+        "standard",
+        "kubectl-create",
+        json!({"metadata": {"annotations": {"storageclass.kubernetes.io/is-default-class": "true"}},
+               "provisioner": "rancher.io/local-path"}),
+    );
+    fake.update(
+        "storageclasses",
+        "",
+        "fast",
+        "kubectl-create",
+        json!({"provisioner": "ebs.csi.aws.com"}),
+    );
+    fake.update(
+        "ingressclasses",
+        "",
+        "nginx",
+        "kubectl-create",
+        json!({"spec": {"controller": "k8s.io/ingress-nginx"}}),
+    );
+    fake.without("poddisruptionbudgets");
+    let run = run_in(
+        dir.path(),
+        &["site", "detect", "--site", "cluster", "--format", "json"],
+    );
+    run.assert_code(0);
+    let doc: Value = serde_json::from_str(&run.stdout).unwrap();
+    assert_eq!(doc["target"], "kubernetes", "{doc}");
+    assert_eq!(doc["server_version"], "v1.34.0-fake");
+    assert_eq!(doc["minor"], 34);
+    assert_eq!(
+        doc["storage_classes"],
+        json!([{"name": "fast", "default": false, "by": "ebs.csi.aws.com"},
+               {"name": "standard", "default": true, "by": "rancher.io/local-path"}])
+    );
+    assert_eq!(
+        doc["ingress_classes"],
+        json!([{"name": "nginx", "default": false, "by": "k8s.io/ingress-nginx"}])
+    );
+    assert_eq!(strings(&doc["groups"]["apps/v1"]), vec!["deployments"]);
+    assert!(strings(&doc["groups"]["v1"]).contains(&"secrets".to_owned()));
+    assert_eq!(doc["groups"].get("policy/v1"), None, "{doc}");
+    assert_eq!(doc["missing"], json!([]));
+    let run = run_in(dir.path(), &["site", "detect", "--site", "cluster"]);
+    run.assert_code(0);
+    assert!(
+        run.stdout.starts_with(
+            "kubernetes    v1.34.0-fake\n\
+             storage       fast (ebs.csi.aws.com), standard (rancher.io/local-path) [default]\n\
+             ingress       nginx (k8s.io/ingress-nginx)\n"
+        ) && run
+            .stdout
+            .contains("\napi apps/v1                deployments\n"),
+        "{}",
+        run.context()
+    );
+}

@@ -34,7 +34,9 @@ use futures_util::StreamExt as _;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Event, Namespace, PersistentVolumeClaim, Pod, Service};
 use k8s_openapi::api::networking::v1::Ingress;
+use k8s_openapi::api::networking::v1::IngressClass;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::api::storage::v1::StorageClass;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, Preconditions};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::runtime::{watcher, WatchStreamExt as _};
@@ -46,7 +48,7 @@ use super::objects::{field_manager, objects, ours, owner, Objects, Owner, Unit, 
 use super::{Conflict, Foreign, KubeError};
 use crate::deploy::backend::{Backend, BackendError, Unhealthy};
 use crate::deploy::desired::{Changes, Desired};
-use crate::deploy::detect::Detected;
+use crate::deploy::detect::{minor_version, Class, Cluster, Detected, Needs};
 use crate::labels::deploy::CONFIG_HASH;
 use crate::model::lifecycle::KubernetesTarget;
 
@@ -415,6 +417,82 @@ impl KubeSite {
             .filter(|o| owner(desired, None, o.meta().labels.as_ref()) == Owner::Ours)
             .filter_map(|o| Some((o.meta().name.clone()?, o)))
             .collect())
+    }
+
+    /// What the cluster offers, by discovery
+    /// (https://kubernetes.io/docs/concepts/overview/kubernetes-api/#discovery-api): its version,
+    /// every group version with its resources, its StorageClasses and IngressClasses (the
+    /// default one by its `…/is-default-class` annotation).
+    pub async fn discover(&self) -> Result<Cluster, KubeError> {
+        let info = self
+            .client
+            .apiserver_version()
+            .await
+            .map_err(|e| api_error("get the server version", e, &self.url))?;
+        let discovery = kube::discovery::Discovery::new(self.client.clone())
+            .run()
+            .await
+            .map_err(|e| api_error("discover the API", e, &self.url))?;
+        let mut groups: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for group in discovery.groups() {
+            for version in group.versions() {
+                for (resource, _) in group.versioned_resources(version) {
+                    groups
+                        .entry(resource.api_version.clone())
+                        .or_default()
+                        .push(resource.plural);
+                }
+            }
+        }
+        for resources in groups.values_mut() {
+            resources.sort();
+            resources.dedup();
+        }
+        let serves = |gv: &str, r: &str| groups.get(gv).is_some_and(|x| x.iter().any(|y| y == r));
+        let default = |meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
+                       key: &str| {
+            meta.annotations
+                .as_ref()
+                .and_then(|a| a.get(key))
+                .is_some_and(|v| v == "true")
+        };
+        let mut storage_classes = Vec::new();
+        if serves("storage.k8s.io/v1", "storageclasses") {
+            let api: Api<StorageClass> = Api::all(self.client.clone());
+            for c in api
+                .list(&ListParams::default())
+                .await
+                .map_err(|e| api_error("list storageclasses", e, &self.url))?
+            {
+                storage_classes.push(Class {
+                    default: default(&c.metadata, "storageclass.kubernetes.io/is-default-class"),
+                    name: c.metadata.name.unwrap_or_default(),
+                    by: Some(c.provisioner),
+                });
+            }
+        }
+        let mut ingress_classes = Vec::new();
+        if serves("networking.k8s.io/v1", "ingressclasses") {
+            let api: Api<IngressClass> = Api::all(self.client.clone());
+            for c in api
+                .list(&ListParams::default())
+                .await
+                .map_err(|e| api_error("list ingressclasses", e, &self.url))?
+            {
+                ingress_classes.push(Class {
+                    default: default(&c.metadata, "ingressclass.kubernetes.io/is-default-class"),
+                    name: c.metadata.name.unwrap_or_default(),
+                    by: c.spec.and_then(|s| s.controller),
+                });
+            }
+        }
+        Ok(Cluster {
+            server_version: info.git_version,
+            minor: minor_version(&info.minor),
+            groups,
+            storage_classes,
+            ingress_classes,
+        })
     }
 
     /// Every Secret `desired` references (`Desired::secrets`) exists in the namespace with the
@@ -813,6 +891,43 @@ fn hash_of(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) ->
         .map(String::as_str)
 }
 
+/// What a stage's objects need from the cluster: the class of each Ingress and claim (a claim
+/// naming the empty class binds statically: none needed), native sidecars, budgets.
+fn needs(objects: &Objects) -> Needs {
+    let mut needs = Needs::default();
+    for unit in objects.waves.iter().flatten() {
+        if let Some(ingress) = &unit.ingress {
+            let class = ingress
+                .spec
+                .as_ref()
+                .and_then(|s| s.ingress_class_name.clone());
+            needs.ingress_classes.push(class);
+        }
+        for claim in &unit.claims {
+            let class = claim
+                .spec
+                .as_ref()
+                .and_then(|s| s.storage_class_name.clone());
+            if class.as_deref() != Some("") {
+                needs.storage_classes.push(class);
+            }
+        }
+        let pod = unit
+            .deployment
+            .spec
+            .as_ref()
+            .and_then(|s| s.template.spec.as_ref());
+        needs.sidecars |= pod
+            .and_then(|p| p.init_containers.as_ref())
+            .is_some_and(|i| {
+                i.iter()
+                    .any(|c| c.restart_policy.as_deref() == Some("Always"))
+            });
+        needs.budgets |= unit.budget.is_some();
+    }
+    needs
+}
+
 /// The objects of each kind that are ours in the stage, by name, as `changes` found them.
 struct Live {
     deployments: BTreeMap<String, Deployment>,
@@ -921,7 +1036,15 @@ impl Backend for KubeSite {
     /// its key; then creates the site's Namespace when asked to and missing.
     async fn prepare(&self, desired: &Desired) -> Result<(), BackendError> {
         self.check_secrets(desired).await?;
-        let Some(namespace) = self.objects(desired).namespace else {
+        let objects = self.objects(desired);
+        let needs = needs(&objects);
+        if needs != Needs::default() {
+            let missing = self.discover().await?.lacks(&needs);
+            if !missing.is_empty() {
+                return Err(KubeError::Lacks { missing }.into());
+            }
+        }
+        let Some(namespace) = objects.namespace else {
             return Ok(());
         };
         let api: Api<Namespace> = Api::all(self.client.clone());
@@ -1072,9 +1195,10 @@ impl Backend for KubeSite {
         Ok(self.unit_status(desired).await?)
     }
 
-    /// A cluster's nodes are not observed (yet): declared capabilities are taken on their word.
+    /// What the cluster's API offers (`discover`); its nodes are not observed, so declared
+    /// capabilities are taken on their word.
     async fn detect(&self) -> Result<Option<Detected>, BackendError> {
-        Ok(None)
+        Ok(Some(Detected::Kubernetes(self.discover().await?)))
     }
 }
 
@@ -1129,6 +1253,70 @@ mod tests {
             rollout(&deployment(2, 2, stuck)),
             Err("its rollout exceeded its progress deadline (60s): timed out".to_owned())
         );
+    }
+
+    #[test]
+    fn needs_come_from_the_objects() {
+        use k8s_openapi::api::core::v1::{
+            Container, PersistentVolumeClaimSpec, PodSpec, PodTemplateSpec,
+        };
+        use k8s_openapi::api::networking::v1::IngressSpec;
+        let claim = |class: Option<&str>| PersistentVolumeClaim {
+            spec: Some(PersistentVolumeClaimSpec {
+                storage_class_name: class.map(str::to_owned),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let mut d = deployment(1, 1, DeploymentStatus::default());
+        d.spec.as_mut().unwrap().template = PodTemplateSpec {
+            spec: Some(PodSpec {
+                init_containers: Some(vec![Container {
+                    name: "proxy".to_owned(),
+                    restart_policy: Some("Always".to_owned()),
+                    ..Default::default()
+                }]),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let unit = Unit {
+            name: "p-s-dev-app".to_owned(),
+            container: crate::model::Name::parse("app").unwrap(),
+            config_hash: String::new(),
+            replicas: 1,
+            deployment: d,
+            service: None,
+            claims: vec![claim(None), claim(Some("fast")), claim(Some(""))],
+            ingress: Some(Ingress {
+                spec: Some(IngressSpec {
+                    ingress_class_name: Some("nginx".to_owned()),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            budget: Some(PodDisruptionBudget::default()),
+        };
+        let objects = Objects {
+            namespace: None,
+            waves: vec![vec![unit]],
+        };
+        assert_eq!(
+            needs(&objects),
+            Needs {
+                ingress_classes: vec![Some("nginx".to_owned())],
+                storage_classes: vec![None, Some("fast".to_owned())],
+                sidecars: true,
+                budgets: true,
+            }
+        );
+        let mut plain = objects;
+        let unit = &mut plain.waves[0][0];
+        unit.claims.clear();
+        unit.ingress = None;
+        unit.budget = None;
+        unit.deployment = deployment(1, 1, DeploymentStatus::default());
+        assert_eq!(needs(&plain), Needs::default());
     }
 
     #[test]
