@@ -1255,6 +1255,137 @@ mod tests {
         );
     }
 
+    /// db ← api on site `s`, stage `dev`, with a lock.
+    fn stage() -> Desired {
+        const COOKBOOK: &str = r#"{
+          "manifest_version": "1.1",
+          "project": { "name": "p" },
+          "applications": { "a": { "source": "a" } },
+          "containers": {
+            "db": { "base_image": "b", "applications": ["a"] },
+            "api": { "base_image": "b", "applications": ["a"], "depends_on": ["db"] }
+          },
+          "lifecycle": { "stages": ["dev"] },
+          "federation": { "sites": { "s": { "containers": ["api"] } } }
+        }"#;
+        let crate::load::Parsed { cookbook, plan } =
+            crate::load::parse(COOKBOOK.as_bytes()).unwrap();
+        let mut lock = crate::state::lock::Lock::new(&crate::model::Name::parse("p").unwrap());
+        for (c, d) in [("db", "1"), ("api", "2")] {
+            lock.containers.insert(
+                crate::model::Name::parse(c).unwrap(),
+                crate::state::lock::LockedImage {
+                    input_hash: crate::hash::InputHash::parse(&"0".repeat(64)).unwrap(),
+                    image: crate::oci::WrittenReference::parse(&format!("cookbook.local/p/{c}:t"))
+                        .unwrap(),
+                    tags: vec![],
+                    digest: Some(
+                        crate::oci::Digest::parse(&format!("sha256:{}", d.repeat(64))).unwrap(),
+                    ),
+                    image_id: None,
+                },
+            );
+        }
+        crate::deploy::desired::desired(&cookbook, &plan, &lock, "s", "dev").unwrap()
+    }
+
+    /// An object of ours for `container` (`None`: no cookbook labels), carrying `hash`.
+    fn meta(name: &str, container: Option<&str>, hash: &str) -> ObjectMeta {
+        use crate::labels::deploy as label;
+        let labels = container.map(|c| {
+            BTreeMap::from([
+                (label::PROJECT.to_owned(), "p".to_owned()),
+                (label::SITE.to_owned(), "s".to_owned()),
+                (label::STAGE.to_owned(), "dev".to_owned()),
+                (label::CONTAINER.to_owned(), c.to_owned()),
+            ])
+        });
+        ObjectMeta {
+            name: Some(name.to_owned()),
+            labels,
+            annotations: Some(BTreeMap::from([(CONFIG_HASH.to_owned(), hash.to_owned())])),
+            ..Default::default()
+        }
+    }
+
+    fn claim(name: &str, container: &str, hash: &str) -> (String, PersistentVolumeClaim) {
+        (
+            name.to_owned(),
+            PersistentVolumeClaim {
+                metadata: meta(name, Some(container), hash),
+                ..Default::default()
+            },
+        )
+    }
+
+    /// A unit is unchanged only when every object of it is there with its hash; a claim no
+    /// unit wants stays while its container is in the stage, and goes once it left.
+    #[test]
+    fn unchanged_and_orphans_cover_every_kind_and_keep_the_data_of_containers_still_here() {
+        let desired = stage();
+        let mut objects = objects(&desired, Some("ns"), false);
+        let db = &mut objects.waves[0][0];
+        assert_eq!(db.name, "p-s-dev-db");
+        db.claims = vec![claim("p-s-dev-db-data", "db", &db.config_hash).1];
+        let (db_hash, db_replicas) = (db.config_hash.clone(), db.replicas);
+        let deployment = |name: &str, container: &str, hash: &str| {
+            let mut d = deployment(1, db_replicas, DeploymentStatus::default());
+            d.metadata = meta(name, Some(container), hash);
+            (name.to_owned(), d)
+        };
+        let api_hash = objects.waves[1][0].config_hash.clone();
+        let mut live = Live {
+            deployments: BTreeMap::from([
+                deployment("p-s-dev-db", "db", &db_hash),
+                deployment("p-s-dev-gone", "gone", "x"),
+            ]),
+            services: BTreeMap::new(),
+            claims: BTreeMap::from([
+                claim("p-s-dev-db-data", "db", &db_hash),
+                // A volume db no longer declares: its data stays.
+                claim("p-s-dev-db-old", "db", "x"),
+                // The claim of a container that left the stage goes with it.
+                claim("p-s-dev-gone-data", "gone", "x"),
+            ]),
+            ingresses: BTreeMap::new(),
+            budgets: BTreeMap::new(),
+        };
+        let db = &objects.waves[0][0];
+        assert!(live.unchanged(db));
+        assert_eq!(
+            live.orphans(&desired, &objects),
+            vec![
+                "deployment/p-s-dev-gone",
+                "persistentvolumeclaim/p-s-dev-gone-data"
+            ]
+        );
+        // Its claim with another hash, or missing: changed.
+        live.claims
+            .extend([claim("p-s-dev-db-data", "db", "other")]);
+        assert!(!live.unchanged(db));
+        live.claims.remove("p-s-dev-db-data");
+        assert!(!live.unchanged(db));
+        // api: no Deployment of it yet.
+        assert!(!live.unchanged(&objects.waves[1][0]));
+        live.deployments
+            .extend([deployment("p-s-dev-api", "api", &api_hash)]);
+        let api = &objects.waves[1][0];
+        if let Some(name) = api
+            .service
+            .as_ref()
+            .and_then(|s| s.metadata.name.as_deref())
+        {
+            // Its Service missing: changed; there with the hash: unchanged.
+            assert!(!live.unchanged(api));
+            let service = Service {
+                metadata: meta(name, Some("api"), &api_hash),
+                ..Default::default()
+            };
+            live.services.insert(name.to_owned(), service);
+        }
+        assert!(live.unchanged(api));
+    }
+
     #[test]
     fn needs_come_from_the_objects() {
         use k8s_openapi::api::core::v1::{
