@@ -476,3 +476,45 @@ fn a_container_name_no_service_can_take_is_refused_where_one_is_needed() {
     std::fs::write(&file, serde_json::to_string_pretty(&doc).unwrap()).unwrap();
     run_in(dir.path(), &["validate"]).assert_code(0);
 }
+
+/// The example builds as it is (a unique project in the test registry) and renders from the lock
+/// `apply` wrote: every image, main or member, by the digest the lock names.
+#[test]
+fn the_gallery_applies_and_renders_its_objects_from_the_lock() {
+    let Some(registry) = common::test_registry() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    copy_example("gallery", dir.path());
+    let file = dir.path().join("cookbook.json");
+    let mut doc: Value = serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+    let project = common::unique("gallery");
+    doc["project"]["name"] = json!(project);
+    doc["packaging"]["registry"] = json!(format!("{registry}/{project}"));
+    std::fs::write(&file, serde_json::to_string_pretty(&doc).unwrap()).unwrap();
+    run_in(dir.path(), &["apply"]).assert_code(0);
+    let lock: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("cookbook.lock")).unwrap())
+            .unwrap();
+    let yaml = render(dir.path(), "cluster", "prod", "yaml");
+    validate(&yaml.stdout, "the applied gallery's prod objects");
+    let items = items(&render(dir.path(), "cluster", "prod", "json"));
+    let mut images = BTreeMap::new();
+    for d in of_kind::<Deployment>(&items, "Deployment") {
+        let pod = d.spec.unwrap().template.spec.unwrap();
+        for c in pod
+            .containers
+            .iter()
+            .chain(pod.init_containers.iter().flatten())
+        {
+            images.insert(c.name.clone(), c.image.clone().unwrap());
+        }
+    }
+    assert_eq!(images.len(), 4, "{images:?}");
+    for (container, image) in images {
+        let locked = &lock["containers"][&container];
+        let digest = locked["digest"].as_str().unwrap();
+        let repository = format!("{registry}/{project}/{container}");
+        assert_eq!(image, format!("{repository}@{digest}"));
+    }
+}
