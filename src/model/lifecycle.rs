@@ -635,7 +635,9 @@ impl Check<'_> {
     /// only its characters can be at fault). A container that gets a Service (another container
     /// of the site depends on it, or it listens on a port, in the cookbook or in a stage) gives
     /// the Service its own name, which must be a DNS-1035 label (what the API server asks of a
-    /// Service's name: a DNS-1123 label starting with a letter): else one located problem too.
+    /// Service's name: a DNS-1123 label starting with a letter): else one located problem too;
+    /// and so does a pod volume whose name is no DNS-1123 label (a pod's volume name, and part of
+    /// its claim's).
     fn kubernetes_names(
         &mut self,
         at: &str,
@@ -676,6 +678,32 @@ impl Check<'_> {
                 }
             }
         }
+        // A pod's volume is named in the pod (a DNS-1123 label there) and in its claim's name.
+        for container in containers.into_iter().flatten() {
+            let volumes = runtimes.get(container).map(|r| &r.pod.volumes);
+            for volume in volumes.into_iter().flat_map(|v| v.keys()) {
+                if is_dns_label(volume.as_str()) {
+                    continue;
+                }
+                self.diagnostics.push(
+                    Diagnostic::new(
+                        "model/kubernetes-name",
+                        pointer_push(
+                            &pointer_push(&pointer_push("/containers", container.as_str()), "volumes"),
+                            volume.as_str(),
+                        ),
+                        format!(
+                            "site `{}` runs container `{container}`'s pod on Kubernetes, where its volume {} is no DNS-1123 label",
+                            site.name,
+                            excerpt(volume.as_str())
+                        ),
+                    )
+                    .with_help(format!(
+                        "a pod's volume names are made of a-z, 0-9 and `-` (at most {KUBERNETES_NAME_MAX} characters): rename the volume"
+                    )),
+                );
+            }
+        }
         for container in containers.into_iter().flatten() {
             let name = container.as_str();
             if is_dns_label(name) && name.as_bytes()[0].is_ascii_lowercase() {
@@ -690,8 +718,9 @@ impl Check<'_> {
                 || wire
                     .lifecycle
                     .iter()
-                    .flat_map(|l| l.stage_config.values())
-                    .any(|st| st.containers.get(name).is_some_and(|r| !r.ports.is_empty()));
+                    .flat_map(|l| &l.stage_config)
+                    .filter(|(stage, _)| stages.iter().any(|s| s.as_str() == stage.as_str()))
+                    .any(|(_, st)| st.containers.get(name).is_some_and(|r| !r.ports.is_empty()));
             if !depended_on && !listens {
                 continue;
             }

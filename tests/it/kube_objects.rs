@@ -518,3 +518,30 @@ fn the_gallery_applies_and_renders_its_objects_from_the_lock() {
         assert_eq!(image, format!("{repository}@{digest}"));
     }
 }
+
+/// A pod's volume is named in the pod and in its claim's name, both DNS-1123 labels on
+/// Kubernetes: `my_store` is refused, located, where a Docker site takes it.
+#[test]
+fn a_volume_name_kubernetes_cannot_take_is_refused_on_a_kubernetes_site() {
+    let dir = example("gallery", &GALLERY);
+    let file = dir.path().join("cookbook.json");
+    let mut doc: Value = serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+    doc["containers"]["api"]["volumes"] = json!({ "my_store": { "persistent": true } });
+    doc["containers"]["api"]["mounts"] = json!({ "my_store": "/var/lib/gallery" });
+    std::fs::write(&file, serde_json::to_string_pretty(&doc).unwrap()).unwrap();
+    let run = run_in(dir.path(), &["validate"]);
+    run.assert_code(2);
+    assert!(
+        run.stderr
+            .contains("/containers/api/volumes/my_store: site `cluster` runs container `api`'s pod on Kubernetes"),
+        "{}",
+        run.context()
+    );
+    // Without the Kubernetes site, the same volume is fine.
+    doc["federation"]["sites"]
+        .as_object_mut()
+        .unwrap()
+        .remove("cluster");
+    std::fs::write(&file, serde_json::to_string_pretty(&doc).unwrap()).unwrap();
+    run_in(dir.path(), &["validate"]).assert_code(0);
+}
