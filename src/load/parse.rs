@@ -459,3 +459,126 @@ mod engine_tests {
         );
     }
 }
+
+/// Format 1.1's pod checks (`model::pod`), through the whole front end: the core cannot call it.
+#[cfg(test)]
+mod pod_refusals {
+    /// The problems (`code pointer`) of the cookbook made of `containers`, `stage` (the dev
+    /// stage's container settings) and `site` (its containers).
+    fn problems(containers: &str, stage: &str, site: &str) -> Vec<String> {
+        let text = format!(
+            r#"{{"manifest_version": "1.1", "project": {{"name": "p"}},
+              "packaging": {{"registry": "r/p"}}, "applications": {{"a": {{}}}},
+              "containers": {containers},
+              "lifecycle": {{"stages": ["dev"], "stage_config": {{"dev": {{"containers": {stage}}}}}}},
+              "federation": {{"sites": {{"s": {{"containers": {site}}}}}}}}}"#
+        );
+        match crate::load::parse(text.as_bytes()) {
+            Ok(_) => Vec::new(),
+            Err(ds) => ds
+                .iter()
+                .map(|d| format!("{} {}", d.code, d.pointer))
+                .collect(),
+        }
+    }
+
+    const PODS: &str = r#"{
+      "m": {"base_image": "b", "applications": ["a"], "ports": [80],
+            "init": ["i"], "sidecars": ["sc"], "volumes": {"v": {}, "d": {"persistent": true}},
+            "mounts": {"v": "/v", "d": "/d"}},
+      "i": {"base_image": "b", "applications": ["a"], "mounts": {"v": "/data"}},
+      "sc": {"base_image": "b", "applications": ["a"]},
+      "other": {"base_image": "b", "applications": ["a"]}
+    }"#;
+
+    #[test]
+    fn a_valid_pod_passes() {
+        assert_eq!(problems(PODS, "{}", r#"["m"]"#), Vec::<String>::new());
+        assert_eq!(
+            problems(
+                PODS,
+                r#"{"i": {"env": {"K": {"secret": "s/k"}}}, "m": {"ingress": {"host": "x.example", "tls_secret": "x-tls"}}}"#,
+                r#"["m"]"#
+            ),
+            Vec::<String>::new()
+        );
+    }
+
+    #[test]
+    fn members_run_only_inside_their_pods() {
+        assert_eq!(
+            problems(PODS, "{}", r#"["m", "sc"]"#),
+            vec!["model/pod /federation/sites/s/containers/1"]
+        );
+        let depends = PODS.replace(
+            r#""other": {"base_image": "b", "applications": ["a"]}"#,
+            r#""other": {"base_image": "b", "applications": ["a"], "depends_on": ["i"]}"#,
+        );
+        assert_eq!(
+            problems(&depends, "{}", r#"["m"]"#),
+            vec!["model/pod /containers/other/depends_on/0"]
+        );
+        let nested = PODS.replace(
+            r#""sc": {"base_image": "b", "applications": ["a"]}"#,
+            r#""sc": {"base_image": "b", "applications": ["a"], "sidecars": ["other"]}"#,
+        );
+        assert_eq!(
+            problems(&nested, "{}", r#"["m"]"#),
+            vec!["model/pod /containers/sc"]
+        );
+        let unknown = PODS.replace(r#""init": ["i"]"#, r#""init": ["i", "nope"]"#);
+        assert_eq!(
+            problems(&unknown, "{}", r#"["m"]"#),
+            vec!["model/unknown-container /containers/m/init/1"]
+        );
+    }
+
+    #[test]
+    fn mounts_volumes_replicas_and_ingress_are_checked() {
+        let bad_mount = PODS.replace(r#""mounts": {"v": "/data"}"#, r#""mounts": {"w": "/data"}"#);
+        assert_eq!(
+            problems(&bad_mount, "{}", r#"["m"]"#),
+            vec!["model/mount /containers/i/mounts/w"]
+        );
+        assert_eq!(
+            problems(PODS, r#"{"m": {"replicas": 2}}"#, r#"["m"]"#),
+            vec!["model/volume /lifecycle/stage_config/dev/containers/m/replicas"]
+        );
+        assert_eq!(
+            problems(PODS, r#"{"sc": {"ports": ["8080:80"]}}"#, r#"["m"]"#),
+            vec!["model/pod /lifecycle/stage_config/dev/containers/sc/ports"]
+        );
+        assert_eq!(
+            problems(
+                PODS,
+                r#"{"m": {"ingress": {"host": "x.example", "port": 81}}}"#,
+                r#"["m"]"#
+            ),
+            vec!["model/ingress /lifecycle/stage_config/dev/containers/m/ingress/port"]
+        );
+        assert_eq!(
+            problems(
+                PODS,
+                r#"{"other": {"ingress": {"host": "x.example"}}}"#,
+                r#"["m"]"#
+            ),
+            vec!["model/ingress /lifecycle/stage_config/dev/containers/other/ingress"]
+        );
+        // A bad reference is the schema's; a key of `..` only the model's.
+        let bad = problems(
+            PODS,
+            r#"{"m": {"env": {"K": {"secret": "s/.."}}}}"#,
+            r#"["m"]"#,
+        );
+        assert_eq!(
+            bad,
+            vec!["model/secret /lifecycle/stage_config/dev/containers/m/env/K/secret"]
+        );
+        assert!(!problems(
+            PODS,
+            r#"{"m": {"env": {"K": {"secret": "S/k"}}}}"#,
+            r#"["m"]"#
+        )
+        .is_empty());
+    }
+}

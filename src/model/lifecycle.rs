@@ -632,13 +632,20 @@ impl Check<'_> {
 
     /// A Kubernetes site's object names (`<project>-<site>-<stage>-<container>`) must be
     /// DNS-1123 labels: one located problem per name that is not (a long one is shortened, so
-    /// only its characters can be at fault).
+    /// only its characters can be at fault). A container that gets a Service (another container
+    /// of the site depends on it, or it listens on a port, in the cookbook or in a stage) gives
+    /// the Service its own name, which must be a DNS-1035 label (what the API server asks of a
+    /// Service's name: a DNS-1123 label starting with a letter): else one located problem too;
+    /// and so does a pod volume whose name is no DNS-1123 label (a pod's volume name, and part of
+    /// its claim's).
     fn kubernetes_names(
         &mut self,
         at: &str,
         project: &Name,
         site: &SiteDeploy,
         containers: Option<&BTreeSet<Name>>,
+        wire: &CookbookWire,
+        runtimes: &BTreeMap<Name, ContainerRuntime>,
     ) {
         let stages = if site.stages.is_empty() {
             self.stages
@@ -670,6 +677,72 @@ impl Check<'_> {
                     );
                 }
             }
+        }
+        // A pod's volume is named in the pod (a DNS-1123 label there) and in its claim's name.
+        for container in containers.into_iter().flatten() {
+            let volumes = runtimes.get(container).map(|r| &r.pod.volumes);
+            for volume in volumes.into_iter().flat_map(|v| v.keys()) {
+                if is_dns_label(volume.as_str()) {
+                    continue;
+                }
+                self.diagnostics.push(
+                    Diagnostic::new(
+                        "model/kubernetes-name",
+                        pointer_push(
+                            &pointer_push(&pointer_push("/containers", container.as_str()), "volumes"),
+                            volume.as_str(),
+                        ),
+                        format!(
+                            "site `{}` runs container `{container}`'s pod on Kubernetes, where its volume {} is no DNS-1123 label",
+                            site.name,
+                            excerpt(volume.as_str())
+                        ),
+                    )
+                    .with_help(format!(
+                        "a pod's volume names are made of a-z, 0-9 and `-` (at most {KUBERNETES_NAME_MAX} characters): rename the volume"
+                    )),
+                );
+            }
+        }
+        for container in containers.into_iter().flatten() {
+            let name = container.as_str();
+            if is_dns_label(name) && name.as_bytes()[0].is_ascii_lowercase() {
+                continue;
+            }
+            let depended_on = containers.into_iter().flatten().any(|c| {
+                wire.containers
+                    .get(c.as_str())
+                    .is_some_and(|w| w.depends_on.iter().any(|d| d == name))
+            });
+            let listens = runtimes.get(container).is_some_and(|r| !r.ports.is_empty())
+                || wire
+                    .lifecycle
+                    .iter()
+                    .flat_map(|l| &l.stage_config)
+                    .filter(|(stage, _)| stages.iter().any(|s| s.as_str() == stage.as_str()))
+                    .any(|(_, st)| st.containers.get(name).is_some_and(|r| !r.ports.is_empty()));
+            if !depended_on && !listens {
+                continue;
+            }
+            let why = if depended_on {
+                "another container depends on it"
+            } else {
+                "it listens on a port"
+            };
+            self.diagnostics.push(
+                Diagnostic::new(
+                    "model/kubernetes-name",
+                    pointer_push("/containers", name),
+                    format!(
+                        "site `{}` gives container {} a Kubernetes Service named like it ({why}), and that name is not a DNS-1035 label",
+                        site.name,
+                        excerpt(name)
+                    ),
+                )
+                .with_help(format!(
+                    "a Service's name is made of a-z, 0-9 and `-`, starts with a letter and has at most {KUBERNETES_NAME_MAX} characters: rename the container"
+                )),
+            );
         }
     }
 
@@ -1050,7 +1123,7 @@ impl Check<'_> {
             let at = pointer_push("/federation/sites", key);
             let site = self.site(&at, name.clone(), s);
             if matches!(site.target, Some(Target::Kubernetes(_))) {
-                self.kubernetes_names(&at, project, &site, deploys.get(&name));
+                self.kubernetes_names(&at, project, &site, deploys.get(&name), wire, containers);
             }
             for container in deploys.get(&name).into_iter().flatten() {
                 if let Some(runtime) = containers.get(container) {

@@ -78,6 +78,10 @@ fn example_cookbooks_validate() {
             "cookbooks/example-api",
             "cookbook.json: ok (format 1.0, 1 container in 1 wave, 1 application, 0 sites)\n",
         ),
+        (
+            "cookbooks/gallery",
+            "cookbook.json: ok (format 1.1, 4 containers in 2 waves, 4 applications, 2 sites)\n",
+        ),
     ] {
         // The default file in the working directory, and an explicit path from elsewhere.
         let run = run_in(&repo_root().join(dir), &["validate"]);

@@ -777,3 +777,83 @@ fn parent_is_named_by_hash_not_registry() {
     );
     assert!(!text.contains("127.0.0.1"), "{text}");
 }
+
+/// Every example under cookbooks/ hashes as it did before format 1.1 gained pods, volumes,
+/// secrets and ingress (recorded with the release before them): runtime settings never enter an
+/// input hash, and a new version of cookbook never moves an example's hash by accident.
+#[test]
+fn every_example_keeps_its_input_hashes() {
+    let recorded: [(&str, &[(&str, &str)]); 4] = [
+        (
+            "agent",
+            &[(
+                "agent",
+                "b2c806923a015e70ccd93892262aed9ffc49101198e6f47484e9fd87470d9fcd",
+            )],
+        ),
+        (
+            "example-api",
+            &[(
+                "api",
+                "a01bdf990ab7845607aa4be7495cd672cc52416cd63c4e8e042c622b56f4cd97",
+            )],
+        ),
+        (
+            "shop",
+            &[
+                (
+                    "api",
+                    "b4b5d0767ea1aef3092ded630035abe19e18e1fb8fdd013ea14c72b6875c3bf7",
+                ),
+                (
+                    "db",
+                    "750591e202d7d14022e3814628de3d9b491d2cc7a4f55b26c782348f35b67f25",
+                ),
+                (
+                    "web",
+                    "c041987b5b94fcafd698018029981df24f0d043ffe73a9c4ce82f84d8d005f28",
+                ),
+                (
+                    "worker",
+                    "4e90981647b53d7ed3e4e123b3ddbe565d36116976a899dc011febd46978f4ee",
+                ),
+            ],
+        ),
+        (
+            "stages",
+            &[
+                (
+                    "api",
+                    "394a9020fa4379b98b06bc53cb5b0bc03f9f276e180bef6dab49565f448acb3f",
+                ),
+                (
+                    "db",
+                    "1163bc03c4814b29118ebfd5bf48d938819aae14c95f97462a044fe4b3e0b80f",
+                ),
+                (
+                    "web",
+                    "983ab5d2d98f95e893766d0c2c2afd7c320fe7b8d02a286283005f3ce33f85b8",
+                ),
+            ],
+        ),
+    ];
+    for (example, hashes) in recorded {
+        let dir = tempfile::tempdir().unwrap();
+        crate::common::copy_example(example, dir.path());
+        let lock = crate::common::repo_root()
+            .join("cookbooks")
+            .join(example)
+            .join("cookbook.lock");
+        if lock.exists() {
+            fs::copy(&lock, dir.path().join("cookbook.lock")).unwrap();
+        }
+        let run = crate::common::run_in(dir.path(), &["hash", "--format", "json"]);
+        run.assert_code(0);
+        let doc: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+        let expected: serde_json::Map<String, serde_json::Value> = hashes
+            .iter()
+            .map(|(c, h)| ((*c).to_owned(), json!(h)))
+            .collect();
+        assert_eq!(doc["input_hashes"], json!(expected), "{example}");
+    }
+}

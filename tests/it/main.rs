@@ -33,6 +33,7 @@ mod hostile_registry;
 mod import_graph;
 mod init;
 mod keys;
+mod kube_objects;
 mod kubernetes;
 mod layouts;
 mod lock_input;
