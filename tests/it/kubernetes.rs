@@ -156,10 +156,12 @@ fn shop_deploys_in_waves_and_an_unchanged_redeploy_sends_nothing() {
         vec![
             "PATCH namespaces/shop",
             "PATCH deployments/shop-cluster-dev-db",
+            "PATCH services/db",
             "PATCH deployments/shop-cluster-dev-api",
-            "PATCH services/shop-cluster-dev-api",
+            "PATCH services/api",
+            "PATCH poddisruptionbudgets/shop-cluster-dev-api",
             "PATCH deployments/shop-cluster-dev-web",
-            "PATCH services/shop-cluster-dev-web",
+            "PATCH services/web",
             "PATCH deployments/shop-cluster-dev-worker",
         ]
     );
@@ -183,8 +185,9 @@ fn shop_deploys_in_waves_and_an_unchanged_redeploy_sends_nothing() {
             "PATCH deployments/shop-cluster-dev-worker",
         ),
     ] {
-        let watch = format!("WATCH deployments/{done}");
-        assert!(position(&requests, &watch) < position(&requests, next));
+        // The watcher's LIST by name (then its WATCH, unless the list found it complete).
+        let list = format!("LIST deployments/{done}");
+        assert!(position(&requests, &list) < position(&requests, next));
         assert!(reached(&fake, done, "progressing") < reached(&fake, done, "complete"));
         assert!(reached(&fake, done, "complete") <= position(&requests, next));
     }
@@ -399,7 +402,8 @@ fn a_stuck_rollout_fails_its_wave_and_rolls_back_to_the_previous_release() {
     let requests = fake.requests()[before..].to_vec();
     let api = [
         "PATCH deployments/shop-cluster-dev-api",
-        "PATCH services/shop-cluster-dev-api",
+        "PATCH services/api",
+        "PATCH poddisruptionbudgets/shop-cluster-dev-api",
     ];
     assert_eq!(changes(&requests), [api, api].concat());
     let api = fake
@@ -531,11 +535,7 @@ fn prune_removes_only_our_objects_of_containers_that_left() {
     );
     assert_eq!(
         fake.names("services", NS),
-        vec![
-            "shop-cluster-dev-api",
-            "shop-cluster-dev-legacy",
-            "shop-cluster-dev-web"
-        ]
+        vec!["api", "db", "shop-cluster-dev-legacy", "web"]
     );
 }
 
@@ -595,6 +595,10 @@ fn render_is_byte_stable_and_parses_as_kubernetes_objects() {
             "Namespace" => serde_json::to_value(yaml_serde::from_str::<Namespace>(doc).unwrap()),
             "Deployment" => serde_json::to_value(yaml_serde::from_str::<Deployment>(doc).unwrap()),
             "Service" => serde_json::to_value(yaml_serde::from_str::<Service>(doc).unwrap()),
+            "PodDisruptionBudget" => serde_json::to_value(
+                yaml_serde::from_str::<k8s_openapi::api::policy::v1::PodDisruptionBudget>(doc)
+                    .unwrap(),
+            ),
             other => panic!("unexpected kind {other}"),
         }
         .unwrap();
@@ -609,10 +613,12 @@ fn render_is_byte_stable_and_parses_as_kubernetes_objects() {
         vec![
             "Namespace/shop",
             "Deployment/shop-cluster-dev-db",
+            "Service/db",
             "Deployment/shop-cluster-dev-api",
-            "Service/shop-cluster-dev-api",
+            "Service/api",
+            "PodDisruptionBudget/shop-cluster-dev-api",
             "Deployment/shop-cluster-dev-web",
-            "Service/shop-cluster-dev-web",
+            "Service/web",
             "Deployment/shop-cluster-dev-worker",
         ]
     );
@@ -636,10 +642,12 @@ fn render_is_byte_stable_and_parses_as_kubernetes_objects() {
     let list: Value = serde_json::from_str(&run.stdout).unwrap();
     assert_eq!(list["kind"], "List");
     let items = list["items"].as_array().unwrap();
-    assert_eq!(items.len(), 7);
-    let web: Service = serde_json::from_value(items[5].clone()).unwrap();
+    assert_eq!(items.len(), 9);
+    let web: Service = serde_json::from_value(items[7].clone()).unwrap();
+    assert_eq!(web.metadata.name.as_deref(), Some("web"));
+    // The container's port, never the Docker site's host port (80:8080).
     let port = &web.spec.unwrap().ports.unwrap()[0];
-    assert_eq!((port.port, port.protocol.as_deref()), (80, Some("TCP")));
+    assert_eq!((port.port, port.protocol.as_deref()), (8080, Some("TCP")));
     // Rendering asks no cluster.
     assert!(fake.requests().is_empty());
 }
@@ -690,16 +698,24 @@ fn a_kubernetes_site_takes_the_same_commands_as_a_docker_site() {
         run.context()
     );
     run_in(dir.path(), &["approve", "--stage", "prod", "--by", "alice"]).assert_code(0);
-    run_in(
+    // Approved, prod would take the Services dev holds in the site's one namespace (a Service
+    // is named like its container): refused before anything is sent, naming them.
+    let before = fake.requests().len();
+    let run = run_in(
         dir.path(),
         &[
             "promote", "--site", "cluster", "--from", "dev", "--to", "prod",
         ],
-    )
-    .assert_code(0);
-    assert!(fake
-        .names("deployments", NS)
-        .contains(&"shop-cluster-prod-api".to_owned()));
+    );
+    run.assert_code(1);
+    assert!(
+        run.stderr.contains(
+            "Service db (labelled dev.cookbook.container=db, dev.cookbook.project=shop, dev.cookbook.site=cluster, dev.cookbook.stage=dev;"
+        ),
+        "{}",
+        run.context()
+    );
+    assert_eq!(changes(&fake.requests()[before..]), Vec::<String>::new());
     // rollback to the dev release before the current one: there is none.
     run_in(
         dir.path(),
@@ -827,8 +843,11 @@ fn the_shop_example_deploys_to_a_kubernetes_site_in_waves() {
         changes(&requests),
         vec![
             "PATCH deployments/shop-cluster-dev-db",
+            "PATCH services/db",
             "PATCH deployments/shop-cluster-dev-api",
+            "PATCH services/api",
             "PATCH deployments/shop-cluster-dev-web",
+            "PATCH services/web",
             "PATCH deployments/shop-cluster-dev-worker",
         ]
     );
@@ -891,94 +910,42 @@ fn managers_of(object: &Value) -> Vec<String> {
         .collect()
 }
 
+/// Two sites sharing a namespace keep their Deployments apart (the site is in their names),
+/// but meet at the Services named like their containers (so that `db` resolves as on Docker):
+/// the second site is refused before anything is sent, naming the first one's Services.
 #[test]
-fn two_sites_sharing_a_namespace_each_keep_their_own_objects() {
+fn two_sites_sharing_a_namespace_meet_at_the_services_named_like_containers() {
     let fake = FakeKube::start(1);
     let dir = project(&fake, &lock_v1());
     add_edge_site(dir.path());
     deploy(dir.path(), &[]).assert_code(0);
-    let run = run_in(
-        dir.path(),
-        &[
-            "deploy", "--site", "edge", "--stage", "dev", "--format", "json",
-        ],
-    );
-    run.assert_code(0);
-    assert_eq!(
-        strings(&json(&run)["started"]),
-        vec!["shop-edge-dev-db", "shop-edge-dev-api", "shop-edge-dev-web"]
-    );
-    assert_eq!(
-        fake.names("deployments", NS),
-        vec![
-            "shop-cluster-dev-api",
-            "shop-cluster-dev-db",
-            "shop-cluster-dev-web",
-            "shop-cluster-dev-worker",
-            "shop-edge-dev-api",
-            "shop-edge-dev-db",
-            "shop-edge-dev-web",
-        ]
-    );
-    // Each object is its site's, by its labels and by the field manager that wrote it.
-    for site in ["cluster", "edge"] {
-        for c in ["db", "api", "web"] {
-            let name = format!("shop-{site}-dev-{c}");
-            let d = fake.object("deployments", NS, &name).unwrap();
-            assert_eq!(labels_of(&d), (site.to_owned(), c.to_owned()), "{name}");
-            assert_eq!(managers_of(&d), vec![format!("cookbook/{site}")], "{name}");
-        }
-        let s = fake
-            .object("services", NS, &format!("shop-{site}-dev-api"))
-            .unwrap();
-        assert_eq!(labels_of(&s).0, site);
-    }
-
-    // Neither deploy disturbs the other: each site's redeploy finds its objects unchanged.
-    for site in ["cluster", "edge"] {
-        let before = fake.requests().len();
-        let run = run_in(
-            dir.path(),
-            &[
-                "deploy", "--site", site, "--stage", "dev", "--format", "json",
-            ],
-        );
-        run.assert_code(0);
-        assert_eq!(
-            strings(&json(&run)["started"]),
-            Vec::<String>::new(),
-            "{site}"
-        );
-        assert_eq!(changes(&fake.requests()[before..]), Vec::<String>::new());
-    }
-
-    // cluster no longer runs web, so nor db and api... only cluster's objects are pruned.
-    edit(dir.path(), |doc| {
-        doc["federation"]["sites"]["cluster"]["containers"] = json!(["worker"]);
-    });
     let before = fake.requests().len();
-    let run = deploy(dir.path(), &[]);
-    run.assert_code(0);
-    assert_eq!(
-        strings(&json(&run)["removed"]),
-        vec![
-            "deployment/shop-cluster-dev-web",
-            "service/shop-cluster-dev-web"
-        ]
-    );
-    assert_eq!(
-        changes(&fake.requests()[before..]),
-        vec![
-            "DELETE deployments/shop-cluster-dev-web",
-            "DELETE services/shop-cluster-dev-web"
-        ]
-    );
+    let run = run_in(dir.path(), &["deploy", "--site", "edge", "--stage", "dev"]);
+    run.assert_code(1);
     for c in ["db", "api", "web"] {
-        assert!(fake
-            .object("deployments", NS, &format!("shop-edge-dev-{c}"))
-            .is_some());
+        assert!(
+            run.stderr.contains(&format!(
+                "Service {c} (labelled dev.cookbook.container={c}, dev.cookbook.project=shop, dev.cookbook.site=cluster, dev.cookbook.stage=dev; field managers: cookbook/cluster)"
+            )),
+            "{}",
+            run.context()
+        );
     }
-    assert!(fake.object("services", NS, "shop-edge-dev-web").is_some());
+    assert_eq!(changes(&fake.requests()[before..]), Vec::<String>::new());
+    // cluster's objects are as it left them: its redeploy finds them unchanged.
+    for c in ["db", "api", "web"] {
+        let name = format!("shop-cluster-dev-{c}");
+        let d = fake.object("deployments", NS, &name).unwrap();
+        assert_eq!(
+            labels_of(&d),
+            ("cluster".to_owned(), c.to_owned()),
+            "{name}"
+        );
+        assert_eq!(managers_of(&d), vec!["cookbook/cluster"], "{name}");
+    }
+    let before = fake.requests().len();
+    deploy(dir.path(), &[]).assert_code(0);
+    assert_eq!(changes(&fake.requests()[before..]), Vec::<String>::new());
 }
 
 #[test]
@@ -1006,10 +973,10 @@ fn an_object_with_our_name_but_not_our_labels_is_refused_not_taken_over() {
     fake.apply(
         "services",
         NS,
-        "shop-cluster-dev-web",
+        "web",
         "cookbook/edge",
         json!({"apiVersion": "v1", "kind": "Service",
-               "metadata": {"name": "shop-cluster-dev-web", "namespace": NS,
+               "metadata": {"name": "web", "namespace": NS,
                             "labels": {"io.cookbook.project": "shop", "io.cookbook.site": "edge",
                                        "io.cookbook.stage": "dev", "io.cookbook.container": "web"}},
                "spec": {"ports": [{"port": 81}]}}),
@@ -1026,7 +993,7 @@ fn an_object_with_our_name_but_not_our_labels_is_refused_not_taken_over() {
     };
     let theirs = (
         written("deployments", "shop-cluster-dev-api"),
-        written("services", "shop-cluster-dev-web"),
+        written("services", "web"),
     );
     let before = fake.requests().len();
     let run = run_in(
@@ -1038,7 +1005,7 @@ fn an_object_with_our_name_but_not_our_labels_is_refused_not_taken_over() {
         run.stderr,
         "error: namespace `shop` has objects named as this site's that are not its own: \
          Deployment shop-cluster-dev-api (no cookbook labels; field managers: kubectl-create); \
-         Service shop-cluster-dev-web (labelled io.cookbook.container=web, io.cookbook.project=shop, \
+         Service web (labelled io.cookbook.container=web, io.cookbook.project=shop, \
          io.cookbook.site=edge, io.cookbook.stage=dev; field managers: cookbook/edge); cookbook \
          applies over, replaces and deletes only objects carrying its project, site, stage and \
          container labels (rename or remove them, or deploy this site to another namespace)\n",
@@ -1050,7 +1017,7 @@ fn an_object_with_our_name_but_not_our_labels_is_refused_not_taken_over() {
     assert_eq!(
         (
             written("deployments", "shop-cluster-dev-api"),
-            written("services", "shop-cluster-dev-web"),
+            written("services", "web"),
         ),
         theirs
     );
@@ -1069,7 +1036,7 @@ fn an_object_with_our_name_but_not_our_labels_is_refused_not_taken_over() {
     // Once they are gone, db's name is taken by an object of this very stage, but labelled as
     // web's: this site's, yet not db's, so not applied over either.
     assert!(fake.delete("deployments", NS, "shop-cluster-dev-api"));
-    assert!(fake.delete("services", NS, "shop-cluster-dev-web"));
+    assert!(fake.delete("services", NS, "web"));
     fake.apply(
         "deployments",
         NS,
@@ -1152,46 +1119,34 @@ fn objects_labelled_the_old_way_are_ours_applied_again_and_pruned() {
         .is_none());
 }
 
+/// A Service goes with its container: when web leaves the site, its Deployment and the
+/// Service named like it are pruned; api's and db's, which worker still needs, stay.
 #[test]
-fn a_service_is_pruned_when_its_container_stops_publishing_ports() {
+fn a_service_is_pruned_with_its_container() {
     let fake = FakeKube::start(1);
     let dir = project(&fake, &lock_v1());
     deploy(dir.path(), &[]).assert_code(0);
-    assert_eq!(
-        fake.names("services", NS),
-        vec!["shop-cluster-dev-api", "shop-cluster-dev-web"]
-    );
+    assert_eq!(fake.names("services", NS), vec!["api", "db", "web"]);
     edit(dir.path(), |doc| {
-        doc["lifecycle"]["stage_config"]["dev"]["containers"]["web"]
-            .as_object_mut()
-            .unwrap()
-            .remove("ports");
+        doc["federation"]["sites"]["cluster"]["containers"] = json!(["worker"]);
     });
     let before = fake.requests().len();
     let run = deploy(dir.path(), &[]);
     run.assert_code(0);
     let doc = json(&run);
-    assert_eq!(strings(&doc["started"]), vec!["shop-cluster-dev-web"]);
+    assert_eq!(strings(&doc["started"]), Vec::<String>::new());
     assert_eq!(
         strings(&doc["removed"]),
-        vec!["service/shop-cluster-dev-web"]
+        vec!["deployment/shop-cluster-dev-web", "service/web"]
     );
-    // web's Deployment is re-applied without its ports, then its Service goes; api's stays.
     assert_eq!(
         changes(&fake.requests()[before..]),
         vec![
-            "PATCH deployments/shop-cluster-dev-web",
-            "DELETE services/shop-cluster-dev-web"
+            "DELETE deployments/shop-cluster-dev-web",
+            "DELETE services/web"
         ]
     );
-    assert_eq!(fake.names("services", NS), vec!["shop-cluster-dev-api"]);
-    let web = fake
-        .object("deployments", NS, "shop-cluster-dev-web")
-        .unwrap();
-    assert_eq!(
-        web["spec"]["template"]["spec"]["containers"][0].get("ports"),
-        None
-    );
+    assert_eq!(fake.names("services", NS), vec!["api", "db"]);
     // The next deploy has nothing left to do.
     let before = fake.requests().len();
     deploy(dir.path(), &[]).assert_code(0);
@@ -1218,10 +1173,18 @@ fn objects_deployed_under_the_names_without_the_site_are_ours_and_pruned() {
             item["kind"].as_str().unwrap(),
             item["metadata"]["name"].as_str().unwrap(),
         );
+        // That version named a Service like its Deployment, for the containers publishing
+        // ports (api, web), and made no budgets.
         match kind {
             "Namespace" => fake.apply("namespaces", "", name, "cookbook", item.clone()),
             "Deployment" => fake.apply("deployments", NS, name, "cookbook", item.clone()),
-            "Service" => fake.apply("services", NS, name, "cookbook", item.clone()),
+            "Service" if name != "db" => {
+                let name = format!("shop-dev-{name}");
+                let mut item = item.clone();
+                item["metadata"]["name"] = json!(name);
+                fake.apply("services", NS, &name, "cookbook", item);
+            }
+            "Service" | "PodDisruptionBudget" => {}
             other => panic!("{other}"),
         }
     }
@@ -1255,10 +1218,7 @@ fn objects_deployed_under_the_names_without_the_site_are_ours_and_pruned() {
             "shop-cluster-dev-worker"
         ]
     );
-    assert_eq!(
-        fake.names("services", NS),
-        vec!["shop-cluster-dev-api", "shop-cluster-dev-web"]
-    );
+    assert_eq!(fake.names("services", NS), vec!["api", "db", "web"]);
 }
 
 /// Waiting for a rollout is a WATCH, not a poll loop: for each Deployment a wave waits on, one
@@ -1412,13 +1372,15 @@ fn a_conflict_in_a_wave_rolls_the_wave_back() {
         "{}",
         run.context()
     );
-    // db v2, the refused api, then db v1 again; api as it was.
+    // db v2 (its Deployment and Service), the refused api, then db v1 again; api as it was.
     assert_eq!(
         changes(&fake.requests()[before..]),
         vec![
             "PATCH deployments/shop-cluster-dev-db",
+            "PATCH services/db",
             "PATCH deployments/shop-cluster-dev-api",
             "PATCH deployments/shop-cluster-dev-db",
+            "PATCH services/db",
         ]
     );
     let image = |name: &str| {

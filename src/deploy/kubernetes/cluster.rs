@@ -1351,6 +1351,17 @@ mod tests {
             budgets: BTreeMap::new(),
         };
         let db = &objects.waves[0][0];
+        // db is depended on: a Service named like it.
+        let service = db.service.as_ref().unwrap().metadata.name.clone().unwrap();
+        assert_eq!(service, "db");
+        assert!(!live.unchanged(db));
+        live.services.insert(
+            service.clone(),
+            Service {
+                metadata: meta(&service, Some("db"), &db_hash),
+                ..Default::default()
+            },
+        );
         assert!(live.unchanged(db));
         assert_eq!(
             live.orphans(&desired, &objects),
