@@ -1558,3 +1558,149 @@ fn site_detect_lists_what_the_cluster_offers() {
         run.context()
     );
 }
+
+/// The gallery example's dev stage on a cluster: web's pod is one Deployment (seed an init
+/// container, proxy a native sidecar, the scratch volume an emptyDir), api's persistent volume a
+/// claim. Deploy refuses, before anything is sent, a cluster without a default StorageClass
+/// for that claim, or too old for native sidecars; a claim outlives its volume's removal from
+/// the pod while its container stays.
+#[test]
+fn the_gallery_pod_deploys_as_one_deployment_and_what_the_cluster_lacks_is_refused() {
+    let fake = FakeKube::start(1);
+    let dir = tempfile::tempdir().unwrap();
+    common::copy_example("gallery", dir.path());
+    std::fs::write(
+        dir.path().join("kubeconfig.yaml"),
+        fake.kubeconfig("gallery"),
+    )
+    .unwrap();
+    edit(dir.path(), |doc| {
+        doc["federation"]["sites"]["cluster"]["target"]["kubernetes"]["kubeconfig"] =
+            json!("kubeconfig.yaml");
+    });
+    let containers = ["seed", "proxy", "web", "api"];
+    let lock: serde_json::Map<String, Value> = containers
+        .iter()
+        .enumerate()
+        .map(|(n, c)| {
+            (
+                (*c).to_owned(),
+                json!({ "input_hash": "00".repeat(32),
+                        "image": format!("127.0.0.1:5000/gallery/{c}:{}", "00".repeat(32)),
+                        "tags": [], "digest": digest(u32::try_from(n).unwrap() + 1) }),
+            )
+        })
+        .collect();
+    std::fs::write(
+        dir.path().join("cookbook.lock"),
+        json!({ "lock_version": 1, "hash_version": 1, "project": "gallery", "containers": lock })
+            .to_string(),
+    )
+    .unwrap();
+    let deploy = || {
+        run_in(
+            dir.path(),
+            &["deploy", "--site", "cluster", "--stage", "dev"],
+        )
+    };
+
+    // No StorageClass at all: api's claim has no default class to take.
+    let run = deploy();
+    run.assert_code(1);
+    assert!(
+        run.stderr.contains(
+            "error: the cluster lacks what this stage needs: a default StorageClass (it has: none)"
+        ),
+        "{}",
+        run.context()
+    );
+    assert_eq!(changes(&fake.requests()), Vec::<String>::new());
+
+    fake.update(
+        "storageclasses",
+        "",
+        "standard",
+        "kubectl-create",
+        json!({"metadata": {"annotations": {"storageclass.kubernetes.io/is-default-class": "true"}},
+               "provisioner": "rancher.io/local-path"}),
+    );
+    deploy().assert_code(0);
+    let web = fake
+        .object("deployments", "gallery", "gallery-cluster-dev-web")
+        .unwrap();
+    let pod = &web["spec"]["template"]["spec"];
+    let names = |list: &Value| -> Vec<String> {
+        list.as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["name"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!(names(&pod["containers"]), vec!["web"]);
+    assert_eq!(names(&pod["initContainers"]), vec!["seed", "proxy"]);
+    assert_eq!(pod["initContainers"][0].get("restartPolicy"), None, "{pod}");
+    assert_eq!(pod["initContainers"][1]["restartPolicy"], "Always", "{pod}");
+    assert!(pod["volumes"][0].get("emptyDir").is_some(), "{pod}");
+    assert_eq!(
+        fake.names("persistentvolumeclaims", "gallery"),
+        vec!["gallery-cluster-dev-api-store"]
+    );
+    assert_eq!(fake.names("deployments", "gallery").len(), 2, "one per pod");
+
+    // A server before 1.29 runs no native sidecars: refused, even with nothing to change.
+    fake.set_minor(28);
+    let before = fake.requests().len();
+    let run = deploy();
+    run.assert_code(1);
+    assert!(
+        run.stderr.contains(
+            "native sidecars, which need Kubernetes 1.29 or later (it runs v1.28.0-fake)"
+        ),
+        "{}",
+        run.context()
+    );
+    assert_eq!(changes(&fake.requests()[before..]), Vec::<String>::new());
+    fake.set_minor(34);
+
+    // api drops its persistent volume: its claim stays, data outlives the pod's declaration.
+    edit(dir.path(), |doc| {
+        let api = doc["containers"]["api"].as_object_mut().unwrap();
+        api.remove("volumes");
+        api.remove("mounts");
+    });
+    let run = run_in(
+        dir.path(),
+        &[
+            "deploy", "--site", "cluster", "--stage", "dev", "--format", "json",
+        ],
+    );
+    run.assert_code(0);
+    assert_eq!(strings(&json(&run)["removed"]), Vec::<String>::new());
+    assert_eq!(
+        fake.names("persistentvolumeclaims", "gallery"),
+        vec!["gallery-cluster-dev-api-store"]
+    );
+
+    // An Ingress of a class the cluster has not: refused, naming the class and what it has.
+    fake.update(
+        "ingressclasses",
+        "",
+        "nginx",
+        "kubectl-create",
+        json!({"spec": {"controller": "k8s.io/ingress-nginx"}}),
+    );
+    edit(dir.path(), |doc| {
+        doc["lifecycle"]["stage_config"]["dev"]["containers"]["web"]["ingress"] =
+            json!({"host": "gallery.test", "path": "/", "port": 8080, "class": "traefik"});
+    });
+    let before = fake.requests().len();
+    let run = deploy();
+    run.assert_code(1);
+    assert!(
+        run.stderr
+            .contains("IngressClass `traefik` (it has: nginx)"),
+        "{}",
+        run.context()
+    );
+    assert_eq!(changes(&fake.requests()[before..]), Vec::<String>::new());
+}
