@@ -1,11 +1,13 @@
 //! Kubernetes sites: the second `deploy::Backend`, through the Kubernetes API (`kube`, with
 //! `k8s-openapi`'s types).
 //!
-//! Pipeline position: `Desired` → `objects` (pure: Deployments, Services, a Namespace) →
-//! `deploy::session` → **`cluster::KubeSite`**: server-side apply under the site's field manager
-//! (`cookbook/<site>`), wave by wave, each wave held until every Deployment's rollout is complete
-//! by the rules `kubectl rollout status` uses; prune, kind by kind, of our labelled objects no
-//! container wants.
+//! Pipeline position: `Desired` → `objects` (pure: per pod its claims, Deployment, Service,
+//! budget and Ingress; a Namespace) → `deploy::session` → **`cluster::KubeSite`**: checks
+//! before anything changes (referenced Secrets, what the cluster offers: `detect::Cluster`),
+//! then server-side apply under the site's field manager (`cookbook/<site>`), wave by wave, each
+//! wave held (by WATCH) until every Deployment's rollout is complete by the rules `kubectl
+//! rollout status` uses; prune, kind by kind, of our labelled objects no container wants
+//! (claims of a container still in the stage excepted).
 //!
 //! Invariants: a field another manager owns is never taken over unless `--force-conflicts` says
 //! so (the conflict is reported naming the field and the manager); an object whose config-hash
