@@ -1260,6 +1260,47 @@ fn waiting_for_a_rollout_watches_and_never_polls() {
     );
 }
 
+/// A watch the server ends before the rollout completes is resumed from the last
+/// resourceVersion seen (the resync), without listing again and without polling.
+#[test]
+fn a_watch_ended_by_the_server_is_resumed() {
+    let fake = FakeKube::start(15);
+    fake.end_watches_after(std::time::Duration::from_millis(60));
+    let dir = project(&fake, &lock_v1());
+    deploy(dir.path(), &[]).assert_code(0);
+    let requests = fake.requests();
+    let count = |short: &str| requests.iter().filter(|r| r.short() == short).count();
+    let name = "shop-cluster-dev-db";
+    assert!(
+        count(&format!("WATCH deployments/{name}")) >= 2
+            && count(&format!("LIST deployments/{name}")) == 1
+            && count(&format!("GET deployments/{name}")) == 1,
+        "{:#?}",
+        requests.iter().map(Recorded::short).collect::<Vec<_>>()
+    );
+    let watches: Vec<&Recorded> = requests
+        .iter()
+        .filter(|r| r.short() == format!("WATCH deployments/{name}"))
+        .collect();
+    // Each resumed from the resourceVersion of the last change seen (no change between two
+    // watches: the same one), never from scratch.
+    let versions: Vec<u64> = watches
+        .iter()
+        .map(|r| {
+            r.query
+                .split('&')
+                .find_map(|kv| kv.strip_prefix("resourceVersion="))
+                .unwrap()
+                .parse()
+                .unwrap()
+        })
+        .collect();
+    assert!(
+        versions[0] > 0 && versions.windows(2).all(|w| w[0] <= w[1]),
+        "{versions:?}"
+    );
+}
+
 /// Server-side apply merges the lists Kubernetes keys (`x-kubernetes-list-map-keys`): an env
 /// var and a sidecar container another manager added to our Deployment (a mesh injector) stay,
 /// owned by it, when cookbook applies a new image.

@@ -203,6 +203,8 @@ struct State {
     /// Resources discovery leaves out and requests for which are 404s.
     without: BTreeSet<String>,
     minor: u32,
+    /// Ends every watch after this long (`end_watches_after`).
+    watch_limit: Option<Duration>,
 }
 
 pub struct FakeKube {
@@ -817,7 +819,12 @@ fn watch(
     }
     let timeout = query_param(query, "timeoutSeconds")
         .and_then(|t| t.parse::<u64>().ok())
-        .unwrap_or(1800);
+        .map_or(Duration::from_secs(1800), Duration::from_secs);
+    let timeout = state
+        .lock()
+        .unwrap()
+        .watch_limit
+        .map_or(timeout, |l| l.min(timeout));
     let asked = query_param(query, "resourceVersion").unwrap_or_default();
     let mut initial = Vec::new();
     let mut rv = match asked.as_str() {
@@ -855,7 +862,7 @@ fn watch(
                 return;
             }
         }
-        let end = Instant::now() + Duration::from_secs(timeout);
+        let end = Instant::now() + timeout;
         while Instant::now() < end {
             let lines = {
                 let mut state = state.lock().unwrap();
@@ -1386,6 +1393,13 @@ impl FakeKube {
             .unwrap()
             .without
             .insert(resource.to_owned());
+    }
+
+    /// Ends every watch `after` it started, as a server does at its own timeout or on a
+    /// restart (a client must watch again from the last resourceVersion it saw:
+    /// https://kubernetes.io/docs/reference/using-api/api-concepts/#efficient-detection-of-changes).
+    pub fn end_watches_after(&self, after: Duration) {
+        self.state.lock().unwrap().watch_limit = Some(after);
     }
 
     /// Answers `/version` as Kubernetes 1.`minor`.
