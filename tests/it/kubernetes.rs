@@ -1,10 +1,13 @@
 //! Kubernetes sites against the in-process fake API server (tests/it/fake_kube): the real binary
-//! deploys the `shop` example with a Kubernetes site added, and the `shop`-shaped fixture
-//! (tests/fixtures/kubernetes: db ← api ← web, worker, with ports and a Namespace) with
-//! server-side apply, wave by wave, each wave held until the previous one's rollouts completed;
-//! an unchanged redeploy sends nothing; a stuck rollout fails its wave and rolls back; another
-//! manager's field is a conflict naming field and manager; prune removes only our objects;
-//! `render` is byte-stable and parses as k8s-openapi objects; status reports the cluster.
+//! deploys the `shop` example with a Kubernetes site added, the `shop`-shaped fixture
+//! (tests/fixtures/kubernetes: db ← api ← web, worker, with ports and a Namespace) and the
+//! gallery's pod with server-side apply, wave by wave, each wave held (by WATCH, never a poll)
+//! until the previous one's rollouts completed; an unchanged redeploy sends nothing; a stuck
+//! rollout, an API error or a conflict fails its wave and rolls back; another manager's field is
+//! a conflict naming field and manager, its list entries are kept; a missing Secret and what the
+//! cluster lacks (by discovery: `site detect`) are refused before anything is sent; prune
+//! removes only our objects; `render` is byte-stable and parses as k8s-openapi objects; status
+//! reports the cluster.
 //!
 //! No Docker engine or registry is needed: the lock is written by the test, as `apply` would
 //! have (the cluster pulls by digest; the fake pulls nothing).

@@ -700,19 +700,27 @@ impl KubeSite {
     }
 
     /// Waits for the rollouts of a wave's units all at once (each its own watch); the first
-    /// failure in wave order is the wave's.
+    /// failure to come is the wave's, and ends the other watches.
     async fn wait_rollouts(&self, units: &[&Unit]) -> Result<Result<(), Unhealthy>, KubeError> {
-        let waited =
-            futures_util::future::join_all(units.iter().map(|u| self.wait_rollout(u))).await;
-        for (unit, waited) in units.iter().zip(waited) {
-            if let Err(why) = waited? {
-                return Ok(Err(Unhealthy {
+        enum Stop {
+            Unhealthy(Unhealthy),
+            Api(KubeError),
+        }
+        let waits = units.iter().map(|unit| async move {
+            match self.wait_rollout(unit).await {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(why)) => Err(Stop::Unhealthy(Unhealthy {
                     unit: unit.name.clone(),
                     why,
-                }));
+                })),
+                Err(e) => Err(Stop::Api(e)),
             }
+        });
+        match futures_util::future::try_join_all(waits).await {
+            Ok(_) => Ok(Ok(())),
+            Err(Stop::Unhealthy(failed)) => Ok(Err(failed)),
+            Err(Stop::Api(e)) => Err(e),
         }
-        Ok(Ok(()))
     }
 
     /// Whether every desired Deployment has completed its rollout with the desired image
