@@ -80,7 +80,7 @@ fn example_cookbooks_validate() {
         ),
         (
             "cookbooks/gallery",
-            "cookbook.json: ok (format 1.1, 4 containers in 2 waves, 4 applications, 2 sites)\n",
+            "cookbook.json: ok (format 1.1, 4 containers in 2 waves, 4 applications, 3 sites)\n",
         ),
     ] {
         // The default file in the working directory, and an explicit path from elsewhere.

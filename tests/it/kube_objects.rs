@@ -120,12 +120,12 @@ fn golden(name: &str) -> PathBuf {
 #[test]
 fn the_gallery_renders_byte_stable_golden_and_valid_objects() {
     let dir = example("gallery", &GALLERY);
-    for stage in ["dev", "prod"] {
-        let first = render(dir.path(), "cluster", stage, "yaml");
-        let second = render(dir.path(), "cluster", stage, "yaml");
+    for (site, stage) in [("cluster", "dev"), ("production", "prod")] {
+        let first = render(dir.path(), site, stage, "yaml");
+        let second = render(dir.path(), site, stage, "yaml");
         assert_eq!(first.stdout, second.stdout, "{}", first.context());
         if let Err(e) = check_snapshot(
-            &golden(&format!("gallery-cluster-{stage}.yaml")),
+            &golden(&format!("gallery-{site}-{stage}.yaml")),
             &first.stdout,
             &first,
         ) {
@@ -133,11 +133,8 @@ fn the_gallery_renders_byte_stable_golden_and_valid_objects() {
         }
         validate(&first.stdout, &format!("the gallery's {stage} objects"));
         // JSON: a List of the same objects, in the same order, as stable.
-        let json = render(dir.path(), "cluster", stage, "json");
-        assert_eq!(
-            json.stdout,
-            render(dir.path(), "cluster", stage, "json").stdout
-        );
+        let json = render(dir.path(), site, stage, "json");
+        assert_eq!(json.stdout, render(dir.path(), site, stage, "json").stdout);
         let from_yaml: Vec<Value> = first
             .stdout
             .split("---\n")
@@ -154,7 +151,7 @@ fn the_gallery_renders_byte_stable_golden_and_valid_objects() {
 #[test]
 fn the_gallerys_pod_is_one_deployment_with_its_members_volumes_claim_ingress_and_budget() {
     let dir = example("gallery", &GALLERY);
-    let prod = items(&render(dir.path(), "cluster", "prod", "json"));
+    let prod = items(&render(dir.path(), "production", "prod", "json"));
     let kinds: Vec<String> = prod
         .iter()
         .map(|i| {
@@ -169,13 +166,13 @@ fn the_gallerys_pod_is_one_deployment_with_its_members_volumes_claim_ingress_and
         kinds,
         [
             "Namespace/gallery",
-            "PersistentVolumeClaim/gallery-cluster-prod-api-store",
-            "Deployment/gallery-cluster-prod-api",
+            "PersistentVolumeClaim/gallery-production-prod-api-store",
+            "Deployment/gallery-production-prod-api",
             "Service/api",
-            "Deployment/gallery-cluster-prod-web",
+            "Deployment/gallery-production-prod-web",
             "Service/web",
-            "PodDisruptionBudget/gallery-cluster-prod-web",
-            "Ingress/gallery-cluster-prod-web",
+            "PodDisruptionBudget/gallery-production-prod-web",
+            "Ingress/gallery-production-prod-web",
         ]
     );
     let deployments: Vec<Deployment> = of_kind(&prod, "Deployment");
@@ -214,7 +211,7 @@ fn the_gallerys_pod_is_one_deployment_with_its_members_volumes_claim_ingress_and
             .as_ref()
             .unwrap()
             .claim_name,
-        "gallery-cluster-prod-api-store"
+        "gallery-production-prod-api-store"
     );
     assert_eq!(
         api.strategy.as_ref().unwrap().type_.as_deref(),
@@ -258,7 +255,13 @@ fn a_secret_renders_as_a_reference_and_its_value_appears_nowhere() {
         let run = run_in_env(
             dir.path(),
             &[
-                "render", "--site", "cluster", "--stage", "prod", "--format", format,
+                "render",
+                "--site",
+                "production",
+                "--stage",
+                "prod",
+                "--format",
+                format,
             ],
             &[("COOKBOOK_SECRET_GALLERY_API_TOKEN", value)],
         );
@@ -347,7 +350,8 @@ fn a_rendered_stage_resolves_every_name_its_containers_use() {
     assert_eq!(hosts("5"), None);
     for (name, containers, site, stages) in [
         ("shop", &SHOP, "local", &["dev", "prod"][..]),
-        ("gallery", &GALLERY, "cluster", &["dev", "prod"][..]),
+        ("gallery", &GALLERY, "cluster", &["dev"][..]),
+        ("gallery", &GALLERY, "production", &["prod"][..]),
         ("gallery", &GALLERY, "local", &["dev"][..]),
     ] {
         let dir = example(name, containers);
@@ -496,9 +500,9 @@ fn the_gallery_applies_and_renders_its_objects_from_the_lock() {
     let lock: Value =
         serde_json::from_str(&std::fs::read_to_string(dir.path().join("cookbook.lock")).unwrap())
             .unwrap();
-    let yaml = render(dir.path(), "cluster", "prod", "yaml");
+    let yaml = render(dir.path(), "production", "prod", "yaml");
     validate(&yaml.stdout, "the applied gallery's prod objects");
-    let items = items(&render(dir.path(), "cluster", "prod", "json"));
+    let items = items(&render(dir.path(), "production", "prod", "json"));
     let mut images = BTreeMap::new();
     for d in of_kind::<Deployment>(&items, "Deployment") {
         let pod = d.spec.unwrap().template.spec.unwrap();
@@ -537,11 +541,13 @@ fn a_volume_name_kubernetes_cannot_take_is_refused_on_a_kubernetes_site() {
         "{}",
         run.context()
     );
-    // Without the Kubernetes site, the same volume is fine.
-    doc["federation"]["sites"]
-        .as_object_mut()
-        .unwrap()
-        .remove("cluster");
+    // Without the Kubernetes sites, the same volume is fine.
+    for site in ["cluster", "production"] {
+        doc["federation"]["sites"]
+            .as_object_mut()
+            .unwrap()
+            .remove(site);
+    }
     std::fs::write(&file, serde_json::to_string_pretty(&doc).unwrap()).unwrap();
     run_in(dir.path(), &["validate"]).assert_code(0);
 }

@@ -1615,7 +1615,7 @@ fn the_gallery_pod_deploys_as_one_deployment_and_what_the_cluster_lacks_is_refus
     common::copy_example("gallery", dir.path());
     std::fs::write(
         dir.path().join("kubeconfig.yaml"),
-        fake.kubeconfig("gallery"),
+        fake.kubeconfig("gallery-dev"),
     )
     .unwrap();
     edit(dir.path(), |doc| {
@@ -1670,7 +1670,7 @@ fn the_gallery_pod_deploys_as_one_deployment_and_what_the_cluster_lacks_is_refus
     );
     deploy().assert_code(0);
     let web = fake
-        .object("deployments", "gallery", "gallery-cluster-dev-web")
+        .object("deployments", "gallery-dev", "gallery-cluster-dev-web")
         .unwrap();
     let pod = &web["spec"]["template"]["spec"];
     let names = |list: &Value| -> Vec<String> {
@@ -1686,10 +1686,14 @@ fn the_gallery_pod_deploys_as_one_deployment_and_what_the_cluster_lacks_is_refus
     assert_eq!(pod["initContainers"][1]["restartPolicy"], "Always", "{pod}");
     assert!(pod["volumes"][0].get("emptyDir").is_some(), "{pod}");
     assert_eq!(
-        fake.names("persistentvolumeclaims", "gallery"),
+        fake.names("persistentvolumeclaims", "gallery-dev"),
         vec!["gallery-cluster-dev-api-store"]
     );
-    assert_eq!(fake.names("deployments", "gallery").len(), 2, "one per pod");
+    assert_eq!(
+        fake.names("deployments", "gallery-dev").len(),
+        2,
+        "one per pod"
+    );
 
     // A server before 1.29 runs no native sidecars: refused, even with nothing to change.
     fake.set_minor(28);
@@ -1721,7 +1725,7 @@ fn the_gallery_pod_deploys_as_one_deployment_and_what_the_cluster_lacks_is_refus
     run.assert_code(0);
     assert_eq!(strings(&json(&run)["removed"]), Vec::<String>::new());
     assert_eq!(
-        fake.names("persistentvolumeclaims", "gallery"),
+        fake.names("persistentvolumeclaims", "gallery-dev"),
         vec!["gallery-cluster-dev-api-store"]
     );
 
