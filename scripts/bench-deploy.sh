@@ -41,6 +41,7 @@ if ((${#build[@]})); then cargo build --release --locked --quiet "${build[@]}"; 
 COOKBOOK_BIN=${COOKBOOK_BIN:-$PWD/target/release/cookbook}
 DIRECT_BIN=${DIRECT_BIN:-$PWD/target/release/examples/deploy_direct}
 
+STARTED=$(date -u '+%Y-%m-%d %H:%M')
 WORK=$(mktemp -d)
 PREFIX=bench$$
 SOCK=${DOCKER_HOST#unix://}
@@ -282,7 +283,7 @@ if want compose; then
 fi
 
 echo
-echo "$(date -u '+%Y-%m-%d %H:%M UTC'), commit $(git rev-parse --short HEAD 2>/dev/null || echo '?'), RUNS=$RUNS, $(nproc) cores, cookbook: $COOKBOOK_BIN"
+echo "$STARTED–$(date -u '+%H:%M') UTC, commit $(git rev-parse --short HEAD 2>/dev/null || echo '?'), RUNS=$RUNS, $(nproc) cores, cookbook: $COOKBOOK_BIN"
 echo
 echo "| case | runs (ms) | median | target |"
 echo "|------|-----------|--------|--------|"
