@@ -73,6 +73,13 @@ cleanup() {
   rm -rf "$WORK"
 }
 trap cleanup EXIT
+# Copies of the binaries: a build finishing during the run (the machine is shared) must not swap
+# the binary between one run and the next.
+BUILT=$(date -u -r "$COOKBOOK_BIN" '+%Y-%m-%d %H:%M UTC')
+COOKBOOK_FROM=$COOKBOOK_BIN
+cp "$COOKBOOK_BIN" "$WORK/cookbook"
+COOKBOOK_BIN=$WORK/cookbook
+if want waves; then cp "$DIRECT_BIN" "$WORK/deploy_direct" && DIRECT_BIN=$WORK/deploy_direct; fi
 now_ms() { echo $((${EPOCHREALTIME/./} / 1000)); }
 median() { sort -n | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2}'; }
 secs() { awk -v ms="$1" 'BEGIN { printf "%.2f s", ms / 1000 }'; }
@@ -283,7 +290,7 @@ if want compose; then
 fi
 
 echo
-echo "$STARTED–$(date -u '+%H:%M') UTC, commit $(git rev-parse --short HEAD 2>/dev/null || echo '?'), RUNS=$RUNS, $(nproc) cores, cookbook: $COOKBOOK_BIN"
+echo "$STARTED–$(date -u '+%H:%M') UTC, RUNS=$RUNS, $(nproc) cores; script at $(git rev-parse --short HEAD 2>/dev/null || echo '?'); cookbook: $COOKBOOK_FROM (built $BUILT)"
 echo
 echo "| case | runs (ms) | median | target |"
 echo "|------|-----------|--------|--------|"
