@@ -70,6 +70,11 @@ cleanup() {
   remove_labelled "dev.cookbook.project=$PREFIX-thirty"
   remove_labelled "com.docker.compose.project=$PREFIX-compose"
   remove_labelled "com.docker.compose.project=$PREFIX-bare"
+  # The tags `apply` gave this run's images (by tag: an image another tag names stays).
+  local tag
+  for tag in $(api "http://x/images/json" | jq -r --arg p "cookbook.local/$PREFIX-" '.[].RepoTags // [] | .[] | select(startswith($p))'); do
+    api -o /dev/null -X DELETE "http://x/images/$tag" || true
+  done
   rm -rf "$WORK"
 }
 trap cleanup EXIT
