@@ -256,43 +256,48 @@ impl<'a> Deployer<'a> {
     }
 
     /// The engine's containers of this project, stage and site (another site deploying to the
-    /// same engine keeps its own: they are never this deploy's orphans).
-    /// Listed under every label scheme deploy recognises (an upgrade finds what an earlier
-    /// version deployed), each container once.
+    /// same engine keeps its own: they are never this deploy's orphans), each once.
+    /// One list call, whatever the label scheme: listed by the names deploy gives (today's
+    /// `<project>-<site>-<stage>-…` and an earlier version's `<project>-<stage>-…`, a regexp the
+    /// engine matches), then kept only when their labels, in a scheme deploy recognises, say
+    /// they are ours. An unchanged deploy costs this one call.
     pub async fn running(&self, desired: &Desired) -> Result<Vec<Running>, EngineError> {
+        let names = format!(
+            "^/{}-({}-)?{}-",
+            regex::escape(desired.project.as_str()),
+            regex::escape(desired.site.as_str()),
+            regex::escape(desired.stage.as_str())
+        );
+        let filters = HashMap::from([("name".to_owned(), vec![names])]);
+        let list = self
+            .engine
+            .client()
+            .list_containers(Some(ListContainersOptions {
+                all: true,
+                filters: Some(filters),
+                ..Default::default()
+            }))
+            .await
+            .map_err(self.err("list containers"))?;
         let mut out: Vec<Running> = Vec::new();
-        for filter in desired.filters() {
-            let filters = HashMap::from([("label".to_owned(), filter)]);
-            let list = self
-                .engine
-                .client()
-                .list_containers(Some(ListContainersOptions {
-                    all: true,
-                    filters: Some(filters),
-                    ..Default::default()
-                }))
-                .await
-                .map_err(self.err("list containers"))?;
-            for c in list {
-                let (Some(id), Some(name)) = (c.id, c.names.and_then(|n| n.into_iter().next()))
-                else {
-                    continue;
-                };
-                let labels = c.labels.unwrap_or_default();
-                let Some(scheme) = scheme_of(desired, &labels) else {
-                    continue;
-                };
-                if out.iter().any(|r| r.id == id) {
-                    continue;
-                }
-                out.push(Running {
-                    id,
-                    name: name.trim_start_matches('/').to_owned(),
-                    container: labels.get(scheme.container).cloned(),
-                    config_hash: config_hash(desired, &labels),
-                    running: c.state.is_some_and(|s| s.to_string() == "running"),
-                });
+        for c in list {
+            let (Some(id), Some(name)) = (c.id, c.names.and_then(|n| n.into_iter().next())) else {
+                continue;
+            };
+            let labels = c.labels.unwrap_or_default();
+            let Some(scheme) = scheme_of(desired, &labels) else {
+                continue;
+            };
+            if out.iter().any(|r| r.id == id) {
+                continue;
             }
+            out.push(Running {
+                id,
+                name: name.trim_start_matches('/').to_owned(),
+                container: labels.get(scheme.container).cloned(),
+                config_hash: config_hash(desired, &labels),
+                running: c.state.is_some_and(|s| s.to_string() == "running"),
+            });
         }
         Ok(out)
     }
@@ -791,6 +796,8 @@ pub struct DockerSite {
     resolved: std::sync::Mutex<
         std::collections::BTreeMap<crate::model::pod::SecretRef, crate::deploy::secrets::Value>,
     >,
+    /// Whether `apply` changed anything (then `remove` prunes the stage's old networks).
+    changed: std::sync::atomic::AtomicBool,
 }
 
 impl DockerSite {
@@ -800,6 +807,7 @@ impl DockerSite {
             engine: DockerEngine::connect_selected(selector).await?,
             secrets: crate::deploy::secrets::Source::default(),
             resolved: std::sync::Mutex::default(),
+            changed: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -860,14 +868,22 @@ impl Backend for DockerSite {
             std::env::var(v).ok()
         })?;
         *self.resolved.lock().expect("not poisoned") = values;
-        self.deployer().ensure_network(desired).await
+        // The network is readied once `changes` finds something to start: an unchanged deploy
+        // costs one list call.
+        Ok(())
     }
 
     async fn changes(&self, desired: &Desired) -> Result<Changes, BackendError> {
         let deployer = self.deployer();
         let ours = deployer.running(desired).await?;
         deployer.check_names(desired, &ours).await?;
-        Ok(changes(desired, &ours))
+        let changes = changes(desired, &ours);
+        // Before the first wave, so that a network someone else holds refuses the deploy with
+        // nothing changed.
+        if changes.waves.iter().any(|w| !w.is_empty()) {
+            deployer.ensure_network(desired).await?;
+        }
+        Ok(changes)
     }
 
     async fn apply(
@@ -877,18 +893,25 @@ impl Backend for DockerSite {
         units: &[String],
     ) -> Result<(), BackendError> {
         let deployer = self.deployer();
+        self.changed
+            .store(true, std::sync::atomic::Ordering::Relaxed);
         // Listed again: what is replaced is what carries the stage's labels now.
         let ours = deployer.running(desired).await?;
-        for instance in desired.waves[wave]
+        // A wave's units depend only on earlier waves: started all at once, as compose does.
+        let starts = desired.waves[wave]
             .iter()
             .filter(|i| units.contains(&i.name))
-        {
-            let replaces = replaced_by(desired, instance, &ours);
-            let env = self.environment(instance)?;
-            deployer
-                .create_and_start(desired, instance, &env, &replaces)
-                .await?;
-        }
+            .map(|instance| {
+                let replaces = replaced_by(desired, instance, &ours);
+                let deployer = &deployer;
+                async move {
+                    let env = self.environment(instance)?;
+                    deployer
+                        .create_and_start(desired, instance, &env, &replaces)
+                        .await
+                }
+            });
+        futures_util::future::try_join_all(starts).await?;
         Ok(())
     }
 
@@ -899,11 +922,17 @@ impl Backend for DockerSite {
         units: &[String],
     ) -> Result<Result<(), Unhealthy>, BackendError> {
         let deployer = self.deployer();
-        for instance in desired.waves[wave]
+        // Every unit of the wave is waited for at once; the first (in wave order) that cannot
+        // become healthy is the wave's answer.
+        let waits = desired.waves[wave]
             .iter()
             .filter(|i| units.contains(&i.name))
-        {
-            if let Err(why) = deployer.wait_healthy(instance).await? {
+            .map(|instance| {
+                let deployer = &deployer;
+                async move { (instance, deployer.wait_healthy(instance).await) }
+            });
+        for (instance, waited) in futures_util::future::join_all(waits).await {
+            if let Err(why) = waited? {
                 return Ok(Err(Unhealthy {
                     unit: instance.name.clone(),
                     why,
@@ -914,6 +943,11 @@ impl Backend for DockerSite {
     }
 
     async fn remove(&self, desired: &Desired, units: &[String]) -> Result<(), BackendError> {
+        // Nothing to remove, nothing started: the networks are as they were (an earlier
+        // version's is pruned by the deploy that replaces its containers).
+        if units.is_empty() && !self.changed.load(std::sync::atomic::Ordering::Relaxed) {
+            return Ok(());
+        }
         let deployer = self.deployer();
         for ours in deployer.running(desired).await? {
             if units.contains(&ours.name) {
