@@ -420,23 +420,21 @@ pub struct ApprovedImage {
 /// Container → image of a release's instances.
 fn images_of(desired: &Desired) -> BTreeMap<String, ApprovedImage> {
     desired
-        .instances()
-        .map(|i| {
+        .images()
+        .into_iter()
+        .map(|(container, (image, digest))| {
             let image = ApprovedImage {
-                image: i.image.clone(),
-                digest: i.digest.clone(),
+                image: image.to_owned(),
+                digest: digest.to_owned(),
             };
-            (i.container.to_string(), image)
+            (container.to_string(), image)
         })
         .collect()
 }
 
 /// Container → digest of a release's instances.
 fn digests_of(desired: &Desired) -> BTreeMap<String, String> {
-    desired
-        .instances()
-        .map(|i| (i.container.to_string(), i.digest.clone()))
-        .collect()
+    desired.digests()
 }
 
 /// Why `cookbook approve` recorded nothing.

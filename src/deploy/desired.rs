@@ -107,11 +107,17 @@ pub struct Instance {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub listens: Vec<Listen>,
     /// Another container of the stage depends on it (a Kubernetes Service even without ports).
-    #[serde(default)]
+    /// A release recorded before pods does not say: then it may be, so that restoring it keeps
+    /// the Service its dependents resolve (a headless one, when it listens on nothing).
+    #[serde(default = "unknown_is_depended_on")]
     pub depended_on: bool,
     /// The stage's Ingress for it (Kubernetes sites).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ingress: Option<Ingress>,
+}
+
+fn unknown_is_depended_on() -> bool {
+    true
 }
 
 /// A port a container listens on.
@@ -161,6 +167,28 @@ impl Desired {
         self.waves.iter().flatten()
     }
 
+    /// Every image the stage runs, once per container: its instances' and their pods' members'
+    /// (container → (image reference, digest)). What approvals, attestations, progression and
+    /// release ids judge: a sidecar's image is as much the release as its main container's.
+    pub fn images(&self) -> BTreeMap<&Name, (&str, &str)> {
+        let mut out = BTreeMap::new();
+        for i in self.instances() {
+            out.insert(&i.container, (i.image.as_str(), i.digest.as_str()));
+            for m in &i.members {
+                out.insert(&m.container, (m.image.as_str(), m.digest.as_str()));
+            }
+        }
+        out
+    }
+
+    /// Container → digest of every image the stage runs ([`Desired::images`]).
+    pub fn digests(&self) -> BTreeMap<String, String> {
+        self.images()
+            .into_iter()
+            .map(|(c, (_, digest))| (c.to_string(), digest.to_owned()))
+            .collect()
+    }
+
     /// Every secret the stage's containers reference (instances and their pods' members).
     pub fn secrets(&self) -> BTreeSet<&SecretRef> {
         let mut out = BTreeSet::new();
@@ -199,6 +227,20 @@ impl Desired {
             for (i, instance) in instances.iter_mut().enumerate() {
                 let n = self.replica(&self.waves[wave][i]);
                 instance.name = instance_name(project, site, stage, instance.container.as_str(), n);
+                // A release recorded before `listens` existed: the container side of its
+                // published ports (a record since then lists those among `listens` already).
+                if instance.listens.is_empty() {
+                    instance.listens = instance
+                        .ports
+                        .iter()
+                        .map(|p| Listen {
+                            port: p.container,
+                            protocol: p.protocol.clone(),
+                        })
+                        .collect();
+                    instance.listens.sort();
+                    instance.listens.dedup();
+                }
                 for m in &mut instance.members {
                     m.name = member_name(&instance.name, m.role, m.container.as_str());
                 }
@@ -958,6 +1000,40 @@ mod tests {
             "{record}"
         );
         assert_eq!(serde_json::from_str::<Desired>(&record).unwrap(), d);
+    }
+
+    /// A release recorded before pods (no `listens`, `depended_on`, members) still reads, and
+    /// restores with a Service for every container (headless without ports) and its published
+    /// ports' container side as what it listens on.
+    #[test]
+    fn a_release_recorded_before_pods_restores_its_services() {
+        let crate::load::Parsed { cookbook, plan } =
+            crate::load::parse(COOKBOOK.as_bytes()).unwrap();
+        let l = lock(&[("db", "sha256:1"), ("api", "sha256:2"), ("web", "sha256:3")]);
+        let d = desired(&cookbook, &plan, &l, "here", "prod").unwrap();
+        let mut old = serde_json::to_value(&d).unwrap();
+        for i in old["waves"]
+            .as_array_mut()
+            .unwrap()
+            .iter_mut()
+            .flat_map(|w| w.as_array_mut().unwrap())
+        {
+            let i = i.as_object_mut().unwrap();
+            i.remove("depended_on");
+            i.remove("listens");
+            i.insert(
+                "ports".to_owned(),
+                json!([{"host_ip": null, "host": 8080, "container": 80, "protocol": "tcp"}]),
+            );
+        }
+        let read: Desired = serde_json::from_value(old).unwrap();
+        let restored = read.with_current_names();
+        assert!(restored.instances().all(|i| i.depended_on));
+        assert!(restored.instances().all(|i| i.listens
+            == vec![Listen {
+                port: 80,
+                protocol: "tcp".to_owned()
+            }]));
     }
 
     const PRE_POD_API_HASH: &str =

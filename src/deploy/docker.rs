@@ -922,16 +922,18 @@ impl Backend for DockerSite {
         units: &[String],
     ) -> Result<Result<(), Unhealthy>, BackendError> {
         let deployer = self.deployer();
-        // Every unit of the wave is waited for at once; the first (in wave order) that cannot
-        // become healthy is the wave's answer.
-        let waits = desired.waves[wave]
+        // Every unit of the wave is waited for at once; the first that cannot become healthy is
+        // the wave's answer, at once (the others' waits are dropped), so a rollback need not
+        // wait for the slowest unit's deadline.
+        let mut waits: futures_util::stream::FuturesUnordered<_> = desired.waves[wave]
             .iter()
             .filter(|i| units.contains(&i.name))
             .map(|instance| {
                 let deployer = &deployer;
                 async move { (instance, deployer.wait_healthy(instance).await) }
-            });
-        for (instance, waited) in futures_util::future::join_all(waits).await {
+            })
+            .collect();
+        while let Some((instance, waited)) = waits.next().await {
             if let Err(why) = waited? {
                 return Ok(Err(Unhealthy {
                     unit: instance.name.clone(),

@@ -50,12 +50,7 @@ pub struct Release {
 impl Release {
     /// The id of the images this release runs (container → digest).
     pub fn images(&self) -> String {
-        let digests: BTreeMap<String, String> = self
-            .desired
-            .instances()
-            .map(|i| (i.container.to_string(), i.digest.clone()))
-            .collect();
-        crate::deploy::approvals::images_id(&digests)
+        crate::deploy::approvals::images_id(&self.desired.digests())
     }
 }
 

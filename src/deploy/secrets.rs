@@ -46,6 +46,13 @@ pub enum SecretError {
     },
     #[error("secret {reference}: {path} is not UTF-8 text, which an environment value must be")]
     NotText { reference: String, path: PathBuf },
+    /// Two references would read one environment variable: neither could be told apart.
+    #[error("secrets {first} and {second} would both be read from the environment variable {variable}; rename one")]
+    Ambiguous {
+        first: String,
+        second: String,
+        variable: String,
+    },
 }
 
 /// Where a site's secrets come from.
@@ -85,7 +92,17 @@ pub fn resolve<'a>(
     env: impl Fn(&str) -> Option<String>,
 ) -> Result<BTreeMap<SecretRef, Value>, SecretError> {
     let mut out = BTreeMap::new();
+    let mut variables: BTreeMap<String, &SecretRef> = BTreeMap::new();
     for reference in references {
+        if let Some(first) = variables.insert(variable(reference), reference) {
+            if first != reference {
+                return Err(SecretError::Ambiguous {
+                    first: first.to_string(),
+                    second: reference.to_string(),
+                    variable: variable(reference),
+                });
+            }
+        }
         let from_file = match &source.directory {
             Some(dir) => read_file(dir, reference)?,
             None => None,
@@ -181,6 +198,10 @@ mod tests {
         let message = missing.to_string();
         assert!(message.contains("secret db/user is not set"), "{message}");
         assert!(message.contains("COOKBOOK_SECRET_DB_USER"), "{message}");
+
+        let twins = [r("db-x/k"), r("db.x/k")];
+        let ambiguous = resolve(&twins, &source, env).unwrap_err().to_string();
+        assert!(ambiguous.contains("COOKBOOK_SECRET_DB_X_K"), "{ambiguous}");
 
         std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
         let exposed = resolve(&refs[..1], &source, env).unwrap_err().to_string();

@@ -323,10 +323,7 @@ pub async fn check_progression(
     desired: &Desired,
     options: &ConnectOptions,
 ) -> Result<(), DeployError> {
-    let digests: BTreeMap<String, String> = desired
-        .instances()
-        .map(|i| (i.container.to_string(), i.digest.clone()))
-        .collect();
+    let digests: BTreeMap<String, String> = desired.digests();
     let lifecycle = &cookbook.lifecycle;
     let position = lifecycle
         .stages
@@ -360,7 +357,7 @@ async fn healthy_in(
     digests: &BTreeMap<String, String>,
     options: &ConnectOptions,
 ) -> Result<(), DeployError> {
-    let lock = lock_of(cookbook, desired.instances())?;
+    let lock = lock_of(cookbook, desired)?;
     // The plan of a cookbook that loaded (its problems were reported then).
     let (plan, _) =
         crate::graph::Plan::build(&cookbook.containers, &cookbook.packaging.build_order);
@@ -407,30 +404,26 @@ async fn healthy_in(
 /// A lock holding exactly the images of `instances`. Their names and digests came from a lock
 /// (through the release records), and are read as strictly as a lock's: the content tag is the
 /// input hash, the digest a sha256 digest.
-fn lock_of<'a>(
-    cookbook: &Cookbook,
-    instances: impl Iterator<Item = &'a crate::deploy::desired::Instance>,
-) -> Result<Lock, DeployError> {
+fn lock_of(cookbook: &Cookbook, desired: &Desired) -> Result<Lock, DeployError> {
     let mut lock = Lock::new(&cookbook.project.name);
-    for i in instances {
+    for (container, (image, digest)) in desired.images() {
         let bad = |what: &str| {
             DeployError::Failed(format!(
-                "the recorded image of {} is not {what}: {} ({})",
-                i.container,
-                crate::diagnostic::excerpt(&i.image),
-                crate::diagnostic::excerpt(&i.digest)
+                "the recorded image of {container} is not {what}: {} ({})",
+                crate::diagnostic::excerpt(image),
+                crate::diagnostic::excerpt(digest)
             ))
         };
         let image =
-            crate::oci::WrittenReference::parse(&i.image).map_err(|_| bad("an image reference"))?;
+            crate::oci::WrittenReference::parse(image).map_err(|_| bad("an image reference"))?;
         let input_hash = image
             .reference()
             .tag()
             .and_then(crate::hash::InputHash::parse)
             .ok_or_else(|| bad("tagged with its input hash"))?;
-        let digest = crate::oci::Digest::parse(&i.digest).map_err(|_| bad("a digest"))?;
+        let digest = crate::oci::Digest::parse(digest).map_err(|_| bad("a digest"))?;
         lock.containers.insert(
-            i.container.clone(),
+            container.clone(),
             LockedImage {
                 input_hash,
                 image,
@@ -729,7 +722,7 @@ pub fn promoted_lock(
             help: Some("`cookbook releases --site SITE` lists what is recorded".to_owned()),
         });
     };
-    lock_of(cookbook, current.desired.instances())
+    lock_of(cookbook, &current.desired)
 }
 
 /// `cookbook site detect`: what the target offers (`None`: it cannot be observed).

@@ -347,14 +347,20 @@ fn require_attestations(
     let mut seen = std::collections::BTreeSet::new();
     super::runtime()?.block_on(async {
         let client = crate::registry::RegistryClient::new()?;
-        for instance in desired.waves.iter().flatten() {
-            if !seen.insert(instance.container.clone()) {
+        // Every image of the release: pods' init containers and sidecars too.
+        for (container, (image, digest)) in desired.images() {
+            if !seen.insert(container.clone()) {
                 continue;
             }
-            let reasons = instance_reasons(&client, &key, instance, &prints, &pins, &contains);
+            let running = Running {
+                container,
+                image,
+                digest,
+            };
+            let reasons = image_reasons(&client, &key, &running, &prints, &pins, &contains);
             let reasons = reasons.await?;
             if !reasons.is_empty() {
-                refused.push((instance.container.to_string(), reasons));
+                refused.push((container.to_string(), reasons));
             }
         }
         Ok::<_, Error>(())
@@ -369,10 +375,17 @@ fn require_attestations(
 }
 
 /// Why one instance's image is not vouched for (see [`require_attestations`]).
-async fn instance_reasons(
+/// An image a release runs, for its container.
+struct Running<'a> {
+    container: &'a crate::model::Name,
+    image: &'a str,
+    digest: &'a str,
+}
+
+async fn image_reasons(
     client: &crate::registry::RegistryClient,
     key: &crate::attest::key::PublicKey,
-    instance: &crate::deploy::desired::Instance,
+    instance: &Running<'_>,
     prints: &std::collections::BTreeMap<crate::model::Name, crate::hash::Fingerprint>,
     pins: &crate::hash::BasePins,
     contains: &(dyn Fn(&str) -> Option<bool> + Sync),
@@ -380,19 +393,19 @@ async fn instance_reasons(
     use crate::verify::{attestations, Reason};
     let not_published = || {
         vec![Reason::NotPublished {
-            image: instance.image.clone(),
+            image: instance.image.to_owned(),
         }]
     };
     let (Ok(image), Ok(digest)) = (
-        crate::oci::WrittenReference::parse(&instance.image),
-        crate::oci::Digest::parse(&instance.digest),
+        crate::oci::WrittenReference::parse(instance.image),
+        crate::oci::Digest::parse(instance.digest),
     ) else {
         return Ok(not_published());
     };
     if crate::model::is_local_image(image.as_str()) {
         return Ok(not_published());
     }
-    let Some(print) = prints.get(&instance.container) else {
+    let Some(print) = prints.get(instance.container) else {
         return Ok(vec![Reason::NotInCookbook]);
     };
     let expected = attestations::Expected {
@@ -634,10 +647,7 @@ impl Happened<'_> {
 
 /// Container → the digest `desired` runs it from.
 fn digests(desired: &Desired) -> BTreeMap<String, String> {
-    desired
-        .instances()
-        .map(|i| (i.container.to_string(), i.digest.clone()))
-        .collect()
+    desired.digests()
 }
 
 /// Appends `event` to `state_dir`'s event log; the warning to report when it cannot be.
@@ -766,11 +776,7 @@ pub fn releases(ws: &Workspace, site: &str) -> Result<ReleasesReport, Error> {
                 .into_iter()
                 .enumerate()
                 .map(|(i, r)| ReleaseRow {
-                    containers: r
-                        .desired
-                        .instances()
-                        .map(|i| (i.container.to_string(), i.digest.clone()))
-                        .collect(),
+                    containers: r.desired.digests().into_iter().collect(),
                     release: r.release,
                     deployed_at: r.deployed_at,
                     rolled_back_from: r.rolled_back_from,
@@ -944,10 +950,7 @@ fn signed_approval(ws: &Workspace, state_dir: &Path, desired: &Desired) -> Resul
         .map_err(|unreadable| unreadable_approvers(ws, &unreadable))?;
     let path = approvals::Approvals::path(state_dir);
     let recorded = approvals::Approvals::load(&path).map_err(DeployError::from)?;
-    let digests: BTreeMap<String, String> = desired
-        .instances()
-        .map(|i| (i.container.to_string(), i.digest.clone()))
-        .collect();
+    let digests: BTreeMap<String, String> = desired.digests();
     let project = cookbook.project.name.as_str();
     let mut candidates: Vec<approvals::Candidate> = approvals::covering(&recorded, stage, &digests)
         .into_iter()
@@ -984,13 +987,13 @@ fn signed_approval(ws: &Workspace, state_dir: &Path, desired: &Desired) -> Resul
 /// once (the same approval is attached to every image it approves).
 fn attached_approvals(desired: &Desired) -> Result<Vec<approvals::Candidate>, Error> {
     let mut published = BTreeMap::new();
-    for i in desired.instances() {
+    for (container, (image, digest)) in desired.images() {
         let image = approvals::ApprovedImage {
-            image: i.image.clone(),
-            digest: i.digest.clone(),
+            image: image.to_owned(),
+            digest: digest.to_owned(),
         };
         if let Some(p) = approval_referrers::published(&image) {
-            published.entry(i.container.to_string()).or_insert(p);
+            published.entry(container.to_string()).or_insert(p);
         }
     }
     if published.is_empty() {

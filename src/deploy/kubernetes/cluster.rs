@@ -14,9 +14,9 @@
 //! watcher: one LIST and one long-lived WATCH each, no polling) until its rollout is complete
 //! or its progress deadline is exceeded. What is no longer wanted is reported per object,
 //! `deployment/NAME`, `service/NAME`, `ingress/NAME`, … (a Service goes when nothing needs it
-//! any more, while its Deployment stays), except a PersistentVolumeClaim of a container still
-//! in the stage: its data outlives redeploys and rollbacks, and only a container leaving the
-//! stage takes its claims with it. `remove` deletes only those, listed again by our labels and
+//! any more, while its Deployment stays), except a PersistentVolumeClaim: its data outlives
+//! redeploys, new images, its container leaving the stage and rollbacks (never pruned, as a
+//! Docker site's persistent volume). `remove` deletes only those, listed again by our labels and
 //! deleted with their uid as a precondition, so an object recreated under that name meanwhile
 //! is not ours to delete. A kind the cluster does not serve (404 on its LIST) holds nothing of
 //! ours.
@@ -983,25 +983,17 @@ impl Live {
 
     /// Our objects no unit wants, kind by kind (`deployment/NAME`): a Service goes when its
     /// container stops listening and nothing depends on it, while its Deployment stays. A
-    /// PersistentVolumeClaim of a container still in the stage stays even when no unit wants
-    /// it (its data outlives a redeploy, a volume dropped from the pod, a rollback to a
-    /// release without it); one of a container that left the stage goes with the rest.
-    fn orphans(&self, desired: &Desired, objects: &Objects) -> Vec<String> {
+    /// PersistentVolumeClaim is never one: its data outlives a redeploy, a volume dropped from
+    /// the pod, its container leaving the stage and a rollback to a release without it (which
+    /// would otherwise come back to an empty claim), as a Docker site's persistent volume does;
+    /// deleting one is its owner's decision (`kubectl delete pvc`).
+    fn orphans(&self, objects: &Objects) -> Vec<String> {
         let units = || objects.waves.iter().flatten();
         let wanted = |names: Vec<&str>, live: Vec<&String>, kind: &str| -> Vec<String> {
             live.into_iter()
                 .filter(|n| !names.contains(&n.as_str()))
                 .map(|n| format!("{kind}/{n}"))
                 .collect()
-        };
-        let kept_claim = |c: &PersistentVolumeClaim| {
-            desired.instances().any(|i| {
-                owner(
-                    desired,
-                    Some(i.container.as_str()),
-                    c.metadata.labels.as_ref(),
-                ) == Owner::Ours
-            })
         };
         let mut out = Vec::new();
         out.extend(wanted(
@@ -1013,15 +1005,6 @@ impl Live {
             names(units().filter_map(|u| u.service.as_ref())),
             self.services.keys().collect(),
             SERVICE,
-        ));
-        out.extend(wanted(
-            names(units().flat_map(|u| u.claims.iter())),
-            self.claims
-                .iter()
-                .filter(|(_, c)| !kept_claim(c))
-                .map(|(n, _)| n)
-                .collect(),
-            CLAIM,
         ));
         out.extend(wanted(
             names(units().filter_map(|u| u.ingress.as_ref())),
@@ -1130,7 +1113,7 @@ impl Backend for KubeSite {
             }
             out.waves.push(apply);
         }
-        out.orphans = live.orphans(desired, &objects);
+        out.orphans = live.orphans(&objects);
         Ok(out)
     }
 
@@ -1352,7 +1335,7 @@ mod tests {
                 claim("p-s-dev-db-data", "db", &db_hash),
                 // A volume db no longer declares: its data stays.
                 claim("p-s-dev-db-old", "db", "x"),
-                // The claim of a container that left the stage goes with it.
+                // Nor the claim of a container that left the stage: a rollback may want it.
                 claim("p-s-dev-gone-data", "gone", "x"),
             ]),
             ingresses: BTreeMap::new(),
@@ -1371,13 +1354,7 @@ mod tests {
             },
         );
         assert!(live.unchanged(db));
-        assert_eq!(
-            live.orphans(&desired, &objects),
-            vec![
-                "deployment/p-s-dev-gone",
-                "persistentvolumeclaim/p-s-dev-gone-data"
-            ]
-        );
+        assert_eq!(live.orphans(&objects), vec!["deployment/p-s-dev-gone"]);
         // Its claim with another hash, or missing: changed.
         live.claims
             .extend([claim("p-s-dev-db-data", "db", "other")]);

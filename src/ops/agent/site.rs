@@ -114,12 +114,7 @@ pub fn stage_views(
                 name: stage,
                 release: current.map(|r| r.release.clone()),
                 deployed_at: current.map(|r| r.deployed_at.clone()),
-                images: current.map_or_else(BTreeMap::new, |r| {
-                    r.desired
-                        .instances()
-                        .map(|i| (i.container.to_string(), i.digest.clone()))
-                        .collect()
-                }),
+                images: current.map_or_else(BTreeMap::new, |r| r.desired.digests()),
                 containers,
                 in_sync,
                 error,
