@@ -988,6 +988,16 @@ impl DockerSite {
         Deployer::new(&self.engine)
     }
 
+    /// Makes sure of the stage's network once per site and network name.
+    async fn ensure_network(&self, desired: &Desired) -> Result<(), BackendError> {
+        let mut network = self.progress.network.lock().await;
+        if network.as_deref() != Some(desired.network.as_str()) {
+            self.deployer().ensure_network(desired).await?;
+            *network = Some(desired.network.clone());
+        }
+        Ok(())
+    }
+
     /// An environment (an instance's or a member's) with its secrets' values (read by
     /// `prepare`).
     fn environment(
@@ -1035,8 +1045,8 @@ impl Backend for DockerSite {
             std::env::var(v).ok()
         })?;
         *self.resolved.lock().expect("not poisoned") = values;
-        // The network is made sure of by the first `apply`: a deploy that changes nothing asks
-        // the engine for nothing but its list of containers.
+        // The network is made sure of by `changes` when something will be created: a deploy
+        // that changes nothing asks the engine for nothing but its list of containers.
         Ok(())
     }
 
@@ -1044,7 +1054,14 @@ impl Backend for DockerSite {
         let deployer = self.deployer();
         let ours = deployer.running(desired).await?;
         deployer.check_names(desired, &ours).await?;
-        Ok(changes(desired, &ours))
+        let changes = changes(desired, &ours);
+        // Something will be created: the network must be ours before anything changes (a
+        // namesake stops the deploy here, with nothing replaced); an unchanged deploy never
+        // asks about it.
+        if changes.waves.iter().any(|w| !w.is_empty()) {
+            self.ensure_network(desired).await?;
+        }
+        Ok(changes)
     }
 
     async fn apply(
@@ -1054,13 +1071,7 @@ impl Backend for DockerSite {
         units: &[String],
     ) -> Result<(), BackendError> {
         let deployer = self.deployer();
-        {
-            let mut network = self.progress.network.lock().await;
-            if network.as_deref() != Some(desired.network.as_str()) {
-                deployer.ensure_network(desired).await?;
-                *network = Some(desired.network.clone());
-            }
-        }
+        self.ensure_network(desired).await?;
         self.progress
             .applied
             .store(true, std::sync::atomic::Ordering::Relaxed);
