@@ -208,6 +208,19 @@ fn docker_status(out: &mut dyn Write, report: &StatusReport<InstanceStatus>) {
                 .as_ref()
                 .map_or_else(|| "-".to_owned(), services_text)
         );
+        // Its pod's members, one indented line each under it.
+        for m in &s.members {
+            let _ = writeln!(
+                out,
+                "    {:<26} {:<10} {:<10} {}{}",
+                m.name,
+                m.state,
+                m.health,
+                m.role,
+                m.exit_code
+                    .map_or_else(String::new, |c| format!(" (exit code {c})"))
+            );
+        }
     }
     for s in &report.containers {
         if let Some(note) = s.services.as_ref().and_then(|x| x.note.as_ref()) {

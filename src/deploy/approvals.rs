@@ -1428,6 +1428,7 @@ mod live {
             running_image: image.map(str::to_owned),
             drift: false,
             services: None,
+            members: Vec::new(),
         }
     }
 

@@ -42,6 +42,7 @@ mod normalize;
 mod paths;
 mod pinning;
 mod plan;
+mod pods;
 mod published;
 mod readme;
 mod referrers;

@@ -39,13 +39,15 @@ use bollard::query_parameters::{
 };
 use futures_util::StreamExt;
 
+mod pod;
+
 use crate::deploy::backend::{Backend, BackendError, Unhealthy};
 use crate::deploy::desired::{changes, replaced_by, Changes, Desired, Instance, Running};
 use crate::deploy::detect::Detected;
 use crate::deploy::services::{classify, listening_ports, main_tree, Services};
 use crate::engine::{DockerEngine, EngineError};
 use crate::labels::{Scheme, CURRENT, SCHEMES};
-use crate::model::lifecycle::Probe;
+use crate::model::lifecycle::{Health, Probe};
 use crate::model::pod::EnvValue;
 
 /// What the engine says about one desired instance (`cookbook status`; serialized, a row of its
@@ -68,12 +70,39 @@ pub struct InstanceStatus {
     pub drift: bool,
     /// What it offers (listening ports, processes, their classes), when it runs.
     pub services: Option<Services>,
+    /// Its pod's members (init containers first, then sidecars); empty for a pod of one.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub members: Vec<MemberStatus>,
+}
+
+/// What the engine says about one member of an instance's pod (a row under its instance).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct MemberStatus {
+    /// The engine's container name (`<instance>-<role>-<container>`).
+    pub name: String,
+    /// The cookbook's container.
+    pub container: String,
+    /// `init` or `sidecar`.
+    pub role: String,
+    /// `missing` when the engine has no such container of ours.
+    pub state: String,
+    /// `healthy`, `unhealthy`, `starting`, or `none` (no probe).
+    pub health: String,
+    /// How an init container ended (`None`: it has not, or it is a sidecar that runs).
+    pub exit_code: Option<i64>,
 }
 
 impl InstanceStatus {
-    /// Running what the lock wants, and not unhealthy.
+    /// Running what the lock wants, and not unhealthy, its sidecars running and its init
+    /// containers done with exit code 0.
     pub fn in_sync(&self) -> bool {
-        !self.drift && self.health != "unhealthy" && self.state == "running"
+        !self.drift
+            && self.health != "unhealthy"
+            && self.state == "running"
+            && self.members.iter().all(|m| match m.role.as_str() {
+                "init" => m.exit_code == Some(0),
+                _ => m.state == "running" && m.health != "unhealthy",
+            })
     }
 
     /// The row of an instance nothing of ours runs for: `state` says why (`missing`, `foreign`).
@@ -89,6 +118,7 @@ impl InstanceStatus {
             running_image: None,
             drift: true,
             services: None,
+            members: Vec::new(),
         }
     }
 }
@@ -100,15 +130,15 @@ fn nanos(d: Duration) -> i64 {
     i64::try_from(d.as_nanos()).unwrap_or(i64::MAX)
 }
 
-/// The HEALTHCHECK of an instance (`None` when it has no probe).
-fn healthcheck(instance: &Instance) -> Option<HealthConfig> {
+/// The HEALTHCHECK of a probe (`None` when there is none).
+fn healthcheck(health: &Health) -> Option<HealthConfig> {
     let exec = |argv: &[&str]| -> Vec<String> {
         std::iter::once("CMD")
             .chain(argv.iter().copied())
             .map(str::to_owned)
             .collect()
     };
-    let test = match &instance.health.probe {
+    let test = match &health.probe {
         Probe::Running => return None,
         Probe::Command(argv) => [vec!["CMD".to_owned()], argv.clone()].concat(),
         Probe::Shell(s) => vec!["CMD-SHELL".to_owned(), s.clone()],
@@ -131,7 +161,7 @@ fn healthcheck(instance: &Instance) -> Option<HealthConfig> {
             "true",
         ]),
     };
-    let h = &instance.health;
+    let h = health;
     Some(HealthConfig {
         test: Some(test),
         interval: Some(nanos(h.interval)),
@@ -144,8 +174,7 @@ fn healthcheck(instance: &Instance) -> Option<HealthConfig> {
 }
 
 /// The longest a wave may take to become healthy: every retry timing out, plus the grace period.
-fn health_deadline(instance: &Instance) -> Duration {
-    let h = &instance.health;
+fn health_deadline(h: &Health) -> Duration {
     h.grace + (h.interval + h.timeout) * (h.retries + 1) + Duration::from_secs(5)
 }
 
@@ -196,6 +225,17 @@ fn config_hash(desired: &Desired, labels: &HashMap<String, String>) -> Option<St
     scheme_of(desired, labels)
         .filter(|s| *s == CURRENT)
         .and_then(|s| labels.get(s.config_hash).cloned())
+}
+
+/// The engine's `name` filter (a regular expression over `/<name>`) that narrows a list to the
+/// names a stage's containers have, today's and the earlier site-less ones.
+fn name_pattern(desired: &Desired) -> String {
+    format!(
+        "^/{}-({}-)?{}-",
+        regex::escape(desired.project.as_str()),
+        regex::escape(desired.site.as_str()),
+        regex::escape(desired.stage.as_str())
+    )
 }
 
 /// docker compose's labels (what `docker compose` puts on every container and network it makes).
@@ -256,19 +296,15 @@ impl<'a> Deployer<'a> {
     }
 
     /// The engine's containers of this project, stage and site (another site deploying to the
-    /// same engine keeps its own: they are never this deploy's orphans), each once.
-    /// One list call, whatever the label scheme: listed by the names deploy gives (today's
-    /// `<project>-<site>-<stage>-…` and an earlier version's `<project>-<stage>-…`, a regexp the
-    /// engine matches), then kept only when their labels, in a scheme deploy recognises, say
-    /// they are ours. An unchanged deploy costs this one call.
+    /// same engine keeps its own: they are never this deploy's orphans); a pod's members are
+    /// not units of their own, and are not listed.
+    /// One list call, by name (today's `<project>-<site>-<stage>-…` and the earlier
+    /// `<project>-<stage>-…`), then kept when its labels say it is ours under any scheme deploy
+    /// recognises (an upgrade finds what an earlier version deployed): the name filter is only
+    /// a narrowing, ownership is the labels'.
     pub async fn running(&self, desired: &Desired) -> Result<Vec<Running>, EngineError> {
-        let names = format!(
-            "^/{}-({}-)?{}-",
-            regex::escape(desired.project.as_str()),
-            regex::escape(desired.site.as_str()),
-            regex::escape(desired.stage.as_str())
-        );
-        let filters = HashMap::from([("name".to_owned(), vec![names])]);
+        let mut out: Vec<Running> = Vec::new();
+        let filters = HashMap::from([("name".to_owned(), vec![name_pattern(desired)])]);
         let list = self
             .engine
             .client()
@@ -279,25 +315,27 @@ impl<'a> Deployer<'a> {
             }))
             .await
             .map_err(self.err("list containers"))?;
-        let mut out: Vec<Running> = Vec::new();
-        for c in list {
-            let (Some(id), Some(name)) = (c.id, c.names.and_then(|n| n.into_iter().next())) else {
-                continue;
-            };
-            let labels = c.labels.unwrap_or_default();
-            let Some(scheme) = scheme_of(desired, &labels) else {
-                continue;
-            };
-            if out.iter().any(|r| r.id == id) {
-                continue;
+        {
+            for c in list {
+                let (Some(id), Some(name)) = (c.id, c.names.and_then(|n| n.into_iter().next()))
+                else {
+                    continue;
+                };
+                let labels = c.labels.unwrap_or_default();
+                let Some(scheme) = scheme_of(desired, &labels) else {
+                    continue;
+                };
+                if labels.contains_key(crate::labels::deploy::POD) {
+                    continue;
+                }
+                out.push(Running {
+                    id,
+                    name: name.trim_start_matches('/').to_owned(),
+                    container: labels.get(scheme.container).cloned(),
+                    config_hash: config_hash(desired, &labels),
+                    running: c.state.is_some_and(|s| s.to_string() == "running"),
+                });
             }
-            out.push(Running {
-                id,
-                name: name.trim_start_matches('/').to_owned(),
-                container: labels.get(scheme.container).cloned(),
-                config_hash: config_hash(desired, &labels),
-                running: c.state.is_some_and(|s| s.to_string() == "running"),
-            });
         }
         Ok(out)
     }
@@ -415,15 +453,14 @@ impl<'a> Deployer<'a> {
 
     /// The image to run: the lock's digest as a registry digest of its repository, else as a
     /// local image id; pulled by digest when the engine has neither.
-    async fn image(&self, instance: &Instance) -> Result<String, EngineError> {
+    async fn image_of(&self, image: &str, digest: &str) -> Result<String, EngineError> {
         let docker = self.engine.client();
-        let repository = instance
-            .image
+        let repository = image
             .rsplit_once(':')
             .filter(|(repo, tag)| !tag.contains('/') && !repo.is_empty())
-            .map_or(instance.image.as_str(), |(repo, _)| repo);
-        let by_digest = format!("{repository}@{}", instance.digest);
-        for candidate in [&by_digest, &instance.digest] {
+            .map_or(image, |(repo, _)| repo);
+        let by_digest = format!("{repository}@{digest}");
+        for candidate in [by_digest.as_str(), digest] {
             if let Ok(found) = docker.inspect_image(candidate).await {
                 if let Some(id) = found.id {
                     return Ok(id);
@@ -448,8 +485,15 @@ impl<'a> Deployer<'a> {
         Ok(found.id.unwrap_or(by_digest))
     }
 
-    /// Removes one of the stage's containers by its id (as listed with the stage's labels).
-    async fn remove(&self, ours: &Running) -> Result<(), EngineError> {
+    /// Removes one of the stage's containers by its id (as listed with the stage's labels), with
+    /// its pod's members and scratch volumes.
+    async fn remove(&self, desired: &Desired, ours: &Running) -> Result<(), EngineError> {
+        self.remove_pod(desired, &ours.name).await?;
+        self.remove_main(ours).await?;
+        self.remove_pod_volumes(desired, &ours.name).await
+    }
+
+    async fn remove_main(&self, ours: &Running) -> Result<(), EngineError> {
         match self
             .engine
             .client()
@@ -470,17 +514,35 @@ impl<'a> Deployer<'a> {
         }
     }
 
-    /// Creates and starts `instance`, first removing the containers of ours it replaces.
+    /// Creates and starts `instance` and its pod, first removing the containers of ours it
+    /// replaces; `Ok(Err(why))`: an init container failed, and the main container was not
+    /// created. `member_envs`: each member's environment, in `instance.members`' order.
     async fn create_and_start(
         &self,
         desired: &Desired,
         instance: &Instance,
         env: &[String],
+        member_envs: &[Vec<String>],
         replaces: &[&Running],
-    ) -> Result<(), BackendError> {
-        let image = self.image(instance).await?;
+    ) -> Result<Result<(), String>, BackendError> {
+        let image = self.image_of(&instance.image, &instance.digest).await?;
         for old in replaces {
-            self.remove(old).await?;
+            self.remove(desired, old).await?;
+        }
+        let pod = !instance.members.is_empty() || !instance.volumes.is_empty();
+        if pod {
+            // What a failed attempt left (its init containers, its scratch volumes) when no main
+            // container was there to be replaced.
+            self.remove_pod(desired, &instance.name).await?;
+            self.remove_pod_volumes(desired, &instance.name).await?;
+            self.ensure_volumes(desired, instance).await?;
+            let deadline = health_deadline(&instance.health);
+            if let Err(why) = self
+                .run_init(desired, instance, member_envs, deadline)
+                .await?
+            {
+                return Ok(Err(why));
+            }
         }
         let port_bindings: HashMap<String, Option<Vec<PortBinding>>> = instance
             .ports
@@ -499,7 +561,7 @@ impl<'a> Deployer<'a> {
             image: Some(image),
             env: (!env.is_empty()).then(|| env.to_vec()),
             labels: Some(desired.labels(Some(instance)).into_iter().collect()),
-            healthcheck: healthcheck(instance),
+            healthcheck: healthcheck(&instance.health),
             exposed_ports: (!port_bindings.is_empty())
                 .then(|| port_bindings.keys().cloned().collect()),
             host_config: Some(HostConfig {
@@ -507,6 +569,7 @@ impl<'a> Deployer<'a> {
                 port_bindings: (!port_bindings.is_empty()).then_some(port_bindings),
                 nano_cpus: instance.nano_cpus,
                 memory: instance.memory,
+                mounts: pod::mounts(desired, instance, &instance.mounts),
                 restart_policy: Some(RestartPolicy {
                     name: Some(RestartPolicyNameEnum::UNLESS_STOPPED),
                     maximum_retry_count: None,
@@ -552,17 +615,58 @@ impl<'a> Deployer<'a> {
             .start_container(&created.id, None::<StartContainerOptions>)
             .await
             .map_err(self.err("start container"))?;
-        Ok(())
+        self.start_sidecars(desired, instance, member_envs, &created.id)
+            .await?;
+        Ok(Ok(()))
     }
 
-    /// Waits until `instance` is healthy; `Err(why)` when it cannot become so.
-    async fn wait_healthy(&self, instance: &Instance) -> Result<Result<(), String>, EngineError> {
-        let deadline = Instant::now() + health_deadline(instance);
+    /// Waits until `instance` and its sidecars are healthy; `Err(why)` when one cannot become so.
+    async fn wait_pod(&self, instance: &Instance) -> Result<Result<(), String>, EngineError> {
+        let deadline = Instant::now() + health_deadline(&instance.health);
+        let sidecars = instance
+            .members
+            .iter()
+            .filter(|m| m.role == crate::model::pod::Role::Sidecar);
+        let waits = std::iter::once(self.wait_healthy(&instance.name, &instance.health, deadline))
+            .chain(sidecars.map(|m| {
+                let deadline = deadline.max(Instant::now() + health_deadline(&m.health));
+                self.wait_healthy(&m.name, &m.health, deadline)
+            }));
+        let named = instance
+            .members
+            .iter()
+            .filter(|m| m.role == crate::model::pod::Role::Sidecar);
+        let names: Vec<Option<&str>> = std::iter::once(None)
+            .chain(named.map(|m| Some(m.container.as_str())))
+            .collect();
+        for (i, result) in futures_util::future::join_all(waits)
+            .await
+            .into_iter()
+            .enumerate()
+        {
+            if let Err(why) = result? {
+                return Ok(Err(match names[i] {
+                    None => why,
+                    Some(sidecar) => format!("its sidecar `{sidecar}`: {why}"),
+                }));
+            }
+        }
+        Ok(Ok(()))
+    }
+
+    /// Waits until the container `name` is healthy by `health`; `Err(why)` when it cannot
+    /// become so by `deadline`.
+    async fn wait_healthy(
+        &self,
+        name: &str,
+        health: &Health,
+        deadline: Instant,
+    ) -> Result<Result<(), String>, EngineError> {
         loop {
             let info = self
                 .engine
                 .client()
-                .inspect_container(&instance.name, None)
+                .inspect_container(name, None)
                 .await
                 .map_err(self.err("inspect container"))?;
             let state = info.state.unwrap_or_default();
@@ -583,7 +687,7 @@ impl<'a> Deployer<'a> {
                 }
                 // No probe: running, not restarting, for the grace period since it started.
                 None | Some(HealthStatusEnum::NONE) | Some(HealthStatusEnum::EMPTY)
-                    if up_for(state.started_at.as_deref()) >= instance.health.grace =>
+                    if up_for(state.started_at.as_deref()) >= health.grace =>
                 {
                     return Ok(Ok(()))
                 }
@@ -773,6 +877,7 @@ impl<'a> Deployer<'a> {
                         desired_image,
                         running_image,
                         services,
+                        members: Vec::new(),
                     }
                 }
                 Err(BollardError::DockerResponseServerError {
@@ -780,7 +885,56 @@ impl<'a> Deployer<'a> {
                 }) => InstanceStatus::absent(instance, "missing", desired_image),
                 Err(e) => return Err(self.engine.classify_error("inspect container", e)),
             };
-            out.push(status);
+            let members = self.member_status(desired, instance).await?;
+            out.push(InstanceStatus { members, ..status });
+        }
+        Ok(out)
+    }
+
+    /// Each member of `instance`'s pod as the engine has it.
+    async fn member_status(
+        &self,
+        desired: &Desired,
+        instance: &Instance,
+    ) -> Result<Vec<MemberStatus>, EngineError> {
+        let mut out = Vec::new();
+        for m in &instance.members {
+            let mut row = MemberStatus {
+                name: m.name.clone(),
+                container: m.container.to_string(),
+                role: m.role.as_str().to_owned(),
+                state: "missing".to_owned(),
+                health: "none".to_owned(),
+                exit_code: None,
+            };
+            match self.engine.client().inspect_container(&m.name, None).await {
+                Ok(info) => {
+                    let labels = info.config.and_then(|c| c.labels).unwrap_or_default();
+                    let of_pod = labels.get(crate::labels::deploy::POD) == Some(&instance.name);
+                    if !(is_ours(desired, &labels) && of_pod) {
+                        row.state = "foreign".to_owned();
+                    } else {
+                        let state = info.state.unwrap_or_default();
+                        row.state = state
+                            .status
+                            .map_or_else(|| "unknown".to_owned(), |s| s.to_string());
+                        if let Some(h) = state.health.and_then(|h| h.status) {
+                            let h = h.to_string();
+                            if !h.is_empty() {
+                                row.health = h;
+                            }
+                        }
+                        if state.running != Some(true) {
+                            row.exit_code = state.exit_code;
+                        }
+                    }
+                }
+                Err(BollardError::DockerResponseServerError {
+                    status_code: 404, ..
+                }) => {}
+                Err(e) => return Err(self.engine.classify_error("inspect container", e)),
+            }
+            out.push(row);
         }
         Ok(out)
     }
@@ -796,8 +950,19 @@ pub struct DockerSite {
     resolved: std::sync::Mutex<
         std::collections::BTreeMap<crate::model::pod::SecretRef, crate::deploy::secrets::Value>,
     >,
-    /// Whether `apply` changed anything (then `remove` prunes the stage's old networks).
-    changed: std::sync::atomic::AtomicBool,
+    /// What this deploy did so far (boxed: a `Site` holds either target's backend by value).
+    progress: Box<Progress>,
+}
+
+/// What a `DockerSite`'s deploy did so far, for its later steps.
+#[derive(Default)]
+struct Progress {
+    /// The network `apply` made sure of (once per site: an unchanged deploy never asks).
+    network: tokio::sync::Mutex<Option<String>>,
+    /// Units whose init container failed in `apply`: `wait` reports them (unit → why).
+    failed: std::sync::Mutex<std::collections::BTreeMap<String, String>>,
+    /// `apply` changed something: `remove` then also prunes networks of earlier names.
+    applied: std::sync::atomic::AtomicBool,
 }
 
 impl DockerSite {
@@ -807,7 +972,7 @@ impl DockerSite {
             engine: DockerEngine::connect_selected(selector).await?,
             secrets: crate::deploy::secrets::Source::default(),
             resolved: std::sync::Mutex::default(),
-            changed: std::sync::atomic::AtomicBool::new(false),
+            progress: Box::default(),
         })
     }
 
@@ -823,12 +988,24 @@ impl DockerSite {
         Deployer::new(&self.engine)
     }
 
-    /// `instance`'s environment with its secrets' values (read by `prepare`).
-    fn environment(&self, instance: &Instance) -> Result<Vec<String>, BackendError> {
+    /// Makes sure of the stage's network once per site and network name.
+    async fn ensure_network(&self, desired: &Desired) -> Result<(), BackendError> {
+        let mut network = self.progress.network.lock().await;
+        if network.as_deref() != Some(desired.network.as_str()) {
+            self.deployer().ensure_network(desired).await?;
+            *network = Some(desired.network.clone());
+        }
+        Ok(())
+    }
+
+    /// An environment (an instance's or a member's) with its secrets' values (read by
+    /// `prepare`).
+    fn environment(
+        &self,
+        env: &std::collections::BTreeMap<String, EnvValue>,
+    ) -> Result<Vec<String>, BackendError> {
         let resolved = self.resolved.lock().expect("not poisoned");
-        instance
-            .env
-            .iter()
+        env.iter()
             .map(|(k, v)| match v {
                 EnvValue::Text(t) => Ok(format!("{k}={t}")),
                 EnvValue::Secret { secret } => match resolved.get(secret) {
@@ -868,8 +1045,8 @@ impl Backend for DockerSite {
             std::env::var(v).ok()
         })?;
         *self.resolved.lock().expect("not poisoned") = values;
-        // The network is readied once `changes` finds something to start: an unchanged deploy
-        // costs one list call.
+        // The network is made sure of by `changes` when something will be created: a deploy
+        // that changes nothing asks the engine for nothing but its list of containers.
         Ok(())
     }
 
@@ -878,10 +1055,11 @@ impl Backend for DockerSite {
         let ours = deployer.running(desired).await?;
         deployer.check_names(desired, &ours).await?;
         let changes = changes(desired, &ours);
-        // Before the first wave, so that a network someone else holds refuses the deploy with
-        // nothing changed.
+        // Something will be created: the network must be ours before anything changes (a
+        // namesake stops the deploy here, with nothing replaced); an unchanged deploy never
+        // asks about it.
         if changes.waves.iter().any(|w| !w.is_empty()) {
-            deployer.ensure_network(desired).await?;
+            self.ensure_network(desired).await?;
         }
         Ok(changes)
     }
@@ -893,22 +1071,37 @@ impl Backend for DockerSite {
         units: &[String],
     ) -> Result<(), BackendError> {
         let deployer = self.deployer();
-        self.changed
+        self.ensure_network(desired).await?;
+        self.progress
+            .applied
             .store(true, std::sync::atomic::Ordering::Relaxed);
         // Listed again: what is replaced is what carries the stage's labels now.
         let ours = deployer.running(desired).await?;
-        // A wave's units depend only on earlier waves: started all at once, as compose does.
+        // The wave's units at once, as docker compose starts a wave's services: each is
+        // independent of the others (they depend on earlier waves only).
         let starts = desired.waves[wave]
             .iter()
             .filter(|i| units.contains(&i.name))
             .map(|instance| {
-                let replaces = replaced_by(desired, instance, &ours);
                 let deployer = &deployer;
+                let ours = &ours;
                 async move {
-                    let env = self.environment(instance)?;
-                    deployer
-                        .create_and_start(desired, instance, &env, &replaces)
-                        .await
+                    let replaces = replaced_by(desired, instance, ours);
+                    let env = self.environment(&instance.env)?;
+                    let member_envs = instance
+                        .members
+                        .iter()
+                        .map(|m| self.environment(&m.env))
+                        .collect::<Result<Vec<_>, _>>()?;
+                    let started = deployer
+                        .create_and_start(desired, instance, &env, &member_envs, &replaces)
+                        .await?;
+                    let mut failed = self.progress.failed.lock().expect("not poisoned");
+                    match started {
+                        Ok(()) => failed.remove(&instance.name),
+                        Err(why) => failed.insert(instance.name.clone(), why),
+                    };
+                    Ok::<(), BackendError>(())
                 }
             });
         futures_util::future::try_join_all(starts).await?;
@@ -922,38 +1115,59 @@ impl Backend for DockerSite {
         units: &[String],
     ) -> Result<Result<(), Unhealthy>, BackendError> {
         let deployer = self.deployer();
-        // Every unit of the wave is waited for at once; the first that cannot become healthy is
-        // the wave's answer, at once (the others' waits are dropped), so a rollback need not
-        // wait for the slowest unit's deadline.
-        let mut waits: futures_util::stream::FuturesUnordered<_> = desired.waves[wave]
+        let wave: Vec<&Instance> = desired.waves[wave]
             .iter()
             .filter(|i| units.contains(&i.name))
-            .map(|instance| {
-                let deployer = &deployer;
-                async move { (instance, deployer.wait_healthy(instance).await) }
-            })
             .collect();
-        while let Some((instance, waited)) = waits.next().await {
-            if let Err(why) = waited? {
+        {
+            let failed = self.progress.failed.lock().expect("not poisoned");
+            if let Some((unit, why)) = wave
+                .iter()
+                .find_map(|i| failed.get(&i.name).map(|why| (&i.name, why)))
+            {
                 return Ok(Err(Unhealthy {
-                    unit: instance.name.clone(),
-                    why,
+                    unit: unit.clone(),
+                    why: why.clone(),
                 }));
             }
         }
-        Ok(Ok(()))
+        // Waited for together; the first to fail ends the wait (the others' outcome no longer
+        // matters: the wave has failed).
+        let waits = wave.iter().map(|instance| {
+            let deployer = &deployer;
+            async move {
+                match deployer.wait_pod(instance).await {
+                    Ok(Ok(())) => Ok(()),
+                    Ok(Err(why)) => Err(Ok(Unhealthy {
+                        unit: instance.name.clone(),
+                        why,
+                    })),
+                    Err(e) => Err(Err(BackendError::from(e))),
+                }
+            }
+        });
+        match futures_util::future::try_join_all(waits).await {
+            Ok(_) => Ok(Ok(())),
+            Err(Ok(unhealthy)) => Ok(Err(unhealthy)),
+            Err(Err(e)) => Err(e),
+        }
     }
 
     async fn remove(&self, desired: &Desired, units: &[String]) -> Result<(), BackendError> {
-        // Nothing to remove, nothing started: the networks are as they were (an earlier
-        // version's is pruned by the deploy that replaces its containers).
-        if units.is_empty() && !self.changed.load(std::sync::atomic::Ordering::Relaxed) {
+        // Nothing to remove and nothing changed: no call at all (an unchanged deploy costs one
+        // list).
+        if units.is_empty()
+            && !self
+                .progress
+                .applied
+                .load(std::sync::atomic::Ordering::Relaxed)
+        {
             return Ok(());
         }
         let deployer = self.deployer();
         for ours in deployer.running(desired).await? {
             if units.contains(&ours.name) {
-                deployer.remove(&ours).await?;
+                deployer.remove(desired, &ours).await?;
             }
         }
         deployer.prune_networks(desired).await?;
