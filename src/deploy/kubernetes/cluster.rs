@@ -672,6 +672,9 @@ impl KubeSite {
         let operation = format!("watch Deployment {}", unit.name);
         let events = watcher::watch_object(self.api::<Deployment>(), &unit.name).default_backoff();
         let mut events = std::pin::pin!(events);
+        // Once the watch has answered, a failure to list or watch again (a 410 Gone, a blip of
+        // the API server) is retried after the backoff until the deadline, not a failed wave.
+        let mut answered = false;
         loop {
             let next = match tokio::time::timeout_at(deadline, events.next()).await {
                 Err(_) => return Ok(Err("its rollout did not complete in time".to_owned())),
@@ -679,6 +682,7 @@ impl KubeSite {
                 Ok(None) => return Ok(Err("its Deployment's watch ended".to_owned())),
                 Ok(Some(next)) => next,
             };
+            answered |= next.is_ok();
             match next {
                 Ok(Some(d)) => match rollout(&d) {
                     Ok(true) => return Ok(Ok(())),
@@ -686,8 +690,12 @@ impl KubeSite {
                     Ok(false) => {}
                 },
                 Ok(None) => return Ok(Err("its Deployment is gone".to_owned())),
-                Err(watcher::Error::InitialListFailed(e) | watcher::Error::WatchStartFailed(e)) => {
+                Err(watcher::Error::InitialListFailed(e) | watcher::Error::WatchStartFailed(e))
+                    if !answered =>
+                {
                     return Err(api_error(&operation, e, &self.url))
+                }
+                Err(watcher::Error::InitialListFailed(_) | watcher::Error::WatchStartFailed(_)) => {
                 }
                 // Mid-stream: the watcher lists again (a 410 Gone) or watches again.
                 Err(
