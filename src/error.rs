@@ -410,8 +410,12 @@ impl From<DesiredError> for Error {
                     container: container.clone(),
                 }
             }
-            DesiredError::UnknownSite { known, .. } => listed("sites in this cookbook", known),
-            DesiredError::UnknownStage { known, .. } => listed("stages", known),
+            DesiredError::UnknownSite { site, known } => {
+                crate::model::suggest(site, "sites", known.iter().map(String::as_str))
+            }
+            DesiredError::UnknownStage { stage, known } => {
+                crate::model::suggest(stage, "stages", known.iter().map(String::as_str))
+            }
             DesiredError::StageNotServed { served, .. } => listed("it serves", served),
             // The lock is input: one another project wrote is refused as `Lock::read_for` refuses
             // it; one that points a container elsewhere like a malformed one.
@@ -744,7 +748,15 @@ mod tests {
             Error::Usage { help, .. } => help,
             other => panic!("{other:?}"),
         };
-        assert_eq!(help.as_deref(), Some("stages: dev, prod"));
+        assert_eq!(help.as_deref(), Some("stages in this cookbook: dev, prod"));
+        let help = match Error::from(DesiredError::UnknownSite {
+            site: "lcoal".into(),
+            known: vec!["cluster".into(), "local".into()],
+        }) {
+            Error::Usage { help, .. } => help,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(help.as_deref(), Some("did you mean `local`?"));
     }
 
     /// `sbom` reads an image from the engine: an engine it cannot reach is 3 as everywhere, an

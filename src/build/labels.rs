@@ -11,13 +11,13 @@ use crate::model::{Cookbook, Name};
 
 /// The commit the image was first built at (`apply` reuses an image for every later commit with
 /// the same input hash, so `verify --rebuild` reads it back from the locked image).
-pub const LABEL_REVISION: &str = "org.opencontainers.image.revision";
+pub const LABEL_REVISION: &str = crate::labels::image::OCI_REVISION;
 /// The container's name.
-pub const LABEL_TITLE: &str = "org.opencontainers.image.title";
+pub const LABEL_TITLE: &str = crate::labels::image::OCI_TITLE;
 /// The cookbook's `project.repository`.
-pub const LABEL_SOURCE: &str = "org.opencontainers.image.source";
+pub const LABEL_SOURCE: &str = crate::labels::image::OCI_SOURCE;
 /// The cookbook's `packaging.version`.
-pub const LABEL_VERSION: &str = "org.opencontainers.image.version";
+pub const LABEL_VERSION: &str = crate::labels::image::OCI_VERSION;
 
 /// The labels of container `name`'s image at `input_hash`, built at `revision` when known.
 pub fn image_labels(

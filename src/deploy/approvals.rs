@@ -334,7 +334,11 @@ fn stage_position(cookbook: &Cookbook, stage: &str) -> Result<usize, DeployError
         .position(|s| s.as_str() == stage)
         .ok_or_else(|| DeployError::Usage {
             message: format!("unknown stage `{stage}`"),
-            help: listed("stages", &stage_list(cookbook)),
+            help: crate::model::suggest(
+                stage,
+                "stages",
+                cookbook.lifecycle.stages.iter().map(|s| s.as_str()),
+            ),
         })
 }
 

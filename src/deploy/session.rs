@@ -297,14 +297,7 @@ pub fn known_site(cookbook: &Cookbook, site: &str) -> Result<Name, DeployError> 
         Some((name, _)) => Ok(name.clone()),
         None => Err(DeployError::Usage {
             message: format!("unknown site `{site}`"),
-            help: listed(
-                "sites in this cookbook",
-                &cookbook
-                    .sites
-                    .keys()
-                    .map(Name::to_string)
-                    .collect::<Vec<_>>(),
-            ),
+            help: crate::model::suggest(site, "sites", cookbook.sites.keys().map(Name::as_str)),
         }),
     }
 }

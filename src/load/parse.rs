@@ -151,7 +151,8 @@ pub(super) fn check<'t>(
         .get("manifest_version")
         .and_then(serde_json::Value::as_str)
         .map(str::to_owned);
-    let (wire, text_valid) = wire_of(value, &mut diagnostics);
+    let mut renamed = Vec::new();
+    let (wire, text_valid) = wire_of(value, &mut diagnostics, &mut renamed);
     let Some(wire) = wire else {
         return Ok(Checked::Invalid {
             text,
@@ -164,12 +165,15 @@ pub(super) fn check<'t>(
     if let Some(v) = written_version {
         cookbook.manifest_version = v;
     }
+    let (plan, plan_problems) = Plan::build(&cookbook.containers, &cookbook.packaging.build_order);
+    problems.extend(plan_problems);
+    for p in &mut problems {
+        p.pointer = written_pointer(&p.pointer, &renamed);
+    }
     if !text_valid {
         // The schema said it first and better (with its help): one problem, reported once.
         problems.retain(|p| !diagnostics.iter().any(|d| d.pointer == p.pointer));
     }
-    diagnostics.extend(problems);
-    let (plan, problems) = Plan::build(&cookbook.containers, &cookbook.packaging.build_order);
     diagnostics.extend(problems);
     if diagnostics.is_empty() {
         Ok(Checked::Valid(Parsed { cookbook, plan }))
@@ -205,6 +209,7 @@ fn duplicate_keys<'i>(
 fn wire_of(
     value: serde_json::Value,
     diagnostics: &mut Vec<Diagnostic>,
+    renamed: &mut Vec<Renamed>,
 ) -> (Option<wire::CookbookWire>, bool) {
     match schema::check(value) {
         Ok(latest) => match serde_json::from_value::<wire::CookbookWire>(latest) {
@@ -221,8 +226,16 @@ fn wire_of(
         Err(rejected) => {
             let wire = rejected
                 .document
-                .and_then(|d| lenient_wire(d, &rejected.diagnostics));
-            diagnostics.extend(rejected.diagnostics);
+                .and_then(|d| lenient_wire(d, &rejected.diagnostics, renamed));
+            let mut problems = rejected.diagnostics;
+            // A key read as its suggestion is not missing: the typo is the one problem.
+            problems.retain(|d| {
+                !renamed.iter().any(|r| {
+                    let (parent, key) = r.read_as.rsplit_once('/').unwrap_or_default();
+                    crate::schema::says_missing(d, parent, key)
+                })
+            });
+            diagnostics.extend(problems);
             (wire, false)
         }
     }
@@ -252,16 +265,25 @@ pub(super) fn finish(
 /// report what the schema cannot see. Unknown keys are dropped (they mean nothing); then each
 /// member the wire types cannot read is dropped in turn — a container or application is emptied
 /// instead (`{}`), so that references to it still resolve and no "unknown container" follows
-/// from a schema problem. `None` when the document's skeleton itself is unreadable (no
-/// `containers` object, say): the schema's problems are then all there is to say.
+/// from a schema problem. A misspelt key whose "did you mean" names a key its object lacks is
+/// read as that key (`Renamed`), so that one typo is one problem: `aplications` does not also
+/// make every application it holds unknown. `None` when the document's skeleton itself is
+/// unreadable (no `containers` object, say): the schema's problems are then all there is to say.
 fn lenient_wire(
     mut document: serde_json::Value,
     schema_problems: &[Diagnostic],
+    renamed: &mut Vec<Renamed>,
 ) -> Option<wire::CookbookWire> {
     let mut emptied: Vec<String> = Vec::new();
     for d in schema_problems {
         match d.code {
-            "schema/unknown-key" | "schema/not-in-version" => {
+            "schema/unknown-key" => match rename_to_suggestion(&mut document, d) {
+                Some(r) => renamed.push(r),
+                None => {
+                    remove_member(&mut document, &d.pointer);
+                }
+            },
+            "schema/not-in-version" => {
                 remove_member(&mut document, &d.pointer);
             }
             // A value of the wrong type is what the wire types cannot read: dropped at once
@@ -348,6 +370,43 @@ fn member_of(document: &serde_json::Value, pointer: &str) -> Option<String> {
         };
     }
     member
+}
+
+/// A misspelt key read as the key its "did you mean" suggests: both as JSON pointers.
+pub(super) struct Renamed {
+    written: String,
+    read_as: String,
+}
+
+/// Moves the member at an unknown key's pointer to the key its help suggests, when its object
+/// has no member of that name yet.
+fn rename_to_suggestion(document: &mut serde_json::Value, d: &Diagnostic) -> Option<Renamed> {
+    let suggested = crate::schema::suggested_key(d.help.as_deref()?)?;
+    let (parent, key) = d.pointer.rsplit_once('/')?;
+    let key = key.replace("~1", "/").replace("~0", "~");
+    let object = document.pointer_mut(parent)?.as_object_mut()?;
+    if object.contains_key(suggested) {
+        return None;
+    }
+    let value = object.remove(&key)?;
+    object.insert(suggested.to_owned(), value);
+    Some(Renamed {
+        written: d.pointer.clone(),
+        read_as: pointer_push(parent, suggested),
+    })
+}
+
+/// `pointer` as the author wrote it: under a misspelt key when it points into what was read as
+/// the suggested one.
+fn written_pointer(pointer: &str, renamed: &[Renamed]) -> String {
+    for r in renamed {
+        if let Some(rest) = pointer.strip_prefix(r.read_as.as_str()) {
+            if rest.is_empty() || rest.starts_with('/') {
+                return format!("{}{rest}", r.written);
+            }
+        }
+    }
+    pointer.to_owned()
 }
 
 /// Removes the object member at `pointer`; whether there was one.
@@ -580,5 +639,83 @@ mod pod_refusals {
             r#"["m"]"#
         )
         .is_empty());
+    }
+}
+
+#[cfg(test)]
+mod typo_tests {
+    use super::*;
+
+    fn problems(text: &str) -> Vec<(String, &'static str, String)> {
+        parse(text.as_bytes())
+            .err()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|d| {
+                let at = d
+                    .location
+                    .map_or_else(String::new, |l| format!("{}:{}", l.line, l.column));
+                (d.pointer, d.code, at)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_misspelt_top_level_key_is_one_problem_not_two() {
+        let text = r#"{
+  "manifest_version": "1.0",
+  "project": {"name": "x"},
+  "aplications": {"api": {"language": "python", "source": "src"}},
+  "containers": {"a": {"base_image": "python:3.12-slim", "applications": ["api"]}}
+}"#;
+        assert_eq!(
+            problems(text),
+            [(
+                "/aplications".to_owned(),
+                "schema/unknown-key",
+                "4:3".to_owned()
+            )]
+        );
+    }
+
+    #[test]
+    fn a_problem_inside_a_misspelt_key_is_located_where_it_was_written() {
+        // Read as `containers`, the cycle is still found, and located in `contaners`.
+        let text = r#"{
+  "manifest_version": "1.0",
+  "project": {"name": "x"},
+  "contaners": {
+    "a": {"base_image": "scratch", "depends_on": ["b"]},
+    "b": {"base_image": "scratch", "depends_on": ["a"]}
+  }
+}"#;
+        let found = problems(text);
+        assert!(
+            found
+                .iter()
+                .any(|(p, c, _)| p == "/contaners" && *c == "schema/unknown-key"),
+            "{found:?}"
+        );
+        assert!(
+            found
+                .iter()
+                .filter(|(_, c, _)| *c != "schema/unknown-key")
+                .all(|(p, _, at)| p.starts_with("/contaners/") && !at.is_empty()),
+            "{found:?}"
+        );
+    }
+
+    #[test]
+    fn a_misspelt_key_beside_the_right_one_is_dropped() {
+        let text = r#"{
+  "manifest_version": "1.0",
+  "project": {"name": "x"},
+  "applications": {"api": {"language": "python", "source": "src"}},
+  "aplications": {"web": {"language": "python", "source": "web"}},
+  "containers": {"a": {"base_image": "python:3.12-slim", "applications": ["api"]}}
+}"#;
+        let found = problems(text);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!(found[0].1, "schema/unknown-key");
     }
 }

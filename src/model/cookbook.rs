@@ -503,7 +503,7 @@ struct Converter<'a> {
 
 /// A "did you mean" for a close name, else the list of known names when it is short enough to
 /// read, so that the help always says what would have been accepted.
-pub(crate) fn suggest<'n>(
+pub fn suggest<'n>(
     unknown: &str,
     kind: &str,
     known: impl Iterator<Item = &'n str> + Clone,

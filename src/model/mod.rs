@@ -13,7 +13,7 @@ pub mod pod;
 mod relpath;
 pub mod wire;
 
-pub use cookbook::is_local_image;
+pub use cookbook::{is_local_image, suggest};
 pub use cookbook::{
     Application, BaseImage, Builder, Container, ContainerKind, Cookbook, Dependencies,
     DockerfileBuild, EngineSpec, Generated, Packaging, PathKind, PathUse, Port, Project, Protocol,

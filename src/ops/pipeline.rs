@@ -410,7 +410,7 @@ fn deploy_after(
     let Some(deploy) = lifecycle.sites.get(site) else {
         let e = Error::Usage {
             message: format!("unknown site `{site}`"),
-            help: None,
+            help: crate::model::suggest(site, "sites", lifecycle.sites.keys().map(|s| s.as_str())),
         };
         return Some(vec![DeployStep::site(StepResult::Failed(e))]);
     };

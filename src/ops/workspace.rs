@@ -168,10 +168,13 @@ impl Workspace {
                 help: Some(if self.cookbook.sites.is_empty() {
                     "this cookbook has no federation sites".to_owned()
                 } else {
-                    format!(
-                        "sites in this cookbook: {}",
-                        names(self.cookbook.sites.keys())
-                    )
+                    let known = self.cookbook.sites.keys().map(Name::as_str);
+                    crate::model::suggest(site, "sites", known).unwrap_or_else(|| {
+                        format!(
+                            "sites in this cookbook: {}",
+                            names(self.cookbook.sites.keys())
+                        )
+                    })
                 }),
             }),
         }
@@ -189,7 +192,10 @@ impl Workspace {
                     help: Some(if containers.is_empty() {
                         "this cookbook has no containers".to_owned()
                     } else {
-                        format!("containers in this cookbook: {}", names(containers.keys()))
+                        crate::model::suggest(n, "containers", containers.keys().map(Name::as_str))
+                            .unwrap_or_else(|| {
+                                format!("containers in this cookbook: {}", names(containers.keys()))
+                            })
                     }),
                 }),
             })

@@ -131,7 +131,17 @@ fn suggestion(unknown: &str, allowed: &[String]) -> Option<String> {
         .map(|k| (strsim::damerau_levenshtein(unknown, k), k))
         .filter(|(d, k)| *d <= 2.max(k.len() / 4))
         .min()
-        .map(|(_, k)| format!("did you mean `{k}`?"))
+        .map(|(_, k)| format!("{SUGGESTION_PREFIX}{k}{SUGGESTION_SUFFIX}"))
+}
+
+const SUGGESTION_PREFIX: &str = "did you mean `";
+const SUGGESTION_SUFFIX: &str = "`?";
+
+/// The key an unknown key's help suggests (`did you mean `applications`?` → `applications`), so
+/// that a typo's consequences are not reported as problems of their own.
+pub fn suggested_key(help: &str) -> Option<&str> {
+    help.strip_prefix(SUGGESTION_PREFIX)?
+        .strip_suffix(SUGGESTION_SUFFIX)
 }
 
 /// The diagnostics of one schema error: a sentence in the cookbook's terms, at the place the
@@ -375,13 +385,18 @@ fn unknown_keys(
         .collect()
 }
 
+/// Whether `d` says that the object at `pointer` lacks `key`.
+pub fn says_missing(d: &Diagnostic, pointer: &str, key: &str) -> bool {
+    d.code == "schema/required" && d.pointer == pointer && d.message == missing_message(key)
+}
+
+fn missing_message(key: &str) -> String {
+    format!("missing required key `{key}`")
+}
+
 fn missing_key(pointer: &str, schema_path: &str, property: &Value) -> Vec<Diagnostic> {
     let key = property.as_str().unwrap_or_default();
-    let d = Diagnostic::new(
-        "schema/required",
-        pointer.to_owned(),
-        format!("missing required key `{key}`"),
-    );
+    let d = Diagnostic::new("schema/required", pointer.to_owned(), missing_message(key));
     vec![
         if schema_path.starts_with("/$defs/packaging/") && key == "version" {
             Diagnostic::new(

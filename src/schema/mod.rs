@@ -8,6 +8,7 @@
 //! fixtures). Nothing downstream changes except the wire types gaining the new fields.
 
 mod messages;
+pub use messages::{says_missing, suggested_key};
 pub mod migrate;
 pub mod span;
 

@@ -153,7 +153,7 @@ fn promotions_against_the_stage_order_and_approvals_a_rule_does_not_take_are_ref
     );
     expect(
         &["promote", "--site", "local", "--from", "dev", "--to", "qa"],
-        "error: unknown stage `qa`\n  help: stages: dev, prod\n",
+        "error: unknown stage `qa`\n  help: stages in this cookbook: dev, prod\n",
     );
     // dev is `automatic` (and first): no approval opens it.
     expect(

@@ -336,19 +336,32 @@ fn refusals() {
     run.assert_code(2);
     assert_eq!(
         run.stderr,
-        "error: unknown stage `qa`\n  help: stages: dev, prod\n"
+        "error: unknown stage `qa`\n  help: stages in this cookbook: dev, prod\n"
     );
     let run = run_in(p.path(), &["deploy", "--site", "local", "--stage", "qa"]);
     run.assert_code(2);
     assert_eq!(
         run.stderr,
-        "error: unknown stage `qa`\n  help: stages: dev, prod\n"
+        "error: unknown stage `qa`\n  help: stages in this cookbook: dev, prod\n"
     );
     let run = run_in(p.path(), &["deploy", "--site", "remote", "--stage", "dev"]);
     run.assert_code(2);
     assert_eq!(
         run.stderr,
         "error: unknown site `remote`\n  help: sites in this cookbook: local\n"
+    );
+    // A near miss is named, not listed among the rest.
+    let run = run_in(p.path(), &["status", "--site", "lcoal", "--stage", "dev"]);
+    run.assert_code(2);
+    assert_eq!(
+        run.stderr,
+        "error: unknown site `lcoal`\n  help: did you mean `local`?\n"
+    );
+    let run = run_in(p.path(), &["deploy", "--site", "local", "--stage", "prdo"]);
+    run.assert_code(2);
+    assert_eq!(
+        run.stderr,
+        "error: unknown stage `prdo`\n  help: did you mean `prod`?\n"
     );
 }
 
