@@ -93,7 +93,7 @@ fn book(dir: &Path, base: &str, registry: &str, engine_parts: bool) {
             "workdir": "/tmp/www",
             "ports": [8080],
             "env": { "TIER": "frontend" },
-            "labels": { "org.example.team": "web" }
+            "labels": { "org.example.team": "web", "org.opencontainers.image.title": "Our site" }
         },
         "child": { "base_image": "container:site", "applications": ["extra"] }
     });
@@ -208,6 +208,20 @@ fn without_an_engine_a_container_without_build_commands_is_built_pushed_and_runs
     assert_eq!(config["ExposedPorts"], json!({ "8080/tcp": {} }));
     assert_eq!(config["Labels"]["org.example.team"], "web");
     assert_eq!(config["Labels"]["dev.cookbook.container"], "site");
+    // The container's own OCI title is kept, not overwritten with the container's name; the
+    // child, which sets none, gets the name.
+    assert_eq!(
+        config["Labels"]["org.opencontainers.image.title"],
+        "Our site"
+    );
+    let child_labels = docker(&[
+        "image",
+        "inspect",
+        &child,
+        "--format",
+        "{{index .Config.Labels \"org.opencontainers.image.title\"}}",
+    ]);
+    assert_eq!(child_labels.trim(), "child");
 
     // A release engineer's rebuild of it needs no engine either, and matches.
     let verify = run(
