@@ -63,7 +63,11 @@ pub fn logs(
     sink: &dyn LogSink,
     stop: &Stop,
 ) -> Result<LogsReport, Error> {
-    let target = site_target(ws, &opts.site)?;
+    let stage = stage_ref_of(ws, &opts.site, &opts.stage)?;
+    let spec = match site_target(ws, &opts.site)? {
+        Target::Docker(spec) => spec,
+        Target::Kubernetes(k) => return Err(kubectl_refusal(&stage, &k.namespace, opts)),
+    };
     let desired = desired(
         &ws.cookbook,
         &ws.plan,
@@ -71,10 +75,6 @@ pub fn logs(
         &opts.site,
         &opts.stage,
     )?;
-    let spec = match target {
-        Target::Docker(spec) => spec,
-        Target::Kubernetes(k) => return Err(kubectl_refusal(&desired, &k.namespace, opts)),
-    };
     let names = short_names(&desired);
     check_wanted(&names, &opts.containers)?;
     let query = LogQuery {
@@ -262,25 +262,22 @@ fn parse_since(text: &str) -> Result<i64, Error> {
         })
 }
 
-/// The refusal for a Kubernetes site, naming the `kubectl logs` that reads the same pods.
-fn kubectl_refusal(desired: &Desired, namespace: &str, opts: &LogsOptions) -> Error {
-    let label = crate::labels::deploy::PROJECT;
+/// The refusal for a Kubernetes site, naming the `kubectl logs` that reads the same pods (their
+/// namespace, and the labels deploy puts on every pod: `kubernetes::objects`' pod labels).
+fn kubectl_refusal(stage: &StageRef, namespace: &str, opts: &LogsOptions) -> Error {
+    use crate::labels::deploy::{CONTAINER, PROJECT, SITE, STAGE};
     let mut selector = format!(
-        "{label}={},{}={},{}={}",
-        desired.project,
-        crate::labels::deploy::SITE,
-        desired.site,
-        crate::labels::deploy::STAGE,
-        desired.stage
+        "{PROJECT}={},{SITE}={},{STAGE}={}",
+        stage.project, stage.site, stage.stage
     );
     if let [one] = opts.containers.as_slice() {
-        selector.push_str(&format!(",{}={one}", crate::labels::deploy::CONTAINER));
+        selector.push_str(&format!(",{CONTAINER}={one}"));
     }
-    let follow = if opts.follow { " -f" } else { "" };
+    let follow = if opts.follow { " --follow" } else { "" };
     Error::Usage {
         message: format!(
             "site `{}` is a Kubernetes cluster: `cookbook logs` reads Docker sites only",
-            desired.site
+            stage.site
         ),
         help: Some(format!(
             "read the same pods with: kubectl logs -n {namespace} -l {selector} \

@@ -90,3 +90,37 @@ fn follow_picks_up_a_replaced_container_and_ctrl_c_exits_0() {
     let (code, _) = common::exit_within(&mut child, common::DEADLINE, "cookbook logs --follow");
     assert_eq!(code, Some(0));
 }
+
+#[test]
+fn a_kubernetes_site_is_refused_with_the_kubectl_command() {
+    let dir = tempfile::tempdir().unwrap();
+    common::copy_tree(
+        &common::repo_root().join("tests/fixtures/kubernetes"),
+        dir.path(),
+    );
+    let run = run_in(
+        dir.path(),
+        &[
+            "logs", "--site", "cluster", "--stage", "dev", "--follow", "web",
+        ],
+    );
+    run.assert_code(2);
+    assert!(
+        run.stderr.contains(
+            "kubectl logs -n shop -l dev.cookbook.project=shop,dev.cookbook.site=cluster,\
+             dev.cookbook.stage=dev,dev.cookbook.container=web --all-containers --prefix --follow"
+        ),
+        "{}",
+        run.context()
+    );
+    let dev = run_in(dir.path(), &["dev", "--site", "cluster", "--stage", "dev"]);
+    dev.assert_code(2);
+    assert!(
+        dev.stderr.contains("Kubernetes cluster"),
+        "{}",
+        dev.context()
+    );
+
+    let typo = run_in(dir.path(), &["logs", "--site", "clustr", "--stage", "dev"]);
+    typo.assert_code(2);
+}
