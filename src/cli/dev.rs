@@ -103,7 +103,7 @@ pub fn run(
     file: &Path,
     args: &DevArgs,
     _out: &mut dyn Write,
-    _err: &mut dyn Write,
+    err: &mut dyn Write,
 ) -> Result<(), Error> {
     let opts = DevOptions {
         site: args.site.clone(),
@@ -117,7 +117,14 @@ pub fn run(
     });
     let interrupt = Interrupt::install()?;
     let file = super::locate::cookbook_file(file.to_path_buf());
-    crate::ops::dev::dev(file, &opts, reporter, interrupt.stop())?;
+    let report = crate::ops::dev::dev(file, &opts, reporter, interrupt.stop())?;
+    if report.torn_down.is_none() {
+        let _ = writeln!(
+            err,
+            "[dev] stopped after {} round(s), {} failed; {}/{} keeps running",
+            report.rounds, report.failed_rounds, args.site, args.stage
+        );
+    }
     // Ctrl-C is how the loop ends: not a failure.
     Ok(())
 }

@@ -327,3 +327,60 @@ fn down_leaves_nothing_of_the_stage() {
     assert_eq!(code, Some(0));
     assert_eq!(p.leftovers(), Vec::<String>::new());
 }
+
+/// `teardown` (what `dev --down` and `cookbook down` remove) on the `gallery` example's pods: a
+/// main container with an init container, a sidecar and a scratch volume, and one with a
+/// persistent volume. Every container (members included), scratch volume and network goes; the
+/// persistent volume only when asked. `logs` takes a pod member's name.
+#[test]
+fn teardown_removes_pods_and_keeps_persistent_volumes_unless_asked() {
+    if !services() {
+        return;
+    }
+    let p = common::deploy::Project::new("gallery", "teardown");
+    common::deploy::edit(p.path(), |doc| {
+        let web = &mut doc["lifecycle"]["stage_config"]["dev"]["containers"]["web"];
+        web.as_object_mut().unwrap().remove("ports");
+    });
+    common::run_in(p.path(), &["apply", "--no-push"]).assert_code(0);
+    common::deploy::deploy(p.path());
+    let member = common::run_in(
+        p.path(),
+        &["logs", "--site", "local", "--stage", "dev", "web/proxy"],
+    );
+    member.assert_code(0);
+
+    let name = p.name.clone();
+    let teardown = |volumes: bool| {
+        let name = name.clone();
+        block_on(async move {
+            let engine = DockerEngine::connect().await.unwrap();
+            cookbook::deploy::docker::teardown::teardown(&engine, &name, "local", "dev", volumes)
+                .await
+                .unwrap()
+        })
+    };
+    let first = teardown(false);
+    let web = p.instance("dev", "web");
+    for c in [
+        web.clone(),
+        format!("{web}-init-seed"),
+        format!("{web}-sidecar-proxy"),
+        p.instance("dev", "api"),
+    ] {
+        assert!(first.containers.contains(&c), "{c} not removed: {first:?}");
+    }
+    assert_eq!(first.networks, vec![format!("{}-local-dev", p.name)]);
+    assert!(!first.volumes.is_empty(), "the scratch volume: {first:?}");
+    assert_eq!(
+        first.kept_volumes.len(),
+        1,
+        "the persistent volume: {first:?}"
+    );
+    assert!(p.containers().is_empty());
+
+    let second = teardown(true);
+    assert!(second.containers.is_empty() && second.networks.is_empty());
+    assert_eq!(second.volumes, first.kept_volumes);
+    assert!(second.kept_volumes.is_empty());
+}
