@@ -277,9 +277,17 @@ impl Session<'_> {
     /// `Ok(Some(containers applied))`; `Ok(None)`: stopped; `Err(why)`: a build failed.
     fn apply(&self, containers: &[String]) -> Result<Option<Vec<String>>, String> {
         let ws = open(&self.file, self.opts).map_err(|e| e.to_string())?;
+        let containers = if containers.is_empty() {
+            stage_plan(&ws, &self.opts.site)
+                .map_err(|e| e.to_string())?
+                .order()
+                .map(Name::to_string)
+                .collect()
+        } else {
+            containers.to_vec()
+        };
         let options = ApplyOptions {
-            containers: containers.to_vec(),
-            site: Some(self.opts.site.clone()),
+            containers,
             push: self.push,
             engine: self.opts.engine.clone(),
             ..ApplyOptions::default()
@@ -366,9 +374,16 @@ fn docker_site(ws: &Workspace, site: &str) -> Result<Selector, Error> {
     }
 }
 
+/// The plan of what the site's stages run: its containers, what they depend on and their pods'
+/// members (`Cookbook::site_deploy_set`), with everything those are built from.
+fn stage_plan(ws: &Workspace, site: &str) -> Result<crate::graph::Plan, Error> {
+    let set = ws.cookbook.site_deploy_set(site).unwrap_or_default();
+    Ok(ws.plan.restrict(&set))
+}
+
 /// The input hash of each of the site's containers, as the lock's pins make it.
 fn hashes(ws: &Workspace, site: &str) -> Result<BTreeMap<Name, String>, Error> {
-    let plan = ws.site_plan(Some(site))?;
+    let plan = stage_plan(ws, site)?;
     Ok(ws
         .fingerprints(&plan)?
         .into_iter()
@@ -378,7 +393,7 @@ fn hashes(ws: &Workspace, site: &str) -> Result<BTreeMap<Name, String>, Error> {
 
 /// Every directory and file the site's containers' contexts copy, and the cookbook file.
 fn watch_roots(ws: &Workspace, site: &str) -> Result<Vec<PathBuf>, Error> {
-    let plan = ws.site_plan(Some(site))?;
+    let plan = stage_plan(ws, site)?;
     let base = ws.base_dir();
     let mut roots = vec![ws.path().to_path_buf()];
     for f in ws.fingerprints(&plan)?.values() {
