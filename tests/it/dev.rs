@@ -384,3 +384,75 @@ fn teardown_removes_pods_and_keeps_persistent_volumes_unless_asked() {
     assert_eq!(second.volumes, first.kept_volumes);
     assert!(second.kept_volumes.is_empty());
 }
+
+/// What the stage runs is what the loop builds: on `gallery`, web's pod members (`seed`, an init
+/// container, and `proxy`, a sidecar) and api (web's dependency), though the site names only
+/// web; an edit to the init container's source restarts web's pod, and `--down` removes it.
+#[test]
+fn the_loop_builds_and_redeploys_pod_members() {
+    if !services() {
+        return;
+    }
+    let p = common::deploy::Project::new("gallery", "devpods");
+    common::deploy::edit(p.path(), |doc| {
+        let web = &mut doc["lifecycle"]["stage_config"]["dev"]["containers"]["web"];
+        web.as_object_mut().unwrap().remove("ports");
+    });
+    let mut child = Command::new(common::bin())
+        .args([
+            "dev",
+            "--site",
+            "local",
+            "--stage",
+            "dev",
+            "--down",
+            "--no-logs",
+        ])
+        .current_dir(p.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (tx, lines) = std::sync::mpsc::channel();
+    let stderr = child.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = tx.send(("err", line));
+        }
+    });
+    let mut dev = Loop {
+        child,
+        lines,
+        seen: Vec::new(),
+    };
+    dev.wait_for("err", "[dev] built api, proxy, seed, web");
+    std::fs::write(p.path().join("services/pages/extra.html"), "<p>new</p>\n").unwrap();
+    let progress = dev.wait_for("err", "seed changed");
+    assert!(
+        progress.contains(&format!("started {})", p.instance("dev", "web"))),
+        "{progress}"
+    );
+    common::signal(&dev.child, "-INT");
+    dev.wait_for(
+        "err",
+        "[dev] torn down: 4 container(s), 1 volume(s), 1 network(s)",
+    );
+    let (code, _) = common::exit_within(&mut dev.child, HANG, "cookbook dev --down");
+    assert_eq!(code, Some(0));
+    assert!(p.containers().is_empty());
+    let name = p.name.clone();
+    let persistent = block_on(async move {
+        let engine = DockerEngine::connect().await.unwrap();
+        cookbook::deploy::docker::teardown::teardown(&engine, &name, "local", "dev", true)
+            .await
+            .unwrap()
+    });
+    assert_eq!(
+        persistent.volumes.len(),
+        1,
+        "--down kept the persistent volume"
+    );
+}
