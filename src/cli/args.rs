@@ -175,6 +175,26 @@ pub enum Command {
         #[command(flatten)]
         args: ReleasesArgs,
     },
+    /// Print the logs of a stage's containers, each line prefixed with its container (`api |`,
+    /// a pod member as `api/proxy |`); stderr lines go to stderr. --follow streams until Ctrl-C
+    /// and picks up containers a redeploy replaces.
+    #[command(after_help = EXIT_CODES_HELP)]
+    Logs {
+        #[command(flatten)]
+        cookbook: CookbookArg,
+        #[command(flatten)]
+        args: LogsArgs,
+    },
+    /// The developer loop: build and deploy a stage, then watch its containers' sources,
+    /// rebuild and redeploy only what an edit moved, and stream the logs, until Ctrl-C (which
+    /// leaves the stage running; --down tears it down).
+    #[command(after_help = EXIT_CODES_HELP)]
+    Dev {
+        #[command(flatten)]
+        cookbook: CookbookArg,
+        #[command(flatten)]
+        args: DevArgs,
+    },
     /// Show each container of a stage as the site's engine runs it: state, health, restarts,
     /// uptime, and drift from the lock's image and the cookbook's runtime settings.
     #[command(after_help = EXIT_CODES_HELP)]
@@ -377,6 +397,8 @@ impl Command {
             C::Rollback { args, .. } => ("rollback", true, args.format.is_json()),
             C::Releases { args, .. } => ("releases", true, args.format.is_json()),
             C::Status { args, .. } => ("status", true, args.format.is_json()),
+            C::Logs { .. } => ("logs", true, false),
+            C::Dev { .. } => ("dev", true, false),
             C::Approve { .. } => ("approve", true, false),
             C::Promote { args, .. } => ("promote", true, args.format.is_json()),
             C::Events { args, .. } => ("events", true, args.format.is_json()),
@@ -720,6 +742,53 @@ pub struct StatusArgs {
     /// Output format
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub format: Format,
+}
+
+/// `cookbook logs`'s arguments.
+#[derive(Debug, Args)]
+pub struct LogsArgs {
+    #[command(flatten)]
+    pub engine: EngineArgs,
+    /// The federation site
+    #[arg(long, value_name = "SITE")]
+    pub site: String,
+    /// The stage
+    #[arg(long, value_name = "STAGE")]
+    pub stage: String,
+    /// Only these containers (`api`, a replica `api-2`, a pod member `api/proxy`) [default: all]
+    #[arg(value_name = "CONTAINER")]
+    pub containers: Vec<String>,
+    /// Keep streaming until Ctrl-C (exit 0), following containers a redeploy replaces
+    #[arg(long)]
+    pub follow: bool,
+    /// Only the last N lines of each container
+    #[arg(long, value_name = "N")]
+    pub tail: Option<u64>,
+    /// Only lines since a duration back from now (`10m`) or an RFC 3339 time
+    #[arg(long, value_name = "T")]
+    pub since: Option<String>,
+    /// Show the engine's timestamp before each line
+    #[arg(long)]
+    pub timestamps: bool,
+}
+
+/// `cookbook dev`'s arguments.
+#[derive(Debug, Args)]
+pub struct DevArgs {
+    #[command(flatten)]
+    pub engine: EngineArgs,
+    /// The federation site (a Docker site)
+    #[arg(long, value_name = "SITE")]
+    pub site: String,
+    /// The stage to run
+    #[arg(long, value_name = "STAGE")]
+    pub stage: String,
+    /// On Ctrl-C, remove the stage's containers, networks and scratch volumes
+    #[arg(long)]
+    pub down: bool,
+    /// Do not stream the containers' logs (progress lines only)
+    #[arg(long)]
+    pub no_logs: bool,
 }
 
 #[derive(Debug, Subcommand)]

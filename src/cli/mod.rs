@@ -17,6 +17,7 @@ mod agent;
 mod apply;
 mod args;
 mod deploy;
+mod dev;
 mod diff;
 mod events;
 mod fleet;
@@ -27,6 +28,7 @@ mod interrupt;
 mod junit;
 mod key;
 pub mod locate;
+mod logs;
 mod migrate;
 mod output;
 mod sbom;
@@ -183,6 +185,8 @@ fn execute(cli: &Cli, out: &mut dyn Write, err: &mut dyn Write) -> Result<(), Er
         C::Key { command } => key::run(command, out),
         C::Fleet { command } => fleet::run(command, out, err),
         C::Status { cookbook, args } => deploy::status(&path(cookbook)?, args, out),
+        C::Logs { cookbook, args } => logs::run(&path(cookbook)?, args, out, err),
+        C::Dev { cookbook, args } => dev::run(&path(cookbook)?, args, out, err),
         C::Rollback { cookbook, args } => deploy::rollback(&path(cookbook)?, args, out),
         C::Releases { cookbook, args } => deploy::releases(&path(cookbook)?, args, out),
         C::Migrate { cookbook, args } => migrate::run(cookbook.locate(top)?, args, out, err),

@@ -14,6 +14,7 @@ pub mod agent;
 pub mod apply;
 pub mod clean;
 pub mod deploy;
+pub mod dev;
 pub mod diff;
 /// Which Docker engine a flow talks to: the selector its options carry (`--context`,
 /// `--builder`), resolved by the engine edge as the docker CLI resolves it.
@@ -26,6 +27,7 @@ pub mod init;
 pub mod inspect;
 pub mod key;
 pub mod locate;
+pub mod logs;
 pub mod migrate;
 pub mod pipeline;
 pub mod report;

@@ -39,7 +39,9 @@ use bollard::query_parameters::{
 };
 use futures_util::StreamExt;
 
+pub mod logs;
 mod pod;
+pub mod teardown;
 
 use crate::deploy::backend::{Backend, BackendError, Unhealthy};
 use crate::deploy::desired::{changes, replaced_by, Changes, Desired, Instance, Running};

@@ -1,0 +1,130 @@
+//! `cookbook dev`: arguments → `ops::dev::dev`, its events rendered as `[dev] …` lines on stderr
+//! and the stage's log lines through the same prefixes as `cookbook logs` ([`Prefixer`]).
+//! Ctrl-C ends the loop with exit 0 (the stage left running, or torn down with `--down`).
+
+use std::io::Write;
+use std::path::Path;
+use std::sync::Arc;
+
+use super::args::DevArgs;
+use super::interrupt::Interrupt;
+use super::logs::Prefixer;
+use crate::error::Error;
+use crate::ops::dev::{DevEvent, DevOptions, DevReporter};
+use crate::ops::logs::{LogLine, LogSink};
+
+/// Progress lines on stderr, log lines through the prefixer.
+struct Reporter {
+    logs: Prefixer,
+}
+
+impl LogSink for Reporter {
+    fn start(&self, names: &[String]) {
+        self.logs.start(names);
+    }
+
+    fn line(&self, line: &LogLine) {
+        self.logs.line(line);
+    }
+}
+
+impl DevReporter for Reporter {
+    fn event(&self, event: &DevEvent) {
+        let text = render(event);
+        let _ = std::io::stderr().lock().write_all(text.as_bytes());
+    }
+}
+
+/// `[dev] api changed (src/app.py) → built in 0.8 s → running in 1.9 s`, and the others.
+fn render(event: &DevEvent) -> String {
+    match event {
+        DevEvent::Watching { roots, push } => format!(
+            "[dev] watching {} ({})\n",
+            roots.join(", "),
+            if *push {
+                "images pushed to the registry: the site's engine is not the building one"
+            } else {
+                "images kept in the local engine, not pushed"
+            }
+        ),
+        DevEvent::Running {
+            first,
+            containers,
+            paths,
+            built_seconds,
+            running_seconds,
+            started,
+        } => {
+            let what = if *first {
+                format!("built {}", containers.join(", "))
+            } else {
+                format!("{} changed ({})", containers.join(", "), paths.join(", "))
+            };
+            let started = if started.is_empty() {
+                "nothing restarted".to_owned()
+            } else {
+                format!("started {}", started.join(", "))
+            };
+            format!(
+                "[dev] {what} → built in {built_seconds:.1} s → running in {running_seconds:.1} s ({started})\n"
+            )
+        }
+        DevEvent::BuildFailed {
+            containers,
+            paths,
+            message,
+        } => format!(
+            "[dev] build failed{}{}; waiting for the next edit\n{message}\n",
+            if containers.is_empty() {
+                String::new()
+            } else {
+                format!(" for {}", containers.join(", "))
+            },
+            if paths.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", paths.join(", "))
+            },
+        ),
+        DevEvent::DeployFailed { message } => {
+            format!("[dev] deploy failed; waiting for the next edit\n{message}\n")
+        }
+        DevEvent::TornDown(t) => format!(
+            "[dev] torn down: {} container(s), {} volume(s), {} network(s) removed\n",
+            t.containers.len(),
+            t.volumes.len(),
+            t.networks.len()
+        ),
+    }
+}
+
+/// `cookbook dev`.
+pub fn run(
+    file: &Path,
+    args: &DevArgs,
+    _out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> Result<(), Error> {
+    let opts = DevOptions {
+        site: args.site.clone(),
+        stage: args.stage.clone(),
+        down: args.down,
+        logs: !args.no_logs,
+        engine: args.engine.selector(),
+    };
+    let reporter = Arc::new(Reporter {
+        logs: Prefixer::new(),
+    });
+    let interrupt = Interrupt::install()?;
+    let file = super::locate::cookbook_file(file.to_path_buf());
+    let report = crate::ops::dev::dev(file, &opts, reporter, interrupt.stop())?;
+    if report.torn_down.is_none() {
+        let _ = writeln!(
+            err,
+            "[dev] stopped after {} round(s), {} failed; {}/{} keeps running",
+            report.rounds, report.failed_rounds, args.site, args.stage
+        );
+    }
+    // Ctrl-C is how the loop ends: not a failure.
+    Ok(())
+}

@@ -1,0 +1,549 @@
+//! `cookbook dev`: the developer loop on a Docker site's stage — build, deploy, watch, rebuild
+//! what moved, redeploy, and stream the logs, until a stop request.
+//!
+//! A round is the flows the commands run, nothing of its own: `ops::apply::apply` (the first
+//! round the site's containers, later rounds only those whose input hash moved, with what they
+//! need) then `ops::deploy::deploy` of the stage (an unchanged container is not restarted: deploy
+//! converges by config hash). The images stay in the engine that builds them (`apply
+//! --no-push`) when the site's engine is that engine; otherwise they are pushed, as the site
+//! must pull them. What moved is decided by the input hashes (`Workspace::fingerprints`, through
+//! the stat cache: milliseconds), never by which file an event named: an edit that changes no
+//! input (a file `.dockerignore` leaves out) rebuilds nothing.
+//!
+//! Watching: notify's recommended watcher over every tree and file the stage's containers' contexts
+//! copy (as their fingerprints' context plans list them) and the cookbook file; an event batch
+//! ends after [`DEBOUNCE`] without a new one. `.cookbook/`, `.git` and the lock are ignored (the
+//! loop writes the first two itself). Roots are those of the first round's cookbook.
+//!
+//! Logs: the stage's containers' logs are followed on the runtime from the start
+//! (`ops::logs::spawn_follow`: a replaced container is picked up from its first line) and handed
+//! to the reporter. A failed build or deploy is reported and the loop goes on; the next edit
+//! tries again. A stop request (Ctrl-C) ends the loop with `Ok`: the stage keeps running, or with
+//! `down` is torn down (`deploy::docker::teardown`). This prints nothing: progress goes to the
+//! [`DevReporter`].
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use super::apply::{ApplyOptions, RunResult};
+use super::deploy::DeployOptions;
+use super::logs::LogSink;
+use super::stop::Stop;
+use super::{CookbookFile, Workspace};
+use crate::apply::ContainerOutcome;
+pub use crate::deploy::docker::teardown::TeardownReport;
+use crate::engine::{DockerEngine, Selector};
+use crate::error::Error;
+use crate::model::lifecycle::Target;
+use crate::model::Name;
+
+/// How long an event batch waits for quiet before a round starts (an editor's save is several
+/// events: a temp file, a rename, an attribute change).
+pub const DEBOUNCE: Duration = Duration::from_millis(100);
+
+/// How often the loop looks at the stop request while nothing happens.
+const POLL: Duration = Duration::from_millis(100);
+
+/// `cookbook dev`'s options.
+#[derive(Debug, Clone)]
+pub struct DevOptions {
+    pub site: String,
+    pub stage: String,
+    /// Tear the stage down when stopped.
+    pub down: bool,
+    /// Stream the containers' logs.
+    pub logs: bool,
+    /// The engine builds run on (`--context`), and a `host: env` site's.
+    pub engine: Selector,
+}
+
+/// What a round did, for the reporter.
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum DevEvent {
+    /// The loop is watching these roots (relative to the cookbook's directory); `push`: images
+    /// go to the registry (the site's engine is not the one that builds).
+    Watching { roots: Vec<String>, push: bool },
+    /// A round ended with the stage running: `containers` were rebuilt (the first round: every
+    /// container applied) for `paths`; `started` are the containers deploy (re)created.
+    Running {
+        first: bool,
+        containers: Vec<String>,
+        paths: Vec<String>,
+        built_seconds: f64,
+        /// From the first event of the edit (the first round: its start) to the stage running.
+        running_seconds: f64,
+        started: Vec<String>,
+    },
+    /// A build failed: nothing was deployed; the loop waits for the next edit.
+    BuildFailed {
+        containers: Vec<String>,
+        paths: Vec<String>,
+        message: String,
+    },
+    /// The deploy failed (rolled back as `deploy` rolls back); the loop goes on.
+    DeployFailed { message: String },
+    /// The stage was torn down (`down`).
+    TornDown(TeardownReport),
+}
+
+/// Receives the loop's events and its stage's log lines (from the runtime's threads).
+pub trait DevReporter: LogSink {
+    fn event(&self, event: &DevEvent);
+}
+
+/// What a `dev` session did.
+#[derive(Debug, Clone, Serialize)]
+pub struct DevReport {
+    pub rounds: usize,
+    pub failed_rounds: usize,
+    /// What `down` removed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub torn_down: Option<TeardownReport>,
+}
+
+/// `cookbook dev`: runs until `stop` is requested; `Ok` then (the stage left running, or torn
+/// down with `down`). An `Err` is a loop that could not start (no such site, not a Docker site,
+/// no engine, nothing to watch).
+pub fn dev(
+    file: CookbookFile,
+    opts: &DevOptions,
+    reporter: Arc<dyn DevReporter>,
+    stop: &Stop,
+) -> Result<DevReport, Error> {
+    let ws = open(&file, opts)?;
+    let site_engine = docker_site(&ws, &opts.site)?;
+    let push = site_engine != opts.engine;
+    let stage = super::logs::stage_ref_of(&ws, &opts.site, &opts.stage)?;
+    let runtime = super::runtime()?;
+    let roots = watch_roots(&ws, &opts.site)?;
+    let (tx, events) = std::sync::mpsc::channel();
+    let watcher = watch(&roots, tx.clone())?;
+    let base = std::fs::canonicalize(ws.base_dir()).unwrap_or_else(|_| ws.base_dir().into());
+    reporter.event(&DevEvent::Watching {
+        roots: roots.iter().map(|r| relative(&base, r)).collect(),
+        push,
+    });
+    let follow = tokio_util::sync::CancellationToken::new();
+    if opts.logs {
+        let names: Vec<String> = (ws.cookbook.site_deploy_set(&opts.site))
+            .unwrap_or_default()
+            .iter()
+            .map(Name::to_string)
+            .collect();
+        reporter.start(&names);
+        let sink: Arc<dyn LogSink> = Arc::new(ChannelSink(tx));
+        super::logs::spawn_follow(site_engine.clone(), stage.clone(), sink, follow.clone())?;
+    }
+    let mut session = Session {
+        file,
+        opts,
+        reporter: reporter.as_ref(),
+        stop,
+        push,
+        hashes: BTreeMap::new(),
+        report: DevReport {
+            rounds: 0,
+            failed_rounds: 0,
+            torn_down: None,
+        },
+    };
+    session.round(None, Vec::new(), Instant::now());
+    session.watch_loop(&events, &base);
+    drop(watcher);
+    follow.cancel();
+    for input in events.try_iter() {
+        if let Input::Log(line) = input {
+            reporter.line(&line);
+        }
+    }
+    let mut report = session.report;
+    if opts.down {
+        let torn = runtime.block_on(async {
+            let engine = DockerEngine::connect_selected(&site_engine).await?;
+            let (project, site, stage) = (&stage.project, &stage.site, &stage.stage);
+            crate::deploy::docker::teardown::teardown(&engine, project, site, stage, false).await
+        })?;
+        reporter.event(&DevEvent::TornDown(torn.clone()));
+        report.torn_down = Some(torn);
+    }
+    Ok(report)
+}
+
+/// What the loop's thread waits on: the watcher's events and the followed log lines (handed to
+/// the reporter from this thread only: the CLI's streams are locked by its main thread).
+enum Input {
+    Fs(notify::Result<notify::Event>),
+    Log(super::logs::LogLine),
+}
+
+/// The follow task's end of the loop's channel.
+struct ChannelSink(std::sync::mpsc::Sender<Input>);
+
+impl LogSink for ChannelSink {
+    fn line(&self, line: &super::logs::LogLine) {
+        let _ = self.0.send(Input::Log(line.clone()));
+    }
+}
+
+/// The loop's state between rounds.
+struct Session<'a> {
+    file: CookbookFile,
+    opts: &'a DevOptions,
+    reporter: &'a dyn DevReporter,
+    stop: &'a Stop,
+    push: bool,
+    /// The input hashes of the last round that ran (what an edit is compared with).
+    hashes: BTreeMap<Name, String>,
+    report: DevReport,
+}
+
+impl Session<'_> {
+    /// Waits for edits until the stop request; each batch that moves an input hash is a round.
+    fn watch_loop(&mut self, events: &Receiver<Input>, base: &Path) {
+        while !self.stop.requested() {
+            let Some((first, paths)) = batch(events, self.stop, self.reporter) else {
+                continue;
+            };
+            let moved = match self.moved() {
+                Ok(moved) => moved,
+                Err(e) => {
+                    self.failed_build(Vec::new(), &paths, base, e.to_string());
+                    continue;
+                }
+            };
+            if moved.is_empty() {
+                continue;
+            }
+            let paths = paths.iter().map(|p| relative(base, p)).collect();
+            self.round(Some(moved), paths, first);
+        }
+    }
+
+    /// The containers whose input hash differs from the last round's.
+    fn moved(&self) -> Result<Vec<String>, Error> {
+        let ws = open(&self.file, self.opts)?;
+        let hashes = hashes(&ws, &self.opts.site)?;
+        Ok(hashes
+            .iter()
+            .filter(|(name, hash)| self.hashes.get(*name) != Some(*hash))
+            .map(|(name, _)| name.to_string())
+            .collect())
+    }
+
+    /// Applies `moved` (none: the site's containers), then deploys the stage.
+    fn round(&mut self, moved: Option<Vec<String>>, paths: Vec<String>, since: Instant) {
+        self.report.rounds += 1;
+        let first = moved.is_none();
+        let containers = moved.unwrap_or_default();
+        let built = Instant::now();
+        let applied = self.apply(&containers);
+        let built_seconds = built.elapsed().as_secs_f64();
+        let built_names = match applied {
+            Ok(Some(names)) => names,
+            Ok(None) => return,
+            Err(message) => return self.failed_build(containers, &[], Path::new(""), message),
+        };
+        let deployed = open(&self.file, self.opts).and_then(|ws| {
+            let report = super::deploy::deploy(&ws, &self.deploy_options(), self.stop)?;
+            Ok((report, hashes(&ws, &self.opts.site)?))
+        });
+        match deployed {
+            Ok((report, hashes)) => {
+                self.hashes = hashes;
+                self.reporter.event(&DevEvent::Running {
+                    first,
+                    containers: if first { built_names } else { containers },
+                    paths,
+                    built_seconds,
+                    running_seconds: since.elapsed().as_secs_f64(),
+                    started: report.started,
+                });
+            }
+            Err(_) if self.stop.requested() => {}
+            Err(e) => {
+                self.report.failed_rounds += 1;
+                let message = e.to_string();
+                self.reporter.event(&DevEvent::DeployFailed { message });
+            }
+        }
+    }
+
+    /// `Ok(Some(containers applied))`; `Ok(None)`: stopped; `Err(why)`: a build failed.
+    fn apply(&self, containers: &[String]) -> Result<Option<Vec<String>>, String> {
+        let ws = open(&self.file, self.opts).map_err(|e| e.to_string())?;
+        let containers = if containers.is_empty() {
+            stage_plan(&ws, &self.opts.site)
+                .map_err(|e| e.to_string())?
+                .order()
+                .map(Name::to_string)
+                .collect()
+        } else {
+            containers.to_vec()
+        };
+        let options = ApplyOptions {
+            containers,
+            push: self.push,
+            engine: self.opts.engine.clone(),
+            ..ApplyOptions::default()
+        };
+        let summary = super::apply::apply(&ws, &options, &Quiet, self.stop.token())
+            .map_err(|e| e.to_string())?;
+        match summary.result {
+            RunResult::Ok => Ok(Some(
+                summary.containers.keys().map(Name::to_string).collect(),
+            )),
+            RunResult::Cancelled => Ok(None),
+            RunResult::Failed | RunResult::Error => Err(failure_text(&summary)),
+        }
+    }
+
+    fn failed_build(
+        &mut self,
+        containers: Vec<String>,
+        paths: &[PathBuf],
+        base: &Path,
+        message: String,
+    ) {
+        self.report.failed_rounds += 1;
+        let paths = paths.iter().map(|p| relative(base, p)).collect();
+        self.reporter.event(&DevEvent::BuildFailed {
+            containers,
+            paths,
+            message,
+        });
+    }
+
+    fn deploy_options(&self) -> DeployOptions {
+        DeployOptions {
+            site: self.opts.site.clone(),
+            stage: self.opts.stage.clone(),
+            release: None,
+            force_conflicts: false,
+            require_attestations: None,
+        }
+    }
+}
+
+/// Progress of the apply inside a round: the round's event says what came of it.
+struct Quiet;
+
+impl super::apply::Reporter for Quiet {
+    fn event(&self, _event: super::apply::Event<'_>) {}
+}
+
+/// What a failed apply says: each failed container's reason and the end of its build log.
+fn failure_text(summary: &super::apply::ApplySummary) -> String {
+    let mut text: Vec<String> = summary.error.iter().cloned().collect();
+    for (name, c) in &summary.containers {
+        if let ContainerOutcome::Failed { reason } = &c.outcome {
+            text.push(format!("{name}: {reason}"));
+            let tail = c.log.len().saturating_sub(10);
+            text.extend(c.log[tail..].iter().map(|l| format!("  {l}")));
+        }
+    }
+    text.join("\n")
+}
+
+/// The workspace, reopened (the lock and the cookbook move between rounds).
+fn open(file: &CookbookFile, opts: &DevOptions) -> Result<Workspace, Error> {
+    let mut ws = Workspace::open(file.clone())?;
+    ws.engine = opts.engine.clone();
+    Ok(ws)
+}
+
+/// The engine of `site`, which must be a Docker site.
+fn docker_site(ws: &Workspace, site: &str) -> Result<Selector, Error> {
+    match super::logs::site_target(ws, site)? {
+        Target::Docker(spec) => Ok(Selector::from_spec(&spec, ws.base_dir(), &ws.engine)),
+        Target::Kubernetes(_) => Err(Error::Usage {
+            message: format!(
+                "site `{site}` is a Kubernetes cluster: `cookbook dev` runs a Docker site's stage"
+            ),
+            help: Some(
+                "give the loop a site whose target is `docker` (e.g. a local engine: \
+                        \"target\": {\"docker\": {\"host\": \"env\"}})"
+                    .to_owned(),
+            ),
+        }),
+    }
+}
+
+/// The plan of what the site's stages run: its containers, what they depend on and their pods'
+/// members (`Cookbook::site_deploy_set`), with everything those are built from.
+fn stage_plan(ws: &Workspace, site: &str) -> Result<crate::graph::Plan, Error> {
+    let set = ws.cookbook.site_deploy_set(site).unwrap_or_default();
+    Ok(ws.plan.restrict(&set))
+}
+
+/// The input hash of each of the site's containers, as the lock's pins make it.
+fn hashes(ws: &Workspace, site: &str) -> Result<BTreeMap<Name, String>, Error> {
+    let plan = stage_plan(ws, site)?;
+    Ok(ws
+        .fingerprints(&plan)?
+        .into_iter()
+        .map(|(name, f)| (name, f.input_hash))
+        .collect())
+}
+
+/// Every directory and file the site's containers' contexts copy, and the cookbook file.
+fn watch_roots(ws: &Workspace, site: &str) -> Result<Vec<PathBuf>, Error> {
+    let plan = stage_plan(ws, site)?;
+    let base = ws.base_dir();
+    let mut roots = vec![ws.path().to_path_buf()];
+    for f in ws.fingerprints(&plan)?.values() {
+        roots.extend(f.context.trees.iter().map(|t| t.source.under(base)));
+        roots.extend(f.context.files.iter().map(|(_, p)| p.under(base)));
+    }
+    // Absolute and resolved, as the watcher names what changed.
+    for root in &mut roots {
+        if let Ok(real) = std::fs::canonicalize(&*root) {
+            *root = real;
+        }
+    }
+    roots.sort();
+    roots.dedup();
+    // A root inside another is watched through it.
+    let all = roots.clone();
+    roots.retain(|r| !all.iter().any(|o| o != r && r.starts_with(o) && o.is_dir()));
+    Ok(roots)
+}
+
+/// A watcher over `roots` (directories recursively) and the channel its events arrive on.
+fn watch(
+    roots: &[PathBuf],
+    tx: std::sync::mpsc::Sender<Input>,
+) -> Result<notify::RecommendedWatcher, Error> {
+    use notify::Watcher as _;
+    let mut watcher = notify::recommended_watcher(move |event| {
+        let _ = tx.send(Input::Fs(event));
+    })
+    .map_err(|e| Error::Failed(format!("cannot watch the sources: {e}")))?;
+    for root in roots {
+        let mode = if root.is_dir() {
+            notify::RecursiveMode::Recursive
+        } else {
+            notify::RecursiveMode::NonRecursive
+        };
+        watcher
+            .watch(root, mode)
+            .map_err(|e| Error::Failed(format!("cannot watch {}: {e}", root.display())))?;
+    }
+    Ok(watcher)
+}
+
+/// The next batch of relevant changes: waits (checking `stop`) for a change, then collects until
+/// [`DEBOUNCE`] passes without one. `None`: stopped, or nothing relevant yet.
+fn batch(
+    events: &Receiver<Input>,
+    stop: &Stop,
+    reporter: &dyn DevReporter,
+) -> Option<(Instant, Vec<PathBuf>)> {
+    let mut paths: Vec<PathBuf> = Vec::new();
+    let mut first = None;
+    loop {
+        let wait = if first.is_some() { DEBOUNCE } else { POLL };
+        match events.recv_timeout(wait) {
+            Ok(Input::Log(line)) => reporter.line(&line),
+            Ok(Input::Fs(Ok(event))) if relevant(&event.kind) => {
+                let before = paths.len();
+                paths.extend(event.paths.into_iter().filter(|p| !ignored(p)));
+                if paths.len() > before {
+                    first.get_or_insert_with(Instant::now);
+                }
+            }
+            Ok(_) => {}
+            Err(RecvTimeoutError::Timeout) if first.is_some() => break,
+            Err(RecvTimeoutError::Timeout) if stop.requested() => return None,
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => return None,
+        }
+    }
+    paths.sort();
+    paths.dedup();
+    first.map(|at| (at, paths))
+}
+
+/// A change to content or names (reading a file — as hashing and builds do — is not one).
+fn relevant(kind: &notify::EventKind) -> bool {
+    !matches!(kind, notify::EventKind::Access(_))
+}
+
+/// Paths the loop never reacts to: the state directory, git's, the lock and its temp siblings.
+fn ignored(path: &Path) -> bool {
+    path.components().any(|c| {
+        let c = c.as_os_str().to_string_lossy();
+        c == ".cookbook" || c == ".git" || c.starts_with("cookbook.lock")
+    })
+}
+
+/// `path` relative to `base` when inside it, as `/`-separated text.
+fn relative(base: &Path, path: &Path) -> String {
+    let rel = path.strip_prefix(base).unwrap_or(path);
+    let text = rel.to_string_lossy().replace('\\', "/");
+    if text.is_empty() {
+        ".".to_owned()
+    } else {
+        text
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_loops_own_writes_are_ignored() {
+        assert!(ignored(Path::new("/p/.cookbook/stat-cache-v3-x.bin")));
+        assert!(ignored(Path::new("/p/.git/index")));
+        assert!(ignored(Path::new("/p/cookbook.lock")));
+        assert!(ignored(Path::new("/p/cookbook.lock.tmp123")));
+        assert!(!ignored(Path::new("/p/services/api/app.py")));
+    }
+
+    #[test]
+    fn reading_is_not_a_change() {
+        use notify::event::{AccessKind, ModifyKind};
+        assert!(!relevant(&notify::EventKind::Access(AccessKind::Any)));
+        assert!(relevant(&notify::EventKind::Modify(ModifyKind::Any)));
+    }
+
+    struct Nothing;
+    impl LogSink for Nothing {
+        fn line(&self, _: &super::super::logs::LogLine) {}
+    }
+    impl DevReporter for Nothing {
+        fn event(&self, _: &DevEvent) {}
+    }
+
+    #[test]
+    fn a_batch_ends_after_quiet_and_names_each_path_once() {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let change = |p: &str| {
+            Input::Fs(Ok(notify::Event::new(notify::EventKind::Modify(
+                notify::event::ModifyKind::Any,
+            ))
+            .add_path(PathBuf::from(p))))
+        };
+        tx.send(change("/p/a.txt")).unwrap();
+        tx.send(change("/p/.cookbook/x")).unwrap();
+        tx.send(change("/p/a.txt")).unwrap();
+        tx.send(change("/p/b.txt")).unwrap();
+        let (_, paths) = batch(&rx, &Stop::new(), &Nothing).unwrap();
+        assert_eq!(
+            paths,
+            vec![PathBuf::from("/p/a.txt"), PathBuf::from("/p/b.txt")]
+        );
+    }
+
+    #[test]
+    fn relative_paths_are_slash_separated_from_the_base() {
+        assert_eq!(relative(Path::new("/p"), Path::new("/p/s/a.py")), "s/a.py");
+        assert_eq!(relative(Path::new("/p"), Path::new("/p")), ".");
+    }
+}
