@@ -199,7 +199,7 @@ struct Session<'a> {
     stop: &'a Stop,
     push: bool,
     /// The input hashes of the last round that ran (what an edit is compared with).
-    hashes: BTreeMap<Name, String>,
+    hashes: Hashes,
     report: DevReport,
 }
 
@@ -213,11 +213,12 @@ impl Session<'_> {
             let moved = match self.moved() {
                 Ok(moved) => moved,
                 Err(e) => {
-                    self.failed_build(Vec::new(), &paths, base, e.to_string());
+                    let paths = paths.iter().map(|p| relative(base, p)).collect();
+                    self.failed_build(Vec::new(), paths, e.to_string());
                     continue;
                 }
             };
-            if moved.is_empty() {
+            if moved.0.is_empty() {
                 continue;
             }
             let paths = paths.iter().map(|p| relative(base, p)).collect();
@@ -225,33 +226,43 @@ impl Session<'_> {
         }
     }
 
-    /// The containers whose input hash differs from the last round's.
-    fn moved(&self) -> Result<Vec<String>, Error> {
+    /// The containers whose input hash differs from the last round's, and the hashes now.
+    fn moved(&self) -> Result<(Vec<String>, Hashes), Error> {
         let ws = open(&self.file, self.opts)?;
-        let hashes = hashes(&ws, &self.opts.site)?;
-        Ok(hashes
+        let now = hashes(&ws, &self.opts.site)?;
+        let moved = now
             .iter()
             .filter(|(name, hash)| self.hashes.get(*name) != Some(*hash))
             .map(|(name, _)| name.to_string())
-            .collect())
+            .collect();
+        Ok((moved, now))
     }
 
-    /// Applies `moved` (none: the site's containers), then deploys the stage.
-    fn round(&mut self, moved: Option<Vec<String>>, paths: Vec<String>, since: Instant) {
+    /// Applies `moved` (none: everything the stage runs), then deploys the stage. The hashes
+    /// recorded for the next comparison are those the round started from (an edit made while it
+    /// builds is the next round's); the first round's, once its bases are pinned.
+    fn round(&mut self, moved: Option<(Vec<String>, Hashes)>, paths: Vec<String>, since: Instant) {
         self.report.rounds += 1;
         let first = moved.is_none();
-        let containers = moved.unwrap_or_default();
+        let (containers, started_from) = match moved {
+            Some((containers, hashes)) => (containers, Some(hashes)),
+            None => (Vec::new(), None),
+        };
         let built = Instant::now();
         let applied = self.apply(&containers);
         let built_seconds = built.elapsed().as_secs_f64();
         let built_names = match applied {
             Ok(Some(names)) => names,
             Ok(None) => return,
-            Err(message) => return self.failed_build(containers, &[], Path::new(""), message),
+            Err(message) => return self.failed_build(containers, paths, message),
         };
         let deployed = open(&self.file, self.opts).and_then(|ws| {
+            let hashes = match started_from {
+                Some(hashes) => hashes,
+                None => hashes(&ws, &self.opts.site)?,
+            };
             let report = super::deploy::deploy(&ws, &self.deploy_options(), self.stop)?;
-            Ok((report, hashes(&ws, &self.opts.site)?))
+            Ok((report, hashes))
         });
         match deployed {
             Ok((report, hashes)) => {
@@ -303,15 +314,8 @@ impl Session<'_> {
         }
     }
 
-    fn failed_build(
-        &mut self,
-        containers: Vec<String>,
-        paths: &[PathBuf],
-        base: &Path,
-        message: String,
-    ) {
+    fn failed_build(&mut self, containers: Vec<String>, paths: Vec<String>, message: String) {
         self.report.failed_rounds += 1;
-        let paths = paths.iter().map(|p| relative(base, p)).collect();
         self.reporter.event(&DevEvent::BuildFailed {
             containers,
             paths,
@@ -381,8 +385,11 @@ fn stage_plan(ws: &Workspace, site: &str) -> Result<crate::graph::Plan, Error> {
     Ok(ws.plan.restrict(&set))
 }
 
-/// The input hash of each of the site's containers, as the lock's pins make it.
-fn hashes(ws: &Workspace, site: &str) -> Result<BTreeMap<Name, String>, Error> {
+/// Each container's input hash.
+type Hashes = BTreeMap<Name, String>;
+
+/// The input hash of each container the stage runs, as the lock's pins make it.
+fn hashes(ws: &Workspace, site: &str) -> Result<Hashes, Error> {
     let plan = stage_plan(ws, site)?;
     Ok(ws
         .fingerprints(&plan)?
