@@ -162,7 +162,11 @@ impl Workspace {
             return Ok(self.plan.clone());
         };
         match self.cookbook.sites.get(site) {
-            Some(s) => Ok(self.plan.restrict(&s.containers)),
+            // What the site runs, pod members included (an init container or sidecar is built
+            // for the site although no container depends on it), and what those need to build.
+            Some(_) => Ok(self
+                .plan
+                .restrict(&self.cookbook.site_deploy_set(site).unwrap_or_default())),
             None => Err(Error::Usage {
                 message: format!("unknown site `{site}`"),
                 help: Some(if self.cookbook.sites.is_empty() {

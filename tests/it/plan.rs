@@ -159,6 +159,27 @@ fn shop_site_central() {
     );
 }
 
+/// A site's portion holds the members of its containers' pods: gallery's `web` runs its init
+/// container `seed` and its sidecar `proxy`, which nothing depends on, so `apply --site local`
+/// builds them too.
+#[test]
+fn a_sites_plan_holds_its_pods_members() {
+    let dir = tempfile::tempdir().unwrap();
+    common::copy_example("gallery", dir.path());
+    let run = run_in(dir.path(), &["plan", "--site", "local", "--format", "json"]);
+    run.assert_code(0);
+    let plan: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+    let mut names: Vec<String> = plan["waves"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|w| w.as_array().unwrap())
+        .map(|c| c.as_str().unwrap().to_owned())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["api", "proxy", "seed", "web"], "{}", run.stdout);
+}
+
 /// `edge` runs api only: api and the db it needs, nothing that needs api.
 #[test]
 fn shop_site_edge() {
