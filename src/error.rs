@@ -124,6 +124,16 @@ pub enum Error {
     #[error("{0} difference(s)")]
     Differences(usize),
 
+    /// `cookbook exec`: the command ran and exited with this code (not 0), which is the
+    /// command's exit code; it printed all there is to say.
+    #[error("the command exited with code {code}")]
+    Exited { code: i32 },
+
+    /// `cookbook status`: the stage is not what the lock says (a container exited, missing,
+    /// unhealthy or drifted); the report, printed already, names each problem.
+    #[error("{stage}: {problems} problem(s): the stage is not what cookbook.lock says")]
+    NotAsLocked { stage: String, problems: usize },
+
     /// A well-formed request that does not fit the cookbook (an unknown site or container).
     #[error("{message}")]
     Usage {
@@ -555,7 +565,15 @@ impl Error {
             Error::Invalid { .. } | Error::Usage { .. } | Error::Reference(_) => EXIT_INVALID,
             Error::Read { source, .. } => io_exit_code(source),
             Error::Context(e) => context_exit_code(e),
-            Error::Failed(_) | Error::Differences(_) => EXIT_FAILED,
+            Error::Failed(_) | Error::Differences(_) | Error::NotAsLocked { .. } => EXIT_FAILED,
+            // 0..=255 as a shell sees it; a code outside (a negative one) is a failure.
+            Error::Exited { code } => {
+                if (1..=255).contains(code) {
+                    *code
+                } else {
+                    EXIT_FAILED
+                }
+            }
             Error::Write { source, .. } => io_exit_code(source),
             Error::Engine(e) => engine_exit_code(e),
             Error::Registry(e) => registry_exit_code(e),

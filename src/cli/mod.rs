@@ -18,7 +18,9 @@ mod apply;
 mod args;
 mod deploy;
 mod diff;
+mod down;
 mod events;
+mod exec;
 mod fleet;
 mod github;
 mod init;
@@ -183,6 +185,8 @@ fn execute(cli: &Cli, out: &mut dyn Write, err: &mut dyn Write) -> Result<(), Er
         C::Key { command } => key::run(command, out),
         C::Fleet { command } => fleet::run(command, out, err),
         C::Status { cookbook, args } => deploy::status(&path(cookbook)?, args, out),
+        C::Down { cookbook, args } => down::run(&path(cookbook)?, args, out, err),
+        C::Exec { cookbook, args } => exec::run(&path(cookbook)?, args),
         C::Rollback { cookbook, args } => deploy::rollback(&path(cookbook)?, args, out),
         C::Releases { cookbook, args } => deploy::releases(&path(cookbook)?, args, out),
         C::Migrate { cookbook, args } => migrate::run(cookbook.locate(top)?, args, out, err),

@@ -62,6 +62,20 @@ const BUDGET: &str = "poddisruptionbudget";
 /// How many warning events `status` shows per container.
 const EVENTS: usize = 3;
 
+/// The names of `objects` as `kind/NAME`.
+fn keys<K>(kind: &str, objects: &BTreeMap<String, K>) -> Vec<String> {
+    objects.keys().map(|n| format!("{kind}/{n}")).collect()
+}
+
+/// What [`KubeSite::down`] did: objects as `kind/NAME`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Down {
+    /// Deleted (their deletion requested, by uid: the cluster finishes it).
+    pub removed: Vec<String>,
+    /// PersistentVolumeClaims left in place (no `--volumes`).
+    pub kept: Vec<String>,
+}
+
 /// A connected Kubernetes site.
 pub struct KubeSite {
     client: Client,
@@ -417,6 +431,44 @@ impl KubeSite {
             .filter(|o| owner(desired, None, o.meta().labels.as_ref()) == Owner::Ours)
             .filter_map(|o| Some((o.meta().name.clone()?, o)))
             .collect())
+    }
+
+    /// `cookbook down`: deletes every object of the stage of `desired` that is ours by its
+    /// labels (its instances are not read: a stage-only `Desired` will do), Deployments first,
+    /// and its PersistentVolumeClaims only with `claims`. Returns the objects deleted and the
+    /// claims kept, as `kind/NAME`. The Namespace stays: others may share it.
+    pub async fn down(&self, desired: &Desired, claims: bool) -> Result<Down, KubeError> {
+        let deployments: BTreeMap<String, Deployment> = self.ours("deployments", desired).await?;
+        let services: BTreeMap<String, Service> = self.ours("services", desired).await?;
+        let ingresses: BTreeMap<String, Ingress> =
+            self.ours_if_served("ingresses", desired).await?;
+        let budgets: BTreeMap<String, PodDisruptionBudget> =
+            self.ours_if_served("poddisruptionbudgets", desired).await?;
+        let found_claims: BTreeMap<String, PersistentVolumeClaim> = self
+            .ours_if_served("persistentvolumeclaims", desired)
+            .await?;
+        let mut removed = keys(DEPLOYMENT, &deployments);
+        removed.extend(keys(SERVICE, &services));
+        removed.extend(keys(INGRESS, &ingresses));
+        removed.extend(keys(BUDGET, &budgets));
+        let claim_names = keys(CLAIM, &found_claims);
+        let kept = if claims {
+            removed.extend(claim_names);
+            Vec::new()
+        } else {
+            claim_names
+        };
+        Backend::remove(self, desired, &removed)
+            .await
+            .map_err(|e| match e {
+                BackendError::Kube(k) => k,
+                other => KubeError::Api {
+                    operation: "delete".to_owned(),
+                    code: 0,
+                    message: other.to_string(),
+                },
+            })?;
+        Ok(Down { removed, kept })
     }
 
     /// What the cluster offers, by discovery
