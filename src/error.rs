@@ -53,6 +53,11 @@
 //! | deploy: a name the stage needs held by what is not its own (compose's, another site's) | 1 |
 //! | deploy: a wave not healthy, or the engine/API failing mid-deploy (then rolled back per `on_failure`) | 1; 3 if the site became unreachable |
 //! | deploy: stopped by SIGINT/SIGTERM between steps (then rolled back per `on_failure`) | 130/143 |
+//! | status: the stage is not what the lock says (exited, missing, restarting, unhealthy, drifted), after the report (`NotAsLocked`) | 1 |
+//! | exec: the command's exit code (`Exited`, 1–255; another code is 1) | its code |
+//! | exec: a container the stage does not have; a Kubernetes site (the `kubectl exec` named) | 2 |
+//! | exec: the container is not running | 1 |
+//! | down: an unknown site or stage, or one the site does not serve | 2 |
 //! | a TLS file that is not usable (missing, not PEM, no certificate or key in it, a key that does not match its certificate) | 2 |
 //! | fleet: a sites file that does not parse or fit (unknown field, an URL not `https://`, a name twice): file:line:column | 2 |
 //! | fleet: a site that gave no status (no connection, TLS refused, an HTTP error, an unusable document) | 3 |
@@ -872,6 +877,26 @@ mod tests {
         assert_eq!(no_lock.exit_code(), EXIT_INVALID);
         let mismatch = Error::Failed("1 of 4 container(s) do not match cookbook.lock".into());
         assert_eq!(mismatch.exit_code(), EXIT_FAILED);
+    }
+
+    /// `status` of a stage not as locked is 1; `exec` ends with the command's code when a shell
+    /// could see it, else 1.
+    #[test]
+    fn status_and_exec_map_to_their_codes() {
+        let not = Error::NotAsLocked {
+            stage: "local/dev".into(),
+            problems: 3,
+        };
+        assert_eq!(not.exit_code(), EXIT_FAILED);
+        for (code, expected) in [
+            (3, 3),
+            (255, 255),
+            (1, 1),
+            (-1, EXIT_FAILED),
+            (256, EXIT_FAILED),
+        ] {
+            assert_eq!(Error::Exited { code }.exit_code(), expected, "{code}");
+        }
     }
 
     /// The deploy rows: a refusal to touch what is not ours is 1; a deploy that stopped is coded

@@ -1752,3 +1752,71 @@ fn the_gallery_pod_deploys_as_one_deployment_and_what_the_cluster_lacks_is_refus
     );
     assert_eq!(changes(&fake.requests()[before..]), Vec::<String>::new());
 }
+
+/// `cookbook down` on a Kubernetes site deletes every object of the stage that is ours (by uid,
+/// Deployments first), leaves a hand-made namesake, and a second `down` sends nothing; `exec` is
+/// refused with the exact `kubectl exec` that does it.
+#[test]
+fn down_deletes_only_our_objects_and_exec_names_the_kubectl_command() {
+    let fake = FakeKube::start(1);
+    let dir = project(&fake, &lock_v1());
+    deploy(dir.path(), &[]).assert_code(0);
+    fake.update(
+        "deployments",
+        NS,
+        "legacy",
+        "kubectl-create",
+        json!({"spec": {"replicas": 1}}),
+    );
+    let down = |dir: &Path| {
+        let run = run_in(
+            dir,
+            &[
+                "down", "--site", "cluster", "--stage", "dev", "--format", "json",
+            ],
+        );
+        run.assert_code(0);
+        json(&run)
+    };
+    let before = fake.requests().len();
+    let doc = down(dir.path());
+    assert_eq!(doc["unchanged"], false, "{doc}");
+    assert_eq!(doc["removed"]["target"], "kubernetes");
+    let removed = strings(&doc["removed"]["removed"]);
+    let mut deleted = changes(&fake.requests()[before..]);
+    assert!(
+        deleted.iter().all(|c| c.starts_with("DELETE ")),
+        "{deleted:?}"
+    );
+    assert_eq!(deleted.len(), removed.len(), "{deleted:?} {removed:?}");
+    // Deployments before the Services that point at them.
+    assert!(deleted[0].starts_with("DELETE deployments/"), "{deleted:?}");
+    deleted.sort();
+    assert!(
+        deleted.contains(&"DELETE deployments/shop-cluster-dev-api".to_owned())
+            && deleted.contains(&"DELETE services/api".to_owned()),
+        "{deleted:?}"
+    );
+    assert_eq!(fake.names("deployments", NS), vec!["legacy"]);
+    assert!(fake.names("services", NS).is_empty());
+    // Nothing left: a second down sends no change.
+    let before = fake.requests().len();
+    let doc = down(dir.path());
+    assert_eq!(doc["unchanged"], true, "{doc}");
+    assert_eq!(changes(&fake.requests()[before..]), Vec::<String>::new());
+
+    let run = run_in(
+        dir.path(),
+        &[
+            "exec", "--site", "cluster", "--stage", "dev", "api", "--", "ls", "-l", "/a b",
+        ],
+    );
+    run.assert_code(2);
+    assert!(
+        run.stderr.contains(
+            "help: run: kubectl exec -i -n shop deploy/shop-cluster-dev-api -c api -- ls -l '/a b'"
+        ),
+        "{}",
+        run.context()
+    );
+}
