@@ -370,7 +370,7 @@ fn a_failed_health_gate_quotes_the_probes_last_output() {
     if !services() {
         return;
     }
-    let p = Project::new("stages", "probe");
+    let p = Project::new("stages", "gate");
     edit(p.path(), |doc| {
         doc["containers"]["api"]["health"] = serde_json::json!({
             "command": "echo probe-said-no; printf 'bell\\a' >&2; exit 4",
