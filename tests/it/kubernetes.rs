@@ -328,8 +328,10 @@ fn shop_deploys_in_waves_and_an_unchanged_redeploy_sends_nothing() {
             "status", "--site", "cluster", "--stage", "dev", "--format", "json",
         ],
     );
+    run.assert_code(1);
     let doc = json(&run);
     assert_eq!(doc["in_sync"], false);
+    assert_eq!(doc["problems"][0]["kind"], "drifted", "{doc}");
     assert_eq!(doc["containers"][2]["drift"], true);
     assert_eq!(doc["containers"][2]["running_digest"], Value::Null);
 }
@@ -1031,8 +1033,18 @@ fn an_object_with_our_name_but_not_our_labels_is_refused_not_taken_over() {
             "status", "--site", "cluster", "--stage", "dev", "--format", "json",
         ],
     );
-    run.assert_code(0);
+    // Not as the lock says: exit 1, each problem named.
+    run.assert_code(1);
     let doc = json(&run);
+    assert_eq!(doc["ok"], false);
+    assert!(
+        doc["problems"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["container"] == "api" && p["kind"] == "foreign"),
+        "{doc}"
+    );
     assert_eq!(doc["containers"][1]["name"], "shop-cluster-dev-api");
     assert_eq!(doc["containers"][1]["state"], "foreign");
     assert_eq!(doc["containers"][1]["running_digest"], Value::Null);
