@@ -667,8 +667,10 @@ pub struct StageOptions {
     pub stage: String,
 }
 
-/// `cookbook status`: each container the lock wants in the stage, as the site runs it. Drift and
-/// ill health are the answer, not a failure. Its serialization is the `--format json` document.
+/// `cookbook status`: each container the lock wants in the stage, as the site runs it, and what
+/// is not as the lock says (`problems`: the CLI then exits 1, `Status::not_as_locked`; a flow
+/// that reads a status — the agent's view, `automatic` progression — judges it itself). Its
+/// serialization is the `--format json` document.
 #[derive(Debug, Clone, Serialize)]
 pub struct StatusReport<C> {
     pub project: String,
