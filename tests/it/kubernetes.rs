@@ -390,6 +390,14 @@ fn a_stuck_rollout_fails_its_wave_and_rolls_back_to_the_previous_release() {
     lock[1].1 = digest(9);
     write_lock(dir.path(), &lock);
     fake.stuck(&digest(9));
+    // What the kubelet says of its pod's readiness probe: quoted in the failure, escaped.
+    fake.seed_event(
+        NS,
+        "shop-cluster-dev-api-7c9d-xyz12",
+        "Unhealthy",
+        "Readiness probe failed: HTTP probe failed with statuscode: 503\n",
+        "2026-01-01T00:00:00Z",
+    );
     let before = fake.requests().len();
     let run = run_in(
         dir.path(),
@@ -398,7 +406,7 @@ fn a_stuck_rollout_fails_its_wave_and_rolls_back_to_the_previous_release() {
     run.assert_code(1);
     assert!(
         run.stderr.ends_with(&format!(
-            " to cluster/dev stopped: wave 2: shop-cluster-dev-api is not healthy: its rollout exceeded its progress deadline (60s): ReplicaSet \"shop-cluster-dev-api-7c9d\" has timed out progressing.; rolled back to release {good} (recreated: shop-cluster-dev-api)\n"
+            " to cluster/dev stopped: wave 2: shop-cluster-dev-api is not healthy: its rollout exceeded its progress deadline (60s): ReplicaSet \"shop-cluster-dev-api-7c9d\" has timed out progressing.; its latest warning: Unhealthy: Readiness probe failed: HTTP probe failed with statuscode: 503; rolled back to release {good} (recreated: shop-cluster-dev-api)\n"
         )),
         "{}",
         run.context()

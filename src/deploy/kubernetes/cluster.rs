@@ -778,9 +778,43 @@ impl KubeSite {
         });
         match futures_util::future::try_join_all(waits).await {
             Ok(_) => Ok(Ok(())),
-            Err(Stop::Unhealthy(failed)) => Ok(Err(failed)),
+            Err(Stop::Unhealthy(mut failed)) => {
+                failed.why.push_str(&self.last_warning(&failed.unit).await);
+                Ok(Err(failed))
+            }
             Err(Stop::Api(e)) => Err(e),
         }
+    }
+
+    /// "; its latest warning: Reason: message" about the Deployment `name` or its pods (the
+    /// kubelet's `Unhealthy: Readiness probe failed: …` says what the probe answered), escaped
+    /// and capped as a Docker probe's output is; empty when there is none or the events cannot
+    /// be listed (the failure is the rollout's, not its explanation's).
+    async fn last_warning(&self, name: &str) -> String {
+        let Ok(events) = self
+            .api::<Event>()
+            .list(&ListParams::default().fields("type=Warning"))
+            .await
+        else {
+            return String::new();
+        };
+        let Some(last) = latest_warnings(&events.items, name).pop() else {
+            return String::new();
+        };
+        let shown: String = last
+            .trim()
+            .chars()
+            .take(400)
+            .flat_map(|c| {
+                let escaped: Vec<char> = if c.is_control() {
+                    c.escape_default().collect()
+                } else {
+                    vec![c]
+                };
+                escaped
+            })
+            .collect();
+        format!("; its latest warning: {shown}")
     }
 
     /// Whether every desired Deployment has completed its rollout with the desired image
