@@ -53,6 +53,11 @@
 //! | deploy: a name the stage needs held by what is not its own (compose's, another site's) | 1 |
 //! | deploy: a wave not healthy, or the engine/API failing mid-deploy (then rolled back per `on_failure`) | 1; 3 if the site became unreachable |
 //! | deploy: stopped by SIGINT/SIGTERM between steps (then rolled back per `on_failure`) | 130/143 |
+//! | status: the stage is not what the lock says (exited, missing, restarting, unhealthy, drifted), after the report (`NotAsLocked`) | 1 |
+//! | exec: the command's exit code (`Exited`, 1–255; another code is 1) | its code |
+//! | exec: a container the stage does not have; a Kubernetes site (the `kubectl exec` named) | 2 |
+//! | exec: the container is not running | 1 |
+//! | down: an unknown site or stage, or one the site does not serve | 2 |
 //! | a TLS file that is not usable (missing, not PEM, no certificate or key in it, a key that does not match its certificate) | 2 |
 //! | fleet: a sites file that does not parse or fit (unknown field, an URL not `https://`, a name twice): file:line:column | 2 |
 //! | fleet: a site that gave no status (no connection, TLS refused, an HTTP error, an unusable document) | 3 |
@@ -123,6 +128,16 @@ pub enum Error {
     /// full, so no error line follows (exit 1, as diff(1)).
     #[error("{0} difference(s)")]
     Differences(usize),
+
+    /// `cookbook exec`: the command ran and exited with this code (not 0), which is the
+    /// command's exit code; it printed all there is to say.
+    #[error("the command exited with code {code}")]
+    Exited { code: i32 },
+
+    /// `cookbook status`: the stage is not what the lock says (a container exited, missing,
+    /// unhealthy or drifted); the report, printed already, names each problem.
+    #[error("{stage}: {problems} problem(s): the stage is not what cookbook.lock says")]
+    NotAsLocked { stage: String, problems: usize },
 
     /// A well-formed request that does not fit the cookbook (an unknown site or container).
     #[error("{message}")]
@@ -559,7 +574,15 @@ impl Error {
             Error::Invalid { .. } | Error::Usage { .. } | Error::Reference(_) => EXIT_INVALID,
             Error::Read { source, .. } => io_exit_code(source),
             Error::Context(e) => context_exit_code(e),
-            Error::Failed(_) | Error::Differences(_) => EXIT_FAILED,
+            Error::Failed(_) | Error::Differences(_) | Error::NotAsLocked { .. } => EXIT_FAILED,
+            // 0..=255 as a shell sees it; a code outside (a negative one) is a failure.
+            Error::Exited { code } => {
+                if (1..=255).contains(code) {
+                    *code
+                } else {
+                    EXIT_FAILED
+                }
+            }
             Error::Write { source, .. } => io_exit_code(source),
             Error::Engine(e) => engine_exit_code(e),
             Error::Registry(e) => registry_exit_code(e),
@@ -866,6 +889,26 @@ mod tests {
         assert_eq!(no_lock.exit_code(), EXIT_INVALID);
         let mismatch = Error::Failed("1 of 4 container(s) do not match cookbook.lock".into());
         assert_eq!(mismatch.exit_code(), EXIT_FAILED);
+    }
+
+    /// `status` of a stage not as locked is 1; `exec` ends with the command's code when a shell
+    /// could see it, else 1.
+    #[test]
+    fn status_and_exec_map_to_their_codes() {
+        let not = Error::NotAsLocked {
+            stage: "local/dev".into(),
+            problems: 3,
+        };
+        assert_eq!(not.exit_code(), EXIT_FAILED);
+        for (code, expected) in [
+            (3, 3),
+            (255, 255),
+            (1, 1),
+            (-1, EXIT_FAILED),
+            (256, EXIT_FAILED),
+        ] {
+            assert_eq!(Error::Exited { code }.exit_code(), expected, "{code}");
+        }
     }
 
     /// The deploy rows: a refusal to touch what is not ours is 1; a deploy that stopped is coded

@@ -204,6 +204,26 @@ pub enum Command {
         #[command(flatten)]
         args: StatusArgs,
     },
+    /// Tear a stage down, as `docker compose down`: remove every container (pod members too),
+    /// network and scratch volume of the stage that carries its labels (never a namesake that
+    /// does not), its persistent volumes only with --volumes. A second `down` changes nothing.
+    #[command(after_help = EXIT_CODES_HELP)]
+    Down {
+        #[command(flatten)]
+        cookbook: CookbookArg,
+        #[command(flatten)]
+        args: DownArgs,
+    },
+    /// Run a command in a running container of a stage, as `docker compose exec`: stdin, stdout
+    /// and stderr attached (a TTY when stdin is a terminal, unless -T); the exit code is the
+    /// command's. A pod member is `CONTAINER/MEMBER` (`api/proxy`).
+    #[command(after_help = EXIT_CODES_HELP)]
+    Exec {
+        #[command(flatten)]
+        cookbook: CookbookArg,
+        #[command(flatten)]
+        args: ExecArgs,
+    },
     /// Record an approval for a stage of the release `promote` would carry there (or --release
     /// ID, or cookbook.lock's images with --lock): `manual` stages take a person's, `ci-approved`
     /// ones a CI job's (--ci), `automatic` ones none.
@@ -399,6 +419,8 @@ impl Command {
             C::Status { args, .. } => ("status", true, args.format.is_json()),
             C::Logs { .. } => ("logs", true, false),
             C::Dev { .. } => ("dev", true, false),
+            C::Down { args, .. } => ("down", true, args.format.is_json()),
+            C::Exec { .. } => ("exec", true, false),
             C::Approve { .. } => ("approve", true, false),
             C::Promote { args, .. } => ("promote", true, args.format.is_json()),
             C::Events { args, .. } => ("events", true, args.format.is_json()),
@@ -454,6 +476,7 @@ pub enum EventKindArg {
     Approval,
     Promotion,
     Rollback,
+    Down,
 }
 
 #[derive(Debug, Args)]
@@ -789,6 +812,55 @@ pub struct DevArgs {
     /// Do not stream the containers' logs (progress lines only)
     #[arg(long)]
     pub no_logs: bool,
+}
+
+/// `cookbook down`.
+#[derive(Debug, Args)]
+pub struct DownArgs {
+    #[command(flatten)]
+    pub engine: EngineArgs,
+    /// The federation site
+    #[arg(long, value_name = "SITE")]
+    pub site: String,
+    /// The stage to tear down
+    #[arg(long, value_name = "STAGE")]
+    pub stage: String,
+    /// Also remove the stage's persistent volumes (Kubernetes: its PersistentVolumeClaims)
+    #[arg(long)]
+    pub volumes: bool,
+    /// Output format
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+}
+
+/// `cookbook exec`.
+#[derive(Debug, Args)]
+pub struct ExecArgs {
+    #[command(flatten)]
+    pub engine: EngineArgs,
+    /// The federation site
+    #[arg(long, value_name = "SITE")]
+    pub site: String,
+    /// The stage
+    #[arg(long, value_name = "STAGE")]
+    pub stage: String,
+    /// Never allocate a TTY, even when stdin is a terminal
+    #[arg(short = 'T', long = "no-tty")]
+    pub no_tty: bool,
+    /// Which replica of the container (from 1)
+    #[arg(long, default_value_t = 1, value_name = "N")]
+    pub index: u32,
+    /// The cookbook's container, or a pod member as CONTAINER/MEMBER
+    #[arg(value_name = "CONTAINER")]
+    pub container: String,
+    /// The command and its arguments (after `--` when they start with `-`)
+    #[arg(
+        value_name = "COMMAND",
+        required = true,
+        trailing_var_arg = true,
+        allow_hyphen_values = true
+    )]
+    pub command: Vec<String>,
 }
 
 #[derive(Debug, Subcommand)]

@@ -18,8 +18,8 @@ use super::output::json_sorted;
 use super::Format;
 use crate::error::Error;
 use crate::ops::deploy::{
-    ApproveOptions, DeployOptions, DeployReport, DetectReport, PromoteOptions, RollbackOptions,
-    StageOptions, Status, StatusReport,
+    ApproveOptions, DeployOptions, DeployReport, DetectReport, Problem, PromoteOptions,
+    RollbackOptions, StageOptions, Status, StatusReport,
 };
 use crate::ops::deploy::{Cluster, Detected, Engine, InstanceStatus, Services, UnitStatus};
 use crate::ops::{self, Workspace};
@@ -138,9 +138,14 @@ pub fn releases(file: &Path, args: &ReleasesArgs, out: &mut dyn Write) -> Result
                         .as_ref()
                         .map(|c| format!("  checkpoint ({c})"))
                         .unwrap_or_default();
+                    let down = r
+                        .down_at
+                        .as_ref()
+                        .map(|d| format!("  down since {d}"))
+                        .unwrap_or_default();
                     let _ = writeln!(
                         out,
-                        "  {mark} {}  {}{back}{checkpoint}",
+                        "  {mark} {}  {}{back}{checkpoint}{down}",
                         r.release, r.deployed_at
                     );
                 }
@@ -153,8 +158,10 @@ pub fn releases(file: &Path, args: &ReleasesArgs, out: &mut dyn Write) -> Result
     Ok(())
 }
 
-/// `cookbook status`: each container the lock wants in the stage, as the engine runs it. Drift and
-/// ill health are the answer, not a failure: the exit code is 0 whenever the engine answered.
+/// `cookbook status`: each container the lock wants in the stage, as the engine runs it, then one
+/// line per container that is not as the lock says and a summary. Exit 0 only when all is as the
+/// lock says; 1 (`Error::NotAsLocked`, after the report) when a container is exited, missing,
+/// unhealthy or drifted.
 pub fn status(file: &Path, args: &StatusArgs, out: &mut dyn Write) -> Result<(), Error> {
     let opts = StageOptions {
         site: args.site.clone(),
@@ -167,10 +174,25 @@ pub fn status(file: &Path, args: &StatusArgs, out: &mut dyn Write) -> Result<(),
         (Format::Json, status) => {
             let _ = out.write_all(json_sorted(status).as_bytes());
         }
-        (Format::Text, Status::Docker(report)) => docker_status(out, report),
-        (Format::Text, Status::Kubernetes(report)) => kubernetes_status(out, report),
+        (Format::Text, Status::Docker(report)) => {
+            docker_status(out, report);
+            problems_text(out, &report.problems, &report.summary());
+        }
+        (Format::Text, Status::Kubernetes(report)) => {
+            kubernetes_status(out, report);
+            problems_text(out, &report.problems, &report.summary());
+        }
     }
-    Ok(())
+    // Printed in full above: the exit code (1) says the rest.
+    status.not_as_locked().map_or(Ok(()), Err)
+}
+
+/// One line per problem, then the summary.
+fn problems_text(out: &mut dyn Write, problems: &[Problem], summary: &str) {
+    for p in problems {
+        let _ = writeln!(out, "{p}");
+    }
+    let _ = writeln!(out, "{summary}");
 }
 
 /// `cookbook status` of a Docker site, as text: per container, the engine's container.

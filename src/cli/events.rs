@@ -52,6 +52,7 @@ fn kind(arg: EventKindArg) -> EventKind {
         EventKindArg::Approval => EventKind::Approval,
         EventKindArg::Promotion => EventKind::Promotion,
         EventKindArg::Rollback => EventKind::Rollback,
+        EventKindArg::Down => EventKind::Down,
     }
 }
 

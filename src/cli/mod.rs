@@ -19,7 +19,9 @@ mod args;
 mod deploy;
 mod dev;
 mod diff;
+mod down;
 mod events;
+mod exec;
 mod fleet;
 mod github;
 mod init;
@@ -187,6 +189,8 @@ fn execute(cli: &Cli, out: &mut dyn Write, err: &mut dyn Write) -> Result<(), Er
         C::Status { cookbook, args } => deploy::status(&path(cookbook)?, args, out),
         C::Logs { cookbook, args } => logs::run(&path(cookbook)?, args, out, err),
         C::Dev { cookbook, args } => dev::run(&path(cookbook)?, args, out, err),
+        C::Down { cookbook, args } => down::run(&path(cookbook)?, args, out, err),
+        C::Exec { cookbook, args } => exec::run(&path(cookbook)?, args),
         C::Rollback { cookbook, args } => deploy::rollback(&path(cookbook)?, args, out),
         C::Releases { cookbook, args } => deploy::releases(&path(cookbook)?, args, out),
         C::Migrate { cookbook, args } => migrate::run(cookbook.locate(top)?, args, out, err),

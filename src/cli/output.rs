@@ -85,7 +85,7 @@ pub fn report(e: &Error, err: &mut dyn Write) {
             let _ = writeln!(err, "{error}error{error:#}: {e}");
         }
         // The output already said everything (`diff` found differences).
-        Error::Differences(_) => {}
+        Error::Differences(_) | Error::Exited { .. } | Error::NotAsLocked { .. } => {}
         Error::Usage {
             help: Some(help), ..
         } => {

@@ -1428,6 +1428,8 @@ mod live {
             health: health.to_owned(),
             restarts: 0,
             started_at: None,
+            exit_code: None,
+            finished_at: None,
             desired_image: Some("sha256:a".to_owned()),
             running_image: image.map(str::to_owned),
             drift: false,

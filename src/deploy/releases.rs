@@ -44,6 +44,11 @@ pub struct Release {
     /// checkpoint stage or a later one, deployed successfully on this site).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub checkpoint: Option<String>,
+    /// Set by `cookbook down` on the stage's last record: when the stage was torn down. The
+    /// record stays (a later `rollback` brings this very release back), but the stage runs
+    /// nothing since, so no release of it is current.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub down_at: Option<String>,
     pub desired: Desired,
 }
 
@@ -90,6 +95,18 @@ impl Releases {
         self.stages.get(stage)?.last()
     }
 
+    /// Marks the stage's last record as torn down at `at` (`cookbook down`); `false` when there
+    /// is none, or it is down already.
+    pub fn mark_down(&mut self, stage: &str, at: &str) -> bool {
+        match self.stages.get_mut(stage).and_then(|r| r.last_mut()) {
+            Some(last) if last.down_at.is_none() => {
+                last.down_at = Some(at.to_owned());
+                true
+            }
+            _ => false,
+        }
+    }
+
     /// The newest record of `stage` whose release is not `other`.
     pub fn before(&self, stage: &str, other: &str) -> Option<&Release> {
         self.stages
@@ -129,13 +146,22 @@ impl Releases {
     }
 
     /// Records `release` as the stage's current one (nothing when it already is), keeping at
-    /// most `keep` records.
+    /// most `keep` records. The same release as a last record that is down replaces it: it runs
+    /// again.
     pub fn record(&mut self, stage: &str, release: Release, keep: u32) -> bool {
         let records = self.stages.entry(stage.to_owned()).or_default();
-        if records.last().is_some_and(|r| r.release == release.release) {
-            return false;
+        if let Some(last) = records.last() {
+            if last.release == release.release {
+                if last.down_at.is_none() {
+                    return false;
+                }
+                records.pop();
+            }
         }
-        records.push(release);
+        records.push(Release {
+            down_at: None,
+            ..release
+        });
         let keep = usize::try_from(keep.max(1)).unwrap_or(usize::MAX);
         let extra = records.len().saturating_sub(keep);
         records.drain(..extra);
@@ -160,6 +186,7 @@ mod tests {
             deployed_at: "2026-01-01T00:00:00Z".to_owned(),
             rolled_back_from: None,
             checkpoint: None,
+            down_at: None,
             desired: Desired {
                 project: name.clone(),
                 site: name.clone(),
@@ -169,6 +196,27 @@ mod tests {
                 waves: vec![],
             },
         }
+    }
+
+    /// `down` keeps the record, marked; the same release deployed (or rolled back) again
+    /// replaces the marked record instead of being refused as unchanged.
+    #[test]
+    fn a_stage_torn_down_keeps_its_record_until_it_runs_again() {
+        let mut r = Releases::default();
+        assert!(
+            !r.mark_down("dev", "t0"),
+            "nothing recorded: nothing to mark"
+        );
+        r.record("dev", release("a"), 5);
+        r.record("dev", release("b"), 5);
+        assert!(r.mark_down("dev", "t1"));
+        assert!(!r.mark_down("dev", "t2"), "a second down changes nothing");
+        assert_eq!(r.current("dev").unwrap().down_at.as_deref(), Some("t1"));
+        let json = serde_json::to_string(&r).unwrap();
+        assert_eq!(serde_json::from_str::<Releases>(&json).unwrap(), r);
+        assert!(r.record("dev", release("b"), 5), "b runs again");
+        assert_eq!(r.stages["dev"].len(), 2);
+        assert!(r.current("dev").unwrap().down_at.is_none());
     }
 
     #[test]

@@ -514,6 +514,7 @@ pub async fn deploy(
                 deployed_at: now(),
                 rolled_back_from: None,
                 checkpoint: checkpoint.clone(),
+                down_at: None,
                 desired: desired.clone(),
             };
             let images = release.images();
@@ -613,7 +614,11 @@ pub async fn rollback(
             help: Some("`cookbook releases --site SITE` lists what is recorded".to_owned()),
         });
     };
+    // A stage torn down (`cookbook down`) runs nothing: without `--to`, what comes back is the
+    // release that ran last.
+    let down = current.down_at.is_some();
     let target_release = match to {
+        None if down => current.clone(),
         Some(to) => records
             .find(stage, to)
             .cloned()
@@ -660,7 +665,8 @@ pub async fn rollback(
             stage,
             Release {
                 deployed_at: now(),
-                rolled_back_from: Some(current.release.clone()),
+                // A stage that was down replaced nothing.
+                rolled_back_from: (!down).then(|| current.release.clone()),
                 ..target_release.clone()
             },
             cookbook.lifecycle.rollback.keep,

@@ -667,8 +667,10 @@ pub struct StageOptions {
     pub stage: String,
 }
 
-/// `cookbook status`: each container the lock wants in the stage, as the site runs it. Drift and
-/// ill health are the answer, not a failure. Its serialization is the `--format json` document.
+/// `cookbook status`: each container the lock wants in the stage, as the site runs it, and what
+/// is not as the lock says (`problems`: the CLI then exits 1, `Status::not_as_locked`; a flow
+/// that reads a status — the agent's view, `automatic` progression — judges it itself). Its
+/// serialization is the `--format json` document.
 #[derive(Debug, Clone, Serialize)]
 pub struct StatusReport<C> {
     pub project: String,
@@ -678,7 +680,173 @@ pub struct StatusReport<C> {
     pub release: String,
     /// Every container runs what the lock wants, healthy.
     pub in_sync: bool,
+    /// No problem: the stage is what the lock says (`cookbook status` exits 0 only then).
+    pub ok: bool,
+    /// What is not as the lock says, one entry per container.
+    pub problems: Vec<Problem>,
     pub containers: Vec<C>,
+}
+
+/// What is wrong with one container of a stage (`cookbook status`'s lines, and its exit 1).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Problem {
+    /// The cookbook's container (its engine name when the stage runs several replicas of it).
+    pub container: String,
+    /// `missing`, `foreign`, `exited`, `restarting`, `unhealthy`, `drifted`, `pod`, `failed`,
+    /// `progressing`.
+    pub kind: &'static str,
+    /// The line `status` prints after `CONTAINER: `.
+    pub message: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.container, self.message)
+    }
+}
+
+/// The problem of a Docker instance that is not in sync (`None`: it is).
+fn instance_problem(s: &InstanceStatus, label: String) -> Option<Problem> {
+    if s.in_sync() {
+        return None;
+    }
+    let short = |id: &Option<String>| id.clone().unwrap_or_else(|| "nothing".to_owned());
+    let (kind, message) = match s.state.as_str() {
+        "missing" => (
+            "missing",
+            "missing: the lock has it, the engine runs no container of it".to_owned(),
+        ),
+        "foreign" => (
+            "foreign",
+            format!(
+                "missing: `{}` is held by a container that is not the stage's",
+                s.name
+            ),
+        ),
+        "running" if s.health == "unhealthy" => {
+            ("unhealthy", "unhealthy: its health check fails".to_owned())
+        }
+        "running" if s.drift && s.running_image != s.desired_image => (
+            "drifted",
+            match &s.desired_image {
+                Some(_) => format!(
+                    "drifted: runs {} but the lock says {}",
+                    short(&s.running_image),
+                    short(&s.desired_image)
+                ),
+                None => {
+                    "drifted: the lock's image is not on this engine (deploy pulls it)".to_owned()
+                }
+            },
+        ),
+        "running" if s.drift => (
+            "drifted",
+            "drifted: runs the lock's image with other runtime settings than the cookbook's"
+                .to_owned(),
+        ),
+        "running" => (
+            "pod",
+            s.members
+                .iter()
+                .find(|m| match m.role.as_str() {
+                    "init" => m.exit_code != Some(0),
+                    _ => m.state != "running" || m.health == "unhealthy",
+                })
+                .map_or_else(
+                    || "its pod is not complete".to_owned(),
+                    |m| {
+                        let code = m
+                            .exit_code
+                            .map_or_else(String::new, |c| format!(" (exit code {c})"));
+                        format!("its {} `{}` is {}{code}", m.role, m.container, m.state)
+                    },
+                ),
+        ),
+        "restarting" => (
+            "restarting",
+            format!("restarting ({} restart(s))", s.restarts),
+        ),
+        state => {
+            let code = s
+                .exit_code
+                .map_or_else(String::new, |c| format!(" (exit code {c})"));
+            let since = s
+                .finished_at
+                .as_deref()
+                .map_or_else(String::new, |t| format!(" since {t}"));
+            ("exited", format!("{state}{code}{since}"))
+        }
+    };
+    Some(Problem {
+        container: label,
+        kind,
+        message,
+    })
+}
+
+/// The problem of a Kubernetes unit that is not in sync (`None`: it is).
+fn unit_problem(u: &UnitStatus) -> Option<Problem> {
+    use crate::deploy::kubernetes::cluster::UnitState;
+    if u.in_sync() {
+        return None;
+    }
+    let warning = u
+        .warnings
+        .last()
+        .map_or_else(String::new, |w| format!(" ({w})"));
+    let (kind, message) = match u.state {
+        UnitState::Missing => (
+            "missing",
+            format!(
+                "missing: the lock has it, the cluster has no Deployment `{}`",
+                u.name
+            ),
+        ),
+        UnitState::Foreign => (
+            "foreign",
+            format!("missing: Deployment `{}` is not the stage's", u.name),
+        ),
+        UnitState::Failed => (
+            "failed",
+            format!("failed: its rollout exceeded its progress deadline{warning}"),
+        ),
+        UnitState::Available | UnitState::Progressing if u.drift => (
+            "drifted",
+            format!(
+                "drifted: runs {} but the lock says {}",
+                u.running_digest.as_deref().unwrap_or("another image"),
+                u.desired_digest
+            ),
+        ),
+        _ => (
+            "progressing",
+            format!(
+                "not ready: {}/{} replica(s) ready{warning}",
+                u.ready_replicas, u.replicas
+            ),
+        ),
+    };
+    Some(Problem {
+        container: u.container.clone(),
+        kind,
+        message,
+    })
+}
+
+/// The Docker rows' problems, each named by its container (by its engine name when the
+/// container has several replicas).
+fn docker_problems(list: &[InstanceStatus]) -> Vec<Problem> {
+    list.iter()
+        .filter_map(|s| {
+            let replicas = list.iter().filter(|o| o.container == s.container).count();
+            let label = if replicas > 1 {
+                s.name.clone()
+            } else {
+                s.container.clone()
+            };
+            instance_problem(s, label)
+        })
+        .collect()
 }
 
 /// [`StatusReport`] by the kind of site: per container, the engine's container or the cluster's
@@ -691,15 +859,59 @@ pub enum Status {
 }
 
 impl<C> StatusReport<C> {
-    fn new(desired: &Desired, in_sync: bool, containers: Vec<C>) -> Self {
+    fn new(desired: &Desired, in_sync: bool, problems: Vec<Problem>, containers: Vec<C>) -> Self {
         StatusReport {
             project: desired.project.to_string(),
             site: desired.site.to_string(),
             stage: desired.stage.to_string(),
             release: desired.release.clone(),
             in_sync,
+            ok: problems.is_empty(),
+            problems,
             containers,
         }
+    }
+
+    /// The summary line after the problems: `local/dev: 2 of 3 container(s) not as cookbook.lock says`.
+    pub fn summary(&self) -> String {
+        if self.ok {
+            format!(
+                "{}/{}: all {} container(s) as cookbook.lock says",
+                self.site,
+                self.stage,
+                self.containers.len()
+            )
+        } else {
+            format!(
+                "{}/{}: {} of {} container(s) not as cookbook.lock says",
+                self.site,
+                self.stage,
+                self.problems.len(),
+                self.containers.len()
+            )
+        }
+    }
+}
+
+impl Status {
+    /// The stage is what the lock says.
+    pub fn ok(&self) -> bool {
+        match self {
+            Status::Docker(r) => r.ok,
+            Status::Kubernetes(r) => r.ok,
+        }
+    }
+
+    /// What `cookbook status` exits 1 with when the stage is not what the lock says.
+    pub fn not_as_locked(&self) -> Option<Error> {
+        let (site, stage, problems) = match self {
+            Status::Docker(r) => (&r.site, &r.stage, r.problems.len()),
+            Status::Kubernetes(r) => (&r.site, &r.stage, r.problems.len()),
+        };
+        (problems > 0).then(|| Error::NotAsLocked {
+            stage: format!("{site}/{stage}"),
+            problems,
+        })
     }
 }
 
@@ -733,11 +945,13 @@ pub fn status_for(ws: &Workspace, desired: &Desired, services: bool) -> Result<S
     Ok(match status {
         SiteStatus::Docker(list) => {
             let in_sync = list.iter().all(InstanceStatus::in_sync);
-            Status::Docker(StatusReport::new(desired, in_sync, list))
+            let problems = docker_problems(&list);
+            Status::Docker(StatusReport::new(desired, in_sync, problems, list))
         }
         SiteStatus::Kubernetes(units) => {
             let in_sync = units.iter().all(UnitStatus::in_sync);
-            Status::Kubernetes(StatusReport::new(desired, in_sync, units))
+            let problems = units.iter().filter_map(unit_problem).collect();
+            Status::Kubernetes(StatusReport::new(desired, in_sync, problems, units))
         }
     })
 }
@@ -758,8 +972,12 @@ pub struct ReleaseRow {
     pub rolled_back_from: Option<String>,
     /// The stage where these images became a rollback point.
     pub checkpoint: Option<String>,
-    /// The last record of its stage: what runs there.
+    /// The last record of its stage, and the stage not torn down since: what runs there.
     pub current: bool,
+    /// `cookbook down` tore the stage down then (the last record only): nothing runs, and
+    /// `rollback` without `--to` brings this release back.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub down_at: Option<String>,
     /// Container → the digest it ran.
     pub containers: BTreeMap<String, String>,
 }
@@ -781,7 +999,8 @@ pub fn releases(ws: &Workspace, site: &str) -> Result<ReleasesReport, Error> {
                     deployed_at: r.deployed_at,
                     rolled_back_from: r.rolled_back_from,
                     checkpoint: r.checkpoint,
-                    current: i + 1 == last,
+                    current: i + 1 == last && r.down_at.is_none(),
+                    down_at: r.down_at,
                 })
                 .collect();
             (stage, rows)

@@ -16,6 +16,8 @@ pub mod clean;
 pub mod deploy;
 pub mod dev;
 pub mod diff;
+pub mod down;
+pub mod exec;
 /// Which Docker engine a flow talks to: the selector its options carry (`--context`,
 /// `--builder`), resolved by the engine edge as the docker CLI resolves it.
 pub mod engine {

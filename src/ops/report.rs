@@ -131,6 +131,8 @@ fn code(e: &Error) -> &'static str {
         Error::Context(_) => "context",
         Error::Failed(_) => "failed",
         Error::Differences(_) => "different",
+        Error::Exited { .. } => "exited",
+        Error::NotAsLocked { .. } => "status/not-as-locked",
         Error::Engine(_) => "engine",
         Error::Registry(_) => "registry",
         Error::Kube(_) => "kubernetes",

@@ -50,6 +50,8 @@ pub enum EventKind {
     Approval,
     Promotion,
     Rollback,
+    /// `cookbook down`: a stage torn down.
+    Down,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -94,6 +96,7 @@ impl EventKind {
             EventKind::Approval => "approval",
             EventKind::Promotion => "promotion",
             EventKind::Rollback => "rollback",
+            EventKind::Down => "down",
         }
     }
 }

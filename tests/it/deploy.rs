@@ -133,7 +133,8 @@ fn waves_start_bottom_up_and_converge() {
     );
     run.assert_code(2);
 
-    // Status: all in sync; then web replaced by hand is drift, and a deploy converges it back.
+    // Status: all in sync (exit 0); then web replaced by hand is drift (exit 1), and a deploy
+    // converges it back.
     let status = |p: &Project| {
         let run = run_in(
             p.path(),
@@ -141,8 +142,9 @@ fn waves_start_bottom_up_and_converge() {
                 "status", "--site", "local", "--stage", "dev", "--format", "json",
             ],
         );
-        run.assert_code(0);
-        json_answer(&run)
+        let doc = json_answer(&run);
+        run.assert_code(if doc["in_sync"] == true { 0 } else { 1 });
+        doc
     };
     let doc = status(&p);
     assert_eq!(doc["in_sync"], true, "{doc}");
@@ -255,7 +257,7 @@ fn a_failing_health_check_rolls_back_to_the_previous_release() {
     let api = p.instance("dev", "api");
     assert!(
         run.stderr.ends_with(&format!(
-            " to local/dev stopped: wave 2: {api} is not healthy: its health check failed; rolled back to release {} (recreated: {api})\n",
+            " to local/dev stopped: wave 2: {api} is not healthy: its health check failed; the last probe exited with code 1: wget: server returned error: HTTP/1.1 404 Not Found; rolled back to release {} (recreated: {api})\n",
             good["release"].as_str().unwrap()
         )),
         "{}",
@@ -279,7 +281,7 @@ fn a_failing_health_check_rolls_back_to_the_previous_release() {
     run.assert_code(1);
     assert!(
         run.stderr
-            .ends_with("its health check failed; left as it is (on_failure: none)\n"),
+            .ends_with("its health check failed; the last probe exited with code 1: wget: server returned error: HTTP/1.1 404 Not Found; left as it is (on_failure: none)\n"),
         "{}",
         run.context()
     );
@@ -784,10 +786,11 @@ fn probe_paths_never_reach_a_shell() {
         });
         let run = run_in(p.path(), &["deploy", "--site", "local", "--stage", "dev"]);
         run.assert_code(1);
+        // The probe's own words (a 404, or nothing listening) are quoted between the two.
         assert!(
-            run.stderr.ends_with(&format!(
-                "wave 2: {api} is not healthy: its health check failed; left as it is (on_failure: none)\n"
-            )),
+            run.stderr.contains(&format!(
+                "wave 2: {api} is not healthy: its health check failed; the last probe exited with code 1: wget: "
+            )) && run.stderr.ends_with("; left as it is (on_failure: none)\n"),
             "port {port}, path {path}: {}",
             run.context()
         );

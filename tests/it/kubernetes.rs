@@ -328,8 +328,10 @@ fn shop_deploys_in_waves_and_an_unchanged_redeploy_sends_nothing() {
             "status", "--site", "cluster", "--stage", "dev", "--format", "json",
         ],
     );
+    run.assert_code(1);
     let doc = json(&run);
     assert_eq!(doc["in_sync"], false);
+    assert_eq!(doc["problems"][0]["kind"], "drifted", "{doc}");
     assert_eq!(doc["containers"][2]["drift"], true);
     assert_eq!(doc["containers"][2]["running_digest"], Value::Null);
 }
@@ -388,6 +390,14 @@ fn a_stuck_rollout_fails_its_wave_and_rolls_back_to_the_previous_release() {
     lock[1].1 = digest(9);
     write_lock(dir.path(), &lock);
     fake.stuck(&digest(9));
+    // What the kubelet says of its pod's readiness probe: quoted in the failure, escaped.
+    fake.seed_event(
+        NS,
+        "shop-cluster-dev-api-7c9d-xyz12",
+        "Unhealthy",
+        "Readiness probe failed: HTTP probe failed with statuscode: 503\n",
+        "2026-01-01T00:00:00Z",
+    );
     let before = fake.requests().len();
     let run = run_in(
         dir.path(),
@@ -396,7 +406,7 @@ fn a_stuck_rollout_fails_its_wave_and_rolls_back_to_the_previous_release() {
     run.assert_code(1);
     assert!(
         run.stderr.ends_with(&format!(
-            " to cluster/dev stopped: wave 2: shop-cluster-dev-api is not healthy: its rollout exceeded its progress deadline (60s): ReplicaSet \"shop-cluster-dev-api-7c9d\" has timed out progressing.; rolled back to release {good} (recreated: shop-cluster-dev-api)\n"
+            " to cluster/dev stopped: wave 2: shop-cluster-dev-api is not healthy: its rollout exceeded its progress deadline (60s): ReplicaSet \"shop-cluster-dev-api-7c9d\" has timed out progressing.; its latest warning: Unhealthy: Readiness probe failed: HTTP probe failed with statuscode: 503; rolled back to release {good} (recreated: shop-cluster-dev-api)\n"
         )),
         "{}",
         run.context()
@@ -1031,8 +1041,18 @@ fn an_object_with_our_name_but_not_our_labels_is_refused_not_taken_over() {
             "status", "--site", "cluster", "--stage", "dev", "--format", "json",
         ],
     );
-    run.assert_code(0);
+    // Not as the lock says: exit 1, each problem named.
+    run.assert_code(1);
     let doc = json(&run);
+    assert_eq!(doc["ok"], false);
+    assert!(
+        doc["problems"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["container"] == "api" && p["kind"] == "foreign"),
+        "{doc}"
+    );
     assert_eq!(doc["containers"][1]["name"], "shop-cluster-dev-api");
     assert_eq!(doc["containers"][1]["state"], "foreign");
     assert_eq!(doc["containers"][1]["running_digest"], Value::Null);
@@ -1751,4 +1771,72 @@ fn the_gallery_pod_deploys_as_one_deployment_and_what_the_cluster_lacks_is_refus
         run.context()
     );
     assert_eq!(changes(&fake.requests()[before..]), Vec::<String>::new());
+}
+
+/// `cookbook down` on a Kubernetes site deletes every object of the stage that is ours (by uid,
+/// Deployments first), leaves a hand-made namesake, and a second `down` sends nothing; `exec` is
+/// refused with the exact `kubectl exec` that does it.
+#[test]
+fn down_deletes_only_our_objects_and_exec_names_the_kubectl_command() {
+    let fake = FakeKube::start(1);
+    let dir = project(&fake, &lock_v1());
+    deploy(dir.path(), &[]).assert_code(0);
+    fake.update(
+        "deployments",
+        NS,
+        "legacy",
+        "kubectl-create",
+        json!({"spec": {"replicas": 1}}),
+    );
+    let down = |dir: &Path| {
+        let run = run_in(
+            dir,
+            &[
+                "down", "--site", "cluster", "--stage", "dev", "--format", "json",
+            ],
+        );
+        run.assert_code(0);
+        json(&run)
+    };
+    let before = fake.requests().len();
+    let doc = down(dir.path());
+    assert_eq!(doc["unchanged"], false, "{doc}");
+    assert_eq!(doc["removed"]["target"], "kubernetes");
+    let removed = strings(&doc["removed"]["removed"]);
+    let mut deleted = changes(&fake.requests()[before..]);
+    assert!(
+        deleted.iter().all(|c| c.starts_with("DELETE ")),
+        "{deleted:?}"
+    );
+    assert_eq!(deleted.len(), removed.len(), "{deleted:?} {removed:?}");
+    // Deployments before the Services that point at them.
+    assert!(deleted[0].starts_with("DELETE deployments/"), "{deleted:?}");
+    deleted.sort();
+    assert!(
+        deleted.contains(&"DELETE deployments/shop-cluster-dev-api".to_owned())
+            && deleted.contains(&"DELETE services/api".to_owned()),
+        "{deleted:?}"
+    );
+    assert_eq!(fake.names("deployments", NS), vec!["legacy"]);
+    assert!(fake.names("services", NS).is_empty());
+    // Nothing left: a second down sends no change.
+    let before = fake.requests().len();
+    let doc = down(dir.path());
+    assert_eq!(doc["unchanged"], true, "{doc}");
+    assert_eq!(changes(&fake.requests()[before..]), Vec::<String>::new());
+
+    let run = run_in(
+        dir.path(),
+        &[
+            "exec", "--site", "cluster", "--stage", "dev", "api", "--", "ls", "-l", "/a b",
+        ],
+    );
+    run.assert_code(2);
+    assert!(
+        run.stderr.contains(
+            "help: run: kubectl exec -i -n shop deploy/shop-cluster-dev-api -c api -- ls -l '/a b'"
+        ),
+        "{}",
+        run.context()
+    );
 }

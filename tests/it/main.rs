@@ -19,6 +19,7 @@ mod cli;
 mod cli_ux;
 mod concurrency;
 mod context;
+mod daily;
 mod dashboard;
 mod deploy;
 mod deploy_shop;

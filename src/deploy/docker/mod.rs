@@ -39,6 +39,7 @@ use bollard::query_parameters::{
 };
 use futures_util::StreamExt;
 
+pub mod exec;
 pub mod logs;
 mod pod;
 pub mod teardown;
@@ -64,6 +65,11 @@ pub struct InstanceStatus {
     pub health: String,
     pub restarts: i64,
     pub started_at: Option<String>,
+    /// How it ended, when it is not running: its exit code and when (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<String>,
     /// The image id the lock's digest resolves to on this engine (`None`: not there).
     pub desired_image: Option<String>,
     pub running_image: Option<String>,
@@ -116,12 +122,51 @@ impl InstanceStatus {
             health: "none".to_owned(),
             restarts: 0,
             started_at: None,
+            exit_code: None,
+            finished_at: None,
             desired_image,
             running_image: None,
             drift: true,
             services: None,
             members: Vec::new(),
         }
+    }
+}
+
+/// How much of a probe's output a failure quotes.
+const PROBE_OUTPUT_CHARS: usize = 400;
+
+/// "; the last probe exited with code N: OUTPUT" from the engine's health log (`State.Health.Log`,
+/// its last probes), empty when it has none. The output is the probe's own (run in the
+/// container: it may print anything), so it is trimmed, capped at `PROBE_OUTPUT_CHARS` and its
+/// control characters escaped, newlines included: one line, safe for a terminal.
+fn last_probe(health: &bollard::models::Health) -> String {
+    let Some(probe) = health.log.as_ref().and_then(|l| l.last()) else {
+        return String::new();
+    };
+    let code = probe
+        .exit_code
+        .map_or_else(|| "an unknown code".to_owned(), |c| format!("code {c}"));
+    let output = probe.output.as_deref().unwrap_or("").trim();
+    let mut shown: String = output
+        .chars()
+        .take(PROBE_OUTPUT_CHARS)
+        .flat_map(|c| {
+            let escaped: Vec<char> = if c.is_control() {
+                c.escape_default().collect()
+            } else {
+                vec![c]
+            };
+            escaped
+        })
+        .collect();
+    if output.chars().count() > PROBE_OUTPUT_CHARS {
+        shown.push('…');
+    }
+    if shown.is_empty() {
+        format!("; the last probe exited with {code} and printed nothing")
+    } else {
+        format!("; the last probe exited with {code}: {shown}")
     }
 }
 
@@ -682,10 +727,11 @@ impl<'a> Deployer<'a> {
                     state.exit_code.unwrap_or(-1)
                 )));
             }
+            let last = state.health.as_ref().map(last_probe).unwrap_or_default();
             match state.health.and_then(|h| h.status) {
                 Some(HealthStatusEnum::HEALTHY) => return Ok(Ok(())),
                 Some(HealthStatusEnum::UNHEALTHY) => {
-                    return Ok(Err("its health check failed".to_owned()))
+                    return Ok(Err(format!("its health check failed{last}")))
                 }
                 // No probe: running, not restarting, for the grace period since it started.
                 None | Some(HealthStatusEnum::NONE) | Some(HealthStatusEnum::EMPTY)
@@ -696,7 +742,7 @@ impl<'a> Deployer<'a> {
                 _ => {}
             }
             if Instant::now() >= deadline {
-                return Ok(Err("it did not become healthy in time".to_owned()));
+                return Ok(Err(format!("it did not become healthy in time{last}")));
             }
             tokio::time::sleep(POLL).await;
         }
@@ -872,6 +918,13 @@ impl<'a> Deployer<'a> {
                             .filter(|h| !h.is_empty())
                             .unwrap_or_else(|| "none".to_owned()),
                         restarts: info.restart_count.unwrap_or(0),
+                        exit_code: (state.running != Some(true))
+                            .then_some(state.exit_code)
+                            .flatten(),
+                        finished_at: (state.running != Some(true))
+                            .then(|| state.finished_at.clone())
+                            .flatten()
+                            .filter(|t| !t.starts_with("0001-")),
                         started_at: state.started_at,
                         drift: running_image.is_none()
                             || running_image != desired_image
@@ -988,6 +1041,11 @@ impl DockerSite {
 
     fn deployer(&self) -> Deployer<'_> {
         Deployer::new(&self.engine)
+    }
+
+    /// The site's engine (`cookbook down` and `exec` reach it directly).
+    pub fn engine(&self) -> &DockerEngine {
+        &self.engine
     }
 
     /// Makes sure of the stage's network once per site and network name.
@@ -1188,5 +1246,55 @@ impl Backend for DockerSite {
             .await
             .map_err(|e| self.engine.classify_error("info", e))?;
         Ok(Some(Detected::from_info(&info)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bollard::models::{Health, HealthcheckResult};
+
+    fn health(results: &[(i64, &str)]) -> Health {
+        Health {
+            log: Some(
+                results
+                    .iter()
+                    .map(|(code, output)| HealthcheckResult {
+                        exit_code: Some(*code),
+                        output: Some((*output).to_owned()),
+                        ..Default::default()
+                    })
+                    .collect(),
+            ),
+            ..Default::default()
+        }
+    }
+
+    /// The last probe is quoted, on one line, its control characters escaped and its length
+    /// capped; no log, no quote.
+    #[test]
+    fn a_failed_gate_quotes_the_last_probe_escaped_and_capped() {
+        assert_eq!(last_probe(&Health::default()), "");
+        let h = health(&[
+            (0, "fine"),
+            (1, "wget: server returned error: HTTP/1.1 500\n"),
+        ]);
+        assert_eq!(
+            last_probe(&h),
+            "; the last probe exited with code 1: wget: server returned error: HTTP/1.1 500"
+        );
+        let h = health(&[(7, "a\nb\u{1b}[31mred\u{7}")]);
+        assert_eq!(
+            last_probe(&h),
+            "; the last probe exited with code 7: a\\nb\\u{1b}[31mred\\u{7}"
+        );
+        let long = "x".repeat(PROBE_OUTPUT_CHARS * 3);
+        let quoted = last_probe(&health(&[(1, &long)]));
+        assert!(quoted.ends_with('…'), "{quoted}");
+        assert!(quoted.chars().count() < PROBE_OUTPUT_CHARS + 60);
+        assert_eq!(
+            last_probe(&health(&[(2, "  ")])),
+            "; the last probe exited with code 2 and printed nothing"
+        );
     }
 }

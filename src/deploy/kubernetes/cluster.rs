@@ -62,6 +62,20 @@ const BUDGET: &str = "poddisruptionbudget";
 /// How many warning events `status` shows per container.
 const EVENTS: usize = 3;
 
+/// The names of `objects` as `kind/NAME`.
+fn keys<K>(kind: &str, objects: &BTreeMap<String, K>) -> Vec<String> {
+    objects.keys().map(|n| format!("{kind}/{n}")).collect()
+}
+
+/// What [`KubeSite::down`] did: objects as `kind/NAME`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Down {
+    /// Deleted (their deletion requested, by uid: the cluster finishes it).
+    pub removed: Vec<String>,
+    /// PersistentVolumeClaims left in place (no `--volumes`).
+    pub kept: Vec<String>,
+}
+
 /// A connected Kubernetes site.
 pub struct KubeSite {
     client: Client,
@@ -419,6 +433,44 @@ impl KubeSite {
             .collect())
     }
 
+    /// `cookbook down`: deletes every object of the stage of `desired` that is ours by its
+    /// labels (its instances are not read: a stage-only `Desired` will do), Deployments first,
+    /// and its PersistentVolumeClaims only with `claims`. Returns the objects deleted and the
+    /// claims kept, as `kind/NAME`. The Namespace stays: others may share it.
+    pub async fn down(&self, desired: &Desired, claims: bool) -> Result<Down, KubeError> {
+        let deployments: BTreeMap<String, Deployment> = self.ours("deployments", desired).await?;
+        let services: BTreeMap<String, Service> = self.ours("services", desired).await?;
+        let ingresses: BTreeMap<String, Ingress> =
+            self.ours_if_served("ingresses", desired).await?;
+        let budgets: BTreeMap<String, PodDisruptionBudget> =
+            self.ours_if_served("poddisruptionbudgets", desired).await?;
+        let found_claims: BTreeMap<String, PersistentVolumeClaim> = self
+            .ours_if_served("persistentvolumeclaims", desired)
+            .await?;
+        let mut removed = keys(DEPLOYMENT, &deployments);
+        removed.extend(keys(SERVICE, &services));
+        removed.extend(keys(INGRESS, &ingresses));
+        removed.extend(keys(BUDGET, &budgets));
+        let claim_names = keys(CLAIM, &found_claims);
+        let kept = if claims {
+            removed.extend(claim_names);
+            Vec::new()
+        } else {
+            claim_names
+        };
+        Backend::remove(self, desired, &removed)
+            .await
+            .map_err(|e| match e {
+                BackendError::Kube(k) => k,
+                other => KubeError::Api {
+                    operation: "delete".to_owned(),
+                    code: 0,
+                    message: other.to_string(),
+                },
+            })?;
+        Ok(Down { removed, kept })
+    }
+
     /// What the cluster offers, by discovery
     /// (https://kubernetes.io/docs/concepts/overview/kubernetes-api/#discovery-api): its version,
     /// every group version with its resources, its StorageClasses and IngressClasses (the
@@ -726,9 +778,43 @@ impl KubeSite {
         });
         match futures_util::future::try_join_all(waits).await {
             Ok(_) => Ok(Ok(())),
-            Err(Stop::Unhealthy(failed)) => Ok(Err(failed)),
+            Err(Stop::Unhealthy(mut failed)) => {
+                failed.why.push_str(&self.last_warning(&failed.unit).await);
+                Ok(Err(failed))
+            }
             Err(Stop::Api(e)) => Err(e),
         }
+    }
+
+    /// "; its latest warning: Reason: message" about the Deployment `name` or its pods (the
+    /// kubelet's `Unhealthy: Readiness probe failed: …` says what the probe answered), escaped
+    /// and capped as a Docker probe's output is; empty when there is none or the events cannot
+    /// be listed (the failure is the rollout's, not its explanation's).
+    async fn last_warning(&self, name: &str) -> String {
+        let Ok(events) = self
+            .api::<Event>()
+            .list(&ListParams::default().fields("type=Warning"))
+            .await
+        else {
+            return String::new();
+        };
+        let Some(last) = latest_warnings(&events.items, name).pop() else {
+            return String::new();
+        };
+        let shown: String = last
+            .trim()
+            .chars()
+            .take(400)
+            .flat_map(|c| {
+                let escaped: Vec<char> = if c.is_control() {
+                    c.escape_default().collect()
+                } else {
+                    vec![c]
+                };
+                escaped
+            })
+            .collect();
+        format!("; its latest warning: {shown}")
     }
 
     /// Whether every desired Deployment has completed its rollout with the desired image

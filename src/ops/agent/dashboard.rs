@@ -208,6 +208,7 @@ fn kind_badge(kind: EventKind) -> Badge {
         EventKind::Approval => Badge::new("✔ approval", "none"),
         EventKind::Promotion => Badge::new("⇧ promotion", "none"),
         EventKind::Rollback => Badge::new("↶ rollback", "rollback"),
+        EventKind::Down => Badge::new("⏹ down", "none"),
     }
 }
 

@@ -89,7 +89,12 @@ pub fn stage_views(
         .into_iter()
         .map(|stage| {
             let current = match &records {
-                Ok(records) => records.stages.get(&stage).and_then(|list| list.last()),
+                // A stage torn down (`cookbook down`) runs no release: as one never deployed.
+                Ok(records) => records
+                    .stages
+                    .get(&stage)
+                    .and_then(|list| list.last())
+                    .filter(|r| r.down_at.is_none()),
                 Err(_) => None,
             };
             // A stage never deployed here runs nothing to ask about.

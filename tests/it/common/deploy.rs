@@ -463,7 +463,8 @@ pub fn deploy(dir: &Path) -> serde_json::Value {
     deploy_to(dir, "dev")
 }
 
-/// `status --site local --stage STAGE --format json`, which must succeed.
+/// `status --site local --stage STAGE --format json`, which must answer: exit 0 when the stage
+/// is what the lock says (`ok`), 1 when it is not, never anything else.
 pub fn status_in(dir: &Path, stage: &str) -> serde_json::Value {
     let run = run_in(
         dir,
@@ -471,8 +472,11 @@ pub fn status_in(dir: &Path, stage: &str) -> serde_json::Value {
             "status", "--site", "local", "--stage", stage, "--format", "json",
         ],
     );
-    run.assert_code(0);
-    json_answer(&run)
+    let doc = json_answer(&run);
+    let ok = doc["ok"].as_bool().expect("status has `ok`");
+    run.assert_code(if ok { 0 } else { 1 });
+    assert_eq!(ok, doc["problems"].as_array().unwrap().is_empty(), "{doc}");
+    doc
 }
 
 /// Parses a `--format json` answer and checks it against the published output schema.
