@@ -374,7 +374,7 @@ fn a_failed_health_gate_quotes_the_probes_last_output() {
     edit(p.path(), |doc| {
         doc["containers"]["api"]["health"] = serde_json::json!({
             "command": "echo probe-said-no; printf 'bell\\a' >&2; exit 4",
-            "interval": "200ms", "timeout": "1s", "retries": 2
+            "interval": "200ms", "timeout": "10s", "retries": 2
         });
     });
     run_in(p.path(), &["apply", "--no-push"]).assert_code(0);
