@@ -2,6 +2,11 @@
 //! none of it; with a pool of builders, which builder each build would go to
 //! ([`pool::predict`]: as if every build took the same time — a prediction, since a real run
 //! gives a freed slot to whichever build waits).
+//!
+//! Offline, it still plans: fingerprinted on the lock's pins (a pinned base that cannot be
+//! checked is a warning of the pin step), and when the registry cannot be reached, every
+//! container is `unchecked` ([`Action::Unchecked`]: whether its image exists is not known) and
+//! the plan says why, instead of failing.
 
 use std::collections::BTreeMap;
 
@@ -48,8 +53,12 @@ pub(super) async fn lookup<E: Engine>(
 /// What an apply would do with one container ([`dry_run`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Planned {
-    /// `cached` (its content tag exists) or `build`.
+    /// `cached` (its content tag exists), `build`, or `unchecked` (the registry could not be
+    /// reached).
     pub action: Action,
+    /// Why it could not be checked (the registry's failure), when `unchecked`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unchecked: Option<String>,
     /// Where the cached image was found: `registry` or `local engine`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub source: Option<CacheSource>,
@@ -67,11 +76,26 @@ pub struct Planned {
     pub builder: Option<String>,
 }
 
+/// What a run would do with a container's image.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Action {
     Cached,
     Build,
+    /// The registry could not be reached (a dry run offline): cached or built, not known.
+    Unchecked,
+}
+
+/// Whether a registry's failure is one of reaching it (refused, unresolvable, dropped, a 5xx
+/// after retries): a dry run plans on without its answers.
+fn unreachable(e: &ApplyError) -> Option<String> {
+    use crate::registry::RegistryError as R;
+    match e {
+        ApplyError::Registry(r @ (R::Unreachable { .. } | R::Unavailable { .. })) => {
+            Some(r.to_string())
+        }
+        _ => None,
+    }
 }
 
 /// [`dry_run`] against the Docker engine of the environment and (when pushing) the registry, as
@@ -106,24 +130,29 @@ pub async fn dry_run<E: Engine>(
     }
     let registry = registry.filter(|_| job.options.push);
     let tags = policy_tags(cookbook, job.options.revision.as_deref());
-    let found = check::lookup_all(job, engine, registry).await?;
+    let (found, unchecked) = match check::lookup_all(job, engine, registry).await {
+        Ok(found) => (found, None),
+        Err(e) => (BTreeMap::new(), Some(unreachable(&e).ok_or(e)?)),
+    };
     let mut planned = BTreeMap::new();
     for name in job.plan.order() {
         let repo_text = cookbook.repository(name);
         let hash = job.fingerprints[name].input_hash();
-        let source = found[name].as_ref().map(|(s, _)| *s);
+        let source = found.get(name).and_then(|f| f.as_ref()).map(|(s, _)| *s);
         let image = format!("{repo_text}:{hash}");
+        let action = match (source, &unchecked) {
+            (Some(_), _) => Action::Cached,
+            (None, None) => Action::Build,
+            (None, Some(_)) => Action::Unchecked,
+        };
         planned.insert(
             name.clone(),
             Planned {
-                action: if source.is_some() {
-                    Action::Cached
-                } else {
-                    Action::Build
-                },
+                action,
+                unchecked: unchecked.clone(),
                 source,
                 input_hash: hash.to_owned(),
-                push: (source.is_none() && registry.is_some()).then(|| image.clone()),
+                push: (action == Action::Build && registry.is_some()).then(|| image.clone()),
                 image,
                 tags: tags.iter().map(|t| format!("{repo_text}:{t}")).collect(),
                 builder: None,

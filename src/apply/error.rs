@@ -19,7 +19,7 @@ pub enum ApplyError {
     Engine(#[from] EngineError),
     #[error(transparent)]
     Registry(#[from] RegistryError),
-    #[error("cannot push: the cookbook sets no packaging.registry")]
+    #[error("cannot push: the cookbook sets no packaging.registry; set one, or run `cookbook apply --no-push` to build into the local engine only")]
     NoRegistry,
     #[error("invalid registry repository `{reference}`: {reason}")]
     BadRepository { reference: String, reason: String },

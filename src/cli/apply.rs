@@ -288,11 +288,13 @@ pub fn run(
         revision: revision
             .join()
             .unwrap_or_else(|e| std::panic::resume_unwind(e)),
+        strict: args.strict,
     };
     if args.dry_run {
         // What the run would pin, and bases that moved, on stderr.
         let notes = DryRunNotes(plain_reporter(false, false));
         let report = crate::ops::apply::dry_run(&ws, &opts, &notes)?;
+        output::warnings(&ws.file.label, &report.warnings, err);
         print_dry_run(&report, args.format.plain(), out, err);
         return Ok(());
     }
@@ -323,12 +325,30 @@ pub fn run(
     if let (CiFormat::Github, Err(e)) = (args.format, &summary) {
         github::failure("apply", e, out);
     }
+    if let Err(e) = &summary {
+        no_push_note(e, err);
+    }
     let summary = summary?;
+    output::warnings(&ws.file.label, &summary.warnings, err);
     if args.format == CiFormat::Json {
         let _ = out.write_all(json_sorted(&summary).as_bytes());
     }
     let _ = writeln!(err, "{}", summary_line(&summary));
-    summary.into_result(interrupt.error())
+    let result = summary.into_result(interrupt.error());
+    if let Err(e) = &result {
+        no_push_note(e, err);
+    }
+    result
+}
+
+/// Under a registry that cannot be reached: the way to build without one.
+fn no_push_note(e: &Error, err: &mut dyn Write) {
+    if crate::ops::apply::registry_unreachable(e) {
+        let _ = writeln!(
+            err,
+            "note: `cookbook apply --no-push` builds into the local engine only, without a registry"
+        );
+    }
 }
 
 /// `apply --dry-run`'s report. Text: one line per container (`cached` with where it was found,
@@ -344,6 +364,12 @@ fn print_dry_run(report: &DryRunReport, format: Format, out: &mut dyn Write, err
     let width = planned.keys().map(|n| n.as_str().len()).max().unwrap_or(0);
     for (name, p) in planned {
         let mut what = match (p.action, p.source, &p.push) {
+            (Action::Unchecked, _, _) => {
+                format!(
+                    "unchecked  {name:<width$}  {} (registry not reached)",
+                    p.image
+                )
+            }
             (Action::Cached, Some(source), _) => {
                 format!("cached  {name:<width$}  {} (in the {source})", p.image)
             }
@@ -358,10 +384,24 @@ fn print_dry_run(report: &DryRunReport, format: Format, out: &mut dyn Write, err
             let _ = writeln!(out, "tag     {name:<width$}  {tag}");
         }
     }
+    if let Some(why) = planned.values().find_map(|p| p.unchecked.as_ref()) {
+        let _ = writeln!(
+            err,
+            "could not check: {} image(s), the registry cannot be reached ({why}); planned on \
+             the lock's pins",
+            report.unchecked
+        );
+    }
+    for (base, why) in &report.unchecked_bases {
+        let _ = writeln!(
+            err,
+            "could not check: base image {base} ({why}); planned on its pin"
+        );
+    }
     let _ = writeln!(
         err,
-        "apply --dry-run: {} to build, {} cached; nothing was built, pushed or tagged",
-        report.build, report.cached
+        "apply --dry-run: {} to build, {} cached, {} unchecked; nothing was built, pushed or tagged",
+        report.build, report.cached, report.unchecked
     );
 }
 

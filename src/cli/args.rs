@@ -61,6 +61,10 @@ pub enum Command {
         /// Keep only this federation site's containers and everything they need.
         #[arg(long)]
         site: Option<String>,
+        /// Fail (exit 2) when a container's context holds files git ignores that .dockerignore
+        /// does not exclude (they differ between machines), instead of warning: for CI
+        #[arg(long)]
+        strict: bool,
     },
     /// Print each container's input hash (all containers, or the ones named).
     #[command(after_help = EXIT_CODES_HELP)]
@@ -73,6 +77,10 @@ pub enum Command {
         /// Containers to hash [default: all]
         #[arg(value_name = "CONTAINER")]
         containers: Vec<String>,
+        /// Fail (exit 2) when a container's context holds files git ignores that .dockerignore
+        /// does not exclude (they differ between machines), instead of warning: for CI
+        #[arg(long)]
+        strict: bool,
     },
     /// Print the hash manifest of a container: everything its input hash covers, as JSON.
     #[command(after_help = EXIT_CODES_HELP)]
@@ -615,6 +623,11 @@ pub struct ApplyArgs {
     /// Print every build's output as it arrives, not only a failed build's.
     #[arg(short = 'v', long)]
     pub verbose: bool,
+    /// Fail (exit 2, before anything is built) when a container's context holds files git
+    /// ignores that .dockerignore does not exclude (they differ between machines), instead of
+    /// warning: for CI
+    #[arg(long)]
+    pub strict: bool,
 }
 
 // ---------------------------------------------------------------- verify

@@ -44,11 +44,14 @@ pub fn plan(
     cookbook: &CookbookArg,
     top: Option<&Path>,
     site: Option<&str>,
+    strict: bool,
     format: PlanFormat,
     out: &mut dyn Write,
     err: &mut dyn Write,
 ) -> Result<(), Error> {
-    let report = ops::plan(&open(cookbook, top, err)?, site)?;
+    let ws = open(cookbook, top, err)?;
+    let report = ops::plan(&ws, site, strict)?;
+    output::warnings(&ws.file.label, &report.warnings, err);
     match format {
         PlanFormat::Json => json(&report, out),
         PlanFormat::Dot => {
@@ -87,11 +90,14 @@ pub fn hash(
     cookbook: &CookbookArg,
     top: Option<&Path>,
     containers: &[String],
+    strict: bool,
     format: Format,
     out: &mut dyn Write,
     err: &mut dyn Write,
 ) -> Result<(), Error> {
-    let report = ops::hash(&open(cookbook, top, err)?, containers)?;
+    let ws = open(cookbook, top, err)?;
+    let report = ops::hash(&ws, containers, strict)?;
+    output::warnings(&ws.file.label, &report.warnings, err);
     match format {
         Format::Json => json(&report, out),
         Format::Text => {

@@ -148,12 +148,14 @@ fn execute(cli: &Cli, out: &mut dyn Write, err: &mut dyn Write) -> Result<(), Er
             cookbook,
             format,
             site,
-        } => inspect::plan(cookbook, top, site.as_deref(), *format, out, err),
+            strict,
+        } => inspect::plan(cookbook, top, site.as_deref(), *strict, *format, out, err),
         C::Hash {
             cookbook,
             format,
             containers,
-        } => inspect::hash(cookbook, top, containers, *format, out, err),
+            strict,
+        } => inspect::hash(cookbook, top, containers, *strict, *format, out, err),
         C::Explain {
             cookbook,
             container,

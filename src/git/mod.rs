@@ -4,16 +4,20 @@
 //!   commit's tree, materializing a checkout, signature checks;
 //! - [`revision`]: a revision of the cookbook's own checkout written into a temporary directory
 //!   (`verify --rev`, `diff --rev`), never touching the user's working tree or index;
+//! - [`ignored`]: what git ignores under a directory of the work tree (`git status --ignored`), for
+//!   the warning about git-ignored files in a build context;
 //! - [`head_commit`]: the commit a checkout is at (`apply`'s revision label and `git-sha` tags).
 //!
 //! Errors say what happened in the user's terms and keep git2's error as the source; the exit
 //! codes are mapped in `crate::error`.
 
+pub mod ignored;
 pub mod mirror;
 pub mod revision;
 
 use std::path::{Path, PathBuf};
 
+pub use ignored::Worktree;
 pub use mirror::Mirror;
 pub use revision::{RevisionCheckout, RevisionError};
 

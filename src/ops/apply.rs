@@ -19,6 +19,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{runtime, Workspace};
 
+pub use super::inspect::GitIgnored;
 use crate::apply::{
     self, ApplyError, ApplyFailure, Attesting, ContainerOutcome, ContainerReport, Options, Planned,
     Report,
@@ -27,6 +28,7 @@ use crate::apply::{
 /// seam sync's hourly loop applies through.
 pub use crate::apply::{Action, CacheSource, Event, Reporter};
 pub use crate::attest::key::Signer;
+use crate::diagnostic::Diagnostic;
 use crate::error::{Error, EXIT_SIGINT};
 use crate::graph::Plan;
 use crate::hash::{BasePins, Fingerprint, Pinning};
@@ -57,6 +59,9 @@ pub struct ApplyOptions {
     pub engine: crate::engine::Selector,
     /// Engines to spread builds over (`--builder`; none: `packaging.builders`, else `engine`).
     pub builders: Vec<crate::engine::Selector>,
+    /// Refuse, before anything is built, a context holding files git ignores (`--strict`;
+    /// otherwise they are warned about: [`crate::ops::inspect::GitIgnored`]).
+    pub strict: bool,
 }
 
 /// How a run ended, as `apply --format json`'s `result` says it.
@@ -88,6 +93,12 @@ pub struct ApplySummary {
     pub unattested: usize,
     pub lock_changed: bool,
     pub containers: BTreeMap<Name, ContainerReport>,
+    /// Containers whose context holds files git ignores (none outside git).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub git_ignored: Vec<GitIgnored>,
+    /// The same as warnings located in the cookbook, for the CLI to show.
+    #[serde(skip)]
+    pub warnings: Vec<Diagnostic>,
     /// Why the whole run failed.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
@@ -116,6 +127,8 @@ impl ApplySummary {
             lock_changed: report.lock_changed,
             error: failure.as_ref().map(ToString::to_string),
             containers: report.containers,
+            git_ignored: Vec::new(),
+            warnings: Vec::new(),
             failure,
         }
     }
@@ -173,6 +186,46 @@ pub struct DryRunReport {
     pub build: usize,
     pub cached: usize,
     pub containers: BTreeMap<Name, Planned>,
+    /// Containers whose image could not be checked (the registry could not be reached).
+    pub unchecked: usize,
+    /// Pinned bases that could not be checked for a move (planned on the lock's pin): reference
+    /// → why.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub unchecked_bases: BTreeMap<String, String>,
+    /// Containers whose context holds files git ignores (none outside git).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub git_ignored: Vec<GitIgnored>,
+    /// The same as warnings located in the cookbook, for the CLI to show.
+    #[serde(skip)]
+    pub warnings: Vec<Diagnostic>,
+}
+
+/// Passes every event on, keeping the bases the pin step could not check.
+struct UncheckedBases<'r> {
+    inner: &'r dyn Reporter,
+    bases: std::sync::Mutex<BTreeMap<String, String>>,
+}
+
+impl Reporter for UncheckedBases<'_> {
+    fn event(&self, event: apply::Event<'_>) {
+        if let apply::Event::BaseUnchecked { reference, why } = &event {
+            if let Ok(mut bases) = self.bases.lock() {
+                bases.insert(reference.to_string(), why.to_string());
+            }
+        }
+        self.inner.event(event);
+    }
+}
+
+/// Whether an apply's failure is a registry it cannot reach: `--no-push` (which builds into the
+/// local engine only, and needs no registry) is worth a mention then.
+pub fn registry_unreachable(failure: &Error) -> bool {
+    use crate::registry::RegistryError as R;
+    let registry = match failure {
+        Error::Apply(ApplyError::Registry(e)) | Error::Registry(e) => e,
+        _ => return false,
+    };
+    matches!(registry, R::Unreachable { .. } | R::Unavailable { .. })
 }
 
 /// The commit the cookbook's checkout is at, if it is one (the `git-sha` tag, the revision
@@ -217,9 +270,15 @@ pub fn apply(
     cancel: CancellationToken,
 ) -> Result<ApplySummary, Error> {
     let plan = selected_plan(ws, opts)?;
+    if opts.strict {
+        // Before the run: its own listing comes once the bases are pinned.
+        super::inspect::check_git_ignored(ws, &plan, None, true)?;
+    }
     let mut options = options(opts);
     options.attest = attesting(ws, opts)?;
-    apply_plan(ws.path(), &ws.cookbook, &plan, options, reporter, cancel)
+    let mut summary = apply_plan(ws.path(), &ws.cookbook, &plan, options, reporter, cancel)?;
+    summary.warnings = super::inspect::ignored_diagnostics(ws, &summary.git_ignored, false);
+    Ok(summary)
 }
 
 /// What signing needs, when the run signs: the key (read now, so a bad one is refused before
@@ -258,6 +317,9 @@ pub fn dry_run(
     reporter: &dyn Reporter,
 ) -> Result<DryRunReport, Error> {
     let plan = selected_plan(ws, opts)?;
+    if opts.strict {
+        super::inspect::check_git_ignored(ws, &plan, None, true)?;
+    }
     let state_dir = ws.state_dir();
     let job = apply::Job {
         cookbook: &ws.cookbook,
@@ -269,17 +331,34 @@ pub fn dry_run(
         options: options(opts),
         cancel: CancellationToken::new(),
     };
-    let fingerprint = fingerprinter(ws.path(), &ws.cookbook, &plan);
-    let planned = runtime()?.block_on(apply::dry_run_with_docker(job, &fingerprint, reporter))?;
-    let build = planned
-        .values()
-        .filter(|p| p.action == apply::Action::Build)
-        .count();
+    let ignored = std::sync::Mutex::new(Vec::new());
+    let fingerprint = watching_ignored(
+        fingerprinter(ws.path(), &ws.cookbook, &plan),
+        ws.path(),
+        &ws.cookbook,
+        &ignored,
+    );
+    let collect = UncheckedBases {
+        inner: reporter,
+        bases: Default::default(),
+    };
+    let planned = runtime()?.block_on(apply::dry_run_with_docker(job, &fingerprint, &collect))?;
+    let unchecked_bases = collect.bases.into_inner().unwrap_or_default();
+    let git_ignored = ignored
+        .lock()
+        .map(|mut found| std::mem::take(&mut *found))
+        .unwrap_or_default();
+    let count = |action| planned.values().filter(|p| p.action == action).count();
+    let (build, unchecked) = (count(apply::Action::Build), count(apply::Action::Unchecked));
     Ok(DryRunReport {
         result: DryRun::DryRun,
         build,
-        cached: planned.len() - build,
+        cached: planned.len() - build - unchecked,
         containers: planned,
+        unchecked,
+        unchecked_bases,
+        warnings: super::inspect::ignored_diagnostics(ws, &git_ignored, false),
+        git_ignored,
     })
 }
 
@@ -305,18 +384,47 @@ pub fn apply_plan(
         options,
         cancel,
     };
-    let fingerprint = fingerprinter(file, cookbook, plan);
+    let ignored = std::sync::Mutex::new(Vec::new());
+    let fingerprint = watching_ignored(
+        fingerprinter(file, cookbook, plan),
+        file,
+        cookbook,
+        &ignored,
+    );
     let result = runtime()?.block_on(apply::apply_with_docker(job, &fingerprint, reporter));
-    match result {
-        Ok(report) => Ok(ApplySummary::new(report, None)),
+    let mut summary = match result {
+        Ok(report) => ApplySummary::new(report, None),
         Err(ApplyFailure {
             report: Some(report),
             error,
-        }) => Ok(ApplySummary::new(report, Some(error))),
+        }) => ApplySummary::new(report, Some(error)),
         Err(ApplyFailure {
             report: None,
             error,
-        }) => Err(error.into()),
+        }) => return Err(error.into()),
+    };
+    summary.git_ignored = ignored
+        .lock()
+        .map(|mut found| std::mem::take(&mut *found))
+        .unwrap_or_default();
+    Ok(summary)
+}
+
+/// `fingerprint`, keeping in `found` what its listing holds that git ignores
+/// ([`super::inspect::git_ignored`]): the run's own listing, nothing walked twice.
+fn watching_ignored<'f>(
+    fingerprint: impl Fn(&BasePins) -> Result<BTreeMap<Name, Fingerprint>, ApplyError> + 'f,
+    file: &'f Path,
+    cookbook: &'f Cookbook,
+    found: &'f std::sync::Mutex<Vec<GitIgnored>>,
+) -> impl Fn(&BasePins) -> Result<BTreeMap<Name, Fingerprint>, ApplyError> + 'f {
+    move |pins| {
+        let prints = fingerprint(pins)?;
+        let ignored = super::inspect::git_ignored(file, cookbook, &prints);
+        if let Ok(mut found) = found.lock() {
+            *found = ignored;
+        }
+        Ok(prints)
     }
 }
 

@@ -111,6 +111,12 @@ pub struct PlanReport {
     /// `apply --format json` what happened): a plan connects to nothing.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub builders: Vec<PlannedBuilder>,
+    /// Containers whose context holds files git ignores ([`GitIgnored`]; none outside git).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub git_ignored: Vec<GitIgnored>,
+    /// The same as warnings located in the cookbook, for the CLI to show.
+    #[serde(skip)]
+    pub warnings: Vec<crate::diagnostic::Diagnostic>,
 }
 
 /// One builder of `packaging.builders`, as the cookbook names it.
@@ -151,9 +157,11 @@ impl PlanReport {
     }
 }
 
-/// `plan [--site SITE]`.
-pub fn plan(ws: &Workspace, site: Option<&str>) -> Result<PlanReport, Error> {
+/// `plan [--site SITE] [--strict]`: with `strict`, a context holding git-ignored files is an
+/// error ([`check_git_ignored`]).
+pub fn plan(ws: &Workspace, site: Option<&str>, strict: bool) -> Result<PlanReport, Error> {
     let plan = ws.site_plan(site)?;
+    let ignored = check_git_ignored(ws, &plan, None, strict)?;
     let pins = ws.pins()?;
     let dockerfiles = crate::apply::pin::dockerfile_bases(&ws.cookbook, ws.base_dir())?;
     let bases = crate::apply::pin::external_bases(&ws.cookbook, &plan, &dockerfiles)
@@ -202,6 +210,8 @@ pub fn plan(ws: &Workspace, site: Option<&str>) -> Result<PlanReport, Error> {
         waves: plan.waves().to_vec(),
         plan,
         builders,
+        git_ignored: ignored.found,
+        warnings: ignored.diagnostics,
     })
 }
 
@@ -219,11 +229,18 @@ pub struct HashReport {
     /// may leak rather than free one by one (a tenth of a warm run's time).
     #[serde(skip)]
     pub fingerprints: BTreeMap<Name, Fingerprint>,
+    /// Containers whose context holds files git ignores ([`GitIgnored`]; none outside git).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub git_ignored: Vec<GitIgnored>,
+    /// The same as warnings located in the cookbook, for the CLI to show.
+    #[serde(skip)]
+    pub warnings: Vec<crate::diagnostic::Diagnostic>,
 }
 
 /// `hash`: the containers named (all without names) and what they need, fingerprinted with the
-/// lock's pins.
-pub fn hash(ws: &Workspace, containers: &[String]) -> Result<HashReport, Error> {
+/// lock's pins; with `strict`, a context holding git-ignored files is an error
+/// ([`check_git_ignored`]).
+pub fn hash(ws: &Workspace, containers: &[String], strict: bool) -> Result<HashReport, Error> {
     let wanted = ws.containers_named(containers)?;
     let plan = if wanted.is_empty() {
         ws.plan.clone()
@@ -231,6 +248,7 @@ pub fn hash(ws: &Workspace, containers: &[String]) -> Result<HashReport, Error> 
         ws.plan.restrict(&wanted)
     };
     let fingerprints = ws.fingerprints(&plan)?;
+    let ignored = check_git_ignored(ws, &plan, Some(&fingerprints), strict)?;
     // Each container once, in the order first named (`hash api api` prints api once).
     let mut seen = BTreeSet::new();
     let order: Vec<Name> = if wanted.is_empty() {
@@ -255,6 +273,8 @@ pub fn hash(ws: &Workspace, containers: &[String]) -> Result<HashReport, Error> 
         not_pinned,
         order,
         fingerprints,
+        git_ignored: ignored.found,
+        warnings: ignored.diagnostics,
     })
 }
 
@@ -375,4 +395,247 @@ pub fn schema(version: Option<&str>) -> Result<&'static str, Error> {
                 help: Some(format!("versions: {}", schema::supported_names())),
             }),
     }
+}
+
+/// At most this many git-ignored paths are named per context; the rest are counted.
+const IGNORED_SHOWN: usize = 8;
+
+/// Files a container's context holds that git ignores and `.dockerignore` does not exclude:
+/// present on this machine, absent from a fresh clone (CI), so they move the input hash from one
+/// machine to the other.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct GitIgnored {
+    pub container: Name,
+    /// The directory listed, as the cookbook names it (`.` for the cookbook's own).
+    pub directory: String,
+    /// The ignored paths in it, relative to it (a directory ends in `/` and counts its files);
+    /// at most a few, `more` counts the others.
+    pub paths: Vec<IgnoredPath>,
+    /// Ignored paths not named.
+    pub more: usize,
+    /// Files of the context git ignores, in all.
+    pub files: usize,
+    /// The one-line fix: what to add to which `.dockerignore`.
+    pub fix: String,
+}
+
+/// One git-ignored path of a context: a file, or a directory (`node_modules/`) and how many of
+/// its files the context holds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct IgnoredPath {
+    pub path: String,
+    pub files: usize,
+}
+
+/// What the check of git-ignored files found: each finding, and each as a located warning (an
+/// error with `--strict`) for the CLI's diagnostic rendering.
+#[derive(Debug, Default)]
+pub struct IgnoredCheck {
+    pub found: Vec<GitIgnored>,
+    pub diagnostics: Vec<crate::diagnostic::Diagnostic>,
+}
+
+/// The git-ignored files in the contexts of `plan`'s containers ([`git_ignored`]), listed for
+/// the purpose when `prints` does not have them; `strict`: any is an error (exit 2), each
+/// finding a located diagnostic naming the container, the paths and the fix. A cookbook outside
+/// any git work tree has nothing to check.
+pub fn check_git_ignored(
+    ws: &Workspace,
+    plan: &Plan,
+    prints: Option<&BTreeMap<Name, Fingerprint>>,
+    strict: bool,
+) -> Result<IgnoredCheck, Error> {
+    if !crate::git::ignored::in_worktree(ws.base_dir()) {
+        return Ok(IgnoredCheck::default());
+    }
+    let listed;
+    let prints = match prints {
+        Some(prints) => prints,
+        None => {
+            listed = ws.fingerprints(plan)?;
+            &listed
+        }
+    };
+    let found = git_ignored(ws.path(), &ws.cookbook, prints);
+    let diagnostics = ignored_diagnostics(ws, &found, strict);
+    if strict && !diagnostics.is_empty() {
+        return Err(Error::Invalid {
+            file: ws.file.label.clone(),
+            diagnostics,
+        });
+    }
+    Ok(IgnoredCheck { found, diagnostics })
+}
+
+/// Each container of `prints` whose context holds files that git ignores and `.dockerignore`
+/// does not exclude, from the listing the fingerprints already have (each directory of the
+/// cookbook asked once of git). None outside a git work tree, or when git cannot tell (a
+/// repository it cannot read: the hash does not depend on the answer).
+pub fn git_ignored(
+    file: &Path,
+    cookbook: &crate::model::Cookbook,
+    prints: &BTreeMap<Name, Fingerprint>,
+) -> Vec<GitIgnored> {
+    let base = crate::load::base_dir(file);
+    if !crate::git::ignored::in_worktree(base) {
+        return Vec::new();
+    }
+    let Some(worktree) = crate::git::Worktree::discover(base) else {
+        return Vec::new();
+    };
+    let mut asked: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let mut found = Vec::new();
+    for (name, print) in prints {
+        for tree in crate::context::plan(cookbook, name, None).trees {
+            let ignored = asked
+                .entry(tree.source.as_str().to_owned())
+                .or_insert_with(|| {
+                    let dir = tree.source.under(base);
+                    worktree.ignored_under(&dir).unwrap_or_default()
+                });
+            found.extend(finding(name, &tree, ignored, &print.entries));
+        }
+    }
+    found
+}
+
+/// The ignored paths of one tree that its context's `entries` (sorted by path) hold.
+fn finding(
+    name: &Name,
+    tree: &crate::context::Tree,
+    ignored: &[String],
+    entries: &[crate::context::Entry],
+) -> Option<GitIgnored> {
+    let mut paths = Vec::new();
+    for path in ignored.iter().filter(|p| !p.is_empty()) {
+        let in_context = match tree.prefix.as_str() {
+            "" => path.clone(),
+            prefix => format!("{prefix}/{path}"),
+        };
+        let start = entries.partition_point(|e| e.path.as_str() < in_context.as_str());
+        let held = entries[start..]
+            .iter()
+            .take_while(|e| match path.ends_with('/') {
+                true => e.path.starts_with(&in_context),
+                false => e.path == in_context,
+            })
+            // What Docker always sends (the Dockerfile, `.dockerignore`) no ignore file removes.
+            .filter(|e| !tree.always_keep.contains(&e.path))
+            .count();
+        if held > 0 {
+            paths.push(IgnoredPath {
+                path: path.clone(),
+                files: held,
+            });
+        }
+    }
+    if paths.is_empty() {
+        return None;
+    }
+    let files = paths.iter().map(|p| p.files).sum();
+    let more = paths.len().saturating_sub(IGNORED_SHOWN);
+    paths.truncate(IGNORED_SHOWN);
+    let (directory, dockerignore) = match tree.source.is_root() {
+        true => (".".to_owned(), ".dockerignore".to_owned()),
+        false => {
+            let dir = tree.source.as_str();
+            (dir.to_owned(), format!("{dir}/.dockerignore"))
+        }
+    };
+    let patterns: Vec<String> = paths.iter().map(|p| format!("\"{}\"", p.path)).collect();
+    let others = match more {
+        0 => String::new(),
+        n => format!(" (and the {n} other path(s) `git status --ignored {directory}` lists)"),
+    };
+    Some(GitIgnored {
+        container: name.clone(),
+        fix: format!("add {} to {dockerignore}{others}", patterns.join(", ")),
+        directory,
+        paths,
+        more,
+        files,
+    })
+}
+
+/// Each finding as a diagnostic at its container's key in the cookbook: a warning, or an error
+/// when `strict`.
+pub fn ignored_diagnostics(
+    ws: &Workspace,
+    found: &[GitIgnored],
+    strict: bool,
+) -> Vec<crate::diagnostic::Diagnostic> {
+    if found.is_empty() {
+        return Vec::new();
+    }
+    let sources = container_sources(ws);
+    found
+        .iter()
+        .map(|f| {
+            let mut d = crate::diagnostic::Diagnostic::new(
+                "context/git-ignored",
+                crate::diagnostic::pointer_push("/containers", f.container.as_str()),
+                ignored_message(f),
+            )
+            .at_key()
+            .with_help(f.fix.clone());
+            if !strict {
+                d = d.warning();
+            }
+            match sources.get(&f.container) {
+                Some(source) => d.located(source.location),
+                None => d,
+            }
+        })
+        .collect()
+}
+
+/// `container web: its context (services/web) holds 1,235 files git ignores that
+/// .dockerignore does not exclude: node_modules/ (1,234 files), app.pyc; …`.
+fn ignored_message(f: &GitIgnored) -> String {
+    let mut named: Vec<String> = f
+        .paths
+        .iter()
+        .map(|p| match p.path.ends_with('/') {
+            true => format!(
+                "{} ({} file{})",
+                p.path,
+                thousands(p.files),
+                plural(p.files)
+            ),
+            false => p.path.clone(),
+        })
+        .collect();
+    if f.more > 0 {
+        named.push(format!("and {} more", f.more));
+    }
+    format!(
+        "container {}: its context ({}) holds {} file{} git ignores that .dockerignore does not \
+         exclude: {}; a fresh clone (CI) does not have them, so its input hash differs there",
+        f.container,
+        f.directory,
+        thousands(f.files),
+        plural(f.files),
+        named.join(", ")
+    )
+}
+
+fn plural(n: usize) -> &'static str {
+    if n == 1 {
+        ""
+    } else {
+        "s"
+    }
+}
+
+/// `1234567` as `1,234,567`.
+fn thousands(n: usize) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
 }

@@ -918,3 +918,90 @@ fn dry_run_with_no_push_looks_in_the_local_engine() {
     assert_eq!(doc["containers"]["db"]["source"], "local engine");
     assert_eq!(doc["containers"]["api"]["push"], Value::Null);
 }
+
+/// Issue 26: `apply --dry-run` plans offline from the lock's pins. The lock pins the base; the
+/// registry is a closed loopback port and there is no engine: the dry run exits 0, prints the
+/// plan, and names what it could not check (the image, the base).
+#[test]
+fn a_dry_run_against_an_unreachable_registry_plans_from_the_lock_and_names_what_it_could_not_check()
+{
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let base = "cookbook-test/busybox:latest";
+    std::fs::write(
+        root.join("Dockerfile"),
+        format!("FROM {base}\nCOPY . /app\n"),
+    )
+    .unwrap();
+    // A closed loopback port: bound, then released.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    std::fs::write(
+        root.join("cookbook.json"),
+        format!(
+            r#"{{"manifest_version": "1.0", "project": {{"name": "offline"}},
+  "containers": {{"web": {{"dockerfile": "Dockerfile", "context": "."}}}},
+  "packaging": {{"registry": "127.0.0.1:{port}/offline"}}}}"#
+        ),
+    )
+    .unwrap();
+    let digest = format!("sha256:{}", "ab".repeat(32));
+    std::fs::write(
+        root.join("cookbook.lock"),
+        format!(
+            r#"{{"lock_version": 3, "hash_version": 3, "project": "offline",
+  "bases": {{"{base}": {{"digest": "{digest}", "source": "engine"}}}}, "containers": {{}}}}"#
+        ),
+    )
+    .unwrap();
+    let no_engine = [("DOCKER_HOST", "unix:///nonexistent/docker.sock")];
+    let run = common::run_in_env(root, &["apply", "--dry-run"], &no_engine);
+    run.assert_code(0);
+    assert!(
+        run.stdout.contains("unchecked  web")
+            && run.stderr.contains("could not check: 1 image(s)")
+            && run
+                .stderr
+                .contains(&format!("could not check: base image {base}")),
+        "{}",
+        run.context()
+    );
+    let json = common::run_in_env(
+        root,
+        &["apply", "--dry-run", "--format", "json"],
+        &no_engine,
+    );
+    let doc: serde_json::Value = serde_json::from_str(&json.assert_code(0).stdout).unwrap();
+    assert_eq!(doc["containers"]["web"]["action"], "unchecked", "{doc}");
+    assert_eq!(doc["unchecked"], 1, "{doc}");
+    assert!(doc["unchecked_bases"][base].is_string(), "{doc}");
+}
+
+/// Issue 26: `apply` of a cookbook without `packaging.registry` says that `--no-push` builds
+/// into the local engine only.
+#[test]
+fn apply_without_a_registry_mentions_no_push() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    std::fs::write(root.join("Dockerfile"), "FROM scratch\nCOPY . /\n").unwrap();
+    std::fs::write(
+        root.join("cookbook.json"),
+        r#"{"manifest_version": "1.0", "project": {"name": "noreg"},
+  "containers": {"c": {"dockerfile": "Dockerfile", "context": "."}}}"#,
+    )
+    .unwrap();
+    let no_engine = [("DOCKER_HOST", "unix:///nonexistent/docker.sock")];
+    let run = common::run_in_env(root, &["apply"], &no_engine);
+    run.assert_code(2);
+    assert!(
+        run.stderr.contains("no packaging.registry")
+            && run
+                .stderr
+                .contains("`cookbook apply --no-push` to build into the local engine only"),
+        "{}",
+        run.context()
+    );
+}

@@ -32,6 +32,7 @@ mod fixtures;
 mod fleet;
 mod hashing;
 mod hostile_registry;
+mod ignored;
 mod import_graph;
 mod init;
 mod keys;
