@@ -398,10 +398,15 @@ fn print_dry_run(report: &DryRunReport, format: Format, out: &mut dyn Write, err
             "could not check: base image {base} ({why}); planned on its pin"
         );
     }
+    // "unchecked" only when the registry could not be asked: an online dry run reads as before.
+    let unchecked = match report.unchecked {
+        0 => String::new(),
+        n => format!(", {n} unchecked"),
+    };
     let _ = writeln!(
         err,
-        "apply --dry-run: {} to build, {} cached, {} unchecked; nothing was built, pushed or tagged",
-        report.build, report.cached, report.unchecked
+        "apply --dry-run: {} to build, {} cached{unchecked}; nothing was built, pushed or tagged",
+        report.build, report.cached
     );
 }
 

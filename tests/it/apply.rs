@@ -974,7 +974,7 @@ fn a_dry_run_against_an_unreachable_registry_plans_from_the_lock_and_names_what_
         &["apply", "--dry-run", "--format", "json"],
         &no_engine,
     );
-    let doc: serde_json::Value = serde_json::from_str(&json.assert_code(0).stdout).unwrap();
+    let doc = common::deploy::json_answer(json.assert_code(0));
     assert_eq!(doc["containers"]["web"]["action"], "unchecked", "{doc}");
     assert_eq!(doc["unchecked"], 1, "{doc}");
     assert!(doc["unchecked_bases"][base].is_string(), "{doc}");

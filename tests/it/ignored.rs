@@ -96,7 +96,7 @@ fn a_git_ignored_node_modules_warns_with_its_fix_and_strict_exits_2() {
         "services/web/.dockerignore",
     );
     let json = run_in(root, &["hash", "--format", "json"]);
-    let doc: serde_json::Value = serde_json::from_str(&json.assert_code(0).stdout).unwrap();
+    let doc = crate::common::deploy::json_answer(json.assert_code(0));
     let found = &doc["git_ignored"][0];
     assert_eq!(found["container"], "web", "{doc}");
     assert_eq!(found["directory"], "services/web", "{doc}");
@@ -183,6 +183,6 @@ fn apply_warns_about_git_ignored_files_in_its_dry_run_and_its_run() {
         &["apply", "--dry-run", "--no-push", "--format", "json"],
     );
     warned(dry.assert_code(0), "services/web/.dockerignore");
-    let doc: serde_json::Value = serde_json::from_str(&dry.stdout).unwrap();
+    let doc = crate::common::deploy::json_answer(&dry);
     assert_eq!(doc["git_ignored"][0]["container"], "web", "{doc}");
 }
