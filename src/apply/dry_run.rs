@@ -86,16 +86,34 @@ pub enum Action {
     Unchecked,
 }
 
-/// Whether a registry's failure is one of reaching it (refused, unresolvable, dropped, a 5xx
-/// after retries): a dry run plans on without its answers.
+/// Whether a registry's failure means this machine is offline — no connection could be made
+/// (refused, unresolvable, timed out) —, so that a dry run plans on without its answers. A
+/// certificate or handshake failure, a registry that answers 5xx or 429, a refusal: those are
+/// answers, and stay errors (a dry run in CI must not pass on a registry that lies or is broken).
 fn unreachable(e: &ApplyError) -> Option<String> {
     use crate::registry::RegistryError as R;
     match e {
-        ApplyError::Registry(r @ (R::Unreachable { .. } | R::Unavailable { .. })) => {
+        ApplyError::Registry(r @ R::Unreachable { source, .. })
+            if (source.is_connect() || source.is_timeout()) && !is_tls(source) =>
+        {
             Some(r.to_string())
         }
         _ => None,
     }
+}
+
+/// Whether `e` comes from TLS (a certificate the registry presented, a handshake): the peer
+/// answered, and its answer was refused.
+fn is_tls(e: &(dyn std::error::Error + 'static)) -> bool {
+    std::iter::successors(Some(e), |e| e.source()).any(|e| {
+        // An `io::Error` hides what it wraps from `source()`: look inside it too.
+        let wrapped = e
+            .downcast_ref::<std::io::Error>()
+            .and_then(std::io::Error::get_ref);
+        e.downcast_ref::<rustls::Error>().is_some()
+            || wrapped.is_some_and(|w| w.downcast_ref::<rustls::Error>().is_some())
+            || e.to_string().to_ascii_lowercase().contains("certificate")
+    })
 }
 
 /// [`dry_run`] against the Docker engine of the environment and (when pushing) the registry, as

@@ -919,32 +919,21 @@ fn dry_run_with_no_push_looks_in_the_local_engine() {
     assert_eq!(doc["containers"]["api"]["push"], Value::Null);
 }
 
-/// Issue 26: `apply --dry-run` plans offline from the lock's pins. The lock pins the base; the
-/// registry is a closed loopback port and there is no engine: the dry run exits 0, prints the
-/// plan, and names what it could not check (the image, the base).
-#[test]
-fn a_dry_run_against_an_unreachable_registry_plans_from_the_lock_and_names_what_it_could_not_check()
-{
-    let dir = tempfile::tempdir().unwrap();
-    let root = dir.path();
+/// A cookbook whose registry is `registry` and whose lock pins its base, for the offline dry
+/// runs.
+fn offline_project(root: &std::path::Path, registry: &str) {
     let base = "cookbook-test/busybox:latest";
     std::fs::write(
         root.join("Dockerfile"),
         format!("FROM {base}\nCOPY . /app\n"),
     )
     .unwrap();
-    // A closed loopback port: bound, then released.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
     std::fs::write(
         root.join("cookbook.json"),
         format!(
             r#"{{"manifest_version": "1.0", "project": {{"name": "offline"}},
   "containers": {{"web": {{"dockerfile": "Dockerfile", "context": "."}}}},
-  "packaging": {{"registry": "127.0.0.1:{port}/offline"}}}}"#
+  "packaging": {{"registry": "{registry}/offline"}}}}"#
         ),
     )
     .unwrap();
@@ -957,6 +946,44 @@ fn a_dry_run_against_an_unreachable_registry_plans_from_the_lock_and_names_what_
         ),
     )
     .unwrap();
+}
+
+/// A registry that answers is not offline: one that keeps answering 503 fails the dry run
+/// (exit 3, as apply), never "unchecked" with exit 0 — CI must not pass on a broken registry.
+#[test]
+fn a_dry_run_against_a_registry_that_answers_503_fails() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let server = runtime.block_on(common::http::FakeServer::start(|_, _| {
+        common::http::response("503 Service Unavailable", &[], "")
+    }));
+    let dir = tempfile::tempdir().unwrap();
+    offline_project(dir.path(), &server.host());
+    let no_engine = [("DOCKER_HOST", "unix:///nonexistent/docker.sock")];
+    let run = common::run_in_env(dir.path(), &["apply", "--dry-run"], &no_engine);
+    run.assert_code(3);
+    assert!(
+        !run.stdout.contains("unchecked") && run.stderr.contains("HTTP 503"),
+        "{}",
+        run.context()
+    );
+}
+
+/// Issue 26: `apply --dry-run` plans offline from the lock's pins. The lock pins the base; the
+/// registry is a closed loopback port and there is no engine: the dry run exits 0, prints the
+/// plan, and names what it could not check (the image, the base).
+#[test]
+fn a_dry_run_against_an_unreachable_registry_plans_from_the_lock_and_names_what_it_could_not_check()
+{
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let base = "cookbook-test/busybox:latest";
+    // A closed loopback port: bound, then released.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    offline_project(root, &format!("127.0.0.1:{port}"));
     let no_engine = [("DOCKER_HOST", "unix:///nonexistent/docker.sock")];
     let run = common::run_in_env(root, &["apply", "--dry-run"], &no_engine);
     run.assert_code(0);
