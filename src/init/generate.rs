@@ -1,4 +1,19 @@
-//! Detected services → a format 1.1 cookbook (the latest), generated Dockerfiles and notes. Pure.
+//! Detected services → a format 1.1 cookbook (the latest), generated Dockerfiles,
+//! `.dockerignore`s and notes. Pure.
+//!
+//! Every container is a Dockerfile container: a language service gets the Dockerfile
+//! [`super::dockerfile`] writes (why a Dockerfile and not a generated container: see there) in
+//! its directory (`Dockerfile`, or `NAME.Dockerfile` when one directory holds several services)
+//! with a `.dockerignore` beside it (unless the directory has one); a project's own Dockerfile is
+//! kept; a compose `image:` service gets `docker/NAME/Dockerfile` (`FROM image`, its ports and
+//! compose command).
+//!
+//! Compose services also give: `health`, persistent `volumes` and `mounts`; and, as soon as a
+//! compose file names a service, a `local` Docker site (`{"docker": {"host": "env"}}`) serving
+//! stage `dev`, whose `stage_config` carries the published ports and the environment — never
+//! the image, which is the same on every stage. An environment value that is a secret (its name
+//! says so: `*PASSWORD*`, `*SECRET*`, `*TOKEN*`, `*_KEY`…, or a URL with a password) becomes a
+//! reference `{"secret": "CONTAINER/VAR"}` and a note saying how to provide it.
 //!
 //! Base image policy: one pinned default per language, a tag that names a version line (never
 //! `latest`), so a rebuild next month starts from the same major.minor line:
@@ -14,9 +29,9 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use super::detect::{App, Detection, Service, ServiceKind};
+use super::detect::{App, Detection, Health, Service, ServiceKind};
+use super::dockerfile::{self, Spec};
 use super::{Evidence, InitError, Options};
-use crate::context::dockerfile::DEFAULT_WORKDIR;
 
 /// Language keys of `--base`.
 pub const LANGUAGES: &[&str] = &["go", "java", "node", "python", "rust", "static"];
@@ -76,11 +91,13 @@ impl BaseImages {
 struct Doc {
     manifest_version: &'static str,
     project: ProjectOut,
-    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
-    applications: BTreeMap<String, AppOut>,
     containers: BTreeMap<String, ContainerOut>,
     #[serde(skip_serializing_if = "Option::is_none")]
     packaging: Option<PackagingOut>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    lifecycle: Option<LifecycleOut>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    federation: Option<FederationOut>,
 }
 
 #[derive(Serialize)]
@@ -95,46 +112,74 @@ struct PackagingOut {
 }
 
 #[derive(Serialize)]
-struct AppOut {
-    language: &'static str,
-    #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
-    kind: Option<String>,
-    source: String,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    dependencies: Vec<String>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    build_commands: Vec<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    run_command: Option<Vec<String>>,
-}
-
-#[derive(Serialize)]
 #[serde(untagged)]
 enum PortOut {
     Number(u16),
     Text(String),
 }
 
+/// A Dockerfile container, as format 1.1 writes it.
+#[derive(Serialize)]
+struct ContainerOut {
+    dockerfile: String,
+    context: String,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    ports: Vec<PortOut>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    depends_on: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    health: Option<Health>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    volumes: BTreeMap<String, VolumeOut>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    mounts: BTreeMap<String, String>,
+}
+
+#[derive(Serialize)]
+struct VolumeOut {
+    persistent: bool,
+}
+
+#[derive(Serialize)]
+struct LifecycleOut {
+    stage_config: BTreeMap<&'static str, StageOut>,
+}
+
+#[derive(Serialize)]
+struct StageOut {
+    containers: BTreeMap<String, RuntimeOut>,
+}
+
+#[derive(Serialize)]
+struct RuntimeOut {
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    env: BTreeMap<String, EnvOut>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    ports: Vec<String>,
+}
+
 #[derive(Serialize)]
 #[serde(untagged)]
-enum ContainerOut {
-    Generated {
-        base_image: String,
-        applications: Vec<String>,
-        #[serde(skip_serializing_if = "Vec::is_empty")]
-        ports: Vec<PortOut>,
-        #[serde(skip_serializing_if = "BTreeMap::is_empty")]
-        env: BTreeMap<String, String>,
-        #[serde(skip_serializing_if = "Vec::is_empty")]
-        depends_on: Vec<String>,
-    },
-    Dockerfile {
-        dockerfile: String,
-        context: String,
-        #[serde(skip_serializing_if = "Vec::is_empty")]
-        depends_on: Vec<String>,
-    },
+enum EnvOut {
+    Text(String),
+    Secret { secret: String },
 }
+
+#[derive(Serialize)]
+struct FederationOut {
+    sites: BTreeMap<&'static str, SiteOut>,
+}
+
+#[derive(Serialize)]
+struct SiteOut {
+    target: serde_json::Value,
+    stages: Vec<&'static str>,
+    containers: Vec<String>,
+}
+
+/// The site and stage a compose project gets.
+const SITE: &str = "local";
+const STAGE: &str = "dev";
 
 /// What `init` produced, already checked by the real parser.
 #[derive(Debug, Clone, Serialize)]
@@ -142,7 +187,7 @@ pub struct Generated {
     /// The cookbook, pretty-printed JSON ending in a newline.
     #[serde(skip)]
     pub cookbook: String,
-    /// Generated files (Dockerfiles), by project-relative path.
+    /// Generated files (Dockerfiles, `.dockerignore`s), by project-relative path.
     pub files: BTreeMap<String, String>,
     /// What `init` could not decide or skipped.
     pub notes: Vec<String>,
@@ -174,26 +219,30 @@ fn ports(s: &Service) -> Vec<PortOut> {
         .collect()
 }
 
+/// The ports as `EXPOSE` writes them, in the same order.
+fn expose(s: &Service) -> Vec<String> {
+    ports(s)
+        .into_iter()
+        .map(|p| match p {
+            PortOut::Number(n) => n.to_string(),
+            PortOut::Text(t) => t,
+        })
+        .collect()
+}
+
 fn image_dockerfile(s: &Service, image: &str) -> String {
     let mut d = format!(
-        "# Generated by `cookbook init` for container {}: the compose service runs this image as it is.\nFROM {image}\n",
+        "# Generated by `cookbook init` for container {}: the compose service's image, run as it is\n# (its environment is the stage's, never the image's).\nFROM {image}\n",
         s.name
     );
-    for (k, v) in &s.env {
-        let quoted: String = v
-            .chars()
-            .flat_map(|c| {
-                let esc = matches!(c, '\\' | '"' | '$');
-                esc.then_some('\\').into_iter().chain(std::iter::once(c))
-            })
-            .collect();
-        d.push_str(&format!("ENV {k}=\"{quoted}\"\n"));
+    for p in expose(s) {
+        d.push_str(&format!("EXPOSE {p}\n"));
     }
-    for p in ports(s) {
-        match p {
-            PortOut::Number(n) => d.push_str(&format!("EXPOSE {n}\n")),
-            PortOut::Text(t) => d.push_str(&format!("EXPOSE {t}\n")),
-        }
+    if let Some(cmd) = s.compose.as_ref().and_then(|c| c.command.as_ref()) {
+        d.push_str(&format!(
+            "CMD {}\n",
+            serde_json::to_string(cmd).expect("strings serialize")
+        ));
     }
     d
 }
@@ -202,9 +251,12 @@ fn image_dockerfile(s: &Service, image: &str) -> String {
 #[derive(Default)]
 struct Gathered {
     notes: Vec<String>,
-    applications: BTreeMap<String, AppOut>,
-    /// Generated Dockerfiles, by project-relative path.
+    /// Generated files, by project-relative path.
     files: BTreeMap<String, String>,
+    /// The `dev` stage's settings, by container.
+    stage: BTreeMap<String, RuntimeOut>,
+    /// The containers a compose file names: the `local` site's.
+    site: Vec<String>,
 }
 
 /// Builds the cookbook for `project` from `detection`, checks it, and returns it with its notes.
@@ -221,8 +273,10 @@ pub fn generate(
     let mut explain = BTreeMap::new();
     for s in &detection.services {
         let mut evidence = s.evidence.clone();
-        let container = match &s.kind {
-            ServiceKind::Generated(app) => generated(s, app, options, &mut out, &mut evidence),
+        let mut container = match &s.kind {
+            ServiceKind::Generated(app) => {
+                generated(s, app, detection, options, &mut out, &mut evidence)
+            }
             ServiceKind::Dockerfile {
                 dockerfile,
                 context,
@@ -230,6 +284,7 @@ pub fn generate(
             } => kept_dockerfile(s, dockerfile, context, &mut out),
             ServiceKind::Image { image } => from_image(s, image, &mut out, &mut evidence),
         };
+        runtime(s, &mut container, &mut out, &mut evidence);
         containers.insert(s.name.clone(), container);
         explain.insert(s.name.clone(), evidence);
     }
@@ -245,14 +300,16 @@ pub fn generate(
             None
         }
     };
+    let (lifecycle, federation) = site(&mut out);
     let doc = Doc {
         manifest_version: "1.1",
         project: ProjectOut {
             name: project.to_owned(),
         },
-        applications: out.applications,
         containers,
         packaging,
+        lifecycle,
+        federation,
     };
     let mut cookbook = serde_json::to_string_pretty(&doc).expect("the document serializes");
     cookbook.push('\n');
@@ -266,74 +323,123 @@ pub fn generate(
     })
 }
 
-/// A generated container and its application, on the base image the policy (or `--base`) picks.
-fn generated(
-    s: &Service,
-    app: &App,
-    options: &Options,
-    out: &mut Gathered,
-    evidence: &mut Vec<Evidence>,
-) -> ContainerOut {
+/// The `local` site and its `dev` stage, when a compose file named a service.
+fn site(out: &mut Gathered) -> (Option<LifecycleOut>, Option<FederationOut>) {
+    if out.site.is_empty() {
+        return (None, None);
+    }
+    let stage = std::mem::take(&mut out.stage);
+    let lifecycle = (!stage.is_empty()).then(|| LifecycleOut {
+        stage_config: BTreeMap::from([(STAGE, StageOut { containers: stage })]),
+    });
+    let site = SiteOut {
+        target: serde_json::json!({"docker": {"host": "env"}}),
+        stages: vec![STAGE],
+        containers: std::mem::take(&mut out.site),
+    };
+    let federation = FederationOut {
+        sites: BTreeMap::from([(SITE, site)]),
+    };
+    (lifecycle, Some(federation))
+}
+
+/// The base image of `app`'s build (or only) stage: `--base`, else the policy's.
+fn base_of(app: &App, options: &Options, evidence: &mut Vec<Evidence>) -> String {
     let (image, why) = match options.bases.get(app.language) {
         Some(i) => (i.clone(), format!("--base {}={i}", app.language)),
         None => BaseImages::default_for(app),
     };
+    let runtime = dockerfile::runtime_base(app.language)
+        .map(|r| format!("; runs on {r}"))
+        .unwrap_or_default();
     evidence.push(Evidence {
         file: "(base image policy)".into(),
-        decision: format!("base image {image} ({why})"),
+        decision: format!("base image {image} ({why}){runtime}"),
     });
-    let app_dir = format!("{DEFAULT_WORKDIR}/{}", s.name);
-    out.applications.insert(
-        s.name.clone(),
-        AppOut {
-            language: app.language,
-            kind: app.kind.clone(),
-            source: app.source.clone(),
-            dependencies: app.dependencies.clone(),
-            build_commands: app.build_commands.clone(),
-            run_command: app
-                .run_command
-                .as_ref()
-                .map(|r| r.iter().map(|a| a.replace("{app_dir}", &app_dir)).collect()),
-        },
-    );
-    ContainerOut::Generated {
-        base_image: image,
-        applications: vec![s.name.clone()],
-        ports: ports(s),
-        env: s.env.clone(),
-        depends_on: s.depends_on.iter().cloned().collect(),
+    image
+}
+
+/// A language service: its generated Dockerfile (and `.dockerignore`) in its directory.
+fn generated(
+    s: &Service,
+    app: &App,
+    detection: &Detection,
+    options: &Options,
+    out: &mut Gathered,
+    evidence: &mut Vec<Evidence>,
+) -> ContainerOut {
+    let image = base_of(app, options, evidence);
+    let shared = detection
+        .services
+        .iter()
+        .filter(|o| o.dir == s.dir && matches!(o.kind, ServiceKind::Generated(_)))
+        .count()
+        > 1;
+    let name = if shared {
+        format!("{}.Dockerfile", s.name)
+    } else {
+        "Dockerfile".to_owned()
+    };
+    let path = join(&s.dir, &name);
+    let compose_command = s.compose.as_ref().and_then(|c| c.command.as_deref());
+    let text = dockerfile::render(&Spec {
+        container: &s.name,
+        app,
+        base: &image,
+        ports: &expose(s),
+        command: compose_command.or(app.run_command.as_deref()),
+    });
+    out.files.insert(path.clone(), text);
+    evidence.push(Evidence {
+        file: path.clone(),
+        decision: "generated: dependencies before sources, a non-root user, the production command"
+            .into(),
+    });
+    let ignore = join(&s.dir, ".dockerignore");
+    if detection.dockerignores.contains(&s.dir) {
+        evidence.push(Evidence {
+            file: ignore,
+            decision: "the project's own .dockerignore, kept".into(),
+        });
+    } else {
+        out.files
+            .insert(ignore.clone(), dockerfile::dockerignore(app.language));
+        evidence.push(Evidence {
+            file: ignore,
+            decision: format!("generated: {}'s ignores and .git", app.language),
+        });
+    }
+    ContainerOut::new(path, app.source.clone(), s)
+}
+
+impl ContainerOut {
+    fn new(dockerfile: String, context: String, s: &Service) -> ContainerOut {
+        ContainerOut {
+            dockerfile,
+            context,
+            ports: ports(s),
+            depends_on: s.depends_on.iter().cloned().collect(),
+            health: None,
+            volumes: BTreeMap::new(),
+            mounts: BTreeMap::new(),
+        }
     }
 }
 
-/// A Dockerfile container, kept as it is; compose ports and env it cannot carry are a note.
+/// A Dockerfile container, kept as it is; a compose command it cannot carry is a note.
 fn kept_dockerfile(
     s: &Service,
     dockerfile: &str,
     context: &str,
     out: &mut Gathered,
 ) -> ContainerOut {
-    let mut given = Vec::new();
-    if !s.ports.is_empty() {
-        let p: Vec<&str> = s.ports.iter().map(String::as_str).collect();
-        given.push(format!("ports {}", p.join(", ")));
-    }
-    if !s.env.is_empty() {
-        let e: Vec<&str> = s.env.keys().map(String::as_str).collect();
-        given.push(format!("environment {}", e.join(", ")));
-    }
-    if !given.is_empty() {
+    if let Some(cmd) = s.compose.as_ref().and_then(|c| c.command.as_ref()) {
         out.notes.push(format!(
-            "{}: {} from compose: a Dockerfile container has no ports or env of its own in the cookbook; put them in {dockerfile} (EXPOSE, ENV) if the image needs them, or per stage under lifecycle.stage_config",
-            s.name,
-            given.join(" and ")
+            "{}: the compose command {cmd:?} is not carried over: {dockerfile} is the project's own; put it in its CMD if the image should run it",
+            s.name
         ));
     }
-    ContainerOut::Dockerfile {
-        dockerfile: dockerfile.to_owned(),
-        context: context.to_owned(),
-        depends_on: s.depends_on.iter().cloned().collect(),
-    }
+    ContainerOut::new(dockerfile.to_owned(), context.to_owned(), s)
 }
 
 /// A compose image, packaged through a generated `docker/<name>/Dockerfile`.
@@ -348,19 +454,135 @@ fn from_image(
     out.files.insert(path.clone(), image_dockerfile(s, image));
     evidence.push(Evidence {
         file: path.clone(),
-        decision: format!("generated: FROM {image}, with the compose service's env and ports"),
+        decision: format!(
+            "generated: FROM {image}, with the compose service's ports and command (its env is the stage's)"
+        ),
     });
-    if !s.env.is_empty() {
-        out.notes.push(format!(
-            "{path}: the compose environment of {} ({}) is baked into the image: move secrets out before publishing it",
-            s.name,
-            s.env.keys().cloned().collect::<Vec<_>>().join(", ")
-        ));
+    ContainerOut::new(path, dir, s)
+}
+
+/// What a compose service gives its container at run time: health, volumes, and (for the `dev`
+/// stage) its published ports and environment, secrets as references.
+fn runtime(
+    s: &Service,
+    container: &mut ContainerOut,
+    out: &mut Gathered,
+    evidence: &mut Vec<Evidence>,
+) {
+    let Some(c) = &s.compose else {
+        return;
+    };
+    out.site.push(s.name.clone());
+    container.health = c.health.clone();
+    for (volume, at) in &c.volumes {
+        container
+            .volumes
+            .insert(volume.clone(), VolumeOut { persistent: true });
+        container.mounts.insert(volume.clone(), at.clone());
     }
-    ContainerOut::Dockerfile {
-        dockerfile: path,
-        context: dir,
-        depends_on: s.depends_on.iter().cloned().collect(),
+    let mut env = BTreeMap::new();
+    for (k, v) in &s.env {
+        match secret_reason(k, v) {
+            Some(why) => {
+                let reference = format!("{}/{k}", secret_name(&s.name));
+                out.notes.push(secret_note(s, k, why, &reference));
+                evidence.push(Evidence {
+                    file: "(compose environment)".into(),
+                    decision: format!("env {k}: a secret ({why}), the reference {reference}"),
+                });
+                env.insert(k.clone(), EnvOut::Secret { secret: reference });
+            }
+            None => {
+                env.insert(k.clone(), EnvOut::Text(v.clone()));
+            }
+        }
+    }
+    let ports: Vec<String> = c.published.iter().cloned().collect();
+    if !env.is_empty() || !ports.is_empty() {
+        out.stage.insert(s.name.clone(), RuntimeOut { env, ports });
+    }
+}
+
+/// Why an environment variable holds a secret, if it seems to: its name, or a password inside
+/// a URL.
+pub fn secret_reason(name: &str, value: &str) -> Option<&'static str> {
+    let upper = name.to_ascii_uppercase();
+    if value.is_empty() || upper.ends_with("_FILE") {
+        return None;
+    }
+    let named = [
+        "PASSWORD",
+        "PASSWD",
+        "SECRET",
+        "TOKEN",
+        "CREDENTIAL",
+        "PRIVATE",
+    ]
+    .iter()
+    .any(|w| upper.contains(w))
+        || upper.ends_with("_KEY")
+        || upper == "KEY";
+    if named {
+        return Some("its name says so");
+    }
+    let url_password = value.split_once("://").is_some_and(|(scheme, rest)| {
+        !scheme.is_empty()
+            && scheme
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "+.-".contains(c))
+            && rest
+                .split(['/', '?', '#'])
+                .next()
+                .and_then(|authority| authority.rsplit_once('@'))
+                .is_some_and(|(userinfo, _)| {
+                    userinfo.split_once(':').is_some_and(|(_, p)| !p.is_empty())
+                })
+    });
+    url_password.then_some("a password inside the URL")
+}
+
+/// A container name as a secret's name (`[a-z0-9]([-a-z0-9.]*[a-z0-9])?`).
+fn secret_name(container: &str) -> String {
+    let mapped: String = container
+        .chars()
+        .map(|c| if c == '_' { '-' } else { c })
+        .collect();
+    let trimmed = mapped.trim_end_matches(['-', '.']);
+    if trimmed.is_empty() {
+        "secret".to_owned()
+    } else {
+        trimmed.chars().take(253).collect()
+    }
+}
+
+/// The note for a secret turned into a reference: where its value is read from.
+fn secret_note(s: &Service, var: &str, why: &str, reference: &str) -> String {
+    let (name, key) = reference.split_once('/').expect("NAME/KEY");
+    let upper = |t: &str| -> String {
+        t.chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() {
+                    c.to_ascii_uppercase()
+                } else {
+                    '_'
+                }
+            })
+            .collect()
+    };
+    format!(
+        "{}: {var} holds a secret ({why}): not written into the cookbook or an image; stage {STAGE}'s env references it as {{\"secret\": \"{reference}\"}}. Provide the whole value at deploy time: the variable COOKBOOK_SECRET_{}_{} in the deploying environment, or the file DIR/{name}/{key} (mode 0600) with `\"secrets\": {{\"directory\": \"DIR\"}}` on site {SITE} (see the README's secrets)",
+        s.name,
+        upper(name),
+        upper(key)
+    )
+}
+
+/// `dir` joined with `name` (`dir` may be the root, ``).
+fn join(dir: &str, name: &str) -> String {
+    if dir.is_empty() {
+        name.to_owned()
+    } else {
+        format!("{dir}/{name}")
     }
 }
 
@@ -374,4 +596,23 @@ fn checked_waves(cookbook: &str) -> Result<Vec<Vec<String>>, InitError> {
         .iter()
         .map(|w| w.iter().map(|n| n.as_str().to_owned()).collect())
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_are_told_by_name_or_by_a_password_in_a_url() {
+        assert!(secret_reason("POSTGRES_PASSWORD", "example").is_some());
+        assert!(secret_reason("API_KEY", "x").is_some());
+        assert!(secret_reason("GITHUB_TOKEN", "x").is_some());
+        assert!(secret_reason("DATABASE_URL", "postgres://u:p@db:5432/x").is_some());
+        assert!(secret_reason("DATABASE_URL", "postgres://u@db:5432/x").is_none());
+        assert!(secret_reason("REDIS_URL", "redis://cache:6379").is_none());
+        assert!(secret_reason("POSTGRES_PASSWORD_FILE", "/run/secrets/pw").is_none());
+        assert!(secret_reason("POSTGRES_DB", "shop").is_none());
+        assert!(secret_reason("MONKEY", "x").is_none());
+        assert_eq!(secret_name("my_db"), "my-db");
+    }
 }

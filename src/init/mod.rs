@@ -1,4 +1,5 @@
-//! `cookbook init`: a project directory in, a valid cookbook (and Dockerfiles where needed) out.
+//! `cookbook init`: a project directory in, a valid cookbook (and the Dockerfiles and
+//! `.dockerignore`s an engineer would ship for its services) out.
 //!
 //! Place in the pipeline: before it. `init` writes the file that `parse` later reads, and checks
 //! its own output through that same parser ([`crate::load::parse`]) before returning
@@ -9,7 +10,8 @@
 //!    respected, symbolic links never followed, a time and size budget), into a [`Listing`];
 //! 2. [`detect`]: pure, from the listing and the contents of the few files it asks for (through
 //!    [`Files`]), find services: languages, Dockerfiles, compose files, client libraries;
-//! 3. [`generate`]: pure, services → cookbook document + generated Dockerfiles + notes.
+//! 3. [`generate`]: pure, services → cookbook document + generated Dockerfiles (written by
+//!    [`dockerfile`]) and `.dockerignore`s + notes.
 //!
 //! Invariants: nothing is guessed silently. Every decision records the files that led to it
 //! ([`Evidence`], shown by `--explain`), and every question `init` could not answer is a note.
@@ -17,6 +19,7 @@
 //! the same bytes.
 
 pub mod detect;
+pub mod dockerfile;
 pub mod generate;
 pub mod walk;
 pub mod write;

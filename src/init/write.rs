@@ -4,7 +4,7 @@
 //! `--force`) leaves the tree untouched. Each file is written to a temporary file in its own
 //! directory and renamed into place (`tempfile`'s persist: a reader sees the old file or the new
 //! one, never half of one); without `--force` the rename refuses to replace a file that appeared
-//! meanwhile. Dockerfiles go first and the cookbook last, so a cookbook on disk never names a
+//! meanwhile. Dockerfiles and `.dockerignore`s go first and the cookbook last, so a cookbook on disk never names a
 //! Dockerfile that is not there yet.
 
 use std::io::Write;

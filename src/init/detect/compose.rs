@@ -11,6 +11,7 @@ use std::sync::LazyLock;
 
 use regex::Regex;
 
+use super::compose_runtime;
 use super::{
     base, dockerfile_from, join, language_of, parent, sanitize_name, source_of, Scan, Service,
     ServiceKind,
@@ -61,9 +62,13 @@ pub(super) fn apply(path: &str, scan: &mut Scan, services: &mut Vec<Service>) {
             continue;
         };
         carry(&entry, scan, &mut services[idx]);
+        compose_runtime::carry(path, raw, spec, scan, &mut services[idx]);
         renames.insert(raw.to_owned(), entry.name);
         pending.push((raw.to_owned(), idx));
     }
+    let carried: Vec<&Service> = pending.iter().map(|(_, i)| &services[*i]).collect();
+    compose_runtime::shared_volumes(path, &carried, scan);
+    top_level(path, &doc, scan);
     depends_on(path, scan, services, &renames, pending);
 }
 
@@ -150,7 +155,12 @@ fn built(
             Some(services.len() - 1)
         }
         (Some(i), false) => {
-            scan.note(format!("{path}: service {raw}: builds {} but there is no {}: the detected {} service is used instead", source_of(&dir), df.unwrap_or_default(), language_of(&services[i])));
+            let lang = language_of(&services[i]);
+            if matches!(services[i].kind, ServiceKind::Generated(_)) && dockerfile.is_none() {
+                services[i].why(*path, format!("compose service {raw} builds {} without a Dockerfile: init writes one for the detected {lang} service", source_of(&dir)));
+            } else {
+                scan.note(format!("{path}: service {raw}: builds {} but there is no {}: the detected {lang} service is used instead", source_of(&dir), df.unwrap_or_default()));
+            }
             Some(i)
         }
         (None, false) => {
@@ -269,6 +279,35 @@ fn environment(entry: &Entry, scan: &mut Scan, s: &mut Service) {
             }
             Some(_) => scan.note(format!("{path}: service {raw}: environment {k}: not a valid variable or a multi-line value: not carried")),
             None => scan.note(format!("{path}: service {raw}: environment {k} has no value (taken from the shell by compose): not carried")),
+        }
+    }
+}
+
+/// Top-level keys init does not carry (`networks`, `secrets`, `configs`, volume options): notes.
+fn top_level(path: &str, doc: &yaml_serde::Value, scan: &mut Scan) {
+    for key in ["networks", "secrets", "configs"] {
+        if doc.get(key).is_some() {
+            scan.note(format!("{path}: top-level {key} not carried over (a Docker site gives each stage one network; secrets are referenced per stage)"));
+        }
+    }
+    for (name, spec) in doc
+        .get("volumes")
+        .and_then(|v| v.as_mapping())
+        .into_iter()
+        .flatten()
+    {
+        let options: Vec<&str> = spec
+            .as_mapping()
+            .into_iter()
+            .flatten()
+            .filter_map(|(k, _)| k.as_str())
+            .collect();
+        if !options.is_empty() {
+            scan.note(format!(
+                "{path}: volume {}: {} not carried over (a persistent volume is the engine's default local volume)",
+                name.as_str().unwrap_or("?"),
+                options.join(", ")
+            ));
         }
     }
 }

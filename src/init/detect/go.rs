@@ -54,6 +54,11 @@ pub(super) fn detect(scan: &mut Scan) -> Vec<Service> {
             ));
             continue;
         }
+        if !declared.requires.is_empty() && !scan.index.has(dir, "go.sum") {
+            scan.note(format!(
+                "{gomod}: requires modules but there is no go.sum: `go mod download` cannot check what it fetches; run `go mod tidy` and commit go.sum"
+            ));
+        }
         for m in mains {
             out.push(command(scan, dir, m, &declared));
         }
@@ -168,19 +173,25 @@ fn command(scan: &Scan, dir: &str, m: &str, declared: &GoMod) -> Service {
     } else {
         format!("./{rel}")
     };
+    let build =
+        format!("CGO_ENABLED=0 go build -trimpath -ldflags=\"-s -w\" -o /out/{name} {target}");
+    let mut manifests = vec!["go.mod".to_owned()];
+    if scan.index.has(dir, "go.sum") {
+        manifests.push("go.sum".to_owned());
+    }
     let mut s = Service::new(
         name.clone(),
         dir,
         ServiceKind::Generated(App {
-            language: "go",
             kind: Some("command".to_owned()),
-            source: source_of(dir),
-            build_commands: vec![format!(
-                "CGO_ENABLED=0 go build -trimpath -o /usr/local/bin/{name} {target}"
-            )],
+            manifests,
+            install: vec!["go mod download".to_owned()],
+            build_commands: vec![build.clone()],
             run_command: Some(vec![format!("/usr/local/bin/{name}")]),
+            artifact: Some(format!("/out/{name}")),
             dependencies: requires.clone(),
             version: version.clone(),
+            ..App::new("go", source_of(dir))
         }),
     );
     s.why(&gomod, format!("language go, module {module}"));
@@ -190,7 +201,7 @@ fn command(scan: &Scan, dir: &str, m: &str, declared: &GoMod) -> Service {
     s.why(
         join(m, "*.go"),
         format!(
-            "package main in {}: command `{name}`, go build {target}",
+            "package main in {}: command `{name}`, a static binary ({build}) in a build stage; the runtime stage holds only the binary",
             source_of(m)
         ),
     );

@@ -54,13 +54,22 @@ pub(super) fn detect(scan: &mut Scan) -> Vec<Service> {
     out
 }
 
+/// How a Java project builds: its manifests, the command that fetches its dependencies from them,
+/// its build command, and the jar it leaves (a path or a shell glob, relative to the project).
+struct Build {
+    manifests: Vec<String>,
+    fetch: String,
+    build: String,
+    jar: String,
+}
+
 fn service(scan: &mut Scan, dir: &str, marker: &str, text: &str) -> Service {
     let mut s = Service::new(
         scan.dir_name(dir),
         dir,
         ServiceKind::Generated(App::new("java", source_of(dir))),
     );
-    let (build, run) = if scan.index.has(dir, "pom.xml") {
+    let b = if scan.index.has(dir, "pom.xml") {
         maven(scan, dir, marker, text, &mut s)
     } else {
         gradle(scan, dir, marker, &mut s)
@@ -81,26 +90,39 @@ fn service(scan: &mut Scan, dir: &str, marker: &str, text: &str) -> Service {
             add_client(&mut s, marker, needle, Some(b));
         }
     }
+    s.why(
+        marker,
+        format!("{} copied first: `{}` fetches the dependencies in a layer that caches; a build stage builds the jar, the runtime stage (a JRE) holds only the jar", b.manifests.join(", "), b.fetch),
+    );
     s.kind = ServiceKind::Generated(App {
-        language: "java",
         kind: spring.then(|| "spring-boot".to_owned()),
-        source: source_of(dir),
-        build_commands: vec![build],
-        run_command: Some(run),
-        dependencies: vec![],
-        version: None,
+        manifests: b.manifests,
+        install: vec![b.fetch],
+        build_commands: vec![
+            b.build,
+            format!("mkdir -p /out && cp {} /out/app.jar", b.jar),
+        ],
+        run_command: Some(vec!["java".into(), "-jar".into(), "app.jar".into()]),
+        artifact: Some("/out/app.jar".into()),
+        ..App::new("java", source_of(dir))
     });
     s
 }
 
-/// Maven's build command, and the run command of the jar the pom names.
-fn maven(
-    scan: &mut Scan,
-    dir: &str,
-    marker: &str,
-    text: &str,
-    s: &mut Service,
-) -> (String, Vec<String>) {
+/// The files of `candidates` present in `dir` (a trailing `/` names a directory).
+fn present(scan: &Scan, dir: &str, candidates: &[&str]) -> Vec<String> {
+    candidates
+        .iter()
+        .filter(|c| match c.strip_suffix('/') {
+            Some(sub) => scan.index.dirs.keys().any(|d| within(d, &join(dir, sub))),
+            None => scan.index.has(dir, c),
+        })
+        .map(|c| c.to_string())
+        .collect()
+}
+
+/// Maven's build, and the jar the pom names.
+fn maven(scan: &mut Scan, dir: &str, marker: &str, text: &str, s: &mut Service) -> Build {
     let without_parent = POM_STRIP.replace_all(text, "");
     let tag = |re: &Regex| re.captures(&without_parent).map(|c| c[1].to_owned());
     let tool = if scan.index.has(dir, "mvnw") {
@@ -108,29 +130,30 @@ fn maven(
     } else {
         "mvn"
     };
-    let run = match (tag(&POM_ARTIFACT), tag(&POM_VERSION)) {
+    let jar = match (tag(&POM_ARTIFACT), tag(&POM_VERSION)) {
         (Some(a), Some(v)) if !v.contains("${") => {
             s.why(marker, format!("artifact {a}-{v}.jar"));
-            vec!["java".into(), "-jar".into(), format!("target/{a}-{v}.jar")]
+            format!("target/{a}-{v}.jar")
         }
         _ => {
-            scan.note(format!("{marker}: the jar's name could not be read: run_command uses target/*.jar through a shell"));
-            vec![
-                "/bin/sh".into(),
-                "-c".into(),
-                "exec java -jar target/*.jar".into(),
-            ]
+            scan.note(format!("{marker}: the jar's name could not be read: the build copies target/*.jar, which must match one file"));
+            "target/*.jar".to_owned()
         }
     };
     s.why(
         marker,
         format!("language java (Maven): {tool} -B -DskipTests package"),
     );
-    (format!("{tool} -B -DskipTests package"), run)
+    Build {
+        manifests: present(scan, dir, &["pom.xml", "mvnw", ".mvn/"]),
+        fetch: format!("{tool} -B -q dependency:go-offline"),
+        build: format!("{tool} -B -DskipTests package"),
+        jar,
+    }
 }
 
-/// Gradle's build command, and a run command that globs the jar.
-fn gradle(scan: &mut Scan, dir: &str, marker: &str, s: &mut Service) -> (String, Vec<String>) {
+/// Gradle's build; the jar is the first of `build/libs` that is not the `-plain` one.
+fn gradle(scan: &mut Scan, dir: &str, marker: &str, s: &mut Service) -> Build {
     let tool = if scan.index.has(dir, "gradlew") {
         "./gradlew"
     } else {
@@ -140,15 +163,25 @@ fn gradle(scan: &mut Scan, dir: &str, marker: &str, s: &mut Service) -> (String,
         marker,
         format!("language java (Gradle): {tool} build -x test"),
     );
-    scan.note(format!("{marker}: Gradle's jar name is not read by init: run_command uses build/libs/*.jar through a shell"));
-    (
-        format!("{tool} build -x test --no-daemon"),
-        vec![
-            "/bin/sh".into(),
-            "-c".into(),
-            "exec java -jar build/libs/*.jar".into(),
-        ],
-    )
+    scan.note(format!("{marker}: Gradle's jar name is not read by init: the build copies the first jar of build/libs that is not `-plain`"));
+    Build {
+        manifests: present(
+            scan,
+            dir,
+            &[
+                "build.gradle",
+                "build.gradle.kts",
+                "settings.gradle",
+                "settings.gradle.kts",
+                "gradle.properties",
+                "gradlew",
+                "gradle/",
+            ],
+        ),
+        fetch: format!("{tool} dependencies --no-daemon -q"),
+        build: format!("{tool} build -x test --no-daemon"),
+        jar: "\"$(ls build/libs/*.jar | grep -v -- '-plain.jar$' | head -n 1)\"".to_owned(),
+    }
 }
 
 /// `server.port` of `application.properties`, else Spring Boot's default.

@@ -26,6 +26,7 @@
 
 mod clients;
 mod compose;
+mod compose_runtime;
 mod go;
 mod java;
 mod node;
@@ -95,7 +96,11 @@ impl Backing {
     }
 }
 
-/// An application detected from source (a generated container).
+/// An application detected from source: what its generated Dockerfile needs to know.
+///
+/// The Dockerfile (see [`crate::init::dockerfile`]) copies `manifests` and runs `install` before
+/// it copies the sources (the layer that caches), then runs `build_commands`; when `artifact` is
+/// set, a runtime stage without the toolchain takes only that file from the build stage.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct App {
     /// The language key for base images: one of [`super::LANGUAGES`].
@@ -104,9 +109,17 @@ pub struct App {
     pub kind: Option<String>,
     /// The source directory, project-relative (`.` for the root).
     pub source: String,
+    /// The files that declare the dependencies, relative to `source`, copied before the sources.
+    pub manifests: Vec<String>,
+    /// What installs the dependencies from `manifests` alone (shell commands, one `RUN` each).
+    pub install: Vec<String>,
+    /// What runs once the sources are copied (a compile, `npm run build`).
     pub build_commands: Vec<String>,
-    /// Exec form; `{app_dir}` stands for the application's directory in the image.
+    /// The command the image runs (exec form), relative to the working directory `/app`.
     pub run_command: Option<Vec<String>>,
+    /// The build stage's output the runtime stage keeps (a binary, a jar), when the toolchain
+    /// is not needed at run time.
+    pub artifact: Option<String>,
     pub dependencies: Vec<String>,
     /// The language version the project pins (`3.11`, `20`, `1.22`), if any.
     pub version: Option<String>,
@@ -119,8 +132,11 @@ impl App {
             language,
             kind: None,
             source,
+            manifests: Vec::new(),
+            install: Vec::new(),
             build_commands: Vec::new(),
             run_command: None,
+            artifact: None,
             dependencies: Vec::new(),
             version: None,
         }
@@ -156,6 +172,44 @@ pub struct Service {
     /// Client libraries found: kind → (file, library).
     pub clients: BTreeMap<Backing, (String, String)>,
     pub evidence: Vec<Evidence>,
+    /// What a compose file said about it (`None`: no compose service names it).
+    pub compose: Option<Compose>,
+}
+
+/// What a compose service gives its container beyond ports, environment and edges.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Compose {
+    /// Published ports as a stage publishes them: `HOST:CONTAINER`, `IP:HOST:CONTAINER`.
+    pub published: BTreeSet<String>,
+    /// Named volumes: volume name → the path the container mounts it at.
+    pub volumes: BTreeMap<String, String>,
+    /// The health check, as format 1.1's `health`.
+    pub health: Option<Health>,
+    /// The `command:` override (exec form).
+    pub command: Option<Vec<String>>,
+}
+
+/// A container's `health`, as format 1.1 writes it (only the keys init fills).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Health {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub command: Option<HealthCommand>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub interval: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retries: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub grace: Option<String>,
+}
+
+/// A health command: run as it is (exec form), or by `/bin/sh -c` (text).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(untagged)]
+pub enum HealthCommand {
+    Exec(Vec<String>),
+    Shell(String),
 }
 
 impl Service {
@@ -169,6 +223,7 @@ impl Service {
             depends_on: BTreeSet::new(),
             clients: BTreeMap::new(),
             evidence: Vec::new(),
+            compose: None,
         }
     }
     fn why(&mut self, file: impl Into<String>, decision: impl Into<String>) {
@@ -179,10 +234,14 @@ impl Service {
     }
 }
 
+/// What detection found: the services, the notes, and which directories already hold a
+/// `.dockerignore` (init never replaces one).
 #[derive(Debug, Clone, Default)]
 pub struct Detection {
     pub services: Vec<Service>,
     pub notes: Vec<String>,
+    /// Project-relative directories (`` for the root) with a `.dockerignore`.
+    pub dockerignores: BTreeSet<String>,
 }
 
 /// Makes a valid cookbook name (`[a-z0-9][a-z0-9_.-]{0,127}`) out of any text.
@@ -419,7 +478,17 @@ pub fn detect(listing: &Listing, files: &dyn Files) -> Detection {
     unique_names(&mut services, &mut notes);
     clients::edges(&mut services, &mut notes);
     services.sort_by(|a, b| a.name.cmp(&b.name));
-    Detection { services, notes }
+    let dockerignores = listing
+        .files
+        .iter()
+        .filter(|f| base(f) == ".dockerignore")
+        .map(|f| parent(f).to_owned())
+        .collect();
+    Detection {
+        services,
+        notes,
+        dockerignores,
+    }
 }
 
 /// A Dockerfile container for each directory with a `Dockerfile`.
@@ -642,10 +711,19 @@ mod tests {
         ]);
         let d = detect(&l, &f);
         let a = app(&d, "svc");
-        assert_eq!(a.build_commands, ["mvn -B -DskipTests package"]);
+        assert_eq!(a.manifests, ["pom.xml"]);
+        assert_eq!(a.install, ["mvn -B -q dependency:go-offline"]);
+        assert_eq!(
+            a.build_commands,
+            [
+                "mvn -B -DskipTests package",
+                "mkdir -p /out && cp target/orders-1.2.0.jar /out/app.jar"
+            ]
+        );
+        assert_eq!(a.artifact.as_deref(), Some("/out/app.jar"));
         assert_eq!(
             a.run_command.as_deref().unwrap(),
-            ["java", "-jar", "target/orders-1.2.0.jar"]
+            ["java", "-jar", "app.jar"]
         );
         assert_eq!(a.kind.as_deref(), Some("spring-boot"));
         assert!(d.services[0].ports.contains("9090"));
@@ -657,6 +735,9 @@ mod tests {
         let (l, f) = project(&[
             ("backend/manage.py", ""),
             ("backend/requirements.txt", "Django==5.0\n"),
+            ("shop/manage.py", ""),
+            ("shop/shop/wsgi.py", ""),
+            ("shop/requirements.txt", "Django==5.0\ngunicorn==22.0\n"),
             (
                 "frontend/package.json",
                 r#"{"scripts":{"build":"vite build","start":"vite preview"}}"#,
@@ -671,19 +752,37 @@ mod tests {
             b.run_command.as_deref().unwrap(),
             ["python", "manage.py", "runserver", "0.0.0.0:8000"]
         );
+        assert!(d.notes.iter().any(|n| n.contains("development server")));
+        assert_eq!(
+            app(&d, "shop").run_command.as_deref().unwrap(),
+            [
+                "gunicorn",
+                "--bind",
+                "0.0.0.0:8000",
+                "--workers",
+                "2",
+                "shop.wsgi"
+            ],
+            "gunicorn, a dependency, on the project's wsgi module"
+        );
         let fe = app(&d, "frontend");
+        assert_eq!(fe.manifests, ["package.json", "yarn.lock"]);
+        assert_eq!(
+            fe.install,
+            ["corepack enable", "yarn install --frozen-lockfile"]
+        );
         assert_eq!(
             fe.build_commands,
             [
-                "corepack enable",
-                "yarn install --frozen-lockfile",
-                "yarn run build"
+                "yarn run build",
+                "yarn install --frozen-lockfile --production"
             ]
         );
         assert_eq!(fe.run_command.as_deref().unwrap(), ["yarn", "start"]);
+        assert!(d.notes.iter().any(|n| n.contains("yarn as PID 1")));
         assert_eq!(
             d.services.len(),
-            2,
+            3,
             "index.html inside a Node project is not a site"
         );
     }

@@ -73,12 +73,14 @@ fn service(scan: &mut Scan, dir: &str, pkg: &serde_json::Value) -> Service {
     let path = join(dir, "package.json");
     let mut d = Draft::new(scan.dir_name(dir), dir, "node");
     d.why(&path, "language node");
-    let install = install(scan, dir);
+    let scripts = pkg.get("scripts").and_then(|v| v.as_object());
+    let build = scripts.and_then(|s| s.get("build")).is_some();
+    let install = install(scan, dir, build);
     match install.lock {
         Some(l) => d.why(
             join(dir, l),
             format!(
-                "lock file: {}; install with {}",
+                "lock file: {}; install with {}, before the sources are copied",
                 install.pm,
                 install.commands.last().expect("one")
             ),
@@ -88,14 +90,22 @@ fn service(scan: &mut Scan, dir: &str, pkg: &serde_json::Value) -> Service {
         )),
     }
     let pm = install.pm;
+    d.app.manifests.push("package.json".to_owned());
+    d.app.manifests.extend(install.lock.map(str::to_owned));
     d.app
-        .build_commands
+        .install
         .extend(install.commands.iter().map(|c| c.to_string()));
-    let scripts = pkg.get("scripts").and_then(|v| v.as_object());
-    let script = |name: &str| scripts.and_then(|s| s.get(name)).and_then(|v| v.as_str());
-    if script("build").is_some() {
+    if build {
         d.app.build_commands.push(format!("{pm} run build"));
-        d.why(&path, format!("scripts.build: build with `{pm} run build`"));
+        d.app.build_commands.push(prune(pm).to_owned());
+        let dev = pkg
+            .get("devDependencies")
+            .and_then(|v| v.as_object())
+            .map_or(0, |m| m.len());
+        d.why(
+            &path,
+            format!("scripts.build: a build stage installs all {dev} devDependencies too, runs `{pm} run build`, then `{}`; the runtime stage takes the result", prune(pm)),
+        );
     }
     dependencies(&path, pkg, &mut d);
     if let Some(engine) = pkg
@@ -117,26 +127,41 @@ fn service(scan: &mut Scan, dir: &str, pkg: &serde_json::Value) -> Service {
     d.finish()
 }
 
-/// How the dependencies are installed, by the lock file beside `package.json`.
-fn install(scan: &Scan, dir: &str) -> Install {
-    let (pm, commands, lock) = if scan.index.has(dir, "package-lock.json") {
-        ("npm", vec!["npm ci"], Some("package-lock.json"))
+/// What removes the devDependencies after a build.
+fn prune(pm: &str) -> &'static str {
+    match pm {
+        "yarn" => "yarn install --frozen-lockfile --production",
+        "pnpm" => "pnpm prune --prod",
+        _ => "npm prune --omit=dev",
+    }
+}
+
+/// How the dependencies are installed, by the lock file beside `package.json`: with the
+/// devDependencies when a build needs them (`build`), else without.
+fn install(scan: &Scan, dir: &str, build: bool) -> Install {
+    let (pm, lock) = if scan.index.has(dir, "package-lock.json") {
+        ("npm", Some("package-lock.json"))
     } else if scan.index.has(dir, "npm-shrinkwrap.json") {
-        ("npm", vec!["npm ci"], Some("npm-shrinkwrap.json"))
+        ("npm", Some("npm-shrinkwrap.json"))
     } else if scan.index.has(dir, "yarn.lock") {
-        (
-            "yarn",
-            vec!["corepack enable", "yarn install --frozen-lockfile"],
-            Some("yarn.lock"),
-        )
+        ("yarn", Some("yarn.lock"))
     } else if scan.index.has(dir, "pnpm-lock.yaml") {
-        (
-            "pnpm",
-            vec!["corepack enable", "pnpm install --frozen-lockfile"],
-            Some("pnpm-lock.yaml"),
-        )
+        ("pnpm", Some("pnpm-lock.yaml"))
     } else {
-        ("npm", vec!["npm install"], None)
+        ("npm", None)
+    };
+    let commands = match (pm, lock.is_some(), build) {
+        ("yarn", _, true) => vec!["corepack enable", "yarn install --frozen-lockfile"],
+        ("yarn", _, false) => vec![
+            "corepack enable",
+            "yarn install --frozen-lockfile --production",
+        ],
+        ("pnpm", _, true) => vec!["corepack enable", "pnpm install --frozen-lockfile"],
+        ("pnpm", _, false) => vec!["corepack enable", "pnpm install --frozen-lockfile --prod"],
+        (_, true, true) => vec!["npm ci"],
+        (_, true, false) => vec!["npm ci --omit=dev && npm cache clean --force"],
+        (_, false, true) => vec!["npm install"],
+        (_, false, false) => vec!["npm install --omit=dev && npm cache clean --force"],
     };
     Install { pm, commands, lock }
 }
@@ -189,17 +214,29 @@ fn run_command(scan: &mut Scan, dir: &str, pkg: &serde_json::Value, pm: &str, d:
                 .find(|f| scan.index.has(dir, f))
                 .map(str::to_owned)
         });
-    if let Some(start) = start {
-        d.app.run_command = Some(vec![pm.to_owned(), "start".to_owned()]);
-        d.why(&path, format!("run: {pm} start (scripts.start: {start})"));
-    } else if let Some(f) = &start_file {
-        d.app.run_command = Some(vec!["node".to_owned(), f.clone()]);
-        d.why(&path, format!("run: node {f}"));
-    } else {
-        scan.note(format!(
-            "{path}: no scripts.start, main, server.js, app.js or index.js: set applications.{}.run_command",
-            d.service.name
-        ));
+    let node_start = start.is_some_and(|s| NODE_START.is_match(s));
+    match (&start_file, start) {
+        (Some(f), Some(start)) if node_start => {
+            d.app.run_command = Some(vec!["node".to_owned(), f.clone()]);
+            d.why(
+                &path,
+                format!("run: node {f} (scripts.start: {start}), node as PID 1, not {pm} start"),
+            );
+        }
+        (_, Some(start)) => {
+            d.app.run_command = Some(vec![pm.to_owned(), "start".to_owned()]);
+            d.why(&path, format!("run: {pm} start (scripts.start: {start})"));
+            scan.note(format!(
+                "{path}: scripts.start ({start}) is not `node FILE`: the image runs `{pm} start`, and {pm} as PID 1 does not pass SIGTERM on; set the Dockerfile's CMD to the server's own command"
+            ));
+        }
+        (Some(f), None) => {
+            d.app.run_command = Some(vec!["node".to_owned(), f.clone()]);
+            d.why(&path, format!("run: node {f}"));
+        }
+        (None, None) => scan.note(format!(
+            "{path}: no scripts.start, main, server.js, app.js or index.js: set the CMD of the generated Dockerfile",
+        )),
     }
     if let Some(f) = start_file {
         let fp = join(dir, &f);

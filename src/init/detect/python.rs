@@ -16,6 +16,10 @@ static PY_PORT: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"port\s*=\s*(\d{2,5})\b").expect("regex"));
 static FASTAPI_VAR: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"(?m)^(\w+)\s*=\s*FastAPI\(").expect("regex"));
+static FLASK_VAR: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"(?m)^(\w+)\s*=\s*Flask\(").expect("regex"));
+static FLASK_FACTORY: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"(?m)^def\s+create_app\(").expect("regex"));
 
 /// The files whose entry point `python` runs, in order of preference.
 const ENTRY_FILES: [&str; 6] = [
@@ -102,7 +106,7 @@ fn service(scan: &mut Scan, dir: &str) -> Service {
     } else {
         None
     };
-    run_command(scan, dir, &mut d, &scripts);
+    run_command(scan, dir, &mut d, &scripts, &names);
     if let Some(k) = d.app.kind.clone() {
         d.why(&file, format!("type {k}"));
     }
@@ -125,12 +129,13 @@ fn requirements(scan: &mut Scan, dir: &str, d: &mut Draft) -> Vec<String> {
                 }
                 deps.push(line.to_owned());
             }
+            d.app.manifests.push("requirements.txt".to_owned());
             d.app
-                .build_commands
+                .install
                 .push("pip install --no-cache-dir -r requirements.txt".to_owned());
             d.why(
                 &req,
-                "language python; build: pip install -r requirements.txt",
+                "language python; dependencies: pip install -r requirements.txt, before the sources are copied",
             );
         }
         Err(e) => scan.note(format!("{e}; its dependencies are not installed")),
@@ -177,11 +182,14 @@ fn pyproject(scan: &mut Scan, dir: &str, d: &mut Draft, deps: &mut Vec<String>) 
     {
         requires_python(rp.trim(), &pyproject, d);
     }
-    if d.app.build_commands.is_empty() {
+    if d.app.install.is_empty() {
         d.app
             .build_commands
             .push("pip install --no-cache-dir .".to_owned());
         d.why(&pyproject, "language python; build: pip install .");
+        scan.note(format!(
+            "{pyproject}: no requirements.txt: the dependencies install with the project (`pip install .`) after the sources are copied, so a code change reinstalls them; export them to requirements.txt (e.g. `uv export` or `pip-compile`) to cache them in their own layer"
+        ));
     } else {
         d.why(
             &pyproject,
@@ -224,24 +232,21 @@ fn python_version_file(scan: &Scan, dir: &str, d: &mut Draft) {
     }
 }
 
-/// The run command: Django's `manage.py`, an entry file, or the first project script.
-fn run_command(scan: &mut Scan, dir: &str, d: &mut Draft, scripts: &[String]) {
+/// How many worker processes a generated gunicorn or uvicorn command starts.
+const WORKERS: &str = "2";
+
+/// The run command: a production server the dependencies name (gunicorn for Flask and Django,
+/// uvicorn for FastAPI), else Django's `manage.py`, an entry file, or the first project script.
+fn run_command(
+    scan: &mut Scan,
+    dir: &str,
+    d: &mut Draft,
+    scripts: &[String],
+    names: &BTreeSet<String>,
+) {
+    let gunicorn = names.contains("gunicorn");
     if scan.index.has(dir, "manage.py") {
-        let manage = join(dir, "manage.py");
-        d.app.run_command = Some(vec![
-            "python".into(),
-            "manage.py".into(),
-            "runserver".into(),
-            "0.0.0.0:8000".into(),
-        ]);
-        d.service.ports.insert("8000".into());
-        d.why(
-            &manage,
-            "Django: run manage.py runserver 0.0.0.0:8000, port 8000",
-        );
-        scan.note(format!(
-            "{manage}: runs Django's development server; for production set run_command to a WSGI server (gunicorn, uwsgi)"
-        ));
+        django(scan, dir, d, gunicorn);
         return;
     }
     match ENTRY_FILES.into_iter().find(|f| scan.index.has(dir, f)) {
@@ -249,7 +254,9 @@ fn run_command(scan: &mut Scan, dir: &str, d: &mut Draft, scripts: &[String]) {
             let path = join(dir, f);
             let text = scan.read_text(&path).unwrap_or_default();
             if d.app.kind.as_deref() == Some("fastapi") {
-                uvicorn(f, &path, &text, d);
+                uvicorn(scan, f, &path, &text, d, names);
+            } else if gunicorn && d.app.kind.as_deref() == Some("flask") {
+                flask_gunicorn(scan, f, &path, &text, d);
             } else {
                 entry_file(scan, f, &path, &text, d);
             }
@@ -263,35 +270,125 @@ fn run_command(scan: &mut Scan, dir: &str, d: &mut Draft, scripts: &[String]) {
                 );
             }
             None => scan.note(format!(
-                "{}: no entry point found (app.py, main.py, wsgi.py, server.py, run.py, a [project.scripts] entry): set applications.{}.run_command",
-                source_of(dir),
-                d.service.name
+                "{}: no entry point found (app.py, main.py, wsgi.py, server.py, run.py, a [project.scripts] entry): set the CMD of the generated Dockerfile",
+                source_of(dir)
             )),
         },
     }
 }
 
+/// Django: gunicorn on the project's `wsgi` module when gunicorn is a dependency, else the
+/// development server (and a note).
+fn django(scan: &mut Scan, dir: &str, d: &mut Draft, gunicorn: bool) {
+    let manage = join(dir, "manage.py");
+    d.service.ports.insert("8000".into());
+    let wsgi = scan
+        .index
+        .dirs
+        .iter()
+        .filter(|(sub, names)| {
+            super::parent(sub) == dir && *sub != &dir && names.contains("wsgi.py")
+        })
+        .map(|(sub, _)| super::base(sub).to_owned())
+        .next();
+    if let (true, Some(package)) = (gunicorn, &wsgi) {
+        d.app.run_command = Some(gunicorn_command("8000", &format!("{package}.wsgi")));
+        d.why(
+            join(&join(dir, package), "wsgi.py"),
+            format!("Django with gunicorn in the dependencies: gunicorn {package}.wsgi on port 8000, {WORKERS} workers"),
+        );
+        return;
+    }
+    d.app.run_command = Some(vec![
+        "python".into(),
+        "manage.py".into(),
+        "runserver".into(),
+        "0.0.0.0:8000".into(),
+    ]);
+    d.why(
+        &manage,
+        "Django: run manage.py runserver 0.0.0.0:8000, port 8000",
+    );
+    scan.note(format!(
+        "{manage}: runs Django's development server; for production add gunicorn to the dependencies (init then runs gunicorn PROJECT.wsgi) or set the Dockerfile's CMD to a WSGI server"
+    ));
+}
+
+/// `gunicorn --bind 0.0.0.0:PORT --workers N TARGET`.
+fn gunicorn_command(port: &str, target: &str) -> Vec<String> {
+    [
+        "gunicorn",
+        "--bind",
+        &format!("0.0.0.0:{port}"),
+        "--workers",
+        WORKERS,
+        target,
+    ]
+    .map(str::to_owned)
+    .to_vec()
+}
+
+/// A Flask app run by gunicorn (a dependency): `module:app`, or `module:create_app()` for an
+/// application factory; the port the code names, else 8000.
+fn flask_gunicorn(scan: &mut Scan, file: &str, path: &str, text: &str, d: &mut Draft) {
+    let module = file.trim_end_matches(".py");
+    let target = if let Some(c) = FLASK_VAR.captures(text) {
+        format!("{module}:{}", &c[1])
+    } else if FLASK_FACTORY.is_match(text) {
+        format!("{module}:create_app()")
+    } else {
+        scan.note(format!("{path}: gunicorn is a dependency but no `app = Flask(...)` or `create_app()` was found: the Dockerfile runs `python {file}`; set its CMD to gunicorn MODULE:APP"));
+        entry_file(scan, file, path, text, d);
+        return;
+    };
+    let port = port_in(&PY_PORT, text).unwrap_or_else(|| "8000".into());
+    d.app.run_command = Some(gunicorn_command(&port, &target));
+    d.service.ports.insert(port.clone());
+    d.why(
+        path,
+        format!("Flask with gunicorn in the dependencies: gunicorn {target} on port {port}, {WORKERS} workers (not the development server)"),
+    );
+}
+
 /// A FastAPI app, run by uvicorn on the port the code names (8000 by default).
-fn uvicorn(file: &str, path: &str, text: &str, d: &mut Draft) {
+fn uvicorn(
+    scan: &mut Scan,
+    file: &str,
+    path: &str,
+    text: &str,
+    d: &mut Draft,
+    names: &BTreeSet<String>,
+) {
     let var = FASTAPI_VAR
         .captures(text)
         .map(|c| c[1].to_owned())
         .unwrap_or_else(|| "app".to_owned());
     let module = file.trim_end_matches(".py");
     let port = port_in(&PY_PORT, text).unwrap_or_else(|| "8000".into());
-    d.app.run_command = Some(vec![
-        "uvicorn".into(),
-        format!("{module}:{var}"),
-        "--host".into(),
-        "0.0.0.0".into(),
-        "--port".into(),
-        port.clone(),
-    ]);
+    d.app.run_command = Some(
+        [
+            "uvicorn",
+            &format!("{module}:{var}"),
+            "--host",
+            "0.0.0.0",
+            "--port",
+            &port,
+            "--workers",
+            WORKERS,
+        ]
+        .map(str::to_owned)
+        .to_vec(),
+    );
     d.service.ports.insert(port.clone());
     d.why(
         path,
-        format!("FastAPI app `{var}`: run with uvicorn on port {port}"),
+        format!("FastAPI app `{var}`: run with uvicorn on port {port}, {WORKERS} workers"),
     );
+    if !names.contains("uvicorn") && !names.contains("uvicorn[standard]") {
+        scan.note(format!(
+            "{path}: a FastAPI app run by uvicorn, but uvicorn is not in the dependencies: add it (the image would not start without it)"
+        ));
+    }
 }
 
 /// An entry file run by `python`, with the port its code names (Flask's 5000 when `app.run()`).
@@ -308,6 +405,9 @@ fn entry_file(scan: &mut Scan, file: &str, path: &str, text: &str, d: &mut Draft
             "port 5000 (Flask's default: app.run() without a port)",
         );
         d.service.ports.insert("5000".into());
+    }
+    if d.app.kind.as_deref() == Some("flask") {
+        scan.note(format!("{path}: runs Flask's development server (`python {file}`); add gunicorn to the dependencies for production (init then runs gunicorn {}:app)", file.trim_end_matches(".py")));
     }
     if flask_run && !text.contains("0.0.0.0") {
         scan.note(format!("{path}: app.run() listens on 127.0.0.1 unless given host=\"0.0.0.0\": unreachable from outside the container"));

@@ -32,6 +32,8 @@ struct Crate<'a> {
     manifest: String,
     version: Option<String>,
     locked: bool,
+    /// A single crate in the standard layout: its manifests alone can fetch the dependencies.
+    stub_fetch: bool,
     dependencies: Vec<String>,
     clients: Vec<(String, Option<Backing>)>,
 }
@@ -242,6 +244,16 @@ fn describe<'a>(
         ));
     }
     let (dependencies, clients) = dependencies(t);
+    let stub_fetch = root == dir && t.get("bin").is_none() && t.get("lib").is_none();
+    if root != dir && root_toml.is_some_and(|r| r.contains_key("workspace")) {
+        let note = format!(
+            "{}: a workspace: its dependencies build with the sources (copying every member's manifest first needs a tool such as cargo-chef), so a code change fetches them again",
+            join(&root, "Cargo.toml")
+        );
+        if !scan.notes.contains(&note) {
+            scan.note(note);
+        }
+    }
     Crate {
         dir,
         root,
@@ -253,9 +265,28 @@ fn describe<'a>(
         manifest: join(dir, "Cargo.toml"),
         version,
         locked,
+        stub_fetch,
         dependencies,
         clients,
     }
+}
+
+/// The manifests copied before the sources and the command that fetches the dependencies from
+/// them (a stub `main.rs` stands for the sources, removed once fetched: it never reaches the
+/// build, so no stale artifact can), or nothing for a workspace.
+fn fetch_first(krate: &Crate) -> (Vec<String>, Vec<String>) {
+    if !krate.stub_fetch {
+        return (Vec::new(), Vec::new());
+    }
+    let mut manifests = vec!["Cargo.toml".to_owned()];
+    let mut fetch = "cargo fetch".to_owned();
+    if krate.locked {
+        manifests.push("Cargo.lock".to_owned());
+        fetch.push_str(" --locked");
+    }
+    let install =
+        format!("mkdir -p src && echo 'fn main() {{}}' > src/main.rs && {fetch} && rm -rf src");
+    (manifests, vec![install])
 }
 
 /// `name version` of each dependency, and the client library each is, if any.
@@ -312,18 +343,32 @@ fn binary(scan: &Scan, krate: &Crate, bin: &str, file: &str) -> Service {
         build.push_str(&format!(" -p {pkg}"));
     }
     build.push_str(&format!(" --bin {bin}"));
+    let name = sanitize_name(bin, "app");
+    let (manifests, install) = fetch_first(krate);
     let mut s = Service::new(
-        sanitize_name(bin, "app"),
+        name.clone(),
         root,
         ServiceKind::Generated(App {
-            language: "rust",
             kind: Some("binary".to_owned()),
-            source: source_of(root),
+            manifests,
+            install,
             build_commands: vec![build.clone()],
-            run_command: Some(vec![format!("{{app_dir}}/target/release/{bin}")]),
+            run_command: Some(vec![format!("/usr/local/bin/{name}")]),
+            artifact: Some(format!("/src/target/release/{bin}")),
             dependencies: krate.dependencies.clone(),
             version: version.clone(),
+            ..App::new("rust", source_of(root))
         }),
+    );
+    if krate.stub_fetch {
+        s.why(
+            manifest,
+            "Cargo.toml (and Cargo.lock) copied first: `cargo fetch` on a stub main.rs downloads the dependencies in a layer that caches",
+        );
+    }
+    s.why(
+        manifest,
+        "a build stage compiles; the runtime stage (distroless cc) holds only the binary",
     );
     if in_ws {
         s.why(

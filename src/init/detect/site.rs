@@ -24,20 +24,13 @@ fn site(scan: &Scan, dir: &str) -> Service {
         scan.dir_name(dir),
         dir,
         ServiceKind::Generated(App {
-            language: "static",
             kind: Some("static-site".to_owned()),
-            source: source_of(dir),
-            build_commands: vec![],
-            run_command: Some(vec![
-                "httpd".into(),
-                "-f".into(),
-                "-p".into(),
-                "8080".into(),
-                "-h".into(),
-                "{app_dir}".into(),
-            ]),
-            dependencies: vec![],
-            version: None,
+            run_command: Some(
+                ["httpd", "-f", "-p", "8080", "-h", "/app"]
+                    .map(str::to_owned)
+                    .to_vec(),
+            ),
+            ..App::new("static", source_of(dir))
         }),
     );
     s.why(
