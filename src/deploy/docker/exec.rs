@@ -39,6 +39,18 @@ pub struct Stage<'a> {
     pub replica: u32,
 }
 
+/// The main container's name in the cookbook, from its engine name `pod`.
+fn main_of<'p>(pod: &'p str, at: &Stage<'_>) -> &'p str {
+    let with_site = format!("{}-{}-{}-", at.project, at.site, at.stage);
+    let without = format!("{}-{}-", at.project, at.stage);
+    let rest = pod
+        .strip_prefix(&with_site)
+        .or_else(|| pod.strip_prefix(&without))
+        .unwrap_or(pod);
+    rest.rsplit_once('-')
+        .map_or(rest, |(container, _)| container)
+}
+
 /// The stage's containers of replica `replica` (its mains and their pods' members), by their
 /// labels, each with its handle.
 pub async fn find(
@@ -75,13 +87,11 @@ pub async fn find(
                 continue;
             };
             let name = name.trim_start_matches('/').to_owned();
-            // A member's pod is its main's engine name, `<…>-<container>-<n>`.
+            // A member's pod is its main's engine name, `<project>-<site>-<stage>-<container>-<n>`
+            // (an earlier version's without the site): the container is what lies between
+            // the stage's prefix and the replica, hyphens and all (`web-api`).
             let (pod, handle) = match labels.get(label::POD) {
-                Some(pod) => {
-                    let main = pod.rsplit_once('-').map_or("", |(rest, _)| rest);
-                    let main = main.rsplit_once('-').map_or(main, |(_, c)| c);
-                    (pod.as_str(), format!("{main}/{container}"))
-                }
+                Some(pod) => (pod.as_str(), format!("{}/{container}", main_of(pod, at))),
                 None => (name.as_str(), container.clone()),
             };
             if !pod.ends_with(&suffix) || out.iter().any(|o| o.id == id) {
@@ -179,4 +189,23 @@ pub async fn run(
         .await
         .map_err(err("exec in container"))?;
     Ok(inspected.exit_code.unwrap_or(-1))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_members_handle_keeps_its_mains_hyphens() {
+        let at = Stage {
+            project: "shop",
+            site: "local",
+            stage: "dev",
+            replica: 1,
+        };
+        assert_eq!(main_of("shop-local-dev-web-api-1", &at), "web-api");
+        assert_eq!(main_of("shop-local-dev-api-2", &at), "api");
+        // An earlier version's name, without the site.
+        assert_eq!(main_of("shop-dev-web-api-1", &at), "web-api");
+    }
 }
