@@ -89,12 +89,16 @@ fn render(event: &DevEvent) -> String {
         DevEvent::DeployFailed { message } => {
             format!("[dev] deploy failed; waiting for the next edit\n{message}\n")
         }
-        DevEvent::TornDown(t) => format!(
-            "[dev] torn down: {} container(s), {} volume(s), {} network(s) removed\n",
-            t.containers.len(),
-            t.volumes.len(),
-            t.networks.len()
-        ),
+        DevEvent::LogsDropped { lines } => {
+            format!("[dev] {lines} log lines dropped while building\n")
+        }
+        DevEvent::TornDown(down) => {
+            let mut text = format!("[dev] {}\n", crate::ops::down::summary(down));
+            for warning in &down.warnings {
+                text.push_str(&format!("[dev] warning: {warning}\n"));
+            }
+            text
+        }
     }
 }
 

@@ -2,7 +2,14 @@
 //! container's short name padded to one width, ` | `, the line; a colour per container on a
 //! terminal only (and never with `NO_COLOR`); stderr lines to stderr. `cookbook dev` renders its
 //! stream with the same [`Prefixer`].
+//!
+//! A container's output is not trusted with the user's terminal: where the stream a line goes to
+//! is a terminal, its control characters (C0 but `\t`, DEL, C1) are shown escaped (`\u{1b}`), as
+//! a failed gate quotes its probe, so an OSC 52 clipboard write or a title change does nothing; a
+//! colour (SGR, `ESC [ … m`) is kept, and a line cut at the edge's cap ends with `…`. Piped, the
+//! text passes unchanged, as `docker logs` passes it.
 
+use std::borrow::Cow;
 use std::io::{IsTerminal, Write};
 use std::path::Path;
 use std::sync::Mutex;
@@ -28,6 +35,8 @@ pub(super) struct Prefixer {
     /// The known names (for the width and the colours), set by `start`.
     names: Mutex<Vec<String>>,
     colour: bool,
+    /// Whether stdout, and stderr, is a terminal (its lines are then escaped).
+    terminal: [bool; 2],
 }
 
 impl Prefixer {
@@ -36,6 +45,10 @@ impl Prefixer {
         Prefixer {
             names: Mutex::new(Vec::new()),
             colour,
+            terminal: [
+                std::io::stdout().is_terminal(),
+                std::io::stderr().is_terminal(),
+            ],
         }
     }
 
@@ -64,13 +77,56 @@ impl LogSink for Prefixer {
     }
 
     fn line(&self, line: &LogLine) {
-        let text = format!("{}{}\n", self.prefix(&line.container), line.text);
+        let text = if self.terminal[line.stream as usize] {
+            let cut = if line.cut { "…" } else { "" };
+            format!(
+                "{}{}{cut}\n",
+                self.prefix(&line.container),
+                for_terminal(&line.text)
+            )
+        } else {
+            format!("{}{}\n", self.prefix(&line.container), line.text)
+        };
         // A closed pipe (`| head`) is not this command's failure.
         let _ = match line.stream {
             Stream::Stdout => std::io::stdout().lock().write_all(text.as_bytes()),
             Stream::Stderr => std::io::stderr().lock().write_all(text.as_bytes()),
         };
     }
+}
+
+/// `text` safe to show on a terminal: every control character but `\t` escaped (C0, DEL, C1:
+/// an escape sequence cannot act), except a colour sequence (`ESC [` digits and `;`, then `m`).
+pub(super) fn for_terminal(text: &str) -> Cow<'_, str> {
+    if !text.chars().any(|c| c.is_control() && c != '\t') {
+        return Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 16);
+    let mut rest = text;
+    while let Some(c) = rest.chars().next() {
+        if let Some(len) = sgr_len(rest) {
+            out.push_str(&rest[..len]);
+            rest = &rest[len..];
+            continue;
+        }
+        if c.is_control() && c != '\t' {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+        rest = &rest[c.len_utf8()..];
+    }
+    Cow::Owned(out)
+}
+
+/// The length of the colour sequence `text` starts with (`ESC [ 1;31 m`), if it starts with one.
+fn sgr_len(text: &str) -> Option<usize> {
+    let params = text.strip_prefix("\u{1b}[")?;
+    let digits = params
+        .bytes()
+        .take_while(|b| b.is_ascii_digit() || *b == b';')
+        .count();
+    (params.as_bytes().get(digits) == Some(&b'm')).then_some(2 + digits + 1)
 }
 
 /// `cookbook logs`.
@@ -95,4 +151,25 @@ pub fn run(
     crate::ops::logs::logs(&ws, &opts, &Prefixer::new(), interrupt.stop())?;
     // Ctrl-C is how a follow ends: not a failure.
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_terminal_gets_control_characters_escaped_and_colours_kept() {
+        assert!(matches!(for_terminal("plain\ttext é"), Cow::Borrowed(_)));
+        let clipboard = "\u{1b}]52;c;cm0gLXJmIC8K\u{7}";
+        assert_eq!(for_terminal(clipboard), "\\u{1b}]52;c;cm0gLXJmIC8K\\u{7}");
+        let title = "\u{9d}0;pwned\u{9c}";
+        assert_eq!(for_terminal(title), "\\u{9d}0;pwned\\u{9c}");
+        assert_eq!(for_terminal("a\rb\u{7f}"), "a\\rb\\u{7f}");
+        let colour = "\u{1b}[1;31merror\u{1b}[0m \u{1b}[2J";
+        assert_eq!(
+            for_terminal(colour),
+            "\u{1b}[1;31merror\u{1b}[0m \\u{1b}[2J",
+            "colours kept, a screen clear escaped"
+        );
+    }
 }

@@ -12,18 +12,25 @@
 //!
 //! Watching: notify's recommended watcher over every tree and file the stage's containers' contexts
 //! copy (as their fingerprints' context plans list them) and the cookbook file; an event batch
-//! ends after [`DEBOUNCE`] without a new one. `.cookbook/`, `.git` and the lock are ignored (the
-//! loop writes the first two itself). Roots are those of the first round's cookbook.
+//! ends [`DEBOUNCE`] after its last *file* event (log lines share the channel but never extend
+//! it: a chatty container does not hold an edit back). The stop request is looked at on every
+//! message, so the first Ctrl-C is seen however busy the channel is. `.cookbook/`, `.git` and the
+//! lock are ignored (the loop writes the first two itself). Roots are those of the first round's
+//! cookbook.
 //!
 //! Logs: the stage's containers' logs are followed on the runtime from the start
 //! (`ops::logs::spawn_follow`: a replaced container is picked up from its first line) and handed
-//! to the reporter. A failed build or deploy is reported and the loop goes on; the next edit
-//! tries again. A stop request (Ctrl-C) ends the loop with `Ok`: the stage keeps running, or with
-//! `down` is torn down (`deploy::docker::teardown`). This prints nothing: progress goes to the
-//! [`DevReporter`].
+//! to the reporter. While a round runs nobody reads them: at most [`LOG_BACKLOG`] lines wait, the
+//! rest are dropped and counted, and the count is reported where the gap is
+//! ([`DevEvent::LogsDropped`]). A failed build or deploy is reported and the loop goes on; the
+//! next edit tries again. A stop request (Ctrl-C) ends the loop with `Ok`: the stage keeps
+//! running, or with `down` is taken down by `ops::down` (without its persistent volumes), so it is
+//! recorded as `cookbook down` records it: a `down` event, the release record marked down. This
+//! prints nothing: progress goes to the [`DevReporter`].
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -32,12 +39,13 @@ use serde::Serialize;
 
 use super::apply::{ApplyOptions, RunResult};
 use super::deploy::DeployOptions;
+use super::down::DownOptions;
+pub use super::down::DownReport;
 use super::logs::LogSink;
 use super::stop::Stop;
 use super::{CookbookFile, Workspace};
 use crate::apply::ContainerOutcome;
-pub use crate::deploy::docker::teardown::TeardownReport;
-use crate::engine::{DockerEngine, Selector};
+use crate::engine::Selector;
 use crate::error::Error;
 use crate::model::lifecycle::Target;
 use crate::model::Name;
@@ -48,6 +56,9 @@ pub const DEBOUNCE: Duration = Duration::from_millis(100);
 
 /// How often the loop looks at the stop request while nothing happens.
 const POLL: Duration = Duration::from_millis(100);
+
+/// How many log lines may wait while a round runs; later ones are dropped and counted.
+pub const LOG_BACKLOG: usize = 10_000;
 
 /// `cookbook dev`'s options.
 #[derive(Debug, Clone)]
@@ -88,8 +99,11 @@ pub enum DevEvent {
     },
     /// The deploy failed (rolled back as `deploy` rolls back); the loop goes on.
     DeployFailed { message: String },
-    /// The stage was torn down (`down`).
-    TornDown(TeardownReport),
+    /// Log lines were dropped while nobody read them (a round ran): `lines` of them, after the
+    /// lines shown before this.
+    LogsDropped { lines: usize },
+    /// The stage was torn down (`down`), as `cookbook down` does it and records it.
+    TornDown(DownReport),
 }
 
 /// Receives the loop's events and its stage's log lines (from the runtime's threads).
@@ -104,7 +118,7 @@ pub struct DevReport {
     pub failed_rounds: usize,
     /// What `down` removed.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub torn_down: Option<TeardownReport>,
+    pub torn_down: Option<DownReport>,
 }
 
 /// `cookbook dev`: runs until `stop` is requested; `Ok` then (the stage left running, or torn
@@ -120,9 +134,12 @@ pub fn dev(
     let site_engine = docker_site(&ws, &opts.site)?;
     let push = site_engine != opts.engine;
     let stage = super::logs::stage_ref_of(&ws, &opts.site, &opts.stage)?;
-    let runtime = super::runtime()?;
     let roots = watch_roots(&ws, &opts.site)?;
     let (tx, events) = std::sync::mpsc::channel();
+    let inbox = Inbox {
+        events,
+        backlog: Arc::new(Backlog::new(LOG_BACKLOG)),
+    };
     let watcher = watch(&roots, tx.clone())?;
     let base = std::fs::canonicalize(ws.base_dir()).unwrap_or_else(|_| ws.base_dir().into());
     reporter.event(&DevEvent::Watching {
@@ -137,8 +154,8 @@ pub fn dev(
             .map(Name::to_string)
             .collect();
         reporter.start(&names);
-        let sink: Arc<dyn LogSink> = Arc::new(ChannelSink(tx));
-        super::logs::spawn_follow(site_engine.clone(), stage.clone(), sink, follow.clone())?;
+        let sink: Arc<dyn LogSink> = Arc::new(ChannelSink(tx, inbox.backlog.clone()));
+        super::logs::spawn_follow(site_engine, stage, sink, follow.clone())?;
     }
     let mut session = Session {
         file,
@@ -154,21 +171,22 @@ pub fn dev(
         },
     };
     session.round(None, Vec::new(), Instant::now());
-    session.watch_loop(&events, &base);
+    session.watch_loop(&inbox, &base);
     drop(watcher);
     follow.cancel();
-    for input in events.try_iter() {
+    while let Ok(input) = inbox.events.try_recv() {
         if let Input::Log(line) = input {
-            reporter.line(&line);
+            inbox.shown(&line, reporter.as_ref());
         }
     }
     let mut report = session.report;
     if opts.down {
-        let torn = runtime.block_on(async {
-            let engine = DockerEngine::connect_selected(&site_engine).await?;
-            let (project, site, stage) = (&stage.project, &stage.site, &stage.stage);
-            crate::deploy::docker::teardown::teardown(&engine, project, site, stage, false).await
-        })?;
+        let down = DownOptions {
+            site: opts.site.clone(),
+            stage: opts.stage.clone(),
+            volumes: false,
+        };
+        let torn = super::down::down(&open(&session.file, opts)?, &down)?;
         reporter.event(&DevEvent::TornDown(torn.clone()));
         report.torn_down = Some(torn);
     }
@@ -182,12 +200,74 @@ enum Input {
     Log(super::logs::LogLine),
 }
 
-/// The follow task's end of the loop's channel.
-struct ChannelSink(std::sync::mpsc::Sender<Input>);
+/// The follow task's end of the loop's channel: a line is queued only while the backlog has
+/// room (file events are never dropped: they go straight into the channel).
+struct ChannelSink(std::sync::mpsc::Sender<Input>, Arc<Backlog>);
 
 impl LogSink for ChannelSink {
     fn line(&self, line: &super::logs::LogLine) {
-        let _ = self.0.send(Input::Log(line.clone()));
+        if self.1.admit() && self.0.send(Input::Log(line.clone())).is_err() {
+            self.1.taken();
+        }
+    }
+}
+
+/// The bound on the log lines waiting in the loop's channel, and the count of those dropped.
+#[derive(Debug)]
+struct Backlog {
+    capacity: usize,
+    queued: AtomicUsize,
+    dropped: AtomicUsize,
+}
+
+impl Backlog {
+    fn new(capacity: usize) -> Backlog {
+        Backlog {
+            capacity,
+            queued: AtomicUsize::new(0),
+            dropped: AtomicUsize::new(0),
+        }
+    }
+
+    /// Whether one more line may wait; if not, it is counted as dropped.
+    fn admit(&self) -> bool {
+        let room = self
+            .queued
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |q| {
+                (q < self.capacity).then_some(q + 1)
+            })
+            .is_ok();
+        if !room {
+            self.dropped.fetch_add(1, Ordering::SeqCst);
+        }
+        room
+    }
+
+    /// A line left the channel; the lines dropped since the last report when it was the last
+    /// one waiting (the gap is right after it).
+    fn taken(&self) -> usize {
+        if self.queued.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.dropped.swap(0, Ordering::SeqCst)
+        } else {
+            0
+        }
+    }
+}
+
+/// The loop's end of the channel.
+struct Inbox {
+    events: Receiver<Input>,
+    backlog: Arc<Backlog>,
+}
+
+impl Inbox {
+    /// Hands a received line to the reporter, then the count of lines dropped after it, if any.
+    fn shown(&self, line: &super::logs::LogLine, reporter: &dyn DevReporter) {
+        reporter.line(line);
+        let lines = self.backlog.taken();
+        if lines > 0 {
+            reporter.event(&DevEvent::LogsDropped { lines });
+        }
     }
 }
 
@@ -205,9 +285,9 @@ struct Session<'a> {
 
 impl Session<'_> {
     /// Waits for edits until the stop request; each batch that moves an input hash is a round.
-    fn watch_loop(&mut self, events: &Receiver<Input>, base: &Path) {
+    fn watch_loop(&mut self, inbox: &Inbox, base: &Path) {
         while !self.stop.requested() {
-            let Some((first, paths)) = batch(events, self.stop, self.reporter) else {
+            let Some((first, paths)) = batch(inbox, self.stop, self.reporter) else {
                 continue;
             };
             let moved = match self.moved() {
@@ -444,30 +524,38 @@ fn watch(
     Ok(watcher)
 }
 
-/// The next batch of relevant changes: waits (checking `stop`) for a change, then collects until
-/// [`DEBOUNCE`] passes without one. `None`: stopped, or nothing relevant yet.
+/// The next batch of relevant changes: waits for a change, then collects until [`DEBOUNCE`]
+/// passes after the last one (log lines are shown meanwhile and do not extend it). `None`:
+/// stopped (looked at on every message), or the channel closed.
 fn batch(
-    events: &Receiver<Input>,
+    inbox: &Inbox,
     stop: &Stop,
     reporter: &dyn DevReporter,
 ) -> Option<(Instant, Vec<PathBuf>)> {
     let mut paths: Vec<PathBuf> = Vec::new();
     let mut first = None;
+    let mut deadline: Option<Instant> = None;
     loop {
-        let wait = if first.is_some() { DEBOUNCE } else { POLL };
-        match events.recv_timeout(wait) {
-            Ok(Input::Log(line)) => reporter.line(&line),
+        if stop.requested() {
+            return None;
+        }
+        let wait = match deadline {
+            Some(at) if Instant::now() >= at => break,
+            Some(at) => at - Instant::now(),
+            None => POLL,
+        };
+        match inbox.events.recv_timeout(wait) {
+            Ok(Input::Log(line)) => inbox.shown(&line, reporter),
             Ok(Input::Fs(Ok(event))) if relevant(&event.kind) => {
                 let before = paths.len();
                 paths.extend(event.paths.into_iter().filter(|p| !ignored(p)));
                 if paths.len() > before {
-                    first.get_or_insert_with(Instant::now);
+                    let now = Instant::now();
+                    first.get_or_insert(now);
+                    deadline = Some(now + DEBOUNCE);
                 }
             }
-            Ok(_) => {}
-            Err(RecvTimeoutError::Timeout) if first.is_some() => break,
-            Err(RecvTimeoutError::Timeout) if stop.requested() => return None,
-            Err(RecvTimeoutError::Timeout) => {}
+            Ok(_) | Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => return None,
         }
     }
@@ -520,31 +608,147 @@ mod tests {
         assert!(relevant(&notify::EventKind::Modify(ModifyKind::Any)));
     }
 
-    struct Nothing;
-    impl LogSink for Nothing {
-        fn line(&self, _: &super::super::logs::LogLine) {}
+    /// Counts what it is handed.
+    #[derive(Default)]
+    struct Counting {
+        lines: AtomicUsize,
+        dropped: std::sync::Mutex<Vec<usize>>,
     }
-    impl DevReporter for Nothing {
-        fn event(&self, _: &DevEvent) {}
+    impl LogSink for Counting {
+        fn line(&self, _: &super::super::logs::LogLine) {
+            self.lines.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+    impl DevReporter for Counting {
+        fn event(&self, event: &DevEvent) {
+            if let DevEvent::LogsDropped { lines } = event {
+                self.dropped.lock().unwrap().push(*lines);
+            }
+        }
+    }
+
+    fn inbox(capacity: usize) -> (std::sync::mpsc::Sender<Input>, Inbox) {
+        let (tx, events) = std::sync::mpsc::channel();
+        let backlog = Arc::new(Backlog::new(capacity));
+        (tx, Inbox { events, backlog })
+    }
+
+    fn change(p: &str) -> Input {
+        Input::Fs(Ok(notify::Event::new(notify::EventKind::Modify(
+            notify::event::ModifyKind::Any,
+        ))
+        .add_path(PathBuf::from(p))))
+    }
+
+    fn line(text: &str) -> super::super::logs::LogLine {
+        super::super::logs::LogLine {
+            container: "api".into(),
+            stream: super::super::logs::Stream::Stdout,
+            text: text.into(),
+            cut: false,
+        }
     }
 
     #[test]
     fn a_batch_ends_after_quiet_and_names_each_path_once() {
-        let (tx, rx) = std::sync::mpsc::channel();
-        let change = |p: &str| {
-            Input::Fs(Ok(notify::Event::new(notify::EventKind::Modify(
-                notify::event::ModifyKind::Any,
-            ))
-            .add_path(PathBuf::from(p))))
-        };
+        let (tx, inbox) = inbox(LOG_BACKLOG);
         tx.send(change("/p/a.txt")).unwrap();
         tx.send(change("/p/.cookbook/x")).unwrap();
         tx.send(change("/p/a.txt")).unwrap();
         tx.send(change("/p/b.txt")).unwrap();
-        let (_, paths) = batch(&rx, &Stop::new(), &Nothing).unwrap();
+        let (_, paths) = batch(&inbox, &Stop::new(), &Counting::default()).unwrap();
         assert_eq!(
             paths,
             vec![PathBuf::from("/p/a.txt"), PathBuf::from("/p/b.txt")]
+        );
+    }
+
+    /// A container logging without pause on the loop's channel, through the sink the follow
+    /// task uses, until `enough` is set or it has sent `limit` lines (then `exhausted`).
+    struct Flood {
+        enough: Arc<std::sync::atomic::AtomicBool>,
+        exhausted: Arc<std::sync::atomic::AtomicBool>,
+        thread: std::thread::JoinHandle<()>,
+    }
+
+    impl Flood {
+        fn start(tx: std::sync::mpsc::Sender<Input>, backlog: Arc<Backlog>) -> Flood {
+            let enough = Arc::new(std::sync::atomic::AtomicBool::new(false));
+            let exhausted = Arc::new(std::sync::atomic::AtomicBool::new(false));
+            let (e, x) = (enough.clone(), exhausted.clone());
+            let thread = std::thread::spawn(move || {
+                let sink = ChannelSink(tx, backlog);
+                for _ in 0..20_000 {
+                    if e.load(Ordering::SeqCst) {
+                        return;
+                    }
+                    sink.line(&line("busy"));
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                x.store(true, Ordering::SeqCst);
+            });
+            Flood {
+                enough,
+                exhausted,
+                thread,
+            }
+        }
+
+        /// Whether the flood was still going when the caller got its answer.
+        fn stop(self) -> bool {
+            let going = !self.exhausted.load(Ordering::SeqCst);
+            self.enough.store(true, Ordering::SeqCst);
+            self.thread.join().unwrap();
+            going
+        }
+    }
+
+    /// An edit starts a round however much a container logs: log lines do not extend the batch.
+    #[test]
+    fn log_lines_do_not_hold_an_edit_back() {
+        let (tx, inbox) = inbox(LOG_BACKLOG);
+        tx.send(change("/p/a.txt")).unwrap();
+        let flood = Flood::start(tx, inbox.backlog.clone());
+        let reporter = Counting::default();
+        let got = batch(&inbox, &Stop::new(), &reporter);
+        assert!(flood.stop(), "the batch ended only when the logging did");
+        assert_eq!(got.unwrap().1, vec![PathBuf::from("/p/a.txt")]);
+    }
+
+    /// The first stop request is seen while lines keep arriving and no batch is open.
+    #[test]
+    fn a_stop_is_seen_while_logs_arrive() {
+        let (tx, inbox) = inbox(LOG_BACKLOG);
+        let flood = Flood::start(tx, inbox.backlog.clone());
+        let stop = Stop::new();
+        stop.request(2);
+        let got = batch(&inbox, &stop, &Counting::default());
+        assert!(
+            flood.stop(),
+            "the stop was seen only when the logging ended"
+        );
+        assert!(got.is_none());
+    }
+
+    /// Lines beyond the backlog are dropped, and their count is reported after the last line
+    /// that waited; file events are never dropped.
+    #[test]
+    fn lines_beyond_the_backlog_are_dropped_and_counted() {
+        let (tx, inbox) = inbox(3);
+        let sink = ChannelSink(tx.clone(), inbox.backlog.clone());
+        for n in 0..8 {
+            sink.line(&line(&n.to_string()));
+        }
+        tx.send(change("/p/a.txt")).unwrap();
+        let reporter = Counting::default();
+        let (_, paths) = batch(&inbox, &Stop::new(), &reporter).unwrap();
+        assert_eq!(paths, vec![PathBuf::from("/p/a.txt")]);
+        assert_eq!(reporter.lines.load(Ordering::SeqCst), 3);
+        assert_eq!(*reporter.dropped.lock().unwrap(), vec![5]);
+        sink.line(&line("after"));
+        assert!(
+            matches!(inbox.events.try_recv(), Ok(Input::Log(_))),
+            "room again"
         );
     }
 

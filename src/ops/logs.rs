@@ -106,6 +106,10 @@ pub fn logs(
     Ok(LogsReport { containers, lines })
 }
 
+/// How many lines may wait between the engine's streams and the sink (beyond it, the streams
+/// wait: a slow terminal slows the reading, nothing piles up).
+const QUEUED_LINES: usize = 1024;
+
 /// Runs the edge's stream and hands each line to `sink` on this task; the count of lines.
 async fn forward(
     engine: &DockerEngine,
@@ -115,7 +119,7 @@ async fn forward(
     sink: &dyn LogSink,
     cancel: CancellationToken,
 ) -> Result<usize, Error> {
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let (tx, mut rx) = tokio::sync::mpsc::channel(QUEUED_LINES);
     let streaming = edge::stream(engine, stage, filter, query, tx, cancel.clone());
     tokio::pin!(streaming);
     let mut count = 0;

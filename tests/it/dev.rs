@@ -312,6 +312,8 @@ fn a_broken_build_is_shown_and_the_loop_goes_on() {
     assert_eq!(dev.interrupt(), Some(0));
 }
 
+/// `--down` on Ctrl-C leaves nothing of the stage, and is recorded as `cookbook down` records
+/// it: a `down` event, the release record marked down (no longer current).
 #[test]
 fn down_leaves_nothing_of_the_stage() {
     if !services() {
@@ -322,10 +324,27 @@ fn down_leaves_nothing_of_the_stage() {
     dev.wait_for("out", "b | b says one");
     assert!(!p.leftovers().is_empty());
     common::signal(&dev.child, "-INT");
-    dev.wait_for("err", "[dev] torn down: 2 container(s)");
+    dev.wait_for("err", "[dev] down local/dev: 2 container(s)");
     let (code, _) = common::exit_within(&mut dev.child, HANG, "cookbook dev --down");
     assert_eq!(code, Some(0));
     assert_eq!(p.leftovers(), Vec::<String>::new());
+    let json = |args: &[&str]| -> serde_json::Value {
+        let run = common::run_in(p.path(), args);
+        run.assert_code(0);
+        serde_json::from_str(&run.stdout).unwrap_or_else(|e| panic!("{e}\n{}", run.context()))
+    };
+    let releases = json(&["releases", "--site", "local", "--format", "json"]);
+    let last = releases["stages"]["dev"]
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap();
+    assert_eq!(last["current"], false, "{releases}");
+    assert!(last["down_at"].is_string(), "{releases}");
+    let events = json(&["events", "--kind", "down", "--format", "json"]);
+    let events = events["events"].as_array().unwrap();
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(events[0]["outcome"], "ok");
 }
 
 /// `teardown` (what `dev --down` and `cookbook down` remove) on the `gallery` example's pods: a
@@ -438,7 +457,7 @@ fn the_loop_builds_and_redeploys_pod_members() {
     common::signal(&dev.child, "-INT");
     dev.wait_for(
         "err",
-        "[dev] torn down: 4 container(s), 1 volume(s), 1 network(s)",
+        "[dev] down local/dev: 4 container(s), 1 network(s), 1 volume(s) removed",
     );
     let (code, _) = common::exit_within(&mut dev.child, HANG, "cookbook dev --down");
     assert_eq!(code, Some(0));
