@@ -4,8 +4,8 @@
 //!   commit's tree, materializing a checkout, signature checks;
 //! - [`revision`]: a revision of the cookbook's own checkout written into a temporary directory
 //!   (`verify --rev`, `diff --rev`), never touching the user's working tree or index;
-//! - [`ignored`]: what git ignores under a directory of the work tree (`git status --ignored`), for
-//!   the warning about git-ignored files in a build context;
+//! - [`ignored`]: which of a directory's files git ignores (as `git status --ignored` names
+//!   them, without its walk), for the warning about git-ignored files in a build context;
 //! - [`head_commit`]: the commit a checkout is at (`apply`'s revision label and `git-sha` tags).
 //!
 //! Errors say what happened in the user's terms and keep git2's error as the source; the exit

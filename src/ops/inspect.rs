@@ -408,6 +408,9 @@ pub struct GitIgnored {
     pub container: Name,
     /// The directory listed, as the cookbook names it (`.` for the cookbook's own).
     pub directory: String,
+    /// Whether git ignores the directory itself (`dist/app` under an ignored `dist/`): the whole
+    /// context is missing from a fresh clone; its one path is `./`.
+    pub context_ignored: bool,
     /// The ignored paths in it, relative to it (a directory ends in `/` and counts its files);
     /// at most a few, `more` counts the others.
     pub paths: Vec<IgnoredPath>,
@@ -415,7 +418,8 @@ pub struct GitIgnored {
     pub more: usize,
     /// Files of the context git ignores, in all.
     pub files: usize,
-    /// The one-line fix: what to add to which `.dockerignore`.
+    /// The one-line fix: what to add to which `.dockerignore` (or, for an ignored context, to
+    /// build it in CI or stop ignoring it).
     pub fix: String,
 }
 
@@ -468,9 +472,10 @@ pub fn check_git_ignored(
 }
 
 /// Each container of `prints` whose context holds files that git ignores and `.dockerignore`
-/// does not exclude, from the listing the fingerprints already have (each directory of the
-/// cookbook asked once of git). None outside a git work tree, or when git cannot tell (a
-/// repository it cannot read: the hash does not depend on the answer).
+/// does not exclude, from the listing the fingerprints already have: only its untracked entries
+/// are asked of git ([`crate::git::Worktree::ignored_among`]), so the cost follows them, not the
+/// repository. None outside a git work tree, or when git cannot tell (a repository it cannot
+/// read: the hash does not depend on the answer).
 pub fn git_ignored(
     file: &Path,
     cookbook: &crate::model::Cookbook,
@@ -483,56 +488,70 @@ pub fn git_ignored(
     let Some(worktree) = crate::git::Worktree::discover(base) else {
         return Vec::new();
     };
-    let mut asked: BTreeMap<String, Vec<String>> = BTreeMap::new();
     let mut found = Vec::new();
     for (name, print) in prints {
-        for tree in crate::context::plan(cookbook, name, None).trees {
-            let ignored = asked
-                .entry(tree.source.as_str().to_owned())
-                .or_insert_with(|| {
-                    let dir = tree.source.under(base);
-                    worktree.ignored_under(&dir).unwrap_or_default()
-                });
-            found.extend(finding(name, &tree, ignored, &print.entries));
+        let plan = crate::context::plan(cookbook, name, None);
+        for tree in &plan.trees {
+            let files = tree_files(&plan, tree, &print.entries);
+            let dir = tree.source.under(base);
+            let ignored = worktree.ignored_among(&dir, files).unwrap_or_default();
+            found.extend(finding(name, tree, ignored));
         }
     }
     found
 }
 
-/// The ignored paths of one tree that its context's `entries` (sorted by path) hold.
+/// The entries of `entries` (sorted by path) that come from `tree`, relative to it: not what
+/// cookbook places itself (a generated Dockerfile, a Dockerfile from outside the context), not
+/// what Docker always sends (the Dockerfile, `.dockerignore`: no ignore file removes them).
+fn tree_files<'e>(
+    plan: &crate::context::ContextPlan,
+    tree: &'e crate::context::Tree,
+    entries: &'e [crate::context::Entry],
+) -> impl Iterator<Item = &'e str> + 'e {
+    let placed: Vec<String> = plan
+        .files
+        .iter()
+        .map(|(name, _)| name.clone())
+        .chain(plan.generated.iter().map(|(name, _)| name.clone()))
+        .collect();
+    let prefix = match tree.prefix.as_str() {
+        "" => String::new(),
+        prefix => format!("{prefix}/"),
+    };
+    let start = entries.partition_point(|e| e.path.as_str() < prefix.as_str());
+    entries[start..]
+        .iter()
+        .take_while(move |e| e.path.starts_with(&prefix))
+        .filter(move |e| !placed.contains(&e.path))
+        .map(move |e| &e.path[tree.prefix.len() + usize::from(!tree.prefix.is_empty())..])
+        .filter(move |rel| !tree.always_keep.iter().any(|k| k == rel))
+}
+
+/// What git ignores among one tree's files, as a finding: the paths named (at most a few), and
+/// the fix — a `.dockerignore` line, or, when the tree's directory is ignored as a whole, to
+/// make it in CI or stop ignoring it (no `.dockerignore` line brings back a missing context).
 fn finding(
     name: &Name,
     tree: &crate::context::Tree,
-    ignored: &[String],
-    entries: &[crate::context::Entry],
+    ignored: Vec<crate::git::ignored::Ignored>,
 ) -> Option<GitIgnored> {
-    let mut paths = Vec::new();
-    for path in ignored.iter().filter(|p| !p.is_empty()) {
-        let in_context = match tree.prefix.as_str() {
-            "" => path.clone(),
-            prefix => format!("{prefix}/{path}"),
-        };
-        let start = entries.partition_point(|e| e.path.as_str() < in_context.as_str());
-        let held = entries[start..]
-            .iter()
-            .take_while(|e| match path.ends_with('/') {
-                true => e.path.starts_with(&in_context),
-                false => e.path == in_context,
-            })
-            // What Docker always sends (the Dockerfile, `.dockerignore`) no ignore file removes.
-            .filter(|e| !tree.always_keep.contains(&e.path))
-            .count();
-        if held > 0 {
-            paths.push(IgnoredPath {
-                path: path.clone(),
-                files: held,
-            });
-        }
-    }
-    if paths.is_empty() {
+    if ignored.is_empty() {
         return None;
     }
-    let files = paths.iter().map(|p| p.files).sum();
+    let files = ignored.iter().map(|i| i.files).sum();
+    let whole = ignored.iter().any(|i| i.path.is_empty());
+    let mut paths: Vec<IgnoredPath> = ignored
+        .into_iter()
+        .map(|i| IgnoredPath {
+            path: if i.path.is_empty() {
+                "./".to_owned()
+            } else {
+                i.path
+            },
+            files: i.files,
+        })
+        .collect();
     let more = paths.len().saturating_sub(IGNORED_SHOWN);
     paths.truncate(IGNORED_SHOWN);
     let (directory, dockerignore) = match tree.source.is_root() {
@@ -542,18 +561,30 @@ fn finding(
             (dir.to_owned(), format!("{dir}/.dockerignore"))
         }
     };
-    let patterns: Vec<String> = paths.iter().map(|p| format!("\"{}\"", p.path)).collect();
-    let others = match more {
-        0 => String::new(),
-        n => format!(" (and the {n} other path(s) `git status --ignored {directory}` lists)"),
+    let fix = match whole {
+        true => format!(
+            "`{directory}` is ignored by git, so a fresh clone has none of it: build it in CI \
+             before apply, or stop ignoring it (a .dockerignore line cannot fix this)"
+        ),
+        false => {
+            let patterns: Vec<String> = paths.iter().map(|p| format!("\"{}\"", p.path)).collect();
+            let others = match more {
+                0 => String::new(),
+                n => {
+                    format!(" (and the {n} other path(s) `git status --ignored {directory}` lists)")
+                }
+            };
+            format!("add {} to {dockerignore}{others}", patterns.join(", "))
+        }
     };
     Some(GitIgnored {
         container: name.clone(),
-        fix: format!("add {} to {dockerignore}{others}", patterns.join(", ")),
         directory,
+        context_ignored: whole,
         paths,
         more,
         files,
+        fix,
     })
 }
 
@@ -590,8 +621,19 @@ pub fn ignored_diagnostics(
 }
 
 /// `container web: its context (services/web) holds 1,235 files git ignores that
-/// .dockerignore does not exclude: node_modules/ (1,234 files), app.pyc; …`.
+/// .dockerignore does not exclude: node_modules/ (1,234 files), app.pyc; …`, or `container app:
+/// its context (dist/app) is ignored by git: …` when the directory itself is.
 fn ignored_message(f: &GitIgnored) -> String {
+    if f.context_ignored {
+        return format!(
+            "container {}: its context ({}) is ignored by git: its {} file{} are absent from a \
+             fresh clone (CI), where the context is missing or different",
+            f.container,
+            f.directory,
+            thousands(f.files),
+            plural(f.files)
+        );
+    }
     let mut named: Vec<String> = f
         .paths
         .iter()

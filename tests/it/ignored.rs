@@ -186,3 +186,139 @@ fn apply_warns_about_git_ignored_files_in_its_dry_run_and_its_run() {
     let doc = crate::common::deploy::json_answer(&dry);
     assert_eq!(doc["git_ignored"][0]["container"], "web", "{doc}");
 }
+
+/// A cookbook whose application `app` has its source in `dist/app`, under a git-ignored
+/// `dist/`, and whose Dockerfile container `site` has the context `dist` itself.
+fn ignored_context_project(root: &Path) {
+    let base = std::env::var("COOKBOOK_TEST_BASE_IMAGE")
+        .unwrap_or_else(|_| "cookbook-test/busybox:latest".to_owned());
+    put(root, ".gitignore", "dist/\n");
+    put(root, "dist/app/index.html", "<p>built</p>\n");
+    put(root, "dist/app/js/main.js", "x\n");
+    put(
+        root,
+        "dist/Dockerfile",
+        &format!("FROM {base}\nCOPY . /srv\n"),
+    );
+    put(
+        root,
+        "cookbook.json",
+        &format!(
+            r#"{{"manifest_version": "1.0", "project": {{"name": "ignored"}},
+  "applications": {{"app": {{"source": "dist/app"}}}},
+  "containers": {{
+    "static": {{"base_image": "{base}", "applications": ["app"]}},
+    "site": {{"dockerfile": "dist/Dockerfile", "context": "dist"}}}}}}"#
+        ),
+    );
+}
+
+#[test]
+fn a_context_inside_an_ignored_directory_warns_as_a_whole_and_strict_exits_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    ignored_context_project(root);
+    repository(root);
+
+    let hash = run_in(root, &["hash"]);
+    hash.assert_code(0);
+    for needle in [
+        "warning[context/git-ignored]: /containers/static",
+        "its context (dist/app) is ignored by git: its 2 files",
+        "`dist/app` is ignored by git",
+        "build it in CI before apply, or stop ignoring it",
+        "its context (dist) is ignored by git: its 2 files",
+    ] {
+        assert!(
+            hash.stderr.contains(needle),
+            "no `{needle}`\n{}",
+            hash.context()
+        );
+    }
+    let doc = crate::common::deploy::json_answer(
+        run_in(root, &["hash", "--format", "json"]).assert_code(0),
+    );
+    let found = doc["git_ignored"].as_array().expect("git_ignored").clone();
+    let site = found
+        .iter()
+        .find(|f| f["container"] == "site")
+        .expect("site");
+    assert_eq!(site["directory"], "dist", "{doc}");
+    assert_eq!(site["context_ignored"], true, "{doc}");
+    assert_eq!(
+        site["paths"],
+        serde_json::json!([{"path": "./", "files": 2}]),
+        "{doc}"
+    );
+    let app = found
+        .iter()
+        .find(|f| f["container"] == "static")
+        .expect("static");
+    assert_eq!(app["directory"], "dist/app", "{doc}");
+    assert_eq!(app["files"], 2, "{doc}");
+
+    // `dist`'s 2 files: its Dockerfile is what Docker always sends, not counted.
+    for args in [&["hash", "--strict"][..], &["plan", "--strict"]] {
+        let strict = run_in_env(root, args, &[("DOCKER_HOST", "unix:///nonexistent.sock")]);
+        strict.assert_code(2);
+        assert!(
+            strict.stderr.contains("error[context/git-ignored]")
+                && strict.stderr.contains("`dist/app` is ignored by git"),
+            "{}",
+            strict.context()
+        );
+    }
+    // A .dockerignore line cannot help; stopping the ignore does.
+    put(root, ".gitignore", "\n");
+    quiet(run_in(root, &["hash", "--strict"]).assert_code(0));
+}
+
+#[test]
+fn a_stat_dirty_index_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    project(root, "services/web");
+    put(root, "services/web/app/views.py", "v\n");
+    repository(root);
+    git(root, &["add", "."]);
+    git(
+        root,
+        &[
+            "-c",
+            "user.name=t",
+            "-c",
+            "user.email=t@example.invalid",
+            "commit",
+            "-qm",
+            "c",
+        ],
+    );
+    let before = run_in(root, &["hash", "--format", "json"]);
+    let before = crate::common::deploy::json_answer(before.assert_code(0));
+    // Every tracked file's stat changes (a later mtime): the index no longer matches them.
+    let later = std::time::SystemTime::now() + std::time::Duration::from_secs(120);
+    for path in [
+        "cookbook.json",
+        ".gitignore",
+        "services/web/Dockerfile",
+        "services/web/app/main.py",
+        "services/web/app/views.py",
+    ] {
+        let file = std::fs::File::options()
+            .append(true)
+            .open(root.join(path))
+            .unwrap();
+        file.set_modified(later).unwrap();
+    }
+    let after = run_in(root, &["hash", "--format", "json"]);
+    let after = crate::common::deploy::json_answer(after.assert_code(0));
+    assert_eq!(
+        before["git_ignored"], after["git_ignored"],
+        "{before}\n{after}"
+    );
+    assert_eq!(after["git_ignored"][0]["files"], 1235, "{after}");
+    warned(
+        run_in(root, &["hash"]).assert_code(0),
+        "services/web/.dockerignore",
+    );
+}
