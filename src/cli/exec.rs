@@ -2,7 +2,7 @@
 //!
 //! With a TTY (stdin is a terminal and `-T` was not given) the local terminal is put in raw mode
 //! for the command's duration, so keys reach it as typed (Ctrl-C included), and restored
-//! however the command ends; the TTY's size is the terminal's. The exit code is the command's.
+//! however the command ends (an error, a panic, a SIGTERM or SIGHUP); the TTY's size is the terminal's. The exit code is the command's.
 
 use std::io::IsTerminal;
 use std::path::Path;
@@ -23,9 +23,26 @@ impl RawMode {
         let saved = tcgetattr(&stdin).ok()?;
         let mut raw = saved.clone();
         raw.make_raw();
+        restore_on_termination(saved.clone());
         tcsetattr(&stdin, OptionalActions::Now, &raw).ok()?;
         Some(RawMode(saved))
     }
+}
+
+/// A SIGTERM or SIGHUP ends the process without unwinding (no `Drop` runs): a thread puts the
+/// terminal back first, then lets the signal's default action end the process, so a killed
+/// `exec` never leaves the user's terminal raw.
+fn restore_on_termination(saved: Termios) {
+    use signal_hook::consts::{SIGHUP, SIGTERM};
+    let Ok(mut signals) = signal_hook::iterator::Signals::new([SIGTERM, SIGHUP]) else {
+        return;
+    };
+    std::thread::spawn(move || {
+        if let Some(signal) = signals.forever().next() {
+            let _ = tcsetattr(std::io::stdin(), OptionalActions::Now, &saved);
+            let _ = signal_hook::low_level::emulate_default_handler(signal);
+        }
+    });
 }
 
 impl Drop for RawMode {
