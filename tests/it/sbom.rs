@@ -155,10 +155,14 @@ fn sbom_lists_the_apps_files_and_pinned_packages_the_same_on_every_run() {
         "{}",
         other.context()
     );
-    // A typo: the known containers are listed.
+    // A typo: the nearest container is named.
     let typo = run(dir, &["sbom", "cc", "--format", "json"]);
     typo.assert_code(2);
-    assert!(typo.stderr.contains("c, other"), "{}", typo.context());
+    assert!(
+        typo.stderr.contains("did you mean `c`?"),
+        "{}",
+        typo.context()
+    );
     assert_eq!(document(&typo)["exit_code"], 2);
 
     // Sources changed since the build: their packages would not be the image's.
