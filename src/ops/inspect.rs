@@ -620,15 +620,14 @@ pub fn ignored_diagnostics(
         .collect()
 }
 
-/// `container web: its context (services/web) holds 1,235 files git ignores that
-/// .dockerignore does not exclude: node_modules/ (1,234 files), app.pyc; …`, or `container app:
-/// its context (dist/app) is ignored by git: …` when the directory itself is.
+/// `its context (services/web) holds 1,235 files git ignores that .dockerignore does not
+/// exclude: node_modules/ (1,234 files), app.pyc; …`, or `its context (dist/app) is ignored by
+/// git: …` when the directory itself is; the diagnostic's pointer names the container.
 fn ignored_message(f: &GitIgnored) -> String {
     if f.context_ignored {
         return format!(
-            "container {}: its context ({}) is ignored by git: its {} file{} are absent from a \
+            "its context ({}) is ignored by git: its {} file{} are absent from a \
              fresh clone (CI), where the context is missing or different",
-            f.container,
             f.directory,
             thousands(f.files),
             plural(f.files)
@@ -651,9 +650,8 @@ fn ignored_message(f: &GitIgnored) -> String {
         named.push(format!("and {} more", f.more));
     }
     format!(
-        "container {}: its context ({}) holds {} file{} git ignores that .dockerignore does not \
+        "its context ({}) holds {} file{} git ignores that .dockerignore does not \
          exclude: {}; a fresh clone (CI) does not have them, so its input hash differs there",
-        f.container,
         f.directory,
         thousands(f.files),
         plural(f.files),
