@@ -485,20 +485,7 @@ pub fn desired(
             let health = own.map(|c| c.health.clone()).unwrap_or_default();
             let volumes = own.map(|c| c.pod.volumes.clone()).unwrap_or_default();
             let mounts = own.map(|c| c.mounts.clone()).unwrap_or_default();
-            let mut listens: Vec<Listen> = own
-                .into_iter()
-                .flat_map(|c| &c.ports)
-                .map(|p| Listen {
-                    port: p.number,
-                    protocol: p.to_string().rsplit('/').next().unwrap_or("tcp").to_owned(),
-                })
-                .chain(runtime.ports.iter().map(|p| Listen {
-                    port: p.container,
-                    protocol: p.protocol.clone(),
-                }))
-                .collect();
-            listens.sort();
-            listens.dedup();
+            let listens = listens(own, &runtime);
             // The hash does not depend on the instance's name: members are named per replica
             // below.
             let pod_members = members(cookbook, lock, stage, container, "")?;
@@ -556,6 +543,29 @@ pub fn desired(
         network,
         waves,
     })
+}
+
+/// The ports a container listens on: those its runtime declares, and the container side of
+/// those the stage publishes; sorted, each once.
+fn listens(
+    own: Option<&crate::model::lifecycle::ContainerRuntime>,
+    runtime: &RuntimeOverride,
+) -> Vec<Listen> {
+    let mut listens: Vec<Listen> = own
+        .into_iter()
+        .flat_map(|c| &c.ports)
+        .map(|p| Listen {
+            port: p.number,
+            protocol: p.to_string().rsplit('/').next().unwrap_or("tcp").to_owned(),
+        })
+        .chain(runtime.ports.iter().map(|p| Listen {
+            port: p.container,
+            protocol: p.protocol.clone(),
+        }))
+        .collect();
+    listens.sort();
+    listens.dedup();
+    listens
 }
 
 /// The stage `stage` of the lifecycle, if `site` serves it and `lock` is this project's.

@@ -591,50 +591,7 @@ impl<'a> Deployer<'a> {
                 return Ok(Err(why));
             }
         }
-        let port_bindings: HashMap<String, Option<Vec<PortBinding>>> = instance
-            .ports
-            .iter()
-            .map(|p| {
-                (
-                    format!("{}/{}", p.container, p.protocol),
-                    Some(vec![PortBinding {
-                        host_ip: p.host_ip.clone(),
-                        host_port: Some(p.host.to_string()),
-                    }]),
-                )
-            })
-            .collect();
-        let body = ContainerCreateBody {
-            image: Some(image),
-            env: (!env.is_empty()).then(|| env.to_vec()),
-            labels: Some(desired.labels(Some(instance)).into_iter().collect()),
-            healthcheck: healthcheck(&instance.health),
-            exposed_ports: (!port_bindings.is_empty())
-                .then(|| port_bindings.keys().cloned().collect()),
-            host_config: Some(HostConfig {
-                network_mode: Some(desired.network.clone()),
-                port_bindings: (!port_bindings.is_empty()).then_some(port_bindings),
-                nano_cpus: instance.nano_cpus,
-                memory: instance.memory,
-                mounts: pod::mounts(desired, instance, &instance.mounts),
-                restart_policy: Some(RestartPolicy {
-                    name: Some(RestartPolicyNameEnum::UNLESS_STOPPED),
-                    maximum_retry_count: None,
-                }),
-                ..Default::default()
-            }),
-            networking_config: Some(NetworkingConfig {
-                endpoints_config: Some(HashMap::from([(
-                    desired.network.clone(),
-                    EndpointSettings {
-                        // Reached by its cookbook name, like compose's service names.
-                        aliases: Some(vec![instance.container.to_string()]),
-                        ..Default::default()
-                    },
-                )])),
-            }),
-            ..Default::default()
-        };
+        let body = main_container_body(desired, instance, image, env);
         let docker = self.engine.client();
         let created = match docker
             .create_container(
@@ -1246,6 +1203,60 @@ impl Backend for DockerSite {
             .await
             .map_err(|e| self.engine.classify_error("info", e))?;
         Ok(Some(Detected::from_info(&info)))
+    }
+}
+
+/// The engine's create request for `instance`'s main container: its image, environment, labels,
+/// health check, published ports, resources, pod mounts, restart policy, and its alias on the
+/// stage's network (reached by its cookbook name, like compose's service names).
+fn main_container_body(
+    desired: &Desired,
+    instance: &Instance,
+    image: String,
+    env: &[String],
+) -> ContainerCreateBody {
+    let port_bindings: HashMap<String, Option<Vec<PortBinding>>> = instance
+        .ports
+        .iter()
+        .map(|p| {
+            (
+                format!("{}/{}", p.container, p.protocol),
+                Some(vec![PortBinding {
+                    host_ip: p.host_ip.clone(),
+                    host_port: Some(p.host.to_string()),
+                }]),
+            )
+        })
+        .collect();
+    ContainerCreateBody {
+        image: Some(image),
+        env: (!env.is_empty()).then(|| env.to_vec()),
+        labels: Some(desired.labels(Some(instance)).into_iter().collect()),
+        healthcheck: healthcheck(&instance.health),
+        exposed_ports: (!port_bindings.is_empty()).then(|| port_bindings.keys().cloned().collect()),
+        host_config: Some(HostConfig {
+            network_mode: Some(desired.network.clone()),
+            port_bindings: (!port_bindings.is_empty()).then_some(port_bindings),
+            nano_cpus: instance.nano_cpus,
+            memory: instance.memory,
+            mounts: pod::mounts(desired, instance, &instance.mounts),
+            restart_policy: Some(RestartPolicy {
+                name: Some(RestartPolicyNameEnum::UNLESS_STOPPED),
+                maximum_retry_count: None,
+            }),
+            ..Default::default()
+        }),
+        networking_config: Some(NetworkingConfig {
+            endpoints_config: Some(HashMap::from([(
+                desired.network.clone(),
+                EndpointSettings {
+                    // Reached by its cookbook name, like compose's service names.
+                    aliases: Some(vec![instance.container.to_string()]),
+                    ..Default::default()
+                },
+            )])),
+        }),
+        ..Default::default()
     }
 }
 
