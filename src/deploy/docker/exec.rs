@@ -7,17 +7,15 @@
 //! copied into the exec until it ends (then the write side is closed, so the command reads EOF),
 //! its output written as it comes; the exit code is the engine's `ExitCode` of the exec.
 
-use std::collections::HashMap;
 use std::io::Write;
 
 use bollard::container::LogOutput;
 use bollard::exec::{CreateExecOptions, ResizeExecOptions, StartExecOptions, StartExecResults};
-use bollard::query_parameters::ListContainersOptions;
 use futures_util::StreamExt;
 use tokio::io::{AsyncRead, AsyncWriteExt};
 
 use crate::engine::{DockerEngine, EngineError};
-use crate::labels::{deploy as label, SCHEMES};
+use crate::labels::deploy as label;
 
 /// One container of a stage on the engine, as `find` lists it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -57,51 +55,30 @@ pub async fn find(
     engine: &DockerEngine,
     at: &Stage<'_>,
 ) -> Result<Vec<StageContainer>, EngineError> {
-    let mut out: Vec<StageContainer> = Vec::new();
+    let stage = super::logs::StageRef {
+        project: at.project.to_owned(),
+        site: at.site.to_owned(),
+        stage: at.stage.to_owned(),
+    };
     let suffix = format!("-{}", at.replica);
-    for scheme in SCHEMES {
-        let filters = HashMap::from([(
-            "label".to_owned(),
-            vec![
-                format!("{}={}", scheme.project, at.project),
-                format!("{}={}", scheme.site, at.site),
-                format!("{}={}", scheme.stage, at.stage),
-            ],
-        )]);
-        let list = engine
-            .client()
-            .list_containers(Some(ListContainersOptions {
-                all: true,
-                filters: Some(filters),
-                ..Default::default()
-            }))
-            .await
-            .map_err(|e| engine.classify_error("list containers", e))?;
-        for c in list {
-            let labels = c.labels.unwrap_or_default();
-            let (Some(id), Some(name), Some(container)) = (
-                c.id,
-                c.names.and_then(|n| n.into_iter().next()),
-                labels.get(scheme.container),
-            ) else {
-                continue;
-            };
-            let name = name.trim_start_matches('/').to_owned();
-            // A member's pod is its main's engine name, `<project>-<site>-<stage>-<container>-<n>`
-            // (an earlier version's without the site): the container is what lies between
-            // the stage's prefix and the replica, hyphens and all (`web-api`).
-            let (pod, handle) = match labels.get(label::POD) {
-                Some(pod) => (pod.as_str(), format!("{}/{container}", main_of(pod, at))),
-                None => (name.as_str(), container.clone()),
-            };
-            if !pod.ends_with(&suffix) || out.iter().any(|o| o.id == id) {
-                continue;
-            }
+    let mut out: Vec<StageContainer> = Vec::new();
+    for c in stage.list(engine).await? {
+        let Some(container) = c.labels.get(c.scheme.container) else {
+            continue;
+        };
+        // A member's pod is its main's engine name, `<project>-<site>-<stage>-<container>-<n>`
+        // (an earlier version's without the site): the container is what lies between the
+        // stage's prefix and the replica, hyphens and all (`web-api`).
+        let (pod, handle) = match c.labels.get(label::POD) {
+            Some(pod) => (pod.as_str(), format!("{}/{container}", main_of(pod, at))),
+            None => (c.name.as_str(), container.clone()),
+        };
+        if pod.ends_with(&suffix) {
             out.push(StageContainer {
                 handle,
-                state: c.state.map(|s| s.to_string()).unwrap_or_default(),
-                id,
-                name,
+                state: c.state,
+                id: c.id,
+                name: c.name,
             });
         }
     }

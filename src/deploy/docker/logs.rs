@@ -142,34 +142,72 @@ pub struct LogSource {
     pub name: String,
 }
 
+/// One of a stage's containers as the engine lists it: what `logs` and `exec` need of it.
+pub struct Listed {
+    pub id: String,
+    /// The engine's name, without its leading `/`.
+    pub name: String,
+    pub labels: HashMap<String, String>,
+    /// The scheme its labels name the stage under.
+    pub scheme: Scheme,
+    /// The engine's state (`running`, `exited`, …).
+    pub state: String,
+}
+
+impl StageRef {
+    /// The stage's containers now (running or not, pod members included), by its labels under
+    /// every scheme, each once: listed by label filter, then checked again by [`Self::owns`].
+    pub async fn list(&self, engine: &DockerEngine) -> Result<Vec<Listed>, EngineError> {
+        let mut out: Vec<Listed> = Vec::new();
+        for filter in self.filters() {
+            let filters = HashMap::from([("label".to_owned(), filter)]);
+            let list = engine
+                .client()
+                .list_containers(Some(ListContainersOptions {
+                    all: true,
+                    filters: Some(filters),
+                    ..Default::default()
+                }))
+                .await
+                .map_err(|e| engine.classify_error("list containers", e))?;
+            for c in list {
+                let (Some(id), Some(name)) = (c.id, c.names.and_then(|n| n.into_iter().next()))
+                else {
+                    continue;
+                };
+                let labels = c.labels.unwrap_or_default();
+                let Some(scheme) = self.owns(&labels) else {
+                    continue;
+                };
+                if !out.iter().any(|l| l.id == id) {
+                    out.push(Listed {
+                        id,
+                        name: name.trim_start_matches('/').to_owned(),
+                        labels,
+                        scheme,
+                        state: c.state.map(|s| s.to_string()).unwrap_or_default(),
+                    });
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
 /// The stage's containers now (running or not, pod members included), sorted by short name.
 pub async fn stage_containers(
     engine: &DockerEngine,
     stage: &StageRef,
 ) -> Result<Vec<LogSource>, EngineError> {
-    let mut out: Vec<LogSource> = Vec::new();
-    for filter in stage.filters() {
-        let filters = HashMap::from([("label".to_owned(), filter)]);
-        let list = engine
-            .client()
-            .list_containers(Some(ListContainersOptions {
-                all: true,
-                filters: Some(filters),
-                ..Default::default()
-            }))
-            .await
-            .map_err(|e| engine.classify_error("list containers", e))?;
-        for c in list {
-            let (Some(id), Some(name)) = (c.id, c.names.and_then(|n| n.into_iter().next())) else {
-                continue;
-            };
-            let labels = c.labels.unwrap_or_default();
-            if stage.owns(&labels).is_some() && !out.iter().any(|s| s.id == id) {
-                let name = stage.short_name(&name, &labels);
-                out.push(LogSource { id, name });
-            }
-        }
-    }
+    let mut out: Vec<LogSource> = stage
+        .list(engine)
+        .await?
+        .into_iter()
+        .map(|l| LogSource {
+            name: stage.short_name(&l.name, &l.labels),
+            id: l.id,
+        })
+        .collect();
     out.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(out)
 }
