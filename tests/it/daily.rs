@@ -380,11 +380,18 @@ fn a_failed_health_gate_quotes_the_probes_last_output() {
     run_in(p.path(), &["apply", "--no-push"]).assert_code(0);
     let run = run_in(p.path(), &["deploy", "--site", "local", "--stage", "dev"]);
     run.assert_code(1);
+    // The engine reads the probe's stdout and stderr through separate pipes,
+    // so either may come first in the output it keeps.
+    let said = format!(
+        "{} is not healthy: its health check failed; the last probe exited with code 4: ",
+        p.instance("dev", "api")
+    );
     assert!(
-        run.stderr.contains(&format!(
-            "{} is not healthy: its health check failed; the last probe exited with code 4: probe-said-no\\nbell\\u{{7}}",
-            p.instance("dev", "api")
-        )),
+        run.stderr
+            .contains(&format!("{said}probe-said-no\\nbell\\u{{7}}"))
+            || run
+                .stderr
+                .contains(&format!("{said}bell\\u{{7}}probe-said-no")),
         "{}",
         run.context()
     );
