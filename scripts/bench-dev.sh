@@ -49,13 +49,15 @@ cat >"$dir/cookbook.json" <<EOF
 EOF
 cat >"$dir/svc/a/run.sh" <<'EOF'
 echo "a says $(cat /srv/a/msg.txt)"
+# A server that stops on SIGTERM at once, as a real one does: a deploy replacing it stops it
+# gracefully first (stop_grace), and `sleep & wait` lets the trap run without waiting for sleep.
 trap 'exit 0' TERM
-while true; do sleep 1; done
+while true; do sleep 1 & wait $!; done
 EOF
 echo 0 >"$dir/svc/a/msg.txt"
 cat >"$dir/svc/b/Dockerfile" <<'EOF'
 FROM cookbook-test/busybox:latest
-CMD ["/bin/sh", "-c", "echo b is up; trap 'exit 0' TERM; while true; do sleep 1; done"]
+CMD ["/bin/sh", "-c", "echo b is up; trap 'exit 0' TERM; while true; do sleep 1 & wait $!; done"]
 EOF
 
 out=$dir/out.txt

@@ -89,6 +89,10 @@ pub struct Instance {
     pub nano_cpus: Option<i64>,
     pub memory: Option<i64>,
     pub health: Health,
+    /// Seconds a stop waits after the stop signal before the kill (`None`: the target's
+    /// default). A release recorded before it does not say.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop_grace: Option<u32>,
     /// SHA-256 over the digest and every runtime setting (hex), the pod's members and volumes
     /// included.
     pub config_hash: String,
@@ -145,6 +149,9 @@ pub struct Member {
     pub mounts: BTreeMap<Name, String>,
     /// A sidecar's health check (an init container's is its exit code).
     pub health: Health,
+    /// A sidecar's own `stop_grace` (seconds; `None`: the target's default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop_grace: Option<u32>,
 }
 
 /// The engine's name of a pod member: `<instance>-<init|sidecar>-<container>`.
@@ -310,13 +317,14 @@ fn probe_json(health: &Health) -> serde_json::Value {
 }
 
 /// SHA-256 (hex) over the image digest and every runtime setting of an instance, canonical JSON.
-/// A pod's members, volumes and mounts enter it only when it has them, so that a container
-/// without a pod keeps the hash earlier versions gave it (an upgrade restarts nothing). A
-/// secret enters as its reference, never its value.
+/// A pod's members, volumes and mounts, and a `stop_grace`, enter it only when it has them, so
+/// that a container without them keeps the hash earlier versions gave it (an upgrade restarts
+/// nothing). A secret enters as its reference, never its value.
 fn config_hash(
     digest: &str,
     runtime: &RuntimeOverride,
     health: &Health,
+    stop_grace: Option<u32>,
     network: &str,
     pod: &PodSettings<'_>,
 ) -> String {
@@ -329,19 +337,26 @@ fn config_hash(
         "health": probe_json(health),
         "network": network,
     });
+    if let Some(seconds) = stop_grace {
+        settings["stop_grace_s"] = json!(seconds);
+    }
     if !pod.members.is_empty() {
         settings["members"] = pod
             .members
             .iter()
             .map(|m| {
-                json!({
+                let mut member = json!({
                     "role": m.role,
                     "container": m.container,
                     "digest": m.digest,
                     "env": m.env,
                     "mounts": m.mounts,
                     "health": probe_json(&m.health),
-                })
+                });
+                if let Some(seconds) = m.stop_grace {
+                    member["stop_grace_s"] = json!(seconds);
+                }
+                member
             })
             .collect();
     }
@@ -447,6 +462,7 @@ fn members(
                 env: lifecycle.runtime(stage, m.as_str()).env,
                 mounts: member.map(|r| r.mounts.clone()).unwrap_or_default(),
                 health: member.map(|r| r.health.clone()).unwrap_or_default(),
+                stop_grace: member.and_then(|r| r.stop_grace),
             })
         })
         .collect()
@@ -483,6 +499,7 @@ pub fn desired(
             let runtime = lifecycle.runtime(stage, container.as_str());
             let own = lifecycle.containers.get(container);
             let health = own.map(|c| c.health.clone()).unwrap_or_default();
+            let stop_grace = own.and_then(|c| c.stop_grace);
             let volumes = own.map(|c| c.pod.volumes.clone()).unwrap_or_default();
             let mounts = own.map(|c| c.mounts.clone()).unwrap_or_default();
             let listens = listens(own, &runtime);
@@ -493,6 +510,7 @@ pub fn desired(
                 &digest,
                 &runtime,
                 &health,
+                stop_grace,
                 &network,
                 &PodSettings {
                     members: &pod_members,
@@ -520,6 +538,7 @@ pub fn desired(
                     nano_cpus: runtime.nano_cpus,
                     memory: runtime.memory,
                     health: health.clone(),
+                    stop_grace,
                     config_hash: config_hash.clone(),
                     members,
                     volumes: volumes.clone(),
@@ -1059,6 +1078,67 @@ mod tests {
         let d = desired(&cookbook, &plan, &l, "here", "prod").unwrap();
         // Computed by the version before pods, for the same cookbook and lock.
         assert_eq!(d.waves[1][0].config_hash, PRE_POD_API_HASH);
+    }
+
+    /// `stop_grace` is whole seconds, rounded up (what Docker and Kubernetes count); `0s` is
+    /// a kill at once; past an hour is a located problem.
+    #[test]
+    fn stop_grace_is_whole_seconds_rounded_up_and_at_most_an_hour() {
+        let of = |grace: &str| {
+            let text = format!(
+                r#"{{ "manifest_version": "1.1", "project": {{ "name": "p" }},
+                     "applications": {{ "a": {{}} }},
+                     "containers": {{ "c": {{ "base_image": "b", "applications": ["a"],
+                                            "stop_grace": "{grace}" }} }} }}"#
+            );
+            crate::load::parse(text.as_bytes())
+                .map(|p| p.cookbook.lifecycle.containers[&Name::parse("c").unwrap()].stop_grace)
+        };
+        assert_eq!(of("0s").unwrap(), Some(0));
+        assert_eq!(of("1ms").unwrap(), Some(1));
+        assert_eq!(of("2000ms").unwrap(), Some(2));
+        assert_eq!(of("60m").unwrap(), Some(3600));
+        let refused = of("61m").unwrap_err();
+        let problem = &refused[0];
+        assert_eq!(problem.pointer, "/containers/c/stop_grace");
+        assert!(
+            problem.message.contains("at most 1h"),
+            "{}",
+            problem.message
+        );
+    }
+
+    /// `stop_grace` reaches the instance and its pod's sidecars in whole seconds, rounded up;
+    /// it enters the config hash only when set, so a cookbook without one keeps its hashes.
+    #[test]
+    fn a_stop_grace_reaches_the_instance_and_its_hash_only_when_set() {
+        let with = COOKBOOK
+            .replace(
+                r#""api": { "base_image": "b", "applications": ["a"], "depends_on": ["db"] }"#,
+                r#""api": { "base_image": "b", "applications": ["a"], "depends_on": ["db"], "stop_grace": "1500ms" }"#,
+            )
+            .replace(
+                r#""db": { "base_image": "b", "applications": ["a"] }"#,
+                r#""db": { "base_image": "b", "applications": ["a"], "stop_grace": "0s" }"#,
+            );
+        assert_ne!(with, COOKBOOK);
+        let crate::load::Parsed { cookbook, plan } = crate::load::parse(with.as_bytes()).unwrap();
+        let l = lock(&[("db", "sha256:1"), ("api", "sha256:2"), ("web", "sha256:3")]);
+        let d = desired(&cookbook, &plan, &l, "here", "prod").unwrap();
+        assert_eq!(d.waves[0][0].stop_grace, Some(0));
+        assert_eq!(d.waves[1][0].stop_grace, Some(2));
+        assert_eq!(d.waves[2][0].stop_grace, None);
+        assert_ne!(d.waves[1][0].config_hash, PRE_POD_API_HASH);
+        // A release recorded before `stop_grace` reads back without one.
+        let mut record = serde_json::to_value(&d).unwrap();
+        assert_eq!(record["waves"][1][0]["stop_grace"], 2);
+        assert!(record["waves"][2][0].get("stop_grace").is_none());
+        record["waves"][1][0]
+            .as_object_mut()
+            .unwrap()
+            .remove("stop_grace");
+        let old: Desired = serde_json::from_value(record).unwrap();
+        assert_eq!(old.waves[1][0].stop_grace, None);
     }
 
     /// A container as the engine lists it when it runs `i` as wanted.

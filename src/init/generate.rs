@@ -129,6 +129,8 @@ struct ContainerOut {
     depends_on: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     health: Option<Health>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    stop_grace: Option<String>,
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     volumes: BTreeMap<String, VolumeOut>,
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
@@ -420,6 +422,7 @@ impl ContainerOut {
             ports: ports(s),
             depends_on: s.depends_on.iter().cloned().collect(),
             health: None,
+            stop_grace: None,
             volumes: BTreeMap::new(),
             mounts: BTreeMap::new(),
         }
@@ -474,6 +477,7 @@ fn runtime(
     };
     out.site.push(s.name.clone());
     container.health = c.health.clone();
+    container.stop_grace = c.stop_grace.clone();
     for (volume, at) in &c.volumes {
         container
             .volumes

@@ -226,6 +226,10 @@ pub struct SiteDeploy {
 pub struct ContainerRuntime {
     pub require: BTreeSet<String>,
     pub health: Health,
+    /// How long stopping it waits after the stop signal (the image's `STOPSIGNAL`, else
+    /// SIGTERM) before killing it, in whole seconds. `None`: the target's default (Docker's
+    /// 10 s, Kubernetes' 30 s).
+    pub stop_grace: Option<u32>,
     /// What runs with it when it is deployed (empty: a pod of one).
     pub pod: Pod,
     /// Pod volume → the absolute path where this container sees it.
@@ -345,6 +349,9 @@ impl std::fmt::Display for HttpPath {
     }
 }
 
+/// The longest `stop_grace`: a stop waits this long at most before the engine kills.
+pub const MAX_STOP_GRACE: Duration = Duration::from_secs(3600);
+
 impl Default for Health {
     fn default() -> Self {
         Health {
@@ -373,7 +380,7 @@ impl Lifecycle {
 }
 
 /// Parses `500ms`, `5s`, `1m` (the schema has checked the shape).
-fn duration(s: &str) -> Option<Duration> {
+pub fn duration(s: &str) -> Option<Duration> {
     let (digits, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit())?);
     let n: u64 = digits.parse().ok()?;
     match unit {
@@ -536,6 +543,29 @@ impl Check<'_> {
             timeout: time("timeout", &h.timeout, default.timeout),
             grace: time("grace", &h.grace, default.grace),
             retries: h.retries.unwrap_or(default.retries),
+        }
+    }
+
+    /// A container's `stop_grace` in whole seconds (rounded up: both Docker's `StopTimeout` and
+    /// Kubernetes' `terminationGracePeriodSeconds` count seconds); zero kills at once. At most
+    /// [`MAX_STOP_GRACE`], so that a stop is an engine request with a deadline.
+    fn stop_grace(&mut self, at: &str, value: Option<&str>) -> Option<u32> {
+        let s = value?;
+        match duration(s).filter(|d| *d <= MAX_STOP_GRACE) {
+            Some(d) => Some(d.as_millis().div_ceil(1000) as u32),
+            None => {
+                self.diagnostics.push(
+                    Diagnostic::new(
+                        "model/duration",
+                        pointer_push(at, "stop_grace"),
+                        format!("stop_grace {} is not a duration of at most 1h", excerpt(s)),
+                    )
+                    .with_help(
+                        "write a number and `ms`, `s` or `m`, at most `60m`: `0s`, `30s`, `2m`",
+                    ),
+                );
+                None
+            }
         }
     }
 
@@ -1073,6 +1103,7 @@ impl Check<'_> {
             };
             let at = pointer_push("/containers", key);
             let health = self.health(&at, c.health.as_ref());
+            let stop_grace = self.stop_grace(&at, c.stop_grace.as_deref());
             let pod = PodCheck {
                 wire,
                 runtimes: &BTreeMap::new(),
@@ -1098,6 +1129,7 @@ impl Check<'_> {
                 ContainerRuntime {
                     require: c.require.iter().cloned().collect(),
                     health,
+                    stop_grace,
                     pod,
                     mounts,
                     ports: crate::model::pod::listening(c),

@@ -94,6 +94,9 @@ pub struct ContainerWire {
     pub require: Vec<String>,
     /// Format 1.1 (runtime only, never hashed): how to tell the container is healthy.
     pub health: Option<HealthWire>,
+    /// Format 1.1 (runtime only, never hashed): how long a stop waits after the stop signal
+    /// before killing the container.
+    pub stop_grace: Option<String>,
     /// Format 1.1 (runtime only): containers run to completion, in order, before this one.
     #[serde(default)]
     pub init: Vec<String>,

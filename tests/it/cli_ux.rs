@@ -662,7 +662,7 @@ fn a_label_in_cookbooks_namespace_is_a_warning() {
     run.assert_code(0);
     assert_eq!(
         run.stderr,
-        "cookbook.json:114:9: warning[model/label-overridden]: \
+        "cookbook.json:116:9: warning[model/label-overridden]: \
          /containers/web/labels/dev.cookbook.project: label `dev.cookbook.project` has no effect: \
          cookbook sets it on every image it builds\n  help: use a key of your own namespace\n\
          base cookbook-test/busybox:latest (db, api, web): not pinned yet: apply pins it\n"

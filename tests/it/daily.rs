@@ -396,3 +396,81 @@ fn a_failed_health_gate_quotes_the_probes_last_output() {
         run.context()
     );
 }
+
+/// The engine's id of a container, and its `StopTimeout`.
+fn id_and_stop_timeout(name: &str) -> (String, Option<i64>) {
+    let name = name.to_owned();
+    block_on(async move {
+        let engine = DockerEngine::connect().await.unwrap();
+        let info = engine
+            .client()
+            .inspect_container(&name, None)
+            .await
+            .unwrap();
+        (info.id.unwrap(), info.config.unwrap().stop_timeout)
+    })
+}
+
+/// A deploy that replaces a container, and `down`, stop it with its stop signal first and give
+/// it its `stop_grace` before the kill: here a stand-in database that, on SIGTERM, writes a line
+/// to its persistent volume before it exits (a forced removal would kill it mid-write). A
+/// server that ignores SIGTERM (busybox httpd as PID 1) is killed once its grace is over.
+#[test]
+fn a_replaced_or_downed_container_is_stopped_within_its_grace_first() {
+    if !services() {
+        return;
+    }
+    let p = Project::new("stages", "grace");
+    let _volumes = Volumes(p.name.clone());
+    edit(p.path(), |doc| {
+        doc["applications"]["db"]["run_command"] = serde_json::json!([
+            "/bin/sh",
+            "-c",
+            "trap 'echo \"stopped $HOSTNAME\" >> /data/stops; exit 0' TERM; \
+             while true; do echo ready | nc -l -p 5432 & wait $!; done"
+        ]);
+        let db = &mut doc["containers"]["db"];
+        db["volumes"] = serde_json::json!({ "data": { "persistent": true } });
+        db["mounts"] = serde_json::json!({ "data": "/data" });
+        db["stop_grace"] = "30s".into();
+        doc["containers"]["web"]["stop_grace"] = "1s".into();
+        doc["containers"]["api"]["stop_grace"] = "1s".into();
+    });
+    run_in(p.path(), &["apply", "--no-push"]).assert_code(0);
+    deploy(p.path());
+    let db = p.instance("dev", "db");
+    let (first, timeout) = id_and_stop_timeout(&db);
+    assert_eq!(
+        timeout,
+        Some(30),
+        "the grace is the container's own StopTimeout"
+    );
+    assert_eq!(id_and_stop_timeout(&p.instance("dev", "web")).1, Some(1));
+    let stops = || p.exec(&db, &["sh", "-c", "cat /data/stops 2>/dev/null; true"]);
+    assert_eq!(stops(), "");
+
+    // A change of its settings replaces db: the old one was stopped, and said so, first.
+    edit(p.path(), |doc| {
+        doc["lifecycle"]["stage_config"]["dev"]["containers"]["db"]["env"]["DB_NAME"] =
+            "shop_other".into();
+    });
+    deploy(p.path());
+    let (second, _) = id_and_stop_timeout(&db);
+    assert_ne!(second, first, "db was replaced");
+    assert_eq!(stops(), format!("stopped {}\n", &first[..12]));
+
+    // `down` stops every container before it removes it; httpd, which ignores SIGTERM as
+    // PID 1, is killed after its 1 s. The next deploy finds the second line on the volume.
+    let report = down(p.path(), &[]);
+    assert_eq!(
+        strings(&report["removed"]["containers"]),
+        ["api", "db", "web"].map(|c| p.instance("dev", c)),
+        "{report}"
+    );
+    assert!(p.containers().is_empty(), "{:?}", p.containers());
+    deploy(p.path());
+    assert_eq!(
+        stops(),
+        format!("stopped {}\nstopped {}\n", &first[..12], &second[..12])
+    );
+}

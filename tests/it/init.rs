@@ -348,6 +348,8 @@ fn compose_volumes_health_commands_ports_and_secrets_are_carried_over() {
         db["health"],
         json!({"command": ["pg_isready", "-U", "postgres", "-d", "shop"], "interval": "5s", "timeout": "3s", "retries": 10, "grace": "90s"})
     );
+    // compose's stop_grace_period: postgres gets its minute to shut down cleanly.
+    assert_eq!(db["stop_grace"], "1m");
     let api = &cookbook["containers"]["api"];
     assert_eq!(
         api["dockerfile"], "services/api/Dockerfile",

@@ -40,8 +40,8 @@ fn valid_1_0() -> Vec<(String, tempfile::TempDir, String)> {
     all
 }
 
-/// shop is in format 1.1: its 1.0 core (no stages, local site or health checks) is what a 1.0
-/// author had, and what must migrate keeping its hashes.
+/// shop is in format 1.1: its 1.0 core (no stages, local site, health checks or stop graces) is
+/// what a 1.0 author had, and what must migrate keeping its hashes.
 fn one_point_zero_core(file: &Path) {
     let mut doc: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(file).unwrap()).unwrap();
@@ -49,7 +49,9 @@ fn one_point_zero_core(file: &Path) {
     doc["$schema"] = "https://cookbook.invalid/schemas/cookbook-1.0.schema.json".into();
     doc.as_object_mut().unwrap().remove("lifecycle");
     for container in doc["containers"].as_object_mut().unwrap().values_mut() {
-        container.as_object_mut().unwrap().remove("health");
+        let container = container.as_object_mut().unwrap();
+        container.remove("health");
+        container.remove("stop_grace");
     }
     doc["federation"]["sites"]
         .as_object_mut()
@@ -244,7 +246,7 @@ fn a_1_1_cookbook_with_every_lifecycle_key_validates() {
         run.stderr,
         "lifecycle.json: ok (format 1.1, 5 containers in 3 waves, 1 application, 2 sites)\n"
     );
-    // Runtime settings are not hashed: removing them all (health, capabilities, pods, volumes,
+    // Runtime settings are not hashed: removing them all (health, stop grace, capabilities, pods, volumes,
     // secrets, ingress) leaves every input hash as it was.
     let text = std::fs::read_to_string(dir.join("lifecycle.json")).unwrap();
     let mut doc: serde_json::Value = serde_json::from_str(&text).unwrap();
@@ -261,7 +263,15 @@ fn a_1_1_cookbook_with_every_lifecycle_key_validates() {
     doc.as_object_mut().unwrap().remove("lifecycle");
     doc.as_object_mut().unwrap().remove("federation");
     for c in doc["containers"].as_object_mut().unwrap().values_mut() {
-        for key in ["health", "require", "init", "sidecars", "volumes", "mounts"] {
+        for key in [
+            "health",
+            "stop_grace",
+            "require",
+            "init",
+            "sidecars",
+            "volumes",
+            "mounts",
+        ] {
             c.as_object_mut().unwrap().remove(key);
         }
     }

@@ -42,6 +42,7 @@ use futures_util::StreamExt;
 pub mod exec;
 pub mod logs;
 mod pod;
+mod stop;
 pub mod teardown;
 
 use crate::deploy::backend::{Backend, BackendError, Unhealthy};
@@ -533,8 +534,10 @@ impl<'a> Deployer<'a> {
     }
 
     /// Removes one of the stage's containers by its id (as listed with the stage's labels), with
-    /// its pod's members and scratch volumes.
+    /// its pod's members and scratch volumes, each stopped first within its grace. The main
+    /// container stops first, as on Kubernetes: its sidecars serve it until it has stopped.
     async fn remove(&self, desired: &Desired, ours: &Running) -> Result<(), EngineError> {
+        stop::stop(self.engine, &ours.id).await?;
         self.remove_pod(desired, &ours.name).await?;
         self.remove_main(ours).await?;
         self.remove_pod_volumes(desired, &ours.name).await
@@ -1233,6 +1236,7 @@ fn main_container_body(
         env: (!env.is_empty()).then(|| env.to_vec()),
         labels: Some(desired.labels(Some(instance)).into_iter().collect()),
         healthcheck: healthcheck(&instance.health),
+        stop_timeout: instance.stop_grace.map(i64::from),
         exposed_ports: (!port_bindings.is_empty()).then(|| port_bindings.keys().cloned().collect()),
         host_config: Some(HostConfig {
             network_mode: Some(desired.network.clone()),

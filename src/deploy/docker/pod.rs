@@ -133,8 +133,8 @@ fn tail(text: &str) -> String {
 
 impl Deployer<'_> {
     /// Removes the members and scratch volumes of the pod of the instance named `pod` (those
-    /// carrying the stage's labels and the pod's), by id; the pod's main container is the
-    /// caller's.
+    /// carrying the stage's labels and the pod's), by id, each stopped first within its grace;
+    /// the pod's main container is the caller's.
     pub(super) async fn remove_pod(&self, desired: &Desired, pod: &str) -> Result<(), EngineError> {
         let docker = self.engine.client();
         let members = docker
@@ -145,7 +145,9 @@ impl Deployer<'_> {
             }))
             .await
             .map_err(self.err("list containers"))?;
-        for id in members.into_iter().filter_map(|c| c.id) {
+        let ids: Vec<String> = members.into_iter().filter_map(|c| c.id).collect();
+        super::stop::stop_all(self.engine, &ids).await?;
+        for id in ids {
             match docker
                 .remove_container(
                     &id,
@@ -256,6 +258,7 @@ impl Deployer<'_> {
             } else {
                 None
             },
+            stop_timeout: member.stop_grace.map(i64::from),
             host_config: Some(HostConfig {
                 network_mode: Some(network),
                 mounts: mounts(desired, instance, &member.mounts),

@@ -95,7 +95,8 @@ pub async fn teardown(
     Ok(report)
 }
 
-/// Removes the stage's containers by id: pod members first, then the main containers.
+/// Stops the stage's containers, then removes them by id: pod members first, then the main
+/// containers.
 async fn remove_containers(
     engine: &DockerEngine,
     project: &str,
@@ -126,6 +127,10 @@ async fn remove_containers(
             found.push((member, id, name.trim_start_matches('/').to_owned()));
         }
     }
+    // Every container is stopped within its own grace, all at once (the stage is going away
+    // as a whole: its longest grace, not their sum), before anything is removed.
+    let ids: Vec<String> = found.iter().map(|f| f.1.clone()).collect();
+    super::stop::stop_all(engine, &ids).await?;
     // Members (`true`) before their mains.
     found.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.2.cmp(&b.2)));
     let mut removed = Vec::new();

@@ -1,7 +1,8 @@
 //! What a compose service says about running its container, carried into format 1.1 where the
 //! format can say it, else a note: published ports (→ the `dev` stage of a `local` Docker site),
 //! named volumes (→ the container's persistent `volumes` and `mounts`), `healthcheck` (→
-//! `health`), `command` (→ the `CMD` of a Dockerfile init generates), `restart` (a Docker site
+//! `health`), `command` (→ the `CMD` of a Dockerfile init generates), `stop_grace_period` (→
+//! `stop_grace`), `restart` (a Docker site
 //! always runs `unless-stopped`: a note when compose asks otherwise), and every other key (a
 //! note naming it).
 
@@ -24,6 +25,7 @@ const READ: &[&str] = &[
     "healthcheck",
     "command",
     "restart",
+    "stop_grace_period",
 ];
 
 /// Carries `spec`'s runtime settings into `s` (service `raw` of compose file `path`).
@@ -55,6 +57,12 @@ pub(super) fn carry(path: &str, raw: &str, spec: &Value, scan: &mut Scan, s: &mu
         }
     }
     restart(&at, spec, scan);
+    if let Some(text) = spec.get("stop_grace_period").and_then(scalar) {
+        c.stop_grace = stop_grace(&at, &text, scan);
+        if let Some(g) = &c.stop_grace {
+            s.why(path, format!("stop_grace {g} (compose stop_grace_period)"));
+        }
+    }
     let other: Vec<&str> = spec
         .as_mapping()
         .into_iter()
@@ -345,6 +353,20 @@ fn restart(at: &str, spec: &Value, scan: &mut Scan) {
             "{at}: restart: {policy} is not carried over: a Docker site runs every container with restart policy unless-stopped (format 1.1 has no per-container policy)"
         ));
     }
+}
+
+/// `stop_grace_period` as `stop_grace` (at most an hour, as format 1.1 takes it), else a note.
+fn stop_grace(at: &str, text: &str, scan: &mut Scan) -> Option<String> {
+    let grace = duration(text).filter(|d| {
+        crate::model::lifecycle::duration(d)
+            .is_some_and(|d| d <= crate::model::lifecycle::MAX_STOP_GRACE)
+    });
+    if grace.is_none() {
+        scan.note(format!(
+            "{at}: stop_grace_period {text:?} is not a duration of at most 1h: not carried"
+        ));
+    }
+    grace
 }
 
 fn scalar(v: &Value) -> Option<String> {

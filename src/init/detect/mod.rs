@@ -187,6 +187,8 @@ pub struct Compose {
     pub health: Option<Health>,
     /// The `command:` override (exec form).
     pub command: Option<Vec<String>>,
+    /// `stop_grace_period`, as format 1.1's `stop_grace`.
+    pub stop_grace: Option<String>,
 }
 
 /// A container's `health`, as format 1.1 writes it (only the keys init fills).

@@ -215,20 +215,83 @@ fn volumes(instance: &Instance, claims: &BTreeMap<Name, String>) -> Option<Vec<K
 }
 
 /// The pod of `instance`: its main container, its members as init containers (init ones first,
-/// in order, then sidecars, as `Instance.members` holds them), its volumes.
+/// in order, then sidecars, as `Instance.members` holds them), its volumes, and its grace on
+/// termination.
 pub(super) fn spec(instance: &Instance, claims: &BTreeMap<Name, String>) -> PodSpec {
     PodSpec {
         containers: vec![main(instance)],
         init_containers: (!instance.members.is_empty())
             .then(|| instance.members.iter().map(member).collect()),
         volumes: volumes(instance, claims),
+        termination_grace_period_seconds: termination_grace(instance),
         ..Default::default()
     }
+}
+
+/// The pod's `terminationGracePeriodSeconds`: Kubernetes has one for the whole pod (its
+/// sidecars stop after the main container, within the same period), so the longest `stop_grace`
+/// among the main container and its sidecars; `None` (the cluster's 30 s) when none sets one.
+fn termination_grace(instance: &Instance) -> Option<i64> {
+    let sidecars = instance
+        .members
+        .iter()
+        .filter(|m| m.role == Role::Sidecar)
+        .map(|m| m.stop_grace);
+    std::iter::once(instance.stop_grace)
+        .chain(sidecars)
+        .flatten()
+        .max()
+        .map(i64::from)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Kubernetes has one grace for the pod: the longest of the main container's and its
+    /// sidecars' `stop_grace` (an init container has exited before the pod runs); none set, the
+    /// cluster's default.
+    #[test]
+    fn a_pods_termination_grace_is_its_longest_stop_grace() {
+        let cookbook = r#"{
+          "manifest_version": "1.1",
+          "project": { "name": "p" },
+          "packaging": { "registry": "r/p" },
+          "applications": { "a": {} },
+          "containers": {
+            "setup": { "base_image": "b", "applications": ["a"], "stop_grace": "5m" },
+            "proxy": { "base_image": "b", "applications": ["a"], "stop_grace": "45s" },
+            "api": { "base_image": "b", "applications": ["a"], "stop_grace": "20s",
+                     "init": ["setup"], "sidecars": ["proxy"] },
+            "web": { "base_image": "b", "applications": ["a"] }
+          },
+          "federation": { "sites": { "here": { "containers": ["api", "web"] } } }
+        }"#;
+        let crate::load::Parsed { cookbook, plan } =
+            crate::load::parse(cookbook.as_bytes()).unwrap();
+        let mut lock = crate::state::lock::Lock::new(&Name::parse("p").unwrap());
+        for name in ["setup", "proxy", "api", "web"] {
+            lock.containers.insert(
+                Name::parse(name).unwrap(),
+                crate::state::lock::LockedImage {
+                    input_hash: crate::hash::InputHash::parse(&"00".repeat(32)).unwrap(),
+                    image: crate::oci::WrittenReference::parse(&format!("r/p/{name}:x")).unwrap(),
+                    tags: vec![],
+                    digest: Some(
+                        crate::oci::Digest::parse(&format!("sha256:{}", "1".repeat(64))).unwrap(),
+                    ),
+                    image_id: None,
+                },
+            );
+        }
+        let d = crate::deploy::desired::desired(&cookbook, &plan, &lock, "here", "dev").unwrap();
+        let grace = |c: &str| {
+            let i = d.instances().find(|i| i.container.as_str() == c).unwrap();
+            spec(i, &BTreeMap::new()).termination_grace_period_seconds
+        };
+        assert_eq!(grace("api"), Some(45));
+        assert_eq!(grace("web"), None);
+    }
 
     /// The Docker backend requests a probe path literally (exec-form `wget`, no shell); so does
     /// Kubernetes' httpGet: `&`, `;` and `$()` are characters of the path, never commands.
