@@ -60,7 +60,7 @@ impl DevProject {
         std::fs::write(
             p.join("svc/a/run.sh"),
             "echo \"a says $(cat /srv/a/msg.txt)\"\necho 'a warns' >&2\n\
-             trap 'exit 0' TERM\nwhile true; do sleep 1; done\n",
+             trap 'exit 0' TERM\nwhile true; do sleep 1 & wait $!; done\n",
         )
         .unwrap();
         std::fs::write(p.join("svc/a/msg.txt"), "one\n").unwrap();
@@ -192,7 +192,7 @@ fn dockerfile(extra: &str) -> String {
     format!(
         "FROM cookbook-test/busybox:latest\nCOPY msg.txt /srv/b/\n{extra}\
          CMD [\"/bin/sh\", \"-c\", \"echo b says $(cat /srv/b/msg.txt); trap 'exit 0' TERM; \
-         while true; do sleep 1; done\"]\n"
+         while true; do sleep 1 & wait $!; done\"]\n"
     )
 }
 
@@ -309,6 +309,59 @@ fn a_broken_build_is_shown_and_the_loop_goes_on() {
         Some(b_before.0),
         "b was redeployed"
     );
+    assert_eq!(dev.interrupt(), Some(0));
+}
+
+/// Rewrites the cookbook the way vim and most IDEs save: a new file renamed over the old one.
+fn save_by_rename(dir: &Path, edit: impl FnOnce(&mut serde_json::Value)) {
+    let path = dir.join("cookbook.json");
+    let mut doc: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    edit(&mut doc);
+    let temp = dir.join(".cookbook.json.swp");
+    std::fs::write(&temp, doc.to_string()).unwrap();
+    std::fs::rename(&temp, &path).unwrap();
+}
+
+/// The watch follows the cookbook: a container a save adds to the site is built, run and
+/// watched from then on, and a second save by rename is seen too (a watch on the cookbook file
+/// itself would have stayed on the replaced file).
+#[test]
+fn a_container_the_cookbook_adds_is_built_run_and_watched() {
+    if !services() {
+        return;
+    }
+    let p = DevProject::new("grow");
+    save_by_rename(p.path(), |doc| {
+        doc["federation"]["sites"]["local"]["containers"] = serde_json::json!(["a"]);
+    });
+    let mut dev = p.spawn(&[]);
+    let first = dev.wait_for("err", "[dev] built a");
+    assert!(!first.contains("a, b"), "{first}");
+    let watching = dev.wait_for("err", "[dev] watching");
+    assert!(!watching.contains("svc/b"), "{watching}");
+
+    save_by_rename(p.path(), |doc| {
+        doc["federation"]["sites"]["local"]["containers"] = serde_json::json!(["a", "b"]);
+    });
+    let progress = dev.wait_for("err", "b changed (cookbook.json)");
+    assert!(
+        progress.contains(&format!("started {}", p.instance("b"))),
+        "{progress}"
+    );
+    dev.wait_for("out", "b | b says one");
+    dev.wait_for("err", "svc/b");
+
+    // b's sources are watched now.
+    std::fs::write(p.path().join("svc/b/msg.txt"), "two\n").unwrap();
+    dev.wait_for("err", "b changed (svc/b/msg.txt)");
+    dev.wait_for("out", "b | b says two");
+
+    // A second save by rename is seen: a's image environment moves its input hash.
+    save_by_rename(p.path(), |doc| {
+        doc["containers"]["a"]["env"] = serde_json::json!({ "GREETING": "hello" });
+    });
+    dev.wait_for("err", "a changed (cookbook.json)");
     assert_eq!(dev.interrupt(), Some(0));
 }
 

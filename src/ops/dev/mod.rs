@@ -10,13 +10,14 @@
 //! the stat cache: milliseconds), never by which file an event named: an edit that changes no
 //! input (a file `.dockerignore` leaves out) rebuilds nothing.
 //!
-//! Watching: notify's recommended watcher over every tree and file the stage's containers' contexts
-//! copy (as their fingerprints' context plans list them) and the cookbook file; an event batch
-//! ends [`DEBOUNCE`] after its last *file* event (log lines share the channel but never extend
-//! it: a chatty container does not hold an edit back). The stop request is looked at on every
-//! message, so the first Ctrl-C is seen however busy the channel is. `.cookbook/`, `.git` and the
-//! lock are ignored (the loop writes the first two itself). Roots are those of the first round's
-//! cookbook.
+//! Watching (`watch`): notify's recommended watcher over every tree and file the stage's
+//! containers' contexts copy (as their fingerprints' context plans list them) and the cookbook
+//! file — a file through its directory, so that an editor's save by rename is seen every time —,
+//! set again after every look at the sources (a container the cookbook adds is watched from then
+//! on); an event batch ends [`DEBOUNCE`] after its last *file* event (log lines share the channel
+//! but never extend it: a chatty container does not hold an edit back). The stop request is
+//! looked at on every message, so the first Ctrl-C is seen however busy the channel is.
+//! `.cookbook/`, `.git` and the lock are ignored (the loop writes the first two itself).
 //!
 //! Logs: the stage's containers' logs are followed on the runtime from the start
 //! (`ops::logs::spawn_follow`: a replaced container is picked up from its first line) and handed
@@ -49,6 +50,9 @@ use crate::engine::Selector;
 use crate::error::Error;
 use crate::model::lifecycle::Target;
 use crate::model::Name;
+
+mod watch;
+use watch::Watched;
 
 /// How long an event batch waits for quiet before a round starts (an editor's save is several
 /// events: a temp file, a rename, an attribute change).
@@ -134,18 +138,19 @@ pub fn dev(
     let site_engine = docker_site(&ws, &opts.site)?;
     let push = site_engine != opts.engine;
     let stage = super::logs::stage_ref_of(&ws, &opts.site, &opts.stage)?;
-    let roots = watch_roots(&ws, &opts.site)?;
     let (tx, events) = std::sync::mpsc::channel();
     let inbox = Inbox {
         events,
         backlog: Arc::new(Backlog::new(LOG_BACKLOG)),
     };
-    let watcher = watch(&roots, tx.clone())?;
+    let to_loop = tx.clone();
+    let mut watched = Watched::new(move |event| {
+        let _ = to_loop.send(Input::Fs(event));
+    })?;
+    let (_, roots) = look(&ws, &opts.site)?;
+    watched.set(&roots)?;
     let base = std::fs::canonicalize(ws.base_dir()).unwrap_or_else(|_| ws.base_dir().into());
-    reporter.event(&DevEvent::Watching {
-        roots: roots.iter().map(|r| relative(&base, r)).collect(),
-        push,
-    });
+    reporter.event(&watching(&watched, &base, push));
     let follow = tokio_util::sync::CancellationToken::new();
     if opts.logs {
         let names: Vec<String> = (ws.cookbook.site_deploy_set(&opts.site))
@@ -163,6 +168,7 @@ pub fn dev(
         reporter: reporter.as_ref(),
         stop,
         push,
+        watched,
         hashes: BTreeMap::new(),
         report: DevReport {
             rounds: 0,
@@ -172,7 +178,7 @@ pub fn dev(
     };
     session.round(None, Vec::new(), Instant::now());
     session.watch_loop(&inbox, &base);
-    drop(watcher);
+    drop(session.watched);
     follow.cancel();
     while let Ok(input) = inbox.events.try_recv() {
         if let Input::Log(line) = input {
@@ -278,6 +284,8 @@ struct Session<'a> {
     reporter: &'a dyn DevReporter,
     stop: &'a Stop,
     push: bool,
+    /// What is watched: what the stage's containers were made of at the last look.
+    watched: Watched,
     /// The input hashes of the last round that ran (what an edit is compared with).
     hashes: Hashes,
     report: DevReport,
@@ -287,10 +295,13 @@ impl Session<'_> {
     /// Waits for edits until the stop request; each batch that moves an input hash is a round.
     fn watch_loop(&mut self, inbox: &Inbox, base: &Path) {
         while !self.stop.requested() {
-            let Some((first, paths)) = batch(inbox, self.stop, self.reporter) else {
+            let watched = &self.watched;
+            let Some((first, paths)) =
+                batch(inbox, self.stop, self.reporter, |p| watched.covers(p))
+            else {
                 continue;
             };
-            let moved = match self.moved() {
+            let moved = match self.moved(base) {
                 Ok(moved) => moved,
                 Err(e) => {
                     let paths = paths.iter().map(|p| relative(base, p)).collect();
@@ -306,10 +317,15 @@ impl Session<'_> {
         }
     }
 
-    /// The containers whose input hash differs from the last round's, and the hashes now.
-    fn moved(&self) -> Result<(Vec<String>, Hashes), Error> {
+    /// The containers whose input hash differs from the last round's, and the hashes now; the
+    /// watch is set to what they are made of now (reported when that changed).
+    fn moved(&mut self, base: &Path) -> Result<(Vec<String>, Hashes), Error> {
         let ws = open(&self.file, self.opts)?;
-        let now = hashes(&ws, &self.opts.site)?;
+        let (now, roots) = look(&ws, &self.opts.site)?;
+        if self.watched.set(&roots)? {
+            self.reporter
+                .event(&watching(&self.watched, base, self.push));
+        }
         let moved = now
             .iter()
             .filter(|(name, hash)| self.hashes.get(*name) != Some(*hash))
@@ -339,7 +355,7 @@ impl Session<'_> {
         let deployed = open(&self.file, self.opts).and_then(|ws| {
             let hashes = match started_from {
                 Some(hashes) => hashes,
-                None => hashes(&ws, &self.opts.site)?,
+                None => look(&ws, &self.opts.site)?.0,
             };
             let report = super::deploy::deploy(&ws, &self.deploy_options(), self.stop)?;
             Ok((report, hashes))
@@ -468,26 +484,18 @@ fn stage_plan(ws: &Workspace, site: &str) -> Result<crate::graph::Plan, Error> {
 /// Each container's input hash.
 type Hashes = BTreeMap<Name, String>;
 
-/// The input hash of each container the stage runs, as the lock's pins make it.
-fn hashes(ws: &Workspace, site: &str) -> Result<Hashes, Error> {
+/// What the stage's containers are made of now: the input hash of each one (as the lock's pins
+/// make it), and the roots to watch — every directory and file their contexts copy, and the
+/// cookbook file, absolute and resolved as the watcher names what changed, none inside another.
+fn look(ws: &Workspace, site: &str) -> Result<(Hashes, Vec<PathBuf>), Error> {
     let plan = stage_plan(ws, site)?;
-    Ok(ws
-        .fingerprints(&plan)?
-        .into_iter()
-        .map(|(name, f)| (name, f.input_hash))
-        .collect())
-}
-
-/// Every directory and file the site's containers' contexts copy, and the cookbook file.
-fn watch_roots(ws: &Workspace, site: &str) -> Result<Vec<PathBuf>, Error> {
-    let plan = stage_plan(ws, site)?;
+    let fingerprints = ws.fingerprints(&plan)?;
     let base = ws.base_dir();
     let mut roots = vec![ws.path().to_path_buf()];
-    for f in ws.fingerprints(&plan)?.values() {
+    for f in fingerprints.values() {
         roots.extend(f.context.trees.iter().map(|t| t.source.under(base)));
         roots.extend(f.context.files.iter().map(|(_, p)| p.under(base)));
     }
-    // Absolute and resolved, as the watcher names what changed.
     for root in &mut roots {
         if let Ok(real) = std::fs::canonicalize(&*root) {
             *root = real;
@@ -498,30 +506,19 @@ fn watch_roots(ws: &Workspace, site: &str) -> Result<Vec<PathBuf>, Error> {
     // A root inside another is watched through it.
     let all = roots.clone();
     roots.retain(|r| !all.iter().any(|o| o != r && r.starts_with(o) && o.is_dir()));
-    Ok(roots)
+    let hashes = fingerprints
+        .into_iter()
+        .map(|(name, f)| (name, f.input_hash))
+        .collect();
+    Ok((hashes, roots))
 }
 
-/// A watcher over `roots` (directories recursively) and the channel its events arrive on.
-fn watch(
-    roots: &[PathBuf],
-    tx: std::sync::mpsc::Sender<Input>,
-) -> Result<notify::RecommendedWatcher, Error> {
-    use notify::Watcher as _;
-    let mut watcher = notify::recommended_watcher(move |event| {
-        let _ = tx.send(Input::Fs(event));
-    })
-    .map_err(|e| Error::Failed(format!("cannot watch the sources: {e}")))?;
-    for root in roots {
-        let mode = if root.is_dir() {
-            notify::RecursiveMode::Recursive
-        } else {
-            notify::RecursiveMode::NonRecursive
-        };
-        watcher
-            .watch(root, mode)
-            .map_err(|e| Error::Failed(format!("cannot watch {}: {e}", root.display())))?;
+/// The event that says what the loop watches.
+fn watching(watched: &Watched, base: &Path, push: bool) -> DevEvent {
+    DevEvent::Watching {
+        roots: watched.roots().iter().map(|r| relative(base, r)).collect(),
+        push,
     }
-    Ok(watcher)
 }
 
 /// The next batch of relevant changes: waits for a change, then collects until [`DEBOUNCE`]
@@ -531,6 +528,7 @@ fn batch(
     inbox: &Inbox,
     stop: &Stop,
     reporter: &dyn DevReporter,
+    covers: impl Fn(&Path) -> bool,
 ) -> Option<(Instant, Vec<PathBuf>)> {
     let mut paths: Vec<PathBuf> = Vec::new();
     let mut first = None;
@@ -548,7 +546,7 @@ fn batch(
             Ok(Input::Log(line)) => inbox.shown(&line, reporter),
             Ok(Input::Fs(Ok(event))) if relevant(&event.kind) => {
                 let before = paths.len();
-                paths.extend(event.paths.into_iter().filter(|p| !ignored(p)));
+                paths.extend(event.paths.into_iter().filter(|p| !ignored(p) && covers(p)));
                 if paths.len() > before {
                     let now = Instant::now();
                     first.get_or_insert(now);
@@ -656,11 +654,27 @@ mod tests {
         tx.send(change("/p/.cookbook/x")).unwrap();
         tx.send(change("/p/a.txt")).unwrap();
         tx.send(change("/p/b.txt")).unwrap();
-        let (_, paths) = batch(&inbox, &Stop::new(), &Counting::default()).unwrap();
+        let (_, paths) = batch(&inbox, &Stop::new(), &Counting::default(), |_| true).unwrap();
         assert_eq!(
             paths,
             vec![PathBuf::from("/p/a.txt"), PathBuf::from("/p/b.txt")]
         );
+    }
+
+    /// A change the watch does not cover (another file in a watched file's directory) neither
+    /// opens a batch nor joins one.
+    #[test]
+    fn a_change_outside_the_sources_is_not_one() {
+        let (tx, inbox) = inbox(LOG_BACKLOG);
+        tx.send(change("/p/README.md")).unwrap();
+        tx.send(change("/p/cookbook.json")).unwrap();
+        tx.send(change("/p/notes.txt")).unwrap();
+        let covers = |p: &Path| p == Path::new("/p/cookbook.json");
+        let (_, paths) = batch(&inbox, &Stop::new(), &Counting::default(), covers).unwrap();
+        assert_eq!(paths, vec![PathBuf::from("/p/cookbook.json")]);
+        tx.send(change("/p/README.md")).unwrap();
+        drop(tx);
+        assert!(batch(&inbox, &Stop::new(), &Counting::default(), covers).is_none());
     }
 
     /// A container logging without pause on the loop's channel, through the sink the follow
@@ -710,7 +724,7 @@ mod tests {
         tx.send(change("/p/a.txt")).unwrap();
         let flood = Flood::start(tx, inbox.backlog.clone());
         let reporter = Counting::default();
-        let got = batch(&inbox, &Stop::new(), &reporter);
+        let got = batch(&inbox, &Stop::new(), &reporter, |_| true);
         assert!(flood.stop(), "the batch ended only when the logging did");
         assert_eq!(got.unwrap().1, vec![PathBuf::from("/p/a.txt")]);
     }
@@ -722,7 +736,7 @@ mod tests {
         let flood = Flood::start(tx, inbox.backlog.clone());
         let stop = Stop::new();
         stop.request(2);
-        let got = batch(&inbox, &stop, &Counting::default());
+        let got = batch(&inbox, &stop, &Counting::default(), |_| true);
         assert!(
             flood.stop(),
             "the stop was seen only when the logging ended"
@@ -741,7 +755,7 @@ mod tests {
         }
         tx.send(change("/p/a.txt")).unwrap();
         let reporter = Counting::default();
-        let (_, paths) = batch(&inbox, &Stop::new(), &reporter).unwrap();
+        let (_, paths) = batch(&inbox, &Stop::new(), &reporter, |_| true).unwrap();
         assert_eq!(paths, vec![PathBuf::from("/p/a.txt")]);
         assert_eq!(reporter.lines.load(Ordering::SeqCst), 3);
         assert_eq!(*reporter.dropped.lock().unwrap(), vec![5]);
