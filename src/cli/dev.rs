@@ -2,13 +2,13 @@
 //! and the stage's log lines through the same prefixes as `cookbook logs` ([`Prefixer`]).
 //! Ctrl-C ends the loop with exit 0 (the stage left running, or torn down with `--down`).
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::path::Path;
 use std::sync::Arc;
 
 use super::args::DevArgs;
 use super::interrupt::Interrupt;
-use super::logs::Prefixer;
+use super::logs::{for_terminal, Prefixer};
 use crate::error::Error;
 use crate::ops::dev::{DevEvent, DevOptions, DevReporter};
 use crate::ops::logs::{LogLine, LogSink};
@@ -16,6 +16,9 @@ use crate::ops::logs::{LogLine, LogSink};
 /// Progress lines on stderr, log lines through the prefixer.
 struct Reporter {
     logs: Prefixer,
+    /// Whether stderr is a terminal: a failed build's output (the engine's, the Dockerfile's
+    /// `RUN` steps') and the paths it names are then escaped as log lines are.
+    terminal: bool,
 }
 
 impl LogSink for Reporter {
@@ -31,6 +34,11 @@ impl LogSink for Reporter {
 impl DevReporter for Reporter {
     fn event(&self, event: &DevEvent) {
         let text = render(event);
+        let text = if self.terminal {
+            for_terminal_lines(&text)
+        } else {
+            text
+        };
         let _ = std::io::stderr().lock().write_all(text.as_bytes());
     }
 }
@@ -102,6 +110,15 @@ fn render(event: &DevEvent) -> String {
     }
 }
 
+/// `text` with each line made safe for a terminal ([`for_terminal`]: control characters escaped,
+/// colours kept), its line breaks kept.
+fn for_terminal_lines(text: &str) -> String {
+    text.split('\n')
+        .map(for_terminal)
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 /// `cookbook dev`.
 pub fn run(
     file: &Path,
@@ -118,6 +135,7 @@ pub fn run(
     };
     let reporter = Arc::new(Reporter {
         logs: Prefixer::new(),
+        terminal: std::io::stderr().is_terminal(),
     });
     let interrupt = Interrupt::install()?;
     let file = super::locate::cookbook_file(file.to_path_buf());
@@ -131,4 +149,31 @@ pub fn run(
     }
     // Ctrl-C is how the loop ends: not a failure.
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A failed build's output reaches a terminal escaped line by line, as log lines do: a
+    /// title change or a screen clear from a `RUN` step cannot act; colours and line breaks stay.
+    #[test]
+    fn a_failed_builds_output_is_escaped_for_a_terminal() {
+        let text = render(&DevEvent::BuildFailed {
+            containers: vec!["web".into()],
+            paths: vec!["svc/web/Dockerfile".into()],
+            message: "step 2: \u{1b}]0;pwned\u{7}\u{1b}[2J\u{1b}[31mfailed\u{1b}[0m\r\nexit 3"
+                .into(),
+        });
+        let shown = for_terminal_lines(&text);
+        assert_eq!(
+            shown.lines().collect::<Vec<_>>(),
+            vec![
+                "[dev] build failed for web (svc/web/Dockerfile); waiting for the next edit",
+                "step 2: \\u{1b}]0;pwned\\u{7}\\u{1b}[2J\u{1b}[31mfailed\u{1b}[0m\\r",
+                "exit 3",
+            ]
+        );
+        assert!(shown.ends_with('\n'));
+    }
 }
