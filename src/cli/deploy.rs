@@ -44,6 +44,7 @@ pub fn run(
         );
     }
     let opts = DeployOptions {
+        stop_cap: None,
         site: args.site.clone(),
         stage: args.stage.clone(),
         release: args.release.clone(),

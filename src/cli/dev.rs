@@ -97,6 +97,9 @@ fn render(event: &DevEvent) -> String {
         DevEvent::DeployFailed { message } => {
             format!("[dev] deploy failed; waiting for the next edit\n{message}\n")
         }
+        DevEvent::WatchFailed { message } => {
+            format!("[dev] warning: {message}; edits there are not seen until it is watched\n")
+        }
         DevEvent::LogsDropped { lines } => {
             format!("[dev] {lines} log lines dropped while building\n")
         }

@@ -123,6 +123,10 @@ pub struct ConnectOptions {
     pub force_conflicts: bool,
     /// The engine a Docker site with `host: "env"` uses: the process's (`--context`).
     pub engine: crate::engine::Selector,
+    /// A Docker site stops a container it replaces or removes within at most this many seconds
+    /// (`cookbook dev`, where waiting out a whole grace would stall the loop); `None`: each
+    /// container's own `stop_grace`.
+    pub stop_cap: Option<u32>,
 }
 
 impl Site {
@@ -181,7 +185,11 @@ pub async fn connect(target: &Target, options: &ConnectOptions) -> Result<Site, 
     match target {
         Target::Docker(spec) => {
             let selector = crate::engine::Selector::from_spec(spec, &options.base, &options.engine);
-            Ok(Site::Docker(DockerSite::connect(&selector).await?))
+            Ok(Site::Docker(
+                DockerSite::connect(&selector)
+                    .await?
+                    .with_stop_cap(options.stop_cap),
+            ))
         }
         Target::Kubernetes(k) => Ok(Site::Kubernetes(
             KubeSite::connect(k, &options.base, options.force_conflicts).await?,

@@ -462,7 +462,10 @@ fn members(
                 env: lifecycle.runtime(stage, m.as_str()).env,
                 mounts: member.map(|r| r.mounts.clone()).unwrap_or_default(),
                 health: member.map(|r| r.health.clone()).unwrap_or_default(),
-                stop_grace: member.and_then(|r| r.stop_grace),
+                // An init container has exited before the pod runs: nothing stops it.
+                stop_grace: member
+                    .and_then(|r| r.stop_grace)
+                    .filter(|_| role == Role::Sidecar),
             })
         })
         .collect()
@@ -1102,7 +1105,7 @@ mod tests {
         let problem = &refused[0];
         assert_eq!(problem.pointer, "/containers/c/stop_grace");
         assert!(
-            problem.message.contains("at most 1h"),
+            problem.message.contains("at most 60m"),
             "{}",
             problem.message
         );

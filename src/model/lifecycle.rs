@@ -558,7 +558,7 @@ impl Check<'_> {
                     Diagnostic::new(
                         "model/duration",
                         pointer_push(at, "stop_grace"),
-                        format!("stop_grace {} is not a duration of at most 1h", excerpt(s)),
+                        format!("stop_grace {} is not a duration of at most 60m", excerpt(s)),
                     )
                     .with_help(
                         "write a number and `ms`, `s` or `m`, at most `60m`: `0s`, `30s`, `2m`",

@@ -51,6 +51,9 @@ pub struct DeployOptions {
     pub force_conflicts: bool,
     /// Refuse images whose attestations do not verify with this public key.
     pub require_attestations: Option<PathBuf>,
+    /// Stop a replaced or removed container within at most this many seconds (`cookbook dev`);
+    /// `None`: its own `stop_grace`.
+    pub stop_cap: Option<u32>,
 }
 
 /// `cookbook promote`: a stage's current release to a later stage.
@@ -188,6 +191,7 @@ pub fn connect_options(ws: &Workspace, force_conflicts: bool) -> ConnectOptions 
             .unwrap_or_else(|| ".".into()),
         force_conflicts,
         engine: ws.engine.clone(),
+        stop_cap: None,
     }
 }
 
@@ -234,7 +238,10 @@ fn deploy_lock(
     if let Some(key) = &opts.require_attestations {
         require_attestations(ws, Some(lock), desired, key)?;
     }
-    let options = connect_options(ws, opts.force_conflicts);
+    let options = ConnectOptions {
+        stop_cap: opts.stop_cap,
+        ..connect_options(ws, opts.force_conflicts)
+    };
     converge(ws, &ws.state_dir(), desired, &options, stop)
         .map(|outcome| DeployReport::new(Verb::Deployed, desired, outcome, None))
 }

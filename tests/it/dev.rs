@@ -350,7 +350,7 @@ fn a_container_the_cookbook_adds_is_built_run_and_watched() {
         "{progress}"
     );
     dev.wait_for("out", "b | b says one");
-    dev.wait_for("err", "svc/b");
+    dev.wait_for("err", "[dev] watching cookbook.json, svc/a, svc/b");
 
     // b's sources are watched now.
     std::fs::write(p.path().join("svc/b/msg.txt"), "two\n").unwrap();

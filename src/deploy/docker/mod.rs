@@ -331,11 +331,17 @@ fn not_ours(
 
 pub struct Deployer<'a> {
     engine: &'a DockerEngine,
+    /// At most this many seconds for stopping a container it removes (`cookbook dev`'s
+    /// deploys); `None`: each container's own grace.
+    stop_cap: Option<u32>,
 }
 
 impl<'a> Deployer<'a> {
     pub fn new(engine: &'a DockerEngine) -> Self {
-        Deployer { engine }
+        Deployer {
+            engine,
+            stop_cap: None,
+        }
     }
 
     fn err(&self, operation: &str) -> impl Fn(BollardError) -> EngineError + '_ {
@@ -537,7 +543,7 @@ impl<'a> Deployer<'a> {
     /// its pod's members and scratch volumes, each stopped first within its grace. The main
     /// container stops first, as on Kubernetes: its sidecars serve it until it has stopped.
     async fn remove(&self, desired: &Desired, ours: &Running) -> Result<(), EngineError> {
-        stop::stop(self.engine, &ours.id).await?;
+        stop::stop(self.engine, &ours.id, self.stop_cap).await?;
         self.remove_pod(desired, &ours.name).await?;
         self.remove_main(ours).await?;
         self.remove_pod_volumes(desired, &ours.name).await
@@ -967,6 +973,8 @@ pub struct DockerSite {
     >,
     /// What this deploy did so far (boxed: a `Site` holds either target's backend by value).
     progress: Box<Progress>,
+    /// At most this many seconds for stopping a container (`ConnectOptions::stop_cap`).
+    stop_cap: Option<u32>,
 }
 
 /// What a `DockerSite`'s deploy did so far, for its later steps.
@@ -988,7 +996,17 @@ impl DockerSite {
             secrets: crate::deploy::secrets::Source::default(),
             resolved: std::sync::Mutex::default(),
             progress: Box::default(),
+            stop_cap: None,
         })
+    }
+
+    /// The site, stopping a container it removes within at most `cap` seconds (`None`: each
+    /// container's own grace).
+    pub fn with_stop_cap(self, cap: Option<u32>) -> DockerSite {
+        DockerSite {
+            stop_cap: cap,
+            ..self
+        }
     }
 
     /// The site, reading secrets from `source`.
@@ -1000,7 +1018,10 @@ impl DockerSite {
     }
 
     fn deployer(&self) -> Deployer<'_> {
-        Deployer::new(&self.engine)
+        Deployer {
+            engine: &self.engine,
+            stop_cap: self.stop_cap,
+        }
     }
 
     /// The site's engine (`cookbook down` and `exec` reach it directly).
@@ -1185,10 +1206,15 @@ impl Backend for DockerSite {
             return Ok(());
         }
         let deployer = self.deployer();
-        for ours in deployer.running(desired).await? {
-            if units.contains(&ours.name) {
-                deployer.remove(desired, &ours).await?;
-            }
+        let going: Vec<Running> = (deployer.running(desired).await?)
+            .into_iter()
+            .filter(|ours| units.contains(&ours.name))
+            .collect();
+        // All stopped at once first: removing several takes their longest grace, not the sum.
+        let ids: Vec<String> = going.iter().map(|ours| ours.id.clone()).collect();
+        stop::stop_all(&self.engine, &ids, self.stop_cap).await?;
+        for ours in &going {
+            deployer.remove(desired, ours).await?;
         }
         deployer.prune_networks(desired).await?;
         Ok(())

@@ -146,7 +146,7 @@ impl Deployer<'_> {
             .await
             .map_err(self.err("list containers"))?;
         let ids: Vec<String> = members.into_iter().filter_map(|c| c.id).collect();
-        super::stop::stop_all(self.engine, &ids).await?;
+        super::stop::stop_all(self.engine, &ids, self.stop_cap).await?;
         for id in ids {
             match docker
                 .remove_container(

@@ -18,9 +18,13 @@ use crate::engine::{DockerEngine, EngineError};
 /// The engine's own grace when a container has no `StopTimeout` (`docker stop`'s default).
 const ENGINE_DEFAULT_GRACE: u64 = 10;
 
-/// Stops the container `id` if it runs, waiting as long as its own grace and the kill take; a
-/// container already gone or stopped is fine.
-pub(super) async fn stop(engine: &DockerEngine, id: &str) -> Result<(), EngineError> {
+/// Stops the container `id` if it runs, waiting as long as its own grace (at most `cap` seconds,
+/// when given) and the kill take; a container already gone or stopped is fine.
+pub(super) async fn stop(
+    engine: &DockerEngine,
+    id: &str,
+    cap: Option<u32>,
+) -> Result<(), EngineError> {
     let docker = engine.client();
     let found = match docker.inspect_container(id, None).await {
         Ok(found) => found,
@@ -36,20 +40,23 @@ pub(super) async fn stop(engine: &DockerEngine, id: &str) -> Result<(), EngineEr
     if !running {
         return Ok(());
     }
-    let grace = found
+    let own = found
         .config
         .and_then(|c| c.stop_timeout)
         .and_then(|t| u64::try_from(t).ok())
         .unwrap_or(ENGINE_DEFAULT_GRACE);
+    let grace = cap.map_or(own, |cap| own.min(u64::from(cap)));
+    // Without a cap the engine applies the container's own grace; with one, it is said.
+    let options = cap.map(|_| StopContainerOptions {
+        t: Some(i32::try_from(grace).unwrap_or(i32::MAX)),
+        ..Default::default()
+    });
     // The engine answers once the container has exited: after the grace at most, then the kill.
     // The request's own deadline is that plus the usual one, so a hung engine is still reported.
     let patient = docker
         .clone()
         .with_timeout(Duration::from_secs(grace) + REQUEST_TIMEOUT);
-    match patient
-        .stop_container(id, None::<StopContainerOptions>)
-        .await
-    {
+    match patient.stop_container(id, options).await {
         Ok(())
         | Err(BollardError::DockerResponseServerError {
             status_code: 304 | 404,
@@ -59,9 +66,13 @@ pub(super) async fn stop(engine: &DockerEngine, id: &str) -> Result<(), EngineEr
     }
 }
 
-/// Stops every container of `ids` at once: stopping a stage takes its longest grace, not the
+/// Stops every container of `ids` at once: stopping them takes their longest grace, not the
 /// sum of them.
-pub(super) async fn stop_all(engine: &DockerEngine, ids: &[String]) -> Result<(), EngineError> {
-    try_join_all(ids.iter().map(|id| stop(engine, id))).await?;
+pub(super) async fn stop_all(
+    engine: &DockerEngine,
+    ids: &[String],
+    cap: Option<u32>,
+) -> Result<(), EngineError> {
+    try_join_all(ids.iter().map(|id| stop(engine, id, cap))).await?;
     Ok(())
 }

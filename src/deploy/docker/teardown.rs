@@ -127,10 +127,18 @@ async fn remove_containers(
             found.push((member, id, name.trim_start_matches('/').to_owned()));
         }
     }
-    // Every container is stopped within its own grace, all at once (the stage is going away
-    // as a whole: its longest grace, not their sum), before anything is removed.
-    let ids: Vec<String> = found.iter().map(|f| f.1.clone()).collect();
-    super::stop::stop_all(engine, &ids).await?;
+    // Every container is stopped within its own grace before anything is removed: the main
+    // containers all at once (the stage is going away as a whole: its longest grace, not their
+    // sum), then the pods' members, as on Kubernetes: a sidecar serves its main container
+    // until that has stopped.
+    for members in [false, true] {
+        let ids: Vec<String> = found
+            .iter()
+            .filter(|f| f.0 == members)
+            .map(|f| f.1.clone())
+            .collect();
+        super::stop::stop_all(engine, &ids, None).await?;
+    }
     // Members (`true`) before their mains.
     found.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.2.cmp(&b.2)));
     let mut removed = Vec::new();

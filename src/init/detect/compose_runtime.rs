@@ -363,7 +363,7 @@ fn stop_grace(at: &str, text: &str, scan: &mut Scan) -> Option<String> {
     });
     if grace.is_none() {
         scan.note(format!(
-            "{at}: stop_grace_period {text:?} is not a duration of at most 1h: not carried"
+            "{at}: stop_grace_period {text:?} is not a duration of at most 60m: not carried"
         ));
     }
     grace

@@ -61,6 +61,11 @@ pub const DEBOUNCE: Duration = Duration::from_millis(100);
 /// How often the loop looks at the stop request while nothing happens.
 const POLL: Duration = Duration::from_millis(100);
 
+/// At most this many seconds for a round's deploy to stop a container it replaces: the loop does
+/// not wait out a whole `stop_grace` (Docker's 10 s for a process that ignores SIGTERM, as a
+/// shell or `python app.py` as PID 1 does). `cookbook down` and `dev --down` keep the grace.
+pub const DEV_STOP_CAP: u32 = 1;
+
 /// How many log lines may wait while a round runs; later ones are dropped and counted.
 pub const LOG_BACKLOG: usize = 10_000;
 
@@ -106,6 +111,9 @@ pub enum DevEvent {
     /// Log lines were dropped while nobody read them (a round ran): `lines` of them, after the
     /// lines shown before this.
     LogsDropped { lines: usize },
+    /// A source could not be watched (the system's watch limit, a directory gone meanwhile):
+    /// edits there are not seen until a later look at the sources watches it.
+    WatchFailed { message: String },
     /// The stage was torn down (`down`), as `cookbook down` does it and records it.
     TornDown(DownReport),
 }
@@ -322,9 +330,15 @@ impl Session<'_> {
     fn moved(&mut self, base: &Path) -> Result<(Vec<String>, Hashes), Error> {
         let ws = open(&self.file, self.opts)?;
         let (now, roots) = look(&ws, &self.opts.site)?;
-        if self.watched.set(&roots)? {
-            self.reporter
-                .event(&watching(&self.watched, base, self.push));
+        match self.watched.set(&roots) {
+            Ok(true) => self
+                .reporter
+                .event(&watching(&self.watched, base, self.push)),
+            Ok(false) => {}
+            // The loop goes on with what it watches; the next look tries again.
+            Err(e) => self.reporter.event(&DevEvent::WatchFailed {
+                message: e.to_string(),
+            }),
         }
         let moved = now
             .iter()
@@ -426,6 +440,7 @@ impl Session<'_> {
             release: None,
             force_conflicts: false,
             require_attestations: None,
+            stop_cap: Some(DEV_STOP_CAP),
         }
     }
 }
@@ -492,6 +507,8 @@ fn look(ws: &Workspace, site: &str) -> Result<(Hashes, Vec<PathBuf>), Error> {
     let fingerprints = ws.fingerprints(&plan)?;
     let base = ws.base_dir();
     let mut roots = vec![ws.path().to_path_buf()];
+    // A symlinked cookbook: the link's own path too, so a save by rename there is seen.
+    let written = std::path::absolute(ws.path()).ok();
     for f in fingerprints.values() {
         roots.extend(f.context.trees.iter().map(|t| t.source.under(base)));
         roots.extend(f.context.files.iter().map(|(_, p)| p.under(base)));
@@ -501,6 +518,7 @@ fn look(ws: &Workspace, site: &str) -> Result<(Hashes, Vec<PathBuf>), Error> {
             *root = real;
         }
     }
+    roots.extend(written);
     roots.sort();
     roots.dedup();
     // A root inside another is watched through it.

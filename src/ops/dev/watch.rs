@@ -9,22 +9,39 @@
 //! The roots are set again after every look at the sources (`Watched::set`), so an edit to the
 //! cookbook that adds a container to the stage, or moves a context, is watched from then on.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use notify::{RecursiveMode, Watcher as _};
 
 use crate::error::Error;
 
-/// A notify watcher and what it watches.
+/// A directory as it is now: a directory deleted and made again at the same path is another
+/// one, whose watch is gone with the first.
+type Identity = Option<(u64, u64)>;
+
+fn identity(path: &Path) -> Identity {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt as _;
+        std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))
+    }
+    #[cfg(not(unix))]
+    {
+        std::fs::metadata(path).ok().map(|_| (0, 0))
+    }
+}
+
+/// A notify watcher and what it watches: every directory in `trees` and `parents` has a watch
+/// (a failed watch is not recorded, so the next [`Watched::set`] tries it again).
 pub(super) struct Watched {
     watcher: notify::RecommendedWatcher,
     /// Watched recursively.
-    trees: BTreeSet<PathBuf>,
+    trees: BTreeMap<PathBuf, Identity>,
     /// Watched through `parents`.
     files: BTreeSet<PathBuf>,
     /// Watched non-recursively, for the files in them.
-    parents: BTreeSet<PathBuf>,
+    parents: BTreeMap<PathBuf, Identity>,
 }
 
 impl Watched {
@@ -36,67 +53,72 @@ impl Watched {
             .map_err(|e| Error::Failed(format!("cannot watch the sources: {e}")))?;
         Ok(Watched {
             watcher,
-            trees: BTreeSet::new(),
+            trees: BTreeMap::new(),
             files: BTreeSet::new(),
-            parents: BTreeSet::new(),
+            parents: BTreeMap::new(),
         })
     }
 
     /// Watches exactly `roots` (absolute and resolved: directories and files), starting and
-    /// ending watches as they differ from the last set; `true` when anything changed.
+    /// ending watches as they differ from the last set (a directory made anew at a watched
+    /// path is watched anew); `Ok(true)` when the roots changed. `Err`: a watch could not be
+    /// started; what did start is kept, and the rest is tried again by the next call.
     pub(super) fn set(&mut self, roots: &[PathBuf]) -> Result<bool, Error> {
-        let trees: BTreeSet<PathBuf> = roots.iter().filter(|r| r.is_dir()).cloned().collect();
+        let with_identity = |p: &PathBuf| (p.clone(), identity(p));
+        let trees: BTreeMap<PathBuf, Identity> = roots
+            .iter()
+            .filter(|r| r.is_dir())
+            .map(with_identity)
+            .collect();
         let files: BTreeSet<PathBuf> = roots.iter().filter(|r| !r.is_dir()).cloned().collect();
-        let parents: BTreeSet<PathBuf> = files
+        let parents: BTreeMap<PathBuf, Identity> = files
             .iter()
             .filter_map(|f| f.parent().map(Path::to_path_buf))
+            .map(|p| with_identity(&p))
             .collect();
-        let changed = trees != self.trees || files != self.files;
-        // Ended first, so that a path that was a file's directory and is now a tree (or the
-        // other way round) is watched anew in its new mode.
-        for gone in self
-            .trees
-            .difference(&trees)
-            .chain(self.parents.difference(&parents))
-        {
-            // A directory already removed has lost its watch with it.
-            let _ = self.watcher.unwatch(gone);
-        }
-        let (old_trees, old_parents) = (&self.trees, &self.parents);
-        let new_trees: Vec<&PathBuf> = trees.iter().filter(|t| !old_trees.contains(*t)).collect();
-        let new_parents: Vec<&PathBuf> = parents
-            .iter()
-            .filter(|p| !old_parents.contains(*p))
-            .collect();
-        for (path, mode) in new_trees
-            .into_iter()
-            .map(|t| (t, RecursiveMode::Recursive))
-            .chain(
-                new_parents
-                    .into_iter()
-                    .map(|p| (p, RecursiveMode::NonRecursive)),
-            )
-        {
-            self.watcher
-                .watch(path, mode)
-                .map_err(|e| Error::Failed(format!("cannot watch {}: {e}", path.display())))?;
-        }
-        self.trees = trees;
+        let changed = !trees.keys().eq(self.trees.keys()) || files != self.files;
         self.files = files;
-        self.parents = parents;
+        // Ended first, so that a path that was a file's directory and is now a tree (or the
+        // other way round, or made anew) is watched anew in its mode.
+        for (old, new) in [(&mut self.trees, &trees), (&mut self.parents, &parents)] {
+            let gone: Vec<PathBuf> = old
+                .iter()
+                .filter(|(path, id)| new.get(*path) != Some(*id))
+                .map(|(path, _)| path.clone())
+                .collect();
+            for path in gone {
+                // A directory already removed has lost its watch with it.
+                let _ = self.watcher.unwatch(&path);
+                old.remove(&path);
+            }
+        }
+        for (new, old, mode) in [
+            (&trees, &mut self.trees, RecursiveMode::Recursive),
+            (&parents, &mut self.parents, RecursiveMode::NonRecursive),
+        ] {
+            for (path, id) in new {
+                if old.contains_key(path) {
+                    continue;
+                }
+                self.watcher
+                    .watch(path, mode)
+                    .map_err(|e| Error::Failed(format!("cannot watch {}: {e}", path.display())))?;
+                old.insert(path.clone(), *id);
+            }
+        }
         Ok(changed)
     }
 
     /// Whether a changed path is one of the sources: inside a watched tree, or a watched file.
     pub(super) fn covers(&self, path: &Path) -> bool {
-        self.files.contains(path) || self.trees.iter().any(|t| path.starts_with(t))
+        self.files.contains(path) || self.trees.keys().any(|t| path.starts_with(t))
     }
 
     /// The watched roots, sorted: the trees and the files.
     pub(super) fn roots(&self) -> Vec<&Path> {
         let mut roots: Vec<&Path> = self
             .trees
-            .iter()
+            .keys()
             .chain(&self.files)
             .map(PathBuf::as_path)
             .collect();
@@ -130,9 +152,9 @@ mod tests {
         std::iter::from_fn(|| covered(events, watched)).any(|p| p == path)
     }
 
+    /// Takes events until none has come for 200 ms.
     fn drain(events: &Receiver<notify::Event>) {
-        std::thread::sleep(Duration::from_millis(50));
-        while events.try_recv().is_ok() {}
+        while events.recv_timeout(Duration::from_millis(200)).is_ok() {}
     }
 
     fn watcher() -> (Watched, Receiver<notify::Event>) {
@@ -169,6 +191,27 @@ mod tests {
         std::fs::write(base.join("README.md"), "x").unwrap();
         std::fs::write(&file, "{}").unwrap();
         assert_eq!(covered(&events, &watched), Some(file));
+    }
+
+    /// A tree deleted and made again at the same path (`rm -rf dist && build`) lost its watch
+    /// with the first directory: the next set watches the new one.
+    #[test]
+    fn a_tree_made_anew_is_watched_anew() {
+        let dir = tempfile::tempdir().unwrap();
+        let base = std::fs::canonicalize(dir.path()).unwrap();
+        let tree = base.join("dist");
+        std::fs::create_dir(&tree).unwrap();
+        let (mut watched, events) = watcher();
+        watched.set(std::slice::from_ref(&tree)).unwrap();
+        std::fs::remove_dir_all(&tree).unwrap();
+        std::fs::create_dir(&tree).unwrap();
+        drain(&events);
+        assert!(
+            !watched.set(std::slice::from_ref(&tree)).unwrap(),
+            "the same roots"
+        );
+        std::fs::write(tree.join("app.js"), "1").unwrap();
+        assert!(saw(&events, &watched, &tree.join("app.js")));
     }
 
     /// Set again with other roots, it watches the new ones and no longer the old.

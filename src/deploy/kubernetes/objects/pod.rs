@@ -230,19 +230,30 @@ pub(super) fn spec(instance: &Instance, claims: &BTreeMap<Name, String>) -> PodS
 
 /// The pod's `terminationGracePeriodSeconds`: Kubernetes has one for the whole pod (its
 /// sidecars stop after the main container, within the same period), so the longest `stop_grace`
-/// among the main container and its sidecars; `None` (the cluster's 30 s) when none sets one.
+/// among the main container and its sidecars, one that sets none counting as the cluster's
+/// default (so a sidecar's short grace never cuts the main container's); `None` (that default)
+/// when none sets one.
 fn termination_grace(instance: &Instance) -> Option<i64> {
     let sidecars = instance
         .members
         .iter()
         .filter(|m| m.role == Role::Sidecar)
         .map(|m| m.stop_grace);
-    std::iter::once(instance.stop_grace)
+    let graces: Vec<Option<u32>> = std::iter::once(instance.stop_grace)
         .chain(sidecars)
-        .flatten()
+        .collect();
+    if graces.iter().all(Option::is_none) {
+        return None;
+    }
+    graces
+        .into_iter()
+        .map(|g| g.unwrap_or(KUBERNETES_DEFAULT_GRACE))
         .max()
         .map(i64::from)
 }
+
+/// Kubernetes' `terminationGracePeriodSeconds` when a pod sets none.
+const KUBERNETES_DEFAULT_GRACE: u32 = 30;
 
 #[cfg(test)]
 mod tests {
@@ -291,6 +302,18 @@ mod tests {
         };
         assert_eq!(grace("api"), Some(45));
         assert_eq!(grace("web"), None);
+        // A sidecar's short grace does not cut the main container's default 30 s.
+        let mut short = d
+            .instances()
+            .find(|i| i.container.as_str() == "api")
+            .unwrap()
+            .clone();
+        short.stop_grace = None;
+        short
+            .members
+            .iter_mut()
+            .for_each(|m| m.stop_grace = Some(5));
+        assert_eq!(termination_grace(&short), Some(30));
     }
 
     /// The Docker backend requests a probe path literally (exec-form `wget`, no shell); so does
