@@ -8,7 +8,9 @@
 # log stream's pick-up of the replaced container. Prints each time, then the median and the max
 # (target, issue 26: under 3 s).
 #
-# Knobs: EDITS (10), COOKBOOK_BIN (default: the release build in target/release, built here).
+# Knobs: EDITS (10), COOKBOOK_BIN (default: the release build in target/release, built here),
+# IGNORE_TERM=1: `a` ignores SIGTERM (a shell as PID 1 without a trap, as many servers run), so
+# each replacement waits for the loop's stop cap (1 s) instead of Docker's 10 s grace.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 eval "$(bash scripts/services.sh env)"
@@ -47,13 +49,20 @@ cat >"$dir/cookbook.json" <<EOF
     "target": { "docker": { "host": "env" } }, "stages": ["dev"], "containers": ["a", "b"] } } }
 }
 EOF
-cat >"$dir/svc/a/run.sh" <<'EOF'
+if [[ ${IGNORE_TERM:-} == 1 ]]; then
+  cat >"$dir/svc/a/run.sh" <<'EOF'
+echo "a says $(cat /srv/a/msg.txt)"
+while true; do sleep 1; done
+EOF
+else
+  cat >"$dir/svc/a/run.sh" <<'EOF'
 echo "a says $(cat /srv/a/msg.txt)"
 # A server that stops on SIGTERM at once, as a real one does: a deploy replacing it stops it
 # gracefully first (stop_grace), and `sleep & wait` lets the trap run without waiting for sleep.
 trap 'exit 0' TERM
 while true; do sleep 1 & wait $!; done
 EOF
+fi
 echo 0 >"$dir/svc/a/msg.txt"
 cat >"$dir/svc/b/Dockerfile" <<'EOF'
 FROM cookbook-test/busybox:latest

@@ -309,6 +309,7 @@ impl Session<'_> {
             else {
                 continue;
             };
+            self.watched.recheck(&paths);
             let moved = match self.moved(base) {
                 Ok(moved) => moved,
                 Err(e) => {
