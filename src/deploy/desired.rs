@@ -759,7 +759,7 @@ pub fn changes(desired: &Desired, running: &[Running]) -> Changes {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::state::lock::LockedImage;
 
@@ -785,7 +785,7 @@ mod tests {
     }"#;
 
     /// A lock of `(container, "sha256:N")`: digest N is the hex digit N 64 times.
-    fn lock(digests: &[(&str, &str)]) -> Lock {
+    pub(crate) fn lock(digests: &[(&str, &str)]) -> Lock {
         let mut lock = Lock::new(&Name::parse("p").unwrap());
         for (name, digest) in digests {
             let digit = digest.trim_start_matches("sha256:");

@@ -22,3 +22,18 @@ pub mod session;
 
 pub use backend::{Backend, BackendError};
 pub use session::{DeployError, Outcome};
+
+/// Text an engine or a cluster handed back (a probe's output, a warning event), made one line
+/// for a message: every control character escaped (`\n`, `\u{1b}`), so nothing it holds can
+/// act on a terminal. The caller caps it first.
+pub(crate) fn escape_controls(text: impl Iterator<Item = char>) -> String {
+    text.flat_map(|c| {
+        let escaped: Vec<char> = if c.is_control() {
+            c.escape_default().collect()
+        } else {
+            vec![c]
+        };
+        escaped
+    })
+    .collect()
+}

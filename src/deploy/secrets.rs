@@ -64,6 +64,12 @@ pub struct Source {
 
 /// The environment variable that holds `reference` when no file does.
 pub fn variable(reference: &SecretRef) -> String {
+    variable_of(reference.name(), reference.key())
+}
+
+/// The environment variable for secret `name`'s `key` (also what `init` tells to set, for a
+/// reference it writes): `COOKBOOK_SECRET_<NAME>_<KEY>`, upper case, other characters `_`.
+pub fn variable_of(name: &str, key: &str) -> String {
     let part = |s: &str| -> String {
         s.chars()
             .map(|c| {
@@ -75,11 +81,7 @@ pub fn variable(reference: &SecretRef) -> String {
             })
             .collect()
     };
-    format!(
-        "COOKBOOK_SECRET_{}_{}",
-        part(reference.name()),
-        part(reference.key())
-    )
+    format!("COOKBOOK_SECRET_{}_{}", part(name), part(key))
 }
 
 /// A secret's value.

@@ -562,22 +562,10 @@ fn secret_name(container: &str) -> String {
 /// The note for a secret turned into a reference: where its value is read from.
 fn secret_note(s: &Service, var: &str, why: &str, reference: &str) -> String {
     let (name, key) = reference.split_once('/').expect("NAME/KEY");
-    let upper = |t: &str| -> String {
-        t.chars()
-            .map(|c| {
-                if c.is_ascii_alphanumeric() {
-                    c.to_ascii_uppercase()
-                } else {
-                    '_'
-                }
-            })
-            .collect()
-    };
     format!(
-        "{}: {var} holds a secret ({why}): not written into the cookbook or an image; stage {STAGE}'s env references it as {{\"secret\": \"{reference}\"}}. Provide the whole value at deploy time: the variable COOKBOOK_SECRET_{}_{} in the deploying environment, or the file DIR/{name}/{key} (mode 0600) with `\"secrets\": {{\"directory\": \"DIR\"}}` on site {SITE} (see the README's secrets)",
+        "{}: {var} holds a secret ({why}): not written into the cookbook or an image; stage {STAGE}'s env references it as {{\"secret\": \"{reference}\"}}. Provide the whole value at deploy time: the variable {} in the deploying environment, or the file DIR/{name}/{key} (mode 0600) with `\"secrets\": {{\"directory\": \"DIR\"}}` on site {SITE} (see the README's secrets)",
         s.name,
-        upper(name),
-        upper(key)
+        crate::deploy::secrets::variable_of(name, key)
     )
 }
 

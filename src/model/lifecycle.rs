@@ -682,8 +682,23 @@ impl Check<'_> {
         } else {
             &site.stages[..]
         };
+        let containers: Vec<&Name> = containers.into_iter().flatten().collect();
+        self.kubernetes_object_names(at, project, site, stages, &containers);
+        self.kubernetes_volume_names(site, &containers, runtimes);
+        self.kubernetes_service_names(site, stages, &containers, wire, runtimes);
+    }
+
+    /// Each stage's object names of each container: DNS-1123 labels.
+    fn kubernetes_object_names(
+        &mut self,
+        at: &str,
+        project: &Name,
+        site: &SiteDeploy,
+        stages: &[Name],
+        containers: &[&Name],
+    ) {
         for stage in stages {
-            for container in containers.into_iter().flatten() {
+            for container in containers {
                 let object = kubernetes_name(
                     project.as_str(),
                     site.name.as_str(),
@@ -708,9 +723,17 @@ impl Check<'_> {
                 }
             }
         }
-        // A pod's volume is named in the pod (a DNS-1123 label there) and in its claim's name.
-        for container in containers.into_iter().flatten() {
-            let volumes = runtimes.get(container).map(|r| &r.pod.volumes);
+    }
+
+    /// A pod's volume is named in the pod (a DNS-1123 label there) and in its claim's name.
+    fn kubernetes_volume_names(
+        &mut self,
+        site: &SiteDeploy,
+        containers: &[&Name],
+        runtimes: &BTreeMap<Name, ContainerRuntime>,
+    ) {
+        for container in containers {
+            let volumes = runtimes.get(*container).map(|r| &r.pod.volumes);
             for volume in volumes.into_iter().flat_map(|v| v.keys()) {
                 if is_dns_label(volume.as_str()) {
                     continue;
@@ -734,17 +757,31 @@ impl Check<'_> {
                 );
             }
         }
-        for container in containers.into_iter().flatten() {
+    }
+
+    /// A container that gets a Service (depended on, or listening on a port) names it: a
+    /// DNS-1035 label.
+    fn kubernetes_service_names(
+        &mut self,
+        site: &SiteDeploy,
+        stages: &[Name],
+        containers: &[&Name],
+        wire: &CookbookWire,
+        runtimes: &BTreeMap<Name, ContainerRuntime>,
+    ) {
+        for container in containers {
             let name = container.as_str();
             if is_dns_label(name) && name.as_bytes()[0].is_ascii_lowercase() {
                 continue;
             }
-            let depended_on = containers.into_iter().flatten().any(|c| {
+            let depended_on = containers.iter().any(|c| {
                 wire.containers
                     .get(c.as_str())
                     .is_some_and(|w| w.depends_on.iter().any(|d| d == name))
             });
-            let listens = runtimes.get(container).is_some_and(|r| !r.ports.is_empty())
+            let listens = runtimes
+                .get(*container)
+                .is_some_and(|r| !r.ports.is_empty())
                 || wire
                     .lifecycle
                     .iter()

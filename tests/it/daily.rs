@@ -13,7 +13,9 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::deploy::{block_on, deploy, edit, json_answer, services, strings, Foreign, Project};
+use common::deploy::{
+    block_on, deploy, edit, gallery, json_answer, services, strings, Foreign, Project, Volumes,
+};
 use common::run_in;
 use cookbook::engine::DockerEngine;
 
@@ -60,41 +62,6 @@ fn networks_named(prefix: &str) -> Vec<String> {
         names.sort();
         names
     })
-}
-
-/// Removes the volumes of a project when dropped (after the project's containers).
-struct Volumes(String);
-
-impl Drop for Volumes {
-    fn drop(&mut self) {
-        let names = volumes_of(&self.0);
-        block_on(async move {
-            let Ok(engine) = DockerEngine::connect().await else {
-                return;
-            };
-            for name in names {
-                let _ = engine
-                    .client()
-                    .remove_volume(
-                        &name,
-                        None::<bollard::query_parameters::RemoveVolumeOptions>,
-                    )
-                    .await;
-            }
-        });
-    }
-}
-
-/// The gallery (a pod with an init container, a sidecar and a scratch volume; a persistent
-/// volume) under a project name of its own, applied.
-fn gallery(tag: &str) -> (Volumes, Project) {
-    let p = Project::new("gallery", tag);
-    edit(p.path(), |doc| {
-        let web = &mut doc["lifecycle"]["stage_config"]["dev"]["containers"]["web"];
-        web.as_object_mut().unwrap().remove("ports");
-    });
-    run_in(p.path(), &["apply", "--no-push"]).assert_code(0);
-    (Volumes(p.name.clone()), p)
 }
 
 fn down(dir: &Path, extra: &[&str]) -> serde_json::Value {
@@ -399,16 +366,8 @@ fn a_failed_health_gate_quotes_the_probes_last_output() {
 
 /// The engine's id of a container, and its `StopTimeout`.
 fn id_and_stop_timeout(name: &str) -> (String, Option<i64>) {
-    let name = name.to_owned();
-    block_on(async move {
-        let engine = DockerEngine::connect().await.unwrap();
-        let info = engine
-            .client()
-            .inspect_container(&name, None)
-            .await
-            .unwrap();
-        (info.id.unwrap(), info.config.unwrap().stop_timeout)
-    })
+    let info = common::deploy::inspect(name);
+    (info.id.unwrap(), info.config.unwrap().stop_timeout)
 }
 
 /// A deploy that replaces a container, and `down`, stop it with its stop signal first and give

@@ -718,16 +718,8 @@ fn a_container_labelled_the_old_way_is_ours_and_replaced() {
     let web = p.instance("dev", "web");
     p.relabel_as_legacy(&web);
     let labels = |name: &str| {
-        let name = name.to_owned();
-        block_on(async move {
-            let engine = DockerEngine::connect().await.unwrap();
-            let info = engine
-                .client()
-                .inspect_container(&name, None)
-                .await
-                .unwrap();
-            info.config.unwrap().labels.unwrap_or_default()
-        })
+        let config = common::deploy::inspect(name).config.unwrap();
+        config.labels.unwrap_or_default()
     };
     assert_eq!(
         labels(&web).get("io.cookbook.site").map(String::as_str),

@@ -969,15 +969,11 @@ fn a_generated_compose_project_builds_deploys_and_serves_as_a_non_root_user() {
     // Served by the non-root httpd; the port published as compose asked (this engine runs
     // without a userland proxy or iptables, so the host side is checked in its configuration).
     assert!(exec(&["wget", "-q", "-O", "-", "http://127.0.0.1:8080/"]).contains("hello from init"));
-    let bindings = common::block_on(async {
-        let engine = cookbook::engine::DockerEngine::connect().await.unwrap();
-        let info = engine
-            .client()
-            .inspect_container(&instance, None)
-            .await
-            .unwrap();
-        info.host_config.unwrap().port_bindings.unwrap()
-    });
+    let bindings = common::deploy::inspect(&instance)
+        .host_config
+        .unwrap()
+        .port_bindings
+        .unwrap();
     let binding = &bindings["8080/tcp"].as_ref().unwrap()[0];
     assert_eq!(binding.host_ip.as_deref(), Some("127.0.0.1"));
     assert_eq!(

@@ -6,58 +6,11 @@
 
 use crate::common;
 
-use common::deploy::{block_on, deploy, edit, exec, json_answer, services, status_in, Project};
+use common::deploy::{
+    block_on, deploy, edit, exec, gallery, json_answer, services, status_in, Project,
+};
 use common::run_in;
 use cookbook::engine::DockerEngine;
-
-/// Removes the volumes labelled with a project when dropped (a deploy never removes persistent
-/// ones, and `Project` removes only containers and networks).
-struct Volumes(String);
-
-impl Drop for Volumes {
-    fn drop(&mut self) {
-        let project = self.0.clone();
-        block_on(async move {
-            let Ok(engine) = DockerEngine::connect().await else {
-                return;
-            };
-            let docker = engine.client();
-            let filters = std::collections::HashMap::from([(
-                "label".to_owned(),
-                vec![format!("dev.cookbook.project={project}")],
-            )]);
-            let found = docker
-                .list_volumes(Some(bollard::query_parameters::ListVolumesOptions {
-                    filters: Some(filters),
-                }))
-                .await
-                .ok()
-                .and_then(|v| v.volumes)
-                .unwrap_or_default();
-            for v in found {
-                let _ = docker
-                    .remove_volume(
-                        &v.name,
-                        None::<bollard::query_parameters::RemoveVolumeOptions>,
-                    )
-                    .await;
-            }
-        });
-    }
-}
-
-/// The gallery under a project name of its own, applied; the volume guard drops after the
-/// project (its containers go first).
-fn gallery(tag: &str) -> (Volumes, Project) {
-    let p = Project::new("gallery", tag);
-    // No host port: tests run at once on one engine.
-    edit(p.path(), |doc| {
-        let web = &mut doc["lifecycle"]["stage_config"]["dev"]["containers"]["web"];
-        web.as_object_mut().unwrap().remove("ports");
-    });
-    run_in(p.path(), &["apply", "--no-push"]).assert_code(0);
-    (Volumes(p.name.clone()), p)
-}
 
 fn member(p: &Project, role: &str, container: &str) -> String {
     format!("{}-{role}-{container}", p.instance("dev", "web"))

@@ -149,18 +149,7 @@ fn last_probe(health: &bollard::models::Health) -> String {
         .exit_code
         .map_or_else(|| "an unknown code".to_owned(), |c| format!("code {c}"));
     let output = probe.output.as_deref().unwrap_or("").trim();
-    let mut shown: String = output
-        .chars()
-        .take(PROBE_OUTPUT_CHARS)
-        .flat_map(|c| {
-            let escaped: Vec<char> = if c.is_control() {
-                c.escape_default().collect()
-            } else {
-                vec![c]
-            };
-            escaped
-        })
-        .collect();
+    let mut shown = crate::deploy::escape_controls(output.chars().take(PROBE_OUTPUT_CHARS));
     if output.chars().count() > PROBE_OUTPUT_CHARS {
         shown.push('…');
     }
@@ -539,11 +528,21 @@ impl<'a> Deployer<'a> {
         Ok(found.id.unwrap_or(by_digest))
     }
 
-    /// Removes one of the stage's containers by its id (as listed with the stage's labels), with
-    /// its pod's members and scratch volumes, each stopped first within its grace. The main
-    /// container stops first, as on Kubernetes: its sidecars serve it until it has stopped.
+    /// Removes some of the stage's containers by id (as listed with the stage's labels), with
+    /// their pods' members and scratch volumes, each stopped first within its grace: the main
+    /// containers all at once (their longest grace, not the sum), then each pod's members, as
+    /// on Kubernetes: its sidecars serve it until it has stopped.
+    async fn remove_all(&self, desired: &Desired, going: &[&Running]) -> Result<(), EngineError> {
+        let ids: Vec<String> = going.iter().map(|ours| ours.id.clone()).collect();
+        stop::stop_all(self.engine, &ids, self.stop_cap).await?;
+        for ours in going {
+            self.remove(desired, ours).await?;
+        }
+        Ok(())
+    }
+
+    /// Removes one of the stage's containers, stopped already, with its pod.
     async fn remove(&self, desired: &Desired, ours: &Running) -> Result<(), EngineError> {
-        stop::stop(self.engine, &ours.id, self.stop_cap).await?;
         self.remove_pod(desired, &ours.name).await?;
         self.remove_main(ours).await?;
         self.remove_pod_volumes(desired, &ours.name).await
@@ -582,9 +581,7 @@ impl<'a> Deployer<'a> {
         replaces: &[&Running],
     ) -> Result<Result<(), String>, BackendError> {
         let image = self.image_of(&instance.image, &instance.digest).await?;
-        for old in replaces {
-            self.remove(desired, old).await?;
-        }
+        self.remove_all(desired, replaces).await?;
         let pod = !instance.members.is_empty() || !instance.volumes.is_empty();
         if pod {
             // What a failed attempt left (its init containers, its scratch volumes) when no main
@@ -1206,16 +1203,12 @@ impl Backend for DockerSite {
             return Ok(());
         }
         let deployer = self.deployer();
-        let going: Vec<Running> = (deployer.running(desired).await?)
-            .into_iter()
+        let running = deployer.running(desired).await?;
+        let going: Vec<&Running> = running
+            .iter()
             .filter(|ours| units.contains(&ours.name))
             .collect();
-        // All stopped at once first: removing several takes their longest grace, not the sum.
-        let ids: Vec<String> = going.iter().map(|ours| ours.id.clone()).collect();
-        stop::stop_all(&self.engine, &ids, self.stop_cap).await?;
-        for ours in &going {
-            deployer.remove(desired, ours).await?;
-        }
+        deployer.remove_all(desired, &going).await?;
         deployer.prune_networks(desired).await?;
         Ok(())
     }

@@ -19,12 +19,12 @@ use std::collections::HashMap;
 
 use bollard::errors::Error as BollardError;
 use bollard::query_parameters::{
-    ListContainersOptions, ListNetworksOptions, ListVolumesOptions, RemoveContainerOptions,
-    RemoveVolumeOptions,
+    ListNetworksOptions, ListVolumesOptions, RemoveContainerOptions, RemoveVolumeOptions,
 };
 
+use super::logs::StageRef;
 use crate::engine::{DockerEngine, EngineError};
-use crate::labels::{deploy as label, SCHEMES};
+use crate::labels::deploy as label;
 
 /// What `teardown` removed and what it kept; its serialization is part of `cookbook down`'s
 /// `--format json` document. Every list is of engine names, sorted.
@@ -49,31 +49,11 @@ impl TeardownReport {
     }
 }
 
-/// The `label` filters of the stage's objects, one per label scheme deploy recognises.
-fn filters(project: &str, site: &str, stage: &str) -> Vec<HashMap<String, Vec<String>>> {
-    SCHEMES
-        .iter()
-        .map(|s| {
-            HashMap::from([(
-                "label".to_owned(),
-                vec![
-                    format!("{}={project}", s.project),
-                    format!("{}={site}", s.site),
-                    format!("{}={stage}", s.stage),
-                ],
-            )])
-        })
+/// The engine's `label` filters of the stage's objects, one per label scheme deploy recognises.
+fn label_filters(stage: &StageRef) -> Vec<HashMap<String, Vec<String>>> {
+    (stage.filters().into_iter())
+        .map(|f| HashMap::from([("label".to_owned(), f)]))
         .collect()
-}
-
-/// Whether `labels` carry the stage's project, site and stage under a scheme deploy recognises
-/// (checked again on what the engine's filter returned: ownership is the labels', read here).
-fn is_stage(labels: &HashMap<String, String>, project: &str, site: &str, stage: &str) -> bool {
-    SCHEMES.iter().any(|s| {
-        labels.get(s.project).map(String::as_str) == Some(project)
-            && labels.get(s.site).map(String::as_str) == Some(site)
-            && labels.get(s.stage).map(String::as_str) == Some(stage)
-    })
 }
 
 /// Removes every container, network and scratch volume of the stage `project`/`site`/`stage`
@@ -85,13 +65,17 @@ pub async fn teardown(
     stage: &str,
     volumes: bool,
 ) -> Result<TeardownReport, EngineError> {
+    let stage = StageRef {
+        project: project.to_owned(),
+        site: site.to_owned(),
+        stage: stage.to_owned(),
+    };
     let mut report = TeardownReport {
-        containers: remove_containers(engine, project, site, stage).await?,
+        containers: remove_containers(engine, &stage).await?,
         ..TeardownReport::default()
     };
-    (report.networks, report.kept_networks) = remove_networks(engine, project, site, stage).await?;
-    (report.volumes, report.kept_volumes) =
-        remove_volumes(engine, project, site, stage, volumes).await?;
+    (report.networks, report.kept_networks) = remove_networks(engine, &stage).await?;
+    (report.volumes, report.kept_volumes) = remove_volumes(engine, &stage, volumes).await?;
     Ok(report)
 }
 
@@ -99,34 +83,14 @@ pub async fn teardown(
 /// containers.
 async fn remove_containers(
     engine: &DockerEngine,
-    project: &str,
-    site: &str,
-    stage: &str,
+    stage: &StageRef,
 ) -> Result<Vec<String>, EngineError> {
     let docker = engine.client();
     // (is a pod member, id, name), each container once.
-    let mut found: Vec<(bool, String, String)> = Vec::new();
-    for filter in filters(project, site, stage) {
-        let list = docker
-            .list_containers(Some(ListContainersOptions {
-                all: true,
-                filters: Some(filter),
-                ..Default::default()
-            }))
-            .await
-            .map_err(|e| engine.classify_error("list containers", e))?;
-        for c in list {
-            let labels = c.labels.unwrap_or_default();
-            let (Some(id), Some(name)) = (c.id, c.names.and_then(|n| n.into_iter().next())) else {
-                continue;
-            };
-            if !is_stage(&labels, project, site, stage) || found.iter().any(|f| f.1 == id) {
-                continue;
-            }
-            let member = labels.contains_key(label::POD);
-            found.push((member, id, name.trim_start_matches('/').to_owned()));
-        }
-    }
+    let mut found: Vec<(bool, String, String)> = (stage.list(engine).await?)
+        .into_iter()
+        .map(|c| (c.labels.contains_key(label::POD), c.id, c.name))
+        .collect();
     // Every container is stopped within its own grace before anything is removed: the main
     // containers all at once (the stage is going away as a whole: its longest grace, not their
     // sum), then the pods' members, as on Kubernetes: a sidecar serves its main container
@@ -163,13 +127,11 @@ async fn remove_containers(
 /// connected by hand) is kept, with why.
 async fn remove_networks(
     engine: &DockerEngine,
-    project: &str,
-    site: &str,
-    stage: &str,
+    stage: &StageRef,
 ) -> Result<(Vec<String>, Vec<String>), EngineError> {
     let docker = engine.client();
     let mut found: Vec<(String, String)> = Vec::new();
-    for filter in filters(project, site, stage) {
+    for filter in label_filters(stage) {
         let list = docker
             .list_networks(Some(ListNetworksOptions {
                 filters: Some(filter),
@@ -181,7 +143,7 @@ async fn remove_networks(
                 continue;
             };
             let labels = n.labels.unwrap_or_default();
-            if is_stage(&labels, project, site, stage) && !found.iter().any(|f| f.0 == id) {
+            if stage.owns(&labels).is_some() && !found.iter().any(|f| f.0 == id) {
                 found.push((id, name));
             }
         }
@@ -210,14 +172,12 @@ async fn remove_networks(
 /// removed and the kept.
 async fn remove_volumes(
     engine: &DockerEngine,
-    project: &str,
-    site: &str,
-    stage: &str,
+    stage: &StageRef,
     persistent: bool,
 ) -> Result<(Vec<String>, Vec<String>), EngineError> {
     let docker = engine.client();
     let mut found: Vec<(String, bool)> = Vec::new();
-    for filter in filters(project, site, stage) {
+    for filter in label_filters(stage) {
         let list = docker
             .list_volumes(Some(ListVolumesOptions {
                 filters: Some(filter),
@@ -225,7 +185,7 @@ async fn remove_volumes(
             .await
             .map_err(|e| engine.classify_error("list volumes", e))?;
         for v in list.volumes.unwrap_or_default() {
-            if is_stage(&v.labels, project, site, stage) && !found.iter().any(|f| f.0 == v.name) {
+            if stage.owns(&v.labels).is_some() && !found.iter().any(|f| f.0 == v.name) {
                 // A pod's scratch volume carries its pod; a persistent one never does.
                 let scratch = v.labels.contains_key(label::POD);
                 found.push((v.name, scratch));
@@ -257,6 +217,7 @@ async fn remove_volumes(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::labels::SCHEMES;
 
     /// Ownership is the three labels under one scheme: a compose container, another stage's or
     /// a mix of the two schemes is not the stage's.
@@ -273,22 +234,29 @@ mod tests {
             ("dev.cookbook.site", "local"),
             ("dev.cookbook.stage", "dev"),
         ]);
-        assert!(is_stage(&ours, "p", "local", "dev"));
-        assert!(!is_stage(&ours, "p", "local", "prod"));
+        let stage = |name: &str| StageRef {
+            project: "p".into(),
+            site: "local".into(),
+            stage: name.into(),
+        };
+        let is_stage =
+            |labels: &HashMap<String, String>, name: &str| stage(name).owns(labels).is_some();
+        assert!(is_stage(&ours, "dev"));
+        assert!(!is_stage(&ours, "prod"));
         let legacy = labels(&[
             ("io.cookbook.project", "p"),
             ("io.cookbook.site", "local"),
             ("io.cookbook.stage", "dev"),
         ]);
-        assert!(is_stage(&legacy, "p", "local", "dev"));
+        assert!(is_stage(&legacy, "dev"));
         let mixed = labels(&[
             ("dev.cookbook.project", "p"),
             ("io.cookbook.site", "local"),
             ("dev.cookbook.stage", "dev"),
         ]);
-        assert!(!is_stage(&mixed, "p", "local", "dev"));
+        assert!(!is_stage(&mixed, "dev"));
         let compose = labels(&[("com.docker.compose.project", "p")]);
-        assert!(!is_stage(&compose, "p", "local", "dev"));
-        assert_eq!(filters("p", "local", "dev").len(), SCHEMES.len());
+        assert!(!is_stage(&compose, "dev"));
+        assert_eq!(label_filters(&stage("dev")).len(), SCHEMES.len());
     }
 }

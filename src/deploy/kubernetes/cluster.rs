@@ -801,19 +801,7 @@ impl KubeSite {
         let Some(last) = latest_warnings(&events.items, name).pop() else {
             return String::new();
         };
-        let shown: String = last
-            .trim()
-            .chars()
-            .take(400)
-            .flat_map(|c| {
-                let escaped: Vec<char> = if c.is_control() {
-                    c.escape_default().collect()
-                } else {
-                    vec![c]
-                };
-                escaped
-            })
-            .collect();
+        let shown = crate::deploy::escape_controls(last.trim().chars().take(400));
         format!("; its latest warning: {shown}")
     }
 

@@ -280,21 +280,12 @@ mod tests {
         }"#;
         let crate::load::Parsed { cookbook, plan } =
             crate::load::parse(cookbook.as_bytes()).unwrap();
-        let mut lock = crate::state::lock::Lock::new(&Name::parse("p").unwrap());
-        for name in ["setup", "proxy", "api", "web"] {
-            lock.containers.insert(
-                Name::parse(name).unwrap(),
-                crate::state::lock::LockedImage {
-                    input_hash: crate::hash::InputHash::parse(&"00".repeat(32)).unwrap(),
-                    image: crate::oci::WrittenReference::parse(&format!("r/p/{name}:x")).unwrap(),
-                    tags: vec![],
-                    digest: Some(
-                        crate::oci::Digest::parse(&format!("sha256:{}", "1".repeat(64))).unwrap(),
-                    ),
-                    image_id: None,
-                },
-            );
-        }
+        let lock = crate::deploy::desired::tests::lock(&[
+            ("setup", "sha256:1"),
+            ("proxy", "sha256:2"),
+            ("api", "sha256:3"),
+            ("web", "sha256:4"),
+        ]);
         let d = crate::deploy::desired::desired(&cookbook, &plan, &lock, "here", "dev").unwrap();
         let grace = |c: &str| {
             let i = d.instances().find(|i| i.container.as_str() == c).unwrap();
