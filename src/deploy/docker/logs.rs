@@ -347,8 +347,15 @@ fn events_options(filters: HashMap<String, Vec<String>>, since_nanos: i64) -> Ev
     }
 }
 
+/// How far before its start event a container started while following is read. The engine
+/// logs the event a moment after the process may have written its first line, and takes `since`
+/// in whole seconds: a line written just before a second boundary that the event falls after
+/// would be lost (a container `dev` added showed no first line, once in a CI run). A container
+/// restarted within that second may repeat the last lines of its previous run.
+const START_MARGIN_SECS: i64 = 1;
+
 /// The engine's log options: a container started while following (`started_at`: UNIX seconds)
-/// is read from that start on, every line of it.
+/// is read from [`START_MARGIN_SECS`] before that start on, every line of it.
 fn logs_options(query: &LogQuery, started_at: Option<i64>) -> LogsOptions {
     let clamp = |t: i64| i32::try_from(t).unwrap_or(if t < 0 { 0 } else { i32::MAX });
     LogsOptions {
@@ -356,7 +363,7 @@ fn logs_options(query: &LogQuery, started_at: Option<i64>) -> LogsOptions {
         stdout: true,
         stderr: true,
         since: match started_at {
-            Some(at) => clamp(at),
+            Some(at) => clamp(at - START_MARGIN_SECS),
             None => query.since.map_or(0, clamp),
         },
         until: 0,
@@ -525,7 +532,10 @@ mod tests {
         let first = logs_options(&q, None);
         assert_eq!((first.tail.as_str(), first.since), ("5", 1_700_000_000));
         let later = logs_options(&q, Some(1_800_000_000));
-        assert_eq!((later.tail.as_str(), later.since), ("all", 1_800_000_000));
+        assert_eq!(
+            (later.tail.as_str(), later.since),
+            ("all", 1_800_000_000 - START_MARGIN_SECS as i32)
+        );
     }
 
     /// The events are asked for from a moment before the list (a lazy stream's request goes
